@@ -1,0 +1,1 @@
+"""collab (see viewer/__init__.py)."""

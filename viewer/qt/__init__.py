@@ -1,0 +1,1 @@
+"""qt (see viewer/__init__.py)."""

@@ -1,0 +1,1 @@
+"""render (see viewer/__init__.py)."""

@@ -1,0 +1,1 @@
+"""scene (see viewer/__init__.py)."""

@@ -1,0 +1,1 @@
+"""streaming (see viewer/__init__.py)."""

@@ -1,0 +1,3 @@
+from vrscope.cli import main
+
+raise SystemExit(main())
