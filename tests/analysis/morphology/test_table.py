@@ -1,0 +1,175 @@
+"""Morphology table against scikit-image (regionprops, ellipsoid_stats) and real EM labels."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from skimage import draw, measure
+
+from analysis.errors import ParameterError
+from analysis.morphology import (
+    BASE_COLUMNS,
+    INTENSITY_COLUMNS,
+    PARENT_COLUMNS,
+    measure_objects,
+    object_surface_area,
+)
+
+
+def _random_ellipsoids(shape, n, seed):
+    rng = np.random.default_rng(seed)
+    lab = np.zeros(shape, np.int32)
+    for i in range(1, n + 1):
+        e = draw.ellipsoid(*rng.integers(2, 7, 3))
+        z, y, x = (int(rng.integers(0, s - d)) for s, d in zip(shape, e.shape, strict=True))
+        view = lab[z : z + e.shape[0], y : y + e.shape[1], x : x + e.shape[2]]
+        view[e] = 3 * i + 7  # non-consecutive ids; later ones overwrite (touching, clipped)
+    return lab
+
+
+@pytest.fixture(scope="module")
+def medulla_bodies(testdata: Path) -> np.ndarray:
+    """A 96³ crop of real FIB-SEM neuron bodies (janelia-flyem neuroproof_examples)."""
+    with gzip.open(testdata / "fibsem-medulla" / "groundtruth.h5.gz", "rb") as fh:
+        with h5py.File(fh, "r") as h5:
+            stack = h5["stack"][:96, :96, :96]
+            transforms = h5["transforms"][:]
+    lut = np.zeros(int(max(stack.max(), transforms[:, 0].max())) + 1, np.int64)
+    lut[transforms[:, 0]] = transforms[:, 1]
+    return lut[stack]
+
+
+def _regionprops(lab, spacing, image=None):
+    props = ["label", "area", "centroid", "bbox", "axis_major_length", "axis_minor_length"]
+    props += ["equivalent_diameter_area"]
+    if image is not None:
+        props += ["intensity_mean", "intensity_min", "intensity_max"]
+    return pd.DataFrame(measure.regionprops_table(lab, image, spacing=spacing, properties=props))
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.5, 0.25, 0.125), (2.0, 1.0, 1.0)])
+def test_volumes_and_centroids_exactly_equal_regionprops(spacing):
+    lab = _random_ellipsoids((40, 50, 60), 25, seed=1)
+    table = measure_objects(lab, spacing, surface=False)
+    ref = _regionprops(lab, spacing)
+    np.testing.assert_array_equal(table["label"], ref["label"])
+    # Bit-for-bit: these spacings make regionprops' float mean exact too.
+    np.testing.assert_array_equal(table["volume_um3"], ref["area"])
+    for ax, name in enumerate("zyx"):
+        np.testing.assert_array_equal(table[f"centroid_{name}_um"], ref[f"centroid-{ax}"])
+        np.testing.assert_array_equal(table[f"bbox_min_{name}"], ref[f"bbox-{ax}"])
+        np.testing.assert_array_equal(table[f"bbox_max_{name}"], ref[f"bbox-{ax + 3}"])
+    np.testing.assert_allclose(table["axis_major_length_um"], ref["axis_major_length"], rtol=1e-9)
+    np.testing.assert_allclose(table["axis_minor_length_um"], ref["axis_minor_length"], rtol=1e-9)
+    np.testing.assert_allclose(
+        table["equivalent_diameter_um"], ref["equivalent_diameter_area"], rtol=1e-12
+    )
+
+
+def test_real_em_bodies_match_regionprops_at_anisotropic_spacing(medulla_bodies):
+    # Non-dyadic FIB-SEM-like voxel size: regionprops' float mean rounds, so compare to
+    # the last few ulps; volumes stay bit-for-bit.
+    spacing = (0.03, 0.01, 0.01)
+    rng = np.random.default_rng(0)
+    image = rng.normal(100.0, 20.0, medulla_bodies.shape)
+    table = measure_objects(medulla_bodies, spacing, image=image, surface=False)
+    ref = _regionprops(medulla_bodies, spacing, image)
+    assert len(table) == len(ref) > 10
+    np.testing.assert_array_equal(table["volume_um3"], ref["area"])
+    for ax, name in enumerate("zyx"):
+        np.testing.assert_allclose(table[f"centroid_{name}_um"], ref[f"centroid-{ax}"], rtol=1e-12)
+    np.testing.assert_allclose(table["mean_intensity"], ref["intensity_mean"], rtol=1e-12)
+    np.testing.assert_array_equal(table["min_intensity"], ref["intensity_min"])
+    np.testing.assert_array_equal(table["max_intensity"], ref["intensity_max"])
+    np.testing.assert_allclose(table["axis_major_length_um"], ref["axis_major_length"], rtol=1e-9)
+
+
+ELLIPSOIDS = [
+    # (semi-axes z, y, x in µm), spacing (z, y, x): >= 5 voxels per semi-axis, up to 3:1
+    ((10.0, 15.0, 20.0), (2.0, 1.0, 1.0)),
+    ((20.0, 15.0, 12.0), (2.0, 1.0, 1.0)),
+    ((16.0, 20.0, 24.0), (2.0, 1.0, 1.0)),
+    ((15.0, 16.0, 20.0), (3.0, 1.0, 1.0)),
+    ((15.0, 15.0, 15.0), (2.0, 1.5, 1.0)),
+    ((12.0, 9.0, 7.0), (1.5, 1.0, 0.8)),
+    ((30.0, 30.0, 30.0), (3.0, 1.0, 1.0)),
+    ((6.0, 10.0, 16.0), (1.0, 1.0, 1.0)),
+]
+
+
+@pytest.mark.parametrize(("axes", "spacing"), ELLIPSOIDS)
+def test_surface_area_within_one_percent_of_analytic_ellipsoid(axes, spacing):
+    mask = draw.ellipsoid(*axes, spacing=spacing)
+    _, area = draw.ellipsoid_stats(*axes)
+    lab = mask.astype(np.uint16) * 5
+    table = measure_objects(lab, spacing)
+    assert table["surface_area_um2"].iloc[0] == pytest.approx(area, rel=0.01)
+    assert object_surface_area(mask, spacing) == pytest.approx(area, rel=0.01)
+
+
+def test_binary_surface_is_plain_marching_cubes_and_overestimates():
+    axes, spacing = (10.0, 15.0, 20.0), (2.0, 1.0, 1.0)
+    mask = draw.ellipsoid(*axes, spacing=spacing)
+    verts, faces, _, _ = measure.marching_cubes(np.pad(mask, 3).astype(float), 0.5, spacing=spacing)
+    expected = measure.mesh_surface_area(verts, faces)
+    got = object_surface_area(mask, spacing, "binary")
+    assert got == pytest.approx(expected, rel=1e-9)
+    assert got > draw.ellipsoid_stats(*axes)[1] * 1.05
+
+
+def test_derived_shape_columns_for_a_ball():
+    spacing = (1.0, 1.0, 1.0)
+    ball = draw.ellipsoid(12, 12, 12, spacing=spacing).astype(np.uint8)
+    row = measure_objects(ball, spacing).iloc[0]
+    volume, area = draw.ellipsoid_stats(12, 12, 12)
+    assert row["sphericity"] == pytest.approx(1.0, abs=0.02)
+    assert row["surface_to_volume"] == pytest.approx(area / volume, rel=0.02)
+    assert row["surface_to_volume"] == row["surface_area_um2"] / row["volume_um3"]
+    # All three principal axes of a ball equal its diameter (within voxelisation).
+    for col in ("axis_major_length_um", "axis_middle_length_um", "axis_minor_length_um"):
+        assert row[col] == pytest.approx(24.0, rel=0.03)
+
+
+def test_fraction_of_parent_with_mask_and_label_parent():
+    lab = np.zeros((20, 20, 20), np.int32)
+    lab[2:5, 2:5, 2:5] = 1  # 27 voxels in parent 1
+    lab[12:14, 12:14, 12:14] = 2  # 8 voxels in parent 2
+    lab[0, 19, 19] = 3  # outside every parent
+    parent = np.zeros_like(lab)
+    parent[:10] = 1
+    parent[10:, :15] = 2
+    parent[0, 19, 19] = 0
+    table = measure_objects(lab, (1, 1, 1), parent=parent, surface=False)
+    assert list(table.columns) == [*BASE_COLUMNS, *PARENT_COLUMNS]
+    frac = table.set_index("label")["fraction_of_parent"]
+    assert frac[1] == pytest.approx(27 / np.count_nonzero(parent == 1))
+    assert frac[2] == pytest.approx(8 / np.count_nonzero(parent == 2))
+    assert np.isnan(frac[3])
+    as_mask = measure_objects(lab, (1, 1, 1), parent=parent > 0, surface=False)
+    assert as_mask["fraction_of_parent"].iloc[0] == pytest.approx(27 / np.count_nonzero(parent))
+
+
+def test_column_set_and_empty_labels():
+    empty = measure_objects(np.zeros((4, 4, 4), np.uint8), image=np.zeros((4, 4, 4)))
+    assert list(empty.columns) == [*BASE_COLUMNS, *INTENSITY_COLUMNS]
+    assert len(empty) == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"labels": np.zeros((4, 4))}, "3D"),
+        ({"labels": np.zeros((4, 4, 4), float)}, "integer"),
+        ({"labels": -np.ones((4, 4, 4), int)}, "non-negative"),
+        ({"labels": np.ones((4, 4, 4), int), "spacing": (1, 0, 1)}, "spacing"),
+        ({"labels": np.ones((4, 4, 4), int), "image": np.ones((3, 4, 4))}, "image shape"),
+    ],
+)
+def test_bad_input_raises_parameter_error(kwargs, match):
+    with pytest.raises(ParameterError, match=match):
+        measure_objects(**kwargs)
