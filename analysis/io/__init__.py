@@ -1,0 +1,41 @@
+"""OME-Zarr input and output: the only package of ``analysis`` that opens files or stores.
+
+Public API
+----------
+- :func:`open_volume` / :func:`open_labels` / :func:`list_labels`: lazy readers
+  for NGFF 0.4 (zarr v2) and 0.5 (zarr v3), local or over HTTP, returning a
+  :class:`ZarrVolumeSource` (an :class:`analysis.volume.VolumeSource`).
+- :func:`write_ngff` / :func:`write_labels`: writers that build the whole
+  pyramid chunk by chunk, so volumes larger than memory convert in bounded RAM.
+- :func:`validate_ngff`: JSON-schema validation with the official NGFF schemas.
+
+Extending
+---------
+A new NGFF version is a new :class:`~analysis.io._format.NgffFormat` in
+``_format.py`` (where its metadata lives), its schemas under ``schemas/<version>``
+and an entry in ``FORMATS``; readers and writers ask the format object, never
+compare version strings themselves. New file formats (TIFF, HDF5, ...) import
+into a ``VolumeSource`` and are written with :func:`write_ngff`.
+"""
+
+from analysis.io._format import FormatV04, FormatV05, NgffFormat, detect_format
+from analysis.io._read import ZarrVolumeSource, list_labels, open_labels, open_volume
+from analysis.io._units import space_unit_to_um, time_unit_to_s
+from analysis.io._validate import validate_ngff
+from analysis.io._write import write_labels, write_ngff
+
+__all__ = [
+    "FormatV04",
+    "FormatV05",
+    "NgffFormat",
+    "ZarrVolumeSource",
+    "detect_format",
+    "list_labels",
+    "open_labels",
+    "open_volume",
+    "space_unit_to_um",
+    "time_unit_to_s",
+    "validate_ngff",
+    "write_labels",
+    "write_ngff",
+]

@@ -1,0 +1,470 @@
+"""Reading OME-Zarr (NGFF 0.4 / zarr v2 and 0.5 / zarr v3) images and labels, lazily.
+
+:func:`open_volume` reads metadata only (group attributes and each level's array
+metadata); pixels are read by :meth:`ZarrVolumeSource.read`, which asks zarr
+for exactly the region, so only the chunks that region touches are fetched and
+decoded. Missing chunks read as the array's fill value (zarr's rule). When a
+chunk cannot be decoded, the failing read is repeated chunk by chunk to name
+the culprit in a :class:`~analysis.errors.ChunkError` (the error path is slow,
+the normal path is one zarr call).
+
+Local paths and ``http(s)://`` URLs both work; URLs go through zarr's fsspec
+store (aiohttp).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import zarr
+import zarr.errors
+import zarr.storage
+from zarr.abc.store import Store
+
+from analysis.errors import ChunkError, FormatError, ParameterError
+from analysis.io._format import NgffFormat, detect_format
+from analysis.io._units import unit_factor
+from analysis.io._validate import validate_ngff
+from analysis.volume import Level, Region, normalize_region
+
+__all__ = ["ZarrVolumeSource", "list_labels", "open_labels", "open_volume"]
+
+log = logging.getLogger(__name__)
+
+PathOrUrl = str | os.PathLike[str]
+_CANONICAL = "tczyx"
+_TYPE_TO_NAME = {"time": "t", "channel": "c"}
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def _open_group(path_or_url: PathOrUrl | Store) -> tuple[zarr.Group, str]:
+    """Open a zarr group read-only; return it and a printable location."""
+    if isinstance(path_or_url, Store):
+        store: Store = path_or_url
+        where = str(path_or_url)
+    else:
+        where = os.fspath(path_or_url)
+        if _is_url(where):
+            try:
+                store = zarr.storage.FsspecStore.from_url(where.rstrip("/"), read_only=True)
+            except (ImportError, ValueError) as exc:
+                raise FormatError(f"cannot open URL {where}: {exc}") from exc
+        else:
+            local = Path(where.removeprefix("file://")).expanduser()
+            if not local.exists():
+                raise FormatError(f"path does not exist: {where}")
+            if not local.is_dir():
+                raise FormatError(f"not a zarr store (a file, not a folder): {where}")
+            store = zarr.storage.LocalStore(local, read_only=True)
+    try:
+        group = zarr.open_group(store, mode="r")
+    except zarr.errors.ContainsArrayError:
+        raise FormatError(
+            f"{where} is a zarr array, not an OME-Zarr image group (open its parent)"
+        ) from None
+    except (zarr.errors.NodeNotFoundError, FileNotFoundError, KeyError):
+        raise FormatError(f"not a zarr store (no zarr.json or .zgroup): {where}") from None
+    except Exception as exc:
+        # fsspec/aiohttp raise their own types (ClientConnectorError, ...) for
+        # unreachable servers; they are user errors about the location.
+        raise FormatError(f"cannot open {where}: {type(exc).__name__}: {exc}") from exc
+    return group, where
+
+
+def _child_group(group: zarr.Group, path: str) -> zarr.Group | None:
+    try:
+        node = group[path]
+    except (KeyError, FileNotFoundError, zarr.errors.NodeNotFoundError):
+        return None
+    return node if isinstance(node, zarr.Group) else None
+
+
+def _labels_listing(group: zarr.Group) -> tuple[str, ...]:
+    labels = _child_group(group, "labels")
+    if labels is None:
+        return ()
+    attrs = dict(labels.attrs)
+    names = attrs.get("labels")
+    ome = attrs.get("ome")
+    if names is None and isinstance(ome, Mapping):
+        names = ome.get("labels")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        log.warning("labels group of %s has no valid 'labels' list; ignoring it", group.store)
+        return ()
+    return tuple(names)
+
+
+def _transform(transforms: Any, ndim: int, where: str) -> tuple[list[float], list[float]]:
+    """Scale and translation from an NGFF ``coordinateTransformations`` list."""
+    scale = [1.0] * ndim
+    translation = [0.0] * ndim
+    for i, tr in enumerate(transforms or []):
+        kind = tr.get("type")
+        if kind == "identity":
+            continue
+        if kind not in ("scale", "translation"):
+            raise FormatError(f"unsupported transformation type {kind!r} at {where}[{i}]")
+        if kind not in tr:
+            raise FormatError(
+                f"{where}[{i}] has no inline {kind!r} values (a 'path' to a binary "
+                "transformation is not supported)"
+            )
+        values = [float(v) for v in tr[kind]]
+        if len(values) != ndim:
+            raise FormatError(
+                f"{where}[{i}].{kind} has {len(values)} values but the image has {ndim} axes"
+            )
+        if kind == "scale":
+            scale = values
+        else:
+            translation = values
+    return scale, translation
+
+
+class ZarrVolumeSource:
+    """A :class:`~analysis.volume.VolumeSource` over an OME-Zarr multiscale image.
+
+    Build it with :func:`open_volume` (or :meth:`open_labels`), not directly.
+
+    Axes follow vrscope's conventions (``analysis.volume``): names from
+    ``"tczyx"``, space axes last, voxel sizes in µm (time in s). A 2D image
+    (``y, x``) gets a virtual ``z`` axis of length 1 so that every source has
+    three space axes; ``read`` adds it, the store never sees it.
+
+    Attributes
+    ----------
+    ngff_version : {"0.4", "0.5"}
+    zarr_format : {2, 3}
+    url : str
+        Where the image group is (path or URL).
+    units : tuple of (str or None)
+        The store's unit per axis of ``axes`` (``None`` where the store gives
+        none, and for a virtual axis).
+    label_names : tuple of str
+        Label images listed under ``labels/`` (empty for a label image).
+    is_label : bool
+        Whether this is a label image (has ``image-label`` metadata).
+    label_colors : dict of int -> (4,) int tuple
+        ``image-label.colors`` (empty when absent).
+    level_hint : int
+        The level the caller said it will read first (non-negative).
+    """
+
+    def __init__(
+        self,
+        group: zarr.Group,
+        url: str,
+        *,
+        fmt: NgffFormat | None = None,
+        level_hint: int | None = None,
+    ) -> None:
+        attrs = dict(group.attrs)
+        zarr_format = group.metadata.zarr_format
+        fmt = fmt or detect_format(attrs, zarr_format)
+        ome = fmt.ome(attrs)
+        if "multiscales" not in ome:
+            raise FormatError(f"no multiscales in {url} (not an OME-Zarr image)")
+        validate_ngff(attrs, "image", fmt.version)
+        self.is_label = "image-label" in ome
+        if self.is_label:
+            validate_ngff(attrs, "label", fmt.version)
+        self.ngff_version = fmt.version
+        self.zarr_format = zarr_format
+        self.url = url
+        self._group = group
+        self._attrs = attrs
+        prefix = "ome." if fmt.zarr_format == 3 else ""
+        multiscales = ome["multiscales"]
+        if len(multiscales) > 1:
+            log.info("%s holds %d multiscale images; using the first", url, len(multiscales))
+        ms = multiscales[0]
+        where = f"{prefix}multiscales[0]"
+
+        store_axes = ms["axes"]
+        names, types, units = self._map_axes(store_axes, where)
+        ndim_store = len(store_axes)
+        n_space = types.count("space")
+        # A 2D image gets a virtual z just before y so every source has z, y, x.
+        self._virtual: int | None = None
+        if n_space == 2:
+            self._virtual = ndim_store - 2
+        factors = [unit_factor(u, t, n) for u, t, n in zip(units, types, names, strict=True)]
+        gscale, gtrans = _transform(
+            ms.get("coordinateTransformations"), ndim_store, f"{where}.coordinateTransformations"
+        )
+
+        arrays: list[zarr.Array[Any]] = []
+        levels: list[Level] = []
+        for i, ds in enumerate(ms["datasets"]):
+            path = ds["path"]
+            try:
+                node = group[path]
+            except (KeyError, FileNotFoundError, zarr.errors.NodeNotFoundError):
+                raise FormatError(
+                    f"{where}.datasets[{i}].path {path!r} does not exist in {url}"
+                ) from None
+            if not isinstance(node, zarr.Array):
+                raise FormatError(f"{where}.datasets[{i}].path {path!r} is not an array in {url}")
+            if node.ndim != ndim_store:
+                raise FormatError(
+                    f"array {path!r} in {url} has {node.ndim} dimensions but "
+                    f"{where}.axes lists {ndim_store}"
+                )
+            scale, trans = _transform(
+                ds["coordinateTransformations"],
+                ndim_store,
+                f"{where}.datasets[{i}].coordinateTransformations",
+            )
+            # NGFF applies the dataset transform first, then the multiscale one.
+            full_scale = [s * g * f for s, g, f in zip(scale, gscale, factors, strict=True)]
+            full_trans = [
+                (t * g + gt) * f for t, g, gt, f in zip(trans, gscale, gtrans, factors, strict=True)
+            ]
+            chunks = tuple(int(c) for c in node.chunks)
+            shape = tuple(int(s) for s in node.shape)
+            if self._virtual is not None:
+                k = self._virtual
+                shape = shape[:k] + (1,) + shape[k:]
+                chunks = chunks[:k] + (1,) + chunks[k:]
+                full_scale.insert(k, 1.0)
+                full_trans.insert(k, 0.0)
+            levels.append(Level(path, shape, chunks, tuple(full_scale), tuple(full_trans)))
+            arrays.append(node)
+        dtypes = {a.dtype for a in arrays}
+        if len(dtypes) != 1:
+            raise FormatError(f"levels of {url} have different dtypes: {sorted(map(str, dtypes))}")
+        self._arrays = arrays
+        self._levels = tuple(levels)
+        self._dtype: np.dtype[np.generic] = np.dtype(arrays[0].dtype)
+
+        if self._virtual is not None:
+            names.insert(self._virtual, "z")
+            units.insert(self._virtual, None)
+        self._axes = tuple(names)
+        self.units: tuple[str | None, ...] = tuple(units)
+        ms_name = ms.get("name")
+        fallback = url.rstrip("/").rsplit("/", 1)[-1] or "image"
+        self._name = ms_name if isinstance(ms_name, str) and ms_name.strip("/ ") else fallback
+        self.label_names: tuple[str, ...] = () if self.is_label else _labels_listing(group)
+        colors = ome.get("image-label", {}).get("colors", []) if self.is_label else []
+        self.label_colors: dict[int, tuple[int, ...]] = {
+            int(c["label-value"]): tuple(int(v) for v in c.get("rgba", (255, 255, 255, 255)))
+            for c in colors
+        }
+        hint = 0 if level_hint is None else int(level_hint)
+        if not -len(levels) <= hint < len(levels):
+            raise ParameterError(
+                f"level_hint {level_hint} does not exist ({url} has {len(levels)})"
+            )
+        self.level_hint = hint % len(levels)
+
+    @staticmethod
+    def _map_axes(
+        axes: Sequence[Mapping[str, Any]], where: str
+    ) -> tuple[list[str], list[str], list[str | None]]:
+        """vrscope names, NGFF types and units of the store's axes."""
+        inferred = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+        kinds = [ax.get("type") or inferred.get(str(ax.get("name", "")).lower()) for ax in axes]
+        space_names = iter("zyx"[-kinds.count("space") :] if "space" in kinds else "")
+        names: list[str] = []
+        types: list[str] = []
+        units: list[str | None] = []
+        for i, (ax, kind) in enumerate(zip(axes, kinds, strict=True)):
+            stored = str(ax.get("name", ""))
+            if kind == "space":
+                # Space axes are named by position: NGFF orders them z, y, x.
+                name = next(space_names)
+                if stored.lower() != name:
+                    log.warning("space axis %r at %s.axes[%d] read as %r", stored, where, i, name)
+            elif kind in _TYPE_TO_NAME:
+                name = _TYPE_TO_NAME[kind]
+            else:
+                raise FormatError(
+                    f"unsupported axis {stored!r} (type {kind!r}) at {where}.axes[{i}]; "
+                    "vrscope reads time, channel and space axes (t, c, z, y, x)"
+                )
+            names.append(name)
+            types.append(str(kind))
+            unit = ax.get("unit")
+            units.append(str(unit) if unit is not None else None)
+        order = [_CANONICAL.index(n) for n in names]
+        if order != sorted(order) or len(set(order)) != len(order):
+            raise FormatError(f"axes {names} at {where}.axes are not in t, c, z, y, x order")
+        return names, types, units
+
+    # -- VolumeSource ---------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        return self._axes
+
+    @property
+    def dtype(self) -> np.dtype[np.generic]:
+        return self._dtype
+
+    @property
+    def levels(self) -> tuple[Level, ...]:
+        return self._levels
+
+    def read(self, level: int, region: Region | None = None) -> npt.NDArray[np.generic]:
+        """Read ``region`` of ``level``; only the chunks it touches are fetched.
+
+        Raises
+        ------
+        ParameterError
+            For a level that does not exist or a malformed region.
+        ChunkError
+            When a chunk exists but cannot be read or decoded; ``.key`` is the
+            chunk's store key below the image (``"s0/c/0/1/2"``, ``"0/0.1.2"``).
+        """
+        if not 0 <= level < len(self._levels):
+            raise ParameterError(
+                f"level {level} does not exist (the volume has {len(self._levels)})"
+            )
+        reg = normalize_region(region, self._levels[level].shape)
+        store_reg = reg
+        if self._virtual is not None:
+            k = self._virtual
+            store_reg = reg[:k] + reg[k + 1 :]
+        arr = self._arrays[level]
+        try:
+            data = np.asarray(arr[store_reg])
+        except Exception as exc:
+            raise self._chunk_error(level, store_reg, exc) from exc
+        if self._virtual is not None:
+            k = self._virtual
+            data = np.expand_dims(data, k)[
+                (slice(None),) * k + (slice(0, reg[k].stop - reg[k].start),)
+            ]
+        return data
+
+    # -- extras ---------------------------------------------------------------------
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The image group's attributes as stored (a copy)."""
+        return dict(self._attrs)
+
+    def chunk_key(self, level: int, chunk_coords: Sequence[int]) -> str:
+        """Store key (below the image group) of the chunk at ``chunk_coords`` of ``level``.
+
+        ``chunk_coords`` count in this source's axes (a virtual z is dropped).
+        """
+        coords = tuple(int(c) for c in chunk_coords)
+        if self._virtual is not None:
+            coords = coords[: self._virtual] + coords[self._virtual + 1 :]
+        arr = self._arrays[level]
+        return f"{self._levels[level].path}/{arr.metadata.encode_chunk_key(coords)}"
+
+    def _chunk_error(self, level: int, region: tuple[slice, ...], exc: Exception) -> Exception:
+        arr = self._arrays[level]
+        grid = tuple(int(c) for c in (arr.shards or arr.chunks))
+        ranges = [
+            range(sl.start // g, math.ceil(sl.stop / g)) for sl, g in zip(region, grid, strict=True)
+        ]
+        for coords in itertools.product(*ranges):
+            sub = tuple(
+                slice(max(sl.start, c * g), min(sl.stop, (c + 1) * g))
+                for sl, c, g in zip(region, coords, grid, strict=True)
+            )
+            try:
+                arr[sub]
+            except Exception as chunk_exc:
+                key = f"{self._levels[level].path}/{arr.metadata.encode_chunk_key(coords)}"
+                reason = f"{type(chunk_exc).__name__}: {chunk_exc}".splitlines()[0]
+                return ChunkError(f"cannot read chunk {key} of {self.url}: {reason}", key=key)
+        # Not reproducible chunk by chunk (a transient network error, say): keep it.
+        return exc
+
+    def open_labels(self, name: str) -> ZarrVolumeSource:
+        """Open the label image ``labels/<name>`` of this image.
+
+        Raises :class:`FormatError` listing the available names when ``name`` is unknown.
+        """
+        if name not in self.label_names:
+            available = ", ".join(self.label_names) or "none"
+            raise FormatError(f"no label image {name!r} in {self.url} (available: {available})")
+        group = _child_group(self._group, f"labels/{name}")
+        if group is None:
+            raise FormatError(f"label image {name!r} is listed but missing in {self.url}")
+        return ZarrVolumeSource(group, f"{self.url.rstrip('/')}/labels/{name}")
+
+    def __repr__(self) -> str:
+        shape = self._levels[0].shape
+        return (
+            f"ZarrVolumeSource({self.url!r}, NGFF {self.ngff_version}, axes={''.join(self.axes)}, "
+            f"shape={shape}, dtype={self.dtype}, levels={len(self._levels)})"
+        )
+
+
+def _find_image(group: zarr.Group, where: str) -> tuple[zarr.Group, str]:
+    """The multiscale image group at ``group`` (or inside a bioformats2raw layout)."""
+    attrs = dict(group.attrs)
+    fmt = detect_format(attrs, group.metadata.zarr_format)
+    ome = fmt.ome(attrs)
+    if "multiscales" in ome:
+        return group, where
+    if "bioformats2raw.layout" in ome:
+        # bioformats2raw puts the first (often only) image series at "0".
+        child = _child_group(group, "0")
+        if child is not None:
+            return child, f"{where.rstrip('/')}/0"
+    raise FormatError(
+        f"no multiscales in {where} (a zarr group, but not an OME-Zarr image; "
+        "the NGFF 'multiscales' metadata is missing)"
+    )
+
+
+def open_volume(
+    path_or_url: PathOrUrl | Store, *, level_hint: int | None = None
+) -> ZarrVolumeSource:
+    """Open an OME-Zarr multiscale image lazily (metadata only, no pixels).
+
+    Parameters
+    ----------
+    path_or_url : str, path-like or zarr Store
+        A local folder or an ``http(s)://`` URL of the image group (the store
+        root or a group inside it, such as ``.../labels/cells``). NGFF 0.4
+        (zarr v2) and 0.5 (zarr v3) are detected from the metadata.
+    level_hint : int, optional
+        The level the caller will read first (negative counts from the
+        coarsest); kept as ``source.level_hint``.
+
+    Returns
+    -------
+    ZarrVolumeSource
+
+    Raises
+    ------
+    FormatError
+        Missing path, not a zarr store, no ``multiscales``, invalid metadata
+        (the message names the field), unknown units.
+    """
+    group, where = _open_group(path_or_url)
+    image, where = _find_image(group, where)
+    return ZarrVolumeSource(image, where, level_hint=level_hint)
+
+
+def list_labels(path_or_url: PathOrUrl | Store) -> list[str]:
+    """Names of the label images under ``labels/`` of the image at ``path_or_url``."""
+    group, where = _open_group(path_or_url)
+    image, _ = _find_image(group, where)
+    return list(_labels_listing(image))
+
+
+def open_labels(path_or_url: PathOrUrl | Store, name: str) -> ZarrVolumeSource:
+    """Open the label image ``name`` of the image at ``path_or_url`` (lazily)."""
+    return open_volume(path_or_url).open_labels(name)
