@@ -1,0 +1,46 @@
+"""Cell tracks: the ``TrackGraph`` data model, statistics, automatic linking.
+
+- :class:`TrackGraph`: columnar nodes (int64 ids never reused, ``t``, ``z``,
+  ``y``, ``x`` in µm, ``label``, features) and parent -> child edges; derived
+  tracklets and lineages; queries by time and space; ``validate()``.
+- Edits are :mod:`analysis.edits` commands, re-exported here: ``Cut``,
+  ``Merge``, ``Prolong``, ``Delete``, ``Swap``, ``AddDivision``,
+  ``MarkReviewed``, applied through ``History``.
+- :func:`track_stats`, :func:`msd`: per-track displacement, speed,
+  straightness and mean squared displacement (pandas tables).
+- :func:`link_labels`: link the objects of a (t, z, y, x) label series into a
+  ``TrackGraph`` (LAP with gap closing and divisions, via ``laptrack``).
+
+I/O lives in :mod:`analysis.io` (``read_geff``/``write_geff``, CTC, CSV);
+``TrackGraph.from_geff`` / ``to_geff`` are thin wrappers around it.
+
+Extending: new edit operations are commands in :mod:`analysis.edits`; new
+measurements are functions taking a ``TrackGraph`` and returning a DataFrame.
+"""
+
+from analysis.edits import (
+    AddDivision,
+    Cut,
+    Delete,
+    History,
+    MarkReviewed,
+    Merge,
+    Prolong,
+    Swap,
+)
+from analysis.tracks._graph import NodeRecord, TrackGraph
+from analysis.tracks._testing import random_lineages
+
+__all__ = [
+    "AddDivision",
+    "Cut",
+    "Delete",
+    "History",
+    "MarkReviewed",
+    "Merge",
+    "NodeRecord",
+    "Prolong",
+    "Swap",
+    "TrackGraph",
+    "random_lineages",
+]
