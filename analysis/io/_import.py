@@ -44,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analysis.errors import FormatError, ParameterError
+from analysis.io._units import space_unit_to_um
 from analysis.volume import Level, Region, VolumeSource, normalize_region
 
 __all__ = [
@@ -69,32 +70,16 @@ HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 _HDF5_SPEC = re.compile(
     r"^(?P<path>.*?\.(?:h5|hdf5|hdf|he5)(?:\.gz)?)(?::(?P<dataset>[^:]*))?$", re.IGNORECASE
 )
-# Lengths in micrometres for the unit spellings found in TIFF/ImageJ/OME/HDF5 metadata
-# (ImageJ writes "micron" or "\u00b5m", OME writes symbols, NGFF writes names).
-_UNIT_UM = {
-    "angstrom": 1e-4,
-    "\u00e5": 1e-4,
-    "nanometer": 1e-3,
-    "nm": 1e-3,
-    "micrometer": 1.0,
-    "micron": 1.0,
-    "microns": 1.0,
-    "um": 1.0,
-    "\u00b5m": 1.0,
-    "\u03bcm": 1.0,
-    "millimeter": 1e3,
-    "mm": 1e3,
-    "centimeter": 1e4,
-    "cm": 1e4,
-    "meter": 1e6,
-    "m": 1e6,
-}
 DEFAULT_CACHE_BYTES = 512 * 2**20
 
 
-def unit_to_um(unit: str) -> float | None:
+def _unit_to_um(unit: str) -> float | None:
     """Micrometres per ``unit`` (``"nm"``, ``"micron"``, ``"µm"``, ...); None if unknown."""
-    return _UNIT_UM.get(unit.strip().lower())
+    try:
+        # ImageJ may store the micro sign escaped as the text "\\u00B5m".
+        return space_unit_to_um(unit.strip().replace("\\u00B5", "\u00b5"))
+    except FormatError:  # e.g. ImageJ's "pixel": the file has no physical size
+        return None
 
 
 def _natural_key(path: Path) -> list[Any]:
@@ -188,7 +173,7 @@ def _ome_voxel_size(xml: str) -> tuple[float, float, float] | None:
     for ax in "ZYX":
         value = pixels.get(f"PhysicalSize{ax}")
         # OME's default unit for physical sizes is the micrometre.
-        factor = unit_to_um(pixels.get(f"PhysicalSize{ax}Unit", "\u00b5m"))
+        factor = _unit_to_um(pixels.get(f"PhysicalSize{ax}Unit", "\u00b5m"))
         if value is None or factor is None:
             return None
         sizes.append(float(value) * factor)
@@ -197,7 +182,7 @@ def _ome_voxel_size(xml: str) -> tuple[float, float, float] | None:
 
 def _imagej_voxel_size(tif: Any) -> tuple[float, float, float] | None:
     meta = tif.imagej_metadata or {}
-    factor = unit_to_um(str(meta.get("unit", "")))
+    factor = _unit_to_um(str(meta.get("unit", "")))
     page = tif.pages.first
     if factor is None or "spacing" not in meta:
         return None
@@ -353,8 +338,9 @@ class SliceStackSource(_SingleLevelSource):
 
     All headers are checked up front (same size and pixel type, else a
     :class:`FormatError` naming the odd file); pixels are decoded only when a
-    region needs the slice, and the most recent slices stay in an LRU cache of at
-    most ``cache_bytes`` (at least one slice).
+    region needs the slice, and the most recent slices stay in an LRU cache of
+    ``cache_bytes``, grown to hold the deepest region read so far (so a slab of
+    slices is decoded once however a writer tiles it in y and x).
 
     Parameters
     ----------
@@ -424,6 +410,11 @@ class SliceStackSource(_SingleLevelSource):
 
     def _read_region(self, region: tuple[slice, ...]) -> npt.NDArray[Any]:
         zs, ys, xs = region
+        with self._lock:
+            # A writer walks every (y, x) block of a z slab before the next slab, so keep
+            # at least one slab's slices even above the byte budget: else each slice would
+            # be decoded once per block (PNG cannot be decoded partially).
+            self._capacity = max(self._capacity, zs.stop - zs.start)
         out = np.empty(
             (zs.stop - zs.start, ys.stop - ys.start, xs.stop - xs.start), dtype=self.dtype
         )
@@ -929,7 +920,7 @@ def open_input(
     if not path.exists():
         raise FormatError(f"input not found: {text}")
     if _is_zarr_store(path):
-        from analysis.io import open_volume  # type: ignore[attr-defined]
+        from analysis.io import open_volume
 
         source: VolumeSource = open_volume(path)
         return source

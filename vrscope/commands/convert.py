@@ -104,7 +104,7 @@ def register(subparsers: Any) -> None:
 
 def _voxel_size_um(args: argparse.Namespace, source: Any) -> tuple[float, float, float]:
     from analysis.errors import FormatError, ParameterError
-    from analysis.io._units import space_unit_to_um
+    from analysis.io import space_unit_to_um
 
     try:
         factor = space_unit_to_um(args.unit, "z")
