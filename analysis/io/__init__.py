@@ -19,6 +19,15 @@ into a ``VolumeSource`` and are written with :func:`write_ngff`.
 """
 
 from analysis.io._format import FormatV04, FormatV05, NgffFormat, detect_format
+from analysis.io._import import (
+    LookupVolumeSource,
+    import_hdf5,
+    import_npy,
+    import_slices,
+    import_tiff,
+    open_input,
+    read_lookup_table,
+)
 from analysis.io._read import ZarrVolumeSource, list_labels, open_labels, open_volume
 from analysis.io._units import space_unit_to_um, time_unit_to_s
 from analysis.io._validate import validate_ngff
@@ -27,12 +36,19 @@ from analysis.io._write import write_labels, write_ngff
 __all__ = [
     "FormatV04",
     "FormatV05",
+    "LookupVolumeSource",
     "NgffFormat",
     "ZarrVolumeSource",
     "detect_format",
+    "import_hdf5",
+    "import_npy",
+    "import_slices",
+    "import_tiff",
     "list_labels",
+    "open_input",
     "open_labels",
     "open_volume",
+    "read_lookup_table",
     "space_unit_to_um",
     "time_unit_to_s",
     "validate_ngff",

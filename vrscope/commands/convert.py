@@ -130,8 +130,13 @@ def _voxel_size_um(args: argparse.Namespace, source: Any) -> tuple[float, float,
 
 def run(args: argparse.Namespace) -> int:
     from analysis.errors import ParameterError
-    from analysis.io import write_labels, write_ngff
-    from analysis.io._import import LookupVolumeSource, open_input, read_lookup_table
+    from analysis.io import (
+        LookupVolumeSource,
+        open_input,
+        read_lookup_table,
+        write_labels,
+        write_ngff,
+    )
 
     out = Path(args.output)
     if args.labels_lookup and not args.labels_from:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -25,6 +26,7 @@ from analysis.io._import import (
     split_hdf5_spec,
 )
 from analysis.volume import VolumeSource
+from tests.analysis.io.test_volume_conformance import Case, VolumeSourceTests
 
 RNG = np.random.default_rng(2)
 REGIONS = [
@@ -437,3 +439,53 @@ def test_medulla_bodies_cover_every_supervoxel(testdata: Path) -> None:
     table = read_lookup_table(f"{gz}:transforms")
     assert np.isin(ids, table[:, 0]).all()
     assert table[table[:, 0] == 0, 1].tolist() == [0]  # background stays background
+
+
+# --------------------------------------------------------------------------- conformance
+# Every importer passes the shared VolumeSource conformance tests; the reference
+# arrays come from the independent readers.
+
+
+class TestTiffConformance(VolumeSourceTests):
+    @pytest.fixture
+    def case(self, tmp_path: Path) -> Case:
+        tifffile.imwrite(tmp_path / "c.tif", _volume(np.uint16, (9, 40, 30)), tile=(16, 16))
+        return open_input(tmp_path / "c.tif"), [tifffile.imread(tmp_path / "c.tif")]
+
+
+class TestSliceFolderConformance(VolumeSourceTests):
+    @pytest.fixture
+    def case(self, tmp_path: Path) -> Case:
+        names = [f"s{i}.png" for i in range(9)]
+        _write_slices(tmp_path / "s", _volume(np.uint8, (9, 40, 30)), names)
+        reference = np.stack([iio.imread(tmp_path / "s" / n) for n in names])
+        return imp.import_slices(tmp_path / "s", cache_bytes=2 * 40 * 30), [reference]
+
+
+class TestNpyConformance(VolumeSourceTests):
+    @pytest.fixture
+    def case(self, tmp_path: Path) -> Case:
+        np.save(tmp_path / "c.npy", RNG.normal(size=(9, 40, 30)).astype(np.float32))
+        return open_input(tmp_path / "c.npy"), [np.load(tmp_path / "c.npy")]
+
+
+class TestGzipHdf5Conformance(VolumeSourceTests):
+    @pytest.fixture
+    def case(self, tmp_path: Path) -> Iterator[Case]:
+        _h5(tmp_path / "c.h5", data=_volume(np.int32, (9, 40, 30)))
+        (tmp_path / "c.h5.gz").write_bytes(gzip.compress((tmp_path / "c.h5").read_bytes()))
+        with h5py.File(tmp_path / "c.h5", "r") as f:
+            reference = f["data"][...]
+        src = imp.import_hdf5(tmp_path / "c.h5.gz", "data", cache_dir=tmp_path / "cache")
+        yield src, [reference]
+        src.close()
+
+
+class TestLookupConformance(VolumeSourceTests):
+    @pytest.fixture
+    def case(self, tmp_path: Path) -> Case:
+        labels = RNG.integers(0, 50, size=(9, 40, 30)).astype(np.uint16)
+        table = np.stack([np.arange(0, 50, 2), RNG.integers(0, 2**40, 25)], axis=1)
+        src = LookupVolumeSource(open_input_array(tmp_path, labels), table)
+        assert src.dtype == np.uint64
+        return src, [_dense_lookup(labels, table).astype(np.uint64)]
