@@ -1,1 +1,59 @@
-"""render (see viewer/__init__.py)."""
+"""Renderer: the only package that imports VTK (all imports live in ``_vtk.py``).
+
+:class:`SceneRenderer` draws a :class:`viewer.scene.Scene` offscreen (EGL when
+there is no display) or into a given render window. Each layer type has one
+adapter class (``VtkImage``, ``VtkLabels``, ``VtkTracks``, ``VtkPoints``,
+``VtkMeasurements``) found through :data:`layer_to_visual`; to draw a new layer
+type, subclass :class:`VtkLayer` (fill ``props``, implement ``_update(ctx)``) and
+register it there. World zyx µm become VTK xyz only here.
+
+Volumes are lists of :class:`VolumeBrick` (one GPU ray-cast mapper each, shared
+property and clipping planes); streaming replaces a layer's bricks with
+``renderer.adapter(layer).set_bricks([...])``. XR renders eye views with
+:meth:`SceneRenderer.render_views` / :meth:`SceneRenderer.apply_view`.
+Headless helpers: :func:`render_store_to_png`, :func:`write_movie`.
+"""
+
+from . import _vtk  # noqa: F401  (chooses EGL before any window exists)
+from ._annotations import VtkMeasurements, VtkPoints
+from ._base import FrameContext, VtkLayer, choose_level
+from ._canvas import (
+    EyeView,
+    PickResult,
+    SceneRenderer,
+    layer_to_visual,
+    perspective,
+    stereo_views,
+)
+from ._colors import colormap_table, id_colors, values_to_colors
+from ._image import VolumeBrick, VtkImage, image_data
+from ._labels import VtkLabels
+from ._meshes import LabelMeshCache, decimate_to_budget, export_meshes, label_mesh
+from ._tracks import VtkTracks, track_window
+
+__all__ = [
+    "EyeView",
+    "FrameContext",
+    "LabelMeshCache",
+    "PickResult",
+    "SceneRenderer",
+    "VolumeBrick",
+    "VtkImage",
+    "VtkLabels",
+    "VtkLayer",
+    "VtkMeasurements",
+    "VtkPoints",
+    "VtkTracks",
+    "choose_level",
+    "colormap_table",
+    "decimate_to_budget",
+    "export_meshes",
+    "id_colors",
+    "image_data",
+    "label_mesh",
+    "layer_to_visual",
+    "perspective",
+    "stereo_views",
+    "track_window",
+    "values_to_colors",
+]

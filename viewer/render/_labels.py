@@ -1,0 +1,141 @@
+"""``VtkLabels``: one surface per object, all drawn by one actor.
+
+Meshes come from :class:`LabelMeshCache` (marching cubes per object, cached by
+id, rebuilt only for edited ids), are decimated to the layer's triangle budget
+and merged into one ``vtkPolyData`` with a cell array ``label`` so picking can
+name the object. One merged actor draws 300 objects far faster than 300 actors.
+Selected objects are outlined with a silhouette that follows the camera.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import trimesh
+
+from viewer.scene import Labels
+
+from . import _vtk as v
+from ._base import FrameContext, VtkLayer, choose_level, polydata, read_level_zyx
+from ._colors import id_colors, values_to_colors
+from ._meshes import LabelMeshCache, decimate_to_budget, export_meshes
+
+__all__ = ["VtkLabels"]
+
+log = logging.getLogger(__name__)
+
+
+class VtkLabels(VtkLayer):
+    """Adapter for :class:`viewer.scene.Labels` in surface mode."""
+
+    selection_dependent = True
+
+    def __init__(self, layer: Labels) -> None:
+        super().__init__(layer)
+        self.layer: Labels = layer
+        self.cache = LabelMeshCache()
+        self.meshes: dict[int, trimesh.Trimesh] = {}
+        self._decimated: dict[int, trimesh.Trimesh] = {}
+        self._labels_dirty = True
+        self._level = -1
+        self.mapper = v.vtkPolyDataMapper()
+        self.mapper.SetColorModeToDirectScalars()
+        self.mapper.SetScalarModeToUsePointData()
+        self.actor = v.vtkActor()
+        self.actor.SetMapper(self.mapper)
+        self.actor.GetProperty().SetSpecular(0.2)
+        self.outline = v.vtkPolyDataSilhouette()
+        self.outline.SetEnableFeatureAngle(False)
+        self.outline.SetBorderEdges(False)
+        om = v.vtkPolyDataMapper()
+        om.SetInputConnection(self.outline.GetOutputPort())
+        om.ScalarVisibilityOff()
+        self.outline_actor = v.vtkActor()
+        self.outline_actor.SetMapper(om)
+        self.outline_actor.GetProperty().SetColor(1.0, 1.0, 1.0)
+        self.outline_actor.GetProperty().SetLineWidth(3.0)
+        self.outline_actor.GetProperty().LightingOff()
+        self._outline_on = False
+        self.props = [self.actor, self.outline_actor]
+        layer.labels_update.connect(self._on_labels_update)
+
+    def _on_labels_update(self, ids: list[int]) -> None:
+        self.cache.invalidate(ids)
+        self._labels_dirty = True
+        self.dirty = True
+
+    def _on_data(self, *_: object) -> None:
+        super()._on_data()
+        self._labels_dirty = True
+
+    def set_camera(self, camera: Any) -> None:
+        self.outline.SetCamera(camera)
+
+    def close(self) -> None:
+        self.layer.labels_update.disconnect(self._on_labels_update)
+        super().close()
+
+    def _apply_visibility(self) -> None:
+        self.actor.SetVisibility(bool(self.layer.visible))
+        self.outline_actor.SetVisibility(bool(self.layer.visible and self._outline_on))
+
+    def _update(self, ctx: FrameContext) -> None:
+        lay = self.layer
+        src = lay.data
+        if src is None:
+            self.mapper.SetInputData(v.vtkPolyData())
+            return
+        level = choose_level(src, ctx.voxel_budget, lay.level)
+        if self._labels_dirty or level != self._level:
+            if level != self._level:
+                self.cache.clear()
+            arr, spacing, origin = read_level_zyx(src, level)
+            self.meshes = self.cache.update(arr, spacing, origin, lay.smoothing_iterations)
+            self._decimated = decimate_to_budget(self.meshes, lay.triangle_budget)
+            self._level = level
+            self._labels_dirty = False
+        hidden = set(lay.hidden_ids)
+        ids = [i for i in sorted(self._decimated) if i not in hidden]
+        self.mapper.SetInputData(self._merged(ids))
+        self.actor.GetProperty().SetOpacity(lay.opacity)
+        sel = ctx.selection
+        chosen = [i for i in sel.label_ids if i in self._decimated and i not in hidden]
+        if lay.outline_selected and sel.layer == lay.name and chosen:
+            self.outline.SetInputData(self._merged(chosen, colored=False))
+            self._outline_on = True
+        else:
+            self._outline_on = False
+
+    def colors_for(self, ids: list[int]) -> np.ndarray:
+        """(N, 3) RGB of objects ``ids`` by the layer's colour mode."""
+        lay = self.layer
+        if lay.color_mode == "fixed":
+            return np.tile(np.asarray(lay.fixed_color, dtype=np.float64), (len(ids), 1))
+        if lay.color_mode == "feature" and lay.feature is not None:
+            values = lay.features.get(lay.feature)
+            if values is None:
+                log.warning("labels %s: no feature %r; colouring by id", lay.name, lay.feature)
+            else:
+                return values_to_colors(ids, values, lay.colormap, lay.feature_limits)
+        return id_colors(ids)
+
+    def _merged(self, ids: list[int], colored: bool = True) -> Any:
+        if not ids:
+            return v.vtkPolyData()
+        meshes = [self._decimated[i] for i in ids]
+        counts = np.array([len(m.vertices) for m in meshes])
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        pts = np.concatenate([m.vertices for m in meshes])
+        faces = np.concatenate([m.faces + o for m, o in zip(meshes, offsets, strict=True)])
+        lab = np.repeat(np.asarray(ids, dtype=np.int64), [len(m.faces) for m in meshes])
+        colors = np.repeat(self.colors_for(ids), counts, axis=0) if colored else None
+        normals = np.concatenate([m.vertex_normals for m in meshes])
+        return polydata(
+            pts, polys=faces, colors=colors, cell_arrays={"label": lab}, normals=normals
+        )
+
+    def export(self, ids: list[int], path: str) -> Any:
+        """Write the (smoothed, undecimated) meshes of ``ids`` as GLB/PLY/STL via trimesh."""
+        return export_meshes(self.meshes, ids, path)
