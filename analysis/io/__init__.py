@@ -29,6 +29,12 @@ from analysis.io._import import (
     read_lookup_table,
 )
 from analysis.io._read import ZarrVolumeSource, list_labels, open_labels, open_volume
+from analysis.io._samples import (
+    check_sample_output,
+    truth_path,
+    write_fibsem_sample,
+    write_timelapse_sample,
+)
 from analysis.io._units import space_unit_to_um, time_unit_to_s
 from analysis.io._validate import validate_ngff
 from analysis.io._write import write_labels, write_ngff
@@ -54,4 +60,9 @@ __all__ = [
     "validate_ngff",
     "write_labels",
     "write_ngff",
+    # generated samples (analysis.io._samples)
+    "check_sample_output",
+    "truth_path",
+    "write_fibsem_sample",
+    "write_timelapse_sample",
 ]

@@ -32,6 +32,7 @@ from analysis.volume import ArrayVolumeSource, Level, Region
 __all__ = [
     "TIMELAPSE_LABELS",
     "TRACKS_GROUP",
+    "check_sample_output",
     "truth_path",
     "write_fibsem_sample",
     "write_timelapse_sample",
@@ -52,7 +53,18 @@ def truth_path(store: str | os.PathLike[str]) -> Path:
     return p.with_name(f"{stem}.truth.csv")
 
 
-def _prepare(path: str | os.PathLike[str], overwrite: bool) -> tuple[Path, Path]:
+def check_sample_output(path: str | os.PathLike[str], overwrite: bool = False) -> tuple[Path, Path]:
+    """Check that a sample can be written at ``path``; return (store, truth CSV) paths.
+
+    Call it before generating a large sample so a bad path fails at once.
+
+    Raises
+    ------
+    FormatError
+        The parent folder is missing, or the store or truth file exists and not ``overwrite``.
+    ParameterError
+        ``path`` does not name a store.
+    """
     store = Path(path).expanduser()
     if not store.name or store.name in (".", ".."):
         raise ParameterError(f"output path {str(path)!r} must name a store, e.g. sample.zarr")
@@ -60,9 +72,9 @@ def _prepare(path: str | os.PathLike[str], overwrite: bool) -> tuple[Path, Path]
     if not store.parent.is_dir():
         raise FormatError(f"output folder {store.parent} does not exist")
     if truth.exists() and not overwrite:
-        raise FormatError(f"{truth} already exists (use overwrite to replace it)")
+        raise FormatError(f"{truth} already exists (pass overwrite to replace it)")
     if store.exists() and not overwrite:
-        raise FormatError(f"{store} already exists (use overwrite to replace it)")
+        raise FormatError(f"{store} already exists (pass overwrite to replace it)")
     return store, truth
 
 
@@ -107,7 +119,7 @@ def write_fibsem_sample(
     """
     from analysis.io._write import write_labels, write_ngff
 
-    store, truth = _prepare(path, overwrite)
+    store, truth = check_sample_output(path, overwrite)
     image = ArrayVolumeSource(sample.image, scale_um=sample.scale_um, name="fibsem_cell")
     write_ngff(
         image,
@@ -184,7 +196,7 @@ def write_timelapse_sample(
     """
     from analysis.io._write import write_labels, write_ngff
 
-    store, truth = _prepare(path, overwrite)
+    store, truth = check_sample_output(path, overwrite)
     source = _TimedArraySource(sample.image, sample.scale_um, sample.frame_interval_s, "timelapse")
     write_ngff(
         source,

@@ -23,6 +23,7 @@ from analysis.synthetic._fibsem import (
     fibsem_cell,
     n_mitochondria_for_size,
 )
+from analysis.synthetic._shapes import ProgressCallback
 from analysis.synthetic._timelapse import (
     NODE_COLUMNS,
     TRACK_COLUMNS,
@@ -37,6 +38,7 @@ __all__ = [
     "TRACK_COLUMNS",
     "TRUTH_COLUMNS",
     "FibsemSample",
+    "ProgressCallback",
     "TimelapseSample",
     "fibsem_cell",
     "n_mitochondria_for_size",

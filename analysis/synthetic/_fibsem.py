@@ -43,6 +43,7 @@ from scipy import ndimage as ndi
 
 from analysis.errors import ParameterError
 from analysis.synthetic._shapes import (
+    ProgressCallback,
     box_around,
     polyline_distance,
     random_unit_vectors,
@@ -79,6 +80,7 @@ _MITO_MEMBRANE = 64.0
 _MITO_MATRIX = 122.0
 _MITO_CRISTA = 86.0
 _NOISE_SIGMA = 9.0
+_N_STAGES = 7
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,8 @@ def fibsem_cell(
     size: int = 256,
     seed: int = 0,
     voxel_size_um: float | Sequence[float] | None = None,
+    *,
+    progress: ProgressCallback | None = None,
 ) -> FibsemSample:
     """Generate a FIB-SEM-like HeLa cell with label images and an exact truth table.
 
@@ -227,6 +231,9 @@ def fibsem_cell(
         Random seed; the same seed gives the same sample, bit for bit.
     voxel_size_um : float or (3,) floats, optional
         Voxel size (z, y, x) in µm. Default: ``10.24 / size`` (0.04 µm at 256).
+    progress : callable ``(stage, done, total)``, optional
+        Called after the arguments are checked and at each generation stage
+        (``done`` of ``total`` stages), e.g. to drive a progress bar.
 
     Returns
     -------
@@ -246,6 +253,7 @@ def fibsem_cell(
     shape = (size, size, size)
     n = float(size)
 
+    _report(progress, "cell body", 0, _N_STAGES)
     # --- cell body ---------------------------------------------------------------
     c_cell = n / 2 + rng.uniform(-0.015, 0.015, 3) * n
     a_cell = n * np.array([0.36, 0.40, 0.39]) * rng.uniform(0.96, 1.04, 3)
@@ -253,6 +261,7 @@ def fibsem_cell(
     cell = cell_r <= 1.0
     del cell_r
 
+    _report(progress, "nucleus", 1, _N_STAGES)
     # --- nucleus on its bounding box -----------------------------------------------
     offset_dir = np.array([0.0, *random_unit_vectors(1, rng)[0, 1:]])
     offset_dir /= max(np.linalg.norm(offset_dir), 1e-9)
@@ -294,6 +303,7 @@ def fibsem_cell(
     if not cell[nbox][nuc | envelope].all():
         raise RuntimeError("nucleus does not fit in the cell; report this seed as a bug")
 
+    _report(progress, "cytoplasm and ER", 2, _N_STAGES)
     # --- image: resin, cytoplasm, ER --------------------------------------------------
     img = np.full(shape, _RESIN, dtype=np.float32)
     density = smooth_noise(shape, 8.0 + 20.0 * size / 256, rng)
@@ -316,6 +326,7 @@ def fibsem_cell(
     nimg[inner_mem | outer_mem] = _ENVELOPE_MEMBRANE
     del chromatin
 
+    _report(progress, "nuclear pores", 3, _N_STAGES)
     # --- nuclear pores: channel through the envelope + under-pore pocket -----------------
     pores_local = _place_pores(nuc, d_in, d_out, envelope, inner_mem, L, nimg, rng)
     pores = np.zeros(shape, dtype=np.uint16)
@@ -328,6 +339,7 @@ def fibsem_cell(
     img[cell & ~inner_cell] = _PLASMA_MEMBRANE
     del inner_cell
 
+    _report(progress, "mitochondria", 4, _N_STAGES)
     # --- mitochondria -----------------------------------------------------------------------
     forbidden = _mito_forbidden(cell, L)
     forbidden[nbox] |= nuc | (d_out <= env_out + L.margin)
@@ -335,6 +347,7 @@ def fibsem_cell(
     mitos = _place_mitochondria(forbidden, img, L, n_mitochondria_for_size(size), rng)
     del forbidden
 
+    _report(progress, "blur and noise", 5, _N_STAGES)
     # --- optics: blur and noise --------------------------------------------------------------
     img = ndi.gaussian_filter(img, 0.7, output=np.float32)
     img += rng.normal(0.0, _NOISE_SIGMA, size=shape).astype(np.float32)
@@ -348,7 +361,9 @@ def fibsem_cell(
         "mitochondria": mitos,
         "nuclear_pores": pores,
     }
+    _report(progress, "truth table", 6, _N_STAGES)
     truth = object_table(labels, scale_um)
+    _report(progress, "done", _N_STAGES, _N_STAGES)
     log.info(
         "fibsem sample size=%d seed=%d: %d mitochondria, %d nuclear pores",
         size,
@@ -357,6 +372,11 @@ def fibsem_cell(
         int(pores.max()),
     )
     return FibsemSample(image=image, labels=labels, scale_um=scale_um, truth=truth, seed=int(seed))
+
+
+def _report(progress: ProgressCallback | None, stage: str, done: int, total: int) -> None:
+    if progress is not None:
+        progress(stage, done, total)
 
 
 def _whole(shape: tuple[int, ...]) -> tuple[slice, slice, slice]:

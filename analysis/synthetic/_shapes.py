@@ -6,7 +6,7 @@ bounding boxes, so a generator touches the whole volume only a handful of times.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -14,6 +14,7 @@ from scipy import ndimage as ndi
 
 __all__ = [
     "Box",
+    "ProgressCallback",
     "box_around",
     "polyline_distance",
     "random_rotation",
@@ -23,6 +24,9 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float32]
 Box = tuple[slice, slice, slice]
+
+#: ``progress(stage, done, total)``: the generators' progress callback.
+ProgressCallback = Callable[[str, int, int], None]
 
 
 def smooth_noise(shape: Sequence[int], correlation: float, rng: np.random.Generator) -> FloatArray:

@@ -37,7 +37,12 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from analysis.errors import ParameterError
-from analysis.synthetic._shapes import box_around, random_rotation, random_unit_vectors
+from analysis.synthetic._shapes import (
+    ProgressCallback,
+    box_around,
+    random_rotation,
+    random_unit_vectors,
+)
 
 __all__ = ["NODE_COLUMNS", "TRACK_COLUMNS", "TimelapseSample", "timelapse"]
 
@@ -134,6 +139,7 @@ def timelapse(
     voxel_size_um: Sequence[float] = (1.0, 0.5, 0.5),
     frame_interval_s: float = 300.0,
     gap_um: float | None = None,
+    progress: ProgressCallback | None = None,
 ) -> TimelapseSample:
     """Generate moving, dividing fluorescent nuclei with labels and the true lineage.
 
@@ -154,6 +160,8 @@ def timelapse(
     gap_um : float, optional
         Minimum surface gap between nuclei; default two of the largest voxel size, so
         label masks never touch.
+    progress : callable ``(stage, done, total)``, optional
+        Called once per frame after the arguments are checked.
 
     Returns
     -------
@@ -193,6 +201,8 @@ def timelapse(
     image = np.empty((frames, *shape), dtype=np.uint16)
     labels = np.zeros((frames, *shape), dtype=np.uint16)
     for t in range(frames):
+        if progress is not None:
+            progress(f"frame {t}", t, frames)
         _render(cells, shape, scale, image, labels, t, rng)
         for c in cells:
             tracks[c.track_id][1] = t
@@ -201,6 +211,8 @@ def timelapse(
         cells, next_id = _step(cells, extent, gap, next_id, t, tracks, rng)
 
     nodes, edges = _lineage(labels, scale, tracks)
+    if progress is not None:
+        progress("done", frames, frames)
     track_table = pd.DataFrame(
         [(k, v[0], v[1], v[2]) for k, v in sorted(tracks.items())], columns=list(TRACK_COLUMNS)
     ).astype(np.int64)
