@@ -40,9 +40,15 @@ class VtkLayer:
     implement ``_update(ctx)`` and ``_mappers()`` (for clipping).
     """
 
-    #: Also redraw when the scene time or the selection changes.
-    time_dependent = False
-    selection_dependent = False
+    @property
+    def time_dependent(self) -> bool:
+        """Redraw when the scene time changes."""
+        return False
+
+    @property
+    def selection_dependent(self) -> bool:
+        """Redraw when the selection changes."""
+        return False
 
     def __init__(self, layer: Layer) -> None:
         self.layer = layer

@@ -250,7 +250,8 @@ class SceneRenderer:
         self.renderer.SetLayer(0)
         self.window.AddRenderer(self.renderer)
         # Several bricks of one volume must be composited back to front.
-        self.renderer.GetCullers().GetItemAsObject(0).SetSortingStyleToBackToFront()
+        culler: Any = self.renderer.GetCullers().GetItemAsObject(0)
+        culler.SetSortingStyleToBackToFront()
         self.overlays = _Overlays(self.window, self.renderer)
         self.overlays.set_visible(show_scale_bar, show_axes)
         self.planes = v.vtkPlaneCollection()
@@ -308,7 +309,7 @@ class SceneRenderer:
 
     def _add_adapter(self, layer: Layer) -> None:
         for cls in type(layer).__mro__:
-            visual = layer_to_visual.get(cls)  # type: ignore[arg-type]
+            visual = layer_to_visual.get(cls)
             if visual is not None:
                 break
         else:

@@ -92,7 +92,7 @@ class VtkImage(VtkLayer):
         self._t_index = -1
         self._planes: Any = None
 
-    @property  # type: ignore[override]
+    @property
     def time_dependent(self) -> bool:
         """A source with a ``t`` axis is redrawn when the scene time changes."""
         return bool(self.layer.data is not None and "t" in self.layer.data.axes)
@@ -182,9 +182,12 @@ class VtkImage(VtkLayer):
         ctf = v.vtkColorTransferFunction()
         otf = v.vtkPiecewiseFunction()
         iso = lay.rendering == "isosurface"
+        mip = lay.rendering == "mip"
         for x, c, f in zip(values, colors, frac, strict=True):
             ctf.AddRGBPoint(float(x), *(float(k) for k in c))
-            alpha = lay.opacity if iso else lay.opacity * float(f)
+            # MIP and isosurface show the colour of one sample per ray: a ramp would
+            # darken it twice (VTK multiplies colour by opacity), so alpha is flat.
+            alpha = lay.opacity if (iso or mip) else lay.opacity * float(f)
             otf.AddPoint(float(x), alpha)
         self.property.SetColor(ctf)
         self.property.SetScalarOpacity(otf)

@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 class VtkLabels(VtkLayer):
     """Adapter for :class:`viewer.scene.Labels` in surface mode."""
 
-    selection_dependent = True
+    @property
+    def selection_dependent(self) -> bool:
+        return True
 
     def __init__(self, layer: Labels) -> None:
         super().__init__(layer)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,8 +25,8 @@ log = logging.getLogger(__name__)
 def label_mesh(
     labels: npt.NDArray[np.integer],
     label_id: int,
-    spacing_um: Sequence[float],
-    origin_um: Sequence[float] = (0.0, 0.0, 0.0),
+    spacing_um: Sequence[float] | npt.NDArray[np.float64],
+    origin_um: Sequence[float] | npt.NDArray[np.float64] = (0.0, 0.0, 0.0),
     bbox: tuple[slice, ...] | None = None,
     smoothing_iterations: int = 10,
 ) -> trimesh.Trimesh | None:
@@ -47,7 +48,9 @@ def label_mesh(
     trimesh.Trimesh in world xyz µm, or None when the object is absent.
     """
     from scipy import ndimage
-    from skimage.measure import marching_cubes
+    from skimage import measure
+
+    marching_cubes: Any = measure.marching_cubes
 
     if bbox is None:
         found = ndimage.find_objects((labels == label_id).astype(np.uint8))
@@ -65,10 +68,12 @@ def label_mesh(
         mask, level=0.5, spacing=tuple(float(s) for s in spacing_um)
     )
     verts_zyx = verts + (start - 1) * np.asarray(spacing_um) + np.asarray(origin_um)
-    # zyx -> xyz is a reflection, so the winding is reversed to keep normals outward.
-    mesh = trimesh.Trimesh(vertices=verts_zyx[:, ::-1], faces=faces[:, ::-1], process=False)
+    # scikit-image winds its faces inward in (z, y, x); the zyx -> xyz swap is a
+    # reflection, which turns the same faces outward (tests check volume > 0).
+    mesh = trimesh.Trimesh(vertices=verts_zyx[:, ::-1], faces=faces, process=False)
     if smoothing_iterations > 0 and len(mesh.faces) > 8:
-        trimesh.smoothing.filter_taubin(mesh, iterations=smoothing_iterations)
+        taubin: Any = trimesh.smoothing.filter_taubin
+        taubin(mesh, iterations=smoothing_iterations)
     return mesh
 
 
@@ -118,14 +123,19 @@ class LabelMeshCache:
     def update(
         self,
         labels: npt.NDArray[np.integer],
-        spacing_um: Sequence[float],
-        origin_um: Sequence[float],
+        spacing_um: Sequence[float] | npt.NDArray[np.float64],
+        origin_um: Sequence[float] | npt.NDArray[np.float64],
         smoothing_iterations: int,
     ) -> dict[int, trimesh.Trimesh]:
         """Mesh all objects of ``labels`` (missing ones only) and return id -> mesh."""
         from scipy import ndimage
 
-        key = (labels.shape, tuple(spacing_um), tuple(origin_um), smoothing_iterations)
+        key = (
+            labels.shape,
+            tuple(np.asarray(spacing_um).tolist()),
+            tuple(np.asarray(origin_um).tolist()),
+            smoothing_iterations,
+        )
         if key != self._key:
             self._meshes.clear()
             self._key = key
@@ -170,7 +180,9 @@ def export_meshes(
         scene = trimesh.Scene()
         for i in chosen:
             scene.add_geometry(meshes[i], node_name=f"label_{i}", geom_name=f"label_{i}")
-        scene.export(str(path))
+        export: Any = scene.export
+        export(str(path))
     else:
-        trimesh.util.concatenate([meshes[i] for i in chosen]).export(str(path))
+        merged: Any = trimesh.util.concatenate([meshes[i] for i in chosen])
+        merged.export(str(path))
     return path

@@ -41,7 +41,9 @@ def track_window(
 class VtkTracks(VtkLayer):
     """Adapter for :class:`viewer.scene.Tracks`."""
 
-    time_dependent = True
+    @property
+    def time_dependent(self) -> bool:
+        return True
 
     def __init__(self, layer: Tracks) -> None:
         super().__init__(layer)

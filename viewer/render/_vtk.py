@@ -8,6 +8,7 @@ EGL, OSMesa and Xvfb give identical images; EGL needs no server).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 if (
     "VTK_DEFAULT_OPENGL_WINDOW" not in os.environ
@@ -20,11 +21,7 @@ if (
 import vtkmodules.vtkRenderingFreeType
 import vtkmodules.vtkRenderingOpenGL2
 import vtkmodules.vtkRenderingVolumeOpenGL2  # noqa: F401
-from vtkmodules.util.numpy_support import (
-    numpy_to_vtk,
-    numpy_to_vtkIdTypeArray,
-    vtk_to_numpy,
-)
+from vtkmodules.util import numpy_support as _ns
 from vtkmodules.vtkCommonCore import vtkIdTypeArray, vtkPoints
 from vtkmodules.vtkCommonDataModel import (
     vtkCellArray,
@@ -56,6 +53,11 @@ from vtkmodules.vtkRenderingCore import (
 )
 from vtkmodules.vtkRenderingVolume import vtkVolumePicker
 from vtkmodules.vtkRenderingVolumeOpenGL2 import vtkOpenGLGPUVolumeRayCastMapper
+
+# The numpy bridge is untyped; typed as Any so strict callers stay clean.
+numpy_to_vtk: Any = _ns.numpy_to_vtk
+numpy_to_vtkIdTypeArray: Any = _ns.numpy_to_vtkIdTypeArray
+vtk_to_numpy: Any = _ns.vtk_to_numpy
 
 __all__ = [
     "numpy_to_vtk",

@@ -412,15 +412,31 @@ def _column(obj: Any, *names: str) -> Any:
 
 
 def track_data_from_graph(graph: Any) -> TrackData:
-    """Adapt a TrackGraph (columns node ids, t, z, y, x, edges, track_id) to ``TrackData``."""
+    """Adapt an ``analysis.tracks.TrackGraph`` (or any object with the same columns).
+
+    Reads ``node_ids``, ``t``, ``zyx`` (or ``z``, ``y``, ``x``) in µm and ``edges``
+    (E, 2); track ids from a ``track_id`` node feature, else ``tracklet_ids()``,
+    else they are derived from the edges. Duck-typed so this layer does not
+    depend on the graph class's internals.
+    """
     ids = _column(graph, "node_ids", "ids", "node_id", "id")
     t = _column(graph, "t")
-    z, y, x = (_column(graph, a) for a in "zyx")
     edges = _column(graph, "edges")
-    if ids is None or t is None or z is None or y is None or x is None or edges is None:
-        raise ParameterError("track graph lacks one of the columns node ids, t, z, y, x, edges")
+    zyx = _column(graph, "zyx")
+    if zyx is None:
+        cols = [_column(graph, a) for a in "zyx"]
+        if all(c is not None for c in cols):
+            zyx = np.stack([np.asarray(c) for c in cols], axis=1)
+    if ids is None or t is None or zyx is None or edges is None:
+        raise ParameterError("track graph lacks one of the columns node ids, t, zyx, edges")
     tid = _column(graph, "track_id", "track_ids")
-    zyx = np.stack([np.asarray(z), np.asarray(y), np.asarray(x)], axis=1)
+    names = getattr(graph, "feature_names", ())
+    if tid is None and "track_id" in names:
+        values, missing = graph.feature("track_id")
+        if not np.asarray(missing).any():
+            tid = values
+    if tid is None and callable(getattr(graph, "tracklet_ids", None)):
+        tid = graph.tracklet_ids()
     return TrackData.from_arrays(ids, t, zyx, edges, tid)
 
 

@@ -161,7 +161,9 @@ def test_track_graph_adapter_duck_types_columns() -> None:
 
 def test_scene_json_round_trip_and_schema() -> None:
     scene = Scene()
-    img = scene.add(Image(ArrayVolumeSource(np.zeros((4, 5, 6), np.uint8)), name="em", source="a.zarr"))
+    img = scene.add(
+        Image(ArrayVolumeSource(np.zeros((4, 5, 6), np.uint8)), name="em", source="a.zarr")
+    )
     assert isinstance(img, Image)
     img.invert = True
     img.contrast_limits = (10.0, 200.0)
