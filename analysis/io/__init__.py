@@ -18,7 +18,9 @@ compare version strings themselves. New file formats (TIFF, HDF5, ...) import
 into a ``VolumeSource`` and are written with :func:`write_ngff`.
 """
 
+from analysis.io._ctc import read_ctc, read_ctc_masks, write_ctc
 from analysis.io._format import FormatV04, FormatV05, NgffFormat, detect_format
+from analysis.io._geff import read_geff, write_geff
 from analysis.io._import import (
     LookupVolumeSource,
     import_hdf5,
@@ -35,6 +37,7 @@ from analysis.io._samples import (
     write_fibsem_sample,
     write_timelapse_sample,
 )
+from analysis.io._tracks_csv import edges_csv_path, read_tracks_csv, write_tracks_csv
 from analysis.io._units import space_unit_to_um, time_unit_to_s
 from analysis.io._validate import validate_ngff
 from analysis.io._write import write_labels, write_ngff
@@ -65,4 +68,13 @@ __all__ = [
     "truth_path",
     "write_fibsem_sample",
     "write_timelapse_sample",
+    # tracks (analysis.io._geff, _ctc, _tracks_csv)
+    "edges_csv_path",
+    "read_ctc",
+    "read_ctc_masks",
+    "read_geff",
+    "read_tracks_csv",
+    "write_ctc",
+    "write_geff",
+    "write_tracks_csv",
 ]

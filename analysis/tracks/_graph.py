@@ -131,6 +131,8 @@ class TrackGraph:
         self._next_id = 0
         self.version = 0
         """Incremented on every mutation; views compare it to know they are stale."""
+        self.attrs: dict[str, Any] = {}
+        """Free metadata, e.g. ``frame_interval_s`` (seconds between time points)."""
         self._tracklet_cache: tuple[int, IntArray, IntArray] | None = None
         self._by_t: dict[int, IntArray] | None = None
         self._trees: dict[int, cKDTree] = {}
@@ -287,6 +289,7 @@ class TrackGraph:
         g._feat_missing = {k: v.copy() for k, v in self._feat_missing.items()}
         g._row = dict(self._row)
         g._n_alive, g._n_edges, g._next_id = self._n_alive, self._n_edges, self._next_id
+        g.attrs = dict(self.attrs)
         return g
 
     def compact(self) -> None:
