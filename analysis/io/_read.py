@@ -159,6 +159,8 @@ class ZarrVolumeSource:
         ``image-label.colors`` (empty when absent).
     level_hint : int
         The level the caller said it will read first (non-negative).
+    virtual_axes : tuple of str
+        Axes that ``axes`` adds to the store's (``("z",)`` for a 2D image).
     """
 
     def __init__(
@@ -252,6 +254,7 @@ class ZarrVolumeSource:
             names.insert(self._virtual, "z")
             units.insert(self._virtual, None)
         self._axes = tuple(names)
+        self.virtual_axes: tuple[str, ...] = ("z",) if self._virtual is not None else ()
         self.units: tuple[str | None, ...] = tuple(units)
         ms_name = ms.get("name")
         fallback = url.rstrip("/").rsplit("/", 1)[-1] or "image"

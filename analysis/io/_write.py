@@ -385,7 +385,8 @@ def write_ngff(
     target = _prepare_target(path, overwrite)
     group = zarr.create_group(store=zarr.storage.LocalStore(target), zarr_format=fmt.zarr_format)
     factors = _write_pyramid(group, src, fmt, shapes, ch, "mean", progress, "writing OME-Zarr")
-    ms = _multiscale(name or src.name, axes, units, scale0, trans0, factors, "mean")
+    default_name = src.name if isinstance(source, VolumeSource) else target.name.split(".")[0]
+    ms = _multiscale(name or default_name, axes, units, scale0, trans0, factors, "mean")
     attrs = fmt.wrap({"multiscales": [ms]})
     validate_ngff(attrs, "image", fmt.version)
     # Metadata last: a store interrupted while writing pixels is not a valid image.
