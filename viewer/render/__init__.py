@@ -26,12 +26,32 @@ from ._canvas import (
     stereo_views,
 )
 from ._colors import colormap_table, id_colors, values_to_colors
+from ._headless import (
+    MAX_MOVIE_SIZE,
+    build_store_scene,
+    feature_values,
+    parse_clip,
+    render_store_to_png,
+    render_to_array,
+    timelapse_step,
+    turntable_step,
+    write_movie,
+)
 from ._image import VolumeBrick, VtkImage, image_data
 from ._labels import VtkLabels
 from ._meshes import LabelMeshCache, decimate_to_budget, export_meshes, label_mesh
 from ._tracks import VtkTracks, track_window
 
 __all__ = [
+    "MAX_MOVIE_SIZE",
+    "build_store_scene",
+    "feature_values",
+    "parse_clip",
+    "render_store_to_png",
+    "render_to_array",
+    "timelapse_step",
+    "turntable_step",
+    "write_movie",
     "EyeView",
     "FrameContext",
     "LabelMeshCache",

@@ -187,7 +187,9 @@ class VtkImage(VtkLayer):
             ctf.AddRGBPoint(float(x), *(float(k) for k in c))
             # MIP and isosurface show the colour of one sample per ray: a ramp would
             # darken it twice (VTK multiplies colour by opacity), so alpha is flat.
-            alpha = lay.opacity if (iso or mip) else lay.opacity * float(f)
+            # Composite: a quadratic ramp keeps the mid-grey bulk of EM translucent
+            # so bright structures show through instead of a grey fog.
+            alpha = lay.opacity if (iso or mip) else lay.opacity * float(f) ** 2
             otf.AddPoint(float(x), alpha)
         self.property.SetColor(ctf)
         self.property.SetScalarOpacity(otf)
@@ -215,11 +217,16 @@ class VtkImage(VtkLayer):
 
 
 def _range(arrays: Any) -> tuple[float, float]:
-    lo, hi = np.inf, -np.inf
-    for a in arrays:
-        if a.size:
-            lo = min(lo, float(np.min(a)))
-            hi = max(hi, float(np.max(a)))
-    if not np.isfinite(lo):
+    """Default contrast limits: the 0.5 and 99.8 percentiles (min/max when degenerate).
+
+    Percentiles ignore the few saturated or dead voxels every EM volume has,
+    which would otherwise wash the whole volume into one grey fog.
+    """
+    samples = [np.asarray(a).reshape(-1)[:: max(1, a.size // 2_000_000)] for a in arrays if a.size]
+    if not samples:
         return (0.0, 1.0)
+    flat = np.concatenate(samples).astype(np.float64)
+    lo, hi = (float(x) for x in np.percentile(flat, (0.5, 99.8)))
+    if hi <= lo:
+        lo, hi = float(flat.min()), float(flat.max())
     return (lo, hi if hi > lo else lo + 1.0)
