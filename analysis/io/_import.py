@@ -769,10 +769,12 @@ MissingPolicy = Literal["zero", "keep", "error"]
 class LookupVolumeSource:
     """Relabel another (integer) source through a lookup table, chunk by chunk.
 
-    ``read`` maps each voxel's id through the table with ``np.searchsorted`` on the
-    sorted old ids. A dense array indexed by id (gala's ``apply_segmentation_map``)
-    would be faster, but ids can be arbitrary 64-bit numbers (DVID, neuroglancer
-    segmentations) and a dense table of ``max id + 1`` entries would not fit.
+    When the old ids are non-negative and compact (``max id < max(8 N, 2**20)``, as in
+    the medulla's ``transforms``: ids 0 .. N-1), ``read`` indexes a dense table like
+    gala's ``apply_segmentation_map`` (one gather per voxel). Otherwise, and for
+    blocks holding ids outside that table, it uses ``np.searchsorted`` on the sorted
+    old ids: ids can be arbitrary 64-bit numbers (DVID, neuroglancer segmentations)
+    for which a dense table of ``max id + 1`` entries would not fit in memory.
 
     Parameters
     ----------
@@ -819,6 +821,15 @@ class LookupVolumeSource:
             out_dtype = np.promote_types(out_dtype, source.dtype)
         self._values = values.astype(out_dtype)
         self._dtype = np.dtype(out_dtype)
+        self._dense: npt.NDArray[Any] | None = None
+        self._dense_found: npt.NDArray[np.bool_] | None = None
+        kmin, kmax = int(self._keys[0]), int(self._keys[-1])
+        if kmin >= 0 and kmax < max(8 * self._keys.size, 2**20):
+            self._dense = np.zeros(kmax + 1, self._dtype)  # absent ids -> 0
+            self._dense[self._keys] = self._values
+            if self._keys.size < kmax + 1:  # only needed when the table has holes
+                self._dense_found = np.zeros(kmax + 1, bool)
+                self._dense_found[self._keys] = True
         self._source = source
         self._missing = missing
         self._name = name if name is not None else source.name
@@ -847,10 +858,24 @@ class LookupVolumeSource:
 
     def apply(self, block: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """Relabel an array of old ids (any shape) with the table."""
-        idx = np.searchsorted(self._keys, block)
-        np.minimum(idx, self._keys.size - 1, out=idx)
-        found = self._keys[idx] == block
-        out: npt.NDArray[Any] = self._values[idx]
+        block = np.asarray(block)
+        out: npt.NDArray[Any]
+        dense = self._dense
+        if (
+            dense is not None
+            and block.size
+            and (block.dtype.kind == "u" or block.min() >= 0)
+            and block.max() < dense.size
+        ):
+            out = dense[block]
+            if self._dense_found is None or self._missing == "zero":
+                return out  # every id is in the table, or absent ids are already 0
+            found = self._dense_found[block]
+        else:
+            idx = np.searchsorted(self._keys, block)
+            np.minimum(idx, self._keys.size - 1, out=idx)
+            found = self._keys[idx] == block
+            out = self._values[idx]
         if not found.all():
             if self._missing == "error":
                 bad = np.unique(block[~found])

@@ -376,22 +376,46 @@ def _dense_lookup(labels: np.ndarray, table: np.ndarray) -> np.ndarray:
     return forward[labels]
 
 
-def test_lookup_matches_dense_table(tmp_path: Path) -> None:
-    labels = RNG.integers(0, 500, size=(9, 20, 20)).astype(np.int32)
-    ids = RNG.permutation(500)[:400]  # 100 ids missing from the table
+def _dict_lookup(labels: np.ndarray, table: np.ndarray, missing: str) -> np.ndarray:
+    # A plain dict over the distinct ids: independent of both code paths (dense, sorted).
+    mapping = {int(a): int(b) for a, b in table}
+    uniq, inverse = np.unique(labels, return_inverse=True)
+    fallback = {"zero": lambda u: 0, "keep": lambda u: u}[missing]
+    mapped = np.array([mapping.get(int(u), fallback(int(u))) for u in uniq], np.int64)
+    return mapped[inverse].reshape(labels.shape)
+
+
+@pytest.mark.parametrize(
+    ("offset", "dtype"),
+    [(0, np.int32), (2**36, np.int64), (-250, np.int32), (0, np.uint16)],
+    ids=["dense", "sparse-64bit", "negative", "dense-uint16"],
+)
+def test_lookup_matches_reference(tmp_path: Path, offset: int, dtype: type) -> None:
+    labels = (RNG.integers(0, 500, size=(9, 20, 20)) + offset).astype(dtype)
+    ids = RNG.permutation(500)[:400] + offset  # 100 ids missing from the table
     table = np.stack([ids, RNG.integers(1, 70_000, size=ids.size)], axis=1)
     np.save(tmp_path / "l.npy", labels)
     src = LookupVolumeSource(open_input(tmp_path / "l.npy"), table)
     assert src.dtype == np.uint32
-    want = _dense_lookup(labels, table)
+    want = _dict_lookup(labels, table, "zero")
+    if offset == 0:  # gala's dense forward map agrees too
+        np.testing.assert_array_equal(want, _dense_lookup(labels, table))
     np.testing.assert_array_equal(src.read(0), want)
     np.testing.assert_array_equal(src.read(0, (slice(2, 5), slice(1, 7))), want[2:5, 1:7])
     keep = LookupVolumeSource(open_input(tmp_path / "l.npy"), table, missing="keep")
-    missing = ~np.isin(labels, ids)
-    np.testing.assert_array_equal(keep.read(0), np.where(missing, labels, want))
+    np.testing.assert_array_equal(keep.read(0), _dict_lookup(labels, table, "keep"))
     strict = LookupVolumeSource(open_input(tmp_path / "l.npy"), table, missing="error")
     with pytest.raises(FormatError, match="not in the lookup table"):
         strict.read(0)
+    covered = labels[np.isin(labels, ids)]  # only ids in the table: no error
+    np.testing.assert_array_equal(strict.apply(covered), _dict_lookup(covered, table, "zero"))
+
+
+def test_lookup_block_outside_dense_table(tmp_path: Path) -> None:
+    table = np.array([[0, 0], [1, 11], [2, 12]])
+    block = np.array([[[2, 1, 0, 7, 5_000_000]]], np.int64)  # beyond the dense table
+    src = LookupVolumeSource(open_input_array(tmp_path, block), table, missing="keep")
+    np.testing.assert_array_equal(src.read(0), [[[12, 11, 0, 7, 5_000_000]]])
 
 
 def test_lookup_table_errors_and_formats(tmp_path: Path) -> None:
