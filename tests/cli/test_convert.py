@@ -21,6 +21,7 @@ from ome_zarr.io import parse_url
 from ome_zarr.reader import Label, Reader
 
 from analysis.io import open_volume
+from tests.analysis.io._support import write_with_ome_zarr
 from vrscope.cli import main
 
 MEDULLA = "fibsem-medulla"
@@ -171,6 +172,26 @@ def test_labels_from_hdf5_with_csv_lookup_keeping_missing_ids(
     for old, new in ((1, 100), (2, 100), (3, 7)):
         expected[labels == old] = new
     np.testing.assert_array_equal(zarr.open_group(out, mode="r")["labels/cells/s0"][...], expected)
+
+
+def test_ome_zarr_input_changes_version_and_keeps_voxel_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = np.random.default_rng(3).integers(0, 60000, size=(12, 40, 36), dtype=np.uint16)
+    src = write_with_ome_zarr(
+        tmp_path / "in.zarr",
+        data,
+        version="0.5",
+        scale={"z": 50.0, "y": 8.0, "x": 8.0},
+        units={"z": "nanometer", "y": "nanometer", "x": "nanometer"},
+    )
+    out = tmp_path / "out.zarr"
+    code, _, err = _convert(capsys, src, out, "--ngff", "0.4")
+    assert code == 0, err
+    assert zarr.open_group(out, mode="r").metadata.zarr_format == 2
+    image = _ome_nodes(out)[0]
+    np.testing.assert_array_equal(np.asarray(image.data[0]), data)
+    np.testing.assert_allclose(_scale0(image), [0.05, 0.008, 0.008])  # written in µm
 
 
 def _bad_cases(tmp_path: Path) -> list[tuple[list[object], tuple[str, ...]]]:
