@@ -1,0 +1,223 @@
+"""``vrscope render``: an offscreen picture of a store, its labels and tracks."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+ORDER = 40
+
+log = logging.getLogger(__name__)
+
+_EPILOG = """\
+clip planes (repeatable):
+  z=0.5     keep the half beyond the middle of z (same as z>0.5)
+  x<0.3     keep x below 30 % of the extent
+  y>12um    keep y beyond 12 µm (world position)
+
+examples:
+  vrscope render cell.zarr --out shot.png --labels mitochondria nucleus --invert
+  vrscope render cell.zarr --out mito.png --labels mitochondria --no-image \\
+      --color-by surface_area_um2/volume_um3 --features cell.truth.csv
+  vrscope render --tracks lineage.geff --time 200 --out lineage.png --azimuth 60
+  vrscope render medulla.zarr --out cut.png --clip z=0.5 --rendering mip --size 1600 1200
+"""
+
+
+def add_scene_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``render`` and ``movie``."""
+    p.add_argument(
+        "store", nargs="?", metavar="STORE.zarr", help="OME-Zarr image (or none with --tracks)"
+    )
+    p.add_argument("--out", "-o", required=True, metavar="FILE", help="output file")
+    p.add_argument(
+        "--labels",
+        nargs="*",
+        metavar="NAME",
+        help="label images to draw as surfaces (no NAME: all of them)",
+    )
+    p.add_argument(
+        "--color-by",
+        metavar="FEATURE",
+        help="colour the first --labels image by this feature column (or a ratio a/b)",
+    )
+    p.add_argument(
+        "--features",
+        metavar="TABLE.csv",
+        help="features table with a 'label' column (CSV or Parquet)",
+    )
+    p.add_argument("--tracks", metavar="TRACKS.geff", help="GEFF track graph to draw")
+    p.add_argument(
+        "--time",
+        type=float,
+        metavar="T",
+        help="current time point (default: the last of the tracks)",
+    )
+    p.add_argument(
+        "--tail",
+        type=float,
+        default=20.0,
+        metavar="N",
+        help="track tail length in time points (default: %(default)s)",
+    )
+    p.add_argument(
+        "--clip",
+        action="append",
+        default=[],
+        metavar="AXIS=F",
+        help="clipping plane, repeatable (see below)",
+    )
+    p.add_argument(
+        "--azimuth",
+        type=float,
+        default=30.0,
+        metavar="DEG",
+        help="turn about the vertical axis (default: %(default)s)",
+    )
+    p.add_argument(
+        "--elevation",
+        type=float,
+        default=20.0,
+        metavar="DEG",
+        help="tilt up (default: %(default)s)",
+    )
+    p.add_argument(
+        "--zoom",
+        type=float,
+        default=1.0,
+        metavar="Z",
+        help="> 1 comes closer (default: %(default)s)",
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=(800, 600),
+        metavar=("W", "H"),
+        help="image size in pixels (default: 800 600)",
+    )
+    p.add_argument(
+        "--level",
+        type=int,
+        metavar="N",
+        help="pyramid level (default: the finest within --voxel-budget)",
+    )
+    p.add_argument(
+        "--voxel-budget",
+        type=float,
+        default=2**24,
+        metavar="VOXELS",
+        help="largest level read when --level is not given (default: 2**24 = 256^3)",
+    )
+    p.add_argument(
+        "--rendering",
+        choices=("composite", "mip", "isosurface"),
+        default="composite",
+        help="volume rendering mode (default: %(default)s)",
+    )
+    p.add_argument(
+        "--invert",
+        action="store_true",
+        help="invert the grey values (EM: dark membranes become bright)",
+    )
+    p.add_argument("--colormap", default="gray", help="volume colormap (default: %(default)s)")
+    p.add_argument("--no-image", action="store_true", help="draw labels/tracks without the volume")
+    p.add_argument("--no-overlays", action="store_true", help="no scale bar and axes")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "render",
+        help="render a store (volume, label surfaces, tracks) to a PNG offscreen",
+        description=(
+            "Render an OME-Zarr image (GPU ray casting), label images as surfaces and a GEFF "
+            "track graph offscreen (EGL, no display needed) into a PNG."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_scene_arguments(p)
+    p.set_defaults(func=run)
+
+
+def scene_from_args(args: argparse.Namespace) -> Any:
+    """Build the scene the shared options describe (used by ``render`` and ``movie``)."""
+    from analysis.errors import ParameterError
+    from viewer.render import build_store_scene
+
+    if args.store is None and args.tracks is None:
+        raise ParameterError("give an image STORE.zarr and/or --tracks TRACKS.geff")
+    if args.store is not None and not Path(args.store).exists() and "://" not in args.store:
+        raise FileNotFoundError(2, "No such file or directory", args.store)
+    features = _read_features(args.features) if args.features else None
+    tracks = None
+    if args.tracks:
+        from analysis.tracks import TrackGraph
+
+        tracks = TrackGraph.from_geff(args.tracks)
+    return build_store_scene(
+        args.store,
+        labels=args.labels,
+        color_by=args.color_by,
+        features=features,
+        tracks=tracks,
+        time=args.time,
+        tail=args.tail,
+        clips=args.clip,
+        azimuth=args.azimuth,
+        elevation=args.elevation,
+        zoom=args.zoom,
+        level=args.level,
+        rendering=args.rendering,
+        invert=args.invert,
+        show_image=not args.no_image,
+        colormap=args.colormap,
+    )
+
+
+def _read_features(path: str) -> Any:
+    # A features table is a plain CSV/Parquet written by `vrscope measure`/morphology;
+    # pandas reads both. (analysis.io has no table reader yet.)
+    import pandas as pd
+
+    from analysis.errors import FormatError
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(2, "No such file or directory", path)
+    try:
+        if p.suffix.lower() in {".parquet", ".pq"}:
+            return pd.read_parquet(p)
+        return pd.read_csv(p)
+    except (ValueError, OSError) as exc:
+        raise FormatError(f"cannot read features table {path}: {exc}") from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    from analysis.errors import ParameterError
+    from viewer.render import render_to_array
+
+    out = Path(args.out)
+    if out.suffix.lower() not in {".png", ".jpg", ".jpeg", ".tif", ".tiff"}:
+        raise ParameterError(f"--out must be a .png, .jpg or .tif file, not {out.name!r}")
+    w, h = args.size
+    if not (16 <= w <= 16384 and 16 <= h <= 16384):
+        raise ParameterError(f"--size {w} {h}: each side must be 16..16384 pixels")
+    t0 = time.perf_counter()
+    scene = scene_from_args(args)
+    show = not args.no_overlays
+    img = render_to_array(
+        scene,
+        size=(w, h),
+        voxel_budget=int(args.voxel_budget),
+        show_scale_bar=show,
+        show_axes=show,
+    )
+    import imageio.v3 as iio
+
+    iio.imwrite(out, img)
+    print(f"wrote {out} ({w} x {h}) in {time.perf_counter() - t0:.1f} s")
+    return 0
