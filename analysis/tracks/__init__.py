@@ -29,6 +29,8 @@ from analysis.edits import (
     Swap,
 )
 from analysis.tracks._graph import NodeRecord, TrackGraph
+from analysis.tracks._linking import detect_objects, link_detections, link_labels
+from analysis.tracks._stats import msd, track_stats
 from analysis.tracks._testing import random_lineages
 
 __all__ = [
@@ -42,5 +44,10 @@ __all__ = [
     "Prolong",
     "Swap",
     "TrackGraph",
+    "detect_objects",
+    "link_detections",
+    "link_labels",
+    "msd",
     "random_lineages",
+    "track_stats",
 ]
