@@ -18,7 +18,8 @@ INPUT is one of
   stack.tif / stack.ome.tif      multi-page, ImageJ or OME TIFF
   slices/  or 'slices/*.png'     a folder (or glob) of PNG or TIFF slices, natural sort order
   volume.npy                     a NumPy array (memory-mapped)
-  file.h5:dataset                an HDF5 dataset; file.h5.gz:dataset works too
+  file.h5:dataset                an HDF5 dataset; file.h5.gz:dataset works too (decompressed
+                                 to $VRSCOPE_CACHE_DIR or the system temp folder, then removed)
   other.zarr                     an OME-Zarr store (re-chunk, change NGFF version)
 
 example (the Janelia FIB-SEM medulla: PNG slices + supervoxels mapped to neuron bodies):
