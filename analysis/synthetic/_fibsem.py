@@ -61,7 +61,7 @@ FIBSEM_LABELS = ("cell", "nucleus", "mitochondria", "nuclear_pores")
 #: Field of view (µm) when no voxel size is given.
 FIELD_OF_VIEW_UM = 10.24
 
-MIN_SIZE = 64
+MIN_SIZE = 96
 MAX_SIZE = 512
 
 # Grey values (uint8, before blur and noise): EM contrast, dark membranes on light cytoplasm.
@@ -208,7 +208,8 @@ class _Lengths:
             pocket_depth=max(2.5, 6.0 * s),
             # Mitochondria volume ~8% of the cytoplasm shared among 0.6 * size of them.
             mito_radius=max(2.0, 2.6 * (size / 96.0) ** (2.0 / 3.0)),
-            clearance=2.0,
+            # > sqrt(3): voxels of two tubes are never 26-neighbours.
+            clearance=1.8,
             margin=max(1.0, 2.0 * s),
             plasma_membrane_iter=max(1, round(1.5 * s)),
         )
@@ -226,7 +227,7 @@ def fibsem_cell(
     Parameters
     ----------
     size : int, default: 256
-        Edge length of the cubic volume in voxels (64 to 512).
+        Edge length of the cubic volume in voxels (96 to 512).
     seed : int, default: 0
         Random seed; the same seed gives the same sample, bit for bit.
     voxel_size_um : float or (3,) floats, optional
@@ -244,7 +245,7 @@ def fibsem_cell(
     Raises
     ------
     ParameterError
-        For a size outside 64-512, a negative seed or a non-positive voxel size.
+        For a size outside 96-512, a negative seed or a non-positive voxel size.
     """
     scale_um = _check_args(size, seed, voxel_size_um)
     size = int(size)
@@ -344,7 +345,7 @@ def fibsem_cell(
     forbidden = _mito_forbidden(cell, L)
     forbidden[nbox] |= nuc | (d_out <= env_out + L.margin)
     del d_in, d_out
-    mitos = _place_mitochondria(forbidden, img, L, n_mitochondria_for_size(size), rng)
+    mitos = _place_mitochondria(forbidden, img, L, n_mitochondria_for_size(size), c_cell, rng)
     del forbidden
 
     _report(progress, "blur and noise", 5, _N_STAGES)
@@ -533,6 +534,7 @@ def _mito_forbidden(cell: npt.NDArray[np.bool_], L: _Lengths) -> npt.NDArray[np.
 
 def _try_tube(
     center: npt.NDArray[np.float64],
+    axis: npt.NDArray[np.float64],
     radius: float,
     length: float,
     forbidden: npt.NDArray[np.bool_],
@@ -549,7 +551,6 @@ def _try_tube(
 ):
     """A random bent tube around ``center`` whose clearance zone misses ``forbidden``, or None."""
     shape = forbidden.shape
-    axis = random_unit_vectors(1, rng)[0]
     perp = np.cross(axis, random_unit_vectors(1, rng)[0])
     perp /= max(float(np.linalg.norm(perp)), 1e-9)
     bend = rng.uniform(-0.25, 0.25) * length
@@ -580,6 +581,7 @@ def _place_mitochondria(
     img: npt.NDArray[np.float32],
     L: _Lengths,
     target: int,
+    cell_center: npt.NDArray[np.float64],
     rng: np.random.Generator,
 ) -> npt.NDArray[np.uint16]:
     """Rejection-sample bent tubes in the allowed space and draw them into ``img``."""
@@ -598,10 +600,18 @@ def _place_mitochondria(
             continue
         radius = max(2.0, L.mito_radius * rng.uniform(0.8, 1.25))
         aspect = rng.uniform(2.5, 8.0)
-        # Several orientations per centre, shorter each time: in a thin layer of cytoplasm
-        # only a tangential tube fits, and a random direction rarely is one.
-        for shrink in np.linspace(1.0, 2.5 / aspect, 6):
-            found = _try_tube(center, radius, radius * aspect * shrink, forbidden, L, rng)
+        # First a random orientation; then tangential ones (perpendicular to the line to the
+        # cell centre), shorter each time: in the layer of cytoplasm between nucleus and
+        # plasma membrane a long tube fits only lying along the layer.
+        radial = center - cell_center
+        radial /= max(float(np.linalg.norm(radial)), 1e-9)
+        found = None
+        for k, shrink in enumerate(np.linspace(1.0, 2.5 / aspect, 6)):
+            axis = random_unit_vectors(1, rng)[0]
+            if k > 0:
+                axis -= radial * float(axis @ radial)
+                axis /= max(float(np.linalg.norm(axis)), 1e-9)
+            found = _try_tube(center, axis, radius, radius * aspect * shrink, forbidden, L, rng)
             if found is not None:
                 break
         if found is None:

@@ -63,7 +63,7 @@ def register(subparsers: Any) -> None:
         type=int,
         default=256,
         metavar="N",
-        help="edge length of the cubic volume in voxels, 64-512 (default: %(default)s)",
+        help="edge length of the cubic volume in voxels, 96-512 (default: %(default)s)",
     )
     f.add_argument(
         "--voxel-size",
