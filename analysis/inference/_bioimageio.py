@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -326,7 +327,10 @@ def load_bioimageio(
     import torch
 
     try:
-        module = torch.jit.load(str(file), map_location="cpu")  # type: ignore[no-untyped-call]
+        with warnings.catch_warnings():
+            # torch deprecates TorchScript, but bioimage.io publishes it.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(file), map_location="cpu")  # type: ignore[no-untyped-call]
     except RuntimeError as exc:
         raise FormatError(f"{file.name}: not a loadable TorchScript file") from exc
     return TorchPredictor(module, model.spec, device=device, **axes)

@@ -90,21 +90,41 @@ def export_onnx(
     model = model.cpu().eval()
     x = _example(model)
     dims = model.config.dims
-    dynamic = {
-        "x": {0: torch.export.Dim("batch"), **{i + 2: torch.export.Dim.AUTO for i in range(dims)}}
-    }
+    names = {0: "batch", **{i + 2: "zyx"[3 - dims + i] for i in range(dims)}}
     with _quiet():
-        torch.onnx.export(
-            model,
-            (x,),
-            str(path),
-            dynamo=True,
-            opset_version=opset,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_shapes=dynamic,
-            external_data=False,
-        )
+        try:
+            # The TorchScript-based exporter takes under a second where the dynamo
+            # exporter takes ten or more on a laptop CPU; torch deprecates it, so
+            # fall back to dynamo once it is gone.
+            torch.onnx.export(
+                model,
+                (x,),
+                str(path),
+                dynamo=False,
+                opset_version=opset,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": names, "logits": names},
+            )
+        except (TypeError, RuntimeError, NotImplementedError) as exc:
+            log.info("TorchScript-based ONNX export failed (%s); using dynamo", exc)
+            dynamic = {
+                "x": {
+                    0: torch.export.Dim("batch"),
+                    **{i + 2: torch.export.Dim.AUTO for i in range(dims)},
+                }
+            }
+            torch.onnx.export(
+                model,
+                (x,),
+                str(path),
+                dynamo=True,
+                opset_version=opset,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_shapes=dynamic,
+                external_data=False,
+            )
     proto = onnx.load(str(path))
     spec = unet_spec(model.config, name=path.stem)
     onnx.helper.set_model_props(proto, {ONNX_META_KEY: json.dumps(spec.to_dict())})
@@ -195,9 +215,10 @@ def load_model(
 
         extra = {_TS_EXTRA: ""}
         try:
-            module = torch.jit.load(  # type: ignore[no-untyped-call]
-                str(p), map_location="cpu", _extra_files=extra
-            )
+            with _quiet():
+                module = torch.jit.load(  # type: ignore[no-untyped-call]
+                    str(p), map_location="cpu", _extra_files=extra
+                )
         except RuntimeError as exc:
             raise FormatError(f"{p.name}: not a loadable TorchScript file") from exc
         if not extra[_TS_EXTRA]:

@@ -619,8 +619,7 @@ def predict_untiled(
     block = norm(inp.read_padded(starts, stops), 0)
     if d == 2:
         planes = [block[:, z : z + 1] for z in range(block.shape[1])]
-        probs = np.concatenate([_run_batch(predictor, [p], 2) for p in planes], axis=1)
-        probs = probs[0]
+        probs = _run_batch(predictor, planes, 2)[:, :, 0].transpose(1, 0, 2, 3)
     else:
         probs = _run_batch(predictor, [block], 3)[0]
     crop = (

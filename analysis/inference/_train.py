@@ -561,6 +561,7 @@ def train(
 
         bar = tqdm(total=cfg.epochs * cfg.steps_per_epoch, desc="training", unit="step")
     history: list[dict[str, Any]] = []
+    postfix: dict[str, str] = {}
     best_loss, best_epoch, best_state = math.inf, -1, None
     stopped_early = False
     fg = list(range(1, n_classes))
@@ -592,7 +593,8 @@ def train(
                 losses.append(float(loss.detach()))
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+                    postfix["loss"] = f"{losses[-1]:.3f}"
+                    bar.set_postfix(postfix, refresh=False)
             entry: dict[str, Any] = {
                 "epoch": epoch,
                 "loss": float(np.mean(losses)) if losses else float("nan"),
@@ -620,11 +622,9 @@ def train(
             entry["seconds"] = time.perf_counter() - t0
             history.append(entry)
             if bar is not None:
-                bar.set_postfix(
-                    loss=f"{entry['loss']:.3f}",
-                    val_loss=f"{entry.get('val_loss', float('nan')):.3f}",
-                    dice=f"{entry.get('val_dice', float('nan')):.3f}",
-                )
+                postfix["val_loss"] = f"{entry.get('val_loss', float('nan')):.3f}"
+                postfix["dice"] = f"{entry.get('val_dice', float('nan')):.3f}"
+                bar.set_postfix(postfix)
             log.info("epoch %d: %s", epoch, {k: v for k, v in entry.items() if k != "dice"})
             if callback is not None:
                 callback(entry)
