@@ -57,7 +57,9 @@ class VolumeBrick:
 
 
 def image_data(
-    array: npt.NDArray[Any], origin_um: Sequence[float], spacing_um: Sequence[float]
+    array: npt.NDArray[Any],
+    origin_um: Sequence[float] | npt.NDArray[np.float64],
+    spacing_um: Sequence[float] | npt.NDArray[np.float64],
 ) -> Any:
     """``vtkImageData`` over a (Z, Y, X) array without reordering the voxels.
 

@@ -20,6 +20,7 @@ from viewer.scene import Labels
 from . import _vtk as v
 from ._base import FrameContext, VtkLayer, choose_level, polydata, read_level_zyx
 from ._colors import id_colors, values_to_colors
+from ._image import image_data
 from ._meshes import LabelMeshCache, decimate_to_budget, export_meshes
 
 __all__ = ["VtkLabels"]
@@ -28,7 +29,12 @@ log = logging.getLogger(__name__)
 
 
 class VtkLabels(VtkLayer):
-    """Adapter for :class:`viewer.scene.Labels` in surface mode."""
+    """Adapter for :class:`viewer.scene.Labels`: surfaces, or a label volume (``mode``).
+
+    Volume mode ray-casts the label image with nearest-neighbour sampling and a
+    piecewise-constant colour per id (background and hidden ids transparent):
+    no meshing, so it suits label images with very many or very large objects.
+    """
 
     @property
     def selection_dependent(self) -> bool:
@@ -60,6 +66,15 @@ class VtkLabels(VtkLayer):
         self.outline_actor.GetProperty().SetLineWidth(3.0)
         self.outline_actor.GetProperty().LightingOff()
         self._outline_on = False
+        self.volume_mapper = v.vtkOpenGLGPUVolumeRayCastMapper()
+        self.volume_property = v.vtkVolumeProperty()
+        self.volume_property.SetInterpolationTypeToNearest()
+        self.volume_property.ShadeOff()
+        self.volume = v.vtkVolume()
+        self.volume.SetMapper(self.volume_mapper)
+        self.volume.SetProperty(self.volume_property)
+        self._volume_level = -1
+        self._volume_ids: list[int] = []
         self.props = [self.actor, self.outline_actor]
         layer.labels_update.connect(self._on_labels_update)
 
@@ -80,6 +95,7 @@ class VtkLabels(VtkLayer):
         super().close()
 
     def _apply_visibility(self) -> None:
+        self.volume.SetVisibility(bool(self.layer.visible))
         self.actor.SetVisibility(bool(self.layer.visible))
         self.outline_actor.SetVisibility(bool(self.layer.visible and self._outline_on))
 
@@ -90,6 +106,10 @@ class VtkLabels(VtkLayer):
             self.mapper.SetInputData(v.vtkPolyData())
             return
         level = choose_level(src, ctx.voxel_budget, lay.level)
+        if lay.mode == "volume":
+            self._update_volume(level)
+            return
+        self.props = [self.actor, self.outline_actor]
         if self._labels_dirty or level != self._level:
             if level != self._level:
                 self.cache.clear()
@@ -109,6 +129,38 @@ class VtkLabels(VtkLayer):
             self._outline_on = True
         else:
             self._outline_on = False
+
+    def _update_volume(self, level: int) -> None:
+        lay = self.layer
+        assert lay.data is not None
+        self._outline_on = False
+        if self._labels_dirty or level != self._volume_level:
+            arr, spacing, origin = read_level_zyx(lay.data, level)
+            # float32 keeps ids exact up to 2**24 and is a type every GPU path samples.
+            self.volume_mapper.SetInputData(image_data(arr.astype(np.float32), origin, spacing))
+            self._volume_ids = [int(i) for i in np.unique(arr) if i != 0]
+            self._volume_level = level
+            self._labels_dirty = False
+        hidden = set(lay.hidden_ids)
+        ids = self._volume_ids
+        colors = self.colors_for(ids) if ids else np.zeros((0, 3))
+        ctf = v.vtkColorTransferFunction()
+        otf = v.vtkPiecewiseFunction()
+        ctf.AddRGBPoint(0.0, 0.0, 0.0, 0.0)
+        otf.AddPoint(0.0, 0.0)
+        # Piecewise constant per id: both ends of each id's unit interval get its value.
+        for i, c in zip(ids, colors, strict=True):
+            a = 0.0 if i in hidden else float(lay.opacity)
+            for x in (i - 0.49, i + 0.49):
+                ctf.AddRGBPoint(float(x), float(c[0]), float(c[1]), float(c[2]))
+                otf.AddPoint(float(x), a)
+        self.volume_property.SetColor(ctf)
+        self.volume_property.SetScalarOpacity(otf)
+        self.volume_property.SetScalarOpacityUnitDistance(1e-6)  # opaque at first hit
+        self.props = [self.volume]
+
+    def mappers(self) -> list[Any]:
+        return [self.mapper, self.outline_actor.GetMapper(), self.volume_mapper]
 
     def colors_for(self, ids: list[int]) -> np.ndarray:
         """(N, 3) RGB of objects ``ids`` by the layer's colour mode."""

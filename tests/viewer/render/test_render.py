@@ -395,3 +395,28 @@ def test_label_meshes_cached_and_exported(tmp_path: Path) -> None:
             np.testing.assert_allclose(loaded.bounds[0], lo, atol=0.6)
             np.testing.assert_allclose(loaded.bounds[1], hi, atol=0.6)
     assert math.isfinite(mesh2.area)
+
+
+def test_label_volume_mode_colours_by_id() -> None:
+    from viewer.render import id_colors
+
+    lab = two_balls()
+    layer = Labels(lab, mode="volume")
+    scene = Scene([layer])
+    scene.reset_camera()
+    cam = scene.camera
+    centroids = np.array(ndimage.center_of_mass(lab > 0, lab, [1, 2]))
+    px = np.round(
+        project_independently(
+            cam.position, cam.focal_point, cam.view_up, cam.view_angle, SIZE, centroids
+        )
+    ).astype(int)
+    with renderer(scene) as r:
+        img = r.screenshot().astype(int)
+        layer.hidden_ids = [1]
+        hidden = r.screenshot().astype(int)
+    # Unshaded label volume: the pixel is the id's colour (id_colors is the documented map).
+    for (c, rw), colour in zip(px, id_colors([1, 2]) * 255, strict=True):
+        np.testing.assert_allclose(img[rw, c], colour, atol=12)
+    assert hidden[px[0][1], px[0][0]].max() == 0
+    np.testing.assert_allclose(hidden[px[1][1], px[1][0]], img[px[1][1], px[1][0]], atol=2)
