@@ -213,13 +213,20 @@ def link_labels(
     Returns
     -------
     TrackGraph
-        ``label`` = the object's label in its frame; feature ``volume_um3``.
+        ``label`` = the object's label in its frame; feature ``volume_um3``;
+        ``attrs["frame_interval_s"]`` from a store's time axis scale.
     """
     det = detect_objects(labels, scale_um=scale_um, progress=progress)
-    return link_detections(
+    graph = link_detections(
         det,
         max_distance_um,
         gap_frames=gap_frames,
         divisions=divisions,
         division_distance_um=division_distance_um,
     )
+    if isinstance(labels, VolumeSource) and not isinstance(labels, ArrayVolumeSource):
+        # A store's t axis scale is the frame interval in seconds (NGFF metadata).
+        dt = float(labels.levels[0].scale[0])
+        if dt > 0:
+            graph.attrs["frame_interval_s"] = dt
+    return graph

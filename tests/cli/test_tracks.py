@@ -1,0 +1,103 @@
+"""``vrscope track`` and ``vrscope tracks convert|stats``, run in-process."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+from analysis.io import open_labels, read_ctc, read_geff, read_tracks_csv
+from analysis.tracks import TrackGraph
+from vrscope.cli import main
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    err = [e for e in err if "frame/s" not in e]
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def ctc(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ctc")
+    with zipfile.ZipFile(testdata / "ctc" / "test_data.zip") as z:
+        z.extractall(out)
+    return out
+
+
+def test_track_on_sample_timelapse(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.analysis.tracks._tra import ctc_scores
+
+    store = tmp_path / "nuclei.zarr"
+    assert main(["sample", "timelapse", str(store), "--frames", "12", "--no-progress"]) == 0
+    assert main(["track", str(store), "--labels", "nuclei", "--out", str(tmp_path / "t.geff"),
+                 "--max-distance", "8", "--no-progress"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "t.geff (geff)" in out
+    pred = read_geff(tmp_path / "t.geff")
+    truth = read_geff(store / "tracks")  # the sample's true lineage
+    labels = np.asarray(open_labels(store, "nuclei").read(0))
+    scores = ctc_scores(truth, pred, labels)
+    print(f"vrscope track on sample timelapse: TRA={scores['TRA']:.4f}, "
+          f"divisions={ {k: v for k, v in scores.items() if 'Division' in k} }")  # fmt: skip
+    assert scores["TRA"] >= 0.95
+    assert pred.attrs["frame_interval_s"] == pytest.approx(truth.attrs["frame_interval_s"])
+
+
+def test_track_ctc_folder_to_ctc(ctc: Path, tmp_path: Path) -> None:
+    assert main(["track", str(ctc / "res"), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    g, _ = read_ctc(tmp_path / "out")
+    ref, _ = read_ctc(ctc / "res")
+    assert g.n_nodes == ref.n_nodes == 18 and g.n_edges == ref.n_edges == 15
+
+
+def test_convert_geff_csv_ctc(ctc: Path, testdata: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mouse = testdata / "geff" / "mouse-20250719.zarr"
+    assert main(["tracks", "convert", str(mouse), str(tmp_path / "m.csv")]) == 0
+    back = read_tracks_csv(tmp_path / "m.csv")
+    raw = zarr.open_group(str(mouse / "tracks"), mode="r")
+    assert back.n_nodes == raw["nodes/ids"].shape[0] and back.n_edges == raw["edges/ids"].shape[0]
+    assert main(["tracks", "convert", str(ctc / "res"), str(tmp_path / "r.geff"), "--zarr-format", "3"]) == 0
+    g = read_geff(tmp_path / "r.geff")
+    assert g.n_nodes == 18 and sorted(set(g.label.tolist())) == [130, 200, 240]
+    assert main(["tracks", "convert", str(ctc / "res"), str(tmp_path / "ctc_out")]) == 0
+    assert (tmp_path / "ctc_out" / "res_track.txt").read_text().count("\n") == 3
+    # CTC output from GEFF input has no masks: a one-line error, exit 2.
+    capsys.readouterr()
+    assert main(["tracks", "convert", str(tmp_path / "r.geff"), str(tmp_path / "ctc2")]) == 2
+    assert "needs label masks" in _one_error_line(capsys)
+
+
+def test_stats(tmp_path: Path) -> None:
+    n = 6
+    g = TrackGraph.from_arrays(np.arange(n), np.arange(n), np.arange(n)[:, None] * [0.0, 3.0, 4.0],
+                               np.stack([np.arange(n - 1), np.arange(1, n)], axis=1))  # fmt: skip
+    g.to_geff(tmp_path / "line.geff")
+    assert main(["tracks", "stats", str(tmp_path / "line.geff"), "--out", str(tmp_path / "s.csv"),
+                 "--msd", str(tmp_path / "m.csv"), "--frame-interval", "2"]) == 0  # fmt: skip
+    s = pd.read_csv(tmp_path / "s.csv").iloc[0]
+    assert s.displacement_um == pytest.approx(5.0 * (n - 1))  # 3-4-5 steps
+    assert s.straightness == pytest.approx(1.0)
+    assert s.mean_speed_um_per_s == pytest.approx(2.5)
+    m = pd.read_csv(tmp_path / "m.csv")
+    np.testing.assert_allclose(m.msd_um2, 25.0 * m.lag_frames**2)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["tracks", "convert", "{tmp}/missing.geff", "{tmp}/x.csv"],
+        ["tracks", "stats", "{tmp}/missing.csv", "--out", "{tmp}/s.csv"],
+        ["track", "{tmp}/missing.zarr", "--labels", "nuclei", "--out", "{tmp}/t.geff"],
+        ["track", "{tmp}", "--out", "{tmp}/t.geff"],
+    ],
+)
+def test_bad_input_exit_2(argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [a.format(tmp=tmp_path) for a in argv]
+    assert main(args) == 2
+    _one_error_line(capsys)
