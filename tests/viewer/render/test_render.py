@@ -420,3 +420,20 @@ def test_label_volume_mode_colours_by_id() -> None:
         np.testing.assert_allclose(img[rw, c], colour, atol=12)
     assert hidden[px[0][1], px[0][0]].max() == 0
     np.testing.assert_allclose(hidden[px[1][1], px[1][0]], img[px[1][1], px[1][0]], atol=2)
+
+
+def test_selected_object_is_outlined() -> None:
+    lab = two_balls()
+    scene = Scene([fixed_labels(lab, 1, (1, 0, 0)), fixed_labels(lab, 2, (0, 1, 0))])
+    scene.reset_camera()
+    with renderer(scene) as r:
+        plain = r.screenshot().astype(int)
+        scene.selection.update({"layer": "obj2", "label_ids": [2]})
+        chosen = r.screenshot().astype(int)
+    white = lambda im: im.min(axis=2) > 200  # noqa: E731 - the outline is white, unlit
+    assert white(plain).sum() == 0
+    rows, cols = np.nonzero(white(chosen))
+    assert len(rows) > 20
+    # The outline surrounds object 2 (green), not object 1 (red).
+    green = np.argwhere((plain[..., 1] > 80) & (plain[..., 1] > 2 * plain[..., 0]))
+    np.testing.assert_allclose([rows.mean(), cols.mean()], green.mean(axis=0), atol=4)
