@@ -17,6 +17,7 @@ __all__ = [
     "CorrelationResult",
     "TTestResult",
     "correlation",
+    "principal_plane",
     "region_of_points",
     "split_mask_by_plane",
     "t_test",
@@ -144,6 +145,23 @@ def region_of_points(
     return out
 
 
+def principal_plane(
+    mask: npt.ArrayLike, spacing: Sequence[float]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Centroid (µm) and unit major principal axis of a mask: the plane that cuts it in two
+    "ends" (e.g. two halves of a nucleus) passes through the centroid with that normal."""
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim != 3:
+        raise ParameterError(f"mask must be 3D, got {m.ndim} dimensions")
+    coords = np.argwhere(m)
+    if len(coords) < 2:
+        raise ParameterError("cannot split a mask with fewer than 2 voxels")
+    phys = coords * np.asarray(spacing, dtype=np.float64)
+    centre = phys.mean(axis=0)
+    _, vecs = np.linalg.eigh(np.cov((phys - centre).T))
+    return centre, np.asarray(vecs[:, -1], dtype=np.float64)
+
+
 def split_mask_by_plane(
     mask: npt.ArrayLike,
     spacing: Sequence[float],
@@ -157,31 +175,23 @@ def split_mask_by_plane(
     spacing : (3,) floats
         Voxel size in µm (the plane is placed in physical space).
     normal : (3,) floats, optional
-        Plane normal (z, y, x). Default: the mask's major principal axis, so the two
-        parts are the two "ends" of the object (e.g. two halves of a nucleus).
+        Plane normal (z, y, x). Default: the mask's major principal axis
+        (:func:`principal_plane`).
 
     Returns
     -------
     (z, y, x) uint8 array
-        0 outside the mask, 1 on the side the normal points away from, 2 on the other.
+        0 outside the mask, 1 behind the plane (``(p - centre) . normal <= 0``), 2 in
+        front of it.
     """
     m = np.asarray(mask, dtype=bool)
-    if m.ndim != 3:
-        raise ParameterError(f"mask must be 3D, got {m.ndim} dimensions")
-    coords = np.argwhere(m)
-    if len(coords) < 2:
-        raise ParameterError("cannot split a mask with fewer than 2 voxels")
-    sp = np.asarray(spacing, dtype=np.float64)
-    phys = coords * sp
-    centre = phys.mean(axis=0)
-    if normal is None:
-        cov = np.cov((phys - centre).T)
-        _, vecs = np.linalg.eigh(cov)
-        n = vecs[:, -1]
-    else:
+    centre, n = principal_plane(m, spacing)
+    if normal is not None:
         n = np.asarray(normal, dtype=np.float64)
         if n.shape != (3,) or not np.linalg.norm(n) > 0:
             raise ParameterError(f"normal must be a non-zero (z, y, x) vector, got {normal!r}")
+    coords = np.argwhere(m)
+    phys = coords * np.asarray(spacing, dtype=np.float64)
     side = (phys - centre) @ n > 0
     out = np.zeros(m.shape, dtype=np.uint8)
     out[tuple(coords.T)] = np.where(side, 2, 1).astype(np.uint8)

@@ -76,8 +76,8 @@ def surface_distance_map(
     return np.asarray(np.where(m, inside, outside), dtype=np.float64)
 
 
-def _sample(
-    field: npt.NDArray[np.float64],
+def _voxel_positions(
+    shape: tuple[int, ...],
     points_um: npt.ArrayLike,
     spacing: npt.NDArray[np.float64],
     origin_um: Sequence[float],
@@ -89,16 +89,13 @@ def _sample(
     if order not in (0, 1):
         raise ParameterError(f"order must be 0 (nearest voxel) or 1 (trilinear), got {order}")
     vox = (pts - np.asarray(origin_um, dtype=np.float64)) / spacing
-    outside = np.any((vox < -0.5) | (vox > np.asarray(field.shape) - 0.5), axis=1)
+    outside = np.any((vox < -0.5) | (vox > np.asarray(shape) - 0.5), axis=1)
     if outside.any():
         first = pts[np.argmax(outside)]
         raise ParameterError(
             f"{int(outside.sum())} point(s) lie outside the volume, e.g. {first.tolist()} µm"
         )
-    if order == 0:
-        vox = np.rint(vox)
-    values = ndi.map_coordinates(field, vox.T, order=order, mode="nearest")
-    return np.asarray(values, dtype=np.float64)
+    return np.rint(vox) if order == 0 else vox
 
 
 def distance_to_mask(
@@ -132,8 +129,25 @@ def distance_to_mask(
     (N,) float array
     """
     sp = _spacing(spacing)
-    field = surface_distance_map(mask, sp, signed=signed)
-    return _sample(field, points_um, sp, origin_um, order)
+    m = _mask(mask)
+    vox = _voxel_positions(m.shape, points_um, sp, origin_um, order)
+    # Only the voxels around the points are sampled; when they all lie on one side of the
+    # surface (centroids of organelles outside the nucleus, inside the cell), one distance
+    # transform instead of two is enough.
+    hi = np.asarray(m.shape) - 1
+    corners = [
+        np.clip(np.floor(vox) + np.array(offset), 0, hi).astype(np.intp)
+        for offset in np.ndindex(2, 2, 2)
+    ]
+    at = np.concatenate([m[tuple(c.T)] for c in corners]) if len(vox) else np.zeros(0, bool)
+    field = np.zeros(m.shape, dtype=np.float64)
+    if (~at).any():
+        field[~m] = ndi.distance_transform_edt(~m, sampling=sp)[~m]
+    if at.any():
+        inside = ndi.distance_transform_edt(m, sampling=sp)[m]
+        field[m] = -inside if signed else inside
+    values = ndi.map_coordinates(field, vox.T, order=order, mode="nearest")
+    return np.asarray(values, dtype=np.float64)
 
 
 def distance_to_masks(

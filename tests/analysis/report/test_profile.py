@@ -1,0 +1,152 @@
+"""The cell-profiling workflow on the generated FIB-SEM cell: ground truth, SciPy and
+scikit-learn as references, and a self-contained report folder."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from scipy import stats
+from sklearn.neighbors import KernelDensity, NearestNeighbors
+
+from analysis.errors import ParameterError
+from analysis.report import profile_cell, write_report
+from analysis.synthetic import fibsem_cell
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return fibsem_cell(96, seed=1)
+
+
+@pytest.fixture(scope="module")
+def profile(sample):
+    return profile_cell(sample.labels, sample.scale_um, sample.image)
+
+
+def _truth(sample, kind):
+    return sample.truth[sample.truth["kind"] == kind]
+
+
+def test_volumes_and_counts_reproduce_ground_truth(sample, profile):
+    vols = profile.volumes.set_index("compartment")
+    cell_v = _truth(sample, "cell")["volume_um3"].sum()
+    nuc_v = _truth(sample, "nucleus")["volume_um3"].sum()
+    for name, truth_v in (
+        ("cell", cell_v),
+        ("nucleus", nuc_v),
+        ("cytoplasm", cell_v - nuc_v),
+        ("mitochondria", _truth(sample, "mitochondria")["volume_um3"].sum()),
+        ("nuclear_pores", _truth(sample, "nuclear_pores")["volume_um3"].sum()),
+    ):
+        assert vols.loc[name, "volume_um3"] == pytest.approx(truth_v, rel=0.02)
+    assert vols.loc["mitochondria", "count"] == len(_truth(sample, "mitochondria"))
+    n_pores = len(_truth(sample, "nuclear_pores"))
+    assert vols.loc["nuclear_pores", "count"] == pytest.approx(n_pores, rel=0.05)
+    assert vols.loc["mitochondria", "percent_of_cytoplasm"] == pytest.approx(
+        100 * vols.loc["mitochondria", "volume_um3"] / (cell_v - nuc_v)
+    )
+    # Per-object mitochondria volumes and centroids against the truth table.
+    truth_m = _truth(sample, "mitochondria").set_index("label")
+    mito = profile.mitochondria.set_index("label")
+    np.testing.assert_allclose(
+        mito["volume_um3"], truth_m.loc[mito.index, "volume_um3"], rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        mito["centroid_y_um"], truth_m.loc[mito.index, "centroid_y_um"], rtol=1e-12
+    )
+
+
+def test_correlations_and_distances_match_scipy(profile):
+    mito = profile.mitochondria
+    np.testing.assert_array_equal(
+        mito["min_distance_um"],
+        np.minimum(mito["distance_to_nucleus_um"], mito["distance_to_plasma_membrane_um"]),
+    )
+    assert (mito["distance_to_nucleus_um"] > 0).all()  # mitochondria lie outside the nucleus
+    cols = {
+        "nucleus": "distance_to_nucleus_um",
+        "plasma_membrane": "distance_to_plasma_membrane_um",
+        "nearest": "min_distance_um",
+    }
+    for row in profile.correlations.itertuples():
+        fn = stats.pearsonr if row.method == "pearson" else stats.spearmanr
+        ref = fn(mito[cols[row.distance]], mito["surface_to_volume"])
+        assert row.r == pytest.approx(ref.statistic, rel=1e-12)
+        assert row.pvalue == pytest.approx(ref.pvalue, rel=1e-9)
+    assert len(profile.correlations) == 6
+
+
+def test_pore_density_matches_sklearn_and_ttest_matches_scipy(sample, profile):
+    # At 0.1 µm the sample's pores (~0.9 µm apart) do not overlap: no t-test, a note.
+    assert profile.density_tests.empty
+    assert "constant" in profile.summary["pores"]["density_note"]
+    profile = profile_cell(sample.labels, sample.scale_um, bandwidth_um=0.5)
+    assert len(profile.density_tests) == 2
+    pores = profile.pores
+    truth_p = _truth(sample, "nuclear_pores")
+    pts = truth_p[["centroid_z_um", "centroid_y_um", "centroid_x_um"]].to_numpy()
+    dist, _ = NearestNeighbors(n_neighbors=9).fit(pts).kneighbors(pts)
+    np.testing.assert_allclose(pores["knn_mean_distance_um"], dist[:, 1:].mean(axis=1), rtol=1e-9)
+    kde = np.exp(KernelDensity(bandwidth=0.5).fit(pts).score_samples(pts))
+    np.testing.assert_allclose(pores["kde_density"], kde, rtol=1e-6)
+    assert set(pores["nucleus_part"]) == {1, 2}
+    a = pores.loc[pores["nucleus_part"] == 1, "kde_density"]
+    b = pores.loc[pores["nucleus_part"] == 2, "kde_density"]
+    for row in profile.density_tests.itertuples():
+        ref = stats.ttest_ind(a, b, equal_var=row.method == "Student")
+        assert row.statistic == pytest.approx(ref.statistic, rel=1e-9)
+        assert row.pvalue == pytest.approx(ref.pvalue, rel=1e-9)
+
+
+def test_projection_colours_objects_by_feature(sample, profile):
+    proj = profile.projections["mitochondria_surface_to_volume"]
+    mito = sample.labels["mitochondria"]
+    assert proj.shape == mito.shape[1:]
+    assert np.array_equal(np.isfinite(proj), (mito > 0).any(axis=0))
+    sv = profile.mitochondria.set_index("label")["surface_to_volume"]
+    lab = int(profile.mitochondria["label"].iloc[0])
+    ys, xs = np.nonzero((mito == lab).any(axis=0))
+    # Every pixel of the object shows its value or a larger one (max projection).
+    assert np.all(proj[ys, xs] >= sv[lab])
+
+
+def test_report_folder_is_complete_and_self_contained(profile, tmp_path):
+    report = write_report(profile, tmp_path / "rep")
+    out = report.parent
+    for name in ("volumes", "mitochondria", "pores", "correlations"):
+        table = pd.read_csv(out / f"{name}.csv")
+        assert len(table) > 0
+    assert "pvalue" in pd.read_csv(out / "density_tests.csv").columns
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["nuclear_pores"] == int(
+        profile.volumes.set_index("compartment").loc["nuclear_pores", "count"]
+    )
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) >= 10
+    for png in pngs:
+        with Image.open(png) as im:
+            assert im.format == "PNG" and im.size[0] > 100
+    html = report.read_text()
+    srcs = re.findall(r"src='([^']*)'", html)
+    assert len(srcs) >= 10 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "href=" not in html and "<script" not in html
+    assert "constant" in html  # the density note is shown
+
+
+def test_profile_bad_inputs(sample):
+    labels = dict(sample.labels)
+    with pytest.raises(ParameterError, match="missing nucleus"):
+        profile_cell({k: v for k, v in labels.items() if k != "nucleus"}, sample.scale_um)
+    with pytest.raises(ParameterError, match="at least 1000 nuclear pores"):
+        profile_cell(labels, sample.scale_um, k=999)
+    with pytest.raises(ParameterError, match="'mitochondria' is empty"):
+        profile_cell(
+            {**labels, "mitochondria": np.zeros_like(labels["mitochondria"])}, sample.scale_um
+        )
+    with pytest.raises(ParameterError, match="bandwidth"):
+        profile_cell(labels, sample.scale_um, bandwidth_um=0.0)
