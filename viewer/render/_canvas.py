@@ -20,7 +20,6 @@ import numpy.typing as npt
 
 from viewer.scene import (
     Camera,
-    ClippingPlane,
     Image,
     Labels,
     Layer,
@@ -539,8 +538,3 @@ class SceneRenderer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def planes_from_scene(planes: Sequence[ClippingPlane]) -> list[ClippingPlane]:
-    """The enabled planes (helper for code that applies them outside VTK)."""
-    return [p for p in planes if p.enabled]
