@@ -115,7 +115,9 @@ class History:
             if hist._group is not None:
                 # The session died inside a group: its confirmed commands stay applied
                 # and become one undo step, as if the group had been closed.
-                log.warning("journal %s ends inside group %r; closing it", journal.path, hist._group.name)
+                log.warning(
+                    "journal %s ends inside group %r; closing it", journal.path, hist._group.name
+                )
                 hist._depth = 1
                 hist._end_group(record=False)
                 journal.append({"op": "end"})

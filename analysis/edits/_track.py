@@ -280,13 +280,15 @@ class Delete(Command):
             target.remove_edge(p, c)
             self._edges, self._records = [(p, c)], []
             return
-        nodes = [self.ids[0]] if self.what == "node" else [int(i) for i in target.tracklet(self.ids[0])]
+        nodes = (
+            [self.ids[0]] if self.what == "node" else [int(i) for i in target.tracklet(self.ids[0])]
+        )
         node_set = set(nodes)
         edges: list[tuple[int, int]] = []
         for n in nodes:
-            p = target.parent(n)
-            if p is not None:
-                edges.append((p, n))
+            par = target.parent(n)
+            if par is not None:
+                edges.append((par, n))
             edges.extend((n, c) for c in target.children(n) if c not in node_set)
         for p, c in edges:
             target.remove_edge(p, c)
@@ -362,9 +364,7 @@ class Swap(Command):
         self._swap(target, a, b, ca, cb)
 
     @staticmethod
-    def _swap(
-        target: TrackGraph, a: int, b: int, ca: tuple[int, ...], cb: tuple[int, ...]
-    ) -> None:
+    def _swap(target: TrackGraph, a: int, b: int, ca: tuple[int, ...], cb: tuple[int, ...]) -> None:
         for c in ca:
             target.remove_edge(a, c)
         for c in cb:

@@ -70,7 +70,9 @@ def _read_track_table(path: Path) -> npt.NDArray[np.int64]:
         try:
             vals = [int(v) for v in parts]
         except ValueError:
-            raise FormatError(f"{path} line {i}: expected 4 integers 'L B E P', got {line!r}") from None
+            raise FormatError(
+                f"{path} line {i}: expected 4 integers 'L B E P', got {line!r}"
+            ) from None
         if len(vals) != 4:
             raise FormatError(f"{path} line {i}: expected 4 integers 'L B E P', got {line!r}")
         rows.append(vals)
@@ -146,7 +148,9 @@ def read_ctc(
 
     t_list, lab_list, pos_list = [], [], []
     for t in range(masks.shape[0]):
-        props = regionprops_table(np.asarray(masks[t]), properties=("label", "centroid"))
+        props = regionprops_table(  # type: ignore[no-untyped-call]
+            np.asarray(masks[t]), properties=("label", "centroid")
+        )
         if props["label"].size == 0:
             continue
         cen = np.stack([props[f"centroid-{k}"] for k in range(ndim)], axis=1) * scale
@@ -186,17 +190,19 @@ def read_ctc(
         if times.size > 1:
             edges.append(np.stack([ids[grp[:-1]], ids[grp[1:]]], axis=1))
         first_last[label] = (int(ids[grp[0]]), int(ids[grp[-1]]), int(times.max()))
-    for label, b, _e, parent in table.tolist():
+    for label, _b, _e, parent in table.tolist():
         if label not in first_last:
-            raise FormatError(f"{root}: track {label} in {track_path.name} has no pixels in the masks")
+            raise FormatError(
+                f"{root}: track {label} in {track_path.name} has no pixels in the masks"
+            )
         if parent == 0:
             continue
         if parent not in first_last:
             raise FormatError(f"{root}: track {label} has parent {parent}, which does not exist")
         edges.append(np.array([[first_last[parent][1], first_last[label][0]]], dtype=np.int64))
-    e = np.concatenate(edges) if edges else np.empty((0, 2), np.int64)
+    edge_arr = np.concatenate(edges) if edges else np.empty((0, 2), np.int64)
     try:
-        graph = TrackGraph.from_arrays(ids, tt, pos, e, label=lab)
+        graph = TrackGraph.from_arrays(ids, tt, pos, edge_arr, label=lab)
     except FormatError as exc:
         raise FormatError(f"{root}: {exc}") from exc
     return graph, masks
@@ -234,7 +240,9 @@ def write_ctc(
 
     m = np.asarray(masks)
     if m.ndim not in (3, 4) or m.dtype.kind not in "iu":
-        raise ParameterError(f"masks must be a (T, [Z,] Y, X) integer array, got {m.dtype} {m.shape}")
+        raise ParameterError(
+            f"masks must be a (T, [Z,] Y, X) integer array, got {m.dtype} {m.shape}"
+        )
     if len(graph) == 0:
         raise ParameterError("the track graph is empty; nothing to export")
     labels = graph.label
@@ -243,7 +251,9 @@ def write_ctc(
         raise ParameterError(f"node {bad} has no segmentation label; CTC export needs one per node")
     tt = graph.t
     if tt.min() < 0 or tt.max() >= m.shape[0]:
-        raise ParameterError(f"node times {int(tt.min())}..{int(tt.max())} exceed the {m.shape[0]} mask frames")
+        raise ParameterError(
+            f"node times {int(tt.min())}..{int(tt.max())} exceed the {m.shape[0]} mask frames"
+        )
     out = Path(folder).expanduser()
     track_name = "res_track.txt" if kind == "res" else "man_track.txt"
     prefix = "mask" if kind == "res" else "man_track"
@@ -274,7 +284,11 @@ def write_ctc(
     for s in range(n_seg):
         first_node = int(ids[o][starts[s]])
         parent_id = 0
-        if seg_start[starts[s]] and starts[s] > 0 and tracklet[o][starts[s] - 1] == tracklet[o][starts[s]]:
+        if (
+            seg_start[starts[s]]
+            and starts[s] > 0
+            and tracklet[o][starts[s] - 1] == tracklet[o][starts[s]]
+        ):
             parent_id = int(ctc_id[s - 1])  # continuation after a gap
         else:
             p = graph.parent(first_node)

@@ -104,9 +104,9 @@ def _legacy_memory_store(p: Path, meta: dict[str, Any]) -> Any:
             grp = root[f"{kind}/props"]
             assert isinstance(grp, zarr.Group)
             for name in grp.group_keys():
-                values = grp[f"{name}/values"]
-                assert isinstance(values, zarr.Array)
-                dt = np.dtype(values.dtype)
+                prop_values = grp[f"{name}/values"]
+                assert isinstance(prop_values, zarr.Array)
+                dt = np.dtype(prop_values.dtype)
                 found[name] = {
                     "identifier": name,
                     "dtype": "str" if dt.kind in "US" else dt.name,
@@ -147,7 +147,10 @@ def read_geff(path: str | os.PathLike[str]) -> TrackGraph:
     from analysis.tracks._graph import TrackGraph
 
     p = _find_geff_group(_store_path(path))
-    meta = dict(zarr.open_group(str(p), mode="r").attrs["geff"])
+    raw_meta = zarr.open_group(str(p), mode="r").attrs["geff"]
+    if not isinstance(raw_meta, dict):
+        raise FormatError(f"{p}: the 'geff' attributes are not a JSON object")
+    meta = dict(raw_meta)
     source: Any = str(p)
     if "node_props_metadata" not in meta or "edge_props_metadata" not in meta:
         source = _legacy_memory_store(p, meta)

@@ -54,7 +54,11 @@ def edges_csv_path(spots_path: str | os.PathLike[str]) -> Path:
     """Where the edges table of the spots table ``spots_path`` lives."""
     p = Path(spots_path)
     name = p.name
-    for a, b in (("_spots.csv", "_edges.csv"), ("-nodes.csv", "-edges.csv"), ("spots.csv", "edges.csv")):
+    for a, b in (
+        ("_spots.csv", "_edges.csv"),
+        ("-nodes.csv", "-edges.csv"),
+        ("spots.csv", "edges.csv"),
+    ):
         if name.endswith(a):
             return p.with_name(name[: -len(a)] + b)
     return p.with_name(p.stem + "_edges.csv")
@@ -101,7 +105,7 @@ def write_tracks_csv(
         s = pd.Series(values)
         if miss.any():
             s = s.astype("Float64" if values.dtype.kind == "f" else "Int64")
-            s[miss] = pd.NA
+            s = s.mask(miss)
         cols[name] = s.to_numpy()
     pd.DataFrame(cols).to_csv(sp, index=False)
     e = graph.edges
@@ -189,7 +193,9 @@ def read_tracks_csv(
             continue  # a text column (e.g. a name): not a feature
         miss = s.isna().to_numpy()
         is_int = bool(np.all(s.dropna() == np.round(s.dropna())))
-        vals = s.fillna(0).to_numpy(np.int64 if is_int and spots[col].dtype.kind in "iuO" else np.float64)
+        vals = s.fillna(0).to_numpy(
+            np.int64 if is_int and spots[col].dtype.kind in "iuO" else np.float64
+        )
         features[str(col)] = vals
         missing[str(col)] = miss if miss.any() else None
 

@@ -59,7 +59,9 @@ class NodeRecord:
     """Feature values by name; a name that is absent is missing for this node."""
 
     def to_json(self) -> dict[str, Any]:
-        feats = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self.features.items()}
+        feats = {
+            k: (v.item() if isinstance(v, np.generic) else v) for k, v in self.features.items()
+        }
         return {
             "id": self.node_id,
             "t": self.t,
@@ -455,9 +457,7 @@ class TrackGraph:
     def record(self, node_id: int) -> NodeRecord:
         """Everything stored for ``node_id`` (used by delete commands to undo)."""
         r = self._rowof(node_id)
-        feats = {
-            k: self._feat[k][r].item() for k in self._feat if not self._feat_missing[k][r]
-        }
+        feats = {k: self._feat[k][r].item() for k in self._feat if not self._feat_missing[k][r]}
         z, y, x = (float(v) for v in self._zyx[r])
         return NodeRecord(
             node_id=int(node_id),
@@ -552,9 +552,14 @@ class TrackGraph:
             o = np.argsort(tt, kind="stable")
             rows, tt = rows[o], tt[o]
             cuts = np.flatnonzero(np.diff(tt)) + 1
-            self._by_t = {
-                int(ts[0]): rs for ts, rs in zip(np.split(tt, cuts), np.split(rows, cuts), strict=True)
-            } if rows.size else {}
+            self._by_t = (
+                {
+                    int(ts[0]): rs
+                    for ts, rs in zip(np.split(tt, cuts), np.split(rows, cuts), strict=True)
+                }
+                if rows.size
+                else {}
+            )
         return self._by_t
 
     @property
@@ -566,9 +571,7 @@ class TrackGraph:
         """Ids of the nodes at time point ``t``."""
         return self._ids[self._time_index().get(int(t), np.empty(0, np.int64))]
 
-    def nearest(
-        self, t: int, zyx: Sequence[float], max_distance_um: float = np.inf
-    ) -> int | None:
+    def nearest(self, t: int, zyx: Sequence[float], max_distance_um: float = np.inf) -> int | None:
         """The node at time ``t`` nearest to the point ``zyx`` (µm), or None.
 
         Uses one ``scipy.spatial.cKDTree`` per time point, built on first use and
@@ -597,7 +600,7 @@ class TrackGraph:
     def add_node(
         self,
         t: int,
-        zyx: Sequence[float],
+        zyx: Sequence[float] | npt.NDArray[np.float64],
         *,
         node_id: int | None = None,
         label: int = 0,

@@ -28,7 +28,9 @@ __all__ = ["detect_objects", "link_detections", "link_labels"]
 log = logging.getLogger(__name__)
 
 
-def _as_source(labels: VolumeSource | npt.ArrayLike, scale_um: Sequence[float] | None) -> tuple[VolumeSource, tuple[float, float, float]]:
+def _as_source(
+    labels: VolumeSource | npt.ArrayLike, scale_um: Sequence[float] | None
+) -> tuple[VolumeSource, tuple[float, float, float]]:
     if isinstance(labels, VolumeSource):
         src = labels
     else:
@@ -80,7 +82,9 @@ def detect_objects(
     voxel = float(np.prod(scale))
     for t in frames:
         frame = np.asarray(src.read(0, (slice(t, t + 1),)))[0]
-        props = regionprops_table(frame, properties=("label", "centroid", "area"))
+        props = regionprops_table(  # type: ignore[no-untyped-call]
+            frame, properties=("label", "centroid", "area")
+        )
         if props["label"].size == 0:
             continue
         parts.append(
@@ -162,7 +166,7 @@ def link_detections(
     coords = [zyx[r] if r.size else np.empty((0, 3)) for r in rows_by_frame]
     d2 = float(max_distance_um) ** 2
     div2 = float(division_distance_um if division_distance_um is not None else max_distance_um) ** 2
-    lt = LapTrack(
+    params: dict[str, Any] = dict(
         metric="sqeuclidean",
         cutoff=d2,
         gap_closing_metric="sqeuclidean",
@@ -172,12 +176,9 @@ def link_detections(
         splitting_cutoff=div2 if divisions else False,
         merging_cutoff=False,
     )
-    tree = lt.predict(coords)
+    tree = LapTrack(**params).predict(coords)
     edges = np.array(
-        [
-            (rows_by_frame[a[0]][a[1]], rows_by_frame[b[0]][b[1]])
-            for a, b in tree.edges()
-        ],
+        [(rows_by_frame[a[0]][a[1]], rows_by_frame[b[0]][b[1]]) for a, b in tree.edges()],
         dtype=np.int64,
     ).reshape(-1, 2)
     log.info("linked %d detections over %d frames into %d edges", n, n_frames, len(edges))

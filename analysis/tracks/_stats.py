@@ -24,7 +24,9 @@ __all__ = ["msd", "track_stats"]
 
 def _sorted_tracks(
     graph: TrackGraph,
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+) -> tuple[
+    npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]
+]:
     """(tracklet id, t, zyx, lineage id) of all nodes sorted by tracklet then time."""
     tid = graph.tracklet_ids()
     t = graph.t
@@ -103,7 +105,9 @@ def track_stats(graph: TrackGraph, frame_interval_s: float | None = None) -> pd.
     return pd.DataFrame(data)
 
 
-def msd(graph: TrackGraph, max_lag: int = 20, frame_interval_s: float | None = None) -> pd.DataFrame:
+def msd(
+    graph: TrackGraph, max_lag: int = 20, frame_interval_s: float | None = None
+) -> pd.DataFrame:
     """Mean squared displacement per tracklet and time lag.
 
     For each tracklet and lag ``τ`` (frames, 1..``max_lag``), the mean over all

@@ -56,13 +56,20 @@ def test_track_ctc_folder_to_ctc(ctc: Path, tmp_path: Path) -> None:
     assert g.n_nodes == ref.n_nodes == 18 and g.n_edges == ref.n_edges == 15
 
 
-def test_convert_geff_csv_ctc(ctc: Path, testdata: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_convert_geff_csv_ctc(
+    ctc: Path, testdata: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     mouse = testdata / "geff" / "mouse-20250719.zarr"
     assert main(["tracks", "convert", str(mouse), str(tmp_path / "m.csv")]) == 0
     back = read_tracks_csv(tmp_path / "m.csv")
     raw = zarr.open_group(str(mouse / "tracks"), mode="r")
     assert back.n_nodes == raw["nodes/ids"].shape[0] and back.n_edges == raw["edges/ids"].shape[0]
-    assert main(["tracks", "convert", str(ctc / "res"), str(tmp_path / "r.geff"), "--zarr-format", "3"]) == 0
+    assert (
+        main(
+            ["tracks", "convert", str(ctc / "res"), str(tmp_path / "r.geff"), "--zarr-format", "3"]
+        )
+        == 0
+    )
     g = read_geff(tmp_path / "r.geff")
     assert g.n_nodes == 18 and sorted(set(g.label.tolist())) == [130, 200, 240]
     assert main(["tracks", "convert", str(ctc / "res"), str(tmp_path / "ctc_out")]) == 0
@@ -97,7 +104,9 @@ def test_stats(tmp_path: Path) -> None:
         ["track", "{tmp}", "--out", "{tmp}/t.geff"],
     ],
 )
-def test_bad_input_exit_2(argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_exit_2(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = [a.format(tmp=tmp_path) for a in argv]
     assert main(args) == 2
     _one_error_line(capsys)

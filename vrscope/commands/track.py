@@ -88,16 +88,21 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise ParameterError(f"{out} already exists (use --overwrite to replace it)")
     masks: Any
-    is_ctc = src.is_dir() and any(src.glob("*.tif")) and not (src / "zarr.json").exists() and not (
-        src / ".zgroup"
-    ).exists()
+    is_ctc = (
+        src.is_dir()
+        and any(src.glob("*.tif"))
+        and not (src / "zarr.json").exists()
+        and not (src / ".zgroup").exists()
+    )
     if is_ctc:
         masks = read_ctc_masks(src)
         labels: Any = masks[:, None] if masks.ndim == 3 else masks  # 2D frames: z of size 1
         scale = tuple(args.voxel_size) if args.voxel_size else (1.0, 1.0, 1.0)
     else:
         if not args.labels:
-            raise ParameterError("give --labels NAME for an OME-Zarr input (the label image to track)")
+            raise ParameterError(
+                "give --labels NAME for an OME-Zarr input (the label image to track)"
+            )
         labels = open_labels(src, args.labels)
         scale = tuple(args.voxel_size) if args.voxel_size else None
         masks = None
@@ -116,7 +121,5 @@ def run(args: argparse.Namespace) -> int:
     _, n_children = np.unique(graph.edges[:, 0], return_counts=True)
     n_div = int(np.sum(n_children == 2))
     n_tracks = int(np.unique(graph.tracklet_ids()).size) if graph.n_nodes else 0
-    print(
-        f"{graph.n_nodes} objects in {n_tracks} tracks ({n_div} divisions) -> {out} ({kind})"
-    )
+    print(f"{graph.n_nodes} objects in {n_tracks} tracks ({n_div} divisions) -> {out} ({kind})")
     return 0

@@ -43,7 +43,9 @@ def register(subparsers: Any) -> None:
         description="Convert tracks; the formats follow from the paths (see 'vrscope tracks -h').",
     )
     c.add_argument("input", metavar="IN", help="GEFF store, CTC folder or spots CSV")
-    c.add_argument("output", metavar="OUT", help="GEFF store (.geff/.zarr), CSV (.csv) or CTC folder")
+    c.add_argument(
+        "output", metavar="OUT", help="GEFF store (.geff/.zarr), CSV (.csv) or CTC folder"
+    )
     c.add_argument(
         "--zarr-format",
         type=int,
@@ -73,7 +75,11 @@ def register(subparsers: Any) -> None:
     s.add_argument("--out", required=True, metavar="STATS.csv", help="table to write")
     s.add_argument("--msd", metavar="MSD.csv", help="also write MSD per tracklet and lag")
     s.add_argument(
-        "--max-lag", type=int, default=20, metavar="N", help="largest MSD lag in frames (default: %(default)s)"
+        "--max-lag",
+        type=int,
+        default=20,
+        metavar="N",
+        help="largest MSD lag in frames (default: %(default)s)",
     )
     s.add_argument(
         "--frame-interval",

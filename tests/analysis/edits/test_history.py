@@ -135,7 +135,9 @@ def test_journal_refuses_other_graph(tmp_path: Path) -> None:
         History.open(tmp_path, other)
 
 
-def test_torn_last_line_dropped_with_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_torn_last_line_dropped_with_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     g = small()
     start = g.copy()
     h = History.open(tmp_path, g)
@@ -179,7 +181,12 @@ def test_unreplayable_journal_is_an_error(tmp_path: Path) -> None:
     h = History.open(tmp_path / "j.jsonl", g)
     h.close()
     with open(tmp_path / "j.jsonl", "a") as fh:
-        fh.write(json.dumps({"v": 1, "op": "apply", "cmd": {"kind": "cut", "v": 1, "args": {"node": 10**9}}}) + "\n")
+        fh.write(
+            json.dumps(
+                {"v": 1, "op": "apply", "cmd": {"kind": "cut", "v": 1, "args": {"node": 10**9}}}
+            )
+            + "\n"
+        )
     with pytest.raises(FormatError, match="line 2 cannot be replayed"):
         History.open(tmp_path / "j.jsonl", small())
 

@@ -121,7 +121,9 @@ def test_nodes_at_matches_columns(forest: TrackGraph) -> None:
         ([0, 1], [0.5, 1], [], "whole frame"),
     ],
 )
-def test_from_arrays_rejects_invalid(ids: list[int], t: list[float], edges: list[list[int]], msg: str) -> None:
+def test_from_arrays_rejects_invalid(
+    ids: list[int], t: list[float], edges: list[list[int]], msg: str
+) -> None:
     zyx = np.zeros((len(ids), 3))
     with pytest.raises(FormatError, match=msg):
         TrackGraph.from_arrays(ids, t, zyx, np.asarray(edges, dtype=np.int64).reshape(-1, 2))

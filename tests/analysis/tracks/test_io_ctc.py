@@ -25,12 +25,16 @@ def ctc(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _by_t_label(g: TrackGraph) -> tuple[set[tuple[int, int]], set[tuple[tuple[int, int], tuple[int, int]]]]:
+def _by_t_label(
+    g: TrackGraph,
+) -> tuple[set[tuple[int, int]], set[tuple[tuple[int, int], tuple[int, int]]]]:
     key = {int(i): (int(t), int(lab)) for i, t, lab in zip(g.node_ids, g.t, g.label, strict=True)}
     return set(key.values()), {(key[int(a)], key[int(b)]) for a, b in g.edges}
 
 
-def _tra_graph_sets(tg: object) -> tuple[set[tuple[int, int]], set[tuple[tuple[int, int], tuple[int, int]]]]:
+def _tra_graph_sets(
+    tg: object,
+) -> tuple[set[tuple[int, int]], set[tuple[tuple[int, int], tuple[int, int]]]]:
     G = tg.graph  # type: ignore[attr-defined]
     key = {n: (int(d["t"]), int(d["segmentation_id"])) for n, d in G.nodes(data=True)}
     return set(key.values()), {(key[a], key[b]) for a, b in G.edges}
@@ -46,7 +50,7 @@ def test_read_matches_traccuracy_loader(ctc: Path, sub: str) -> None:
     assert masks.shape == ref.segmentation.shape
     np.testing.assert_array_equal(masks, ref.segmentation)
     # Positions are the mask centroids (traccuracy computes them with regionprops too).
-    for n, d in ref.graph.nodes(data=True):
+    for _n, d in ref.graph.nodes(data=True):
         sel = (g.t == d["t"]) & (g.label == d["segmentation_id"])
         assert g.zyx[sel, 1:].tolist() == [pytest.approx([d["y"], d["x"]])]
 

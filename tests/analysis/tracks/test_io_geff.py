@@ -11,7 +11,7 @@ from geff.core_io import read_to_memory
 from geff.validate.tracks import validate_lineages, validate_tracklets
 
 from analysis.errors import FormatError
-from analysis.io import read_geff, write_geff
+from analysis.io import read_geff
 from analysis.tracks import TrackGraph, random_lineages
 
 

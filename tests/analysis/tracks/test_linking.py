@@ -34,7 +34,9 @@ def test_detections_match_truth_centroids(sample: TimelapseSample) -> None:
     np.testing.assert_allclose(det[["z", "y", "x"]], ref[["z", "y", "x"]], atol=1e-6)
 
 
-def test_tracking_scores_on_timelapse(sample: TimelapseSample, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tracking_scores_on_timelapse(
+    sample: TimelapseSample, capsys: pytest.CaptureFixture[str]
+) -> None:
     gt = truth(sample)
     pred = link_labels(sample.labels, 8.0, scale_um=sample.scale_um, gap_frames=1)
     pred.validate()
@@ -56,15 +58,27 @@ def test_gap_closing_bridges_a_missed_frame(sample: TimelapseSample) -> None:
     tracks = sample.tracks
     long = tracks[(tracks["end"] - tracks["start"]) >= 10].iloc[0]
     t_hide = int(long["start"]) + 5
-    lab = int(sample.nodes[(sample.nodes.t == t_hide) & (sample.nodes.track_id == long["track_id"])]["label"].iloc[0])
+    lab = int(
+        sample.nodes[(sample.nodes.t == t_hide) & (sample.nodes.track_id == long["track_id"])][
+            "label"
+        ].iloc[0]
+    )
     labels[t_hide][labels[t_hide] == lab] = 0
     pred = link_labels(labels, 8.0, scale_um=sample.scale_um, gap_frames=1)
-    key = {int(i): (int(t), int(la)) for i, t, la in zip(pred.node_ids, pred.t, pred.label, strict=True)}
+    key = {
+        int(i): (int(t), int(la))
+        for i, t, la in zip(pred.node_ids, pred.t, pred.label, strict=True)
+    }
     links = {(key[int(a)], key[int(b)]) for a, b in pred.edges}
     assert ((t_hide - 1, lab), (t_hide + 1, lab)) in links
     no_gap = link_labels(labels, 8.0, scale_um=sample.scale_um, gap_frames=0)
-    key = {int(i): (int(t), int(la)) for i, t, la in zip(no_gap.node_ids, no_gap.t, no_gap.label, strict=True)}
-    assert ((t_hide - 1, lab), (t_hide + 1, lab)) not in {(key[int(a)], key[int(b)]) for a, b in no_gap.edges}
+    key = {
+        int(i): (int(t), int(la))
+        for i, t, la in zip(no_gap.node_ids, no_gap.t, no_gap.label, strict=True)
+    }
+    assert ((t_hide - 1, lab), (t_hide + 1, lab)) not in {
+        (key[int(a)], key[int(b)]) for a, b in no_gap.edges
+    }
     assert gt.n_nodes == pred.n_nodes + 1
 
 

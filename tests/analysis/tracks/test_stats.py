@@ -9,7 +9,9 @@ from analysis.errors import ParameterError
 from analysis.tracks import TrackGraph, msd, track_stats
 
 
-def chain(points: np.ndarray, t: np.ndarray | None = None, first_id: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def chain(
+    points: np.ndarray, t: np.ndarray | None = None, first_id: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     n = len(points)
     ids = np.arange(first_id, first_id + n)
     t = np.arange(n) if t is None else t
