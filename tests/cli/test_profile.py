@@ -1,0 +1,74 @@
+"""``vrscope profile`` on a written FIB-SEM sample: reproduces the sample's ground truth."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.io import truth_path, write_fibsem_sample, write_ngff
+from analysis.synthetic import fibsem_cell
+from analysis.volume import ArrayVolumeSource
+from vrscope.cli import main
+
+
+def _run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _check_against_truth(report_dir: Path, truth: pd.DataFrame) -> None:
+    summary = json.loads((report_dir / "summary.json").read_text())
+    vols = summary["volumes_um3"]
+    by_kind = truth.groupby("kind")
+    for kind in ("cell", "nucleus", "mitochondria", "nuclear_pores"):
+        assert vols[kind] == pytest.approx(by_kind["volume_um3"].sum()[kind], rel=0.02)
+    assert summary["counts"]["mitochondria"] == by_kind.size()["mitochondria"]
+    assert summary["counts"]["nuclear_pores"] == pytest.approx(
+        by_kind.size()["nuclear_pores"], rel=0.05
+    )
+    mito = pd.read_csv(report_dir / "mitochondria.csv")
+    ref = truth[truth["kind"] == "mitochondria"].set_index("label").loc[mito["label"]]
+    np.testing.assert_allclose(mito["volume_um3"], ref["volume_um3"], rtol=0.02)
+    assert (report_dir / "report.html").stat().st_size > 50_000
+
+
+def test_profile_cli_reproduces_sample_truth(tmp_path, capsys):
+    store = tmp_path / "cell.zarr"
+    write_fibsem_sample(fibsem_cell(96, seed=2), store, version="0.4")
+    code, out, err = _run(capsys, "profile", str(store), "--out", str(tmp_path / "rep"))
+    assert code == 0, err
+    assert "nuclear pores" in out and "report.html" in out
+    _check_against_truth(tmp_path / "rep", pd.read_csv(truth_path(store)))
+
+
+@pytest.mark.slow
+def test_profile_cli_on_standard_256_sample(tmp_path, capsys):
+    """The issue's done-when: `vrscope sample fibsem --size 256` then `vrscope profile`."""
+    store = tmp_path / "cell256.zarr"
+    assert _run(capsys, "sample", "fibsem", str(store), "--size", "256")[0] == 0
+    t0 = time.perf_counter()
+    code, _, err = _run(capsys, "profile", str(store), "--out", str(tmp_path / "rep"))
+    assert code == 0, err
+    _check_against_truth(tmp_path / "rep", pd.read_csv(truth_path(store)))
+    assert time.perf_counter() - t0 < 120
+
+
+def test_profile_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
+    store = tmp_path / "plain.zarr"
+    write_ngff(ArrayVolumeSource(np.zeros((8, 8, 8), np.uint8)), store)
+    for argv, word in (
+        (["profile", str(store), "--out", str(tmp_path / "r")], "lacks label image"),
+        (["profile", str(tmp_path / "nope.zarr"), "--out", str(tmp_path / "r")], "nope.zarr"),
+        (["profile", str(store), "--out", str(tmp_path / "x" / "y")], "does not exist"),
+        (["profile", str(store), "--out", str(tmp_path / "r"), "--bandwidth-um", "0"], "bandwidth"),
+    ):
+        code, _, err = _run(capsys, *argv)
+        assert code == 2, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert word in err
