@@ -18,8 +18,9 @@ larger ``size`` resolves it more finely. Contents, all in one cell body:
   one instance per pore = channel + pocket;
 - 50-300 elongated, slightly bent mitochondria (count ``clip(0.6 * size, 50, 300)``)
   with a dark outer membrane, a medium-dark matrix and darker cristae, placed in the
-  cytoplasm without touching each other, the nucleus or the plasma membrane
-  (at least 2 voxels of cytoplasm around each), so that instances are separable;
+  cytoplasm without touching each other, the nucleus or the plasma membrane (voxels
+  of two mitochondria are more than sqrt(3) voxels apart, so never 26-neighbours, and
+  2-3 voxels of cytoplasm separate them from the membranes): instances are separable;
 - ER-like texture: dark sheets along the zero set of a smooth random field.
 
 Contrast is EM-like: membranes and dense organelles dark on a light cytoplasm.
