@@ -71,8 +71,12 @@ class TrainConfig:
     epochs : int, default: 40
     steps_per_epoch : int, default: 40
     learning_rate : float, default: 2e-3
-    class_weights : "auto", None or sequence of float, default: "auto"
-        "auto": median-frequency balancing over the annotated training voxels.
+    class_weights : "auto", None or sequence of float, default: None
+        Loss weight per class. "auto": median-frequency balancing over the
+        annotated training voxels. Patches are already centred on every class
+        equally often, so extra weights mostly trade precision for recall
+        (over-segmentation, lower Dice); use them for classes that are rare even
+        within patches.
     flips, rot90, intensity : bool, default: True
     elastic : bool, default: False
     rotations : tuple of float, default: ()
@@ -97,7 +101,7 @@ class TrainConfig:
     epochs: int = 40
     steps_per_epoch: int = 40
     learning_rate: float = 2e-3
-    class_weights: str | tuple[float, ...] | None = "auto"
+    class_weights: str | tuple[float, ...] | None = None
     flips: bool = True
     rot90: bool = True
     intensity: bool = True
@@ -158,8 +162,9 @@ def annotations_from_instances(
         Add class 3: a one-voxel border between touching instances (on the side
         of the higher id, 6-/4-connected), so that objects separate after
         segmentation.
-    annotated : bool array like ``instances``, optional
+    annotated : bool array broadcastable to ``instances``, optional
         Where the instances are known; elsewhere 0 (unlabelled). Default: everywhere.
+        For example ``np.arange(Z)[:, None, None] % 10 == 0`` for every 10th plane.
 
     Returns
     -------
@@ -177,8 +182,12 @@ def annotations_from_instances(
         out[(inst > 0) & (lowest_neighbour < inst)] = 3
     if annotated is not None:
         mask = np.asarray(annotated, dtype=bool)
-        if mask.shape != inst.shape:
-            raise ParameterError(f"annotated mask shape {mask.shape} != instances {inst.shape}")
+        try:
+            mask = np.broadcast_to(mask, inst.shape)
+        except ValueError as exc:
+            raise ParameterError(
+                f"annotated mask shape {mask.shape} does not fit instances {inst.shape}"
+            ) from exc
         out[~mask] = 0
     return out
 
@@ -273,9 +282,10 @@ def augment_patch(
         image = np.rot90(image, k, axes=(nd - 1, nd))
         target = np.rot90(target, k, axes=(nd - 2, nd - 1))
     if intensity:
-        gain = rng.uniform(0.8, 1.2)
-        offset = rng.uniform(-0.2, 0.2)
-        noise = rng.uniform(0.0, 0.1)
+        # Mild: on the normalised image a large offset moves every class boundary.
+        gain = rng.uniform(0.9, 1.1)
+        offset = rng.uniform(-0.1, 0.1)
+        noise = rng.uniform(0.0, 0.05)
         image = image * np.float32(gain) + np.float32(offset)
         image = image + rng.normal(0.0, noise, image.shape).astype(np.float32)
     return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(target)
