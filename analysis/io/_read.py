@@ -372,7 +372,7 @@ class ZarrVolumeSource:
         arr = self._arrays[level]
         return f"{self._levels[level].path}/{arr.metadata.encode_chunk_key(coords)}"
 
-    def _chunk_error(self, level: int, region: tuple[slice, ...], exc: Exception) -> Exception:
+    def _chunk_error(self, level: int, region: tuple[slice, ...], exc: Exception) -> ChunkError:
         arr = self._arrays[level]
         grid = tuple(int(c) for c in (arr.shards or arr.chunks))
         ranges = [
@@ -389,8 +389,14 @@ class ZarrVolumeSource:
                 key = f"{self._levels[level].path}/{arr.metadata.encode_chunk_key(coords)}"
                 reason = f"{type(chunk_exc).__name__}: {chunk_exc}".splitlines()[0]
                 return ChunkError(f"cannot read chunk {key} of {self.url}: {reason}", key=key)
-        # Not reproducible chunk by chunk (a transient network error, say): keep it.
-        return exc
+        # Not reproducible chunk by chunk (a transient network error, say): still a
+        # ChunkError, so callers that skip unreadable chunks keep working.
+        where = ", ".join(f"{sl.start}:{sl.stop}" for sl in region)
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return ChunkError(
+            f"cannot read region [{where}] of level {self._levels[level].path} of {self.url}: "
+            f"{reason}"
+        )
 
     def open_labels(self, name: str) -> ZarrVolumeSource:
         """Open the label image ``labels/<name>`` of this image.

@@ -28,11 +28,14 @@ sits on the first fine voxel.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 import shutil
+import threading
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,9 +59,17 @@ log = logging.getLogger(__name__)
 
 Method = Literal["mean", "stride"]
 _AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
-# Voxels of the larger (input) block of one downsampling step; bounds peak memory.
-_BLOCK_BYTES = 64 * 2**20
+# Work per block, in bytes of float64 (the dtype of the mean). Small blocks bound peak
+# memory and measured fastest too (cache-friendly; 512^3 uint8: 4.9 s at 2 MiB, 8.9 s at
+# 64 MiB); blocks still grow to several chunks when chunks are small.
+_BLOCK_BYTES = 2 * 2**20
 _MAX_LEVELS = 16
+
+
+def _workers() -> int:
+    """Threads for blocks: NumPy and the zarr codecs release the GIL, and writes wait on
+    the disk, so twice the cores helps (512^3 uint8 on 2 cores: 5.4 s with 1, 3.1 s with 4)."""
+    return max(2, min(8, 2 * (os.cpu_count() or 1)))
 
 
 def level_shapes(
@@ -252,25 +263,42 @@ def _write_pyramid(
     plans = [list(_blocks(shp, chunks, budget)) for shp in shapes]
     total = sum(len(p) for p in plans)
     factors: list[tuple[int, ...]] = [(1,) * len(axes)]
-    with tqdm(total=total, desc=desc, unit="block", disable=not progress) as bar:
-        for block in plans[0]:
+    read_lock = threading.Lock()
+
+    def copy_block(block: Region) -> None:
+        # Sources need not be thread-safe (file handles, slab caches): one read at a time;
+        # encoding and writing the chunks runs in parallel.
+        with read_lock:
             data = np.asarray(source.read(0, block), dtype=dtype)
-            expected = tuple(s.stop - s.start for s in block)
-            if data.shape != expected:
-                raise ParameterError(f"source returned shape {data.shape} for region {expected}")
-            arrays[0][block] = data
-            bar.update()
-        for k in range(1, len(shapes)):
-            prev, cur = shapes[k - 1], shapes[k]
-            step = tuple(2 if p != c else 1 for p, c in zip(prev, cur, strict=True))
-            factors.append(tuple(f * s for f, s in zip(factors[-1], step, strict=True)))
-            for block in plans[k]:
-                src: Region = tuple(
-                    slice(b.start * s, min(b.stop * s, p))
-                    for b, s, p in zip(block, step, prev, strict=True)
-                )
-                arrays[k][block] = _downsample(np.asarray(arrays[k - 1][src]), step, method, dtype)
+        expected = tuple(s.stop - s.start for s in block)
+        if data.shape != expected:
+            raise ParameterError(f"source returned shape {data.shape} for region {expected}")
+        arrays[0][block] = data
+
+    def reduce_block(k: int, step: tuple[int, ...], block: Region) -> None:
+        src: Region = tuple(
+            slice(b.start * s, min(b.stop * s, p))
+            for b, s, p in zip(block, step, shapes[k - 1], strict=True)
+        )
+        arrays[k][block] = _downsample(np.asarray(arrays[k - 1][src]), step, method, dtype)
+
+    with (
+        tqdm(total=total, desc=desc, unit="block", disable=not progress) as bar,
+        ThreadPoolExecutor(max_workers=_workers()) as pool,
+    ):
+        try:
+            for _ in pool.map(copy_block, plans[0]):
                 bar.update()
+            for k in range(1, len(shapes)):
+                step = tuple(
+                    2 if p != c else 1 for p, c in zip(shapes[k - 1], shapes[k], strict=True)
+                )
+                factors.append(tuple(f * s for f, s in zip(factors[-1], step, strict=True)))
+                for _ in pool.map(functools.partial(reduce_block, k, step), plans[k]):
+                    bar.update()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return factors
 
 

@@ -295,3 +295,27 @@ def test_bad_urls_are_format_errors(tmp_path: Path) -> None:
     # Nothing listens on port 1 of the loopback interface.
     with pytest.raises(FormatError, match="cannot open http://127.0.0.1:1/"):
         open_volume("http://127.0.0.1:1/x.zarr")
+
+
+def test_transient_read_error_is_still_a_chunk_error(tmp_path: Path) -> None:
+    """An error that does not reproduce chunk by chunk (a network hiccup) stays a ChunkError."""
+    path = write_with_ome_zarr(tmp_path / "t.zarr", _data((8, 8, 8)), version="0.5")
+    src = open_volume(path)
+    real = src._arrays[0]
+    calls = {"n": 0}
+
+    class Flaky:
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        def __getitem__(self, key: object) -> object:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise TimeoutError("connection reset")
+            return real[key]
+
+    src._arrays[0] = Flaky()  # type: ignore[assignment]
+    with pytest.raises(ChunkError, match="connection reset") as info:
+        src.read(0)
+    assert info.value.key == ""
+    assert "level s0" in str(info.value)
