@@ -76,6 +76,24 @@ def _check_labels(labels: npt.ArrayLike) -> npt.NDArray[np.integer]:
     return arr
 
 
+# Above this id, labels are renumbered 1..N first: find_objects and bincount allocate one
+# entry per possible id, which sparse ids (e.g. neuron body ids ~1e9) would blow up.
+_MAX_DIRECT_ID = 1_000_000
+
+
+def _compact(
+    lab: npt.NDArray[np.integer],
+) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.int64] | None]:
+    """Sequential labels and the map back to the original ids (None when unchanged)."""
+    if lab.size == 0 or int(lab.max()) <= _MAX_DIRECT_ID:
+        return lab, None
+    ids, inverse = np.unique(lab, return_inverse=True)
+    if ids[0] != 0:  # no background voxel: keep 0 free so ids start at 1
+        ids = np.concatenate([[0], ids])
+        inverse = inverse + 1
+    return inverse.reshape(lab.shape).astype(np.int64), ids.astype(np.int64)
+
+
 def _axis_lengths(cov: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Full axis lengths (major, middle, minor) of the ellipsoid with the same second moments.
 
@@ -155,8 +173,10 @@ def measure_objects(
 
     # Same expression as regionprops' ``_pixel_area`` so that volumes match bit for bit.
     voxel_volume = np.prod(sp)
+    lab, original_ids = _compact(lab)
     parent_volumes: dict[int, float] = {}
     if par is not None:
+        par, _ = _compact(par)
         counts = np.bincount(par.ravel())
         parent_volumes = {i: float(c * voxel_volume) for i, c in enumerate(counts) if c and i}
 
@@ -207,5 +227,7 @@ def measure_objects(
             rows["fraction_of_parent"].append(float(frac))
 
     table = pd.DataFrame(rows, columns=columns)
+    if original_ids is not None:
+        table["label"] = original_ids[table["label"].to_numpy(np.int64)]
     int_cols = ["label", "voxel_count"] + [f"bbox_{m}_{a}" for m in ("min", "max") for a in "zyx"]
     return table.astype({c: np.int64 for c in int_cols})

@@ -173,3 +173,17 @@ def test_column_set_and_empty_labels():
 def test_bad_input_raises_parameter_error(kwargs, match):
     with pytest.raises(ParameterError, match=match):
         measure_objects(**kwargs)
+
+
+def test_sparse_huge_label_ids_are_measured_under_their_own_ids():
+    lab = _random_ellipsoids((30, 30, 30), 6, seed=4).astype(np.int64)
+    ids = np.unique(lab)[1:]
+    big = lab.copy()
+    for k, i in enumerate(ids):
+        big[lab == i] = 3_000_000_000 + 7 * k  # neuron-body-like ids
+    parent = np.where(lab > 0, 5_000_000_000, 0)
+    small = measure_objects(lab, (1, 1, 1), parent=parent > 0, surface=False)
+    huge = measure_objects(big, (1, 1, 1), parent=parent, surface=False)
+    np.testing.assert_array_equal(huge["label"], 3_000_000_000 + 7 * np.arange(len(ids)))
+    for col in ("volume_um3", "centroid_z_um", "bbox_max_x", "fraction_of_parent"):
+        np.testing.assert_array_equal(huge[col], small[col])
