@@ -35,6 +35,7 @@ from analysis.inference._bioimageio import (
 )
 from analysis.inference._checkpoint import load_checkpoint, save_checkpoint, unet_spec
 from analysis.inference._export import export_onnx, export_torchscript, load_model, model_kind
+from analysis.inference._postprocess import objects_from_probabilities
 from analysis.inference._runtime import (
     ModelSpec,
     OnnxPredictor,
@@ -90,6 +91,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "model_kind",
+    "objects_from_probabilities",
     "plan_tiles",
     "predict_tiled",
     "predict_untiled",
