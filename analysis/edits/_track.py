@@ -23,6 +23,18 @@ if TYPE_CHECKING:
 __all__ = ["AddDivision", "Cut", "Delete", "MarkReviewed", "Merge", "Prolong", "Swap"]
 
 
+def _graph(target: Any) -> TrackGraph:
+    """The graph a command edits: the target itself, or its ``.tracks`` when the target
+    is a container such as ``analysis.project.Workspace`` (one History for all edits)."""
+    # Duck-typed: importing TrackGraph here would be circular (analysis.tracks imports us).
+    if hasattr(target, "add_edge"):
+        return target  # type: ignore[no-any-return]
+    graph = getattr(target, "tracks", None)
+    if graph is None:
+        raise InvalidEditError(f"{type(target).__name__} holds no tracks to edit")
+    return graph  # type: ignore[no-any-return]
+
+
 def _require(graph: TrackGraph, *node_ids: int) -> None:
     for n in node_ids:
         if n not in graph:
@@ -40,6 +52,7 @@ class Cut(Command):
         self._parent: int | None = None
 
     def apply(self, target: TrackGraph) -> None:
+        target = _graph(target)
         _require(target, self.node_id)
         parent = target.parent(self.node_id)
         if parent is None:
@@ -48,6 +61,7 @@ class Cut(Command):
         self._parent = parent
 
     def revert(self, target: TrackGraph) -> None:
+        target = _graph(target)
         assert self._parent is not None
         target.add_edge(self._parent, self.node_id)
 
@@ -75,6 +89,7 @@ class Merge(Command):
         self.start_id = int(start_id)
 
     def apply(self, target: TrackGraph) -> None:
+        target = _graph(target)
         _require(target, self.end_id, self.start_id)
         if target.children(self.end_id):
             raise InvalidEditError(
@@ -85,6 +100,7 @@ class Merge(Command):
         target.add_edge(self.end_id, self.start_id)
 
     def revert(self, target: TrackGraph) -> None:
+        target = _graph(target)
         target.remove_edge(self.end_id, self.start_id)
 
     def to_json(self) -> dict[str, Any]:
@@ -109,6 +125,7 @@ class AddDivision(Command):
         self.child_id = int(child_id)
 
     def apply(self, target: TrackGraph) -> None:
+        target = _graph(target)
         _require(target, self.parent_id, self.child_id)
         n = len(target.children(self.parent_id))
         if n != 1:
@@ -120,6 +137,7 @@ class AddDivision(Command):
         target.add_edge(self.parent_id, self.child_id)
 
     def revert(self, target: TrackGraph) -> None:
+        target = _graph(target)
         target.remove_edge(self.parent_id, self.child_id)
 
     def to_json(self) -> dict[str, Any]:
@@ -195,6 +213,7 @@ class Prolong(Command):
         )
 
     def apply(self, target: TrackGraph) -> None:
+        target = _graph(target)
         order, forward = self._plan(target)
         if self.new_ids is not None:
             for i in self.new_ids:
@@ -215,6 +234,7 @@ class Prolong(Command):
         self.new_ids = ids
 
     def revert(self, target: TrackGraph) -> None:
+        target = _graph(target)
         assert self.new_ids is not None
         for i in self.new_ids:
             p = target.parent(i)
@@ -272,6 +292,7 @@ class Delete(Command):
         return cls("track", [node_id])
 
     def apply(self, target: TrackGraph) -> None:
+        target = _graph(target)
         _require(target, *self.ids)
         if self.what == "edge":
             p, c = self.ids
@@ -296,6 +317,7 @@ class Delete(Command):
         self._edges = edges
 
     def revert(self, target: TrackGraph) -> None:
+        target = _graph(target)
         for rec in self._records:
             target.add_record(rec)
         for p, c in self._edges:
@@ -343,6 +365,7 @@ class Swap(Command):
         return cls(last_at_or_before(track_a), last_at_or_before(track_b))
 
     def apply(self, target: TrackGraph) -> None:
+        target = _graph(target)
         a, b = self.node_a, self.node_b
         _require(target, a, b)
         if a == b:
@@ -375,6 +398,7 @@ class Swap(Command):
             target.add_edge(b, c)
 
     def revert(self, target: TrackGraph) -> None:
+        target = _graph(target)
         a, b = self.node_a, self.node_b
         self._swap(target, a, b, target.children(a), target.children(b))
 
@@ -414,6 +438,7 @@ class MarkReviewed(Command):
         self._old: list[bool] = []
 
     def apply(self, target: TrackGraph) -> None:
+        target = _graph(target)
         _require(target, *self.node_ids)
         if self.whole_track:
             seen: dict[int, None] = {}
@@ -427,6 +452,7 @@ class MarkReviewed(Command):
         self._targets, self._old = ids, [bool(v) for v in old]
 
     def revert(self, target: TrackGraph) -> None:
+        target = _graph(target)
         target.set_reviewed(self._targets, self._old)
 
     def to_json(self) -> dict[str, Any]:

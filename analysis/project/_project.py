@@ -1,0 +1,233 @@
+"""``Workspace`` (one edit target for tracks and annotations) and the ``Project`` folder."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from analysis.annotations import Annotations, AnnotationsState, classes_from
+from analysis.edits import History
+from analysis.errors import FormatError
+from analysis.io import _project as pio
+from analysis.tracks import TrackGraph
+
+__all__ = ["Project", "Workspace"]
+
+log = logging.getLogger(__name__)
+
+
+class Workspace:
+    """Everything the edits of one project change: ONE target for ONE History.
+
+    Track commands (:mod:`analysis.edits`) edit ``.tracks``, annotation
+    commands (:mod:`analysis.annotations`) edit ``.annotations``; so Ctrl+Z
+    undoes the last action of any kind, and one journal records them in order.
+
+    Attributes
+    ----------
+    tracks : TrackGraph or None
+    annotations : Annotations
+    """
+
+    def __init__(self, tracks: TrackGraph | None = None, annotations: Annotations | None = None):
+        self.tracks = tracks
+        self.annotations = annotations if annotations is not None else Annotations()
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Fingerprints of both parts; the journal refuses to replay onto another workspace."""
+        return {
+            "tracks": None if self.tracks is None else self.tracks.fingerprint(),
+            "annotations": self.annotations.fingerprint(),
+        }
+
+    def __repr__(self) -> str:
+        return f"Workspace(tracks={self.tracks!r}, annotations={self.annotations!r})"
+
+
+class Project:
+    """A project folder: image reference, base tracks and annotations, the edit journal, the view.
+
+    Build with :meth:`create` or :meth:`open`, never directly. Every edit goes
+    through :attr:`history` (``project.history.apply(cmd)``): it is fsync'd to
+    ``journal.jsonl`` before ``apply`` returns, and :meth:`open` replays the
+    journal onto the base files, so the edits *and* the undo/redo stacks come back.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+    info : analysis.io._project.ProjectInfo
+        ``image`` (absolute path or URL), ``labels``, ``tracks``.
+    workspace : Workspace
+    history : analysis.edits.History
+    """
+
+    def __init__(self, path: Path, info: pio.ProjectInfo, workspace: Workspace, history: History):
+        self.path = path
+        self.info = info
+        self.workspace = workspace
+        self.history = history
+        self._closed = False
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def create(
+        cls,
+        folder: str | os.PathLike[str],
+        image: str | os.PathLike[str] | None = None,
+        labels: Sequence[str] = (),
+        tracks: str | os.PathLike[str] | TrackGraph | None = None,
+        classes: Iterable[str] | Mapping[str, tuple[float, float, float]] = (),
+        overwrite: bool = False,
+        fsync: bool = True,
+    ) -> Project:
+        """Make a new project folder and open it.
+
+        Parameters
+        ----------
+        folder : path-like
+            Created if absent; must not already hold a project unless ``overwrite``.
+        image : path or URL, optional
+            OME-Zarr store referred to (not copied).
+        labels : list of str
+            Label image names of the store to show.
+        tracks : path or TrackGraph, optional
+            GEFF, CSV or CTC tracks (or a graph); copied to ``tracks.geff`` as the base.
+        classes : names, or mapping name -> (r, g, b)
+            Marker classes to start with.
+        overwrite : bool, default: False
+            Replace an existing project in ``folder`` (its journal is lost).
+
+        Raises
+        ------
+        FormatError
+            ``folder`` already holds a project (and not ``overwrite``), or its parent is missing.
+        """
+        p = Path(folder).expanduser()
+        if not p.parent.is_dir():
+            raise FormatError(f"parent folder {p.parent} does not exist")
+        if pio.is_project(p):
+            if not overwrite:
+                raise FormatError(f"{p} already holds a project (open it, or pass overwrite)")
+            for name in (pio.TRACKS_BASE, "journal.jsonl", pio.SCENE_FILE, pio.ANNOTATIONS_FILE):
+                q = p / name
+                if q.is_dir():
+                    shutil.rmtree(q)
+                else:
+                    q.unlink(missing_ok=True)
+        image_ref = pio.image_reference(image)
+        label_names = pio.check_labels(labels)
+        graph: TrackGraph | None
+        source: str | None = None
+        if isinstance(tracks, TrackGraph):
+            graph = tracks
+        elif tracks is not None:
+            graph = pio.read_tracks_file(tracks)
+            source = str(Path(tracks).expanduser().resolve())
+        else:
+            graph = None
+        p.mkdir(exist_ok=True)
+        if graph is not None:
+            pio.write_tracks_file(graph, p / pio.TRACKS_BASE, overwrite=True)
+        colors = dict(classes) if isinstance(classes, Mapping) else None
+        names = list(classes.keys()) if isinstance(classes, Mapping) else list(classes)
+        ann = AnnotationsState(classes=classes_from(names, colors))
+        pio.write_json_atomic(p / pio.ANNOTATIONS_FILE, ann.model_dump(mode="json"))
+        info = pio.ProjectInfo(
+            image=image_ref,
+            labels=label_names,
+            tracks=pio.TRACKS_BASE if graph is not None else None,
+            tracks_source=source,
+        )
+        # project.json last: a folder without it is not (yet) a project.
+        pio.write_project_info(p, info)
+        log.info("created project %s", p)
+        return cls.open(p, fsync=fsync)
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike[str], fsync: bool = True) -> Project:
+        """Open a project: load the base tracks and annotations, replay the journal.
+
+        Raises
+        ------
+        FormatError
+            Not a project, an invalid file, or a journal recorded on other base data.
+        """
+        p = Path(folder).expanduser()
+        info = pio.read_project_info(p)
+        tracks = None
+        if info.tracks is not None:
+            tp = p / info.tracks
+            if not tp.exists():
+                raise FormatError(f"project {p}: base tracks {tp} are missing")
+            tracks = pio.read_tracks_file(tp)
+        ap = p / pio.ANNOTATIONS_FILE
+        if ap.is_file():
+            annotations = Annotations.from_json(ap.read_bytes())
+        else:
+            annotations = Annotations()
+        ws = Workspace(tracks, annotations)
+        history = History.open(p, ws, fsync=fsync)
+        return cls(p.resolve(), info, ws, history)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def tracks(self) -> TrackGraph | None:
+        return self.workspace.tracks
+
+    @property
+    def annotations(self) -> Annotations:
+        return self.workspace.annotations
+
+    def save_scene(self, scene: Mapping[str, Any]) -> Path:
+        """Store the viewer's scene state (any JSON-able dict) as ``scene.json``."""
+        self._check_open()
+        return pio.write_json_atomic(self.path / pio.SCENE_FILE, dict(scene))
+
+    def load_scene(self) -> dict[str, Any] | None:
+        """The saved scene state, or None when none was saved."""
+        f = self.path / pio.SCENE_FILE
+        if not f.is_file():
+            return None
+        data = pio.read_json_file(f)
+        if not isinstance(data, dict):
+            raise FormatError(f"{f} does not hold a JSON object")
+        return data
+
+    # ------------------------------------------------------------------ exports
+    def export_markers(self, path: str | os.PathLike[str]) -> Path:
+        """CSV, one row per marker: ``id, class, z_um, y_um, x_um, t``."""
+        return pio.write_markers_csv(self.annotations.markers, path)
+
+    def export_measurements(self, path: str | os.PathLike[str]) -> Path:
+        """CSV, one row per measurement: ``id, kind, value, unit, t, n_points, points_um``."""
+        return pio.write_measurements_csv(self.annotations.measurements, path)
+
+    def export_tracks(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+        """The edited tracks as GEFF (or a CSV spots table for ``.csv``)."""
+        if self.tracks is None:
+            raise FormatError(f"project {self.path} has no tracks to export")
+        return pio.write_tracks_file(self.tracks, path, overwrite=overwrite)
+
+    # ------------------------------------------------------------------ lifetime
+    def _check_open(self) -> None:
+        if self._closed:
+            raise FormatError(f"project {self.path} is closed")
+
+    def close(self) -> None:
+        """Close the journal (every confirmed edit is already on disk)."""
+        if not self._closed:
+            self.history.close()
+            self._closed = True
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Project({str(self.path)!r}, image={self.info.image!r})"
