@@ -1,1 +1,71 @@
-"""collab (see viewer/__init__.py)."""
+"""Collaborative review sessions: a websocket server, clients, and the shared op log.
+
+A session shares one project between a presenter, editors and observers:
+
+- **State and edits**: the server holds the authoritative state (a ``TrackGraph``
+  or a ``Workspace``) and orders every edit (an :mod:`analysis.edits` command sent
+  as an op) into one sequence, journaling each to SQLite before acknowledging it.
+  Clients apply their own edits at once and reconcile with the server order
+  (:mod:`viewer.collab._oplog` explains the scheme), so everyone converges. Undo
+  applies to one's own ops.
+- **Presence and view**: head/hand poses, laser pointers, clipping planes, time
+  point, layer visibility and follow-the-presenter, latest-wins at up to 90 Hz.
+- **Security**: a token per session (edit or view-only), loopback by default, TLS
+  on request, every frame size-limited, rate-limited and validated against the
+  pydantic models in :mod:`viewer.collab._protocol` (``docs/collab-protocol.md``).
+
+Use :class:`CollabServer` + :class:`Session` to serve (``vrscope serve``),
+:class:`CollabClient` from a GUI/XR frame loop (network on a background thread,
+state changed only in :meth:`CollabClient.process`), :class:`AsyncCollabClient` from
+asyncio code and simulated clients.
+
+Extending: a new kind of edit is a new :class:`analysis.edits.Command` (registered
+by its ``kind``); it travels without changes here. A new shared message is a new
+model in ``_protocol.py`` added to ``ClientMessage``/``ServerMessage``, handled in
+``CollabServer._dispatch`` and ``ClientCore.handle``; bump ``PROTOCOL_VERSION`` when
+old peers cannot ignore it, and regenerate the docs (``python -m viewer.collab``).
+"""
+
+from viewer.collab._client import AsyncCollabClient, ClientCore, CollabClient, Event, Peer
+from viewer.collab._journal import SessionJournal
+from viewer.collab._oplog import Entry, OrderedLog, Replica
+from viewer.collab._protocol import (
+    PROTOCOL_VERSION,
+    ClientMessage,
+    ClipPlane,
+    CommandBody,
+    Laser,
+    Pose,
+    ServerMessage,
+    protocol_schema,
+    protocol_schema_json,
+)
+from viewer.collab._server import CollabServer, ServerLimits, Session
+from viewer.collab._state import decode_state, encode_state, state_digest
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "AsyncCollabClient",
+    "ClientCore",
+    "ClientMessage",
+    "ClipPlane",
+    "CollabClient",
+    "CollabServer",
+    "CommandBody",
+    "Entry",
+    "Event",
+    "Laser",
+    "OrderedLog",
+    "Peer",
+    "Pose",
+    "Replica",
+    "ServerLimits",
+    "ServerMessage",
+    "Session",
+    "SessionJournal",
+    "decode_state",
+    "encode_state",
+    "protocol_schema",
+    "protocol_schema_json",
+    "state_digest",
+]

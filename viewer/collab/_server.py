@@ -1,0 +1,664 @@
+"""The session server: tokens, one op order per session, journal before ack, presence fan-out.
+
+One :class:`CollabServer` (an asyncio ``websockets`` server) hosts any number of
+:class:`Session` objects, each reachable at ``ws://HOST:PORT/<session>?token=...``.
+Per session:
+
+- Two tokens: the *edit* token (roles presenter/editor/observer) and the *view*
+  token (observer only). A wrong or missing token is refused at the HTTP handshake
+  (401) before any websocket frame is read.
+- Every frame is size-limited (``max_message_bytes``; larger ones close the
+  connection with 1009), counted against a per-connection token bucket (frames over
+  the budget are dropped unparsed; a sustained flood closes the connection with
+  1008), then validated against :data:`viewer.collab.ClientMessage`.
+- Ops are applied one at a time under a lock to the authoritative state
+  (:class:`~viewer.collab._oplog.OrderedLog`); an op invalid in server order is
+  rejected, an accepted one is written to the :class:`SessionJournal` (fsync'd)
+  and only then broadcast (the broadcast is the author's acknowledgement). Op ids
+  already applied are answered with ``duplicate``: resends apply exactly once.
+- Presence and view messages are fanned out latest-wins: each connection has one
+  slot per (participant, message type) that a newer message overwrites if the
+  previous one has not been written yet, so a slow reader gets fresh poses rather
+  than a backlog. Ops travel on a separate reliable queue, written first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import itertools
+import json
+import logging
+import secrets
+import ssl as _ssl
+import time
+from collections import deque
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+from pydantic import ValidationError
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from analysis.edits import command_to_json
+from analysis.errors import FormatError, InvalidEditError, ParameterError
+from viewer.collab._journal import SessionJournal
+from viewer.collab._oplog import Entry, OrderedLog, command_of
+from viewer.collab._protocol import (
+    PROTOCOL_VERSION,
+    Duplicate,
+    ErrorMsg,
+    Follow,
+    FollowMsg,
+    FollowState,
+    Hello,
+    Joined,
+    Left,
+    OpMsg,
+    Participant,
+    Presence,
+    Rejected,
+    UndoMsg,
+    View,
+    Welcome,
+    parse_client,
+)
+from viewer.collab._state import decode_state, encode_state, state_digest
+
+__all__ = ["CollabServer", "Session", "ServerLimits"]
+
+log = logging.getLogger(__name__)
+
+PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Per-connection limits.
+
+    Attributes
+    ----------
+    max_message_bytes : int, default: 1 MiB
+        Larger frames close the connection (code 1009).
+    rate_hz : float, default: 400
+        Sustained frames per second per connection (enough for 90 Hz presence,
+        view updates and edits); frames over the budget are dropped unparsed.
+    burst : int, default: 400
+    flood_drops : int, default: 2000
+        Dropped frames within ``flood_window_s`` after which the connection is closed (1008).
+    flood_window_s : float, default: 2.0
+    max_strikes : int, default: 20
+        Malformed or refused messages before the connection is closed (1008).
+    max_backlog : int, default: 10000
+        Reliable messages queued for a reader that does not keep up before it is dropped.
+    hello_timeout_s : float, default: 10
+    """
+
+    max_message_bytes: int = 1 << 20
+    rate_hz: float = 400.0
+    burst: int = 400
+    flood_drops: int = 2000
+    flood_window_s: float = 2.0
+    max_strikes: int = 20
+    max_backlog: int = 10_000
+    hello_timeout_s: float = 10.0
+
+
+class _Bucket:
+    """Token bucket (frames per second) with a count of recent drops."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens = float(burst)
+        self.t = time.monotonic()
+        self.drops = 0
+        self.window_start = self.t
+
+    def take(self, window_s: float) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
+        self.t = now
+        if now - self.window_start > window_s:
+            self.window_start, self.drops = now, 0
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        self.drops += 1
+        return False
+
+
+@dataclass(eq=False)
+class _Conn:
+    ws: ServerConnection
+    participant: Participant
+    client_id: str
+    bucket: _Bucket
+    out: deque[str] = field(default_factory=deque)
+    latest: dict[str, str] = field(default_factory=dict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    strikes: int = 0
+
+    def push(self, text: str) -> None:
+        self.out.append(text)
+        self.wake.set()
+
+    def push_latest(self, key: str, text: str) -> None:
+        self.latest[key] = text
+        self.wake.set()
+
+
+class Session:
+    """One shared editing session: the authoritative state, its op log and its journal.
+
+    Parameters
+    ----------
+    name : str
+        The URL path segment (letters, digits, ``-``, ``_``, ``.``).
+    target : TrackGraph or Workspace
+        The base state (e.g. the project's workspace). When the journal already
+        holds the session, the state is rebuilt from it instead, and ``target``
+        must be the same base it started from.
+    journal_path : path-like
+        The session's SQLite journal (created if absent).
+    info : dict, optional
+        Sent to every client on join: e.g. ``{"image": url, "labels": [...]}`` so
+        clients open the data themselves (it is never sent through the session).
+    checkpoint_every : int, default: 500
+        Snapshot the state into the journal after this many ops; ops before the
+        newest snapshot can no longer be undone, and late joiners start from it.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        target: Any,
+        journal_path: str | Path,
+        info: Mapping[str, Any] | None = None,
+        checkpoint_every: int = 500,
+    ) -> None:
+        if not name or not all(c.isalnum() or c in "-_." for c in name):
+            raise ParameterError(f"session name {name!r} must be letters, digits, '-', '_', '.'")
+        if checkpoint_every < 1:
+            raise ParameterError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
+        self.name = name
+        self.info = dict(info or {})
+        self.checkpoint_every = checkpoint_every
+        self.journal = SessionJournal(journal_path)
+        self.edit_token = self._token("edit_token")
+        self.view_token = self._token("view_token")
+        base_digest = state_digest(target)
+        stored = self.journal.get_meta("base_digest")
+        ckpt = self.journal.latest_checkpoint()
+        if stored is None or ckpt is None:
+            self.journal.set_meta("base_digest", base_digest)
+            text = json.dumps(encode_state(target), separators=(",", ":"))
+            self.journal.checkpoint(0, text)
+            ckpt = (0, text)
+        elif stored != base_digest:
+            raise FormatError(
+                f"session journal {self.journal.path} was started from a different base state "
+                "(the project changed since); start a new session"
+            )
+        seq0, text = ckpt
+        self._checkpoint_text = text
+        self.log = OrderedLog(decode_state(json.loads(text)), base_seq=seq0)
+        self._op_seq: dict[str, int] = {}
+        for row in self.journal.ops_after(seq0):
+            entry = _entry_from_row(row)
+            try:
+                self.log.apply(entry)
+            except InvalidEditError as exc:
+                raise FormatError(
+                    f"session journal {self.journal.path}: op {entry.seq} cannot be replayed: {exc}"
+                ) from exc
+            self._op_seq[entry.op_id] = entry.seq
+        self.conns: set[_Conn] = set()
+        self.follow = FollowState()
+        self.lock = asyncio.Lock()
+        self._ids = itertools.count(1)
+        self._last_presence: dict[int, str] = {}
+        self._last_view: dict[int, str] = {}
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"collab-{name}")
+        log.info(
+            "session %s at seq %d (%d ops replayed)", name, self.log.last_seq, len(self.log.entries)
+        )
+
+    def _token(self, key: str) -> str:
+        tok = self.journal.get_meta(key)
+        if tok is None:
+            tok = secrets.token_urlsafe(24)
+            self.journal.set_meta(key, tok)
+        return tok
+
+    @property
+    def target(self) -> Any:
+        """The authoritative state (read it on the server's loop only)."""
+        return self.log.target
+
+    @property
+    def last_seq(self) -> int:
+        return self.log.last_seq
+
+    def role_for(self, token: str) -> str | None:
+        """``"edit"`` or ``"view"`` for a valid token, else None (constant-time compare)."""
+        ok_edit = hmac.compare_digest(token.encode(), self.edit_token.encode())
+        ok_view = hmac.compare_digest(token.encode(), self.view_token.encode())
+        return "edit" if ok_edit else "view" if ok_view else None
+
+    def close(self) -> None:
+        self._io.shutdown(wait=True)
+        self.journal.close()
+
+    # ------------------------------------------------------------------ ops
+    async def submit(self, conn: _Conn, msg: OpMsg | UndoMsg) -> None:
+        if conn.participant.role == "observer":
+            conn.push(Rejected(op_id=msg.op_id, reason="observers cannot edit").model_dump_json())
+            conn.strikes += 1
+            return
+        async with self.lock:
+            seq = self._op_seq.get(msg.op_id)
+            if seq is not None:
+                conn.push(Duplicate(op_id=msg.op_id, seq=seq).model_dump_json())
+                return
+            entry = Entry(
+                self.log.last_seq + 1,
+                msg.op_id,
+                conn.client_id,
+                conn.participant.name,
+                "cmd" if isinstance(msg, OpMsg) else "undo",
+            )
+            try:
+                if isinstance(msg, OpMsg):
+                    entry.cmd = command_of(msg.cmd)
+                else:
+                    entry.target = msg.target
+                self.log.apply(entry)
+            except (FormatError, InvalidEditError) as exc:
+                conn.push(Rejected(op_id=msg.op_id, reason=str(exc)).model_dump_json())
+                return
+            body = _row_body(entry)
+            row = (entry.seq, entry.op_id, entry.client_id, entry.author, entry.kind, body)
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(self._io, self.journal.append, row)
+            except Exception as exc:
+                # Not durable -> not acknowledged: take it back out of the state.
+                log.error("journal write failed for op %s: %s", entry.op_id, exc)
+                _rollback_last(self.log)
+                conn.push(
+                    Rejected(op_id=msg.op_id, reason="server journal failed").model_dump_json()
+                )
+                return
+            self._op_seq[entry.op_id] = entry.seq
+            text = entry.to_message().model_dump_json()
+            for c in self.conns:
+                c.push(text)
+            if len(self.log.entries) >= self.checkpoint_every:
+                await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
+        text = json.dumps(encode_state(self.log.target), separators=(",", ":"))
+        seq = self.log.last_seq
+        await asyncio.get_running_loop().run_in_executor(
+            self._io, self.journal.checkpoint, seq, text
+        )
+        self._checkpoint_text = text
+        self.log.trim(0)
+        log.info("session %s: checkpoint at seq %d", self.name, seq)
+
+    def welcome(self, conn: _Conn, last_seq: int) -> Welcome:
+        """The join answer; call with :attr:`lock` held so no op is in flight."""
+        if self.log.base_seq <= last_seq <= self.log.last_seq:
+            base, snapshot = last_seq, None
+        else:
+            base, snapshot = self.log.base_seq, json.loads(self._checkpoint_text)
+        ops = [e.to_message() for e in self.log.entries if e.seq > base]
+        return Welcome(
+            session=self.name,
+            you=conn.participant,
+            participants=[c.participant for c in self.conns],
+            info=self.info,
+            base_seq=base,
+            snapshot=snapshot,
+            ops=ops,
+            follow=self.follow,
+            window=self.checkpoint_every,
+        )
+
+    # ------------------------------------------------------------------ presence
+    def fan_out(self, conn: _Conn, msg: Presence | View) -> None:
+        pid = conn.participant.id
+        if isinstance(msg, Presence):
+            text = (
+                f'{{"type":"peer_presence","participant":{pid},"presence":{msg.model_dump_json()}}}'
+            )
+            self._last_presence[pid] = text
+            key = f"p{pid}"
+        else:
+            text = f'{{"type":"peer_view","participant":{pid},"view":{msg.model_dump_json()}}}'
+            self._last_view[pid] = text
+            key = f"v{pid}"
+        for c in self.conns:
+            if c is not conn:
+                c.push_latest(key, text)
+
+    def set_follow(self, conn: _Conn, msg: Follow) -> None:
+        if conn.participant.role != "presenter":
+            conn.strikes += 1
+            conn.push(
+                ErrorMsg(
+                    code="forbidden", message="only the presenter sets follow mode"
+                ).model_dump_json()
+            )
+            return
+        self.follow = FollowState(presenter=conn.participant.id, enabled=msg.enabled)
+        text = FollowMsg(follow=self.follow).model_dump_json()
+        for c in self.conns:
+            c.push(text)
+
+    def join(self, conn: _Conn) -> None:
+        text = Joined(participant=conn.participant).model_dump_json()
+        for c in self.conns:
+            c.push(text)
+        self.conns.add(conn)
+        for pid, t in self._last_presence.items():
+            conn.push_latest(f"p{pid}", t)
+        for pid, t in self._last_view.items():
+            conn.push_latest(f"v{pid}", t)
+
+    def leave(self, conn: _Conn) -> None:
+        self.conns.discard(conn)
+        pid = conn.participant.id
+        self._last_presence.pop(pid, None)
+        self._last_view.pop(pid, None)
+        if self.follow.presenter == pid:
+            self.follow = FollowState()
+            ftext = FollowMsg(follow=self.follow).model_dump_json()
+            for c in self.conns:
+                c.push(ftext)
+        text = Left(participant=pid).model_dump_json()
+        for c in self.conns:
+            c.push(text)
+
+    def next_participant(self, hello: Hello) -> Participant:
+        pid = next(self._ids)
+        colour = hello.colour or PALETTE[(pid - 1) % len(PALETTE)]
+        return Participant(id=pid, name=hello.name, role=hello.role, colour=colour)
+
+
+def _row_body(entry: Entry) -> dict[str, Any]:
+    if entry.kind == "cmd":
+        assert entry.cmd is not None
+        return {"cmd": command_to_json(entry.cmd)}
+    return {"target": entry.target}
+
+
+def _entry_from_row(row: tuple[int, str, str, str, str, dict[str, Any]]) -> Entry:
+    seq, op_id, client_id, author, kind, body = row
+    if kind == "cmd":
+        from viewer.collab._protocol import CommandBody
+
+        return Entry(seq, op_id, client_id, author, kind, command_of(CommandBody(**body["cmd"])))
+    return Entry(seq, op_id, client_id, author, kind, target=str(body["target"]))
+
+
+def _rollback_last(log_: OrderedLog) -> None:
+    e = log_.entries.pop()
+    if e.kind == "cmd":
+        assert e.cmd is not None
+        e.cmd.revert(log_.target)
+        return
+    # Undo of an undo: rebuild "t and every later active op, in order".
+    t = log_.get(e.target or "")
+    assert t is not None and t.cmd is not None
+    later = [
+        x for x in log_.entries[log_.entries.index(t) + 1 :] if x.kind == "cmd" and not x.undone
+    ]
+    for x in reversed(later):
+        assert x.cmd is not None
+        x.cmd.revert(log_.target)
+    t.cmd.apply(log_.target)
+    for x in later:
+        assert x.cmd is not None
+        x.cmd.apply(log_.target)
+    t.undone = False
+
+
+class CollabServer:
+    """An asyncio websocket server hosting :class:`Session` objects.
+
+    Parameters
+    ----------
+    host : str, default: "127.0.0.1"
+        Loopback by default; any other address logs a warning (use TLS there).
+    port : int, default: 8765
+        0 picks a free port (see :attr:`port` after :meth:`start`).
+    ssl_context : ssl.SSLContext, optional
+        Serve ``wss://``.
+    limits : ServerLimits, optional
+
+    Examples
+    --------
+    >>> async def main():                               # doctest: +SKIP
+    ...     async with CollabServer(port=0) as server:
+    ...         server.add_session(Session("review", graph, "review.sqlite"))
+    ...         print(server.join_url("review"))
+    ...         await server.serve_forever()
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        ssl_context: _ssl.SSLContext | None = None,
+        limits: ServerLimits | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.ssl_context = ssl_context
+        self.limits = limits or ServerLimits()
+        self.sessions: dict[str, Session] = {}
+        self._server: Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def add_session(self, session: Session) -> Session:
+        if session.name in self.sessions:
+            raise ParameterError(f"session {session.name!r} already exists")
+        self.sessions[session.name] = session
+        return session
+
+    def join_url(self, session: str, role: str = "edit", host: str | None = None) -> str:
+        """``ws[s]://HOST:PORT/SESSION?token=...`` for the edit or the view token."""
+        s = self.sessions[session]
+        tok = s.edit_token if role == "edit" else s.view_token
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        h = host or self.host
+        if ":" in h and not h.startswith("["):
+            h = f"[{h}]"
+        return f"{scheme}://{h}:{self.port}/{quote(session)}?token={tok}"
+
+    async def start(self) -> None:
+        if not _is_loopback(self.host):
+            log.warning(
+                "collab server bound to %s, reachable from other machines: keep the join URL "
+                "secret%s",
+                self.host,
+                "" if self.ssl_context else " and use --certfile/--keyfile (TLS)",
+            )
+        self._server = await serve(
+            self._handler,
+            self.host,
+            self.port,
+            ssl=self.ssl_context,
+            process_request=self._check_request,
+            max_size=self.limits.max_message_bytes,
+            compression=None,
+        )
+        sock = next(iter(self._server.sockets))
+        self.port = int(sock.getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for s in self.sessions.values():
+            s.close()
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def __aenter__(self) -> CollabServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ handshake
+    def _resolve(self, path: str) -> tuple[Session | None, str | None]:
+        parts = urlsplit(path)
+        name = parts.path.strip("/")
+        session = self.sessions.get(name)
+        token = parse_qs(parts.query).get("token", [""])[0]
+        if session is None:
+            return None, None
+        return session, session.role_for(token)
+
+    def _check_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        session, cap = self._resolve(request.path)
+        if session is None:
+            return _http(404, "no such session\n")
+        if cap is None:
+            log.warning("refused a connection to %s: bad token", session.name)
+            return _http(401, "missing or wrong session token\n")
+        return None
+
+    # ------------------------------------------------------------------ connection
+    async def _handler(self, ws: ServerConnection) -> None:
+        session, cap = self._resolve(ws.request.path if ws.request else "")
+        if session is None or cap is None:  # pragma: no cover - refused at the handshake
+            return
+        lim = self.limits
+        try:
+            raw = await asyncio.wait_for(ws.recv(), lim.hello_timeout_s)
+            hello = parse_client(raw)
+        except (TimeoutError, ValidationError, ConnectionClosed) as exc:
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(ErrorMsg(code="hello", message=_one_line(exc)).model_dump_json())
+                await ws.close(1008, "expected hello")
+            return
+        if not isinstance(hello, Hello) or hello.v != PROTOCOL_VERSION:
+            code, why = (
+                ("version", f"protocol version {PROTOCOL_VERSION} required")
+                if isinstance(hello, Hello)
+                else ("hello", "the first message must be hello")
+            )
+            await ws.send(ErrorMsg(code=code, message=why).model_dump_json())
+            await ws.close(1008, why)
+            return
+        if cap == "view" and hello.role != "observer":
+            why = "the view token only allows the observer role"
+            await ws.send(ErrorMsg(code="forbidden", message=why).model_dump_json())
+            await ws.close(1008, why)
+            return
+        conn = _Conn(
+            ws, session.next_participant(hello), hello.client_id, _Bucket(lim.rate_hz, lim.burst)
+        )
+        async with session.lock:
+            conn.push(session.welcome(conn, hello.last_seq).model_dump_json())
+            session.join(conn)
+        writer = asyncio.create_task(self._writer(conn))
+        log.info("%s joined %s as %s", hello.name, session.name, hello.role)
+        try:
+            async for raw in ws:
+                if not conn.bucket.take(lim.flood_window_s):
+                    if conn.bucket.drops >= lim.flood_drops:
+                        log.warning("closing %s: message flood", hello.name)
+                        await ws.close(1008, "rate limit exceeded")
+                        break
+                    continue
+                await self._dispatch(session, conn, raw)
+                if conn.strikes >= lim.max_strikes:
+                    await ws.close(1008, "too many invalid messages")
+                    break
+                if len(conn.out) > lim.max_backlog:
+                    await ws.close(1013, "not reading fast enough; reconnect to resume")
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            session.leave(conn)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            log.info("%s left %s", hello.name, session.name)
+
+    async def _dispatch(self, session: Session, conn: _Conn, raw: str | bytes) -> None:
+        try:
+            msg = parse_client(raw)
+        except ValidationError as exc:
+            conn.strikes += 1
+            conn.push(ErrorMsg(code="malformed", message=_one_line(exc)).model_dump_json())
+            return
+        if isinstance(msg, Presence | View):
+            session.fan_out(conn, msg)
+        elif isinstance(msg, OpMsg | UndoMsg):
+            await session.submit(conn, msg)
+        elif isinstance(msg, Follow):
+            session.set_follow(conn, msg)
+        else:
+            conn.strikes += 1
+            conn.push(ErrorMsg(code="hello", message="already joined").model_dump_json())
+
+    @staticmethod
+    async def _writer(conn: _Conn) -> None:
+        ws = conn.ws
+        try:
+            while True:
+                await conn.wake.wait()
+                conn.wake.clear()
+                while conn.out or conn.latest:
+                    if conn.out:
+                        text = conn.out.popleft()
+                    else:
+                        key = next(iter(conn.latest))
+                        text = conn.latest.pop(key)
+                    await ws.send(text)
+        except ConnectionClosed:
+            pass
+
+
+def _http(status: int, body: str) -> Response:
+    reason = {401: "Unauthorized", 404: "Not Found"}.get(status, "Error")
+    headers = Headers([("Content-Type", "text/plain; charset=utf-8")])
+    return Response(status, reason, headers, body.encode())
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        return f"invalid message ({exc.error_count()} errors): {loc}: {err.get('msg', '')}"[:300]
+    if isinstance(exc, TimeoutError):
+        return "no hello received in time"
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
