@@ -149,3 +149,20 @@ def test_info_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "PATH_OR_URL" in out and "--json" in out
+
+
+def test_info_time_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = np.zeros((3, 4, 8, 8), np.uint8)
+    path = write_with_ome_zarr(
+        tmp_path / "t.zarr",
+        data,
+        version="0.5",
+        axes="tzyx",
+        scale={"t": 2.0, "z": 1.0, "y": 1.0, "x": 1.0},
+        units={"t": "minute", "z": "micrometer", "y": "micrometer", "x": "micrometer"},
+    )
+    code, out, _ = _run(capsys, str(path), "--json")
+    assert code == 0
+    assert json.loads(out)["time_step_s"] == pytest.approx(120.0)
+    code, out, _ = _run(capsys, str(path))
+    assert "time step:    120 s" in out

@@ -89,6 +89,7 @@ def summary(src: ZarrVolumeSource) -> dict[str, Any]:
         "voxel_size_um": voxel_um,
         "unit": unit,
         "voxel_size_in_unit": in_unit,
+        "time_step_s": src.levels[0].scale[src.axes.index("t")] if "t" in src.axes else None,
         "levels": _levels(src),
         "labels": labels,
     }
@@ -113,6 +114,8 @@ def _text(info: dict[str, Any]) -> str:
     elif info["voxel_size_in_unit"] is not None and info["unit"] != "micrometer":
         voxel += f"  = {_fmt_tuple(info['voxel_size_in_unit'])} {info['unit']}"
     lines.append(voxel)
+    if info["time_step_s"] is not None:
+        lines.append(f"  time step:    {info['time_step_s']:g} s")
     lines.append(f"  levels:       {len(info['levels'])}")
     space = [i for i, a in enumerate(info["axes"]) if a in "zyx"]
     for lev in info["levels"]:
