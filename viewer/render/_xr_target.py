@@ -1,0 +1,286 @@
+"""``VtkXrTarget``: draw a scene with VTK into framebuffers of a context someone else owns.
+
+The XR mode (``xrmode``) owns an EGL context shared with the OpenXR runtime and
+binds, per eye, a framebuffer whose colour attachment is the acquired swapchain
+image. This module is the VTK half of that recipe (measured on llvmpipe against
+headless Monado, ``../shared/RENDERING.md``):
+``vtkGenericOpenGLRenderWindow`` that does not own its context (observers on
+``WindowMakeCurrentEvent`` / ``WindowIsCurrentEvent`` call back into the owner),
+initialised from the current context, blitting each finished frame into
+whatever framebuffer is bound when :meth:`VtkXrTarget.render_eye` is called.
+``SetOffScreenRendering`` must stay off: with it the final blit is skipped and
+the swapchain stays black without any error.
+
+Besides the scene layers it draws XR furniture in *stage* coordinates (metres):
+a table under the volume and a floor (grounding), laser rays, cursor spheres
+and billboard text (menus, live measurements, counts). They follow the
+world <-> stage transform given each frame by :meth:`set_stage_to_world`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from vtkmodules.vtkCommonCore import vtkCommand
+from vtkmodules.vtkRenderingOpenGL2 import vtkGenericOpenGLRenderWindow
+
+from viewer.scene import Scene
+
+from . import _vtk as v
+from ._base import polydata
+from ._canvas import EyeView, SceneRenderer
+from ._image import VtkImage
+
+__all__ = ["VtkXrTarget", "XrOverlay", "XrText"]
+
+log = logging.getLogger(__name__)
+
+RGB = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class XrText:
+    """A line of text at a stage position (metres), facing the viewer."""
+
+    position_m: tuple[float, float, float]
+    text: str
+    color: RGB = (1.0, 1.0, 1.0)
+
+
+@dataclass
+class XrOverlay:
+    """What the XR tools draw this frame, in stage coordinates (x, y, z metres).
+
+    Attributes
+    ----------
+    lines : (N, 2, 3) float
+        Segments (laser rays, rubber bands).
+    line_colors : (N, 3) float in 0..1
+    points : (M, 3) float
+        Cursor spheres.
+    point_colors : (M, 3) float in 0..1
+    point_radius_m : float
+    texts : list of XrText
+    """
+
+    lines: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2, 3)))
+    line_colors: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
+    points: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
+    point_colors: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
+    point_radius_m: float = 0.006
+    texts: list[XrText] = field(default_factory=list)
+
+
+def _matrix(m: npt.NDArray[np.float64]) -> Any:
+    out = v.vtkMatrix4x4()
+    for i in range(4):
+        for j in range(4):
+            out.SetElement(i, j, float(m[i, j]))
+    return out
+
+
+class VtkXrTarget:
+    """Render a :class:`Scene` into externally bound framebuffers (XR swapchain images).
+
+    Parameters
+    ----------
+    scene : Scene
+    make_current : callable
+        Makes the owner's GL context current (VTK calls it before drawing).
+    is_current : callable -> bool
+        Whether the owner's context is current.
+    size : (width, height)
+        Eye image size in pixels (the swapchain size).
+    background : (r, g, b), default: a neutral dark grey room
+    furniture : bool, default: True
+        Draw a table under the volume and a floor (stage coordinates).
+
+    Notes
+    -----
+    A framebuffer with a colour attachment must be bound when the target is
+    created (VTK initialises from the current context) and before each
+    :meth:`render_eye`. Call :meth:`close` before the context goes away.
+    """
+
+    def __init__(
+        self,
+        scene: Scene,
+        make_current: Callable[[], None],
+        is_current: Callable[[], bool],
+        size: tuple[int, int],
+        background: RGB = (0.18, 0.18, 0.2),
+        furniture: bool = True,
+    ) -> None:
+        self._make_current = make_current
+        self._is_current = is_current
+        win = vtkGenericOpenGLRenderWindow()
+        win.SetSize(int(size[0]), int(size[1]))
+        win.SetMultiSamples(0)
+        win.SetOwnContext(0)
+        win.AddObserver(vtkCommand.WindowMakeCurrentEvent, self._on_make_current)
+        win.AddObserver(vtkCommand.WindowIsCurrentEvent, self._on_is_current)
+        win.SetIsCurrent(True)
+        win.SetReadyForRendering(True)
+        win.InitializeFromCurrentContext()
+        win.SetFrameBlitModeToBlitToCurrent()
+        self.window = win
+        self.size = (int(size[0]), int(size[1]))
+        self.renderer = SceneRenderer(
+            scene,
+            render_window=win,
+            background=background,
+            show_scale_bar=False,
+            show_axes=False,
+        )
+        self.scene = scene
+        self._stage_to_world = np.eye(4)
+        self._base_sample_distances: dict[int, float] = {}
+        self._sample_factor = 1.0
+        ren = self.renderer.renderer
+        # Furniture and overlay geometry are defined in stage metres and placed
+        # with one user matrix (stage -> VTK world xyz), updated every frame.
+        self._stage_actors: list[Any] = []
+        if furniture:
+            self._add_furniture()
+        self._line_mapper = v.vtkPolyDataMapper()
+        self._lines = v.vtkActor()
+        self._lines.SetMapper(self._line_mapper)
+        self._lines.GetProperty().SetLineWidth(3.0)
+        self._lines.GetProperty().LightingOff()
+        self._sphere = v.vtkSphereSource()
+        self._sphere.SetThetaResolution(10)
+        self._sphere.SetPhiResolution(10)
+        self._glyphs = v.vtkGlyph3DMapper()
+        self._glyphs.SetSourceConnection(self._sphere.GetOutputPort())
+        self._glyphs.SetColorModeToDirectScalars()
+        self._glyphs.ScalingOff()
+        self._points = v.vtkActor()
+        self._points.SetMapper(self._glyphs)
+        for a in (self._lines, self._points):
+            ren.AddActor(a)
+            self._stage_actors.append(a)
+        self._texts: list[Any] = []
+        self._text_pos: list[tuple[float, float, float]] = []
+        self.set_overlay(XrOverlay())
+
+    # -- context callbacks -------------------------------------------------------
+    def _on_make_current(self, *_: object) -> None:
+        self._make_current()
+
+    def _on_is_current(self, obj: Any, _event: str) -> None:
+        obj.SetIsCurrent(bool(self._is_current()))
+
+    # -- stage geometry --------------------------------------------------------------
+    def _add_furniture(self) -> None:
+        ren = self.renderer.renderer
+        table = v.vtkCubeSource()
+        # 1.0 x 0.04 x 0.6 m table top whose upper face is at 0.85 m.
+        table.SetBounds(-0.5, 0.5, 0.81, 0.85, -0.8, -0.2)
+        floor = v.vtkCubeSource()
+        floor.SetBounds(-3.0, 3.0, -0.01, 0.0, -3.0, 3.0)
+        for src, color in ((table, (0.45, 0.36, 0.28)), (floor, (0.30, 0.30, 0.32))):
+            mapper = v.vtkPolyDataMapper()
+            mapper.SetInputConnection(src.GetOutputPort())
+            actor = v.vtkActor()
+            actor.SetMapper(mapper)
+            actor.GetProperty().SetColor(*color)
+            actor.PickableOff()
+            ren.AddActor(actor)
+            self._stage_actors.append(actor)
+
+    def set_stage_to_world(self, matrix: npt.ArrayLike) -> None:
+        """The 4x4 map from stage (x, y, z m) to world **zyx** µm, row-vector free.
+
+        ``world_zyx = (M @ [x, y, z, 1])[:3]``. Converted here to VTK's world xyz.
+        """
+        m = np.asarray(matrix, dtype=np.float64).reshape(4, 4)
+        flip = np.eye(4)[[2, 1, 0, 3]]  # zyx -> xyz
+        self._stage_to_world = flip @ m
+        vm = _matrix(self._stage_to_world)
+        for a in self._stage_actors:
+            a.SetUserMatrix(vm)
+        for actor, pos in zip(self._texts, self._text_pos, strict=False):
+            actor.SetPosition(*self._to_world_xyz(pos))
+
+    def _to_world_xyz(self, p: Sequence[float]) -> tuple[float, float, float]:
+        w = self._stage_to_world @ np.array([p[0], p[1], p[2], 1.0])
+        return (float(w[0]), float(w[1]), float(w[2]))
+
+    def set_overlay(self, overlay: XrOverlay) -> None:
+        """Replace the tools' overlay (rays, cursor spheres, text) for the next frames."""
+        lines = np.asarray(overlay.lines, dtype=np.float64).reshape(-1, 2, 3)
+        if len(lines):
+            pts = lines.reshape(-1, 3)
+            conn = np.arange(len(pts)).reshape(-1, 2)
+            colors = np.repeat(np.asarray(overlay.line_colors).reshape(-1, 3), 2, axis=0)
+            self._line_mapper.SetInputData(polydata(pts, lines=conn, colors=colors))
+            self._lines.SetVisibility(True)
+        else:
+            self._lines.SetVisibility(False)
+        points = np.asarray(overlay.points, dtype=np.float64).reshape(-1, 3)
+        if len(points):
+            self._sphere.SetRadius(overlay.point_radius_m)
+            cols = np.asarray(overlay.point_colors, dtype=np.float64).reshape(-1, 3)
+            self._glyphs.SetInputData(polydata(points, colors=cols))
+            self._points.SetVisibility(True)
+        else:
+            self._points.SetVisibility(False)
+        ren = self.renderer.renderer
+        while len(self._texts) > len(overlay.texts):
+            ren.RemoveActor(self._texts.pop())
+        while len(self._texts) < len(overlay.texts):
+            t = v.vtkBillboardTextActor3D()
+            t.GetTextProperty().SetFontSize(18)
+            t.GetTextProperty().SetBackgroundColor(0.0, 0.0, 0.0)
+            t.GetTextProperty().SetBackgroundOpacity(0.6)
+            ren.AddActor(t)
+            self._texts.append(t)
+        self._text_pos = [x.position_m for x in overlay.texts]
+        for actor, item in zip(self._texts, overlay.texts, strict=True):
+            actor.SetInput(item.text)
+            actor.GetTextProperty().SetColor(*item.color)
+            actor.SetPosition(*self._to_world_xyz(item.position_m))
+
+    # -- quality ---------------------------------------------------------------------
+    def set_size(self, width: int, height: int) -> None:
+        """Eye image size in pixels (render scale changes call this)."""
+        self.size = (int(width), int(height))
+        self.window.SetSize(*self.size)
+
+    def set_sample_distance_factor(self, factor: float) -> None:
+        """Scale every volume's ray-cast sample distance (> 1: faster, coarser)."""
+        self._sample_factor = float(factor)
+        self._apply_sample_distance()
+
+    def _apply_sample_distance(self) -> None:
+        for adapter in self.renderer.adapters.values():
+            if not isinstance(adapter, VtkImage):
+                continue
+            for m in adapter.mappers():
+                key = id(m)
+                if key not in self._base_sample_distances:
+                    m.SetAutoAdjustSampleDistances(False)
+                    self._base_sample_distances[key] = float(m.GetSampleDistance())
+                m.SetSampleDistance(self._base_sample_distances[key] * self._sample_factor)
+
+    # -- drawing -----------------------------------------------------------------------
+    def sync(self) -> None:
+        """Bring the VTK objects up to date with the scene, once per frame."""
+        self.renderer.sync()
+        if self._sample_factor != 1.0:
+            self._apply_sample_distance()
+
+    def render_eye(self, view: EyeView) -> None:
+        """Draw the scene from ``view`` into the framebuffer bound now (size :attr:`size`)."""
+        self.renderer.apply_view(view)
+        self.window.Render()
+
+    def close(self) -> None:
+        """Release VTK's GL objects (the context must still be current)."""
+        self.renderer.close()
+        self.window.Finalize()
