@@ -1,0 +1,570 @@
+"""Brick grids per pyramid level, view frusta, and the per-frame level-of-detail choice.
+
+A *brick* is one chunk of one pyramid level (bricks are aligned with the
+store's chunks so that fetching a brick fetches exactly one chunk). Every brick
+of every level has one integer *code* (``BrickGrid.offsets[level] + linear
+index``) so that whole sets of bricks are NumPy int64 arrays: the per-frame work
+(culling, screen-space error, refinement) is vectorised over arrays and never
+loops in Python over bricks.
+
+Level choice is hierarchical (an octree walk done level by level): start with
+the bricks of the coarsest level, drop those outside every view frustum or
+entirely behind a clipping plane, and replace a brick by its children on the next
+finer level while its projected voxel is larger than ``max_error_px``. Only the
+visible part of the tree is ever touched, so a volume with millions of bricks
+costs what the visible ones cost.
+
+World coordinates are µm in (z, y, x) order, like the arrays; view matrices use
+OpenGL's (x, y, z) eye space and are converted here, once per view.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from analysis.errors import ParameterError
+from analysis.volume import Level, VolumeSource
+
+__all__ = [
+    "BrickGrid",
+    "centre_scores",
+    "EyeLike",
+    "Selection",
+    "View",
+    "clip_planes_array",
+    "perspective_matrix",
+    "select_bricks",
+]
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+# The 2 x 2 x 2 children of a brick, as index offsets.
+_OCT = np.array([(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=np.int64)
+
+
+def perspective_matrix(fov_y_deg: float, aspect: float, near: float, far: float) -> F64:
+    """OpenGL (4, 4) perspective projection (clip z in -1..1), like ``gluPerspective``."""
+    f = 1.0 / math.tan(math.radians(fov_y_deg) / 2)
+    return np.array(
+        [
+            [f / aspect, 0, 0, 0],
+            [0, f, 0, 0],
+            [0, 0, (far + near) / (near - far), 2 * far * near / (near - far)],
+            [0, 0, -1, 0],
+        ],
+        dtype=np.float64,
+    )
+
+
+def _look_at_xyz(eye: F64, forward: F64, up: F64) -> F64:
+    """OpenGL view matrix (4, 4) from an eye position and directions, all (x, y, z)."""
+    f = forward / np.linalg.norm(forward)
+    r = np.cross(f, up)
+    n = float(np.linalg.norm(r))
+    if n < 1e-12:
+        raise ParameterError("view up vector is parallel to the view direction")
+    r /= n
+    u = np.cross(r, f)
+    m = np.eye(4)
+    m[0, :3], m[1, :3], m[2, :3] = r, u, -f
+    m[:3, 3] = -m[:3, :3] @ eye
+    return m
+
+
+class EyeLike(Protocol):
+    """What :meth:`View.from_eye` needs (``viewer.render.EyeView`` has it)."""
+
+    @property
+    def position_um(self) -> tuple[float, float, float]: ...
+
+    @property
+    def forward(self) -> tuple[float, float, float]: ...
+
+    @property
+    def up(self) -> tuple[float, float, float]: ...
+
+    @property
+    def projection(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class View:
+    """One camera (or one eye) as the LOD code needs it.
+
+    Parameters
+    ----------
+    position_um : (3,) float array
+        Eye position, world zyx µm.
+    forward : (3,) float array
+        Unit view direction, zyx.
+    planes : (K, 4) float array
+        Frustum half-spaces ``n . p + d >= 0`` with ``n`` in zyx (inside is kept).
+    focal_px : float
+        Pixels per unit of ``size / distance`` (perspective) or per µm (parallel).
+    perspective : bool
+    size : (width, height) pixels
+    """
+
+    position_um: F64
+    forward: F64
+    planes: F64
+    focal_px: float
+    perspective: bool
+    size: tuple[int, int]
+
+    @classmethod
+    def from_matrices(
+        cls, view_xyz: npt.ArrayLike, projection: npt.ArrayLike, size: tuple[int, int]
+    ) -> View:
+        """From an OpenGL view matrix (world xyz -> eye) and projection matrix, (4, 4) each.
+
+        The frustum planes are the Gribb-Hartmann rows of ``projection @ view``;
+        a far plane at infinity (or beyond 1e15) is left out.
+        """
+        v = np.asarray(view_xyz, dtype=np.float64)
+        p = np.asarray(projection, dtype=np.float64)
+        if v.shape != (4, 4) or p.shape != (4, 4):
+            raise ParameterError("view and projection matrices must be 4 x 4")
+        w, h = (int(size[0]), int(size[1]))
+        if w < 1 or h < 1:
+            raise ParameterError(f"view size must be positive, got {size}")
+        m = p @ v
+        rows = [m[3] + m[0], m[3] - m[0], m[3] + m[1], m[3] - m[1], m[3] + m[2], m[3] - m[2]]
+        planes = []
+        for r in rows:
+            n = float(np.linalg.norm(r[:3]))
+            if n < 1e-15 or abs(r[3]) / n > 1e15:
+                continue  # degenerate (parallel projection near/far) or at infinity
+            # (x, y, z) normal -> (z, y, x)
+            planes.append([r[2] / n, r[1] / n, r[0] / n, r[3] / n])
+        rot = v[:3, :3]
+        eye_xyz = -rot.T @ v[:3, 3]
+        fwd_xyz = -rot[2]
+        perspective = abs(p[3, 2]) > 1e-12
+        return cls(
+            position_um=eye_xyz[::-1].copy(),
+            forward=(fwd_xyz / np.linalg.norm(fwd_xyz))[::-1].copy(),
+            planes=np.asarray(planes, dtype=np.float64).reshape(-1, 4),
+            focal_px=float(p[1, 1]) * h / 2.0,
+            perspective=perspective,
+            size=(w, h),
+        )
+
+    @classmethod
+    def from_camera(cls, camera: Any, size: tuple[int, int], near_um: float | None = None) -> View:
+        """From a :class:`viewer.scene.Camera` drawn into a ``size`` (width, height) viewport.
+
+        Perspective cameras get a near plane at ``near_um`` (default: 1e-3 of the
+        focal distance) and no far plane; parallel ones only the four side planes.
+        """
+        pos = np.asarray(camera.position, dtype=np.float64)[::-1]
+        fwd = np.asarray(camera.direction, dtype=np.float64)[::-1]
+        up = np.asarray(camera.view_up, dtype=np.float64)[::-1]
+        view = _look_at_xyz(pos, fwd, up)
+        w, h = int(size[0]), int(size[1])
+        aspect = w / max(h, 1)
+        if camera.parallel_projection:
+            s = float(camera.parallel_scale)
+            proj = np.diag([1.0 / (aspect * s), 1.0 / s, 0.0, 1.0])
+        else:
+            near = near_um if near_um is not None else max(camera.distance, 1e-9) * 1e-3
+            # gluPerspective in the limit far -> infinity: there is no far plane to cull.
+            proj = perspective_matrix(float(camera.view_angle), aspect, near, 2.0 * near)
+            proj[2, 2], proj[2, 3] = -1.0, -2.0 * near
+        return cls.from_matrices(view, proj, (w, h))
+
+    @classmethod
+    def from_eye(cls, eye: EyeLike, size: tuple[int, int]) -> View:
+        """From one XR eye (position, forward, up in world zyx µm and an explicit projection)."""
+        pos = np.asarray(eye.position_um, dtype=np.float64)[::-1]
+        fwd = np.asarray(eye.forward, dtype=np.float64)[::-1]
+        up = np.asarray(eye.up, dtype=np.float64)[::-1]
+        return cls.from_matrices(_look_at_xyz(pos, fwd, up), eye.projection, size)
+
+
+def clip_planes_array(planes: Iterable[Any]) -> F64:
+    """(K, 4) half-spaces ``n . p + d >= 0`` (zyx) of the enabled clipping planes.
+
+    Accepts :class:`viewer.scene.ClippingPlane` objects (``origin``, ``normal``,
+    ``enabled``; kept side ``dot(p - origin, normal) >= 0``) or (4,) arrays.
+    """
+    out = []
+    for pl in planes:
+        if hasattr(pl, "normal"):
+            if not getattr(pl, "enabled", True):
+                continue
+            n = np.asarray(pl.normal, dtype=np.float64)
+            n = n / np.linalg.norm(n)
+            out.append([*n, -float(n @ np.asarray(pl.origin, dtype=np.float64))])
+        else:
+            out.append(list(np.asarray(pl, dtype=np.float64).reshape(4)))
+    return np.asarray(out, dtype=np.float64).reshape(-1, 4)
+
+
+class BrickGrid:
+    """The chunk-aligned bricks of every pyramid level of a volume (spatial axes only).
+
+    Parameters
+    ----------
+    levels : sequence of :class:`analysis.volume.Level`
+        Finest first; only the last three (z, y, x) axes are used.
+
+    Attributes
+    ----------
+    n_levels : int
+    shape, chunks, grid : (L, 3) int64 arrays
+        Voxels, chunk size and bricks per axis of each level.
+    scale, translation : (L, 3) float arrays
+        Voxel size and position of voxel (0, 0, 0)'s centre, world zyx µm.
+    offsets : (L + 1,) int64
+        Code of each level's first brick; ``offsets[-1]`` is the number of bricks.
+    """
+
+    def __init__(self, levels: Sequence[Level]) -> None:
+        if not levels:
+            raise ParameterError("a brick grid needs at least one level")
+        self.levels = tuple(levels)
+        self.n_levels = len(levels)
+        self.shape = np.array([lv.shape[-3:] for lv in levels], dtype=np.int64)
+        self.chunks = np.array([lv.chunks[-3:] for lv in levels], dtype=np.int64)
+        if (self.chunks < 1).any():
+            raise ParameterError("chunk sizes must be positive")
+        self.grid = -(-self.shape // self.chunks)
+        self.scale = np.array([lv.scale[-3:] for lv in levels], dtype=np.float64)
+        self.translation = np.array([lv.translation[-3:] for lv in levels], dtype=np.float64)
+        counts = np.prod(self.grid, axis=1)
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        # World position of each level's grid corner and one brick's world size.
+        self._corner = self.translation - 0.5 * self.scale
+        self._brick_um = self.chunks * self.scale
+        self._max_scale = self.scale.max(axis=1)
+        # Levels whose bricks each hold exactly 2x2x2 bricks of the next finer level.
+        self._ratio2 = [False] + [
+            bool(
+                np.allclose(self._brick_um[i] / self._brick_um[i - 1], 2.0)
+                and np.allclose(
+                    (self._corner[i - 1] - self._corner[i]) / self._brick_um[i - 1], 0.0, atol=1e-6
+                )
+            )
+            for i in range(1, self.n_levels)
+        ]
+        self._strides = np.stack(
+            [self.grid[:, 1] * self.grid[:, 2], self.grid[:, 2], np.ones(self.n_levels, np.int64)],
+            axis=1,
+        )
+
+    @classmethod
+    def from_source(cls, source: VolumeSource) -> BrickGrid:
+        return cls(source.levels)
+
+    @property
+    def n_bricks(self) -> int:
+        """Number of bricks over all levels."""
+        return int(self.offsets[-1])
+
+    # -- codes ------------------------------------------------------------------
+    def encode(self, level: int, ijk: npt.ArrayLike) -> I64:
+        """Codes (N,) of bricks ``ijk`` (N, 3) of one ``level``."""
+        a = np.asarray(ijk, dtype=np.int64).reshape(-1, 3)
+        return np.asarray(self.offsets[level] + a @ self._strides[level], dtype=np.int64)
+
+    def decode(self, codes: npt.ArrayLike) -> tuple[I64, I64]:
+        """Levels (N,) and brick indices (N, 3) of ``codes``."""
+        c = np.asarray(codes, dtype=np.int64).reshape(-1)
+        if c.size and (c.min() < 0 or c.max() >= self.offsets[-1]):
+            raise ParameterError("brick code out of range")
+        lvl = np.searchsorted(self.offsets, c, side="right") - 1
+        lin = c - self.offsets[lvl]
+        st = self._strides[lvl]
+        z = lin // st[:, 0]
+        rem = lin - z * st[:, 0]
+        y = rem // st[:, 1]
+        x = rem - y * st[:, 1]
+        return lvl.astype(np.int64), np.stack([z, y, x], axis=1)
+
+    # -- geometry -----------------------------------------------------------------
+    def voxel_bounds(self, level: int | I64, ijk: I64) -> tuple[I64, I64]:
+        """Voxel ``start`` and ``stop`` (N, 3) of bricks (no border)."""
+        ch = self.chunks[level]
+        start = ijk * ch
+        stop = np.minimum(start + ch, self.shape[level])
+        return start, stop
+
+    def boxes(self, level: int | I64, ijk: I64) -> tuple[F64, F64]:
+        """World boxes ``lo``, ``hi`` (N, 3) zyx µm of bricks: from half a voxel before
+        the first voxel centre to half a voxel after the last one."""
+        start, stop = self.voxel_bounds(level, ijk)
+        corner = self._corner[level]
+        scale = self.scale[level]
+        return corner + start * scale, corner + stop * scale
+
+    def code_boxes(self, codes: npt.ArrayLike) -> tuple[F64, F64]:
+        lvl, ijk = self.decode(codes)
+        return self.boxes(lvl, ijk)
+
+    def _index_range(self, level: int, lo: F64, hi: F64) -> tuple[I64, I64]:
+        """Bricks of ``level`` overlapping the world boxes: index ``[first, last)`` (N, 3)."""
+        b = self._brick_um[level]
+        rel_lo = (lo - self._corner[level]) / b
+        rel_hi = (hi - self._corner[level]) / b
+        eps = 1e-6
+        first = np.clip(np.floor(rel_lo + eps), 0, self.grid[level] - 1).astype(np.int64)
+        last = np.clip(np.ceil(rel_hi - eps), first + 1, self.grid[level]).astype(np.int64)
+        return first, last
+
+    def children(self, level: int, ijk: I64) -> I64:
+        """Bricks (M, 3) of ``level - 1`` overlapping the given bricks of ``level``.
+
+        Computed from world boxes, so any pyramid (factor 2 or not, any chunks)
+        works; for the usual factor-2 pyramid with equal chunks it is the 2x2x2
+        children. Duplicates (a fine brick under two coarse ones) are removed.
+        """
+        if level == 0:
+            raise ParameterError("level 0 bricks have no children")
+        if self._ratio2[level]:
+            kids = (2 * ijk)[:, None, :] + _OCT[None, :, :]
+            kids = kids.reshape(-1, 3)
+            inside = (kids < self.grid[level - 1]).all(axis=1)
+            return kids if inside.all() else kids[inside]
+        lo, hi = self.boxes(level, ijk)
+        first, last = self._index_range(level - 1, lo, hi)
+        n = last - first
+        k = int(n.max()) if len(n) else 0
+        if k == 0:
+            return np.zeros((0, 3), np.int64)
+        r = np.arange(k)
+        offs = np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
+        keep = (offs[None, :, :] < n[:, None, :]).all(axis=2)
+        kids = (first[:, None, :] + offs[None, :, :])[keep]
+        if k > 2 or not self._aligned(level):
+            codes = np.unique(self.encode(level - 1, kids))
+            return self.decode(codes)[1]
+        return kids
+
+    def _aligned(self, level: int) -> bool:
+        """Whether each brick of ``level - 1`` lies under exactly one brick of ``level``."""
+        ratio = self._brick_um[level] / self._brick_um[level - 1]
+        shift = (self._corner[level - 1] - self._corner[level]) / self._brick_um[level - 1]
+        return bool(np.allclose(ratio, np.round(ratio)) and np.allclose(shift, 0.0, atol=1e-6))
+
+    def parent_ijk(self, levels: I64, ijk: I64) -> I64:
+        """Indices (N, 3) on level ``levels + 1`` of the bricks containing each brick's centre.
+
+        ``levels`` (N,) must all be below the coarsest level.
+        """
+        out = np.empty_like(ijk)
+        for level in np.unique(levels):
+            p = int(level) + 1
+            sel = levels == level
+            if self._ratio2[p]:
+                out[sel] = ijk[sel] // 2
+                continue
+            lo, hi = self.boxes(int(level), ijk[sel])
+            idx = np.floor(((lo + hi) / 2 - self._corner[p]) / self._brick_um[p]).astype(np.int64)
+            out[sel] = np.clip(idx, 0, self.grid[p] - 1)
+        return out
+
+    def encode_mixed(self, levels: I64, ijk: I64) -> I64:
+        """Codes (N,) of bricks ``ijk`` (N, 3) on per-brick ``levels`` (N,)."""
+        return np.asarray(
+            self.offsets[levels] + np.einsum("ij,ij->i", ijk, self._strides[levels]),
+            dtype=np.int64,
+        )
+
+    def parents(self, codes: npt.ArrayLike) -> I64:
+        """Code of the brick one level coarser containing each brick's centre (-1 at the top)."""
+        lvl, ijk = self.decode(codes)
+        out = np.full(len(lvl), -1, dtype=np.int64)
+        for level in np.unique(lvl):
+            if level + 1 >= self.n_levels:
+                continue
+            sel = lvl == level
+            lo, hi = self.boxes(int(level), ijk[sel])
+            centre = (lo + hi) / 2
+            p = level + 1
+            idx = np.floor((centre - self._corner[p]) / self._brick_um[p]).astype(np.int64)
+            idx = np.clip(idx, 0, self.grid[p] - 1)
+            out[sel] = self.encode(int(p), idx)
+        return out
+
+    def neighbour(self, code: int, offset: tuple[int, int, int]) -> int:
+        """Code of the brick at ``offset`` (-1..1 per axis) of the same level, or -1."""
+        lvl, ijk = self.decode([code])
+        n = ijk[0] + np.asarray(offset, dtype=np.int64)
+        level = int(lvl[0])
+        if (n < 0).any() or (n >= self.grid[level]).any():
+            return -1
+        return int(self.encode(level, n)[0])
+
+    def nbytes(self, codes: npt.ArrayLike, itemsize: int) -> I64:
+        """Decoded size in bytes of each brick (no border)."""
+        lvl, ijk = self.decode(codes)
+        start, stop = self.voxel_bounds(lvl, ijk)
+        return np.asarray(np.prod(stop - start, axis=1) * itemsize, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What one frame wants: the leaves of the LOD tree and every visible node on the way.
+
+    Attributes
+    ----------
+    leaves : (M,) int64
+        Codes of the bricks to draw (each at the level the screen-space error chose).
+    leaf_levels : (M,) int64
+    leaf_ijk : (M, 3) int64
+        Brick indices of the leaves on their levels.
+    nodes : (K,) int64
+        Codes of every visible brick visited (leaves and their coarser ancestors),
+        coarsest level first (order within a level is the traversal order).
+    node_levels : (K,) int64
+    n_tested : int
+        Bricks whose boxes were tested this frame.
+    """
+
+    leaves: I64
+    leaf_levels: I64
+    leaf_ijk: I64
+    nodes: I64
+    node_levels: I64
+    n_tested: int
+
+
+def centre_scores(grid: BrickGrid, codes: I64, views: Sequence[View]) -> F64:
+    """``1 - cos`` of the angle between each brick's centre and the nearest view axis (N,).
+
+    0 in the middle of the view; used to load the middle of the screen first.
+    """
+    lo, hi = grid.code_boxes(codes)
+    centre = (lo + hi) / 2
+    score = np.full(len(codes), np.inf)
+    for v in views:
+        rel = centre - v.position_um
+        norm = np.sqrt(np.einsum("ij,ij->i", rel, rel))
+        score = np.minimum(score, 1.0 - (rel @ v.forward) / np.maximum(norm, 1e-300))
+    return score
+
+
+def _outside(centre: F64, half: F64, planes: F64) -> npt.NDArray[np.bool_]:
+    """Boxes (centre (N, 3), common half extent (3,)) wholly outside one of ``planes`` (K, 4).
+
+    Signed distance of the centre against the box's projected radius on each
+    normal: one (N, 3) x (3, K) product for all planes.
+    """
+    if not len(planes):
+        return np.zeros(len(centre), dtype=bool)
+    d = centre @ planes[:, :3].T
+    d += planes[:, 3] + np.abs(planes[:, :3]) @ half
+    return np.asarray((d < 0).any(axis=1))
+
+
+def select_bricks(
+    grid: BrickGrid,
+    views: Sequence[View],
+    clip_planes: F64 | None = None,
+    max_error_px: float = 1.0,
+    finest_level: int = 0,
+) -> Selection:
+    """Choose the bricks to draw for ``views`` (one camera or both eyes).
+
+    Parameters
+    ----------
+    grid : BrickGrid
+    views : sequence of View
+        A brick is kept if it is inside any view's frustum; it is refined if any
+        view needs it finer.
+    clip_planes : (K, 4) float array, optional
+        Half-spaces from :func:`clip_planes_array`; bricks wholly outside one are dropped.
+    max_error_px : float, default: 1.0
+        A brick is refined while its projected voxel is larger than this:
+        ``voxel * focal_px / distance > max_error_px`` with the distance from the eye
+        to the nearest point of the brick (perspective), ``voxel * focal_px``
+        (parallel). ``voxel`` is the level's largest voxel side.
+    finest_level : int, default: 0
+        Never refine below this level.
+
+    Notes
+    -----
+    Culling and the error test use each level's full brick size for every
+    brick (the last brick along an axis may be smaller): a conservative box,
+    one matrix product per level instead of per-brick corners.
+    """
+    if not views:
+        raise ParameterError("select_bricks needs at least one view")
+    if not max_error_px > 0:
+        raise ParameterError(f"max_error_px must be > 0, got {max_error_px}")
+    clip = clip_planes if clip_planes is not None else np.zeros((0, 4))
+    single = len(views) == 1
+    cull_single = np.concatenate([clip, views[0].planes]) if single else clip
+    level = grid.n_levels - 1
+    g = grid.grid[level]
+    ijk = np.stack(
+        np.meshgrid(np.arange(g[0]), np.arange(g[1]), np.arange(g[2]), indexing="ij"), axis=-1
+    ).reshape(-1, 3)
+    leaves: list[I64] = []
+    leaf_levels: list[I64] = []
+    leaf_ijk: list[I64] = []
+    nodes: list[I64] = []
+    node_levels: list[I64] = []
+    n_tested = 0
+    finest = min(max(int(finest_level), 0), grid.n_levels - 1)
+    while len(ijk):
+        n_tested += len(ijk)
+        size = grid._brick_um[level]
+        half = size / 2
+        centre = grid._corner[level] + (ijk + 0.5) * size
+        out = _outside(centre, half, cull_single)
+        if not single:
+            in_any = np.zeros(len(ijk), bool)
+            for v in views:
+                in_any |= ~_outside(centre, half, v.planes)
+            out |= ~in_any
+        if out.any():
+            keep = ~out
+            ijk, centre = ijk[keep], centre[keep]
+        if not len(ijk):
+            break
+        codes = grid.encode(level, ijk)
+        nodes.append(codes)
+        node_levels.append(np.full(len(codes), level, np.int64))
+        if level > finest:
+            voxel = float(grid._max_scale[level])
+            refine = np.zeros(len(ijk), bool)
+            for v in views:
+                radius = voxel * v.focal_px / max_error_px
+                if not v.perspective:
+                    refine |= voxel * v.focal_px > max_error_px
+                    continue
+                gap = np.abs(centre - v.position_um)
+                gap -= half
+                np.maximum(gap, 0.0, out=gap)
+                refine |= np.einsum("ij,ij->i", gap, gap) < radius * radius
+        else:
+            refine = np.zeros(len(ijk), bool)
+        if refine.all():
+            parents = ijk
+        else:
+            leaves.append(codes[~refine])
+            leaf_ijk.append(ijk[~refine])
+            leaf_levels.append(np.full(len(codes) - int(refine.sum()), level, np.int64))
+            if not refine.any():
+                break
+            parents = ijk[refine]
+        ijk = grid.children(level, parents)
+        level -= 1
+    z = np.zeros(0, np.int64)
+    return Selection(
+        leaves=np.concatenate(leaves) if leaves else z,
+        leaf_levels=np.concatenate(leaf_levels) if leaf_levels else z,
+        leaf_ijk=np.concatenate(leaf_ijk) if leaf_ijk else np.zeros((0, 3), np.int64),
+        nodes=np.concatenate(nodes) if nodes else z,
+        node_levels=np.concatenate(node_levels) if node_levels else z,
+        n_tested=n_tested,
+    )

@@ -1,0 +1,267 @@
+"""The chunk scheduler: worker threads load bricks in priority order; the frame never waits.
+
+Every frame the streamer hands :meth:`ChunkScheduler.submit` the complete list
+of bricks it is missing, already sorted (coarse first, then by distance from
+the view centre). The list *replaces* the previous one: requests that are no
+longer wanted after a camera move are dropped before they start; requests
+already running finish, and their results are still handed back (the bytes are
+paid for and the brick will likely be wanted again). Workers take the next key
+from the head of the current list, call ``load(key)`` and put a
+:class:`BrickResult` on a queue that the frame loop drains without blocking
+(:meth:`ChunkScheduler.drain`), like napari's ``_layer_slicer``.
+
+``load`` is usually a ``VolumeSource.read`` of one chunk. zarr runs its own
+event loop for store I/O; several threads calling it at once give that loop
+several requests to overlap, which is what hides HTTP latency.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from analysis.errors import ParameterError
+
+__all__ = ["BrickRequest", "BrickResult", "ChunkScheduler", "SchedulerStats"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BrickRequest:
+    """One brick to load.
+
+    Attributes
+    ----------
+    id : int
+        Unique over the scheduler's life.
+    key : int
+        Brick code (the streamer's key).
+    rank : int
+        Position in the frame's priority order (0 = most wanted).
+    generation : int
+        The :meth:`ChunkScheduler.submit` call it came from.
+    """
+
+    id: int
+    key: int
+    rank: int
+    generation: int
+
+
+@dataclass(frozen=True)
+class BrickResult:
+    """What a worker hands back: the array, or the error message when loading failed."""
+
+    request: BrickRequest
+    array: npt.NDArray[np.generic] | None
+    error: str | None
+    seconds: float
+    stale: bool
+
+
+@dataclass(frozen=True)
+class SchedulerStats:
+    """Counters since the scheduler started."""
+
+    pending: int
+    in_flight: int
+    submitted: int
+    started: int
+    completed: int
+    failed: int
+    dropped: int
+    bytes_loaded: int
+    load_seconds: float
+
+
+class ChunkScheduler:
+    """Loads bricks on ``n_workers`` threads in the order of the latest :meth:`submit`.
+
+    Parameters
+    ----------
+    load : callable ``key -> array``
+        Runs on a worker thread; exceptions become failed results.
+    n_workers : int, default: 8
+        Threads; more overlap more I/O latency (HTTP), decoding shares the cores.
+    """
+
+    def __init__(self, load: Callable[[int], npt.NDArray[np.generic]], n_workers: int = 8) -> None:
+        if n_workers < 1:
+            raise ParameterError(f"n_workers must be >= 1, got {n_workers}")
+        self._load = load
+        self._n_workers = int(n_workers)
+        self._cond = threading.Condition()
+        self._queue: npt.NDArray[np.int64] = np.zeros(0, np.int64)
+        self._pos = 0
+        self._generation = 0
+        self._in_flight: dict[int, BrickRequest] = {}
+        # Finished but not yet drained: not resident in the caller's cache yet, so a
+        # new submit may still list them; they must not be loaded twice.
+        self._done: set[int] = set()
+        self._results: queue.SimpleQueue[BrickResult] = queue.SimpleQueue()
+        self._ids = itertools.count()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        self._paused = False
+        self._submitted = self._started = self._completed = self._failed = self._dropped = 0
+        self._bytes = 0
+        self._seconds = 0.0
+
+    # -- frame thread -----------------------------------------------------------
+    def submit(self, keys: npt.ArrayLike) -> int:
+        """Replace the wanted list by ``keys`` (most wanted first); return its generation.
+
+        Keys of the old list that are not in the new one and have not started
+        are dropped (counted in ``dropped``). Never blocks on I/O.
+        """
+        new = np.asarray(keys, dtype=np.int64).reshape(-1)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the scheduler is closed")
+            rest = self._queue[self._pos :]
+            if len(rest):
+                self._dropped += int(np.count_nonzero(~np.isin(rest, new)))
+            self._queue = new
+            self._pos = 0
+            self._generation += 1
+            self._submitted += len(new)
+            self._cond.notify_all()
+            generation = self._generation
+        self._start_threads()
+        return generation
+
+    def cancel(self) -> None:
+        """Drop every request that has not started."""
+        self.submit(np.zeros(0, np.int64))
+
+    def drain(self, max_results: int | None = None) -> list[BrickResult]:
+        """Results that arrived since the last call (never waits)."""
+        out: list[BrickResult] = []
+        while max_results is None or len(out) < max_results:
+            try:
+                out.append(self._results.get_nowait())
+            except queue.Empty:
+                break
+        if out:
+            with self._cond:
+                self._done.difference_update(r.request.key for r in out)
+        return out
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until nothing is queued or running (for tests and one-shot renders)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._pos < len(self._queue) or self._in_flight:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(timeout=left if left is not None else 0.1)
+        return True
+
+    def pause(self, paused: bool = True) -> None:
+        """Stop starting new requests (running ones finish)."""
+        with self._cond:
+            self._paused = paused
+            self._cond.notify_all()
+
+    @property
+    def in_flight_keys(self) -> frozenset[int]:
+        with self._cond:
+            return frozenset(self._in_flight)
+
+    def stats(self) -> SchedulerStats:
+        with self._cond:
+            return SchedulerStats(
+                pending=len(self._queue) - self._pos,
+                in_flight=len(self._in_flight),
+                submitted=self._submitted,
+                started=self._started,
+                completed=self._completed,
+                failed=self._failed,
+                dropped=self._dropped,
+                bytes_loaded=self._bytes,
+                load_seconds=self._seconds,
+            )
+
+    def close(self) -> None:
+        """Drop pending requests and join the workers (running loads finish first)."""
+        with self._cond:
+            self._closed = True
+            self._queue = np.zeros(0, np.int64)
+            self._pos = 0
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join(timeout=30)
+        self._threads.clear()
+
+    def __enter__(self) -> ChunkScheduler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- workers ------------------------------------------------------------------
+    def _start_threads(self) -> None:
+        if self._threads:
+            return
+        for i in range(self._n_workers):
+            t = threading.Thread(target=self._work, name=f"vrscope-stream-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _next(self) -> BrickRequest | None:
+        """The next key of the current list not already running (caller holds the lock)."""
+        if self._paused:
+            return None
+        q = self._queue
+        while self._pos < len(q):
+            key = int(q[self._pos])
+            rank = self._pos
+            self._pos += 1
+            if key in self._in_flight or key in self._done:
+                continue
+            req = BrickRequest(next(self._ids), key, rank, self._generation)
+            self._in_flight[key] = req
+            self._started += 1
+            return req
+        return None
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                req = self._next()
+                while req is None and not self._closed:
+                    self._cond.wait()
+                    req = self._next()
+                if req is None:
+                    return
+            t0 = time.perf_counter()
+            array: npt.NDArray[np.generic] | None = None
+            error: str | None = None
+            try:
+                array = self._load(req.key)
+            except Exception as exc:  # a worker must survive any failed load
+                error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                log.warning("brick %d failed to load: %s", req.key, error)
+            dt = time.perf_counter() - t0
+            with self._cond:
+                self._in_flight.pop(req.key, None)
+                self._done.add(req.key)
+                if error is None and array is not None:
+                    self._completed += 1
+                    self._bytes += int(array.nbytes)
+                else:
+                    self._failed += 1
+                self._seconds += dt
+                stale = req.generation != self._generation
+                self._cond.notify_all()
+            self._results.put(BrickResult(req, array, error, dt, stale))
