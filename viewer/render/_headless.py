@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analysis.errors import ParameterError
+from analysis.volume import VolumeSource
 from viewer.scene import ClippingPlane, Image, Labels, Scene, Tracks
 
 from ._canvas import SceneRenderer
@@ -100,6 +101,20 @@ def feature_values(table: Any, column: str, layer_name: str | None = None) -> di
     return {int(k): float(x) for k, x in zip(labels, values, strict=True) if np.isfinite(x)}
 
 
+def looks_dark_on_light(source: VolumeSource) -> bool:
+    """Whether a volume shows dark structure on a grey or light ground, like FIB-SEM.
+
+    Decided on the coarsest level (a few kB). Fluorescence is mostly dark background
+    with sparse bright signal, so its median sits near the bottom of the 1-99 %
+    percentile range; EM's median sits mid-range or above (neuropil, cytoplasm, resin).
+    Inverting such a volume gives what people expect from a volume renderer: the
+    structure bright on a transparent black.
+    """
+    coarse = np.asarray(source.read(len(source.levels) - 1), dtype=np.float64)
+    lo, hi = np.percentile(coarse, [1, 99])
+    return bool(hi > lo and (np.median(coarse) - lo) / (hi - lo) > 0.4)
+
+
 def build_store_scene(
     store: str | Path | None,
     labels: Sequence[str] | None = None,
@@ -114,7 +129,7 @@ def build_store_scene(
     zoom: float = 1.0,
     level: int | None = None,
     rendering: str = "composite",
-    invert: bool = False,
+    invert: bool | None = None,
     show_image: bool = True,
     colormap: str = "gray",
 ) -> Scene:
@@ -141,6 +156,8 @@ def build_store_scene(
     zoom : float, default: 1 (> 1 comes closer)
     level : int, optional
         Pyramid level for the image and labels (default: by the renderer's voxel budget).
+    invert : bool, optional
+        Invert the grey values; default: automatic (:func:`looks_dark_on_light`).
     """
     scene = Scene()
     if store is not None:
@@ -154,9 +171,12 @@ def build_store_scene(
                     name=src.name or "image",
                     source=str(store),
                     rendering=rendering,
-                    invert=invert,
+                    invert=looks_dark_on_light(src) if invert is None else invert,
                     level=level,
                     colormap=colormap,
+                    # With surfaces drawn the volume is context: keep it translucent
+                    # enough that the objects inside it stay visible.
+                    opacity=0.35 if labels is not None else 1.0,
                 )
             )
         if labels is not None:

@@ -85,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
         size=(1024, 768),
         labels=["mitochondria", "nucleus"],
         clips=["x=0.5"],
-        invert=True,  # EM is dark-on-light: show membranes and organelles bright on black
     )
     why = "no display" if not _has_display() else "viewer not available or --no-window"
     print(f"vrscope demo: {why}; rendered {sample} to {out.resolve()}")

@@ -120,8 +120,10 @@ def add_scene_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--invert",
-        action="store_true",
-        help="invert the grey values (EM: dark membranes become bright)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="invert the grey values so dark-on-light EM shows bright on black "
+        "(default: automatic, on when most of the volume is light)",
     )
     p.add_argument("--colormap", default="gray", help="volume colormap (default: %(default)s)")
     p.add_argument("--no-image", action="store_true", help="draw labels/tracks without the volume")
