@@ -16,7 +16,7 @@ Conventions
   (``"s0"``, ``"0"``, ...); never assume a naming scheme.
 
 To add a source, implement the protocol and add it to the shared conformance
-tests in ``tests/analysis/test_volume_conformance.py``.
+tests in ``tests/analysis/io/test_volume_conformance.py``.
 """
 
 from __future__ import annotations
