@@ -97,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
     if is_ctc:
         masks = read_ctc_masks(src)
         labels: Any = masks[:, None] if masks.ndim == 3 else masks  # 2D frames: z of size 1
-        scale = tuple(args.voxel_size) if args.voxel_size else (1.0, 1.0, 1.0)
+        scale: tuple[float, ...] | None = (
+            tuple(args.voxel_size) if args.voxel_size else (1.0, 1.0, 1.0)
+        )
     else:
         if not args.labels:
             raise ParameterError(
