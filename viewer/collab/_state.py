@@ -94,11 +94,8 @@ def _decode_graph(d: dict[str, Any]) -> TrackGraph:
 
 
 def _dump_annotations(ann: Any) -> Any:
-    for name in ("to_json", "model_dump"):
-        f = getattr(ann, name, None)
-        if callable(f):
-            return f(mode="json") if name == "model_dump" else f()
-    raise FormatError(f"cannot snapshot annotations of type {type(ann).__name__}")
+    # Annotations.to_json is the annotations.json text (versioned, validated on load).
+    return json.loads(ann.to_json(indent=None))
 
 
 def encode_state(target: Any) -> dict[str, Any]:
@@ -123,15 +120,13 @@ def decode_state(data: Any) -> Any:
     if kind == "trackgraph":
         return _decode_graph(data)
     if kind == "workspace":
-        # Imported lazily: the shared project model lives in analysis.project.
-        from analysis.annotations import Annotations  # type: ignore[import-not-found]
-        from analysis.project import Workspace  # type: ignore[import-not-found]
+        from analysis.annotations import Annotations
+        from analysis.project import Workspace
 
         t = data.get("tracks")
         tracks = _decode_graph(t) if t is not None else None
-        raw = data.get("annotations")
-        from_json = getattr(Annotations, "from_json", None)
-        ann = from_json(raw) if callable(from_json) else Annotations.model_validate(raw)
+        # Annotations.from_json validates against the versioned pydantic schema.
+        ann = Annotations.from_json(json.dumps(data.get("annotations")))
         return Workspace(tracks=tracks, annotations=ann)
     raise FormatError(f"unknown snapshot kind {kind!r}")
 
