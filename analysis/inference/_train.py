@@ -90,6 +90,8 @@ class TrainConfig:
     device : str, default: "auto"
     threads : int, default: 0 (torch's choice)
     class_names : tuple of str, default: ()
+    max_seconds : float, default: 0 (no limit)
+        Stop after the epoch during which training has run this long.
     """
 
     dims: int = 2
@@ -113,6 +115,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 0
     class_names: tuple[str, ...] = field(default=())
+    max_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if self.dims not in (2, 3):
@@ -647,6 +650,9 @@ def train(
             elif epoch - best_epoch >= cfg.patience:
                 stopped_early = True
                 log.info("early stop at epoch %d (best %d)", epoch, best_epoch)
+                break
+            if cfg.max_seconds and time.perf_counter() - t_start > cfg.max_seconds:
+                log.info("time limit reached after epoch %d", epoch)
                 break
     finally:
         if bar is not None:
