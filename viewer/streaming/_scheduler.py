@@ -173,6 +173,11 @@ class ChunkScheduler:
             self._paused = paused
             self._cond.notify_all()
 
+    def queued(self) -> npt.NDArray[np.int64]:
+        """Keys not started yet, in the order they will start."""
+        with self._cond:
+            return self._queue[self._pos :].copy()
+
     @property
     def in_flight_keys(self) -> frozenset[int]:
         with self._cond:

@@ -1,0 +1,82 @@
+"""The brick cache never exceeds its byte budget and evicts least recently used first."""
+
+from __future__ import annotations
+
+import numpy as np
+import psutil
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analysis.errors import ParameterError
+from viewer.streaming import BrickCache, TextureBudget, default_cache_bytes
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), st.integers(0, 20), st.integers(1, 400)),
+        st.tuples(st.just("get"), st.integers(0, 20), st.just(0)),
+        st.tuples(st.just("touch"), st.integers(0, 20), st.just(0)),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(budget=st.integers(1, 1500), ops=ops)
+def test_budget_is_never_exceeded_and_order_is_lru(budget: int, ops: list) -> None:
+    cache = BrickCache(budget)
+    model: list[tuple[int, int]] = []  # reference LRU: (key, size), oldest first
+    for op, key, size in ops:
+        if op == "put":
+            evicted = cache.put(key, np.zeros(size, np.uint8))
+            if size <= budget:
+                model = [(k, s) for k, s in model if k != key]
+                expect = []
+                while sum(s for _, s in model) + size > budget:
+                    expect.append(model.pop(0)[0])
+                model.append((key, size))
+                assert evicted == expect
+            else:
+                assert evicted == []
+        elif op == "get":
+            got = cache.get(key)
+            idx = [i for i, (k, _) in enumerate(model) if k == key]
+            assert (got is not None) == bool(idx)
+            if idx:
+                model.append(model.pop(idx[0]))
+        else:
+            cache.touch([key])
+            idx = [i for i, (k, _) in enumerate(model) if k == key]
+            if idx:
+                model.append(model.pop(idx[0]))
+        assert cache.nbytes <= budget
+        assert cache.nbytes == sum(s for _, s in model)
+        assert list(cache) == [k for k, _ in model]
+        keys = np.arange(-2, 23, dtype=np.int64)
+        assert cache.contains_array(keys).tolist() == [int(k) in dict(model) for k in keys]
+
+
+def test_default_budget_is_a_fraction_of_ram() -> None:
+    total = None
+    with open("/proc/meminfo") as f:  # independent of psutil
+        for line in f:
+            if line.startswith("MemTotal:"):
+                total = int(line.split()[1]) * 1024
+    assert total is not None
+    assert default_cache_bytes(0.25) == pytest.approx(total * 0.25, rel=1e-3)
+    assert BrickCache().budget_bytes == default_cache_bytes()
+    assert psutil.virtual_memory().total == pytest.approx(total, rel=1e-3)
+    with pytest.raises(ParameterError):
+        default_cache_bytes(0.0)
+    with pytest.raises(ParameterError):
+        BrickCache(0)
+
+
+def test_texture_budget_accounts_uploaded_bytes() -> None:
+    tb = TextureBudget(1000)
+    tb.set({1: 400, 2: 500})
+    assert tb.used == 900 and not tb.over_budget and len(tb) == 2
+    tb.set({1: 400, 2: 500, 3: 200})
+    assert tb.over_budget
+    with pytest.raises(ParameterError):
+        TextureBudget(0)

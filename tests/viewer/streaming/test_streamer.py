@@ -1,0 +1,255 @@
+"""VolumeStreamer: streamed bricks equal the store (read independently with zarr), stand-ins
+tile the view, labels and time-lapses stream, the cache budget holds, HTTP works in parallel."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from skimage.transform import downscale_local_mean
+
+from analysis.errors import ParameterError
+from analysis.io import open_labels, open_volume, write_ngff
+from analysis.volume import ArrayVolumeSource, FunctionVolumeSource
+from tests.analysis.io._support import write_with_ome_zarr
+from viewer.scene import Camera
+from viewer.streaming import PaddedBrick, View, VolumeStreamer
+
+from ._support import slow_http_server
+
+SIZE = (800, 600)
+
+
+def _close_view(src_shape: tuple[int, ...]) -> View:
+    """A view of the whole volume (use with a tiny max_error_px: level 0 everywhere)."""
+    cam = Camera()
+    cam.frame(np.zeros(3), np.asarray(src_shape[-3:], float), direction=(1.0, 0.2, 0.1))
+    return View.from_camera(cam, SIZE)
+
+
+def _inner(pb: PaddedBrick) -> np.ndarray:
+    """The brick's own voxels (its border cut off)."""
+    pad = np.round(
+        (np.asarray(pb.box_lo_um) - np.asarray(pb.origin_um)) / np.asarray(pb.spacing_um) + 0.5
+    ).astype(int)
+    return pb.array[
+        tuple(
+            slice(int(p), int(p) + (r.stop - r.start)) for p, r in zip(pad, pb.region, strict=True)
+        )
+    ]
+
+
+def _assemble(st: VolumeStreamer, keys: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    out = np.zeros(shape, st.source.dtype)
+    seen = np.zeros(shape, bool)
+    for k in keys:
+        pb = st.padded(int(k))
+        assert pb is not None and pb.level == 0
+        out[pb.region] = _inner(pb)
+        seen[pb.region] = True
+    assert seen.all()
+    return out
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 255, (48, 80, 72), dtype=np.uint8)
+    path = tmp_path_factory.mktemp("s") / "img.zarr"
+    write_with_ome_zarr(
+        path,
+        data,
+        version="0.5",
+        chunks=(16, 16, 16),
+        labels={"cells": (data // 40).astype(np.uint32)},
+    )
+    return path
+
+
+def test_streamed_bricks_equal_the_store(store: Path) -> None:
+    src = open_volume(store)
+    ref = zarr.open_array(str(store / "s0"), mode="r")[...]  # independent read
+    with VolumeStreamer(src, cache_bytes=64 << 20, max_error_px=1e-6) as st:
+        frame = st.settle(_close_view(ref.shape), timeout=60)
+        assert frame.complete and set(frame.levels.tolist()) == {0}
+        got = _assemble(st, np.unique(frame.keys), ref.shape)
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_borders_come_from_the_neighbours(store: Path) -> None:
+    src = open_volume(store)
+    ref = zarr.open_array(str(store / "s0"), mode="r")[...]
+    with VolumeStreamer(src, cache_bytes=64 << 20, max_error_px=1e-6) as st:
+        st.settle(_close_view(ref.shape), timeout=60)
+        grid = st.grid
+        interior = st.key_base() + grid.encode(0, [[1, 2, 2]])[0]
+        pb = st.padded(int(interior))
+        assert pb is not None and len(pb.neighbours) == 26
+        reg = pb.region
+        expect = ref[
+            reg[0].start - 1 : reg[0].stop + 1,
+            reg[1].start - 1 : reg[1].stop + 1,
+            reg[2].start - 1 : reg[2].stop + 1,
+        ]
+        np.testing.assert_array_equal(pb.array, expect)
+        assert pb.origin_um == (reg[0].start - 1.0, reg[1].start - 1.0, reg[2].start - 1.0)
+        # A corner brick: no border on the volume's outer faces.
+        corner = st.padded(int(st.key_base() + grid.encode(0, [[0, 0, 0]])[0]))
+        assert corner is not None
+        np.testing.assert_array_equal(corner.array, ref[:17, :17, :17])
+
+
+def _half_blocked(levels: list[np.ndarray], release: threading.Event) -> FunctionVolumeSource:
+    """An NGFF-style pyramid whose level-0 bricks with x >= 112 wait for ``release``."""
+
+    def fn(level: int, region: tuple[slice, ...]) -> np.ndarray:
+        if level == 0 and region[-1].start >= 112:
+            release.wait(30)
+        return levels[level][region]
+
+    return FunctionVolumeSource(levels[0].shape, fn, chunks=(16, 16, 16), n_levels=len(levels))
+
+
+def test_stand_ins_tile_the_leaves_without_overlap() -> None:
+    rng = np.random.default_rng(2)
+    data = rng.integers(0, 255, (64, 128, 128), dtype=np.uint8)
+    levels = [data] + [
+        downscale_local_mean(data, (f, f, f)).astype(np.uint8) for f in (2, 4)
+    ]  # 2x / 4x means: voxel centres where FunctionVolumeSource's NGFF translation puts them
+    release = threading.Event()
+    src = _half_blocked(levels, release)
+    view = _close_view(data.shape)
+    st = VolumeStreamer(src, cache_bytes=64 << 20, max_error_px=1e-6, n_workers=4)
+    try:
+        frame = st.update(view)
+        for _ in range(4000):
+            st.scheduler.wait_idle(0.005)
+            frame = st.update(view)
+            # everything loaded but the 4 x 8 blocked bricks of the last x column
+            if frame.stats.undrawn == 0 and frame.stats.stand_ins == 32:
+                break
+        assert frame.stats.undrawn == 0
+        assert frame.stats.stand_ins == 32 and not frame.complete
+        assert set(frame.levels.tolist()) >= {0, 1}
+        # Items cover exactly the leaves' boxes (clamped to the volume), never twice.
+        g = st.grid
+        llo, lhi = g.boxes(frame.selection.leaf_levels, frame.selection.leaf_ijk)
+        ext_lo, ext_hi = np.zeros(3), np.asarray(data.shape) - 1.0
+        llo, lhi = np.maximum(llo, ext_lo), np.minimum(lhi, ext_hi)
+        vol_leaves = np.prod(lhi - llo, axis=1).sum()
+        vol_items = np.prod(frame.crop_hi - frame.crop_lo, axis=1).sum()
+        assert vol_items == pytest.approx(vol_leaves, rel=1e-9)
+        pts = np.random.default_rng(0).uniform(ext_lo, ext_hi, (4000, 3))
+        in_leaf = ((pts[:, None] >= llo) & (pts[:, None] < lhi)).all(2).sum(1)
+        in_item = ((pts[:, None] >= frame.crop_lo) & (pts[:, None] < frame.crop_hi)).all(2).sum(1)
+        assert np.array_equal(in_item, in_leaf) and in_item.max() == 1
+        # Each item's brick is resident, covers its crop box, and is a leaf or an ancestor.
+        base = st.key_base()
+        blo, bhi = g.code_boxes(frame.keys - base)
+        assert np.all(blo <= frame.crop_lo + 1e-9) and np.all(bhi >= frame.crop_hi - 1e-9)
+        assert all(int(k) in st.cache for k in frame.keys)
+        # Voxels drawn by a stand-in are the coarser level's voxels.
+        k = int(frame.keys[frame.levels == 1][0])
+        pb = st.padded(k)
+        assert pb is not None
+        np.testing.assert_array_equal(_inner(pb), levels[1][pb.region])
+    finally:
+        release.set()
+        st.close()
+
+
+def test_labels_stream_exactly(store: Path) -> None:
+    lab = open_labels(store, "cells")
+    ref = zarr.open_array(str(store / "labels" / "cells" / lab.levels[0].path), mode="r")[...]
+    with VolumeStreamer(lab, labels=True, cache_bytes=64 << 20, max_error_px=1e-6) as st:
+        frame = st.settle(_close_view(ref.shape), timeout=60)
+        got = _assemble(st, np.unique(frame.keys), ref.shape)
+    assert got.dtype == ref.dtype == np.uint32
+    np.testing.assert_array_equal(got, ref)
+
+
+def frame0_leaves(st: VolumeStreamer, view: View) -> np.ndarray:
+    from viewer.streaming import select_bricks
+
+    return select_bricks(st.grid, [view], max_error_px=st.max_error_px).leaves
+
+
+def test_time_lapse_prefetches_the_next_time_point() -> None:
+    rng = np.random.default_rng(4)
+    data = rng.integers(0, 255, (3, 32, 64, 64), dtype=np.uint8)
+    src = ArrayVolumeSource(data, axes="tzyx", chunks=(1, 16, 16, 16))
+    view = _close_view(data.shape)
+    with VolumeStreamer(src, cache_bytes=64 << 20, max_error_px=1e-6, prefetch_time=1) as st:
+        assert st.n_time == 3
+        st.settle(view, timeout=60)
+        st.scheduler.wait_idle(30)
+        t1 = st.key_base(time_index=1) + frame0_leaves(st, view)
+        assert st.cache.contains_array(t1).all()  # prefetched while t = 0 was shown
+        st.time_index = 1
+        frame = st.update(view)
+        # The first frame at t = 1 is already complete: no stand-ins, nothing missing.
+        assert frame.complete and frame.stats.stand_ins == 0
+        st.scheduler.wait_idle(30)
+        st.update(view)
+        t2 = st.key_base(time_index=2) + frame0_leaves(st, view)
+        assert st.cache.contains_array(t2).all()  # and now t = 2 is prefetched
+        got = _assemble(st, np.unique(frame.keys), data.shape[1:])
+        np.testing.assert_array_equal(got, data[1])
+        with pytest.raises(ParameterError):
+            st.time_index = 3
+
+
+def test_cache_budget_holds_while_flying_through_a_huge_volume() -> None:
+    def fn(level: int, region: tuple[slice, ...]) -> np.ndarray:
+        z, y, x = (np.arange(s.start, s.stop) for s in region)
+        return ((z[:, None, None] + 3 * y[None, :, None] + 7 * x[None, None, :]) % 251).astype(
+            np.uint8
+        )
+
+    src = FunctionVolumeSource((16384, 16384, 8192), fn, chunks=(64, 64, 64))
+    budget = 24 << 20
+    with VolumeStreamer(src, cache_bytes=budget, n_workers=4) as st:
+        biases = []
+        for i in range(12):
+            z = 2000.0 + 150.0 * i
+            cam = Camera(position=(z, 8000.0, 4000.0), focal_point=(z + 100.0, 8000.0, 4000.0))
+            frame = st.update(View.from_camera(cam, (640, 480)))
+            st.scheduler.wait_idle(2)
+            assert st.cache.nbytes <= budget
+            biases.append(frame.stats.lod_bias)
+        frame = st.settle(View.from_camera(cam, (640, 480)), timeout=60)
+        assert st.cache.nbytes <= budget
+        assert max(biases) > 1.0  # the budget, not the dataset, bounded the detail
+        assert frame.stats.drawn > 0 and frame.stats.undrawn == 0
+
+
+def test_bad_parameters() -> None:
+    src = ArrayVolumeSource(np.zeros((8, 8, 8), np.uint8))
+    with pytest.raises(ParameterError):
+        VolumeStreamer(src, max_error_px=0)
+    with VolumeStreamer(src) as st, pytest.raises(ParameterError):
+        st.channel = 1
+
+
+@pytest.mark.network
+def test_remote_store_over_http_with_latency(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    data = rng.integers(0, 255, (64, 64, 64), dtype=np.uint8)
+    write_ngff(data, tmp_path / "r.zarr", scale_um=(1.0, 1.0, 1.0), chunks=(16, 16, 16))
+    ref = zarr.open_array(str(tmp_path / "r.zarr" / "s0"), mode="r")[...]
+    with slow_http_server(tmp_path, latency_s=0.1) as (url, info):
+        src = open_volume(f"{url}/r.zarr")
+        info["requests"].clear()
+        with VolumeStreamer(src, cache_bytes=64 << 20, max_error_px=1e-6, n_workers=8) as st:
+            frame = st.settle(_close_view(data.shape), timeout=120)
+            got = _assemble(st, np.unique(frame.keys), data.shape)
+            n_loaded = st.scheduler.stats().completed
+    np.testing.assert_array_equal(got, ref)
+    assert frame.complete
+    # Requests overlapped (each one waits 100 ms at the server).
+    assert info["max_concurrent"] >= 4
+    chunk_requests = [p for p in info["requests"] if "/c/" in p]
+    assert len(chunk_requests) == n_loaded  # one request per brick: nothing fetched twice
