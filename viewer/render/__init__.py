@@ -41,6 +41,7 @@ from ._image import VolumeBrick, VtkImage, image_data
 from ._labels import VtkLabels
 from ._meshes import LabelMeshCache, decimate_to_budget, export_meshes, label_mesh
 from ._tracks import VtkTracks, track_window
+from ._xr_target import VtkXrTarget, XrOverlay, XrText
 
 __all__ = [
     "MAX_MOVIE_SIZE",
@@ -64,6 +65,9 @@ __all__ = [
     "VtkMeasurements",
     "VtkPoints",
     "VtkTracks",
+    "VtkXrTarget",
+    "XrOverlay",
+    "XrText",
     "choose_level",
     "colormap_table",
     "decimate_to_budget",

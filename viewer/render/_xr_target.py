@@ -189,6 +189,8 @@ class VtkXrTarget:
             actor = v.vtkActor()
             actor.SetMapper(mapper)
             actor.GetProperty().SetColor(*color)
+            # The headlight grazes horizontal faces; ambient keeps the table visible.
+            actor.GetProperty().SetAmbient(0.5)
             actor.PickableOff()
             ren.AddActor(actor)
             self._stage_actors.append(actor)

@@ -173,15 +173,19 @@ class XrActions:
         head = self._locate(view_space, base_space, time)
         if not focused:
             return InputFrame(time_s, head)
-        xr.sync_actions(
-            self.session,
-            xr.ActionsSyncInfo(
-                count_active_action_sets=1,
-                active_action_sets=(xr.ActiveActionSet * 1)(
-                    xr.ActiveActionSet(self.action_set, xr.NULL_PATH)
+        try:
+            xr.sync_actions(
+                self.session,
+                xr.ActionsSyncInfo(
+                    count_active_action_sets=1,
+                    active_action_sets=(xr.ActiveActionSet * 1)(
+                        xr.ActiveActionSet(self.action_set, xr.NULL_PATH)
+                    ),
                 ),
-            ),
-        )
+            )
+        except xr.SessionNotFocused:
+            # A qualified success (focus lost since the last event poll): no input this frame.
+            return InputFrame(time_s, head)
         hands = []
         for i, side in enumerate(_SIDES):
             aim = self._locate(self.spaces[("aim_pose", i)], base_space, time)

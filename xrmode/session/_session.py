@@ -25,9 +25,10 @@ from __future__ import annotations
 import ctypes
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +42,14 @@ from ..input._types import InputFrame, Pose
 from ..input._xr_actions import XrActions, pose_from_xr
 from ._egl import GL_SRGB8_ALPHA8, EglContext
 
-__all__ = ["EyeImage", "XrFrame", "XrRuntimeError", "XrSession", "no_runtime_message"]
+__all__ = [
+    "EyeImage",
+    "XrFrame",
+    "XrRuntimeError",
+    "XrSession",
+    "no_runtime_message",
+    "probe_runtime",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +74,53 @@ def no_runtime_message(detail: str = "") -> str:
 
 class XrRuntimeError(VrscopeError):
     """No OpenXR runtime, or the runtime refused what vrscope needs."""
+
+
+def probe_runtime() -> str | None:
+    """None when an OpenXR instance can be created, else a short reason.
+
+    Creates and destroys a bare instance, the cheapest way to ask the loader
+    whether a runtime is installed *and* running. The OpenXR loader writes its
+    own error lines to the process's stderr; they are silenced here because the
+    caller reports the problem in one line.
+    """
+    with _quiet_stderr():
+        return _probe()
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _probe() -> str | None:
+    try:
+        xr.enumerate_instance_extension_properties()
+        inst = xr.create_instance(
+            xr.InstanceCreateInfo(
+                application_info=xr.ApplicationInfo(
+                    application_name="vrscope-probe", api_version=xr.Version(1, 0, 0)
+                )
+            )
+        )
+    except (xr.XrException, OSError) as exc:
+        reason = type(exc).__name__
+        if isinstance(exc, xr.RuntimeFailureError):
+            reason += ": the runtime did not start; is its service (e.g. monado-service) running?"
+        return reason
+    xr.destroy_instance(inst)
+    return None
 
 
 @dataclass(frozen=True)
@@ -169,6 +224,8 @@ class XrSession:
         self.state = "UNKNOWN"
         self.running = False
         self._exit = False
+        self._exit_requested = False
+        self._exit_sent = False
         self._stack = ExitStack()
         self.render_scale = 1.0
 
@@ -354,10 +411,19 @@ class XrSession:
                 log.info("interaction profiles now %s", self.actions.current_profiles())
 
     def request_exit(self) -> None:
-        """Ask the runtime to end the session; :meth:`frames` ends after EXITING."""
+        """Ask the runtime to end the session; :meth:`frames` ends after EXITING.
+
+        Only sets a flag (safe from a signal handler); the frame loop makes the call.
+        """
+        self._exit_requested = True
+
+    def _handle_exit_request(self) -> None:
+        if not self._exit_requested or self._exit_sent:
+            return
         if self.running:
             xr.request_exit_session(self.session)
-        else:
+            self._exit_sent = True
+        elif self.state in ("IDLE", "UNKNOWN"):
             self._exit = True
 
     # -- frames -----------------------------------------------------------------------------
@@ -370,6 +436,7 @@ class XrSession:
         index = 0
         while not self._exit:
             self.poll_events()
+            self._handle_exit_request()
             if self._exit:
                 break
             if not self.running:

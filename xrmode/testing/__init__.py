@@ -6,6 +6,7 @@
   buttons) over TCP, as the runtime tests do.
 """
 
+from ._driver import XrAppRun, move, near, press
 from ._monado import MonadoRuntime, MonadoService, find_monado, install_monado
 from ._remote import PACKET_SIZE, RemoteController, RemoteRig, RigState, pack_state, unpack_state
 
@@ -16,8 +17,12 @@ __all__ = [
     "RemoteController",
     "RemoteRig",
     "RigState",
+    "XrAppRun",
     "find_monado",
     "install_monado",
+    "move",
+    "near",
     "pack_state",
+    "press",
     "unpack_state",
 ]

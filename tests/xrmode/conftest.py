@@ -1,0 +1,62 @@
+"""Fixtures of the XR tests: a small sample store and track graph, and headless Monado."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xrmode.testing import MonadoRuntime, MonadoService, find_monado, install_monado
+
+#: Sample geometry: a ball of radius 5 µm in a 16 µm cube (32^3 voxels of 0.5 µm).
+BALL_CENTRE_UM = (8.0, 8.0, 8.0)
+BALL_RADIUS_UM = 5.0
+
+
+@pytest.fixture(scope="session")
+def ball_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from analysis.io import write_ngff
+
+    z, y, x = np.mgrid[:32, :32, :32] * 0.5 + 0.0
+    c = np.asarray(BALL_CENTRE_UM)
+    inside = (z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 < BALL_RADIUS_UM**2
+    path = tmp_path_factory.mktemp("xr") / "ball.zarr"
+    write_ngff((inside * 200).astype(np.uint8), path, scale_um=(0.5, 0.5, 0.5))
+    return path
+
+
+@pytest.fixture(scope="session")
+def line_track(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One track of five nodes (ids 0..4, t 0..4) along x at z = y = 8 µm."""
+    from analysis.tracks import TrackGraph
+
+    ids = np.arange(5)
+    zyx = np.c_[np.full(5, 8.0), np.full(5, 8.0), 2.0 + 3.0 * ids]
+    g = TrackGraph.from_arrays(ids, ids, zyx, [[0, 1], [1, 2], [2, 3], [3, 4]])
+    path = tmp_path_factory.mktemp("xr") / "line.geff"
+    g.to_geff(path)
+    return path
+
+
+def _worker_port() -> int:
+    # pytest-xdist workers each run their own service: one remote-driver port each.
+    w = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return 4242 + int("".join(ch for ch in w if ch.isdigit()) or 0)
+
+
+@pytest.fixture(scope="module")
+def monado(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MonadoRuntime]:
+    """A running headless ``monado-service`` with the remote driver (installed if needed)."""
+    root = find_monado()
+    if root is None:
+        try:
+            root = install_monado()
+        except Exception as exc:  # the install needs the Debian mirror
+            pytest.fail(f"Monado is not installed and scripts/monado.sh failed: {exc}")
+    rt = MonadoRuntime(root, tmp_path_factory.mktemp("monado"), remote_port=_worker_port())
+    with MonadoService(rt) as svc:
+        yield rt
+        assert svc.alive, f"monado-service died during the tests:\n{svc.tail()}"

@@ -1,0 +1,233 @@
+"""``vrscope xr`` against a real OpenXR runtime: headless Monado with its remote driver.
+
+Each test starts the app in a subprocess (through the Monado sysroot's loader),
+scripts head and controller poses and buttons over Monado's remote-driver
+socket, and checks what lands in the project folder by reopening it with
+``analysis.project.Project`` (what the desktop app opens). Expected values
+come from the scripted stage positions and the world <-> stage similarity
+computed here with NumPy, not from the app.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from analysis.project import Project
+from xrmode.input import PROFILES
+from xrmode.testing import MonadoRuntime, RemoteRig, XrAppRun, move, press
+
+from .conftest import BALL_CENTRE_UM
+
+pytestmark = pytest.mark.xr_runtime
+
+IDENTITY = (0.0, 0.0, 0.0, 1.0)
+REACH_M = 0.05  # the tools' tip is 5 cm ahead of the aim pose
+
+
+def world_to_stage(tr: dict, zyx: np.ndarray) -> np.ndarray:
+    """stage = t + s * R(q) @ world_xyz (independent re-implementation for the tests)."""
+    x, y, z, w = tr["rotation_xyzw"]
+    r = np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+    return np.asarray(tr["translation_m"]) + tr["scale_m_per_um"] * (np.asarray(zyx)[::-1] @ r.T)
+
+
+def stage_to_world(tr: dict, p: np.ndarray) -> np.ndarray:
+    x, y, z, w = tr["rotation_xyzw"]
+    r = np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+    return (r.T @ ((np.asarray(p) - tr["translation_m"]) / tr["scale_m_per_um"]))[::-1]
+
+
+def start(monado: MonadoRuntime, tmp_path: Path, args: list[str]) -> tuple[XrAppRun, RemoteRig, dict]:
+    """Connect the rig (head in front of the table, hands at rest), start the app, wait for focus."""
+    rig = RemoteRig(port=monado.remote_port).connect()
+    rig.set(head_position=(0.0, 1.05, 0.1), head_orientation=IDENTITY)
+    app = XrAppRun(monado, args, tmp_path / "run").start()
+    session = app.wait_for(lambda e: e["event"] == "session", 120, "session start")
+    app.wait_state("FOCUSED", 60)
+    app.wait_frames(lambda e: e["state"] == "FOCUSED" and e["right"] is not None, 1, 60)
+    return app, rig, session
+
+
+def finish(app: XrAppRun, rig: RemoteRig) -> None:
+    """End the session like a user would (SIGTERM -> request exit), expect a clean exit."""
+    app.proc.terminate()  # type: ignore[union-attr]
+    rc = app.wait_exit(60)
+    rig.close()
+    assert rc == 0, app.log_tail()
+    states = [e["state"] for e in app.events if e["event"] == "state"]
+    assert states[-2:] == ["IDLE", "EXITING"], states
+
+
+def test_session_focuses_renders_both_eyes_and_exits(monado, ball_store, tmp_path):
+    snap = tmp_path / "snap"
+    app, rig, session = start(
+        monado,
+        tmp_path,
+        [str(ball_store), "--project", str(tmp_path / "p"), "--snapshot", str(snap), "--exit-after", "0.5"],
+    )
+    try:
+        rc = app.wait_exit(120)
+    finally:
+        app.stop()
+        rig.close()
+    assert rc == 0, app.log_tail()
+    states = [e["state"] for e in app.events if e["event"] == "state"]
+    # Every state of a normal session, in order, ending cleanly.
+    for s in ("READY", "SYNCHRONIZED", "VISIBLE", "FOCUSED", "STOPPING", "IDLE", "EXITING"):
+        assert s in states, states
+    assert states.index("FOCUSED") < states.index("STOPPING") < states.index("EXITING")
+    assert app.events[-1]["event"] == "closed"
+    # The runtime validated every suggested binding path of every profile.
+    assert sorted(session["profiles"]) == sorted(PROFILES), session["rejected"]
+
+    left = np.asarray(Image.open(snap / "left.png")).astype(int)
+    right = np.asarray(Image.open(snap / "right.png")).astype(int)
+    meta = json.loads((snap / "eyes.json").read_text())
+    bg = np.array([0.18, 0.18, 0.2]) * 255
+    cols = []
+    for img in (left, right):
+        fg = np.abs(img - bg).max(axis=-1) > 40
+        # The bright ball (value 200 of 0..200, grey colormap): not blank.
+        ball = img.min(axis=-1) > 150
+        assert ball.mean() > 0.01, "the eye image does not show the sample"
+        assert fg.mean() < 0.9
+        cols.append(np.nonzero(ball)[1].mean())
+    # Stereo: the ball is further right in the left eye; disparity = f_px * ipd / depth.
+    e0, e1 = meta["eyes"]
+    ipd = np.linalg.norm(np.subtract(e1["position_m"], e0["position_m"]))
+    fov = e0["fov"]
+    f_px = e0["size"][0] / (np.tan(fov[1]) - np.tan(fov[0]))
+    centre = world_to_stage(meta["transform"], np.asarray(BALL_CENTRE_UM))
+    depth = np.mean([e0["position_m"][2], e1["position_m"][2]]) - centre[2]
+    want = f_px * ipd / depth
+    got = cols[0] - cols[1]
+    assert want > 1.0
+    assert got == pytest.approx(want, rel=0.35), (got, want)
+
+
+def test_scripted_distance_measurement(monado, ball_store, tmp_path):
+    proj = tmp_path / "p"
+    app, rig, session = start(monado, tmp_path, [str(ball_store), "--project", str(proj), "--tool", "measure"])
+    try:
+        p1 = np.array([0.05, 1.10, -0.40])
+        p2 = p1 + np.array([0.08, -0.03, 0.04])
+        move(rig, app, "right", p1)
+        press(rig, app, "right")
+        move(rig, app, "right", p2)
+        press(rig, app, "right")
+        app.wait_count(lambda e: e["event"] == "edit", 1, 60, "measurement edits")
+        finish(app, rig)
+    finally:
+        app.stop()
+        rig.close()
+    tr = session["transform"]
+    with Project.open(proj) as pr:
+        ms = pr.annotations.measurements
+    assert len(ms) == 1 and ms[0].kind == "distance"
+    want_um = np.linalg.norm(p2 - p1) / tr["scale_m_per_um"]
+    assert ms[0].value == pytest.approx(want_um, rel=1e-3)
+    tip = np.array([0.0, 0.0, -REACH_M])
+    np.testing.assert_allclose(ms[0].points_um[0], stage_to_world(tr, p1 + tip), atol=0.05)
+
+
+def test_scripted_counting_places_one_marker_per_click(monado, ball_store, tmp_path):
+    proj = tmp_path / "p"
+    app, rig, session = start(
+        monado, tmp_path, [str(ball_store), "--project", str(proj), "--tool", "count", "--classes", "vesicle"]
+    )
+    spots = [np.array([0.0, 1.05, -0.45]) + np.array([0.03 * i, 0.01 * i, 0.0]) for i in range(3)]
+    try:
+        for p in spots:
+            move(rig, app, "right", p)
+            press(rig, app, "right")
+        app.wait_count(lambda e: e["event"] == "edit", len(spots), 60, "marker edits")
+        finish(app, rig)
+    finally:
+        app.stop()
+        rig.close()
+    tr = session["transform"]
+    with Project.open(proj) as pr:
+        markers = pr.annotations.markers
+        counts = pr.annotations.counts()
+    assert counts == {"vesicle": 3}
+    got = np.array([m.position_um for m in markers])
+    want = np.array([stage_to_world(tr, p + np.array([0.0, 0.0, -REACH_M])) for p in spots])
+    np.testing.assert_allclose(got, want, atol=0.05)
+
+
+def test_scripted_track_cut_at_pointed_node(monado, ball_store, line_track, tmp_path):
+    proj = tmp_path / "p"
+    app, rig, session = start(
+        monado,
+        tmp_path,
+        [str(ball_store), "--tracks", str(line_track), "--project", str(proj), "--tool", "track"],
+    )
+    try:
+        tr = session["transform"]
+        with Project.open(proj) as pr:  # read-only look at the node positions
+            node = 3
+            target = world_to_stage(tr, np.asarray(pr.tracks.position(node)))
+        # Aim straight down -Z at the node from 30 cm in front of it.
+        move(rig, app, "right", target + np.array([0.0, 0.0, 0.3]), orientation=IDENTITY)
+        press(rig, app, "right", "a_click")
+        app.wait_count(lambda e: e["event"] == "edit", 1, 60, "the cut")
+        finish(app, rig)
+    finally:
+        app.stop()
+        rig.close()
+    with Project.open(proj) as pr:
+        g = pr.tracks
+        assert g.parent(3) is None
+        assert g.children(2) == ()
+        assert g.n_edges == 3
+        assert pr.history.undo_steps[-1].name == "cut before 3"
+
+
+def test_scripted_two_hand_scale(monado, ball_store, tmp_path):
+    proj = tmp_path / "p"
+    app, rig, session = start(monado, tmp_path, [str(ball_store), "--project", str(proj), "--tool", "grab"])
+    try:
+        left, right = np.array([-0.1, 1.2, -0.3]), np.array([0.1, 1.2, -0.3])
+        move(rig, app, "left", left)
+        move(rig, app, "right", right)
+        rig.hand("left", squeeze=1.0)
+        rig.hand("right", squeeze=1.0)
+        both = ("left.squeeze", "right.squeeze")
+        app.wait_frames(lambda e: all(b in e["buttons"] for b in both), 2)
+        right2 = np.array([0.3, 1.2, -0.3])  # hands 0.2 m -> 0.4 m apart: factor 2
+        move(rig, app, "right", right2)
+        app.wait_frames(lambda e: all(b in e["buttons"] for b in both), 2)
+        rig.hand("left", squeeze=0.0)
+        rig.hand("right", squeeze=0.0)
+        app.wait_frames(lambda e: not any(b in e["buttons"] for b in both), 1)
+        finish(app, rig)
+    finally:
+        app.stop()
+        rig.close()
+    s0 = session["transform"]["scale_m_per_um"]
+    with Project.open(proj) as pr:
+        saved = pr.load_scene()
+    assert saved is not None
+    tr1 = saved["xr"]["transform"]
+    assert tr1["scale_m_per_um"] / s0 == pytest.approx(2.0, rel=1e-3)
+    # Scaled about the hands' midpoint: the world point under the first midpoint
+    # is now under the new midpoint.
+    anchor = stage_to_world(session["transform"], (left + right) / 2)
+    np.testing.assert_allclose(world_to_stage(tr1, anchor), (left + right2) / 2, atol=1e-4)

@@ -1,0 +1,142 @@
+"""``vrscope xr``: the OpenXR mode (headset, controllers or bare hands)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+ORDER = 60
+
+_EPILOG = """\
+tools (switch with the menu button on the left hand; grab always works):
+  grab      squeeze one hand to move/rotate the volume, both hands to scale it
+  measure   trigger places points: distance (2), angle (3), path (B/Y ends it);
+            A/X changes the kind; the value is shown in µm next to the hand
+  count     trigger places a marker of the current class; stick left/right or
+            A/X changes the class; counts per class on the left wrist
+  track     point at a node; trigger selects, A/X cuts before the pointed node,
+            B/Y merges the selected end with the pointed start, stick click
+            prolongs the selected end at the next time point; stick scrubs time
+  classify  point at an object, trigger gives it the current class
+  clip      hold the trigger to place and orient the clipping plane; A/X on/off
+  laser     a pointer for showing
+left hand: menu opens the tool menu, Y/B undo, X/A redo, stick click resets the view.
+
+runtimes: any OpenXR runtime offering XR_KHR_opengl_enable with XR_MNDX_egl_enable
+(Monado; on a headless machine: scripts/monado.sh, docs/xr.md). XR_RUNTIME_JSON
+selects the runtime.
+
+examples:
+  vrscope xr cell.zarr --labels mitochondria --project cell.vrproj --tool count
+  vrscope xr --tracks lineage.geff --project lineage.vrproj --tool track
+"""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "xr",
+        help="view, measure, count and proofread in an OpenXR headset",
+        description=(
+            "Open a volume (and its labels and tracks) in an OpenXR headset. Every "
+            "measurement, marker and track edit is journaled in the project folder "
+            "and opens again on the desktop."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "store", nargs="?", metavar="STORE.zarr", help="OME-Zarr image (default: the project's)"
+    )
+    p.add_argument(
+        "--labels", nargs="*", metavar="NAME", help="label images to show (no NAME: all)"
+    )
+    p.add_argument("--tracks", metavar="FILE", help="track graph (GEFF; CSV/CTC with --project)")
+    p.add_argument(
+        "--project",
+        metavar="DIR",
+        help="project folder: opened if it exists, else created (edits are journaled there)",
+    )
+    p.add_argument(
+        "--tool",
+        default="measure",
+        choices=["grab", "measure", "count", "track", "classify", "clip", "laser"],
+        help="tool in hand at start (default: %(default)s)",
+    )
+    p.add_argument(
+        "--classes",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="marker / object classes for a new project (default: the project's, or 'marker')",
+    )
+    p.add_argument(
+        "--exit-after",
+        type=float,
+        metavar="SECONDS",
+        help="end the session this long after it gets focus (demos, tests)",
+    )
+    p.add_argument(
+        "--background",
+        nargs=3,
+        type=float,
+        default=(0.18, 0.18, 0.2),
+        metavar=("R", "G", "B"),
+        help="room colour, 0..1 (default: a neutral dark grey)",
+    )
+    p.add_argument(
+        "--opacity", type=float, default=1.0, help="image layer opacity 0..1 (default: 1)"
+    )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="stream the image by level of detail for both eyes (large stores)",
+    )
+    p.add_argument(
+        "--no-hand-tracking", action="store_true", help="do not use XR_EXT_hand_tracking"
+    )
+    p.add_argument(
+        "--trace", metavar="FILE.jsonl", help="append session events and frame timings here"
+    )
+    p.add_argument(
+        "--snapshot",
+        metavar="DIR",
+        help="save both eye images of the first focused frame (PNG, read back) here",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from analysis.errors import ParameterError
+    from vrscope.cli import require_extra
+
+    if args.exit_after is not None and args.exit_after < 0:
+        raise ParameterError(f"--exit-after must be >= 0, got {args.exit_after}")
+    if not 0.0 <= args.opacity <= 1.0:
+        raise ParameterError(f"--opacity must be within 0..1, got {args.opacity}")
+    require_extra("xr", "xr")
+    require_extra("vtk", "viewer")
+    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+    from xrmode._app import XrOptions, run_xr
+    from xrmode.session._session import XrRuntimeError, no_runtime_message, probe_runtime
+
+    # Find the runtime before loading any data: no runtime is the common case on a desktop.
+    problem = probe_runtime()
+    if problem is not None:
+        raise XrRuntimeError(no_runtime_message(problem))
+    opts = XrOptions(
+        store=args.store,
+        labels=args.labels,
+        tracks=args.tracks,
+        project=args.project,
+        tool=args.tool,
+        exit_after=args.exit_after,
+        trace=args.trace,
+        snapshot=args.snapshot,
+        background=tuple(args.background),
+        opacity=args.opacity,
+        stream=args.stream,
+        hand_tracking=not args.no_hand_tracking,
+        classes=list(args.classes),
+    )
+    return run_xr(opts)

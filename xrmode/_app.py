@@ -1,0 +1,422 @@
+"""The XR application: project + scene + tools + renderer on an OpenXR session.
+
+:func:`run_xr` is what ``vrscope xr`` calls. Per frame (:class:`XrApp`):
+
+1. input (poses, buttons at the predicted display time) -> :class:`Toolbox`
+   (menu, grab, the active tool) -> edit commands through the project's history;
+2. scene sync from the workspace when an edit happened (markers, measurements,
+   tracks, object classes);
+3. streaming level of detail for both eyes (when the image layer streams);
+4. render both eyes into the swapchain images; adapt the render quality when a
+   frame overruns its display period.
+
+Everything edited is in the project folder (journal fsync'd per edit); the
+world -> stage transform and quality settings go to ``scene.json`` under
+``"xr"`` at exit, next to whatever the desktop app keeps there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from analysis.errors import ParameterError
+
+from ._frame_loop import QualityController, eye_view_arrays
+from ._transform import StageTransform
+from .tools import (
+    ClassifyTool,
+    ClipTool,
+    CountTool,
+    LabelProbe,
+    LaserPointer,
+    MeasureTool,
+    Tool,
+    ToolContext,
+    Toolbox,
+    TrackTool,
+)
+
+__all__ = ["TOOLS", "XrApp", "XrOptions", "run_xr"]
+
+log = logging.getLogger(__name__)
+
+TOOLS = ("grab", "measure", "count", "track", "classify", "clip", "laser")
+
+
+@dataclass
+class XrOptions:
+    """What ``vrscope xr`` was asked to do (see its ``--help``)."""
+
+    store: str | None = None
+    labels: list[str] | None = None
+    tracks: str | None = None
+    project: str | None = None
+    tool: str = "measure"
+    exit_after: float | None = None
+    trace: str | None = None
+    snapshot: str | None = None
+    background: tuple[float, float, float] = (0.18, 0.18, 0.2)
+    opacity: float = 1.0
+    stream: bool = False
+    hand_tracking: bool = True
+    classes: list[str] = field(default_factory=list)
+
+
+class Trace:
+    """JSON-lines event log (``--trace``): session states, edits, frame timings."""
+
+    def __init__(self, path: str | None) -> None:
+        self._f: IO[str] | None = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+        self.t0 = time.monotonic()
+
+    def __call__(self, event: str, **data: Any) -> None:
+        if self._f is None:
+            return
+        rec = {"event": event, "t": round(time.monotonic() - self.t0, 4), **data}
+        self._f.write(json.dumps(rec, default=_jsonable) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, np.generic):
+        return o.item()
+    return str(o)
+
+
+def _open_project(opts: XrOptions) -> tuple[Any, Any, Any]:
+    """(project or None, workspace, history)."""
+    from analysis.edits import History
+    from analysis.project import Project, Workspace
+
+    if opts.project:
+        folder = Path(opts.project).expanduser()
+        if (folder / "project.json").is_file():
+            pr = Project.open(folder)
+        else:
+            pr = Project.create(
+                folder,
+                image=opts.store,
+                labels=opts.labels or [],
+                tracks=opts.tracks,
+                classes=opts.classes,
+            )
+        return pr, pr.workspace, pr.history
+    from analysis.annotations import Annotations, AnnotationsState, classes_from
+
+    graph = None
+    if opts.tracks:
+        from analysis.tracks import TrackGraph
+
+        # Without a project only GEFF is read (a project converts CSV / CTC on creation).
+        graph = TrackGraph.from_geff(opts.tracks)
+    ann = Annotations(AnnotationsState(classes=classes_from(opts.classes)))
+    ws = Workspace(graph, ann)
+    return None, ws, History(ws)
+
+
+class XrApp:
+    """Scene, tools and renderer for one session (built inside :func:`run_xr`)."""
+
+    def __init__(self, opts: XrOptions, trace: Trace) -> None:
+        from viewer.render import build_store_scene
+        from viewer.scene import Measurements, Points
+
+        self.opts = opts
+        self.trace = trace
+        self.project, self.workspace, self.history = _open_project(opts)
+        store = opts.store
+        labels = opts.labels
+        if self.project is not None:
+            store = store or self.project.info.image
+            labels = labels if labels is not None else (list(self.project.info.labels) or None)
+        if store is None and self.workspace.tracks is None:
+            raise ParameterError("nothing to show: give an image store, --tracks or a --project")
+        self.scene = build_store_scene(store, labels=labels, tracks=self.workspace.tracks)
+        for lay in self.scene.layers:
+            if lay.kind == "image":
+                lay.opacity = opts.opacity
+        self.points = self.scene.add(Points(name="markers", size_um=1.0))
+        self.measurements = self.scene.add(Measurements(name="measurements"))
+        self._dirty = True
+        self.history.changed.connect(self._on_history)
+        lo, hi = self.scene.extent_world()
+        self.home = StageTransform.on_table(lo, hi)
+        transform = self.home
+        saved = self.project.load_scene() if self.project is not None else None
+        if saved and isinstance(saved.get("xr"), dict) and "transform" in saved["xr"]:
+            try:
+                transform = StageTransform.from_json(saved["xr"]["transform"])
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("ignoring the saved XR transform: %s", exc)
+        self.points.size_um = max(float(np.max(hi - lo)) / 100, 1e-3)
+        ann = self.workspace.annotations
+        classes = [c.name for c in ann.classes] or ["marker"]
+        self.ctx = ToolContext(
+            transform=transform,
+            apply=self.history.apply,
+            scene=self.scene,
+            workspace=self.workspace,
+            classes=classes,
+        )
+        self.toolbox = Toolbox(
+            self._make_tools(),
+            self.ctx,
+            active=opts.tool,
+            undo=self.history.undo,
+            redo=self.history.redo,
+            home=self.home,
+        )
+        self.quality = QualityController()
+
+    def _make_tools(self) -> dict[str, Tool]:
+        labels = [lay for lay in self.scene.layers if lay.kind == "labels"]
+        probe = LabelProbe(labels[0].data) if labels and labels[0].data is not None else None
+        tracks = [lay for lay in self.scene.layers if lay.kind == "tracks"]
+        window = (tracks[0].tail_length, tracks[0].head_length) if tracks else (np.inf, np.inf)
+        tools: dict[str, Tool] = {
+            "grab": Tool(),  # grab is always on; choosing it just disables the others
+            "measure": MeasureTool(),
+            "count": CountTool(),
+            "track": TrackTool(window=window),
+            "classify": ClassifyTool(probe, labels[0].name if labels else ""),
+            "clip": ClipTool(),
+            "laser": LaserPointer(),
+        }
+        tools["grab"].name = "grab"
+        return tools
+
+    def _on_history(self, action: str, item: object) -> None:
+        self._dirty = True
+        desc = getattr(item, "description", None) or getattr(item, "name", "")
+        self.trace("edit", action=action, description=str(desc))
+
+    def sync_scene(self) -> None:
+        """Mirror the workspace (markers, measurements, tracks, classes) into scene layers."""
+        if not self._dirty:
+            return
+        from viewer.scene import Measurement, track_data_from_graph
+
+        ann = self.workspace.annotations
+        markers = ann.markers
+        self.points.update(
+            {
+                "positions_um": [tuple(m.position_um) for m in markers],
+                "classes": [m.class_name for m in markers],
+                "class_colors": {c.name: tuple(c.color) for c in ann.classes},
+            }
+        )
+        self.measurements.items = [
+            Measurement(kind=m.kind, points_um=[tuple(p) for p in m.points_um], label=f"#{m.id}")
+            for m in ann.measurements
+        ]
+        g = self.workspace.tracks
+        for lay in self.scene.layers:
+            if lay.kind == "tracks" and g is not None:
+                lay.data = track_data_from_graph(g)
+        classes = ann.object_classes
+        for lay in self.scene.layers:
+            if lay.kind == "labels" and classes.get(lay.name):
+                names = [c.name for c in ann.classes] or sorted(set(classes[lay.name].values()))
+                idx = {n: i for i, n in enumerate(names)}
+                lay.set_feature("class", {k: float(idx.get(v, 0)) for k, v in classes[lay.name].items()})
+                lay.update({"color_mode": "feature", "feature": "class", "colormap": "tab10"})
+        self._dirty = False
+
+    def save(self) -> None:
+        """Store the XR view state in the project's ``scene.json`` (key ``"xr"``)."""
+        if self.project is None:
+            return
+        data = self.project.load_scene() or {}
+        data["xr"] = {
+            "transform": self.ctx.transform.to_json(),
+            "render_scale": self.quality.render_scale,
+            "sample_distance_factor": self.quality.sample_factor,
+            "tool": self.toolbox.active,
+            "current_time": self.scene.current_time,
+        }
+        self.project.save_scene(data)
+
+    def close(self) -> None:
+        self.history.changed.disconnect(self._on_history)
+        if self.project is not None:
+            self.save()
+            self.project.close()
+
+
+def _overlay(ctx: ToolContext) -> Any:
+    from viewer.render import XrOverlay, XrText
+
+    hud = ctx.hud
+    return XrOverlay(
+        lines=np.array([[a, b] for a, b, _ in hud.lines]).reshape(-1, 2, 3),
+        line_colors=np.array([c for *_, c in hud.lines]).reshape(-1, 3),
+        points=np.array([p for p, _ in hud.points]).reshape(-1, 3),
+        point_colors=np.array([c for _, c in hud.points]).reshape(-1, 3),
+        texts=[XrText(p, s, c) for p, s, c in hud.texts],
+    )
+
+
+def run_xr(opts: XrOptions) -> int:
+    """Run the XR mode until the session ends (or ``exit_after`` seconds). Returns 0."""
+    if opts.tool not in TOOLS:
+        raise ParameterError(f"unknown tool {opts.tool!r} (choose from {', '.join(TOOLS)})")
+    from .session._session import XrSession
+
+    trace = Trace(opts.trace)
+    app = XrApp(opts, trace)
+    old = signal.getsignal(signal.SIGTERM)
+    try:
+        with XrSession(
+            hand_tracking=opts.hand_tracking, on_state=lambda s: trace("state", state=s)
+        ) as session:
+            # SIGTERM ends the session the way the headset's menu would: cleanly, saved.
+            signal.signal(signal.SIGTERM, lambda *_: session.request_exit())
+            _loop(app, session, trace)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        app.close()
+        trace("closed")
+        trace.close()
+    return 0
+
+
+def _loop(app: XrApp, session: Any, trace: Trace) -> None:
+    from viewer.render import EyeView, VtkXrTarget
+
+    opts = app.opts
+    gl = session.egl.gl
+    # VTK initialises from the current context and needs a complete framebuffer bound.
+    gl.attach_texture(session.fbo, session.swapchain_images[0][0])
+    target = VtkXrTarget(
+        app.scene, session.egl.make_current, session.egl.is_current, session.eye_size, background=opts.background
+    )
+    streaming = None
+    if opts.stream:
+        from viewer.render import _streaming
+
+        streaming = _streaming.StreamingController(target.renderer, n_workers=2)
+    trace(
+        "session",
+        runtime=session.runtime_name,
+        eye_size=list(session.eye_size),
+        space=session.space_type,
+        profiles=session.actions.accepted_profiles,
+        rejected=session.actions.rejected_profiles,
+        extensions=sorted(session.extensions),
+        transform=app.ctx.transform.to_json(),
+        tool=app.toolbox.active,
+    )
+    snap: dict[int, Any] = {}
+    want_snapshot = opts.snapshot is not None
+    if want_snapshot:
+        session.on_drawn = lambda eye, tex: snap.__setitem__(eye.index, session.read_eye(eye))
+    t_start: float | None = None
+    try:
+        for frame in session.frames():
+            t0 = time.perf_counter()
+            focused = frame.state == "FOCUSED"
+            if focused:
+                if t_start is None:
+                    t_start = time.monotonic()
+                app.toolbox.update(frame.input)
+            app.sync_scene()
+            tr = app.ctx.transform
+            views = []
+            for eye in frame.eyes:
+                pos, fwd, up, proj = eye_view_arrays(eye, tr)
+                views.append(EyeView(pos, fwd, up, proj))
+            if streaming is not None and views:
+                streaming.set_views(views)
+                streaming.update()
+            target.set_stage_to_world(tr.stage_to_world_matrix())
+            target.set_overlay(_overlay(app.ctx))
+            cpu_ms = (time.perf_counter() - t0) * 1e3
+            t1 = time.perf_counter()
+            if frame.eyes:
+                target.set_size(frame.eyes[0].width, frame.eyes[0].height)
+                target.set_sample_distance_factor(app.quality.sample_factor)
+                target.sync()
+
+                def draw(eye: Any) -> None:
+                    target.render_eye(views[eye.index])
+
+                session.render(frame, draw)
+            render_ms = (time.perf_counter() - t1) * 1e3
+            changed = app.quality.update((cpu_ms + render_ms) / 1e3, frame.period_s)
+            if changed:
+                session.render_scale = app.quality.render_scale
+                trace("quality", render_scale=app.quality.render_scale, sample=app.quality.sample_factor)
+            inp = frame.input
+            trace(
+                "frame",
+                i=frame.index,
+                state=frame.state,
+                cpu_ms=round(cpu_ms, 3),
+                render_ms=round(render_ms, 3),
+                tool=app.toolbox.active,
+                scale=tr.scale,
+                right=None if inp.right.aim is None else list(inp.right.aim.position),
+                left=None if inp.left.aim is None else list(inp.left.aim.position),
+                buttons=_pressed(inp),
+            )
+            if want_snapshot and focused and len(snap) == len(frame.eyes) and frame.eyes:
+                _save_snapshot(Path(opts.snapshot or "."), snap, frame, views, tr)
+                trace("snapshot", folder=str(opts.snapshot))
+                want_snapshot = False
+                session.on_drawn = None
+            if opts.exit_after is not None and t_start is not None:
+                if time.monotonic() - t_start >= opts.exit_after and session.running:
+                    session.request_exit()
+                    opts.exit_after = None
+    finally:
+        if streaming is not None:
+            streaming.close()
+        session.egl.make_current()
+        target.close()
+
+
+def _pressed(inp: Any) -> list[str]:
+    out = []
+    for h in (inp.left, inp.right):
+        for name in ("select", "squeeze", "primary", "secondary", "menu", "thumbstick_click"):
+            if getattr(h, name).pressed:
+                out.append(f"{h.side}.{name}")
+    return out
+
+
+def _save_snapshot(folder: Path, snap: dict[int, Any], frame: Any, views: list[Any], tr: StageTransform) -> None:
+    from PIL import Image as PILImage
+
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"eyes": []}  # type: dict[str, Any]
+    for i, img in sorted(snap.items()):
+        name = ("left", "right")[i] if i < 2 else f"eye{i}"
+        PILImage.fromarray(np.ascontiguousarray(img[..., :3])).save(folder / f"{name}.png")
+        eye = frame.eyes[i]
+        meta["eyes"].append(
+            {
+                "name": name,
+                "position_m": list(eye.pose.position),
+                "orientation_xyzw": list(eye.pose.orientation),
+                "fov": list(eye.fov),
+                "size": [eye.width, eye.height],
+                "projection": np.asarray(views[i].projection).tolist(),
+            }
+        )
+    meta["transform"] = tr.to_json()
+    (folder / "eyes.json").write_text(json.dumps(meta, indent=1))

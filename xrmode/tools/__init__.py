@@ -1,0 +1,41 @@
+"""XR tools: plain classes that turn poses and buttons into edit commands.
+
+Each tool subclasses :class:`Tool` (``enabled`` -> ``_on_enable`` /
+``_on_disable``; ``update(frame, ctx)`` once per frame) and sees only plain
+:class:`xrmode.input.InputFrame` values, so unit tests drive it with synthetic
+pose sequences. Data changes go through ``ctx.apply(command)`` with the shared
+commands of :mod:`analysis.edits` and :mod:`analysis.annotations` (undoable,
+journaled, the same as the desktop); view changes (the world -> stage
+transform, clipping planes, time) are made on the :class:`ToolContext`.
+Drawing is a :class:`Hud` of stage-space lines, points and text.
+
+Tools: :class:`GrabTool` (always on), :class:`MeasureTool`, :class:`CountTool`,
+:class:`TrackTool`, :class:`ClassifyTool`, :class:`ClipTool`,
+:class:`LaserPointer`; :class:`HandMenu` switches them and :class:`Toolbox`
+routes input. To add a tool: subclass :class:`Tool`, give it a ``name`` and add
+it to the tool dict the app builds (``xrmode._app``).
+"""
+
+from ._annotate import ClassifyTool, CountTool, LabelProbe, MeasureTool
+from ._base import Hud, Tool, ToolContext
+from ._grab import GrabTool
+from ._toolbox import Toolbox
+from ._track import TrackTool, nearest_node_to_ray
+from ._view import ClipTool, HandMenu, LaserPointer
+
+__all__ = [
+    "ClassifyTool",
+    "ClipTool",
+    "CountTool",
+    "GrabTool",
+    "HandMenu",
+    "Hud",
+    "LabelProbe",
+    "LaserPointer",
+    "MeasureTool",
+    "Tool",
+    "ToolContext",
+    "Toolbox",
+    "TrackTool",
+    "nearest_node_to_ray",
+]

@@ -1,0 +1,109 @@
+"""``Toolbox``: the active tool, the always-on grab, the hand menu and global actions.
+
+Per frame (:meth:`Toolbox.update`): the menu first (while it is open the
+active tool gets no input, so a menu pick never also places a marker), then
+global actions on the menu hand (secondary = undo, primary = redo, thumbstick
+click = reset view), then grab (either hand's squeeze), then the active tool.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from analysis.errors import InvalidEditError, ParameterError
+
+from .._transform import StageTransform
+from ..input._types import InputFrame
+from ._base import Tool, ToolContext
+from ._grab import GrabTool
+from ._view import HandMenu
+
+__all__ = ["Toolbox"]
+
+log = logging.getLogger(__name__)
+
+
+class Toolbox:
+    """Owns the tools and routes each frame's input to them.
+
+    Parameters
+    ----------
+    tools : mapping name -> Tool
+        The tools the menu offers (``grab`` is always on and need not be listed).
+    ctx : ToolContext
+    active : str
+        The tool enabled first.
+    undo, redo : callable, optional
+        The history's undo / redo (bound to the menu hand's buttons).
+    home : StageTransform, optional
+        Where "reset view" puts the volume (default: the transform at start).
+    """
+
+    def __init__(
+        self,
+        tools: Mapping[str, Tool],
+        ctx: ToolContext,
+        active: str,
+        undo: Callable[[], object] | None = None,
+        redo: Callable[[], object] | None = None,
+        home: StageTransform | None = None,
+    ) -> None:
+        if active not in tools:
+            raise ParameterError(f"unknown tool {active!r} (choose from {', '.join(tools)})")
+        self.tools = dict(tools)
+        self.ctx = ctx
+        self.grab = GrabTool()
+        self.grab.enabled = True
+        self.menu = HandMenu(list(self.tools))
+        self.undo = undo
+        self.redo = redo
+        self.home = home or ctx.transform
+        self.active = active
+        self.tools[active].enabled = True
+
+    def switch(self, name: str) -> None:
+        """Enable tool ``name`` (and disable the previous one)."""
+        if name not in self.tools:
+            raise ParameterError(f"unknown tool {name!r} (choose from {', '.join(self.tools)})")
+        if name == self.active:
+            return
+        self.tools[self.active].enabled = False
+        self.active = name
+        self.tools[name].enabled = True
+        self.ctx.message = f"tool: {name}"
+
+    def _history(self, fn: Callable[[], object] | None, what: str) -> None:
+        if fn is None:
+            return
+        try:
+            fn()
+            self.ctx.message = what
+        except InvalidEditError as exc:
+            self.ctx.message = str(exc)
+
+    def update(self, frame: InputFrame) -> None:
+        ctx = self.ctx
+        ctx.hud.clear()
+        self.menu.update(frame, ctx, self.active)
+        if self.menu.chosen is not None:
+            self.switch(self.menu.chosen)
+        mh = frame.hand(self.menu.hand)  # type: ignore[arg-type]
+        if not self.menu.open:
+            if mh.secondary.just_pressed:
+                self._history(self.undo, "undo")
+            if mh.primary.just_pressed:
+                self._history(self.redo, "redo")
+            if mh.thumbstick_click.just_pressed:
+                ctx.transform = self.home
+                ctx.message = "view reset"
+        self.grab.update(frame, ctx)
+        if not self.menu.open:
+            self.tools[self.active].update(frame, ctx)
+        if mh.aim is not None:
+            status = f"[{self.active}] t={ctx.current_time:g}"
+            if ctx.message:
+                status += f"\n{ctx.message}"
+            ctx.hud.text(np.asarray(mh.aim.position) + np.array([0.0, -0.06, 0.0]), status, (0.8, 0.9, 1.0))
