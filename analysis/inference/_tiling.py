@@ -60,8 +60,10 @@ _WINDOW_FLOOR = 1e-4
 class InputVolume:
     """A (C, Z, Y, X) view of an array or a ``VolumeSource`` (level 0) that reads regions.
 
-    Arrays: (Y, X), (Z, Y, X) or (C, Z, Y, X). Sources: axes ``zyx`` or ``czyx``,
-    with an optional ``t`` axis of size 1.
+    Arrays: (Y, X), (Z, Y, X) or (C, Z, Y, X); a dask, zarr or h5py array (anything
+    with ``shape``, ``dtype`` and slicing) is read one tile at a time, so a dask
+    graph is computed lazily per tile. Sources: axes ``zyx`` or ``czyx``, with an
+    optional ``t`` axis of size 1.
     """
 
     def __init__(self, data: npt.ArrayLike | VolumeSource) -> None:
@@ -83,20 +85,23 @@ class InputVolume:
             self.shape: tuple[int, int, int, int] = (c, *shape[-3:])  # type: ignore[assignment]
             self.name = data.name
         else:
-            arr = np.asarray(data)
-            if arr.ndim == 2:
-                arr = arr[None, None]
-            elif arr.ndim == 3:
-                arr = arr[None]
-            elif arr.ndim != 4:
+            # Lazy arrays (dask, zarr, h5py, memory maps) are indexed tile by tile and
+            # never loaded whole; anything else becomes a NumPy array.
+            lazy = all(hasattr(data, a) for a in ("shape", "dtype", "__getitem__"))
+            arr = data if lazy else np.asarray(data)
+            ndim = len(arr.shape)  # type: ignore[union-attr]
+            if ndim not in (2, 3, 4):
                 raise ParameterError(
-                    f"input array must be (Y, X), (Z, Y, X) or (C, Z, Y, X), got shape {arr.shape}"
+                    "input array must be (Y, X), (Z, Y, X) or (C, Z, Y, X), "
+                    f"got shape {tuple(arr.shape)}"  # type: ignore[union-attr]
                 )
             self._source = None
-            self._array = arr
+            self._array = arr  # type: ignore[assignment]
+            self._missing = 4 - ndim  # leading axes (c, then z) the array lacks
+            shape4 = (1,) * self._missing + tuple(int(n) for n in arr.shape)  # type: ignore[union-attr]
             self._axes = "czyx"
-            self.shape = (arr.shape[0], arr.shape[1], arr.shape[2], arr.shape[3])
-            self.name = "array"
+            self.shape = (shape4[0], shape4[1], shape4[2], shape4[3])
+            self.name = type(data).__name__ if lazy else "array"
         if min(self.shape) < 1:
             raise ParameterError(f"input {self.name!r} is empty: shape {self.shape}")
 
@@ -107,7 +112,9 @@ class InputVolume:
     def read(self, region: Sequence[slice]) -> FloatArray:
         """Read a (z, y, x) region (inside the volume) as float32 (C, z, y, x)."""
         if self._array is not None:
-            return np.asarray(self._array[(slice(None), *region)], dtype=np.float32)
+            key = (slice(None), *region)[self._missing :]
+            block = np.asarray(self._array[key], dtype=np.float32)
+            return block.reshape((1,) * self._missing + block.shape)
         assert self._source is not None
         full: list[slice] = []
         for ax in self._axes:

@@ -215,3 +215,21 @@ def test_labels_from_probabilities_is_argmax_blockwise() -> None:
     np.testing.assert_array_equal(labels_from_probabilities(p, block_planes=7), p.argmax(axis=0))
     one = p[:1]
     np.testing.assert_array_equal(labels_from_probabilities(one, threshold=0.3), one[0] > 0.3)
+
+
+def test_dask_input_is_read_tile_by_tile() -> None:
+    import dask.array as da
+
+    rng = np.random.default_rng(7)
+    vol = rng.normal(size=(10, 40, 36)).astype(np.float32)
+    computed: list[tuple[int, ...]] = []
+
+    def block(x: np.ndarray) -> np.ndarray:
+        computed.append(x.shape)
+        return x
+
+    lazy = da.from_array(vol, chunks=(5, 20, 18)).map_blocks(block, dtype=np.float32)
+    out = predict_tiled(identity_predictor(), lazy, tile=16, overlap=4, halo=2)
+    np.testing.assert_allclose(out[0], vol, atol=1e-5)
+    # Never the whole array at once: dask computed only the blocks each tile touched.
+    assert computed and max(int(np.prod(s)) for s in computed) <= 5 * 20 * 18
