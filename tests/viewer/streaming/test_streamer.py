@@ -122,7 +122,8 @@ def test_stand_ins_tile_the_leaves_without_overlap() -> None:
     release = threading.Event()
     src = _half_blocked(levels, release)
     view = _close_view(data.shape)
-    st = VolumeStreamer(src, cache_bytes=64 << 20, max_error_px=1e-6, n_workers=4)
+    # More workers than blocked bricks, so blocked ones cannot starve the others.
+    st = VolumeStreamer(src, cache_bytes=64 << 20, max_error_px=1e-6, n_workers=40)
     try:
         frame = st.update(view)
         for _ in range(4000):
