@@ -23,7 +23,9 @@ def render(doc: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    path = Path(argv[0]) if argv else Path(__file__).resolve().parents[2] / "docs/collab-protocol.md"
+    path = (
+        Path(argv[0]) if argv else Path(__file__).resolve().parents[2] / "docs/collab-protocol.md"
+    )
     path.write_text(render(path.read_text(encoding="utf-8")), encoding="utf-8")
     print(f"updated {path}")
     return 0

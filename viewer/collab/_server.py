@@ -99,6 +99,8 @@ class ServerLimits:
     max_backlog : int, default: 10000
         Reliable messages queued for a reader that does not keep up before it is dropped.
     hello_timeout_s : float, default: 10
+    close_timeout_s : float, default: 2
+        How long a closing handshake may take before the TCP connection is dropped.
     """
 
     max_message_bytes: int = 1 << 20
@@ -109,6 +111,7 @@ class ServerLimits:
     max_strikes: int = 20
     max_backlog: int = 10_000
     hello_timeout_s: float = 10.0
+    close_timeout_s: float = 2.0
 
 
 class _Bucket:
@@ -485,7 +488,7 @@ class CollabServer:
         return f"{scheme}://{h}:{self.port}/{quote(session)}?token={tok}"
 
     async def start(self) -> None:
-        if not _is_loopback(self.host):
+        if not is_loopback(self.host):
             log.warning(
                 "collab server bound to %s, reachable from other machines: keep the join URL "
                 "secret%s",
@@ -500,6 +503,8 @@ class CollabServer:
             process_request=self._check_request,
             max_size=self.limits.max_message_bytes,
             compression=None,
+            # A client that stops answering must not hold its handler (and shutdown) long.
+            close_timeout=self.limits.close_timeout_s,
         )
         sock = next(iter(self._server.sockets))
         self.port = int(sock.getsockname()[1])
@@ -653,7 +658,8 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server on this machine (127.0.0.0/8, ::1, localhost)."""
     import ipaddress
 
     if host in ("localhost", ""):

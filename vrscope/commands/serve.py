@@ -88,11 +88,11 @@ def run(args: argparse.Namespace) -> int:
 
     from analysis.errors import ParameterError
     from analysis.project import Project
-
     from vrscope.cli import require_extra
 
     require_extra("websockets", "collab")
     from viewer.collab import CollabServer, Session
+    from viewer.collab._server import is_loopback
 
     log = logging.getLogger("vrscope.serve")
     if args.session and len(args.projects) > 1:
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"session {name}:")
                 print(f"  join (edit):      {server.join_url(name, 'edit', host=shown)}")
                 print(f"  join (view only): {server.join_url(name, 'view', host=shown)}")
-            if server.host not in ("127.0.0.1", "::1", "localhost"):
+            if not is_loopback(args.host):
                 print(
                     f"warning: bound to {args.host}, reachable from other machines"
                     + ("" if ctx else "; traffic is not encrypted (use --certfile/--keyfile)"),

@@ -104,12 +104,14 @@ def test_replicas_converge_under_random_delivery(seed: int) -> None:
             seq = server.last_seq + 1
             if kind == "cmd":
                 assert isinstance(payload, CommandBody)
-                entry = Entry(seq, op_id, f"c{ci}", f"c{ci}", "cmd", command_from_json(payload.model_dump()))
+                entry = Entry(
+                    seq, op_id, f"c{ci}", f"c{ci}", "cmd", command_from_json(payload.model_dump())
+                )
             else:
                 entry = Entry(seq, op_id, f"c{ci}", f"c{ci}", "undo", target=str(payload))
             try:
                 server.apply(entry)
-            except InvalidEditError as exc:
+            except InvalidEditError:
                 inbox[ci].append(("rejected", op_id))
                 continue
             msg = entry.to_message()
@@ -130,7 +132,9 @@ def test_replicas_converge_under_random_delivery(seed: int) -> None:
             seq = server.last_seq + 1
             if kind == "cmd":
                 assert isinstance(payload, CommandBody)
-                entry = Entry(seq, op_id, f"c{ci}", f"c{ci}", "cmd", command_from_json(payload.model_dump()))
+                entry = Entry(
+                    seq, op_id, f"c{ci}", f"c{ci}", "cmd", command_from_json(payload.model_dump())
+                )
             else:
                 entry = Entry(seq, op_id, f"c{ci}", f"c{ci}", "undo", target=str(payload))
             try:

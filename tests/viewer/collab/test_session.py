@@ -23,7 +23,9 @@ from viewer.collab import AsyncCollabClient, ClipPlane, CollabClient, Laser, Pos
 from .conftest import conflict_graph, run, served
 
 
-def _set_model_replay(base: TrackGraph, entries: list[Any]) -> tuple[set[int], set[tuple[int, int]]]:
+def _set_model_replay(
+    base: TrackGraph, entries: list[Any]
+) -> tuple[set[int], set[tuple[int, int]]]:
     """Apply accepted ops with plain set rules; assert each was valid when accepted."""
     nodes = {int(i) for i in base.node_ids}
     t = {int(i): base.time(int(i)) for i in nodes}
@@ -76,7 +78,9 @@ def test_four_clients_conflicting_edits_converge(tmp_path: Path, order_seed: int
             assert "Delete" in kinds  # a delete of 9 is valid before or after the cut
             cut_first = kinds.index("Cut") < kinds.index("Delete") if "Cut" in kinds else False
             assert ("Cut" in kinds) == cut_first
-            rejected = [ev for c in clients for ev in c.events if ev.kind in ("rejected", "dropped")]
+            rejected = [
+                ev for c in clients for ev in c.events if ev.kind in ("rejected", "dropped")
+            ]
             assert len(rejected) == 4 - len(accepted)
             nodes, edges = _set_model_replay(base, accepted)
             snap = session.target
@@ -166,18 +170,27 @@ def test_presence_view_and_follow_fan_out(tmp_path: Path) -> None:
                 pres.presence(
                     head=Pose(position_um=(float(k), 0.0, 0.0)),
                     right_hand=Pose(position_um=(1.0, 2.0, 3.0), orientation=(0.0, 1.0, 0.0, 0.0)),
-                    laser=Laser(origin_um=(0.0, 0.0, 0.0), direction=(0.0, 0.0, 1.0), hit_um=(0.0, 0.0, 5.0)),
+                    laser=Laser(
+                        origin_um=(0.0, 0.0, 0.0), direction=(0.0, 0.0, 1.0), hit_um=(0.0, 0.0, 5.0)
+                    ),
                 )
                 await asyncio.sleep(0)
             plane = ClipPlane(origin_um=(5.0, 5.0, 5.0), normal=(0.0, 1.0, 0.0))
-            pres.view(clip_planes=[plane], time_point=3.0, layers={"cells": False}, camera=Pose(position_um=(9.0, 9.0, 9.0)))
+            pres.view(
+                clip_planes=[plane],
+                time_point=3.0,
+                layers={"cells": False},
+                camera=Pose(position_um=(9.0, 9.0, 9.0)),
+            )
             pres.set_follow(True)
             for c in (stud, obs):
                 await c.wait_for(
-                    lambda c=c: c.core.peers[pid].presence is not None
-                    and c.core.peers[pid].presence.head.position_um[0] == 39.0
-                    and c.core.peers[pid].view is not None
-                    and c.core.follow.enabled
+                    lambda c=c: (
+                        c.core.peers[pid].presence is not None
+                        and c.core.peers[pid].presence.head.position_um[0] == 39.0
+                        and c.core.peers[pid].view is not None
+                        and c.core.follow.enabled
+                    )
                 )
                 peer = c.core.peers[pid]
                 assert peer.presence.laser.hit_um == (0.0, 0.0, 5.0)
@@ -188,8 +201,11 @@ def test_presence_view_and_follow_fan_out(tmp_path: Path) -> None:
             # A newcomer sees the latest presence and view without waiting for the next update.
             late = await AsyncCollabClient(url, name="late").start()
             await late.wait_for(
-                lambda: pid in late.core.peers and late.core.peers[pid].view is not None
-                and late.core.peers[pid].presence is not None
+                lambda: (
+                    pid in late.core.peers
+                    and late.core.peers[pid].view is not None
+                    and late.core.peers[pid].presence is not None
+                )
             )
             assert late.core.follow.enabled and late.core.follow.presenter == pid
             # Only the presenter may switch follow mode; observers cannot edit.

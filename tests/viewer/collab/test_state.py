@@ -42,7 +42,7 @@ def test_workspace_round_trip() -> None:
         lambda d: d["columns"]["id"].update(dtype="|O"),  # object dtype: would need pickle
         lambda d: d["columns"]["t"].update(shape=[10**9]),
         lambda d: d["columns"]["zyx"].update(data="!!notbase64"),
-        lambda d: d["columns"]["edges"].update(shape=[1, 2]),  # byte count mismatch
+        lambda d: d["columns"]["edges"].update(shape=[2, 2]),  # byte count mismatch
         lambda d: d["columns"].pop("id"),
         lambda d: d.update(kind="pickle"),
     ],
