@@ -1,0 +1,155 @@
+"""Streaming drawn by VTK: bricks of one and of mixed levels against a single full-res render.
+
+Seam quality is measured, not assumed: the error next to brick borders is
+compared with the error elsewhere, and with the naive way (bricks drawn at their
+own extent without borders or cropping, see RENDERING.md).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from skimage.transform import downscale_local_mean
+
+from analysis.volume import FunctionVolumeSource
+from viewer.scene import Image, Scene
+
+pytestmark = pytest.mark.render
+
+SIZE = (320, 320)
+
+
+def _volume() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    vol = ndimage.gaussian_filter(rng.random((64, 64, 64)), 3)
+    return ((vol - vol.min()) / np.ptp(vol) * 255).astype(np.uint8)
+
+
+def _pyramid_source(vol: np.ndarray, chunk: int) -> FunctionVolumeSource:
+    levels = [vol, downscale_local_mean(vol, (2, 2, 2)).round().astype(np.uint8)]
+    return FunctionVolumeSource(
+        vol.shape, lambda lv, reg: levels[lv][reg], chunks=(chunk,) * 3, n_levels=2
+    )
+
+
+def _scene(data: object) -> tuple[Scene, Image]:
+    lay = Image(data, contrast_limits=(0, 255))
+    scene = Scene([lay])
+    scene.reset_camera()
+    scene.camera.orbit(25, 15)
+    return scene, lay
+
+
+def _single(vol: np.ndarray, clip: dict | None = None) -> np.ndarray:
+    from viewer.render import SceneRenderer
+
+    scene, _ = _scene(vol)
+    if clip:
+        scene.add_clipping_plane(**clip)
+    with SceneRenderer(scene, size=SIZE, show_scale_bar=False, show_axes=False) as r:
+        return r.screenshot().astype(int)
+
+
+def _streamed(src: object, max_error_px: float, clip: dict | None = None):
+    from viewer.render import SceneRenderer
+    from viewer.render._streaming import StreamingController
+
+    scene, lay = _scene(src)
+    if clip:
+        scene.add_clipping_plane(**clip)
+    with SceneRenderer(scene, size=SIZE, show_scale_bar=False, show_axes=False) as r:
+        with StreamingController(r, cache_bytes=64 << 20, max_error_px=max_error_px) as ctl:
+            frames = ctl.settle(timeout=60)
+            img = r.screenshot().astype(int)
+            frame = frames[lay.name]
+            border_px = _border_pixels(r, frame)
+    return img, frame, border_px
+
+
+def _border_pixels(r: object, frame: object) -> np.ndarray:
+    """Mask of pixels within 2 px of a projected interior brick face."""
+    mask = np.zeros(SIZE[::-1], bool)
+    lo, hi = frame.crop_lo, frame.crop_hi
+    for a in range(3):
+        for face in np.unique(np.r_[lo[:, a], hi[:, a]]):
+            if face <= 0.0 or face >= 63.0:
+                continue  # outer faces of the volume are not seams
+            t = np.linspace(0, 63, 200)
+            u, w = np.meshgrid(t, t)
+            pts = np.zeros((u.size, 3))
+            pts[:, a] = face
+            others = [b for b in range(3) if b != a]
+            pts[:, others[0]], pts[:, others[1]] = u.ravel(), w.ravel()
+            px = np.round(r.project(pts)).astype(int)
+            ok = (px[:, 0] >= 0) & (px[:, 0] < SIZE[0]) & (px[:, 1] >= 0) & (px[:, 1] < SIZE[1])
+            mask[px[ok, 1], px[ok, 0]] = True
+    return ndimage.binary_dilation(mask, iterations=2)
+
+
+def test_one_level_of_bricks_matches_a_single_volume() -> None:
+    vol = _volume()
+    ref = _single(vol)
+    img, frame, border = _streamed(_pyramid_source(vol, 16), max_error_px=1e-6)
+    assert frame.complete and set(frame.levels.tolist()) == {0} and len(frame) == 64
+    d = np.abs(img - ref).max(axis=2)
+    assert ref.max() > 50
+    # Same thresholds as the renderer's own brick test (tests/viewer/render).
+    assert d.mean() < 1.0
+    assert np.percentile(d, 99) <= 12
+    # Seams: pixels along brick borders are not worse than the rest by more than 2 grey levels.
+    inside = ndimage.binary_erosion(ref.max(axis=2) > 0, iterations=4)
+    assert d[border & inside].mean() < d[~border & inside].mean() + 2.0
+
+
+def test_mixed_levels_have_no_seam_at_the_transition() -> None:
+    vol = _volume()
+    ref = _single(vol)
+    # An error bound between the two levels' projected voxels: near bricks fine, far coarse.
+    src = _pyramid_source(vol, 16)
+    img, frame, border = _streamed(src, max_error_px=6.0)
+    levels = set(frame.levels.tolist())
+    assert levels == {0, 1}, levels
+    d = np.abs(img - ref).max(axis=2)
+    inside = ndimage.binary_erosion(ref.max(axis=2) > 0, iterations=4)
+    # The coarse level differs from full resolution by itself; the transition must not add
+    # a seam on top of that: border pixels no worse than the interior + 2 grey levels.
+    assert d[inside].mean() < 6.0
+    assert d[border & inside].mean() < d[~border & inside].mean() + 2.0
+    # Compare with the naive way: no borders, no cropping (RENDERING.md's dark seams).
+    from viewer.render import SceneRenderer, VolumeBrick
+
+    scene, lay = _scene(vol)
+    with SceneRenderer(scene, size=SIZE, show_scale_bar=False, show_axes=False) as r:
+        bricks = []
+        g = frame.selection
+        for lv, ijk in zip(g.leaf_levels, g.leaf_ijk, strict=True):
+            lev = src.levels[lv]
+            start = ijk * np.asarray(lev.chunks)
+            stop = np.minimum(start + lev.chunks, lev.shape)
+            reg = tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))
+            origin = np.asarray(lev.translation) + start * np.asarray(lev.scale)
+            bricks.append(
+                VolumeBrick(int(lv), reg, src.read(int(lv), reg), tuple(origin), lev.scale_um)
+            )
+        r.adapter(lay).set_bricks(bricks)
+        naive = r.screenshot().astype(int)
+    dn = np.abs(naive - ref).max(axis=2)
+    assert d[border & inside].mean() < dn[border & inside].mean()
+
+
+def test_clipping_plane_culls_bricks_and_clips_like_a_single_volume() -> None:
+    vol = _volume()
+    clip = {"origin": (32.0, 32.0, 40.0), "normal": (0.0, 0.0, 1.0)}
+    ref = _single(vol, clip)
+    img, frame, _ = _streamed(_pyramid_source(vol, 16), max_error_px=1e-6, clip=clip)
+    # Only bricks reaching x >= 40 are drawn (x bricks 2 and 3 of 4).
+    assert len(frame) == 32
+    assert np.all(frame.crop_hi[:, 2] > 40.0)
+    d = np.abs(img - ref).max(axis=2)
+    assert d.mean() < 1.0
+    assert np.percentile(d, 99) <= 12
