@@ -87,11 +87,14 @@ class Toolbox:
     def update(self, frame: InputFrame) -> None:
         ctx = self.ctx
         ctx.hud.clear()
+        was_open = self.menu.open
         self.menu.update(frame, ctx, self.active)
+        # The click that picks an item (or closes the menu) must not reach the tool.
+        busy = was_open or self.menu.open
         if self.menu.chosen is not None:
             self.switch(self.menu.chosen)
         mh = frame.hand(self.menu.hand)  # type: ignore[arg-type]
-        if not self.menu.open:
+        if not busy:
             if mh.secondary.just_pressed:
                 self._history(self.undo, "undo")
             if mh.primary.just_pressed:
@@ -100,7 +103,7 @@ class Toolbox:
                 ctx.transform = self.home
                 ctx.message = "view reset"
         self.grab.update(frame, ctx)
-        if not self.menu.open:
+        if not busy:
             self.tools[self.active].update(frame, ctx)
         if mh.aim is not None:
             status = f"[{self.active}] t={ctx.current_time:g}"
