@@ -39,8 +39,8 @@ from .tools import (
     LaserPointer,
     MeasureTool,
     Tool,
-    ToolContext,
     Toolbox,
+    ToolContext,
     TrackTool,
 )
 
@@ -74,7 +74,7 @@ class Trace:
     """JSON-lines event log (``--trace``): session states, edits, frame timings."""
 
     def __init__(self, path: str | None) -> None:
-        self._f: IO[str] | None = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+        self._f: IO[str] | None = open(path, "a", encoding="utf-8") if path else None
         self.t0 = time.monotonic()
 
     def __call__(self, event: str, **data: Any) -> None:
@@ -134,7 +134,7 @@ class XrApp:
 
     def __init__(self, opts: XrOptions, trace: Trace) -> None:
         from viewer.render import build_store_scene
-        from viewer.scene import Measurements, Points
+        from viewer.scene import Measurements, Points, Tracks
 
         self.opts = opts
         self.trace = trace
@@ -150,8 +150,11 @@ class XrApp:
         for lay in self.scene.layers:
             if lay.kind == "image":
                 lay.opacity = opts.opacity
-        self.points = self.scene.add(Points(name="markers", size_um=1.0))
-        self.measurements = self.scene.add(Measurements(name="measurements"))
+        self.points = Points(name="markers", size_um=1.0)  # type: ignore[call-arg]
+        self.measurements = Measurements(name="measurements")  # type: ignore[call-arg]
+        self.scene.add(self.points)
+        self.scene.add(self.measurements)
+        self._tracks_layers = [lay for lay in self.scene.layers if isinstance(lay, Tracks)]
         self._dirty = True
         self.history.changed.connect(self._on_history)
         lo, hi = self.scene.extent_world()
@@ -184,9 +187,11 @@ class XrApp:
         self.quality = QualityController()
 
     def _make_tools(self) -> dict[str, Tool]:
-        labels = [lay for lay in self.scene.layers if lay.kind == "labels"]
+        from viewer.scene import Labels
+
+        labels = [lay for lay in self.scene.layers if isinstance(lay, Labels)]
         probe = LabelProbe(labels[0].data) if labels and labels[0].data is not None else None
-        tracks = [lay for lay in self.scene.layers if lay.kind == "tracks"]
+        tracks = self._tracks_layers
         window = (tracks[0].tail_length, tracks[0].head_length) if tracks else (np.inf, np.inf)
         tools: dict[str, Tool] = {
             "grab": Tool(),  # grab is always on; choosing it just disables the others
@@ -209,7 +214,7 @@ class XrApp:
         """Mirror the workspace (markers, measurements, tracks, classes) into scene layers."""
         if not self._dirty:
             return
-        from viewer.scene import Measurement, track_data_from_graph
+        from viewer.scene import Labels, Measurement, track_data_from_graph
 
         ann = self.workspace.annotations
         markers = ann.markers
@@ -225,15 +230,17 @@ class XrApp:
             for m in ann.measurements
         ]
         g = self.workspace.tracks
-        for lay in self.scene.layers:
-            if lay.kind == "tracks" and g is not None:
-                lay.data = track_data_from_graph(g)
+        if g is not None:
+            for tl in self._tracks_layers:
+                tl.data = track_data_from_graph(g)
         classes = ann.object_classes
         for lay in self.scene.layers:
-            if lay.kind == "labels" and classes.get(lay.name):
+            if isinstance(lay, Labels) and classes.get(lay.name):
                 names = [c.name for c in ann.classes] or sorted(set(classes[lay.name].values()))
                 idx = {n: i for i, n in enumerate(names)}
-                lay.set_feature("class", {k: float(idx.get(v, 0)) for k, v in classes[lay.name].items()})
+                lay.set_feature(
+                    "class", {k: float(idx.get(v, 0)) for k, v in classes[lay.name].items()}
+                )
                 lay.update({"color_mode": "feature", "feature": "class", "colormap": "tab10"})
         self._dirty = False
 
@@ -303,7 +310,11 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
     # VTK initialises from the current context and needs a complete framebuffer bound.
     gl.attach_texture(session.fbo, session.swapchain_images[0][0])
     target = VtkXrTarget(
-        app.scene, session.egl.make_current, session.egl.is_current, session.eye_size, background=opts.background
+        app.scene,
+        session.egl.make_current,
+        session.egl.is_current,
+        session.eye_size,
+        background=opts.background,
     )
     streaming = None
     if opts.stream:
@@ -352,7 +363,7 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
                 target.set_sample_distance_factor(app.quality.sample_factor)
                 target.sync()
 
-                def draw(eye: Any) -> None:
+                def draw(eye: Any, views: list[Any] = views) -> None:
                     target.render_eye(views[eye.index])
 
                 session.render(frame, draw)
@@ -360,7 +371,11 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
             changed = app.quality.update((cpu_ms + render_ms) / 1e3, frame.period_s)
             if changed:
                 session.render_scale = app.quality.render_scale
-                trace("quality", render_scale=app.quality.render_scale, sample=app.quality.sample_factor)
+                trace(
+                    "quality",
+                    render_scale=app.quality.render_scale,
+                    sample=app.quality.sample_factor,
+                )
             inp = frame.input
             trace(
                 "frame",
@@ -399,7 +414,9 @@ def _pressed(inp: Any) -> list[str]:
     return out
 
 
-def _save_snapshot(folder: Path, snap: dict[int, Any], frame: Any, views: list[Any], tr: StageTransform) -> None:
+def _save_snapshot(
+    folder: Path, snap: dict[int, Any], frame: Any, views: list[Any], tr: StageTransform
+) -> None:
     from PIL import Image as PILImage
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -82,15 +82,21 @@ class StageTransform:
         return flip @ m
 
     # -- manipulation ------------------------------------------------------------------------
-    def moved(self, delta_r: npt.ArrayLike, pivot_from: npt.ArrayLike, pivot_to: npt.ArrayLike) -> StageTransform:
+    def moved(
+        self, delta_r: npt.ArrayLike, pivot_from: npt.ArrayLike, pivot_to: npt.ArrayLike
+    ) -> StageTransform:
         """The transform after a rigid hand motion: rotate by ``delta_r`` (3x3) about
         ``pivot_from`` and carry ``pivot_from`` to ``pivot_to`` (stage metres)."""
         dr = np.asarray(delta_r, dtype=np.float64)
         r = dr @ self._r
         t = dr @ (np.asarray(self.translation) - np.asarray(pivot_from)) + np.asarray(pivot_to)
-        return StageTransform(self.scale, quat_from_matrix(r), (float(t[0]), float(t[1]), float(t[2])))
+        return StageTransform(
+            self.scale, quat_from_matrix(r), (float(t[0]), float(t[1]), float(t[2]))
+        )
 
-    def scaled(self, factor: float, pivot_from: npt.ArrayLike, pivot_to: npt.ArrayLike) -> StageTransform:
+    def scaled(
+        self, factor: float, pivot_from: npt.ArrayLike, pivot_to: npt.ArrayLike
+    ) -> StageTransform:
         """The transform scaled by ``factor`` about the world point under ``pivot_from``,
         which ends up at ``pivot_to`` (stage metres)."""
         if not factor > 0:
@@ -115,7 +121,9 @@ class StageTransform:
         ext = np.maximum(hi - lo, 1e-9)
         s = size_m / float(ext.max())
         base = cls(s, _FLIP_X, (0.0, 0.0, 0.0))
-        corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
+        corners = np.array(
+            [[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])]
+        )
         st = base.world_to_stage(corners)
         centre = (st.min(axis=0) + st.max(axis=0)) / 2
         bottom = st[:, 1].min()

@@ -136,8 +136,15 @@ def test_remote_packet_matches_the_c_struct_layout():
     assert ctypes.sizeof(_Data) == PACKET_SIZE == 376
     state = RigState(
         head_position=(0.1, 1.5, 0.2),
-        right=RemoteController((0.3, 1.2, -0.4), (0.0, 0.6, 0.0, 0.8), trigger=1.0, squeeze=0.5,
-                               thumbstick=(0.25, -0.5), trigger_click=True, a_click=True),
+        right=RemoteController(
+            (0.3, 1.2, -0.4),
+            (0.0, 0.6, 0.0, 0.8),
+            trigger=1.0,
+            squeeze=0.5,
+            thumbstick=(0.25, -0.5),
+            trigger_click=True,
+            a_click=True,
+        ),
     )
     d = _Data.from_buffer_copy(pack_state(state))
     assert tuple(d.head.center.p) == pytest.approx((0.1, 1.5, 0.2))

@@ -54,7 +54,9 @@ def stage_to_world(tr: dict, p: np.ndarray) -> np.ndarray:
     return (r.T @ ((np.asarray(p) - tr["translation_m"]) / tr["scale_m_per_um"]))[::-1]
 
 
-def start(monado: MonadoRuntime, tmp_path: Path, args: list[str]) -> tuple[XrAppRun, RemoteRig, dict]:
+def start(
+    monado: MonadoRuntime, tmp_path: Path, args: list[str]
+) -> tuple[XrAppRun, RemoteRig, dict]:
     """Connect the rig (head in front of the table, hands at rest), start the app, wait for focus."""
     rig = RemoteRig(port=monado.remote_port).connect()
     rig.set(head_position=(0.0, 1.05, 0.1), head_orientation=IDENTITY)
@@ -80,7 +82,15 @@ def test_session_focuses_renders_both_eyes_and_exits(monado, ball_store, tmp_pat
     app, rig, session = start(
         monado,
         tmp_path,
-        [str(ball_store), "--project", str(tmp_path / "p"), "--snapshot", str(snap), "--exit-after", "0.5"],
+        [
+            str(ball_store),
+            "--project",
+            str(tmp_path / "p"),
+            "--snapshot",
+            str(snap),
+            "--exit-after",
+            "0.5",
+        ],
     )
     try:
         rc = app.wait_exit(120)
@@ -124,7 +134,9 @@ def test_session_focuses_renders_both_eyes_and_exits(monado, ball_store, tmp_pat
 
 def test_scripted_distance_measurement(monado, ball_store, tmp_path):
     proj = tmp_path / "p"
-    app, rig, session = start(monado, tmp_path, [str(ball_store), "--project", str(proj), "--tool", "measure"])
+    app, rig, session = start(
+        monado, tmp_path, [str(ball_store), "--project", str(proj), "--tool", "measure"]
+    )
     try:
         p1 = np.array([0.05, 1.10, -0.40])
         p2 = p1 + np.array([0.08, -0.03, 0.04])
@@ -150,7 +162,9 @@ def test_scripted_distance_measurement(monado, ball_store, tmp_path):
 def test_scripted_counting_places_one_marker_per_click(monado, ball_store, tmp_path):
     proj = tmp_path / "p"
     app, rig, session = start(
-        monado, tmp_path, [str(ball_store), "--project", str(proj), "--tool", "count", "--classes", "vesicle"]
+        monado,
+        tmp_path,
+        [str(ball_store), "--project", str(proj), "--tool", "count", "--classes", "vesicle"],
     )
     spots = [np.array([0.0, 1.05, -0.45]) + np.array([0.03 * i, 0.01 * i, 0.0]) for i in range(3)]
     try:
@@ -202,7 +216,9 @@ def test_scripted_track_cut_at_pointed_node(monado, ball_store, line_track, tmp_
 
 def test_scripted_two_hand_scale(monado, ball_store, tmp_path):
     proj = tmp_path / "p"
-    app, rig, session = start(monado, tmp_path, [str(ball_store), "--project", str(proj), "--tool", "grab"])
+    app, rig, session = start(
+        monado, tmp_path, [str(ball_store), "--project", str(proj), "--tool", "grab"]
+    )
     try:
         left, right = np.array([-0.1, 1.2, -0.3]), np.array([0.1, 1.2, -0.3])
         move(rig, app, "left", left)

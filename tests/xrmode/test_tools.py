@@ -24,8 +24,8 @@ from xrmode.tools import (
     GrabTool,
     LabelProbe,
     MeasureTool,
-    ToolContext,
     Toolbox,
+    ToolContext,
     TrackTool,
 )
 
@@ -71,7 +71,8 @@ def make_ctx(tracks: TrackGraph | None = None, scene: Scene | None = None, trans
     ws = Workspace(tracks, Annotations())
     hist = History(ws)
     ctx = ToolContext(
-        transform=transform or StageTransform(0.01, quat(Rotation.from_euler("y", 30, degrees=True)), (0.1, 1.0, -0.4)),
+        transform=transform
+        or StageTransform(0.01, quat(Rotation.from_euler("y", 30, degrees=True)), (0.1, 1.0, -0.4)),
         apply=hist.apply,
         scene=scene if scene is not None else Scene(),
         workspace=ws,
@@ -151,7 +152,10 @@ def test_measure_builds_measurements_of_the_right_value(kind):
     tool = MeasureTool(kind)
     tool.enabled = True
     s = Script()
-    stage_pts = [np.array(p) for p in ([0.0, 1.1, -0.3], [0.1, 1.15, -0.35], [0.05, 1.3, -0.2], [0.2, 1.0, -0.4])]
+    stage_pts = [
+        np.array(p)
+        for p in ([0.0, 1.1, -0.3], [0.1, 1.15, -0.35], [0.05, 1.3, -0.2], [0.2, 1.0, -0.4])
+    ]
     n = {"distance": 2, "angle": 3, "path": 4}[kind]
     for p in stage_pts[:n]:
         s.click(tool, ctx, pose=Pose(tuple(p), IDENT))
@@ -222,7 +226,9 @@ def test_track_tool_cuts_merges_and_prolongs_at_pointed_nodes():
     s.click(tool, ctx, pose=where, button="thumbstick_click")
     new = tool.selected
     assert new is not None and g.parent(new) == 5 and g.time(new) == 6
-    np.testing.assert_allclose(g.position(new), ctx.transform.stage_to_world([0.5, 1.2, -0.45]), atol=1e-9)
+    np.testing.assert_allclose(
+        g.position(new), ctx.transform.stage_to_world([0.5, 1.2, -0.45]), atol=1e-9
+    )
     assert ctx.current_time == 6
     for _ in range(3):
         hist.undo()
@@ -275,12 +281,16 @@ def test_clip_plane_follows_the_hand_while_the_trigger_is_held():
     (plane,) = scene.clipping_planes
     tip = np.asarray(pose.position) + 0.05 * rot.apply([0, 0, -1])
     np.testing.assert_allclose(plane.origin, ctx.transform.stage_to_world(tip), atol=1e-9)
-    np.testing.assert_allclose(plane.normal, ctx.transform.stage_dir_to_world(rot.apply([0, 0, -1])), atol=1e-9)
+    np.testing.assert_allclose(
+        plane.normal, ctx.transform.stage_dir_to_world(rot.apply([0, 0, -1])), atol=1e-9
+    )
 
 
 def test_menu_switches_tools_and_blocks_the_tool_meanwhile():
     ctx, ws, hist = make_ctx()
-    box = Toolbox({"measure": MeasureTool(), "count": CountTool()}, ctx, "measure", hist.undo, hist.redo)
+    box = Toolbox(
+        {"measure": MeasureTool(), "count": CountTool()}, ctx, "measure", hist.undo, hist.redo
+    )
     s = Script()
     box.update(s.step("left", menu=True))
     box.update(s.step("left", menu=False))

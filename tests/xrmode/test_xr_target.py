@@ -40,7 +40,9 @@ def test_eyes_render_the_ball_where_the_projection_puts_it(ball_store):
             ray_y = centre[1] + 0.12
             target.set_overlay(
                 XrOverlay(
-                    lines=np.array([[[centre[0] - 0.3, ray_y, centre[2]], [centre[0] + 0.3, ray_y, centre[2]]]]),
+                    lines=np.array(
+                        [[[centre[0] - 0.3, ray_y, centre[2]], [centre[0] + 0.3, ray_y, centre[2]]]]
+                    ),
                     line_colors=np.array([[1.0, 0.0, 0.0]]),
                 )
             )

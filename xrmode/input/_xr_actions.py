@@ -35,7 +35,9 @@ _VALID = xr.SPACE_LOCATION_POSITION_VALID_BIT | xr.SPACE_LOCATION_ORIENTATION_VA
 def pose_from_xr(p: Any) -> Pose:
     """A :class:`Pose` from an ``XrPosef``."""
     o, q = p.position, p.orientation
-    return Pose((float(o.x), float(o.y), float(o.z)), (float(q.x), float(q.y), float(q.z), float(q.w)))
+    return Pose(
+        (float(o.x), float(o.y), float(o.z)), (float(q.x), float(q.y), float(q.z), float(q.w))
+    )
 
 
 class XrActions:
@@ -107,7 +109,9 @@ class XrActions:
                 self.spaces[(name, i)] = xr.create_action_space(
                     session,
                     xr.ActionSpaceCreateInfo(
-                        action=self.actions[name], subaction_path=hp, pose_in_action_space=xr.Posef()
+                        action=self.actions[name],
+                        subaction_path=hp,
+                        pose_in_action_space=xr.Posef(),
                     ),
                 )
         xr.attach_session_action_sets(

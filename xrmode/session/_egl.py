@@ -95,7 +95,11 @@ class EglContext:
         egl.eglGetProcAddress.argtypes = [ctypes.c_char_p]
         egl.eglGetDisplay.restype = vp
         egl.eglGetDisplay.argtypes = [vp]
-        egl.eglInitialize.argtypes = [vp, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int)]
+        egl.eglInitialize.argtypes = [
+            vp,
+            ctypes.POINTER(ctypes.c_int),
+            ctypes.POINTER(ctypes.c_int),
+        ]
         egl.eglChooseConfig.argtypes = [
             vp,
             ctypes.POINTER(ctypes.c_int),
@@ -129,7 +133,10 @@ class EglContext:
         arr = (ctypes.c_int * len(attrs))(*attrs)
         config = vp()
         n = ctypes.c_int()
-        if not egl.eglChooseConfig(display, arr, ctypes.byref(config), 1, ctypes.byref(n)) or not n.value:
+        if (
+            not egl.eglChooseConfig(display, arr, ctypes.byref(config), 1, ctypes.byref(n))
+            or not n.value
+        ):
             raise GlError("no EGL config with RGBA8 and desktop OpenGL")
         if not egl.eglBindAPI(EGL_OPENGL_API):
             raise GlError("eglBindAPI(EGL_OPENGL_API) failed")

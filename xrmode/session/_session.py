@@ -250,7 +250,9 @@ class XrSession:
         except (xr.XrException, OSError) as exc:
             raise XrRuntimeError(no_runtime_message(type(exc).__name__)) from exc
         if "XR_KHR_opengl_enable" not in available:
-            raise XrRuntimeError("the OpenXR runtime offers no OpenGL graphics (XR_KHR_opengl_enable)")
+            raise XrRuntimeError(
+                "the OpenXR runtime offers no OpenGL graphics (XR_KHR_opengl_enable)"
+            )
         if "XR_MNDX_egl_enable" not in available:
             raise XrRuntimeError(
                 "the OpenXR runtime offers no EGL binding (XR_MNDX_egl_enable); the GLX/WGL "
@@ -322,7 +324,8 @@ class XrSession:
         )
         st.callback(xr.destroy_space, self.space)
         self.view_space = xr.create_reference_space(
-            self.session, xr.ReferenceSpaceCreateInfo(reference_space_type=xr.ReferenceSpaceType.VIEW)
+            self.session,
+            xr.ReferenceSpaceCreateInfo(reference_space_type=xr.ReferenceSpaceType.VIEW),
         )
         st.callback(xr.destroy_space, self.view_space)
         self.actions = XrActions(self.instance, self.session, self.extensions, self.hand_tracking)
@@ -448,7 +451,12 @@ class XrSession:
             t = int(fs.predicted_display_time)
             inp = self.actions.read(self.space, self.view_space, t, focused)
             frame = XrFrame(
-                index, t, fs.predicted_display_period * 1e-9, bool(fs.should_render), self.state, inp
+                index,
+                t,
+                fs.predicted_display_period * 1e-9,
+                bool(fs.should_render),
+                self.state,
+                inp,
             )
             if frame.should_render:
                 self._locate_eyes(frame)
@@ -479,7 +487,12 @@ class XrSession:
                 EyeImage(
                     i,
                     pose_from_xr(v.pose),
-                    (float(f.angle_left), float(f.angle_right), float(f.angle_up), float(f.angle_down)),
+                    (
+                        float(f.angle_left),
+                        float(f.angle_right),
+                        float(f.angle_up),
+                        float(f.angle_down),
+                    ),
                     w,
                     h,
                 )

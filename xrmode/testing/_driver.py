@@ -59,7 +59,11 @@ class XrAppRun:
         argv = self.runtime.python_command(["-m", "vrscope", "xr", *self.args], self.python)
         with open(self.log, "wb") as logf:
             self.proc = subprocess.Popen(
-                argv, env=self.runtime.env(), stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT
+                argv,
+                env=self.runtime.env(),
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
             )
         return self
 
@@ -83,7 +87,9 @@ class XrAppRun:
         except OSError:
             return ""
 
-    def wait_for(self, pred: Callable[[Event], bool], timeout: float = 60.0, what: str = "") -> Event:
+    def wait_for(
+        self, pred: Callable[[Event], bool], timeout: float = 60.0, what: str = ""
+    ) -> Event:
         """The first new event satisfying ``pred``; raises TimeoutError (with the log) if none."""
         deadline = time.monotonic() + timeout
         while True:
@@ -106,7 +112,9 @@ class XrAppRun:
                     + self.log_tail()
                 )
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no {what or 'matching event'} in {timeout} s:\n{self.log_tail()}")
+                raise TimeoutError(
+                    f"no {what or 'matching event'} in {timeout} s:\n{self.log_tail()}"
+                )
             time.sleep(0.02)
 
     def wait_count(
@@ -134,7 +142,9 @@ class XrAppRun:
             lambda e: e["event"] == "state" and e["state"] == state, timeout, f"state {state}"
         )
 
-    def wait_frames(self, pred: Callable[[Event], bool], n: int = 1, timeout: float = 60.0) -> Event:
+    def wait_frames(
+        self, pred: Callable[[Event], bool], n: int = 1, timeout: float = 60.0
+    ) -> Event:
         """Wait for ``n`` frames in a row that satisfy ``pred``."""
         count = 0
         ev: Event = {}
@@ -155,7 +165,9 @@ class XrAppRun:
         try:
             rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise TimeoutError(f"vrscope xr did not exit in {timeout} s:\n{self.log_tail()}") from None
+            raise TimeoutError(
+                f"vrscope xr did not exit in {timeout} s:\n{self.log_tail()}"
+            ) from None
         self.poll()
         return rc
 
@@ -205,7 +217,9 @@ def press(rig: RemoteRig, app: XrAppRun, side: str, button: str = "trigger_click
     app.wait_frames(lambda e: name not in e["buttons"], 1, 60.0)
 
 
-def move(rig: RemoteRig, app: XrAppRun, side: str, position: Sequence[float], **changes: object) -> None:
+def move(
+    rig: RemoteRig, app: XrAppRun, side: str, position: Sequence[float], **changes: object
+) -> None:
     """Move a controller (and set other fields); wait for a frame that saw the aim there."""
     rig.hand(side, position=tuple(position), **changes)
     app.wait_frames(lambda e: near(e[side], position), 1, 60.0)

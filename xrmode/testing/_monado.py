@@ -138,7 +138,8 @@ class MonadoRuntime:
         """argv prefix running an executable through the sysroot's dynamic loader."""
         lp = self.libdir
         path = ":".join(
-            str(p) for p in (lp, lp / "lapack", lp / "blas", self.sysroot / "usr/lib", lp / "pulseaudio")
+            str(p)
+            for p in (lp, lp / "lapack", lp / "blas", self.sysroot / "usr/lib", lp / "pulseaudio")
         )
         return [str(lp / "ld-linux-x86-64.so.2"), "--library-path", path]
 

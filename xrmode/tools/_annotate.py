@@ -88,7 +88,9 @@ class MeasureTool(Tool):
             if len(live) >= 2 and not (self.kind == "angle" and len(live) < 3):
                 val = _measure_value(self.kind, np.asarray(live))
                 label = f"{val:.2f}°" if self.kind == "angle" else f"{val:.2f} µm"
-            ctx.hud.text(np.asarray(h.aim.position) + np.array([0.0, 0.06, 0.0]), label, (1.0, 1.0, 0.3))
+            ctx.hud.text(
+                np.asarray(h.aim.position) + np.array([0.0, 0.06, 0.0]), label, (1.0, 1.0, 0.3)
+            )
 
     def _commit(self, ctx: ToolContext) -> None:
         pts = [tuple(float(v) for v in p) for p in self.points]
@@ -134,14 +136,16 @@ class CountTool(Tool):
         if ann is not None and ann.has_class(ctx.class_name):
             color = tuple(ann.class_color(ctx.class_name))
         if h.aim is not None and tip is not None:
-            ctx.hud.point(ctx.transform.world_to_stage(tip), color)  # type: ignore[arg-type]
+            ctx.hud.point(ctx.transform.world_to_stage(tip), color)
         wrist = frame.left if self.hand == "right" else frame.right
         if wrist.aim is not None and ann is not None:
             counts = ann.counts()
             lines = [f"{'>' if c == ctx.class_name else ' '} {c}: {n}" for c, n in counts.items()]
             if ctx.class_name not in counts:
                 lines.append(f"> {ctx.class_name}: 0")
-            ctx.hud.text(np.asarray(wrist.aim.position) + np.array([0.0, 0.08, 0.0]), "\n".join(lines))
+            ctx.hud.text(
+                np.asarray(wrist.aim.position) + np.array([0.0, 0.08, 0.0]), "\n".join(lines)
+            )
 
 
 class LabelProbe:
@@ -235,7 +239,9 @@ class ClassifyTool(Tool):
         if hit is not None:
             self.pointed, where = hit
             end = ctx.transform.world_to_stage(where)
-            ctx.hud.text(end + np.array([0.0, 0.04, 0.0]), f"object {self.pointed} -> {ctx.class_name}")
+            ctx.hud.text(
+                end + np.array([0.0, 0.04, 0.0]), f"object {self.pointed} -> {ctx.class_name}"
+            )
         ctx.hud.line(ray.origin, end, (0.4, 1.0, 0.4))
         if self.pointed is not None and h.select.just_pressed:
             ctx.try_apply(SetObjectClass(self.pointed, ctx.class_name, self.layer))

@@ -16,7 +16,7 @@ from ._base import Tool, ToolContext
 __all__ = ["GrabTool"]
 
 
-def _hold_pose(h: HandInput) -> tuple[np.ndarray, np.ndarray] | None:  # type: ignore[type-arg]
+def _hold_pose(h: HandInput) -> tuple[np.ndarray, np.ndarray] | None:
     pose = h.grip or h.aim
     if pose is None:
         return None
@@ -56,9 +56,7 @@ class GrabTool(Tool):
 
     def update(self, frame: InputFrame, ctx: ToolContext) -> None:
         held = [
-            h
-            for h in (frame.left, frame.right)
-            if h.squeeze.pressed and _hold_pose(h) is not None
+            h for h in (frame.left, frame.right) if h.squeeze.pressed and _hold_pose(h) is not None
         ]
         if len(held) == 2:
             pa = _hold_pose(held[0])

@@ -109,4 +109,6 @@ class Toolbox:
             status = f"[{self.active}] t={ctx.current_time:g}"
             if ctx.message:
                 status += f"\n{ctx.message}"
-            ctx.hud.text(np.asarray(mh.aim.position) + np.array([0.0, -0.06, 0.0]), status, (0.8, 0.9, 1.0))
+            ctx.hud.text(
+                np.asarray(mh.aim.position) + np.array([0.0, -0.06, 0.0]), status, (0.8, 0.9, 1.0)
+            )

@@ -32,8 +32,11 @@ class ClipTool(Tool):
             return None
         if not len(scene.clipping_planes):
             lo, hi = scene.extent_world()
-            scene.add_clipping_plane(origin=tuple(float(v) for v in (lo + hi) / 2), normal=(1.0, 0.0, 0.0))
-        return scene.clipping_planes[0]
+            scene.add_clipping_plane(
+                origin=tuple(float(v) for v in (lo + hi) / 2), normal=(1.0, 0.0, 0.0)
+            )
+        plane: object = scene.clipping_planes[0]
+        return plane
 
     def update(self, frame: InputFrame, ctx: ToolContext) -> None:
         h = self.the_hand(frame)
@@ -85,7 +88,7 @@ class LaserPointer(Tool):
             ctx.hud.point(end, (1.0, 0.1, 0.1))
 
 
-def _ray_box(o: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float | None:  # type: ignore[type-arg]
+def _ray_box(o: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float | None:
     """Distance along the ray to where it enters the box (slab method), or None."""
     with np.errstate(divide="ignore", invalid="ignore"):
         t1 = (lo - o) / d
@@ -122,7 +125,7 @@ class HandMenu:
         self.chosen: str | None = None
         self._stick_armed = True
 
-    def _item_positions(self, h: HandInput) -> np.ndarray:  # type: ignore[type-arg]
+    def _item_positions(self, h: HandInput) -> np.ndarray:
         assert h.aim is not None
         base = np.asarray(h.aim.position) + np.array([0.0, 0.12, 0.0])
         return np.array([base + np.array([0.0, -0.035 * i, 0.0]) for i in range(len(self.items))])
@@ -155,7 +158,9 @@ class HandMenu:
                 self.highlighted = i
         for i, (p, name) in enumerate(zip(pos, self.items, strict=True)):
             sel = i == self.highlighted
-            ctx.hud.text(p, f"> {name}" if sel else f"  {name}", (1.0, 0.9, 0.2) if sel else (1.0, 1.0, 1.0))
+            ctx.hud.text(
+                p, f"> {name}" if sel else f"  {name}", (1.0, 0.9, 0.2) if sel else (1.0, 1.0, 1.0)
+            )
         if h.select.just_pressed or other.select.just_pressed:
             self.chosen = self.items[self.highlighted]
             self.open = False
