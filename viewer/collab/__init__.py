@@ -17,7 +17,16 @@ A session shares one project between a presenter, editors and observers:
 Use :class:`CollabServer` + :class:`Session` to serve (``vrscope serve``),
 :class:`CollabClient` from a GUI/XR frame loop (network on a background thread,
 state changed only in :meth:`CollabClient.process`), :class:`AsyncCollabClient` from
-asyncio code and simulated clients.
+asyncio code and simulated clients. An app written against ``analysis.edits.History``
+joins a session by using :class:`CollabHistory` (same ``apply/undo/redo/changed``) and
+calling its ``process()`` once per frame::
+
+    client = CollabClient(url, name="PI", role="presenter").start()
+    history = CollabHistory(client)      # instead of project.history
+    workspace = history.target           # instead of project.workspace
+    ...                                  # every frame:
+    history.process()                    # applies remote ops, emits history.changed
+    client.presence(head=Pose(position_um=head_um, orientation=head_q))
 
 Extending: a new kind of edit is a new :class:`analysis.edits.Command` (registered
 by its ``kind``); it travels without changes here. A new shared message is a new
@@ -26,7 +35,14 @@ model in ``_protocol.py`` added to ``ClientMessage``/``ServerMessage``, handled 
 old peers cannot ignore it, and regenerate the docs (``python -m viewer.collab``).
 """
 
-from viewer.collab._client import AsyncCollabClient, ClientCore, CollabClient, Event, Peer
+from viewer.collab._client import (
+    AsyncCollabClient,
+    ClientCore,
+    CollabClient,
+    CollabHistory,
+    Event,
+    Peer,
+)
 from viewer.collab._journal import SessionJournal
 from viewer.collab._oplog import Entry, OrderedLog, Replica
 from viewer.collab._protocol import (
@@ -50,6 +66,7 @@ __all__ = [
     "ClientMessage",
     "ClipPlane",
     "CollabClient",
+    "CollabHistory",
     "CollabServer",
     "CommandBody",
     "Entry",

@@ -28,10 +28,11 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from psygnal import Signal
 from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
@@ -63,7 +64,7 @@ from viewer.collab._protocol import (
 )
 from viewer.collab._state import decode_state
 
-__all__ = ["AsyncCollabClient", "ClientCore", "CollabClient", "Event", "Peer"]
+__all__ = ["AsyncCollabClient", "ClientCore", "CollabClient", "CollabHistory", "Event", "Peer"]
 
 log = logging.getLogger(__name__)
 
@@ -732,3 +733,90 @@ class CollabClient:
 
     def set_follow(self, enabled: bool) -> None:
         self.core.set_follow(enabled)
+
+
+class CollabHistory:
+    """A :class:`analysis.edits.History` look-alike over a :class:`CollabClient`.
+
+    Lets an app that edits through ``history.apply / undo / redo`` and listens to
+    ``history.changed`` join a session unchanged: use ``CollabHistory(client)`` as its
+    history and ``history.target`` (the client's Workspace or TrackGraph) as its edit
+    target, and call :meth:`process` once per frame.
+
+    Differences from ``History``: undo/redo act on this participant's own ops and take
+    effect when the server has ordered them (``changed`` fires then); ``group`` does
+    not fold commands into one step (each is its own op); a ``"reset"`` change means
+    the whole state was replaced by a snapshot: re-read :attr:`target`.
+
+    Events
+    ------
+    changed : Signal(str, object)
+        ``("apply", command)`` for a local edit (at once), ``("remote", Event)`` for
+        someone else's op, ``("undo", Event)`` for an undo in server order,
+        ``("rejected", Event)`` when an own op was refused or dropped,
+        ``("reset", target)`` after a snapshot.
+    """
+
+    changed = Signal(str, object)
+
+    def __init__(self, client: CollabClient) -> None:
+        self.client = client
+
+    @property
+    def target(self) -> Any:
+        return self.client.target
+
+    def apply(self, cmd: Command) -> Command:
+        """Apply ``cmd`` locally at once and send it (raises InvalidEditError, unchanged)."""
+        self.client.submit(cmd)
+        self.changed.emit("apply", cmd)
+        return cmd
+
+    def undo(self) -> str:
+        """Request an undo of this participant's newest op (InvalidEditError if none)."""
+        return self.client.undo()
+
+    def redo(self) -> str:
+        return self.client.redo()
+
+    @property
+    def can_undo(self) -> bool:
+        rep = self.client.core.replica
+        if rep is None:
+            return False
+        return any(p.kind == "cmd" for p in rep.pending) or any(
+            e.kind == "cmd" and e.client_id == rep.client_id and not e.undone
+            for e in rep.log.entries
+        )
+
+    @property
+    def can_redo(self) -> bool:
+        rep = self.client.core.replica
+        return rep is not None and bool(rep.redo_stack)
+
+    @contextlib.contextmanager
+    def group(self, name: str = "group") -> Iterator[CollabHistory]:
+        yield self
+
+    def process(self, timeout: float = 0.0) -> list[Event]:
+        """Apply what arrived (call once per frame); emits :attr:`changed` per state change.
+
+        ``timeout`` waits up to that long for the first frame (0: never block).
+        """
+        before = self.client.target
+        events = self.client.process(timeout)
+        if self.client.target is not before:
+            self.changed.emit("reset", self.client.target)
+        for ev in events:
+            if ev.kind == "applied":
+                msg = ev.message
+                if isinstance(msg, Applied) and msg.kind == "undo":
+                    self.changed.emit("undo", ev)
+                elif not ev.local:
+                    self.changed.emit("remote", ev)
+            elif ev.kind in ("rejected", "dropped"):
+                self.changed.emit("rejected", ev)
+        return events
+
+    def close(self) -> None:
+        self.client.close()

@@ -225,11 +225,11 @@ def test_presence_view_and_follow_fan_out(tmp_path: Path) -> None:
 class _ServerThread:
     """A server on its own loop thread, for the synchronous GUI-client test."""
 
-    def __init__(self, journal: Path) -> None:
+    def __init__(self, journal: Path, target: Any = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self._cm = served(journal, conflict_graph())
+        self._cm = served(journal, conflict_graph() if target is None else target)
         self.server, self.session = asyncio.run_coroutine_threadsafe(
             self._cm.__aenter__(), self.loop
         ).result(10)
@@ -268,5 +268,45 @@ def test_two_gui_clients_see_each_others_cut_and_plane(tmp_path: Path) -> None:
         assert two.target.equals(one.target)
         one.close()
         two.close()
+    finally:
+        srv.close()
+
+
+def test_collab_history_drives_a_history_style_app(tmp_path: Path) -> None:
+    """An app using apply/undo/changed (like the XR app) on a shared Workspace."""
+    from analysis.annotations import AddMarker, Annotations
+    from analysis.project import Workspace
+    from viewer.collab import CollabHistory
+
+    srv = _ServerThread(tmp_path / "s.sqlite", Workspace(conflict_graph(), Annotations()))
+    try:
+        url = srv.server.join_url("review")
+        h1 = CollabHistory(CollabClient(url, name="xr").start())
+        h2 = CollabHistory(CollabClient(url, name="desk").start())
+        seen1: list[str] = []
+        seen2: list[str] = []
+        h1.changed.connect(lambda action, _: seen1.append(action))
+        h2.changed.connect(lambda action, _: seen2.append(action))
+        h1.apply(AddMarker("cell", (1.0, 2.0, 3.0)))
+        h1.apply(Cut(9))
+        assert seen1 == ["apply", "apply"] and h1.can_undo
+        for _ in range(400):
+            h1.process(timeout=0.005)
+            h2.process(timeout=0.005)
+            if seen2.count("remote") == 2 and h1.client.core.synced:
+                break
+        assert seen2.count("remote") == 2
+        assert len(h2.target.annotations.markers) == 1 and not h2.target.tracks.has_edge(8, 9)
+        h1.undo()  # the cut (the newest own op)
+        for _ in range(400):
+            h1.process(timeout=0.005)
+            h2.process(timeout=0.005)
+            if "undo" in seen1 and "undo" in seen2:
+                break
+        assert h1.target.tracks.has_edge(8, 9) and h2.target.tracks.has_edge(8, 9)
+        assert h1.can_redo and len(h2.target.annotations.markers) == 1
+        assert h2.target.annotations.equals(srv.session.target.annotations)
+        h1.close()
+        h2.close()
     finally:
         srv.close()
