@@ -1,1 +1,36 @@
-"""qt (see viewer/__init__.py)."""
+"""Desktop proofreading app (PySide6 + pyqtgraph) on the scene model and renderer.
+
+- :class:`ProofreadingSession` (no Qt): the scene plus the project being edited,
+  and every action (cut, merge, prolong, swap, delete, mark reviewed, count,
+  measure, undo/redo) as a command through the project's one ``History``.
+- :class:`QtViewer`: the main window. The 3D view (:class:`QtRenderView`) shows
+  frames a render thread draws with ``viewer.render.SceneRenderer``; three
+  :class:`QtSliceView` s show XY/XZ/YZ slices with overlays and a shared
+  crosshair; docks hold the layer list, the contrast histogram, counting,
+  the features table with its linked scatter plot, the track list and jobs.
+- :func:`run_viewer`: what ``vrscope view`` calls.
+
+Extending: a new tool is a mode of :class:`ProofreadingSession` (a branch of
+``add_point``) plus a checkable action in ``QtViewer._make_actions``; a new
+panel is a widget that listens to the session's and scene's events. Long work
+goes into a :class:`Job` started on ``viewer.jobs`` (never on the GUI thread).
+"""
+
+from ._app import SHORTCUTS, QtViewer, run_viewer
+from ._render_view import QtRenderView, RenderThread
+from ._session import ProofreadingSession
+from ._slices import QtSliceView
+from ._workers import Cancelled, Job, JobsPanel
+
+__all__ = [
+    "SHORTCUTS",
+    "Cancelled",
+    "Job",
+    "JobsPanel",
+    "ProofreadingSession",
+    "QtRenderView",
+    "QtSliceView",
+    "QtViewer",
+    "RenderThread",
+    "run_viewer",
+]

@@ -1,0 +1,67 @@
+"""Qt fixtures: small generated samples and a viewer factory that closes what it made.
+
+Run under Xvfb with ``QT_QPA_PLATFORM=xcb`` (scripts/test.sh does). The 3D view
+renders offscreen through ``VTK_DEFAULT_OPENGL_WINDOW`` (EGL in CI) on its
+render thread, so no GL window is needed; the Qt widgets need the X server.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def fibsem_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from analysis.io import write_fibsem_sample
+    from analysis.synthetic import fibsem_cell
+
+    out = tmp_path_factory.mktemp("fib") / "cell.zarr"
+    write_fibsem_sample(fibsem_cell(size=96, seed=3), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def timelapse_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from analysis.io import write_timelapse_sample
+    from analysis.synthetic import timelapse
+
+    out = tmp_path_factory.mktemp("tl") / "tl.zarr"
+    write_timelapse_sample(timelapse(frames=6, size=48, n_cells=2, seed=1), out)
+    return out
+
+
+def wait_rendered(qtbot: Any, win: Any, timeout_ms: int = 180_000) -> None:
+    """Wait until the 3D view painted a frame and the render thread is idle."""
+    qtbot.waitUntil(lambda: win.render_view.thread.frames >= 1, timeout=timeout_ms)
+    assert win.render_view.thread.wait_idle(timeout_ms / 1000)
+    qtbot.wait(50)
+
+
+@pytest.fixture
+def make_viewer(qtbot: Any) -> Iterator[Callable[..., Any]]:
+    """Build a ``QtViewer`` like napari's ``make_napari_viewer``; closes them all afterwards."""
+    from viewer.qt import ProofreadingSession, QtViewer
+
+    made: list[Any] = []
+
+    def make(*args: Any, size: tuple[int, int] = (1100, 760), **kw: Any) -> Any:
+        session = ProofreadingSession.open(*args, **kw)
+        win = QtViewer(session, size=size)
+        win.show()
+        qtbot.waitExposed(win)
+        win.activateWindow()
+        made.append(win)
+        wait_rendered(qtbot, win)
+        return win
+
+    yield make
+    for win in made:
+        win.close()

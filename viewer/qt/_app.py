@@ -1,0 +1,551 @@
+"""``QtViewer``: the desktop proofreading window, and ``run_viewer`` (``vrscope view``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from viewer.scene import Labels, Tracks, track_data_from_graph
+
+from ._panels import AnnotationPanel, FeaturesPanel, LayerPanel, TimeBar, TracksPanel
+from ._render_view import QtRenderView
+from ._session import ProofreadingSession
+from ._slices import PLANES, QtSliceView, grab_array, set_histogram_image
+from ._workers import Job, JobsPanel, link_job, measure_job, profile_job
+
+__all__ = ["QtViewer", "run_viewer"]
+
+log = logging.getLogger(__name__)
+
+#: Keyboard shortcuts of the proofreading actions (also listed in docs/desktop.md).
+SHORTCUTS: dict[str, str] = {
+    "undo": "Ctrl+Z",
+    "redo": "Ctrl+Shift+Z",
+    "save": "Ctrl+S",
+    "screenshot": "Ctrl+Shift+S",
+    "cut": "C",
+    "merge": "M",
+    "swap": "S",
+    "prolong": "P",
+    "delete_track": "Delete",
+    "delete_node": "Shift+Delete",
+    "reviewed": "R",
+    "next_unreviewed": "N",
+    "navigate": "Escape",
+    "count": "K",
+    "distance": "D",
+    "angle": "A",
+    "path": "L",
+    "finish": "Return",
+    "prev_time": "Left",
+    "next_time": "Right",
+}
+
+
+class QtViewer(QtWidgets.QMainWindow):
+    """Main window: 3D view, XY/XZ/YZ slices, layer list, contrast, time, features, tracks, counts.
+
+    Parameters
+    ----------
+    session : ProofreadingSession
+        What is shown and edited; the window closes it when it closes.
+
+    Attributes
+    ----------
+    render_view : QtRenderView
+    slices : dict plane -> QtSliceView
+    actions : dict name -> QAction (names as in :data:`SHORTCUTS`)
+    jobs : JobsPanel
+    """
+
+    def __init__(self, session: ProofreadingSession, size: tuple[int, int] = (1400, 900)) -> None:
+        super().__init__()
+        pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+        self.session = session
+        self.setWindowTitle(self._title())
+        self.resize(*size)
+        s = session
+        # -- central: 3D + three slices in a 2x2 grid -----------------------------
+        self.render_view = QtRenderView(s.scene)
+        s.scene_lock = self.render_view.thread.lock
+        self.slices = {p: QtSliceView(s, p) for p in PLANES}
+        grid = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        top = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        bottom = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        top.addWidget(self.render_view)
+        top.addWidget(self.slices["xy"])
+        bottom.addWidget(self.slices["xz"])
+        bottom.addWidget(self.slices["yz"])
+        grid.addWidget(top)
+        grid.addWidget(bottom)
+        central = QtWidgets.QWidget()
+        cl = QtWidgets.QVBoxLayout(central)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.addWidget(grid, 1)
+        self.time_bar = TimeBar(s)
+        cl.addWidget(self.time_bar)
+        self.setCentralWidget(central)
+        # -- docks ------------------------------------------------------------------
+        self.layers_panel = LayerPanel(s)
+        self.histogram = pg.HistogramLUTWidget(gradientPosition="left")
+        self.histogram.setMinimumWidth(120)
+        img = s.image_layer
+        if img is not None:
+            set_histogram_image(self.histogram, img, self.slices["xy"].image)
+        self.features = FeaturesPanel(s)
+        self.tracks_panel = TracksPanel(s)
+        self.annotation_panel = AnnotationPanel(s)
+        self.jobs = JobsPanel()
+        right = QtCore.Qt.DockWidgetArea.RightDockWidgetArea
+        left = QtCore.Qt.DockWidgetArea.LeftDockWidgetArea
+        self.docks: dict[str, QtWidgets.QDockWidget] = {}
+        for name, widget, area in (
+            ("Layers", self.layers_panel, left),
+            ("Contrast", self.histogram, left),
+            ("Counting and measuring", self.annotation_panel, left),
+            ("Features", self.features, right),
+            ("Tracks", self.tracks_panel, right),
+            ("Jobs", self.jobs, right),
+        ):
+            dock = QtWidgets.QDockWidget(name, self)
+            dock.setObjectName(name)
+            dock.setWidget(widget)
+            self.addDockWidget(area, dock)
+            self.docks[name] = dock
+        self.tabifyDockWidget(self.docks["Features"], self.docks["Tracks"])
+        self.docks["Features"].raise_()
+        w = size[0]
+        self.resizeDocks(
+            [self.docks["Layers"], self.docks["Features"]],
+            [int(w * 0.17), int(w * 0.24)],
+            QtCore.Qt.Orientation.Horizontal,
+        )
+        self.status = self.statusBar()
+        self.mode_label = QtWidgets.QLabel()
+        self.fps_label = QtWidgets.QLabel()
+        self.status.addPermanentWidget(self.mode_label)
+        self.status.addPermanentWidget(self.fps_label)
+        self.actions: dict[str, QtGui.QAction] = {}
+        self._make_actions()
+        # -- wiring ------------------------------------------------------------------
+        s.message.connect(lambda m: self.status.showMessage(m, 6000))
+        s.mode_changed.connect(self._on_mode)
+        s.edited.connect(self._on_edited)
+        for view in self.slices.values():
+            view.clicked.connect(self._on_slice_click)
+        self.render_view.clicked.connect(self._on_3d_click)
+        self.render_view.frame_shown.connect(
+            lambda dt: self.fps_label.setText(f"3D frame {dt * 1000:.0f} ms")
+        )
+        s.scene.layers.events.inserted.connect(self._on_layer_inserted)
+        self._on_mode(s.mode)
+        self._restore()
+
+    def _title(self) -> str:
+        p = self.session.project
+        return f"vrscope — {p.path.name}" if p is not None else "vrscope"
+
+    # ------------------------------------------------------------------ actions
+    def _action(self, name: str, text: str, slot: Any, menu: QtWidgets.QMenu) -> QtGui.QAction:
+        act = QtGui.QAction(text, self)
+        key = SHORTCUTS.get(name)
+        if key:
+            act.setShortcut(QtGui.QKeySequence(key))
+            # Shortcuts work wherever the keyboard focus is inside the window.
+            act.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
+        act.triggered.connect(lambda *_: slot())
+        menu.addAction(act)
+        self.addAction(act)
+        self.actions[name] = act
+        return act
+
+    def _make_actions(self) -> None:
+        s = self.session
+        mb = self.menuBar()
+        f = mb.addMenu("&File")
+        self._action("open", "Open project…", self._open_project_dialog, f)
+        self._action("save", "Save project", self.save, f)
+        self._action("save_as", "Save project as…", self._save_as_dialog, f)
+        f.addSeparator()
+        self._action("screenshot", "Screenshot…", self._screenshot_dialog, f)
+        self._action("movie", "Export movie…", self._movie_dialog, f)
+        self._action("export_markers", "Export markers CSV…", lambda: self._export("markers"), f)
+        self._action(
+            "export_measurements",
+            "Export measurements CSV…",
+            lambda: self._export("measurements"),
+            f,
+        )
+        self._action("export_tracks", "Export tracks…", lambda: self._export("tracks"), f)
+        f.addSeparator()
+        self._action("quit", "Quit", self.close, f)
+        e = mb.addMenu("&Edit")
+        self._action("undo", "Undo", s.undo, e)
+        self._action("redo", "Redo", s.redo, e)
+        t = mb.addMenu("&Tracks")
+        self._action("cut", "Cut at current time", s.cut, t)
+        self._action("merge", "Merge end of first with start of second", s.merge, t)
+        self._action("swap", "Swap after current time", s.swap, t)
+        self._action("prolong", "Prolong (click positions)", lambda: s.set_mode("prolong"), t)
+        self._action("delete_track", "Delete track", s.delete_track, t)
+        self._action("delete_node", "Delete node", s.delete_node, t)
+        self._action("reviewed", "Toggle reviewed", s.toggle_reviewed, t)
+        self._action("next_unreviewed", "Next unreviewed track", s.next_unreviewed, t)
+        self._action("prev_time", "Previous time point", lambda: s.set_time(s.time - 1), t)
+        self._action("next_time", "Next time point", lambda: s.set_time(s.time + 1), t)
+        tools = mb.addMenu("T&ools")
+        group = QtGui.QActionGroup(self)
+        for mode, text in (
+            ("navigate", "Navigate / select"),
+            ("count", "Count (place markers)"),
+            ("distance", "Measure distance"),
+            ("angle", "Measure angle"),
+            ("path", "Measure path length"),
+        ):
+            act = self._action(mode, text, lambda m=mode: s.set_mode(m), tools)
+            act.setCheckable(True)
+            group.addAction(act)
+        self._action("finish", "Finish path", s.finish_measurement, tools)
+        a = mb.addMenu("&Analysis")
+        self._action("measure", "Measure objects (selected labels layer)", self.run_measure, a)
+        self._action("profile", "Cell profile", self.run_profile, a)
+        self._action("link", "Link tracks (time-lapse labels)", self.run_link, a)
+        v = mb.addMenu("&View")
+        self._action("reset_view", "Reset 3D view", self._reset_view, v)
+        for dock in self.docks.values():
+            v.addAction(dock.toggleViewAction())
+
+    # ------------------------------------------------------------------ clicks
+    def _on_mode(self, mode: str) -> None:
+        self.mode_label.setText(f"tool: {mode}")
+        act = self.actions.get(mode)
+        if act is not None and act.isCheckable():
+            act.setChecked(True)
+        elif mode == "prolong":
+            for name in ("navigate", "count", "distance", "angle", "path"):
+                self.actions[name].setChecked(False)
+
+    def _on_slice_click(self, zyx: tuple[float, float, float], modifiers: Any) -> None:
+        view = self.sender()
+        tol = 8 * view.pixel_size_um() if isinstance(view, QtSliceView) else 1.0
+        self.handle_point(zyx, modifiers, tol)
+
+    def handle_point(self, zyx: tuple[float, float, float], modifiers: Any, tol_um: float) -> None:
+        """What a click at world ``zyx`` does in the current mode (2D and 3D clicks alike)."""
+        s = self.session
+        ctrl = bool(modifiers & QtCore.Qt.KeyboardModifier.ControlModifier)
+        if s.mode == "navigate":
+            node = s.node_near(zyx, tol_um)
+            if node is not None:
+                s.select_node(node, add=ctrl)
+            elif not ctrl:
+                s.select_node(None)
+            s.set_cursor(zyx)
+            self._select_label_at(zyx)
+        elif s.mode == "count" and modifiers & QtCore.Qt.KeyboardModifier.ShiftModifier:
+            s.remove_marker_near(zyx, tol_um)
+        else:
+            s.add_point(zyx)
+
+    def _select_label_at(self, zyx: tuple[float, float, float]) -> None:
+        s = self.session
+        for lay in reversed(s.labels_layers):
+            if not lay.visible or lay.data is None:
+                continue
+            v = _value_at(lay, zyx, s.time)
+            if v:
+                s.select_labels(lay.name, [v])
+                self.layers_panel.select(lay.name)
+                return
+
+    def _on_3d_click(self, x: float, y: float, modifiers: Any) -> None:
+        def picked(res: Any) -> None:
+            s = self.session
+            if res.node_id is not None and s.mode == "navigate":
+                ctrl = bool(modifiers & QtCore.Qt.KeyboardModifier.ControlModifier)
+                s.select_node(res.node_id, add=ctrl)
+                if s.tracks is not None and res.node_id in s.tracks:
+                    s.set_cursor(s.tracks.position(res.node_id))
+                return
+            if res.world_um is None:
+                return
+            if res.label is not None and res.layer is not None and s.mode == "navigate":
+                s.select_labels(res.layer, [res.label])
+            lo, hi = s.scene.extent_world()
+            tol = float(np.linalg.norm(hi - lo)) / 100
+            self.handle_point(res.world_um, modifiers, tol)
+
+        self.render_view.thread.pick(x, y, picked)
+
+    # ------------------------------------------------------------------ events
+    def _on_edited(self, action: str) -> None:
+        self.actions["undo"].setEnabled(self.session.history.can_undo)
+        self.actions["redo"].setEnabled(self.session.history.can_redo)
+
+    def _on_layer_inserted(self, index: int, layer: Any) -> None:
+        for view in self.slices.values():
+            layer.events.all.connect(view.refresh)
+            layer.data_changed.connect(view.refresh)
+            view.refresh()
+
+    def _reset_view(self) -> None:
+        self.session.scene.reset_camera()
+        self.session.scene.camera.orbit(azimuth=30, elevation=20)
+
+    # ------------------------------------------------------------------ analysis
+    def _current_labels(self) -> Labels | None:
+        lay = self.layers_panel.current()
+        if isinstance(lay, Labels):
+            return lay
+        ls = self.session.labels_layers
+        return ls[0] if ls else None
+
+    def run_measure(self, layer: Labels | None = None) -> Job | None:
+        """Measure the objects of a labels layer in the background; the table fills the Features panel."""
+        lay = layer or self._current_labels()
+        if lay is None or lay.data is None:
+            self.status.showMessage("measure: open a labels layer first", 6000)
+            return None
+        img = self.session.image_layer
+        src = img.data if img is not None else None
+        name = lay.name
+
+        def done(table: Any) -> None:
+            self.features.set_table(name, table)
+            self.docks["Features"].raise_()
+            self.status.showMessage(f"measured {len(table)} objects of {name}", 6000)
+
+        return self.jobs.start(
+            Job(f"measure {name}", measure_job(lay.data, src, self.session.time), done)
+        )
+
+    def run_profile(self) -> Job | None:
+        s = self.session
+        need = ("cell", "nucleus", "mitochondria", "nuclear_pores")
+        from analysis.io import open_labels
+
+        img = s.image_layer
+        if img is None or img.source is None:
+            self.status.showMessage("profile: needs an image store", 6000)
+            return None
+        try:
+            labels = {n: open_labels(img.source, n) for n in need}
+        except Exception as exc:
+            self.status.showMessage(f"profile: {exc}", 8000)
+            return None
+
+        def done(profile: Any) -> None:
+            table = profile.mitochondria
+            self.features.set_table("mitochondria", table)
+            self.status.showMessage(
+                f"profile: {len(table)} mitochondria, {len(profile.pores)} pores", 8000
+            )
+
+        return self.jobs.start(Job("cell profile", profile_job(labels, img.data), done))
+
+    def run_link(self, max_distance_um: float | None = None) -> Job | None:
+        lay = self._current_labels()
+        if lay is None or lay.data is None or "t" not in lay.data.axes:
+            self.status.showMessage("link: needs a time-lapse labels layer", 6000)
+            return None
+        sc = lay.data.levels[0].scale_um
+        dist = max_distance_um or 10.0 * float(max(sc))
+
+        def done(graph: Any) -> None:
+            name = "linked tracks"
+            layers = self.session.scene.layers
+            with self.render_view.thread.lock:
+                if name in layers.names:
+                    layers.remove(layers.get(name))
+                layers.append(Tracks(track_data_from_graph(graph), name=name, colormap="Set1"))
+            self.status.showMessage(f"linked {graph.n_nodes} detections", 6000)
+
+        return self.jobs.start(Job(f"link {lay.name}", link_job(lay.data, dist), done))
+
+    # ------------------------------------------------------------------ project
+    def _restore(self) -> None:
+        p = self.session.project
+        if p is None:
+            return
+        state = p.load_scene()
+        if state is not None:
+            try:
+                self.session.restore_scene(state)
+            except Exception as exc:
+                log.warning("could not restore the saved view: %s", exc)
+        ui = (state or {}).get("vrscope_qt", {})
+        if isinstance(ui.get("cursor"), list) and len(ui["cursor"]) == 3:
+            self.session.set_cursor(ui["cursor"])
+        if isinstance(ui.get("mode"), str):
+            try:
+                self.session.set_mode(ui["mode"])
+            except Exception:
+                pass
+
+    def save(self, folder: str | os.PathLike[str] | None = None) -> Path | None:
+        s = self.session
+        if s.project is None and folder is None:
+            self._save_as_dialog()
+            return s.project.path if s.project is not None else None
+        path = s.save(folder)
+        # The window's own state rides along in the scene file (ignored by analysis).
+        state = s.scene_state()
+        state["vrscope_qt"] = {"cursor": list(s.cursor), "mode": s.mode}
+        assert s.project is not None
+        s.project.save_scene(state)
+        self.setWindowTitle(self._title())
+        self.status.showMessage(f"saved {path}", 6000)
+        return path
+
+    def _save_as_dialog(self) -> None:
+        d = QtWidgets.QFileDialog.getExistingDirectory(self, "Project folder")
+        if d:
+            self.save(Path(d) / "vrscope-project" if os.listdir(d) else d)
+
+    def _open_project_dialog(self) -> None:
+        d = QtWidgets.QFileDialog.getExistingDirectory(self, "Open project folder")
+        if d:
+            win = QtViewer(ProofreadingSession.open(project=d))
+            win.show()
+
+    # ------------------------------------------------------------------ export
+    def screenshot(self, path: str | os.PathLike[str] | None = None) -> np.ndarray[Any, Any]:
+        """The whole window as (H, W, 3) uint8; written to ``path`` (PNG) when given."""
+        arr = grab_array(self)
+        if path is not None:
+            import imageio.v3 as iio
+
+            iio.imwrite(Path(path), arr)
+        return arr
+
+    def _screenshot_dialog(self) -> None:
+        f, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Screenshot", "vrscope.png", "PNG (*.png)"
+        )
+        if f:
+            self.screenshot(f)
+
+    def export_movie(
+        self, path: str | os.PathLike[str], n_frames: int = 72, size: tuple[int, int] = (640, 480)
+    ) -> Job:
+        """A turntable (or, for time-lapses, a time-lapse) movie, rendered on the render thread."""
+        from viewer.render import timelapse_step, turntable_step, write_movie
+
+        s = self.session
+        out = Path(path)
+        thread = self.render_view.thread
+        lo, hi = s.time_range()
+
+        def work(progress: Any) -> Path:
+            def job(r: Any) -> Path:
+                old_size, cam = r.size, s.scene.camera.model_dump()
+                t0 = s.scene.current_time
+                r.set_size(*size)
+                try:
+                    if hi > lo:
+                        times = list(range(lo, hi + 1))
+                        return write_movie(
+                            r,
+                            out,
+                            len(times),
+                            timelapse_step(s.scene, times),
+                            fps=min(len(times), 10),
+                            progress=False,
+                        )
+                    return write_movie(
+                        r, out, n_frames, turntable_step(s.scene, n_frames), progress=False
+                    )
+                finally:
+                    r.set_size(*old_size)
+                    s.scene.camera.update(cam)
+                    s.scene.current_time = t0
+
+            progress(0, 1, "rendering")
+            return thread.submit(job).result()  # type: ignore[no-any-return]
+
+        return self.jobs.start(
+            Job(f"movie {out.name}", work, lambda p: self.status.showMessage(f"wrote {p}", 6000))
+        )
+
+    def _movie_dialog(self) -> None:
+        f, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Movie", "vrscope.mp4", "MP4 (*.mp4)")
+        if f:
+            self.export_movie(f)
+
+    def _export(self, what: str) -> None:
+        s = self.session
+        ext = {"markers": "csv", "measurements": "csv", "tracks": "geff"}[what]
+        f, _ = QtWidgets.QFileDialog.getSaveFileName(self, f"Export {what}", f"{what}.{ext}")
+        if not f:
+            return
+        from analysis.io import _project as pio
+
+        if what == "markers":
+            pio.write_markers_csv(s.annotations.markers, f)
+        elif what == "measurements":
+            pio.write_measurements_csv(s.annotations.measurements, f)
+        elif s.tracks is not None:
+            pio.write_tracks_file(s.tracks, f, overwrite=True)
+        self.status.showMessage(f"wrote {f}", 6000)
+
+    # ------------------------------------------------------------------ lifetime
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self.jobs.cancel_all()
+        self.render_view.close_renderer()
+        self.session.close()
+        super().closeEvent(event)
+
+
+def _value_at(lay: Labels, zyx: Sequence[float], t: int) -> int:
+    src = lay.data
+    assert src is not None
+    lev = src.levels[0]
+    idx = np.round(
+        (np.asarray(zyx) - np.asarray(lev.translation[-3:])) / np.asarray(lev.scale_um)
+    ).astype(int)
+    shp = lev.shape[-3:]
+    if np.any(idx < 0) or np.any(idx >= np.asarray(shp)):
+        return 0
+    region = []
+    k = 0
+    for ax, size in zip(src.axes, lev.shape, strict=True):
+        if ax in "tc":
+            i = min(max(t, 0), size - 1) if ax == "t" else 0
+            region.append(slice(i, i + 1))
+        else:
+            region.append(slice(int(idx[k]), int(idx[k]) + 1))
+            k += 1
+    return int(np.asarray(src.read(0, tuple(region))).reshape(-1)[0])
+
+
+def run_viewer(
+    store: str | None = None,
+    labels: Sequence[str] | None = None,
+    tracks: str | None = None,
+    project: str | None = None,
+    exit_after: float | None = None,
+    screenshot: str | None = None,
+) -> int:
+    """Open the desktop viewer and run the Qt event loop (``vrscope view``)."""
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["vrscope"])
+    session = ProofreadingSession.open(store, labels, tracks, project)
+    win = QtViewer(session)
+    win.show()
+    if exit_after is not None:
+
+        def finish() -> None:
+            win.render_view.thread.wait_idle(30)
+            QtWidgets.QApplication.processEvents()
+            if screenshot:
+                win.screenshot(screenshot)
+            win.close()
+
+        QtCore.QTimer.singleShot(int(exit_after * 1000), finish)
+    return int(app.exec())

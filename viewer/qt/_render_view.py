@@ -1,0 +1,356 @@
+"""``QtRenderView``: the 3D view, drawn by a ``SceneRenderer`` on its own render thread.
+
+Why not a ``QVTKRenderWindowInteractor``: (1) the layering contract keeps VTK
+imports inside ``viewer.render`` (import-linter), (2) a GL child window cannot be
+grabbed by ``QWidget.grab`` (screenshots, tests) and under Xvfb needs a GLX
+window while the rest of the project renders through EGL, and (3) most of all,
+a volume frame on a software rasteriser (llvmpipe) takes 100-400 ms, which
+would freeze the UI. So one thread owns the renderer (all its GL calls happen
+there), renders offscreen, and hands finished frames to the widget, which only
+paints the latest image. The scene stays the single source of truth: its
+events only mark the view dirty; the thread coalesces them into one frame.
+
+Mouse: left drag orbits, right drag or wheel zooms, middle drag (or Shift+left)
+pans; a click without drag emits :attr:`QtRenderView.clicked`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+if sys.platform.startswith("linux"):
+    # EGL renders offscreen in any thread with or without an X server.
+    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from viewer.render import PickResult, SceneRenderer
+from viewer.scene import Layer, Scene
+
+__all__ = ["QtRenderView", "RenderThread"]
+
+log = logging.getLogger(__name__)
+
+
+def _preload() -> None:
+    """Import in the GUI thread what the renderer imports lazily.
+
+    Two threads importing a package with internal cycles (matplotlib) at the same
+    time can see it half initialised; importing it once up front avoids that.
+    """
+    import importlib
+
+    for name in ("matplotlib", "matplotlib.colors", "skimage.measure", "scipy.ndimage", "trimesh"):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # optional for some layer types
+            log.debug("preload: %s not available", name)
+
+
+class _Bridge(QtCore.QObject):
+    """Lives in the GUI thread; signals emitted from the render thread arrive queued."""
+
+    frame = QtCore.Signal(object, float)
+    call = QtCore.Signal(object)
+
+
+class RenderThread:
+    """Owns a :class:`SceneRenderer` and does every VTK call on one thread.
+
+    Parameters
+    ----------
+    scene : Scene
+    on_frame : callable(image (H, W, 3) uint8, render seconds)
+        Called in the GUI thread with each finished frame.
+    size : (width, height)
+    """
+
+    def __init__(
+        self,
+        scene: Scene,
+        on_frame: Callable[[npt.NDArray[np.uint8], float], None],
+        size: tuple[int, int] = (640, 480),
+        background: tuple[float, float, float] = (0.08, 0.08, 0.1),
+    ) -> None:
+        self.scene = scene
+        self._bridge = _Bridge()
+        self._bridge.frame.connect(on_frame)
+        self._bridge.call.connect(lambda fn: fn())
+        self._size = size
+        self._background = background
+        self._cond = threading.Condition()
+        self._dirty = True
+        self._gen = 0
+        self._jobs: list[tuple[Callable[[SceneRenderer], Any], Future[Any]]] = []
+        self._stop = False
+        #: Held by the render thread while it syncs the renderer with the scene (reads
+        #: layer data); the GUI thread takes it to replace layer data or add/remove
+        #: layers, so a sync never sees half of an update.
+        self.lock = threading.RLock()
+        self.renderer: SceneRenderer | None = None
+        self.frames = 0
+        self.last_render_s = 0.0
+        _preload()
+        self._thread = threading.Thread(target=self._run, name="vrscope-render", daemon=True)
+        self._connect(scene)
+        self._thread.start()
+
+    # -- scene events (GUI thread): only mark dirty ----------------------------
+    def _connect(self, scene: Scene) -> None:
+        scene.camera.events.all.connect(self.request)
+        scene.clipping_planes.events.connect(self.request)
+        scene.events.current_time.connect(self.request)
+        scene.selection.events.all.connect(self.request)
+        scene.layers.events.inserted.connect(self._on_inserted)
+        scene.layers.events.removed.connect(self.request)
+        scene.layers.events.moved.connect(self.request)
+        for lay in scene.layers:
+            self._watch(lay)
+
+    def _watch(self, layer: Layer) -> None:
+        layer.events.all.connect(self.request)
+        layer.data_changed.connect(self.request)
+        labels_update = getattr(layer, "labels_update", None)
+        if labels_update is not None:
+            labels_update.connect(self.request)
+
+    def _on_inserted(self, index: int, layer: Layer) -> None:
+        self._watch(layer)
+        self.request()
+
+    def request(self, *_: object) -> None:
+        """Ask for a new frame (coalesced; cheap, any thread)."""
+        with self._cond:
+            self._gen += 1
+            self._dirty = True
+            self._cond.notify()
+
+    def resize(self, width: int, height: int) -> None:
+        self._size = (max(int(width), 16), max(int(height), 16))
+        self.request()
+
+    def submit(self, fn: Callable[[SceneRenderer], Any]) -> Future[Any]:
+        """Run ``fn(renderer)`` on the render thread; returns a Future of its result."""
+        fut: Future[Any] = Future()
+        with self._cond:
+            self._jobs.append((fn, fut))
+            self._cond.notify()
+        return fut
+
+    def pick(self, x: float, y: float, callback: Callable[[PickResult], None]) -> None:
+        """Pick at render pixel (x, y); ``callback`` runs in the GUI thread."""
+
+        def job(r: SceneRenderer) -> PickResult:
+            return r.pick(x, y)
+
+        fut = self.submit(job)
+        fut.add_done_callback(
+            lambda f: (
+                self._bridge.call.emit(lambda: callback(f.result()))
+                if f.exception() is None
+                else log.warning("pick failed: %s", f.exception())
+            )
+        )
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Block until no frame or job is pending (tests and exports)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self._cond:
+                if not self._dirty and not self._jobs and not self._busy:
+                    return True
+            time.sleep(0.01)
+        return False
+
+    _busy = False
+
+    # -- render thread ---------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stop and not self._dirty and not self._jobs:
+                    self._cond.wait()
+                if self._stop:
+                    break
+                jobs, self._jobs = self._jobs, []
+                render, self._dirty = self._dirty, False
+                gen = self._gen
+                self._busy = True
+            try:
+                with self.lock:
+                    r = self._renderer()
+                for fn, fut in jobs:
+                    try:
+                        with self.lock:
+                            fut.set_result(fn(r))
+                    except BaseException as exc:
+                        fut.set_exception(exc)
+                if render:
+                    self._frame(r, gen)
+            except Exception:
+                log.exception("render thread: frame failed")
+            finally:
+                with self._cond:
+                    self._busy = False
+        if self.renderer is not None:
+            with self.lock:
+                self.renderer.close()
+
+    def _renderer(self) -> SceneRenderer:
+        if self.renderer is None:
+            self.renderer = SceneRenderer(self.scene, size=self._size, background=self._background)
+        if self.renderer.size != self._size:
+            self.renderer.set_size(*self._size)
+        return self.renderer
+
+    def _frame(self, r: SceneRenderer, gen: int) -> None:
+        t0 = time.perf_counter()
+        # Only the sync reads layer data (and builds VTK inputs from it), so only the sync
+        # holds the scene lock; drawing works on VTK's own copies and runs unlocked.
+        with self.lock:
+            r.sync()
+        r.window.Render()
+        img = r._grab()  # the renderer's read-back (viewer-internal API)
+        dt = time.perf_counter() - t0
+        with self._cond:
+            raced = self._gen != gen
+        if raced:
+            # An event landed while the adapters synced; its dirty flag may have been
+            # cleared with theirs, so make every adapter re-sync on the next frame.
+            for adapter in r.adapters.values():
+                adapter.dirty = True
+        self.frames += 1
+        self.last_render_s = dt
+        self._bridge.frame.emit(img, dt)
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join(timeout)
+
+
+class QtRenderView(QtWidgets.QWidget):
+    """The 3D view widget: shows the render thread's frames, turns mouse drags into camera moves.
+
+    Signals
+    -------
+    clicked(x, y, modifiers)
+        A click without drag, in render pixels (column, row from the top).
+    frame_shown(seconds)
+        A new frame was painted (its render time).
+    """
+
+    clicked = QtCore.Signal(float, float, object)
+    frame_shown = QtCore.Signal(float)
+
+    def __init__(self, scene: Scene, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.scene = scene
+        self.setMinimumSize(160, 120)
+        self.setFocusPolicy(QtCore.Qt.FocusPolicy.ClickFocus)
+        self.setAttribute(QtCore.Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self._image: QtGui.QImage | None = None
+        self._press: QtCore.QPointF | None = None
+        self._last: QtCore.QPointF | None = None
+        self._dragged = False
+        self.thread = RenderThread(scene, self._on_frame, size=self._render_size())
+
+    # -- frames -----------------------------------------------------------------
+    def _render_size(self) -> tuple[int, int]:
+        dpr = self.devicePixelRatioF()
+        return max(int(self.width() * dpr), 16), max(int(self.height() * dpr), 16)
+
+    def _on_frame(self, img: npt.NDArray[np.uint8], seconds: float) -> None:
+        h, w, _ = img.shape
+        data = np.ascontiguousarray(img)
+        qimg = QtGui.QImage(data.data, w, h, 3 * w, QtGui.QImage.Format.Format_RGB888)
+        self._image = qimg.copy()  # own the pixels; ``data`` goes away
+        self.update()
+        self.frame_shown.emit(seconds)
+
+    def paintEvent(self, event: QtGui.QPaintEvent) -> None:
+        p = QtGui.QPainter(self)
+        p.fillRect(self.rect(), QtGui.QColor(20, 20, 26))
+        if self._image is not None:
+            p.drawImage(QtCore.QRectF(self.rect()), self._image)
+        p.end()
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.thread.resize(*self._render_size())
+
+    def last_image(self) -> QtGui.QImage | None:
+        return self._image
+
+    # -- mouse -------------------------------------------------------------------
+    def _to_render(self, pos: QtCore.QPointF) -> tuple[float, float]:
+        dpr = self.devicePixelRatioF()
+        return float(pos.x() * dpr), float(pos.y() * dpr)
+
+    def mousePressEvent(self, e: QtGui.QMouseEvent) -> None:
+        self._press = self._last = e.position()
+        self._dragged = False
+
+    def mouseMoveEvent(self, e: QtGui.QMouseEvent) -> None:
+        if self._last is None or self._press is None:
+            return
+        pos = e.position()
+        d = pos - self._last
+        if (pos - self._press).manhattanLength() > 3:
+            self._dragged = True
+        if not self._dragged:
+            return
+        self._last = pos
+        cam = self.scene.camera
+        buttons = e.buttons()
+        shift = bool(e.modifiers() & QtCore.Qt.KeyboardModifier.ShiftModifier)
+        if buttons & QtCore.Qt.MouseButton.MiddleButton or (
+            buttons & QtCore.Qt.MouseButton.LeftButton and shift
+        ):
+            self._pan(d.x(), d.y())
+        elif buttons & QtCore.Qt.MouseButton.RightButton:
+            cam.dolly(1.01 ** (-d.y()))
+        elif buttons & QtCore.Qt.MouseButton.LeftButton:
+            cam.orbit(azimuth=-0.4 * d.x(), elevation=0.4 * d.y())
+
+    def mouseReleaseEvent(self, e: QtGui.QMouseEvent) -> None:
+        if self._press is not None and not self._dragged:
+            x, y = self._to_render(e.position())
+            self.clicked.emit(x, y, e.modifiers())
+        self._press = self._last = None
+
+    def wheelEvent(self, e: QtGui.QWheelEvent) -> None:
+        steps = e.angleDelta().y() / 120.0
+        if steps:
+            self.scene.camera.dolly(1.1**steps)
+
+    def _pan(self, dx: float, dy: float) -> None:
+        cam = self.scene.camera
+        fwd = cam.direction
+        up = np.asarray(cam.view_up, dtype=np.float64)
+        right = np.cross(fwd[::-1], up[::-1])[::-1]
+        right /= np.linalg.norm(right) or 1.0
+        up = np.cross(right[::-1], fwd[::-1])[::-1]
+        h = max(self.height(), 1)
+        view_h = 2 * cam.distance * np.tan(np.radians(cam.view_angle) / 2)
+        shift = (-dx * right + dy * up) * view_h / h
+        cam.update(
+            {
+                "position": tuple(float(v) for v in np.asarray(cam.position) + shift),
+                "focal_point": tuple(float(v) for v in np.asarray(cam.focal_point) + shift),
+            }
+        )
+
+    def close_renderer(self) -> None:
+        self.thread.close()

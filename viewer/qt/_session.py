@@ -1,0 +1,641 @@
+"""``ProofreadingSession``: the desktop's state and actions, without any Qt.
+
+It ties a :class:`viewer.scene.Scene` (what is drawn) to an
+:class:`analysis.project.Project` or an in-memory :class:`Workspace` (what is
+edited). Every action builds an :mod:`analysis.edits` / :mod:`analysis.annotations`
+command and applies it through the ONE ``History``; the history's ``changed``
+event then refreshes the scene's tracks, markers and measurements layers. Mouse,
+keyboard (and, through the same methods, other front ends) drive these methods;
+none of them changes data directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from psygnal import Signal
+
+from analysis.annotations import AddMarker, AddMeasurement, DefineClass, RemoveMarker
+from analysis.edits import Command, Cut, Delete, History, MarkReviewed, Merge, Prolong, Swap
+from analysis.errors import InvalidEditError, ParameterError
+from analysis.project import Project, Workspace
+from analysis.tracks import TrackGraph
+from viewer.scene import (
+    Image,
+    Labels,
+    Measurement,
+    Measurements,
+    Points,
+    Scene,
+    Tracks,
+    track_data_from_graph,
+)
+
+__all__ = ["MEASURE_POINTS", "Mode", "ProofreadingSession"]
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["navigate", "count", "distance", "angle", "path", "prolong"]
+#: Points a measurement mode collects before it records the measurement (path: open-ended).
+MEASURE_POINTS: dict[str, int | None] = {"distance": 2, "angle": 3, "path": None}
+
+MARKERS_LAYER = "markers"
+MEASUREMENTS_LAYER = "measurements"
+TRACKS_LAYER = "tracks"
+
+
+class ProofreadingSession:
+    """State and actions of one desktop session.
+
+    Parameters
+    ----------
+    scene : Scene
+        Built by the caller (e.g. ``viewer.render.build_store_scene``); the session
+        adds or refreshes the ``tracks``, ``markers`` and ``measurements`` layers.
+    project : Project, optional
+        Edits are journaled in its folder. Without one, a :class:`Workspace`
+        (``tracks``) is edited in memory with an unjournaled History.
+    tracks : TrackGraph, optional
+        Used only without a project.
+
+    Events
+    ------
+    cursor_changed(zyx)
+        The shared crosshair moved (slice views follow).
+    mode_changed(str)
+    pending_changed()
+        Points of an unfinished measurement or prolongation changed.
+    edited(str)
+        After every apply/undo/redo, once the layers are refreshed (payload: action).
+    message(str)
+        A one-line status for the user (e.g. why an edit was refused).
+    """
+
+    cursor_changed = Signal(object)
+    mode_changed = Signal(str)
+    pending_changed = Signal()
+    edited = Signal(str)
+    message = Signal(str)
+
+    def __init__(
+        self,
+        scene: Scene,
+        project: Project | None = None,
+        tracks: TrackGraph | None = None,
+    ) -> None:
+        self.scene = scene
+        self.project = project
+        if project is not None:
+            self.workspace = project.workspace
+            self.history = project.history
+        else:
+            self.workspace = Workspace(tracks)
+            self.history = History(self.workspace)
+        self._mode: Mode = "navigate"
+        self.current_class = "default"
+        classes = self.annotations.classes
+        if classes:
+            self.current_class = classes[0].name
+        self.pending: list[tuple[float, float, float]] = []
+        #: Taken while layer data are replaced; a front end that renders on another
+        #: thread sets it to its render lock (see ``viewer.qt.RenderThread.lock``).
+        self.scene_lock: Any = threading.RLock()
+        self._tracks_version = -1
+        lo, hi = scene.extent_world()
+        self._cursor = tuple(float(v) for v in (lo + hi) / 2)
+        self._ensure_layers()
+        self.history.changed.connect(self._on_history)
+        self.refresh_layers()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def open(
+        cls,
+        store: str | os.PathLike[str] | None = None,
+        labels: Sequence[str] | None = None,
+        tracks: str | os.PathLike[str] | None = None,
+        project: str | os.PathLike[str] | None = None,
+        invert: bool | None = None,
+    ) -> ProofreadingSession:
+        """Open a store (and/or a project folder) the way ``vrscope view`` does.
+
+        With ``project`` naming an existing project, its image, labels and edited
+        tracks are used (``store``/``labels``/``tracks`` may be omitted). A
+        ``project`` folder that is not yet a project is created from the
+        arguments. Without ``project`` the edits live in memory.
+        """
+        from analysis.io._project import is_project, read_tracks_file
+        from viewer.render import build_store_scene
+
+        proj: Project | None = None
+        graph: TrackGraph | None = None
+        if project is not None and is_project(project):
+            proj = Project.open(project)
+            store = store if store is not None else proj.info.image
+            labels = labels if labels else proj.info.labels
+            graph = proj.tracks
+        elif project is not None:
+            if store is None:
+                raise ParameterError(f"{project} is not a project yet: give the image store too")
+            proj = Project.create(project, image=store, labels=labels or (), tracks=tracks)
+            graph = proj.tracks
+        elif tracks is not None:
+            graph = read_tracks_file(tracks)
+        if store is None and graph is None:
+            raise ParameterError("nothing to show: give an image store, --tracks or --project")
+        try:
+            scene = build_store_scene(
+                store,
+                labels=list(labels) if labels else None,
+                tracks=graph,
+                invert=_is_em(store) if invert is None else invert,
+                azimuth=30.0,
+                elevation=20.0,
+            )
+        except BaseException:
+            if proj is not None:
+                proj.close()
+            raise
+        return cls(scene, proj, graph)
+
+    # ------------------------------------------------------------------ basic state
+    @property
+    def tracks(self) -> TrackGraph | None:
+        return self.workspace.tracks
+
+    @property
+    def annotations(self) -> Any:
+        return self.workspace.annotations
+
+    @property
+    def image_layer(self) -> Image | None:
+        return next((lay for lay in self.scene.layers if isinstance(lay, Image)), None)
+
+    @property
+    def labels_layers(self) -> list[Labels]:
+        return [lay for lay in self.scene.layers if isinstance(lay, Labels)]
+
+    @property
+    def is_timelapse(self) -> bool:
+        img = self.image_layer
+        has_t = img is not None and img.data is not None and "t" in img.data.axes
+        return bool(has_t or (self.tracks is not None and len(self.tracks.time_points) > 1))
+
+    def time_range(self) -> tuple[int, int]:
+        """First and last time point (frames) of the image and tracks."""
+        hi = 0
+        img = self.image_layer
+        if img is not None and img.data is not None and "t" in img.data.axes:
+            hi = int(img.data.levels[0].shape[img.data.axes.index("t")]) - 1
+        lo = 0
+        if self.tracks is not None and self.tracks.n_nodes:
+            tp = self.tracks.time_points
+            lo, hi = min(lo, int(tp.min())), max(hi, int(tp.max()))
+        return lo, hi
+
+    @property
+    def time(self) -> int:
+        return int(round(self.scene.current_time))
+
+    def set_time(self, t: float) -> None:
+        lo, hi = self.time_range()
+        self.scene.current_time = float(min(max(round(t), lo), max(hi, lo)))
+
+    @property
+    def cursor(self) -> tuple[float, float, float]:
+        """The shared crosshair, world zyx µm."""
+        return self._cursor  # type: ignore[return-value]
+
+    def set_cursor(self, zyx: Sequence[float]) -> None:
+        lo, hi = self.scene.extent_world()
+        c = tuple(float(np.clip(v, a, b)) for v, a, b in zip(zyx, lo, hi, strict=True))
+        if c != self._cursor:
+            self._cursor = c
+            self.cursor_changed.emit(c)
+
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    def set_mode(self, mode: Mode) -> None:
+        if mode not in ("navigate", "count", "distance", "angle", "path", "prolong"):
+            raise ParameterError(f"unknown tool mode {mode!r}")
+        if mode == "prolong" and self._selected_node() is None:
+            self.message.emit("prolong: select a track first")
+            mode = "navigate"
+        self._mode = mode
+        self.pending = []
+        self.pending_changed.emit()
+        self.mode_changed.emit(mode)
+
+    # ------------------------------------------------------------------ layers
+    def _ensure_layers(self) -> None:
+        names = self.scene.layers.names
+        if MARKERS_LAYER not in names:
+            lo, hi = self.scene.extent_world()
+            size = float(np.linalg.norm(hi - lo)) / 120 or 1.0
+            self.scene.add(Points(name=MARKERS_LAYER, size_um=size))
+        if MEASUREMENTS_LAYER not in names:
+            self.scene.add(Measurements(name=MEASUREMENTS_LAYER))
+        if self.tracks is not None and TRACKS_LAYER not in names:
+            self.scene.add(Tracks.from_track_graph(self.tracks, name=TRACKS_LAYER))
+
+    def layer(self, name: str) -> Any:
+        return self.scene.layers.get(name)
+
+    def refresh_layers(self) -> None:
+        """Copy tracks, markers and measurements from the workspace into the scene layers."""
+        with self.scene_lock:
+            self._refresh_layers()
+
+    def _refresh_layers(self) -> None:
+        ann = self.annotations
+        pts: Points = self.layer(MARKERS_LAYER)
+        markers = ann.markers
+        pts.update(
+            {
+                "positions_um": [m.position_um for m in markers],
+                "classes": [m.class_name for m in markers],
+                "class_colors": {c.name: c.color for c in ann.classes},
+            }
+        )
+        meas: Measurements = self.layer(MEASUREMENTS_LAYER)
+        meas.items = [
+            Measurement(kind=m.kind, points_um=list(m.points_um), label=f"#{m.id}")
+            for m in ann.measurements
+        ]
+        g = self.tracks
+        if (
+            g is not None
+            and TRACKS_LAYER in self.scene.layers.names
+            and g.version != self._tracks_version
+        ):
+            lay: Tracks = self.layer(TRACKS_LAYER)
+            lay.data = track_data_from_graph(g)
+            self._tracks_version = g.version
+
+    def _on_history(self, action: str, what: object) -> None:
+        self.refresh_layers()
+        sel = self.scene.selection
+        if self.tracks is not None and sel.node_ids:
+            alive = [n for n in sel.node_ids if n in self.tracks]
+            if alive != list(sel.node_ids):
+                sel.node_ids = alive
+        self.edited.emit(action)
+
+    # ------------------------------------------------------------------ applying
+    def apply(self, cmd: Command) -> Command | None:
+        """Apply through the History; a refused edit becomes a message, not an exception."""
+        try:
+            return self.history.apply(cmd)
+        except InvalidEditError as exc:
+            self.message.emit(f"{cmd.description}: {exc}")
+            return None
+
+    def undo(self) -> None:
+        if not self.history.can_undo:
+            self.message.emit("nothing to undo")
+            return
+        step = self.history.undo()
+        self.message.emit(f"undid {step.name}")
+
+    def redo(self) -> None:
+        if not self.history.can_redo:
+            self.message.emit("nothing to redo")
+            return
+        step = self.history.redo()
+        self.message.emit(f"redid {step.name}")
+
+    # ------------------------------------------------------------------ selection
+    def select_node(self, node_id: int | None, add: bool = False) -> None:
+        """Select a track node (``add``: keep the first selected one, e.g. to merge or swap)."""
+        sel = self.scene.selection
+        if node_id is None:
+            sel.update({"node_ids": [], "layer": sel.layer})
+            return
+        ids = [*sel.node_ids[:1], int(node_id)] if add else [int(node_id)]
+        sel.update({"node_ids": list(dict.fromkeys(ids))})
+
+    def node_near(self, zyx: Sequence[float], max_distance_um: float) -> int | None:
+        """The track node at the current time nearest to ``zyx`` (within the distance)."""
+        if self.tracks is None or not self.tracks.n_nodes:
+            return None
+        return self.tracks.nearest(self.time, zyx, max_distance_um)
+
+    def select_labels(self, layer: str, ids: Sequence[int]) -> None:
+        self.scene.selection.update({"layer": layer, "label_ids": [int(i) for i in ids]})
+
+    def _selected_node(self, k: int = 0) -> int | None:
+        ids = [
+            n for n in self.scene.selection.node_ids if self.tracks is not None and n in self.tracks
+        ]
+        return ids[k] if len(ids) > k else None
+
+    def _require_selection(self, n: int, what: str) -> list[int] | None:
+        ids = [
+            n_
+            for n_ in self.scene.selection.node_ids
+            if self.tracks is not None and n_ in self.tracks
+        ]
+        if len(ids) < n:
+            self.message.emit(
+                f"{what}: select {'a track' if n == 1 else 'two tracks (Ctrl+click the second)'}"
+            )
+            return None
+        return ids[:n]
+
+    def _at_time(self, node: int, t: int) -> int | None:
+        assert self.tracks is not None
+        for i in self.tracks.tracklet(node):
+            if self.tracks.time(int(i)) == t:
+                return int(i)
+        return None
+
+    def _end(self, node: int) -> int:
+        assert self.tracks is not None
+        return int(self.tracks.tracklet(node)[-1])
+
+    def _start(self, node: int) -> int:
+        assert self.tracks is not None
+        return int(self.tracks.tracklet(node)[0])
+
+    # ------------------------------------------------------------------ track actions
+    def cut(self) -> Command | None:
+        """Cut the selected track at the current time (the node there starts a new track)."""
+        sel = self._require_selection(1, "cut")
+        if sel is None:
+            return None
+        node = self._at_time(sel[0], self.time)
+        if node is None:
+            self.message.emit(f"cut: the selected track has no node at t={self.time}")
+            return None
+        return self.apply(Cut(node))
+
+    def merge(self) -> Command | None:
+        """Link the end of the first selected track to the start of the second."""
+        sel = self._require_selection(2, "merge")
+        if sel is None or self.tracks is None:
+            return None
+        end, start = self._end(sel[0]), self._start(sel[1])
+        if self.tracks.time(end) > self.tracks.time(start):
+            end, start = self._end(sel[1]), self._start(sel[0])
+        cmd = self.apply(Merge(end, start))
+        if cmd is not None:
+            self.select_node(start)
+        return cmd
+
+    def swap(self) -> Command | None:
+        """Exchange the two selected tracks after the current time (a crossing fixed)."""
+        sel = self._require_selection(2, "swap")
+        if sel is None or self.tracks is None:
+            return None
+        try:
+            cmd = Swap.after(self.tracks, sel[0], sel[1], self.time)
+        except InvalidEditError as exc:
+            self.message.emit(f"swap: {exc}")
+            return None
+        return self.apply(cmd)
+
+    def delete_track(self) -> Command | None:
+        sel = self._require_selection(1, "delete")
+        if sel is None:
+            return None
+        cmd = self.apply(Delete.track(sel[0]))
+        if cmd is not None:
+            self.select_node(None)
+        return cmd
+
+    def delete_node(self) -> Command | None:
+        sel = self._require_selection(1, "delete node")
+        if sel is None:
+            return None
+        cmd = self.apply(Delete.node(sel[0]))
+        if cmd is not None:
+            self.select_node(None)
+        return cmd
+
+    def toggle_reviewed(self) -> Command | None:
+        """Mark the selected tracks reviewed (or unreviewed if the first already is)."""
+        sel = self._require_selection(1, "mark reviewed")
+        if sel is None or self.tracks is None:
+            return None
+        ids = [n for n in self.scene.selection.node_ids if n in self.tracks]
+        state = not self.tracks.is_reviewed(ids[0])
+        return self.apply(MarkReviewed(ids, reviewed=state, whole_track=True))
+
+    def prolong_to(self, zyx: Sequence[float]) -> Command | None:
+        """Append a detection at ``zyx`` after the selected track's end, at the current time.
+
+        If the current time is not after the end, the next time point is used. On
+        success the new node is selected and the time advances by one, so successive
+        clicks trace the cell forward.
+        """
+        sel = self._require_selection(1, "prolong")
+        if sel is None or self.tracks is None:
+            return None
+        end = self._end(sel[0])
+        t = max(self.time, self.tracks.time(end) + 1)
+        cmd = self.apply(Prolong(end, [[t, *map(float, zyx)]]))
+        if isinstance(cmd, Prolong) and cmd.new_ids:
+            self.select_node(cmd.new_ids[0])
+            self.set_time(t + 1 if t + 1 <= self.time_range()[1] else t)
+        return cmd
+
+    def next_unreviewed(self) -> int | None:
+        """Select the first node of the next tracklet not yet reviewed; None when all are."""
+        g = self.tracks
+        if g is None or not g.n_nodes:
+            return None
+        ids, rev, tid = g.node_ids, g.reviewed, g.tracklet_ids()
+        todo = np.unique(tid[~rev])
+        if not len(todo):
+            self.message.emit("every track is reviewed")
+            return None
+        first = int(ids[tid == todo[0]][np.argmin(g.t[tid == todo[0]])])
+        self.select_node(first)
+        self.set_time(g.time(first))
+        return first
+
+    def track_table(self) -> list[dict[str, Any]]:
+        """One row per tracklet: ``track``, ``start``, ``end`` (t), ``nodes``, ``reviewed``, ``first``."""
+        g = self.tracks
+        if g is None or not g.n_nodes:
+            return []
+        ids, t, rev, tid = g.node_ids, g.t, g.reviewed, g.tracklet_ids()
+        order = np.lexsort((t, tid))
+        rows = []
+        bounds = np.flatnonzero(np.diff(tid[order])) + 1
+        for chunk in np.split(order, bounds):
+            rows.append(
+                {
+                    "track": int(tid[chunk[0]]),
+                    "start": int(t[chunk[0]]),
+                    "end": int(t[chunk[-1]]),
+                    "nodes": len(chunk),
+                    "reviewed": bool(rev[chunk].all()),
+                    "first": int(ids[chunk[0]]),
+                }
+            )
+        return rows
+
+    # ------------------------------------------------------------------ counting / measuring
+    def define_class(self, name: str, color: Sequence[float] | None = None) -> Command | None:
+        cmd = self.apply(DefineClass(name, color))
+        if cmd is not None:
+            self.current_class = name
+        return cmd
+
+    def place_marker(self, zyx: Sequence[float]) -> Command | None:
+        t = float(self.time) if self.is_timelapse else None
+        return self.apply(AddMarker(self.current_class, zyx, t=t))
+
+    def remove_marker_near(self, zyx: Sequence[float], max_distance_um: float) -> Command | None:
+        ms = self.annotations.markers
+        if not ms:
+            return None
+        d = np.linalg.norm(np.asarray([m.position_um for m in ms]) - np.asarray(zyx), axis=1)
+        i = int(np.argmin(d))
+        if d[i] > max_distance_um:
+            return None
+        return self.apply(RemoveMarker(ms[i].id))
+
+    def add_point(self, zyx: Sequence[float]) -> Command | None:
+        """Feed a click to the current mode (count, measure, prolong)."""
+        p = (float(zyx[0]), float(zyx[1]), float(zyx[2]))
+        if self._mode == "count":
+            return self.place_marker(p)
+        if self._mode == "prolong":
+            return self.prolong_to(p)
+        if self._mode in MEASURE_POINTS:
+            self.pending.append(p)
+            self.pending_changed.emit()
+            need = MEASURE_POINTS[self._mode]
+            if need is not None and len(self.pending) >= need:
+                return self.finish_measurement()
+            return None
+        self.set_cursor(p)
+        return None
+
+    def finish_measurement(self) -> Command | None:
+        """Record the pending points as a measurement of the current mode (path: any >= 2)."""
+        if self._mode not in MEASURE_POINTS or len(self.pending) < 2:
+            return None
+        t = float(self.time) if self.is_timelapse else None
+        pts, self.pending = self.pending, []
+        self.pending_changed.emit()
+        cmd = self.apply(AddMeasurement(self._mode, pts, t=t))  # type: ignore[arg-type]
+        if isinstance(cmd, AddMeasurement) and cmd.measurement_id is not None:
+            m = self.annotations.measurement(cmd.measurement_id)
+            unit = "°" if m.kind == "angle" else " µm"
+            self.message.emit(f"{m.kind}: {m.value:.3f}{unit}")
+        return cmd
+
+    # ------------------------------------------------------------------ project
+    def scene_state(self) -> dict[str, Any]:
+        """The scene as a JSON-able dict (``viewer.scene`` schema)."""
+        import json
+
+        from viewer.scene import scene_to_json
+
+        return dict(json.loads(scene_to_json(self.scene)))
+
+    def restore_scene(self, state: dict[str, Any]) -> None:
+        """Apply a saved scene state: camera, time, planes and each layer's display fields."""
+        from viewer.scene import SceneState
+
+        # Front ends may keep their own keys next to the scene fields (e.g. "vrscope_qt").
+        st = SceneState.model_validate(
+            {k: v for k, v in state.items() if k in SceneState.model_fields}
+        )
+        with self.scene_lock:
+            self._restore(st)
+
+    def _restore(self, st: Any) -> None:
+        self.scene.camera.update(st.camera.model_dump())
+        self.scene.clipping_planes.clear()
+        for p in st.clipping_planes:
+            self.scene.clipping_planes.append(p)
+        by_name = {lay.name: lay for lay in self.scene.layers}
+        for saved in st.layers:
+            lay = by_name.get(saved.name)
+            if lay is None or type(lay) is not type(saved):
+                continue
+            keep = {"name", "kind", "source"}
+            if isinstance(lay, (Points, Measurements)):
+                # Their content comes from the annotations (the journal), not the scene file.
+                keep |= {"positions_um", "classes", "class_colors", "items"}
+            fields = {k: v for k, v in saved.model_dump().items() if k not in keep}
+            lay.update(fields)
+        self.scene.current_time = st.current_time
+        self.scene.selection.update(st.selection.model_dump())
+
+    def save(self, folder: str | os.PathLike[str] | None = None) -> Path:
+        """Save the scene state into the project (journal is always current).
+
+        Without a project, ``folder`` creates one from the current state (tracks as
+        edited become its base; the in-memory undo history starts afresh).
+        """
+        if self.project is None:
+            if folder is None:
+                raise ParameterError("this session has no project folder: choose one to save into")
+            img = self.image_layer
+            store = img.source if img is not None else None
+            self.project = Project.create(
+                folder,
+                image=store,
+                labels=[lay.name for lay in self.labels_layers],
+                tracks=self.tracks,
+                classes={c.name: c.color for c in self.annotations.classes},
+            )
+            for m in self.annotations.markers:
+                self.project.history.apply(
+                    AddMarker(m.class_name, m.position_um, m.t, marker_id=m.id)
+                )
+            for ms in self.annotations.measurements:
+                self.project.history.apply(
+                    AddMeasurement(ms.kind, list(ms.points_um), ms.t, measurement_id=ms.id)
+                )
+            self.history.changed.disconnect(self._on_history)
+            self.workspace = self.project.workspace
+            self.history = self.project.history
+            self.history.changed.connect(self._on_history)
+            self.refresh_layers()
+        self.project.save_scene(self.scene_state())
+        return self.project.path
+
+    def close(self) -> None:
+        """Stop listening to the history and close the project's journal (idempotent)."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
+        self.history.changed.disconnect(self._on_history)
+        if self.project is not None:
+            self.project.close()
+
+
+def _is_em(store: str | os.PathLike[str] | None) -> bool:
+    """EM stores (dark membranes on a light background) read better inverted in 3D."""
+    if store is None:
+        return False
+    try:
+        from analysis.io import open_volume
+
+        src = open_volume(str(store))
+    except Exception:
+        return False
+    return "t" not in src.axes and np.dtype(src.dtype) == np.uint8
+
+
+def world_of(values: npt.ArrayLike) -> tuple[float, float, float]:
+    a = np.asarray(values, dtype=np.float64).reshape(3)
+    return (float(a[0]), float(a[1]), float(a[2]))
+
+
+ProgressFn = Callable[[int, int], None]
