@@ -12,6 +12,9 @@ property and clipping planes); streaming replaces a layer's bricks with
 ``renderer.adapter(layer).set_bricks([...])``. XR renders eye views with
 :meth:`SceneRenderer.render_views` / :meth:`SceneRenderer.apply_view`.
 Headless helpers: :func:`render_store_to_png`, :func:`write_movie`.
+Multiscale streaming: :class:`StreamingController` attaches a
+``viewer.streaming.VolumeStreamer`` to every Image layer of a renderer
+(:func:`render_streamed` for one-shot pictures).
 """
 
 from . import _vtk  # noqa: F401  (chooses EGL before any window exists)
@@ -40,6 +43,7 @@ from ._headless import (
 from ._image import VolumeBrick, VtkImage, image_data
 from ._labels import VtkLabels
 from ._meshes import LabelMeshCache, decimate_to_budget, export_meshes, label_mesh
+from ._streaming import StreamingController, VtkStreamedImage, render_streamed
 from ._tracks import VtkTracks, track_window
 from ._xr_target import VtkXrTarget, XrOverlay, XrText
 
@@ -58,12 +62,14 @@ __all__ = [
     "LabelMeshCache",
     "PickResult",
     "SceneRenderer",
+    "StreamingController",
     "VolumeBrick",
     "VtkImage",
     "VtkLabels",
     "VtkLayer",
     "VtkMeasurements",
     "VtkPoints",
+    "VtkStreamedImage",
     "VtkTracks",
     "VtkXrTarget",
     "XrOverlay",
@@ -77,6 +83,7 @@ __all__ = [
     "label_mesh",
     "layer_to_visual",
     "perspective",
+    "render_streamed",
     "stereo_views",
     "track_window",
     "values_to_colors",

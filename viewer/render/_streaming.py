@@ -91,7 +91,8 @@ class VtkStreamedImage(VtkImage):
             self._image(key, rebuild=True)
         wanted: dict[_ItemKey, tuple[int, npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
         for key, lo, hi in zip(frame.keys, frame.crop_lo, frame.crop_hi, strict=True):
-            ik = (int(key), tuple(np.round(np.r_[lo, hi], 9).tolist()))
+            box = np.round(np.concatenate([lo, hi]), 9).tolist()
+            ik: _ItemKey = (int(key), tuple(float(x) for x in box))
             wanted[ik] = (int(key), lo, hi)
         for ik in [ik for ik in self._volumes if ik not in wanted]:
             del self._volumes[ik]

@@ -267,6 +267,7 @@ class VolumeStreamer:
         self._frame_ms = 0.0
         self._last: StreamFrame | None = None
         self._last_leaf_keys = np.zeros(0, np.int64)
+        self._ancestors = np.zeros(0, np.int64)
         self._last_cache_version = -1
 
     # -- keys ---------------------------------------------------------------------
@@ -359,7 +360,7 @@ class VolumeStreamer:
             keys, lo, hi = self._last.keys, self._last.crop_lo, self._last.crop_hi
             n_stand, n_undrawn = self._last.stats.stand_ins, self._last.stats.undrawn
         else:
-            src = self._stand_ins(sel, base)
+            src, self._ancestors = self._stand_ins(sel, base)
             leaf_lo, leaf_hi = grid.boxes(sel.leaf_levels, sel.leaf_ijk)
             keys, lo, hi = self._draw_items(src, leaf_keys, leaf_lo, leaf_hi)
             n_stand = int(np.count_nonzero((src >= 0) & (src != leaf_keys)))
@@ -386,9 +387,9 @@ class VolumeStreamer:
         self._last = frame
         return frame
 
-    def _stand_ins(self, sel: Selection, base: int) -> I64:
-        """Key of the brick drawn for each leaf: itself if resident, else the nearest
-        resident ancestor, else -1."""
+    def _stand_ins(self, sel: Selection, base: int) -> tuple[I64, I64]:
+        """Key of the brick drawn for each leaf (itself if resident, else the nearest
+        resident ancestor, else -1), and the keys of all ancestors of missing leaves."""
         grid = self.grid
         leaf_keys = base + sel.leaves
         resident = self.cache.contains_array(leaf_keys)
@@ -396,6 +397,7 @@ class VolumeStreamer:
         miss = np.flatnonzero(~resident)
         lvl, ijk = sel.leaf_levels[miss], sel.leaf_ijk[miss]
         top = grid.n_levels - 1
+        chain: list[I64] = []
         while miss.size:
             below = lvl < top
             miss, lvl, ijk = miss[below], lvl[below], ijk[below]
@@ -404,11 +406,15 @@ class VolumeStreamer:
             ijk = grid.parent_ijk(lvl, ijk)
             lvl = lvl + 1
             keys = base + grid.encode_mixed(lvl, ijk)
-            found = self.cache.contains_array(keys)
+            first = src[miss] < 0
+            found = first & self.cache.contains_array(keys)
             src[miss[found]] = keys[found]
-            nf = ~found
-            miss, lvl, ijk = miss[nf], lvl[nf], ijk[nf]
-        return src
+            # Keep walking to the top: the whole chain is requested, coarsest first.
+            uniq, idx = np.unique(keys, return_index=True)
+            chain.append(uniq)
+            miss, lvl, ijk = miss[idx], lvl[idx], ijk[idx]
+        anc = np.unique(np.concatenate(chain)) if chain else np.zeros(0, np.int64)
+        return src, anc
 
     def _drain(self) -> I64:
         results: list[BrickResult] = self.scheduler.drain()
@@ -474,12 +480,19 @@ class VolumeStreamer:
         The budget is filled coarse level first; the missing bricks are then
         requested coarse first and, within a level, from the view centre outwards.
         """
-        sizes = self.grid.nbytes(sel.nodes, self.itemsize)
+        # Only leaves and the ancestors of leaves not yet resident are wanted: an
+        # intermediate level under resident leaves would be fetched for nothing.
+        node_keys = base + sel.nodes
+        useful = np.isin(node_keys, self._ancestors) | np.isin(
+            node_keys, base + sel.leaves, assume_unique=True
+        )
+        nodes = sel.nodes[useful]
+        sizes = self.grid.nbytes(nodes, self.itemsize)
         cum = np.cumsum(sizes)
         limit = _BUDGET_SHARE * self.cache.budget_bytes
         fits = cum <= limit
         over = not bool(fits.all()) if len(fits) else False
-        want = base + sel.nodes[fits]
+        want = base + nodes[fits]
         if self.n_time > 1 and self.prefetch_time and not over:
             used = int(cum[-1]) if len(cum) else 0
             leaf_sizes = self.grid.nbytes(sel.leaves, self.itemsize)

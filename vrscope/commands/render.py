@@ -142,6 +142,12 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_scene_arguments(p)
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="multiscale streaming: per-brick level of detail (finest the view can show, "
+        "bounded by RAM) instead of one whole level within --voxel-budget",
+    )
     p.set_defaults(func=run)
 
 
@@ -211,13 +217,23 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     scene = scene_from_args(args)
     show = not args.no_overlays
-    img = render_to_array(
-        scene,
-        size=(w, h),
-        voxel_budget=int(args.voxel_budget),
-        show_scale_bar=show,
-        show_axes=show,
-    )
+    if getattr(args, "stream", False):
+        from viewer.render import render_streamed
+
+        img, stats = render_streamed(scene, size=(w, h), show_scale_bar=show, show_axes=show)
+        for name, st in stats.items():
+            print(
+                f"streamed {name}: {st.drawn} bricks, {st.bytes_loaded / 2**20:.1f} MB loaded, "
+                f"cache {st.cache_bytes / 2**20:.1f} / {st.cache_budget_bytes / 2**20:.0f} MB"
+            )
+    else:
+        img = render_to_array(
+            scene,
+            size=(w, h),
+            voxel_budget=int(args.voxel_budget),
+            show_scale_bar=show,
+            show_axes=show,
+        )
     import imageio.v3 as iio
 
     iio.imwrite(out, img)
