@@ -140,6 +140,8 @@ def write_fibsem_sample(
             "seed": sample.seed,
             "truth": truth.name,
             "labels": list(FIBSEM_LABELS),
+            # Nucleus halves and the known pore density in each (analysis.synthetic.PoreLayout).
+            "pore_layout": sample.pore_layout.as_dict() if sample.pore_layout else None,
         },
     )
     log.info("wrote fibsem sample %s and truth %s", store, truth)

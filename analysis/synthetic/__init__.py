@@ -8,7 +8,8 @@ The truth is always computed from the final label arrays, so it is exact.
 - :func:`fibsem_cell`: a HeLa-like cell (cell body, nucleus with an invagination and a
   double envelope, nuclear pores with under-pore pockets, mitochondria, ER texture) with
   the label images ``cell``, ``nucleus``, ``mitochondria``, ``nuclear_pores`` and a
-  per-object truth table (:func:`object_table`).
+  per-object truth table (:func:`object_table`); its nuclear pores are clustered with a
+  known density difference between the nucleus halves (:class:`PoreLayout`).
 - :func:`timelapse`: fluorescent nuclei moving and dividing over time (t, z, y, x), CTC
   style instance labels and the true lineage (nodes and parent -> child edges).
 
@@ -19,7 +20,9 @@ To add a generator, write a function returning a frozen dataclass of arrays plus
 
 from analysis.synthetic._fibsem import (
     FIBSEM_LABELS,
+    PORE_SPLIT_RULE,
     FibsemSample,
+    PoreLayout,
     fibsem_cell,
     n_mitochondria_for_size,
 )
@@ -35,9 +38,11 @@ from analysis.synthetic._truth import TRUTH_COLUMNS, object_table, surface_area_
 __all__ = [
     "FIBSEM_LABELS",
     "NODE_COLUMNS",
+    "PORE_SPLIT_RULE",
     "TRACK_COLUMNS",
     "TRUTH_COLUMNS",
     "FibsemSample",
+    "PoreLayout",
     "ProgressCallback",
     "TimelapseSample",
     "fibsem_cell",

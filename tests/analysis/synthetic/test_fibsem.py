@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
 from skimage.draw import ellipsoid, ellipsoid_stats
-from skimage.measure import regionprops
+from skimage.measure import marching_cubes, mesh_surface_area, regionprops
 
 from analysis.errors import ParameterError
+from analysis.morphology import measure_objects
 from analysis.synthetic import (
     FIBSEM_LABELS,
     TRUTH_COLUMNS,
@@ -17,6 +19,7 @@ from analysis.synthetic import (
     n_mitochondria_for_size,
     object_table,
 )
+from analysis.synthetic._fibsem import FIELD_OF_VIEW_UM
 
 SIZE = 96
 FULL = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity
@@ -226,3 +229,130 @@ def test_progress_reports_every_stage() -> None:
     assert sample.scale_um == (0.02, 0.01, 0.01)
     done = [d for _, d, _ in seen]
     assert done == sorted(done) and done[-1] == seen[-1][2] and len(seen) >= 5
+
+
+def _nucleus_halves_reference(sample: FibsemSample) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid (µm) and major principal axis of the nucleus from scikit-image.
+
+    The major axis of the voxel distribution is the inertia tensor's eigenvector with the
+    smallest eigenvalue (regionprops' ``inertia_tensor`` is in physical units with
+    ``spacing``).
+    """
+    (prop,) = regionprops(sample.labels["nucleus"].astype(np.int32), spacing=sample.scale_um)
+    vals, vecs = np.linalg.eigh(prop.inertia_tensor)
+    return np.asarray(prop.centroid), vecs[:, int(np.argmin(vals))]
+
+
+def _envelope_area_by_half(sample: FibsemSample) -> tuple[float, float, float]:
+    """(sparse, dense, total) binary marching-cubes area of the nucleus, scikit-image."""
+    lay = sample.pore_layout
+    assert lay is not None
+    nuc = np.pad(sample.labels["nucleus"] > 0, 1).astype(np.float32)
+    verts, faces, _, _ = marching_cubes(nuc, 0.5, spacing=sample.scale_um)
+    verts -= np.asarray(sample.scale_um)  # undo the padding
+    tri = verts[faces]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    total = mesh_surface_area(verts, faces)
+    assert area.sum() == pytest.approx(total, rel=1e-9)  # per-triangle areas add up
+    dense = lay.in_dense_half(tri.mean(axis=1))
+    return float(area[~dense].sum()), float(area[dense].sum()), float(total)
+
+
+def _pore_centroids(sample: FibsemSample) -> np.ndarray:
+    pores = sample.labels["nuclear_pores"].astype(np.int32)
+    return np.array([p.centroid for p in regionprops(pores, spacing=sample.scale_um)])
+
+
+def test_pore_layout_matches_scikit_image(cell: FibsemSample) -> None:
+    """The recorded split plane, pores and envelope area per half, against scikit-image."""
+    lay = cell.pore_layout
+    assert lay is not None
+    centre, axis = _nucleus_halves_reference(cell)
+    np.testing.assert_allclose(lay.centre_um, centre, atol=1e-9)
+    assert abs(float(np.dot(lay.normal, axis))) == pytest.approx(1.0, abs=1e-9)
+    pts = _pore_centroids(cell)
+    dense = lay.in_dense_half(pts)
+    assert (int(np.count_nonzero(~dense)), int(np.count_nonzero(dense))) == lay.counts
+    assert sum(lay.counts) == cell.n_pores
+    sparse_a, dense_a, total = _envelope_area_by_half(cell)
+    np.testing.assert_allclose(lay.envelope_area_um2, (sparse_a, dense_a), rtol=1e-9)
+    assert sum(lay.envelope_area_um2) == pytest.approx(total, rel=1e-9)
+    # The known difference: one half about twice as dense (at least 1.5x).
+    d_sparse, d_dense = lay.density_per_um2
+    assert d_dense / d_sparse == pytest.approx(lay.target_ratio, rel=0.25)
+    assert d_dense / d_sparse >= 1.5
+    info = lay.as_dict()
+    assert info["counts"] == {"sparse": lay.counts[0], "dense": lay.counts[1]}
+    assert "principal plane" in str(info["split"])
+
+
+def test_pores_are_packed_a_few_voxels_apart(cell: FibsemSample) -> None:
+    """Pores are packed as tightly as separate instances allow at this voxel size."""
+    pts = _pore_centroids(cell)
+    nn = cKDTree(pts).query(pts, 2)[0][:, 1]
+    voxel = cell.scale_um[0]
+    # Centres a few voxels apart: 3-voxel pores with a one-voxel gap (26-neighbourhood).
+    assert nn.min() >= 3.5 * voxel
+    assert nn.min() <= 6.0 * voxel
+    lay = cell.pore_layout
+    assert lay is not None
+    # At 96 voxels (0.107 µm) the dense half is as full as it gets: >= 2 pores per µm².
+    assert lay.density_per_um2[1] >= 2.0
+
+
+def test_truth_surface_is_the_binary_morphology_surface(cell: FibsemSample) -> None:
+    """The truth's surface area is measure_objects(surface_method="binary"), not "smooth"."""
+    mito = cell.labels["mitochondria"]
+    truth = cell.truth[cell.truth["kind"] == "mitochondria"].set_index("label")
+    binary = measure_objects(mito, cell.scale_um, surface_method="binary").set_index("label")
+    np.testing.assert_allclose(
+        binary["surface_area_um2"], truth.loc[binary.index, "surface_area_um2"], rtol=1e-9
+    )
+    smooth = measure_objects(mito, cell.scale_um).set_index("label")
+    assert (smooth["surface_area_um2"] < binary["surface_area_um2"]).mean() > 0.9
+
+
+def _hard_core_random(
+    surface_um: np.ndarray, n: int, d0: float, rng: np.random.Generator
+) -> np.ndarray:
+    """``n`` points drawn uniformly from surface voxels, no two closer than ``d0`` (RSA)."""
+    tree_pts: list[np.ndarray] = []
+    for i in rng.permutation(len(surface_um)):
+        p = surface_um[i]
+        if not tree_pts or np.min(np.sum((np.asarray(tree_pts) - p) ** 2, axis=1)) >= d0 * d0:
+            tree_pts.append(p)
+            if len(tree_pts) == n:
+                break
+    return np.asarray(tree_pts)
+
+
+@pytest.mark.slow
+def test_standard_sample_pores_are_realistic_and_clustered() -> None:
+    """size 256 (0.04 µm voxels): 3-4.5 pores per µm², clustered, dense half ~2x."""
+    sample = fibsem_cell(256, seed=0)
+    assert sample.scale_um[0] == pytest.approx(FIELD_OF_VIEW_UM / 256)
+    lay = sample.pore_layout
+    assert lay is not None
+    sparse_a, dense_a, total = _envelope_area_by_half(sample)
+    assert 3.0 <= sample.n_pores / total <= 4.5
+    pts = _pore_centroids(sample)
+    dense = lay.in_dense_half(pts)
+    d_sparse = np.count_nonzero(~dense) / sparse_a
+    d_dense = np.count_nonzero(dense) / dense_a
+    assert 1.5 <= d_dense / d_sparse <= 2.5
+    nn = cKDTree(pts).query(pts, 2)[0][:, 1]
+    assert 0.12 <= nn.min() <= 0.22  # centre spacing down to ~0.15-0.2 µm
+    # Clustering: more pairs within 0.3 µm (two cluster sigmas) than in 20 hard-core
+    # random patterns with the same number of points and the same minimum spacing,
+    # drawn on the same half of the nuclear surface (SciPy k-d tree pair counts).
+    nuc = sample.labels["nucleus"] > 0
+    surface = np.argwhere(nuc & ~ndi.binary_erosion(nuc)) * np.asarray(sample.scale_um)
+    rng = np.random.default_rng(0)
+    half_pts = pts[dense]
+    half_surface = surface[lay.in_dense_half(surface)]
+    observed = len(cKDTree(half_pts).query_pairs(0.3))
+    null = [
+        len(cKDTree(_hard_core_random(half_surface, len(half_pts), nn.min(), rng)).query_pairs(0.3))
+        for _ in range(20)
+    ]
+    assert observed > max(null)
