@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import zarr
 
 from analysis.io import truth_path, write_fibsem_sample, write_ngff
 from analysis.synthetic import fibsem_cell
@@ -38,6 +39,24 @@ def _check_against_truth(report_dir: Path, truth: pd.DataFrame) -> None:
     assert (report_dir / "report.html").stat().st_size > 50_000
 
 
+def _pore_halves(report_dir: Path, store: Path) -> tuple[dict, dict, int, int]:
+    """The profile's summary, the generator's pore layout (store attributes, read with
+    zarr) and which profile part is the layout's dense / sparse half."""
+    summary = json.loads((report_dir / "summary.json").read_text())
+    layout = zarr.open_group(str(store), mode="r").attrs["vrscope"]["pore_layout"]
+    plane = summary["pores"]["nucleus_split_plane"]
+    dot = float(np.dot(plane["normal"], layout["normal"]))
+    # The profile's principal plane is the generator's split plane.
+    assert abs(dot) == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(plane["centre_um"], layout["centre_um"], atol=1e-6)
+    dense = 2 if dot > 0 else 1
+    parts = summary["pores"]["nucleus_parts"]
+    # Same halves: the same pores in each.
+    assert parts[str(dense)]["n_pores"] == layout["counts"]["dense"]
+    assert parts[str(3 - dense)]["n_pores"] == layout["counts"]["sparse"]
+    return summary, layout, dense, 3 - dense
+
+
 def test_profile_cli_reproduces_sample_truth(tmp_path, capsys):
     store = tmp_path / "cell.zarr"
     write_fibsem_sample(fibsem_cell(96, seed=2), store, version="0.4")
@@ -45,6 +64,7 @@ def test_profile_cli_reproduces_sample_truth(tmp_path, capsys):
     assert code == 0, err
     assert "nuclear pores" in out and "report.html" in out
     _check_against_truth(tmp_path / "rep", pd.read_csv(truth_path(store)))
+    _pore_halves(tmp_path / "rep", store)
 
 
 @pytest.mark.slow
@@ -57,6 +77,19 @@ def test_profile_cli_on_standard_256_sample(tmp_path, capsys):
     assert code == 0, err
     _check_against_truth(tmp_path / "rep", pd.read_csv(truth_path(store)))
     assert time.perf_counter() - t0 < 120
+    # Pores: realistic density and the known denser half found by both t-tests at the
+    # default 0.1 µm bandwidth.
+    summary, layout, dense, sparse = _pore_halves(tmp_path / "rep", store)
+    parts = summary["pores"]["nucleus_parts"]
+    area = sum(p["envelope_area_um2"] for p in parts.values())
+    assert 3.0 <= summary["counts"]["nuclear_pores"] / area <= 4.5
+    ratio = parts[str(dense)]["pores_per_um2"] / parts[str(sparse)]["pores_per_um2"]
+    assert ratio == pytest.approx(layout["target_ratio"], rel=0.25)
+    tests = summary["pores"]["density_t_tests"]
+    assert [t["method"] for t in tests] == ["Student", "Welch"]
+    for t in tests:
+        assert t[f"mean_part{dense}"] > t[f"mean_part{sparse}"]
+        assert t["pvalue"] < 0.05
 
 
 def test_profile_bad_inputs_exit_2_with_one_line(tmp_path, capsys):

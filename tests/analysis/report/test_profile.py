@@ -81,26 +81,79 @@ def test_correlations_and_distances_match_scipy(profile):
     assert len(profile.correlations) == 6
 
 
-def test_pore_density_matches_sklearn_and_ttest_matches_scipy(sample, profile):
-    # At 0.1 µm the sample's pores (~0.9 µm apart) do not overlap: no t-test, a note.
-    assert profile.density_tests.empty
-    assert "constant" in profile.summary["pores"]["density_note"]
-    profile = profile_cell(sample.labels, sample.scale_um, bandwidth_um=0.5)
-    assert len(profile.density_tests) == 2
-    pores = profile.pores
-    truth_p = _truth(sample, "nuclear_pores")
+@pytest.fixture(scope="module")
+def sample128():
+    # 0.08 µm voxels: pores can lie 0.3 µm apart, close enough for a 0.1 µm kernel to see.
+    return fibsem_cell(128, seed=0)
+
+
+@pytest.fixture(scope="module")
+def profile128(sample128):
+    return profile_cell(sample128.labels, sample128.scale_um)
+
+
+def _dense_part(profile, layout) -> int:
+    """The profile's part (1 or 2) that is the generator's dense half."""
+    normal = np.asarray(profile.summary["pores"]["nucleus_split_plane"]["normal"])
+    dot = float(normal @ np.asarray(layout.normal))
+    assert abs(dot) == pytest.approx(1.0, abs=1e-6)  # the same plane
+    return 2 if dot > 0 else 1
+
+
+def test_pore_density_matches_sklearn_and_ttest_matches_scipy(sample128, profile128):
+    """Default bandwidth 0.1 µm: a real t-test between the halves, against the references."""
+    pores = profile128.pores
+    truth_p = _truth(sample128, "nuclear_pores").set_index("label").loc[pores["label"]]
     pts = truth_p[["centroid_z_um", "centroid_y_um", "centroid_x_um"]].to_numpy()
     dist, _ = NearestNeighbors(n_neighbors=9).fit(pts).kneighbors(pts)
     np.testing.assert_allclose(pores["knn_mean_distance_um"], dist[:, 1:].mean(axis=1), rtol=1e-9)
-    kde = np.exp(KernelDensity(bandwidth=0.5).fit(pts).score_samples(pts))
+    kde = np.exp(KernelDensity(bandwidth=0.1).fit(pts).score_samples(pts))
     np.testing.assert_allclose(pores["kde_density"], kde, rtol=1e-6)
-    assert set(pores["nucleus_part"]) == {1, 2}
+    assert profile128.summary["pores"]["density_note"] == ""
+    assert list(profile128.density_tests["method"]) == ["Student", "Welch"]
     a = pores.loc[pores["nucleus_part"] == 1, "kde_density"]
     b = pores.loc[pores["nucleus_part"] == 2, "kde_density"]
-    for row in profile.density_tests.itertuples():
+    for row in profile128.density_tests.itertuples():
         ref = stats.ttest_ind(a, b, equal_var=row.method == "Student")
         assert row.statistic == pytest.approx(ref.statistic, rel=1e-9)
         assert row.pvalue == pytest.approx(ref.pvalue, rel=1e-9)
+        assert (row.n_part1, row.n_part2) == (len(a), len(b))
+
+
+def test_profile_detects_the_known_pore_density_difference(sample128, profile128):
+    """The generator made one half ~2x denser; the profile's halves and t-test find it."""
+    layout = sample128.pore_layout
+    dense = _dense_part(profile128, layout)
+    sparse = 3 - dense
+    # The same halves: pores per part equal the generator's counts per half.
+    pores = profile128.pores
+    n = pores["nucleus_part"].value_counts()
+    assert (n[sparse], n[dense]) == layout.counts
+    parts = profile128.summary["pores"]["nucleus_parts"]
+    assert parts[str(dense)]["pores_per_um2"] == pytest.approx(layout.density_per_um2[1], rel=1e-9)
+    assert parts[str(sparse)]["pores_per_um2"] == pytest.approx(layout.density_per_um2[0], rel=1e-9)
+    assert parts[str(dense)]["pores_per_um2"] >= 1.5 * parts[str(sparse)]["pores_per_um2"]
+    # Denser half -> higher mean KDE density, significant for Student and Welch.
+    for row in profile128.density_tests.itertuples():
+        means = {1: row.mean_part1, 2: row.mean_part2}
+        assert means[dense] > means[sparse]
+        assert row.pvalue < 0.05
+
+
+def test_constant_density_guard_skips_the_t_test(sample, tmp_path):
+    """Pores much farther apart than the bandwidth: every density is the own kernel."""
+    pores = np.zeros_like(sample.labels["nuclear_pores"])
+    step = 12  # 1.28 µm at 96 voxels: neighbours add exp(-82) of a kernel, i.e. nothing
+    for i, (z, y, x) in enumerate(np.ndindex(3, 3, 2), start=1):
+        c = np.array([20 + step * z, 20 + step * y, 30 + step * x])
+        pores[c[0] : c[0] + 2, c[1] : c[1] + 2, c[2] : c[2] + 2] = i
+    labels = {**sample.labels, "nuclear_pores": pores}
+    prof = profile_cell(labels, sample.scale_um)
+    assert prof.density_tests.empty
+    assert "constant" in prof.summary["pores"]["density_note"]
+    np.testing.assert_allclose(prof.pores["kde_density"], prof.pores["kde_density"].iloc[0])
+    html = write_report(prof, tmp_path / "rep").read_text()
+    assert "constant" in html  # the note is shown
 
 
 def test_projection_colours_objects_by_feature(sample, profile):
@@ -135,7 +188,7 @@ def test_report_folder_is_complete_and_self_contained(profile, tmp_path):
     srcs = re.findall(r"src='([^']*)'", html)
     assert len(srcs) >= 10 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "href=" not in html and "<script" not in html
-    assert "constant" in html  # the density note is shown
+    assert "Welch" in html  # the density t-tests are shown
 
 
 def test_profile_bad_inputs(sample):
