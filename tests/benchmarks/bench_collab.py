@@ -77,7 +77,9 @@ def _pose(k: int, i: int) -> dict[str, Any]:
     return {"position_um": [float(i), np.sin(a), np.cos(a)], "orientation": [1.0, 0.0, 0.0, 0.0]}
 
 
-async def _client(url: str, i: int, hz: float, seconds: float, ours: bool, start_at: float) -> list[float]:
+async def _client(
+    url: str, i: int, hz: float, seconds: float, ours: bool, start_at: float
+) -> list[float]:
     from websockets.asyncio.client import connect
 
     lat: list[float] = []
@@ -112,7 +114,11 @@ async def _client(url: str, i: int, hz: float, seconds: float, ours: bool, start
                 "head": _pose(k, i),
                 "left_hand": _pose(k + 1, i),
                 "right_hand": _pose(k + 2, i),
-                "laser": {"origin_um": [0.0, 0.0, 0.0], "direction": [0.0, 0.0, 1.0], "active": True},
+                "laser": {
+                    "origin_um": [0.0, 0.0, 0.0],
+                    "direction": [0.0, 0.0, 1.0],
+                    "active": True,
+                },
             }
             await ws.send(json.dumps(msg))
             k += 1
@@ -123,7 +129,9 @@ async def _client(url: str, i: int, hz: float, seconds: float, ours: bool, start
     return lat
 
 
-async def _clients(url: str, ids: list[int], hz: float, seconds: float, ours: bool, start_at: float) -> list[float]:
+async def _clients(
+    url: str, ids: list[int], hz: float, seconds: float, ours: bool, start_at: float
+) -> list[float]:
     res = await asyncio.gather(*(_client(url, i, hz, seconds, ours, start_at) for i in ids))
     return [x for r in res for x in r]
 
@@ -147,9 +155,22 @@ def _run_case(name: str, n_clients: int, hz: float, seconds: float) -> dict[str,
             halves = [list(range(0, n_clients, 2)), list(range(1, n_clients, 2))]
             workers = [
                 subprocess.Popen(
-                    [sys.executable, __file__, "--clients-of", url, "--ids", ",".join(map(str, ids)),
-                     "--hz", str(hz), "--seconds", str(seconds), "--start-at", str(start_at),
-                     "--case", name],
+                    [
+                        sys.executable,
+                        __file__,
+                        "--clients-of",
+                        url,
+                        "--ids",
+                        ",".join(map(str, ids)),
+                        "--hz",
+                        str(hz),
+                        "--seconds",
+                        str(seconds),
+                        "--start-at",
+                        str(start_at),
+                        "--case",
+                        name,
+                    ],
                     stdout=subprocess.PIPE,
                     text=True,
                     cwd=ROOT,
@@ -200,7 +221,9 @@ def main(argv: list[str]) -> int:
     if args.clients_of:
         ids = [int(x) for x in args.ids.split(",")]
         lat = asyncio.run(
-            _clients(args.clients_of, ids, args.hz, args.seconds, args.case == "ours", args.start_at)
+            _clients(
+                args.clients_of, ids, args.hz, args.seconds, args.case == "ours", args.start_at
+            )
         )
         print(json.dumps(lat))
         return 0

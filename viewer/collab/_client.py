@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+import ssl as _ssl
 import threading
 import time
 import uuid
@@ -402,12 +403,13 @@ class _Link:
         delay = 0.05
         while not self._closing:
             try:
+                kwargs: dict[str, Any] = {} if self._ssl is None else {"ssl": self._ssl}
                 async with connect(
                     self.url,
-                    ssl=self._ssl,
                     max_size=self.max_message_bytes,
                     compression=None,
                     open_timeout=5,
+                    **kwargs,
                 ) as ws:
                     delay = 0.05
                     self.epoch += 1
@@ -428,7 +430,8 @@ class _Link:
                             await writer
                     if ws.close_code == 1008:
                         log.warning("server closed the connection: %s", ws.close_reason)
-            except (InvalidStatus, InvalidURI) as exc:
+            except (InvalidStatus, InvalidURI, _ssl.SSLError) as exc:
+                # Refused, malformed or untrusted: retrying cannot help.
                 self.fatal = exc
                 self.connected.set()
                 return

@@ -308,3 +308,62 @@ def _flood(url: str, n: int, result: dict[str, object]) -> None:
         result["sent"] = sent
 
     asyncio.run(go())
+
+
+def test_tls_session_with_a_self_signed_certificate(tmp_path: Path) -> None:
+    """wss:// with --certfile/--keyfile (certificate made by the openssl CLI)."""
+    import shutil
+    import ssl
+
+    from viewer.collab import CollabServer, Session
+
+    openssl = shutil.which("openssl")
+    assert openssl is not None, "the openssl command is needed to make a test certificate"
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+
+    async def main() -> None:
+        server = CollabServer("127.0.0.1", 0, ssl_context=server_ctx)
+        server.add_session(Session("review", conflict_graph(), tmp_path / "s.sqlite"))
+        await server.start()
+        try:
+            url = server.join_url("review")
+            assert url.startswith("wss://127.0.0.1:")
+            a = await AsyncCollabClient(url, name="a", ssl=client_ctx).start()
+            a.submit(MarkReviewed([3]))
+            await a.wait_synced()
+            assert server.sessions["review"].target.is_reviewed(3)
+            await a.close()
+            # Without trusting the certificate the client cannot join.
+            with pytest.raises(ParameterError, match="cannot join"):
+                await AsyncCollabClient(url, name="b", reconnect=False).start(timeout=5)
+        finally:
+            await server.stop()
+
+    run(main())
