@@ -207,7 +207,7 @@ class Session:
         elif stored != base_digest:
             raise FormatError(
                 f"session journal {self.journal.path} was started from a different base state "
-                "(the project changed since); start a new session"
+                "(the project changed since); start a new session (vrscope serve --new-session)"
             )
         seq0, text = ckpt
         self._checkpoint_text = text
