@@ -43,3 +43,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$VENV/bin/python" -c "import torch, vtk, zarr, analysis" # fail loudly if the install did not work
   echo "$want" > "$stamp"
 fi
+
+# The OpenXR runtime for the xr_runtime tests: Monado from Debian trixie in a private,
+# cached sysroot (never installed into this system; see scripts/monado.sh, docs/xr.md).
+if command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
+  scripts/monado.sh >/dev/null || echo "setup: Monado install failed; xr_runtime tests will fail" >&2
+fi
