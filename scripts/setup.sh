@@ -9,10 +9,11 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 # Xvfb for the Qt tests (xauth is needed by xvfb-run), the xcb libraries Qt's
-# xcb platform loads, and Mesa EGL/GL for offscreen VTK rendering.
+# xcb platform loads, Mesa EGL/GL for offscreen VTK rendering, and openssl
+# (the collaboration TLS test makes a throw-away certificate).
 APT_PACKAGES=(xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0
   libxcb-xinerama0 libxcb-xkb1 libxkbcommon-x11-0 libxcb-cursor0 libxcb-shape0 libxcb-randr0
-  libegl1 libgl1 libglx-mesa0 libgl1-mesa-dri libegl-mesa0 libdbus-1-3 libfontconfig1)
+  libegl1 libgl1 libglx-mesa0 libgl1-mesa-dri libegl-mesa0 libdbus-1-3 libfontconfig1 openssl)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
