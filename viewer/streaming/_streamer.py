@@ -395,9 +395,19 @@ class VolumeStreamer:
         resident = self.cache.contains_array(leaf_keys)
         src = np.where(resident, leaf_keys, -1)
         miss = np.flatnonzero(~resident)
-        lvl, ijk = sel.leaf_levels[miss], sel.leaf_ijk[miss]
         top = grid.n_levels - 1
+        # Two walks up the tree: every still-unresolved leaf (to find its stand-in),
+        # and the distinct ancestors of all missing leaves (to request them).
+        lvl, ijk = sel.leaf_levels[miss], sel.leaf_ijk[miss]
+        clvl, cijk = lvl, ijk
         chain: list[I64] = []
+        while len(clvl):
+            below = clvl < top
+            clvl, cijk = clvl[below] + 1, grid.parent_ijk(clvl[below], cijk[below])
+            ckeys = base + grid.encode_mixed(clvl, cijk)
+            ckeys, idx = np.unique(ckeys, return_index=True)
+            chain.append(ckeys)
+            clvl, cijk = clvl[idx], cijk[idx]
         while miss.size:
             below = lvl < top
             miss, lvl, ijk = miss[below], lvl[below], ijk[below]
@@ -406,13 +416,10 @@ class VolumeStreamer:
             ijk = grid.parent_ijk(lvl, ijk)
             lvl = lvl + 1
             keys = base + grid.encode_mixed(lvl, ijk)
-            first = src[miss] < 0
-            found = first & self.cache.contains_array(keys)
+            found = self.cache.contains_array(keys)
             src[miss[found]] = keys[found]
-            # Keep walking to the top: the whole chain is requested, coarsest first.
-            uniq, idx = np.unique(keys, return_index=True)
-            chain.append(uniq)
-            miss, lvl, ijk = miss[idx], lvl[idx], ijk[idx]
+            nf = ~found
+            miss, lvl, ijk = miss[nf], lvl[nf], ijk[nf]
         anc = np.unique(np.concatenate(chain)) if chain else np.zeros(0, np.int64)
         return src, anc
 

@@ -254,3 +254,31 @@ def test_remote_store_over_http_with_latency(tmp_path: Path) -> None:
     assert info["max_concurrent"] >= 4
     chunk_requests = [p for p in info["requests"] if "/c/" in p]
     assert len(chunk_requests) == n_loaded  # one request per brick: nothing fetched twice
+
+
+def test_a_grandparent_stands_in_for_every_leaf_below_it() -> None:
+    release = threading.Event()
+    data = np.random.default_rng(7).integers(0, 255, (64, 64, 64), dtype=np.uint8)
+    levels = [data] + [downscale_local_mean(data, (f,) * 3).astype(np.uint8) for f in (2, 4)]
+
+    def fn(level: int, region: tuple[slice, ...]) -> np.ndarray:
+        if level < 2:
+            release.wait(30)  # only the coarsest level arrives
+        return levels[level][region]
+
+    src = FunctionVolumeSource(data.shape, fn, chunks=(8, 8, 8), n_levels=3)
+    view = _close_view(data.shape)
+    st = VolumeStreamer(src, cache_bytes=64 << 20, max_error_px=1e-6, n_workers=4)
+    try:
+        n_top = int(np.prod(st.grid.grid[2]))
+        frame = st.update(view)
+        for _ in range(2000):
+            st.scheduler.wait_idle(0.005)
+            frame = st.update(view)
+            if frame.stats.undrawn == 0:
+                break
+        assert frame.stats.undrawn == 0 and frame.stats.stand_ins == len(frame.selection.leaves)
+        assert set(frame.levels.tolist()) == {2} and len(frame) == n_top
+    finally:
+        release.set()
+        st.close()

@@ -1,0 +1,327 @@
+"""Streaming benchmarks (issue 6): first image, full detail after the camera stops, over-fetch,
+frame CPU with 100k+ bricks, throughput against plain zarr, peak memory on a huge volume.
+
+Run: ``.venv/bin/python tests/benchmarks/bench_streaming.py [--quick]``. Prints one table
+per figure; ratios are against plain zarr read + decode measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import zarr  # noqa: E402
+
+from analysis.io import open_volume, write_ngff  # noqa: E402
+from analysis.volume import FunctionVolumeSource  # noqa: E402
+from viewer.scene import Camera  # noqa: E402
+from viewer.streaming import BrickGrid, View, VolumeStreamer, select_bricks  # noqa: E402
+
+SIZE = (1920, 1080)
+FRAME_S = 1 / 60
+
+
+def _store(tmp: Path, n: int = 512) -> Path:
+    path = tmp / "bench.zarr"
+    z, y, x = np.meshgrid(*(np.arange(n, dtype=np.float32),) * 3, indexing="ij", sparse=True)
+    data = (np.sin(z / 9) * np.cos(y / 13) * np.sin(x / 7) * 100 + 128).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    data += rng.integers(0, 20, data.shape, dtype=np.uint8)  # texture: realistic compression
+    write_ngff(data, path, scale_um=(0.01, 0.01, 0.01), unit="micrometer", chunks=(64, 64, 64))
+    return path
+
+
+def _frame_camera(src: object, dolly: float = 1.0) -> Camera:
+    lev = src.levels[0]  # type: ignore[attr-defined]
+    s = np.asarray(lev.scale_um)
+    lo = np.asarray(lev.translation[-3:]) - s / 2
+    hi = lo + np.asarray(lev.shape[-3:]) * s
+    cam = Camera()
+    cam.frame(lo, hi, direction=(1.0, 0.3, 0.2), view_up=(0.0, -1.0, 0.0))
+    cam.dolly(dolly)
+    return cam
+
+
+def first_image(src: object, label: str, render: bool = False) -> list[str]:
+    t0 = time.perf_counter()
+    cam = _frame_camera(src)
+    view = View.from_camera(cam, SIZE)
+    with VolumeStreamer(src, cache_bytes=1 << 30) as st:  # type: ignore[arg-type]
+        frame = st.update(view)
+        while frame.stats.drawn == 0 or frame.stats.undrawn:
+            time.sleep(FRAME_S)  # a 60 Hz frame loop polls; it never waits on I/O
+            frame = st.update(view)
+        t_stream = time.perf_counter() - t0
+        rows = [
+            f"| {label} | first image (coarsest resident, all leaves covered) | "
+            f"{t_stream * 1e3:.0f} ms | levels drawn {sorted(set(frame.levels.tolist()))} |"
+        ]
+    if render:
+        from viewer.render import SceneRenderer
+        from viewer.render._streaming import StreamingController
+        from viewer.scene import Image, Scene
+
+        t0 = time.perf_counter()
+        lay = Image(src)
+        scene = Scene([lay])
+        scene.camera.update(cam.model_dump())
+        with SceneRenderer(scene, size=(800, 600)) as r, StreamingController(r) as ctl:
+            frames = ctl.update()
+            while frames[lay.name].stats.drawn == 0 or frames[lay.name].stats.undrawn:
+                time.sleep(FRAME_S)
+                frames = ctl.update()
+            r.render()
+            rows.append(
+                f"| {label} | first image rendered (800x600, llvmpipe, incl. VTK setup) | "
+                f"{(time.perf_counter() - t0) * 1e3:.0f} ms | |"
+            )
+    return rows
+
+
+def full_detail_after_stop(src: object, label: str, n_workers: int = 8) -> list[str]:
+    """Fly 30 frames at 60 Hz, stop; time until the final view is complete; over-fetch."""
+    cam = _frame_camera(src, dolly=1.0)
+    target = _frame_camera(src, dolly=2.5)
+    p0, p1 = np.asarray(cam.position), np.asarray(target.position)
+    with VolumeStreamer(src, cache_bytes=2 << 30, n_workers=n_workers) as st:  # type: ignore[arg-type]
+        for i in range(30):
+            cam.position = tuple(p0 + (p1 - p0) * i / 29)
+            tick = time.perf_counter()
+            st.update(View.from_camera(cam, SIZE))
+            time.sleep(max(1 / 60 - (time.perf_counter() - tick), 0))
+        loaded0 = st.scheduler.stats().bytes_loaded
+        t0 = time.perf_counter()
+        view = View.from_camera(cam, SIZE)
+        frame = st.update(view)
+        while not frame.complete:
+            time.sleep(FRAME_S)
+            frame = st.update(view)
+        dt = time.perf_counter() - t0
+        # wait for stragglers, then count everything fetched for this run
+        st.scheduler.wait_idle(30)
+        fetched = st.scheduler.stats().bytes_loaded
+        needed = int(st.grid.nbytes(frame.selection.leaves, st.itemsize).sum())
+    return [
+        f"| {label} | full detail after the camera stops | {dt * 1e3:.0f} ms | "
+        f"{len(frame.selection.leaves)} leaves, {(fetched - loaded0) / 2**20:.1f} MB after stop |",
+        f"| {label} | bytes fetched (whole fly + stop) / bytes of the final view | "
+        f"{fetched / needed:.2f} | {fetched / 2**20:.1f} MB / {needed / 2**20:.1f} MB |",
+    ]
+
+
+def overfetch_static(src: object, label: str) -> str:
+    view = View.from_camera(_frame_camera(src, dolly=2.0), SIZE)
+    with VolumeStreamer(src, cache_bytes=2 << 30) as st:  # type: ignore[arg-type]
+        frame = st.settle(view, timeout=120)
+        st.scheduler.wait_idle(30)
+        fetched = st.scheduler.stats().bytes_loaded
+        needed = int(st.grid.nbytes(frame.selection.leaves, st.itemsize).sum())
+    return (
+        f"| {label} | bytes fetched / needed, one view from an empty cache | "
+        f"{fetched / needed:.2f} | {fetched / 2**20:.1f} / {needed / 2**20:.1f} MB |"
+    )
+
+
+def frame_cpu(quick: bool) -> list[str]:
+    rows = []
+
+    def fn(level: int, region: tuple[slice, ...]) -> np.ndarray:
+        return np.zeros([s.stop - s.start for s in region], np.uint8)
+
+    # 4096 x 4096 x 1600 at 64^3: 64 x 64 x 25 = 102,400 level-0 bricks (117k in the pyramid).
+    src = FunctionVolumeSource((1600, 4096, 4096), fn, chunks=(64, 64, 64))
+    grid = BrickGrid.from_source(src)
+    n0 = int(np.prod(grid.grid[0]))
+    # worst case: every level-0 brick in view and wanted at level 0
+    far = _frame_camera(src, dolly=1.0)
+    sel = select_bricks(grid, [View.from_camera(far, SIZE)], max_error_px=1e-9)
+    ts = []
+    for _ in range(10):
+        t = time.perf_counter()
+        sel = select_bricks(grid, [View.from_camera(far, SIZE)], max_error_px=1e-9)
+        ts.append(time.perf_counter() - t)
+    rows.append(
+        f"| select_bricks, all {n0:,} level-0 bricks wanted ({sel.n_tested:,} tested) | "
+        f"{np.median(ts) * 1e3:.1f} ms | {len(sel.leaves):,} leaves |"
+    )
+    # flying through (1 px error, 1920 x 1080), full update() incl. scheduling; workers paused
+    for paused in (True, False):
+        with VolumeStreamer(src, cache_bytes=512 << 20, n_workers=8) as st:
+            st.scheduler.pause(paused)
+            cams = []
+            for i in range(60 if not quick else 20):
+                c = Camera(
+                    position=(800.0 - 2000 + 25 * i, 2048.0 + 10 * i, 2048.0),
+                    focal_point=(800.0, 2048.0, 2048.0 + 5 * i),
+                )
+                cams.append(View.from_camera(c, SIZE))
+            ts, tested, leaves = [], [], []
+            for v in cams:
+                t = time.perf_counter()
+                f = st.update(v)
+                ts.append(time.perf_counter() - t)
+                tested.append(f.selection.n_tested)
+                leaves.append(len(f.selection.leaves))
+                time.sleep(1 / 60)
+            what = "loads paused" if paused else "8 workers loading"
+            rows.append(
+                f"| update() flying, {n0:,}-brick level 0, 1 px, {what} | "
+                f"median {np.median(ts) * 1e3:.2f} ms, p95 {np.percentile(ts, 95) * 1e3:.2f} ms | "
+                f"{int(np.median(tested)):,} tested, {int(np.median(leaves)):,} leaves, "
+                f"LOD bias {f.stats.lod_bias:.2f} |"
+            )
+    return rows
+
+
+def throughput(path: Path) -> list[str]:
+    src = open_volume(path)
+    arr = zarr.open_array(str(path / src.levels[0].path), mode="r")
+    n_bytes = int(np.prod(arr.shape))
+    # plain zarr: the whole level in one call (zarr's own async concurrency), and chunk by chunk
+    best_bulk = best_loop = np.inf
+    for _ in range(3):
+        t = time.perf_counter()
+        arr[...]
+        best_bulk = min(best_bulk, time.perf_counter() - t)
+        t = time.perf_counter()
+        for iz in range(0, arr.shape[0], 64):
+            for iy in range(0, arr.shape[1], 64):
+                for ix in range(0, arr.shape[2], 64):
+                    arr[iz : iz + 64, iy : iy + 64, ix : ix + 64]
+        best_loop = min(best_loop, time.perf_counter() - t)
+    grid = BrickGrid.from_source(src)
+    keys = np.arange(grid.offsets[0], grid.offsets[1])
+    best_stream = np.inf
+    for _ in range(3):
+        with VolumeStreamer(src, cache_bytes=2 << 30, n_workers=8) as st:
+            t = time.perf_counter()
+            st.scheduler.submit(keys)
+            got = 0
+            while got < len(keys):
+                for r in st.scheduler.drain():
+                    assert r.array is not None
+                    st.cache.put(r.request.key, r.array)
+                    got += 1
+                time.sleep(0.0005)
+            best_stream = min(best_stream, time.perf_counter() - t)
+    mbs = n_bytes / 2**20
+    ref = min(best_bulk, best_loop)
+    return [
+        f"| plain zarr, whole level in one call | {mbs / best_bulk:.0f} MB/s | |",
+        f"| plain zarr, chunk by chunk | {mbs / best_loop:.0f} MB/s | |",
+        f"| streaming: scheduler (8 workers) + cache | {mbs / best_stream:.0f} MB/s | "
+        f"{ref / best_stream:.2f} of the faster zarr way |",
+    ]
+
+
+def remote(path: Path) -> list[str]:
+    sys.path.insert(0, str(ROOT / "tests" / "viewer" / "streaming"))
+    from _support import slow_http_server  # type: ignore[import-not-found]
+
+    rows = []
+    with slow_http_server(path.parent, latency_s=0.1) as (url, info):
+        src = open_volume(f"{url}/{path.name}")
+        rows += first_image(src, "HTTP, 100 ms/request")
+        for w in (8, 32):
+            info["bytes"] = 0
+            rows += full_detail_after_stop(src, f"HTTP, 100 ms/request, {w} workers", n_workers=w)
+        rows.append(f"| HTTP | most requests served at once | {info['max_concurrent']} | |")
+    return rows
+
+
+_RSS_SCRIPT = textwrap.dedent(
+    """
+    import sys, time, numpy as np
+    sys.path.insert(0, {root!r})
+    from analysis.volume import FunctionVolumeSource
+    from viewer.scene import Camera
+    from viewer.streaming import View, VolumeStreamer
+    def rss():
+        for line in open('/proc/self/status'):
+            if line.startswith('VmHWM'):
+                return int(line.split()[1]) * 1024
+    def fn(level, region):
+        z, y, x = (np.arange(s.start, s.stop, dtype=np.int64) << level for s in region)
+        return ((z[:, None, None] * 7 + y[None, :, None] * 13 + x[None, None, :] * 29) % 251
+                ).astype(np.uint8)
+    src = FunctionVolumeSource((16384, 16384, 8192), fn, chunks=(64, 64, 64))
+    base = rss()
+    budget = {budget}
+    with VolumeStreamer(src, cache_bytes=budget, n_workers=8) as st:
+        t0 = time.time()
+        for i in range({frames}):
+            c = Camera(position=(-3000.0 + 40 * i, 8192.0 + 20 * i, 4096.0 + 30 * i),
+                       focal_point=(4096.0, 8192.0, 4096.0))
+            st.update(View.from_camera(c, (1920, 1080)))
+            time.sleep(1 / 60)
+        st.settle(View.from_camera(c, (1920, 1080)), timeout=60)
+        print(base, rss(), st.scheduler.stats().bytes_loaded, st.cache.nbytes, time.time() - t0)
+    """
+)
+
+
+def peak_rss(frames: int) -> list[str]:
+    budget = 512 << 20
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_SCRIPT.format(root=str(ROOT), budget=budget, frames=frames)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    base, peak, loaded, held, secs = (float(x) for x in out)
+    mb = 2**20
+    return [
+        f"| procedural 16384x16384x8192 fly-through ({frames} frames, {secs:.0f} s), "
+        f"budget {budget / mb:.0f} MB | peak RSS {peak / mb:.0f} MB | "
+        f"imports {base / mb:.0f} MB; peak - budget = {(peak - budget) / mb:.0f} MB (target < 500); "
+        f"{loaded / mb:.0f} MB streamed, {held / mb:.0f} MB held |"
+    ]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _store(Path(tmp), 256 if args.quick else 512)
+        src = open_volume(path)
+        print("\n| case | measure | value | notes |\n|---|---|---|---|")
+        for row in first_image(src, "local 512^3", render=True):
+            print(row, flush=True)
+        proc = FunctionVolumeSource(
+            (16384, 16384, 8192),
+            lambda lv, reg: np.full([s.stop - s.start for s in reg], lv * 20, np.uint8),
+            chunks=(64, 64, 64),
+        )
+        for row in first_image(proc, "procedural 16384x16384x8192"):
+            print(row, flush=True)
+        for row in full_detail_after_stop(src, "local 512^3"):
+            print(row, flush=True)
+        print(overfetch_static(src, "local 512^3"), flush=True)
+        for row in remote(path):
+            print(row, flush=True)
+        print("\n| frame CPU (LOD + culling + scheduling) | time | notes |\n|---|---|---|")
+        for row in frame_cpu(args.quick):
+            print(row, flush=True)
+        print("\n| throughput (level 0, 512 chunks of 64^3) | rate | ratio |\n|---|---|---|")
+        for row in throughput(path):
+            print(row, flush=True)
+    print("\n| memory | value | notes |\n|---|---|---|")
+    for row in peak_rss(60 if args.quick else 180):
+        print(row, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
