@@ -291,9 +291,8 @@ class QtViewer(QtWidgets.QMainWindow):
 
     def _on_layer_inserted(self, index: int, layer: Any) -> None:
         for view in self.slices.values():
-            layer.events.all.connect(view.refresh)
-            layer.data_changed.connect(view.refresh)
-            view.refresh()
+            view.watch(layer)
+            view.schedule()
 
     def _reset_view(self) -> None:
         self.session.scene.reset_camera()

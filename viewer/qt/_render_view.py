@@ -92,6 +92,10 @@ class RenderThread:
         self._dirty = True
         self._gen = 0
         self._jobs: list[tuple[Callable[[SceneRenderer], Any], Future[Any]]] = []
+        # What changed since the current frame started syncing (see ``_frame``).
+        self._touched: set[int] = set()
+        self._scene_touched = False
+        self._handlers: dict[int, Callable[..., None]] = {}
         self._stop = False
         #: Held by the render thread while it syncs the renderer with the scene (reads
         #: layer data); the GUI thread takes it to replace layer data or add/remove
@@ -109,8 +113,8 @@ class RenderThread:
     def _connect(self, scene: Scene) -> None:
         scene.camera.events.all.connect(self.request)
         scene.clipping_planes.events.connect(self.request)
-        scene.events.current_time.connect(self.request)
-        scene.selection.events.all.connect(self.request)
+        scene.events.current_time.connect(self._on_scene_level)
+        scene.selection.events.all.connect(self._on_scene_level)
         scene.layers.events.inserted.connect(self._on_inserted)
         scene.layers.events.removed.connect(self.request)
         scene.layers.events.moved.connect(self.request)
@@ -118,11 +122,24 @@ class RenderThread:
             self._watch(lay)
 
     def _watch(self, layer: Layer) -> None:
-        layer.events.all.connect(self.request)
-        layer.data_changed.connect(self.request)
+        key = id(layer)
+
+        def touched(*_: object) -> None:
+            with self._cond:
+                self._touched.add(key)
+            self.request()
+
+        self._handlers[key] = touched
+        layer.events.all.connect(touched)
+        layer.data_changed.connect(touched)
         labels_update = getattr(layer, "labels_update", None)
         if labels_update is not None:
-            labels_update.connect(self.request)
+            labels_update.connect(touched)
+
+    def _on_scene_level(self, *_: object) -> None:
+        with self._cond:
+            self._scene_touched = True
+        self.request()
 
     def _on_inserted(self, index: int, layer: Layer) -> None:
         self._watch(layer)
@@ -185,6 +202,8 @@ class RenderThread:
                 jobs, self._jobs = self._jobs, []
                 render, self._dirty = self._dirty, False
                 gen = self._gen
+                self._touched.clear()
+                self._scene_touched = False
                 self._busy = True
             try:
                 with self.lock:
@@ -223,11 +242,13 @@ class RenderThread:
         img = r._grab()  # the renderer's read-back (viewer-internal API)
         dt = time.perf_counter() - t0
         with self._cond:
-            raced = self._gen != gen
-        if raced:
-            # An event landed while the adapters synced; its dirty flag may have been
-            # cleared with theirs, so make every adapter re-sync on the next frame.
-            for adapter in r.adapters.values():
+            touched, scene_touched = set(self._touched), self._scene_touched
+        # An event that landed while the adapters synced may have had its dirty flag
+        # cleared with theirs: make exactly those adapters sync again next frame.
+        for adapter in r.adapters.values():
+            if id(adapter.layer) in touched or (
+                scene_touched and (adapter.time_dependent or adapter.selection_dependent)
+            ):
                 adapter.dirty = True
         self.frames += 1
         self.last_render_s = dt

@@ -47,6 +47,43 @@ def _level_for(src: VolumeSource, plane: Plane) -> int:
     return len(src.levels) - 1
 
 
+class VolumeCache:
+    """Whole pyramid levels kept in memory for slicing, least recently used first out.
+
+    Scrolling re-slices three views per step; reading each slice through zarr costs
+    ~10 ms (decode plus its async machinery), far more than indexing an array. A
+    level that fits the budget is read once; larger ones are sliced from the store.
+    """
+
+    def __init__(self, budget_bytes: int = 512 * 2**20) -> None:
+        self.budget = int(budget_bytes)
+        self._arrays: dict[tuple[int, int, int], npt.NDArray[Any]] = {}
+
+    def get(self, src: VolumeSource, level: int, t: int) -> npt.NDArray[Any] | None:
+        key = (id(src), level, t)
+        arr = self._arrays.pop(key, None)
+        if arr is None:
+            lev = src.levels[level]
+            nbytes = int(np.prod(lev.shape[-3:], dtype=np.int64)) * np.dtype(src.dtype).itemsize
+            if nbytes > self.budget // 4:
+                return None
+            region = []
+            for ax, size in zip(src.axes, lev.shape, strict=True):
+                i = min(max(t, 0), size - 1) if ax == "t" else 0
+                region.append(slice(i, i + 1) if ax in "tc" else slice(None))
+            arr = np.asarray(src.read(level, tuple(region))).reshape(lev.shape[-3:])
+            while (
+                self._arrays and sum(a.nbytes for a in self._arrays.values()) + nbytes > self.budget
+            ):
+                self._arrays.pop(next(iter(self._arrays)))
+        self._arrays[key] = arr  # most recently used last
+        return arr
+
+
+#: Shared by the three slice views of a process.
+CACHE = VolumeCache()
+
+
 def read_slice(
     src: VolumeSource, plane: Plane, pos_um: float, t: int = 0, level: int | None = None
 ) -> tuple[npt.NDArray[Any], QtCore.QRectF] | None:
@@ -64,6 +101,13 @@ def read_slice(
     k = int(round((pos_um - origin[f]) / scale[f]))
     if not 0 <= k < shp[f]:
         return None
+    # Pixel centres sit at origin + i*scale: the rectangle spans half a voxel beyond them.
+    rect = QtCore.QRectF(
+        origin[c] - scale[c] / 2, origin[r] - scale[r] / 2, shp[c] * scale[c], shp[r] * scale[r]
+    )
+    whole = CACHE.get(src, lev_i, t)
+    if whole is not None:
+        return np.take(whole, k, axis=f), rect
     region: list[slice] = []
     for ax, size in zip(src.axes, lev.shape, strict=True):
         if ax == "t":
@@ -76,12 +120,7 @@ def read_slice(
         else:
             region.append(slice(None))
     arr = np.asarray(src.read(lev_i, tuple(region)))
-    arr = arr.reshape(shp[r], shp[c])
-    # Pixel centres sit at origin + i*scale: the rectangle spans half a voxel beyond them.
-    rect = QtCore.QRectF(
-        origin[c] - scale[c] / 2, origin[r] - scale[r] / 2, shp[c] * scale[c], shp[r] * scale[r]
-    )
-    return arr, rect
+    return arr.reshape(shp[r], shp[c]), rect
 
 
 def _label_rgba(arr: npt.NDArray[Any], layer: Labels, selected: set[int]) -> npt.NDArray[np.uint8]:
@@ -153,17 +192,45 @@ class QtSliceView(pg.GraphicsLayoutWidget):
             ln.setZValue(20)
             self.view.addItem(ln)
         self._rect: QtCore.QRectF | None = None
+        self._need_slices = self._need_overlays = False
+        self._timer = QtCore.QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(0)
+        self._timer.timeout.connect(self._redraw)
         self._press: QtCore.QPointF | None = None
         self.scene().sigMouseClicked.connect(self._on_click)
         s = session
-        s.cursor_changed.connect(self._on_cursor)
-        s.scene.events.current_time.connect(self.refresh)
-        s.scene.selection.events.all.connect(self.refresh_overlays)
-        s.pending_changed.connect(self.refresh_overlays)
+        s.cursor_changed.connect(self.schedule)
+        s.scene.events.current_time.connect(self.schedule)
+        s.scene.selection.events.all.connect(self.schedule)
+        s.pending_changed.connect(self.schedule_overlays)
         for lay in s.scene.layers:
-            lay.events.all.connect(self._on_layer)
-            lay.data_changed.connect(self._on_layer)
+            self.watch(lay)
         self.refresh()
+
+    def watch(self, layer: Any) -> None:
+        """Redraw on the layer's changes: re-slice for volumes, overlays only for the rest."""
+        slot = self.schedule if isinstance(layer, (Image, Labels)) else self.schedule_overlays
+        layer.events.all.connect(slot)
+        layer.data_changed.connect(slot)
+
+    # Handlers only mark what is stale; one zero-delay timer redraws once per event-loop
+    # pass, however many events one edit emitted (vispy's _need_update pattern).
+    def schedule(self, *_: object) -> None:
+        self._need_slices = True
+        self._timer.start()
+
+    def schedule_overlays(self, *_: object) -> None:
+        self._need_overlays = True
+        self._timer.start()
+
+    def _redraw(self) -> None:
+        slices, overlays = self._need_slices, self._need_overlays
+        self._need_slices = self._need_overlays = False
+        if slices:
+            self.refresh()
+        elif overlays:
+            self.refresh_overlays()
 
     def resizeEvent(self, ev: Any) -> None:
         super().resizeEvent(ev)
@@ -176,12 +243,6 @@ class QtSliceView(pg.GraphicsLayoutWidget):
     @property
     def fixed_axis(self) -> int:
         return slice_axes(self.plane)[2]
-
-    def _on_cursor(self, *_: object) -> None:
-        self.refresh()
-
-    def _on_layer(self, *_: object) -> None:
-        self.refresh()
 
     def refresh(self, *_: object) -> None:
         """Re-read the slices at the cursor and redraw every overlay."""
