@@ -198,7 +198,9 @@ def bench_render(size: tuple[int, int], frames: int) -> None:
     print(
         f"  VtkXrTarget into a swapchain-like FBO: {t_ours:8.1f} ms  ({1e3 / t_ours:5.1f} fps per eye)"
     )
-    print(f"  same, sample distance x4 (adaptive):  {t_coarse:8.1f} ms  ({1e3 / t_coarse:5.1f} fps per eye)")
+    print(
+        f"  same, sample distance x4 (adaptive):  {t_coarse:8.1f} ms  ({1e3 / t_coarse:5.1f} fps per eye)"
+    )
     print(f"  pyvista Plotter offscreen (reference): {t_ref:8.1f} ms  ({1e3 / t_ref:5.1f} fps)")
     print(f"  ratio ours / pyvista: {t_ours / t_ref:.2f}")
 

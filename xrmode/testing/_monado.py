@@ -110,7 +110,10 @@ class MonadoRuntime:
         }
         (self.state_dir / "lvp_icd.json").write_text(json.dumps(icd))
         if self.remote:
-            cfg = {"active": "remote", "remote": {"version": 0, "port": self.remote_port}}
+            cfg = {
+                "active": "remote",
+                "remote": {"version": 0, "port": self.remote_port, "view_count": 2},
+            }
             (self.config_dir / "monado").mkdir(exist_ok=True)
             (self.config_dir / "monado" / "config_v0.json").write_text(json.dumps(cfg))
 
@@ -165,8 +168,9 @@ class MonadoRuntime:
         )
         env.pop("DISPLAY", None)
         env.pop("WAYLAND_DISPLAY", None)
-        if self.remote:
-            env["P_OVERRIDE_ACTIVE_CONFIG"] = "remote"
+        # The remote driver is chosen by config_v0.json (written above), which also
+        # carries the port; P_OVERRIDE_ACTIVE_CONFIG=remote would force port 4242.
+        env.pop("P_OVERRIDE_ACTIVE_CONFIG", None)
         return env
 
     def python_command(self, args: Sequence[str], python: str | None = None) -> list[str]:
