@@ -20,7 +20,7 @@ corner; where it is not, the brick's own edge voxels are repeated. Every drawn
 item is cropped to its world box (half a voxel beyond its outer voxel centres),
 so boxes of any levels tile space exactly: no gaps and no double compositing at
 level transitions, and inside one level neighbours sample the same boundary
-values (see ``tests/viewer/render/test_streaming_render.py`` for the measured seams).
+values (``tests/viewer/streaming/test_render_streaming.py`` measures the seams).
 """
 
 from __future__ import annotations
