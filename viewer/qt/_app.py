@@ -61,7 +61,7 @@ class QtViewer(QtWidgets.QMainWindow):
     ----------
     render_view : QtRenderView
     slices : dict plane -> QtSliceView
-    actions : dict name -> QAction (names as in :data:`SHORTCUTS`)
+    qactions : dict name -> QAction (names as in :data:`SHORTCUTS`)
     jobs : JobsPanel
     """
 
@@ -74,7 +74,7 @@ class QtViewer(QtWidgets.QMainWindow):
         s = session
         # -- central: 3D + three slices in a 2x2 grid -----------------------------
         self.render_view = QtRenderView(s.scene)
-        s.scene_lock = self.render_view.thread.lock
+        s.scene_lock = self.render_view.render_thread.lock
         self.slices = {p: QtSliceView(s, p) for p in PLANES}
         grid = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         top = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
@@ -132,7 +132,7 @@ class QtViewer(QtWidgets.QMainWindow):
         self.fps_label = QtWidgets.QLabel()
         self.status.addPermanentWidget(self.mode_label)
         self.status.addPermanentWidget(self.fps_label)
-        self.actions: dict[str, QtGui.QAction] = {}
+        self.qactions: dict[str, QtGui.QAction] = {}
         self._make_actions()
         # -- wiring ------------------------------------------------------------------
         s.message.connect(lambda m: self.status.showMessage(m, 6000))
@@ -163,7 +163,7 @@ class QtViewer(QtWidgets.QMainWindow):
         act.triggered.connect(lambda *_: slot())
         menu.addAction(act)
         self.addAction(act)
-        self.actions[name] = act
+        self.qactions[name] = act
         return act
 
     def _make_actions(self) -> None:
@@ -225,12 +225,12 @@ class QtViewer(QtWidgets.QMainWindow):
     # ------------------------------------------------------------------ clicks
     def _on_mode(self, mode: str) -> None:
         self.mode_label.setText(f"tool: {mode}")
-        act = self.actions.get(mode)
+        act = self.qactions.get(mode)
         if act is not None and act.isCheckable():
             act.setChecked(True)
         elif mode == "prolong":
             for name in ("navigate", "count", "distance", "angle", "path"):
-                self.actions[name].setChecked(False)
+                self.qactions[name].setChecked(False)
 
     def _on_slice_click(self, zyx: tuple[float, float, float], modifiers: Any) -> None:
         view = self.sender()
@@ -282,12 +282,12 @@ class QtViewer(QtWidgets.QMainWindow):
             tol = float(np.linalg.norm(hi - lo)) / 100
             self.handle_point(res.world_um, modifiers, tol)
 
-        self.render_view.thread.pick(x, y, picked)
+        self.render_view.render_thread.pick(x, y, picked)
 
     # ------------------------------------------------------------------ events
     def _on_edited(self, action: str) -> None:
-        self.actions["undo"].setEnabled(self.session.history.can_undo)
-        self.actions["redo"].setEnabled(self.session.history.can_redo)
+        self.qactions["undo"].setEnabled(self.session.history.can_undo)
+        self.qactions["redo"].setEnabled(self.session.history.can_redo)
 
     def _on_layer_inserted(self, index: int, layer: Any) -> None:
         for view in self.slices.values():
@@ -360,7 +360,7 @@ class QtViewer(QtWidgets.QMainWindow):
         def done(graph: Any) -> None:
             name = "linked tracks"
             layers = self.session.scene.layers
-            with self.render_view.thread.lock:
+            with self.render_view.render_thread.lock:
                 if name in layers.names:
                     layers.remove(layers.get(name))
                 layers.append(Tracks(track_data_from_graph(graph), name=name, colormap="Set1"))
@@ -439,7 +439,7 @@ class QtViewer(QtWidgets.QMainWindow):
 
         s = self.session
         out = Path(path)
-        thread = self.render_view.thread
+        thread = self.render_view.render_thread
         lo, hi = s.time_range()
 
         def work(progress: Any) -> Path:
@@ -540,7 +540,7 @@ def run_viewer(
     if exit_after is not None:
 
         def finish() -> None:
-            win.render_view.thread.wait_idle(30)
+            win.render_view.render_thread.wait_idle(30)
             QtWidgets.QApplication.processEvents()
             if screenshot:
                 win.screenshot(screenshot)

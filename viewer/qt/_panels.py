@@ -143,7 +143,7 @@ class LayerPanel(QtWidgets.QWidget):
         if isinstance(lay, (Labels, Tracks)):
             lay.update({"fixed_color": rgb, "color_mode": "fixed"})
         elif hasattr(lay, "color"):
-            lay.color = rgb  # type: ignore[attr-defined]
+            lay.color = rgb
 
     def _move(self, step: int) -> None:
         lay = self.current()
@@ -215,7 +215,7 @@ class _TableModel(QtCore.QAbstractTableModel):
     def columnCount(self, parent: Any = None) -> int:
         return len(self.table.columns)
 
-    def data(self, index: QtCore.QModelIndex, role: int = 0) -> Any:
+    def data(self, index: Any, role: int = 0) -> Any:
         if role != QtCore.Qt.ItemDataRole.DisplayRole or not index.isValid():
             return None
         v = self.table.iat[index.row(), index.column()]

@@ -285,7 +285,7 @@ class QtRenderView(QtWidgets.QWidget):
         self._press: QtCore.QPointF | None = None
         self._last: QtCore.QPointF | None = None
         self._dragged = False
-        self.thread = RenderThread(scene, self._on_frame, size=self._render_size())
+        self.render_thread = RenderThread(scene, self._on_frame, size=self._render_size())
 
     # -- frames -----------------------------------------------------------------
     def _render_size(self) -> tuple[int, int]:
@@ -309,7 +309,7 @@ class QtRenderView(QtWidgets.QWidget):
 
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
         super().resizeEvent(event)
-        self.thread.resize(*self._render_size())
+        self.render_thread.resize(*self._render_size())
 
     def last_image(self) -> QtGui.QImage | None:
         return self._image
@@ -374,4 +374,4 @@ class QtRenderView(QtWidgets.QWidget):
         )
 
     def close_renderer(self) -> None:
-        self.thread.close()
+        self.render_thread.close()

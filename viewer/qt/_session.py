@@ -152,7 +152,7 @@ class ProofreadingSession:
             raise ParameterError("nothing to show: give an image store, --tracks or --project")
         try:
             scene = build_store_scene(
-                store,
+                None if store is None else os.fspath(store),
                 labels=list(labels) if labels else None,
                 tracks=graph,
                 invert=_is_em(store) if invert is None else invert,
@@ -241,9 +241,9 @@ class ProofreadingSession:
         if MARKERS_LAYER not in names:
             lo, hi = self.scene.extent_world()
             size = float(np.linalg.norm(hi - lo)) / 120 or 1.0
-            self.scene.add(Points(name=MARKERS_LAYER, size_um=size))
+            self.scene.add(Points(name=MARKERS_LAYER, size_um=size))  # type: ignore[call-arg]
         if MEASUREMENTS_LAYER not in names:
-            self.scene.add(Measurements(name=MEASUREMENTS_LAYER))
+            self.scene.add(Measurements(name=MEASUREMENTS_LAYER))  # type: ignore[call-arg]
         if self.tracks is not None and TRACKS_LAYER not in names:
             self.scene.add(Tracks.from_track_graph(self.tracks, name=TRACKS_LAYER))
 

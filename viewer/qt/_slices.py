@@ -127,7 +127,11 @@ def _label_rgba(arr: npt.NDArray[Any], layer: Labels, selected: set[int]) -> npt
     ids, inv = np.unique(arr, return_inverse=True)
     cols = np.zeros((len(ids), 4), dtype=np.uint8)
     rgb = id_colors(ids)
-    if layer.color_mode == "feature" and layer.feature in layer.features:
+    if (
+        layer.color_mode == "feature"
+        and layer.feature is not None
+        and layer.feature in layer.features
+    ):
         from viewer.render import values_to_colors
 
         rgb = values_to_colors(
@@ -147,7 +151,7 @@ def _label_rgba(arr: npt.NDArray[Any], layer: Labels, selected: set[int]) -> npt
     return cols[inv.reshape(arr.shape)]
 
 
-class QtSliceView(pg.GraphicsLayoutWidget):
+class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
     """One orthogonal slice (world µm coordinates) with overlays and the crosshair.
 
     Signals
@@ -359,7 +363,8 @@ class QtSliceView(pg.GraphicsLayoutWidget):
     def view_to_scene(self, zyx: tuple[float, float, float]) -> QtCore.QPointF:
         """Scene position of a world point (for simulated clicks in tests)."""
         r, c, _ = slice_axes(self.plane)
-        return self.view.mapViewToScene(QtCore.QPointF(zyx[c], zyx[r]))
+        out: QtCore.QPointF = self.view.mapViewToScene(QtCore.QPointF(zyx[c], zyx[r]))
+        return out
 
     def _on_click(self, ev: Any) -> None:
         if ev.button() != QtCore.Qt.MouseButton.LeftButton:

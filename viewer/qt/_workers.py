@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -239,7 +239,7 @@ def measure_job(
 
 
 def profile_job(
-    labels: dict[str, VolumeSource], image: VolumeSource | None = None
+    labels: Mapping[str, VolumeSource], image: VolumeSource | None = None
 ) -> Callable[[Progress], Any]:
     """The cell-profile workflow (``analysis.report.profile_cell``) on the open labels."""
 

@@ -40,8 +40,8 @@ def timelapse_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def wait_rendered(qtbot: Any, win: Any, timeout_ms: int = 180_000) -> None:
     """Wait until the 3D view painted a frame and the render thread is idle."""
-    qtbot.waitUntil(lambda: win.render_view.thread.frames >= 1, timeout=timeout_ms)
-    assert win.render_view.thread.wait_idle(timeout_ms / 1000)
+    qtbot.waitUntil(lambda: win.render_view.render_thread.frames >= 1, timeout=timeout_ms)
+    assert win.render_view.render_thread.wait_idle(timeout_ms / 1000)
     qtbot.wait(50)
 
 

@@ -147,7 +147,7 @@ def test_time_lapse_track_cut_prolong_merge_undo_redo(
     s.set_cursor(pos_n)
     click(qtbot, win, "xy", pos_n, Qt.KeyboardModifier.ControlModifier)
     assert s.scene.selection.node_ids == [p, n]
-    win.actions["merge"].trigger()
+    win.qactions["merge"].trigger()
     assert edge_set(g) == truth
 
     # undo twice: merge and cut undone; redo: cut again (redo of the undone prolong was cleared)
@@ -235,8 +235,8 @@ def test_scatter_selection_selects_objects_in_3d(
     qtbot.waitUntil(lambda: sorted(s.scene.selection.label_ids) == expected, timeout=5000)
     assert s.scene.selection.layer == "mitochondria"
     # ... and the 3D view outlines exactly those objects
-    assert win.render_view.thread.wait_idle(120)
-    outlined = win.render_view.thread.submit(
+    assert win.render_view.render_thread.wait_idle(120)
+    outlined = win.render_view.render_thread.submit(
         lambda r: r.adapter("mitochondria").outline.GetInput().GetCellData().GetArray("label")
     ).result()
     from vtkmodules.util.numpy_support import vtk_to_numpy  # test-side check of the VTK state
@@ -261,15 +261,15 @@ def test_save_close_reopen_restores_everything(
     node = int(g.node_ids[np.argmax(g.t)])
     s.select_node(node)
     s.set_time(g.time(node))
-    win.actions["cut"].trigger()
-    win.actions["reviewed"].trigger()
+    win.qactions["cut"].trigger()
+    win.qactions["reviewed"].trigger()
     s.set_mode("count")
     s.add_point(g.position(node))
     s.scene.camera.orbit(azimuth=40)
     s.layer("nuclei").opacity = 0.35
     cam = s.scene.camera.model_dump()
     edges, reviewed = edge_set(g), g.reviewed.copy()
-    win.actions["save"].trigger()
+    win.qactions["save"].trigger()
     win.close()
 
     win2 = make_viewer(project=proj)
@@ -282,7 +282,7 @@ def test_save_close_reopen_restores_everything(
     assert s2.time == g.time(node)
     # the undo history came back: three undos return to the opened graph
     for _ in range(3):
-        win2.actions["undo"].trigger()
+        win2.qactions["undo"].trigger()
     assert edge_set(s2.tracks) == start_edges and not s2.annotations.markers
     assert not s2.history.can_undo
 
@@ -328,13 +328,13 @@ def test_ui_thread_never_blocks_over_100ms(
             s.set_mode("count")
             s.add_point(c)
         if i % 4 == 2:
-            win.actions["undo"].trigger()
+            win.qactions["undo"].trigger()
         qtbot.wait(40)
     qtbot.waitUntil(job.done.is_set, timeout=120_000)
-    assert rv.thread.wait_idle(120)
+    assert rv.render_thread.wait_idle(120)
     qtbot.wait(50)
     timer.stop()
-    assert rv.thread.frames >= 3  # the view kept rendering
+    assert rv.render_thread.frames >= 3  # the view kept rendering
     assert len(wall) > 20
     print(
         f"UI lag: wall max {max(wall):.0f} ms p50 {np.median(wall):.0f} ms; "
