@@ -105,6 +105,14 @@ def main(argv: list[str]) -> int:
         f"{sample.n_pores} pores; stage sums over {repeat} runs: "
         + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items())
     )
+    lay = sample.pore_layout
+    if lay is not None:
+        area = sum(lay.envelope_area_um2)
+        print(
+            f"  pores per µm² of envelope: {sample.n_pores / area:.2f} overall, "
+            f"{lay.density_per_um2[0]:.2f} sparse half ({lay.counts[0]}), "
+            f"{lay.density_per_um2[1]:.2f} dense half ({lay.counts[1]})"
+        )
 
     ours_t, ours = timed(lambda: object_table(sample.labels, sample.scale_um), repeat)
     ref_t, ref = timed(lambda: reference_truth(sample.labels, sample.scale_um), repeat)

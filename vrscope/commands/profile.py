@@ -27,7 +27,9 @@ def register(subparsers: Any) -> None:
             "Run the cell-profiling workflow on an OME-Zarr store: organelle volumes and "
             "percent of cell/cytoplasm; mitochondria surface-to-volume correlated with the "
             "distance to the nucleus and to the plasma membrane; nuclear-pore kNN distance, "
-            "Gaussian KDE density and a t-test between the two halves of the nucleus."
+            "Gaussian KDE density and Student/Welch t-tests between the two halves of the "
+            "nucleus (cut by its principal plane; summary.json also gives pores per µm² of "
+            "envelope per half)."
         ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
