@@ -14,8 +14,10 @@ PREFIX=${MONADO_PREFIX:-${XDG_CACHE_HOME:-$HOME/.cache}/vrscope/monado}
 CACHE=${MONADO_CACHE:-$PREFIX/debs}
 SYSROOT=$PREFIX/sysroot
 STAMP=$SYSROOT/.vrscope-monado-25
+# libglx-mesa0 and libx11-6 come with libgl1 anyway; named because the app's GLX
+# binding (vrscope xr --graphics glx) loads them from this sysroot.
 PACKAGES=(monado-service libopenxr1-monado monado-cli mesa-vulkan-drivers libegl1 libegl-mesa0
-  libgl1 libopengl0)
+  libgl1 libopengl0 libglx-mesa0 libx11-6)
 
 if [ -f "$STAMP" ]; then
   echo "$SYSROOT"

@@ -68,6 +68,7 @@ class XrOptions:
     stream: bool = False
     hand_tracking: bool = True
     classes: list[str] = field(default_factory=list)
+    graphics: str = "auto"
 
 
 class Trace:
@@ -289,7 +290,9 @@ def run_xr(opts: XrOptions) -> int:
     old = signal.getsignal(signal.SIGTERM)
     try:
         with XrSession(
-            hand_tracking=opts.hand_tracking, on_state=lambda s: trace("state", state=s)
+            hand_tracking=opts.hand_tracking,
+            on_state=lambda s: trace("state", state=s),
+            graphics=opts.graphics,
         ) as session:
             # SIGTERM ends the session the way the headset's menu would: cleanly, saved.
             signal.signal(signal.SIGTERM, lambda *_: session.request_exit())
@@ -306,13 +309,13 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
     from viewer.render import EyeView, VtkXrTarget
 
     opts = app.opts
-    gl = session.egl.gl
+    gl = session.graphics.gl
     # VTK initialises from the current context and needs a complete framebuffer bound.
     gl.attach_texture(session.fbo, session.swapchain_images[0][0])
     target = VtkXrTarget(
         app.scene,
-        session.egl.make_current,
-        session.egl.is_current,
+        session.graphics.make_current,
+        session.graphics.is_current,
         session.eye_size,
         background=opts.background,
     )
@@ -324,6 +327,8 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
     trace(
         "session",
         runtime=session.runtime_name,
+        graphics=session.graphics.kind,
+        renderer=session.graphics.gl.renderer(),
         eye_size=list(session.eye_size),
         space=session.space_type,
         profiles=session.actions.accepted_profiles,
@@ -401,7 +406,7 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
     finally:
         if streaming is not None:
             streaming.close()
-        session.egl.make_current()
+        session.graphics.make_current()
         target.close()
 
 

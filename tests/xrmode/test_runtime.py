@@ -11,6 +11,7 @@ computed here with NumPy, not from the app.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -55,12 +56,12 @@ def stage_to_world(tr: dict, p: np.ndarray) -> np.ndarray:
 
 
 def start(
-    monado: MonadoRuntime, tmp_path: Path, args: list[str]
+    monado: MonadoRuntime, tmp_path: Path, args: list[str], display: str | None = None
 ) -> tuple[XrAppRun, RemoteRig, dict]:
     """Connect the rig (head in front of the table, hands at rest), start the app, wait for focus."""
     rig = RemoteRig(port=monado.remote_port).connect()
     rig.set(head_position=(0.0, 1.05, 0.1), head_orientation=IDENTITY)
-    app = XrAppRun(monado, args, tmp_path / "run").start()
+    app = XrAppRun(monado, args, tmp_path / "run", display=display).start()
     session = app.wait_for(lambda e: e["event"] == "session", 120, "session start")
     app.wait_state("FOCUSED", 60)
     app.wait_frames(lambda e: e["state"] == "FOCUSED" and e["right"] is not None, 1, 60)
@@ -77,7 +78,14 @@ def finish(app: XrAppRun, rig: RemoteRig) -> None:
     assert states[-2:] == ["IDLE", "EXITING"], states
 
 
-def test_session_focuses_renders_both_eyes_and_exits(monado, ball_store, tmp_path):
+@pytest.mark.parametrize("graphics", ["egl", "glx"])
+def test_session_focuses_renders_both_eyes_and_exits(monado, ball_store, tmp_path, graphics):
+    """Both bindings Monado accepts: EGL (XR_MNDX_egl_enable) and Xlib/GLX (an X display:
+    Xvfb under scripts/test.sh; the app's GLX then comes from the Monado sysroot's Mesa)."""
+    display = None
+    if graphics == "glx":
+        display = os.environ.get("DISPLAY")
+        assert display, "the GLX binding test needs an X display: run under xvfb-run"
     snap = tmp_path / "snap"
     app, rig, session = start(
         monado,
@@ -90,7 +98,10 @@ def test_session_focuses_renders_both_eyes_and_exits(monado, ball_store, tmp_pat
             str(snap),
             "--exit-after",
             "0.5",
+            "--graphics",
+            graphics,
         ],
+        display=display,
     )
     try:
         rc = app.wait_exit(120)
@@ -104,6 +115,8 @@ def test_session_focuses_renders_both_eyes_and_exits(monado, ball_store, tmp_pat
         assert s in states, states
     assert states.index("FOCUSED") < states.index("STOPPING") < states.index("EXITING")
     assert app.events[-1]["event"] == "closed"
+    assert session["graphics"] == graphics
+    assert ("XR_MNDX_egl_enable" in session["extensions"]) == (graphics == "egl")
     # The runtime validated every suggested binding path of every profile.
     assert sorted(session["profiles"]) == sorted(PROFILES), session["rejected"]
 

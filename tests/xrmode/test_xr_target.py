@@ -2,7 +2,9 @@
 
 Checked like vispy's ``compare_render``: the sample appears where the eye's
 projection matrix puts it, shifted between eyes, and the overlay's laser line
-shows in its colour.
+shows in its colour. Both kinds of context the session can own are used: a
+surfaceless EGL context and a GLX context in a hidden GLFW window (the Xlib
+binding's; needs an X display, which ``scripts/test.sh`` provides with Xvfb).
 """
 
 from __future__ import annotations
@@ -15,18 +17,25 @@ from .conftest import BALL_CENTRE_UM
 pytestmark = pytest.mark.render
 
 
-def test_eyes_render_the_ball_where_the_projection_puts_it(ball_store):
+def make_context(kind: str):
+    from xrmode.session import EglContext, GlfwContext
+
+    return EglContext() if kind == "egl" else GlfwContext()
+
+
+@pytest.mark.parametrize("kind", ["egl", "glx"])
+def test_eyes_render_the_ball_where_the_projection_puts_it(ball_store, kind):
     from analysis.io import open_volume
     from viewer.render import EyeView, VtkXrTarget, XrOverlay
     from viewer.scene import Image, Scene
     from xrmode._frame_loop import eye_view_arrays
     from xrmode._transform import StageTransform
     from xrmode.input import Pose
-    from xrmode.session import EglContext
     from xrmode.session._session import EyeImage
 
     w, h = 160, 120
-    with EglContext() as ctx:
+    with make_context(kind) as ctx:
+        assert ctx.kind == kind
         gl = ctx.gl
         tex = gl.new_texture(w, h)
         fbo = gl.new_framebuffer()

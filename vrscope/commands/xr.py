@@ -23,9 +23,11 @@ tools (switch with the menu button on the left hand; grab always works):
   laser     a pointer for showing
 left hand: menu opens the tool menu, Y/B undo, X/A redo, stick click resets the view.
 
-runtimes: any OpenXR runtime offering XR_KHR_opengl_enable with XR_MNDX_egl_enable
-(Monado; on a headless machine: scripts/monado.sh, docs/xr.md). XR_RUNTIME_JSON
-selects the runtime.
+runtimes: any OpenXR runtime offering XR_KHR_opengl_enable (SteamVR, Meta, WMR,
+Monado; on a headless machine: scripts/monado.sh, docs/xr.md). XR_RUNTIME_JSON
+selects the runtime. OpenGL binding (--graphics auto): EGL where the runtime offers
+XR_MNDX_egl_enable (Monado, no display needed), else GLX (Linux, needs DISPLAY) or
+WGL (Windows).
 
 examples:
   vrscope xr cell.zarr --labels mitochondria --project cell.vrproj --tool count
@@ -93,6 +95,13 @@ def register(sub: Any) -> None:
         help="stream the image by level of detail for both eyes (large stores)",
     )
     p.add_argument(
+        "--graphics",
+        default="auto",
+        choices=["auto", "egl", "glx", "wgl"],
+        help="OpenGL binding to the runtime (default: %(default)s: EGL where offered, "
+        "else GLX on Linux, WGL on Windows)",
+    )
+    p.add_argument(
         "--no-hand-tracking", action="store_true", help="do not use XR_EXT_hand_tracking"
     )
     p.add_argument(
@@ -138,5 +147,6 @@ def run(args: argparse.Namespace) -> int:
         stream=args.stream,
         hand_tracking=not args.no_hand_tracking,
         classes=list(args.classes),
+        graphics=args.graphics,
     )
     return run_xr(opts)

@@ -1,16 +1,22 @@
-"""The OpenXR session: instance, EGL graphics binding, swapchains and the frame loop.
+"""The OpenXR session: instance, OpenGL graphics binding, swapchains and the frame loop.
 
 :class:`XrSession` (context manager; needs pyopenxr and a runtime) builds
-instance -> system -> EGL context -> session -> spaces -> actions -> swapchains
+instance -> system -> GL context -> session -> spaces -> actions -> swapchains
 and tears them down in reverse; :meth:`XrSession.frames` is the frame loop
-(a generator handling every session state). :class:`EglContext` and :class:`Gl`
-are the small ctypes EGL/GL layer the swapchain glue needs; the VTK half lives
-in ``viewer.render.VtkXrTarget``.
+(a generator handling every session state). The GL context is an
+:class:`EglContext` (surfaceless EGL, ``XR_MNDX_egl_enable``) or a
+:class:`GlfwContext` (GLX on Linux desktops, WGL on Windows); :class:`Gl` is
+the small ctypes GL layer the swapchain glue needs; the VTK half lives in
+``viewer.render.VtkXrTarget``. A new binding is a context class with the same
+interface (``kind``, ``gl``, ``make_current``, ``is_current``, ``release``,
+``destroy``), a case in ``choose_graphics`` and one in
+``XrSession._graphics_binding``.
 
 This package imports pyopenxr only in ``_session``; import it from there lazily
 when the runtime may be absent.
 """
 
-from ._egl import EglContext, Gl, GlError
+from ._egl import EglContext, Gl, GlError, GraphicsContext
+from ._glfw import GlfwContext
 
-__all__ = ["EglContext", "Gl", "GlError"]
+__all__ = ["EglContext", "Gl", "GlError", "GlfwContext", "GraphicsContext"]

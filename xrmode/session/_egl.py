@@ -18,12 +18,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["EglContext", "Gl", "GlError"]
+__all__ = ["EglContext", "Gl", "GlError", "GraphicsContext"]
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,27 @@ def _lib(name: str, soname: str) -> ctypes.CDLL:
         return ctypes.CDLL(found)
 
 
+class GraphicsContext(Protocol):
+    """What the session and the renderer need of an OpenGL context (EGL, GLX, WGL)."""
+
+    kind: str
+    gl: Gl
+
+    def make_current(self) -> None: ...
+
+    def is_current(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+    def destroy(self) -> None: ...
+
+
 class EglContext:
     """A surfaceless EGL display + OpenGL 4.5 core context.
+
+    The graphics contexts (this one, :class:`xrmode.session.GlfwContext`) share
+    one interface: ``kind``, ``gl``, ``make_current()``, ``is_current()``,
+    ``release()``, ``destroy()``.
 
     Attributes
     ----------
@@ -146,13 +166,14 @@ class EglContext:
         context = egl.eglCreateContext(display, config, None, carr)
         if not context:
             raise GlError(f"eglCreateContext {major}.{minor} core failed (0x{egl.eglGetError():x})")
+        self.kind = "egl"
         self.display = int(display)
         self.config = int(config.value or 0)
         self.context = int(context)
         self.get_proc_address = int(ctypes.cast(egl.eglGetProcAddress, vp).value or 0)
         self.egl_version = (maj.value, mnr.value)
         self.make_current()
-        self.gl = Gl(egl)
+        self.gl = Gl(lambda name: int(egl.eglGetProcAddress(name.encode()) or 0))
         log.info("EGL %d.%d context: %s", maj.value, mnr.value, self.gl.renderer())
 
     def make_current(self) -> None:
@@ -182,7 +203,14 @@ class EglContext:
 
 
 class Gl:
-    """The GL functions the swapchain glue uses, loaded through ``eglGetProcAddress``."""
+    """The GL functions the swapchain glue uses.
+
+    Parameters
+    ----------
+    get_proc : callable(str) -> int
+        The context's function loader (``eglGetProcAddress``, GLFW's
+        ``glfwGetProcAddress`` for GLX and WGL); returns 0 for unknown names.
+    """
 
     _SIGS: dict[str, tuple[Any, list[Any]]] = {
         "glGetString": (ctypes.c_char_p, [ctypes.c_uint]),
@@ -215,10 +243,10 @@ class Gl:
         ),
     }
 
-    def __init__(self, egl: ctypes.CDLL) -> None:
+    def __init__(self, get_proc: Callable[[str], int]) -> None:
         self._fns: dict[str, Any] = {}
         for name, (res, args) in self._SIGS.items():
-            addr = egl.eglGetProcAddress(name.encode())
+            addr = get_proc(name)
             if not addr:
                 raise GlError(f"GL function {name} not available")
             self._fns[name] = ctypes.CFUNCTYPE(res, *args)(addr)

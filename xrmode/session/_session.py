@@ -15,9 +15,15 @@ Built as a context manager that tears everything down in reverse order
 walks STOPPING -> IDLE -> EXITING, so the app exits the way a headset's system
 menu would make it.
 
-Graphics: ``XR_KHR_opengl_enable`` over our own surfaceless EGL context bound
-with ``XR_MNDX_egl_enable`` (headless Linux, Monado). The Xlib/GLX and WGL
-bindings of desktop runtimes are not implemented yet (see docs/xr.md).
+Graphics (:func:`choose_graphics`): ``XR_KHR_opengl_enable`` over our own
+OpenGL context, bound
+
+- with ``XR_MNDX_egl_enable`` to a surfaceless EGL context where the runtime
+  offers it (Monado; no window system needed), else
+- with ``XrGraphicsBindingOpenGLXlibKHR`` to a GLX context (Linux desktops:
+  SteamVR, Monado on X11), or ``XrGraphicsBindingOpenGLWin32KHR`` to a WGL
+  context (Windows), both made in a hidden GLFW window
+  (:class:`~xrmode.session.GlfwContext`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import ctypes
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -40,13 +47,15 @@ from analysis.errors import VrscopeError
 
 from ..input._types import InputFrame, Pose
 from ..input._xr_actions import XrActions, pose_from_xr
-from ._egl import GL_SRGB8_ALPHA8, EglContext
+from ._egl import GL_SRGB8_ALPHA8, EglContext, GlError, GraphicsContext
 
 __all__ = [
+    "GRAPHICS",
     "EyeImage",
     "XrFrame",
     "XrRuntimeError",
     "XrSession",
+    "choose_graphics",
     "no_runtime_message",
     "probe_runtime",
 ]
@@ -55,7 +64,6 @@ log = logging.getLogger(__name__)
 
 _WANTED_EXTENSIONS = (
     "XR_KHR_opengl_enable",
-    "XR_MNDX_egl_enable",
     "XR_KHR_convert_timespec_time",
     "XR_EXT_hand_tracking",
     "XR_EXT_hand_interaction",
@@ -74,6 +82,60 @@ def no_runtime_message(detail: str = "") -> str:
 
 class XrRuntimeError(VrscopeError):
     """No OpenXR runtime, or the runtime refused what vrscope needs."""
+
+
+#: The ``graphics`` choices of :class:`XrSession` (``vrscope xr --graphics``).
+GRAPHICS = ("auto", "egl", "glx", "wgl")
+
+_EGL_EXT = "XR_MNDX_egl_enable"
+
+
+def choose_graphics(requested: str, available: set[str], platform: str | None = None) -> str:
+    """The OpenGL binding to use: ``"egl"``, ``"glx"`` or ``"wgl"``.
+
+    ``"auto"`` takes EGL where the runtime offers ``XR_MNDX_egl_enable`` (it
+    needs no window system), else the platform's usual binding: GLX (Xlib) on
+    Linux, WGL on Windows. A forced choice the runtime or the platform cannot
+    honour raises :class:`XrRuntimeError` with the reason.
+
+    Parameters
+    ----------
+    requested : {"auto", "egl", "glx", "wgl"}
+    available : set of str
+        The runtime's instance extensions.
+    platform : str, optional
+        ``sys.platform`` (default: this one).
+    """
+    plat = sys.platform if platform is None else platform
+    native = "glx" if plat.startswith("linux") else "wgl" if plat == "win32" else None
+    if requested not in GRAPHICS:
+        raise XrRuntimeError(f"unknown graphics binding {requested!r} ({', '.join(GRAPHICS)})")
+    if "XR_KHR_opengl_enable" not in available:
+        raise XrRuntimeError("the OpenXR runtime offers no OpenGL graphics (XR_KHR_opengl_enable)")
+    if requested == "auto":
+        if _EGL_EXT in available:
+            return "egl"
+        if native is None:
+            raise XrRuntimeError(
+                f"the OpenXR runtime offers no EGL binding ({_EGL_EXT}) and {plat} has no "
+                "GLX or WGL binding"
+            )
+        return native
+    if requested == "egl" and _EGL_EXT not in available:
+        alt = f"; use --graphics {native}" if native else ""
+        raise XrRuntimeError(f"the OpenXR runtime offers no EGL binding ({_EGL_EXT}){alt}")
+    if requested in ("glx", "wgl") and requested != native:
+        raise XrRuntimeError(f"the {requested.upper()} binding is not available on {plat}")
+    return requested
+
+
+def _set_handle(struct: Any, name: str, value: int) -> None:
+    """Store a raw handle in a pyopenxr struct field, whatever ctypes type it has."""
+    ftype = dict(type(struct)._fields_)[name]
+    if issubclass(ftype, ctypes._Pointer):
+        setattr(struct, name, ctypes.cast(ctypes.c_void_p(value), ftype))
+    else:
+        setattr(struct, name, value)
 
 
 def probe_runtime() -> str | None:
@@ -190,7 +252,7 @@ class XrFrame:
 
 
 class XrSession:
-    """An OpenXR session with OpenGL (EGL) swapchains, as a context manager.
+    """An OpenXR session with OpenGL swapchains (EGL, GLX or WGL), as a context manager.
 
     Parameters
     ----------
@@ -199,11 +261,14 @@ class XrSession:
         Use ``XR_EXT_hand_tracking`` when the runtime offers it.
     on_state : callable(str), optional
         Called with the state name at every session state change.
+    graphics : {"auto", "egl", "glx", "wgl"}, default: "auto"
+        The OpenGL binding (:func:`choose_graphics`).
 
     Attributes
     ----------
-    egl : EglContext
-        The GL context shared by OpenXR and the renderer.
+    graphics : EglContext or GlfwContext
+        The GL context shared by OpenXR and the renderer; ``graphics.kind`` says
+        which binding it is.
     eye_size : (width, height)
         Recommended per-eye image size (the swapchains' size).
     extensions : set of str
@@ -217,7 +282,9 @@ class XrSession:
         app_name: str = "vrscope",
         hand_tracking: bool = True,
         on_state: Callable[[str], None] | None = None,
+        graphics: str = "auto",
     ) -> None:
+        self.requested_graphics = graphics
         self.app_name = app_name
         self.hand_tracking = hand_tracking
         self.on_state = on_state
@@ -249,16 +316,10 @@ class XrSession:
             }
         except (xr.XrException, OSError) as exc:
             raise XrRuntimeError(no_runtime_message(type(exc).__name__)) from exc
-        if "XR_KHR_opengl_enable" not in available:
-            raise XrRuntimeError(
-                "the OpenXR runtime offers no OpenGL graphics (XR_KHR_opengl_enable)"
-            )
-        if "XR_MNDX_egl_enable" not in available:
-            raise XrRuntimeError(
-                "the OpenXR runtime offers no EGL binding (XR_MNDX_egl_enable); the GLX/WGL "
-                "bindings are not implemented yet"
-            )
+        kind = choose_graphics(self.requested_graphics, available)
         self.extensions = {e for e in _WANTED_EXTENSIONS if e in available}
+        if kind == "egl":
+            self.extensions.add(_EGL_EXT)
         try:
             self.instance = xr.create_instance(
                 xr.InstanceCreateInfo(
@@ -288,8 +349,18 @@ class XrSession:
             int(views[0].recommended_image_rect_width),
             int(views[0].recommended_image_rect_height),
         )
-        self.egl = EglContext()
-        st.callback(self.egl.destroy)
+        try:
+            if kind == "egl":
+                self.graphics: GraphicsContext = EglContext()
+            else:
+                from ._glfw import GlfwContext
+
+                self.graphics = GlfwContext()
+        except GlError as exc:
+            raise XrRuntimeError(
+                f"no OpenGL context for the {kind.upper()} binding: {exc}"
+            ) from exc
+        st.callback(self.graphics.destroy)
         # The spec requires this call before xrCreateSession with an OpenGL binding.
         pfn = ctypes.cast(
             xr.get_instance_proc_addr(self.instance, "xrGetOpenGLGraphicsRequirementsKHR"),
@@ -297,12 +368,7 @@ class XrSession:
         )
         req = xr.GraphicsRequirementsOpenGLKHR()
         pfn(self.instance, self.system, ctypes.byref(req))
-        binding = xr.GraphicsBindingEGLMNDX()
-        fields = dict(xr.GraphicsBindingEGLMNDX._fields_)
-        binding.get_proc_address = xr.PFN_xrEglGetProcAddressMNDX(self.egl.get_proc_address)
-        for name in ("display", "config", "context"):
-            value = ctypes.c_void_p(getattr(self.egl, name))
-            setattr(binding, name, ctypes.cast(value, fields[name]))
+        binding = self._graphics_binding()
         self._binding = binding
         self.session = xr.create_session(
             self.instance,
@@ -312,6 +378,7 @@ class XrSession:
             ),
         )
         st.callback(self._destroy_session)
+        log.info("graphics binding: %s", self.graphics.kind)
         spaces = set(xr.enumerate_reference_spaces(self.session))
         kind = (
             xr.ReferenceSpaceType.STAGE
@@ -331,8 +398,8 @@ class XrSession:
         self.actions = XrActions(self.instance, self.session, self.extensions, self.hand_tracking)
         st.callback(self.actions.destroy)
         self._make_swapchains(len(views))
-        self.fbo = self.egl.gl.new_framebuffer()
-        st.callback(self.egl.gl.delete_framebuffer, self.fbo)
+        self.fbo = self.graphics.gl.new_framebuffer()
+        st.callback(self.graphics.gl.delete_framebuffer, self.fbo)
         log.info(
             "OpenXR session on %s: %dx%d per eye, %s space, profiles %s",
             self.runtime_name,
@@ -340,6 +407,30 @@ class XrSession:
             self.space_type,
             self.actions.accepted_profiles,
         )
+
+    def _graphics_binding(self) -> Any:
+        """The ``XrGraphicsBinding*`` struct naming :attr:`graphics` for xrCreateSession."""
+        g: Any = self.graphics  # the binding's handles depend on the kind
+        if g.kind == "egl":
+            binding = xr.GraphicsBindingEGLMNDX()
+            binding.get_proc_address = xr.PFN_xrEglGetProcAddressMNDX(g.get_proc_address)
+            for name in ("display", "config", "context"):
+                _set_handle(binding, name, getattr(g, name))
+        elif g.kind == "glx":
+            binding = xr.GraphicsBindingOpenGLXlibKHR()
+            _set_handle(binding, "x_display", g.display)
+            binding.visualid = g.visual_id
+            _set_handle(binding, "glx_fbconfig", g.fbconfig)
+            binding.glx_drawable = g.drawable
+            _set_handle(binding, "glx_context", g.context)
+        else:  # wgl; pyopenxr defines the Win32 struct only on Windows
+            cls = getattr(xr, "GraphicsBindingOpenGLWin32KHR", None)
+            if cls is None:  # pragma: no cover - only reachable off Windows by a bug
+                raise XrRuntimeError("pyopenxr has no Win32 OpenGL binding on this platform")
+            binding = cls()
+            _set_handle(binding, "h_dc", g.hdc)
+            _set_handle(binding, "h_glrc", g.hglrc)
+        return binding
 
     def _make_swapchains(self, n: int) -> None:
         formats = list(xr.enumerate_swapchain_formats(self.session))
@@ -460,7 +551,7 @@ class XrSession:
             )
             if frame.should_render:
                 self._locate_eyes(frame)
-            self.egl.make_current()
+            self.graphics.make_current()
             yield frame
             self._end_frame(frame)
             index += 1
@@ -506,7 +597,7 @@ class XrSession:
         """
         if not frame.eyes:
             return
-        gl = self.egl.gl
+        gl = self.graphics.gl
         self._layer_views = (xr.CompositionLayerProjectionView * len(frame.eyes))()
         for eye in frame.eyes:
             sc = self.swapchains[eye.index]
@@ -538,7 +629,7 @@ class XrSession:
 
     def read_eye(self, eye: EyeImage) -> npt.NDArray[np.uint8]:
         """(H, W, 4) pixels of the framebuffer just drawn for ``eye`` (a read-back copy)."""
-        return self.egl.gl.read_rgba(self.fbo, eye.width, eye.height)
+        return self.graphics.gl.read_rgba(self.fbo, eye.width, eye.height)
 
     def _end_frame(self, frame: XrFrame) -> None:
         layers: list[Any] = []

@@ -37,11 +37,19 @@ class XrAppRun:
         Where the trace and the app's log go.
     python : str, optional
         Interpreter (default: the running one).
+    display : str, optional
+        X display for the app (``--graphics glx``); none by default.
     """
 
     def __init__(
-        self, runtime: MonadoRuntime, args: Sequence[str], folder: Path, python: str | None = None
+        self,
+        runtime: MonadoRuntime,
+        args: Sequence[str],
+        folder: Path,
+        python: str | None = None,
+        display: str | None = None,
     ) -> None:
+        self.display = display
         self.runtime = runtime
         self.folder = Path(folder)
         self.trace = self.folder / "trace.jsonl"
@@ -60,7 +68,7 @@ class XrAppRun:
         with open(self.log, "wb") as logf:
             self.proc = subprocess.Popen(
                 argv,
-                env=self.runtime.env(),
+                env=self.runtime.env(display=self.display),
                 stdin=subprocess.DEVNULL,
                 stdout=logf,
                 stderr=subprocess.STDOUT,

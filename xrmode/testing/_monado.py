@@ -146,8 +146,14 @@ class MonadoRuntime:
         )
         return [str(lp / "ld-linux-x86-64.so.2"), "--library-path", path]
 
-    def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        """Environment for ``monado-service`` and for the OpenXR application."""
+    def env(
+        self, base: Mapping[str, str] | None = None, display: str | None = None
+    ) -> dict[str, str]:
+        """Environment for ``monado-service`` and for the OpenXR application.
+
+        ``display``: the X display the application may use (the GLX binding needs
+        one); by default the application gets none, so nothing reaches for X.
+        """
         env = dict(os.environ if base is None else base)
         env.pop("LD_LIBRARY_PATH", None)
         env.update(
@@ -168,6 +174,8 @@ class MonadoRuntime:
         )
         env.pop("DISPLAY", None)
         env.pop("WAYLAND_DISPLAY", None)
+        if display:
+            env["DISPLAY"] = display
         # The remote driver is chosen by config_v0.json (written above), which also
         # carries the port; P_OVERRIDE_ACTIVE_CONFIG=remote would force port 4242.
         env.pop("P_OVERRIDE_ACTIVE_CONFIG", None)
