@@ -382,3 +382,26 @@ def test_cancel_stops_a_background_job(qtbot: Any) -> None:
     with qtbot.waitSignal(job.signals.cancelled, timeout=10_000):
         panel.findChild(QtCore.QObject, "cancel:slow").click()
     assert job.result is None and len(steps) < 1000
+
+
+def test_click_in_3d_places_a_marker_on_the_volume_under_the_cursor(
+    make_viewer: Any, fibsem_store: Path, qtbot: Any
+) -> None:
+    from tests.viewer.render.conftest import project_independently
+
+    win = make_viewer(str(fibsem_store), ["nucleus"])
+    s = win.session
+    s.set_mode("count")
+    rv = win.render_view
+    pos = rv.rect().center() + QtCore.QPoint(7, -5)
+    qtbot.mouseClick(rv, Qt.MouseButton.LeftButton, pos=pos)
+    qtbot.waitUntil(lambda: len(s.annotations.markers) == 1, timeout=60_000)
+    p = np.asarray(s.annotations.markers[0].position_um)
+    lo, hi = s.scene.extent_world()
+    assert np.all(p >= lo - 1e-6) and np.all(p <= hi + 1e-6)
+    # The picked point lies under the clicked pixel (pinhole projection written independently).
+    cam = s.scene.camera
+    dpr = rv.devicePixelRatioF()
+    size = (int(rv.width() * dpr), int(rv.height() * dpr))
+    px = project_independently(cam.position, cam.focal_point, cam.view_up, cam.view_angle, size, p)
+    np.testing.assert_allclose(px[0], [pos.x() * dpr, pos.y() * dpr], atol=2.0)
