@@ -379,26 +379,15 @@ class QtViewer(QtWidgets.QMainWindow):
                 self.session.restore_scene(state)
             except Exception as exc:
                 log.warning("could not restore the saved view: %s", exc)
-        ui = (state or {}).get("vrscope_qt", {})
-        if isinstance(ui.get("cursor"), list) and len(ui["cursor"]) == 3:
-            self.session.set_cursor(ui["cursor"])
-        if isinstance(ui.get("mode"), str):
-            try:
-                self.session.set_mode(ui["mode"])
-            except Exception:
-                pass
 
     def save(self, folder: str | os.PathLike[str] | None = None) -> Path | None:
         s = self.session
         if s.project is None and folder is None:
             self._save_as_dialog()
             return s.project.path if s.project is not None else None
+        # scene.json holds exactly the viewer.scene schema, so the XR mode and
+        # scene_from_json read what the desktop saved.
         path = s.save(folder)
-        # The window's own state rides along in the scene file (ignored by analysis).
-        state = s.scene_state()
-        state["vrscope_qt"] = {"cursor": list(s.cursor), "mode": s.mode}
-        assert s.project is not None
-        s.project.save_scene(state)
         self.setWindowTitle(self._title())
         self.status.showMessage(f"saved {path}", 6000)
         return path

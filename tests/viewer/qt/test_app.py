@@ -271,6 +271,11 @@ def test_save_close_reopen_restores_everything(
     edges, reviewed = edge_set(g), g.reviewed.copy()
     win.qactions["save"].trigger()
     win.close()
+    # scene.json is exactly the viewer.scene schema (the XR mode reads the same file)
+    from viewer.scene import scene_from_json
+
+    saved = scene_from_json((Path(proj) / "scene.json").read_text())
+    assert saved.layers.get("nuclei").opacity == pytest.approx(0.35)
 
     win2 = make_viewer(project=proj)
     s2 = win2.session
