@@ -13,6 +13,12 @@
 Everything edited is in the project folder (journal fsync'd per edit); the
 world -> stage transform and quality settings go to ``scene.json`` under
 ``"xr"`` at exit, next to whatever the desktop app keeps there.
+
+With ``--join URL`` the edits go to a collaborative session instead
+(:class:`xrmode._collab.XrCollab`: the session's history and workspace replace
+the project's; the server orders and journals them), the frame loop also applies
+the others' edits, publishes our head, hands, laser, clipping plane and time,
+and draws the others' avatars.
 """
 
 from __future__ import annotations
@@ -69,6 +75,9 @@ class XrOptions:
     hand_tracking: bool = True
     classes: list[str] = field(default_factory=list)
     graphics: str = "auto"
+    join: str | None = None
+    name: str = "xr"
+    role: str = "editor"
 
 
 class Trace:
@@ -139,9 +148,29 @@ class XrApp:
 
         self.opts = opts
         self.trace = trace
-        self.project, self.workspace, self.history = _open_project(opts)
+        self.collab: Any = None
+        if opts.join:
+            from ._collab import XrCollab
+
+            if opts.project or opts.tracks:
+                raise ParameterError(
+                    "--join takes the tracks and annotations from the session; "
+                    "leave out --project and --tracks"
+                )
+            self.collab = XrCollab(opts.join, name=opts.name, role=opts.role)
+            self.project = None
+            self.history = self.collab.history
+            self.workspace = self.history.target
+        else:
+            self.project, self.workspace, self.history = _open_project(opts)
         store = opts.store
         labels = opts.labels
+        if self.collab is not None:
+            info = self.collab.info
+            # The server's image path or URL; --store overrides it (another mount point).
+            store = store or info.get("image")
+            labels = labels if labels is not None else (list(info.get("labels") or []) or None)
+            trace("collab", participant=self.collab.me, session=self.collab.client.core.session)
         if self.project is not None:
             store = store or self.project.info.image
             labels = labels if labels is not None else (list(self.project.info.labels) or None)
@@ -208,6 +237,10 @@ class XrApp:
 
     def _on_history(self, action: str, item: object) -> None:
         self._dirty = True
+        if action == "reset":
+            # A session snapshot replaced the shared state (after a resync).
+            self.workspace = item
+            self.ctx.workspace = item
         desc = getattr(item, "description", None) or getattr(item, "name", "")
         self.trace("edit", action=action, description=str(desc))
 
@@ -264,18 +297,29 @@ class XrApp:
         if self.project is not None:
             self.save()
             self.project.close()
+        if self.collab is not None:
+            self.collab.close()
 
 
-def _overlay(ctx: ToolContext) -> Any:
+def _overlay(ctx: ToolContext, avatars: Any = None) -> Any:
+    """The tools' HUD (and the other participants' avatars) as a render overlay."""
     from viewer.render import XrOverlay, XrText
 
     hud = ctx.hud
+    lines = [(a, b, c) for a, b, c in hud.lines]
+    texts = list(hud.texts)
+    extra: dict[str, Any] = {}
+    if avatars is not None:
+        lines += [(a, b, c) for (a, b), c in zip(avatars.lines, avatars.line_colors, strict=True)]
+        texts += avatars.texts
+        extra = avatars.arrays()
     return XrOverlay(
-        lines=np.array([[a, b] for a, b, _ in hud.lines]).reshape(-1, 2, 3),
-        line_colors=np.array([c for *_, c in hud.lines]).reshape(-1, 3),
+        lines=np.array([[a, b] for a, b, _ in lines]).reshape(-1, 2, 3),
+        line_colors=np.array([c for *_, c in lines]).reshape(-1, 3),
         points=np.array([p for p, _ in hud.points]).reshape(-1, 3),
         point_colors=np.array([c for _, c in hud.points]).reshape(-1, 3),
-        texts=[XrText(p, s, c) for p, s, c in hud.texts],
+        texts=[XrText(p, s, c) for p, s, c in texts],
+        **extra,
     )
 
 
@@ -346,12 +390,22 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
         for frame in session.frames():
             t0 = time.perf_counter()
             focused = frame.state == "FOCUSED"
+            collab = app.collab
+            if collab is not None:
+                collab.process()  # the others' edits, on this thread, before the tools
             if focused:
                 if t_start is None:
                     t_start = time.monotonic()
                 app.toolbox.update(frame.input)
+                if collab is not None:
+                    collab.publish(frame.input, app.ctx, app.toolbox.active)
             app.sync_scene()
             tr = app.ctx.transform
+            avatars = None
+            if collab is not None:
+                from ._collab import avatar_geometry
+
+                avatars = avatar_geometry(collab.peers, tr)
             views = []
             for eye in frame.eyes:
                 pos, fwd, up, proj = eye_view_arrays(eye, tr)
@@ -360,7 +414,7 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
                 streaming.set_views(views)
                 streaming.update()
             target.set_stage_to_world(tr.stage_to_world_matrix())
-            target.set_overlay(_overlay(app.ctx))
+            target.set_overlay(_overlay(app.ctx, avatars))
             cpu_ms = (time.perf_counter() - t0) * 1e3
             t1 = time.perf_counter()
             if frame.eyes:
@@ -393,6 +447,8 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
                 right=None if inp.right.aim is None else list(inp.right.aim.position),
                 left=None if inp.left.aim is None else list(inp.left.aim.position),
                 buttons=_pressed(inp),
+                peers=None if collab is None else len(collab.peers),
+                avatars=None if avatars is None else len(avatars.spheres),
             )
             if want_snapshot and focused and len(snap) == len(frame.eyes) and frame.eyes:
                 _save_snapshot(Path(opts.snapshot or "."), snap, frame, views, tr)

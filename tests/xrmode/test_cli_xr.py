@@ -42,3 +42,20 @@ def test_help_lists_the_tools(capsys):
     out = capsys.readouterr().out
     for tool in ("grab", "measure", "count", "track", "classify", "clip", "laser"):
         assert tool in out
+
+
+def test_join_with_a_project_is_refused_in_one_line(no_runtime, tmp_path, capsys):
+    url = "ws://127.0.0.1:8765/p?token=abc"
+    rc = main(["xr", "--join", url, "--project", str(tmp_path / "p")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "--join" in err and "--project" in err
+    assert not (tmp_path / "p").exists()
+
+
+def test_help_names_join_and_the_graphics_bindings(capsys):
+    with pytest.raises(SystemExit):
+        main(["xr", "--help"])
+    out = capsys.readouterr().out
+    for word in ("--join", "--graphics", "egl", "glx", "wgl", "vrscope serve"):
+        assert word in out

@@ -10,8 +10,13 @@ computed here with NumPy, not from the app.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -260,3 +265,127 @@ def test_scripted_two_hand_scale(monado, ball_store, tmp_path):
     # is now under the new midpoint.
     anchor = stage_to_world(session["transform"], (left + right) / 2)
     np.testing.assert_allclose(world_to_stage(tr1, anchor), (left + right2) / 2, atol=1e-4)
+
+
+def _serve(folder: Path) -> tuple[subprocess.Popen, str]:
+    """``vrscope serve FOLDER`` on a free loopback port; returns the process and the edit URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vrscope", "serve", str(folder), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "join (edit)" in line:
+            return proc, line.split()[-1]
+    proc.wait(10)
+    raise AssertionError("vrscope serve printed no join URL:\n" + "".join(lines))
+
+
+class Observer(threading.Thread):
+    """A second participant: a headless asyncio client recording ops and presence."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.joined = threading.Event()
+        self.cut = threading.Event()
+        self.stop = threading.Event()
+        self.cut_author: str | None = None
+        self.parent_of_3: object = "unset"
+        self.heads: dict[str, tuple[float, float, float]] = {}
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from viewer.collab import AsyncCollabClient, Pose
+
+        async def main() -> None:
+            async with AsyncCollabClient(self.url, name="desk", role="observer") as c:
+                self.joined.set()
+                # Our own head, for the XR participant to draw as an avatar.
+                c.presence(head=Pose(position_um=(8.0, 8.0, 30.0)))
+                while not self.stop.is_set():
+                    for ev in c.events:
+                        msg = ev.message
+                        if ev.kind == "applied" and msg.cmd is not None and msg.cmd.kind == "cut":
+                            self.cut_author = msg.author
+                            self.parent_of_3 = c.target.tracks.parent(3)
+                            self.cut.set()
+                    c.events.clear()
+                    for p in c.core.peers.values():
+                        if p.presence is not None and p.presence.head is not None:
+                            self.heads[p.participant.name] = p.presence.head.position_um
+                    await asyncio.sleep(0.02)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+            self.joined.set()
+
+
+def test_joined_session_cut_reaches_the_server_and_another_client(
+    monado, ball_store, line_track, tmp_path
+):
+    """``vrscope xr --join URL``: a cut made in the headset is applied by the server
+    (a client joining afterwards gets it in the server's snapshot, and the session
+    journal holds it), reaches a second, headless client while both are joined, and
+    the second client sees the XR participant's head where the rig put it."""
+    from viewer.collab import CollabClient, SessionJournal
+
+    folder = tmp_path / "shared"
+    Project.create(folder, image=str(ball_store), tracks=str(line_track)).close()
+    server, url = _serve(folder)
+    observer = Observer(url)
+    app = rig = None
+    try:
+        observer.start()
+        assert observer.joined.wait(30) and observer.error is None, observer.error
+        app, rig, session = start(
+            monado, tmp_path, ["--join", url, "--tool", "track", "--name", "xr-test"]
+        )
+        tr = session["transform"]
+        with Project.open(folder) as pr:  # the served base state: node positions
+            target = world_to_stage(tr, np.asarray(pr.tracks.position(3)))
+        move(rig, app, "right", target + np.array([0.0, 0.0, 0.3]), orientation=IDENTITY)
+        press(rig, app, "right", "a_click")
+        app.wait_count(lambda e: e["event"] == "edit", 1, 60, "the cut")
+        assert observer.cut.wait(30), "the second client never saw the cut"
+        # Presence: the head the rig set, in world µm (the session's transform).
+        head_um = stage_to_world(tr, np.array([0.0, 1.05, 0.1]))
+        deadline = time.monotonic() + 30
+        while "xr-test" not in observer.heads and time.monotonic() < deadline:
+            time.sleep(0.05)
+        np.testing.assert_allclose(
+            observer.heads["xr-test"], head_um, atol=1e-3 / tr["scale_m_per_um"]
+        )
+        finish(app, rig)
+    finally:
+        observer.stop.set()
+        if app is not None:
+            app.stop()
+        if rig is not None:
+            rig.close()
+    observer.join(10)
+    assert observer.cut_author == "xr-test" and observer.parent_of_3 is None
+    # The XR app had one peer (the observer) and drew its head as an avatar sphere.
+    frames = [e for e in app.events if e["event"] == "frame"]
+    assert {e["peers"] for e in frames} <= {0, 1} and any(e["avatars"] == 1 for e in frames)
+    collab = [e for e in app.events if e["event"] == "collab"]
+    assert len(collab) == 1 and collab[0]["participant"] is not None
+    # The server's state, as a participant joining now receives it.
+    late = CollabClient(url, name="late", role="observer").start()
+    try:
+        g = late.target.tracks
+        assert g.parent(3) is None and g.children(2) == () and g.n_edges == 3
+    finally:
+        late.close()
+    server.terminate()
+    server.wait(20)
+    with SessionJournal(folder / "collab-shared.sqlite") as journal:
+        rows = journal.ops_after(0)
+    assert [(r[3], r[4], r[5]["cmd"]["kind"]) for r in rows] == [("xr-test", "cmd", "cut")]
+    assert rows[0][5]["cmd"]["args"] == {"node": 3}

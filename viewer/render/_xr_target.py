@@ -12,8 +12,9 @@ whatever framebuffer is bound when :meth:`VtkXrTarget.render_eye` is called.
 the swapchain stays black without any error.
 
 Besides the scene layers it draws XR furniture in *stage* coordinates (metres):
-a table under the volume and a floor (grounding), laser rays, cursor spheres
-and billboard text (menus, live measurements, counts). They follow the
+a table under the volume and a floor (grounding), laser rays, cursor spheres,
+billboard text (menus, live measurements, counts) and the other participants'
+avatars of a shared session (spheres and cones of any size and direction). They follow the
 world <-> stage transform given each frame by :meth:`set_stage_to_world`.
 """
 
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from vtkmodules.vtkCommonCore import vtkCommand
+from vtkmodules.vtkFiltersSources import vtkConeSource
 from vtkmodules.vtkRenderingOpenGL2 import vtkGenericOpenGLRenderWindow
 
 from viewer.scene import Scene
@@ -66,6 +68,15 @@ class XrOverlay:
     point_colors : (M, 3) float in 0..1
     point_radius_m : float
     texts : list of XrText
+    spheres : (K, 3) float
+        Sphere centres, each with its own radius (avatars' heads and hands).
+    sphere_radii : (K,) float
+    sphere_colors : (K, 3) float in 0..1
+    cones : (C, 2, 3) float
+        Each cone's base centre and apex (pointing directions).
+    cone_radii : (C,) float
+        Base radii.
+    cone_colors : (C, 3) float in 0..1
     """
 
     lines: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2, 3)))
@@ -74,6 +85,12 @@ class XrOverlay:
     point_colors: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
     point_radius_m: float = 0.006
     texts: list[XrText] = field(default_factory=list)
+    spheres: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
+    sphere_radii: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    sphere_colors: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
+    cones: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2, 3)))
+    cone_radii: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    cone_colors: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
 
 
 def _matrix(m: npt.NDArray[np.float64]) -> Any:
@@ -161,7 +178,35 @@ class VtkXrTarget:
         self._glyphs.ScalingOff()
         self._points = v.vtkActor()
         self._points.SetMapper(self._glyphs)
-        for a in (self._lines, self._points):
+        # Sized and oriented glyphs: unit sphere scaled by "scale"; a unit cone along +x
+        # (base at 0, apex at 1) scaled by (length, radius, radius) then turned to "dir".
+        unit_sphere = v.vtkSphereSource()
+        unit_sphere.SetRadius(1.0)
+        unit_sphere.SetThetaResolution(16)
+        unit_sphere.SetPhiResolution(12)
+        unit_cone = vtkConeSource()
+        unit_cone.SetHeight(1.0)
+        unit_cone.SetRadius(1.0)
+        unit_cone.SetResolution(16)
+        unit_cone.SetDirection(1.0, 0.0, 0.0)
+        unit_cone.SetCenter(0.5, 0.0, 0.0)
+        self._sized: dict[str, tuple[Any, Any]] = {}
+        for name, src in (("spheres", unit_sphere), ("cones", unit_cone)):
+            gm = v.vtkGlyph3DMapper()
+            gm.SetSourceConnection(src.GetOutputPort())
+            gm.SetColorModeToDirectScalars()
+            gm.ScalingOn()
+            gm.SetScaleArray("scale")
+            gm.SetScaleModeToScaleByVectorComponents()
+            if name == "cones":
+                gm.SetOrientationArray("dir")
+                gm.SetOrientationModeToDirection()
+            actor = v.vtkActor()
+            actor.SetMapper(gm)
+            actor.GetProperty().SetAmbient(0.35)
+            actor.PickableOff()
+            self._sized[name] = (gm, actor)
+        for a in (self._lines, self._points, *(a for _, a in self._sized.values())):
             ren.AddActor(a)
             self._stage_actors.append(a)
         self._texts: list[Any] = []
@@ -232,6 +277,7 @@ class VtkXrTarget:
             self._points.SetVisibility(True)
         else:
             self._points.SetVisibility(False)
+        self._set_sized(overlay)
         ren = self.renderer.renderer
         while len(self._texts) > len(overlay.texts):
             ren.RemoveActor(self._texts.pop())
@@ -247,6 +293,37 @@ class VtkXrTarget:
             actor.SetInput(item.text)
             actor.GetTextProperty().SetColor(*item.color)
             actor.SetPosition(*self._to_world_xyz(item.position_m))
+
+    def _set_sized(self, overlay: XrOverlay) -> None:
+        centres = np.asarray(overlay.spheres, dtype=np.float64).reshape(-1, 3)
+        cones = np.asarray(overlay.cones, dtype=np.float64).reshape(-1, 2, 3)
+        gm, actor = self._sized["spheres"]
+        if len(centres):
+            radii = np.asarray(overlay.sphere_radii, dtype=np.float64).reshape(-1, 1)
+            gm.SetInputData(
+                polydata(
+                    centres,
+                    colors=np.asarray(overlay.sphere_colors).reshape(-1, 3),
+                    point_arrays={"scale": np.repeat(radii, 3, axis=1)},
+                )
+            )
+        actor.SetVisibility(bool(len(centres)))
+        gm, actor = self._sized["cones"]
+        if len(cones):
+            axis = cones[:, 1] - cones[:, 0]
+            length = np.linalg.norm(axis, axis=1)
+            r = np.asarray(overlay.cone_radii, dtype=np.float64).reshape(-1)
+            gm.SetInputData(
+                polydata(
+                    cones[:, 0],
+                    colors=np.asarray(overlay.cone_colors).reshape(-1, 3),
+                    point_arrays={
+                        "scale": np.c_[length, r, r],
+                        "dir": axis / np.maximum(length, 1e-12)[:, None],
+                    },
+                )
+            )
+        actor.SetVisibility(bool(len(cones)))
 
     # -- quality ---------------------------------------------------------------------
     def set_size(self, width: int, height: int) -> None:

@@ -29,9 +29,14 @@ selects the runtime. OpenGL binding (--graphics auto): EGL where the runtime off
 XR_MNDX_egl_enable (Monado, no display needed), else GLX (Linux, needs DISPLAY) or
 WGL (Windows).
 
+collaboration: --join URL (printed by `vrscope serve PROJECT_DIR`) edits the served
+session instead of a project folder: everyone's edits are shared, and the others
+appear as avatars (head, hands, laser) in their colours.
+
 examples:
   vrscope xr cell.zarr --labels mitochondria --project cell.vrproj --tool count
   vrscope xr --tracks lineage.geff --project lineage.vrproj --tool track
+  vrscope xr --join 'ws://127.0.0.1:8765/lineage?token=...' --name Ana --tool track
 """
 
 
@@ -71,6 +76,21 @@ def register(sub: Any) -> None:
         default=[],
         metavar="NAME",
         help="marker / object classes for a new project (default: the project's, or 'marker')",
+    )
+    p.add_argument(
+        "--join",
+        metavar="URL",
+        help="join a collaborative session (ws://HOST:PORT/SESSION?token=..., from vrscope "
+        "serve) instead of opening a project; the image comes from the session unless given",
+    )
+    p.add_argument(
+        "--name", default=None, help="your name in a joined session (default: your user name)"
+    )
+    p.add_argument(
+        "--role",
+        default="editor",
+        choices=["editor", "presenter", "observer"],
+        help="your role in a joined session (default: %(default)s)",
     )
     p.add_argument(
         "--exit-after",
@@ -123,6 +143,13 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError(f"--exit-after must be >= 0, got {args.exit_after}")
     if not 0.0 <= args.opacity <= 1.0:
         raise ParameterError(f"--opacity must be within 0..1, got {args.opacity}")
+    if args.join and (args.project or args.tracks):
+        raise ParameterError(
+            "--join takes the tracks and annotations from the session; "
+            "leave out --project and --tracks"
+        )
+    if args.join:
+        require_extra("websockets", "collab")
     require_extra("xr", "xr")
     require_extra("vtk", "viewer")
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
@@ -148,5 +175,17 @@ def run(args: argparse.Namespace) -> int:
         hand_tracking=not args.no_hand_tracking,
         classes=list(args.classes),
         graphics=args.graphics,
+        join=args.join,
+        name=args.name or _user_name(),
+        role=args.role,
     )
     return run_xr(opts)
+
+
+def _user_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()[:64] or "xr"
+    except (KeyError, OSError):  # no user database entry (containers)
+        return "xr"
