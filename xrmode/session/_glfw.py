@@ -90,6 +90,7 @@ class GlfwContext:
             raise GlError(f"GLFW: {exc}") from exc
         self.display = self.fbconfig = self.drawable = self.context = self.visual_id = 0
         self.hdc = self.hglrc = 0
+        self._glx: ctypes.CDLL | None = None
         try:
             self.make_current()
             glfw.swap_interval(0)  # never let a desktop vsync pace the XR frame loop
@@ -134,6 +135,8 @@ class GlfwContext:
         glx.glXChooseFBConfig.restype = ctypes.POINTER(vp)
         glx.glXChooseFBConfig.argtypes = [vp, ctypes.c_int, ip, ip]
         glx.glXGetFBConfigAttrib.argtypes = [vp, vp, ctypes.c_int, ip]
+        glx.glXGetCurrentContext.restype = vp
+        self._glx = glx
         fb_id, screen = ctypes.c_int(), ctypes.c_int()
         glx.glXQueryContext(self.display, self.context, GLX_FBCONFIG_ID, ctypes.byref(fb_id))
         glx.glXQueryContext(self.display, self.context, GLX_SCREEN, ctypes.byref(screen))
@@ -172,6 +175,10 @@ class GlfwContext:
         self._glfw.make_context_current(self._window)
 
     def is_current(self) -> bool:
+        if self._glx is not None:
+            # Ask GLX, not GLFW's own record: the runtime's OpenGL client may switch
+            # contexts behind GLFW's back.
+            return int(self._glx.glXGetCurrentContext() or 0) == self.context
         cur = self._glfw.get_current_context()
         if not cur or self._window is None:
             return False
