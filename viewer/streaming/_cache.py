@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -73,10 +73,21 @@ class BrickCache:
     def __iter__(self) -> Iterator[int]:
         return iter(self._items)
 
-    def put(self, key: int, array: npt.NDArray[np.generic]) -> list[int]:
+    def put(
+        self,
+        key: int,
+        array: npt.NDArray[np.generic],
+        in_use: Callable[[int], bool] | None = None,
+    ) -> list[int]:
         """Store ``array`` under ``key`` as most recently used; return the evicted keys.
 
         A brick larger than the whole budget is not stored (logged, returns ``[]``).
+
+        ``in_use(key)`` marks bricks being drawn: when one reaches the least
+        recently used end it gets a second chance (moved to the other end) instead
+        of being evicted, once per pass over the cache. The frame loop then need
+        not touch every drawn brick every frame to keep it (a per-brick Python
+        loop); only bricks actually reaching eviction are looked at.
         """
         size = int(array.nbytes)
         if size > self.budget_bytes:
@@ -86,8 +97,13 @@ class BrickCache:
         if old is not None:
             self.nbytes -= int(old.nbytes)
         evicted = []
+        chances = len(self._items) if in_use is not None else 0
         while self.nbytes + size > self.budget_bytes:
             k, a = self._items.popitem(last=False)
+            if chances > 0 and in_use is not None and in_use(k):
+                chances -= 1
+                self._items[k] = a
+                continue
             self.nbytes -= int(a.nbytes)
             evicted.append(k)
         self.evictions += len(evicted)

@@ -34,6 +34,7 @@ from analysis.volume import Level, VolumeSource
 __all__ = [
     "BrickGrid",
     "centre_scores",
+    "centre_scores_ijk",
     "EyeLike",
     "Selection",
     "View",
@@ -110,6 +111,8 @@ class View:
         Pixels per unit of ``size / distance`` (perspective) or per µm (parallel).
     perspective : bool
     size : (width, height) pixels
+    view_matrix, projection : (4, 4) float arrays, optional
+        The OpenGL matrices the view was built from (to tell how far a camera moved).
     """
 
     position_um: F64
@@ -118,6 +121,31 @@ class View:
     focal_px: float
     perspective: bool
     size: tuple[int, int]
+    view_matrix: F64 | None = None
+    projection: F64 | None = None
+
+    def close_to(self, other: View, tol_um: float, tol_px: float, extent_um: float) -> bool:
+        """Whether ``other`` sees the same bricks as this view up to ``tol_px`` pixels.
+
+        True when both have the same projection and viewport, the eye moved at most
+        ``tol_um`` and the view turned by at most ``tol_px`` pixels at the image
+        plane (for a parallel view: at ``extent_um`` from the eye). Views built
+        without their matrices are never close.
+        """
+        a, b = self.view_matrix, other.view_matrix
+        if a is None or b is None or self.projection is None or other.projection is None:
+            return False
+        if self.size != other.size or self.perspective != other.perspective:
+            return False
+        if not np.array_equal(self.projection, other.projection):
+            return False
+        if float(np.abs(self.position_um - other.position_um).max()) > tol_um:
+            return False
+        # Turning by an angle t moves the picture by t * focal_px pixels (perspective),
+        # or a point at distance d by t * d * focal_px pixels (parallel).
+        reach = 1.0 if self.perspective else max(extent_um, 1e-300)
+        turn = float(np.abs(a[:3, :3] - b[:3, :3]).max())
+        return turn * reach * self.focal_px <= tol_px
 
     @classmethod
     def from_matrices(
@@ -155,6 +183,8 @@ class View:
             focal_px=float(p[1, 1]) * h / 2.0,
             perspective=perspective,
             size=(w, h),
+            view_matrix=v.copy(),
+            projection=p.copy(),
         )
 
     @classmethod
@@ -255,6 +285,15 @@ class BrickGrid:
             )
             for i in range(1, self.n_levels)
         ]
+        # Factor-2 levels whose last brick may have children outside the finer grid.
+        self._ragged = [False] + [
+            bool((2 * self.grid[i] != self.grid[i - 1]).any()) for i in range(1, self.n_levels)
+        ]
+        top = self.grid[-1]
+        self._top_ijk = np.stack(
+            np.meshgrid(np.arange(top[0]), np.arange(top[1]), np.arange(top[2]), indexing="ij"),
+            axis=-1,
+        ).reshape(-1, 3)
         self._strides = np.stack(
             [self.grid[:, 1] * self.grid[:, 2], self.grid[:, 2], np.ones(self.n_levels, np.int64)],
             axis=1,
@@ -326,27 +365,57 @@ class BrickGrid:
         works; for the usual factor-2 pyramid with equal chunks it is the 2x2x2
         children. Duplicates (a fine brick under two coarse ones) are removed.
         """
+        return self.children_with_parent(level, ijk)[0]
+
+    def children_with_parent(self, level: int, ijk: I64) -> tuple[I64, I64]:
+        """:meth:`children` and, for each child, the row of ``ijk`` it came from (M,).
+
+        A child under several of the given bricks (pyramids that are not factor 2)
+        is listed once, with the first of them as its parent.
+        """
         if level == 0:
             raise ParameterError("level 0 bricks have no children")
+        n = len(ijk)
         if self._ratio2[level]:
-            kids = (2 * ijk)[:, None, :] + _OCT[None, :, :]
-            kids = kids.reshape(-1, 3)
-            inside = (kids < self.grid[level - 1]).all(axis=1)
-            return kids if inside.all() else kids[inside]
+            kids = ((2 * ijk)[:, None, :] + _OCT[None, :, :]).reshape(-1, 3)
+            parent = np.repeat(np.arange(n, dtype=np.int64), 8)
+            if self._ragged[level]:
+                # Odd sizes: the last brick's far children may lie outside the finer grid.
+                inside = (kids < self.grid[level - 1]).all(axis=1)
+                if not inside.all():
+                    return kids[inside], parent[inside]
+            return kids, parent
         lo, hi = self.boxes(level, ijk)
         first, last = self._index_range(level - 1, lo, hi)
-        n = last - first
-        k = int(n.max()) if len(n) else 0
+        counts = last - first
+        k = int(counts.max()) if n else 0
         if k == 0:
-            return np.zeros((0, 3), np.int64)
+            return np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
         r = np.arange(k)
         offs = np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
-        keep = (offs[None, :, :] < n[:, None, :]).all(axis=2)
+        keep = (offs[None, :, :] < counts[:, None, :]).all(axis=2)
         kids = (first[:, None, :] + offs[None, :, :])[keep]
+        parent = np.nonzero(keep)[0].astype(np.int64)
         if k > 2 or not self._aligned(level):
-            codes = np.unique(self.encode(level - 1, kids))
-            return self.decode(codes)[1]
-        return kids
+            _, idx = np.unique(self.encode(level - 1, kids), return_index=True)
+            kids, parent = kids[idx], parent[idx]
+        return kids, parent
+
+    def _children_t(self, level: int, ijk_t: I64) -> tuple[I64, I64]:
+        """:meth:`children_with_parent` with indices as (3, N) arrays (see ``_Planes.outside``)."""
+        if not self._ratio2[level]:
+            kids, parent = self.children_with_parent(level, np.ascontiguousarray(ijk_t.T))
+            return kids.T, parent
+        n = ijk_t.shape[1]
+        # (3, 8, N): child a of brick i at column a * N + i.
+        kids = ((2 * ijk_t)[:, None, :] + _OCT.T[:, :, None]).reshape(3, 8 * n)
+        parent = np.tile(np.arange(n, dtype=np.int64), 8)
+        if self._ragged[level]:
+            inside = (kids < self.grid[level - 1][:, None]).all(axis=0)
+            if not inside.all():
+                keep = np.flatnonzero(inside)
+                return kids.take(keep, 1), parent.take(keep)
+        return kids, parent
 
     def _aligned(self, level: int) -> bool:
         """Whether each brick of ``level - 1`` lies under exactly one brick of ``level``."""
@@ -414,6 +483,11 @@ class BrickGrid:
 class Selection:
     """What one frame wants: the leaves of the LOD tree and every visible node on the way.
 
+    Every array is indexed either by *node* (a visible brick the walk kept, coarsest
+    level first) or by *leaf* (the nodes that were not refined). The per-node arrays
+    let a consumer find a leaf's ancestors (``node_parent``) and any brick's level and
+    index without decoding codes, which keeps the per-frame work vectorised.
+
     Attributes
     ----------
     leaves : (M,) int64
@@ -426,7 +500,17 @@ class Selection:
         coarsest level first (order within a level is the traversal order).
     node_levels : (K,) int64
     n_tested : int
-        Bricks whose boxes were tested this frame.
+        Bricks whose boxes were tested against the planes this frame (children of a
+        brick wholly inside every plane are accepted without a test).
+    node_ijk : (K, 3) int64
+    node_parent : (K,) int64
+        Index (into ``nodes``) of each node's parent; -1 on the walk's top level.
+    node_leaf : (K,) bool
+        Whether each node is a leaf.
+    leaf_index : (M,) int64
+        Index (into ``nodes``) of each leaf.
+    level_bounds : tuple of (level, start, stop)
+        The nodes of each level are ``nodes[start:stop]``, coarsest level first.
     """
 
     leaves: I64
@@ -435,6 +519,11 @@ class Selection:
     nodes: I64
     node_levels: I64
     n_tested: int
+    node_ijk: I64
+    node_parent: I64
+    node_leaf: npt.NDArray[np.bool_]
+    leaf_index: I64
+    level_bounds: tuple[tuple[int, int, int], ...]
 
 
 def centre_scores(grid: BrickGrid, codes: I64, views: Sequence[View]) -> F64:
@@ -442,27 +531,58 @@ def centre_scores(grid: BrickGrid, codes: I64, views: Sequence[View]) -> F64:
 
     0 in the middle of the view; used to load the middle of the screen first.
     """
-    lo, hi = grid.code_boxes(codes)
-    centre = (lo + hi) / 2
-    score = np.full(len(codes), np.inf)
+    lvl, ijk = grid.decode(codes)
+    return centre_scores_ijk(grid, lvl, ijk, views)
+
+
+def centre_scores_ijk(grid: BrickGrid, levels: I64, ijk: I64, views: Sequence[View]) -> F64:
+    """:func:`centre_scores` of bricks given by level (N,) and index (N, 3)."""
+    centre = grid._corner[levels] + (ijk + 0.5) * grid._brick_um[levels]
+    score: F64 | None = None
     for v in views:
         rel = centre - v.position_um
         norm = np.sqrt(np.einsum("ij,ij->i", rel, rel))
-        score = np.minimum(score, 1.0 - (rel @ v.forward) / np.maximum(norm, 1e-300))
+        np.maximum(norm, 1e-300, out=norm)
+        s = 1.0 - (rel @ v.forward) / norm
+        score = s if score is None else np.minimum(score, s)
+    assert score is not None
     return score
 
 
-def _outside(centre: F64, half: F64, planes: F64) -> npt.NDArray[np.bool_]:
-    """Boxes (centre (N, 3), common half extent (3,)) wholly outside one of ``planes`` (K, 4).
+class _Planes:
+    """Half-spaces (K, 4) split once per frame into what the box test needs."""
 
-    Signed distance of the centre against the box's projected radius on each
-    normal: one (N, 3) x (3, K) product for all planes.
-    """
-    if not len(planes):
-        return np.zeros(len(centre), dtype=bool)
-    d = centre @ planes[:, :3].T
-    d += planes[:, 3] + np.abs(planes[:, :3]) @ half
-    return np.asarray((d < 0).any(axis=1))
+    def __init__(self, planes: F64) -> None:
+        self.n = len(planes)
+        self.normals = np.ascontiguousarray(planes[:, :3])
+        self.offsets = np.ascontiguousarray(planes[:, 3])
+        self.abs_normals = np.abs(self.normals)
+
+    def outside(self, centre: F64, half: F64) -> npt.NDArray[np.bool_]:
+        """Boxes (centres (3, N), common half extent (3,)) wholly outside one of the planes.
+
+        Signed distance of the centre against the box's projected radius on each
+        normal: one (K, 3) x (3, N) product for all planes. Arrays are (3, N), not
+        (N, 3): NumPy's inner loops then run over N instead of over 3 (5-10x faster
+        at the sizes of a frame).
+        """
+        if not self.n:
+            return np.zeros(centre.shape[1], dtype=bool)
+        d = self.normals @ centre
+        d += (self.offsets + self.abs_normals @ half)[:, None]
+        return np.asarray((d < 0).any(axis=0))
+
+    def classify(
+        self, centre: F64, half: F64
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """Boxes wholly outside one plane, and boxes wholly inside all of them (N,) each."""
+        n = centre.shape[1]
+        if not self.n:
+            return np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+        r = (self.abs_normals @ half)[:, None]
+        d = self.normals @ centre
+        d += self.offsets[:, None]
+        return np.asarray((d < -r).any(axis=0)), np.asarray((d >= r).all(axis=0))
 
 
 def select_bricks(
@@ -494,7 +614,9 @@ def select_bricks(
     -----
     Culling and the error test use each level's full brick size for every
     brick (the last brick along an axis may be smaller): a conservative box,
-    one matrix product per level instead of per-brick corners.
+    one matrix product per level instead of per-brick corners. The walk costs a
+    fixed number of NumPy operations per level (about 20), whatever the number
+    of bricks: no Python loop runs per brick.
     """
     if not views:
         raise ParameterError("select_bricks needs at least one view")
@@ -502,69 +624,111 @@ def select_bricks(
         raise ParameterError(f"max_error_px must be > 0, got {max_error_px}")
     clip = clip_planes if clip_planes is not None else np.zeros((0, 4))
     single = len(views) == 1
-    cull_single = np.concatenate([clip, views[0].planes]) if single else clip
+    cull_single = _Planes(np.concatenate([clip, views[0].planes]) if single else clip)
+    per_view = [] if single else [_Planes(v.planes) for v in views]
     level = grid.n_levels - 1
-    g = grid.grid[level]
-    ijk = np.stack(
-        np.meshgrid(np.arange(g[0]), np.arange(g[1]), np.arange(g[2]), indexing="ij"), axis=-1
-    ).reshape(-1, 3)
-    leaves: list[I64] = []
-    leaf_levels: list[I64] = []
-    leaf_ijk: list[I64] = []
-    nodes: list[I64] = []
-    node_levels: list[I64] = []
+    # Brick indices as (3, N): see _Planes.outside.
+    ijk = grid._top_ijk.T
+    parent = np.full(ijk.shape[1], -1, dtype=np.int64)
+    codes_l: list[I64] = []
+    ijk_l: list[I64] = []
+    parent_l: list[I64] = []
+    leaf_l: list[npt.NDArray[np.bool_]] = []
+    bounds: list[tuple[int, int, int]] = []
     n_tested = 0
+    n_nodes = 0
     finest = min(max(int(finest_level), 0), grid.n_levels - 1)
-    while len(ijk):
-        n_tested += len(ijk)
+    persp = [(v, v.position_um[:, None]) for v in views if v.perspective]
+    flat = [v for v in views if not v.perspective]
+    inherited: npt.NDArray[np.bool_] | None = None  # parent wholly inside the planes
+    while ijk.shape[1]:
         size = grid._brick_um[level]
         half = size / 2
-        centre = grid._corner[level] + (ijk + 0.5) * size
-        out = _outside(centre, half, cull_single)
-        if not single:
-            in_any = np.zeros(len(ijk), bool)
-            for v in views:
-                in_any |= ~_outside(centre, half, v.planes)
+        centre = ijk * size[:, None]
+        centre += (grid._corner[level] + half)[:, None]
+        full: npt.NDArray[np.bool_] | None = None
+        n_here = ijk.shape[1]
+        if per_view:
+            out = cull_single.outside(centre, half)
+            in_any = np.zeros(n_here, bool)
+            for pv in per_view:
+                in_any |= ~pv.outside(centre, half)
             out |= ~in_any
+            n_tested += n_here
+        else:
+            # Hierarchical culling: children of a brick wholly inside every plane are
+            # inside too (they tile it); only the others are tested.
+            test = None if inherited is None else np.flatnonzero(~inherited)
+            if test is None or len(test) == n_here:
+                out, full = cull_single.classify(centre, half)
+                n_tested += n_here
+            else:
+                out = np.zeros(n_here, bool)
+                full = np.ones(n_here, bool)
+                if len(test):
+                    o, f = cull_single.classify(centre.take(test, 1), half)
+                    out[test], full[test] = o, f
+                n_tested += len(test)
         if out.any():
-            keep = ~out
-            ijk, centre = ijk[keep], centre[keep]
-        if not len(ijk):
+            keep = np.flatnonzero(~out)  # take() on indices: ~10x faster than a 2-D mask
+            ijk, centre, parent = ijk.take(keep, 1), centre.take(keep, 1), parent.take(keep)
+            if full is not None:
+                full = full.take(keep)
+        n = ijk.shape[1]
+        if not n:
             break
-        codes = grid.encode(level, ijk)
-        nodes.append(codes)
-        node_levels.append(np.full(len(codes), level, np.int64))
+        codes_l.append(grid._strides[level] @ ijk + grid.offsets[level])
+        ijk_l.append(ijk)
+        parent_l.append(parent)
+        bounds.append((level, n_nodes, n_nodes + n))
+        refine: npt.NDArray[np.bool_] | None = None
         if level > finest:
             voxel = float(grid._max_scale[level])
-            refine = np.zeros(len(ijk), bool)
-            for v in views:
-                radius = voxel * v.focal_px / max_error_px
-                if not v.perspective:
-                    refine |= voxel * v.focal_px > max_error_px
-                    continue
-                gap = np.abs(centre - v.position_um)
-                gap -= half
-                np.maximum(gap, 0.0, out=gap)
-                refine |= np.einsum("ij,ij->i", gap, gap) < radius * radius
-        else:
-            refine = np.zeros(len(ijk), bool)
-        if refine.all():
-            parents = ijk
-        else:
-            leaves.append(codes[~refine])
-            leaf_ijk.append(ijk[~refine])
-            leaf_levels.append(np.full(len(codes) - int(refine.sum()), level, np.int64))
-            if not refine.any():
-                break
-            parents = ijk[refine]
-        ijk = grid.children(level, parents)
+            if any(voxel * v.focal_px > max_error_px for v in flat):
+                refine = np.ones(n, bool)
+            else:
+                for v, pos in persp:
+                    radius = voxel * v.focal_px / max_error_px
+                    gap = np.abs(centre - pos)
+                    gap -= half[:, None]
+                    np.maximum(gap, 0.0, out=gap)
+                    r = np.einsum("ij,ij->j", gap, gap) < radius * radius
+                    refine = r if refine is None else refine | r
+        if refine is None or not refine.any():
+            leaf_l.append(np.ones(n, bool))
+            n_nodes += n
+            break
+        leaf_l.append(~refine)
+        idx = np.flatnonzero(refine)
+        ijk, kid_parent = grid._children_t(level, ijk.take(idx, 1))
+        parent = idx.take(kid_parent)
+        inherited = full.take(parent) if full is not None and grid._ratio2[level] else None
+        parent += n_nodes
+        n_nodes += n
         level -= 1
-    z = np.zeros(0, np.int64)
+    if codes_l:
+        nodes = np.concatenate(codes_l)
+        node_ijk = np.concatenate(ijk_l, axis=1).T
+        node_parent = np.concatenate(parent_l)
+        node_leaf = np.concatenate(leaf_l)
+        node_levels = np.repeat(
+            np.array([b[0] for b in bounds], np.int64), [b[2] - b[1] for b in bounds]
+        )
+    else:
+        nodes = node_parent = node_levels = np.zeros(0, np.int64)
+        node_ijk = np.zeros((0, 3), np.int64)
+        node_leaf = np.zeros(0, bool)
+    leaf_index = np.flatnonzero(node_leaf)
     return Selection(
-        leaves=np.concatenate(leaves) if leaves else z,
-        leaf_levels=np.concatenate(leaf_levels) if leaf_levels else z,
-        leaf_ijk=np.concatenate(leaf_ijk) if leaf_ijk else np.zeros((0, 3), np.int64),
-        nodes=np.concatenate(nodes) if nodes else z,
-        node_levels=np.concatenate(node_levels) if node_levels else z,
+        leaves=nodes[leaf_index],
+        leaf_levels=node_levels[leaf_index],
+        leaf_ijk=node_ijk[leaf_index],
+        nodes=nodes,
+        node_levels=node_levels,
         n_tested=n_tested,
+        node_ijk=node_ijk,
+        node_parent=node_parent,
+        node_leaf=node_leaf,
+        leaf_index=leaf_index,
+        level_bounds=tuple(bounds),
     )

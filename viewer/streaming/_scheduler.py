@@ -99,7 +99,10 @@ class ChunkScheduler:
             raise ParameterError(f"n_workers must be >= 1, got {n_workers}")
         self._load = load
         self._n_workers = int(n_workers)
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # workers wait here for work
+        # Waiters for progress (wait_idle / wait_below) share the lock, not the wake-ups.
+        self._progress = threading.Condition(lock)
         self._queue: npt.NDArray[np.int64] = np.zeros(0, np.int64)
         self._pos = 0
         self._generation = 0
@@ -129,12 +132,17 @@ class ChunkScheduler:
                 raise RuntimeError("the scheduler is closed")
             rest = self._queue[self._pos :]
             if len(rest):
-                self._dropped += int(np.count_nonzero(~np.isin(rest, new)))
+                # Python sets of <= max_requests ints: cheaper than np.isin's sorts.
+                self._dropped += len(set(rest.tolist()).difference(new.tolist()))
             self._queue = new
             self._pos = 0
             self._generation += 1
             self._submitted += len(new)
-            self._cond.notify_all()
+            # Wake only as many idle workers as there is work: waking all of them
+            # every frame would make them compete with the frame thread for the GIL.
+            if len(new) and not self._paused:
+                self._cond.notify(min(len(new), self._n_workers))
+            self._progress.notify_all()
             generation = self._generation
         self._start_threads()
         return generation
@@ -164,7 +172,22 @@ class ChunkScheduler:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
-                self._cond.wait(timeout=left if left is not None else 0.1)
+                self._progress.wait(timeout=left if left is not None else 0.1)
+        return True
+
+    def wait_below(self, n_queued: int, timeout: float | None = None) -> bool:
+        """Block until at most ``n_queued`` requests wait to start (running ones do not
+        count); True unless ``timeout`` passed first.
+
+        One-shot renders use it to hand over the next batch before the workers run dry.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while len(self._queue) - self._pos > n_queued and not self._paused:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._progress.wait(timeout=left if left is not None else 0.1)
         return True
 
     def pause(self, paused: bool = True) -> None:
@@ -172,6 +195,11 @@ class ChunkScheduler:
         with self._cond:
             self._paused = paused
             self._cond.notify_all()
+
+    def n_queued(self) -> int:
+        """Number of requests not started yet."""
+        with self._cond:
+            return len(self._queue) - self._pos
 
     def queued(self) -> npt.NDArray[np.int64]:
         """Keys not started yet, in the order they will start."""
@@ -204,6 +232,7 @@ class ChunkScheduler:
             self._queue = np.zeros(0, np.int64)
             self._pos = 0
             self._cond.notify_all()
+            self._progress.notify_all()
         for t in self._threads:
             t.join(timeout=30)
         self._threads.clear()
@@ -241,8 +270,13 @@ class ChunkScheduler:
         return None
 
     def _work(self) -> None:
+        done: BrickResult | None = None
         while True:
             with self._cond:
+                if done is not None:
+                    # Book the finished load and take the next one under one lock hold.
+                    self._finish(done)
+                    done = None
                 req = self._next()
                 while req is None and not self._closed:
                     self._cond.wait()
@@ -257,16 +291,20 @@ class ChunkScheduler:
             except Exception as exc:  # a worker must survive any failed load
                 error = f"{type(exc).__name__}: {exc}".splitlines()[0]
                 log.warning("brick %d failed to load: %s", req.key, error)
-            dt = time.perf_counter() - t0
-            with self._cond:
-                self._in_flight.pop(req.key, None)
-                self._done.add(req.key)
-                if error is None and array is not None:
-                    self._completed += 1
-                    self._bytes += int(array.nbytes)
-                else:
-                    self._failed += 1
-                self._seconds += dt
-                stale = req.generation != self._generation
-                self._cond.notify_all()
-            self._results.put(BrickResult(req, array, error, dt, stale))
+            done = BrickResult(req, array, error, time.perf_counter() - t0, False)
+
+    def _finish(self, res: BrickResult) -> None:
+        """Count a finished load and hand it to :meth:`drain` (caller holds the lock)."""
+        key = res.request.key
+        self._in_flight.pop(key, None)
+        self._done.add(key)
+        if res.error is None and res.array is not None:
+            self._completed += 1
+            self._bytes += int(res.array.nbytes)
+        else:
+            self._failed += 1
+        self._seconds += res.seconds
+        stale = res.request.generation != self._generation
+        # Queued before waking the waiters, so a wait_idle() caller finds it in drain().
+        self._results.put(BrickResult(res.request, res.array, res.error, res.seconds, stale))
+        self._progress.notify_all()

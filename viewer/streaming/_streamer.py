@@ -25,6 +25,7 @@ values (``tests/viewer/streaming/test_render_streaming.py`` measures the seams).
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -38,7 +39,7 @@ from analysis.errors import ParameterError
 from analysis.volume import VolumeSource
 
 from ._cache import BrickCache, TextureBudget
-from ._lod import BrickGrid, Selection, View, centre_scores, clip_planes_array, select_bricks
+from ._lod import BrickGrid, Selection, View, centre_scores_ijk, clip_planes_array, select_bricks
 from ._scheduler import BrickResult, ChunkScheduler
 
 __all__ = ["PaddedBrick", "StreamFrame", "StreamStats", "VolumeStreamer"]
@@ -76,7 +77,11 @@ class StreamStats:
     gpu_bytes, gpu_budget_bytes : int
         Texture bytes of the bricks drawn (with borders) and their budget.
     pending, in_flight : int
-        Requests queued and running.
+        Bricks wanted and not loaded yet (queued in the scheduler or held back for a
+        later frame), and loads running.
+    held_back : int
+        Of ``pending``, the bricks not handed to the scheduler yet (beyond
+        ``max_requests``).
     loaded, failed, dropped : int
         Bricks loaded, failed and dropped (no longer wanted before they started).
     bytes_loaded : int
@@ -89,7 +94,10 @@ class StreamStats:
     lod_bias : float
         Factor on ``max_error_px`` (> 1 while over a memory budget).
     frame_ms : float
-        CPU time of the last :meth:`VolumeStreamer.update`.
+        Wall-clock time of the last :meth:`VolumeStreamer.update`.
+    frame_cpu_ms : float
+        CPU time of the calling thread in the last :meth:`VolumeStreamer.update`
+        (the wall-clock time less what other threads and processes took).
     """
 
     cache_bytes: int
@@ -99,6 +107,7 @@ class StreamStats:
     gpu_budget_bytes: int
     pending: int
     in_flight: int
+    held_back: int
     loaded: int
     failed: int
     dropped: int
@@ -110,6 +119,7 @@ class StreamStats:
     complete: bool
     lod_bias: float
     frame_ms: float
+    frame_cpu_ms: float
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -182,6 +192,11 @@ class PaddedBrick:
     neighbours: frozenset[int]
 
 
+def _volumes(d: F64) -> F64:
+    """Products of the rows of ``d`` (N, 3) (``np.prod(axis=1)`` is ~7x slower at N ~ 1000)."""
+    return np.asarray(d[:, 0] * d[:, 1] * d[:, 2])
+
+
 def _t3(a: npt.ArrayLike) -> tuple[float, float, float]:
     v = np.asarray(a, dtype=np.float64).reshape(3)
     return (float(v[0]), float(v[1]), float(v[2]))
@@ -208,11 +223,22 @@ class VolumeStreamer:
     labels : bool, default: False
         The source holds labels (drawn with nearest-neighbour sampling; same streaming).
     finest_level : int, default: 0
+    max_requests : int, default: 256
+        Most requests handed to the scheduler per frame (the most wanted ones); the
+        rest wait for a later frame (they are counted in ``StreamStats.held_back``).
+    reuse_px : float, default: 0.5
+        Keep last frame's brick selection while the camera moved less than this many
+        pixels (turning) and finest voxels (moving); 0 recomputes every frame.
 
     Notes
     -----
     Only the thread calling :meth:`update` touches the cache; the workers only
     read the source. Call :meth:`close` (or use ``with``) to stop the workers.
+
+    Which bricks of the current time point and channel are resident is kept in a
+    bitmap of one byte per brick of the pyramid (``grid.n_bricks``; 9.6 MB for a
+    16384 x 16384 x 8192 volume in 64³ chunks) so that a frame looks residency up
+    with one indexing operation.
     """
 
     def __init__(
@@ -229,12 +255,18 @@ class VolumeStreamer:
         prefetch_time: int = 1,
         labels: bool = False,
         finest_level: int = 0,
+        max_requests: int = 256,
+        reuse_px: float = 0.5,
     ) -> None:
         axes = tuple(source.axes)
         if axes[-3:] != ("z", "y", "x"):
             raise ParameterError(f"a streamed volume needs z, y, x as its last axes, got {axes}")
         if not max_error_px > 0:
             raise ParameterError(f"max_error_px must be > 0, got {max_error_px}")
+        if max_requests < 1:
+            raise ParameterError(f"max_requests must be >= 1, got {max_requests}")
+        if reuse_px < 0:
+            raise ParameterError(f"reuse_px must be >= 0, got {reuse_px}")
         self.source = source
         self.grid = BrickGrid.from_source(source)
         self.labels = bool(labels)
@@ -250,6 +282,8 @@ class VolumeStreamer:
         self.max_error_px = float(max_error_px)
         self.prefetch_time = max(int(prefetch_time), 0)
         self.finest_level = int(finest_level)
+        self.max_requests = int(max_requests)
+        self.reuse_px = float(reuse_px)
         self._time_index = 0
         self._channel = 0
         self.time_index = time_index
@@ -260,15 +294,50 @@ class VolumeStreamer:
         first, last = g.translation[0], g.translation[0] + (g.shape[0] - 1) * g.scale[0]
         self._extent_lo = np.where(thick, first, -np.inf)
         self._extent_hi = np.where(thick, last, np.inf)
+        self._diagonal_um = float(np.linalg.norm(g.shape[0] * g.scale[0]))
+        # Plain-int copies of the grid for the workers' key -> region (no NumPy per brick).
+        self._py_offsets = [int(o) for o in g.offsets]
+        self._py_levels = [
+            (
+                int(g.grid[i, 1] * g.grid[i, 2]),
+                int(g.grid[i, 2]),
+                tuple(int(c) for c in g.chunks[i]),
+                tuple(int(s) for s in g.shape[i]),
+            )
+            for i in range(g.n_levels)
+        ]
         self._failed: set[int] = set()
         self._failed_arr = np.zeros(0, np.int64)
-        self._last_want: I64 | None = None
-        self._last_evictions = -1
         self._frame_ms = 0.0
+        self._frame_cpu_ms = 0.0
         self._last: StreamFrame | None = None
-        self._last_leaf_keys = np.zeros(0, np.int64)
-        self._ancestors = np.zeros(0, np.int64)
-        self._last_cache_version = -1
+        # Residency bitmap of the current (time, channel) and what it is in sync with.
+        self._resident = np.zeros(g.n_bricks, dtype=bool)
+        self._res_base = -1
+        self._res_cache_version = -1
+        self._res_version = 0
+        # Bricks drawn by the last draw list (same indexing as the residency bitmap).
+        self._drawn = np.zeros(g.n_bricks, dtype=bool)
+        self._drawn_codes = np.zeros(0, np.int64)
+        # Bytes of one brick per level, as RAM and as a texture with its border. Full
+        # chunks: the last brick along an axis may be smaller, so budgets are conservative.
+        voxels = np.prod(g.chunks, axis=1)
+        self._brick_bytes = voxels * self.itemsize
+        self._tex_bytes = np.prod(g.chunks + 2, axis=1) * self.itemsize
+        # Last selection, the views and error it was made for, and its leaves' boxes.
+        self._sel: Selection | None = None
+        self._sel_key: tuple[Any, ...] | None = None
+        self._sel_views: list[View] = []
+        self._sel_tol_um = 0.0
+        self._leaf_lo = np.zeros((0, 3))
+        self._leaf_hi = np.zeros((0, 3))
+        # What the last draw list / request list were computed from.
+        self._items_for: tuple[int, int, int] = (-1, -1, -1)
+        self._held_back = 0
+        self._used = np.zeros(0, np.int64)
+        self._over = False
+        self._need_bytes = 0
+        self._frames = 0
 
     # -- keys ---------------------------------------------------------------------
     @property
@@ -304,12 +373,23 @@ class VolumeStreamer:
         return t, c, code
 
     def region(self, key: int) -> tuple[int, tuple[slice, ...]]:
-        """Level and region (slices over every axis of the source) of a cache key."""
+        """Level and region (slices over every axis of the source) of a cache key.
+
+        Plain integer arithmetic: it runs on the worker threads once per brick, and
+        NumPy calls on tiny arrays there would only compete with the frame thread
+        for the GIL.
+        """
         t, c, code = self.split_key(key)
-        lvl, ijk = self.grid.decode([code])
-        level = int(lvl[0])
-        start, stop = self.grid.voxel_bounds(level, ijk)
-        spatial = [slice(int(a), int(b)) for a, b in zip(start[0], stop[0], strict=True)]
+        if not 0 <= code < self._py_offsets[-1]:
+            raise ParameterError(f"brick key {key} out of range")
+        level = bisect.bisect_right(self._py_offsets, code) - 1
+        syx, sx, chunks, shape = self._py_levels[level]
+        z, rem = divmod(code - self._py_offsets[level], syx)
+        y, x = divmod(rem, sx)
+        spatial = [
+            slice(i * ch, min(i * ch + ch, n))
+            for i, ch, n in zip((z, y, x), chunks, shape, strict=True)
+        ]
         reg: list[slice] = []
         for i, ax in enumerate(self.source.axes[:-3]):
             if i == self._t_axis:
@@ -337,44 +417,49 @@ class VolumeStreamer:
         views : View or sequence of View
             The camera, or both eyes.
         clip_planes : iterable of ClippingPlane, or (K, 4) array
+
+        Notes
+        -----
+        Work is skipped when its inputs did not change: the brick selection while
+        the camera moved less than ``reuse_px`` (and the error bound is the same),
+        the draw list and the request list while neither the selection nor the
+        resident set changed.
         """
         t0 = time.perf_counter()
+        c0 = time.thread_time()
+        self._frames += 1
         vs = [views] if isinstance(views, View) else list(views)
         arrived = self._drain()
         planes = (
             clip_planes if isinstance(clip_planes, np.ndarray) else clip_planes_array(clip_planes)
         )
-        sel = select_bricks(
-            self.grid, vs, planes, self.max_error_px * self._bias, self.finest_level
-        )
+        sel = self._select(vs, planes)
         base = self.key_base()
-        grid = self.grid
-        leaf_keys = base + sel.leaves
-        reuse = (
-            self._last is not None
-            and self._last_cache_version == self.cache.version
-            and np.array_equal(leaf_keys, self._last_leaf_keys)
-        )
-        if reuse and self._last is not None:
-            # Frame coherence: same leaves, same cache content -> same draw list.
-            keys, lo, hi = self._last.keys, self._last.crop_lo, self._last.crop_hi
-            n_stand, n_undrawn = self._last.stats.stand_ins, self._last.stats.undrawn
+        self._sync_resident(base)
+        stamp = (id(sel), self._res_version, base)
+        last = self._last
+        if last is not None and stamp == self._items_for:
+            # Frame coherence: same selection, same resident bricks -> same draw list.
+            keys, lo, hi, lv = last.keys, last.crop_lo, last.crop_hi, last.levels
+            n_stand, n_undrawn, gpu = last.stats.stand_ins, last.stats.undrawn, last.stats.gpu_bytes
         else:
-            src, self._ancestors = self._stand_ins(sel, base)
-            leaf_lo, leaf_hi = grid.boxes(sel.leaf_levels, sel.leaf_ijk)
-            keys, lo, hi = self._draw_items(src, leaf_keys, leaf_lo, leaf_hi)
-            n_stand = int(np.count_nonzero((src >= 0) & (src != leaf_keys)))
+            res = self._resident[sel.nodes]
+            item_nodes, lo, hi, src = self._draw_items(sel, res)
+            keys = base + sel.nodes[item_nodes]
+            lv = sel.node_levels[item_nodes]
+            n_stand = int(np.count_nonzero((src >= 0) & (src != sel.leaf_index)))
             n_undrawn = int(np.count_nonzero(src < 0))
-        self._last_leaf_keys = leaf_keys
-        self._last_cache_version = self.cache.version
-        drawn_keys = np.unique(keys)
-        self.cache.touch(int(k) for k in drawn_keys)
-        gpu = self._texture_bytes(drawn_keys - base)
-        over = self._request(sel, base, vs)
+            used = np.unique(item_nodes)
+            self._mark_drawn(sel.nodes[used])
+            gpu = int(self._tex_bytes[sel.node_levels[used]].sum())
+            self._items_for = stamp
+            self._used = used
+            self._plan_requests(sel, res, used, base, vs)
+        self._refill(sel, base, vs)
         gpu_over = max(gpu, self.textures.used) > self.textures.budget_bytes
-        self._adapt_bias(over or gpu_over, sel, gpu)
+        self._adapt_bias(self._over or gpu_over, gpu)
         self._frame_ms = (time.perf_counter() - t0) * 1e3
-        lv = grid.decode(keys - base)[0] if len(keys) else np.zeros(0, np.int64)
+        self._frame_cpu_ms = (time.thread_time() - c0) * 1e3
         frame = StreamFrame(
             keys=keys,
             crop_lo=lo,
@@ -387,175 +472,230 @@ class VolumeStreamer:
         self._last = frame
         return frame
 
-    def _stand_ins(self, sel: Selection, base: int) -> tuple[I64, I64]:
-        """Key of the brick drawn for each leaf (itself if resident, else the nearest
-        resident ancestor, else -1), and the keys of all ancestors of missing leaves."""
-        grid = self.grid
-        leaf_keys = base + sel.leaves
-        resident = self.cache.contains_array(leaf_keys)
-        src = np.where(resident, leaf_keys, -1)
-        miss = np.flatnonzero(~resident)
-        top = grid.n_levels - 1
-        # Two walks up the tree: every still-unresolved leaf (to find its stand-in),
-        # and the distinct ancestors of all missing leaves (to request them).
-        lvl, ijk = sel.leaf_levels[miss], sel.leaf_ijk[miss]
-        clvl, cijk = lvl, ijk
-        chain: list[I64] = []
-        while len(clvl):
-            below = clvl < top
-            clvl, cijk = clvl[below] + 1, grid.parent_ijk(clvl[below], cijk[below])
-            ckeys = base + grid.encode_mixed(clvl, cijk)
-            ckeys, idx = np.unique(ckeys, return_index=True)
-            chain.append(ckeys)
-            clvl, cijk = clvl[idx], cijk[idx]
-        while miss.size:
-            below = lvl < top
-            miss, lvl, ijk = miss[below], lvl[below], ijk[below]
-            if not miss.size:
-                break
-            ijk = grid.parent_ijk(lvl, ijk)
-            lvl = lvl + 1
-            keys = base + grid.encode_mixed(lvl, ijk)
-            found = self.cache.contains_array(keys)
-            src[miss[found]] = keys[found]
-            nf = ~found
-            miss, lvl, ijk = miss[nf], lvl[nf], ijk[nf]
-        anc = np.unique(np.concatenate(chain)) if chain else np.zeros(0, np.int64)
-        return src, anc
+    def _select(self, vs: list[View], planes: F64) -> Selection:
+        """:func:`select_bricks`, or the last selection while the views barely moved."""
+        err = self.max_error_px * self._bias
+        key = (len(vs), err, self.finest_level, planes.shape, planes.tobytes())
+        sel = self._sel
+        if (
+            sel is not None
+            and self.reuse_px > 0
+            and key == self._sel_key
+            and all(
+                a.close_to(b, self._sel_tol_um, self.reuse_px, self._diagonal_um)
+                for a, b in zip(vs, self._sel_views, strict=True)
+            )
+        ):
+            return sel
+        sel = select_bricks(self.grid, vs, planes, err, self.finest_level)
+        self._sel, self._sel_key, self._sel_views = sel, key, list(vs)
+        finest = int(sel.leaf_levels.min()) if len(sel.leaf_levels) else 0
+        # Moving by half the finest voxel drawn changes no choice by more than that.
+        self._sel_tol_um = self.reuse_px * float(self.grid.scale[finest].min())
+        self._leaf_lo, self._leaf_hi = self.grid.boxes(sel.leaf_levels, sel.leaf_ijk)
+        return sel
+
+    def _sync_resident(self, base: int) -> None:
+        """Rebuild the residency bitmap if the cache changed behind our back or ``base`` moved."""
+        if base == self._res_base and self.cache.version == self._res_cache_version:
+            return
+        self._resident[:] = False
+        keys = self.cache.keys_array()
+        n = self.grid.n_bricks
+        mine = keys[(keys >= base) & (keys < base + n)]
+        self._resident[mine - base] = True
+        if base != self._res_base:
+            self._mark_drawn(np.zeros(0, np.int64))
+        self._res_base = base
+        self._res_cache_version = self.cache.version
+        self._res_version += 1
 
     def _drain(self) -> I64:
+        """Move finished bricks into the cache, keeping the bitmap in step (one loop step
+        per arrived brick, not per brick in view)."""
         results: list[BrickResult] = self.scheduler.drain()
+        if not results:
+            return np.zeros(0, np.int64)
+        base, n = self._res_base, self.grid.n_bricks
+        in_sync = self.cache.version == self._res_cache_version
+        res = self._resident
         got = []
         for r in results:
             key = r.request.key
             if r.array is None:
                 self._failed.add(key)
                 continue
-            self.cache.put(key, r.array)
+            evicted = self.cache.put(key, r.array, self._in_use)
             got.append(key)
-        if results and self._failed:
+            if in_sync:
+                for k in evicted:
+                    if base <= k < base + n:
+                        res[k - base] = False
+                if base <= key < base + n and key in self.cache:
+                    res[key - base] = True
+        if in_sync:
+            self._res_cache_version = self.cache.version
+        self._res_version += 1
+        if self._failed and len(self._failed) != len(self._failed_arr):
             self._failed_arr = np.array(sorted(self._failed), dtype=np.int64)
         return np.asarray(got, dtype=np.int64)
 
-    def _draw_items(
-        self, src: I64, leaf_keys: I64, leaf_lo: F64, leaf_hi: F64
-    ) -> tuple[I64, F64, F64]:
-        """Draw items: a resident leaf whole; a stand-in cropped to the leaves it replaces.
+    def _mark_drawn(self, codes: I64) -> None:
+        """Remember the bricks drawn now (the cache gives them a second chance)."""
+        self._drawn[self._drawn_codes] = False
+        self._drawn[codes] = True
+        self._drawn_codes = codes
+
+    def _in_use(self, key: int) -> bool:
+        code = key - self._res_base
+        return 0 <= code < len(self._drawn) and bool(self._drawn[code])
+
+    def _stand_ins(self, sel: Selection, res: npt.NDArray[np.bool_]) -> I64:
+        """Node index drawn for each leaf (M,): itself if resident, else its nearest
+        resident ancestor, else -1. One pass down the levels of the selection."""
+        best = np.where(res, np.arange(len(res)), -1)
+        parent = sel.node_parent
+        for _, s, e in sel.level_bounds[1:]:
+            seg = best[s:e]
+            miss = seg < 0
+            if miss.any():
+                seg[miss] = best[parent[s:e][miss]]
+        return np.asarray(best[sel.leaf_index])
+
+    def _draw_items(self, sel: Selection, res: npt.NDArray[np.bool_]) -> tuple[I64, F64, F64, I64]:
+        """Draw items (node index, crop box): a resident leaf whole; a stand-in cropped to
+        the leaves it replaces. Also returns each leaf's source node (-1: nothing).
 
         Leaves sharing one stand-in become one item when their boxes tile their
         bounding box exactly (the usual case: all children of a parent missing).
         """
-        own = src == leaf_keys
-        keys = [src[own]]
-        lo = [leaf_lo[own]]
-        hi = [leaf_hi[own]]
-        stand = np.flatnonzero((src >= 0) & ~own)
-        if stand.size:
-            order = stand[np.argsort(src[stand], kind="stable")]
-            s = src[order]
-            starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-            llo, lhi = leaf_lo[order], leaf_hi[order]
-            glo = np.minimum.reduceat(llo, starts, axis=0)
-            ghi = np.maximum.reduceat(lhi, starts, axis=0)
-            vol = np.add.reduceat(np.prod(lhi - llo, axis=1), starts)
-            whole = np.isclose(vol, np.prod(ghi - glo, axis=1), rtol=1e-9)
-            keys.append(s[starts][whole])
-            lo.append(glo[whole])
-            hi.append(ghi[whole])
-            counts = np.diff(np.r_[starts, len(s)])
-            split = np.repeat(~whole, counts)
-            keys.append(s[split])
-            lo.append(llo[split])
-            hi.append(lhi[split])
-        lo_a, hi_a = np.concatenate(lo), np.concatenate(hi)
+        src = self._stand_ins(sel, res)
+        leaf_lo, leaf_hi = self._leaf_lo, self._leaf_hi
+        own = src == sel.leaf_index
+        if own.all():
+            idx, lo_a, hi_a = sel.leaf_index, leaf_lo.copy(), leaf_hi.copy()
+        else:
+            nodes = [src[own]]
+            lo = [leaf_lo[own]]
+            hi = [leaf_hi[own]]
+            stand = np.flatnonzero((src >= 0) & ~own)
+            if stand.size:
+                order = stand[np.argsort(src[stand], kind="stable")]
+                s = src[order]
+                first = np.empty(len(s), bool)
+                first[0] = True
+                np.not_equal(s[1:], s[:-1], out=first[1:])
+                starts = np.flatnonzero(first)
+                llo, lhi = leaf_lo[order], leaf_hi[order]
+                glo = np.minimum.reduceat(llo, starts, axis=0)
+                ghi = np.maximum.reduceat(lhi, starts, axis=0)
+                vol = np.add.reduceat(_volumes(lhi - llo), starts)
+                box = _volumes(ghi - glo)
+                whole = np.abs(vol - box) <= 1e-9 * box
+                nodes.append(s[starts[whole]])
+                lo.append(glo[whole])
+                hi.append(ghi[whole])
+                split = ~whole[np.cumsum(first) - 1]
+                nodes.append(s[split])
+                lo.append(llo[split])
+                hi.append(lhi[split])
+            idx, lo_a, hi_a = np.concatenate(nodes), np.concatenate(lo), np.concatenate(hi)
         # The whole volume is drawn from its first to its last level-0 voxel centre,
         # as a single volume of level 0 is (VtkImage); coarse bricks' borders cover it.
         np.maximum(lo_a, self._extent_lo, out=lo_a)
         np.minimum(hi_a, self._extent_hi, out=hi_a)
-        return np.concatenate(keys), lo_a, hi_a
+        return idx, lo_a, hi_a, src
 
-    def _texture_bytes(self, codes: I64) -> int:
-        if not len(codes):
-            return 0
-        lvl, ijk = self.grid.decode(codes)
-        start, stop = self.grid.voxel_bounds(lvl, ijk)
-        return int(np.prod(stop - start + 2, axis=1).sum()) * self.itemsize
+    def _plan_requests(
+        self, sel: Selection, res: npt.NDArray[np.bool_], used: I64, base: int, views: list[View]
+    ) -> None:
+        """Submit the most wanted missing bricks; note whether the RAM budget cut the list.
 
-    def _request(self, sel: Selection, base: int, views: Sequence[View]) -> bool:
-        """Submit the missing nodes within the budget; True if the budget cut the list.
-
-        The budget is filled coarse level first; the missing bricks are then
-        requested coarse first and, within a level, from the view centre outwards.
+        Wanted: every leaf, and the ancestors of a missing leaf up to its nearest
+        resident ancestor (coarse stand-ins arrive first). The budget is filled
+        coarse level first; the missing bricks are requested coarse first and,
+        within a level, from the view centre outwards. Only the first
+        ``max_requests`` are handed over; :meth:`_refill` hands over more when the
+        workers run low.
         """
-        # Only leaves and the ancestors of leaves not yet resident are wanted: an
-        # intermediate level under resident leaves would be fetched for nothing.
-        node_keys = base + sel.nodes
-        useful = np.isin(node_keys, self._ancestors) | np.isin(
-            node_keys, base + sel.leaves, assume_unique=True
-        )
-        nodes = sel.nodes[useful]
-        sizes = self.grid.nbytes(nodes, self.itemsize)
-        cum = np.cumsum(sizes)
+        need = sel.node_leaf & ~res
+        parent = sel.node_parent
+        for _, s, e in reversed(sel.level_bounds[1:]):
+            p = parent[s:e][need[s:e]]
+            if len(p):
+                need[p[~res[p]]] = True
+        wanted = need | sel.node_leaf
+        wanted[used] = True
+        sizes = self._brick_bytes[sel.node_levels]
+        self._need_bytes = int(sizes.sum())
+        widx = np.flatnonzero(wanted)
+        cum = np.cumsum(sizes[widx])
         limit = _BUDGET_SHARE * self.cache.budget_bytes
-        fits = cum <= limit
-        over = not bool(fits.all()) if len(fits) else False
-        want = base + nodes[fits]
-        if self.n_time > 1 and self.prefetch_time and not over:
-            used = int(cum[-1]) if len(cum) else 0
-            leaf_sizes = self.grid.nbytes(sel.leaves, self.itemsize)
-            extra = []
-            for dt in range(1, self.prefetch_time + 1):
-                t = self._time_index + dt
-                if t >= self.n_time:
-                    break
-                c2 = used + np.cumsum(leaf_sizes)
-                ok = c2 <= limit
-                extra.append(self.key_base(time_index=t) + sel.leaves[ok])
-                used = int(c2[ok][-1]) if ok.any() else used
-                if not ok.all():
-                    break
-            if extra:
-                want = np.concatenate([want, *extra])
-        evictions = self.cache.evictions
-        same = (
-            self._last_want is not None
-            and evictions == self._last_evictions
-            and np.array_equal(want, self._last_want)
-        )
-        if not same:
-            missing = want[~self.cache.contains_array(want)]
-            if len(self._failed_arr):
-                missing = missing[~np.isin(missing, self._failed_arr)]
-            if len(missing) > 1:
-                t_idx, codes = np.divmod(missing, self.grid.n_bricks)
-                levels = self.grid.decode(codes)[0]
-                score = centre_scores(self.grid, codes, views)
-                # time point first (prefetch last), then coarse first, then centre first
-                missing = missing[np.lexsort((score, -levels, t_idx))]
-            self.scheduler.submit(missing)
-            self._last_want = want
-            self._last_evictions = evictions
-        return over
-
-    def _adapt_bias(self, over: bool, sel: Selection, gpu: int) -> None:
-        """Coarsen while over a budget; refine again (with hysteresis) when well under."""
+        over = bool(len(cum) and cum[-1] > limit)
         if over:
-            need = int(self.grid.nbytes(sel.nodes, self.itemsize).sum())
-            limit = _BUDGET_SHARE * self.cache.budget_bytes
+            widx = widx[: int(np.searchsorted(cum, limit, side="right"))]
+        miss = widx[~res[widx]]
+        keys = base + sel.nodes[miss]
+        if len(self._failed_arr):
+            ok = ~np.isin(keys, self._failed_arr)
+            miss, keys = miss[ok], keys[ok]
+        n_cap = self.max_requests
+        if len(miss) > 1:
+            levels = sel.node_levels[miss]
+            # Coarse first, then from the view centre (1 - cos is in [0, 2]).
+            prio = centre_scores_ijk(self.grid, levels, sel.node_ijk[miss], views)
+            prio -= 4.0 * levels
+            if len(miss) > n_cap:
+                top = np.argpartition(prio, n_cap - 1)[:n_cap]
+                keys = keys[top[np.argsort(prio[top], kind="stable")]]
+            else:
+                keys = keys[np.argsort(prio, kind="stable")]
+        held = max(len(miss) - n_cap, 0)
+        if self.n_time > 1 and self.prefetch_time and not over and len(keys) < n_cap:
+            keys = np.concatenate([keys, self._prefetch(sel, int(cum[-1]) if len(cum) else 0)])
+            keys = keys[:n_cap]
+        self._over = over
+        self._held_back = held
+        self.scheduler.submit(keys)
+
+    def _prefetch(self, sel: Selection, used_bytes: int) -> I64:
+        """Keys of the next time points' leaves that fit in the budget and are not held."""
+        limit = _BUDGET_SHARE * self.cache.budget_bytes
+        leaf_sizes = self._brick_bytes[sel.leaf_levels]
+        extra = []
+        used = used_bytes
+        for dt in range(1, self.prefetch_time + 1):
+            t = self._time_index + dt
+            if t >= self.n_time:
+                break
+            c2 = used + np.cumsum(leaf_sizes)
+            ok = c2 <= limit
+            k = self.key_base(time_index=t) + sel.leaves[ok]
+            extra.append(k[~self.cache.contains_array(k)])
+            used = int(c2[ok][-1]) if ok.any() else used
+            if not ok.all():
+                break
+        return np.concatenate(extra) if extra else np.zeros(0, np.int64)
+
+    def _refill(self, sel: Selection, base: int, views: list[View]) -> None:
+        """Hand over the next batch when requests were held back and the queue runs low."""
+        if self._held_back and self.scheduler.n_queued() <= self.max_requests // 2:
+            self._plan_requests(sel, self._resident[sel.nodes], self._used, base, views)
+
+    def _adapt_bias(self, over: bool, gpu: int) -> None:
+        """Coarsen while over a budget; refine again (with hysteresis) when well under."""
+        need = self._need_bytes
+        limit = _BUDGET_SHARE * self.cache.budget_bytes
+        if over:
             # Bytes fall roughly with the cube of the error threshold: jump most of
             # the way at once, then settle in small steps.
             step = float(np.clip((need / limit) ** (1 / 3), 1.25, 8.0)) if need > limit else 1.25
             self._bias = min(self._bias * step, 1024.0)
             return
-        if self._bias > 1.0:
-            need = int(self.grid.nbytes(sel.nodes, self.itemsize).sum())
-            # Refining one step multiplies the bytes by up to ~2 (1.25**3): only
-            # step back when that would still fit.
-            if (
-                need * 2.5 < _BUDGET_SHARE * self.cache.budget_bytes
-                and gpu * 2.5 < self.textures.budget_bytes
-            ):
-                self._bias = max(self._bias / 1.25, 1.0)
+        # Refining one step multiplies the bytes by up to ~2 (1.25**3): only
+        # step back when that would still fit.
+        if self._bias > 1.0 and need * 2.5 < limit and gpu * 2.5 < self.textures.budget_bytes:
+            self._bias = max(self._bias / 1.25, 1.0)
 
     def _stats(self, leaves: int, drawn: int, stand: int, undrawn: int, gpu: int) -> StreamStats:
         s = self.scheduler.stats()
@@ -565,8 +705,9 @@ class VolumeStreamer:
             cache_bricks=len(self.cache),
             gpu_bytes=gpu,
             gpu_budget_bytes=self.textures.budget_bytes,
-            pending=s.pending,
+            pending=s.pending + self._held_back,
             in_flight=s.in_flight,
+            held_back=self._held_back,
             loaded=s.completed,
             failed=s.failed,
             dropped=s.dropped,
@@ -578,6 +719,7 @@ class VolumeStreamer:
             complete=stand == 0 and undrawn == 0,
             lod_bias=self._bias,
             frame_ms=self._frame_ms,
+            frame_cpu_ms=self._frame_cpu_ms,
         )
 
     def stats(self) -> StreamStats:
@@ -586,6 +728,14 @@ class VolumeStreamer:
             return self._stats(0, 0, 0, 0, 0)
         st = self._last.stats
         return self._stats(st.leaves, st.drawn, st.stand_ins, st.undrawn, st.gpu_bytes)
+
+    def wait(self, timeout: float) -> None:
+        """Block until the workers finished what they have, or need the next batch
+        (for one-shot renders and tests, never in a frame loop)."""
+        if self._held_back:
+            self.scheduler.wait_below(self.max_requests // 2, timeout=timeout)
+        else:
+            self.scheduler.wait_idle(timeout=timeout)
 
     def settle(
         self,
@@ -598,7 +748,7 @@ class VolumeStreamer:
         deadline = time.monotonic() + timeout
         frame = self.update(views, clip_planes)
         while not frame.complete and time.monotonic() < deadline:
-            self.scheduler.wait_idle(timeout=min(0.05, max(deadline - time.monotonic(), 0.0)))
+            self.wait(min(0.05, max(deadline - time.monotonic(), 0.0)))
             frame = self.update(views, clip_planes)
             if not frame.complete and frame.stats.pending == 0 and frame.stats.in_flight == 0:
                 # Nothing left to load: failed bricks or a budget cut; this is final.

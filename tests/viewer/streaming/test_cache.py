@@ -80,3 +80,19 @@ def test_texture_budget_accounts_uploaded_bytes() -> None:
     assert tb.over_budget
     with pytest.raises(ParameterError):
         TextureBudget(0)
+
+
+def test_bricks_in_use_get_a_second_chance_before_eviction() -> None:
+    # Reference: the CLOCK ("second chance") rule written out on a list.
+    cache = BrickCache(4)
+    for k in range(4):
+        cache.put(k, np.zeros(1, np.uint8))
+    in_use = {0, 1}
+    evicted = cache.put(9, np.zeros(2, np.uint8), in_use=lambda k: k in in_use)
+    # 0 and 1 (oldest) are drawn: they move to the young end; 2 and 3 go instead.
+    assert evicted == [2, 3]
+    assert list(cache) == [0, 1, 9]
+    # When everything is in use, one pass of second chances, then the oldest goes.
+    in_use = {0, 1, 9}
+    assert cache.put(5, np.zeros(1, np.uint8), in_use=lambda k: k in in_use) == [0]
+    assert cache.nbytes <= cache.budget_bytes

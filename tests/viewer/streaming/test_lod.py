@@ -217,3 +217,51 @@ def test_codes_round_trip_and_bad_input() -> None:
         select_bricks(grid, [], max_error_px=1.0)
     with pytest.raises(ParameterError):
         select_bricks(grid, [View.from_camera(Camera(), SIZE)], max_error_px=0.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_hierarchical_culling_covers_the_frustum_with_disjoint_leaves(seed: int) -> None:
+    """Multi-level walk (children of bricks wholly inside the frustum are not tested):
+    every point of the volume inside the frustum lies in exactly one leaf, and no leaf
+    lies wholly outside a frustum plane (8-corner test, exact for boxes)."""
+    levels = pyramid_levels((256, 256, 256), 16, 5)
+    grid = BrickGrid(levels)
+    rng = np.random.default_rng(seed)
+    cam = _camera(rng.uniform(-200, -50, 3), rng.uniform(100, 160, 3), fov=45.0)
+    view = View.from_camera(cam, SIZE)
+    sel = select_bricks(grid, [view], max_error_px=4.0)
+    assert len(set(sel.leaf_levels.tolist())) >= 2  # a real mix of levels
+    assert sel.n_tested < len(sel.nodes)  # some children were accepted without a test
+    lo, hi = grid.boxes(sel.leaf_levels, sel.leaf_ijk)
+    pts = rng.uniform(-0.5, 255.5, (20000, 3))
+    px, depth = pinhole(cam.position, cam.direction, cam.view_up, 45.0, SIZE, pts)
+    seen = (
+        (depth > 0) & (px[:, 0] > 0) & (px[:, 0] < SIZE[0]) & (px[:, 1] > 0) & (px[:, 1] < SIZE[1])
+    )
+    pts = pts[seen]
+    assert len(pts) > 1000
+    n_in = ((pts[:, None, :] >= lo[None]) & (pts[:, None, :] < hi[None])).all(axis=2).sum(axis=1)
+    assert np.all(n_in == 1)
+    corners = np.array([(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)])
+    # full (conservative) brick boxes, as the walk uses
+    size = grid.chunks[sel.leaf_levels] * grid.scale[sel.leaf_levels]
+    blo = grid.translation[sel.leaf_levels] - grid.scale[sel.leaf_levels] / 2 + sel.leaf_ijk * size
+    cp = blo[:, None, :] + corners[None] * size[:, None, :]
+    for plane in view.planes:
+        d = cp @ plane[:3] + plane[3]
+        assert np.all((d >= -1e-9).any(axis=1))
+
+
+def test_node_arrays_describe_the_tree() -> None:
+    levels = pyramid_levels((100, 70, 50), 8, 4)
+    grid = BrickGrid(levels)
+    cam = _camera((-60.0, 35.0, 25.0), (50.0, 35.0, 25.0))
+    sel = select_bricks(grid, [View.from_camera(cam, SIZE)], max_error_px=1.0)
+    lvl, ijk = grid.decode(sel.nodes)  # independent: decode the codes
+    assert np.array_equal(lvl, sel.node_levels) and np.array_equal(ijk, sel.node_ijk)
+    has = sel.node_parent >= 0
+    # each parent is the brick one level up whose box contains the child's centre
+    assert np.array_equal(grid.parents(sel.nodes[has]), sel.nodes[sel.node_parent[has]])
+    assert np.array_equal(sel.nodes[sel.leaf_index], sel.leaves)
+    for level, start, stop in sel.level_bounds:
+        assert np.all(sel.node_levels[start:stop] == level)

@@ -282,3 +282,66 @@ def test_a_grandparent_stands_in_for_every_leaf_below_it() -> None:
     finally:
         release.set()
         st.close()
+
+
+def test_selection_is_kept_while_the_camera_barely_moves() -> None:
+    src = FunctionVolumeSource(
+        (256, 256, 256),
+        lambda lv, reg: np.zeros([s.stop - s.start for s in reg], np.uint8),
+        chunks=(32, 32, 32),
+    )
+    focal = np.array([128.0, 128.0, 128.0])
+
+    def view(dz: float) -> View:  # the camera slides along z (no turn)
+        eye = np.array([-150.0 + dz, 100.0, 140.0])
+        return View.from_camera(
+            Camera(position=tuple(eye), focal_point=tuple(focal + [dz, 0.0, 0.0])), SIZE
+        )
+
+    with VolumeStreamer(src, cache_bytes=64 << 20, reuse_px=0.5) as st:
+        st.scheduler.pause()
+        a = st.update(view(0.0))
+        finest = st.grid.scale[int(a.selection.leaf_levels.min())].min()
+        b = st.update(view(0.2 * finest))  # well under half a finest voxel
+        assert b.selection is a.selection
+        c = st.update(view(3.0 * finest))  # more: a fresh selection, the same as select_bricks'
+        assert c.selection is not a.selection
+        from viewer.streaming import select_bricks
+
+        ref = select_bricks(st.grid, [view(3.0 * finest)], max_error_px=st.max_error_px)
+        assert np.array_equal(np.sort(c.selection.leaves), np.sort(ref.leaves))
+    with VolumeStreamer(src, cache_bytes=64 << 20, reuse_px=0.0) as st:
+        st.scheduler.pause()
+        a = st.update(view(0.0))
+        assert st.update(view(0.0)).selection is not a.selection  # reuse off
+
+
+def test_requests_beyond_the_cap_wait_and_are_all_loaded_once() -> None:
+    rng = np.random.default_rng(8)
+    data = rng.integers(0, 255, (64, 64, 64), dtype=np.uint8)
+    levels = [data] + [downscale_local_mean(data, (f,) * 3).astype(np.uint8) for f in (2, 4)]
+    reads: list[tuple[int, tuple[slice, ...]]] = []
+    lock = threading.Lock()
+
+    def fn(level: int, region: tuple[slice, ...]) -> np.ndarray:
+        with lock:
+            reads.append((level, tuple((s.start, s.stop) for s in region)))
+        return levels[level][region]
+
+    src = FunctionVolumeSource(data.shape, fn, chunks=(16, 16, 16), n_levels=3)
+    view = _close_view(data.shape)
+    with VolumeStreamer(
+        src, cache_bytes=64 << 20, max_error_px=1e-6, n_workers=2, max_requests=8
+    ) as st:
+        st.scheduler.pause()
+        frame = st.update(view)
+        assert len(st.scheduler.queued()) == 8
+        assert frame.stats.held_back > 0
+        assert frame.stats.pending == 8 + frame.stats.held_back
+        st.scheduler.pause(False)
+        frame = st.settle(view, timeout=60)
+        assert frame.complete and frame.stats.pending == 0
+        got = _assemble(st, np.unique(frame.keys), data.shape)
+    np.testing.assert_array_equal(got, data)
+    assert len(reads) == len(set(reads))  # nothing fetched twice
+    assert sum(1 for lv, _ in reads if lv == 0) == 64
