@@ -14,11 +14,18 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from viewer.scene import Labels, Tracks, track_data_from_graph
 
-from ._panels import AnnotationPanel, FeaturesPanel, LayerPanel, TimeBar, TracksPanel
+from ._panels import (
+    AnnotationPanel,
+    ClippingPanel,
+    FeaturesPanel,
+    LayerPanel,
+    TimeBar,
+    TracksPanel,
+)
 from ._render_view import QtRenderView
 from ._session import ProofreadingSession
-from ._slices import PLANES, QtSliceView, grab_array, set_histogram_image
-from ._workers import Job, JobsPanel, link_job, measure_job, profile_job
+from ._slices import PLANES, QtSliceView, SliceLoader, grab_array, set_histogram_image
+from ._workers import Job, JobsPanel, classify_job, link_job, measure_job, profile_job
 
 __all__ = ["QtViewer", "run_viewer"]
 
@@ -56,6 +63,11 @@ class QtViewer(QtWidgets.QMainWindow):
     ----------
     session : ProofreadingSession
         What is shown and edited; the window closes it when it closes.
+    size : (width, height)
+    streaming : bool, default: True
+        Stream the 3D view's image layers (level of detail per brick).
+    stream_cache_bytes : int, optional
+        RAM budget of the streamed bricks (default: a quarter of RAM).
 
     Attributes
     ----------
@@ -65,7 +77,13 @@ class QtViewer(QtWidgets.QMainWindow):
     jobs : JobsPanel
     """
 
-    def __init__(self, session: ProofreadingSession, size: tuple[int, int] = (1400, 900)) -> None:
+    def __init__(
+        self,
+        session: ProofreadingSession,
+        size: tuple[int, int] = (1400, 900),
+        streaming: bool = True,
+        stream_cache_bytes: int | None = None,
+    ) -> None:
         super().__init__()
         pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
         self.session = session
@@ -73,9 +91,13 @@ class QtViewer(QtWidgets.QMainWindow):
         self.resize(*size)
         s = session
         # -- central: 3D + three slices in a 2x2 grid -----------------------------
-        self.render_view = QtRenderView(s.scene)
+        self.render_view = QtRenderView(
+            s.scene, streaming=streaming, cache_bytes=stream_cache_bytes
+        )
         s.scene_lock = self.render_view.render_thread.lock
-        self.slices = {p: QtSliceView(s, p) for p in PLANES}
+        #: Worker threads reading the slices (shared by the three views).
+        self.slice_loader = SliceLoader()
+        self.slices = {p: QtSliceView(s, p, loader=self.slice_loader) for p in PLANES}
         grid = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         top = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         bottom = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
@@ -102,6 +124,7 @@ class QtViewer(QtWidgets.QMainWindow):
         self.features = FeaturesPanel(s)
         self.tracks_panel = TracksPanel(s)
         self.annotation_panel = AnnotationPanel(s)
+        self.clipping_panel = ClippingPanel(s)
         self.jobs = JobsPanel()
         right = QtCore.Qt.DockWidgetArea.RightDockWidgetArea
         left = QtCore.Qt.DockWidgetArea.LeftDockWidgetArea
@@ -110,6 +133,7 @@ class QtViewer(QtWidgets.QMainWindow):
             ("Layers", self.layers_panel, left),
             ("Contrast", self.histogram, left),
             ("Counting and measuring", self.annotation_panel, left),
+            ("Clipping", self.clipping_panel, left),
             ("Features", self.features, right),
             ("Tracks", self.tracks_panel, right),
             ("Jobs", self.jobs, right),
@@ -120,7 +144,9 @@ class QtViewer(QtWidgets.QMainWindow):
             self.addDockWidget(area, dock)
             self.docks[name] = dock
         self.tabifyDockWidget(self.docks["Features"], self.docks["Tracks"])
+        self.tabifyDockWidget(self.docks["Counting and measuring"], self.docks["Clipping"])
         self.docks["Features"].raise_()
+        self.docks["Counting and measuring"].raise_()
         w = size[0]
         self.resizeDocks(
             [self.docks["Layers"], self.docks["Features"]],
@@ -130,7 +156,9 @@ class QtViewer(QtWidgets.QMainWindow):
         self.status = self.statusBar()
         self.mode_label = QtWidgets.QLabel()
         self.fps_label = QtWidgets.QLabel()
+        self.stream_label = QtWidgets.QLabel()
         self.status.addPermanentWidget(self.mode_label)
+        self.status.addPermanentWidget(self.stream_label)
         self.status.addPermanentWidget(self.fps_label)
         self.qactions: dict[str, QtGui.QAction] = {}
         self._make_actions()
@@ -144,6 +172,8 @@ class QtViewer(QtWidgets.QMainWindow):
         self.render_view.frame_shown.connect(
             lambda dt: self.fps_label.setText(f"3D frame {dt * 1000:.0f} ms")
         )
+        self.render_view.stream_stats.connect(self._on_stream_stats)
+        self.features.train.clicked.connect(lambda: self.run_classifier())
         s.scene.layers.events.inserted.connect(self._on_layer_inserted)
         self._on_mode(s.mode)
         self._restore()
@@ -235,9 +265,15 @@ class QtViewer(QtWidgets.QMainWindow):
     def _on_slice_click(self, zyx: tuple[float, float, float], modifiers: Any) -> None:
         view = self.sender()
         tol = 8 * view.pixel_size_um() if isinstance(view, QtSliceView) else 1.0
-        self.handle_point(zyx, modifiers, tol)
+        self.handle_point(zyx, modifiers, tol, view if isinstance(view, QtSliceView) else None)
 
-    def handle_point(self, zyx: tuple[float, float, float], modifiers: Any, tol_um: float) -> None:
+    def handle_point(
+        self,
+        zyx: tuple[float, float, float],
+        modifiers: Any,
+        tol_um: float,
+        view: QtSliceView | None = None,
+    ) -> None:
         """What a click at world ``zyx`` does in the current mode (2D and 3D clicks alike)."""
         s = self.session
         ctrl = bool(modifiers & QtCore.Qt.KeyboardModifier.ControlModifier)
@@ -248,22 +284,45 @@ class QtViewer(QtWidgets.QMainWindow):
             elif not ctrl:
                 s.select_node(None)
             s.set_cursor(zyx)
-            self._select_label_at(zyx)
+            self._select_label_at(zyx, view)
         elif s.mode == "count" and modifiers & QtCore.Qt.KeyboardModifier.ShiftModifier:
             s.remove_marker_near(zyx, tol_um)
         else:
             s.add_point(zyx)
 
-    def _select_label_at(self, zyx: tuple[float, float, float]) -> None:
+    def _select_label_at(
+        self, zyx: tuple[float, float, float], view: QtSliceView | None = None
+    ) -> None:
+        """Select the object under ``zyx``: from a slice on screen, else read on a worker."""
         s = self.session
-        for lay in reversed(s.labels_layers):
-            if not lay.visible or lay.data is None:
-                continue
-            v = _value_at(lay, zyx, s.time)
-            if v:
-                s.select_labels(lay.name, [v])
-                self.layers_panel.select(lay.name)
+        views = [view] if view is not None else []
+        views += [v for v in self.slices.values() if v is not view]
+        for v in views:
+            got = v.label_at(zyx)
+            if got is not None:
+                self._select_label(*got)
                 return
+        layers = [lay for lay in s.labels_layers if lay.visible and lay.data is not None]
+        if not layers:
+            return
+        t = s.time
+
+        def probe() -> tuple[str, int] | None:
+            for lay in reversed(layers):
+                v_ = _value_at(lay, zyx, t)
+                if v_:
+                    return (lay.name, v_)
+            return None
+
+        def found(got: tuple[str, int] | None) -> None:
+            if got is not None:
+                self._select_label(*got)
+
+        self.slice_loader.call("probe", probe, found)
+
+    def _select_label(self, layer: str, label: int) -> None:
+        self.session.select_labels(layer, [label])
+        self.layers_panel.select(layer)
 
     def _on_3d_click(self, x: float, y: float, modifiers: Any) -> None:
         def picked(res: Any) -> None:
@@ -288,6 +347,29 @@ class QtViewer(QtWidgets.QMainWindow):
     def _on_edited(self, action: str) -> None:
         self.qactions["undo"].setEnabled(self.session.history.can_undo)
         self.qactions["redo"].setEnabled(self.session.history.can_redo)
+
+    def _on_stream_stats(self, stats: dict[str, Any]) -> None:
+        """Cache use and requests of the streamed layers, in the status bar."""
+        if not stats:
+            self.stream_label.setText("")
+            return
+        mb = 2**20
+        used = sum(st.cache_bytes for st in stats.values())
+        budget = sum(st.cache_budget_bytes for st in stats.values())
+        pending = sum(st.pending for st in stats.values())
+        running = sum(st.in_flight for st in stats.values())
+        done = all(st.complete for st in stats.values())
+        self.stream_label.setText(
+            f"cache {used / mb:.1f}/{budget / mb:.0f} MB · {pending} pending · "
+            f"{running} loading" + (" · full detail" if done else "")
+        )
+        self.stream_label.setToolTip(
+            "\n".join(
+                f"{name}: {st.cache_bricks} bricks cached, {st.drawn} drawn "
+                f"({st.stand_ins} by a coarser brick), {st.loaded} loaded, {st.failed} failed"
+                for name, st in stats.items()
+            )
+        )
 
     def _on_layer_inserted(self, index: int, layer: Any) -> None:
         for view in self.slices.values():
@@ -324,6 +406,34 @@ class QtViewer(QtWidgets.QMainWindow):
         return self.jobs.start(
             Job(f"measure {name}", measure_job(lay.data, src, self.session.time), done)
         )
+
+    def run_classifier(self) -> Job | None:
+        """Train the object classifier on the labelled objects and classify every object.
+
+        Training examples are the ``SetObjectClass`` edits of the features table's layer
+        (``session.object_examples``); the result is a ``class`` column in the table,
+        usable as *colour by*.
+        """
+        fp = self.features
+        if fp.table is None or fp.layer_name is None:
+            self.status.showMessage("classify: measure a labels layer first", 6000)
+            return None
+        name = fp.layer_name
+        examples = self.session.object_examples(name)
+        if len(set(examples.values())) < 2:
+            self.status.showMessage("classify: label objects of at least two classes", 8000)
+            return None
+        table = fp.table.drop(columns=["class"], errors="ignore")
+
+        def done(result: Any) -> None:
+            self.features.set_table(name, result)
+            self.features.colorby.setCurrentText("class")
+            counts = result["class"].value_counts().to_dict()
+            self.status.showMessage(
+                "classified: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), 8000
+            )
+
+        return self.jobs.start(Job(f"classify {name}", classify_job(table, examples), done))
 
     def run_profile(self) -> Job | None:
         s = self.session
@@ -486,6 +596,7 @@ class QtViewer(QtWidgets.QMainWindow):
     # ------------------------------------------------------------------ lifetime
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.jobs.cancel_all()
+        self.slice_loader.close()
         self.render_view.close_renderer()
         self.session.close()
         super().closeEvent(event)

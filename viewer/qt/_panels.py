@@ -14,7 +14,14 @@ from viewer.scene import Image, Labels, Layer, Tracks
 from ._session import ProofreadingSession
 from ._workers import table_columns
 
-__all__ = ["AnnotationPanel", "FeaturesPanel", "LayerPanel", "TimeBar", "TracksPanel"]
+__all__ = [
+    "AnnotationPanel",
+    "ClippingPanel",
+    "FeaturesPanel",
+    "LayerPanel",
+    "TimeBar",
+    "TracksPanel",
+]
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +268,24 @@ class FeaturesPanel(QtWidgets.QWidget):
         self.view = QtWidgets.QTableView()
         self.view.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
         lay.addWidget(self.view, 2)
+        # Object classification: label a few objects, train, apply to all (``class`` column).
+        crow = QtWidgets.QHBoxLayout()
+        self.object_class = QtWidgets.QComboBox()
+        self.object_class.setEditable(True)
+        self.object_class.setInsertPolicy(QtWidgets.QComboBox.InsertPolicy.NoInsert)
+        edit = self.object_class.lineEdit()
+        assert edit is not None
+        edit.setPlaceholderText("object class")
+        self.assign = QtWidgets.QPushButton("Assign to selected")
+        self.train = QtWidgets.QPushButton("Train + apply")
+        self.examples = QtWidgets.QLabel()
+        crow.addWidget(self.object_class, 1)
+        crow.addWidget(self.assign)
+        crow.addWidget(self.train)
+        lay.addLayout(crow)
+        lay.addWidget(self.examples)
+        self.assign.clicked.connect(self._assign)
+        session.edited.connect(self._update_examples)
         self._x = self._y = np.zeros(0)
         self._labels = np.zeros(0, np.int64)
         self._syncing = False
@@ -282,7 +307,7 @@ class FeaturesPanel(QtWidgets.QWidget):
             cb.clear()
             cb.addItems(cols)
         self.colorby.clear()
-        self.colorby.addItems(["(id)", *cols])
+        self.colorby.addItems(["(id)", *cols, *(["class"] if "class" in self.table else [])])
         if "volume_um3" in cols:
             self.xcol.setCurrentText("volume_um3")
         if "sphericity" in cols:
@@ -291,6 +316,37 @@ class FeaturesPanel(QtWidgets.QWidget):
             self.ycol.setCurrentIndex(1)
         self._syncing = False
         self._replot()
+        self._update_examples()
+
+    def _update_examples(self, *_: Any) -> None:
+        """Show how many objects carry each class, and offer the class names known so far."""
+        if self.layer_name is None:
+            self.examples.setText("")
+            return
+        ex = self.session.object_examples(self.layer_name)
+        names = sorted(set(ex.values()) | {c.name for c in self.session.annotations.classes})
+        known = [self.object_class.itemText(i) for i in range(self.object_class.count())]
+        if names != known:
+            cur = self.object_class.currentText()
+            self.object_class.blockSignals(True)
+            self.object_class.clear()
+            self.object_class.addItems(names)
+            self.object_class.setCurrentText(cur)
+            self.object_class.blockSignals(False)
+        counts: dict[str, int] = {}
+        for v in ex.values():
+            counts[v] = counts.get(v, 0) + 1
+        parts = [f"{k}: {n}" for k, n in sorted(counts.items())]
+        self.examples.setText(
+            "labelled: " + (", ".join(parts) if parts else "none (select objects, Assign)")
+        )
+
+    def _assign(self) -> None:
+        name = self.object_class.currentText().strip()
+        if not name:
+            self.session.message.emit("classify: type or choose a class name first")
+            return
+        self.session.classify_selected(name)
 
     def _replot(self, *_: Any) -> None:
         if self.table is None or self._syncing or not self.xcol.currentText():
@@ -375,16 +431,62 @@ class FeaturesPanel(QtWidgets.QWidget):
         if col == "(id)":
             lay.color_mode = "id"
             return
-        vals = dict(
-            zip(self.table["label"].astype(int), self.table[col].astype(float), strict=True)
-        )
+        values = self.table[col]
+        cmap = None
+        if not np.issubdtype(np.asarray(values).dtype, np.number):
+            # Categories (the ``class`` column): one colour each, in name order.
+            names = sorted({str(v) for v in values})
+            values = values.map(lambda v: float(names.index(str(v))))
+            cmap = "tab10"
+        vals = dict(zip(self.table["label"].astype(int), values.astype(float), strict=True))
         with self.session.scene_lock:
             lay.set_feature(col, {k: v for k, v in vals.items() if np.isfinite(v)})
-            lay.update({"feature": col, "color_mode": "feature"})
+            upd: dict[str, Any] = {"feature": col, "color_mode": "feature"}
+            if cmap is not None:
+                upd["colormap"] = cmap
+            lay.update(upd)
+
+
+class _TrackModel(QtCore.QAbstractTableModel):
+    """The tracklet rows as a virtual table: the view asks only for the rows it shows."""
+
+    COLUMNS = ("track", "start", "end", "nodes", "reviewed")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, Any]] = []
+
+    def set_rows(self, rows: list[dict[str, Any]]) -> None:
+        self.beginResetModel()
+        self.rows = rows
+        self.endResetModel()
+
+    def rowCount(self, parent: Any = None) -> int:
+        return len(self.rows)
+
+    def columnCount(self, parent: Any = None) -> int:
+        return len(self.COLUMNS)
+
+    def data(self, index: Any, role: int = 0) -> Any:
+        if role != QtCore.Qt.ItemDataRole.DisplayRole or not index.isValid():
+            return None
+        return str(self.rows[index.row()][self.COLUMNS[index.column()]])
+
+    def headerData(self, section: int, orientation: Any, role: int = 0) -> Any:
+        if role != QtCore.Qt.ItemDataRole.DisplayRole:
+            return None
+        if orientation == QtCore.Qt.Orientation.Horizontal:
+            return self.COLUMNS[section]
+        return str(section + 1)
 
 
 class TracksPanel(QtWidgets.QWidget):
-    """Tracklets filtered by status; double-click jumps to a track's start."""
+    """Tracklets filtered by status; double-click jumps to a track's start.
+
+    The rows come from the session's incrementally kept tracklet table, shown
+    through a virtual model, so an edit on a lineage of a million nodes does not
+    rebuild tens of thousands of table items.
+    """
 
     def __init__(self, session: ProofreadingSession, parent: Any = None) -> None:
         super().__init__(parent)
@@ -394,32 +496,176 @@ class TracksPanel(QtWidgets.QWidget):
         self.filter = QtWidgets.QComboBox()
         self.filter.addItems(["all", "unreviewed", "reviewed"])
         lay.addWidget(self.filter)
-        self.table = QtWidgets.QTableWidget(0, 5)
-        self.table.setHorizontalHeaderLabels(["track", "start", "end", "nodes", "reviewed"])
+        self.model = _TrackModel()
+        self.table = QtWidgets.QTableView()
+        self.table.setModel(self.model)
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
         lay.addWidget(self.table, 1)
         self.filter.currentTextChanged.connect(self.rebuild)
-        self.table.cellDoubleClicked.connect(self._jump)
+        self.table.doubleClicked.connect(lambda idx: self._jump(idx.row(), idx.column()))
         session.edited.connect(self.rebuild)
-        self._rows: list[dict[str, Any]] = []
         self.rebuild()
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The rows shown (after the status filter)."""
+        return self.model.rows
 
     def rebuild(self, *_: Any) -> None:
         f = self.filter.currentText()
-        rows = self.session.track_table()
+        rows = self.session.track_rows()
         if f != "all":
             rows = [r for r in rows if r["reviewed"] == (f == "reviewed")]
-        self._rows = rows
-        self.table.setRowCount(len(rows))
-        for i, r in enumerate(rows):
-            for j, k in enumerate(("track", "start", "end", "nodes", "reviewed")):
-                self.table.setItem(i, j, QtWidgets.QTableWidgetItem(str(r[k])))
+        self.model.set_rows(rows)
 
     def _jump(self, row: int, _col: int) -> None:
-        r = self._rows[row]
+        r = self.model.rows[row]
         self.session.select_node(r["first"])
         self.session.set_time(r["start"])
+
+
+class ClippingPanel(QtWidgets.QWidget):
+    """Clipping planes: add (axis presets, facing the view, or free), remove, orient, move.
+
+    The slider moves the selected plane along its normal across the scene (drag
+    it, or drag the plane's line in a slice view); azimuth and elevation turn its
+    normal freely. Planes are scene state: they cut the 3D view (and what the
+    streaming loads) and are saved with the project's ``scene.json``.
+    """
+
+    STEPS = 1000
+
+    def __init__(self, session: ProofreadingSession, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        row = QtWidgets.QHBoxLayout()
+        self.preset = QtWidgets.QComboBox()
+        self.preset.addItems([*session.CLIP_PRESETS, "view"])
+        self.add = QtWidgets.QPushButton("Add")
+        self.remove = QtWidgets.QPushButton("Remove")
+        row.addWidget(self.preset, 1)
+        row.addWidget(self.add)
+        row.addWidget(self.remove)
+        lay.addLayout(row)
+        self.list = QtWidgets.QListWidget()
+        self.list.setMaximumHeight(110)
+        lay.addWidget(self.list)
+        form = QtWidgets.QFormLayout()
+        self.position = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        self.position.setRange(0, self.STEPS)
+        self.azimuth = QtWidgets.QDoubleSpinBox()
+        self.azimuth.setRange(-180.0, 180.0)
+        self.azimuth.setWrapping(True)
+        self.elevation = QtWidgets.QDoubleSpinBox()
+        self.elevation.setRange(-90.0, 90.0)
+        for sb in (self.azimuth, self.elevation):
+            sb.setSuffix(" °")
+            sb.setDecimals(1)
+            sb.setKeyboardTracking(False)
+        form.addRow("Position", self.position)
+        form.addRow("Azimuth (y-x)", self.azimuth)
+        form.addRow("Elevation (z)", self.elevation)
+        lay.addLayout(form)
+        self._updating = False
+        self.add.clicked.connect(lambda: self._add(self.preset.currentText()))
+        self.remove.clicked.connect(self._remove)
+        self.list.currentRowChanged.connect(self._sync_controls)
+        self.list.itemChanged.connect(self._on_item)
+        self.position.valueChanged.connect(self._on_position)
+        self.azimuth.valueChanged.connect(self._on_angles)
+        self.elevation.valueChanged.connect(self._on_angles)
+        planes = session.scene.clipping_planes
+        planes.events.inserted.connect(self.rebuild)
+        planes.events.removed.connect(self.rebuild)
+        planes.events.changed.connect(self.rebuild)
+        planes.events.child_event.connect(self._on_child)
+        self.rebuild()
+
+    def current(self) -> Any:
+        i = self.list.currentRow()
+        planes = self.session.scene.clipping_planes
+        return planes[i] if 0 <= i < len(planes) else None
+
+    def _text(self, i: int, p: Any) -> str:
+        n = np.asarray(p.normal)
+        axis = next(
+            (k for k, v in self.session.CLIP_PRESETS.items() if np.allclose(v, n, atol=1e-6)),
+            "free",
+        )
+        return f"#{i + 1} {axis}  at {self.session.clip_offset(p):+.2f} µm"
+
+    def rebuild(self, *_: Any) -> None:
+        self._updating = True
+        cur = self.list.currentRow()
+        self.list.clear()
+        planes = self.session.scene.clipping_planes
+        for i, p in enumerate(planes):
+            it = QtWidgets.QListWidgetItem(self._text(i, p))
+            it.setFlags(it.flags() | QtCore.Qt.ItemFlag.ItemIsUserCheckable)
+            it.setCheckState(
+                QtCore.Qt.CheckState.Checked if p.enabled else QtCore.Qt.CheckState.Unchecked
+            )
+            self.list.addItem(it)
+        self._updating = False
+        if len(planes):
+            self.list.setCurrentRow(min(max(cur, 0), len(planes) - 1))
+        self._sync_controls()
+
+    def _on_child(self, *_: Any) -> None:
+        self._updating = True
+        for i, p in enumerate(self.session.scene.clipping_planes):
+            it = self.list.item(i)
+            if it is not None:
+                it.setText(self._text(i, p))
+        self._updating = False
+        self._sync_controls()
+
+    def _sync_controls(self, *_: Any) -> None:
+        p = self.current()
+        for w in (self.position, self.azimuth, self.elevation, self.remove):
+            w.setEnabled(p is not None)
+        if p is None or self._updating:
+            return
+        self._updating = True
+        lo, hi = self.session.clip_offset_range(p)
+        off = self.session.clip_offset(p)
+        self.position.setValue(int(round((off - lo) / ((hi - lo) or 1.0) * self.STEPS)))
+        z, y, x = p.normal
+        if not self.azimuth.hasFocus() and not self.elevation.hasFocus():
+            self.elevation.setValue(float(np.degrees(np.arcsin(np.clip(z, -1, 1)))))
+            self.azimuth.setValue(float(np.degrees(np.arctan2(y, x))))
+        self._updating = False
+
+    def _add(self, preset: str) -> None:
+        self.session.add_clipping_plane(preset)
+        self.list.setCurrentRow(self.list.count() - 1)
+
+    def _remove(self) -> None:
+        self.session.remove_clipping_plane(self.list.currentRow())
+
+    def _on_item(self, it: QtWidgets.QListWidgetItem) -> None:
+        if self._updating:
+            return
+        p = self.session.scene.clipping_planes[self.list.row(it)]
+        p.enabled = it.checkState() == QtCore.Qt.CheckState.Checked
+
+    def _on_position(self, v: int) -> None:
+        p = self.current()
+        if p is None or self._updating:
+            return
+        lo, hi = self.session.clip_offset_range(p)
+        self.session.set_clip_offset(p, lo + (hi - lo) * v / self.STEPS)
+
+    def _on_angles(self, *_: Any) -> None:
+        p = self.current()
+        if p is None or self._updating:
+            return
+        az, el = np.radians(self.azimuth.value()), np.radians(self.elevation.value())
+        normal = (np.sin(el), np.cos(el) * np.sin(az), np.cos(el) * np.cos(az))
+        p.normal = tuple(float(v) for v in normal)
 
 
 class AnnotationPanel(QtWidgets.QWidget):

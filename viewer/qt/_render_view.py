@@ -10,6 +10,14 @@ there), renders offscreen, and hands finished frames to the widget, which only
 paints the latest image. The scene stays the single source of truth: its
 events only mark the view dirty; the thread coalesces them into one frame.
 
+Every image layer is streamed (``viewer.render.StreamingController``): each
+frame the thread calls ``update()`` (level of detail for the current camera,
+bricks requested on the streamer's loader threads), draws the resident bricks,
+and while bricks are still loading it draws again every :data:`REFINE_S`
+seconds, so the picture sharpens as they land. Nothing here waits for I/O. The
+streamers' statistics (cache use, pending and running requests) go to the
+window's status bar after every frame.
+
 Mouse: left drag orbits, right drag or wheel zooms, middle drag (or Shift+left)
 pans; a click without drag emits :attr:`QtRenderView.clicked`.
 """
@@ -34,12 +42,15 @@ if sys.platform.startswith("linux"):
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from viewer.render import PickResult, SceneRenderer
+from viewer.render import PickResult, SceneRenderer, StreamingController
 from viewer.scene import Layer, Scene
 
-__all__ = ["QtRenderView", "RenderThread"]
+__all__ = ["REFINE_S", "QtRenderView", "RenderThread"]
 
 log = logging.getLogger(__name__)
+
+#: While bricks are loading, the render thread draws again this often (seconds).
+REFINE_S = 0.05
 
 
 def _preload() -> None:
@@ -62,6 +73,7 @@ class _Bridge(QtCore.QObject):
 
     frame = QtCore.Signal(object, float)
     call = QtCore.Signal(object)
+    stats = QtCore.Signal(object)
 
 
 class RenderThread:
@@ -73,6 +85,14 @@ class RenderThread:
     on_frame : callable(image (H, W, 3) uint8, render seconds)
         Called in the GUI thread with each finished frame.
     size : (width, height)
+    streaming : bool, default: True
+        Stream every image layer (``StreamingController``) instead of reading a whole level.
+    cache_bytes : int, optional
+        RAM budget of the streamed bricks (default: the controller's, a quarter of RAM).
+    stream_workers : int, default: 4
+        Loader threads per streamed layer.
+    on_stats : callable(dict name -> StreamStats), optional
+        Called in the GUI thread after each streamed frame.
     """
 
     def __init__(
@@ -81,10 +101,23 @@ class RenderThread:
         on_frame: Callable[[npt.NDArray[np.uint8], float], None],
         size: tuple[int, int] = (640, 480),
         background: tuple[float, float, float] = (0.08, 0.08, 0.1),
+        streaming: bool = True,
+        cache_bytes: int | None = None,
+        stream_workers: int = 4,
+        on_stats: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.scene = scene
         self._bridge = _Bridge()
         self._bridge.frame.connect(on_frame)
+        if on_stats is not None:
+            self._bridge.stats.connect(on_stats)
+        self._stream = bool(streaming)
+        self._cache_bytes = cache_bytes
+        self._stream_workers = int(stream_workers)
+        #: The streaming controller (made with the renderer, on the render thread).
+        self.streaming: StreamingController | None = None
+        #: Bricks are still loading: the thread keeps drawing as they land.
+        self.refining = False
         self._bridge.call.connect(lambda fn: fn())
         self._size = size
         self._background = background
@@ -184,7 +217,7 @@ class RenderThread:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             with self._cond:
-                if not self._dirty and not self._jobs and not self._busy:
+                if not self._dirty and not self._jobs and not self._busy and not self.refining:
                     return True
             time.sleep(0.01)
         return False
@@ -196,6 +229,12 @@ class RenderThread:
         while True:
             with self._cond:
                 while not self._stop and not self._dirty and not self._jobs:
+                    if self.refining:
+                        # Bricks are on their way: look again soon, without being asked.
+                        self._cond.wait(REFINE_S)
+                        if not self._stop:
+                            self._dirty = True
+                        break
                     self._cond.wait()
                 if self._stop:
                     break
@@ -218,9 +257,12 @@ class RenderThread:
                     self._frame(r, gen)
             except Exception:
                 log.exception("render thread: frame failed")
+                self.refining = False  # no redraw loop on a failing frame; the next event retries
             finally:
                 with self._cond:
                     self._busy = False
+        if self.streaming is not None:
+            self.streaming.close()
         if self.renderer is not None:
             with self.lock:
                 self.renderer.close()
@@ -228,6 +270,11 @@ class RenderThread:
     def _renderer(self) -> SceneRenderer:
         if self.renderer is None:
             self.renderer = SceneRenderer(self.scene, size=self._size, background=self._background)
+            if self._stream:
+                # Replaces the image adapters before their first sync: no whole level is read.
+                self.streaming = StreamingController(
+                    self.renderer, cache_bytes=self._cache_bytes, n_workers=self._stream_workers
+                )
         if self.renderer.size != self._size:
             self.renderer.set_size(*self._size)
         return self.renderer
@@ -237,6 +284,7 @@ class RenderThread:
         # Only the sync reads layer data (and builds VTK inputs from it), so only the sync
         # holds the scene lock; drawing works on VTK's own copies and runs unlocked.
         with self.lock:
+            frames = self.streaming.update() if self.streaming is not None else {}
             r.sync()
         r.window.Render()
         img = r._grab()  # the renderer's read-back (viewer-internal API)
@@ -252,7 +300,15 @@ class RenderThread:
                 adapter.dirty = True
         self.frames += 1
         self.last_render_s = dt
+        # Keep drawing while something is still coming; a brick that failed or was cut by
+        # the budget leaves nothing pending, and then the view rests.
+        self.refining = any(
+            not f.complete and (f.stats.pending > 0 or f.stats.in_flight > 0)
+            for f in frames.values()
+        )
         self._bridge.frame.emit(img, dt)
+        if self.streaming is not None:
+            self._bridge.stats.emit({k: f.stats for k, f in frames.items()})
 
     def close(self, timeout: float = 10.0) -> None:
         with self._cond:
@@ -270,12 +326,21 @@ class QtRenderView(QtWidgets.QWidget):
         A click without drag, in render pixels (column, row from the top).
     frame_shown(seconds)
         A new frame was painted (its render time).
+    stream_stats(dict name -> StreamStats)
+        After each streamed frame: cache use, pending and running requests per layer.
     """
 
     clicked = QtCore.Signal(float, float, object)
     frame_shown = QtCore.Signal(float)
+    stream_stats = QtCore.Signal(object)
 
-    def __init__(self, scene: Scene, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(
+        self,
+        scene: Scene,
+        parent: QtWidgets.QWidget | None = None,
+        streaming: bool = True,
+        cache_bytes: int | None = None,
+    ) -> None:
         super().__init__(parent)
         self.scene = scene
         self.setMinimumSize(160, 120)
@@ -285,7 +350,14 @@ class QtRenderView(QtWidgets.QWidget):
         self._press: QtCore.QPointF | None = None
         self._last: QtCore.QPointF | None = None
         self._dragged = False
-        self.render_thread = RenderThread(scene, self._on_frame, size=self._render_size())
+        self.render_thread = RenderThread(
+            scene,
+            self._on_frame,
+            size=self._render_size(),
+            streaming=streaming,
+            cache_bytes=cache_bytes,
+            on_stats=self.stream_stats.emit,
+        )
 
     # -- frames -----------------------------------------------------------------
     def _render_size(self) -> tuple[int, int]:

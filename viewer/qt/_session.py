@@ -22,12 +22,19 @@ import numpy as np
 import numpy.typing as npt
 from psygnal import Signal
 
-from analysis.annotations import AddMarker, AddMeasurement, DefineClass, RemoveMarker
+from analysis.annotations import (
+    AddMarker,
+    AddMeasurement,
+    DefineClass,
+    RemoveMarker,
+    SetObjectClass,
+)
 from analysis.edits import Command, Cut, Delete, History, MarkReviewed, Merge, Prolong, Swap
 from analysis.errors import InvalidEditError, ParameterError
 from analysis.project import Project, Workspace
 from analysis.tracks import TrackGraph
 from viewer.scene import (
+    ClippingPlane,
     Image,
     Labels,
     Measurement,
@@ -35,8 +42,9 @@ from viewer.scene import (
     Points,
     Scene,
     Tracks,
-    track_data_from_graph,
 )
+
+from ._tracklayer import TrackLayerState
 
 __all__ = ["MEASURE_POINTS", "Mode", "ProofreadingSession"]
 
@@ -107,7 +115,10 @@ class ProofreadingSession:
         #: Taken while layer data are replaced; a front end that renders on another
         #: thread sets it to its render lock (see ``viewer.qt.RenderThread.lock``).
         self.scene_lock: Any = threading.RLock()
-        self._tracks_version = -1
+        #: The tracks layer's columns and tracklet table, patched per edit (``_tracklayer``).
+        self.track_state: TrackLayerState | None = None
+        self._ann_dirty = True
+        self._watched_ann: Any = None
         lo, hi = scene.extent_world()
         self._cursor = tuple(float(v) for v in (lo + hi) / 2)
         self._ensure_layers()
@@ -251,11 +262,37 @@ class ProofreadingSession:
         return self.scene.layers.get(name)
 
     def refresh_layers(self) -> None:
-        """Copy tracks, markers and measurements from the workspace into the scene layers."""
-        with self.scene_lock:
-            self._refresh_layers()
+        """Copy tracks, markers and measurements from the workspace into the scene layers.
 
-    def _refresh_layers(self) -> None:
+        Markers and measurements are copied (under the scene lock) only when the
+        annotations changed; the tracks layer is patched for what the edit touched
+        (:class:`TrackLayerState`) and swapped in without the lock, so a track edit
+        never waits for a frame the render thread is syncing.
+        """
+        self._watch_annotations()
+        if self._ann_dirty:
+            with self.scene_lock:
+                self._refresh_annotations()
+        self._refresh_tracks()
+
+    def _watch_annotations(self) -> None:
+        ann = self.annotations
+        if ann is self._watched_ann:
+            return
+        if self._watched_ann is not None:
+            ev = self._watched_ann.events
+            for sig in (ev.classes, ev.markers, ev.measurements):
+                sig.disconnect(self._on_annotations)
+        for sig in (ann.events.classes, ann.events.markers, ann.events.measurements):
+            sig.connect(self._on_annotations)
+        self._watched_ann = ann
+        self._ann_dirty = True
+
+    def _on_annotations(self, *_: object) -> None:
+        self._ann_dirty = True
+
+    def _refresh_annotations(self) -> None:
+        self._ann_dirty = False
         ann = self.annotations
         pts: Points = self.layer(MARKERS_LAYER)
         markers = ann.markers
@@ -271,15 +308,27 @@ class ProofreadingSession:
             Measurement(kind=m.kind, points_um=list(m.points_um), label=f"#{m.id}")
             for m in ann.measurements
         ]
+
+    def _refresh_tracks(self) -> None:
         g = self.tracks
-        if (
-            g is not None
-            and TRACKS_LAYER in self.scene.layers.names
-            and g.version != self._tracks_version
-        ):
-            lay: Tracks = self.layer(TRACKS_LAYER)
-            lay.data = track_data_from_graph(g)
-            self._tracks_version = g.version
+        if g is None or TRACKS_LAYER not in self.scene.layers.names:
+            return
+        st = self.track_state
+        lay: Tracks = self.layer(TRACKS_LAYER)
+        if st is None or st.graph is not g:
+            if st is not None:
+                st.detach()
+            st = self.track_state = TrackLayerState(g)
+            lay.data = st.data
+        elif st.update():
+            lay.data = st.data
+
+    def track_rows(self) -> list[dict[str, Any]]:
+        """The tracklet table (as :meth:`track_table`), kept up to date per edit."""
+        st = self.track_state
+        if st is None or st.graph is not self.tracks:
+            return self.track_table()
+        return st.rows()
 
     def _on_history(self, action: str, what: object) -> None:
         self.refresh_layers()
@@ -449,16 +498,19 @@ class ProofreadingSession:
         return cmd
 
     def next_unreviewed(self) -> int | None:
-        """Select the first node of the next tracklet not yet reviewed; None when all are."""
+        """Select the first node of the next tracklet not yet reviewed; None when all are.
+
+        "Next" is the unreviewed tracklet with the smallest id (its first node's id).
+        """
         g = self.tracks
         if g is None or not g.n_nodes:
             return None
-        ids, rev, tid = g.node_ids, g.reviewed, g.tracklet_ids()
-        todo = np.unique(tid[~rev])
-        if not len(todo):
+        rows = self.track_rows()
+        todo = [r["first"] for r in rows if not r["reviewed"]]
+        if not todo:
             self.message.emit("every track is reviewed")
             return None
-        first = int(ids[tid == todo[0]][np.argmin(g.t[tid == todo[0]])])
+        first = int(min(todo))
         self.select_node(first)
         self.set_time(g.time(first))
         return first
@@ -536,6 +588,94 @@ class ProofreadingSession:
             unit = "°" if m.kind == "angle" else " µm"
             self.message.emit(f"{m.kind}: {m.value:.3f}{unit}")
         return cmd
+
+    # ------------------------------------------------------------------ clipping planes
+    #: Axis-aligned presets: the normal (zyx) points into the half that stays visible.
+    CLIP_PRESETS: dict[str, tuple[float, float, float]] = {
+        "+z": (1.0, 0.0, 0.0),
+        "-z": (-1.0, 0.0, 0.0),
+        "+y": (0.0, 1.0, 0.0),
+        "-y": (0.0, -1.0, 0.0),
+        "+x": (0.0, 0.0, 1.0),
+        "-x": (0.0, 0.0, -1.0),
+    }
+
+    def add_clipping_plane(
+        self,
+        normal: str | Sequence[float] = "+z",
+        origin: Sequence[float] | None = None,
+    ) -> ClippingPlane:
+        """Add a plane through ``origin`` (default: the cursor) with a preset or free normal.
+
+        ``normal`` is a preset name (``"+z"``, ``"-x"``, ... see :attr:`CLIP_PRESETS`),
+        ``"view"`` (facing the camera: what is in front of the focal point is cut
+        away) or a zyx vector.
+        """
+        if isinstance(normal, str):
+            if normal == "view":
+                n = tuple(float(v) for v in self.scene.camera.direction)
+            elif normal in self.CLIP_PRESETS:
+                n = self.CLIP_PRESETS[normal]
+            else:
+                raise ParameterError(
+                    f"unknown clipping preset {normal!r} (have {', '.join(self.CLIP_PRESETS)}, view)"
+                )
+        else:
+            n = tuple(float(v) for v in normal)
+        o = self.cursor if origin is None else world_of(origin)
+        plane = ClippingPlane(origin=o, normal=n)  # type: ignore[arg-type]
+        self.scene.clipping_planes.append(plane)
+        return plane
+
+    def remove_clipping_plane(self, index: int) -> None:
+        planes = self.scene.clipping_planes
+        if 0 <= index < len(planes):
+            planes.pop(index)
+
+    def clip_offset_range(self, plane: ClippingPlane) -> tuple[float, float]:
+        """Signed distances along the plane's normal spanned by the scene (µm from the centre)."""
+        lo, hi = self.scene.extent_world()
+        corners = np.array(
+            [[a[0], b[1], c[2]] for a in (lo, hi) for b in (lo, hi) for c in (lo, hi)]
+        )
+        d = (corners - (lo + hi) / 2) @ np.asarray(plane.normal)
+        return float(d.min()), float(d.max())
+
+    def clip_offset(self, plane: ClippingPlane) -> float:
+        """The plane's origin as a signed distance from the scene centre along its normal."""
+        lo, hi = self.scene.extent_world()
+        return float((np.asarray(plane.origin) - (lo + hi) / 2) @ np.asarray(plane.normal))
+
+    def set_clip_offset(self, plane: ClippingPlane, offset_um: float) -> None:
+        """Move the plane along its normal to ``offset_um`` from the scene centre."""
+        lo, hi = self.scene.extent_world()
+        o = (lo + hi) / 2 + float(offset_um) * np.asarray(plane.normal)
+        plane.origin = world_of(o)
+
+    # ------------------------------------------------------------------ object classes
+    def object_examples(self, layer: str) -> dict[int, str]:
+        """``{label: class}`` the user assigned in labels layer ``layer`` (training examples)."""
+        return dict(self.annotations.object_classes.get(layer, {}))
+
+    def classify_selected(self, class_name: str | None) -> int:
+        """Give the selected objects ``class_name`` (None: unclassify) as one undoable step.
+
+        Each object is a ``SetObjectClass`` command (journaled); returns how many.
+        """
+        sel = self.scene.selection
+        if not sel.layer or not sel.label_ids:
+            self.message.emit("classify: select objects first (click, table rows or the plot)")
+            return 0
+        ids = [int(i) for i in sel.label_ids if int(i) > 0]
+        try:
+            with self.history.group(f"classify {len(ids)} as {class_name}"):
+                for i in ids:
+                    self.history.apply(SetObjectClass(i, class_name, sel.layer))
+        except InvalidEditError as exc:
+            self.message.emit(f"classify: {exc}")
+            return 0
+        self.message.emit(f"{len(ids)} object(s) of {sel.layer} classified as {class_name}")
+        return len(ids)
 
     # ------------------------------------------------------------------ project
     def scene_state(self) -> dict[str, Any]:
@@ -616,6 +756,8 @@ class ProofreadingSession:
             return
         self._closed = True
         self.history.changed.disconnect(self._on_history)
+        if self.track_state is not None:
+            self.track_state.detach()
         if self.project is not None:
             self.project.close()
 

@@ -4,13 +4,30 @@ Each :class:`QtSliceView` is a pyqtgraph view whose coordinates are world µm:
 the image item is placed with its voxel size, so a click maps straight to
 (z, y, x). All three follow the session's cursor (the shared crosshair) and the
 current time; a click moves the cursor (navigate mode) or feeds the current tool.
-Slices are read from the coarsest pyramid level that still shows at least one
-voxel per screen pixel (capped at 1024 x 1024), so large stores stay responsive.
+
+Reading never happens on the UI thread. A view asks a :class:`SliceLoader`
+(worker threads, one shared by the three views) for
+
+- a *base* image: the whole slice from the finest level that has at most
+  :data:`BASE_PIXELS` pixels per slice (for the samples, level 0), and
+- when the view is zoomed in further than the base level can show, a *detail*
+  image: the visible part (plus a margin) of the coarsest level that still has
+  one voxel per screen pixel (:func:`level_for_zoom`).
+
+The base stays visible under the detail, so a coarser picture shows until the
+fine one lands. Requests are frozen dataclasses with a generation number per
+(view, layer, item); a newer request replaces a queued older one and results
+that are no longer wanted are dropped (napari's ``_layer_slicer``). Whole
+levels small enough for :class:`VolumeCache` are read once and then sliced in
+memory, so scrolling through a sample costs well under a millisecond per slice.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -24,13 +41,27 @@ from viewer.scene import Image, Labels, Points, Tracks
 
 from ._session import MEASURE_POINTS, ProofreadingSession
 
-__all__ = ["PLANES", "QtSliceView", "slice_axes"]
+__all__ = [
+    "BASE_PIXELS",
+    "PLANES",
+    "QtSliceView",
+    "SliceLoader",
+    "SliceRequest",
+    "level_for_zoom",
+    "read_slice",
+    "slice_axes",
+]
 
 log = logging.getLogger(__name__)
 
 Plane = Literal["xy", "xz", "yz"]
 PLANES: tuple[Plane, ...] = ("xy", "xz", "yz")
+#: Largest detail image (pixels) read for one view; beyond it a coarser level is used.
 MAX_SLICE_PIXELS = 1024 * 1024
+#: Largest whole-slice base image (pixels).
+BASE_PIXELS = 512 * 512
+#: Whole levels up to this size are read once into :class:`VolumeCache` and sliced in memory.
+WHOLE_LEVEL_BYTES = 64 * 2**20
 
 
 def slice_axes(plane: Plane) -> tuple[int, int, int]:
@@ -38,13 +69,51 @@ def slice_axes(plane: Plane) -> tuple[int, int, int]:
     return {"xy": (1, 2, 0), "xz": (0, 2, 1), "yz": (0, 1, 2)}[plane]
 
 
-def _level_for(src: VolumeSource, plane: Plane) -> int:
+def base_level(src: VolumeSource, plane: Plane) -> int:
+    """The finest level whose whole slice has at most :data:`BASE_PIXELS` pixels."""
     r, c, _ = slice_axes(plane)
     for i, lev in enumerate(src.levels):
         shp = lev.shape[-3:]
-        if shp[r] * shp[c] <= MAX_SLICE_PIXELS:
+        if shp[r] * shp[c] <= BASE_PIXELS:
             return i
     return len(src.levels) - 1
+
+
+def level_for_zoom(
+    src: VolumeSource, plane: Plane, um_per_px: float, n_pixels: Callable[[int], int]
+) -> int:
+    """The coarsest level whose in-plane voxel is at most ``um_per_px`` (>= 1 voxel per pixel).
+
+    ``n_pixels(level)`` is the size of the region to read at that level; levels whose
+    region exceeds :data:`MAX_SLICE_PIXELS` are skipped for coarser ones.
+    """
+    r, c, _ = slice_axes(plane)
+    best = 0
+    for i, lev in enumerate(src.levels):
+        sc = lev.scale_um
+        if max(sc[r], sc[c]) <= um_per_px * (1 + 1e-6):
+            best = i
+    while best < len(src.levels) - 1 and n_pixels(best) > MAX_SLICE_PIXELS:
+        best += 1
+    return best
+
+
+def _spatial_region(
+    src: VolumeSource, level: int, t: int, zyx: tuple[slice, slice, slice]
+) -> tuple[slice, ...]:
+    lev = src.levels[level]
+    region: list[slice] = []
+    k = 0
+    for ax, size in zip(src.axes, lev.shape, strict=True):
+        if ax == "t":
+            i = min(max(t, 0), size - 1)
+            region.append(slice(i, i + 1))
+        elif ax == "c":
+            region.append(slice(0, 1))
+        else:
+            region.append(zyx[k])
+            k += 1
+    return tuple(region)
 
 
 class VolumeCache:
@@ -52,79 +121,302 @@ class VolumeCache:
 
     Scrolling re-slices three views per step; reading each slice through zarr costs
     ~10 ms (decode plus its async machinery), far more than indexing an array. A
-    level that fits the budget is read once; larger ones are sliced from the store.
+    level of at most :data:`WHOLE_LEVEL_BYTES` (and a quarter of the budget) is
+    read once; larger ones are sliced from the store. Thread-safe: the loader's
+    workers fill it, any thread may look up.
     """
 
     def __init__(self, budget_bytes: int = 512 * 2**20) -> None:
         self.budget = int(budget_bytes)
         self._arrays: dict[tuple[int, int, int], npt.NDArray[Any]] = {}
+        self._lock = threading.Lock()
+
+    def fits(self, src: VolumeSource, level: int) -> bool:
+        lev = src.levels[level]
+        nbytes = int(np.prod(lev.shape[-3:], dtype=np.int64)) * np.dtype(src.dtype).itemsize
+        return nbytes <= min(self.budget // 4, WHOLE_LEVEL_BYTES)
+
+    def peek(self, src: VolumeSource, level: int, t: int) -> npt.NDArray[Any] | None:
+        """The level if it is resident (never reads)."""
+        with self._lock:
+            return self._arrays.get((id(src), level, t))
 
     def get(self, src: VolumeSource, level: int, t: int) -> npt.NDArray[Any] | None:
+        """The whole level (read now if it fits and is not resident), or None if too big."""
         key = (id(src), level, t)
-        arr = self._arrays.pop(key, None)
-        if arr is None:
-            lev = src.levels[level]
-            nbytes = int(np.prod(lev.shape[-3:], dtype=np.int64)) * np.dtype(src.dtype).itemsize
-            if nbytes > self.budget // 4:
-                return None
-            region = []
-            for ax, size in zip(src.axes, lev.shape, strict=True):
-                i = min(max(t, 0), size - 1) if ax == "t" else 0
-                region.append(slice(i, i + 1) if ax in "tc" else slice(None))
-            arr = np.asarray(src.read(level, tuple(region))).reshape(lev.shape[-3:])
+        with self._lock:
+            arr = self._arrays.pop(key, None)
+            if arr is not None:
+                self._arrays[key] = arr  # most recently used last
+                return arr
+        if not self.fits(src, level):
+            return None
+        lev = src.levels[level]
+        whole = (slice(None), slice(None), slice(None))
+        arr = np.asarray(src.read(level, _spatial_region(src, level, t, whole)))
+        arr = arr.reshape(lev.shape[-3:])
+        with self._lock:
             while (
-                self._arrays and sum(a.nbytes for a in self._arrays.values()) + nbytes > self.budget
+                self._arrays
+                and sum(a.nbytes for a in self._arrays.values()) + arr.nbytes > self.budget
             ):
                 self._arrays.pop(next(iter(self._arrays)))
-        self._arrays[key] = arr  # most recently used last
+            self._arrays[key] = arr
         return arr
 
 
-#: Shared by the three slice views of a process.
+#: Shared by the slice views of a process.
 CACHE = VolumeCache()
 
 
-def read_slice(
-    src: VolumeSource, plane: Plane, pos_um: float, t: int = 0, level: int | None = None
-) -> tuple[npt.NDArray[Any], QtCore.QRectF] | None:
-    """The 2D slice through world position ``pos_um`` along the plane's fixed axis.
-
-    Returns the (rows, cols) array and its rectangle in world µm (x: columns,
-    y: rows), or None when the position is outside the volume.
-    """
-    lev_i = _level_for(src, plane) if level is None else level
-    lev = src.levels[lev_i]
-    r, c, f = slice_axes(plane)
+def slice_rect(
+    src: VolumeSource,
+    plane: Plane,
+    level: int,
+    rows: tuple[int, int] | None = None,
+    cols: tuple[int, int] | None = None,
+) -> QtCore.QRectF:
+    """World rectangle (x: columns, y: rows, µm) covered by voxels ``rows`` x ``cols`` of a level."""
+    lev = src.levels[level]
+    r, c, _ = slice_axes(plane)
     scale = np.asarray(lev.scale_um, dtype=np.float64)
     origin = np.asarray(lev.translation[-3:], dtype=np.float64)
     shp = lev.shape[-3:]
-    k = int(round((pos_um - origin[f]) / scale[f]))
-    if not 0 <= k < shp[f]:
-        return None
+    r0, r1 = rows if rows is not None else (0, shp[r])
+    c0, c1 = cols if cols is not None else (0, shp[c])
     # Pixel centres sit at origin + i*scale: the rectangle spans half a voxel beyond them.
-    rect = QtCore.QRectF(
-        origin[c] - scale[c] / 2, origin[r] - scale[r] / 2, shp[c] * scale[c], shp[r] * scale[r]
+    return QtCore.QRectF(
+        origin[c] + (c0 - 0.5) * scale[c],
+        origin[r] + (r0 - 0.5) * scale[r],
+        (c1 - c0) * scale[c],
+        (r1 - r0) * scale[r],
     )
-    whole = CACHE.get(src, lev_i, t)
+
+
+def slice_index(src: VolumeSource, plane: Plane, level: int, pos_um: float) -> int | None:
+    """Index along the plane's fixed axis of world position ``pos_um`` (None: outside)."""
+    lev = src.levels[level]
+    f = slice_axes(plane)[2]
+    k = int(round((pos_um - lev.translation[-3:][f]) / lev.scale_um[f]))
+    return k if 0 <= k < lev.shape[-3:][f] else None
+
+
+def read_slice(
+    src: VolumeSource,
+    plane: Plane,
+    pos_um: float,
+    t: int = 0,
+    level: int | None = None,
+    rows: tuple[int, int] | None = None,
+    cols: tuple[int, int] | None = None,
+) -> tuple[npt.NDArray[Any], QtCore.QRectF] | None:
+    """The 2D slice (or its ``rows`` x ``cols`` part) through world position ``pos_um``.
+
+    Reads (call it off the UI thread). Returns the (rows, cols) array and its
+    rectangle in world µm (x: columns, y: rows), or None when the position is
+    outside the volume.
+    """
+    lev_i = base_level(src, plane) if level is None else level
+    k = slice_index(src, plane, lev_i, pos_um)
+    if k is None:
+        return None
+    return read_slice_index(src, plane, k, t, lev_i, rows, cols)
+
+
+def read_slice_index(
+    src: VolumeSource,
+    plane: Plane,
+    k: int,
+    t: int,
+    level: int,
+    rows: tuple[int, int] | None = None,
+    cols: tuple[int, int] | None = None,
+) -> tuple[npt.NDArray[Any], QtCore.QRectF]:
+    r, c, f = slice_axes(plane)
+    shp = src.levels[level].shape[-3:]
+    rr = rows if rows is not None else (0, shp[r])
+    cc = cols if cols is not None else (0, shp[c])
+    rect = slice_rect(src, plane, level, rr, cc)
+    whole = CACHE.get(src, level, t)
+    sl: list[slice] = [slice(None)] * 3
+    sl[r], sl[c], sl[f] = slice(*rr), slice(*cc), slice(k, k + 1)
     if whole is not None:
-        return np.take(whole, k, axis=f), rect
-    region: list[slice] = []
-    for ax, size in zip(src.axes, lev.shape, strict=True):
-        if ax == "t":
-            i = min(max(t, 0), size - 1)
-            region.append(slice(i, i + 1))
-        elif ax == "c":
-            region.append(slice(0, 1))
-        elif ax == "zyx"[f]:
-            region.append(slice(k, k + 1))
+        arr = whole[tuple(sl)]
+    else:
+        arr = np.asarray(src.read(level, _spatial_region(src, level, t, (sl[0], sl[1], sl[2]))))
+    return np.ascontiguousarray(arr.reshape(rr[1] - rr[0], cc[1] - cc[0])), rect
+
+
+# ---------------------------------------------------------------------------- loader
+@dataclass(frozen=True)
+class SliceRequest:
+    """One slice (part) a view wants; ``gen`` orders requests of the same ``key``.
+
+    ``key`` is (view, layer name, item) with item ``"base"`` or ``"detail"``;
+    ``what`` identifies the pixels (so a view can tell it already shows them).
+    """
+
+    key: tuple[str, str, str]
+    gen: int
+    source: VolumeSource = field(compare=False)
+    plane: Plane
+    k: int
+    t: int
+    level: int
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+    labels: bool = False
+
+    @property
+    def what(self) -> tuple[Any, ...]:
+        return (id(self.source), self.plane, self.k, self.t, self.level, self.rows, self.cols)
+
+
+@dataclass(frozen=True)
+class SliceResult:
+    """A loaded slice: the array (labels: also its unique ids and the inverse map)."""
+
+    request: SliceRequest
+    array: npt.NDArray[Any]
+    rect: QtCore.QRectF
+    ids: npt.NDArray[Any] | None = None
+    inverse: npt.NDArray[np.intp] | None = None
+
+
+class _LoaderSignals(QtCore.QObject):
+    loaded = QtCore.Signal(object)
+    called = QtCore.Signal(object, object)
+
+
+class SliceLoader:
+    """Worker threads that read slices; latest request per key wins, stale results are dropped.
+
+    Parameters
+    ----------
+    n_workers : int, default: 2
+
+    Signals (``loader.signals``)
+    ----------------------------
+    loaded(SliceResult)
+        In the GUI thread, only for requests still wanted.
+    """
+
+    def __init__(self, n_workers: int = 2) -> None:
+        self.signals = _LoaderSignals()
+        self.signals.called.connect(lambda fn, value: fn(value))
+        self._cond = threading.Condition()
+        self._queue: dict[tuple[str, str, str], SliceRequest] = {}
+        self._calls: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {}
+        self._latest: dict[tuple[str, str, str], int] = {}
+        self._gen = 0
+        self._running = 0
+        self._stop = False
+        self.reads = 0
+        self.dropped = 0
+        self._threads = [
+            threading.Thread(target=self._run, name=f"vrscope-slices-{i}", daemon=True)
+            for i in range(n_workers)
+        ]
+        for th in self._threads:
+            th.start()
+
+    def next_gen(self) -> int:
+        with self._cond:
+            self._gen += 1
+            return self._gen
+
+    def submit(self, req: SliceRequest) -> None:
+        """Queue ``req``; a queued request with the same key is replaced (dropped)."""
+        with self._cond:
+            if req.key in self._queue:
+                self.dropped += 1
+            self._queue[req.key] = req
+            self._latest[req.key] = req.gen
+            self._cond.notify()
+
+    def cancel(self, key: tuple[str, str, str]) -> None:
+        """Forget ``key``: a queued request is dropped, a running one's result too."""
+        with self._cond:
+            self._queue.pop(key, None)
+            self._latest[key] = -1
+
+    def call(self, name: str, fn: Callable[[], Any], done: Callable[[Any], None]) -> None:
+        """Run ``fn()`` on a worker, then ``done(result)`` in the GUI thread (latest per name)."""
+        with self._cond:
+            self._calls[name] = (fn, done)
+            self._cond.notify()
+
+    def wanted(self, req: SliceRequest) -> bool:
+        with self._cond:
+            return self._latest.get(req.key) == req.gen
+
+    def idle(self) -> bool:
+        with self._cond:
+            return not self._queue and not self._calls and self._running == 0
+
+    def _take(self) -> SliceRequest | tuple[Callable[[], Any], Callable[[Any], None]] | None:
+        with self._cond:
+            while not self._stop and not self._queue and not self._calls:
+                self._cond.wait()
+            if self._stop:
+                return None
+            self._running += 1
+            if self._calls:
+                return self._calls.pop(next(iter(self._calls)))
+            # Base images (whole slices, coarse) first: they are what the user sees first.
+            key = min(self._queue, key=lambda k: (k[2] != "base", self._queue[k].gen))
+            return self._queue.pop(key)
+
+    def _run(self) -> None:
+        while True:
+            job = self._take()
+            if job is None:
+                return
+            try:
+                if isinstance(job, SliceRequest):
+                    self._load(job)
+                else:
+                    fn, done = job
+                    self.signals.called.emit(done, fn())
+            except Exception:
+                log.exception("slice loader: a read failed")
+            finally:
+                with self._cond:
+                    self._running -= 1
+
+    def _load(self, req: SliceRequest) -> None:
+        if not self.wanted(req):
+            return
+        arr, rect = read_slice_index(
+            req.source, req.plane, req.k, req.t, req.level, req.rows, req.cols
+        )
+        self.reads += 1
+        ids = inv = None
+        if req.labels:
+            # The unique ids are the expensive part of colouring labels: done here, so the
+            # GUI thread only maps colours per id.
+            ids, inv = np.unique(arr, return_inverse=True)
+            inv = inv.reshape(arr.shape)
+        if self.wanted(req):
+            self.signals.loaded.emit(SliceResult(req, arr, rect, ids, inv))
         else:
-            region.append(slice(None))
-    arr = np.asarray(src.read(lev_i, tuple(region)))
-    return arr.reshape(shp[r], shp[c]), rect
+            with self._cond:
+                self.dropped += 1
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._queue.clear()
+            self._calls.clear()
+            self._cond.notify_all()
+        for th in self._threads:
+            th.join(5)
 
 
-def _label_rgba(arr: npt.NDArray[Any], layer: Labels, selected: set[int]) -> npt.NDArray[np.uint8]:
-    ids, inv = np.unique(arr, return_inverse=True)
+def _label_colors(
+    ids: npt.NDArray[Any], layer: Labels, selected: set[int]
+) -> npt.NDArray[np.uint8]:
+    """(len(ids), 4) RGBA per label id by the layer's colour mode (0 and hidden ids clear)."""
     cols = np.zeros((len(ids), 4), dtype=np.uint8)
     rgb = id_colors(ids)
     if (
@@ -148,11 +440,23 @@ def _label_rgba(arr: npt.NDArray[Any], layer: Labels, selected: set[int]) -> npt
             cols[j, 3] = 0
         elif i in selected:
             cols[j] = (255, 255, 255, min(255, alpha + 120))
-    return cols[inv.reshape(arr.shape)]
+    return cols
+
+
+def _label_rgba(arr: npt.NDArray[Any], layer: Labels, selected: set[int]) -> npt.NDArray[np.uint8]:
+    ids, inv = np.unique(arr, return_inverse=True)
+    return _label_colors(ids, layer, selected)[inv.reshape(arr.shape)]
 
 
 class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
     """One orthogonal slice (world µm coordinates) with overlays and the crosshair.
+
+    Parameters
+    ----------
+    session : ProofreadingSession
+    plane : {"xy", "xz", "yz"}
+    loader : SliceLoader, optional
+        Shared worker threads (one is made when not given; it is then closed with the view).
 
     Signals
     -------
@@ -162,10 +466,18 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
 
     clicked = QtCore.Signal(object, object)
 
-    def __init__(self, session: ProofreadingSession, plane: Plane, parent: Any = None) -> None:
+    def __init__(
+        self,
+        session: ProofreadingSession,
+        plane: Plane,
+        parent: Any = None,
+        loader: SliceLoader | None = None,
+    ) -> None:
         super().__init__(parent)
         self.session = session
         self.plane = plane
+        self._own_loader = loader is None
+        self.loader = loader if loader is not None else SliceLoader()
         self.setBackground((20, 20, 26))
         self.view: pg.ViewBox = self.addViewBox(lockAspect=True, invertY=True)
         self.view.setMenuEnabled(False)
@@ -177,9 +489,20 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self._title_fmt = lbl[plane]
         self.title = pg.TextItem(color=(230, 230, 230), anchor=(0, 0))
         self.title.setParentItem(self.view)
+        #: The image layer's whole-slice (base) item; the contrast histogram binds to it.
         self.image = pg.ImageItem(axisOrder="row-major")
         self.view.addItem(self.image)
+        self.detail = pg.ImageItem(axisOrder="row-major")
+        self.detail.setZValue(1)
+        self.view.addItem(self.detail)
+        #: Base item of each labels layer, by name (details in ``_items``).
         self.labels: dict[str, pg.ImageItem] = {}
+        self._items: dict[tuple[str, str], pg.ImageItem] = {}
+        self._shown: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._asked: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._results: dict[tuple[str, str], SliceResult] = {}
+        self._image_name: str | None = None
+        self._data_levels: tuple[float, float] | None = None
         self.track_lines = pg.PlotDataItem(connect="pairs", pen=pg.mkPen((255, 120, 60), width=1.5))
         self.track_nodes = pg.ScatterPlotItem(size=9, pxMode=True)
         self.markers = pg.ScatterPlotItem(size=10, pxMode=True, symbol="o")
@@ -203,6 +526,7 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self._timer.timeout.connect(self._redraw)
         self._press: QtCore.QPointF | None = None
         self.scene().sigMouseClicked.connect(self._on_click)
+        self.loader.signals.loaded.connect(self._on_loaded)
         s = session
         s.cursor_changed.connect(self.schedule)
         s.scene.events.current_time.connect(self.schedule)
@@ -210,6 +534,13 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         s.pending_changed.connect(self.schedule_overlays)
         for lay in s.scene.layers:
             self.watch(lay)
+        self._clip_lines: list[tuple[int, int, pg.InfiniteLine]] = []
+        self._moving_line = False
+        s.scene.clipping_planes.events.all.connect(self._sync_clip_lines)
+        self._sync_clip_lines()
+        self._frame_volume()
+        # Zooming or panning may call for another level or region (coalesced like all redraws).
+        self.view.sigRangeChanged.connect(self._on_range)
         self.refresh()
 
     def watch(self, layer: Any) -> None:
@@ -227,6 +558,11 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
     def schedule_overlays(self, *_: object) -> None:
         self._need_overlays = True
         self._timer.start()
+
+    def _on_range(self, *_: object) -> None:
+        if not self._need_slices:
+            self._need_slices = True
+            self._timer.start(30)  # a wheel zoom emits many steps: ask once it pauses
 
     def _redraw(self) -> None:
         slices, overlays = self._need_slices, self._need_overlays
@@ -248,48 +584,281 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
     def fixed_axis(self) -> int:
         return slice_axes(self.plane)[2]
 
+    def _volumes(self) -> list[Image | Labels]:
+        s = self.session
+        out: list[Image | Labels] = []
+        img = s.image_layer
+        if img is not None and img.data is not None:
+            out.append(img)
+        out.extend(lay for lay in s.labels_layers if lay.data is not None)
+        return out
+
+    def _frame_volume(self) -> None:
+        """Frame the slice from the metadata alone (no pixels needed)."""
+        vols = self._volumes()
+        if vols and self._rect is None:
+            src = vols[0].data
+            assert src is not None
+            self._rect = slice_rect(src, self.plane, 0)
+            self.view.setRange(self._rect, padding=0.02)
+
+    def _item(self, name: str, which: str) -> pg.ImageItem:
+        key = (name, which)
+        item = self._items.get(key)
+        if item is None:
+            if name == self._image_name and which == "base":
+                item = self.image
+            elif name == self._image_name:
+                item = self.detail
+            else:
+                item = pg.ImageItem(axisOrder="row-major")
+                item.setZValue(5 if which == "base" else 6)
+                self.view.addItem(item)
+                if which == "base":
+                    self.labels[name] = item
+            self._items[key] = item
+        return item
+
     def refresh(self, *_: object) -> None:
-        """Re-read the slices at the cursor and redraw every overlay."""
+        """Ask for the slices at the cursor (as the view is zoomed) and redraw every overlay."""
         s = self.session
         r, c, f = slice_axes(self.plane)
         pos = s.cursor[f]
         self.title.setText(self._title_fmt.format(pos))
+        self._frame_volume()
         img = s.image_layer
-        rect = None
-        if img is not None and img.data is not None:
-            got = read_slice(img.data, self.plane, pos, s.time)
-            if got is not None:
-                arr, rect = got
-                self.image.setImage(arr.astype(np.float32, copy=False), autoLevels=False)
-                self.image.setRect(rect)
-                lo, hi = img.contrast_limits or (float(arr.min()), float(arr.max()) or 1.0)
-                self.image.setLevels((lo, hi))
-                self.image.setVisible(img.visible)
-                self.image.setOpacity(img.opacity)
+        name = img.name if img is not None and img.data is not None else None
+        if name != self._image_name:
+            for which in ("base", "detail"):
+                self._items.pop((str(self._image_name), which), None)
+            self._image_name = name
+        vols = self._volumes()
+        names = {lay.name for lay in vols}
+        for key in [k for k in self._items if k[0] not in names]:
+            item = self._items.pop(key)
+            if item is self.image or item is self.detail:
+                item.clear()
             else:
-                self.image.clear()
-        sel = s.scene.selection
-        for lay in s.labels_layers:
-            item = self.labels.get(lay.name)
-            if item is None:
-                item = self.labels[lay.name] = pg.ImageItem(axisOrder="row-major")
-                item.setZValue(5)
-                self.view.addItem(item)
-            got = read_slice(lay.data, self.plane, pos, s.time) if lay.data is not None else None
-            if got is None or not lay.visible:
-                item.setVisible(False)
-                continue
-            chosen = set(sel.label_ids) if sel.layer == lay.name else set()
-            item.setImage(_label_rgba(got[0], lay, chosen), autoLevels=False)
-            item.setRect(got[1])
-            item.setVisible(True)
-            rect = rect or got[1]
-        if rect is not None and self._rect is None:
-            self._rect = rect
-            self.view.setRange(rect, padding=0.02)
+                self.view.removeItem(item)
+                self.labels.pop(key[0], None)
+            self._shown.pop(key, None)
+            self._results.pop(key, None)
+        for lay in vols:
+            self._ask(lay, pos, s.time)
         self.hline.setPos(s.cursor[r])
         self.vline.setPos(s.cursor[c])
         self.refresh_overlays()
+
+    def _visible_region(
+        self, src: VolumeSource, level: int
+    ) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """Voxel rows and columns of ``level`` in view, with a margin of half the view each side."""
+        r, c, _ = slice_axes(self.plane)
+        vr = self.view.viewRect()
+        lev = src.levels[level]
+        sc, org, shp = lev.scale_um, lev.translation[-3:], lev.shape[-3:]
+        out = []
+        for ax, lo, size in ((r, vr.top(), vr.height()), (c, vr.left(), vr.width())):
+            a = int(np.floor((lo - size / 2 - org[ax]) / sc[ax] + 0.5))
+            b = int(np.ceil((lo + 1.5 * size - org[ax]) / sc[ax] + 0.5))
+            a, b = max(a, 0), min(b, shp[ax])
+            if b <= a:
+                return None
+            out.append((a, b))
+        return out[0], out[1]
+
+    def _ask(self, lay: Image | Labels, pos: float, t: int) -> None:
+        src = lay.data
+        assert src is not None
+        labels = isinstance(lay, Labels)
+        base, detail = self._item(lay.name, "base"), self._item(lay.name, "detail")
+        lb = base_level(src, self.plane)
+        k = slice_index(src, self.plane, lb, pos)
+        if k is None or not lay.visible:
+            for which, item in (("base", base), ("detail", detail)):
+                item.setVisible(False)
+                self._drop(lay.name, which)
+            return
+        r, c, _ = slice_axes(self.plane)
+        shp = src.levels[lb].shape[-3:]
+        self._want(lay, "base", src, lb, k, t, (0, shp[r]), (0, shp[c]), labels)
+        px = self.pixel_size_um()
+
+        def n_pixels(level: int) -> int:
+            reg = self._visible_region(src, level)
+            return 0 if reg is None else (reg[0][1] - reg[0][0]) * (reg[1][1] - reg[1][0])
+
+        lf = level_for_zoom(src, self.plane, px, n_pixels)
+        region = self._visible_region(src, lf) if lf < lb else None
+        kf = slice_index(src, self.plane, lf, pos) if region is not None else None
+        if region is None or kf is None:
+            detail.setVisible(False)
+            self._drop(lay.name, "detail")
+            return
+        shown = self._shown.get((lay.name, "detail"))
+        if shown is not None and (shown[0], shown[3]) == (id(src), t):
+            # Another depth: the coarser base shows until the detail of this one lands.
+            old = self._results.get((lay.name, "detail"))
+            if old is not None and not _same_depth(old.request, src, self.plane, lf, kf, pos):
+                detail.setVisible(False)
+        self._want(lay, "detail", src, lf, kf, t, region[0], region[1], labels)
+
+    def _drop(self, name: str, which: str) -> None:
+        key = (name, which)
+        self._shown.pop(key, None)
+        self._results.pop(key, None)
+        if self._asked.pop(key, None) is not None:
+            self.loader.cancel((self.plane, name, which))
+
+    def _want(
+        self,
+        lay: Image | Labels,
+        which: str,
+        src: VolumeSource,
+        level: int,
+        k: int,
+        t: int,
+        rows: tuple[int, int],
+        cols: tuple[int, int],
+        labels: bool,
+    ) -> None:
+        key = (lay.name, which)
+        what = (id(src), self.plane, k, t, level, rows, cols)
+        if self._shown.get(key) == what:
+            self._paint(lay, which)  # display properties or selection changed: no read
+            return
+        if self._asked.get(key) == what:
+            return
+        self._asked[key] = what
+        self.loader.submit(
+            SliceRequest(
+                (self.plane, lay.name, which),
+                self.loader.next_gen(),
+                src,
+                self.plane,
+                k,
+                t,
+                level,
+                rows,
+                cols,
+                labels,
+            )
+        )
+
+    def _on_loaded(self, res: SliceResult) -> None:
+        req = res.request
+        if req.key[0] != self.plane or not self.loader.wanted(req):
+            return
+        key = (req.key[1], req.key[2])
+        lay = next((v for v in self._volumes() if v.name == key[0]), None)
+        if lay is None or lay.data is not req.source or self._asked.get(key) != req.what:
+            return
+        self._shown[key] = req.what
+        self._results[key] = res
+        self._asked.pop(key, None)
+        if isinstance(lay, Image) and key[1] == "base":
+            self._data_levels = (float(res.array.min()), float(res.array.max()) or 1.0)
+        self._paint(lay, key[1])
+
+    def _paint(self, lay: Image | Labels, which: str) -> None:
+        res = self._results.get((lay.name, which))
+        if res is None:
+            return
+        item = self._item(lay.name, which)
+        if isinstance(lay, Labels):
+            sel = self.session.scene.selection
+            chosen = set(sel.label_ids) if sel.layer == lay.name else set()
+            assert res.ids is not None and res.inverse is not None
+            item.setImage(_label_colors(res.ids, lay, chosen)[res.inverse], autoLevels=False)
+            item.setRect(res.rect)
+            item.setVisible(lay.visible)
+            return
+        item.setImage(res.array.astype(np.float32, copy=False), autoLevels=False)
+        item.setRect(res.rect)
+        lo_hi = lay.contrast_limits or self._data_levels
+        if lo_hi is None:
+            lo_hi = (float(res.array.min()), float(res.array.max()) or 1.0)
+        item.setLevels(lo_hi)
+        item.setVisible(lay.visible)
+        item.setOpacity(lay.opacity)
+
+    def shown_level(self, layer: str) -> int | None:
+        """Finest pyramid level shown for ``layer`` (None: nothing yet)."""
+        levels = [
+            self._results[(layer, w)].request.level
+            for w in ("base", "detail")
+            if (layer, w) in self._results and self._item(layer, w).isVisible()
+        ]
+        return min(levels) if levels else None
+
+    def label_at(self, zyx: tuple[float, float, float]) -> tuple[str, int] | None:
+        """(layer, id) of the finest label shown at world ``zyx`` on this slice (no reading).
+
+        None when no labels layer shows anything there (e.g. the point is off this slice).
+        """
+        for lay in reversed(self.session.labels_layers):
+            if not lay.visible or lay.data is None:
+                continue
+            for which in ("detail", "base"):
+                res = self._results.get((lay.name, which))
+                if res is None or not self._item(lay.name, which).isVisible():
+                    continue
+                v = _value_in(res, lay.data, self.plane, zyx)
+                if v is not None:
+                    return (lay.name, v) if v else None
+        return None
+
+    # -- clipping planes ------------------------------------------------------------
+    def _sync_clip_lines(self, *_: object) -> None:
+        """A draggable line for each plane perpendicular to this view (axis-aligned planes)."""
+        if self._moving_line:
+            return
+        r, c, _f = slice_axes(self.plane)
+        want: list[tuple[int, int, float]] = []
+        for i, p in enumerate(self.session.scene.clipping_planes):
+            n = np.asarray(p.normal)
+            for ax in (c, r):
+                if p.enabled and abs(abs(n[ax]) - 1.0) < 1e-6:
+                    want.append((i, ax, float(p.origin[ax])))
+        if [(i, ax) for i, ax, _ in want] != [(i, ax) for i, ax, _ in self._clip_lines]:
+            for _i, _ax, ln in self._clip_lines:
+                self.view.removeItem(ln)
+            self._clip_lines = []
+            for i, ax, pos in want:
+                ln = pg.InfiniteLine(
+                    pos=pos,
+                    angle=90 if ax == c else 0,
+                    movable=True,
+                    pen=pg.mkPen((255, 90, 200), width=2, style=QtCore.Qt.PenStyle.DashLine),
+                    hoverPen=pg.mkPen((255, 160, 230), width=3),
+                )
+                ln.setZValue(15)
+                ln.sigPositionChanged.connect(lambda line, i=i, ax=ax: self._drag_clip(i, ax, line))
+                self.view.addItem(ln)
+                self._clip_lines.append((i, ax, ln))
+            return
+        for (_i, _ax, ln), (_j, _bx, pos) in zip(self._clip_lines, want, strict=True):
+            if abs(ln.value() - pos) > 1e-9:
+                ln.blockSignals(True)
+                ln.setValue(pos)
+                ln.blockSignals(False)
+
+    @property
+    def clip_lines(self) -> list[pg.InfiniteLine]:
+        """The draggable plane lines shown (tests and tools)."""
+        return [ln for _, _, ln in self._clip_lines]
+
+    def _drag_clip(self, index: int, axis: int, line: pg.InfiniteLine) -> None:
+        planes = self.session.scene.clipping_planes
+        if not 0 <= index < len(planes):
+            return
+        o = list(planes[index].origin)
+        o[axis] = float(line.value())
+        self._moving_line = True
+        try:
+            planes[index].origin = (o[0], o[1], o[2])
+        finally:
+            self._moving_line = False
 
     def _slab_um(self) -> float:
         """Half thickness of the slab whose tracks and markers are drawn on this slice."""
@@ -303,28 +872,16 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         s = self.session
         r, c, f = slice_axes(self.plane)
         pos, slab = s.cursor[f], self._slab_um()
-        # tracks: nodes at the current time near the slice, tails up to it
         tl = s.scene.layers.get("tracks") if "tracks" in s.scene.layers.names else None
-        if isinstance(tl, Tracks) and tl.data is not None and tl.visible and len(tl.data.node_ids):
-            d = tl.data
-            near = np.abs(d.zyx_um[:, f] - pos) <= slab
-            now = near & (d.t == s.time)
+        if isinstance(tl, Tracks) and tl.data is not None and tl.visible:
+            nodes, node_ids, seg = self._track_overlay(tl, pos, slab)
             sel = set(s.scene.selection.node_ids)
             brushes = [
                 pg.mkBrush(255, 255, 255) if int(n) in sel else pg.mkBrush(255, 120, 60)
-                for n in d.node_ids[now]
+                for n in node_ids
             ]
-            self.track_nodes.setData(
-                x=d.zyx_um[now, c], y=d.zyx_um[now, r], brush=brushes, data=d.node_ids[now]
-            )
-            window = (d.t <= s.time) & (d.t >= s.time - tl.tail_length)
-            if len(d.edges):
-                idx = d.index_of(d.edges.reshape(-1)).reshape(-1, 2)
-                keep = window[idx].all(axis=1) & near[idx].any(axis=1)
-                seg = idx[keep].reshape(-1)
-                self.track_lines.setData(x=d.zyx_um[seg, c], y=d.zyx_um[seg, r])
-            else:
-                self.track_lines.setData([], [])
+            self.track_nodes.setData(x=nodes[:, c], y=nodes[:, r], brush=brushes, data=node_ids)
+            self.track_lines.setData(x=seg[:, c], y=seg[:, r])
         else:
             self.track_nodes.setData([], [])
             self.track_lines.setData([], [])
@@ -351,6 +908,48 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         else:
             self.pending.setData([], [])
 
+    def _track_overlay(
+        self, tl: Tracks, pos: float, slab: float
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """Nodes of the current time near the slice, and tail segments touching the slab.
+
+        Returns node positions (K, 3), their ids (K,) and segment end points (2S, 3).
+        For the session's own tracks layer only the time window is visited (the
+        graph's per-time index), so the cost does not grow with the whole lineage.
+        """
+        s = self.session
+        f = self.fixed_axis
+        now = s.time
+        st = s.track_state
+        g = s.tracks
+        if st is not None and g is not None and st.graph is g and tl.name == "tracks":
+            lo = int(np.ceil(now - tl.tail_length))
+            per_t = [g.nodes_at(t) for t in range(lo, now + 1)]
+            ids_now = per_t[-1] if per_t else np.zeros(0, np.int64)
+            p_now = st.positions(ids_now)
+            keep = np.abs(p_now[:, f] - pos) <= slab
+            kids = np.concatenate(per_t[1:]) if len(per_t) > 1 else np.zeros(0, np.int64)
+            par = st.parents(kids)
+            ok = par >= 0
+            kids, par = kids[ok], par[ok]
+            ok = st.times(par) >= lo
+            kids, par = kids[ok], par[ok]
+            pk, pp = st.positions(kids), st.positions(par)
+            near = (np.abs(pk[:, f] - pos) <= slab) | (np.abs(pp[:, f] - pos) <= slab)
+            seg = np.stack([pp[near], pk[near]], axis=1).reshape(-1, 3)
+            return p_now[keep], ids_now[keep], seg
+        d = tl.data
+        assert d is not None
+        near = np.abs(d.zyx_um[:, f] - pos) <= slab
+        cur = near & (d.t == now)
+        window = (d.t <= now) & (d.t >= now - tl.tail_length)
+        seg = np.zeros((0, 3))
+        if len(d.edges):
+            idx = d.index_of(d.edges.reshape(-1)).reshape(-1, 2)
+            keep_e = window[idx].all(axis=1) & near[idx].any(axis=1)
+            seg = d.zyx_um[idx[keep_e].reshape(-1)]
+        return d.zyx_um[cur], d.node_ids[cur], seg
+
     # -- input -------------------------------------------------------------------
     def world_at(self, scene_pos: QtCore.QPointF) -> tuple[float, float, float]:
         """World zyx of a scene position on this slice (the fixed axis at the cursor)."""
@@ -375,9 +974,45 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self.clicked.emit(self.world_at(ev.scenePos()), ev.modifiers())
 
     def pixel_size_um(self) -> float:
-        """World µm per screen pixel (for pick tolerances)."""
+        """World µm per screen pixel (for pick tolerances and the level of detail)."""
         px = self.view.viewPixelSize()
         return float(max(px[0], px[1]))
+
+    def closeEvent(self, ev: Any) -> None:
+        if self._own_loader:
+            self.loader.close()
+        super().closeEvent(ev)
+
+
+def _same_depth(
+    req: SliceRequest, src: VolumeSource, plane: Plane, level: int, k: int, pos: float
+) -> bool:
+    """Whether ``req`` showed the same world depth as index ``k`` of ``level``."""
+    if req.source is not src:
+        return False
+    f = slice_axes(plane)[2]
+    a = src.levels[req.level]
+    b = src.levels[level]
+    za = a.translation[-3:][f] + req.k * a.scale_um[f]
+    zb = b.translation[-3:][f] + k * b.scale_um[f]
+    return bool(abs(za - zb) <= 0.5 * max(a.scale_um[f], b.scale_um[f]))
+
+
+def _value_in(
+    res: SliceResult, src: VolumeSource, plane: Plane, zyx: tuple[float, float, float]
+) -> int | None:
+    """The value of a loaded slice at world ``zyx``; None when ``zyx`` is not on it."""
+    req = res.request
+    lev = src.levels[req.level]
+    r, c, f = slice_axes(plane)
+    sc, org = lev.scale_um, lev.translation[-3:]
+    if abs(org[f] + req.k * sc[f] - zyx[f]) > 0.5 * sc[f]:
+        return None
+    i = int(round((zyx[r] - org[r]) / sc[r])) - req.rows[0]
+    j = int(round((zyx[c] - org[c]) / sc[c])) - req.cols[0]
+    if not (0 <= i < res.array.shape[0] and 0 <= j < res.array.shape[1]):
+        return None
+    return int(res.array[i, j])
 
 
 def set_histogram_image(hist: pg.HistogramLUTWidget, image: Image, item: pg.ImageItem) -> None:

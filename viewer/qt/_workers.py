@@ -7,7 +7,7 @@ the GUI thread (queued), where they become layers and tables. Like napari's
 layer slicer, a cancelled job's late result is dropped.
 
 The analysis steps the GUI runs (:func:`measure_job`, :func:`profile_job`,
-:func:`link_job`) are here too: GUI-free functions over arrays and
+:func:`link_job`, :func:`classify_job`) are here too: GUI-free functions over arrays and
 ``VolumeSource`` s, split into steps so progress and cancel are meaningful.
 """
 
@@ -29,6 +29,8 @@ __all__ = [
     "Cancelled",
     "Job",
     "JobsPanel",
+    "classifier_features",
+    "classify_job",
     "link_job",
     "measure_job",
     "profile_job",
@@ -266,6 +268,40 @@ def link_job(labels: VolumeSource, max_distance_um: float) -> Callable[[Progress
 
         progress(0, 1, "linking")
         return link_labels(labels, max_distance_um)
+
+    return run
+
+
+def classifier_features(table: Any) -> list[str]:
+    """Columns the object classifier learns from: numeric shape and intensity features.
+
+    Position columns (``centroid_*``, ``bbox_*``) and the ``label`` are left out: a
+    class should follow what an object looks like, not where it is.
+    """
+    cols = table_columns(table)
+    return [
+        c
+        for c in cols
+        if not c.startswith(("centroid", "bbox")) and np.all(np.isfinite(table[c].to_numpy(float)))
+    ]
+
+
+def classify_job(
+    table: Any, examples: Mapping[int, str], features: Sequence[str] | None = None
+) -> Callable[[Progress], Any]:
+    """Train ``analysis.features.ObjectClassifier`` on ``examples`` and classify every row.
+
+    Returns the table with a ``class`` column.
+    """
+
+    def run(progress: Progress) -> Any:
+        from analysis.features import ObjectClassifier
+
+        cols = list(features) if features is not None else classifier_features(table)
+        progress(0, 2, "training")
+        clf = ObjectClassifier(cols).fit(table, dict(examples))
+        progress(1, 2, "classifying")
+        return clf.predict(table)
 
     return run
 

@@ -38,10 +38,22 @@ def timelapse_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def wait_slices(qtbot: Any, win: Any, timeout_ms: int = 60_000) -> None:
+    """Wait until every slice the views asked for has landed (read on the loader's workers)."""
+
+    def settled() -> bool:
+        return win.slice_loader.idle() and not any(v._asked for v in win.slices.values())
+
+    qtbot.waitUntil(settled, timeout=timeout_ms)
+    qtbot.wait(20)
+    qtbot.waitUntil(settled, timeout=timeout_ms)  # a redraw the last result scheduled
+
+
 def wait_rendered(qtbot: Any, win: Any, timeout_ms: int = 180_000) -> None:
-    """Wait until the 3D view painted a frame and the render thread is idle."""
+    """Wait until the 3D view painted a frame and the render thread is idle (fully streamed)."""
     qtbot.waitUntil(lambda: win.render_view.render_thread.frames >= 1, timeout=timeout_ms)
     assert win.render_view.render_thread.wait_idle(timeout_ms / 1000)
+    wait_slices(qtbot, win)
     qtbot.wait(50)
 
 
