@@ -7,7 +7,11 @@ A session shares one project between a presenter, editors and observers:
   as an op) into one sequence, journaling each to SQLite before acknowledging it.
   Clients apply their own edits at once and reconcile with the server order
   (:mod:`viewer.collab._oplog` explains the scheme), so everyone converges. Undo
-  applies to one's own ops.
+  applies to one's own ops; a group of edits is one op (:class:`Compound`).
+- **Persistence**: a project session (:meth:`Session.for_project`, ``vrscope serve``)
+  also writes every accepted op, before acknowledging it, to the project's own
+  ``journal.jsonl`` (:mod:`viewer.collab._mirror`), so the project reopens with the
+  session's edits without the server.
 - **Presence and view**: head/hand poses, laser pointers, clipping planes, time
   point, layer visibility and follow-the-presenter, latest-wins at up to 90 Hz.
 - **Security**: a token per session (edit or view-only), loopback by default, TLS
@@ -43,7 +47,9 @@ from viewer.collab._client import (
     Event,
     Peer,
 )
+from viewer.collab._compound import Compound
 from viewer.collab._journal import SessionJournal
+from viewer.collab._mirror import ProjectMirror
 from viewer.collab._oplog import Entry, OrderedLog, Replica
 from viewer.collab._protocol import (
     PROTOCOL_VERSION,
@@ -56,11 +62,12 @@ from viewer.collab._protocol import (
     protocol_schema,
     protocol_schema_json,
 )
-from viewer.collab._server import CollabServer, ServerLimits, Session
+from viewer.collab._server import SESSION_FILE, CollabServer, ServerLimits, Session, session_name
 from viewer.collab._state import decode_state, encode_state, state_digest
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "SESSION_FILE",
     "AsyncCollabClient",
     "ClientCore",
     "ClientMessage",
@@ -69,12 +76,14 @@ __all__ = [
     "CollabHistory",
     "CollabServer",
     "CommandBody",
+    "Compound",
     "Entry",
     "Event",
     "Laser",
     "OrderedLog",
     "Peer",
     "Pose",
+    "ProjectMirror",
     "Replica",
     "ServerLimits",
     "ServerMessage",
@@ -84,5 +93,6 @@ __all__ = [
     "encode_state",
     "protocol_schema",
     "protocol_schema_json",
+    "session_name",
     "state_digest",
 ]

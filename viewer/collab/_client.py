@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 
-from analysis.edits import Command
+from analysis.edits import Command, Step
 from analysis.errors import FormatError, InvalidEditError, ParameterError
 from viewer.collab._oplog import Replica
 from viewer.collab._protocol import (
@@ -176,13 +176,14 @@ class ClientCore:
             for m in self.replica.to_send(self.epoch):
                 self._send(self.epoch, m.model_dump_json(), None)
 
-    def submit(self, cmd: Command) -> str:
+    def submit(self, cmd: Command, applied: bool = False) -> str:
         """Apply ``cmd`` now (optimistically) and send it; returns its op id.
 
         Raises :class:`InvalidEditError` (nothing changed, nothing sent) when it is
-        invalid on the local state.
+        invalid on the local state. ``applied``: it is already applied to
+        :attr:`target` (only queue and send it).
         """
-        p = self._require_editor().submit(cmd)
+        p = self._require_editor().submit(cmd, applied=applied)
         self._flush()
         return p.op_id
 
@@ -570,8 +571,8 @@ class AsyncCollabClient:
     def connected(self) -> bool:
         return self._link.ws is not None
 
-    def submit(self, cmd: Command) -> str:
-        return self.core.submit(cmd)
+    def submit(self, cmd: Command, applied: bool = False) -> str:
+        return self.core.submit(cmd, applied=applied)
 
     def undo(self) -> str:
         return self.core.undo()
@@ -719,8 +720,8 @@ class CollabClient:
         """Session info from the server, e.g. ``{"image": url, "labels": [...]}``."""
         return self.core.info
 
-    def submit(self, cmd: Command) -> str:
-        return self.core.submit(cmd)
+    def submit(self, cmd: Command, applied: bool = False) -> str:
+        return self.core.submit(cmd, applied=applied)
 
     def undo(self) -> str:
         return self.core.undo()
@@ -741,71 +742,141 @@ class CollabClient:
 class CollabHistory:
     """A :class:`analysis.edits.History` look-alike over a :class:`CollabClient`.
 
-    Lets an app that edits through ``history.apply / undo / redo`` and listens to
-    ``history.changed`` join a session unchanged: use ``CollabHistory(client)`` as its
-    history and ``history.target`` (the client's Workspace or TrackGraph) as its edit
-    target, and call :meth:`process` once per frame.
+    Lets an app that edits through ``history.apply / undo / redo / group`` and listens
+    to ``history.changed`` join a session unchanged: use ``CollabHistory(client)`` as
+    its history and ``history.target`` (the client's Workspace or TrackGraph) as its
+    edit target, and call :meth:`process` once per frame on the thread that draws.
 
-    Differences from ``History``: undo/redo act on this participant's own ops and take
-    effect when the server has ordered them (``changed`` fires then); ``group`` does
-    not fold commands into one step (each is its own op); a ``"reset"`` change means
-    the whole state was replaced by a snapshot: re-read :attr:`target`.
+    Differences from ``History``:
+
+    - undo/redo act on this participant's own ops (selective undo: someone else's
+      later edits stay) and take effect when the server has ordered them, one round
+      trip later (``changed`` fires then); they return the :class:`Step` being undone
+      or redone;
+    - ``group`` folds the commands applied inside it into one op (a
+      :class:`~viewer.collab._compound.Compound`, sent when the outermost group
+      closes), so it is one undo step for everyone; others see the group's edits when
+      it closes, and :meth:`process` waits while a group is open;
+    - a ``"reset"`` change means the whole state was replaced by a snapshot: re-read
+      :attr:`target`.
 
     Events
     ------
     changed : Signal(str, object)
-        ``("apply", command)`` for a local edit (at once), ``("remote", Event)`` for
-        someone else's op, ``("undo", Event)`` for an undo in server order,
-        ``("rejected", Event)`` when an own op was refused or dropped,
-        ``("reset", target)`` after a snapshot.
+        ``("apply", command)`` for a local edit (at once; for a group also once with
+        the compound when it closes), ``("remote", Event)`` for someone else's op,
+        ``("undo", Event)`` for an undo in server order, ``("rejected", Event)`` when
+        an own op was refused or dropped, ``("reset", target)`` after a snapshot.
     """
 
     changed = Signal(str, object)
 
     def __init__(self, client: CollabClient) -> None:
         self.client = client
+        self._group: tuple[str, list[Command]] | None = None
+        self._depth = 0
 
     @property
     def target(self) -> Any:
         return self.client.target
 
     def apply(self, cmd: Command) -> Command:
-        """Apply ``cmd`` locally at once and send it (raises InvalidEditError, unchanged)."""
-        self.client.submit(cmd)
+        """Apply ``cmd`` locally at once and send it (raises InvalidEditError, unchanged).
+
+        Inside :meth:`group` it is applied now and sent with the group when it closes.
+        """
+        if self._group is not None:
+            self.client.core._require_editor()
+            cmd.apply(self.client.target)
+            self._group[1].append(cmd)
+        else:
+            self.client.submit(cmd)
         self.changed.emit("apply", cmd)
         return cmd
 
-    def undo(self) -> str:
-        """Request an undo of this participant's newest op (InvalidEditError if none)."""
-        return self.client.undo()
+    @contextlib.contextmanager
+    def group(self, name: str = "group") -> Iterator[CollabHistory]:
+        """Fold every command applied inside the block into one op (one undo step).
 
-    def redo(self) -> str:
-        return self.client.redo()
+        Groups nest (only the outermost makes the op). Like ``History.group``, the
+        commands applied before an exception leaves the block are kept (and sent).
+        """
+        self._depth += 1
+        if self._depth == 1:
+            self._group = (name, [])
+        try:
+            yield self
+        finally:
+            self._depth -= 1
+            if self._depth == 0 and self._group is not None:
+                gname, cmds = self._group
+                self._group = None
+                if cmds:
+                    from viewer.collab._compound import Compound
+
+                    folded = cmds[0] if len(cmds) == 1 else Compound(cmds, gname)
+                    self.client.submit(folded, applied=True)
+                    if len(cmds) > 1:
+                        self.changed.emit("apply", folded)
+
+    def _step(self, op_id: str | None) -> Step:
+        rep = self.client.core.replica
+        cmd: Command | None = None
+        if rep is not None and op_id is not None:
+            e = rep.log.get(op_id)
+            cmd = e.cmd if e is not None else None
+            if cmd is None:
+                cmd = next((p.cmd for p in rep.pending if p.op_id == op_id), None)
+        return Step(cmd.description if cmd is not None else "edit", [cmd] if cmd else [])
+
+    def undo(self) -> Step:
+        """Request an undo of this participant's newest op (InvalidEditError if none).
+
+        Returns the step being undone; the state changes when the server has ordered it.
+        """
+        if self._group is not None:
+            raise InvalidEditError("cannot undo inside an open group")
+        op_id = self.client.undo()
+        rep = self.client.core.replica
+        target = None
+        if rep is not None:
+            target = next((p.target for p in rep.pending if p.op_id == op_id), None)
+        return self._step(target)
+
+    def redo(self) -> Step:
+        """Submit again this participant's last undone command (applied at once)."""
+        if self._group is not None:
+            raise InvalidEditError("cannot redo inside an open group")
+        return self._step(self.client.redo())
 
     @property
     def can_undo(self) -> bool:
         rep = self.client.core.replica
-        if rep is None:
+        if rep is None or self._group is not None:
             return False
-        return any(p.kind == "cmd" for p in rep.pending) or any(
-            e.kind == "cmd" and e.client_id == rep.client_id and not e.undone
+        targeted = {p.target for p in rep.pending if p.kind == "undo"}
+        return any(p.kind == "cmd" and p.op_id not in targeted for p in rep.pending) or any(
+            e.kind == "cmd"
+            and e.client_id == rep.client_id
+            and not e.undone
+            and e.op_id not in targeted
             for e in rep.log.entries
         )
 
     @property
     def can_redo(self) -> bool:
         rep = self.client.core.replica
-        return rep is not None and bool(rep.redo_stack)
-
-    @contextlib.contextmanager
-    def group(self, name: str = "group") -> Iterator[CollabHistory]:
-        yield self
+        return rep is not None and bool(rep.redo_stack) and self._group is None
 
     def process(self, timeout: float = 0.0) -> list[Event]:
         """Apply what arrived (call once per frame); emits :attr:`changed` per state change.
 
-        ``timeout`` waits up to that long for the first frame (0: never block).
+        ``timeout`` waits up to that long for the first frame (0: never block). Does
+        nothing while a :meth:`group` is open (its commands are not yet ops, so the
+        state cannot be rewound under them); the frames wait for the next call.
         """
+        if self._group is not None:
+            return []
         before = self.client.target
         events = self.client.process(timeout)
         if self.client.target is not before:

@@ -99,6 +99,13 @@ class SessionJournal:
                 (seq, op_id, client_id, author, kind, json.dumps(body, separators=(",", ":"))),
             )
 
+    def remove(self, seq: int) -> None:
+        """Take back the op ``seq`` (only the newest, before it was acknowledged)."""
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM ops WHERE seq = ? AND seq = (SELECT MAX(seq) FROM ops)", (seq,)
+            )
+
     def checkpoint(self, seq: int, state: str) -> None:
         """Store the state (JSON text) at ``seq``; older checkpoints are dropped."""
         with self._lock:

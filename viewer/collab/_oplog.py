@@ -19,7 +19,10 @@ Convergence scheme (the same code runs in the server and in every client):
   pending list is just moved into the confirmed log. So once nothing is pending,
   every replica equals the server.
 
-Undo is not optimistic: it is a request the server orders like any op.
+Undo is not optimistic: it is a request the server orders like any op, and the
+state changes when the ``applied`` undo comes back (one round trip; a few ms on a
+LAN). Making it optimistic would need rewinding confirmed ops locally, which the
+server may still refuse (a later op of someone else depends on it).
 """
 
 from __future__ import annotations
@@ -241,9 +244,14 @@ class Replica:
         return f"{self.client_id}.{self._epoch_tag}.{next(self._count)}"
 
     # ------------------------------------------------------------------ local edits
-    def submit(self, cmd: Command, *, clear_redo: bool = True) -> Pending:
-        """Apply ``cmd`` optimistically and queue it (raises InvalidEditError, unchanged)."""
-        cmd.apply(self.target)
+    def submit(self, cmd: Command, *, clear_redo: bool = True, applied: bool = False) -> Pending:
+        """Apply ``cmd`` optimistically and queue it (raises InvalidEditError, unchanged).
+
+        ``applied``: ``cmd`` is already applied to :attr:`target` (a group folded after
+        the fact); it is only queued.
+        """
+        if not applied:
+            cmd.apply(self.target)
         body = CommandBody(**command_to_json(cmd))
         p = Pending(self.new_op_id(), "cmd", cmd, body, applied=True)
         self.pending.append(p)

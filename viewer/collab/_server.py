@@ -50,6 +50,7 @@ from websockets.http11 import Request, Response
 from analysis.edits import command_to_json
 from analysis.errors import FormatError, InvalidEditError, ParameterError
 from viewer.collab._journal import SessionJournal
+from viewer.collab._mirror import ProjectMirror, records_for
 from viewer.collab._oplog import Entry, OrderedLog, command_of
 from viewer.collab._protocol import (
     PROTOCOL_VERSION,
@@ -72,9 +73,21 @@ from viewer.collab._protocol import (
 )
 from viewer.collab._state import decode_state, encode_state, state_digest
 
-__all__ = ["CollabServer", "Session", "ServerLimits"]
+__all__ = ["SESSION_FILE", "CollabServer", "ServerLimits", "Session", "session_name"]
 
 log = logging.getLogger(__name__)
+
+SESSION_FILE = "collab-{}.sqlite"
+"""The session journal's name in the project folder (``collab-SESSION.sqlite``)."""
+
+
+def session_name(folder: str | Path) -> str:
+    """The default session name of a project folder: its name, URL-safe."""
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(folder).resolve().name).strip("-.")
+    return name or "session"
+
 
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
 
@@ -176,6 +189,15 @@ class Session:
     checkpoint_every : int, default: 500
         Snapshot the state into the journal after this many ops; ops before the
         newest snapshot can no longer be undone, and late joiners start from it.
+    project_journal : path-like, optional
+        The project's ``journal.jsonl`` (or its folder): every accepted op is also
+        written there, in server order and before it is acknowledged
+        (:mod:`viewer.collab._mirror`), so the project reopens with the session's
+        edits without the server. ``target`` is then the project's workspace as
+        opened now; on a restart it must equal the session's state where the
+        project journal left off (ops journaled in SQLite but not yet in the project
+        journal are written there first). At most 1000 ``checkpoint_every`` (the
+        desktop History's undo depth, which the undo records rely on).
     """
 
     def __init__(
@@ -185,17 +207,26 @@ class Session:
         journal_path: str | Path,
         info: Mapping[str, Any] | None = None,
         checkpoint_every: int = 500,
+        project_journal: str | Path | None = None,
     ) -> None:
         if not name or not all(c.isalnum() or c in "-_." for c in name):
             raise ParameterError(f"session name {name!r} must be letters, digits, '-', '_', '.'")
         if checkpoint_every < 1:
             raise ParameterError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
+        if project_journal is not None and checkpoint_every > 1000:
+            raise ParameterError(
+                f"checkpoint_every must be at most 1000 for a project session, got {checkpoint_every}"
+            )
         self.name = name
         self.info = dict(info or {})
         self.checkpoint_every = checkpoint_every
         self.journal = SessionJournal(journal_path)
         self.edit_token = self._token("edit_token")
         self.view_token = self._token("view_token")
+        self.mirror: ProjectMirror | None = None
+        if project_journal is not None:
+            self.mirror = ProjectMirror(project_journal, self._token("uid"))
+        mirrored = self.mirror.last_seq if self.mirror is not None else 0
         base_digest = state_digest(target)
         stored = self.journal.get_meta("base_digest")
         ckpt = self.journal.latest_checkpoint()
@@ -204,15 +235,23 @@ class Session:
             text = json.dumps(encode_state(target), separators=(",", ":"))
             self.journal.checkpoint(0, text)
             ckpt = (0, text)
-        elif stored != base_digest:
+        elif mirrored == 0 and stored != base_digest:
             raise FormatError(
                 f"session journal {self.journal.path} was started from a different base state "
                 "(the project changed since); start a new session (vrscope serve --new-session)"
             )
         seq0, text = ckpt
+        if self.mirror is not None and mirrored < seq0:
+            raise FormatError(
+                f"project journal {self.mirror.path} stops at session op {mirrored}, before the "
+                f"session's checkpoint {seq0}; start a new session (vrscope serve --new-session)"
+            )
         self._checkpoint_text = text
         self.log = OrderedLog(decode_state(json.loads(text)), base_seq=seq0)
         self._op_seq: dict[str, int] = {}
+        if self.mirror is not None and mirrored == seq0 and mirrored > 0:
+            self._check_project(target, mirrored)
+        caught_up = 0
         for row in self.journal.ops_after(seq0):
             entry = _entry_from_row(row)
             try:
@@ -222,6 +261,24 @@ class Session:
                     f"session journal {self.journal.path}: op {entry.seq} cannot be replayed: {exc}"
                 ) from exc
             self._op_seq[entry.op_id] = entry.seq
+            if self.mirror is not None:
+                if entry.seq == mirrored:
+                    self._check_project(target, mirrored)
+                elif entry.seq > mirrored:
+                    # Journaled and maybe acknowledged, but the server stopped before the
+                    # project journal had it: write it there now, once.
+                    self.mirror.append(entry.seq, entry.op_id, records_for(entry, self.log))
+                    caught_up += 1
+        if self.mirror is not None and mirrored > self.log.last_seq:
+            raise FormatError(
+                f"project journal {self.mirror.path} has session op {mirrored}, newer than the "
+                f"session journal's {self.log.last_seq}; start a new session "
+                "(vrscope serve --new-session)"
+            )
+        if caught_up:
+            log.warning(
+                "session %s: wrote %d op(s) missing from the project journal", name, caught_up
+            )
         self.conns: set[_Conn] = set()
         self.follow = FollowState()
         self.lock = asyncio.Lock()
@@ -232,6 +289,55 @@ class Session:
         log.info(
             "session %s at seq %d (%d ops replayed)", name, self.log.last_seq, len(self.log.entries)
         )
+
+    @classmethod
+    def for_project(
+        cls,
+        folder: str | Path,
+        name: str | None = None,
+        checkpoint_every: int = 500,
+        new_session: bool = False,
+    ) -> Session:
+        """The session of a project folder (what ``vrscope serve PROJECT_DIR`` hosts).
+
+        Its SQLite journal is ``PROJECT_DIR/collab-NAME.sqlite`` (``new_session``
+        deletes it first: new tokens, the session's undo window forgotten; the
+        project keeps every edit). Accepted ops also go to the project's journal.
+        ``info`` tells clients the image (path or URL) and label names to open.
+        """
+        from analysis.project import Project
+
+        project = Project.open(folder)
+        try:
+            sname = name or session_name(folder)
+            journal = Path(project.path) / SESSION_FILE.format(sname)
+            if new_session:
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{journal}{suffix}").unlink(missing_ok=True)
+            info = {
+                "project": Path(project.path).name,
+                "image": project.info.image,
+                "labels": list(project.info.labels),
+            }
+            journal_file = project.history.journal.path if project.history.journal else None
+            return cls(
+                sname,
+                project.workspace,
+                journal,
+                info,
+                checkpoint_every=checkpoint_every,
+                project_journal=journal_file or Path(project.path),
+            )
+        finally:
+            project.close()
+
+    def _check_project(self, target: Any, seq: int) -> None:
+        if state_digest(target) != state_digest(self.log.target):
+            raise FormatError(
+                f"the project {self.mirror.project_dir if self.mirror else ''} was edited "
+                f"outside the session after its op {seq} (its journal no longer matches the "
+                "session); start a new session (vrscope serve --new-session)"
+            )
 
     def _token(self, key: str) -> str:
         tok = self.journal.get_meta(key)
@@ -258,6 +364,8 @@ class Session:
     def close(self) -> None:
         self._io.shutdown(wait=True)
         self.journal.close()
+        if self.mirror is not None:
+            self.mirror.close()
 
     # ------------------------------------------------------------------ ops
     async def submit(self, conn: _Conn, msg: OpMsg | UndoMsg) -> None:
@@ -299,6 +407,23 @@ class Session:
                     Rejected(op_id=msg.op_id, reason="server journal failed").model_dump_json()
                 )
                 return
+            if self.mirror is not None:
+                records = records_for(entry, self.log)
+                try:
+                    await loop.run_in_executor(
+                        self._io, self.mirror.append, entry.seq, entry.op_id, records
+                    )
+                except Exception as exc:
+                    # Not in the project -> not acknowledged: take it back everywhere.
+                    log.error("project journal write failed for op %s: %s", entry.op_id, exc)
+                    await loop.run_in_executor(self._io, self.journal.remove, entry.seq)
+                    _rollback_last(self.log)
+                    conn.push(
+                        Rejected(
+                            op_id=msg.op_id, reason="server project journal failed"
+                        ).model_dump_json()
+                    )
+                    return
             self._op_seq[entry.op_id] = entry.seq
             text = entry.to_message().model_dump_json()
             for c in self.conns:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 from typing import Any
 
 ORDER = 70
@@ -18,12 +17,14 @@ examples:
   vrscope xr --join 'ws://127.0.0.1:8765/myproject?token=...'
 
 The session journal (PROJECT_DIR/collab-SESSION.sqlite, mode 0600: it holds the
-tokens) records every acknowledged edit; restarting `vrscope serve` on the same
-folder resumes the session with the same URLs, and clients reconnect by themselves.
+tokens) records every acknowledged edit, and so does the project's own journal
+(PROJECT_DIR/journal.jsonl): after the session the project opens with them on the
+desktop (vrscope view --project) and in vrscope export, without the server.
+Restarting `vrscope serve` on the same folder resumes the session with the same
+URLs, and clients reconnect by themselves. Do not edit a served project directly
+(join it instead); if it was edited after a session, serve it with --new-session.
 The image data is not sent through the session: clients open it by its path or URL.
 """
-
-SESSION_FILE = "collab-{}.sqlite"
 
 
 def register(subparsers: Any) -> None:
@@ -55,7 +56,8 @@ def register(subparsers: Any) -> None:
         type=int,
         default=500,
         metavar="N",
-        help="snapshot the state every N edits; older edits can no longer be undone (default: 500)",
+        help="snapshot the state every N edits (at most 1000); older edits can no longer be "
+        "undone (default: 500)",
     )
     p.add_argument(
         "--new-session",
@@ -71,28 +73,19 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _session_name(folder: str) -> str:
-    from pathlib import Path
-
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(folder).resolve().name).strip("-.")
-    return name or "session"
-
-
 def run(args: argparse.Namespace) -> int:
     import asyncio
     import logging
     import socket
     import ssl
     import sys
-    from pathlib import Path
 
     from analysis.errors import ParameterError
-    from analysis.project import Project
     from vrscope.cli import require_extra
 
     require_extra("websockets", "collab")
     from viewer.collab import CollabServer, Session
-    from viewer.collab._server import is_loopback
+    from viewer.collab._server import is_loopback, session_name
 
     log = logging.getLogger("vrscope.serve")
     if args.session and len(args.projects) > 1:
@@ -110,30 +103,23 @@ def run(args: argparse.Namespace) -> int:
             raise ParameterError(f"cannot load --certfile/--keyfile: {exc}") from exc
 
     server = CollabServer(args.host, args.port, ssl_context=ctx)
-    projects = []
     names: set[str] = set()
     for folder in args.projects:
-        project = Project.open(folder)
-        projects.append(project)
-        name = args.session or _session_name(folder)
+        name = args.session or session_name(folder)
         if name in names:
             raise ParameterError(f"two projects would share the session name {name!r}")
         names.add(name)
-        journal = Path(project.path) / SESSION_FILE.format(name)
-        if args.new_session:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{journal}{suffix}").unlink(missing_ok=True)
-        info = {
-            "project": Path(project.path).name,
-            "image": project.info.image,
-            "labels": list(project.info.labels),
-        }
-        # The project's own History stays untouched: the session journal records the
-        # session's edits (with per-author undo), which a linear History cannot.
+        # Accepted ops go to the session journal (order, op ids, per-author undo) AND,
+        # in server order, to the project's journal.jsonl, both before the ack: the
+        # project reopens with every acknowledged edit without the server.
         server.add_session(
-            Session(name, project.workspace, journal, info, checkpoint_every=args.checkpoint_every)
+            Session.for_project(
+                folder,
+                name,
+                checkpoint_every=args.checkpoint_every,
+                new_session=args.new_session,
+            )
         )
-        project.close()
 
     async def main() -> None:
         await server.start()

@@ -157,6 +157,9 @@ def test_server_killed_and_restarted_mid_session_loses_nothing(tmp_path: Path) -
     finally:
         proc.kill()
         proc.wait()
+    # The project itself (its journal.jsonl, no server) has every op exactly once too.
+    with Project.open(folder) as pr:
+        assert _positions(pr.workspace) == Counter((float(i), 1.0, 1.0) for i in range(n))
 
 
 def test_bad_clients_are_refused_and_others_unaffected(tmp_path: Path) -> None:
