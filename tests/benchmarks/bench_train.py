@@ -56,7 +56,9 @@ def main(argv: list[str]) -> int:
     train_store, test_store, model = work / "train.zarr", work / "test.zarr", work / "model"
     for store, seed in ((train_store, 0), (test_store, 1)):
         if not store.exists():
-            rc = vrscope(["sample", "fibsem", str(store), "--size", str(args.size), "--seed", str(seed)])
+            rc = vrscope(
+                ["sample", "fibsem", str(store), "--size", str(args.size), "--seed", str(seed)]
+            )
             assert rc == 0
     t0 = time.perf_counter()
     rc = vrscope(

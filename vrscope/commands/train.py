@@ -81,7 +81,9 @@ def register(subparsers: Any) -> None:
         "--patience", type=int, default=8, help="epochs without improvement before stopping"
     )
     p.add_argument("--class-names", nargs="+", metavar="NAME", help="names of the classes")
-    p.add_argument("--max-minutes", type=float, default=0, help="stop after this much training time")
+    p.add_argument(
+        "--max-minutes", type=float, default=0, help="stop after this much training time"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, mps")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
