@@ -327,11 +327,12 @@ def run_xr(opts: XrOptions) -> int:
     """Run the XR mode until the session ends (or ``exit_after`` seconds). Returns 0."""
     if opts.tool not in TOOLS:
         raise ParameterError(f"unknown tool {opts.tool!r} (choose from {', '.join(TOOLS)})")
-    from .session._session import XrSession
+    from .session._session import XrRuntimeError, XrSession
 
     trace = Trace(opts.trace)
     app = XrApp(opts, trace)
     old = signal.getsignal(signal.SIGTERM)
+    lost = False
     try:
         with XrSession(
             hand_tracking=opts.hand_tracking,
@@ -340,12 +341,22 @@ def run_xr(opts: XrOptions) -> int:
         ) as session:
             # SIGTERM ends the session the way the headset's menu would: cleanly, saved.
             signal.signal(signal.SIGTERM, lambda *_: session.request_exit())
+            # CPython installs handlers without SA_RESTART; a signal landing in the runtime
+            # client's blocking recvmsg (Monado's IPC) then fails the call and loses the
+            # instance. Restarting interrupted system calls keeps the session alive.
+            signal.siginterrupt(signal.SIGTERM, False)
             _loop(app, session, trace)
+            lost = session.lost
     finally:
         signal.signal(signal.SIGTERM, old)
         app.close()
         trace("closed")
         trace.close()
+    if lost:
+        raise XrRuntimeError(
+            "the OpenXR runtime lost the session (it stopped or crashed); "
+            "every confirmed edit is saved in the project journal"
+        )
     return 0
 
 

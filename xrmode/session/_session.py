@@ -291,6 +291,8 @@ class XrSession:
         self.state = "UNKNOWN"
         self.running = False
         self._exit = False
+        #: True when the runtime lost the instance or session (it stopped or crashed).
+        self.lost = False
         self._exit_requested = False
         self._exit_sent = False
         self._stack = ExitStack()
@@ -306,7 +308,14 @@ class XrSession:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stack.close()
+        if not self.lost:
+            self._stack.close()
+            return
+        # After a loss the runtime refuses most destroy calls; release what we can.
+        try:
+            self._stack.close()
+        except xr.XrException as err:
+            log.warning("teardown after the runtime lost the session: %s", err)
 
     def _open(self) -> None:
         st = self._stack
@@ -536,8 +545,12 @@ class XrSession:
             if not self.running:
                 time.sleep(0.01)
                 continue
-            fs = xr.wait_frame(self.session)
-            xr.begin_frame(self.session)
+            try:
+                fs = xr.wait_frame(self.session)
+                xr.begin_frame(self.session)
+            except (xr.InstanceLostError, xr.SessionLostError) as err:
+                self._on_lost(err)
+                break
             focused = self.state == "FOCUSED"
             t = int(fs.predicted_display_time)
             inp = self.actions.read(self.space, self.view_space, t, focused)
@@ -553,8 +566,20 @@ class XrSession:
                 self._locate_eyes(frame)
             self.graphics.make_current()
             yield frame
-            self._end_frame(frame)
+            try:
+                self._end_frame(frame)
+            except (xr.InstanceLostError, xr.SessionLostError) as err:
+                self._on_lost(err)
+                break
             index += 1
+
+    def _on_lost(self, err: Exception) -> None:
+        """The runtime went away mid-session: stop the loop; tear down without raising."""
+        log.error("the OpenXR runtime lost the session: %s", err)
+        self.lost = True
+        self.running = False
+        self._exit = True
+        self._set_state("LOST")
 
     def _locate_eyes(self, frame: XrFrame) -> None:
         vs, views = xr.locate_views(
