@@ -9,6 +9,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import zarr
 from scipy import ndimage
 
 from tests.analysis.io._support import write_with_ome_zarr
@@ -76,31 +77,84 @@ def test_stream_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 @pytest.mark.render
-def test_render_stream_matches_whole_level_render(
+def test_render_streams_by_default_and_matches_whole_level_render(
     store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     a, b = tmp_path / "whole.png", tmp_path / "streamed.png"
-    common = ["--size", "200", "160", "--no-overlays", "--level", "0"]
-    assert main(["render", str(store), "--out", str(a), *common]) == 0
+    common = ["--size", "200", "160", "--no-overlays", "--no-progress"]
     assert (
-        main(
-            [
-                "render",
-                str(store),
-                "--out",
-                str(b),
-                "--stream",
-                "--size",
-                "200",
-                "160",
-                "--no-overlays",
-            ]
-        )
-        == 0
+        main(["render", str(store), "--out", str(a), *common, "--no-stream", "--level", "0"]) == 0
     )
-    assert "streamed" in capsys.readouterr().out
+    assert "streamed" not in capsys.readouterr().out
+    assert main(["render", str(store), "--out", str(b), *common]) == 0
+    out = capsys.readouterr().out
+    assert "streamed" in out and "0 pending" in out and "NOT at full detail" not in out
     whole, streamed = iio.imread(a).astype(int), iio.imread(b).astype(int)
     assert whole.max() > 40
-    # Full detail at this size is level 0 in bricks: the same picture as level 0 whole.
+    # Full detail at this size is level 0 in bricks: the same picture as level 0 whole,
+    # within the seam tolerance of tests/viewer/streaming/test_render_streaming.py.
     d = np.abs(whole - streamed)
     assert d.mean() < 1.0 and np.percentile(d, 99) <= 12
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Image + label image ``cells`` (three balls), both in 16^3 chunks, 3 levels."""
+    from ome_zarr.writer import write_image, write_labels
+
+    path = tmp_path_factory.mktemp("labelled") / "cells.zarr"
+    zz, yy, xx = np.indices((48, 64, 64))
+    lab = np.zeros((48, 64, 64), np.uint16)
+    for i, (z, y, x, r) in enumerate([(24, 20, 20, 12), (24, 44, 40, 14), (12, 40, 14, 8)], 1):
+        lab[(zz - z) ** 2 + (yy - y) ** 2 + (xx - x) ** 2 <= r * r] = i
+    img = (lab * 60 + 20).astype(np.uint8)
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    opts = {"chunks": (16, 16, 16)}
+    write_image(img, root, axes="zyx", scale_factors=(2, 4), storage_options=opts)
+    write_labels(lab, root, name="cells", axes="zyx", scale_factors=(2, 4), storage_options=opts)
+    return path
+
+
+@pytest.mark.render
+def test_streamed_label_volume_matches_the_whole_level_label_volume(
+    labelled: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = tmp_path / "whole.png", tmp_path / "streamed.png"
+    common = ["--labels", "cells", "--label-mode", "volume", "--no-image"]
+    common += ["--size", "200", "160", "--no-overlays", "--no-progress"]
+    assert (
+        main(["render", str(labelled), "--out", str(a), *common, "--no-stream", "--level", "0"])
+        == 0
+    )
+    assert main(["render", str(labelled), "--out", str(b), *common]) == 0
+    out = capsys.readouterr().out
+    assert "streamed cells" in out  # the label image itself was streamed
+    whole, streamed = iio.imread(a).astype(int), iio.imread(b).astype(int)
+    # Three objects in three colours (independent: count distinct lit colours).
+    lit = whole.max(axis=2) > 30
+    assert lit.mean() > 0.05
+    assert len({tuple(c // 16) for c in whole[lit][::7]}) >= 3
+    # Nearest-neighbour ids: pixels agree except along object outlines.
+    differs = np.abs(whole - streamed).max(axis=2) > 8
+    assert differs.mean() < 0.01
+
+
+@pytest.mark.render
+def test_movie_streams_by_default(
+    labelled: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = tmp_path / "whole.mp4", tmp_path / "streamed.mp4"
+    common = ["--size", "96", "64", "--frames", "3", "--fps", "12", "--no-progress"]
+    common += ["--no-overlays"]
+    assert (
+        main(["movie", str(labelled), "--out", str(a), *common, "--no-stream", "--level", "0"]) == 0
+    )
+    assert "streamed" not in capsys.readouterr().out
+    assert main(["movie", str(labelled), "--out", str(b), *common]) == 0
+    assert "streamed" in capsys.readouterr().out
+    whole = np.stack(list(iio.imiter(a))).astype(int)
+    streamed = np.stack(list(iio.imiter(b))).astype(int)
+    assert whole.shape == streamed.shape == (3, 64, 96, 3)
+    assert whole.max() > 40
+    # Same frames up to video coding noise (H.264 of two nearly equal inputs).
+    assert np.abs(whole - streamed).mean() < 1.5

@@ -13,8 +13,9 @@ property and clipping planes); streaming replaces a layer's bricks with
 :meth:`SceneRenderer.render_views` / :meth:`SceneRenderer.apply_view`.
 Headless helpers: :func:`render_store_to_png`, :func:`write_movie`.
 Multiscale streaming: :class:`StreamingController` attaches a
-``viewer.streaming.VolumeStreamer`` to every Image layer of a renderer
-(:func:`render_streamed` for one-shot pictures).
+``viewer.streaming.VolumeStreamer`` to every Image layer (and label volume) of a
+renderer (:func:`render_streamed` for one-shot pictures; ``vrscope render`` and
+``vrscope movie`` stream by default).
 """
 
 from . import _vtk  # noqa: F401  (chooses EGL before any window exists)
@@ -43,7 +44,13 @@ from ._headless import (
 from ._image import VolumeBrick, VtkImage, image_data
 from ._labels import VtkLabels
 from ._meshes import LabelMeshCache, decimate_to_budget, export_meshes, label_mesh
-from ._streaming import StreamingController, VtkStreamedImage, render_streamed
+from ._streaming import (
+    StreamingController,
+    VtkStreamedImage,
+    VtkStreamedLabels,
+    coarse_range,
+    render_streamed,
+)
 from ._tracks import VtkTracks, track_window
 from ._xr_target import VtkXrTarget, XrOverlay, XrText
 
@@ -70,11 +77,13 @@ __all__ = [
     "VtkMeasurements",
     "VtkPoints",
     "VtkStreamedImage",
+    "VtkStreamedLabels",
     "VtkTracks",
     "VtkXrTarget",
     "XrOverlay",
     "XrText",
     "choose_level",
+    "coarse_range",
     "colormap_table",
     "decimate_to_budget",
     "export_meshes",

@@ -23,9 +23,43 @@ from ._colors import id_colors, values_to_colors
 from ._image import image_data
 from ._meshes import LabelMeshCache, decimate_to_budget, export_meshes
 
-__all__ = ["VtkLabels"]
+__all__ = ["VtkLabels", "label_colors", "label_transfer_functions"]
 
 log = logging.getLogger(__name__)
+
+
+def label_colors(layer: Labels, ids: list[int]) -> np.ndarray:
+    """(N, 3) RGB of objects ``ids`` by ``layer``'s colour mode."""
+    if layer.color_mode == "fixed":
+        return np.tile(np.asarray(layer.fixed_color, dtype=np.float64), (len(ids), 1))
+    if layer.color_mode == "feature" and layer.feature is not None:
+        values = layer.features.get(layer.feature)
+        if values is None:
+            log.warning("labels %s: no feature %r; colouring by id", layer.name, layer.feature)
+        else:
+            return values_to_colors(ids, values, layer.colormap, layer.feature_limits)
+    return id_colors(ids)
+
+
+def label_transfer_functions(layer: Labels, ids: list[int]) -> tuple[Any, Any]:
+    """Colour and opacity transfer functions drawing each of ``ids`` in its colour.
+
+    Piecewise constant per id (both ends of each id's unit interval get its
+    value); background (0) and hidden ids transparent. Used with
+    nearest-neighbour sampling, so ids never blend.
+    """
+    hidden = set(layer.hidden_ids)
+    colors = label_colors(layer, ids) if ids else np.zeros((0, 3))
+    ctf = v.vtkColorTransferFunction()
+    otf = v.vtkPiecewiseFunction()
+    ctf.AddRGBPoint(0.0, 0.0, 0.0, 0.0)
+    otf.AddPoint(0.0, 0.0)
+    for i, c in zip(ids, colors, strict=True):
+        a = 0.0 if i in hidden else float(layer.opacity)
+        for x in (i - 0.49, i + 0.49):
+            ctf.AddRGBPoint(float(x), float(c[0]), float(c[1]), float(c[2]))
+            otf.AddPoint(float(x), a)
+    return ctf, otf
 
 
 class VtkLabels(VtkLayer):
@@ -75,6 +109,9 @@ class VtkLabels(VtkLayer):
         self.volume.SetProperty(self.volume_property)
         self._volume_level = -1
         self._volume_ids: list[int] = []
+        # Level chosen by multiscale streaming for surface meshes (see
+        # viewer.render._streaming.StreamingController); None: by the voxel budget.
+        self.level_override: int | None = None
         self.props = [self.actor, self.outline_actor]
         layer.labels_update.connect(self._on_labels_update)
 
@@ -105,7 +142,11 @@ class VtkLabels(VtkLayer):
         if src is None:
             self.mapper.SetInputData(v.vtkPolyData())
             return
-        level = choose_level(src, ctx.voxel_budget, lay.level)
+        level = (
+            self.level_override
+            if self.level_override is not None and lay.level is None
+            else choose_level(src, ctx.voxel_budget, lay.level)
+        )
         if lay.mode == "volume":
             self._update_volume(level)
             return
@@ -141,19 +182,7 @@ class VtkLabels(VtkLayer):
             self._volume_ids = [int(i) for i in np.unique(arr) if i != 0]
             self._volume_level = level
             self._labels_dirty = False
-        hidden = set(lay.hidden_ids)
-        ids = self._volume_ids
-        colors = self.colors_for(ids) if ids else np.zeros((0, 3))
-        ctf = v.vtkColorTransferFunction()
-        otf = v.vtkPiecewiseFunction()
-        ctf.AddRGBPoint(0.0, 0.0, 0.0, 0.0)
-        otf.AddPoint(0.0, 0.0)
-        # Piecewise constant per id: both ends of each id's unit interval get its value.
-        for i, c in zip(ids, colors, strict=True):
-            a = 0.0 if i in hidden else float(lay.opacity)
-            for x in (i - 0.49, i + 0.49):
-                ctf.AddRGBPoint(float(x), float(c[0]), float(c[1]), float(c[2]))
-                otf.AddPoint(float(x), a)
+        ctf, otf = label_transfer_functions(lay, self._volume_ids)
         self.volume_property.SetColor(ctf)
         self.volume_property.SetScalarOpacity(otf)
         self.volume_property.SetScalarOpacityUnitDistance(1e-6)  # opaque at first hit
@@ -164,16 +193,7 @@ class VtkLabels(VtkLayer):
 
     def colors_for(self, ids: list[int]) -> np.ndarray:
         """(N, 3) RGB of objects ``ids`` by the layer's colour mode."""
-        lay = self.layer
-        if lay.color_mode == "fixed":
-            return np.tile(np.asarray(lay.fixed_color, dtype=np.float64), (len(ids), 1))
-        if lay.color_mode == "feature" and lay.feature is not None:
-            values = lay.features.get(lay.feature)
-            if values is None:
-                log.warning("labels %s: no feature %r; colouring by id", lay.name, lay.feature)
-            else:
-                return values_to_colors(ids, values, lay.colormap, lay.feature_limits)
-        return id_colors(ids)
+        return label_colors(self.layer, ids)
 
     def _merged(self, ids: list[int], colored: bool = True) -> Any:
         if not ids:

@@ -1,9 +1,15 @@
-"""Streaming into the renderer: a ``VtkImage`` that draws a ``VolumeStreamer``'s bricks.
+"""Streaming into the renderer: adapters that draw a ``VolumeStreamer``'s bricks.
 
 :class:`StreamingController` attaches a :class:`viewer.streaming.VolumeStreamer`
 to every ``Image`` layer of a :class:`SceneRenderer` (replacing the layer's
-adapter by a :class:`VtkStreamedImage`). Each frame, :meth:`StreamingController.update`
-turns the scene camera (or the XR eye views given by :meth:`set_views`) into
+adapter by a :class:`VtkStreamedImage`) and to every ``Labels`` layer drawn as a
+label volume (:class:`VtkStreamedLabels`: nearest-neighbour sampling, one colour
+per id). Labels drawn as surfaces keep their meshes (marching cubes per object
+cannot mix levels without cracks between them) but are meshed from one whole
+level chosen by the same level-of-detail rule: the finest level the view needs
+anywhere, never finer than the renderer's voxel budget allows.
+
+Each frame, :meth:`StreamingController.update` turns the scene camera (or the XR eye views given by :meth:`set_views`) into
 streaming views, asks each streamer for its bricks and hands them to the adapter;
 the renderer's own ``render()`` then draws them. Nothing here waits for I/O.
 
@@ -17,31 +23,75 @@ there are neither gaps nor doubly composited slabs at level transitions, and
 inside one level neighbours interpolate the same boundary values. Volumes and
 their textures are kept across frames and rebuilt only when an item appears or
 a neighbour arrives that should fill its border.
+
+Limitation: maximum/minimum intensity projection cannot be drawn per brick
+(VTK composites volumes with "over" blending, so the front brick's projection
+hides the rest of the ray); one-shot renders (``vrscope render``) draw MIP from
+one whole level instead.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from viewer.scene import Image, Scene
-from viewer.streaming import PaddedBrick, StreamFrame, StreamStats, View, VolumeStreamer
+from analysis.volume import VolumeSource
+from viewer.scene import Image, Labels, Scene
+from viewer.streaming import (
+    BrickGrid,
+    PaddedBrick,
+    StreamFrame,
+    StreamStats,
+    View,
+    VolumeStreamer,
+    clip_planes_array,
+    select_bricks,
+)
 
 from . import _vtk as v
-from ._base import FrameContext
+from ._base import FrameContext, choose_level, read_level_zyx
 from ._canvas import EyeView, SceneRenderer
 from ._image import VolumeBrick, VtkImage, _range, image_data
+from ._labels import VtkLabels, label_transfer_functions
 
-__all__ = ["StreamingController", "VtkStreamedImage", "render_streamed"]
+__all__ = [
+    "StreamingController",
+    "VtkStreamedImage",
+    "VtkStreamedLabels",
+    "coarse_range",
+    "render_streamed",
+]
 
 log = logging.getLogger(__name__)
 
 _ItemKey = tuple[int, tuple[float, ...]]
+
+
+def coarse_range(source: VolumeSource, max_voxels: int = 2**22) -> tuple[float, float]:
+    """Default contrast limits of a streamed image, from its coarsest level.
+
+    The same percentiles as a whole-level ``VtkImage`` (``_range``), taken once
+    from the coarsest level (time point and channel 0), so the picture does not
+    change as finer bricks arrive. A coarsest level larger than ``max_voxels``
+    (a store without a pyramid) is sampled in its central block only.
+    """
+    level = len(source.levels) - 1
+    lev = source.levels[level]
+    shape = lev.shape[-3:]
+    if int(np.prod(shape, dtype=np.int64)) <= max_voxels:
+        arr = read_level_zyx(source, level)[0]
+        return _range([arr])
+    side = int(round(max_voxels ** (1 / 3)))
+    region: list[slice] = [slice(0, 1) for _ in source.axes[:-3]]
+    for n in shape:
+        h = min(side, n)
+        region.append(slice((n - h) // 2, (n - h) // 2 + h))
+    return _range([np.asarray(source.read(level, tuple(region)))])
 
 
 class VtkStreamedImage(VtkImage):
@@ -51,21 +101,39 @@ class VtkStreamedImage(VtkImage):
     ----------
     layer : Image
     streamer : VolumeStreamer
+
+    Notes
+    -----
+    Without ``layer.contrast_limits`` the contrast comes from the coarsest level
+    (:func:`coarse_range`). The opacity unit distance follows the finest level the
+    view wants (not what is resident yet), so the look does not change as bricks
+    refine and equals a whole-level render of that level.
     """
 
-    def __init__(self, layer: Image, streamer: VolumeStreamer) -> None:
+    def __init__(self, layer: Any, streamer: VolumeStreamer) -> None:
         super().__init__(layer)
         self.streamer = streamer
         self._external = True  # never read whole levels (VtkImage's default path)
         self._images: dict[int, tuple[Any, PaddedBrick]] = {}
+        self._nbytes: dict[int, int] = {}  # texture bytes per brick
         self._volumes: dict[_ItemKey, Any] = {}
-        self._range_set = False
+        self._unit_spacing = float(np.min(streamer.grid.scale[0]))
         self.frame: StreamFrame | None = None
         if streamer.labels:
             self.property.SetInterpolationTypeToNearest()
+        elif getattr(layer, "contrast_limits", None) is None:
+            self._data_range = coarse_range(streamer.source)
 
     def _update(self, ctx: FrameContext) -> None:
         self._update_property()
+
+    def _update_property(self) -> None:
+        super()._update_property()
+        self.property.SetScalarOpacityUnitDistance(self._unit_spacing * 2.0)
+
+    def _prepare(self, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """The voxels as uploaded (labels override this)."""
+        return array
 
     def _image(self, key: int, rebuild: bool = False) -> tuple[Any, PaddedBrick] | None:
         got = self._images.get(key)
@@ -74,13 +142,22 @@ class VtkStreamedImage(VtkImage):
         pb = self.streamer.padded(key)
         if pb is None:
             return got
-        img = image_data(pb.array, pb.origin_um, pb.spacing_um)
+        arr = self._prepare(pb.array)
+        img = image_data(arr, pb.origin_um, pb.spacing_um)
         self._images[key] = (img, pb)
+        self._nbytes[key] = int(arr.nbytes)
         return self._images[key]
 
     def show(self, frame: StreamFrame) -> None:
         """Draw ``frame``'s items (reusing the volumes of items drawn last frame)."""
         self.frame = frame
+        leaf_levels = frame.selection.leaf_levels
+        if len(leaf_levels):
+            finest = int(leaf_levels.min())
+            unit = float(np.min(self.streamer.grid.scale[finest]))
+            if unit != self._unit_spacing:
+                self._unit_spacing = unit
+                self.dirty = True
         stale: set[int] = set()
         for k in frame.arrived:
             for nk in self.streamer.neighbour_keys(int(k)):
@@ -94,8 +171,10 @@ class VtkStreamedImage(VtkImage):
             box = np.round(np.concatenate([lo, hi]), 9).tolist()
             ik: _ItemKey = (int(key), tuple(float(x) for x in box))
             wanted[ik] = (int(key), lo, hi)
+        changed = bool(stale)
         for ik in [ik for ik in self._volumes if ik not in wanted]:
             del self._volumes[ik]
+            changed = True
         for ik, (key, lo, hi) in wanted.items():
             vol = self._volumes.get(ik)
             if vol is None or key in stale:
@@ -104,6 +183,9 @@ class VtkStreamedImage(VtkImage):
                     continue
                 vol = self._volume(got, lo, hi)
                 self._volumes[ik] = vol
+                changed = True
+        if not changed and self.props:
+            return
         used = {ik[0] for ik in self._volumes}
         for key in [k for k in self._images if k not in used]:
             del self._images[key]
@@ -112,13 +194,14 @@ class VtkStreamedImage(VtkImage):
             VolumeBrick(pb.level, pb.region, pb.array, pb.origin_um, pb.spacing_um)
             for _, pb in self._images.values()
         ]
-        if not self._range_set and self._bricks and self.layer.contrast_limits is None:
-            # Contrast from the first (coarse) data and then kept: re-estimating it
-            # as finer bricks arrive would make the picture flicker.
-            self._data_range = _range(b.array for b in self._bricks)
-            self._range_set = True
-        self.streamer.textures.set({k: int(pb.array.nbytes) for k, (_, pb) in self._images.items()})
+        for key in [k for k in self._nbytes if k not in self._images]:
+            del self._nbytes[key]
+        self.streamer.textures.set(dict(self._nbytes))
+        self._shown()
         self.dirty = True
+
+    def _shown(self) -> None:
+        """Hook after the drawn bricks changed."""
 
     def _volume(
         self, got: tuple[Any, PaddedBrick], lo: npt.NDArray[np.float64], hi: npt.NDArray[np.float64]
@@ -147,11 +230,116 @@ class VtkStreamedImage(VtkImage):
     def close(self) -> None:
         self._volumes.clear()
         self._images.clear()
+        self._nbytes.clear()
         super().close()
 
 
+class VtkStreamedLabels(VtkStreamedImage):
+    """A ``Labels`` layer in label-volume mode, streamed: each id in its colour.
+
+    Same bricks, borders and cropping as :class:`VtkStreamedImage`, with
+    nearest-neighbour sampling and a piecewise-constant transfer function over
+    the ids of the bricks drawn (each brick's ids are found by the loader
+    threads, :meth:`VolumeStreamer.brick_ids`); the function is rebuilt only
+    when an id appears. Voxels are uploaded as float32 (ids exact up to 2**24),
+    like :class:`VtkLabels`' volume mode.
+
+    Parameters
+    ----------
+    layer : Labels
+    streamer : VolumeStreamer
+        Made with ``labels=True``.
+    """
+
+    def __init__(self, layer: Labels, streamer: VolumeStreamer) -> None:
+        super().__init__(layer, streamer)
+        self.property.SetInterpolationTypeToNearest()
+        self.property.ShadeOff()
+        self.ids: list[int] = []
+        self._ids_set: set[int] = set()
+
+    @property
+    def selection_dependent(self) -> bool:
+        return False
+
+    def _prepare(self, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return array.astype(np.float32)
+
+    def _shown(self) -> None:
+        new: set[int] = set()
+        for key in self._images:
+            new.update(int(i) for i in self.streamer.brick_ids(key) if i != 0)
+        if not new <= self._ids_set:
+            self._ids_set |= new
+            self.ids = sorted(self._ids_set)
+
+    def _update_property(self) -> None:
+        lay: Labels = self.layer  # type: ignore[assignment]
+        ctf, otf = label_transfer_functions(lay, self.ids)
+        self.property.SetColor(ctf)
+        self.property.SetScalarOpacity(otf)
+        self.property.SetScalarOpacityUnitDistance(1e-6)  # opaque at first hit
+        for m in self.mappers():
+            m.SetBlendModeToComposite()
+
+
+class _SurfaceLevel:
+    """Chooses the level a surface ``Labels`` layer is meshed from, by the LOD rule.
+
+    The finest level any visible brick needs (:func:`select_bricks` on the label
+    image's own grid, nothing loaded), never finer than the voxel budget: meshes
+    are per object over one whole level. While the camera moves, a new level is
+    applied only after it was wanted ``stable_frames`` frames in a row (remeshing
+    takes seconds); :meth:`StreamingController.settle` applies it at once.
+    """
+
+    def __init__(
+        self,
+        layer: Labels,
+        adapter: VtkLabels,
+        voxel_budget: int,
+        max_error_px: float,
+        finest_level: int,
+        stable_frames: int = 30,
+    ) -> None:
+        assert layer.data is not None
+        self.layer = layer
+        self.adapter = adapter
+        self.grid = BrickGrid.from_source(layer.data)
+        self.budget_level = choose_level(layer.data, voxel_budget)
+        self.max_error_px = max_error_px
+        self.finest_level = finest_level
+        self.stable_frames = stable_frames
+        self._last_views: list[View] = []
+        self._want = -1
+        self._count = 0
+
+    def update(self, views: list[View], planes: Any, immediate: bool) -> None:
+        if self.layer.level is not None:
+            return  # an explicit level wins
+        same = len(views) == len(self._last_views) and all(
+            a.close_to(b, 0.0, 0.0, 1.0) for a, b in zip(views, self._last_views, strict=True)
+        )
+        if not same:
+            sel = select_bricks(
+                self.grid, views, clip_planes_array(planes), self.max_error_px, self.finest_level
+            )
+            want = int(sel.leaf_levels.min()) if len(sel.leaves) else self.grid.n_levels - 1
+            self._want = max(want, self.budget_level)
+            self._last_views = list(views)
+        if self._want == self.adapter.level_override:
+            self._count = 0
+            return
+        self._count += 1
+        if immediate or self.adapter.level_override is None or self._count >= self.stable_frames:
+            log.debug("labels %s: meshing level %d", self.layer.name, self._want)
+            self.adapter.level_override = self._want
+            self.adapter.dirty = True
+            self._count = 0
+
+
 class StreamingController:
-    """Streams every ``Image`` layer of a :class:`SceneRenderer`'s scene.
+    """Streams every ``Image`` layer (and label volume) of a :class:`SceneRenderer`'s scene.
 
     Parameters
     ----------
@@ -163,6 +351,14 @@ class StreamingController:
     max_error_px : float, default: 1.0
     n_workers : int, default: 8
         Loader threads per layer.
+    finest_level : int, default: 0
+        Never stream (or mesh) finer than this level.
+
+    Notes
+    -----
+    The layers are taken at construction: ``Image`` layers and ``Labels`` layers
+    in volume mode are streamed; ``Labels`` in surface mode are meshed from the
+    level :class:`_SurfaceLevel` chooses.
 
     Examples
     --------
@@ -177,19 +373,22 @@ class StreamingController:
         gpu_budget_bytes: int = 1 << 30,
         max_error_px: float = 1.0,
         n_workers: int = 8,
+        finest_level: int = 0,
     ) -> None:
         from viewer.streaming import default_cache_bytes
 
         self.renderer = renderer
         self.scene: Scene = renderer.scene
-        layers = [
-            lay for lay in self.scene.layers if isinstance(lay, Image) and lay.data is not None
-        ]
-        n = max(len(layers), 1)
+        images = [lay for lay in self.scene.layers if isinstance(lay, Image) and lay.data]
+        labels = [lay for lay in self.scene.layers if isinstance(lay, Labels) and lay.data]
+        volumes = [lay for lay in labels if lay.mode == "volume"]
+        n = max(len(images) + len(volumes), 1)
         total = default_cache_bytes() if cache_bytes is None else int(cache_bytes)
         self.adapters: dict[str, VtkStreamedImage] = {}
+        self.surfaces: dict[str, _SurfaceLevel] = {}
         self._views: list[EyeView] | None = None
-        for lay in layers:
+        streamed: list[Image | Labels] = [*images, *volumes]
+        for lay in streamed:
             assert lay.data is not None
             streamer = VolumeStreamer(
                 lay.data,
@@ -197,8 +396,14 @@ class StreamingController:
                 gpu_budget_bytes=max(gpu_budget_bytes // n, 1),
                 max_error_px=max_error_px,
                 n_workers=n_workers,
+                labels=isinstance(lay, Labels),
+                finest_level=finest_level,
             )
-            adapter = VtkStreamedImage(lay, streamer)
+            adapter = (
+                VtkStreamedLabels(lay, streamer)
+                if isinstance(lay, Labels)
+                else VtkStreamedImage(lay, streamer)
+            )
             old = renderer.adapters.get(id(lay))
             # The renderer reconciles props per adapter on its next sync: the old
             # adapter's volumes are removed, the streamed ones added.
@@ -206,6 +411,12 @@ class StreamingController:
             if old is not None:
                 old.close()
             self.adapters[lay.name] = adapter
+        for lay in labels:
+            got = renderer.adapters.get(id(lay))
+            if lay.mode == "surface" and isinstance(got, VtkLabels):
+                self.surfaces[lay.name] = _SurfaceLevel(
+                    lay, got, renderer.voxel_budget, max_error_px, finest_level
+                )
 
     @property
     def streamers(self) -> dict[str, VolumeStreamer]:
@@ -221,8 +432,11 @@ class StreamingController:
             return [View.from_eye(e, size) for e in self._views]
         return [View.from_camera(self.scene.camera, size)]
 
-    def update(self) -> dict[str, StreamFrame]:
-        """One streaming step for every layer (call once per frame, before drawing)."""
+    def update(self, immediate: bool = False) -> dict[str, StreamFrame]:
+        """One streaming step for every layer (call once per frame, before drawing).
+
+        ``immediate``: apply a new surface-mesh level at once (one-shot renders).
+        """
         views = self.views()
         planes = list(self.scene.clipping_planes)
         out = {}
@@ -233,6 +447,8 @@ class StreamingController:
             frame = st.update(views, planes)
             adapter.show(frame)
             out[name] = frame
+        for surf in self.surfaces.values():
+            surf.update(views, planes, immediate)
         return out
 
     def render(self) -> None:
@@ -240,22 +456,34 @@ class StreamingController:
         self.update()
         self.renderer.render()
 
-    def settle(self, timeout: float = 60.0) -> dict[str, StreamFrame]:
-        """Update until every layer shows its view at full detail (one-shot renders, tests)."""
+    def settle(
+        self,
+        timeout: float = 60.0,
+        progress: Callable[[dict[str, StreamFrame]], None] | None = None,
+    ) -> dict[str, StreamFrame]:
+        """Update until every layer shows its view at full detail (one-shot renders, tests).
+
+        ``progress(frames)`` is called after every update (e.g. to drive a progress bar).
+        """
         deadline = time.monotonic() + timeout
-        frames = self.update()
+        frames = self.update(immediate=True)
         while time.monotonic() < deadline:
+            if progress is not None:
+                progress(frames)
             busy = [f for f in frames.values() if not f.complete]
             if not busy:
                 break
             if all(f.stats.pending == 0 and f.stats.in_flight == 0 for f in busy):
                 # Nothing left to load (failed bricks, budget cut): one more look, then stop.
-                frames = self.update()
+                frames = self.update(immediate=True)
                 if all(f.stats.pending == 0 and f.stats.in_flight == 0 for f in frames.values()):
                     break
-            for a in self.adapters.values():
-                a.streamer.scheduler.wait_idle(timeout=0.05)
-            frames = self.update()
+            for name in [n for n, f in frames.items() if not f.complete]:
+                left = max(deadline - time.monotonic(), 0.0)
+                self.adapters[name].streamer.wait(min(0.05, left))
+            frames = self.update(immediate=True)
+        if progress is not None:
+            progress(frames)
         return frames
 
     def stats(self) -> dict[str, StreamStats]:
@@ -278,16 +506,22 @@ def render_streamed(
     cache_bytes: int | None = None,
     max_error_px: float = 1.0,
     timeout: float = 120.0,
+    finest_level: int = 0,
+    progress: Callable[[dict[str, StreamFrame]], None] | None = None,
     **kw: Any,
 ) -> tuple[npt.NDArray[np.uint8], dict[str, StreamStats]]:
     """Render ``scene`` offscreen once with streaming, after the view has fully refined.
 
-    Returns the (H, W, 3) image and each streamed layer's statistics.
+    Returns the (H, W, 3) image and each streamed layer's statistics. ``kw`` go to
+    :class:`SceneRenderer` (e.g. ``voxel_budget`` bounds the level label surfaces
+    are meshed from).
     """
     with (
         SceneRenderer(scene, size=size, **kw) as r,
-        StreamingController(r, cache_bytes=cache_bytes, max_error_px=max_error_px) as ctl,
+        StreamingController(
+            r, cache_bytes=cache_bytes, max_error_px=max_error_px, finest_level=finest_level
+        ) as ctl,
     ):
-        ctl.settle(timeout)
+        ctl.settle(timeout, progress)
         img = r.screenshot()
         return img, ctl.stats()

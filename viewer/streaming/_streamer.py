@@ -308,6 +308,8 @@ class VolumeStreamer:
         ]
         self._failed: set[int] = set()
         self._failed_arr = np.zeros(0, np.int64)
+        # Distinct values per brick of a label source (written by the workers).
+        self._ids: dict[int, npt.NDArray[np.generic]] = {}
         self._frame_ms = 0.0
         self._frame_cpu_ms = 0.0
         self._last: StreamFrame | None = None
@@ -404,7 +406,22 @@ class VolumeStreamer:
         level, reg = self.region(key)
         arr = np.asarray(self.source.read(level, reg))
         shape = tuple(s.stop - s.start for s in reg[-3:])
-        return np.ascontiguousarray(arr.reshape(shape))
+        out = np.ascontiguousarray(arr.reshape(shape))
+        if self.labels:
+            # The ids a brick holds (to colour them), found here on the worker: the
+            # sort runs without the GIL and never on the frame thread.
+            self._ids[key] = np.unique(out)
+        return out
+
+    def brick_ids(self, key: int) -> npt.NDArray[np.generic]:
+        """Sorted distinct values of a resident brick (label ids; empty if not resident)."""
+        ids = self._ids.get(int(key))
+        if ids is None:
+            arr = self.cache.peek(int(key))
+            if arr is None:
+                return np.zeros(0, self.source.dtype)
+            ids = self._ids[int(key)] = np.unique(arr)
+        return ids
 
     # -- frame ----------------------------------------------------------------------
     def update(
@@ -527,6 +544,9 @@ class VolumeStreamer:
                 continue
             evicted = self.cache.put(key, r.array, self._in_use)
             got.append(key)
+            if self.labels:
+                for k in evicted:
+                    self._ids.pop(k, None)
             if in_sync:
                 for k in evicted:
                     if base <= k < base + n:

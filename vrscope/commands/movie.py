@@ -29,7 +29,9 @@ def register(subparsers: Any) -> None:
         help="render a turntable or time-lapse video (MP4, up to 4K at 60 fps)",
         description=(
             "Render a video offscreen with the same scene options as 'vrscope render'. "
-            "Encoded as H.264 with imageio's bundled ffmpeg."
+            "Streams by default: every frame waits until its view is loaded at the level it "
+            "needs (--no-stream: one whole level). Encoded as H.264 with imageio's bundled "
+            "ffmpeg."
         ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -77,7 +79,12 @@ def run(args: argparse.Namespace) -> int:
         turntable_step,
         write_movie,
     )
-    from vrscope.commands.render import scene_from_args
+    from vrscope.commands.render import (
+        print_stream_stats,
+        scene_from_args,
+        streaming_options,
+        use_streaming,
+    )
 
     if not 1 <= args.quality <= 10:
         raise ParameterError(f"--quality must be 1..10, got {args.quality}")
@@ -105,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if n < 1:
         raise ParameterError(f"--frames must be >= 1, got {n}")
     show = not args.no_overlays
+    opts = streaming_options(args)
     with SceneRenderer(
         scene,
         size=(w, h),
@@ -112,9 +120,31 @@ def run(args: argparse.Namespace) -> int:
         show_scale_bar=show,
         show_axes=show,
     ) as r:
-        write_movie(
-            r, out, n, step, fps=args.fps, quality=args.quality, progress=not args.no_progress
-        )
+        if use_streaming(args):
+            from viewer.render import StreamingController
+
+            with StreamingController(r, **opts) as ctl:
+
+                def streamed_step(i: int) -> None:
+                    # Each frame is drawn once its view is complete (an offline movie
+                    # has time to wait; the interactive viewer never does).
+                    step(i)
+                    ctl.settle(args.stream_timeout)
+
+                write_movie(
+                    r,
+                    out,
+                    n,
+                    streamed_step,
+                    fps=args.fps,
+                    quality=args.quality,
+                    progress=not args.no_progress,
+                )
+                print_stream_stats(ctl.stats())
+        else:
+            write_movie(
+                r, out, n, step, fps=args.fps, quality=args.quality, progress=not args.no_progress
+            )
     print(
         f"wrote {out} ({n} frames, {w} x {h}, {args.fps} fps) in {time.perf_counter() - t0:.1f} s"
     )

@@ -18,6 +18,12 @@ clip planes (repeatable):
   x<0.3     keep x below 30 % of the extent
   y>12um    keep y beyond 12 µm (world position)
 
+streaming (default): the picture is drawn once every visible brick is loaded at the
+level the view needs; label images drawn with --label-mode volume stream too, label
+surfaces are meshed from one whole level (the finest the view needs, within
+--voxel-budget). --rendering mip draws one whole level (VTK cannot combine per-brick
+maximum projections). --no-stream reads one whole level instead.
+
 examples:
   vrscope render cell.zarr --out shot.png --labels mitochondria nucleus --invert
   vrscope render cell.zarr --out mito.png --labels mitochondria --no-image \\
@@ -38,6 +44,13 @@ def add_scene_arguments(p: argparse.ArgumentParser) -> None:
         nargs="*",
         metavar="NAME",
         help="label images to draw as surfaces (no NAME: all of them)",
+    )
+    p.add_argument(
+        "--label-mode",
+        choices=("surface", "volume"),
+        default="surface",
+        help="draw labels as meshed surfaces or as a label volume (one colour per id) "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--color-by",
@@ -100,17 +113,40 @@ def add_scene_arguments(p: argparse.ArgumentParser) -> None:
         help="image size in pixels (default: 800 600)",
     )
     p.add_argument(
+        "--stream",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="multiscale streaming (default): every region at the coarsest level whose voxels "
+        "project below one pixel, loaded brick by brick within --cache-mb, waiting until the "
+        "view is complete; --no-stream reads one whole level within --voxel-budget",
+    )
+    p.add_argument(
+        "--cache-mb",
+        type=float,
+        metavar="MB",
+        help="streaming: RAM budget of the brick cache (default: a quarter of RAM)",
+    )
+    p.add_argument(
+        "--stream-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="streaming: longest wait for the bricks of a picture (default: %(default)s)",
+    )
+    p.add_argument(
         "--level",
         type=int,
         metavar="N",
-        help="pyramid level (default: the finest within --voxel-budget)",
+        help="pyramid level: with --no-stream the level read (default: the finest within "
+        "--voxel-budget); when streaming the finest level used (default: 0)",
     )
     p.add_argument(
         "--voxel-budget",
         type=float,
         default=2**24,
         metavar="VOXELS",
-        help="largest level read when --level is not given (default: 2**24 = 256^3)",
+        help="largest level read whole: the image with --no-stream, label surfaces always "
+        "(default: 2**24 = 256^3)",
     )
     p.add_argument(
         "--rendering",
@@ -142,12 +178,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_scene_arguments(p)
-    p.add_argument(
-        "--stream",
-        action="store_true",
-        help="multiscale streaming: per-brick level of detail (finest the view can show, "
-        "bounded by RAM) instead of one whole level within --voxel-budget",
-    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -166,7 +197,7 @@ def scene_from_args(args: argparse.Namespace) -> Any:
         from analysis.tracks import TrackGraph
 
         tracks = TrackGraph.from_geff(args.tracks)
-    return build_store_scene(
+    scene = build_store_scene(
         args.store,
         labels=args.labels,
         color_by=args.color_by,
@@ -184,6 +215,65 @@ def scene_from_args(args: argparse.Namespace) -> Any:
         show_image=not args.no_image,
         colormap=args.colormap,
     )
+    from viewer.render import coarse_range
+    from viewer.scene import Image, Labels
+
+    for lay in scene.layers:
+        if isinstance(lay, Labels):
+            lay.mode = args.label_mode
+        elif isinstance(lay, Image) and lay.data is not None and lay.contrast_limits is None:
+            # Contrast from the coarsest level whichever level is drawn: streamed and
+            # whole-level pictures of a store then agree, and stay put as bricks refine.
+            lay.contrast_limits = coarse_range(lay.data)
+    return scene
+
+
+def streaming_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments for ``StreamingController`` / ``render_streamed`` from the options."""
+    from analysis.errors import ParameterError
+
+    if args.cache_mb is not None and args.cache_mb <= 0:
+        raise ParameterError(f"--cache-mb must be positive, got {args.cache_mb}")
+    return {
+        "cache_bytes": None if args.cache_mb is None else int(args.cache_mb * 2**20),
+        "finest_level": int(args.level or 0),
+    }
+
+
+def use_streaming(args: argparse.Namespace) -> bool:
+    """Whether to stream (the default), saying why not for MIP."""
+    if args.stream and args.rendering == "mip":
+        print(
+            "note: --rendering mip draws one whole level (per-brick projections cannot be combined)"
+        )
+        return False
+    return bool(args.stream)
+
+
+def brick_progress(disable: bool) -> Any:
+    """A tqdm bar of the bricks drawn at full detail, and the ``progress`` callback feeding it."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc="bricks", unit="brick", disable=disable)
+
+    def progress(frames: dict[str, Any]) -> None:
+        total = sum(f.stats.leaves for f in frames.values())
+        pending = sum(f.stats.stand_ins + f.stats.undrawn for f in frames.values())
+        bar.total = total
+        bar.n = total - pending
+        bar.refresh()
+
+    return bar, progress
+
+
+def print_stream_stats(stats: dict[str, Any]) -> None:
+    for name, st in stats.items():
+        print(
+            f"streamed {name}: {st.drawn} bricks drawn, {st.loaded} loaded "
+            f"({st.bytes_loaded / 2**20:.1f} MB), cache {st.cache_bytes / 2**20:.1f} / "
+            f"{st.cache_budget_bytes / 2**20:.0f} MB, {st.pending} pending"
+            + ("" if st.complete else ", NOT at full detail (timeout or budget)")
+        )
 
 
 def _read_features(path: str) -> Any:
@@ -215,17 +305,25 @@ def run(args: argparse.Namespace) -> int:
     if not (16 <= w <= 16384 and 16 <= h <= 16384):
         raise ParameterError(f"--size {w} {h}: each side must be 16..16384 pixels")
     t0 = time.perf_counter()
+    opts = streaming_options(args)
     scene = scene_from_args(args)
     show = not args.no_overlays
-    if getattr(args, "stream", False):
+    if use_streaming(args):
         from viewer.render import render_streamed
 
-        img, stats = render_streamed(scene, size=(w, h), show_scale_bar=show, show_axes=show)
-        for name, st in stats.items():
-            print(
-                f"streamed {name}: {st.drawn} bricks, {st.bytes_loaded / 2**20:.1f} MB loaded, "
-                f"cache {st.cache_bytes / 2**20:.1f} / {st.cache_budget_bytes / 2**20:.0f} MB"
+        bar, progress = brick_progress(args.no_progress)
+        with bar:
+            img, stats = render_streamed(
+                scene,
+                size=(w, h),
+                timeout=args.stream_timeout,
+                progress=progress,
+                voxel_budget=int(args.voxel_budget),
+                show_scale_bar=show,
+                show_axes=show,
+                **opts,
             )
+        print_stream_stats(stats)
     else:
         img = render_to_array(
             scene,

@@ -153,3 +153,55 @@ def test_clipping_plane_culls_bricks_and_clips_like_a_single_volume() -> None:
     d = np.abs(img - ref).max(axis=2)
     assert d.mean() < 1.0
     assert np.percentile(d, 99) <= 12
+
+
+def test_label_surfaces_are_meshed_from_the_level_the_view_needs() -> None:
+    from analysis.volume import ArrayVolumeSource
+    from viewer.render import SceneRenderer
+    from viewer.render._streaming import StreamingController
+    from viewer.scene import Labels
+
+    from ._support import pinhole
+
+    zz, yy, xx = np.indices((64, 64, 64))
+    lab = ((zz - 32) ** 2 + (yy - 32) ** 2 + (xx - 32) ** 2 <= 20**2).astype(np.uint16)
+    pyramid = [lab, lab[::2, ::2, ::2], lab[::4, ::4, ::4]]
+    src = ArrayVolumeSource(pyramid, chunks=(16, 16, 16))
+    size = (320, 240)
+
+    def expected(eye: np.ndarray, focal: np.ndarray, fov: float) -> int:
+        # Independent: the coarsest level whose voxel, at the volume's point nearest the
+        # eye, spans <= 1 px by the pinhole definition.
+        lo, hi = np.zeros(3) - 0.5, np.full(3, 63.5)
+        near = np.clip(eye, lo, hi)
+        fwd = (focal - eye) / np.linalg.norm(focal - eye)
+        best = 0
+        for lv, lev in enumerate(src.levels):
+            # a voxel-long segment at `near`, perpendicular to the view direction
+            side = np.cross(fwd, [0.0, 1.0, 0.0])
+            side /= np.linalg.norm(side)
+            p = np.stack([near, near + side * lev.scale[0]])
+            px, _ = pinhole(eye, fwd, (0.0, -1.0, 0.0), fov, size, p)
+            if np.linalg.norm(px[1] - px[0]) <= 1.0:
+                best = lv
+        return best
+
+    seen = set()
+    for distance, fov in [(1300.0, 30.0), (2500.0, 30.0), (120.0, 30.0)]:
+        lay = Labels(src, name="ball")
+        scene = Scene([lay])
+        focal = np.array([32.0, 32.0, 32.0])
+        eye = focal + np.array([0.0, 0.0, -distance])
+        scene.camera.update({"position": tuple(eye), "focal_point": tuple(focal)})
+        scene.camera.update({"view_up": (0.0, -1.0, 0.0), "view_angle": fov})
+        with SceneRenderer(scene, size=size, voxel_budget=2**30) as r:
+            with StreamingController(r, cache_bytes=16 << 20) as ctl:
+                ctl.settle(timeout=30)
+                adapter = r.adapter(lay)
+                want = expected(eye, focal, fov)
+                assert adapter.level_override == want, (distance, want)
+                r.render()
+                assert adapter._level == want  # the meshes come from that level
+                assert adapter.meshes  # and the ball was meshed
+                seen.add(want)
+    assert seen == {0, 1, 2}
