@@ -553,16 +553,22 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
     # pass, however many events one edit emitted (vispy's _need_update pattern).
     def schedule(self, *_: object) -> None:
         self._need_slices = True
-        self._timer.start()
+        self._timer.start(0)
 
     def schedule_overlays(self, *_: object) -> None:
         self._need_overlays = True
-        self._timer.start()
+        if not self._timer.isActive():
+            self._timer.start(0)
 
     def _on_range(self, *_: object) -> None:
-        if not self._need_slices:
+        if not self._timer.isActive():
             self._need_slices = True
             self._timer.start(30)  # a wheel zoom emits many steps: ask once it pauses
+
+    @property
+    def busy(self) -> bool:
+        """A redraw is scheduled or a slice this view asked for has not landed yet."""
+        return self._timer.isActive() or bool(self._asked)
 
     def _redraw(self) -> None:
         slices, overlays = self._need_slices, self._need_overlays
@@ -781,6 +787,11 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         item.setLevels(lo_hi)
         item.setVisible(lay.visible)
         item.setOpacity(lay.opacity)
+
+    def shown(self, layer: str, which: str = "base") -> SliceResult | None:
+        """What the view shows of ``layer`` (``which``: "base" or "detail"), if anything."""
+        res = self._results.get((layer, which))
+        return res if res is not None and self._item(layer, which).isVisible() else None
 
     def shown_level(self, layer: str) -> int | None:
         """Finest pyramid level shown for ``layer`` (None: nothing yet)."""

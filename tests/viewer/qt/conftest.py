@@ -42,7 +42,7 @@ def wait_slices(qtbot: Any, win: Any, timeout_ms: int = 60_000) -> None:
     """Wait until every slice the views asked for has landed (read on the loader's workers)."""
 
     def settled() -> bool:
-        return win.slice_loader.idle() and not any(v._asked for v in win.slices.values())
+        return win.slice_loader.idle() and not any(v.busy for v in win.slices.values())
 
     qtbot.waitUntil(settled, timeout=timeout_ms)
     qtbot.wait(20)
