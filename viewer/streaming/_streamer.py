@@ -757,6 +757,25 @@ class VolumeStreamer:
         else:
             self.scheduler.wait_idle(timeout=timeout)
 
+    def first_image(
+        self,
+        views: View | Sequence[View],
+        clip_planes: Iterable[Any] | F64 = (),
+        timeout: float = 60.0,
+        frame_s: float = 1 / 60,
+    ) -> StreamFrame:
+        """Update at ``frame_s`` intervals until every leaf is drawn, by itself or by a
+        coarser stand-in: the first complete (coarse) picture. For reports and
+        benchmarks (``vrscope info --stream``); a viewer simply draws every frame."""
+        deadline = time.monotonic() + timeout
+        frame = self.update(views, clip_planes)
+        while (frame.stats.drawn == 0 or frame.stats.undrawn) and time.monotonic() < deadline:
+            if frame.stats.pending == 0 and frame.stats.in_flight == 0:
+                break  # nothing left to load (failures)
+            time.sleep(frame_s)
+            frame = self.update(views, clip_planes)
+        return frame
+
     def settle(
         self,
         views: View | Sequence[View],

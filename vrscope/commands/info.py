@@ -12,10 +12,16 @@ if TYPE_CHECKING:
 ORDER = 10
 
 _EPILOG = """\
+--stream opens the image with the viewer's multiscale streamer, loads the first
+(coarsest) picture of the whole volume and reports how long it took, the bytes
+fetched, cache use and the requests still pending for full detail. To fly a camera
+through a store and watch the cache and requests over time, use 'vrscope stream'.
+
 examples:
   vrscope info sample.zarr
   vrscope info https://example.org/data/image.ome.zarr --json
   vrscope info sample.zarr/labels/cells
+  vrscope info https://example.org/data/image.ome.zarr --stream
 """
 
 
@@ -25,13 +31,34 @@ def register(subparsers: Any) -> None:
         help="summarise an OME-Zarr image: levels, shapes, chunks, voxel size, labels",
         description=(
             "Print the levels (shape, chunks, voxel size), dtype, axes and units, NGFF version "
-            "and label images of an OME-Zarr image (NGFF 0.4 or 0.5). Reads metadata only."
+            "and label images of an OME-Zarr image (NGFF 0.4 or 0.5). Reads metadata only, "
+            "unless --stream."
         ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("path", metavar="PATH_OR_URL", help="image store: a folder or an http(s) URL")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="also stream the first (coarsest) picture of the whole volume and report time "
+        "to first image, bytes fetched, cache use and pending requests (reads pixels)",
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=(1920, 1080),
+        metavar=("W", "H"),
+        help="--stream: viewport in pixels (default: 1920 1080)",
+    )
+    p.add_argument(
+        "--cache-mb",
+        type=float,
+        metavar="MB",
+        help="--stream: RAM budget of the brick cache (default: a quarter of RAM)",
+    )
     p.set_defaults(func=run)
 
 
@@ -136,13 +163,97 @@ def _text(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def stream_report(
+    src: Any, size: tuple[int, int] = (1920, 1080), cache_bytes: int | None = None
+) -> dict[str, Any]:
+    """Stream the first picture of the whole volume (default camera) and report it.
+
+    Returns time to first image (s), bytes and bricks fetched, cache use and the
+    requests still pending for the full detail of that view.
+    """
+    import time
+
+    import numpy as np
+
+    from viewer.scene import Camera
+    from viewer.streaming import View, VolumeStreamer
+
+    lev = src.levels[0]
+    scale = np.asarray(lev.scale[-3:], dtype=np.float64)
+    lo = np.asarray(lev.translation[-3:], dtype=np.float64) - scale / 2
+    hi = lo + np.asarray(lev.shape[-3:]) * scale
+    cam = Camera()
+    # The renderer's default view (viewer.scene.Scene.reset_camera + a turn).
+    cam.frame(lo, hi, direction=(1.0, 0.3, 0.2), view_up=(0.0, -1.0, 0.0))
+    view = View.from_camera(cam, size)
+    t0 = time.perf_counter()
+    with VolumeStreamer(src, cache_bytes=cache_bytes) as st:
+        frame = st.first_image(view, timeout=120.0)
+        seconds = time.perf_counter() - t0
+        stats = frame.stats
+        levels = sorted({int(x) for x in frame.levels.tolist()})
+        # What full detail of this view needs, for context.
+        need = st.grid.nbytes(frame.selection.leaves, st.itemsize)
+    return {
+        "viewport": list(size),
+        "time_to_first_image_s": seconds,
+        "first_image_complete": stats.drawn > 0 and stats.undrawn == 0,
+        "levels_drawn": levels,
+        "bricks_fetched": stats.loaded,
+        "bytes_fetched": stats.bytes_loaded,
+        "failed": stats.failed,
+        "cache_bytes": stats.cache_bytes,
+        "cache_budget_bytes": stats.cache_budget_bytes,
+        "cache_bricks": stats.cache_bricks,
+        "pending": stats.pending,
+        "in_flight": stats.in_flight,
+        "full_detail_bricks": stats.leaves,
+        "full_detail_bytes": int(need.sum()),
+    }
+
+
+def _stream_text(rep: dict[str, Any]) -> str:
+    mb = 2**20
+    w, h = rep["viewport"]
+    first = "first image: " + (
+        f"{rep['time_to_first_image_s']:.2f} s, levels {', '.join(map(str, rep['levels_drawn']))}"
+        if rep["first_image_complete"]
+        else f"not complete after {rep['time_to_first_image_s']:.1f} s"
+    )
+    return "\n".join(
+        [
+            f"  streaming:    whole volume in a {w} x {h} view",
+            f"    {first}",
+            f"    fetched:     {rep['bricks_fetched']} bricks, {rep['bytes_fetched'] / mb:.2f} MB"
+            + (f", {rep['failed']} failed" if rep["failed"] else ""),
+            f"    cache:       {rep['cache_bytes'] / mb:.2f} / {rep['cache_budget_bytes'] / mb:.0f} MB, "
+            f"{rep['cache_bricks']} bricks",
+            f"    requests:    {rep['pending']} pending, {rep['in_flight']} in flight "
+            f"(full detail: {rep['full_detail_bricks']} bricks, "
+            f"{rep['full_detail_bytes'] / mb:.1f} MB)",
+        ]
+    )
+
+
 def run(args: argparse.Namespace) -> int:
+    from analysis.errors import ParameterError
     from analysis.io import open_volume
 
+    if args.stream:
+        w, h = args.size
+        if not (16 <= w <= 16384 and 16 <= h <= 16384):
+            raise ParameterError(f"--size {w} {h}: each side must be 16..16384 pixels")
+        if args.cache_mb is not None and args.cache_mb <= 0:
+            raise ParameterError(f"--cache-mb must be positive, got {args.cache_mb}")
     src = open_volume(args.path)
     info = summary(src)
+    if args.stream:
+        cache = None if args.cache_mb is None else int(args.cache_mb * 2**20)
+        info["stream"] = stream_report(src, (int(w), int(h)), cache)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
         print(_text(info))
+        if args.stream:
+            print(_stream_text(info["stream"]))
     return 0
