@@ -5,6 +5,10 @@ Every command validates fully before it changes anything (so an
 to revert, and refers to nodes by id (never by storage row), so it stays valid
 across compaction and replays identically from the journal. Each is O(1) or
 O(length of the affected tracklet).
+
+Edge features (e.g. a tracker's link score): an edge removed by an edit takes its
+features along and the undo restores them; edges an edit creates (Merge,
+Prolong, AddDivision, the new links of Swap) have every edge feature missing.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class Cut(Command):
     def __init__(self, node_id: int) -> None:
         self.node_id = int(node_id)
         self._parent: int | None = None
+        self._props: dict[str, Any] = {}
 
     def apply(self, target: TrackGraph) -> None:
         target = _graph(target)
@@ -57,13 +62,13 @@ class Cut(Command):
         parent = target.parent(self.node_id)
         if parent is None:
             raise InvalidEditError(f"node {self.node_id} starts its track; there is nothing to cut")
-        target.remove_edge(parent, self.node_id)
+        self._props = target.remove_edge(parent, self.node_id) or {}
         self._parent = parent
 
     def revert(self, target: TrackGraph) -> None:
         target = _graph(target)
         assert self._parent is not None
-        target.add_edge(self._parent, self.node_id)
+        target.add_edge(self._parent, self.node_id, props=self._props)
 
     def to_json(self) -> dict[str, Any]:
         return {"node": self.node_id}
@@ -277,6 +282,7 @@ class Delete(Command):
             raise InvalidEditError(f"Delete.{what} got {len(self.ids)} ids")
         self._records: list[NodeRecord] = []
         self._edges: list[tuple[int, int]] = []
+        self._edge_props: list[dict[str, Any]] = []
 
     @classmethod
     def node(cls, node_id: int) -> Delete:
@@ -298,7 +304,7 @@ class Delete(Command):
             p, c = self.ids
             if not target.has_edge(p, c):
                 raise InvalidEditError(f"there is no edge {p} -> {c}")
-            target.remove_edge(p, c)
+            self._edge_props = [target.remove_edge(p, c) or {}]
             self._edges, self._records = [(p, c)], []
             return
         nodes = (
@@ -311,8 +317,7 @@ class Delete(Command):
             if par is not None:
                 edges.append((par, n))
             edges.extend((n, c) for c in target.children(n) if c not in node_set)
-        for p, c in edges:
-            target.remove_edge(p, c)
+        self._edge_props = [target.remove_edge(p, c) or {} for p, c in edges]
         self._records = [target.remove_node(n) for n in nodes]
         self._edges = edges
 
@@ -320,8 +325,8 @@ class Delete(Command):
         target = _graph(target)
         for rec in self._records:
             target.add_record(rec)
-        for p, c in self._edges:
-            target.add_edge(p, c)
+        for (p, c), props in zip(self._edges, self._edge_props, strict=True):
+            target.add_edge(p, c, props=props)
 
     def to_json(self) -> dict[str, Any]:
         return {"what": self.what, "ids": self.ids}
@@ -348,6 +353,7 @@ class Swap(Command):
     def __init__(self, node_a: int, node_b: int) -> None:
         self.node_a = int(node_a)
         self.node_b = int(node_b)
+        self._old: list[tuple[int, int, dict[str, Any]]] = []
 
     @classmethod
     def after(cls, graph: TrackGraph, track_a: int, track_b: int, t: int) -> Swap:
@@ -384,23 +390,32 @@ class Swap(Command):
                 raise InvalidEditError(
                     f"swap would link {b} (t={tb}) to {c} (t={target.time(c)}): not forward in time"
                 )
-        self._swap(target, a, b, ca, cb)
+        self._old = self._swap(target, a, b, ca, cb)
 
     @staticmethod
-    def _swap(target: TrackGraph, a: int, b: int, ca: tuple[int, ...], cb: tuple[int, ...]) -> None:
-        for c in ca:
-            target.remove_edge(a, c)
-        for c in cb:
-            target.remove_edge(b, c)
+    def _swap(
+        target: TrackGraph, a: int, b: int, ca: tuple[int, ...], cb: tuple[int, ...]
+    ) -> list[tuple[int, int, dict[str, Any]]]:
+        """Relink; returns the removed edges with their features (the new links have none)."""
+        old = [(a, c, target.remove_edge(a, c) or {}) for c in ca]
+        old += [(b, c, target.remove_edge(b, c) or {}) for c in cb]
         for c in cb:
             target.add_edge(a, c)
         for c in ca:
             target.add_edge(b, c)
+        return old
 
     def revert(self, target: TrackGraph) -> None:
         target = _graph(target)
         a, b = self.node_a, self.node_b
-        self._swap(target, a, b, target.children(a), target.children(b))
+        ca, cb = target.children(a), target.children(b)
+        for c in ca:
+            target.remove_edge(a, c)
+        for c in cb:
+            target.remove_edge(b, c)
+        # Same child order as before the swap: the old edges in their recorded order.
+        for p, c, props in self._old:
+            target.add_edge(p, c, props=props)
 
     def to_json(self) -> dict[str, Any]:
         return {"a": self.node_a, "b": self.node_b}

@@ -8,14 +8,37 @@ are upgraded *in memory*: the store is copied into a ``zarr`` ``MemoryStore``
 whole numbers, and property metadata is derived from the arrays' dtypes; then
 the same ``geff`` reader runs on the copy. The file itself is never modified.
 
-Mapping: the axis of type ``time`` becomes ``t`` (whole frame numbers), the space
-axes become ``z``, ``y``, ``x`` in µm (converted from the axis unit; no unit means
-µm; 2D data gets ``z = 0``), the labels property (named by a ``labels`` related
-object's ``node_prop``, else ``label``/``seg_id``/``segmentation_id``) becomes
-``label``, ``reviewed`` is the proofreading flag, and every other 1D numeric or
-boolean node property becomes a feature column with its missing mask, except the
-tracklet/lineage id properties named in ``track_node_props``, which are derived
-from the edges and recomputed by the graph.
+Mapping
+-------
+- The axis of type ``time`` becomes ``t``, the *frame index* edits and picking use.
+  Whole-number times are frame numbers as they are. Other times (e.g. seconds) are
+  mapped to frames: on a regular grid (step ``d``) ``t = round(value / d)`` (or
+  counted from the first time when the grid is offset), otherwise the sorted unique
+  times are numbered 0, 1, 2, ... The original values are kept, unchanged, in the
+  feature column ``time_<unit>`` (``time_s`` for seconds, ``time_min``,
+  ``time_ms``, ``time_h``, ``time_d``, ``time_<unit>`` otherwise, ``time`` without
+  a unit); ``attrs["geff_time"]`` remembers it, and :func:`write_geff` writes those
+  values back as the time axis (with its unit) and our frame index as the node
+  property ``frame`` (named in ``extra.vrscope.frame_prop``, which the reader
+  prefers over re-deriving frames). Nodes added by edits get times interpolated
+  from their frame.
+- The space axes become ``z``, ``y``, ``x`` in µm (converted from the axis unit; no
+  unit means µm; 2D data gets ``z = 0``).
+- The labels property (named by a ``labels`` related object's ``node_prop``, else
+  ``label``/``seg_id``/``segmentation_id``) becomes ``label``; ``reviewed`` is the
+  proofreading flag.
+- Every other 1D numeric or boolean node property becomes a feature column with its
+  missing mask, *including* the tracklet/lineage id properties named in
+  ``track_node_props`` (e.g. ``track_id``): they keep their name and the file's
+  values (``attrs["geff_track_node_props"]`` records the file's mapping). Our own
+  derived ids (``TrackGraph.tracklet_ids()`` / ``lineage_ids()``, always current
+  after edits) are written as ``tracklet_id`` / ``lineage_id`` and are the ones
+  named in the written ``track_node_props``. A file property that uses one of those
+  two names is dropped on read only when it equals what the graph derives (then
+  nothing is lost); otherwise it is kept as ``tracklet_id_file`` / ``lineage_id_file``.
+- Every 1D numeric or boolean edge property becomes an edge feature column
+  (``TrackGraph.edge_feature``) with its missing mask and is written back.
+  Properties of other kinds (strings, arrays) are not kept; a warning names them.
 """
 
 from __future__ import annotations
@@ -40,6 +63,9 @@ log = logging.getLogger(__name__)
 
 _LABEL_NAMES = ("label", "seg_id", "segmentation_id")
 _SPACE_NAMES = ("z", "y", "x")
+_DERIVED = {"tracklet": "tracklet_id", "lineage": "lineage_id"}
+_TIME_ABBR = {"second": "s", "millisecond": "ms", "minute": "min", "hour": "h", "day": "d"}
+_FRAME_PROP = "frame"
 
 
 def _store_path(path: str | os.PathLike[str]) -> Path:
@@ -161,8 +187,6 @@ def read_geff(path: str | os.PathLike[str]) -> TrackGraph:
         raise FormatError(f"invalid GEFF {p}: {first}") from exc
     metadata = mem["metadata"]
     props = dict(mem["node_props"])
-    if mem["edge_props"]:
-        log.warning("GEFF %s: edge properties %s are not kept", p, sorted(mem["edge_props"]))
     if not metadata.directed:
         raise FormatError(f"GEFF {p} is undirected; tracks need parent -> child edges")
 
@@ -170,16 +194,29 @@ def read_geff(path: str | os.PathLike[str]) -> TrackGraph:
     if t_name not in props:
         raise FormatError(f"GEFF {p} has no time property {t_name!r}")
     n = len(mem["node_ids"])
-    t = _values(props.pop(t_name), t_name, p)
+    raw_t = _values(props.pop(t_name), t_name, p)
+    extra = metadata.extra if isinstance(metadata.extra, dict) else {}
+    ours_raw = extra.get("vrscope")
+    ours: dict[str, Any] = ours_raw if isinstance(ours_raw, dict) else {}
+    frame_prop = ours.get("frame_prop")
+    frames = None
+    if isinstance(frame_prop, str) and frame_prop in props:
+        frames = _values(props.pop(frame_prop), frame_prop, p)
+    t, time_col, time_attrs, grid_interval_s = _frames(raw_t, frames, metadata, t_name, p)
     zyx = np.zeros((n, 3), dtype=np.float64)
     for k, name in enumerate(space[-3:]):
         col = 3 - len(space[-3:]) + k
         zyx[:, col] = _values(props.pop(name), name, p).astype(np.float64) * units[name]
 
-    # Tracklet / lineage ids named in the metadata are derived from the edges; the
-    # graph recomputes them (TrackGraph.tracklet_ids) so stale copies never linger.
-    for name in (metadata.track_node_props or {}).values():
-        props.pop(name, None)
+    # Tracklet / lineage ids named in the metadata are kept as the file wrote them
+    # (a scientist's track ids are data), except copies of the ids the graph derives
+    # itself under the same names (checked below, once the graph exists).
+    track_props = dict(metadata.track_node_props or {})
+    derived_copies = {
+        key: props.pop(name)
+        for key, name in track_props.items()
+        if key in _DERIVED and name == _DERIVED[key] and name in props
+    }
     label_name = _label_prop(metadata, props)
     label = None
     if label_name is not None:
@@ -207,6 +244,13 @@ def read_geff(path: str | os.PathLike[str]) -> TrackGraph:
         features[name] = values
         m = prop.get("missing")
         missing[name] = None if m is None else np.asarray(m, dtype=bool)
+    if time_col is not None:
+        while time_col in features:  # a file property already has that name
+            time_col = f"t_{time_col}"
+        time_attrs["geff_time"]["feature"] = time_col
+        features[time_col] = raw_t
+        missing[time_col] = None
+    edge_features, edge_missing = _edge_columns(mem["edge_props"], p)
 
     g = TrackGraph.from_arrays(
         mem["node_ids"],
@@ -217,11 +261,116 @@ def read_geff(path: str | os.PathLike[str]) -> TrackGraph:
         reviewed=reviewed,
         features=features,
         feature_missing=missing,
+        edge_features=edge_features,
+        edge_feature_missing=edge_missing,
     )
-    dt = _frame_interval_s(metadata, t_name)
+    for key, prop in derived_copies.items():
+        values = np.asarray(prop["values"])
+        m = prop.get("missing")
+        derived = g.tracklet_ids() if key == "tracklet" else g.lineage_ids()
+        if (m is None or not np.any(m)) and np.array_equal(values, derived):
+            continue  # exactly what the graph derives: recomputed, nothing lost
+        name = f"{_DERIVED[key]}_file"
+        log.info("GEFF %s: %s ids differ from the derived ones; kept as %r", p, key, name)
+        if values.dtype.kind in "biuf" and values.ndim == 1:
+            g.set_feature(name, values, None if m is None else np.asarray(m, dtype=bool))
+    if track_props:
+        g.attrs["geff_track_node_props"] = track_props
+    g.attrs.update(time_attrs)
+    if time_col is None:
+        dt = _frame_interval_s(metadata, t_name)
+    elif frames is not None and isinstance(ours.get("frame_interval_s"), (int, float)):
+        dt = float(ours["frame_interval_s"])  # ours, from before the times were mapped
+    else:
+        dt = grid_interval_s
     if dt is not None:
         g.attrs["frame_interval_s"] = dt
     return g
+
+
+def _edge_columns(
+    edge_props: dict[str, Any], p: Path
+) -> tuple[dict[str, npt.NDArray[Any]], dict[str, npt.NDArray[np.bool_] | None]]:
+    """The 1D numeric/boolean GEFF edge properties as edge feature columns."""
+    values: dict[str, npt.NDArray[Any]] = {}
+    missing: dict[str, npt.NDArray[np.bool_] | None] = {}
+    for name, prop in edge_props.items():
+        v = np.asarray(prop["values"])
+        if v.dtype == object or v.ndim != 1 or v.dtype.kind not in "biuf":
+            log.warning("GEFF %s: edge property %r (%s, %dD) is not kept", p, name, v.dtype, v.ndim)
+            continue
+        values[name] = v
+        m = prop.get("missing")
+        missing[name] = None if m is None else np.asarray(m, dtype=bool)
+    return values, missing
+
+
+def _seconds_per_unit(axis: Any) -> float | None:
+    """Seconds per one unit of the time axis' *values*, if the metadata says."""
+    from analysis.io._units import time_unit_to_s
+
+    try:
+        if axis.unit not in (None, "frame"):
+            return time_unit_to_s(str(axis.unit), axis.name)
+        if axis.scale is not None and axis.scaled_unit not in (None, "frame"):
+            return float(axis.scale) * time_unit_to_s(str(axis.scaled_unit), axis.name)
+    except FormatError:
+        return None
+    return None
+
+
+def _time_column_name(unit: str | None) -> str:
+    from analysis.io._units import _TIME_ALIASES
+
+    if unit in (None, "frame"):
+        return "time"
+    key = _TIME_ALIASES.get(str(unit), str(unit).lower())
+    return f"time_{_TIME_ABBR.get(key, key)}"
+
+
+def _frames(
+    raw: npt.NDArray[Any],
+    frames: npt.NDArray[Any] | None,
+    metadata: Any,
+    t_name: str,
+    p: Path,
+) -> tuple[npt.NDArray[np.int64], str | None, dict[str, Any], float | None]:
+    """Frame index per node from the time values.
+
+    Returns ``(t, time column or None, attrs to set, frame interval in s or None)``;
+    the time column (holding ``raw``) is None when the times are frame numbers.
+    """
+    if raw.dtype.kind not in "biuf":
+        raise FormatError(f"GEFF {p}: time values must be numbers, got dtype {raw.dtype}")
+    if raw.size and not np.all(np.isfinite(raw)):
+        raise FormatError(f"GEFF {p}: time values must be finite")
+    whole = raw.dtype.kind in "biu" or bool(np.all(raw == np.round(raw)))
+    if whole and frames is None:
+        return raw.astype(np.int64), None, {}, None
+    axis = next((a for a in metadata.axes or [] if a.name == t_name), None)
+    unit = None if axis is None else axis.unit
+    col = _time_column_name(unit)
+    attrs = {"geff_time": {"feature": col, "unit": unit, "axis": t_name}}
+    per_unit = None if axis is None else _seconds_per_unit(axis)
+    values = raw.astype(np.float64)
+    uniq, inverse = np.unique(values, return_inverse=True)
+    if frames is not None:
+        fr = np.asarray(frames)
+        if fr.dtype.kind == "f" and np.any(fr != np.round(fr)):
+            raise FormatError(f"GEFF {p}: the frame property holds non-integer values")
+        return fr.astype(np.int64), col, attrs, None
+    step = float(np.min(np.diff(uniq))) if uniq.size > 1 else 0.0
+    if step > 0:
+        k = (uniq - uniq[0]) / step
+        if np.allclose(k, np.round(k), rtol=0, atol=1e-6):
+            # A regular grid: frames count grid steps, from time 0 when 0 lies on it.
+            origin = uniq[0] / step
+            off = round(origin) if abs(origin - round(origin)) < 1e-6 else 0
+            t = np.round(k).astype(np.int64)[inverse] + int(off)
+            dt = None if per_unit is None else step * per_unit
+            return t, col, attrs, dt
+    # Irregular times: number the distinct time points in order.
+    return inverse.astype(np.int64).reshape(-1), col, attrs, None
 
 
 def _values(prop: Any, name: str, p: Path) -> npt.NDArray[Any]:
@@ -329,6 +478,7 @@ def write_geff(
         import shutil
 
         shutil.rmtree(p)
+    time_axis, frame_prop = _time_axis_for_write(graph)
     props: dict[str, Any] = {
         "t": {"values": graph.t, "missing": None},
         "z": {"values": graph.zyx[:, 0], "missing": None},
@@ -337,8 +487,15 @@ def write_geff(
         "label": {"values": graph.label, "missing": None},
         "reviewed": {"values": graph.reviewed, "missing": None},
     }
+    skip = set()
+    if time_axis is not None:
+        props["t"] = {"values": time_axis[0], "missing": None}
+        props[frame_prop] = {"values": graph.t, "missing": None}
+        skip.add(str(graph.attrs["geff_time"]["feature"]))
     reserved = set(props) | {"tracklet_id", "lineage_id"}
     for name in graph.feature_names:
+        if name in skip:
+            continue
         if name in reserved:
             log.warning("feature %r clashes with a core property and is not written", name)
             continue
@@ -349,24 +506,34 @@ def write_geff(
         props["tracklet_id"] = {"values": graph.tracklet_ids(), "missing": None}
         props["lineage_id"] = {"values": graph.lineage_ids(), "missing": None}
         track_props = {"tracklet": "tracklet_id", "lineage": "lineage_id"}
+    edge_props: dict[str, Any] = {}
+    for name in graph.edge_feature_names:
+        values, miss = graph.edge_feature(name)
+        edge_props[name] = {"values": values, "missing": miss if miss.any() else None}
     dt = graph.attrs.get("frame_interval_s")
-    axes = [
-        Axis(
+    if time_axis is not None:
+        t_axis = Axis(name="t", type="time", unit=time_axis[1])
+    else:
+        t_axis = Axis(
             name="t",
             type="time",
             unit="frame",
             scale=float(dt) if dt else None,
             scaled_unit="second" if dt else None,
-        ),
-        *(Axis(name=n, type="space", unit="micrometer") for n in _SPACE_NAMES),
-    ]
+        )
+    axes = [t_axis, *(Axis(name=n, type="space", unit="micrometer") for n in _SPACE_NAMES)]
+    ours: dict[str, Any] = {"writer": "analysis.io.write_geff"}
+    if time_axis is not None:
+        ours["frame_prop"] = frame_prop
+        if dt:
+            ours["frame_interval_s"] = float(dt)
     metadata = GeffMetadata(
         directed=True,
         axes=axes,
         node_props_metadata={},
         edge_props_metadata={},
         track_node_props=track_props,
-        extra={"vrscope": {"writer": "analysis.io.write_geff"}},
+        extra={"vrscope": ours},
     )
     fmt: Literal[2, 3] = 3 if zarr_format == 3 else 2
     write_arrays(
@@ -374,8 +541,40 @@ def write_geff(
         graph.node_ids.astype(np.int64),
         props,
         graph.edges.astype(np.int64).reshape(-1, 2),
-        None,
+        edge_props or None,
         metadata,
         zarr_format=fmt,
     )
     return p
+
+
+def _time_axis_for_write(graph: TrackGraph) -> tuple[tuple[npt.NDArray[Any], Any] | None, str]:
+    """``((time values, unit), frame property name)`` when the graph came from a GEFF
+    with non-frame times (``attrs["geff_time"]``), else ``(None, name)``.
+
+    Nodes without a time value (added by edits) get one interpolated linearly from
+    their frame between known frames, extrapolated with the mean step outside.
+    """
+    info = graph.attrs.get("geff_time")
+    frame_prop = _FRAME_PROP
+    while frame_prop in graph.feature_names:
+        frame_prop = f"vrscope_{frame_prop}"
+    if not isinstance(info, dict) or info.get("feature") not in graph.feature_names:
+        return None, frame_prop
+    values, miss = graph.feature(str(info["feature"]))
+    values = values.copy()
+    if miss.any():
+        t = graph.t
+        known_t, first = np.unique(t[~miss], return_index=True)
+        known_v = values[~miss][first].astype(np.float64)
+        if known_t.size == 0:
+            raise ParameterError(f"no node has a {info['feature']!r} value to write times from")
+        step = (known_v[-1] - known_v[0]) / (known_t[-1] - known_t[0]) if known_t.size > 1 else 1.0
+        tm = t[miss].astype(np.float64)
+        fill = np.interp(tm, known_t, known_v)
+        lo, hi = tm < known_t[0], tm > known_t[-1]
+        fill[lo] = known_v[0] + (tm[lo] - known_t[0]) * step
+        fill[hi] = known_v[-1] + (tm[hi] - known_t[-1]) * step
+        values = values.astype(np.result_type(values.dtype, np.float64))
+        values[miss] = fill
+    return (values, info.get("unit")), frame_prop

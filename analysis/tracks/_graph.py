@@ -9,6 +9,9 @@ adding or removing a node never copies the columns. Topology is stored per row a
 ``parent`` (row or -1) and two child slots ``child0``/``child1`` (row or -1): this
 makes the lineage rules structural (a node cannot hold two parents or three
 children) and makes every edge edit O(1). A ``dict`` maps node id -> row.
+Because a node has one parent at most, the edge ``parent -> child`` is identified
+by its child: edge feature columns (e.g. a tracker's link score, as GEFF edge
+properties) are stored per *child row*, with their own missing masks.
 
 Derived data (tracklet ids, lineage ids, per-time-point row lists, per-time-point
 ``cKDTree``) is computed lazily, vectorised over all rows, and cached: edits mark
@@ -127,6 +130,9 @@ class TrackGraph:
         for name, dt in (feature_dtypes or {}).items():
             self._feat[name] = np.empty(0, dtype=dt)
             self._feat_missing[name] = np.empty(0, np.bool_)
+        # Edge features, indexed by the child row of the edge (one parent per node).
+        self._efeat: dict[str, npt.NDArray[Any]] = {}
+        self._efeat_missing: dict[str, BoolArray] = {}
         self._row: dict[int, int] = {}
         self._n_alive = 0
         self._n_edges = 0
@@ -153,6 +159,8 @@ class TrackGraph:
         features: Mapping[str, npt.ArrayLike] | None = None,
         feature_missing: Mapping[str, npt.ArrayLike | None] | None = None,
         next_id: int | None = None,
+        edge_features: Mapping[str, npt.ArrayLike] | None = None,
+        edge_feature_missing: Mapping[str, npt.ArrayLike | None] | None = None,
     ) -> TrackGraph:
         """Build a graph from columns in one vectorised pass.
 
@@ -169,6 +177,9 @@ class TrackGraph:
         feature_missing : dict name -> (N,) bool array or None, default: none missing
         next_id : int, default: ``max(node_ids) + 1``
             The first id :meth:`add_node` will hand out.
+        edge_features : dict name -> (E,) array, default: none
+            Per-edge values aligned with ``edges`` (e.g. GEFF edge properties).
+        edge_feature_missing : dict name -> (E,) bool array or None, default: none missing
 
         Raises
         ------
@@ -273,6 +284,19 @@ class TrackGraph:
                 )
             g._child[ps, rank] = cs2
             g._n_edges = int(e.shape[0])
+        n_e = e.shape[0]
+        for name, values in (edge_features or {}).items():
+            arr = np.asarray(values)
+            if arr.ndim != 1 or arr.shape[0] != n_e:
+                raise FormatError(f"edge feature {name!r} has shape {arr.shape}, expected ({n_e},)")
+            col = np.zeros(g._cap, dtype=arr.dtype)
+            miss = np.ones(g._cap, dtype=bool)
+            if n_e:
+                col[crow] = arr
+                m = (edge_feature_missing or {}).get(name)
+                miss[crow] = False if m is None else np.asarray(m, dtype=bool)
+            g._efeat[name] = col
+            g._efeat_missing[name] = miss
         return g
 
     def copy(self) -> TrackGraph:
@@ -289,6 +313,8 @@ class TrackGraph:
         g._child = self._child.copy()
         g._feat = {k: v.copy() for k, v in self._feat.items()}
         g._feat_missing = {k: v.copy() for k, v in self._feat_missing.items()}
+        g._efeat = {k: v.copy() for k, v in self._efeat.items()}
+        g._efeat_missing = {k: v.copy() for k, v in self._efeat_missing.items()}
         g._row = dict(self._row)
         g._n_alive, g._n_edges, g._next_id = self._n_alive, self._n_edges, self._next_id
         g.attrs = dict(self.attrs)
@@ -313,6 +339,8 @@ class TrackGraph:
         label, rev = self._label[keep], self._reviewed[keep]
         feats = {k: v[keep] for k, v in self._feat.items()}
         miss = {k: v[keep] for k, v in self._feat_missing.items()}
+        efeats = {k: v[keep] for k, v in self._efeat.items()}
+        emiss = {k: v[keep] for k, v in self._efeat_missing.items()}
         self._cap = 0
         self._n = 0
         self._ids = np.empty(0, np.int64)
@@ -325,6 +353,8 @@ class TrackGraph:
         self._child = np.empty((0, 2), np.int64)
         self._feat = {k: np.empty(0, v.dtype) for k, v in feats.items()}
         self._feat_missing = {k: np.empty(0, np.bool_) for k in feats}
+        self._efeat = {k: np.empty(0, v.dtype) for k, v in efeats.items()}
+        self._efeat_missing = {k: np.empty(0, np.bool_) for k in efeats}
         self._grow(max(n, 16))
         self._n = n
         self._ids[:n], self._t[:n], self._zyx[:n] = ids, t, zyx
@@ -334,6 +364,9 @@ class TrackGraph:
         for k in feats:
             self._feat[k][:n] = feats[k]
             self._feat_missing[k][:n] = miss[k]
+        for k in efeats:
+            self._efeat[k][:n] = efeats[k]
+            self._efeat_missing[k][:n] = emiss[k]
         self._row = dict(zip(ids.tolist(), range(n), strict=True))
         self._invalidate_all()
 
@@ -358,6 +391,9 @@ class TrackGraph:
         for k in list(self._feat):
             self._feat[k] = ext(self._feat[k], 0)
             self._feat_missing[k] = ext(self._feat_missing[k], True)
+        for k in list(self._efeat):
+            self._efeat[k] = ext(self._efeat[k], 0)
+            self._efeat_missing[k] = ext(self._efeat_missing[k], True)
         self._cap = cap
 
     # ------------------------------------------------------------------ basics
@@ -386,6 +422,11 @@ class TrackGraph:
     @property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(self._feat)
+
+    @property
+    def edge_feature_names(self) -> tuple[str, ...]:
+        """Names of the edge feature columns (e.g. GEFF edge properties)."""
+        return tuple(self._efeat)
 
     def _rowof(self, node_id: int) -> int:
         try:
@@ -429,13 +470,30 @@ class TrackGraph:
         rows = self._alive_rows()
         return self._feat[name][rows], self._feat_missing[name][rows]
 
+    def _edge_child_rows(self) -> IntArray:
+        """Child row of every edge, in the order of :attr:`edges`."""
+        rows = self._alive_rows()
+        return rows[self._parent[rows] >= 0]
+
     @property
     def edges(self) -> IntArray:
         """(E, 2) int64 node ids ``(parent, child)``, in child storage order."""
-        rows = self._alive_rows()
-        p = self._parent[rows]
-        has = p >= 0
-        return np.stack([self._ids[p[has]], self._ids[rows[has]]], axis=1).reshape(-1, 2)
+        crows = self._edge_child_rows()
+        return np.stack([self._ids[self._parent[crows]], self._ids[crows]], axis=1).reshape(-1, 2)
+
+    def edge_feature(self, name: str) -> tuple[npt.NDArray[Any], BoolArray]:
+        """``(values, missing)`` of edge feature ``name``, each (E,), aligned with :attr:`edges`."""
+        if name not in self._efeat:
+            raise ParameterError(f"no edge feature named {name!r} (have {list(self._efeat)})")
+        crows = self._edge_child_rows()
+        return self._efeat[name][crows], self._efeat_missing[name][crows]
+
+    def edge_props(self, parent: int, child: int) -> dict[str, Any]:
+        """The edge features of ``parent -> child`` that are not missing, by name."""
+        if not self.has_edge(parent, child):
+            raise InvalidEditError(f"there is no edge {parent} -> {child}")
+        cr = self._row[int(child)]
+        return {k: self._efeat[k][cr].item() for k in self._efeat if not self._efeat_missing[k][cr]}
 
     # ------------------------------------------------------------------ per node
     def time(self, node_id: int) -> int:
@@ -453,6 +511,30 @@ class TrackGraph:
     def children(self, node_id: int) -> tuple[int, ...]:
         c = self._child[self._rowof(node_id)]
         return tuple(int(self._ids[r]) for r in c if r >= 0)
+
+    def set_feature(
+        self, name: str, values: npt.ArrayLike, missing: npt.ArrayLike | None = None
+    ) -> None:
+        """Add or replace the whole node feature column ``name`` (for builders and
+        readers; not undoable, so never call it from tools).
+
+        Parameters
+        ----------
+        name : str
+        values : (N,) array aligned with :attr:`node_ids`
+        missing : (N,) bool array, default: none missing
+        """
+        arr = np.asarray(values)
+        rows = self._alive_rows()
+        if arr.shape != (rows.size,):
+            raise ParameterError(f"feature {name!r} has shape {arr.shape}, expected ({rows.size},)")
+        col = np.zeros(self._cap, dtype=arr.dtype)
+        miss = np.ones(self._cap, dtype=bool)
+        col[rows] = arr
+        miss[rows] = False if missing is None else np.asarray(missing, dtype=bool)
+        self._feat[name] = col
+        self._feat_missing[name] = miss
+        self.version += 1
 
     def record(self, node_id: int) -> NodeRecord:
         """Everything stored for ``node_id`` (used by delete commands to undo)."""
@@ -642,6 +724,8 @@ class TrackGraph:
                 self._feat_missing[name][r] = False
             else:
                 self._feat_missing[name][r] = True
+        for name in self._efeat:
+            self._efeat_missing[name][r] = True
         self._row[node_id] = r
         self._n_alive += 1
         self._next_id = max(self._next_id, node_id + 1)
@@ -689,10 +773,24 @@ class TrackGraph:
         if self._n_children(pr) >= 2:
             raise InvalidEditError(f"node {parent} already has two children")
 
-    def add_edge(self, parent: int, child: int) -> None:
-        """Link ``parent -> child`` (raw mutator; validates first)."""
+    def add_edge(self, parent: int, child: int, *, props: Mapping[str, Any] | None = None) -> None:
+        """Link ``parent -> child`` (raw mutator; validates first).
+
+        ``props`` gives edge feature values by name (a new name adds a column,
+        missing on every other edge); features not named are missing on this edge.
+        """
         self.check_edge(parent, child)
         pr, cr = self._row[int(parent)], self._row[int(child)]
+        values = dict(props or {})
+        for name in set(values) - set(self._efeat):
+            self._efeat[name] = np.zeros(self._cap, dtype=np.asarray(values[name]).dtype)
+            self._efeat_missing[name] = np.ones(self._cap, dtype=bool)
+        for name in self._efeat:
+            if name in values:
+                self._efeat[name][cr] = values[name]
+                self._efeat_missing[name][cr] = False
+            else:
+                self._efeat_missing[name][cr] = True
         slot = 0 if self._child[pr, 0] < 0 else 1
         self._child[pr, slot] = cr
         self._parent[cr] = pr
@@ -704,11 +802,13 @@ class TrackGraph:
             return False
         return int(self._parent[self._row[int(child)]]) == self._row[int(parent)]
 
-    def remove_edge(self, parent: int, child: int) -> None:
-        """Unlink ``parent -> child`` (raw mutator)."""
-        if not self.has_edge(parent, child):
-            raise InvalidEditError(f"there is no edge {parent} -> {child}")
+    def remove_edge(self, parent: int, child: int) -> dict[str, Any]:
+        """Unlink ``parent -> child`` (raw mutator); returns the edge's features
+        (:meth:`edge_props`), which ``add_edge(..., props=...)`` restores."""
+        props = self.edge_props(parent, child)
         pr, cr = self._row[int(parent)], self._row[int(child)]
+        for name in self._efeat:
+            self._efeat_missing[name][cr] = True
         slots = self._child[pr]
         k = 0 if slots[0] == cr else 1
         slots[k] = _NONE
@@ -718,6 +818,7 @@ class TrackGraph:
         self._parent[cr] = _NONE
         self._n_edges -= 1
         self._edges_changed()
+        return props
 
     def set_reviewed(self, node_ids: Iterable[int], value: bool | Sequence[bool]) -> BoolArray:
         """Set the reviewed flag; returns the old values (raw mutator)."""
@@ -813,6 +914,16 @@ class TrackGraph:
             v[m] = 0
             snap[f"feature:{k}"] = v
             snap[f"missing:{k}"] = m
+        if self._efeat:
+            crows = self._edge_child_rows()
+            key = self._ids[self._parent[crows]], self._ids[crows]
+            crows = crows[np.lexsort((key[1], key[0]))]  # the order of snap["edges"]
+            for k in self._efeat:
+                em = self._efeat_missing[k][crows]
+                ev = self._efeat[k][crows].copy()
+                ev[em] = 0
+                snap[f"edge_feature:{k}"] = ev
+                snap[f"edge_missing:{k}"] = em
         return snap
 
     def fingerprint(self) -> dict[str, Any]:
