@@ -208,6 +208,29 @@ def read_ctc(
     return graph, masks
 
 
+def _check_labels_present(graph: TrackGraph, m: npt.NDArray[Any]) -> None:
+    """Every node's label must be an object of its frame, and unique within the frame."""
+    tt, labels, ids = graph.t, graph.label, graph.node_ids
+    order = np.lexsort((labels, tt))
+    same = (np.diff(tt[order]) == 0) & (np.diff(labels[order]) == 0)
+    if same.any():
+        k = order[int(np.flatnonzero(same)[0])]
+        raise ParameterError(
+            f"two nodes at t={int(tt[k])} share label {int(labels[k])}; CTC needs one object each"
+        )
+    for t in np.unique(tt).tolist():
+        sel = np.flatnonzero(tt == t)
+        frame = m[t]
+        present = np.zeros(int(max(frame.max(), labels[sel].max())) + 1, dtype=bool)
+        present[frame] = True
+        absent = sel[~present[labels[sel]]]
+        if absent.size:
+            k = int(absent[0])
+            raise ParameterError(
+                f"node {int(ids[k])} has label {int(labels[k])}, which is not in mask frame {t}"
+            )
+
+
 def write_ctc(
     graph: TrackGraph,
     folder: str | os.PathLike[str],
@@ -254,6 +277,7 @@ def write_ctc(
         raise ParameterError(
             f"node times {int(tt.min())}..{int(tt.max())} exceed the {m.shape[0]} mask frames"
         )
+    _check_labels_present(graph, m)
     out = Path(folder).expanduser()
     track_name = "res_track.txt" if kind == "res" else "man_track.txt"
     prefix = "mask" if kind == "res" else "man_track"

@@ -19,11 +19,14 @@ formats (chosen by path)
   tracks.geff, store.zarr[/tracks]   GEFF (zarr v2 or v3; GEFF 0.2 and later)
   spots.csv (+ spots_edges.csv)      TrackMate-like CSV tables
   folder/ with res_track.txt         Cell Tracking Challenge (track file + mask TIFFs);
-                                     CTC output needs CTC input (the masks are carried over)
+                                     CTC output needs masks: from CTC input (carried over)
+                                     or --labels STORE.zarr:NAME, the (t, [z,] y, x) label
+                                     image the nodes' 'label' values refer to
 
 examples
   vrscope tracks convert mouse.zarr mouse_spots.csv
   vrscope tracks convert ctc/res tracks.geff
+  vrscope tracks convert nuclei.zarr/tracks ctc_res --labels nuclei.zarr:nuclei
   vrscope tracks stats tracks.geff --out stats.csv --msd msd.csv --frame-interval 300
 """
 
@@ -60,6 +63,12 @@ def register(subparsers: Any) -> None:
         metavar=("Z", "Y", "X"),
         default=(1.0, 1.0, 1.0),
         help="µm per voxel of CTC input masks, for node positions (default: 1 1 1)",
+    )
+    c.add_argument(
+        "--labels",
+        metavar="STORE.zarr:NAME",
+        help="label image labels/NAME of an OME-Zarr store, for CTC output from GEFF or CSV "
+        "input: the masks the nodes' 'label' values refer to",
     )
     c.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     c.set_defaults(func=run)
@@ -138,10 +147,34 @@ def write_tracks(graph: Any, path: Path, masks: Any, zarr_format: int, overwrite
         if masks is None:
             raise ParameterError(
                 f"CTC output {path} needs label masks: convert from a CTC folder, "
-                "or link a label image with 'vrscope track'"
+                "give --labels STORE.zarr:NAME, or link a label image with 'vrscope track'"
             )
         write_ctc(graph, path, masks, overwrite=overwrite)
     return kind
+
+
+def label_masks(spec: str) -> Any:
+    """The label image named by ``STORE.zarr:NAME`` as a (T, [Z,] Y, X) array."""
+    import numpy as np
+
+    from analysis.errors import FormatError, ParameterError
+    from analysis.io import open_labels
+
+    store, sep, name = spec.rpartition(":")
+    if not sep or not store or not name:
+        raise ParameterError(f"--labels {spec!r}: expected STORE.zarr:NAME")
+    src = open_labels(Path(store).expanduser(), name)
+    arr = np.asarray(src.read(0))
+    axes = list(src.axes)
+    if "c" in axes:
+        k = axes.index("c")
+        if arr.shape[k] != 1:
+            raise FormatError(f"label image {spec} has {arr.shape[k]} channels; expected 1")
+        arr = arr.take(0, axis=k)
+        axes.pop(k)
+    if "t" not in axes:
+        arr = arr[None]  # one time point
+    return arr
 
 
 def run(args: argparse.Namespace) -> int:
@@ -153,6 +186,12 @@ def run(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     src, dst = Path(args.input).expanduser(), Path(args.output).expanduser()
     graph, masks = read_tracks(src, tuple(args.voxel_size))
+    if args.labels:
+        if kind_of(dst, for_output=True) != "ctc":
+            from analysis.errors import ParameterError
+
+            raise ParameterError("--labels is only used for CTC output (a folder)")
+        masks = label_masks(args.labels)
     kind = write_tracks(graph, dst, masks, args.zarr_format, args.overwrite)
     print(f"{src} -> {dst} ({kind}): {graph.n_nodes} nodes, {graph.n_edges} edges")
     return 0
