@@ -80,6 +80,42 @@ def test_convert_geff_csv_ctc(
     assert "needs label masks" in _one_error_line(capsys)
 
 
+def test_convert_geff_to_ctc_with_label_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """GEFF (no masks) -> CTC with --labels: traccuracy's CTC loader reads our folder and
+    scores it TRA = DET = 1.0 against the sample's true lineage on the original labels."""
+    from traccuracy import run_metrics
+    from traccuracy.loaders import load_ctc_data
+    from traccuracy.matchers import CTCMatcher
+    from traccuracy.metrics import CTCMetrics
+
+    from tests.analysis.tracks._tra import to_traccuracy
+
+    store = tmp_path / "nuclei.zarr"
+    assert main(["sample", "timelapse", str(store), "--frames", "6", "--no-progress"]) == 0
+    out = tmp_path / "ctc_res"
+    spec = f"{store}:nuclei"
+    assert main(["tracks", "convert", str(store / "tracks"), str(out), "--labels", spec]) == 0
+    truth = read_geff(store / "tracks")
+    labels = np.asarray(open_labels(store, "nuclei").read(0))
+    pred = load_ctc_data(str(out), run_checks=True)
+    results, _ = run_metrics(to_traccuracy(truth, labels), pred, CTCMatcher(), [CTCMetrics()])
+    scores = results[0]["results"]
+    assert scores["TRA"] == 1.0 and scores["DET"] == 1.0
+    # A label the image does not hold: one line, exit 2.
+    bad = TrackGraph.from_arrays(
+        truth.node_ids, truth.t, truth.zyx, truth.edges, label=truth.label + 10_000
+    )
+    bad.to_geff(tmp_path / "bad.geff")
+    capsys.readouterr()
+    argv = ["tracks", "convert", str(tmp_path / "bad.geff"), str(tmp_path / "c2"), "--labels"]
+    assert main([*argv, spec]) == 2
+    assert "not in mask frame" in _one_error_line(capsys)
+    assert main([*argv, f"{store}:nope"]) == 2
+    assert "no label image 'nope'" in _one_error_line(capsys)
+
+
 def test_stats(tmp_path: Path) -> None:
     n = 6
     g = TrackGraph.from_arrays(np.arange(n), np.arange(n), np.arange(n)[:, None] * [0.0, 3.0, 4.0],
