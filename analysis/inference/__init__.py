@@ -12,9 +12,12 @@ Pieces, each in its own private module:
 - ``_tiling``: :func:`predict_tiled` blends overlapping tiles of a
   ``VolumeSource`` of any size with a Gaussian window; memory is bounded by the
   batch of tiles.
-- ``_checkpoint``, ``_export``, ``_bioimageio``: model files. Checkpoints are
-  safetensors or state_dict ``.pt`` (loaded with ``weights_only=True``);
-  :func:`load_model` opens those, ONNX, TorchScript and bioimage.io models.
+- ``_checkpoint``, ``_export``, ``_bioimageio``: models in memory (state dicts,
+  ONNX / TorchScript bytes, parsed bioimage.io descriptions). The files themselves
+  are read and written by :mod:`analysis.io` (``_nn_models``): checkpoints are
+  safetensors or state_dict ``.pt`` (loaded with ``weights_only=True``), bioimage.io
+  weights are sha256-checked. :func:`load_model`, :func:`save_checkpoint`,
+  :func:`export_onnx` etc. take paths for convenience and delegate the file access.
 - ``_postprocess``: probabilities -> objects (threshold, closing, small-object
   removal, connected components or watershed).
 
@@ -30,11 +33,25 @@ from analysis.inference._bioimageio import (
     from_model_layout,
     is_bioimageio,
     load_bioimageio,
+    parse_bioimageio,
     read_bioimageio,
     to_model_layout,
 )
-from analysis.inference._checkpoint import load_checkpoint, save_checkpoint, unet_spec
-from analysis.inference._export import export_onnx, export_torchscript, load_model, model_kind
+from analysis.inference._checkpoint import (
+    checkpoint_state,
+    load_checkpoint,
+    save_checkpoint,
+    unet_from_state,
+    unet_spec,
+)
+from analysis.inference._export import (
+    export_onnx,
+    export_torchscript,
+    load_model,
+    model_kind,
+    onnx_bytes,
+    torchscript_bytes,
+)
 from analysis.inference._postprocess import objects_from_probabilities
 from analysis.inference._runtime import (
     ModelSpec,
@@ -80,6 +97,7 @@ __all__ = [
     "annotations_from_instances",
     "augment_patch",
     "blend_window",
+    "checkpoint_state",
     "class_weights_from_annotations",
     "dice_scores",
     "export_onnx",
@@ -92,6 +110,8 @@ __all__ = [
     "load_model",
     "model_kind",
     "objects_from_probabilities",
+    "onnx_bytes",
+    "parse_bioimageio",
     "plan_tiles",
     "predict_tiled",
     "predict_untiled",
@@ -99,6 +119,8 @@ __all__ = [
     "save_checkpoint",
     "select_device",
     "to_model_layout",
+    "torchscript_bytes",
     "train",
+    "unet_from_state",
     "unet_spec",
 ]

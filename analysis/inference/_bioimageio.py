@@ -8,11 +8,16 @@ stack and validates over the network, while running a model needs only these
 fields; the reproduction of each model's own ``test_output`` is the check.
 Weights given only as ``pytorch_state_dict`` need the author's Python
 architecture code, which we do not execute.
+
+The YAML and the files it names are read by :mod:`analysis.io`
+(``read_bioimageio_description``, ``read_verified_bytes``, ``read_verified_npy``:
+sha256 checked on the bytes that are then used); :func:`parse_bioimageio` works
+on the parsed mapping.
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 import logging
 import os
 import warnings
@@ -32,25 +37,15 @@ __all__ = [
     "from_model_layout",
     "is_bioimageio",
     "load_bioimageio",
+    "parse_bioimageio",
     "read_bioimageio",
-    "sha256_of",
     "to_model_layout",
 ]
 
 log = logging.getLogger(__name__)
 
-_DESCRIPTION_NAMES = ("bioimageio.yaml", "rdf.yaml")
 # bioimage.io 0.4 names for axes letters; 0.5 uses typed axes with ids.
 _SPACE = ("z", "y", "x")
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -72,35 +67,32 @@ class BioimageioModel:
     test_input: tuple[Path, str | None] | None = None
     test_output: tuple[Path, str | None] | None = None
 
-    def verified(self, entry: tuple[Path, str | None], what: str) -> Path:
-        """Return the file of ``entry`` after checking that it exists and matches its sha256."""
+    def verified(self, entry: tuple[Path, str | None], what: str) -> bytes:
+        """The bytes of the file of ``entry``, after they matched its sha256.
+
+        Read by :func:`analysis.io.read_verified_bytes`.
+        """
+        from analysis.io import read_verified_bytes
+
         file, digest = entry
-        if not file.is_file():
-            raise FormatError(f"{self.path.name}: {what} file {file.name} is missing")
-        if digest:
-            actual = sha256_of(file)
-            if actual != digest.lower():
-                raise FormatError(
-                    f"{self.path.name}: {what} {file.name} fails its sha256 check "
-                    f"(expected {digest[:12]}..., got {actual[:12]}...)"
-                )
-        return file
+        return read_verified_bytes(file, digest, f"{self.path.name}: {what}")
 
     def load_test_tensors(self) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
         """The description's test input and expected output (sha256-checked)."""
+        from analysis.io import read_verified_npy
+
         if self.test_input is None or self.test_output is None:
             raise FormatError(f"{self.path.name}: the description names no test tensors")
-        x = np.load(self.verified(self.test_input, "test input"), allow_pickle=False)
-        y = np.load(self.verified(self.test_output, "test output"), allow_pickle=False)
+        x = read_verified_npy(*self.test_input, f"{self.path.name}: test input")
+        y = read_verified_npy(*self.test_output, f"{self.path.name}: test output")
         return x, y
 
 
 def is_bioimageio(path: str | os.PathLike[str]) -> bool:
-    """True for a ``*.yaml`` description or a folder holding one."""
-    p = Path(path)
-    if p.is_dir():
-        return any((p / n).is_file() for n in _DESCRIPTION_NAMES)
-    return p.suffix in (".yaml", ".yml")
+    """True for a ``*.yaml`` description or a folder holding one (see ``analysis.io``)."""
+    from analysis.io import is_bioimageio_path
+
+    return is_bioimageio_path(path)
 
 
 def _file_entry(base: Path, entry: Any, what: str) -> tuple[Path, str | None]:
@@ -155,29 +147,29 @@ def _steps(raw: Any, version: str, where: str) -> tuple[Step, ...]:
 
 
 def read_bioimageio(path: str | os.PathLike[str]) -> BioimageioModel:
-    """Parse a bioimage.io model description (a yaml file or the folder holding it).
+    """Read (with :func:`analysis.io.read_bioimageio_description`) and parse a description.
 
+    ``path`` is a yaml file or the folder holding ``bioimageio.yaml`` / ``rdf.yaml``.
     Raises :class:`FormatError` for descriptions that are not models, use axes
     other than batch/channel/z/y/x, or have one input or output too many.
     """
-    import yaml
+    from analysis.io import read_bioimageio_description
 
-    p = Path(path)
-    if p.is_dir():
-        for name in _DESCRIPTION_NAMES:
-            if (p / name).is_file():
-                p = p / name
-                break
-        else:
-            raise FormatError(f"{p}: no bioimageio.yaml or rdf.yaml in this folder")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise FormatError(f"{p}: not a text file") from exc
-    try:
-        desc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise FormatError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    p, desc = read_bioimageio_description(path)
+    return parse_bioimageio(desc, p)
+
+
+def parse_bioimageio(desc: Mapping[str, Any], p: Path) -> BioimageioModel:
+    """Parse a bioimage.io model description already read into a mapping.
+
+    Parameters
+    ----------
+    desc : mapping
+        The YAML content.
+    p : Path
+        The yaml file's path: names it in messages; relative ``source`` entries are
+        resolved against its folder (nothing is read here).
+    """
     if not isinstance(desc, Mapping) or desc.get("type") != "model":
         raise FormatError(f"{p}: not a bioimage.io model description (type is not 'model')")
     version = str(desc.get("format_version", ""))
@@ -316,21 +308,24 @@ def load_bioimageio(
     if key not in model.weights:
         have = ", ".join(sorted(model.weights)) or "none we can run"
         raise FormatError(f"{model.path.name}: no {key} weights (has {have})")
-    file = model.verified(model.weights[key], f"{key} weights")
+    data = model.verified(model.weights[key], f"{key} weights")
+    file = model.weights[key][0]
     axes: dict[str, Any] = {
         "input_axes": model.input_axes,
         "output_axes": model.output_axes,
         "single_batch": model.single_batch,
     }
     if runtime == "onnx":
-        return OnnxPredictor(str(file), model.spec, **axes)
+        return OnnxPredictor(data, model.spec, name=file.name, **axes)
     import torch
 
     try:
         with warnings.catch_warnings():
             # torch deprecates TorchScript, but bioimage.io publishes it.
             warnings.simplefilter("ignore", DeprecationWarning)
-            module = torch.jit.load(str(file), map_location="cpu")  # type: ignore[no-untyped-call]
+            module = torch.jit.load(  # type: ignore[no-untyped-call]
+                io.BytesIO(data), map_location="cpu"
+            )
     except RuntimeError as exc:
         raise FormatError(f"{file.name}: not a loadable TorchScript file") from exc
     return TorchPredictor(module, model.spec, device=device, **axes)

@@ -4,17 +4,21 @@ A checkpoint is either
 
 - ``model.safetensors`` (or a folder holding one): the weights, with the model
   description as JSON in the safetensors metadata under ``"vrscope"``; or
-- a ``.pt`` file written by ``torch.save({"vrscope": json, "state_dict": ...})``,
-  read back with ``torch.load(weights_only=True)``.
+- a ``.pt`` state dict with the description beside it, read back with
+  ``weights_only=True``.
 
 Neither can execute code when loaded, so checkpoints from others are safe to open.
+This module works on state dicts and descriptions in memory
+(:func:`checkpoint_state`, :func:`unet_from_state`); the files are written and read
+by :mod:`analysis.io` (``write_checkpoint`` / ``read_checkpoint``), which
+:func:`save_checkpoint` and :func:`load_checkpoint` call.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +27,13 @@ from analysis.inference._runtime import ModelSpec, Step
 from analysis.inference._unet import UNet, UNetConfig
 
 __all__ = [
-    "CHECKPOINT_NAME",
-    "is_torchscript",
+    "checkpoint_state",
     "load_checkpoint",
     "save_checkpoint",
+    "unet_from_state",
     "unet_spec",
 ]
 
-CHECKPOINT_NAME = "model.safetensors"
 _FORMAT = "vrscope.unet"
 
 
@@ -68,10 +71,55 @@ def _description(config: UNetConfig, extra: dict[str, Any] | None) -> str:
     return json.dumps(data, sort_keys=True)
 
 
+def checkpoint_state(
+    model: UNet, extra: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], str]:
+    """The state dict (contiguous CPU tensors) and JSON description of ``model``.
+
+    What :func:`analysis.io.write_checkpoint` stores; :func:`unet_from_state` reverses it.
+    """
+    desc = _description(model.config, extra)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return state, desc
+
+
+def unet_from_state(
+    state: Mapping[str, Any], description: str | None, source: str = "checkpoint"
+) -> tuple[UNet, dict[str, Any]]:
+    """Rebuild a :class:`UNet` from a state dict and its JSON description.
+
+    Parameters
+    ----------
+    state : mapping of str to torch.Tensor
+    description : str or None
+        The ``"vrscope"`` JSON written by :func:`checkpoint_state`.
+    source : str
+        Names the checkpoint in error messages.
+
+    Returns
+    -------
+    model : UNet
+        In eval mode, on the CPU.
+    extra : dict
+        What was stored as ``extra``.
+    """
+    config = _read_description(description, source)
+    model = UNet(config)
+    try:
+        model.load_state_dict(dict(state))
+    except RuntimeError as exc:
+        raise FormatError(f"{source}: weights do not fit the described U-Net") from exc
+    model.eval()
+    extra: dict[str, Any] = json.loads(description or "{}").get("extra", {})
+    return model, extra
+
+
 def save_checkpoint(
     model: UNet, path: str | os.PathLike[str], extra: dict[str, Any] | None = None
 ) -> Path:
     """Save ``model`` as safetensors (``.safetensors`` or a folder) or a ``.pt`` state_dict.
+
+    The file is written by :func:`analysis.io.write_checkpoint`.
 
     Parameters
     ----------
@@ -85,49 +133,28 @@ def save_checkpoint(
     -------
     Path of the written file.
     """
-    import torch
+    from analysis.io import write_checkpoint
 
-    path = Path(path)
-    desc = _description(model.config, extra)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    if path.suffix in (".pt", ".pth"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"vrscope": desc, "state_dict": state}, path)
-        return path
-    from safetensors.torch import save_file
-
-    if path.suffix != ".safetensors":
-        path.mkdir(parents=True, exist_ok=True)
-        path = path / CHECKPOINT_NAME
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata={"vrscope": desc})
-    return path
+    state, desc = checkpoint_state(model, extra)
+    return write_checkpoint(path, state, desc)
 
 
-def is_torchscript(path: Path) -> bool:
-    """True for a TorchScript archive (it holds code), False for a state_dict ``.pt``."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-    return any("/code/" in n or n.endswith("constants.pkl") for n in names)
-
-
-def _read_description(text: str | None, path: Path) -> UNetConfig:
+def _read_description(text: str | None, source: str) -> UNetConfig:
     if not text:
-        raise FormatError(f"{path}: no vrscope model description in the checkpoint")
+        raise FormatError(f"{source}: no vrscope model description in the checkpoint")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise FormatError(f"{path}: model description is not JSON ({exc.msg})") from exc
+        raise FormatError(f"{source}: model description is not JSON ({exc.msg})") from exc
     if not isinstance(data, dict) or data.get("format") != _FORMAT:
-        raise FormatError(f"{path}: not a vrscope U-Net checkpoint")
+        raise FormatError(f"{source}: not a vrscope U-Net checkpoint")
     return UNetConfig.from_dict(data["unet"])
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[UNet, dict[str, Any]]:
     """Load a checkpoint written by :func:`save_checkpoint` without unpickling code.
+
+    The file is read by :func:`analysis.io.read_checkpoint`.
 
     Returns
     -------
@@ -136,40 +163,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[UNet, dict[str, Any]]
     extra : dict
         What was stored as ``extra``.
     """
-    import torch
+    from analysis.io import checkpoint_file, read_checkpoint
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
-    if not path.exists():
-        raise FileNotFoundError(2, "No such file or directory", str(path))
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-            state = load_file(str(path))
-        except Exception as exc:  # safetensors raises its own untyped errors
-            raise FormatError(f"{path}: not a readable safetensors file ({exc})") from exc
-        text = meta.get("vrscope")
-    else:
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # the unpickler raises many types for foreign files
-            raise FormatError(
-                f"{path}: not a state_dict checkpoint ({type(exc).__name__})"
-            ) from exc
-        if not isinstance(blob, dict) or "state_dict" not in blob:
-            raise FormatError(f"{path}: no 'state_dict' in the checkpoint")
-        text, state = blob.get("vrscope"), blob["state_dict"]
-    config = _read_description(text, path)
-    model = UNet(config)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise FormatError(f"{path}: weights do not fit the described U-Net") from exc
-    model.eval()
-    extra = json.loads(text or "{}").get("extra", {})
-    return model, extra
+    state, text = read_checkpoint(path)
+    return unet_from_state(state, text, str(checkpoint_file(path)))

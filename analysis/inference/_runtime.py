@@ -17,6 +17,7 @@ plane for a 2D model normalised over ``x, y``), never per tile, so tiles agree.
 from __future__ import annotations
 
 import logging
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -353,24 +354,34 @@ def _onnx_spec(session: Any, name: str) -> ModelSpec:
 
 
 class OnnxPredictor(Predictor):
-    """Run an ONNX model (a path or serialized bytes) on onnxruntime.
+    """Run an ONNX model (serialized bytes, or a file read by ``analysis.io``) on onnxruntime.
 
     ``spec`` None reads it from the model's ``vrscope`` metadata or, for a
     foreign model, from its static input and output shapes. ``providers``
-    default to CUDA when onnxruntime has it, else the CPU.
+    default to CUDA when onnxruntime has it, else the CPU. ``name`` names the
+    model in messages (default: the file name, or "onnx" for bytes).
     """
 
     runtime = "onnx"
 
     def __init__(
         self,
-        model: bytes | str,
+        model: bytes | str | os.PathLike[str],
         spec: ModelSpec | None,
         providers: Sequence[str] | None = None,
         threads: int = 0,
+        name: str | None = None,
         **axes: Any,
     ) -> None:
         import onnxruntime as ort
+
+        if isinstance(model, bytes):
+            data = model
+        else:  # a file: analysis.io reads it, onnxruntime only sees the bytes
+            from analysis.io import read_model_bytes
+
+            name = name or os.fspath(model)
+            data = read_model_bytes(model)
 
         available = ort.get_available_providers()
         if providers is None:
@@ -383,12 +394,11 @@ class OnnxPredictor(Predictor):
             options.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(
-                model, sess_options=options, providers=list(providers)
+                data, sess_options=options, providers=list(providers)
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise FormatError(f"not a loadable ONNX model: {str(exc).splitlines()[0]}") from exc
-        name = model if isinstance(model, str) else "onnx"
-        super().__init__(spec or _onnx_spec(self.session, name), **axes)
+        super().__init__(spec or _onnx_spec(self.session, name or "onnx"), **axes)
         self.device = "cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
         self.input_name = self.session.get_inputs()[0].name
 

@@ -30,6 +30,19 @@ from analysis.io._import import (
     open_input,
     read_lookup_table,
 )
+from analysis.io._nn_models import (
+    checkpoint_file,
+    is_bioimageio_path,
+    model_file_kind,
+    read_bioimageio_description,
+    read_checkpoint,
+    read_model_bytes,
+    read_verified_bytes,
+    read_verified_npy,
+    sha256_file,
+    write_checkpoint,
+    write_model_bytes,
+)
 from analysis.io._read import ZarrVolumeSource, list_labels, open_labels, open_volume
 from analysis.io._samples import (
     check_sample_output,
@@ -63,6 +76,18 @@ __all__ = [
     "validate_ngff",
     "write_labels",
     "write_ngff",
+    # neural-network model files (analysis.io._nn_models; used by analysis.inference)
+    "checkpoint_file",
+    "is_bioimageio_path",
+    "model_file_kind",
+    "read_bioimageio_description",
+    "read_checkpoint",
+    "read_model_bytes",
+    "read_verified_bytes",
+    "read_verified_npy",
+    "sha256_file",
+    "write_checkpoint",
+    "write_model_bytes",
     # generated samples (analysis.io._samples)
     "check_sample_output",
     "truth_path",
