@@ -391,6 +391,8 @@ def _axes(metadata: Any, props: dict[str, Any], p: Path) -> tuple[str, list[str]
             raise FormatError(f"GEFF {p} has no axes metadata and no t/z/y/x properties")
         return "t", space, dict.fromkeys(space, 1.0)
     times = [a for a in axes if a.type == "time"]
+    if not times:  # untyped axes (e.g. geff.write without axis_types): go by the name
+        times = [a for a in axes if a.type is None and a.name in ("t", "time")]
     if len(times) != 1:
         raise FormatError(f"GEFF {p} needs exactly one axis of type 'time', found {len(times)}")
     space_axes = [

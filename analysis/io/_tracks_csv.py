@@ -6,14 +6,17 @@ spots: ``ID, LABEL, TRACK_ID, TRACKLET_ID, FRAME, POSITION_T, POSITION_Z, POSITI
 POSITION_X, MASK_LABEL, REVIEWED`` and one column per feature (empty where missing).
 ``TRACK_ID`` is the lineage (a connected tree, TrackMate's meaning), ``POSITION_T``
 is in seconds when the frame interval is known, else in frames; positions in µm.
-edges: ``LABEL, TRACK_ID, SPOT_SOURCE_ID, SPOT_TARGET_ID``.
+edges: ``LABEL, TRACK_ID, SPOT_SOURCE_ID, SPOT_TARGET_ID`` and one column per edge
+feature (e.g. a GEFF edge property; empty where missing).
 
 Read columns
 ------------
 TrackMate names (``ID``, ``FRAME``, ``POSITION_X/Y/Z``, ``SPOT_SOURCE_ID``,
 ``SPOT_TARGET_ID``; TrackMate's extra header rows of names and units are skipped)
 or GEFF-CSV names as written by ``geff.convert.geff_to_csv`` (``id``, ``t``, ``z``,
-``y``, ``x``, ``source``, ``target``). Other numeric columns become features.
+``y``, ``x``, ``source``, ``target``). Other numeric columns become features: node
+features from the spots table, edge features from the edges table (e.g. TrackMate's
+``LINK_COST``).
 
 The edges file sits next to the spots file: ``X_spots.csv`` -> ``X_edges.csv``,
 ``X-nodes.csv`` -> ``X-edges.csv``, otherwise ``X.csv`` -> ``X_edges.csv``.
@@ -42,6 +45,7 @@ log = logging.getLogger(__name__)
 _TM = {"id": "ID", "t": "FRAME", "z": "POSITION_Z", "y": "POSITION_Y", "x": "POSITION_X"}
 _TM_EDGE = ("SPOT_SOURCE_ID", "SPOT_TARGET_ID")
 _GEFF_EDGE = ("source", "target")
+_NOT_EDGE_FEATURES = {"LABEL", "TRACK_ID", *_TM_EDGE, *_GEFF_EDGE}
 # Columns that are derived or bookkeeping, never features.
 _NOT_FEATURES = {
     "ID", "LABEL", "TRACK_ID", "TRACKLET_ID", "FRAME", "POSITION_T", "POSITION_X",
@@ -101,24 +105,34 @@ def write_tracks_csv(
         if name in cols:
             log.warning("feature %r clashes with a spots column and is not written", name)
             continue
-        values, miss = graph.feature(name)
-        s = pd.Series(values)
-        if miss.any():
-            s = s.astype("Float64" if values.dtype.kind == "f" else "Int64")
-            s = s.mask(miss)
-        cols[name] = s.to_numpy()
+        cols[name] = _column(*graph.feature(name))
     pd.DataFrame(cols).to_csv(sp, index=False)
     e = graph.edges
     lin_of = dict(zip(ids.tolist(), lineage.tolist(), strict=True))
-    pd.DataFrame(
-        {
-            "LABEL": [f"ID{a} → ID{b}" for a, b in e.tolist()],
-            "TRACK_ID": [lin_of[int(a)] for a in e[:, 0]],
-            "SPOT_SOURCE_ID": e[:, 0],
-            "SPOT_TARGET_ID": e[:, 1],
-        }
-    ).to_csv(ep, index=False)
+    ecols: dict[str, Any] = {
+        "LABEL": [f"ID{a} → ID{b}" for a, b in e.tolist()],
+        "TRACK_ID": [lin_of[int(a)] for a in e[:, 0]],
+        "SPOT_SOURCE_ID": e[:, 0],
+        "SPOT_TARGET_ID": e[:, 1],
+    }
+    for name in graph.edge_feature_names:
+        if name in ecols:
+            log.warning("edge feature %r clashes with an edges column and is not written", name)
+            continue
+        ecols[name] = _column(*graph.edge_feature(name))
+    pd.DataFrame(ecols).to_csv(ep, index=False)
     return sp, ep
+
+
+def _column(values: np.ndarray[Any, Any], miss: np.ndarray[Any, Any]) -> Any:
+    """A column with empty cells where ``miss`` (nullable dtypes keep ints as ints)."""
+    import pandas as pd
+
+    s = pd.Series(values)
+    if miss.any():
+        s = s.astype("Float64" if values.dtype.kind == "f" else "Int64")
+        s = s.mask(miss)
+    return s.to_numpy()
 
 
 def _numeric_rows(df: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -183,23 +197,11 @@ def read_tracks_csv(
     for col in ("REVIEWED", "reviewed"):
         if col in spots.columns:
             reviewed = num(col).astype(bool)
-    features: dict[str, Any] = {}
-    missing: dict[str, Any] = {}
-    for col in spots.columns:
-        if col in _NOT_FEATURES:
-            continue
-        s = pd.to_numeric(spots[col], errors="coerce")
-        if s.isna().all():
-            continue  # a text column (e.g. a name): not a feature
-        miss = s.isna().to_numpy()
-        is_int = bool(np.all(s.dropna() == np.round(s.dropna())))
-        vals = s.fillna(0).to_numpy(
-            np.int64 if is_int and spots[col].dtype.kind in "iuO" else np.float64
-        )
-        features[str(col)] = vals
-        missing[str(col)] = miss if miss.any() else None
+    features, missing = _numeric_columns(spots, _NOT_FEATURES)
 
     edges = np.empty((0, 2), np.int64)
+    edge_features: dict[str, Any] = {}
+    edge_missing: dict[str, Any] = {}
     if ep.is_file():
         try:
             e = pd.read_csv(ep, low_memory=False)
@@ -209,7 +211,9 @@ def read_tracks_csv(
         if pair[0] not in e.columns or pair[1] not in e.columns:
             raise FormatError(f"{ep} has no {_TM_EDGE} or {_GEFF_EDGE} columns")
         e = _numeric_rows(e, pair[0])
+        e = e.loc[:, [c for c in e.columns if not str(c).startswith("Unnamed")]]
         edges = np.stack([pd.to_numeric(e[pair[0]]), pd.to_numeric(e[pair[1]])], axis=1)
+        edge_features, edge_missing = _numeric_columns(e, _NOT_EDGE_FEATURES)
     else:
         log.warning("no edges table %s next to %s: reading spots only", ep, sp)
     try:
@@ -222,6 +226,30 @@ def read_tracks_csv(
             reviewed=reviewed,
             features=features,
             feature_missing=missing,
+            edge_features=edge_features,
+            edge_feature_missing=edge_missing,
         )
     except FormatError as exc:
         raise FormatError(f"{sp}: {exc}") from exc
+
+
+def _numeric_columns(df: pd.DataFrame, skip: set[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Numeric columns (not in ``skip``) as ``(values, missing or None)`` feature columns."""
+    import pandas as pd
+
+    features: dict[str, Any] = {}
+    missing: dict[str, Any] = {}
+    for col in df.columns:
+        if col in skip:
+            continue
+        s = pd.to_numeric(df[col], errors="coerce")
+        if s.isna().all():
+            continue  # a text column (e.g. a name): not a feature
+        miss = s.isna().to_numpy()
+        is_int = bool(np.all(s.dropna() == np.round(s.dropna())))
+        vals = s.fillna(0).to_numpy(
+            np.int64 if is_int and df[col].dtype.kind in "iuO" else np.float64
+        )
+        features[str(col)] = vals
+        missing[str(col)] = miss if miss.any() else None
+    return features, missing
