@@ -223,10 +223,16 @@ class ClientCore:
         time_point: float | None = None,
         layers: dict[str, bool] | None = None,
         camera: Pose | None = None,
+        ts: float | None = None,
     ) -> None:
-        """Send the shared view state (latest-wins)."""
+        """Send the shared view state (latest-wins).
+
+        ``ts`` (default: now) should be when the shared fields (planes, time, layers)
+        last changed, so receivers can order concurrent changes (latest change wins)
+        and ignore resends; a camera-only update keeps the old ``ts``.
+        """
         msg = View(
-            ts=time.time(),
+            ts=time.time() if ts is None else ts,
             clip_planes=list(clip_planes),
             time=time_point,
             layers=layers or {},

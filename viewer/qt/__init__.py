@@ -8,7 +8,8 @@
   :class:`QtSliceView` s show XY/XZ/YZ slices with overlays and a shared
   crosshair; docks hold the layer list, the contrast histogram, counting,
   the features table with its linked scatter plot, the track list and jobs.
-- :func:`run_viewer`: what ``vrscope view`` calls.
+- :func:`run_viewer`: what ``vrscope view`` calls; :func:`run_joined` for
+  ``vrscope view --join URL`` (:mod:`viewer.qt._collab`: a collaborative session).
 
 Extending: a new tool is a mode of :class:`ProofreadingSession` (a branch of
 ``add_point``) plus a checkable action in ``QtViewer._make_actions``; a new
@@ -17,6 +18,7 @@ goes into a :class:`Job` started on ``viewer.jobs`` (never on the GUI thread).
 """
 
 from ._app import SHORTCUTS, QtViewer, run_viewer
+from ._collab import DesktopCollab, join_session, run_joined
 from ._render_view import QtRenderView, RenderThread
 from ._session import ProofreadingSession
 from ._slices import QtSliceView
@@ -25,6 +27,7 @@ from ._workers import Cancelled, Job, JobsPanel
 __all__ = [
     "SHORTCUTS",
     "Cancelled",
+    "DesktopCollab",
     "Job",
     "JobsPanel",
     "ProofreadingSession",
@@ -32,5 +35,7 @@ __all__ = [
     "QtSliceView",
     "QtViewer",
     "RenderThread",
+    "join_session",
+    "run_joined",
     "run_viewer",
 ]

@@ -19,6 +19,8 @@ examples:
   vrscope view cell.zarr --labels mitochondria nucleus
   vrscope view timelapse.zarr --labels nuclei --tracks timelapse.zarr/tracks --project review1
   vrscope view --project review1            (reopens everything, undo history included)
+  vrscope view --join 'ws://127.0.0.1:8765/review1?token=...' --name Ana
+      (a review session from `vrscope serve`: shared edits, pointers, clipping planes, time)
 """
 
 
@@ -49,6 +51,21 @@ def register(subparsers: Any) -> None:
         help="close the window after this many seconds (smoke tests, screenshots)",
     )
     p.add_argument("--screenshot", metavar="PNG", help="with --exit-after: save the window first")
+    p.add_argument(
+        "--join",
+        metavar="URL",
+        help="join a review session (ws://HOST:PORT/SESSION?token=..., printed by vrscope "
+        "serve); the data is opened from the path/URL the session names (STORE overrides it)",
+    )
+    p.add_argument(
+        "--name", default=None, help="your name in a joined session (default: your user name)"
+    )
+    p.add_argument(
+        "--role",
+        choices=("editor", "presenter", "observer"),
+        default="editor",
+        help="your role in a joined session (default: %(default)s)",
+    )
     p.set_defaults(func=run)
 
 
@@ -56,8 +73,18 @@ def run(args: argparse.Namespace) -> int:
     from analysis.errors import ParameterError
     from vrscope.cli import require_extra
 
-    if args.store is None and args.project is None:
-        raise ParameterError("give an image store (STORE.zarr) or --project DIR")
+    join = getattr(args, "join", None)
+    if join and (args.project or args.tracks):
+        raise ParameterError(
+            "--join takes the tracks and annotations from the session; leave out --project "
+            "and --tracks"
+        )
+    if join:
+        from viewer.collab._client import _check_url
+
+        _check_url(join)
+    elif args.store is None and args.project is None:
+        raise ParameterError("give an image store (STORE.zarr), --project DIR or --join URL")
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and os.environ.get(
         "QT_QPA_PLATFORM", ""
     ) not in ("offscreen", "minimal"):
@@ -71,6 +98,27 @@ def run(args: argparse.Namespace) -> int:
     require_extra("pyqtgraph", "viewer")
     from viewer.qt import run_viewer
 
+    if join:
+        import getpass
+
+        from viewer.qt._collab import run_joined
+
+        require_extra("websockets", "collab")
+        name = args.name
+        if not name:
+            try:
+                name = getpass.getuser()
+            except (KeyError, OSError):  # no user name in this environment
+                name = "desktop"
+        return run_joined(
+            join,
+            name=name or "desktop",
+            role=args.role,
+            store=args.store,
+            labels=args.labels or None,
+            exit_after=args.exit_after,
+            screenshot=args.screenshot,
+        )
     labels = args.labels
     if labels is not None and not labels and args.store is not None:
         from analysis.io import list_labels
