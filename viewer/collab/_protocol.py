@@ -162,7 +162,11 @@ class Presence(_Msg):
 
 
 class View(_Msg):
-    """Shared view state, latest-wins: clipping planes, time point, layer visibility, camera."""
+    """Shared view state, latest-wins: clipping planes, time point, layer visibility, camera.
+
+    ``ts`` is when the sender last changed the shared fields (planes, time, layers),
+    on its wall clock (s): receivers apply the newest change and ignore resends.
+    """
 
     type: Literal["view"] = "view"
     ts: Finite

@@ -321,3 +321,40 @@ def test_server_killed_between_the_two_writes_applies_each_op_once(
     assert len(ops) == n and set(ops.values()) == {1}
     # And the next start agrees with the project (no catch-up, no mismatch).
     Session.for_project(folder, "review").close()
+
+
+@pytest.mark.parametrize("n_ops", [4, 5])
+def test_restart_after_checkpoints_checks_the_project_at_its_last_op(
+    tmp_path: Path, n_ops: int
+) -> None:
+    """With a checkpoint every 2 ops the project's last op is the checkpoint itself (4)
+    or one after it (5); either way the restart accepts the project as it is, and
+    refuses it once it was edited outside the session."""
+    folder = _project(tmp_path)
+    want = Counter((float(i), 0.0, 0.0) for i in range(n_ops))
+
+    async def main() -> None:
+        from viewer.collab import CollabServer
+
+        server = CollabServer("127.0.0.1", 0)
+        server.add_session(Session.for_project(folder, "review", checkpoint_every=2))
+        await server.start()
+        a = await AsyncCollabClient(server.join_url("review"), name="a").start()
+        for i in range(n_ops):
+            a.submit(AddMarker("cell", (float(i), 0.0, 0.0)))
+        await a.wait_synced()
+        await a.close()
+        await server.stop()
+
+    run(main())
+    s = Session.for_project(folder, "review", checkpoint_every=2)
+    try:
+        assert s.log.base_seq == 4 and s.last_seq == n_ops
+        assert _markers(s.target) == want
+    finally:
+        s.close()
+    with Project.open(folder) as pr:
+        assert _markers(pr.workspace) == want
+        pr.history.apply(AddMarker("cell", (9.0, 9.0, 9.0)))
+    with pytest.raises(FormatError, match="edited outside the session"):
+        Session.for_project(folder, "review", checkpoint_every=2)
