@@ -1,7 +1,8 @@
 """Cell tracks: the ``TrackGraph`` data model, statistics, automatic linking.
 
 - :class:`TrackGraph`: columnar nodes (int64 ids never reused, ``t``, ``z``,
-  ``y``, ``x`` in µm, ``label``, features) and parent -> child edges; derived
+  ``y``, ``x`` in µm, ``label``, features) and parent -> child edges (with
+  optional edge feature columns, e.g. GEFF edge properties); derived
   tracklets and lineages; queries by time and space; ``validate()``.
 - Edits are :mod:`analysis.edits` commands, re-exported here: ``Cut``,
   ``Merge``, ``Prolong``, ``Delete``, ``Swap``, ``AddDivision``,

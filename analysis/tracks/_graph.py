@@ -105,6 +105,9 @@ class TrackGraph:
     index), a position ``(z, y, x)`` in µm, an optional ``label`` (id of the object in
     a label image, 0 = none), a proofreading flag ``reviewed`` and free feature
     columns (with a per-node missing mask, like GEFF's ``{values, missing}``).
+    Edges can carry feature columns too (:meth:`edge_feature`, e.g. a link score):
+    an edit that removes an edge hands its values back for the undo, and a new
+    edge has them missing unless ``add_edge(..., props=...)`` gives them.
 
     A node has at most one parent and at most two children (a division); merges
     are unrepresentable. ``validate()`` checks the remaining rule (strictly
