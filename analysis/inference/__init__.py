@@ -77,6 +77,7 @@ from analysis.inference._train import (
     augment_patch,
     class_weights_from_annotations,
     dice_scores,
+    rotation_in_physical_space,
     train,
 )
 from analysis.inference._unet import UNet, UNetConfig
@@ -116,6 +117,7 @@ __all__ = [
     "predict_tiled",
     "predict_untiled",
     "read_bioimageio",
+    "rotation_in_physical_space",
     "save_checkpoint",
     "select_device",
     "to_model_layout",

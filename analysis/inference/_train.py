@@ -16,7 +16,9 @@ and training stops early when it no longer improves.
 With ``dims=2`` and ``rotations`` the volume and annotations are also rotated
 about the X and the Y axis by each angle and resampled, and 2D planes are drawn
 from every orientation, which teaches a 2D model the object's look in all
-directions (3D-aware training from planes).
+directions (3D-aware training from planes). The rotation happens in physical
+space with the voxel size, resampling thick planes to the in-plane voxel size,
+so anisotropic volumes (z spacing several times x, y) keep their shapes.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from analysis.inference._unet import UNet, UNetConfig
 from analysis.volume import VolumeSource
 
 __all__ = [
+    "rotation_in_physical_space",
     "TrainConfig",
     "TrainResult",
     "annotations_from_instances",
@@ -81,7 +84,9 @@ class TrainConfig:
     elastic : bool, default: False
     rotations : tuple of float, default: ()
         Degrees (for example 30, 60, 90): 2D models also learn planes of the
-        volume rotated about X and about Y by these angles.
+        volume rotated about X and about Y by these angles. The rotation is done
+        in physical space (see :func:`train`'s ``spacing``), resampled to the
+        in-plane voxel size, so anisotropic volumes keep their true shapes.
     val_fraction : float, default: 0.2
         Share of annotated planes held out (at least one when there are two).
     patience : int, default: 8
@@ -326,17 +331,91 @@ def _split(
     return train, val
 
 
-def _rotated(vol: _Volume, angle: float, axes: tuple[int, int]) -> _Volume:
-    """The volume and its annotations rotated in the plane of ``axes`` (resampled)."""
+def rotation_in_physical_space(
+    shape: Sequence[int],
+    spacing: Sequence[float],
+    angle: float,
+    axes: tuple[int, int],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], tuple[int, ...]]:
+    """The affine map of a rotation by ``angle`` degrees in the plane of ``axes``, in µm.
+
+    The rotation is done in physical space: the output grid has the voxel size
+    ``spacing[max(axes)]`` along both rotated axes (the in-plane axis a 2D plane keeps,
+    so planes of the rotated volume have the pixel size of the original y-x planes)
+    and ``spacing`` elsewhere; the output is large enough to hold the whole rotated
+    volume and its centre maps to the input's centre. With isotropic spacing this is
+    exactly :func:`scipy.ndimage.rotate` with ``reshape=True`` (same sign, shape and
+    centre).
+
+    Parameters
+    ----------
+    shape : (3,) ints
+        Input (z, y, x) shape.
+    spacing : (3,) floats
+        Input voxel size (z, y, x), any unit.
+    angle : float
+        Degrees.
+    axes : (2,) ints
+        The rotation plane, e.g. (0, 1) about X, (0, 2) about Y.
+
+    Returns
+    -------
+    matrix : (3, 3) float array
+    offset : (3,) float array
+        For :func:`scipy.ndimage.affine_transform`: input voxel = matrix @ output voxel + offset.
+    out_shape : (3,) ints
+    """
+    a0, a1 = sorted(int(a) for a in axes)
+    if a0 == a1 or not 0 <= a0 < a1 < len(shape):
+        raise ParameterError(f"rotation axes must be two distinct axes of {shape}, got {axes}")
+    s_in = np.asarray(spacing, dtype=np.float64)
+    if s_in.shape != (len(shape),) or np.any(s_in <= 0):
+        raise ParameterError(f"spacing must be {len(shape)} positive numbers, got {spacing}")
+    n_in = np.asarray(shape, dtype=np.float64)[[a0, a1]]
+    s_plane = s_in[[a0, a1]]
+    iso = float(s_in[a1])
+    t = math.radians(angle)
+    # scipy.ndimage.rotate's matrix (output -> input plane coordinates), in µm.
+    rot = np.array([[math.cos(t), math.sin(t)], [-math.sin(t), math.cos(t)]])
+    extent = n_in * s_plane
+    corners = np.array([[0.0, 0.0, extent[0], extent[0]], [0.0, extent[1], 0.0, extent[1]]])
+    n_out = (np.ptp(rot @ corners, axis=1) / iso + 0.5).astype(int)
+    # input voxel = diag(1 / s_in) @ rot @ (iso * output voxel) + offset, centre on centre.
+    plane = (rot * iso) / s_plane[:, None]
+    plane_offset = (n_in - 1) / 2 - plane @ ((n_out - 1) / 2)
+    matrix = np.eye(len(shape))
+    matrix[np.ix_([a0, a1], [a0, a1])] = plane
+    offset = np.zeros(len(shape))
+    offset[[a0, a1]] = plane_offset
+    out_shape = list(int(n) for n in shape)
+    out_shape[a0], out_shape[a1] = int(n_out[0]), int(n_out[1])
+    return matrix, offset, tuple(out_shape)
+
+
+def _rotated(
+    vol: _Volume,
+    angle: float,
+    axes: tuple[int, int],
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+) -> _Volume:
+    """The volume and its annotations rotated in the plane of ``axes`` in physical space.
+
+    One resampling (:func:`rotation_in_physical_space` with
+    :func:`scipy.ndimage.affine_transform`) takes anisotropic voxels to the in-plane
+    voxel size and rotates, so a ball stays a ball however thick the planes are;
+    linear for the image, nearest for the annotations (outside: unlabelled).
+    """
+    matrix, offset, out_shape = rotation_in_physical_space(vol.train.shape, spacing, angle, axes)
     img = np.stack(
         [
-            ndi.rotate(ch, angle, axes=axes, reshape=True, order=1, mode="reflect")
+            ndi.affine_transform(
+                ch, matrix, offset, output_shape=out_shape, order=1, mode="reflect"
+            )
             for ch in vol.image
         ]
     ).astype(np.float32)
-
-    train = ndi.rotate(
-        vol.train, angle, axes=axes, reshape=True, order=0, mode="constant", cval=IGNORE
+    train = ndi.affine_transform(
+        vol.train, matrix, offset, output_shape=out_shape, order=0, mode="constant", cval=IGNORE
     )
     train = np.asarray(train, dtype=np.int16)
     # Validation stays on the original orientation; rotated copies only train.
@@ -456,6 +535,7 @@ def train(
     checkpoint: str | os.PathLike[str] | None = None,
     progress: bool = False,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    spacing: Sequence[float] | None = None,
 ) -> TrainResult:
     """Train a U-Net on sparse annotations.
 
@@ -473,6 +553,9 @@ def train(
         Show a tqdm bar with the loss, validation loss and Dice.
     callback : callable, optional
         Called with each epoch's history entry.
+    spacing : (3,) floats, optional
+        Voxel size (z, y, x) used by ``config.rotations``; default: the
+        VolumeSource's ``levels[0].scale_um``, else isotropic (1, 1, 1).
 
     Returns
     -------
@@ -489,6 +572,10 @@ def train(
         torch.set_num_threads(cfg.threads)
 
     inp = _read_image(image)
+    if spacing is None:
+        spacing = image.levels[0].scale_um if isinstance(image, VolumeSource) else (1.0, 1.0, 1.0)
+    if len(spacing) != 3 or any(float(v) <= 0 for v in spacing):
+        raise ParameterError(f"spacing must be three positive numbers (z, y, x), got {spacing}")
     ann = _read_annotations(annotations)
     if ann.ndim == 2:
         ann = ann[None]
@@ -526,7 +613,7 @@ def train(
     volumes = [_Volume(full, train_t, val_t)]
     for angle in cfg.rotations:
         for axes in ((0, 1), (0, 2)):  # about X (z-y plane), about Y (z-x plane)
-            volumes.append(_rotated(volumes[0], angle, axes))
+            volumes.append(_rotated(volumes[0], angle, axes, spacing))
     patch = _patch_size(cfg, inp.spatial_shape, ucfg.tile_multiple)
     if cfg.dims == 3 and inp.spatial_shape[0] < ucfg.tile_multiple:
         raise ParameterError(
