@@ -184,8 +184,14 @@ class ObjectClassifier:
         return clf
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_bytes(self.to_bytes())
+        """Write :meth:`to_bytes` to ``path`` via :func:`analysis.io.save_classifier`."""
+        from analysis.io import save_classifier  # the file side lives in analysis.io
+
+        save_classifier(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> ObjectClassifier:
-        return cls.from_bytes(Path(path).read_bytes(), str(path))
+        """Read a file written by :meth:`save` (:func:`analysis.io.load_classifier`)."""
+        from analysis.io import load_classifier
+
+        return load_classifier(cls, path)

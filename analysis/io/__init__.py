@@ -8,6 +8,10 @@ Public API
 - :func:`write_ngff` / :func:`write_labels`: writers that build the whole
   pyramid chunk by chunk, so volumes larger than memory convert in bounded RAM.
 - :func:`validate_ngff`: JSON-schema validation with the official NGFF schemas.
+- :func:`save_classifier` / :func:`load_classifier`: classifier files (pickle-free
+  ``.npz`` from ``to_bytes``); :func:`write_report_folder`: a report's CSV/JSON/PNG/HTML;
+  :class:`ScratchVolume`: an on-disk zarr array that block-wise operators write into and
+  read from as a ``VolumeSource``.
 
 Extending
 ---------
@@ -30,6 +34,7 @@ from analysis.io._import import (
     open_input,
     read_lookup_table,
 )
+from analysis.io._models import load_classifier, save_classifier
 from analysis.io._nn_models import (
     checkpoint_file,
     is_bioimageio_path,
@@ -44,12 +49,14 @@ from analysis.io._nn_models import (
     write_model_bytes,
 )
 from analysis.io._read import ZarrVolumeSource, list_labels, open_labels, open_volume
+from analysis.io._report import write_report_folder
 from analysis.io._samples import (
     check_sample_output,
     truth_path,
     write_fibsem_sample,
     write_timelapse_sample,
 )
+from analysis.io._scratch import ScratchVolume
 from analysis.io._tracks_csv import edges_csv_path, read_tracks_csv, write_tracks_csv
 from analysis.io._units import space_unit_to_um, time_unit_to_s
 from analysis.io._validate import validate_ngff
@@ -76,6 +83,11 @@ __all__ = [
     "validate_ngff",
     "write_labels",
     "write_ngff",
+    # classifiers, report folders, scratch volumes (_models, _report, _scratch)
+    "ScratchVolume",
+    "load_classifier",
+    "save_classifier",
+    "write_report_folder",
     # neural-network model files (analysis.io._nn_models; used by analysis.inference)
     "checkpoint_file",
     "is_bioimageio_path",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 
 import matplotlib
 
@@ -16,7 +17,7 @@ from matplotlib.figure import Figure
 
 from analysis.density import correlation
 
-__all__ = ["histogram_png", "projection_png", "scatter_fit_png", "strip_png"]
+__all__ = ["box_strip_png", "histogram_png", "projection_png", "scatter_fit_png", "strip_png"]
 
 
 def _png(fig: Figure) -> bytes:
@@ -87,5 +88,29 @@ def strip_png(table: pd.DataFrame, group: str, value: str, title: str) -> bytes:
             ax.hlines(vals.mean(), i - 0.3, i + 0.3, color="black", lw=2)
     ax.set_xticks(range(len(groups)), [f"part {g}" for g in groups])
     ax.set_ylabel(value)
+    ax.set_title(title, fontsize=10)
+    return _png(fig)
+
+
+def box_strip_png(
+    table: pd.DataFrame,
+    group: str,
+    value: str,
+    title: str,
+    ylabel: str,
+    tick_labels: Mapping[object, str] | None = None,
+) -> bytes:
+    """Box plot per group (median, quartiles, 1.5 IQR whiskers) with the points on top."""
+    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    rng = np.random.default_rng(0)  # fixed jitter: the same report twice is identical
+    groups = sorted(table[group].unique())
+    data = [table.loc[table[group] == g, value].to_numpy(np.float64) for g in groups]
+    if groups:
+        ax.boxplot(data, positions=list(range(len(groups))), widths=0.5, showfliers=False)
+    for i, vals in enumerate(data):
+        ax.scatter(i + rng.uniform(-0.15, 0.15, vals.size), vals, s=12, alpha=0.6, zorder=3)
+    labels = tick_labels or {}
+    ax.set_xticks(range(len(groups)), [labels.get(g, f"part {g}") for g in groups])
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     return _png(fig)

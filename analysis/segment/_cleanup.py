@@ -218,8 +218,56 @@ def watershed_split(
     if m.ndim != 3:
         raise ParameterError(f"mask must be 3D, got {m.ndim} dimensions")
     sp = _spacing(spacing)
+    labels, _ = _watershed_core(m, sp, min_distance_um, min_peak_um)
+    return labels
+
+
+def _flood_per_component(
+    surface: npt.NDArray[np.floating],
+    markers: npt.NDArray[np.integer],
+    comp: npt.NDArray[np.integer],
+) -> npt.NDArray[np.int64]:
+    """``skimage.segmentation.watershed`` of ``surface`` from ``markers``, run separately
+    on each connected component of ``comp`` (cropped to its bounding box).
+
+    Flooding never crosses components, so this is the watershed of the whole array,
+    except that ties (equal surface values reached at once, common on a distance
+    transform) are broken only among the component's own voxels: skimage's priority
+    queue breaks ties by its heap layout, which the other components would change. So
+    the result of a component depends on that component alone, and a block that holds
+    the whole component computes the same labels (the block-wise versions rely on it).
+    """
+    out = np.zeros(comp.shape, dtype=np.int64)
+    for i, sl in enumerate(ndi.find_objects(comp)):
+        if sl is None:
+            continue
+        own = comp[sl] == i + 1
+        seeds = np.where(own, markers[sl], 0)
+        if not seeds.any():
+            continue
+        ws = segmentation.watershed(surface[sl], seeds, mask=own)  # type: ignore[no-untyped-call]
+        view = out[sl]
+        view[own] = ws[own]
+    return out
+
+
+def _watershed_core(
+    m: npt.NDArray[np.bool_],
+    sp: npt.NDArray[np.float64],
+    min_distance_um: float,
+    min_peak_um: float,
+    comp: npt.NDArray[np.integer] | None = None,
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+    """``(labels, markers)``: the watershed of ``-EDT`` from its peaks, on one array.
+
+    Markers are numbered component by component (components in
+    ``scipy.ndimage.label`` order, markers in raster order within each), and an
+    object's label is its marker's number. ``comp`` (the 6-connected components of
+    ``m``) may be passed when already known.
+    """
     dist = ndi.distance_transform_edt(m, sampling=sp)
-    comp, _ = ndi.label(m)
+    if comp is None:
+        comp, _ = ndi.label(m)
     fp = ball_footprint(min_distance_um, sp)
     peaks = feature.peak_local_max(  # type: ignore[no-untyped-call]
         dist, footprint=fp, labels=comp, threshold_abs=min_peak_um, exclude_border=False
@@ -227,10 +275,19 @@ def watershed_split(
     peak_mask = np.zeros(m.shape, bool)
     peak_mask[tuple(peaks.T)] = True
     # Plateaus (flat tops, e.g. between parallel walls) give several adjacent maxima:
-    # connected peak voxels form one marker.
-    markers, _ = ndi.label(peak_mask, structure=np.ones((3, 3, 3)))
-    out = segmentation.watershed(-dist, markers, mask=m)  # type: ignore[no-untyped-call]
-    return np.asarray(out, dtype=np.int32)
+    # connected peak voxels of one component form one marker.
+    markers = np.zeros(m.shape, dtype=np.int32)
+    n = 0
+    for i, sl in enumerate(ndi.find_objects(comp)):
+        if sl is None:
+            continue
+        own_peaks = peak_mask[sl] & (comp[sl] == i + 1)
+        local, k = ndi.label(own_peaks, structure=np.ones((3, 3, 3)))
+        view = markers[sl]
+        view[own_peaks] = local[own_peaks] + n
+        n += k
+    out = _flood_per_component(-dist, markers, comp)
+    return np.asarray(out, dtype=np.int32), markers
 
 
 def region_grow(
@@ -243,7 +300,8 @@ def region_grow(
 
     Without an image, voxels are flooded in order of their physical distance to the
     nearest seed, only through the mask (a watershed of the seeds' distance
-    transform), so regions meet half-way between seeds. With an
+    transform), so regions meet half-way between seeds (each connected part of the mask
+    is flooded on its own, see ``_flood_per_component``). With an
     image, voxels are flooded in order of intensity (``skimage.segmentation.watershed``
     on the image), i.e. classic seeded region growing. Mask voxels not connected to any
     seed stay 0.
@@ -269,6 +327,7 @@ def region_grow(
         if surface.shape != sd.shape:
             raise ParameterError(f"image shape {surface.shape} differs from seeds shape {sd.shape}")
     grow_mask = m | (sd > 0)
-    out = segmentation.watershed(surface, sd, mask=grow_mask)  # type: ignore[no-untyped-call]
+    comp, _ = ndi.label(grow_mask)  # 6-connected, as the watershed floods
+    out = _flood_per_component(surface, sd, comp)
     out[~m & (sd == 0)] = 0
     return np.asarray(out, dtype=sd.dtype)

@@ -206,13 +206,19 @@ class PixelClassifier:
         return clf
 
     def save(self, path: str | Path) -> None:
-        """Write :meth:`to_bytes` to ``path`` (conventionally ``*.npz``)."""
-        Path(path).write_bytes(self.to_bytes())
+        """Write :meth:`to_bytes` to ``path`` (conventionally ``*.npz``) via
+        :func:`analysis.io.save_classifier`."""
+        from analysis.io import save_classifier  # the file side lives in analysis.io
+
+        save_classifier(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> PixelClassifier:
-        """Read a classifier written by :meth:`save`; never unpickles anything."""
-        return cls.from_bytes(Path(path).read_bytes(), str(path))
+        """Read a classifier written by :meth:`save` (:func:`analysis.io.load_classifier`);
+        never unpickles anything."""
+        from analysis.io import load_classifier
+
+        return load_classifier(cls, path)
 
 
 def _predict_block(clf: PixelClassifier, block: npt.NDArray[Any]) -> npt.NDArray[np.int64]:

@@ -3,8 +3,11 @@ scikit-learn as references, and a self-contained report folder."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
+from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
@@ -189,6 +192,105 @@ def test_report_folder_is_complete_and_self_contained(profile, tmp_path):
     assert len(srcs) >= 10 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "href=" not in html and "<script" not in html
     assert "Welch" in html  # the density t-tests are shown
+
+
+class _ReportParser(HTMLParser):
+    """A headless reading of report.html: images, section headings, tables by id."""
+
+    def __init__(self):
+        super().__init__()
+        self.images: list[str] = []
+        self.headings: dict[str, str] = {}
+        self.tables: dict[str, list[list[str]]] = {}
+        self.order: list[str] = []  # headings, table ids and image alts in document order
+        self._table = None
+        self._cell = None
+        self._heading = None
+        self.unclosed = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag not in ("img", "meta", "br"):
+            self.unclosed.append(tag)
+        if tag == "img":
+            self.images.append(a.get("src", ""))
+            self.order.append(f"img:{a.get('alt')}")
+        elif tag in ("h2", "h3"):
+            self._heading = [a.get("id") or "", ""]
+        elif tag == "table":
+            self._table = a.get("id") or f"table{len(self.tables)}"
+            self.tables[self._table] = []
+            self.order.append(f"table:{self._table}")
+        elif tag == "tr" and self._table:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th") and self._table:
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if self.unclosed and self.unclosed[-1] == tag:
+            self.unclosed.pop()
+        if tag in ("h2", "h3") and self._heading:
+            hid, text = self._heading
+            self.headings[text.strip()] = hid
+            self.order.append(f"h:{text.strip()}")
+            self._heading = None
+        elif tag in ("td", "th") and self._cell is not None:
+            self.tables[self._table][-1].append(self._cell.strip())
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+        if self._heading is not None:
+            self._heading[1] += data
+
+
+def test_report_html_shows_density_per_nucleus_half(sample128, profile128, tmp_path):
+    """Parse report.html headlessly: every image embedded and decodable, the per-half
+    section with the generator's pore counts and densities, the t-tests as SciPy's."""
+    report = write_report(profile128, tmp_path / "rep")
+    parser = _ReportParser()
+    parser.feed(report.read_text(encoding="utf-8"))
+    parser.close()
+    assert parser.unclosed == []  # well-formed: every element closed
+    assert parser.images and all(s.startswith("data:image/png;base64,") for s in parser.images)
+    for src in parser.images:
+        with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
+            im.load()
+            assert im.format == "PNG" and min(im.size) > 100
+    heading = "Nuclear pores: density per nucleus half"
+    assert parser.headings[heading] == "nucleus-halves"
+    # The section holds the per-half table, the t-tests and the box/strip plot, in order.
+    start = parser.order.index(f"h:{heading}")
+    section = parser.order[start : parser.order.index("h:Summary")]
+    assert "table:nucleus-parts" in section and "table:density-tests" in section
+    assert "img:pores_density_by_part" in section
+    header, *rows = parser.tables["nucleus-parts"]
+    assert header == ["part", "n_pores", "envelope_area_um2", "pores_per_um2", "mean_kde_density"]
+    layout = sample128.pore_layout
+    dense = _dense_part(profile128, layout)
+    truth_n = {3 - dense: layout.counts[0], dense: layout.counts[1]}
+    truth_d = {3 - dense: layout.density_per_um2[0], dense: layout.density_per_um2[1]}
+    assert [int(r[0]) for r in rows] == [1, 2]
+    for r in rows:
+        part = int(r[0])
+        assert int(r[1]) == truth_n[part]
+        assert float(r[3]) == pytest.approx(truth_d[part], rel=1e-3)  # shown with 4 digits
+        assert float(r[2]) * float(r[3]) == pytest.approx(truth_n[part], rel=2e-3)
+    header, *rows = parser.tables["density-tests"]
+    pores = profile128.pores
+    a = pores.loc[pores["nucleus_part"] == 1, "kde_density"]
+    b = pores.loc[pores["nucleus_part"] == 2, "kde_density"]
+    for r in rows:
+        row = dict(zip(header, r, strict=True))
+        ref = stats.ttest_ind(a, b, equal_var=row["method"] == "Student")
+        assert float(row["statistic"]) == pytest.approx(ref.statistic, rel=1e-3)
+        assert float(row["pvalue"]) == pytest.approx(ref.pvalue, rel=1e-3)
+    assert [dict(zip(header, r, strict=True))["method"] for r in rows] == ["Student", "Welch"]
+    parts_csv = pd.read_csv(report.parent / "nucleus_parts.csv")
+    assert parts_csv["n_pores"].tolist() == [truth_n[1], truth_n[2]]
 
 
 def test_profile_bad_inputs(sample):
