@@ -5,9 +5,10 @@ to every ``Image`` layer of a :class:`SceneRenderer` (replacing the layer's
 adapter by a :class:`VtkStreamedImage`) and to every ``Labels`` layer drawn as a
 label volume (:class:`VtkStreamedLabels`: nearest-neighbour sampling, one colour
 per id). Labels drawn as surfaces keep their meshes (marching cubes per object
-cannot mix levels without cracks between them) but are meshed from one whole
-level chosen by the same level-of-detail rule: the finest level the view needs
-anywhere, never finer than the renderer's voxel budget allows.
+cannot mix levels without cracks between them); with ``surface_levels=True`` (as
+one-shot renders use) they are meshed from one whole level chosen by the same
+level-of-detail rule: the finest level the view needs anywhere, never finer than
+the renderer's voxel budget allows.
 
 Each frame, :meth:`StreamingController.update` turns the scene camera (or the XR eye views given by :meth:`set_views`) into
 streaming views, asks each streamer for its bricks and hands them to the adapter;
@@ -353,12 +354,18 @@ class StreamingController:
         Loader threads per layer.
     finest_level : int, default: 0
         Never stream (or mesh) finer than this level.
+    stream_labels : bool, default: True
+        Stream ``Labels`` layers drawn as label volumes.
+    surface_levels : bool, default: False
+        Mesh ``Labels`` layers drawn as surfaces from the level the view needs
+        (:class:`_SurfaceLevel`) instead of the voxel budget's. Remeshing runs on
+        the calling thread and takes seconds for big label images, so interactive
+        apps should enable it only where that is acceptable; one-shot renders
+        (:func:`render_streamed`, ``vrscope render``/``movie``) do.
 
     Notes
     -----
-    The layers are taken at construction: ``Image`` layers and ``Labels`` layers
-    in volume mode are streamed; ``Labels`` in surface mode are meshed from the
-    level :class:`_SurfaceLevel` chooses.
+    The layers are taken at construction.
 
     Examples
     --------
@@ -374,6 +381,8 @@ class StreamingController:
         max_error_px: float = 1.0,
         n_workers: int = 8,
         finest_level: int = 0,
+        stream_labels: bool = True,
+        surface_levels: bool = False,
     ) -> None:
         from viewer.streaming import default_cache_bytes
 
@@ -381,7 +390,7 @@ class StreamingController:
         self.scene: Scene = renderer.scene
         images = [lay for lay in self.scene.layers if isinstance(lay, Image) and lay.data]
         labels = [lay for lay in self.scene.layers if isinstance(lay, Labels) and lay.data]
-        volumes = [lay for lay in labels if lay.mode == "volume"]
+        volumes = [lay for lay in labels if lay.mode == "volume"] if stream_labels else []
         n = max(len(images) + len(volumes), 1)
         total = default_cache_bytes() if cache_bytes is None else int(cache_bytes)
         self.adapters: dict[str, VtkStreamedImage] = {}
@@ -411,7 +420,7 @@ class StreamingController:
             if old is not None:
                 old.close()
             self.adapters[lay.name] = adapter
-        for lay in labels:
+        for lay in labels if surface_levels else []:
             got = renderer.adapters.get(id(lay))
             if lay.mode == "surface" and isinstance(got, VtkLabels):
                 self.surfaces[lay.name] = _SurfaceLevel(
@@ -519,7 +528,11 @@ def render_streamed(
     with (
         SceneRenderer(scene, size=size, **kw) as r,
         StreamingController(
-            r, cache_bytes=cache_bytes, max_error_px=max_error_px, finest_level=finest_level
+            r,
+            cache_bytes=cache_bytes,
+            max_error_px=max_error_px,
+            finest_level=finest_level,
+            surface_levels=True,
         ) as ctl,
     ):
         ctl.settle(timeout, progress)

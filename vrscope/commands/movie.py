@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         if use_streaming(args):
             from viewer.render import StreamingController
 
-            with StreamingController(r, **opts) as ctl:
+            with StreamingController(r, surface_levels=True, **opts) as ctl:
 
                 def streamed_step(i: int) -> None:
                     # Each frame is drawn once its view is complete (an offline movie
