@@ -158,3 +158,45 @@ def test_bad_inputs_exit_2_with_one_line(
     assert "tile size 31" in _one_line_error(capsys)
     assert main(["export-model", str(tmp_path / "x.npy"), "--format", "onnx"]) == 2
     _one_line_error(capsys)
+
+
+def test_vrscope_export_forwards_a_checkpoint_to_export_model(
+    trained: tuple[Path, Path, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    from analysis.inference import load_checkpoint
+
+    _, model, _ = trained
+    out = tmp_path / "fwd.onnx"
+    rc = main(["export", str(model), "--format", "onnx", "--out", str(out), "--opset", "17"])
+    assert rc == 0
+    assert "opset 17" in capsys.readouterr().out
+    proto = onnx.load(str(out))
+    onnx.checker.check_model(proto)
+    assert {o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")} == {17}
+    # onnxruntime on the file, against the checkpoint's U-Net in torch.
+    net, _ = load_checkpoint(model)
+    x = np.random.default_rng(0).normal(size=(2, 1, 24, 40)).astype(np.float32)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    assert float(np.abs(got - want).max()) < 1e-4
+    # TorchScript from the safetensors file itself.
+    ts = tmp_path / "fwd.pt"
+    rc = main(["export", str(model / "model.safetensors"), "--format", "torchscript",
+               "--out", str(ts)])  # fmt: skip
+    assert rc == 0 and "TorchScript" in capsys.readouterr().out
+    scripted = torch.jit.load(str(ts))
+    with torch.no_grad():
+        assert float((scripted(torch.from_numpy(x)) - torch.from_numpy(want)).abs().max()) < 1e-5
+    # Existing output: one line, exit 2; --overwrite replaces it.
+    assert main(["export", str(model), "--format", "onnx", "--out", str(out)]) == 2
+    assert "exists" in _one_line_error(capsys)
+    assert main(["export", str(model), "--format", "onnx", "--out", str(out), "--overwrite"]) == 0
+    capsys.readouterr()
+    # An ONNX file is not a checkpoint to export.
+    assert main(["export", str(out), "--format", "torchscript"]) == 2
+    assert "checkpoints" in _one_line_error(capsys)
