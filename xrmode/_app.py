@@ -17,8 +17,9 @@ world -> stage transform and quality settings go to ``scene.json`` under
 With ``--join URL`` the edits go to a collaborative session instead
 (:class:`xrmode._collab.XrCollab`: the session's history and workspace replace
 the project's; the server orders and journals them), the frame loop also applies
-the others' edits, publishes our head, hands, laser, clipping plane and time,
-and draws the others' avatars.
+the others' edits and view state (clipping planes, time point; the presenter's
+view in follow mode, toggled from the wrist menu), publishes our head, hands,
+laser, clipping planes, time and viewpoint, and draws the others' avatars.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from .tools import (
     LabelProbe,
     LaserPointer,
     MeasureTool,
+    MenuAction,
     Tool,
     Toolbox,
     ToolContext,
@@ -206,6 +208,12 @@ class XrApp:
             workspace=self.workspace,
             classes=classes,
         )
+        actions: dict[str, MenuAction] = {}
+        if self.collab is not None:
+            c = self.collab
+            actions["follow"] = MenuAction(c.follow_label, c.toggle_follow)
+            if opts.role == "presenter":
+                actions["lead"] = MenuAction(c.lead_label, c.toggle_lead)
         self.toolbox = Toolbox(
             self._make_tools(),
             self.ctx,
@@ -213,6 +221,7 @@ class XrApp:
             undo=self.history.undo,
             redo=self.history.redo,
             home=self.home,
+            actions=actions,
         )
         self.quality = QualityController()
 
@@ -397,6 +406,7 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
     if want_snapshot:
         session.on_drawn = lambda eye, tex: snap.__setitem__(eye.index, session.read_eye(eye))
     t_start: float | None = None
+    placed: StageTransform | None = None
     try:
         for frame in session.frames():
             t0 = time.perf_counter()
@@ -404,6 +414,7 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
             collab = app.collab
             if collab is not None:
                 collab.process()  # the others' edits, on this thread, before the tools
+                collab.update_view(app.ctx, frame.input.head if focused else None)
             if focused:
                 if t_start is None:
                     t_start = time.monotonic()
@@ -424,7 +435,9 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
             if streaming is not None and views:
                 streaming.set_views(views)
                 streaming.update()
-            target.set_stage_to_world(tr.stage_to_world_matrix())
+            if tr is not placed:  # transforms are immutable: a new one means it moved
+                target.set_stage_to_world(tr.stage_to_world_matrix())
+                placed = tr
             target.set_overlay(_overlay(app.ctx, avatars))
             cpu_ms = (time.perf_counter() - t0) * 1e3
             t1 = time.perf_counter()
@@ -460,6 +473,9 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
                 buttons=_pressed(inp),
                 peers=None if collab is None else len(collab.peers),
                 avatars=None if avatars is None else len(avatars.spheres),
+                following=None if collab is None else collab.leader,
+                time=app.ctx.current_time,
+                planes=[[list(p.origin), list(p.normal)] for p in app.scene.clipping_planes],
             )
             if want_snapshot and focused and len(snap) == len(frame.eyes) and frame.eyes:
                 _save_snapshot(Path(opts.snapshot or "."), snap, frame, views, tr)

@@ -4,9 +4,24 @@
 its :class:`viewer.collab.CollabHistory` in place of a project's history, so
 the tools' edit commands go to the session (applied at once, ordered and
 journaled by the server). Once per frame the app calls :meth:`XrCollab.process`
-(applies the others' ops on the frame-loop thread), then :meth:`XrCollab.publish`
-(our head, hands, laser, clipping plane and time point, latest-wins), and draws
-:func:`avatar_geometry` of the other participants.
+(applies the others' ops on the frame-loop thread), :meth:`XrCollab.update_view`
+(the others' clipping planes and time point, and the presenter's view in follow
+mode), then :meth:`XrCollab.publish` (our head, hands, laser, clipping planes,
+time point and viewpoint, latest-wins), and draws :func:`avatar_geometry` of the
+other participants.
+
+Shared view, like the desktop (``viewer.qt._collab``): clipping planes and the
+time point are latest-change-wins (a peer's are applied when that peer changed
+them more recently than they changed here: the view's ``ts`` is the time of its
+last change, so resends and viewpoint-only updates change nothing). With "follow
+the presenter" on (the wrist menu toggles it) and the presenter leading, only the
+presenter's planes and time apply, and their viewpoint (the view's ``camera``: a
+desktop camera or an XR head) is adopted by moving the *world*, never the user:
+:func:`follow_placement` puts the presenter's viewpoint at our head, upright
+(their view-up is the stage's up, their view direction our head's heading), at
+our own scale; :class:`PlacementMotion` glides there (0.6 s, eased). Small
+changes of the presenter's viewpoint (head sway) are ignored. With it off, one
+roams freely (planes and time still shared).
 
 Coordinates on the wire are the world's (``docs/collab-protocol.md``):
 positions zyx µm, laser directions zyx, orientations unit quaternions
@@ -36,8 +51,10 @@ from .tools._view import _ray_box
 
 __all__ = [
     "AvatarGeometry",
+    "PlacementMotion",
     "XrCollab",
     "avatar_geometry",
+    "follow_placement",
     "pose_from_world",
     "pose_to_world",
 ]
@@ -86,6 +103,101 @@ def _world_dir_to_stage(d_zyx: Sequence[float], tr: StageTransform) -> npt.NDArr
 def _colour(hex_rgb: str) -> RGB:
     h = hex_rgb.lstrip("#")
     return (int(h[0:2], 16) / 255, int(h[2:4], 16) / 255, int(h[4:6], 16) / 255)
+
+
+def _wire_matrix(wire: Any) -> npt.NDArray[np.float64]:
+    """The rotation (device axes in world x, y, z) of a session pose."""
+    w, x, y, z = (float(c) for c in wire.orientation)
+    return quat_matrix((x, y, z, w))
+
+
+def _heading(head: Pose) -> npt.NDArray[np.float64]:
+    """Upright frame (columns right, up, back in stage) facing the head's heading."""
+    f = np.asarray(head.forward, dtype=np.float64)
+    f = np.array([f[0], 0.0, f[2]])
+    n = float(np.linalg.norm(f))
+    if n < 1e-6:  # looking straight up or down: the heading of the head's up instead
+        u = -np.asarray(head.up, dtype=np.float64) * np.sign(head.forward[1])
+        f = np.array([u[0], 0.0, u[2]])
+        n = float(np.linalg.norm(f))
+        if n < 1e-6:
+            f, n = np.array([0.0, 0.0, -1.0]), 1.0
+    f /= n
+    up = np.array([0.0, 1.0, 0.0])
+    return np.stack([np.cross(f, up), up, -f], axis=1)
+
+
+def follow_placement(camera: Any, head: Pose, scale: float) -> StageTransform:
+    """The world -> stage transform that shows us the presenter's view.
+
+    Puts the presenter's viewpoint ``camera`` (a session pose: position zyx µm,
+    orientation with -Z the view direction and +Y the view-up, in world x, y, z) at
+    our ``head`` (stage) and turns the world so their view-up is the stage's up
+    and their view direction our head's horizontal heading: the world moves, the
+    user's head never does, and the horizon stays level. ``scale`` (metres per µm)
+    is kept: the session carries the presenter's viewpoint, not their scale.
+    """
+    r = _heading(head) @ _wire_matrix(camera).T  # world xyz -> stage
+    p = np.asarray(camera.position_um, dtype=np.float64)[::-1]
+    t = np.asarray(head.position, dtype=np.float64) - scale * r @ p
+    return StageTransform(scale, quat_from_matrix(r), (float(t[0]), float(t[1]), float(t[2])))
+
+
+class PlacementMotion:
+    """A smooth change of the world -> stage transform, seen from a fixed stage point.
+
+    Between ``start`` and ``end`` the world point at ``anchor`` (our head when the
+    motion began) slides along a straight line, the world turns by a slerp and the
+    scale changes geometrically, eased with a smoothstep over ``duration_s``: a
+    glide, never a jump.
+
+    Parameters
+    ----------
+    start, end : StageTransform
+    anchor : (3,) stage metres
+    t0 : float
+        When it starts (seconds, any monotonic clock).
+    duration_s : float, default: 0.6
+    """
+
+    def __init__(
+        self,
+        start: StageTransform,
+        end: StageTransform,
+        anchor: npt.ArrayLike,
+        t0: float,
+        duration_s: float = 0.6,
+    ) -> None:
+        from scipy.spatial.transform import Rotation
+
+        self.start, self.end = start, end
+        self.anchor = np.asarray(anchor, dtype=np.float64).reshape(3)
+        self.t0 = float(t0)
+        self.duration_s = max(float(duration_s), 1e-6)
+        self._r0 = Rotation.from_matrix(start.matrix_r)
+        self._rotvec = (self._r0.inv() * Rotation.from_matrix(end.matrix_r)).as_rotvec()
+        self._w0 = start.stage_to_world(self.anchor)[::-1]
+        self._w1 = end.stage_to_world(self.anchor)[::-1]
+
+    def done(self, now: float) -> bool:
+        return now >= self.t0 + self.duration_s
+
+    def at(self, now: float) -> StageTransform:
+        """The transform at time ``now`` (``start`` until ``t0``, ``end`` from
+        ``t0 + duration_s`` on)."""
+        from scipy.spatial.transform import Rotation
+
+        u = min(max((now - self.t0) / self.duration_s, 0.0), 1.0)
+        if u <= 0.0:
+            return self.start
+        if u >= 1.0:
+            return self.end
+        a = u * u * (3.0 - 2.0 * u)  # smoothstep: no jolt at either end
+        r = (self._r0 * Rotation.from_rotvec(a * self._rotvec)).as_matrix()
+        s = self.start.scale ** (1.0 - a) * self.end.scale**a
+        w = (1.0 - a) * self._w0 + a * self._w1
+        t = self.anchor - s * r @ w
+        return StageTransform(s, quat_from_matrix(r), (float(t[0]), float(t[1]), float(t[2])))
 
 
 @dataclass
@@ -188,7 +300,7 @@ def avatar_geometry(peers: Iterable[Any], tr: StageTransform) -> AvatarGeometry:
 
 
 class XrCollab:
-    """A session joined from the headset: the client, its history, and what we publish.
+    """A session joined from the headset: the client, its history, and the shared view.
 
     Parameters
     ----------
@@ -197,16 +309,27 @@ class XrCollab:
     name : str, default: "xr"
     role : {"editor", "presenter", "observer"}, default: "editor"
     view_interval_s : float, default: 1.0
-        The view state (clipping plane, time) is sent when it changes and at least
-        this often (so late joiners get it).
+        The view state is sent when it changes and at least this often (so late
+        joiners get it).
     max_rate_hz : float, default: 90
         Presence is sent at most this often (the protocol's rate).
+    camera_rate_hz : float, default: 30
+        Our viewpoint (the view's ``camera``: the head) is sent at most this often.
+    client : viewer.collab.CollabClient, optional
+        An already started client (tests); ``url`` is then ignored.
 
     Attributes
     ----------
     client : viewer.collab.CollabClient
     history : viewer.collab.CollabHistory
         Use it as the project's history; ``history.target`` is the shared Workspace.
+    follow_presenter : bool
+        Follow the presenter when they lead (the wrist menu toggles it); off: roam freely.
+    transition_s : float, default: 0.6
+        How long the world glides to the presenter's view.
+    move_threshold_m, turn_threshold_deg : float, default: 0.05, 10
+        Changes of the presenter's viewpoint smaller than this (seen at our scale)
+        are ignored, so their head's sway does not rock our world.
     """
 
     #: Tools whose ray is shown to the others as a laser.
@@ -219,10 +342,12 @@ class XrCollab:
         role: str = "editor",
         view_interval_s: float = 1.0,
         max_rate_hz: float = 90.0,
+        camera_rate_hz: float = 30.0,
+        client: Any = None,
     ) -> None:
         from viewer.collab import CollabClient, CollabHistory
 
-        self.client = CollabClient(url, name=name, role=role).start()
+        self.client = client or CollabClient(url, name=name, role=role).start()
         self.history = CollabHistory(self.client)
         target = self.history.target
         if not hasattr(target, "annotations"):
@@ -233,9 +358,25 @@ class XrCollab:
             )
         self.view_interval_s = view_interval_s
         self._min_dt = 1.0 / max_rate_hz
-        self._last_presence = 0.0
-        self._last_view = 0.0
-        self._view_key: Any = None
+        self._camera_dt = 1.0 / camera_rate_hz
+        self._last_presence = -np.inf
+        self._last_view = -np.inf
+        self.follow_presenter = True
+        self.transition_s = 0.6
+        self.move_threshold_m = 0.05
+        self.turn_threshold_deg = 10.0
+        # Latest-change-wins bookkeeping of the shared view (module docstring).
+        self._shared_ts = 0.0
+        self._local_key: Any = None
+        self._peer_keys: dict[int, Any] = {}
+        self._view_dirty = True
+        self._camera_dirty = False
+        self._events: list[Any] = []
+        # Follow mode: the viewpoint adopted last, the glide under way, what we set.
+        self._following: int | None = None
+        self._adopted: Any = None
+        self._motion: PlacementMotion | None = None
+        self._placed: StageTransform | None = None
 
     @property
     def me(self) -> int | None:
@@ -252,22 +393,197 @@ class XrCollab:
     def peers(self) -> list[Any]:
         return list(self.client.peers.values())
 
-    def process(self) -> list[Any]:
-        """Apply what arrived (once per frame, on the frame-loop thread)."""
-        return self.history.process()
+    @property
+    def leader(self) -> int | None:
+        """The presenter whose view we follow now (None: roaming freely)."""
+        core = self.client.core
+        f = core.follow
+        if not (self.follow_presenter and f.enabled and f.presenter is not None):
+            return None
+        if core.me is not None and f.presenter == core.me.id:
+            return None
+        return int(f.presenter)
 
-    def publish(self, frame: InputFrame, ctx: Any, tool: str) -> None:
+    @property
+    def leading(self) -> bool:
+        """Whether we are the presenter and everyone is asked to follow us."""
+        core = self.client.core
+        return bool(
+            core.follow.enabled and core.me is not None and core.follow.presenter == core.me.id
+        )
+
+    def process(self) -> list[Any]:
+        """Apply what arrived (once per frame, on the frame-loop thread).
+
+        The view events are kept for :meth:`update_view`.
+        """
+        events = self.history.process()
+        self._events.extend(events)
+        return events
+
+    # -- menu toggles --------------------------------------------------------------------
+    def toggle_follow(self) -> str:
+        """Wrist menu: follow the presenter on/off; returns the message to show."""
+        self.follow_presenter = not self.follow_presenter
+        self._adopted = None  # on again: adopt the presenter's view at once
+        if not self.follow_presenter:
+            self._motion = None
+            return "roaming freely"
+        return "following the presenter" if self.leader is not None else "follow: on"
+
+    def toggle_lead(self) -> str:
+        """Wrist menu (presenters): ask everyone to follow our view, or release them."""
+        if self.client.core.role != "presenter":
+            return "only a presenter can lead"
+        on = not self.leading
+        self.client.set_follow(on)
+        return "leading: everyone follows you" if on else "stopped leading"
+
+    def follow_label(self) -> str:
+        return f"follow presenter: {'on' if self.follow_presenter else 'off'}"
+
+    def lead_label(self) -> str:
+        return f"lead the session: {'on' if self.leading else 'off'}"
+
+    # -- the others' view ----------------------------------------------------------------
+    @staticmethod
+    def _view_key(view: Any) -> Any:
+        planes = tuple(
+            (tuple(p.origin_um), tuple(p.normal), bool(p.enabled)) for p in view.clip_planes
+        )
+        return planes, view.time
+
+    @staticmethod
+    def _shared_key(ctx: Any) -> Any:
+        planes: tuple[Any, ...] = ()
+        if ctx.scene is not None:
+            planes = tuple(
+                (tuple(p.origin), tuple(p.normal), bool(p.enabled))
+                for p in list(ctx.scene.clipping_planes)[:6]
+            )
+        return planes, float(ctx.current_time)
+
+    def update_view(self, ctx: Any, head: Pose | None, now: float | None = None) -> None:
+        """Apply the others' view state to ``ctx`` (once per frame, after :meth:`process`).
+
+        Clipping planes and the time point latest-change-wins; in follow mode the
+        presenter's instead, and the world glides to their viewpoint (``head``: our
+        head pose in the stage, None while not tracked).
+        """
+        now = time.monotonic() if now is None else now
+        if self._local_key is None:
+            self._local_key = self._shared_key(ctx)
+        events, self._events = self._events, []
+        for ev in events:
+            kind = ev.kind
+            if kind == "view" and ev.participant is not None:
+                self._on_peer_view(int(ev.participant), ev.message, ctx)
+            elif kind == "left" and ev.participant is not None:
+                self._peer_keys.pop(int(ev.participant), None)
+            elif kind == "welcome":
+                self._view_dirty = True  # (re)joined: the server forgot our view
+        leader = self.leader
+        if leader != self._following:
+            self._following = leader
+            self._adopted = None
+            self._motion = None
+            if leader is not None:
+                peer = self.client.peers.get(leader)
+                name = peer.participant.name if peer is not None else f"#{leader}"
+                ctx.message = f"following {name}"
+                if peer is not None and peer.view is not None:
+                    self._apply_view(peer.view, ctx)
+        if leader is not None:
+            peer = self.client.peers.get(leader)
+            cam = None if peer is None or peer.view is None else peer.view.camera
+            if cam is not None and head is not None and self._should_adopt(cam, ctx):
+                self._adopted = cam
+                start = ctx.transform
+                end = follow_placement(cam, head, start.scale)
+                self._motion = PlacementMotion(start, end, head.position, now, self.transition_s)
+        motion = self._motion
+        if motion is not None:
+            if self._placed is not None and ctx.transform is not self._placed:
+                self._motion = None  # the user grabbed the world: theirs until the next move
+            else:
+                ctx.transform = self._placed = motion.at(now)
+                if motion.done(now):
+                    self._motion = None
+
+    def _should_adopt(self, cam: Any, ctx: Any) -> bool:
+        old = self._adopted
+        if old is None:
+            return True
+        if cam is old:
+            return False
+        moved = np.linalg.norm(np.subtract(cam.position_um, old.position_um))
+        if moved * ctx.transform.scale > self.move_threshold_m:
+            return True
+        r = _wire_matrix(cam).T @ _wire_matrix(old)
+        angle = np.degrees(np.arccos(np.clip((np.trace(r) - 1.0) / 2.0, -1.0, 1.0)))
+        return bool(angle > self.turn_threshold_deg)
+
+    def _on_peer_view(self, pid: int, view: Any, ctx: Any) -> None:
+        key = self._view_key(view)
+        changed = self._peer_keys.get(pid) != key
+        self._peer_keys[pid] = key
+        leader = self.leader
+        if leader is not None:
+            if pid == leader and changed:
+                self._apply_view(view, ctx)
+            return
+        if changed and view.ts > self._shared_ts:
+            self._apply_view(view, ctx)
+            self._shared_ts = float(view.ts)
+
+    def _apply_view(self, view: Any, ctx: Any) -> None:
+        """Show ``view``'s clipping planes and time point."""
+        from viewer.scene import ClippingPlane
+
+        scene = ctx.scene
+        if scene is not None:
+            planes = scene.clipping_planes
+            try:
+                for i, cp in enumerate(view.clip_planes):
+                    fields = {"origin": cp.origin_um, "normal": cp.normal, "enabled": cp.enabled}
+                    if i < len(planes):
+                        planes[i].update(fields)
+                    else:
+                        planes.append(ClippingPlane(**fields))
+                while len(planes) > len(view.clip_planes):
+                    del planes[len(planes) - 1]
+            except ValueError as exc:  # e.g. a zero normal: keep what could be shown
+                log.warning("collab: ignoring part of a peer's view: %s", exc)
+        if view.time is not None:
+            ctx.current_time = float(view.time)
+        self._local_key = self._shared_key(ctx)
+
+    # -- what we send ------------------------------------------------------------------
+    def publish(self, frame: InputFrame, ctx: Any, tool: str, now: float | None = None) -> None:
         """Send our presence (head, hands, laser) and, when changed, our view state."""
-        now = time.monotonic()
+        now = time.monotonic() if now is None else now
         if now - self._last_presence >= self._min_dt:
             self._last_presence = now
             self.client.presence(**self.presence_args(frame, ctx, tool))
-        view = self.view_args(ctx)
-        key = repr(view)
-        if key != self._view_key or now - self._last_view >= self.view_interval_s:
-            self._view_key = key
+        key = self._shared_key(ctx)
+        if self._local_key is None:
+            self._local_key = key  # the state we started with is nobody's change
+        if key != self._local_key:
+            # Changed here (applying a peer's view updates the key): a new version.
+            self._local_key = key
+            self._shared_ts = time.time()
+            self._view_dirty = True
+        if frame.head is not None:
+            self._camera_dirty = True
+        since = now - self._last_view
+        if (
+            self._view_dirty
+            or since >= self.view_interval_s
+            or (self._camera_dirty and since >= self._camera_dt)
+        ):
+            self._view_dirty = self._camera_dirty = False
             self._last_view = now
-            self.client.view(**view)
+            self.client.view(**self.view_args(ctx, frame.head))
 
     def presence_args(self, frame: InputFrame, ctx: Any, tool: str) -> dict[str, Any]:
         """Keyword arguments of ``client.presence`` for this frame (world coordinates)."""
@@ -298,8 +614,10 @@ class XrCollab:
                 )
         return out
 
-    def view_args(self, ctx: Any) -> dict[str, Any]:
-        """Keyword arguments of ``client.view``: the scene's clipping planes and time."""
+    def view_args(self, ctx: Any, head: Pose | None = None) -> dict[str, Any]:
+        """Keyword arguments of ``client.view``: the scene's clipping planes and time, our
+        viewpoint (the head, world) as the camera, and ``ts`` (when planes or time last
+        changed)."""
         from viewer.collab import ClipPlane
 
         planes = []
@@ -312,7 +630,14 @@ class XrCollab:
                         enabled=bool(p.enabled),
                     )
                 )
-        return {"clip_planes": planes, "time_point": float(ctx.current_time)}
+        out: dict[str, Any] = {
+            "clip_planes": planes,
+            "time_point": float(ctx.current_time),
+            "ts": self._shared_ts,
+        }
+        if head is not None:
+            out["camera"] = pose_to_world(head, ctx.transform)
+        return out
 
     def close(self) -> None:
         self.history.close()

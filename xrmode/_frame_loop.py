@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._transform import StageTransform
+from .input._types import quat_matrix
 
 __all__ = ["QualityController", "eye_view_arrays"]
 
@@ -30,15 +31,21 @@ def eye_view_arrays(
     metres and converted with the transform's scale, so the clip range stays
     the same in the headset whatever the volume's size.
     """
-    pos = transform.stage_to_world(eye.pose.position)
-    fwd = transform.stage_dir_to_world(eye.pose.forward)
-    up = transform.stage_dir_to_world(eye.pose.up)
+    pose = eye.pose
+    # One (3, 3) product for position, forward and up: rows [p - t, -z axis, +y axis]
+    # of the eye, rotated into world xyz (the per-frame path; no quaternion maths per
+    # vector, no intermediate arrays per axis).
+    rot = quat_matrix(pose.orientation)
+    rows = np.empty((3, 3))
+    rows[0] = pose.position
+    rows[0] -= transform._t
+    rows[0] /= transform.scale
+    rows[1] = -rot[:, 2]
+    rows[2] = rot[:, 1]
+    w = (rows @ transform.matrix_r).tolist()
     proj = eye.projection(near_m / transform.scale, far_m / transform.scale)
-
-    def t3(a: npt.NDArray[np.float64]) -> Vec3:
-        return (float(a[0]), float(a[1]), float(a[2]))
-
-    return t3(pos), t3(fwd), t3(up), proj
+    (px, py, pz), (fx, fy, fz), (ux, uy, uz) = w
+    return (pz, py, px), (fz, fy, fx), (uz, uy, ux), proj
 
 
 class QualityController:

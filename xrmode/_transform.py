@@ -27,9 +27,12 @@ TABLE_TOP_M = 0.85
 _FLIP_X: Quat = (1.0, 0.0, 0.0, 0.0)
 
 
-@dataclass
+@dataclass(frozen=True)
 class StageTransform:
     """World (zyx µm) <-> stage (xyz m): ``stage = translation + scale * R @ world_xyz``.
+
+    Immutable: grab and scale make a new one (:meth:`moved`, :meth:`scaled`), so the
+    matrices derived from it are computed once, not every frame.
 
     Attributes
     ----------
@@ -43,15 +46,29 @@ class StageTransform:
     rotation: Quat = _FLIP_X
     translation: tuple[float, float, float] = (0.0, 1.0, -0.5)
     _r: npt.NDArray[np.float64] = field(init=False, repr=False, compare=False)
+    _t: npt.NDArray[np.float64] = field(init=False, repr=False, compare=False)
+    _m4: npt.NDArray[np.float64] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not (self.scale > 0 and math.isfinite(self.scale)):
             raise ValueError(f"scale must be a positive number, got {self.scale}")
         q = np.asarray(self.rotation, dtype=np.float64)
         q = q / np.linalg.norm(q)
-        self.rotation = (float(q[0]), float(q[1]), float(q[2]), float(q[3]))
-        self.translation = tuple(float(v) for v in self.translation)  # type: ignore[assignment]
-        self._r = quat_matrix(self.rotation)
+        # Frozen: normalise the fields through object.__setattr__ (dataclasses' own idiom).
+        put = object.__setattr__
+        put(self, "scale", float(self.scale))
+        put(self, "rotation", (float(q[0]), float(q[1]), float(q[2]), float(q[3])))
+        put(self, "translation", tuple(float(v) for v in self.translation))
+        r = quat_matrix(self.rotation)
+        t = np.asarray(self.translation, dtype=np.float64)
+        m = np.eye(4)
+        rt = r.T / self.scale
+        m[:3, :3] = rt
+        m[:3, 3] = -rt @ t
+        m4 = np.eye(4)[[2, 1, 0, 3]] @ m  # xyz -> zyx rows
+        for name, a in (("_r", r), ("_t", t), ("_m4", m4)):
+            a.setflags(write=False)
+            put(self, name, a)
 
     @property
     def matrix_r(self) -> npt.NDArray[np.float64]:
@@ -61,11 +78,11 @@ class StageTransform:
     def world_to_stage(self, zyx_um: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """World point(s) (..., 3) zyx µm -> stage (..., 3) xyz m."""
         p = np.asarray(zyx_um, dtype=np.float64)[..., ::-1]
-        return np.asarray(np.asarray(self.translation) + self.scale * p @ self._r.T)
+        return np.asarray(self._t + self.scale * p @ self._r.T)
 
     def stage_to_world(self, xyz_m: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Stage point(s) (..., 3) xyz m -> world (..., 3) zyx µm."""
-        p = (np.asarray(xyz_m, dtype=np.float64) - np.asarray(self.translation)) / self.scale
+        p = (np.asarray(xyz_m, dtype=np.float64) - self._t) / self.scale
         return np.asarray((p @ self._r)[..., ::-1])
 
     def stage_dir_to_world(self, d: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -73,13 +90,9 @@ class StageTransform:
         return np.asarray((np.asarray(d, dtype=np.float64) @ self._r)[..., ::-1])
 
     def stage_to_world_matrix(self) -> npt.NDArray[np.float64]:
-        """4x4 ``M`` with ``world_zyx = (M @ [x, y, z, 1])[:3]``."""
-        m = np.eye(4)
-        rt = self._r.T / self.scale
-        m[:3, :3] = rt
-        m[:3, 3] = -rt @ np.asarray(self.translation)
-        flip = np.eye(4)[[2, 1, 0, 3]]
-        return flip @ m
+        """4x4 ``M`` with ``world_zyx = (M @ [x, y, z, 1])[:3]`` (a read-only array,
+        computed once per transform)."""
+        return self._m4
 
     # -- manipulation ------------------------------------------------------------------------
     def moved(

@@ -176,6 +176,22 @@ def test_eye_projection_matches_pyopenxr_and_world_view():
     assert proj[2, 3] == pytest.approx(eye.projection(5.0, 5000.0)[2, 3])
 
 
+def test_eye_view_of_a_turned_eye_through_a_turned_transform_matches_scipy():
+    eye_rot = Rotation.from_euler("YXZ", [35, -20, 10], degrees=True)
+    eye = EyeImage(1, Pose((0.2, 1.55, -0.1), tuple(eye_rot.as_quat())), (-1, 1, 1, -1), 64, 64)
+    tr_rot = Rotation.from_euler("xyz", [170, 25, -40], degrees=True)
+    tr = StageTransform(0.003, tuple(tr_rot.as_quat()), (0.1, 0.9, -0.6))
+    pos, fwd, up, _ = eye_view_arrays(eye, tr)
+    # world xyz = R^-1 (stage - t) / s, reported zyx; directions without the scale.
+    want_pos = tr_rot.inv().apply((np.asarray(eye.pose.position) - tr.translation) / 0.003)
+    np.testing.assert_allclose(pos, want_pos[::-1], atol=1e-9)
+    np.testing.assert_allclose(fwd, tr_rot.inv().apply(eye_rot.apply([0, 0, -1]))[::-1], atol=1e-12)
+    np.testing.assert_allclose(up, tr_rot.inv().apply(eye_rot.apply([0, 1, 0]))[::-1], atol=1e-12)
+    assert tr.stage_to_world_matrix() is tr.stage_to_world_matrix()  # computed once
+    with pytest.raises(AttributeError):
+        tr.scale = 1.0  # type: ignore[misc]  # immutable: grab makes a new transform
+
+
 def test_quality_controller_degrades_then_recovers():
     q = QualityController(patience=3)
     period = 1 / 90

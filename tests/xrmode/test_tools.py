@@ -249,6 +249,34 @@ def test_track_tool_ignores_nodes_beyond_the_tolerance():
     assert tool.pointed == 3
 
 
+def test_track_tool_candidates_follow_time_and_edits():
+    """The pickable nodes are cached per frame; the cache must follow the time, the
+    window and every edit (reference: a mask over the graph's columns, rebuilt)."""
+    g = line_graph()
+    ctx, ws, hist = make_ctx(g, transform=StageTransform(0.01, IDENT, (0.0, 1.0, -0.5)))
+    tool = TrackTool(window=(1, 0))
+
+    def ref(now):
+        keep = (g.t >= now - 1) & (g.t <= now)
+        return g.zyx[keep], g.node_ids[keep]
+
+    for now in (3.0, 3.0, 5.0, 0.0):
+        ctx.current_time = now
+        pts, ids = tool.candidates(g, now)
+        np.testing.assert_array_equal(ids, ref(now)[1])
+        np.testing.assert_array_equal(pts, ref(now)[0])
+    from analysis.edits import Prolong
+
+    cmd = Prolong(5, [(6.0, 5.0, 5.0, 30.0)])
+    hist.apply(cmd)  # a new node at t=6 ...
+    pts, ids = tool.candidates(g, 6.0)
+    assert list(ids) == [5, *cmd.new_ids]
+    hist.undo()  # ... and gone again
+    assert list(tool.candidates(g, 6.0)[1]) == [5]
+    tool.window = (5, 0)
+    np.testing.assert_array_equal(tool.candidates(g, 6.0)[1], [1, 2, 3, 4, 5])
+
+
 # -- classify / clip / menu --------------------------------------------------------------------
 
 

@@ -47,16 +47,23 @@ def quat_multiply(a: Quat, b: Quat) -> Quat:
 
 def quat_rotate(q: Quat, v: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Rotate vector(s) ``v`` (..., 3) by unit quaternion ``q``."""
-    x, y, z, w = q
-    u = np.array([x, y, z], dtype=np.float64)
-    vv = np.asarray(v, dtype=np.float64)
-    t = 2.0 * np.cross(u, vv)
-    return np.asarray(vv + w * t + np.cross(u, t))
+    return np.asarray(np.asarray(v, dtype=np.float64) @ quat_matrix(q).T)
 
 
 def quat_matrix(q: Quat) -> npt.NDArray[np.float64]:
     """3x3 rotation matrix of unit quaternion ``q`` (x, y, z, w)."""
-    return np.stack([quat_rotate(q, e) for e in np.eye(3)], axis=1)
+    # The closed form (one small array, no cross products): this runs several times
+    # per frame for every pose the tools look at.
+    x, y, z, w = (float(c) for c in q)
+    xx, yy, zz = x * x, y * y, z * z
+    xy, xz, yz, wx, wy, wz = x * y, x * z, y * z, w * x, w * y, w * z
+    return np.array(
+        [
+            [1.0 - 2.0 * (yy + zz), 2.0 * (xy - wz), 2.0 * (xz + wy)],
+            [2.0 * (xy + wz), 1.0 - 2.0 * (xx + zz), 2.0 * (yz - wx)],
+            [2.0 * (xz - wy), 2.0 * (yz + wx), 1.0 - 2.0 * (xx + yy)],
+        ]
+    )
 
 
 def quat_from_matrix(m: npt.ArrayLike) -> Quat:

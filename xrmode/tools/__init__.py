@@ -19,7 +19,7 @@ it to the tool dict the app builds (``xrmode._app``).
 from ._annotate import ClassifyTool, CountTool, LabelProbe, MeasureTool
 from ._base import Hud, Tool, ToolContext
 from ._grab import GrabTool
-from ._toolbox import Toolbox
+from ._toolbox import MenuAction, Toolbox
 from ._track import TrackTool, nearest_node_to_ray
 from ._view import ClipTool, HandMenu, LaserPointer
 
@@ -33,6 +33,7 @@ __all__ = [
     "LabelProbe",
     "LaserPointer",
     "MeasureTool",
+    "MenuAction",
     "Tool",
     "ToolContext",
     "Toolbox",

@@ -4,12 +4,16 @@ Per frame (:meth:`Toolbox.update`): the menu first (while it is open the
 active tool gets no input, so a menu pick never also places a marker), then
 global actions on the menu hand (secondary = undo, primary = redo, thumbstick
 click = reset view), then grab (either hand's squeeze), then the active tool.
+
+The menu lists the tools and then the :class:`MenuAction` entries the app adds
+(e.g. "follow presenter: on" in a joined session).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,9 +25,18 @@ from ._base import Tool, ToolContext
 from ._grab import GrabTool
 from ._view import HandMenu
 
-__all__ = ["Toolbox"]
+__all__ = ["MenuAction", "Toolbox"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MenuAction:
+    """A menu entry that is not a tool: ``label()`` is shown, ``run()`` is called when
+    it is picked and returns the message for the wrist."""
+
+    label: Callable[[], str]
+    run: Callable[[], str]
 
 
 class Toolbox:
@@ -40,6 +53,8 @@ class Toolbox:
         The history's undo / redo (bound to the menu hand's buttons).
     home : StageTransform, optional
         Where "reset view" puts the volume (default: the transform at start).
+    actions : mapping key -> MenuAction, optional
+        Further menu entries, listed after the tools.
     """
 
     def __init__(
@@ -50,6 +65,7 @@ class Toolbox:
         undo: Callable[[], object] | None = None,
         redo: Callable[[], object] | None = None,
         home: StageTransform | None = None,
+        actions: Mapping[str, MenuAction] | None = None,
     ) -> None:
         if active not in tools:
             raise ParameterError(f"unknown tool {active!r} (choose from {', '.join(tools)})")
@@ -57,7 +73,10 @@ class Toolbox:
         self.ctx = ctx
         self.grab = GrabTool()
         self.grab.enabled = True
-        self.menu = HandMenu(list(self.tools))
+        self.actions = dict(actions or {})
+        if set(self.actions) & set(self.tools):
+            raise ParameterError("menu actions and tools need different names")
+        self.menu = HandMenu(list(self.tools) + list(self.actions), label=self._label)
         self.undo = undo
         self.redo = redo
         self.home = home or ctx.transform
@@ -75,6 +94,10 @@ class Toolbox:
         self.tools[name].enabled = True
         self.ctx.message = f"tool: {name}"
 
+    def _label(self, item: str) -> str:
+        action = self.actions.get(item)
+        return item if action is None else action.label()
+
     def _history(self, fn: Callable[[], object] | None, what: str) -> None:
         if fn is None:
             return
@@ -91,8 +114,12 @@ class Toolbox:
         self.menu.update(frame, ctx, self.active)
         # The click that picks an item (or closes the menu) must not reach the tool.
         busy = was_open or self.menu.open
-        if self.menu.chosen is not None:
-            self.switch(self.menu.chosen)
+        chosen = self.menu.chosen
+        if chosen is not None:
+            if chosen in self.actions:
+                ctx.message = self.actions[chosen].run()
+            else:
+                self.switch(chosen)
         mh = frame.hand(self.menu.hand)  # type: ignore[arg-type]
         if not busy:
             if mh.secondary.just_pressed:

@@ -73,21 +73,40 @@ class TrackTool(Tool):
         self.pointed: int | None = None
         self.selected: int | None = None
         self._stick_armed = True
+        self._window_key: tuple[int, int, float, float, float] | None = None
+        self._window: tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]] | None = None
 
     def _on_disable(self) -> None:
         self.pointed = None
+
+    def candidates(
+        self, g: object, now: float
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """Positions (K, 3) zyx µm and ids (K,) of the nodes that can be pointed at now.
+
+        Kept until the graph changes (its ``version``), the time moves or the window
+        changes: gathering the columns of every live node is the costly part of a
+        pick on a large lineage, and per frame the only thing that moves is the ray.
+        """
+        version = int(g.version)  # type: ignore[attr-defined]
+        key = (id(g), version, float(now), float(self.window[0]), float(self.window[1]))
+        if key != self._window_key or self._window is None:
+            t = g.t  # type: ignore[attr-defined]
+            rows = np.flatnonzero((t >= now - self.window[0]) & (t <= now + self.window[1]))
+            self._window = (
+                np.ascontiguousarray(g.zyx[rows]),  # type: ignore[attr-defined]
+                g.node_ids[rows],  # type: ignore[attr-defined]
+            )
+            self._window_key = key
+        return self._window
 
     def _pick(self, ray: Ray, ctx: ToolContext) -> int | None:
         g = getattr(ctx.workspace, "tracks", None)
         if g is None or g.n_nodes == 0:
             return None
-        t = g.t
-        now = ctx.current_time
-        keep = (t >= now - self.window[0]) & (t <= now + self.window[1])
-        if not keep.any():
+        pts, ids = self.candidates(g, ctx.current_time)
+        if not len(ids):
             return None
-        pts = g.zyx[keep]
-        ids = g.node_ids[keep]
         o = ctx.transform.stage_to_world(ray.origin)
         d = ctx.transform.stage_dir_to_world(ray.direction)
         row = nearest_node_to_ray(o, d, pts, self.tolerance_m / ctx.transform.scale)

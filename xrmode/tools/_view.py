@@ -6,7 +6,7 @@ draws, the menu only switches which tool is enabled.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -107,7 +107,10 @@ class HandMenu:
     Parameters
     ----------
     items : list of str
-        Tool names.
+        Tool names (and the keys of other entries, e.g. "follow").
+    label : callable(item) -> str, optional
+        The text shown for an item (default: the item itself), asked every frame so
+        on/off entries show their state.
 
     Attributes
     ----------
@@ -117,9 +120,15 @@ class HandMenu:
         Set on the frame an item is picked (then the menu closes).
     """
 
-    def __init__(self, items: Sequence[str], hand: str = "left") -> None:
+    def __init__(
+        self,
+        items: Sequence[str],
+        hand: str = "left",
+        label: Callable[[str], str] | None = None,
+    ) -> None:
         self.items = list(items)
         self.hand = hand
+        self.label = label or str
         self.open = False
         self.highlighted = 0
         self.chosen: str | None = None
@@ -156,8 +165,9 @@ class HandMenu:
             i = int(np.argmin(perp))
             if perp[i] < 0.015:
                 self.highlighted = i
-        for i, (p, name) in enumerate(zip(pos, self.items, strict=True)):
+        for i, (p, item) in enumerate(zip(pos, self.items, strict=True)):
             sel = i == self.highlighted
+            name = self.label(item)
             ctx.hud.text(
                 p, f"> {name}" if sel else f"  {name}", (1.0, 0.9, 0.2) if sel else (1.0, 1.0, 1.0)
             )
