@@ -42,11 +42,14 @@ from analysis.io._nn_models import (
     read_bioimageio_description,
     read_checkpoint,
     read_model_bytes,
+    read_npy,
     read_verified_bytes,
     read_verified_npy,
+    scratch_array,
     sha256_file,
     write_checkpoint,
     write_model_bytes,
+    write_npy,
 )
 from analysis.io._read import ZarrVolumeSource, list_labels, open_labels, open_volume
 from analysis.io._report import write_report_folder
@@ -95,11 +98,14 @@ __all__ = [
     "read_bioimageio_description",
     "read_checkpoint",
     "read_model_bytes",
+    "read_npy",
     "read_verified_bytes",
     "read_verified_npy",
+    "scratch_array",
     "sha256_file",
     "write_checkpoint",
     "write_model_bytes",
+    "write_npy",
     # generated samples (analysis.io._samples)
     "check_sample_output",
     "truth_path",

@@ -11,7 +11,9 @@ where those meet the disk:
   loaded, so checkpoints from others are safe to open;
 - exported model files (ONNX, TorchScript) as bytes;
 - bioimage.io descriptions (``bioimageio.yaml`` / ``rdf.yaml``) parsed with
-  ``yaml.safe_load``, and the files they name read only after their sha256 matches.
+  ``yaml.safe_load``, and the files they name read only after their sha256 matches;
+- ``.npy`` inputs and outputs of ``vrscope infer`` and a scratch memory map for
+  probability maps larger than RAM.
 
 torch, safetensors and PyYAML are imported inside the functions, so
 :mod:`analysis.io` imports without the ``ml`` extra.
@@ -19,11 +21,13 @@ torch, safetensors and PyYAML are imported inside the functions, so
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
+import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +46,14 @@ __all__ = [
     "read_bioimageio_description",
     "read_checkpoint",
     "read_model_bytes",
+    "read_npy",
     "read_verified_bytes",
     "read_verified_npy",
+    "scratch_array",
     "sha256_file",
     "write_checkpoint",
     "write_model_bytes",
+    "write_npy",
 ]
 
 CHECKPOINT_NAME = "model.safetensors"
@@ -287,3 +294,47 @@ def read_verified_npy(
     except ValueError as exc:
         raise FormatError(f"{what} {Path(path).name}: not a .npy array ({exc})") from exc
     return arr
+
+
+# ----------------------------------------------------------------------------- arrays
+
+
+def read_npy(path: str | os.PathLike[str], mmap: bool = True) -> npt.NDArray[Any]:
+    """A ``.npy`` array, memory-mapped by default, never unpickled.
+
+    Raises ``FileNotFoundError`` when missing and :class:`FormatError` when the file
+    is not a readable ``.npy`` (or holds objects).
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise _missing(p)
+    try:
+        arr: npt.NDArray[Any] = np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise FormatError(f"{p}: not a readable .npy file") from exc
+    return arr
+
+
+def write_npy(path: str | os.PathLike[str], array: npt.ArrayLike) -> Path:
+    """Write ``array`` as ``.npy``; :class:`FormatError` when the folder does not exist."""
+    p = Path(path).expanduser()
+    if not p.parent.is_dir():
+        raise FormatError(f"folder {p.parent} does not exist")
+    np.save(p, np.asarray(array), allow_pickle=False)
+    return p
+
+
+@contextlib.contextmanager
+def scratch_array(shape: tuple[int, ...], dtype: npt.DTypeLike) -> Iterator[npt.NDArray[Any]]:
+    """A zero-filled memory-mapped array in a temporary folder, deleted on exit.
+
+    For accumulators larger than RAM (e.g. tiled probability maps, (K, Z, Y, X)).
+    """
+    with tempfile.TemporaryDirectory(prefix="vrscope-scratch-") as tmp:
+        arr = np.lib.format.open_memmap(
+            Path(tmp) / "scratch.npy", mode="w+", dtype=np.dtype(dtype), shape=shape
+        )
+        try:
+            yield arr
+        finally:
+            del arr

@@ -200,3 +200,18 @@ def test_vrscope_export_forwards_a_checkpoint_to_export_model(
     # An ONNX file is not a checkpoint to export.
     assert main(["export", str(out), "--format", "torchscript"]) == 2
     assert "checkpoints" in _one_line_error(capsys)
+
+
+def test_infer_npy_through_a_scratch_memory_map_matches_ram(
+    trained: tuple[Path, Path, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vrscope.commands.infer as infer_cmd
+
+    _, model, _ = trained
+    img, _ = spheres(3, n=32, count=4)
+    np.save(tmp_path / "in.npy", img)
+    argv = ["infer", str(tmp_path / "in.npy"), "--model", str(model), "--quiet", "--out"]
+    assert main([*argv, str(tmp_path / "ram.npy")]) == 0
+    monkeypatch.setattr(infer_cmd, "_IN_MEMORY_BYTES", 0)  # every output goes to disk
+    assert main([*argv, str(tmp_path / "disk.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "disk.npy"), np.load(tmp_path / "ram.npy"))

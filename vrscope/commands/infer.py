@@ -118,8 +118,6 @@ def _class_index(spec_names: tuple[str, ...], text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-    import time
     from pathlib import Path
 
     import numpy as np
@@ -132,15 +130,10 @@ def run(args: argparse.Namespace) -> int:
         BioimageioModel,
         from_model_layout,
         is_bioimageio,
-        labels_from_probabilities,
         load_model,
-        objects_from_probabilities,
-        predict_tiled,
         read_bioimageio,
-        to_model_layout,
     )
 
-    log = logging.getLogger("vrscope.infer")
     src_path = Path(args.input)
     if not src_path.exists():
         raise FileNotFoundError(2, "No such file or directory", str(src_path))
@@ -160,11 +153,11 @@ def run(args: argparse.Namespace) -> int:
 
     scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
     layout: str | None = None
+    name = ""
     if is_npy:
-        try:
-            arr = np.load(src_path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise FormatError(f"{src_path}: not a readable .npy file") from exc
+        from analysis.io import read_npy
+
+        arr = read_npy(src_path)
         if bio is not None and arr.ndim == len(bio.input_axes) and arr.ndim > 3:
             layout = bio.output_axes
             data: Any = from_model_layout(np.asarray(arr), bio.input_axes)
@@ -181,19 +174,52 @@ def run(args: argparse.Namespace) -> int:
         if name in data.label_names and not args.overwrite:
             raise FormatError(f"{args.input} already has labels/{name} (use --overwrite)")
 
-    import tempfile
+    import contextlib
 
     from analysis.inference import InputVolume
+    from analysis.io import scratch_array
 
     inp = InputVolume(data)
     shape = (spec.n_classes, *inp.spatial_shape)
-    scratch = tempfile.TemporaryDirectory(prefix="vrscope-infer-")
-    accumulator = None
-    if 4 * int(np.prod(shape)) > _IN_MEMORY_BYTES:
-        # Probabilities larger than this go to a scratch memory map, not RAM.
-        accumulator = np.lib.format.open_memmap(
-            Path(scratch.name) / "probabilities.npy", mode="w+", dtype=np.float32, shape=shape
-        )
+    with contextlib.ExitStack() as stack:
+        accumulator = None
+        if 4 * int(np.prod(shape)) > _IN_MEMORY_BYTES:
+            # Probabilities larger than this go to a scratch memory map, not RAM.
+            accumulator = stack.enter_context(scratch_array(shape, np.float32))
+        return _predict_and_write(
+            args, predictor, inp, data, accumulator, k_obj, tile, scale, layout, out_npy,
+            name, source_name,
+        )  # fmt: skip
+
+
+def _predict_and_write(
+    args: argparse.Namespace,
+    predictor: Any,
+    inp: Any,
+    data: Any,
+    accumulator: Any,
+    k_obj: int | None,
+    tile: tuple[int, ...] | None,
+    scale: tuple[float, float, float],
+    layout: str | None,
+    out_npy: Any,
+    name: str,
+    source_name: str,
+) -> int:
+    import logging
+    import time
+
+    import numpy as np
+
+    from analysis.inference import (
+        labels_from_probabilities,
+        objects_from_probabilities,
+        predict_tiled,
+        to_model_layout,
+    )
+
+    log = logging.getLogger("vrscope.infer")
+    spec = predictor.spec
     t0 = time.perf_counter()
     probs = predict_tiled(
         predictor,
@@ -232,9 +258,10 @@ def run(args: argparse.Namespace) -> int:
     if out_npy is not None:
         if (args.labels or k_obj is not None) and np.asarray(data).ndim == 2:
             result = result[0]
-        np.save(out_npy, result)
+        from analysis.io import write_npy
+
+        write_npy(out_npy, result)
         print(f"{what} -> {out_npy} ({seconds:.1f} s, {n_vox / seconds:.3g} voxels/s)")
-        scratch.cleanup()
         return 0
 
     from analysis.io import write_labels, write_ngff
@@ -254,5 +281,4 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.quiet,
         )
         print(f"probabilities -> {args.probabilities}")
-    scratch.cleanup()
     return 0

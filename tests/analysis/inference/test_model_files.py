@@ -138,3 +138,23 @@ def test_verified_reads_check_sha256_against_hashlib(tmp_path: Path) -> None:
     np.save(obj, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(FormatError, match="not a .npy array"):
         read_verified_npy(obj, None)
+
+
+def test_npy_and_scratch_helpers(tmp_path: Path) -> None:
+    from analysis.io import read_npy, scratch_array, write_npy
+
+    arr = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    write_npy(tmp_path / "a.npy", arr)
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), arr)  # numpy's own reader
+    assert isinstance(read_npy(tmp_path / "a.npy"), np.memmap)
+    with pytest.raises(FormatError, match="does not exist"):
+        write_npy(tmp_path / "no" / "a.npy", arr)
+    (tmp_path / "bad.npy").write_bytes(b"junk")
+    with pytest.raises(FormatError, match="not a readable .npy"):
+        read_npy(tmp_path / "bad.npy")
+    with scratch_array((2, 3, 4), np.float32) as acc:
+        assert isinstance(acc, np.memmap) and not acc.any()
+        folder = Path(acc.filename).parent
+        acc[:] = 1.5
+        assert folder.is_dir()
+    assert not folder.exists()  # deleted on exit
