@@ -30,8 +30,12 @@ XR_MNDX_egl_enable (Monado, no display needed), else GLX (Linux, needs DISPLAY) 
 WGL (Windows).
 
 collaboration: --join URL (printed by `vrscope serve PROJECT_DIR`) edits the served
-session instead of a project folder: everyone's edits are shared, and the others
-appear as avatars (head, hands, laser) in their colours.
+session instead of a project folder: everyone's edits are shared, the others
+appear as avatars (head, hands, laser) in their colours, and clipping planes and
+the time point are shared (the latest change wins). When the presenter leads, you
+follow their view: the world glides so you see from their viewpoint (your head is
+never moved; the room stays level). The left hand's menu switches "follow
+presenter" off (roam freely) and on; a --role presenter gets "lead the session".
 
 examples:
   vrscope xr cell.zarr --labels mitochondria --project cell.vrproj --tool count
