@@ -230,6 +230,15 @@ def test_two_viewers_and_xr_share_a_session_and_a_cut_survives_a_restart(
         np.testing.assert_allclose(
             sa.annotations.markers[0].position_um, sb.annotations.markers[0].position_um
         )
+        # B undoes its own marker (Edit > Undo) and redoes it: in server order, for everyone.
+        wb.qactions["undo"].trigger()
+        qtbot.waitUntil(
+            lambda: not sa.annotations.markers and not sb.annotations.markers, timeout=30_000
+        )
+        assert edge_set(sb.tracks) == cut  # A's cut is not B's to undo
+        wb.qactions["redo"].trigger()
+        qtbot.waitUntil(lambda: len(sa.annotations.markers) == 1, timeout=30_000)
+        assert not wb.qactions["save"].isEnabled()  # the server saves; no private copy
     finally:
         for w in wins:
             w.close()
