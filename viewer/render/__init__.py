@@ -9,7 +9,10 @@ register it there. World zyx µm become VTK xyz only here.
 
 Volumes are lists of :class:`VolumeBrick` (one GPU ray-cast mapper each, shared
 property and clipping planes); streaming replaces a layer's bricks with
-``renderer.adapter(layer).set_bricks([...])``. XR renders eye views with
+``renderer.adapter(layer).set_bricks([...])``. How finely volumes are ray cast is
+a :class:`VolumeQuality` (``SceneRenderer(quality=...)`` / ``set_quality``:
+``"still"`` by default, ``"interactive"`` while the camera moves, ``"fine"``).
+XR renders eye views with
 :meth:`SceneRenderer.render_views` / :meth:`SceneRenderer.apply_view`.
 Headless helpers: :func:`render_store_to_png`, :func:`write_movie`.
 Multiscale streaming: :class:`StreamingController` attaches a
@@ -41,7 +44,16 @@ from ._headless import (
     turntable_step,
     write_movie,
 )
-from ._image import VolumeBrick, VtkImage, image_data
+from ._image import (
+    QUALITY_PRESETS,
+    VolumeBrick,
+    VolumeQuality,
+    VtkImage,
+    apply_volume_quality,
+    coarsen_quality,
+    image_data,
+    resolve_quality,
+)
 from ._labels import VtkLabels
 from ._meshes import LabelMeshCache, decimate_to_budget, export_meshes, label_mesh
 from ._streaming import (
@@ -56,6 +68,11 @@ from ._xr_target import VtkXrTarget, XrOverlay, XrText
 
 __all__ = [
     "MAX_MOVIE_SIZE",
+    "QUALITY_PRESETS",
+    "VolumeQuality",
+    "apply_volume_quality",
+    "coarsen_quality",
+    "resolve_quality",
     "build_store_scene",
     "feature_values",
     "parse_clip",

@@ -32,7 +32,13 @@ from viewer.scene import (
 from . import _vtk as v
 from ._annotations import VtkMeasurements, VtkPoints
 from ._base import FrameContext, VtkLayer
-from ._image import VtkImage
+from ._image import (
+    VolumeQuality,
+    VtkImage,
+    _MapperGeometry,
+    apply_volume_quality,
+    resolve_quality,
+)
 from ._labels import VtkLabels
 from ._tracks import VtkTracks
 
@@ -218,6 +224,10 @@ class SceneRenderer:
     show_scale_bar, show_axes : bool, default: True
     voxel_budget : int, default: 2**24
         Largest volume (voxels) read for an Image or Labels layer whose level is None.
+    quality : str or VolumeQuality, default: "still"
+        How finely volumes are ray cast (``"fine"``, ``"still"``, ``"interactive"``
+        or a :class:`VolumeQuality`); change it with :meth:`set_quality`, e.g.
+        ``"interactive"`` while the user drags and ``"still"`` for the frame after.
 
     Notes
     -----
@@ -235,8 +245,11 @@ class SceneRenderer:
         show_scale_bar: bool = True,
         show_axes: bool = True,
         voxel_budget: int = 2**24,
+        quality: str | VolumeQuality = "still",
     ) -> None:
         self.scene = scene
+        self.quality = resolve_quality(quality)
+        self._volume_geometry = _MapperGeometry()
         self.voxel_budget = int(voxel_budget)
         self._own_window = render_window is None
         self.window = render_window if render_window is not None else v.vtkRenderWindow()
@@ -359,7 +372,33 @@ class SceneRenderer:
         if self._planes_dirty:
             self._apply_planes()
         self._apply_camera(self.scene.camera)
+        self._apply_quality()
         self.overlays.update(self.scene.camera, self.size)
+
+    def set_quality(self, quality: str | VolumeQuality) -> None:
+        """Volume ray-casting quality from the next frame on (see :class:`VolumeQuality`)."""
+        self.quality = resolve_quality(quality)
+
+    def volume_mappers(self) -> list[Any]:
+        """The GPU ray-cast mappers of every layer's volumes (bricks and label volumes)."""
+        out = []
+        for adapter in self.adapters.values():
+            for p in adapter.props:
+                if p.IsA("vtkVolume"):
+                    m = p.GetMapper()
+                    if m is not None and m.IsA("vtkGPUVolumeRayCastMapper"):
+                        out.append(m)
+        return out
+
+    def _apply_quality(self) -> None:
+        # Ray spacing follows the projected voxel size, so it is set for each view drawn.
+        apply_volume_quality(
+            self.volume_mappers(),
+            self.quality,
+            self.renderer.GetActiveCamera(),
+            self.size,
+            self._volume_geometry,
+        )
 
     def _reconcile(self, adapter: VtkLayer) -> None:
         key = id(adapter.layer)
@@ -460,6 +499,7 @@ class SceneRenderer:
                 m.SetElement(i, j, float(view.projection[i, j]))
         cam.SetExplicitProjectionTransformMatrix(m)
         cam.SetUseExplicitProjectionTransformMatrix(True)
+        self._apply_quality()
 
     # -- picking ----------------------------------------------------------------
     def project(self, points_zyx: npt.ArrayLike) -> npt.NDArray[np.float64]:

@@ -9,6 +9,16 @@ frame. By default the layer is one brick, a whole pyramid level chosen by the
 voxel budget; the streaming code (issue 6) calls :meth:`VtkImage.set_bricks`
 with the resident bricks of mixed resolution instead. Neighbouring bricks must
 share their boundary plane of voxels (one voxel of overlap) or seams show.
+
+How finely volumes are ray cast is a :class:`VolumeQuality` (presets in
+:data:`QUALITY_PRESETS`), applied by the renderer to every GPU volume mapper
+each frame (:func:`apply_volume_quality`): samples along a ray per voxel of
+each brick, and rays per *projected* voxel on screen (VTK's
+``ImageSampleDistance``: when a voxel covers several pixels, as in a headset or
+a zoomed-in view, a ray per pixel re-samples the same interpolated voxels, so
+the volume is cast at a coarser ray spacing and upscaled). docs/benchmarks.md
+("Rendering") has the timings and the error of each preset against a fine
+reference render.
 """
 
 from __future__ import annotations
@@ -21,13 +31,23 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from analysis.errors import ParameterError
 from viewer.scene import Image
 
 from . import _vtk as v
 from ._base import FrameContext, VtkLayer, choose_level, read_level_zyx
 from ._colors import colormap_table
 
-__all__ = ["VolumeBrick", "VtkImage", "image_data"]
+__all__ = [
+    "QUALITY_PRESETS",
+    "VolumeBrick",
+    "VolumeQuality",
+    "VtkImage",
+    "apply_volume_quality",
+    "coarsen_quality",
+    "image_data",
+    "resolve_quality",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +74,194 @@ class VolumeBrick:
     array: npt.NDArray[Any]
     origin_um: tuple[float, float, float]
     spacing_um: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class VolumeQuality:
+    """How finely the GPU ray caster samples volumes.
+
+    Parameters
+    ----------
+    samples_per_voxel : float, default: 1
+        Samples along each ray per voxel: the sample distance is the brick's
+        smallest voxel size divided by this. Opacity is corrected for the sample
+        distance (``ScalarOpacityUnitDistance``), so the look does not change,
+        only how finely thin structures are resolved along the ray.
+    rays_per_voxel : float, default: 1
+        Rays per projected voxel on screen. The ray spacing (VTK's
+        ``ImageSampleDistance``, in pixels) is the projected size of a voxel at
+        the far side of the brick divided by this, so no part of the brick gets
+        fewer rays than this per voxel; the volume image is upscaled
+        (bilinear) into the frame.
+    min_ray_spacing_px, max_ray_spacing_px : float, default: 1 and 1
+        Bounds of the ray spacing in pixels. ``max_ray_spacing_px=1`` casts one
+        ray per pixel whatever the zoom; ``min_ray_spacing_px > 1`` casts fewer
+        rays than voxels (interactive frames).
+
+    Raises
+    ------
+    ParameterError
+        A non-positive value, or spacing bounds below one pixel or out of order.
+    """
+
+    samples_per_voxel: float = 1.0
+    rays_per_voxel: float = 1.0
+    min_ray_spacing_px: float = 1.0
+    max_ray_spacing_px: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.samples_per_voxel > 0 and self.rays_per_voxel > 0):
+            raise ParameterError(
+                "volume quality: samples_per_voxel and rays_per_voxel must be > 0, got "
+                f"{self.samples_per_voxel} and {self.rays_per_voxel}"
+            )
+        if not 1.0 <= self.min_ray_spacing_px <= self.max_ray_spacing_px:
+            raise ParameterError(
+                "volume quality: need 1 <= min_ray_spacing_px <= max_ray_spacing_px, got "
+                f"{self.min_ray_spacing_px} and {self.max_ray_spacing_px}"
+            )
+
+
+#: Named qualities. ``"still"`` is the default of every renderer: 1 sample per voxel
+#: and a ray per pixel (a coarser ray spacing upscales the volume's silhouette and
+#: clipped faces into visible steps, so it is kept for moving frames).
+#: ``"interactive"``, for frames drawn while the camera moves (the desktop's drag):
+#: rays 2 px apart, further apart where voxels project larger (one ray per projected
+#: voxel, up to 6 px). ``"fine"`` is the former default (2 samples per voxel, a ray
+#: per pixel), the reference the others are measured against.
+QUALITY_PRESETS: dict[str, VolumeQuality] = {
+    "fine": VolumeQuality(2.0, 1.0, 1.0, 1.0),
+    "still": VolumeQuality(1.0, 1.0, 1.0, 1.0),
+    "interactive": VolumeQuality(1.0, 1.0, 2.0, 6.0),
+}
+
+
+def resolve_quality(quality: str | VolumeQuality) -> VolumeQuality:
+    """A :class:`VolumeQuality` from itself or a preset name (:data:`QUALITY_PRESETS`)."""
+    if isinstance(quality, VolumeQuality):
+        return quality
+    try:
+        return QUALITY_PRESETS[str(quality)]
+    except KeyError:
+        names = ", ".join(QUALITY_PRESETS)
+        raise ParameterError(f"unknown volume quality {quality!r} (one of {names})") from None
+
+
+def coarsen_quality(quality: VolumeQuality, factor: float) -> VolumeQuality:
+    """``quality`` with about ``factor`` (>= 1) times fewer rays, for adaptive frame rates.
+
+    Rays are cast at least ``sqrt(factor)`` times further apart, and further
+    still (up to ``3 * sqrt(factor)`` px) where voxels project larger than
+    that; the sample distance along rays is kept. Measured (docs/benchmarks.md,
+    "Rendering"): at headset resolution a voxel covers several pixels, and
+    spacing rays out costs far less image quality than spacing samples out
+    along them for the same time. Surfaces, lines and text keep full
+    resolution. ``coarsen_quality(QUALITY_PRESETS["still"], 4)`` is the
+    ``"interactive"`` preset; ``factor <= 1`` returns ``quality`` unchanged.
+    """
+    f = float(factor)
+    if not f > 1.0:
+        return quality
+    root = float(np.sqrt(f))
+    return VolumeQuality(
+        samples_per_voxel=quality.samples_per_voxel,
+        rays_per_voxel=quality.rays_per_voxel,
+        min_ray_spacing_px=quality.min_ray_spacing_px * root,
+        max_ray_spacing_px=max(quality.max_ray_spacing_px, 3.0) * root,
+    )
+
+
+class _MapperGeometry:
+    """Per-mapper bounds corners and smallest voxel size, cached by input modification time.
+
+    Reading them through VTK costs a few microseconds per mapper; a streamed
+    layer has hundreds of bricks and XR has a ~2 ms CPU budget per frame.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[int, Any, npt.NDArray[np.float64], float]] = {}
+
+    def get(
+        self, mappers: Sequence[Any]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """``(corners (N, 8, 4) homogeneous xyz, min spacing (N,))`` of the mappers' inputs."""
+        corners = np.empty((len(mappers), 8, 4))
+        spacing = np.empty(len(mappers))
+        seen: dict[int, tuple[int, Any, npt.NDArray[np.float64], float]] = {}
+        for i, m in enumerate(mappers):
+            data = m.GetInput()
+            mtime = int(data.GetMTime()) if data is not None else -1
+            hit = self._cache.get(id(m))
+            if hit is None or hit[0] != mtime or hit[1] is not m:
+                if data is None:
+                    hit = (mtime, m, np.zeros((8, 4)), 1.0)
+                else:
+                    b = np.asarray(data.GetBounds(), dtype=np.float64).reshape(3, 2)
+                    grid = np.stack(np.meshgrid(b[0], b[1], b[2], indexing="ij"), -1)
+                    c = np.c_[grid.reshape(8, 3), np.ones(8)]
+                    hit = (mtime, m, c, float(min(data.GetSpacing())))
+            seen[id(m)] = hit
+            corners[i] = hit[2]
+            spacing[i] = hit[3]
+        self._cache = seen
+        return corners, spacing
+
+
+def _matrix_np(m: Any) -> npt.NDArray[np.float64]:
+    return np.array([[m.GetElement(i, j) for j in range(4)] for i in range(4)], dtype=np.float64)
+
+
+def apply_volume_quality(
+    mappers: Sequence[Any],
+    quality: VolumeQuality,
+    camera: Any,
+    size: tuple[int, int],
+    geometry: _MapperGeometry | None = None,
+) -> npt.NDArray[np.float64]:
+    """Set sample distance and ray spacing of GPU volume mappers for one view.
+
+    Parameters
+    ----------
+    mappers : sequence of vtkGPUVolumeRayCastMapper
+        Inputs are ``vtkImageData`` in world xyz (no prop transform).
+    quality : VolumeQuality
+    camera : vtkCamera
+        The view about to be drawn (its explicit projection when it has one, as XR's).
+    size : (width, height)
+        Pixels of the image drawn.
+    geometry : _MapperGeometry, optional
+        Cache of the mappers' bounds and voxel sizes (keep one per renderer).
+
+    Returns
+    -------
+    (N,) float
+        The ray spacing (pixels) given to each mapper.
+    """
+    if not len(mappers):
+        return np.zeros(0)
+    geometry = geometry if geometry is not None else _MapperGeometry()
+    corners, spacing = geometry.get(mappers)
+    w, h = max(int(size[0]), 1), max(int(size[1]), 1)
+    view = _matrix_np(camera.GetViewTransformMatrix())
+    proj = _matrix_np(camera.GetProjectionTransformMatrix(w / h, -1.0, 1.0))
+    # Pixels per world unit: NDC spans 2 over the image, so x scales by P00 * w / 2.
+    scale = min(abs(proj[0, 0]) * w, abs(proj[1, 1]) * h) / 2.0
+    if abs(proj[3, 2]) > 1e-12:  # perspective: divide by the eye depth
+        depth = -(corners @ view.T)[..., 2]  # (N, 8), > 0 in front of the eye
+        far = depth.max(axis=1)
+        px = np.where(far > 0, spacing * scale / np.maximum(far, 1e-12), 0.0)
+    else:
+        px = spacing * scale
+    ray = np.clip(
+        px / quality.rays_per_voxel, quality.min_ray_spacing_px, quality.max_ray_spacing_px
+    )
+    # Steps of 1/4 px: a new spacing reallocates the mapper's reduced-size buffers.
+    ray = np.maximum(np.floor(ray * 4.0) / 4.0, quality.min_ray_spacing_px)
+    for m, s, r in zip(mappers, spacing, ray, strict=True):
+        m.SetAutoAdjustSampleDistances(False)
+        m.SetSampleDistance(float(s / quality.samples_per_voxel))
+        m.SetImageSampleDistance(float(r))
+    return ray
 
 
 def image_data(
@@ -124,9 +332,9 @@ class VtkImage(VtkLayer):
         for b in self._bricks:
             mapper = v.vtkOpenGLGPUVolumeRayCastMapper()
             mapper.SetInputData(image_data(b.array, b.origin_um, b.spacing_um))
-            # Sampling at half the finest voxel keeps thin membranes visible.
+            # Sampling is set per frame by the renderer (apply_volume_quality).
             mapper.SetAutoAdjustSampleDistances(False)
-            mapper.SetSampleDistance(float(min(b.spacing_um)) * 0.5)
+            mapper.SetSampleDistance(float(min(b.spacing_um)))
             if self._planes is not None:
                 mapper.SetClippingPlanes(self._planes)
             vol = v.vtkVolume()

@@ -36,7 +36,7 @@ from viewer.scene import Scene
 from . import _vtk as v
 from ._base import polydata
 from ._canvas import EyeView, SceneRenderer
-from ._image import VtkImage
+from ._image import VolumeQuality, coarsen_quality, resolve_quality
 
 __all__ = ["VtkXrTarget", "XrOverlay", "XrText"]
 
@@ -116,6 +116,9 @@ class VtkXrTarget:
     background : (r, g, b), default: a neutral dark grey room
     furniture : bool, default: True
         Draw a table under the volume and a floor (stage coordinates).
+    quality : str or VolumeQuality, default: "still"
+        Volume ray casting at full quality; :meth:`set_sample_distance_factor`
+        coarsens it from there (adaptive quality).
 
     Notes
     -----
@@ -132,6 +135,7 @@ class VtkXrTarget:
         size: tuple[int, int],
         background: RGB = (0.18, 0.18, 0.2),
         furniture: bool = True,
+        quality: str | VolumeQuality = "still",
     ) -> None:
         self._make_current = make_current
         self._is_current = is_current
@@ -153,10 +157,11 @@ class VtkXrTarget:
             background=background,
             show_scale_bar=False,
             show_axes=False,
+            quality=quality,
         )
         self.scene = scene
         self._stage_to_world = np.eye(4)
-        self._base_sample_distances: dict[int, float] = {}
+        self._base_quality = resolve_quality(quality)
         self._sample_factor = 1.0
         ren = self.renderer.renderer
         # Furniture and overlay geometry are defined in stage metres and placed
@@ -331,28 +336,26 @@ class VtkXrTarget:
         self.size = (int(width), int(height))
         self.window.SetSize(*self.size)
 
-    def set_sample_distance_factor(self, factor: float) -> None:
-        """Scale every volume's ray-cast sample distance (> 1: faster, coarser)."""
-        self._sample_factor = float(factor)
-        self._apply_sample_distance()
+    def set_quality(self, quality: str | VolumeQuality) -> None:
+        """Full volume quality (a preset name or :class:`VolumeQuality`); keeps the factor."""
+        self._base_quality = resolve_quality(quality)
+        self.set_sample_distance_factor(self._sample_factor)
 
-    def _apply_sample_distance(self) -> None:
-        for adapter in self.renderer.adapters.values():
-            if not isinstance(adapter, VtkImage):
-                continue
-            for m in adapter.mappers():
-                key = id(m)
-                if key not in self._base_sample_distances:
-                    m.SetAutoAdjustSampleDistances(False)
-                    self._base_sample_distances[key] = float(m.GetSampleDistance())
-                m.SetSampleDistance(self._base_sample_distances[key] * self._sample_factor)
+    def set_sample_distance_factor(self, factor: float) -> None:
+        """Coarsen volume ray casting by ``factor`` (>= 1: faster; adaptive quality).
+
+        About ``factor`` times fewer rays (:func:`viewer.render.coarsen_quality`):
+        the per-pixel work is what limits a headset's frame rate, and at headset
+        resolution a voxel spans several pixels. Surfaces, text and the furniture
+        keep full resolution.
+        """
+        self._sample_factor = max(float(factor), 1.0)
+        self.renderer.set_quality(coarsen_quality(self._base_quality, self._sample_factor))
 
     # -- drawing -----------------------------------------------------------------------
     def sync(self) -> None:
         """Bring the VTK objects up to date with the scene, once per frame."""
         self.renderer.sync()
-        if self._sample_factor != 1.0:
-            self._apply_sample_distance()
 
     def render_eye(self, view: EyeView) -> None:
         """Draw the scene from ``view`` into the framebuffer bound now (size :attr:`size`)."""
