@@ -2,7 +2,7 @@
 
 Filters read each block with a halo (overlap) wide enough that the block's interior
 equals the whole-array result; connected components are labelled per block and merged
-across block faces with a union-find; Otsu uses a histogram accumulated over blocks.
+across block faces (a graph of linked labels, SciPy ``csgraph.connected_components``); Otsu uses a histogram accumulated over blocks.
 Results go into any writable array (``numpy.memmap``, a zarr array from
 ``analysis.io``), so only one block plus the label equivalence table are in memory.
 """
@@ -17,6 +17,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage as ndi
+from scipy import sparse
+from scipy.sparse import csgraph
 from skimage import filters
 from tqdm.auto import tqdm
 
@@ -160,26 +162,6 @@ def otsu_threshold_blockwise(
     return float(filters.threshold_otsu(hist=(counts, centres)))  # type: ignore[no-untyped-call]
 
 
-class _UnionFind:
-    def __init__(self, n: int) -> None:
-        self.parent = np.arange(n, dtype=np.int64)
-
-    def find(self, a: int) -> int:
-        root = a
-        while self.parent[root] != root:
-            root = int(self.parent[root])
-        while self.parent[a] != root:  # path compression
-            nxt = int(self.parent[a])
-            self.parent[a] = root
-            a = nxt
-        return root
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-
 def label_blockwise(
     source: VolumeSource,
     out: WritableArray | None = None,
@@ -223,7 +205,7 @@ def label_blockwise(
         lab[lab > 0] += offset
         out[block] = lab
         offset += n
-    uf = _UnionFind(offset + 1)
+    links: list[npt.NDArray[np.int64]] = []
     # Merge across block faces, edges and corners: read each block with a one-voxel shell
     # and link labels of voxel pairs that are neighbours under the structuring element
     # with one voxel in the block and the other in the shell (another block).
@@ -266,11 +248,17 @@ def label_blockwise(
             ]
             link = (a > 0) & (b > 0) & (oa != ob)
             if link.any():
-                for la, lb in np.unique(np.stack([a[link], b[link]], axis=1), axis=0):
-                    uf.union(int(la), int(lb))
-    roots = np.array([uf.find(i) for i in range(offset + 1)], dtype=np.int64)
-    _, lut = np.unique(roots, return_inverse=True)  # root 0 (background) maps to 0
-    lut = lut.astype(np.int64)
+                links.append(np.unique(np.stack([a[link], b[link]], axis=1), axis=0))
+    # The per-block labels linked across faces form a graph; its connected components
+    # (SciPy's csgraph, instead of a hand-written union-find) are the global objects.
+    pairs = np.concatenate(links) if links else np.zeros((0, 2), np.int64)
+    graph = sparse.coo_matrix(
+        (np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(offset + 1,) * 2
+    )
+    _, roots = csgraph.connected_components(graph, directed=False)
+    # Components are numbered in order of their lowest node; node 0 (background) is
+    # isolated, so it keeps 0 and objects become 1..n in order of their first label.
+    lut = np.asarray(roots, dtype=np.int64)
     for block in tqdm(blocks, desc="relabel", disable=not progress):
         out[block] = lut[np.asarray(out[block])]
     return out, int(lut.max())

@@ -140,7 +140,9 @@ def test_open_close_blockwise_equal_whole_array(block):
                 sl = (slice(z, z + block[0]), slice(y, y + block[1]), slice(x, x + block[2]))
                 tiled[sl] = opened.read(0, sl)
     np.testing.assert_array_equal(tiled, binary_open(mask, 1.0, spacing))
-    assert max(src.reads[-8:]) <= math.prod(b + 2 * h for b, h in zip(block, (2, 4, 4)))
+    assert max(src.reads[-8:]) <= math.prod(
+        b + 2 * h for b, h in zip(block, (2, 4, 4), strict=True)
+    )
 
 
 def test_label_open_close_blockwise_equal_whole_array():
@@ -209,7 +211,7 @@ def test_watershed_blockwise_equals_whole_array_when_halo_suffices():
     got, n = watershed_split_blockwise(src.source, halo, min_distance_um=1.5)
     assert n == 12
     assert _same_partition(got, ref)
-    assert max(src.reads) <= math.prod(b + 2 * h for b, h in zip((12, 16, 16), halo))
+    assert max(src.reads) <= math.prod(b + 2 * h for b, h in zip((12, 16, 16), halo, strict=True))
     # Object ids are 1..n numbered by the position of each marker's first voxel.
     assert set(np.unique(got)) == set(range(13))
     # Too small a halo is detected, never a silently different result.
@@ -235,9 +237,7 @@ def test_region_grow_blockwise_equals_whole_array():
     img[:, :, 12] = 10.0
     ref_img = region_grow(seeds, mask, (1, 1, 1), image=img)
     i_src = CountingSource.of(img, (10, 10, 10))
-    got_img = region_grow_blockwise(
-        s_src.source, m_src.source, (16, 24, 26), image=i_src.source
-    )
+    got_img = region_grow_blockwise(s_src.source, m_src.source, (16, 24, 26), image=i_src.source)
     np.testing.assert_array_equal(got_img, ref_img)
     with pytest.raises(ParameterError, match="halo"):
         region_grow_blockwise(s_src.source, m_src.source, (3, 3, 3))
@@ -263,7 +263,7 @@ def test_distance_map_blockwise_is_capped_scipy_edt(signed):
                 got[sl] = dist.read(0, sl)
     np.testing.assert_allclose(got, ref, rtol=1e-12, atol=0)
     halo = (2, 5, 5)  # ceil(1.5 / spacing)
-    assert max(src.reads) <= math.prod(b + 2 * h for b, h in zip((9, 10, 11), halo))
+    assert max(src.reads) <= math.prod(b + 2 * h for b, h in zip((9, 10, 11), halo, strict=True))
     with pytest.raises(ParameterError, match="max distance"):
         surface_distance_map_blockwise(src.source, 0.0)
 
@@ -292,7 +292,7 @@ def test_pipeline_runs_in_bounded_reads_and_equals_whole_array(tmp_path):
 
     chunks = (16, 32, 32)
     halo = (11, 21, 21)
-    limit = math.prod(c + 2 * h for c, h in zip(chunks, halo))
+    limit = math.prod(c + 2 * h for c, h in zip(chunks, halo, strict=True))
     assert limit < math.prod(shape) / 2  # never more than a fraction of the volume at once
     src = CountingSource(shape, image, np.float32, chunks, spacing)
     store = tmp_path / "img.zarr"
@@ -337,3 +337,26 @@ def test_pipeline_runs_in_bounded_reads_and_equals_whole_array(tmp_path):
     # (measured ~51 bytes per voxel of it), well below the whole-array pipeline's.
     assert peak < 80 * limit, (peak, limit)
     assert peak < peak_whole / 2, (peak, peak_whole)
+
+
+def test_bad_blockwise_inputs():
+    mask = np.zeros((8, 8, 8), bool)
+    mask[2:5, 2:5, 2:5] = True
+    src = CountingSource.of(mask, (4, 4, 4)).source
+    floats = CountingSource.of(mask.astype(np.float32), (4, 4, 4)).source
+    with pytest.raises(ParameterError, match="output shape"):
+        remove_small_objects_blockwise(src, 1.0, np.zeros((2, 2, 2), bool))
+    with pytest.raises(ParameterError, match="integer or bool"):
+        remove_small_objects_blockwise(floats, 1.0)
+    with pytest.raises(ParameterError, match="min volume"):
+        remove_small_objects_blockwise(src, -1.0)
+    with pytest.raises(ParameterError, match="64-bit"):
+        watershed_split_blockwise(src, (4, 4, 4), np.zeros(mask.shape, np.int32))
+    with pytest.raises(ParameterError, match="halo"):
+        watershed_split_blockwise(src, (-1, 0, 0))
+    with pytest.raises(ParameterError, match="radius"):
+        open_blockwise(src, 0.0)
+    with pytest.raises(ParameterError, match="one level"):
+        open_blockwise(src, 1.0).read(1)
+    with pytest.raises(ParameterError, match="differs"):
+        region_grow_blockwise(src, CountingSource.of(mask[:4], (4, 4, 4)).source, (2, 2, 2))
