@@ -11,7 +11,8 @@ Public API
 - :func:`save_classifier` / :func:`load_classifier`: classifier files (pickle-free
   ``.npz`` from ``to_bytes``); :func:`write_report_folder`: a report's CSV/JSON/PNG/HTML;
   :class:`ScratchVolume`: an on-disk zarr array that block-wise operators write into and
-  read from as a ``VolumeSource``.
+  read from as a ``VolumeSource``; :func:`read_table` / :func:`write_table`: feature
+  tables as CSV or Parquet.
 
 Extending
 ---------
@@ -60,6 +61,7 @@ from analysis.io._samples import (
     write_timelapse_sample,
 )
 from analysis.io._scratch import ScratchVolume
+from analysis.io._tables import read_table, write_table
 from analysis.io._tracks_csv import edges_csv_path, read_tracks_csv, write_tracks_csv
 from analysis.io._units import space_unit_to_um, time_unit_to_s
 from analysis.io._validate import validate_ngff
@@ -86,11 +88,13 @@ __all__ = [
     "validate_ngff",
     "write_labels",
     "write_ngff",
-    # classifiers, report folders, scratch volumes (_models, _report, _scratch)
+    # classifiers, report folders, scratch volumes, tables (_models, _report, _scratch, _tables)
     "ScratchVolume",
     "load_classifier",
+    "read_table",
     "save_classifier",
     "write_report_folder",
+    "write_table",
     # neural-network model files (analysis.io._nn_models; used by analysis.inference)
     "checkpoint_file",
     "is_bioimageio_path",

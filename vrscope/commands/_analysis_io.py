@@ -1,5 +1,6 @@
 """Helpers shared by ``measure``, ``density`` and ``profile``: read spatial arrays from a
-store and write feature tables. Private (underscore): not a sub-command."""
+store, check output paths, read and write feature tables (the files themselves are
+``analysis.io``'s). Private (underscore): not a sub-command."""
 
 from __future__ import annotations
 
@@ -47,25 +48,17 @@ def check_table_output(path: str) -> Path:
 
 
 def write_table(table: pd.DataFrame, out: Path) -> None:
-    if out.suffix.lower() == ".parquet":
-        table.to_parquet(out, index=False)
-    else:
-        table.to_csv(out, index=False)
+    """CSV or Parquet by suffix, through :func:`analysis.io.write_table`."""
+    from analysis.io import write_table as io_write_table
+
+    io_write_table(table, out)
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    import pandas as pd
+    """A features table (CSV or Parquet), through :func:`analysis.io.read_table`."""
+    from analysis.io import read_table as io_read_table
 
-    from analysis.errors import FormatError
-
-    try:
-        if path.suffix.lower() == ".parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
-    except (ValueError, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise FormatError(f"cannot read table {path}: {exc}".splitlines()[0]) from exc
+    return io_read_table(path)
 
 
 def progress_enabled() -> bool:

@@ -98,3 +98,27 @@ def test_write_report_folder(tmp_path):
         write_report_folder(tmp_path / "file", tables={}, texts={}, images={})
     with pytest.raises(ParameterError, match="plain file name"):
         write_report_folder(tmp_path / "rep", tables={}, texts={"../evil": ""}, images={})
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_tables_round_trip_with_pandas(tmp_path, suffix):
+    from analysis.io import read_table, write_table
+
+    table = pd.DataFrame({"label": [1, 2, 3], "volume_um3": [0.5, 1.25, 2.0]})
+    path = write_table(table, tmp_path / f"t{suffix}")
+    ref = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path)
+    pd.testing.assert_frame_equal(ref, table)
+    pd.testing.assert_frame_equal(read_table(path), table)
+
+
+def test_table_bad_paths(tmp_path):
+    from analysis.io import read_table, write_table
+
+    table = pd.DataFrame({"a": [1]})
+    with pytest.raises(ParameterError, match=r"\.csv or \.parquet"):
+        write_table(table, tmp_path / "t.xlsx")
+    with pytest.raises(FormatError, match="does not exist"):
+        write_table(table, tmp_path / "no" / "t.csv")
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    with pytest.raises(FormatError, match="cannot read table"):
+        read_table(tmp_path / "bad.parquet")
