@@ -470,7 +470,7 @@ class QtViewer(QtWidgets.QMainWindow):
         def done(graph: Any) -> None:
             name = "linked tracks"
             layers = self.session.scene.layers
-            with self.render_view.render_thread.lock:
+            with self.render_view.render_thread.structural():
                 if name in layers.names:
                     layers.remove(layers.get(name))
                 layers.append(Tracks(track_data_from_graph(graph), name=name, colormap="Set1"))

@@ -24,12 +24,13 @@ pans; a click without drag emits :attr:`QtRenderView.clicked`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -134,6 +135,10 @@ class RenderThread:
         #: layer data); the GUI thread takes it to replace layer data or add/remove
         #: layers, so a sync never sees half of an update.
         self.lock = threading.RLock()
+        #: Held while VTK draws and reads the frame back. Adding or removing a layer
+        #: changes the renderer's props at once (in the scene's event), so it must not
+        #: happen mid-draw: do it inside :meth:`structural`, which takes both locks.
+        self.draw_lock = threading.RLock()
         self.renderer: SceneRenderer | None = None
         self.frames = 0
         self.last_render_s = 0.0
@@ -188,6 +193,12 @@ class RenderThread:
     def resize(self, width: int, height: int) -> None:
         self._size = (max(int(width), 16), max(int(height), 16))
         self.request()
+
+    @contextlib.contextmanager
+    def structural(self) -> Iterator[None]:
+        """Hold both locks: add or remove layers inside (waits for a frame being drawn)."""
+        with self.lock, self.draw_lock:
+            yield
 
     def submit(self, fn: Callable[[SceneRenderer], Any]) -> Future[Any]:
         """Run ``fn(renderer)`` on the render thread; returns a Future of its result."""
@@ -286,8 +297,9 @@ class RenderThread:
         with self.lock:
             frames = self.streaming.update() if self.streaming is not None else {}
             r.sync()
-        r.window.Render()
-        img = r._grab()  # the renderer's read-back (viewer-internal API)
+        with self.draw_lock:
+            r.window.Render()
+            img = r._grab()  # the renderer's read-back (viewer-internal API)
         dt = time.perf_counter() - t0
         with self._cond:
             touched, scene_touched = set(self._touched), self._scene_touched

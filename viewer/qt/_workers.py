@@ -125,6 +125,7 @@ class JobsPanel(QtWidgets.QWidget):
         self.pool = QtCore.QThreadPool(self)
         self.pool.setMaxThreadCount(max_threads)
         self.jobs: list[Job] = []
+        self._buttons: dict[int, QtWidgets.QPushButton] = {}
         self._layout = QtWidgets.QVBoxLayout(self)
         self._layout.setContentsMargins(4, 4, 4, 4)
         self._empty = QtWidgets.QLabel("no background jobs")
@@ -153,6 +154,7 @@ class JobsPanel(QtWidgets.QWidget):
                 bar.setFormat(f"{text} %p%")
 
         def finish(*_: Any) -> None:
+            self._buttons.pop(id(job), None)
             row.deleteLater()
             if job in self.jobs:
                 self.jobs.remove(job)
@@ -160,12 +162,17 @@ class JobsPanel(QtWidgets.QWidget):
                 self._empty.show()
 
         cancel.clicked.connect(job.cancel)
+        self._buttons[id(job)] = cancel
         job.signals.progress.connect(progress)
         for sig in (job.signals.finished, job.signals.failed, job.signals.cancelled):
             sig.connect(finish)
         self.jobs.append(job)
         self.pool.start(job)
         return job
+
+    def cancel_button(self, job: Job) -> QtWidgets.QPushButton | None:
+        """The Cancel button of a running job (None once it ended)."""
+        return self._buttons.get(id(job))
 
     def cancel_all(self) -> None:
         for job in list(self.jobs):
