@@ -54,6 +54,12 @@ def _pore_halves(report_dir: Path, store: Path) -> tuple[dict, dict, int, int]:
     # Same halves: the same pores in each.
     assert parts[str(dense)]["n_pores"] == layout["counts"]["dense"]
     assert parts[str(3 - dense)]["n_pores"] == layout["counts"]["sparse"]
+    # The same halves in nucleus_parts.csv and in report.html's per-half section.
+    table = pd.read_csv(report_dir / "nucleus_parts.csv").set_index("part")
+    assert table.loc[dense, "n_pores"] == layout["counts"]["dense"]
+    assert table.loc[3 - dense, "n_pores"] == layout["counts"]["sparse"]
+    html = (report_dir / "report.html").read_text(encoding="utf-8")
+    assert "id='nucleus-halves'" in html and 'id="nucleus-parts"' in html
     return summary, layout, dense, 3 - dense
 
 
