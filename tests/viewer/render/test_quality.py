@@ -201,3 +201,47 @@ def test_presets_match_a_fine_pyvista_render() -> None:
     # The bounds separate real coarsening from these presets.
     assert err["coarse_samples"] > 3.0
     assert err["coarse_rays"] > 3.0
+
+
+def test_xr_target_adaptive_quality_draws_the_same_ball_into_the_framebuffer() -> None:
+    """The swapchain path with ~4x fewer rays: same place, nearly the same picture."""
+    from viewer.render import VtkXrTarget
+    from xrmode.session import EglContext
+
+    w, h = 200, 160
+    c = (N - 1) / 2
+    view = EyeView(
+        (c - 70.0, c, c), (1.0, 0.0, 0.0), (0.0, -1.0, 0.0), perspective(40.0, w / h, 1, 500)
+    )
+    with EglContext() as ctx:
+        gl = ctx.gl
+        tex = gl.new_texture(w, h)
+        fbo = gl.new_framebuffer()
+        gl.attach_texture(fbo, tex)
+        scene = Scene([Image(textured_ball(), name="v", contrast_limits=(0, 255))])
+        target = VtkXrTarget(scene, ctx.make_current, ctx.is_current, (w, h), furniture=False)
+        try:
+            images = {}
+            for factor in (1.0, 4.0):
+                target.set_sample_distance_factor(factor)
+                target.sync()
+                gl.attach_texture(fbo, tex)
+                target.render_eye(view)
+                (m,) = target.renderer.volume_mappers()
+                images[factor] = gl.read_rgba(fbo, w, h)[..., :3].astype(np.float64)
+                spacing = m.GetImageSampleDistance()
+                assert (spacing == 1.0) if factor == 1.0 else (spacing >= 2.0)
+        finally:
+            target.close()
+            gl.delete_framebuffer(fbo)
+            gl.delete_texture(tex)
+    fine, coarse = images[1.0], images[4.0]
+    # The room background is grey (~50); the ball is brighter.
+    ball_fine, ball_coarse = fine.max(axis=2) > 80, coarse.max(axis=2) > 80
+    assert ball_fine.mean() > 0.1
+    # Same silhouette (to a pixel or two along its edge) and centroid.
+    assert (ball_fine ^ ball_coarse).mean() < 0.02
+    rf, cf = np.nonzero(ball_fine)
+    rc, cc = np.nonzero(ball_coarse)
+    assert abs(rf.mean() - rc.mean()) < 1.0 and abs(cf.mean() - cc.mean()) < 1.0
+    assert np.abs(fine - coarse).mean() < 2.5  # measured 0.86 (rays 2.25 px apart)
