@@ -337,7 +337,7 @@ class QtViewer(QtWidgets.QMainWindow):
                 return
             if res.label is not None and res.layer is not None and s.mode == "navigate":
                 s.select_labels(res.layer, [res.label])
-            lo, hi = s.scene.extent_world()
+            lo, hi = s.extent_world()
             tol = float(np.linalg.norm(hi - lo)) / 100
             self.handle_point(res.world_um, modifiers, tol)
 

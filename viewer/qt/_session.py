@@ -119,7 +119,12 @@ class ProofreadingSession:
         self.track_state: TrackLayerState | None = None
         self._ann_dirty = True
         self._watched_ann: Any = None
-        lo, hi = scene.extent_world()
+        self._extent: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None
+        scene.layers.events.inserted.connect(self._on_layers_changed)
+        scene.layers.events.removed.connect(self._on_layers_changed)
+        for lay in scene.layers:
+            self._watch_extent(lay)
+        lo, hi = self.extent_world()
         self._cursor = tuple(float(v) for v in (lo + hi) / 2)
         self._ensure_layers()
         self.history.changed.connect(self._on_history)
@@ -224,8 +229,30 @@ class ProofreadingSession:
         """The shared crosshair, world zyx µm."""
         return self._cursor  # type: ignore[return-value]
 
+    def extent_world(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """``scene.extent_world()``, kept between changes.
+
+        Cursor moves and clicks ask for it; over a million track nodes the scene's own
+        min/max costs ~10 ms a call. It is recomputed when layers come, go or change
+        data, except the session's tracks layer, whose edits only widen it.
+        """
+        if self._extent is None:
+            lo, hi = self.scene.extent_world()
+            self._extent = (np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64))
+        return self._extent
+
+    def _watch_extent(self, layer: Any) -> None:
+        layer.events.visible.connect(self._on_layers_changed)
+        if layer.name != TRACKS_LAYER:
+            layer.data_changed.connect(self._on_layers_changed)
+
+    def _on_layers_changed(self, *args: object) -> None:
+        self._extent = None
+        if len(args) == 2 and hasattr(args[1], "data_changed"):  # inserted(index, layer)
+            self._watch_extent(args[1])
+
     def set_cursor(self, zyx: Sequence[float]) -> None:
-        lo, hi = self.scene.extent_world()
+        lo, hi = self.extent_world()
         c = tuple(float(np.clip(v, a, b)) for v, a, b in zip(zyx, lo, hi, strict=True))
         if c != self._cursor:
             self._cursor = c
@@ -250,7 +277,7 @@ class ProofreadingSession:
     def _ensure_layers(self) -> None:
         names = self.scene.layers.names
         if MARKERS_LAYER not in names:
-            lo, hi = self.scene.extent_world()
+            lo, hi = self.extent_world()
             size = float(np.linalg.norm(hi - lo)) / 120 or 1.0
             self.scene.add(Points(name=MARKERS_LAYER, size_um=size))  # type: ignore[call-arg]
         if MEASUREMENTS_LAYER not in names:
@@ -322,6 +349,9 @@ class ProofreadingSession:
             lay.data = st.data
         elif st.update():
             lay.data = st.data
+        if self._extent is not None and st.lo is not None and st.hi is not None:
+            lo, hi = self._extent
+            self._extent = (np.minimum(lo, st.lo), np.maximum(hi, st.hi))
 
     def track_rows(self) -> list[dict[str, Any]]:
         """The tracklet table (as :meth:`track_table`), kept up to date per edit."""
@@ -634,7 +664,7 @@ class ProofreadingSession:
 
     def clip_offset_range(self, plane: ClippingPlane) -> tuple[float, float]:
         """Signed distances along the plane's normal spanned by the scene (µm from the centre)."""
-        lo, hi = self.scene.extent_world()
+        lo, hi = self.extent_world()
         corners = np.array(
             [[a[0], b[1], c[2]] for a in (lo, hi) for b in (lo, hi) for c in (lo, hi)]
         )
@@ -643,12 +673,12 @@ class ProofreadingSession:
 
     def clip_offset(self, plane: ClippingPlane) -> float:
         """The plane's origin as a signed distance from the scene centre along its normal."""
-        lo, hi = self.scene.extent_world()
+        lo, hi = self.extent_world()
         return float((np.asarray(plane.origin) - (lo + hi) / 2) @ np.asarray(plane.normal))
 
     def set_clip_offset(self, plane: ClippingPlane, offset_um: float) -> None:
         """Move the plane along its normal to ``offset_um`` from the scene centre."""
-        lo, hi = self.scene.extent_world()
+        lo, hi = self.extent_world()
         o = (lo + hi) / 2 + float(offset_um) * np.asarray(plane.normal)
         plane.origin = world_of(o)
 

@@ -505,6 +505,8 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self._data_levels: tuple[float, float] | None = None
         self.track_lines = pg.PlotDataItem(connect="pairs", pen=pg.mkPen((255, 120, 60), width=1.5))
         self.track_nodes = pg.ScatterPlotItem(size=9, pxMode=True)
+        self._brush_node = pg.mkBrush(255, 120, 60)
+        self._brush_sel = pg.mkBrush(255, 255, 255)
         self.markers = pg.ScatterPlotItem(size=10, pxMode=True, symbol="o")
         self.pending = pg.PlotDataItem(
             pen=pg.mkPen((255, 255, 80), width=2), symbol="+", symbolPen=(255, 255, 80)
@@ -876,7 +878,7 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         img = self.session.image_layer
         if img is not None and img.data is not None:
             return float(max(img.data.levels[0].scale_um[self.fixed_axis] * 3, 1e-6))
-        lo, hi = self.session.scene.extent_world()
+        lo, hi = self.session.extent_world()
         return float((hi - lo)[self.fixed_axis] / 20 or 1.0)
 
     def refresh_overlays(self, *_: object) -> None:
@@ -887,10 +889,8 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         if isinstance(tl, Tracks) and tl.data is not None and tl.visible:
             nodes, node_ids, seg = self._track_overlay(tl, pos, slab)
             sel = set(s.scene.selection.node_ids)
-            brushes = [
-                pg.mkBrush(255, 255, 255) if int(n) in sel else pg.mkBrush(255, 120, 60)
-                for n in node_ids
-            ]
+            # Two shared brushes: pyqtgraph renders one symbol per distinct brush object.
+            brushes = [self._brush_sel if int(n) in sel else self._brush_node for n in node_ids]
             self.track_nodes.setData(x=nodes[:, c], y=nodes[:, r], brush=brushes, data=node_ids)
             self.track_lines.setData(x=seg[:, c], y=seg[:, r])
         else:

@@ -100,6 +100,8 @@ class TrackLayerState:
         ``reviewed`` (all nodes), ``first`` (= ``track``).
     rebuilds, updates : int
         How often the whole state was rebuilt and how often it was patched.
+    lo, hi : (3,) float or None
+        Bounds (zyx µm) of every node position ever drawn (they only grow).
     """
 
     def __init__(self, graph: TrackGraph) -> None:
@@ -109,6 +111,8 @@ class TrackLayerState:
         self._recorder: _Recorder | None = None
         self.table: dict[int, dict[str, Any]] = {}
         self._incremental = True
+        self.lo: npt.NDArray[np.float64] | None = None
+        self.hi: npt.NDArray[np.float64] | None = None
         self.rebuild()
         self._recorder = _Recorder(graph)
 
@@ -120,6 +124,9 @@ class TrackLayerState:
         self._version = g.version
         ids = g.node_ids
         n = len(ids)
+        if n:
+            zyx_all = g.zyx
+            self.lo, self.hi = zyx_all.min(axis=0), zyx_all.max(axis=0)
         top = int(ids.max()) + 1 if n else 0
         self._incremental = top <= _MAX_SPARSITY * n + 1024
         if not self._incremental:
@@ -200,7 +207,10 @@ class TrackLayerState:
                     drawn = True
                 self._t[n] = new_t
                 if live:
-                    self._zyx[n] = g.position(n)
+                    p_n = np.asarray(g.position(n))
+                    self._zyx[n] = p_n
+                    self.lo = p_n if self.lo is None else np.minimum(self.lo, p_n)
+                    self.hi = p_n if self.hi is None else np.maximum(self.hi, p_n)
             p = g.parent(n) if live else None
             want = -1 if p is None else int(p)
             if n >= self._cap or self._parent[n] == want:
