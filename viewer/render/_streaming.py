@@ -117,6 +117,7 @@ class VtkStreamedImage(VtkImage):
         self._external = True  # never read whole levels (VtkImage's default path)
         self._images: dict[int, tuple[Any, PaddedBrick]] = {}
         self._nbytes: dict[int, int] = {}  # texture bytes per brick
+        self._unshown: list[npt.NDArray[np.int64]] = []  # arrivals of frames not drawn
         self._volumes: dict[_ItemKey, Any] = {}
         self._unit_spacing = float(np.min(streamer.grid.scale[0]))
         self.frame: StreamFrame | None = None
@@ -149,9 +150,18 @@ class VtkStreamedImage(VtkImage):
         self._nbytes[key] = int(arr.nbytes)
         return self._images[key]
 
+    def note(self, frame: StreamFrame) -> None:
+        """Remember ``frame``'s arrivals without drawing it (a later :meth:`show` uses them)."""
+        if len(frame.arrived):
+            self._unshown.append(frame.arrived)
+
     def show(self, frame: StreamFrame) -> None:
         """Draw ``frame``'s items (reusing the volumes of items drawn last frame)."""
         self.frame = frame
+        arrived = (
+            np.concatenate([*self._unshown, frame.arrived]) if self._unshown else frame.arrived
+        )
+        self._unshown.clear()
         leaf_levels = frame.selection.leaf_levels
         if len(leaf_levels):
             finest = int(leaf_levels.min())
@@ -160,7 +170,7 @@ class VtkStreamedImage(VtkImage):
                 self._unit_spacing = unit
                 self.dirty = True
         stale: set[int] = set()
-        for k in frame.arrived:
+        for k in arrived:
             for nk in self.streamer.neighbour_keys(int(k)):
                 got = self._images.get(int(nk))
                 if got is not None and int(k) not in got[1].neighbours:
@@ -441,10 +451,12 @@ class StreamingController:
             return [View.from_eye(e, size) for e in self._views]
         return [View.from_camera(self.scene.camera, size)]
 
-    def update(self, immediate: bool = False) -> dict[str, StreamFrame]:
+    def update(self, immediate: bool = False, show: bool = True) -> dict[str, StreamFrame]:
         """One streaming step for every layer (call once per frame, before drawing).
 
         ``immediate``: apply a new surface-mesh level at once (one-shot renders).
+        ``show=False``: do not hand the bricks to the adapters (a later update with
+        ``show=True`` draws them; :meth:`settle` skips the intermediate pictures).
         """
         views = self.views()
         planes = list(self.scene.clipping_planes)
@@ -454,7 +466,10 @@ class StreamingController:
             if st.n_time > 1:
                 st.time_index = min(max(int(round(self.scene.current_time)), 0), st.n_time - 1)
             frame = st.update(views, planes)
-            adapter.show(frame)
+            if show:
+                adapter.show(frame)
+            else:
+                adapter.note(frame)
             out[name] = frame
         for surf in self.surfaces.values():
             surf.update(views, planes, immediate)
@@ -475,7 +490,10 @@ class StreamingController:
         ``progress(frames)`` is called after every update (e.g. to drive a progress bar).
         """
         deadline = time.monotonic() + timeout
-        frames = self.update(immediate=True)
+        # Intermediate pictures are never drawn: bricks are handed to the adapters
+        # once, at the end (building textures as bricks arrive would redo each
+        # brick's border as its neighbours land).
+        frames = self.update(immediate=True, show=False)
         while time.monotonic() < deadline:
             if progress is not None:
                 progress(frames)
@@ -484,13 +502,14 @@ class StreamingController:
                 break
             if all(f.stats.pending == 0 and f.stats.in_flight == 0 for f in busy):
                 # Nothing left to load (failed bricks, budget cut): one more look, then stop.
-                frames = self.update(immediate=True)
+                frames = self.update(immediate=True, show=False)
                 if all(f.stats.pending == 0 and f.stats.in_flight == 0 for f in frames.values()):
                     break
             for name in [n for n, f in frames.items() if not f.complete]:
                 left = max(deadline - time.monotonic(), 0.0)
                 self.adapters[name].streamer.wait(min(0.05, left))
-            frames = self.update(immediate=True)
+            frames = self.update(immediate=True, show=False)
+        frames = self.update(immediate=True)
         if progress is not None:
             progress(frames)
         return frames

@@ -345,3 +345,15 @@ def test_requests_beyond_the_cap_wait_and_are_all_loaded_once() -> None:
     np.testing.assert_array_equal(got, data)
     assert len(reads) == len(set(reads))  # nothing fetched twice
     assert sum(1 for lv, _ in reads if lv == 0) == 64
+
+
+def test_edge_padding_equals_numpy_pad() -> None:
+    import itertools
+
+    from viewer.streaming._streamer import _pad_edge
+
+    a = np.random.default_rng(9).integers(0, 255, (3, 4, 5), dtype=np.uint8)
+    for lo in itertools.product((0, 1), repeat=3):
+        for hi in itertools.product((0, 1), repeat=3):
+            ref = np.pad(a, list(zip(lo, hi, strict=True)), mode="edge")
+            np.testing.assert_array_equal(_pad_edge(a, list(lo), list(hi)), ref)
