@@ -60,16 +60,13 @@ def make_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarr
 SAVE = ""  # --save-images DIR
 
 
-def configs(eye: bool) -> dict[str, object]:
-    """Our renderer configurations: quality presets, and XR's adaptive steps for an eye."""
-    from viewer.render._image import QUALITY_PRESETS, coarsen_quality
+def configs() -> dict[str, str]:
+    """Our renderer configurations: the quality presets.
 
-    out: dict[str, object] = {q: q for q in ("still", "interactive", "fine")}
-    if eye:
-        # What VtkXrTarget.set_sample_distance_factor draws at QualityController's steps.
-        for f in (1.5, 2.25):
-            out[f"XR adaptive x{f:g}"] = coarsen_quality(QUALITY_PRESETS["still"], f)
-    return out
+    XR's adaptive quality at its largest step (``coarsen_quality(still, 4)``) is the
+    ``interactive`` preset; its smaller steps cast rays between 1.2 and 2 px apart.
+    """
+    return {q: q for q in ("still", "interactive", "fine")}
 
 
 def _finish(window) -> None:
@@ -189,7 +186,7 @@ def quality_rows(scene, renderers, pl=None, save=None):
 
 
 def run_size(vol, lab, tracks, size, frames, lab_pd, track_pd):
-    cfg = configs(eye=size[0] * size[1] > 2_000_000)
+    cfg = configs()
     tag = f"{size[0]}x{size[1]}"
     scene, ours = build_ours(vol, lab, tracks, size, cfg)
     t0 = time.perf_counter()
