@@ -361,18 +361,20 @@ class SceneRenderer:
         if self._closed:
             raise RuntimeError("this SceneRenderer is closed")
         ctx = self._context()
+        changed = False
         for adapter in self.adapters.values():
             if self._time_dirty and adapter.time_dependent:
                 adapter.dirty = True
             if self._selection_dirty and adapter.selection_dependent:
                 adapter.dirty = True
+            changed = changed or adapter.dirty
             adapter.sync(ctx)
             self._reconcile(adapter)
         self._time_dirty = self._selection_dirty = False
         if self._planes_dirty:
             self._apply_planes()
         self._apply_camera(self.scene.camera)
-        self._apply_quality()
+        self._apply_quality(refresh=changed)
         self.overlays.update(self.scene.camera, self.size)
 
     def set_quality(self, quality: str | VolumeQuality) -> None:
@@ -390,14 +392,16 @@ class SceneRenderer:
                         out.append(m)
         return out
 
-    def _apply_quality(self) -> None:
-        # Ray spacing follows the projected voxel size, so it is set for each view drawn.
+    def _apply_quality(self, refresh: bool = False) -> None:
+        # Ray spacing follows the projected voxel size, so it is set for each view drawn;
+        # volumes' inputs only change when an adapter synced (refresh).
         apply_volume_quality(
             self.volume_mappers(),
             self.quality,
             self.renderer.GetActiveCamera(),
             self.size,
             self._volume_geometry,
+            refresh,
         )
 
     def _reconcile(self, adapter: VtkLayer) -> None:

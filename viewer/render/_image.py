@@ -172,21 +172,33 @@ def coarsen_quality(quality: VolumeQuality, factor: float) -> VolumeQuality:
 
 
 class _MapperGeometry:
-    """Per-mapper bounds corners and smallest voxel size, cached by input modification time.
+    """Mappers' bounds corners and smallest voxel sizes, and the values last set on them.
 
     Reading them through VTK costs a few microseconds per mapper; a streamed
-    layer has hundreds of bricks and XR has a ~2 ms CPU budget per frame.
+    layer has hundreds of bricks and XR has a ~2 ms CPU budget per frame for
+    everything. So the arrays are kept while the list of mappers is the same and
+    the caller says nothing changed (``refresh=False``: between the eyes of one
+    frame), and per mapper by its input's modification time otherwise.
     """
 
     def __init__(self) -> None:
         self._cache: dict[int, tuple[int, Any, npt.NDArray[np.float64], float]] = {}
+        self._key: tuple[int, ...] = ()
+        self.corners = np.zeros((0, 8, 4))
+        self.spacing = np.zeros(0)
+        #: (N, 2): sample distance and ray spacing last given to each mapper (NaN: none).
+        self.applied = np.zeros((0, 2))
 
-    def get(
-        self, mappers: Sequence[Any]
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """``(corners (N, 8, 4) homogeneous xyz, min spacing (N,))`` of the mappers' inputs."""
-        corners = np.empty((len(mappers), 8, 4))
-        spacing = np.empty(len(mappers))
+    def update(self, mappers: Sequence[Any], refresh: bool = True) -> None:
+        """Make :attr:`corners` (N, 8, 4 homogeneous xyz) and :attr:`spacing` (N,) current."""
+        key = tuple(id(m) for m in mappers)
+        if key == self._key and not refresh:
+            return
+        n = len(mappers)
+        corners = np.empty((n, 8, 4))
+        spacing = np.empty(n)
+        applied = np.full((n, 2), np.nan)
+        old = {k: i for i, k in enumerate(self._key)}
         seen: dict[int, tuple[int, Any, npt.NDArray[np.float64], float]] = {}
         for i, m in enumerate(mappers):
             data = m.GetInput()
@@ -200,11 +212,14 @@ class _MapperGeometry:
                     grid = np.stack(np.meshgrid(b[0], b[1], b[2], indexing="ij"), -1)
                     c = np.c_[grid.reshape(8, 3), np.ones(8)]
                     hit = (mtime, m, c, float(min(data.GetSpacing())))
+            elif id(m) in old:
+                applied[i] = self.applied[old[id(m)]]
             seen[id(m)] = hit
             corners[i] = hit[2]
             spacing[i] = hit[3]
         self._cache = seen
-        return corners, spacing
+        self._key = key
+        self.corners, self.spacing, self.applied = corners, spacing, applied
 
 
 def _matrix_np(m: Any) -> npt.NDArray[np.float64]:
@@ -217,6 +232,7 @@ def apply_volume_quality(
     camera: Any,
     size: tuple[int, int],
     geometry: _MapperGeometry | None = None,
+    refresh: bool = True,
 ) -> npt.NDArray[np.float64]:
     """Set sample distance and ray spacing of GPU volume mappers for one view.
 
@@ -231,6 +247,9 @@ def apply_volume_quality(
         Pixels of the image drawn.
     geometry : _MapperGeometry, optional
         Cache of the mappers' bounds and voxel sizes (keep one per renderer).
+    refresh : bool, default: True
+        Re-read bounds and voxel sizes of mappers whose input changed; False
+        trusts the cache when the mappers are the same (another eye, same frame).
 
     Returns
     -------
@@ -240,7 +259,8 @@ def apply_volume_quality(
     if not len(mappers):
         return np.zeros(0)
     geometry = geometry if geometry is not None else _MapperGeometry()
-    corners, spacing = geometry.get(mappers)
+    geometry.update(mappers, refresh)
+    corners, spacing = geometry.corners, geometry.spacing
     w, h = max(int(size[0]), 1), max(int(size[1]), 1)
     view = _matrix_np(camera.GetViewTransformMatrix())
     proj = _matrix_np(camera.GetProjectionTransformMatrix(w / h, -1.0, 1.0))
@@ -257,10 +277,14 @@ def apply_volume_quality(
     )
     # Steps of 1/4 px: a new spacing reallocates the mapper's reduced-size buffers.
     ray = np.maximum(np.floor(ray * 4.0) / 4.0, quality.min_ray_spacing_px)
-    for m, s, r in zip(mappers, spacing, ray, strict=True):
+    sample = spacing / quality.samples_per_voxel
+    done = geometry.applied
+    for i in np.flatnonzero((done[:, 0] != sample) | (done[:, 1] != ray)):
+        m = mappers[int(i)]
         m.SetAutoAdjustSampleDistances(False)
-        m.SetSampleDistance(float(s / quality.samples_per_voxel))
-        m.SetImageSampleDistance(float(r))
+        m.SetSampleDistance(float(sample[i]))
+        m.SetImageSampleDistance(float(ray[i]))
+        done[i] = (sample[i], ray[i])
     return ray
 
 
