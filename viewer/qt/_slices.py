@@ -501,6 +501,7 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self._shown: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._asked: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._results: dict[tuple[str, str], SliceResult] = {}
+        self._painted: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._image_name: str | None = None
         self._data_levels: tuple[float, float] | None = None
         self.track_lines = pg.PlotDataItem(connect="pairs", pen=pg.mkPen((255, 120, 60), width=1.5))
@@ -639,6 +640,7 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         if name != self._image_name:
             for which in ("base", "detail"):
                 self._items.pop((str(self._image_name), which), None)
+                self._painted.pop((str(self._image_name), which), None)
             self._image_name = name
         vols = self._volumes()
         names = {lay.name for lay in vols}
@@ -651,6 +653,7 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
                 self.labels.pop(key[0], None)
             self._shown.pop(key, None)
             self._results.pop(key, None)
+            self._painted.pop(key, None)
         for lay in vols:
             self._ask(lay, pos, s.time)
         self.hline.setPos(s.cursor[r])
@@ -769,24 +772,48 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self._paint(lay, key[1])
 
     def _paint(self, lay: Image | Labels, which: str) -> None:
-        res = self._results.get((lay.name, which))
+        """Show the loaded slice with the layer's display state.
+
+        Skips what did not change: re-setting an unchanged image costs the contrast
+        histogram a recomputation and pyqtgraph a conversion, per view, per event.
+        """
+        key = (lay.name, which)
+        res = self._results.get(key)
         if res is None:
             return
         item = self._item(lay.name, which)
         if isinstance(lay, Labels):
             sel = self.session.scene.selection
-            chosen = set(sel.label_ids) if sel.layer == lay.name else set()
-            assert res.ids is not None and res.inverse is not None
-            item.setImage(_label_colors(res.ids, lay, chosen)[res.inverse], autoLevels=False)
-            item.setRect(res.rect)
+            chosen = frozenset(sel.label_ids) if sel.layer == lay.name else frozenset()
+            look = (
+                id(res),
+                chosen,
+                lay.color_mode,
+                lay.feature,
+                id(lay.features.get(lay.feature or "")),
+                lay.colormap,
+                lay.feature_limits,
+                tuple(lay.fixed_color),
+                lay.opacity,
+                tuple(lay.hidden_ids),
+            )
+            if self._painted.get(key) != look:
+                assert res.ids is not None and res.inverse is not None
+                rgba = _label_colors(res.ids, lay, set(chosen))[res.inverse]
+                item.setImage(rgba, autoLevels=False)
+                item.setRect(res.rect)
+                self._painted[key] = look
             item.setVisible(lay.visible)
             return
-        item.setImage(res.array.astype(np.float32, copy=False), autoLevels=False)
-        item.setRect(res.rect)
+        if self._painted.get(key) != (id(res),):
+            item.setImage(res.array.astype(np.float32, copy=False), autoLevels=False)
+            item.setRect(res.rect)
+            self._painted[key] = (id(res),)
         lo_hi = lay.contrast_limits or self._data_levels
         if lo_hi is None:
             lo_hi = (float(res.array.min()), float(res.array.max()) or 1.0)
-        item.setLevels(lo_hi)
+        if item.levels is None or tuple(item.levels) != tuple(lo_hi):
+            item.setLevels(lo_hi)
         item.setVisible(lay.visible)
         item.setOpacity(lay.opacity)
 
