@@ -805,15 +805,18 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
                 self._painted[key] = look
             item.setVisible(lay.visible)
             return
-        if self._painted.get(key) != (id(res),):
-            item.setImage(res.array.astype(np.float32, copy=False), autoLevels=False)
-            item.setRect(res.rect)
-            self._painted[key] = (id(res),)
         lo_hi = lay.contrast_limits or self._data_levels
         if lo_hi is None:
             lo_hi = (float(res.array.min()), float(res.array.max()) or 1.0)
-        if item.levels is None or tuple(item.levels) != tuple(lo_hi):
+        if self._painted.get(key) != (id(res),):
+            # Levels go in with the image: the contrast histogram reads them on sigImageChanged.
+            item.setImage(res.array.astype(np.float32, copy=False), autoLevels=False, levels=lo_hi)
+            item.setRect(res.rect)
+            self._painted[key] = (id(res),)
+        elif item.levels is None or tuple(item.levels) != tuple(lo_hi):
             item.setLevels(lo_hi)
+            if item is self.image:
+                item.sigImageChanged.emit()  # the histogram follows contrast set elsewhere
         item.setVisible(lay.visible)
         item.setOpacity(lay.opacity)
 
