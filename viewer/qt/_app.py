@@ -133,10 +133,10 @@ class QtViewer(QtWidgets.QMainWindow):
             ("Layers", self.layers_panel, left),
             ("Contrast", self.histogram, left),
             ("Counting and measuring", self.annotation_panel, left),
-            ("Clipping", self.clipping_panel, left),
             ("Features", self.features, right),
             ("Tracks", self.tracks_panel, right),
             ("Jobs", self.jobs, right),
+            ("Clipping", self.clipping_panel, right),
         ):
             dock = QtWidgets.QDockWidget(name, self)
             dock.setObjectName(name)
@@ -144,9 +144,7 @@ class QtViewer(QtWidgets.QMainWindow):
             self.addDockWidget(area, dock)
             self.docks[name] = dock
         self.tabifyDockWidget(self.docks["Features"], self.docks["Tracks"])
-        self.tabifyDockWidget(self.docks["Counting and measuring"], self.docks["Clipping"])
         self.docks["Features"].raise_()
-        self.docks["Counting and measuring"].raise_()
         w = size[0]
         self.resizeDocks(
             [self.docks["Layers"], self.docks["Features"]],

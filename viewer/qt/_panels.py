@@ -432,18 +432,18 @@ class FeaturesPanel(QtWidgets.QWidget):
             lay.color_mode = "id"
             return
         values = self.table[col]
-        cmap = None
+        upd: dict[str, Any] = {"feature": col, "color_mode": "feature"}
         if not np.issubdtype(np.asarray(values).dtype, np.number):
-            # Categories (the ``class`` column): one colour each, in name order.
+            # Categories (the ``class`` column): category i gets tab10's colour i.
             names = sorted({str(v) for v in values})
             values = values.map(lambda v: float(names.index(str(v))))
-            cmap = "tab10"
+            upd["colormap"] = "tab10" if len(names) <= 10 else "tab20"
+            upd["feature_limits"] = (0.0, 9.0) if len(names) <= 10 else None
+        elif getattr(lay, "feature_limits", None) is not None:
+            upd["feature_limits"] = None
         vals = dict(zip(self.table["label"].astype(int), values.astype(float), strict=True))
         with self.session.scene_lock:
             lay.set_feature(col, {k: v for k, v in vals.items() if np.isfinite(v)})
-            upd: dict[str, Any] = {"feature": col, "color_mode": "feature"}
-            if cmap is not None:
-                upd["colormap"] = cmap
             lay.update(upd)
 
 

@@ -638,8 +638,8 @@ class ProofreadingSession:
         """Add a plane through ``origin`` (default: the cursor) with a preset or free normal.
 
         ``normal`` is a preset name (``"+z"``, ``"-x"``, ... see :attr:`CLIP_PRESETS`),
-        ``"view"`` (facing the camera: what is in front of the focal point is cut
-        away) or a zyx vector.
+        ``"view"`` (the normal along the view direction: what lies between the camera
+        and the plane is cut away) or a zyx vector.
         """
         if isinstance(normal, str):
             if normal == "view":
