@@ -80,9 +80,7 @@ class VolumeSource(Protocol):
         ...
 
 
-def normalize_region(
-    region: Region | None, shape: Sequence[int]
-) -> tuple[slice, ...]:
+def normalize_region(region: Region | None, shape: Sequence[int]) -> tuple[slice, ...]:
     """Turn ``region`` into one clipped, step-1 slice per axis.
 
     Raises :class:`ParameterError` for a wrong number of axes or a step other than 1.
@@ -90,9 +88,7 @@ def normalize_region(
     if region is None:
         region = ()
     if len(region) > len(shape):
-        raise ParameterError(
-            f"region has {len(region)} axes but the volume has {len(shape)}"
-        )
+        raise ParameterError(f"region has {len(region)} axes but the volume has {len(shape)}")
     out = []
     for axis, size in enumerate(shape):
         sl = region[axis] if axis < len(region) else slice(None)

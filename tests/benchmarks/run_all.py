@@ -25,8 +25,19 @@ def main(argv: list[str]) -> int:
     for path in files:
         text = path.read_text()
         if "def test_" in text:
-            cmd = [sys.executable, "-m", "pytest", str(path), "--benchmark-only", "-q",
-                   "-p", "no:cacheprovider", "-o", "addopts=", "-s"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pytest",
+                str(path),
+                "--benchmark-only",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-o",
+                "addopts=",
+                "-s",
+            ]
         else:
             cmd = [sys.executable, str(path)]
         print(f"\n=== {path.name}", flush=True)
