@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 # External data that nobody on this project made (../shared/testdata/README.md).
-TESTDATA = Path(os.environ.get("VRSCOPE_TESTDATA", ROOT.parent / "shared" / "testdata")).resolve()
+from tests._testdata import ROOT, TESTDATA  # noqa: F401  (ROOT is re-exported)
 
 
 @pytest.fixture(scope="session")

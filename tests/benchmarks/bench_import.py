@@ -9,7 +9,6 @@ TIFF in child processes and report their peak RSS against the data size.
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
 import subprocess
 import sys
@@ -22,7 +21,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-TESTDATA = Path(os.environ.get("VRSCOPE_TESTDATA", ROOT.parent / "shared" / "testdata"))
+from tests._testdata import TESTDATA  # noqa: E402
+
 MEDULLA = TESTDATA / "fibsem-medulla"
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-TESTDATA = ROOT.parent / "shared" / "testdata"
+from tests._testdata import TESTDATA  # noqa: E402
 
 
 def best_of(fn: Callable[[], Any], repeat: int) -> float:

@@ -102,8 +102,9 @@ def bench_mouse(repeat: int) -> tuple[float, float, int, int]:
     import zarr
 
     from analysis.io import read_geff
+    from tests._testdata import TESTDATA
 
-    path = ROOT.parent / "shared" / "testdata" / "geff" / "mouse-20250719.zarr"
+    path = TESTDATA / "geff" / "mouse-20250719.zarr"
 
     def raw() -> tuple[int, int]:
         root = zarr.open_group(str(path / "tracks"), mode="r")

@@ -30,7 +30,9 @@ os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-MOUSE = ROOT.parent / "shared" / "testdata" / "geff" / "mouse-20250719.zarr"
+from tests._testdata import TESTDATA  # noqa: E402
+
+MOUSE = TESTDATA / "geff" / "mouse-20250719.zarr"
 
 
 def _median_ms(fn, n: int) -> float:  # type: ignore[no-untyped-def]
