@@ -413,3 +413,26 @@ def test_click_in_3d_places_a_marker_on_the_volume_under_the_cursor(
     size = (int(rv.width() * dpr), int(rv.height() * dpr))
     px = project_independently(cam.position, cam.focal_point, cam.view_up, cam.view_angle, size, p)
     np.testing.assert_allclose(px[0], [pos.x() * dpr, pos.y() * dpr], atol=2.0)
+
+
+def test_qt_binding_keeps_the_refcount_of_true() -> None:
+    """PySide6 6.12.0 drops a reference to ``True`` on every argument-less signal emit.
+
+    The app emits such signals all the time (pyqtgraph's ``sigImageChanged`` per slice),
+    so after some ten thousand of them the interpreter aborts ("bool_dealloc"). The
+    version is excluded in pyproject.toml; this fails if it comes back.
+    """
+    import gc
+    import sys
+
+    class Emitter(QtCore.QObject):
+        ping = QtCore.Signal()
+
+    e = Emitter()
+    e.ping.connect(lambda: None)
+    gc.collect()
+    before = sys.getrefcount(True)
+    for _ in range(200):
+        e.ping.emit()
+    gc.collect()
+    assert sys.getrefcount(True) >= before - 5
