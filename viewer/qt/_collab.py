@@ -240,6 +240,11 @@ class DesktopCollab(QtCore.QObject):
 
     peers_changed = QtCore.Signal()
 
+    def _structural(self) -> Any:
+        """A context holding every lock needed to add or remove scene layers."""
+        thread = getattr(getattr(self.viewer, "render_view", None), "render_thread", None)
+        return thread.structural() if thread is not None else self.session.scene_lock
+
     def __init__(
         self,
         viewer: QtViewer,
@@ -263,7 +268,7 @@ class DesktopCollab(QtCore.QObject):
         self._box = self.scene.extent_world()
         size = float(np.linalg.norm(self._box[1] - self._box[0])) or 1.0
         self.pointers = Points(name=POINTERS_LAYER, size_um=size / 70)  # type: ignore[call-arg]
-        with self.session.scene_lock:
+        with self._structural():
             self.scene.add(self.pointers)
         self.rays: dict[int, Measurements] = {}
         # Latest-change-wins bookkeeping for the shared view (see the module docstring).
@@ -587,7 +592,9 @@ class DesktopCollab(QtCore.QObject):
                     pos.append(_t3(hand.position_um))
                     classes.append(label)
                     colours[label] = col
-        with self.session.scene_lock:
+        # Layers come and go here: hold the render thread's draw lock too, or VTK may be
+        # drawing a layer while it is removed (a crash, see RenderThread.structural).
+        with self._structural():
             if (pos, classes, colours) != (
                 list(self.pointers.positions_um),
                 list(self.pointers.classes),

@@ -141,6 +141,11 @@ class RenderThread:
         self.draw_lock = threading.RLock()
         self.renderer: SceneRenderer | None = None
         self.frames = 0
+        #: While the user drags the camera, frames use the "interactive" volume quality
+        #: (fewer rays, ~2-3x faster on a software renderer); the frame after the drag
+        #: ends is drawn at "still" quality again.
+        self.interactive = False
+        self._quality = ""
         self.last_render_s = 0.0
         _preload()
         self._thread = threading.Thread(target=self._run, name="vrscope-render", daemon=True)
@@ -294,6 +299,10 @@ class RenderThread:
         t0 = time.perf_counter()
         # Only the sync reads layer data (and builds VTK inputs from it), so only the sync
         # holds the scene lock; drawing works on VTK's own copies and runs unlocked.
+        quality = "interactive" if self.interactive else "still"
+        if quality != self._quality:
+            r.set_quality(quality)
+            self._quality = quality
         with self.lock:
             frames = self.streaming.update() if self.streaming is not None else {}
             r.sync()
@@ -321,6 +330,13 @@ class RenderThread:
         self._bridge.frame.emit(img, dt)
         if self.streaming is not None:
             self._bridge.stats.emit({k: f.stats for k, f in frames.items()})
+
+    def set_interactive(self, on: bool) -> None:
+        """Draw at interactive quality while ``on`` (a drag); redraw at still quality after."""
+        if on != self.interactive:
+            self.interactive = on
+            if not on:
+                self.request()
 
     def close(self, timeout: float = 10.0) -> None:
         with self._cond:
@@ -412,8 +428,9 @@ class QtRenderView(QtWidgets.QWidget):
             return
         pos = e.position()
         d = pos - self._last
-        if (pos - self._press).manhattanLength() > 3:
+        if (pos - self._press).manhattanLength() > 3 and not self._dragged:
             self._dragged = True
+            self.render_thread.set_interactive(True)
         if not self._dragged:
             return
         self._last = pos
@@ -433,6 +450,8 @@ class QtRenderView(QtWidgets.QWidget):
         if self._press is not None and not self._dragged:
             x, y = self._to_render(e.position())
             self.clicked.emit(x, y, e.modifiers())
+        if self._dragged:
+            self.render_thread.set_interactive(False)
         self._press = self._last = None
 
     def wheelEvent(self, e: QtGui.QWheelEvent) -> None:
