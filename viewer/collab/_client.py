@@ -479,7 +479,31 @@ def _fatal_error(url: str, exc: BaseException) -> ParameterError:
     return ParameterError(f"cannot join {safe}: {exc}")
 
 
-class AsyncCollabClient:
+class _CoreCalls:
+    """What both clients forward to their :class:`ClientCore` (edits, presence, view)."""
+
+    core: ClientCore
+
+    def submit(self, cmd: Command, applied: bool = False) -> str:
+        return self.core.submit(cmd, applied=applied)
+
+    def undo(self) -> str:
+        return self.core.undo()
+
+    def redo(self) -> str:
+        return self.core.redo()
+
+    def presence(self, **kwargs: Any) -> None:
+        self.core.presence(**kwargs)
+
+    def view(self, **kwargs: Any) -> None:
+        self.core.view(**kwargs)
+
+    def set_follow(self, enabled: bool) -> None:
+        self.core.set_follow(enabled)
+
+
+class AsyncCollabClient(_CoreCalls):
     """A session client on the running asyncio loop (headless viewers, simulated XR).
 
     Parameters
@@ -577,24 +601,6 @@ class AsyncCollabClient:
     def connected(self) -> bool:
         return self._link.ws is not None
 
-    def submit(self, cmd: Command, applied: bool = False) -> str:
-        return self.core.submit(cmd, applied=applied)
-
-    def undo(self) -> str:
-        return self.core.undo()
-
-    def redo(self) -> str:
-        return self.core.redo()
-
-    def presence(self, **kwargs: Any) -> None:
-        self.core.presence(**kwargs)
-
-    def view(self, **kwargs: Any) -> None:
-        self.core.view(**kwargs)
-
-    def set_follow(self, enabled: bool) -> None:
-        self.core.set_follow(enabled)
-
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         """Poll ``predicate`` on the loop until true (raises TimeoutError)."""
         deadline = time.monotonic() + timeout
@@ -610,7 +616,7 @@ class AsyncCollabClient:
         )
 
 
-class CollabClient:
+class CollabClient(_CoreCalls):
     """A session client for a GUI or XR frame loop: network on a background thread.
 
     Call :meth:`process` once per frame on the thread that owns the scene: it
@@ -725,24 +731,6 @@ class CollabClient:
     def info(self) -> dict[str, Any]:
         """Session info from the server, e.g. ``{"image": url, "labels": [...]}``."""
         return self.core.info
-
-    def submit(self, cmd: Command, applied: bool = False) -> str:
-        return self.core.submit(cmd, applied=applied)
-
-    def undo(self) -> str:
-        return self.core.undo()
-
-    def redo(self) -> str:
-        return self.core.redo()
-
-    def presence(self, **kwargs: Any) -> None:
-        self.core.presence(**kwargs)
-
-    def view(self, **kwargs: Any) -> None:
-        self.core.view(**kwargs)
-
-    def set_follow(self, enabled: bool) -> None:
-        self.core.set_follow(enabled)
 
 
 class CollabHistory:

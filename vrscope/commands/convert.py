@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from vrscope.commands._options import add_store_layout_options
+
 ORDER = 20
 
 _EPILOG = """\
@@ -55,19 +57,7 @@ def register(subparsers: Any) -> None:
         help="length unit of --voxel-size, also written to the store "
         "(e.g. micrometer, nanometer; default: %(default)s)",
     )
-    p.add_argument(
-        "--ngff",
-        choices=("0.4", "0.5"),
-        default="0.5",
-        help="NGFF version: 0.5 (zarr v3) or 0.4 (zarr v2) (default: %(default)s)",
-    )
-    p.add_argument(
-        "--chunks",
-        nargs=3,
-        type=int,
-        metavar=("Z", "Y", "X"),
-        help="chunk shape of every level (default: 64 64 64)",
-    )
+    add_store_layout_options(p)
     p.add_argument(
         "--levels",
         type=int,

@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Any
 
+from vrscope.commands._options import add_store_layout_options
+
 ORDER = 15
 
 _EPILOG_FIBSEM = """\
@@ -110,19 +112,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--seed", type=int, default=0, help="random seed; same seed, same sample (default: 0)"
     )
-    p.add_argument(
-        "--ngff",
-        choices=("0.4", "0.5"),
-        default="0.5",
-        help="NGFF version: 0.5 (zarr v3) or 0.4 (zarr v2) (default: %(default)s)",
-    )
-    p.add_argument(
-        "--chunks",
-        nargs=3,
-        type=int,
-        metavar=("Z", "Y", "X"),
-        help="chunk shape (default: 64 64 64)",
-    )
+    add_store_layout_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--no-progress", action="store_true", help="no progress output")
 
