@@ -30,6 +30,15 @@ def click(
 
 
 def key(qtbot: Any, win: Any, k: Any, modifier: Any = Qt.KeyboardModifier.NoModifier) -> None:
+    """A real key press; window shortcuts only fire in the active window, so make it active.
+
+    Under Xvfb there is no window manager to give the window focus back once something
+    else took it; without this a shortcut can silently go nowhere.
+    """
+    if not win.isActiveWindow():
+        win.raise_()
+        win.activateWindow()
+        qtbot.waitUntil(win.isActiveWindow, timeout=10_000)
     qtbot.keyClick(win, k, modifier)
     qtbot.wait(10)
 
@@ -184,10 +193,12 @@ def test_markers_and_measurements_by_clicks_export_csv(
     assert s.annotations.counts() == {"vesicle": 3}
     assert "vesicle: <b>3</b>" in win.annotation_panel.counts.text()
     key(qtbot, win, Qt.Key.Key_D)
+    assert s.mode == "distance"
     a, b = c + [0, -2.0, -2.0], c + [0, 1.0, 2.0]
     click(qtbot, win, "xy", a)
     click(qtbot, win, "yz", b)  # the second point in the YZ view: z, y clicked, x = the cursor's
     key(qtbot, win, Qt.Key.Key_A)
+    assert s.mode == "angle"
     for p in (c + [0, 0, 2.0], c, c + [0, 2.0, 0]):
         click(qtbot, win, "xy", p)
     out_m = s.project.export_markers(tmp_path / "markers.csv")
