@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage as ndi
 
-from analysis.distances._distances import _spacing
+from analysis._checks import check_spacing as _spacing
 from analysis.errors import ParameterError
 from analysis.segment import BlockwiseSource
 from analysis.volume import VolumeSource

@@ -11,6 +11,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
+from analysis._checks import check_spacing as _spacing
 from analysis.errors import ParameterError
 
 __all__ = [
@@ -22,15 +23,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def _spacing(spacing: Sequence[float] | npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    sp = np.asarray(spacing, dtype=np.float64)
-    if sp.shape != (3,) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        raise ParameterError(
-            f"spacing must be three positive numbers (z, y, x) in µm, got {spacing!r}"
-        )
-    return sp
 
 
 def _mask(mask: npt.ArrayLike, name: str = "mask") -> npt.NDArray[np.bool_]:

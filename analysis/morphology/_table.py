@@ -11,6 +11,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 from tqdm.auto import tqdm
 
+from analysis._checks import check_spacing as _check_spacing
 from analysis.errors import ParameterError
 from analysis.morphology._surface import SurfaceMethod, object_surface_area
 
@@ -52,15 +53,6 @@ INTENSITY_COLUMNS: tuple[str, ...] = ("mean_intensity", "min_intensity", "max_in
 
 PARENT_COLUMNS: tuple[str, ...] = ("fraction_of_parent",)
 """Added when a parent mask or label image is given."""
-
-
-def _check_spacing(spacing: Sequence[float]) -> npt.NDArray[np.float64]:
-    sp = np.asarray(spacing, dtype=np.float64)
-    if sp.shape != (3,) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        raise ParameterError(
-            f"spacing must be three positive numbers (z, y, x) in µm, got {spacing!r}"
-        )
-    return sp
 
 
 def _check_labels(labels: npt.ArrayLike) -> npt.NDArray[np.integer]:

@@ -37,9 +37,9 @@ import numpy.typing as npt
 from scipy import ndimage as ndi
 from tqdm.auto import tqdm
 
+from analysis._checks import check_spacing as _check_spacing
 from analysis.errors import ParameterError
 from analysis.segment._blockwise import WritableArray, _spatial, iter_blocks, label_blockwise
-from analysis.segment._cleanup import _spacing as _check_spacing
 from analysis.segment._cleanup import _watershed_core as watershed_core
 from analysis.segment._cleanup import (
     ball_footprint,

@@ -12,6 +12,7 @@ import numpy.typing as npt
 from scipy import ndimage as ndi
 from skimage import feature, segmentation
 
+from analysis._checks import check_spacing as _spacing
 from analysis.errors import ParameterError
 
 __all__ = [
@@ -29,15 +30,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Spacing = Sequence[float] | npt.NDArray[np.float64]
-
-
-def _spacing(spacing: Spacing) -> npt.NDArray[np.float64]:
-    sp = np.asarray(spacing, dtype=np.float64)
-    if sp.shape != (3,) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        raise ParameterError(
-            f"spacing must be three positive numbers (z, y, x) in µm, got {spacing!r}"
-        )
-    return sp
 
 
 def _labels(labels: npt.ArrayLike) -> npt.NDArray[np.integer]:
