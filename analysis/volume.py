@@ -35,6 +35,7 @@ __all__ = [
     "FunctionVolumeSource",
     "Level",
     "Region",
+    "SourceMetadata",
     "VolumeSource",
     "normalize_region",
 ]
@@ -107,7 +108,36 @@ def _level_for(levels: tuple[Level, ...], level: int) -> Level:
     return levels[level]
 
 
-class ArrayVolumeSource:
+class SourceMetadata:
+    """The metadata half of :class:`VolumeSource`, read from attributes set in ``__init__``.
+
+    Subclasses set ``_name``, ``_dtype`` and ``_levels`` (and ``_axes`` when not
+    z, y, x) and implement ``read``.
+    """
+
+    _name: str
+    _dtype: np.dtype[np.generic]
+    _levels: tuple[Level, ...]
+    _axes: tuple[str, ...] = ("z", "y", "x")
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        return self._axes
+
+    @property
+    def dtype(self) -> np.dtype[np.generic]:
+        return self._dtype
+
+    @property
+    def levels(self) -> tuple[Level, ...]:
+        return self._levels
+
+
+class ArrayVolumeSource(SourceMetadata):
     """A ``VolumeSource`` over in-memory arrays (one per level, finest first).
 
     Parameters
@@ -144,6 +174,7 @@ class ArrayVolumeSource:
         if len(scale_um) != 3 or any(float(s) <= 0 for s in scale_um):
             raise ParameterError(f"scale_um must be three positive numbers, got {scale_um!r}")
         self._arrays = arrays
+        self._dtype = arrays[0].dtype
         self._name = name
         self._axes = tuple(axes)
         base = [1.0] * (ndim - 3) + [float(s) for s in scale_um]
@@ -159,28 +190,12 @@ class ArrayVolumeSource:
             levels.append(Level(str(i), tuple(arr.shape), ch, scale, (0.0,) * ndim))
         self._levels = tuple(levels)
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def axes(self) -> tuple[str, ...]:
-        return self._axes
-
-    @property
-    def dtype(self) -> np.dtype[np.generic]:
-        return self._arrays[0].dtype
-
-    @property
-    def levels(self) -> tuple[Level, ...]:
-        return self._levels
-
     def read(self, level: int, region: Region | None = None) -> npt.NDArray[np.generic]:
         lev = _level_for(self._levels, level)
         return np.array(self._arrays[level][normalize_region(region, lev.shape)])
 
 
-class FunctionVolumeSource:
+class FunctionVolumeSource(SourceMetadata):
     """A procedural ``VolumeSource``: voxels come from ``fn(level, region)`` on demand.
 
     Used to test sizes far beyond RAM and disk. ``fn`` must return an array of
@@ -223,22 +238,6 @@ class FunctionVolumeSource:
         self._fn = fn
         self._dtype = np.dtype(dtype)
         self._name = name
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def axes(self) -> tuple[str, ...]:
-        return ("z", "y", "x")
-
-    @property
-    def dtype(self) -> np.dtype[np.generic]:
-        return self._dtype
-
-    @property
-    def levels(self) -> tuple[Level, ...]:
-        return self._levels
 
     def read(self, level: int, region: Region | None = None) -> npt.NDArray[np.generic]:
         lev = _level_for(self._levels, level)

@@ -33,7 +33,7 @@ from analysis.errors import ChunkError, FormatError, ParameterError
 from analysis.io._format import NgffFormat, detect_format
 from analysis.io._units import unit_factor
 from analysis.io._validate import validate_ngff
-from analysis.volume import Level, Region, normalize_region
+from analysis.volume import Level, Region, SourceMetadata, normalize_region
 
 __all__ = ["ZarrVolumeSource", "list_labels", "open_labels", "open_volume"]
 
@@ -132,7 +132,7 @@ def _transform(transforms: Any, ndim: int, where: str) -> tuple[list[float], lis
     return scale, translation
 
 
-class ZarrVolumeSource:
+class ZarrVolumeSource(SourceMetadata):
     """A :class:`~analysis.volume.VolumeSource` over an OME-Zarr multiscale image.
 
     Build it with :func:`open_volume` (or :meth:`open_labels`), not directly.
@@ -307,22 +307,6 @@ class ZarrVolumeSource:
         return names, types, units
 
     # -- VolumeSource ---------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def axes(self) -> tuple[str, ...]:
-        return self._axes
-
-    @property
-    def dtype(self) -> np.dtype[np.generic]:
-        return self._dtype
-
-    @property
-    def levels(self) -> tuple[Level, ...]:
-        return self._levels
-
     def read(self, level: int, region: Region | None = None) -> npt.NDArray[np.generic]:
         """Read ``region`` of ``level``; only the chunks it touches are fetched.
 

@@ -24,14 +24,14 @@ import zarr
 import zarr.storage
 
 from analysis.errors import FormatError, ParameterError
-from analysis.volume import Level, Region, normalize_region
+from analysis.volume import Level, Region, SourceMetadata, normalize_region
 
 __all__ = ["ScratchVolume"]
 
 log = logging.getLogger(__name__)
 
 
-class ScratchVolume:
+class ScratchVolume(SourceMetadata):
     """A (z, y, x) zarr array on disk that reads like a ``VolumeSource``.
 
     Parameters
@@ -87,6 +87,7 @@ class ScratchVolume:
             fill_value=0,
         )
         self._name = name
+        self._dtype = np.dtype(self._array.dtype)
         scale = tuple(float(s) for s in scale_um)
         self._levels = (Level("0", shp, ch, scale, (0.0, 0.0, 0.0)),)
 
@@ -102,22 +103,6 @@ class ScratchVolume:
         self._array[key] = value
 
     # -- VolumeSource -------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def axes(self) -> tuple[str, ...]:
-        return ("z", "y", "x")
-
-    @property
-    def dtype(self) -> np.dtype[np.generic]:
-        return np.dtype(self._array.dtype)
-
-    @property
-    def levels(self) -> tuple[Level, ...]:
-        return self._levels
-
     def read(self, level: int, region: Region | None = None) -> npt.NDArray[np.generic]:
         if level != 0:
             raise ParameterError(f"a scratch volume has one level, not level {level}")

@@ -49,7 +49,7 @@ from analysis.segment._cleanup import (
     label_open,
     region_grow,
 )
-from analysis.volume import Level, Region, VolumeSource, normalize_region
+from analysis.volume import Level, Region, SourceMetadata, VolumeSource, normalize_region
 
 __all__ = [
     "BlockwiseSource",
@@ -89,7 +89,7 @@ def _inner(block: Region, outer: Region) -> tuple[slice, ...]:
     )
 
 
-class BlockwiseSource:
+class BlockwiseSource(SourceMetadata):
     """A lazy ``VolumeSource``: ``fn`` applied to ``source`` region by region, with a halo.
 
     ``read(0, region)`` reads ``region`` grown by ``halo`` (clipped at the volume's
@@ -130,22 +130,6 @@ class BlockwiseSource:
         lev = source.levels[level]
         self._levels = (Level("0", lev.shape, lev.chunks, lev.scale, lev.translation),)
         self._name = name or f"{source.name}-filtered"
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def axes(self) -> tuple[str, ...]:
-        return ("z", "y", "x")
-
-    @property
-    def dtype(self) -> np.dtype[np.generic]:
-        return self._dtype
-
-    @property
-    def levels(self) -> tuple[Level, ...]:
-        return self._levels
 
     def read(self, level: int, region: Region | None = None) -> npt.NDArray[np.generic]:
         if level != 0:
