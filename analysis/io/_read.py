@@ -30,6 +30,7 @@ import zarr.storage
 from zarr.abc.store import Store
 
 from analysis.errors import ChunkError, FormatError, ParameterError
+from analysis.io._chunks import ChunkReader
 from analysis.io._format import NgffFormat, detect_format
 from analysis.io._units import unit_factor
 from analysis.io._validate import validate_ngff
@@ -247,6 +248,8 @@ class ZarrVolumeSource(SourceMetadata):
         if len(dtypes) != 1:
             raise FormatError(f"levels of {url} have different dtypes: {sorted(map(str, dtypes))}")
         self._arrays = arrays
+        # Whole-chunk fast path per level (None: the codecs need zarr's general path).
+        self._chunk_readers = [ChunkReader.for_array(a) for a in arrays]
         self._levels = tuple(levels)
         self._dtype: np.dtype[np.generic] = np.dtype(arrays[0].dtype)
 
@@ -318,26 +321,117 @@ class ZarrVolumeSource(SourceMetadata):
             When a chunk exists but cannot be read or decoded; ``.key`` is the
             chunk's store key below the image (``"s0/c/0/1/2"``, ``"0/0.1.2"``).
         """
+        self._check_level(level)
+        reg, store_reg = self._regions(level, region)
+        reader = self._chunk_readers[level]
+        coords = reader.chunk_of(store_reg) if reader is not None else None
+        if reader is not None and coords is not None:
+            got = self._read_chunks(level, [(reg, store_reg, coords)])[0]
+            if isinstance(got, ChunkError):
+                raise got
+            return got
+        return self._read_zarr(level, reg, store_reg)
+
+    def read_many(
+        self, requests: Sequence[tuple[int, Region | None]]
+    ) -> list[npt.NDArray[np.generic] | ChunkError]:
+        """Read several ``(level, region)`` at once; same result per item as :meth:`read`.
+
+        Regions that lie within one chunk (the streamer's bricks) are fetched together,
+        concurrently on zarr's event loop, and decoded on the calling thread; the rest go
+        through :meth:`read` one by one. A chunk that cannot be read gives its
+        :class:`ChunkError` *in the list* (the other items are still returned).
+
+        Raises
+        ------
+        ParameterError
+            For a level that does not exist or a malformed region.
+        """
+        out: list[npt.NDArray[np.generic] | ChunkError | None] = [None] * len(requests)
+        batches: dict[int, list[tuple[int, Region, Region, tuple[int, ...]]]] = {}
+        for i, (level, region) in enumerate(requests):
+            self._check_level(level)
+            reg, store_reg = self._regions(level, region)
+            reader = self._chunk_readers[level]
+            coords = reader.chunk_of(store_reg) if reader is not None else None
+            if reader is not None and coords is not None:
+                batches.setdefault(level, []).append((i, reg, store_reg, coords))
+                continue
+            try:
+                out[i] = self._read_zarr(level, reg, store_reg)
+            except ChunkError as exc:
+                out[i] = exc
+        for level, items in batches.items():
+            got = self._read_chunks(level, [it[1:] for it in items])
+            for (i, *_), g in zip(items, got, strict=True):
+                out[i] = g
+        return [o for o in out if o is not None]
+
+    def _check_level(self, level: int) -> None:
         if not 0 <= level < len(self._levels):
             raise ParameterError(
                 f"level {level} does not exist (the volume has {len(self._levels)})"
             )
+
+    def _regions(self, level: int, region: Region | None) -> tuple[Region, Region]:
+        """The normalized region in this source's axes and in the store's (no virtual z)."""
         reg = normalize_region(region, self._levels[level].shape)
-        store_reg = reg
-        if self._virtual is not None:
-            k = self._virtual
-            store_reg = reg[:k] + reg[k + 1 :]
+        if self._virtual is None:
+            return reg, reg
+        k = self._virtual
+        return reg, reg[:k] + reg[k + 1 :]
+
+    def _unvirtual(self, data: npt.NDArray[np.generic], reg: Region) -> npt.NDArray[np.generic]:
+        if self._virtual is None:
+            return data
+        k = self._virtual
+        return np.expand_dims(data, k)[(slice(None),) * k + (slice(0, reg[k].stop - reg[k].start),)]
+
+    def _read_zarr(self, level: int, reg: Region, store_reg: Region) -> npt.NDArray[np.generic]:
         arr = self._arrays[level]
         try:
             data = np.asarray(arr[store_reg])
         except Exception as exc:
             raise self._chunk_error(level, store_reg, exc) from exc
-        if self._virtual is not None:
-            k = self._virtual
-            data = np.expand_dims(data, k)[
-                (slice(None),) * k + (slice(0, reg[k].stop - reg[k].start),)
-            ]
-        return data
+        return self._unvirtual(data, reg)
+
+    def _read_chunks(
+        self, level: int, items: Sequence[tuple[Region, Region, tuple[int, ...]]]
+    ) -> list[npt.NDArray[np.generic] | ChunkError]:
+        """Regions that each lie in one chunk: fetch the chunks at once, decode, crop."""
+        reader = self._chunk_readers[level]
+        assert reader is not None
+        keys = [reader.key(coords) for _, _, coords in items]
+        unique = list(dict.fromkeys(keys))
+        fetched = dict(zip(unique, reader.fetch(unique), strict=True))
+        decoded: dict[str, npt.NDArray[np.generic] | ChunkError] = {}
+        out: list[npt.NDArray[np.generic] | ChunkError] = []
+        for (reg, store_reg, coords), key in zip(items, keys, strict=True):
+            if key not in decoded:
+                raw = fetched[key]
+                try:
+                    if isinstance(raw, BaseException):
+                        raise raw
+                    decoded[key] = reader.decode(raw)
+                except Exception as exc:
+                    where = f"{self._levels[level].path}/{reader.array.metadata.encode_chunk_key(coords)}"
+                    reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                    decoded[key] = ChunkError(
+                        f"cannot read chunk {where} of {self.url}: {reason}", key=where
+                    )
+            chunk = decoded[key]
+            if isinstance(chunk, ChunkError):
+                out.append(chunk)
+                continue
+            inner = tuple(
+                slice(sl.start - c * n, sl.stop - c * n)
+                for sl, c, n in zip(store_reg, coords, reader.chunks, strict=True)
+            )
+            part = chunk[inner]
+            if part.shape != chunk.shape:
+                part = part.copy()  # do not keep the whole chunk alive for a small read
+            out.append(self._unvirtual(part, reg))
+        return out
 
     # -- extras ---------------------------------------------------------------------
     @property

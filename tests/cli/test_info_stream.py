@@ -38,8 +38,10 @@ def test_info_stream_reports_the_first_image(
     assert rep["full_detail_bytes"] == data.nbytes
     assert rep["cache_budget_bytes"] == 32 * 2**20
     assert 0 < rep["cache_bytes"] <= rep["bytes_fetched"]
-    # Whatever is not fetched yet of the full-detail view is pending or in flight.
-    assert rep["pending"] + rep["in_flight"] > 0
+    # Whatever is not fetched yet of the full-detail view is pending or in flight (on a
+    # fast disk all of it may already be fetched by the time the first image is ready).
+    if rep["bytes_fetched"] < rep["full_detail_bytes"]:
+        assert rep["pending"] + rep["in_flight"] > 0
 
 
 def test_info_stream_text_and_bad_input(

@@ -6,7 +6,7 @@ the view centre). The list *replaces* the previous one: requests that are no
 longer wanted after a camera move are dropped before they start; requests
 already running finish, and their results are still handed back (the bytes are
 paid for and the brick will likely be wanted again). Workers take the next key
-from the head of the current list, call ``load(key)`` and put a
+from the head of the current list (a few at a time with ``load_many``), load them and put a
 :class:`BrickResult` on a queue that the frame loop drains without blocking
 (:meth:`ChunkScheduler.drain`), like napari's ``_layer_slicer``.
 
@@ -30,7 +30,9 @@ import numpy.typing as npt
 
 from analysis.errors import ParameterError
 
-__all__ = ["BrickRequest", "BrickResult", "ChunkScheduler", "SchedulerStats"]
+__all__ = ["BrickRequest", "BrickResult", "ChunkScheduler", "LoadMany", "SchedulerStats"]
+
+LoadMany = Callable[[list[int]], list[npt.NDArray[np.generic] | Exception]]
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +94,32 @@ class ChunkScheduler:
         Runs on a worker thread; exceptions become failed results.
     n_workers : int, default: 8
         Threads; more overlap more I/O latency (HTTP), decoding shares the cores.
+    load_many : callable ``keys -> list of (array or Exception)``, optional
+        Loads several keys in one call (one result per key, in order; an exception in
+        the list fails that key only). With it a worker takes up to ``batch`` keys at
+        a time from the head of the list, fewer when the list is short, so that every
+        worker gets a share: ``ZarrVolumeSource.read_many`` fetches a batch's chunks
+        concurrently, which is what overlaps HTTP latency (``n_workers * batch``
+        requests in flight) and saves zarr's per-call overhead on local disks.
+    batch : int, default: 8
+        Most keys per ``load_many`` call.
     """
 
-    def __init__(self, load: Callable[[int], npt.NDArray[np.generic]], n_workers: int = 8) -> None:
+    def __init__(
+        self,
+        load: Callable[[int], npt.NDArray[np.generic]],
+        n_workers: int = 8,
+        *,
+        load_many: LoadMany | None = None,
+        batch: int = 8,
+    ) -> None:
         if n_workers < 1:
             raise ParameterError(f"n_workers must be >= 1, got {n_workers}")
+        if batch < 1:
+            raise ParameterError(f"batch must be >= 1, got {batch}")
         self._load = load
+        self._load_many = load_many
+        self._batch = int(batch) if load_many is not None else 1
         self._n_workers = int(n_workers)
         lock = threading.Lock()
         self._cond = threading.Condition(lock)  # workers wait here for work
@@ -115,6 +137,7 @@ class ChunkScheduler:
         self._threads: list[threading.Thread] = []
         self._closed = False
         self._paused = False
+        self._solo = 0  # keys to hand out alone before batching (see _next)
         self._submitted = self._started = self._completed = self._failed = self._dropped = 0
         self._bytes = 0
         self._seconds = 0.0
@@ -136,6 +159,8 @@ class ChunkScheduler:
                 self._dropped += len(set(rest.tolist()).difference(new.tolist()))
             self._queue = new
             self._pos = 0
+            if not self._in_flight:
+                self._solo = min(len(new), max(1, self._n_workers // 2))
             self._generation += 1
             self._submitted += len(new)
             # Wake only as many idle workers as there is work: waking all of them
@@ -252,12 +277,26 @@ class ChunkScheduler:
             t.start()
             self._threads.append(t)
 
-    def _next(self) -> BrickRequest | None:
-        """The next key of the current list not already running (caller holds the lock)."""
+    def _next(self) -> list[BrickRequest]:
+        """The next keys of the current list not already running (caller holds the lock).
+
+        Up to ``batch`` of them, but no more than an even share of what is left (a
+        short list still spreads over the workers). After a submit to idle workers the
+        first few keys go out alone (``_solo``), so the most wanted bricks (the coarse
+        stand-ins a first image waits for) are not held up by the slowest chunk of a
+        batch; while loads run, lists are replaced every frame and stay batched.
+        """
         if self._paused:
-            return None
+            return []
         q = self._queue
-        while self._pos < len(q):
+        left = len(q) - self._pos
+        if self._solo > 0:
+            self._solo -= 1
+            want = 1
+        else:
+            want = max(1, min(self._batch, left // self._n_workers))
+        out: list[BrickRequest] = []
+        while self._pos < len(q) and len(out) < want:
             key = int(q[self._pos])
             rank = self._pos
             self._pos += 1
@@ -266,32 +305,53 @@ class ChunkScheduler:
             req = BrickRequest(next(self._ids), key, rank, self._generation)
             self._in_flight[key] = req
             self._started += 1
-            return req
-        return None
+            out.append(req)
+        return out
 
     def _work(self) -> None:
-        done: BrickResult | None = None
+        done: list[BrickResult] = []
         while True:
             with self._cond:
-                if done is not None:
-                    # Book the finished load and take the next one under one lock hold.
-                    self._finish(done)
-                    done = None
-                req = self._next()
-                while req is None and not self._closed:
+                # Book the finished loads and take the next ones under one lock hold.
+                for res in done:
+                    self._finish(res)
+                done = []
+                reqs = self._next()
+                while not reqs and not self._closed:
                     self._cond.wait()
-                    req = self._next()
-                if req is None:
+                    reqs = self._next()
+                if not reqs:
                     return
-            t0 = time.perf_counter()
-            array: npt.NDArray[np.generic] | None = None
-            error: str | None = None
+            done = self._run(reqs)
+
+    def _run(self, reqs: list[BrickRequest]) -> list[BrickResult]:
+        """Load ``reqs`` (one call when there are several and ``load_many`` was given)."""
+        t0 = time.perf_counter()
+        got: list[npt.NDArray[np.generic] | Exception]
+        if len(reqs) > 1 and self._load_many is not None:
             try:
-                array = self._load(req.key)
-            except Exception as exc:  # a worker must survive any failed load
-                error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                got = list(self._load_many([r.key for r in reqs]))
+                if len(got) != len(reqs):
+                    raise RuntimeError(f"load_many returned {len(got)} results for {len(reqs)}")
+            except Exception as exc:  # the whole batch failed: every key fails with it
+                got = [exc] * len(reqs)
+        else:
+            got = []
+            for r in reqs:
+                try:
+                    got.append(self._load(r.key))
+                except Exception as exc:  # a worker must survive any failed load
+                    got.append(exc)
+        seconds = (time.perf_counter() - t0) / len(reqs)
+        out = []
+        for req, g in zip(reqs, got, strict=True):
+            if isinstance(g, BaseException):
+                error = f"{type(g).__name__}: {g}".splitlines()[0]
                 log.warning("brick %d failed to load: %s", req.key, error)
-            done = BrickResult(req, array, error, time.perf_counter() - t0, False)
+                out.append(BrickResult(req, None, error, seconds, False))
+            else:
+                out.append(BrickResult(req, g, None, seconds, False))
+        return out
 
     def _finish(self, res: BrickResult) -> None:
         """Count a finished load and hand it to :meth:`drain` (caller holds the lock)."""

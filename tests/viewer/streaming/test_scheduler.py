@@ -149,3 +149,91 @@ def test_requests_go_coarse_first_then_from_the_view_centre() -> None:
     assert len(frame.selection.nodes) >= len(queued) > 0
     # loads followed that order
     assert [lv for lv, _ in order][: len(levels)] == levels.tolist()
+
+
+def _batched(calls: list[list[int]], fail: int | None = None, fail_all: bool = False):
+    def load_many(keys: list[int]) -> list:
+        calls.append(list(keys))
+        if fail_all:
+            raise TimeoutError("store unreachable")
+        return [OSError("bad chunk") if k == fail else np.full(4, k, np.uint8) for k in keys]
+
+    def load(key: int) -> np.ndarray:
+        calls.append([key])
+        return np.full(4, key, np.uint8)
+
+    return load, load_many
+
+
+def test_batches_keep_priority_order_and_spread_over_the_workers() -> None:
+    calls: list[list[int]] = []
+    load, many = _batched(calls)
+    with ChunkScheduler(load, n_workers=2, load_many=many, batch=4) as s:
+        s.pause()
+        s.submit(list(range(100, 120)))  # 20 keys, most wanted first
+        s.pause(False)
+        res = _results(s, 20)
+    assert sorted(r.request.key for r in res) == list(range(100, 120))
+    assert all(np.all(r.array == r.request.key) for r in res)
+    # one worker's calls are in list order, and every key was loaded exactly once
+    flat = [k for c in calls for k in c]
+    assert sorted(flat) == list(range(100, 120))
+    assert all(c == sorted(c) for c in calls)
+    # the head of a list submitted to idle workers goes out alone, then batches of
+    # at most 4 and never more than an even share of what is left
+    assert [100] in calls
+    assert max(len(c) for c in calls) == 4
+    assert [119] in calls  # the tail is shared out, not taken by one worker
+    assert s.stats().completed == 20
+
+
+def test_a_failed_key_fails_alone_and_a_failed_batch_fails_every_key() -> None:
+    calls: list[list[int]] = []
+    load, many = _batched(calls, fail=5)
+    with ChunkScheduler(load, n_workers=1, load_many=many, batch=8) as s:
+        s.pause()
+        s.submit(list(range(20)))
+        s.pause(False)
+        res = _results(s, 20)
+    failed = [r for r in res if r.error]
+    assert [r.request.key for r in failed] == [5] and "bad chunk" in failed[0].error
+    assert any(5 in c and len(c) > 1 for c in calls)  # it failed inside a batch
+    calls.clear()
+    load, many = _batched(calls, fail_all=True)
+    with ChunkScheduler(load, n_workers=1, load_many=many, batch=8) as s:
+        s.pause()
+        s.submit(list(range(20)))
+        s.pause(False)
+        res = _results(s, 20)
+        st = s.stats()
+    batched = {k for c in calls if len(c) > 1 for k in c}
+    assert batched and all("store unreachable" in r.error for r in res if r.request.key in batched)
+    assert st.failed == len(batched) and st.completed == 20 - len(batched)
+    with pytest.raises(ParameterError):
+        ChunkScheduler(load, load_many=many, batch=0)
+
+
+def test_streamer_reads_zarr_bricks_in_batches(tmp_path) -> None:
+    from analysis.io import open_volume, write_ngff
+
+    data = np.random.default_rng(1).integers(0, 255, (64, 64, 96), dtype=np.uint8)
+    write_ngff(data, tmp_path / "b.zarr", scale_um=(1.0, 1.0, 1.0), chunks=(16, 16, 16))
+    src = open_volume(tmp_path / "b.zarr")
+    sizes: list[int] = []
+    real = src.read_many
+
+    def read_many(requests):  # type: ignore[no-untyped-def]
+        sizes.append(len(requests))
+        return real(requests)
+
+    src.read_many = read_many  # type: ignore[method-assign]
+    with VolumeStreamer(src, cache_bytes=64 << 20, n_workers=2) as st:
+        keys = np.arange(st.grid.offsets[0], st.grid.offsets[1])
+        st.scheduler.submit(keys)
+        res = _results(st.scheduler, len(keys))
+        for r in res:
+            level, reg = st.region(r.request.key)
+            assert level == 0
+            np.testing.assert_array_equal(r.array, data[reg])
+    assert len(res) == len(keys) == 4 * 4 * 6
+    assert max(sizes) == 8  # batched (the scheduler's default batch)
