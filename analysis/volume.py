@@ -28,7 +28,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from analysis.errors import ParameterError
+from analysis.errors import ChunkError, ParameterError
 
 __all__ = [
     "ArrayVolumeSource",
@@ -38,6 +38,7 @@ __all__ = [
     "SourceMetadata",
     "VolumeSource",
     "normalize_region",
+    "read_many",
 ]
 
 Region = tuple[slice, ...]
@@ -100,6 +101,29 @@ def normalize_region(region: Region | None, shape: Sequence[int]) -> tuple[slice
             raise ParameterError(f"region axis {axis} has step {step}; only step 1 is supported")
         out.append(slice(start, max(start, stop)))
     return tuple(out)
+
+
+def read_many(
+    source: VolumeSource, requests: Sequence[tuple[int, Region | None]]
+) -> list[npt.NDArray[np.generic] | ChunkError]:
+    """``source.read(level, region)`` for each request, batched when the source can.
+
+    Sources with a ``read_many`` method (``ZarrVolumeSource``: whole chunks fetched
+    concurrently and decoded without zarr's per-call overhead) get the whole list;
+    others are read one by one. A chunk that cannot be read gives its
+    :class:`~analysis.errors.ChunkError` in the list instead of an array, so one bad
+    chunk does not lose the others; other errors (a bad level or region) raise.
+    """
+    many = getattr(source, "read_many", None)
+    if callable(many):
+        return list(many(requests))
+    out: list[npt.NDArray[np.generic] | ChunkError] = []
+    for level, region in requests:
+        try:
+            out.append(source.read(level, region))
+        except ChunkError as exc:
+            out.append(exc)
+    return out
 
 
 def _level_for(levels: tuple[Level, ...], level: int) -> Level:

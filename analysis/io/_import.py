@@ -43,9 +43,16 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from analysis.errors import FormatError, ParameterError
+from analysis.errors import ChunkError, FormatError, ParameterError
 from analysis.io._units import space_unit_to_um
-from analysis.volume import Level, Region, VolumeSource, normalize_region
+from analysis.volume import (
+    Level,
+    Region,
+    SourceMetadata,
+    VolumeSource,
+    normalize_region,
+    read_many,
+)
 
 __all__ = [
     "Hdf5Source",
@@ -88,7 +95,7 @@ def _natural_key(path: Path) -> list[Any]:
     return [int(p) if p.isdigit() else p.lower() for p in parts]
 
 
-class _SingleLevelSource:
+class _SingleLevelSource(SourceMetadata):
     """Base for imported volumes: one level, axes (z, y, x), a lazy ``_read_region``.
 
     ``voxel_size_um`` is the voxel size stored in the file, or None when the file
@@ -109,22 +116,6 @@ class _SingleLevelSource:
         scale = voxel_size_um if voxel_size_um is not None else (1.0, 1.0, 1.0)
         chunks = tuple(max(1, min(c, s)) for c, s in zip(chunks, shape, strict=True))  # type: ignore[assignment]
         self._levels = (Level("0", tuple(shape), chunks, tuple(scale), (0.0, 0.0, 0.0)),)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def axes(self) -> tuple[str, ...]:
-        return ("z", "y", "x")
-
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        return self._dtype
-
-    @property
-    def levels(self) -> tuple[Level, ...]:
-        return self._levels
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -248,7 +239,7 @@ class TiffStackSource(_SingleLevelSource):
         except BaseException:
             tif.close()
             raise
-        self._axes = axes
+        self._tiff_axes = axes
         self._stack_axis = stack[0] if stack else None
         iy, ix = axes.index("Y"), axes.index("X")
         nz = shape[self._stack_axis] if self._stack_axis is not None else 1
@@ -271,7 +262,7 @@ class TiffStackSource(_SingleLevelSource):
     def _read_region(self, region: tuple[slice, ...]) -> npt.NDArray[Any]:
         zs, ys, xs = region
         index: list[slice | int] = []
-        for i, ax in enumerate(self._axes):
+        for i, ax in enumerate(self._tiff_axes):
             if i == self._stack_axis:
                 index.append(zs)
             elif ax == "Y":
@@ -766,7 +757,7 @@ def read_lookup_table(spec: str | os.PathLike[str]) -> npt.NDArray[np.int64]:
 MissingPolicy = Literal["zero", "keep", "error"]
 
 
-class LookupVolumeSource:
+class LookupVolumeSource(SourceMetadata):
     """Relabel another (integer) source through a lookup table, chunk by chunk.
 
     When the old ids are non-negative and compact (``max id < max(8 N, 2**20)``, as in
@@ -833,28 +824,24 @@ class LookupVolumeSource:
         self._source = source
         self._missing = missing
         self._name = name if name is not None else source.name
+        self._axes = tuple(source.axes)
+        self._levels = tuple(source.levels)
         self.n_entries = int(self._keys.size)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def axes(self) -> tuple[str, ...]:
-        return self._source.axes
-
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        return self._dtype
-
-    @property
-    def levels(self) -> tuple[Level, ...]:
-        return self._source.levels
 
     def read(self, level: int, region: Region | None = None) -> npt.NDArray[Any]:
         """Read ``region`` of ``level`` from the source and relabel it."""
         block = self._source.read(level, region)
         return self.apply(block)
+
+    def read_many(
+        self, requests: Sequence[tuple[int, Region | None]]
+    ) -> list[npt.NDArray[Any] | ChunkError]:
+        """:meth:`read` of several regions, batched by the source when it can
+        (``ZarrVolumeSource.read_many``); a failed read is its error in the list."""
+        return [
+            got if isinstance(got, ChunkError) else self.apply(got)
+            for got in read_many(self._source, requests)
+        ]
 
     def apply(self, block: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """Relabel an array of old ids (any shape) with the table."""

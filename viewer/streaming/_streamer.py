@@ -44,7 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analysis.errors import ParameterError
-from analysis.volume import VolumeSource
+from analysis.volume import VolumeSource, read_many
 
 from ._cache import BrickCache, TextureBudget
 from ._lod import BrickGrid, Selection, View, centre_scores_ijk, clip_planes_array, select_bricks
@@ -448,7 +448,7 @@ class VolumeStreamer:
     def _load_many(self, keys: list[int]) -> list[npt.NDArray[np.generic] | Exception]:
         """Several bricks through the source's ``read_many`` (one result or error per key)."""
         regions = [self.region(k) for k in keys]
-        got = self.source.read_many(regions)  # type: ignore[attr-defined]
+        got = read_many(self.source, regions)
         out: list[npt.NDArray[np.generic] | Exception] = []
         for key, (_, reg), arr in zip(keys, regions, got, strict=True):
             out.append(arr if isinstance(arr, Exception) else self._brick(key, reg, arr))
