@@ -502,7 +502,11 @@ class VolumeStreamer:
             lv = sel.node_levels[item_nodes]
             n_stand = int(np.count_nonzero((src >= 0) & (src != sel.leaf_index)))
             n_undrawn = int(np.count_nonzero(src < 0))
-            used = np.unique(item_nodes)
+            # Sorted distinct nodes drawn, by a mask over the selection's nodes
+            # (np.unique hashes and sorts: ~0.2 ms a frame here).
+            drawn = np.zeros(len(sel.nodes), dtype=bool)
+            drawn[item_nodes] = True
+            used = np.flatnonzero(drawn)
             self._mark_drawn(sel.nodes[used])
             gpu = int(self._tex_bytes[sel.node_levels[used]].sum())
             self._items_for = stamp
@@ -564,37 +568,45 @@ class VolumeStreamer:
         self._res_version += 1
 
     def _drain(self) -> I64:
-        """Move finished bricks into the cache, keeping the bitmap in step (one loop step
-        per arrived brick, not per brick in view)."""
+        """Move finished bricks into the cache, keeping the bitmap in step.
+
+        One :meth:`BrickCache.put_many` for all arrivals (in-use checks vectorised
+        over the drawn bitmap) and one bitmap write each for the evicted and the
+        stored keys: the per-brick Python work is a few attribute reads.
+        """
         results: list[BrickResult] = self.scheduler.drain()
         if not results:
             return np.zeros(0, np.int64)
-        base, n = self._res_base, self.grid.n_bricks
-        in_sync = self.cache.version == self._res_cache_version
-        res = self._resident
-        got = []
+        keys: list[int] = []
+        arrays: list[npt.NDArray[np.generic]] = []
         for r in results:
-            key = r.request.key
             if r.array is None:
-                self._failed.add(key)
-                continue
-            evicted = self.cache.put(key, r.array, self._in_use)
-            got.append(key)
-            if self.labels:
-                for k in evicted:
-                    self._ids.pop(k, None)
-            if in_sync:
-                for k in evicted:
-                    if base <= k < base + n:
-                        res[k - base] = False
-                if base <= key < base + n and key in self.cache:
-                    res[key - base] = True
+                self._failed.add(r.request.key)
+            else:
+                keys.append(r.request.key)
+                arrays.append(r.array)
+        in_sync = self.cache.version == self._res_cache_version
+        evicted = self.cache.put_many(keys, arrays, self._in_use_many)
+        if self.labels:
+            for k in evicted:
+                self._ids.pop(k, None)
+        got = np.asarray(keys, dtype=np.int64)
         if in_sync:
+            base, n, res = self._res_base, self.grid.n_bricks, self._resident
+            ev = np.asarray(evicted, dtype=np.int64) - base
+            res[ev[(ev >= 0) & (ev < n)]] = False
+            # Evicted within this call (more arrived than fit), or refused: not resident.
+            if evicted:
+                cache = self.cache
+                code = np.asarray([k for k in keys if k in cache], dtype=np.int64) - base
+            else:
+                code = got - base
+            res[code[(code >= 0) & (code < n)]] = True
             self._res_cache_version = self.cache.version
         self._res_version += 1
         if self._failed and len(self._failed) != len(self._failed_arr):
             self._failed_arr = np.array(sorted(self._failed), dtype=np.int64)
-        return np.asarray(got, dtype=np.int64)
+        return got
 
     def _mark_drawn(self, codes: I64) -> None:
         """Remember the bricks drawn now (the cache gives them a second chance)."""
@@ -605,6 +617,14 @@ class VolumeStreamer:
     def _in_use(self, key: int) -> bool:
         code = key - self._res_base
         return 0 <= code < len(self._drawn) and bool(self._drawn[code])
+
+    def _in_use_many(self, keys: I64) -> npt.NDArray[np.bool_]:
+        """:meth:`_in_use` of keys (N,) at once."""
+        code = keys - self._res_base
+        ok = (code >= 0) & (code < len(self._drawn))
+        out = np.zeros(len(keys), dtype=bool)
+        out[ok] = self._drawn[code[ok]]
+        return out
 
     def _stand_ins(self, sel: Selection, res: npt.NDArray[np.bool_]) -> I64:
         """Node index drawn for each leaf (M,): itself if resident, else its nearest
