@@ -628,15 +628,18 @@ class VolumeStreamer:
 
     def _stand_ins(self, sel: Selection, res: npt.NDArray[np.bool_]) -> I64:
         """Node index drawn for each leaf (M,): itself if resident, else its nearest
-        resident ancestor, else -1. One pass down the levels of the selection."""
+        resident ancestor, else -1. One pass down the levels of the selection.
+
+        Nodes are stored coarsest level first, so an ancestor's index is smaller than
+        its descendants': per level, ``max(own index if resident else -1, the parent's
+        result)`` is the nearest resident one (two NumPy calls a level).
+        """
         best = np.where(res, np.arange(len(res)), -1)
         parent = sel.node_parent
         for _, s, e in sel.level_bounds[1:]:
             seg = best[s:e]
-            miss = seg < 0
-            if miss.any():
-                seg[miss] = best[parent[s:e][miss]]
-        return np.asarray(best[sel.leaf_index])
+            np.maximum(seg, best.take(parent[s:e]), out=seg)
+        return np.asarray(best.take(sel.leaf_index))
 
     def _draw_items(self, sel: Selection, res: npt.NDArray[np.bool_]) -> tuple[I64, F64, F64, I64]:
         """Draw items (node index, crop box): a resident leaf whole; a stand-in cropped to
@@ -648,33 +651,42 @@ class VolumeStreamer:
         src = self._stand_ins(sel, res)
         leaf_lo, leaf_hi = self._leaf_lo, self._leaf_hi
         own = src == sel.leaf_index
-        if own.all():
+        n_own = int(np.count_nonzero(own))
+        if n_own == len(src):
             idx, lo_a, hi_a = sel.leaf_index, leaf_lo.copy(), leaf_hi.copy()
         else:
-            nodes = [src[own]]
-            lo = [leaf_lo[own]]
-            hi = [leaf_hi[own]]
-            stand = np.flatnonzero((src >= 0) & ~own)
-            if stand.size:
-                order = stand[np.argsort(src[stand], kind="stable")]
-                s = src[order]
+            mine = own.nonzero()[0]
+            nodes = [src.take(mine)]
+            lo = [leaf_lo.take(mine, 0)]
+            hi = [leaf_hi.take(mine, 0)]
+            # Drawn by a stand-in: something resident (src >= 0) and not the leaf itself
+            # (own implies src >= 0, so the exclusive or is the difference).
+            stand = ((src >= 0) ^ own).nonzero()[0]
+            if len(stand):
+                order = stand.take(np.argsort(src.take(stand), kind="stable"))
+                s = src.take(order)
                 first = np.empty(len(s), bool)
                 first[0] = True
                 np.not_equal(s[1:], s[:-1], out=first[1:])
-                starts = np.flatnonzero(first)
-                llo, lhi = leaf_lo[order], leaf_hi[order]
+                starts = first.nonzero()[0]
+                llo, lhi = leaf_lo.take(order, 0), leaf_hi.take(order, 0)
                 glo = np.minimum.reduceat(llo, starts, axis=0)
                 ghi = np.maximum.reduceat(lhi, starts, axis=0)
                 vol = np.add.reduceat(_volumes(lhi - llo), starts)
                 box = _volumes(ghi - glo)
                 whole = np.abs(vol - box) <= 1e-9 * box
-                nodes.append(s[starts[whole]])
-                lo.append(glo[whole])
-                hi.append(ghi[whole])
-                split = ~whole[np.cumsum(first) - 1]
-                nodes.append(s[split])
-                lo.append(llo[split])
-                hi.append(lhi[split])
+                if whole.all():
+                    nodes.append(s.take(starts))
+                    lo.append(glo)
+                    hi.append(ghi)
+                else:
+                    nodes.append(s[starts[whole]])
+                    lo.append(glo[whole])
+                    hi.append(ghi[whole])
+                    split = ~whole[np.cumsum(first) - 1]
+                    nodes.append(s[split])
+                    lo.append(llo[split])
+                    hi.append(lhi[split])
             idx, lo_a, hi_a = np.concatenate(nodes), np.concatenate(lo), np.concatenate(hi)
         # The whole volume is drawn from its first to its last level-0 voxel centre,
         # as a single volume of level 0 is (VtkImage); coarse bricks' borders cover it.
@@ -694,41 +706,52 @@ class VolumeStreamer:
         ``max_requests`` are handed over; :meth:`_refill` hands over more when the
         workers run low.
         """
-        need = sel.node_leaf & ~res
+        missing = ~res
+        # need: missing, and a leaf or the parent of a needed node. Finest level first,
+        # so a level's flags are complete (own leaves, needed children) before masking.
+        need = sel.node_leaf.copy()
         parent = sel.node_parent
-        for _, s, e in reversed(sel.level_bounds[1:]):
-            p = parent[s:e][need[s:e]]
-            if len(p):
-                need[p[~res[p]]] = True
+        bounds = sel.level_bounds
+        for _, s, e in reversed(bounds[1:]):
+            seg = need[s:e]
+            seg &= missing[s:e]
+            need[parent[s:e][seg]] = True
+        if bounds:
+            need[: bounds[0][2]] &= missing[: bounds[0][2]]
         wanted = need | sel.node_leaf
         wanted[used] = True
-        sizes = self._brick_bytes[sel.node_levels]
-        self._need_bytes = int(sizes.sum())
-        widx = np.flatnonzero(wanted)
-        cum = np.cumsum(sizes[widx])
+        # Bytes per level are constant (full chunks): sums from counts, no per-node array.
+        bb = self._brick_bytes
+        self._need_bytes = sum(int(bb[lv]) * (e - s) for lv, s, e in bounds)
+        total = sum(int(bb[lv]) * int(np.count_nonzero(wanted[s:e])) for lv, s, e in bounds)
         limit = _BUDGET_SHARE * self.cache.budget_bytes
-        over = bool(len(cum) and cum[-1] > limit)
+        over = total > limit
         if over:
+            widx = wanted.nonzero()[0]
+            cum = np.cumsum(bb.take(sel.node_levels.take(widx)))
             widx = widx[: int(np.searchsorted(cum, limit, side="right"))]
-        miss = widx[~res[widx]]
-        keys = base + sel.nodes[miss]
+            miss = widx[missing.take(widx)]
+        else:
+            wanted &= missing
+            miss = wanted.nonzero()[0]
+        keys = base + sel.nodes.take(miss)
         if len(self._failed_arr):
             ok = ~np.isin(keys, self._failed_arr)
             miss, keys = miss[ok], keys[ok]
         n_cap = self.max_requests
         if len(miss) > 1:
-            levels = sel.node_levels[miss]
+            levels = sel.node_levels.take(miss)
             # Coarse first, then from the view centre (1 - cos is in [0, 2]).
-            prio = centre_scores_ijk(self.grid, levels, sel.node_ijk[miss], views)
+            prio = centre_scores_ijk(self.grid, levels, sel.node_ijk.take(miss, 0), views)
             prio -= 4.0 * levels
             if len(miss) > n_cap:
                 top = np.argpartition(prio, n_cap - 1)[:n_cap]
-                keys = keys[top[np.argsort(prio[top], kind="stable")]]
+                keys = keys.take(top.take(np.argsort(prio.take(top), kind="stable")))
             else:
-                keys = keys[np.argsort(prio, kind="stable")]
+                keys = keys.take(np.argsort(prio, kind="stable"))
         held = max(len(miss) - n_cap, 0)
         if self.n_time > 1 and self.prefetch_time and not over and len(keys) < n_cap:
-            keys = np.concatenate([keys, self._prefetch(sel, int(cum[-1]) if len(cum) else 0)])
+            keys = np.concatenate([keys, self._prefetch(sel, total)])
             keys = keys[:n_cap]
         self._over = over
         self._held_back = held
