@@ -137,9 +137,10 @@ class View:
             return False
         if self.size != other.size or self.perspective != other.perspective:
             return False
-        if not np.array_equal(self.projection, other.projection):
-            return False
+        # The eye's move first: it is what usually differs (and is the cheapest test).
         if float(np.abs(self.position_um - other.position_um).max()) > tol_um:
+            return False
+        if not np.array_equal(self.projection, other.projection):
             return False
         # Turning by an angle t moves the picture by t * focal_px pixels (perspective),
         # or a point at distance d by t * d * focal_px pixels (parallel).

@@ -331,6 +331,7 @@ class VolumeStreamer:
         self._extent_lo = np.where(thick, first, -np.inf)
         self._extent_hi = np.where(thick, last, np.inf)
         self._diagonal_um = float(np.linalg.norm(g.shape[0] * g.scale[0]))
+        self._min_scale = [float(v) for v in g.scale.min(axis=1)]
         # Plain-int copies of the grid for the workers' key -> region (no NumPy per brick).
         self._py_offsets = [int(o) for o in g.offsets]
         self._py_levels = [
@@ -546,9 +547,10 @@ class VolumeStreamer:
             return sel
         sel = select_bricks(self.grid, vs, planes, err, self.finest_level)
         self._sel, self._sel_key, self._sel_views = sel, key, list(vs)
-        finest = int(sel.leaf_levels.min()) if len(sel.leaf_levels) else 0
+        # Leaves are stored coarsest level first: the last one is on the finest level.
+        finest = int(sel.leaf_levels[-1]) if len(sel.leaf_levels) else 0
         # Moving by half the finest voxel drawn changes no choice by more than that.
-        self._sel_tol_um = self.reuse_px * float(self.grid.scale[finest].min())
+        self._sel_tol_um = self.reuse_px * self._min_scale[finest]
         self._leaf_lo, self._leaf_hi = self.grid.boxes(sel.leaf_levels, sel.leaf_ijk)
         return sel
 
