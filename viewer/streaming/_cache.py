@@ -9,9 +9,10 @@ budget, so the count never exceeds the budget.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -110,6 +111,69 @@ class BrickCache:
         self._items[key] = array
         self.nbytes += size
         self.version += 1
+        return evicted
+
+    def put_many(
+        self,
+        keys: Sequence[int],
+        arrays: Sequence[npt.NDArray[np.generic]],
+        in_use: Callable[[npt.NDArray[np.int64]], npt.NDArray[np.bool_]] | None = None,
+    ) -> list[int]:
+        """``put(key, array, in_use)`` for each pair in turn; return all evicted keys.
+
+        The result (contents, LRU order, evictions, in that order) is exactly that
+        of the sequential :meth:`put` calls. ``in_use`` is vectorised here: it maps
+        an (N,) int64 array of keys to an (N,) bool array, and must not change
+        during the call. It is asked once for a run of keys at the least recently
+        used end instead of once per key reaching it: the frame loop stores tens of
+        arrived bricks per frame, and a Python call per eviction candidate was most
+        of the cost of doing so.
+
+        An evicted key may have been stored earlier in the same call (more arrived
+        than fit); ``key in cache`` tells what is held afterwards.
+        """
+        items = self._items
+        budget = self.budget_bytes
+        popitem = items.popitem
+        evicted: list[int] = []
+        # in_use(key) for keys at the LRU end, asked for in runs (in_use is constant here).
+        use: dict[int, bool] = {}
+        ahead = 2 * len(keys) + 16
+        nbytes = self.nbytes
+        stored = False
+        for key, array in zip(keys, arrays, strict=True):
+            size = array.nbytes
+            if size > budget:
+                log.warning("brick %d (%d bytes) exceeds the cache budget; not cached", key, size)
+                continue
+            if key in items:
+                nbytes -= items.pop(key).nbytes
+            if nbytes + size > budget:
+                # Same rule as put(): one pass of second chances per stored brick.
+                chances = len(items) if in_use is not None else 0
+                while nbytes + size > budget:
+                    k, a = popitem(last=False)
+                    if chances > 0:
+                        u = use.get(k)
+                        if u is None:
+                            assert in_use is not None
+                            run = [k, *itertools.islice(items, ahead)]
+                            got = in_use(np.asarray(run, np.int64)).tolist()
+                            use.update(zip(run, got, strict=True))
+                            u = use[k]
+                        if u:
+                            chances -= 1
+                            items[k] = a
+                            continue
+                    nbytes -= a.nbytes
+                    evicted.append(k)
+            items[key] = array
+            nbytes += size
+            stored = True
+        self.nbytes = int(nbytes)
+        self.evictions += len(evicted)
+        if stored:
+            self.version += 1
         return evicted
 
     def get(self, key: int) -> npt.NDArray[np.generic] | None:

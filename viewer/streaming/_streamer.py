@@ -17,8 +17,12 @@ One frame (:meth:`VolumeStreamer.update`):
 Steps 3 and 4 are skipped when neither the selection nor the resident set
 changed. Every step is a fixed number of NumPy operations over the selection's
 per-node arrays (one pass per pyramid level at most); the only Python loops run
-per *arrived* brick, never per brick in view. ``benchmarks.md`` ("Streaming")
-has the figures: about 1-2 ms of CPU per frame with 100k bricks.
+per *arrived* or evicted brick (inside one :meth:`BrickCache.put_many` per
+frame), never per brick in view. A frame costs a few hundred NumPy calls of
+1-5 µs each on a busy machine, so calls are counted: masks and ``take`` instead
+of ``np.unique``/``np.isin`` and boolean fancy indexing where it matters.
+``benchmarks.md`` ("Streaming", "Frame work") has the figures: about 1-1.5 ms of
+CPU per frame with 100k bricks, loads running or not.
 
 Seams. Bricks are fetched exactly as stored (one chunk, no overlap) so nothing
 is fetched twice; the one-voxel border that interpolation needs is assembled
@@ -334,6 +338,7 @@ class VolumeStreamer:
         self._extent_lo = np.where(thick, first, -np.inf)
         self._extent_hi = np.where(thick, last, np.inf)
         self._diagonal_um = float(np.linalg.norm(g.shape[0] * g.scale[0]))
+        self._min_scale = [float(v) for v in g.scale.min(axis=1)]
         # Plain-int copies of the grid for the workers' key -> region (no NumPy per brick).
         self._py_offsets = [int(o) for o in g.offsets]
         self._py_levels = [
@@ -518,7 +523,11 @@ class VolumeStreamer:
             lv = sel.node_levels[item_nodes]
             n_stand = int(np.count_nonzero((src >= 0) & (src != sel.leaf_index)))
             n_undrawn = int(np.count_nonzero(src < 0))
-            used = np.unique(item_nodes)
+            # Sorted distinct nodes drawn, by a mask over the selection's nodes
+            # (np.unique hashes and sorts: ~0.2 ms a frame here).
+            drawn = np.zeros(len(sel.nodes), dtype=bool)
+            drawn[item_nodes] = True
+            used = np.flatnonzero(drawn)
             self._mark_drawn(sel.nodes[used])
             gpu = int(self._tex_bytes[sel.node_levels[used]].sum())
             self._items_for = stamp
@@ -558,9 +567,10 @@ class VolumeStreamer:
             return sel
         sel = select_bricks(self.grid, vs, planes, err, self.finest_level)
         self._sel, self._sel_key, self._sel_views = sel, key, list(vs)
-        finest = int(sel.leaf_levels.min()) if len(sel.leaf_levels) else 0
+        # Leaves are stored coarsest level first: the last one is on the finest level.
+        finest = int(sel.leaf_levels[-1]) if len(sel.leaf_levels) else 0
         # Moving by half the finest voxel drawn changes no choice by more than that.
-        self._sel_tol_um = self.reuse_px * float(self.grid.scale[finest].min())
+        self._sel_tol_um = self.reuse_px * self._min_scale[finest]
         self._leaf_lo, self._leaf_hi = self.grid.boxes(sel.leaf_levels, sel.leaf_ijk)
         return sel
 
@@ -580,37 +590,45 @@ class VolumeStreamer:
         self._res_version += 1
 
     def _drain(self) -> I64:
-        """Move finished bricks into the cache, keeping the bitmap in step (one loop step
-        per arrived brick, not per brick in view)."""
+        """Move finished bricks into the cache, keeping the bitmap in step.
+
+        One :meth:`BrickCache.put_many` for all arrivals (in-use checks vectorised
+        over the drawn bitmap) and one bitmap write each for the evicted and the
+        stored keys: the per-brick Python work is a few attribute reads.
+        """
         results: list[BrickResult] = self.scheduler.drain()
         if not results:
             return np.zeros(0, np.int64)
-        base, n = self._res_base, self.grid.n_bricks
-        in_sync = self.cache.version == self._res_cache_version
-        res = self._resident
-        got = []
+        keys: list[int] = []
+        arrays: list[npt.NDArray[np.generic]] = []
         for r in results:
-            key = r.request.key
             if r.array is None:
-                self._failed.add(key)
-                continue
-            evicted = self.cache.put(key, r.array, self._in_use)
-            got.append(key)
-            if self.labels:
-                for k in evicted:
-                    self._ids.pop(k, None)
-            if in_sync:
-                for k in evicted:
-                    if base <= k < base + n:
-                        res[k - base] = False
-                if base <= key < base + n and key in self.cache:
-                    res[key - base] = True
+                self._failed.add(r.request.key)
+            else:
+                keys.append(r.request.key)
+                arrays.append(r.array)
+        in_sync = self.cache.version == self._res_cache_version
+        evicted = self.cache.put_many(keys, arrays, self._in_use_many)
+        if self.labels:
+            for k in evicted:
+                self._ids.pop(k, None)
+        got = np.asarray(keys, dtype=np.int64)
         if in_sync:
+            base, n, res = self._res_base, self.grid.n_bricks, self._resident
+            ev = np.asarray(evicted, dtype=np.int64) - base
+            res[ev[(ev >= 0) & (ev < n)]] = False
+            # Evicted within this call (more arrived than fit), or refused: not resident.
+            if evicted:
+                cache = self.cache
+                code = np.asarray([k for k in keys if k in cache], dtype=np.int64) - base
+            else:
+                code = got - base
+            res[code[(code >= 0) & (code < n)]] = True
             self._res_cache_version = self.cache.version
         self._res_version += 1
         if self._failed and len(self._failed) != len(self._failed_arr):
             self._failed_arr = np.array(sorted(self._failed), dtype=np.int64)
-        return np.asarray(got, dtype=np.int64)
+        return got
 
     def _mark_drawn(self, codes: I64) -> None:
         """Remember the bricks drawn now (the cache gives them a second chance)."""
@@ -622,17 +640,28 @@ class VolumeStreamer:
         code = key - self._res_base
         return 0 <= code < len(self._drawn) and bool(self._drawn[code])
 
+    def _in_use_many(self, keys: I64) -> npt.NDArray[np.bool_]:
+        """:meth:`_in_use` of keys (N,) at once."""
+        code = keys - self._res_base
+        ok = (code >= 0) & (code < len(self._drawn))
+        out = np.zeros(len(keys), dtype=bool)
+        out[ok] = self._drawn[code[ok]]
+        return out
+
     def _stand_ins(self, sel: Selection, res: npt.NDArray[np.bool_]) -> I64:
         """Node index drawn for each leaf (M,): itself if resident, else its nearest
-        resident ancestor, else -1. One pass down the levels of the selection."""
+        resident ancestor, else -1. One pass down the levels of the selection.
+
+        Nodes are stored coarsest level first, so an ancestor's index is smaller than
+        its descendants': per level, ``max(own index if resident else -1, the parent's
+        result)`` is the nearest resident one (two NumPy calls a level).
+        """
         best = np.where(res, np.arange(len(res)), -1)
         parent = sel.node_parent
         for _, s, e in sel.level_bounds[1:]:
             seg = best[s:e]
-            miss = seg < 0
-            if miss.any():
-                seg[miss] = best[parent[s:e][miss]]
-        return np.asarray(best[sel.leaf_index])
+            np.maximum(seg, best.take(parent[s:e]), out=seg)
+        return np.asarray(best.take(sel.leaf_index))
 
     def _draw_items(self, sel: Selection, res: npt.NDArray[np.bool_]) -> tuple[I64, F64, F64, I64]:
         """Draw items (node index, crop box): a resident leaf whole; a stand-in cropped to
@@ -644,33 +673,42 @@ class VolumeStreamer:
         src = self._stand_ins(sel, res)
         leaf_lo, leaf_hi = self._leaf_lo, self._leaf_hi
         own = src == sel.leaf_index
-        if own.all():
+        n_own = int(np.count_nonzero(own))
+        if n_own == len(src):
             idx, lo_a, hi_a = sel.leaf_index, leaf_lo.copy(), leaf_hi.copy()
         else:
-            nodes = [src[own]]
-            lo = [leaf_lo[own]]
-            hi = [leaf_hi[own]]
-            stand = np.flatnonzero((src >= 0) & ~own)
-            if stand.size:
-                order = stand[np.argsort(src[stand], kind="stable")]
-                s = src[order]
+            mine = own.nonzero()[0]
+            nodes = [src.take(mine)]
+            lo = [leaf_lo.take(mine, 0)]
+            hi = [leaf_hi.take(mine, 0)]
+            # Drawn by a stand-in: something resident (src >= 0) and not the leaf itself
+            # (own implies src >= 0, so the exclusive or is the difference).
+            stand = ((src >= 0) ^ own).nonzero()[0]
+            if len(stand):
+                order = stand.take(np.argsort(src.take(stand), kind="stable"))
+                s = src.take(order)
                 first = np.empty(len(s), bool)
                 first[0] = True
                 np.not_equal(s[1:], s[:-1], out=first[1:])
-                starts = np.flatnonzero(first)
-                llo, lhi = leaf_lo[order], leaf_hi[order]
+                starts = first.nonzero()[0]
+                llo, lhi = leaf_lo.take(order, 0), leaf_hi.take(order, 0)
                 glo = np.minimum.reduceat(llo, starts, axis=0)
                 ghi = np.maximum.reduceat(lhi, starts, axis=0)
                 vol = np.add.reduceat(_volumes(lhi - llo), starts)
                 box = _volumes(ghi - glo)
                 whole = np.abs(vol - box) <= 1e-9 * box
-                nodes.append(s[starts[whole]])
-                lo.append(glo[whole])
-                hi.append(ghi[whole])
-                split = ~whole[np.cumsum(first) - 1]
-                nodes.append(s[split])
-                lo.append(llo[split])
-                hi.append(lhi[split])
+                if whole.all():
+                    nodes.append(s.take(starts))
+                    lo.append(glo)
+                    hi.append(ghi)
+                else:
+                    nodes.append(s[starts[whole]])
+                    lo.append(glo[whole])
+                    hi.append(ghi[whole])
+                    split = ~whole[np.cumsum(first) - 1]
+                    nodes.append(s[split])
+                    lo.append(llo[split])
+                    hi.append(lhi[split])
             idx, lo_a, hi_a = np.concatenate(nodes), np.concatenate(lo), np.concatenate(hi)
         # The whole volume is drawn from its first to its last level-0 voxel centre,
         # as a single volume of level 0 is (VtkImage); coarse bricks' borders cover it.
@@ -690,41 +728,52 @@ class VolumeStreamer:
         ``max_requests`` are handed over; :meth:`_refill` hands over more when the
         workers run low.
         """
-        need = sel.node_leaf & ~res
+        missing = ~res
+        # need: missing, and a leaf or the parent of a needed node. Finest level first,
+        # so a level's flags are complete (own leaves, needed children) before masking.
+        need = sel.node_leaf.copy()
         parent = sel.node_parent
-        for _, s, e in reversed(sel.level_bounds[1:]):
-            p = parent[s:e][need[s:e]]
-            if len(p):
-                need[p[~res[p]]] = True
+        bounds = sel.level_bounds
+        for _, s, e in reversed(bounds[1:]):
+            seg = need[s:e]
+            seg &= missing[s:e]
+            need[parent[s:e][seg]] = True
+        if bounds:
+            need[: bounds[0][2]] &= missing[: bounds[0][2]]
         wanted = need | sel.node_leaf
         wanted[used] = True
-        sizes = self._brick_bytes[sel.node_levels]
-        self._need_bytes = int(sizes.sum())
-        widx = np.flatnonzero(wanted)
-        cum = np.cumsum(sizes[widx])
+        # Bytes per level are constant (full chunks): sums from counts, no per-node array.
+        bb = self._brick_bytes
+        self._need_bytes = sum(int(bb[lv]) * (e - s) for lv, s, e in bounds)
+        total = sum(int(bb[lv]) * int(np.count_nonzero(wanted[s:e])) for lv, s, e in bounds)
         limit = _BUDGET_SHARE * self.cache.budget_bytes
-        over = bool(len(cum) and cum[-1] > limit)
+        over = total > limit
         if over:
+            widx = wanted.nonzero()[0]
+            cum = np.cumsum(bb.take(sel.node_levels.take(widx)))
             widx = widx[: int(np.searchsorted(cum, limit, side="right"))]
-        miss = widx[~res[widx]]
-        keys = base + sel.nodes[miss]
+            miss = widx[missing.take(widx)]
+        else:
+            wanted &= missing
+            miss = wanted.nonzero()[0]
+        keys = base + sel.nodes.take(miss)
         if len(self._failed_arr):
             ok = ~np.isin(keys, self._failed_arr)
             miss, keys = miss[ok], keys[ok]
         n_cap = self.max_requests
         if len(miss) > 1:
-            levels = sel.node_levels[miss]
+            levels = sel.node_levels.take(miss)
             # Coarse first, then from the view centre (1 - cos is in [0, 2]).
-            prio = centre_scores_ijk(self.grid, levels, sel.node_ijk[miss], views)
+            prio = centre_scores_ijk(self.grid, levels, sel.node_ijk.take(miss, 0), views)
             prio -= 4.0 * levels
             if len(miss) > n_cap:
                 top = np.argpartition(prio, n_cap - 1)[:n_cap]
-                keys = keys[top[np.argsort(prio[top], kind="stable")]]
+                keys = keys.take(top.take(np.argsort(prio.take(top), kind="stable")))
             else:
-                keys = keys[np.argsort(prio, kind="stable")]
+                keys = keys.take(np.argsort(prio, kind="stable"))
         held = max(len(miss) - n_cap, 0)
         if self.n_time > 1 and self.prefetch_time and not over and len(keys) < n_cap:
-            keys = np.concatenate([keys, self._prefetch(sel, int(cum[-1]) if len(cum) else 0)])
+            keys = np.concatenate([keys, self._prefetch(sel, total)])
             keys = keys[:n_cap]
         self._over = over
         self._held_back = held

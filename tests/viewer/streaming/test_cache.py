@@ -96,3 +96,33 @@ def test_bricks_in_use_get_a_second_chance_before_eviction() -> None:
     in_use = {0, 1, 9}
     assert cache.put(5, np.zeros(1, np.uint8), in_use=lambda k: k in in_use) == [0]
     assert cache.nbytes <= cache.budget_bytes
+
+
+batches = st.lists(
+    st.lists(st.tuples(st.integers(0, 30), st.integers(1, 300)), max_size=12), max_size=12
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(budget=st.integers(1, 1500), batches=batches, drawn=st.sets(st.integers(0, 30)))
+def test_put_many_equals_one_put_after_another(
+    budget: int, batches: list[list[tuple[int, int]]], drawn: set[int]
+) -> None:
+    # Reference: the sequential put() with a scalar in_use (second chances included);
+    # batches may repeat keys, re-put held keys and hold bricks larger than the budget.
+    ref, fast = BrickCache(budget), BrickCache(budget)
+
+    def in_use_many(keys: np.ndarray) -> np.ndarray:
+        return np.isin(keys, sorted(drawn))
+
+    for batch in batches:
+        arrays = [np.zeros(size, np.uint8) for _, size in batch]
+        keys = [k for k, _ in batch]
+        expect = []
+        for k, a in zip(keys, arrays, strict=True):
+            expect += ref.put(k, a, in_use=lambda k: k in drawn)
+        assert fast.put_many(keys, arrays, in_use=in_use_many) == expect
+        assert list(fast) == list(ref)
+        assert fast.nbytes == ref.nbytes <= budget
+        assert fast.evictions == ref.evictions
+        assert all(fast.peek(k) is ref.peek(k) for k in ref)

@@ -357,3 +357,83 @@ def test_edge_padding_equals_numpy_pad() -> None:
         for hi in itertools.product((0, 1), repeat=3):
             ref = np.pad(a, list(zip(lo, hi, strict=True)), mode="edge")
             np.testing.assert_array_equal(_pad_edge(a, list(lo), list(hi)), ref)
+
+
+def test_stand_ins_items_and_requests_match_a_walk_up_the_tree() -> None:
+    # Reference: per leaf, a Python walk up node_parent to the nearest resident node;
+    # per missing leaf, its missing ancestors up to that node. Residency is random.
+    src = FunctionVolumeSource(
+        (64, 128, 96),
+        lambda lv, reg: np.zeros([s.stop - s.start for s in reg], np.uint8),
+        chunks=(8, 8, 8),
+    )
+    rng = np.random.default_rng(11)
+    with VolumeStreamer(src, cache_bytes=1 << 30, max_requests=1 << 20) as st:
+        st.scheduler.pause()
+        base = st.key_base()
+        ext_lo, ext_hi = np.zeros(3), np.asarray(src.levels[0].shape, float) - 1.0
+        for i in range(6):
+            eye = (-60.0 + 10 * i, 40.0 + 7 * i, 150.0 - 9 * i)
+            views = [View.from_camera(Camera(position=eye, focal_point=(32.0, 64, 48)), SIZE)]
+            st.max_error_px = (0.5, 2.0)[i % 2]
+            sel = st._select(views, np.zeros((0, 4)))
+            parent = sel.node_parent.tolist()
+            for p in (0.0, 0.3, 0.8, 1.0):
+                res = rng.random(len(sel.nodes)) < p
+                ref = []
+                for leaf in sel.leaf_index.tolist():
+                    n = leaf
+                    while n >= 0 and not res[n]:
+                        n = parent[n]
+                    ref.append(n)
+                nodes, lo, hi, got = st._draw_items(sel, res)
+                assert got.tolist() == ref
+                # Each leaf's centre lies in exactly one item, drawn from its reference node.
+                llo, lhi = st.grid.boxes(sel.leaf_levels, sel.leaf_ijk)
+                c = (llo + lhi) / 2
+                inside = ((c[:, None] >= lo) & (c[:, None] <= hi)).all(2)
+                for j, r in enumerate(ref):
+                    hits = np.flatnonzero(inside[j])
+                    assert (len(hits), [int(nodes[h]) for h in hits]) == (
+                        (1, [r]) if r >= 0 else (0, [])
+                    )
+                covered = np.asarray(ref) >= 0
+                vol_leaves = np.prod(np.minimum(lhi, ext_hi) - np.maximum(llo, ext_lo), axis=1)[
+                    covered
+                ].sum()
+                assert np.prod(hi - lo, axis=1).sum() == pytest.approx(vol_leaves, rel=1e-9)
+                # Requests: the missing leaves and their missing ancestors, coarse first.
+                want = set()
+                for leaf in sel.leaf_index.tolist():
+                    n = leaf
+                    while n >= 0 and not res[n]:
+                        want.add(n)
+                        n = parent[n]
+                st._plan_requests(sel, res, np.unique(nodes), base, views)
+                queued = st.scheduler.queued()
+                assert sorted(queued.tolist()) == sorted(base + int(sel.nodes[n]) for n in want)
+                levels, _ = st.grid.decode(queued - base)
+                assert np.all(np.diff(levels) <= 0)
+
+
+def test_residency_bitmap_follows_the_cache_through_evictions() -> None:
+    # The bitmap is updated from each frame's arrivals and evictions; the reference is
+    # the bitmap rebuilt from the cache's keys.
+    src = FunctionVolumeSource(
+        (256, 256, 256),
+        lambda lv, reg: np.zeros([s.stop - s.start for s in reg], np.uint8),
+        chunks=(16, 16, 16),
+    )
+    with VolumeStreamer(src, cache_bytes=300 * 16**3, n_workers=4) as st:
+        evicted = 0
+        for i in range(40):
+            cam = Camera(position=(-100.0 + 8 * i, 128.0, 20.0 + 5 * i), focal_point=(128.0,) * 3)
+            frame = st.update(View.from_camera(cam, SIZE))
+            st.scheduler.wait_idle(1)
+            keys = st.cache.keys_array()
+            ref = np.zeros(st.grid.n_bricks, bool)
+            ref[keys - st.key_base()] = True
+            assert np.array_equal(st._resident, ref)
+            assert all(int(k) in st.cache for k in frame.keys)
+            evicted = st.cache.evictions
+        assert evicted > 100  # the budget forced evictions while frames were drawn
