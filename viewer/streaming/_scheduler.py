@@ -72,7 +72,11 @@ class BrickResult:
 
 @dataclass(frozen=True)
 class SchedulerStats:
-    """Counters since the scheduler started."""
+    """Counters since the scheduler started.
+
+    ``pending``: requests not started; ``in_flight``: started and not yet handed over
+    by :meth:`ChunkScheduler.drain` (running, or finished and waiting in the queue).
+    """
 
     pending: int
     in_flight: int
@@ -240,7 +244,9 @@ class ChunkScheduler:
         with self._cond:
             return SchedulerStats(
                 pending=len(self._queue) - self._pos,
-                in_flight=len(self._in_flight),
+                # Finished but not drained counts as in flight: the caller has not
+                # got it yet, so 'nothing pending, nothing in flight' means idle.
+                in_flight=len(self._in_flight) + len(self._done),
                 submitted=self._submitted,
                 started=self._started,
                 completed=self._completed,

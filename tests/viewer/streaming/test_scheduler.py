@@ -237,3 +237,15 @@ def test_streamer_reads_zarr_bricks_in_batches(tmp_path) -> None:
             np.testing.assert_array_equal(r.array, data[reg])
     assert len(res) == len(keys) == 4 * 4 * 6
     assert max(sizes) == 8  # batched (the scheduler's default batch)
+
+
+def test_a_finished_load_counts_as_in_flight_until_drained() -> None:
+    """'Nothing pending, nothing in flight' must mean the caller has every result."""
+    with ChunkScheduler(lambda k: np.full(2, k, np.uint8), n_workers=2) as s:
+        s.submit([1, 2, 3])
+        assert s.wait_idle(10)  # every load finished; none drained yet
+        st = s.stats()
+        assert st.pending == 0 and st.completed == 3 and st.in_flight == 3
+        got = s.drain()
+        assert sorted(r.request.key for r in got) == [1, 2, 3]
+        assert s.stats().in_flight == 0
