@@ -90,8 +90,8 @@ class RenderThread:
         Stream every image layer (``StreamingController``) instead of reading a whole level.
     cache_bytes : int, optional
         RAM budget of the streamed bricks (default: the controller's, a quarter of RAM).
-    stream_workers : int, default: 4
-        Loader threads per streamed layer.
+    stream_workers : int, optional
+        Loader threads per streamed layer (default: one per core, at most 8).
     on_stats : callable(dict name -> StreamStats), optional
         Called in the GUI thread after each streamed frame.
     """
@@ -104,7 +104,7 @@ class RenderThread:
         background: tuple[float, float, float] = (0.08, 0.08, 0.1),
         streaming: bool = True,
         cache_bytes: int | None = None,
-        stream_workers: int = 4,
+        stream_workers: int | None = None,
         on_stats: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.scene = scene
@@ -114,7 +114,7 @@ class RenderThread:
             self._bridge.stats.connect(on_stats)
         self._stream = bool(streaming)
         self._cache_bytes = cache_bytes
-        self._stream_workers = int(stream_workers)
+        self._stream_workers = None if stream_workers is None else int(stream_workers)
         #: The streaming controller (made with the renderer, on the render thread).
         self.streaming: StreamingController | None = None
         #: Bricks are still loading: the thread keeps drawing as they land.

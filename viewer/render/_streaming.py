@@ -360,8 +360,8 @@ class StreamingController:
     gpu_budget_bytes : int, default: 1 GiB
         Texture budget, shared equally.
     max_error_px : float, default: 1.0
-    n_workers : int, default: 8
-        Loader threads per layer.
+    n_workers : int, optional
+        Loader threads per layer (default: one per core, at most 8).
     finest_level : int, default: 0
         Never stream (or mesh) finer than this level.
     stream_labels : bool, default: True
@@ -389,7 +389,7 @@ class StreamingController:
         cache_bytes: int | None = None,
         gpu_budget_bytes: int = 1 << 30,
         max_error_px: float = 1.0,
-        n_workers: int = 8,
+        n_workers: int | None = None,
         finest_level: int = 0,
         stream_labels: bool = True,
         surface_levels: bool = False,

@@ -33,7 +33,14 @@ from ._lod import (
     perspective_matrix,
     select_bricks,
 )
-from ._scheduler import BrickRequest, BrickResult, ChunkScheduler, SchedulerStats
+from ._scheduler import (
+    BrickRequest,
+    BrickResult,
+    ChunkScheduler,
+    SchedulerStats,
+    default_batch,
+    default_workers,
+)
 from ._streamer import PaddedBrick, StreamFrame, StreamStats, VolumeStreamer
 
 __all__ = [
@@ -52,7 +59,9 @@ __all__ = [
     "View",
     "VolumeStreamer",
     "clip_planes_array",
+    "default_batch",
     "default_cache_bytes",
+    "default_workers",
     "perspective_matrix",
     "select_bricks",
 ]

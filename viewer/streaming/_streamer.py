@@ -52,7 +52,7 @@ from analysis.volume import VolumeSource, read_many
 
 from ._cache import BrickCache, TextureBudget
 from ._lod import BrickGrid, Selection, View, centre_scores_ijk, clip_planes_array, select_bricks
-from ._scheduler import BrickResult, ChunkScheduler
+from ._scheduler import BrickResult, ChunkScheduler, default_batch, default_workers
 
 __all__ = ["PaddedBrick", "StreamFrame", "StreamStats", "VolumeStreamer"]
 
@@ -253,7 +253,13 @@ class VolumeStreamer:
     cache_bytes : int, optional
     gpu_budget_bytes : int, default: 1 GiB
         Texture budget of the drawn bricks; over it the LOD coarsens.
-    n_workers : int, default: 8
+    n_workers : int, optional
+        Loader threads; default :func:`default_workers` (one per core, at most 8).
+    batch : int, optional
+        Most bricks one loader reads in one call, for sources with ``read_many``
+        (their chunks are fetched concurrently: up to ``n_workers * batch`` requests
+        in flight, which is what hides HTTP latency); default :func:`default_batch`
+        (32 for a remote store, else 8).
     max_error_px : float, default: 1.0
         Largest projected voxel (pixels) before a finer level is used.
     time_index, channel : int, default: 0
@@ -288,7 +294,8 @@ class VolumeStreamer:
         cache: BrickCache | None = None,
         cache_bytes: int | None = None,
         gpu_budget_bytes: int = 1 << 30,
-        n_workers: int = 8,
+        n_workers: int | None = None,
+        batch: int | None = None,
         max_error_px: float = 1.0,
         time_index: int = 0,
         channel: int = 0,
@@ -321,7 +328,12 @@ class VolumeStreamer:
         # Sources that read several chunks in one call (ZarrVolumeSource.read_many) get
         # batches: concurrent fetches, and far less Python per brick on the workers.
         many = self._load_many if callable(getattr(source, "read_many", None)) else None
-        self.scheduler = ChunkScheduler(self._load, n_workers=n_workers, load_many=many)
+        self.scheduler = ChunkScheduler(
+            self._load,
+            n_workers=default_workers() if n_workers is None else n_workers,
+            load_many=many,
+            batch=default_batch(source) if batch is None else batch,
+        )
         self.max_error_px = float(max_error_px)
         self.prefetch_time = max(int(prefetch_time), 0)
         self.finest_level = int(finest_level)

@@ -64,7 +64,12 @@ def register(subparsers: Any) -> None:
         metavar="PX",
         help="largest projected voxel in pixels before a finer level is used (default: 1)",
     )
-    p.add_argument("--workers", type=int, default=8, help="loader threads (default: 8)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="loader threads (default: one per core, at most 8)",
+    )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait at the end")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=run)
@@ -101,7 +106,12 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.path is None) == (args.procedural is None):
         raise ParameterError("give one of PATH_OR_URL or --procedural ZxYxX")
-    if args.frames < 1 or args.fps <= 0 or args.max_error <= 0 or args.workers < 1:
+    if (
+        args.frames < 1
+        or args.fps <= 0
+        or args.max_error <= 0
+        or (args.workers is not None and args.workers < 1)
+    ):
         raise ParameterError("--frames, --fps, --max-error and --workers must be positive")
     if args.cache_mb is not None and args.cache_mb <= 0:
         raise ParameterError(f"--cache-mb must be positive, got {args.cache_mb}")

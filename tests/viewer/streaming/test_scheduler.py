@@ -249,3 +249,21 @@ def test_a_finished_load_counts_as_in_flight_until_drained() -> None:
         got = s.drain()
         assert sorted(r.request.key for r in got) == [1, 2, 3]
         assert s.stats().in_flight == 0
+
+
+def test_default_workers_and_batches(tmp_path) -> None:
+    import os
+    import types
+
+    from viewer.streaming import default_batch, default_workers
+
+    assert default_workers() == max(1, min(8, os.cpu_count() or 2))
+    assert default_batch(types.SimpleNamespace(url="https://example.org/a.zarr")) == 32
+    assert default_batch(types.SimpleNamespace(url="/data/a.zarr")) == 8
+    assert default_batch(types.SimpleNamespace(url="file:///data/a.zarr")) == 8
+    assert default_batch(object()) == 8
+    src = FunctionVolumeSource((32, 32, 32), lambda lv, reg: np.zeros(1, np.uint8))
+    with VolumeStreamer(src, cache_bytes=1 << 20) as st:
+        assert st.scheduler._n_workers == default_workers()
+    with VolumeStreamer(src, cache_bytes=1 << 20, n_workers=3) as st:
+        assert st.scheduler._n_workers == 3
