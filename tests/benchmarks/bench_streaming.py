@@ -158,7 +158,8 @@ def _zarr_bricks(path: Path) -> FunctionVolumeSource:
         def read_many(self, requests: list[tuple[int, tuple[slice, ...]]]) -> list[object]:
             got = small.read_many([(0, chunk(reg)) for _, reg in requests])
             return [
-                g if isinstance(g, Exception) else crop(g, r) for g, (_, r) in zip(got, requests, strict=True)
+                g if isinstance(g, Exception) else crop(g, r)
+                for g, (_, r) in zip(got, requests, strict=True)
             ]
 
     return ZarrBricks((1600, 4096, 4096), fn, chunks=(64, 64, 64))
