@@ -105,7 +105,8 @@ class ServerLimits:
         view updates and edits); frames over the budget are dropped unparsed.
     burst : int, default: 400
     flood_drops : int, default: 2000
-        Dropped frames within ``flood_window_s`` after which the connection is closed (1008).
+        Dropped frames within any ``flood_window_s`` seconds (a sliding window) after
+        which the connection is closed (1008).
     flood_window_s : float, default: 2.0
     max_strikes : int, default: 20
         Malformed or refused messages before the connection is closed (1008).
@@ -128,26 +129,39 @@ class ServerLimits:
 
 
 class _Bucket:
-    """Token bucket (frames per second) with a count of recent drops."""
+    """Token bucket (frames per second) that also tells a flood from a burst.
 
-    def __init__(self, rate: float, burst: int) -> None:
+    A flood is ``flood_drops`` dropped frames within any ``window_s`` seconds: the
+    drop times are kept (the last ``flood_drops`` of them), so the window slides. A
+    fixed window that restarts every ``window_s`` could split a flood between two
+    windows and never see it when the server reads slowly (a loaded machine).
+    """
+
+    def __init__(self, rate: float, burst: int, flood_drops: int = 2000) -> None:
         self.rate, self.burst = rate, float(burst)
         self.tokens = float(burst)
         self.t = time.monotonic()
-        self.drops = 0
-        self.window_start = self.t
+        self._drop_times: deque[float] = deque(maxlen=max(int(flood_drops), 1))
 
-    def take(self, window_s: float) -> bool:
+    @property
+    def drops(self) -> int:
+        """Dropped frames remembered (at most ``flood_drops``)."""
+        return len(self._drop_times)
+
+    def take(self) -> bool:
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
         self.t = now
-        if now - self.window_start > window_s:
-            self.window_start, self.drops = now, 0
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return True
-        self.drops += 1
+        self._drop_times.append(now)
         return False
+
+    def flooding(self, window_s: float) -> bool:
+        """Whether the last ``flood_drops`` drops all fell within ``window_s`` seconds."""
+        d = self._drop_times
+        return len(d) == d.maxlen and d[-1] - d[0] <= window_s
 
 
 @dataclass(eq=False)
@@ -701,7 +715,10 @@ class CollabServer:
             await ws.close(1008, why)
             return
         conn = _Conn(
-            ws, session.next_participant(hello), hello.client_id, _Bucket(lim.rate_hz, lim.burst)
+            ws,
+            session.next_participant(hello),
+            hello.client_id,
+            _Bucket(lim.rate_hz, lim.burst, lim.flood_drops),
         )
         async with session.lock:
             conn.push(session.welcome(conn, hello.last_seq).model_dump_json())
@@ -710,8 +727,8 @@ class CollabServer:
         log.info("%s joined %s as %s", hello.name, session.name, hello.role)
         try:
             async for raw in ws:
-                if not conn.bucket.take(lim.flood_window_s):
-                    if conn.bucket.drops >= lim.flood_drops:
+                if not conn.bucket.take():
+                    if conn.bucket.flooding(lim.flood_window_s):
                         log.warning("closing %s: message flood", hello.name)
                         await ws.close(1008, "rate limit exceeded")
                         break
