@@ -26,7 +26,7 @@ import zarr  # noqa: E402
 from analysis.io import open_volume, write_ngff  # noqa: E402
 from analysis.volume import FunctionVolumeSource  # noqa: E402
 from viewer.scene import Camera  # noqa: E402
-from viewer.streaming import BrickGrid, View, VolumeStreamer, select_bricks  # noqa: E402
+from viewer.streaming import BrickGrid, View, VolumeStreamer, default_workers, select_bricks  # noqa: E402
 
 SIZE = (1920, 1080)
 FRAME_S = 1 / 60
@@ -220,9 +220,16 @@ def frame_cpu(quick: bool, path: Path) -> list[str]:
         ("8 workers loading (procedural bricks)", src, False, False),
         ("8 workers loading (zarr read + zstd decode per brick)", _zarr_bricks(path), False, False),
         ("camera still, 8 workers loading zarr bricks", _zarr_bricks(path), False, True),
+        (
+            f"default workers ({default_workers()}) loading zarr bricks",
+            _zarr_bricks(path),
+            False,
+            False,
+        ),
     ]
     for what, source, paused, still in cases:
-        with VolumeStreamer(source, cache_bytes=512 << 20, n_workers=8) as st:
+        nw = None if what.startswith("default") else 8
+        with VolumeStreamer(source, cache_bytes=512 << 20, n_workers=nw) as st:
             st.scheduler.pause(paused)
             wall, cpu, f = _fly(st, n, still)
             rows.append(
