@@ -33,6 +33,7 @@ one whole level instead.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -150,6 +151,24 @@ class VtkStreamedImage(VtkImage):
         self._nbytes[key] = int(arr.nbytes)
         return self._images[key]
 
+    def _patch(self, key: int, neighbours: list[int]) -> None:
+        """Fill ``key``'s border from newly resident ``neighbours``, in place."""
+        img, pb = self._images[key]
+        scalars = img.GetPointData().GetScalars()
+        texture = v.vtk_to_numpy(scalars).reshape(pb.array.shape)
+        used = set(pb.neighbours)
+        for nk in neighbours:
+            got = self.streamer.border_patch(pb, nk)
+            if got is None:
+                continue
+            where, values = got
+            pb.array[where] = values
+            texture[where] = self._prepare(values)
+            used.add(nk)
+        scalars.Modified()
+        img.Modified()
+        self._images[key] = (img, dataclasses.replace(pb, neighbours=frozenset(used)))
+
     def note(self, frame: StreamFrame) -> None:
         """Remember ``frame``'s arrivals without drawing it (a later :meth:`show` uses them)."""
         if len(frame.arrived):
@@ -169,14 +188,17 @@ class VtkStreamedImage(VtkImage):
             if unit != self._unit_spacing:
                 self._unit_spacing = unit
                 self.dirty = True
-        stale: set[int] = set()
+        # Bricks whose neighbour just arrived: fill that side of their border in place
+        # (the brick's array and its VTK scalars; the mapper re-uploads the texture)
+        # instead of rebuilding the brick, its image data and its volume.
+        stale: dict[int, list[int]] = {}
         for k in arrived:
             for nk in self.streamer.neighbour_keys(int(k)):
                 got = self._images.get(int(nk))
                 if got is not None and int(k) not in got[1].neighbours:
-                    stale.add(int(nk))
-        for key in stale:
-            self._image(key, rebuild=True)
+                    stale.setdefault(int(nk), []).append(int(k))
+        for key, news in stale.items():
+            self._patch(key, news)
         wanted: dict[_ItemKey, tuple[int, npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
         for key, lo, hi in zip(frame.keys, frame.crop_lo, frame.crop_hi, strict=True):
             box = np.round(np.concatenate([lo, hi]), 9).tolist()
@@ -188,7 +210,7 @@ class VtkStreamedImage(VtkImage):
             changed = True
         for ik, (key, lo, hi) in wanted.items():
             vol = self._volumes.get(ik)
-            if vol is None or key in stale:
+            if vol is None:
                 got = self._image(key)
                 if got is None:
                     continue

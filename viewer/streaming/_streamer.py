@@ -232,6 +232,21 @@ def _pad_edge(
     return out
 
 
+def _slab(
+    off: tuple[int, ...], pad_lo: list[int], shape: tuple[int, ...]
+) -> tuple[tuple[slice, slice, slice], tuple[slice, slice, slice]]:
+    """Where the neighbour at offset ``off`` goes in a padded brick, and which of its voxels.
+
+    ``shape`` is the brick's own (unpadded) shape, ``pad_lo`` its low-side border (0/1).
+    """
+    dst = tuple(
+        slice(0, 1) if o < 0 else (slice(-1, None) if o > 0 else slice(pl, pl + m))
+        for o, pl, m in zip(off, pad_lo, shape, strict=True)
+    )
+    src = tuple(slice(-1, None) if o < 0 else (slice(0, 1) if o > 0 else slice(None)) for o in off)
+    return dst, src  # type: ignore[return-value]
+
+
 def _volumes(d: F64) -> F64:
     """Products of the rows of ``d`` (N, 3) (``np.prod(axis=1)`` is ~7x slower at N ~ 1000)."""
     return np.asarray(d[:, 0] * d[:, 1] * d[:, 2])
@@ -952,23 +967,14 @@ class VolumeStreamer:
         pad_lo = (ijk[0] > 0).astype(np.int64)
         pad_hi = (ijk[0] < self.grid.grid[level] - 1).astype(np.int64)
         out = _pad_edge(arr, pad_lo.tolist(), pad_hi.tolist())
-        n = np.asarray(arr.shape, dtype=np.int64)
         used = []
-        for off, nk in zip(_OFFSETS, self.neighbour_keys(key), strict=True):
+        for off, nk in zip(_OFFSETS_PY, self.neighbour_keys(key), strict=True):
             if nk < 0:
                 continue
             nb = self.cache.peek(int(nk))
             if nb is None:
                 continue
-            dst = tuple(
-                slice(0, 1)
-                if o < 0
-                else (slice(-1, None) if o > 0 else slice(int(pl), int(pl + m)))
-                for o, pl, m in zip(off, pad_lo, n, strict=True)
-            )
-            srcs = tuple(
-                slice(-1, None) if o < 0 else (slice(0, 1) if o > 0 else slice(None)) for o in off
-            )
+            dst, srcs = _slab(off, pad_lo.tolist(), arr.shape)
             out[dst] = nb[srcs]
             used.append(int(nk))
         scale = self.grid.scale[level]
@@ -989,6 +995,28 @@ class VolumeStreamer:
             box_hi_um=_t3(hi[0]),
             neighbours=frozenset(used),
         )
+
+    def border_patch(
+        self, brick: PaddedBrick, neighbour: int
+    ) -> tuple[tuple[slice, slice, slice], npt.NDArray[np.generic]] | None:
+        """The part of ``brick.array``'s border that the resident ``neighbour`` fills.
+
+        Returns ``(where, values)`` so a caller can write ``array[where] = values``
+        (and the same into a texture) instead of rebuilding the whole brick when a
+        neighbour arrives; None when ``neighbour`` is not resident or not adjacent.
+        """
+        nb = self.cache.peek(int(neighbour))
+        if nb is None:
+            return None
+        keys = self.neighbour_keys(brick.key)
+        hit = np.flatnonzero(keys == int(neighbour))
+        if not len(hit):
+            return None
+        _, _, level, ijk = self._locate(brick.key)
+        pad_lo = [int(i > 0) for i in ijk]
+        shape = tuple(s.stop - s.start for s in brick.region)
+        dst, srcs = _slab(_OFFSETS_PY[int(hit[0])], pad_lo, shape)
+        return dst, nb[srcs]
 
     # -- lifetime -------------------------------------------------------------------------
     def close(self) -> None:
