@@ -183,3 +183,17 @@ def test_bad_input_exit_2(
     subs = {"store": str(store), "out": str(tmp_path / "o"), "missing": str(tmp_path / "no.zarr")}
     assert main([a.format(**subs) for a in argv]) == 2
     assert needle in _one_error_line(capsys)
+
+
+def test_labels_before_the_store_still_find_the_store(store: Path, tmp_path: Path) -> None:
+    """``--labels NAME STORE.zarr`` (store last) renders like ``STORE.zarr --labels NAME``."""
+    a, b, c = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png"
+    opts = ["--size", "96", "80", "--no-progress"]
+    assert main(["render", str(store), "--labels", "objs", "--out", str(a), *opts]) == 0
+    assert main(["render", "--out", str(b), *opts, "--labels", "objs", str(store)]) == 0
+    assert main(["render", "--out", str(c), *opts, "--labels", str(store)]) == 0  # all labels
+    ia, ib, ic = (iio.imread(p).astype(int) for p in (a, b, c))
+    assert np.array_equal(ia, ib) and np.array_equal(ia, ic)
+    plain = tmp_path / "plain.png"
+    assert main(["render", str(store), "--out", str(plain), *opts]) == 0
+    assert not np.array_equal(iio.imread(plain).astype(int), ia)  # the labels were drawn

@@ -26,6 +26,7 @@ maximum projections). --no-stream reads one whole level instead.
 
 examples:
   vrscope render cell.zarr --out shot.png --labels mitochondria nucleus --invert
+  vrscope render --out shot.png --labels mitochondria cell.zarr   (the store may also come last)
   vrscope render cell.zarr --out mito.png --labels mitochondria --no-image \\
       --color-by surface_area_um2/volume_um3 --features cell.truth.csv
   vrscope render --tracks lineage.geff --time 200 --out lineage.png --azimuth 60
@@ -186,7 +187,9 @@ def scene_from_args(args: argparse.Namespace) -> Any:
     """Build the scene the shared options describe (used by ``render`` and ``movie``)."""
     from analysis.errors import ParameterError
     from viewer.render import build_store_scene
+    from vrscope.commands._options import recover_store_from_labels
 
+    recover_store_from_labels(args)
     if args.store is None and args.tracks is None:
         raise ParameterError("give an image STORE.zarr and/or --tracks TRACKS.geff")
     if args.store is not None and not Path(args.store).exists() and "://" not in args.store:

@@ -72,6 +72,9 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from analysis.errors import ParameterError
     from vrscope.cli import require_extra
+    from vrscope.commands._options import recover_store_from_labels
+
+    recover_store_from_labels(args)
 
     join = getattr(args, "join", None)
     if join and (args.project or args.tracks):

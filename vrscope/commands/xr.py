@@ -142,6 +142,9 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from analysis.errors import ParameterError
     from vrscope.cli import require_extra
+    from vrscope.commands._options import recover_store_from_labels
+
+    recover_store_from_labels(args)
 
     if args.exit_after is not None and args.exit_after < 0:
         raise ParameterError(f"--exit-after must be >= 0, got {args.exit_after}")
