@@ -1,0 +1,93 @@
+"""Streaming on real data: the FIB-SEM medulla (external test data), converted with the CLI.
+
+The reference for the voxels is the PNG stack itself (read with imageio), and for the
+picture a whole-level render of the same store; the remote case goes through the
+loopback HTTP server with 100 ms per request that the other remote tests use.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from analysis.io import open_volume
+from tests.viewer.streaming._support import slow_http_server
+from vrscope.cli import main
+
+os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+
+
+@pytest.fixture(scope="module")
+def medulla(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    folder = testdata / "fibsem-medulla" / "grayscale_maps"
+    stack = np.stack([iio.imread(f) for f in sorted(folder.glob("iso.*.png"))])
+    out = tmp_path_factory.mktemp("medulla") / "medulla.zarr"
+    argv = ["convert", str(folder), str(out), "--voxel-size", "10", "10", "10", "--unit"]
+    argv += ["nanometer", "--chunks", "32", "32", "32", "--no-progress"]
+    assert main(argv) == 0
+    return out, stack
+
+
+def test_streamed_bricks_over_http_are_the_png_voxels(medulla: tuple[Path, np.ndarray]) -> None:
+    from viewer.scene import Camera
+    from viewer.streaming import View, VolumeStreamer
+
+    path, stack = medulla
+    with slow_http_server(path.parent, latency_s=0.1) as (url, info):
+        src = open_volume(f"{url}/{path.name}")
+        assert src.levels[0].shape == stack.shape == (250, 250, 250)
+        # A close view of one corner: level 0 there, coarser levels elsewhere.
+        cam = Camera(position=(-0.6, 0.4, 0.4), focal_point=(0.3, 0.4, 0.4))
+        view = View.from_camera(cam, (640, 480))
+        with VolumeStreamer(src, cache_bytes=256 << 20) as st:
+            frame = st.settle(view, timeout=120)
+            assert frame.complete and 0 in frame.levels.tolist()
+            assert info["max_concurrent"] > 8  # chunk requests overlapped their latency
+            fine = [k for k, lv in zip(frame.keys, frame.levels, strict=True) if lv == 0]
+            assert len(fine) > 10
+            for key in fine:
+                level, reg = st.region(int(key))
+                brick = st.cache.peek(int(key))
+                assert brick is not None
+                np.testing.assert_array_equal(brick, stack[reg])
+
+
+@pytest.mark.render
+def test_streamed_render_of_the_medulla_matches_the_png_stack_as_one_volume(
+    medulla: tuple[Path, np.ndarray],
+) -> None:
+    """Level 0 everywhere (a tiny screen-space error), in 32^3 bricks from the store,
+    against the PNG stack drawn as one volume with the same voxel size and contrast."""
+    from analysis.volume import ArrayVolumeSource
+    from viewer.render import SceneRenderer
+    from viewer.render._streaming import StreamingController
+    from viewer.scene import Image, Scene
+
+    path, stack = medulla
+
+    def scene_of(data: object) -> tuple[Scene, Image]:
+        lay = Image(data, contrast_limits=(0, 255), invert=True)
+        scene = Scene([lay])
+        scene.reset_camera()
+        scene.camera.orbit(30, 20)
+        return scene, lay
+
+    size = (240, 200)
+    ref_scene, _ = scene_of(ArrayVolumeSource(stack, scale_um=(0.01, 0.01, 0.01)))
+    with SceneRenderer(ref_scene, size=size, show_scale_bar=False, show_axes=False) as r:
+        ref = r.screenshot().astype(int)
+    scene, lay = scene_of(open_volume(path))
+    with SceneRenderer(scene, size=size, show_scale_bar=False, show_axes=False) as r:
+        with StreamingController(r, cache_bytes=256 << 20, max_error_px=1e-6) as ctl:
+            frame = ctl.settle(timeout=120)[lay.name]
+            img = r.screenshot().astype(int)
+    assert frame.complete and set(frame.levels.tolist()) == {0}
+    assert len(frame) == (250 // 32 + 1) ** 3  # every brick of level 0
+    assert ref.std() > 10  # real EM texture, not a blank frame
+    d = np.abs(img - ref).max(axis=2)
+    # The seam tolerance of the synthetic tests (test_render_streaming.py, test_stream.py).
+    assert d.mean() < 1.0 and np.percentile(d, 99) <= 12
