@@ -292,3 +292,20 @@ def test_http_batch_fetches_chunks_concurrently(tmp_path: Path) -> None:
             np.testing.assert_array_equal(g, data[reg])
         # 16 chunks at 100 ms each: fetched together, not one after another
         assert info["max_concurrent"] >= 8
+
+
+def test_sharded_store_reads_through_zarr_and_equals_the_data(tmp_path: Path) -> None:
+    """NGFF 0.5 with shards (written by ome-zarr-py): no chunk reader, zarr's path, same voxels."""
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_image
+
+    data = _data("uint8", (64, 64, 64))
+    group = zarr.open_group(str(tmp_path / "s.zarr"), mode="w", zarr_format=3)
+    opts = {"chunks": (16, 16, 16), "shards": (32, 32, 32)}
+    write_image(data, group, axes="zyx", fmt=FormatV05(), scale_factors=(2,), storage_options=opts)
+    src = open_volume(tmp_path / "s.zarr")
+    assert zarr.open_array(str(tmp_path / "s.zarr" / src.levels[0].path)).shards == (32, 32, 32)
+    assert src._chunk_readers[0] is None
+    regions = [(0, (slice(16, 32), slice(32, 48), slice(0, 16))), (0, (slice(5, 40),) * 3)]
+    for (_, reg), got in zip(regions, src.read_many(regions), strict=True):
+        np.testing.assert_array_equal(got, data[reg])
