@@ -10,10 +10,11 @@ than ``arr[...]`` of the whole level, and 2-3x faster than chunk-by-chunk
 ``arr[chunk]`` (``docs/benchmarks.md``, "Streaming").
 
 :class:`ChunkReader` does that for the codec chains OME-Zarr writers produce
-(zarr v3: ``bytes`` + any of zstd / blosc / gzip; zarr v2: no filters and a
-numcodecs compressor or none). Anything else (sharding, transpose, filters,
-checksums, irregular grids) makes :meth:`ChunkReader.for_array` return ``None``
-and the caller reads through zarr as before. The bytes still come from the
+(zarr v3: ``bytes`` + any of zstd / blosc / gzip / crc32c, also as the inner
+codecs of a shard, whose index is fetched once per shard and kept; zarr v2: no
+filters and a numcodecs compressor or none). Anything else (transpose, filters,
+nested sharding, irregular grids) makes :meth:`ChunkReader.for_array` return
+``None`` and the caller reads through zarr as before. The bytes still come from the
 array's own zarr store (local, fsspec/HTTP, memory), fetched concurrently on
 zarr's event loop, so remote reads overlap their latency within one batch.
 
@@ -26,8 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +40,7 @@ import zarr
 import zarr.codecs
 import zarr.storage
 from numcodecs.abc import Codec
+from zarr.abc.store import ByteRequest, RangeByteRequest, SuffixByteRequest
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
@@ -51,7 +54,34 @@ _V3_DECODERS: dict[type, type[Codec]] = {
     zarr.codecs.ZstdCodec: numcodecs.Zstd,
     zarr.codecs.BloscCodec: numcodecs.Blosc,
     zarr.codecs.GzipCodec: numcodecs.GZip,
+    zarr.codecs.Crc32cCodec: numcodecs.CRC32C,  # checks the 4-byte sum and strips it
 }
+
+
+_MISSING = np.uint64(2**64 - 1)  # a shard index entry of an empty inner chunk
+_MAX_INDEXES = 4096  # shard indexes kept per array (16 bytes per inner chunk each)
+
+Raw = npt.NDArray[np.uint8] | None | BaseException
+
+
+def _bytes_decoders(codecs: Sequence[Any]) -> list[Codec] | None:
+    """numcodecs decoders (in decoding order) for zarr v3 bytes-to-bytes codecs, or None."""
+    out: list[Codec] = []
+    for c in reversed(codecs):
+        dec = _V3_DECODERS.get(type(c))
+        if dec is None:
+            return None
+        out.append(dec())
+    return out
+
+
+def _stored_dtype(dtype: np.dtype[Any], serializer: Any) -> np.dtype[Any] | None:
+    if type(serializer) is not zarr.codecs.BytesCodec:
+        return None  # transpose, vlen or another array-to-bytes codec
+    endian = serializer.endian
+    if dtype.itemsize > 1 and endian is not None:
+        return dtype.newbyteorder("<" if endian.value == "little" else ">")
+    return dtype
 
 
 @dataclass(frozen=True)
@@ -62,13 +92,20 @@ class ChunkReader:
     ----------
     array : zarr.Array
     chunks : tuple of int
-        Chunk shape (the store's axes).
+        Chunk shape (the store's axes); the *inner* chunks of a sharded array.
     stored_dtype : numpy.dtype
         Element type of the decoded bytes (byte order as stored).
     order : {"C", "F"}
         Memory order of a chunk's bytes.
     decoders : tuple of numcodecs Codec
         Applied in this order to a chunk's bytes.
+    per_shard : tuple of int, optional
+        Inner chunks per shard along each axis (None: not sharded). An inner chunk is
+        read with a byte-range request after its shard's index, which is fetched once
+        per shard (suffix or prefix request) and kept (up to 4,096 shards).
+    index_at_end : bool
+    index_decoders : tuple of numcodecs Codec
+        For the shard index (a crc32c check, when the index has one).
     """
 
     array: zarr.Array[Any]
@@ -76,6 +113,12 @@ class ChunkReader:
     stored_dtype: np.dtype[np.generic]
     order: str
     decoders: tuple[Codec, ...]
+    per_shard: tuple[int, ...] | None = None
+    index_at_end: bool = True
+    index_decoders: tuple[Codec, ...] = ()
+    _indexes: dict[str, npt.NDArray[np.uint64] | None] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @classmethod
     def for_array(cls, array: zarr.Array[Any]) -> ChunkReader | None:
@@ -88,22 +131,18 @@ class ChunkReader:
             chunks = tuple(int(c) for c in array.chunks)
         except (NotImplementedError, TypeError, ValueError):  # irregular chunk grids
             return None
-        if array.shards is not None or array.ndim == 0:
+        if array.ndim == 0:
             return None
         if meta.zarr_format == 3:
             codecs = list(meta.codecs)
-            if not codecs or type(codecs[0]) is not zarr.codecs.BytesCodec:
-                return None  # transpose, sharding, or another array-to-bytes codec
-            endian = codecs[0].endian
-            stored = dtype
-            if dtype.itemsize > 1 and endian is not None:
-                stored = dtype.newbyteorder("<" if endian.value == "little" else ">")
-            decoders: list[Codec] = []
-            for c in reversed(codecs[1:]):
-                dec = _V3_DECODERS.get(type(c))
-                if dec is None:
-                    return None
-                decoders.append(dec())
+            if len(codecs) == 1 and isinstance(codecs[0], zarr.codecs.ShardingCodec):
+                return cls._sharded(array, codecs[0], dtype)
+            if array.shards is not None or not codecs:
+                return None
+            stored = _stored_dtype(dtype, codecs[0])
+            decoders = _bytes_decoders(codecs[1:])
+            if stored is None or decoders is None:
+                return None
             return cls(array, chunks, stored, "C", tuple(decoders))
         # zarr v2: the dtype carries the byte order; one optional compressor.
         if meta.filters or meta.order not in ("C", "F"):
@@ -112,6 +151,37 @@ class ChunkReader:
         if comp is not None and not isinstance(comp, Codec):
             return None
         return cls(array, chunks, dtype, meta.order, (comp,) if comp is not None else ())
+
+    @classmethod
+    def _sharded(
+        cls, array: zarr.Array[Any], sharding: Any, dtype: np.dtype[Any]
+    ) -> ChunkReader | None:
+        inner = list(sharding.codecs)
+        if not inner or array.shards is None:
+            return None
+        if isinstance(inner[0], zarr.codecs.ShardingCodec):
+            return None  # nested sharding
+        stored = _stored_dtype(dtype, inner[0])
+        decoders = _bytes_decoders(inner[1:])
+        index = list(sharding.index_codecs)
+        index_decoders = _bytes_decoders(index[1:])
+        if stored is None or decoders is None or index_decoders is None:
+            return None
+        if (
+            type(index[0]) is not zarr.codecs.BytesCodec
+            or index[0].endian is None
+            or (index[0].endian.value != "little")
+        ):
+            return None
+        chunks = tuple(int(c) for c in sharding.chunk_shape)
+        shards = tuple(int(s) for s in array.shards)
+        if any(s % c for s, c in zip(shards, chunks, strict=True)):
+            return None
+        at_end = sharding.index_location.value == "end"
+        per_shard = tuple(s // c for s, c in zip(shards, chunks, strict=True))
+        return cls(
+            array, chunks, stored, "C", tuple(decoders), per_shard, at_end, tuple(index_decoders)
+        )
 
     def chunk_of(self, region: Sequence[slice]) -> tuple[int, ...] | None:
         """Grid coordinates of the one chunk holding all of ``region`` (else ``None``)."""
@@ -123,31 +193,97 @@ class ChunkReader:
             coords.append(i)
         return tuple(coords)
 
+    def object_name(self, coords: Sequence[int]) -> str:
+        """Key (below the array) of the stored object holding a chunk: the chunk's own
+        key, or its shard's for a sharded array."""
+        grid = tuple(int(c) for c in coords)
+        if self.per_shard is not None:
+            grid = tuple(c // n for c, n in zip(grid, self.per_shard, strict=True))
+        return str(self.array.metadata.encode_chunk_key(grid))
+
     def key(self, coords: Sequence[int]) -> str:
-        """Store key of a chunk (below the store's root)."""
+        """Store key (below the store's root) of :meth:`object_name`."""
         prefix = self.array.store_path.path
-        name = self.array.metadata.encode_chunk_key(tuple(coords))
+        name = self.object_name(coords)
         return f"{prefix}/{name}" if prefix else name
 
-    def fetch(self, keys: Sequence[str]) -> list[npt.NDArray[np.uint8] | None | BaseException]:
-        """Encoded bytes of each chunk (``None`` when absent, the exception when the get failed).
+    def fetch_chunks(self, coords: Sequence[Sequence[int]]) -> list[Raw]:
+        """Encoded bytes of each chunk (``None`` when absent, the exception when a get failed).
 
-        All gets run concurrently on zarr's event loop (one round trip for remote stores).
+        All gets of one round run concurrently (on zarr's event loop, or on this thread
+        for local files); a sharded array needs a first round for the shard indexes it
+        has not seen yet.
         """
+        if self.per_shard is None:
+            return self._get([(self.key(c), None) for c in coords])
+        keys = [self.key(c) for c in coords]
+        new = [k for k in dict.fromkeys(keys) if k not in self._indexes]
+        bad: dict[str, BaseException] = {}  # not kept: a later read asks again
+        if new:
+            n = int(np.prod(self.per_shard)) * 16 + 4 * len(self.index_decoders)
+            where = SuffixByteRequest(n) if self.index_at_end else RangeByteRequest(0, n)
+            for k, raw in zip(new, self._get([(k, where) for k in new]), strict=True):
+                try:
+                    if isinstance(raw, BaseException):
+                        raise raw
+                    if raw is not None and len(raw) > n:  # a server that ignored the range
+                        raw = raw[-n:] if self.index_at_end else raw[:n]
+                    index = None if raw is None else self._parse_index(raw)
+                except Exception as exc:
+                    bad[k] = ValueError(f"bad shard index: {type(exc).__name__}: {exc}")
+                    continue
+                if len(self._indexes) >= _MAX_INDEXES:
+                    self._indexes.pop(next(iter(self._indexes)), None)
+                self._indexes[k] = index
+        out: list[Raw] = [None] * len(coords)
+        ranges: list[tuple[str, ByteRequest | None]] = []
+        slots: list[int] = []
+        for i, (k, c) in enumerate(zip(keys, coords, strict=True)):
+            if k in bad or k not in self._indexes:
+                out[i] = bad.get(k) or OSError(f"shard index of {k} was evicted; read again")
+                continue
+            index = self._indexes[k]
+            if index is None:
+                continue  # no shard: every inner chunk is the fill value
+            inner = tuple(int(x) % n for x, n in zip(c, self.per_shard, strict=True))
+            offset, nbytes = (int(v) for v in index[inner])
+            if offset == int(_MISSING) and nbytes == int(_MISSING):
+                continue
+            ranges.append((k, RangeByteRequest(offset, offset + nbytes)))
+            slots.append(i)
+        for i, (_, r), raw in zip(slots, ranges, self._get(ranges), strict=True):
+            assert isinstance(r, RangeByteRequest)
+            if raw is None:
+                raw = OSError("the shard its index names has gone")
+            elif not isinstance(raw, BaseException) and len(raw) > r.end - r.start:
+                raw = raw[r.start : r.end]  # a server that ignored the range sent it all
+            out[i] = raw
+        return out
+
+    def _parse_index(self, raw: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
+        """(per_shard..., 2) offsets and sizes; raises for a wrong size or checksum."""
+        buf: Any = raw
+        for codec in self.index_decoders:
+            buf = codec.decode(buf)  # crc32c: checks the sum and strips it
+        flat = np.frombuffer(buf, dtype="<u8")
+        assert self.per_shard is not None
+        return flat.reshape(*self.per_shard, 2).astype(np.uint64)
+
+    def _get(self, requests: Sequence[tuple[str, ByteRequest | None]]) -> list[Raw]:
         store = self.array.store_path.store
         if isinstance(store, zarr.storage.LocalStore):
             # Local files: read on this thread (the read releases the GIL), without
             # the hops to zarr's event loop and its I/O threads (~200 µs of CPU per
             # chunk on the benchmark machine, and the GIL held for most of it).
-            return [_read_file(store.root / k) for k in keys]
+            return [_read_file(store.root / k, r) for k, r in requests]
         proto = default_buffer_prototype()
 
         async def get_all() -> list[Any]:
             return await asyncio.gather(
-                *(store.get(k, proto) for k in keys), return_exceptions=True
+                *(store.get(k, proto, byte_range=r) for k, r in requests), return_exceptions=True
             )
 
-        out: list[npt.NDArray[np.uint8] | None | BaseException] = []
+        out: list[Raw] = []
         for got in sync(get_all()):
             if got is None or isinstance(got, BaseException):
                 out.append(got)
@@ -188,10 +324,22 @@ class ChunkReader:
         return out
 
 
-def _read_file(path: Path) -> npt.NDArray[np.uint8] | None | BaseException:
+def _read_file(path: Path, byte_range: ByteRequest | None = None) -> Raw:
     try:
         with open(path, "rb") as f:
-            return np.frombuffer(f.read(), np.uint8)
+            if byte_range is None:
+                data = f.read()
+            elif isinstance(byte_range, SuffixByteRequest):
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(size - byte_range.suffix, 0))
+                data = f.read()
+            else:
+                assert isinstance(byte_range, RangeByteRequest)
+                f.seek(byte_range.start)
+                data = f.read(byte_range.end - byte_range.start)
+                if len(data) != byte_range.end - byte_range.start:
+                    return OSError(f"{path} ends at byte {byte_range.start + len(data)}")
+        return np.frombuffer(data, np.uint8)
     except FileNotFoundError:
         return None  # a missing chunk: the fill value
     except OSError as exc:

@@ -401,25 +401,25 @@ class ZarrVolumeSource(SourceMetadata):
         """Regions that each lie in one chunk: fetch the chunks at once, decode, crop."""
         reader = self._chunk_readers[level]
         assert reader is not None
-        keys = [reader.key(coords) for _, _, coords in items]
-        unique = list(dict.fromkeys(keys))
-        fetched = dict(zip(unique, reader.fetch(unique), strict=True))
-        decoded: dict[str, npt.NDArray[np.generic] | ChunkError] = {}
+        unique = list(dict.fromkeys(coords for _, _, coords in items))
+        fetched = dict(zip(unique, reader.fetch_chunks(unique), strict=True))
+        decoded: dict[tuple[int, ...], npt.NDArray[np.generic] | ChunkError] = {}
         out: list[npt.NDArray[np.generic] | ChunkError] = []
-        for (reg, store_reg, coords), key in zip(items, keys, strict=True):
-            if key not in decoded:
-                raw = fetched[key]
+        for reg, store_reg, coords in items:
+            if coords not in decoded:
+                raw = fetched[coords]
                 try:
                     if isinstance(raw, BaseException):
                         raise raw
-                    decoded[key] = reader.decode(raw)
+                    decoded[coords] = reader.decode(raw)
                 except Exception as exc:
-                    where = f"{self._levels[level].path}/{reader.array.metadata.encode_chunk_key(coords)}"
+                    where = f"{self._levels[level].path}/{reader.object_name(coords)}"
+                    what = "" if reader.per_shard is None else f" (inner chunk {coords})"
                     reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                    decoded[key] = ChunkError(
-                        f"cannot read chunk {where} of {self.url}: {reason}", key=where
+                    decoded[coords] = ChunkError(
+                        f"cannot read chunk {where}{what} of {self.url}: {reason}", key=where
                     )
-            chunk = decoded[key]
+            chunk = decoded[coords]
             if isinstance(chunk, ChunkError):
                 out.append(chunk)
                 continue

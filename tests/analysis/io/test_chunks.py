@@ -93,9 +93,9 @@ def _every_chunk(reader: ChunkReader, arr: Any) -> None:
                     )
                 )
                 assert coords is not None
-                keys.append(reader.key(coords))
+                keys.append(coords)
                 regions.append(reg)
-    for reg, raw in zip(regions, reader.fetch(keys), strict=True):
+    for reg, raw in zip(regions, reader.fetch_chunks(keys), strict=True):
         assert not isinstance(raw, BaseException)
         got = reader.decode(raw)
         crop = tuple(
@@ -132,9 +132,6 @@ def test_v2_chunks_equal_zarr(tmp_path: Path, comp: str, dtype: str, order: str)
 
 def test_layouts_zarr_must_read_get_no_reader(tmp_path: Path) -> None:
     data = _data("uint16")
-    sharded = zarr.create_array(
-        str(tmp_path / "s.zarr"), shape=SHAPE, chunks=CHUNKS, shards=(16, 16, 32), dtype="uint16"
-    )
     transposed = zarr.create_array(
         str(tmp_path / "t.zarr"),
         shape=SHAPE,
@@ -150,16 +147,77 @@ def test_layouts_zarr_must_read_get_no_reader(tmp_path: Path) -> None:
         zarr_format=2,
         filters=[numcodecs.Delta(dtype="uint16")],
     )
-    checksummed = zarr.create_array(
-        str(tmp_path / "c.zarr"),
-        shape=SHAPE,
-        chunks=CHUNKS,
-        dtype="uint16",
-        compressors=[zarr.codecs.ZstdCodec(), zarr.codecs.Crc32cCodec()],
-    )
-    for arr in (sharded, transposed, filtered, checksummed):
+    for arr in (transposed, filtered):
         arr[...] = data
         assert ChunkReader.for_array(arr) is None, arr.metadata
+
+
+@pytest.mark.parametrize("index_location", ["end", "start"])
+@pytest.mark.parametrize(
+    ("inner", "index_crc"),
+    [("zstd", True), ("none", True), ("zstd+crc32c", False), ("gzip", False)],
+)
+def test_sharded_inner_chunks_equal_zarr(
+    tmp_path: Path, index_location: str, inner: str, index_crc: bool
+) -> None:
+    """Inner chunks through the shard index (byte ranges), edge shards, empty inner
+    chunks and a missing shard, against zarr's reads of the same array."""
+    compressors: list[Any] = {
+        "zstd": [zarr.codecs.ZstdCodec()],
+        "none": [],
+        "zstd+crc32c": [zarr.codecs.ZstdCodec(), zarr.codecs.Crc32cCodec()],
+        "gzip": [zarr.codecs.GzipCodec()],
+    }[inner]
+    sharding = zarr.codecs.ShardingCodec(
+        chunk_shape=CHUNKS,
+        codecs=[zarr.codecs.BytesCodec(), *compressors],
+        index_codecs=[zarr.codecs.BytesCodec()]
+        + ([zarr.codecs.Crc32cCodec()] if index_crc else []),
+        index_location=index_location,
+    )
+    data = _data("<u2")
+    data[8:16] = 0  # whole inner chunks of zeros: not written (empty in the index)
+    path = tmp_path / "sh.zarr"
+    arr = zarr.create_array(
+        str(path),
+        shape=SHAPE,
+        chunks=(16, 16, 32),
+        dtype="<u2",
+        serializer=sharding,
+        compressors=None,
+        fill_value=0,
+    )
+    arr[...] = data
+    assert arr.shards == (16, 16, 32) and arr.chunks == CHUNKS
+    shutil.rmtree(path / "c" / "1" / "1")  # shards (1, 1, *): missing, read as fill
+    arr = zarr.open_array(str(path), mode="r")
+    reader = ChunkReader.for_array(arr)
+    assert reader is not None and reader.per_shard == (2, 2, 2)
+    _every_chunk(reader, arr)
+    # one index per shard, kept; the two missing shards are remembered as missing
+    assert len(reader._indexes) == 8
+    assert sum(v is None for v in reader._indexes.values()) == 2
+
+
+def test_corrupt_shard_index_is_a_chunk_error_naming_the_shard(tmp_path: Path) -> None:
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_image
+
+    data = _data("uint8", (64, 64, 64))
+    group = zarr.open_group(str(tmp_path / "s.zarr"), mode="w", zarr_format=3)
+    opts = {"chunks": (16, 16, 16), "shards": (32, 32, 32)}
+    write_image(data, group, axes="zyx", fmt=FormatV05(), scale_factors=(2,), storage_options=opts)
+    shard = tmp_path / "s.zarr" / "s0" / "c" / "1" / "0" / "1"
+    raw = bytearray(shard.read_bytes())
+    raw[-10] ^= 0xFF  # inside the index (at the end), so its crc32c no longer matches
+    shard.write_bytes(bytes(raw))
+    src = open_volume(tmp_path / "s.zarr")
+    bad = (slice(32, 48), slice(0, 16), slice(48, 64))
+    good = (slice(0, 16), slice(0, 16), slice(0, 16))
+    got = src.read_many([(0, bad), (0, good)])
+    assert isinstance(got[0], ChunkError) and got[0].key == "s0/c/1/0/1"
+    assert "shard index" in str(got[0])
+    np.testing.assert_array_equal(got[1], data[good])
 
 
 VERSIONS = ["0.4", "0.5"]
@@ -197,7 +255,7 @@ def test_missing_chunk_is_the_fill_value_on_the_chunk_path(tmp_path: Path) -> No
     reader = ChunkReader.for_array(zarr.open_array(str(tmp_path / "m.zarr"), mode="r"))
     assert reader is not None
     reg = (slice(8, 16), slice(0, 8), slice(16, 32))
-    (raw,) = reader.fetch([reader.key((1, 0, 1))])
+    (raw,) = reader.fetch_chunks([(1, 0, 1)])
     assert raw is None
     expect = arr[reg]
     assert (expect == 7).all()  # zarr reads it as the fill value too
@@ -242,7 +300,7 @@ def test_truncated_chunk_names_the_size(tmp_path: Path) -> None:
     reader = ChunkReader.for_array(arr)
     assert reader is not None
     with pytest.raises(ValueError, match="holds 2038 bytes, expected 2048 "):
-        reader.decode(reader.fetch([reader.key((0, 0, 0))])[0])  # type: ignore[arg-type]
+        reader.decode(reader.fetch_chunks([(0, 0, 0)])[0])  # type: ignore[arg-type]
 
 
 def test_transient_fetch_error_is_a_chunk_error(tmp_path: Path) -> None:
@@ -305,7 +363,54 @@ def test_sharded_store_reads_through_zarr_and_equals_the_data(tmp_path: Path) ->
     write_image(data, group, axes="zyx", fmt=FormatV05(), scale_factors=(2,), storage_options=opts)
     src = open_volume(tmp_path / "s.zarr")
     assert zarr.open_array(str(tmp_path / "s.zarr" / src.levels[0].path)).shards == (32, 32, 32)
-    assert src._chunk_readers[0] is None
+    assert src._chunk_readers[0] is not None  # inner chunks through the shard index
     regions = [(0, (slice(16, 32), slice(32, 48), slice(0, 16))), (0, (slice(5, 40),) * 3)]
     for (_, reg), got in zip(regions, src.read_many(regions), strict=True):
         np.testing.assert_array_equal(got, data[reg])
+    src._chunk_readers[0] = None  # and zarr's own path agrees
+    np.testing.assert_array_equal(src.read(0, regions[0][1]), data[regions[0][1]])
+
+
+def test_sharded_store_over_http_fetches_each_shard_index_once(tmp_path: Path) -> None:
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_image
+
+    data = _data("uint8", (64, 64, 64))
+    group = zarr.open_group(str(tmp_path / "h.zarr"), mode="w", zarr_format=3)
+    opts = {"chunks": (16, 16, 16), "shards": (32, 32, 32)}
+    write_image(data, group, axes="zyx", fmt=FormatV05(), scale_factors=(2,), storage_options=opts)
+    with slow_http_server(tmp_path, latency_s=0.05) as (url, info):
+        src = open_volume(f"{url}/h.zarr")
+        regions = [
+            (0, (slice(z, z + 16), slice(y, y + 16), slice(x, x + 16)))
+            for z in range(0, 64, 16)
+            for y in range(0, 64, 16)
+            for x in range(0, 64, 16)
+        ]
+        info["requests"].clear()
+        for i in range(0, len(regions), 16):
+            got = src.read_many(regions[i : i + 16])
+            for (_, reg), g in zip(regions[i : i + 16], got, strict=True):
+                np.testing.assert_array_equal(g, data[reg])
+        shard_gets = [r for r in info["requests"] if "/s0/c/" in r]
+        # 8 shard indexes + 64 inner chunks (zarr's own path re-reads an index per call)
+        assert len(shard_gets) == 8 + 64
+
+
+def test_sharded_store_from_a_server_without_range_requests(tmp_path: Path) -> None:
+    """A plain static server answers byte-range requests with the whole file (200):
+    the index and the inner chunks are cut out of it, the voxels are still right."""
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_image
+
+    from tests.analysis.io._support import serve_directory
+
+    data = _data("uint8", (64, 64, 64))
+    group = zarr.open_group(str(tmp_path / "p.zarr"), mode="w", zarr_format=3)
+    opts = {"chunks": (16, 16, 16), "shards": (32, 32, 32)}
+    write_image(data, group, axes="zyx", fmt=FormatV05(), scale_factors=(2,), storage_options=opts)
+    with serve_directory(tmp_path) as (url, _):
+        src = open_volume(f"{url}/p.zarr")
+        regions = [(0, (slice(16, 32), slice(32, 48), slice(48, 64))), (0, (slice(0, 16),) * 3)]
+        for (_, reg), got in zip(regions, src.read_many(regions), strict=True):
+            np.testing.assert_array_equal(got, data[reg])

@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import http.server
 import math
+import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -86,9 +88,37 @@ def slow_http_server(root: Path, latency_s: float = 0.1) -> Iterator[tuple[str, 
             with lock:
                 info["active"] -= 1
 
+        def _ranged(self, spec: str) -> None:
+            """Answer ``Range: bytes=a-b`` / ``bytes=-n`` with 206 (as S3, nginx, ... do)."""
+            path = self.translate_path(self.path)
+            m = re.fullmatch(r"bytes=(\d*)-(\d*)", spec.strip())
+            if not os.path.isfile(path) or m is None:
+                self.send_error(404 if m else 416)
+                return
+            with open(path, "rb") as f:
+                data = f.read()
+            n = len(data)
+            if m.group(1) == "":
+                start, end = max(n - int(m.group(2)), 0), n
+            else:
+                start = int(m.group(1))
+                end = min(int(m.group(2)) + 1, n) if m.group(2) else n
+            body = data[start:end]
+            self.send_response(206)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{n}")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            with lock:
+                info["bytes"] += len(body)
+
         def do_GET(self) -> None:
             self._enter()
             try:
+                if self.headers.get("Range"):
+                    self._ranged(self.headers["Range"])
+                    return
                 f = self.send_head()
                 if f:
                     try:
