@@ -95,15 +95,15 @@ def slow_http_server(root: Path, latency_s: float = 0.1) -> Iterator[tuple[str, 
             if not os.path.isfile(path) or m is None:
                 self.send_error(404 if m else 416)
                 return
-            with open(path, "rb") as f:
-                data = f.read()
-            n = len(data)
+            n = os.path.getsize(path)
             if m.group(1) == "":
                 start, end = max(n - int(m.group(2)), 0), n
             else:
                 start = int(m.group(1))
                 end = min(int(m.group(2)) + 1, n) if m.group(2) else n
-            body = data[start:end]
+            with open(path, "rb") as f:
+                f.seek(start)
+                body = f.read(max(end - start, 0))
             self.send_response(206)
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{n}")
