@@ -282,6 +282,60 @@ def throughput(path: Path) -> list[str]:
     ]
 
 
+def sharded(tmp: Path) -> list[str]:
+    """512^3 in 64^3 chunks inside 256^3 shards (ome-zarr-py): the chunk reader against
+    zarr's own path, locally and over HTTP with 100 ms per request."""
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_image
+
+    n = 512
+    z, y, x = np.meshgrid(*(np.arange(n, dtype=np.float32),) * 3, indexing="ij", sparse=True)
+    data = (np.sin(z / 9) * np.cos(y / 13) * np.sin(x / 7) * 100 + 128).astype(np.uint8)
+    data += np.random.default_rng(0).integers(0, 20, data.shape, dtype=np.uint8)
+    group = zarr.open_group(str(tmp / "sharded.zarr"), mode="w", zarr_format=3)
+    opts = {"chunks": (64,) * 3, "shards": (256,) * 3}
+    write_image(
+        data, group, axes="zyx", fmt=FormatV05(), scale_factors=(2, 4, 8), storage_options=opts
+    )
+    src = open_volume(tmp / "sharded.zarr")
+    arr = zarr.open_array(str(tmp / "sharded.zarr" / src.levels[0].path), mode="r")
+    regions = [
+        (0, (slice(a, a + 64), slice(b, b + 64), slice(c, c + 64)))
+        for a in range(0, n, 64)
+        for b in range(0, n, 64)
+        for c in range(0, n, 64)
+    ]
+
+    def best(fn: object) -> float:
+        t = np.inf
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fn()  # type: ignore[operator]
+            t = min(t, time.perf_counter() - t0)
+        return t
+
+    mbs = n**3 / 2**20
+    whole = best(lambda: arr[...])
+    ours = best(lambda: [src.read_many(regions[i : i + 8]) for i in range(0, len(regions), 8)])
+    readers = list(src._chunk_readers)
+    src._chunk_readers[:] = [None] * len(readers)
+    via_zarr = best(lambda: [src.read_many(regions[i : i + 8]) for i in range(0, len(regions), 8)])
+    rows = [
+        f"| sharded, local | 512 bricks, batches of 8, one thread | chunk reader {mbs / ours:.0f} MB/s, "
+        f"zarr per brick {mbs / via_zarr:.0f} MB/s | zarr whole level {mbs / whole:.0f} MB/s |"
+    ]
+    sys.path.insert(0, str(ROOT / "tests" / "viewer" / "streaming"))
+    from _support import slow_http_server  # type: ignore[import-not-found]
+
+    with slow_http_server(tmp, latency_s=0.1) as (url, _):
+        for label, use_reader in (("chunk reader", True), ("zarr per brick", False)):
+            remote_src = open_volume(f"{url}/sharded.zarr")
+            if not use_reader:
+                remote_src._chunk_readers[:] = [None] * len(remote_src.levels)
+            rows += full_detail_after_stop(remote_src, f"sharded, HTTP 100 ms, {label}")
+    return rows
+
+
 def remote(path: Path) -> list[str]:
     sys.path.insert(0, str(ROOT / "tests" / "viewer" / "streaming"))
     from _support import slow_http_server  # type: ignore[import-not-found]
@@ -351,7 +405,17 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--frame-only", action="store_true", help="only the frame-work table")
     ap.add_argument("--throughput-only", action="store_true", help="only the throughput table")
+    ap.add_argument("--sharded", action="store_true", help="only the sharded-store table")
     args = ap.parse_args()
+    if args.sharded:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(
+                f"\n| sharded store, load average {os.getloadavg()[0]:.1f} | measure | value | "
+                "notes |\n|---|---|---|---|"
+            )
+            for row in sharded(Path(tmp)):
+                print(row, flush=True)
+        return 0
     if args.throughput_only:
         with tempfile.TemporaryDirectory() as tmp:
             path = _store(Path(tmp), 512)
