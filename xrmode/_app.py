@@ -59,6 +59,9 @@ log = logging.getLogger(__name__)
 TOOLS = ("grab", "measure", "count", "track", "classify", "clip", "laser")
 
 
+SNAPSHOT_WAIT_S = 60.0  # longest wait for streamed bricks before a snapshot
+
+
 @dataclass
 class XrOptions:
     """What ``vrscope xr`` was asked to do (see its ``--help``)."""
@@ -73,7 +76,8 @@ class XrOptions:
     snapshot: str | None = None
     background: tuple[float, float, float] = (0.18, 0.18, 0.2)
     opacity: float = 1.0
-    stream: bool = False
+    stream: bool | None = None  # None: stream when the image's finest level is too big
+    adaptive_quality: bool = True
     hand_tracking: bool = True
     classes: list[str] = field(default_factory=list)
     graphics: str = "auto"
@@ -179,9 +183,16 @@ class XrApp:
         if store is None and self.workspace.tracks is None:
             raise ParameterError("nothing to show: give an image store, --tracks or a --project")
         self.scene = build_store_scene(store, labels=labels, tracks=self.workspace.tracks)
+        from viewer.render import coarse_range
+
         for lay in self.scene.layers:
             if lay.kind == "image":
                 lay.opacity = opts.opacity
+                data = getattr(lay, "data", None)
+                if data is not None and getattr(lay, "contrast_limits", None) is None:
+                    # Contrast from the coarsest level, as `vrscope render` does: streamed
+                    # and whole-level pictures agree and stay put as bricks refine.
+                    lay.contrast_limits = coarse_range(data)
         self.points = Points(name="markers", size_um=1.0)  # type: ignore[call-arg]
         self.measurements = Measurements(name="measurements")  # type: ignore[call-arg]
         self.scene.add(self.points)
@@ -384,7 +395,18 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
         background=opts.background,
     )
     streaming = None
-    if opts.stream:
+    stream = opts.stream
+    if stream is None:
+        # Stream when the finest level does not fit the renderer's voxel budget (the
+        # whole-level path would show a coarser level). Smaller images are drawn whole:
+        # per-brick ray casting leaves faint lines at brick faces in face-on views
+        # (docs/benchmarks.md, "Streaming in the headset"), which buys nothing there.
+        budget = target.renderer.voxel_budget
+        sources = [getattr(lay, "data", None) for lay in app.scene.layers if lay.kind == "image"]
+        stream = any(
+            int(np.prod(src.levels[0].shape[-3:])) > budget for src in sources if src is not None
+        )
+    if stream:
         from viewer.render import _streaming
 
         streaming = _streaming.StreamingController(target.renderer, n_workers=2)
@@ -432,9 +454,20 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
             for eye in frame.eyes:
                 pos, fwd, up, proj = eye_view_arrays(eye, tr)
                 views.append(EyeView(pos, fwd, up, proj))
+            stream_stats: dict[str, dict[str, Any]] | None = None
             if streaming is not None and views:
                 streaming.set_views(views)
-                streaming.update()
+                stream_stats = {
+                    name: {
+                        "drawn": f.stats.drawn,
+                        "undrawn": f.stats.undrawn,
+                        "pending": f.stats.pending,
+                        "in_flight": f.stats.in_flight,
+                        "levels": sorted({int(x) for x in f.levels.tolist()}),
+                        "cache_bytes": f.stats.cache_bytes,
+                    }
+                    for name, f in streaming.update().items()
+                }
             if tr is not placed:  # transforms are immutable: a new one means it moved
                 target.set_stage_to_world(tr.stage_to_world_matrix())
                 placed = tr
@@ -451,7 +484,9 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
 
                 session.render(frame, draw)
             render_ms = (time.perf_counter() - t1) * 1e3
-            changed = app.quality.update((cpu_ms + render_ms) / 1e3, frame.period_s)
+            changed = opts.adaptive_quality and app.quality.update(
+                (cpu_ms + render_ms) / 1e3, frame.period_s
+            )
             if changed:
                 session.render_scale = app.quality.render_scale
                 trace(
@@ -476,13 +511,21 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
                 following=None if collab is None else collab.leader,
                 time=app.ctx.current_time,
                 planes=[[list(p.origin), list(p.normal)] for p in app.scene.clipping_planes],
+                stream=stream_stats,
             )
-            if want_snapshot and focused and len(snap) == len(frame.eyes) and frame.eyes:
+            # The snapshot shows the view at full detail: taken on the first frame whose
+            # streamed layers were complete (or after SNAPSHOT_WAIT_S, whatever is drawn).
+            settled = stream_stats is None or all(
+                st["drawn"] > 0 and st["undrawn"] == 0 for st in stream_stats.values()
+            )
+            waited = t_start is not None and time.monotonic() - t_start > SNAPSHOT_WAIT_S
+            ready = focused and len(snap) == len(frame.eyes) and frame.eyes
+            if want_snapshot and ready and (settled or waited):
                 _save_snapshot(Path(opts.snapshot or "."), snap, frame, views, tr)
-                trace("snapshot", folder=str(opts.snapshot))
+                trace("snapshot", folder=str(opts.snapshot), complete=settled)
                 want_snapshot = False
                 session.on_drawn = None
-            if opts.exit_after is not None and t_start is not None:
+            if opts.exit_after is not None and t_start is not None and not want_snapshot:
                 if time.monotonic() - t_start >= opts.exit_after and session.running:
                     session.request_exit()
                     opts.exit_after = None

@@ -100,7 +100,8 @@ def register(sub: Any) -> None:
         "--exit-after",
         type=float,
         metavar="SECONDS",
-        help="end the session this long after it gets focus (demos, tests)",
+        help="end the session this long after it gets focus (demos, tests; not before a "
+        "--snapshot is saved)",
     )
     p.add_argument(
         "--background",
@@ -115,8 +116,18 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--stream",
-        action="store_true",
-        help="stream the image by level of detail for both eyes (large stores)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="multiscale streaming: each region of the image at the level both eyes need, "
+        "loaded brick by brick; --no-stream reads one whole level (default: stream when "
+        "the finest level is over 2**24 voxels)",
+    )
+    p.add_argument(
+        "--adaptive-quality",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="lower the ray sampling and render scale while frames overrun (default); "
+        "--no-adaptive-quality keeps full quality (recordings, snapshots)",
     )
     p.add_argument(
         "--graphics",
@@ -134,7 +145,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--snapshot",
         metavar="DIR",
-        help="save both eye images of the first focused frame (PNG, read back) here",
+        help="save both eye images (PNG, read back) here, from the first focused frame "
+        "at full detail (streamed bricks all drawn; at most 60 s after focus)",
     )
     p.set_defaults(func=run)
 
@@ -179,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
         background=tuple(args.background),
         opacity=args.opacity,
         stream=args.stream,
+        adaptive_quality=args.adaptive_quality,
         hand_tracking=not args.no_hand_tracking,
         classes=list(args.classes),
         graphics=args.graphics,
