@@ -421,8 +421,8 @@ class VtkStreamedSurfaces(VtkLabels):
         if self._unshown:
             self._mark_stale(np.concatenate(self._unshown))
             self._unshown.clear()
-        self._schedule(frame)
-        wanted = self._wanted(frame)
+        wanted, src = self._wanted(frame)
+        self._schedule(frame, src)
         if draw:
             self._draw(wanted, force=changed)
 
@@ -494,31 +494,60 @@ class VtkStreamedSurfaces(VtkLabels):
                 if m is not None and k not in m.neighbours:
                     self._stale.add(nk)
 
-    def _schedule(self, frame: StreamFrame) -> None:
-        """Hand the most wanted meshes to the pool: the bricks the streamer draws, coarse first."""
+    def _schedule(self, frame: StreamFrame, src: I64) -> None:
+        """Hand the most wanted meshes to the pool, coarse level first.
+
+        Wanted: the bricks the streamer draws (``frame.keys``: resident leaves and
+        resident stand-ins) and, for each leaf with no mesh on its path yet (``src``
+        -1), the coarsest resident brick on its path: one coarse mesh covers many
+        leaves, so surfaces appear fast even when fine bricks load as fast as coarse.
+        """
+        st = self.streamer
+        sel = frame.selection
         keys = frame.keys
+        levels = frame.levels
+        bare = np.flatnonzero(src < 0)
+        if len(bare):
+            base = st.key_base()
+            resident = st.cache.contains_array(base + sel.nodes)
+            # Coarsest resident node on each node's path, one pass down the levels
+            # (nodes are stored coarsest level first, parents before children).
+            top = np.where(resident, np.arange(len(resident)), -1)
+            parent = sel.node_parent
+            for _, s0, e0 in sel.level_bounds[1:]:
+                up = top.take(parent[s0:e0])
+                seg = top[s0:e0]
+                np.copyto(seg, up, where=up >= 0)
+            extra = top.take(sel.leaf_index.take(bare))
+            extra = np.unique(extra[extra >= 0])
+            if len(extra):
+                keys = np.concatenate([keys, base + sel.nodes.take(extra)])
+                levels = np.concatenate([levels, sel.node_levels.take(extra)])
         if len(keys) == 0:
             self.waiting = 0
             return
-        order = np.argsort(-frame.levels, kind="stable")
+        order = np.argsort(-levels, kind="stable")
         want = []
+        seen: set[int] = set()
         for k in keys[order].tolist():
-            if k in self._jobs or k in self._failed:
+            if k in seen or k in self._jobs or k in self._failed:
                 continue
+            seen.add(k)
             if k in self._meshes and k not in self._stale:
                 continue
             want.append(k)
-        free = self.max_jobs - len(self._jobs)
-        for k in want[: max(free, 0)]:
-            pb = self.streamer.padded(k)
+        free = max(self.max_jobs - len(self._jobs), 0)
+        for k in want[:free]:
+            pb = st.padded(k)
             if pb is None:
                 continue
             self._jobs.add(k)
             self._pool.submit(self._job, pb)
-        self.waiting = max(len(want) - max(free, 0), 0)
+        self.waiting = max(len(want) - free, 0)
 
-    def _wanted(self, frame: StreamFrame) -> dict[_ItemKey, tuple[int, F64, F64]]:
-        """The items to draw (brick key, crop box) from the meshes ready; sets ``complete``."""
+    def _wanted(self, frame: StreamFrame) -> tuple[dict[_ItemKey, tuple[int, F64, F64]], I64]:
+        """The items to draw (brick key, crop box) from the meshes ready, and each leaf's
+        source node (-1: no mesh on its path yet); sets ``complete``."""
         st = self.streamer
         sel = frame.selection
         base = st.key_base()
@@ -543,7 +572,7 @@ class VtkStreamedSurfaces(VtkLabels):
         for key, a, b in zip((base + sel.nodes[idx]).tolist(), lo, hi, strict=True):
             box = np.round(np.concatenate([a, b]), 9).tolist()
             wanted[(int(key), tuple(box))] = (int(key), a, b)
-        return wanted
+        return wanted, src
 
     def _draw(self, wanted: dict[_ItemKey, tuple[int, F64, F64]], force: bool) -> None:
         changed = force
