@@ -682,7 +682,7 @@ class VtkStreamedSurfaces(VtkLabels):
 
     def _merged_ids(self, ids: set[int]) -> Any:
         """One polydata of the drawn triangles of ``ids`` (for the selection outline)."""
-        pts, tri = [], []
+        pts, tri, lab = [], [], []
         n = 0
         want = np.asarray(sorted(ids), dtype=np.int64)
         for _, surf, faces in self._actors.values():
@@ -694,10 +694,15 @@ class VtkStreamedSurfaces(VtkLabels):
             used, inv = np.unique(f, return_inverse=True)
             pts.append(surf.vertices_xyz[used])
             tri.append(inv.reshape(-1, 3) + n)
+            lab.append(surf.face_ids[f_idx])
             n += len(used)
         if not pts:
             return None
-        return polydata(np.concatenate(pts), polys=np.concatenate(tri))
+        return polydata(
+            np.concatenate(pts),
+            polys=np.concatenate(tri),
+            cell_arrays={"label": np.concatenate(lab)},
+        )
 
     def _apply_visibility(self) -> None:
         vis = bool(self.layer.visible)
