@@ -96,8 +96,9 @@ class BrickSurface:
         Triangles, wound outward.
     face_ids : (F,) int64
         Label id of each triangle.
-    centroids_zyx : (F, 3) float64
-        World z, y, x of each triangle's centroid (for cropping stand-ins).
+    centroids_zyx : (3, F) float64
+        World z, y, x of each triangle's centroid, one row per axis (for cropping
+        stand-ins: a contiguous row per comparison).
     ids : (K,) int64
         Distinct ids with triangles.
     box_lo_um, box_hi_um : (3,) float64
@@ -240,7 +241,7 @@ def brick_surface(
         normals_xyz=np.ascontiguousarray(nw[:, ::-1], dtype=np.float32),
         faces=f_all,
         face_ids=fid_all,
-        centroids_zyx=trans + c_all * scale,
+        centroids_zyx=np.ascontiguousarray((trans + c_all * scale).T),
         ids=np.unique(fid_all),
         box_lo_um=np.asarray(pb.box_lo_um, dtype=np.float64),
         box_hi_um=np.asarray(pb.box_hi_um, dtype=np.float64),
@@ -310,8 +311,9 @@ class VtkStreamedSurfaces(VtkLabels):
     cache_bytes : int, default: 256 MiB
         Budget of the mesh cache (drawn meshes are kept even over it).
     max_jobs : int, optional
-        Most meshes queued or running at once (default ``n_workers + 1``); the
-        rest wait for a later frame, so priorities follow the camera.
+        Most meshes queued or running at once; the
+        rest wait for a later frame, so priorities follow the camera. Default
+        ``4 * n_workers``: enough queued that a thread never waits for the next frame.
 
     Attributes
     ----------
@@ -340,7 +342,7 @@ class VtkStreamedSurfaces(VtkLabels):
         self.streamer = streamer
         self.mesher: Callable[..., BrickSurface] = brick_surface
         self.cache_bytes = int(cache_bytes)
-        self.max_jobs = max(int(max_jobs) if max_jobs is not None else n_workers + 1, 1)
+        self.max_jobs = max(int(max_jobs) if max_jobs is not None else 4 * n_workers, 1)
         self._pool = ThreadPoolExecutor(max(n_workers, 1), thread_name_prefix="vrscope-mesh")
         self._results: queue.SimpleQueue[tuple[int, BrickSurface | BaseException]] = (
             queue.SimpleQueue()
@@ -622,13 +624,17 @@ class VtkStreamedSurfaces(VtkLabels):
         tol = 1e-6 * float(np.max(surf.box_hi_um - surf.box_lo_um))
         open_lo = (lo <= surf.box_lo_um + tol) | (lo <= self._extent_lo + tol)
         open_hi = (hi >= surf.box_hi_um - tol) | (hi >= self._extent_hi - tol)
-        lo_e = np.where(open_lo, -np.inf, lo)
-        hi_e = np.where(open_hi, np.inf, hi)
         hidden = self._hidden
         keep: npt.NDArray[np.bool_] | None = None
-        if not (open_lo.all() and open_hi.all()):
-            c = surf.centroids_zyx
-            keep = np.all((c >= lo_e) & (c < hi_e), axis=1)
+        c = surf.centroids_zyx
+        # Only the box faces that cut (a stand-in usually has one to three).
+        for ax in range(3):
+            if not open_lo[ax]:
+                m = c[ax] >= lo[ax]
+                keep = m if keep is None else np.logical_and(keep, m, out=keep)
+            if not open_hi[ax]:
+                m = c[ax] < hi[ax]
+                keep = m if keep is None else np.logical_and(keep, m, out=keep)
         if hidden and np.isin(surf.ids, list(hidden)).any():
             vis = ~np.isin(surf.face_ids, list(hidden))
             keep = vis if keep is None else keep & vis

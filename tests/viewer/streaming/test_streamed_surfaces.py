@@ -285,3 +285,44 @@ def test_mesh_cache_follows_the_brick_cache() -> None:
                 # A mesh lives only as long as its brick.
                 assert cache.contains_array(mesh_keys).all()
             assert cache.evictions > 0
+
+
+def test_hidden_ids_picking_and_the_selection_outline() -> None:
+    from viewer.render import SceneRenderer
+    from viewer.render._streaming import StreamingController
+    from viewer.render._vtk import vtk_to_numpy
+
+    lab = _labels()
+    size = (240, 240)
+
+    def scene_for() -> tuple[Scene, Labels]:
+        lay = Labels(_source(lab), name="cells", smoothing_iterations=0, hidden_ids=[3])
+        scene = Scene([lay])
+        scene.reset_camera()
+        scene.camera.orbit(30, 20)
+        return scene, lay
+
+    scene, lay = scene_for()
+    with SceneRenderer(scene, size=size, voxel_budget=2**30, show_scale_bar=False) as r:
+        ref_z = _depth(r)
+    scene, lay = scene_for()
+    with SceneRenderer(scene, size=size, show_scale_bar=False) as r:
+        with StreamingController(r, cache_bytes=64 << 20, max_error_px=1e-6) as ctl:
+            ctl.settle(timeout=60)
+            z = _depth(r)
+            # Hidden like VtkLabels hides: only the ball is drawn.
+            assert (ref_z < 1).mean() > 0.02
+            assert np.mean((ref_z < 1) != (z < 1)) < 0.01
+            # Picking names the object under the pixel (the ball's centre, analytically).
+            col, row = r.project([BALL[0]])[0]
+            hit = r.pick(col, row)
+            assert hit.layer == "cells" and hit.label == 70000
+            # The outline of a selected object holds exactly its triangles: as many as
+            # the whole-volume marching cubes of the ball has.
+            scene.selection.update({"layer": "cells", "label_ids": [70000]})
+            r.render()
+            adapter = r.adapter(lay)
+            out = adapter.outline.GetInput()
+            ids = vtk_to_numpy(out.GetCellData().GetArray("label"))
+            assert set(ids.tolist()) == {70000}
+            assert out.GetNumberOfCells() == len(_reference(lab)[70000][1])
