@@ -590,8 +590,9 @@ def render_streamed(
     """Render ``scene`` offscreen once with streaming, after the view has fully refined.
 
     Returns the (H, W, 3) image and each streamed layer's statistics. ``kw`` go to
-    :class:`SceneRenderer` (e.g. ``voxel_budget`` bounds the level label surfaces
-    are meshed from).
+    :class:`SceneRenderer` (e.g. ``voxel_budget``, which bounds the whole level that
+    label surfaces with an explicit ``level`` are meshed from; other label surfaces
+    stream, :class:`VtkStreamedSurfaces`).
     """
     with (
         SceneRenderer(scene, size=size, **kw) as r,
