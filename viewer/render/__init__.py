@@ -16,7 +16,8 @@ XR renders eye views with
 :meth:`SceneRenderer.render_views` / :meth:`SceneRenderer.apply_view`.
 Headless helpers: :func:`render_store_to_png`, :func:`write_movie`.
 Multiscale streaming: :class:`StreamingController` attaches a
-``viewer.streaming.VolumeStreamer`` to every Image layer (and label volume) of a
+``viewer.streaming.VolumeStreamer`` to every Image layer (label volume, and label
+surfaces: :class:`VtkStreamedSurfaces`, per-brick meshes built off the frame thread) of a
 renderer (:func:`render_streamed` for one-shot pictures; ``vrscope render`` and
 ``vrscope movie`` stream by default).
 """
@@ -56,6 +57,7 @@ from ._image import (
 )
 from ._labels import VtkLabels
 from ._meshes import LabelMeshCache, decimate_to_budget, export_meshes, label_mesh
+from ._streamed_surfaces import BrickSurface, VtkStreamedSurfaces, brick_surface
 from ._streaming import (
     StreamingController,
     VtkStreamedImage,
@@ -71,6 +73,7 @@ __all__ = [
     "QUALITY_PRESETS",
     "VolumeQuality",
     "apply_volume_quality",
+    "brick_surface",
     "coarsen_quality",
     "resolve_quality",
     "build_store_scene",
@@ -81,6 +84,7 @@ __all__ = [
     "timelapse_step",
     "turntable_step",
     "write_movie",
+    "BrickSurface",
     "EyeView",
     "FrameContext",
     "LabelMeshCache",
@@ -95,6 +99,7 @@ __all__ = [
     "VtkPoints",
     "VtkStreamedImage",
     "VtkStreamedLabels",
+    "VtkStreamedSurfaces",
     "VtkTracks",
     "VtkXrTarget",
     "XrOverlay",

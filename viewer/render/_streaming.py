@@ -4,11 +4,13 @@
 to every ``Image`` layer of a :class:`SceneRenderer` (replacing the layer's
 adapter by a :class:`VtkStreamedImage`) and to every ``Labels`` layer drawn as a
 label volume (:class:`VtkStreamedLabels`: nearest-neighbour sampling, one colour
-per id). Labels drawn as surfaces keep their meshes (marching cubes per object
-cannot mix levels without cracks between them); with ``surface_levels=True`` (as
-one-shot renders use) they are meshed from one whole level chosen by the same
-level-of-detail rule: the finest level the view needs anywhere, never finer than
-the renderer's voxel budget allows.
+per id). Labels drawn as surfaces without an explicit ``level`` stream too
+(:class:`VtkStreamedSurfaces`, ``stream_surfaces=True``): one mesh per drawn
+brick, built on mesh threads, refining like the image. With
+``stream_surfaces=False`` they keep their whole-level meshes; then with
+``surface_levels=True`` (as one-shot renders used) they are meshed from one
+whole level chosen by the same level-of-detail rule: the finest level the view
+needs anywhere, never finer than the renderer's voxel budget allows.
 
 Each frame, :meth:`StreamingController.update` turns the scene camera (or the XR eye views given by :meth:`set_views`) into
 streaming views, asks each streamer for its bricks and hands them to the adapter;
@@ -60,11 +62,13 @@ from ._base import FrameContext, choose_level, read_level_zyx
 from ._canvas import EyeView, SceneRenderer
 from ._image import VolumeBrick, VtkImage, _range, image_data
 from ._labels import VtkLabels, label_transfer_functions
+from ._streamed_surfaces import VtkStreamedSurfaces
 
 __all__ = [
     "StreamingController",
     "VtkStreamedImage",
     "VtkStreamedLabels",
+    "VtkStreamedSurfaces",
     "coarse_range",
     "render_streamed",
 ]
@@ -388,12 +392,20 @@ class StreamingController:
         Never stream (or mesh) finer than this level.
     stream_labels : bool, default: True
         Stream ``Labels`` layers drawn as label volumes.
+    stream_surfaces : bool, default: True
+        Stream ``Labels`` layers drawn as surfaces (without an explicit ``level``):
+        :class:`VtkStreamedSurfaces`, per-brick meshes built on ``mesh_workers``
+        threads. Their frames (from :meth:`update`) count meshes still to build
+        as pending and are complete only once every leaf is drawn by its own mesh.
+    mesh_workers : int, default: 1
+        Mesh threads per streamed surface layer.
+    mesh_cache_bytes : int, default: 256 MiB
+        Mesh cache per streamed surface layer.
     surface_levels : bool, default: False
-        Mesh ``Labels`` layers drawn as surfaces from the level the view needs
-        (:class:`_SurfaceLevel`) instead of the voxel budget's. Remeshing runs on
-        the calling thread and takes seconds for big label images, so interactive
-        apps should enable it only where that is acceptable; one-shot renders
-        (:func:`render_streamed`, ``vrscope render``/``movie``) do.
+        With ``stream_surfaces=False``: mesh ``Labels`` layers drawn as surfaces
+        from the whole level the view needs (:class:`_SurfaceLevel`) instead of
+        the voxel budget's. Remeshing runs on the calling thread and takes seconds
+        for big label images.
 
     Notes
     -----
@@ -415,6 +427,9 @@ class StreamingController:
         finest_level: int = 0,
         stream_labels: bool = True,
         surface_levels: bool = False,
+        stream_surfaces: bool = True,
+        mesh_workers: int = 1,
+        mesh_cache_bytes: int = 256 << 20,
     ) -> None:
         from viewer.streaming import default_cache_bytes
 
@@ -423,12 +438,17 @@ class StreamingController:
         images = [lay for lay in self.scene.layers if isinstance(lay, Image) and lay.data]
         labels = [lay for lay in self.scene.layers if isinstance(lay, Labels) and lay.data]
         volumes = [lay for lay in labels if lay.mode == "volume"] if stream_labels else []
-        n = max(len(images) + len(volumes), 1)
+        meshed = (
+            [lay for lay in labels if lay.mode == "surface" and lay.level is None]
+            if stream_surfaces
+            else []
+        )
+        n = max(len(images) + len(volumes) + len(meshed), 1)
         total = default_cache_bytes() if cache_bytes is None else int(cache_bytes)
-        self.adapters: dict[str, VtkStreamedImage] = {}
+        self.adapters: dict[str, VtkStreamedImage | VtkStreamedSurfaces] = {}
         self.surfaces: dict[str, _SurfaceLevel] = {}
         self._views: list[EyeView] | None = None
-        streamed: list[Image | Labels] = [*images, *volumes]
+        streamed: list[Image | Labels] = [*images, *volumes, *meshed]
         for lay in streamed:
             assert lay.data is not None
             streamer = VolumeStreamer(
@@ -440,11 +460,16 @@ class StreamingController:
                 labels=isinstance(lay, Labels),
                 finest_level=finest_level,
             )
-            adapter = (
-                VtkStreamedLabels(lay, streamer)
-                if isinstance(lay, Labels)
-                else VtkStreamedImage(lay, streamer)
-            )
+            adapter: VtkStreamedImage | VtkStreamedSurfaces
+            if isinstance(lay, Labels) and lay.mode == "surface":
+                adapter = VtkStreamedSurfaces(
+                    lay, streamer, n_workers=mesh_workers, cache_bytes=mesh_cache_bytes
+                )
+                adapter.set_camera(renderer.renderer.GetActiveCamera())
+            elif isinstance(lay, Labels):
+                adapter = VtkStreamedLabels(lay, streamer)
+            else:
+                adapter = VtkStreamedImage(lay, streamer)
             old = renderer.adapters.get(id(lay))
             # The renderer reconciles props per adapter on its next sync: the old
             # adapter's volumes are removed, the streamed ones added.
@@ -492,6 +517,8 @@ class StreamingController:
                 adapter.show(frame)
             else:
                 adapter.note(frame)
+            if isinstance(adapter, VtkStreamedSurfaces):
+                frame = _with_meshes(frame, adapter)
             out[name] = frame
         for surf in self.surfaces.values():
             surf.update(views, planes, immediate)
@@ -529,7 +556,11 @@ class StreamingController:
                     break
             for name in [n for n, f in frames.items() if not f.complete]:
                 left = max(deadline - time.monotonic(), 0.0)
-                self.adapters[name].streamer.wait(min(0.05, left))
+                adapter = self.adapters[name]
+                if isinstance(adapter, VtkStreamedSurfaces) and adapter.jobs:
+                    adapter.wait(min(0.05, left))
+                else:
+                    adapter.streamer.wait(min(0.05, left))
             frames = self.update(immediate=True, show=False)
         frames = self.update(immediate=True)
         if progress is not None:
@@ -542,12 +573,29 @@ class StreamingController:
     def close(self) -> None:
         for a in self.adapters.values():
             a.streamer.close()
+            if isinstance(a, VtkStreamedSurfaces):
+                a.close_pool()
 
     def __enter__(self) -> StreamingController:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _with_meshes(frame: StreamFrame, adapter: VtkStreamedSurfaces) -> StreamFrame:
+    """``frame`` with the surface layer's meshing in its stats: meshes queued or
+    building count as in flight, those still to hand over as pending, and the frame
+    is complete only when every leaf is drawn by its own mesh (so viewers keep
+    redrawing and :meth:`StreamingController.settle` keeps waiting while meshes come)."""
+    st = frame.stats
+    stats = dataclasses.replace(
+        st,
+        pending=st.pending + adapter.waiting,
+        in_flight=st.in_flight + adapter.jobs,
+        complete=adapter.complete,
+    )
+    return dataclasses.replace(frame, stats=stats)
 
 
 def render_streamed(
@@ -563,8 +611,9 @@ def render_streamed(
     """Render ``scene`` offscreen once with streaming, after the view has fully refined.
 
     Returns the (H, W, 3) image and each streamed layer's statistics. ``kw`` go to
-    :class:`SceneRenderer` (e.g. ``voxel_budget`` bounds the level label surfaces
-    are meshed from).
+    :class:`SceneRenderer` (e.g. ``voxel_budget``, which bounds the whole level that
+    label surfaces with an explicit ``level`` are meshed from; other label surfaces
+    stream, :class:`VtkStreamedSurfaces`).
     """
     with (
         SceneRenderer(scene, size=size, **kw) as r,

@@ -195,7 +195,9 @@ def test_label_surfaces_are_meshed_from_the_level_the_view_needs() -> None:
         scene.camera.update({"position": tuple(eye), "focal_point": tuple(focal)})
         scene.camera.update({"view_up": (0.0, -1.0, 0.0), "view_angle": fov})
         with SceneRenderer(scene, size=size, voxel_budget=2**30) as r:
-            with StreamingController(r, cache_bytes=16 << 20, surface_levels=True) as ctl:
+            with StreamingController(
+                r, cache_bytes=16 << 20, surface_levels=True, stream_surfaces=False
+            ) as ctl:
                 ctl.settle(timeout=30)
                 adapter = r.adapter(lay)
                 want = expected(eye, focal, fov)
