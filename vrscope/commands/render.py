@@ -19,10 +19,10 @@ clip planes (repeatable):
   y>12um    keep y beyond 12 µm (world position)
 
 streaming (default): the picture is drawn once every visible brick is loaded at the
-level the view needs; label images drawn with --label-mode volume stream too, label
-surfaces are meshed from one whole level (the finest the view needs, within
---voxel-budget). --rendering mip draws one whole level (VTK cannot combine per-brick
-maximum projections). --no-stream reads one whole level instead.
+level the view needs; label images stream too (--label-mode volume as bricks, surfaces
+as one marching-cubes mesh per brick, at the level the view needs). --rendering mip
+draws one whole level (VTK cannot combine per-brick maximum projections). --no-stream
+reads one whole level instead.
 
 examples:
   vrscope render cell.zarr --out shot.png --labels mitochondria nucleus --invert
@@ -146,7 +146,7 @@ def add_scene_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=2**24,
         metavar="VOXELS",
-        help="largest level read whole: the image with --no-stream, label surfaces always "
+        help="largest level read whole: the image and label surfaces with --no-stream "
         "(default: 2**24 = 256^3)",
     )
     p.add_argument(
