@@ -399,8 +399,9 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
     if stream is None:
         # Stream when the finest level does not fit the renderer's voxel budget (the
         # whole-level path would show a coarser level). Smaller images are drawn whole:
-        # per-brick ray casting leaves faint lines at brick faces in face-on views
-        # (docs/benchmarks.md, "Streaming in the headset"), which buys nothing there.
+        # bricks cost a mapper each and still differ slightly from one volume in a
+        # face-on view (~1 grey level, docs/benchmarks.md "Streaming in the headset"),
+        # which buys nothing there.
         budget = target.renderer.voxel_budget
         sources = [getattr(lay, "data", None) for lay in app.scene.layers if lay.kind == "image"]
         stream = any(
