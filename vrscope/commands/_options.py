@@ -41,3 +41,22 @@ def recover_store_from_labels(args: argparse.Namespace) -> None:
     if _looks_like_store(labels[-1]):
         args.store = labels[-1]
         args.labels = labels[:-1]
+
+
+def add_cache_option(p: argparse.ArgumentParser, when: str = "") -> None:
+    """``--cache-mb MB``: RAM budget of the streamed brick cache (``when``: a help prefix)."""
+    p.add_argument(
+        "--cache-mb",
+        type=float,
+        metavar="MB",
+        help=f"{when}RAM budget of the brick cache (default: a quarter of RAM)",
+    )
+
+
+def cache_bytes(args: argparse.Namespace) -> int | None:
+    """``--cache-mb`` in bytes (None: the default budget); a non-positive value is refused."""
+    from analysis.errors import ParameterError
+
+    if args.cache_mb is not None and args.cache_mb <= 0:
+        raise ParameterError(f"--cache-mb must be positive, got {args.cache_mb}")
+    return None if args.cache_mb is None else int(args.cache_mb * 2**20)

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from vrscope.commands._options import add_cache_option, cache_bytes
+
 if TYPE_CHECKING:
     from analysis.io import ZarrVolumeSource
 
@@ -53,12 +55,7 @@ def register(subparsers: Any) -> None:
         metavar=("W", "H"),
         help="--stream: viewport in pixels (default: 1920 1080)",
     )
-    p.add_argument(
-        "--cache-mb",
-        type=float,
-        metavar="MB",
-        help="--stream: RAM budget of the brick cache (default: a quarter of RAM)",
-    )
+    add_cache_option(p, "--stream: ")
     p.set_defaults(func=run)
 
 
@@ -243,12 +240,10 @@ def run(args: argparse.Namespace) -> int:
         w, h = args.size
         if not (16 <= w <= 16384 and 16 <= h <= 16384):
             raise ParameterError(f"--size {w} {h}: each side must be 16..16384 pixels")
-        if args.cache_mb is not None and args.cache_mb <= 0:
-            raise ParameterError(f"--cache-mb must be positive, got {args.cache_mb}")
+        cache = cache_bytes(args)
     src = open_volume(args.path)
     info = summary(src)
     if args.stream:
-        cache = None if args.cache_mb is None else int(args.cache_mb * 2**20)
         info["stream"] = stream_report(src, (int(w), int(h)), cache)
     if args.json:
         print(json.dumps(info, indent=2))

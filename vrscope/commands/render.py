@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vrscope.commands._options import add_cache_option, cache_bytes
+
 ORDER = 40
 
 log = logging.getLogger(__name__)
@@ -121,12 +123,7 @@ def add_scene_arguments(p: argparse.ArgumentParser) -> None:
         "project below one pixel, loaded brick by brick within --cache-mb, waiting until the "
         "view is complete; --no-stream reads one whole level within --voxel-budget",
     )
-    p.add_argument(
-        "--cache-mb",
-        type=float,
-        metavar="MB",
-        help="streaming: RAM budget of the brick cache (default: a quarter of RAM)",
-    )
+    add_cache_option(p, "streaming: ")
     p.add_argument(
         "--stream-timeout",
         type=float,
@@ -233,12 +230,8 @@ def scene_from_args(args: argparse.Namespace) -> Any:
 
 def streaming_options(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments for ``StreamingController`` / ``render_streamed`` from the options."""
-    from analysis.errors import ParameterError
-
-    if args.cache_mb is not None and args.cache_mb <= 0:
-        raise ParameterError(f"--cache-mb must be positive, got {args.cache_mb}")
     return {
-        "cache_bytes": None if args.cache_mb is None else int(args.cache_mb * 2**20),
+        "cache_bytes": cache_bytes(args),
         "finest_level": int(args.level or 0),
     }
 

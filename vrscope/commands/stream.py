@@ -13,6 +13,8 @@ import json
 import time
 from typing import Any
 
+from vrscope.commands._options import add_cache_option, cache_bytes
+
 ORDER = 45
 
 _EPILOG = """\
@@ -51,12 +53,7 @@ def register(subparsers: Any) -> None:
         metavar=("W", "H"),
         help="viewport in pixels (default: 1920 1080)",
     )
-    p.add_argument(
-        "--cache-mb",
-        type=float,
-        metavar="MB",
-        help="RAM budget of the brick cache (default: a quarter of RAM)",
-    )
+    add_cache_option(p)
     p.add_argument(
         "--max-error",
         type=float,
@@ -113,8 +110,7 @@ def run(args: argparse.Namespace) -> int:
         or (args.workers is not None and args.workers < 1)
     ):
         raise ParameterError("--frames, --fps, --max-error and --workers must be positive")
-    if args.cache_mb is not None and args.cache_mb <= 0:
-        raise ParameterError(f"--cache-mb must be positive, got {args.cache_mb}")
+    cache = cache_bytes(args)
     if args.procedural:
         src = _procedural(args.procedural)
     else:
@@ -129,7 +125,6 @@ def run(args: argparse.Namespace) -> int:
     # Path: from in front of the volume (whole volume in view) to its centre, along z.
     start = centre.copy()
     start[0] = lo[0] - 1.2 * float(np.max(hi - lo))
-    cache = None if args.cache_mb is None else int(args.cache_mb * 2**20)
     size = (int(args.size[0]), int(args.size[1]))
     period = 1.0 / args.fps
     frame_ms: list[float] = []
