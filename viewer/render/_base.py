@@ -16,7 +16,34 @@ from . import _vtk as v
 if TYPE_CHECKING:
     from analysis.volume import VolumeSource
 
-__all__ = ["FrameContext", "VtkLayer", "choose_level", "polydata", "read_level_zyx"]
+__all__ = [
+    "DrawItem",
+    "FrameContext",
+    "VtkLayer",
+    "choose_level",
+    "draw_items",
+    "polydata",
+    "read_level_zyx",
+]
+
+# A streamed brick drawn with one crop box: (brick key, crop box lo + hi rounded to 1e-9).
+DrawItem = tuple[int, tuple[float, ...]]
+
+
+def draw_items(
+    keys: Any, lo: Any, hi: Any
+) -> dict[DrawItem, tuple[int, npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
+    """Streamed draw items keyed so that an item drawn last frame is found again.
+
+    ``keys`` (N,) brick keys, ``lo`` / ``hi`` (N, 3) crop boxes; the value keeps the
+    key and the unrounded boxes.
+    """
+    out: dict[DrawItem, tuple[int, npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
+    for key, a, b in zip(np.asarray(keys).tolist(), lo, hi, strict=True):
+        box = np.round(np.concatenate([a, b]), 9).tolist()
+        out[(int(key), tuple(float(x) for x in box))] = (int(key), a, b)
+    return out
+
 
 log = logging.getLogger(__name__)
 

@@ -67,7 +67,7 @@ from viewer.scene import Labels
 from viewer.streaming import PaddedBrick, StreamFrame, VolumeStreamer
 
 from . import _vtk as v
-from ._base import FrameContext, polydata
+from ._base import DrawItem, FrameContext, draw_items, polydata
 from ._labels import VtkLabels, label_colors
 from ._meshes import export_meshes, label_mesh
 
@@ -77,7 +77,6 @@ log = logging.getLogger(__name__)
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
-_ItemKey = tuple[int, tuple[float, ...]]
 
 
 @dataclass(eq=False)
@@ -356,7 +355,7 @@ class VtkStreamedSurfaces(VtkLabels):
         self._stale: set[int] = set()
         self._unshown: list[I64] = []
         self._cache_version = -1
-        self._actors: dict[_ItemKey, tuple[Any, BrickSurface, I64 | None]] = {}
+        self._actors: dict[DrawItem, tuple[Any, BrickSurface, I64 | None]] = {}
         self._hidden: frozenset[int] = frozenset(layer.hidden_ids)
         self._stamp = _colors_stamp(layer)
         self.surface_property = v.vtkActor().GetProperty()
@@ -562,7 +561,7 @@ class VtkStreamedSurfaces(VtkLabels):
             self._pool.submit(self._job, pb)
         self.waiting = max(len(want) - free, 0)
 
-    def _wanted(self, frame: StreamFrame) -> tuple[dict[_ItemKey, tuple[int, F64, F64]], I64]:
+    def _wanted(self, frame: StreamFrame) -> tuple[dict[DrawItem, tuple[int, F64, F64]], I64]:
         """The items to draw (brick key, crop box) from the meshes ready, and each leaf's
         source node (-1: no mesh on its path yet); sets ``complete``."""
         st = self.streamer
@@ -585,13 +584,9 @@ class VtkStreamedSurfaces(VtkLabels):
             and own.all()
             and not any(int(k) in self._stale for k in node_keys[sel.leaf_index].tolist())
         )
-        wanted: dict[_ItemKey, tuple[int, F64, F64]] = {}
-        for key, a, b in zip((base + sel.nodes[idx]).tolist(), lo, hi, strict=True):
-            box = np.round(np.concatenate([a, b]), 9).tolist()
-            wanted[(int(key), tuple(box))] = (int(key), a, b)
-        return wanted, src
+        return draw_items(base + sel.nodes[idx], lo, hi), src
 
-    def _draw(self, wanted: dict[_ItemKey, tuple[int, F64, F64]], force: bool) -> None:
+    def _draw(self, wanted: dict[DrawItem, tuple[int, F64, F64]], force: bool) -> None:
         changed = force
         for ik in [ik for ik in self._actors if ik not in wanted]:
             del self._actors[ik]

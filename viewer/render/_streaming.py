@@ -58,7 +58,7 @@ from viewer.streaming import (
 )
 
 from . import _vtk as v
-from ._base import FrameContext, choose_level, read_level_zyx
+from ._base import DrawItem, FrameContext, choose_level, draw_items, read_level_zyx
 from ._canvas import EyeView, SceneRenderer
 from ._image import VolumeBrick, VtkImage, _range, image_data
 from ._labels import VtkLabels, label_transfer_functions
@@ -71,11 +71,10 @@ __all__ = [
     "VtkStreamedSurfaces",
     "coarse_range",
     "render_streamed",
+    "use_coarse_contrast",
 ]
 
 log = logging.getLogger(__name__)
-
-_ItemKey = tuple[int, tuple[float, ...]]
 
 
 def coarse_range(source: VolumeSource, max_voxels: int = 2**22) -> tuple[float, float]:
@@ -98,6 +97,17 @@ def coarse_range(source: VolumeSource, max_voxels: int = 2**22) -> tuple[float, 
         h = min(side, n)
         region.append(slice((n - h) // 2, (n - h) // 2 + h))
     return _range([np.asarray(source.read(level, tuple(region)))])
+
+
+def use_coarse_contrast(scene: Scene) -> None:
+    """Give every ``Image`` layer without contrast limits those of its coarsest level.
+
+    Whichever level is drawn, streamed and whole-level pictures of a store then
+    agree, and they stay put as bricks refine (``vrscope render``, the headset).
+    """
+    for lay in scene.layers:
+        if isinstance(lay, Image) and lay.data is not None and lay.contrast_limits is None:
+            lay.contrast_limits = coarse_range(lay.data)
 
 
 def _vtk_crop_box(
@@ -151,7 +161,7 @@ class VtkStreamedImage(VtkImage):
         self._images: dict[int, tuple[Any, PaddedBrick]] = {}
         self._nbytes: dict[int, int] = {}  # texture bytes per brick
         self._unshown: list[npt.NDArray[np.int64]] = []  # arrivals of frames not drawn
-        self._volumes: dict[_ItemKey, Any] = {}
+        self._volumes: dict[DrawItem, Any] = {}
         self._unit_spacing = float(np.min(streamer.grid.scale[0]))
         self.frame: StreamFrame | None = None
         if streamer.labels:
@@ -170,9 +180,9 @@ class VtkStreamedImage(VtkImage):
         """The voxels as uploaded (labels override this)."""
         return array
 
-    def _image(self, key: int, rebuild: bool = False) -> tuple[Any, PaddedBrick] | None:
+    def _image(self, key: int) -> tuple[Any, PaddedBrick] | None:
         got = self._images.get(key)
-        if got is not None and not rebuild:
+        if got is not None:
             return got
         pb = self.streamer.padded(key)
         if pb is None:
@@ -231,11 +241,7 @@ class VtkStreamedImage(VtkImage):
                     stale.setdefault(int(nk), []).append(int(k))
         for key, news in stale.items():
             self._patch(key, news)
-        wanted: dict[_ItemKey, tuple[int, npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
-        for key, lo, hi in zip(frame.keys, frame.crop_lo, frame.crop_hi, strict=True):
-            box = np.round(np.concatenate([lo, hi]), 9).tolist()
-            ik: _ItemKey = (int(key), tuple(float(x) for x in box))
-            wanted[ik] = (int(key), lo, hi)
+        wanted = draw_items(frame.keys, frame.crop_lo, frame.crop_hi)
         changed = bool(stale)
         for ik in [ik for ik in self._volumes if ik not in wanted]:
             del self._volumes[ik]
