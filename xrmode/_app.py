@@ -183,16 +183,12 @@ class XrApp:
         if store is None and self.workspace.tracks is None:
             raise ParameterError("nothing to show: give an image store, --tracks or a --project")
         self.scene = build_store_scene(store, labels=labels, tracks=self.workspace.tracks)
-        from viewer.render import coarse_range
+        from viewer.render import use_coarse_contrast
 
         for lay in self.scene.layers:
             if lay.kind == "image":
                 lay.opacity = opts.opacity
-                data = getattr(lay, "data", None)
-                if data is not None and getattr(lay, "contrast_limits", None) is None:
-                    # Contrast from the coarsest level, as `vrscope render` does: streamed
-                    # and whole-level pictures agree and stay put as bricks refine.
-                    lay.contrast_limits = coarse_range(data)
+        use_coarse_contrast(self.scene)  # as `vrscope render`: streamed == whole level
         self.points = Points(name="markers", size_um=1.0)  # type: ignore[call-arg]
         self.measurements = Measurements(name="measurements")  # type: ignore[call-arg]
         self.scene.add(self.points)

@@ -64,6 +64,7 @@ from ._streaming import (
     VtkStreamedLabels,
     coarse_range,
     render_streamed,
+    use_coarse_contrast,
 )
 from ._tracks import VtkTracks, track_window
 from ._xr_target import VtkXrTarget, XrOverlay, XrText
@@ -117,5 +118,6 @@ __all__ = [
     "render_streamed",
     "stereo_views",
     "track_window",
+    "use_coarse_contrast",
     "values_to_colors",
 ]

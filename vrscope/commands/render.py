@@ -215,16 +215,13 @@ def scene_from_args(args: argparse.Namespace) -> Any:
         show_image=not args.no_image,
         colormap=args.colormap,
     )
-    from viewer.render import coarse_range
-    from viewer.scene import Image, Labels
+    from viewer.render import use_coarse_contrast
+    from viewer.scene import Labels
 
     for lay in scene.layers:
         if isinstance(lay, Labels):
             lay.mode = args.label_mode
-        elif isinstance(lay, Image) and lay.data is not None and lay.contrast_limits is None:
-            # Contrast from the coarsest level whichever level is drawn: streamed and
-            # whole-level pictures of a store then agree, and stay put as bricks refine.
-            lay.contrast_limits = coarse_range(lay.data)
+    use_coarse_contrast(scene)
     return scene
 
 
