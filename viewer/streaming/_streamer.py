@@ -724,18 +724,13 @@ class VolumeStreamer:
                 vol = np.add.reduceat(_volumes(lhi - llo), starts)
                 box = _volumes(ghi - glo)
                 whole = np.abs(vol - box) <= 1e-9 * box
-                if whole.all():
-                    nodes.append(s.take(starts))
-                    lo.append(glo)
-                    hi.append(ghi)
-                else:
-                    nodes.append(s[starts[whole]])
-                    lo.append(glo[whole])
-                    hi.append(ghi[whole])
-                    split = ~whole[np.cumsum(first) - 1]
-                    nodes.append(s[split])
-                    lo.append(llo[split])
-                    hi.append(lhi[split])
+                nodes.append(s[starts[whole]])
+                lo.append(glo[whole])
+                hi.append(ghi[whole])
+                split = ~whole[np.cumsum(first) - 1]
+                nodes.append(s[split])
+                lo.append(llo[split])
+                hi.append(lhi[split])
             idx, lo_a, hi_a = np.concatenate(nodes), np.concatenate(lo), np.concatenate(hi)
         # The whole volume is drawn from its first to its last level-0 voxel centre,
         # as a single volume of level 0 is (VtkImage); coarse bricks' borders cover it.
