@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ _V3_DECODERS: dict[type, type[Codec]] = {
 
 _MISSING = np.uint64(2**64 - 1)  # a shard index entry of an empty inner chunk
 _MAX_INDEXES = 4096  # shard indexes kept per array (16 bytes per inner chunk each)
+_GONE: Any = object()  # an index evicted by another thread since it was fetched
 
 Raw = npt.NDArray[np.uint8] | None | BaseException
 
@@ -119,6 +121,9 @@ class ChunkReader:
     _indexes: dict[str, npt.NDArray[np.uint64] | None] = field(
         default_factory=dict, repr=False, compare=False
     )
+    # Loader threads share the reader: evicting (first key) while another inserts
+    # must not interleave.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def for_array(cls, array: zarr.Array[Any]) -> ChunkReader | None:
@@ -232,17 +237,18 @@ class ChunkReader:
                 except Exception as exc:
                     bad[k] = ValueError(f"bad shard index: {type(exc).__name__}: {exc}")
                     continue
-                if len(self._indexes) >= _MAX_INDEXES:
-                    self._indexes.pop(next(iter(self._indexes)), None)
-                self._indexes[k] = index
+                with self._lock:
+                    if len(self._indexes) >= _MAX_INDEXES:
+                        self._indexes.pop(next(iter(self._indexes)), None)
+                    self._indexes[k] = index
         out: list[Raw] = [None] * len(coords)
         ranges: list[tuple[str, ByteRequest | None]] = []
         slots: list[int] = []
         for i, (k, c) in enumerate(zip(keys, coords, strict=True)):
-            if k in bad or k not in self._indexes:
+            index = self._indexes.get(k, _GONE)
+            if k in bad or index is _GONE:
                 out[i] = bad.get(k) or OSError(f"shard index of {k} was evicted; read again")
                 continue
-            index = self._indexes[k]
             if index is None:
                 continue  # no shard: every inner chunk is the fill value
             inner = tuple(int(x) % n for x, n in zip(c, self.per_shard, strict=True))
@@ -302,8 +308,8 @@ class ChunkReader:
             fill = self.array.fill_value
             return np.full(self.chunks, 0 if fill is None else fill, dtype=dtype)
         order: Literal["C", "F"] = "F" if self.order == "F" else "C"
-        # The last codec decodes straight into a new writable array (callers may
-        # modify what read() returns, as they may with zarr's).
+        # Copied into a new writable array: callers may modify what read() returns,
+        # as they may with zarr's (decoded buffers can be read-only bytes).
         out = np.empty(self.chunks, dtype=self.stored_dtype, order=order)
         buf: Any = raw
         for codec in self.decoders[:-1]:
