@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Set up everything vrscope needs on a Debian/Ubuntu machine: system packages
-# (when run as root), a .venv with torch==2.13.0 first (the CPU wheel; any other
-# torch spec pulls gigabytes of CUDA packages), then vrscope with all extras.
-# Idempotent: a stamp file skips the pip step when pyproject.toml is unchanged.
+# (when run as root), then a .venv holding exactly requirements-lock.txt (every package pinned
+# with its hashes, torch as the 2.13.0 CPU build; `make lock` regenerates it) and vrscope itself,
+# editable, with no dependency resolution at all: two fresh machines get the same environment.
+# Idempotent: a stamp file skips the pip step while the lock and pyproject.toml are unchanged;
+# when either changed the .venv is made anew, so nothing outside the lock lingers in it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,18 +32,29 @@ if ((${#missing[@]})); then
   fi
 fi
 
-if [ ! -x "$VENV/bin/python" ]; then
-  echo "setup: creating $VENV"
-  "$PYTHON" -m venv "$VENV"
-fi
+LOCK=requirements-lock.txt
 stamp="$VENV/.vrscope-installed"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="$(cat "$LOCK" pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "setup: installing torch==2.13.0 (CPU) and vrscope[viewer,ml,xr,collab,dev] into $VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel 2>&1 | grep -v "^WARNING: Location" || true
-  "$VENV/bin/python" -m pip install -q "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
-  "$VENV/bin/python" -m pip install -q -e ".[viewer,ml,xr,collab,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  # The CPU build of torch is not on PyPI: this machine kind keeps its wheel in /opt/wheels
+  # (pip's own find-links there); elsewhere it comes from PyTorch's CPU index.
+  torch_links=${TORCH_WHEELS:-}
+  if [ -z "$torch_links" ]; then
+    if compgen -G "/opt/wheels/torch-2.13.0+cpu-*.whl" >/dev/null; then torch_links=/opt/wheels
+    else torch_links=https://download.pytorch.org/whl/cpu/torch/; fi
+  fi
+  [ -d "$VENV" ] && echo "setup: $LOCK or pyproject.toml changed: making $VENV anew"
+  rm -rf "$VENV"
+  echo "setup: creating $VENV from $LOCK"
+  "$PYTHON" -m venv "$VENV"
+  pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
+  "${pip[@]}" install -q --require-hashes --no-deps --find-links "$torch_links" -r "$LOCK" 2>&1 \
+    | { grep -v "^WARNING: Location" || true; }
+  # vrscope itself: no dependencies (they are the lock) and no build isolation (setuptools and
+  # wheel are in the lock too, so even the build backend is pinned).
+  "${pip[@]}" install -q --no-deps --no-build-isolation -e . 2>&1 | { grep -v "^WARNING: Location" || true; }
   "$VENV/bin/python" -c "import torch, vtk, zarr, analysis" # fail loudly if the install did not work
+  "${pip[@]}" check
   echo "$want" > "$stamp"
 fi
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -78,11 +77,10 @@ def test_profile_cli_on_standard_256_sample(tmp_path, capsys):
     """The issue's done-when: `vrscope sample fibsem --size 256` then `vrscope profile`."""
     store = tmp_path / "cell256.zarr"
     assert _run(capsys, "sample", "fibsem", str(store), "--size", "256")[0] == 0
-    t0 = time.perf_counter()
     code, _, err = _run(capsys, "profile", str(store), "--out", str(tmp_path / "rep"))
     assert code == 0, err
     _check_against_truth(tmp_path / "rep", pd.read_csv(truth_path(store)))
-    assert time.perf_counter() - t0 < 120
+    # Its run time is a figure of tests/benchmarks/bench_profile.py, not asserted here.
     # Pores: realistic density and the known denser half found by both t-tests at the
     # default 0.1 µm bandwidth.
     summary, layout, dense, sparse = _pore_halves(tmp_path / "rep", store)

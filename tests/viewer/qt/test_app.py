@@ -303,37 +303,69 @@ def test_save_close_reopen_restores_everything(
     assert not s2.history.can_undo
 
 
-def test_ui_thread_never_blocks_over_100ms(
-    make_viewer: Any, fibsem_store: Path, qtbot: Any
+def test_ui_thread_never_waits_for_a_frame_being_drawn_or_a_job(
+    make_viewer: Any, fibsem_store: Path, qtbot: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A QTimer lag probe while the user orbits, scrolls, counts, undoes and a job runs.
+    """The user orbits, scrolls, counts and undoes while the render thread is held in the
+    middle of drawing a frame and a measure job is held busy: every event is handled, the
+    event loop keeps ticking, and the job runs on a worker thread. Were the UI thread to
+    wait for either, this test would stall until the hold times out and then find both
+    finished. (The UI thread may wait for the render thread's short scene sync, which
+    holds the scene lock; drawing runs without it.)
 
-    Each gap between 10 ms timer ticks is recorded as wall time and as the CPU time the
-    UI thread itself spent in it (``time.thread_time``). The UI thread's own work per
-    event-loop pass must stay under 100 ms; the wall-clock lag also includes the OS
-    scheduler on a shared machine, so its median is checked and its maximum reported.
+    How long the UI thread's event-loop passes take is a figure of
+    tests/benchmarks/bench_ui_lag.py, not asserted here.
     """
-    import time
+    import threading
 
+    from viewer.qt import _app
+    from viewer.render import SceneRenderer
+
+    hold = threading.Event()
+    job_threads: list[threading.Thread] = []
+    real_measure_job = _app.measure_job
+
+    def held_measure_job(*args: Any, **kw: Any) -> Any:
+        fn = real_measure_job(*args, **kw)
+
+        def run(progress: Any) -> Any:
+            job_threads.append(threading.current_thread())
+            out = fn(progress)
+            hold.wait(60)  # stays busy until the user is done
+            return out
+
+        return run
+
+    monkeypatch.setattr(_app, "measure_job", held_measure_job)
     win = make_viewer(str(fibsem_store), ["mitochondria", "nucleus"])
     s = win.session
-    wall: list[float] = []
-    cpu: list[float] = []
+    rv = win.render_view
+
+    # The next frame's read-back (drawing, after the scene sync) waits for the release.
+    drawing = threading.Event()
+    real_grab = SceneRenderer._grab
+
+    def held_grab(self: Any) -> Any:
+        if not drawing.is_set():
+            drawing.set()
+            hold.wait(60)
+        return real_grab(self)
+
+    monkeypatch.setattr(SceneRenderer, "_grab", held_grab)
+    ticks = [0]
     timer = QtCore.QTimer()
     timer.setInterval(10)
-    last = [time.perf_counter(), time.thread_time()]
-
-    def probe() -> None:
-        now, now_cpu = time.perf_counter(), time.thread_time()
-        wall.append((now - last[0]) * 1000 - 10)
-        cpu.append((now_cpu - last[1]) * 1000)
-        last[:] = [now, now_cpu]
-
-    timer.timeout.connect(probe)
+    timer.timeout.connect(lambda: ticks.__setitem__(0, ticks[0] + 1))
     timer.start()
     job = win.run_measure(s.layer("nucleus"))
-    rv = win.render_view
+    camera_before = s.scene.camera.position
     centre = rv.rect().center()
+    n_markers = len(s.annotations.markers)
+    qtbot.mousePress(rv, Qt.MouseButton.LeftButton, pos=centre)  # a first orbit: a frame
+    qtbot.mouseMove(rv, centre + QtCore.QPoint(15, 4))
+    qtbot.mouseRelease(rv, Qt.MouseButton.LeftButton, pos=centre + QtCore.QPoint(15, 4))
+    qtbot.waitUntil(drawing.is_set, timeout=60_000)
+    frames_before = rv.render_thread.frames  # every earlier frame is complete by now
     for i in range(20):  # orbit by dragging in the 3D view
         qtbot.mousePress(rv, Qt.MouseButton.LeftButton, pos=centre)
         qtbot.mouseMove(rv, centre + QtCore.QPoint(15, 4))
@@ -346,21 +378,23 @@ def test_ui_thread_never_blocks_over_100ms(
         if i % 4 == 2:
             win.qactions["undo"].trigger()
         qtbot.wait(40)
+    ticks_while_held = ticks[0]
+    both_still_busy = not job.done.is_set() and rv.render_thread.frames == frames_before
+    hold.set()
     qtbot.waitUntil(job.done.is_set, timeout=120_000)
+    qtbot.waitUntil(lambda: win.features.table is not None, timeout=60_000)
     assert rv.render_thread.wait_idle(120)
     qtbot.wait(50)
     timer.stop()
-    assert rv.render_thread.frames >= 3  # the view kept rendering
-    assert len(wall) > 20
-    import os
 
-    print(
-        f"UI lag: wall max {max(wall):.0f} ms p50 {np.median(wall):.0f} ms; "
-        f"UI-thread CPU per pass max {max(cpu):.0f} ms ({len(wall)} ticks; "
-        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
-    )
-    assert max(cpu) < 100, f"the UI thread worked {max(cpu):.0f} ms in one event-loop pass"
-    assert np.median(wall) < 100
+    assert both_still_busy  # the user's 20 rounds went through while both were busy
+    assert ticks_while_held >= 20  # the event loop ran between them (at least once per wait)
+    # What the user did took effect: 5 markers counted, 5 undone; the camera orbited.
+    assert len(s.annotations.markers) == n_markers
+    assert not np.allclose(s.scene.camera.position, camera_before)
+    assert job_threads and threading.main_thread() not in job_threads
+    assert job.error is None and win.features.table is not None
+    assert rv.render_thread.frames > frames_before  # the orbit was drawn once released
 
 
 def test_movie_export_runs_in_background(

@@ -6,7 +6,6 @@ here with NumPy, and the OME-Zarr arrays read with zarr-python itself.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -63,50 +62,6 @@ class Recording:
         return self.src.read(level, region)
 
 
-class LagProbe:
-    """10 ms QTimer ticks: wall-clock gap and the UI thread's own CPU time per gap.
-
-    A plain Python thread sleeping 10 ms at a time runs alongside: its lateness is
-    what any thread of this process waits for the GIL and the OS scheduler, so a UI
-    gap far above both is the UI thread's own doing.
-    """
-
-    def __init__(self) -> None:
-        self.wall: list[float] = []
-        self.cpu: list[float] = []
-        self.thread_late: list[float] = []
-        self.timer = QtCore.QTimer()
-        self.timer.setInterval(10)
-        self._last = [time.perf_counter(), time.thread_time()]
-        self.timer.timeout.connect(self._tick)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sleeper, daemon=True)
-
-    def _tick(self) -> None:
-        now, now_cpu = time.perf_counter(), time.thread_time()
-        self.wall.append((now - self._last[0]) * 1000 - 10)
-        self.cpu.append((now_cpu - self._last[1]) * 1000)
-        self._last[:] = [now, now_cpu]
-
-    def _sleeper(self) -> None:
-        last = time.perf_counter()
-        while not self._stop.is_set():
-            time.sleep(0.010)
-            now = time.perf_counter()
-            self.thread_late.append((now - last) * 1000 - 10)
-            last = now
-
-    def start(self) -> None:
-        self._last[:] = [time.perf_counter(), time.thread_time()]
-        self.timer.start()
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.timer.stop()
-        self._stop.set()
-        self._thread.join(1)
-
-
 def _viewer(qtbot: Any, scene: Any, **kw: Any) -> Any:
     from viewer.qt import ProofreadingSession, QtViewer
 
@@ -139,8 +94,6 @@ def test_procedural_volume_streams_and_reads_never_block_the_ui(
     stats_seen: list[dict[str, Any]] = []
     win.render_view.stream_stats.connect(stats_seen.append)
     s = win.session
-    probe = LagProbe()
-    probe.start()
     rv = win.render_view
     centre = rv.rect().center()
     xy = win.slices["xy"]
@@ -154,7 +107,6 @@ def test_procedural_volume_streams_and_reads_never_block_the_ui(
             xy.view.scaleBy((0.3, 0.3))
         qtbot.wait(40)
     wait_rendered(qtbot, win)
-    probe.stop()
 
     # Every read ran on a loader thread: never on the UI thread.
     main = threading.main_thread().name
@@ -181,15 +133,6 @@ def test_procedural_volume_streams_and_reads_never_block_the_ui(
     xx = np.arange(*req.cols)[None, :]
     np.testing.assert_array_equal(xy.detail.image, pattern(k, yy, xx, req.level))
 
-    print(
-        f"UI lag while streaming: wall p50 {np.median(probe.wall):.0f} ms, "
-        f"max {max(probe.wall):.0f} ms; UI CPU per pass max {max(probe.cpu):.0f} ms; "
-        f"a sleeping Python thread late by up to {max(probe.thread_late):.0f} ms "
-        f"({len(probe.wall)} ticks, {len(src.threads)} reads; "
-        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
-    )
-    assert max(probe.cpu) < 100
-    assert np.median(probe.wall) < 100
     win.close()
 
 
