@@ -1,0 +1,79 @@
+"""Transfer functions as tables: value -> RGBA, sampled by the shader from a 1D texture."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from analysis.errors import ParameterError
+
+__all__ = ["TransferFunction"]
+
+F32 = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class TransferFunction:
+    """A colour and opacity table over contrast limits.
+
+    Attributes
+    ----------
+    table : (N, 4) float32
+        RGBA in [0, 1]; entry ``i`` is the colour at normalised value ``(i + 0.5) / N``
+        (texel centres of a 1D texture with linear filtering and clamping), where the
+        normalised value is ``(v - lo) / (hi - lo)`` clamped to [0, 1].
+    contrast_limits : (lo, hi) float
+        In data units.
+    ref_step_um : float or None
+        The ray length over which a sample's opacity is the table's alpha (opacity
+        correction rescales it to each level's step); None: the finest level's
+        smallest voxel side.
+    """
+
+    table: F32
+    contrast_limits: tuple[float, float]
+    ref_step_um: float | None = None
+
+    def __post_init__(self) -> None:
+        t = np.asarray(self.table)
+        if t.ndim != 2 or t.shape[1] != 4 or len(t) < 2:
+            raise ParameterError(f"a transfer table must be (N >= 2, 4), got {t.shape}")
+        lo, hi = self.contrast_limits
+        if not hi > lo:
+            raise ParameterError(f"contrast limits must increase, got {self.contrast_limits}")
+
+    @classmethod
+    def ramp(
+        cls,
+        contrast_limits: tuple[float, float],
+        colormap: npt.ArrayLike | None = None,
+        opacity: tuple[float, float] = (0.0, 1.0),
+        n: int = 256,
+        gamma: float = 1.0,
+        ref_step_um: float | None = None,
+    ) -> TransferFunction:
+        """Colours from a colormap, opacity a ramp from ``opacity[0]`` to ``opacity[1]``.
+
+        Parameters
+        ----------
+        contrast_limits : (lo, hi)
+        colormap : (K, 3) float array, optional
+            Colours in [0, 1] from low to high values (e.g. ``matplotlib`` ``cmap(x)[:, :3]``);
+            default grey.
+        opacity : (a0, a1), default: (0, 1)
+        n : int, default: 256
+        gamma : float, default: 1
+            Opacity ramp ``a0 + (a1 - a0) * x ** gamma``.
+        """
+        x = (np.arange(n, dtype=np.float64) + 0.5) / n
+        if colormap is None:
+            rgb = np.repeat(x[:, None], 3, axis=1)
+        else:
+            cm = np.asarray(colormap, dtype=np.float64).reshape(-1, 3)
+            pos = np.linspace(0.0, 1.0, len(cm))
+            rgb = np.stack([np.interp(x, pos, cm[:, c]) for c in range(3)], axis=1)
+        a = opacity[0] + (opacity[1] - opacity[0]) * x**gamma
+        table = np.concatenate([rgb, a[:, None]], axis=1).astype(np.float32)
+        return cls(table, (float(contrast_limits[0]), float(contrast_limits[1])), ref_step_um)
