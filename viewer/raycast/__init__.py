@@ -6,6 +6,7 @@ placeholder docstring (written at the end)
 from ._atlas import BrickAtlas, SlotTable, atlas_layout, pad_to_slot, slot_from_level
 from ._harness import Harness, ResidentVolume, camera_matrices, standalone_context
 from ._raycaster import MODES, DrawStats, VolumeRaycaster
+from ._streamed import StreamedVolume, UpdateStats
 from ._transfer import TransferFunction
 from ._tree import EMPTY, PageTree, TreeLevels, leaf_words, nearest_resident
 
@@ -18,8 +19,10 @@ __all__ = [
     "PageTree",
     "ResidentVolume",
     "SlotTable",
+    "StreamedVolume",
     "TransferFunction",
     "TreeLevels",
+    "UpdateStats",
     "VolumeRaycaster",
     "atlas_layout",
     "camera_matrices",

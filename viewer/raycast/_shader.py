@@ -19,11 +19,10 @@ void main() {
 """
 
 FRAGMENT = (
-    """
+    f"""
 #version 330 core
-#define MAXL %d
+#define MAXL {SHADER_LEVELS}
 """
-    % SHADER_LEVELS
     + """
 uniform mat4 u_inv_vp;          // inverse(projection * view), world xyz
 uniform vec4 u_viewport;        // x, y, width, height (pixels) of the drawn region

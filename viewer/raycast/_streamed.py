@@ -1,0 +1,143 @@
+"""``StreamedVolume``: a :class:`~viewer.streaming.VolumeStreamer`'s frames into atlas + tree."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from viewer.streaming import StreamFrame, VolumeStreamer
+
+from ._atlas import BrickAtlas, pad_to_slot
+from ._tree import PageTree, leaf_words, nearest_resident
+
+__all__ = ["StreamedVolume", "UpdateStats"]
+
+U32 = npt.NDArray[np.uint32]
+
+
+@dataclass(frozen=True)
+class UpdateStats:
+    """What one :meth:`StreamedVolume.update` did.
+
+    Attributes
+    ----------
+    leaves : int
+        Leaves of the frame's selection (tree leaves).
+    drawn : int
+        Leaves with something in the atlas (own brick or a stand-in).
+    uploads, border_uploads : int
+        Slots written this frame: new bricks, and bricks rewritten because a
+        neighbour arrived that fills their border.
+    atlas_bricks, atlas_bytes : int
+        Slots in use, and the atlas texture's size.
+    nodes : int
+        Words in the node pool.
+    tree_ms, upload_ms : float
+        Wall-clock time of the tree build (lookups, stand-ins, packing) and of the uploads.
+    """
+
+    leaves: int
+    drawn: int
+    uploads: int
+    border_uploads: int
+    atlas_bricks: int
+    atlas_bytes: int
+    nodes: int
+    tree_ms: float
+    upload_ms: float
+
+
+class StreamedVolume:
+    """Keeps an atlas and a page tree in step with a streamer, frame by frame.
+
+    Parameters
+    ----------
+    ctx : moderngl.Context
+    streamer : VolumeStreamer
+    budget_bytes : int
+        Atlas texture memory.
+    max_uploads : int, default: 64
+        Slots written per frame (new bricks first, coarse levels first; then borders).
+
+    Notes
+    -----
+    Per frame (:meth:`update`): the draw items' bricks (resident in RAM) missing from
+    the atlas are uploaded, at most ``max_uploads``; then every leaf of the frame's
+    selection is given its own brick's slot or its nearest ancestor's that the atlas
+    holds (:func:`nearest_resident`), and the pool is packed from the selection
+    (:meth:`PageTree.build_from_selection`). Nothing waits: a brick not uploaded yet
+    is drawn by a coarser one until it is.
+    """
+
+    def __init__(
+        self, ctx: Any, streamer: VolumeStreamer, budget_bytes: int, max_uploads: int = 64
+    ) -> None:
+        self.streamer = streamer
+        self.tree = PageTree(streamer.grid)
+        edge = int(streamer.grid.chunks.max())
+        self.atlas = BrickAtlas(ctx, edge, streamer.source.dtype, budget_bytes, max_uploads)
+        self.pool: U32 = np.zeros(self.tree.n_roots, np.uint32)
+        self._stale: set[int] = set()
+        self.last: UpdateStats | None = None
+
+    def _fetch(self, key: int) -> npt.NDArray[np.generic] | None:
+        pb = self.streamer.padded(key)
+        if pb is None:
+            return None
+        pad_lo = [int(s.start > 0) for s in pb.region]
+        return pad_to_slot(pb.array, pad_lo, self.atlas.brick_edge)
+
+    def update(self, frame: StreamFrame) -> U32:
+        """Upload what the frame draws (bounded), rebuild the pool; returns the pool."""
+        atlas = self.atlas
+        t0 = time.perf_counter()
+        atlas.table.next_frame()
+        # Coarse first: one coarse brick stands in for many fine ones.
+        keys = frame.keys.take(np.argsort(-frame.levels, kind="stable"))
+        done = atlas.upload(keys, self._fetch)
+        # A neighbour that arrived fills borders that repeat the edge until then.
+        for k in frame.arrived.tolist():
+            for nk in self.streamer.neighbour_keys(k).tolist():
+                if nk >= 0:
+                    self._stale.add(nk)
+        self._stale.difference_update(done.tolist())
+        n_border = 0
+        room = atlas.max_uploads - len(done)
+        if self._stale and room > 0:
+            stale = np.fromiter(self._stale, np.int64, len(self._stale))
+            slots = atlas.table.lookup(stale)
+            self._stale = {int(k) for k in stale[slots >= 0]}
+            for k, s in zip(stale.tolist(), slots.tolist(), strict=True):
+                if s < 0 or n_border >= room:
+                    continue
+                image = self._fetch(k)
+                if image is not None:
+                    atlas.write(s, image)
+                    n_border += 1
+                self._stale.discard(k)
+        t1 = time.perf_counter()
+        sel = frame.selection
+        node_slot = atlas.table.lookup(self.streamer.key_base() + sel.nodes)
+        slot, level = nearest_resident(sel, node_slot)
+        atlas.table.touch(slot)
+        self.pool = self.tree.build_from_selection(sel, leaf_words(slot, level))
+        t2 = time.perf_counter()
+        self.last = UpdateStats(
+            leaves=len(sel.leaves),
+            drawn=int(np.count_nonzero(slot >= 0)),
+            uploads=len(done),
+            border_uploads=n_border,
+            atlas_bricks=len(atlas.table),
+            atlas_bytes=atlas.nbytes,
+            nodes=len(self.pool),
+            tree_ms=(t2 - t1) * 1e3,
+            upload_ms=(t1 - t0) * 1e3,
+        )
+        return self.pool
+
+    def release(self) -> None:
+        self.atlas.release()
