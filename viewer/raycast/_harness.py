@@ -32,7 +32,8 @@ def standalone_context() -> Any:
     """A headless OpenGL >= 3.3 core context: EGL (Mesa llvmpipe or a GPU's driver)."""
     import moderngl
 
-    return moderngl.create_standalone_context(require=330, backend="egl")
+    # (moderngl's stub types the keyword settings wrongly as a dict)
+    return moderngl.create_standalone_context(require=330, backend="egl")  # type: ignore[arg-type]
 
 
 def camera_matrices(
