@@ -79,7 +79,7 @@ from ._harness import Harness, ResidentVolume, camera_matrices, standalone_conte
 from ._raycaster import MODES, DrawStats, VolumeRaycaster
 from ._streamed import StreamedVolume, UpdateStats
 from ._transfer import TransferFunction
-from ._tree import EMPTY, PageTree, TreeLevels, leaf_words, nearest_resident
+from ._tree import EMPTY, PageTree, TreeLevels, leaf_words, nearest_resident, stand_in_words
 
 __all__ = [
     "EMPTY",
@@ -101,5 +101,6 @@ __all__ = [
     "nearest_resident",
     "pad_to_slot",
     "slot_from_level",
+    "stand_in_words",
     "standalone_context",
 ]

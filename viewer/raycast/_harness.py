@@ -165,12 +165,15 @@ class Harness:
     size : (width, height)
     ctx : moderngl.Context, optional
         Default :func:`standalone_context`.
+    dtype : {"f4", "f2", "f1"}, default: "f4"
+        Colour target: float32 (tests compare images), half float, or RGBA8 (what a
+        headset swapchain holds; the benchmarks).
     """
 
-    def __init__(self, size: tuple[int, int], ctx: Any = None) -> None:
+    def __init__(self, size: tuple[int, int], ctx: Any = None, dtype: str = "f4") -> None:
         self.ctx = ctx if ctx is not None else standalone_context()
         self.size = (int(size[0]), int(size[1]))
-        self.colour = self.ctx.texture(self.size, 4, dtype="f4")
+        self.colour = self.ctx.texture(self.size, 4, dtype=dtype)
         self.fbo = self.ctx.framebuffer(color_attachments=[self.colour])
         self.raycaster = VolumeRaycaster(self.ctx)
         self._depth: Any = None

@@ -12,7 +12,7 @@ import numpy.typing as npt
 from viewer.streaming import StreamFrame, VolumeStreamer
 
 from ._atlas import BrickAtlas, pad_to_slot
-from ._tree import PageTree, leaf_words, nearest_resident
+from ._tree import PageTree, stand_in_words
 
 __all__ = ["StreamedVolume", "UpdateStats"]
 
@@ -68,7 +68,7 @@ class StreamedVolume:
     Per frame (:meth:`update`): the draw items' bricks (resident in RAM) missing from
     the atlas are uploaded, at most ``max_uploads``; then every leaf of the frame's
     selection is given its own brick's slot or its nearest ancestor's that the atlas
-    holds (:func:`nearest_resident`), and the pool is packed from the selection
+    holds (:func:`stand_in_words`), and the pool is packed from the selection
     (:meth:`PageTree.build_from_selection`). Nothing waits: a brick not uploaded yet
     is drawn by a coarser one until it is.
     """
@@ -122,13 +122,15 @@ class StreamedVolume:
         t1 = time.perf_counter()
         sel = frame.selection
         node_slot = atlas.table.lookup(self.streamer.key_base() + sel.nodes)
-        slot, level = nearest_resident(sel, node_slot)
-        atlas.table.touch(slot)
-        self.pool = self.tree.build_from_selection(sel, leaf_words(slot, level))
+        words = stand_in_words(sel, node_slot)
+        # Protect the stand-ins in use from this frame's evictions (touch the slots drawn).
+        drawn = words != 0
+        atlas.table.touch((words[drawn] & np.uint32((1 << 24) - 1)).astype(np.int64))
+        self.pool = self.tree.build_from_selection(sel, words)
         t2 = time.perf_counter()
         self.last = UpdateStats(
             leaves=len(sel.leaves),
-            drawn=int(np.count_nonzero(slot >= 0)),
+            drawn=int(np.count_nonzero(drawn)),
             uploads=len(done),
             border_uploads=n_border,
             atlas_bricks=len(atlas.table),

@@ -31,7 +31,14 @@ import numpy.typing as npt
 from analysis.errors import ParameterError
 from viewer.streaming import BrickGrid, Selection
 
-__all__ = ["EMPTY", "PageTree", "TreeLevels", "leaf_words", "nearest_resident"]
+__all__ = [
+    "EMPTY",
+    "PageTree",
+    "TreeLevels",
+    "leaf_words",
+    "nearest_resident",
+    "stand_in_words",
+]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -178,7 +185,6 @@ class PageTree:
         # Nodes level by level, coarsest first (the order build_from_selection expects):
         # per level the leaves of that level, then the inner nodes (ancestors of finer leaves).
         node_lin: list[I64] = []
-        node_lv: list[I64] = []
         node_leaf: list[npt.NDArray[np.bool_]] = []
         node_word: list[U32] = []
         parent_lin: list[I64] = []
@@ -200,7 +206,6 @@ class PageTree:
             lin = np.concatenate([leaf_l, inner_l])
             n = len(lin)
             node_lin.append(lin)
-            node_lv.append(np.full(n, level, np.int64))
             node_leaf.append(
                 np.concatenate([np.ones(len(leaf_l), bool), np.zeros(len(inner_l), bool)])
             )
@@ -223,16 +228,17 @@ class PageTree:
             ):
                 raise ParameterError("internal: a node's parent is missing")
             parent_lin.append(pstart + order.take(pos))
-        levels = np.concatenate(node_lv)
         lin_all = np.concatenate(node_lin)
         ijk_all = np.zeros((len(lin_all), 3), np.int64)
+        bounds = []
         s = 0
         for i, level in enumerate(range(self.top, -1, -1)):
             n = len(node_lin[i])
             ijk_all[s : s + n] = self._unlin(level, node_lin[i])
+            bounds.append((level, s, s + n))
             s += n
         return self._pack(
-            levels,
+            tuple(bounds),
             ijk_all,
             np.concatenate(parent_lin),
             np.concatenate(node_leaf),
@@ -257,11 +263,13 @@ class PageTree:
         """
         word = np.zeros(len(sel.nodes), np.uint32)
         word[sel.leaf_index] = np.asarray(leaf_word, dtype=np.uint32)
-        return self._pack(sel.node_levels, sel.node_ijk, sel.node_parent, sel.node_leaf, word)
+        if sel.level_bounds and sel.level_bounds[0][0] != self.top:
+            raise ParameterError("the selection's top level must be the grid's coarsest")
+        return self._pack(sel.level_bounds, sel.node_ijk, sel.node_parent, sel.node_leaf, word)
 
     def _pack(
         self,
-        node_levels: I64,
+        bounds: tuple[tuple[int, int, int], ...],
         node_ijk: I64,
         node_parent: I64,
         node_leaf: npt.NDArray[np.bool_],
@@ -269,35 +277,44 @@ class PageTree:
     ) -> U32:
         """Lay nodes out: roots at their linear index, then 8 words per inner node.
 
-        Every step is one vectorised operation over all nodes: an inner node's block
-        is ``n_roots + 8 * rank`` (its rank among inner nodes); a child's word goes to
-        its parent's block at the child's half-bits.
+        Nodes come coarsest level first, ``bounds`` giving each level's (level, start,
+        stop); the top level's nodes are the roots. An inner node's block is
+        ``n_roots + 8 * rank`` (its rank among inner nodes); a child's word goes to its
+        parent's block at its half-bits, which for a factor-2 axis is the child
+        index's lowest bit. A few NumPy operations per level on column slices (2-D
+        ``take`` on (N, 3) arrays costs several times more).
         """
-        n = len(node_levels)
+        n = len(node_parent)
         inner = ~node_leaf
-        rank = np.cumsum(inner) - 1
+        rank = np.cumsum(inner)
+        rank -= 1
         n_inner = int(rank[-1]) + 1 if n else 0
         size = self.n_roots + 8 * n_inner
         if size > _PAYLOAD:
             raise ParameterError(f"page tree of {size} words is too large")
-        pool = np.zeros(size, np.uint32)
-        base = (self.n_roots + 8 * rank).astype(np.uint32)
-        word = np.where(inner, _INNER | base, node_word).astype(np.uint32)
-        root = node_parent < 0
+        base = rank.astype(np.uint32)
+        base *= np.uint32(8)
+        base += np.uint32(self.n_roots)
+        base |= _INNER
+        word = np.where(inner, base, node_word)
         pos = np.empty(n, np.int64)
-        if root.any():
-            r = root.nonzero()[0]
-            if (node_levels.take(r) != self.top).any():
-                raise ParameterError("the tree's roots must be bricks of the coarsest level")
-            pos[r] = self._lin(self.top, node_ijk.take(r, 0))
-        kid = (~root).nonzero()[0]
-        if len(kid):
-            par = node_parent.take(kid)
-            lvl = node_levels.take(kid)
-            f = self.levels.factor.take(lvl + 1, 0)
-            bits = node_ijk.take(kid, 0) - node_ijk.take(par, 0) * f
-            child = bits[:, 0] * 4 + bits[:, 1] * 2 + bits[:, 2]
-            pos[kid] = self.n_roots + 8 * rank.take(par) + child
+        st = self._strides
+        for level, s, e in bounds:
+            iz, iy, ix = node_ijk[s:e, 0], node_ijk[s:e, 1], node_ijk[s:e, 2]
+            if level == self.top:
+                if (node_parent[s:e] >= 0).any():
+                    raise ParameterError("the tree's roots must be bricks of the coarsest level")
+                pos[s:e] = iz * st[level, 0] + iy * st[level, 1] + ix
+                continue
+            split = self.levels.factor[level + 1] == 2
+            p = rank.take(node_parent[s:e])
+            p *= 8
+            p += self.n_roots
+            for bit, axis, on in ((4, iz, split[0]), (2, iy, split[1]), (1, ix, split[2])):
+                if on:
+                    p += (axis & 1) * bit
+            pos[s:e] = p
+        pool = np.zeros(size, np.uint32)
         pool[pos] = word
         return pool
 
@@ -411,16 +428,36 @@ def nearest_resident(sel: Selection, node_slot: I64) -> tuple[I64, I64]:
         Per leaf (order of ``sel.leaves``); slot -1 where no ancestor is resident.
     """
     n = len(sel.nodes)
-    best = np.full(n, -1, np.int64)
+    # best[i]: the node drawing node i, n (a sentinel row below) when none does.
+    best = np.empty(n, np.int64)
     own = node_slot >= 0
+    idx = np.arange(n, dtype=np.int64)
     # Nodes are coarsest level first and parents precede children: one pass per level.
-    for _, s, e in sel.level_bounds:
-        par = sel.node_parent[s:e]
-        inherited = np.where(par >= 0, best.take(np.maximum(par, 0)), -1)
-        best[s:e] = np.where(own[s:e], np.arange(s, e), inherited)
+    for k, (_, s, e) in enumerate(sel.level_bounds):
+        inherited = np.full(e - s, n, np.int64) if k == 0 else best.take(sel.node_parent[s:e])
+        np.copyto(inherited, idx[s:e], where=own[s:e])
+        best[s:e] = inherited
     b = best.take(sel.leaf_index)
-    ok = b >= 0
-    bb = np.maximum(b, 0)
-    slot = np.where(ok, node_slot.take(bb), -1)
-    level = np.where(ok, sel.node_levels.take(bb), -1)
-    return slot.astype(np.int64), level.astype(np.int64)
+    slot = np.append(node_slot, -1).take(b)
+    level = np.append(sel.node_levels, -1).take(b)
+    return slot.astype(np.int64, copy=False), level.astype(np.int64, copy=False)
+
+
+def stand_in_words(sel: Selection, node_slot: I64) -> U32:
+    """Leaf words (M,) of a selection: :func:`nearest_resident` and :func:`leaf_words` in one.
+
+    The frame's path: the word each node would have as a leaf drawing itself is made
+    once for all nodes, then handed down level by level where a node is not resident
+    (one ``take`` of 32-bit words per level).
+    """
+    own = node_slot >= 0
+    words = leaf_words(node_slot, sel.node_levels)
+    best = np.empty(len(words), np.uint32)
+    for k, (_, s, e) in enumerate(sel.level_bounds):
+        if k == 0:
+            best[s:e] = words[s:e]
+            continue
+        inherited = best.take(sel.node_parent[s:e])
+        np.copyto(inherited, words[s:e], where=own[s:e])
+        best[s:e] = inherited
+    return best.take(sel.leaf_index)

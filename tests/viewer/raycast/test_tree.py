@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from analysis.errors import ParameterError
 from analysis.volume import FunctionVolumeSource, Level
-from viewer.raycast import EMPTY, PageTree, leaf_words, nearest_resident
+from viewer.raycast import EMPTY, PageTree, leaf_words, nearest_resident, stand_in_words
 from viewer.scene import Camera
 from viewer.streaming import BrickGrid, View, select_bricks
 
@@ -148,3 +148,20 @@ def test_anisotropic_pyramid_with_factor_one_axes() -> None:
     pool = tree.build(lv, ijk, words)
     pts = _points(grid, rng)
     np.testing.assert_array_equal(tree.lookup(pool, pts)[0], _brute(grid, lv, ijk, words, pts))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_stand_in_words_equal_nearest_resident(seed) -> None:
+    rng = np.random.default_rng(seed)
+    grid = _grid((64, 80, 96), (8, 8, 8))
+    cam = Camera(position=tuple(rng.uniform(-150, 250, 3)), focal_point=(32.0, 40.0, 48.0))
+    sel = select_bricks(
+        grid, [View.from_camera(cam, (64, 48))], max_error_px=float(rng.uniform(0.5, 8))
+    )
+    node_slot = np.where(
+        rng.random(len(sel.nodes)) < 0.3, rng.integers(0, 10**6, len(sel.nodes)), -1
+    )
+    np.testing.assert_array_equal(
+        stand_in_words(sel, node_slot), leaf_words(*nearest_resident(sel, node_slot))
+    )
