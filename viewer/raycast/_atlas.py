@@ -21,6 +21,8 @@ import numpy.typing as npt
 
 from analysis.errors import ParameterError
 
+from ._tree import MAX_SLOTS
+
 __all__ = ["BrickAtlas", "SlotTable", "atlas_layout", "pad_to_slot", "slot_from_level"]
 
 I64 = npt.NDArray[np.int64]
@@ -241,6 +243,9 @@ class BrickAtlas:
         n = max(1, int(budget_bytes) // self.slot_bytes)
         self.slots_xyz = atlas_layout(n, self.edge, max_tex)
         sx, sy, sz = self.slots_xyz
+        if sx * sy * sz > MAX_SLOTS:  # the page tree's leaf words hold 24-bit slots
+            sz = MAX_SLOTS // (sx * sy)
+            self.slots_xyz = (sx, sy, sz)
         self.table = SlotTable(sx * sy * sz)
         self.max_uploads = int(max_uploads)
         self.texture = ctx.texture3d(

@@ -82,6 +82,9 @@ class StreamedVolume:
         self.atlas = BrickAtlas(ctx, edge, streamer.source.dtype, budget_bytes, max_uploads)
         self.pool: U32 = np.zeros(self.tree.n_roots, np.uint32)
         self._stale: set[int] = set()
+        self._sel: Any = None
+        self._node_slot: npt.NDArray[np.int64] | None = None
+        self._words: U32 = np.zeros(0, np.uint32)
         self.last: UpdateStats | None = None
 
     def _fetch(self, key: int) -> npt.NDArray[np.generic] | None:
@@ -122,11 +125,21 @@ class StreamedVolume:
         t1 = time.perf_counter()
         sel = frame.selection
         node_slot = atlas.table.lookup(self.streamer.key_base() + sel.nodes)
-        words = stand_in_words(sel, node_slot)
+        # The streamer keeps its selection while the camera barely moves: with the same
+        # slots too, last frame's pool is still right.
+        same = (
+            sel is self._sel
+            and self._node_slot is not None
+            and np.array_equal(node_slot, self._node_slot)
+        )
+        if not same:
+            self._words = stand_in_words(sel, node_slot)
+            self.pool = self.tree.build_from_selection(sel, self._words)
+            self._sel, self._node_slot = sel, node_slot
+        words = self._words
         # Protect the stand-ins in use from this frame's evictions (touch the slots drawn).
         drawn = words != 0
         atlas.table.touch((words[drawn] & np.uint32((1 << 24) - 1)).astype(np.int64))
-        self.pool = self.tree.build_from_selection(sel, words)
         t2 = time.perf_counter()
         self.last = UpdateStats(
             leaves=len(sel.leaves),

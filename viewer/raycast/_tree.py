@@ -58,10 +58,14 @@ def leaf_words(slots: npt.ArrayLike, levels: npt.ArrayLike) -> U32:
     """Leaf words (M,) for atlas ``slots`` (M,) holding bricks of ``levels`` (M,); slot < 0: empty."""
     s = np.asarray(slots, dtype=np.int64)
     lv = np.asarray(levels, dtype=np.int64)
-    if s.size and (s.max() >= MAX_SLOTS or (lv[s >= 0] >= MAX_LEVELS).any()):
+    if s.size and (int(s.max()) >= MAX_SLOTS or int(lv.max()) >= MAX_LEVELS):
         raise ParameterError(f"atlas slots must be < {MAX_SLOTS} and levels < {MAX_LEVELS}")
-    w = (np.uint32(2 << 30) | (lv.astype(np.uint32) << np.uint32(24))) | s.astype(np.uint32)
-    return np.where(s >= 0, w, EMPTY).astype(np.uint32)
+    w = lv.astype(np.uint32)
+    w <<= np.uint32(24)
+    w |= s.astype(np.uint32)
+    w |= _LEAF
+    np.copyto(w, EMPTY, where=s < 0)
+    return w
 
 
 @dataclass(frozen=True)
@@ -237,12 +241,14 @@ class PageTree:
             ijk_all[s : s + n] = self._unlin(level, node_lin[i])
             bounds.append((level, s, s + n))
             s += n
+        leaf_mask = np.concatenate(node_leaf)
+        leaf_index = leaf_mask.nonzero()[0]
         return self._pack(
             tuple(bounds),
             ijk_all,
             np.concatenate(parent_lin),
-            np.concatenate(node_leaf),
-            np.concatenate(node_word),
+            leaf_index,
+            np.concatenate(node_word).take(leaf_index),
         )
 
     def build_from_selection(self, sel: Selection, leaf_word: U32) -> U32:
@@ -261,42 +267,48 @@ class PageTree:
         -------
         (N,) uint32
         """
-        word = np.zeros(len(sel.nodes), np.uint32)
-        word[sel.leaf_index] = np.asarray(leaf_word, dtype=np.uint32)
         if sel.level_bounds and sel.level_bounds[0][0] != self.top:
             raise ParameterError("the selection's top level must be the grid's coarsest")
-        return self._pack(sel.level_bounds, sel.node_ijk, sel.node_parent, sel.node_leaf, word)
+        return self._pack(
+            sel.level_bounds,
+            sel.node_ijk,
+            sel.node_parent,
+            sel.leaf_index,
+            np.asarray(leaf_word, dtype=np.uint32),
+            (~sel.node_leaf).nonzero()[0],
+        )
 
     def _pack(
         self,
         bounds: tuple[tuple[int, int, int], ...],
         node_ijk: I64,
         node_parent: I64,
-        node_leaf: npt.NDArray[np.bool_],
-        node_word: U32,
+        leaf_index: I64,
+        leaf_word: U32,
+        inner: I64 | None = None,
     ) -> U32:
         """Lay nodes out: roots at their linear index, then 8 words per inner node.
 
         Nodes come coarsest level first, ``bounds`` giving each level's (level, start,
-        stop); the top level's nodes are the roots. An inner node's block is
-        ``n_roots + 8 * rank`` (its rank among inner nodes); a child's word goes to its
-        parent's block at its half-bits, which for a factor-2 axis is the child
-        index's lowest bit. A few NumPy operations per level on column slices (2-D
-        ``take`` on (N, 3) arrays costs several times more).
+        stop); the top level's nodes are the roots; ``leaf_index`` says which nodes are
+        leaves, ``inner`` (optional) the others. An inner node's block is ``n_roots + 8 * rank``
+        (its rank among inner nodes); a child's word goes to its parent's block at its
+        half-bits, which for a factor-2 axis is the child index's lowest bit. A few
+        NumPy operations per level on column slices (2-D ``take`` on (N, 3) arrays
+        costs several times more); only inner nodes (about an eighth) get a rank.
         """
         n = len(node_parent)
-        inner = ~node_leaf
-        rank = np.cumsum(inner)
-        rank -= 1
-        n_inner = int(rank[-1]) + 1 if n else 0
+        if inner is None:
+            is_inner = np.ones(n, bool)
+            is_inner[leaf_index] = False
+            inner = is_inner.nonzero()[0]
+        n_inner = len(inner)
         size = self.n_roots + 8 * n_inner
         if size > _PAYLOAD:
             raise ParameterError(f"page tree of {size} words is too large")
-        base = rank.astype(np.uint32)
-        base *= np.uint32(8)
-        base += np.uint32(self.n_roots)
-        base |= _INNER
-        word = np.where(inner, base, node_word)
+        # Block start of each inner node (only parents are ever looked up).
+        block = np.empty(n, np.int64)
+        block[inner] = np.arange(self.n_roots, size, 8, dtype=np.int64)
         pos = np.empty(n, np.int64)
         st = self._strides
         for level, s, e in bounds:
@@ -307,15 +319,19 @@ class PageTree:
                 pos[s:e] = iz * st[level, 0] + iy * st[level, 1] + ix
                 continue
             split = self.levels.factor[level + 1] == 2
-            p = rank.take(node_parent[s:e])
-            p *= 8
-            p += self.n_roots
+            p = block.take(node_parent[s:e])
             for bit, axis, on in ((4, iz, split[0]), (2, iy, split[1]), (1, ix, split[2])):
                 if on:
-                    p += (axis & 1) * bit
+                    b = axis & 1
+                    if bit > 1:
+                        b *= bit
+                    p += b
             pos[s:e] = p
         pool = np.zeros(size, np.uint32)
-        pool[pos] = word
+        pool[pos.take(leaf_index)] = leaf_word
+        words = block.take(inner).astype(np.uint32)
+        words |= _INNER
+        pool[pos.take(inner)] = words
         return pool
 
     def codes(self, levels: npt.ArrayLike, ijk: npt.ArrayLike) -> I64:
@@ -448,16 +464,21 @@ def stand_in_words(sel: Selection, node_slot: I64) -> U32:
 
     The frame's path: the word each node would have as a leaf drawing itself is made
     once for all nodes, then handed down level by level where a node is not resident
-    (one ``take`` of 32-bit words per level).
+    (one ``take`` of 32-bit words per level). ``node_slot`` must be < 2**24 (atlas
+    slots are, :class:`~viewer.raycast.BrickAtlas` checks it).
     """
     own = node_slot >= 0
-    words = leaf_words(node_slot, sel.node_levels)
+    # Garbage where node_slot is -1; never used there (``own`` masks it below).
+    words = sel.node_levels.astype(np.uint32)
+    words <<= np.uint32(24)
+    words |= node_slot.astype(np.uint32)
+    words |= _LEAF
     best = np.empty(len(words), np.uint32)
     for k, (_, s, e) in enumerate(sel.level_bounds):
         if k == 0:
-            best[s:e] = words[s:e]
-            continue
-        inherited = best.take(sel.node_parent[s:e])
+            inherited = np.zeros(e - s, np.uint32)
+        else:
+            inherited = best.take(sel.node_parent[s:e])
         np.copyto(inherited, words[s:e], where=own[s:e])
         best[s:e] = inherited
     return best.take(sel.leaf_index)
