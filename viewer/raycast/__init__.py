@@ -25,9 +25,14 @@ Pieces, in the order a frame uses them:
   :class:`~viewer.streaming.Selection` with a fixed number of NumPy operations
   (:meth:`PageTree.build_from_selection`, no sort), or from any leaf set
   (:meth:`PageTree.build`, one ``np.unique`` per level).
-- :func:`nearest_resident`: each leaf is drawn by its own brick if the *atlas* holds
-  it, else by its nearest ancestor the atlas holds: the streamer's stand-in rule,
-  applied to GPU residency, so a brick in RAM but not uploaded yet never blocks.
+- :func:`stand_in_words` (and its plain form :func:`nearest_resident`): each leaf is
+  drawn by its own brick if the *atlas* holds it, else by its nearest ancestor the
+  atlas holds: the streamer's stand-in rule, applied to GPU residency, so a brick in
+  RAM but not uploaded yet never blocks. Empty-space skipping happens here too: the
+  atlas keeps each slot's value range, and for a composite draw a leaf whose brick is
+  wholly transparent under the transfer function
+  (:meth:`BrickAtlas.transparent_slots`) becomes an empty leaf, stepped over without
+  sampling.
 - :class:`VolumeRaycaster` (``_raycaster.py``, GLSL in ``_shader.py``): a full-viewport
   triangle; per pixel the ray is clipped to the volume's extent, up to 6 clipping
   planes and the depth of opaque geometry already drawn; then, front to back: look the
@@ -61,10 +66,10 @@ Design decisions (and where they differ from the plan in issue 15):
   the difference.
 
 Not here yet (issue 15 continues): label volumes (nearest sampling, id -> colour
-texture, hidden ids, selection highlight), iso-surface mode, empty-space skipping from
-per-brick min/max against the transfer function, the frame-time controller (adaptive
-step / render scale, progressive refinement), uploads through a PBO, and hosting in
-VTK's context for ``view``, ``render``, ``movie`` and both XR eyes.
+texture, hidden ids, selection highlight), iso-surface mode, finer empty-space
+skipping than whole bricks (and for MIP), the frame-time controller (adaptive step /
+render scale, progressive refinement), uploads through a PBO, and hosting in VTK's
+context for ``view``, ``render``, ``movie`` and both XR eyes.
 
 Extending: a new rendering mode is a branch on ``u_mode`` in ``_shader.py`` (the
 per-sample value ``v`` and the leaf walk are shared) plus an entry in :data:`MODES`;

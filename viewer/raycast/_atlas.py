@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from analysis.errors import ParameterError
 
+from ._transfer import TransferFunction
 from ._tree import MAX_SLOTS
 
 __all__ = ["BrickAtlas", "SlotTable", "atlas_layout", "pad_to_slot", "slot_from_level"]
@@ -107,6 +108,24 @@ def slot_from_level(
     hi = [min(int(s) + edge + 1, n) for s, n in zip(start, level_array.shape, strict=True)]
     sub = level_array[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
     return pad_to_slot(sub, [int(s) - a for s, a in zip(start, lo, strict=True)], edge)
+
+
+_RANGE_MAX: dict[int, tuple[TransferFunction, npt.NDArray[np.float32]]] = {}
+
+
+def _range_max(tf: TransferFunction) -> npt.NDArray[np.float32]:
+    """(N, N) table: largest opacity among entries ``i..j`` (``j >= i``); cached per table."""
+    hit = _RANGE_MAX.get(id(tf))
+    if hit is not None and hit[0] is tf:
+        return hit[1]
+    a = np.asarray(tf.table[:, 3], np.float32)
+    n = len(a)
+    out = np.zeros((n, n), np.float32)
+    for i in range(n):  # N calls once per transfer function (256: about a millisecond)
+        out[i, i:] = np.maximum.accumulate(a[i:])
+    _RANGE_MAX.clear()  # one live transfer function is the common case; keep memory flat
+    _RANGE_MAX[id(tf)] = (tf, out)
+    return out
 
 
 class SlotTable:
@@ -247,6 +266,10 @@ class BrickAtlas:
             sz = MAX_SLOTS // (sx * sy)
             self.slots_xyz = (sx, sy, sz)
         self.table = SlotTable(sx * sy * sz)
+        # Value range of each slot image (border included: samples near a face read it),
+        # data units; for empty-space skipping against the transfer function.
+        self.slot_min = np.full(self.table.n_slots, np.inf)
+        self.slot_max = np.full(self.table.n_slots, -np.inf)
         self.max_uploads = int(max_uploads)
         self.texture = ctx.texture3d(
             (sx * self.edge, sy * self.edge, sz * self.edge), 1, dtype=tex_dtype
@@ -287,7 +310,29 @@ class BrickAtlas:
         data = np.ascontiguousarray(image, dtype=self.dtype)
         x, y, z = self.slot_origin(int(slot))
         self.texture.write(data, viewport=(x, y, z, self.edge, self.edge, self.edge), alignment=1)
+        self.slot_min[slot] = float(data.min())
+        self.slot_max[slot] = float(data.max())
         self.uploads += 1
+
+    def transparent_slots(self, tf: TransferFunction) -> npt.NDArray[np.bool_]:
+        """Slots (n_slots,) whose every value has zero opacity under ``tf``.
+
+        A slot's values lie in ``[slot_min, slot_max]``; the shader reads the table with
+        linear filtering, so the entries that range can touch are from
+        ``floor(u_min N - 0.5)`` to ``ceil(u_max N - 0.5)``. Composite rays may skip such
+        bricks (they add nothing); maximum/minimum projections may not.
+        """
+        lo, hi = tf.contrast_limits
+        n = len(tf.table)
+        rmax = _range_max(tf)
+        with np.errstate(invalid="ignore"):
+            u0 = np.clip((self.slot_min - lo) / (hi - lo), 0.0, 1.0) * n - 0.5
+            u1 = np.clip((self.slot_max - lo) / (hi - lo), 0.0, 1.0) * n - 0.5
+        i0 = np.clip(np.floor(np.nan_to_num(u0)), 0, n - 1).astype(np.int64)
+        i1 = np.clip(np.ceil(np.nan_to_num(u1)), 0, n - 1).astype(np.int64)
+        out = rmax[i0, np.maximum(i0, i1)] <= 0.0
+        out &= np.isfinite(self.slot_min)
+        return np.asarray(out)
 
     def upload(
         self,

@@ -146,8 +146,24 @@ class ResidentVolume:
 
         self.atlas.table.next_frame()
         self.atlas.upload(np.arange(len(uniq)), fetch)
-        slots = self.atlas.table.lookup(np.arange(len(uniq))).take(inverse)
-        self.pool = self.tree.build(lv, ij, leaf_words(slots, sl))
+        self._slots = self.atlas.table.lookup(np.arange(len(uniq))).take(inverse)
+        self.pool = self.tree.build(lv, ij, leaf_words(self._slots, sl))
+        self.skipped = 0
+
+    def skip_transparent(self, tf: TransferFunction | None) -> int:
+        """Rebuild the tree with bricks wholly transparent under ``tf`` as empty leaves
+        (empty-space skipping for composite draws; None: draw every brick again).
+
+        Returns the number of leaves skipped.
+        """
+        slots = self._slots
+        if tf is not None:
+            slots = np.where(self.atlas.transparent_slots(tf).take(slots), -1, slots)
+        self.skipped = int(np.count_nonzero(slots < 0))
+        self.pool = self.tree.build(
+            self.leaf_levels, self.leaf_ijk, leaf_words(slots, self.sample_levels)
+        )
+        return self.skipped
 
     @property
     def n_leaves(self) -> int:

@@ -12,6 +12,7 @@ import numpy.typing as npt
 from viewer.streaming import StreamFrame, VolumeStreamer
 
 from ._atlas import BrickAtlas, pad_to_slot
+from ._transfer import TransferFunction
 from ._tree import PageTree, stand_in_words
 
 __all__ = ["StreamedVolume", "UpdateStats"]
@@ -82,7 +83,7 @@ class StreamedVolume:
         self.atlas = BrickAtlas(ctx, edge, streamer.source.dtype, budget_bytes, max_uploads)
         self.pool: U32 = np.zeros(self.tree.n_roots, np.uint32)
         self._stale: set[int] = set()
-        self._sel: Any = None
+        self._key: tuple[Any, Any, int] | None = None
         self._node_slot: npt.NDArray[np.int64] | None = None
         self._words: U32 = np.zeros(0, np.uint32)
         self.last: UpdateStats | None = None
@@ -94,8 +95,13 @@ class StreamedVolume:
         pad_lo = [int(s.start > 0) for s in pb.region]
         return pad_to_slot(pb.array, pad_lo, self.atlas.brick_edge)
 
-    def update(self, frame: StreamFrame) -> U32:
-        """Upload what the frame draws (bounded), rebuild the pool; returns the pool."""
+    def update(self, frame: StreamFrame, skip_for: TransferFunction | None = None) -> U32:
+        """Upload what the frame draws (bounded), rebuild the pool; returns the pool.
+
+        ``skip_for``: the transfer function of a *composite* draw; bricks wholly
+        transparent under it become empty leaves (empty-space skipping). Leave it None
+        for maximum/minimum intensity projection.
+        """
         atlas = self.atlas
         t0 = time.perf_counter()
         atlas.table.next_frame()
@@ -127,17 +133,22 @@ class StreamedVolume:
         node_slot = atlas.table.lookup(self.streamer.key_base() + sel.nodes)
         # The streamer keeps its selection while the camera barely moves: with the same
         # slots too, last frame's pool is still right.
+        key = (sel, skip_for, atlas.uploads)
         same = (
-            sel is self._sel
+            self._key is not None
+            and all(a is b for a, b in zip(key[:2], self._key[:2], strict=True))
+            and key[2] == self._key[2]
             and self._node_slot is not None
             and np.array_equal(node_slot, self._node_slot)
         )
         if not same:
-            self._words = stand_in_words(sel, node_slot)
+            skip = None if skip_for is None else atlas.transparent_slots(skip_for)
+            self._words = stand_in_words(sel, node_slot, skip)
             self.pool = self.tree.build_from_selection(sel, self._words)
-            self._sel, self._node_slot = sel, node_slot
+            self._key, self._node_slot = key, node_slot
         words = self._words
-        # Protect the stand-ins in use from this frame's evictions (touch the slots drawn).
+        # Protect the stand-ins in use from this frame's evictions (touch the slots drawn;
+        # skipped ones are not touched: they are the first to go).
         drawn = words != 0
         atlas.table.touch((words[drawn] & np.uint32((1 << 24) - 1)).astype(np.int64))
         t2 = time.perf_counter()

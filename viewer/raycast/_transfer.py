@@ -21,9 +21,10 @@ class TransferFunction:
     Attributes
     ----------
     table : (N, 4) float32
-        RGBA in [0, 1]; entry ``i`` is the colour at normalised value ``(i + 0.5) / N``
-        (texel centres of a 1D texture with linear filtering and clamping), where the
-        normalised value is ``(v - lo) / (hi - lo)`` clamped to [0, 1].
+        RGBA in [0, 1], read as a texture with linear filtering and clamping: the
+        normalised value ``u = (v - lo) / (hi - lo)`` (clamped to [0, 1]) lands on
+        texel coordinate ``u N - 0.5``, so entry 0 is what every value up to ``lo``
+        gets and entry ``N - 1`` every value from ``hi``.
     contrast_limits : (lo, hi) float
         In data units.
     ref_step_um : float or None
@@ -67,7 +68,9 @@ class TransferFunction:
         gamma : float, default: 1
             Opacity ramp ``a0 + (a1 - a0) * x ** gamma``.
         """
-        x = (np.arange(n, dtype=np.float64) + 0.5) / n
+        # Ends exact (entry 0 is the colour and opacity at and below lo: a ramp from 0
+        # is really transparent there, so empty-space skipping can drop those bricks).
+        x = np.linspace(0.0, 1.0, n)
         if colormap is None:
             rgb = np.repeat(x[:, None], 3, axis=1)
         else:

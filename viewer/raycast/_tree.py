@@ -459,13 +459,19 @@ def nearest_resident(sel: Selection, node_slot: I64) -> tuple[I64, I64]:
     return slot.astype(np.int64, copy=False), level.astype(np.int64, copy=False)
 
 
-def stand_in_words(sel: Selection, node_slot: I64) -> U32:
+def stand_in_words(
+    sel: Selection, node_slot: I64, skip: npt.NDArray[np.bool_] | None = None
+) -> U32:
     """Leaf words (M,) of a selection: :func:`nearest_resident` and :func:`leaf_words` in one.
 
     The frame's path: the word each node would have as a leaf drawing itself is made
     once for all nodes, then handed down level by level where a node is not resident
     (one ``take`` of 32-bit words per level). ``node_slot`` must be < 2**24 (atlas
     slots are, :class:`~viewer.raycast.BrickAtlas` checks it).
+
+    ``skip`` (n_slots,) bool, optional: slots known to be wholly transparent
+    (:meth:`BrickAtlas.transparent_slots`); leaves drawn from them become empty, so
+    rays step over them without sampling (empty-space skipping).
     """
     own = node_slot >= 0
     # Garbage where node_slot is -1; never used there (``own`` masks it below).
@@ -481,4 +487,8 @@ def stand_in_words(sel: Selection, node_slot: I64) -> U32:
             inherited = best.take(sel.node_parent[s:e])
         np.copyto(inherited, words[s:e], where=own[s:e])
         best[s:e] = inherited
-    return best.take(sel.leaf_index)
+    out = best.take(sel.leaf_index)
+    if skip is not None and len(out):
+        slot = (out & np.uint32(MAX_SLOTS - 1)).astype(np.int64)
+        np.copyto(out, EMPTY, where=skip.take(slot) & (out != EMPTY))
+    return out

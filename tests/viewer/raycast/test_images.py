@@ -256,3 +256,25 @@ class _StreamedProxy:
 
     def __init__(self, sv: Any) -> None:
         self.pool, self.tree, self.atlas = sv.pool, sv.tree, sv.atlas
+
+
+def test_empty_space_skipping_changes_nothing_it_draws(harness: Any, ctx: Any) -> None:
+    """Bricks wholly below the contrast window (zero opacity) are skipped, same image."""
+    tf = TransferFunction.ramp((100.0, 235.0), opacity=(0.0, 0.08))
+    vol, levels, _ = _volume(ctx, (8, 8, 8))
+    full = harness.render(vol, tf, **CAMERA)
+    skipped = vol.skip_transparent(tf)
+    # Independent count: bricks whose slot (with its border) stays at or below 100.
+    lv0 = levels[0]
+    want = sum(
+        int(lv0[max(z - 1, 0) : z + 9, max(y - 1, 0) : y + 9, max(x - 1, 0) : x + 9].max() <= 100)
+        for z in range(0, N, 8)
+        for y in range(0, N, 8)
+        for x in range(0, N, 8)
+    )
+    assert skipped == want > 100
+    fast = harness.render(vol, tf, **CAMERA)
+    assert full[..., 3].max() > 0.3
+    assert psnr(full, fast) >= 60.0
+    vol.skip_transparent(None)
+    np.testing.assert_array_equal(harness.render(vol, tf, **CAMERA), full)

@@ -165,3 +165,17 @@ def test_stand_in_words_equal_nearest_resident(seed) -> None:
     np.testing.assert_array_equal(
         stand_in_words(sel, node_slot), leaf_words(*nearest_resident(sel, node_slot))
     )
+
+
+def test_stand_in_words_skip_transparent_slots() -> None:
+    rng = np.random.default_rng(3)
+    grid = _grid((64, 80, 96), (8, 8, 8))
+    cam = Camera(position=(-100.0, 40.0, 48.0), focal_point=(32.0, 40.0, 48.0))
+    sel = select_bricks(grid, [View.from_camera(cam, (64, 48))], max_error_px=2.0)
+    node_slot = np.where(rng.random(len(sel.nodes)) < 0.5, rng.permutation(len(sel.nodes)), -1)
+    skip = rng.random(len(sel.nodes)) < 0.3
+    slot, level = nearest_resident(sel, node_slot)
+    want = leaf_words(np.where((slot >= 0) & skip[np.maximum(slot, 0)], -1, slot), level)
+    got = stand_in_words(sel, node_slot, skip)
+    np.testing.assert_array_equal(got, want)
+    assert (got == EMPTY).sum() > (slot < 0).sum()  # something was skipped
