@@ -5,10 +5,12 @@ Needs only NumPy, moderngl (+ glcontext), psutil and this repository's ``analysi
 timer queries (``ctx.query(time=True)``) around each eye's draw, so CPU work and
 uploads are not in it.
 
-(a) a 512³ uint8 volume fully resident (512 bricks of 64³), both eyes;
+(a) a 512³ uint8 volume fully resident (512 bricks of 64³), both eyes, orbiting; then the
+    same frames with empty-space skipping;
 (b) a procedural 16384 x 16384 x 8192 uint8 volume streamed through ``VolumeStreamer``
     into a 2 GB atlas, both eyes, mid-fly-through (the camera moves every frame; after
-    ``--warm`` frames of loading the next ``--frames`` are measured).
+    ``--warm`` frames of loading the next ``--frames`` are measured), with empty-space
+    skipping.
 
 Run here (llvmpipe, proof that it works; tiny sizes):
 
@@ -123,6 +125,16 @@ def resident(h: Harness, n: int, chunk: int, frames: int) -> dict:
                 per_eye[e].append(t)
     out = _summary(per_eye)
     out.update(bricks=vol.n_leaves, atlas_mb=vol.atlas.nbytes / 2**20, volume=f"{n}^3")
+    # The same frames with empty-space skipping (bricks transparent under tf stepped over).
+    out["skipped_bricks"] = vol.skip_transparent(tf)
+    h.raycaster.set_nodes(vol.pool)
+    skip_eye: list[list[float]] = [[], []]
+    for i in range(frames):
+        a = 2 * np.pi * i / max(frames, 1)
+        pos = (n / 2 + 0.9 * n * np.sin(a), n / 2 - 0.4 * n, n / 2 - 0.9 * n * np.cos(a))
+        for e, (view, proj) in enumerate(_eyes(pos, (n / 2,) * 3, (0.0, -1.0, 0.0), h.size)):
+            skip_eye[e].append(_gpu_draw(h, args, view, proj))
+    out["with_skipping"] = _summary(skip_eye)
     vol.release()
     return out
 
@@ -147,7 +159,7 @@ def streamed(h: Harness, shape, atlas_bytes: int, warm: int, frames: int, worker
             eyes = _eyes(pos, focal, (0.0, -1.0, 0.0), h.size)
             views = [View.from_matrices(v, p, h.size) for v, p in eyes]
             frame = st.update(views)
-            h.raycaster.set_nodes(sv.update(frame))
+            h.raycaster.set_nodes(sv.update(frame, skip_for=tf))
             args = dict(tree=sv.tree, atlas=sv.atlas, tf=tf)
             for e, (view, proj) in enumerate(eyes):
                 t = _gpu_draw(h, args, view, proj)
