@@ -13,6 +13,7 @@ can be tested against a model; :class:`BrickAtlas` adds the texture and the uplo
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -339,9 +340,11 @@ class BrickAtlas:
         keys: npt.ArrayLike,
         fetch: Callable[[int], npt.NDArray[np.generic] | None],
         limit: int | None = None,
+        time_budget_s: float | None = None,
     ) -> I64:
         """Bring the first missing ``keys`` (most wanted first) into the atlas, never more
-        than ``limit`` (default ``max_uploads``) per call.
+        than ``limit`` (default ``max_uploads``) per call, and no new one once
+        ``time_budget_s`` has passed (at least one is always written).
 
         Resident keys among ``keys`` are touched (protected this frame) first; new ones
         take free or least recently used slots. ``fetch(key)`` returns the slot image
@@ -362,9 +365,16 @@ class BrickAtlas:
             return missing
         got = self.table.allocate(missing)
         done = []
-        for key, slot in zip(missing.tolist(), got.tolist(), strict=True):
+        deadline = None if time_budget_s is None else time.perf_counter() + time_budget_s
+        for i, (key, slot) in enumerate(zip(missing.tolist(), got.tolist(), strict=True)):
             if slot < 0:
                 break  # every slot is in use this frame
+            if deadline is not None and done and time.perf_counter() > deadline:
+                # Out of time: give the slots allocated for the rest back.
+                rest = got[i:]
+                rest = rest[rest >= 0]
+                self.table.evict(self.table.keys.take(rest))
+                break
             image = fetch(key)
             if image is None:
                 self.table.evict([key])

@@ -63,6 +63,9 @@ class StreamedVolume:
         Atlas texture memory.
     max_uploads : int, default: 64
         Slots written per frame (new bricks first, coarse levels first; then borders).
+    upload_budget_s : float, default: 0.004
+        Frame-thread time for uploads (slot images are assembled from the RAM cache,
+        about a millisecond each on a slow CPU): no new upload starts after it.
 
     Notes
     -----
@@ -75,12 +78,18 @@ class StreamedVolume:
     """
 
     def __init__(
-        self, ctx: Any, streamer: VolumeStreamer, budget_bytes: int, max_uploads: int = 64
+        self,
+        ctx: Any,
+        streamer: VolumeStreamer,
+        budget_bytes: int,
+        max_uploads: int = 64,
+        upload_budget_s: float = 0.004,
     ) -> None:
         self.streamer = streamer
         self.tree = PageTree(streamer.grid)
         edge = int(streamer.grid.chunks.max())
         self.atlas = BrickAtlas(ctx, edge, streamer.source.dtype, budget_bytes, max_uploads)
+        self.upload_budget_s = float(upload_budget_s)
         self.pool: U32 = np.zeros(self.tree.n_roots, np.uint32)
         self._stale: set[int] = set()
         self._key: tuple[Any, Any, int] | None = None
@@ -107,7 +116,7 @@ class StreamedVolume:
         atlas.table.next_frame()
         # Coarse first: one coarse brick stands in for many fine ones.
         keys = frame.keys.take(np.argsort(-frame.levels, kind="stable"))
-        done = atlas.upload(keys, self._fetch)
+        done = atlas.upload(keys, self._fetch, time_budget_s=self.upload_budget_s)
         # A neighbour that arrived fills borders that repeat the edge until then.
         for k in frame.arrived.tolist():
             for nk in self.streamer.neighbour_keys(k).tolist():
@@ -116,7 +125,8 @@ class StreamedVolume:
         self._stale.difference_update(done.tolist())
         n_border = 0
         room = atlas.max_uploads - len(done)
-        if self._stale and room > 0:
+        late = time.perf_counter() - t0 > self.upload_budget_s
+        if self._stale and room > 0 and not late:
             stale = np.fromiter(self._stale, np.int64, len(self._stale))
             slots = atlas.table.lookup(stale)
             self._stale = {int(k) for k in stale[slots >= 0]}

@@ -131,3 +131,69 @@ def test_slots_repeat_edges_where_no_neighbour_is_known() -> None:
     np.testing.assert_array_equal(s[1:5, 5, 1:5], level[4:8, 11, 0:4])  # far y: edge repeated
     np.testing.assert_array_equal(s[1:5, 1:5, 5], level[4:8, 8:12, 4])  # x neighbour
     np.testing.assert_array_equal(pad_to_slot(level[3:9, 7:12, 0:5], (1, 1, 0), 4), s)
+
+
+@pytest.mark.render
+def test_uploads_stop_when_the_time_budget_is_spent(ctx: Any) -> None:
+    import time
+
+    atlas = BrickAtlas(ctx, EDGE, np.uint8, 20 * (EDGE + 2) ** 3, max_uploads=20)
+    try:
+
+        def slow(key: int) -> np.ndarray:
+            time.sleep(0.02)
+            return _image(key)
+
+        atlas.table.next_frame()
+        done = atlas.upload(list(range(10)), slow, time_budget_s=0.03)
+        assert 1 <= len(done) <= 3  # the first always; then none after 30 ms
+        assert done.tolist() == list(range(len(done)))
+        # Only what was written is resident (the slots reserved for the rest came back).
+        assert sorted(int(k) for k in atlas.table.keys if k >= 0) == done.tolist()
+        atlas.table.next_frame()
+        more = atlas.upload(list(range(10)), slow, time_budget_s=0.0)
+        assert more.tolist() == [len(done)]  # at least one per call, the next wanted
+    finally:
+        atlas.release()
+
+
+@pytest.mark.render
+def test_draw_into_a_sub_viewport_of_another_framebuffer_restores_it(ctx: Any) -> None:
+    """As a host (VTK) would call it: a viewport inside its framebuffer, state given back."""
+    from analysis.volume import ArrayVolumeSource
+    from viewer.raycast import Harness, ResidentVolume, TransferFunction
+    from viewer.streaming import BrickGrid
+
+    z, y, x = np.mgrid[:32, :32, :32]
+    data = (255 * (x / 31)).astype(np.uint8) * ((z - 16) ** 2 + (y - 16) ** 2 < 150)
+    src = ArrayVolumeSource(data, chunks=(8, 8, 8))
+    tf = TransferFunction.ramp((0, 255), opacity=(0.0, 0.2))
+    cam = dict(position=(16.0, 60.0, -40.0), focal_point=(15.5, 15.5, 15.5))
+    h = Harness((40, 30), ctx)
+    try:
+        vol = ResidentVolume(ctx, [src.read(0)], BrickGrid.from_source(src))
+        ref = h.render(vol, tf, **cam)
+        assert ref[..., 3].max() > 0.2
+        host_tex = ctx.texture((64, 50), 4, dtype="f4")
+        host = ctx.framebuffer(color_attachments=[host_tex])
+        other = ctx.simple_framebuffer((8, 8))
+        other.use()
+        ctx.viewport = (1, 2, 3, 4)
+        host.clear(0.25, 0.0, 0.0, 1.0)
+        view, proj = h.matrices(cam["position"], cam["focal_point"], (0.0, -1.0, 0.0))
+        h.raycaster.set_nodes(vol.pool)
+        h.raycaster.draw(host, view, proj, vol.tree, vol.atlas, tf, viewport=(10, 7, 40, 30))
+        assert ctx.fbo is other and tuple(ctx.viewport) == (1, 2, 3, 4)
+        img = np.frombuffer(host.read(components=4, dtype="f4"), np.float32).reshape(50, 64, 4)
+        inside = img[7:37, 10:50]
+        # Premultiplied "over" a known background: out = src + (1 - src.a) * bg.
+        bg = np.array([0.25, 0.0, 0.0, 1.0], np.float32)
+        want = ref[::-1] + (1 - ref[::-1][..., 3:]) * bg
+        np.testing.assert_allclose(inside, want, atol=2e-6)
+        outside = img.copy()
+        outside[7:37, 10:50] = bg
+        np.testing.assert_array_equal(outside, np.broadcast_to(bg, img.shape))
+        for obj in (host, host_tex, other):
+            obj.release()
+    finally:
+        h.release()

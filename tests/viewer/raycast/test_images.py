@@ -228,7 +228,7 @@ def test_streamed_volume_draws_what_a_resident_one_draws(harness: Any, ctx: Any)
         CAMERA["position"], CAMERA["focal_point"], CAMERA["view_up"], 30, SIZE
     )
     with VolumeStreamer(src, cache_bytes=64 << 20, n_workers=1, max_error_px=2.0) as st:
-        sv = StreamedVolume(ctx, st, 8 << 20, max_uploads=4)
+        sv = StreamedVolume(ctx, st, 8 << 20, max_uploads=4, upload_budget_s=60.0)
         v = View.from_matrices(view, camera_matrices(**CAMERA, view_angle=30, size=SIZE)[1], SIZE)
         frame = st.settle(v, timeout=60)
         assert frame.complete
