@@ -364,7 +364,7 @@ class BrickAtlas:
         if not len(missing):
             return missing
         got = self.table.allocate(missing)
-        done = []
+        done: list[int] = []
         deadline = None if time_budget_s is None else time.perf_counter() + time_budget_s
         for i, (key, slot) in enumerate(zip(missing.tolist(), got.tolist(), strict=True)):
             if slot < 0:
