@@ -41,6 +41,12 @@ Pieces, in the order a frame uses them:
   box's exit. Composite (float "over", early termination at alpha 0.99), maximum and
   minimum intensity projection, all across bricks. Output is premultiplied RGBA,
   blended over the target.
+- Label volumes: the same tree and march over an ``R32UI`` atlas (``labels=True``) with
+  a second program (``LABELS`` defined): ids read from the nearest voxel
+  (``texelFetch``), colour = a hash of the id (:func:`label_colours`, no table growing
+  with the objects), hidden and selected ids in a small sorted texture searched once per
+  run of one id along the ray (:class:`LabelStyle`); bricks of background only are
+  skipped. Composite only.
 - :class:`StreamedVolume` (``_streamed.py``): a :class:`~viewer.streaming.VolumeStreamer`'s
   frames into the atlas and the tree. :class:`Harness` and :class:`ResidentVolume`
   (``_harness.py``): a standalone EGL context, an offscreen float target and whole
@@ -65,11 +71,11 @@ Design decisions (and where they differ from the plan in issue 15):
 - Slots are sized for the largest chunk; a pyramid with several chunk sizes wastes
   the difference.
 
-Not here yet (issue 15 continues): label volumes (nearest sampling, id -> colour
-texture, hidden ids, selection highlight), iso-surface mode, finer empty-space
-skipping than whole bricks (and for MIP), the frame-time controller (adaptive step /
-render scale, progressive refinement), uploads through a PBO, and hosting in VTK's
-context for ``view``, ``render``, ``movie`` and both XR eyes.
+Not here yet (issue 15 continues): iso-surface mode, label outlines and per-id
+colours chosen by the user (ids are hashed), finer empty-space skipping than whole
+bricks (and for MIP), the frame-time controller (adaptive step / render scale,
+progressive refinement), uploads through a PBO, and hosting in VTK's context for
+``view``, ``render``, ``movie`` and both XR eyes.
 
 Extending: a new rendering mode is a branch on ``u_mode`` in ``_shader.py`` (the
 per-sample value ``v`` and the leaf walk are shared) plus an entry in :data:`MODES`;
@@ -82,8 +88,9 @@ then resets its GL state cache; a new source of bricks only needs to give
 from ._atlas import BrickAtlas, SlotTable, atlas_layout, pad_to_slot, slot_from_level
 from ._harness import Harness, ResidentVolume, camera_matrices, standalone_context
 from ._raycaster import MODES, DrawStats, VolumeRaycaster
+from ._shader import label_hash as label_colours
 from ._streamed import StreamedVolume, UpdateStats
-from ._transfer import TransferFunction
+from ._transfer import LabelStyle, TransferFunction
 from ._tree import EMPTY, PageTree, TreeLevels, leaf_words, nearest_resident, stand_in_words
 
 __all__ = [
@@ -92,6 +99,7 @@ __all__ = [
     "BrickAtlas",
     "DrawStats",
     "Harness",
+    "LabelStyle",
     "PageTree",
     "ResidentVolume",
     "SlotTable",
@@ -102,6 +110,7 @@ __all__ = [
     "VolumeRaycaster",
     "atlas_layout",
     "camera_matrices",
+    "label_colours",
     "leaf_words",
     "nearest_resident",
     "pad_to_slot",

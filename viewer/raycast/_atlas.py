@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from analysis.errors import ParameterError
 
-from ._transfer import TransferFunction
+from ._transfer import LabelStyle, TransferFunction
 from ._tree import MAX_SLOTS
 
 __all__ = ["BrickAtlas", "SlotTable", "atlas_layout", "pad_to_slot", "slot_from_level"]
@@ -39,8 +39,13 @@ _TEX_DTYPES: dict[str, tuple[str, float]] = {
 }
 
 
-def texture_format(dtype: npt.DTypeLike) -> tuple[np.dtype[Any], str, float]:
-    """(numpy dtype uploaded, moderngl dtype, data value that reads as 1.0) for ``dtype``."""
+def texture_format(dtype: npt.DTypeLike, labels: bool = False) -> tuple[np.dtype[Any], str, float]:
+    """(numpy dtype uploaded, moderngl dtype, data value that reads as 1.0) for ``dtype``.
+
+    Labels go up as 32-bit unsigned integers (ids modulo 2**32), read without filtering.
+    """
+    if labels:
+        return np.dtype(np.uint32), "u4", 1.0
     d = np.dtype(dtype)
     if d.name in _TEX_DTYPES:
         tex, one = _TEX_DTYPES[d.name]
@@ -231,6 +236,8 @@ class BrickAtlas:
         what ``GL_MAX_3D_TEXTURE_SIZE`` allows).
     max_uploads : int, default: 64
         Most slots written per :meth:`upload` call (per frame).
+    labels : bool, default: False
+        A label volume: R32UI, nearest (ids modulo 2**32).
 
     Attributes
     ----------
@@ -251,13 +258,15 @@ class BrickAtlas:
         dtype: npt.DTypeLike,
         budget_bytes: int,
         max_uploads: int = 64,
+        labels: bool = False,
     ) -> None:
         if brick_edge < 1:
             raise ParameterError(f"brick_edge must be >= 1, got {brick_edge}")
         self.ctx = ctx
         self.brick_edge = int(brick_edge)
         self.edge = self.brick_edge + 2
-        self.dtype, tex_dtype, self.value_one = texture_format(dtype)
+        self.labels = bool(labels)
+        self.dtype, tex_dtype, self.value_one = texture_format(dtype, self.labels)
         self.slot_bytes = self.edge**3 * self.dtype.itemsize
         max_tex = int(ctx.info["GL_MAX_3D_TEXTURE_SIZE"])
         n = max(1, int(budget_bytes) // self.slot_bytes)
@@ -277,7 +286,9 @@ class BrickAtlas:
         )
         import moderngl  # the one GL import of this module (the table works without it)
 
-        self.texture.filter = (moderngl.LINEAR, moderngl.LINEAR)
+        # Integer textures cannot be filtered (and labels must not be).
+        f = moderngl.NEAREST if self.labels else moderngl.LINEAR
+        self.texture.filter = (f, f)
         self.texture.repeat_x = self.texture.repeat_y = self.texture.repeat_z = False
         self.uploads = 0
 
@@ -308,6 +319,8 @@ class BrickAtlas:
         """Write a ``(B + 2)³`` slot image (z, y, x) into ``slot``."""
         if image.shape != (self.edge,) * 3:
             raise ParameterError(f"slot image must be {(self.edge,) * 3}, got {image.shape}")
+        if self.labels and image.dtype.itemsize > 4:
+            image = (np.asarray(image).astype(np.uint64) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
         data = np.ascontiguousarray(image, dtype=self.dtype)
         x, y, z = self.slot_origin(int(slot))
         self.texture.write(data, viewport=(x, y, z, self.edge, self.edge, self.edge), alignment=1)
@@ -315,14 +328,18 @@ class BrickAtlas:
         self.slot_max[slot] = float(data.max())
         self.uploads += 1
 
-    def transparent_slots(self, tf: TransferFunction) -> npt.NDArray[np.bool_]:
+    def transparent_slots(self, tf: TransferFunction | LabelStyle) -> npt.NDArray[np.bool_]:
         """Slots (n_slots,) whose every value has zero opacity under ``tf``.
+
+        For labels: slots holding only background (id 0).
 
         A slot's values lie in ``[slot_min, slot_max]``; the shader reads the table with
         linear filtering, so the entries that range can touch are from
         ``floor(u_min N - 0.5)`` to ``ceil(u_max N - 0.5)``. Composite rays may skip such
         bricks (they add nothing); maximum/minimum projections may not.
         """
+        if isinstance(tf, LabelStyle):
+            return np.asarray((self.slot_max <= 0) & np.isfinite(self.slot_min))
         lo, hi = tf.contrast_limits
         n = len(tf.table)
         rmax = _range_max(tf)

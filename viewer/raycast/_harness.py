@@ -18,7 +18,7 @@ from viewer.streaming import BrickGrid
 
 from ._atlas import BrickAtlas, slot_from_level
 from ._raycaster import Mode, VolumeRaycaster
-from ._transfer import TransferFunction
+from ._transfer import LabelStyle, TransferFunction
 from ._tree import PageTree, leaf_words
 
 __all__ = ["Harness", "ResidentVolume", "camera_matrices", "standalone_context"]
@@ -99,6 +99,8 @@ class ResidentVolume:
         in); default the leaf's own.
     budget_bytes : int, optional
         Atlas size; default just what the bricks need.
+    labels : bool, default: False
+        The levels hold label ids (drawn with a :class:`LabelStyle`).
     """
 
     def __init__(
@@ -110,6 +112,7 @@ class ResidentVolume:
         leaf_ijk: npt.ArrayLike | None = None,
         sample_levels: npt.ArrayLike | None = None,
         budget_bytes: int | None = None,
+        labels: bool = False,
     ) -> None:
         self.grid = grid
         self.tree = PageTree(grid)
@@ -129,11 +132,11 @@ class ResidentVolume:
         uniq, inverse = np.unique(codes, return_inverse=True)
         edge = int(grid.chunks.max())
         dtype = levels[0].dtype
-        probe = BrickAtlas(ctx, edge, dtype, 1, max_uploads=0)
+        probe = BrickAtlas(ctx, edge, dtype, 1, max_uploads=0, labels=labels)
         slot_bytes = probe.slot_bytes
         probe.release()
         budget = budget_bytes if budget_bytes is not None else len(uniq) * slot_bytes
-        self.atlas = BrickAtlas(ctx, edge, dtype, budget, max_uploads=len(uniq))
+        self.atlas = BrickAtlas(ctx, edge, dtype, budget, max_uploads=len(uniq), labels=labels)
         if self.atlas.n_slots < len(uniq):
             raise ParameterError(
                 f"{len(uniq)} bricks do not fit an atlas of {self.atlas.n_slots} slots"
@@ -150,7 +153,7 @@ class ResidentVolume:
         self.pool = self.tree.build(lv, ij, leaf_words(self._slots, sl))
         self.skipped = 0
 
-    def skip_transparent(self, tf: TransferFunction | None) -> int:
+    def skip_transparent(self, tf: TransferFunction | LabelStyle | None) -> int:
         """Rebuild the tree with bricks wholly transparent under ``tf`` as empty leaves
         (empty-space skipping for composite draws; None: draw every brick again).
 
@@ -215,7 +218,7 @@ class Harness:
     def render(
         self,
         volume: ResidentVolume,
-        tf: TransferFunction,
+        tf: TransferFunction | LabelStyle,
         position: Vec3,
         focal_point: Vec3,
         view_up: Vec3 = (0.0, -1.0, 0.0),

@@ -12,8 +12,8 @@ import numpy.typing as npt
 from analysis.errors import ParameterError
 
 from ._atlas import BrickAtlas
-from ._shader import FRAGMENT, VERTEX
-from ._transfer import TransferFunction
+from ._shader import FRAGMENT, LABEL_FRAGMENT, VERTEX
+from ._transfer import LabelStyle, TransferFunction
 from ._tree import SHADER_LEVELS, PageTree
 
 __all__ = ["MODES", "DrawStats", "VolumeRaycaster"]
@@ -68,8 +68,14 @@ class VolumeRaycaster:
         import moderngl
 
         self.ctx = ctx
-        self.program = ctx.program(vertex_shader=VERTEX, fragment_shader=FRAGMENT)
-        self.vao = ctx.vertex_array(self.program, [])
+        # One program per volume kind; the label one is compiled on first use.
+        self.programs: dict[str, Any] = {
+            "image": ctx.program(vertex_shader=VERTEX, fragment_shader=FRAGMENT)
+        }
+        self.vaos: dict[str, Any] = {"image": ctx.vertex_array(self.programs["image"], [])}
+        self.program = self.programs["image"]
+        self._special: Any = None
+        self._special_table: npt.NDArray[np.uint32] | None = None
         self._nodes: Any = None
         self._nodes_rows = 0
         self._pool: U32 | None = None
@@ -137,7 +143,7 @@ class VolumeRaycaster:
         projection: F64,
         tree: PageTree,
         atlas: BrickAtlas,
-        tf: TransferFunction,
+        tf: TransferFunction | LabelStyle,
         *,
         viewport: tuple[int, int, int, int] | None = None,
         depth: Any = None,
@@ -157,7 +163,9 @@ class VolumeRaycaster:
         tree : PageTree
             Its pool was given to :meth:`set_nodes`.
         atlas : BrickAtlas
-        tf : TransferFunction
+        tf : TransferFunction or LabelStyle
+            A :class:`LabelStyle` draws a label atlas (``atlas.labels``): ids sampled
+            nearest, one colour per id, composite only.
         viewport : (x, y, width, height), optional
             Default: the whole target.
         depth : moderngl.Texture, optional
@@ -182,7 +190,18 @@ class VolumeRaycaster:
             raise ParameterError(f"at most 6 clipping planes, got {len(planes)}")
         if self._pool is None:
             raise ParameterError("set_nodes() before draw()")
-        self.set_transfer(tf)
+        kind = "labels" if isinstance(tf, LabelStyle) else "image"
+        if (kind == "labels") != atlas.labels:
+            raise ParameterError(
+                f"a {kind} style needs {'a label' if atlas.labels else 'an image'} atlas"
+            )
+        if kind == "labels":
+            if mode != "composite":
+                raise ParameterError("label volumes are drawn in composite mode only")
+            self._use_labels(tf)  # type: ignore[arg-type]
+        else:
+            self.set_transfer(tf)  # type: ignore[arg-type]
+        self.program = self.programs[kind]
         vp = tuple(viewport) if viewport is not None else (0, 0, *target.size)
         self._uniforms(view, projection, tree, atlas, tf, vp, planes, mode, step_factor, max_nodes)
         self._uniform("u_has_depth", int(depth is not None))
@@ -195,11 +214,14 @@ class VolumeRaycaster:
         ctx.blend_func = self._moderngl.ONE, self._moderngl.ONE_MINUS_SRC_ALPHA
         atlas.texture.use(0)
         self._nodes.use(1)
-        self._tf.use(2)
+        if kind == "labels":
+            self._special.use(2)
+        else:
+            self._tf.use(2)
         if depth is not None:
             depth.use(3)
         try:
-            self.vao.render(self._moderngl.TRIANGLES, vertices=3)
+            self.vaos[kind].render(self._moderngl.TRIANGLES, vertices=3)
         finally:
             ctx.disable(self._moderngl.BLEND)
             ctx.blend_func = self._moderngl.DEFAULT_BLENDING
@@ -208,6 +230,26 @@ class VolumeRaycaster:
             ctx.viewport = prev_vp
         self.stats.draw_calls = 1
         self.total_draw_calls += 1
+
+    def _use_labels(self, style: LabelStyle) -> None:
+        """Compile the label program once; upload the hidden/selected ids when they changed."""
+        if "labels" not in self.programs:
+            prog = self.ctx.program(vertex_shader=VERTEX, fragment_shader=LABEL_FRAGMENT)
+            self.programs["labels"] = prog
+            self.vaos["labels"] = self.ctx.vertex_array(prog, [])
+        table = style.special_table()
+        if self._special_table is not None and np.array_equal(self._special_table, table):
+            return
+        rows = max(1, -(-len(table) // _NODES_W))
+        data = np.zeros((rows * _NODES_W, 2), np.uint32)
+        data[: len(table)] = table
+        if self._special is None or self._special.size != (_NODES_W, rows):
+            if self._special is not None:
+                self._special.release()
+            self._special = self.ctx.texture((_NODES_W, rows), 2, dtype="u4")
+            self._special.filter = (self._moderngl.NEAREST, self._moderngl.NEAREST)
+        self._special.write(data.tobytes())
+        self._special_table = table
 
     def _uniform(self, name: str, value: Any) -> None:
         # The GLSL compiler drops unused uniforms (e.g. u_depth when never read).
@@ -220,7 +262,7 @@ class VolumeRaycaster:
         projection: F64,
         tree: PageTree,
         atlas: BrickAtlas,
-        tf: TransferFunction,
+        tf: TransferFunction | LabelStyle,
         vp: tuple[int, ...],
         planes: F64,
         mode: str,
@@ -276,13 +318,21 @@ class VolumeRaycaster:
         u("u_slots", tuple(int(s) for s in atlas.slots_xyz))
         u("u_slot_edge", float(atlas.edge))
         u("u_inv_atlas", tuple(1.0 / float(t) for t in atlas.texels))
-        u("u_tf", 2)
-        clo, chi = (float(c) / atlas.value_one for c in tf.contrast_limits)
-        u("u_window", (clo, 1.0 / (chi - clo)))
+        if isinstance(tf, LabelStyle):
+            u("u_special", 2)
+            u("u_special_width", _NODES_W)
+            u("u_n_special", len(tf.special_table()))
+            u("u_label_alpha", float(tf.opacity))
+            u("u_select_alpha", float(tf.selected_opacity))
+        else:
+            u("u_tf", 2)
+            clo, chi = (float(c) / atlas.value_one for c in tf.contrast_limits)
+            u("u_window", (clo, 1.0 / (chi - clo)))
         u("u_mode", MODES[mode])
         u("u_depth", 3)
 
     def release(self) -> None:
-        for obj in (self.vao, self.program, self._nodes, self._tf):
+        objs = [*self.vaos.values(), *self.programs.values(), self._nodes, self._tf, self._special]
+        for obj in objs:
             if obj is not None:
                 obj.release()

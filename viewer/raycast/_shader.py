@@ -5,9 +5,12 @@ All shader-side geometry is in world (x, y, z) µm: the host converts zyx once p
 
 from __future__ import annotations
 
+import numpy as np
+import numpy.typing as npt
+
 from ._tree import SHADER_LEVELS
 
-__all__ = ["FRAGMENT", "VERTEX"]
+__all__ = ["FRAGMENT", "LABEL_FRAGMENT", "VERTEX", "label_hash"]
 
 # A triangle that covers the viewport; no vertex buffer (gl_VertexID).
 VERTEX = """
@@ -18,12 +21,11 @@ void main() {
 }
 """
 
-FRAGMENT = (
-    f"""
+_HEAD = f"""
 #version 330 core
 #define MAXL {SHADER_LEVELS}
 """
-    + """
+_BODY = """
 uniform mat4 u_inv_vp;          // inverse(projection * view), world xyz
 uniform vec4 u_viewport;        // x, y, width, height (pixels) of the drawn region
 uniform vec3 u_box_lo;          // the volume's extent (world xyz)
@@ -45,7 +47,44 @@ uniform float u_nudge;          // look a node up this far past t (float robustn
 uniform int u_max_nodes;        // most nodes one ray visits
 uniform usampler2D u_nodes;
 uniform int u_nodes_width;
+#ifdef LABELS
+uniform usampler3D u_atlas;     // label ids (R32UI), read with texelFetch: nearest voxel
+uniform usampler2D u_special;   // (id, flags) sorted by id; flags: 1 hidden, 2 selected
+uniform int u_n_special;
+uniform int u_special_width;
+uniform float u_label_alpha;    // per u_ref_step, opacity corrected like the image's
+uniform float u_select_alpha;
+
+// lowbias32 (Chris Wellons): a well-mixed 32-bit hash; the colour of an id is its bytes.
+uint lowbias32(uint x) {
+    x ^= x >> 16;
+    x *= 0x7feb352du;
+    x ^= x >> 15;
+    x *= 0x846ca68bu;
+    x ^= x >> 16;
+    return x;
+}
+
+vec4 label_colour(uint id) {
+    uint h = lowbias32(id);
+    vec3 rgb = 0.2 + 0.8 * vec3(float(h & 255u), float((h >> 8) & 255u),
+                                 float((h >> 16) & 255u)) / 255.0;
+    uint flags = 0u;
+    int lo = 0;
+    int hi = u_n_special - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        uvec2 e = texelFetch(u_special, ivec2(mid % u_special_width, mid / u_special_width), 0).rg;
+        if (e.x == id) { flags = e.y; break; }
+        if (e.x < id) lo = mid + 1; else hi = mid - 1;
+    }
+    if ((flags & 1u) != 0u) return vec4(0.0);
+    if ((flags & 2u) != 0u) return vec4(mix(rgb, vec3(1.0), 0.5), u_select_alpha);
+    return vec4(rgb, u_label_alpha);
+}
+#else
 uniform sampler3D u_atlas;
+#endif
 uniform ivec3 u_slots;          // slots per atlas axis (x, y, z)
 uniform float u_slot_edge;      // B + 2 texels
 uniform vec3 u_inv_atlas;       // 1 / atlas texels
@@ -148,8 +187,25 @@ void main() {
         vec3 tlo = so + 0.5;
         vec3 thi = so + u_slot_edge - 0.5;
         float ex = st / u_ref_step;
+#ifdef LABELS
+        uint last_id = 0u;
+        vec4 last_c = vec4(0.0);
+        float last_al = 0.0;
+#endif
         for (; t < tx; t += st) {
             vec3 p = ro + rd * t;
+#ifdef LABELS
+            uint id = texelFetch(u_atlas, ivec3(clamp(p * u_inv_scale[Ls] + off, tlo, thi)), 0).r;
+            if (id == 0u) continue;  // background
+            if (id != last_id) {  // runs of one id are the rule: look it up once per run
+                last_id = id;
+                last_c = label_colour(id);
+                last_al = 1.0 - pow(max(1.0 - last_c.a, 0.0), ex);
+            }
+            acc.rgb += (1.0 - acc.a) * last_al * last_c.rgb;
+            acc.a += (1.0 - acc.a) * last_al;
+            if (acc.a > 0.99) break;
+#else
             float v = texture(u_atlas, clamp(p * u_inv_scale[Ls] + off, tlo, thi) * u_inv_atlas).r;
             if (u_mode == 0) {
                 vec4 c = texture(u_tf, vec2(clamp((v - u_window.x) * u_window.y, 0.0, 1.0), 0.5));
@@ -161,6 +217,7 @@ void main() {
                 vmax = max(vmax, v);
                 vmin = min(vmin, v);
             }
+#endif
         }
         if (acc.a > 0.99) break;
     }
@@ -173,4 +230,22 @@ void main() {
     }
 }
 """
-)
+
+FRAGMENT = _HEAD + _BODY
+LABEL_FRAGMENT = _HEAD + "#define LABELS\n" + _BODY
+
+
+def label_hash(ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """Colours (N, 3) the label shader gives ``ids`` (N,): the same lowbias32 hash in NumPy.
+
+    For legends, pickers and tests; ids are taken modulo 2**32 like the shader's.
+    """
+    x = (np.asarray(ids, dtype=np.uint64) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    x ^= x >> np.uint32(16)
+    x *= np.uint32(0x7FEB352D)
+    x ^= x >> np.uint32(15)
+    x *= np.uint32(0x846CA68B)
+    x ^= x >> np.uint32(16)
+    byte = np.uint32(255)
+    rgb = np.stack([x & byte, (x >> np.uint32(8)) & byte, (x >> np.uint32(16)) & byte], -1)
+    return (0.2 + 0.8 * rgb.astype(np.float32) / np.float32(255.0)).astype(np.float32)

@@ -12,7 +12,7 @@ import numpy.typing as npt
 from viewer.streaming import StreamFrame, VolumeStreamer
 
 from ._atlas import BrickAtlas, pad_to_slot
-from ._transfer import TransferFunction
+from ._transfer import LabelStyle, TransferFunction
 from ._tree import PageTree, stand_in_words
 
 __all__ = ["StreamedVolume", "UpdateStats"]
@@ -88,7 +88,9 @@ class StreamedVolume:
         self.streamer = streamer
         self.tree = PageTree(streamer.grid)
         edge = int(streamer.grid.chunks.max())
-        self.atlas = BrickAtlas(ctx, edge, streamer.source.dtype, budget_bytes, max_uploads)
+        self.atlas = BrickAtlas(
+            ctx, edge, streamer.source.dtype, budget_bytes, max_uploads, labels=streamer.labels
+        )
         self.upload_budget_s = float(upload_budget_s)
         self.pool: U32 = np.zeros(self.tree.n_roots, np.uint32)
         self._stale: set[int] = set()
@@ -104,7 +106,9 @@ class StreamedVolume:
         pad_lo = [int(s.start > 0) for s in pb.region]
         return pad_to_slot(pb.array, pad_lo, self.atlas.brick_edge)
 
-    def update(self, frame: StreamFrame, skip_for: TransferFunction | None = None) -> U32:
+    def update(
+        self, frame: StreamFrame, skip_for: TransferFunction | LabelStyle | None = None
+    ) -> U32:
         """Upload what the frame draws (bounded), rebuild the pool; returns the pool.
 
         ``skip_for``: the transfer function of a *composite* draw; bricks wholly

@@ -9,7 +9,7 @@ import numpy.typing as npt
 
 from analysis.errors import ParameterError
 
-__all__ = ["TransferFunction"]
+__all__ = ["LabelStyle", "TransferFunction"]
 
 F32 = npt.NDArray[np.float32]
 
@@ -80,3 +80,44 @@ class TransferFunction:
         a = opacity[0] + (opacity[1] - opacity[0]) * x**gamma
         table = np.concatenate([rgb, a[:, None]], axis=1).astype(np.float32)
         return cls(table, (float(contrast_limits[0]), float(contrast_limits[1])), ref_step_um)
+
+
+@dataclass(frozen=True)
+class LabelStyle:
+    """How a label volume is drawn: one colour per id, some hidden, some selected.
+
+    Ids are sampled nearest (never interpolated); id 0 is background. The colour of
+    an id is a hash of it (:func:`viewer.raycast.label_colours`), so no table grows
+    with the number of objects; only hidden and selected ids are listed.
+
+    Attributes
+    ----------
+    opacity : float, default: 0.5
+        Opacity per ``ref_step_um`` of ray inside an object (corrected to the step).
+    hidden, selected : tuple of int
+        Ids drawn transparent, and ids drawn lighter at ``selected_opacity``. Ids are
+        taken modulo 2**32 (the atlas holds 32-bit ids).
+    selected_opacity : float, default: 0.9
+    ref_step_um : float or None
+        As :attr:`TransferFunction.ref_step_um`.
+    """
+
+    opacity: float = 0.5
+    hidden: tuple[int, ...] = ()
+    selected: tuple[int, ...] = ()
+    selected_opacity: float = 0.9
+    ref_step_um: float | None = None
+
+    def special_table(self) -> npt.NDArray[np.uint32]:
+        """(K, 2) uint32: sorted ids with their flags (1 hidden, 2 selected; hidden wins)."""
+        ids = np.asarray(list(self.hidden) + list(self.selected), dtype=np.uint64)
+        ids &= np.uint64(0xFFFFFFFF)
+        flags = np.r_[np.ones(len(self.hidden)), np.full(len(self.selected), 2)].astype(np.uint32)
+        out = np.zeros((0, 2), np.uint32)
+        if len(ids):
+            u, inv = np.unique(ids.astype(np.uint32), return_inverse=True)
+            f = np.zeros(len(u), np.uint32)
+            np.bitwise_or.at(f, inv, flags)
+            f = np.where(f & 1, 1, f).astype(np.uint32)
+            out = np.stack([u, f], axis=1)
+        return out

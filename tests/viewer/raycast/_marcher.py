@@ -126,3 +126,66 @@ def trilinear(level_array, voxel0, scale, one):
 def psnr(a, b, peak=1.0) -> float:
     mse = float(np.mean((np.asarray(a, float) - np.asarray(b, float)) ** 2))
     return float("inf") if mse == 0 else 10 * math.log10(peak**2 / mse)
+
+
+def lowbias32(ids) -> np.ndarray:
+    """Chris Wellons' lowbias32 hash, written from its definition (uint32 wrap-around)."""
+    out = []
+    for x in np.asarray(ids, np.uint64).reshape(-1).tolist():
+        x &= 0xFFFFFFFF
+        x ^= x >> 16
+        x = (x * 0x7FEB352D) & 0xFFFFFFFF
+        x ^= x >> 15
+        x = (x * 0x846CA68B) & 0xFFFFFFFF
+        x ^= x >> 16
+        out.append(x)
+    return np.asarray(out, np.uint64)
+
+
+def march_labels(
+    level_array,
+    voxel0,
+    scale,
+    box_lo,
+    box_hi,
+    eye,
+    d,
+    step,
+    ref_step,
+    opacity,
+    hidden=(),
+    selected=(),
+    selected_opacity=0.9,
+):
+    """Label image (H, W, 4): nearest voxel, colour = 0.2 + 0.8 * hash bytes / 255."""
+    h, w, _ = d.shape
+    dd = d.reshape(-1, 3)
+    t0, t1 = slab(eye, dd, np.asarray(box_lo, float), np.asarray(box_hi, float))
+    arr = np.asarray(level_array)
+    shape = np.asarray(arr.shape)
+    ids = np.unique(arr)
+    hsh = lowbias32(ids)
+    rgb = 0.2 + 0.8 * np.stack([hsh & 255, (hsh >> 8) & 255, (hsh >> 16) & 255], 1) / 255.0
+    alpha = np.full(len(ids), float(opacity))
+    sel = np.isin(ids, selected)
+    rgb[sel] = 0.5 * rgb[sel] + 0.5
+    alpha[sel] = selected_opacity
+    alpha[np.isin(ids, hidden) | (ids == 0)] = 0.0
+    ex = step / ref_step
+    acc = np.zeros((len(dd), 4))
+    t = t0.copy()
+    live = t < t1
+    while live.any():
+        idx = live.nonzero()[0]
+        p = eye + dd[idx] * t[idx, None]
+        vox = np.clip(np.floor((p - voxel0) / scale + 0.5), 0, shape - 1).astype(np.int64)
+        k = np.searchsorted(ids, arr[vox[:, 0], vox[:, 1], vox[:, 2]])
+        al = 1 - (1 - alpha[k]) ** ex
+        a = acc[idx]
+        a[:, :3] += ((1 - a[:, 3]) * al)[:, None] * rgb[k]
+        a[:, 3] += (1 - a[:, 3]) * al
+        acc[idx] = a
+        live[idx] = a[:, 3] <= 0.99
+        t[idx] += step
+        live &= t < t1
+    return acc.reshape(h, w, 4)

@@ -205,8 +205,8 @@ class _Counting:
 def test_one_draw_call_whatever_the_brick_count(ctx: Any, brick: int) -> None:
     h = Harness((32, 32), ctx)
     try:
-        counter = _Counting(h.raycaster.vao)
-        h.raycaster.vao = counter
+        counter = _Counting(h.raycaster.vaos["image"])
+        h.raycaster.vaos["image"] = counter
         vol, _, _ = _volume(ctx, (brick,) * 3)
         assert vol.n_leaves == (N // brick) ** 3  # 64, 512, 4096
         img = h.render(vol, TF, **CAMERA)
