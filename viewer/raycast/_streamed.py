@@ -88,8 +88,17 @@ class StreamedVolume:
         self.streamer = streamer
         self.tree = PageTree(streamer.grid)
         edge = int(streamer.grid.chunks.max())
+        # Keys of every time point and channel: base + code.
+        n_keys = streamer.key_base(streamer.n_time - 1, streamer.n_channels - 1)
+        n_keys += streamer.grid.n_bricks
         self.atlas = BrickAtlas(
-            ctx, edge, streamer.source.dtype, budget_bytes, max_uploads, labels=streamer.labels
+            ctx,
+            edge,
+            streamer.source.dtype,
+            budget_bytes,
+            max_uploads,
+            labels=streamer.labels,
+            key_space=n_keys,
         )
         self.upload_budget_s = float(upload_budget_s)
         self.pool: U32 = np.zeros(self.tree.n_roots, np.uint32)

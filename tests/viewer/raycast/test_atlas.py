@@ -197,3 +197,22 @@ def test_draw_into_a_sub_viewport_of_another_framebuffer_restores_it(ctx: Any) -
             obj.release()
     finally:
         h.release()
+
+
+@settings(max_examples=40, deadline=None)
+@given(frames=frames, n_slots=st.integers(1, 9), limit=st.integers(1, 5))
+def test_dense_lookup_equals_the_binary_search(frames, n_slots, limit) -> None:
+    dense, plain = SlotTable(n_slots, key_space=41), SlotTable(n_slots)
+    probe = np.arange(-3, 50)
+    for wanted in frames:
+        for t in (dense, plain):
+            t.next_frame()
+            s = t.lookup(wanted)
+            t.touch(s)
+            miss = np.asarray([k for k, v in zip(wanted, s, strict=True) if v < 0], np.int64)
+            t.allocate(miss[:limit])
+            if wanted:
+                t.evict(wanted[:1])
+        np.testing.assert_array_equal(dense.keys, plain.keys)
+        np.testing.assert_array_equal(dense.lookup(probe), plain.lookup(probe))
+        np.testing.assert_array_equal(dense.lookup(probe[3:44]), plain.lookup(probe[3:44]))
