@@ -19,6 +19,17 @@ __all__ = ["StreamedVolume", "UpdateStats"]
 
 U32 = npt.NDArray[np.uint32]
 
+_OFFSETS = np.array(
+    [
+        (a, b, c)
+        for a in (-1, 0, 1)
+        for b in (-1, 0, 1)
+        for c in (-1, 0, 1)
+        if (a, b, c) != (0, 0, 0)
+    ],
+    dtype=np.int64,
+)
+
 
 @dataclass(frozen=True)
 class UpdateStats:
@@ -108,6 +119,18 @@ class StreamedVolume:
         self._words: U32 = np.zeros(0, np.uint32)
         self.last: UpdateStats | None = None
 
+    def _neighbours(self, keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Keys of the same-level neighbours (26 each, inside the volume) of ``keys``."""
+        grid = self.streamer.grid
+        code = keys % grid.n_bricks
+        base = keys - code
+        lvl, ijk = grid.decode(code)
+        nb = ijk[:, None, :] + _OFFSETS[None, :, :]
+        inside = ((nb >= 0) & (nb < grid.grid[lvl][:, None, :])).all(axis=2)
+        lv = np.broadcast_to(lvl[:, None], inside.shape)[inside]
+        out = self.tree.codes(lv, nb[inside]) + np.broadcast_to(base[:, None], inside.shape)[inside]
+        return np.asarray(out, dtype=np.int64)
+
     def _fetch(self, key: int) -> npt.NDArray[np.generic] | None:
         pb = self.streamer.padded(key)
         if pb is None:
@@ -130,11 +153,11 @@ class StreamedVolume:
         # Coarse first: one coarse brick stands in for many fine ones.
         keys = frame.keys.take(np.argsort(-frame.levels, kind="stable"))
         done = atlas.upload(keys, self._fetch, time_budget_s=self.upload_budget_s)
-        # A neighbour that arrived fills borders that repeat the edge until then.
-        for k in frame.arrived.tolist():
-            for nk in self.streamer.neighbour_keys(k).tolist():
-                if nk >= 0:
-                    self._stale.add(nk)
+        # A neighbour that arrived fills borders that repeat the edge until then: note
+        # the atlas bricks next to each arrival (vectorised over arrivals x 26).
+        if len(frame.arrived):
+            nb = self._neighbours(frame.arrived)
+            self._stale.update(nb[atlas.table.lookup(nb) >= 0].tolist())
         self._stale.difference_update(done.tolist())
         n_border = 0
         room = atlas.max_uploads - len(done)

@@ -278,3 +278,17 @@ def test_empty_space_skipping_changes_nothing_it_draws(harness: Any, ctx: Any) -
     assert psnr(full, fast) >= 60.0
     vol.skip_transparent(None)
     np.testing.assert_array_equal(harness.render(vol, tf, **CAMERA), full)
+
+
+def test_streamed_volume_neighbours_equal_the_streamers(ctx: Any) -> None:
+    from viewer.raycast import StreamedVolume
+    from viewer.streaming import VolumeStreamer
+
+    src = FunctionVolumeSource((300, 200, 260), _sphere, chunks=(32, 32, 32))
+    with VolumeStreamer(src, n_workers=1) as st:
+        sv = StreamedVolume(ctx, st, 1 << 22)
+        keys = np.random.default_rng(0).integers(0, st.grid.n_bricks, 200)
+        got = sv._neighbours(keys)
+        want = np.concatenate([k[k >= 0] for k in (st.neighbour_keys(int(x)) for x in keys)])
+        np.testing.assert_array_equal(np.sort(got), np.sort(want))
+        sv.release()
