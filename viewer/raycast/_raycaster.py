@@ -151,6 +151,7 @@ class VolumeRaycaster:
         mode: Mode = "composite",
         step_factor: float = 0.5,
         max_nodes: int = 4096,
+        min_ray_um: float = 0.0,
     ) -> None:
         """One pass: every pixel of ``viewport`` marches its ray through the tree.
 
@@ -179,6 +180,11 @@ class VolumeRaycaster:
             Ray step as a fraction of each level's smallest voxel side.
         max_nodes : int, default: 4096
             Most tree leaves one ray visits (a bound for the shader's loop).
+        min_ray_um : float, default: 0
+            Rays whose segment inside the volume (after clipping) is not longer than
+            this are not drawn. VTK's GPU ray caster takes no sample on a ray shorter
+            than its sample distance; a host matching VTK's whole-level pictures passes
+            its step (silhouette pixels, grazing rays).
         """
         if mode not in MODES:
             raise ParameterError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
@@ -205,6 +211,7 @@ class VolumeRaycaster:
         vp = tuple(viewport) if viewport is not None else (0, 0, *target.size)
         self._uniforms(view, projection, tree, atlas, tf, vp, planes, mode, step_factor, max_nodes)
         self._uniform("u_has_depth", int(depth is not None))
+        self._uniform("u_min_ray", float(min_ray_um))
         ctx = self.ctx
         prev_fbo, prev_vp = ctx.fbo, ctx.viewport
         target.use()

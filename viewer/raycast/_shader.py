@@ -43,6 +43,7 @@ uniform vec3 u_chunk[MAXL];     // voxels per brick
 uniform ivec3 u_split[MAXL];    // 1 where a level-L brick has 2 children along the axis
 uniform float u_step[MAXL];     // ray step (µm) when sampling a brick of the level
 uniform float u_ref_step;       // the transfer function's alpha is per this length
+uniform float u_min_ray;        // shortest ray segment drawn (µm), 0: any
 uniform float u_nudge;          // look a node up this far past t (float robustness)
 uniform int u_max_nodes;        // most nodes one ray visits
 uniform usampler2D u_nodes;
@@ -158,7 +159,9 @@ void main() {
         if (d < 1.0) t1 = min(t1, dot(unproject(ndc, 2.0 * d - 1.0) - ro, rd));
     }
     frag = vec4(0.0);
-    if (!(t1 > t0)) return;
+    // A host may drop rays that cross less than u_min_ray of the volume (VTK's ray
+    // caster takes no sample on them: whole-level VTK pictures are matched with it).
+    if (!(t1 > t0 + u_min_ray)) return;
 
     vec4 acc = vec4(0.0);
     float vmax = -1e30;
