@@ -461,7 +461,7 @@ class SceneRenderer:
         # Volumes drawn in one pass by viewer.raycast are no VTK props: widen the
         # clipping range to their boxes too (the rays start at the near plane).
         boxes = [
-            a.bounds_xyz()
+            a.bounds_xyz()  # type: ignore[attr-defined]
             for a in self.adapters.values()
             if callable(getattr(a, "bounds_xyz", None)) and a.layer.visible
         ]

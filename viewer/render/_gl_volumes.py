@@ -239,7 +239,7 @@ class GLVolumeHost:
         self._raycaster: Any = None
         self.stats = GLFrameStats()
         self.errors = 0
-        self._tag = renderer.renderer.AddObserver("EndEvent", self._on_end)
+        self._tag = renderer.renderer.AddObserver("EndEvent", self._on_end)  # type: ignore[arg-type]
 
     def adapters(self) -> list[VtkRaycastImage]:
         out = []
@@ -254,7 +254,8 @@ class GLVolumeHost:
             import moderngl
 
             egl = self.renderer.window.IsA("vtkEGLRenderWindow")
-            self.ctx = moderngl.create_context(require=330, context=_CurrentContext(bool(egl)))
+            loader: Any = _CurrentContext(bool(egl))
+            self.ctx = moderngl.create_context(require=330, context=loader)
             from viewer.raycast import VolumeRaycaster
 
             self._raycaster = VolumeRaycaster(self.ctx)
@@ -337,7 +338,7 @@ class GLVolumeHost:
                 viewport=vp,
                 depth=depth,
                 clip_planes=planes if len(planes) else None,
-                mode=mode,  # type: ignore[arg-type]
+                mode=mode,
                 step_factor=step,
                 min_ray_um=a.min_ray_um(step),
             )

@@ -39,7 +39,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -63,6 +63,9 @@ from ._canvas import EyeView, SceneRenderer
 from ._image import VolumeBrick, VtkImage, _range, image_data
 from ._labels import VtkLabels, label_transfer_functions
 from ._streamed_surfaces import VtkStreamedSurfaces
+
+if TYPE_CHECKING:
+    from ._gl_volumes import VtkRaycastImage
 
 __all__ = [
     "StreamingController",
@@ -487,7 +490,7 @@ class StreamingController:
         )
         n = max(len(images) + len(volumes) + len(meshed), 1)
         total = default_cache_bytes() if cache_bytes is None else int(cache_bytes)
-        self.adapters: dict[str, VtkStreamedImage | VtkStreamedSurfaces] = {}
+        self.adapters: dict[str, VtkStreamedImage | VtkStreamedSurfaces | VtkRaycastImage] = {}
         self.surfaces: dict[str, _SurfaceLevel] = {}
         self._views: list[EyeView] | None = None
         streamed: list[Image | Labels] = [*images, *volumes, *meshed]
@@ -508,7 +511,7 @@ class StreamingController:
                 labels=isinstance(lay, Labels),
                 finest_level=finest_level,
             )
-            adapter: VtkStreamedImage | VtkStreamedSurfaces
+            adapter: VtkStreamedImage | VtkStreamedSurfaces | VtkRaycastImage
             if isinstance(lay, Labels) and lay.mode == "surface":
                 adapter = VtkStreamedSurfaces(
                     lay, streamer, n_workers=mesh_workers, cache_bytes=mesh_cache_bytes
