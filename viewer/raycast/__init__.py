@@ -75,7 +75,8 @@ Not here yet (issue 15 continues): iso-surface mode, label outlines and per-id
 colours chosen by the user (ids are hashed), finer empty-space skipping than whole
 bricks (and for MIP), the frame-time controller (adaptive step / render scale,
 progressive refinement), uploads through a PBO, and hosting in VTK's context for
-``view``, ``render``, ``movie`` and both XR eyes.
+``view``, ``movie`` and both XR eyes (``render`` is hosted:
+``viewer/render/_gl_volumes.py``).
 
 Extending: a new rendering mode is a branch on ``u_mode`` in ``_shader.py`` (the
 per-sample value ``v`` and the leaf walk are shared) plus an entry in :data:`MODES`;

@@ -29,8 +29,11 @@ a neighbour arrives that should fill its border.
 
 Limitation: maximum/minimum intensity projection cannot be drawn per brick
 (VTK composites volumes with "over" blending, so the front brick's projection
-hides the rest of the ray); one-shot renders (``vrscope render``) draw MIP from
-one whole level instead.
+hides the rest of the ray); ``vrscope movie`` draws MIP from one whole level instead.
+With ``single_pass=True`` (``vrscope render``, :func:`render_streamed`) ``Image``
+layers are drawn by :mod:`viewer.render._gl_volumes` in one ray-casting pass each,
+MIP included; this per-brick path stays for the desktop view, movies, XR, label
+volumes and iso-surfaces until they move over too (issue 15).
 """
 
 from __future__ import annotations
