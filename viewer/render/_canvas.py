@@ -172,6 +172,8 @@ class _Overlays:
         self.text_ren = v.vtkRenderer()
         self.text_ren.SetLayer(1)
         self.text_ren.InteractiveOff()
+        # Keep layer 0's depth (picking and tests read it; a layer clears its viewport's).
+        self.text_ren.PreserveDepthBufferOn()
         self.text_ren.AddViewProp(self.bar)
         self.text_ren.AddViewProp(self.text)
         self.axes_ren = v.vtkRenderer()
