@@ -22,7 +22,7 @@ os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 pytestmark = pytest.mark.render
 
 SIZE = ["--size", "240", "180"]
-COMMON = [*SIZE, "--zoom", "1.6", "--no-overlays", "--no-progress", "--no-invert"]
+COMMON = [*SIZE, "--zoom", "1.6", "--no-overlays", "--no-progress", "--no-invert", "--single-pass"]
 
 
 @pytest.fixture(scope="module")

@@ -77,14 +77,6 @@ def test_stream_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 @pytest.mark.render
-@pytest.mark.xfail(
-    reason="single-pass streaming (issue 15) vs VTK's whole-level ray caster on this "
-    "store: mean |d| 2.47 (limit 1.0), p99 39 (limit 12), same for 16- and 64-voxel "
-    "bricks (the bricking is exact; the per-brick VTK path met the limits). Likely the "
-    "cause of test_render_single_pass.py's opaque-faces xfail (not verified): sample placement "
-    "on short rays at the silhouette differs from VTK's; not matched yet.",
-    strict=True,
-)
 def test_render_streams_by_default_and_matches_whole_level_render(
     store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
