@@ -67,3 +67,16 @@ def test_cli_help_works_without_extras() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "COMMAND" in proc.stdout
+
+
+def test_raycast_core_imports_without_vtk_qt_openxr() -> None:
+    """viewer.raycast runs on the bare GPU machine: numpy, moderngl and our own code."""
+    proc = _run(
+        """
+        import viewer.raycast
+        bad = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+        assert not bad, bad
+        assert "viewer.render" not in sys.modules and "viewer.qt" not in sys.modules
+        """
+    )
+    assert proc.returncode == 0, proc.stderr

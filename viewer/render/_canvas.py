@@ -166,8 +166,16 @@ class _Overlays:
         self.text = v.vtkTextActor()
         self.text.GetTextProperty().SetFontSize(14)
         self.text.GetTextProperty().SetColor(1.0, 1.0, 1.0)
-        main.AddViewProp(self.bar)
-        main.AddViewProp(self.text)
+        # Scale bar and its text in a layer above the scene's renderer: they stay on top
+        # of volumes drawn after the scene's geometry (single-pass volumes are drawn at
+        # the end of layer 0, see _gl_volumes.py).
+        self.text_ren = v.vtkRenderer()
+        self.text_ren.SetLayer(1)
+        self.text_ren.InteractiveOff()
+        # Keep layer 0's depth (picking and tests read it; a layer clears its viewport's).
+        self.text_ren.PreserveDepthBufferOn()
+        self.text_ren.AddViewProp(self.bar)
+        self.text_ren.AddViewProp(self.text)
         self.axes_ren = v.vtkRenderer()
         self.axes_ren.SetViewport(0.85, 0.0, 1.0, 0.15)
         self.axes_ren.SetLayer(1)
@@ -175,6 +183,7 @@ class _Overlays:
         self.axes = v.vtkAxesActor()
         self.axes_ren.AddActor(self.axes)
         window.SetNumberOfLayers(2)
+        window.AddRenderer(self.text_ren)
         window.AddRenderer(self.axes_ren)
 
     def set_visible(self, scale_bar: bool, axes: bool) -> None:
@@ -447,7 +456,27 @@ class SceneRenderer:
         cam.SetParallelProjection(bool(c.parallel_projection))
         cam.SetParallelScale(c.parallel_scale)
         self.renderer.ResetCameraClippingRange()
+        self._include_gl_volumes()
         self._camera_dirty = False
+
+    def _include_gl_volumes(self) -> None:
+        # Volumes drawn in one pass by viewer.raycast are no VTK props: widen the
+        # clipping range to their boxes too (the rays start at the near plane).
+        boxes = [
+            a.bounds_xyz()  # type: ignore[attr-defined]
+            for a in self.adapters.values()
+            if callable(getattr(a, "bounds_xyz", None)) and a.layer.visible
+        ]
+        if not boxes:
+            return
+        b = np.array(boxes, dtype=np.float64)
+        lo, hi = b[:, 0::2].min(axis=0), b[:, 1::2].max(axis=0)
+        props = np.array(self.renderer.ComputeVisiblePropBounds(), dtype=np.float64)
+        if props[0] <= props[1]:
+            lo, hi = np.minimum(lo, props[0::2]), np.maximum(hi, props[1::2])
+        self.renderer.ResetCameraClippingRange(
+            float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1]), float(lo[2]), float(hi[2])
+        )
 
     def render(self) -> None:
         """Sync what changed and draw one frame."""

@@ -29,8 +29,11 @@ a neighbour arrives that should fill its border.
 
 Limitation: maximum/minimum intensity projection cannot be drawn per brick
 (VTK composites volumes with "over" blending, so the front brick's projection
-hides the rest of the ray); one-shot renders (``vrscope render``) draw MIP from
-one whole level instead.
+hides the rest of the ray); ``vrscope movie`` draws MIP from one whole level instead.
+With ``single_pass=True`` (``vrscope render``, :func:`render_streamed`) ``Image``
+layers are drawn by :mod:`viewer.render._gl_volumes` in one ray-casting pass each,
+MIP included; this per-brick path stays for the desktop view, movies, XR, label
+volumes and iso-surfaces until they move over too (issue 15).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -64,6 +67,9 @@ from ._image import VolumeBrick, VtkImage, _range, image_data
 from ._labels import VtkLabels, label_transfer_functions
 from ._streamed_surfaces import VtkStreamedSurfaces
 
+if TYPE_CHECKING:
+    from ._gl_volumes import VtkRaycastImage
+
 __all__ = [
     "StreamingController",
     "VtkStreamedImage",
@@ -75,6 +81,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: Streaming brick edge (voxels) of single-pass volumes when none is given
+#: (``vrscope render --brick-size``); docs/benchmarks.md has the measurement.
+DEFAULT_BRICK_SIZE = 64
 
 
 def coarse_range(source: VolumeSource, max_voxels: int = 2**22) -> tuple[float, float]:
@@ -465,8 +475,11 @@ class StreamingController:
         stream_surfaces: bool = True,
         mesh_workers: int = 1,
         mesh_cache_bytes: int = 256 << 20,
+        single_pass: bool = False,
+        brick_size: int | None = None,
+        one_shot: bool = False,
     ) -> None:
-        from viewer.streaming import default_cache_bytes
+        from viewer.streaming import BrickedSource, default_cache_bytes
 
         self.renderer = renderer
         self.scene: Scene = renderer.scene
@@ -480,14 +493,20 @@ class StreamingController:
         )
         n = max(len(images) + len(volumes) + len(meshed), 1)
         total = default_cache_bytes() if cache_bytes is None else int(cache_bytes)
-        self.adapters: dict[str, VtkStreamedImage | VtkStreamedSurfaces] = {}
+        self.adapters: dict[str, VtkStreamedImage | VtkStreamedSurfaces | VtkRaycastImage] = {}
         self.surfaces: dict[str, _SurfaceLevel] = {}
         self._views: list[EyeView] | None = None
         streamed: list[Image | Labels] = [*images, *volumes, *meshed]
+        self.host: Any = None
+        if single_pass and brick_size is None:
+            brick_size = DEFAULT_BRICK_SIZE
         for lay in streamed:
             assert lay.data is not None
+            source: Any = lay.data
+            if brick_size is not None and not (isinstance(lay, Labels) and lay.mode == "surface"):
+                source = BrickedSource(lay.data, brick_size)
             streamer = VolumeStreamer(
-                lay.data,
+                source,
                 cache_bytes=total // n,
                 gpu_budget_bytes=max(gpu_budget_bytes // n, 1),
                 max_error_px=max_error_px,
@@ -495,7 +514,7 @@ class StreamingController:
                 labels=isinstance(lay, Labels),
                 finest_level=finest_level,
             )
-            adapter: VtkStreamedImage | VtkStreamedSurfaces
+            adapter: VtkStreamedImage | VtkStreamedSurfaces | VtkRaycastImage
             if isinstance(lay, Labels) and lay.mode == "surface":
                 adapter = VtkStreamedSurfaces(
                     lay, streamer, n_workers=mesh_workers, cache_bytes=mesh_cache_bytes
@@ -503,6 +522,12 @@ class StreamingController:
                 adapter.set_camera(renderer.renderer.GetActiveCamera())
             elif isinstance(lay, Labels):
                 adapter = VtkStreamedLabels(lay, streamer)
+            elif single_pass and lay.rendering != "isosurface" and _nests(streamer):
+                from ._gl_volumes import GLVolumeHost, VtkRaycastImage
+
+                adapter = VtkRaycastImage(lay, streamer, max(gpu_budget_bytes // n, 1))
+                if self.host is None:
+                    self.host = GLVolumeHost(renderer, one_shot=one_shot)
             else:
                 adapter = VtkStreamedImage(lay, streamer)
             old = renderer.adapters.get(id(lay))
@@ -606,6 +631,9 @@ class StreamingController:
         return {name: a.streamer.stats() for name, a in self.adapters.items()}
 
     def close(self) -> None:
+        if self.host is not None:
+            self.host.close()
+            self.host = None
         for a in self.adapters.values():
             a.streamer.close()
             if isinstance(a, VtkStreamedSurfaces):
@@ -616,6 +644,19 @@ class StreamingController:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _nests(streamer: VolumeStreamer) -> bool:
+    """Whether the single-pass page tree takes this pyramid (else: one volume per brick)."""
+    from analysis.errors import ParameterError
+    from viewer.raycast import PageTree
+
+    try:
+        PageTree(streamer.grid)
+    except ParameterError as exc:
+        log.warning("%s: drawn brick by brick: %s", streamer.source.name, exc)
+        return False
+    return True
 
 
 def _with_meshes(frame: StreamFrame, adapter: VtkStreamedSurfaces) -> StreamFrame:
@@ -641,6 +682,9 @@ def render_streamed(
     timeout: float = 120.0,
     finest_level: int = 0,
     progress: Callable[[dict[str, StreamFrame]], None] | None = None,
+    single_pass: bool = True,
+    brick_size: int | None = None,
+    frame_stats: dict[str, Any] | None = None,
     **kw: Any,
 ) -> tuple[npt.NDArray[np.uint8], dict[str, StreamStats]]:
     """Render ``scene`` offscreen once with streaming, after the view has fully refined.
@@ -649,6 +693,14 @@ def render_streamed(
     :class:`SceneRenderer` (e.g. ``voxel_budget``, which bounds the whole level that
     label surfaces with an explicit ``level`` are meshed from; other label surfaces
     stream, :class:`VtkStreamedSurfaces`).
+
+    ``single_pass`` (default): ``Image`` layers (composite, MIP) are drawn in one
+    ray-casting pass each (:class:`~viewer.render._gl_volumes.VtkRaycastImage`) over
+    bricks of ``brick_size`` voxels (default :data:`DEFAULT_BRICK_SIZE`); False: one
+    VTK volume per brick (:class:`VtkStreamedImage`, composite only). ``frame_stats``,
+    a dict, receives what the final frame drew (``volume_passes``, ``bricks_drawn``,
+    ``levels_drawn``, ``frame_ms``: that frame drawn again once everything is on the
+    GPU and timed until the GPU finished, ``gpu_cache_bytes``).
     """
     with (
         SceneRenderer(scene, size=size, **kw) as r,
@@ -658,8 +710,48 @@ def render_streamed(
             max_error_px=max_error_px,
             finest_level=finest_level,
             surface_levels=True,
+            single_pass=single_pass,
+            brick_size=brick_size,
+            one_shot=True,
         ) as ctl,
     ):
         ctl.settle(timeout, progress)
         img = r.screenshot()
+        if frame_stats is not None:
+            frame_stats.update(_frame_stats(r, ctl))
         return img, ctl.stats()
+
+
+def _frame_stats(r: SceneRenderer, ctl: StreamingController) -> dict[str, Any]:
+    """Draw the settled frame again, timed (GPU-synchronised), and say what it drew."""
+    from ._gl_volumes import GLFrameStats, timed_frame
+
+    host = ctl.host
+    if host is not None:
+        timed_frame(r, host)  # uploads of the screenshot's frame are done: a warm frame
+        ms = timed_frame(r, host)
+        gl = host.stats
+    else:
+        t0 = time.perf_counter()
+        r.render()
+        r.window.WaitForCompletion()
+        ms = (time.perf_counter() - t0) * 1e3
+        gl = GLFrameStats()
+    per_brick = [
+        a for a in ctl.adapters.values() if isinstance(a, VtkStreamedImage) and a.layer.visible
+    ]
+    passes = gl.volume_passes + sum(len(a.props) for a in per_brick)
+    levels = set(gl.levels_drawn)
+    bricks = gl.bricks_drawn
+    for a in per_brick:
+        bricks += len(a.props)
+        levels.update(b.level for b in a.bricks)
+    tex = sum(int(a.streamer.textures.used) for a in per_brick)
+    return {
+        "volume_passes": int(passes),
+        "bricks_drawn": int(bricks),
+        "levels_drawn": sorted(int(x) for x in levels),
+        "frame_ms": float(ms),
+        "gpu_cache_bytes": int(gl.gpu_cache_bytes + tex),
+        "single_pass": host is not None,
+    }

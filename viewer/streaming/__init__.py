@@ -33,6 +33,7 @@ from ._lod import (
     perspective_matrix,
     select_bricks,
 )
+from ._rebrick import BrickedSource, check_brick_size
 from ._scheduler import (
     BrickRequest,
     BrickResult,
@@ -44,6 +45,8 @@ from ._scheduler import (
 from ._streamer import PaddedBrick, StreamFrame, StreamStats, VolumeStreamer
 
 __all__ = [
+    "BrickedSource",
+    "check_brick_size",
     "BrickCache",
     "BrickGrid",
     "BrickRequest",

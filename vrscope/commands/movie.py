@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         show_scale_bar=show,
         show_axes=show,
     ) as r:
-        if use_streaming(args):
+        if use_streaming(args, single_pass=False):
             from viewer.render import StreamingController
 
             with StreamingController(r, surface_levels=True, **opts) as ctl:

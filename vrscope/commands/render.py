@@ -21,10 +21,14 @@ clip planes (repeatable):
   y>12um    keep y beyond 12 µm (world position)
 
 streaming (default): the picture is drawn once every visible brick is loaded at the
-level the view needs; label images stream too (--label-mode volume as bricks, surfaces
-as one marching-cubes mesh per brick, at the level the view needs). --rendering mip
-draws one whole level (VTK cannot combine per-brick maximum projections). --no-stream
-reads one whole level instead.
+level the view needs. With --rendering mip (or --single-pass) the image volume is ray
+cast in one pass over all its bricks (--brick-size sets the brick edge); otherwise one
+volume per brick, until the single pass matches the whole-level picture at silhouettes
+(issue 15); label images stream
+too (--label-mode volume as bricks, surfaces as one marching-cubes mesh per brick, at
+the level the view needs). --no-stream reads one whole level instead. --stats FILE.json
+writes what the final frame drew (volume_passes, bricks_drawn, levels_drawn, frame_ms,
+gpu_cache_bytes).
 
 examples:
   vrscope render cell.zarr --out shot.png --labels mitochondria nucleus --invert
@@ -176,6 +180,26 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_scene_arguments(p)
+    p.add_argument(
+        "--brick-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="streaming: brick edge in voxels, a power of two from 8 to 512 "
+        "(default: 64, see docs/benchmarks.md)",
+    )
+    p.add_argument(
+        "--single-pass",
+        action="store_true",
+        help="streaming: ray cast the image volume in one pass over all its bricks (always "
+        "for --rendering mip)",
+    )
+    p.add_argument(
+        "--stats",
+        metavar="FILE.json",
+        help="write what the final frame drew: volume_passes, bricks_drawn, levels_drawn, "
+        "frame_ms (GPU-synchronised, I/O excluded), gpu_cache_bytes",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -233,9 +257,14 @@ def streaming_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def use_streaming(args: argparse.Namespace) -> bool:
-    """Whether to stream (the default), saying why not for MIP."""
-    if args.stream and args.rendering == "mip":
+def use_streaming(args: argparse.Namespace, single_pass: bool = True) -> bool:
+    """Whether to stream (the default).
+
+    ``render`` draws streamed volumes in one pass, MIP included. ``movie`` still draws
+    one VTK volume per brick (``single_pass=False``), which cannot combine per-brick
+    maximum projections: it draws MIP from one whole level, and says so.
+    """
+    if args.stream and args.rendering == "mip" and not single_pass:
         print(
             "note: --rendering mip draws one whole level (per-brick projections cannot be combined)"
         )
@@ -269,6 +298,26 @@ def print_stream_stats(stats: dict[str, Any]) -> None:
         )
 
 
+def whole_level_stats(r: Any) -> dict[str, Any]:
+    """``--stats`` of a ``--no-stream`` picture: its frame drawn again, timed."""
+    from viewer.render import VtkImage
+
+    t0 = time.perf_counter()
+    r.render()
+    r.window.WaitForCompletion()
+    ms = (time.perf_counter() - t0) * 1e3
+    images = [a for a in r.adapters.values() if isinstance(a, VtkImage) and a.layer.visible]
+    mappers = r.volume_mappers()
+    return {
+        "volume_passes": len(mappers),
+        "bricks_drawn": sum(len(a.bricks) for a in images),
+        "levels_drawn": sorted({b.level for a in images for b in a.bricks}),
+        "frame_ms": ms,
+        "gpu_cache_bytes": sum(int(b.array.nbytes) for a in images for b in a.bricks),
+        "single_pass": False,
+    }
+
+
 def _read_features(path: str) -> Any:
     # A features table is a plain CSV/Parquet written by `vrscope measure`/morphology;
     # pandas reads both. (analysis.io has no table reader yet.)
@@ -289,7 +338,6 @@ def _read_features(path: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from analysis.errors import ParameterError
-    from viewer.render import render_to_array
 
     out = Path(args.out)
     if out.suffix.lower() not in {".png", ".jpg", ".jpeg", ".tif", ".tiff"}:
@@ -297,10 +345,19 @@ def run(args: argparse.Namespace) -> int:
     w, h = args.size
     if not (16 <= w <= 16384 and 16 <= h <= 16384):
         raise ParameterError(f"--size {w} {h}: each side must be 16..16384 pixels")
+    brick_size = getattr(args, "brick_size", None)
+    if brick_size is not None:
+        from viewer.streaming import check_brick_size
+
+        check_brick_size(brick_size)
+    stats_path = Path(args.stats) if getattr(args, "stats", None) else None
+    if stats_path is not None and not stats_path.parent.is_dir():
+        raise ParameterError(f"--stats: no directory {str(stats_path.parent)!r}")
     t0 = time.perf_counter()
     opts = streaming_options(args)
     scene = scene_from_args(args)
     show = not args.no_overlays
+    frame: dict[str, Any] = {}
     if use_streaming(args):
         from viewer.render import render_streamed
 
@@ -314,17 +371,29 @@ def run(args: argparse.Namespace) -> int:
                 voxel_budget=int(args.voxel_budget),
                 show_scale_bar=show,
                 show_axes=show,
+                brick_size=brick_size,
+                single_pass=bool(getattr(args, "single_pass", False)) or args.rendering == "mip",
+                frame_stats=frame if stats_path is not None else None,
                 **opts,
             )
         print_stream_stats(stats)
     else:
-        img = render_to_array(
+        from viewer.render import SceneRenderer
+
+        with SceneRenderer(
             scene,
             size=(w, h),
             voxel_budget=int(args.voxel_budget),
             show_scale_bar=show,
             show_axes=show,
-        )
+        ) as r:
+            img = r.screenshot()
+            if stats_path is not None:
+                frame = whole_level_stats(r)
+    if stats_path is not None:
+        import json
+
+        stats_path.write_text(json.dumps(frame, indent=2) + "\n")
     import imageio.v3 as iio
 
     iio.imwrite(out, img)

@@ -1,0 +1,185 @@
+"""Single-pass ray casting on llvmpipe (issue 15): cost against the brick count, tree CPU.
+
+Run: ``.venv/bin/python tests/benchmarks/bench_raycast.py [--quick]`` (no VTK; EGL).
+
+1. Frame time of the same 128³ content and camera drawn as 1, 64, 512 and 4096 bricks
+   (one draw call each) at 256 x 256 pixels; the ratio 512 / 1 is the figure (target
+   <= 1.5). Then 512 and 4096 bricks again with empty-space skipping (bricks wholly
+   transparent under the transfer function stepped over).
+2. Per-frame CPU of the page tree for a selection of ~100k leaves (every node looked up
+   in an atlas holding half of them, stand-ins, packing), against NumPy sorting the
+   same leaves' keys in the same run; and the node texture upload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from analysis.volume import FunctionVolumeSource  # noqa: E402
+from viewer.raycast import (  # noqa: E402
+    Harness,
+    PageTree,
+    ResidentVolume,
+    SlotTable,
+    TransferFunction,
+    camera_matrices,
+    leaf_words,
+    nearest_resident,
+    stand_in_words,
+)
+from viewer.streaming import BrickGrid, View, select_bricks  # noqa: E402
+
+N = 128
+
+
+def _content(level: int, region: tuple[slice, ...]) -> np.ndarray:
+    z, y, x = np.meshgrid(
+        *((np.arange(s.start, s.stop) + 0.5) * 2**level - 0.5 for s in region), indexing="ij"
+    )
+    r = np.sqrt((z - N / 2) ** 2 + (y - N / 2) ** 2 + (x - N / 2) ** 2)
+    return np.clip(250 * (1 - r / (N / 2)) + 40 * np.sin(x / 9) * np.cos(y / 13), 0, 255).astype(
+        np.uint8
+    )
+
+
+def _timed(fn, reps: int) -> list[float]:
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1e3)
+    return out
+
+
+def frame_times(size: int, reps: int) -> list[str]:
+    h = Harness((size, size), dtype="f1")
+    tf = TransferFunction.ramp((20, 235), opacity=(0.0, 0.05))
+    cam = dict(position=(40.0, 150.0, -160.0), focal_point=(64.0, 62.0, 60.0))
+    rows, base = [], None
+    for chunk, skip in ((N, False), (32, False), (16, False), (8, False), (16, True), (8, True)):
+        src = FunctionVolumeSource((N,) * 3, _content, chunks=(chunk,) * 3, n_levels=1)
+        vol = ResidentVolume(h.ctx, [src.read(0)], BrickGrid.from_source(src))
+        if skip:
+            vol.skip_transparent(tf)
+
+        def draw(vol=vol) -> None:
+            h.render(vol, tf, **cam, read=False)
+            h.ctx.finish()
+
+        draw()
+        ms = statistics.median(_timed(draw, reps))
+        base = ms if base is None else base
+        calls = h.raycaster.stats.draw_calls
+        note = f", {vol.skipped} transparent bricks skipped" if skip else ""
+        rows.append(
+            f"| {vol.n_leaves} bricks of {chunk}³ | {ms:.1f} ms | {ms / base:.2f} | "
+            f"{calls} draw call, {len(vol.pool)} tree words{note} |"
+        )
+        vol.release()
+    h.release()
+    return rows
+
+
+def tree_cpu(reps: int) -> list[str]:
+    # 32 x 64 x 50 bricks of 64³ at level 0, all of them leaves (a parallel view that needs
+    # the finest level everywhere): 102,400 leaves, 117k nodes.
+    src = FunctionVolumeSource((2048, 4096, 3200), lambda lv, r: None, chunks=(64, 64, 64))
+    grid = BrickGrid.from_source(src)
+    tree = PageTree(grid)
+    view, proj = camera_matrices(
+        (1024, 2048, -20000), (1024, 2048, 1600), (0, -1, 0), 20.0, (4096, 4096)
+    )
+    sel = select_bricks(grid, [View.from_matrices(view, proj, (4096, 4096))], max_error_px=0.01)
+    rng = np.random.default_rng(0)
+    # The atlas of a 2 GB budget (7,200 slots of 66³ uint8) holding half the visible nodes
+    # (and nothing else): looked up through the dense table (StreamedVolume's case) and
+    # through a binary search.
+    held = rng.permutation(sel.nodes)[: min(7200, len(sel.nodes) // 2)]
+    tables = {}
+    for name, space in (("dense", grid.n_bricks), ("sorted", None)):
+        t = SlotTable(7200, space)
+        t.next_frame()
+        t.allocate(held)
+        tables[name] = t
+    node_slot = tables["dense"].lookup(sel.nodes)
+    keys = sel.leaves.copy()
+    rng.shuffle(keys)
+
+    def frame(table: SlotTable = tables["dense"]) -> None:
+        ns = table.lookup(sel.nodes)
+        tree.build_from_selection(sel, stand_in_words(sel, ns))
+
+    def generic() -> None:
+        slot, level = nearest_resident(sel, node_slot)
+        tree.build(sel.leaf_levels, sel.leaf_ijk, leaf_words(slot, level))
+
+    def baseline() -> None:
+        np.sort(keys)
+
+    frame()
+    t_frame = statistics.median(_timed(frame, reps))
+    t_sorted = statistics.median(_timed(lambda: frame(tables["sorted"]), reps))
+    t_generic = statistics.median(_timed(generic, max(reps // 4, 3)))
+    t_sort = statistics.median(_timed(baseline, reps))
+    cpu = []
+    for _ in range(reps):
+        c = time.thread_time()
+        frame()
+        cpu.append((time.thread_time() - c) * 1e3)
+    pool = tree.build_from_selection(sel, leaf_words(*nearest_resident(sel, node_slot)))
+    h = Harness((16, 16))
+    up = _timed(
+        lambda: (
+            h.raycaster.set_nodes(pool ^ np.uint32(1)),
+            h.raycaster.set_nodes(pool),
+            h.ctx.finish(),
+        ),
+        5,
+    )
+    h.release()
+    n = len(sel.leaves)
+    return [
+        f"| tree per frame (atlas lookup of every node, dense table; stand-ins; pack from the "
+        f"selection), {n} leaves, {len(sel.nodes)} nodes "
+        f"| {t_frame:.2f} ms wall, {statistics.median(cpu):.2f} ms thread CPU | "
+        f"{t_frame / t_sort:.2f} x np.sort of the leaf keys ({t_sort:.2f} ms) |",
+        f"| the same with a binary-search lookup (no dense table) | {t_sorted:.2f} ms | "
+        f"{t_sorted / t_sort:.2f} x np.sort |",
+        f"| tree from a bare leaf set (PageTree.build, np.unique per level), {n} leaves "
+        f"| {t_generic:.2f} ms | {t_generic / t_sort:.2f} x np.sort |",
+        f"| node texture upload, {len(pool)} words ({len(pool) * 4 / 2**20:.2f} MB), whole pool "
+        f"twice + finish | {statistics.median(up):.2f} ms | |",
+    ]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    reps = 3 if args.quick else 9
+    print(
+        f"\n| llvmpipe, 256 x 256, same 128³ content and camera, load average "
+        f"{os.getloadavg()[0]:.1f} | frame | ratio to 1 brick | notes |\n|---|---|---|---|"
+    )
+    for row in frame_times(128 if args.quick else 256, reps):
+        print(row, flush=True)
+    print(
+        f"\n| page tree CPU, load average {os.getloadavg()[0]:.1f} | time | against |\n|---|---|---|"
+    )
+    for row in tree_cpu(reps * 3):
+        print(row, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""Single-pass GPU ray casting over a brick atlas and a page tree (no VTK, no Qt).
+
+One draw call per volume layer and eye, whatever the number of bricks: every pixel's
+ray walks a multi-resolution tree of the pyramid's bricks and samples the bricks it
+crosses from one 3D texture. This package is the GL core alone: it needs NumPy,
+moderngl and ``viewer.streaming`` (import-linter forbids VTK, Qt, ``viewer.render`` and
+OpenXR here), so the same code is tested on llvmpipe and benchmarked on a bare GPU
+machine; a host (VTK's render window, the XR swapchain) hands it a context and a
+framebuffer.
+
+Pieces, in the order a frame uses them:
+
+- :class:`BrickAtlas` (``_atlas.py``): one 3D texture of fixed ``(B + 2)³`` slots, each
+  a brick with its one-voxel border (edges repeated where no neighbour is known, so
+  hardware trilinear filtering never reads another slot and bricks meet without
+  seams). R8 / R16 (normalised) / R16F / R32F by the volume's dtype. Slots are
+  recycled least recently used within a byte budget; at most ``max_uploads`` slot
+  writes (``glTexSubImage3D``) per frame, never waiting on anything. The
+  bookkeeping is :class:`SlotTable` (NumPy, testable without GL).
+- :class:`PageTree` (``_tree.py``): nodes are bricks (level, ijk), children the next
+  finer level's bricks inside them (per axis 2 or 1: 8 child words per inner node,
+  unused ones empty); leaves say "sample atlas slot s, which holds a brick of level
+  Ls" (a coarser stand-in allowed) or "empty: skip". One ``uint32`` per node in an
+  ``R32UI`` texture, rows rewritten only where they changed. Built from a frame's
+  :class:`~viewer.streaming.Selection` with a fixed number of NumPy operations
+  (:meth:`PageTree.build_from_selection`, no sort), or from any leaf set
+  (:meth:`PageTree.build`, one ``np.unique`` per level).
+- :func:`stand_in_words` (and its plain form :func:`nearest_resident`): each leaf is
+  drawn by its own brick if the *atlas* holds it, else by its nearest ancestor the
+  atlas holds: the streamer's stand-in rule, applied to GPU residency, so a brick in
+  RAM but not uploaded yet never blocks. Empty-space skipping happens here too: the
+  atlas keeps each slot's value range, and for a composite draw a leaf whose brick is
+  wholly transparent under the transfer function
+  (:meth:`BrickAtlas.transparent_slots`) becomes an empty leaf, stepped over without
+  sampling.
+- :class:`VolumeRaycaster` (``_raycaster.py``, GLSL in ``_shader.py``): a full-viewport
+  triangle; per pixel the ray is clipped to the volume's extent, up to 6 clipping
+  planes and the depth of opaque geometry already drawn; then, front to back: look the
+  current point up in the tree, march the leaf's box with the step of the sampled
+  level (opacity corrected ``1 - (1 - a) ** (step / ref_step)``), continue from the
+  box's exit. Composite (float "over", early termination at alpha 0.99), maximum and
+  minimum intensity projection, all across bricks. Output is premultiplied RGBA,
+  blended over the target.
+- Label volumes: the same tree and march over an ``R32UI`` atlas (``labels=True``) with
+  a second program (``LABELS`` defined): ids read from the nearest voxel
+  (``texelFetch``), colour = a hash of the id (:func:`label_colours`, no table growing
+  with the objects), hidden and selected ids in a small sorted texture searched once per
+  run of one id along the ray (:class:`LabelStyle`); bricks of background only are
+  skipped. Composite only.
+- :class:`StreamedVolume` (``_streamed.py``): a :class:`~viewer.streaming.VolumeStreamer`'s
+  frames into the atlas and the tree. :class:`Harness` and :class:`ResidentVolume`
+  (``_harness.py``): a standalone EGL context, an offscreen float target and whole
+  levels in memory, for the tests and benchmarks.
+
+Design decisions (and where they differ from the plan in issue 15):
+
+- The tree's leaves are the frame's *selection* leaves, not its draw items. A draw
+  item can be a union of several leaves drawn by one stand-in (the streamer merges
+  them), which is not always one node of the tree; the selection already holds the
+  tree (``node_parent``), so packing it needs no search, and stand-ins are chosen by
+  what the atlas holds (above) rather than what RAM holds.
+- Samples lie on one lattice per ray (``t0 + k * step``) that the march carries across
+  leaf boxes; inside one level the samples are exactly those of a single brick, so
+  splitting a level into bricks changes nothing (the tests find PSNR > 100 dB). An
+  empty node is skipped in whole steps for the same reason.
+- The levels must nest (each level's bricks 1x or 2x the next finer level's along each
+  axis, same grid corner). Pyramids whose coarsest levels shrink below one chunk
+  (chunks clipped to the level's shape) do not; :class:`PageTree` refuses them with a
+  message. Extending to them means a tree over a virtual brick grid of the finest
+  chunk size instead of the stored chunks.
+- Slots are sized for the largest chunk; a pyramid with several chunk sizes wastes
+  the difference.
+
+Not here yet (issue 15 continues): iso-surface mode, label outlines and per-id
+colours chosen by the user (ids are hashed), finer empty-space skipping than whole
+bricks (and for MIP), the frame-time controller (adaptive step / render scale,
+progressive refinement), uploads through a PBO, and hosting in VTK's context for
+``view``, ``movie`` and both XR eyes (``render`` is hosted:
+``viewer/render/_gl_volumes.py``).
+
+Extending: a new rendering mode is a branch on ``u_mode`` in ``_shader.py`` (the
+per-sample value ``v`` and the leaf walk are shared) plus an entry in :data:`MODES`;
+a new host calls :meth:`VolumeRaycaster.set_nodes` with the pool and
+:meth:`VolumeRaycaster.draw` with its own framebuffer, matrices and depth texture,
+then resets its GL state cache; a new source of bricks only needs to give
+``(B + 2)³`` slot images to :meth:`BrickAtlas.upload`.
+"""
+
+from ._atlas import BrickAtlas, SlotTable, atlas_layout, pad_to_slot, slot_from_level
+from ._harness import Harness, ResidentVolume, camera_matrices, standalone_context
+from ._raycaster import MODES, DrawStats, VolumeRaycaster
+from ._shader import label_hash as label_colours
+from ._streamed import StreamedVolume, UpdateStats
+from ._transfer import LabelStyle, TransferFunction
+from ._tree import EMPTY, PageTree, TreeLevels, leaf_words, nearest_resident, stand_in_words
+
+__all__ = [
+    "EMPTY",
+    "MODES",
+    "BrickAtlas",
+    "DrawStats",
+    "Harness",
+    "LabelStyle",
+    "PageTree",
+    "ResidentVolume",
+    "SlotTable",
+    "StreamedVolume",
+    "TransferFunction",
+    "TreeLevels",
+    "UpdateStats",
+    "VolumeRaycaster",
+    "atlas_layout",
+    "camera_matrices",
+    "label_colours",
+    "leaf_words",
+    "nearest_resident",
+    "pad_to_slot",
+    "slot_from_level",
+    "stand_in_words",
+    "standalone_context",
+]

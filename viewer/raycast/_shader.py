@@ -1,0 +1,254 @@
+"""GLSL of the single-pass ray caster (GLSL 3.30 core: any OpenGL >= 3.3 context runs it).
+
+All shader-side geometry is in world (x, y, z) µm: the host converts zyx once per frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from ._tree import SHADER_LEVELS
+
+__all__ = ["FRAGMENT", "LABEL_FRAGMENT", "VERTEX", "label_hash"]
+
+# A triangle that covers the viewport; no vertex buffer (gl_VertexID).
+VERTEX = """
+#version 330 core
+void main() {
+    vec2 p = vec2(float((gl_VertexID & 1) << 2) - 1.0, float((gl_VertexID & 2) << 1) - 1.0);
+    gl_Position = vec4(p, 0.0, 1.0);
+}
+"""
+
+_HEAD = f"""
+#version 330 core
+#define MAXL {SHADER_LEVELS}
+"""
+_BODY = """
+uniform mat4 u_inv_vp;          // inverse(projection * view), world xyz
+uniform vec4 u_viewport;        // x, y, width, height (pixels) of the drawn region
+uniform vec3 u_box_lo;          // the volume's extent (world xyz)
+uniform vec3 u_box_hi;
+uniform int u_n_planes;
+uniform vec4 u_planes[6];       // keep n . p + d >= 0
+uniform int u_top;              // coarsest level
+uniform ivec3 u_top_grid;       // its bricks (x, y, z)
+uniform vec3 u_corner[MAXL];    // grid corner per level
+uniform vec3 u_brick[MAXL];     // world size of a full brick
+uniform vec3 u_level_hi[MAXL];  // far end of each level
+uniform vec3 u_inv_scale[MAXL]; // 1 / voxel size
+uniform vec3 u_tex_off[MAXL];   // 1.5 - voxel0 / scale: world -> slot texel, before the brick
+uniform vec3 u_chunk[MAXL];     // voxels per brick
+uniform ivec3 u_split[MAXL];    // 1 where a level-L brick has 2 children along the axis
+uniform float u_step[MAXL];     // ray step (µm) when sampling a brick of the level
+uniform float u_ref_step;       // the transfer function's alpha is per this length
+uniform float u_min_ray;        // shortest ray segment drawn (µm), 0: any
+uniform float u_nudge;          // look a node up this far past t (float robustness)
+uniform int u_max_nodes;        // most nodes one ray visits
+uniform usampler2D u_nodes;
+uniform int u_nodes_width;
+#ifdef LABELS
+uniform usampler3D u_atlas;     // label ids (R32UI), read with texelFetch: nearest voxel
+uniform usampler2D u_special;   // (id, flags) sorted by id; flags: 1 hidden, 2 selected
+uniform int u_n_special;
+uniform int u_special_width;
+uniform float u_label_alpha;    // per u_ref_step, opacity corrected like the image's
+uniform float u_select_alpha;
+
+// lowbias32 (Chris Wellons): a well-mixed 32-bit hash; the colour of an id is its bytes.
+uint lowbias32(uint x) {
+    x ^= x >> 16;
+    x *= 0x7feb352du;
+    x ^= x >> 15;
+    x *= 0x846ca68bu;
+    x ^= x >> 16;
+    return x;
+}
+
+vec4 label_colour(uint id) {
+    uint h = lowbias32(id);
+    vec3 rgb = 0.2 + 0.8 * vec3(float(h & 255u), float((h >> 8) & 255u),
+                                 float((h >> 16) & 255u)) / 255.0;
+    uint flags = 0u;
+    int lo = 0;
+    int hi = u_n_special - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        uvec2 e = texelFetch(u_special, ivec2(mid % u_special_width, mid / u_special_width), 0).rg;
+        if (e.x == id) { flags = e.y; break; }
+        if (e.x < id) lo = mid + 1; else hi = mid - 1;
+    }
+    if ((flags & 1u) != 0u) return vec4(0.0);
+    if ((flags & 2u) != 0u) return vec4(mix(rgb, vec3(1.0), 0.5), u_select_alpha);
+    return vec4(rgb, u_label_alpha);
+}
+#else
+uniform sampler3D u_atlas;
+#endif
+uniform ivec3 u_slots;          // slots per atlas axis (x, y, z)
+uniform float u_slot_edge;      // B + 2 texels
+uniform vec3 u_inv_atlas;       // 1 / atlas texels
+uniform sampler2D u_tf;       // (N, 1) RGBA table, linear, clamped
+uniform vec2 u_window;          // lo, 1 / (hi - lo) in texture units
+uniform int u_mode;             // 0 composite, 1 maximum, 2 minimum intensity
+uniform int u_has_depth;
+uniform sampler2D u_depth;      // depth of opaque geometry, [0, 1], same projection
+
+out vec4 frag;
+
+uint node(uint i) {
+    return texelFetch(u_nodes, ivec2(int(i) % u_nodes_width, int(i) / u_nodes_width), 0).r;
+}
+
+vec3 unproject(vec2 ndc, float z) {
+    vec4 p = u_inv_vp * vec4(ndc, z, 1.0);
+    return p.xyz / p.w;
+}
+
+// Descend to the leaf (or empty node) holding q: its word, level and world box.
+uint descend(vec3 q, out int level, out vec3 lo, out vec3 hi) {
+    int L = u_top;
+    ivec3 ijk = clamp(ivec3(floor((q - u_corner[L]) / u_brick[L])), ivec3(0), u_top_grid - 1);
+    lo = u_corner[L] + vec3(ijk) * u_brick[L];
+    uint w = node(uint((ijk.z * u_top_grid.y + ijk.y) * u_top_grid.x + ijk.x));
+    while ((w >> 30) == 1u && L > 0) {
+        ivec3 c = ivec3(greaterThanEqual(q, lo + u_brick[L - 1])) * u_split[L];
+        L -= 1;
+        lo += vec3(c) * u_brick[L];
+        w = node((w & 0x3FFFFFFFu) + uint(c.z * 4 + c.y * 2 + c.x));
+    }
+    hi = min(lo + u_brick[L], u_level_hi[L]);
+    level = L;
+    return w;
+}
+
+float exit_t(vec3 ro, vec3 inv, vec3 lo, vec3 hi) {
+    vec3 a = (lo - ro) * inv;
+    vec3 b = (hi - ro) * inv;
+    vec3 m = max(a, b);
+    return min(min(m.x, m.y), m.z);
+}
+
+void main() {
+    vec2 ndc = (gl_FragCoord.xy - u_viewport.xy) / u_viewport.zw * 2.0 - 1.0;
+    // Near plane and NDC z = 0: both finite for perspective (even with an infinite far
+    // plane) and parallel projections.
+    vec3 ro = unproject(ndc, -1.0);
+    vec3 rd = normalize(unproject(ndc, 0.0) - ro);
+    vec3 inv = 1.0 / rd;
+    vec3 a = (u_box_lo - ro) * inv;
+    vec3 b = (u_box_hi - ro) * inv;
+    vec3 mn = min(a, b);
+    vec3 mx = max(a, b);
+    float t0 = max(max(max(mn.x, mn.y), mn.z), 0.0);
+    float t1 = min(min(mx.x, mx.y), mx.z);
+    for (int i = 0; i < u_n_planes; ++i) {
+        float dn = dot(u_planes[i].xyz, rd);
+        float dist = dot(u_planes[i].xyz, ro) + u_planes[i].w;
+        if (abs(dn) < 1e-12) {
+            if (dist < 0.0) t1 = -1.0;
+        } else if (dn > 0.0) {
+            t0 = max(t0, -dist / dn);
+        } else {
+            t1 = min(t1, -dist / dn);
+        }
+    }
+    if (u_has_depth != 0) {
+        float d = texelFetch(u_depth, ivec2(gl_FragCoord.xy), 0).r;
+        if (d < 1.0) t1 = min(t1, dot(unproject(ndc, 2.0 * d - 1.0) - ro, rd));
+    }
+    frag = vec4(0.0);
+    // A host may drop rays that cross less than u_min_ray of the volume (VTK's ray
+    // caster takes no sample on them: whole-level VTK pictures are matched with it).
+    if (!(t1 > t0 + u_min_ray)) return;
+
+    vec4 acc = vec4(0.0);
+    float vmax = -1e30;
+    float vmin = 1e30;
+    float t = t0;
+    for (int it = 0; it < u_max_nodes && t < t1; ++it) {
+        int L;
+        vec3 lo, hi;
+        uint w = descend(ro + rd * (t + u_nudge), L, lo, hi);
+        float tx = max(min(exit_t(ro, inv, lo, hi), t1), t + u_nudge);
+        if ((w >> 30) != 2u) {
+            // Empty: skip the box in whole steps, so the sample lattice goes on unchanged.
+            float st = u_step[L];
+            t += max(ceil((tx - t) / st), 1.0) * st;
+            continue;
+        }
+        int Ls = int((w >> 24) & 63u);
+        int slot = int(w & 0xFFFFFFu);
+        float st = u_step[Ls];
+        // The sampled brick: the leaf's own or the ancestor of level Ls that holds it.
+        vec3 bijk = floor((0.5 * (lo + hi) - u_corner[Ls]) / u_brick[Ls]);
+        vec3 so = vec3(slot % u_slots.x, (slot / u_slots.x) % u_slots.y,
+                       slot / (u_slots.x * u_slots.y)) * u_slot_edge;
+        vec3 off = so + u_tex_off[Ls] - bijk * u_chunk[Ls];
+        // Texel centres of the slot's first and last texel: filtering never leaves the slot.
+        vec3 tlo = so + 0.5;
+        vec3 thi = so + u_slot_edge - 0.5;
+        float ex = st / u_ref_step;
+#ifdef LABELS
+        uint last_id = 0u;
+        vec4 last_c = vec4(0.0);
+        float last_al = 0.0;
+#endif
+        for (; t < tx; t += st) {
+            vec3 p = ro + rd * t;
+#ifdef LABELS
+            uint id = texelFetch(u_atlas, ivec3(clamp(p * u_inv_scale[Ls] + off, tlo, thi)), 0).r;
+            if (id == 0u) continue;  // background
+            if (id != last_id) {  // runs of one id are the rule: look it up once per run
+                last_id = id;
+                last_c = label_colour(id);
+                last_al = 1.0 - pow(max(1.0 - last_c.a, 0.0), ex);
+            }
+            acc.rgb += (1.0 - acc.a) * last_al * last_c.rgb;
+            acc.a += (1.0 - acc.a) * last_al;
+            if (acc.a > 0.99) break;
+#else
+            float v = texture(u_atlas, clamp(p * u_inv_scale[Ls] + off, tlo, thi) * u_inv_atlas).r;
+            if (u_mode == 0) {
+                vec4 c = texture(u_tf, vec2(clamp((v - u_window.x) * u_window.y, 0.0, 1.0), 0.5));
+                float al = 1.0 - pow(max(1.0 - c.a, 0.0), ex);
+                acc.rgb += (1.0 - acc.a) * al * c.rgb;
+                acc.a += (1.0 - acc.a) * al;
+                if (acc.a > 0.99) break;
+            } else {
+                vmax = max(vmax, v);
+                vmin = min(vmin, v);
+            }
+#endif
+        }
+        if (acc.a > 0.99) break;
+    }
+    if (u_mode == 0) {
+        frag = acc;
+    } else if (vmax >= vmin) {
+        float v = u_mode == 1 ? vmax : vmin;
+        vec4 c = texture(u_tf, vec2(clamp((v - u_window.x) * u_window.y, 0.0, 1.0), 0.5));
+        frag = vec4(c.rgb * c.a, c.a);
+    }
+}
+"""
+
+FRAGMENT = _HEAD + _BODY
+LABEL_FRAGMENT = _HEAD + "#define LABELS\n" + _BODY
+
+
+def label_hash(ids: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """Colours (N, 3) the label shader gives ``ids`` (N,): the same lowbias32 hash in NumPy.
+
+    For legends, pickers and tests; ids are taken modulo 2**32 like the shader's.
+    """
+    x = (np.asarray(ids, dtype=np.uint64) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    x ^= x >> np.uint32(16)
+    x *= np.uint32(0x7FEB352D)
+    x ^= x >> np.uint32(15)
+    x *= np.uint32(0x846CA68B)
+    x ^= x >> np.uint32(16)
+    byte = np.uint32(255)
+    rgb = np.stack([x & byte, (x >> np.uint32(8)) & byte, (x >> np.uint32(16)) & byte], -1)
+    return (0.2 + 0.8 * rgb.astype(np.float32) / np.float32(255.0)).astype(np.float32)

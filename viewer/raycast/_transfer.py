@@ -1,0 +1,123 @@
+"""Transfer functions as tables: value -> RGBA, sampled by the shader from a 1D texture."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from analysis.errors import ParameterError
+
+__all__ = ["LabelStyle", "TransferFunction"]
+
+F32 = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class TransferFunction:
+    """A colour and opacity table over contrast limits.
+
+    Attributes
+    ----------
+    table : (N, 4) float32
+        RGBA in [0, 1], read as a texture with linear filtering and clamping: the
+        normalised value ``u = (v - lo) / (hi - lo)`` (clamped to [0, 1]) lands on
+        texel coordinate ``u N - 0.5``, so entry 0 is what every value up to ``lo``
+        gets and entry ``N - 1`` every value from ``hi``.
+    contrast_limits : (lo, hi) float
+        In data units.
+    ref_step_um : float or None
+        The ray length over which a sample's opacity is the table's alpha (opacity
+        correction rescales it to each level's step); None: the finest level's
+        smallest voxel side.
+    """
+
+    table: F32
+    contrast_limits: tuple[float, float]
+    ref_step_um: float | None = None
+
+    def __post_init__(self) -> None:
+        t = np.asarray(self.table)
+        if t.ndim != 2 or t.shape[1] != 4 or len(t) < 2:
+            raise ParameterError(f"a transfer table must be (N >= 2, 4), got {t.shape}")
+        lo, hi = self.contrast_limits
+        if not hi > lo:
+            raise ParameterError(f"contrast limits must increase, got {self.contrast_limits}")
+
+    @classmethod
+    def ramp(
+        cls,
+        contrast_limits: tuple[float, float],
+        colormap: npt.ArrayLike | None = None,
+        opacity: tuple[float, float] = (0.0, 1.0),
+        n: int = 256,
+        gamma: float = 1.0,
+        ref_step_um: float | None = None,
+    ) -> TransferFunction:
+        """Colours from a colormap, opacity a ramp from ``opacity[0]`` to ``opacity[1]``.
+
+        Parameters
+        ----------
+        contrast_limits : (lo, hi)
+        colormap : (K, 3) float array, optional
+            Colours in [0, 1] from low to high values (e.g. ``matplotlib`` ``cmap(x)[:, :3]``);
+            default grey.
+        opacity : (a0, a1), default: (0, 1)
+        n : int, default: 256
+        gamma : float, default: 1
+            Opacity ramp ``a0 + (a1 - a0) * x ** gamma``.
+        """
+        # Ends exact (entry 0 is the colour and opacity at and below lo: a ramp from 0
+        # is really transparent there, so empty-space skipping can drop those bricks).
+        x = np.linspace(0.0, 1.0, n)
+        if colormap is None:
+            rgb = np.repeat(x[:, None], 3, axis=1)
+        else:
+            cm = np.asarray(colormap, dtype=np.float64).reshape(-1, 3)
+            pos = np.linspace(0.0, 1.0, len(cm))
+            rgb = np.stack([np.interp(x, pos, cm[:, c]) for c in range(3)], axis=1)
+        a = opacity[0] + (opacity[1] - opacity[0]) * x**gamma
+        table = np.concatenate([rgb, a[:, None]], axis=1).astype(np.float32)
+        return cls(table, (float(contrast_limits[0]), float(contrast_limits[1])), ref_step_um)
+
+
+@dataclass(frozen=True)
+class LabelStyle:
+    """How a label volume is drawn: one colour per id, some hidden, some selected.
+
+    Ids are sampled nearest (never interpolated); id 0 is background. The colour of
+    an id is a hash of it (:func:`viewer.raycast.label_colours`), so no table grows
+    with the number of objects; only hidden and selected ids are listed.
+
+    Attributes
+    ----------
+    opacity : float, default: 0.5
+        Opacity per ``ref_step_um`` of ray inside an object (corrected to the step).
+    hidden, selected : tuple of int
+        Ids drawn transparent, and ids drawn lighter at ``selected_opacity``. Ids are
+        taken modulo 2**32 (the atlas holds 32-bit ids).
+    selected_opacity : float, default: 0.9
+    ref_step_um : float or None
+        As :attr:`TransferFunction.ref_step_um`.
+    """
+
+    opacity: float = 0.5
+    hidden: tuple[int, ...] = ()
+    selected: tuple[int, ...] = ()
+    selected_opacity: float = 0.9
+    ref_step_um: float | None = None
+
+    def special_table(self) -> npt.NDArray[np.uint32]:
+        """(K, 2) uint32: sorted ids with their flags (1 hidden, 2 selected; hidden wins)."""
+        ids = np.asarray(list(self.hidden) + list(self.selected), dtype=np.uint64)
+        ids &= np.uint64(0xFFFFFFFF)
+        flags = np.r_[np.ones(len(self.hidden)), np.full(len(self.selected), 2)].astype(np.uint32)
+        out = np.zeros((0, 2), np.uint32)
+        if len(ids):
+            u, inv = np.unique(ids.astype(np.uint32), return_inverse=True)
+            f = np.zeros(len(u), np.uint32)
+            np.bitwise_or.at(f, inv, flags)
+            f = np.where(f & 1, 1, f).astype(np.uint32)
+            out = np.stack([u, f], axis=1)
+        return out

@@ -1,0 +1,396 @@
+"""Single-pass streamed volumes inside VTK's frame: ``viewer.raycast`` hosted by a renderer.
+
+:class:`GLVolumeHost` hangs on the main renderer's ``EndEvent``. VTK draws the
+renderer (layer 0: surfaces, tracks, markers, and any per-brick volumes still on the
+old path) into its render framebuffer; then, still inside VTK's frame and context,
+the host wraps that context with moderngl (a loader over the *current* context, no
+second context), copies the framebuffer's depth into a texture, and draws each
+:class:`VtkRaycastImage` with one :class:`viewer.raycast.VolumeRaycaster` call: rays
+end at the opaque geometry's depth and the volume is blended over its colour. Scale
+bar, text and the axes are drawn afterwards by a second renderer layer
+(``SceneRenderer``'s overlays), so they stay on top. Finally VTK's OpenGL state
+cache is re-read (``vtkOpenGLState.Reset``) and its current shader forgotten
+(``vtkOpenGLShaderCache.ReleaseCurrentShader``): moderngl changed programs,
+textures, blending and bindings behind VTK's back.
+
+Order inside a frame: opaque geometry, translucent geometry (VTK's translucent pass,
+without the volume), *then* the single-pass volumes, then overlays. Translucent
+surfaces are therefore composited under the volume, not intermixed with it (depth
+of translucent geometry is not written).
+
+The transfer function is sampled from the same ``vtkVolumeProperty`` the whole-level
+adapter builds (:class:`VtkImage`), so streamed and whole-level pictures agree:
+colour and opacity tables, opacity unit distance, MIP / MinIP for inverted images.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from viewer.scene import Image
+from viewer.streaming import StreamFrame, VolumeStreamer, clip_planes_array
+
+from ._base import FrameContext
+from ._image import VtkImage
+from ._streaming import coarse_range
+
+if TYPE_CHECKING:
+    from viewer.raycast import StreamedVolume, TransferFunction
+
+    from ._canvas import SceneRenderer
+
+__all__ = ["GLFrameStats", "GLVolumeHost", "VtkRaycastImage"]
+
+log = logging.getLogger(__name__)
+
+#: Transfer-function table entries (the shader interpolates linearly between them).
+TF_ENTRIES = 1024
+
+
+class _CurrentContext:
+    """A moderngl loader over the OpenGL context current on this thread (VTK's).
+
+    moderngl's ``create_context(context=...)`` takes any object with ``load`` (a
+    function pointer by name), ``release`` and the context-manager methods; glcontext's
+    own EGL backend cannot attach to an existing context ("unknown mode").
+    """
+
+    def __init__(self, egl: bool) -> None:
+        self._gpa: Any = None
+        if egl:
+            lib = ctypes.CDLL(ctypes.util.find_library("EGL") or "libEGL.so.1")
+            self._gpa = lib.eglGetProcAddress
+        else:
+            lib = ctypes.CDLL(ctypes.util.find_library("GL") or "libGL.so.1")
+            self._gpa = lib.glXGetProcAddressARB
+        self._gpa.restype = ctypes.c_void_p
+        self._gpa.argtypes = [ctypes.c_char_p]
+
+    def load(self, name: str) -> int:
+        return int(self._gpa(name.encode()) or 0)
+
+    def __enter__(self) -> _CurrentContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def release(self) -> None:
+        return None
+
+
+class VtkRaycastImage(VtkImage):
+    """A streamed ``Image`` layer drawn in one ray-casting pass (no VTK props).
+
+    Holds the layer's :class:`VolumeStreamer` and, once a GL context exists, a
+    :class:`viewer.raycast.StreamedVolume` (atlas + page tree). The
+    ``vtkVolumeProperty`` of :class:`VtkImage` is still built (same colours, opacity
+    ramp, unit distance) and sampled into the ray caster's transfer table.
+
+    Parameters
+    ----------
+    layer : Image
+    streamer : VolumeStreamer
+    gpu_budget_bytes : int, default: 1 GiB
+        Most atlas memory; the atlas is made at the first draw, sized to the bricks of
+        that frame (with room for as many again) within this budget.
+    """
+
+    def __init__(
+        self, layer: Image, streamer: VolumeStreamer, gpu_budget_bytes: int = 1 << 30
+    ) -> None:
+        super().__init__(layer)
+        self.streamer = streamer
+        self._external = True  # never read whole levels
+        self._unit_spacing = float(np.min(streamer.grid.scale[0]))
+        self.gpu_budget_bytes = int(gpu_budget_bytes)
+        self.frame: StreamFrame | None = None
+        self.volume: StreamedVolume | None = None
+        if layer.contrast_limits is None:
+            self._data_range = coarse_range(streamer.source)
+
+    # -- streaming (same hooks as VtkStreamedImage) ---------------------------------
+    def note(self, frame: StreamFrame) -> None:
+        """A frame not drawn: the atlas catches up from the next shown frame's keys."""
+
+    def show(self, frame: StreamFrame) -> None:
+        self.frame = frame
+        levels = frame.selection.leaf_levels
+        if len(levels):
+            unit = float(np.min(self.streamer.grid.scale[int(levels.min())]))
+            if unit != self._unit_spacing:
+                self._unit_spacing = unit
+                self.dirty = True
+
+    def _update(self, ctx: FrameContext) -> None:
+        self._update_property()
+
+    def _update_property(self) -> None:
+        super()._update_property()
+        self.property.SetScalarOpacityUnitDistance(self._unit_spacing * 2.0)
+
+    # -- what the ray caster needs ------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        lay = self.layer
+        if lay.rendering == "mip":
+            return "minip" if lay.invert else "mip"
+        return "composite"
+
+    def transfer_function(self) -> TransferFunction:
+        """The property's colour and opacity functions as a table over the contrast limits."""
+        from viewer.raycast import TransferFunction
+
+        lay = self.layer
+        lo, hi = lay.contrast_limits if lay.contrast_limits is not None else self._data_range
+        lo, hi = float(lo), float(hi)
+        if hi <= lo:
+            hi = lo + 1.0
+        # Entry i stands for u = (i + 0.5) / N (see TransferFunction.table).
+        x = lo + (np.arange(TF_ENTRIES) + 0.5) / TF_ENTRIES * (hi - lo)
+        ctf = self.property.GetRGBTransferFunction()
+        otf = self.property.GetScalarOpacity()
+        rgb = np.array([ctf.GetColor(float(s)) for s in x], dtype=np.float32)
+        a = np.array([otf.GetValue(float(s)) for s in x], dtype=np.float32)
+        table = np.concatenate([rgb, a[:, None]], axis=1)
+        unit = float(self.property.GetScalarOpacityUnitDistance())
+        return TransferFunction(table, (lo, hi), ref_step_um=unit)
+
+    def min_ray_um(self, step_factor: float) -> float:
+        """VTK's sample distance for this view's finest level: rays crossing less of
+        the volume get no sample in VTK's ray caster, so none here either."""
+        return float(self._unit_spacing * step_factor)
+
+    def bounds_xyz(self) -> tuple[float, ...]:
+        """World bounds (x0, x1, y0, y1, z0, z1) of the volume, for the camera's clipping range."""
+        g = self.streamer.grid
+        lo = g.translation[0] - 0.5 * g.scale[0]
+        hi = lo + g.shape[0] * g.scale[0]
+        return (
+            float(lo[2]),
+            float(hi[2]),
+            float(lo[1]),
+            float(hi[1]),
+            float(lo[0]),
+            float(hi[0]),
+        )
+
+    def close(self) -> None:
+        if self.volume is not None:
+            self.volume.release()
+            self.volume = None
+        super().close()
+
+
+@dataclass
+class GLFrameStats:
+    """What the single-pass volumes of the last frame did (``vrscope render --stats``).
+
+    Attributes
+    ----------
+    volume_passes : int
+        Ray-casting draw calls for volume layers.
+    bricks_drawn : int
+        Tree leaves drawn from the atlas (by their own brick or a coarser stand-in).
+    levels_drawn : list of int
+        Pyramid levels sampled.
+    gpu_cache_bytes : int
+        Atlas textures.
+    uploads : int
+        Atlas slots written in the frame.
+    """
+
+    volume_passes: int = 0
+    bricks_drawn: int = 0
+    levels_drawn: list[int] = field(default_factory=list)
+    gpu_cache_bytes: int = 0
+    uploads: int = 0
+
+
+class GLVolumeHost:
+    """Draws a :class:`SceneRenderer`'s :class:`VtkRaycastImage` adapters inside VTK's frame.
+
+    Parameters
+    ----------
+    renderer : SceneRenderer
+    one_shot : bool, default: False
+        Upload every brick of a frame at once (one-shot renders: no time budget, the
+        picture is complete); otherwise at most 64 slots and 4 ms per frame.
+
+    Notes
+    -----
+    The moderngl context is made at the first frame (it needs VTK's context current)
+    and wraps VTK's; releasing it releases only moderngl's objects.
+    """
+
+    def __init__(self, renderer: SceneRenderer, one_shot: bool = False) -> None:
+        self.renderer = renderer
+        self.one_shot = one_shot
+        self.ctx: Any = None
+        self._depth: Any = None
+        self._raycaster: Any = None
+        self.stats = GLFrameStats()
+        self.errors = 0
+        self._tag = renderer.renderer.AddObserver("EndEvent", self._on_end)  # type: ignore[arg-type]
+
+    def adapters(self) -> list[VtkRaycastImage]:
+        out = []
+        for lay in self.renderer.scene.layers:
+            a = self.renderer.adapters.get(id(lay))
+            if isinstance(a, VtkRaycastImage) and lay.visible:
+                out.append(a)
+        return out
+
+    def _context(self) -> Any:
+        if self.ctx is None:
+            import moderngl
+
+            egl = self.renderer.window.IsA("vtkEGLRenderWindow")
+            loader: Any = _CurrentContext(bool(egl))
+            self.ctx = moderngl.create_context(require=330, context=loader)
+            from viewer.raycast import VolumeRaycaster
+
+            self._raycaster = VolumeRaycaster(self.ctx)
+        return self.ctx
+
+    def _on_end(self, ren: Any, _event: str) -> None:
+        if ren.GetSelector() is not None:
+            return  # a hardware pick pass
+        adapters = self.adapters()
+        self.stats = GLFrameStats()
+        if not adapters:
+            return
+        try:
+            self._draw(ren, adapters)
+        except Exception:
+            # An exception cannot cross VTK's observer boundary; count it and log it.
+            self.errors += 1
+            log.exception("single-pass volume drawing failed")
+        finally:
+            win = ren.GetRenderWindow()
+            win.GetState().Reset()
+            win.GetShaderCache().ReleaseCurrentShader()
+
+    def _depth_texture(self, fbo: Any, vp: tuple[int, int, int, int]) -> Any:
+        import moderngl
+
+        ctx = self.ctx
+        size = (vp[2], vp[3])
+        if self._depth is None or self._depth.size != size:
+            if self._depth is not None:
+                self._depth.release()
+            self._depth = ctx.texture(size, 1, dtype="f4")
+            self._depth.filter = (moderngl.NEAREST, moderngl.NEAREST)
+        # VTK's render framebuffer's depth is a renderbuffer of its own format (a blit
+        # would need the same format): read it back and upload (2 MB at 800x600).
+        data = fbo.read(viewport=vp, attachment=-1, components=1, dtype="f4")
+        self._depth.write(data)
+        return self._depth
+
+    def _draw(self, ren: Any, adapters: list[VtkRaycastImage]) -> None:
+        from viewer.raycast import StreamedVolume
+
+        ctx = self._context()
+        fbo = ctx.detect_framebuffer()
+        w, h = self.renderer.size
+        x0, y0, x1, y1 = ren.GetViewport()
+        vp = (int(x0 * w), int(y0 * h), int(round((x1 - x0) * w)), int(round((y1 - y0) * h)))
+        cam = ren.GetActiveCamera()
+        aspect = vp[2] / max(vp[3], 1)
+        view = _np(cam.GetModelViewTransformMatrix())
+        proj = _np(cam.GetProjectionTransformMatrix(aspect, -1.0, 1.0))
+        depth = self._depth_texture(fbo, vp)
+        planes = clip_planes_array(list(self.renderer.scene.clipping_planes))
+        step = 1.0 / self.renderer.quality.samples_per_voxel
+        st = self.stats
+        levels: set[int] = set()
+        for a in adapters:
+            frame = a.frame
+            if frame is None:
+                continue
+            if a.volume is None:
+                a.volume = StreamedVolume(
+                    ctx,
+                    a.streamer,
+                    self._atlas_budget(a, frame),
+                    max_uploads=1 << 30 if self.one_shot else 64,
+                    upload_budget_s=float("inf") if self.one_shot else 0.004,
+                )
+            tf = a.transfer_function()
+            mode = a.mode
+            pool = a.volume.update(frame, skip_for=tf if mode == "composite" else None)
+            self._raycaster.set_nodes(pool)
+            self._raycaster.draw(
+                fbo,
+                view,
+                proj,
+                a.volume.tree,
+                a.volume.atlas,
+                tf,
+                viewport=vp,
+                depth=depth,
+                clip_planes=planes if len(planes) else None,
+                mode=mode,
+                step_factor=step,
+                min_ray_um=a.min_ray_um(step),
+            )
+            up = a.volume.last
+            assert up is not None
+            st.volume_passes += self._raycaster.stats.draw_calls
+            st.bricks_drawn += up.drawn
+            st.uploads += up.uploads + up.border_uploads
+            st.gpu_cache_bytes += up.atlas_bytes
+            words = a.volume._words
+            drawn = words[words != 0]
+            levels.update(int(v) for v in np.unique((drawn >> np.uint32(24)) & np.uint32(63)))
+        st.levels_drawn = sorted(levels)
+
+    def _atlas_budget(self, a: VtkRaycastImage, frame: StreamFrame) -> int:
+        from viewer.raycast import BrickAtlas
+
+        edge = int(a.streamer.grid.chunks.max())
+        probe = BrickAtlas(self.ctx, edge, a.streamer.source.dtype, 1, max_uploads=0)
+        slot = probe.slot_bytes
+        probe.release()
+        want = max(2 * len(frame.keys), 64) * slot
+        return int(min(want, a.gpu_budget_bytes))
+
+    def finish(self) -> None:
+        """Wait for the GPU (frame timing)."""
+        if self.ctx is not None:
+            self.ctx.finish()
+
+    def close(self) -> None:
+        self.renderer.renderer.RemoveObserver(self._tag)
+        if self.ctx is None:
+            return
+        self.renderer.window.MakeCurrent()
+        for a in self.renderer.adapters.values():
+            if isinstance(a, VtkRaycastImage) and a.volume is not None:
+                a.volume.release()
+                a.volume = None
+        if self._raycaster is not None:
+            self._raycaster.release()
+        if self._depth is not None:
+            self._depth.release()
+        self._raycaster = self._depth = None
+
+
+def _np(m: Any) -> npt.NDArray[np.float64]:
+    return np.array([[m.GetElement(i, j) for j in range(4)] for i in range(4)], dtype=np.float64)
+
+
+def timed_frame(renderer: SceneRenderer, host: GLVolumeHost) -> float:
+    """Draw one frame and wait for the GPU; its wall time in ms."""
+    t0 = time.perf_counter()
+    renderer.render()
+    host.finish()
+    return (time.perf_counter() - t0) * 1e3
