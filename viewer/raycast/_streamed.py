@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from viewer.streaming import StreamFrame, VolumeStreamer
+from viewer.streaming import NEIGHBOUR_OFFSETS, StreamFrame, VolumeStreamer
 
 from ._atlas import BrickAtlas, pad_to_slot
 from ._transfer import LabelStyle, TransferFunction
@@ -18,17 +18,6 @@ from ._tree import PageTree, stand_in_words
 __all__ = ["StreamedVolume", "UpdateStats"]
 
 U32 = npt.NDArray[np.uint32]
-
-_OFFSETS = np.array(
-    [
-        (a, b, c)
-        for a in (-1, 0, 1)
-        for b in (-1, 0, 1)
-        for c in (-1, 0, 1)
-        if (a, b, c) != (0, 0, 0)
-    ],
-    dtype=np.int64,
-)
 
 
 @dataclass(frozen=True)
@@ -125,7 +114,7 @@ class StreamedVolume:
         code = keys % grid.n_bricks
         base = keys - code
         lvl, ijk = grid.decode(code)
-        nb = ijk[:, None, :] + _OFFSETS[None, :, :]
+        nb = ijk[:, None, :] + NEIGHBOUR_OFFSETS[None, :, :]
         inside = ((nb >= 0) & (nb < grid.grid[lvl][:, None, :])).all(axis=2)
         lv = np.broadcast_to(lvl[:, None], inside.shape)[inside]
         out = self.tree.codes(lv, nb[inside]) + np.broadcast_to(base[:, None], inside.shape)[inside]

@@ -42,9 +42,16 @@ from ._scheduler import (
     default_batch,
     default_workers,
 )
-from ._streamer import PaddedBrick, StreamFrame, StreamStats, VolumeStreamer
+from ._streamer import (
+    NEIGHBOUR_OFFSETS,
+    PaddedBrick,
+    StreamFrame,
+    StreamStats,
+    VolumeStreamer,
+)
 
 __all__ = [
+    "NEIGHBOUR_OFFSETS",
     "BrickedSource",
     "check_brick_size",
     "BrickCache",

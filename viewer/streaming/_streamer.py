@@ -75,6 +75,9 @@ _OFFSETS = np.array(
 # specific neighbour never gets overwritten by a face's repeated edge.
 _OFFSETS = _OFFSETS[np.argsort(np.abs(_OFFSETS).sum(axis=1), kind="stable")]
 _OFFSETS_PY = [tuple(int(v) for v in o) for o in _OFFSETS]
+#: The 26 neighbours of a brick as (z, y, x) index offsets, faces first (public for the GPU
+#: cache, which refreshes the borders of neighbours of arrivals the same way).
+NEIGHBOUR_OFFSETS = _OFFSETS
 # Share of the RAM budget the wanted set may take (the rest absorbs arrivals in flight).
 _BUDGET_SHARE = 0.9
 
