@@ -59,10 +59,19 @@ Design decisions (and where they differ from the plan in issue 15):
   them), which is not always one node of the tree; the selection already holds the
   tree (``node_parent``), so packing it needs no search, and stand-ins are chosen by
   what the atlas holds (above) rather than what RAM holds.
-- Samples lie on one lattice per ray (``t0 + k * step``) that the march carries across
-  leaf boxes; inside one level the samples are exactly those of a single brick, so
-  splitting a level into bricks changes nothing (the tests find PSNR > 100 dB). An
+- Samples lie on one lattice per ray (``t0 + k * step``, k >= 1) that the march carries
+  across leaf boxes; inside one level the samples are exactly those of a single brick,
+  so splitting a level into bricks changes nothing (the tests find PSNR > 100 dB). An
   empty node is skipped in whole steps for the same reason.
+- The lattice is VTK's (``vtkOpenGLGPUVolumeRayCastMapper``, VTK 9.7, whose pictures
+  ``vrscope render --no-stream`` draws): the volume's box runs from the first voxel
+  centre to the last (point data: texels are sampled at their centres, the proxy box
+  is the point bounds); the ray's first sample is one step *past* its entry (box face
+  or clipping plane: ``g_rayOrigin += g_rayJitter`` with ``g_rayJitter = g_dirStep``
+  when jittering is off); it samples while inside the box and up to one step past the
+  end set by clipping planes and opaque depth (``g_terminatePointMax`` is tested after
+  the advance). Sampling the entry face as well cost 15 dB at silhouettes where the
+  opaque end of the transfer function meets the box faces.
 - The levels must nest (each level's bricks 1x or 2x the next finer level's along each
   axis, same grid corner). Pyramids whose coarsest levels shrink below one chunk
   (chunks clipped to the level's shape) do not; :class:`PageTree` refuses them with a

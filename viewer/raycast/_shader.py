@@ -141,38 +141,54 @@ void main() {
     vec3 b = (u_box_hi - ro) * inv;
     vec3 mn = min(a, b);
     vec3 mx = max(a, b);
+    // VTK's GPU ray caster (vtkOpenGLGPUVolumeRayCastMapper, 9.x) is the reference:
+    // the ray enters at t0 (box face, or a clipping plane behind it), its first sample
+    // is one step *past* t0 (g_rayOrigin += g_dirStep), it samples while the point is
+    // inside the box (t <= tb) and goes on up to one step past the end set by clipping
+    // planes and opaque depth (ts), because its termination test runs after the advance.
     float t0 = max(max(max(mn.x, mn.y), mn.z), 0.0);
-    float t1 = min(min(mx.x, mx.y), mx.z);
+    float tb = min(min(mx.x, mx.y), mx.z);
+    float ts = 3.0e38;
     for (int i = 0; i < u_n_planes; ++i) {
         float dn = dot(u_planes[i].xyz, rd);
         float dist = dot(u_planes[i].xyz, ro) + u_planes[i].w;
         if (abs(dn) < 1e-12) {
-            if (dist < 0.0) t1 = -1.0;
+            if (dist < 0.0) ts = -1.0;
         } else if (dn > 0.0) {
             t0 = max(t0, -dist / dn);
         } else {
-            t1 = min(t1, -dist / dn);
+            ts = min(ts, -dist / dn);
         }
     }
     if (u_has_depth != 0) {
         float d = texelFetch(u_depth, ivec2(gl_FragCoord.xy), 0).r;
-        if (d < 1.0) t1 = min(t1, dot(unproject(ndc, 2.0 * d - 1.0) - ro, rd));
+        if (d < 1.0) ts = min(ts, dot(unproject(ndc, 2.0 * d - 1.0) - ro, rd));
     }
     frag = vec4(0.0);
     // A host may drop rays that cross less than u_min_ray of the volume (VTK's ray
-    // caster takes no sample on them: whole-level VTK pictures are matched with it).
-    if (!(t1 > t0 + u_min_ray)) return;
+    // caster discards a ray whose first sample, t0 + step, is outside the box).
+    if (!(tb > t0 + u_min_ray) || !(ts > t0)) return;
 
     vec4 acc = vec4(0.0);
     float vmax = -1e30;
     float vmin = 1e30;
-    float t = t0;
+    // The lattice is t0 + k * step, k >= 1 (no sample on the entry face): the step of
+    // the level sampled where the ray enters.
+    float t;
+    {
+        int L;
+        vec3 lo, hi;
+        uint w = descend(ro + rd * (t0 + u_nudge), L, lo, hi);
+        t = t0 + u_step[(w >> 30) == 2u ? int((w >> 24) & 63u) : L];
+    }
+    float t1 = min(tb, ts + u_step[u_top]);
     for (int it = 0; it < u_max_nodes && t < t1; ++it) {
         int L;
         vec3 lo, hi;
         uint w = descend(ro + rd * (t + u_nudge), L, lo, hi);
-        float tx = max(min(exit_t(ro, inv, lo, hi), t1), t + u_nudge);
+        float tl = max(exit_t(ro, inv, lo, hi), t + u_nudge);
         if ((w >> 30) != 2u) {
+            float tx = min(tl, min(tb, ts + u_step[L]));
             // Empty: skip the box in whole steps, so the sample lattice goes on unchanged.
             float st = u_step[L];
             t += max(ceil((tx - t) / st), 1.0) * st;
@@ -181,6 +197,9 @@ void main() {
         int Ls = int((w >> 24) & 63u);
         int slot = int(w & 0xFFFFFFu);
         float st = u_step[Ls];
+        float tend = min(tb, ts + st);
+        if (!(t < tend)) break;
+        float tx = min(tl, tend);
         // The sampled brick: the leaf's own or the ancestor of level Ls that holds it.
         vec3 bijk = floor((0.5 * (lo + hi) - u_corner[Ls]) / u_brick[Ls]);
         vec3 so = vec3(slot % u_slots.x, (slot / u_slots.x) % u_slots.y,

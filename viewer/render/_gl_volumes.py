@@ -165,8 +165,9 @@ class VtkRaycastImage(VtkImage):
         return TransferFunction(table, (lo, hi), ref_step_um=unit)
 
     def min_ray_um(self, step_factor: float) -> float:
-        """VTK's sample distance for this view's finest level: rays crossing less of
-        the volume get no sample in VTK's ray caster, so none here either."""
+        """VTK's sample distance for this view's finest level: VTK's ray caster discards
+        a ray whose first sample (one step past the entry) is outside the box, so rays
+        crossing less of the volume are dropped here too."""
         return float(self._unit_spacing * step_factor)
 
     def bounds_xyz(self) -> tuple[float, ...]:

@@ -21,10 +21,8 @@ clip planes (repeatable):
   y>12um    keep y beyond 12 µm (world position)
 
 streaming (default): the picture is drawn once every visible brick is loaded at the
-level the view needs. With --rendering mip (or --single-pass) the image volume is ray
-cast in one pass over all its bricks (--brick-size sets the brick edge); otherwise one
-volume per brick, until the single pass matches the whole-level picture at silhouettes
-(issue 15); label images stream
+level the view needs. The image volume is ray cast in one pass over all its bricks
+(composite and mip; --brick-size sets the brick edge); label images stream
 too (--label-mode volume as bricks, surfaces as one marching-cubes mesh per brick, at
 the level the view needs). --no-stream reads one whole level instead. --stats FILE.json
 writes what the final frame drew (volume_passes, bricks_drawn, levels_drawn, frame_ms,
@@ -187,12 +185,6 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="streaming: brick edge in voxels, a power of two from 8 to 512 "
         "(default: 64, see docs/benchmarks.md)",
-    )
-    p.add_argument(
-        "--single-pass",
-        action="store_true",
-        help="streaming: ray cast the image volume in one pass over all its bricks (always "
-        "for --rendering mip)",
     )
     p.add_argument(
         "--stats",
@@ -372,7 +364,7 @@ def run(args: argparse.Namespace) -> int:
                 show_scale_bar=show,
                 show_axes=show,
                 brick_size=brick_size,
-                single_pass=bool(getattr(args, "single_pass", False)) or args.rendering == "mip",
+                single_pass=True,
                 frame_stats=frame if stats_path is not None else None,
                 **opts,
             )

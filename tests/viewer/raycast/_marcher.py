@@ -4,6 +4,10 @@ Rays come from look-at + pinhole definitions (not ``camera_matrices``), samples 
 trilinear (``scipy.ndimage.map_coordinates``, edges clamped), the transfer function is
 the table interpolated at texel centres; composite is front-to-back "over" with the
 opacity correction ``1 - (1 - a) ** (step / ref)`` and stops at alpha > 0.99.
+
+Samples follow VTK's GPU ray caster (vtkOpenGLGPUVolumeRayCastMapper), as the shader
+does: at ``t0 + k * step`` for k >= 1 (none on the entry face), while inside the box
+(``t < t_box``) and up to one step past the end set by clipping planes or ``t_end``.
 """
 
 from __future__ import annotations
@@ -64,7 +68,8 @@ def march(
     """
     h, w, _ = d.shape
     dd = d.reshape(-1, 3)
-    t0, t1 = slab(eye, dd, np.asarray(box_lo, float), np.asarray(box_hi, float))
+    t0, tb = slab(eye, dd, np.asarray(box_lo, float), np.asarray(box_hi, float))
+    ts = np.full_like(tb, np.inf)  # end set by planes and t_end
     for pl in planes:
         n, off = np.asarray(pl[:3], float), float(pl[3])
         dn = dd @ n
@@ -72,9 +77,13 @@ def march(
         with np.errstate(divide="ignore", invalid="ignore"):
             th = -dist / dn
         t0 = np.where(dn > 0, np.maximum(t0, th), t0)
-        t1 = np.where(dn < 0, np.minimum(t1, th), t1)
+        ts = np.where(dn < 0, np.minimum(ts, th), ts)
+        ts = np.where((dn == 0) & (dist < 0), -np.inf, ts)
     if t_end is not None:
-        t1 = np.minimum(t1, np.asarray(t_end, float).reshape(-1))
+        ts = np.minimum(ts, np.asarray(t_end, float).reshape(-1))
+    # VTK's lattice (module docstring): first sample one step in; the termination test
+    # runs after the step, so samples go on to one step past ts.
+    t1 = np.where(ts > t0, np.minimum(tb, ts + step), t0)
     n_tab = len(table)
 
     def tf(v):
@@ -84,7 +93,7 @@ def march(
     acc = np.zeros((len(dd), 4))
     vmax = np.full(len(dd), -np.inf)
     vmin = np.full(len(dd), np.inf)
-    t = t0.copy()
+    t = t0 + step
     live = t < t1
     ex = step / ref_step
     while live.any():
@@ -173,7 +182,7 @@ def march_labels(
     alpha[np.isin(ids, hidden) | (ids == 0)] = 0.0
     ex = step / ref_step
     acc = np.zeros((len(dd), 4))
-    t = t0.copy()
+    t = t0 + step  # VTK's lattice, as in march()
     live = t < t1
     while live.any():
         idx = live.nonzero()[0]
