@@ -87,6 +87,20 @@ class _CurrentContext:
         return None
 
 
+def _egl_current() -> bool:
+    """Whether an EGL context is current on this thread (a context VTK does not own,
+    e.g. the XR session's, wrapped by a ``vtkGenericOpenGLRenderWindow``)."""
+    name = ctypes.util.find_library("EGL") or "libEGL.so.1"
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError:
+        return False
+    get = lib.eglGetCurrentContext
+    get.restype = ctypes.c_void_p
+    get.argtypes = []
+    return bool(get())
+
+
 class VtkRaycastImage(VtkImage):
     """A streamed ``Image`` layer drawn in one ray-casting pass (no VTK props).
 
@@ -305,8 +319,8 @@ class GLVolumeHost:
         if self.ctx is None:
             import moderngl
 
-            egl = self.renderer.window.IsA("vtkEGLRenderWindow")
-            loader: Any = _CurrentContext(bool(egl))
+            egl = bool(self.renderer.window.IsA("vtkEGLRenderWindow")) or _egl_current()
+            loader: Any = _CurrentContext(egl)
             self.ctx = moderngl.create_context(require=330, context=loader)
             from viewer.raycast import VolumeRaycaster
 

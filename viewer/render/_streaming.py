@@ -29,10 +29,10 @@ a neighbour arrives that should fill its border.
 
 With ``single_pass=True`` ``Image`` layers (composite, MIP, MinIP) are drawn by
 :mod:`viewer.render._gl_volumes` in one ray-casting pass each, whatever the number
-of bricks: ``vrscope render`` (:func:`render_streamed`), ``vrscope movie`` and the
-desktop 3D view (``viewer.qt``'s render thread) use it. The per-brick path above
-stays for XR (``xrmode``), label volumes, ``isosurface`` images and pyramids the
-page tree does not take, until they move over too (issue 15). It cannot draw
+of bricks: ``vrscope render`` (:func:`render_streamed`), ``vrscope movie``, the
+desktop 3D view (``viewer.qt``'s render thread) and both XR eyes (``xrmode``) use it.
+The per-brick path above stays for label volumes, ``isosurface`` images and
+pyramids the page tree does not take, until they move over too (issue 15). It cannot draw
 maximum/minimum intensity projection (VTK composites volumes with "over" blending,
 so the front brick's projection hides the rest of the ray).
 """
