@@ -395,9 +395,8 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
     if stream is None:
         # Stream when the finest level does not fit the renderer's voxel budget (the
         # whole-level path would show a coarser level). Smaller images are drawn whole:
-        # bricks cost a mapper each and still differ slightly from one volume in a
-        # face-on view (~1 grey level, docs/benchmarks.md "Streaming in the headset"),
-        # which buys nothing there.
+        # streaming buys nothing there (and label volumes still stream one VTK volume per
+        # brick, docs/benchmarks.md "Streaming in the headset").
         budget = target.renderer.voxel_budget
         sources = [getattr(lay, "data", None) for lay in app.scene.layers if lay.kind == "image"]
         stream = any(
@@ -406,7 +405,8 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
     if stream:
         from viewer.render import _streaming
 
-        streaming = _streaming.StreamingController(target.renderer, n_workers=2)
+        # Image layers: one ray-casting pass per eye (viewer.render._gl_volumes).
+        streaming = _streaming.StreamingController(target.renderer, n_workers=2, single_pass=True)
     trace(
         "session",
         runtime=session.runtime_name,
@@ -492,6 +492,7 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
                     sample=app.quality.sample_factor,
                 )
             inp = frame.input
+            host = streaming.host if streaming is not None else None
             trace(
                 "frame",
                 i=frame.index,
@@ -509,12 +510,22 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
                 time=app.ctx.current_time,
                 planes=[[list(p.origin), list(p.normal)] for p in app.scene.clipping_planes],
                 stream=stream_stats,
+                single_pass=None
+                if host is None
+                else {
+                    "volume_passes": host.stats.volume_passes,
+                    "bricks_drawn": host.stats.bricks_drawn,
+                    "behind": host.stats.behind,
+                    "errors": host.errors,
+                },
             )
             # The snapshot shows the view at full detail: taken on the first frame whose
             # streamed layers were complete (or after SNAPSHOT_WAIT_S, whatever is drawn).
-            settled = stream_stats is None or all(
-                st["drawn"] > 0 and st["undrawn"] == 0 for st in stream_stats.values()
-            )
+            # ... and, for single-pass layers, once the GPU atlas holds every brick drawn.
+            settled = (
+                stream_stats is None
+                or all(st["drawn"] > 0 and st["undrawn"] == 0 for st in stream_stats.values())
+            ) and not (host is not None and host.behind)
             waited = t_start is not None and time.monotonic() - t_start > SNAPSHOT_WAIT_S
             ready = focused and len(snap) == len(frame.eyes) and frame.eyes
             if want_snapshot and ready and (settled or waited):

@@ -13,8 +13,11 @@ events only mark the view dirty; the thread coalesces them into one frame.
 Every image layer is streamed (``viewer.render.StreamingController``): each
 frame the thread calls ``update()`` (level of detail for the current camera,
 bricks requested on the streamer's loader threads), draws the resident bricks,
-and while bricks are still loading it draws again every :data:`REFINE_S`
-seconds, so the picture sharpens as they land. Nothing here waits for I/O. The
+and while bricks are still loading (or still being uploaded to the GPU brick
+atlas) it draws again every :data:`REFINE_S` seconds, so the picture sharpens
+as they land. ``Image`` layers are drawn in one ray-casting pass each
+(``single_pass=True``: ``viewer.render._gl_volumes``, MIP included); label
+volumes and iso-surface images still draw one VTK volume per brick. Nothing here waits for I/O. The
 streamers' statistics (cache use, pending and running requests) go to the
 window's status bar after every frame.
 
@@ -288,8 +291,12 @@ class RenderThread:
             self.renderer = SceneRenderer(self.scene, size=self._size, background=self._background)
             if self._stream:
                 # Replaces the image adapters before their first sync: no whole level is read.
+                # Image layers are drawn in one ray-casting pass each (GLVolumeHost).
                 self.streaming = StreamingController(
-                    self.renderer, cache_bytes=self._cache_bytes, n_workers=self._stream_workers
+                    self.renderer,
+                    cache_bytes=self._cache_bytes,
+                    n_workers=self._stream_workers,
+                    single_pass=True,
                 )
         if self.renderer.size != self._size:
             self.renderer.set_size(*self._size)
@@ -323,10 +330,11 @@ class RenderThread:
         self.last_render_s = dt
         # Keep drawing while something is still coming; a brick that failed or was cut by
         # the budget leaves nothing pending, and then the view rests.
+        host = self.streaming.host if self.streaming is not None else None
         self.refining = any(
             not f.complete and (f.stats.pending > 0 or f.stats.in_flight > 0)
             for f in frames.values()
-        )
+        ) or (host is not None and host.behind)
         self._bridge.frame.emit(img, dt)
         if self.streaming is not None:
             self._bridge.stats.emit({k: f.stats for k, f in frames.items()})

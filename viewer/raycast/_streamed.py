@@ -39,6 +39,10 @@ class UpdateStats:
         Words in the node pool.
     tree_ms, upload_ms : float
         Wall-clock time of the tree build (lookups, stand-ins, packing) and of the uploads.
+    behind : int
+        Uploads still owed after this frame: the frame's bricks not in the atlas yet
+        (0 when they cannot all fit in it) and borders still to rewrite. A host that
+        draws progressively keeps drawing while this is above 0.
     """
 
     leaves: int
@@ -50,6 +54,7 @@ class UpdateStats:
     nodes: int
     tree_ms: float
     upload_ms: float
+    behind: int = 0
 
 
 class StreamedVolume:
@@ -187,6 +192,9 @@ class StreamedVolume:
         drawn = words != 0
         atlas.table.touch((words[drawn] & np.uint32((1 << 24) - 1)).astype(np.int64))
         t2 = time.perf_counter()
+        missing = 0
+        if len(frame.keys) <= atlas.n_slots:
+            missing = int(np.count_nonzero(atlas.table.lookup(frame.keys) < 0))
         self.last = UpdateStats(
             leaves=len(sel.leaves),
             drawn=int(np.count_nonzero(drawn)),
@@ -197,6 +205,7 @@ class StreamedVolume:
             nodes=len(self.pool),
             tree_ms=(t2 - t1) * 1e3,
             upload_ms=(t1 - t0) * 1e3,
+            behind=missing + len(self._stale),
         )
         return self.pool
 

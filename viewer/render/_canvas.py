@@ -572,8 +572,43 @@ class SceneRenderer:
                         if arr is not None:
                             label = int(arr.GetValue(picker.GetCellId()))
                     break
+        world, layer_name, label = self._pick_single_pass(x, y, world, layer_name, label)
         node_id, node_layer = self._nearest_node(x, y, node_tolerance_px)
         return PickResult(world, layer_name, label, node_id, node_layer)
+
+    def _pick_single_pass(
+        self,
+        x: float,
+        y: float,
+        world: tuple[float, float, float] | None,
+        layer_name: str | None,
+        label: int | None,
+    ) -> tuple[tuple[float, float, float] | None, str | None, int | None]:
+        """Volumes drawn in one pass (no VTK prop) picked on the CPU, if nearer than ``world``."""
+        single = [a for a in self.adapters.values() if hasattr(a, "pick_segment")]
+        if not single:
+            return world, layer_name, label
+        ren = self.renderer
+        h = self.size[1]
+        ends = []
+        for zd in (0.0, 1.0):
+            ren.SetDisplayPoint(float(x) + 0.5, float(h - 1 - y) + 0.5, zd)
+            ren.DisplayToWorld()
+            wx, wy, wz, ww = ren.GetWorldPoint()
+            ends.append(np.array([wz, wy, wx]) / (ww or 1.0))
+        p0, p1 = ends
+        seg = p1 - p0
+        best = 2.0
+        if world is not None:
+            best = float(np.dot(np.asarray(world) - p0, seg) / max(np.dot(seg, seg), 1e-300))
+        for a in single:
+            t = a.pick_segment(p0, p1)
+            if t is not None and t < best:
+                best = t
+                pt = p0 + t * seg
+                world = (float(pt[0]), float(pt[1]), float(pt[2]))
+                layer_name, label = a.layer.name, None
+        return world, layer_name, label
 
     def _nearest_node(self, x: float, y: float, tol: float) -> tuple[int | None, str | None]:
         best: tuple[float, int | None, str | None] = (tol, None, None)

@@ -87,6 +87,20 @@ class _CurrentContext:
         return None
 
 
+def _egl_current() -> bool:
+    """Whether an EGL context is current on this thread (a context VTK does not own,
+    e.g. the XR session's, wrapped by a ``vtkGenericOpenGLRenderWindow``)."""
+    name = ctypes.util.find_library("EGL") or "libEGL.so.1"
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError:
+        return False
+    get = lib.eglGetCurrentContext
+    get.restype = ctypes.c_void_p
+    get.argtypes = []
+    return bool(get())
+
+
 class VtkRaycastImage(VtkImage):
     """A streamed ``Image`` layer drawn in one ray-casting pass (no VTK props).
 
@@ -114,6 +128,7 @@ class VtkRaycastImage(VtkImage):
         self.gpu_budget_bytes = int(gpu_budget_bytes)
         self.frame: StreamFrame | None = None
         self.volume: StreamedVolume | None = None
+        self._atlas_bytes = 0  # the atlas budget the volume was made with
         if layer.contrast_limits is None:
             self._data_range = coarse_range(streamer.source)
 
@@ -170,6 +185,51 @@ class VtkRaycastImage(VtkImage):
         crossing less of the volume are dropped here too."""
         return float(self._unit_spacing * step_factor)
 
+    def pick_segment(
+        self, p0_zyx: npt.ArrayLike, p1_zyx: npt.ArrayLike, isovalue: float = 0.1
+    ) -> float | None:
+        """Where the segment p0 -> p1 (world zyx) first reaches ``isovalue`` opacity.
+
+        The fraction along the segment, or None. Sampled on the CPU from the bricks the
+        last frame drew (resident in RAM; trilinear, a quarter voxel apart, the crossing
+        interpolated), like ``vtkVolumePicker``'s opacity isovalue: what a click on the
+        picture hits.
+        """
+        frame = self.frame
+        if frame is None or not len(frame.keys) or not self.layer.visible:
+            return None
+        p0 = np.asarray(p0_zyx, dtype=np.float64)
+        d = np.asarray(p1_zyx, dtype=np.float64) - p0
+        d = np.where(np.abs(d) < 1e-12, 1e-12, d)
+        t0 = (frame.crop_lo - p0) / d
+        t1 = (frame.crop_hi - p0) / d
+        tmin = np.minimum(t0, t1).max(axis=1).clip(0.0, None)
+        tmax = np.maximum(t0, t1).min(axis=1).clip(None, 1.0)
+        tf = self.transfer_function()
+        alpha = np.asarray(tf.table)[:, 3]
+        lo, hi = tf.contrast_limits
+        length = float(np.linalg.norm(d))
+        for i in np.flatnonzero(tmin < tmax)[np.argsort(tmin[tmin < tmax], kind="stable")]:
+            pb = self.streamer.padded(int(frame.keys[i]))
+            if pb is None:
+                continue
+            step = 0.25 * float(np.min(pb.spacing_um)) / max(length, 1e-12)
+            t = np.arange(tmin[i], tmax[i] + step, step).clip(None, tmax[i])
+            f = (p0 + t[:, None] * d - np.asarray(pb.origin_um)) / np.asarray(pb.spacing_um)
+            vals = _trilinear(pb.array, f)
+            u = (vals - lo) / (hi - lo) * len(alpha) - 0.5
+            a = np.interp(u, np.arange(len(alpha)), alpha)
+            hit = np.flatnonzero(a >= isovalue)
+            if not len(hit):
+                continue
+            k = int(hit[0])
+            if k == 0 or a[k] == a[k - 1]:
+                return float(t[k])
+            # The crossing between the last sample below and the first at or above.
+            w = (isovalue - a[k - 1]) / (a[k] - a[k - 1])
+            return float(t[k - 1] + w * (t[k] - t[k - 1]))
+        return None
+
     def bounds_xyz(self) -> tuple[float, ...]:
         """World bounds (x0, x1, y0, y1, z0, z1) of the volume, for the camera's clipping range."""
         g = self.streamer.grid
@@ -207,6 +267,9 @@ class GLFrameStats:
         Atlas textures.
     uploads : int
         Atlas slots written in the frame.
+    behind : int
+        Uploads still owed (bricks of the frame not in the atlas yet, stale borders):
+        a progressive host draws again while this is above 0.
     """
 
     volume_passes: int = 0
@@ -214,6 +277,7 @@ class GLFrameStats:
     levels_drawn: list[int] = field(default_factory=list)
     gpu_cache_bytes: int = 0
     uploads: int = 0
+    behind: int = 0
 
 
 class GLVolumeHost:
@@ -240,6 +304,7 @@ class GLVolumeHost:
         self._raycaster: Any = None
         self.stats = GLFrameStats()
         self.errors = 0
+        self._slot_bytes: dict[int, int] = {}
         self._tag = renderer.renderer.AddObserver("EndEvent", self._on_end)  # type: ignore[arg-type]
 
     def adapters(self) -> list[VtkRaycastImage]:
@@ -254,8 +319,8 @@ class GLVolumeHost:
         if self.ctx is None:
             import moderngl
 
-            egl = self.renderer.window.IsA("vtkEGLRenderWindow")
-            loader: Any = _CurrentContext(bool(egl))
+            egl = bool(self.renderer.window.IsA("vtkEGLRenderWindow")) or _egl_current()
+            loader: Any = _CurrentContext(egl)
             self.ctx = moderngl.create_context(require=330, context=loader)
             from viewer.raycast import VolumeRaycaster
 
@@ -310,18 +375,28 @@ class GLVolumeHost:
         proj = _np(cam.GetProjectionTransformMatrix(aspect, -1.0, 1.0))
         depth = self._depth_texture(fbo, vp)
         planes = clip_planes_array(list(self.renderer.scene.clipping_planes))
-        step = 1.0 / self.renderer.quality.samples_per_voxel
+        q = self.renderer.quality
+        # No render scale yet: rays spaced further apart than a pixel (the "interactive"
+        # quality of a camera drag) lengthen the step instead (opacity corrected, so the
+        # picture keeps its brightness; about as many fewer samples).
+        step = max(float(q.min_ray_spacing_px), 1.0) / q.samples_per_voxel
         st = self.stats
         levels: set[int] = set()
         for a in adapters:
             frame = a.frame
             if frame is None:
                 continue
+            if a.volume is not None and self._outgrown(a, frame):
+                # The view now needs more bricks than the atlas holds (zoomed in since
+                # the atlas was sized): make a bigger one (the bricks upload again).
+                a.volume.release()
+                a.volume = None
             if a.volume is None:
+                a._atlas_bytes = self._atlas_budget(a, frame)
                 a.volume = StreamedVolume(
                     ctx,
                     a.streamer,
-                    self._atlas_budget(a, frame),
+                    a._atlas_bytes,
                     max_uploads=1 << 30 if self.one_shot else 64,
                     upload_budget_s=float("inf") if self.one_shot else 0.004,
                 )
@@ -349,6 +424,7 @@ class GLVolumeHost:
             st.bricks_drawn += up.drawn
             st.uploads += up.uploads + up.border_uploads
             st.gpu_cache_bytes += up.atlas_bytes
+            st.behind += up.behind
             words = a.volume._words
             drawn = words[words != 0]
             levels.update(int(v) for v in np.unique((drawn >> np.uint32(24)) & np.uint32(63)))
@@ -357,12 +433,26 @@ class GLVolumeHost:
     def _atlas_budget(self, a: VtkRaycastImage, frame: StreamFrame) -> int:
         from viewer.raycast import BrickAtlas
 
-        edge = int(a.streamer.grid.chunks.max())
-        probe = BrickAtlas(self.ctx, edge, a.streamer.source.dtype, 1, max_uploads=0)
-        slot = probe.slot_bytes
-        probe.release()
+        slot = self._slot_bytes.get(id(a))
+        if slot is None:
+            edge = int(a.streamer.grid.chunks.max())
+            probe = BrickAtlas(self.ctx, edge, a.streamer.source.dtype, 1, max_uploads=0)
+            slot = self._slot_bytes[id(a)] = probe.slot_bytes
+            probe.release()
         want = max(2 * len(frame.keys), 64) * slot
         return int(min(want, a.gpu_budget_bytes))
+
+    def _outgrown(self, a: VtkRaycastImage, frame: StreamFrame) -> bool:
+        vol = a.volume
+        assert vol is not None
+        if len(frame.keys) <= vol.atlas.n_slots:
+            return False
+        return self._atlas_budget(a, frame) > a._atlas_bytes
+
+    @property
+    def behind(self) -> bool:
+        """The last frame left uploads for later frames (the picture is still refining)."""
+        return self.stats.behind > 0
 
     def finish(self) -> None:
         """Wait for the GPU (frame timing)."""
@@ -383,6 +473,26 @@ class GLVolumeHost:
         if self._depth is not None:
             self._depth.release()
         self._raycaster = self._depth = None
+
+
+def _trilinear(arr: npt.NDArray[Any], f: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``arr`` (z, y, x) at fractional voxel coordinates ``f`` (N, 3), edges clamped."""
+    hi = np.asarray(arr.shape) - 1
+    f = f.clip(0, hi)
+    i0 = np.floor(f).astype(np.int64).clip(0, np.maximum(hi - 1, 0))
+    w = f - i0
+    out = np.zeros(len(f))
+    for dz in (0, 1):
+        for dy in (0, 1):
+            for dx in (0, 1):
+                idx = np.minimum(i0 + (dz, dy, dx), hi)
+                wt = (
+                    (w[:, 0] if dz else 1 - w[:, 0])
+                    * (w[:, 1] if dy else 1 - w[:, 1])
+                    * (w[:, 2] if dx else 1 - w[:, 2])
+                )
+                out += wt * arr[idx[:, 0], idx[:, 1], idx[:, 2]]
+    return out
 
 
 def _np(m: Any) -> npt.NDArray[np.float64]:

@@ -27,13 +27,14 @@ inside one level neighbours interpolate the same boundary values. Volumes and
 their textures are kept across frames and rebuilt only when an item appears or
 a neighbour arrives that should fill its border.
 
-Limitation: maximum/minimum intensity projection cannot be drawn per brick
-(VTK composites volumes with "over" blending, so the front brick's projection
-hides the rest of the ray); ``vrscope movie`` draws MIP from one whole level instead.
-With ``single_pass=True`` (``vrscope render``, :func:`render_streamed`) ``Image``
-layers are drawn by :mod:`viewer.render._gl_volumes` in one ray-casting pass each,
-MIP included; this per-brick path stays for the desktop view, movies, XR, label
-volumes and iso-surfaces until they move over too (issue 15).
+With ``single_pass=True`` ``Image`` layers (composite, MIP, MinIP) are drawn by
+:mod:`viewer.render._gl_volumes` in one ray-casting pass each, whatever the number
+of bricks: ``vrscope render`` (:func:`render_streamed`), ``vrscope movie``, the
+desktop 3D view (``viewer.qt``'s render thread) and both XR eyes (``xrmode``) use it.
+The per-brick path above stays for label volumes, ``isosurface`` images and
+pyramids the page tree does not take, until they move over too (issue 15). It cannot draw
+maximum/minimum intensity projection (VTK composites volumes with "over" blending,
+so the front brick's projection hides the rest of the ray).
 """
 
 from __future__ import annotations

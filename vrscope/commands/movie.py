@@ -120,10 +120,14 @@ def run(args: argparse.Namespace) -> int:
         show_scale_bar=show,
         show_axes=show,
     ) as r:
-        if use_streaming(args, single_pass=False):
+        if use_streaming(args):
             from viewer.render import StreamingController
 
-            with StreamingController(r, surface_levels=True, **opts) as ctl:
+            # Image layers in one ray-casting pass each (MIP streams too); every brick
+            # of a frame is uploaded before it is drawn (one_shot).
+            with StreamingController(
+                r, surface_levels=True, single_pass=True, one_shot=True, **opts
+            ) as ctl:
 
                 def streamed_step(i: int) -> None:
                     # Each frame is drawn once its view is complete (an offline movie

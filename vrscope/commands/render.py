@@ -249,18 +249,12 @@ def streaming_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def use_streaming(args: argparse.Namespace, single_pass: bool = True) -> bool:
-    """Whether to stream (the default).
+def use_streaming(args: argparse.Namespace) -> bool:
+    """Whether to stream (the default; ``--no-stream``: one whole level).
 
-    ``render`` draws streamed volumes in one pass, MIP included. ``movie`` still draws
-    one VTK volume per brick (``single_pass=False``), which cannot combine per-brick
-    maximum projections: it draws MIP from one whole level, and says so.
+    ``render`` and ``movie`` draw streamed ``Image`` layers in one ray-casting pass
+    each, maximum/minimum intensity projection included.
     """
-    if args.stream and args.rendering == "mip" and not single_pass:
-        print(
-            "note: --rendering mip draws one whole level (per-brick projections cannot be combined)"
-        )
-        return False
     return bool(args.stream)
 
 

@@ -200,3 +200,43 @@ def test_object_classification_from_labelled_examples(
     assert lay.features["class"] == {
         int(lab): float(names.index(c)) for lab, c in zip(out["label"], out["class"], strict=True)
     }
+
+
+def test_single_pass_3d_view_follows_contrast_colormap_opacity_and_visibility(
+    make_viewer: Any, fibsem_store: Path, qtbot: Any
+) -> None:
+    from viewer.render._gl_volumes import VtkRaycastImage
+
+    win = make_viewer(str(fibsem_store), ["nucleus"])
+    s = win.session
+    img = s.image_layer
+    thread = win.render_view.render_thread
+    wait_rendered(qtbot, win)
+    ctl = thread.streaming
+    assert ctl is not None and isinstance(ctl.adapters[img.name], VtkRaycastImage)
+    host = ctl.host
+    assert host is not None and host.errors == 0 and host.stats.volume_passes == 1
+    base = view3d(win)
+
+    def after(change: Any) -> np.ndarray:
+        change()
+        wait_rendered(qtbot, win)
+        assert host.errors == 0
+        return view3d(win)
+
+    lo, hi = img.contrast_limits
+    narrow = after(lambda: setattr(img, "contrast_limits", (lo, lo + 0.5 * (hi - lo))))
+    assert np.abs(narrow - base).mean() > 1.0  # brighter: the volume is redrawn
+    red = after(lambda: setattr(img, "colormap", "Reds"))
+    # A red colormap: green and blue fall where the volume is drawn.
+    assert red[..., 0].mean() > red[..., 1].mean() + 1.0
+    assert np.abs(red - narrow).mean() > 1.0
+    hidden = after(lambda: setattr(img, "visible", False))
+    assert host.stats.volume_passes == 0
+    shown = after(lambda: setattr(img, "visible", True))
+    np.testing.assert_array_equal(shown, red)
+    # Opacity 0: nothing of the volume is left, the picture is the one without it
+    # (above the scale bar and axes, whose anti-aliased edges vary by a pixel).
+    clear = after(lambda: setattr(img, "opacity", 0.0))
+    assert np.abs(clear - hidden)[:-60].max() <= 2.0
+    assert np.abs(hidden - red).mean() > 1.0

@@ -76,7 +76,7 @@ def test_procedural_volume_streams_and_reads_never_block_the_ui(
 ) -> None:
     from analysis.volume import FunctionVolumeSource
     from viewer.qt import _slices
-    from viewer.render import VtkStreamedImage
+    from viewer.render._gl_volumes import VtkRaycastImage
     from viewer.scene import Image, Scene
 
     def fn(level: int, region: tuple[slice, ...]) -> Any:
@@ -113,7 +113,12 @@ def test_procedural_volume_streams_and_reads_never_block_the_ui(
     assert src.threads and main not in src.threads
     # The 3D view streamed this layer, refined while bricks landed and ended at full detail.
     ctl = rv.render_thread.streaming
-    assert ctl is not None and isinstance(ctl.adapters["proc"], VtkStreamedImage)
+    # Drawn in one ray-casting pass (no VTK volume per brick), every brick of the view
+    # on the GPU atlas by the end.
+    assert ctl is not None and isinstance(ctl.adapters["proc"], VtkRaycastImage)
+    host = ctl.host
+    assert host is not None and host.errors == 0 and not host.behind
+    assert host.stats.volume_passes == 1 and host.stats.bricks_drawn > 0
     assert any(st["proc"].pending + st["proc"].in_flight > 0 for st in stats_seen)
     final = ctl.stats()["proc"]
     assert final.complete and final.pending == 0 and final.in_flight == 0
