@@ -406,7 +406,7 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
         from viewer.render import _streaming
 
         # Image layers: one ray-casting pass per eye (viewer.render._gl_volumes).
-        streaming = _streaming.StreamingController(target.renderer, n_workers=2, single_pass=True)
+        streaming = _streaming.StreamingController(target.renderer, n_workers=2)
     trace(
         "session",
         runtime=session.runtime_name,

@@ -1,14 +1,14 @@
-"""``vrscope render``'s path on llvmpipe: single pass inside VTK vs one VTK volume per brick.
+"""``vrscope render``'s path on llvmpipe: one ray-casting pass inside VTK's frame, by brick count.
 
 Run: ``VTK_DEFAULT_OPENGL_WINDOW=vtkEGLRenderWindow .venv/bin/python
 tests/benchmarks/bench_raycast_vtk.py [--quick]``.
 
 The same 128³ content (two levels, mean-downsampled) and camera, streamed at level 0 in
-bricks of 32 (64 bricks), 16 (512) and 8 (4096, single pass only) voxels, through
-:func:`viewer.render.render_streamed` with ``single_pass`` True and False. ``frame_ms``
-is the settled frame drawn again and timed until the GPU finished (I/O excluded), the
-figure ``vrscope render --stats`` writes; the median of ``reps`` renders. Then the
-single pass at brick edges 16-128 (the default brick size's measurement).
+bricks of 8 (4096 bricks) to 128 (1) voxels through :func:`viewer.render.render_streamed`;
+the ratio is against one brick in the same run. ``frame_ms`` is the settled frame drawn
+again and timed until the GPU finished (I/O excluded), the figure ``vrscope render
+--stats`` writes; the median of ``reps`` renders. (The old path, one VTK volume per
+brick, was removed in issue 15; its last figures are in docs/benchmarks.md.)
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _source(n: int = 128) -> ArrayVolumeSource:
     return src
 
 
-def _frame_ms(src: ArrayVolumeSource, brick: int, single: bool, size: int, reps: int) -> dict:
+def _frame_ms(src: ArrayVolumeSource, brick: int, size: int, reps: int) -> dict:
     out = []
     st: dict = {}
     for _ in range(reps):
@@ -58,7 +58,6 @@ def _frame_ms(src: ArrayVolumeSource, brick: int, single: bool, size: int, reps:
             scene,
             size=(size, size),
             max_error_px=1e-6,
-            single_pass=single,
             brick_size=brick,
             frame_stats=st,
             show_scale_bar=False,
@@ -76,20 +75,14 @@ def main() -> int:
     size, reps = (128, 1) if args.quick else (256, 3)
     src = _source()
     print(f"load average {os.getloadavg()[0]:.2f}; {size}x{size} px; median of {reps}")
-    print("bricks  single-pass ms  per-brick ms  ratio  passes (single / per-brick)")
-    for brick in (32, 16):
-        a = _frame_ms(src, brick, True, size, reps)
-        b = _frame_ms(src, brick, False, size, reps)
+    rows = [(brick, _frame_ms(src, brick, size, reps)) for brick in (128, 64, 32, 16, 8)]
+    one = rows[0][1]["frame_ms"]
+    print("edge  bricks  frame ms  / 1 brick  passes  atlas MiB")
+    for brick, a in rows:
         print(
-            f"{a['bricks_drawn']:6d}  {a['frame_ms']:14.1f}  {b['frame_ms']:12.1f}  "
-            f"{b['frame_ms'] / a['frame_ms']:5.1f}  {a['volume_passes']} / {b['volume_passes']}"
-        )
-    print("single pass by brick edge (128³ content):")
-    for brick in (8, 16, 32, 64, 128):
-        a = _frame_ms(src, brick, True, size, reps)
-        print(
-            f"  edge {brick:3d}: {a['bricks_drawn']:5d} bricks, {a['frame_ms']:7.1f} ms, "
-            f"atlas {a['gpu_cache_bytes'] / 2**20:6.1f} MiB"
+            f"{brick:4d}  {a['bricks_drawn']:6d}  {a['frame_ms']:8.1f}  "
+            f"{a['frame_ms'] / one:9.2f}  {a['volume_passes']:6d}  "
+            f"{a['gpu_cache_bytes'] / 2**20:9.1f}"
         )
     return 0
 

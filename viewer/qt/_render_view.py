@@ -15,9 +15,9 @@ frame the thread calls ``update()`` (level of detail for the current camera,
 bricks requested on the streamer's loader threads), draws the resident bricks,
 and while bricks are still loading (or still being uploaded to the GPU brick
 atlas) it draws again every :data:`REFINE_S` seconds, so the picture sharpens
-as they land. ``Image`` layers are drawn in one ray-casting pass each
-(``single_pass=True``: ``viewer.render._gl_volumes``, MIP included); label
-volumes and iso-surface images still draw one VTK volume per brick. Nothing here waits for I/O. The
+as they land. ``Image`` layers and label volumes are drawn in one ray-casting pass
+each (``viewer.render._gl_volumes``: composite, MIP, iso-surface, label volumes).
+Nothing here waits for I/O. The
 streamers' statistics (cache use, pending and running requests) go to the
 window's status bar after every frame.
 
@@ -296,7 +296,6 @@ class RenderThread:
                     self.renderer,
                     cache_bytes=self._cache_bytes,
                     n_workers=self._stream_workers,
-                    single_pass=True,
                 )
         if self.renderer.size != self._size:
             self.renderer.set_size(*self._size)

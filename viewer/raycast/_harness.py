@@ -229,6 +229,7 @@ class Harness:
         mode: Mode = "composite",
         step_factor: float = 0.5,
         read: bool = True,
+        iso_value: float | None = None,
     ) -> npt.NDArray[np.float32] | None:
         """Draw ``volume`` over a transparent background; the premultiplied RGBA image.
 
@@ -253,6 +254,7 @@ class Harness:
             clip_planes=clip_planes,
             mode=mode,
             step_factor=step_factor,
+            iso_value=iso_value,
         )
         if not read:
             return None

@@ -21,8 +21,11 @@ __all__ = ["MODES", "DrawStats", "VolumeRaycaster"]
 F64 = npt.NDArray[np.float64]
 U32 = npt.NDArray[np.uint32]
 
-MODES = {"composite": 0, "mip": 1, "minip": 2}
-Mode = Literal["composite", "mip", "minip"]
+MODES = {"composite": 0, "mip": 1, "minip": 2, "isosurface": 3}
+Mode = Literal["composite", "mip", "minip", "isosurface"]
+#: Headlight shading of iso-surfaces: ambient, diffuse, specular, specular power
+#: (``vtkVolumeProperty``'s defaults, as VTK's ray caster shades them).
+ISO_LIGHT = (0.0, 0.7, 0.2, 10.0)
 # Node pool texture width: rows of 4096 words (GL_MAX_TEXTURE_SIZE is >= 16384: 67M nodes).
 _NODES_W = 4096
 
@@ -76,6 +79,7 @@ class VolumeRaycaster:
         self.program = self.programs["image"]
         self._special: Any = None
         self._special_table: npt.NDArray[np.uint32] | None = None
+        self._style: LabelStyle | None = None
         self._nodes: Any = None
         self._nodes_rows = 0
         self._pool: U32 | None = None
@@ -152,6 +156,7 @@ class VolumeRaycaster:
         step_factor: float = 0.5,
         max_nodes: int = 4096,
         min_ray_um: float = 0.0,
+        iso_value: float | None = None,
     ) -> None:
         """One pass: every pixel of ``viewport`` marches its ray through the tree.
 
@@ -175,7 +180,11 @@ class VolumeRaycaster:
         clip_planes : (K, 4) float, optional
             Up to 6 half-spaces ``n . p + d >= 0`` with ``n`` in world **zyx** (the
             scene's convention, :func:`viewer.streaming.clip_planes_array`).
-        mode : {"composite", "mip", "minip"}
+        mode : {"composite", "mip", "minip", "isosurface"}
+            ``isosurface``: where the ray crosses ``iso_value`` (either way), the
+            transfer function's colour and opacity at that value, lit by a headlight
+            (:data:`ISO_LIGHT`, normals from central differences), composited front
+            to back (an opacity of 1 shows the first surface only).
         step_factor : float, default: 0.5
             Ray step as a fraction of each level's smallest voxel side.
         max_nodes : int, default: 4096
@@ -185,6 +194,9 @@ class VolumeRaycaster:
             this are not drawn. VTK's GPU ray caster takes no sample on a ray shorter
             than its sample distance; a host matching VTK's whole-level pictures passes
             its step (silhouette pixels, grazing rays).
+        iso_value : float, optional
+            Data value of the iso-surface (``mode="isosurface"``); default: the middle
+            of the contrast limits.
         """
         if mode not in MODES:
             raise ParameterError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
@@ -212,6 +224,11 @@ class VolumeRaycaster:
         self._uniforms(view, projection, tree, atlas, tf, vp, planes, mode, step_factor, max_nodes)
         self._uniform("u_has_depth", int(depth is not None))
         self._uniform("u_min_ray", float(min_ray_um))
+        if mode == "isosurface" and not isinstance(tf, LabelStyle):
+            lo, hi = tf.contrast_limits
+            iso = 0.5 * (lo + hi) if iso_value is None else float(iso_value)
+            self._uniform("u_iso", iso / atlas.value_one)
+            self._uniform("u_light", ISO_LIGHT)
         ctx = self.ctx
         prev_fbo, prev_vp = ctx.fbo, ctx.viewport
         target.use()
@@ -244,16 +261,19 @@ class VolumeRaycaster:
             prog = self.ctx.program(vertex_shader=VERTEX, fragment_shader=LABEL_FRAGMENT)
             self.programs["labels"] = prog
             self.vaos["labels"] = self.ctx.vertex_array(prog, [])
-        table = style.special_table()
+        if style is self._style:
+            return
+        table = style.table
+        self._style = style
         if self._special_table is not None and np.array_equal(self._special_table, table):
             return
         rows = max(1, -(-len(table) // _NODES_W))
-        data = np.zeros((rows * _NODES_W, 2), np.uint32)
+        data = np.zeros((rows * _NODES_W, 4), np.uint32)
         data[: len(table)] = table
         if self._special is None or self._special.size != (_NODES_W, rows):
             if self._special is not None:
                 self._special.release()
-            self._special = self.ctx.texture((_NODES_W, rows), 2, dtype="u4")
+            self._special = self.ctx.texture((_NODES_W, rows), 4, dtype="u4")
             self._special.filter = (self._moderngl.NEAREST, self._moderngl.NEAREST)
         self._special.write(data.tobytes())
         self._special_table = table
@@ -328,7 +348,7 @@ class VolumeRaycaster:
         if isinstance(tf, LabelStyle):
             u("u_special", 2)
             u("u_special_width", _NODES_W)
-            u("u_n_special", len(tf.special_table()))
+            u("u_n_special", len(tf.table))
             u("u_label_alpha", float(tf.opacity))
             u("u_select_alpha", float(tf.selected_opacity))
         else:

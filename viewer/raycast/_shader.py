@@ -50,7 +50,7 @@ uniform usampler2D u_nodes;
 uniform int u_nodes_width;
 #ifdef LABELS
 uniform usampler3D u_atlas;     // label ids (R32UI), read with texelFetch: nearest voxel
-uniform usampler2D u_special;   // (id, flags) sorted by id; flags: 1 hidden, 2 selected
+uniform usampler2D u_special;   // (id, flags, rgb, 0) sorted by id; flags: 1 hidden, 2 selected, 4 rgb given
 uniform int u_n_special;
 uniform int u_special_width;
 uniform float u_label_alpha;    // per u_ref_step, opacity corrected like the image's
@@ -75,8 +75,13 @@ vec4 label_colour(uint id) {
     int hi = u_n_special - 1;
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
-        uvec2 e = texelFetch(u_special, ivec2(mid % u_special_width, mid / u_special_width), 0).rg;
-        if (e.x == id) { flags = e.y; break; }
+        uvec3 e = texelFetch(u_special, ivec2(mid % u_special_width, mid / u_special_width), 0).rgb;
+        if (e.x == id) {
+            flags = e.y;
+            if ((flags & 4u) != 0u)
+                rgb = vec3(float(e.z & 255u), float((e.z >> 8) & 255u), float((e.z >> 16) & 255u)) / 255.0;
+            break;
+        }
         if (e.x < id) lo = mid + 1; else hi = mid - 1;
     }
     if ((flags & 1u) != 0u) return vec4(0.0);
@@ -91,7 +96,9 @@ uniform float u_slot_edge;      // B + 2 texels
 uniform vec3 u_inv_atlas;       // 1 / atlas texels
 uniform sampler2D u_tf;       // (N, 1) RGBA table, linear, clamped
 uniform vec2 u_window;          // lo, 1 / (hi - lo) in texture units
-uniform int u_mode;             // 0 composite, 1 maximum, 2 minimum intensity
+uniform int u_mode;             // 0 composite, 1 maximum, 2 minimum intensity, 3 iso-surface
+uniform float u_iso;            // iso value in texture units (mode 3)
+uniform vec4 u_light;           // ambient, diffuse, specular, specular power (mode 3)
 uniform int u_has_depth;
 uniform sampler2D u_depth;      // depth of opaque geometry, [0, 1], same projection
 
@@ -172,6 +179,8 @@ void main() {
     vec4 acc = vec4(0.0);
     float vmax = -1e30;
     float vmin = 1e30;
+    float vprev = 0.0;   // iso-surface: the previous sample's value, across bricks
+    bool have_prev = false;
     // The lattice is t0 + k * step, k >= 1 (no sample on the entry face): the step of
     // the level sampled where the ray enters.
     float t;
@@ -228,8 +237,32 @@ void main() {
             acc.a += (1.0 - acc.a) * last_al;
             if (acc.a > 0.99) break;
 #else
-            float v = texture(u_atlas, clamp(p * u_inv_scale[Ls] + off, tlo, thi) * u_inv_atlas).r;
-            if (u_mode == 0) {
+            vec3 tc = clamp(p * u_inv_scale[Ls] + off, tlo, thi);
+            float v = texture(u_atlas, tc * u_inv_atlas).r;
+            if (u_mode == 3) {
+                // A crossing of the iso value between the previous sample and this one
+                // (either direction): the surface's colour at the iso value, lit by a
+                // headlight (two-sided, as VTK's volume shading), composited "over".
+                bool cross = have_prev && (vprev - u_iso) * (v - u_iso) <= 0.0 && vprev != v;
+                vprev = v;
+                have_prev = true;
+                if (!cross) continue;
+                vec3 g = vec3(
+                    texture(u_atlas, clamp(tc + vec3(1, 0, 0), tlo, thi) * u_inv_atlas).r
+                        - texture(u_atlas, clamp(tc - vec3(1, 0, 0), tlo, thi) * u_inv_atlas).r,
+                    texture(u_atlas, clamp(tc + vec3(0, 1, 0), tlo, thi) * u_inv_atlas).r
+                        - texture(u_atlas, clamp(tc - vec3(0, 1, 0), tlo, thi) * u_inv_atlas).r,
+                    texture(u_atlas, clamp(tc + vec3(0, 0, 1), tlo, thi) * u_inv_atlas).r
+                        - texture(u_atlas, clamp(tc - vec3(0, 0, 1), tlo, thi) * u_inv_atlas).r)
+                    * u_inv_scale[Ls];
+                vec4 c = texture(u_tf, vec2(clamp((u_iso - u_window.x) * u_window.y, 0.0, 1.0), 0.5));
+                float ndl = length(g) > 0.0 ? abs(dot(normalize(g), rd)) : 1.0;
+                float spec = pow(max(2.0 * ndl * ndl - 1.0, 0.0), u_light.w);
+                vec3 lit = c.rgb * (u_light.x + u_light.y * ndl) + u_light.z * spec;
+                acc.rgb += (1.0 - acc.a) * c.a * min(lit, vec3(1.0));
+                acc.a += (1.0 - acc.a) * c.a;
+                if (acc.a > 0.99) break;
+            } else if (u_mode == 0) {
                 vec4 c = texture(u_tf, vec2(clamp((v - u_window.x) * u_window.y, 0.0, 1.0), 0.5));
                 float al = 1.0 - pow(max(1.0 - c.a, 0.0), ex);
                 acc.rgb += (1.0 - acc.a) * al * c.rgb;
@@ -243,7 +276,7 @@ void main() {
         }
         if (acc.a > 0.99) break;
     }
-    if (u_mode == 0) {
+    if (u_mode == 0 || u_mode == 3) {
         frag = acc;
     } else if (vmax >= vmin) {
         float v = u_mode == 1 ? vmax : vmin;

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -86,9 +87,10 @@ class TransferFunction:
 class LabelStyle:
     """How a label volume is drawn: one colour per id, some hidden, some selected.
 
-    Ids are sampled nearest (never interpolated); id 0 is background. The colour of
-    an id is a hash of it (:func:`viewer.raycast.label_colours`), so no table grows
-    with the number of objects; only hidden and selected ids are listed.
+    Ids are sampled nearest (never interpolated); id 0 is background. An id listed in
+    ``color_ids`` gets its colour from ``color_rgb`` (a host's legend colours: by id,
+    by feature, fixed); any other id the hash :func:`viewer.raycast.label_colours`,
+    so a table is only as long as the host wants it.
 
     Attributes
     ----------
@@ -100,6 +102,9 @@ class LabelStyle:
     selected_opacity : float, default: 0.9
     ref_step_um : float or None
         As :attr:`TransferFunction.ref_step_um`.
+    color_ids : (K,) int array, optional
+    color_rgb : (K, 3) float array in [0, 1], optional
+        Explicit colours of ``color_ids`` (quantised to 8 bits a channel).
     """
 
     opacity: float = 0.5
@@ -107,17 +112,51 @@ class LabelStyle:
     selected: tuple[int, ...] = ()
     selected_opacity: float = 0.9
     ref_step_um: float | None = None
+    color_ids: npt.NDArray[np.int64] | None = field(default=None, compare=False, repr=False)
+    color_rgb: npt.NDArray[np.float64] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if (self.color_ids is None) != (self.color_rgb is None):
+            raise ParameterError("color_ids and color_rgb go together")
+        if self.color_ids is not None:
+            n = len(np.asarray(self.color_ids).reshape(-1))
+            if np.asarray(self.color_rgb).reshape(-1, 3).shape[0] != n:
+                raise ParameterError("color_rgb must be (len(color_ids), 3)")
+
+    @cached_property
+    def table(self) -> npt.NDArray[np.uint32]:
+        """(K, 4) uint32 sorted by id: id, flags (1 hidden, 2 selected, 4 coloured;
+        hidden wins over selected), RGB packed as ``r | g << 8 | b << 16``, 0.
+
+        Made once per style (a frozen dataclass; the cache lives in the instance).
+        """
+        hid = np.asarray(list(self.hidden), dtype=np.uint64)
+        sel = np.asarray(list(self.selected), dtype=np.uint64)
+        col = np.zeros(0, np.uint64)
+        packed = np.zeros(0, np.uint32)
+        if self.color_ids is not None:
+            col = np.asarray(self.color_ids).astype(np.int64).reshape(-1).astype(np.uint64)
+            rgb = np.asarray(self.color_rgb, dtype=np.float64).reshape(-1, 3)
+            q = (np.clip(rgb, 0.0, 1.0) * 255.0).round().astype(np.uint32)
+            packed = q[:, 0] | (q[:, 1] << np.uint32(8)) | (q[:, 2] << np.uint32(16))
+        ids = (np.concatenate([hid, sel, col]) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        flags = np.concatenate(
+            [np.ones(len(hid)), np.full(len(sel), 2), np.full(len(col), 4)]
+        ).astype(np.uint32)
+        if not len(ids):
+            return np.zeros((0, 4), np.uint32)
+        u, inv = np.unique(ids, return_inverse=True)
+        f = np.zeros(len(u), np.uint32)
+        np.bitwise_or.at(f, inv, flags)
+        f = np.where(f & 1, f & ~np.uint32(2), f).astype(np.uint32)
+        c = np.zeros(len(u), np.uint32)
+        c[inv[len(hid) + len(sel) :]] = packed  # the last colour given for an id wins
+        return np.stack([u, f, c, np.zeros(len(u), np.uint32)], axis=1)
 
     def special_table(self) -> npt.NDArray[np.uint32]:
-        """(K, 2) uint32: sorted ids with their flags (1 hidden, 2 selected; hidden wins)."""
-        ids = np.asarray(list(self.hidden) + list(self.selected), dtype=np.uint64)
-        ids &= np.uint64(0xFFFFFFFF)
-        flags = np.r_[np.ones(len(self.hidden)), np.full(len(self.selected), 2)].astype(np.uint32)
-        out = np.zeros((0, 2), np.uint32)
-        if len(ids):
-            u, inv = np.unique(ids.astype(np.uint32), return_inverse=True)
-            f = np.zeros(len(u), np.uint32)
-            np.bitwise_or.at(f, inv, flags)
-            f = np.where(f & 1, 1, f).astype(np.uint32)
-            out = np.stack([u, f], axis=1)
-        return out
+        """(K, 2) uint32: sorted hidden and selected ids with their flags (1 hidden,
+        2 selected; hidden wins)."""
+        t = self.table
+        f = t[:, 1] & np.uint32(3)
+        keep = f != 0
+        return np.stack([t[keep, 0], f[keep]], axis=1).astype(np.uint32)

@@ -75,11 +75,13 @@ class TreeLevels:
     Attributes
     ----------
     corner : (L, 3) float
-        World position of the grid corner of each level (half a voxel before voxel 0).
+        World position of the tree's grid corner of each level: level 0's (half a voxel
+        before its voxel 0) for all, so the bricks nest; a level's own voxels may sit up
+        to half of its voxel off it (``voxel0`` is where they are).
     brick_um : (L, 3) float
         World size of one full brick.
     level_hi : (L, 3) float
-        Far corner of each level's last voxel (ragged last bricks end there).
+        ``corner + shape * scale``: where each level's last brick ends.
     voxel0 : (L, 3) float
         Centre of voxel (0, 0, 0) of each level (``Level.translation``).
     scale : (L, 3) float
@@ -126,24 +128,33 @@ class PageTree:
             ratio = brick[lv] / brick[lv - 1]
             f = np.rint(ratio).astype(np.int64)
             tol = 1e-6 * float(np.abs(brick[lv]).max())
+            # The tree's bricks nest by construction: every level's grid starts at level
+            # 0's corner. A level placed up to half of its voxel off that corner (stores
+            # whose levels all sit at translation 0: each coarser grid starts half a
+            # voxel earlier) is still sampled where its voxels really are (the shader
+            # maps world -> texel with the level's own origin); the slot's one-voxel
+            # border holds the neighbour voxels such a shift reaches.
+            off = np.abs(corner[lv] - corner[0])
             if (
                 not np.isin(f, (1, 2)).all()
                 or np.abs(ratio - f).max() > 1e-6
-                or np.abs(corner[lv] - corner[lv - 1]).max() > tol
+                or (off > 0.5 * grid.scale[lv] + tol).any()
                 or (grid.grid[lv - 1] > grid.grid[lv] * f).any()
             ):
                 raise ParameterError(
                     f"pyramid levels {lv - 1} and {lv} do not nest (brick sizes "
                     f"{brick[lv - 1].tolist()} -> {brick[lv].tolist()} µm, corners "
                     f"{corner[lv - 1].tolist()} / {corner[lv].tolist()}): the page tree "
-                    "needs each level's bricks to be 1x or 2x the next finer level's"
+                    "needs each level's bricks to be 1x or 2x the next finer level's, "
+                    "starting within half a voxel of the finest level's corner"
                 )
             factor[lv] = f
         self.grid = grid
+        tree_corner = np.broadcast_to(corner[0], corner.shape).copy()
         self.levels = TreeLevels(
-            corner=corner,
+            corner=tree_corner,
             brick_um=brick,
-            level_hi=corner + grid.shape * grid.scale,
+            level_hi=tree_corner + grid.shape * grid.scale,
             voxel0=grid.translation.copy(),
             scale=grid.scale.copy(),
             chunks=grid.chunks.copy(),

@@ -7,9 +7,11 @@ adapter class (``VtkImage``, ``VtkLabels``, ``VtkTracks``, ``VtkPoints``,
 type, subclass :class:`VtkLayer` (fill ``props``, implement ``_update(ctx)``) and
 register it there. World zyx µm become VTK xyz only here.
 
-Volumes are lists of :class:`VolumeBrick` (one GPU ray-cast mapper each, shared
-property and clipping planes); streaming replaces a layer's bricks with
-``renderer.adapter(layer).set_bricks([...])``. How finely volumes are ray cast is
+Whole-level volumes are lists of :class:`VolumeBrick` (one GPU ray-cast mapper each,
+shared property and clipping planes). Streamed volumes (:class:`StreamingController`)
+are drawn in one ray-casting pass per layer by :class:`GLVolumeHost` inside VTK's frame
+(:class:`VtkRaycastImage`, :class:`VtkRaycastLabels`; GL core ``viewer.raycast``).
+How finely volumes are ray cast is
 a :class:`VolumeQuality` (``SceneRenderer(quality=...)`` / ``set_quality``:
 ``"still"`` by default, ``"interactive"`` while the camera moves, ``"fine"``).
 XR renders eye views with
@@ -34,6 +36,7 @@ from ._canvas import (
     stereo_views,
 )
 from ._colors import colormap_table, id_colors, values_to_colors
+from ._gl_volumes import GLFrameStats, GLVolumeHost, VtkRaycastImage, VtkRaycastLabels
 from ._headless import (
     MAX_MOVIE_SIZE,
     build_store_scene,
@@ -51,6 +54,7 @@ from ._image import (
     VolumeQuality,
     VtkImage,
     apply_volume_quality,
+    coarse_range,
     coarsen_quality,
     image_data,
     resolve_quality,
@@ -60,9 +64,6 @@ from ._meshes import LabelMeshCache, decimate_to_budget, export_meshes, label_me
 from ._streamed_surfaces import BrickSurface, VtkStreamedSurfaces, brick_surface
 from ._streaming import (
     StreamingController,
-    VtkStreamedImage,
-    VtkStreamedLabels,
-    coarse_range,
     render_streamed,
     use_coarse_contrast,
 )
@@ -98,10 +99,12 @@ __all__ = [
     "VtkLayer",
     "VtkMeasurements",
     "VtkPoints",
-    "VtkStreamedImage",
-    "VtkStreamedLabels",
+    "VtkRaycastImage",
+    "VtkRaycastLabels",
     "VtkStreamedSurfaces",
     "VtkTracks",
+    "GLFrameStats",
+    "GLVolumeHost",
     "VtkXrTarget",
     "XrOverlay",
     "XrText",

@@ -585,7 +585,11 @@ class SceneRenderer:
         label: int | None,
     ) -> tuple[tuple[float, float, float] | None, str | None, int | None]:
         """Volumes drawn in one pass (no VTK prop) picked on the CPU, if nearer than ``world``."""
-        single = [a for a in self.adapters.values() if hasattr(a, "pick_segment")]
+        single = [
+            a
+            for a in self.adapters.values()
+            if hasattr(a, "pick_segment") or hasattr(a, "pick_label")
+        ]
         if not single:
             return world, layer_name, label
         ren = self.renderer
@@ -602,12 +606,18 @@ class SceneRenderer:
         if world is not None:
             best = float(np.dot(np.asarray(world) - p0, seg) / max(np.dot(seg, seg), 1e-300))
         for a in single:
-            t = a.pick_segment(p0, p1)
+            hit_id: int | None = None
+            adapter: Any = a  # VtkRaycastImage (pick_segment) or VtkRaycastLabels (pick_label)
+            if hasattr(adapter, "pick_label"):
+                got = adapter.pick_label(p0, p1)
+                t, hit_id = got if got is not None else (None, None)
+            else:
+                t = adapter.pick_segment(p0, p1)
             if t is not None and t < best:
                 best = t
                 pt = p0 + t * seg
                 world = (float(pt[0]), float(pt[1]), float(pt[2]))
-                layer_name, label = a.layer.name, None
+                layer_name, label = a.layer.name, hit_id
         return world, layer_name, label
 
     def _nearest_node(self, x: float, y: float, tol: float) -> tuple[int | None, str | None]:

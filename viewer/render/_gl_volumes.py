@@ -1,8 +1,8 @@
 """Single-pass streamed volumes inside VTK's frame: ``viewer.raycast`` hosted by a renderer.
 
 :class:`GLVolumeHost` hangs on the main renderer's ``EndEvent``. VTK draws the
-renderer (layer 0: surfaces, tracks, markers, and any per-brick volumes still on the
-old path) into its render framebuffer; then, still inside VTK's frame and context,
+renderer (layer 0: surfaces, tracks, markers, whole-level volumes) into its render
+framebuffer; then, still inside VTK's frame and context,
 the host wraps that context with moderngl (a loader over the *current* context, no
 second context), copies the framebuffer's depth into a texture, and draws each
 :class:`VtkRaycastImage` with one :class:`viewer.raycast.VolumeRaycaster` call: rays
@@ -35,19 +35,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from viewer.scene import Image
+from viewer.scene import Image, Labels
 from viewer.streaming import StreamFrame, VolumeStreamer, clip_planes_array
 
-from ._base import FrameContext
-from ._image import VtkImage
-from ._streaming import coarse_range
+from ._base import FrameContext, VtkLayer
+from ._image import VtkImage, coarse_range
+from ._labels import label_colors
 
 if TYPE_CHECKING:
-    from viewer.raycast import StreamedVolume, TransferFunction
+    from viewer.raycast import LabelStyle, StreamedVolume, TransferFunction
 
     from ._canvas import SceneRenderer
 
-__all__ = ["GLFrameStats", "GLVolumeHost", "VtkRaycastImage"]
+__all__ = ["GLFrameStats", "GLVolumeHost", "VtkRaycastImage", "VtkRaycastLabels"]
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class VtkRaycastImage(VtkImage):
         if layer.contrast_limits is None:
             self._data_range = coarse_range(streamer.source)
 
-    # -- streaming (same hooks as VtkStreamedImage) ---------------------------------
+    # -- streaming (StreamingController hands frames to note() / show()) ---------------
     def note(self, frame: StreamFrame) -> None:
         """A frame not drawn: the atlas catches up from the next shown frame's keys."""
 
@@ -158,7 +158,15 @@ class VtkRaycastImage(VtkImage):
         lay = self.layer
         if lay.rendering == "mip":
             return "minip" if lay.invert else "mip"
+        if lay.rendering == "isosurface":
+            return "isosurface"
         return "composite"
+
+    @property
+    def iso_value(self) -> float | None:
+        """The layer's iso threshold (None: the middle of the contrast limits)."""
+        thr = self.layer.iso_threshold
+        return None if thr is None else float(thr)
 
     def transfer_function(self) -> TransferFunction:
         """The property's colour and opacity functions as a table over the contrast limits."""
@@ -198,24 +206,10 @@ class VtkRaycastImage(VtkImage):
         frame = self.frame
         if frame is None or not len(frame.keys) or not self.layer.visible:
             return None
-        p0 = np.asarray(p0_zyx, dtype=np.float64)
-        d = np.asarray(p1_zyx, dtype=np.float64) - p0
-        d = np.where(np.abs(d) < 1e-12, 1e-12, d)
-        t0 = (frame.crop_lo - p0) / d
-        t1 = (frame.crop_hi - p0) / d
-        tmin = np.minimum(t0, t1).max(axis=1).clip(0.0, None)
-        tmax = np.maximum(t0, t1).min(axis=1).clip(None, 1.0)
         tf = self.transfer_function()
         alpha = np.asarray(tf.table)[:, 3]
         lo, hi = tf.contrast_limits
-        length = float(np.linalg.norm(d))
-        for i in np.flatnonzero(tmin < tmax)[np.argsort(tmin[tmin < tmax], kind="stable")]:
-            pb = self.streamer.padded(int(frame.keys[i]))
-            if pb is None:
-                continue
-            step = 0.25 * float(np.min(pb.spacing_um)) / max(length, 1e-12)
-            t = np.arange(tmin[i], tmax[i] + step, step).clip(None, tmax[i])
-            f = (p0 + t[:, None] * d - np.asarray(pb.origin_um)) / np.asarray(pb.spacing_um)
+        for _t0, t, pb, f in _segment_samples(self.streamer, frame, p0_zyx, p1_zyx):
             vals = _trilinear(pb.array, f)
             u = (vals - lo) / (hi - lo) * len(alpha) - 0.5
             a = np.interp(u, np.arange(len(alpha)), alpha)
@@ -232,23 +226,173 @@ class VtkRaycastImage(VtkImage):
 
     def bounds_xyz(self) -> tuple[float, ...]:
         """World bounds (x0, x1, y0, y1, z0, z1) of the volume, for the camera's clipping range."""
-        g = self.streamer.grid
-        lo = g.translation[0] - 0.5 * g.scale[0]
-        hi = lo + g.shape[0] * g.scale[0]
-        return (
-            float(lo[2]),
-            float(hi[2]),
-            float(lo[1]),
-            float(hi[1]),
-            float(lo[0]),
-            float(hi[0]),
-        )
+        return _bounds_xyz(self.streamer)
 
     def close(self) -> None:
         if self.volume is not None:
             self.volume.release()
             self.volume = None
         super().close()
+
+
+class VtkRaycastLabels(VtkLayer):
+    """A streamed ``Labels`` layer drawn as a label volume in one ray-casting pass.
+
+    Ids are sampled from the nearest voxel of an integer atlas (exact for every 32-bit
+    id) and coloured as the layer's legend says (:func:`label_colors`: by id, by
+    feature, fixed), looked up in a sorted table on the GPU; hidden ids are
+    transparent and the selected objects drawn lighter and more opaque. The ids come
+    from the bricks as they arrive (the loader threads list each brick's ids), so the
+    table grows with the objects seen, never with the bricks drawn. Opacity is the
+    layer's, per voxel of the finest level (opacity corrected to coarser steps): 1
+    draws each object opaque at its first voxel, lower values let the objects behind
+    show through their thin parts.
+
+    Parameters
+    ----------
+    layer : Labels
+    streamer : VolumeStreamer
+        Made with ``labels=True``.
+    gpu_budget_bytes : int, default: 1 GiB
+    """
+
+    @property
+    def selection_dependent(self) -> bool:
+        return True
+
+    def __init__(
+        self, layer: Labels, streamer: VolumeStreamer, gpu_budget_bytes: int = 1 << 30
+    ) -> None:
+        super().__init__(layer)
+        self.layer: Labels = layer
+        self.streamer = streamer
+        self.gpu_budget_bytes = int(gpu_budget_bytes)
+        self.frame: StreamFrame | None = None
+        self.volume: StreamedVolume | None = None
+        self._atlas_bytes = 0
+        self.ids = np.zeros(0, np.int64)  # every id seen in an arrived brick, sorted
+        self._selected: tuple[int, ...] = ()
+        self._style: LabelStyle | None = None
+        self._voxel_um = float(np.min(streamer.grid.scale[0]))
+
+    # -- streaming --------------------------------------------------------------------
+    def _collect(self, frame: StreamFrame) -> None:
+        if not len(frame.arrived):
+            return
+        got = [self.streamer.brick_ids(int(k)) for k in frame.arrived.tolist()]
+        new = np.setdiff1d(np.concatenate(got).astype(np.int64), self.ids)
+        new = new[new != 0]
+        if len(new):
+            self.ids = np.union1d(self.ids, new)
+            self._style = None
+
+    def note(self, frame: StreamFrame) -> None:
+        self._collect(frame)
+
+    def show(self, frame: StreamFrame) -> None:
+        self._collect(frame)
+        self.frame = frame
+
+    def _update(self, ctx: FrameContext) -> None:
+        sel = ctx.selection
+        lay = self.layer
+        self._selected = (
+            tuple(int(i) for i in sel.label_ids)
+            if lay.outline_selected and sel.layer == lay.name
+            else ()
+        )
+        self._style = None
+
+    def _apply_visibility(self) -> None:
+        return None  # no VTK props: the host skips invisible layers
+
+    def mappers(self) -> list[Any]:
+        return []
+
+    # -- what the ray caster needs ------------------------------------------------------
+    mode = "composite"
+    iso_value = None
+
+    def transfer_function(self) -> LabelStyle:
+        """The layer's colours, hidden and selected ids (rebuilt only when they change)."""
+        if self._style is None:
+            from viewer.raycast import LabelStyle
+
+            lay = self.layer
+            ids = self.ids
+            rgb = label_colors(lay, ids.tolist()) if len(ids) else np.zeros((0, 3))
+            self._style = LabelStyle(
+                opacity=float(lay.opacity),
+                hidden=tuple(int(i) for i in lay.hidden_ids),
+                selected=self._selected,
+                selected_opacity=max(float(lay.opacity), 0.9),
+                ref_step_um=self._voxel_um,
+                color_ids=ids,
+                color_rgb=rgb,
+            )
+        return self._style
+
+    def min_ray_um(self, step_factor: float) -> float:
+        return 0.0
+
+    def pick_label(self, p0_zyx: npt.ArrayLike, p1_zyx: npt.ArrayLike) -> tuple[float, int] | None:
+        """The first visible object on the segment p0 -> p1 (world zyx): (fraction, id).
+
+        Sampled on the CPU from the bricks the last frame drew (nearest voxel, a
+        quarter voxel apart), skipping background and hidden ids: what a click on the
+        picture hits.
+        """
+        frame = self.frame
+        if frame is None or not len(frame.keys) or not self.layer.visible:
+            return None
+        hidden = np.asarray(self.layer.hidden_ids, dtype=np.int64)
+        for _t0, t, pb, f in _segment_samples(self.streamer, frame, p0_zyx, p1_zyx):
+            idx = np.floor(f + 0.5).astype(np.int64).clip(0, np.asarray(pb.array.shape) - 1)
+            ids = np.asarray(pb.array)[idx[:, 0], idx[:, 1], idx[:, 2]].astype(np.int64)
+            hit = np.flatnonzero((ids != 0) & ~np.isin(ids, hidden))
+            if len(hit):  # bricks come front to back: the first hit is the nearest
+                return float(t[hit[0]]), int(ids[hit[0]])
+        return None
+
+    def bounds_xyz(self) -> tuple[float, ...]:
+        return _bounds_xyz(self.streamer)
+
+    def close(self) -> None:
+        if self.volume is not None:
+            self.volume.release()
+            self.volume = None
+        super().close()
+
+
+def _segment_samples(
+    streamer: VolumeStreamer, frame: StreamFrame, p0_zyx: npt.ArrayLike, p1_zyx: npt.ArrayLike
+) -> Any:
+    """For each drawn brick the segment p0 -> p1 (world zyx) crosses, front to back:
+    (entry fraction, sample fractions, the padded brick, fractional voxel indices)."""
+    p0 = np.asarray(p0_zyx, dtype=np.float64)
+    d = np.asarray(p1_zyx, dtype=np.float64) - p0
+    d = np.where(np.abs(d) < 1e-12, 1e-12, d)
+    t0 = (frame.crop_lo - p0) / d
+    t1 = (frame.crop_hi - p0) / d
+    tmin = np.minimum(t0, t1).max(axis=1).clip(0.0, None)
+    tmax = np.maximum(t0, t1).min(axis=1).clip(None, 1.0)
+    length = float(np.linalg.norm(d))
+    for i in np.flatnonzero(tmin < tmax)[np.argsort(tmin[tmin < tmax], kind="stable")]:
+        pb = streamer.padded(int(frame.keys[i]))
+        if pb is None:
+            continue
+        step = 0.25 * float(np.min(pb.spacing_um)) / max(length, 1e-12)
+        t = np.arange(tmin[i], tmax[i] + step, step).clip(None, tmax[i])
+        f = (p0 + t[:, None] * d - np.asarray(pb.origin_um)) / np.asarray(pb.spacing_um)
+        yield float(tmin[i]), t, pb, f
+
+
+def _bounds_xyz(streamer: VolumeStreamer) -> tuple[float, ...]:
+    """World bounds (x0, x1, y0, y1, z0, z1) of a streamed volume (voxel edges)."""
+    g = streamer.grid
+    lo = g.translation[0] - 0.5 * g.scale[0]
+    hi = lo + g.shape[0] * g.scale[0]
+    return (float(lo[2]), float(hi[2]), float(lo[1]), float(hi[1]), float(lo[0]), float(hi[0]))
 
 
 @dataclass
@@ -304,14 +448,15 @@ class GLVolumeHost:
         self._raycaster: Any = None
         self.stats = GLFrameStats()
         self.errors = 0
+        self._upload_all = False
         self._slot_bytes: dict[int, int] = {}
         self._tag = renderer.renderer.AddObserver("EndEvent", self._on_end)  # type: ignore[arg-type]
 
-    def adapters(self) -> list[VtkRaycastImage]:
+    def adapters(self) -> list[VtkRaycastImage | VtkRaycastLabels]:
         out = []
         for lay in self.renderer.scene.layers:
             a = self.renderer.adapters.get(id(lay))
-            if isinstance(a, VtkRaycastImage) and lay.visible:
+            if isinstance(a, VtkRaycastImage | VtkRaycastLabels) and lay.visible:
                 out.append(a)
         return out
 
@@ -336,6 +481,7 @@ class GLVolumeHost:
             return
         try:
             self._draw(ren, adapters)
+            self._upload_all = False
         except Exception:
             # An exception cannot cross VTK's observer boundary; count it and log it.
             self.errors += 1
@@ -361,7 +507,7 @@ class GLVolumeHost:
         self._depth.write(data)
         return self._depth
 
-    def _draw(self, ren: Any, adapters: list[VtkRaycastImage]) -> None:
+    def _draw(self, ren: Any, adapters: list[VtkRaycastImage | VtkRaycastLabels]) -> None:
         from viewer.raycast import StreamedVolume
 
         ctx = self._context()
@@ -402,7 +548,14 @@ class GLVolumeHost:
                 )
             tf = a.transfer_function()
             mode = a.mode
-            pool = a.volume.update(frame, skip_for=tf if mode == "composite" else None)
+            vol, atlas = a.volume, a.volume.atlas
+            limits = atlas.max_uploads, vol.upload_budget_s
+            if self._upload_all:
+                atlas.max_uploads, vol.upload_budget_s = 1 << 30, float("inf")
+            try:
+                pool = vol.update(frame, skip_for=tf if mode == "composite" else None)
+            finally:
+                atlas.max_uploads, vol.upload_budget_s = limits
             self._raycaster.set_nodes(pool)
             self._raycaster.draw(
                 fbo,
@@ -417,6 +570,7 @@ class GLVolumeHost:
                 mode=mode,
                 step_factor=step,
                 min_ray_um=a.min_ray_um(step),
+                iso_value=a.iso_value,
             )
             up = a.volume.last
             assert up is not None
@@ -430,24 +584,31 @@ class GLVolumeHost:
             levels.update(int(v) for v in np.unique((drawn >> np.uint32(24)) & np.uint32(63)))
         st.levels_drawn = sorted(levels)
 
-    def _atlas_budget(self, a: VtkRaycastImage, frame: StreamFrame) -> int:
+    def _atlas_budget(self, a: VtkRaycastImage | VtkRaycastLabels, frame: StreamFrame) -> int:
         from viewer.raycast import BrickAtlas
 
         slot = self._slot_bytes.get(id(a))
         if slot is None:
             edge = int(a.streamer.grid.chunks.max())
-            probe = BrickAtlas(self.ctx, edge, a.streamer.source.dtype, 1, max_uploads=0)
+            probe = BrickAtlas(
+                self.ctx, edge, a.streamer.source.dtype, 1, max_uploads=0, labels=a.streamer.labels
+            )
             slot = self._slot_bytes[id(a)] = probe.slot_bytes
             probe.release()
         want = max(2 * len(frame.keys), 64) * slot
         return int(min(want, a.gpu_budget_bytes))
 
-    def _outgrown(self, a: VtkRaycastImage, frame: StreamFrame) -> bool:
+    def _outgrown(self, a: VtkRaycastImage | VtkRaycastLabels, frame: StreamFrame) -> bool:
         vol = a.volume
         assert vol is not None
         if len(frame.keys) <= vol.atlas.n_slots:
             return False
         return self._atlas_budget(a, frame) > a._atlas_bytes
+
+    def upload_all_next_frame(self) -> None:
+        """Let the next frame upload every brick it draws (no per-frame limit): the
+        frame after :meth:`StreamingController.settle` shows the view complete."""
+        self._upload_all = True
 
     @property
     def behind(self) -> bool:
@@ -465,7 +626,7 @@ class GLVolumeHost:
             return
         self.renderer.window.MakeCurrent()
         for a in self.renderer.adapters.values():
-            if isinstance(a, VtkRaycastImage) and a.volume is not None:
+            if isinstance(a, VtkRaycastImage | VtkRaycastLabels) and a.volume is not None:
                 a.volume.release()
                 a.volume = None
         if self._raycaster is not None:

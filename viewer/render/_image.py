@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analysis.errors import ParameterError
+from analysis.volume import VolumeSource
 from viewer.scene import Image
 
 from . import _vtk as v
@@ -448,6 +449,28 @@ class VtkImage(VtkLayer):
                     m.SetBlendModeToMaximumIntensity()
             else:
                 m.SetBlendModeToComposite()
+
+
+def coarse_range(source: VolumeSource, max_voxels: int = 2**22) -> tuple[float, float]:
+    """Default contrast limits of a streamed image, from its coarsest level.
+
+    The same percentiles as a whole-level ``VtkImage`` (``_range``), taken once
+    from the coarsest level (time point and channel 0), so the picture does not
+    change as finer bricks arrive. A coarsest level larger than ``max_voxels``
+    (a store without a pyramid) is sampled in its central block only.
+    """
+    level = len(source.levels) - 1
+    lev = source.levels[level]
+    shape = lev.shape[-3:]
+    if int(np.prod(shape, dtype=np.int64)) <= max_voxels:
+        arr = read_level_zyx(source, level)[0]
+        return _range([arr])
+    side = int(round(max_voxels ** (1 / 3)))
+    region: list[slice] = [slice(0, 1) for _ in source.axes[:-3]]
+    for n in shape:
+        h = min(side, n)
+        region.append(slice((n - h) // 2, (n - h) // 2 + h))
+    return _range([np.asarray(source.read(level, tuple(region)))])
 
 
 def _range(arrays: Any) -> tuple[float, float]:

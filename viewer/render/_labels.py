@@ -42,11 +42,12 @@ def label_colors(layer: Labels, ids: list[int]) -> np.ndarray:
 
 
 def label_transfer_functions(layer: Labels, ids: list[int]) -> tuple[Any, Any]:
-    """Colour and opacity transfer functions drawing each of ``ids`` in its colour.
+    """Colour and opacity transfer functions drawing the ``k``-th of ``ids`` in its colour
+    at value ``k + 1`` (the voxels hold ranks, see :meth:`VtkLabels._update_volume`).
 
-    Piecewise constant per id (both ends of each id's unit interval get its
-    value); background (0) and hidden ids transparent. Used with
-    nearest-neighbour sampling, so ids never blend.
+    Piecewise constant per rank (both ends of each unit interval get its value);
+    background (0) and hidden ids transparent. Used with nearest-neighbour sampling,
+    so ids never blend.
     """
     hidden = set(layer.hidden_ids)
     colors = label_colors(layer, ids) if ids else np.zeros((0, 3))
@@ -54,9 +55,9 @@ def label_transfer_functions(layer: Labels, ids: list[int]) -> tuple[Any, Any]:
     otf = v.vtkPiecewiseFunction()
     ctf.AddRGBPoint(0.0, 0.0, 0.0, 0.0)
     otf.AddPoint(0.0, 0.0)
-    for i, c in zip(ids, colors, strict=True):
+    for k, (i, c) in enumerate(zip(ids, colors, strict=True), 1):
         a = 0.0 if i in hidden else float(layer.opacity)
-        for x in (i - 0.49, i + 0.49):
+        for x in (k - 0.49, k + 0.49):
             ctf.AddRGBPoint(float(x), float(c[0]), float(c[1]), float(c[2]))
             otf.AddPoint(float(x), a)
     return ctf, otf
@@ -177,15 +178,25 @@ class VtkLabels(VtkLayer):
         self._outline_on = False
         if self._labels_dirty or level != self._volume_level:
             arr, spacing, origin = read_level_zyx(lay.data, level)
-            # float32 keeps ids exact up to 2**24 and is a type every GPU path samples.
-            self.volume_mapper.SetInputData(image_data(arr.astype(np.float32), origin, spacing))
-            self._volume_ids = [int(i) for i in np.unique(arr) if i != 0]
+            # Voxels hold the rank of their id (0 background): VTK's ray caster samples
+            # its transfer functions from a table of at most GL_MAX_TEXTURE_SIZE entries
+            # (16,384 on llvmpipe), so raw ids beyond that would share colours. float32
+            # is a type every GPU path samples. (Streamed label volumes have no such
+            # limit: viewer.render._gl_volumes.VtkRaycastLabels reads 32-bit ids.)
+            ids, inverse = np.unique(arr, return_inverse=True)
+            first = int(ids[0] == 0)
+            ranks = inverse.reshape(arr.shape).astype(np.float32) + (1 - first)
+            self.volume_mapper.SetInputData(image_data(ranks, origin, spacing))
+            self._volume_ids = [int(i) for i in ids[first:]]
             self._volume_level = level
             self._labels_dirty = False
         ctf, otf = label_transfer_functions(lay, self._volume_ids)
         self.volume_property.SetColor(ctf)
         self.volume_property.SetScalarOpacity(otf)
-        self.volume_property.SetScalarOpacityUnitDistance(1e-6)  # opaque at first hit
+        # The layer's opacity per finest voxel (as the streamed label volume draws it):
+        # 1 is opaque at an object's first voxel.
+        fine = float(np.min(lay.data.levels[0].scale_um[-3:]))
+        self.volume_property.SetScalarOpacityUnitDistance(fine)
         self.props = [self.volume]
 
     def mappers(self) -> list[Any]:

@@ -1,40 +1,27 @@
-"""Streaming into the renderer: adapters that draw a ``VolumeStreamer``'s bricks.
+"""Streaming into the renderer: every streamed layer's bricks reach the picture.
 
 :class:`StreamingController` attaches a :class:`viewer.streaming.VolumeStreamer`
-to every ``Image`` layer of a :class:`SceneRenderer` (replacing the layer's
-adapter by a :class:`VtkStreamedImage`) and to every ``Labels`` layer drawn as a
-label volume (:class:`VtkStreamedLabels`: nearest-neighbour sampling, one colour
-per id). Labels drawn as surfaces without an explicit ``level`` stream too
-(:class:`VtkStreamedSurfaces`, ``stream_surfaces=True``): one mesh per drawn
-brick, built on mesh threads, refining like the image. With
-``stream_surfaces=False`` they keep their whole-level meshes; then with
-``surface_levels=True`` (as one-shot renders used) they are meshed from one
-whole level chosen by the same level-of-detail rule: the finest level the view
-needs anywhere, never finer than the renderer's voxel budget allows.
+to every ``Image`` layer of a :class:`SceneRenderer` and to every ``Labels`` layer
+drawn as a label volume, and replaces the layer's adapter by one drawn in **one
+ray-casting pass per layer** whatever the number of bricks
+(:mod:`viewer.render._gl_volumes`: :class:`VtkRaycastImage` for composite, MIP, MinIP
+and iso-surface images, :class:`VtkRaycastLabels` for label volumes; the GL core is
+:mod:`viewer.raycast`). Bricks are ``brick_size`` voxels (default
+:data:`DEFAULT_BRICK_SIZE`) whatever the store's chunks (:class:`BrickedSource`).
+Labels drawn as surfaces without an explicit ``level`` stream too
+(:class:`VtkStreamedSurfaces`, ``stream_surfaces=True``): one mesh per drawn brick,
+built on mesh threads, refining like the image. With ``stream_surfaces=False`` they
+keep their whole-level meshes; then with ``surface_levels=True`` (as one-shot renders
+use) they are meshed from one whole level chosen by the same level-of-detail rule: the
+finest level the view needs anywhere, never finer than the renderer's voxel budget
+allows.
 
-Each frame, :meth:`StreamingController.update` turns the scene camera (or the XR eye views given by :meth:`set_views`) into
-streaming views, asks each streamer for its bricks and hands them to the adapter;
-the renderer's own ``render()`` then draws them. Nothing here waits for I/O.
-
-Drawing (see RENDERING.md for the measurements behind it): one
-``vtkOpenGLGPUVolumeRayCastMapper`` per draw item, all sharing the layer's
-``vtkVolumeProperty`` and the scene's clipping planes, sorted back to front by
-the renderer. Each item's texture is the brick with a one-voxel border
-(:meth:`VolumeStreamer.padded`) and the mapper crops to the item's world box
-(``SetCropping``, sub-volume): boxes of mixed levels tile space exactly, so
-there are neither gaps nor doubly composited slabs at level transitions, and
-inside one level neighbours interpolate the same boundary values. Volumes and
-their textures are kept across frames and rebuilt only when an item appears or
-a neighbour arrives that should fill its border.
-
-With ``single_pass=True`` ``Image`` layers (composite, MIP, MinIP) are drawn by
-:mod:`viewer.render._gl_volumes` in one ray-casting pass each, whatever the number
-of bricks: ``vrscope render`` (:func:`render_streamed`), ``vrscope movie``, the
-desktop 3D view (``viewer.qt``'s render thread) and both XR eyes (``xrmode``) use it.
-The per-brick path above stays for label volumes, ``isosurface`` images and
-pyramids the page tree does not take, until they move over too (issue 15). It cannot draw
-maximum/minimum intensity projection (VTK composites volumes with "over" blending,
-so the front brick's projection hides the rest of the ray).
+Each frame, :meth:`StreamingController.update` turns the scene camera (or the XR eye
+views given by :meth:`set_views`) into streaming views, asks each streamer for its
+bricks and hands them to the adapter; the renderer's own ``render()`` then draws them:
+``vrscope render`` (:func:`render_streamed`), ``vrscope movie``, the desktop 3D view
+(``viewer.qt``'s render thread) and both XR eyes (``xrmode``). Nothing here waits for
+I/O.
 """
 
 from __future__ import annotations
@@ -43,7 +30,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -51,8 +38,8 @@ import numpy.typing as npt
 from analysis.volume import VolumeSource
 from viewer.scene import Image, Labels, Scene
 from viewer.streaming import (
+    BrickedSource,
     BrickGrid,
-    PaddedBrick,
     StreamFrame,
     StreamStats,
     View,
@@ -61,20 +48,15 @@ from viewer.streaming import (
     select_bricks,
 )
 
-from . import _vtk as v
-from ._base import DrawItem, FrameContext, choose_level, draw_items, read_level_zyx
+from ._base import choose_level
 from ._canvas import EyeView, SceneRenderer
-from ._image import VolumeBrick, VtkImage, _range, image_data
-from ._labels import VtkLabels, label_transfer_functions
+from ._gl_volumes import GLFrameStats, GLVolumeHost, VtkRaycastImage, VtkRaycastLabels, timed_frame
+from ._image import coarse_range
+from ._labels import VtkLabels
 from ._streamed_surfaces import VtkStreamedSurfaces
-
-if TYPE_CHECKING:
-    from ._gl_volumes import VtkRaycastImage
 
 __all__ = [
     "StreamingController",
-    "VtkStreamedImage",
-    "VtkStreamedLabels",
     "VtkStreamedSurfaces",
     "coarse_range",
     "render_streamed",
@@ -88,28 +70,6 @@ log = logging.getLogger(__name__)
 DEFAULT_BRICK_SIZE = 64
 
 
-def coarse_range(source: VolumeSource, max_voxels: int = 2**22) -> tuple[float, float]:
-    """Default contrast limits of a streamed image, from its coarsest level.
-
-    The same percentiles as a whole-level ``VtkImage`` (``_range``), taken once
-    from the coarsest level (time point and channel 0), so the picture does not
-    change as finer bricks arrive. A coarsest level larger than ``max_voxels``
-    (a store without a pyramid) is sampled in its central block only.
-    """
-    level = len(source.levels) - 1
-    lev = source.levels[level]
-    shape = lev.shape[-3:]
-    if int(np.prod(shape, dtype=np.int64)) <= max_voxels:
-        arr = read_level_zyx(source, level)[0]
-        return _range([arr])
-    side = int(round(max_voxels ** (1 / 3)))
-    region: list[slice] = [slice(0, 1) for _ in source.axes[:-3]]
-    for n in shape:
-        h = min(side, n)
-        region.append(slice((n - h) // 2, (n - h) // 2 + h))
-    return _range([np.asarray(source.read(level, tuple(region)))])
-
-
 def use_coarse_contrast(scene: Scene) -> None:
     """Give every ``Image`` layer without contrast limits those of its coarsest level.
 
@@ -119,251 +79,6 @@ def use_coarse_contrast(scene: Scene) -> None:
     for lay in scene.layers:
         if isinstance(lay, Image) and lay.data is not None and lay.contrast_limits is None:
             lay.contrast_limits = coarse_range(lay.data)
-
-
-def _vtk_crop_box(
-    lo: npt.NDArray[np.float64], hi: npt.NDArray[np.float64], pb: PaddedBrick
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """The crop planes to give VTK so that it crops a brick at ``lo`` / ``hi`` (world zyx).
-
-    VTK's GPU ray caster tests each sample against the cropping planes in texture
-    coordinates made *without* the cell-to-point adjustment its samples use (texel
-    centres at (i + 0.5) / n, not i / (n - 1)), so a plane given at voxel index p cuts
-    at p n / (n - 1) - 0.5: near a brick's far face about half a voxel beyond, near its
-    near face half a voxel before. Adjacent bricks then overlap by most of a voxel at
-    every shared face: rays crossing a face composite that slab twice (brighter), and
-    rays grazing a face seen edge-on composite it along their whole length (the 1-px
-    lines of a face-on headset view, up to 29/255 on a constant volume, 2/255 after
-    this correction). Inverting the map: q = (p + 0.5) (n - 1) / n.
-    """
-    origin = np.asarray(pb.origin_um, dtype=np.float64)
-    spacing = np.asarray(pb.spacing_um, dtype=np.float64)
-    n = np.asarray(pb.array.shape[-3:], dtype=np.float64)
-    scale = np.where(n > 1, (n - 1) / np.maximum(n, 1), 1.0)
-    shift = np.where(n > 1, 0.5, 0.0)
-
-    def fix(w: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        p = (np.asarray(w, dtype=np.float64) - origin) / spacing
-        return origin + ((p + shift) * scale) * spacing
-
-    return fix(lo), fix(hi)
-
-
-class VtkStreamedImage(VtkImage):
-    """Draws the bricks a :class:`VolumeStreamer` chose for an ``Image`` layer.
-
-    Parameters
-    ----------
-    layer : Image
-    streamer : VolumeStreamer
-
-    Notes
-    -----
-    Without ``layer.contrast_limits`` the contrast comes from the coarsest level
-    (:func:`coarse_range`). The opacity unit distance follows the finest level the
-    view wants (not what is resident yet), so the look does not change as bricks
-    refine and equals a whole-level render of that level.
-    """
-
-    def __init__(self, layer: Any, streamer: VolumeStreamer) -> None:
-        super().__init__(layer)
-        self.streamer = streamer
-        self._external = True  # never read whole levels (VtkImage's default path)
-        self._images: dict[int, tuple[Any, PaddedBrick]] = {}
-        self._nbytes: dict[int, int] = {}  # texture bytes per brick
-        self._unshown: list[npt.NDArray[np.int64]] = []  # arrivals of frames not drawn
-        self._volumes: dict[DrawItem, Any] = {}
-        self._unit_spacing = float(np.min(streamer.grid.scale[0]))
-        self.frame: StreamFrame | None = None
-        if streamer.labels:
-            self.property.SetInterpolationTypeToNearest()
-        elif getattr(layer, "contrast_limits", None) is None:
-            self._data_range = coarse_range(streamer.source)
-
-    def _update(self, ctx: FrameContext) -> None:
-        self._update_property()
-
-    def _update_property(self) -> None:
-        super()._update_property()
-        self.property.SetScalarOpacityUnitDistance(self._unit_spacing * 2.0)
-
-    def _prepare(self, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        """The voxels as uploaded (labels override this)."""
-        return array
-
-    def _image(self, key: int) -> tuple[Any, PaddedBrick] | None:
-        got = self._images.get(key)
-        if got is not None:
-            return got
-        pb = self.streamer.padded(key)
-        if pb is None:
-            return got
-        arr = self._prepare(pb.array)
-        img = image_data(arr, pb.origin_um, pb.spacing_um)
-        self._images[key] = (img, pb)
-        self._nbytes[key] = int(arr.nbytes)
-        return self._images[key]
-
-    def _patch(self, key: int, neighbours: list[int]) -> None:
-        """Fill ``key``'s border from newly resident ``neighbours``, in place."""
-        img, pb = self._images[key]
-        scalars = img.GetPointData().GetScalars()
-        texture = v.vtk_to_numpy(scalars).reshape(pb.array.shape)
-        used = set(pb.neighbours)
-        for nk in neighbours:
-            got = self.streamer.border_patch(pb, nk)
-            if got is None:
-                continue
-            where, values = got
-            pb.array[where] = values
-            texture[where] = self._prepare(values)
-            used.add(nk)
-        scalars.Modified()
-        img.Modified()
-        self._images[key] = (img, dataclasses.replace(pb, neighbours=frozenset(used)))
-
-    def note(self, frame: StreamFrame) -> None:
-        """Remember ``frame``'s arrivals without drawing it (a later :meth:`show` uses them)."""
-        if len(frame.arrived):
-            self._unshown.append(frame.arrived)
-
-    def show(self, frame: StreamFrame) -> None:
-        """Draw ``frame``'s items (reusing the volumes of items drawn last frame)."""
-        self.frame = frame
-        arrived = (
-            np.concatenate([*self._unshown, frame.arrived]) if self._unshown else frame.arrived
-        )
-        self._unshown.clear()
-        leaf_levels = frame.selection.leaf_levels
-        if len(leaf_levels):
-            finest = int(leaf_levels.min())
-            unit = float(np.min(self.streamer.grid.scale[finest]))
-            if unit != self._unit_spacing:
-                self._unit_spacing = unit
-                self.dirty = True
-        # Bricks whose neighbour just arrived: fill that side of their border in place
-        # (the brick's array and its VTK scalars; the mapper re-uploads the texture)
-        # instead of rebuilding the brick, its image data and its volume.
-        stale: dict[int, list[int]] = {}
-        for k in arrived:
-            for nk in self.streamer.neighbour_keys(int(k)):
-                got = self._images.get(int(nk))
-                if got is not None and int(k) not in got[1].neighbours:
-                    stale.setdefault(int(nk), []).append(int(k))
-        for key, news in stale.items():
-            self._patch(key, news)
-        wanted = draw_items(frame.keys, frame.crop_lo, frame.crop_hi)
-        changed = bool(stale)
-        for ik in [ik for ik in self._volumes if ik not in wanted]:
-            del self._volumes[ik]
-            changed = True
-        for ik, (key, lo, hi) in wanted.items():
-            vol = self._volumes.get(ik)
-            if vol is None:
-                got = self._image(key)
-                if got is None:
-                    continue
-                vol = self._volume(got, lo, hi)
-                self._volumes[ik] = vol
-                changed = True
-        if not changed and self.props:
-            return
-        used = {ik[0] for ik in self._volumes}
-        for key in [k for k in self._images if k not in used]:
-            del self._images[key]
-        self.props = list(self._volumes.values())
-        self._bricks = [
-            VolumeBrick(pb.level, pb.region, pb.array, pb.origin_um, pb.spacing_um)
-            for _, pb in self._images.values()
-        ]
-        for key in [k for k in self._nbytes if k not in self._images]:
-            del self._nbytes[key]
-        self.streamer.textures.set(dict(self._nbytes))
-        self._shown()
-        self.dirty = True
-
-    def _shown(self) -> None:
-        """Hook after the drawn bricks changed."""
-
-    def _volume(
-        self, got: tuple[Any, PaddedBrick], lo: npt.NDArray[np.float64], hi: npt.NDArray[np.float64]
-    ) -> Any:
-        img, pb = got
-        mapper = v.vtkOpenGLGPUVolumeRayCastMapper()
-        mapper.SetInputData(img)
-        mapper.SetAutoAdjustSampleDistances(False)
-        mapper.SetSampleDistance(float(min(pb.spacing_um)) * 0.5)
-        mapper.SetCropping(True)
-        lo, hi = _vtk_crop_box(lo, hi, pb)
-        # Cropping planes are x0, x1, y0, y1, z0, z1 in the data's world coordinates.
-        mapper.SetCroppingRegionPlanes(
-            float(lo[2]), float(hi[2]), float(lo[1]), float(hi[1]), float(lo[0]), float(hi[0])
-        )
-        mapper.SetCroppingRegionFlagsToSubVolume()
-        if self._planes is not None:
-            mapper.SetClippingPlanes(self._planes)
-        vol = v.vtkVolume()
-        vol.SetMapper(mapper)
-        vol.SetProperty(self.property)
-        return vol
-
-    def set_bricks(self, bricks: Sequence[VolumeBrick] | None) -> None:
-        raise TypeError("a streamed image takes its bricks from its VolumeStreamer (show())")
-
-    def close(self) -> None:
-        self._volumes.clear()
-        self._images.clear()
-        self._nbytes.clear()
-        super().close()
-
-
-class VtkStreamedLabels(VtkStreamedImage):
-    """A ``Labels`` layer in label-volume mode, streamed: each id in its colour.
-
-    Same bricks, borders and cropping as :class:`VtkStreamedImage`, with
-    nearest-neighbour sampling and a piecewise-constant transfer function over
-    the ids of the bricks drawn (each brick's ids are found by the loader
-    threads, :meth:`VolumeStreamer.brick_ids`); the function is rebuilt only
-    when an id appears. Voxels are uploaded as float32 (ids exact up to 2**24),
-    like :class:`VtkLabels`' volume mode.
-
-    Parameters
-    ----------
-    layer : Labels
-    streamer : VolumeStreamer
-        Made with ``labels=True``.
-    """
-
-    def __init__(self, layer: Labels, streamer: VolumeStreamer) -> None:
-        super().__init__(layer, streamer)
-        self.property.SetInterpolationTypeToNearest()
-        self.property.ShadeOff()
-        self.ids: list[int] = []
-        self._ids_set: set[int] = set()
-
-    @property
-    def selection_dependent(self) -> bool:
-        return False
-
-    def _prepare(self, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        return array.astype(np.float32)
-
-    def _shown(self) -> None:
-        new: set[int] = set()
-        for key in self._images:
-            new.update(int(i) for i in self.streamer.brick_ids(key) if i != 0)
-        if not new <= self._ids_set:
-            self._ids_set |= new
-            self.ids = sorted(self._ids_set)
-
-    def _update_property(self) -> None:
-        lay: Labels = self.layer  # type: ignore[assignment]
-        ctf, otf = label_transfer_functions(lay, self.ids)
-        self.property.SetColor(ctf)
-        self.property.SetScalarOpacity(otf)
-        self.property.SetScalarOpacityUnitDistance(1e-6)  # opaque at first hit
-        for m in self.mappers():
-            m.SetBlendModeToComposite()
 
 
 class _SurfaceLevel:
@@ -476,11 +191,10 @@ class StreamingController:
         stream_surfaces: bool = True,
         mesh_workers: int = 1,
         mesh_cache_bytes: int = 256 << 20,
-        single_pass: bool = False,
         brick_size: int | None = None,
         one_shot: bool = False,
     ) -> None:
-        from viewer.streaming import BrickedSource, default_cache_bytes
+        from viewer.streaming import default_cache_bytes
 
         self.renderer = renderer
         self.scene: Scene = renderer.scene
@@ -494,18 +208,17 @@ class StreamingController:
         )
         n = max(len(images) + len(volumes) + len(meshed), 1)
         total = default_cache_bytes() if cache_bytes is None else int(cache_bytes)
-        self.adapters: dict[str, VtkStreamedImage | VtkStreamedSurfaces | VtkRaycastImage] = {}
+        self.adapters: dict[str, VtkStreamedSurfaces | VtkRaycastImage | VtkRaycastLabels] = {}
         self.surfaces: dict[str, _SurfaceLevel] = {}
         self._views: list[EyeView] | None = None
         streamed: list[Image | Labels] = [*images, *volumes, *meshed]
-        self.host: Any = None
-        if single_pass and brick_size is None:
-            brick_size = DEFAULT_BRICK_SIZE
+        self.host: GLVolumeHost | None = None
+        edge = DEFAULT_BRICK_SIZE if brick_size is None else brick_size
         for lay in streamed:
             assert lay.data is not None
             source: Any = lay.data
-            if brick_size is not None and not (isinstance(lay, Labels) and lay.mode == "surface"):
-                source = BrickedSource(lay.data, brick_size)
+            if not (isinstance(lay, Labels) and lay.mode == "surface"):
+                source = _nesting_source(lay.data, edge)
             streamer = VolumeStreamer(
                 source,
                 cache_bytes=total // n,
@@ -515,22 +228,21 @@ class StreamingController:
                 labels=isinstance(lay, Labels),
                 finest_level=finest_level,
             )
-            adapter: VtkStreamedImage | VtkStreamedSurfaces | VtkRaycastImage
+            adapter: VtkStreamedSurfaces | VtkRaycastImage | VtkRaycastLabels
+            gb = max(gpu_budget_bytes // n, 1)
             if isinstance(lay, Labels) and lay.mode == "surface":
                 adapter = VtkStreamedSurfaces(
                     lay, streamer, n_workers=mesh_workers, cache_bytes=mesh_cache_bytes
                 )
                 adapter.set_camera(renderer.renderer.GetActiveCamera())
-            elif isinstance(lay, Labels):
-                adapter = VtkStreamedLabels(lay, streamer)
-            elif single_pass and lay.rendering != "isosurface" and _nests(streamer):
-                from ._gl_volumes import GLVolumeHost, VtkRaycastImage
-
-                adapter = VtkRaycastImage(lay, streamer, max(gpu_budget_bytes // n, 1))
+            else:
+                adapter = (
+                    VtkRaycastLabels(lay, streamer, gb)
+                    if isinstance(lay, Labels)
+                    else VtkRaycastImage(lay, streamer, gb)
+                )
                 if self.host is None:
                     self.host = GLVolumeHost(renderer, one_shot=one_shot)
-            else:
-                adapter = VtkStreamedImage(lay, streamer)
             old = renderer.adapters.get(id(lay))
             # The renderer reconciles props per adapter on its next sync: the old
             # adapter's volumes are removed, the streamed ones added.
@@ -624,6 +336,8 @@ class StreamingController:
                     adapter.streamer.wait(min(0.05, left))
             frames = self.update(immediate=True, show=False)
         frames = self.update(immediate=True)
+        if self.host is not None:
+            self.host.upload_all_next_frame()  # the next picture is the complete one
         if progress is not None:
             progress(frames)
         return frames
@@ -647,17 +361,31 @@ class StreamingController:
         self.close()
 
 
-def _nests(streamer: VolumeStreamer) -> bool:
-    """Whether the single-pass page tree takes this pyramid (else: one volume per brick)."""
+def _nesting_source(source: VolumeSource, edge: int) -> BrickedSource:
+    """``source`` in bricks of ``edge`` voxels, with the levels the page tree takes.
+
+    A pyramid whose coarser levels do not nest with the finer ones (a factor-3 or -4
+    level, a level far off the finest level's corner, more levels than the shader
+    holds) is streamed from its finest levels that do; the rest are left out, with a
+    warning (stand-ins then come from fewer levels).
+    """
     from analysis.errors import ParameterError
     from viewer.raycast import PageTree
 
-    try:
-        PageTree(streamer.grid)
-    except ParameterError as exc:
-        log.warning("%s: drawn brick by brick: %s", streamer.source.name, exc)
-        return False
-    return True
+    n = len(source.levels)
+    for keep in range(n, 0, -1):
+        bricked = BrickedSource(source, edge, n_levels=keep)
+        try:
+            PageTree(BrickGrid.from_source(bricked))
+        except ParameterError as exc:
+            if keep == 1:
+                raise
+            reason = str(exc)
+            continue
+        if keep < n:
+            log.warning("%s: streaming levels 0-%d of %d (%s)", source.name, keep - 1, n, reason)
+        return bricked
+    raise AssertionError("unreachable")
 
 
 def _with_meshes(frame: StreamFrame, adapter: VtkStreamedSurfaces) -> StreamFrame:
@@ -683,7 +411,6 @@ def render_streamed(
     timeout: float = 120.0,
     finest_level: int = 0,
     progress: Callable[[dict[str, StreamFrame]], None] | None = None,
-    single_pass: bool = True,
     brick_size: int | None = None,
     frame_stats: dict[str, Any] | None = None,
     **kw: Any,
@@ -695,10 +422,8 @@ def render_streamed(
     label surfaces with an explicit ``level`` are meshed from; other label surfaces
     stream, :class:`VtkStreamedSurfaces`).
 
-    ``single_pass`` (default): ``Image`` layers (composite, MIP) are drawn in one
-    ray-casting pass each (:class:`~viewer.render._gl_volumes.VtkRaycastImage`) over
-    bricks of ``brick_size`` voxels (default :data:`DEFAULT_BRICK_SIZE`); False: one
-    VTK volume per brick (:class:`VtkStreamedImage`, composite only). ``frame_stats``,
+    Image layers and label volumes are drawn in one ray-casting pass each over bricks
+    of ``brick_size`` voxels (default :data:`DEFAULT_BRICK_SIZE`). ``frame_stats``,
     a dict, receives what the final frame drew (``volume_passes``, ``bricks_drawn``,
     ``levels_drawn``, ``frame_ms``: that frame drawn again once everything is on the
     GPU and timed until the GPU finished, ``gpu_cache_bytes``).
@@ -711,7 +436,6 @@ def render_streamed(
             max_error_px=max_error_px,
             finest_level=finest_level,
             surface_levels=True,
-            single_pass=single_pass,
             brick_size=brick_size,
             one_shot=True,
         ) as ctl,
@@ -725,34 +449,22 @@ def render_streamed(
 
 def _frame_stats(r: SceneRenderer, ctl: StreamingController) -> dict[str, Any]:
     """Draw the settled frame again, timed (GPU-synchronised), and say what it drew."""
-    from ._gl_volumes import GLFrameStats, timed_frame
-
     host = ctl.host
     if host is not None:
         timed_frame(r, host)  # uploads of the screenshot's frame are done: a warm frame
         ms = timed_frame(r, host)
         gl = host.stats
-    else:
+    else:  # nothing drawn in one pass (surfaces only)
         t0 = time.perf_counter()
         r.render()
         r.window.WaitForCompletion()
         ms = (time.perf_counter() - t0) * 1e3
         gl = GLFrameStats()
-    per_brick = [
-        a for a in ctl.adapters.values() if isinstance(a, VtkStreamedImage) and a.layer.visible
-    ]
-    passes = gl.volume_passes + sum(len(a.props) for a in per_brick)
-    levels = set(gl.levels_drawn)
-    bricks = gl.bricks_drawn
-    for a in per_brick:
-        bricks += len(a.props)
-        levels.update(b.level for b in a.bricks)
-    tex = sum(int(a.streamer.textures.used) for a in per_brick)
     return {
-        "volume_passes": int(passes),
-        "bricks_drawn": int(bricks),
-        "levels_drawn": sorted(int(x) for x in levels),
+        "volume_passes": int(gl.volume_passes),
+        "bricks_drawn": int(gl.bricks_drawn),
+        "levels_drawn": sorted(int(x) for x in gl.levels_drawn),
         "frame_ms": float(ms),
-        "gpu_cache_bytes": int(gl.gpu_cache_bytes + tex),
+        "gpu_cache_bytes": int(gl.gpu_cache_bytes),
         "single_pass": host is not None,
     }

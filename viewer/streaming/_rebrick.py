@@ -37,14 +37,20 @@ class BrickedSource:
     source : VolumeSource
     edge : int
         A power of two from 8 to 512 (:func:`check_brick_size`).
+    n_levels : int, optional
+        Offer only the finest ``n_levels`` levels (a pyramid whose coarser levels do not
+        nest with the finer ones); default all.
     """
 
-    def __init__(self, source: VolumeSource, edge: int) -> None:
+    def __init__(self, source: VolumeSource, edge: int, n_levels: int | None = None) -> None:
         self.source = source
         self.edge = check_brick_size(edge)
+        keep = len(source.levels) if n_levels is None else int(n_levels)
+        if not 1 <= keep <= len(source.levels):
+            raise ParameterError(f"n_levels must be 1 to {len(source.levels)}, got {n_levels}")
         self._levels = tuple(
             dataclasses.replace(lv, chunks=(*lv.chunks[:-3], self.edge, self.edge, self.edge))
-            for lv in source.levels
+            for lv in source.levels[:keep]
         )
 
     @property

@@ -125,9 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
             # Image layers in one ray-casting pass each (MIP streams too); every brick
             # of a frame is uploaded before it is drawn (one_shot).
-            with StreamingController(
-                r, surface_levels=True, single_pass=True, one_shot=True, **opts
-            ) as ctl:
+            with StreamingController(r, surface_levels=True, one_shot=True, **opts) as ctl:
 
                 def streamed_step(i: int) -> None:
                     # Each frame is drawn once its view is complete (an offline movie

@@ -22,9 +22,9 @@ clip planes (repeatable):
 
 streaming (default): the picture is drawn once every visible brick is loaded at the
 level the view needs. The image volume is ray cast in one pass over all its bricks
-(composite and mip; --brick-size sets the brick edge); label images stream
-too (--label-mode volume as bricks, surfaces as one marching-cubes mesh per brick, at
-the level the view needs). --no-stream reads one whole level instead. --stats FILE.json
+(composite, mip, isosurface; --brick-size sets the brick edge); label images stream
+too (--label-mode volume in one pass like the image, surfaces as one marching-cubes
+mesh per brick, at the level the view needs). --no-stream reads one whole level instead. --stats FILE.json
 writes what the final frame drew (volume_passes, bricks_drawn, levels_drawn, frame_ms,
 gpu_cache_bytes).
 
@@ -358,7 +358,6 @@ def run(args: argparse.Namespace) -> int:
                 show_scale_bar=show,
                 show_axes=show,
                 brick_size=brick_size,
-                single_pass=True,
                 frame_stats=frame if stats_path is not None else None,
                 **opts,
             )

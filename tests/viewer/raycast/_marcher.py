@@ -165,8 +165,10 @@ def march_labels(
     hidden=(),
     selected=(),
     selected_opacity=0.9,
+    colors=None,
 ):
-    """Label image (H, W, 4): nearest voxel, colour = 0.2 + 0.8 * hash bytes / 255."""
+    """Label image (H, W, 4): nearest voxel, colour = 0.2 + 0.8 * hash bytes / 255, or
+    ``colors[id]`` (RGB in [0, 1], 8-bit quantised) for the ids that mapping holds."""
     h, w, _ = d.shape
     dd = d.reshape(-1, 3)
     t0, t1 = slab(eye, dd, np.asarray(box_lo, float), np.asarray(box_hi, float))
@@ -175,6 +177,8 @@ def march_labels(
     ids = np.unique(arr)
     hsh = lowbias32(ids)
     rgb = 0.2 + 0.8 * np.stack([hsh & 255, (hsh >> 8) & 255, (hsh >> 16) & 255], 1) / 255.0
+    for i, c in (colors or {}).items():
+        rgb[np.searchsorted(ids, i)] = np.round(np.clip(c, 0, 1) * 255) / 255
     alpha = np.full(len(ids), float(opacity))
     sel = np.isin(ids, selected)
     rgb[sel] = 0.5 * rgb[sel] + 0.5

@@ -100,6 +100,34 @@ def test_mixed_levels_match_the_same_mixed_field(harness: Any, ctx: Any, mode: s
     assert psnr(a, b) >= 40.0
 
 
+def test_a_level_off_level_0s_corner_is_sampled_where_its_voxels_are(
+    harness: Any, ctx: Any
+) -> None:
+    """Level 1 at translation 0 (half a fine voxel before the nested place), drawn for
+    the whole volume: the picture is level 1's field at its own voxel positions."""
+    import dataclasses
+
+    src = FunctionVolumeSource((N, N, N), _sphere, chunks=(16,) * 3, n_levels=2)
+    moved = dataclasses.replace(src.levels[1], translation=(0.0, 0.0, 0.0))
+    src._levels = (src.levels[0], moved)
+    levels = [src.read(0), src.read(1)]
+    g1 = np.stack(np.meshgrid(*(np.arange(2),) * 3, indexing="ij"), -1).reshape(-1, 3)
+    vol = ResidentVolume(
+        ctx, levels, BrickGrid.from_source(src), leaf_levels=np.ones(8), leaf_ijk=g1
+    )
+    img = harness.render(vol, TF, **CAMERA)
+    field = trilinear(levels[1], moved.translation, moved.scale, 255.0)
+    eye, d = rays(CAMERA["position"], CAMERA["focal_point"], CAMERA["view_up"], 30.0, SIZE)
+    lo, hi = TF.contrast_limits
+    ref = march(field, (0, 0, 0), (N - 1,) * 3, eye, d, 1.0, 1.0, TF.table, (lo / 255, hi / 255))
+    # The same field placed where a nested level 1 would be differs (the test can fail).
+    nested = trilinear(levels[1], np.asarray(src.levels[0].translation) + 0.5, moved.scale, 255.0)
+    wrong = march(nested, (0, 0, 0), (N - 1,) * 3, eye, d, 1.0, 1.0, TF.table, (lo / 255, hi / 255))
+    assert ref[..., 3].max() > 0.3
+    assert psnr(img, ref) >= 35.0
+    assert psnr(img, ref) > psnr(img, wrong) + 3.0
+
+
 def test_face_on_constant_volume_has_no_seams(ctx: Any) -> None:
     h = Harness((96, 96), ctx)
     try:

@@ -45,7 +45,7 @@ def _vol(ctx: Any, chunk: int) -> ResidentVolume:
     return ResidentVolume(ctx, [src.read(0)], BrickGrid.from_source(src), labels=True)
 
 
-def _reference(style: LabelStyle) -> np.ndarray:
+def _reference(style: LabelStyle, colors: dict[int, Any] | None = None) -> np.ndarray:
     eye, d = rays(CAMERA["position"], CAMERA["focal_point"], CAMERA["view_up"], 30.0, SIZE)
     return march_labels(
         _labels(),
@@ -61,6 +61,7 @@ def _reference(style: LabelStyle) -> np.ndarray:
         style.hidden,
         style.selected,
         style.selected_opacity,
+        colors,
     )
 
 
@@ -114,3 +115,33 @@ def test_background_bricks_are_skipped_without_changing_the_image(harness: Any, 
     )
     assert vol.skip_transparent(style) == want > 20
     np.testing.assert_array_equal(harness.render(vol, style, **CAMERA), full)
+
+
+def test_colours_given_per_id_replace_the_hash(harness: Any, ctx: Any) -> None:
+    """A host's legend colours (by id, by feature, fixed) reach the picture; ids it does
+    not list keep the hash; hidden and selected still apply to coloured ids."""
+    vol = _vol(ctx, 8)
+    colors = {3: (1.0, 0.0, 0.0), BIG: (0.1, 0.9, 0.3), 11: (0.0, 0.0, 1.0)}
+    ids = np.array(list(colors), dtype=np.int64)
+    rgb = np.array(list(colors.values()))
+    style = LabelStyle(opacity=0.3, color_ids=ids, color_rgb=rgb)
+    img = harness.render(vol, style, **CAMERA)
+    assert psnr(img, _reference(style, colors)) >= 35.0
+    assert psnr(img, _reference(LabelStyle(opacity=0.3))) < 30.0  # not the hashed picture
+    sel = LabelStyle(opacity=0.3, selected=(3,), hidden=(11,), color_ids=ids, color_rgb=rgb)
+    got = harness.render(vol, sel, **CAMERA)
+    assert psnr(got, _reference(sel, colors)) >= 35.0
+
+
+def test_style_table_is_sorted_with_hidden_winning() -> None:
+    style = LabelStyle(
+        hidden=(5, 2**32 + 9),
+        selected=(5, 7),
+        color_ids=np.array([7, 9, 3]),
+        color_rgb=np.array([[1.0, 0.5, 0.0], [0.0, 0.0, 1.0], [0.2, 0.2, 0.2]]),
+    )
+    t = style.table
+    assert t[:, 0].tolist() == [3, 5, 7, 9]
+    assert t[:, 1].tolist() == [4, 1, 2 | 4, 1 | 4]  # 9 hidden (2**32 + 9) and coloured
+    assert t[2, 2] == 255 | (128 << 8)
+    assert style.special_table().tolist() == [[5, 1], [7, 2], [9, 1]]

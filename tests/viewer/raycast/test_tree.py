@@ -124,13 +124,31 @@ def test_selection_tree_and_stand_ins_equal_brute_force(seed, ch) -> None:
     np.testing.assert_array_equal(tree.lookup(pool2, pts)[0], got)
 
 
-def test_levels_that_do_not_nest_are_refused() -> None:
-    levels = [
-        Level("0", (64, 64, 64), (16, 16, 16), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)),
-        Level("1", (32, 32, 32), (16, 16, 16), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0)),  # corner moved
-    ]
+@pytest.mark.parametrize(
+    "level1",
+    [
+        # A level-1 grid more than half its voxel off level 0's corner.
+        Level("1", (32, 32, 32), (16, 16, 16), (2.0, 2.0, 2.0), (1.6, 0.5, 0.5)),
+        # Bricks 4x the finer level's (a factor-4 pyramid).
+        Level("1", (16, 16, 16), (16, 16, 16), (4.0, 4.0, 4.0), (1.5, 1.5, 1.5)),
+    ],
+)
+def test_levels_that_do_not_nest_are_refused(level1: Level) -> None:
+    levels = [Level("0", (64, 64, 64), (16, 16, 16), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)), level1]
     with pytest.raises(ParameterError, match="do not nest"):
         PageTree(BrickGrid(levels))
+
+
+def test_levels_at_translation_zero_are_taken_on_level_0s_grid() -> None:
+    """Stores whose levels all sit at translation 0 (each coarser grid starts half a
+    voxel earlier): the tree's bricks start at level 0's corner for every level."""
+    levels = [
+        Level("0", (64, 64, 64), (16, 16, 16), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)),
+        Level("1", (32, 32, 32), (16, 16, 16), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0)),
+    ]
+    tree = PageTree(BrickGrid(levels))
+    np.testing.assert_allclose(tree.levels.corner, [[-0.5] * 3] * 2)
+    np.testing.assert_allclose(tree.levels.voxel0, [[0.0] * 3] * 2)  # sampled where it is
 
 
 def test_anisotropic_pyramid_with_factor_one_axes() -> None:

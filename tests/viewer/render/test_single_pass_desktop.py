@@ -30,25 +30,25 @@ def _scene(store: Path) -> Any:
     return scene
 
 
-def _picks(store: Path, single_pass: bool, pixels: list[tuple[int, int]]) -> list[Any]:
+def _picks(store: Path, streamed: bool, pixels: list[tuple[int, int]]) -> list[Any]:
     from viewer.render import SceneRenderer, StreamingController
 
     scene = _scene(store)
-    with (
-        SceneRenderer(scene, size=(160, 120), show_scale_bar=False, show_axes=False) as r,
-        StreamingController(r, single_pass=single_pass, brick_size=16, one_shot=True) as ctl,
-    ):
-        ctl.settle(60)
-        r.render()
-        if single_pass:
+    with SceneRenderer(
+        scene, size=(160, 120), show_scale_bar=False, show_axes=False, voxel_budget=2**30
+    ) as r:
+        if not streamed:  # the whole level 0 as one vtkVolume
+            r.render()
+            return [r.pick(x, y) for x, y in pixels]
+        with StreamingController(r, brick_size=16, one_shot=True) as ctl:
+            ctl.settle(60)
+            r.render()
             assert ctl.host is not None and ctl.host.stats.volume_passes == 1
-        else:
-            assert ctl.host is None
-        return [r.pick(x, y) for x, y in pixels]
+            return [r.pick(x, y) for x, y in pixels]
 
 
 def test_picking_a_single_pass_volume_agrees_with_vtk_volume_picker(fib: Path) -> None:
-    # The per-brick path picks its vtkVolumes with vtkVolumePicker (opacity isovalue
+    # The whole level as one vtkVolume is picked by vtkVolumePicker (opacity isovalue
     # 0.1); the single pass has no VTK prop and samples the resident bricks on the CPU.
     pixels = [(x, y) for x in range(8, 160, 16) for y in range(6, 120, 12)]
     from analysis.io import open_volume
@@ -63,7 +63,7 @@ def test_picking_a_single_pass_volume_agrees_with_vtk_volume_picker(fib: Path) -
             continue
         assert b.layer == a.layer
         dists.append(float(np.linalg.norm(np.subtract(b.world_um, a.world_um))) / spacing)
-    # VTK's picker steps through the voxels of each cropped brick volume, the CPU pick
+    # VTK's picker steps through the voxels of the volume, the CPU pick
     # samples trilinearly a quarter voxel apart and interpolates the crossing: most
     # hits agree within a voxel; where a ray grazes a thin feature one of them can see
     # it a couple of voxels earlier.
@@ -79,7 +79,7 @@ def test_desktop_host_keeps_drawing_until_the_atlas_holds_the_view(fib: Path) ->
     name = scene.layers[0].name
     with (
         SceneRenderer(scene, size=(320, 240)) as r,
-        StreamingController(r, single_pass=True, brick_size=16) as ctl,
+        StreamingController(r, brick_size=16) as ctl,
     ):
         host = ctl.host
         assert host is not None
@@ -110,7 +110,7 @@ def test_interactive_quality_lengthens_the_single_pass_step(fib: Path) -> None:
     scene = _scene(fib)
     with (
         SceneRenderer(scene, size=(160, 120), show_scale_bar=False, show_axes=False) as r,
-        StreamingController(r, single_pass=True, brick_size=16, one_shot=True) as ctl,
+        StreamingController(r, brick_size=16, one_shot=True) as ctl,
     ):
         ctl.settle(60)
         still = r.screenshot().astype(float)

@@ -82,7 +82,7 @@ def test_streamed_render_of_the_medulla_matches_the_png_stack_as_one_volume(
         ref = r.screenshot().astype(int)
     scene, lay = scene_of(open_volume(path))
     with SceneRenderer(scene, size=size, show_scale_bar=False, show_axes=False) as r:
-        with StreamingController(r, cache_bytes=256 << 20, max_error_px=1e-6) as ctl:
+        with StreamingController(r, cache_bytes=256 << 20, max_error_px=1e-6, brick_size=32) as ctl:
             frame = ctl.settle(timeout=120)[lay.name]
             img = r.screenshot().astype(int)
     assert frame.complete and set(frame.levels.tolist()) == {0}

@@ -1,4 +1,5 @@
-"""Streaming drawn by VTK: bricks of one and of mixed levels against a single full-res render.
+"""Streamed volumes in VTK's frame (one ray-casting pass over the bricks) against a
+single full-res render: bricks of one and of mixed levels, clipping, arrival order.
 
 Seam quality is measured, not assumed: the error next to brick borders is
 compared with the error elsewhere, and with the naive way (bricks drawn at their
@@ -63,7 +64,9 @@ def _streamed(src: object, max_error_px: float, clip: dict | None = None):
     if clip:
         scene.add_clipping_plane(**clip)
     with SceneRenderer(scene, size=SIZE, show_scale_bar=False, show_axes=False) as r:
-        with StreamingController(r, cache_bytes=64 << 20, max_error_px=max_error_px) as ctl:
+        with StreamingController(
+            r, cache_bytes=64 << 20, max_error_px=max_error_px, brick_size=16
+        ) as ctl:
             frames = ctl.settle(timeout=60)
             img = r.screenshot().astype(int)
             frame = frames[lay.name]
@@ -210,8 +213,8 @@ def test_label_surfaces_are_meshed_from_the_level_the_view_needs() -> None:
 
 
 def test_bricks_shown_as_they_arrive_patch_their_borders_like_a_fresh_build() -> None:
-    """Bricks drawn before their neighbours get the neighbours' voxels written into
-    their border in place (array and texture); the picture then equals one where
+    """Bricks drawn before their neighbours get the neighbours' voxels into their atlas
+    border when those arrive (a border re-upload); the picture then equals one where
     every brick arrived at once. A rough volume, so a stale border would show."""
     from viewer.render import SceneRenderer
     from viewer.render._streaming import StreamingController
@@ -222,14 +225,17 @@ def test_bricks_shown_as_they_arrive_patch_their_borders_like_a_fresh_build() ->
     ref, _, _ = _streamed(_pyramid_source(vol, 16), max_error_px=1e-6)  # all at once
     scene, lay = _scene(_pyramid_source(vol, 16))
     with SceneRenderer(scene, size=SIZE, show_scale_bar=False, show_axes=False) as r:
-        with StreamingController(r, cache_bytes=64 << 20, max_error_px=1e-6, n_workers=1) as ctl:
+        with StreamingController(
+            r, cache_bytes=64 << 20, max_error_px=1e-6, n_workers=1, brick_size=16
+        ) as ctl:
             ad = ctl.adapters[lay.name]
             st = ad.streamer
             st.scheduler.pause()
             first = ctl.update()[lay.name]  # nothing resident: requests only
             wanted = first.selection.leaves + st.key_base()
             # Let the level-0 bricks in a few at a time, drawing after each group, so
-            # most bricks are drawn before some of their neighbours exist.
+            # most bricks are uploaded before some of their neighbours exist.
+            borders = 0
             for i in range(0, len(wanted), 7):
                 st.scheduler.submit(wanted[i : i + 7])
                 st.scheduler.pause(False)
@@ -237,18 +243,16 @@ def test_bricks_shown_as_they_arrive_patch_their_borders_like_a_fresh_build() ->
                 st.scheduler.pause()
                 frame = ctl.update()[lay.name]
                 r.render()
+                assert ctl.host is not None and ctl.host.errors == 0
+                borders += ad.volume.last.border_uploads
             assert frame.complete and set(frame.levels.tolist()) == {0}
-            patched = 0
-            for key, (img, pb) in ad._images.items():
-                fresh = st.padded(key)
-                assert fresh is not None and fresh.neighbours == pb.neighbours
-                np.testing.assert_array_equal(pb.array, fresh.array)
-                from viewer.render import _vtk as v
-
-                texture = v.vtk_to_numpy(img.GetPointData().GetScalars()).reshape(pb.array.shape)
-                np.testing.assert_array_equal(texture, fresh.array)
-                patched += 1
-            assert patched == 64
+            for _ in range(20):  # the last borders (at most 64 slot writes a frame)
+                if not ctl.host.behind:
+                    break
+                ctl.update()
+                r.render()
+                borders += ad.volume.last.border_uploads
+            assert not ctl.host.behind and borders > 20
             img = r.screenshot().astype(int)
     d = np.abs(img - ref).max(axis=2)
     assert ref.max() > 50
@@ -275,7 +279,9 @@ def test_bricks_seen_face_on_leave_no_lines_at_their_faces() -> None:
         with SceneRenderer(scene, size=SIZE, show_scale_bar=False, show_axes=False) as r:
             if not stream:
                 return r.screenshot().astype(int)
-            with StreamingController(r, cache_bytes=64 << 20, max_error_px=1e-6) as ctl:
+            with StreamingController(
+                r, cache_bytes=64 << 20, max_error_px=1e-6, brick_size=16
+            ) as ctl:
                 frame = ctl.settle(timeout=60)[lay.name]
                 assert set(frame.levels.tolist()) == {0} and len(frame) > 30
                 return r.screenshot().astype(int)
