@@ -612,9 +612,13 @@ class DesktopCollab(QtCore.QObject):
                 items = [Measurement(kind="distance", points_um=[a, b], label=label)]
                 old = self.rays.get(pid)
                 if old is None:
-                    new = Measurements(  # type: ignore[call-arg]
-                        name=f"{SESSION_PREFIX}{label}", items=items, color=col
-                    )
+                    # A peer that rejoined (a new id) can still be listed under its old
+                    # id until that one times out: two rays of one name.
+                    taken = {lay.name for lay in self.scene.layers}
+                    name, k = f"{SESSION_PREFIX}{label}", 2
+                    while name in taken:
+                        name, k = f"{SESSION_PREFIX}{label} ({k})", k + 1
+                    new = Measurements(name=name, items=items, color=col)  # type: ignore[call-arg]
                     self.scene.add(new)
                     self.rays[pid] = new
                 elif old.items != items or old.color != col:
