@@ -39,14 +39,15 @@ Pieces, in the order a frame uses them:
   current point up in the tree, march the leaf's box with the step of the sampled
   level (opacity corrected ``1 - (1 - a) ** (step / ref_step)``), continue from the
   box's exit. Composite (float "over", early termination at alpha 0.99), maximum and
-  minimum intensity projection, all across bricks. Output is premultiplied RGBA,
-  blended over the target.
+  minimum intensity projection and iso-surfaces (the first crossings of a value,
+  headlight-shaded from central-difference normals), all across bricks. Output is
+  premultiplied RGBA, blended over the target.
 - Label volumes: the same tree and march over an ``R32UI`` atlas (``labels=True``) with
   a second program (``LABELS`` defined): ids read from the nearest voxel
-  (``texelFetch``), colour = a hash of the id (:func:`label_colours`, no table growing
-  with the objects), hidden and selected ids in a small sorted texture searched once per
-  run of one id along the ray (:class:`LabelStyle`); bricks of background only are
-  skipped. Composite only.
+  (``texelFetch``); colours, hidden and selected ids in one sorted ``(id, flags, rgb)``
+  texture searched once per run of one id along the ray (:class:`LabelStyle`: a host
+  lists its legend colours; ids it does not list get a hash, :func:`label_colours`);
+  bricks of background only are skipped. Composite only.
 - :class:`StreamedVolume` (``_streamed.py``): a :class:`~viewer.streaming.VolumeStreamer`'s
   frames into the atlas and the tree. :class:`Harness` and :class:`ResidentVolume`
   (``_harness.py``): a standalone EGL context, an offscreen float target and whole
@@ -72,20 +73,26 @@ Design decisions (and where they differ from the plan in issue 15):
   end set by clipping planes and opaque depth (``g_terminatePointMax`` is tested after
   the advance). Sampling the entry face as well cost 15 dB at silhouettes where the
   opaque end of the transfer function meets the box faces.
-- The levels must nest (each level's bricks 1x or 2x the next finer level's along each
-  axis, same grid corner). Pyramids whose coarsest levels shrink below one chunk
-  (chunks clipped to the level's shape) do not; :class:`PageTree` refuses them with a
-  message. Extending to them means a tree over a virtual brick grid of the finest
-  chunk size instead of the stored chunks.
+- The levels must nest: each level's bricks 1x or 2x the next finer level's along each
+  axis (``viewer.streaming.BrickedSource`` gives every level the same brick edge, so
+  factor-2 pyramids do), starting within half of the level's voxel from level 0's
+  corner. The tree's bricks all start at level 0's corner; a level placed off it
+  (stores whose levels all sit at translation 0) is sampled where its voxels are, the
+  slot's border holding the neighbours such a shift reaches. Other pyramids (factor 3
+  or 4 levels) are refused by :class:`PageTree`; the renderer then streams the finest
+  levels that nest (``viewer.render._streaming._nesting_source``).
 - Slots are sized for the largest chunk; a pyramid with several chunk sizes wastes
   the difference.
 
-Not here yet (issue 15 continues): iso-surface mode, label outlines and per-id
-colours chosen by the user (ids are hashed), finer empty-space skipping than whole
-bricks (and for MIP), the frame-time controller (adaptive step / render scale,
-progressive refinement), uploads through a PBO, and hosting in VTK's context for
-``view``, ``movie`` and both XR eyes (``render`` is hosted:
-``viewer/render/_gl_volumes.py``).
+Hosted in VTK's frame by ``viewer/render/_gl_volumes.py`` for ``render``, ``movie``,
+the desktop 3D view and both XR eyes (the atlas is filled once per streaming frame,
+not per eye).
+
+Not here yet (issue 15 continues): label outlines, finer empty-space skipping than
+whole bricks (and for MIP / iso-surfaces), a render scale below one ray per pixel and
+progressive refinement driven by a frame-time budget (the hosts lengthen the step for
+interactive quality today), uploads through a PBO, and the opaque geometry's depth
+copied on the GPU (the host reads it back).
 
 Extending: a new rendering mode is a branch on ``u_mode`` in ``_shader.py`` (the
 per-sample value ``v`` and the leaf walk are shared) plus an entry in :data:`MODES`;

@@ -129,6 +129,8 @@ class VtkRaycastImage(VtkImage):
         self.frame: StreamFrame | None = None
         self.volume: StreamedVolume | None = None
         self._atlas_bytes = 0  # the atlas budget the volume was made with
+        self._tf: TransferFunction | None = None
+        self._drawn_with: tuple[Any, Any] | None = None  # (frame, style) of the last update
         if layer.contrast_limits is None:
             self._data_range = coarse_range(streamer.source)
 
@@ -151,6 +153,7 @@ class VtkRaycastImage(VtkImage):
     def _update_property(self) -> None:
         super()._update_property()
         self.property.SetScalarOpacityUnitDistance(self._unit_spacing * 2.0)
+        self._tf = None
 
     # -- what the ray caster needs ------------------------------------------------------
     @property
@@ -169,7 +172,13 @@ class VtkRaycastImage(VtkImage):
         return None if thr is None else float(thr)
 
     def transfer_function(self) -> TransferFunction:
-        """The property's colour and opacity functions as a table over the contrast limits."""
+        """The property's colour and opacity functions as a table over the contrast limits
+        (sampled again only after the property changed)."""
+        if self._tf is None:
+            self._tf = self._sample_transfer_function()
+        return self._tf
+
+    def _sample_transfer_function(self) -> TransferFunction:
         from viewer.raycast import TransferFunction
 
         lay = self.layer
@@ -273,6 +282,7 @@ class VtkRaycastLabels(VtkLayer):
         self.ids = np.zeros(0, np.int64)  # every id seen in an arrived brick, sorted
         self._selected: tuple[int, ...] = ()
         self._style: LabelStyle | None = None
+        self._drawn_with: tuple[Any, Any] | None = None  # (frame, style) of the last update
         self._voxel_um = float(np.min(streamer.grid.scale[0]))
 
     # -- streaming --------------------------------------------------------------------
@@ -546,16 +556,25 @@ class GLVolumeHost:
                     max_uploads=1 << 30 if self.one_shot else 64,
                     upload_budget_s=float("inf") if self.one_shot else 0.004,
                 )
+                a._drawn_with = None
             tf = a.transfer_function()
             mode = a.mode
             vol, atlas = a.volume, a.volume.atlas
-            limits = atlas.max_uploads, vol.upload_budget_s
-            if self._upload_all:
-                atlas.max_uploads, vol.upload_budget_s = 1 << 30, float("inf")
-            try:
-                pool = vol.update(frame, skip_for=tf if mode == "composite" else None)
-            finally:
-                atlas.max_uploads, vol.upload_budget_s = limits
+            drawn = a._drawn_with
+            if drawn is not None and drawn[0] is frame and drawn[1] is tf and not self._upload_all:
+                # The same streaming frame and style again (the second XR eye, a redraw
+                # without a streaming step): the atlas and tree are as the first draw
+                # left them; both eyes show the same bricks.
+                pool = vol.pool
+            else:
+                limits = atlas.max_uploads, vol.upload_budget_s
+                if self._upload_all:
+                    atlas.max_uploads, vol.upload_budget_s = 1 << 30, float("inf")
+                try:
+                    pool = vol.update(frame, skip_for=tf if mode == "composite" else None)
+                finally:
+                    atlas.max_uploads, vol.upload_budget_s = limits
+                a._drawn_with = (frame, tf)
             self._raycaster.set_nodes(pool)
             self._raycaster.draw(
                 fbo,

@@ -132,3 +132,26 @@ def test_interactive_quality_lengthens_the_single_pass_step(fib: Path) -> None:
         assert np.array_equal(again, still)
         # Opacity-corrected longer steps: the same picture, up to sampling noise.
         assert np.abs(fast - still).mean() < 3.0
+
+
+def test_a_second_eye_draws_the_same_bricks_without_uploading_again(fib: Path) -> None:
+    """Both XR eyes (or any redraw without a streaming step) draw one frame's bricks:
+    the atlas is filled once per streaming frame, not once per eye."""
+    from viewer.render import SceneRenderer, StreamingController
+
+    scene = _scene(fib)
+    name = scene.layers[0].name
+    with (
+        SceneRenderer(scene, size=(160, 120), show_scale_bar=False, show_axes=False) as r,
+        StreamingController(r, brick_size=16) as ctl,
+    ):
+        ctl.settle(60)
+        adapter: Any = ctl.adapters[name]
+        for _ in range(3):
+            ctl.update()
+            left = r.screenshot().astype(int)
+            uploads = adapter.volume.atlas.uploads
+            right = r.screenshot().astype(int)  # same frame, "the other eye"
+            assert adapter.volume.atlas.uploads == uploads
+            np.testing.assert_array_equal(left, right)
+        assert uploads > 0
