@@ -100,7 +100,7 @@ uniform int u_mode;             // 0 composite, 1 maximum, 2 minimum intensity, 
 uniform float u_iso;            // iso value in texture units (mode 3)
 uniform vec4 u_light;           // ambient, diffuse, specular, specular power (mode 3)
 uniform int u_has_depth;
-uniform sampler2D u_depth;      // depth of opaque geometry, [0, 1], same projection
+uniform sampler2D u_depth;      // depth of opaque geometry, [0, 1], same projection; texel (0, 0) = the viewport's corner
 
 out vec4 frag;
 
@@ -168,7 +168,7 @@ void main() {
         }
     }
     if (u_has_depth != 0) {
-        float d = texelFetch(u_depth, ivec2(gl_FragCoord.xy), 0).r;
+        float d = texelFetch(u_depth, ivec2(gl_FragCoord.xy - u_viewport.xy), 0).r;
         if (d < 1.0) ts = min(ts, dot(unproject(ndc, 2.0 * d - 1.0) - ro, rd));
     }
     frag = vec4(0.0);

@@ -101,6 +101,60 @@ def _egl_current() -> bool:
     return bool(get())
 
 
+_COPY_VERTEX = """
+#version 330 core
+void main() {
+    vec2 p = vec2(float((gl_VertexID & 1) << 2) - 1.0, float((gl_VertexID & 2) << 1) - 1.0);
+    gl_Position = vec4(p, 0.0, 1.0);
+}
+"""
+# Depth texel -> R32F texel, offset by the viewport's corner (no filtering, no blending).
+_COPY_DEPTH = """
+#version 330 core
+uniform sampler2D u_src;
+uniform ivec2 u_offset;
+out float depth;
+void main() {
+    depth = texelFetch(u_src, ivec2(gl_FragCoord.xy) + u_offset, 0).r;
+}
+"""
+
+_GL_DRAW_FRAMEBUFFER = 0x8CA9
+_GL_DEPTH_ATTACHMENT = 0x8D00
+_GL_ATTACHMENT_TYPE = 0x8CD0
+_GL_ATTACHMENT_NAME = 0x8CD1
+_GL_TEXTURE = 0x1702
+_GL_SAMPLES = 0x80A9
+
+
+class _GlQuery:
+    """The two OpenGL queries moderngl does not offer, through the context's loader."""
+
+    def __init__(self, loader: Any) -> None:
+        iv = ctypes.POINTER(ctypes.c_int)
+        self._attachment = ctypes.CFUNCTYPE(None, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint, iv)(
+            loader.load("glGetFramebufferAttachmentParameteriv")
+        )
+        self._integer = ctypes.CFUNCTYPE(None, ctypes.c_uint, iv)(loader.load("glGetIntegerv"))
+
+    def depth_texture(self) -> int | None:
+        """GL name of the bound draw framebuffer's depth texture, if it is a
+        single-sample texture (VTK's render framebuffer: a 2D ``DEPTH_COMPONENT32``)."""
+        v = ctypes.c_int(0)
+        self._integer(_GL_SAMPLES, ctypes.byref(v))
+        if v.value != 0:
+            return None
+        self._attachment(
+            _GL_DRAW_FRAMEBUFFER, _GL_DEPTH_ATTACHMENT, _GL_ATTACHMENT_TYPE, ctypes.byref(v)
+        )
+        if v.value != _GL_TEXTURE:
+            return None
+        self._attachment(
+            _GL_DRAW_FRAMEBUFFER, _GL_DEPTH_ATTACHMENT, _GL_ATTACHMENT_NAME, ctypes.byref(v)
+        )
+        return int(v.value) or None
+
+
 class VtkRaycastImage(VtkImage):
     """A streamed ``Image`` layer drawn in one ray-casting pass (no VTK props).
 
@@ -459,6 +513,15 @@ class GLVolumeHost:
         self.stats = GLFrameStats()
         self.errors = 0
         self._upload_all = False
+        self._depth_fbo: Any = None
+        self._copy_prog: Any = None
+        self._copy_vao: Any = None
+        self._vtk_depth_tex: Any = None
+        self._loader: Any = None
+        self._gl: _GlQuery | None = None
+        #: How the opaque depth reached the ray caster (frames): GPU pass or CPU readback.
+        self.depth_copies_gpu = 0
+        self.depth_copies_cpu = 0
         self._slot_bytes: dict[int, int] = {}
         self._tag = renderer.renderer.AddObserver("EndEvent", self._on_end)  # type: ignore[arg-type]
 
@@ -476,6 +539,7 @@ class GLVolumeHost:
 
             egl = bool(self.renderer.window.IsA("vtkEGLRenderWindow")) or _egl_current()
             loader: Any = _CurrentContext(egl)
+            self._loader = loader
             self.ctx = moderngl.create_context(require=330, context=loader)
             from viewer.raycast import VolumeRaycaster
 
@@ -502,6 +566,10 @@ class GLVolumeHost:
             win.GetShaderCache().ReleaseCurrentShader()
 
     def _depth_texture(self, fbo: Any, vp: tuple[int, int, int, int]) -> Any:
+        """The opaque geometry's depth over ``vp``, as an R32F texture (texel (0, 0) at the
+        viewport's corner): copied on the GPU from VTK's depth texture by one
+        full-viewport pass; read back through the CPU only where VTK's depth is not a
+        single-sample texture (a multisampled or renderbuffer target)."""
         import moderngl
 
         ctx = self.ctx
@@ -509,13 +577,47 @@ class GLVolumeHost:
         if self._depth is None or self._depth.size != size:
             if self._depth is not None:
                 self._depth.release()
+            if self._depth_fbo is not None:
+                self._depth_fbo.release()
             self._depth = ctx.texture(size, 1, dtype="f4")
             self._depth.filter = (moderngl.NEAREST, moderngl.NEAREST)
-        # VTK's render framebuffer's depth is a renderbuffer of its own format (a blit
-        # would need the same format): read it back and upload (2 MB at 800x600).
-        data = fbo.read(viewport=vp, attachment=-1, components=1, dtype="f4")
-        self._depth.write(data)
+            self._depth_fbo = ctx.framebuffer(color_attachments=[self._depth])
+        src = self._vtk_depth(size)
+        if src is None:
+            data = fbo.read(viewport=vp, attachment=-1, components=1, dtype="f4")
+            self._depth.write(data)
+            self.depth_copies_cpu += 1
+            return self._depth
+        prog = self._copy_prog
+        if prog is None:
+            prog = self._copy_prog = ctx.program(
+                vertex_shader=_COPY_VERTEX, fragment_shader=_COPY_DEPTH
+            )
+            self._copy_vao = ctx.vertex_array(prog, [])
+        prog["u_src"].value = 4
+        prog["u_offset"].value = (vp[0], vp[1])
+        src.use(4)
+        self._depth_fbo.use()
+        ctx.disable(moderngl.BLEND | moderngl.DEPTH_TEST)
+        self._copy_vao.render(moderngl.TRIANGLES, vertices=3)
+        fbo.use()
+        self.depth_copies_gpu += 1
         return self._depth
+
+    def _vtk_depth(self, size: tuple[int, int]) -> Any:
+        """VTK's depth attachment (of the framebuffer bound now) wrapped as a moderngl
+        texture, or None when it is not a plain 2D texture."""
+        gl = self._gl
+        if gl is None:
+            gl = self._gl = _GlQuery(self._loader)
+        name = gl.depth_texture()
+        if name is None:
+            return None
+        tex = self._vtk_depth_tex
+        if tex is None or tex.glo != name:
+            # A wrapper only: releasing it would delete VTK's texture, so it is dropped.
+            tex = self._vtk_depth_tex = self.ctx.external_texture(name, size, 1, 0, "f4")
+        return tex
 
     def _draw(self, ren: Any, adapters: list[VtkRaycastImage | VtkRaycastLabels]) -> None:
         from viewer.raycast import StreamedVolume
@@ -648,11 +750,11 @@ class GLVolumeHost:
             if isinstance(a, VtkRaycastImage | VtkRaycastLabels) and a.volume is not None:
                 a.volume.release()
                 a.volume = None
-        if self._raycaster is not None:
-            self._raycaster.release()
-        if self._depth is not None:
-            self._depth.release()
-        self._raycaster = self._depth = None
+        for obj in (self._raycaster, self._depth, self._depth_fbo, self._copy_vao, self._copy_prog):
+            if obj is not None:
+                obj.release()
+        self._raycaster = self._depth = self._depth_fbo = self._copy_vao = self._copy_prog = None
+        self._vtk_depth_tex = None
 
 
 def _trilinear(arr: npt.NDArray[Any], f: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

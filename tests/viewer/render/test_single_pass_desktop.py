@@ -86,7 +86,12 @@ def test_desktop_host_keeps_drawing_until_the_atlas_holds_the_view(fib: Path) ->
         ctl.render()  # the atlas is sized for this first (coarse, partial) frame
         adapter: Any = ctl.adapters[name]
         first_slots = adapter.volume.atlas.n_slots
-        ctl.settle(60)  # every brick of the view in RAM; the atlas takes 64 a frame
+        # Every brick of the view in RAM (not settle(): it lets the next frame upload
+        # everything); the atlas then takes 64 a frame.
+        for _ in range(1200):
+            if ctl.update(show=False)[name].complete:
+                break
+            ctl.streamers[name].wait(0.05)
         behind = []
         for _ in range(100):
             ctl.render()
@@ -155,3 +160,7 @@ def test_a_second_eye_draws_the_same_bricks_without_uploading_again(fib: Path) -
             assert adapter.volume.atlas.uploads == uploads
             np.testing.assert_array_equal(left, right)
         assert uploads > 0
+        # The opaque geometry's depth reached the ray caster by a GPU copy, not a readback
+        # (the picture's correctness with depth: test_render_single_pass's intermix test).
+        host = ctl.host
+        assert host is not None and host.depth_copies_gpu > 0 and host.depth_copies_cpu == 0
