@@ -66,14 +66,16 @@ def frame_times(size: int, reps: int) -> list[str]:
     tf = TransferFunction.ramp((20, 235), opacity=(0.0, 0.05))
     cam = dict(position=(40.0, 150.0, -160.0), focal_point=(64.0, 62.0, 60.0))
     rows, base = [], None
-    for chunk, skip in ((N, False), (32, False), (16, False), (8, False), (16, True), (8, True)):
+    cases = [(N, False, 1.0), (32, False, 1.0), (16, False, 1.0), (8, False, 1.0)]
+    cases += [(16, True, 1.0), (8, True, 1.0), (16, False, 0.5)]
+    for chunk, skip, scale in cases:
         src = FunctionVolumeSource((N,) * 3, _content, chunks=(chunk,) * 3, n_levels=1)
         vol = ResidentVolume(h.ctx, [src.read(0)], BrickGrid.from_source(src))
         if skip:
             vol.skip_transparent(tf)
 
-        def draw(vol=vol) -> None:
-            h.render(vol, tf, **cam, read=False)
+        def draw(vol=vol, scale=scale) -> None:
+            h.render(vol, tf, **cam, read=False, render_scale=scale)
             h.ctx.finish()
 
         draw()
@@ -81,6 +83,8 @@ def frame_times(size: int, reps: int) -> list[str]:
         base = ms if base is None else base
         calls = h.raycaster.stats.draw_calls
         note = f", {vol.skipped} transparent bricks skipped" if skip else ""
+        if scale != 1.0:
+            note += f", render scale {scale} ({scale**2:.0%} of the rays)"
         rows.append(
             f"| {vol.n_leaves} bricks of {chunk}³ | {ms:.1f} ms | {ms / base:.2f} | "
             f"{calls} draw call, {len(vol.pool)} tree words{note} |"

@@ -230,6 +230,7 @@ class Harness:
         step_factor: float = 0.5,
         read: bool = True,
         iso_value: float | None = None,
+        render_scale: float = 1.0,
     ) -> npt.NDArray[np.float32] | None:
         """Draw ``volume`` over a transparent background; the premultiplied RGBA image.
 
@@ -255,6 +256,7 @@ class Harness:
             mode=mode,
             step_factor=step_factor,
             iso_value=iso_value,
+            render_scale=render_scale,
         )
         if not read:
             return None

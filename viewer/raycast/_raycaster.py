@@ -12,7 +12,7 @@ import numpy.typing as npt
 from analysis.errors import ParameterError
 
 from ._atlas import BrickAtlas
-from ._shader import FRAGMENT, LABEL_FRAGMENT, VERTEX
+from ._shader import FRAGMENT, LABEL_FRAGMENT, UPSAMPLE, VERTEX
 from ._transfer import LabelStyle, TransferFunction
 from ._tree import SHADER_LEVELS, PageTree
 
@@ -80,6 +80,10 @@ class VolumeRaycaster:
         self._special: Any = None
         self._special_table: npt.NDArray[np.uint32] | None = None
         self._style: LabelStyle | None = None
+        self._low: Any = None  # render_scale < 1: the low-resolution image and its target
+        self._low_fbo: Any = None
+        self._upsample: Any = None
+        self._upsample_vao: Any = None
         self._nodes: Any = None
         self._nodes_rows = 0
         self._pool: U32 | None = None
@@ -157,6 +161,7 @@ class VolumeRaycaster:
         max_nodes: int = 4096,
         min_ray_um: float = 0.0,
         iso_value: float | None = None,
+        render_scale: float = 1.0,
     ) -> None:
         """One pass: every pixel of ``viewport`` marches its ray through the tree.
 
@@ -197,11 +202,20 @@ class VolumeRaycaster:
         iso_value : float, optional
             Data value of the iso-surface (``mode="isosurface"``); default: the middle
             of the contrast limits.
+        render_scale : float, default: 1
+            Rays per pixel along each axis, (0, 1]: below 1 the rays are cast into an
+            offscreen float image of ``ceil(scale * size)`` pixels (each ray ending at
+            the depth of the full-resolution pixel under its centre), which is then
+            blended over the target with bilinear filtering: about ``scale**2`` of the
+            rays (a host's interactive quality, a headset's frame budget); the target's
+            other contents keep full resolution.
         """
         if mode not in MODES:
             raise ParameterError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
         if not step_factor > 0:
             raise ParameterError(f"step_factor must be > 0, got {step_factor}")
+        if not 0 < render_scale <= 1:
+            raise ParameterError(f"render_scale must be in (0, 1], got {render_scale}")
         planes = np.zeros((0, 4)) if clip_planes is None else np.asarray(clip_planes, float)
         planes = planes.reshape(-1, 4)
         if len(planes) > 6:
@@ -220,8 +234,19 @@ class VolumeRaycaster:
         else:
             self.set_transfer(tf)  # type: ignore[arg-type]
         self.program = self.programs[kind]
-        vp = tuple(viewport) if viewport is not None else (0, 0, *target.size)
+        full = tuple(viewport) if viewport is not None else (0, 0, *target.size)
+        vp = full
+        scaled = render_scale < 1.0
+        if scaled:
+            low = self._low_target(
+                (
+                    max(1, math.ceil(full[2] * render_scale)),
+                    max(1, math.ceil(full[3] * render_scale)),
+                )
+            )
+            vp = (0, 0, *low.size)
         self._uniforms(view, projection, tree, atlas, tf, vp, planes, mode, step_factor, max_nodes)
+        self._uniform("u_depth_scale", (full[2] / vp[2], full[3] / vp[3]))
         self._uniform("u_has_depth", int(depth is not None))
         self._uniform("u_min_ray", float(min_ray_um))
         if mode == "isosurface" and not isinstance(tf, LabelStyle):
@@ -231,7 +256,11 @@ class VolumeRaycaster:
             self._uniform("u_light", ISO_LIGHT)
         ctx = self.ctx
         prev_fbo, prev_vp = ctx.fbo, ctx.viewport
-        target.use()
+        if scaled:
+            self._low_fbo.use()
+            self._low_fbo.clear(0.0, 0.0, 0.0, 0.0)
+        else:
+            target.use()
         ctx.viewport = vp
         ctx.disable(self._moderngl.DEPTH_TEST)
         ctx.enable(self._moderngl.BLEND)
@@ -246,6 +275,13 @@ class VolumeRaycaster:
             depth.use(3)
         try:
             self.vaos[kind].render(self._moderngl.TRIANGLES, vertices=3)
+            if scaled:
+                target.use()
+                ctx.viewport = full
+                self._low.use(0)
+                self._upsample["u_low"].value = 0
+                self._upsample["u_viewport"].value = tuple(float(v) for v in full)
+                self._upsample_vao.render(self._moderngl.TRIANGLES, vertices=3)
         finally:
             ctx.disable(self._moderngl.BLEND)
             ctx.blend_func = self._moderngl.DEFAULT_BLENDING
@@ -254,6 +290,21 @@ class VolumeRaycaster:
             ctx.viewport = prev_vp
         self.stats.draw_calls = 1
         self.total_draw_calls += 1
+
+    def _low_target(self, size: tuple[int, int]) -> Any:
+        """The offscreen RGBA16F image of a scaled draw (made again when its size changes)."""
+        if self._low is None or self._low.size != size:
+            for obj in (self._low_fbo, self._low):
+                if obj is not None:
+                    obj.release()
+            self._low = self.ctx.texture(size, 4, dtype="f2")
+            self._low.filter = (self._moderngl.LINEAR, self._moderngl.LINEAR)
+            self._low.repeat_x = self._low.repeat_y = False
+            self._low_fbo = self.ctx.framebuffer(color_attachments=[self._low])
+        if self._upsample is None:
+            self._upsample = self.ctx.program(vertex_shader=VERTEX, fragment_shader=UPSAMPLE)
+            self._upsample_vao = self.ctx.vertex_array(self._upsample, [])
+        return self._low
 
     def _use_labels(self, style: LabelStyle) -> None:
         """Compile the label program once; upload the hidden/selected ids when they changed."""
@@ -360,6 +411,7 @@ class VolumeRaycaster:
 
     def release(self) -> None:
         objs = [*self.vaos.values(), *self.programs.values(), self._nodes, self._tf, self._special]
+        objs += [self._low_fbo, self._low, self._upsample_vao, self._upsample]
         for obj in objs:
             if obj is not None:
                 obj.release()

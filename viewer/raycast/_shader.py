@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from ._tree import SHADER_LEVELS
 
-__all__ = ["FRAGMENT", "LABEL_FRAGMENT", "VERTEX", "label_hash"]
+__all__ = ["FRAGMENT", "LABEL_FRAGMENT", "UPSAMPLE", "VERTEX", "label_hash"]
 
 # A triangle that covers the viewport; no vertex buffer (gl_VertexID).
 VERTEX = """
@@ -18,6 +18,17 @@ VERTEX = """
 void main() {
     vec2 p = vec2(float((gl_VertexID & 1) << 2) - 1.0, float((gl_VertexID & 2) << 1) - 1.0);
     gl_Position = vec4(p, 0.0, 1.0);
+}
+"""
+
+# A scaled draw's low-resolution image over the target (premultiplied, bilinear).
+UPSAMPLE = """
+#version 330 core
+uniform sampler2D u_low;
+uniform vec4 u_viewport;
+out vec4 frag;
+void main() {
+    frag = texture(u_low, (gl_FragCoord.xy - u_viewport.xy) / u_viewport.zw);
 }
 """
 
@@ -101,6 +112,7 @@ uniform float u_iso;            // iso value in texture units (mode 3)
 uniform vec4 u_light;           // ambient, diffuse, specular, specular power (mode 3)
 uniform int u_has_depth;
 uniform sampler2D u_depth;      // depth of opaque geometry, [0, 1], same projection; texel (0, 0) = the viewport's corner
+uniform vec2 u_depth_scale;     // depth texels per drawn pixel (1 / render scale)
 
 out vec4 frag;
 
@@ -168,7 +180,7 @@ void main() {
         }
     }
     if (u_has_depth != 0) {
-        float d = texelFetch(u_depth, ivec2(gl_FragCoord.xy - u_viewport.xy), 0).r;
+        float d = texelFetch(u_depth, ivec2((gl_FragCoord.xy - u_viewport.xy) * u_depth_scale), 0).r;
         if (d < 1.0) ts = min(ts, dot(unproject(ndc, 2.0 * d - 1.0) - ro, rd));
     }
     frag = vec4(0.0);

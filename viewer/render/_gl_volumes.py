@@ -522,6 +522,8 @@ class GLVolumeHost:
         #: How the opaque depth reached the ray caster (frames): GPU pass or CPU readback.
         self.depth_copies_gpu = 0
         self.depth_copies_cpu = 0
+        #: Rays per pixel along each axis of the last frame's volumes (quality).
+        self.render_scale = 1.0
         self._slot_bytes: dict[int, int] = {}
         self._tag = renderer.renderer.AddObserver("EndEvent", self._on_end)  # type: ignore[arg-type]
 
@@ -634,10 +636,12 @@ class GLVolumeHost:
         depth = self._depth_texture(fbo, vp)
         planes = clip_planes_array(list(self.renderer.scene.clipping_planes))
         q = self.renderer.quality
-        # No render scale yet: rays spaced further apart than a pixel (the "interactive"
-        # quality of a camera drag) lengthen the step instead (opacity corrected, so the
-        # picture keeps its brightness; about as many fewer samples).
-        step = max(float(q.min_ray_spacing_px), 1.0) / q.samples_per_voxel
+        # Rays spaced further apart than a pixel (the "interactive" quality of a camera
+        # drag, a headset's adaptive quality) are cast at that spacing into a smaller
+        # image that is upsampled over the frame: about spacing**2 fewer rays.
+        step = 1.0 / q.samples_per_voxel
+        scale = 1.0 / max(float(q.min_ray_spacing_px), 1.0)
+        self.render_scale = scale
         st = self.stats
         levels: set[int] = set()
         for a in adapters:
@@ -692,6 +696,7 @@ class GLVolumeHost:
                 step_factor=step,
                 min_ray_um=a.min_ray_um(step),
                 iso_value=a.iso_value,
+                render_scale=scale,
             )
             up = a.volume.last
             assert up is not None

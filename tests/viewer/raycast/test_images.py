@@ -320,3 +320,31 @@ def test_streamed_volume_neighbours_equal_the_streamers(ctx: Any) -> None:
         want = np.concatenate([k[k >= 0] for k in (st.neighbour_keys(int(x)) for x in keys)])
         np.testing.assert_array_equal(np.sort(got), np.sort(want))
         sv.release()
+
+
+@pytest.mark.parametrize("with_depth", [False, True])
+def test_render_scale_casts_fewer_rays_and_upsamples_them(
+    harness: Any, ctx: Any, with_depth: bool
+) -> None:
+    """``render_scale=0.5``: the picture is a half-size render (rays through the same
+    pixel centres) upsampled bilinearly (scikit-image's ``resize``, order 1)."""
+    from skimage.transform import resize
+
+    vol, _, _ = _volume(ctx, (16, 16, 16))
+    depth = None
+    if with_depth:  # the near half of the screen (left columns) behind an opaque wall
+        depth = np.ones(SIZE[::-1])
+        depth[:, : SIZE[0] // 2] = 0.9
+    img = harness.render(vol, TF, **CAMERA, render_scale=0.5, depth=depth)
+    half = Harness((SIZE[0] // 2, SIZE[1] // 2), ctx)
+    try:
+        small_depth = None if depth is None else depth[::2, ::2]
+        small = half.render(vol, TF, **CAMERA, depth=small_depth)
+    finally:
+        half.release()
+    ref = resize(small, img.shape, order=1, mode="edge", anti_aliasing=False)
+    full = harness.render(vol, TF, **CAMERA, depth=depth)
+    assert img[..., 3].max() > 0.3
+    assert psnr(img, ref) >= 40.0
+    assert psnr(img, full) >= 25.0  # the same picture, at a lower resolution
+    assert psnr(img, full) < psnr(img, ref)  # (and not the full-resolution one)
