@@ -183,6 +183,7 @@ class VtkRaycastImage(VtkImage):
         self.frame: StreamFrame | None = None
         self.volume: StreamedVolume | None = None
         self._atlas_bytes = 0  # the atlas budget the volume was made with
+        self.host: GLVolumeHost | None = None  # releases the GL objects in its context
         self._tf: TransferFunction | None = None
         self._drawn_with: tuple[Any, Any] | None = None  # (frame, style) of the last update
         if layer.contrast_limits is None:
@@ -292,9 +293,7 @@ class VtkRaycastImage(VtkImage):
         return _bounds_xyz(self.streamer)
 
     def close(self) -> None:
-        if self.volume is not None:
-            self.volume.release()
-            self.volume = None
+        _retire(self)
         super().close()
 
 
@@ -333,6 +332,7 @@ class VtkRaycastLabels(VtkLayer):
         self.frame: StreamFrame | None = None
         self.volume: StreamedVolume | None = None
         self._atlas_bytes = 0
+        self.host: GLVolumeHost | None = None
         self.ids = np.zeros(0, np.int64)  # every id seen in an arrived brick, sorted
         self._selected: tuple[int, ...] = ()
         self._style: LabelStyle | None = None
@@ -422,10 +422,21 @@ class VtkRaycastLabels(VtkLayer):
         return _bounds_xyz(self.streamer)
 
     def close(self) -> None:
-        if self.volume is not None:
-            self.volume.release()
-            self.volume = None
+        _retire(self)
         super().close()
+
+
+def _retire(adapter: VtkRaycastImage | VtkRaycastLabels) -> None:
+    """Let go of an adapter's atlas: released by its host at the next frame, in the GL
+    context (a layer may be removed on another thread, with no context current)."""
+    vol = adapter.volume
+    adapter.volume = None
+    if vol is None:
+        return
+    if adapter.host is not None:
+        adapter.host.retire(vol)
+    else:
+        vol.release()
 
 
 def _segment_samples(
@@ -513,6 +524,7 @@ class GLVolumeHost:
         self.stats = GLFrameStats()
         self.errors = 0
         self._upload_all = False
+        self._retired: list[StreamedVolume] = []
         self._depth_fbo: Any = None
         self._copy_prog: Any = None
         self._copy_vao: Any = None
@@ -553,6 +565,8 @@ class GLVolumeHost:
             return  # a hardware pick pass
         adapters = self.adapters()
         self.stats = GLFrameStats()
+        if self._retired and self.ctx is not None:
+            self._release_retired()
         if not adapters:
             return
         try:
@@ -731,6 +745,14 @@ class GLVolumeHost:
             return False
         return self._atlas_budget(a, frame) > a._atlas_bytes
 
+    def retire(self, volume: StreamedVolume) -> None:
+        """Release ``volume``'s GL objects at the next frame (or :meth:`close`)."""
+        self._retired.append(volume)
+
+    def _release_retired(self) -> None:
+        while self._retired:
+            self._retired.pop().release()
+
     def upload_all_next_frame(self) -> None:
         """Let the next frame upload every brick it draws (no per-frame limit): the
         frame after :meth:`StreamingController.settle` shows the view complete."""
@@ -753,8 +775,9 @@ class GLVolumeHost:
         self.renderer.window.MakeCurrent()
         for a in self.renderer.adapters.values():
             if isinstance(a, VtkRaycastImage | VtkRaycastLabels) and a.volume is not None:
-                a.volume.release()
+                self.retire(a.volume)
                 a.volume = None
+        self._release_retired()
         for obj in (self._raycaster, self._depth, self._depth_fbo, self._copy_vao, self._copy_prog):
             if obj is not None:
                 obj.release()

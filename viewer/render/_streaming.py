@@ -170,7 +170,9 @@ class StreamingController:
 
     Notes
     -----
-    The layers are taken at construction.
+    Layers added to the scene later (or whose data or label mode changes) are streamed
+    from the next :meth:`update` on, with the same per-layer budgets as the first ones;
+    removed layers stop streaming.
 
     Examples
     --------
@@ -198,64 +200,116 @@ class StreamingController:
 
         self.renderer = renderer
         self.scene: Scene = renderer.scene
-        images = [lay for lay in self.scene.layers if isinstance(lay, Image) and lay.data]
-        labels = [lay for lay in self.scene.layers if isinstance(lay, Labels) and lay.data]
-        volumes = [lay for lay in labels if lay.mode == "volume"] if stream_labels else []
-        meshed = (
-            [lay for lay in labels if lay.mode == "surface" and lay.level is None]
-            if stream_surfaces
-            else []
-        )
-        n = max(len(images) + len(volumes) + len(meshed), 1)
-        total = default_cache_bytes() if cache_bytes is None else int(cache_bytes)
+        self.stream_labels = stream_labels
+        self.stream_surfaces = stream_surfaces
+        self.max_error_px = max_error_px
+        self.n_workers = n_workers
+        self.finest_level = finest_level
+        self.mesh_workers = mesh_workers
+        self.mesh_cache_bytes = mesh_cache_bytes
+        self.one_shot = one_shot
+        self.brick_size = DEFAULT_BRICK_SIZE if brick_size is None else brick_size
         self.adapters: dict[str, VtkStreamedSurfaces | VtkRaycastImage | VtkRaycastLabels] = {}
         self.surfaces: dict[str, _SurfaceLevel] = {}
         self._views: list[EyeView] | None = None
-        streamed: list[Image | Labels] = [*images, *volumes, *meshed]
+        self._kinds: dict[str, tuple[int, str, int]] = {}  # name -> (layer, kind, source) ids
         self.host: GLVolumeHost | None = None
-        edge = DEFAULT_BRICK_SIZE if brick_size is None else brick_size
-        for lay in streamed:
-            assert lay.data is not None
-            source: Any = lay.data
-            if not (isinstance(lay, Labels) and lay.mode == "surface"):
-                source = _nesting_source(lay.data, edge)
-            streamer = VolumeStreamer(
-                source,
-                cache_bytes=total // n,
-                gpu_budget_bytes=max(gpu_budget_bytes // n, 1),
-                max_error_px=max_error_px,
-                n_workers=n_workers,
-                labels=isinstance(lay, Labels),
-                finest_level=finest_level,
-            )
-            adapter: VtkStreamedSurfaces | VtkRaycastImage | VtkRaycastLabels
-            gb = max(gpu_budget_bytes // n, 1)
-            if isinstance(lay, Labels) and lay.mode == "surface":
-                adapter = VtkStreamedSurfaces(
-                    lay, streamer, n_workers=mesh_workers, cache_bytes=mesh_cache_bytes
-                )
-                adapter.set_camera(renderer.renderer.GetActiveCamera())
-            else:
-                adapter = (
-                    VtkRaycastLabels(lay, streamer, gb)
-                    if isinstance(lay, Labels)
-                    else VtkRaycastImage(lay, streamer, gb)
-                )
-                if self.host is None:
-                    self.host = GLVolumeHost(renderer, one_shot=one_shot)
-            old = renderer.adapters.get(id(lay))
-            # The renderer reconciles props per adapter on its next sync: the old
-            # adapter's volumes are removed, the streamed ones added.
-            renderer.adapters[id(lay)] = adapter
-            if old is not None:
-                old.close()
-            self.adapters[lay.name] = adapter
+        streamed = self._wanted()
+        n = max(len(streamed), 1)
+        total = default_cache_bytes() if cache_bytes is None else int(cache_bytes)
+        # Each layer's share of the budgets; layers added later get the same share.
+        self.cache_bytes_per_layer = total // n
+        self.gpu_bytes_per_layer = max(gpu_budget_bytes // n, 1)
+        for lay, kind in streamed:
+            self._attach(lay, kind)
+        labels = [lay for lay in self.scene.layers if isinstance(lay, Labels) and lay.data]
         for lay in labels if surface_levels else []:
             got = renderer.adapters.get(id(lay))
             if lay.mode == "surface" and isinstance(got, VtkLabels):
                 self.surfaces[lay.name] = _SurfaceLevel(
                     lay, got, renderer.voxel_budget, max_error_px, finest_level
                 )
+
+    def _wanted(self) -> list[tuple[Image | Labels, str]]:
+        """The scene's layers this controller streams, with how: image, volume, surface."""
+        out: list[tuple[Image | Labels, str]] = []
+        for lay in self.scene.layers:
+            if isinstance(lay, Image) and lay.data is not None:
+                out.append((lay, "image"))
+            elif isinstance(lay, Labels) and lay.data is not None:
+                if lay.mode == "volume" and self.stream_labels:
+                    out.append((lay, "volume"))
+                elif lay.mode == "surface" and lay.level is None and self.stream_surfaces:
+                    out.append((lay, "surface"))
+        return out
+
+    def _attach(self, lay: Image | Labels, kind: str) -> None:
+        """Stream ``lay``: a streamer and the adapter that draws it, in place of the
+        renderer's whole-level adapter (before that one read anything)."""
+        assert lay.data is not None
+        source: Any = lay.data
+        if kind != "surface":
+            source = _nesting_source(lay.data, self.brick_size)
+        streamer = VolumeStreamer(
+            source,
+            cache_bytes=self.cache_bytes_per_layer,
+            gpu_budget_bytes=self.gpu_bytes_per_layer,
+            max_error_px=self.max_error_px,
+            n_workers=self.n_workers,
+            labels=isinstance(lay, Labels),
+            finest_level=self.finest_level,
+        )
+        adapter: VtkStreamedSurfaces | VtkRaycastImage | VtkRaycastLabels
+        if kind == "surface":
+            assert isinstance(lay, Labels)
+            adapter = VtkStreamedSurfaces(
+                lay, streamer, n_workers=self.mesh_workers, cache_bytes=self.mesh_cache_bytes
+            )
+            adapter.set_camera(self.renderer.renderer.GetActiveCamera())
+        else:
+            if self.host is None:
+                self.host = GLVolumeHost(self.renderer, one_shot=self.one_shot)
+            adapter = (
+                VtkRaycastLabels(lay, streamer, self.gpu_bytes_per_layer)
+                if isinstance(lay, Labels)
+                else VtkRaycastImage(lay, streamer, self.gpu_bytes_per_layer)
+            )
+            adapter.host = self.host
+        old = self.renderer.adapters.get(id(lay))
+        # The renderer reconciles props per adapter on its next sync: the old adapter's
+        # props are removed, the streamed ones added.
+        self.renderer.adapters[id(lay)] = adapter
+        if old is not None and old is not adapter:
+            old.close()
+        self.adapters[lay.name] = adapter
+        self._kinds[lay.name] = (id(lay), kind, id(lay.data))
+
+    def _detach(self, name: str) -> None:
+        adapter = self.adapters.pop(name)
+        self._kinds.pop(name, None)
+        adapter.streamer.close()
+        if isinstance(adapter, VtkStreamedSurfaces):
+            adapter.close_pool()
+        lay = adapter.layer
+        if self.renderer.adapters.get(id(lay)) is adapter and lay in self.scene.layers:
+            # Still in the scene but no longer streamed (e.g. a label layer switched
+            # to surfaces with an explicit level): back to the renderer's own adapter.
+            del self.renderer.adapters[id(lay)]
+            adapter.close()
+            self.renderer._add_adapter(lay)
+
+    def reconcile(self) -> None:
+        """Follow the scene: stream layers added (or whose data or drawing mode changed)
+        since the last frame, stop streaming those removed. :meth:`update` calls it."""
+        wanted = {lay.name: (lay, kind) for lay, kind in self._wanted()}
+        for name in list(self.adapters):
+            lay, kind = wanted.get(name, (None, ""))
+            if lay is None or self._kinds.get(name) != (id(lay), kind, id(lay.data)):
+                self._detach(name)
+        for name, (lay, kind) in wanted.items():
+            if name not in self.adapters:
+                log.debug("streaming layer %s (%s)", name, kind)
+                self._attach(lay, kind)
 
     @property
     def streamers(self) -> dict[str, VolumeStreamer]:
@@ -278,6 +332,7 @@ class StreamingController:
         ``show=False``: do not hand the bricks to the adapters (a later update with
         ``show=True`` draws them; :meth:`settle` skips the intermediate pictures).
         """
+        self.reconcile()
         views = self.views()
         planes = list(self.scene.clipping_planes)
         out = {}

@@ -165,3 +165,58 @@ def test_a_second_eye_draws_the_same_bricks_without_uploading_again(fib: Path) -
         # (the picture's correctness with depth: test_render_single_pass's intermix test).
         host = ctl.host
         assert host is not None and host.depth_copies_gpu > 0 and host.depth_copies_cpu == 0
+
+
+def test_layers_added_or_removed_after_the_window_opened_stream(fib: Path) -> None:
+    """A layer added to an open window is streamed from the next frame on (never read
+    as a whole level); a removed one stops streaming; a label layer switched to volume
+    mode is drawn in its own pass."""
+    from analysis.volume import ArrayVolumeSource
+    from viewer.render import SceneRenderer, StreamingController, VtkRaycastImage, VtkRaycastLabels
+    from viewer.scene import Image, Labels
+
+    class Counting(ArrayVolumeSource):
+        biggest = 0
+
+        def read(self, level: int, region: Any = None) -> Any:
+            out = super().read(level, region)
+            Counting.biggest = max(Counting.biggest, int(np.asarray(out).size))
+            return out
+
+    zz, yy, xx = np.indices((64, 64, 64))
+    ball = ((zz - 32) ** 2 + (yy - 32) ** 2 + (xx - 32) ** 2 < 400).astype(np.uint8) * 200
+    lab = (ball > 0).astype(np.uint32) * 5
+    scene = _scene(fib)
+    with (
+        SceneRenderer(scene, size=(160, 120), show_scale_bar=False, show_axes=False) as r,
+        StreamingController(r, brick_size=16, one_shot=True) as ctl,
+    ):
+        ctl.settle(60)
+        r.render()
+        host = ctl.host
+        assert host is not None and host.stats.volume_passes == 1
+        before = r.screenshot().astype(int)
+        added = Image(Counting(ball), name="ball", contrast_limits=(0, 255), opacity=1.0)
+        scene.add(added)
+        ctl.settle(60)
+        with_ball = r.screenshot().astype(int)
+        assert isinstance(r.adapter(added), VtkRaycastImage)
+        assert host.stats.volume_passes == 2
+        assert Counting.biggest <= 16**3  # bricks only, never the whole level
+        assert np.abs(with_ball - before).max() > 50  # the new volume is drawn
+        streamer = ctl.adapters["ball"].streamer
+        scene.layers.remove(added)
+        ctl.settle(60)
+        r.render()
+        assert "ball" not in ctl.adapters and host.stats.volume_passes == 1
+        assert not any(t.is_alive() for t in streamer.scheduler._threads)  # loaders stopped
+        np.testing.assert_allclose(r.screenshot().astype(int), before, atol=2)
+        labels = Labels(lab, name="cells", mode="surface", level=0)
+        scene.add(labels)
+        ctl.settle(60)
+        assert "cells" not in ctl.adapters  # surfaces of an explicit level: whole level
+        labels.mode = "volume"
+        ctl.settle(60)
+        r.render()
+        assert isinstance(r.adapter(labels), VtkRaycastLabels)
+        assert host.stats.volume_passes == 2
