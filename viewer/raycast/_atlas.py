@@ -268,6 +268,12 @@ class BrickAtlas:
         A label volume: R32UI, nearest (ids modulo 2**32).
     key_space : int, optional
         Keys lie in ``[0, key_space)`` (see :class:`SlotTable`).
+    staging_buffers : int, default: 4
+        Pixel-unpack buffers (PBOs) slot images go through, used in turn (0: write
+        from client memory). The copy into a PBO returns at once and the driver moves
+        it into the texture asynchronously (BigVolumeViewer's ``TextureCache`` fills
+        its cache the same way); each buffer is orphaned before reuse, so a write
+        never waits for the GPU to finish reading the previous one.
 
     Attributes
     ----------
@@ -290,6 +296,7 @@ class BrickAtlas:
         max_uploads: int = 64,
         labels: bool = False,
         key_space: int | None = None,
+        staging_buffers: int = 4,
     ) -> None:
         if brick_edge < 1:
             raise ParameterError(f"brick_edge must be >= 1, got {brick_edge}")
@@ -322,6 +329,7 @@ class BrickAtlas:
         self.texture.filter = (f, f)
         self.texture.repeat_x = self.texture.repeat_y = self.texture.repeat_z = False
         self.uploads = 0
+        self._staging = [ctx.buffer(reserve=self.slot_bytes) for _ in range(staging_buffers)]
 
     @property
     def n_slots(self) -> int:
@@ -354,7 +362,14 @@ class BrickAtlas:
             image = (np.asarray(image).astype(np.uint64) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
         data = np.ascontiguousarray(image, dtype=self.dtype)
         x, y, z = self.slot_origin(int(slot))
-        self.texture.write(data, viewport=(x, y, z, self.edge, self.edge, self.edge), alignment=1)
+        box = (x, y, z, self.edge, self.edge, self.edge)
+        if self._staging:
+            pbo = self._staging[self.uploads % len(self._staging)]
+            pbo.orphan(self.slot_bytes)
+            pbo.write(data)
+            self.texture.write(pbo, viewport=box, alignment=1)
+        else:
+            self.texture.write(data, viewport=box, alignment=1)
         self.slot_min[slot] = float(data.min())
         self.slot_max[slot] = float(data.max())
         self.uploads += 1
@@ -441,3 +456,6 @@ class BrickAtlas:
 
     def release(self) -> None:
         self.texture.release()
+        for buf in self._staging:
+            buf.release()
+        self._staging = []

@@ -80,12 +80,22 @@ def test_slot_table_uploads_and_evicts_lru(frames, n_slots, limit) -> None:
     n_slots=st.integers(1, 9),
     limit=st.integers(1, 5),
     dtype=st.sampled_from([np.uint8, np.uint16, np.float32]),
+    staging=st.sampled_from([0, 1, 4]),
 )
 def test_atlas_texture_holds_exactly_its_resident_bricks(
-    ctx: Any, frames, n_slots, limit, dtype
+    ctx: Any, frames, n_slots, limit, dtype, staging
 ) -> None:
+    """Whether slot images go through pixel-unpack buffers (a ring of 1 or 4, reused
+    many times here) or straight from memory, the texture holds what was written."""
     item = np.dtype(dtype).itemsize
-    atlas = BrickAtlas(ctx, EDGE, dtype, n_slots * (EDGE + 2) ** 3 * item, max_uploads=limit)
+    atlas = BrickAtlas(
+        ctx,
+        EDGE,
+        dtype,
+        n_slots * (EDGE + 2) ** 3 * item,
+        max_uploads=limit,
+        staging_buffers=staging,
+    )
     try:
         n = atlas.n_slots
         assert n == np.prod(atlas_layout(n_slots, EDGE + 2))
