@@ -88,11 +88,14 @@ Hosted in VTK's frame by ``viewer/render/_gl_volumes.py`` for ``render``, ``movi
 the desktop 3D view and both XR eyes (the atlas is filled once per streaming frame,
 not per eye).
 
+Also here: ``render_scale`` (rays cast into a smaller float image, upsampled over the
+target: a host's interactive quality, a headset's adaptive quality) and uploads
+through a ring of pixel-unpack buffers.
+
 Not here yet (issue 15 continues): label outlines, finer empty-space skipping than
-whole bricks (and for MIP / iso-surfaces), a render scale below one ray per pixel and
-progressive refinement driven by a frame-time budget (the hosts lengthen the step for
-interactive quality today), uploads through a PBO, and the opaque geometry's depth
-copied on the GPU (the host reads it back).
+whole bricks (and for MIP / iso-surfaces), and refinement over the following frames
+driven by a per-eye time budget inside the host (the headset's quality controller and
+the desktop's interactive/still switch decide the step and render scale today).
 
 Extending: a new rendering mode is a branch on ``u_mode`` in ``_shader.py`` (the
 per-sample value ``v`` and the leaf walk are shared) plus an entry in :data:`MODES`;

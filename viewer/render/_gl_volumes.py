@@ -4,8 +4,10 @@
 renderer (layer 0: surfaces, tracks, markers, whole-level volumes) into its render
 framebuffer; then, still inside VTK's frame and context,
 the host wraps that context with moderngl (a loader over the *current* context, no
-second context), copies the framebuffer's depth into a texture, and draws each
-:class:`VtkRaycastImage` with one :class:`viewer.raycast.VolumeRaycaster` call: rays
+second context), copies the framebuffer's depth into a float texture on the GPU
+(VTK's depth attachment is a texture: one full-viewport pass reads it), and draws each
+:class:`VtkRaycastImage` / :class:`VtkRaycastLabels` with one
+:class:`viewer.raycast.VolumeRaycaster` call (at the quality's render scale): rays
 end at the opaque geometry's depth and the volume is blended over its colour. Scale
 bar, text and the axes are drawn afterwards by a second renderer layer
 (``SceneRenderer``'s overlays), so they stay on top. Finally VTK's OpenGL state
