@@ -11,17 +11,26 @@ uploads are not in it.
     into a 2 GB atlas, both eyes, mid-fly-through (the camera moves every frame; after
     ``--warm`` frames of loading the next ``--frames`` are measured), with empty-space
     skipping.
+(c) the FIB-SEM medulla (external test data, 250³ at 10 nm) with its neuron bodies as a
+    label volume: two passes per eye (image, then labels with a colour per body from
+    the style's table), orbiting. Its voxels travel as one ``.npz`` made here:
+
+    .venv/bin/python tests/benchmarks/bench_raycast_gpu.py --prepare-medulla bench-data/medulla.npz
+
+    and ``--medulla bench-data/medulla.npz`` on the GPU machine (numpy only).
 
 Run here (llvmpipe, proof that it works; tiny sizes):
 
     .venv/bin/python tests/benchmarks/bench_raycast_gpu.py --quick
 
-On the GPU machine (no network there): carry wheels made here with
-``pip download --only-binary=:all: --python-version 3.X -d wheels numpy moderngl glcontext psutil``
-(a folder in the working tree that git does not ignore travels with it), then:
+On the GPU machine (no network there): make ``bench-data/`` here (git ignores it; the
+device call carries it: ``carry: ["bench-data"]``, under 64 MiB) with the wheels from
+``pip download --only-binary=:all: --python-version 3.X -d bench-data/wheels numpy moderngl
+glcontext psutil`` and the medulla's npz (below), then run there:
 
-    python3 -m venv /tmp/v && /tmp/v/bin/pip install -q --no-index -f wheels numpy moderngl \
-        glcontext psutil && /tmp/v/bin/python tests/benchmarks/bench_raycast_gpu.py --json $OUT/gpu.json
+    python3 -m venv /tmp/v && /tmp/v/bin/pip install -q --no-index -f bench-data/wheels numpy \
+        moderngl glcontext psutil && /tmp/v/bin/python tests/benchmarks/bench_raycast_gpu.py \
+        --medulla bench-data/medulla.npz --json $OUT/gpu.json
 
 Defaults: 2064 x 2208 per eye (a Quest-class eye buffer), RGBA8 targets, step 0.5 voxel.
 """
@@ -41,13 +50,15 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from analysis.volume import FunctionVolumeSource  # noqa: E402
+from analysis.volume import ArrayVolumeSource, FunctionVolumeSource  # noqa: E402
 from viewer.raycast import (  # noqa: E402
     Harness,
+    LabelStyle,
     ResidentVolume,
     StreamedVolume,
     TransferFunction,
     camera_matrices,
+    label_colours,
 )
 from viewer.streaming import BrickGrid, View, VolumeStreamer  # noqa: E402
 
@@ -183,6 +194,71 @@ def streamed(h: Harness, shape, atlas_bytes: int, warm: int, frames: int, worker
     return out
 
 
+def prepare_medulla(out: Path) -> None:
+    """The medulla's PNG slices and neuron bodies (supervoxels mapped through the
+    ``transforms`` table) as ``image`` (uint8) and ``labels`` (uint32) in one npz."""
+    import gzip
+    import io
+
+    import h5py
+    import imageio.v3 as iio
+
+    root = ROOT.parent / "shared" / "testdata" / "fibsem-medulla"
+    image = np.stack([iio.imread(f) for f in sorted((root / "grayscale_maps").glob("iso.*.png"))])
+    with gzip.open(root / "groundtruth.h5.gz", "rb") as fh, h5py.File(io.BytesIO(fh.read())) as f:
+        sv = np.asarray(f["stack"])
+        tr = np.asarray(f["transforms"])
+    lut = np.zeros(int(max(sv.max(), tr[:, 0].max())) + 1, np.uint32)
+    lut[tr[:, 0]] = tr[:, 1]
+    bodies = lut[sv]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, image=image.astype(np.uint8), labels=bodies)
+    print(
+        f"{out}: image {image.shape}, {len(np.unique(bodies))} bodies, {out.stat().st_size >> 20} MiB"
+    )
+
+
+def medulla(h: Harness, path: Path, frames: int, chunk: int = 64) -> dict:
+    data = np.load(path)
+    image, labels = data["image"], data["labels"]
+    n = np.asarray(image.shape, float)
+    grid = BrickGrid.from_source(ArrayVolumeSource(image, chunks=(chunk,) * 3))
+    img = ResidentVolume(h.ctx, [image], grid)
+    lab = ResidentVolume(
+        h.ctx,
+        [labels],
+        BrickGrid.from_source(ArrayVolumeSource(labels, chunks=(chunk,) * 3)),
+        labels=True,
+    )
+    # EM: dark membranes opaque (the app's inverted ramp), bodies at 0.3 per voxel.
+    tf = TransferFunction.ramp((40, 200), colormap=[(1, 1, 1), (0, 0, 0)], opacity=(0.06, 0.0))
+    ids = np.unique(labels)
+    ids = ids[ids != 0]
+    style = LabelStyle(opacity=0.3, color_ids=ids, color_rgb=label_colours(ids))
+    per_eye: list[list[float]] = [[], []]
+    centre = tuple(n / 2)
+    for i in range(frames + 2):
+        a = 2 * np.pi * i / max(frames, 1)
+        pos = (
+            n[0] / 2 + 0.9 * n[0] * np.sin(a),
+            n[1] / 2 - 0.4 * n[1],
+            n[2] / 2 - 0.9 * n[2] * np.cos(a),
+        )
+        for e, (view, proj) in enumerate(_eyes(pos, centre, (0.0, -1.0, 0.0), h.size)):
+            h.raycaster.set_nodes(img.pool)
+            t = _gpu_draw(h, dict(tree=img.tree, atlas=img.atlas, tf=tf), view, proj)
+            h.raycaster.set_nodes(lab.pool)
+            t += _gpu_draw(h, dict(tree=lab.tree, atlas=lab.atlas, tf=style), view, proj)
+            if i >= 2:
+                per_eye[e].append(t)
+    out = _summary(per_eye)
+    out.update(volume="x".join(str(s) for s in image.shape), bodies=len(ids), passes_per_eye=2)
+    out["atlas_mb"] = (img.atlas.nbytes + lab.atlas.nbytes) / 2**20
+    img.release()
+    lab.release()
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", type=int, nargs=2, default=(2064, 2208), metavar=("W", "H"))
@@ -192,7 +268,12 @@ def main() -> int:
     ap.add_argument("--atlas-gb", type=float, default=2.0)
     ap.add_argument("--workers", type=int, default=min(os.cpu_count() or 2, 8))
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--medulla", type=Path, help="npz made by --prepare-medulla: case (c)")
+    ap.add_argument("--prepare-medulla", type=Path, metavar="NPZ", help="write it and exit")
     args = ap.parse_args()
+    if args.prepare_medulla:
+        prepare_medulla(args.prepare_medulla)
+        return 0
     if args.quick:
         size, n, shape, atlas, frames, warm = (96, 104), 128, (2048, 2048, 1024), 64 << 20, 4, 8
     else:
@@ -207,11 +288,14 @@ def main() -> int:
     print("(a) resident:", json.dumps(a), flush=True)
     b = streamed(h, shape, atlas, warm, frames, args.workers)
     print("(b) streamed:", json.dumps(b), flush=True)
+    c = None
+    if args.medulla:
+        c = medulla(h, args.medulla, frames)
+        print("(c) medulla + labels:", json.dumps(c), flush=True)
     h.release()
     if args.json:
-        args.json.write_text(
-            json.dumps({"gl": info, "size": size, "resident": a, "streamed": b}, indent=1)
-        )
+        out = {"gl": info, "size": size, "resident": a, "streamed": b, "medulla": c}
+        args.json.write_text(json.dumps(out, indent=1))
     return 0
 
 
