@@ -229,18 +229,20 @@ class _Counting:
         self.vao.release()
 
 
-@pytest.mark.parametrize("brick", [16, 8, 4])
-def test_one_draw_call_whatever_the_brick_count(ctx: Any, brick: int) -> None:
+@pytest.mark.parametrize(("n", "brick"), [(64, 16), (64, 8), (64, 4), (88, 4)])
+def test_one_draw_call_whatever_the_brick_count(ctx: Any, n: int, brick: int) -> None:
     h = Harness((32, 32), ctx)
     try:
         counter = _Counting(h.raycaster.vaos["image"])
         h.raycaster.vaos["image"] = counter
-        vol, _, _ = _volume(ctx, (brick,) * 3)
-        assert vol.n_leaves == (N // brick) ** 3  # 64, 512, 4096
+        src = FunctionVolumeSource((n,) * 3, _sphere, chunks=(brick,) * 3, n_levels=1)
+        vol = ResidentVolume(ctx, [src.read(0)], BrickGrid.from_source(src))
+        assert vol.n_leaves == -(-n // brick) ** 3  # 64, 512, 4,096, 10,648
         img = h.render(vol, TF, **CAMERA)
         assert img[..., 3].max() > 0.3
         assert counter.calls == 1
         assert h.raycaster.stats.draw_calls == 1
+        vol.release()
     finally:
         h.release()
 
