@@ -120,3 +120,18 @@ def test_bad_brick_size_exit_2(
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "brick size" in err, err
+
+
+def test_isosurface_streams_in_one_pass_like_vtks(store: Path, tmp_path: Path) -> None:
+    """--rendering isosurface: the single pass (headlight, VTK's volume-property lighting
+    defaults) against VTK's iso-surface blend mode on the whole level."""
+    iso = ["--rendering", "isosurface"]
+    ref = _render(store, tmp_path / "ref.png", "--no-stream", *iso)
+    st_path = tmp_path / "st.json"
+    img = _render(store, tmp_path / "sp.png", "--brick-size", "16", "--stats", str(st_path), *iso)
+    st = json.loads(st_path.read_text())
+    assert st["volume_passes"] == 1 and st["bricks_drawn"] > 8
+    lit_ref, lit = ref.max(axis=2) > 10, img.max(axis=2) > 10
+    assert lit_ref.mean() > 0.1
+    assert np.mean(lit_ref != lit) < 0.01  # the same surfaces
+    assert _psnr(ref, img) >= 40.0

@@ -25,7 +25,7 @@ MODES = {"composite": 0, "mip": 1, "minip": 2, "isosurface": 3}
 Mode = Literal["composite", "mip", "minip", "isosurface"]
 #: Headlight shading of iso-surfaces: ambient, diffuse, specular, specular power
 #: (``vtkVolumeProperty``'s defaults, as VTK's ray caster shades them).
-ISO_LIGHT = (0.0, 0.7, 0.2, 10.0)
+ISO_LIGHT = (0.1, 0.7, 0.2, 10.0)
 # Node pool texture width: rows of 4096 words (GL_MAX_TEXTURE_SIZE is >= 16384: 67M nodes).
 _NODES_W = 4096
 

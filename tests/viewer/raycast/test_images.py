@@ -237,7 +237,7 @@ def test_one_draw_call_whatever_the_brick_count(ctx: Any, n: int, brick: int) ->
         h.raycaster.vaos["image"] = counter
         src = FunctionVolumeSource((n,) * 3, _sphere, chunks=(brick,) * 3, n_levels=1)
         vol = ResidentVolume(ctx, [src.read(0)], BrickGrid.from_source(src))
-        assert vol.n_leaves == -(-n // brick) ** 3  # 64, 512, 4,096, 10,648
+        assert vol.n_leaves == -((-n // brick) ** 3)  # 64, 512, 4,096, 10,648
         img = h.render(vol, TF, **CAMERA)
         assert img[..., 3].max() > 0.3
         assert counter.calls == 1

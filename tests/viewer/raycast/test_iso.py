@@ -42,7 +42,7 @@ def _tf(opacity: float) -> TransferFunction:
 
 
 def _analytic() -> np.ndarray:
-    """The sphere r = 20 (iso value 120) under a headlight: ambient 0, diffuse 0.7,
+    """The sphere r = 20 (iso value 120) under a headlight: ambient 0.1, diffuse 0.7,
     specular 0.2 with power 10, two-sided, first surface only (opacity 1)."""
     eye, d = rays(CAMERA["position"], CAMERA["focal_point"], CAMERA["view_up"], 30.0, SIZE)
     oc = eye - CENTRE
@@ -55,7 +55,7 @@ def _analytic() -> np.ndarray:
     n = (p - CENTRE) / RADIUS
     ndl = np.abs(np.einsum("hwk,hwk->hw", n, d))
     spec = np.maximum(2 * ndl * ndl - 1, 0) ** 10
-    rgb = np.asarray(COLOUR)[None, None, :] * (0.7 * ndl)[..., None] + 0.2 * spec[..., None]
+    rgb = np.asarray(COLOUR)[None, None, :] * (0.1 + 0.7 * ndl)[..., None] + 0.2 * spec[..., None]
     out = np.zeros((*SIZE[::-1], 4))
     out[..., :3] = np.where(hit[..., None], np.minimum(rgb, 1.0), 0.0)
     out[..., 3] = hit
