@@ -7,6 +7,8 @@ Public API
   :class:`ZarrVolumeSource` (an :class:`analysis.volume.VolumeSource`).
 - :func:`write_ngff` / :func:`write_labels`: writers that build the whole
   pyramid chunk by chunk, so volumes larger than memory convert in bounded RAM.
+- :func:`check_output` / :func:`replacing`: an output never is, contains or lies
+  inside an input, and takes its name only once complete (``--overwrite`` included).
 - :func:`validate_ngff`: JSON-schema validation with the official NGFF schemas.
 - :func:`save_classifier` / :func:`load_classifier`: classifier files (pickle-free
   ``.npz`` from ``to_bytes``); :func:`write_report_folder`: a report's CSV/JSON/PNG/HTML;
@@ -52,6 +54,7 @@ from analysis.io._nn_models import (
     write_model_bytes,
     write_npy,
 )
+from analysis.io._outputs import check_output, input_path, replacing
 from analysis.io._read import ZarrVolumeSource, list_labels, open_labels, open_volume
 from analysis.io._report import write_report_folder
 from analysis.io._samples import (
@@ -78,6 +81,7 @@ __all__ = [
     "import_npy",
     "import_slices",
     "import_tiff",
+    "input_path",
     "list_labels",
     "open_input",
     "open_labels",
@@ -96,6 +100,7 @@ __all__ = [
     "write_report_folder",
     "write_table",
     # neural-network model files (analysis.io._nn_models; used by analysis.inference)
+    "check_output",
     "checkpoint_file",
     "is_bioimageio_path",
     "model_file_kind",
@@ -105,6 +110,7 @@ __all__ = [
     "read_npy",
     "read_verified_bytes",
     "read_verified_npy",
+    "replacing",
     "scratch_array",
     "sha256_file",
     "write_checkpoint",

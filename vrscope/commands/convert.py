@@ -123,8 +123,10 @@ def run(args: argparse.Namespace) -> int:
     from analysis.errors import ParameterError
     from analysis.io import (
         LookupVolumeSource,
+        check_output,
         open_input,
         read_lookup_table,
+        replacing,
         write_labels,
         write_ngff,
     )
@@ -136,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError(f"--chunks must be positive, got {' '.join(map(str, args.chunks))}")
     if args.levels is not None and args.levels < 1:
         raise ParameterError(f"--levels must be at least 1, got {args.levels}")
+    inputs = [args.input] + [a for a in (args.labels_from, args.labels_lookup) if a]
+    check_output(out, inputs)
     if out.exists() and not args.overwrite:
         raise ParameterError(f"{out} already exists; pass --overwrite to replace it")
 
@@ -164,27 +168,21 @@ def run(args: argparse.Namespace) -> int:
                 )
         chunks = tuple(args.chunks) if args.chunks is not None else None
         progress = not args.no_progress
-        write_ngff(
-            image,
-            out,
-            version=args.ngff,
-            scale_um=scale_um,
-            unit=args.unit,
-            chunks=chunks,
-            n_levels=args.levels,
-            name=args.name if args.name else image.name,
-            overwrite=args.overwrite,
-            progress=progress,
-        )
-        if labels is not None:
-            write_labels(
-                out,
-                args.labels_name,
-                labels,
+        # Built beside OUTPUT, which it replaces only once complete.
+        with replacing(out, overwrite=args.overwrite) as tmp:
+            write_ngff(
+                image,
+                tmp,
+                version=args.ngff,
+                scale_um=scale_um,
+                unit=args.unit,
                 chunks=chunks,
+                n_levels=args.levels,
+                name=args.name if args.name else image.name,
                 progress=progress,
-                overwrite=args.overwrite,
             )
+            if labels is not None:
+                write_labels(tmp, args.labels_name, labels, chunks=chunks, progress=progress)
     finally:
         for src in reversed(opened):
             close = getattr(src, "close", None)

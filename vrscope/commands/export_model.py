@@ -56,12 +56,20 @@ def run(args: argparse.Namespace) -> int:
         out = (src / "model" if src.is_dir() else src.with_suffix("")).with_suffix(suffix)
         if out == src:
             out = out.with_name(out.stem + "-torchscript" + suffix)
+    from analysis.io import check_output, checkpoint_file, replacing
+
+    # A checkpoint folder receives its exports (the default output); only the weights
+    # file itself is the input that must not be touched.
+    check_output(out, [checkpoint_file(src)])
     if out.exists() and not args.overwrite:
         raise FormatError(f"{out} exists (use --overwrite)")
+    with replacing(out, overwrite=args.overwrite) as tmp:
+        if args.fmt == "onnx":
+            diff = export_onnx(model, tmp, opset=args.opset)
+        else:
+            export_torchscript(model, tmp)
     if args.fmt == "onnx":
-        diff = export_onnx(model, out, opset=args.opset)
         print(f"ONNX (opset {args.opset}) -> {out} (max |onnxruntime - torch| = {diff:.1e})")
     else:
-        export_torchscript(model, out)
         print(f"TorchScript -> {out}")
     return 0

@@ -141,6 +141,11 @@ def run(args: argparse.Namespace) -> int:
     out_npy = Path(args.out) if is_npy else None
     if is_npy and (out_npy is None or out_npy.suffix != ".npy"):
         raise ParameterError(f"a .npy input writes a .npy output; --out {args.out!r} is not one")
+    from analysis.io import check_output, replacing
+
+    for out in (out_npy, args.probabilities):
+        if out is not None:
+            check_output(out, [args.input, args.model])
     if out_npy is not None and out_npy.exists() and not args.overwrite:
         raise FormatError(f"{out_npy} exists (use --overwrite)")
     predictor = load_model(args.model, runtime=args.runtime, device=args.device)
@@ -258,13 +263,14 @@ def _predict_and_write(
     if out_npy is not None:
         if (args.labels or k_obj is not None) and np.asarray(data).ndim == 2:
             result = result[0]
-        from analysis.io import write_npy
+        from analysis.io import replacing, write_npy
 
-        write_npy(out_npy, result)
+        with replacing(out_npy, overwrite=args.overwrite) as tmp:
+            write_npy(tmp, result)
         print(f"{what} -> {out_npy} ({seconds:.1f} s, {n_vox / seconds:.3g} voxels/s)")
         return 0
 
-    from analysis.io import write_labels, write_ngff
+    from analysis.io import replacing, write_labels, write_ngff
     from analysis.volume import ArrayVolumeSource
 
     write_labels(args.input, name, result, progress=not args.quiet, overwrite=args.overwrite)
@@ -273,12 +279,12 @@ def _predict_and_write(
         prob_src = ArrayVolumeSource(
             probs, scale_um=scale, axes="czyx", name=f"{name}_probabilities"
         )
-        write_ngff(
-            prob_src,
-            args.probabilities,
-            chunks=(1, *data.levels[0].chunks[-3:]),  # the image's chunks: same pyramid depth
-            overwrite=args.overwrite,
-            progress=not args.quiet,
-        )
+        with replacing(args.probabilities, overwrite=args.overwrite) as tmp:
+            write_ngff(
+                prob_src,
+                tmp,
+                chunks=(1, *data.levels[0].chunks[-3:]),  # the image's chunks: same depth
+                progress=not args.quiet,
+            )
         print(f"probabilities -> {args.probabilities}")
     return 0
