@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     out_npy = Path(args.out) if is_npy else None
     if is_npy and (out_npy is None or out_npy.suffix != ".npy"):
         raise ParameterError(f"a .npy input writes a .npy output; --out {args.out!r} is not one")
-    from analysis.io import check_output, replacing
+    from analysis.io import check_output
 
     for out in (out_npy, args.probabilities):
         if out is not None:
