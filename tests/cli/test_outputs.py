@@ -123,3 +123,29 @@ def test_infer_refuses_to_write_over_its_inputs(
     code = main(["infer", str(npy), "--model", str(model), "--out", str(model), "--overwrite"])
     _assert_user_error(code, capsys.readouterr().err, "is the input")
     assert model.read_bytes().startswith(b"not read")
+
+
+def test_every_writing_command_refuses_an_output_inside_its_input(
+    store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """measure, density, render, movie, track, tracks and train: the output path is
+    checked against the inputs before any work (one line, exit 2, nothing written)."""
+    from vrscope.cli import main
+
+    before = _digest(store)
+    cases = [
+        ["measure", str(store), "--labels", "x", "--out", str(store / "t.csv")],
+        ["density", str(store), "--labels", "x", "--out", str(store / "t.csv")],
+        ["render", str(store), "--out", str(store / "a.png")],
+        ["movie", str(store), "--out", str(store / "a.mp4")],
+        ["track", str(store), "--labels", "x", "--out", str(store / "t.geff")],
+        ["tracks", "convert", str(store), str(store / "t.csv")],
+        ["train", str(store), "--labels", "x", "--out", str(store)],
+    ]
+    for argv in cases:
+        code = main(argv)
+        err = capsys.readouterr().err
+        if argv[0] == "train" and "extra" in err:
+            continue  # torch missing: refused before (a core-only install)
+        _assert_user_error(code, err, "input")
+    assert _digest(store) == before

@@ -4,6 +4,7 @@ store, check output paths, read and write feature tables (the files themselves a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,11 +36,14 @@ def read_spatial(source: VolumeSource, level: int, what: str) -> npt.NDArray[np.
     return data.reshape(data.shape[-3:])
 
 
-def check_table_output(path: str) -> Path:
-    """Validate an output table path (.csv or .parquet, existing folder) before any work."""
+def check_table_output(path: str, inputs: Sequence[str | None] = ()) -> Path:
+    """Validate an output table path (.csv or .parquet, existing folder, not one of
+    ``inputs`` nor inside one) before any work."""
     from analysis.errors import FormatError, ParameterError
+    from analysis.io import check_output
 
     out = Path(path).expanduser()
+    check_output(out, [i for i in inputs if i])
     if out.suffix.lower() not in TABLE_SUFFIXES:
         raise ParameterError(f"output {path!r} must end in .csv or .parquet")
     if not out.parent.is_dir():

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         write_table,
     )
 
-    out = check_table_output(args.out)
+    out = check_table_output(args.out, [args.input])
     if args.k < 1:
         raise ParameterError(f"--k must be at least 1, got {args.k}")
     if not (np.isfinite(args.bandwidth_um) and args.bandwidth_um > 0):

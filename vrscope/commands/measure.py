@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         write_table,
     )
 
-    out = check_table_output(args.out)
+    out = check_table_output(args.out, [args.store])
     image_src = open_volume(args.store)
     labels_src = image_src.open_labels(args.labels)
     labels = read_spatial(labels_src, args.level, f"label image {args.labels!r}")

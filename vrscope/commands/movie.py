@@ -93,7 +93,11 @@ def run(args: argparse.Namespace) -> int:
     w, h = args.size
     if w > 4096 or h > 2160 or w < 16 or h < 16 or w % 2 or h % 2:
         raise ParameterError(f"--size {w} {h}: even sides, 16..4096 x 16..2160 (4K)")
+    from analysis.io import check_output
+
     out = Path(args.out)
+    inputs = [args.store, args.tracks, getattr(args, "features", None)]
+    check_output(out, [i for i in inputs if i])
     if out.suffix.lower() not in {".mp4", ".mkv", ".mov", ".avi"}:
         raise ParameterError(f"--out must end in .mp4, .mkv, .mov or .avi, not {out.name!r}")
     t0 = time.perf_counter()

@@ -324,8 +324,11 @@ def _read_features(path: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from analysis.errors import ParameterError
+    from analysis.io import check_output
 
     out = Path(args.out)
+    inputs = [args.store, args.tracks, getattr(args, "features", None)]
+    check_output(out, [i for i in inputs if i])
     if out.suffix.lower() not in {".png", ".jpg", ".jpeg", ".tif", ".tiff"}:
         raise ParameterError(f"--out must be a .png, .jpg or .tif file, not {out.name!r}")
     w, h = args.size

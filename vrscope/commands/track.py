@@ -77,12 +77,13 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from analysis.errors import ParameterError
-    from analysis.io import open_labels, read_ctc_masks
+    from analysis.io import check_output, open_labels, read_ctc_masks
     from analysis.tracks import link_labels
     from vrscope.commands.tracks import kind_of, write_tracks
 
     src = Path(args.input).expanduser()
     out = Path(args.out).expanduser()
+    check_output(out, [src])
     if not src.exists():
         raise FileNotFoundError(2, "No such file or directory", str(src))
     if out.exists() and not args.overwrite:

@@ -184,7 +184,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from analysis.io import check_output
+
     src, dst = Path(args.input).expanduser(), Path(args.output).expanduser()
+    check_output(dst, [src])
     graph, masks = read_tracks(src, tuple(args.voxel_size))
     if args.labels:
         if kind_of(dst, for_output=True) != "ctc":
@@ -202,7 +205,10 @@ def _stats(args: argparse.Namespace) -> int:
     from analysis.tracks import msd, track_stats
 
     src = Path(args.input).expanduser()
+    from analysis.io import check_output
+
     out = Path(args.out).expanduser()
+    check_output(out, [args.input])
     targets = [out] + ([Path(args.msd).expanduser()] if args.msd else [])
     for f in targets:
         if f.exists() and not args.overwrite:

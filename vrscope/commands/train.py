@@ -112,10 +112,11 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from analysis.errors import ParameterError
-    from analysis.io import open_volume
+    from analysis.io import check_output, open_volume
     from vrscope.cli import require_extra
 
     require_extra("torch", "ml")
+    check_output(args.out, [args.store])  # before any work
     from analysis.inference import TrainConfig, annotations_from_instances, train
 
     image = open_volume(args.store)
