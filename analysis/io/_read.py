@@ -121,7 +121,14 @@ def _transform(transforms: Any, ndim: int, where: str) -> tuple[list[float], lis
                 f"{where}[{i}] has no inline {kind!r} values (a 'path' to a binary "
                 "transformation is not supported)"
             )
-        values = [float(v) for v in tr[kind]]
+        try:
+            values = [float(v) for v in tr[kind]]
+        except (TypeError, ValueError):
+            raise FormatError(f"{where}[{i}].{kind} holds a value that is not a number") from None
+        if not all(math.isfinite(v) for v in values):
+            raise FormatError(f"{where}[{i}].{kind} holds NaN or infinity: {tr[kind]}")
+        if kind == "scale" and not all(v > 0 for v in values):
+            raise FormatError(f"{where}[{i}].scale must be positive, got {tr[kind]}")
         if len(values) != ndim:
             raise FormatError(
                 f"{where}[{i}].{kind} has {len(values)} values but the image has {ndim} axes"
@@ -131,6 +138,36 @@ def _transform(transforms: Any, ndim: int, where: str) -> tuple[list[float], lis
         else:
             translation = values
     return scale, translation
+
+
+#: Largest voxel size accepted, and smallest (µm): 1 km and 1 fm.
+_MAX_VOXEL_UM = 1e9
+_MIN_VOXEL_UM = 1e-9
+#: Longest axis accepted (voxels): beyond it the metadata is wrong, not the sample.
+_MAX_AXIS = 2**31 - 1
+
+
+def _check_level(
+    where: str,
+    path: str,
+    shape: tuple[int, ...],
+    scale: Sequence[float],
+    translation: Sequence[float],
+    types: Sequence[str],
+) -> None:
+    """One level's shape and (unit-converted) transform are physically possible."""
+    if any(n < 1 for n in shape):
+        raise FormatError(f"{where} ({path!r}) has an empty axis: shape {shape}")
+    if any(n > _MAX_AXIS for n in shape):
+        raise FormatError(f"{where} ({path!r}) has an axis of more than 2**31 voxels: {shape}")
+    for s, t, kind in zip(scale, translation, types, strict=True):
+        if not (math.isfinite(s) and math.isfinite(t)):
+            raise FormatError(f"{where} ({path!r}): its voxel size or offset is not finite")
+        if kind == "space" and not _MIN_VOXEL_UM <= s <= _MAX_VOXEL_UM:
+            raise FormatError(
+                f"{where} ({path!r}): voxel size {s:g} µm is outside 1 fm .. 1 km "
+                "(wrong scale or unit in the metadata)"
+            )
 
 
 class ZarrVolumeSource(SourceMetadata):
@@ -209,8 +246,14 @@ class ZarrVolumeSource(SourceMetadata):
 
         arrays: list[zarr.Array[Any]] = []
         levels: list[Level] = []
+        shape0: tuple[int, ...] | None = None
         for i, ds in enumerate(ms["datasets"]):
             path = ds["path"]
+            parts = str(path).replace("\\", "/").split("/")
+            if str(path).startswith("/") or ".." in parts or not str(path).strip("/"):
+                raise FormatError(
+                    f"{where}.datasets[{i}].path {path!r} is not a path inside the store"
+                )
             try:
                 node = group[path]
             except (KeyError, FileNotFoundError, zarr.errors.NodeNotFoundError):
@@ -236,6 +279,14 @@ class ZarrVolumeSource(SourceMetadata):
             ]
             chunks = tuple(int(c) for c in node.chunks)
             shape = tuple(int(s) for s in node.shape)
+            _check_level(f"{where}.datasets[{i}]", path, shape, full_scale, full_trans, types)
+            if shape0 is None:
+                shape0 = shape
+            elif any(n > n0 for n, n0, t in zip(shape, shape0, types, strict=True) if t == "space"):
+                raise FormatError(
+                    f"{where}.datasets[{i}] ({path!r}) is larger than level 0 "
+                    f"({shape} vs {shape0}): levels must not grow"
+                )
             if self._virtual is not None:
                 k = self._virtual
                 shape = shape[:k] + (1,) + shape[k:]
@@ -245,6 +296,9 @@ class ZarrVolumeSource(SourceMetadata):
             levels.append(Level(path, shape, chunks, tuple(full_scale), tuple(full_trans)))
             arrays.append(node)
         dtypes = {a.dtype for a in arrays}
+        for dt in dtypes:
+            if np.dtype(dt).kind not in "biuf":
+                raise FormatError(f"{url} holds {dt} values; vrscope reads numbers only")
         if len(dtypes) != 1:
             raise FormatError(f"levels of {url} have different dtypes: {sorted(map(str, dtypes))}")
         self._arrays = arrays
