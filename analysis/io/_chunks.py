@@ -312,11 +312,13 @@ class ChunkReader:
         # as they may with zarr's (decoded buffers can be read-only bytes).
         out = np.empty(self.chunks, dtype=self.stored_dtype, order=order)
         buf: Any = raw
-        for codec in self.decoders[:-1]:
-            buf = codec.decode(buf)
         n = out.nbytes
+        for codec in self.decoders[:-1]:
+            # (a checksum or a second compressor: bounded like the last one, with room
+            # for its own framing)
+            buf = _decode_bounded(codec, buf, n + 4096)
         if self.decoders:
-            flat = np.frombuffer(self.decoders[-1].decode(buf), np.uint8)
+            flat = np.frombuffer(_decode_bounded(self.decoders[-1], buf, n), np.uint8)
         else:
             flat = np.frombuffer(buf, np.uint8)
         if flat.size != n:
@@ -328,6 +330,62 @@ class ChunkReader:
         if out.dtype != dtype:
             return out.astype(dtype)
         return out
+
+
+def _declared_size(codec_id: str, buf: Any) -> int | None:
+    """The decompressed size a compressed chunk declares in its header, if it does.
+
+    Read before decompressing, so a chunk that would inflate far beyond its chunk shape
+    (a decompression bomb, a wrong file) is refused without allocating it: Blosc's
+    header (``nbytes`` at bytes 4-8), numcodecs' LZ4 (a 4-byte size prefix) and a
+    zstd frame's content size (RFC 8878, section 3.1.1.1).
+    """
+    b = memoryview(buf).cast("B") if not isinstance(buf, bytes) else memoryview(buf)
+    if codec_id == "blosc" and len(b) >= 16:
+        return int.from_bytes(b[4:8], "little")
+    if codec_id == "lz4" and len(b) >= 4:
+        return int.from_bytes(b[0:4], "little")
+    if codec_id == "zstd" and len(b) >= 6 and bytes(b[0:4]) == b"\x28\xb5\x2f\xfd":
+        fhd = b[4]
+        fcs_flag, single, dict_flag = fhd >> 6, (fhd >> 5) & 1, fhd & 3
+        pos = 5 + (0 if single else 1) + (0, 1, 2, 4)[dict_flag]
+        size = (1 if single else 0) if fcs_flag == 0 else (1, 2, 4, 8)[fcs_flag]
+        if size == 0 or len(b) < pos + size:
+            return None  # the frame does not say
+        value = int.from_bytes(b[pos : pos + size], "little")
+        return value + 256 if size == 2 else value
+    return None
+
+
+def _decode_bounded(codec: Codec, buf: Any, limit: int) -> Any:
+    """``codec.decode(buf)``, refusing (``ValueError``) output of more than ``limit``
+    bytes before it is allocated."""
+    cid = str(getattr(codec, "codec_id", ""))
+    if cid in ("gzip", "zlib"):
+        import zlib
+
+        wbits = 16 + zlib.MAX_WBITS if cid == "gzip" else zlib.MAX_WBITS
+        d = zlib.decompressobj(wbits)
+        data = d.decompress(
+            memoryview(buf).cast("B") if not isinstance(buf, bytes) else buf, limit + 1
+        )
+        if len(data) > limit or d.unconsumed_tail:
+            raise ValueError(
+                f"a chunk inflates beyond {limit} bytes (corrupt, or a decompression bomb)"
+            )
+        return data
+    declared = _declared_size(cid, buf)
+    if declared is not None and declared > limit:
+        raise ValueError(
+            f"a chunk declares {declared} bytes decompressed, more than its {limit} "
+            "(corrupt, or a decompression bomb)"
+        )
+    if declared is None and cid in ("zstd", "blosc", "lz4"):
+        # No size in the header: decompress into a buffer of the limit (the codec
+        # refuses more).
+        dest = np.empty(limit, np.uint8)
+        return codec.decode(buf, out=dest)
+    return codec.decode(buf)
 
 
 def _read_file(path: Path, byte_range: ByteRequest | None = None) -> Raw:
