@@ -49,6 +49,25 @@ def _is_url(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
 
 
+#: Remote reads are bounded (issue 21): seconds to connect, between two reads of a
+#: response, and for a whole request (a server that stalls, trickles or never ends).
+HTTP_CONNECT_S = 10.0
+HTTP_READ_S = 30.0
+HTTP_TOTAL_S = 120.0
+
+
+def _http_options() -> dict[str, Any]:
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(
+        total=HTTP_TOTAL_S,
+        connect=HTTP_CONNECT_S,
+        sock_connect=HTTP_CONNECT_S,
+        sock_read=HTTP_READ_S,
+    )
+    return {"client_kwargs": {"timeout": timeout}}
+
+
 def _open_group(path_or_url: PathOrUrl | Store) -> tuple[zarr.Group, str]:
     """Open a zarr group read-only; return it and a printable location."""
     if isinstance(path_or_url, Store):
@@ -58,7 +77,9 @@ def _open_group(path_or_url: PathOrUrl | Store) -> tuple[zarr.Group, str]:
         where = os.fspath(path_or_url)
         if _is_url(where):
             try:
-                store = zarr.storage.FsspecStore.from_url(where.rstrip("/"), read_only=True)
+                store = zarr.storage.FsspecStore.from_url(
+                    where.rstrip("/"), read_only=True, storage_options=_http_options()
+                )
             except (ImportError, ValueError) as exc:
                 raise FormatError(f"cannot open URL {where}: {exc}") from exc
         else:
@@ -79,7 +100,10 @@ def _open_group(path_or_url: PathOrUrl | Store) -> tuple[zarr.Group, str]:
     except Exception as exc:
         # fsspec/aiohttp raise their own types (ClientConnectorError, ...) for
         # unreachable servers; they are user errors about the location.
-        raise FormatError(f"cannot open {where}: {type(exc).__name__}: {exc}") from exc
+        text = " ".join(str(exc).split()) or "no answer in time"
+        if len(text) > 200:
+            text = text[:200] + " ..."
+        raise FormatError(f"cannot open {where}: {type(exc).__name__}: {text}") from exc
     return group, where
 
 
