@@ -55,7 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
         modules.append(importlib.import_module(f"vrscope.commands.{info.name}"))
     for module in sorted(modules, key=lambda m: (getattr(m, "ORDER", 100), m.__name__)):
         module.register(sub)
+    _finite_numbers(parser)
     return parser
+
+
+def _finite_numbers(parser: argparse.ArgumentParser) -> None:
+    """Every ``type=float`` option of every (sub)command refuses NaN and infinity at
+    parse time (one usage line, exit 2), whatever the command does with it."""
+    from vrscope.commands._options import finite_float
+
+    for action in parser._actions:
+        if action.type is float:
+            action.type = finite_float
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _finite_numbers(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 
 
 def add_store_layout_options(p: argparse.ArgumentParser) -> None:
@@ -47,7 +49,7 @@ def add_cache_option(p: argparse.ArgumentParser, when: str = "") -> None:
     """``--cache-mb MB``: RAM budget of the streamed brick cache (``when``: a help prefix)."""
     p.add_argument(
         "--cache-mb",
-        type=float,
+        type=positive_float,
         metavar="MB",
         help=f"{when}RAM budget of the brick cache (default: a quarter of RAM)",
     )
@@ -60,3 +62,50 @@ def cache_bytes(args: argparse.Namespace) -> int | None:
     if args.cache_mb is not None and args.cache_mb <= 0:
         raise ParameterError(f"--cache-mb must be positive, got {args.cache_mb}")
     return None if args.cache_mb is None else int(args.cache_mb * 2**20)
+
+
+# -- argparse types: a bad number is a one-line usage error before any work (issue 21) --
+
+
+def finite_float(text: str) -> float:
+    """A float that is neither NaN nor infinite (every ``type=float`` option gets this:
+    ``vrscope.cli`` swaps it in)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """A finite float > 0 (sizes, durations, budgets, zoom factors)."""
+    v = finite_float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return v
+
+
+def nonnegative_float(text: str) -> float:
+    """A finite float >= 0 (lengths where 0 means "none" or "no limit")."""
+    v = finite_float(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return v
+
+
+def int_range(lo: int, hi: int) -> Callable[[str], int]:
+    """An integer from ``lo`` to ``hi`` (worker, frame and batch counts)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{text} is outside {lo}..{hi}")
+        return v
+
+    parse.__name__ = f"integer {lo}..{hi}"
+    return parse

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vrscope.commands._options import int_range
+
 ORDER = 1
 
 DEFAULT_SAMPLE = Path("assets/sample/fibsem.zarr")
@@ -31,7 +33,9 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE, help="sample store")
-    p.add_argument("--size", type=int, default=192, help="sample edge length when generating")
+    p.add_argument(
+        "--size", type=int_range(16, 1024), default=192, help="sample edge length when generating"
+    )
     p.add_argument("--seed", type=int, default=0, help="sample seed when generating")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="PNG written without a display")
     p.add_argument(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from vrscope.commands._options import int_range
+
 ORDER = 41
 
 # Probability maps up to this size are accumulated in RAM.
@@ -49,11 +51,17 @@ def register(subparsers: Any) -> None:
         help="label name in the input store (NAME, labels/NAME or STORE:labels/NAME), or a .npy",
     )  # fmt: skip
     p.add_argument(
-        "--tile", type=int, nargs="+", metavar="N", help="tile size: Z Y X (3D) or Y X (2D)"
+        "--tile",
+        type=int_range(1, 4096),
+        nargs="+",
+        metavar="N",
+        help="tile size: Z Y X (3D) or Y X (2D)",
     )
     p.add_argument("--overlap", type=int, metavar="N", help="overlap of tile cores (default: 1/4)")
     p.add_argument("--halo", type=int, metavar="N", help="context discarded at tile borders")
-    p.add_argument("--batch-size", type=int, default=4, help="tiles per model call (default: 4)")
+    p.add_argument(
+        "--batch-size", type=int_range(1, 4096), default=4, help="tiles per model call (default: 4)"
+    )
     p.add_argument("--runtime", choices=("torch", "onnx"), help="default: torch, onnx for .onnx")
     p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, mps")
     p.add_argument(

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from vrscope.commands._options import add_cache_option, cache_bytes
+from vrscope.commands._options import add_cache_option, cache_bytes, int_range
 
 if TYPE_CHECKING:
     from analysis.io import ZarrVolumeSource
@@ -49,7 +49,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--size",
-        type=int,
+        type=int_range(16, 16384),
         nargs=2,
         default=(1920, 1080),
         metavar=("W", "H"),

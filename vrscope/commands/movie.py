@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vrscope.commands._options import int_range, positive_float
+
 ORDER = 41
 
 _EPILOG = """\
@@ -43,15 +45,20 @@ def register(subparsers: Any) -> None:
         default="turntable",
         help="what changes between frames (default: %(default)s)",
     )
-    p.add_argument("--fps", type=int, default=30, help="frames per second, 1..60 (default: 30)")
+    p.add_argument(
+        "--fps", type=int_range(1, 60), default=30, help="frames per second, 1..60 (default: 30)"
+    )
     p.add_argument(
         "--frames",
-        type=int,
+        type=int_range(1, 36000),
         metavar="N",
         help="number of frames (default: --seconds x --fps, or one per time point)",
     )
     p.add_argument(
-        "--seconds", type=float, default=4.0, help="turntable length (default: %(default)s)"
+        "--seconds",
+        type=positive_float,
+        default=4.0,
+        help="turntable length (default: %(default)s)",
     )
     p.add_argument(
         "--degrees", type=float, default=360.0, help="turntable angle (default: %(default)s)"

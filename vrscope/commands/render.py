@@ -8,7 +8,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vrscope.commands._options import add_cache_option, cache_bytes
+from vrscope.commands._options import (
+    add_cache_option,
+    cache_bytes,
+    int_range,
+    nonnegative_float,
+    positive_float,
+)
 
 ORDER = 40
 
@@ -76,7 +82,7 @@ def add_scene_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--tail",
-        type=float,
+        type=nonnegative_float,
         default=20.0,
         metavar="N",
         help="track tail length in time points (default: %(default)s)",
@@ -104,14 +110,14 @@ def add_scene_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--zoom",
-        type=float,
+        type=positive_float,
         default=1.0,
         metavar="Z",
         help="> 1 comes closer (default: %(default)s)",
     )
     p.add_argument(
         "--size",
-        type=int,
+        type=int_range(16, 16384),
         nargs=2,
         default=(800, 600),
         metavar=("W", "H"),
@@ -128,7 +134,7 @@ def add_scene_arguments(p: argparse.ArgumentParser) -> None:
     add_cache_option(p, "streaming: ")
     p.add_argument(
         "--stream-timeout",
-        type=float,
+        type=positive_float,
         default=300.0,
         metavar="S",
         help="streaming: longest wait for the bricks of a picture (default: %(default)s)",
@@ -142,7 +148,7 @@ def add_scene_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--voxel-budget",
-        type=float,
+        type=positive_float,
         default=2**24,
         metavar="VOXELS",
         help="largest level read whole: the image and label surfaces with --no-stream "

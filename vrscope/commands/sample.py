@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from vrscope.commands._options import add_store_layout_options
+from vrscope.commands._options import add_store_layout_options, int_range
 
 ORDER = 15
 
@@ -88,7 +88,11 @@ def register(subparsers: Any) -> None:
     )
     t.add_argument("output", metavar="OUTPUT.zarr", help="store to write")
     t.add_argument(
-        "--frames", type=int, default=20, metavar="T", help="time points (default: %(default)s)"
+        "--frames",
+        type=int_range(1, 10000),
+        default=20,
+        metavar="T",
+        help="time points (default: %(default)s)",
     )
     t.add_argument(
         "--size",

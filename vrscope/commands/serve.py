@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from vrscope.commands._options import positive_float
+
 ORDER = 70
 
 _EPILOG = """\
@@ -66,7 +68,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--duration",
-        type=float,
+        type=positive_float,
         metavar="SECONDS",
         help="stop after this many seconds (scripted demos and tests; default: until Ctrl+C)",
     )

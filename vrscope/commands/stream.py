@@ -13,7 +13,7 @@ import json
 import time
 from typing import Any
 
-from vrscope.commands._options import add_cache_option, cache_bytes
+from vrscope.commands._options import add_cache_option, cache_bytes, int_range, positive_float
 
 ORDER = 45
 
@@ -43,11 +43,18 @@ def register(subparsers: Any) -> None:
         metavar="ZxYxX",
         help="stream a generated volume of this size instead of a store (e.g. 16384x16384x8192)",
     )
-    p.add_argument("--frames", type=int, default=60, help="frames of the path (default: 60)")
-    p.add_argument("--fps", type=float, default=60.0, help="frame rate of the path (default: 60)")
+    p.add_argument(
+        "--frames",
+        type=int_range(1, 1_000_000),
+        default=60,
+        help="frames of the path (default: 60)",
+    )
+    p.add_argument(
+        "--fps", type=positive_float, default=60.0, help="frame rate of the path (default: 60)"
+    )
     p.add_argument(
         "--size",
-        type=int,
+        type=int_range(16, 16384),
         nargs=2,
         default=(1920, 1080),
         metavar=("W", "H"),
@@ -63,11 +70,13 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=int_range(1, 64),
         default=None,
         help="loader threads (default: one per core, at most 8)",
     )
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait at the end")
+    p.add_argument(
+        "--timeout", type=positive_float, default=120.0, help="seconds to wait at the end"
+    )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=run)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from vrscope.commands._options import int_range, nonnegative_float, positive_float
+
 ORDER = 40
 
 _EPILOG = """\
@@ -42,12 +44,22 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--dims", type=int, choices=(2, 3), default=2, help="2D or 3D U-Net (default: 2)"
     )
-    p.add_argument("--epochs", type=int, default=40, help="maximum epochs (default: %(default)s)")
+    p.add_argument(
+        "--epochs",
+        type=int_range(1, 100_000),
+        default=40,
+        help="maximum epochs (default: %(default)s)",
+    )
     p.add_argument("--steps", type=int, default=40, help="batches per epoch (default: %(default)s)")
     p.add_argument(
-        "--batch-size", type=int, default=0, help="patches per batch (default: 8 2D, 2 3D)"
+        "--batch-size",
+        type=int_range(0, 4096),
+        default=0,
+        help="patches per batch (default: 8 2D, 2 3D)",
     )
-    p.add_argument("--patch", type=int, nargs="+", metavar="N", help="patch size: Y X or Z Y X")
+    p.add_argument(
+        "--patch", type=int_range(4, 4096), nargs="+", metavar="N", help="patch size: Y X or Z Y X"
+    )
     p.add_argument(
         "--width", type=int, default=16, help="features at the first level (default: 16)"
     )
@@ -56,7 +68,9 @@ def register(subparsers: Any) -> None:
         "--norm", choices=("batch", "instance", "group", "none"), default="batch",
         help="normalisation layers (default: batch)",
     )  # fmt: skip
-    p.add_argument("--lr", type=float, default=2e-3, help="learning rate (default: %(default)s)")
+    p.add_argument(
+        "--lr", type=positive_float, default=2e-3, help="learning rate (default: %(default)s)"
+    )
     p.add_argument(
         "--class-weights", default="none", metavar="auto|none|W,W,...",
         help="loss weight per class (default: none; auto = median-frequency balancing)",
@@ -82,7 +96,10 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--class-names", nargs="+", metavar="NAME", help="names of the classes")
     p.add_argument(
-        "--max-minutes", type=float, default=0, help="stop after this much training time"
+        "--max-minutes",
+        type=nonnegative_float,
+        default=0,
+        help="stop after this much training time",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, mps")
