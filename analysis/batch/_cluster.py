@@ -94,18 +94,18 @@ def cluster_client(
 
     if scheduler:
         try:
-            client = Client(scheduler, timeout="20s")
+            client = Client(scheduler, timeout="20s")  # type: ignore[no-untyped-call]
         except (OSError, TimeoutError) as exc:
             raise ParameterError(f"cannot connect to scheduler {scheduler}: {exc}") from exc
         try:
             yield client
         finally:
-            client.close()
+            client.close()  # type: ignore[no-untyped-call]
         return
     n = workers if workers is not None else (os.cpu_count() or 1)
     if n < 1:
         raise ParameterError(f"--workers must be at least 1, got {n}")
-    cluster = LocalCluster(
+    cluster = LocalCluster(  # type: ignore[no-untyped-call]
         n_workers=n,
         threads_per_worker=1,
         processes=True,
@@ -113,7 +113,7 @@ def cluster_client(
         memory_limit=memory_limit or "auto",
     )
     try:
-        with Client(cluster) as client:
+        with Client(cluster) as client:  # type: ignore[no-untyped-call]
             yield client
     finally:
         cluster.close()
@@ -156,7 +156,7 @@ def run_units(
     outcomes: dict[str, UnitResult] = {}
     bar = tqdm(total=len(futures), desc=desc, unit="unit", disable=not progress)
     try:
-        for fut in as_completed(futures):
+        for fut in as_completed(futures):  # type: ignore[no-untyped-call]
             name = futures[fut]
             try:
                 value = fut.result()

@@ -41,7 +41,14 @@ from analysis.batch._cluster import UnitResult, run_units
 from analysis.errors import ParameterError
 from analysis.morphology import BASE_COLUMNS, SurfaceMethod, measure_objects
 
-__all__ = ["MeasureJob", "MeasureResult", "batch_measure", "block_grid", "default_block", "measure_block"]
+__all__ = [
+    "MeasureJob",
+    "MeasureResult",
+    "batch_measure",
+    "block_grid",
+    "default_block",
+    "measure_block",
+]
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +132,9 @@ def block_grid(
     axes = [range(0, int(n), int(b)) for n, b in zip(shape[-3:], block, strict=True)]
     out = []
     for start in itertools.product(*axes):
-        stop = tuple(min(s + int(b), int(n)) for s, b, n in zip(start, block, shape[-3:]))
+        stop = tuple(
+            min(s + int(b), int(n)) for s, b, n in zip(start, block, shape[-3:], strict=True)
+        )
         out.append(((start[0], start[1], start[2]), (stop[0], stop[1], stop[2])))
     return out
 
@@ -155,7 +164,7 @@ def _read_region(
         slice(int(a), int(b)) for a, b in zip(start, stop, strict=True)
     )
     data = np.asarray(source.read(level, region))
-    return data.reshape(data.shape[-3:])  # type: ignore[no-any-return]
+    return data.reshape(data.shape[-3:])
 
 
 def _object_slices(
@@ -191,7 +200,7 @@ def measure_block(
     from analysis.io import write_part
 
     source = _open_labels(job)
-    spacing = check_spacing(source.levels[job.level].scale_um)
+    spacing = source.levels[job.level].scale_um
     shape = source.levels[job.level].shape[-3:]
     lab = _read_region(source, job.level, start, stop)
     if lab.dtype == np.bool_:
@@ -235,13 +244,15 @@ def measure_crossing(
 ) -> pd.DataFrame:
     """The task for objects that span blocks: each measured on its whole bounding box."""
     source = _open_labels(job)
-    spacing = check_spacing(source.levels[job.level].scale_um)
+    spacing = source.levels[job.level].scale_um
     rows = []
     for lab_id, lo, hi in objects:
         crop = _read_region(source, job.level, lo, hi)
         mask = (crop == lab_id).astype(np.uint8)
         row = measure_objects(mask, spacing, surface_method=job.surface_method)
-        if len(row) != 1 or tuple(crop.shape) != tuple(int(h - q) for q, h in zip(lo, hi)):
+        if len(row) != 1 or tuple(crop.shape) != tuple(
+            int(h - q) for q, h in zip(lo, hi, strict=True)
+        ):
             raise ParameterError(f"label {lab_id} changed while it was measured")
         rows.append(row[list(_ROW_COLUMNS)].assign(label=lab_id))
     if not rows:
@@ -346,7 +357,9 @@ def batch_measure(
     log.info("measure: %d blocks, %d to do", len(blocks), len(todo))
     outcomes = run_units(client, measure_block, todo, desc="measure blocks", progress=progress)
     skipped = [
-        UnitResult(_unit_name(s), True, skipped=True) for s, _ in blocks if _unit_name(s) not in todo
+        UnitResult(_unit_name(s), True, skipped=True)
+        for s, _ in blocks
+        if _unit_name(s) not in todo
     ]
     failed = [r for r in outcomes if not r.ok]
     if failed:
@@ -396,13 +409,11 @@ def _merge(
     measured = single[single["volume_um3"].notna()]
     merged.loc[measured.index, list(_ROW_COLUMNS)] = measured[list(_ROW_COLUMNS)]
     todo = merged.index[merged["volume_um3"].isna()]
+    lo = merged.loc[todo, ["min_z", "min_y", "min_x"]].to_numpy(np.int64)
+    hi = merged.loc[todo, ["max_z", "max_y", "max_x"]].to_numpy(np.int64)
     crossing = [
-        (
-            int(lab),
-            tuple(int(merged.at[lab, f"min_{a}"]) for a in "zyx"),
-            tuple(int(merged.at[lab, f"max_{a}"]) for a in "zyx"),
-        )
-        for lab in todo
+        (int(lab), tuple(int(v) for v in a), tuple(int(v) for v in b))
+        for lab, a, b in zip(todo, lo, hi, strict=True)
     ]
     return merged, crossing
 

@@ -108,10 +108,15 @@ def profile_store(
 
 
 def _flat_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """The scalar numbers of a summary, keyed by dotted paths (lists are left out)."""
-    flat = pd.json_normalize(dict(summary), sep=".").iloc[0].to_dict()
+    """The scalar numbers of a summary, keyed by dotted paths.
+
+    Lists are left out, and so are the step timings (``timings_s``): the table holds
+    results, the same whatever the cluster.
+    """
+    results = {k: v for k, v in summary.items() if k != "timings_s"}
+    flat = pd.json_normalize(results, sep=".").iloc[0].to_dict()
     return {
-        k: v for k, v in flat.items() if v is None or isinstance(v, (int, float, str, bool))
+        str(k): v for k, v in flat.items() if v is None or isinstance(v, (int, float, str, bool))
     }
 
 

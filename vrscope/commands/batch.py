@@ -148,10 +148,10 @@ def _report_failures(outcomes: list[Any], what: str) -> int:
 def _client(args: argparse.Namespace) -> Any:
     import logging
 
+    import distributed  # noqa: F401  (its import sets up its loggers, at INFO)
+
     from analysis.batch import cluster_client
     from analysis.errors import ParameterError
-
-    import distributed  # noqa: F401  (its import sets up its loggers, at INFO)
 
     if not getattr(args, "verbose", 0):
         # distributed logs every start, connection and stop at INFO: keep warnings (a worker
@@ -227,7 +227,7 @@ def run_measure(args: argparse.Namespace) -> int:
         block = tuple(args.block)
         if any(b < 1 for b in block):
             raise ParameterError(f"--block must be positive, got {' '.join(map(str, block))}")
-    job = MeasureJob(store, args.labels, args.level, block, args.surface)  # type: ignore[arg-type]
+    job = MeasureJob(store, args.labels, args.level, block, args.surface)
     parts = out.with_name(out.name + ".parts")
     with _client(args) as client:
         _announce(client)

@@ -51,7 +51,7 @@ def _labels(big_ids: bool) -> np.ndarray:
 @pytest.fixture(scope="module")
 def client():
     with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
     ) as cluster, Client(cluster) as c:  # fmt: skip
         yield c
 
