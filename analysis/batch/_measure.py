@@ -239,20 +239,27 @@ def measure_block(
     return out.name
 
 
+_Object = tuple[int, tuple[int, ...], tuple[int, ...]]
+
+
 def measure_crossing(
-    job: MeasureJob, objects: list[tuple[int, tuple[int, ...], tuple[int, ...]]]
+    job: MeasureJob, lo: tuple[int, ...], hi: tuple[int, ...], objects: list[_Object]
 ) -> pd.DataFrame:
-    """The task for objects that span blocks: each measured on its whole bounding box."""
+    """The task for objects that span blocks: each measured on its whole bounding box.
+
+    ``lo``/``hi`` bound all the objects' boxes: that region is read once and each crop
+    is cut from it (neighbouring objects share chunks; reading each box on its own would
+    decode the same chunks again and again).
+    """
     source = _open_labels(job)
     spacing = source.levels[job.level].scale_um
+    region = _read_region(source, job.level, lo, hi)
     rows = []
-    for lab_id, lo, hi in objects:
-        crop = _read_region(source, job.level, lo, hi)
+    for lab_id, a, b in objects:
+        crop = region[tuple(slice(p - q, r - q) for p, r, q in zip(a, b, lo, strict=True))]
         mask = (crop == lab_id).astype(np.uint8)
         row = measure_objects(mask, spacing, surface_method=job.surface_method)
-        if len(row) != 1 or tuple(crop.shape) != tuple(
-            int(h - q) for q, h in zip(lo, hi, strict=True)
-        ):
+        if len(row) != 1:
             raise ParameterError(f"label {lab_id} changed while it was measured")
         rows.append(row[list(_ROW_COLUMNS)].assign(label=lab_id))
     if not rows:
@@ -260,23 +267,38 @@ def measure_crossing(
     return pd.concat(rows, ignore_index=True)
 
 
-def _groups_by_size(
-    objects: list[tuple[int, tuple[int, ...], tuple[int, ...]]], budget: int
-) -> list[list[tuple[int, tuple[int, ...], tuple[int, ...]]]]:
-    """Objects in groups of at most ``budget`` bounding-box voxels (one task each)."""
-    groups: list[list[tuple[int, tuple[int, ...], tuple[int, ...]]]] = []
-    current: list[tuple[int, tuple[int, ...], tuple[int, ...]]] = []
-    size = 0
+def _group_crossing(
+    objects: list[_Object], block: Sequence[int]
+) -> list[tuple[tuple[int, ...], tuple[int, ...], list[_Object]]]:
+    """Crossing objects in groups, one task each: by the block of their first corner,
+    with the region that holds all their boxes (about a block plus an object's reach).
+    An object whose box alone is larger than a block forms its own group, and so does
+    each member of a group whose region would exceed eight blocks."""
+    budget = math.prod(block)
+    groups: dict[tuple[int, ...], list[_Object]] = {}
+    alone: list[_Object] = []
     for obj in objects:
-        vox = math.prod(h - q for q, h in zip(obj[1], obj[2], strict=True))
-        if current and size + vox > budget:
-            groups.append(current)
-            current, size = [], 0
-        current.append(obj)
-        size += vox
-    if current:
-        groups.append(current)
-    return groups
+        if math.prod(h - q for q, h in zip(obj[1], obj[2], strict=True)) > budget:
+            alone.append(obj)
+        else:
+            cell = tuple(q // b for q, b in zip(obj[1], block, strict=True))
+            groups.setdefault(cell, []).append(obj)
+    out = []
+
+    def add(members: list[_Object]) -> None:
+        lo = tuple(min(o[1][ax] for o in members) for ax in range(3))
+        hi = tuple(max(o[2][ax] for o in members) for ax in range(3))
+        if len(members) > 1 and math.prod(h - q for q, h in zip(lo, hi, strict=True)) > 8 * budget:
+            for o in members:  # long thin objects would stretch the region: one read each
+                add([o])
+            return
+        out.append((lo, hi, members))
+
+    for members in groups.values():
+        add(members)
+    for o in alone:
+        add([o])
+    return out
 
 
 @dataclass(frozen=True)
@@ -369,9 +391,10 @@ def batch_measure(
         [read_part(parts / f"{_unit_name(s)}.parquet") for s, _ in blocks], ignore_index=True
     )
     table, crossing = _merge(stats)
-    block_voxels = math.prod(job.block)
-    groups = _groups_by_size(crossing, block_voxels)
-    units = {f"objects {g[0][0]}..{g[-1][0]}": (job, g) for g in groups}
+    units = {
+        f"objects near z{lo[0]}_y{lo[1]}_x{lo[2]} ({len(members)})": (job, lo, hi, members)
+        for lo, hi, members in _group_crossing(crossing, job.block)
+    }
     more = run_units(client, measure_crossing, units, desc="measure crossing", progress=progress)
     failed = [r for r in more if not r.ok]
     if failed:
@@ -384,9 +407,7 @@ def batch_measure(
     return MeasureResult(table, skipped + outcomes + more, len(blocks), len(todo))
 
 
-def _merge(
-    stats: pd.DataFrame,
-) -> tuple[pd.DataFrame, list[tuple[int, tuple[int, ...], tuple[int, ...]]]]:
+def _merge(stats: pd.DataFrame) -> tuple[pd.DataFrame, list[_Object]]:
     """Merge block rows per label: exact integer sums and boxes; kept rows; crossing list."""
     g = stats.groupby("label", sort=True)
     merged = g.agg(
