@@ -26,6 +26,7 @@ import itertools
 import logging
 import math
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,6 +188,22 @@ def _object_slices(
     return [(int(ids[i + 1]), s) for i, s in enumerate(found) if s is not None]
 
 
+def _keep_only(
+    lab: npt.NDArray[np.integer], ids: npt.NDArray[np.integer], *, keep: bool
+) -> npt.NDArray[np.integer]:
+    """``lab`` with only ``ids`` (keep) or all but ``ids`` (not keep); others set to 0."""
+    top = int(lab.max()) if lab.size else 0
+    if top <= _MAX_DIRECT_ID:
+        # A lookup table is several times faster than np.isin on a block.
+        lut = np.zeros(top + 1, dtype=bool) if keep else np.ones(top + 1, dtype=bool)
+        lut[ids[ids <= top].astype(np.int64)] = keep
+        lut[0] = False
+        mask = lut[lab]
+    else:
+        mask = np.isin(lab, ids, invert=not keep)
+    return np.where(mask, lab, 0).astype(lab.dtype, copy=False)
+
+
 def measure_block(
     job: MeasureJob,
     start: tuple[int, int, int],
@@ -227,10 +244,7 @@ def measure_block(
         if touches:
             touching.append(lab_id)
     table = pd.DataFrame(stats, columns=list(_STAT_COLUMNS)).astype(np.int64)
-    inside = lab
-    if touching:
-        inside = lab.copy()
-        inside[np.isin(lab, np.asarray(touching, dtype=lab.dtype))] = 0
+    inside = _keep_only(lab, np.asarray(touching, dtype=lab.dtype), keep=False) if touching else lab
     rows = measure_objects(inside, spacing, surface_method=job.surface_method)
     rows = rows[["label", *_ROW_COLUMNS]]
     table = table.merge(rows, on="label", how="left", validate="one_to_one")
@@ -247,24 +261,21 @@ def measure_crossing(
 ) -> pd.DataFrame:
     """The task for objects that span blocks: each measured on its whole bounding box.
 
-    ``lo``/``hi`` bound all the objects' boxes: that region is read once and each crop
-    is cut from it (neighbouring objects share chunks; reading each box on its own would
-    decode the same chunks again and again).
+    ``lo``/``hi`` bound all the objects' boxes: that region is read once and measured in
+    one call (neighbouring objects share chunks; reading each box on its own would decode
+    the same chunks again and again).
     """
     source = _open_labels(job)
     spacing = source.levels[job.level].scale_um
     region = _read_region(source, job.level, lo, hi)
-    rows = []
-    for lab_id, a, b in objects:
-        crop = region[tuple(slice(p - q, r - q) for p, r, q in zip(a, b, lo, strict=True))]
-        mask = (crop == lab_id).astype(np.uint8)
-        row = measure_objects(mask, spacing, surface_method=job.surface_method)
-        if len(row) != 1:
-            raise ParameterError(f"label {lab_id} changed while it was measured")
-        rows.append(row[list(_ROW_COLUMNS)].assign(label=lab_id))
-    if not rows:
-        return pd.DataFrame(columns=["label", *_ROW_COLUMNS])
-    return pd.concat(rows, ignore_index=True)
+    ids = np.asarray(sorted(o[0] for o in objects), dtype=region.dtype)
+    # Only the group's objects (their boxes lie inside the region, so find_objects gives
+    # each its whole box: the single-process crop); parts of others are cleared.
+    only = _keep_only(region, ids, keep=True)
+    rows = measure_objects(only, spacing, surface_method=job.surface_method)
+    if rows["label"].tolist() != ids.astype(np.int64).tolist():
+        raise ParameterError(f"labels {ids.tolist()} changed while they were measured")
+    return rows[["label", *_ROW_COLUMNS]]
 
 
 def _group_crossing(
@@ -377,7 +388,9 @@ def batch_measure(
         if f"{_unit_name(start)}.parquet" not in done
     }
     log.info("measure: %d blocks, %d to do", len(blocks), len(todo))
+    t0 = time.perf_counter()
     outcomes = run_units(client, measure_block, todo, desc="measure blocks", progress=progress)
+    log.info("measure: blocks done in %.1f s", time.perf_counter() - t0)
     skipped = [
         UnitResult(_unit_name(s), True, skipped=True)
         for s, _ in blocks
@@ -392,10 +405,17 @@ def batch_measure(
     )
     table, crossing = _merge(stats)
     units = {
-        f"objects near z{lo[0]}_y{lo[1]}_x{lo[2]} ({len(members)})": (job, lo, hi, members)
-        for lo, hi, members in _group_crossing(crossing, job.block)
+        f"objects {i} near z{lo[0]}_y{lo[1]}_x{lo[2]} ({len(members)})": (job, lo, hi, members)
+        for i, (lo, hi, members) in enumerate(_group_crossing(crossing, job.block))
     }
+    t0 = time.perf_counter()
     more = run_units(client, measure_crossing, units, desc="measure crossing", progress=progress)
+    log.info(
+        "measure: %d objects crossing blocks, %d tasks, in %.1f s",
+        len(crossing),
+        len(units),
+        time.perf_counter() - t0,
+    )
     failed = [r for r in more if not r.ok]
     if failed:
         return MeasureResult(None, skipped + outcomes + more, len(blocks), len(todo))

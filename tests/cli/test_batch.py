@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.io import write_fibsem_sample, write_labels, write_ngff
+from analysis.io import open_volume, write_fibsem_sample, write_labels, write_ngff
 from analysis.synthetic import fibsem_cell
 from vrscope.cli import main
 
@@ -86,12 +86,12 @@ def test_profile_label_name_options(cells, tmp_path, capsys):
     """Label images under other names: --cell/--nucleus/--mitochondria/--pores find them, in
     vrscope profile and vrscope batch profile alike, with the sample's numbers."""
     stores, refs = cells
-    sample = fibsem_cell(96, seed=1)
+    src = open_volume(str(stores[0]))  # cell1, copied with other label names
     store = tmp_path / "renamed.zarr"
-    write_ngff(sample.image, store, version="0.4", scale_um=sample.scale_um, chunks=(32, 32, 32))
+    write_ngff(src, store, version="0.4", chunks=(32, 32, 32))
     names = {"cell": "cell_seg", "nucleus": "nuc", "mitochondria": "mito", "nuclear_pores": "npc"}
     for role, name in names.items():
-        write_labels(store, name, sample.labels[role], chunks=(32, 32, 32))
+        write_labels(store, name, src.open_labels(role).read(0), chunks=(32, 32, 32))
     opts = ["--cell", "cell_seg", "--nucleus", "nuc", "--mitochondria", "mito", "--pores", "npc"]
     code, _, err = _run(capsys, "profile", store, "--out", tmp_path / "one", *opts)
     assert code == 0, err

@@ -123,3 +123,29 @@ def test_resume_skips_blocks_done(tmp_path, client):
     assert sum(r.skipped for r in again.outcomes) == 5
     assert again.table is not None
     pd.testing.assert_frame_equal(again.table, full.table, check_exact=True)
+
+
+def test_crossing_groups_hold_every_object_once_inside_their_region():
+    from analysis.batch._measure import _group_crossing
+
+    rng = np.random.default_rng(0)
+    objects = []
+    for lab in range(1, 200):
+        lo = tuple(int(v) for v in rng.integers(0, 90, 3))
+        size = rng.integers(1, 12, 3)
+        if lab % 50 == 0:
+            size = np.array([100, 3, 3])  # long and thin: must not stretch a group's region
+        if lab % 70 == 0:
+            size = np.array([20, 20, 20])  # larger than a block: alone
+        objects.append((lab, lo, tuple(int(a + s) for a, s in zip(lo, size, strict=True))))
+    block = (16, 16, 16)
+    groups = _group_crossing(objects, block)
+    seen = sorted(o[0] for _, _, members in groups for o in members)
+    assert seen == sorted(o[0] for o in objects)
+    for lo, hi, members in groups:
+        for _, a, b in members:
+            assert all(p <= q and r <= s for p, q, r, s in zip(lo, a, b, hi, strict=True))
+        if len(members) > 1:
+            assert np.prod(np.subtract(hi, lo)) <= 8 * np.prod(block)
+        if any(o[0] % 70 == 0 for o in members):
+            assert len(members) == 1
