@@ -116,7 +116,7 @@ def register(subparsers: Any) -> None:
         nargs=3,
         type=int,
         metavar=("Z", "Y", "X"),
-        help="block shape in voxels, a multiple of the chunk shape "
+        help="block shape in voxels, best a multiple of the chunk shape "
         "(default: whole chunks, at least 256 per axis)",
     )
     me.add_argument(
