@@ -25,6 +25,17 @@ compare version strings themselves. New file formats (TIFF, HDF5, ...) import
 into a ``VolumeSource`` and are written with :func:`write_ngff`.
 """
 
+from analysis.io._batch import (
+    commit_folder,
+    list_done,
+    read_json,
+    read_part,
+    remove_folder,
+    remove_temporaries,
+    reset_folder,
+    write_json_atomic,
+    write_part,
+)
 from analysis.io._ctc import read_ctc, read_ctc_masks, write_ctc
 from analysis.io._format import FormatV04, FormatV05, NgffFormat, detect_format
 from analysis.io._geff import read_geff, write_geff
@@ -99,6 +110,16 @@ __all__ = [
     "save_classifier",
     "write_report_folder",
     "write_table",
+    # batch runs: atomic units, parts and resume (analysis.io._batch; used by analysis.batch)
+    "commit_folder",
+    "list_done",
+    "read_json",
+    "read_part",
+    "remove_folder",
+    "remove_temporaries",
+    "reset_folder",
+    "write_json_atomic",
+    "write_part",
     # neural-network model files (analysis.io._nn_models; used by analysis.inference)
     "check_output",
     "checkpoint_file",

@@ -1,5 +1,5 @@
 """Layering: the analysis core (segment, morphology, distances, density, features,
-report) computes; only analysis.io opens, reads or writes files."""
+report, batch) computes; only analysis.io opens, reads or writes files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2] / "analysis"
-PACKAGES = ["segment", "morphology", "distances", "density", "features", "report"]
+PACKAGES = ["segment", "morphology", "distances", "density", "features", "report", "batch"]
 # Calls that touch the file system (by attribute or function name).
 FILE_CALLS = {
     "open", "read_bytes", "write_bytes", "read_text", "write_text", "mkdir", "unlink",

@@ -8,15 +8,25 @@ from typing import Any
 ORDER = 42
 
 _EPILOG = """\
-The store needs label images cell, nucleus, mitochondria and nuclear_pores (as written by
-`vrscope sample fibsem`). REPORT_DIR receives volumes.csv, mitochondria.csv, pores.csv,
-correlations.csv, density_tests.csv, summary.json, PNG plots and a self-contained
-report.html (open it in any browser; images are embedded).
+The store needs label images of the cell, the nucleus, the mitochondria and the nuclear
+pores: by default named cell, nucleus, mitochondria and nuclear_pores (as written by
+`vrscope sample fibsem`); --cell, --nucleus, --mitochondria and --pores name others.
+REPORT_DIR receives volumes.csv, mitochondria.csv, pores.csv, correlations.csv,
+density_tests.csv, summary.json, PNG plots and a self-contained report.html (open it in any browser; images are embedded).
 
-example:
+examples:
   vrscope sample fibsem cell.zarr --size 256
   vrscope profile cell.zarr --out cell_report
+  vrscope profile em.zarr --out rep --cell cell_seg --nucleus nuc --mitochondria mito --pores npc
 """
+
+# role (analysis.report.PROFILE_LABELS) -> option
+_LABEL_OPTIONS = {
+    "cell": "cell",
+    "nucleus": "nucleus",
+    "mitochondria": "mitochondria",
+    "nuclear_pores": "pores",
+}
 
 
 def register(subparsers: Any) -> None:
@@ -36,18 +46,50 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("store", metavar="STORE", help="OME-Zarr image with the four label images")
     p.add_argument("--out", required=True, metavar="REPORT_DIR", help="output folder")
+    add_profile_options(p)
+    p.set_defaults(func=run)
+
+
+def add_profile_options(p: argparse.ArgumentParser) -> None:
+    """The label names and the settings of the workflow (shared with ``vrscope batch``)."""
+    g = p.add_argument_group("label images")
+    for role, opt in _LABEL_OPTIONS.items():
+        g.add_argument(
+            f"--{opt}",
+            default=role,
+            metavar="NAME",
+            help=f"label image of the {role.replace('_', ' ')} (default: {role})",
+        )
     p.add_argument("--k", type=int, default=8, help="neighbours for pore kNN distance (default: 8)")
     p.add_argument(
         "--bandwidth-um", type=float, default=0.1, help="pore KDE bandwidth in µm (default: 0.1)"
     )
     p.add_argument("--no-image", action="store_true", help="skip intensity columns")
-    p.set_defaults(func=run)
+
+
+def label_names(args: argparse.Namespace) -> dict[str, str]:
+    """Role -> the store's label image name, from the options."""
+    return {role: getattr(args, opt) for role, opt in _LABEL_OPTIONS.items()}
+
+
+def check_profile_options(args: argparse.Namespace) -> None:
+    """One-line errors for bad settings, before any work."""
+    from analysis.errors import ParameterError
+
+    if not args.bandwidth_um > 0:
+        raise ParameterError(f"--bandwidth-um must be positive, got {args.bandwidth_um}")
+    names = label_names(args)
+    if len(set(names.values())) != len(names):
+        raise ParameterError(
+            "--cell, --nucleus, --mitochondria and --pores must name four different "
+            f"label images, got {', '.join(names.values())}"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from analysis.errors import FormatError, ParameterError
+    from analysis.errors import FormatError
     from analysis.io import open_volume
     from analysis.report import PROFILE_LABELS, profile_cell, write_report
     from vrscope.commands._analysis_io import progress_enabled, read_spatial
@@ -57,10 +99,10 @@ def run(args: argparse.Namespace) -> int:
         raise FormatError(f"--out {out} exists and is not a folder")
     if not out.parent.is_dir():
         raise FormatError(f"output folder {out.parent} does not exist")
-    if not args.bandwidth_um > 0:
-        raise ParameterError(f"--bandwidth-um must be positive, got {args.bandwidth_um}")
+    check_profile_options(args)
+    names = label_names(args)
     src = open_volume(args.store)
-    missing = [n for n in PROFILE_LABELS if n not in src.label_names]
+    missing = [names[r] for r in PROFILE_LABELS if names[r] not in src.label_names]
     if missing:
         raise FormatError(
             f"{args.store} lacks label image(s) {', '.join(missing)} "
@@ -68,9 +110,10 @@ def run(args: argparse.Namespace) -> int:
         )
     labels = {}
     spacing = None
-    for name in PROFILE_LABELS:
+    for role in PROFILE_LABELS:
+        name = names[role]
         lab_src = src.open_labels(name)
-        labels[name] = read_spatial(lab_src, 0, f"label image {name!r}")
+        labels[role] = read_spatial(lab_src, 0, f"label image {name!r}")
         spacing = lab_src.levels[0].scale_um
     assert spacing is not None
     image = None if args.no_image else read_spatial(src, 0, "image")

@@ -1,0 +1,56 @@
+"""The analysis pipelines over many volumes or one huge volume, on dask.distributed.
+
+Two kinds of parallelism, both as tasks of a dask.distributed cluster (a LocalCluster
+started for the run, or any scheduler address: dask-jobqueue, dask-kubernetes and Coiled
+clusters work without code changes):
+
+- many stores: one task per store (:func:`batch_profile`), results written per store
+  under ``DIR/<store name>/`` and a combined ``summary.csv``;
+- one huge store: one task per block of whole chunks (:func:`batch_measure`), reduced
+  exactly per object, so the table equals the single-process one.
+
+Faults: a unit's result appears under its final name only when complete (written under a
+temporary name, then renamed: :mod:`analysis.io._batch`), so a killed worker's task is
+rerun by dask and never leaves a half unit taken as done; ``resume`` skips units already
+there. A unit that fails for a data reason (corrupt chunk, missing label image) is a
+failed :class:`UnitResult` and the others finish.
+
+To add a pipeline, write its unit as a plain function of picklable arguments that
+writes its result through :mod:`analysis.io` atomically, and run the units with
+:func:`run_units` under :func:`cluster_client`.
+"""
+
+from analysis.batch._cluster import UnitResult, cluster_client, dashboard_link, run_units
+from analysis.batch._measure import (
+    MeasureJob,
+    MeasureResult,
+    batch_measure,
+    block_grid,
+    default_block,
+    measure_block,
+)
+from analysis.batch._profile import (
+    ProfileOptions,
+    batch_profile,
+    profile_store,
+    read_zyx,
+    store_unit_name,
+)
+
+__all__ = [
+    "MeasureJob",
+    "MeasureResult",
+    "ProfileOptions",
+    "UnitResult",
+    "batch_measure",
+    "batch_profile",
+    "block_grid",
+    "cluster_client",
+    "dashboard_link",
+    "default_block",
+    "measure_block",
+    "profile_store",
+    "read_zyx",
+    "run_units",
+    "store_unit_name",
+]

@@ -1,0 +1,482 @@
+"""Batch measure: the morphology table of one huge label image, block by block, exactly.
+
+How the per-object reduction stays exact
+----------------------------------------
+Every block task (one per block of whole chunks) returns, per label it holds, the
+voxel count, the integer sums of the voxel coordinates and the bounding box, all in
+global voxel indices. Sums of integers and min/max are exact in any order, so the
+merged count, centroid (``sum * spacing / count``, the expression of
+:func:`analysis.morphology.measure_objects`) and bounding box are the numbers of the
+single-process table bit for bit.
+
+The block also measures, with :func:`~analysis.morphology.measure_objects`, every
+object that does not touch a face it shares with another block. Such a row is kept
+when the merge shows that all of the object's voxels were in that block: its crop is
+then the very crop the single-process run measures, so the surface area and the axis
+lengths are the same numbers. Every other object (crossing blocks, or touching a
+shared face) is measured again on its whole bounding box, read from the store in a
+second round of tasks: again the single-process crop. A halo would have to be as wide
+as the largest object to give that; reading each crossing object's box is exact and
+costs memory bounded by the block and the largest object, not by the volume.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy import ndimage as ndi
+
+from analysis._checks import check_spacing
+from analysis.batch._cluster import UnitResult, run_units
+from analysis.errors import ParameterError
+from analysis.morphology import BASE_COLUMNS, SurfaceMethod, measure_objects
+
+__all__ = [
+    "MeasureJob",
+    "MeasureResult",
+    "batch_measure",
+    "block_grid",
+    "default_block",
+    "measure_block",
+]
+
+log = logging.getLogger(__name__)
+
+# Columns a block's measure_objects row contributes (the rest come from integer sums).
+_ROW_COLUMNS = (
+    "volume_um3",
+    "surface_area_um2",
+    "surface_to_volume",
+    "sphericity",
+    "equivalent_diameter_um",
+    "axis_major_length_um",
+    "axis_middle_length_um",
+    "axis_minor_length_um",
+)
+_STAT_COLUMNS = (
+    "label",
+    "n",
+    "sum_z",
+    "sum_y",
+    "sum_x",
+    "min_z",
+    "min_y",
+    "min_x",
+    "max_z",
+    "max_y",
+    "max_x",
+)
+# Labels above this are renumbered before find_objects (it allocates one entry per id).
+_MAX_DIRECT_ID = 1_000_000
+# A block holds at least this many voxels per axis where the volume allows it.
+_DEFAULT_BLOCK_EDGE = 256
+
+
+@dataclass(frozen=True)
+class MeasureJob:
+    """What to measure: a label image of a store at one level, in blocks.
+
+    Attributes
+    ----------
+    store : str
+        Store path (absolute, visible to every worker) or URL.
+    labels : str
+        Label image name.
+    level : int
+    block : (3,) ints
+        Block shape (z, y, x) in voxels, a multiple of the chunk shape.
+    surface_method : {"smooth", "binary"}
+    """
+
+    store: str
+    labels: str
+    level: int
+    block: tuple[int, int, int]
+    surface_method: SurfaceMethod = "smooth"
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "store": self.store,
+            "labels": self.labels,
+            "level": self.level,
+            "block": list(self.block),
+            "surface_method": self.surface_method,
+        }
+
+
+def default_block(
+    shape: Sequence[int], chunks: Sequence[int], edge: int = _DEFAULT_BLOCK_EDGE
+) -> tuple[int, int, int]:
+    """Whole chunks per axis, at least ``edge`` voxels (or the whole axis)."""
+    out = []
+    for n, c in zip(shape[-3:], chunks[-3:], strict=True):
+        c = max(1, int(c))
+        out.append(min(max(c, math.ceil(edge / c) * c), max(n, 1)))
+    return (out[0], out[1], out[2])
+
+
+def block_grid(
+    shape: Sequence[int], block: Sequence[int]
+) -> list[tuple[tuple[int, int, int], tuple[int, int, int]]]:
+    """(start, stop) voxel corners of every block, z-major."""
+    axes = [range(0, int(n), int(b)) for n, b in zip(shape[-3:], block, strict=True)]
+    out = []
+    for start in itertools.product(*axes):
+        stop = tuple(
+            min(s + int(b), int(n)) for s, b, n in zip(start, block, shape[-3:], strict=True)
+        )
+        out.append(((start[0], start[1], start[2]), (stop[0], stop[1], stop[2])))
+    return out
+
+
+def _unit_name(start: Sequence[int]) -> str:
+    return f"z{start[0]}_y{start[1]}_x{start[2]}"
+
+
+def _open_labels(job: MeasureJob) -> Any:
+    from analysis.io import open_volume
+
+    return open_volume(job.store).open_labels(job.labels)
+
+
+def _read_region(
+    source: Any, level: int, start: Sequence[int], stop: Sequence[int]
+) -> npt.NDArray[np.integer]:
+    """Read a (z, y, x) box of a label image whose other axes (t, c) are single."""
+    shape = source.levels[level].shape
+    lead = shape[:-3]
+    if any(n != 1 for n in lead):
+        raise ParameterError(
+            f"label image has axes {''.join(source.axes)} with shape {tuple(shape)}; "
+            "only single-time-point, single-channel label images can be measured"
+        )
+    region = tuple(slice(0, 1) for _ in lead) + tuple(
+        slice(int(a), int(b)) for a, b in zip(start, stop, strict=True)
+    )
+    data = np.asarray(source.read(level, region))
+    return data.reshape(data.shape[-3:])
+
+
+def _object_slices(
+    lab: npt.NDArray[np.integer],
+) -> list[tuple[int, tuple[slice, ...]]]:
+    """(label, bounding box) of every object of ``lab``."""
+    if lab.size == 0:
+        return []
+    top = int(lab.max())
+    if top == 0:
+        return []
+    if top <= _MAX_DIRECT_ID:
+        return [(i + 1, s) for i, s in enumerate(ndi.find_objects(lab)) if s is not None]
+    ids, inverse = np.unique(lab, return_inverse=True)
+    compact = inverse.reshape(lab.shape)
+    if ids[0] != 0:
+        compact = compact + 1
+        ids = np.concatenate([[0], ids])
+    found = ndi.find_objects(compact)
+    return [(int(ids[i + 1]), s) for i, s in enumerate(found) if s is not None]
+
+
+def _keep_only(
+    lab: npt.NDArray[np.integer], ids: npt.NDArray[np.integer], *, keep: bool
+) -> npt.NDArray[np.integer]:
+    """``lab`` with only ``ids`` (keep) or all but ``ids`` (not keep); others set to 0."""
+    top = int(lab.max()) if lab.size else 0
+    if top <= _MAX_DIRECT_ID:
+        # A lookup table is several times faster than np.isin on a block.
+        lut = np.zeros(top + 1, dtype=bool) if keep else np.ones(top + 1, dtype=bool)
+        lut[ids[ids <= top].astype(np.int64)] = keep
+        lut[0] = False
+        mask = lut[lab]
+    else:
+        mask = np.isin(lab, ids, invert=not keep)
+    return np.where(mask, lab, 0).astype(lab.dtype, copy=False)
+
+
+def measure_block(
+    job: MeasureJob,
+    start: tuple[int, int, int],
+    stop: tuple[int, int, int],
+    parts_dir: str,
+) -> str:
+    """The task of one block: integer sums per label, rows of the objects inside.
+
+    Writes ``<parts_dir>/<block>.parquet`` atomically and returns the block's name.
+    """
+    from analysis.io import write_part
+
+    source = _open_labels(job)
+    spacing = source.levels[job.level].scale_um
+    shape = source.levels[job.level].shape[-3:]
+    lab = _read_region(source, job.level, start, stop)
+    if lab.dtype == np.bool_:
+        lab = lab.astype(np.uint8)
+    if not np.issubdtype(lab.dtype, np.integer):
+        raise ParameterError(f"label image {job.labels!r} has dtype {lab.dtype}, not integer")
+    stats: dict[str, list[int]] = {c: [] for c in _STAT_COLUMNS}
+    touching = []
+    for lab_id, sl in _object_slices(lab):
+        nz = np.nonzero(lab[sl] == lab_id)
+        n = int(nz[0].size)
+        stats["label"].append(lab_id)
+        stats["n"].append(n)
+        touches = False
+        for ax, name in enumerate("zyx"):
+            first = start[ax] + sl[ax].start
+            stats[f"sum_{name}"].append(int(nz[ax].sum(dtype=np.int64)) + n * first)
+            stats[f"min_{name}"].append(first)
+            stats[f"max_{name}"].append(start[ax] + sl[ax].stop)
+            if (sl[ax].start == 0 and start[ax] > 0) or (
+                start[ax] + sl[ax].stop == stop[ax] and stop[ax] < shape[ax]
+            ):
+                touches = True
+        if touches:
+            touching.append(lab_id)
+    table = pd.DataFrame(stats, columns=list(_STAT_COLUMNS)).astype(np.int64)
+    inside = _keep_only(lab, np.asarray(touching, dtype=lab.dtype), keep=False) if touching else lab
+    rows = measure_objects(inside, spacing, surface_method=job.surface_method)
+    rows = rows[["label", *_ROW_COLUMNS]]
+    table = table.merge(rows, on="label", how="left", validate="one_to_one")
+    out = Path(parts_dir) / f"{_unit_name(start)}.parquet"
+    write_part(table, out)
+    return out.name
+
+
+_Object = tuple[int, tuple[int, ...], tuple[int, ...]]
+
+
+def measure_crossing(
+    job: MeasureJob, lo: tuple[int, ...], hi: tuple[int, ...], objects: list[_Object]
+) -> pd.DataFrame:
+    """The task for objects that span blocks: each measured on its whole bounding box.
+
+    ``lo``/``hi`` bound all the objects' boxes: that region is read once and measured in
+    one call (neighbouring objects share chunks; reading each box on its own would decode
+    the same chunks again and again).
+    """
+    source = _open_labels(job)
+    spacing = source.levels[job.level].scale_um
+    region = _read_region(source, job.level, lo, hi)
+    ids = np.asarray(sorted(o[0] for o in objects), dtype=region.dtype)
+    # Only the group's objects (their boxes lie inside the region, so find_objects gives
+    # each its whole box: the single-process crop); parts of others are cleared.
+    only = _keep_only(region, ids, keep=True)
+    rows = measure_objects(only, spacing, surface_method=job.surface_method)
+    if rows["label"].tolist() != ids.astype(np.int64).tolist():
+        raise ParameterError(f"labels {ids.tolist()} changed while they were measured")
+    return rows[["label", *_ROW_COLUMNS]]
+
+
+def _group_crossing(
+    objects: list[_Object], block: Sequence[int]
+) -> list[tuple[tuple[int, ...], tuple[int, ...], list[_Object]]]:
+    """Crossing objects in groups, one task each: by the block of their first corner,
+    with the region that holds all their boxes (about a block plus an object's reach).
+    An object whose box alone is larger than a block forms its own group, and so does
+    each member of a group whose region would exceed eight blocks."""
+    budget = math.prod(block)
+    groups: dict[tuple[int, ...], list[_Object]] = {}
+    alone: list[_Object] = []
+    for obj in objects:
+        if math.prod(h - q for q, h in zip(obj[1], obj[2], strict=True)) > budget:
+            alone.append(obj)
+        else:
+            cell = tuple(q // b for q, b in zip(obj[1], block, strict=True))
+            groups.setdefault(cell, []).append(obj)
+    out = []
+
+    def add(members: list[_Object]) -> None:
+        lo = tuple(min(o[1][ax] for o in members) for ax in range(3))
+        hi = tuple(max(o[2][ax] for o in members) for ax in range(3))
+        if len(members) > 1 and math.prod(h - q for q, h in zip(lo, hi, strict=True)) > 8 * budget:
+            for o in members:  # long thin objects would stretch the region: one read each
+                add([o])
+            return
+        out.append((lo, hi, members))
+
+    for members in groups.values():
+        add(members)
+    for o in alone:
+        add([o])
+    return out
+
+
+@dataclass(frozen=True)
+class MeasureResult:
+    """A batch measure's outcome: the table (None when a block failed) and every unit."""
+
+    table: pd.DataFrame | None
+    outcomes: list[UnitResult]
+    blocks_total: int
+    blocks_run: int
+
+
+def batch_measure(
+    client: Any,
+    job: MeasureJob,
+    parts_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    progress: bool = False,
+) -> MeasureResult:
+    """Measure every object of a label image on a dask cluster, block by block.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    job : MeasureJob
+    parts_dir : path-like
+        Per-block results (one Parquet file each, written atomically); kept when a
+        block failed so that ``resume`` redoes only what is missing, removed on success.
+    resume : bool, default: False
+        Keep the blocks already in ``parts_dir`` (when it was made for the same job).
+    progress : bool, default: False
+
+    Returns
+    -------
+    MeasureResult
+        ``table`` has :data:`analysis.morphology.BASE_COLUMNS`, sorted by label, the same
+        numbers as ``measure_objects`` on the whole image (see the module's notes).
+    """
+    from analysis.io import (
+        list_done,
+        read_json,
+        read_part,
+        remove_folder,
+        remove_temporaries,
+        reset_folder,
+        write_json_atomic,
+    )
+
+    source = _open_labels(job)
+    if not 0 <= job.level < len(source.levels):
+        raise ParameterError(
+            f"label image {job.labels!r} has no level {job.level} (it has {len(source.levels)})"
+        )
+    spacing = check_spacing(source.levels[job.level].scale_um)
+    shape = tuple(int(n) for n in source.levels[job.level].shape[-3:])
+    if any(b < 1 for b in job.block):
+        raise ParameterError(f"block shape must be positive, got {job.block}")
+    parts = Path(parts_dir)
+    if resume and parts.is_dir():
+        before = read_json(parts / "job.json")
+        if before is not None and before != job.params():
+            raise ParameterError(
+                f"--resume: {parts} holds blocks of another run ({before}); "
+                "run without --resume to start again"
+            )
+    reset_folder(parts, keep=resume)
+    remove_temporaries(parts)
+    write_json_atomic(job.params(), parts / "job.json")
+
+    blocks = block_grid(shape, job.block)
+    done = list_done(parts)
+    todo = {
+        _unit_name(start): (job, start, stop, str(parts))
+        for start, stop in blocks
+        if f"{_unit_name(start)}.parquet" not in done
+    }
+    log.info("measure: %d blocks, %d to do", len(blocks), len(todo))
+    t0 = time.perf_counter()
+    outcomes = run_units(client, measure_block, todo, desc="measure blocks", progress=progress)
+    log.info("measure: blocks done in %.1f s", time.perf_counter() - t0)
+    skipped = [
+        UnitResult(_unit_name(s), True, skipped=True)
+        for s, _ in blocks
+        if _unit_name(s) not in todo
+    ]
+    failed = [r for r in outcomes if not r.ok]
+    if failed:
+        return MeasureResult(None, skipped + outcomes, len(blocks), len(todo))
+
+    stats = pd.concat(
+        [read_part(parts / f"{_unit_name(s)}.parquet") for s, _ in blocks], ignore_index=True
+    )
+    table, crossing = _merge(stats)
+    units = {
+        f"objects {i} near z{lo[0]}_y{lo[1]}_x{lo[2]} ({len(members)})": (job, lo, hi, members)
+        for i, (lo, hi, members) in enumerate(_group_crossing(crossing, job.block))
+    }
+    t0 = time.perf_counter()
+    more = run_units(client, measure_crossing, units, desc="measure crossing", progress=progress)
+    log.info(
+        "measure: %d objects crossing blocks, %d tasks, in %.1f s",
+        len(crossing),
+        len(units),
+        time.perf_counter() - t0,
+    )
+    failed = [r for r in more if not r.ok]
+    if failed:
+        return MeasureResult(None, skipped + outcomes + more, len(blocks), len(todo))
+    if more:
+        redo = pd.concat([r.value for r in more], ignore_index=True).set_index("label")
+        table.loc[redo.index, list(_ROW_COLUMNS)] = redo[list(_ROW_COLUMNS)]
+    table = _finish(table, spacing)
+    remove_folder(parts)
+    return MeasureResult(table, skipped + outcomes + more, len(blocks), len(todo))
+
+
+def _merge(stats: pd.DataFrame) -> tuple[pd.DataFrame, list[_Object]]:
+    """Merge block rows per label: exact integer sums and boxes; kept rows; crossing list."""
+    g = stats.groupby("label", sort=True)
+    merged = g.agg(
+        n=("n", "sum"),
+        sum_z=("sum_z", "sum"),
+        sum_y=("sum_y", "sum"),
+        sum_x=("sum_x", "sum"),
+        min_z=("min_z", "min"),
+        min_y=("min_y", "min"),
+        min_x=("min_x", "min"),
+        max_z=("max_z", "max"),
+        max_y=("max_y", "max"),
+        max_x=("max_x", "max"),
+        blocks=("n", "size"),
+    )
+    # The row of a block stands only where that block held all the object's voxels.
+    single = stats[stats["label"].map(merged["blocks"]) == 1].set_index("label")
+    for col in _ROW_COLUMNS:
+        merged[col] = np.nan
+    measured = single[single["volume_um3"].notna()]
+    merged.loc[measured.index, list(_ROW_COLUMNS)] = measured[list(_ROW_COLUMNS)]
+    todo = merged.index[merged["volume_um3"].isna()]
+    lo = merged.loc[todo, ["min_z", "min_y", "min_x"]].to_numpy(np.int64)
+    hi = merged.loc[todo, ["max_z", "max_y", "max_x"]].to_numpy(np.int64)
+    crossing = [
+        (int(lab), tuple(int(v) for v in a), tuple(int(v) for v in b))
+        for lab, a, b in zip(todo, lo, hi, strict=True)
+    ]
+    return merged, crossing
+
+
+def _finish(merged: pd.DataFrame, spacing: npt.NDArray[np.float64]) -> pd.DataFrame:
+    """The final table in ``measure_objects``'s columns, types and order."""
+    if merged.empty:
+        return pd.DataFrame({c: pd.Series(dtype=np.float64) for c in BASE_COLUMNS})
+    n = merged["n"].to_numpy(np.int64)
+    sums = merged[["sum_z", "sum_y", "sum_x"]].to_numpy(np.int64)
+    origin = np.zeros(3, dtype=np.float64)
+    out: dict[str, Any] = {
+        "label": merged.index.to_numpy(np.int64),
+        "voxel_count": n,
+    }
+    for col in _ROW_COLUMNS:
+        out[col] = merged[col].to_numpy(np.float64)
+    # Per object, as measure_objects: (int sums) * spacing / n + origin.
+    centroids = np.stack([s * spacing / k + origin for s, k in zip(sums, n, strict=True)])
+    for ax, a in enumerate("zyx"):
+        out[f"centroid_{a}_um"] = centroids[:, ax]
+        out[f"bbox_min_{a}"] = merged[f"min_{a}"].to_numpy(np.int64)
+        out[f"bbox_max_{a}"] = merged[f"max_{a}"].to_numpy(np.int64)
+    table = pd.DataFrame(out)[list(BASE_COLUMNS)]
+    return table.reset_index(drop=True)

@@ -1,0 +1,189 @@
+"""Batch profile: one task per store, one report folder per store, a combined table."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from analysis.batch._cluster import UnitResult, run_units
+from analysis.errors import FormatError, ParameterError
+from analysis.volume import VolumeSource
+
+__all__ = [
+    "ProfileOptions",
+    "batch_profile",
+    "profile_store",
+    "read_zyx",
+    "store_unit_name",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProfileOptions:
+    """The settings of ``vrscope profile``, per store.
+
+    Attributes
+    ----------
+    label_names : mapping role -> label image name
+        Roles are :data:`analysis.report.PROFILE_LABELS` (``cell``, ``nucleus``,
+        ``mitochondria``, ``nuclear_pores``); the names are the store's.
+    k : int, default: 8
+    bandwidth_um : float, default: 0.1
+    image : bool, default: True
+        Read the store's image for the intensity columns.
+    """
+
+    label_names: Mapping[str, str]
+    k: int = 8
+    bandwidth_um: float = 0.1
+    image: bool = True
+
+
+def read_zyx(source: VolumeSource, level: int, what: str) -> npt.NDArray[np.generic]:
+    """Read a whole level as a (z, y, x) array; singleton t/c axes are dropped."""
+    if not 0 <= level < len(source.levels):
+        raise ParameterError(f"{what} has no level {level} (it has {len(source.levels)})")
+    data = np.asarray(source.read(level))
+    if any(n != 1 for n in data.shape[:-3]):
+        raise ParameterError(
+            f"{what} has axes {''.join(source.axes)} with shape {data.shape}; "
+            "only single-time-point, single-channel volumes can be measured"
+        )
+    return data.reshape(data.shape[-3:])
+
+
+def store_unit_name(store: str) -> str:
+    """The folder name of a store's results: its last path part without ``.zarr``."""
+    name = store.rstrip("/").replace("\\", "/").rsplit("/", 1)[-1]
+    for suffix in (".ome.zarr", ".zarr"):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    if not name or name.startswith("."):
+        raise ParameterError(f"cannot name the results of store {store!r}")
+    return name
+
+
+def profile_store(
+    store: str, out_dir: str | os.PathLike[str], options: ProfileOptions
+) -> dict[str, Any]:
+    """Profile one store and write its report folder atomically (the task of one unit).
+
+    The folder appears under its final name only when complete, so a worker killed
+    half-way leaves a temporary that is never taken as done. Returns ``summary.json``'s
+    content.
+    """
+    from analysis.io import commit_folder, open_volume
+    from analysis.report import PROFILE_LABELS, profile_cell, write_report
+
+    src = open_volume(store)
+    names = [options.label_names[role] for role in PROFILE_LABELS]
+    missing = [n for n in names if n not in src.label_names]
+    if missing:
+        raise FormatError(
+            f"{store} lacks label image(s) {', '.join(missing)} "
+            f"(has: {', '.join(src.label_names) or 'none'})"
+        )
+    labels = {}
+    spacing = None
+    for role, name in zip(PROFILE_LABELS, names, strict=True):
+        lab_src = src.open_labels(name)
+        labels[role] = read_zyx(lab_src, 0, f"label image {name!r}")
+        spacing = lab_src.levels[0].scale_um
+    assert spacing is not None
+    image = read_zyx(src, 0, "image") if options.image else None
+    profile = profile_cell(labels, spacing, image, k=options.k, bandwidth_um=options.bandwidth_um)
+    commit_folder(out_dir, lambda tmp: write_report(profile, tmp))
+    return dict(profile.summary)
+
+
+def _flat_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The scalar numbers of a summary, keyed by dotted paths.
+
+    Lists are left out, and so are the step timings (``timings_s``): the table holds
+    results, the same whatever the cluster.
+    """
+    results = {k: v for k, v in summary.items() if k != "timings_s"}
+    flat = pd.json_normalize(results, sep=".").iloc[0].to_dict()
+    return {
+        str(k): v for k, v in flat.items() if v is None or isinstance(v, (int, float, str, bool))
+    }
+
+
+def batch_profile(
+    client: Any,
+    stores: Sequence[str],
+    out_dir: str | os.PathLike[str],
+    options: ProfileOptions,
+    *,
+    resume: bool = False,
+    progress: bool = False,
+) -> tuple[list[UnitResult], pd.DataFrame]:
+    """Profile many stores on a dask cluster: one task per store.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    stores : sequence of str
+        Store paths or URLs. Local paths must be visible to every worker (a shared file
+        system on a real cluster); they are made absolute here.
+    out_dir : path-like
+        Receives ``<store name>/`` (the same files as ``vrscope profile``) per store and
+        ``summary.csv`` (one row per store: ``store``, ``status``, ``error`` and every
+        number of its ``summary.json`` under a dotted name).
+    options : ProfileOptions
+    resume : bool, default: False
+        Skip stores whose folder is already there (complete by construction).
+    progress : bool, default: False
+
+    Returns
+    -------
+    (outcomes, combined table)
+    """
+    from analysis.io import read_json, remove_temporaries, reset_folder, write_table
+
+    out = reset_folder(out_dir, keep=True)
+    units: dict[str, str] = {}
+    for store in stores:
+        name = store_unit_name(store)
+        if name in units:
+            raise ParameterError(f"two stores give the result folder name {name!r}")
+        units[name] = store if "://" in store else str(Path(store).expanduser().resolve())
+    remove_temporaries(out)
+    outcomes: dict[str, UnitResult] = {}
+    todo: dict[str, tuple[Any, ...]] = {}
+    for name, store in units.items():
+        done = read_json(out / name / "summary.json") if resume else None
+        if done is not None:
+            outcomes[name] = UnitResult(name, True, value=done, skipped=True)
+        else:
+            todo[name] = (store, str(out / name), options)
+    log.info("profile: %d stores, %d to do", len(units), len(todo))
+    for result in run_units(client, profile_store, todo, desc="profile", progress=progress):
+        outcomes[result.unit] = result
+    remove_temporaries(out)
+    rows = []
+    for name, store in units.items():
+        res = outcomes[name]
+        row: dict[str, Any] = {
+            "store": store,
+            "name": name,
+            "status": "ok" if res.ok else "failed",
+            "error": res.error,
+        }
+        if res.ok:
+            row.update(_flat_summary(res.value))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    write_table(table, out / "summary.csv")
+    return [outcomes[name] for name in units], table

@@ -1,0 +1,198 @@
+"""``vrscope batch`` (dask.distributed) against the single-machine commands, in one run.
+
+Run: ``.venv/bin/python tests/benchmarks/bench_batch.py [--size 1024] [--objects 20000]
+[--samples 8] [--sample-size 128]`` (``make bench``). Figures go to docs/benchmarks.md.
+
+Cases, each a separate process (as a user runs them), timed wall-clock:
+
+- measure: a ``--size``³ uint16 label image with ``--objects`` spheres (radius 3-9 voxels,
+  many crossing the 256³ blocks), chunks 128³. Reference: ``vrscope measure`` (the whole
+  image in one process). Then ``vrscope batch measure --workers 1`` (the dask path's
+  overhead) and ``--workers 2`` (strong scaling), each worker limited to
+  ``--memory-per-worker`` (2GB). Peak RSS is sampled (psutil, every 0.2 s) for the
+  command's own process and for its largest worker process. The tables must be equal.
+- profile: ``--samples`` FIB-SEM samples of ``--sample-size``³. Reference: ``vrscope
+  profile`` run once per store, one after the other; then ``vrscope batch profile`` with
+  1 and 2 workers.
+
+Ratios: overhead = batch 1 worker / reference (goal <= 1.15); scaling = 1 worker / 2
+workers (ideal 2.0 on 2 free cores; a shared machine gives less).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+VRSCOPE = [sys.executable, "-m", "vrscope"]
+
+
+def _spheres(shape: tuple[int, int, int], n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    radius = rng.uniform(3.0, 9.0, n)
+    centre = np.stack([rng.uniform(10, s - 10, n) for s in shape], axis=1)
+    return centre, radius
+
+
+def _label_source(shape: tuple[int, int, int], n: int):
+    from analysis.volume import FunctionVolumeSource
+
+    centre, radius = _spheres(shape, n)
+
+    def fn(level: int, region: tuple[slice, ...]) -> np.ndarray:
+        lo = np.array([s.start for s in region])
+        hi = np.array([s.stop for s in region])
+        out = np.zeros(tuple(hi - lo), np.uint16)
+        near = np.all((centre + radius[:, None] > lo) & (centre - radius[:, None] < hi), axis=1)
+        for i in np.flatnonzero(near):
+            a = np.maximum(np.floor(centre[i] - radius[i]).astype(int), lo)
+            b = np.minimum(np.ceil(centre[i] + radius[i]).astype(int) + 1, hi)
+            if np.any(b <= a):
+                continue
+            zz, yy, xx = np.ogrid[a[0] : b[0], a[1] : b[1], a[2] : b[2]]
+            d2 = (zz - centre[i][0]) ** 2 + (yy - centre[i][1]) ** 2 + (xx - centre[i][2]) ** 2
+            box = out[
+                a[0] - lo[0] : b[0] - lo[0],
+                a[1] - lo[1] : b[1] - lo[1],
+                a[2] - lo[2] : b[2] - lo[2],
+            ]
+            box[(d2 <= radius[i] ** 2) & (box == 0)] = i + 1
+        return out
+
+    return FunctionVolumeSource(shape, fn, dtype=np.uint16, chunks=(128, 128, 128), n_levels=1)
+
+
+def _timed(cmd: list[str]) -> tuple[float, float, float, str]:
+    """Wall seconds, peak RSS (GB) of the command's process and of its largest child."""
+    import psutil
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = {"main": 0, "child": 0}
+    done = threading.Event()
+
+    def sample() -> None:
+        try:
+            p = psutil.Process(proc.pid)
+            while not done.is_set():
+                try:
+                    peak["main"] = max(peak["main"], p.memory_info().rss)
+                    for c in p.children(recursive=True):
+                        try:
+                            peak["child"] = max(peak["child"], c.memory_info().rss)
+                        except psutil.Error:
+                            pass
+                except psutil.Error:
+                    return
+                time.sleep(0.2)
+        except psutil.Error:
+            return
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    done.set()
+    th.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err[-2000:]}")
+    return wall, peak["main"] / 1e9, peak["child"] / 1e9, out
+
+
+def main(argv: list[str]) -> int:
+    import pandas as pd
+
+    from analysis.io import write_fibsem_sample, write_labels, write_ngff
+    from analysis.synthetic import fibsem_cell
+    from analysis.volume import FunctionVolumeSource
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=1024, help="label image edge (default: 1024)")
+    ap.add_argument("--objects", type=int, default=20000, help="objects (default: 20000)")
+    ap.add_argument("--samples", type=int, default=8, help="profile samples (default: 8)")
+    ap.add_argument("--sample-size", type=int, default=128, help="sample edge (default: 128)")
+    ap.add_argument("--memory-per-worker", default="2GB", help="worker limit (default: 2GB)")
+    ap.add_argument("--skip", choices=("measure", "profile"), action="append", default=[])
+    args = ap.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_batch_"))
+    rows = []
+
+    if "measure" not in args.skip:
+        shape = (args.size,) * 3
+        store = tmp / "objects.zarr"
+        t0 = time.perf_counter()
+        zeros = FunctionVolumeSource(
+            shape, lambda lv, r: np.zeros(tuple(s.stop - s.start for s in r), np.uint8),
+            chunks=(128, 128, 128), n_levels=1,
+        )  # fmt: skip
+        write_ngff(zeros, store, chunks=(128, 128, 128), n_levels=1)
+        write_labels(store, "objects", _label_source(shape, args.objects), chunks=(128, 128, 128))
+        print(f"wrote {args.size}³ labels in {time.perf_counter() - t0:.0f} s", flush=True)
+        ref_t, ref_mem, _, _ = _timed(
+            [
+                *VRSCOPE,
+                "measure",
+                str(store),
+                "--labels",
+                "objects",
+                "--out",
+                str(tmp / "ref.parquet"),
+            ]
+        )
+        ref = pd.read_parquet(tmp / "ref.parquet")
+        times = {}
+        for w in (1, 2):
+            out = tmp / f"batch{w}.parquet"
+            t, main_mem, worker_mem, _ = _timed(
+                [*VRSCOPE, "batch", "measure", str(store), "--labels", "objects", "--out", str(out),
+                 "--workers", str(w), "--memory-per-worker", args.memory_per_worker]
+            )  # fmt: skip
+            got = pd.read_parquet(out)
+            pd.testing.assert_frame_equal(got, ref, check_exact=True)
+            times[w] = t
+            rows.append((f"batch measure, {w} worker(s)", t, ref_t, main_mem, worker_mem))
+        rows.insert(0, (f"measure {args.size}³, {len(ref)} objects", ref_t, ref_t, ref_mem, 0.0))
+        print(f"measure: tables equal; scaling 1->2 workers {times[1] / times[2]:.2f}x", flush=True)
+
+    if "profile" not in args.skip:
+        stores = []
+        for i in range(args.samples):
+            stores.append(tmp / f"cell{i}.zarr")
+            write_fibsem_sample(fibsem_cell(args.sample_size, seed=i), stores[-1])
+        (tmp / "ref").mkdir()
+        t0 = time.perf_counter()
+        for s in stores:
+            _timed([*VRSCOPE, "profile", str(s), "--out", str(tmp / "ref" / s.stem)])
+        ref_t = time.perf_counter() - t0
+        rows.append(
+            (f"profile x{args.samples} ({args.sample_size}³), one by one", ref_t, ref_t, 0.0, 0.0)
+        )
+        times = {}
+        for w in (1, 2):
+            t, main_mem, worker_mem, _ = _timed(
+                [*VRSCOPE, "batch", "profile", *map(str, stores), "--out", str(tmp / f"b{w}"),
+                 "--workers", str(w)]
+            )  # fmt: skip
+            times[w] = t
+            rows.append((f"batch profile, {w} worker(s)", t, ref_t, main_mem, worker_mem))
+        print(f"profile: scaling 1->2 workers {times[1] / times[2]:.2f}x", flush=True)
+
+    print(
+        f"\n{'case':<44} {'s':>8} {'ref s':>8} {'ratio':>6} {'RSS main GB':>12} {'RSS worker GB':>14}"
+    )
+    for name, t, ref_t, m, w in rows:
+        print(f"{name:<44} {t:>8.1f} {ref_t:>8.1f} {t / ref_t:>6.2f} {m:>12.2f} {w:>14.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,248 @@
+"""``vrscope batch``: profile many stores or measure one huge label image on dask.distributed.
+
+``vrscope batch profile STORE [STORE ...] --out DIR`` runs ``vrscope profile`` on every
+store, one task per store; ``vrscope batch measure STORE --labels NAME --out TABLE`` runs
+``vrscope measure`` block by block on one store. Both start a LocalCluster (``--workers N``,
+default one per core) or use an existing cluster (``--scheduler tcp://HOST:PORT``). See
+:mod:`analysis.batch`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+ORDER = 43
+
+_EPILOG_PROFILE = """\
+DIR receives one folder per store, named after it without .zarr (the files of
+`vrscope profile`: CSV tables, summary.json, plots, report.html), and summary.csv with
+one row per store (status, error, every number of its summary.json). A worker that dies
+mid-run costs only its task, which dask reruns elsewhere; a store that cannot be read
+(missing label image, corrupt chunk) is reported and the others finish (exit code 1).
+
+examples:
+  vrscope batch profile cells/*.zarr --out reports --workers 4
+  vrscope batch profile cells/*.zarr --out reports --scheduler tcp://10.0.0.5:8786 --resume
+  vrscope batch profile em.zarr --out rep --cell cell_seg --nucleus nuc --mitochondria mito \\
+      --pores npc
+"""
+
+_EPILOG_MEASURE = """\
+The label image is cut into blocks of whole chunks (--block, default: at least 256 voxels
+per axis); each block is one task. The table equals `vrscope measure` on the same store
+(same objects, volumes, centroids, bounding boxes and surfaces): objects that cross blocks
+are reduced exactly (integer sums) and measured again on their whole bounding box. Blocks
+done are kept in TABLE.parts/ until the table is written, so --resume after an interrupted
+or failed run computes only the missing blocks.
+
+examples:
+  vrscope batch measure huge.zarr --labels mitochondria --out mito.parquet --workers 8
+  vrscope batch measure s3-or-shared.zarr --labels cells --out cells.csv \\
+      --scheduler tcp://10.0.0.5:8786
+"""
+
+
+def _cluster_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("cluster")
+    x = g.add_mutually_exclusive_group()
+    x.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="address of an existing dask scheduler (tcp://HOST:PORT); stores must be "
+        "readable by its workers under the same paths",
+    )
+    x.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes of the LocalCluster this command starts (default: one per core)",
+    )
+    g.add_argument(
+        "--memory-per-worker",
+        metavar="SIZE",
+        help="memory limit of each LocalCluster worker, e.g. 2GB (default: RAM / workers)",
+    )
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip units already done by an earlier run (stores, blocks)",
+    )
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "batch",
+        help="profile many stores or measure a huge one on a dask cluster (local or remote)",
+        description=(
+            "Run the analysis pipelines on dask.distributed: many stores (one task each) or "
+            "one huge store (one task per block). Results equal the single-machine commands."
+        ),
+    )
+    kinds = p.add_subparsers(dest="pipeline", metavar="PIPELINE", required=True)
+
+    pr = kinds.add_parser(
+        "profile",
+        help="vrscope profile on many stores, one task per store",
+        description="Run the cell-profiling report on every store, one dask task per store.",
+        epilog=_EPILOG_PROFILE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pr.add_argument("stores", nargs="+", metavar="STORE", help="OME-Zarr stores (paths or URLs)")
+    pr.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    from vrscope.commands.profile import add_profile_options
+
+    add_profile_options(pr)
+    _cluster_options(pr)
+    pr.set_defaults(func=run_profile)
+
+    me = kinds.add_parser(
+        "measure",
+        help="vrscope measure on one huge label image, one task per block",
+        description=(
+            "Measure every object of a label image block by block on a dask cluster: the "
+            "same table as vrscope measure, in memory bounded by the block size."
+        ),
+        epilog=_EPILOG_MEASURE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    me.add_argument("store", metavar="STORE", help="OME-Zarr image with labels/ (path or URL)")
+    me.add_argument("--labels", required=True, metavar="NAME", help="label image to measure")
+    me.add_argument("--out", required=True, metavar="TABLE", help="output table: .csv or .parquet")
+    me.add_argument("--level", type=int, default=0, help="resolution level (default: 0)")
+    me.add_argument(
+        "--block",
+        nargs=3,
+        type=int,
+        metavar=("Z", "Y", "X"),
+        help="block shape in voxels, best a multiple of the chunk shape "
+        "(default: whole chunks, at least 256 per axis)",
+    )
+    me.add_argument(
+        "--surface",
+        choices=("smooth", "binary"),
+        default="smooth",
+        help="surface area method, as in vrscope measure (default: smooth)",
+    )
+    _cluster_options(me)
+    me.set_defaults(func=run_measure)
+
+
+def _abs_store(store: str) -> str:
+    from pathlib import Path
+
+    return store if "://" in store else str(Path(store).expanduser().resolve())
+
+
+def _report_failures(outcomes: list[Any], what: str) -> int:
+    failed = [r for r in outcomes if not r.ok]
+    if not failed:
+        return 0
+    print(f"{len(failed)} {what} failed:", file=sys.stderr)
+    for r in failed:
+        print(f"  {r.unit}: {r.error}", file=sys.stderr)
+    return 1
+
+
+def _client(args: argparse.Namespace) -> Any:
+    import logging
+
+    import distributed  # noqa: F401  (its import sets up its loggers, at INFO)
+
+    from analysis.batch import cluster_client
+    from analysis.errors import ParameterError
+
+    if not getattr(args, "verbose", 0):
+        # distributed logs every start, connection and stop at INFO: keep warnings (a worker
+        # lost, a task rerun) and errors only, unless -v.
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    if args.workers is not None and args.workers < 1:
+        raise ParameterError(f"--workers must be at least 1, got {args.workers}")
+    return cluster_client(args.scheduler, args.workers, memory_limit=args.memory_per_worker)
+
+
+def _announce(client: Any) -> None:
+    from analysis.batch import dashboard_link
+
+    n = len(client.scheduler_info().get("workers", {}))
+    link = dashboard_link(client)
+    where = f"scheduler {client.scheduler.address}, {n} worker(s)"
+    print(where + (f", dashboard {link}" if link else ""), flush=True)
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from analysis.batch import ProfileOptions, batch_profile
+    from analysis.errors import FormatError
+    from vrscope.commands._analysis_io import progress_enabled
+    from vrscope.commands.profile import check_profile_options, label_names
+
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise FormatError(f"--out {out} exists and is not a folder")
+    if not out.parent.is_dir():
+        raise FormatError(f"output folder {out.parent} does not exist")
+    check_profile_options(args)
+    for store in args.stores:
+        if "://" not in store and not Path(store).expanduser().exists():
+            raise FormatError(f"store {store} does not exist")
+    options = ProfileOptions(
+        label_names=label_names(args), k=args.k, bandwidth_um=args.bandwidth_um,
+        image=not args.no_image,
+    )  # fmt: skip
+    with _client(args) as client:
+        _announce(client)
+        outcomes, _ = batch_profile(
+            client, args.stores, out, options, resume=args.resume, progress=progress_enabled()
+        )
+    done = sum(1 for r in outcomes if r.ok and not r.skipped)
+    skipped = sum(1 for r in outcomes if r.skipped)
+    print(
+        f"{done} profiled, {skipped} already done, "
+        f"{sum(1 for r in outcomes if not r.ok)} failed -> {out / 'summary.csv'}"
+    )
+    return _report_failures(outcomes, "store(s)")
+
+
+def run_measure(args: argparse.Namespace) -> int:
+    from analysis.batch import MeasureJob, batch_measure, default_block
+    from analysis.errors import ParameterError
+    from analysis.io import open_volume, write_table
+    from vrscope.commands._analysis_io import check_table_output, progress_enabled
+
+    out = check_table_output(args.out)
+    store = _abs_store(args.store)
+    labels_src = open_volume(store).open_labels(args.labels)
+    if not 0 <= args.level < len(labels_src.levels):
+        raise ParameterError(
+            f"label image {args.labels!r} has no level {args.level} "
+            f"(it has {len(labels_src.levels)})"
+        )
+    level = labels_src.levels[args.level]
+    if args.block is None:
+        block = default_block(level.shape, level.chunks)
+    else:
+        block = tuple(args.block)
+        if any(b < 1 for b in block):
+            raise ParameterError(f"--block must be positive, got {' '.join(map(str, block))}")
+    job = MeasureJob(store, args.labels, args.level, block, args.surface)
+    parts = out.with_name(out.name + ".parts")
+    with _client(args) as client:
+        _announce(client)
+        result = batch_measure(client, job, parts, resume=args.resume, progress=progress_enabled())
+    if result.table is None:
+        print(
+            f"no table written; blocks done so far are kept in {parts} (rerun with --resume)",
+            file=sys.stderr,
+        )
+        return _report_failures(result.outcomes, "unit(s)")
+    if result.table.empty:
+        raise ParameterError(f"label image {args.labels!r} has no objects (all zero)")
+    write_table(result.table, out)
+    print(
+        f"{len(result.table)} objects of {args.labels!r} -> {out} "
+        f"({result.blocks_run} of {result.blocks_total} blocks computed)"
+    )
+    return 0
