@@ -321,7 +321,7 @@ class DesktopCollab(QtCore.QObject):
         lead.setEnabled(self.client.core.role == "presenter")
         # Every acknowledged edit is already saved by the server (in the project too);
         # "save as" would make a private copy and silently leave the session.
-        for name in ("save", "save_as"):
+        for name in ("file.save", "file.save_as"):
             act = v.qactions.get(name)
             if act is not None:
                 act.setEnabled(False)

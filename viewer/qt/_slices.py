@@ -36,10 +36,11 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from analysis.volume import VolumeSource
+from viewer.actions import MEASURE_POINTS
 from viewer.render import id_colors
 from viewer.scene import Image, Labels, Points, Tracks
 
-from ._session import MEASURE_POINTS, ProofreadingSession
+from ._session import ProofreadingSession
 
 __all__ = [
     "BASE_PIXELS",

@@ -269,7 +269,7 @@ def test_profile_job_progress_result_and_cancel(
 
     win = make_viewer(str(fibsem_store), ["mitochondria"])
     progress: list[tuple[int, int, str]] = []
-    win.qactions["profile"].trigger()
+    win.qactions["analysis.profile"].trigger()
     job = win.jobs.jobs[-1]
     job.signals.progress.connect(lambda d, t, txt: progress.append((d, t, txt)))
     assert job.name == "cell profile" and _progress_bars(win)
@@ -287,7 +287,7 @@ def test_profile_job_progress_result_and_cancel(
 
     # Cancel while it profiles: the job stops (its late result is dropped), the table stays.
     release = gate(monkeypatch, analysis.report, "profile_cell")
-    win.qactions["profile"].trigger()
+    win.qactions["analysis.profile"].trigger()
     job2 = win.jobs.jobs[-1]
     with qtbot.waitSignal(job2.signals.cancelled, timeout=180_000):
         win.jobs.cancel_button(job2).click()
@@ -304,7 +304,7 @@ def test_link_job_adds_a_tracks_layer_and_cancel_adds_none(
 
     win = make_viewer(str(timelapse_store), ["nuclei"])
     s = win.session
-    win.qactions["link"].trigger()
+    win.qactions["analysis.link"].trigger()
     job = win.jobs.jobs[-1]
     assert _progress_bars(win)
     qtbot.waitUntil(job.done.is_set, timeout=120_000)
@@ -329,7 +329,7 @@ def test_link_job_adds_a_tracks_layer_and_cancel_adds_none(
     with win.render_view.render_thread.structural():  # never mid-draw
         s.scene.layers.remove(s.layer("linked tracks"))
     release = gate(monkeypatch, analysis.tracks, "link_labels")
-    win.qactions["link"].trigger()
+    win.qactions["analysis.link"].trigger()
     job2 = win.jobs.jobs[-1]
     with qtbot.waitSignal(job2.signals.cancelled, timeout=120_000):
         win.jobs.cancel_button(job2).click()
