@@ -50,6 +50,7 @@ from .tools import (
     Toolbox,
     ToolContext,
     TrackTool,
+    track_menu,
 )
 
 __all__ = ["TOOLS", "XrApp", "XrOptions", "run_xr"]
@@ -214,15 +215,20 @@ class XrApp:
             scene=self.scene,
             workspace=self.workspace,
             classes=classes,
+            history=self.history,
         )
+        tools = self._make_tools()
         actions: dict[str, MenuAction] = {}
+        track = tools.get("track")
+        if isinstance(track, TrackTool) and self.workspace.tracks is not None:
+            actions.update(track_menu(track, self.ctx))
         if self.collab is not None:
             c = self.collab
             actions["follow"] = MenuAction(c.follow_label, c.toggle_follow)
             if opts.role == "presenter":
                 actions["lead"] = MenuAction(c.lead_label, c.toggle_lead)
         self.toolbox = Toolbox(
-            self._make_tools(),
+            tools,
             self.ctx,
             active=opts.tool,
             undo=self.history.undo,
