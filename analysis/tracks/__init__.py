@@ -29,7 +29,7 @@ from analysis.edits import (
     Prolong,
     Swap,
 )
-from analysis.tracks._graph import NodeRecord, TrackGraph
+from analysis.tracks._graph import NodeRecord, TrackGraph, TrackGraphEvents
 from analysis.tracks._linking import detect_objects, link_detections, link_labels
 from analysis.tracks._stats import msd, track_stats
 from analysis.tracks._testing import random_lineages
@@ -45,6 +45,7 @@ __all__ = [
     "Prolong",
     "Swap",
     "TrackGraph",
+    "TrackGraphEvents",
     "detect_objects",
     "link_detections",
     "link_labels",
