@@ -137,10 +137,10 @@ def _open_project(opts: XrOptions) -> tuple[Any, Any, Any]:
 
     graph = None
     if opts.tracks:
-        from analysis.tracks import TrackGraph
+        from analysis.io import read_geff
 
         # Without a project only GEFF is read (a project converts CSV / CTC on creation).
-        graph = TrackGraph.from_geff(opts.tracks)
+        graph = read_geff(opts.tracks)
     ann = Annotations(AnnotationsState(classes=classes_from(opts.classes)))
     ws = Workspace(graph, ann)
     return None, ws, History(ws)
@@ -409,10 +409,10 @@ def _loop(app: XrApp, session: Any, trace: Trace) -> None:
             int(np.prod(src.levels[0].shape[-3:])) > budget for src in sources if src is not None
         )
     if stream:
-        from viewer.render import _streaming
+        from viewer.render import StreamingController
 
         # Image layers: one ray-casting pass per eye (viewer.render._gl_volumes).
-        streaming = _streaming.StreamingController(target.renderer, n_workers=2, single_pass=True)
+        streaming = StreamingController(target.renderer, n_workers=2, single_pass=True)
     trace(
         "session",
         runtime=session.runtime_name,

@@ -52,6 +52,23 @@ from analysis.io._nn_models import (
     write_model_bytes,
     write_npy,
 )
+from analysis.io._project import (
+    ANNOTATIONS_FILE,
+    SCENE_FILE,
+    TRACKS_BASE,
+    ProjectInfo,
+    check_labels,
+    image_reference,
+    is_project,
+    read_json_file,
+    read_project_info,
+    read_tracks_file,
+    write_json_atomic,
+    write_markers_csv,
+    write_measurements_csv,
+    write_project_info,
+    write_tracks_file,
+)
 from analysis.io._read import ZarrVolumeSource, list_labels, open_labels, open_volume
 from analysis.io._report import write_report_folder
 from analysis.io._samples import (
@@ -68,6 +85,21 @@ from analysis.io._validate import validate_ngff
 from analysis.io._write import write_labels, write_ngff
 
 __all__ = [
+    "ANNOTATIONS_FILE",
+    "SCENE_FILE",
+    "TRACKS_BASE",
+    "ProjectInfo",
+    "check_labels",
+    "image_reference",
+    "is_project",
+    "read_json_file",
+    "read_project_info",
+    "read_tracks_file",
+    "write_json_atomic",
+    "write_markers_csv",
+    "write_measurements_csv",
+    "write_project_info",
+    "write_tracks_file",
     "FormatV04",
     "FormatV05",
     "LookupVolumeSource",

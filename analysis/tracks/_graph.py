@@ -137,8 +137,8 @@ class TrackGraph:
     are unrepresentable. ``validate()`` checks the remaining rule (strictly
     increasing ``t`` along edges) and internal consistency.
 
-    Build with :meth:`from_arrays` (vectorised) or :func:`analysis.io.read_geff` /
-    :meth:`from_geff`; edit through :mod:`analysis.edits` commands.
+    Build with :meth:`from_arrays` (vectorised) or :func:`analysis.io.read_geff`;
+    edit through :mod:`analysis.edits` commands.
 
     Events
     ------
@@ -987,14 +987,14 @@ class TrackGraph:
     # ------------------------------------------------------------------ I/O wrappers
     @classmethod
     def from_geff(cls, path: str | Any) -> TrackGraph:
-        """Read a GEFF store (see :func:`analysis.io.read_geff`)."""
-        from analysis.io._geff import read_geff
+        """Read a GEFF store: use :func:`analysis.io.read_geff` (kept for old callers)."""
+        from analysis.io import read_geff
 
         return read_geff(path)
 
     def to_geff(self, path: str | Any, zarr_format: int = 2, overwrite: bool = False) -> None:
-        """Write a GEFF store (see :func:`analysis.io.write_geff`)."""
-        from analysis.io._geff import write_geff
+        """Write a GEFF store: use :func:`analysis.io.write_geff` (kept for old callers)."""
+        from analysis.io import write_geff
 
         write_geff(self, path, zarr_format=zarr_format, overwrite=overwrite)
 

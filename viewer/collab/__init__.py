@@ -47,6 +47,7 @@ from viewer.collab._client import (
     CollabHistory,
     Event,
     Peer,
+    check_url,
 )
 from viewer.collab._compound import Compound
 from viewer.collab._journal import SessionJournal
@@ -60,10 +61,18 @@ from viewer.collab._protocol import (
     Laser,
     Pose,
     ServerMessage,
+    View,
     protocol_schema,
     protocol_schema_json,
 )
-from viewer.collab._server import SESSION_FILE, CollabServer, ServerLimits, Session, session_name
+from viewer.collab._server import (
+    SESSION_FILE,
+    CollabServer,
+    ServerLimits,
+    Session,
+    is_loopback,
+    session_name,
+)
 from viewer.collab._state import decode_state, encode_state, state_digest
 from viewer.collab._viewsync import SESSION_PREFIX, ViewSync
 
@@ -75,6 +84,7 @@ __all__ = [
     "ClientCore",
     "ClientMessage",
     "ClipPlane",
+    "check_url",
     "CollabClient",
     "CollabHistory",
     "CollabServer",
@@ -90,11 +100,13 @@ __all__ = [
     "Replica",
     "ServerLimits",
     "ServerMessage",
+    "View",
     "ViewSync",
     "Session",
     "SessionJournal",
     "decode_state",
     "encode_state",
+    "is_loopback",
     "protocol_schema",
     "protocol_schema_json",
     "session_name",

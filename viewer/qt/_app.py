@@ -587,7 +587,7 @@ class QtViewer(QtWidgets.QMainWindow):
         f, _ = QtWidgets.QFileDialog.getSaveFileName(self, f"Export {what}", f"{what}.{ext}")
         if not f:
             return
-        from analysis.io import _project as pio
+        import analysis.io as pio
 
         if what == "markers":
             pio.write_markers_csv(s.annotations.markers, f)

@@ -43,8 +43,7 @@ from viewer.scene import Measurement, Measurements, Points
 from ._session import ProofreadingSession, _is_em
 
 if TYPE_CHECKING:
-    from viewer.collab import CollabHistory, Pose
-    from viewer.collab._protocol import View
+    from viewer.collab import CollabHistory, Pose, View
 
     from ._app import QtViewer
 

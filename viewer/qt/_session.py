@@ -152,7 +152,7 @@ class ProofreadingSession:
         ``project`` folder that is not yet a project is created from the
         arguments. Without ``project`` the edits live in memory.
         """
-        from analysis.io._project import is_project, read_tracks_file
+        from analysis.io import is_project, read_tracks_file
         from viewer.render import build_store_scene
 
         proj: Project | None = None

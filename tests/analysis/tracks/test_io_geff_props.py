@@ -16,9 +16,10 @@ from geff.core_io import read_to_memory, write_arrays
 from geff.validate.tracks import validate_tracklets
 from geff_spec import Axis, GeffMetadata
 
+from analysis.edits import Cut, Delete, History, Merge, Prolong, Swap
 from analysis.errors import InvalidEditError
 from analysis.io import read_geff
-from analysis.tracks import Cut, Delete, History, Merge, Prolong, Swap, TrackGraph
+from analysis.tracks import TrackGraph
 
 
 def _write_nx(G: nx.DiGraph, path: Path, t_unit: str | None = "second") -> None:
