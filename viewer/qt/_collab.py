@@ -40,7 +40,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from analysis.errors import ParameterError
 from viewer.scene import Measurement, Measurements, Points
 
-from ._session import ProofreadingSession, _is_em
+from ._session import ProofreadingSession
 
 if TYPE_CHECKING:
     from viewer.collab import CollabHistory, Pose, View
@@ -202,7 +202,7 @@ def join_session(
             image,
             labels=list(labels) if labels else None,
             tracks=ws.tracks,
-            invert=_is_em(image) if invert is None else invert,
+            invert=invert,  # None: build_store_scene's one EM rule decides
             azimuth=30.0,
             elevation=20.0,
         )

@@ -176,7 +176,8 @@ class ProofreadingSession:
                 None if store is None else os.fspath(store),
                 labels=list(labels) if labels else None,
                 tracks=graph,
-                invert=_is_em(store) if invert is None else invert,
+                # None: build_store_scene's one EM rule (looks_dark_on_light).
+                invert=invert,
                 azimuth=30.0,
                 elevation=20.0,
             )
@@ -684,19 +685,6 @@ class ProofreadingSession:
             self.track_state.detach()
         if self.project is not None:
             self.project.close()
-
-
-def _is_em(store: str | os.PathLike[str] | None) -> bool:
-    """EM stores (dark membranes on a light background) read better inverted in 3D."""
-    if store is None:
-        return False
-    try:
-        from analysis.io import open_volume
-
-        src = open_volume(str(store))
-    except Exception:
-        return False
-    return "t" not in src.axes and np.dtype(src.dtype) == np.uint8
 
 
 def world_of(values: npt.ArrayLike) -> tuple[float, float, float]:
