@@ -543,7 +543,7 @@ class ClippingPanel(QtWidgets.QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         row = QtWidgets.QHBoxLayout()
         self.preset = QtWidgets.QComboBox()
-        self.preset.addItems([*session.CLIP_PRESETS, "view"])
+        self.preset.addItems([*session.clipping.PRESETS, "view"])
         self.add = QtWidgets.QPushButton("Add")
         self.remove = QtWidgets.QPushButton("Remove")
         row.addWidget(self.preset, 1)
@@ -592,10 +592,10 @@ class ClippingPanel(QtWidgets.QWidget):
     def _text(self, i: int, p: Any) -> str:
         n = np.asarray(p.normal)
         axis = next(
-            (k for k, v in self.session.CLIP_PRESETS.items() if np.allclose(v, n, atol=1e-6)),
+            (k for k, v in self.session.clipping.PRESETS.items() if np.allclose(v, n, atol=1e-6)),
             "free",
         )
-        return f"#{i + 1} {axis}  at {self.session.clip_offset(p):+.2f} µm"
+        return f"#{i + 1} {axis}  at {self.session.clipping.offset(p):+.2f} µm"
 
     def rebuild(self, *_: Any) -> None:
         self._updating = True
@@ -630,8 +630,8 @@ class ClippingPanel(QtWidgets.QWidget):
         if p is None or self._updating:
             return
         self._updating = True
-        lo, hi = self.session.clip_offset_range(p)
-        off = self.session.clip_offset(p)
+        lo, hi = self.session.clipping.offset_range(p)
+        off = self.session.clipping.offset(p)
         self.position.setValue(int(round((off - lo) / ((hi - lo) or 1.0) * self.STEPS)))
         z, y, x = p.normal
         if not self.azimuth.hasFocus() and not self.elevation.hasFocus():
@@ -640,11 +640,11 @@ class ClippingPanel(QtWidgets.QWidget):
         self._updating = False
 
     def _add(self, preset: str) -> None:
-        self.session.add_clipping_plane(preset)
+        self.session.clipping.add(preset)
         self.list.setCurrentRow(self.list.count() - 1)
 
     def _remove(self) -> None:
-        self.session.remove_clipping_plane(self.list.currentRow())
+        self.session.clipping.remove(self.list.currentRow())
 
     def _on_item(self, it: QtWidgets.QListWidgetItem) -> None:
         if self._updating:
@@ -656,8 +656,8 @@ class ClippingPanel(QtWidgets.QWidget):
         p = self.current()
         if p is None or self._updating:
             return
-        lo, hi = self.session.clip_offset_range(p)
-        self.session.set_clip_offset(p, lo + (hi - lo) * v / self.STEPS)
+        lo, hi = self.session.clipping.offset_range(p)
+        self.session.clipping.set_offset(p, lo + (hi - lo) * v / self.STEPS)
 
     def _on_angles(self, *_: Any) -> None:
         p = self.current()

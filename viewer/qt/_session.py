@@ -40,7 +40,6 @@ from viewer.actions import (
 )
 from viewer.actions import run as run_action
 from viewer.scene import (
-    ClippingPlane,
     Image,
     Labels,
     Measurement,
@@ -50,6 +49,7 @@ from viewer.scene import (
     Tracks,
 )
 
+from ._clipping import SessionClipping, world_of
 from ._tracklayer import TrackLayerState
 
 __all__ = ["Mode", "ProofreadingSession"]
@@ -132,6 +132,8 @@ class ProofreadingSession:
         lo, hi = self.extent_world()
         self._cursor = tuple(float(v) for v in (lo + hi) / 2)
         self._ensure_layers()
+        #: Clipping planes: presets, offsets across the scene (``SessionClipping``).
+        self.clipping = SessionClipping(scene, self.extent_world, lambda: self.cursor)
         self.history.changed.connect(self._on_history)
         self.refresh_layers()
 
@@ -521,69 +523,6 @@ class ProofreadingSession:
             return None
         return self.run("annotations.finish_measurement")  # type: ignore[no-any-return]
 
-    # ------------------------------------------------------------------ clipping planes
-    #: Axis-aligned presets: the normal (zyx) points into the half that stays visible.
-    CLIP_PRESETS: dict[str, tuple[float, float, float]] = {
-        "+z": (1.0, 0.0, 0.0),
-        "-z": (-1.0, 0.0, 0.0),
-        "+y": (0.0, 1.0, 0.0),
-        "-y": (0.0, -1.0, 0.0),
-        "+x": (0.0, 0.0, 1.0),
-        "-x": (0.0, 0.0, -1.0),
-    }
-
-    def add_clipping_plane(
-        self,
-        normal: str | Sequence[float] = "+z",
-        origin: Sequence[float] | None = None,
-    ) -> ClippingPlane:
-        """Add a plane through ``origin`` (default: the cursor) with a preset or free normal.
-
-        ``normal`` is a preset name (``"+z"``, ``"-x"``, ... see :attr:`CLIP_PRESETS`),
-        ``"view"`` (the normal along the view direction: what lies between the camera
-        and the plane is cut away) or a zyx vector.
-        """
-        if isinstance(normal, str):
-            if normal == "view":
-                n = tuple(float(v) for v in self.scene.camera.direction)
-            elif normal in self.CLIP_PRESETS:
-                n = self.CLIP_PRESETS[normal]
-            else:
-                raise ParameterError(
-                    f"unknown clipping preset {normal!r} (have {', '.join(self.CLIP_PRESETS)}, view)"
-                )
-        else:
-            n = tuple(float(v) for v in normal)
-        o = self.cursor if origin is None else world_of(origin)
-        plane = ClippingPlane(origin=o, normal=n)  # type: ignore[arg-type]
-        self.scene.clipping_planes.append(plane)
-        return plane
-
-    def remove_clipping_plane(self, index: int) -> None:
-        planes = self.scene.clipping_planes
-        if 0 <= index < len(planes):
-            planes.pop(index)
-
-    def clip_offset_range(self, plane: ClippingPlane) -> tuple[float, float]:
-        """Signed distances along the plane's normal spanned by the scene (µm from the centre)."""
-        lo, hi = self.extent_world()
-        corners = np.array(
-            [[a[0], b[1], c[2]] for a in (lo, hi) for b in (lo, hi) for c in (lo, hi)]
-        )
-        d = (corners - (lo + hi) / 2) @ np.asarray(plane.normal)
-        return float(d.min()), float(d.max())
-
-    def clip_offset(self, plane: ClippingPlane) -> float:
-        """The plane's origin as a signed distance from the scene centre along its normal."""
-        lo, hi = self.extent_world()
-        return float((np.asarray(plane.origin) - (lo + hi) / 2) @ np.asarray(plane.normal))
-
-    def set_clip_offset(self, plane: ClippingPlane, offset_um: float) -> None:
-        """Move the plane along its normal to ``offset_um`` from the scene centre."""
-        lo, hi = self.extent_world()
-        o = (lo + hi) / 2 + float(offset_um) * np.asarray(plane.normal)
-        plane.origin = world_of(o)
-
     # ------------------------------------------------------------------ object classes
     def object_examples(self, layer: str) -> dict[int, str]:
         """``{label: class}`` the user assigned in labels layer ``layer`` (training examples)."""
@@ -685,11 +624,6 @@ class ProofreadingSession:
             self.track_state.detach()
         if self.project is not None:
             self.project.close()
-
-
-def world_of(values: npt.ArrayLike) -> tuple[float, float, float]:
-    a = np.asarray(values, dtype=np.float64).reshape(3)
-    return (float(a[0]), float(a[1]), float(a[2]))
 
 
 ProgressFn = Callable[[int, int], None]

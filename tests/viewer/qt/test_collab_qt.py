@@ -174,7 +174,7 @@ def test_two_viewers_and_xr_share_a_session_and_a_cut_survives_a_restart(
         wa.clipping_panel.preset.setCurrentText("+x")
         qtbot.mouseClick(wa.clipping_panel.add, Qt.MouseButton.LeftButton)
         plane_a = sa.scene.clipping_planes[0]
-        sa.set_clip_offset(plane_a, 3.0)
+        sa.clipping.set_offset(plane_a, 3.0)
 
         def same_plane() -> bool:
             planes = list(sb.scene.clipping_planes)
