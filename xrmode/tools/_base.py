@@ -112,6 +112,7 @@ class ToolContext:
     on_undo: Callable[[], Any] | None = None
     on_redo: Callable[[], Any] | None = None
     on_reset_view: Callable[[], Any] | None = None
+    _notified: bool = field(default=False, repr=False)
 
     # -- viewer.actions.ActionContext ------------------------------------------------
     @property
@@ -130,6 +131,7 @@ class ToolContext:
 
     def notify(self, text: str) -> None:
         self.message = text
+        self._notified = True
 
     def undo(self) -> None:
         self._history(self.on_undo, "undo")
@@ -159,8 +161,9 @@ class ToolContext:
 
         A command it applied becomes the wrist message; a refusal, the reason.
         """
+        self._notified = False
         out = run_action(action, self, pick)
-        if isinstance(out, Command):
+        if isinstance(out, Command) and not self._notified:
             self.message = out.description
         return out
 

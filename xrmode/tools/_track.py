@@ -126,6 +126,10 @@ class TrackTool(Tool):
         elif abs(x) < 0.3:
             self._stick_armed = True
         g = ctx.tracks
+        sel = ctx.scene.selection.node_ids if ctx.scene is not None else []
+        if sel and any(g is None or n not in g for n in sel):
+            # A selected node was deleted (an edit, an undo, a collaborator's op).
+            ctx.scene.selection.node_ids = [n for n in sel if g is not None and n in g]
         if h.aim is None:
             self.pointed = None
             self._sync(ctx)
