@@ -42,14 +42,13 @@ from viewer.actions import run as run_action
 from viewer.scene import (
     Image,
     Labels,
-    Measurement,
     Measurements,
     Points,
     Scene,
-    Tracks,
 )
 
 from ._clipping import SessionClipping, world_of
+from ._sessionlayers import SessionLayers, track_table
 from ._tracklayer import TrackLayerState
 
 __all__ = ["Mode", "ProofreadingSession"]
@@ -57,10 +56,6 @@ __all__ = ["Mode", "ProofreadingSession"]
 log = logging.getLogger(__name__)
 
 Mode = Literal["navigate", "count", "distance", "angle", "path", "prolong"]
-
-MARKERS_LAYER = "markers"
-MEASUREMENTS_LAYER = "measurements"
-TRACKS_LAYER = "tracks"
 
 
 class ProofreadingSession:
@@ -120,18 +115,11 @@ class ProofreadingSession:
         #: Taken while layer data are replaced; a front end that renders on another
         #: thread sets it to its render lock (see ``viewer.qt.RenderThread.lock``).
         self.scene_lock: Any = threading.RLock()
-        #: The tracks layer's columns and tracklet table, patched per edit (``_tracklayer``).
-        self.track_state: TrackLayerState | None = None
-        self._ann_dirty = True
-        self._watched_ann: Any = None
-        self._extent: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None
-        scene.layers.events.inserted.connect(self._on_layers_changed)
-        scene.layers.events.removed.connect(self._on_layers_changed)
-        for lay in scene.layers:
-            self._watch_extent(lay)
+        #: The workspace mirrored into the scene's tracks, markers and measurements layers.
+        self.layers = SessionLayers(scene, lambda: self.workspace, lambda: self.scene_lock)
         lo, hi = self.extent_world()
         self._cursor = tuple(float(v) for v in (lo + hi) / 2)
-        self._ensure_layers()
+        self.layers.ensure()
         #: Clipping planes: presets, offsets across the scene (``SessionClipping``).
         self.clipping = SessionClipping(scene, self.extent_world, lambda: self.cursor)
         self.history.changed.connect(self._on_history)
@@ -227,26 +215,8 @@ class ProofreadingSession:
         return self._cursor  # type: ignore[return-value]
 
     def extent_world(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """``scene.extent_world()``, kept between changes.
-
-        Cursor moves and clicks ask for it; over a million track nodes the scene's own
-        min/max costs ~10 ms a call. It is recomputed when layers come, go or change
-        data, except the session's tracks layer, whose edits only widen it.
-        """
-        if self._extent is None:
-            lo, hi = self.scene.extent_world()
-            self._extent = (np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64))
-        return self._extent
-
-    def _watch_extent(self, layer: Any) -> None:
-        layer.events.visible.connect(self._on_layers_changed)
-        if layer.name != TRACKS_LAYER:
-            layer.data_changed.connect(self._on_layers_changed)
-
-    def _on_layers_changed(self, *args: object) -> None:
-        self._extent = None
-        if len(args) == 2 and hasattr(args[1], "data_changed"):  # inserted(index, layer)
-            self._watch_extent(args[1])
+        """``scene.extent_world()``, kept between changes (:meth:`SessionLayers.extent_world`)."""
+        return self.layers.extent_world()
 
     def set_cursor(self, zyx: Sequence[float]) -> None:
         lo, hi = self.extent_world()
@@ -271,91 +241,25 @@ class ProofreadingSession:
         self.mode_changed.emit(mode)
 
     # ------------------------------------------------------------------ layers
-    def _ensure_layers(self) -> None:
-        names = self.scene.layers.names
-        if MARKERS_LAYER not in names:
-            lo, hi = self.extent_world()
-            size = float(np.linalg.norm(hi - lo)) / 120 or 1.0
-            self.scene.add(Points(name=MARKERS_LAYER, size_um=size))  # type: ignore[call-arg]
-        if MEASUREMENTS_LAYER not in names:
-            self.scene.add(Measurements(name=MEASUREMENTS_LAYER))  # type: ignore[call-arg]
-        if self.tracks is not None and TRACKS_LAYER not in names:
-            self.scene.add(Tracks.from_track_graph(self.tracks, name=TRACKS_LAYER))
+    @property
+    def track_state(self) -> TrackLayerState | None:
+        """The tracks layer's columns and tracklet table, patched per edit."""
+        return self.layers.track_state
 
     def layer(self, name: str) -> Any:
         return self.scene.layers.get(name)
 
     def refresh_layers(self) -> None:
-        """Copy tracks, markers and measurements from the workspace into the scene layers.
-
-        Markers and measurements are copied (under the scene lock) only when the
-        annotations changed; the tracks layer is patched for what the edit touched
-        (:class:`TrackLayerState`) and swapped in without the lock, so a track edit
-        never waits for a frame the render thread is syncing.
-        """
-        self._watch_annotations()
-        if self._ann_dirty:
-            with self.scene_lock:
-                self._refresh_annotations()
-        self._refresh_tracks()
-
-    def _watch_annotations(self) -> None:
-        ann = self.annotations
-        if ann is self._watched_ann:
-            return
-        if self._watched_ann is not None:
-            ev = self._watched_ann.events
-            for sig in (ev.classes, ev.markers, ev.measurements):
-                sig.disconnect(self._on_annotations)
-        for sig in (ann.events.classes, ann.events.markers, ann.events.measurements):
-            sig.connect(self._on_annotations)
-        self._watched_ann = ann
-        self._ann_dirty = True
-
-    def _on_annotations(self, *_: object) -> None:
-        self._ann_dirty = True
-
-    def _refresh_annotations(self) -> None:
-        self._ann_dirty = False
-        ann = self.annotations
-        pts: Points = self.layer(MARKERS_LAYER)
-        markers = ann.markers
-        pts.update(
-            {
-                "positions_um": [m.position_um for m in markers],
-                "classes": [m.class_name for m in markers],
-                "class_colors": {c.name: c.color for c in ann.classes},
-            }
-        )
-        meas: Measurements = self.layer(MEASUREMENTS_LAYER)
-        meas.items = [
-            Measurement(kind=m.kind, points_um=list(m.points_um), label=f"#{m.id}")
-            for m in ann.measurements
-        ]
-
-    def _refresh_tracks(self) -> None:
-        g = self.tracks
-        if g is None or TRACKS_LAYER not in self.scene.layers.names:
-            return
-        st = self.track_state
-        lay: Tracks = self.layer(TRACKS_LAYER)
-        if st is None or st.graph is not g:
-            if st is not None:
-                st.detach()
-            st = self.track_state = TrackLayerState(g)
-            lay.data = st.data
-        elif st.update():
-            lay.data = st.data
-        if self._extent is not None and st.lo is not None and st.hi is not None:
-            lo, hi = self._extent
-            self._extent = (np.minimum(lo, st.lo), np.maximum(hi, st.hi))
+        """Copy tracks, markers and measurements from the workspace into the scene layers."""
+        self.layers.refresh()
 
     def track_rows(self) -> list[dict[str, Any]]:
         """The tracklet table (as :meth:`track_table`), kept up to date per edit."""
-        st = self.track_state
-        if st is None or st.graph is not self.tracks:
-            return self.track_table()
-        return st.rows()
+        return self.layers.track_rows()
+
+    def track_table(self) -> list[dict[str, Any]]:
+        """One row per tracklet: ``track``, ``start``, ``end`` (t), ``nodes``, ``reviewed``, ``first``."""
+        return track_table(self.tracks)
 
     def _on_history(self, action: str, what: object) -> None:
         self.refresh_layers()
@@ -468,28 +372,6 @@ class ProofreadingSession:
     def next_unreviewed(self) -> int | None:
         """``tracks.next_unreviewed``: select the next unreviewed tracklet's first node."""
         return self.run("tracks.next_unreviewed")  # type: ignore[no-any-return]
-
-    def track_table(self) -> list[dict[str, Any]]:
-        """One row per tracklet: ``track``, ``start``, ``end`` (t), ``nodes``, ``reviewed``, ``first``."""
-        g = self.tracks
-        if g is None or not g.n_nodes:
-            return []
-        ids, t, rev, tid = g.node_ids, g.t, g.reviewed, g.tracklet_ids()
-        order = np.lexsort((t, tid))
-        rows = []
-        bounds = np.flatnonzero(np.diff(tid[order])) + 1
-        for chunk in np.split(order, bounds):
-            rows.append(
-                {
-                    "track": int(tid[chunk[0]]),
-                    "start": int(t[chunk[0]]),
-                    "end": int(t[chunk[-1]]),
-                    "nodes": len(chunk),
-                    "reviewed": bool(rev[chunk].all()),
-                    "first": int(ids[chunk[0]]),
-                }
-            )
-        return rows
 
     # ------------------------------------------------------------------ counting / measuring
     def define_class(self, name: str, color: Sequence[float] | None = None) -> Command | None:
@@ -620,8 +502,7 @@ class ProofreadingSession:
             return
         self._closed = True
         self.history.changed.disconnect(self._on_history)
-        if self.track_state is not None:
-            self.track_state.detach()
+        self.layers.close()
         if self.project is not None:
             self.project.close()
 
