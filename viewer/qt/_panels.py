@@ -9,6 +9,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from viewer.actions import ACTIONS
 from viewer.scene import Image, Labels, Layer, Tracks
 
 from ._session import ProofreadingSession
@@ -485,8 +486,24 @@ class TracksPanel(QtWidgets.QWidget):
 
     The rows come from the session's incrementally kept tracklet table, shown
     through a virtual model, so an edit on a lineage of a million nodes does not
-    rebuild tens of thousands of table items.
+    rebuild tens of thousands of table items. A right click on a row offers the
+    registered track actions (``viewer.actions``) on that track (Ctrl: as the
+    second track, for merge and swap), each enabled by its own condition.
+
+    Attributes
+    ----------
+    context_menu : QMenu or None
+        The menu the last right click opened.
     """
+
+    #: The registered actions the context menu offers, in this order.
+    CONTEXT_ACTIONS = (
+        "tracks.cut",
+        "tracks.merge",
+        "tracks.swap",
+        "tracks.delete",
+        "tracks.mark_reviewed",
+    )
 
     def __init__(self, session: ProofreadingSession, parent: Any = None) -> None:
         super().__init__(parent)
@@ -504,6 +521,9 @@ class TracksPanel(QtWidgets.QWidget):
         lay.addWidget(self.table, 1)
         self.filter.currentTextChanged.connect(self.rebuild)
         self.table.doubleClicked.connect(lambda idx: self._jump(idx.row(), idx.column()))
+        self.table.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
+        self.context_menu: QtWidgets.QMenu | None = None
         session.edited.connect(self.rebuild)
         self.rebuild()
 
@@ -523,6 +543,27 @@ class TracksPanel(QtWidgets.QWidget):
         r = self.model.rows[row]
         self.session.select_node(r["first"])
         self.session.set_time(r["start"])
+
+    def _context_menu(self, pos: QtCore.QPoint) -> None:
+        idx = self.table.indexAt(pos)
+        if not idx.isValid():
+            return
+        add = bool(
+            QtWidgets.QApplication.keyboardModifiers() & QtCore.Qt.KeyboardModifier.ControlModifier
+        )
+        s = self.session
+        s.select_node(self.model.rows[idx.row()]["first"], add=add)
+        menu = QtWidgets.QMenu(self)
+        for aid in self.CONTEXT_ACTIONS:
+            action = ACTIONS[aid]
+            qa = menu.addAction(action.title)
+            why = action.why_disabled(s)
+            qa.setEnabled(why is None)
+            qa.setToolTip(why or action.description)
+            qa.setObjectName(aid)
+            qa.triggered.connect(lambda *_, i=aid: s.run(i))
+        self.context_menu = menu
+        menu.popup(self.table.viewport().mapToGlobal(pos))
 
 
 class ClippingPanel(QtWidgets.QWidget):

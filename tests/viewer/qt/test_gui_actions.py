@@ -336,3 +336,37 @@ def test_link_job_adds_a_tracks_layer_and_cancel_adds_none(
         release.set()
     qtbot.wait(100)
     assert "linked tracks" not in s.scene.layers.names
+
+
+def test_track_list_context_menu_offers_the_registered_actions(
+    tl_viewer: Any, timelapse_store: Path, qtbot: Any
+) -> None:
+    """A right click on a row selects that track and offers the registered track
+    actions, enabled by their own conditions (merge and swap need a second track)."""
+    from viewer.actions import ACTIONS
+
+    win = tl_viewer
+    s, g = win.session, win.session.tracks
+    panel = win.tracks_panel
+    win.docks["Tracks"].raise_()
+    qtbot.wait(20)
+    rows = panel.rows
+    rect = panel.table.visualRect(panel.model.index(0, 0))
+    vp = panel.table.viewport()
+    qtbot.mouseClick(vp, Qt.MouseButton.RightButton, pos=rect.center())
+    # The context-menu event the window system sends for that click (QTest sends none).
+    ev = QtGui.QContextMenuEvent(
+        QtGui.QContextMenuEvent.Reason.Mouse, rect.center(), vp.mapToGlobal(rect.center())
+    )
+    QtWidgets.QApplication.sendEvent(vp, ev)
+    qtbot.waitUntil(lambda: panel.context_menu is not None and panel.context_menu.isVisible())
+    menu = panel.context_menu
+    assert s.scene.selection.node_ids == [rows[0]["first"]]
+    acts = {a.objectName(): a for a in menu.actions()}
+    assert [a.text() for a in menu.actions()] == [ACTIONS[i].title for i in panel.CONTEXT_ACTIONS]
+    assert not acts["tracks.merge"].isEnabled() and not acts["tracks.swap"].isEnabled()
+    assert acts["tracks.mark_reviewed"].isEnabled()
+    first = rows[0]["first"]
+    acts["tracks.mark_reviewed"].trigger()
+    menu.close()
+    assert g.is_reviewed(first) and all(g.is_reviewed(int(i)) for i in g.tracklet(first))
