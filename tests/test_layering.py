@@ -80,3 +80,32 @@ def test_raycast_core_imports_without_vtk_qt_openxr() -> None:
         """
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_no_module_imports_another_packages_private_modules() -> None:
+    """Cross-package imports go through public ``__init__`` exports (``from x._y`` stays
+    inside package ``x``); import-linter cannot say this, so the AST does."""
+    import ast
+    import pathlib
+
+    roots = ("analysis", "viewer", "xrmode", "vrscope")
+    base = pathlib.Path(__file__).resolve().parents[1]
+    bad = []
+    for root in roots:
+        for path in (base / root).rglob("*.py"):
+            parts = path.relative_to(base).with_suffix("").parts
+            pkg = ".".join(parts[:-1])  # a module's package; an __init__'s own package
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.ImportFrom) or node.level or not node.module:
+                    continue
+                mod = node.module.split(".")
+                if mod[0] not in roots:
+                    continue
+                names = [*mod, *(a.name for a in node.names)]
+                for i, part in enumerate(names):
+                    if part.startswith("_") and not part.startswith("__"):
+                        owner = ".".join(names[:i])
+                        if not (pkg == owner or pkg.startswith(owner + ".")):
+                            bad.append(f"{path.relative_to(base)}:{node.lineno} {node.module}")
+                        break
+    assert not bad, "\n".join(bad)

@@ -50,6 +50,7 @@ from .tools import (
     Toolbox,
     ToolContext,
     TrackTool,
+    track_menu,
 )
 
 __all__ = ["TOOLS", "XrApp", "XrOptions", "run_xr"]
@@ -136,10 +137,10 @@ def _open_project(opts: XrOptions) -> tuple[Any, Any, Any]:
 
     graph = None
     if opts.tracks:
-        from analysis.tracks import TrackGraph
+        from analysis.io import read_geff
 
         # Without a project only GEFF is read (a project converts CSV / CTC on creation).
-        graph = TrackGraph.from_geff(opts.tracks)
+        graph = read_geff(opts.tracks)
     ann = Annotations(AnnotationsState(classes=classes_from(opts.classes)))
     ws = Workspace(graph, ann)
     return None, ws, History(ws)
@@ -214,15 +215,20 @@ class XrApp:
             scene=self.scene,
             workspace=self.workspace,
             classes=classes,
+            history=self.history,
         )
+        tools = self._make_tools()
         actions: dict[str, MenuAction] = {}
+        track = tools.get("track")
+        if isinstance(track, TrackTool) and self.workspace.tracks is not None:
+            actions.update(track_menu(track, self.ctx))
         if self.collab is not None:
             c = self.collab
             actions["follow"] = MenuAction(c.follow_label, c.toggle_follow)
             if opts.role == "presenter":
                 actions["lead"] = MenuAction(c.lead_label, c.toggle_lead)
         self.toolbox = Toolbox(
-            self._make_tools(),
+            tools,
             self.ctx,
             active=opts.tool,
             undo=self.history.undo,
@@ -377,171 +383,247 @@ def run_xr(opts: XrOptions) -> int:
 
 
 def _loop(app: XrApp, session: Any, trace: Trace) -> None:
-    from viewer.render import EyeView, VtkXrTarget
+    """Run the session's frame loop for ``app`` until the session ends."""
+    loop = _FrameLoop(app, session, trace)
+    try:
+        for frame in session.frames():
+            loop.step(frame)
+    finally:
+        loop.close()
 
-    opts = app.opts
-    gl = session.graphics.gl
-    # VTK initialises from the current context and needs a complete framebuffer bound.
-    gl.attach_texture(session.fbo, session.swapchain_images[0][0])
-    target = VtkXrTarget(
-        app.scene,
-        session.graphics.make_current,
-        session.graphics.is_current,
-        session.eye_size,
-        background=opts.background,
-    )
-    streaming = None
-    stream = opts.stream
-    if stream is None:
+
+class _FrameLoop:
+    """One frame of the XR app, in the steps the module docstring lists.
+
+    input (collab, tools) -> scene sync -> eye views -> streaming -> render ->
+    adaptive quality -> trace -> snapshot / exit.
+    """
+
+    def __init__(self, app: XrApp, session: Any, trace: Trace) -> None:
+        from viewer.render import VtkXrTarget
+
+        self.app, self.session, self.trace = app, session, trace
+        opts = app.opts
+        gl = session.graphics.gl
+        # VTK initialises from the current context and needs a complete framebuffer bound.
+        gl.attach_texture(session.fbo, session.swapchain_images[0][0])
+        self.target = VtkXrTarget(
+            app.scene,
+            session.graphics.make_current,
+            session.graphics.is_current,
+            session.eye_size,
+            background=opts.background,
+        )
+        self.streaming: Any = None
+        if self._should_stream():
+            from viewer.render import StreamingController
+
+            # Image layers: one ray-casting pass per eye (viewer.render._gl_volumes).
+            self.streaming = StreamingController(self.target.renderer, n_workers=2)
+        trace(
+            "session",
+            runtime=session.runtime_name,
+            graphics=session.graphics.kind,
+            renderer=session.graphics.gl.renderer(),
+            eye_size=list(session.eye_size),
+            space=session.space_type,
+            profiles=session.actions.accepted_profiles,
+            rejected=session.actions.rejected_profiles,
+            extensions=sorted(session.extensions),
+            transform=app.ctx.transform.to_json(),
+            tool=app.toolbox.active,
+        )
+        self.snap: dict[int, Any] = {}
+        self.want_snapshot = opts.snapshot is not None
+        if self.want_snapshot:
+            session.on_drawn = lambda eye, tex: self.snap.__setitem__(
+                eye.index, session.read_eye(eye)
+            )
+        self.t_start: float | None = None
+        self.placed: StageTransform | None = None
+
+    def _should_stream(self) -> bool:
+        stream = self.app.opts.stream
+        if stream is not None:
+            return stream
         # Stream when the finest level does not fit the renderer's voxel budget (the
         # whole-level path would show a coarser level). Smaller images are drawn whole:
         # streaming buys nothing there (and label volumes still stream one VTK volume per
         # brick, docs/benchmarks.md "Streaming in the headset").
-        budget = target.renderer.voxel_budget
-        sources = [getattr(lay, "data", None) for lay in app.scene.layers if lay.kind == "image"]
-        stream = any(
+        budget = self.target.renderer.voxel_budget
+        layers = self.app.scene.layers
+        sources = [getattr(lay, "data", None) for lay in layers if lay.kind == "image"]
+        return any(
             int(np.prod(src.levels[0].shape[-3:])) > budget for src in sources if src is not None
         )
-    if stream:
-        from viewer.render import _streaming
 
-        # Image layers: one ray-casting pass per eye (viewer.render._gl_volumes).
-        streaming = _streaming.StreamingController(target.renderer, n_workers=2)
-    trace(
-        "session",
-        runtime=session.runtime_name,
-        graphics=session.graphics.kind,
-        renderer=session.graphics.gl.renderer(),
-        eye_size=list(session.eye_size),
-        space=session.space_type,
-        profiles=session.actions.accepted_profiles,
-        rejected=session.actions.rejected_profiles,
-        extensions=sorted(session.extensions),
-        transform=app.ctx.transform.to_json(),
-        tool=app.toolbox.active,
-    )
-    snap: dict[int, Any] = {}
-    want_snapshot = opts.snapshot is not None
-    if want_snapshot:
-        session.on_drawn = lambda eye, tex: snap.__setitem__(eye.index, session.read_eye(eye))
-    t_start: float | None = None
-    placed: StageTransform | None = None
-    try:
-        for frame in session.frames():
-            t0 = time.perf_counter()
-            focused = frame.state == "FOCUSED"
-            collab = app.collab
+    # ------------------------------------------------------------------ one frame
+    def step(self, frame: Any) -> None:
+        app = self.app
+        t0 = time.perf_counter()
+        focused = frame.state == "FOCUSED"
+        self._input(frame, focused)
+        app.sync_scene()
+        tr = app.ctx.transform
+        avatars = None
+        if app.collab is not None:
+            from ._collab import avatar_geometry
+
+            avatars = avatar_geometry(app.collab.peers, tr)
+        views = self._views(frame, tr)
+        stream_stats = self._stream(views)
+        if tr is not self.placed:  # transforms are immutable: a new one means it moved
+            self.target.set_stage_to_world(tr.stage_to_world_matrix())
+            self.placed = tr
+        self.target.set_overlay(_overlay(app.ctx, avatars))
+        cpu_ms = (time.perf_counter() - t0) * 1e3
+        t1 = time.perf_counter()
+        self._render(frame, views)
+        render_ms = (time.perf_counter() - t1) * 1e3
+        self._adapt(frame, cpu_ms, render_ms)
+        self._trace_frame(frame, tr, cpu_ms, render_ms, avatars, stream_stats)
+        self._snapshot_or_exit(frame, focused, views, tr, stream_stats)
+
+    def _input(self, frame: Any, focused: bool) -> None:
+        app = self.app
+        collab = app.collab
+        if collab is not None:
+            collab.process()  # the others' edits, on this thread, before the tools
+            collab.update_view(app.ctx, frame.input.head if focused else None)
+        if focused:
+            if self.t_start is None:
+                self.t_start = time.monotonic()
+            app.toolbox.update(frame.input)
             if collab is not None:
-                collab.process()  # the others' edits, on this thread, before the tools
-                collab.update_view(app.ctx, frame.input.head if focused else None)
-            if focused:
-                if t_start is None:
-                    t_start = time.monotonic()
-                app.toolbox.update(frame.input)
-                if collab is not None:
-                    collab.publish(frame.input, app.ctx, app.toolbox.active)
-            app.sync_scene()
-            tr = app.ctx.transform
-            avatars = None
-            if collab is not None:
-                from ._collab import avatar_geometry
+                collab.publish(frame.input, app.ctx, app.toolbox.active)
 
-                avatars = avatar_geometry(collab.peers, tr)
-            views = []
-            for eye in frame.eyes:
-                pos, fwd, up, proj = eye_view_arrays(eye, tr)
-                views.append(EyeView(pos, fwd, up, proj))
-            stream_stats: dict[str, dict[str, Any]] | None = None
-            if streaming is not None and views:
-                streaming.set_views(views)
-                stream_stats = {
-                    name: {
-                        "drawn": f.stats.drawn,
-                        "undrawn": f.stats.undrawn,
-                        "pending": f.stats.pending,
-                        "in_flight": f.stats.in_flight,
-                        "levels": sorted({int(x) for x in f.levels.tolist()}),
-                        "cache_bytes": f.stats.cache_bytes,
-                    }
-                    for name, f in streaming.update().items()
-                }
-            if tr is not placed:  # transforms are immutable: a new one means it moved
-                target.set_stage_to_world(tr.stage_to_world_matrix())
-                placed = tr
-            target.set_overlay(_overlay(app.ctx, avatars))
-            cpu_ms = (time.perf_counter() - t0) * 1e3
-            t1 = time.perf_counter()
-            if frame.eyes:
-                target.set_size(frame.eyes[0].width, frame.eyes[0].height)
-                target.set_sample_distance_factor(app.quality.sample_factor)
-                target.sync()
+    @staticmethod
+    def _views(frame: Any, tr: StageTransform) -> list[Any]:
+        from viewer.render import EyeView
 
-                def draw(eye: Any, views: list[Any] = views) -> None:
-                    target.render_eye(views[eye.index])
+        views = []
+        for eye in frame.eyes:
+            pos, fwd, up, proj = eye_view_arrays(eye, tr)
+            views.append(EyeView(pos, fwd, up, proj))
+        return views
 
-                session.render(frame, draw)
-            render_ms = (time.perf_counter() - t1) * 1e3
-            changed = opts.adaptive_quality and app.quality.update(
-                (cpu_ms + render_ms) / 1e3, frame.period_s
+    def _stream(self, views: list[Any]) -> dict[str, dict[str, Any]] | None:
+        streaming = self.streaming
+        if streaming is None or not views:
+            return None
+        streaming.set_views(views)
+        return {
+            name: {
+                "drawn": f.stats.drawn,
+                "undrawn": f.stats.undrawn,
+                "pending": f.stats.pending,
+                "in_flight": f.stats.in_flight,
+                "levels": sorted({int(x) for x in f.levels.tolist()}),
+                "cache_bytes": f.stats.cache_bytes,
+            }
+            for name, f in streaming.update().items()
+        }
+
+    def _render(self, frame: Any, views: list[Any]) -> None:
+        if not frame.eyes:
+            return
+        target = self.target
+        target.set_size(frame.eyes[0].width, frame.eyes[0].height)
+        target.set_sample_distance_factor(self.app.quality.sample_factor)
+        target.sync()
+
+        def draw(eye: Any) -> None:
+            target.render_eye(views[eye.index])
+
+        self.session.render(frame, draw)
+
+    def _adapt(self, frame: Any, cpu_ms: float, render_ms: float) -> None:
+        app = self.app
+        changed = app.opts.adaptive_quality and app.quality.update(
+            (cpu_ms + render_ms) / 1e3, frame.period_s
+        )
+        if changed:
+            self.session.render_scale = app.quality.render_scale
+            self.trace(
+                "quality",
+                render_scale=app.quality.render_scale,
+                sample=app.quality.sample_factor,
             )
-            if changed:
-                session.render_scale = app.quality.render_scale
-                trace(
-                    "quality",
-                    render_scale=app.quality.render_scale,
-                    sample=app.quality.sample_factor,
-                )
-            inp = frame.input
-            host = streaming.host if streaming is not None else None
-            trace(
-                "frame",
-                i=frame.index,
-                state=frame.state,
-                cpu_ms=round(cpu_ms, 3),
-                render_ms=round(render_ms, 3),
-                tool=app.toolbox.active,
-                scale=tr.scale,
-                right=None if inp.right.aim is None else list(inp.right.aim.position),
-                left=None if inp.left.aim is None else list(inp.left.aim.position),
-                buttons=_pressed(inp),
-                peers=None if collab is None else len(collab.peers),
-                avatars=None if avatars is None else len(avatars.spheres),
-                following=None if collab is None else collab.leader,
-                time=app.ctx.current_time,
-                planes=[[list(p.origin), list(p.normal)] for p in app.scene.clipping_planes],
-                stream=stream_stats,
-                single_pass=None
-                if host is None
-                else {
-                    "volume_passes": host.stats.volume_passes,
-                    "bricks_drawn": host.stats.bricks_drawn,
-                    "behind": host.stats.behind,
-                    "errors": host.errors,
-                },
-            )
-            # The snapshot shows the view at full detail: taken on the first frame whose
-            # streamed layers were complete (or after SNAPSHOT_WAIT_S, whatever is drawn).
-            # ... and, for single-pass layers, once the GPU atlas holds every brick drawn.
-            settled = (
-                stream_stats is None
-                or all(st["drawn"] > 0 and st["undrawn"] == 0 for st in stream_stats.values())
-            ) and not (host is not None and host.behind)
-            waited = t_start is not None and time.monotonic() - t_start > SNAPSHOT_WAIT_S
-            ready = focused and len(snap) == len(frame.eyes) and frame.eyes
-            if want_snapshot and ready and (settled or waited):
-                _save_snapshot(Path(opts.snapshot or "."), snap, frame, views, tr)
-                trace("snapshot", folder=str(opts.snapshot), complete=settled)
-                want_snapshot = False
-                session.on_drawn = None
-            if opts.exit_after is not None and t_start is not None and not want_snapshot:
-                if time.monotonic() - t_start >= opts.exit_after and session.running:
-                    session.request_exit()
-                    opts.exit_after = None
-    finally:
-        if streaming is not None:
-            streaming.close()
-        session.graphics.make_current()
-        target.close()
+
+    def _trace_frame(
+        self,
+        frame: Any,
+        tr: StageTransform,
+        cpu_ms: float,
+        render_ms: float,
+        avatars: Any,
+        stream_stats: dict[str, dict[str, Any]] | None,
+    ) -> None:
+        app, collab = self.app, self.app.collab
+        inp = frame.input
+        host = self.streaming.host if self.streaming is not None else None
+        self.trace(
+            "frame",
+            i=frame.index,
+            state=frame.state,
+            cpu_ms=round(cpu_ms, 3),
+            render_ms=round(render_ms, 3),
+            tool=app.toolbox.active,
+            scale=tr.scale,
+            right=None if inp.right.aim is None else list(inp.right.aim.position),
+            left=None if inp.left.aim is None else list(inp.left.aim.position),
+            buttons=_pressed(inp),
+            peers=None if collab is None else len(collab.peers),
+            avatars=None if avatars is None else len(avatars.spheres),
+            following=None if collab is None else collab.leader,
+            time=app.ctx.current_time,
+            planes=[[list(p.origin), list(p.normal)] for p in app.scene.clipping_planes],
+            stream=stream_stats,
+            single_pass=None
+            if host is None
+            else {
+                "volume_passes": host.stats.volume_passes,
+                "bricks_drawn": host.stats.bricks_drawn,
+                "behind": host.stats.behind,
+                "errors": host.errors,
+            },
+        )
+
+    def _snapshot_or_exit(
+        self,
+        frame: Any,
+        focused: bool,
+        views: list[Any],
+        tr: StageTransform,
+        stream_stats: dict[str, dict[str, Any]] | None,
+    ) -> None:
+        opts, session = self.app.opts, self.session
+        host = self.streaming.host if self.streaming is not None else None
+        # The snapshot shows the view at full detail: taken on the first frame whose
+        # streamed layers were complete (or after SNAPSHOT_WAIT_S, whatever is drawn).
+        # ... and, for single-pass layers, once the GPU atlas holds every brick drawn.
+        settled = (
+            stream_stats is None
+            or all(st["drawn"] > 0 and st["undrawn"] == 0 for st in stream_stats.values())
+        ) and not (host is not None and host.behind)
+        t_start = self.t_start
+        waited = t_start is not None and time.monotonic() - t_start > SNAPSHOT_WAIT_S
+        ready = focused and len(self.snap) == len(frame.eyes) and frame.eyes
+        if self.want_snapshot and ready and (settled or waited):
+            _save_snapshot(Path(opts.snapshot or "."), self.snap, frame, views, tr)
+            self.trace("snapshot", folder=str(opts.snapshot), complete=settled)
+            self.want_snapshot = False
+            session.on_drawn = None
+        if opts.exit_after is not None and t_start is not None and not self.want_snapshot:
+            if time.monotonic() - t_start >= opts.exit_after and session.running:
+                session.request_exit()
+                opts.exit_after = None
+
+    def close(self) -> None:
+        if self.streaming is not None:
+            self.streaming.close()
+        self.session.graphics.make_current()
+        self.target.close()
 
 
 def _pressed(inp: Any) -> list[str]:

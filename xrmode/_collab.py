@@ -361,14 +361,13 @@ class XrCollab:
         self._camera_dt = 1.0 / camera_rate_hz
         self._last_presence = -np.inf
         self._last_view = -np.inf
-        self.follow_presenter = True
+        from viewer.collab import ViewSync
+
+        #: The shared view and follow state (``viewer.collab.ViewSync``, as the desktop's).
+        self.sync = ViewSync(self.client)
         self.transition_s = 0.6
         self.move_threshold_m = 0.05
         self.turn_threshold_deg = 10.0
-        # Latest-change-wins bookkeeping of the shared view (module docstring).
-        self._shared_ts = 0.0
-        self._local_key: Any = None
-        self._peer_keys: dict[int, Any] = {}
         self._view_dirty = True
         self._camera_dirty = False
         self._events: list[Any] = []
@@ -394,23 +393,30 @@ class XrCollab:
         return list(self.client.peers.values())
 
     @property
+    def follow_presenter(self) -> bool:
+        return self.sync.follow_presenter
+
+    @follow_presenter.setter
+    def follow_presenter(self, on: bool) -> None:
+        self.sync.follow_presenter = bool(on)
+
+    @property
+    def _shared_ts(self) -> float:
+        return self.sync.shared_ts
+
+    @property
+    def _peer_keys(self) -> dict[int, Any]:
+        return self.sync.peer_keys
+
+    @property
     def leader(self) -> int | None:
         """The presenter whose view we follow now (None: roaming freely)."""
-        core = self.client.core
-        f = core.follow
-        if not (self.follow_presenter and f.enabled and f.presenter is not None):
-            return None
-        if core.me is not None and f.presenter == core.me.id:
-            return None
-        return int(f.presenter)
+        return self.sync.leader
 
     @property
     def leading(self) -> bool:
         """Whether we are the presenter and everyone is asked to follow us."""
-        core = self.client.core
-        return bool(
-            core.follow.enabled and core.me is not None and core.follow.presenter == core.me.id
-        )
+        return self.sync.leading
 
     def process(self) -> list[Any]:
         """Apply what arrived (once per frame, on the frame-loop thread).
@@ -446,23 +452,6 @@ class XrCollab:
         return f"lead the session: {'on' if self.leading else 'off'}"
 
     # -- the others' view ----------------------------------------------------------------
-    @staticmethod
-    def _view_key(view: Any) -> Any:
-        planes = tuple(
-            (tuple(p.origin_um), tuple(p.normal), bool(p.enabled)) for p in view.clip_planes
-        )
-        return planes, view.time
-
-    @staticmethod
-    def _shared_key(ctx: Any) -> Any:
-        planes: tuple[Any, ...] = ()
-        if ctx.scene is not None:
-            planes = tuple(
-                (tuple(p.origin), tuple(p.normal), bool(p.enabled))
-                for p in list(ctx.scene.clipping_planes)[:6]
-            )
-        return planes, float(ctx.current_time)
-
     def update_view(self, ctx: Any, head: Pose | None, now: float | None = None) -> None:
         """Apply the others' view state to ``ctx`` (once per frame, after :meth:`process`).
 
@@ -471,15 +460,14 @@ class XrCollab:
         head pose in the stage, None while not tracked).
         """
         now = time.monotonic() if now is None else now
-        if self._local_key is None:
-            self._local_key = self._shared_key(ctx)
+        self.sync.local_changed(ctx.scene)  # the first call takes our starting view
         events, self._events = self._events, []
         for ev in events:
             kind = ev.kind
             if kind == "view" and ev.participant is not None:
-                self._on_peer_view(int(ev.participant), ev.message, ctx)
+                self.sync.on_peer_view(int(ev.participant), ev.message, ctx.scene, _setter(ctx))
             elif kind == "left" and ev.participant is not None:
-                self._peer_keys.pop(int(ev.participant), None)
+                self.sync.forget(int(ev.participant))
             elif kind == "welcome":
                 self._view_dirty = True  # (re)joined: the server forgot our view
         leader = self.leader
@@ -523,40 +511,9 @@ class XrCollab:
         angle = np.degrees(np.arccos(np.clip((np.trace(r) - 1.0) / 2.0, -1.0, 1.0)))
         return bool(angle > self.turn_threshold_deg)
 
-    def _on_peer_view(self, pid: int, view: Any, ctx: Any) -> None:
-        key = self._view_key(view)
-        changed = self._peer_keys.get(pid) != key
-        self._peer_keys[pid] = key
-        leader = self.leader
-        if leader is not None:
-            if pid == leader and changed:
-                self._apply_view(view, ctx)
-            return
-        if changed and view.ts > self._shared_ts:
-            self._apply_view(view, ctx)
-            self._shared_ts = float(view.ts)
-
     def _apply_view(self, view: Any, ctx: Any) -> None:
-        """Show ``view``'s clipping planes and time point."""
-        from viewer.scene import ClippingPlane
-
-        scene = ctx.scene
-        if scene is not None:
-            planes = scene.clipping_planes
-            try:
-                for i, cp in enumerate(view.clip_planes):
-                    fields = {"origin": cp.origin_um, "normal": cp.normal, "enabled": cp.enabled}
-                    if i < len(planes):
-                        planes[i].update(fields)
-                    else:
-                        planes.append(ClippingPlane(**fields))
-                while len(planes) > len(view.clip_planes):
-                    del planes[len(planes) - 1]
-            except ValueError as exc:  # e.g. a zero normal: keep what could be shown
-                log.warning("collab: ignoring part of a peer's view: %s", exc)
-        if view.time is not None:
-            ctx.current_time = float(view.time)
-        self._local_key = self._shared_key(ctx)
+        """Show ``view``'s clipping planes, layers and time point."""
+        self.sync.apply(view, ctx.scene, _setter(ctx))
 
     # -- what we send ------------------------------------------------------------------
     def publish(self, frame: InputFrame, ctx: Any, tool: str, now: float | None = None) -> None:
@@ -565,13 +522,7 @@ class XrCollab:
         if now - self._last_presence >= self._min_dt:
             self._last_presence = now
             self.client.presence(**self.presence_args(frame, ctx, tool))
-        key = self._shared_key(ctx)
-        if self._local_key is None:
-            self._local_key = key  # the state we started with is nobody's change
-        if key != self._local_key:
-            # Changed here (applying a peer's view updates the key): a new version.
-            self._local_key = key
-            self._shared_ts = time.time()
+        if self.sync.local_changed(ctx.scene):
             self._view_dirty = True
         if frame.head is not None:
             self._camera_dirty = True
@@ -615,29 +566,19 @@ class XrCollab:
         return out
 
     def view_args(self, ctx: Any, head: Pose | None = None) -> dict[str, Any]:
-        """Keyword arguments of ``client.view``: the scene's clipping planes and time, our
-        viewpoint (the head, world) as the camera, and ``ts`` (when planes or time last
-        changed)."""
-        from viewer.collab import ClipPlane
-
-        planes = []
-        if ctx.scene is not None:
-            for p in list(ctx.scene.clipping_planes)[:6]:
-                planes.append(
-                    ClipPlane(
-                        origin_um=_t3(p.origin),
-                        normal=_t3(p.normal),
-                        enabled=bool(p.enabled),
-                    )
-                )
-        out: dict[str, Any] = {
-            "clip_planes": planes,
-            "time_point": float(ctx.current_time),
-            "ts": self._shared_ts,
-        }
+        """Keyword arguments of ``client.view``: the scene's clipping planes, time and
+        layers (``ViewSync.view_args``), our viewpoint (the head, world) as the camera."""
+        out = self.sync.view_args(ctx.scene)
         if head is not None:
             out["camera"] = pose_to_world(head, ctx.transform)
         return out
 
     def close(self) -> None:
         self.history.close()
+
+
+def _setter(ctx: Any) -> Any:
+    def set_time(t: float) -> None:
+        ctx.current_time = float(t)
+
+    return set_time

@@ -177,12 +177,17 @@ def annotations_json_schema() -> dict[str, Any]:
 
 
 class AnnotationsEvents(SignalGroup):
-    """Events of :class:`Annotations`; each is emitted once per change, after it is done."""
+    """Events of :class:`Annotations`; each is emitted once per change, after it is done,
+    with what changed (a handler may ignore it)."""
 
-    classes = Signal()
-    markers = Signal()
-    measurements = Signal()
-    object_classes = Signal()
+    classes = Signal(str)
+    """Name of the class defined, changed or removed."""
+    markers = Signal(int)
+    """Id of the marker added or removed."""
+    measurements = Signal(int)
+    """Id of the measurement added or removed."""
+    object_classes = Signal(str, int)
+    """Labels layer and label id whose class was set or cleared."""
     counts = Signal(dict)
 
 
@@ -195,8 +200,8 @@ class Annotations:
 
     Events
     ------
-    classes, markers, measurements, object_classes
-        The collection changed.
+    classes(name), markers(id), measurements(id), object_classes(layer, label)
+        The collection changed, and where.
     counts : Signal(dict)
         Markers per class after a marker was added or removed (:meth:`counts`).
     """
@@ -264,8 +269,8 @@ class Annotations:
         return self._next_id
 
     # ---------------------------------------------------------------- primitives
-    def _emit_counts(self) -> None:
-        self.events.markers.emit()
+    def _emit_counts(self, marker_id: int) -> None:
+        self.events.markers.emit(int(marker_id))
         self.events.counts.emit(self.counts())
 
     def put_class(self, cls: MarkerClass | None, name: str) -> MarkerClass | None:
@@ -273,28 +278,28 @@ class Annotations:
         old = self._classes.pop(name, None) if cls is None else self._classes.get(name)
         if cls is not None:
             self._classes[name] = cls
-        self.events.classes.emit()
+        self.events.classes.emit(name)
         self.events.counts.emit(self.counts())
         return old
 
     def put_marker(self, marker: Marker) -> None:
         self._markers[marker.id] = marker
         self._next_id = max(self._next_id, marker.id + 1)
-        self._emit_counts()
+        self._emit_counts(marker.id)
 
     def pop_marker(self, marker_id: int) -> Marker:
         m = self._markers.pop(int(marker_id))
-        self._emit_counts()
+        self._emit_counts(m.id)
         return m
 
     def put_measurement(self, m: Measurement) -> None:
         self._measurements[m.id] = m
         self._next_id = max(self._next_id, m.id + 1)
-        self.events.measurements.emit()
+        self.events.measurements.emit(m.id)
 
     def pop_measurement(self, measurement_id: int) -> Measurement:
         m = self._measurements.pop(int(measurement_id))
-        self.events.measurements.emit()
+        self.events.measurements.emit(m.id)
         return m
 
     def put_object_class(self, layer: str, label: int, name: str | None) -> str | None:
@@ -305,7 +310,7 @@ class Annotations:
             table[int(label)] = name
         if not table:
             del self._objects[layer]
-        self.events.object_classes.emit()
+        self.events.object_classes.emit(layer, int(label))
         return old
 
     # ---------------------------------------------------------------- state

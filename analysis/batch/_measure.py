@@ -378,7 +378,7 @@ def batch_measure(
             )
     reset_folder(parts, keep=resume)
     remove_temporaries(parts)
-    write_json_atomic(job.params(), parts / "job.json")
+    write_json_atomic(parts / "job.json", job.params())
 
     blocks = block_grid(shape, job.block)
     done = list_done(parts)

@@ -32,7 +32,7 @@ from analysis.edits._command import (
     registered_commands,
 )
 from analysis.edits._history import History, Step
-from analysis.edits._journal import JOURNAL_NAME, Journal
+from analysis.edits._journal import JOURNAL_NAME, JOURNAL_VERSION, Journal
 from analysis.edits._track import AddDivision, Cut, Delete, MarkReviewed, Merge, Prolong, Swap
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "Cut",
     "Delete",
     "History",
+    "JOURNAL_VERSION",
     "Journal",
     "MarkReviewed",
     "Merge",

@@ -22,7 +22,7 @@ from analysis.edits._command import Command
 from analysis.errors import InvalidEditError
 
 if TYPE_CHECKING:
-    from analysis.tracks._graph import NodeRecord, TrackGraph
+    from analysis.tracks import NodeRecord, TrackGraph
 
 __all__ = ["AddDivision", "Cut", "Delete", "MarkReviewed", "Merge", "Prolong", "Swap"]
 

@@ -14,7 +14,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 from analysis.errors import ParameterError
 from analysis.features._expressions import evaluate
-from analysis.segment._forest import forest_from_bytes, forest_to_bytes
+from analysis.segment import forest_from_bytes, forest_to_bytes
 
 __all__ = [
     "ObjectClassifier",

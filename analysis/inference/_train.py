@@ -576,25 +576,7 @@ def train(
         spacing = image.levels[0].scale_um if isinstance(image, VolumeSource) else (1.0, 1.0, 1.0)
     if len(spacing) != 3 or any(float(v) <= 0 for v in spacing):
         raise ParameterError(f"spacing must be three positive numbers (z, y, x), got {spacing}")
-    ann = _read_annotations(annotations)
-    if ann.ndim == 2:
-        ann = ann[None]
-    if ann.shape != inp.spatial_shape:
-        raise ParameterError(f"annotations have shape {ann.shape}, the image {inp.spatial_shape}")
-    if not np.issubdtype(ann.dtype, np.integer):
-        raise ParameterError(f"annotations must be integers (0 = unlabelled), got {ann.dtype}")
-    if ann.min() < 0:
-        raise ParameterError("annotations must not be negative (0 = unlabelled, v = class v - 1)")
-    n_classes = int(ann.max())
-    if cfg.class_names:
-        n_classes = max(n_classes, len(cfg.class_names))
-    if n_classes < 2:
-        raise ParameterError(
-            f"annotations hold {n_classes} class(es); paint at least two (e.g. background and object)"
-        )
-    if n_classes > 1000:
-        raise ParameterError(f"annotations hold {n_classes} classes; are these instance labels?")
-    targets = (ann.astype(np.int64) - 1).astype(np.int16)
+    targets, n_classes = _targets(annotations, inp.spatial_shape, cfg)
 
     ucfg = UNetConfig(
         dims=cfg.dims,
@@ -624,14 +606,7 @@ def train(
     if train_s.empty:
         raise ParameterError("no annotated voxels to train on (all annotations are 0)")
 
-    if cfg.class_weights == "auto":
-        weights = class_weights_from_annotations(train_t, n_classes)
-    elif cfg.class_weights is None:
-        weights = (1.0,) * n_classes
-    else:
-        if isinstance(cfg.class_weights, str) or len(cfg.class_weights) != n_classes:
-            raise ParameterError(f"class_weights needs {n_classes} numbers or 'auto'")
-        weights = tuple(float(w) for w in cfg.class_weights)
+    weights = _weights(cfg, train_t, n_classes)
 
     from analysis.inference._runtime import select_device
 
@@ -664,7 +639,6 @@ def train(
     postfix: dict[str, str] = {}
     best_loss, best_epoch, best_state = math.inf, -1, None
     stopped_early = False
-    fg = list(range(1, n_classes))
     try:
         for epoch in range(cfg.epochs):
             t0 = time.perf_counter()
@@ -700,22 +674,9 @@ def train(
                 "loss": float(np.mean(losses)) if losses else float("nan"),
             }
             if val_batches:
-                model.eval()
-                vloss, preds, tgts = [], [], []
-                with torch.inference_mode():
-                    for k in range(0, len(val_batches), batch_size):
-                        x, y = to_tensor(val_batches[k : k + batch_size])
-                        logits = model(x)
-                        val_loss = loss_fn(logits, y)
-                        if not torch.isnan(val_loss):
-                            vloss.append(float(val_loss))
-                        preds.append(logits.argmax(1).cpu().numpy())
-                        tgts.append(y.cpu().numpy())
-                dice = dice_scores(np.concatenate(preds), np.concatenate(tgts), n_classes)
-                entry["val_loss"] = float(np.mean(vloss)) if vloss else float("nan")
-                entry["dice"] = dice
-                fg_dice = [dice[c] for c in fg if not math.isnan(dice[c])]
-                entry["val_dice"] = float(np.mean(fg_dice)) if fg_dice else float("nan")
+                entry.update(
+                    _validate(model, val_batches, batch_size, to_tensor, loss_fn, n_classes)
+                )
                 monitor = entry["val_loss"]
             else:
                 monitor = entry["loss"]
@@ -755,6 +716,73 @@ def train(
         class_weights=weights,
         seconds=time.perf_counter() - t_start,
     )
+
+
+def _targets(
+    annotations: npt.ArrayLike | VolumeSource, shape: tuple[int, ...], cfg: TrainConfig
+) -> tuple[npt.NDArray[np.int16], int]:
+    """Training targets (class ``v - 1``, -1 = not annotated) and the number of classes."""
+    ann = _read_annotations(annotations)
+    if ann.ndim == 2:
+        ann = ann[None]
+    if ann.shape != shape:
+        raise ParameterError(f"annotations have shape {ann.shape}, the image {shape}")
+    if not np.issubdtype(ann.dtype, np.integer):
+        raise ParameterError(f"annotations must be integers (0 = unlabelled), got {ann.dtype}")
+    if ann.min() < 0:
+        raise ParameterError("annotations must not be negative (0 = unlabelled, v = class v - 1)")
+    n_classes = int(ann.max())
+    if cfg.class_names:
+        n_classes = max(n_classes, len(cfg.class_names))
+    if n_classes < 2:
+        raise ParameterError(
+            f"annotations hold {n_classes} class(es); paint at least two (e.g. background and object)"
+        )
+    if n_classes > 1000:
+        raise ParameterError(f"annotations hold {n_classes} classes; are these instance labels?")
+    return (ann.astype(np.int64) - 1).astype(np.int16), n_classes
+
+
+def _weights(cfg: TrainConfig, train_t: npt.NDArray[Any], n_classes: int) -> tuple[float, ...]:
+    """The loss's class weights (``cfg.class_weights``: numbers, "auto" or None)."""
+    if cfg.class_weights == "auto":
+        return tuple(class_weights_from_annotations(train_t, n_classes))
+    if cfg.class_weights is None:
+        return (1.0,) * n_classes
+    if isinstance(cfg.class_weights, str) or len(cfg.class_weights) != n_classes:
+        raise ParameterError(f"class_weights needs {n_classes} numbers or 'auto'")
+    return tuple(float(w) for w in cfg.class_weights)
+
+
+def _validate(
+    model: Any,
+    val_batches: Sequence[Any],
+    batch_size: int,
+    to_tensor: Callable[[Sequence[Any]], Any],
+    loss_fn: Any,
+    n_classes: int,
+) -> dict[str, Any]:
+    """``val_loss``, per-class ``dice`` and foreground ``val_dice`` on the fixed patches."""
+    import torch
+
+    model.eval()
+    vloss, preds, tgts = [], [], []
+    with torch.inference_mode():
+        for k in range(0, len(val_batches), batch_size):
+            x, y = to_tensor(val_batches[k : k + batch_size])
+            logits = model(x)
+            val_loss = loss_fn(logits, y)
+            if not torch.isnan(val_loss):
+                vloss.append(float(val_loss))
+            preds.append(logits.argmax(1).cpu().numpy())
+            tgts.append(y.cpu().numpy())
+    dice = dice_scores(np.concatenate(preds), np.concatenate(tgts), n_classes)
+    fg_dice = [dice[c] for c in range(1, n_classes) if not math.isnan(dice[c])]
+    return {
+        "val_loss": float(np.mean(vloss)) if vloss else float("nan"),
+        "dice": dice,
+        "val_dice": float(np.mean(fg_dice)) if fg_dice else float("nan"),
+    }
 
 
 def _extra(cfg: TrainConfig, weights: Sequence[float], entry: dict[str, Any]) -> dict[str, Any]:

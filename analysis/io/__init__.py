@@ -33,7 +33,6 @@ from analysis.io._batch import (
     remove_folder,
     remove_temporaries,
     reset_folder,
-    write_json_atomic,
     write_part,
 )
 from analysis.io._ctc import read_ctc, read_ctc_masks, write_ctc
@@ -66,6 +65,23 @@ from analysis.io._nn_models import (
     write_npy,
 )
 from analysis.io._outputs import check_output, input_path, replacing
+from analysis.io._project import (
+    ANNOTATIONS_FILE,
+    SCENE_FILE,
+    TRACKS_BASE,
+    ProjectInfo,
+    check_labels,
+    image_reference,
+    is_project,
+    read_json_file,
+    read_project_info,
+    read_tracks_file,
+    write_json_atomic,
+    write_markers_csv,
+    write_measurements_csv,
+    write_project_info,
+    write_tracks_file,
+)
 from analysis.io._read import ZarrVolumeSource, list_labels, open_labels, open_volume
 from analysis.io._report import write_report_folder
 from analysis.io._samples import (
@@ -82,6 +98,21 @@ from analysis.io._validate import validate_ngff
 from analysis.io._write import write_labels, write_ngff
 
 __all__ = [
+    "ANNOTATIONS_FILE",
+    "SCENE_FILE",
+    "TRACKS_BASE",
+    "ProjectInfo",
+    "check_labels",
+    "image_reference",
+    "is_project",
+    "read_json_file",
+    "read_project_info",
+    "read_tracks_file",
+    "write_json_atomic",
+    "write_markers_csv",
+    "write_measurements_csv",
+    "write_project_info",
+    "write_tracks_file",
     "FormatV04",
     "FormatV05",
     "LookupVolumeSource",
@@ -118,7 +149,6 @@ __all__ = [
     "remove_folder",
     "remove_temporaries",
     "reset_folder",
-    "write_json_atomic",
     "write_part",
     # neural-network model files (analysis.io._nn_models; used by analysis.inference)
     "check_output",

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ __all__ = [
     "remove_folder",
     "remove_temporaries",
     "reset_folder",
-    "write_json_atomic",
     "write_part",
 ]
 
@@ -78,18 +77,6 @@ def write_part(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
 def read_part(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a table written by :func:`write_part`."""
     return pd.read_parquet(Path(path))
-
-
-def write_json_atomic(data: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write ``data`` as JSON, atomically."""
-    out = Path(path)
-    tmp = _temporary_beside(out)
-    try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

@@ -24,7 +24,7 @@ import numpy.typing as npt
 from analysis.errors import FormatError, ParameterError
 
 if TYPE_CHECKING:
-    from analysis.tracks._graph import TrackGraph
+    from analysis.tracks import TrackGraph
 
 __all__ = ["read_ctc", "read_ctc_masks", "write_ctc"]
 
@@ -131,7 +131,7 @@ def read_ctc(
     """
     from skimage.measure import regionprops_table
 
-    from analysis.tracks._graph import TrackGraph
+    from analysis.tracks import TrackGraph
 
     root = Path(folder).expanduser()
     if not root.is_dir():

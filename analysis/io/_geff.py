@@ -55,7 +55,7 @@ import numpy.typing as npt
 from analysis.errors import FormatError, ParameterError
 
 if TYPE_CHECKING:
-    from analysis.tracks._graph import TrackGraph
+    from analysis.tracks import TrackGraph
 
 __all__ = ["read_geff", "write_geff"]
 
@@ -170,7 +170,7 @@ def read_geff(path: str | os.PathLike[str]) -> TrackGraph:
     from geff.core_io import read_to_memory
     from pydantic import ValidationError
 
-    from analysis.tracks._graph import TrackGraph
+    from analysis.tracks import TrackGraph
 
     p = _find_geff_group(_store_path(path))
     raw_meta = zarr.open_group(str(p), mode="r").attrs["geff"]

@@ -36,7 +36,7 @@ from analysis.errors import FormatError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from analysis.tracks._graph import TrackGraph
+    from analysis.tracks import TrackGraph
 
 __all__ = ["edges_csv_path", "read_tracks_csv", "write_tracks_csv"]
 
@@ -157,7 +157,7 @@ def read_tracks_csv(
     """
     import pandas as pd
 
-    from analysis.tracks._graph import TrackGraph
+    from analysis.tracks import TrackGraph
 
     sp = Path(spots_path).expanduser()
     if not sp.is_file():

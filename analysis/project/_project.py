@@ -9,10 +9,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import analysis.io as pio
 from analysis.annotations import Annotations, AnnotationsState, classes_from
 from analysis.edits import History
 from analysis.errors import FormatError
-from analysis.io import _project as pio
 from analysis.tracks import TrackGraph
 
 __all__ = ["Project", "Workspace"]

@@ -155,30 +155,7 @@ def profile_cell(
     progress : bool, default: False
         tqdm progress bar over the steps.
     """
-    missing = [n for n in PROFILE_LABELS if n not in labels]
-    if missing:
-        raise ParameterError(
-            f"the profile needs label images {', '.join(PROFILE_LABELS)}; missing {', '.join(missing)}"
-        )
-    sp = tuple(float(s) for s in spacing)
-    if len(sp) != 3 or min(sp) <= 0:
-        raise ParameterError(f"spacing must be three positive numbers, got {spacing!r}")
-    spacing3: tuple[float, float, float] = (sp[0], sp[1], sp[2])
-    cell = np.asarray(labels["cell"]) > 0
-    nucleus = np.asarray(labels["nucleus"]) > 0
-    mito = np.asarray(labels["mitochondria"])
-    pores = np.asarray(labels["nuclear_pores"])
-    for name, arr in (("cell", cell), ("nucleus", nucleus)):
-        if not arr.any():
-            raise ParameterError(f"label image {name!r} is empty")
-    if not mito.any():
-        raise ParameterError("label image 'mitochondria' is empty")
-    if int(pores.max()) < k + 1:
-        raise ParameterError(
-            f"kNN with k = {k} needs at least {k + 1} nuclear pores, got {int(pores.max())}"
-        )
-    if not bandwidth_um > 0:
-        raise ParameterError(f"bandwidth must be positive µm, got {bandwidth_um!r}")
+    sp, cell, nucleus, mito, pores = _checked_inputs(labels, spacing, k, bandwidth_um)
     timings: dict[str, float] = {}
     steps = tqdm(total=5, desc="profile", unit="step", disable=not progress)
 
@@ -189,24 +166,7 @@ def profile_cell(
 
     # 1. compartment volumes
     t0 = time.perf_counter()
-    voxel_volume = float(np.prod(sp))
-    cell_v = int(np.count_nonzero(cell)) * voxel_volume
-    nuc_v = int(np.count_nonzero(nucleus & cell)) * voxel_volume
-    cyto_v = cell_v - nuc_v
-    mito_v = int(np.count_nonzero(mito)) * voxel_volume
-    pore_v = int(np.count_nonzero(pores)) * voxel_volume
-    n_mito = int(np.unique(mito[mito > 0]).size)
-    n_pores = int(np.unique(pores[pores > 0]).size)
-    volumes = pd.DataFrame(
-        {
-            "compartment": ["cell", "nucleus", "cytoplasm", "mitochondria", "nuclear_pores"],
-            "count": [1, 1, 1, n_mito, n_pores],
-            "volume_um3": [cell_v, nuc_v, cyto_v, mito_v, pore_v],
-        }
-    )
-    volumes["percent_of_cell"] = 100.0 * volumes["volume_um3"] / cell_v
-    volumes["percent_of_cytoplasm"] = 100.0 * volumes["volume_um3"] / cyto_v
-    volumes.loc[volumes["compartment"].isin(["cell", "nucleus"]), "percent_of_cytoplasm"] = np.nan
+    volumes, n_mito, n_pores = _compartment_volumes(sp, cell, nucleus, mito, pores)
     step("volumes", t0)
 
     # 2. mitochondria morphology
@@ -216,23 +176,7 @@ def profile_cell(
 
     # 3. distances of mitochondria to nucleus and plasma membrane, correlations with S/V
     t0 = time.perf_counter()
-    centroids = mito_table[["centroid_z_um", "centroid_y_um", "centroid_x_um"]].to_numpy()
-    dist = distance_to_masks(centroids, {"nucleus": nucleus, "plasma_membrane": cell}, sp)
-    mito_table = pd.concat([mito_table, dist], axis=1)
-    corr_rows = []
-    for key, col in _DISTANCES.items():
-        for method in ("pearson", "spearman"):
-            if len(mito_table) >= 3:
-                res = correlation(mito_table[col], mito_table["surface_to_volume"], method)
-                corr_rows.append(
-                    {
-                        "distance": key,
-                        "method": method,
-                        "r": res.r,
-                        "pvalue": res.pvalue,
-                        "n": res.n,
-                    }
-                )
+    mito_table, corr_rows = _mito_distances(mito_table, sp, cell, nucleus)
     correlations = pd.DataFrame(corr_rows, columns=["distance", "method", "r", "pvalue", "n"])
     step("distances", t0)
 
@@ -255,6 +199,147 @@ def profile_cell(
         }
         for p in (1, 2)
     }
+    density_tests, density_note = _density_tests(pore_table, parts, bandwidth_um)
+    step("pore density", t0)
+
+    # 5. colour-coded projections
+    t0 = time.perf_counter()
+    projections = {
+        "mitochondria_surface_to_volume": _feature_projection(
+            mito, mito_table, "surface_to_volume"
+        ),
+        "mitochondria_min_distance_um": _feature_projection(mito, mito_table, "min_distance_um"),
+        "pores_kde_density": _feature_projection(pores, pore_table, "kde_density"),
+    }
+    step("projections", t0)
+    steps.close()
+
+    summary: dict[str, Any] = {
+        "voxel_size_um": list(sp),
+        "shape": list(cell.shape),
+        "volumes_um3": _column_dict(volumes, "volume_um3"),
+        "percent_of_cell": _column_dict(volumes, "percent_of_cell"),
+        "percent_of_cytoplasm": _column_dict(volumes, "percent_of_cytoplasm"),
+        "counts": {"mitochondria": n_mito, "nuclear_pores": n_pores},
+        "mitochondria": {
+            "mean_volume_um3": float(mito_table["volume_um3"].mean()),
+            "mean_surface_to_volume_per_um": float(mito_table["surface_to_volume"].mean()),
+        },
+        "correlations_surface_to_volume": [
+            {k2: (float(v) if isinstance(v, (float, np.floating)) else v) for k2, v in row.items()}
+            for row in corr_rows
+        ],
+        "pores": {
+            "k": k,
+            "bandwidth_um": bandwidth_um,
+            "mean_knn_distance_um": float(pore_table["knn_mean_distance_um"].mean()),
+            "mean_kde_density": float(pore_table["kde_density"].mean()),
+            "nucleus_split_plane": {"centre_um": centre.tolist(), "normal": normal.tolist()},
+            "nucleus_parts": part_summary,
+            "density_t_tests": density_tests.to_dict(orient="records"),
+            "density_note": density_note,
+        },
+        "timings_s": timings,
+    }
+    return CellProfile(
+        spacing=sp,
+        volumes=volumes,
+        mitochondria=mito_table,
+        pores=pore_table,
+        correlations=correlations,
+        density_tests=density_tests,
+        summary=summary,
+        projections=projections,
+    )
+
+
+Vec3 = tuple[float, float, float]
+Mask = npt.NDArray[np.bool_]
+
+
+def _checked_inputs(
+    labels: Mapping[str, npt.ArrayLike], spacing: Sequence[float], k: int, bandwidth_um: float
+) -> tuple[Vec3, Mask, Mask, npt.NDArray[Any], npt.NDArray[Any]]:
+    """(spacing, cell, nucleus, mitochondria, pores), or ParameterError saying what is wrong."""
+    missing = [n for n in PROFILE_LABELS if n not in labels]
+    if missing:
+        raise ParameterError(
+            f"the profile needs label images {', '.join(PROFILE_LABELS)}; missing {', '.join(missing)}"
+        )
+    sp = tuple(float(s) for s in spacing)
+    if len(sp) != 3 or min(sp) <= 0:
+        raise ParameterError(f"spacing must be three positive numbers, got {spacing!r}")
+    cell = np.asarray(labels["cell"]) > 0
+    nucleus = np.asarray(labels["nucleus"]) > 0
+    mito = np.asarray(labels["mitochondria"])
+    pores = np.asarray(labels["nuclear_pores"])
+    for name, arr in (("cell", cell), ("nucleus", nucleus)):
+        if not arr.any():
+            raise ParameterError(f"label image {name!r} is empty")
+    if not mito.any():
+        raise ParameterError("label image 'mitochondria' is empty")
+    if int(pores.max()) < k + 1:
+        raise ParameterError(
+            f"kNN with k = {k} needs at least {k + 1} nuclear pores, got {int(pores.max())}"
+        )
+    if not bandwidth_um > 0:
+        raise ParameterError(f"bandwidth must be positive µm, got {bandwidth_um!r}")
+    return (sp[0], sp[1], sp[2]), cell, nucleus, mito, pores
+
+
+def _compartment_volumes(
+    sp: Vec3, cell: Mask, nucleus: Mask, mito: npt.NDArray[Any], pores: npt.NDArray[Any]
+) -> tuple[pd.DataFrame, int, int]:
+    """The compartments' volumes table, and the numbers of mitochondria and pores."""
+    voxel_volume = float(np.prod(sp))
+    cell_v = int(np.count_nonzero(cell)) * voxel_volume
+    nuc_v = int(np.count_nonzero(nucleus & cell)) * voxel_volume
+    cyto_v = cell_v - nuc_v
+    mito_v = int(np.count_nonzero(mito)) * voxel_volume
+    pore_v = int(np.count_nonzero(pores)) * voxel_volume
+    n_mito = int(np.unique(mito[mito > 0]).size)
+    n_pores = int(np.unique(pores[pores > 0]).size)
+    volumes = pd.DataFrame(
+        {
+            "compartment": ["cell", "nucleus", "cytoplasm", "mitochondria", "nuclear_pores"],
+            "count": [1, 1, 1, n_mito, n_pores],
+            "volume_um3": [cell_v, nuc_v, cyto_v, mito_v, pore_v],
+        }
+    )
+    volumes["percent_of_cell"] = 100.0 * volumes["volume_um3"] / cell_v
+    volumes["percent_of_cytoplasm"] = 100.0 * volumes["volume_um3"] / cyto_v
+    volumes.loc[volumes["compartment"].isin(["cell", "nucleus"]), "percent_of_cytoplasm"] = np.nan
+    return volumes, n_mito, n_pores
+
+
+def _mito_distances(
+    mito_table: pd.DataFrame, sp: Vec3, cell: Mask, nucleus: Mask
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The table with distances to nucleus and membrane; their correlations with S/V."""
+    centroids = mito_table[["centroid_z_um", "centroid_y_um", "centroid_x_um"]].to_numpy()
+    dist = distance_to_masks(centroids, {"nucleus": nucleus, "plasma_membrane": cell}, sp)
+    mito_table = pd.concat([mito_table, dist], axis=1)
+    corr_rows = []
+    for key, col in _DISTANCES.items():
+        for method in ("pearson", "spearman"):
+            if len(mito_table) >= 3:
+                res = correlation(mito_table[col], mito_table["surface_to_volume"], method)
+                corr_rows.append(
+                    {
+                        "distance": key,
+                        "method": method,
+                        "r": res.r,
+                        "pvalue": res.pvalue,
+                        "n": res.n,
+                    }
+                )
+    return mito_table, corr_rows
+
+
+def _density_tests(
+    pore_table: pd.DataFrame, parts: Sequence[pd.Series], bandwidth_um: float
+) -> tuple[pd.DataFrame, str]:
+    """t-tests of the pores' KDE density between the nucleus halves, and why none ran."""
     test_rows = []
     density_note = ""
     # With a bandwidth much smaller than the pore spacing every density is the point's own
@@ -298,54 +383,4 @@ def profile_cell(
             "mean_part2",
         ],
     )
-    step("pore density", t0)
-
-    # 5. colour-coded projections
-    t0 = time.perf_counter()
-    projections = {
-        "mitochondria_surface_to_volume": _feature_projection(
-            mito, mito_table, "surface_to_volume"
-        ),
-        "mitochondria_min_distance_um": _feature_projection(mito, mito_table, "min_distance_um"),
-        "pores_kde_density": _feature_projection(pores, pore_table, "kde_density"),
-    }
-    step("projections", t0)
-    steps.close()
-
-    summary: dict[str, Any] = {
-        "voxel_size_um": list(sp),
-        "shape": list(cell.shape),
-        "volumes_um3": _column_dict(volumes, "volume_um3"),
-        "percent_of_cell": _column_dict(volumes, "percent_of_cell"),
-        "percent_of_cytoplasm": _column_dict(volumes, "percent_of_cytoplasm"),
-        "counts": {"mitochondria": n_mito, "nuclear_pores": n_pores},
-        "mitochondria": {
-            "mean_volume_um3": float(mito_table["volume_um3"].mean()),
-            "mean_surface_to_volume_per_um": float(mito_table["surface_to_volume"].mean()),
-        },
-        "correlations_surface_to_volume": [
-            {k2: (float(v) if isinstance(v, (float, np.floating)) else v) for k2, v in row.items()}
-            for row in corr_rows
-        ],
-        "pores": {
-            "k": k,
-            "bandwidth_um": bandwidth_um,
-            "mean_knn_distance_um": float(pore_table["knn_mean_distance_um"].mean()),
-            "mean_kde_density": float(pore_table["kde_density"].mean()),
-            "nucleus_split_plane": {"centre_um": centre.tolist(), "normal": normal.tolist()},
-            "nucleus_parts": part_summary,
-            "density_t_tests": density_tests.to_dict(orient="records"),
-            "density_note": density_note,
-        },
-        "timings_s": timings,
-    }
-    return CellProfile(
-        spacing=spacing3,
-        volumes=volumes,
-        mitochondria=mito_table,
-        pores=pore_table,
-        correlations=correlations,
-        density_tests=density_tests,
-        summary=summary,
-        projections=projections,
-    )
+    return density_tests, density_note

@@ -40,10 +40,13 @@ from analysis.segment._cleanup import (
     remove_small_objects_um3,
     watershed_split,
 )
+from analysis.segment._forest import forest_from_bytes, forest_to_bytes
 from analysis.segment._pixel_classifier import PixelClassifier
 from analysis.segment._threshold import local_threshold_mask, otsu_mask, otsu_threshold
 
 __all__ = [
+    "forest_from_bytes",
+    "forest_to_bytes",
     "BlockwiseSource",
     "PixelClassifier",
     "WritableArray",

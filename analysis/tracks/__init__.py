@@ -4,47 +4,32 @@
   ``y``, ``x`` in µm, ``label``, features) and parent -> child edges (with
   optional edge feature columns, e.g. GEFF edge properties); derived
   tracklets and lineages; queries by time and space; ``validate()``.
-- Edits are :mod:`analysis.edits` commands, re-exported here: ``Cut``,
-  ``Merge``, ``Prolong``, ``Delete``, ``Swap``, ``AddDivision``,
-  ``MarkReviewed``, applied through ``History``.
+- Edits are :mod:`analysis.edits` commands (``Cut``, ``Merge``, ``Prolong``,
+  ``Delete``, ``Swap``, ``AddDivision``, ``MarkReviewed``) applied through its
+  ``History``; they import this package, never the other way round.
+- ``TrackGraph.events`` (:class:`TrackGraphEvents`) say what each raw mutation
+  changed (views patch themselves instead of rebuilding).
 - :func:`track_stats`, :func:`msd`: per-track displacement, speed,
   straightness and mean squared displacement (pandas tables).
 - :func:`link_labels`: link the objects of a (t, z, y, x) label series into a
   ``TrackGraph`` (LAP with gap closing and divisions, via ``laptrack``).
 
-I/O lives in :mod:`analysis.io` (``read_geff``/``write_geff``, CTC, CSV);
-``TrackGraph.from_geff`` / ``to_geff`` are thin wrappers around it.
+I/O lives in :mod:`analysis.io` (``read_geff``/``write_geff``, CTC, CSV); this
+package never imports it.
 
 Extending: new edit operations are commands in :mod:`analysis.edits`; new
 measurements are functions taking a ``TrackGraph`` and returning a DataFrame.
 """
 
-from analysis.edits import (
-    AddDivision,
-    Cut,
-    Delete,
-    History,
-    MarkReviewed,
-    Merge,
-    Prolong,
-    Swap,
-)
-from analysis.tracks._graph import NodeRecord, TrackGraph
+from analysis.tracks._graph import NodeRecord, TrackGraph, TrackGraphEvents
 from analysis.tracks._linking import detect_objects, link_detections, link_labels
 from analysis.tracks._stats import msd, track_stats
 from analysis.tracks._testing import random_lineages
 
 __all__ = [
-    "AddDivision",
-    "Cut",
-    "Delete",
-    "History",
-    "MarkReviewed",
-    "Merge",
     "NodeRecord",
-    "Prolong",
-    "Swap",
     "TrackGraph",
+    "TrackGraphEvents",
     "detect_objects",
     "link_detections",
     "link_labels",

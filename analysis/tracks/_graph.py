@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from psygnal import Signal, SignalGroup
 from scipy.spatial import cKDTree
 
 from analysis.errors import FormatError, InvalidEditError, ParameterError
@@ -98,6 +99,29 @@ def _as_time(t: npt.ArrayLike, what: str) -> IntArray:
     return arr.astype(np.int64)
 
 
+class TrackGraphEvents(SignalGroup):
+    """Change events of a :class:`TrackGraph`, one per raw mutation, saying what changed.
+
+    Every edit command, its undo and redo, journal replays and collaborators' ops go
+    through the raw mutators, so a listener sees them all. A mutation that emits no
+    event (``compact``) still bumps ``version``: a listener that counts events
+    against ``version`` knows when to rebuild instead of patching.
+
+    Handlers only record or mark dirty (they run in the middle of a command).
+    """
+
+    nodes_added = Signal(tuple)
+    """``(node_id, ...)`` added."""
+    nodes_removed = Signal(tuple)
+    """``(node_id, ...)`` removed."""
+    edges_added = Signal(tuple)
+    """``((parent, child), ...)`` linked."""
+    edges_removed = Signal(tuple)
+    """``((parent, child), ...)`` unlinked."""
+    reviewed = Signal(tuple)
+    """``(node_id, ...)`` whose reviewed flag was set."""
+
+
 class TrackGraph:
     """A directed forest of cell detections: edges go parent -> child forward in time.
 
@@ -113,8 +137,14 @@ class TrackGraph:
     are unrepresentable. ``validate()`` checks the remaining rule (strictly
     increasing ``t`` along edges) and internal consistency.
 
-    Build with :meth:`from_arrays` (vectorised) or :func:`analysis.io.read_geff` /
-    :meth:`from_geff`; edit through :mod:`analysis.edits` commands.
+    Build with :meth:`from_arrays` (vectorised) or :func:`analysis.io.read_geff`;
+    edit through :mod:`analysis.edits` commands.
+
+    Events
+    ------
+    events : TrackGraphEvents
+        ``nodes_added``, ``nodes_removed``, ``edges_added``, ``edges_removed``,
+        ``reviewed``: emitted by the raw mutators with the ids they touched.
     """
 
     def __init__(self, feature_dtypes: Mapping[str, npt.DTypeLike] | None = None) -> None:
@@ -147,6 +177,7 @@ class TrackGraph:
         self._tracklet_cache: tuple[int, IntArray, IntArray] | None = None
         self._by_t: dict[int, IntArray] | None = None
         self._trees: dict[int, cKDTree] = {}
+        self.events = TrackGraphEvents()
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -733,6 +764,7 @@ class TrackGraph:
         self._n_alive += 1
         self._next_id = max(self._next_id, node_id + 1)
         self._touch_time(int(t), add=r)
+        self.events.nodes_added.emit((node_id,))
         return node_id
 
     def add_record(self, rec: NodeRecord) -> int:
@@ -756,6 +788,7 @@ class TrackGraph:
         del self._row[int(node_id)]
         self._n_alive -= 1
         self._touch_time(int(self._t[r]), remove=r)
+        self.events.nodes_removed.emit((int(node_id),))
         return rec
 
     def check_edge(self, parent: int, child: int) -> None:
@@ -799,6 +832,7 @@ class TrackGraph:
         self._parent[cr] = pr
         self._n_edges += 1
         self._edges_changed()
+        self.events.edges_added.emit(((int(parent), int(child)),))
 
     def has_edge(self, parent: int, child: int) -> bool:
         if parent not in self or child not in self:
@@ -821,14 +855,17 @@ class TrackGraph:
         self._parent[cr] = _NONE
         self._n_edges -= 1
         self._edges_changed()
+        self.events.edges_removed.emit(((int(parent), int(child)),))
         return props
 
     def set_reviewed(self, node_ids: Iterable[int], value: bool | Sequence[bool]) -> BoolArray:
         """Set the reviewed flag; returns the old values (raw mutator)."""
-        rows = np.asarray([self._rowof(i) for i in node_ids], dtype=np.int64)
+        ids = tuple(int(i) for i in node_ids)
+        rows = np.asarray([self._rowof(i) for i in ids], dtype=np.int64)
         old = self._reviewed[rows].copy()
         self._reviewed[rows] = np.asarray(value, dtype=bool)
         self.version += 1
+        self.events.reviewed.emit(ids)
         return old
 
     def _edges_changed(self) -> None:
@@ -946,20 +983,6 @@ class TrackGraph:
         if a.keys() != b.keys():
             return False
         return all(np.array_equal(a[k], b[k]) for k in a)
-
-    # ------------------------------------------------------------------ I/O wrappers
-    @classmethod
-    def from_geff(cls, path: str | Any) -> TrackGraph:
-        """Read a GEFF store (see :func:`analysis.io.read_geff`)."""
-        from analysis.io._geff import read_geff
-
-        return read_geff(path)
-
-    def to_geff(self, path: str | Any, zarr_format: int = 2, overwrite: bool = False) -> None:
-        """Write a GEFF store (see :func:`analysis.io.write_geff`)."""
-        from analysis.io._geff import write_geff
-
-        write_geff(self, path, zarr_format=zarr_format, overwrite=overwrite)
 
     def to_dataframe(self) -> Any:
         """A pandas DataFrame with one row per node (id, t, z, y, x, label, reviewed,

@@ -74,7 +74,7 @@ def fibsem(app: QtWidgets.QApplication, tmp: Path) -> None:
     s.add_point(c + (0, -3.0, -3.0))
     s.add_point(c + (0, 2.5, 3.0))
     s.set_mode("navigate")
-    s.add_clipping_plane("-x", origin=c + (0, 0, 2.0))
+    s.clipping.add("-x", origin=c + (0, 0, 2.0))
     win.docks["Clipping"].raise_()
     s.scene.camera.orbit(azimuth=-25, elevation=10)
     s.scene.camera.dolly(1.6)

@@ -134,7 +134,7 @@ def interact(tmp: Path) -> LagProbe:
                 s.set_mode("count")
                 s.add_point(c)
             if i % 4 == 2:
-                win.qactions["undo"].trigger()
+                win.qactions["edit.undo"].trigger()
             QTest.qWait(40)
         _wait_until(job.done.is_set)
         win.render_view.render_thread.wait_idle(300)

@@ -30,6 +30,7 @@ os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+from analysis.io import read_geff  # noqa: E402
 from tests._testdata import TESTDATA  # noqa: E402
 
 MOUSE = TESTDATA / "geff" / "mouse-20250719.zarr"
@@ -50,7 +51,6 @@ def bench_cpu(frames: int) -> None:
     from analysis.annotations import Annotations
     from analysis.edits import History
     from analysis.project import Workspace
-    from analysis.tracks import TrackGraph
     from viewer.render import EyeView
     from viewer.scene import Scene
     from viewer.streaming import BrickGrid, View, select_bricks
@@ -60,7 +60,7 @@ def bench_cpu(frames: int) -> None:
     from xrmode.session._session import EyeImage
     from xrmode.tools import MeasureTool, Toolbox, ToolContext, TrackTool, nearest_node_to_ray
 
-    g = TrackGraph.from_geff(MOUSE)
+    g = read_geff(MOUSE)
     ws = Workspace(g, Annotations())
     hist = History(ws)
     scene = Scene()

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import zarr
 
+from analysis.io import write_geff
 from vrscope.cli import main
 
 os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
@@ -97,7 +98,7 @@ def test_render_tracks_from_geff(tmp_path: Path) -> None:
     zyx = np.c_[np.zeros(10), np.linspace(0, 50, 10), np.linspace(0, 50, 10)]
     g = TrackGraph.from_arrays(np.arange(10), t, zyx, np.c_[np.arange(9), np.arange(1, 10)])
     geff = tmp_path / "walk.geff"
-    g.to_geff(str(geff))
+    write_geff(g, str(geff))
     out = tmp_path / "tracks.png"
     args = [
         "render",

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import zarr
 
-from analysis.io import open_labels, read_ctc, read_geff, read_tracks_csv
+from analysis.io import open_labels, read_ctc, read_geff, read_tracks_csv, write_geff
 from analysis.tracks import TrackGraph
 from vrscope.cli import main
 
@@ -107,7 +107,7 @@ def test_convert_geff_to_ctc_with_label_image(
     bad = TrackGraph.from_arrays(
         truth.node_ids, truth.t, truth.zyx, truth.edges, label=truth.label + 10_000
     )
-    bad.to_geff(tmp_path / "bad.geff")
+    write_geff(bad, tmp_path / "bad.geff")
     capsys.readouterr()
     argv = ["tracks", "convert", str(tmp_path / "bad.geff"), str(tmp_path / "c2"), "--labels"]
     assert main([*argv, spec]) == 2
@@ -120,7 +120,7 @@ def test_stats(tmp_path: Path) -> None:
     n = 6
     g = TrackGraph.from_arrays(np.arange(n), np.arange(n), np.arange(n)[:, None] * [0.0, 3.0, 4.0],
                                np.stack([np.arange(n - 1), np.arange(1, n)], axis=1))  # fmt: skip
-    g.to_geff(tmp_path / "line.geff")
+    write_geff(g, tmp_path / "line.geff")
     assert main(["tracks", "stats", str(tmp_path / "line.geff"), "--out", str(tmp_path / "s.csv"),
                  "--msd", str(tmp_path / "m.csv"), "--frame-interval", "2"]) == 0  # fmt: skip
     s = pd.read_csv(tmp_path / "s.csv").iloc[0]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from analysis.io import write_geff
 from xrmode.testing import MonadoRuntime, MonadoService, find_monado, install_monado
 
 #: Sample geometry: a ball of radius 5 µm in a 16 µm cube (32^3 voxels of 0.5 µm).
@@ -37,7 +38,7 @@ def line_track(tmp_path_factory: pytest.TempPathFactory) -> Path:
     zyx = np.c_[np.full(5, 8.0), np.full(5, 8.0), 2.0 + 3.0 * ids]
     g = TrackGraph.from_arrays(ids, ids, zyx, [[0, 1], [1, 2], [2, 3], [3, 4]])
     path = tmp_path_factory.mktemp("xr") / "line.geff"
-    g.to_geff(path)
+    write_geff(g, path)
     return path
 
 

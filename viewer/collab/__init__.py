@@ -13,7 +13,8 @@ A session shares one project between a presenter, editors and observers:
   ``journal.jsonl`` (:mod:`viewer.collab._mirror`), so the project reopens with the
   session's edits without the server.
 - **Presence and view**: head/hand poses, laser pointers, clipping planes, time
-  point, layer visibility and follow-the-presenter, latest-wins at up to 90 Hz.
+  point, layer visibility and follow-the-presenter, latest-wins at up to 90 Hz;
+  :class:`ViewSync` is the one shared-view model the desktop and the headset use.
 - **Security**: a token per session (edit or view-only), loopback by default, TLS
   on request, every frame size-limited, rate-limited and validated against the
   pydantic models in :mod:`viewer.collab._protocol` (``docs/collab-protocol.md``).
@@ -46,6 +47,7 @@ from viewer.collab._client import (
     CollabHistory,
     Event,
     Peer,
+    check_url,
 )
 from viewer.collab._compound import Compound
 from viewer.collab._journal import SessionJournal
@@ -59,19 +61,30 @@ from viewer.collab._protocol import (
     Laser,
     Pose,
     ServerMessage,
+    View,
     protocol_schema,
     protocol_schema_json,
 )
-from viewer.collab._server import SESSION_FILE, CollabServer, ServerLimits, Session, session_name
+from viewer.collab._server import (
+    SESSION_FILE,
+    CollabServer,
+    ServerLimits,
+    Session,
+    is_loopback,
+    session_name,
+)
 from viewer.collab._state import decode_state, encode_state, state_digest
+from viewer.collab._viewsync import SESSION_PREFIX, ViewSync
 
 __all__ = [
     "PROTOCOL_VERSION",
     "SESSION_FILE",
+    "SESSION_PREFIX",
     "AsyncCollabClient",
     "ClientCore",
     "ClientMessage",
     "ClipPlane",
+    "check_url",
     "CollabClient",
     "CollabHistory",
     "CollabServer",
@@ -87,10 +100,13 @@ __all__ = [
     "Replica",
     "ServerLimits",
     "ServerMessage",
+    "View",
+    "ViewSync",
     "Session",
     "SessionJournal",
     "decode_state",
     "encode_state",
+    "is_loopback",
     "protocol_schema",
     "protocol_schema_json",
     "session_name",

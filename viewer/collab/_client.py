@@ -463,7 +463,7 @@ class _Link:
                     await ws.send(text)
 
 
-def _check_url(url: str) -> None:
+def check_url(url: str) -> None:
     if not url.startswith(("ws://", "wss://")) or "token=" not in url:
         raise ParameterError(
             f"join URL must look like ws://HOST:PORT/SESSION?token=..., got {url!r}"
@@ -541,7 +541,7 @@ class AsyncCollabClient(_CoreCalls):
         on_event: Callable[[Event], None] | None = None,
         ssl: Any = None,
     ) -> None:
-        _check_url(url)
+        check_url(url)
         self.url = url
         self.core = ClientCore(client_id or uuid.uuid4().hex[:16], name, role, self._send, colour)
         self.on_event = on_event
@@ -646,7 +646,7 @@ class CollabClient(_CoreCalls):
         reconnect: bool = True,
         ssl: Any = None,
     ) -> None:
-        _check_url(url)
+        check_url(url)
         self.url = url
         self.core = ClientCore(client_id or uuid.uuid4().hex[:16], name, role, self._send, colour)
         self._inbox: queue.SimpleQueue[tuple[int, str | bytes]] = queue.SimpleQueue()

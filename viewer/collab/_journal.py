@@ -136,12 +136,6 @@ class SessionJournal:
             ).fetchall()
         return [(int(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
-    def seq_of(self, op_id: str) -> int | None:
-        """The sequence number op ``op_id`` was applied as, or None."""
-        with self._lock:
-            row = self._db.execute("SELECT seq FROM ops WHERE op_id = ?", (op_id,)).fetchone()
-        return None if row is None else int(row[0])
-
     def last_seq(self) -> int:
         with self._lock:
             row = self._db.execute("SELECT MAX(seq) FROM ops").fetchone()

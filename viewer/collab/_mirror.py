@@ -33,8 +33,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from analysis.edits import command_to_json
-from analysis.edits._journal import JOURNAL_VERSION, Journal
+from analysis.edits import JOURNAL_VERSION, Journal, command_to_json
 from analysis.errors import FormatError
 from viewer.collab._compound import Compound
 from viewer.collab._oplog import Entry, OrderedLog

@@ -12,6 +12,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from viewer.actions import ACTIONS, SCENE_TOLERANCE_FRACTION, screen_tolerance_um
 from viewer.scene import Labels, Tracks, track_data_from_graph
 
 from ._panels import (
@@ -31,29 +32,20 @@ __all__ = ["QtViewer", "run_viewer"]
 
 log = logging.getLogger(__name__)
 
-#: Keyboard shortcuts of the proofreading actions (also listed in docs/desktop.md).
-SHORTCUTS: dict[str, str] = {
-    "undo": "Ctrl+Z",
-    "redo": "Ctrl+Shift+Z",
-    "save": "Ctrl+S",
-    "screenshot": "Ctrl+Shift+S",
-    "cut": "C",
-    "merge": "M",
-    "swap": "S",
-    "prolong": "P",
-    "delete_track": "Delete",
-    "delete_node": "Shift+Delete",
-    "reviewed": "R",
-    "next_unreviewed": "N",
-    "navigate": "Escape",
-    "count": "K",
-    "distance": "D",
-    "angle": "A",
-    "path": "L",
-    "finish": "Return",
-    "prev_time": "Left",
-    "next_time": "Right",
+#: Keyboard shortcuts of the actions, ``{action id: key}`` (from ``viewer.actions.ACTIONS``;
+#: docs/desktop.md's key table is tested against the same registry).
+SHORTCUTS: dict[str, str] = ACTIONS.shortcuts()
+
+#: Registered actions the window shows in a menu, by menu (the rest are mouse-driven).
+MENU_OF_GROUP = {
+    "edit": "Edit",
+    "tracks": "Tracks",
+    "time": "Tracks",
+    "tool": "Tools",
+    "annotations": "Tools",
+    "view": "View",
 }
+MODES = ("navigate", "count", "distance", "angle", "path")
 
 
 class QtViewer(QtWidgets.QMainWindow):
@@ -188,81 +180,99 @@ class QtViewer(QtWidgets.QMainWindow):
             act.setShortcut(QtGui.QKeySequence(key))
             # Shortcuts work wherever the keyboard focus is inside the window.
             act.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
+        if name in ACTIONS:
+            act.setToolTip(ACTIONS[name].description)
         act.triggered.connect(lambda *_: slot())
         menu.addAction(act)
         self.addAction(act)
         self.qactions[name] = act
         return act
 
+    def _registered(self, menus: dict[str, QtWidgets.QMenu], group: str) -> None:
+        """Menu items for the registered actions of ``group`` that are not mouse-only."""
+        s = self.session
+        menu = menus[MENU_OF_GROUP[group]]
+        for a in ACTIONS.group(group):
+            if a.id == "tracks.prolong":
+                # A mode: P arms it, each click then runs the action with the point.
+                self._action("tool.prolong", ACTIONS["tool.prolong"].title, self._arm_prolong, menu)
+                continue
+            if a.fn is None or a.mouse:
+                continue
+            self._action(a.id, a.title, lambda i=a.id: s.run(i), menu)
+
+    def _arm_prolong(self) -> None:
+        self.session.set_mode("prolong")
+
     def _make_actions(self) -> None:
         s = self.session
         mb = self.menuBar()
         f = mb.addMenu("&File")
-        self._action("open", "Open project…", self._open_project_dialog, f)
-        self._action("save", "Save project", self.save, f)
-        self._action("save_as", "Save project as…", self._save_as_dialog, f)
+        self._action("file.open", "Open project…", self._open_project_dialog, f)
+        self._action("file.save", ACTIONS["file.save"].title, self.save, f)
+        self._action("file.save_as", "Save project as…", self._save_as_dialog, f)
         f.addSeparator()
-        self._action("screenshot", "Screenshot…", self._screenshot_dialog, f)
-        self._action("movie", "Export movie…", self._movie_dialog, f)
-        self._action("export_markers", "Export markers CSV…", lambda: self._export("markers"), f)
         self._action(
-            "export_measurements",
+            "file.screenshot", ACTIONS["file.screenshot"].title, self._screenshot_dialog, f
+        )
+        self._action("file.movie", "Export movie…", self._movie_dialog, f)
+        self._action(
+            "file.export_markers", "Export markers CSV…", lambda: self._export("markers"), f
+        )
+        self._action(
+            "file.export_measurements",
             "Export measurements CSV…",
             lambda: self._export("measurements"),
             f,
         )
-        self._action("export_tracks", "Export tracks…", lambda: self._export("tracks"), f)
+        self._action("file.export_tracks", "Export tracks…", lambda: self._export("tracks"), f)
         f.addSeparator()
-        self._action("quit", "Quit", self.close, f)
-        e = mb.addMenu("&Edit")
-        self._action("undo", "Undo", s.undo, e)
-        self._action("redo", "Redo", s.redo, e)
-        t = mb.addMenu("&Tracks")
-        self._action("cut", "Cut at current time", s.cut, t)
-        self._action("merge", "Merge end of first with start of second", s.merge, t)
-        self._action("swap", "Swap after current time", s.swap, t)
-        self._action("prolong", "Prolong (click positions)", lambda: s.set_mode("prolong"), t)
-        self._action("delete_track", "Delete track", s.delete_track, t)
-        self._action("delete_node", "Delete node", s.delete_node, t)
-        self._action("reviewed", "Toggle reviewed", s.toggle_reviewed, t)
-        self._action("next_unreviewed", "Next unreviewed track", s.next_unreviewed, t)
-        self._action("prev_time", "Previous time point", lambda: s.set_time(s.time - 1), t)
-        self._action("next_time", "Next time point", lambda: s.set_time(s.time + 1), t)
-        tools = mb.addMenu("T&ools")
+        self._action("file.quit", "Quit", self.close, f)
+        menus = {
+            "Edit": mb.addMenu("&Edit"),
+            "Tracks": mb.addMenu("&Tracks"),
+            "Tools": mb.addMenu("T&ools"),
+        }
+        self._registered(menus, "edit")
+        self._registered(menus, "tracks")
+        self._registered(menus, "time")
+        tools = menus["Tools"]
         group = QtGui.QActionGroup(self)
-        for mode, text in (
-            ("navigate", "Navigate / select"),
-            ("count", "Count (place markers)"),
-            ("distance", "Measure distance"),
-            ("angle", "Measure angle"),
-            ("path", "Measure path length"),
-        ):
-            act = self._action(mode, text, lambda m=mode: s.set_mode(m), tools)
+        for mode in MODES:
+            aid = f"tool.{mode}"
+            act = self._action(aid, ACTIONS[aid].title, lambda m=mode: s.set_mode(m), tools)
             act.setCheckable(True)
             group.addAction(act)
-        self._action("finish", "Finish path", s.finish_measurement, tools)
+        self._action(
+            "annotations.finish_measurement",
+            ACTIONS["annotations.finish_measurement"].title,
+            s.finish_measurement,
+            tools,
+        )
         a = mb.addMenu("&Analysis")
-        self._action("measure", "Measure objects (selected labels layer)", self.run_measure, a)
-        self._action("profile", "Cell profile", self.run_profile, a)
-        self._action("link", "Link tracks (time-lapse labels)", self.run_link, a)
-        v = mb.addMenu("&View")
-        self._action("reset_view", "Reset 3D view", self._reset_view, v)
+        self._action(
+            "analysis.measure", "Measure objects (selected labels layer)", self.run_measure, a
+        )
+        self._action("analysis.profile", "Cell profile", self.run_profile, a)
+        self._action("analysis.link", "Link tracks (time-lapse labels)", self.run_link, a)
+        menus["View"] = v = mb.addMenu("&View")
+        self._registered(menus, "view")
         for dock in self.docks.values():
             v.addAction(dock.toggleViewAction())
 
     # ------------------------------------------------------------------ clicks
     def _on_mode(self, mode: str) -> None:
         self.mode_label.setText(f"tool: {mode}")
-        act = self.qactions.get(mode)
+        act = self.qactions.get(f"tool.{mode}")
         if act is not None and act.isCheckable():
             act.setChecked(True)
         elif mode == "prolong":
-            for name in ("navigate", "count", "distance", "angle", "path"):
-                self.qactions[name].setChecked(False)
+            for name in MODES:
+                self.qactions[f"tool.{name}"].setChecked(False)
 
     def _on_slice_click(self, zyx: tuple[float, float, float], modifiers: Any) -> None:
         view = self.sender()
-        tol = 8 * view.pixel_size_um() if isinstance(view, QtSliceView) else 1.0
+        tol = screen_tolerance_um(view.pixel_size_um()) if isinstance(view, QtSliceView) else 1.0
         self.handle_point(zyx, modifiers, tol, view if isinstance(view, QtSliceView) else None)
 
     def handle_point(
@@ -336,15 +346,15 @@ class QtViewer(QtWidgets.QMainWindow):
             if res.label is not None and res.layer is not None and s.mode == "navigate":
                 s.select_labels(res.layer, [res.label])
             lo, hi = s.extent_world()
-            tol = float(np.linalg.norm(hi - lo)) / 100
+            tol = float(np.linalg.norm(hi - lo)) * SCENE_TOLERANCE_FRACTION
             self.handle_point(res.world_um, modifiers, tol)
 
         self.render_view.render_thread.pick(x, y, picked)
 
     # ------------------------------------------------------------------ events
     def _on_edited(self, action: str) -> None:
-        self.qactions["undo"].setEnabled(self.session.history.can_undo)
-        self.qactions["redo"].setEnabled(self.session.history.can_redo)
+        self.qactions["edit.undo"].setEnabled(self.session.history.can_undo)
+        self.qactions["edit.redo"].setEnabled(self.session.history.can_redo)
 
     def _on_stream_stats(self, stats: dict[str, Any]) -> None:
         """Cache use and requests of the streamed layers, in the status bar."""
@@ -373,10 +383,6 @@ class QtViewer(QtWidgets.QMainWindow):
         for view in self.slices.values():
             view.watch(layer)
             view.schedule()
-
-    def _reset_view(self) -> None:
-        self.session.scene.reset_camera()
-        self.session.scene.camera.orbit(azimuth=30, elevation=20)
 
     # ------------------------------------------------------------------ analysis
     def _current_labels(self) -> Labels | None:
@@ -581,7 +587,7 @@ class QtViewer(QtWidgets.QMainWindow):
         f, _ = QtWidgets.QFileDialog.getSaveFileName(self, f"Export {what}", f"{what}.{ext}")
         if not f:
             return
-        from analysis.io import _project as pio
+        import analysis.io as pio
 
         if what == "markers":
             pio.write_markers_csv(s.annotations.markers, f)

@@ -38,13 +38,12 @@ import numpy.typing as npt
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from analysis.errors import ParameterError
-from viewer.scene import ClippingPlane, Measurement, Measurements, Points
+from viewer.scene import Measurement, Measurements, Points
 
-from ._session import ProofreadingSession, _is_em
+from ._session import ProofreadingSession
 
 if TYPE_CHECKING:
-    from viewer.collab import CollabHistory, Pose
-    from viewer.collab._protocol import View
+    from viewer.collab import CollabHistory, Pose, View
 
     from ._app import QtViewer
 
@@ -64,6 +63,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Layers this module adds are named with this prefix (never shared, never saved as data).
+#: Scene layers of the session itself (never shared): as ``viewer.collab.SESSION_PREFIX``.
 SESSION_PREFIX = "session: "
 POINTERS_LAYER = SESSION_PREFIX + "pointers"
 
@@ -202,7 +202,7 @@ def join_session(
             image,
             labels=list(labels) if labels else None,
             tracks=ws.tracks,
-            invert=_is_em(image) if invert is None else invert,
+            invert=invert,  # None: build_store_scene's one EM rule decides
             azimuth=30.0,
             elevation=20.0,
         )
@@ -259,8 +259,10 @@ class DesktopCollab(QtCore.QObject):
         self.session = viewer.session
         self.scene = self.session.scene
         self.pointer: Vec3 | None = None
-        self.follow_presenter = True
-        self.share_view = True
+        from viewer.collab import ViewSync
+
+        #: The shared view and follow state (``viewer.collab.ViewSync``, as the headset's).
+        self.sync = ViewSync(self.client)
         self._min_dt = 1.0 / publish_hz
         self._closed = False
         # The data's box, before our layers exist: rays are clipped to it (so they never
@@ -271,10 +273,7 @@ class DesktopCollab(QtCore.QObject):
         with self._structural():
             self.scene.add(self.pointers)
         self.rays: dict[int, Measurements] = {}
-        # Latest-change-wins bookkeeping for the shared view (see the module docstring).
-        self._shared_ts = 0.0
-        self._local_key = self._shared_key()
-        self._peer_keys: dict[int, Any] = {}
+        self.sync.reset_local(self.scene)
         self._cam_key: Any = None
         self._view_dirty = self._presence_dirty = self._peers_dirty = True
         self._last_view = self._last_presence = self._last_draw = 0.0
@@ -321,19 +320,27 @@ class DesktopCollab(QtCore.QObject):
         lead.setEnabled(self.client.core.role == "presenter")
         # Every acknowledged edit is already saved by the server (in the project too);
         # "save as" would make a private copy and silently leave the session.
-        for name in ("save", "save_as"):
+        for name in ("file.save", "file.save_as"):
             act = v.qactions.get(name)
             if act is not None:
                 act.setEnabled(False)
                 act.setToolTip("the session server saves every edit")
 
+    @property
+    def follow_presenter(self) -> bool:
+        return self.sync.follow_presenter
+
+    @property
+    def share_view(self) -> bool:
+        return self.sync.share_view
+
     def set_follow_presenter(self, on: bool) -> None:
-        self.follow_presenter = bool(on)
+        self.sync.follow_presenter = bool(on)
         if on:
             self._on_follow()
 
     def set_share_view(self, on: bool) -> None:
-        self.share_view = bool(on)
+        self.sync.share_view = bool(on)
 
     def _update_status(self) -> None:
         core = self.client.core
@@ -397,7 +404,7 @@ class DesktopCollab(QtCore.QObject):
             elif kind in ("presence", "joined", "left"):
                 self._peers_dirty = True
                 if kind == "left" and ev.participant is not None:
-                    self._peer_keys.pop(int(ev.participant), None)
+                    self.sync.forget(int(ev.participant))
             elif kind == "welcome":
                 # (Re)joined: the server forgot our presence and view; send them again.
                 self._view_dirty = self._presence_dirty = self._peers_dirty = True
@@ -418,29 +425,8 @@ class DesktopCollab(QtCore.QObject):
             self.draw_peers()
 
     # ------------------------------------------------------------------ publishing
-    def _shared_key(self) -> Any:
-        sc = self.scene
-        planes = tuple(
-            (tuple(p.origin), tuple(p.normal), bool(p.enabled))
-            for p in list(sc.clipping_planes)[:6]
-        )
-        return planes, float(sc.current_time), tuple(sorted(self._layer_visibility().items()))
-
-    def _layer_visibility(self) -> dict[str, bool]:
-        out: dict[str, bool] = {}
-        for lay in self.scene.layers:
-            if lay.name and not lay.name.startswith(SESSION_PREFIX) and len(lay.name) <= 64:
-                out[lay.name] = bool(lay.visible)
-            if len(out) == 64:
-                break
-        return out
-
     def _publish(self) -> None:
-        key = self._shared_key()
-        if key != self._local_key:
-            # Changed here (applying a peer's view resets the key): a new version.
-            self._local_key = key
-            self._shared_ts = time.time()
+        if self.sync.local_changed(self.scene):
             self._view_dirty = True
         cam = self.scene.camera
         cam_key = (cam.position, cam.focal_point, cam.view_up)
@@ -449,20 +435,8 @@ class DesktopCollab(QtCore.QObject):
             self._view_dirty = self._presence_dirty = True
         now = time.monotonic()
         if self._view_dirty and now - self._last_view >= self._min_dt:
-            from viewer.collab import ClipPlane
-
             self._last_view, self._view_dirty = now, False
-            planes = [
-                ClipPlane(origin_um=_t3(p.origin), normal=_t3(p.normal), enabled=bool(p.enabled))
-                for p in list(self.scene.clipping_planes)[:6]
-            ]
-            self.client.view(
-                clip_planes=planes,
-                time_point=float(self.scene.current_time),
-                layers=self._layer_visibility(),
-                camera=camera_pose(cam),
-                ts=self._shared_ts,
-            )
+            self.client.view(**self.sync.view_args(self.scene), camera=camera_pose(cam))
         if self._presence_dirty and now - self._last_presence >= self._min_dt:
             self._last_presence, self._presence_dirty = now, False
             self.client.presence(head=camera_pose(cam), laser=self._laser())
@@ -480,37 +454,15 @@ class DesktopCollab(QtCore.QObject):
         return Laser(origin_um=_t3(o), direction=_t3(d / n), hit_um=self.pointer)
 
     # ------------------------------------------------------------------ others' view
-    @staticmethod
-    def _view_key(view: View) -> Any:
-        planes = tuple((p.origin_um, p.normal, p.enabled) for p in view.clip_planes)
-        return planes, view.time, tuple(sorted(view.layers.items()))
-
-    def _leader(self) -> int | None:
-        """The presenter whose view we follow now (None: no one)."""
-        core = self.client.core
-        f = core.follow
-        if not (self.follow_presenter and f.enabled and f.presenter is not None):
-            return None
-        if core.me is not None and f.presenter == core.me.id:
-            return None
-        return int(f.presenter)
-
     def _on_peer_view(self, pid: int, view: View) -> None:
-        key = self._view_key(view)
-        changed = self._peer_keys.get(pid) != key
-        self._peer_keys[pid] = key
-        leader = self._leader()
-        if leader is not None:
-            if pid == leader:
-                self.apply_view(view, camera=True)
-            return
-        if not self.share_view or not changed or view.ts <= self._shared_ts:
-            return
-        self.apply_view(view)
-        self._shared_ts = view.ts
+        s = self.session
+        with s.scene_lock:
+            seen = self.sync.on_peer_view(pid, view, self.scene, s.set_time)
+        if seen == "leader" and view.camera is not None:
+            self._apply_camera(view.camera)
 
     def _on_follow(self) -> None:
-        leader = self._leader()
+        leader = self.sync.leader
         if leader is None:
             return
         peer = self.client.core.peers.get(leader)
@@ -519,33 +471,11 @@ class DesktopCollab(QtCore.QObject):
 
     def apply_view(self, view: View, camera: bool = False) -> None:
         """Show ``view``'s clipping planes, time point, layer visibility (and camera)."""
-        s, sc = self.session, self.scene
-        try:
-            with s.scene_lock:
-                planes = sc.clipping_planes
-                for i, cp in enumerate(view.clip_planes):
-                    fields: dict[str, Any] = {
-                        "origin": cp.origin_um,
-                        "normal": cp.normal,
-                        "enabled": cp.enabled,
-                    }
-                    if i < len(planes):
-                        planes[i].update(fields)
-                    else:
-                        planes.append(ClippingPlane(**fields))
-                while len(planes) > len(view.clip_planes):
-                    del planes[len(planes) - 1]
-                names = set(sc.layers.names)
-                for name, visible in view.layers.items():
-                    if name in names and not name.startswith(SESSION_PREFIX):
-                        sc.layers.get(name).visible = bool(visible)
-        except ValueError as exc:  # e.g. a zero normal: show what we could
-            log.warning("collab: ignoring part of a peer's view: %s", exc)
-        if view.time is not None:
-            s.set_time(view.time)
+        s = self.session
+        with s.scene_lock:
+            self.sync.apply(view, self.scene, s.set_time)
         if camera and view.camera is not None:
             self._apply_camera(view.camera)
-        self._local_key = self._shared_key()
 
     def _apply_camera(self, pose: Pose) -> None:
         pos = np.asarray(pose.position_um, dtype=np.float64)

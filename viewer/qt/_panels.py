@@ -9,6 +9,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from viewer.actions import ACTIONS
 from viewer.scene import Image, Labels, Layer, Tracks
 
 from ._session import ProofreadingSession
@@ -485,8 +486,24 @@ class TracksPanel(QtWidgets.QWidget):
 
     The rows come from the session's incrementally kept tracklet table, shown
     through a virtual model, so an edit on a lineage of a million nodes does not
-    rebuild tens of thousands of table items.
+    rebuild tens of thousands of table items. A right click on a row offers the
+    registered track actions (``viewer.actions``) on that track (Ctrl: as the
+    second track, for merge and swap), each enabled by its own condition.
+
+    Attributes
+    ----------
+    context_menu : QMenu or None
+        The menu the last right click opened.
     """
+
+    #: The registered actions the context menu offers, in this order.
+    CONTEXT_ACTIONS = (
+        "tracks.cut",
+        "tracks.merge",
+        "tracks.swap",
+        "tracks.delete",
+        "tracks.mark_reviewed",
+    )
 
     def __init__(self, session: ProofreadingSession, parent: Any = None) -> None:
         super().__init__(parent)
@@ -504,6 +521,9 @@ class TracksPanel(QtWidgets.QWidget):
         lay.addWidget(self.table, 1)
         self.filter.currentTextChanged.connect(self.rebuild)
         self.table.doubleClicked.connect(lambda idx: self._jump(idx.row(), idx.column()))
+        self.table.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
+        self.context_menu: QtWidgets.QMenu | None = None
         session.edited.connect(self.rebuild)
         self.rebuild()
 
@@ -524,6 +544,27 @@ class TracksPanel(QtWidgets.QWidget):
         self.session.select_node(r["first"])
         self.session.set_time(r["start"])
 
+    def _context_menu(self, pos: QtCore.QPoint) -> None:
+        idx = self.table.indexAt(pos)
+        if not idx.isValid():
+            return
+        add = bool(
+            QtWidgets.QApplication.keyboardModifiers() & QtCore.Qt.KeyboardModifier.ControlModifier
+        )
+        s = self.session
+        s.select_node(self.model.rows[idx.row()]["first"], add=add)
+        menu = QtWidgets.QMenu(self)
+        for aid in self.CONTEXT_ACTIONS:
+            action = ACTIONS[aid]
+            qa = menu.addAction(action.title)
+            why = action.why_disabled(s)
+            qa.setEnabled(why is None)
+            qa.setToolTip(why or action.description)
+            qa.setObjectName(aid)
+            qa.triggered.connect(lambda *_, i=aid: s.run(i))
+        self.context_menu = menu
+        menu.popup(self.table.viewport().mapToGlobal(pos))
+
 
 class ClippingPanel(QtWidgets.QWidget):
     """Clipping planes: add (axis presets, facing the view, or free), remove, orient, move.
@@ -543,7 +584,7 @@ class ClippingPanel(QtWidgets.QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         row = QtWidgets.QHBoxLayout()
         self.preset = QtWidgets.QComboBox()
-        self.preset.addItems([*session.CLIP_PRESETS, "view"])
+        self.preset.addItems([*session.clipping.PRESETS, "view"])
         self.add = QtWidgets.QPushButton("Add")
         self.remove = QtWidgets.QPushButton("Remove")
         row.addWidget(self.preset, 1)
@@ -592,10 +633,10 @@ class ClippingPanel(QtWidgets.QWidget):
     def _text(self, i: int, p: Any) -> str:
         n = np.asarray(p.normal)
         axis = next(
-            (k for k, v in self.session.CLIP_PRESETS.items() if np.allclose(v, n, atol=1e-6)),
+            (k for k, v in self.session.clipping.PRESETS.items() if np.allclose(v, n, atol=1e-6)),
             "free",
         )
-        return f"#{i + 1} {axis}  at {self.session.clip_offset(p):+.2f} µm"
+        return f"#{i + 1} {axis}  at {self.session.clipping.offset(p):+.2f} µm"
 
     def rebuild(self, *_: Any) -> None:
         self._updating = True
@@ -630,8 +671,8 @@ class ClippingPanel(QtWidgets.QWidget):
         if p is None or self._updating:
             return
         self._updating = True
-        lo, hi = self.session.clip_offset_range(p)
-        off = self.session.clip_offset(p)
+        lo, hi = self.session.clipping.offset_range(p)
+        off = self.session.clipping.offset(p)
         self.position.setValue(int(round((off - lo) / ((hi - lo) or 1.0) * self.STEPS)))
         z, y, x = p.normal
         if not self.azimuth.hasFocus() and not self.elevation.hasFocus():
@@ -640,11 +681,11 @@ class ClippingPanel(QtWidgets.QWidget):
         self._updating = False
 
     def _add(self, preset: str) -> None:
-        self.session.add_clipping_plane(preset)
+        self.session.clipping.add(preset)
         self.list.setCurrentRow(self.list.count() - 1)
 
     def _remove(self) -> None:
-        self.session.remove_clipping_plane(self.list.currentRow())
+        self.session.clipping.remove(self.list.currentRow())
 
     def _on_item(self, it: QtWidgets.QListWidgetItem) -> None:
         if self._updating:
@@ -656,8 +697,8 @@ class ClippingPanel(QtWidgets.QWidget):
         p = self.current()
         if p is None or self._updating:
             return
-        lo, hi = self.session.clip_offset_range(p)
-        self.session.set_clip_offset(p, lo + (hi - lo) * v / self.STEPS)
+        lo, hi = self.session.clipping.offset_range(p)
+        self.session.clipping.set_offset(p, lo + (hi - lo) * v / self.STEPS)
 
     def _on_angles(self, *_: Any) -> None:
         p = self.current()

@@ -22,41 +22,40 @@ import numpy as np
 import numpy.typing as npt
 from psygnal import Signal
 
-from analysis.annotations import (
-    AddMarker,
-    AddMeasurement,
-    DefineClass,
-    RemoveMarker,
-    SetObjectClass,
-)
-from analysis.edits import Command, Cut, Delete, History, MarkReviewed, Merge, Prolong, Swap
+from analysis.annotations import AddMarker, AddMeasurement, DefineClass
+from analysis.edits import Command, History
 from analysis.errors import InvalidEditError, ParameterError
 from analysis.project import Project, Workspace
 from analysis.tracks import TrackGraph
+from viewer.actions import (
+    MEASURE_POINTS,
+    Measuring,
+    Pick,
+    is_timelapse,
+    node_near,
+    select_node,
+    selected_nodes,
+    set_time,
+    time_range,
+)
+from viewer.actions import run as run_action
 from viewer.scene import (
-    ClippingPlane,
     Image,
     Labels,
-    Measurement,
     Measurements,
     Points,
     Scene,
-    Tracks,
 )
 
+from ._clipping import SessionClipping, world_of
+from ._sessionlayers import SessionLayers, track_table
 from ._tracklayer import TrackLayerState
 
-__all__ = ["MEASURE_POINTS", "Mode", "ProofreadingSession"]
+__all__ = ["Mode", "ProofreadingSession"]
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["navigate", "count", "distance", "angle", "path", "prolong"]
-#: Points a measurement mode collects before it records the measurement (path: open-ended).
-MEASURE_POINTS: dict[str, int | None] = {"distance": 2, "angle": 3, "path": None}
-
-MARKERS_LAYER = "markers"
-MEASUREMENTS_LAYER = "measurements"
-TRACKS_LAYER = "tracks"
 
 
 class ProofreadingSession:
@@ -111,22 +110,18 @@ class ProofreadingSession:
         classes = self.annotations.classes
         if classes:
             self.current_class = classes[0].name
-        self.pending: list[tuple[float, float, float]] = []
+        #: The measurement being placed (kind = the measuring mode).
+        self.measuring = Measuring()
         #: Taken while layer data are replaced; a front end that renders on another
         #: thread sets it to its render lock (see ``viewer.qt.RenderThread.lock``).
         self.scene_lock: Any = threading.RLock()
-        #: The tracks layer's columns and tracklet table, patched per edit (``_tracklayer``).
-        self.track_state: TrackLayerState | None = None
-        self._ann_dirty = True
-        self._watched_ann: Any = None
-        self._extent: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None
-        scene.layers.events.inserted.connect(self._on_layers_changed)
-        scene.layers.events.removed.connect(self._on_layers_changed)
-        for lay in scene.layers:
-            self._watch_extent(lay)
+        #: The workspace mirrored into the scene's tracks, markers and measurements layers.
+        self.layers = SessionLayers(scene, lambda: self.workspace, lambda: self.scene_lock)
         lo, hi = self.extent_world()
         self._cursor = tuple(float(v) for v in (lo + hi) / 2)
-        self._ensure_layers()
+        self.layers.ensure()
+        #: Clipping planes: presets, offsets across the scene (``SessionClipping``).
+        self.clipping = SessionClipping(scene, self.extent_world, lambda: self.cursor)
         self.history.changed.connect(self._on_history)
         self.refresh_layers()
 
@@ -147,7 +142,7 @@ class ProofreadingSession:
         ``project`` folder that is not yet a project is created from the
         arguments. Without ``project`` the edits live in memory.
         """
-        from analysis.io._project import is_project, read_tracks_file
+        from analysis.io import is_project, read_tracks_file
         from viewer.render import build_store_scene
 
         proj: Project | None = None
@@ -171,7 +166,8 @@ class ProofreadingSession:
                 None if store is None else os.fspath(store),
                 labels=list(labels) if labels else None,
                 tracks=graph,
-                invert=_is_em(store) if invert is None else invert,
+                # None: build_store_scene's one EM rule (looks_dark_on_light).
+                invert=invert,
                 azimuth=30.0,
                 elevation=20.0,
             )
@@ -200,29 +196,18 @@ class ProofreadingSession:
 
     @property
     def is_timelapse(self) -> bool:
-        img = self.image_layer
-        has_t = img is not None and img.data is not None and "t" in img.data.axes
-        return bool(has_t or (self.tracks is not None and len(self.tracks.time_points) > 1))
+        return is_timelapse(self.scene, self.tracks)
 
     def time_range(self) -> tuple[int, int]:
         """First and last time point (frames) of the image and tracks."""
-        hi = 0
-        img = self.image_layer
-        if img is not None and img.data is not None and "t" in img.data.axes:
-            hi = int(img.data.levels[0].shape[img.data.axes.index("t")]) - 1
-        lo = 0
-        if self.tracks is not None and self.tracks.n_nodes:
-            tp = self.tracks.time_points
-            lo, hi = min(lo, int(tp.min())), max(hi, int(tp.max()))
-        return lo, hi
+        return time_range(self.scene, self.tracks)
 
     @property
     def time(self) -> int:
         return int(round(self.scene.current_time))
 
     def set_time(self, t: float) -> None:
-        lo, hi = self.time_range()
-        self.scene.current_time = float(min(max(round(t), lo), max(hi, lo)))
+        set_time(self, t)
 
     @property
     def cursor(self) -> tuple[float, float, float]:
@@ -230,26 +215,8 @@ class ProofreadingSession:
         return self._cursor  # type: ignore[return-value]
 
     def extent_world(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """``scene.extent_world()``, kept between changes.
-
-        Cursor moves and clicks ask for it; over a million track nodes the scene's own
-        min/max costs ~10 ms a call. It is recomputed when layers come, go or change
-        data, except the session's tracks layer, whose edits only widen it.
-        """
-        if self._extent is None:
-            lo, hi = self.scene.extent_world()
-            self._extent = (np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64))
-        return self._extent
-
-    def _watch_extent(self, layer: Any) -> None:
-        layer.events.visible.connect(self._on_layers_changed)
-        if layer.name != TRACKS_LAYER:
-            layer.data_changed.connect(self._on_layers_changed)
-
-    def _on_layers_changed(self, *args: object) -> None:
-        self._extent = None
-        if len(args) == 2 and hasattr(args[1], "data_changed"):  # inserted(index, layer)
-            self._watch_extent(args[1])
+        """``scene.extent_world()``, kept between changes (:meth:`SessionLayers.extent_world`)."""
+        return self.layers.extent_world()
 
     def set_cursor(self, zyx: Sequence[float]) -> None:
         lo, hi = self.extent_world()
@@ -269,96 +236,30 @@ class ProofreadingSession:
             self.message.emit("prolong: select a track first")
             mode = "navigate"
         self._mode = mode
-        self.pending = []
+        self.measuring = Measuring(kind=mode)
         self.pending_changed.emit()
         self.mode_changed.emit(mode)
 
     # ------------------------------------------------------------------ layers
-    def _ensure_layers(self) -> None:
-        names = self.scene.layers.names
-        if MARKERS_LAYER not in names:
-            lo, hi = self.extent_world()
-            size = float(np.linalg.norm(hi - lo)) / 120 or 1.0
-            self.scene.add(Points(name=MARKERS_LAYER, size_um=size))  # type: ignore[call-arg]
-        if MEASUREMENTS_LAYER not in names:
-            self.scene.add(Measurements(name=MEASUREMENTS_LAYER))  # type: ignore[call-arg]
-        if self.tracks is not None and TRACKS_LAYER not in names:
-            self.scene.add(Tracks.from_track_graph(self.tracks, name=TRACKS_LAYER))
+    @property
+    def track_state(self) -> TrackLayerState | None:
+        """The tracks layer's columns and tracklet table, patched per edit."""
+        return self.layers.track_state
 
     def layer(self, name: str) -> Any:
         return self.scene.layers.get(name)
 
     def refresh_layers(self) -> None:
-        """Copy tracks, markers and measurements from the workspace into the scene layers.
-
-        Markers and measurements are copied (under the scene lock) only when the
-        annotations changed; the tracks layer is patched for what the edit touched
-        (:class:`TrackLayerState`) and swapped in without the lock, so a track edit
-        never waits for a frame the render thread is syncing.
-        """
-        self._watch_annotations()
-        if self._ann_dirty:
-            with self.scene_lock:
-                self._refresh_annotations()
-        self._refresh_tracks()
-
-    def _watch_annotations(self) -> None:
-        ann = self.annotations
-        if ann is self._watched_ann:
-            return
-        if self._watched_ann is not None:
-            ev = self._watched_ann.events
-            for sig in (ev.classes, ev.markers, ev.measurements):
-                sig.disconnect(self._on_annotations)
-        for sig in (ann.events.classes, ann.events.markers, ann.events.measurements):
-            sig.connect(self._on_annotations)
-        self._watched_ann = ann
-        self._ann_dirty = True
-
-    def _on_annotations(self, *_: object) -> None:
-        self._ann_dirty = True
-
-    def _refresh_annotations(self) -> None:
-        self._ann_dirty = False
-        ann = self.annotations
-        pts: Points = self.layer(MARKERS_LAYER)
-        markers = ann.markers
-        pts.update(
-            {
-                "positions_um": [m.position_um for m in markers],
-                "classes": [m.class_name for m in markers],
-                "class_colors": {c.name: c.color for c in ann.classes},
-            }
-        )
-        meas: Measurements = self.layer(MEASUREMENTS_LAYER)
-        meas.items = [
-            Measurement(kind=m.kind, points_um=list(m.points_um), label=f"#{m.id}")
-            for m in ann.measurements
-        ]
-
-    def _refresh_tracks(self) -> None:
-        g = self.tracks
-        if g is None or TRACKS_LAYER not in self.scene.layers.names:
-            return
-        st = self.track_state
-        lay: Tracks = self.layer(TRACKS_LAYER)
-        if st is None or st.graph is not g:
-            if st is not None:
-                st.detach()
-            st = self.track_state = TrackLayerState(g)
-            lay.data = st.data
-        elif st.update():
-            lay.data = st.data
-        if self._extent is not None and st.lo is not None and st.hi is not None:
-            lo, hi = self._extent
-            self._extent = (np.minimum(lo, st.lo), np.maximum(hi, st.hi))
+        """Copy tracks, markers and measurements from the workspace into the scene layers."""
+        self.layers.refresh()
 
     def track_rows(self) -> list[dict[str, Any]]:
         """The tracklet table (as :meth:`track_table`), kept up to date per edit."""
-        st = self.track_state
-        if st is None or st.graph is not self.tracks:
-            return self.track_table()
-        return st.rows()
+        return self.layers.track_rows()
+
+    def track_table(self) -> list[dict[str, Any]]:
+        """One row per tracklet: ``track``, ``start``, ``end`` (t), ``nodes``, ``reviewed``, ``first``."""
+        return track_table(self.tracks)
 
     def _on_history(self, action: str, what: object) -> None:
         self.refresh_layers()
@@ -368,6 +269,39 @@ class ProofreadingSession:
             if alive != list(sel.node_ids):
                 sel.node_ids = alive
         self.edited.emit(action)
+
+    # ------------------------------------------------------------------ ActionContext
+    # The session is the desktop's ``viewer.actions.ActionContext``: every edit below
+    # is a registered action (the headset runs the same ones).
+    @property
+    def class_name(self) -> str:
+        return self.current_class
+
+    @property
+    def pending(self) -> list[tuple[float, float, float]]:
+        """Points of the measurement being placed (world zyx µm)."""
+        return self.measuring.points
+
+    def execute(self, cmd: Command) -> Command:
+        """Apply through the History (raises ``InvalidEditError`` when refused)."""
+        return self.history.apply(cmd)
+
+    def group(self, name: str) -> Any:
+        return self.history.group(name)
+
+    def notify(self, text: str) -> None:
+        self.message.emit(text)
+
+    def measuring_changed(self) -> None:
+        self.pending_changed.emit()
+
+    def reset_view(self) -> None:
+        self.scene.reset_camera()
+        self.scene.camera.orbit(azimuth=30, elevation=20)
+
+    def run(self, action: str, pick: Pick | None = None) -> Any:
+        """Run the registered action ``action`` (``viewer.actions``) on this session."""
+        return run_action(action, self, pick)
 
     # ------------------------------------------------------------------ applying
     def apply(self, cmd: Command) -> Command | None:
@@ -395,177 +329,49 @@ class ProofreadingSession:
     # ------------------------------------------------------------------ selection
     def select_node(self, node_id: int | None, add: bool = False) -> None:
         """Select a track node (``add``: keep the first selected one, e.g. to merge or swap)."""
-        sel = self.scene.selection
-        if node_id is None:
-            sel.update({"node_ids": [], "layer": sel.layer})
-            return
-        ids = [*sel.node_ids[:1], int(node_id)] if add else [int(node_id)]
-        sel.update({"node_ids": list(dict.fromkeys(ids))})
+        select_node(self, node_id, add)
 
     def node_near(self, zyx: Sequence[float], max_distance_um: float) -> int | None:
         """The track node at the current time nearest to ``zyx`` (within the distance)."""
-        if self.tracks is None or not self.tracks.n_nodes:
-            return None
-        return self.tracks.nearest(self.time, zyx, max_distance_um)
+        return node_near(self.tracks, self.time, zyx, max_distance_um)
 
     def select_labels(self, layer: str, ids: Sequence[int]) -> None:
         self.scene.selection.update({"layer": layer, "label_ids": [int(i) for i in ids]})
 
     def _selected_node(self, k: int = 0) -> int | None:
-        ids = [
-            n for n in self.scene.selection.node_ids if self.tracks is not None and n in self.tracks
-        ]
+        ids = selected_nodes(self)
         return ids[k] if len(ids) > k else None
-
-    def _require_selection(self, n: int, what: str) -> list[int] | None:
-        ids = [
-            n_
-            for n_ in self.scene.selection.node_ids
-            if self.tracks is not None and n_ in self.tracks
-        ]
-        if len(ids) < n:
-            self.message.emit(
-                f"{what}: select {'a track' if n == 1 else 'two tracks (Ctrl+click the second)'}"
-            )
-            return None
-        return ids[:n]
-
-    def _at_time(self, node: int, t: int) -> int | None:
-        assert self.tracks is not None
-        for i in self.tracks.tracklet(node):
-            if self.tracks.time(int(i)) == t:
-                return int(i)
-        return None
-
-    def _end(self, node: int) -> int:
-        assert self.tracks is not None
-        return int(self.tracks.tracklet(node)[-1])
-
-    def _start(self, node: int) -> int:
-        assert self.tracks is not None
-        return int(self.tracks.tracklet(node)[0])
 
     # ------------------------------------------------------------------ track actions
     def cut(self) -> Command | None:
-        """Cut the selected track at the current time (the node there starts a new track)."""
-        sel = self._require_selection(1, "cut")
-        if sel is None:
-            return None
-        node = self._at_time(sel[0], self.time)
-        if node is None:
-            self.message.emit(f"cut: the selected track has no node at t={self.time}")
-            return None
-        return self.apply(Cut(node))
+        """``tracks.cut``: the selected track at the current time (that node starts a new track)."""
+        return self.run("tracks.cut")  # type: ignore[no-any-return]
 
     def merge(self) -> Command | None:
-        """Link the end of the first selected track to the start of the second."""
-        sel = self._require_selection(2, "merge")
-        if sel is None or self.tracks is None:
-            return None
-        end, start = self._end(sel[0]), self._start(sel[1])
-        if self.tracks.time(end) > self.tracks.time(start):
-            end, start = self._end(sel[1]), self._start(sel[0])
-        cmd = self.apply(Merge(end, start))
-        if cmd is not None:
-            self.select_node(start)
-        return cmd
+        """``tracks.merge``: the end of the first selected track to the start of the second."""
+        return self.run("tracks.merge")  # type: ignore[no-any-return]
 
     def swap(self) -> Command | None:
-        """Exchange the two selected tracks after the current time (a crossing fixed)."""
-        sel = self._require_selection(2, "swap")
-        if sel is None or self.tracks is None:
-            return None
-        try:
-            cmd = Swap.after(self.tracks, sel[0], sel[1], self.time)
-        except InvalidEditError as exc:
-            self.message.emit(f"swap: {exc}")
-            return None
-        return self.apply(cmd)
+        """``tracks.swap``: exchange the two selected tracks after the current time."""
+        return self.run("tracks.swap")  # type: ignore[no-any-return]
 
     def delete_track(self) -> Command | None:
-        sel = self._require_selection(1, "delete")
-        if sel is None:
-            return None
-        cmd = self.apply(Delete.track(sel[0]))
-        if cmd is not None:
-            self.select_node(None)
-        return cmd
+        return self.run("tracks.delete")  # type: ignore[no-any-return]
 
     def delete_node(self) -> Command | None:
-        sel = self._require_selection(1, "delete node")
-        if sel is None:
-            return None
-        cmd = self.apply(Delete.node(sel[0]))
-        if cmd is not None:
-            self.select_node(None)
-        return cmd
+        return self.run("tracks.delete_node")  # type: ignore[no-any-return]
 
     def toggle_reviewed(self) -> Command | None:
-        """Mark the selected tracks reviewed (or unreviewed if the first already is)."""
-        sel = self._require_selection(1, "mark reviewed")
-        if sel is None or self.tracks is None:
-            return None
-        ids = [n for n in self.scene.selection.node_ids if n in self.tracks]
-        state = not self.tracks.is_reviewed(ids[0])
-        return self.apply(MarkReviewed(ids, reviewed=state, whole_track=True))
+        """``tracks.mark_reviewed``: the selected tracks (unreviewed if the first already is)."""
+        return self.run("tracks.mark_reviewed")  # type: ignore[no-any-return]
 
     def prolong_to(self, zyx: Sequence[float]) -> Command | None:
-        """Append a detection at ``zyx`` after the selected track's end, at the current time.
-
-        If the current time is not after the end, the next time point is used. On
-        success the new node is selected and the time advances by one, so successive
-        clicks trace the cell forward.
-        """
-        sel = self._require_selection(1, "prolong")
-        if sel is None or self.tracks is None:
-            return None
-        end = self._end(sel[0])
-        t = max(self.time, self.tracks.time(end) + 1)
-        cmd = self.apply(Prolong(end, [[t, *map(float, zyx)]]))
-        if isinstance(cmd, Prolong) and cmd.new_ids:
-            self.select_node(cmd.new_ids[0])
-            self.set_time(t + 1 if t + 1 <= self.time_range()[1] else t)
-        return cmd
+        """``tracks.prolong``: a detection at ``zyx`` after the selected track's end."""
+        return self.run("tracks.prolong", Pick(point_um=world_of(zyx)))  # type: ignore[no-any-return]
 
     def next_unreviewed(self) -> int | None:
-        """Select the first node of the next tracklet not yet reviewed; None when all are.
-
-        "Next" is the unreviewed tracklet with the smallest id (its first node's id).
-        """
-        g = self.tracks
-        if g is None or not g.n_nodes:
-            return None
-        rows = self.track_rows()
-        todo = [r["first"] for r in rows if not r["reviewed"]]
-        if not todo:
-            self.message.emit("every track is reviewed")
-            return None
-        first = int(min(todo))
-        self.select_node(first)
-        self.set_time(g.time(first))
-        return first
-
-    def track_table(self) -> list[dict[str, Any]]:
-        """One row per tracklet: ``track``, ``start``, ``end`` (t), ``nodes``, ``reviewed``, ``first``."""
-        g = self.tracks
-        if g is None or not g.n_nodes:
-            return []
-        ids, t, rev, tid = g.node_ids, g.t, g.reviewed, g.tracklet_ids()
-        order = np.lexsort((t, tid))
-        rows = []
-        bounds = np.flatnonzero(np.diff(tid[order])) + 1
-        for chunk in np.split(order, bounds):
-            rows.append(
-                {
-                    "track": int(tid[chunk[0]]),
-                    "start": int(t[chunk[0]]),
-                    "end": int(t[chunk[-1]]),
-                    "nodes": len(chunk),
-                    "reviewed": bool(rev[chunk].all()),
-                    "first": int(ids[chunk[0]]),
-                }
-            )
-        return rows
+        """``tracks.next_unreviewed``: select the next unreviewed tracklet's first node."""
+        return self.run("tracks.next_unreviewed")  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ counting / measuring
     def define_class(self, name: str, color: Sequence[float] | None = None) -> Command | None:
@@ -575,112 +381,29 @@ class ProofreadingSession:
         return cmd
 
     def place_marker(self, zyx: Sequence[float]) -> Command | None:
-        t = float(self.time) if self.is_timelapse else None
-        return self.apply(AddMarker(self.current_class, zyx, t=t))
+        return self.run("annotations.add_marker", Pick(point_um=world_of(zyx)))  # type: ignore[no-any-return]
 
     def remove_marker_near(self, zyx: Sequence[float], max_distance_um: float) -> Command | None:
-        ms = self.annotations.markers
-        if not ms:
-            return None
-        d = np.linalg.norm(np.asarray([m.position_um for m in ms]) - np.asarray(zyx), axis=1)
-        i = int(np.argmin(d))
-        if d[i] > max_distance_um:
-            return None
-        return self.apply(RemoveMarker(ms[i].id))
+        pick = Pick(point_um=world_of(zyx), tolerance_um=float(max_distance_um))
+        return self.run("annotations.remove_marker", pick)  # type: ignore[no-any-return]
 
     def add_point(self, zyx: Sequence[float]) -> Command | None:
         """Feed a click to the current mode (count, measure, prolong)."""
-        p = (float(zyx[0]), float(zyx[1]), float(zyx[2]))
+        p = world_of(zyx)
         if self._mode == "count":
             return self.place_marker(p)
         if self._mode == "prolong":
             return self.prolong_to(p)
         if self._mode in MEASURE_POINTS:
-            self.pending.append(p)
-            self.pending_changed.emit()
-            need = MEASURE_POINTS[self._mode]
-            if need is not None and len(self.pending) >= need:
-                return self.finish_measurement()
-            return None
+            return self.run("annotations.measure_point", Pick(point_um=p))  # type: ignore[no-any-return]
         self.set_cursor(p)
         return None
 
     def finish_measurement(self) -> Command | None:
         """Record the pending points as a measurement of the current mode (path: any >= 2)."""
-        if self._mode not in MEASURE_POINTS or len(self.pending) < 2:
+        if self._mode not in MEASURE_POINTS:
             return None
-        t = float(self.time) if self.is_timelapse else None
-        pts, self.pending = self.pending, []
-        self.pending_changed.emit()
-        cmd = self.apply(AddMeasurement(self._mode, pts, t=t))  # type: ignore[arg-type]
-        if isinstance(cmd, AddMeasurement) and cmd.measurement_id is not None:
-            m = self.annotations.measurement(cmd.measurement_id)
-            unit = "°" if m.kind == "angle" else " µm"
-            self.message.emit(f"{m.kind}: {m.value:.3f}{unit}")
-        return cmd
-
-    # ------------------------------------------------------------------ clipping planes
-    #: Axis-aligned presets: the normal (zyx) points into the half that stays visible.
-    CLIP_PRESETS: dict[str, tuple[float, float, float]] = {
-        "+z": (1.0, 0.0, 0.0),
-        "-z": (-1.0, 0.0, 0.0),
-        "+y": (0.0, 1.0, 0.0),
-        "-y": (0.0, -1.0, 0.0),
-        "+x": (0.0, 0.0, 1.0),
-        "-x": (0.0, 0.0, -1.0),
-    }
-
-    def add_clipping_plane(
-        self,
-        normal: str | Sequence[float] = "+z",
-        origin: Sequence[float] | None = None,
-    ) -> ClippingPlane:
-        """Add a plane through ``origin`` (default: the cursor) with a preset or free normal.
-
-        ``normal`` is a preset name (``"+z"``, ``"-x"``, ... see :attr:`CLIP_PRESETS`),
-        ``"view"`` (the normal along the view direction: what lies between the camera
-        and the plane is cut away) or a zyx vector.
-        """
-        if isinstance(normal, str):
-            if normal == "view":
-                n = tuple(float(v) for v in self.scene.camera.direction)
-            elif normal in self.CLIP_PRESETS:
-                n = self.CLIP_PRESETS[normal]
-            else:
-                raise ParameterError(
-                    f"unknown clipping preset {normal!r} (have {', '.join(self.CLIP_PRESETS)}, view)"
-                )
-        else:
-            n = tuple(float(v) for v in normal)
-        o = self.cursor if origin is None else world_of(origin)
-        plane = ClippingPlane(origin=o, normal=n)  # type: ignore[arg-type]
-        self.scene.clipping_planes.append(plane)
-        return plane
-
-    def remove_clipping_plane(self, index: int) -> None:
-        planes = self.scene.clipping_planes
-        if 0 <= index < len(planes):
-            planes.pop(index)
-
-    def clip_offset_range(self, plane: ClippingPlane) -> tuple[float, float]:
-        """Signed distances along the plane's normal spanned by the scene (µm from the centre)."""
-        lo, hi = self.extent_world()
-        corners = np.array(
-            [[a[0], b[1], c[2]] for a in (lo, hi) for b in (lo, hi) for c in (lo, hi)]
-        )
-        d = (corners - (lo + hi) / 2) @ np.asarray(plane.normal)
-        return float(d.min()), float(d.max())
-
-    def clip_offset(self, plane: ClippingPlane) -> float:
-        """The plane's origin as a signed distance from the scene centre along its normal."""
-        lo, hi = self.extent_world()
-        return float((np.asarray(plane.origin) - (lo + hi) / 2) @ np.asarray(plane.normal))
-
-    def set_clip_offset(self, plane: ClippingPlane, offset_um: float) -> None:
-        """Move the plane along its normal to ``offset_um`` from the scene centre."""
-        lo, hi = self.extent_world()
-        o = (lo + hi) / 2 + float(offset_um) * np.asarray(plane.normal)
-        plane.origin = world_of(o)
+        return self.run("annotations.finish_measurement")  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ object classes
     def object_examples(self, layer: str) -> dict[int, str]:
@@ -690,22 +413,15 @@ class ProofreadingSession:
     def classify_selected(self, class_name: str | None) -> int:
         """Give the selected objects ``class_name`` (None: unclassify) as one undoable step.
 
-        Each object is a ``SetObjectClass`` command (journaled); returns how many.
+        ``objects.classify`` with the selection; each object is a ``SetObjectClass``
+        command (journaled); returns how many.
         """
-        sel = self.scene.selection
-        if not sel.layer or not sel.label_ids:
-            self.message.emit("classify: select objects first (click, table rows or the plot)")
-            return 0
-        ids = [int(i) for i in sel.label_ids if int(i) > 0]
+        old, self.current_class = self.current_class, class_name  # type: ignore[assignment]
         try:
-            with self.history.group(f"classify {len(ids)} as {class_name}"):
-                for i in ids:
-                    self.history.apply(SetObjectClass(i, class_name, sel.layer))
-        except InvalidEditError as exc:
-            self.message.emit(f"classify: {exc}")
-            return 0
-        self.message.emit(f"{len(ids)} object(s) of {sel.layer} classified as {class_name}")
-        return len(ids)
+            n = self.run("objects.classify")
+        finally:
+            self.current_class = old
+        return int(n or 0)
 
     # ------------------------------------------------------------------ project
     def scene_state(self) -> dict[str, Any]:
@@ -786,28 +502,9 @@ class ProofreadingSession:
             return
         self._closed = True
         self.history.changed.disconnect(self._on_history)
-        if self.track_state is not None:
-            self.track_state.detach()
+        self.layers.close()
         if self.project is not None:
             self.project.close()
-
-
-def _is_em(store: str | os.PathLike[str] | None) -> bool:
-    """EM stores (dark membranes on a light background) read better inverted in 3D."""
-    if store is None:
-        return False
-    try:
-        from analysis.io import open_volume
-
-        src = open_volume(str(store))
-    except Exception:
-        return False
-    return "t" not in src.axes and np.dtype(src.dtype) == np.uint8
-
-
-def world_of(values: npt.ArrayLike) -> tuple[float, float, float]:
-    a = np.asarray(values, dtype=np.float64).reshape(3)
-    return (float(a[0]), float(a[1]), float(a[2]))
 
 
 ProgressFn = Callable[[int, int], None]

@@ -24,8 +24,10 @@ memory, so scrolling through a sample costs well under a millisecond per slice.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -36,10 +38,11 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from analysis.volume import VolumeSource
+from viewer.actions import MEASURE_POINTS
 from viewer.render import id_colors
 from viewer.scene import Image, Labels, Points, Tracks
 
-from ._session import MEASURE_POINTS, ProofreadingSession
+from ._session import ProofreadingSession
 
 __all__ = [
     "BASE_PIXELS",
@@ -124,12 +127,51 @@ class VolumeCache:
     level of at most :data:`WHOLE_LEVEL_BYTES` (and a quarter of the budget) is
     read once; larger ones are sliced from the store. Thread-safe: the loader's
     workers fill it, any thread may look up.
+
+    Entries are keyed by the source object itself (through a weak reference), never
+    by ``id(src)``: an id can be reused by a new source once the old one is gone,
+    and would then hand out the old volume's voxels. A source's arrays are dropped
+    when it is garbage-collected.
     """
 
     def __init__(self, budget_bytes: int = 512 * 2**20) -> None:
         self.budget = int(budget_bytes)
         self._arrays: dict[tuple[int, int, int], npt.NDArray[Any]] = {}
+        #: id(src) -> (reference to src, token): the token names src in the keys.
+        self._sources: dict[int, tuple[Callable[[], Any], int]] = {}
+        self._next_token = 0
+        #: Tokens of collected sources; purged under the lock (a GC callback may run
+        #: on any thread, even this one inside the lock, so it only appends here).
+        self._dead: list[tuple[int, int]] = []
         self._lock = threading.Lock()
+
+    def _token(self, src: VolumeSource) -> int:
+        """The key of ``src`` (under the lock); a new one for a new object."""
+        while self._dead:
+            key, token = self._dead.pop()
+            got = self._sources.get(key)
+            if got is not None and got[1] == token:
+                del self._sources[key]
+            self._forget(token)
+        got = self._sources.get(id(src))
+        if got is not None and got[0]() is src:
+            return got[1]
+        if got is not None:  # the id of a dead source, reused
+            self._forget(got[1])
+        token = self._next_token
+        self._next_token += 1
+        try:
+            ref: Callable[[], Any] = weakref.ref(
+                src, functools.partial(_note_dead, self._dead, (id(src), token))
+            )
+        except TypeError:  # not weak-referenceable: held (the budget bounds what is cached)
+            ref = functools.partial(lambda o: o, src)
+        self._sources[id(src)] = (ref, token)
+        return token
+
+    def _forget(self, token: int) -> None:
+        for key in [k for k in self._arrays if k[0] == token]:
+            del self._arrays[key]
 
     def fits(self, src: VolumeSource, level: int) -> bool:
         lev = src.levels[level]
@@ -139,12 +181,12 @@ class VolumeCache:
     def peek(self, src: VolumeSource, level: int, t: int) -> npt.NDArray[Any] | None:
         """The level if it is resident (never reads)."""
         with self._lock:
-            return self._arrays.get((id(src), level, t))
+            return self._arrays.get((self._token(src), level, t))
 
     def get(self, src: VolumeSource, level: int, t: int) -> npt.NDArray[Any] | None:
         """The whole level (read now if it fits and is not resident), or None if too big."""
-        key = (id(src), level, t)
         with self._lock:
+            key = (self._token(src), level, t)
             arr = self._arrays.pop(key, None)
             if arr is not None:
                 self._arrays[key] = arr  # most recently used last
@@ -156,6 +198,7 @@ class VolumeCache:
         arr = np.asarray(src.read(level, _spatial_region(src, level, t, whole)))
         arr = arr.reshape(lev.shape[-3:])
         with self._lock:
+            key = (self._token(src), level, t)
             while (
                 self._arrays
                 and sum(a.nbytes for a in self._arrays.values()) + arr.nbytes > self.budget
@@ -163,6 +206,10 @@ class VolumeCache:
                 self._arrays.pop(next(iter(self._arrays)))
             self._arrays[key] = arr
         return arr
+
+
+def _note_dead(dead: list[tuple[int, int]], entry: tuple[int, int], _ref: object) -> None:
+    dead.append(entry)
 
 
 #: Shared by the slice views of a process.

@@ -7,14 +7,13 @@ columns live in buffers indexed by node id (ids are int64, never reused and, for
 every graph vrscope makes, dense), so an edit rewrites only the nodes it touched
 and the tracklets they belong to: O(length of the affected tracklets).
 
-What an edit touched is recorded at the graph's raw mutators (``add_node``,
-``remove_node``, ``add_edge``, ``remove_edge``, ``set_reviewed``): every command,
-its undo and redo, journal replays and collaborators' ops all go through them.
-``TrackGraph`` has no change log of its own (its ``version`` only says that
-something changed), so the recorder wraps those five methods on the one graph
-instance it watches. Each raw mutation bumps ``version`` by one; a version that
-moved more than the recorded calls (``compact``, a bulk rebuild) triggers a full
-rebuild, so the state can never silently drift from the graph.
+What an edit touched comes from the graph's change events (``TrackGraph.events``:
+``nodes_added``, ``nodes_removed``, ``edges_added``, ``edges_removed``,
+``reviewed``), which its raw mutators emit: every command, its undo and redo,
+journal replays and collaborators' ops all go through them. Each raw mutation
+bumps ``version`` by one and emits one event; a version that moved more than the
+recorded events (``compact``, a bulk rebuild) triggers a full rebuild, so the
+state can never silently drift from the graph.
 
 Layer data handed to the renderer are views of the buffers. Rows are only ever
 appended or written in place (a removed node keeps its row with ``t = NaN``, so
@@ -39,42 +38,37 @@ __all__ = ["TrackLayerState"]
 
 log = logging.getLogger(__name__)
 
-_MUTATORS = ("add_node", "remove_node", "add_edge", "remove_edge", "set_reviewed")
 #: Ids beyond this many times the node count (plus a margin) are too sparse for id-indexed rows.
 _MAX_SPARSITY = 4
 
 
 class _Recorder:
-    """Collects the node ids the graph's raw mutators touch (see the module docstring)."""
+    """Collects the node ids the graph's change events name (see the module docstring)."""
 
     def __init__(self, graph: TrackGraph) -> None:
         self.graph = graph
         self.touched: set[int] = set()
         self.calls = 0
-        self._originals: dict[str, Callable[..., Any]] = {}
-        for name in _MUTATORS:
-            orig = getattr(graph, name)
-            self._originals[name] = orig
-            setattr(graph, name, self._wrap(name, orig))
+        ev = graph.events
+        self._slots: list[tuple[Any, Callable[[tuple[Any, ...]], None]]] = [
+            (ev.nodes_added, self._on_nodes),
+            (ev.nodes_removed, self._on_nodes),
+            (ev.reviewed, self._on_nodes),
+            (ev.edges_added, self._on_edges),
+            (ev.edges_removed, self._on_edges),
+        ]
+        for sig, slot in self._slots:
+            sig.connect(slot)
 
-    def _wrap(self, name: str, orig: Callable[..., Any]) -> Callable[..., Any]:
-        def call(*args: Any, **kw: Any) -> Any:
-            if name == "set_reviewed":
-                ids = [int(i) for i in (args[0] if args else kw.pop("node_ids"))]
-                args = (ids, *args[1:])
-            out = orig(*args, **kw)
-            self.calls += 1
-            if name == "add_node":
-                self.touched.add(int(out))
-            elif name == "set_reviewed":
-                self.touched.update(ids)
-            else:
-                ids_ = [*args, *(kw[k] for k in ("node_id", "parent", "child") if k in kw)]
-                self.touched.update(int(a) for a in ids_[:2])
-            return out
+    def _on_nodes(self, ids: tuple[int, ...]) -> None:
+        self.calls += 1
+        self.touched.update(ids)
 
-        call.__wrapped__ = orig  # type: ignore[attr-defined]
-        return call
+    def _on_edges(self, pairs: tuple[tuple[int, int], ...]) -> None:
+        self.calls += 1
+        for p, c in pairs:
+            self.touched.add(p)
+            self.touched.add(c)
 
     def take(self) -> tuple[set[int], int]:
         out, n = self.touched, self.calls
@@ -82,8 +76,8 @@ class _Recorder:
         return out, n
 
     def detach(self) -> None:
-        for name in _MUTATORS:
-            self.graph.__dict__.pop(name, None)
+        for sig, slot in self._slots:
+            sig.disconnect(slot)
 
 
 class TrackLayerState:

@@ -28,6 +28,7 @@ from viewer.scene import (
     Scene,
     Tracks,
 )
+from viewer.streaming import perspective_matrix
 
 from . import _vtk as v
 from ._annotations import VtkMeasurements, VtkPoints
@@ -68,20 +69,8 @@ def _xyz(zyx: Sequence[float] | npt.NDArray[Any]) -> tuple[float, float, float]:
     return (float(a[2]), float(a[1]), float(a[0]))
 
 
-def perspective(
-    fov_y_deg: float, aspect: float, near: float, far: float
-) -> npt.NDArray[np.float64]:
-    """Symmetric OpenGL projection matrix (4, 4) (clip z in -1..1), like ``gluPerspective``."""
-    f = 1.0 / math.tan(math.radians(fov_y_deg) / 2)
-    return np.array(
-        [
-            [f / aspect, 0, 0, 0],
-            [0, f, 0, 0],
-            [0, 0, (far + near) / (near - far), 2 * far * near / (near - far)],
-            [0, 0, -1, 0],
-        ],
-        dtype=np.float64,
-    )
+#: One perspective matrix for the renderer and the streamer's level of detail.
+perspective = perspective_matrix
 
 
 @dataclass(frozen=True)

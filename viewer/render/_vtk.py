@@ -22,7 +22,7 @@ import vtkmodules.vtkRenderingFreeType
 import vtkmodules.vtkRenderingOpenGL2
 import vtkmodules.vtkRenderingVolumeOpenGL2  # noqa: F401
 from vtkmodules.util import numpy_support as _ns
-from vtkmodules.vtkCommonCore import vtkIdTypeArray, vtkPoints
+from vtkmodules.vtkCommonCore import vtkCommand, vtkIdTypeArray, vtkPoints
 from vtkmodules.vtkCommonDataModel import (
     vtkCellArray,
     vtkImageData,
@@ -34,7 +34,7 @@ from vtkmodules.vtkCommonDataModel import (
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
 from vtkmodules.vtkFiltersCore import vtkTubeFilter
 from vtkmodules.vtkFiltersHybrid import vtkPolyDataSilhouette
-from vtkmodules.vtkFiltersSources import vtkCubeSource, vtkSphereSource
+from vtkmodules.vtkFiltersSources import vtkConeSource, vtkCubeSource, vtkSphereSource
 from vtkmodules.vtkRenderingAnnotation import vtkAxesActor
 from vtkmodules.vtkRenderingCore import (
     vtkActor,
@@ -51,6 +51,7 @@ from vtkmodules.vtkRenderingCore import (
     vtkVolumeProperty,
     vtkWindowToImageFilter,
 )
+from vtkmodules.vtkRenderingOpenGL2 import vtkGenericOpenGLRenderWindow
 from vtkmodules.vtkRenderingVolume import vtkVolumePicker
 from vtkmodules.vtkRenderingVolumeOpenGL2 import vtkOpenGLGPUVolumeRayCastMapper
 
@@ -68,7 +69,10 @@ __all__ = [
     "vtkBillboardTextActor3D",
     "vtkCellArray",
     "vtkColorTransferFunction",
+    "vtkCommand",
+    "vtkConeSource",
     "vtkCubeSource",
+    "vtkGenericOpenGLRenderWindow",
     "vtkGlyph3DMapper",
     "vtkIdTypeArray",
     "vtkImageData",

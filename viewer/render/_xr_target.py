@@ -27,9 +27,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from vtkmodules.vtkCommonCore import vtkCommand
-from vtkmodules.vtkFiltersSources import vtkConeSource
-from vtkmodules.vtkRenderingOpenGL2 import vtkGenericOpenGLRenderWindow
 
 from viewer.scene import Scene
 
@@ -139,12 +136,12 @@ class VtkXrTarget:
     ) -> None:
         self._make_current = make_current
         self._is_current = is_current
-        win = vtkGenericOpenGLRenderWindow()
+        win = v.vtkGenericOpenGLRenderWindow()
         win.SetSize(int(size[0]), int(size[1]))
         win.SetMultiSamples(0)
         win.SetOwnContext(0)
-        win.AddObserver(vtkCommand.WindowMakeCurrentEvent, self._on_make_current)
-        win.AddObserver(vtkCommand.WindowIsCurrentEvent, self._on_is_current)
+        win.AddObserver(v.vtkCommand.WindowMakeCurrentEvent, self._on_make_current)
+        win.AddObserver(v.vtkCommand.WindowIsCurrentEvent, self._on_is_current)
         win.SetIsCurrent(True)
         win.SetReadyForRendering(True)
         win.InitializeFromCurrentContext()
@@ -189,7 +186,7 @@ class VtkXrTarget:
         unit_sphere.SetRadius(1.0)
         unit_sphere.SetThetaResolution(16)
         unit_sphere.SetPhiResolution(12)
-        unit_cone = vtkConeSource()
+        unit_cone = v.vtkConeSource()
         unit_cone.SetHeight(1.0)
         unit_cone.SetRadius(1.0)
         unit_cone.SetResolution(16)

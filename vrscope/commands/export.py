@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError(
             "--format/--out/--opset are for models; a project takes --markers etc."
         )
-    from analysis.io._project import read_project_info
+    from analysis.io import read_project_info
 
     read_project_info(path)  # a missing or foreign folder is the first thing to report
     outs = [o for o in (args.markers, args.measurements, args.tracks) if o is not None]

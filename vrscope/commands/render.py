@@ -216,9 +216,9 @@ def scene_from_args(args: argparse.Namespace) -> Any:
     features = _read_features(args.features) if args.features else None
     tracks = None
     if args.tracks:
-        from analysis.tracks import TrackGraph
+        from analysis.io import read_geff
 
-        tracks = TrackGraph.from_geff(args.tracks)
+        tracks = read_geff(args.tracks)
     scene = build_store_scene(
         args.store,
         labels=args.labels,

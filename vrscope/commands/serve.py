@@ -86,8 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from vrscope.cli import require_extra
 
     require_extra("websockets", "collab")
-    from viewer.collab import CollabServer, Session
-    from viewer.collab._server import is_loopback, session_name
+    from viewer.collab import CollabServer, Session, is_loopback, session_name
 
     log = logging.getLogger("vrscope.serve")
     if args.session and len(args.projects) > 1:

@@ -83,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
             "and --tracks"
         )
     if join:
-        from viewer.collab._client import _check_url
+        from viewer.collab import check_url
 
-        _check_url(join)
+        check_url(join)
     elif args.store is None and args.project is None:
         raise ParameterError("give an image store (STORE.zarr), --project DIR or --join URL")
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and os.environ.get(
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if join:
         import getpass
 
-        from viewer.qt._collab import run_joined
+        from viewer.qt import run_joined
 
         require_extra("websockets", "collab")
         name = args.name

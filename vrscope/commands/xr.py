@@ -172,8 +172,8 @@ def run(args: argparse.Namespace) -> int:
     require_extra("xr", "xr")
     require_extra("vtk", "viewer")
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
-    from xrmode._app import XrOptions, run_xr
-    from xrmode.session._session import XrRuntimeError, no_runtime_message, probe_runtime
+    from xrmode import XrOptions, run_xr
+    from xrmode.session import XrRuntimeError, no_runtime_message, probe_runtime
 
     # Find the runtime before loading any data: no runtime is the common case on a desktop.
     problem = probe_runtime()

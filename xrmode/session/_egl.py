@@ -274,9 +274,6 @@ class Gl:
     def delete_framebuffer(self, fbo: int) -> None:
         self._fns["glDeleteFramebuffers"](1, ctypes.byref(ctypes.c_uint(fbo)))
 
-    def bind_framebuffer(self, fbo: int) -> None:
-        self._fns["glBindFramebuffer"](GL_FRAMEBUFFER, fbo)
-
     def attach_texture(self, fbo: int, texture: int) -> None:
         """Bind ``fbo`` and make ``texture`` (a 2D texture) its colour attachment 0."""
         self._fns["glBindFramebuffer"](GL_FRAMEBUFFER, fbo)

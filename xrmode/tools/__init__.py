@@ -3,9 +3,10 @@
 Each tool subclasses :class:`Tool` (``enabled`` -> ``_on_enable`` /
 ``_on_disable``; ``update(frame, ctx)`` once per frame) and sees only plain
 :class:`xrmode.input.InputFrame` values, so unit tests drive it with synthetic
-pose sequences. Data changes go through ``ctx.apply(command)`` with the shared
+pose sequences. Data changes are the registered actions of :mod:`viewer.actions`
+(``ctx.run(action_id, pick)``), the same the desktop runs; they build the shared
 commands of :mod:`analysis.edits` and :mod:`analysis.annotations` (undoable,
-journaled, the same as the desktop); view changes (the world -> stage
+journaled); view changes (the world -> stage
 transform, clipping planes, time) are made on the :class:`ToolContext`.
 Drawing is a :class:`Hud` of stage-space lines, points and text.
 
@@ -20,10 +21,11 @@ from ._annotate import ClassifyTool, CountTool, LabelProbe, MeasureTool
 from ._base import Hud, Tool, ToolContext
 from ._grab import GrabTool
 from ._toolbox import MenuAction, Toolbox
-from ._track import TrackTool, nearest_node_to_ray
+from ._track import TRACK_MENU, TrackTool, nearest_node_to_ray, track_menu
 from ._view import ClipTool, HandMenu, LaserPointer
 
 __all__ = [
+    "TRACK_MENU",
     "ClassifyTool",
     "ClipTool",
     "CountTool",
@@ -39,4 +41,5 @@ __all__ = [
     "Toolbox",
     "TrackTool",
     "nearest_node_to_ray",
+    "track_menu",
 ]

@@ -1,7 +1,9 @@
 """Measure (distance / angle / path), count (class markers) and classify (objects) tools.
 
 Points are taken at the hand's tip (5 cm ahead of the aim pose), converted to
-world µm through the stage transform, and stored by the shared annotation
+world µm through the stage transform, and given to the actions the desktop runs
+too (``annotations.measure_point``, ``annotations.add_marker``,
+``objects.classify`` in ``viewer.actions``), which build the shared annotation
 commands (``AddMeasurement``, ``AddMarker``, ``SetObjectClass``).
 """
 
@@ -13,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from analysis.annotations import AddMarker, AddMeasurement, SetObjectClass
+from viewer.actions import Measuring, Pick
 
 from ..input._types import InputFrame
 from ._base import Tool, ToolContext
@@ -22,7 +24,9 @@ __all__ = ["ClassifyTool", "CountTool", "LabelProbe", "MeasureTool"]
 
 log = logging.getLogger(__name__)
 
-_NEED = {"distance": 2, "angle": 3}
+
+def _pick_at(tip: npt.NDArray[np.float64]) -> Pick:
+    return Pick(point_um=(float(tip[0]), float(tip[1]), float(tip[2])))
 
 
 def _measure_value(kind: str, pts: npt.NDArray[np.float64]) -> float:
@@ -57,25 +61,30 @@ class MeasureTool(Tool):
         super().__init__(hand)
         if kind not in self.KINDS:
             raise ValueError(f"measure kind must be one of {self.KINDS}, got {kind!r}")
-        self.kind = kind
-        self.points: list[npt.NDArray[np.float64]] = []
+        self.measuring = Measuring(kind)
+
+    @property
+    def kind(self) -> str:
+        return self.measuring.kind
+
+    @property
+    def points(self) -> list[tuple[float, float, float]]:
+        return self.measuring.points
 
     def _on_disable(self) -> None:
-        self.points = []
+        self.measuring.points = []
 
     def update(self, frame: InputFrame, ctx: ToolContext) -> None:
         h = self.the_hand(frame)
+        ctx.measuring = self.measuring
         tip = ctx.tip_world(h)
         if h.primary.just_pressed:
-            self.kind = self.KINDS[(self.KINDS.index(self.kind) + 1) % len(self.KINDS)]
-            self.points = []
+            kind = self.KINDS[(self.KINDS.index(self.kind) + 1) % len(self.KINDS)]
+            self.measuring = ctx.measuring = Measuring(kind)
         if tip is not None and h.select.just_pressed:
-            self.points.append(tip)
-            need = _NEED.get(self.kind)
-            if need is not None and len(self.points) >= need:
-                self._commit(ctx)
-        if h.secondary.just_pressed and self.kind == "path" and len(self.points) >= 2:
-            self._commit(ctx)
+            ctx.run("annotations.measure_point", _pick_at(tip))
+        if h.secondary.just_pressed:
+            ctx.run("annotations.finish_measurement")
         # Live value next to the hand.
         if tip is not None and h.aim is not None:
             live = [*self.points, tip]
@@ -91,17 +100,6 @@ class MeasureTool(Tool):
             ctx.hud.text(
                 np.asarray(h.aim.position) + np.array([0.0, 0.06, 0.0]), label, (1.0, 1.0, 0.3)
             )
-
-    def _commit(self, ctx: ToolContext) -> None:
-        pts = [tuple(float(v) for v in p) for p in self.points]
-        t = ctx.current_time if _has_time(ctx) else None
-        ctx.try_apply(AddMeasurement(self.kind, pts, t=t))  # type: ignore[arg-type]
-        self.points = []
-
-
-def _has_time(ctx: ToolContext) -> bool:
-    ws = ctx.workspace
-    return ws is not None and getattr(ws, "tracks", None) is not None
 
 
 class CountTool(Tool):
@@ -129,8 +127,7 @@ class CountTool(Tool):
             ctx.cycle_class(1)
         tip = ctx.tip_world(h)
         if tip is not None and h.select.just_pressed:
-            t = ctx.current_time if _has_time(ctx) else None
-            ctx.try_apply(AddMarker(ctx.class_name, tuple(float(v) for v in tip), t=t))
+            ctx.run("annotations.add_marker", _pick_at(tip))
         ann = getattr(ctx.workspace, "annotations", None)
         color = (1.0, 1.0, 1.0)
         if ann is not None and ann.has_class(ctx.class_name):
@@ -205,8 +202,8 @@ class LabelProbe:
 class ClassifyTool(Tool):
     """Point at an object (labels layer) and pull the trigger to give it the current class.
 
-    Emits ``SetObjectClass(label, class, layer)``: the training examples for
-    the object classifier. The thumbstick / primary button cycles the class.
+    Runs ``objects.classify`` (``SetObjectClass(label, class, layer)``): the training
+    examples for the object classifier. The thumbstick / primary button cycles the class.
     """
 
     name = "classify"
@@ -244,4 +241,4 @@ class ClassifyTool(Tool):
             )
         ctx.hud.line(ray.origin, end, (0.4, 1.0, 0.4))
         if self.pointed is not None and h.select.just_pressed:
-            ctx.try_apply(SetObjectClass(self.pointed, ctx.class_name, self.layer))
+            ctx.run("objects.classify", Pick(layer=self.layer, label=self.pointed))

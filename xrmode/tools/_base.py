@@ -3,16 +3,20 @@
 A tool is a plain object (napari-threedee's ``N3dComponent`` pattern):
 ``tool.enabled = True`` calls ``_on_enable``, ``False`` calls ``_on_disable``;
 each frame :meth:`Tool.update` gets an :class:`InputFrame` (plain poses and
-buttons) and a :class:`ToolContext`. Tools never change data: every edit is an
-``analysis.edits.Command`` given to ``ctx.apply`` (undoable, journaled). View
-state that is not data (the world -> stage transform, clipping planes, the
-current time) is changed on the context directly.
+buttons) and a :class:`ToolContext`. Tools never change data: they turn what the
+hand points at into a :class:`viewer.actions.Pick` and run a registered action
+(``ctx.run("tracks.merge", pick)``), the same the desktop runs; the action builds
+the ``analysis.edits`` command and applies it through ``ctx.apply`` (undoable,
+journaled). The context is the headset's :class:`viewer.actions.ActionContext`.
+View state that is not data (the world -> stage transform, clipping planes) is
+changed on the context directly.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +25,8 @@ import numpy.typing as npt
 
 from analysis.edits import Command
 from analysis.errors import InvalidEditError
+from viewer.actions import Measuring, Pick
+from viewer.actions import run as run_action
 
 from .._transform import StageTransform
 from ..input._types import HandInput, InputFrame
@@ -85,6 +91,12 @@ class ToolContext:
     hud : Hud
     message : str
         Last user-facing message (e.g. why an edit was refused), shown on the wrist.
+    history : History, optional
+        For grouped edits (several objects classified at once).
+    measuring : Measuring
+        The measurement being placed (the measure tool puts its own here).
+    on_undo, on_redo, on_reset_view : callable, optional
+        What ``edit.undo``, ``edit.redo`` and ``view.reset`` do (the toolbox sets them).
     """
 
     transform: StageTransform
@@ -95,6 +107,65 @@ class ToolContext:
     message: str = ""
     classes: list[str] = field(default_factory=lambda: ["default"])
     current_class: int = 0
+    history: Any = None
+    measuring: Measuring = field(default_factory=Measuring)
+    on_undo: Callable[[], Any] | None = None
+    on_redo: Callable[[], Any] | None = None
+    on_reset_view: Callable[[], Any] | None = None
+    _notified: bool = field(default=False, repr=False)
+
+    # -- viewer.actions.ActionContext ------------------------------------------------
+    @property
+    def tracks(self) -> Any:
+        return getattr(self.workspace, "tracks", None)
+
+    @property
+    def annotations(self) -> Any:
+        return getattr(self.workspace, "annotations", None)
+
+    def execute(self, cmd: Command) -> Any:
+        return self.apply(cmd)
+
+    def group(self, name: str) -> AbstractContextManager[Any]:
+        return self.history.group(name) if self.history is not None else nullcontext()
+
+    def notify(self, text: str) -> None:
+        self.message = text
+        self._notified = True
+
+    def undo(self) -> None:
+        self._history(self.on_undo, "undo")
+
+    def redo(self) -> None:
+        self._history(self.on_redo, "redo")
+
+    def _history(self, fn: Callable[[], Any] | None, what: str) -> None:
+        if fn is None:
+            return
+        try:
+            fn()
+            self.message = what
+        except InvalidEditError as exc:
+            self.message = str(exc)
+
+    def reset_view(self) -> None:
+        if self.on_reset_view is not None:
+            self.on_reset_view()
+            self.message = "view reset"
+
+    def measuring_changed(self) -> None:
+        """The HUD redraws the points every frame: nothing to mark."""
+
+    def run(self, action: str, pick: Pick | None = None) -> Any:
+        """Run the registered action ``action`` (``viewer.actions``) with ``pick``.
+
+        A command it applied becomes the wrist message; a refusal, the reason.
+        """
+        self._notified = False
+        out = run_action(action, self, pick)
+        if isinstance(out, Command) and not self._notified:
+            self.message = out.description
+        return out
 
     @property
     def current_time(self) -> float:

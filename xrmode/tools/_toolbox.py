@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.errors import InvalidEditError, ParameterError
+from analysis.errors import ParameterError
 
 from .._transform import StageTransform
 from ..input._types import InputFrame
@@ -80,6 +80,10 @@ class Toolbox:
         self.undo = undo
         self.redo = redo
         self.home = home or ctx.transform
+        # edit.undo / edit.redo / view.reset (viewer.actions) call these.
+        ctx.on_undo = undo
+        ctx.on_redo = redo
+        ctx.on_reset_view = self._reset_view
         self.active = active
         self.tools[active].enabled = True
 
@@ -98,14 +102,8 @@ class Toolbox:
         action = self.actions.get(item)
         return item if action is None else action.label()
 
-    def _history(self, fn: Callable[[], object] | None, what: str) -> None:
-        if fn is None:
-            return
-        try:
-            fn()
-            self.ctx.message = what
-        except InvalidEditError as exc:
-            self.ctx.message = str(exc)
+    def _reset_view(self) -> None:
+        self.ctx.transform = self.home
 
     def update(self, frame: InputFrame) -> None:
         ctx = self.ctx
@@ -123,12 +121,11 @@ class Toolbox:
         mh = frame.hand(self.menu.hand)  # type: ignore[arg-type]
         if not busy:
             if mh.secondary.just_pressed:
-                self._history(self.undo, "undo")
+                ctx.run("edit.undo")
             if mh.primary.just_pressed:
-                self._history(self.redo, "redo")
+                ctx.run("edit.redo")
             if mh.thumbstick_click.just_pressed:
-                ctx.transform = self.home
-                ctx.message = "view reset"
+                ctx.run("view.reset")
         self.grab.update(frame, ctx)
         if not busy:
             self.tools[self.active].update(frame, ctx)

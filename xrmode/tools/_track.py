@@ -1,14 +1,22 @@
 """Track proofreading with a pointing ray: select, cut, merge, prolong, scrub time.
 
-- point: the node nearest to the ray (perpendicular distance, within a few
-  centimetres on the stage) among the nodes drawn now (the tracks layer's
-  time window around the current time);
-- trigger: select the pointed node (the scene selection shows it);
-- primary (A / X): ``Cut`` before the pointed node (else the selected one);
-- secondary (B / Y): ``Merge`` the selected track end with the pointed track start;
-- thumbstick click: ``Prolong`` the selected end by a node at the hand's tip
-  one time point later, select it and step the time forward (repeat to trace);
-- thumbstick left / right: step the current time.
+The tool only turns the ray into a pick (:class:`viewer.actions.Pick`) and runs
+the registered actions the desktop runs too (``viewer.actions``):
+
+- point: the node nearest to the ray (perpendicular distance, within
+  ``viewer.actions.STAGE_TOLERANCE_M`` on the stage) among the nodes drawn now
+  (the tracks layer's time window around the current time);
+- trigger: ``tracks.select`` the pointed node (the scene selection shows it);
+- primary (A / X): ``tracks.cut`` before the pointed node (else the selected
+  track at the current time);
+- secondary (B / Y): ``tracks.merge`` the selected track with the pointed one
+  (end of the earlier to start of the later, whichever nodes were picked);
+- thumbstick click: ``tracks.prolong`` the selected track's end by a node at the
+  hand's tip, select it and step the time forward (repeat to trace);
+- thumbstick left / right: ``time.previous`` / ``time.next``.
+
+Swap, delete, mark reviewed and next unreviewed are wrist-menu entries
+(:func:`track_menu`): they use the selected node and the last pointed one.
 """
 
 from __future__ import annotations
@@ -16,35 +24,28 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from analysis.edits import Cut, Merge, Prolong
+from viewer.actions import (
+    ACTIONS,
+    STAGE_TOLERANCE_M,
+    Pick,
+    nearest_node_to_ray,
+    selected_nodes,
+)
 
 from ..input._types import InputFrame, Ray
 from ._base import Tool, ToolContext
+from ._toolbox import MenuAction
 
-__all__ = ["TrackTool", "nearest_node_to_ray"]
+__all__ = ["TRACK_MENU", "TrackTool", "nearest_node_to_ray", "track_menu"]
 
-
-def nearest_node_to_ray(
-    ray_origin: npt.ArrayLike,
-    ray_dir: npt.ArrayLike,
-    points: npt.NDArray[np.float64],
-    max_distance: float,
-) -> int | None:
-    """Row of the point (N, 3) nearest to the ray (in front of its origin), or None.
-
-    ``max_distance`` bounds the perpendicular distance (same units as the points).
-    """
-    if not len(points):
-        return None
-    o = np.asarray(ray_origin, dtype=np.float64)
-    d = np.asarray(ray_dir, dtype=np.float64)
-    d = d / np.linalg.norm(d)
-    rel = points - o
-    along = rel @ d
-    perp = np.linalg.norm(rel - np.outer(along, d), axis=1)
-    perp[along < 0] = np.inf
-    i = int(np.argmin(perp))
-    return i if perp[i] <= max_distance else None
+#: The track actions the wrist menu offers (they have no button of their own).
+TRACK_MENU = (
+    "tracks.swap",
+    "tracks.delete",
+    "tracks.delete_node",
+    "tracks.mark_reviewed",
+    "tracks.next_unreviewed",
+)
 
 
 class TrackTool(Tool):
@@ -52,7 +53,7 @@ class TrackTool(Tool):
 
     Parameters
     ----------
-    tolerance_m : float, default: 0.03
+    tolerance_m : float, default: viewer.actions.STAGE_TOLERANCE_M
         Largest ray-to-node distance on the stage (metres) that still points at it.
     window : (tail, head), default: (inf, inf)
         Time window (before, after the current time) of the nodes that can be
@@ -63,7 +64,7 @@ class TrackTool(Tool):
 
     def __init__(
         self,
-        tolerance_m: float = 0.03,
+        tolerance_m: float = STAGE_TOLERANCE_M,
         window: tuple[float, float] = (np.inf, np.inf),
         hand: str = "right",
     ) -> None:
@@ -112,24 +113,26 @@ class TrackTool(Tool):
         row = nearest_node_to_ray(o, d, pts, self.tolerance_m / ctx.transform.scale)
         return None if row is None else int(ids[row])
 
-    def _select(self, ctx: ToolContext, node: int | None) -> None:
-        self.selected = node
-        if ctx.scene is not None:
-            ctx.scene.selection.node_ids = [] if node is None else [int(node)]
+    def pick(self) -> Pick:
+        """The pointed node as a pick (what the menu's track actions use too)."""
+        return Pick(node=self.pointed)
 
     def update(self, frame: InputFrame, ctx: ToolContext) -> None:
         h = self.the_hand(frame)
         x = h.thumbstick[0]
         if self._stick_armed and abs(x) > 0.7:
-            ctx.current_time = ctx.current_time + (1 if x > 0 else -1)
+            ctx.run("time.next" if x > 0 else "time.previous")
             self._stick_armed = False
         elif abs(x) < 0.3:
             self._stick_armed = True
-        g = getattr(ctx.workspace, "tracks", None)
-        if self.selected is not None and (g is None or self.selected not in g):
-            self._select(ctx, None)
+        g = ctx.tracks
+        sel = ctx.scene.selection.node_ids if ctx.scene is not None else []
+        if sel and any(g is None or n not in g for n in sel):
+            # A selected node was deleted (an edit, an undo, a collaborator's op).
+            ctx.scene.selection.node_ids = [n for n in sel if g is not None and n in g]
         if h.aim is None:
             self.pointed = None
+            self._sync(ctx)
             return
         ray = h.aim.ray()
         self.pointed = self._pick(ray, ctx)
@@ -139,21 +142,39 @@ class TrackTool(Tool):
             ctx.hud.point(end, (1.0, 0.6, 0.1))
             ctx.hud.text(end + np.array([0.0, 0.04, 0.0]), f"node {self.pointed}", (1.0, 0.6, 0.1))
         ctx.hud.line(ray.origin, end, (1.0, 0.6, 0.1))
+        self._sync(ctx)
         if self.selected is not None and g is not None:
             ctx.hud.point(ctx.transform.world_to_stage(g.position(self.selected)), (0.2, 1.0, 1.0))
         if h.select.just_pressed:
-            self._select(ctx, self.pointed)
+            ctx.run("tracks.select", self.pick())
         if h.primary.just_pressed:
-            node = self.pointed if self.pointed is not None else self.selected
-            if node is not None:
-                ctx.try_apply(Cut(node))
-        if h.secondary.just_pressed and self.selected is not None and self.pointed is not None:
-            ctx.try_apply(Merge(self.selected, self.pointed))
-        if h.thumbstick_click.just_pressed and self.selected is not None and g is not None:
+            ctx.run("tracks.cut", self.pick())
+        if h.secondary.just_pressed:
+            ctx.run("tracks.merge", self.pick())
+        if h.thumbstick_click.just_pressed:
             tip = ctx.tip_world(h)
             if tip is not None:
-                t_new = g.time(self.selected) + 1
-                cmd = Prolong(self.selected, [(float(t_new), *(float(v) for v in tip))])
-                if ctx.try_apply(cmd) and cmd.new_ids:
-                    self._select(ctx, cmd.new_ids[-1])
-                    ctx.current_time = float(t_new)
+                ctx.run(
+                    "tracks.prolong", Pick(point_um=(float(tip[0]), float(tip[1]), float(tip[2])))
+                )
+        self._sync(ctx)
+
+    def _sync(self, ctx: ToolContext) -> None:
+        sel = selected_nodes(ctx)
+        self.selected = sel[0] if sel else None
+
+
+def track_menu(tool: TrackTool, ctx: ToolContext) -> dict[str, MenuAction]:
+    """Wrist-menu entries for :data:`TRACK_MENU`, picking the tool's last pointed node."""
+
+    def entry(action_id: str) -> MenuAction:
+        title = ACTIONS[action_id].verb
+
+        def go() -> str:
+            ctx.run(action_id, tool.pick())
+            tool._sync(ctx)
+            return ctx.message
+
+        return MenuAction(lambda: title, go)
+
+    return {ACTIONS[a].verb: entry(a) for a in TRACK_MENU}

@@ -247,3 +247,25 @@ class AnnotationMachine(RuleBasedStateMachine):
 
 TestAnnotationMachine = AnnotationMachine.TestCase
 TestAnnotationMachine.settings = settings(max_examples=30, stateful_step_count=25, deadline=None)
+
+
+def test_events_say_what_changed_through_commands_undo_and_redo():
+    """Each annotation event carries the id (or class, or object) that changed."""
+    from analysis.annotations import AddMarker, AddMeasurement, Annotations, SetObjectClass
+    from analysis.edits import History
+
+    ann = Annotations()
+    got: list[tuple] = []
+    ann.events.markers.connect(lambda i: got.append(("marker", i)))
+    ann.events.measurements.connect(lambda i: got.append(("measurement", i)))
+    ann.events.object_classes.connect(lambda layer, label: got.append(("object", layer, label)))
+    ann.events.classes.connect(lambda name: got.append(("class", name)))
+    h = History(ann)
+    m = h.apply(AddMarker("mito", (1.0, 2.0, 3.0)))
+    h.apply(AddMeasurement("distance", [(0.0, 0.0, 0.0), (0.0, 3.0, 4.0)]))
+    h.apply(SetObjectClass(7, "big", "cells"))
+    h.undo()
+    mid = ann.markers[0].id
+    assert ("marker", mid) in got and ("measurement", ann.measurements[0].id) in got
+    assert got.count(("object", "cells", 7)) == 2  # set, then cleared by the undo
+    assert m.marker_id == mid

@@ -14,6 +14,7 @@ from scipy.spatial.distance import euclidean
 from analysis.annotations import AddMarker, AddMeasurement, RemoveMarker
 from analysis.edits import Cut, Merge, Prolong
 from analysis.errors import FormatError, InvalidEditError
+from analysis.io import write_geff
 from analysis.project import Project, Workspace
 from analysis.tracks import TrackGraph
 
@@ -136,7 +137,7 @@ def test_journal_refuses_other_base_data(tmp_path: Path) -> None:
         pr.history.apply(Cut(3))
     other = two_tracks()
     other.add_node(20, (0.0, 0.0, 0.0), node_id=99)
-    other.to_geff(tmp_path / "p" / "tracks.geff", overwrite=True)
+    write_geff(other, tmp_path / "p" / "tracks.geff", overwrite=True)
     with pytest.raises(FormatError, match="different target"):
         Project.open(tmp_path / "p")
 

@@ -10,7 +10,7 @@ import pytest
 from geff.convert import geff_to_csv
 
 from analysis.errors import FormatError
-from analysis.io import edges_csv_path, read_tracks_csv, write_tracks_csv
+from analysis.io import edges_csv_path, read_geff, read_tracks_csv, write_geff, write_tracks_csv
 from analysis.tracks import TrackGraph, random_lineages
 
 
@@ -58,7 +58,7 @@ def test_reads_trackmate_header_rows(graph: TrackGraph, tmp_path: Path) -> None:
 
 
 def test_reads_geff_package_csv(graph: TrackGraph, tmp_path: Path) -> None:
-    graph.to_geff(tmp_path / "g.geff")
+    write_geff(graph, tmp_path / "g.geff")
     geff_to_csv(str(tmp_path / "g.geff"), tmp_path / "g")
     assert edges_csv_path(tmp_path / "g-nodes.csv") == tmp_path / "g-edges.csv"
     back = read_tracks_csv(tmp_path / "g-nodes.csv")
@@ -90,7 +90,7 @@ def test_edge_features_roundtrip_and_geff_csv(tmp_path: Path) -> None:
     for i in range(1, 5):
         G.add_edge(i, i + 1, **({"iou": 0.1 * i} if i != 3 else {}))
     geff.write(G, str(tmp_path / "e.geff"), axis_names=["t", "y", "x"])
-    g = TrackGraph.from_geff(tmp_path / "e.geff")
+    g = read_geff(tmp_path / "e.geff")
     _, ep = write_tracks_csv(g, tmp_path / "e_spots.csv")
     table = pd.read_csv(ep).set_index(["SPOT_SOURCE_ID", "SPOT_TARGET_ID"])["iou"]
     for (a, b), v in table.items():

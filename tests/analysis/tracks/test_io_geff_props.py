@@ -16,9 +16,10 @@ from geff.core_io import read_to_memory, write_arrays
 from geff.validate.tracks import validate_tracklets
 from geff_spec import Axis, GeffMetadata
 
+from analysis.edits import Cut, Delete, History, Merge, Prolong, Swap
 from analysis.errors import InvalidEditError
-from analysis.io import read_geff
-from analysis.tracks import Cut, Delete, History, Merge, Prolong, Swap, TrackGraph
+from analysis.io import read_geff, write_geff
+from analysis.tracks import TrackGraph
 
 
 def _write_nx(G: nx.DiGraph, path: Path, t_unit: str | None = "second") -> None:
@@ -73,7 +74,7 @@ def test_edge_props_roundtrip_with_geff_package(tmp_path: Path, zarr_format: int
         assert m == (ref is None)
         if ref is not None:
             assert v == ref
-    g.to_geff(tmp_path / "out.geff", zarr_format=zarr_format)
+    write_geff(g, tmp_path / "out.geff", zarr_format=zarr_format)
     theirs = read_to_memory(str(tmp_path / "in.geff"))
     ours = read_to_memory(str(tmp_path / "out.geff"))
     for name in ("iou", "score"):
@@ -115,7 +116,7 @@ def test_edge_props_follow_edits_and_undo(tmp_path: Path) -> None:
     h.undo()
     assert g.equals(original)
     h.redo()
-    g.to_geff(tmp_path / "edited.geff")
+    write_geff(g, tmp_path / "edited.geff")
     ours = read_to_memory(str(tmp_path / "edited.geff"))
     table = _edge_table(ours, "score")
     assert table[(2, 13)] is None and table[(3, 4)] == pytest.approx(G.edges[3, 4]["score"])
@@ -193,7 +194,7 @@ def test_time_axis_in_physical_units(
     assert g.attrs.get("frame_interval_s") == (pytest.approx(dt) if dt else None)
     assert g.nearest(int(frames[2]), (0.0, 2.0, 1.0)) == 3  # picking uses frames
 
-    g.to_geff(tmp_path / "out.geff")
+    write_geff(g, tmp_path / "out.geff")
     theirs = read_to_memory(str(tmp_path / "in.geff"))
     ours = read_to_memory(str(tmp_path / "out.geff"))
     assert _node_table(ours, "t") == _node_table(theirs, "t")  # written back unchanged
@@ -206,7 +207,7 @@ def test_time_axis_in_physical_units(
     h.apply(Cut(2))
     h.apply(Cut(3))
     h.apply(Delete.node(2))
-    g.to_geff(tmp_path / "edited.geff")
+    write_geff(g, tmp_path / "edited.geff")
     again = read_geff(tmp_path / "edited.geff")
     assert again.equals(g)
 
@@ -217,7 +218,7 @@ def test_prolonged_nodes_get_interpolated_times(tmp_path: Path) -> None:
     g = read_geff(tmp_path / "in.geff")
     History(g).apply(Prolong(4, [[6, 0.0, 9.0, 1.0]]))
     new = int(g.tracklet(4)[-1])
-    g.to_geff(tmp_path / "out.geff")
+    write_geff(g, tmp_path / "out.geff")
     t_of = _node_table(read_to_memory(str(tmp_path / "out.geff")), "t")
     assert t_of[new] == pytest.approx(3.0)  # frame 6 * 0.5 s
     assert [t_of[i] for i in range(1, 5)] == times.tolist()
@@ -252,7 +253,7 @@ def test_file_track_ids_are_kept_and_written_back(tmp_path: Path) -> None:
     )
     assert not missing.any()
     assert g.attrs["geff_track_node_props"] == {"tracklet": "track_id"}
-    g.to_geff(tmp_path / "out.geff")
+    write_geff(g, tmp_path / "out.geff")
     ours = read_to_memory(str(tmp_path / "out.geff"))
     theirs = read_to_memory(str(tmp_path / "in.geff"))
     assert _node_table(ours, "track_id") == _node_table(theirs, "track_id")

@@ -156,7 +156,7 @@ def test_time_lapse_track_cut_prolong_merge_undo_redo(
     s.set_cursor(pos_n)
     click(qtbot, win, "xy", pos_n, Qt.KeyboardModifier.ControlModifier)
     assert s.scene.selection.node_ids == [p, n]
-    win.qactions["merge"].trigger()
+    win.qactions["tracks.merge"].trigger()
     assert edge_set(g) == truth
 
     # undo twice: merge and cut undone; redo: cut again (redo of the undone prolong was cleared)
@@ -272,15 +272,15 @@ def test_save_close_reopen_restores_everything(
     node = int(g.node_ids[np.argmax(g.t)])
     s.select_node(node)
     s.set_time(g.time(node))
-    win.qactions["cut"].trigger()
-    win.qactions["reviewed"].trigger()
+    win.qactions["tracks.cut"].trigger()
+    win.qactions["tracks.mark_reviewed"].trigger()
     s.set_mode("count")
     s.add_point(g.position(node))
     s.scene.camera.orbit(azimuth=40)
     s.layer("nuclei").opacity = 0.35
     cam = s.scene.camera.model_dump()
     edges, reviewed = edge_set(g), g.reviewed.copy()
-    win.qactions["save"].trigger()
+    win.qactions["file.save"].trigger()
     win.close()
     # scene.json is exactly the viewer.scene schema (the XR mode reads the same file)
     from viewer.scene import scene_from_json
@@ -298,7 +298,7 @@ def test_save_close_reopen_restores_everything(
     assert s2.time == g.time(node)
     # the undo history came back: three undos return to the opened graph
     for _ in range(3):
-        win2.qactions["undo"].trigger()
+        win2.qactions["edit.undo"].trigger()
     assert edge_set(s2.tracks) == start_edges and not s2.annotations.markers
     assert not s2.history.can_undo
 
@@ -376,7 +376,7 @@ def test_ui_thread_never_waits_for_a_frame_being_drawn_or_a_job(
             s.set_mode("count")
             s.add_point(c)
         if i % 4 == 2:
-            win.qactions["undo"].trigger()
+            win.qactions["edit.undo"].trigger()
         qtbot.wait(40)
     ticks_while_held = ticks[0]
     both_still_busy = not job.done.is_set() and rv.render_thread.frames == frames_before

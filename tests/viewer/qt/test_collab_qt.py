@@ -113,7 +113,7 @@ def test_two_viewers_and_xr_share_a_session_and_a_cut_survives_a_restart(
         sa.set_cursor(pos_n)
         click(qtbot, wa, "xy", pos_n)
         assert sa.scene.selection.node_ids == [n]
-        wa.qactions["cut"].trigger()
+        wa.qactions["tracks.cut"].trigger()
         cut = truth - {(p, n)}
         assert edge_set(sa.tracks) == cut  # at once, optimistically
         qtbot.waitUntil(lambda: edge_set(sb.tracks) == cut, timeout=20_000)
@@ -174,7 +174,7 @@ def test_two_viewers_and_xr_share_a_session_and_a_cut_survives_a_restart(
         wa.clipping_panel.preset.setCurrentText("+x")
         qtbot.mouseClick(wa.clipping_panel.add, Qt.MouseButton.LeftButton)
         plane_a = sa.scene.clipping_planes[0]
-        sa.set_clip_offset(plane_a, 3.0)
+        sa.clipping.set_offset(plane_a, 3.0)
 
         def same_plane() -> bool:
             planes = list(sb.scene.clipping_planes)
@@ -223,7 +223,7 @@ def test_two_viewers_and_xr_share_a_session_and_a_cut_survives_a_restart(
         assert edge_set(late.target.tracks) == cut
         late.close()
         # B edits after the restart (its client reconnected by itself); A sees it.
-        wb.qactions["count"].trigger()
+        wb.qactions["tool.count"].trigger()
         click(qtbot, wb, "xy", pos_n)
         assert len(sb.annotations.markers) == 1
         qtbot.waitUntil(lambda: len(sa.annotations.markers) == 1, timeout=30_000)
@@ -231,14 +231,14 @@ def test_two_viewers_and_xr_share_a_session_and_a_cut_survives_a_restart(
             sa.annotations.markers[0].position_um, sb.annotations.markers[0].position_um
         )
         # B undoes its own marker (Edit > Undo) and redoes it: in server order, for everyone.
-        wb.qactions["undo"].trigger()
+        wb.qactions["edit.undo"].trigger()
         qtbot.waitUntil(
             lambda: not sa.annotations.markers and not sb.annotations.markers, timeout=30_000
         )
         assert edge_set(sb.tracks) == cut  # A's cut is not B's to undo
-        wb.qactions["redo"].trigger()
+        wb.qactions["edit.redo"].trigger()
         qtbot.waitUntil(lambda: len(sa.annotations.markers) == 1, timeout=30_000)
-        assert not wb.qactions["save"].isEnabled()  # the server saves; no private copy
+        assert not wb.qactions["file.save"].isEnabled()  # the server saves; no private copy
     finally:
         for w in wins:
             w.close()

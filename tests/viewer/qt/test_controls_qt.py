@@ -106,7 +106,7 @@ def test_clipping_planes_from_the_panel_cut_3d_move_and_come_back(
     panel.preset.setCurrentText("-z")
     qtbot.mouseClick(panel.add, Qt.MouseButton.LeftButton)
     saved = [(p.origin, p.normal, p.enabled) for p in s.scene.clipping_planes]
-    win.qactions["save"].trigger()
+    win.qactions["file.save"].trigger()
     win.close()
     win2 = make_viewer(project=proj)
     back = [(p.origin, p.normal, p.enabled) for p in win2.session.scene.clipping_planes]
@@ -157,9 +157,9 @@ def test_object_classification_from_labelled_examples(
     assert s.annotations.object_classes["mitochondria"] == want
     assert "big: 2" in fp.examples.text() and "small: 2" in fp.examples.text()
     # One undo removes the whole "small" step; redo brings it back.
-    win.qactions["undo"].trigger()
+    win.qactions["edit.undo"].trigger()
     assert s.annotations.object_classes["mitochondria"] == {b: "big" for b in big}
-    win.qactions["redo"].trigger()
+    win.qactions["edit.redo"].trigger()
     assert s.annotations.object_classes["mitochondria"] == want
     # Every example is a journaled SetObjectClass.
     ops = [json.loads(ln) for ln in (proj / "journal.jsonl").read_text().splitlines()]

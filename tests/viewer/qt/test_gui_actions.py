@@ -269,7 +269,7 @@ def test_profile_job_progress_result_and_cancel(
 
     win = make_viewer(str(fibsem_store), ["mitochondria"])
     progress: list[tuple[int, int, str]] = []
-    win.qactions["profile"].trigger()
+    win.qactions["analysis.profile"].trigger()
     job = win.jobs.jobs[-1]
     job.signals.progress.connect(lambda d, t, txt: progress.append((d, t, txt)))
     assert job.name == "cell profile" and _progress_bars(win)
@@ -287,7 +287,7 @@ def test_profile_job_progress_result_and_cancel(
 
     # Cancel while it profiles: the job stops (its late result is dropped), the table stays.
     release = gate(monkeypatch, analysis.report, "profile_cell")
-    win.qactions["profile"].trigger()
+    win.qactions["analysis.profile"].trigger()
     job2 = win.jobs.jobs[-1]
     with qtbot.waitSignal(job2.signals.cancelled, timeout=180_000):
         win.jobs.cancel_button(job2).click()
@@ -304,7 +304,7 @@ def test_link_job_adds_a_tracks_layer_and_cancel_adds_none(
 
     win = make_viewer(str(timelapse_store), ["nuclei"])
     s = win.session
-    win.qactions["link"].trigger()
+    win.qactions["analysis.link"].trigger()
     job = win.jobs.jobs[-1]
     assert _progress_bars(win)
     qtbot.waitUntil(job.done.is_set, timeout=120_000)
@@ -329,10 +329,44 @@ def test_link_job_adds_a_tracks_layer_and_cancel_adds_none(
     with win.render_view.render_thread.structural():  # never mid-draw
         s.scene.layers.remove(s.layer("linked tracks"))
     release = gate(monkeypatch, analysis.tracks, "link_labels")
-    win.qactions["link"].trigger()
+    win.qactions["analysis.link"].trigger()
     job2 = win.jobs.jobs[-1]
     with qtbot.waitSignal(job2.signals.cancelled, timeout=120_000):
         win.jobs.cancel_button(job2).click()
         release.set()
     qtbot.wait(100)
     assert "linked tracks" not in s.scene.layers.names
+
+
+def test_track_list_context_menu_offers_the_registered_actions(
+    tl_viewer: Any, timelapse_store: Path, qtbot: Any
+) -> None:
+    """A right click on a row selects that track and offers the registered track
+    actions, enabled by their own conditions (merge and swap need a second track)."""
+    from viewer.actions import ACTIONS
+
+    win = tl_viewer
+    s, g = win.session, win.session.tracks
+    panel = win.tracks_panel
+    win.docks["Tracks"].raise_()
+    qtbot.wait(20)
+    rows = panel.rows
+    rect = panel.table.visualRect(panel.model.index(0, 0))
+    vp = panel.table.viewport()
+    qtbot.mouseClick(vp, Qt.MouseButton.RightButton, pos=rect.center())
+    # The context-menu event the window system sends for that click (QTest sends none).
+    ev = QtGui.QContextMenuEvent(
+        QtGui.QContextMenuEvent.Reason.Mouse, rect.center(), vp.mapToGlobal(rect.center())
+    )
+    QtWidgets.QApplication.sendEvent(vp, ev)
+    qtbot.waitUntil(lambda: panel.context_menu is not None and panel.context_menu.isVisible())
+    menu = panel.context_menu
+    assert s.scene.selection.node_ids == [rows[0]["first"]]
+    acts = {a.objectName(): a for a in menu.actions()}
+    assert [a.text() for a in menu.actions()] == [ACTIONS[i].title for i in panel.CONTEXT_ACTIONS]
+    assert not acts["tracks.merge"].isEnabled() and not acts["tracks.swap"].isEnabled()
+    assert acts["tracks.mark_reviewed"].isEnabled()
+    first = rows[0]["first"]
+    acts["tracks.mark_reviewed"].trigger()
+    menu.close()
+    assert g.is_reviewed(first) and all(g.is_reviewed(int(i)) for i in g.tracklet(first))
