@@ -141,6 +141,8 @@ def test_every_writing_command_refuses_an_output_inside_its_input(
         ["track", str(store), "--labels", "x", "--out", str(store / "t.geff")],
         ["tracks", "convert", str(store), str(store / "t.csv")],
         ["train", str(store), "--labels", "x", "--out", str(store)],
+        ["batch", "measure", str(store), "--labels", "x", "--out", str(store / "t.csv")],
+        ["batch", "profile", str(store), "--out", str(store / "report")],
     ]
     for argv in cases:
         code = main(argv)
