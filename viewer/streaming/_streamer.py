@@ -52,6 +52,7 @@ from analysis.volume import VolumeSource, read_many
 
 from ._cache import BrickCache, TextureBudget
 from ._lod import BrickGrid, Selection, View, centre_scores_ijk, clip_planes_array, select_bricks
+from ._residency import Residency
 from ._scheduler import BrickResult, ChunkScheduler, default_batch, default_workers
 
 __all__ = ["PaddedBrick", "StreamFrame", "StreamStats", "VolumeStreamer"]
@@ -380,21 +381,13 @@ class VolumeStreamer:
             )
             for i in range(g.n_levels)
         ]
-        self._failed: set[int] = set()
-        self._failed_arr = np.zeros(0, np.int64)
         # Distinct values per brick of a label source (written by the workers).
         self._ids: dict[int, npt.NDArray[np.generic]] = {}
         self._frame_ms = 0.0
         self._frame_cpu_ms = 0.0
         self._last: StreamFrame | None = None
-        # Residency bitmap of the current (time, channel) and what it is in sync with.
-        self._resident = np.zeros(g.n_bricks, dtype=bool)
-        self._res_base = -1
-        self._res_cache_version = -1
-        self._res_version = 0
-        # Bricks drawn by the last draw list (same indexing as the residency bitmap).
-        self._drawn = np.zeros(g.n_bricks, dtype=bool)
-        self._drawn_codes = np.zeros(0, np.int64)
+        # Resident, drawn and failed bricks of the current (time, channel).
+        self.residency = Residency(self.cache, g.n_bricks)
         # Bytes of one brick per level, as RAM and as a texture with its border. Full
         # chunks: the last brick along an axis may be smaller, so budgets are conservative.
         voxels = np.prod(g.chunks, axis=1)
@@ -539,15 +532,15 @@ class VolumeStreamer:
         )
         sel = self._select(vs, planes)
         base = self.key_base()
-        self._sync_resident(base)
-        stamp = (id(sel), self._res_version, base)
+        self.residency.sync(base)
+        stamp = (id(sel), self.residency.version, base)
         last = self._last
         if last is not None and stamp == self._items_for:
             # Frame coherence: same selection, same resident bricks -> same draw list.
             keys, lo, hi, lv = last.keys, last.crop_lo, last.crop_hi, last.levels
             n_stand, n_undrawn, gpu = last.stats.stand_ins, last.stats.undrawn, last.stats.gpu_bytes
         else:
-            res = self._resident[sel.nodes]
+            res = self.residency.resident[sel.nodes]
             item_nodes, lo, hi, src = self._draw_items(sel, res)
             keys = base + sel.nodes[item_nodes]
             lv = sel.node_levels[item_nodes]
@@ -558,7 +551,7 @@ class VolumeStreamer:
             drawn = np.zeros(len(sel.nodes), dtype=bool)
             drawn[item_nodes] = True
             used = np.flatnonzero(drawn)
-            self._mark_drawn(sel.nodes[used])
+            self.residency.mark_drawn(sel.nodes[used])
             gpu = int(self._tex_bytes[sel.node_levels[used]].sum())
             self._items_for = stamp
             self._used = used
@@ -604,21 +597,6 @@ class VolumeStreamer:
         self._leaf_lo, self._leaf_hi = self.grid.boxes(sel.leaf_levels, sel.leaf_ijk)
         return sel
 
-    def _sync_resident(self, base: int) -> None:
-        """Rebuild the residency bitmap if the cache changed behind our back or ``base`` moved."""
-        if base == self._res_base and self.cache.version == self._res_cache_version:
-            return
-        self._resident[:] = False
-        keys = self.cache.keys_array()
-        n = self.grid.n_bricks
-        mine = keys[(keys >= base) & (keys < base + n)]
-        self._resident[mine - base] = True
-        if base != self._res_base:
-            self._mark_drawn(np.zeros(0, np.int64))
-        self._res_base = base
-        self._res_cache_version = self.cache.version
-        self._res_version += 1
-
     def _drain(self) -> I64:
         """Move finished bricks into the cache, keeping the bitmap in step.
 
@@ -631,52 +609,19 @@ class VolumeStreamer:
             return np.zeros(0, np.int64)
         keys: list[int] = []
         arrays: list[npt.NDArray[np.generic]] = []
+        failed: list[int] = []
         for r in results:
             if r.array is None:
-                self._failed.add(r.request.key)
+                failed.append(r.request.key)
             else:
                 keys.append(r.request.key)
                 arrays.append(r.array)
-        in_sync = self.cache.version == self._res_cache_version
-        evicted = self.cache.put_many(keys, arrays, self._in_use_many)
+        self.residency.add_failed(failed)
+        evicted = self.residency.store(keys, arrays)
         if self.labels:
             for k in evicted:
                 self._ids.pop(k, None)
-        got = np.asarray(keys, dtype=np.int64)
-        if in_sync:
-            base, n, res = self._res_base, self.grid.n_bricks, self._resident
-            ev = np.asarray(evicted, dtype=np.int64) - base
-            res[ev[(ev >= 0) & (ev < n)]] = False
-            # Evicted within this call (more arrived than fit), or refused: not resident.
-            if evicted:
-                cache = self.cache
-                code = np.asarray([k for k in keys if k in cache], dtype=np.int64) - base
-            else:
-                code = got - base
-            res[code[(code >= 0) & (code < n)]] = True
-            self._res_cache_version = self.cache.version
-        self._res_version += 1
-        if self._failed and len(self._failed) != len(self._failed_arr):
-            self._failed_arr = np.array(sorted(self._failed), dtype=np.int64)
-        return got
-
-    def _mark_drawn(self, codes: I64) -> None:
-        """Remember the bricks drawn now (the cache gives them a second chance)."""
-        self._drawn[self._drawn_codes] = False
-        self._drawn[codes] = True
-        self._drawn_codes = codes
-
-    def _in_use(self, key: int) -> bool:
-        code = key - self._res_base
-        return 0 <= code < len(self._drawn) and bool(self._drawn[code])
-
-    def _in_use_many(self, keys: I64) -> npt.NDArray[np.bool_]:
-        """:meth:`_in_use` of keys (N,) at once."""
-        code = keys - self._res_base
-        ok = (code >= 0) & (code < len(self._drawn))
-        out = np.zeros(len(keys), dtype=bool)
-        out[ok] = self._drawn[code[ok]]
-        return out
+        return np.asarray(keys, dtype=np.int64)
 
     def _stand_ins(self, sel: Selection, res: npt.NDArray[np.bool_]) -> I64:
         """Node index drawn for each leaf (M,): itself if resident, else its nearest
@@ -782,8 +727,9 @@ class VolumeStreamer:
             wanted &= missing
             miss = wanted.nonzero()[0]
         keys = base + sel.nodes.take(miss)
-        if len(self._failed_arr):
-            ok = ~np.isin(keys, self._failed_arr)
+        failed = self.residency.failed_keys
+        if len(failed):
+            ok = ~np.isin(keys, failed)
             miss, keys = miss[ok], keys[ok]
         n_cap = self.max_requests
         if len(miss) > 1:
@@ -826,7 +772,7 @@ class VolumeStreamer:
     def _refill(self, sel: Selection, base: int, views: list[View]) -> None:
         """Hand over the next batch when requests were held back and the queue runs low."""
         if self._held_back and self.scheduler.n_queued() <= self.max_requests // 2:
-            self._plan_requests(sel, self._resident[sel.nodes], self._used, base, views)
+            self._plan_requests(sel, self.residency.resident[sel.nodes], self._used, base, views)
 
     def _adapt_bias(self, over: bool, gpu: int) -> None:
         """Coarsen while over a budget; refine again (with hysteresis) when well under."""
