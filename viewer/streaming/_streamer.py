@@ -51,8 +51,9 @@ from analysis.errors import ParameterError
 from analysis.volume import VolumeSource, read_many
 
 from ._cache import BrickCache, TextureBudget
-from ._lod import BrickGrid, Selection, View, centre_scores_ijk, clip_planes_array, select_bricks
+from ._lod import BrickGrid, Selection, View, centre_scores_ijk, clip_planes_array
 from ._residency import Residency
+from ._reuse import SelectionReuse
 from ._scheduler import BrickResult, ChunkScheduler, default_batch, default_workers
 
 __all__ = ["PaddedBrick", "StreamFrame", "StreamStats", "VolumeStreamer"]
@@ -368,8 +369,6 @@ class VolumeStreamer:
         first, last = g.translation[0], g.translation[0] + (g.shape[0] - 1) * g.scale[0]
         self._extent_lo = np.where(thick, first, -np.inf)
         self._extent_hi = np.where(thick, last, np.inf)
-        self._diagonal_um = float(np.linalg.norm(g.shape[0] * g.scale[0]))
-        self._min_scale = [float(v) for v in g.scale.min(axis=1)]
         # Plain-int copies of the grid for the workers' key -> region (no NumPy per brick).
         self._py_offsets = [int(o) for o in g.offsets]
         self._py_levels = [
@@ -394,12 +393,7 @@ class VolumeStreamer:
         self._brick_bytes = voxels * self.itemsize
         self._tex_bytes = np.prod(g.chunks + 2, axis=1) * self.itemsize
         # Last selection, the views and error it was made for, and its leaves' boxes.
-        self._sel: Selection | None = None
-        self._sel_key: tuple[Any, ...] | None = None
-        self._sel_views: list[View] = []
-        self._sel_tol_um = 0.0
-        self._leaf_lo = np.zeros((0, 3))
-        self._leaf_hi = np.zeros((0, 3))
+        self._selector = SelectionReuse(g, self.reuse_px)
         # What the last draw list / request list were computed from.
         self._items_for: tuple[int, int, int] = (-1, -1, -1)
         self._held_back = 0
@@ -574,28 +568,10 @@ class VolumeStreamer:
         return frame
 
     def _select(self, vs: list[View], planes: F64) -> Selection:
-        """:func:`select_bricks`, or the last selection while the views barely moved."""
+        """:func:`select_bricks` at the error bound of the budget's bias (reused while the
+        views barely move: :class:`SelectionReuse`)."""
         err = self.max_error_px * self._bias
-        key = (len(vs), err, self.finest_level, planes.shape, planes.tobytes())
-        sel = self._sel
-        if (
-            sel is not None
-            and self.reuse_px > 0
-            and key == self._sel_key
-            and all(
-                a.close_to(b, self._sel_tol_um, self.reuse_px, self._diagonal_um)
-                for a, b in zip(vs, self._sel_views, strict=True)
-            )
-        ):
-            return sel
-        sel = select_bricks(self.grid, vs, planes, err, self.finest_level)
-        self._sel, self._sel_key, self._sel_views = sel, key, list(vs)
-        # Leaves are stored coarsest level first: the last one is on the finest level.
-        finest = int(sel.leaf_levels[-1]) if len(sel.leaf_levels) else 0
-        # Moving by half the finest voxel drawn changes no choice by more than that.
-        self._sel_tol_um = self.reuse_px * self._min_scale[finest]
-        self._leaf_lo, self._leaf_hi = self.grid.boxes(sel.leaf_levels, sel.leaf_ijk)
-        return sel
+        return self._selector.select(vs, planes, err, self.finest_level)
 
     def _drain(self) -> I64:
         """Move finished bricks into the cache, keeping the bitmap in step.
@@ -646,7 +622,7 @@ class VolumeStreamer:
         bounding box exactly (the usual case: all children of a parent missing).
         """
         src = self._stand_ins(sel, res)
-        leaf_lo, leaf_hi = self._leaf_lo, self._leaf_hi
+        leaf_lo, leaf_hi = self._selector.leaf_lo, self._selector.leaf_hi
         own = src == sel.leaf_index
         n_own = int(np.count_nonzero(own))
         if n_own == len(src):
