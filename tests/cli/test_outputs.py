@@ -173,3 +173,12 @@ def test_render_with_unreadable_chunks_refuses_unless_allowed(
     assert main([*argv, "--brick-size", "16", "--allow-missing"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert out.exists() and lines[-1].startswith("INCOMPLETE: 1 brick(s)")
+    # The same for a movie; a refused one leaves no (half-written) file.
+    mp4 = tmp_path / "a.mp4"
+    margv = ["movie", str(store), "--out", str(mp4), "--size", "64", "48", "--frames", "2"]
+    margv += ["--no-progress"]
+    _assert_user_error(main(margv), capsys.readouterr().err, "--allow-missing")
+    assert not mp4.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert main([*margv, "--allow-missing"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert mp4.exists() and lines[-1].startswith("INCOMPLETE: 1 brick(s)")
