@@ -224,3 +224,16 @@ def test_bad_inputs_give_one_line_and_exit_2(blobs_store, tmp_path, capsys, args
     argv = [a.format(store=path, tmp=tmp_path) for a in args]
     code, _, err = _run(capsys, *argv)
     _assert_one_line_error(code, err, *words)
+
+
+def test_density_never_takes_the_grey_image_for_labels(blobs_store, tmp_path, capsys):
+    """Without --labels a store's image is refused (issue 21: it reported the grey values
+    as 200 "objects"), naming the label images it has."""
+    from vrscope.cli import main
+
+    path = blobs_store[0]
+    code = main(["density", str(path), "--out", str(tmp_path / "d.csv")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--labels NAME" in err[0], err
+    assert "blobs" in err[0]  # the label images it has
+    assert not (tmp_path / "d.csv").exists()

@@ -83,6 +83,13 @@ def run(args: argparse.Namespace) -> int:
         src = open_volume(args.input)
         if args.labels:
             src = src.open_labels(args.labels)
+        elif not getattr(src, "is_label", False):
+            # Never guess: the grey values of an image are not object ids.
+            names = ", ".join(getattr(src, "label_names", ())) or "none"
+            raise ParameterError(
+                f"{args.input} is an image, not a label image: name one with --labels NAME "
+                f"(its label images: {names})"
+            )
         what = f"label image {args.labels or args.input!r}"
         labels = read_spatial(src, 0, what)
         if not np.issubdtype(labels.dtype, np.integer):
