@@ -68,6 +68,26 @@ def _http_options() -> dict[str, Any]:
     return {"client_kwargs": {"timeout": timeout}}
 
 
+def _remote_reason(exc: BaseException) -> str:
+    """One line saying why a store could not be opened (a server's odd answers included)."""
+    import json
+
+    status = getattr(exc, "status", None)
+    if isinstance(status, int):
+        what = {401: "not authorised", 403: "access denied", 404: "not found"}.get(
+            status, "server error" if status >= 500 else "refused"
+        )
+        return f"{what} (HTTP {status})"
+    if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
+        return "the server's answer is not zarr metadata (an HTML page, a login form?)"
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    text = " ".join(str(exc).split()) or "no answer in time"
+    if len(text) > 200:
+        text = text[:200] + " ..."
+    return f"{type(exc).__name__}: {text}"
+
+
 def _open_group(path_or_url: PathOrUrl | Store) -> tuple[zarr.Group, str]:
     """Open a zarr group read-only; return it and a printable location."""
     if isinstance(path_or_url, Store):
@@ -100,10 +120,7 @@ def _open_group(path_or_url: PathOrUrl | Store) -> tuple[zarr.Group, str]:
     except Exception as exc:
         # fsspec/aiohttp raise their own types (ClientConnectorError, ...) for
         # unreachable servers; they are user errors about the location.
-        text = " ".join(str(exc).split()) or "no answer in time"
-        if len(text) > 200:
-            text = text[:200] + " ..."
-        raise FormatError(f"cannot open {where}: {type(exc).__name__}: {text}") from exc
+        raise FormatError(f"cannot open {where}: {_remote_reason(exc)}") from exc
     return group, where
 
 

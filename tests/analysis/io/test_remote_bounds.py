@@ -66,3 +66,58 @@ def test_a_stalled_server_is_an_error_within_the_timeouts(
         gen.close()
     assert took < 30.0  # bounded (fsspec may retry a request once or twice)
     assert "\n" not in str(info.value) and url in str(info.value)
+
+
+def _answering(status: int, body: bytes, ctype: str) -> Iterator[str]:
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *_: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_HEAD = do_GET
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}/store.zarr"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+HTML = (
+    b"<!DOCTYPE html>\n<html>\n<head><title>Sign in</title></head>\n<body>\n{\n</body>\n</html>\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "ctype", "says"),
+    [
+        (200, HTML, "text/html", "not zarr metadata"),  # a login page instead of metadata
+        (403, b"Forbidden\n", "text/plain", "access denied (HTTP 403)"),
+        (401, b"Unauthorized\n", "text/plain", "not authorised (HTTP 401)"),
+        (500, b"Internal Server Error\nstack line 1\nline 2\n", "text/plain", "HTTP 500"),
+    ],
+)
+def test_odd_answers_are_one_line_errors(status: int, body: bytes, ctype: str, says: str) -> None:
+    gen = _answering(status, body, ctype)
+    url = next(gen)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(FormatError) as info:
+            open_volume(url)
+        assert time.monotonic() - t0 < 30.0
+    finally:
+        gen.close()
+    msg = str(info.value)
+    assert "\n" not in msg and url in msg and len(msg) < 400, msg
+    assert says in msg
