@@ -25,7 +25,7 @@ from ._panels import (
 )
 from ._render_view import QtRenderView
 from ._session import ProofreadingSession
-from ._slices import PLANES, QtSliceView, SliceLoader, grab_array, set_histogram_image
+from ._slices import PLANES, Plane, QtSliceView, SliceLoader, grab_array, set_histogram_image
 from ._workers import Job, JobsPanel, classify_job, link_job, measure_job, profile_job
 
 __all__ = ["QtViewer", "run_viewer"]
@@ -147,6 +147,9 @@ class QtViewer(QtWidgets.QMainWindow):
         self.mode_label = QtWidgets.QLabel()
         self.fps_label = QtWidgets.QLabel()
         self.stream_label = QtWidgets.QLabel()
+        #: Whether the edits are kept (journaled) or would be lost on closing.
+        self.save_label = QtWidgets.QLabel(s.save_state)
+        self.status.addPermanentWidget(self.save_label)
         self.status.addPermanentWidget(self.mode_label)
         self.status.addPermanentWidget(self.stream_label)
         self.status.addPermanentWidget(self.fps_label)
@@ -156,8 +159,11 @@ class QtViewer(QtWidgets.QMainWindow):
         s.message.connect(lambda m: self.status.showMessage(m, 6000))
         s.mode_changed.connect(self._on_mode)
         s.edited.connect(self._on_edited)
-        for view in self.slices.values():
+        #: The slice view the slice keys step: the one the mouse was last over.
+        self.active_slice: Plane = "xy"
+        for plane, view in self.slices.items():
             view.clicked.connect(self._on_slice_click)
+            view.used.connect(lambda p=plane: setattr(self, "active_slice", p))
         self.render_view.clicked.connect(self._on_3d_click)
         self.render_view.frame_shown.connect(
             lambda dt: self.fps_label.setText(f"3D frame {dt * 1000:.0f} ms")
@@ -257,6 +263,10 @@ class QtViewer(QtWidgets.QMainWindow):
         self._action("analysis.link", "Link tracks (time-lapse labels)", self.run_link, a)
         menus["View"] = v = mb.addMenu("&View")
         self._registered(menus, "view")
+        for aid, n in (("view.next_slice", 1), ("view.previous_slice", -1)):
+            self._action(
+                aid, ACTIONS[aid].title, lambda n=n: self.slices[self.active_slice].step(n), v
+            )
         for dock in self.docks.values():
             v.addAction(dock.toggleViewAction())
 
@@ -286,7 +296,9 @@ class QtViewer(QtWidgets.QMainWindow):
         s = self.session
         ctrl = bool(modifiers & QtCore.Qt.KeyboardModifier.ControlModifier)
         if s.mode == "navigate":
-            node = s.node_near(zyx, tol_um)
+            # On a slice: the drawn node within a few screen pixels, however far off the
+            # slice it lies within the drawn slab (what the hover ring shows).
+            node = view.node_under(zyx) if view is not None else s.node_near(zyx, tol_um)
             if node is not None:
                 s.select_node(node, add=ctrl)
             elif not ctrl:
@@ -353,6 +365,7 @@ class QtViewer(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------ events
     def _on_edited(self, action: str) -> None:
+        self.save_label.setText(self.session.save_state)
         self.qactions["edit.undo"].setEnabled(self.session.history.can_undo)
         self.qactions["edit.redo"].setEnabled(self.session.history.can_redo)
 
@@ -503,6 +516,7 @@ class QtViewer(QtWidgets.QMainWindow):
         # scene_from_json read what the desktop saved.
         path = s.save(folder)
         self.setWindowTitle(self._title())
+        self.save_label.setText(s.save_state)
         self.status.showMessage(f"saved {path}", 6000)
         return path
 
@@ -598,7 +612,35 @@ class QtViewer(QtWidgets.QMainWindow):
         self.status.showMessage(f"wrote {f}", 6000)
 
     # ------------------------------------------------------------------ lifetime
+    def _may_close(self) -> bool:
+        """Ask before edits that no project keeps are lost (with a project: nothing to ask)."""
+        s = self.session
+        if getattr(self, "_closing", False) or s.project is not None or not s.unsaved_edits:
+            return True
+        box = QtWidgets.QMessageBox(self)
+        box.setObjectName("unsaved")
+        box.setIcon(QtWidgets.QMessageBox.Icon.Warning)
+        box.setWindowTitle("Unsaved edits")
+        box.setText(f"{s.unsaved_edits} edits are not saved: this session has no project folder.")
+        box.setInformativeText("Save them into a new project before closing?")
+        B = QtWidgets.QMessageBox.StandardButton
+        box.setStandardButtons(B.Save | B.Discard | B.Cancel)
+        box.setDefaultButton(B.Save)
+        box.exec()
+        answer = box.standardButton(box.clickedButton())
+        if answer in (B.Cancel, B.NoButton):
+            return False
+        if answer == B.Save:
+            self._save_as_dialog()
+            if s.project is None:  # the folder dialog was cancelled
+                return False
+        self._closing = True
+        return True
+
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        if not self._may_close():
+            event.ignore()
+            return
         self.jobs.cancel_all()
         self.slice_loader.close()
         self.render_view.close_renderer()

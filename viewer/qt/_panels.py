@@ -482,7 +482,10 @@ class _TrackModel(QtCore.QAbstractTableModel):
 
 
 class TracksPanel(QtWidgets.QWidget):
-    """Tracklets filtered by status; double-click jumps to a track's start.
+    """Tracklets filtered by status; a click selects a track, double-click or Enter shows it.
+
+    Showing a track goes to its start and centres every view there (the registered
+    ``tracks.show``).
 
     The rows come from the session's incrementally kept tracklet table, shown
     through a virtual model, so an edit on a lineage of a million nodes does not
@@ -520,7 +523,9 @@ class TracksPanel(QtWidgets.QWidget):
         self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
         lay.addWidget(self.table, 1)
         self.filter.currentTextChanged.connect(self.rebuild)
+        self.table.clicked.connect(lambda idx: self._select_row(idx.row()))
         self.table.doubleClicked.connect(lambda idx: self._jump(idx.row(), idx.column()))
+        self.table.installEventFilter(self)
         self.table.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.context_menu: QtWidgets.QMenu | None = None
@@ -539,10 +544,31 @@ class TracksPanel(QtWidgets.QWidget):
             rows = [r for r in rows if r["reviewed"] == (f == "reviewed")]
         self.model.set_rows(rows)
 
+    def _select_row(self, row: int) -> None:
+        if 0 <= row < len(self.model.rows):
+            self.session.select_node(self.model.rows[row]["first"])
+
     def _jump(self, row: int, _col: int) -> None:
+        if not 0 <= row < len(self.model.rows):
+            return
         r = self.model.rows[row]
         self.session.select_node(r["first"])
         self.session.set_time(r["start"])
+        self.session.run("tracks.show")
+
+    def eventFilter(self, obj: Any, ev: QtCore.QEvent) -> bool:
+        """Enter on a row shows its track (before the window's Return shortcut takes it)."""
+        if obj is self.table and ev.type() in (
+            QtCore.QEvent.Type.ShortcutOverride,
+            QtCore.QEvent.Type.KeyPress,
+        ):
+            k = ev.key()  # type: ignore[attr-defined]
+            if k in (QtCore.Qt.Key.Key_Return, QtCore.Qt.Key.Key_Enter):
+                ev.accept()
+                if ev.type() == QtCore.QEvent.Type.KeyPress:
+                    self._jump(self.table.currentIndex().row(), 0)
+                return True
+        return bool(super().eventFilter(obj, ev))
 
     def _context_menu(self, pos: QtCore.QPoint) -> None:
         idx = self.table.indexAt(pos)

@@ -28,7 +28,7 @@ import functools
 import logging
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,7 +38,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from analysis.volume import VolumeSource
-from viewer.actions import MEASURE_POINTS
+from viewer.actions import MEASURE_POINTS, nearest_on_screen
 from viewer.render import id_colors
 from viewer.scene import Image, Labels, Points, Tracks
 
@@ -512,6 +512,8 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
     """
 
     clicked = QtCore.Signal(object, object)
+    #: The mouse moved over this view (slice keys then step this one).
+    used = QtCore.Signal()
 
     def __init__(
         self,
@@ -555,11 +557,20 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self.track_nodes = pg.ScatterPlotItem(size=9, pxMode=True)
         self._brush_node = pg.mkBrush(255, 120, 60)
         self._brush_sel = pg.mkBrush(255, 255, 255)
+        #: The node a click would pick now (a ring under the mouse; ``data``: its id).
+        self.hover = pg.ScatterPlotItem(
+            size=17, pxMode=True, brush=None, pen=pg.mkPen((255, 255, 120), width=2)
+        )
+        #: Nodes drawn on the slice now: (K, 3) zyx µm and their ids (what a click can pick).
+        self._drawn_nodes: tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]] = (
+            np.zeros((0, 3)),
+            np.zeros(0, np.int64),
+        )
         self.markers = pg.ScatterPlotItem(size=10, pxMode=True, symbol="o")
         self.pending = pg.PlotDataItem(
             pen=pg.mkPen((255, 255, 80), width=2), symbol="+", symbolPen=(255, 255, 80)
         )
-        for it in (self.track_lines, self.track_nodes, self.markers, self.pending):
+        for it in (self.track_lines, self.track_nodes, self.hover, self.markers, self.pending):
             it.setZValue(10)
             self.view.addItem(it)
         pen = pg.mkPen((80, 220, 255, 180), width=1)
@@ -576,9 +587,11 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self._timer.timeout.connect(self._redraw)
         self._press: QtCore.QPointF | None = None
         self.scene().sigMouseClicked.connect(self._on_click)
+        self.scene().sigMouseMoved.connect(self._on_move)
         self.loader.signals.loaded.connect(self._on_loaded)
         s = session
         s.cursor_changed.connect(self.schedule)
+        s.shown.connect(self.centre_on)
         s.scene.events.current_time.connect(self.schedule)
         s.scene.selection.events.all.connect(self.schedule)
         s.pending_changed.connect(self.schedule_overlays)
@@ -970,9 +983,12 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             brushes = [self._brush_sel if int(n) in sel else self._brush_node for n in node_ids]
             self.track_nodes.setData(x=nodes[:, c], y=nodes[:, r], brush=brushes, data=node_ids)
             self.track_lines.setData(x=seg[:, c], y=seg[:, r])
+            self._drawn_nodes = (np.asarray(nodes, np.float64).reshape(-1, 3), node_ids)
         else:
             self.track_nodes.setData([], [])
             self.track_lines.setData([], [])
+            self._drawn_nodes = (np.zeros((0, 3)), np.zeros(0, np.int64))
+        self._set_hover(self.hovered)
         # markers of the current time (or static) near the slice
         ann = s.annotations
         ms = [
@@ -1053,12 +1069,67 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         out: QtCore.QPointF = self.view.mapViewToScene(QtCore.QPointF(zyx[c], zyx[r]))
         return out
 
+    def centre_on(self, zyx: Sequence[float]) -> None:
+        """Pan (keeping the zoom) so that world ``zyx`` is in the middle of the view."""
+        r, c, _ = slice_axes(self.plane)
+        rect = self.view.viewRect()
+        dx, dy = float(zyx[c]) - rect.center().x(), float(zyx[r]) - rect.center().y()
+        if dx or dy:
+            self.view.translateBy(x=dx, y=dy)
+
+    def node_under(self, zyx: Sequence[float]) -> int | None:
+        """The drawn track node a click at world ``zyx`` picks (screen pixels, any zoom)."""
+        pts, ids = self._drawn_nodes
+        row = nearest_on_screen(pts, zyx, self.fixed_axis, self.pixel_size_um(), self._slab_um())
+        return None if row is None else int(ids[row])
+
+    @property
+    def hovered(self) -> int | None:
+        """The node highlighted under the mouse (the one a click picks), or None."""
+        d = self.hover.data
+        return int(d["data"][0]) if len(d) else None
+
+    def _set_hover(self, node: int | None) -> None:
+        pts, ids = self._drawn_nodes
+        hit = np.flatnonzero(ids == node) if node is not None else np.zeros(0, np.int64)
+        if not len(hit):
+            self.hover.setData([], [])
+            return
+        r, c, _ = slice_axes(self.plane)
+        p = pts[int(hit[0])]
+        self.hover.setData(x=[p[c]], y=[p[r]], data=[int(node)])  # type: ignore[arg-type]
+
+    def step(self, n: int) -> None:
+        """Move this slice ``n`` voxels along its axis (the crosshair's depth; others follow)."""
+        s = self.session
+        f = self.fixed_axis
+        zyx = list(s.cursor)
+        zyx[f] += n * self._voxel_um()
+        s.set_cursor(zyx)
+
+    def _voxel_um(self) -> float:
+        img = self.session.image_layer
+        if img is not None and img.data is not None:
+            return float(img.data.levels[0].scale_um[self.fixed_axis])
+        lo, hi = self.session.extent_world()
+        return float((hi - lo)[self.fixed_axis] / 100 or 1.0)
+
+    def _on_move(self, scene_pos: QtCore.QPointF) -> None:
+        self.used.emit()
+        if not self.view.sceneBoundingRect().contains(scene_pos):
+            node = None
+        else:
+            node = self.node_under(self.world_at(scene_pos))
+        if node != self.hovered:
+            self._set_hover(node)
+
     def _on_click(self, ev: Any) -> None:
         if ev.button() != QtCore.Qt.MouseButton.LeftButton:
             return
         if not self.view.sceneBoundingRect().contains(ev.scenePos()):
             return
         ev.accept()
+        self.used.emit()
         self.clicked.emit(self.world_at(ev.scenePos()), ev.modifiers())
 
     def pixel_size_um(self) -> float:

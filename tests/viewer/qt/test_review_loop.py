@@ -1,0 +1,257 @@
+"""The desktop as a biologist uses it (issue 18), driven by mouse and keys at the default zoom.
+
+Picking track nodes by screen distance (a node drawn off the slice, a hover ring),
+the review loop (N, a click, a double-click and Enter on a track row centre every
+view on the track), a visible undoable Delete, closing with unsaved edits, and
+stepping through the slices with PageUp/PageDown. References: the sample's truth
+CSV (pandas) and the store's scale read with zarr-python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from PySide6 import QtCore, QtWidgets
+
+from tests.viewer.qt.test_app import click, edge_set, key, level0, truth_edges
+
+pytestmark = pytest.mark.qt
+
+Qt = QtCore.Qt
+
+
+@pytest.fixture
+def tl_viewer(make_viewer: Any, timelapse_store: Path, tmp_path: Path) -> Any:
+    return make_viewer(
+        str(timelapse_store),
+        ["nuclei"],
+        tracks=str(timelapse_store / "tracks"),
+        project=str(tmp_path / "proj"),
+    )
+
+
+def truth(timelapse_store: Path) -> pd.DataFrame:
+    return pd.read_csv(timelapse_store.with_name("tl.truth.csv")).set_index("node_id")
+
+
+def hover(qtbot: Any, win: Any, plane: str, zyx: Any, dx_px: int = 0) -> None:
+    """A real mouse move (no button) over slice ``plane`` at world ``zyx`` (+ dx screen pixels)."""
+    view = win.slices[plane]
+    pos = view.mapFromScene(view.view_to_scene(tuple(float(v) for v in zyx)))
+    qtbot.mouseMove(view.viewport(), pos + QtCore.QPoint(dx_px, 0))
+    qtbot.wait(10)
+
+
+def z_voxel_um(timelapse_store: Path) -> float:
+    _, scale, _ = level0(timelapse_store)
+    return float(scale[0])
+
+
+def test_ctrl_click_picks_a_node_drawn_off_the_slice_at_the_default_zoom(
+    tl_viewer: Any, timelapse_store: Path, qtbot: Any
+) -> None:
+    """Issue 18.1: Swap answered "select two tracks" because a node ~1 µm off the slice
+    was further than a µm tolerance from the click; picking is by screen distance."""
+    win, nodes = tl_viewer, truth(timelapse_store)
+    s, g = win.session, win.session.tracks
+    edges0 = truth_edges(nodes.reset_index())
+    t = 3
+    at_t = nodes[nodes["t"] == t]
+    cont = [n for n in at_t.index if (nodes["parent_id"] == n).sum() == 1]
+    a, b = cont[:2]
+    ca = int(nodes.index[nodes["parent_id"] == a][0])
+    cb = int(nodes.index[nodes["parent_id"] == b][0])
+    dz = z_voxel_um(timelapse_store)
+    s.set_time(t)
+    picked: list[int] = []
+    for node in (a, b):
+        pos = nodes.loc[node, ["z", "y", "x"]].to_numpy(float)
+        s.set_cursor(pos)
+        hover(qtbot, win, "xy", pos)
+        # Two slices deeper with the slice keys: the node is drawn, but lies off the slice.
+        key(qtbot, win, Qt.Key.Key_PageDown)
+        key(qtbot, win, Qt.Key.Key_PageDown)
+        off = s.cursor[0] - pos[0]
+        assert off == pytest.approx(2 * dz)
+        assert off > 1.0  # as in the report: 1.06 µm off the slice
+        # The ring under the mouse shows the node a click picks: 3 px off still picks it,
+        # 30 px off (an empty place) picks nothing.
+        hover(qtbot, win, "xy", pos, dx_px=30)
+        assert win.slices["xy"].hovered is None
+        hover(qtbot, win, "xy", pos, dx_px=3)
+        assert win.slices["xy"].hovered == node
+        mod = Qt.KeyboardModifier.ControlModifier if picked else Qt.KeyboardModifier.NoModifier
+        click(qtbot, win, "xy", pos, mod)
+        picked.append(node)
+        assert s.scene.selection.node_ids == picked
+    key(qtbot, win, Qt.Key.Key_S)
+    assert edge_set(g) == (edges0 - {(a, ca), (b, cb)}) | {(a, cb), (b, ca)}
+    # A click 30 px away from every node selects nothing (it does not grow with the slab).
+    pos = nodes.loc[a, ["z", "y", "x"]].to_numpy(float)
+    view = win.slices["xy"]
+    p = view.mapFromScene(view.view_to_scene(tuple(pos))) + QtCore.QPoint(30, 0)
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, p)
+    assert s.scene.selection.node_ids == []
+
+
+def centred(qtbot: Any, win: Any, zyx: np.ndarray) -> None:
+    """Every view shows ``zyx``: crosshair, the slices' middles and the 3D focus."""
+    qtbot.wait(20)  # the slices redraw (crosshair lines too) once per event-loop turn
+    s = win.session
+    np.testing.assert_allclose(s.cursor, zyx, atol=1e-6)
+    np.testing.assert_allclose(s.scene.camera.focal_point, zyx, atol=1e-6)
+    for plane, view in win.slices.items():
+        c = view.view.viewRect().center()
+        inplane = {"xy": (2, 1), "xz": (2, 0), "yz": (1, 0)}[plane]
+        np.testing.assert_allclose((c.x(), c.y()), zyx[list(inplane)], atol=1e-3)
+        # the crosshair lines cross at the point too
+        assert view.vline.value() == pytest.approx(zyx[inplane[0]])
+        assert view.hline.value() == pytest.approx(zyx[inplane[1]])
+
+
+def test_review_loop_centres_every_view_on_the_track(
+    tl_viewer: Any, timelapse_store: Path, qtbot: Any
+) -> None:
+    """Issue 18.2: N, a click, a double-click and Enter on a row; Delete says what it did."""
+    win, nodes = tl_viewer, truth(timelapse_store)
+    s, g = win.session, win.session.tracks
+    firsts = sorted(int(gr.index[np.argmin(gr["t"])]) for _, gr in nodes.groupby("track_id"))
+    # N: the first unreviewed track's first node, at its time, in every view.
+    key(qtbot, win, Qt.Key.Key_N)
+    first = firsts[0]
+    assert s.scene.selection.node_ids == [first]
+    assert s.time == int(nodes.loc[first, "t"])
+    centred(qtbot, win, nodes.loc[first, ["z", "y", "x"]].to_numpy(float))
+    key(qtbot, win, Qt.Key.Key_R)
+    key(qtbot, win, Qt.Key.Key_N)
+    centred(qtbot, win, nodes.loc[firsts[1], ["z", "y", "x"]].to_numpy(float))
+
+    panel = win.tracks_panel
+    win.docks["Tracks"].raise_()
+    qtbot.waitUntil(panel.table.isVisible, timeout=5_000)
+
+    def row_of(node: int) -> int:
+        return [r["first"] for r in panel.rows].index(node)
+
+    def row_pos(node: int) -> QtCore.QPoint:
+        idx = panel.model.index(row_of(node), 0)
+        panel.table.scrollTo(idx)
+        return panel.table.visualRect(idx).center()
+
+    # A single click on a row selects its track (and moves nothing).
+    last = firsts[-1]
+    before = s.cursor
+    qtbot.mouseClick(panel.table.viewport(), Qt.MouseButton.LeftButton, pos=row_pos(last))
+    assert s.scene.selection.node_ids == [last]
+    assert s.cursor == before
+    # Enter on the row: its start, centred in every view.
+    panel.table.setFocus()
+    qtbot.keyClick(panel.table, Qt.Key.Key_Return)
+    assert s.time == int(nodes.loc[last, "t"])
+    centred(qtbot, win, nodes.loc[last, ["z", "y", "x"]].to_numpy(float))
+    # A double-click on another row: the same for that track.
+    other = firsts[2]
+    # (QTest sends a double-click as the second press only: the first click comes before)
+    at = row_pos(other)
+    qtbot.mouseClick(panel.table.viewport(), Qt.MouseButton.LeftButton, pos=at)
+    qtbot.mouseDClick(panel.table.viewport(), Qt.MouseButton.LeftButton, pos=at)
+    assert s.scene.selection.node_ids == [other]
+    assert s.time == int(nodes.loc[other, "t"])
+    centred(qtbot, win, nodes.loc[other, ["z", "y", "x"]].to_numpy(float))
+
+    # Delete acts at once but says which track went; Ctrl+Z brings it back.
+    track = int(nodes.loc[other, "track_id"])
+    gone = set(nodes.index[nodes["track_id"] == track])
+    key(qtbot, win, Qt.Key.Key_Delete)
+    assert set(g.node_ids.tolist()) == set(nodes.index) - gone
+    msg = win.status.currentMessage()
+    assert f"deleted track {other} ({len(gone)} nodes" in msg and "undo" in msg
+    key(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert set(g.node_ids.tolist()) == set(nodes.index)
+    assert edge_set(g) == truth_edges(nodes.reset_index())
+
+
+def answer_when_asked(qtbot: Any, button: Any, seen: list[str]) -> Callable[[], None]:
+    """Click ``button`` of the message box the window opens (it blocks in its own loop)."""
+
+    def answer() -> None:
+        box = QtWidgets.QApplication.activeModalWidget()
+        if not isinstance(box, QtWidgets.QMessageBox):
+            QtCore.QTimer.singleShot(50, answer)
+            return
+        seen.append(box.text())
+        qtbot.mouseClick(box.button(button), Qt.MouseButton.LeftButton)
+
+    return answer
+
+
+def test_closing_with_unsaved_edits_asks_and_a_project_says_all_is_saved(
+    make_viewer: Any, timelapse_store: Path, tmp_path: Path, qtbot: Any
+) -> None:
+    """Issue 18.3: never silent: without a project closing asks; with one, the status bar
+    says every edit is saved (journaled)."""
+    nodes = truth(timelapse_store)
+    win = make_viewer(str(timelapse_store), ["nuclei"], tracks=str(timelapse_store / "tracks"))
+    s = win.session
+    assert "no edits" in win.save_label.text()
+    key(qtbot, win, Qt.Key.Key_N)
+    key(qtbot, win, Qt.Key.Key_R)  # an edit: mark the track reviewed
+    assert "1 unsaved edit" in win.save_label.text()
+    B = QtWidgets.QMessageBox.StandardButton
+    seen: list[str] = []
+    QtCore.QTimer.singleShot(50, answer_when_asked(qtbot, B.Cancel, seen))
+    key(qtbot, win, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+    assert seen and "1 edits are not saved" in seen[0]
+    assert win.isVisible()  # Cancel keeps the window and the edit
+    assert s.tracks.is_reviewed(int(min(nodes.index)))
+    QtCore.QTimer.singleShot(50, answer_when_asked(qtbot, B.Discard, seen))
+    key(qtbot, win, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+    assert len(seen) == 2
+    qtbot.waitUntil(lambda: not win.isVisible(), timeout=5_000)
+
+    proj = make_viewer(
+        str(timelapse_store),
+        ["nuclei"],
+        tracks=str(timelapse_store / "tracks"),
+        project=str(tmp_path / "proj"),
+    )
+    key(qtbot, proj, Qt.Key.Key_N)
+    key(qtbot, proj, Qt.Key.Key_R)
+    assert "all edits saved (journaled in proj)" in proj.save_label.text()
+    key(qtbot, proj, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)  # no question
+    qtbot.waitUntil(lambda: not proj.isVisible(), timeout=5_000)
+    journal = (tmp_path / "proj" / "journal.jsonl").read_text().splitlines()
+    assert any("reviewed" in line.lower() for line in journal)
+
+
+def test_page_keys_step_the_slice_under_the_mouse_not_the_clipping_plane(
+    tl_viewer: Any, timelapse_store: Path, qtbot: Any
+) -> None:
+    """Issue 18.4: PageDown/PageUp move the slice view the mouse is over by one voxel,
+    even while the clipping panel's slider has the keyboard focus."""
+    win = tl_viewer
+    s = win.session
+    _, scale, _ = level0(timelapse_store)
+    win.docks["Clipping"].raise_()
+    slider = win.clipping_panel.position
+    slider.setFocus()
+    slider_before = slider.value()
+    for plane, axis in (("xy", 0), ("xz", 1), ("yz", 2)):
+        start = np.asarray(s.cursor)
+        hover(qtbot, win, plane, start)
+        key(qtbot, win, Qt.Key.Key_PageDown)
+        want = start.copy()
+        want[axis] += scale[axis]
+        np.testing.assert_allclose(s.cursor, want, atol=1e-9)
+        key(qtbot, win, Qt.Key.Key_PageUp)
+        key(qtbot, win, Qt.Key.Key_PageUp)
+        want[axis] -= 2 * scale[axis]
+        np.testing.assert_allclose(s.cursor, want, atol=1e-9)
+    assert slider.value() == slider_before
+    title = win.slices["xy"].title.toPlainText()
+    assert f"z = {s.cursor[0]:.2f} µm" in title
