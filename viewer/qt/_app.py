@@ -149,6 +149,9 @@ class QtViewer(QtWidgets.QMainWindow):
         self.stream_label = QtWidgets.QLabel()
         #: Whether the edits are kept (journaled) or would be lost on closing.
         self.save_label = QtWidgets.QLabel(s.save_state)
+        #: What lies under the mouse on a slice: µm, voxel, intensity, label id (and class).
+        self.readout_label = QtWidgets.QLabel()
+        self.status.addPermanentWidget(self.readout_label)
         self.status.addPermanentWidget(self.save_label)
         self.status.addPermanentWidget(self.mode_label)
         self.status.addPermanentWidget(self.stream_label)
@@ -164,6 +167,7 @@ class QtViewer(QtWidgets.QMainWindow):
         for plane, view in self.slices.items():
             view.clicked.connect(self._on_slice_click)
             view.used.connect(lambda p=plane: setattr(self, "active_slice", p))
+            view.pointed.connect(self.readout_label.setText)
         self.render_view.clicked.connect(self._on_3d_click)
         self.render_view.frame_shown.connect(
             lambda dt: self.fps_label.setText(f"3D frame {dt * 1000:.0f} ms")

@@ -418,9 +418,13 @@ class FeaturesPanel(QtWidgets.QWidget):
             QtCore.QItemSelectionModel.SelectionFlag.Select
             | QtCore.QItemSelectionModel.SelectionFlag.Rows
         )
+        first = None
         for r, lab in enumerate(self.table["label"].tolist()):
             if int(lab) in wanted:
                 sm.select(self.view.model().index(r, 0), flags)
+                first = r if first is None else first
+        if first is not None:  # the selected object's row comes into view
+            self.view.scrollTo(self.view.model().index(first, 0))
         self._syncing = False
 
     def _color_by(self, col: str) -> None:
@@ -530,6 +534,7 @@ class TracksPanel(QtWidgets.QWidget):
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.context_menu: QtWidgets.QMenu | None = None
         session.edited.connect(self.rebuild)
+        session.scene.selection.events.all.connect(self._on_selection)
         self.rebuild()
 
     @property
@@ -543,6 +548,21 @@ class TracksPanel(QtWidgets.QWidget):
         if f != "all":
             rows = [r for r in rows if r["reviewed"] == (f == "reviewed")]
         self.model.set_rows(rows)
+
+    def _on_selection(self, *_: Any) -> None:
+        """The selected track's row becomes current and comes into view."""
+        g = self.session.tracks
+        ids = [n for n in self.session.scene.selection.node_ids if g is not None and n in g]
+        if g is None or not ids:
+            return
+        first = int(g.tracklet(int(ids[-1]))[0])
+        for r, row in enumerate(self.model.rows):
+            if row["first"] == first:
+                idx = self.model.index(r, 0)
+                if self.table.currentIndex().row() != r:
+                    self.table.setCurrentIndex(idx)
+                self.table.scrollTo(idx)
+                return
 
     def _select_row(self, row: int) -> None:
         if 0 <= row < len(self.model.rows):

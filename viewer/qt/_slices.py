@@ -486,13 +486,41 @@ def _label_colors(
         if i == 0 or i in hidden:
             cols[j, 3] = 0
         elif i in selected:
-            cols[j] = (255, 255, 255, min(255, alpha + 120))
+            # A light tint, the EM still visible through it (the outline marks the edge).
+            cols[j, :3] = (cols[j, :3].astype(np.int64) + 255) // 2
     return cols
+
+
+#: Colour of the outline drawn around selected objects on a slice.
+SELECTION_OUTLINE = (255, 255, 255, 255)
+
+
+def _outline_selected(
+    rgba: npt.NDArray[np.uint8], arr: npt.NDArray[Any], selected: set[int]
+) -> npt.NDArray[np.uint8]:
+    """Draw an opaque outline on the edge pixels of the selected objects (in place)."""
+    if not selected or not arr.size:
+        return rgba
+    sel = np.isin(arr, np.fromiter(selected, dtype=np.int64))
+    if not sel.any():
+        return rgba
+    same = np.ones_like(sel)
+    for axis in (0, 1):
+        for shift in (1, -1):
+            nb = np.roll(arr, shift, axis=axis)
+            edge_row = 0 if shift == 1 else -1
+            idx: list[Any] = [slice(None), slice(None)]
+            idx[axis] = edge_row
+            nb[tuple(idx)] = arr[tuple(idx)]
+            same &= nb == arr
+    rgba[sel & ~same] = SELECTION_OUTLINE
+    return rgba
 
 
 def _label_rgba(arr: npt.NDArray[Any], layer: Labels, selected: set[int]) -> npt.NDArray[np.uint8]:
     ids, inv = np.unique(arr, return_inverse=True)
-    return _label_colors(ids, layer, selected)[inv.reshape(arr.shape)]
+    rgba = _label_colors(ids, layer, selected)[inv.reshape(arr.shape)]
+    return _outline_selected(rgba, arr, selected)
 
 
 class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
@@ -514,6 +542,8 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
     clicked = QtCore.Signal(object, object)
     #: The mouse moved over this view (slice keys then step this one).
     used = QtCore.Signal()
+    #: What lies under the mouse (:meth:`readout`), as it moves over the slice.
+    pointed = QtCore.Signal(str)
 
     def __init__(
         self,
@@ -560,11 +590,6 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         #: The node a click would pick now (a ring under the mouse; ``data``: its id).
         self.hover = pg.ScatterPlotItem(
             size=17, pxMode=True, brush=None, pen=pg.mkPen((255, 255, 120), width=2)
-        )
-        #: Nodes drawn on the slice now: (K, 3) zyx µm and their ids (what a click can pick).
-        self._drawn_nodes: tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]] = (
-            np.zeros((0, 3)),
-            np.zeros(0, np.int64),
         )
         self.markers = pg.ScatterPlotItem(size=10, pxMode=True, symbol="o")
         self.pending = pg.PlotDataItem(
@@ -860,6 +885,7 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             if self._painted.get(key) != look:
                 assert res.ids is not None and res.inverse is not None
                 rgba = _label_colors(res.ids, lay, set(chosen))[res.inverse]
+                rgba = _outline_selected(rgba, res.array, set(chosen))
                 item.setImage(rgba, autoLevels=False)
                 item.setRect(res.rect)
                 self._painted[key] = look
@@ -893,6 +919,48 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             if (layer, w) in self._results and self._item(layer, w).isVisible()
         ]
         return min(levels) if levels else None
+
+    def readout(self, zyx: Sequence[float]) -> str:
+        """What lies at world ``zyx`` on this slice: µm, level-0 voxel, intensity, labels.
+
+        Read from the slices on screen (no I/O); a value from a coarser level than 0 says so.
+        """
+        s = self.session
+        p = tuple(float(v) for v in zyx)
+        parts = [f"z {p[0]:.2f}  y {p[1]:.2f}  x {p[2]:.2f} µm"]
+        img = s.image_layer
+        if img is not None and img.data is not None:
+            lev = img.data.levels[0]
+            vox = np.round(
+                (np.asarray(p) - np.asarray(lev.translation[-3:])) / np.asarray(lev.scale_um)
+            ).astype(int)
+            parts.append(f"voxel z {vox[0]}  y {vox[1]}  x {vox[2]}")
+            got = self._shown_value(img.name, img.data, p)
+            if got is not None:
+                v, level = got
+                parts.append(f"intensity {v:g}" + (f" (level {level})" if level else ""))
+        for lay in reversed(s.labels_layers):
+            if not lay.visible or lay.data is None:
+                continue
+            got = self._shown_value(lay.name, lay.data, p)
+            if got is None or not int(got[0]):
+                continue
+            label = int(got[0])
+            cls = s.annotations.object_classes.get(lay.name, {}).get(label)
+            parts.append(f"{lay.name} {label}" + (f" ({cls})" if cls else ""))
+        return "   ".join(parts)
+
+    def _shown_value(
+        self, name: str, src: VolumeSource, zyx: Sequence[float]
+    ) -> tuple[Any, int] | None:
+        for which in ("detail", "base"):
+            res = self._results.get((name, which))
+            if res is None or not self._item(name, which).isVisible():
+                continue
+            v = _raw_value_in(res, src, self.plane, zyx)
+            if v is not None:
+                return v, res.request.level
+        return None
 
     def label_at(self, zyx: tuple[float, float, float]) -> tuple[str, int] | None:
         """(layer, id) of the finest label shown at world ``zyx`` on this slice (no reading).
@@ -983,11 +1051,9 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             brushes = [self._brush_sel if int(n) in sel else self._brush_node for n in node_ids]
             self.track_nodes.setData(x=nodes[:, c], y=nodes[:, r], brush=brushes, data=node_ids)
             self.track_lines.setData(x=seg[:, c], y=seg[:, r])
-            self._drawn_nodes = (np.asarray(nodes, np.float64).reshape(-1, 3), node_ids)
         else:
             self.track_nodes.setData([], [])
             self.track_lines.setData([], [])
-            self._drawn_nodes = (np.zeros((0, 3)), np.zeros(0, np.int64))
         self._set_hover(self.hovered)
         # markers of the current time (or static) near the slice
         ann = s.annotations
@@ -1078,10 +1144,33 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             self.view.translateBy(x=dx, y=dy)
 
     def node_under(self, zyx: Sequence[float]) -> int | None:
-        """The drawn track node a click at world ``zyx`` picks (screen pixels, any zoom)."""
-        pts, ids = self._drawn_nodes
+        """The track node drawn at world ``zyx`` that a click there picks (screen pixels).
+
+        The candidates are the nodes this slice draws for the current time and crosshair
+        (taken from the model, so a click right after the time or depth changed, before
+        the overlay is redrawn, picks what will be drawn there).
+        """
+        pts, ids = self._nodes_now()
         row = nearest_on_screen(pts, zyx, self.fixed_axis, self.pixel_size_um(), self._slab_um())
         return None if row is None else int(ids[row])
+
+    def _nodes_now(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """Positions (K, 3) and ids (K,) of the track nodes this slice draws now."""
+        s = self.session
+        tl = s.scene.layers.get("tracks") if "tracks" in s.scene.layers.names else None
+        if not isinstance(tl, Tracks) or tl.data is None or not tl.visible:
+            return np.zeros((0, 3)), np.zeros(0, np.int64)
+        f, pos, slab = self.fixed_axis, s.cursor[self.fixed_axis], self._slab_um()
+        st, g = s.track_state, s.tracks
+        if st is not None and g is not None and st.graph is g:
+            ids = g.nodes_at(s.time)
+            p = np.asarray(st.positions(ids), np.float64).reshape(-1, 3)
+        else:
+            d = tl.data
+            now = d.t == s.time
+            ids, p = d.node_ids[now], np.asarray(d.zyx_um[now], np.float64)
+        keep = np.abs(p[:, f] - pos) <= slab
+        return p[keep], np.asarray(ids)[keep]
 
     @property
     def hovered(self) -> int | None:
@@ -1090,7 +1179,7 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         return int(d["data"][0]) if len(d) else None
 
     def _set_hover(self, node: int | None) -> None:
-        pts, ids = self._drawn_nodes
+        pts, ids = self._nodes_now()
         hit = np.flatnonzero(ids == node) if node is not None else np.zeros(0, np.int64)
         if not len(hit):
             self.hover.setData([], [])
@@ -1119,7 +1208,9 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         if not self.view.sceneBoundingRect().contains(scene_pos):
             node = None
         else:
-            node = self.node_under(self.world_at(scene_pos))
+            zyx = self.world_at(scene_pos)
+            node = self.node_under(zyx)
+            self.pointed.emit(self.readout(zyx))
         if node != self.hovered:
             self._set_hover(node)
 
@@ -1161,6 +1252,12 @@ def _value_in(
     res: SliceResult, src: VolumeSource, plane: Plane, zyx: tuple[float, float, float]
 ) -> int | None:
     """The value of a loaded slice at world ``zyx``; None when ``zyx`` is not on it."""
+    v = _raw_value_in(res, src, plane, zyx)
+    return None if v is None else int(v)
+
+
+def _raw_value_in(res: SliceResult, src: VolumeSource, plane: Plane, zyx: Sequence[float]) -> Any:
+    """The voxel value (as stored) of a loaded slice at world ``zyx``; None when not on it."""
     req = res.request
     lev = src.levels[req.level]
     r, c, f = slice_axes(plane)
@@ -1171,7 +1268,7 @@ def _value_in(
     j = int(round((zyx[c] - org[c]) / sc[c])) - req.cols[0]
     if not (0 <= i < res.array.shape[0] and 0 <= j < res.array.shape[1]):
         return None
-    return int(res.array[i, j])
+    return res.array[i, j]
 
 
 def set_histogram_image(hist: pg.HistogramLUTWidget, image: Image, item: pg.ImageItem) -> None:

@@ -9,6 +9,7 @@ CSV (pandas) and the store's scale read with zarr-python.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from tests.viewer.qt.test_app import click, edge_set, key, level0, truth_edges
 
@@ -255,3 +256,62 @@ def test_page_keys_step_the_slice_under_the_mouse_not_the_clipping_plane(
     assert slider.value() == slider_before
     title = win.slices["xy"].title.toPlainText()
     assert f"z = {s.cursor[0]:.2f} µm" in title
+
+
+def test_readout_under_the_cursor_and_a_see_through_selection(
+    make_viewer: Any, fibsem_store: Path, qtbot: Any
+) -> None:
+    """Issue 18.5: the status bar reads µm, voxel, intensity and label id under the mouse;
+    a selected object is outlined and tinted, its EM still visible."""
+    win = make_viewer(str(fibsem_store), ["nucleus"])
+    s = win.session
+    raw, scale, trans = level0(fibsem_store)
+    lab_arr, _, _ = level0(fibsem_store / "labels" / "nucleus")
+    k = int(round((s.cursor[0] - trans[0]) / scale[0]))
+    lab = np.asarray(lab_arr[k])
+    em = np.asarray(raw[k])
+    # An object's voxel deep inside it on this slice (its 5x5 neighbourhood is the object).
+    inner = [
+        (i, j)
+        for i in range(3, lab.shape[0] - 3)
+        for j in range(3, lab.shape[1] - 3)
+        if lab[i, j] and (lab[i - 2 : i + 3, j - 2 : j + 3] == lab[i, j]).all()
+    ]
+    assert inner
+    i, j = inner[len(inner) // 2]
+    label = int(lab[i, j])
+    zyx = (s.cursor[0], trans[1] + i * scale[1], trans[2] + j * scale[2])
+    hover(qtbot, win, "xy", zyx)
+    text = win.readout_label.text()
+    assert f"voxel z {k}  y {i}  x {j}" in text
+    assert f"intensity {em[i, j]:g}" in text
+    assert f"nucleus {label}" in text
+    m = re.search(r"z (\S+)  y (\S+)  x (\S+) µm", text)
+    assert m is not None  # the mouse sits on a whole screen pixel: within half a voxel
+    np.testing.assert_allclose([float(v) for v in m.groups()], zyx, atol=0.5 * scale.max())
+    # Off every object: no label in the readout.
+    bi, bj = np.argwhere(lab == 0)[0]
+    hover(qtbot, win, "xy", (s.cursor[0], trans[1] + bi * scale[1], trans[2] + bj * scale[2]))
+    assert "nucleus" not in win.readout_label.text()
+
+    # Select the object by a click; its inside shows the EM through a tint, the edge is white.
+    click(qtbot, win, "xy", zyx)
+    assert s.scene.selection.layer == "nucleus" and s.scene.selection.label_ids == [label]
+    qtbot.wait(50)
+    view = win.slices["xy"]
+    shot = view.grab().toImage().convertToFormat(QtGui.QImage.Format.Format_RGB888)
+
+    def pixel(yx: tuple[float, float]) -> np.ndarray:
+        p = view.mapFromScene(view.view_to_scene((s.cursor[0], yx[0], yx[1])))
+        c = shot.pixelColor(p.x(), p.y())
+        return np.array([c.red(), c.green(), c.blue()])
+
+    inside = pixel((zyx[1], zyx[2]))
+    assert inside.min() < 235, inside  # not the opaque white fill that hid the EM
+    edge = [
+        (a, b)
+        for a, b in np.argwhere(lab == label)
+        if (lab[a - 1 : a + 2, b - 1 : b + 2] != label).any()
+    ]
+    ea, eb = edge[0]
+    assert pixel((trans[1] + ea * scale[1], trans[2] + eb * scale[2])).min() > inside.min()
