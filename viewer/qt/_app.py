@@ -156,6 +156,9 @@ class QtViewer(QtWidgets.QMainWindow):
         self.status.addPermanentWidget(self.mode_label)
         self.status.addPermanentWidget(self.stream_label)
         self.status.addPermanentWidget(self.fps_label)
+        #: Errors shown in this window (each once in a message box), oldest first.
+        self.errors: list[str] = []
+        self.error_box: QtWidgets.QMessageBox | None = None
         self.qactions: dict[str, QtGui.QAction] = {}
         self._make_actions()
         # -- wiring ------------------------------------------------------------------
@@ -168,6 +171,8 @@ class QtViewer(QtWidgets.QMainWindow):
             view.clicked.connect(self._on_slice_click)
             view.used.connect(lambda p=plane: setattr(self, "active_slice", p))
             view.pointed.connect(self.readout_label.setText)
+            view.failed.connect(self.show_error)
+        self.jobs.failed.connect(lambda name, msg: self.show_error(f"{name} failed: {msg}"))
         self.render_view.clicked.connect(self._on_3d_click)
         self.render_view.frame_shown.connect(
             lambda dt: self.fps_label.setText(f"3D frame {dt * 1000:.0f} ms")
@@ -177,6 +182,28 @@ class QtViewer(QtWidgets.QMainWindow):
         s.scene.layers.events.inserted.connect(self._on_layer_inserted)
         self._on_mode(s.mode)
         self._restore()
+
+    def show_error(self, text: str) -> None:
+        """Show an error in the window: the status bar and a dismissible message box.
+
+        Each distinct message gets one box per window (a failing read repeated on every
+        redraw does not pile them up); the status bar shows the latest.
+        """
+        log.warning("%s", text)
+        self.status.showMessage(text)
+        if text in self.errors:
+            return
+        self.errors.append(text)
+        box = QtWidgets.QMessageBox(self)
+        box.setObjectName("error")
+        box.setIcon(QtWidgets.QMessageBox.Icon.Warning)
+        box.setWindowTitle("vrscope")
+        box.setText(text)
+        box.setStandardButtons(QtWidgets.QMessageBox.StandardButton.Close)
+        box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.setModal(False)
+        box.show()
+        self.error_box = box
 
     def _title(self) -> str:
         p = self.session.project
@@ -532,8 +559,18 @@ class QtViewer(QtWidgets.QMainWindow):
     def _open_project_dialog(self) -> None:
         d = QtWidgets.QFileDialog.getExistingDirectory(self, "Open project folder")
         if d:
-            win = QtViewer(ProofreadingSession.open(project=d))
-            win.show()
+            self.open_project(d)
+
+    def open_project(self, folder: str | os.PathLike[str]) -> QtViewer | None:
+        """Open a project folder in a new window; an error is shown here, not only logged."""
+        try:
+            session = ProofreadingSession.open(project=str(folder))
+        except Exception as exc:
+            self.show_error(f"could not open {folder} as a project: {exc}")
+            return None
+        win = QtViewer(session)
+        win.show()
+        return win
 
     # ------------------------------------------------------------------ export
     def screenshot(self, path: str | os.PathLike[str] | None = None) -> np.ndarray[Any, Any]:
@@ -600,20 +637,36 @@ class QtViewer(QtWidgets.QMainWindow):
             self.export_movie(f)
 
     def _export(self, what: str) -> None:
-        s = self.session
         ext = {"markers": "csv", "measurements": "csv", "tracks": "geff"}[what]
         f, _ = QtWidgets.QFileDialog.getSaveFileName(self, f"Export {what}", f"{what}.{ext}")
         if not f:
             return
+        self.export(what, f)
+
+    def export(self, what: str, path: str | os.PathLike[str]) -> bool:
+        """Write markers, measurements or tracks to ``path``; say so only once it is there."""
         import analysis.io as pio
 
-        if what == "markers":
-            pio.write_markers_csv(s.annotations.markers, f)
-        elif what == "measurements":
-            pio.write_measurements_csv(s.annotations.measurements, f)
-        elif s.tracks is not None:
-            pio.write_tracks_file(s.tracks, f, overwrite=True)
-        self.status.showMessage(f"wrote {f}", 6000)
+        s = self.session
+        g = s.tracks
+        if what == "tracks" and (g is None or not g.n_nodes):
+            self.show_error(f"export tracks: no tracks are open, nothing written to {path}")
+            return False
+        try:
+            if what == "markers":
+                pio.write_markers_csv(s.annotations.markers, path)
+            elif what == "measurements":
+                pio.write_measurements_csv(s.annotations.measurements, path)
+            elif g is not None:
+                pio.write_tracks_file(g, path, overwrite=True)
+        except Exception as exc:
+            self.show_error(f"export {what}: could not write {path}: {exc}")
+            return False
+        if not Path(path).exists():
+            self.show_error(f"export {what}: nothing was written to {path}")
+            return False
+        self.status.showMessage(f"wrote {path}", 6000)
+        return True
 
     # ------------------------------------------------------------------ lifetime
     def _may_close(self) -> bool:

@@ -332,6 +332,8 @@ class SliceResult:
 
 class _LoaderSignals(QtCore.QObject):
     loaded = QtCore.Signal(object)
+    #: (request, message): a slice could not be read.
+    failed = QtCore.Signal(object, str)
     called = QtCore.Signal(object, object)
 
 
@@ -425,8 +427,14 @@ class SliceLoader:
                 else:
                     fn, done = job
                     self.signals.called.emit(done, fn())
-            except Exception:
+            except Exception as exc:
                 log.exception("slice loader: a read failed")
+                if isinstance(job, SliceRequest):
+                    self.signals.failed.emit(
+                        job,
+                        f"could not read {job.key[1]} ({job.plane} slice {job.k}, "
+                        f"level {job.level}): {exc}",
+                    )
             finally:
                 with self._cond:
                     self._running -= 1
@@ -544,6 +552,8 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
     used = QtCore.Signal()
     #: What lies under the mouse (:meth:`readout`), as it moves over the slice.
     pointed = QtCore.Signal(str)
+    #: A slice of a layer could not be read (the message says which and why).
+    failed = QtCore.Signal(str)
 
     def __init__(
         self,
@@ -614,6 +624,9 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self.scene().sigMouseClicked.connect(self._on_click)
         self.scene().sigMouseMoved.connect(self._on_move)
         self.loader.signals.loaded.connect(self._on_loaded)
+        self.loader.signals.failed.connect(self._on_failed)
+        #: Reads that failed, by (layer, item): not retried until the slice asked changes.
+        self._failed: dict[tuple[str, str], tuple[Any, ...]] = {}
         s = session
         s.cursor_changed.connect(self.schedule)
         s.shown.connect(self.centre_on)
@@ -823,7 +836,7 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         if self._shown.get(key) == what:
             self._paint(lay, which)  # display properties or selection changed: no read
             return
-        if self._asked.get(key) == what:
+        if self._asked.get(key) == what or self._failed.get(key) == what:
             return
         self._asked[key] = what
         self.loader.submit(
@@ -855,6 +868,15 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         if isinstance(lay, Image) and key[1] == "base":
             self._data_levels = (float(res.array.min()), float(res.array.max()) or 1.0)
         self._paint(lay, key[1])
+
+    def _on_failed(self, req: SliceRequest, message: str) -> None:
+        if req.key[0] != self.plane:
+            return
+        key = (req.key[1], req.key[2])
+        if self._asked.get(key) == req.what:
+            self._asked.pop(key, None)
+            self._failed[key] = req.what
+            self.failed.emit(message)
 
     def _paint(self, lay: Image | Labels, which: str) -> None:
         """Show the loaded slice with the layer's display state.

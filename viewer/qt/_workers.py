@@ -118,7 +118,15 @@ class Job(QtCore.QRunnable):
 
 
 class JobsPanel(QtWidgets.QWidget):
-    """Running jobs: one row each with a progress bar and a cancel button."""
+    """Running jobs: one row each with a progress bar and a cancel button.
+
+    Signals
+    -------
+    failed(name, message)
+        A job raised (the window shows it).
+    """
+
+    failed = QtCore.Signal(str, str)
 
     def __init__(self, parent: QtWidgets.QWidget | None = None, max_threads: int = 2) -> None:
         super().__init__(parent)
@@ -166,6 +174,7 @@ class JobsPanel(QtWidgets.QWidget):
         job.signals.progress.connect(progress)
         for sig in (job.signals.finished, job.signals.failed, job.signals.cancelled):
             sig.connect(finish)
+        job.signals.failed.connect(lambda msg: self.failed.emit(job.name, msg))
         self.jobs.append(job)
         self.pool.start(job)
         return job

@@ -10,6 +10,7 @@ CSV (pandas) and the store's scale read with zarr-python.
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -315,3 +316,57 @@ def test_readout_under_the_cursor_and_a_see_through_selection(
     ]
     ea, eb = edge[0]
     assert pixel((trans[1] + ea * scale[1], trans[2] + eb * scale[2])).min() > inside.min()
+
+
+def error_boxes(win: Any) -> list[QtWidgets.QMessageBox]:
+    return [b for b in win.findChildren(QtWidgets.QMessageBox, "error") if b.isVisible()]
+
+
+def test_errors_show_in_the_window(
+    make_viewer: Any, fibsem_store: Path, tmp_path: Path, qtbot: Any, monkeypatch: Any
+) -> None:
+    """Issue 18.9: a corrupt chunk, a failed job, a folder that is not a project and an
+    export with nothing to write each show a message in the window (status bar + a box
+    the user closes), never only on the terminal."""
+    store = tmp_path / "cell.zarr"
+    shutil.copytree(fibsem_store, store)
+    # One chunk of the full resolution, holding the middle of the volume (where the slices
+    # open), of the image and of the mitochondria.
+    for group in (store, store / "labels" / "mitochondria"):
+        (group / "s0" / "c" / "0" / "0" / "0").write_bytes(b"not a zstd frame" * 8)
+    win = make_viewer(str(store), ["mitochondria"])
+    qtbot.waitUntil(lambda: bool(error_boxes(win)), timeout=30_000)
+    assert "could not read" in win.status.currentMessage()
+    assert any("could not read" in b.text() for b in error_boxes(win))
+    for b in error_boxes(win):  # dismiss them
+        qtbot.mouseClick(
+            b.button(QtWidgets.QMessageBox.StandardButton.Close), Qt.MouseButton.LeftButton
+        )
+    qtbot.waitUntil(lambda: not error_boxes(win), timeout=5_000)
+
+    # A background job that fails (measuring the corrupt labels) says so.
+    win.layers_panel.select("mitochondria")
+    win.qactions["analysis.measure"].trigger()
+    qtbot.waitUntil(lambda: bool(error_boxes(win)), timeout=60_000)
+    assert "measure mitochondria failed" in error_boxes(win)[0].text()
+
+    # Open project… on a folder that is not a project.
+    not_project = tmp_path / "just a folder"
+    not_project.mkdir()
+    monkeypatch.setattr(
+        QtWidgets.QFileDialog, "getExistingDirectory", lambda *a, **k: str(not_project)
+    )
+    win.qactions["file.open"].trigger()
+    qtbot.waitUntil(
+        lambda: any("could not open" in b.text() for b in error_boxes(win)), timeout=5_000
+    )
+    assert str(not_project) in win.status.currentMessage()
+
+    # Export tracks with no tracks open: nothing is written, and it says so.
+    out = tmp_path / "tracks.geff"
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), ""))
+    win.qactions["file.export_tracks"].trigger()
+    assert not out.exists()
+    assert "wrote" not in win.status.currentMessage()
+    assert "nothing written" in win.status.currentMessage()
+    assert any("no tracks are open" in b.text() for b in error_boxes(win))
