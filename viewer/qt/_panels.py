@@ -260,6 +260,9 @@ class FeaturesPanel(QtWidgets.QWidget):
         lay.addLayout(row)
         self.plot = pg.PlotWidget()
         self.plot.setMinimumHeight(160)
+        for side in ("bottom", "left"):
+            # Columns carry their unit (µm, µm³): no SI rescaling such as "(x0.001)".
+            self.plot.getAxis(side).enableAutoSIPrefix(False)
         self.scatter = pg.ScatterPlotItem(size=7, pen=None)
         self.plot.addItem(self.scatter)
         self.roi = pg.RectROI([0, 0], [1, 1], pen=pg.mkPen((255, 220, 0), width=1.5))
