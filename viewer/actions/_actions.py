@@ -11,7 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from analysis.annotations import AddMarker, AddMeasurement, RemoveMarker, SetObjectClass
+from analysis.annotations import (
+    AddMarker,
+    AddMeasurement,
+    RemoveMarker,
+    RemoveMeasurement,
+    SetObjectClass,
+)
 from analysis.edits import Command, Cut, Delete, MarkReviewed, Merge, Prolong, Swap
 from analysis.errors import InvalidEditError
 
@@ -356,6 +362,27 @@ def _remove_marker(ctx: ActionContext, pick: Pick) -> Any:
     if d[i] > pick.tolerance_um:
         return None
     return _apply(ctx, RemoveMarker(ms[i].id))
+
+
+@ACTIONS.action(
+    "annotations.remove_measurement",
+    "Remove measurement",
+    "remove the measurement with a point nearest to the picked point (within the pick tolerance)",
+    mouse="Counting and measuring: select a measurement, Delete (or Remove)",
+    enabled=_needs_point,
+)
+def _remove_measurement(ctx: ActionContext, pick: Pick) -> Any:
+    ms = ctx.annotations.measurements
+    if not ms:
+        return None
+    p = np.asarray(_point(pick))
+    d = [float(np.min(np.linalg.norm(np.asarray(m.points_um) - p, axis=1))) for m in ms]
+    i = int(np.argmin(d))
+    if d[i] > pick.tolerance_um:
+        return None
+    cmd = _apply(ctx, RemoveMeasurement(ms[i].id))
+    ctx.notify(f"removed measurement #{ms[i].id}; undo restores it")
+    return cmd
 
 
 @ACTIONS.action(

@@ -9,7 +9,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from viewer.actions import ACTIONS
+from viewer.actions import ACTIONS, Pick
 from viewer.scene import Image, Labels, Layer, Tracks
 
 from ._session import ProofreadingSession
@@ -780,6 +780,11 @@ class AnnotationPanel(QtWidgets.QWidget):
         lay.addWidget(self.counts)
         self.measurements = QtWidgets.QListWidget()
         lay.addWidget(self.measurements, 1)
+        #: Removes the selected measurement (as Delete in the list): ``annotations.remove_measurement``.
+        self.remove_measurement = QtWidgets.QPushButton("Remove measurement")
+        lay.addWidget(self.remove_measurement)
+        self.remove_measurement.clicked.connect(self._remove_measurement)
+        self.measurements.installEventFilter(self)
         self.add.clicked.connect(self._add_class)
         self.new_class.returnPressed.connect(self._add_class)
         self.classes.currentTextChanged.connect(self._on_class)
@@ -811,7 +816,34 @@ class AnnotationPanel(QtWidgets.QWidget):
         self.measurements.clear()
         for m in ann.measurements:
             unit = "°" if m.kind == "angle" else " µm"
-            self.measurements.addItem(f"#{m.id} {m.kind}: {m.value:.3f}{unit}")
+            item = QtWidgets.QListWidgetItem(f"#{m.id} {m.kind}: {m.value:.3f}{unit}")
+            item.setData(QtCore.Qt.ItemDataRole.UserRole, m.id)
+            self.measurements.addItem(item)
+
+    def _remove_measurement(self) -> None:
+        item = self.measurements.currentItem()
+        if item is None:
+            self.session.notify("select a measurement in the list first")
+            return
+        mid = int(item.data(QtCore.Qt.ItemDataRole.UserRole))
+        m = next((m for m in self.session.annotations.measurements if m.id == mid), None)
+        if m is not None:
+            p = m.points_um[0]
+            pick = Pick(point_um=(float(p[0]), float(p[1]), float(p[2])), tolerance_um=0.0)
+            self.session.run("annotations.remove_measurement", pick)
+
+    def eventFilter(self, obj: Any, ev: QtCore.QEvent) -> bool:
+        """Delete in the measurement list removes the selected one (not the selected track)."""
+        if obj is self.measurements and ev.type() in (
+            QtCore.QEvent.Type.ShortcutOverride,
+            QtCore.QEvent.Type.KeyPress,
+        ):
+            if ev.key() in (QtCore.Qt.Key.Key_Delete, QtCore.Qt.Key.Key_Backspace):  # type: ignore[attr-defined]
+                ev.accept()
+                if ev.type() == QtCore.QEvent.Type.KeyPress:
+                    self._remove_measurement()
+                return True
+        return bool(super().eventFilter(obj, ev))
 
     def _add_class(self) -> None:
         name = self.new_class.text().strip()

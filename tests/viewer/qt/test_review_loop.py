@@ -414,3 +414,32 @@ def test_wheel_zoom_is_strong_and_scatter_axes_keep_their_units(
         axis = win.features.plot.getAxis(side)
         assert "(x" not in axis.labelString()
         assert axis.autoSIPrefixScale == 1.0
+
+
+def test_a_measurement_can_be_deleted_from_the_list_and_undone(
+    make_viewer: Any, fibsem_store: Path, tmp_path: Path, qtbot: Any
+) -> None:
+    """Issue 18.13: measurements cannot be deleted. Two distances by clicks, the first one
+    selected in the list and Delete: it goes (the other stays), Ctrl+Z brings it back."""
+    win = make_viewer(str(fibsem_store), ["nucleus"], project=str(tmp_path / "p"))
+    s = win.session
+    c = np.asarray(s.cursor)
+    key(qtbot, win, Qt.Key.Key_D)
+    first = (c + [0, -2.0, -2.0], c + [0, 1.0, 2.0])
+    second = (c + [0, 2.0, -1.0], c + [0, -1.0, 1.5])
+    for a, b in (first, second):
+        click(qtbot, win, "xy", a)
+        click(qtbot, win, "xy", b)
+    lst = win.annotation_panel.measurements
+    assert lst.count() == 2
+    win.docks["Counting and measuring"].raise_()
+    rect = lst.visualItemRect(lst.item(0))
+    qtbot.mouseClick(lst.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.keyClick(lst, Qt.Key.Key_Delete)
+    assert lst.count() == 1
+    (left,) = s.annotations.measurements
+    px = win.slices["xy"].pixel_size_um()
+    np.testing.assert_allclose(left.points_um[0], second[0], atol=2 * px)
+    assert "removed measurement" in win.status.currentMessage()
+    key(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert len(s.annotations.measurements) == 2 and lst.count() == 2
