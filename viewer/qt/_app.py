@@ -25,7 +25,15 @@ from ._panels import (
 )
 from ._render_view import QtRenderView
 from ._session import ProofreadingSession
-from ._slices import PLANES, Plane, QtSliceView, SliceLoader, grab_array, set_histogram_image
+from ._slices import (
+    PLANES,
+    Plane,
+    QtSliceSlider,
+    QtSliceView,
+    SliceLoader,
+    grab_array,
+    set_histogram_image,
+)
 from ._workers import Job, JobsPanel, classify_job, link_job, measure_job, profile_job
 
 __all__ = ["QtViewer", "run_viewer"]
@@ -93,10 +101,12 @@ class QtViewer(QtWidgets.QMainWindow):
         grid = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         top = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         bottom = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        #: A slider beside each slice view, through its slices.
+        self.slice_sliders = {p: QtSliceSlider(v) for p, v in self.slices.items()}
         top.addWidget(self.render_view)
-        top.addWidget(self.slices["xy"])
-        bottom.addWidget(self.slices["xz"])
-        bottom.addWidget(self.slices["yz"])
+        top.addWidget(self._with_slider("xy"))
+        bottom.addWidget(self._with_slider("xz"))
+        bottom.addWidget(self._with_slider("yz"))
         grid.addWidget(top)
         grid.addWidget(bottom)
         central = QtWidgets.QWidget()
@@ -182,6 +192,15 @@ class QtViewer(QtWidgets.QMainWindow):
         s.scene.layers.events.inserted.connect(self._on_layer_inserted)
         self._on_mode(s.mode)
         self._restore()
+
+    def _with_slider(self, plane: Plane) -> QtWidgets.QWidget:
+        box = QtWidgets.QWidget()
+        lay = QtWidgets.QHBoxLayout(box)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.slices[plane], 1)
+        lay.addWidget(self.slice_sliders[plane])
+        return box
 
     def show_error(self, text: str) -> None:
         """Show an error in the window: the status bar and a dismissible message box.

@@ -1305,6 +1305,49 @@ def set_histogram_image(hist: pg.HistogramLUTWidget, image: Image, item: pg.Imag
     hist.sigLevelChangeFinished.connect(changed)
 
 
+class QtSliceSlider(QtWidgets.QSlider):
+    """A slider through the slices of one view: one step per voxel of its axis (level 0).
+
+    Moving it moves the crosshair's depth along the view's axis (so the view and the
+    other views' crosshair lines follow); it follows the crosshair moved elsewhere.
+    """
+
+    def __init__(self, view: QtSliceView, parent: Any = None) -> None:
+        super().__init__(QtCore.Qt.Orientation.Vertical, parent)
+        self.view = view
+        self.setObjectName(f"slices:{view.plane}")
+        self.setInvertedAppearance(True)  # the first slice at the top, like the view's y
+        s = view.session
+        lo, hi = s.extent_world()
+        f = view.fixed_axis
+        self._step = view._voxel_um()
+        img = s.image_layer
+        # Slider positions are voxel centres (the extent starts at the first voxel's edge).
+        if img is not None and img.data is not None:
+            self._lo = float(img.data.levels[0].translation[-3:][f])
+        else:
+            self._lo = float(lo[f])
+        self.setRange(0, max(int(round((float(hi[f]) - self._lo) / self._step)), 0))
+        self.setPageStep(10)
+        self.sync()
+        s.cursor_changed.connect(self.sync)
+        self.valueChanged.connect(self._moved)
+
+    def sync(self, *_: object) -> None:
+        k = int(round((self.view.session.cursor[self.view.fixed_axis] - self._lo) / self._step))
+        if k != self.value():
+            self.blockSignals(True)
+            self.setValue(k)
+            self.blockSignals(False)
+        self.setToolTip(self.view._title_fmt.format(self.view.session.cursor[self.view.fixed_axis]))
+
+    def _moved(self, k: int) -> None:
+        s = self.view.session
+        zyx = list(s.cursor)
+        zyx[self.view.fixed_axis] = self._lo + k * self._step
+        s.set_cursor(zyx)
+
+
 def grab_array(widget: QtWidgets.QWidget) -> npt.NDArray[np.uint8]:
     """The widget as shown: (H, W, 3) uint8 RGB."""
     img = widget.grab().toImage().convertToFormat(QtGui.QImage.Format.Format_RGB888)

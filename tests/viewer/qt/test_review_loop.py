@@ -443,3 +443,36 @@ def test_a_measurement_can_be_deleted_from_the_list_and_undone(
     assert "removed measurement" in win.status.currentMessage()
     key(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert len(s.annotations.measurements) == 2 and lst.count() == 2
+
+
+def test_the_slider_beside_a_slice_view_steps_through_its_slices(
+    make_viewer: Any, fibsem_store: Path, qtbot: Any
+) -> None:
+    """Issue 18.4: a slider per slice view; a click on its groove moves that view's slice
+    (the XY view then shows the store's slice there, read with zarr)."""
+    from tests.viewer.qt.conftest import wait_slices
+
+    win = make_viewer(str(fibsem_store), ["nucleus"])
+    s = win.session
+    raw, scale, trans = level0(fibsem_store)
+    k0 = int(round((s.cursor[0] - trans[0]) / scale[0]))
+    slider = win.slice_sliders["xy"]
+    # a click on the groove near the bottom end (pages towards it)
+    qtbot.mouseClick(
+        slider,
+        Qt.MouseButton.LeftButton,
+        pos=QtCore.QPoint(slider.width() // 2, slider.height() - 3),
+    )
+    wait_slices(qtbot, win)
+    k = (s.cursor[0] - trans[0]) / scale[0]
+    assert k == pytest.approx(round(k)) and int(round(k)) != k0
+    np.testing.assert_array_equal(
+        win.slices["xy"].image.image, np.asarray(raw[int(round(k))]).astype(np.float32)
+    )
+    # the other sliders did not move the other axes
+    c = np.asarray(s.cursor)
+    hover(qtbot, win, "xz", c)
+    key(qtbot, win, Qt.Key.Key_PageDown)
+    assert s.cursor[1] == pytest.approx(c[1] + scale[1])  # one voxel, the XZ view's axis
+    assert s.cursor[0] == pytest.approx(c[0])
+    assert win.slice_sliders["xz"].value() == int(round((s.cursor[1] - trans[1]) / scale[1]))
