@@ -288,6 +288,12 @@ class FeaturesPanel(QtWidgets.QWidget):
         crow.addWidget(self.train)
         lay.addLayout(crow)
         lay.addWidget(self.examples)
+        #: What the colours of *colour by* mean: one dot per class, or the colormap's ends.
+        self.legend = QtWidgets.QLabel()
+        self.legend.setObjectName("legend")
+        self.legend.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.legend.setWordWrap(True)
+        lay.addWidget(self.legend)
         self.assign.clicked.connect(self._assign)
         session.edited.connect(self._update_examples)
         self._x = self._y = np.zeros(0)
@@ -438,9 +444,11 @@ class FeaturesPanel(QtWidgets.QWidget):
             return
         if col == "(id)":
             lay.color_mode = "id"
+            self.legend.setText("colour: object id")
             return
         values = self.table[col]
         upd: dict[str, Any] = {"feature": col, "color_mode": "feature"}
+        names: list[str] = []
         if not np.issubdtype(np.asarray(values).dtype, np.number):
             # Categories (the ``class`` column): category i gets tab10's colour i.
             names = sorted({str(v) for v in values})
@@ -450,9 +458,35 @@ class FeaturesPanel(QtWidgets.QWidget):
         elif getattr(lay, "feature_limits", None) is not None:
             upd["feature_limits"] = None
         vals = dict(zip(self.table["label"].astype(int), values.astype(float), strict=True))
+        finite = {k: v for k, v in vals.items() if np.isfinite(v)}
         with self.session.scene_lock:
-            lay.set_feature(col, {k: v for k, v in vals.items() if np.isfinite(v)})
+            lay.set_feature(col, finite)
             lay.update(upd)
+        self.legend.setText(_legend(col, names, finite, lay.colormap, lay.feature_limits))
+
+
+def _legend(
+    col: str,
+    names: list[str],
+    values: dict[int, float],
+    colormap: str,
+    limits: tuple[float, float] | None,
+) -> str:
+    """Rich text: a coloured dot per category, or the colormap at the values' min, mid, max."""
+    from viewer.render import values_to_colors
+
+    def dot(v: float) -> str:
+        vs = list(values.values()) or [v]
+        lim = limits if limits is not None else (min(vs), max(vs))
+        r, g, b = (int(255 * c) for c in values_to_colors([0], {0: v}, colormap, lim)[0])
+        return f"<span style='color:rgb({r},{g},{b})'>&#9679;</span>"
+
+    if names:
+        return f"{col}: " + "  ".join(f"{dot(float(i))} {n}" for i, n in enumerate(names))
+    if not values:
+        return f"{col}: no values"
+    lo, hi = min(values.values()), max(values.values())
+    return f"{col}: {lo:g} {dot(lo)}{dot((lo + hi) / 2)}{dot(hi)} {hi:g}"
 
 
 class _TrackModel(QtCore.QAbstractTableModel):

@@ -372,11 +372,12 @@ def test_errors_show_in_the_window(
     assert any("no tracks are open" in b.text() for b in error_boxes(win))
 
 
-def test_wheel_zoom_is_strong_and_scatter_axes_keep_their_units(
+def test_wheel_zoom_scatter_units_and_colour_legend(
     make_viewer: Any, fibsem_store: Path, qtbot: Any
 ) -> None:
     """Issue 18.7/18.14: three wheel clicks zoom the 3D view about 2x (was 1.3x); the
-    scatter's axes read the column's values, without an SI rescaling like "(x0.001)"."""
+    scatter's axes read the column's values, without an SI rescaling like "(x0.001)";
+    colour-by has a legend."""
     win = make_viewer(str(fibsem_store), ["mitochondria"])
     cam = win.session.scene.camera
 
@@ -414,6 +415,13 @@ def test_wheel_zoom_is_strong_and_scatter_axes_keep_their_units(
         axis = win.features.plot.getAxis(side)
         assert "(x" not in axis.labelString()
         assert axis.autoSIPrefixScale == 1.0
+    # Colour by a column: a legend says what the colours mean (the column's range).
+    big = str(num.abs().max().idxmax())
+    win.features.colorby.setCurrentText(big)
+    legend = win.features.legend.text()
+    col = table[big].dropna()
+    assert legend.startswith(f"{big}: {col.min():g} ") and legend.endswith(f" {col.max():g}")
+    assert legend.count("&#9679;") == 3
 
 
 def test_a_measurement_can_be_deleted_from_the_list_and_undone(
