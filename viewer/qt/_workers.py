@@ -169,7 +169,14 @@ class JobsPanel(QtWidgets.QWidget):
             if not self.jobs:
                 self._empty.show()
 
-        cancel.clicked.connect(job.cancel)
+        def cancelling() -> None:
+            # A job stops at its next progress report (seconds for some): say it heard.
+            job.cancel()
+            cancel.setEnabled(False)
+            cancel.setText("Cancelling…")
+            bar.setFormat("cancelling…")
+
+        cancel.clicked.connect(cancelling)
         self._buttons[id(job)] = cancel
         job.signals.progress.connect(progress)
         for sig in (job.signals.finished, job.signals.failed, job.signals.cancelled):

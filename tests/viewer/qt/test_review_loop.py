@@ -484,3 +484,31 @@ def test_the_slider_beside_a_slice_view_steps_through_its_slices(
     assert s.cursor[1] == pytest.approx(c[1] + scale[1])  # one voxel, the XZ view's axis
     assert s.cursor[0] == pytest.approx(c[0])
     assert win.slice_sliders["xz"].value() == int(round((s.cursor[1] - trans[1]) / scale[1]))
+
+
+def test_cancel_says_at_once_that_it_is_cancelling(qtbot: Any) -> None:
+    """Issue 18.15: Cancel of a job that reports progress only every few seconds gave no
+    feedback; the button now says so at once and cannot be pressed again."""
+    import threading
+
+    from viewer.qt import Job, JobsPanel
+
+    panel = JobsPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    started, release = threading.Event(), threading.Event()
+
+    def work(progress: Any) -> int:
+        started.set()
+        release.wait(30)  # a long step between two progress reports
+        progress(1, 2)
+        return 1
+
+    job = panel.start(Job("slow step", work))
+    assert started.wait(10)
+    button = panel.findChild(QtWidgets.QPushButton, "cancel:slow step")
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert not button.isEnabled() and button.text() == "Cancelling…"
+    with qtbot.waitSignal(job.signals.cancelled, timeout=10_000):
+        release.set()
+    assert job.result is None
