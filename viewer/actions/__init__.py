@@ -29,6 +29,7 @@ from ._actions import (
     select_node,
     selected_nodes,
     set_time,
+    show_point,
 )
 from ._context import MEASURE_POINTS, ActionContext, Measuring
 from ._registry import ACTIONS, Action, ActionRegistry, run
@@ -74,6 +75,7 @@ __all__ = [
     "select_node",
     "selected_nodes",
     "set_time",
+    "show_point",
     "stage_tolerance_um",
     "time_range",
     "tracklet_end",
