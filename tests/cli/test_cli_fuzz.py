@@ -93,7 +93,7 @@ ABSURD = [
     ["train", "s.zarr", "--labels", "x", "--out", "d", "--patch", "0", "0"],
     ["train", "s.zarr", "--labels", "x", "--out", "d", "--epochs", "0"],
     ["train", "s.zarr", "--labels", "x", "--out", "d", "--max-minutes=-3"],
-    ["serve", "p", "--duration=-1"],
+    ["serve", "p", "--duration=-1"],  # (0 is allowed: stop at once)
     ["sample", "timelapse", "o.zarr", "--frames", "0"],
     ["info", "s.zarr", "--cache-mb", "0"],
 ]

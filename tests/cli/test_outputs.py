@@ -141,6 +141,8 @@ def test_every_writing_command_refuses_an_output_inside_its_input(
         ["track", str(store), "--labels", "x", "--out", str(store / "t.geff")],
         ["tracks", "convert", str(store), str(store / "t.csv")],
         ["train", str(store), "--labels", "x", "--out", str(store)],
+        ["batch", "measure", str(store), "--labels", "x", "--out", str(store / "t.csv")],
+        ["batch", "profile", str(store), "--out", str(store / "report")],
     ]
     for argv in cases:
         code = main(argv)
@@ -149,3 +151,34 @@ def test_every_writing_command_refuses_an_output_inside_its_input(
             continue  # torch missing: refused before (a core-only install)
         _assert_user_error(code, err, "input")
     assert _digest(store) == before
+
+
+def test_render_with_unreadable_chunks_refuses_unless_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A corrupt chunk leaves a hole in a streamed picture: refused by default (one line,
+    exit 2, no file), written with --allow-missing and said in the last line."""
+    from tests.analysis.io._support import write_with_ome_zarr
+    from vrscope.cli import main
+
+    z, y, x = np.indices((32, 32, 32))
+    data = ((z + y + x) * 3 % 200 + 40).astype(np.uint8)
+    store = write_with_ome_zarr(tmp_path / "c.zarr", data, version="0.4", chunks=(16, 16, 16))
+    (store / "s0" / "1" / "0" / "1").write_bytes(b"not a chunk")
+    out = tmp_path / "a.png"
+    argv = ["render", str(store), "--out", str(out), "--size", "64", "48", "--no-progress"]
+    code = main([*argv, "--brick-size", "16"])
+    _assert_user_error(code, capsys.readouterr().err, "--allow-missing")
+    assert not out.exists()
+    assert main([*argv, "--brick-size", "16", "--allow-missing"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert out.exists() and lines[-1].startswith("INCOMPLETE: 1 brick(s)")
+    # The same for a movie; a refused one leaves no (half-written) file.
+    mp4 = tmp_path / "a.mp4"
+    margv = ["movie", str(store), "--out", str(mp4), "--size", "64", "48", "--frames", "2"]
+    margv += ["--no-progress"]
+    _assert_user_error(main(margv), capsys.readouterr().err, "--allow-missing")
+    assert not mp4.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert main([*margv, "--allow-missing"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert mp4.exists() and lines[-1].startswith("INCOMPLETE: 1 brick(s)")

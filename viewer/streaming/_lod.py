@@ -456,23 +456,6 @@ class BrickGrid:
         shift = (self._corner[level - 1] - self._corner[level]) / self._brick_um[level - 1]
         return bool(np.allclose(ratio, np.round(ratio)) and np.allclose(shift, 0.0, atol=1e-6))
 
-    def parent_ijk(self, levels: I64, ijk: I64) -> I64:
-        """Indices (N, 3) on level ``levels + 1`` of the bricks containing each brick's centre.
-
-        ``levels`` (N,) must all be below the coarsest level.
-        """
-        out = np.empty_like(ijk)
-        for level in np.unique(levels):
-            p = int(level) + 1
-            sel = levels == level
-            if self._ratio2[p]:
-                out[sel] = ijk[sel] // 2
-                continue
-            lo, hi = self.boxes(int(level), ijk[sel])
-            idx = np.floor(((lo + hi) / 2 - self._corner[p]) / self._brick_um[p]).astype(np.int64)
-            out[sel] = np.clip(idx, 0, self.grid[p] - 1)
-        return out
-
     def encode_mixed(self, levels: I64, ijk: I64) -> I64:
         """Codes (N,) of bricks ``ijk`` (N, 3) on per-brick ``levels`` (N,)."""
         return np.asarray(

@@ -51,7 +51,9 @@ from analysis.errors import ParameterError
 from analysis.volume import VolumeSource, read_many
 
 from ._cache import BrickCache, TextureBudget
-from ._lod import BrickGrid, Selection, View, centre_scores_ijk, clip_planes_array, select_bricks
+from ._lod import BrickGrid, Selection, View, centre_scores_ijk, clip_planes_array
+from ._residency import Residency
+from ._reuse import SelectionReuse
 from ._scheduler import BrickResult, ChunkScheduler, default_batch, default_workers
 
 __all__ = ["PaddedBrick", "StreamFrame", "StreamStats", "VolumeStreamer"]
@@ -367,8 +369,6 @@ class VolumeStreamer:
         first, last = g.translation[0], g.translation[0] + (g.shape[0] - 1) * g.scale[0]
         self._extent_lo = np.where(thick, first, -np.inf)
         self._extent_hi = np.where(thick, last, np.inf)
-        self._diagonal_um = float(np.linalg.norm(g.shape[0] * g.scale[0]))
-        self._min_scale = [float(v) for v in g.scale.min(axis=1)]
         # Plain-int copies of the grid for the workers' key -> region (no NumPy per brick).
         self._py_offsets = [int(o) for o in g.offsets]
         self._py_levels = [
@@ -380,33 +380,20 @@ class VolumeStreamer:
             )
             for i in range(g.n_levels)
         ]
-        self._failed: set[int] = set()
-        self._failed_arr = np.zeros(0, np.int64)
         # Distinct values per brick of a label source (written by the workers).
         self._ids: dict[int, npt.NDArray[np.generic]] = {}
         self._frame_ms = 0.0
         self._frame_cpu_ms = 0.0
         self._last: StreamFrame | None = None
-        # Residency bitmap of the current (time, channel) and what it is in sync with.
-        self._resident = np.zeros(g.n_bricks, dtype=bool)
-        self._res_base = -1
-        self._res_cache_version = -1
-        self._res_version = 0
-        # Bricks drawn by the last draw list (same indexing as the residency bitmap).
-        self._drawn = np.zeros(g.n_bricks, dtype=bool)
-        self._drawn_codes = np.zeros(0, np.int64)
+        # Resident, drawn and failed bricks of the current (time, channel).
+        self.residency = Residency(self.cache, g.n_bricks)
         # Bytes of one brick per level, as RAM and as a texture with its border. Full
         # chunks: the last brick along an axis may be smaller, so budgets are conservative.
         voxels = np.prod(g.chunks, axis=1)
         self._brick_bytes = voxels * self.itemsize
         self._tex_bytes = np.prod(g.chunks + 2, axis=1) * self.itemsize
         # Last selection, the views and error it was made for, and its leaves' boxes.
-        self._sel: Selection | None = None
-        self._sel_key: tuple[Any, ...] | None = None
-        self._sel_views: list[View] = []
-        self._sel_tol_um = 0.0
-        self._leaf_lo = np.zeros((0, 3))
-        self._leaf_hi = np.zeros((0, 3))
+        self._selector = SelectionReuse(g, self.reuse_px)
         # What the last draw list / request list were computed from.
         self._items_for: tuple[int, int, int] = (-1, -1, -1)
         self._held_back = 0
@@ -539,15 +526,15 @@ class VolumeStreamer:
         )
         sel = self._select(vs, planes)
         base = self.key_base()
-        self._sync_resident(base)
-        stamp = (id(sel), self._res_version, base)
+        self.residency.sync(base)
+        stamp = (id(sel), self.residency.version, base)
         last = self._last
         if last is not None and stamp == self._items_for:
             # Frame coherence: same selection, same resident bricks -> same draw list.
             keys, lo, hi, lv = last.keys, last.crop_lo, last.crop_hi, last.levels
             n_stand, n_undrawn, gpu = last.stats.stand_ins, last.stats.undrawn, last.stats.gpu_bytes
         else:
-            res = self._resident[sel.nodes]
+            res = self.residency.resident[sel.nodes]
             item_nodes, lo, hi, src = self._draw_items(sel, res)
             keys = base + sel.nodes[item_nodes]
             lv = sel.node_levels[item_nodes]
@@ -558,7 +545,7 @@ class VolumeStreamer:
             drawn = np.zeros(len(sel.nodes), dtype=bool)
             drawn[item_nodes] = True
             used = np.flatnonzero(drawn)
-            self._mark_drawn(sel.nodes[used])
+            self.residency.mark_drawn(sel.nodes[used])
             gpu = int(self._tex_bytes[sel.node_levels[used]].sum())
             self._items_for = stamp
             self._used = used
@@ -581,43 +568,10 @@ class VolumeStreamer:
         return frame
 
     def _select(self, vs: list[View], planes: F64) -> Selection:
-        """:func:`select_bricks`, or the last selection while the views barely moved."""
+        """:func:`select_bricks` at the error bound of the budget's bias (reused while the
+        views barely move: :class:`SelectionReuse`)."""
         err = self.max_error_px * self._bias
-        key = (len(vs), err, self.finest_level, planes.shape, planes.tobytes())
-        sel = self._sel
-        if (
-            sel is not None
-            and self.reuse_px > 0
-            and key == self._sel_key
-            and all(
-                a.close_to(b, self._sel_tol_um, self.reuse_px, self._diagonal_um)
-                for a, b in zip(vs, self._sel_views, strict=True)
-            )
-        ):
-            return sel
-        sel = select_bricks(self.grid, vs, planes, err, self.finest_level)
-        self._sel, self._sel_key, self._sel_views = sel, key, list(vs)
-        # Leaves are stored coarsest level first: the last one is on the finest level.
-        finest = int(sel.leaf_levels[-1]) if len(sel.leaf_levels) else 0
-        # Moving by half the finest voxel drawn changes no choice by more than that.
-        self._sel_tol_um = self.reuse_px * self._min_scale[finest]
-        self._leaf_lo, self._leaf_hi = self.grid.boxes(sel.leaf_levels, sel.leaf_ijk)
-        return sel
-
-    def _sync_resident(self, base: int) -> None:
-        """Rebuild the residency bitmap if the cache changed behind our back or ``base`` moved."""
-        if base == self._res_base and self.cache.version == self._res_cache_version:
-            return
-        self._resident[:] = False
-        keys = self.cache.keys_array()
-        n = self.grid.n_bricks
-        mine = keys[(keys >= base) & (keys < base + n)]
-        self._resident[mine - base] = True
-        if base != self._res_base:
-            self._mark_drawn(np.zeros(0, np.int64))
-        self._res_base = base
-        self._res_cache_version = self.cache.version
-        self._res_version += 1
+        return self._selector.select(vs, planes, err, self.finest_level)
 
     def _drain(self) -> I64:
         """Move finished bricks into the cache, keeping the bitmap in step.
@@ -631,52 +585,19 @@ class VolumeStreamer:
             return np.zeros(0, np.int64)
         keys: list[int] = []
         arrays: list[npt.NDArray[np.generic]] = []
+        failed: list[int] = []
         for r in results:
             if r.array is None:
-                self._failed.add(r.request.key)
+                failed.append(r.request.key)
             else:
                 keys.append(r.request.key)
                 arrays.append(r.array)
-        in_sync = self.cache.version == self._res_cache_version
-        evicted = self.cache.put_many(keys, arrays, self._in_use_many)
+        self.residency.add_failed(failed)
+        evicted = self.residency.store(keys, arrays)
         if self.labels:
             for k in evicted:
                 self._ids.pop(k, None)
-        got = np.asarray(keys, dtype=np.int64)
-        if in_sync:
-            base, n, res = self._res_base, self.grid.n_bricks, self._resident
-            ev = np.asarray(evicted, dtype=np.int64) - base
-            res[ev[(ev >= 0) & (ev < n)]] = False
-            # Evicted within this call (more arrived than fit), or refused: not resident.
-            if evicted:
-                cache = self.cache
-                code = np.asarray([k for k in keys if k in cache], dtype=np.int64) - base
-            else:
-                code = got - base
-            res[code[(code >= 0) & (code < n)]] = True
-            self._res_cache_version = self.cache.version
-        self._res_version += 1
-        if self._failed and len(self._failed) != len(self._failed_arr):
-            self._failed_arr = np.array(sorted(self._failed), dtype=np.int64)
-        return got
-
-    def _mark_drawn(self, codes: I64) -> None:
-        """Remember the bricks drawn now (the cache gives them a second chance)."""
-        self._drawn[self._drawn_codes] = False
-        self._drawn[codes] = True
-        self._drawn_codes = codes
-
-    def _in_use(self, key: int) -> bool:
-        code = key - self._res_base
-        return 0 <= code < len(self._drawn) and bool(self._drawn[code])
-
-    def _in_use_many(self, keys: I64) -> npt.NDArray[np.bool_]:
-        """:meth:`_in_use` of keys (N,) at once."""
-        code = keys - self._res_base
-        ok = (code >= 0) & (code < len(self._drawn))
-        out = np.zeros(len(keys), dtype=bool)
-        out[ok] = self._drawn[code[ok]]
-        return out
+        return np.asarray(keys, dtype=np.int64)
 
     def _stand_ins(self, sel: Selection, res: npt.NDArray[np.bool_]) -> I64:
         """Node index drawn for each leaf (M,): itself if resident, else its nearest
@@ -701,7 +622,7 @@ class VolumeStreamer:
         bounding box exactly (the usual case: all children of a parent missing).
         """
         src = self._stand_ins(sel, res)
-        leaf_lo, leaf_hi = self._leaf_lo, self._leaf_hi
+        leaf_lo, leaf_hi = self._selector.leaf_lo, self._selector.leaf_hi
         own = src == sel.leaf_index
         n_own = int(np.count_nonzero(own))
         if n_own == len(src):
@@ -782,8 +703,9 @@ class VolumeStreamer:
             wanted &= missing
             miss = wanted.nonzero()[0]
         keys = base + sel.nodes.take(miss)
-        if len(self._failed_arr):
-            ok = ~np.isin(keys, self._failed_arr)
+        failed = self.residency.failed_keys
+        if len(failed):
+            ok = ~np.isin(keys, failed)
             miss, keys = miss[ok], keys[ok]
         n_cap = self.max_requests
         if len(miss) > 1:
@@ -826,7 +748,7 @@ class VolumeStreamer:
     def _refill(self, sel: Selection, base: int, views: list[View]) -> None:
         """Hand over the next batch when requests were held back and the queue runs low."""
         if self._held_back and self.scheduler.n_queued() <= self.max_requests // 2:
-            self._plan_requests(sel, self._resident[sel.nodes], self._used, base, views)
+            self._plan_requests(sel, self.residency.resident[sel.nodes], self._used, base, views)
 
     def _adapt_bias(self, over: bool, gpu: int) -> None:
         """Coarsen while over a budget; refine again (with hysteresis) when well under."""

@@ -176,10 +176,12 @@ def run_profile(args: argparse.Namespace) -> int:
 
     from analysis.batch import ProfileOptions, batch_profile
     from analysis.errors import FormatError
+    from analysis.io import check_output
     from vrscope.commands._analysis_io import progress_enabled
     from vrscope.commands.profile import check_profile_options, label_names
 
     out = Path(args.out).expanduser()
+    check_output(out, args.stores)  # outputs never destroy inputs
     if out.exists() and not out.is_dir():
         raise FormatError(f"--out {out} exists and is not a folder")
     if not out.parent.is_dir():
@@ -212,7 +214,7 @@ def run_measure(args: argparse.Namespace) -> int:
     from analysis.io import open_volume, write_table
     from vrscope.commands._analysis_io import check_table_output, progress_enabled
 
-    out = check_table_output(args.out)
+    out = check_table_output(args.out, [args.store])
     store = _abs_store(args.store)
     labels_src = open_volume(store).open_labels(args.labels)
     if not 0 <= args.level < len(labels_src.levels):

@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     w, h = args.size
     if w > 4096 or h > 2160 or w < 16 or h < 16 or w % 2 or h % 2:
         raise ParameterError(f"--size {w} {h}: even sides, 16..4096 x 16..2160 (4K)")
-    from analysis.io import check_output
+    from analysis.errors import FormatError
+    from analysis.io import check_output, replacing
 
     out = Path(args.out)
     inputs = [args.store, args.tracks, getattr(args, "features", None)]
@@ -108,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in {".mp4", ".mkv", ".mov", ".avi"}:
         raise ParameterError(f"--out must end in .mp4, .mkv, .mov or .avi, not {out.name!r}")
     t0 = time.perf_counter()
+    missing = 0
     scene = scene_from_args(args)
     if args.mode == "turntable":
         n = args.frames or max(1, round(args.seconds * args.fps))
@@ -143,24 +145,39 @@ def run(args: argparse.Namespace) -> int:
                     # has time to wait; the interactive viewer never does).
                     step(i)
                     ctl.settle(args.stream_timeout)
+                    failed = sum(int(st.failed) for st in ctl.stats().values())
+                    if failed and not args.allow_missing:
+                        raise FormatError(
+                            f"{failed} brick(s) could not be read (corrupt or unreadable "
+                            "chunks: see the warnings above); frames would have holes. Pass "
+                            "--allow-missing to write the movie anyway"
+                        )
 
-                write_movie(
-                    r,
-                    out,
-                    n,
-                    streamed_step,
-                    fps=args.fps,
-                    quality=args.quality,
-                    progress=not args.no_progress,
-                )
+                # The movie takes its name only when complete (a failure leaves no
+                # half-written file, and an older movie of that name stays whole).
+                with replacing(out, overwrite=True) as tmp:
+                    write_movie(
+                        r,
+                        tmp,
+                        n,
+                        streamed_step,
+                        fps=args.fps,
+                        quality=args.quality,
+                        progress=not args.no_progress,
+                    )
                 print_stream_stats(ctl.stats())
+                missing = sum(int(st.failed) for st in ctl.stats().values())
         else:
-            write_movie(
-                r, out, n, step, fps=args.fps, quality=args.quality, progress=not args.no_progress
-            )
+            with replacing(out, overwrite=True) as tmp:
+                write_movie(
+                    r, tmp, n, step, fps=args.fps, quality=args.quality,
+                    progress=not args.no_progress,
+                )  # fmt: skip
     print(
         f"wrote {out} ({n} frames, {w} x {h}, {args.fps} fps) in {time.perf_counter() - t0:.1f} s"
     )
+    if missing:
+        print(f"INCOMPLETE: {missing} brick(s) could not be read and are missing from {out}")
     return 0
 
 

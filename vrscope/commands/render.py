@@ -133,6 +133,13 @@ def add_scene_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_cache_option(p, "streaming: ")
     p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="streaming: write the picture even when some bricks could not be read "
+        "(corrupt or unreadable chunks leave holes; the count is printed). Default: "
+        "refuse, exit 2",
+    )
+    p.add_argument(
         "--stream-timeout",
         type=positive_float,
         default=300.0,
@@ -329,7 +336,7 @@ def _read_features(path: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from analysis.errors import ParameterError
+    from analysis.errors import FormatError, ParameterError
     from analysis.io import check_output
 
     out = Path(args.out)
@@ -349,6 +356,7 @@ def run(args: argparse.Namespace) -> int:
     if stats_path is not None and not stats_path.parent.is_dir():
         raise ParameterError(f"--stats: no directory {str(stats_path.parent)!r}")
     t0 = time.perf_counter()
+    missing = 0
     opts = streaming_options(args)
     scene = scene_from_args(args)
     show = not args.no_overlays
@@ -371,6 +379,13 @@ def run(args: argparse.Namespace) -> int:
                 **opts,
             )
         print_stream_stats(stats)
+        missing = sum(int(getattr(st, "failed", 0)) for st in stats.values())
+        if missing and not args.allow_missing:
+            raise FormatError(
+                f"{missing} brick(s) could not be read (corrupt or unreadable chunks: see the "
+                "warnings above); the picture would have holes. Pass --allow-missing to write "
+                "it anyway"
+            )
     else:
         from viewer.render import SceneRenderer
 
@@ -392,4 +407,6 @@ def run(args: argparse.Namespace) -> int:
 
     iio.imwrite(out, img)
     print(f"wrote {out} ({w} x {h}) in {time.perf_counter() - t0:.1f} s")
+    if missing:
+        print(f"INCOMPLETE: {missing} brick(s) could not be read and are missing from {out}")
     return 0

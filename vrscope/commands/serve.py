@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vrscope.commands._options import positive_float
+from vrscope.commands._options import nonnegative_float
 
 ORDER = 70
 
@@ -68,7 +68,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--duration",
-        type=positive_float,
+        type=nonnegative_float,
         metavar="SECONDS",
         help="stop after this many seconds (scripted demos and tests; default: until Ctrl+C)",
     )

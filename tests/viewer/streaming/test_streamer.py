@@ -433,7 +433,7 @@ def test_residency_bitmap_follows_the_cache_through_evictions() -> None:
             keys = st.cache.keys_array()
             ref = np.zeros(st.grid.n_bricks, bool)
             ref[keys - st.key_base()] = True
-            assert np.array_equal(st._resident, ref)
+            assert np.array_equal(st.residency.resident, ref)
             assert all(int(k) in st.cache for k in frame.keys)
             evicted = st.cache.evictions
         assert evicted > 100  # the budget forced evictions while frames were drawn
