@@ -29,6 +29,7 @@ from ._actions import (
     select_node,
     selected_nodes,
     set_time,
+    show_point,
 )
 from ._context import MEASURE_POINTS, ActionContext, Measuring
 from ._registry import ACTIONS, Action, ActionRegistry, run
@@ -40,6 +41,7 @@ from ._select import (
     is_timelapse,
     merge_ends,
     nearest_node_to_ray,
+    nearest_on_screen,
     node_at_time,
     node_near,
     screen_tolerance_um,
@@ -64,6 +66,7 @@ __all__ = [
     "is_timelapse",
     "merge_ends",
     "nearest_node_to_ray",
+    "nearest_on_screen",
     "next_unreviewed_node",
     "node_at_time",
     "node_near",
@@ -72,6 +75,7 @@ __all__ = [
     "select_node",
     "selected_nodes",
     "set_time",
+    "show_point",
     "stage_tolerance_um",
     "time_range",
     "tracklet_end",

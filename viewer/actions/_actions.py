@@ -11,7 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from analysis.annotations import AddMarker, AddMeasurement, RemoveMarker, SetObjectClass
+from analysis.annotations import (
+    AddMarker,
+    AddMeasurement,
+    RemoveMarker,
+    RemoveMeasurement,
+    SetObjectClass,
+)
 from analysis.edits import Command, Cut, Delete, MarkReviewed, Merge, Prolong, Swap
 from analysis.errors import InvalidEditError
 
@@ -19,7 +25,7 @@ from ._context import MEASURE_POINTS, ActionContext
 from ._registry import ACTIONS, Action
 from ._select import Pick, is_timelapse, merge_ends, node_at_time, time_range, tracklet_end
 
-__all__ = ["current_time", "select_node", "selected_nodes", "set_time"]
+__all__ = ["current_time", "select_node", "selected_nodes", "set_time", "show_point"]
 
 Vec3 = tuple[float, float, float]
 
@@ -34,6 +40,28 @@ def set_time(ctx: ActionContext, t: float) -> None:
     """Go to time point ``t``, kept within the image's and tracks' time range."""
     lo, hi = time_range(ctx.scene, ctx.tracks)
     ctx.scene.current_time = float(min(max(round(t), lo), max(hi, lo)))
+
+
+def show_point(ctx: ActionContext, zyx: Vec3) -> None:
+    """Centre every view of the front end on world ``zyx`` (µm).
+
+    Optional for a front end (``ctx.show_point``): the desktop moves the crosshair,
+    the slices and the 3D view's focus there; the headset, whose user walks to the
+    data, has nothing to move and does not define it.
+    """
+    show = getattr(ctx, "show_point", None)
+    if show is not None:
+        show((float(zyx[0]), float(zyx[1]), float(zyx[2])))
+
+
+def _track_node_near_time(g: Any, node: int, t: int) -> int:
+    """The node of ``node``'s tracklet at time ``t``, else its node nearest in time."""
+    at = node_at_time(g, node, t)
+    if at is not None:
+        return at
+    ids = g.tracklet(node)
+    times = np.asarray([g.time(int(i)) for i in ids])
+    return int(ids[int(np.argmin(np.abs(times - t)))])
 
 
 def selected_nodes(ctx: ActionContext) -> list[int]:
@@ -121,7 +149,7 @@ def _redo(ctx: ActionContext, pick: Pick) -> Any:
     "tracks.select",
     "Select track",
     "select the picked node's track (add: keep the first selected, to merge or swap)",
-    mouse="click a node (Ctrl+click: add)",
+    mouse="click a node (the ringed one, within 8 screen pixels; Ctrl+click: add)",
     headset="track tool: trigger",
 )
 def _select(ctx: ActionContext, pick: Pick) -> int | None:
@@ -214,8 +242,14 @@ def _prolong(ctx: ActionContext, pick: Pick) -> Command:
 )
 def _delete(ctx: ActionContext, pick: Pick) -> Command:
     node = pick.node if pick.node is not None else selected_nodes(ctx)[0]
+    g = ctx.tracks
+    ids = g.tracklet(int(node))
+    t0, t1 = g.time(int(ids[0])), g.time(int(ids[-1]))
     cmd = _apply(ctx, Delete.track(int(node)))
     select_node(ctx, None)
+    # Immediate (a proofreading loop must stay fast) but never unseen: say what went,
+    # whether or not it was on screen, and that undo brings it back.
+    ctx.notify(f"deleted track {int(ids[0])} ({len(ids)} nodes, t {t0}–{t1}); undo restores it")
     return cmd
 
 
@@ -229,8 +263,10 @@ def _delete(ctx: ActionContext, pick: Pick) -> Command:
 )
 def _delete_node(ctx: ActionContext, pick: Pick) -> Command:
     node = pick.node if pick.node is not None else selected_nodes(ctx)[0]
+    t = ctx.tracks.time(int(node))
     cmd = _apply(ctx, Delete.node(int(node)))
     select_node(ctx, None)
+    ctx.notify(f"deleted node {int(node)} (t {t}); undo restores it")
     return cmd
 
 
@@ -263,7 +299,8 @@ def next_unreviewed_node(g: Any) -> int | None:
 @ACTIONS.action(
     "tracks.next_unreviewed",
     "Next unreviewed track",
-    "select the first node of the next unreviewed track and go to its time",
+    "select the first node of the next unreviewed track and go to its time (the desktop "
+    "centres every view on it)",
     shortcut="N",
     headset="wrist menu: next unreviewed",
     enabled=lambda ctx, pick: None if ctx.tracks is not None else "no tracks are open",
@@ -276,7 +313,24 @@ def _next_unreviewed(ctx: ActionContext, pick: Pick) -> int | None:
         return None
     select_node(ctx, first)
     set_time(ctx, ctx.tracks.time(first))
+    show_point(ctx, ctx.tracks.position(first))
     return first
+
+
+@ACTIONS.action(
+    "tracks.show",
+    "Show selected track",
+    "centre every view (crosshair, slices, 3D focus) on the selected track's node at the "
+    "current time, else its node nearest in time (and go to that time)",
+    shortcut="G",
+    enabled=_needs_tracks(1),
+)
+def _show(ctx: ActionContext, pick: Pick) -> int:
+    g = ctx.tracks
+    node = _track_node_near_time(g, _nodes(ctx, pick)[0], current_time(ctx))
+    set_time(ctx, g.time(node))
+    show_point(ctx, g.position(node))
+    return node
 
 
 # ---------------------------------------------------------------------- annotations
@@ -308,6 +362,27 @@ def _remove_marker(ctx: ActionContext, pick: Pick) -> Any:
     if d[i] > pick.tolerance_um:
         return None
     return _apply(ctx, RemoveMarker(ms[i].id))
+
+
+@ACTIONS.action(
+    "annotations.remove_measurement",
+    "Remove measurement",
+    "remove the measurement with a point nearest to the picked point (within the pick tolerance)",
+    mouse="Counting and measuring: select a measurement, Delete (or Remove)",
+    enabled=_needs_point,
+)
+def _remove_measurement(ctx: ActionContext, pick: Pick) -> Any:
+    ms = ctx.annotations.measurements
+    if not ms:
+        return None
+    p = np.asarray(_point(pick))
+    d = [float(np.min(np.linalg.norm(np.asarray(m.points_um) - p, axis=1))) for m in ms]
+    i = int(np.argmin(d))
+    if d[i] > pick.tolerance_um:
+        return None
+    cmd = _apply(ctx, RemoveMeasurement(ms[i].id))
+    ctx.notify(f"removed measurement #{ms[i].id}; undo restores it")
+    return cmd
 
 
 @ACTIONS.action(
@@ -441,6 +516,19 @@ for _id, _title, _desc, _key in (
         "prolong: each click adds a detection after the selected track's end",
         "P",
     ),
+    (
+        "view.next_slice",
+        "Next slice",
+        "move the slice view under the mouse (else the last one used) one voxel deeper",
+        "PgDown",
+    ),
+    (
+        "view.previous_slice",
+        "Previous slice",
+        "move the slice view under the mouse (else the last one used) one voxel back",
+        "PgUp",
+    ),
+    ("file.quit", "Quit", "close the window (asks first when edits would be lost)", "Ctrl+Q"),
     ("file.save", "Save project", "save the project (the journal is always current)", "Ctrl+S"),
     ("file.screenshot", "Screenshot…", "save a screenshot of the window", "Ctrl+Shift+S"),
 ):

@@ -40,6 +40,10 @@ class ActionContext(Protocol):
         The class new markers and classified objects get.
     measuring : Measuring
         The measurement being placed.
+
+    A front end with views to move may also define ``show_point(zyx)``: centre every
+    view on a world point (``tracks.show``, ``tracks.next_unreviewed``; the desktop
+    does, the headset has nothing to move). See :func:`viewer.actions.show_point`.
     """
 
     scene: Any

@@ -24,6 +24,7 @@ __all__ = [
     "is_timelapse",
     "merge_ends",
     "nearest_node_to_ray",
+    "nearest_on_screen",
     "node_at_time",
     "node_near",
     "screen_tolerance_um",
@@ -33,7 +34,8 @@ __all__ = [
     "tracklet_start",
 ]
 
-#: A click on a slice picks what lies within this many screen pixels.
+#: A click on a slice picks what is drawn within this many screen pixels of it (in the
+#: plane; the depth of what a slice draws is not visible, so it does not count).
 SCREEN_TOLERANCE_PX = 8.0
 #: A pointing ray picks what lies within this distance on the stage (metres).
 STAGE_TOLERANCE_M = 0.03
@@ -79,6 +81,46 @@ def screen_tolerance_um(pixel_size_um: float) -> float:
 def stage_tolerance_um(scale_m_per_um: float) -> float:
     """Pick tolerance (µm) of a ray when one µm is ``scale_m_per_um`` metres on the stage."""
     return STAGE_TOLERANCE_M / float(scale_m_per_um)
+
+
+def nearest_on_screen(
+    points_zyx: npt.ArrayLike,
+    zyx: Sequence[float],
+    axis: int,
+    pixel_size_um: float,
+    slab_um: float = float("inf"),
+    tolerance_px: float = SCREEN_TOLERANCE_PX,
+) -> int | None:
+    """Row of the point drawn on a slice nearest to a click there, by screen distance.
+
+    A slice across ``axis`` draws the points within ``slab_um`` of it, all at the
+    slice's depth: how far off the slice a point lies is invisible on screen, so it
+    does not count. A click picks the point nearest in the plane within
+    ``tolerance_px`` screen pixels (``pixel_size_um`` µm each), whatever the zoom.
+
+    Parameters
+    ----------
+    points_zyx : (N, 3) float array
+        Candidate points, world µm.
+    zyx : (z, y, x)
+        The click, world µm (``zyx[axis]`` is the slice's depth).
+    axis : int
+        The axis the slice is across (0: XY, 1: XZ, 2: YZ).
+    pixel_size_um : float
+        µm per screen pixel of the view.
+    slab_um : float, default: inf
+        Half thickness of the slab drawn on the slice.
+    tolerance_px : float, default: :data:`SCREEN_TOLERANCE_PX`
+    """
+    pts = np.asarray(points_zyx, dtype=np.float64).reshape(-1, 3)
+    if not len(pts):
+        return None
+    c = np.asarray(zyx, dtype=np.float64)
+    inplane = [a for a in range(3) if a != axis]
+    d_px = np.linalg.norm(pts[:, inplane] - c[inplane], axis=1) / max(float(pixel_size_um), 1e-12)
+    d_px[np.abs(pts[:, axis] - c[axis]) > slab_um] = np.inf
+    i = int(np.argmin(d_px))
+    return i if d_px[i] <= tolerance_px else None
 
 
 def tracklet_end(g: Any, node: int) -> int:

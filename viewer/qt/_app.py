@@ -25,7 +25,15 @@ from ._panels import (
 )
 from ._render_view import QtRenderView
 from ._session import ProofreadingSession
-from ._slices import PLANES, QtSliceView, SliceLoader, grab_array, set_histogram_image
+from ._slices import (
+    PLANES,
+    Plane,
+    QtSliceSlider,
+    QtSliceView,
+    SliceLoader,
+    grab_array,
+    set_histogram_image,
+)
 from ._workers import Job, JobsPanel, classify_job, link_job, measure_job, profile_job
 
 __all__ = ["QtViewer", "run_viewer"]
@@ -93,10 +101,12 @@ class QtViewer(QtWidgets.QMainWindow):
         grid = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         top = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         bottom = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        #: A slider beside each slice view, through its slices.
+        self.slice_sliders = {p: QtSliceSlider(v) for p, v in self.slices.items()}
         top.addWidget(self.render_view)
-        top.addWidget(self.slices["xy"])
-        bottom.addWidget(self.slices["xz"])
-        bottom.addWidget(self.slices["yz"])
+        top.addWidget(self._with_slider("xy"))
+        bottom.addWidget(self._with_slider("xz"))
+        bottom.addWidget(self._with_slider("yz"))
         grid.addWidget(top)
         grid.addWidget(bottom)
         central = QtWidgets.QWidget()
@@ -147,17 +157,32 @@ class QtViewer(QtWidgets.QMainWindow):
         self.mode_label = QtWidgets.QLabel()
         self.fps_label = QtWidgets.QLabel()
         self.stream_label = QtWidgets.QLabel()
+        #: Whether the edits are kept (journaled) or would be lost on closing.
+        self.save_label = QtWidgets.QLabel(s.save_state)
+        #: What lies under the mouse on a slice: µm, voxel, intensity, label id (and class).
+        self.readout_label = QtWidgets.QLabel()
+        self.status.addPermanentWidget(self.readout_label)
+        self.status.addPermanentWidget(self.save_label)
         self.status.addPermanentWidget(self.mode_label)
         self.status.addPermanentWidget(self.stream_label)
         self.status.addPermanentWidget(self.fps_label)
+        #: Errors shown in this window (each once in a message box), oldest first.
+        self.errors: list[str] = []
+        self.error_box: QtWidgets.QMessageBox | None = None
         self.qactions: dict[str, QtGui.QAction] = {}
         self._make_actions()
         # -- wiring ------------------------------------------------------------------
         s.message.connect(lambda m: self.status.showMessage(m, 6000))
         s.mode_changed.connect(self._on_mode)
         s.edited.connect(self._on_edited)
-        for view in self.slices.values():
+        #: The slice view the slice keys step: the one the mouse was last over.
+        self.active_slice: Plane = "xy"
+        for plane, view in self.slices.items():
             view.clicked.connect(self._on_slice_click)
+            view.used.connect(lambda p=plane: setattr(self, "active_slice", p))
+            view.pointed.connect(self.readout_label.setText)
+            view.failed.connect(self.show_error)
+        self.jobs.failed.connect(lambda name, msg: self.show_error(f"{name} failed: {msg}"))
         self.render_view.clicked.connect(self._on_3d_click)
         self.render_view.frame_shown.connect(
             lambda dt: self.fps_label.setText(f"3D frame {dt * 1000:.0f} ms")
@@ -167,6 +192,37 @@ class QtViewer(QtWidgets.QMainWindow):
         s.scene.layers.events.inserted.connect(self._on_layer_inserted)
         self._on_mode(s.mode)
         self._restore()
+
+    def _with_slider(self, plane: Plane) -> QtWidgets.QWidget:
+        box = QtWidgets.QWidget()
+        lay = QtWidgets.QHBoxLayout(box)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.slices[plane], 1)
+        lay.addWidget(self.slice_sliders[plane])
+        return box
+
+    def show_error(self, text: str) -> None:
+        """Show an error in the window: the status bar and a dismissible message box.
+
+        Each distinct message gets one box per window (a failing read repeated on every
+        redraw does not pile them up); the status bar shows the latest.
+        """
+        log.warning("%s", text)
+        self.status.showMessage(text)
+        if text in self.errors:
+            return
+        self.errors.append(text)
+        box = QtWidgets.QMessageBox(self)
+        box.setObjectName("error")
+        box.setIcon(QtWidgets.QMessageBox.Icon.Warning)
+        box.setWindowTitle("vrscope")
+        box.setText(text)
+        box.setStandardButtons(QtWidgets.QMessageBox.StandardButton.Close)
+        box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.setModal(False)
+        box.show()
+        self.error_box = box
 
     def _title(self) -> str:
         p = self.session.project
@@ -257,6 +313,10 @@ class QtViewer(QtWidgets.QMainWindow):
         self._action("analysis.link", "Link tracks (time-lapse labels)", self.run_link, a)
         menus["View"] = v = mb.addMenu("&View")
         self._registered(menus, "view")
+        for aid, n in (("view.next_slice", 1), ("view.previous_slice", -1)):
+            self._action(
+                aid, ACTIONS[aid].title, lambda n=n: self.slices[self.active_slice].step(n), v
+            )
         for dock in self.docks.values():
             v.addAction(dock.toggleViewAction())
 
@@ -286,7 +346,9 @@ class QtViewer(QtWidgets.QMainWindow):
         s = self.session
         ctrl = bool(modifiers & QtCore.Qt.KeyboardModifier.ControlModifier)
         if s.mode == "navigate":
-            node = s.node_near(zyx, tol_um)
+            # On a slice: the drawn node within a few screen pixels, however far off the
+            # slice it lies within the drawn slab (what the hover ring shows).
+            node = view.node_under(zyx) if view is not None else s.node_near(zyx, tol_um)
             if node is not None:
                 s.select_node(node, add=ctrl)
             elif not ctrl:
@@ -353,6 +415,7 @@ class QtViewer(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------ events
     def _on_edited(self, action: str) -> None:
+        self.save_label.setText(self.session.save_state)
         self.qactions["edit.undo"].setEnabled(self.session.history.can_undo)
         self.qactions["edit.redo"].setEnabled(self.session.history.can_redo)
 
@@ -503,6 +566,7 @@ class QtViewer(QtWidgets.QMainWindow):
         # scene_from_json read what the desktop saved.
         path = s.save(folder)
         self.setWindowTitle(self._title())
+        self.save_label.setText(s.save_state)
         self.status.showMessage(f"saved {path}", 6000)
         return path
 
@@ -514,8 +578,18 @@ class QtViewer(QtWidgets.QMainWindow):
     def _open_project_dialog(self) -> None:
         d = QtWidgets.QFileDialog.getExistingDirectory(self, "Open project folder")
         if d:
-            win = QtViewer(ProofreadingSession.open(project=d))
-            win.show()
+            self.open_project(d)
+
+    def open_project(self, folder: str | os.PathLike[str]) -> QtViewer | None:
+        """Open a project folder in a new window; an error is shown here, not only logged."""
+        try:
+            session = ProofreadingSession.open(project=str(folder))
+        except Exception as exc:
+            self.show_error(f"could not open {folder} as a project: {exc}")
+            return None
+        win = QtViewer(session)
+        win.show()
+        return win
 
     # ------------------------------------------------------------------ export
     def screenshot(self, path: str | os.PathLike[str] | None = None) -> np.ndarray[Any, Any]:
@@ -582,23 +656,67 @@ class QtViewer(QtWidgets.QMainWindow):
             self.export_movie(f)
 
     def _export(self, what: str) -> None:
-        s = self.session
         ext = {"markers": "csv", "measurements": "csv", "tracks": "geff"}[what]
         f, _ = QtWidgets.QFileDialog.getSaveFileName(self, f"Export {what}", f"{what}.{ext}")
         if not f:
             return
+        self.export(what, f)
+
+    def export(self, what: str, path: str | os.PathLike[str]) -> bool:
+        """Write markers, measurements or tracks to ``path``; say so only once it is there."""
         import analysis.io as pio
 
-        if what == "markers":
-            pio.write_markers_csv(s.annotations.markers, f)
-        elif what == "measurements":
-            pio.write_measurements_csv(s.annotations.measurements, f)
-        elif s.tracks is not None:
-            pio.write_tracks_file(s.tracks, f, overwrite=True)
-        self.status.showMessage(f"wrote {f}", 6000)
+        s = self.session
+        g = s.tracks
+        if what == "tracks" and (g is None or not g.n_nodes):
+            self.show_error(f"export tracks: no tracks are open, nothing written to {path}")
+            return False
+        try:
+            if what == "markers":
+                pio.write_markers_csv(s.annotations.markers, path)
+            elif what == "measurements":
+                pio.write_measurements_csv(s.annotations.measurements, path)
+            elif g is not None:
+                pio.write_tracks_file(g, path, overwrite=True)
+        except Exception as exc:
+            self.show_error(f"export {what}: could not write {path}: {exc}")
+            return False
+        if not Path(path).exists():
+            self.show_error(f"export {what}: nothing was written to {path}")
+            return False
+        self.status.showMessage(f"wrote {path}", 6000)
+        return True
 
     # ------------------------------------------------------------------ lifetime
+    def _may_close(self) -> bool:
+        """Ask before edits that no project keeps are lost (with a project: nothing to ask)."""
+        s = self.session
+        if getattr(self, "_closing", False) or s.project is not None or not s.unsaved_edits:
+            return True
+        box = QtWidgets.QMessageBox(self)
+        box.setObjectName("unsaved")
+        box.setIcon(QtWidgets.QMessageBox.Icon.Warning)
+        box.setWindowTitle("Unsaved edits")
+        box.setText(f"{s.unsaved_edits} edits are not saved: this session has no project folder.")
+        box.setInformativeText("Save them into a new project before closing?")
+        B = QtWidgets.QMessageBox.StandardButton
+        box.setStandardButtons(B.Save | B.Discard | B.Cancel)
+        box.setDefaultButton(B.Save)
+        box.exec()
+        answer = box.standardButton(box.clickedButton())
+        if answer in (B.Cancel, B.NoButton):
+            return False
+        if answer == B.Save:
+            self._save_as_dialog()
+            if s.project is None:  # the folder dialog was cancelled
+                return False
+        self._closing = True
+        return True
+
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        if not self._may_close():
+            event.ignore()
+            return
         self.jobs.cancel_all()
         self.slice_loader.close()
         self.render_view.close_renderer()

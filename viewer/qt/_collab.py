@@ -325,6 +325,8 @@ class DesktopCollab(QtCore.QObject):
             if act is not None:
                 act.setEnabled(False)
                 act.setToolTip("the session server saves every edit")
+        v.session.kept_by = "the session server"
+        v.save_label.setText(v.session.save_state)
 
     @property
     def follow_presenter(self) -> bool:

@@ -9,7 +9,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from viewer.actions import ACTIONS
+from viewer.actions import ACTIONS, Pick
 from viewer.scene import Image, Labels, Layer, Tracks
 
 from ._session import ProofreadingSession
@@ -260,6 +260,9 @@ class FeaturesPanel(QtWidgets.QWidget):
         lay.addLayout(row)
         self.plot = pg.PlotWidget()
         self.plot.setMinimumHeight(160)
+        for side in ("bottom", "left"):
+            # Columns carry their unit (µm, µm³): no SI rescaling such as "(x0.001)".
+            self.plot.getAxis(side).enableAutoSIPrefix(False)
         self.scatter = pg.ScatterPlotItem(size=7, pen=None)
         self.plot.addItem(self.scatter)
         self.roi = pg.RectROI([0, 0], [1, 1], pen=pg.mkPen((255, 220, 0), width=1.5))
@@ -285,6 +288,12 @@ class FeaturesPanel(QtWidgets.QWidget):
         crow.addWidget(self.train)
         lay.addLayout(crow)
         lay.addWidget(self.examples)
+        #: What the colours of *colour by* mean: one dot per class, or the colormap's ends.
+        self.legend = QtWidgets.QLabel()
+        self.legend.setObjectName("legend")
+        self.legend.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.legend.setWordWrap(True)
+        lay.addWidget(self.legend)
         self.assign.clicked.connect(self._assign)
         session.edited.connect(self._update_examples)
         self._x = self._y = np.zeros(0)
@@ -418,9 +427,13 @@ class FeaturesPanel(QtWidgets.QWidget):
             QtCore.QItemSelectionModel.SelectionFlag.Select
             | QtCore.QItemSelectionModel.SelectionFlag.Rows
         )
+        first = None
         for r, lab in enumerate(self.table["label"].tolist()):
             if int(lab) in wanted:
                 sm.select(self.view.model().index(r, 0), flags)
+                first = r if first is None else first
+        if first is not None:  # the selected object's row comes into view
+            self.view.scrollTo(self.view.model().index(first, 0))
         self._syncing = False
 
     def _color_by(self, col: str) -> None:
@@ -431,9 +444,11 @@ class FeaturesPanel(QtWidgets.QWidget):
             return
         if col == "(id)":
             lay.color_mode = "id"
+            self.legend.setText("colour: object id")
             return
         values = self.table[col]
         upd: dict[str, Any] = {"feature": col, "color_mode": "feature"}
+        names: list[str] = []
         if not np.issubdtype(np.asarray(values).dtype, np.number):
             # Categories (the ``class`` column): category i gets tab10's colour i.
             names = sorted({str(v) for v in values})
@@ -443,9 +458,35 @@ class FeaturesPanel(QtWidgets.QWidget):
         elif getattr(lay, "feature_limits", None) is not None:
             upd["feature_limits"] = None
         vals = dict(zip(self.table["label"].astype(int), values.astype(float), strict=True))
+        finite = {k: v for k, v in vals.items() if np.isfinite(v)}
         with self.session.scene_lock:
-            lay.set_feature(col, {k: v for k, v in vals.items() if np.isfinite(v)})
+            lay.set_feature(col, finite)
             lay.update(upd)
+        self.legend.setText(_legend(col, names, finite, lay.colormap, lay.feature_limits))
+
+
+def _legend(
+    col: str,
+    names: list[str],
+    values: dict[int, float],
+    colormap: str,
+    limits: tuple[float, float] | None,
+) -> str:
+    """Rich text: a coloured dot per category, or the colormap at the values' min, mid, max."""
+    from viewer.render import values_to_colors
+
+    def dot(v: float) -> str:
+        vs = list(values.values()) or [v]
+        lim = limits if limits is not None else (min(vs), max(vs))
+        r, g, b = (int(255 * c) for c in values_to_colors([0], {0: v}, colormap, lim)[0])
+        return f"<span style='color:rgb({r},{g},{b})'>&#9679;</span>"
+
+    if names:
+        return f"{col}: " + "  ".join(f"{dot(float(i))} {n}" for i, n in enumerate(names))
+    if not values:
+        return f"{col}: no values"
+    lo, hi = min(values.values()), max(values.values())
+    return f"{col}: {lo:g} {dot(lo)}{dot((lo + hi) / 2)}{dot(hi)} {hi:g}"
 
 
 class _TrackModel(QtCore.QAbstractTableModel):
@@ -482,7 +523,10 @@ class _TrackModel(QtCore.QAbstractTableModel):
 
 
 class TracksPanel(QtWidgets.QWidget):
-    """Tracklets filtered by status; double-click jumps to a track's start.
+    """Tracklets filtered by status; a click selects a track, double-click or Enter shows it.
+
+    Showing a track goes to its start and centres every view there (the registered
+    ``tracks.show``).
 
     The rows come from the session's incrementally kept tracklet table, shown
     through a virtual model, so an edit on a lineage of a million nodes does not
@@ -520,11 +564,14 @@ class TracksPanel(QtWidgets.QWidget):
         self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
         lay.addWidget(self.table, 1)
         self.filter.currentTextChanged.connect(self.rebuild)
+        self.table.clicked.connect(lambda idx: self._select_row(idx.row()))
         self.table.doubleClicked.connect(lambda idx: self._jump(idx.row(), idx.column()))
+        self.table.installEventFilter(self)
         self.table.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.context_menu: QtWidgets.QMenu | None = None
         session.edited.connect(self.rebuild)
+        session.scene.selection.events.all.connect(self._on_selection)
         self.rebuild()
 
     @property
@@ -539,10 +586,46 @@ class TracksPanel(QtWidgets.QWidget):
             rows = [r for r in rows if r["reviewed"] == (f == "reviewed")]
         self.model.set_rows(rows)
 
+    def _on_selection(self, *_: Any) -> None:
+        """The selected track's row becomes current and comes into view."""
+        g = self.session.tracks
+        ids = [n for n in self.session.scene.selection.node_ids if g is not None and n in g]
+        if g is None or not ids:
+            return
+        first = int(g.tracklet(int(ids[-1]))[0])
+        for r, row in enumerate(self.model.rows):
+            if row["first"] == first:
+                idx = self.model.index(r, 0)
+                if self.table.currentIndex().row() != r:
+                    self.table.setCurrentIndex(idx)
+                self.table.scrollTo(idx)
+                return
+
+    def _select_row(self, row: int) -> None:
+        if 0 <= row < len(self.model.rows):
+            self.session.select_node(self.model.rows[row]["first"])
+
     def _jump(self, row: int, _col: int) -> None:
+        if not 0 <= row < len(self.model.rows):
+            return
         r = self.model.rows[row]
         self.session.select_node(r["first"])
         self.session.set_time(r["start"])
+        self.session.run("tracks.show")
+
+    def eventFilter(self, obj: Any, ev: QtCore.QEvent) -> bool:
+        """Enter on a row shows its track (before the window's Return shortcut takes it)."""
+        if obj is self.table and ev.type() in (
+            QtCore.QEvent.Type.ShortcutOverride,
+            QtCore.QEvent.Type.KeyPress,
+        ):
+            k = ev.key()  # type: ignore[attr-defined]
+            if k in (QtCore.Qt.Key.Key_Return, QtCore.Qt.Key.Key_Enter):
+                ev.accept()
+                if ev.type() == QtCore.QEvent.Type.KeyPress:
+                    self._jump(self.table.currentIndex().row(), 0)
+                return True
+        return bool(super().eventFilter(obj, ev))
 
     def _context_menu(self, pos: QtCore.QPoint) -> None:
         idx = self.table.indexAt(pos)
@@ -731,6 +814,11 @@ class AnnotationPanel(QtWidgets.QWidget):
         lay.addWidget(self.counts)
         self.measurements = QtWidgets.QListWidget()
         lay.addWidget(self.measurements, 1)
+        #: Removes the selected measurement (as Delete in the list): ``annotations.remove_measurement``.
+        self.remove_measurement = QtWidgets.QPushButton("Remove measurement")
+        lay.addWidget(self.remove_measurement)
+        self.remove_measurement.clicked.connect(self._remove_measurement)
+        self.measurements.installEventFilter(self)
         self.add.clicked.connect(self._add_class)
         self.new_class.returnPressed.connect(self._add_class)
         self.classes.currentTextChanged.connect(self._on_class)
@@ -762,7 +850,34 @@ class AnnotationPanel(QtWidgets.QWidget):
         self.measurements.clear()
         for m in ann.measurements:
             unit = "°" if m.kind == "angle" else " µm"
-            self.measurements.addItem(f"#{m.id} {m.kind}: {m.value:.3f}{unit}")
+            item = QtWidgets.QListWidgetItem(f"#{m.id} {m.kind}: {m.value:.3f}{unit}")
+            item.setData(QtCore.Qt.ItemDataRole.UserRole, m.id)
+            self.measurements.addItem(item)
+
+    def _remove_measurement(self) -> None:
+        item = self.measurements.currentItem()
+        if item is None:
+            self.session.notify("select a measurement in the list first")
+            return
+        mid = int(item.data(QtCore.Qt.ItemDataRole.UserRole))
+        m = next((m for m in self.session.annotations.measurements if m.id == mid), None)
+        if m is not None:
+            p = m.points_um[0]
+            pick = Pick(point_um=(float(p[0]), float(p[1]), float(p[2])), tolerance_um=0.0)
+            self.session.run("annotations.remove_measurement", pick)
+
+    def eventFilter(self, obj: Any, ev: QtCore.QEvent) -> bool:
+        """Delete in the measurement list removes the selected one (not the selected track)."""
+        if obj is self.measurements and ev.type() in (
+            QtCore.QEvent.Type.ShortcutOverride,
+            QtCore.QEvent.Type.KeyPress,
+        ):
+            if ev.key() in (QtCore.Qt.Key.Key_Delete, QtCore.Qt.Key.Key_Backspace):  # type: ignore[attr-defined]
+                ev.accept()
+                if ev.type() == QtCore.QEvent.Type.KeyPress:
+                    self._remove_measurement()
+                return True
+        return bool(super().eventFilter(obj, ev))
 
     def _add_class(self) -> None:
         name = self.new_class.text().strip()

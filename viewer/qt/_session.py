@@ -76,6 +76,8 @@ class ProofreadingSession:
     ------
     cursor_changed(zyx)
         The shared crosshair moved (slice views follow).
+    shown(zyx)
+        Every view is asked to centre on a point (after the crosshair moved there).
     mode_changed(str)
     pending_changed()
         Points of an unfinished measurement or prolongation changed.
@@ -86,6 +88,7 @@ class ProofreadingSession:
     """
 
     cursor_changed = Signal(object)
+    shown = Signal(object)
     mode_changed = Signal(str)
     pending_changed = Signal()
     edited = Signal(str)
@@ -122,6 +125,11 @@ class ProofreadingSession:
         self.layers.ensure()
         #: Clipping planes: presets, offsets across the scene (``SessionClipping``).
         self.clipping = SessionClipping(scene, self.extent_world, lambda: self.cursor)
+        #: Edits (applied, undone or redone) not kept anywhere yet: counted only without a
+        #: project (a project journals every edit when it is made).
+        self.unsaved_edits = 0
+        #: Who keeps the edits of a session without a project (e.g. a collaboration server).
+        self.kept_by: str | None = None
         self.history.changed.connect(self._on_history)
         self.refresh_layers()
 
@@ -262,6 +270,8 @@ class ProofreadingSession:
         return track_table(self.tracks)
 
     def _on_history(self, action: str, what: object) -> None:
+        if self.project is None and self.kept_by is None:
+            self.unsaved_edits += 1
         self.refresh_layers()
         sel = self.scene.selection
         if self.tracks is not None and sel.node_ids:
@@ -294,6 +304,19 @@ class ProofreadingSession:
 
     def measuring_changed(self) -> None:
         self.pending_changed.emit()
+
+    def show_point(self, zyx: Sequence[float]) -> None:
+        """Centre every view on world ``zyx``: crosshair and slices, and the 3D view's focus."""
+        self.set_cursor(zyx)
+        cam = self.scene.camera
+        shift = np.asarray(self.cursor, dtype=np.float64) - np.asarray(cam.focal_point)
+        cam.update(
+            {
+                "position": tuple(float(v) for v in np.asarray(cam.position) + shift),
+                "focal_point": tuple(float(v) for v in self.cursor),
+            }
+        )
+        self.shown.emit(self.cursor)
 
     def reset_view(self) -> None:
         self.scene.reset_camera()
@@ -493,8 +516,24 @@ class ProofreadingSession:
             self.history = self.project.history
             self.history.changed.connect(self._on_history)
             self.refresh_layers()
+            self.unsaved_edits = 0
+            self.edited.emit("save")
         self.project.save_scene(self.scene_state())
         return self.project.path
+
+    @property
+    def save_state(self) -> str:
+        """Where the edits are, in one line for the user (the status bar)."""
+        if self.project is not None:
+            return f"all edits saved (journaled in {self.project.path.name})"
+        if self.kept_by is not None:
+            return f"all edits saved (by {self.kept_by})"
+        if self.unsaved_edits:
+            n = self.unsaved_edits
+            return (
+                f"{n} unsaved edit{'s' if n != 1 else ''} (no project: Save project as… keeps them)"
+            )
+        return "no edits (no project)"
 
     def close(self) -> None:
         """Stop listening to the history and close the project's journal (idempotent)."""

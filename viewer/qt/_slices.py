@@ -28,7 +28,7 @@ import functools
 import logging
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,7 +38,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from analysis.volume import VolumeSource
-from viewer.actions import MEASURE_POINTS
+from viewer.actions import MEASURE_POINTS, nearest_on_screen
 from viewer.render import id_colors
 from viewer.scene import Image, Labels, Points, Tracks
 
@@ -332,6 +332,8 @@ class SliceResult:
 
 class _LoaderSignals(QtCore.QObject):
     loaded = QtCore.Signal(object)
+    #: (request, message): a slice could not be read.
+    failed = QtCore.Signal(object, str)
     called = QtCore.Signal(object, object)
 
 
@@ -425,8 +427,14 @@ class SliceLoader:
                 else:
                     fn, done = job
                     self.signals.called.emit(done, fn())
-            except Exception:
+            except Exception as exc:
                 log.exception("slice loader: a read failed")
+                if isinstance(job, SliceRequest):
+                    self.signals.failed.emit(
+                        job,
+                        f"could not read {job.key[1]} ({job.plane} slice {job.k}, "
+                        f"level {job.level}): {exc}",
+                    )
             finally:
                 with self._cond:
                     self._running -= 1
@@ -486,13 +494,41 @@ def _label_colors(
         if i == 0 or i in hidden:
             cols[j, 3] = 0
         elif i in selected:
-            cols[j] = (255, 255, 255, min(255, alpha + 120))
+            # A light tint, the EM still visible through it (the outline marks the edge).
+            cols[j, :3] = (cols[j, :3].astype(np.int64) + 255) // 2
     return cols
+
+
+#: Colour of the outline drawn around selected objects on a slice.
+SELECTION_OUTLINE = (255, 255, 255, 255)
+
+
+def _outline_selected(
+    rgba: npt.NDArray[np.uint8], arr: npt.NDArray[Any], selected: set[int]
+) -> npt.NDArray[np.uint8]:
+    """Draw an opaque outline on the edge pixels of the selected objects (in place)."""
+    if not selected or not arr.size:
+        return rgba
+    sel = np.isin(arr, np.fromiter(selected, dtype=np.int64))
+    if not sel.any():
+        return rgba
+    same = np.ones_like(sel)
+    for axis in (0, 1):
+        for shift in (1, -1):
+            nb = np.roll(arr, shift, axis=axis)
+            edge_row = 0 if shift == 1 else -1
+            idx: list[Any] = [slice(None), slice(None)]
+            idx[axis] = edge_row
+            nb[tuple(idx)] = arr[tuple(idx)]
+            same &= nb == arr
+    rgba[sel & ~same] = SELECTION_OUTLINE
+    return rgba
 
 
 def _label_rgba(arr: npt.NDArray[Any], layer: Labels, selected: set[int]) -> npt.NDArray[np.uint8]:
     ids, inv = np.unique(arr, return_inverse=True)
-    return _label_colors(ids, layer, selected)[inv.reshape(arr.shape)]
+    rgba = _label_colors(ids, layer, selected)[inv.reshape(arr.shape)]
+    return _outline_selected(rgba, arr, selected)
 
 
 class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
@@ -512,6 +548,12 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
     """
 
     clicked = QtCore.Signal(object, object)
+    #: The mouse moved over this view (slice keys then step this one).
+    used = QtCore.Signal()
+    #: What lies under the mouse (:meth:`readout`), as it moves over the slice.
+    pointed = QtCore.Signal(str)
+    #: A slice of a layer could not be read (the message says which and why).
+    failed = QtCore.Signal(str)
 
     def __init__(
         self,
@@ -555,11 +597,15 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self.track_nodes = pg.ScatterPlotItem(size=9, pxMode=True)
         self._brush_node = pg.mkBrush(255, 120, 60)
         self._brush_sel = pg.mkBrush(255, 255, 255)
+        #: The node a click would pick now (a ring under the mouse; ``data``: its id).
+        self.hover = pg.ScatterPlotItem(
+            size=17, pxMode=True, brush=None, pen=pg.mkPen((255, 255, 120), width=2)
+        )
         self.markers = pg.ScatterPlotItem(size=10, pxMode=True, symbol="o")
         self.pending = pg.PlotDataItem(
             pen=pg.mkPen((255, 255, 80), width=2), symbol="+", symbolPen=(255, 255, 80)
         )
-        for it in (self.track_lines, self.track_nodes, self.markers, self.pending):
+        for it in (self.track_lines, self.track_nodes, self.hover, self.markers, self.pending):
             it.setZValue(10)
             self.view.addItem(it)
         pen = pg.mkPen((80, 220, 255, 180), width=1)
@@ -576,9 +622,14 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self._timer.timeout.connect(self._redraw)
         self._press: QtCore.QPointF | None = None
         self.scene().sigMouseClicked.connect(self._on_click)
+        self.scene().sigMouseMoved.connect(self._on_move)
         self.loader.signals.loaded.connect(self._on_loaded)
+        self.loader.signals.failed.connect(self._on_failed)
+        #: Reads that failed, by (layer, item): not retried until the slice asked changes.
+        self._failed: dict[tuple[str, str], tuple[Any, ...]] = {}
         s = session
         s.cursor_changed.connect(self.schedule)
+        s.shown.connect(self.centre_on)
         s.scene.events.current_time.connect(self.schedule)
         s.scene.selection.events.all.connect(self.schedule)
         s.pending_changed.connect(self.schedule_overlays)
@@ -785,7 +836,7 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         if self._shown.get(key) == what:
             self._paint(lay, which)  # display properties or selection changed: no read
             return
-        if self._asked.get(key) == what:
+        if self._asked.get(key) == what or self._failed.get(key) == what:
             return
         self._asked[key] = what
         self.loader.submit(
@@ -818,6 +869,15 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             self._data_levels = (float(res.array.min()), float(res.array.max()) or 1.0)
         self._paint(lay, key[1])
 
+    def _on_failed(self, req: SliceRequest, message: str) -> None:
+        if req.key[0] != self.plane:
+            return
+        key = (req.key[1], req.key[2])
+        if self._asked.get(key) == req.what:
+            self._asked.pop(key, None)
+            self._failed[key] = req.what
+            self.failed.emit(message)
+
     def _paint(self, lay: Image | Labels, which: str) -> None:
         """Show the loaded slice with the layer's display state.
 
@@ -847,6 +907,7 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             if self._painted.get(key) != look:
                 assert res.ids is not None and res.inverse is not None
                 rgba = _label_colors(res.ids, lay, set(chosen))[res.inverse]
+                rgba = _outline_selected(rgba, res.array, set(chosen))
                 item.setImage(rgba, autoLevels=False)
                 item.setRect(res.rect)
                 self._painted[key] = look
@@ -880,6 +941,48 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             if (layer, w) in self._results and self._item(layer, w).isVisible()
         ]
         return min(levels) if levels else None
+
+    def readout(self, zyx: Sequence[float]) -> str:
+        """What lies at world ``zyx`` on this slice: µm, level-0 voxel, intensity, labels.
+
+        Read from the slices on screen (no I/O); a value from a coarser level than 0 says so.
+        """
+        s = self.session
+        p = tuple(float(v) for v in zyx)
+        parts = [f"z {p[0]:.2f}  y {p[1]:.2f}  x {p[2]:.2f} µm"]
+        img = s.image_layer
+        if img is not None and img.data is not None:
+            lev = img.data.levels[0]
+            vox = np.round(
+                (np.asarray(p) - np.asarray(lev.translation[-3:])) / np.asarray(lev.scale_um)
+            ).astype(int)
+            parts.append(f"voxel z {vox[0]}  y {vox[1]}  x {vox[2]}")
+            got = self._shown_value(img.name, img.data, p)
+            if got is not None:
+                v, level = got
+                parts.append(f"intensity {v:g}" + (f" (level {level})" if level else ""))
+        for lay in reversed(s.labels_layers):
+            if not lay.visible or lay.data is None:
+                continue
+            got = self._shown_value(lay.name, lay.data, p)
+            if got is None or not int(got[0]):
+                continue
+            label = int(got[0])
+            cls = s.annotations.object_classes.get(lay.name, {}).get(label)
+            parts.append(f"{lay.name} {label}" + (f" ({cls})" if cls else ""))
+        return "   ".join(parts)
+
+    def _shown_value(
+        self, name: str, src: VolumeSource, zyx: Sequence[float]
+    ) -> tuple[Any, int] | None:
+        for which in ("detail", "base"):
+            res = self._results.get((name, which))
+            if res is None or not self._item(name, which).isVisible():
+                continue
+            v = _raw_value_in(res, src, self.plane, zyx)
+            if v is not None:
+                return v, res.request.level
+        return None
 
     def label_at(self, zyx: tuple[float, float, float]) -> tuple[str, int] | None:
         """(layer, id) of the finest label shown at world ``zyx`` on this slice (no reading).
@@ -973,6 +1076,7 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         else:
             self.track_nodes.setData([], [])
             self.track_lines.setData([], [])
+        self._set_hover(self.hovered)
         # markers of the current time (or static) near the slice
         ann = s.annotations
         ms = [
@@ -1053,12 +1157,92 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         out: QtCore.QPointF = self.view.mapViewToScene(QtCore.QPointF(zyx[c], zyx[r]))
         return out
 
+    def centre_on(self, zyx: Sequence[float]) -> None:
+        """Pan (keeping the zoom) so that world ``zyx`` is in the middle of the view."""
+        r, c, _ = slice_axes(self.plane)
+        rect = self.view.viewRect()
+        dx, dy = float(zyx[c]) - rect.center().x(), float(zyx[r]) - rect.center().y()
+        if dx or dy:
+            self.view.translateBy(x=dx, y=dy)
+
+    def node_under(self, zyx: Sequence[float]) -> int | None:
+        """The track node drawn at world ``zyx`` that a click there picks (screen pixels).
+
+        The candidates are the nodes this slice draws for the current time and crosshair
+        (taken from the model, so a click right after the time or depth changed, before
+        the overlay is redrawn, picks what will be drawn there).
+        """
+        pts, ids = self._nodes_now()
+        row = nearest_on_screen(pts, zyx, self.fixed_axis, self.pixel_size_um(), self._slab_um())
+        return None if row is None else int(ids[row])
+
+    def _nodes_now(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """Positions (K, 3) and ids (K,) of the track nodes this slice draws now."""
+        s = self.session
+        tl = s.scene.layers.get("tracks") if "tracks" in s.scene.layers.names else None
+        if not isinstance(tl, Tracks) or tl.data is None or not tl.visible:
+            return np.zeros((0, 3)), np.zeros(0, np.int64)
+        f, pos, slab = self.fixed_axis, s.cursor[self.fixed_axis], self._slab_um()
+        st, g = s.track_state, s.tracks
+        if st is not None and g is not None and st.graph is g:
+            ids = g.nodes_at(s.time)
+            p = np.asarray(st.positions(ids), np.float64).reshape(-1, 3)
+        else:
+            d = tl.data
+            now = d.t == s.time
+            ids, p = d.node_ids[now], np.asarray(d.zyx_um[now], np.float64)
+        keep = np.abs(p[:, f] - pos) <= slab
+        return p[keep], np.asarray(ids)[keep]
+
+    @property
+    def hovered(self) -> int | None:
+        """The node highlighted under the mouse (the one a click picks), or None."""
+        d = self.hover.data
+        return int(d["data"][0]) if len(d) else None
+
+    def _set_hover(self, node: int | None) -> None:
+        pts, ids = self._nodes_now()
+        hit = np.flatnonzero(ids == node) if node is not None else np.zeros(0, np.int64)
+        if not len(hit):
+            self.hover.setData([], [])
+            return
+        r, c, _ = slice_axes(self.plane)
+        p = pts[int(hit[0])]
+        self.hover.setData(x=[p[c]], y=[p[r]], data=[int(node)])  # type: ignore[arg-type]
+
+    def step(self, n: int) -> None:
+        """Move this slice ``n`` voxels along its axis (the crosshair's depth; others follow)."""
+        s = self.session
+        f = self.fixed_axis
+        zyx = list(s.cursor)
+        zyx[f] += n * self._voxel_um()
+        s.set_cursor(zyx)
+
+    def _voxel_um(self) -> float:
+        img = self.session.image_layer
+        if img is not None and img.data is not None:
+            return float(img.data.levels[0].scale_um[self.fixed_axis])
+        lo, hi = self.session.extent_world()
+        return float((hi - lo)[self.fixed_axis] / 100 or 1.0)
+
+    def _on_move(self, scene_pos: QtCore.QPointF) -> None:
+        self.used.emit()
+        if not self.view.sceneBoundingRect().contains(scene_pos):
+            node = None
+        else:
+            zyx = self.world_at(scene_pos)
+            node = self.node_under(zyx)
+            self.pointed.emit(self.readout(zyx))
+        if node != self.hovered:
+            self._set_hover(node)
+
     def _on_click(self, ev: Any) -> None:
         if ev.button() != QtCore.Qt.MouseButton.LeftButton:
             return
         if not self.view.sceneBoundingRect().contains(ev.scenePos()):
             return
         ev.accept()
+        self.used.emit()
         self.clicked.emit(self.world_at(ev.scenePos()), ev.modifiers())
 
     def pixel_size_um(self) -> float:
@@ -1090,6 +1274,12 @@ def _value_in(
     res: SliceResult, src: VolumeSource, plane: Plane, zyx: tuple[float, float, float]
 ) -> int | None:
     """The value of a loaded slice at world ``zyx``; None when ``zyx`` is not on it."""
+    v = _raw_value_in(res, src, plane, zyx)
+    return None if v is None else int(v)
+
+
+def _raw_value_in(res: SliceResult, src: VolumeSource, plane: Plane, zyx: Sequence[float]) -> Any:
+    """The voxel value (as stored) of a loaded slice at world ``zyx``; None when not on it."""
     req = res.request
     lev = src.levels[req.level]
     r, c, f = slice_axes(plane)
@@ -1100,7 +1290,7 @@ def _value_in(
     j = int(round((zyx[c] - org[c]) / sc[c])) - req.cols[0]
     if not (0 <= i < res.array.shape[0] and 0 <= j < res.array.shape[1]):
         return None
-    return int(res.array[i, j])
+    return res.array[i, j]
 
 
 def set_histogram_image(hist: pg.HistogramLUTWidget, image: Image, item: pg.ImageItem) -> None:
@@ -1113,6 +1303,49 @@ def set_histogram_image(hist: pg.HistogramLUTWidget, image: Image, item: pg.Imag
             image.contrast_limits = (float(lo), float(hi))
 
     hist.sigLevelChangeFinished.connect(changed)
+
+
+class QtSliceSlider(QtWidgets.QSlider):
+    """A slider through the slices of one view: one step per voxel of its axis (level 0).
+
+    Moving it moves the crosshair's depth along the view's axis (so the view and the
+    other views' crosshair lines follow); it follows the crosshair moved elsewhere.
+    """
+
+    def __init__(self, view: QtSliceView, parent: Any = None) -> None:
+        super().__init__(QtCore.Qt.Orientation.Vertical, parent)
+        self.view = view
+        self.setObjectName(f"slices:{view.plane}")
+        self.setInvertedAppearance(True)  # the first slice at the top, like the view's y
+        s = view.session
+        lo, hi = s.extent_world()
+        f = view.fixed_axis
+        self._step = view._voxel_um()
+        img = s.image_layer
+        # Slider positions are voxel centres (the extent starts at the first voxel's edge).
+        if img is not None and img.data is not None:
+            self._lo = float(img.data.levels[0].translation[-3:][f])
+        else:
+            self._lo = float(lo[f])
+        self.setRange(0, max(int(round((float(hi[f]) - self._lo) / self._step)), 0))
+        self.setPageStep(10)
+        self.sync()
+        s.cursor_changed.connect(self.sync)
+        self.valueChanged.connect(self._moved)
+
+    def sync(self, *_: object) -> None:
+        k = int(round((self.view.session.cursor[self.view.fixed_axis] - self._lo) / self._step))
+        if k != self.value():
+            self.blockSignals(True)
+            self.setValue(k)
+            self.blockSignals(False)
+        self.setToolTip(self.view._title_fmt.format(self.view.session.cursor[self.view.fixed_axis]))
+
+    def _moved(self, k: int) -> None:
+        s = self.view.session
+        zyx = list(s.cursor)
+        zyx[self.view.fixed_axis] = self._lo + k * self._step
+        s.set_cursor(zyx)
 
 
 def grab_array(widget: QtWidgets.QWidget) -> npt.NDArray[np.uint8]:

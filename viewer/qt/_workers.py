@@ -118,7 +118,15 @@ class Job(QtCore.QRunnable):
 
 
 class JobsPanel(QtWidgets.QWidget):
-    """Running jobs: one row each with a progress bar and a cancel button."""
+    """Running jobs: one row each with a progress bar and a cancel button.
+
+    Signals
+    -------
+    failed(name, message)
+        A job raised (the window shows it).
+    """
+
+    failed = QtCore.Signal(str, str)
 
     def __init__(self, parent: QtWidgets.QWidget | None = None, max_threads: int = 2) -> None:
         super().__init__(parent)
@@ -161,11 +169,19 @@ class JobsPanel(QtWidgets.QWidget):
             if not self.jobs:
                 self._empty.show()
 
-        cancel.clicked.connect(job.cancel)
+        def cancelling() -> None:
+            # A job stops at its next progress report (seconds for some): say it heard.
+            job.cancel()
+            cancel.setEnabled(False)
+            cancel.setText("Cancelling…")
+            bar.setFormat("cancelling…")
+
+        cancel.clicked.connect(cancelling)
         self._buttons[id(job)] = cancel
         job.signals.progress.connect(progress)
         for sig in (job.signals.finished, job.signals.failed, job.signals.cancelled):
             sig.connect(finish)
+        job.signals.failed.connect(lambda msg: self.failed.emit(job.name, msg))
         self.jobs.append(job)
         self.pool.start(job)
         return job

@@ -76,4 +76,6 @@ def make_viewer(qtbot: Any) -> Iterator[Callable[..., Any]]:
 
     yield make
     for win in made:
+        # A test's in-memory edits would make closing ask (tests of the prompt answer it).
+        win.session.unsaved_edits = 0
         win.close()
