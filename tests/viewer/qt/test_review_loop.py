@@ -47,6 +47,8 @@ def hover(qtbot: Any, win: Any, plane: str, zyx: Any, dx_px: int = 0) -> None:
     pos = view.mapFromScene(view.view_to_scene(tuple(float(v) for v in zyx)))
     qtbot.mouseMove(view.viewport(), pos + QtCore.QPoint(dx_px, 0))
     qtbot.wait(10)
+    # Under load the move can be handled late: keys go to the view under the mouse.
+    qtbot.waitUntil(lambda: win.active_slice == plane, timeout=5000)
 
 
 def z_voxel_um(timelapse_store: Path) -> float:
