@@ -465,7 +465,7 @@ class SplitLabel(_LabelCommand):
         for i, s in enumerate(seeds):
             markers[tuple(np.array(s) - start)] = i + 1
         dist = ndi.distance_transform_edt(obj, sampling=img.scale_um)
-        parts = np.asarray(watershed(-dist, markers, mask=obj))
+        parts = np.asarray(watershed(-dist, markers, mask=obj))  # type: ignore[no-untyped-call]
         if (obj & (parts == 0)).any():
             # Pieces of the object that no seed reaches (disconnected) join the nearest part.
             _, inds = ndi.distance_transform_edt(
@@ -479,7 +479,7 @@ class SplitLabel(_LabelCommand):
         self.new_ids = ids[1:]
         lut = np.array([0, *ids], dtype=img.dtype)
         new = np.where(obj, lut[parts], data)
-        return LabelAtom.from_region(start, obj, data, new, img.chunks)
+        return LabelAtom.from_region(start.tolist(), obj, data, new, img.chunks)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -491,9 +491,7 @@ class SplitLabel(_LabelCommand):
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SplitLabel:
-        return cls(
-            data["labels"], data["id"], data["seeds"], data.get("new_ids"), data.get("atom")
-        )
+        return cls(data["labels"], data["id"], data["seeds"], data.get("new_ids"), data.get("atom"))
 
 
 def ball_mask(
@@ -549,7 +547,9 @@ class PaintBall(_LabelCommand):
         value = _check_id(img, self.value, "id", allow_zero=True)
         c = _check_point(img, self.center, "ball centre")
         if not (math.isfinite(self.radius_um) and self.radius_um > 0):
-            raise LabelEditError(f"brush radius must be a positive number of µm, got {self.radius_um}")
+            raise LabelEditError(
+                f"brush radius must be a positive number of µm, got {self.radius_um}"
+            )
         offset, mask = ball_mask(c, self.radius_um, img.scale_um, img.shape)
         region = tuple(slice(o, o + s) for o, s in zip(offset, mask.shape, strict=True))
         old = img.read(region)

@@ -181,7 +181,12 @@ class LabelEditStore:
         self.source = open_volume(self.root)
         _check_editable(self.source, f"label copy {self.root}")
         group = zarr.open_group(zarr.storage.LocalStore(self.root), mode="r+")
-        self._arrays = [group[lv.path] for lv in self.source.levels]
+        self._arrays: list[zarr.Array[Any]] = []
+        for lv in self.source.levels:
+            node = group[lv.path]
+            if not isinstance(node, zarr.Array):
+                raise FormatError(f"{self.root}/{lv.path} is not an array")
+            self._arrays.append(node)
         self._shapes = [tuple(int(s) for s in lv.shape) for lv in self.source.levels]
         self._factors = _level_factors(self._shapes)
         self._chunks = [tuple(int(c) for c in a.chunks) for a in self._arrays]
@@ -268,7 +273,7 @@ class LabelEditStore:
         path = self.atoms_dir / f"{atom_id}.npz"
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
             fh.flush()
             if self._fsync:
                 os.fsync(fh.fileno())

@@ -48,7 +48,9 @@ def _copy(project: Path, name: str = "cells") -> Path:
 
 
 @pytest.fixture(scope="module")
-def medulla(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, np.ndarray]:
+def medulla(
+    testdata: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, np.ndarray, np.ndarray]:
     gt = testdata / MEDULLA / "groundtruth.h5.gz"
     with gzip.open(gt, "rb") as fh, h5py.File(io.BytesIO(fh.read()), "r") as f:
         stack, transforms = f["stack"][...], f["transforms"][...]
@@ -87,7 +89,9 @@ def test_medulla_apply_table_equals_numpy_lookup_then_undo_all(
     out_zarr = tmp_path / "bodies.zarr"
     _ok(capsys, "labels", "export", p, "--labels", "cells", "--out", out_zarr)
     assert (out_zarr / ".zattrs").is_file()
-    node = next(n for n in Reader(parse_url(str(out_zarr)))() if any(isinstance(s, Label) for s in n.specs))
+    node = next(
+        n for n in Reader(parse_url(str(out_zarr)))() if any(isinstance(s, Label) for s in n.specs)
+    )
     assert len(node.data) == len(levels)
     for a, b in zip(node.data, levels, strict=True):
         np.testing.assert_array_equal(np.asarray(a), b)
@@ -152,11 +156,17 @@ def test_paint_undo_redo_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixt
         (["merge", "{p}", "--labels", "cells", "0", "1"], "background"),
         (["delete", "{p}", "--labels", "cells", "42"], "unknown"),
         (["split", "{p}", "--labels", "cells", "1", "--seeds", "10,10,10", "10,10,10"], "coincide"),
-        (["split", "{p}", "--labels", "cells", "1", "--seeds", "10,10,10", "0,0,0"], "outside object"),
+        (
+            ["split", "{p}", "--labels", "cells", "1", "--seeds", "10,10,10", "0,0,0"],
+            "outside object",
+        ),
         (["split", "{p}", "--labels", "cells", "1", "--seeds", "10,10"], "Z,Y,X"),
         (["paint", "{p}", "--labels", "cells", "--id", "3", "--ball", "1,1,1,0"], "radius"),
         (["paint", "{p}", "--labels", "cells", "--id", "3", "--ball", "99,1,1,0.1"], "outside"),
-        (["paint", "{p}", "--labels", "nope", "--id", "3", "--ball", "1,1,1,0.1"], "no label image"),
+        (
+            ["paint", "{p}", "--labels", "nope", "--id", "3", "--ball", "1,1,1,0.1"],
+            "no label image",
+        ),
         (["apply-table", "{p}", "--labels", "cells", "{bad_csv}"], "old"),
         (["undo", "{p}", "--steps", "3"], "cannot undo"),
         (["export", "{p}", "--labels", "cells", "--out", "{p}/inside.zarr"], "inside"),
@@ -179,7 +189,9 @@ def test_bad_inputs_are_one_line_and_exit_2(
     assert needle in lines[0], lines[0]
 
 
-def test_project_new_refuses_unknown_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_project_new_refuses_unknown_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = make_store(tmp_path / "img.zarr", blobs(), version="0.5")
     code, _, err = _run(capsys, "project", "new", tmp_path / "p", "--image", store, "--labels", "x")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "'x'" in err

@@ -143,9 +143,7 @@ def register(subparsers: Any) -> None:
         "--ball", required=True, type=_ball, metavar="Z,Y,X,RADIUS_UM",
         help="centre (level-0 voxel) and radius in µm",
     )  # fmt: skip
-    pa.add_argument(
-        "--preserve", action="store_true", help="never overwrite other objects' voxels"
-    )
+    pa.add_argument("--preserve", action="store_true", help="never overwrite other objects' voxels")
     pa.set_defaults(func=run, action_name="paint")
 
     e = sub.add_parser("erase", help="erase a 3D ball (set it to the background)")
