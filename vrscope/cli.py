@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _finite_numbers(parser: argparse.ArgumentParser) -> None:
     """Every ``type=float`` option of every (sub)command refuses NaN and infinity at
     parse time (one usage line, exit 2), whatever the command does with it."""
-    from vrscope.commands._options import finite_float
+    from vrscope.commands import finite_float
 
     for action in parser._actions:
         if action.type is float:

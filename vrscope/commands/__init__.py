@@ -6,3 +6,7 @@ A command module defines ``ORDER`` (position in ``--help``) and
 Raise :class:`analysis.errors.VrscopeError` subclasses for user errors; the
 entry point turns them into one line and exit code 2.
 """
+
+from vrscope.commands._options import finite_float
+
+__all__ = ["finite_float"]
