@@ -24,6 +24,7 @@ edit rewrites, per level, only the chunks holding a sample that changed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -37,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 import zarr
 import zarr.storage
+from zarr.core.sync import sync as zarr_sync
 
 from analysis.edits import LabelAtom, LabelPiece
 from analysis.errors import FormatError, LabelEditError, ParameterError
@@ -60,6 +62,9 @@ log = logging.getLogger(__name__)
 
 LABELS_DIR = "labels"
 _BLOCK_VOXELS = 2**21
+#: Chunks read and written concurrently by one zarr call (bounds memory for big merges).
+_BATCH_CHUNKS = 64
+_Update = tuple[tuple[int, int, int], npt.NDArray[np.bool_], npt.NDArray[Any]]
 
 
 def _check_editable(src: ZarrVolumeSource, what: str) -> None:
@@ -336,18 +341,12 @@ class LabelEditStore:
 
     # -- writing -------------------------------------------------------------------
     def _write(self, atom: LabelAtom, forward: bool) -> None:
-        pending: list[dict[tuple[int, ...], npt.NDArray[Any]]] = [{} for _ in self._arrays]
+        """Write the atom's values into level 0 and the samples it changes of every level."""
+        updates: list[list[_Update]] = [[] for _ in self._arrays]
         for piece in atom.pieces:
-            vals = piece.values(forward)
-            region = piece.region
-            a0 = self._arrays[0]
-            data = np.asarray(a0[region])
-            data[piece.mask] = vals
-            a0[region] = data
-            if len(self._arrays) == 1:
-                continue
             full = np.zeros(piece.mask.shape, dtype=self.dtype)
-            full[piece.mask] = vals
+            full[piece.mask] = piece.values(forward)
+            updates[0].append((piece.offset, piece.mask, full))
             for k in range(1, len(self._arrays)):
                 f = self._factors[k]
                 first = [-(-o // fi) for o, fi in zip(piece.offset, f, strict=True)]
@@ -358,32 +357,72 @@ class LabelEditStore:
                 sub_mask = piece.mask[pos]
                 if not sub_mask.any():
                     break  # coarser samples are a subset of these
-                sub_vals = full[pos]
-                ck = self._chunks[k]
-                coords = tuple(j // c for j, c in zip(first, ck, strict=True))
-                chunk = pending[k].get(coords)
-                if chunk is None:
-                    creg = self._chunk_region(k, coords)
-                    chunk = np.asarray(self._arrays[k][creg])
-                    pending[k][coords] = chunk
-                local = tuple(
-                    slice(j - c * cc, j - c * cc + n)
-                    for j, c, cc, n in zip(first, ck, coords, sub_mask.shape, strict=True)
-                )
-                view = chunk[local]
-                view[sub_mask] = sub_vals[sub_mask]
-        for k in range(1, len(self._arrays)):
-            for coords, chunk in pending[k].items():
-                self._arrays[k][self._chunk_region(k, coords)] = chunk
+                updates[k].append(((first[0], first[1], first[2]), sub_mask, full[pos]))
+        for k, ups in enumerate(updates):
+            if ups:
+                self._write_level(k, ups)
 
-    def _chunk_region(self, k: int, coords: tuple[int, ...]) -> tuple[slice, ...]:
+    def _write_level(self, k: int, ups: list[_Update]) -> None:
+        """Apply updates to level ``k``, reading and writing each chunk they fall in once
+        (and no other chunk); a batch of chunks goes through zarr concurrently."""
+        arr = self._arrays[k]
+        ck = self._chunks[k]
+        by_chunk: dict[tuple[int, ...], list[_Update]] = {}
+        for u in ups:
+            by_chunk.setdefault(tuple(j // c for j, c in zip(u[0], ck, strict=True)), []).append(u)
+        items = list(by_chunk.items())
+        for b in range(0, len(items), _BATCH_CHUNKS):
+            batch = items[b : b + _BATCH_CHUNKS]
+            regions = [self._chunk_region(k, c) for c, _ in batch]
+            datas = _gather_read(arr, regions)
+            for region, data, (_, us) in zip(regions, datas, batch, strict=True):
+                for first, mask, vals in us:
+                    local = tuple(
+                        slice(j - r.start, j - r.start + n)
+                        for j, r, n in zip(first, region, mask.shape, strict=True)
+                    )
+                    np.copyto(data[local], vals, where=mask)
+            _gather_write(arr, regions, datas)
+
+    def _chunk_region(
+        self, k: int, coords: tuple[int, ...], stop: tuple[int, ...] | None = None
+    ) -> tuple[slice, ...]:
+        """Level ``k``'s region of chunk ``coords`` (or of chunks ``coords`` .. ``stop``)."""
+        end = stop if stop is not None else tuple(c + 1 for c in coords)
         return tuple(
-            slice(c * n, min((c + 1) * n, s))
-            for c, n, s in zip(coords, self._chunks[k], self._shapes[k], strict=True)
+            slice(c * n, min(e * n, s))
+            for c, e, n, s in zip(coords, end, self._chunks[k], self._shapes[k], strict=True)
         )
 
     def __repr__(self) -> str:
         return f"LabelEditStore({str(self.root)!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+def _gather_read(arr: zarr.Array[Any], regions: list[tuple[slice, ...]]) -> list[npt.NDArray[Any]]:
+    """Read several regions in one trip through zarr's event loop (chunks decode in
+    parallel; one ``arr[region]`` per chunk pays the loop round trip each time)."""
+    if len(regions) == 1:
+        return [np.array(arr[regions[0]])]
+
+    async def run() -> list[Any]:
+        aa = arr._async_array
+        return list(await asyncio.gather(*(aa.getitem(r) for r in regions)))
+
+    return [np.array(d) for d in zarr_sync(run())]
+
+
+def _gather_write(
+    arr: zarr.Array[Any], regions: list[tuple[slice, ...]], datas: list[npt.NDArray[Any]]
+) -> None:
+    if len(regions) == 1:
+        arr[regions[0]] = datas[0]
+        return
+
+    async def run() -> None:
+        aa = arr._async_array
+        await asyncio.gather(*(aa.setitem(r, d) for r, d in zip(regions, datas, strict=True)))
+
+    zarr_sync(run())
 
 
 def _fsync_dir(path: Path) -> None:
