@@ -162,6 +162,7 @@ def test_paint_undo_redo_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixt
         ),
         (["split", "{p}", "--labels", "cells", "1", "--seeds", "10,10"], "Z,Y,X"),
         (["paint", "{p}", "--labels", "cells", "--id", "3", "--ball", "1,1,1,0"], "radius"),
+        (["paint", "{p}", "--labels", "cells", "--id", "0", "--ball", "1,1,1,0.1"], "background"),
         (["paint", "{p}", "--labels", "cells", "--id", "3", "--ball", "99,1,1,0.1"], "outside"),
         (
             ["paint", "{p}", "--labels", "nope", "--id", "3", "--ball", "1,1,1,0.1"],

@@ -191,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
         PaintBall,
         SplitLabel,
     )
+    from analysis.errors import ParameterError
     from analysis.io import read_id_table
     from analysis.project import Project
 
@@ -205,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
     elif action == "delete":
         cmd = DeleteLabels(args.labels, args.ids)
     elif action == "paint":
+        if args.id == 0:
+            raise ParameterError("--id 0 is the background: use 'vrscope labels erase'")
         z, y, x, r = args.ball
         cmd = PaintBall(args.labels, (z, y, x), r, args.id, preserve=args.preserve)
     elif action == "erase":
