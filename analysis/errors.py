@@ -12,6 +12,7 @@ __all__ = [
     "ChunkError",
     "FormatError",
     "InvalidEditError",
+    "LabelEditError",
     "ParameterError",
     "VrscopeError",
 ]
@@ -39,3 +40,8 @@ class ParameterError(VrscopeError, ValueError):
 
 class InvalidEditError(VrscopeError, ValueError):
     """An edit command would make a track graph or annotation set invalid."""
+
+
+class LabelEditError(InvalidEditError, ParameterError):
+    """A label edit is refused (unknown id, background id 0, a seed outside the object,
+    coincident seeds, a label image that is not integer); nothing was changed."""

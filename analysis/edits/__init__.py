@@ -1,6 +1,6 @@
 """Undoable, journaled edits: ``Command``, ``History`` and the track commands.
 
-Every change to data (track cut/merge, markers, label fixes) is a
+Every change to data (track cut/merge, markers, label merge/split/paint/fill) is a
 :class:`Command` applied through a :class:`History`: undoable, grouped with
 ``with history.group(name):``, and recorded in an fsync'd JSON-lines
 :class:`Journal` before ``apply`` returns. Desktop tools, XR tools and
@@ -33,10 +33,34 @@ from analysis.edits._command import (
 )
 from analysis.edits._history import History, Step
 from analysis.edits._journal import JOURNAL_NAME, JOURNAL_VERSION, Journal
+from analysis.edits._labels import (
+    ApplyTable,
+    DeleteLabels,
+    EditableLabels,
+    FillLabel,
+    LabelAtom,
+    LabelPiece,
+    MergeLabels,
+    PaintBall,
+    SplitLabel,
+    ball_mask,
+    labels_of,
+)
 from analysis.edits._track import AddDivision, Cut, Delete, MarkReviewed, Merge, Prolong, Swap
 
 __all__ = [
     "JOURNAL_NAME",
+    "ApplyTable",
+    "DeleteLabels",
+    "EditableLabels",
+    "FillLabel",
+    "LabelAtom",
+    "LabelPiece",
+    "MergeLabels",
+    "PaintBall",
+    "SplitLabel",
+    "ball_mask",
+    "labels_of",
     "AddDivision",
     "Command",
     "Cut",

@@ -47,6 +47,14 @@ from analysis.io._import import (
     open_input,
     read_lookup_table,
 )
+from analysis.io._label_edits import (
+    LABELS_DIR,
+    LabelEditStore,
+    create_label_copy,
+    export_label_copy,
+    label_copy_path,
+    read_id_table,
+)
 from analysis.io._models import load_classifier, save_classifier
 from analysis.io._nn_models import (
     checkpoint_file,
@@ -98,6 +106,13 @@ from analysis.io._validate import validate_ngff
 from analysis.io._write import write_labels, write_ngff
 
 __all__ = [
+    # editable label images in a project (analysis.io._label_edits)
+    "LABELS_DIR",
+    "LabelEditStore",
+    "create_label_copy",
+    "export_label_copy",
+    "label_copy_path",
+    "read_id_table",
     "ANNOTATIONS_FILE",
     "SCENE_FILE",
     "TRACKS_BASE",

@@ -11,8 +11,8 @@ from typing import Any
 
 import analysis.io as pio
 from analysis.annotations import Annotations, AnnotationsState, classes_from
-from analysis.edits import History
-from analysis.errors import FormatError
+from analysis.edits import EditableLabels, History
+from analysis.errors import FormatError, ParameterError
 from analysis.tracks import TrackGraph
 
 __all__ = ["Project", "Workspace"]
@@ -27,18 +27,30 @@ class Workspace:
     commands (:mod:`analysis.annotations`) edit ``.annotations``; so Ctrl+Z
     undoes the last action of any kind, and one journal records them in order.
 
+    Label commands (:mod:`analysis.edits`, ``labels.*``) edit ``.labels[name]``,
+    the project's working copies of label images (opened on first edit).
+
     Attributes
     ----------
     tracks : TrackGraph or None
     annotations : Annotations
+    labels : dict of str -> analysis.edits.EditableLabels
     """
 
-    def __init__(self, tracks: TrackGraph | None = None, annotations: Annotations | None = None):
+    def __init__(
+        self,
+        tracks: TrackGraph | None = None,
+        annotations: Annotations | None = None,
+        labels: Mapping[str, EditableLabels] | None = None,
+    ):
         self.tracks = tracks
         self.annotations = annotations if annotations is not None else Annotations()
+        self.labels: dict[str, EditableLabels] = dict(labels or {})
 
     def fingerprint(self) -> dict[str, Any]:
-        """Fingerprints of both parts; the journal refuses to replay onto another workspace."""
+        """Fingerprints of tracks and annotations; the journal refuses to replay onto another
+        workspace. (Label copies are made on first edit, after the journal started; their
+        edits are checked through their stored undo data instead.)"""
         return {
             "tracks": None if self.tracks is None else self.tracks.fingerprint(),
             "annotations": self.annotations.fingerprint(),
@@ -71,6 +83,7 @@ class Project:
         self.workspace = workspace
         self.history = history
         self._closed = False
+        self._fsync = True
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -112,7 +125,13 @@ class Project:
         if pio.is_project(p):
             if not overwrite:
                 raise FormatError(f"{p} already holds a project (open it, or pass overwrite)")
-            for name in (pio.TRACKS_BASE, "journal.jsonl", pio.SCENE_FILE, pio.ANNOTATIONS_FILE):
+            for name in (
+                pio.TRACKS_BASE,
+                "journal.jsonl",
+                pio.SCENE_FILE,
+                pio.ANNOTATIONS_FILE,
+                pio.LABELS_DIR,
+            ):
                 q = p / name
                 if q.is_dir():
                     shutil.rmtree(q)
@@ -169,9 +188,23 @@ class Project:
             annotations = Annotations.from_json(ap.read_bytes())
         else:
             annotations = Annotations()
-        ws = Workspace(tracks, annotations)
-        history = History.open(p, ws, fsync=fsync)
-        return cls(p.resolve(), info, ws, history)
+        stores = {}
+        for name in info.labels:
+            copy = pio.label_copy_path(p, name)
+            if copy.is_dir():
+                stores[name] = pio.LabelEditStore(copy, name, fsync=fsync)
+                stores[name].replaying = True
+        ws = Workspace(tracks, annotations, stores)
+        try:
+            history = History.open(p, ws, fsync=fsync)
+        finally:
+            for store in stores.values():
+                store.replaying = False
+        for store in stores.values():
+            store.recover()
+        pr = cls(p.resolve(), info, ws, history)
+        pr._fsync = fsync
+        return pr
 
     # ------------------------------------------------------------------ views
     @property
@@ -196,6 +229,45 @@ class Project:
         if not isinstance(data, dict):
             raise FormatError(f"{f} does not hold a JSON object")
         return data
+
+    # ------------------------------------------------------------------ labels
+    def edit_labels(self, name: str) -> EditableLabels:
+        """The working copy of label image ``name`` (made from the image store on first use).
+
+        Raises
+        ------
+        ParameterError
+            ``name`` is not one of the project's label images.
+        LabelEditError
+            The label image is not a (z, y, x) integer image.
+        """
+        self._check_open()
+        if name in self.workspace.labels:
+            return self.workspace.labels[name]
+        if name not in self.info.labels:
+            raise ParameterError(
+                f"project {self.path} has no label image {name!r} "
+                f"(it has: {', '.join(self.info.labels) or 'none'})"
+            )
+        copy = pio.label_copy_path(self.path, name)
+        if not copy.is_dir():
+            if self.info.image is None:
+                raise FormatError(f"project {self.path} refers to no image store")
+            copy.parent.mkdir(exist_ok=True)
+            pio.create_label_copy(self.info.image, name, copy)
+        store = pio.LabelEditStore(copy, name, fsync=self._fsync)
+        self.workspace.labels[name] = store
+        return store
+
+    def export_labels(
+        self, name: str, out: str | os.PathLike[str], overwrite: bool = False
+    ) -> Path:
+        """Write the edited label image ``name`` (every level) as an OME-Zarr at ``out``."""
+        self.edit_labels(name)
+        inputs = [str(self.path)] + ([self.info.image] if self.info.image else [])
+        return pio.export_label_copy(
+            pio.label_copy_path(self.path, name), out, inputs, overwrite=overwrite
+        )
 
     # ------------------------------------------------------------------ exports
     def export_markers(self, path: str | os.PathLike[str]) -> Path:

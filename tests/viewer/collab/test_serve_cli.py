@@ -86,13 +86,13 @@ def test_serve_bad_options_exit_2(
 ) -> None:
     folder = tmp_path / "proj"
     Project.create(folder, tracks=conflict_graph()).close()
-    assert main(["serve", str(folder), "--duration", "0", *extra]) == 2
+    assert main(["serve", str(folder), "--duration", "0.1", *extra]) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_serve_missing_project_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["serve", str(tmp_path / "nothing"), "--port", "0", "--duration", "0"]) == 2
+    assert main(["serve", str(tmp_path / "nothing"), "--port", "0", "--duration", "0.1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("vrscope serve: error:") and err.count("\n") == 1
     assert "Traceback" not in err

@@ -1,0 +1,638 @@
+"""Label edits: merge, apply a table, split, delete, paint/erase a ball, fill.
+
+Every command computes its change once, as a :class:`LabelAtom` (napari's
+``_MaskedPaintAtom``: per touched level-0 chunk an offset, a mask and the old and
+new values of the masked voxels), validates before anything is written, hands the
+atom to the label image to keep (``record``) and then writes it (``set``).
+Undo writes the old values back through the same masks, redo the new ones, so both
+are exact whatever the data. The journal holds the command's arguments and the
+atom's id; a replayed or redone command reuses the stored atom instead of
+recomputing it (a watershed or a preserve-mode brush gives the same voxels again).
+
+The label image is any object with the :class:`EditableLabels` interface; the
+project's one (:class:`analysis.io.LabelEditStore`) writes only the touched chunks
+of level 0 and re-downsamples them into every coarser level.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from analysis.edits._command import Command
+from analysis.errors import LabelEditError
+
+__all__ = [
+    "ApplyTable",
+    "DeleteLabels",
+    "EditableLabels",
+    "FillLabel",
+    "LabelAtom",
+    "LabelPiece",
+    "MergeLabels",
+    "PaintBall",
+    "SplitLabel",
+    "ball_mask",
+    "labels_of",
+]
+
+Region = tuple[slice, ...]
+
+
+@dataclass(frozen=True)
+class LabelPiece:
+    """The change inside one level-0 chunk.
+
+    Attributes
+    ----------
+    offset : (3,) ints
+        Level-0 voxel index (z, y, x) of ``mask[0, 0, 0]``.
+    mask : (dz, dy, dx) bool array
+        Voxels that change.
+    old, new : (n,) arrays, n = mask.sum()
+        Their values before and after, in C order of the mask.
+    """
+
+    offset: tuple[int, int, int]
+    mask: npt.NDArray[np.bool_]
+    old: npt.NDArray[Any]
+    new: npt.NDArray[Any]
+
+    @property
+    def region(self) -> Region:
+        return tuple(slice(o, o + s) for o, s in zip(self.offset, self.mask.shape, strict=True))
+
+    def values(self, forward: bool) -> npt.NDArray[Any]:
+        return self.new if forward else self.old
+
+
+@dataclass(frozen=True)
+class LabelAtom:
+    """One command's change: pieces of touched chunks (only voxels whose value changes)."""
+
+    pieces: tuple[LabelPiece, ...]
+
+    @property
+    def n_voxels(self) -> int:
+        return int(sum(p.old.size for p in self.pieces))
+
+    def new_ids(self) -> set[int]:
+        return {int(v) for p in self.pieces for v in np.unique(p.new)}
+
+    @classmethod
+    def from_region(
+        cls,
+        offset: Sequence[int],
+        mask: npt.NDArray[np.bool_],
+        old: npt.NDArray[Any],
+        new: npt.NDArray[Any],
+        chunks: Sequence[int],
+    ) -> LabelAtom:
+        """Cut a box change (``old``/``new`` box-shaped, ``mask`` where it applies) by chunk."""
+        return cls(tuple(_pieces(offset, mask & (old != new), old, new, chunks)))
+
+
+def _pieces(
+    offset: Sequence[int],
+    mask: npt.NDArray[np.bool_],
+    old: npt.NDArray[Any],
+    new: npt.NDArray[Any],
+    chunks: Sequence[int],
+) -> Iterator[LabelPiece]:
+    if not mask.any():
+        return
+    ranges = []
+    for o, s, c in zip(offset, mask.shape, chunks, strict=True):
+        starts = list(range((o // c) * c, o + s, c))
+        ranges.append([(max(a, o) - o, min(a + c, o + s) - o) for a in starts])
+    for rz in ranges[0]:
+        for ry in ranges[1]:
+            for rx in ranges[2]:
+                sub = (slice(*rz), slice(*ry), slice(*rx))
+                m = mask[sub]
+                if not m.any():
+                    continue
+                yield LabelPiece(
+                    (int(offset[0] + rz[0]), int(offset[1] + ry[0]), int(offset[2] + rx[0])),
+                    np.ascontiguousarray(m),
+                    old[sub][m],
+                    new[sub][m],
+                )
+
+
+@runtime_checkable
+class EditableLabels(Protocol):
+    """A (z, y, x) integer label image that label commands can edit.
+
+    ``read`` returns level 0; ``blocks`` covers level 0 with chunk-aligned regions;
+    ``record`` keeps an atom durably and returns its id; ``set`` writes an atom's new
+    (``forward``) or old values into every level; ``load`` gives a recorded atom back.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def shape(self) -> tuple[int, int, int]: ...
+
+    @property
+    def dtype(self) -> np.dtype[Any]: ...
+
+    @property
+    def chunks(self) -> tuple[int, int, int]: ...
+
+    @property
+    def scale_um(self) -> tuple[float, float, float]: ...
+
+    def read(self, region: Region) -> npt.NDArray[Any]: ...
+
+    def blocks(self) -> Iterator[Region]: ...
+
+    def max_id(self) -> int: ...
+
+    def record(self, atom: LabelAtom) -> str: ...
+
+    def load(self, atom_id: str) -> LabelAtom: ...
+
+    def set(self, atom_id: str, forward: bool, atom: LabelAtom | None = None) -> None: ...
+
+
+def labels_of(target: Any, name: str) -> EditableLabels:
+    """The label image ``name`` of ``target`` (a workspace with ``.labels``, or the image)."""
+    labels = getattr(target, "labels", None)
+    if isinstance(labels, Mapping):
+        img = labels.get(name)
+        if img is None:
+            raise LabelEditError(
+                f"no editable label image {name!r} (open: {sorted(labels) or 'none'})"
+            )
+        return img  # type: ignore[no-any-return]
+    if isinstance(target, EditableLabels):
+        return target
+    raise LabelEditError(f"{type(target).__name__} holds no label images")
+
+
+# ---------------------------------------------------------------------- validation helpers
+
+
+def _check_id(img: EditableLabels, value: int, what: str, allow_zero: bool = False) -> int:
+    v = int(value)
+    if v == 0 and not allow_zero:
+        raise LabelEditError(f"{what} 0 is the background, not an object")
+    info = np.iinfo(img.dtype)
+    if not max(0, int(info.min)) <= v <= int(info.max):
+        raise LabelEditError(
+            f"{what} {v} does not fit the label image {img.name!r} ({img.dtype}: 0..{info.max})"
+        )
+    return v
+
+
+def _check_point(img: EditableLabels, point: Sequence[int], what: str) -> tuple[int, int, int]:
+    if len(point) != 3:
+        raise LabelEditError(f"{what} must be three voxel indices z, y, x, got {tuple(point)}")
+    p = tuple(int(v) for v in point)
+    if any(not 0 <= v < s for v, s in zip(p, img.shape, strict=True)):
+        raise LabelEditError(
+            f"{what} {p} lies outside the label image {img.name!r} (shape {img.shape})"
+        )
+    return (p[0], p[1], p[2])
+
+
+def _value_at(img: EditableLabels, p: Sequence[int]) -> int:
+    return int(img.read(tuple(slice(v, v + 1) for v in p)).reshape(-1)[0])
+
+
+def _map_blocks(
+    img: EditableLabels, keys: npt.NDArray[Any], values: npt.NDArray[Any]
+) -> tuple[LabelAtom, set[int]]:
+    """Replace ``keys[i]`` by ``values[i]`` everywhere (sorted keys); the atom and the
+    keys that were found."""
+    order = np.argsort(keys, kind="stable")
+    k = keys[order]
+    v = values[order].astype(img.dtype)
+    pieces: list[LabelPiece] = []
+    found: set[int] = set()
+    for block in img.blocks():
+        data = img.read(block)
+        idx = np.searchsorted(k, data)
+        np.minimum(idx, len(k) - 1, out=idx)
+        hit = k[idx] == data
+        if not hit.any():
+            continue
+        found.update(int(x) for x in np.unique(data[hit]))
+        new = np.where(hit, v[idx], data)
+        pieces.extend(
+            _pieces(tuple(s.start for s in block), hit & (new != data), data, new, img.chunks)
+        )
+    return LabelAtom(tuple(pieces)), found
+
+
+def _missing(ids: Sequence[int], found: set[int], img: EditableLabels) -> None:
+    missing = sorted(set(ids) - found)
+    if missing:
+        shown = ", ".join(str(i) for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise LabelEditError(
+            f"{len(missing)} id(s) not in label image {img.name!r}: {shown} (unknown ids)"
+        )
+
+
+# ---------------------------------------------------------------------- commands
+
+
+class _LabelCommand(Command):
+    """Shared apply/revert: compute (validate) the atom once, record it, write it."""
+
+    labels: str
+    atom_id: str | None
+
+    def _compute(self, img: EditableLabels) -> LabelAtom:
+        raise NotImplementedError
+
+    def apply(self, target: Any) -> None:
+        img = labels_of(target, self.labels)
+        if self.atom_id is None:
+            atom = self._compute(img)
+            self.atom_id = img.record(atom)
+            self.n_voxels = atom.n_voxels
+            img.set(self.atom_id, True, atom)
+        else:
+            img.set(self.atom_id, True)
+
+    def revert(self, target: Any) -> None:
+        if self.atom_id is None:
+            raise LabelEditError(f"{self.kind} was never applied")
+        labels_of(target, self.labels).set(self.atom_id, False)
+
+    def _base_json(self) -> dict[str, Any]:
+        return {"labels": self.labels, "atom": self.atom_id}
+
+
+def _ids(values: Sequence[int]) -> list[int]:
+    return [int(v) for v in values]
+
+
+class MergeLabels(_LabelCommand):
+    """Merge objects ``ids`` into one id (``into``, default the smallest)."""
+
+    kind = "labels.merge"
+
+    def __init__(
+        self, labels: str, ids: Sequence[int], into: int | None = None, atom: str | None = None
+    ) -> None:
+        self.labels = str(labels)
+        self.ids = _ids(ids)
+        self.into = None if into is None else int(into)
+        self.atom_id = atom
+        self.n_voxels = 0
+
+    @property
+    def description(self) -> str:
+        return f"merge {len(self.ids)} objects"
+
+    def _compute(self, img: EditableLabels) -> LabelAtom:
+        ids = [_check_id(img, i, "id") for i in self.ids]
+        if len(set(ids)) < 2:
+            raise LabelEditError(f"merge needs at least two different ids, got {self.ids}")
+        into = _check_id(img, self.into if self.into is not None else min(ids), "target id")
+        self.into = into
+        keys = np.array(sorted(set(ids)), dtype=img.dtype)
+        atom, found = _map_blocks(img, keys, np.full(keys.shape, into, dtype=img.dtype))
+        _missing(ids, found, img)
+        return atom
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._base_json(), "ids": self.ids, "into": self.into}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MergeLabels:
+        return cls(data["labels"], data["ids"], data.get("into"), data.get("atom"))
+
+
+class ApplyTable(_LabelCommand):
+    """Relabel many ids at once: ``table`` rows ``(old, new)`` (an agglomeration).
+
+    Rows with ``old == new`` are ignored; ``new`` may be 0 (the object is deleted).
+    Every old id must be in the label image and listed once.
+    """
+
+    kind = "labels.apply_table"
+
+    def __init__(
+        self, labels: str, table: Sequence[Sequence[int]], atom: str | None = None
+    ) -> None:
+        self.labels = str(labels)
+        self.table = [[int(a), int(b)] for a, b in table]
+        self.atom_id = atom
+        self.n_voxels = 0
+
+    @property
+    def description(self) -> str:
+        return f"apply a table of {len(self.table)} rows"
+
+    def _compute(self, img: EditableLabels) -> LabelAtom:
+        rows = [(a, b) for a, b in self.table if a != b]
+        if not rows:
+            raise LabelEditError("the table changes nothing (every row maps an id to itself)")
+        old = [_check_id(img, a, "old id") for a, _ in rows]
+        new = [_check_id(img, b, "new id", allow_zero=True) for _, b in rows]
+        if len(set(old)) != len(old):
+            dup = sorted({a for a in old if old.count(a) > 1})[:5]
+            raise LabelEditError(f"old ids listed more than once in the table: {dup}")
+        atom, found = _map_blocks(img, np.array(old, dtype=img.dtype), np.array(new))
+        _missing(old, found, img)
+        return atom
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._base_json(), "table": self.table}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ApplyTable:
+        return cls(data["labels"], data["table"], data.get("atom"))
+
+
+class DeleteLabels(_LabelCommand):
+    """Set every voxel of objects ``ids`` to the background (0)."""
+
+    kind = "labels.delete"
+
+    def __init__(self, labels: str, ids: Sequence[int], atom: str | None = None) -> None:
+        self.labels = str(labels)
+        self.ids = _ids(ids)
+        self.atom_id = atom
+        self.n_voxels = 0
+
+    @property
+    def description(self) -> str:
+        return f"delete {len(self.ids)} objects"
+
+    def _compute(self, img: EditableLabels) -> LabelAtom:
+        if not self.ids:
+            raise LabelEditError("give at least one id to delete")
+        ids = sorted({_check_id(img, i, "id") for i in self.ids})
+        keys = np.array(ids, dtype=img.dtype)
+        atom, found = _map_blocks(img, keys, np.zeros(keys.shape, dtype=img.dtype))
+        _missing(ids, found, img)
+        return atom
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._base_json(), "ids": self.ids}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DeleteLabels:
+        return cls(data["labels"], data["ids"], data.get("atom"))
+
+
+def _bbox_of(img: EditableLabels, value: int) -> Region | None:
+    lo = np.array(img.shape)
+    hi = np.zeros(3, dtype=int)
+    for block in img.blocks():
+        m = img.read(block) == value
+        if not m.any():
+            continue
+        for ax in range(3):
+            other = tuple(a for a in range(3) if a != ax)
+            idx = np.flatnonzero(m.any(axis=other))
+            lo[ax] = min(lo[ax], block[ax].start + idx[0])
+            hi[ax] = max(hi[ax], block[ax].start + idx[-1] + 1)
+    if (hi <= lo).any():
+        return None
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+
+
+class SplitLabel(_LabelCommand):
+    """Split object ``id`` by two or more seed points (level-0 voxel indices z, y, x).
+
+    A seeded watershed on the object's distance transform (in µm), inside the object's
+    bounding box: every voxel of the object goes to one seed's part (voxels the flood
+    cannot reach, in a separate piece of the object, go to the nearest part); nothing
+    outside the object changes. The first seed's part keeps ``id``; the others get new
+    ids above the largest id in the image (``new_ids`` once applied).
+    """
+
+    kind = "labels.split"
+
+    def __init__(
+        self,
+        labels: str,
+        id: int,
+        seeds: Sequence[Sequence[int]],
+        new_ids: Sequence[int] | None = None,
+        atom: str | None = None,
+    ) -> None:
+        self.labels = str(labels)
+        self.id = int(id)
+        self.seeds = [[int(v) for v in s] for s in seeds]
+        self.new_ids = None if new_ids is None else _ids(new_ids)
+        self.atom_id = atom
+        self.n_voxels = 0
+
+    @property
+    def description(self) -> str:
+        return f"split object {self.id}"
+
+    @property
+    def result_ids(self) -> list[int]:
+        """The ids the seeds end in, in seed order (after apply)."""
+        return [self.id, *(self.new_ids or [])]
+
+    def _compute(self, img: EditableLabels) -> LabelAtom:
+        from scipy import ndimage as ndi
+        from skimage.segmentation import watershed
+
+        oid = _check_id(img, self.id, "id")
+        if len(self.seeds) < 2:
+            raise LabelEditError(f"split needs at least two seeds, got {len(self.seeds)}")
+        seeds = [_check_point(img, s, f"seed {i + 1}") for i, s in enumerate(self.seeds)]
+        if len(set(seeds)) != len(seeds):
+            raise LabelEditError(f"seeds coincide: {seeds} (place each seed somewhere else)")
+        for i, s in enumerate(seeds):
+            got = _value_at(img, s)
+            if got != oid:
+                raise LabelEditError(
+                    f"seed {i + 1} {s} lies outside object {oid} (the voxel holds {got})"
+                )
+        box = _bbox_of(img, oid)
+        assert box is not None  # the seeds are inside the object
+        start = np.array([b.start for b in box])
+        data = img.read(box)
+        obj = data == oid
+        markers = np.zeros(data.shape, dtype=np.int32)
+        for i, s in enumerate(seeds):
+            markers[tuple(np.array(s) - start)] = i + 1
+        dist = ndi.distance_transform_edt(obj, sampling=img.scale_um)
+        parts = np.asarray(watershed(-dist, markers, mask=obj))  # type: ignore[no-untyped-call]
+        if (obj & (parts == 0)).any():
+            # Pieces of the object that no seed reaches (disconnected) join the nearest part.
+            _, inds = ndi.distance_transform_edt(
+                parts == 0, sampling=img.scale_um, return_indices=True
+            )
+            parts = np.where(obj, parts[tuple(inds)], 0)
+        top = img.max_id()
+        ids = [oid, *range(top + 1, top + len(seeds))]
+        for v in ids[1:]:
+            _check_id(img, v, "new id")
+        self.new_ids = ids[1:]
+        lut = np.array([0, *ids], dtype=img.dtype)
+        new = np.where(obj, lut[parts], data)
+        return LabelAtom.from_region(start.tolist(), obj, data, new, img.chunks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self._base_json(),
+            "id": self.id,
+            "seeds": self.seeds,
+            "new_ids": self.new_ids,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SplitLabel:
+        return cls(data["labels"], data["id"], data["seeds"], data.get("new_ids"), data.get("atom"))
+
+
+def ball_mask(
+    center: Sequence[int], radius_um: float, scale_um: Sequence[float], shape: Sequence[int]
+) -> tuple[tuple[int, int, int], npt.NDArray[np.bool_]]:
+    """The voxels whose centres lie within ``radius_um`` of ``center``'s centre, clipped
+    to ``shape``: the box's offset and the mask."""
+    lo = []
+    hi = []
+    for c, s, n in zip(center, scale_um, shape, strict=True):
+        r = int(math.floor(radius_um / s))
+        lo.append(max(0, int(c) - r))
+        hi.append(min(int(n), int(c) + r + 1))
+    grids = np.ogrid[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+    d2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, center, scale_um, strict=True))
+    mask = np.asarray(d2 <= radius_um**2 * (1 + 1e-9))
+    return (lo[0], lo[1], lo[2]), mask
+
+
+class PaintBall(_LabelCommand):
+    """Paint (``value`` > 0) or erase (``value`` 0) a 3D ball of ``radius_um`` µm.
+
+    ``preserve``: never overwrite voxels that hold another object (only background and
+    ``value`` itself are painted; erasing removes only ``erase_id`` when given).
+    """
+
+    kind = "labels.paint"
+
+    def __init__(
+        self,
+        labels: str,
+        center: Sequence[int],
+        radius_um: float,
+        value: int,
+        preserve: bool = False,
+        erase_id: int | None = None,
+        atom: str | None = None,
+    ) -> None:
+        self.labels = str(labels)
+        self.center = [int(v) for v in center]
+        self.radius_um = float(radius_um)
+        self.value = int(value)
+        self.preserve = bool(preserve)
+        self.erase_id = None if erase_id is None else int(erase_id)
+        self.atom_id = atom
+        self.n_voxels = 0
+
+    @property
+    def description(self) -> str:
+        return "erase" if self.value == 0 else f"paint {self.value}"
+
+    def _compute(self, img: EditableLabels) -> LabelAtom:
+        value = _check_id(img, self.value, "id", allow_zero=True)
+        c = _check_point(img, self.center, "ball centre")
+        if not (math.isfinite(self.radius_um) and self.radius_um > 0):
+            raise LabelEditError(
+                f"brush radius must be a positive number of µm, got {self.radius_um}"
+            )
+        offset, mask = ball_mask(c, self.radius_um, img.scale_um, img.shape)
+        region = tuple(slice(o, o + s) for o, s in zip(offset, mask.shape, strict=True))
+        old = img.read(region)
+        if value != 0 and self.preserve:
+            mask &= (old == 0) | (old == value)
+        elif value == 0 and self.erase_id is not None:
+            mask &= old == _check_id(img, self.erase_id, "erase id")
+        new = np.full(old.shape, value, dtype=img.dtype)
+        return LabelAtom.from_region(offset, mask, old, new, img.chunks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self._base_json(),
+            "center": self.center,
+            "radius_um": self.radius_um,
+            "value": self.value,
+            "preserve": self.preserve,
+            "erase_id": self.erase_id,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PaintBall:
+        return cls(
+            data["labels"],
+            data["center"],
+            data["radius_um"],
+            data["value"],
+            bool(data.get("preserve", False)),
+            data.get("erase_id"),
+            data.get("atom"),
+        )
+
+
+class FillLabel(_LabelCommand):
+    """3D flood fill from ``seed`` with ``value``, limited to ``box`` (z0, y0, x0, z1, y1, x1,
+    level-0 voxels, end exclusive): the face-connected voxels holding the seed's value."""
+
+    kind = "labels.fill"
+
+    def __init__(
+        self,
+        labels: str,
+        seed: Sequence[int],
+        value: int,
+        box: Sequence[int],
+        atom: str | None = None,
+    ) -> None:
+        self.labels = str(labels)
+        self.seed = [int(v) for v in seed]
+        self.value = int(value)
+        self.box = [int(v) for v in box]
+        self.atom_id = atom
+        self.n_voxels = 0
+
+    @property
+    def description(self) -> str:
+        return f"fill {self.value}"
+
+    def _compute(self, img: EditableLabels) -> LabelAtom:
+        from scipy import ndimage as ndi
+
+        value = _check_id(img, self.value, "id", allow_zero=True)
+        seed = _check_point(img, self.seed, "fill seed")
+        if len(self.box) != 6:
+            raise LabelEditError(f"box must be z0 y0 x0 z1 y1 x1, got {self.box}")
+        lo = [max(0, v) for v in self.box[:3]]
+        hi = [min(n, v) for v, n in zip(self.box[3:], img.shape, strict=True)]
+        if any(b <= a for a, b in zip(lo, hi, strict=True)):
+            raise LabelEditError(f"box {self.box} is empty inside the label image {img.shape}")
+        if any(not a <= s < b for s, a, b in zip(seed, lo, hi, strict=True)):
+            raise LabelEditError(f"fill seed {seed} lies outside the box {self.box}")
+        region = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        old = img.read(region)
+        local = tuple(s - a for s, a in zip(seed, lo, strict=True))
+        same = old == old[local]
+        comp, _ = ndi.label(same)
+        mask = comp == comp[local]
+        new = np.full(old.shape, value, dtype=img.dtype)
+        return LabelAtom.from_region(lo, mask, old, new, img.chunks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._base_json(), "seed": self.seed, "value": self.value, "box": self.box}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FillLabel:
+        return cls(data["labels"], data["seed"], data["value"], data["box"], data.get("atom"))

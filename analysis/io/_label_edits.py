@@ -1,0 +1,440 @@
+"""Editable label images in a project folder: a multiscale copy edited in place.
+
+Layout inside the project folder (see ``docs/design/0003-label-edits.md``)::
+
+    labels/<name>.zarr        the working copy: an OME-Zarr label multiscale (root group,
+                              the source's NGFF version and chunks, every level), made from
+                              the source's level 0 with the writer's stride pyramid
+    labels/<name>.atoms/      one ``<id>.npz`` per edit: per touched level-0 chunk the
+                              offset, mask, old and new values (the undo/redo data)
+    labels/<name>.intent.json the last atom being written and in which direction
+
+An edit is written in this order: atom file (fsync), intent (atomic, fsync), the
+touched chunks of level 0 and of every coarser level, then the caller journals the
+command (fsync) and only then acknowledges it. On reopening, the journal is replayed
+without touching voxels (:attr:`LabelEditStore.replaying`), then :meth:`recover`
+rewrites the intent's atom in the direction the journal says (writing absolute values
+through a mask is idempotent): an edit that was written but not journaled is rolled
+back, an undo or redo that was journaled but not completely written is completed.
+
+Coarser levels follow the writer's rule for labels (``level[k] = level[k-1][::2]``, see
+:mod:`analysis.io._write`), so level ``k`` is level 0 sampled every ``f_k`` voxels: an
+edit rewrites, per level, only the chunks holding a sample that changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import zarr
+import zarr.storage
+from zarr.core.sync import sync as zarr_sync
+
+from analysis.edits import LabelAtom, LabelPiece
+from analysis.errors import FormatError, LabelEditError, ParameterError
+from analysis.io._format import format_for
+from analysis.io._outputs import check_output, replacing
+from analysis.io._project import read_json_file, write_json_atomic
+from analysis.io._read import ZarrVolumeSource, open_labels, open_volume
+from analysis.io._validate import validate_ngff
+from analysis.io._write import _multiscale, _write_pyramid, level_shapes
+
+__all__ = [
+    "LABELS_DIR",
+    "LabelEditStore",
+    "create_label_copy",
+    "export_label_copy",
+    "label_copy_path",
+    "read_id_table",
+]
+
+log = logging.getLogger(__name__)
+
+LABELS_DIR = "labels"
+_BLOCK_VOXELS = 2**21
+#: Chunks read and written concurrently by one zarr call (bounds memory for big merges).
+_BATCH_CHUNKS = 64
+_Update = tuple[tuple[int, int, int], npt.NDArray[np.bool_], npt.NDArray[Any]]
+
+
+def _check_editable(src: ZarrVolumeSource, what: str) -> None:
+    if tuple(src.axes) != ("z", "y", "x"):
+        raise LabelEditError(
+            f"{what} has axes {''.join(src.axes)!r}; only (z, y, x) label images can be edited"
+        )
+    if not np.issubdtype(src.dtype, np.integer):
+        raise LabelEditError(f"{what} holds {src.dtype} values, not integer labels")
+
+
+def create_label_copy(image: str, name: str, out: str | os.PathLike[str]) -> Path:
+    """Copy label image ``name`` of store ``image`` to ``out`` as an editable multiscale.
+
+    Level 0 is copied block by block (bounded memory, local or remote sources); the
+    coarser levels are rebuilt with the writer's stride rule, as many as the source has.
+    The copy is complete before it takes its name.
+    """
+    src = open_labels(image, name)
+    _check_editable(src, f"label image {name!r} of {image}")
+    fmt = format_for(src.ngff_version)
+    lev0 = src.levels[0]
+    chunks = tuple(int(c) for c in lev0.chunks)
+    shapes = level_shapes(lev0.shape, src.axes, chunks, len(src.levels))
+    with replacing(out, overwrite=False) as tmp:
+        group = zarr.create_group(store=zarr.storage.LocalStore(tmp), zarr_format=fmt.zarr_format)
+        factors = _write_pyramid(group, src, fmt, shapes, chunks, "stride", False, "copy")
+        ms = _multiscale(
+            name,
+            src.axes,
+            ["micrometer"] * 3,
+            list(lev0.scale),
+            list(lev0.translation),
+            factors,
+            "stride",
+        )
+        label: dict[str, Any] = {}
+        if src.label_colors:
+            label["colors"] = [
+                {"label-value": v, "rgba": list(c)} for v, c in src.label_colors.items()
+            ]
+        attrs = fmt.wrap({"multiscales": [ms], "image-label": label})
+        validate_ngff(attrs, "image", fmt.version)
+        validate_ngff(attrs, "label", fmt.version)
+        group.attrs.update(attrs)
+    log.info("copied label image %s of %s to %s", name, image, out)
+    return Path(out)
+
+
+def export_label_copy(
+    copy: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    inputs: list[str],
+    overwrite: bool = False,
+) -> Path:
+    """Write the edited label image (every level, the source's NGFF version) to ``out``."""
+    dest = check_output(out, [str(copy), *inputs])
+    with replacing(dest, overwrite=overwrite) as tmp:
+        shutil.copytree(copy, tmp)
+    return dest
+
+
+def read_id_table(path: str | os.PathLike[str]) -> list[list[int]]:
+    """An ``old,new`` CSV (header row with those names; extra columns ignored)."""
+    import pandas as pd
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(2, "No such file or directory", str(p))
+    try:
+        df = pd.read_csv(p)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise FormatError(f"{p} is not a CSV table: {exc}") from exc
+    cols = {str(c).strip().lower(): c for c in df.columns}
+    if "old" not in cols or "new" not in cols:
+        raise FormatError(f"{p} needs columns 'old' and 'new', found {list(df.columns)}")
+    sub = df[[cols["old"], cols["new"]]]
+    if sub.isna().any().any():
+        raise FormatError(f"{p} has empty cells in 'old' or 'new'")
+    values = sub.to_numpy()
+    if not np.issubdtype(values.dtype, np.integer):
+        raise FormatError(f"{p}: 'old' and 'new' must be integer ids")
+    if (values < 0).any():
+        raise FormatError(f"{p}: ids must not be negative")
+    return [[int(a), int(b)] for a, b in values]
+
+
+def _level_factors(shapes: list[tuple[int, ...]]) -> list[tuple[int, int, int]]:
+    out = [(1, 1, 1)]
+    for prev, cur in zip(shapes, shapes[1:], strict=False):
+        step = [2 if p != c else 1 for p, c in zip(prev, cur, strict=True)]
+        f = out[-1]
+        out.append((f[0] * step[0], f[1] * step[1], f[2] * step[2]))
+    return out
+
+
+class LabelEditStore:
+    """The project's working copy of one label image (an :class:`analysis.edits.EditableLabels`).
+
+    Parameters
+    ----------
+    root : path of ``labels/<name>.zarr`` in the project
+    name : the label image name
+    fsync : bool, default: True
+        fsync atom files and the intent file (the journal's own fsync is separate).
+
+    Attributes
+    ----------
+    replaying : bool
+        While True, :meth:`set` only records which atoms are applied (journal replay).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], name: str, fsync: bool = True) -> None:
+        self.root = Path(root)
+        self._name = name
+        self._fsync = fsync
+        self.atoms_dir = self.root.with_name(f"{name}.atoms")
+        self.intent_path = self.root.with_name(f"{name}.intent.json")
+        self.source = open_volume(self.root)
+        _check_editable(self.source, f"label copy {self.root}")
+        group = zarr.open_group(zarr.storage.LocalStore(self.root), mode="r+")
+        self._arrays: list[zarr.Array[Any]] = []
+        for lv in self.source.levels:
+            node = group[lv.path]
+            if not isinstance(node, zarr.Array):
+                raise FormatError(f"{self.root}/{lv.path} is not an array")
+            self._arrays.append(node)
+        self._shapes = [tuple(int(s) for s in lv.shape) for lv in self.source.levels]
+        self._factors = _level_factors(self._shapes)
+        self._chunks = [tuple(int(c) for c in a.chunks) for a in self._arrays]
+        self._max_id: int | None = None
+        self._applied: dict[str, bool] = {}
+        self.replaying = False
+
+    # -- EditableLabels ------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        s = self._shapes[0]
+        return (s[0], s[1], s[2])
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return np.dtype(self._arrays[0].dtype)
+
+    @property
+    def chunks(self) -> tuple[int, int, int]:
+        c = self._chunks[0]
+        return (c[0], c[1], c[2])
+
+    @property
+    def scale_um(self) -> tuple[float, float, float]:
+        return self.source.levels[0].scale_um
+
+    @property
+    def n_levels(self) -> int:
+        return len(self._arrays)
+
+    def read(self, region: tuple[slice, ...], level: int = 0) -> npt.NDArray[Any]:
+        return np.asarray(self._arrays[level][region])
+
+    def blocks(self) -> Iterator[tuple[slice, ...]]:
+        """Chunk-aligned level-0 regions: whole chunks, rows of chunks when they are small."""
+        c = list(self.chunks)
+        shape = self.shape
+        while c[2] < shape[2] and math.prod(c) * 2 <= _BLOCK_VOXELS:
+            c[2] *= 2
+        while c[1] < shape[1] and math.prod(c) * 2 <= _BLOCK_VOXELS:
+            c[1] *= 2
+        for z in range(0, shape[0], c[0]):
+            for y in range(0, shape[1], c[1]):
+                for x in range(0, shape[2], c[2]):
+                    yield (
+                        slice(z, min(z + c[0], shape[0])),
+                        slice(y, min(y + c[1], shape[1])),
+                        slice(x, min(x + c[2], shape[2])),
+                    )
+
+    def max_id(self) -> int:
+        if self._max_id is None:
+            top = 0
+            for b in self.blocks():
+                top = max(top, int(self.read(b).max()))
+            self._max_id = top
+        return self._max_id
+
+    def record(self, atom: LabelAtom) -> str:
+        """Keep ``atom`` as ``<id>.npz`` (fsync'd); return its id."""
+        atom_id = uuid.uuid4().hex
+        self.atoms_dir.mkdir(exist_ok=True)
+        k = len(atom.pieces)
+        dtype = self.dtype
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "offsets": np.array([p.offset for p in atom.pieces], dtype=np.int64).reshape(k, 3),
+            "shapes": np.array([p.mask.shape for p in atom.pieces], dtype=np.int64).reshape(k, 3),
+            "masks": np.packbits(
+                np.concatenate([p.mask.reshape(-1) for p in atom.pieces])
+                if k
+                else np.zeros(0, bool)
+            ),
+            "old": np.concatenate([p.old for p in atom.pieces]).astype(dtype)
+            if k
+            else np.zeros(0, dtype),
+            "new": np.concatenate([p.new for p in atom.pieces]).astype(dtype)
+            if k
+            else np.zeros(0, dtype),
+        }
+        path = self.atoms_dir / f"{atom_id}.npz"
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
+            fh.flush()
+            if self._fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        if self._fsync:
+            _fsync_dir(self.atoms_dir)
+        return atom_id
+
+    def load(self, atom_id: str) -> LabelAtom:
+        path = self.atoms_dir / f"{atom_id}.npz"
+        if not path.is_file():
+            raise FormatError(f"the undo data of label edit {atom_id} is missing ({path})")
+        with np.load(path) as z:
+            offsets, shapes = z["offsets"], z["shapes"]
+            sizes = [int(np.prod(s)) for s in shapes]
+            masks = np.unpackbits(z["masks"], count=sum(sizes)).astype(bool)
+            old, new = z["old"], z["new"]
+        pieces = []
+        mpos = vpos = 0
+        for off, shp, n in zip(offsets, shapes, sizes, strict=True):
+            m = masks[mpos : mpos + n].reshape(tuple(int(s) for s in shp))
+            mpos += n
+            c = int(m.sum())
+            pieces.append(
+                LabelPiece(
+                    (int(off[0]), int(off[1]), int(off[2])),
+                    m,
+                    old[vpos : vpos + c],
+                    new[vpos : vpos + c],
+                )
+            )
+            vpos += c
+        return LabelAtom(tuple(pieces))
+
+    def set(self, atom_id: str, forward: bool, atom: LabelAtom | None = None) -> None:
+        """Write the atom's new (``forward``) or old values into every level."""
+        if self.replaying:
+            self._applied[atom_id] = forward
+            return
+        if atom is None:
+            atom = self.load(atom_id)
+        write_json_atomic(self.intent_path, {"atom": atom_id, "forward": forward})
+        self._write(atom, forward)
+        self._applied[atom_id] = forward
+        if forward and self._max_id is not None and atom.pieces:
+            self._max_id = max(self._max_id, max(int(p.new.max()) for p in atom.pieces))
+
+    def recover(self) -> None:
+        """After a journal replay: make the last atom written agree with the journal."""
+        self.replaying = False
+        if not self.intent_path.is_file():
+            return
+        intent = read_json_file(self.intent_path)
+        atom_id = str(intent.get("atom", "")) if isinstance(intent, dict) else ""
+        if not (self.atoms_dir / f"{atom_id}.npz").is_file():
+            return
+        state = self._applied.get(atom_id, False)
+        log.info("label image %s: rewriting edit %s as %s", self.name, atom_id, state)
+        self._write(self.load(atom_id), state)
+
+    # -- writing -------------------------------------------------------------------
+    def _write(self, atom: LabelAtom, forward: bool) -> None:
+        """Write the atom's values into level 0 and the samples it changes of every level."""
+        updates: list[list[_Update]] = [[] for _ in self._arrays]
+        for piece in atom.pieces:
+            full = np.zeros(piece.mask.shape, dtype=self.dtype)
+            full[piece.mask] = piece.values(forward)
+            updates[0].append((piece.offset, piece.mask, full))
+            for k in range(1, len(self._arrays)):
+                f = self._factors[k]
+                first = [-(-o // fi) for o, fi in zip(piece.offset, f, strict=True)]
+                pos = tuple(
+                    slice(j * fi - o, None, fi)
+                    for j, fi, o in zip(first, f, piece.offset, strict=True)
+                )
+                sub_mask = piece.mask[pos]
+                if not sub_mask.any():
+                    break  # coarser samples are a subset of these
+                updates[k].append(((first[0], first[1], first[2]), sub_mask, full[pos]))
+        for k, ups in enumerate(updates):
+            if ups:
+                self._write_level(k, ups)
+
+    def _write_level(self, k: int, ups: list[_Update]) -> None:
+        """Apply updates to level ``k``, reading and writing each chunk they fall in once
+        (and no other chunk); a batch of chunks goes through zarr concurrently."""
+        arr = self._arrays[k]
+        ck = self._chunks[k]
+        by_chunk: dict[tuple[int, ...], list[_Update]] = {}
+        for u in ups:
+            by_chunk.setdefault(tuple(j // c for j, c in zip(u[0], ck, strict=True)), []).append(u)
+        items = list(by_chunk.items())
+        for b in range(0, len(items), _BATCH_CHUNKS):
+            batch = items[b : b + _BATCH_CHUNKS]
+            regions = [self._chunk_region(k, c) for c, _ in batch]
+            datas = _gather_read(arr, regions)
+            for region, data, (_, us) in zip(regions, datas, batch, strict=True):
+                for first, mask, vals in us:
+                    local = tuple(
+                        slice(j - r.start, j - r.start + n)
+                        for j, r, n in zip(first, region, mask.shape, strict=True)
+                    )
+                    np.copyto(data[local], vals, where=mask)
+            _gather_write(arr, regions, datas)
+
+    def _chunk_region(
+        self, k: int, coords: tuple[int, ...], stop: tuple[int, ...] | None = None
+    ) -> tuple[slice, ...]:
+        """Level ``k``'s region of chunk ``coords`` (or of chunks ``coords`` .. ``stop``)."""
+        end = stop if stop is not None else tuple(c + 1 for c in coords)
+        return tuple(
+            slice(c * n, min(e * n, s))
+            for c, e, n, s in zip(coords, end, self._chunks[k], self._shapes[k], strict=True)
+        )
+
+    def __repr__(self) -> str:
+        return f"LabelEditStore({str(self.root)!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+def _gather_read(arr: zarr.Array[Any], regions: list[tuple[slice, ...]]) -> list[npt.NDArray[Any]]:
+    """Read several regions in one trip through zarr's event loop (chunks decode in
+    parallel; one ``arr[region]`` per chunk pays the loop round trip each time)."""
+    if len(regions) == 1:
+        return [np.array(arr[regions[0]])]
+
+    async def run() -> list[Any]:
+        aa = arr._async_array
+        return list(await asyncio.gather(*(aa.getitem(r) for r in regions)))
+
+    return [np.array(d) for d in zarr_sync(run())]
+
+
+def _gather_write(
+    arr: zarr.Array[Any], regions: list[tuple[slice, ...]], datas: list[npt.NDArray[Any]]
+) -> None:
+    if len(regions) == 1:
+        arr[regions[0]] = datas[0]
+        return
+
+    async def run() -> None:
+        aa = arr._async_array
+        await asyncio.gather(*(aa.setitem(r, d) for r, d in zip(regions, datas, strict=True)))
+
+    zarr_sync(run())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def label_copy_path(project: str | os.PathLike[str], name: str) -> Path:
+    """Where the working copy of label image ``name`` lives in a project folder."""
+    if not name or "/" in name or name in (".", ".."):
+        raise ParameterError(f"label name {name!r} must be a non-empty name without '/'")
+    return Path(project) / LABELS_DIR / f"{name}.zarr"

@@ -1,0 +1,148 @@
+"""Random label edit sequences (hypothesis state machine, like the track edits).
+
+After every step every level is the writer's stride rule applied to the level above;
+a refused edit changes nothing; undo restores the exact state before the step; at the
+end, undo all gives the start and redo all the end again, also after reopening.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from analysis.edits import (
+    Command,
+    DeleteLabels,
+    FillLabel,
+    MergeLabels,
+    PaintBall,
+    SplitLabel,
+)
+from analysis.errors import InvalidEditError
+from analysis.io import label_copy_path
+from analysis.project import Project
+from tests.analysis.edits._labels_support import assert_pyramid, levels_of, make_store
+
+SHAPE = (20, 22, 26)
+
+
+def _start() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    lab = np.zeros(SHAPE, np.uint16)
+    for v in range(1, 6):
+        z, y, x = rng.integers(0, 14, 3)
+        lab[z : z + 7, y : y + 8, x : x + 10] = v
+    return lab
+
+
+_STORE_DIR = Path(tempfile.mkdtemp(prefix="vrscope-label-sm-"))
+atexit.register(shutil.rmtree, _STORE_DIR, True)
+_STORE = make_store(_STORE_DIR / "img.zarr", _start(), chunks=8)
+
+
+class LabelEdits(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="vrscope-label-p-"))
+        self.pr = Project.create(self.dir / "p", image=_STORE, labels=["cells"], fsync=False)
+        self.pr.edit_labels("cells")
+        self.copy = label_copy_path(self.pr.path, "cells")
+        self.start = levels_of(self.copy)
+        self.history: list[list[np.ndarray]] = [self.start]  # state after each undo step
+
+    def _now(self) -> list[np.ndarray]:
+        return levels_of(self.copy)
+
+    def _try(self, cmd: Command) -> None:
+        before = self._now()
+        try:
+            self.pr.history.apply(cmd)
+        except InvalidEditError:
+            for a, b in zip(self._now(), before, strict=True):
+                np.testing.assert_array_equal(a, b)
+            return
+        self.history.append(self._now())
+
+    def _ids(self) -> list[int]:
+        return [int(v) for v in np.unique(self._now()[0]) if v]
+
+    def _point(self, data: st.DataObject) -> tuple[int, int, int]:
+        return tuple(data.draw(st.integers(0, s - 1)) for s in SHAPE)  # type: ignore[return-value]
+
+    @rule(data=st.data(), value=st.integers(0, 8), preserve=st.booleans())
+    def paint(self, data: st.DataObject, value: int, preserve: bool) -> None:
+        r = data.draw(st.sampled_from([0.01, 0.025, 0.04]))
+        self._try(PaintBall("cells", self._point(data), r, value, preserve=preserve))
+
+    @rule(data=st.data(), value=st.integers(0, 8))
+    def fill(self, data: st.DataObject, value: int) -> None:
+        a, b = self._point(data), self._point(data)
+        lo = [min(i, j) for i, j in zip(a, b, strict=True)]
+        hi = [max(i, j) + 1 for i, j in zip(a, b, strict=True)]
+        self._try(FillLabel("cells", a, value, (*lo, *hi)))
+
+    @rule(data=st.data())
+    def merge(self, data: st.DataObject) -> None:
+        ids = self._ids() + [99]  # 99 never exists: refused
+        pick = data.draw(st.lists(st.sampled_from(ids), min_size=2, max_size=3, unique=True))
+        self._try(MergeLabels("cells", pick))
+
+    @rule(data=st.data())
+    def delete(self, data: st.DataObject) -> None:
+        ids = self._ids() + [0]
+        self._try(DeleteLabels("cells", [data.draw(st.sampled_from(ids))]))
+
+    @rule(data=st.data())
+    def split(self, data: st.DataObject) -> None:
+        ids = self._ids()
+        if not ids:
+            return
+        v = data.draw(st.sampled_from(ids))
+        where = np.argwhere(self._now()[0] == v)
+        i = data.draw(st.integers(0, len(where) - 1))
+        j = data.draw(st.integers(0, len(where) - 1))
+        self._try(SplitLabel("cells", v, [where[i].tolist(), where[j].tolist()]))
+
+    @precondition(lambda self: self.pr.history.can_undo)
+    @rule()
+    def undo(self) -> None:
+        self.pr.history.undo()
+        self.history.pop()
+        for a, b in zip(self._now(), self.history[-1], strict=True):
+            np.testing.assert_array_equal(a, b)
+
+    @invariant()
+    def pyramid(self) -> None:
+        assert_pyramid(self._now())
+
+    def teardown(self) -> None:
+        end = self._now()
+        h = self.pr.history
+        n = len(h.undo_steps)
+        for _ in range(n):
+            h.undo()
+        for a, b in zip(self._now(), self.start, strict=True):
+            np.testing.assert_array_equal(a, b)
+        self.pr.close()
+        with Project.open(self.dir / "p", fsync=False) as pr:  # across sessions too
+            for _ in range(n):
+                pr.history.redo()
+            for a, b in zip(self._now(), end, strict=True):
+                np.testing.assert_array_equal(a, b)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+LabelEdits.TestCase.settings = settings(
+    max_examples=12,
+    stateful_step_count=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestLabelEdits = LabelEdits.TestCase

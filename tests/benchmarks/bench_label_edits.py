@@ -1,0 +1,178 @@
+"""Brush stamp on a 1024³ multiscale label image (target: <= 11 ms, one VR frame).
+
+Run: ``.venv/bin/python tests/benchmarks/bench_label_edits.py [--size 1024] [--stamps 200]``
+(``make bench``). A sparse (z, y, x) uint32 label multiscale of ``size``³ voxels at 10 nm
+(64³ chunks, NGFF 0.5, levels down to one chunk) is made directly with zarr (no chunk
+written: all background), then ``PaintBall`` stamps of radius 0.5 µm (50 voxels) at
+random centres are applied through ``History.apply`` on a project-like folder.
+
+Prints median / p95 of, in the same run:
+
+- ``stamp, durable``: applied + atom file + intent + every level written + journal line,
+  each fsync'd (what ``vrscope labels paint`` and a desktop stroke pay);
+- ``stamp, no fsync``: the same with fsync off (the cost of the computation and writes);
+- ``zarr RMW level 0``: the reference, a plain zarr read-modify-write of the same ball
+  region at level 0 only (no undo data, no journal, no coarser level).
+
+``--medulla``: also ``apply-table`` of the medulla's 21,317 supervoxel -> body rows
+(``../shared/testdata/fibsem-medulla``, 250³ int32, 64³ chunks, NGFF 0.4) through
+``Project.history.apply`` (fsync on), then ``undo``; reference: the NumPy lookup
+``transforms[:, 1][stack]`` in memory, same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+TARGET_MS = 11.0
+VOXEL_UM = 0.01
+
+
+def make_sparse_labels(root: Path, size: int, chunks: int = 64) -> None:
+    import zarr
+    import zarr.storage
+
+    from analysis.io._format import format_for
+    from analysis.io._validate import validate_ngff
+    from analysis.io._write import _create_array, _multiscale, level_shapes
+
+    fmt = format_for("0.5")
+    axes = ("z", "y", "x")
+    shapes = level_shapes((size,) * 3, axes, (chunks,) * 3)
+    group = zarr.create_group(store=zarr.storage.LocalStore(root), zarr_format=3)
+    factors = []
+    for k, shp in enumerate(shapes):
+        _create_array(
+            group,
+            f"s{k}",
+            shp,
+            tuple(min(chunks, s) for s in shp),
+            np.dtype(np.uint32),
+            axes,
+            fmt,
+        )
+        factors.append((2**k,) * 3)
+    ms = _multiscale(
+        "cells", axes, ["micrometer"] * 3, [VOXEL_UM] * 3, [0.0] * 3, factors, "stride"
+    )
+    attrs = fmt.wrap({"multiscales": [ms], "image-label": {}})
+    validate_ngff(attrs, "label", "0.5")
+    group.attrs.update(attrs)
+
+
+def bench(size: int, n: int, fsync: bool, folder: Path) -> tuple[np.ndarray, int]:
+    from analysis.edits import History, PaintBall
+    from analysis.io import LabelEditStore
+    from analysis.project import Workspace
+
+    copy = folder / "labels" / "cells.zarr"
+    copy.parent.mkdir(parents=True)
+    make_sparse_labels(copy, size)
+    store = LabelEditStore(copy, "cells", fsync=fsync)
+    ws = Workspace(labels={"cells": store})
+    h = History.open(folder, ws, fsync=fsync)
+    rng = np.random.default_rng(0)
+    times = np.empty(n)
+    for i in range(n):
+        c = rng.integers(60, size - 60, 3)
+        cmd = PaintBall("cells", c.tolist(), 0.5, 1 + i % 7)
+        t0 = time.perf_counter()
+        h.apply(cmd)
+        times[i] = time.perf_counter() - t0
+    h.close()
+    return times * 1e3, store.n_levels
+
+
+def bench_zarr(size: int, n: int, folder: Path) -> np.ndarray:
+    import zarr
+
+    from analysis.edits import ball_mask
+
+    root = folder / "raw.zarr"
+    make_sparse_labels(root, size)
+    arr = zarr.open_group(str(root), mode="r+")["s0"]
+    rng = np.random.default_rng(0)
+    times = np.empty(n)
+    for i in range(n):
+        c = rng.integers(60, size - 60, 3)
+        t0 = time.perf_counter()
+        off, mask = ball_mask(c.tolist(), 0.5, (VOXEL_UM,) * 3, (size,) * 3)
+        region = tuple(slice(o, o + s) for o, s in zip(off, mask.shape, strict=True))
+        data = arr[region]
+        data[mask] = 1 + i % 7
+        arr[region] = data
+        times[i] = time.perf_counter() - t0
+    return times * 1e3
+
+
+def bench_medulla(folder: Path) -> list[tuple[str, float]]:
+    import gzip
+    import io
+
+    import h5py
+
+    from analysis.edits import ApplyTable
+    from analysis.io import write_labels, write_ngff
+    from analysis.project import Project
+    from tests._testdata import TESTDATA
+
+    gt = TESTDATA / "fibsem-medulla" / "groundtruth.h5.gz"
+    with gzip.open(gt, "rb") as fh, h5py.File(io.BytesIO(fh.read()), "r") as f:
+        stack, transforms = f["stack"][...], f["transforms"][...]
+    store = folder / "medulla.zarr"
+    write_ngff(np.zeros(stack.shape, np.uint8), store, scale_um=(0.01,) * 3, version="0.4")
+    write_labels(store, "sv", stack)
+    pr = Project.create(folder / "p", image=store, labels=["sv"])
+    pr.edit_labels("sv")
+    t0 = time.perf_counter()
+    ref = transforms[:, 1][stack]
+    t_ref = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pr.history.apply(ApplyTable("sv", transforms.tolist()))
+    t_apply = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pr.history.undo()
+    t_undo = time.perf_counter() - t0
+    pr.close()
+    assert ref.shape == stack.shape
+    return [("apply-table 21,317 rows", t_apply), ("undo", t_undo), ("NumPy lookup", t_ref)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--stamps", type=int, default=200)
+    ap.add_argument("--medulla", action="store_true", help="also time apply-table on the medulla")
+    args = ap.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory(dir=ROOT.parent) as tmp:
+        t = Path(tmp)
+        durable, n_levels = bench(args.size, args.stamps, True, t / "a")
+        fast, _ = bench(args.size, args.stamps, False, t / "b")
+        raw = bench_zarr(args.size, args.stamps, t)
+        med = bench_medulla(t / "m") if args.medulla else []
+    rows = [("stamp, durable", durable), ("stamp, no fsync", fast), ("zarr RMW level 0", raw)]
+    print(
+        f"brush stamp: ball 0.5 µm at {VOXEL_UM * 1000:.0f} nm voxels on {args.size}³ "
+        f"({n_levels} levels, 64³ chunks), {args.stamps} stamps"
+    )
+    for name, ms in rows:
+        print(f"  {name:18s} median {np.median(ms):7.1f} ms   p95 {np.percentile(ms, 95):7.1f} ms")
+    ok = float(np.median(durable)) <= TARGET_MS
+    print(f"  target median <= {TARGET_MS} ms: {'met' if ok else 'NOT met'}")
+    for name, sec in med:
+        print(f"  medulla {name:24s} {sec:7.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

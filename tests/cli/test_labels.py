@@ -1,0 +1,250 @@
+"""``vrscope project new`` and ``vrscope labels``, in-process, on the real medulla volume.
+
+References: h5py + gzip + NumPy (the supervoxel -> body lookup), zarr-python (every
+level of the project's copy and of the export) and ome-zarr-py's Reader (the export).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from ome_zarr.io import parse_url
+from ome_zarr.reader import Label, Reader
+
+from tests.analysis.edits._labels_support import assert_pyramid, blobs, levels_of, make_store
+from vrscope.cli import main
+
+MEDULLA = "fibsem-medulla"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse: a bad value is a usage error
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _ok(capsys: pytest.CaptureFixture[str], *args: object) -> str:
+    code, out, err = _run(capsys, *args)
+    assert code == 0, err
+    return out
+
+
+def _copy(project: Path, name: str = "cells") -> Path:
+    return project / "labels" / f"{name}.zarr"
+
+
+@pytest.fixture(scope="module")
+def medulla(
+    testdata: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, np.ndarray, np.ndarray]:
+    gt = testdata / MEDULLA / "groundtruth.h5.gz"
+    with gzip.open(gt, "rb") as fh, h5py.File(io.BytesIO(fh.read()), "r") as f:
+        stack, transforms = f["stack"][...], f["transforms"][...]
+    store = make_store(
+        tmp_path_factory.mktemp("medulla") / "medulla.zarr", stack, version="0.4", chunks=64,
+        name="cells",
+    )  # fmt: skip
+    return store, stack, transforms
+
+
+def test_medulla_apply_table_equals_numpy_lookup_then_undo_all(
+    medulla: tuple[Path, np.ndarray, np.ndarray],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    store, stack, transforms = medulla
+    assert len(np.unique(stack)) == 21317
+    p = tmp_path / "p"
+    _ok(capsys, "project", "new", p, "--image", store, "--labels", "cells")
+    table = tmp_path / "agglo.csv"
+    np.savetxt(table, transforms, fmt="%d", delimiter=",", header="old,new", comments="")
+    out = _ok(capsys, "labels", "apply-table", p, "--labels", "cells", table)
+    assert "voxels changed" in out
+
+    bodies = transforms[:, 1][stack]  # the reference lookup, in NumPy
+    assert len(np.unique(bodies)) == 526
+    levels = levels_of(_copy(p))
+    assert len(levels) >= 3
+    np.testing.assert_array_equal(levels[0], bodies)
+    assert_pyramid(levels)
+    for k, lv in enumerate(levels):  # and every level is the writer's sampling of bodies
+        f = 2**k
+        np.testing.assert_array_equal(lv, bodies[::f, ::f, ::f])
+
+    # the export: all levels, NGFF 0.4 like the source, read by ome-zarr-py
+    out_zarr = tmp_path / "bodies.zarr"
+    _ok(capsys, "labels", "export", p, "--labels", "cells", "--out", out_zarr)
+    assert (out_zarr / ".zattrs").is_file()
+    node = next(
+        n for n in Reader(parse_url(str(out_zarr)))() if any(isinstance(s, Label) for s in n.specs)
+    )
+    assert len(node.data) == len(levels)
+    for a, b in zip(node.data, levels, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), b)
+
+    out = _ok(capsys, "labels", "undo", p, "--all")
+    assert "undid 1 step" in out
+    levels = levels_of(_copy(p))
+    np.testing.assert_array_equal(levels[0], stack)
+    assert_pyramid(levels)
+    # the image store itself was never changed
+    np.testing.assert_array_equal(levels_of(store / "labels" / "cells")[0], stack)
+
+
+def test_medulla_split_of_a_body_by_two_seeds(
+    medulla: tuple[Path, np.ndarray, np.ndarray],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    store, stack, _ = medulla
+    p = tmp_path / "p"
+    _ok(capsys, "project", "new", p, "--image", store, "--labels", "cells")
+    ids, counts = np.unique(stack[stack > 0], return_counts=True)
+    oid = int(ids[np.argsort(counts)[-40]])  # a mid-sized supervoxel
+    where = np.argwhere(stack == oid)
+    a, b = where[0], where[-1]  # its first and last voxel in C order: far apart
+    out = _ok(
+        capsys, "labels", "split", p, "--labels", "cells", oid,
+        "--seeds", ",".join(map(str, a)), ",".join(map(str, b)),
+    )  # fmt: skip
+    got_ids = [int(t) for t in out.split("into ids ")[1].split(" (")[0].split()]
+    assert got_ids[0] == oid and got_ids[1] == int(stack.max()) + 1
+    lv = levels_of(_copy(p))
+    got = lv[0]
+    body = stack == oid
+    np.testing.assert_array_equal(got[~body], stack[~body])
+    assert (got[body] != 0).all()
+    assert got[tuple(a)] == got_ids[0] and got[tuple(b)] == got_ids[1]
+    assert set(np.unique(got[body]).tolist()) == set(got_ids)
+    assert_pyramid(lv)
+
+
+def test_paint_undo_redo_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = make_store(tmp_path / "img.zarr", blobs(), version="0.5")
+    p = tmp_path / "p"
+    _ok(capsys, "project", "new", p, "--image", store, "--labels", "cells", "--classes", "mito")
+    start = levels_of(_copy(p)) if _copy(p).exists() else None
+    assert start is None  # copied on the first edit only
+    _ok(capsys, "labels", "paint", p, "--labels", "cells", "--id", 9, "--ball", "20,20,20,0.05")
+    _ok(capsys, "labels", "merge", p, "--labels", "cells", 1, 2, "--into", 2)
+    lv = levels_of(_copy(p))
+    assert (lv[0][20, 20, 20] == 9) and not (lv[0] == 1).any()
+    _ok(capsys, "labels", "undo", p, "--steps", "2")
+    np.testing.assert_array_equal(levels_of(_copy(p))[0], blobs())
+    _ok(capsys, "labels", "redo", p, "--all")
+    np.testing.assert_array_equal(levels_of(_copy(p))[0], lv[0])
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["merge", "{p}", "--labels", "cells", "1", "77"], "unknown"),
+        (["merge", "{p}", "--labels", "cells", "0", "1"], "background"),
+        (["delete", "{p}", "--labels", "cells", "42"], "unknown"),
+        (["split", "{p}", "--labels", "cells", "1", "--seeds", "10,10,10", "10,10,10"], "coincide"),
+        (
+            ["split", "{p}", "--labels", "cells", "1", "--seeds", "10,10,10", "0,0,0"],
+            "outside object",
+        ),
+        (["split", "{p}", "--labels", "cells", "1", "--seeds", "10,10"], "Z,Y,X"),
+        (["paint", "{p}", "--labels", "cells", "--id", "3", "--ball", "1,1,1,0"], "radius"),
+        (["paint", "{p}", "--labels", "cells", "--id", "0", "--ball", "1,1,1,0.1"], "background"),
+        (["paint", "{p}", "--labels", "cells", "--id", "3", "--ball", "99,1,1,0.1"], "outside"),
+        (
+            ["paint", "{p}", "--labels", "nope", "--id", "3", "--ball", "1,1,1,0.1"],
+            "no label image",
+        ),
+        (["apply-table", "{p}", "--labels", "cells", "{bad_csv}"], "old"),
+        (["undo", "{p}", "--steps", "3"], "cannot undo"),
+        (["export", "{p}", "--labels", "cells", "--out", "{p}/inside.zarr"], "inside"),
+        (["merge", "{tmp}/nowhere", "--labels", "cells", "1", "2"], "does not exist"),
+    ],
+)
+def test_bad_inputs_are_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], needle: str
+) -> None:
+    store = make_store(tmp_path / "img.zarr", blobs(), version="0.5")
+    p = tmp_path / "p"
+    _ok(capsys, "project", "new", p, "--image", store, "--labels", "cells")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    argv = [a.format(p=p, bad_csv=bad, tmp=tmp_path) for a in args]
+    code, _, err = _run(capsys, "labels", *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert needle in lines[0], lines[0]
+
+
+def test_project_new_refuses_unknown_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = make_store(tmp_path / "img.zarr", blobs(), version="0.5")
+    code, _, err = _run(capsys, "project", "new", tmp_path / "p", "--image", store, "--labels", "x")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "'x'" in err
+    code, _, err = _run(capsys, "project", "new", store / "p", "--image", store)
+    assert code == 2 and "inside" in err
+
+
+_WRITER = """
+import sys
+from analysis.edits import PaintBall
+from analysis.project import Project
+pr = Project.open(sys.argv[1])
+pr.edit_labels("cells")
+for i in range(1000):
+    z, y, x = 2 + (i * 7) % 36, 2 + (i * 11) % 46, 2 + (i * 13) % 56
+    pr.history.apply(PaintBall("cells", (z, y, x), 0.02, 10 + i % 50))
+    print(i, z, y, x, 10 + i % 50, flush=True)
+"""
+
+
+def test_sigkill_during_a_stream_of_edits_loses_no_acknowledged_edit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = make_store(tmp_path / "img.zarr", blobs(), version="0.5")
+    p = tmp_path / "p"
+    _ok(capsys, "project", "new", p, "--image", store, "--labels", "cells")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(p)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout is not None
+    acked = []
+    deadline = time.monotonic() + 60
+    while len(acked) < 25 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        acked.append([int(v) for v in line.split()])
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(acked) >= 25, "the writer did not get going"
+    from analysis.project import Project
+
+    with Project.open(p) as pr:
+        n = len(pr.history.undo_steps)
+        assert n >= len(acked)  # every acknowledged edit is in the journal
+        lv = levels_of(_copy(p))
+        assert_pyramid(lv)
+        # the last acknowledged stamp's centre holds its value unless a later one covers it
+        i, z, y, x, v = acked[-1]
+        if n == len(acked):
+            assert lv[0][z, y, x] == v
+        for _ in range(n):
+            pr.history.undo()
+        np.testing.assert_array_equal(levels_of(_copy(p))[0], blobs())
