@@ -108,6 +108,7 @@ then resets its GL state cache; a new source of bricks only needs to give
 from ._atlas import BrickAtlas, SlotTable, atlas_layout, pad_to_slot, slot_from_level
 from ._harness import Harness, ResidentVolume, camera_matrices, standalone_context
 from ._raycaster import MODES, DrawStats, VolumeRaycaster
+from ._shader import VERTEX as FULL_VIEWPORT_VERTEX
 from ._shader import label_hash as label_colours
 from ._streamed import StreamedVolume, UpdateStats
 from ._transfer import LabelStyle, TransferFunction
@@ -115,6 +116,7 @@ from ._tree import EMPTY, PageTree, TreeLevels, leaf_words, nearest_resident, st
 
 __all__ = [
     "EMPTY",
+    "FULL_VIEWPORT_VERTEX",
     "MODES",
     "BrickAtlas",
     "DrawStats",

@@ -103,13 +103,6 @@ def _egl_current() -> bool:
     return bool(get())
 
 
-_COPY_VERTEX = """
-#version 330 core
-void main() {
-    vec2 p = vec2(float((gl_VertexID & 1) << 2) - 1.0, float((gl_VertexID & 2) << 1) - 1.0);
-    gl_Position = vec4(p, 0.0, 1.0);
-}
-"""
 # Depth texel -> R32F texel, offset by the viewport's corner (no filtering, no blending).
 _COPY_DEPTH = """
 #version 330 core
@@ -608,8 +601,10 @@ class GLVolumeHost:
             return self._depth
         prog = self._copy_prog
         if prog is None:
+            from viewer.raycast import FULL_VIEWPORT_VERTEX
+
             prog = self._copy_prog = ctx.program(
-                vertex_shader=_COPY_VERTEX, fragment_shader=_COPY_DEPTH
+                vertex_shader=FULL_VIEWPORT_VERTEX, fragment_shader=_COPY_DEPTH
             )
             self._copy_vao = ctx.vertex_array(prog, [])
         prog["u_src"].value = 4

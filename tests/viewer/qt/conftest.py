@@ -79,3 +79,29 @@ def make_viewer(qtbot: Any) -> Iterator[Callable[..., Any]]:
         # A test's in-memory edits would make closing ask (tests of the prompt answer it).
         win.session.unsaved_edits = 0
         win.close()
+    # Nothing a test opened may outlive it: a message box left open (an error shown in
+    # the window) keeps the next test's window from becoming active.
+    from PySide6 import QtWidgets
+
+    for w in QtWidgets.QApplication.topLevelWidgets():
+        if w.isVisible():
+            w.close()
+    qtbot.wait(10)
+
+
+@pytest.fixture
+def tl_viewer(make_viewer: Any, timelapse_store: Path, tmp_path: Path) -> Any:
+    """The time-lapse sample with its tracks, in a project (edits journaled)."""
+    return make_viewer(
+        str(timelapse_store),
+        ["nuclei"],
+        tracks=str(timelapse_store / "tracks"),
+        project=str(tmp_path / "proj"),
+    )
+
+
+def truth(timelapse_store: Path) -> Any:
+    """The time-lapse sample's ground truth (pandas, indexed by node id)."""
+    import pandas as pd
+
+    return pd.read_csv(timelapse_store.with_name("tl.truth.csv")).set_index("node_id")

@@ -18,26 +18,12 @@ import pytest
 import zarr
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from tests.viewer.qt.conftest import wait_rendered, wait_slices
+from tests.viewer.qt.conftest import truth, wait_rendered, wait_slices
 from tests.viewer.qt.test_app import click, edge_set, key, level0, truth_edges
 
 pytestmark = pytest.mark.qt
 
 Qt = QtCore.Qt
-
-
-@pytest.fixture
-def tl_viewer(make_viewer: Any, timelapse_store: Path, tmp_path: Path) -> Any:
-    return make_viewer(
-        str(timelapse_store),
-        ["nuclei"],
-        tracks=str(timelapse_store / "tracks"),
-        project=str(tmp_path / "proj"),
-    )
-
-
-def truth(timelapse_store: Path) -> pd.DataFrame:
-    return pd.read_csv(timelapse_store.with_name("tl.truth.csv")).set_index("node_id")
 
 
 def select(qtbot: Any, win: Any, nodes: pd.DataFrame, node: int, add: bool = False) -> None:

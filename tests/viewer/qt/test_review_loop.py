@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from tests.viewer.qt.conftest import truth
 from tests.viewer.qt.test_app import click, edge_set, key, level0, truth_edges
 
 pytestmark = pytest.mark.qt
@@ -27,24 +27,14 @@ pytestmark = pytest.mark.qt
 Qt = QtCore.Qt
 
 
-@pytest.fixture
-def tl_viewer(make_viewer: Any, timelapse_store: Path, tmp_path: Path) -> Any:
-    return make_viewer(
-        str(timelapse_store),
-        ["nuclei"],
-        tracks=str(timelapse_store / "tracks"),
-        project=str(tmp_path / "proj"),
-    )
-
-
-def truth(timelapse_store: Path) -> pd.DataFrame:
-    return pd.read_csv(timelapse_store.with_name("tl.truth.csv")).set_index("node_id")
-
-
 def hover(qtbot: Any, win: Any, plane: str, zyx: Any, dx_px: int = 0) -> None:
     """A real mouse move (no button) over slice ``plane`` at world ``zyx`` (+ dx screen pixels)."""
     view = win.slices[plane]
     pos = view.mapFromScene(view.view_to_scene(tuple(float(v) for v in zyx)))
+    # Step off first: a move onto the spot the pointer already occupies (left there by an
+    # earlier test) sends no motion event.
+    qtbot.mouseMove(view.viewport(), pos + QtCore.QPoint(dx_px + 7, 5))
+    qtbot.wait(10)
     qtbot.mouseMove(view.viewport(), pos + QtCore.QPoint(dx_px, 0))
     qtbot.wait(10)
     # Under load the move can be handled late: keys go to the view under the mouse.
