@@ -93,7 +93,6 @@ def test_one_pass_whatever_the_bricks(store: Path, tmp_path: Path) -> None:
     assert st["bricks_drawn"] >= 500  # wholly transparent bricks are skipped
     assert st["volume_passes"] == 1
     assert st["gpu_cache_bytes"] >= 512 * 10**3  # 512 slots of (8 + 2)³ uint8
-    assert st["frame_ms"] > 0
     assert set(st) >= {"volume_passes", "bricks_drawn", "levels_drawn", "frame_ms"}
 
 

@@ -150,7 +150,43 @@ class _GlQuery:
         return int(v.value) or None
 
 
-class VtkRaycastImage(VtkImage):
+class _OnePass:
+    """What both single-pass adapters hold: the layer's streamer, the frame last shown,
+    the GPU volume (atlas + page tree) made at the first draw, and the host that
+    releases it in its GL context."""
+
+    def _init_one_pass(self, streamer: VolumeStreamer, gpu_budget_bytes: int) -> None:
+        self.streamer = streamer
+        self.gpu_budget_bytes = int(gpu_budget_bytes)
+        self.frame: StreamFrame | None = None
+        self.volume: StreamedVolume | None = None
+        self._atlas_bytes = 0  # the atlas budget the volume was made with
+        self.host: GLVolumeHost | None = None  # releases the GL objects in its context
+        self._drawn_with: tuple[Any, Any] | None = None  # (frame, style) of the last update
+
+    def bounds_xyz(self) -> tuple[float, ...]:
+        """World bounds (x0, x1, y0, y1, z0, z1) of the volume (voxel edges), for the
+        camera's clipping range."""
+        g = self.streamer.grid
+        lo = g.translation[0] - 0.5 * g.scale[0]
+        hi = lo + g.shape[0] * g.scale[0]
+        return (
+            float(lo[2]), float(hi[2]), float(lo[1]), float(hi[1]), float(lo[0]), float(hi[0])
+        )  # fmt: skip
+
+    def _retire(self) -> None:
+        """Let go of the atlas: released by the host at its next frame, in the GL context
+        (a layer may be removed on another thread, with no context current)."""
+        vol, self.volume = self.volume, None
+        if vol is None:
+            return
+        if self.host is not None:
+            self.host.retire(vol)
+        else:
+            vol.release()
+
+
+class VtkRaycastImage(_OnePass, VtkImage):
     """A streamed ``Image`` layer drawn in one ray-casting pass (no VTK props).
 
     Holds the layer's :class:`VolumeStreamer` and, once a GL context exists, a
@@ -171,16 +207,10 @@ class VtkRaycastImage(VtkImage):
         self, layer: Image, streamer: VolumeStreamer, gpu_budget_bytes: int = 1 << 30
     ) -> None:
         super().__init__(layer)
-        self.streamer = streamer
+        self._init_one_pass(streamer, gpu_budget_bytes)
         self._external = True  # never read whole levels
         self._unit_spacing = float(np.min(streamer.grid.scale[0]))
-        self.gpu_budget_bytes = int(gpu_budget_bytes)
-        self.frame: StreamFrame | None = None
-        self.volume: StreamedVolume | None = None
-        self._atlas_bytes = 0  # the atlas budget the volume was made with
-        self.host: GLVolumeHost | None = None  # releases the GL objects in its context
         self._tf: TransferFunction | None = None
-        self._drawn_with: tuple[Any, Any] | None = None  # (frame, style) of the last update
         if layer.contrast_limits is None:
             self._data_range = coarse_range(streamer.source)
 
@@ -283,16 +313,12 @@ class VtkRaycastImage(VtkImage):
             return float(t[k - 1] + w * (t[k] - t[k - 1]))
         return None
 
-    def bounds_xyz(self) -> tuple[float, ...]:
-        """World bounds (x0, x1, y0, y1, z0, z1) of the volume, for the camera's clipping range."""
-        return _bounds_xyz(self.streamer)
-
     def close(self) -> None:
-        _retire(self)
+        self._retire()
         super().close()
 
 
-class VtkRaycastLabels(VtkLayer):
+class VtkRaycastLabels(_OnePass, VtkLayer):
     """A streamed ``Labels`` layer drawn as a label volume in one ray-casting pass.
 
     Ids are sampled from the nearest voxel of an integer atlas (exact for every 32-bit
@@ -322,16 +348,10 @@ class VtkRaycastLabels(VtkLayer):
     ) -> None:
         super().__init__(layer)
         self.layer: Labels = layer
-        self.streamer = streamer
-        self.gpu_budget_bytes = int(gpu_budget_bytes)
-        self.frame: StreamFrame | None = None
-        self.volume: StreamedVolume | None = None
-        self._atlas_bytes = 0
-        self.host: GLVolumeHost | None = None
+        self._init_one_pass(streamer, gpu_budget_bytes)
         self.ids = np.zeros(0, np.int64)  # every id seen in an arrived brick, sorted
         self._selected: tuple[int, ...] = ()
         self._style: LabelStyle | None = None
-        self._drawn_with: tuple[Any, Any] | None = None  # (frame, style) of the last update
         self._voxel_um = float(np.min(streamer.grid.scale[0]))
 
     # -- streaming --------------------------------------------------------------------
@@ -413,25 +433,9 @@ class VtkRaycastLabels(VtkLayer):
                 return float(t[hit[0]]), int(ids[hit[0]])
         return None
 
-    def bounds_xyz(self) -> tuple[float, ...]:
-        return _bounds_xyz(self.streamer)
-
     def close(self) -> None:
-        _retire(self)
+        self._retire()
         super().close()
-
-
-def _retire(adapter: VtkRaycastImage | VtkRaycastLabels) -> None:
-    """Let go of an adapter's atlas: released by its host at the next frame, in the GL
-    context (a layer may be removed on another thread, with no context current)."""
-    vol = adapter.volume
-    adapter.volume = None
-    if vol is None:
-        return
-    if adapter.host is not None:
-        adapter.host.retire(vol)
-    else:
-        vol.release()
 
 
 def _segment_samples(
@@ -455,14 +459,6 @@ def _segment_samples(
         t = np.arange(tmin[i], tmax[i] + step, step).clip(None, tmax[i])
         f = (p0 + t[:, None] * d - np.asarray(pb.origin_um)) / np.asarray(pb.spacing_um)
         yield float(tmin[i]), t, pb, f
-
-
-def _bounds_xyz(streamer: VolumeStreamer) -> tuple[float, ...]:
-    """World bounds (x0, x1, y0, y1, z0, z1) of a streamed volume (voxel edges)."""
-    g = streamer.grid
-    lo = g.translation[0] - 0.5 * g.scale[0]
-    hi = lo + g.shape[0] * g.scale[0]
-    return (float(lo[2]), float(hi[2]), float(lo[1]), float(hi[1]), float(lo[0]), float(hi[0]))
 
 
 @dataclass
@@ -771,7 +767,7 @@ class GLVolumeHost:
             return
         self.renderer.window.MakeCurrent()
         for a in self.renderer.adapters.values():
-            if isinstance(a, VtkRaycastImage | VtkRaycastLabels) and a.volume is not None:
+            if isinstance(a, _OnePass) and a.volume is not None:
                 self.retire(a.volume)
                 a.volume = None
         self._release_retired()

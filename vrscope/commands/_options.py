@@ -56,11 +56,7 @@ def add_cache_option(p: argparse.ArgumentParser, when: str = "") -> None:
 
 
 def cache_bytes(args: argparse.Namespace) -> int | None:
-    """``--cache-mb`` in bytes (None: the default budget); a non-positive value is refused."""
-    from analysis.errors import ParameterError
-
-    if args.cache_mb is not None and args.cache_mb <= 0:
-        raise ParameterError(f"--cache-mb must be positive, got {args.cache_mb}")
+    """``--cache-mb`` in bytes (None: the default budget; the option's type refuses <= 0)."""
     return None if args.cache_mb is None else int(args.cache_mb * 2**20)
 
 

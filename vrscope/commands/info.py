@@ -233,18 +233,13 @@ def _stream_text(rep: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from analysis.errors import ParameterError
     from analysis.io import open_volume
 
-    if args.stream:
-        w, h = args.size
-        if not (16 <= w <= 16384 and 16 <= h <= 16384):
-            raise ParameterError(f"--size {w} {h}: each side must be 16..16384 pixels")
-        cache = cache_bytes(args)
     src = open_volume(args.path)
     info = summary(src)
     if args.stream:
-        info["stream"] = stream_report(src, (int(w), int(h)), cache)
+        w, h = args.size  # 16..16384 each: the option's type
+        info["stream"] = stream_report(src, (int(w), int(h)), cache_bytes(args))
     if args.json:
         print(json.dumps(info, indent=2))
     else:
