@@ -84,3 +84,21 @@ def test_glx_context_handles_are_what_glx_reports():
         assert not ctx.is_current()
         ctx.make_current()
         assert ctx.is_current()
+
+
+@pytest.mark.render
+def test_glx_context_beside_a_current_egl_context_is_one_clear_error():
+    # libglvnd refuses glXMakeCurrent on a thread with a current EGL context, and
+    # Xlib's default error handler then ends the process: GlfwContext must refuse
+    # first, with the reason; once the EGL context is released GLX works.
+    from viewer.raycast import release_standalone_context, standalone_context
+    from xrmode.session import GlError, GlfwContext
+
+    egl_ctx = standalone_context()
+    try:
+        with pytest.raises(GlError, match="EGL context is current.*--graphics egl"):
+            GlfwContext()
+    finally:
+        release_standalone_context(egl_ctx)
+    with GlfwContext() as ctx:
+        assert ctx.is_current()

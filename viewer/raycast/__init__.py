@@ -106,7 +106,13 @@ then resets its GL state cache; a new source of bricks only needs to give
 """
 
 from ._atlas import BrickAtlas, SlotTable, atlas_layout, pad_to_slot, slot_from_level
-from ._harness import Harness, ResidentVolume, camera_matrices, standalone_context
+from ._harness import (
+    Harness,
+    ResidentVolume,
+    camera_matrices,
+    release_standalone_context,
+    standalone_context,
+)
 from ._raycaster import MODES, DrawStats, VolumeRaycaster
 from ._shader import VERTEX as FULL_VIEWPORT_VERTEX
 from ._shader import label_hash as label_colours
@@ -138,5 +144,6 @@ __all__ = [
     "pad_to_slot",
     "slot_from_level",
     "stand_in_words",
+    "release_standalone_context",
     "standalone_context",
 ]

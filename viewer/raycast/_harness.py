@@ -21,7 +21,13 @@ from ._raycaster import Mode, VolumeRaycaster
 from ._transfer import LabelStyle, TransferFunction
 from ._tree import PageTree, leaf_words
 
-__all__ = ["Harness", "ResidentVolume", "camera_matrices", "standalone_context"]
+__all__ = [
+    "Harness",
+    "ResidentVolume",
+    "camera_matrices",
+    "release_standalone_context",
+    "standalone_context",
+]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -34,6 +40,23 @@ def standalone_context() -> Any:
 
     # (moderngl's stub types the keyword settings wrongly as a dict)
     return moderngl.create_standalone_context(require=330, backend="egl")  # type: ignore[arg-type]
+
+
+def release_standalone_context(ctx: Any) -> None:
+    """Release a :func:`standalone_context` and leave no EGL context current.
+
+    moderngl's ``release`` destroys the context but leaves it current on the
+    thread; libglvnd then refuses any GLX context on that thread (``BadAccess``,
+    which Xlib's default handler turns into process exit). ``eglReleaseThread``
+    unbinds it.
+    """
+    import ctypes
+
+    ctx.release()
+    try:
+        ctypes.CDLL("libEGL.so.1").eglReleaseThread()
+    except OSError:  # no libEGL: the context was not an EGL one
+        pass
 
 
 def camera_matrices(
@@ -190,6 +213,7 @@ class Harness:
     """
 
     def __init__(self, size: tuple[int, int], ctx: Any = None, dtype: str = "f4") -> None:
+        self._owns_ctx = ctx is None
         self.ctx = ctx if ctx is not None else standalone_context()
         self.size = (int(size[0]), int(size[1]))
         self.colour = self.ctx.texture(self.size, 4, dtype=dtype)
@@ -270,3 +294,5 @@ class Harness:
         self.colour.release()
         if self._depth is not None:
             self._depth.release()
+        if self._owns_ctx:
+            release_standalone_context(self.ctx)

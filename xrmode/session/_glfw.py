@@ -68,6 +68,7 @@ class GlfwContext:
                     "(on a headless machine use --graphics egl)"
                 )
             self.kind = "glx"
+            _refuse_beside_current_egl()
         elif sys.platform == "win32":
             self.kind = "wgl"
         else:
@@ -206,6 +207,25 @@ class GlfwContext:
 
     def __exit__(self, *exc: object) -> None:
         self.destroy()
+
+
+def _refuse_beside_current_egl() -> None:
+    """One clear error where an EGL context is current on this thread.
+
+    libglvnd refuses ``glXMakeCurrent`` on a thread with a current EGL context
+    (X error BadAccess), and Xlib's default handler then ends the process with
+    no Python traceback: ask EGL first instead.
+    """
+    try:
+        egl = ctypes.CDLL("libEGL.so.1")
+    except OSError:
+        return  # no EGL on this machine: nothing can be current
+    egl.eglGetCurrentContext.restype = ctypes.c_void_p
+    if egl.eglGetCurrentContext():
+        raise GlError(
+            "an EGL context is current on this thread and GLX cannot be made current "
+            "beside it (use --graphics egl, or release the EGL context first)"
+        )
 
 
 def _glx_library() -> ctypes.CDLL:

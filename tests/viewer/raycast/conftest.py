@@ -10,8 +10,8 @@ import pytest
 
 @pytest.fixture(scope="module")
 def ctx() -> Iterator[Any]:
-    from viewer.raycast import standalone_context
+    from viewer.raycast import release_standalone_context, standalone_context
 
     c = standalone_context()
     yield c
-    c.release()
+    release_standalone_context(c)
