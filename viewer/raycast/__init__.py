@@ -49,7 +49,11 @@ Pieces, in the order a frame uses them:
   lists its legend colours; ids it does not list get a hash, :func:`label_colours`);
   bricks of background only are skipped. Composite only.
 - :class:`StreamedVolume` (``_streamed.py``): a :class:`~viewer.streaming.VolumeStreamer`'s
-  frames into the atlas and the tree. :class:`Harness` and :class:`ResidentVolume`
+  frames into the atlas and the tree; the tree is built on a worker thread from a
+  snapshot of the selection and the slot table, the previous tree drawn until it is
+  ready (slots it uses pinned; a new tree swapped in only if its slots kept their
+  bricks), so the frame thread's work does not grow with the bricks drawn.
+  :class:`Harness` and :class:`ResidentVolume`
   (``_harness.py``): a standalone EGL context, an offscreen float target and whole
   levels in memory, for the tests and benchmarks.
 

@@ -658,7 +658,7 @@ class GLVolumeHost:
             if a.volume is not None and self._outgrown(a, frame):
                 # The view now needs more bricks than the atlas holds (zoomed in since
                 # the atlas was sized): make a bigger one (the bricks upload again).
-                a.volume.release()
+                self._release_volume(a.volume)
                 a.volume = None
             if a.volume is None:
                 a._atlas_bytes = self._atlas_budget(a, frame)
@@ -668,6 +668,8 @@ class GLVolumeHost:
                     a._atlas_bytes,
                     max_uploads=1 << 30 if self.one_shot else 64,
                     upload_budget_s=float("inf") if self.one_shot else 0.004,
+                    # Page trees on a worker thread; one-shot pictures draw their own.
+                    background=not self.one_shot,
                 )
                 a._drawn_with = None
             tf = a.transfer_function()
@@ -684,11 +686,15 @@ class GLVolumeHost:
                 if self._upload_all:
                     atlas.max_uploads, vol.upload_budget_s = 1 << 30, float("inf")
                 try:
-                    pool = vol.update(frame, skip_for=tf if mode == "composite" else None)
+                    pool = vol.update(
+                        frame,
+                        skip_for=tf if mode == "composite" else None,
+                        wait=self._upload_all,
+                    )
                 finally:
                     atlas.max_uploads, vol.upload_budget_s = limits
                 a._drawn_with = (frame, tf)
-            self._raycaster.set_nodes(pool)
+            self._raycaster.set_nodes(pool, owner=vol, changed=(vol.pool_previous, vol.pool_rows))
             self._raycaster.draw(
                 fbo,
                 view,
@@ -712,9 +718,7 @@ class GLVolumeHost:
             st.uploads += up.uploads + up.border_uploads
             st.gpu_cache_bytes += up.atlas_bytes
             st.behind += up.behind
-            words = a.volume._words
-            drawn = words[words != 0]
-            levels.update(int(v) for v in np.unique((drawn >> np.uint32(24)) & np.uint32(63)))
+            levels.update(up.levels)
         st.levels_drawn = sorted(levels)
 
     def _atlas_budget(self, a: VtkRaycastImage | VtkRaycastLabels, frame: StreamFrame) -> int:
@@ -742,9 +746,14 @@ class GLVolumeHost:
         """Release ``volume``'s GL objects at the next frame (or :meth:`close`)."""
         self._retired.append(volume)
 
+    def _release_volume(self, vol: StreamedVolume) -> None:
+        if self._raycaster is not None:
+            self._raycaster.forget_nodes(vol)
+        vol.release()
+
     def _release_retired(self) -> None:
         while self._retired:
-            self._retired.pop().release()
+            self._release_volume(self._retired.pop())
 
     def upload_all_next_frame(self) -> None:
         """Let the next frame upload every brick it draws (no per-frame limit): the
