@@ -511,7 +511,8 @@ class GLVolumeHost:
         :data:`REFINE_STEP` a frame to the quality's own scale, :attr:`behind` staying
         true until then so a viewer keeps drawing (progressive refinement; the last
         frames of a refinement may overrun). Measured with a GPU timer query, read one
-        frame late (no stall). None: the quality's scale only.
+        frame late (no stall). None: the quality's scale only. One view per frame:
+        with two XR eyes on one host each eye's view counts as a move.
 
     Notes
     -----
