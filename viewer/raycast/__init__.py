@@ -49,7 +49,11 @@ Pieces, in the order a frame uses them:
   lists its legend colours; ids it does not list get a hash, :func:`label_colours`);
   bricks of background only are skipped. Composite only.
 - :class:`StreamedVolume` (``_streamed.py``): a :class:`~viewer.streaming.VolumeStreamer`'s
-  frames into the atlas and the tree. :class:`Harness` and :class:`ResidentVolume`
+  frames into the atlas and the tree; the tree is built on a worker thread from a
+  snapshot of the selection and the slot table, the previous tree drawn until it is
+  ready (slots it uses pinned; a new tree swapped in only if its slots kept their
+  bricks), so the frame thread's work does not grow with the bricks drawn.
+  :class:`Harness` and :class:`ResidentVolume`
   (``_harness.py``): a standalone EGL context, an offscreen float target and whole
   levels in memory, for the tests and benchmarks.
 
@@ -92,10 +96,15 @@ Also here: ``render_scale`` (rays cast into a smaller float image, upsampled ove
 target: a host's interactive quality, a headset's adaptive quality) and uploads
 through a ring of pixel-unpack buffers.
 
+A frame budget lives in the host (``GLVolumeHost(frame_budget_ms=...)``: render scale
+lowered while the view moves over budget, refined while it is still), off by default:
+the headset's quality controller and the desktop's interactive/still switch decide the
+step and render scale unless a viewer turns it on.
+
 Not here yet (issue 15 continues): label outlines, finer empty-space skipping than
-whole bricks (and for MIP / iso-surfaces), and refinement over the following frames
-driven by a per-eye time budget inside the host (the headset's quality controller and
-the desktop's interactive/still switch decide the step and render scale today).
+whole bricks (and for MIP / iso-surfaces), a budget per eye (the host's budget takes
+one view per frame: a second eye counts as a move), lowering the step as well as the
+render scale, and the streamer's own selection off the frame thread.
 
 Extending: a new rendering mode is a branch on ``u_mode`` in ``_shader.py`` (the
 per-sample value ``v`` and the leaf walk are shared) plus an entry in :data:`MODES`;

@@ -150,6 +150,17 @@ class SlotTable:
         with one ``take``, instead of a binary search (about 6x faster for a frame's
         100k nodes). Ignored above :data:`DENSE_LIMIT` keys.
 
+    Attributes
+    ----------
+    pinned : (n_slots,) bool
+        Slots never taken by :meth:`allocate` (those a page tree being drawn points to:
+        set by its owner when it swaps a tree in).
+    generation : (n_slots,) int64
+        Bumped whenever a slot changes hands (allocated or evicted): a page tree built
+        from a snapshot of the table is still right if the slots it uses kept theirs.
+    version : int
+        Bumped on every change of which key sits where.
+
     Notes
     -----
     Without the dense table, lookups are a binary search in the resident keys, kept
@@ -165,6 +176,9 @@ class SlotTable:
             self._dense = np.full(int(key_space), -1, np.int32)
         self.keys = np.full(self.n_slots, -1, np.int64)
         self.last_used = np.full(self.n_slots, -1, np.int64)
+        self.pinned = np.zeros(self.n_slots, bool)
+        self.generation = np.zeros(self.n_slots, np.int64)
+        self.version = 0
         self.frame = 0
         self._sorted_keys = np.zeros(0, np.int64)
         self._sorted_slots = np.zeros(0, np.int64)
@@ -216,12 +230,13 @@ class SlotTable:
     def allocate(self, keys: npt.ArrayLike) -> I64:
         """Slots for new ``keys`` (N,), in order: free slots first, then least recently used.
 
-        Slots touched in the current frame are never taken; keys that find no slot get
+        Slots touched in the current frame and pinned slots are never taken; keys that find no slot get
         -1 (and are not resident). The new slots are touched. Keys already resident
         must not be passed.
         """
         k = np.asarray(keys, dtype=np.int64).reshape(-1)
         free = (self.last_used < self.frame) | (self.keys < 0)
+        free &= ~self.pinned
         cand = free.nonzero()[0]
         # Free slots (never used: last_used -1) sort first, then oldest use first.
         order = np.argsort(
@@ -235,6 +250,8 @@ class SlotTable:
             self._remember(k[: len(cand)], cand)
             self.keys[cand] = k[: len(cand)]
             self.last_used[cand] = self.frame
+            self.generation[cand] += 1
+            self.version += 1
             self._dirty = True
         return out
 
@@ -245,6 +262,8 @@ class SlotTable:
         self._forget(self.keys.take(s))
         self.keys[s] = -1
         self.last_used[s] = -1
+        self.generation[s] += 1
+        self.version += 1
         self._dirty = True
 
 
@@ -374,28 +393,35 @@ class BrickAtlas:
         self.slot_max[slot] = float(data.max())
         self.uploads += 1
 
-    def transparent_slots(self, tf: TransferFunction | LabelStyle) -> npt.NDArray[np.bool_]:
+    def transparent_slots(
+        self,
+        tf: TransferFunction | LabelStyle,
+        ranges: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None,
+    ) -> npt.NDArray[np.bool_]:
         """Slots (n_slots,) whose every value has zero opacity under ``tf``.
 
-        For labels: slots holding only background (id 0).
+        For labels: slots holding only background (id 0). ``ranges``: the slots'
+        ``(slot_min, slot_max)`` to use instead of the current ones (a snapshot taken
+        for a page tree built on another thread).
 
         A slot's values lie in ``[slot_min, slot_max]``; the shader reads the table with
         linear filtering, so the entries that range can touch are from
         ``floor(u_min N - 0.5)`` to ``ceil(u_max N - 0.5)``. Composite rays may skip such
         bricks (they add nothing); maximum/minimum projections may not.
         """
+        smin, smax = (self.slot_min, self.slot_max) if ranges is None else ranges
         if isinstance(tf, LabelStyle):
-            return np.asarray((self.slot_max <= 0) & np.isfinite(self.slot_min))
+            return np.asarray((smax <= 0) & np.isfinite(smin))
         lo, hi = tf.contrast_limits
         n = len(tf.table)
         rmax = _range_max(tf)
         with np.errstate(invalid="ignore"):
-            u0 = np.clip((self.slot_min - lo) / (hi - lo), 0.0, 1.0) * n - 0.5
-            u1 = np.clip((self.slot_max - lo) / (hi - lo), 0.0, 1.0) * n - 0.5
+            u0 = np.clip((smin - lo) / (hi - lo), 0.0, 1.0) * n - 0.5
+            u1 = np.clip((smax - lo) / (hi - lo), 0.0, 1.0) * n - 0.5
         i0 = np.clip(np.floor(np.nan_to_num(u0)), 0, n - 1).astype(np.int64)
         i1 = np.clip(np.ceil(np.nan_to_num(u1)), 0, n - 1).astype(np.int64)
         out = rmax[i0, np.maximum(i0, i1)] <= 0.0
-        out &= np.isfinite(self.slot_min)
+        out &= np.isfinite(smin)
         return np.asarray(out)
 
     def upload(

@@ -84,9 +84,10 @@ class VolumeRaycaster:
         self._low_fbo: Any = None
         self._upsample: Any = None
         self._upsample_vao: Any = None
-        self._nodes: Any = None
-        self._nodes_rows = 0
+        self._nodes: Any = None  # the node texture of the pool set last
         self._pool: U32 | None = None
+        # owner -> (node texture, its rows, the padded pool it holds)
+        self._node_textures: dict[Any, tuple[Any, int, U32 | None]] = {}
         self._tf: Any = None
         self._tf_table: npt.NDArray[np.float32] | None = None
         self._moderngl = moderngl
@@ -94,39 +95,68 @@ class VolumeRaycaster:
         self.total_draw_calls = 0
 
     # -- inputs ------------------------------------------------------------------------
-    def set_nodes(self, pool: U32) -> int:
+    def set_nodes(
+        self,
+        pool: U32,
+        owner: Any = None,
+        changed: tuple[U32 | None, tuple[int, int]] | None = None,
+    ) -> int:
         """Upload the node pool; only the rows that changed since the last call.
+
+        ``owner`` (any hashable, e.g. one per volume layer) keeps one node texture per
+        volume, so volumes drawn in turn do not rewrite each other's pools; a pool
+        already in its texture (the same array object) costs nothing. ``changed``:
+        ``(previous, (first, stop))``, the rows of ``pool`` that differ from the
+        array ``previous``, trusted when ``previous`` is what the owner's texture
+        holds (a :class:`StreamedVolume` computes them off the frame thread). A pool
+        array is taken as immutable once given (change a copy).
 
         Returns the number of texture rows written.
         """
-        pool = np.ascontiguousarray(pool, dtype=np.uint32)
-        rows = max(1, -(-len(pool) // _NODES_W))
-        padded = np.zeros(rows * _NODES_W, np.uint32)
-        padded[: len(pool)] = pool
+        tex, rows_cap, held = self._node_textures.get(owner, (None, 0, None))
+        if held is not None and pool is held:
+            self._use_nodes(tex, held, 0)
+            return 0
+        if len(pool) % _NODES_W == 0 and pool.dtype == np.uint32 and pool.flags.c_contiguous:
+            padded = pool
+        else:
+            padded = np.zeros(max(1, -(-len(pool) // _NODES_W)) * _NODES_W, np.uint32)
+            padded[: len(pool)] = pool
+        rows = len(padded) // _NODES_W
         grid = padded.reshape(rows, _NODES_W)
-        if self._nodes is None or rows > self._nodes_rows:
-            if self._nodes is not None:
-                self._nodes.release()
-            cap = 1 << max(0, math.ceil(math.log2(rows)))
-            self._nodes = self.ctx.texture((_NODES_W, cap), 1, dtype="u4")
-            self._nodes.filter = (self._moderngl.NEAREST, self._moderngl.NEAREST)
-            self._nodes_rows = cap
-            self._pool = None
+        if tex is None or rows > rows_cap:
+            if tex is not None:
+                tex.release()
+            rows_cap = 1 << max(0, math.ceil(math.log2(rows)))
+            tex = self.ctx.texture((_NODES_W, rows_cap), 1, dtype="u4")
+            tex.filter = (self._moderngl.NEAREST, self._moderngl.NEAREST)
+            held = None
         first, last = 0, rows
-        if self._pool is not None and len(self._pool) == len(padded):
-            changed = (self._pool.reshape(rows, _NODES_W) != grid).any(axis=1).nonzero()[0]
-            if not len(changed):
-                self.stats.node_words = len(pool)
-                self.stats.node_rows_uploaded = 0
-                return 0
-            first, last = int(changed[0]), int(changed[-1]) + 1
-        self._nodes.write(
-            grid[first:last], viewport=(0, first, _NODES_W, last - first), alignment=4
-        )
-        self._pool = padded
-        self.stats.node_words = len(pool)
-        self.stats.node_rows_uploaded = last - first
+        if held is not None and len(held) == len(padded):
+            if changed is not None and changed[0] is held:
+                first, last = changed[1]
+            else:
+                diff = (held.reshape(rows, _NODES_W) != grid).any(axis=1).nonzero()[0]
+                first, last = (int(diff[0]), int(diff[-1]) + 1) if len(diff) else (0, 0)
+        if last > first:
+            tex.write(grid[first:last], viewport=(0, first, _NODES_W, last - first), alignment=4)
+        self._node_textures[owner] = (tex, rows_cap, padded)
+        self._use_nodes(tex, padded, last - first)
         return last - first
+
+    def forget_nodes(self, owner: Any) -> None:
+        """Release ``owner``'s node texture (its volume is gone)."""
+        tex, _, _ = self._node_textures.pop(owner, (None, 0, None))
+        if tex is not None:
+            if tex is self._nodes:
+                self._nodes, self._pool = None, None
+            tex.release()
+
+    def _use_nodes(self, tex: Any, pool: U32, rows: int) -> None:
+        self._nodes = tex
+        self._pool = pool
+        self.stats.node_words = len(pool)
+        self.stats.node_rows_uploaded = rows
 
     def set_transfer(self, tf: TransferFunction) -> None:
         """Upload the transfer function table (only when it changed)."""
@@ -410,7 +440,9 @@ class VolumeRaycaster:
         u("u_depth", 3)
 
     def release(self) -> None:
-        objs = [*self.vaos.values(), *self.programs.values(), self._nodes, self._tf, self._special]
+        objs = [*self.vaos.values(), *self.programs.values(), self._tf, self._special]
+        objs += [t for t, _, _ in self._node_textures.values()]
+        self._node_textures.clear()
         objs += [self._low_fbo, self._low, self._upsample_vao, self._upsample]
         for obj in objs:
             if obj is not None:

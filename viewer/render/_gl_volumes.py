@@ -27,6 +27,7 @@ colour and opacity tables, opacity unit distance, MIP / MinIP for inverted image
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -55,6 +56,10 @@ log = logging.getLogger(__name__)
 
 #: Transfer-function table entries (the shader interpolates linearly between them).
 TF_ENTRIES = 1024
+#: Lowest render scale the frame budget goes to (1/16 of the rays).
+MIN_BUDGET_SCALE = 0.25
+#: Factor on the render scale per still frame while refining.
+REFINE_STEP = 1.5
 
 
 class _CurrentContext:
@@ -499,6 +504,15 @@ class GLVolumeHost:
     one_shot : bool, default: False
         Upload every brick of a frame at once (one-shot renders: no time budget, the
         picture is complete); otherwise at most 64 slots and 4 ms per frame.
+    frame_budget_ms : float, optional
+        GPU time the volume passes of one frame (one eye) may take. While the view
+        moves and the passes overrun it, the render scale drops (fewer rays, down to
+        :data:`MIN_BUDGET_SCALE`); once the view is still it climbs back by
+        :data:`REFINE_STEP` a frame to the quality's own scale, :attr:`behind` staying
+        true until then so a viewer keeps drawing (progressive refinement; the last
+        frames of a refinement may overrun). Measured with a GPU timer query, read one
+        frame late (no stall). None: the quality's scale only. One view per frame:
+        with two XR eyes on one host each eye's view counts as a move.
 
     Notes
     -----
@@ -506,9 +520,24 @@ class GLVolumeHost:
     and wraps VTK's; releasing it releases only moderngl's objects.
     """
 
-    def __init__(self, renderer: SceneRenderer, one_shot: bool = False) -> None:
+    def __init__(
+        self,
+        renderer: SceneRenderer,
+        one_shot: bool = False,
+        frame_budget_ms: float | None = None,
+    ) -> None:
         self.renderer = renderer
         self.one_shot = one_shot
+        self.frame_budget_ms = frame_budget_ms
+        #: Render scale the frame budget allows now (1: no reduction).
+        self.budget_scale = 1.0
+        #: GPU time (ms) of the volume passes of the last measured frame.
+        self.volume_ms: float | None = None
+        self._queries: list[Any] = []  # two timer queries, used in turn
+        self._query_used = [False, False]
+        self._frame_no = 0
+        self._last_view: tuple[Any, ...] | None = None
+        self._levels: set[int] = set()  # levels the last frame's volumes sampled
         self.ctx: Any = None
         self._depth: Any = None
         self._raycaster: Any = None
@@ -629,8 +658,6 @@ class GLVolumeHost:
         return tex
 
     def _draw(self, ren: Any, adapters: list[VtkRaycastImage | VtkRaycastLabels]) -> None:
-        from viewer.raycast import StreamedVolume
-
         ctx = self._context()
         fbo = ctx.detect_framebuffer()
         w, h = self.renderer.size
@@ -648,9 +675,32 @@ class GLVolumeHost:
         # image that is upsampled over the frame: about spacing**2 fewer rays.
         step = 1.0 / q.samples_per_voxel
         scale = 1.0 / max(float(q.min_ray_spacing_px), 1.0)
+        query = None
+        if self.frame_budget_ms is not None:
+            scale = min(scale, self._budget(view, proj, vp, scale))
+            query = self._timer()
         self.render_scale = scale
+        with query if query is not None else contextlib.nullcontext():
+            self._draw_volumes(adapters, ctx, fbo, vp, view, proj, depth, planes, step, scale)
+        self.stats.levels_drawn = sorted(self._levels)
+
+    def _draw_volumes(
+        self,
+        adapters: list[VtkRaycastImage | VtkRaycastLabels],
+        ctx: Any,
+        fbo: Any,
+        vp: tuple[int, int, int, int],
+        view: npt.NDArray[np.float64],
+        proj: npt.NDArray[np.float64],
+        depth: Any,
+        planes: npt.NDArray[np.float64],
+        step: float,
+        scale: float,
+    ) -> None:
+        from viewer.raycast import StreamedVolume
+
         st = self.stats
-        levels: set[int] = set()
+        levels = self._levels = set()
         for a in adapters:
             frame = a.frame
             if frame is None:
@@ -658,7 +708,7 @@ class GLVolumeHost:
             if a.volume is not None and self._outgrown(a, frame):
                 # The view now needs more bricks than the atlas holds (zoomed in since
                 # the atlas was sized): make a bigger one (the bricks upload again).
-                a.volume.release()
+                self._release_volume(a.volume)
                 a.volume = None
             if a.volume is None:
                 a._atlas_bytes = self._atlas_budget(a, frame)
@@ -668,6 +718,8 @@ class GLVolumeHost:
                     a._atlas_bytes,
                     max_uploads=1 << 30 if self.one_shot else 64,
                     upload_budget_s=float("inf") if self.one_shot else 0.004,
+                    # Page trees on a worker thread; one-shot pictures draw their own.
+                    background=not self.one_shot,
                 )
                 a._drawn_with = None
             tf = a.transfer_function()
@@ -684,11 +736,15 @@ class GLVolumeHost:
                 if self._upload_all:
                     atlas.max_uploads, vol.upload_budget_s = 1 << 30, float("inf")
                 try:
-                    pool = vol.update(frame, skip_for=tf if mode == "composite" else None)
+                    pool = vol.update(
+                        frame,
+                        skip_for=tf if mode == "composite" else None,
+                        wait=self._upload_all,
+                    )
                 finally:
                     atlas.max_uploads, vol.upload_budget_s = limits
                 a._drawn_with = (frame, tf)
-            self._raycaster.set_nodes(pool)
+            self._raycaster.set_nodes(pool, owner=vol, changed=(vol.pool_previous, vol.pool_rows))
             self._raycaster.draw(
                 fbo,
                 view,
@@ -712,10 +768,48 @@ class GLVolumeHost:
             st.uploads += up.uploads + up.border_uploads
             st.gpu_cache_bytes += up.atlas_bytes
             st.behind += up.behind
-            words = a.volume._words
-            drawn = words[words != 0]
-            levels.update(int(v) for v in np.unique((drawn >> np.uint32(24)) & np.uint32(63)))
-        st.levels_drawn = sorted(levels)
+            levels.update(up.levels)
+
+    def _timer(self) -> Any:
+        """This frame's timer query (two used in turn: the other one's result is last
+        frame's, read without waiting for this frame's GPU work)."""
+        if not self._queries:
+            self._queries = [self.ctx.query(time=True) for _ in range(2)]
+        i = self._frame_no % 2
+        other = 1 - i
+        if self._query_used[other]:
+            self.volume_ms = self._queries[other].elapsed / 1e6
+        self._query_used[i] = True
+        self._frame_no += 1
+        return self._queries[i]
+
+    def _budget(
+        self,
+        view: npt.NDArray[np.float64],
+        proj: npt.NDArray[np.float64],
+        vp: tuple[int, int, int, int],
+        full: float,
+    ) -> float:
+        """The render scale the frame budget allows this frame (see the class notes).
+
+        Moving and over budget: scale by the square root of budget / time (rays go
+        with the square of the scale); moving and well under: recover 10 % a frame;
+        still: refine by :data:`REFINE_STEP` a frame up to ``full``.
+        """
+        budget = float(self.frame_budget_ms or 0.0)
+        key = (vp, view.tobytes(), proj.tobytes())
+        still = key == self._last_view
+        self._last_view = key
+        b = self.budget_scale
+        ms = self.volume_ms
+        if still:
+            b = min(b * REFINE_STEP, 1.0)
+        elif ms is not None and ms > budget:
+            b = max(b * min(max((budget / ms) ** 0.5, 0.5), 0.95), MIN_BUDGET_SCALE)
+        elif ms is not None and ms < 0.6 * budget:
+            b = min(b * 1.1, 1.0)
+        self.budget_scale = b
+        return b
 
     def _atlas_budget(self, a: VtkRaycastImage | VtkRaycastLabels, frame: StreamFrame) -> int:
         from viewer.raycast import BrickAtlas
@@ -742,9 +836,14 @@ class GLVolumeHost:
         """Release ``volume``'s GL objects at the next frame (or :meth:`close`)."""
         self._retired.append(volume)
 
+    def _release_volume(self, vol: StreamedVolume) -> None:
+        if self._raycaster is not None:
+            self._raycaster.forget_nodes(vol)
+        vol.release()
+
     def _release_retired(self) -> None:
         while self._retired:
-            self._retired.pop().release()
+            self._release_volume(self._retired.pop())
 
     def upload_all_next_frame(self) -> None:
         """Let the next frame upload every brick it draws (no per-frame limit): the
@@ -753,8 +852,10 @@ class GLVolumeHost:
 
     @property
     def behind(self) -> bool:
-        """The last frame left uploads for later frames (the picture is still refining)."""
-        return self.stats.behind > 0
+        """The last frame left uploads for later frames, or drew at a render scale the
+        frame budget lowered (the picture is still refining)."""
+        refining = self.frame_budget_ms is not None and self.budget_scale < 1.0
+        return self.stats.behind > 0 or (refining and self.stats.volume_passes > 0)
 
     def finish(self) -> None:
         """Wait for the GPU (frame timing)."""
@@ -771,10 +872,17 @@ class GLVolumeHost:
                 self.retire(a.volume)
                 a.volume = None
         self._release_retired()
-        for obj in (self._raycaster, self._depth, self._depth_fbo, self._copy_vao, self._copy_prog):
+        for obj in (
+            self._raycaster,
+            self._depth,
+            self._depth_fbo,
+            self._copy_vao,
+            self._copy_prog,
+        ):
             if obj is not None:
                 obj.release()
         self._raycaster = self._depth = self._depth_fbo = self._copy_vao = self._copy_prog = None
+        self._queries = []  # moderngl queries have no release: dropped with the context
         self._vtk_depth_tex = None
 
 

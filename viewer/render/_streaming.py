@@ -161,7 +161,11 @@ class StreamingController:
     mesh_workers : int, default: 1
         Mesh threads per streamed surface layer.
     mesh_cache_bytes : int, default: 256 MiB
-        Mesh cache per streamed surface layer.
+        Mesh cache per streamed surface layer (meshes of the view's leaves are kept
+        beyond it).
+    frame_budget_ms : float, optional
+        GPU time per frame for the single-pass volumes (:class:`GLVolumeHost`): lower
+        render scale while the view moves over budget, refined while it is still.
     surface_levels : bool, default: False
         With ``stream_surfaces=False``: mesh ``Labels`` layers drawn as surfaces
         from the whole level the view needs (:class:`_SurfaceLevel`) instead of
@@ -195,6 +199,7 @@ class StreamingController:
         mesh_cache_bytes: int = 256 << 20,
         brick_size: int | None = None,
         one_shot: bool = False,
+        frame_budget_ms: float | None = None,
     ) -> None:
         from viewer.streaming import default_cache_bytes
 
@@ -208,6 +213,7 @@ class StreamingController:
         self.mesh_workers = mesh_workers
         self.mesh_cache_bytes = mesh_cache_bytes
         self.one_shot = one_shot
+        self.frame_budget_ms = frame_budget_ms
         self.brick_size = DEFAULT_BRICK_SIZE if brick_size is None else brick_size
         self.adapters: dict[str, VtkStreamedSurfaces | VtkRaycastImage | VtkRaycastLabels] = {}
         self.surfaces: dict[str, _SurfaceLevel] = {}
@@ -268,7 +274,9 @@ class StreamingController:
             adapter.set_camera(self.renderer.renderer.GetActiveCamera())
         else:
             if self.host is None:
-                self.host = GLVolumeHost(self.renderer, one_shot=self.one_shot)
+                self.host = GLVolumeHost(
+                    self.renderer, one_shot=self.one_shot, frame_budget_ms=self.frame_budget_ms
+                )
             adapter = (
                 VtkRaycastLabels(lay, streamer, self.gpu_bytes_per_layer)
                 if isinstance(lay, Labels)

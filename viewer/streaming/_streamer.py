@@ -710,10 +710,21 @@ class VolumeStreamer:
         n_cap = self.max_requests
         if len(miss) > 1:
             levels = sel.node_levels.take(miss)
+            cand = len(miss)
+            if cand > n_cap:
+                # ``miss`` is in node order, coarsest level first, and the priority sorts
+                # by level before the centre score (4 a level against a score in [0, 2]):
+                # the first ``n_cap`` come from the levels down to the one that straddles
+                # ``n_cap``, so only those are scored (not the 100k of a cold view).
+                cut = int(levels[n_cap - 1])
+                cand = int(np.searchsorted(-levels, -cut, side="right"))
+                miss_c, levels, keys = miss[:cand], levels[:cand], keys[:cand]
+            else:
+                miss_c = miss
             # Coarse first, then from the view centre (1 - cos is in [0, 2]).
-            prio = centre_scores_ijk(self.grid, levels, sel.node_ijk.take(miss, 0), views)
+            prio = centre_scores_ijk(self.grid, levels, sel.node_ijk.take(miss_c, 0), views)
             prio -= 4.0 * levels
-            if len(miss) > n_cap:
+            if cand > n_cap:
                 top = np.argpartition(prio, n_cap - 1)[:n_cap]
                 keys = keys.take(top.take(np.argsort(prio.take(top), kind="stable")))
             else:

@@ -266,7 +266,7 @@ def test_streamed_volume_draws_what_a_resident_one_draws(harness: Any, ctx: Any)
         # Uploads are bounded per frame: coarse stand-ins first, then the rest.
         assert sv.last is not None and sv.last.uploads == 4
         for _ in range(200):
-            if sv.last.drawn == sv.last.leaves and sv.last.uploads == 0:
+            if sv.last.drawn == sv.last.leaves and sv.last.uploads == 0 and not sv.last.pending:
                 break
             sv.update(st.update(v))
         sel = frame.selection

@@ -437,3 +437,29 @@ def test_residency_bitmap_follows_the_cache_through_evictions() -> None:
             assert all(int(k) in st.cache for k in frame.keys)
             evicted = st.cache.evictions
         assert evicted > 100  # the budget forced evictions while frames were drawn
+
+
+def test_capped_requests_are_the_coarsest_then_nearest_the_view_centre() -> None:
+    """With more bricks missing than ``max_requests``, the requests handed over are the
+    coarsest missing bricks, nearest the view's centre first (1 - cos of the angle from
+    the view direction), computed here brick by brick in plain Python."""
+    src = FunctionVolumeSource((64, 128, 128), lambda lv, r: None, chunks=(8, 8, 8), n_levels=4)
+    view = _close_view((64, 128, 128))
+    with VolumeStreamer(src, cache_bytes=1 << 40, max_error_px=0.5, max_requests=40) as st:
+        st.scheduler.pause()
+        frame = st.update(view)
+        sel = frame.selection
+        got = st.scheduler.queued().tolist()
+    grid = st.grid
+    pos = np.asarray(view.position_um, float)
+    fwd = np.asarray(view.forward, float)
+    # Nothing is resident: every leaf and every ancestor of a leaf is wanted.
+    want = []
+    for code, lv, ijk in zip(sel.nodes, sel.node_levels, sel.node_ijk, strict=True):
+        lo, hi = grid.boxes(int(lv), ijk[None])  # 64 x 128 x 128 in 8^3: no ragged brick
+        c = (lo[0] + hi[0]) / 2 - pos
+        score = 1.0 - float(c @ fwd) / float(np.linalg.norm(c))
+        want.append((-int(lv), score, int(code)))
+    want.sort()
+    assert len(want) > 2 * 40 and len({lv for lv, _, _ in want[:40]}) >= 2
+    assert got == [st.key_base() + code for _, _, code in want[:40]]
