@@ -53,6 +53,9 @@ __all__ = ["REFINE_S", "QtRenderView", "RenderThread"]
 
 log = logging.getLogger(__name__)
 
+#: Time a desktop 3D frame may take for its volumes (30 fps) before the render scale drops.
+DESKTOP_FRAME_BUDGET_MS = 33.0
+
 #: Zoom of one wheel click in the 3D view (three clicks: about 2x; 1.1 felt weak).
 WHEEL_ZOOM = 1.25
 
@@ -299,6 +302,9 @@ class RenderThread:
                     self.renderer,
                     cache_bytes=self._cache_bytes,
                     n_workers=self._stream_workers,
+                    # Over budget while the view moves, fewer rays are cast; when it
+                    # rests the picture refines back to full quality (issue 15).
+                    frame_budget_ms=DESKTOP_FRAME_BUDGET_MS,
                 )
         if self.renderer.size != self._size:
             self.renderer.set_size(*self._size)
