@@ -47,7 +47,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from analysis.edits import command_to_json
+from analysis.edits import JournalLock, command_to_json
 from analysis.errors import FormatError, InvalidEditError, ParameterError
 from viewer.collab._journal import SessionJournal
 from viewer.collab._mirror import ProjectMirror, records_for
@@ -238,6 +238,7 @@ class Session:
         self.edit_token = self._token("edit_token")
         self.view_token = self._token("view_token")
         self.mirror: ProjectMirror | None = None
+        self._project_lock: JournalLock | None = None  # set by for_project
         if project_journal is not None:
             self.mirror = ProjectMirror(project_journal, self._token("uid"))
         mirrored = self.mirror.last_seq if self.mirror is not None else 0
@@ -319,9 +320,17 @@ class Session:
         project keeps every edit). Accepted ops also go to the project's journal.
         ``info`` tells clients the image (path or URL) and label names to open.
         """
+        from analysis.edits import Journal
         from analysis.project import Project
 
-        project = Project.open(folder)
+        # The session is the project's one writer until it closes (another `serve`,
+        # `view` or `labels` edit is refused, naming this server).
+        lock = JournalLock.acquire(Journal.resolve(folder), what="vrscope serve")
+        try:
+            project = Project.open(folder, lock=lock)
+        except BaseException:
+            lock.release()
+            raise
         try:
             sname = name or session_name(folder)
             journal = Path(project.path) / SESSION_FILE.format(sname)
@@ -334,7 +343,7 @@ class Session:
                 "labels": list(project.info.labels),
             }
             journal_file = project.history.journal.path if project.history.journal else None
-            return cls(
+            session = cls(
                 sname,
                 project.workspace,
                 journal,
@@ -342,8 +351,13 @@ class Session:
                 checkpoint_every=checkpoint_every,
                 project_journal=journal_file or Path(project.path),
             )
+        except BaseException:
+            lock.release()
+            raise
         finally:
             project.close()
+        session._project_lock = lock
+        return session
 
     def _check_project(self, target: Any, seq: int) -> None:
         if state_digest(target) != state_digest(self.log.target):
@@ -380,6 +394,8 @@ class Session:
         self.journal.close()
         if self.mirror is not None:
             self.mirror.close()
+        if self._project_lock is not None:
+            self._project_lock.release()
 
     # ------------------------------------------------------------------ ops
     async def submit(self, conn: _Conn, msg: OpMsg | UndoMsg) -> None:
