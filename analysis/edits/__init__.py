@@ -33,7 +33,6 @@ from analysis.edits._command import (
 )
 from analysis.edits._history import History, Step
 from analysis.edits._journal import JOURNAL_NAME, JOURNAL_VERSION, Journal, JournalCorruptError
-from analysis.edits._lock import JournalLock, ProjectLockedError
 from analysis.edits._labels import (
     ApplyTable,
     DeleteLabels,
@@ -47,6 +46,7 @@ from analysis.edits._labels import (
     ball_mask,
     labels_of,
 )
+from analysis.edits._lock import JournalLock, ProjectLockedError
 from analysis.edits._track import AddDivision, Cut, Delete, MarkReviewed, Merge, Prolong, Swap
 
 __all__ = [

@@ -258,7 +258,9 @@ class Journal:
                     fh.flush()
                     os.fsync(fh.fileno())
                 s.offsets[-1] = line_end + 1
-            log.warning("journal %s: line %d lacked its newline; restored", self.path, len(s.records))
+            log.warning(
+                "journal %s: line %d lacked its newline; restored", self.path, len(s.records)
+            )
             return
         if not s.torn_bytes:
             return
@@ -282,8 +284,7 @@ class Journal:
         s = scan if scan is not None else self.scan()
         if not 0 < keep_lines <= len(s.records):
             raise FormatError(
-                f"journal {self.path}: cannot keep {keep_lines} line(s) "
-                f"({len(s.records)} intact)"
+                f"journal {self.path}: cannot keep {keep_lines} line(s) ({len(s.records)} intact)"
             )
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         copy = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
@@ -314,8 +315,7 @@ class Journal:
         s = self.scan()
         if not 0 <= keep_lines <= len(s.records):
             raise FormatError(
-                f"journal {self.path}: cannot keep {keep_lines} line(s) "
-                f"({len(s.records)} intact)"
+                f"journal {self.path}: cannot keep {keep_lines} line(s) ({len(s.records)} intact)"
             )
         self._truncate(s.offsets[keep_lines])
         self._end = s.offsets[keep_lines]

@@ -28,7 +28,6 @@ starts counting afresh without confusing the old records.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path

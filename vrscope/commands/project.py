@@ -100,8 +100,10 @@ def run_repair(args: argparse.Namespace) -> int:
         kept = pr.history.journal.n_lines if pr.history.journal is not None else 0
         copies = sorted(set(folder.glob("journal.jsonl.damaged-*")) - before)
     if copies:
-        print(f"project {pr.path}: journal cut back to its first {kept} line(s); "
-              f"the damaged journal is kept as {copies[-1].name}")
+        print(
+            f"project {pr.path}: journal cut back to its first {kept} line(s); "
+            f"the damaged journal is kept as {copies[-1].name}"
+        )
     else:
         print(f"project {pr.path}: journal intact ({kept} line(s)), nothing to repair")
     return 0

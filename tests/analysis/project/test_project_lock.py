@@ -116,7 +116,7 @@ def test_a_killed_holder_leaves_a_stale_lock_that_is_taken_over(
     with caplog.at_level(logging.WARNING), Project.open(folder) as pr:
         assert pr.tracks is not None and pr.tracks.parent(2) is None
         assert json.loads((folder / "journal.jsonl.lock").read_text())["pid"] == os.getpid()
-    assert f"stale lock" in caplog.text and f"pid {proc.pid}" in caplog.text
+    assert "stale lock" in caplog.text and f"pid {proc.pid}" in caplog.text
     assert (folder / "journal.jsonl.lock").read_text() == ""  # released cleanly
 
 

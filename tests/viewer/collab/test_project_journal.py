@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from analysis.annotations import AddMarker
-from analysis.edits import Cut, command_from_json, command_to_json
+from analysis.edits import Cut, Journal, command_from_json, command_to_json
 from analysis.errors import FormatError, InvalidEditError, ParameterError
 from analysis.project import Project
 from viewer.collab import (
@@ -164,16 +164,36 @@ def test_mirror_drops_an_incomplete_op_at_the_end(tmp_path: Path) -> None:
     m.close()
     size = (folder / "journal.jsonl").stat().st_size
     # A power cut between the lines of one op: only its first of two parts reached the disk.
-    torn = {"v": 1, "op": "undo", "collab": {"session": "uid1", "seq": 2, "op": "x.2"}}
+    torn = {"op": "undo", "collab": {"session": "uid1", "seq": 2, "op": "x.2"}}
     torn["collab"].update(part=1, of=2)
-    with open(folder / "journal.jsonl", "a") as fh:
-        fh.write(json.dumps(torn) + "\n")
+    with Journal(folder / "journal.jsonl") as j:  # a whole, checksummed line
+        j.append(torn)
     m2 = ProjectMirror(folder, "uid1")
     assert m2.last_seq == 1
     assert (folder / "journal.jsonl").stat().st_size == size
     assert ProjectMirror(folder, "another-session").last_seq == 0
     with Project.open(folder) as pr:  # the resend of op 1 was not written twice
         assert pr.tracks is not None and _edges(pr.tracks) == BASE_EDGES - {(8, 9)}
+
+
+def test_a_served_project_is_locked_until_the_session_closes(tmp_path: Path) -> None:
+    """`serve` is the project's one writer: a desktop or CLI edit beside it would
+    interleave journal lines; it is refused naming the server, and reads still work."""
+    from analysis.edits import ProjectLockedError
+
+    folder = _project(tmp_path)
+    session = Session.for_project(folder, "review")
+    try:
+        with pytest.raises(ProjectLockedError, match=f"vrscope serve \\(pid {os.getpid()}"):
+            Project.open(folder)
+        with pytest.raises(ProjectLockedError):
+            Session.for_project(folder, "other")
+        with Project.open(folder, read_only=True) as ro:
+            assert ro.tracks is not None and _edges(ro.tracks) == BASE_EDGES
+    finally:
+        session.close()
+    with Project.open(folder) as pr:
+        assert pr.tracks is not None and _edges(pr.tracks) == BASE_EDGES
 
 
 def test_compound_is_all_or_nothing_and_refuses_nesting() -> None:
