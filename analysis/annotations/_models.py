@@ -268,6 +268,16 @@ class Annotations:
         """The next unused id (not reserved until something with it is added)."""
         return self._next_id
 
+    def id_in_use(self, item_id: int) -> bool:
+        """True when a marker or a measurement has id ``item_id`` (O(1))."""
+        return item_id in self._markers or item_id in self._measurements
+
+    def restore_next_id(self, next_id: int) -> None:
+        """Set the id counter back to ``next_id`` (a command's revert: undo restores the
+        counter too, so replicas and restarts agree). The caller makes sure no id at or
+        above it is in use (commands restore only when nothing was added after them)."""
+        self._next_id = int(next_id)
+
     # ---------------------------------------------------------------- primitives
     def _emit_counts(self, marker_id: int) -> None:
         self.events.markers.emit(int(marker_id))

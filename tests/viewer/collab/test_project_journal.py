@@ -150,6 +150,54 @@ def test_a_project_edited_outside_the_session_needs_a_new_session(tmp_path: Path
         s.close()
 
 
+def test_serve_restarts_after_a_rejected_group(tmp_path: Path) -> None:
+    """The campaign: a prolong followed by an invalid merge in one group was rejected, but
+    the prolong's rollback left the node id counter advanced; the restart compared states
+    and refused ("edited outside the session"). The counter is now restored with the state."""
+    from types import SimpleNamespace
+
+    from analysis.edits import Merge, Prolong
+    from viewer.collab._protocol import OpMsg
+
+    folder = _project(tmp_path)
+    sent: list[str] = []
+    # What the server sees of a connection (the group reaches it as sent, e.g. by a client
+    # whose replica had not seen a conflicting edit yet).
+    conn = SimpleNamespace(
+        participant=SimpleNamespace(role="editor", name="a"),
+        client_id="a",
+        strikes=0,
+        push=sent.append,
+    )
+
+    def op(op_id: str, cmd: Any) -> OpMsg:
+        return OpMsg.model_validate({"op_id": op_id, "cmd": command_to_json(cmd)})
+
+    async def session() -> None:
+        s = Session.for_project(folder, "review")
+        try:
+            await s.submit(conn, op("a.1", Cut(9)))  # type: ignore[arg-type]
+            # Node 2 ends track A at t=2; after the prolong it has a child: the merge fails.
+            bad = Compound([Prolong(2, [[3.0, 1.0, 1.0, 1.0]]), Merge(2, 3)], "bad")
+            await s.submit(conn, op("a.2", bad))  # type: ignore[arg-type]
+            await s.submit(conn, op("a.3", Prolong(10, [[4.0, 0.0, 0.0, 0.0]])))  # type: ignore[arg-type]
+        finally:
+            s.close()
+
+    run(session())
+    # Only the group was answered (accepted ops go to the session's connections).
+    assert len(sent) == 1 and '"rejected"' in sent[0] and '"a.2"' in sent[0]
+    s = Session.for_project(folder, "review")  # refused before the fix
+    try:
+        g = s.target.tracks
+        assert _edges(g) == (BASE_EDGES - {(8, 9)}) | {(10, 11)}
+        assert g.next_id == 12  # ids 0..10 were taken, the accepted prolong took 11
+    finally:
+        s.close()
+    with Project.open(folder) as pr:
+        assert pr.tracks is not None and _edges(pr.tracks) == (BASE_EDGES - {(8, 9)}) | {(10, 11)}
+
+
 def test_project_session_checkpoint_window_is_bounded(tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match="at most 1000"):
         Session.for_project(_project(tmp_path), checkpoint_every=5000)
