@@ -160,6 +160,8 @@ class Journal:
         when ``owns_lock``.
     read_only : bool
         Appends are refused (the journal was opened to look, without the lock).
+    damaged_copy : Path or None
+        Where :meth:`rollback` kept the damaged journal (None: no rollback).
     """
 
     def __init__(self, path: str | os.PathLike[str], fsync: bool = True) -> None:
@@ -172,6 +174,7 @@ class Journal:
         self.lock: JournalLock | None = None
         self.owns_lock = False
         self.read_only = False
+        self.damaged_copy: Path | None = None  # set by rollback
 
     @staticmethod
     def resolve(path: str | os.PathLike[str]) -> Path:
@@ -298,12 +301,13 @@ class Journal:
         self._truncate(s.offsets[keep_lines])
         self._end = s.offsets[keep_lines]
         self._next_seq = keep_lines + 1
+        self.damaged_copy = copy
         log.warning(
-            "journal %s: rolled back to line %d (%d line(s) dropped); the damaged journal is "
-            "kept as %s",
+            "journal %s: rolled back to line %d (%d byte(s) after it dropped); the damaged "
+            "journal is kept as %s",
             self.path,
             keep_lines,
-            len(s.offsets) - 1 - keep_lines + (1 if s.error or s.torn_bytes else 0),
+            copy.stat().st_size - s.offsets[keep_lines],
             copy,
         )
         return copy

@@ -255,6 +255,12 @@ class Project:
             for store in stores.values():
                 store.replaying = False
         try:
+            damaged = history.journal.damaged_copy if history.journal is not None else None
+            if damaged is not None:
+                # Repaired: label edits after the cut are in the working copies; revert them.
+                text = damaged.read_bytes()
+                for store in stores.values():
+                    store.discard_unjournaled(text, damaged.name.rsplit(".", 1)[-1])
             if not read_only:
                 for store in stores.values():
                     store.recover()
