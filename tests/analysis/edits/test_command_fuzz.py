@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +197,11 @@ def test_generated_commands_are_refused_cleanly_or_undone_exactly_and_replayable
             assert state(ws) == before, f"{kind} {args}: undo did not restore the state"
             h.redo()
             assert state(ws) == after, f"{kind} {args}: redo did not restore the edit"
+            # The per-class counts (kept incrementally) against a count of the markers.
+            ann = ws.annotations
+            expect = dict.fromkeys((c.name for c in ann.classes), 0)
+            expect.update(Counter(m.class_name for m in ann.markers))
+            assert ann.counts() == expect
         final = state(ws)
         h.close()
         ws2 = base()
