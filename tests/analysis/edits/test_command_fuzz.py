@@ -59,6 +59,7 @@ ids = st.one_of(
     st.sampled_from(ABSURD_INTS),
     st.integers(0, 30),
     st.just("7"),
+    st.sampled_from([float("inf"), float("nan"), 1e300, 2.5]),  # the campaign's node 1e400
 )
 nums = st.one_of(
     st.integers(-3, 12),

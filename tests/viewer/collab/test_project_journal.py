@@ -181,12 +181,35 @@ def test_serve_restarts_after_a_rejected_group(tmp_path: Path) -> None:
             bad = Compound([Prolong(2, [[3.0, 1.0, 1.0, 1.0]]), Merge(2, 3)], "bad")
             await s.submit(conn, op("a.2", bad))  # type: ignore[arg-type]
             await s.submit(conn, op("a.3", Prolong(10, [[4.0, 0.0, 0.0, 0.0]])))  # type: ignore[arg-type]
+            # The campaign's absurd values: refused, each with one answer, no traceback.
+            for k, body in enumerate(
+                [
+                    {"kind": "cut", "v": 1, "args": {"node": float("inf")}},  # node 1e400
+                    {
+                        "kind": "add_marker",
+                        "v": 1,
+                        "args": {"class": "x" * 100_000, "position_um": [1, 2, 3]},
+                    },
+                    {
+                        "kind": "add_marker",
+                        "v": 1,
+                        "args": {"class": "cell", "id": 2**63, "position_um": [1, 2, 3]},
+                    },
+                    {
+                        "kind": "add_marker",
+                        "v": 1,
+                        "args": {"class": "cell", "t": float("nan"), "position_um": [1, 2, 3]},
+                    },
+                ]  # fmt: skip
+            ):
+                msg = OpMsg.model_validate({"op_id": f"bad.{k}", "cmd": body})
+                await s.submit(conn, msg)  # type: ignore[arg-type]
         finally:
             s.close()
 
     run(session())
-    # Only the group was answered (accepted ops go to the session's connections).
-    assert len(sent) == 1 and '"rejected"' in sent[0] and '"a.2"' in sent[0]
+    # Only the refusals were answered (accepted ops go to the session's connections).
+    assert len(sent) == 5 and all('"rejected"' in m for m in sent) and '"a.2"' in sent[0]
     s = Session.for_project(folder, "review")  # refused before the fix
     try:
         g = s.target.tracks
