@@ -737,8 +737,19 @@ class CollabServer:
             _Bucket(lim.rate_hz, lim.burst, lim.flood_drops),
         )
         async with session.lock:
-            conn.push(session.welcome(conn, hello.last_seq).model_dump_json())
-            session.join(conn)
+            # A client id is who may undo an op: a second connection claiming one that is
+            # connected (to undo its ops, or to speak as it) is refused.
+            taken = any(c.client_id == hello.client_id for c in session.conns)
+            if not taken:
+                conn.push(session.welcome(conn, hello.last_seq).model_dump_json())
+                session.join(conn)
+        if taken:
+            why = f"client id {hello.client_id!r} is already connected to this session"
+            log.warning("refused %s in %s: %s", hello.name, session.name, why)
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(ErrorMsg(code="identity", message=why).model_dump_json())
+                await ws.close(1008, "client id in use")
+            return
         writer = asyncio.create_task(self._writer(conn))
         log.info("%s joined %s as %s", hello.name, session.name, hello.role)
         try:
