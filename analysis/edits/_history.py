@@ -13,10 +13,10 @@ from psygnal import Signal
 
 from analysis.edits._command import Command, command_from_json, command_to_json
 from analysis.edits._journal import Journal
+from analysis.errors import FormatError, InvalidEditError, ParameterError
 
 if TYPE_CHECKING:
     from analysis.edits._lock import JournalLock
-from analysis.errors import FormatError, InvalidEditError, ParameterError
 
 __all__ = ["History", "Step"]
 

@@ -57,8 +57,12 @@ def lock_path(journal_path: str | os.PathLike[str]) -> Path:
 
 
 def _what() -> str:
-    argv = [os.path.basename(sys.argv[0])] + sys.argv[1:2] if sys.argv and sys.argv[0] else []
-    return " ".join(a for a in argv if a)[:80] or "python"
+    """The program and its first argument, e.g. ``vrscope view`` (``python -m vrscope`` too)."""
+    if not sys.argv or not sys.argv[0]:
+        return "python"
+    prog = Path(sys.argv[0])
+    name = prog.parent.name if prog.name == "__main__.py" else prog.name
+    return " ".join(a for a in [name, *sys.argv[1:2]] if a)[:80]
 
 
 def _pid_alive(pid: int) -> bool:

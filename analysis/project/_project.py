@@ -129,12 +129,15 @@ class Project:
         if pio.is_project(p) and not overwrite:
             raise FormatError(f"{p} already holds a project (open it, or pass overwrite)")
         # Nothing is written (nor an old project deleted) before the writer's lock is held.
+        existed = p.exists()
         lock = JournalLock.acquire(p / JOURNAL_NAME, what)
         try:
             cls._create_files(p, image, labels, tracks, classes)
             pr = cls.open(p, fsync=fsync, lock=lock)
         except BaseException:
             lock.release()
+            if not existed:  # made for the lock file only: leave nothing behind
+                shutil.rmtree(p, ignore_errors=True)
             raise
         assert pr.history.journal is not None
         pr.history.journal.owns_lock = True  # released when the project is closed
