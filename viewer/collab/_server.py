@@ -115,6 +115,12 @@ class ServerLimits:
     hello_timeout_s : float, default: 10
     close_timeout_s : float, default: 2
         How long a closing handshake may take before the TCP connection is dropped.
+    max_connections : int, default: 256
+        Participants of one session; more are refused after ``hello`` (error ``full``,
+        close 1013: try again later).
+    max_group_commands : int, default: 10000
+        Commands in one group op; a larger group is rejected unapplied (the cost of one
+        message is bounded).
     """
 
     max_message_bytes: int = 1 << 20
@@ -126,6 +132,8 @@ class ServerLimits:
     max_backlog: int = 10_000
     hello_timeout_s: float = 10.0
     close_timeout_s: float = 2.0
+    max_connections: int = 256
+    max_group_commands: int = 10_000
 
 
 class _Bucket:
@@ -740,9 +748,17 @@ class CollabServer:
             # A client id is who may undo an op: a second connection claiming one that is
             # connected (to undo its ops, or to speak as it) is refused.
             taken = any(c.client_id == hello.client_id for c in session.conns)
-            if not taken:
+            full = len(session.conns) >= lim.max_connections
+            if not (taken or full):
                 conn.push(session.welcome(conn, hello.last_seq).model_dump_json())
                 session.join(conn)
+        if full and not taken:
+            why = f"the session is full ({lim.max_connections} participants)"
+            log.warning("refused %s in %s: %s", hello.name, session.name, why)
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(ErrorMsg(code="full", message=why).model_dump_json())
+                await ws.close(1013, "session full")
+            return
         if taken:
             why = f"client id {hello.client_id!r} is already connected to this session"
             log.warning("refused %s in %s: %s", hello.name, session.name, why)
@@ -786,6 +802,14 @@ class CollabServer:
         if isinstance(msg, Presence | View):
             session.fan_out(conn, msg)
         elif isinstance(msg, OpMsg | UndoMsg):
+            if isinstance(msg, OpMsg) and msg.cmd.kind == "collab_group":
+                cmds = msg.cmd.args.get("commands")
+                n = len(cmds) if isinstance(cmds, list) else 0
+                if n > self.limits.max_group_commands:
+                    conn.strikes += 1
+                    why = f"a group of {n} commands (at most {self.limits.max_group_commands})"
+                    conn.push(Rejected(op_id=msg.op_id, reason=why).model_dump_json())
+                    return
             await session.submit(conn, msg)
         elif isinstance(msg, Follow):
             session.set_follow(conn, msg)

@@ -42,3 +42,46 @@ def test_a_connected_client_id_cannot_be_claimed(tmp_path: Path) -> None:
             await alice.close()
 
     run(main())
+
+
+def test_connection_and_group_caps(tmp_path: Path) -> None:
+    """Issue 21: 1,000 connections were accepted and one 10,000-command group froze the
+    server; both are bounded per session / per message (small limits here)."""
+    from analysis.annotations import AddMarker, Annotations, AnnotationsState, classes_from
+    from analysis.edits import command_to_json
+    from analysis.project import Workspace
+    from viewer.collab import Compound, ServerLimits
+    from viewer.collab._protocol import OpMsg
+
+    ws = Workspace(conflict_graph(), Annotations(AnnotationsState(classes=classes_from(["c"]))))
+    limits = ServerLimits(max_connections=2, max_group_commands=3)
+
+    async def main() -> None:
+        async with served(tmp_path / "s.sqlite", ws, limits=limits) as (server, session):
+            url = server.join_url("review")
+            a = await AsyncCollabClient(url, name="a").start()
+            b = await AsyncCollabClient(url, name="b").start()
+            async with connect(url) as extra:
+                await extra.send(json.dumps({"type": "hello", "client_id": "c", "name": "c"}))
+                msg = json.loads(await extra.recv())
+                assert msg["type"] == "error" and msg["code"] == "full"
+            assert len(session.conns) == 2
+            await b.close()
+            async with connect(url) as ws2:  # a place is free again
+                await ws2.send(json.dumps({"type": "hello", "client_id": "c", "name": "c"}))
+                assert json.loads(await ws2.recv())["type"] == "welcome"
+                big = Compound([AddMarker("c", (1.0, 1.0, float(i))) for i in range(4)], "g")
+                op = OpMsg.model_validate({"op_id": "c.1", "cmd": command_to_json(big)})
+                await ws2.send(op.model_dump_json())
+                while (reply := json.loads(await ws2.recv()))["type"] != "rejected":
+                    pass
+                assert "4 commands" in reply["reason"]
+                ok = Compound([AddMarker("c", (1.0, 1.0, float(i))) for i in range(3)], "g")
+                op = OpMsg.model_validate({"op_id": "c.2", "cmd": command_to_json(ok)})
+                await ws2.send(op.model_dump_json())
+                while json.loads(await ws2.recv())["type"] != "applied":
+                    pass
+            assert len(session.target.annotations.markers) == 3
+            await a.close()
+
+    run(main())
