@@ -160,3 +160,22 @@ def test_two_processes_editing_at_once_leave_a_replayable_journal(tmp_path: Path
     with Project.open(folder) as pr:
         assert pr.tracks is not None and pr.tracks.parent(2) is None and pr.tracks.parent(4) is None
         assert len(pr.history.undo_steps) == 2
+
+
+def test_serve_and_export_beside_a_writer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`vrscope serve` on a project a window holds: one line, exit 2; `vrscope export` only
+    reads, so it works beside the writer."""
+    folder = tmp_path / "proj"
+    with Project.create(folder, tracks=two_tracks(), what="vrscope view") as pr:
+        pr.history.apply(Cut(2))
+        code = main(["serve", str(folder), "--port", "0", "--duration", "0"])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert f"vrscope view (pid {os.getpid()}" in err
+        out = tmp_path / "t.csv"
+        assert main(["export", str(folder), "--tracks", str(out)]) == 0, capsys.readouterr().err
+        import pandas as pd
+
+        assert len(pd.read_csv(out)) == 8  # the base's 8 spots, read by pandas
