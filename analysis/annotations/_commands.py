@@ -11,6 +11,7 @@ annotation edits alike.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -61,6 +62,26 @@ def _validation(exc: ValidationError) -> InvalidEditError:
     return InvalidEditError(f"{where}: {err['msg']}" if where else str(err["msg"]))
 
 
+MAX_ID = 2**63 - 1  # ids are int64 and never negative
+MAX_NAME = 256  # characters in a class or layer name
+MAX_TIME = 2.0**31  # a time point beyond this is no frame number
+
+
+def _check_id(what: str, i: int) -> None:
+    if not 0 <= i <= MAX_ID:
+        raise InvalidEditError(f"{what} id {i} is not in 0..2**63-1")
+
+
+def _check_name(what: str, name: str) -> None:
+    if len(name) > MAX_NAME:
+        raise InvalidEditError(f"{what} is {len(name)} characters long (at most {MAX_NAME})")
+
+
+def _check_t(t: float | None) -> None:
+    if t is not None and not (math.isfinite(t) and abs(t) <= MAX_TIME):
+        raise InvalidEditError(f"time point {t} is not a finite number within +-2**31")
+
+
 def _next_color(ann: Annotations) -> RGB:
     return DEFAULT_CLASS_COLORS[len(ann.classes) % len(DEFAULT_CLASS_COLORS)]
 
@@ -77,6 +98,7 @@ class DefineClass(Command):
 
     def apply(self, target: Any) -> None:
         ann = _annotations(target)
+        _check_name("class name", self.name)
         color = self.color if self.color is not None else _next_color(ann)
         try:
             cls = MarkerClass(name=self.name, color=color)
@@ -123,10 +145,14 @@ class AddMarker(Command):
         self.marker_id = None if marker_id is None else int(marker_id)
         self.color = None if color is None else _vec3(color)
         self._created_class = False
+        self._next_before = self._next_after = -1
 
     def apply(self, target: Any) -> None:
         ann = _annotations(target)
         mid = self.marker_id if self.marker_id is not None else ann.new_id()
+        _check_id("marker", mid)
+        _check_name("class name", self.class_name)
+        _check_t(self.t)
         try:
             marker = Marker(
                 id=mid, class_name=self.class_name, position_um=self.position_um, t=self.t
@@ -137,14 +163,18 @@ class AddMarker(Command):
                 new_cls = MarkerClass(name=self.class_name, color=color)
         except ValidationError as exc:
             raise _validation(exc) from exc
-        if mid in {m.id for m in ann.markers} or mid in {m.id for m in ann.measurements}:
+        if ann.id_in_use(mid):
             raise InvalidEditError(f"annotation id {mid} is already used")
+        # Validated: from here on nothing fails. The id counter is part of the state that
+        # revert restores (so an undo, a replica and a restarted server agree).
+        self._next_before = ann.new_id()
         if new_cls is not None:
             ann.put_class(new_cls, new_cls.name)
             self.color = new_cls.color
         self._created_class = new_cls is not None
         ann.put_marker(marker)
         self.marker_id = mid
+        self._next_after = ann.new_id()
 
     def revert(self, target: Any) -> None:
         ann = _annotations(target)
@@ -152,6 +182,8 @@ class AddMarker(Command):
         ann.pop_marker(self.marker_id)
         if self._created_class:
             ann.put_class(None, self.class_name)
+        if ann.new_id() == self._next_after:  # nothing took an id after this command
+            ann.restore_next_id(self._next_before)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -263,22 +295,30 @@ class AddMeasurement(Command):
         self.points_um = [_vec3(p) for p in points_um]
         self.t = None if t is None else float(t)
         self.measurement_id = None if measurement_id is None else int(measurement_id)
+        self._next_before = self._next_after = -1
 
     def apply(self, target: Any) -> None:
         ann = _annotations(target)
         mid = self.measurement_id if self.measurement_id is not None else ann.new_id()
+        _check_id("measurement", mid)
+        _check_t(self.t)
         try:
             m = Measurement(id=mid, kind=self.measure_kind, points_um=self.points_um, t=self.t)
         except ValidationError as exc:
             raise _validation(exc) from exc
-        if mid in {x.id for x in ann.markers} or mid in {x.id for x in ann.measurements}:
+        if ann.id_in_use(mid):
             raise InvalidEditError(f"annotation id {mid} is already used")
+        self._next_before = ann.new_id()
         ann.put_measurement(m)
         self.measurement_id = mid
+        self._next_after = ann.new_id()
 
     def revert(self, target: Any) -> None:
         assert self.measurement_id is not None
-        _annotations(target).pop_measurement(self.measurement_id)
+        ann = _annotations(target)
+        ann.pop_measurement(self.measurement_id)
+        if ann.new_id() == self._next_after:  # nothing took an id after this command
+            ann.restore_next_id(self._next_before)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -350,6 +390,9 @@ class SetObjectClass(Command):
             raise InvalidEditError(f"label {self.label} is background; classify objects (> 0)")
         if self.class_name is not None and not self.class_name:
             raise InvalidEditError("class name must not be empty")
+        _check_id("label", self.label)
+        _check_name("class name", self.class_name or "")
+        _check_name("layer name", self.layer)
         self._old = ann.put_object_class(self.layer, self.label, self.class_name)
 
     def revert(self, target: Any) -> None:

@@ -211,6 +211,9 @@ class Annotations:
         st = state or AnnotationsState()
         self._classes: dict[str, MarkerClass] = {c.name: c for c in st.classes}
         self._markers: dict[int, Marker] = {m.id: m for m in st.markers}
+        self._per_class: dict[str, int] = {}  # markers per class name (counts(), t=None)
+        for m in self._markers.values():
+            self._count(m.class_name, 1)
         self._measurements: dict[int, Measurement] = {m.id: m for m in st.measurements}
         self._objects: dict[str, dict[int, str]] = {
             k: dict(v) for k, v in st.object_classes.items()
@@ -259,14 +262,36 @@ class Annotations:
     def counts(self, t: float | None = None) -> dict[str, int]:
         """Markers per class (every defined class, zero included); only time ``t`` if given."""
         out = dict.fromkeys(self._classes, 0)
+        if t is None:
+            # Kept up to date by put/pop_marker: O(classes), so a marker edit (which emits
+            # the counts) costs O(1) in the number of markers, not O(markers).
+            out.update(self._per_class)
+            return out
         for m in self._markers.values():
-            if t is None or m.t is None or m.t == t:
+            if m.t is None or m.t == t:
                 out[m.class_name] = out.get(m.class_name, 0) + 1
         return out
+
+    def _count(self, class_name: str, delta: int) -> None:
+        n = self._per_class.get(class_name, 0) + delta
+        if n:
+            self._per_class[class_name] = n
+        else:
+            del self._per_class[class_name]
 
     def new_id(self) -> int:
         """The next unused id (not reserved until something with it is added)."""
         return self._next_id
+
+    def id_in_use(self, item_id: int) -> bool:
+        """True when a marker or a measurement has id ``item_id`` (O(1))."""
+        return item_id in self._markers or item_id in self._measurements
+
+    def restore_next_id(self, next_id: int) -> None:
+        """Set the id counter back to ``next_id`` (a command's revert: undo restores the
+        counter too, so replicas and restarts agree). The caller makes sure no id at or
+        above it is in use (commands restore only when nothing was added after them)."""
+        self._next_id = int(next_id)
 
     # ---------------------------------------------------------------- primitives
     def _emit_counts(self, marker_id: int) -> None:
@@ -283,12 +308,17 @@ class Annotations:
         return old
 
     def put_marker(self, marker: Marker) -> None:
+        old = self._markers.get(marker.id)
+        if old is not None:
+            self._count(old.class_name, -1)
+        self._count(marker.class_name, 1)
         self._markers[marker.id] = marker
         self._next_id = max(self._next_id, marker.id + 1)
         self._emit_counts(marker.id)
 
     def pop_marker(self, marker_id: int) -> Marker:
         m = self._markers.pop(int(marker_id))
+        self._count(m.class_name, -1)
         self._emit_counts(m.id)
         return m
 

@@ -32,7 +32,7 @@ from analysis.edits._command import (
     registered_commands,
 )
 from analysis.edits._history import History, Step
-from analysis.edits._journal import JOURNAL_NAME, JOURNAL_VERSION, Journal
+from analysis.edits._journal import JOURNAL_NAME, JOURNAL_VERSION, Journal, JournalCorruptError
 from analysis.edits._labels import (
     ApplyTable,
     DeleteLabels,
@@ -46,6 +46,7 @@ from analysis.edits._labels import (
     ball_mask,
     labels_of,
 )
+from analysis.edits._lock import JournalLock, ProjectLockedError
 from analysis.edits._track import AddDivision, Cut, Delete, MarkReviewed, Merge, Prolong, Swap
 
 __all__ = [
@@ -68,6 +69,9 @@ __all__ = [
     "History",
     "JOURNAL_VERSION",
     "Journal",
+    "JournalCorruptError",
+    "JournalLock",
+    "ProjectLockedError",
     "MarkReviewed",
     "Merge",
     "Prolong",

@@ -96,5 +96,6 @@ def command_from_json(data: Mapping[str, Any]) -> Command:
         )
     try:
         return cls.from_json(args)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        # OverflowError: an id of 1e400 (JSON infinity) given to int().
         raise FormatError(f"malformed arguments for command {kind!r}: {exc}") from exc

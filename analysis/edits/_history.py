@@ -7,13 +7,16 @@ import os
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psygnal import Signal
 
 from analysis.edits._command import Command, command_from_json, command_to_json
 from analysis.edits._journal import Journal
 from analysis.errors import FormatError, InvalidEditError, ParameterError
+
+if TYPE_CHECKING:
+    from analysis.edits._lock import JournalLock
 
 __all__ = ["History", "Step"]
 
@@ -76,6 +79,11 @@ class History:
         target: Any,
         max_steps: int = 1000,
         fsync: bool = True,
+        *,
+        read_only: bool = False,
+        repair: bool = False,
+        lock: JournalLock | None = None,
+        what: str | None = None,
     ) -> History:
         """Open (or start) the journal at ``path`` for ``target`` and replay it.
 
@@ -84,18 +92,60 @@ class History:
         (e.g. the graph freshly loaded from its GEFF); afterwards it holds every
         confirmed edit, and undo/redo continue where the last session stopped.
 
+        Parameters
+        ----------
+        read_only : bool, default: False
+            Replay without taking the writer's lock or changing the file (a torn tail
+            is skipped, not cut off); edits are then refused.
+        repair : bool, default: False
+            On a damaged line, or a record that cannot be replayed, open at the last
+            good record: the journal is cut back there after a copy of it is saved as
+            ``journal.jsonl.damaged-<time>`` (see :meth:`Journal.rollback`).
+        lock : JournalLock, optional
+            The writer's lock, already held by the caller (who releases it); by default
+            it is taken here and released by :meth:`close`.
+        what : str, optional
+            Who holds the lock, for the message another opener gets (e.g. ``vrscope view``).
+
         Raises
         ------
+        ProjectLockedError
+            Another process (or another open History) has the journal open for writing.
+        JournalCorruptError
+            A line is damaged (not just a torn last line) and not ``repair``.
         FormatError
-            The journal is corrupt (not just a torn last line), was recorded for a
-            different target, or holds an edit that cannot be replayed.
+            The journal was recorded for a different target, or (without ``repair``)
+            holds an edit that cannot be replayed.
         """
+        from analysis.edits._lock import JournalLock
+
         journal = Journal(Journal.resolve(path), fsync=fsync)
-        records = journal.read()
+        journal.read_only = read_only
+        if not read_only:
+            if lock is None:
+                journal.lock, journal.owns_lock = JournalLock.acquire(journal.path, what), True
+            else:
+                journal.lock = lock
+        try:
+            return cls._open_journal(journal, target, max_steps, repair)
+        except BaseException:
+            journal.close()
+            raise
+
+    @classmethod
+    def _open_journal(cls, journal: Journal, target: Any, max_steps: int, repair: bool) -> History:
+        scan = journal.scan()
+        if scan.error is not None and not (repair and scan.records):
+            raise scan.error
+        records = scan.records
+        if scan.error is None:
+            journal._drop_torn_tail(scan, repair=True)
+        journal._end, journal._next_seq = scan.end, len(records) + 1
         hist = cls(target, max_steps=max_steps, journal=None)
         fp = _fingerprint(target)
         if not records:
-            journal.append({"op": "open", "target": fp})
+            if not journal.read_only:
+                journal.append({"op": "open", "target": fp})
         else:
             head = records[0]
             if head.get("op") != "open":
@@ -105,13 +155,22 @@ class History:
                     f"journal {journal.path} was recorded on a different target "
                     f"({head['target']} != {fp})"
                 )
+            keep = len(records)
             for i, rec in enumerate(records[1:], start=2):
                 try:
                     hist._replay(rec)
-                except InvalidEditError as exc:
-                    raise FormatError(
-                        f"journal {journal.path} line {i} cannot be replayed: {exc}"
-                    ) from exc
+                except (InvalidEditError, FormatError) as exc:
+                    if not repair:
+                        raise FormatError(
+                            f"journal {journal.path} line {i} cannot be replayed: {exc}"
+                        ) from exc
+                    log.warning("journal %s line %d cannot be replayed: %s", journal.path, i, exc)
+                    keep = i - 1
+                    break
+            if keep < len(records) or scan.error is not None:
+                if journal.read_only:
+                    raise FormatError(f"journal {journal.path}: cannot repair a read-only journal")
+                journal.rollback(keep, scan)
             if hist._group is not None:
                 # The session died inside a group: its confirmed commands stay applied
                 # and become one undo step, as if the group had been closed.
@@ -120,9 +179,22 @@ class History:
                 )
                 hist._depth = 1
                 hist._end_group(record=False)
-                journal.append({"op": "end"})
+                if not journal.read_only:
+                    journal.append({"op": "end"})
         hist.journal = journal
         return hist
+
+    @property
+    def read_only(self) -> bool:
+        """True when the journal was opened read-only: every edit is refused."""
+        return self.journal is not None and self.journal.read_only
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            assert self.journal is not None
+            raise InvalidEditError(
+                f"{self.journal.path.parent} is open read-only: edits are not possible"
+            )
 
     def _replay(self, rec: dict[str, Any]) -> None:
         op = rec.get("op")
@@ -157,6 +229,7 @@ class History:
         Raises :class:`InvalidEditError` (target unchanged, nothing journaled) when
         the command is not allowed. A new command clears the redo stack.
         """
+        self._check_writable()
         self._do_apply(cmd)
         try:
             self._record({"op": "apply", "cmd": command_to_json(cmd)})
@@ -203,6 +276,7 @@ class History:
 
     def undo(self) -> Step:
         """Revert the newest step (journaled). Raises InvalidEditError if there is none."""
+        self._check_writable()
         step = self._do_undo()
         try:
             self._record({"op": "undo"})
@@ -214,6 +288,7 @@ class History:
 
     def redo(self) -> Step:
         """Re-apply the last undone step (journaled). Raises InvalidEditError if none."""
+        self._check_writable()
         step = self._do_redo()
         try:
             self._record({"op": "redo"})
@@ -262,9 +337,14 @@ class History:
         Groups nest (only the outermost makes a step). Commands inside are applied
         and journaled one by one, so a crash mid-group loses nothing confirmed.
         """
+        self._check_writable()
         self._begin_group(name)
         if self._depth == 1:
-            self._record({"op": "begin", "name": name})
+            try:
+                self._record({"op": "begin", "name": name})
+            except BaseException:
+                self._depth, self._group = 0, None
+                raise
         try:
             yield self
         finally:

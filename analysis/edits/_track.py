@@ -39,6 +39,16 @@ def _graph(target: Any) -> TrackGraph:
     return graph  # type: ignore[no-any-return]
 
 
+MAX_ID = 2**63 - 1  # node ids are int64 and never negative
+MAX_FRAME = 2**31 - 1  # a time point beyond this is no frame number
+
+
+def _check_ids(what: str, ids: Sequence[int]) -> None:
+    for i in ids:
+        if not 0 <= i <= MAX_ID:
+            raise InvalidEditError(f"{what}: node id {i} is not in 0..2**63-1")
+
+
 def _require(graph: TrackGraph, *node_ids: int) -> None:
     for n in node_ids:
         if n not in graph:
@@ -182,12 +192,13 @@ class Prolong(Command):
     ) -> None:
         self.node_id = int(node_id)
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 4) if len(points) else None
-        if pts is None:
+        if pts is None or not len(pts):
             raise InvalidEditError("Prolong needs at least one point")
         self.points = pts
         self.new_ids = [int(i) for i in new_ids] if new_ids is not None else None
         if self.new_ids is not None and len(self.new_ids) != len(self.points):
             raise InvalidEditError("Prolong: new_ids and points differ in length")
+        self._next_before = self._next_after = -1
 
     def _plan(self, target: TrackGraph) -> tuple[np.ndarray[Any, Any], bool]:
         _require(target, self.node_id)
@@ -196,6 +207,8 @@ class Prolong(Command):
             raise InvalidEditError("Prolong: points must be finite numbers")
         if np.any(pts[:, 0] != np.round(pts[:, 0])):
             raise InvalidEditError("Prolong: times must be whole frame numbers")
+        if np.any(np.abs(pts[:, 0]) > MAX_FRAME):
+            raise InvalidEditError(f"Prolong: times must be within +-{MAX_FRAME} frames")
         t0 = target.time(self.node_id)
         order = np.argsort(pts[:, 0], kind="stable")
         pts = pts[order]
@@ -221,12 +234,21 @@ class Prolong(Command):
         target = _graph(target)
         order, forward = self._plan(target)
         if self.new_ids is not None:
+            _check_ids("Prolong", self.new_ids)
+            if len(set(self.new_ids)) != len(self.new_ids):
+                raise InvalidEditError(f"Prolong: new ids repeat: {self.new_ids}")
             for i in self.new_ids:
                 if i in target:
                     raise InvalidEditError(f"Prolong: node {i} already exists")
             ids = list(self.new_ids)
         else:
-            ids = [target.new_id() for _ in range(len(self.points))]
+            start = target.next_id
+            if start + len(self.points) - 1 > MAX_ID:
+                raise InvalidEditError("Prolong: no node ids left")
+            ids = list(range(start, start + len(self.points)))
+        # Validated: from here on nothing fails. The id counter is part of the state that
+        # revert restores (so an undo, a replica and a restarted server agree).
+        self._next_before = target.next_id
         for i, row in zip(ids, self.points, strict=True):
             target.add_node(int(row[0]), row[1:], node_id=i)
         chain = [ids[k] for k in order]
@@ -237,6 +259,7 @@ class Prolong(Command):
         for a, b in zip(chain[:-1], chain[1:], strict=True):
             target.add_edge(a, b)
         self.new_ids = ids
+        self._next_after = target.next_id
 
     def revert(self, target: TrackGraph) -> None:
         target = _graph(target)
@@ -249,6 +272,8 @@ class Prolong(Command):
                 target.remove_edge(i, c)
         for i in self.new_ids:
             target.remove_node(i)
+        if target.next_id == self._next_after:  # nothing took an id after this command
+            target.restore_next_id(self._next_before)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"node": self.node_id, "points": self.points.tolist()}

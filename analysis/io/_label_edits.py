@@ -339,6 +339,42 @@ class LabelEditStore:
         log.info("label image %s: rewriting edit %s as %s", self.name, atom_id, state)
         self._write(self.load(atom_id), state)
 
+    def discard_unjournaled(self, journal_text: bytes, aside_suffix: str) -> int:
+        """After a journal repair: revert every edit whose atom the replayed journal does
+        not name (made after the cut), newest first, and move their atom files aside to
+        ``<name>.atoms.<aside_suffix>/``. Returns how many were reverted.
+
+        Reverting, newest first, every atom made after a point gives each voxel the value
+        it had before the first of them that touched it: the state at that point, whatever
+        undos and redos came between. Creation order is where the atom's id first appears
+        in ``journal_text`` (the damaged journal), then the file's time.
+        """
+        if not self.atoms_dir.is_dir():
+            return 0
+        stray = [p for p in self.atoms_dir.glob("*.npz") if p.stem not in self._applied]
+        if not stray:
+            return 0
+
+        def created(p: Path) -> tuple[int, int]:
+            at = journal_text.find(p.stem.encode())
+            return (at if at >= 0 else len(journal_text), p.stat().st_mtime_ns)
+
+        stray.sort(key=created, reverse=True)
+        for p in stray:
+            self._write(self.load(p.stem), False)
+        aside = self.atoms_dir.with_name(f"{self.atoms_dir.name}.{aside_suffix}")
+        aside.mkdir(exist_ok=True)
+        for p in stray:
+            os.replace(p, aside / p.name)
+        log.warning(
+            "label image %s: reverted %d edit(s) the repaired journal no longer holds "
+            "(their undo data is kept in %s)",
+            self.name,
+            len(stray),
+            aside,
+        )
+        return len(stray)
+
     # -- writing -------------------------------------------------------------------
     def _write(self, atom: LabelAtom, forward: bool) -> None:
         """Write the atom's values into level 0 and the samples it changes of every level."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import analysis.io as pio
 from analysis.annotations import Annotations, AnnotationsState, classes_from
-from analysis.edits import EditableLabels, History
+from analysis.edits import JOURNAL_NAME, EditableLabels, History, JournalLock
 from analysis.errors import FormatError, ParameterError
 from analysis.tracks import TrackGraph
 
@@ -96,6 +96,7 @@ class Project:
         classes: Iterable[str] | Mapping[str, tuple[float, float, float]] = (),
         overwrite: bool = False,
         fsync: bool = True,
+        what: str | None = None,
     ) -> Project:
         """Make a new project folder and open it.
 
@@ -112,7 +113,10 @@ class Project:
         classes : names, or mapping name -> (r, g, b)
             Marker classes to start with.
         overwrite : bool, default: False
-            Replace an existing project in ``folder`` (its journal is lost).
+            Replace an existing project in ``folder`` (its journal is lost); refused
+            while another process has it open.
+        what : str, optional
+            Names this process in the message another opener gets (e.g. ``vrscope view``).
 
         Raises
         ------
@@ -122,9 +126,32 @@ class Project:
         p = Path(folder).expanduser()
         if not p.parent.is_dir():
             raise FormatError(f"parent folder {p.parent} does not exist")
+        if pio.is_project(p) and not overwrite:
+            raise FormatError(f"{p} already holds a project (open it, or pass overwrite)")
+        # Nothing is written (nor an old project deleted) before the writer's lock is held.
+        existed = p.exists()
+        lock = JournalLock.acquire(p / JOURNAL_NAME, what)
+        try:
+            cls._create_files(p, image, labels, tracks, classes)
+            pr = cls.open(p, fsync=fsync, lock=lock)
+        except BaseException:
+            lock.release()
+            if not existed:  # made for the lock file only: leave nothing behind
+                shutil.rmtree(p, ignore_errors=True)
+            raise
+        assert pr.history.journal is not None
+        pr.history.journal.owns_lock = True  # released when the project is closed
+        return pr
+
+    @staticmethod
+    def _create_files(
+        p: Path,
+        image: str | os.PathLike[str] | None,
+        labels: Sequence[str],
+        tracks: str | os.PathLike[str] | TrackGraph | None,
+        classes: Iterable[str] | Mapping[str, tuple[float, float, float]],
+    ) -> None:
         if pio.is_project(p):
-            if not overwrite:
-                raise FormatError(f"{p} already holds a project (open it, or pass overwrite)")
             for name in (
                 pio.TRACKS_BASE,
                 "journal.jsonl",
@@ -164,16 +191,44 @@ class Project:
         # project.json last: a folder without it is not (yet) a project.
         pio.write_project_info(p, info)
         log.info("created project %s", p)
-        return cls.open(p, fsync=fsync)
 
     @classmethod
-    def open(cls, folder: str | os.PathLike[str], fsync: bool = True) -> Project:
+    def open(
+        cls,
+        folder: str | os.PathLike[str],
+        fsync: bool = True,
+        *,
+        read_only: bool = False,
+        repair: bool = False,
+        lock: JournalLock | None = None,
+        what: str | None = None,
+    ) -> Project:
         """Open a project: load the base tracks and annotations, replay the journal.
+
+        One process at a time opens a project for writing: it holds the journal's lock
+        (``journal.jsonl.lock``) until :meth:`close`.
+
+        Parameters
+        ----------
+        read_only : bool, default: False
+            Open without the lock and without writing anything (exports, a look at a
+            project another process edits); edits are refused.
+        repair : bool, default: False
+            Open at the last good edit when the journal is damaged or holds an edit that
+            cannot be replayed; the journal is cut back there and the damaged one kept
+            as ``journal.jsonl.damaged-<time>`` (:meth:`History.open`).
+        lock : JournalLock, optional
+            The lock, already held by the caller (who releases it).
+        what : str, optional
+            Names this process in the message another opener gets (e.g. ``vrscope view``).
 
         Raises
         ------
+        ProjectLockedError
+            Another process (or window) has the project open for writing.
         FormatError
-            Not a project, an invalid file, or a journal recorded on other base data.
+            Not a project, an invalid file, a damaged journal, or a journal recorded on
+            other base data.
         """
         p = Path(folder).expanduser()
         info = pio.read_project_info(p)
@@ -196,15 +251,33 @@ class Project:
                 stores[name].replaying = True
         ws = Workspace(tracks, annotations, stores)
         try:
-            history = History.open(p, ws, fsync=fsync)
+            history = History.open(
+                p, ws, fsync=fsync, read_only=read_only, repair=repair, lock=lock, what=what
+            )
         finally:
             for store in stores.values():
                 store.replaying = False
-        for store in stores.values():
-            store.recover()
+        try:
+            damaged = history.journal.damaged_copy if history.journal is not None else None
+            if damaged is not None:
+                # Repaired: label edits after the cut are in the working copies; revert them.
+                text = damaged.read_bytes()
+                for store in stores.values():
+                    store.discard_unjournaled(text, damaged.name.rsplit(".", 1)[-1])
+            if not read_only:
+                for store in stores.values():
+                    store.recover()
+        except BaseException:
+            history.close()
+            raise
         pr = cls(p.resolve(), info, ws, history)
         pr._fsync = fsync
         return pr
+
+    @property
+    def read_only(self) -> bool:
+        """Opened with ``read_only``: nothing is written, edits are refused."""
+        return self.history.read_only
 
     # ------------------------------------------------------------------ views
     @property
@@ -218,6 +291,8 @@ class Project:
     def save_scene(self, scene: Mapping[str, Any]) -> Path:
         """Store the viewer's scene state (any JSON-able dict) as ``scene.json``."""
         self._check_open()
+        if self.read_only:
+            raise ParameterError(f"project {self.path} is open read-only")
         return pio.write_json_atomic(self.path / pio.SCENE_FILE, dict(scene))
 
     def load_scene(self) -> dict[str, Any] | None:
@@ -244,6 +319,10 @@ class Project:
         self._check_open()
         if name in self.workspace.labels:
             return self.workspace.labels[name]
+        if self.read_only:
+            raise ParameterError(
+                f"project {self.path} is open read-only: label image {name!r} has no edits"
+            )
         if name not in self.info.labels:
             raise ParameterError(
                 f"project {self.path} has no label image {name!r} "

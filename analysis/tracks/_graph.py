@@ -713,6 +713,13 @@ class TrackGraph:
         self._next_id += 1
         return nid
 
+    def restore_next_id(self, next_id: int) -> None:
+        """Set the id counter back to ``next_id`` (a command's revert: undo restores the
+        counter too, so replicas and restarts agree); never below an id in use."""
+        rows = self._alive_rows()
+        floor = int(self._ids[rows].max()) + 1 if rows.size else 0
+        self._next_id = max(int(next_id), floor)
+
     def add_node(
         self,
         t: int,

@@ -213,7 +213,7 @@ def test_scripted_track_cut_at_pointed_node(monado, ball_store, line_track, tmp_
     )
     try:
         tr = session["transform"]
-        with Project.open(proj) as pr:  # read-only look at the node positions
+        with Project.open(proj, read_only=True) as pr:  # the XR app holds the project
             node = 3
             target = world_to_stage(tr, np.asarray(pr.tracks.position(node)))
         # Aim straight down -Z at the node from 30 cm in front of it.
@@ -348,7 +348,7 @@ def test_joined_session_cut_reaches_the_server_and_another_client(
             monado, tmp_path, ["--join", url, "--tool", "track", "--name", "xr-test"]
         )
         tr = session["transform"]
-        with Project.open(folder) as pr:  # the served base state: node positions
+        with Project.open(folder, read_only=True) as pr:  # served: the server holds it
             target = world_to_stage(tr, np.asarray(pr.tracks.position(3)))
         move(rig, app, "right", target + np.array([0.0, 0.0, 0.3]), orientation=IDENTITY)
         press(rig, app, "right", "a_click")

@@ -17,7 +17,8 @@ fsync'd, before it acknowledges the op -- as the records
 
 Every record carries ``"collab": {"session": UID, "seq": N, "op": OP_ID, "part": i,
 "of": n}`` (``History`` ignores unknown keys). All records of one op go in one
-``write`` + ``fsync``; on start :class:`ProjectMirror` drops an incomplete op at the
+``write`` + ``fsync`` (:meth:`analysis.edits.Journal.append_many`, which numbers and
+checksums them); on start :class:`ProjectMirror` drops an incomplete op at the
 end of the file (a crash mid-write) and reports the last complete ``seq``, so the
 server mirrors exactly the ops after it: no op is applied twice to the project
 journal and none is missing, whichever write a crash fell between (the SQLite
@@ -27,13 +28,12 @@ starts counting afresh without confusing the old records.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from analysis.edits import JOURNAL_VERSION, Journal, command_to_json
+from analysis.edits import Journal, command_to_json
 from analysis.errors import FormatError
 from viewer.collab._compound import Compound
 from viewer.collab._oplog import Entry, OrderedLog
@@ -95,25 +95,21 @@ class ProjectMirror:
     def __init__(self, path: str | os.PathLike[str], session_uid: str) -> None:
         self.path = Journal.resolve(path)
         self.uid = session_uid
-        self._fd: int | None = None
+        self._journal = Journal(self.path)
         if not self.path.is_file() or self.path.stat().st_size == 0:
             raise FormatError(f"project journal {self.path} is missing: open the project first")
         self.last_seq = self._scan()
 
     def _scan(self) -> int:
-        # Journal.read drops (and truncates away) a torn last line, like Project.open would.
-        records = Journal(self.path).read()
+        # Journal.read checks every line and cuts off a torn last one, like Project.open would.
+        records = self._journal.read()
         if not records or records[0].get("op") != "open":
             raise FormatError(f"project journal {self.path} does not start with an 'open' record")
-        raw = self.path.read_bytes()
-        offset = 0
         last = 0
-        # (seq, offset of its first record, parts seen, parts expected)
+        # (seq, index of its first record, parts seen, parts expected)
         open_op: tuple[int, int, int, int] | None = None
-        for line in raw.split(b"\n")[:-1]:
-            start = offset
-            offset += len(line) + 1
-            tag = json.loads(line).get("collab")
+        for index, rec in enumerate(records):
+            tag = rec.get("collab")
             if not isinstance(tag, dict) or tag.get("session") != self.uid:
                 if open_op is not None:
                     raise FormatError(
@@ -125,7 +121,7 @@ class ProjectMirror:
             if open_op is None:
                 if part != 1 or seq <= last:
                     raise FormatError(f"project journal {self.path}: session op {seq} out of order")
-                open_op = (seq, start, 1, of)
+                open_op = (seq, index, 1, of)
             else:
                 if seq != open_op[0] or part != open_op[2] + 1:
                     raise FormatError(f"project journal {self.path}: session op {seq} is torn")
@@ -140,10 +136,7 @@ class ProjectMirror:
                 self.path,
                 open_op[0],
             )
-            with open(self.path, "r+b") as fh:
-                fh.truncate(open_op[1])
-                fh.flush()
-                os.fsync(fh.fileno())
+            self._journal.drop_after(open_op[1])
         return last
 
     def append(self, seq: int, op_id: str, records: list[dict[str, Any]]) -> None:
@@ -154,37 +147,14 @@ class ProjectMirror:
         if seq <= self.last_seq:
             return
         n = len(records)
-        lines = [
-            json.dumps(
-                {
-                    "v": JOURNAL_VERSION,
-                    **rec,
-                    "collab": {"session": self.uid, "seq": seq, "op": op_id, "part": i, "of": n},
-                },
-                separators=(",", ":"),
-                allow_nan=False,
-            )
+        self._journal.append_many(
+            {**rec, "collab": {"session": self.uid, "seq": seq, "op": op_id, "part": i, "of": n}}
             for i, rec in enumerate(records, start=1)
-        ]
-        data = ("\n".join(lines) + "\n").encode()
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        fd = self._fd
-        size = os.fstat(fd).st_size
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        except BaseException:
-            os.ftruncate(fd, size)
-            raise
+        )
         self.last_seq = seq
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._journal.close()
 
     @property
     def project_dir(self) -> Path:

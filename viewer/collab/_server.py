@@ -47,7 +47,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from analysis.edits import command_to_json
+from analysis.edits import JournalLock, command_to_json
 from analysis.errors import FormatError, InvalidEditError, ParameterError
 from viewer.collab._journal import SessionJournal
 from viewer.collab._mirror import ProjectMirror, records_for
@@ -115,6 +115,12 @@ class ServerLimits:
     hello_timeout_s : float, default: 10
     close_timeout_s : float, default: 2
         How long a closing handshake may take before the TCP connection is dropped.
+    max_connections : int, default: 256
+        Participants of one session; more are refused after ``hello`` (error ``full``,
+        close 1013: try again later).
+    max_group_commands : int, default: 10000
+        Commands in one group op; a larger group is rejected unapplied (the cost of one
+        message is bounded).
     """
 
     max_message_bytes: int = 1 << 20
@@ -126,6 +132,8 @@ class ServerLimits:
     max_backlog: int = 10_000
     hello_timeout_s: float = 10.0
     close_timeout_s: float = 2.0
+    max_connections: int = 256
+    max_group_commands: int = 10_000
 
 
 class _Bucket:
@@ -238,6 +246,7 @@ class Session:
         self.edit_token = self._token("edit_token")
         self.view_token = self._token("view_token")
         self.mirror: ProjectMirror | None = None
+        self._project_lock: JournalLock | None = None  # set by for_project
         if project_journal is not None:
             self.mirror = ProjectMirror(project_journal, self._token("uid"))
         mirrored = self.mirror.last_seq if self.mirror is not None else 0
@@ -319,9 +328,17 @@ class Session:
         project keeps every edit). Accepted ops also go to the project's journal.
         ``info`` tells clients the image (path or URL) and label names to open.
         """
+        from analysis.edits import Journal
         from analysis.project import Project
 
-        project = Project.open(folder)
+        # The session is the project's one writer until it closes (another `serve`,
+        # `view` or `labels` edit is refused, naming this server).
+        lock = JournalLock.acquire(Journal.resolve(folder), what="vrscope serve")
+        try:
+            project = Project.open(folder, lock=lock)
+        except BaseException:
+            lock.release()
+            raise
         try:
             sname = name or session_name(folder)
             journal = Path(project.path) / SESSION_FILE.format(sname)
@@ -334,7 +351,7 @@ class Session:
                 "labels": list(project.info.labels),
             }
             journal_file = project.history.journal.path if project.history.journal else None
-            return cls(
+            session = cls(
                 sname,
                 project.workspace,
                 journal,
@@ -342,8 +359,13 @@ class Session:
                 checkpoint_every=checkpoint_every,
                 project_journal=journal_file or Path(project.path),
             )
+        except BaseException:
+            lock.release()
+            raise
         finally:
             project.close()
+        session._project_lock = lock
+        return session
 
     def _check_project(self, target: Any, seq: int) -> None:
         if state_digest(target) != state_digest(self.log.target):
@@ -380,6 +402,8 @@ class Session:
         self.journal.close()
         if self.mirror is not None:
             self.mirror.close()
+        if self._project_lock is not None:
+            self._project_lock.release()
 
     # ------------------------------------------------------------------ ops
     async def submit(self, conn: _Conn, msg: OpMsg | UndoMsg) -> None:
@@ -721,8 +745,27 @@ class CollabServer:
             _Bucket(lim.rate_hz, lim.burst, lim.flood_drops),
         )
         async with session.lock:
-            conn.push(session.welcome(conn, hello.last_seq).model_dump_json())
-            session.join(conn)
+            # A client id is who may undo an op: a second connection claiming one that is
+            # connected (to undo its ops, or to speak as it) is refused.
+            taken = any(c.client_id == hello.client_id for c in session.conns)
+            full = len(session.conns) >= lim.max_connections
+            if not (taken or full):
+                conn.push(session.welcome(conn, hello.last_seq).model_dump_json())
+                session.join(conn)
+        if full and not taken:
+            why = f"the session is full ({lim.max_connections} participants)"
+            log.warning("refused %s in %s: %s", hello.name, session.name, why)
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(ErrorMsg(code="full", message=why).model_dump_json())
+                await ws.close(1013, "session full")
+            return
+        if taken:
+            why = f"client id {hello.client_id!r} is already connected to this session"
+            log.warning("refused %s in %s: %s", hello.name, session.name, why)
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(ErrorMsg(code="identity", message=why).model_dump_json())
+                await ws.close(1008, "client id in use")
+            return
         writer = asyncio.create_task(self._writer(conn))
         log.info("%s joined %s as %s", hello.name, session.name, hello.role)
         try:
@@ -759,6 +802,14 @@ class CollabServer:
         if isinstance(msg, Presence | View):
             session.fan_out(conn, msg)
         elif isinstance(msg, OpMsg | UndoMsg):
+            if isinstance(msg, OpMsg) and msg.cmd.kind == "collab_group":
+                cmds = msg.cmd.args.get("commands")
+                n = len(cmds) if isinstance(cmds, list) else 0
+                if n > self.limits.max_group_commands:
+                    conn.strikes += 1
+                    why = f"a group of {n} commands (at most {self.limits.max_group_commands})"
+                    conn.push(Rejected(op_id=msg.op_id, reason=why).model_dump_json())
+                    return
             await session.submit(conn, msg)
         elif isinstance(msg, Follow):
             session.set_follow(conn, msg)

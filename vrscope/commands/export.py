@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
             raise FormatError(f"{o} already exists (pass --overwrite to replace it)")
     from analysis.project import Project
 
-    with Project.open(path) as pr:
+    # Read-only: exports work while the project is open elsewhere (view, serve).
+    with Project.open(path, read_only=True) as pr:
         if args.markers is not None:
             pr.export_markers(args.markers)
             print(f"{args.markers}: {len(pr.annotations.markers)} markers")

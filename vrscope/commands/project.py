@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 ORDER = 62
@@ -12,6 +13,8 @@ examples
   vrscope project new review1 --image cells.zarr --labels nuclei --classes mito er
   vrscope labels merge review1 --labels nuclei 12 15
   vrscope serve review1
+  vrscope project repair review1     (a journal damaged by a disk fault: open it at the
+                                      last good edit, keeping a copy of the damaged one)
 
 A project folder refers to the image (it is not copied) and holds the edit journal;
 label images listed with --labels are copied into it on their first edit
@@ -44,6 +47,18 @@ def register(subparsers: Any) -> None:
         "--overwrite", action="store_true", help="replace a project in DIR (its edits are lost)"
     )
     n.set_defaults(func=run_new)
+    r = sub.add_parser(
+        "repair",
+        help="open a project with a damaged journal at its last good edit",
+        description=(
+            "Cut a damaged project journal back to its last good edit (a damaged line, or an "
+            "edit that cannot be replayed, and everything after it are dropped). The damaged "
+            "journal is kept next to it as journal.jsonl.damaged-<time>. A journal that is "
+            "intact is left as it is."
+        ),
+    )
+    r.add_argument("folder", metavar="DIR", help="project folder")
+    r.set_defaults(func=run_repair)
 
 
 def run_new(args: argparse.Namespace) -> int:
@@ -73,4 +88,22 @@ def run_new(args: argparse.Namespace) -> int:
             f"labels {', '.join(args.labels) or 'none'}, "
             f"tracks {'yes' if pr.tracks is not None else 'none'}"
         )
+    return 0
+
+
+def run_repair(args: argparse.Namespace) -> int:
+    from analysis.project import Project
+
+    folder = Path(args.folder)
+    before = set(folder.glob("journal.jsonl.damaged-*"))
+    with Project.open(folder, repair=True) as pr:
+        kept = pr.history.journal.n_lines if pr.history.journal is not None else 0
+        copies = sorted(set(folder.glob("journal.jsonl.damaged-*")) - before)
+    if copies:
+        print(
+            f"project {pr.path}: journal cut back to its first {kept} line(s); "
+            f"the damaged journal is kept as {copies[-1].name}"
+        )
+    else:
+        print(f"project {pr.path}: journal intact ({kept} line(s)), nothing to repair")
     return 0

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from analysis.annotations import AddMarker
-from analysis.edits import Cut, command_from_json, command_to_json
+from analysis.edits import Cut, Journal, command_from_json, command_to_json
 from analysis.errors import FormatError, InvalidEditError, ParameterError
 from analysis.project import Project
 from viewer.collab import (
@@ -150,6 +150,77 @@ def test_a_project_edited_outside_the_session_needs_a_new_session(tmp_path: Path
         s.close()
 
 
+def test_serve_restarts_after_a_rejected_group(tmp_path: Path) -> None:
+    """The campaign: a prolong followed by an invalid merge in one group was rejected, but
+    the prolong's rollback left the node id counter advanced; the restart compared states
+    and refused ("edited outside the session"). The counter is now restored with the state."""
+    from types import SimpleNamespace
+
+    from analysis.edits import Merge, Prolong
+    from viewer.collab._protocol import OpMsg
+
+    folder = _project(tmp_path)
+    sent: list[str] = []
+    # What the server sees of a connection (the group reaches it as sent, e.g. by a client
+    # whose replica had not seen a conflicting edit yet).
+    conn = SimpleNamespace(
+        participant=SimpleNamespace(role="editor", name="a"),
+        client_id="a",
+        strikes=0,
+        push=sent.append,
+    )
+
+    def op(op_id: str, cmd: Any) -> OpMsg:
+        return OpMsg.model_validate({"op_id": op_id, "cmd": command_to_json(cmd)})
+
+    async def session() -> None:
+        s = Session.for_project(folder, "review")
+        try:
+            await s.submit(conn, op("a.1", Cut(9)))  # type: ignore[arg-type]
+            # Node 2 ends track A at t=2; after the prolong it has a child: the merge fails.
+            bad = Compound([Prolong(2, [[3.0, 1.0, 1.0, 1.0]]), Merge(2, 3)], "bad")
+            await s.submit(conn, op("a.2", bad))  # type: ignore[arg-type]
+            await s.submit(conn, op("a.3", Prolong(10, [[4.0, 0.0, 0.0, 0.0]])))  # type: ignore[arg-type]
+            # The campaign's absurd values: refused, each with one answer, no traceback.
+            for k, body in enumerate(
+                [
+                    {"kind": "cut", "v": 1, "args": {"node": float("inf")}},  # node 1e400
+                    {
+                        "kind": "add_marker",
+                        "v": 1,
+                        "args": {"class": "x" * 100_000, "position_um": [1, 2, 3]},
+                    },
+                    {
+                        "kind": "add_marker",
+                        "v": 1,
+                        "args": {"class": "cell", "id": 2**63, "position_um": [1, 2, 3]},
+                    },
+                    {
+                        "kind": "add_marker",
+                        "v": 1,
+                        "args": {"class": "cell", "t": float("nan"), "position_um": [1, 2, 3]},
+                    },
+                ]  # fmt: skip
+            ):
+                msg = OpMsg.model_validate({"op_id": f"bad.{k}", "cmd": body})
+                await s.submit(conn, msg)  # type: ignore[arg-type]
+        finally:
+            s.close()
+
+    run(session())
+    # Only the refusals were answered (accepted ops go to the session's connections).
+    assert len(sent) == 5 and all('"rejected"' in m for m in sent) and '"a.2"' in sent[0]
+    s = Session.for_project(folder, "review")  # refused before the fix
+    try:
+        g = s.target.tracks
+        assert _edges(g) == (BASE_EDGES - {(8, 9)}) | {(10, 11)}
+        assert g.next_id == 12  # ids 0..10 were taken, the accepted prolong took 11
+    finally:
+        s.close()
+    with Project.open(folder) as pr:
+        assert pr.tracks is not None and _edges(pr.tracks) == (BASE_EDGES - {(8, 9)}) | {(10, 11)}
+
+
 def test_project_session_checkpoint_window_is_bounded(tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match="at most 1000"):
         Session.for_project(_project(tmp_path), checkpoint_every=5000)
@@ -164,16 +235,36 @@ def test_mirror_drops_an_incomplete_op_at_the_end(tmp_path: Path) -> None:
     m.close()
     size = (folder / "journal.jsonl").stat().st_size
     # A power cut between the lines of one op: only its first of two parts reached the disk.
-    torn = {"v": 1, "op": "undo", "collab": {"session": "uid1", "seq": 2, "op": "x.2"}}
+    torn = {"op": "undo", "collab": {"session": "uid1", "seq": 2, "op": "x.2"}}
     torn["collab"].update(part=1, of=2)
-    with open(folder / "journal.jsonl", "a") as fh:
-        fh.write(json.dumps(torn) + "\n")
+    with Journal(folder / "journal.jsonl") as j:  # a whole, checksummed line
+        j.append(torn)
     m2 = ProjectMirror(folder, "uid1")
     assert m2.last_seq == 1
     assert (folder / "journal.jsonl").stat().st_size == size
     assert ProjectMirror(folder, "another-session").last_seq == 0
     with Project.open(folder) as pr:  # the resend of op 1 was not written twice
         assert pr.tracks is not None and _edges(pr.tracks) == BASE_EDGES - {(8, 9)}
+
+
+def test_a_served_project_is_locked_until_the_session_closes(tmp_path: Path) -> None:
+    """`serve` is the project's one writer: a desktop or CLI edit beside it would
+    interleave journal lines; it is refused naming the server, and reads still work."""
+    from analysis.edits import ProjectLockedError
+
+    folder = _project(tmp_path)
+    session = Session.for_project(folder, "review")
+    try:
+        with pytest.raises(ProjectLockedError, match=f"vrscope serve \\(pid {os.getpid()}"):
+            Project.open(folder)
+        with pytest.raises(ProjectLockedError):
+            Session.for_project(folder, "other")
+        with Project.open(folder, read_only=True) as ro:
+            assert ro.tracks is not None and _edges(ro.tracks) == BASE_EDGES
+    finally:
+        session.close()
+    with Project.open(folder) as pr:
+        assert pr.tracks is not None and _edges(pr.tracks) == BASE_EDGES
 
 
 def test_compound_is_all_or_nothing_and_refuses_nesting() -> None:
