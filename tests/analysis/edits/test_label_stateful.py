@@ -90,7 +90,7 @@ class LabelEdits(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def merge(self, data: st.DataObject) -> None:
-        ids = self._ids() + [99]  # 99 never exists: refused
+        ids = self._ids() + [98, 99]  # 98 and 99 never exist: refused (and 2 to draw from)
         pick = data.draw(st.lists(st.sampled_from(ids), min_size=2, max_size=3, unique=True))
         self._try(MergeLabels("cells", pick))
 
