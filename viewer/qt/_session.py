@@ -48,6 +48,7 @@ from viewer.scene import (
 )
 
 from ._clipping import SessionClipping, world_of
+from ._labeledits import SessionLabelEdits
 from ._sessionlayers import SessionLayers, track_table
 from ._tracklayer import TrackLayerState
 
@@ -132,6 +133,8 @@ class ProofreadingSession:
         self.kept_by: str | None = None
         self.history.changed.connect(self._on_history)
         self.refresh_layers()
+        #: Label editing: working copies, the brush, change events (``labels.*`` actions).
+        self.label_edits = SessionLabelEdits(self)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -321,6 +324,17 @@ class ProofreadingSession:
     def reset_view(self) -> None:
         self.scene.reset_camera()
         self.scene.camera.orbit(azimuth=30, elevation=20)
+
+    @property
+    def label_brush(self) -> Any:
+        return self.label_edits.brush
+
+    def label_image(self, name: str) -> Any:
+        """The editable label image of labels layer ``name`` (the project's working copy)."""
+        return self.label_edits.image(name)
+
+    def label_brush_changed(self) -> None:
+        self.label_edits.brush_changed.emit()
 
     def run(self, action: str, pick: Pick | None = None) -> Any:
         """Run the registered action ``action`` (``viewer.actions``) on this session."""
@@ -541,6 +555,7 @@ class ProofreadingSession:
             return
         self._closed = True
         self.history.changed.disconnect(self._on_history)
+        self.label_edits.close()
         self.layers.close()
         if self.project is not None:
             self.project.close()
