@@ -35,7 +35,7 @@ from ._actions import (
     show_point,
 )
 from ._context import MEASURE_POINTS, ActionContext, Measuring
-from ._labels import LabelBrush, label_voxel, labels_layer_name, selected_labels
+from ._labels import LabelBrush, LabelEditing, label_voxel, labels_layer_name, selected_labels
 from ._registry import ACTIONS, Action, ActionRegistry, run
 from ._select import (
     SCENE_TOLERANCE_FRACTION,
@@ -65,6 +65,7 @@ __all__ = [
     "ActionContext",
     "ActionRegistry",
     "LabelBrush",
+    "LabelEditing",
     "Measuring",
     "Pick",
     "current_time",

@@ -20,29 +20,36 @@ with ``getattr``, like ``show_point``; a context without them refuses label edit
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from psygnal import Signal
 
 from analysis.edits import (
     Command,
     DeleteLabels,
+    EditableLabels,
     FillLabel,
     LabelAtom,
+    LabelChange,
     MergeLabels,
     PaintBall,
     SplitLabel,
 )
-from analysis.errors import InvalidEditError
+from analysis.errors import InvalidEditError, ParameterError
 
 from ._context import ActionContext
 from ._registry import ACTIONS, Action
 from ._select import Pick
 
-__all__ = ["LabelBrush", "label_voxel", "labels_layer_name", "selected_labels"]
+__all__ = ["LabelBrush", "LabelEditing", "label_voxel", "labels_layer_name", "selected_labels"]
+
+log = logging.getLogger(__name__)
 
 Voxel = tuple[int, int, int]
 
@@ -84,6 +91,104 @@ class LabelBrush:
         self.seeds = []
         self.preview = None
         self.preview_ids = []
+
+
+class LabelEditing:
+    """A front end's label editing: working copies, the brush, change events.
+
+    Both front ends keep one (the desktop session, the headset's labels tool) and expose
+    :meth:`image` as their context's ``label_image`` and :attr:`brush` as its
+    ``label_brush``.
+
+    - The editable image of a labels layer comes from ``edit_labels(name)`` (the project's
+      working copy, ``docs/design/0003-label-edits.md``). When it is first used (or at
+      once, for copies the project already holds) the layer is switched to read the copy,
+      so every view draws the edited voxels from then on.
+    - Each write of an edit (apply, undo, redo) is announced by the copy's ``changed``
+      event (:class:`analysis.edits.LabelChange`: ids and the chunk regions written per
+      level); it is passed on as :attr:`changed` (a slice view re-reads only those regions)
+      and as the layer's ``labels_update(ids)`` (the 3D view re-meshes those objects).
+
+    Parameters
+    ----------
+    scene : viewer.scene.Scene
+    edit_labels : callable(name) -> EditableLabels, or None
+        None: label edits are refused (no project).
+    images : mapping name -> EditableLabels, optional
+        Copies that exist already (a reopened project's ``workspace.labels``).
+    lock : callable() -> context manager, optional
+        Held while a layer's data are replaced (the desktop's render lock).
+
+    Events
+    ------
+    changed(LabelChange)
+        The voxels of a labels layer changed (after the write).
+    brush_changed()
+        The brush (id, radius) or the split seeds and preview changed.
+    """
+
+    changed = Signal(object)
+    brush_changed = Signal()
+
+    def __init__(
+        self,
+        scene: Any,
+        edit_labels: Callable[[str], EditableLabels] | None,
+        images: Mapping[str, EditableLabels] | None = None,
+        lock: Callable[[], Any] | None = None,
+    ) -> None:
+        self.scene = scene
+        self.edit_labels = edit_labels
+        self.brush = LabelBrush()
+        self._lock = lock
+        self._images: dict[str, EditableLabels] = {}
+        for name, img in (images or {}).items():
+            self._attach(name, img)
+
+    def image(self, name: str) -> EditableLabels:
+        """The editable label image of labels layer ``name`` (made on first use)."""
+        got = self._images.get(name)
+        if got is not None:
+            return got
+        if self.edit_labels is None:
+            raise InvalidEditError(
+                "label edits are kept in a project: save one first (File > Save project as…)"
+            )
+        try:
+            img = self.edit_labels(name)
+        except ParameterError as exc:
+            raise InvalidEditError(str(exc)) from exc
+        self._attach(name, img)
+        return img
+
+    def _attach(self, name: str, img: EditableLabels) -> None:
+        self._images[name] = img
+        lay = self.scene.layers.get(name)
+        src = getattr(img, "source", None)
+        if getattr(lay, "kind", None) == "labels" and src is not None and lay.data is not src:
+            log.info("labels %s: drawn from the project's working copy", name)
+            with self._locked():
+                lay.data = src
+        event = getattr(img, "changed", None)
+        if event is not None:
+            event.connect(self._on_change)
+
+    def _locked(self) -> Any:
+        return self._lock() if self._lock is not None else contextlib.nullcontext()
+
+    def _on_change(self, change: LabelChange) -> None:
+        lay = self.scene.layers.get(change.name)
+        if getattr(lay, "kind", None) == "labels":
+            with self._locked():
+                lay.notify_edited(sorted(change.ids))
+        self.changed.emit(change)
+
+    def close(self) -> None:
+        for img in self._images.values():
+            event = getattr(img, "changed", None)
+            if event is not None:
+                event.disconnect(self._on_change)
+        self._images.clear()
 
 
 # ---------------------------------------------------------------------- helpers

@@ -15,6 +15,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from viewer.actions import ACTIONS, SCENE_TOLERANCE_FRACTION, Pick, screen_tolerance_um
 from viewer.scene import Labels, Tracks, track_data_from_graph
 
+from ._labeltools import QtLabelTools
 from ._panels import (
     AnnotationPanel,
     ClippingPanel,
@@ -23,7 +24,6 @@ from ._panels import (
     TimeBar,
     TracksPanel,
 )
-from ._labeltools import QtLabelTools
 from ._render_view import QtRenderView
 from ._session import ProofreadingSession
 from ._slices import (

@@ -29,6 +29,7 @@ from analysis.project import Project, Workspace
 from analysis.tracks import TrackGraph
 from viewer.actions import (
     MEASURE_POINTS,
+    LabelEditing,
     Measuring,
     Pick,
     is_timelapse,
@@ -48,7 +49,6 @@ from viewer.scene import (
 )
 
 from ._clipping import SessionClipping, world_of
-from ._labeledits import SessionLabelEdits
 from ._sessionlayers import SessionLayers, track_table
 from ._tracklayer import TrackLayerState
 
@@ -134,7 +134,12 @@ class ProofreadingSession:
         self.history.changed.connect(self._on_history)
         self.refresh_layers()
         #: Label editing: working copies, the brush, change events (``labels.*`` actions).
-        self.label_edits = SessionLabelEdits(self)
+        self.label_edits = LabelEditing(
+            scene,
+            self._edit_labels,
+            project.workspace.labels if project is not None else None,
+            lock=lambda: self.scene_lock,
+        )
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -324,6 +329,13 @@ class ProofreadingSession:
     def reset_view(self) -> None:
         self.scene.reset_camera()
         self.scene.camera.orbit(azimuth=30, elevation=20)
+
+    def _edit_labels(self, name: str) -> Any:
+        if self.project is None:
+            raise InvalidEditError(
+                "label edits are kept in a project: save one first (File > Save project as…)"
+            )
+        return self.project.edit_labels(name)
 
     @property
     def label_brush(self) -> Any:
