@@ -43,6 +43,7 @@ from .tools import (
     ClipTool,
     CountTool,
     LabelProbe,
+    LabelTool,
     LaserPointer,
     MeasureTool,
     MenuAction,
@@ -254,6 +255,12 @@ class XrApp:
             "clip": ClipTool(),
             "laser": LaserPointer(),
         }
+        if labels and self.project is not None:
+            from viewer.actions import LabelEditing
+
+            pr = self.project
+            editing = LabelEditing(self.scene, pr.edit_labels, pr.workspace.labels)
+            tools["labels"] = LabelTool(editing, labels[0].name)
         tools["grab"].name = "grab"
         return tools
 

@@ -354,14 +354,14 @@ def _merge(ctx: ActionContext, pick: Pick) -> Command:
 @ACTIONS.action(
     "labels.delete",
     "Delete objects",
-    "set every voxel of the selected objects (or the pointed one) to background",
+    "set every voxel of the pointed object (else the selected ones) to background",
     shortcut="Ctrl+Delete",
     headset="labels tool: B / Y",
     enabled=_needs_objects(1),
 )
 def _delete(ctx: ActionContext, pick: Pick) -> Command:
     layer, _ = _layer(ctx, pick)
-    ids = selected_labels(ctx, layer) or _ids(ctx, layer, pick)
+    ids = [int(pick.label)] if pick.label else selected_labels(ctx, layer)
     _image(ctx, layer)
     cmd = DeleteLabels(layer, ids)
     ctx.execute(cmd)
@@ -377,7 +377,7 @@ def _delete(ctx: ActionContext, pick: Pick) -> Command:
     "place a split seed on the object under the pointer (the selected one); from two seeds "
     "on the preview shows the parts",
     mouse="Shift+X, then click seeds on the object",
-    headset="labels tool: thumbstick click (at the hand's tip)",
+    headset="labels tool: thumbstick click (where the ray hits the object)",
     enabled=_needs_point,
 )
 def _split_seed(ctx: ActionContext, pick: Pick) -> list[int]:
@@ -418,7 +418,7 @@ def _split_seed(ctx: ActionContext, pick: Pick) -> list[int]:
     "split the object at its seeds as the preview shows (a watershed on the object's "
     "distance transform); the first seed's part keeps the id",
     shortcut="Ctrl+Return",
-    headset="labels tool: thumbstick click on the last seed again",
+    headset="labels tool: A / X once two seeds are placed",
     enabled=lambda ctx, pick: (
         _can_edit(ctx)
         or (None if len(_brush(ctx).seeds) >= 2 else "place two seeds on the object first")
@@ -440,8 +440,7 @@ def _split(ctx: ActionContext, pick: Pick) -> Command:
 @ACTIONS.action(
     "labels.split_cancel",
     "Split: cancel",
-    "drop the split seeds and preview",
-    headset="labels tool: squeeze + trigger",
+    "drop the split seeds and preview (the headset: switching the labels tool's mode)",
 )
 def _split_cancel(ctx: ActionContext, pick: Pick) -> None:
     b = getattr(ctx, "label_brush", None)

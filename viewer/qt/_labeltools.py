@@ -135,8 +135,10 @@ class QtLabelTools(QtCore.QObject):
         self.session.label_brush.preserve = bool(on)
 
     def run(self, action: str) -> Any:
-        """Run a label action with what is under the mouse (the view it was last over)."""
-        return self.session.run(action, self.pick_under_mouse())
+        """Run a label action from its key: on the selection; ``labels.pick_id`` takes the
+        object under the mouse (the slice view it was last over)."""
+        pick = self.pick_under_mouse() if action == "labels.pick_id" else None
+        return self.session.run(action, pick)
 
     # ------------------------------------------------------------------ modes
     def set_mode(self, mode: LabelMode | None) -> None:

@@ -8,6 +8,7 @@ slice views (grabbed) for what the user sees.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,60 @@ def test_split_by_two_seed_clicks_with_a_preview(qtbot: Any, labels_viewer: Any)
     assert not win.label_tools.previews["xz"].isVisible()
     wait_slices(qtbot, win)
     assert not np.array_equal(pixel(win, "xz", w(a)), pixel(win, "xz", w(b)))
+
+
+def journal_without_atoms(folder: Path) -> list[dict[str, Any]]:
+    """The journal's lines, without the atom ids (random names of the undo data files)."""
+    out = []
+    for line in (folder / "journal.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if isinstance(rec.get("cmd"), dict):
+            rec["cmd"]["args"].pop("atom", None)
+        out.append(rec)
+    return out
+
+
+def test_desktop_and_headset_merge_and_delete_journal_the_same(
+    qtbot: Any, labels_viewer: Any, tmp_path: Path
+) -> None:
+    from tests.xrmode.test_label_tool import Rig
+
+    win = labels_viewer
+    y = cursor_voxel(win)[1]
+    sel = win.session.scene.selection
+    # desktop: click object 1, Ctrl+click object 2, Shift+M; click object 3, Ctrl+Delete
+    click(qtbot, win, "xz", w((10, y, 14)))
+    qtbot.waitUntil(lambda: sel.label_ids == [1], timeout=10_000)
+    pause(qtbot)
+    click(qtbot, win, "xz", w((28, y, 26)), Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: sel.label_ids == [1, 2], timeout=10_000)
+    key(qtbot, win, Qt.Key.Key_M, Qt.KeyboardModifier.ShiftModifier)
+    pause(qtbot)
+    click(qtbot, win, "xy", (win.session.cursor[0], w((0, 40, 0))[1], w((0, 0, 30))[2]))
+    qtbot.waitUntil(lambda: sel.label_ids == [3], timeout=10_000)
+    key(qtbot, win, Qt.Key.Key_Delete, Qt.KeyboardModifier.ControlModifier)
+    # headset: trigger on object 1 (from below), trigger on object 2 (from above), A; B on 3
+    store = Path(win.session.project.info.image)
+    (tmp_path / "headset").mkdir()
+    rig = Rig(tmp_path / "headset", store)
+    try:
+        rig.press(rig.from_below(w((10, 15, 20))))
+        rig.press(aim_at_world(rig, w((30, 15, 20))))
+        rig.press(aim_at_world(rig, w((30, 15, 20))), button="primary")
+        rig.press(aim_at_world(rig, w((30, 40, 30))), button="secondary")
+        desk = journal_without_atoms(win.session.project.path)
+        head = journal_without_atoms(rig.project.path)
+        assert [r["cmd"]["kind"] for r in desk if "cmd" in r] == ["labels.merge", "labels.delete"]
+        assert head == desk
+        np.testing.assert_array_equal(
+            rig.level0(), np.where(np.isin(blobs(), [2, 3]), np.where(blobs() == 2, 1, 0), blobs())
+        )
+        np.testing.assert_array_equal(copy_level0(win), rig.level0())
+    finally:
+        rig.project.close()
+
+
+def aim_at_world(rig: Any, zyx: tuple[float, float, float]) -> Any:
+    from tests.xrmode.test_tools import aim_at
+
+    return aim_at(rig.ctx, zyx)
