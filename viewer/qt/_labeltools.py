@@ -100,9 +100,7 @@ class QtLabelTools(QtCore.QObject):
             view.view.addItem(prev)
             self.previews[plane] = prev
             view.viewport().installEventFilter(self)
-            view.scene().sigMouseMoved.connect(
-                lambda pos, v=view: self._hover(v, pos)  # type: ignore[misc]
-            )
+            view.scene().sigMouseMoved.connect(lambda pos, v=view: self._hover(v, pos))
         s.label_edits.changed.connect(self._on_change)
         s.label_edits.brush_changed.connect(self._on_brush)
         s.mode_changed.connect(self._on_session_mode)
