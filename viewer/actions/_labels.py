@@ -180,7 +180,7 @@ class LabelEditing:
         lay = self.scene.layers.get(change.name)
         if getattr(lay, "kind", None) == "labels":
             with self._locked():
-                lay.notify_edited(sorted(change.ids))
+                lay.notify_edited(sorted(change.ids), change.boxes)
         self.changed.emit(change)
 
     def close(self) -> None:

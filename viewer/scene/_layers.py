@@ -166,10 +166,12 @@ class Labels(Layer):
     Events
     ------
     one per field; ``data_changed`` (whole data replaced); ``labels_update(ids)``
-    (the voxels of those objects changed; only their meshes are rebuilt).
+    (the voxels of those objects changed; only their meshes are rebuilt);
+    ``labels_regions(regions)`` (where: per level, the (z, y, x) regions rewritten).
     """
 
     labels_update: ClassVar[Signal] = Signal(object)
+    labels_regions: ClassVar[Signal] = Signal(object)
 
     kind: Literal["labels"] = "labels"
     mode: Literal["surface", "volume"] = "surface"
@@ -218,9 +220,15 @@ class Labels(Layer):
         self._features[name] = {int(k): float(v) for k, v in values.items()}
         self.data_changed.emit(self)
 
-    def notify_edited(self, ids: Sequence[int]) -> None:
-        """Say that the voxels of objects ``ids`` changed (emits ``labels_update``)."""
+    def notify_edited(
+        self, ids: Sequence[int], regions: Sequence[Sequence[tuple[slice, ...]]] | None = None
+    ) -> None:
+        """Say that the voxels of objects ``ids`` changed (emits ``labels_update``) and, when
+        known, where: ``regions[k]`` the (z, y, x) regions of level ``k`` rewritten (emits
+        ``labels_regions``; streamed views re-read only those)."""
         self.labels_update.emit([int(i) for i in ids])
+        if regions is not None:
+            self.labels_regions.emit(regions)
 
 
 @dataclass(frozen=True)

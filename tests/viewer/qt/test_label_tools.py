@@ -232,3 +232,34 @@ def aim_at_world(rig: Any, zyx: tuple[float, float, float]) -> Any:
     from tests.xrmode.test_tools import aim_at
 
     return aim_at(rig.ctx, zyx)
+
+
+def drawn_ids(adapter: Any) -> set[int]:
+    return {int(i) for *_, ids in adapter.drawn_triangles() for i in np.unique(ids)}
+
+
+def test_the_3d_view_remeshes_the_edited_bricks_without_reopening(
+    qtbot: Any, labels_viewer: Any
+) -> None:
+    from tests.viewer.qt.conftest import wait_rendered
+    from viewer.render import VtkStreamedSurfaces
+
+    win = labels_viewer
+    s = win.session
+    key(qtbot, win, Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier)  # the working copy is made
+    wait_rendered(qtbot, win)
+    ctl = win.render_view.render_thread.streaming
+    adapter = ctl.adapters["cells"]
+    assert isinstance(adapter, VtkStreamedSurfaces)
+    streamer = adapter.streamer
+    qtbot.waitUntil(lambda: {1, 2, 3} <= drawn_ids(adapter), timeout=120_000)
+    built = adapter.built
+    s.select_labels("cells", [1, 2])
+    key(qtbot, win, Qt.Key.Key_M, Qt.KeyboardModifier.ShiftModifier)
+    np.testing.assert_array_equal(copy_level0(win), np.where(blobs() == 2, 1, blobs()))
+    win.render_view.render_thread.request()
+    qtbot.waitUntil(lambda: 2 not in drawn_ids(adapter), timeout=120_000)
+    wait_rendered(qtbot, win)
+    assert ctl.adapters["cells"] is adapter and adapter.streamer is streamer  # not reopened
+    assert 1 in drawn_ids(adapter) and 3 in drawn_ids(adapter)
+    assert adapter.built > built
