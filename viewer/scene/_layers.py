@@ -166,11 +166,12 @@ class Labels(Layer):
     Events
     ------
     one per field; ``data_changed`` (whole data replaced); ``labels_update(ids)``
-    (the voxels of those objects changed; only their meshes are rebuilt);
-    ``labels_regions(regions)`` (where: per level, the (z, y, x) regions rewritten).
+    (the voxels of those objects changed; only their meshes are rebuilt).
     """
 
     labels_update: ClassVar[Signal] = Signal(object)
+    #: Where the voxels of an edit changed: per level, the (z, y, x) regions rewritten
+    #: (streamed views re-read only those; see :meth:`notify_edited`).
     labels_regions: ClassVar[Signal] = Signal(object)
 
     kind: Literal["labels"] = "labels"
