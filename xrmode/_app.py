@@ -58,7 +58,7 @@ __all__ = ["TOOLS", "XrApp", "XrOptions", "run_xr"]
 
 log = logging.getLogger(__name__)
 
-TOOLS = ("grab", "measure", "count", "track", "classify", "clip", "laser")
+TOOLS = ("grab", "measure", "count", "track", "classify", "labels", "clip", "laser")
 
 
 SNAPSHOT_WAIT_S = 60.0  # longest wait for streamed bricks before a snapshot

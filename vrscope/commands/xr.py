@@ -71,7 +71,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--tool",
         default="measure",
-        choices=["grab", "measure", "count", "track", "classify", "clip", "laser"],
+        choices=["grab", "measure", "count", "track", "classify", "labels", "clip", "laser"],
         help="tool in hand at start (default: %(default)s)",
     )
     p.add_argument(
