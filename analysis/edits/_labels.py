@@ -459,6 +459,8 @@ class SplitLabel(_LabelCommand):
         self.new_ids = None if new_ids is None else _ids(new_ids)
         self.atom_id = atom
         self.n_voxels = 0
+        #: The object's bounding box (level-0 voxel regions), once computed.
+        self.box: Region | None = None
 
     @property
     def description(self) -> str:
@@ -487,6 +489,7 @@ class SplitLabel(_LabelCommand):
                 )
         box = _bbox_of(img, oid)
         assert box is not None  # the seeds are inside the object
+        self.box = box
         start = np.array([b.start for b in box])
         data = img.read(box)
         obj = data == oid

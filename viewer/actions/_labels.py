@@ -74,7 +74,9 @@ class LabelBrush:
     split_id : int or None
         The object being split; ``seeds`` its seeds (level-0 voxels z, y, x).
     preview : LabelAtom or None
-        The split the seeds make, computed but not applied (:meth:`parts`).
+        The split the seeds make, computed but not applied: the voxels that change (the
+        parts after the first); ``preview_ids`` the ids of the parts in seed order,
+        ``preview_box`` the object's bounding box (level-0 voxels).
     """
 
     value: int = 1
@@ -85,12 +87,14 @@ class LabelBrush:
     seeds: list[Voxel] = field(default_factory=list)
     preview: LabelAtom | None = None
     preview_ids: list[int] = field(default_factory=list)
+    preview_box: tuple[slice, ...] | None = None
 
     def clear_split(self) -> None:
         self.split_layer = self.split_id = None
         self.seeds = []
         self.preview = None
         self.preview_ids = []
+        self.preview_box = None
 
 
 class LabelEditing:
@@ -402,6 +406,7 @@ def _split_seed(ctx: ActionContext, pick: Pick) -> list[int]:
         cmd = SplitLabel(layer, value, b.seeds)
         b.preview = cmd.preview(img)
         b.preview_ids = cmd.result_ids
+        b.preview_box = cmd.box
         ctx.notify(
             f"split preview of {value}: {len(b.seeds)} parts; accept with Ctrl+Return, "
             "Escape cancels"

@@ -310,45 +310,46 @@ class QtLabelTools(QtCore.QObject):
         self._draw_preview()
 
     def _draw_preview(self) -> None:
-        """The split preview's parts on each slice through the crosshair (level 0)."""
+        """The split preview's parts (a colour each, in seed order) on each slice through
+        the crosshair, at level 0, before anything is written."""
         b = self.session.label_brush
-        atom = b.preview
+        atom, box = b.preview, b.preview_box
         lay = self.session.scene.layers.get(b.split_layer) if b.split_layer else None
         for plane, item in self.previews.items():
-            if atom is None or not isinstance(lay, Labels) or lay.data is None:
+            if atom is None or box is None or not isinstance(lay, Labels) or lay.data is None:
                 item.setVisible(False)
                 continue
-            view = self.window.slices[plane]
-            r, c, f = slice_axes(view.plane)
+            r, c, f = slice_axes(self.window.slices[plane].plane)
             lev = lay.data.levels[0]
             scale = np.asarray(lev.scale_um, np.float64)
             org = np.asarray(lev.translation[-3:], np.float64)
             k = int(round((self.session.cursor[f] - org[f]) / scale[f]))
-            pts = []
-            vals = []
+            if not box[f].start <= k < box[f].stop:
+                item.setVisible(False)
+                continue
+            region = list(box)
+            region[f] = slice(k, k + 1)
+            data = np.asarray(self.session.label_image(lay.name).read(tuple(region)))
+            part = (data == b.split_id).astype(np.int64)  # 1: the first seed's part
+            lo = np.array([s.start for s in region])
             for piece in atom.pieces:
                 idx = np.argwhere(piece.mask) + np.asarray(piece.offset)
                 on = idx[:, f] == k
-                pts.append(idx[on])
-                vals.append(piece.new[on])
-            allp = np.concatenate(pts) if pts else np.zeros((0, 3), int)
-            if not len(allp):
-                item.setVisible(False)
-                continue
-            allv = np.concatenate(vals)
-            lo = allp.min(axis=0)
-            hi = allp.max(axis=0) + 1
-            rgba = np.zeros((hi[r] - lo[r], hi[c] - lo[c], 4), np.uint8)
-            part = np.searchsorted(np.asarray(b.preview_ids), allv)
-            part = np.clip(part, 0, len(PREVIEW_COLORS) - 1)
-            rgba[allp[:, r] - lo[r], allp[:, c] - lo[c]] = PREVIEW_COLORS[part]
+                local = idx[on] - lo
+                part[tuple(local.T)] = np.searchsorted(b.preview_ids, piece.new[on]) + 1
+            flat = np.take(part, 0, axis=f)
+            if r > c:
+                flat = flat.T
+            rgba = np.zeros((*flat.shape, 4), np.uint8)
+            on2 = flat > 0
+            rgba[on2] = PREVIEW_COLORS[(flat[on2] - 1) % len(PREVIEW_COLORS)]
             item.setImage(rgba, autoLevels=False)
             item.setRect(
                 QtCore.QRectF(
-                    org[c] + (lo[c] - 0.5) * scale[c],
-                    org[r] + (lo[r] - 0.5) * scale[r],
-                    (hi[c] - lo[c]) * scale[c],
-                    (hi[r] - lo[r]) * scale[r],
+                    org[c] + (box[c].start - 0.5) * scale[c],
+                    org[r] + (box[r].start - 0.5) * scale[r],
+                    (box[c].stop - box[c].start) * scale[c],
+                    (box[r].stop - box[r].start) * scale[r],
                 )
             )
             item.setVisible(True)

@@ -165,7 +165,16 @@ def test_split_by_two_seed_clicks_with_a_preview(qtbot: Any, labels_viewer: Any)
     assert win.session.label_brush.seeds == [a]
     pause(qtbot)
     click(qtbot, win, "xz", w(b))
-    assert win.label_tools.previews["xz"].isVisible()  # the parts, before anything is written
+    prev = win.label_tools.previews["xz"]
+    assert prev.isVisible()  # the parts, before anything is written
+    # the XZ preview (rows z, columns x, from the object's box z 5.., x 5..): each seed
+    # lies in its own part's colour, and the two parts cover the object's voxels there
+    from viewer.qt._labeltools import PREVIEW_COLORS
+
+    img = prev.image
+    np.testing.assert_array_equal(img[a[0] - 5, a[2] - 5], PREVIEW_COLORS[0])
+    np.testing.assert_array_equal(img[b[0] - 5, b[2] - 5], PREVIEW_COLORS[1])
+    np.testing.assert_array_equal(img[..., 3] > 0, lab[5:20, y, 5:40] == 1)
     np.testing.assert_array_equal(copy_level0(win), lab)
     key(qtbot, win, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     got = copy_level0(win)
