@@ -261,6 +261,11 @@ class XrApp:
             pr = self.project
             editing = LabelEditing(self.scene, pr.edit_labels, pr.workspace.labels)
             tools["labels"] = LabelTool(editing, labels[0].name)
+        elif self.opts.tool == "labels":
+            raise ParameterError(
+                "the labels tool edits a label image in a project: give --labels NAME and "
+                "--project DIR"
+            )
         tools["grab"].name = "grab"
         return tools
 

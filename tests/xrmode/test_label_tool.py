@@ -131,3 +131,18 @@ def test_paint_mode_stamps_balls_while_the_trigger_is_held(rig: Rig) -> None:
     assert [s.name for s in rig.project.history.undo_steps] == ["paint stroke"]
     rig.ctx.undo()
     np.testing.assert_array_equal(rig.level0(), lab)
+
+
+def test_the_labels_tool_without_a_project_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vrscope.cli import main
+
+    monkeypatch.setenv("XR_RUNTIME_JSON", str(tmp_path / "missing_runtime.json"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_DIRS", str(tmp_path))
+    store = make_store(tmp_path / "img.zarr", blobs())
+    rc = main(["xr", str(store), "--labels", "cells", "--tool", "labels"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "--project" in err

@@ -167,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
             "--join takes the tracks and annotations from the session; "
             "leave out --project and --tracks"
         )
+    if args.tool == "labels" and not args.project:
+        raise ParameterError("the labels tool edits label images in a project: give --project DIR")
     if args.join:
         require_extra("websockets", "collab")
     require_extra("xr", "xr")
