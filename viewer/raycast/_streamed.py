@@ -132,6 +132,15 @@ class StreamedVolume:
         pad_lo = [int(s.start > 0) for s in pb.region]
         return pad_to_slot(pb.array, pad_lo, self.atlas.brick_edge)
 
+    def rewrite(self, keys: npt.ArrayLike) -> None:
+        """The voxels of bricks ``keys`` changed (a label edit, the streamer re-read them):
+        rewrite them and their neighbours' borders in their atlas slots at the next
+        updates (the old texels are drawn until then)."""
+        k = np.asarray(keys, dtype=np.int64).reshape(-1)
+        if len(k):
+            self._stale.update(k.tolist())
+            self._stale.update(self._neighbours(k).tolist())
+
     def update(
         self, frame: StreamFrame, skip_for: TransferFunction | LabelStyle | None = None
     ) -> U32:
