@@ -43,6 +43,7 @@ from .tools import (
     ClipTool,
     CountTool,
     LabelProbe,
+    LabelTool,
     LaserPointer,
     MeasureTool,
     MenuAction,
@@ -57,7 +58,7 @@ __all__ = ["TOOLS", "XrApp", "XrOptions", "run_xr"]
 
 log = logging.getLogger(__name__)
 
-TOOLS = ("grab", "measure", "count", "track", "classify", "clip", "laser")
+TOOLS = ("grab", "measure", "count", "track", "classify", "labels", "clip", "laser")
 
 
 SNAPSHOT_WAIT_S = 60.0  # longest wait for streamed bricks before a snapshot
@@ -254,6 +255,17 @@ class XrApp:
             "clip": ClipTool(),
             "laser": LaserPointer(),
         }
+        if labels and self.project is not None:
+            from viewer.actions import LabelEditing
+
+            pr = self.project
+            editing = LabelEditing(self.scene, pr.edit_labels, pr.workspace.labels)
+            tools["labels"] = LabelTool(editing, labels[0].name)
+        elif self.opts.tool == "labels":
+            raise ParameterError(
+                "the labels tool edits a label image in a project: give --labels NAME and "
+                "--project DIR"
+            )
         tools["grab"].name = "grab"
         return tools
 

@@ -33,6 +33,7 @@ __all__ = [
     "EditableLabels",
     "FillLabel",
     "LabelAtom",
+    "LabelChange",
     "LabelPiece",
     "MergeLabels",
     "PaintBall",
@@ -95,6 +96,29 @@ class LabelAtom:
     ) -> LabelAtom:
         """Cut a box change (``old``/``new`` box-shaped, ``mask`` where it applies) by chunk."""
         return cls(tuple(_pieces(offset, mask & (old != new), old, new, chunks)))
+
+
+@dataclass(frozen=True)
+class LabelChange:
+    """What one write of an atom changed (the payload of a label image's ``changed`` event).
+
+    Attributes
+    ----------
+    name : str
+        The label image.
+    ids : frozenset of int
+        Every id whose voxels changed (old and new values, background 0 left out).
+    boxes : tuple (one per level) of tuples of regions
+        The chunk regions rewritten at each level (level 0 first), as slices of that
+        level's (z, y, x) array: a view re-reads only these.
+    forward : bool
+        The atom's new values were written (apply, redo); False: its old ones (undo).
+    """
+
+    name: str
+    ids: frozenset[int]
+    boxes: tuple[tuple[Region, ...], ...]
+    forward: bool = True
 
 
 def _pieces(
@@ -263,6 +287,11 @@ class _LabelCommand(Command):
         else:
             img.set(self.atom_id, True)
 
+    def preview(self, target: Any) -> LabelAtom:
+        """The change the command would make, computed (and validated) without writing
+        anything (a split's parts shown before the user accepts them)."""
+        return self._compute(labels_of(target, self.labels))
+
     def revert(self, target: Any) -> None:
         if self.atom_id is None:
             raise LabelEditError(f"{self.kind} was never applied")
@@ -430,6 +459,8 @@ class SplitLabel(_LabelCommand):
         self.new_ids = None if new_ids is None else _ids(new_ids)
         self.atom_id = atom
         self.n_voxels = 0
+        #: The object's bounding box (level-0 voxel regions), once computed.
+        self.box: Region | None = None
 
     @property
     def description(self) -> str:
@@ -458,6 +489,7 @@ class SplitLabel(_LabelCommand):
                 )
         box = _bbox_of(img, oid)
         assert box is not None  # the seeds are inside the object
+        self.box = box
         start = np.array([b.start for b in box])
         data = img.read(box)
         obj = data == oid
@@ -495,14 +527,22 @@ class SplitLabel(_LabelCommand):
 
 
 def ball_mask(
-    center: Sequence[int], radius_um: float, scale_um: Sequence[float], shape: Sequence[int]
+    center: Sequence[int],
+    radius_um: float,
+    scale_um: Sequence[float],
+    shape: Sequence[int],
+    flat_axis: int | None = None,
 ) -> tuple[tuple[int, int, int], npt.NDArray[np.bool_]]:
     """The voxels whose centres lie within ``radius_um`` of ``center``'s centre, clipped
-    to ``shape``: the box's offset and the mask."""
+    to ``shape``: the box's offset and the mask.
+
+    ``flat_axis``: a disc instead of a ball, one voxel thick across that axis (the
+    plane of a slice view: 0 XY, 1 XZ, 2 YZ).
+    """
     lo = []
     hi = []
-    for c, s, n in zip(center, scale_um, shape, strict=True):
-        r = int(math.floor(radius_um / s))
+    for ax, (c, s, n) in enumerate(zip(center, scale_um, shape, strict=True)):
+        r = 0 if ax == flat_axis else int(math.floor(radius_um / s))
         lo.append(max(0, int(c) - r))
         hi.append(min(int(n), int(c) + r + 1))
     grids = np.ogrid[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
@@ -516,6 +556,8 @@ class PaintBall(_LabelCommand):
 
     ``preserve``: never overwrite voxels that hold another object (only background and
     ``value`` itself are painted; erasing removes only ``erase_id`` when given).
+    ``axis``: a 2D disc in the plane across that axis (a slice view's brush) instead of
+    a ball.
     """
 
     kind = "labels.paint"
@@ -529,9 +571,11 @@ class PaintBall(_LabelCommand):
         preserve: bool = False,
         erase_id: int | None = None,
         atom: str | None = None,
+        axis: int | None = None,
     ) -> None:
         self.labels = str(labels)
         self.center = [int(v) for v in center]
+        self.axis = None if axis is None else int(axis)
         self.radius_um = float(radius_um)
         self.value = int(value)
         self.preserve = bool(preserve)
@@ -550,7 +594,9 @@ class PaintBall(_LabelCommand):
             raise LabelEditError(
                 f"brush radius must be a positive number of µm, got {self.radius_um}"
             )
-        offset, mask = ball_mask(c, self.radius_um, img.scale_um, img.shape)
+        if self.axis is not None and self.axis not in (0, 1, 2):
+            raise LabelEditError(f"disc axis must be 0, 1 or 2 (z, y, x), got {self.axis}")
+        offset, mask = ball_mask(c, self.radius_um, img.scale_um, img.shape, self.axis)
         region = tuple(slice(o, o + s) for o, s in zip(offset, mask.shape, strict=True))
         old = img.read(region)
         if value != 0 and self.preserve:
@@ -568,6 +614,7 @@ class PaintBall(_LabelCommand):
             "value": self.value,
             "preserve": self.preserve,
             "erase_id": self.erase_id,
+            **({"axis": self.axis} if self.axis is not None else {}),
         }
 
     @classmethod
@@ -580,6 +627,7 @@ class PaintBall(_LabelCommand):
             bool(data.get("preserve", False)),
             data.get("erase_id"),
             data.get("atom"),
+            data.get("axis"),
         )
 
 

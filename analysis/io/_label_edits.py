@@ -38,9 +38,10 @@ import numpy as np
 import numpy.typing as npt
 import zarr
 import zarr.storage
+from psygnal import Signal
 from zarr.core.sync import sync as zarr_sync
 
-from analysis.edits import LabelAtom, LabelPiece
+from analysis.edits import LabelAtom, LabelChange, LabelPiece
 from analysis.errors import FormatError, LabelEditError, ParameterError
 from analysis.io._format import format_for
 from analysis.io._outputs import check_output, replacing
@@ -175,7 +176,16 @@ class LabelEditStore:
     ----------
     replaying : bool
         While True, :meth:`set` only records which atoms are applied (journal replay).
+
+    Events
+    ------
+    changed(LabelChange)
+        After an atom was written (apply, undo, redo, recovery): the ids whose voxels
+        changed and the chunk regions rewritten at every level. Emitted on the thread
+        that wrote, before the history journals the command (views only mark dirty).
     """
+
+    changed = Signal(object)
 
     def __init__(self, root: str | os.PathLike[str], name: str, fsync: bool = True) -> None:
         self.root = Path(root)
@@ -321,10 +331,22 @@ class LabelEditStore:
         if atom is None:
             atom = self.load(atom_id)
         write_json_atomic(self.intent_path, {"atom": atom_id, "forward": forward})
-        self._write(atom, forward)
+        boxes = self._write(atom, forward)
         self._applied[atom_id] = forward
         if forward and self._max_id is not None and atom.pieces:
             self._max_id = max(self._max_id, max(int(p.new.max()) for p in atom.pieces))
+        self._announce(atom, forward, boxes)
+
+    def _announce(
+        self, atom: LabelAtom, forward: bool, boxes: list[list[tuple[slice, ...]]]
+    ) -> None:
+        if not atom.pieces:
+            return
+        ids = {int(v) for p in atom.pieces for v in np.unique(np.concatenate([p.old, p.new]))}
+        ids.discard(0)
+        self.changed.emit(
+            LabelChange(self.name, frozenset(ids), tuple(tuple(b) for b in boxes), forward)
+        )
 
     def recover(self) -> None:
         """After a journal replay: make the last atom written agree with the journal."""
@@ -337,7 +359,8 @@ class LabelEditStore:
             return
         state = self._applied.get(atom_id, False)
         log.info("label image %s: rewriting edit %s as %s", self.name, atom_id, state)
-        self._write(self.load(atom_id), state)
+        atom = self.load(atom_id)
+        self._announce(atom, state, self._write(atom, state))
 
     def discard_unjournaled(self, journal_text: bytes, aside_suffix: str) -> int:
         """After a journal repair: revert every edit whose atom the replayed journal does
@@ -376,8 +399,9 @@ class LabelEditStore:
         return len(stray)
 
     # -- writing -------------------------------------------------------------------
-    def _write(self, atom: LabelAtom, forward: bool) -> None:
-        """Write the atom's values into level 0 and the samples it changes of every level."""
+    def _write(self, atom: LabelAtom, forward: bool) -> list[list[tuple[slice, ...]]]:
+        """Write the atom's values into level 0 and the samples it changes of every level;
+        the chunk regions written, per level."""
         updates: list[list[_Update]] = [[] for _ in self._arrays]
         for piece in atom.pieces:
             full = np.zeros(piece.mask.shape, dtype=self.dtype)
@@ -394,11 +418,9 @@ class LabelEditStore:
                 if not sub_mask.any():
                     break  # coarser samples are a subset of these
                 updates[k].append(((first[0], first[1], first[2]), sub_mask, full[pos]))
-        for k, ups in enumerate(updates):
-            if ups:
-                self._write_level(k, ups)
+        return [self._write_level(k, ups) if ups else [] for k, ups in enumerate(updates)]
 
-    def _write_level(self, k: int, ups: list[_Update]) -> None:
+    def _write_level(self, k: int, ups: list[_Update]) -> list[tuple[slice, ...]]:
         """Apply updates to level ``k``, reading and writing each chunk they fall in once
         (and no other chunk); a batch of chunks goes through zarr concurrently."""
         arr = self._arrays[k]
@@ -407,6 +429,7 @@ class LabelEditStore:
         for u in ups:
             by_chunk.setdefault(tuple(j // c for j, c in zip(u[0], ck, strict=True)), []).append(u)
         items = list(by_chunk.items())
+        written: list[tuple[slice, ...]] = []
         for b in range(0, len(items), _BATCH_CHUNKS):
             batch = items[b : b + _BATCH_CHUNKS]
             regions = [self._chunk_region(k, c) for c, _ in batch]
@@ -419,6 +442,8 @@ class LabelEditStore:
                     )
                     np.copyto(data[local], vals, where=mask)
             _gather_write(arr, regions, datas)
+            written.extend(regions)
+        return written
 
     def _chunk_region(
         self, k: int, coords: tuple[int, ...], stop: tuple[int, ...] | None = None

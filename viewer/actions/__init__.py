@@ -15,6 +15,9 @@ ends, pick tolerances in world units) live once, in :mod:`viewer.actions._select
 
 This package imports no Qt, VTK or OpenXR (an import-linter contract keeps it so).
 
+Label edits (:mod:`viewer.actions._labels`: ``labels.*``) need two more members of a
+context, ``label_image(layer)`` and ``label_brush`` (a :class:`LabelBrush`).
+
 Extending: write ``fn(ctx, pick)`` that builds commands and applies them with
 ``ctx.execute``, register it with ``@ACTIONS.action("group.verb", title, description,
 shortcut=..., headset=..., enabled=...)`` in ``_actions.py``; the desktop's menu
@@ -32,6 +35,7 @@ from ._actions import (
     show_point,
 )
 from ._context import MEASURE_POINTS, ActionContext, Measuring
+from ._labels import LabelBrush, LabelEditing, label_voxel, labels_layer_name, selected_labels
 from ._registry import ACTIONS, Action, ActionRegistry, run
 from ._select import (
     SCENE_TOLERANCE_FRACTION,
@@ -60,10 +64,14 @@ __all__ = [
     "Action",
     "ActionContext",
     "ActionRegistry",
+    "LabelBrush",
+    "LabelEditing",
     "Measuring",
     "Pick",
     "current_time",
     "is_timelapse",
+    "label_voxel",
+    "labels_layer_name",
     "merge_ends",
     "nearest_node_to_ray",
     "nearest_on_screen",
@@ -73,6 +81,7 @@ __all__ = [
     "run",
     "screen_tolerance_um",
     "select_node",
+    "selected_labels",
     "selected_nodes",
     "set_time",
     "show_point",

@@ -63,6 +63,9 @@ class Pick:
     tolerance_um : float, default: inf
         How far from ``point_um`` what it picks may lie (µm; see
         :func:`screen_tolerance_um`, :func:`stage_tolerance_um`).
+    axis : int or None
+        The axis of the slice the point was picked on (0: XY, 1: XZ, 2: YZ); label
+        brushes and fills then work in that plane. None: in 3D (the headset, the 3D view).
     """
 
     node: int | None = None
@@ -71,6 +74,7 @@ class Pick:
     label: int | None = None
     add: bool = False
     tolerance_um: float = float("inf")
+    axis: int | None = None
 
 
 def screen_tolerance_um(pixel_size_um: float) -> float:

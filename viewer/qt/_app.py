@@ -12,9 +12,10 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from viewer.actions import ACTIONS, SCENE_TOLERANCE_FRACTION, screen_tolerance_um
+from viewer.actions import ACTIONS, SCENE_TOLERANCE_FRACTION, Pick, screen_tolerance_um
 from viewer.scene import Labels, Tracks, track_data_from_graph
 
+from ._labeltools import QtLabelTools
 from ._panels import (
     AnnotationPanel,
     ClippingPanel,
@@ -190,6 +191,8 @@ class QtViewer(QtWidgets.QMainWindow):
         self.render_view.stream_stats.connect(self._on_stream_stats)
         self.features.train.clicked.connect(lambda: self.run_classifier())
         s.scene.layers.events.inserted.connect(self._on_layer_inserted)
+        #: Label editing tools (menu "Labels": select, merge, split, paint, erase, fill).
+        self.label_tools = QtLabelTools(self)
         self._on_mode(s.mode)
         self._restore()
 
@@ -354,14 +357,14 @@ class QtViewer(QtWidgets.QMainWindow):
             elif not ctrl:
                 s.select_node(None)
             s.set_cursor(zyx)
-            self._select_label_at(zyx, view)
+            self._select_label_at(zyx, view, add=ctrl)
         elif s.mode == "count" and modifiers & QtCore.Qt.KeyboardModifier.ShiftModifier:
             s.remove_marker_near(zyx, tol_um)
         else:
             s.add_point(zyx)
 
     def _select_label_at(
-        self, zyx: tuple[float, float, float], view: QtSliceView | None = None
+        self, zyx: tuple[float, float, float], view: QtSliceView | None = None, add: bool = False
     ) -> None:
         """Select the object under ``zyx``: from a slice on screen, else read on a worker."""
         s = self.session
@@ -370,7 +373,7 @@ class QtViewer(QtWidgets.QMainWindow):
         for v in views:
             got = v.label_at(zyx)
             if got is not None:
-                self._select_label(*got)
+                self._select_label(*got, add=add)
                 return
         layers = [lay for lay in s.labels_layers if lay.visible and lay.data is not None]
         if not layers:
@@ -386,12 +389,13 @@ class QtViewer(QtWidgets.QMainWindow):
 
         def found(got: tuple[str, int] | None) -> None:
             if got is not None:
-                self._select_label(*got)
+                self._select_label(*got, add=add)
 
         self.slice_loader.call("probe", probe, found)
 
-    def _select_label(self, layer: str, label: int) -> None:
-        self.session.select_labels(layer, [label])
+    def _select_label(self, layer: str, label: int, add: bool = False) -> None:
+        # labels.select: Ctrl+click adds the object to the selection (to merge them).
+        self.session.run("labels.select", Pick(layer=layer, label=label, add=add))
         self.layers_panel.select(layer)
 
     def _on_3d_click(self, x: float, y: float, modifiers: Any) -> None:
@@ -717,6 +721,7 @@ class QtViewer(QtWidgets.QMainWindow):
         if not self._may_close():
             event.ignore()
             return
+        self.label_tools.close()
         self.jobs.cancel_all()
         self.slice_loader.close()
         self.render_view.close_renderer()

@@ -29,6 +29,7 @@ from analysis.project import Project, Workspace
 from analysis.tracks import TrackGraph
 from viewer.actions import (
     MEASURE_POINTS,
+    LabelEditing,
     Measuring,
     Pick,
     is_timelapse,
@@ -132,6 +133,13 @@ class ProofreadingSession:
         self.kept_by: str | None = None
         self.history.changed.connect(self._on_history)
         self.refresh_layers()
+        #: Label editing: working copies, the brush, change events (``labels.*`` actions).
+        self.label_edits = LabelEditing(
+            scene,
+            self._edit_labels,
+            project.workspace.labels if project is not None else None,
+            lock=lambda: self.scene_lock,
+        )
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -321,6 +329,24 @@ class ProofreadingSession:
     def reset_view(self) -> None:
         self.scene.reset_camera()
         self.scene.camera.orbit(azimuth=30, elevation=20)
+
+    def _edit_labels(self, name: str) -> Any:
+        if self.project is None:
+            raise InvalidEditError(
+                "label edits are kept in a project: save one first (File > Save project as…)"
+            )
+        return self.project.edit_labels(name)
+
+    @property
+    def label_brush(self) -> Any:
+        return self.label_edits.brush
+
+    def label_image(self, name: str) -> Any:
+        """The editable label image of labels layer ``name`` (the project's working copy)."""
+        return self.label_edits.image(name)
+
+    def label_brush_changed(self) -> None:
+        self.label_edits.brush_changed.emit()
 
     def run(self, action: str, pick: Pick | None = None) -> Any:
         """Run the registered action ``action`` (``viewer.actions``) on this session."""
@@ -541,6 +567,7 @@ class ProofreadingSession:
             return
         self._closed = True
         self.history.changed.disconnect(self._on_history)
+        self.label_edits.close()
         self.layers.close()
         if self.project is not None:
             self.project.close()

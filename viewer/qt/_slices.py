@@ -928,6 +928,31 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         item.setVisible(lay.visible)
         item.setOpacity(lay.opacity)
 
+    def reload(self, layer: str, boxes: Sequence[Sequence[tuple[slice, ...]]]) -> None:
+        """Read ``layer``'s slices again where they meet ``boxes`` (per level, (z, y, x)
+        regions whose voxels changed: a label edit). The old slice shows until the new
+        one lands."""
+        for which in ("base", "detail"):
+            res = self._results.get((layer, which))
+            if res is None:
+                continue
+            rq = res.request
+            r, c, f = slice_axes(self.plane)
+            mine = [(0, 0)] * 3
+            mine[r], mine[c], mine[f] = rq.rows, rq.cols, (rq.k, rq.k + 1)
+            level_boxes = boxes[rq.level] if rq.level < len(boxes) else ()
+            if any(
+                all(b[a].start < mine[a][1] and mine[a][0] < b[a].stop for a in range(3))
+                for b in level_boxes
+            ):
+                # A read of this slice still in flight may predate the edit: ask anew (a
+                # newer request supersedes it, see SliceLoader.wanted).
+                self._shown.pop((layer, which), None)
+                self._asked.pop((layer, which), None)
+                self._need_slices = True
+        if self._need_slices:
+            self._timer.start(0)
+
     def shown(self, layer: str, which: str = "base") -> SliceResult | None:
         """What the view shows of ``layer`` (``which``: "base" or "detail"), if anything."""
         res = self._results.get((layer, which))

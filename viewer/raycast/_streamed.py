@@ -346,6 +346,15 @@ class StreamedVolume:
         self._todo = tree.todo
         return True
 
+    def rewrite(self, keys: npt.ArrayLike) -> None:
+        """The voxels of bricks ``keys`` changed (a label edit, the streamer re-read them):
+        rewrite them and their neighbours' borders in their atlas slots at the next
+        updates (the old texels are drawn until then)."""
+        k = np.asarray(keys, dtype=np.int64).reshape(-1)
+        if len(k):
+            self._stale.update(k.tolist())
+            self._stale.update(self._neighbours(k).tolist())
+
     # -- the frame -----------------------------------------------------------------------
     def update(
         self,

@@ -358,12 +358,41 @@ class VtkRaycastLabels(_OnePass, VtkLayer):
         self._selected: tuple[int, ...] = ()
         self._style: LabelStyle | None = None
         self._voxel_um = float(np.min(streamer.grid.scale[0]))
+        #: Regions of label edits not applied yet (per edit: per level, (z, y, x) regions).
+        self._edits: list[Any] = []
+        layer.labels_regions.connect(self._on_labels_regions)
 
     # -- streaming --------------------------------------------------------------------
+    def _on_labels_regions(self, regions: Any) -> None:
+        self._edits.append(regions)
+        self.dirty = True
+
+    def _apply_edits(self) -> None:
+        """Re-read the resident bricks the edits touched (frame thread); their atlas slots
+        and neighbours' borders are rewritten, the new ids join the colour table."""
+        edits, self._edits = self._edits, []
+        keys: list[int] = []
+        for regions in edits:
+            for level, boxes in enumerate(regions):
+                if level >= self.streamer.grid.n_levels:
+                    break
+                for box in boxes:
+                    keys += self.streamer.reload(level, box)
+        if not keys:
+            return
+        if self.volume is not None:
+            self.volume.rewrite(keys)
+        self._add_ids([self.streamer.brick_ids(k) for k in keys])
+        self._drawn_with = None
+
     def _collect(self, frame: StreamFrame) -> None:
+        if self._edits:
+            self._apply_edits()
         if not len(frame.arrived):
             return
-        got = [self.streamer.brick_ids(int(k)) for k in frame.arrived.tolist()]
+        self._add_ids([self.streamer.brick_ids(int(k)) for k in frame.arrived.tolist()])
+
+    def _add_ids(self, got: list[npt.NDArray[Any]]) -> None:
         new = np.setdiff1d(np.concatenate(got).astype(np.int64), self.ids)
         new = new[new != 0]
         if len(new):
@@ -439,6 +468,7 @@ class VtkRaycastLabels(_OnePass, VtkLayer):
         return None
 
     def close(self) -> None:
+        self.layer.labels_regions.disconnect(self._on_labels_regions)
         self._retire()
         super().close()
 

@@ -44,8 +44,9 @@ Not carried over from :class:`VtkLabels`: Taubin smoothing (it would move the
 shared border vertices differently in each brick and open cracks) and
 decimation to ``triangle_budget`` (the level of detail bounds the triangles
 instead); meshes of different levels meet with small cracks at level
-transitions (no skirts or stitching); label edits (``labels_update``) are not
-re-meshed because the streamer's bricks are not reloaded. Colours (id, feature,
+transitions (no skirts or stitching). A label edit (``labels_regions``) re-reads the
+resident bricks it touched (and their neighbours within a voxel) on the frame thread
+and re-meshes only those; their old meshes are drawn until the new ones land. Colours (id, feature,
 fixed), opacity, hidden ids, the selection outline and picking (the ``label``
 cell array) work as in :class:`VtkLabels`; :meth:`VtkStreamedSurfaces.export`
 writes the meshes drawn now (mixed levels).
@@ -357,6 +358,10 @@ class VtkStreamedSurfaces(VtkLabels):
         self._mesh_keys = np.zeros(0, np.int64)  # sorted keys of _meshes
         self._mesh_bytes = 0
         self._stale: set[int] = set()
+        #: Regions of label edits not applied yet (per edit: per level, (z, y, x) regions).
+        self._edits: list[Any] = []
+        #: Bricks whose voxels changed while they were being meshed: meshed again.
+        self._remesh: set[int] = set()
         self._unshown: list[I64] = []
         self._cache_version = -1
         self._actors: dict[DrawItem, tuple[Any, BrickSurface, I64 | None]] = {}
@@ -374,6 +379,7 @@ class VtkStreamedSurfaces(VtkLabels):
         self._extent_lo = g.translation[0]
         self._extent_hi = g.translation[0] + (g.shape[0] - 1) * g.scale[0]
         self.props = [self.outline_actor]
+        layer.labels_regions.connect(self._on_labels_regions)
 
     # -- VtkLabels surface that does not apply ---------------------------------------------
     @property
@@ -382,9 +388,28 @@ class VtkStreamedSurfaces(VtkLabels):
         return len(self._jobs)
 
     def _on_labels_update(self, ids: list[int]) -> None:
-        # The streamer's bricks are not reloaded after an edit, so there is nothing new
-        # to mesh; see the module notes.
-        log.debug("labels %s: edits of a streamed surface layer are not re-meshed", self.layer.name)
+        # Where the voxels changed comes with labels_regions (the bricks to re-read).
+        self.dirty = True
+
+    def _on_labels_regions(self, regions: Any) -> None:
+        self._edits.append(regions)
+        self.dirty = True
+
+    def _apply_edits(self) -> None:
+        """Re-read the bricks the edits touched (a voxel more: neighbours' borders) and
+        mark their meshes stale; the old meshes stay drawn until the new ones land."""
+        edits, self._edits = self._edits, []
+        for regions in edits:
+            for level, boxes in enumerate(regions):
+                if level >= len(self._level_shape):
+                    break
+                for box in boxes:
+                    grown = tuple(slice(s.start - 1, s.stop + 1) for s in box)
+                    for k in self.streamer.reload(level, grown):
+                        if k in self._jobs:
+                            self._remesh.add(k)
+                        if k in self._meshes:
+                            self._stale.add(k)
 
     # -- mesh threads --------------------------------------------------------------------------
     def _job(self, pb: PaddedBrick) -> None:
@@ -433,6 +458,8 @@ class VtkStreamedSurfaces(VtkLabels):
     def _step(self, frame: StreamFrame, draw: bool) -> None:
         st = self.streamer
         self.frame = frame
+        if self._edits:
+            self._apply_edits()
         changed = self._drain(frame)
         if st.cache.version != self._cache_version:
             changed |= self._drop_evicted()
@@ -466,7 +493,8 @@ class VtkStreamedSurfaces(VtkLabels):
             # A neighbour that arrived while this was meshing leaves it stale.
             nbrs = {int(k) for k in self.streamer.neighbour_keys(key) if k >= 0}
             missing = {k for k in nbrs - res.neighbours if self.streamer.cache.peek(k) is not None}
-            if missing:
+            if missing or key in self._remesh:
+                self._remesh.discard(key)
                 self._stale.add(key)
             else:
                 self._stale.discard(key)
@@ -767,6 +795,7 @@ class VtkStreamedSurfaces(VtkLabels):
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
+        self.layer.labels_regions.disconnect(self._on_labels_regions)
         self.close_pool()
         self._actors.clear()
         self._meshes.clear()

@@ -170,6 +170,9 @@ class Labels(Layer):
     """
 
     labels_update: ClassVar[Signal] = Signal(object)
+    #: Where the voxels of an edit changed: per level, the (z, y, x) regions rewritten
+    #: (streamed views re-read only those; see :meth:`notify_edited`).
+    labels_regions: ClassVar[Signal] = Signal(object)
 
     kind: Literal["labels"] = "labels"
     mode: Literal["surface", "volume"] = "surface"
@@ -218,9 +221,15 @@ class Labels(Layer):
         self._features[name] = {int(k): float(v) for k, v in values.items()}
         self.data_changed.emit(self)
 
-    def notify_edited(self, ids: Sequence[int]) -> None:
-        """Say that the voxels of objects ``ids`` changed (emits ``labels_update``)."""
+    def notify_edited(
+        self, ids: Sequence[int], regions: Sequence[Sequence[tuple[slice, ...]]] | None = None
+    ) -> None:
+        """Say that the voxels of objects ``ids`` changed (emits ``labels_update``) and, when
+        known, where: ``regions[k]`` the (z, y, x) regions of level ``k`` rewritten (emits
+        ``labels_regions``; streamed views re-read only those)."""
         self.labels_update.emit([int(i) for i in ids])
+        if regions is not None:
+            self.labels_regions.emit(regions)
 
 
 @dataclass(frozen=True)

@@ -463,6 +463,24 @@ class VolumeStreamer:
                 raise ParameterError(f"unsupported axis {ax!r}")
         return level, tuple(reg + spatial)
 
+    def reload(self, level: int, region: tuple[slice, ...]) -> list[int]:
+        """Read again the resident bricks of ``level`` that meet ``region`` ((z, y, x)
+        voxels of that level), at the current time and channel: their voxels changed (a
+        label edit). Returns their keys. Call it on the frame thread (it owns the cache)."""
+        syx, sx, chunks, shape = self._py_levels[level]
+        base = self.key_base() + self._py_offsets[level]
+        ranges = [
+            range(max(s.start, 0) // ch, (min(s.stop, n) - 1) // ch + 1)
+            for s, ch, n in zip(region[-3:], chunks, shape, strict=True)
+        ]
+        keys = [
+            base + z * syx + y * sx + x for z in ranges[0] for y in ranges[1] for x in ranges[2]
+        ]
+        keys = [k for k in keys if k in self.cache]
+        for k in keys:
+            self.cache.put(k, self._load(k))
+        return keys
+
     def _load(self, key: int) -> npt.NDArray[np.generic]:
         level, reg = self.region(key)
         return self._brick(key, reg, self.source.read(level, reg))

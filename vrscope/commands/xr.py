@@ -71,7 +71,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--tool",
         default="measure",
-        choices=["grab", "measure", "count", "track", "classify", "clip", "laser"],
+        choices=["grab", "measure", "count", "track", "classify", "labels", "clip", "laser"],
         help="tool in hand at start (default: %(default)s)",
     )
     p.add_argument(
@@ -167,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
             "--join takes the tracks and annotations from the session; "
             "leave out --project and --tracks"
         )
+    if args.tool == "labels" and not args.project:
+        raise ParameterError("the labels tool edits label images in a project: give --project DIR")
     if args.join:
         require_extra("websockets", "collab")
     require_extra("xr", "xr")

@@ -11,7 +11,7 @@ transform, clipping planes, time) are made on the :class:`ToolContext`.
 Drawing is a :class:`Hud` of stage-space lines, points and text.
 
 Tools: :class:`GrabTool` (always on), :class:`MeasureTool`, :class:`CountTool`,
-:class:`TrackTool`, :class:`ClassifyTool`, :class:`ClipTool`,
+:class:`TrackTool`, :class:`ClassifyTool`, :class:`LabelTool`, :class:`ClipTool`,
 :class:`LaserPointer`; :class:`HandMenu` switches them and :class:`Toolbox`
 routes input. To add a tool: subclass :class:`Tool`, give it a ``name`` and add
 it to the tool dict the app builds (``xrmode._app``).
@@ -20,6 +20,7 @@ it to the tool dict the app builds (``xrmode._app``).
 from ._annotate import ClassifyTool, CountTool, LabelProbe, MeasureTool
 from ._base import Hud, Tool, ToolContext
 from ._grab import GrabTool
+from ._labels import LabelTool
 from ._toolbox import MenuAction, Toolbox
 from ._track import TRACK_MENU, TrackTool, nearest_node_to_ray, track_menu
 from ._view import ClipTool, HandMenu, LaserPointer
@@ -33,6 +34,7 @@ __all__ = [
     "HandMenu",
     "Hud",
     "LabelProbe",
+    "LabelTool",
     "LaserPointer",
     "MeasureTool",
     "MenuAction",

@@ -1,0 +1,49 @@
+"""A label edit redraws a streamed label volume from the bricks it touched, nothing else.
+
+Reference: the legend colours (``id_colors``) at each object's centre, projected
+independently of VTK, before and after the edit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from viewer.render import id_colors
+from viewer.scene import Labels, Scene
+
+from .conftest import project_independently
+from .test_single_pass_labels import SIZE, _labels, _open
+
+pytestmark = pytest.mark.render
+
+
+def test_an_edit_recolours_the_label_volume_without_reopening_it() -> None:
+    lab = _labels()
+    layer = Labels(lab, name="cells", mode="volume")
+    scene = Scene([layer])
+    scene.reset_camera()
+    cam = scene.camera
+    centres = np.array(ndimage.center_of_mass(lab > 0, lab, [1, 2]))
+    px = np.round(
+        project_independently(
+            cam.position, cam.focal_point, cam.view_up, cam.view_angle, SIZE, centres
+        )
+    ).astype(int)
+    r, ctl = _open(scene)
+    with r, ctl:
+        adapter = ctl.adapters["cells"]
+        img = r.screenshot().astype(int)
+        (c1, r1), (c2, r2) = px
+        np.testing.assert_allclose(img[r1, c1], id_colors([1])[0] * 255, atol=12)
+        # Object 1 becomes object 2, written in place (as a label edit writes its working
+        # copy), and the layer says where: only the bricks meeting that box are re-read.
+        lab[lab == 1] = 2
+        assert int(np.asarray(layer.data.read(0))[20, 12, 10]) == 2  # the source sees it
+        layer.notify_edited([1, 2], [[(slice(14, 27), slice(6, 19), slice(4, 17))]])
+        ctl.settle(60)
+        img = r.screenshot().astype(int)
+        assert ctl.adapters["cells"] is adapter  # the same streamer and atlas: not reopened
+        np.testing.assert_allclose(img[r1, c1], id_colors([2])[0] * 255, atol=12)
+        np.testing.assert_allclose(img[r2, c2], id_colors([2])[0] * 255, atol=12)
