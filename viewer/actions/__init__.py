@@ -23,6 +23,7 @@ and shortcut, and the docs' tables (:meth:`ActionRegistry.desktop_table`,
 the headset tool that should offer it.
 """
 
+from . import _file as _file  # registers the desktop's file actions
 from ._actions import (
     current_time,
     next_unreviewed_node,
@@ -32,6 +33,7 @@ from ._actions import (
     show_point,
 )
 from ._context import MEASURE_POINTS, ActionContext, Measuring
+from ._display import DISPLAY_FIELDS, RENDERING_MODES, image_layer, set_display
 from ._registry import ACTIONS, Action, ActionRegistry, run
 from ._select import (
     SCENE_TOLERANCE_FRACTION,
@@ -50,33 +52,47 @@ from ._select import (
     tracklet_end,
     tracklet_start,
 )
+from ._triage import (
+    TRIAGE_REASONS,
+    TriageRules,
+    next_suspicious_node,
+    suspicious_tracklets,
+)
 
 __all__ = [
     "ACTIONS",
+    "DISPLAY_FIELDS",
     "MEASURE_POINTS",
     "SCENE_TOLERANCE_FRACTION",
     "SCREEN_TOLERANCE_PX",
     "STAGE_TOLERANCE_M",
+    "TRIAGE_REASONS",
+    "TriageRules",
     "Action",
     "ActionContext",
     "ActionRegistry",
     "Measuring",
     "Pick",
+    "RENDERING_MODES",
     "current_time",
+    "image_layer",
     "is_timelapse",
     "merge_ends",
     "nearest_node_to_ray",
     "nearest_on_screen",
+    "next_suspicious_node",
     "next_unreviewed_node",
     "node_at_time",
     "node_near",
     "run",
     "screen_tolerance_um",
     "select_node",
+    "set_display",
     "selected_nodes",
     "set_time",
     "show_point",
     "stage_tolerance_um",
+    "suspicious_tracklets",
     "time_range",
     "tracklet_end",
     "tracklet_start",

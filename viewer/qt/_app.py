@@ -15,6 +15,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from viewer.actions import ACTIONS, SCENE_TOLERANCE_FRACTION, screen_tolerance_um
 from viewer.scene import Labels, Tracks, track_data_from_graph
 
+from ._filemenu import FileMenu, remember_project
 from ._panels import (
     AnnotationPanel,
     ClippingPanel,
@@ -52,6 +53,7 @@ MENU_OF_GROUP = {
     "tool": "Tools",
     "annotations": "Tools",
     "view": "View",
+    "image": "View",
 }
 MODES = ("navigate", "count", "distance", "angle", "path")
 
@@ -265,6 +267,9 @@ class QtViewer(QtWidgets.QMainWindow):
         mb = self.menuBar()
         f = mb.addMenu("&File")
         self._action("file.open", "Open project…", self._open_project_dialog, f)
+        #: Open store/URL, add labels/tracks, new and recent projects (issue 18.10).
+        self.file_menu = FileMenu(self, f)
+        f.addSeparator()
         self._action("file.save", ACTIONS["file.save"].title, self.save, f)
         self._action("file.save_as", "Save project as…", self._save_as_dialog, f)
         f.addSeparator()
@@ -313,6 +318,7 @@ class QtViewer(QtWidgets.QMainWindow):
         self._action("analysis.link", "Link tracks (time-lapse labels)", self.run_link, a)
         menus["View"] = v = mb.addMenu("&View")
         self._registered(menus, "view")
+        self._registered(menus, "image")
         for aid, n in (("view.next_slice", 1), ("view.previous_slice", -1)):
             self._action(
                 aid, ACTIONS[aid].title, lambda n=n: self.slices[self.active_slice].step(n), v
@@ -565,15 +571,28 @@ class QtViewer(QtWidgets.QMainWindow):
         # scene.json holds exactly the viewer.scene schema, so the XR mode and
         # scene_from_json read what the desktop saved.
         path = s.save(folder)
+        remember_project(path)
         self.setWindowTitle(self._title())
         self.save_label.setText(s.save_state)
         self.status.showMessage(f"saved {path}", 6000)
         return path
 
     def _save_as_dialog(self) -> None:
-        d = QtWidgets.QFileDialog.getExistingDirectory(self, "Project folder")
-        if d:
-            self.save(Path(d) / "vrscope-project" if os.listdir(d) else d)
+        # A name for the new folder (made here), not an existing folder to choose.
+        f, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Save project as (a new folder)", "vrscope-project"
+        )
+        if not f:
+            return
+        d = Path(f)
+        if d.is_dir() and any(d.iterdir()):
+            d = d / "vrscope-project"  # never mix the project into a folder holding other files
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.show_error(f"save project: could not make {d}: {exc}")
+            return
+        self.save(d)
 
     def _open_project_dialog(self) -> None:
         d = QtWidgets.QFileDialog.getExistingDirectory(self, "Open project folder")
@@ -587,6 +606,7 @@ class QtViewer(QtWidgets.QMainWindow):
         except Exception as exc:
             self.show_error(f"could not open {folder} as a project: {exc}")
             return None
+        remember_project(folder)
         win = QtViewer(session)
         win.show()
         return win

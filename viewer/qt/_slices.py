@@ -39,7 +39,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from analysis.volume import VolumeSource
 from viewer.actions import MEASURE_POINTS, nearest_on_screen
-from viewer.render import id_colors
+from viewer.render import id_colors, image_colors
 from viewer.scene import Image, Labels, Points, Tracks
 
 from ._session import ProofreadingSession
@@ -499,6 +499,22 @@ def _label_colors(
     return cols
 
 
+@functools.lru_cache(maxsize=32)
+def image_lut(colormap: str, gamma: float, invert: bool) -> npt.NDArray[np.uint8] | None:
+    """(256, 3) uint8 lookup table of an image layer's display on a slice (None: identity).
+
+    Entry i shows the values at fraction i / 255 of the contrast limits, through
+    :func:`viewer.render.image_colors` like the 3D volume. The plain grey ramp is
+    None, so pyqtgraph maps levels straight to grey without a table.
+    """
+    if colormap == "gray" and gamma == 1.0 and not invert:
+        return None
+    rgb = image_colors(colormap, gamma, invert)
+    lut = np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
+    lut.setflags(write=False)
+    return lut
+
+
 #: Colour of the outline drawn around selected objects on a slice.
 SELECTION_OUTLINE = (255, 255, 255, 255)
 
@@ -916,6 +932,12 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         lo_hi = lay.contrast_limits or self._data_levels
         if lo_hi is None:
             lo_hi = (float(res.array.min()), float(res.array.max()) or 1.0)
+        # Colormap and gamma as in 3D (one lookup table over the contrast limits); the
+        # slices' own invert (the 3D volume's, on by default for EM, would show the
+        # acquired EM as a negative).
+        lut = image_lut(lay.colormap, lay.gamma, lay.slice_invert)
+        if item.lut is not lut:
+            item.setLookupTable(lut)
         if self._painted.get(key) != (id(res),):
             # Levels go in with the image: the contrast histogram reads them on sigImageChanged.
             item.setImage(res.array.astype(np.float32, copy=False), autoLevels=False, levels=lo_hi)
@@ -926,7 +948,9 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             if item is self.image:
                 item.sigImageChanged.emit()  # the histogram follows contrast set elsewhere
         item.setVisible(lay.visible)
-        item.setOpacity(lay.opacity)
+        # The EM shows at full intensity on a slice, whatever the volume's 3D opacity (the
+        # labels are blended over it with their own opacity; issue 18.8).
+        item.setOpacity(1.0)
 
     def shown(self, layer: str, which: str = "base") -> SliceResult | None:
         """What the view shows of ``layer`` (``which``: "base" or "detail"), if anything."""

@@ -46,6 +46,8 @@ __all__ = [
     "VtkImage",
     "apply_volume_quality",
     "coarsen_quality",
+    "display_fraction",
+    "image_colors",
     "image_data",
     "resolve_quality",
 ]
@@ -323,6 +325,8 @@ class VtkImage(VtkLayer):
         self._bricks: list[VolumeBrick] = []
         self._external = False
         self._data_range: tuple[float, float] = (0.0, 1.0)
+        #: Whether ``_data_range`` was measured on the data (else :meth:`value_range` reads it).
+        self._range_known = False
         self._level = 0
         self._t_index = -1
         self._planes: Any = None
@@ -348,6 +352,7 @@ class VtkImage(VtkLayer):
         self._bricks = list(bricks or [])
         if bricks is not None:
             self._data_range = _range(b.array for b in self._bricks)
+            self._range_known = True
         self._rebuild_volumes()
         self.dirty = True
         self.data_dirty = bricks is None
@@ -397,33 +402,50 @@ class VtkImage(VtkLayer):
                     )
                 ]
                 self._data_range = _range([arr])
+                self._range_known = True
                 self._rebuild_volumes()
                 log.debug("image %s: level %d, shape %s", self.layer.name, level, arr.shape)
         self._update_property()
+
+    def value_range(self) -> tuple[float, float]:
+        """The data's value range (0.5 and 99.8 percentiles), whatever the contrast limits.
+
+        The opacity ramp spans it: contrast limits choose colours only, so narrowing
+        them never turns the volume into an opaque box (issue 18.8).
+        """
+        if not self._range_known and self.layer.data is not None:
+            self._data_range = coarse_range(self.layer.data)
+            self._range_known = True
+        return self._data_range
 
     def _update_property(self) -> None:
         lay = self.layer
         lo, hi = lay.contrast_limits if lay.contrast_limits is not None else self._data_range
         if hi <= lo:
             hi = lo + 1.0
+        vlo, vhi = self.value_range() if lay.contrast_limits is not None else (lo, hi)
+        if vhi <= vlo:
+            vhi = vlo + 1.0
         n = 64
-        values = np.linspace(lo, hi, n)
-        frac = np.linspace(0.0, 1.0, n)
-        if lay.invert:
-            frac = 1.0 - frac
-        frac = frac**lay.gamma
-        table = colormap_table(lay.colormap, 256)
-        colors = table[np.clip((frac * 255).round().astype(int), 0, 255)]
+        # Colour points over the contrast limits, opacity points over the value range;
+        # one set of points carries both (VTK clamps beyond the first and last).
+        values = np.union1d(np.linspace(lo, hi, n), np.linspace(vlo, vhi, n))
+        frac = display_fraction((values - lo) / (hi - lo), lay.invert, lay.gamma)
+        colors = image_colors(lay.colormap, fractions=frac)
+        ramp = (values - vlo) / (vhi - vlo)
+        ramp = np.clip(1.0 - ramp if lay.invert else ramp, 0.0, 1.0)
         ctf = v.vtkColorTransferFunction()
         otf = v.vtkPiecewiseFunction()
         iso = lay.rendering == "isosurface"
         mip = lay.rendering == "mip"
-        for x, c, f in zip(values, colors, frac, strict=True):
+        for x, c, f in zip(values, colors, ramp, strict=True):
             ctf.AddRGBPoint(float(x), *(float(k) for k in c))
             # MIP and isosurface show the colour of one sample per ray: a ramp would
             # darken it twice (VTK multiplies colour by opacity), so alpha is flat.
-            # Composite: a quadratic ramp keeps the mid-grey bulk of EM translucent
-            # so bright structures show through instead of a grey fog.
+            # Composite: a quadratic ramp over the data's values (the bright side of
+            # what is shown, after invert) keeps the mid-grey bulk of EM translucent so
+            # bright structures show through instead of a grey fog. It does not follow
+            # the contrast limits or gamma: those change colours, not what is opaque.
             alpha = lay.opacity if (iso or mip) else lay.opacity * float(f) ** 2
             otf.AddPoint(float(x), alpha)
         self.property.SetColor(ctf)
@@ -449,6 +471,40 @@ class VtkImage(VtkLayer):
                     m.SetBlendModeToMaximumIntensity()
             else:
                 m.SetBlendModeToComposite()
+
+
+def display_fraction(
+    u: npt.ArrayLike, invert: bool = False, gamma: float = 1.0
+) -> npt.NDArray[np.float64]:
+    """Where on the colormap (0..1) a value at fraction ``u`` of the contrast limits lands.
+
+    Clipped to 0..1, flipped when ``invert``, then raised to ``gamma`` (napari's and
+    Fiji's convention: gamma > 1 darkens the mid-tones). 2D slices and the 3D
+    volume both go through it, so they agree.
+    """
+    f = np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0)
+    if invert:
+        f = 1.0 - f
+    return np.asarray(f ** float(gamma), dtype=np.float64)
+
+
+def image_colors(
+    colormap: str,
+    gamma: float = 1.0,
+    invert: bool = False,
+    fractions: npt.ArrayLike | None = None,
+) -> npt.NDArray[np.float64]:
+    """RGB (N, 3) in 0..1 of an image layer's display.
+
+    ``fractions`` are already :func:`display_fraction` s (where on the colormap);
+    None gives the 256-entry lookup table over the contrast limits (entry i for the
+    fraction i / 255 of them), as 2D slices use it.
+    """
+    if fractions is None:
+        fractions = display_fraction(np.linspace(0.0, 1.0, 256), invert, gamma)
+    table = colormap_table(colormap, 256)
+    idx = np.clip(np.round(np.asarray(fractions, dtype=np.float64) * 255).astype(int), 0, 255)
+    return np.asarray(table[idx], dtype=np.float64)
 
 
 def coarse_range(source: VolumeSource, max_voxels: int = 2**22) -> tuple[float, float]:
