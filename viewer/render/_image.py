@@ -427,19 +427,21 @@ class VtkImage(VtkLayer):
         if vhi <= vlo:
             vhi = vlo + 1.0
         n = 64
-        # Colour points over the contrast limits, opacity points over the value range;
-        # one set of points carries both (VTK clamps beyond the first and last).
-        values = np.union1d(np.linspace(lo, hi, n), np.linspace(vlo, vhi, n))
-        frac = display_fraction((values - lo) / (hi - lo), lay.invert, lay.gamma)
+        # Colour points over the contrast limits (VTK clamps beyond them), opacity points
+        # over the contrast limits and the value range together.
+        cvalues = np.linspace(lo, hi, n)
+        frac = display_fraction((cvalues - lo) / (hi - lo), lay.invert, lay.gamma)
         colors = image_colors(lay.colormap, fractions=frac)
+        ctf = v.vtkColorTransferFunction()
+        for x, c in zip(cvalues, colors, strict=True):
+            ctf.AddRGBPoint(float(x), *(float(k) for k in c))
+        values = np.union1d(cvalues, np.linspace(vlo, vhi, n))
         ramp = (values - vlo) / (vhi - vlo)
         ramp = np.clip(1.0 - ramp if lay.invert else ramp, 0.0, 1.0)
-        ctf = v.vtkColorTransferFunction()
         otf = v.vtkPiecewiseFunction()
         iso = lay.rendering == "isosurface"
         mip = lay.rendering == "mip"
-        for x, c, f in zip(values, colors, ramp, strict=True):
-            ctf.AddRGBPoint(float(x), *(float(k) for k in c))
+        for x, f in zip(values, ramp, strict=True):
             # MIP and isosurface show the colour of one sample per ray: a ramp would
             # darken it twice (VTK multiplies colour by opacity), so alpha is flat.
             # Composite: a quadratic ramp over the data's values (the bright side of
