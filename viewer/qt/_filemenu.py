@@ -246,6 +246,7 @@ class FileMenu:
             self.win.show_error(f"new project: {folder} is a project already (File > Open)")
             return None
         try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
             session = ProofreadingSession.open(
                 store, all_labels(store) or None, tracks=tracks, project=str(folder)
             )

@@ -134,7 +134,7 @@ def test_add_tracks_new_project_recent_and_save_as_create_folders(
     )
     monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", lambda *a, **k: (str(folder), ""))
     menu_click(qtbot, win, "File", "New project…")
-    assert (folder / "project.json").is_file()
+    assert (folder / "project.json").is_file(), win.errors
     new = other_windows(win)
     assert len(new) == 1 and new[0].session.project.path == folder
     assert sorted(lay.name for lay in new[0].session.labels_layers) == sorted(
