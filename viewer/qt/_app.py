@@ -13,7 +13,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from viewer.actions import ACTIONS, SCENE_TOLERANCE_FRACTION, screen_tolerance_um
-from viewer.scene import Labels, Tracks, track_data_from_graph
+from viewer.scene import Labels
 
 from ._filemenu import FileMenu, remember_project
 from ._panels import (
@@ -541,13 +541,9 @@ class QtViewer(QtWidgets.QMainWindow):
         dist = max_distance_um or 10.0 * float(max(sc))
 
         def done(graph: Any) -> None:
-            name = "linked tracks"
-            layers = self.session.scene.layers
-            with self.render_view.render_thread.structural():
-                if name in layers.names:
-                    layers.remove(layers.get(name))
-                layers.append(Tracks(track_data_from_graph(graph), name=name, colormap="Set1"))
-            self.status.showMessage(f"linked {graph.n_nodes} detections", 6000)
+            # The result is proofread like any tracks: this window's own when it has none
+            # (and no project), else in a new window on the same data (issue 18.11).
+            self.file_menu.use_tracks(graph, f"linked {graph.n_nodes} detections")
 
         return self.jobs.start(Job(f"link {lay.name}", link_job(lay.data, dist), done))
 

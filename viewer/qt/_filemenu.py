@@ -221,15 +221,48 @@ class FileMenu:
         except Exception as exc:
             self.win.show_error(f"add tracks: could not read {path}: {exc}")
             return False
-        with self.win.render_view.render_thread.structural():
-            s.workspace.tracks = graph
-            s.layers.ensure()
-        s.refresh_layers()
-        lo, _ = s.time_range()
-        s.set_time(lo)
-        s.edited.emit("add tracks")
-        self.win.status.showMessage(f"added {graph.n_nodes} track nodes from {path}", 6000)
+        self.use_tracks(graph, f"added {graph.n_nodes} track nodes from {path}")
         return True
+
+    def use_tracks(self, graph: Any, message: str) -> Any:
+        """Proofread ``graph`` (e.g. *Link tracks*' result): in this window when it has no
+        tracks and no project, else in a new window on the same image and labels.
+
+        Either way it is the session's tracks: in the Tracks list, drawn on the slices
+        and in 3D, edited by every track action, exported by *Export tracks*, and kept
+        by *Save project as…*. Returns the window that shows it.
+        """
+        s = self.session
+        if s.tracks is None and s.project is None:
+            with self.win.render_view.render_thread.structural():
+                s.workspace.tracks = graph
+                s.layers.ensure()
+            s.refresh_layers()
+            s.set_time(s.time_range()[0])
+            s.edited.emit("tracks")
+            self.win.status.showMessage(message, 6000)
+            return self.win
+        from viewer.render import build_store_scene
+
+        img = s.image_layer
+        try:
+            scene = build_store_scene(
+                img.source if img is not None else None,
+                labels=[lay.name for lay in s.labels_layers] or None,
+                tracks=graph,
+                invert=img.invert if img is not None else None,
+                azimuth=30.0,
+                elevation=20.0,
+            )
+        except Exception as exc:
+            self.win.show_error(f"could not open the tracks in a new window: {exc}")
+            return None
+        new = type(self.win)(ProofreadingSession(scene, None, graph))
+        new.session.set_time(new.session.time_range()[0])
+        new.show()
+        new.status.showMessage(f"{message} (not saved: File > Save project as… keeps them)")
+        self.win.status.showMessage(f"{message}: opened in a new window", 6000)
+        return new
 
     def _add_tracks_dialog(self) -> None:
         d = QtWidgets.QFileDialog.getExistingDirectory(self.win, "Tracks (GEFF folder)")
