@@ -34,6 +34,7 @@ from ._actions import (
 )
 from ._context import MEASURE_POINTS, ActionContext, Measuring
 from ._display import DISPLAY_FIELDS, RENDERING_MODES, image_layer, set_display
+from ._lineage import LineageLayout, division_parent, lineage_layout
 from ._registry import ACTIONS, Action, ActionRegistry, run
 from ._select import (
     SCENE_TOLERANCE_FRACTION,
@@ -71,12 +72,15 @@ __all__ = [
     "Action",
     "ActionContext",
     "ActionRegistry",
+    "LineageLayout",
     "Measuring",
     "Pick",
     "RENDERING_MODES",
     "current_time",
+    "division_parent",
     "image_layer",
     "is_timelapse",
+    "lineage_layout",
     "merge_ends",
     "nearest_node_to_ray",
     "nearest_on_screen",

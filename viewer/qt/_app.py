@@ -16,6 +16,7 @@ from viewer.actions import ACTIONS, SCENE_TOLERANCE_FRACTION, screen_tolerance_u
 from viewer.scene import Labels
 
 from ._filemenu import FileMenu, remember_project
+from ._lineage import LineageView
 from ._panels import (
     AnnotationPanel,
     ClippingPanel,
@@ -127,6 +128,8 @@ class QtViewer(QtWidgets.QMainWindow):
             set_histogram_image(self.histogram, img, self.slices["xy"].image)
         self.features = FeaturesPanel(s)
         self.tracks_panel = TracksPanel(s)
+        #: The selected track's lineage tree, linked both ways with the views (issue 18.12).
+        self.lineage = LineageView(s)
         self.annotation_panel = AnnotationPanel(s)
         self.clipping_panel = ClippingPanel(s)
         self.jobs = JobsPanel()
@@ -139,6 +142,7 @@ class QtViewer(QtWidgets.QMainWindow):
             ("Counting and measuring", self.annotation_panel, left),
             ("Features", self.features, right),
             ("Tracks", self.tracks_panel, right),
+            ("Lineage", self.lineage, right),
             ("Jobs", self.jobs, right),
             ("Clipping", self.clipping_panel, right),
         ):
@@ -148,6 +152,7 @@ class QtViewer(QtWidgets.QMainWindow):
             self.addDockWidget(area, dock)
             self.docks[name] = dock
         self.tabifyDockWidget(self.docks["Features"], self.docks["Tracks"])
+        self.tabifyDockWidget(self.docks["Tracks"], self.docks["Lineage"])
         self.docks["Features"].raise_()
         w = size[0]
         self.resizeDocks(

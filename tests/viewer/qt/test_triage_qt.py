@@ -126,3 +126,68 @@ def test_suspicious_tracks_filter_sort_and_shift_n_visits_them(
     key(qtbot, win, Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier)
     assert "no unreviewed suspicious track" in win.status.currentMessage()
     wait_slices(qtbot, win)
+
+
+def test_lineage_tree_linked_both_ways_and_add_division(
+    tl_viewer: Any, timelapse_store: Path, qtbot: Any
+) -> None:
+    """The Lineage dock draws the selected track's lineage (the truth's, by pandas); a
+    click on a node there selects it and centres the views; a division cut away is put
+    back with Tracks > Add division (the truth's edges again)."""
+    from tests.viewer.qt.test_app import click, edge_set, truth_edges
+    from tests.viewer.qt.test_filemenu_qt import menu_click
+
+    win = tl_viewer
+    s = win.session
+    nodes = truth(timelapse_store)
+    kids = nodes[nodes["parent_id"] >= 0].groupby("parent_id").groups
+    mother = next(int(p) for p, c in kids.items() if len(c) == 2)
+    d1, d2 = sorted(int(c) for c in kids[mother])
+    # Reference lineage: the mother's root and every descendant (pandas).
+    root = mother
+    while nodes.loc[root, "parent_id"] >= 0:
+        root = int(nodes.loc[root, "parent_id"])
+    family, todo = {root}, [root]
+    while todo:
+        n = todo.pop()
+        new = nodes.index[nodes["parent_id"] == n].tolist()
+        family.update(int(c) for c in new)
+        todo += new
+    # Select the mother's track with a click on its row in the Tracks list.
+    panel = win.tracks_panel
+    first = int(s.tracks.tracklet(mother)[0])
+    row = next(i for i, r in enumerate(panel.rows) if r["first"] == first)
+    win.docks["Tracks"].raise_()
+    panel.table.scrollTo(panel.model.index(row, 0))
+    rect = panel.table.visualRect(panel.model.index(row, 0))
+    qtbot.mouseClick(panel.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert s.scene.selection.node_ids == [first]
+    win.docks["Lineage"].raise_()
+    view = win.lineage
+    qtbot.waitUntil(lambda: view.layout is not None and view.isVisible(), timeout=5000)
+    lay = view.layout
+    assert set(lay.nodes.tolist()) == family
+    xs = {int(n): float(x) for n, x in zip(lay.nodes, lay.x, strict=True)}
+    assert xs[d1] != xs[d2] and min(xs[d1], xs[d2]) < xs[mother] < max(xs[d1], xs[d2])
+    # A click on the first daughter's first node selects it, goes to its time, centres.
+    qtbot.wait(50)
+    p = view.node_pos(d1).toPoint()
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=p)
+    qtbot.waitUntil(lambda: s.scene.selection.node_ids == [d1], timeout=5000)
+    assert s.time == int(nodes.loc[d1, "t"])
+    np.testing.assert_allclose(s.cursor, nodes.loc[d1, ["z", "y", "x"]].to_numpy(float))
+    # Cut the daughter off (C at its first node), then give it back as a division.
+    key(qtbot, win, Qt.Key.Key_C)
+    assert (mother, d1) not in edge_set(s.tracks)
+    row = next(
+        i for i, r in enumerate(panel.rows) if r["first"] == int(s.tracks.tracklet(mother)[0])
+    )
+    win.docks["Tracks"].raise_()
+    panel.table.scrollTo(panel.model.index(row, 0))
+    rect = panel.table.visualRect(panel.model.index(row, 0))
+    qtbot.mouseClick(panel.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    wait_slices(qtbot, win)
+    click(qtbot, win, "xy", tuple(s.cursor), Qt.KeyboardModifier.ControlModifier)
+    assert s.scene.selection.node_ids[-1] == d1 and len(s.scene.selection.node_ids) == 2
+    menu_click(qtbot, win, "Tracks", "Add division")
+    assert edge_set(s.tracks) == truth_edges(nodes.reset_index())
