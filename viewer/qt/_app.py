@@ -36,7 +36,15 @@ from ._slices import (
     grab_array,
     set_histogram_image,
 )
-from ._workers import Job, JobsPanel, classify_job, link_job, measure_job, profile_job
+from ._workers import (
+    Job,
+    JobsPanel,
+    classify_job,
+    link_job,
+    measure_job,
+    profile_job,
+    show_profile_report,
+)
 
 __all__ = ["QtViewer", "run_viewer"]
 
@@ -528,14 +536,23 @@ class QtViewer(QtWidgets.QMainWindow):
             self.status.showMessage(f"profile: {exc}", 8000)
             return None
 
-        def done(profile: Any) -> None:
+        def done(result: Any) -> None:
+            profile, report = result
             table = profile.mitochondria
             self.features.set_table("mitochondria", table)
             self.status.showMessage(
                 f"profile: {len(table)} mitochondria, {len(profile.pores)} pores", 8000
             )
+            self.profile_report = show_profile_report(self, profile, report)
 
-        return self.jobs.start(Job("cell profile", profile_job(labels, img.data), done))
+        # The report goes into the project (kept with it), else a temporary folder.
+        if s.project is not None:
+            out = s.project.path / "profile"
+        else:
+            import tempfile
+
+            out = Path(tempfile.mkdtemp(prefix="vrscope-profile-"))
+        return self.jobs.start(Job("cell profile", profile_job(labels, img.data, out), done))
 
     def run_link(self, max_distance_um: float | None = None) -> Job | None:
         lay = self._current_labels()

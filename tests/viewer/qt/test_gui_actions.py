@@ -270,6 +270,22 @@ def test_profile_job_progress_result_and_cancel(
     ids = np.unique(mito)
     assert sorted(table["label"].astype(int)) == ids[ids > 0].tolist()
     assert win.features.layer_name == "mitochondria"
+    # The report is shown (issue 18.14): its summary, and report.html written, opened by
+    # the box's button.
+    box = win.profile_report
+    assert box.isVisible() and box.objectName() == "profile_report"
+    assert f"{int((ids > 0).sum())} mitochondria" in box.text()
+    report = Path(box.informativeText().removeprefix("Report: "))
+    assert report.name == "report.html" and report.is_file()
+    opened: list[str] = []
+    monkeypatch.setattr(
+        QtGui.QDesktopServices,
+        "openUrl",
+        staticmethod(lambda url: opened.append(url.toLocalFile())),
+    )
+    button = next(b for b in box.buttons() if b.text() == "Open report")
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert opened == [str(report)]
 
     # Cancel while it profiles: the job stops (its late result is dropped), the table stays.
     release = gate(monkeypatch, analysis.report, "profile_cell")
