@@ -35,6 +35,7 @@ from ._actions import (
 from ._context import MEASURE_POINTS, ActionContext, Measuring
 from ._display import DISPLAY_FIELDS, RENDERING_MODES, image_layer, set_display
 from ._lineage import LineageLayout, division_parent, lineage_layout
+from ._markers import MARKERS_LAYER
 from ._registry import ACTIONS, Action, ActionRegistry, run
 from ._select import (
     SCENE_TOLERANCE_FRACTION,
@@ -63,6 +64,7 @@ from ._triage import (
 __all__ = [
     "ACTIONS",
     "DISPLAY_FIELDS",
+    "MARKERS_LAYER",
     "MEASURE_POINTS",
     "SCENE_TOLERANCE_FRACTION",
     "SCREEN_TOLERANCE_PX",

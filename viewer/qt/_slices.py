@@ -38,7 +38,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from analysis.volume import VolumeSource
-from viewer.actions import MEASURE_POINTS, nearest_on_screen
+from viewer.actions import MEASURE_POINTS, Pick, nearest_on_screen
 from viewer.render import id_colors, image_colors
 from viewer.scene import Image, Labels, Points, Tracks
 
@@ -617,7 +617,8 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self.hover = pg.ScatterPlotItem(
             size=17, pxMode=True, brush=None, pen=pg.mkPen((255, 255, 120), width=2)
         )
-        self.markers = pg.ScatterPlotItem(size=10, pxMode=True, symbol="o")
+        #: Markers near the slice; in the count tool a drag moves one.
+        self.markers = _MarkerItem(self, size=10, pxMode=True, symbol="o")
         self.pending = pg.PlotDataItem(
             pen=pg.mkPen((255, 255, 80), width=2), symbol="+", symbolPen=(255, 255, 80)
         )
@@ -1114,7 +1115,10 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
                 pg.mkBrush(*[int(255 * v) for v in ann.class_color(m.class_name)]) for m in ms
             ]
             self.markers.setData(
-                x=[m.position_um[c] for m in ms], y=[m.position_um[r] for m in ms], brush=brushes
+                x=[m.position_um[c] for m in ms],
+                y=[m.position_um[r] for m in ms],
+                brush=brushes,
+                data=[m.id for m in ms],
             )
         else:
             self.markers.setData([], [])
@@ -1278,6 +1282,38 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         if self._own_loader:
             self.loader.close()
         super().closeEvent(ev)
+
+
+class _MarkerItem(pg.ScatterPlotItem):  # type: ignore[misc]
+    """The markers of a slice view; in the count tool a drag on one moves it there
+    (``annotations.move_marker``); any other drag pans the view as usual."""
+
+    def __init__(self, view: QtSliceView, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._slice_view = weakref.ref(view)
+        self._dragged: int | None = None
+
+    def mouseDragEvent(self, ev: Any) -> None:
+        view = self._slice_view()
+        if ev.button() != QtCore.Qt.MouseButton.LeftButton or view is None:
+            ev.ignore()
+            return
+        if ev.isStart():
+            hit = self.pointsAt(ev.buttonDownPos())
+            if view.session.mode != "count" or not len(hit):
+                ev.ignore()
+                return
+            self._dragged = int(hit[0].data())
+        if self._dragged is None:
+            ev.ignore()
+            return
+        ev.accept()
+        if ev.isFinish():
+            mid, self._dragged = self._dragged, None
+            zyx = view.world_at(ev.scenePos())
+            view.session.run(
+                "annotations.move_marker", Pick(point_um=zyx, layer="markers", label=mid)
+            )
 
 
 def _same_depth(
