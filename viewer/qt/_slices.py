@@ -600,6 +600,12 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self.detail = pg.ImageItem(axisOrder="row-major")
         self.detail.setZValue(1)
         self.view.addItem(self.detail)
+        #: The isosurface's line on this slice (the image in isosurface rendering).
+        self.iso = pg.IsocurveItem(pen=pg.mkPen((255, 220, 0), width=1.5), axisOrder="row-major")
+        self.iso.setZValue(7)
+        self.iso.setVisible(False)
+        self.view.addItem(self.iso)
+        self._iso_key: tuple[Any, ...] | None = None
         #: Base item of each labels layer, by name (details in ``_items``).
         self.labels: dict[str, pg.ImageItem] = {}
         self._items: dict[tuple[str, str], pg.ImageItem] = {}
@@ -948,10 +954,26 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             item.setLevels(lo_hi)
             if item is self.image:
                 item.sigImageChanged.emit()  # the histogram follows contrast set elsewhere
+        if item is self.image:
+            self._paint_iso(lay, res, lo_hi)
         item.setVisible(lay.visible)
         # The EM shows at full intensity on a slice, whatever the volume's 3D opacity (the
         # labels are blended over it with their own opacity; issue 18.8).
         item.setOpacity(1.0)
+
+    def _paint_iso(self, lay: Image, res: SliceResult, lo_hi: tuple[float, float]) -> None:
+        """In isosurface rendering, the isosurface's line through this slice (of the base)."""
+        if lay.rendering != "isosurface" or not lay.visible:
+            self.iso.setVisible(False)
+            return
+        lo, hi = lo_hi
+        thr = float(lay.iso_threshold) if lay.iso_threshold is not None else (lo + hi) / 2
+        key = (id(res), thr)
+        if self._iso_key != key:
+            self.iso.setData(res.array.astype(np.float32, copy=False), thr)
+            self.iso.setTransform(self.image.transform())
+            self._iso_key = key
+        self.iso.setVisible(True)
 
     def shown(self, layer: str, which: str = "base") -> SliceResult | None:
         """What the view shows of ``layer`` (``which``: "base" or "detail"), if anything."""

@@ -171,10 +171,36 @@ def test_contrast_does_not_drive_3d_opacity_and_rendering_controls(
     assert adapter.mode == "isosurface" and adapter.iso_value == pytest.approx(thr, abs=0.05)
     iso = grab_array(win.render_view).astype(float)
     assert np.abs(iso - mip).mean() > 1.0
-    # Back to composite (two steps up) for the opacity ramp.
+    # On the slices too: the isosurface's line on the XY slice runs where scikit-image's
+    # contour of the stored slice at the threshold runs.
+    from skimage import measure
+
+    wait_slices(qtbot, win)
+    xy = win.slices["xy"]
+    assert xy.iso.isVisible()
+    _, scale, trans = level0(fibsem_store)
+    k = int(round((s.cursor[0] - trans[0]) / scale[0]))
+    ref = np.concatenate(measure.find_contours(np.asarray(raw[k], dtype=float), thr))
+    ref_yx = trans[1:] + ref * scale[1:]
+    path, tr = xy.iso.path, xy.iso.transform()
+    got = []
+    for i in range(0, path.elementCount(), max(1, path.elementCount() // 200)):
+        e = path.elementAt(i)
+        q = tr.map(QtCore.QPointF(e.x, e.y))
+        got.append((q.y(), q.x()))
+    assert len(got) > 20
+    d = np.min(np.linalg.norm(np.asarray(got)[:, None] - ref_yx[None], axis=2), axis=1)
+    vox = scale[1:].min()
+    # Nearly every point on it (pyqtgraph marches the same linear interpolation); a few
+    # where the line meets the slice's edge within half a voxel.
+    assert np.mean(d < 0.01 * vox) > 0.9 and d.max() <= 0.51 * vox, d.max()
+    # Back to composite (two steps up) for the opacity ramp; the line goes.
+    combo.setFocus()
     qtbot.keyClick(combo, Qt.Key.Key_Up)
     qtbot.keyClick(combo, Qt.Key.Key_Up)
     assert img.rendering == "composite"
+    wait_slices(qtbot, win)
+    assert not xy.iso.isVisible()
 
     xs = np.linspace(p_lo, p_hi, 9)
     ramp = np.clip((xs - p_lo) / (p_hi - p_lo), 0, 1)
