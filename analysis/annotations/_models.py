@@ -282,6 +282,15 @@ class Annotations:
         self.events.counts.emit(self.counts())
         return old
 
+    def set_classes(self, classes: list[MarkerClass]) -> list[MarkerClass]:
+        """Replace every class at once, in this order; returns the previous list."""
+        old = self.classes
+        self._classes = {c.name: c for c in classes}
+        for name in dict.fromkeys([c.name for c in old] + [c.name for c in classes]):
+            self.events.classes.emit(name)
+        self.events.counts.emit(self.counts())
+        return old
+
     def put_marker(self, marker: Marker) -> None:
         self._markers[marker.id] = marker
         self._next_id = max(self._next_id, marker.id + 1)

@@ -35,7 +35,7 @@ from ._actions import (
 from ._context import MEASURE_POINTS, ActionContext, Measuring
 from ._display import DISPLAY_FIELDS, RENDERING_MODES, image_layer, set_display
 from ._lineage import LineageLayout, division_parent, lineage_layout
-from ._markers import MARKERS_LAYER
+from ._markers import MARKERS_LAYER, rename_class
 from ._registry import ACTIONS, Action, ActionRegistry, run
 from ._select import (
     SCENE_TOLERANCE_FRACTION,
@@ -90,6 +90,7 @@ __all__ = [
     "next_unreviewed_node",
     "node_at_time",
     "node_near",
+    "rename_class",
     "run",
     "screen_tolerance_um",
     "select_node",

@@ -9,7 +9,14 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from viewer.actions import ACTIONS, RENDERING_MODES, Pick, set_display, suspicious_tracklets
+from viewer.actions import (
+    ACTIONS,
+    RENDERING_MODES,
+    Pick,
+    rename_class,
+    set_display,
+    suspicious_tracklets,
+)
 from viewer.scene import Image, Labels, Layer, Tracks
 
 from ._session import ProofreadingSession
@@ -945,6 +952,17 @@ class AnnotationPanel(QtWidgets.QWidget):
         row.addWidget(self.new_class, 1)
         row.addWidget(self.add)
         lay.addLayout(row)
+        row2 = QtWidgets.QHBoxLayout()
+        #: Rename / remove the current class (``annotations.rename_class`` / ``remove_class``).
+        self.rename_class = QtWidgets.QPushButton("Rename class…")
+        self.remove_class = QtWidgets.QPushButton("Remove class")
+        self.rename_class.setToolTip(ACTIONS["annotations.rename_class"].description)
+        self.remove_class.setToolTip(ACTIONS["annotations.remove_class"].description)
+        row2.addWidget(self.rename_class)
+        row2.addWidget(self.remove_class)
+        lay.addLayout(row2)
+        self.rename_class.clicked.connect(self._rename_class)
+        self.remove_class.clicked.connect(self._remove_class)
         self.counts = QtWidgets.QLabel()
         self.counts.setTextFormat(QtCore.Qt.TextFormat.RichText)
         lay.addWidget(self.counts)
@@ -1020,6 +1038,24 @@ class AnnotationPanel(QtWidgets.QWidget):
         if name:
             self.session.define_class(name)
             self.new_class.clear()
+            self.rebuild()
+
+    def _rename_class(self) -> None:
+        s = self.session
+        old = s.current_class
+        new, ok = QtWidgets.QInputDialog.getText(
+            self, "Rename class", f"New name of class {old!r}:", text=old
+        )
+        if ok and new.strip() and new.strip() != old:
+            if rename_class(s, old, new.strip()) is not None:
+                s.current_class = new.strip()
+            self.rebuild()
+
+    def _remove_class(self) -> None:
+        s = self.session
+        if s.run("annotations.remove_class") is not None:
+            names = [c.name for c in s.annotations.classes]
+            s.current_class = names[0] if names else "default"
             self.rebuild()
 
     def _on_class(self, name: str) -> None:

@@ -269,3 +269,32 @@ def test_events_say_what_changed_through_commands_undo_and_redo():
     assert ("marker", mid) in got and ("measurement", ann.measurements[0].id) in got
     assert got.count(("object", "cells", 7)) == 2  # set, then cleared by the undo
     assert m.marker_id == mid
+
+
+def test_rename_and_remove_class_undo_exactly_and_round_trip_json() -> None:
+    from analysis.annotations import RemoveClass, RenameClass, SetObjectClass
+
+    ann = Annotations()
+    h = History(ann)
+    h.apply(DefineClass("mito", (1.0, 0.0, 0.0)))
+    h.apply(DefineClass("spare"))
+    h.apply(AddMarker("mito", (0, 0, 0)))
+    h.apply(SetObjectClass(7, "mito", "cells"))
+    before = ann.state().model_dump()
+    cmd = RenameClass("mito", "mitochondrion")
+    h.apply(command_from_json(json.loads(json.dumps(command_to_json(cmd)))))
+    assert [m.class_name for m in ann.markers] == ["mitochondrion"]
+    assert ann.object_classes == {"cells": {7: "mitochondrion"}}
+    assert ann.class_color("mitochondrion") == (1.0, 0.0, 0.0)
+    assert not ann.has_class("mito")
+    h.undo()
+    assert ann.state().model_dump() == before
+    with pytest.raises(InvalidEditError, match="reclassify"):
+        h.apply(RemoveClass("mito"))
+    with pytest.raises(InvalidEditError, match="exists already"):
+        h.apply(RenameClass("mito", "spare"))
+    assert ann.state().model_dump() == before
+    h.apply(RemoveClass("spare"))
+    assert not ann.has_class("spare")
+    h.undo()
+    assert ann.state().model_dump() == before

@@ -62,3 +62,51 @@ def test_drag_moves_a_marker_and_undo_puts_it_back(
     qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, pos=end)
     qtbot.wait(30)
     np.testing.assert_allclose(s.annotations.markers[0].position_um, m.position_um)
+
+
+def test_classes_are_renamed_and_removed_from_the_panel(
+    make_viewer: Any, fibsem_store: Path, tmp_path: Path, qtbot: Any, monkeypatch: Any
+) -> None:
+    from PySide6 import QtWidgets
+
+    win = make_viewer(str(fibsem_store), project=str(tmp_path / "p"))
+    s = win.session
+    panel = win.annotation_panel
+    c = np.asarray(s.cursor)
+    key(qtbot, win, Qt.Key.Key_K)
+    for name in ("vesicle", "granule"):
+        panel.new_class.setText(name)
+        qtbot.mouseClick(panel.add, Qt.MouseButton.LeftButton)
+    panel.classes.setCurrentText("vesicle")
+    for dy in (-1.0, 1.0):
+        click(qtbot, win, "xy", c + [0, dy, 0])
+    assert s.annotations.counts()["vesicle"] == 2
+    # Rename: the class, its markers and the counts follow; one undo step.
+    monkeypatch.setattr(
+        QtWidgets.QInputDialog, "getText", staticmethod(lambda *a, **k: ("synaptic vesicle", True))
+    )
+    qtbot.mouseClick(panel.rename_class, Qt.MouseButton.LeftButton)
+    assert [m.class_name for m in s.annotations.markers] == ["synaptic vesicle"] * 2
+    assert "vesicle" not in s.annotations.counts()
+    assert "synaptic vesicle: <b>2</b>" in panel.counts.text()
+    assert panel.classes.currentText() == "synaptic vesicle"
+    key(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert [m.class_name for m in s.annotations.markers] == ["vesicle"] * 2
+    key(
+        qtbot,
+        win,
+        Qt.Key.Key_Z,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+    )
+    assert [m.class_name for m in s.annotations.markers] == ["synaptic vesicle"] * 2
+    # Remove: refused while markers are of it (said), done for an unused class.
+    panel.classes.setCurrentText("synaptic vesicle")
+    qtbot.mouseClick(panel.remove_class, Qt.MouseButton.LeftButton)
+    assert s.annotations.has_class("synaptic vesicle")
+    assert "reclassify them first" in win.status.currentMessage()
+    panel.classes.setCurrentText("granule")
+    qtbot.mouseClick(panel.remove_class, Qt.MouseButton.LeftButton)
+    assert not s.annotations.has_class("granule")
+    assert panel.classes.findText("granule") < 0
+    journal = (tmp_path / "p" / "journal.jsonl").read_text()
+    assert "rename_class" in journal and "remove_class" in journal
