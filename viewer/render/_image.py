@@ -408,13 +408,19 @@ class VtkImage(VtkLayer):
         self._update_property()
 
     def value_range(self) -> tuple[float, float]:
-        """The data's value range (0.5 and 99.8 percentiles), whatever the contrast limits.
+        """The values the opacity ramp spans, whatever the contrast limits become.
 
-        The opacity ramp spans it: contrast limits choose colours only, so narrowing
-        them never turns the volume into an opaque box (issue 18.8).
+        The data's range (0.5 and 99.8 percentiles) when this adapter measured it (a
+        whole level, or a streamed layer without contrast limits); otherwise the
+        contrast limits the layer had when first drawn (a streamed layer never reads a
+        whole level for it), kept from then on. Either way, narrowing the contrast
+        later changes colours only and never turns the volume into an opaque box
+        (issue 18.8).
         """
-        if not self._range_known and self.layer.data is not None:
-            self._data_range = coarse_range(self.layer.data)
+        if not self._range_known:
+            lim = self.layer.contrast_limits
+            if lim is not None:
+                self._data_range = (float(lim[0]), float(lim[1]))
             self._range_known = True
         return self._data_range
 
@@ -423,7 +429,7 @@ class VtkImage(VtkLayer):
         lo, hi = lay.contrast_limits if lay.contrast_limits is not None else self._data_range
         if hi <= lo:
             hi = lo + 1.0
-        vlo, vhi = self.value_range() if lay.contrast_limits is not None else (lo, hi)
+        vlo, vhi = self.value_range()
         if vhi <= vlo:
             vhi = vlo + 1.0
         n = 64
