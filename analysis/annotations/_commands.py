@@ -139,8 +139,8 @@ class AddMarker(Command):
                 new_cls = MarkerClass(name=self.class_name, color=color)
         except ValidationError as exc:
             raise _validation(exc) from exc
-        if mid in {m.id for m in ann.markers} or mid in {m.id for m in ann.measurements}:
-            raise InvalidEditError(f"annotation id {mid} is already used")
+        if mid in {m.id for m in ann.markers}:
+            raise InvalidEditError(f"marker id {mid} is already used")
         if new_cls is not None:
             ann.put_class(new_cls, new_cls.name)
             self.color = new_cls.color
@@ -268,13 +268,13 @@ class AddMeasurement(Command):
 
     def apply(self, target: Any) -> None:
         ann = _annotations(target)
-        mid = self.measurement_id if self.measurement_id is not None else ann.new_id()
+        mid = self.measurement_id if self.measurement_id is not None else ann.new_measurement_id()
         try:
             m = Measurement(id=mid, kind=self.measure_kind, points_um=self.points_um, t=self.t)
         except ValidationError as exc:
             raise _validation(exc) from exc
-        if mid in {x.id for x in ann.markers} or mid in {x.id for x in ann.measurements}:
-            raise InvalidEditError(f"annotation id {mid} is already used")
+        if mid in {x.id for x in ann.measurements}:
+            raise InvalidEditError(f"measurement id {mid} is already used")
         ann.put_measurement(m)
         self.measurement_id = mid
 

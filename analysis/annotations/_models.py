@@ -164,8 +164,9 @@ class AnnotationsState(BaseModel):
         default_factory=dict,
         description="labels layer name -> (label id -> class name)",
     )
-    next_id: int = Field(
-        default=0, ge=0, description="first id not yet used by a marker or measurement"
+    next_id: int = Field(default=1, ge=0, description="first id not yet used by a marker")
+    next_measurement_id: int = Field(
+        default=1, ge=0, description="first id not yet used by a measurement"
     )
 
 
@@ -215,8 +216,12 @@ class Annotations:
         self._objects: dict[str, dict[int, str]] = {
             k: dict(v) for k, v in st.object_classes.items()
         }
-        used = [*self._markers, *self._measurements]
-        self._next_id = max(st.next_id, max(used) + 1 if used else 0)
+        # Markers and measurements are numbered from 1, each kind on its own (a project
+        # saved when they shared one counter goes on from where that counter was).
+        self._next_id = max(st.next_id, max(self._markers, default=0) + 1)
+        self._next_measurement_id = max(
+            st.next_measurement_id, max(self._measurements, default=0) + 1
+        )
 
     # ---------------------------------------------------------------- queries
     @property
@@ -265,8 +270,12 @@ class Annotations:
         return out
 
     def new_id(self) -> int:
-        """The next unused id (not reserved until something with it is added)."""
+        """The next unused marker id (not reserved until a marker with it is added)."""
         return self._next_id
+
+    def new_measurement_id(self) -> int:
+        """The next unused measurement id (not reserved until one with it is added)."""
+        return self._next_measurement_id
 
     # ---------------------------------------------------------------- primitives
     def _emit_counts(self, marker_id: int) -> None:
@@ -303,7 +312,7 @@ class Annotations:
 
     def put_measurement(self, m: Measurement) -> None:
         self._measurements[m.id] = m
-        self._next_id = max(self._next_id, m.id + 1)
+        self._next_measurement_id = max(self._next_measurement_id, m.id + 1)
         self.events.measurements.emit(m.id)
 
     def pop_measurement(self, measurement_id: int) -> Measurement:
@@ -330,6 +339,7 @@ class Annotations:
             measurements=self.measurements,
             object_classes=self.object_classes,
             next_id=self._next_id,
+            next_measurement_id=self._next_measurement_id,
         )
 
     def to_json(self, indent: int | None = 2) -> str:
