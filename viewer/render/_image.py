@@ -325,8 +325,8 @@ class VtkImage(VtkLayer):
         self._bricks: list[VolumeBrick] = []
         self._external = False
         self._data_range: tuple[float, float] = (0.0, 1.0)
-        #: Whether ``_data_range`` was measured on the data (else :meth:`value_range` reads it).
-        self._range_known = False
+        #: What the opacity ramp spans, fixed at the first draw (:meth:`value_range`).
+        self._opacity_range: tuple[float, float] | None = None
         self._level = 0
         self._t_index = -1
         self._planes: Any = None
@@ -352,7 +352,6 @@ class VtkImage(VtkLayer):
         self._bricks = list(bricks or [])
         if bricks is not None:
             self._data_range = _range(b.array for b in self._bricks)
-            self._range_known = True
         self._rebuild_volumes()
         self.dirty = True
         self.data_dirty = bricks is None
@@ -390,6 +389,8 @@ class VtkImage(VtkLayer):
                 or t_index != self._t_index
                 or not self._bricks
             ):
+                if self.data_dirty:
+                    self._opacity_range = None  # new data: its own range
                 arr, spacing, origin = read_level_zyx(src, level, t_index=t_index)
                 self._level, self._t_index = level, t_index
                 self._bricks = [
@@ -402,27 +403,24 @@ class VtkImage(VtkLayer):
                     )
                 ]
                 self._data_range = _range([arr])
-                self._range_known = True
                 self._rebuild_volumes()
                 log.debug("image %s: level %d, shape %s", self.layer.name, level, arr.shape)
         self._update_property()
 
     def value_range(self) -> tuple[float, float]:
-        """The values the opacity ramp spans, whatever the contrast limits become.
+        """The values the opacity ramp spans, fixed when the layer is first drawn.
 
-        The data's range (0.5 and 99.8 percentiles) when this adapter measured it (a
-        whole level, or a streamed layer without contrast limits); otherwise the
-        contrast limits the layer had when first drawn (a streamed layer never reads a
-        whole level for it), kept from then on. Either way, narrowing the contrast
-        later changes colours only and never turns the volume into an opaque box
-        (issue 18.8).
+        The layer's contrast limits then, or without them the data's range (0.5 and
+        99.8 percentiles) the adapter measured; a streamed layer never reads a whole
+        level for it. Narrowing the contrast later changes colours only and never
+        turns the volume into an opaque box (issue 18.8); whole-level and streamed
+        pictures of a layer with the same limits stay alike.
         """
-        if not self._range_known:
+        if self._opacity_range is None:
             lim = self.layer.contrast_limits
-            if lim is not None:
-                self._data_range = (float(lim[0]), float(lim[1]))
-            self._range_known = True
-        return self._data_range
+            lo, hi = (float(lim[0]), float(lim[1])) if lim is not None else self._data_range
+            self._opacity_range = (lo, hi)
+        return self._opacity_range
 
     def _update_property(self) -> None:
         lay = self.layer
