@@ -37,7 +37,8 @@ class TriageRules:
     max_gap : int, default: 1
         "gap": two linked nodes more than this many frames apart.
     jump_factor : float, default: 4
-        "jump": a step (µm per frame) longer than this times the median step of all links.
+        "jump": a step (µm per frame) longer than this times the median step of all links
+        (links out of a division, where daughters move apart, are not judged).
     min_cycle : int, default: 3
         "fast division": a tracklet born of a division that divides again within fewer
         frames than this.
@@ -105,9 +106,12 @@ def suspicious_tracklets(
         dt = t[ci] - t[pi]
         flag(tid[ci][dt > rules.max_gap], "gap")
         step = np.linalg.norm(zyx[ci] - zyx[pi], axis=1) / np.maximum(dt, 1)
-        med = float(np.median(step))
+        # Daughters move apart as a cell divides: the links out of a division are not
+        # held to the usual step.
+        plain = n_children[pi] == 1
+        med = float(np.median(step[plain])) if plain.any() else 0.0
         if med > 0:
-            flag(tid[ci][step > rules.jump_factor * med], "jump")
+            flag(tid[ci][plain & (step > rules.jump_factor * med)], "jump")
         # Born of a division (its first node's parent has two children) and dividing again.
         parent_of = np.full(len(ids), -1, dtype=np.int64)
         parent_of[ci] = pi

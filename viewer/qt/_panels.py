@@ -106,6 +106,10 @@ class LayerPanel(QtWidgets.QWidget):
         for box in (self.gamma, self.iso):
             box.installEventFilter(self)
         self._image_rows = (self.gamma, self.slice_invert, self.invert, self.rendering, self.iso)
+        # Nothing chosen yet: neutral values, nothing to change.
+        self.gamma.setValue(1.0)
+        for w in (self.opacity, self.colormap, self.color, *self._image_rows):
+            w.setEnabled(False)
         lay.addLayout(form)
         self._updating = False
         self.list.itemChanged.connect(self._on_item)
@@ -193,6 +197,7 @@ class LayerPanel(QtWidgets.QWidget):
         if lay is None:
             return
         self._updating = True
+        self.opacity.setEnabled(True)
         self.opacity.setValue(int(round(lay.opacity * 100)))
         # An image's opacity is its 3D volume's: slices always show the EM in full.
         label = self.form.labelForField(self.opacity)
@@ -691,6 +696,9 @@ class TracksPanel(QtWidgets.QWidget):
         self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
         lay.addWidget(self.table, 1)
         self.table.setSortingEnabled(True)
+        # Narrow number columns; the issues take the rest.
+        self.table.horizontalHeader().setDefaultSectionSize(52)
+        self.table.horizontalHeader().setStretchLastSection(True)
         self.table.horizontalHeader().setSortIndicatorShown(True)
         self.table.horizontalHeader().setSortIndicator(-1, QtCore.Qt.SortOrder.AscendingOrder)
         self.filter.currentTextChanged.connect(self.rebuild)
