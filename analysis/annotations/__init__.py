@@ -8,7 +8,7 @@
 - Commands (:class:`analysis.edits.Command` subclasses, journaled and undoable):
   :class:`DefineClass`, :class:`AddMarker`, :class:`RemoveMarker`,
   :class:`MoveMarker`, :class:`AddMeasurement`, :class:`RemoveMeasurement`,
-  :class:`SetObjectClass`. Their target is an :class:`Annotations` or an object
+  :class:`SetObjectClass`, :class:`RenameClass`, :class:`RemoveClass`. Their target is an :class:`Annotations` or an object
   with an ``annotations`` attribute (:class:`analysis.project.Workspace`).
 
 Extending: a new annotation kind is a pydantic model plus a field of
@@ -22,8 +22,10 @@ from analysis.annotations._commands import (
     AddMeasurement,
     DefineClass,
     MoveMarker,
+    RemoveClass,
     RemoveMarker,
     RemoveMeasurement,
+    RenameClass,
     SetObjectClass,
 )
 from analysis.annotations._models import (
@@ -54,8 +56,10 @@ __all__ = [
     "MarkerClass",
     "Measurement",
     "MoveMarker",
+    "RemoveClass",
     "RemoveMarker",
     "RemoveMeasurement",
+    "RenameClass",
     "SetObjectClass",
     "annotations_json_schema",
     "classes_from",

@@ -34,8 +34,10 @@ __all__ = [
     "AddMeasurement",
     "DefineClass",
     "MoveMarker",
+    "RemoveClass",
     "RemoveMarker",
     "RemoveMeasurement",
+    "RenameClass",
     "SetObjectClass",
 ]
 
@@ -163,8 +165,8 @@ class AddMarker(Command):
                 new_cls = MarkerClass(name=self.class_name, color=color)
         except ValidationError as exc:
             raise _validation(exc) from exc
-        if ann.id_in_use(mid):
-            raise InvalidEditError(f"annotation id {mid} is already used")
+        if ann.marker_id_in_use(mid):
+            raise InvalidEditError(f"marker id {mid} is already used")
         # Validated: from here on nothing fails. The id counter is part of the state that
         # revert restores (so an undo, a replica and a restarted server agree).
         self._next_before = ann.new_id()
@@ -299,26 +301,26 @@ class AddMeasurement(Command):
 
     def apply(self, target: Any) -> None:
         ann = _annotations(target)
-        mid = self.measurement_id if self.measurement_id is not None else ann.new_id()
+        mid = self.measurement_id if self.measurement_id is not None else ann.new_measurement_id()
         _check_id("measurement", mid)
         _check_t(self.t)
         try:
             m = Measurement(id=mid, kind=self.measure_kind, points_um=self.points_um, t=self.t)
         except ValidationError as exc:
             raise _validation(exc) from exc
-        if ann.id_in_use(mid):
-            raise InvalidEditError(f"annotation id {mid} is already used")
-        self._next_before = ann.new_id()
+        if ann.measurement_id_in_use(mid):
+            raise InvalidEditError(f"measurement id {mid} is already used")
+        self._next_before = ann.new_measurement_id()
         ann.put_measurement(m)
         self.measurement_id = mid
-        self._next_after = ann.new_id()
+        self._next_after = ann.new_measurement_id()
 
     def revert(self, target: Any) -> None:
         assert self.measurement_id is not None
         ann = _annotations(target)
         ann.pop_measurement(self.measurement_id)
-        if ann.new_id() == self._next_after:  # nothing took an id after this command
-            ann.restore_next_id(self._next_before)
+        if ann.new_measurement_id() == self._next_after:  # no id was taken after this
+            ann.restore_next_measurement_id(self._next_before)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -408,3 +410,99 @@ class SetObjectClass(Command):
     @property
     def description(self) -> str:
         return f"classify {self.layer}:{self.label} as {self.class_name}"
+
+
+class RenameClass(Command):
+    """Rename marker class ``old`` to ``new``: the class, its markers and the objects
+    classified as it all follow (one step)."""
+
+    kind = "rename_class"
+
+    def __init__(self, old: str, new: str) -> None:
+        self.old = str(old)
+        self.new = str(new).strip()
+        self._markers: list[int] = []
+        self._objects: list[tuple[str, int]] = []
+        self._classes: list[MarkerClass] = []
+
+    def apply(self, target: Any) -> None:
+        ann = _annotations(target)
+        if not ann.has_class(self.old):
+            raise InvalidEditError(f"there is no class {self.old!r}")
+        if not self.new:
+            raise InvalidEditError("a class needs a name")
+        if ann.has_class(self.new):
+            raise InvalidEditError(f"a class {self.new!r} exists already")
+        try:
+            cls = MarkerClass(name=self.new, color=ann.class_color(self.old))
+        except ValidationError as exc:
+            raise _validation(exc) from exc
+        self._markers = [m.id for m in ann.markers if m.class_name == self.old]
+        self._objects = [
+            (layer, label)
+            for layer, table in ann.object_classes.items()
+            for label, name in table.items()
+            if name == self.old
+        ]
+        self._classes = ann.classes
+        self._move(ann, self.new, [cls if c.name == self.old else c for c in self._classes])
+
+    def revert(self, target: Any) -> None:
+        self._move(_annotations(target), self.old, self._classes)
+
+    def _move(self, ann: Annotations, dst: str, classes: list[MarkerClass]) -> None:
+        # The class keeps its place in the list (menus and the next default colour).
+        ann.set_classes(classes)
+        for mid in self._markers:
+            ann.put_marker(ann.marker(mid).model_copy(update={"class_name": dst}))
+        for layer, label in self._objects:
+            ann.put_object_class(layer, label, dst)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"old": self.old, "new": self.new}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RenameClass:
+        return cls(str(data["old"]), str(data["new"]))
+
+    @property
+    def description(self) -> str:
+        return f"rename class {self.old!r} to {self.new!r}"
+
+
+class RemoveClass(Command):
+    """Remove marker class ``name``; refused while markers or objects are of that class."""
+
+    kind = "remove_class"
+
+    def __init__(self, name: str) -> None:
+        self.name = str(name)
+        self._old: list[MarkerClass] | None = None
+
+    def apply(self, target: Any) -> None:
+        ann = _annotations(target)
+        if not ann.has_class(self.name):
+            raise InvalidEditError(f"there is no class {self.name!r}")
+        n = sum(m.class_name == self.name for m in ann.markers)
+        k = sum(v == self.name for t in ann.object_classes.values() for v in t.values())
+        if n or k:
+            raise InvalidEditError(
+                f"{n} markers and {k} objects are of class {self.name!r}: remove or "
+                "reclassify them first"
+            )
+        self._old = ann.set_classes([c for c in ann.classes if c.name != self.name])
+
+    def revert(self, target: Any) -> None:
+        assert self._old is not None
+        _annotations(target).set_classes(self._old)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RemoveClass:
+        return cls(str(data["name"]))
+
+    @property
+    def description(self) -> str:
+        return f"remove class {self.name!r}"

@@ -164,8 +164,9 @@ class AnnotationsState(BaseModel):
         default_factory=dict,
         description="labels layer name -> (label id -> class name)",
     )
-    next_id: int = Field(
-        default=0, ge=0, description="first id not yet used by a marker or measurement"
+    next_id: int = Field(default=1, ge=0, description="first id not yet used by a marker")
+    next_measurement_id: int = Field(
+        default=1, ge=0, description="first id not yet used by a measurement"
     )
 
 
@@ -218,8 +219,12 @@ class Annotations:
         self._objects: dict[str, dict[int, str]] = {
             k: dict(v) for k, v in st.object_classes.items()
         }
-        used = [*self._markers, *self._measurements]
-        self._next_id = max(st.next_id, max(used) + 1 if used else 0)
+        # Markers and measurements are numbered from 1, each kind on its own (a project
+        # saved when they shared one counter goes on from where that counter was).
+        self._next_id = max(st.next_id, max(self._markers, default=0) + 1)
+        self._next_measurement_id = max(
+            st.next_measurement_id, max(self._measurements, default=0) + 1
+        )
 
     # ---------------------------------------------------------------- queries
     @property
@@ -280,18 +285,31 @@ class Annotations:
             del self._per_class[class_name]
 
     def new_id(self) -> int:
-        """The next unused id (not reserved until something with it is added)."""
+        """The next unused marker id (not reserved until a marker with it is added)."""
         return self._next_id
 
-    def id_in_use(self, item_id: int) -> bool:
-        """True when a marker or a measurement has id ``item_id`` (O(1))."""
-        return item_id in self._markers or item_id in self._measurements
+    def marker_id_in_use(self, item_id: int) -> bool:
+        """True when a marker has id ``item_id`` (O(1))."""
+        return item_id in self._markers
+
+    def measurement_id_in_use(self, item_id: int) -> bool:
+        """True when a measurement has id ``item_id`` (O(1))."""
+        return item_id in self._measurements
 
     def restore_next_id(self, next_id: int) -> None:
-        """Set the id counter back to ``next_id`` (a command's revert: undo restores the
-        counter too, so replicas and restarts agree). The caller makes sure no id at or
-        above it is in use (commands restore only when nothing was added after them)."""
+        """Set the marker id counter back to ``next_id`` (a command's revert: undo
+        restores the counter too, so replicas and restarts agree). The caller makes sure
+        no marker id at or above it is in use (commands restore only when nothing was
+        added after them)."""
         self._next_id = int(next_id)
+
+    def new_measurement_id(self) -> int:
+        """The next unused measurement id (not reserved until one with it is added)."""
+        return self._next_measurement_id
+
+    def restore_next_measurement_id(self, next_id: int) -> None:
+        """:meth:`restore_next_id` for the measurement id counter."""
+        self._next_measurement_id = int(next_id)
 
     # ---------------------------------------------------------------- primitives
     def _emit_counts(self, marker_id: int) -> None:
@@ -304,6 +322,15 @@ class Annotations:
         if cls is not None:
             self._classes[name] = cls
         self.events.classes.emit(name)
+        self.events.counts.emit(self.counts())
+        return old
+
+    def set_classes(self, classes: list[MarkerClass]) -> list[MarkerClass]:
+        """Replace every class at once, in this order; returns the previous list."""
+        old = self.classes
+        self._classes = {c.name: c for c in classes}
+        for name in dict.fromkeys([c.name for c in old] + [c.name for c in classes]):
+            self.events.classes.emit(name)
         self.events.counts.emit(self.counts())
         return old
 
@@ -324,7 +351,7 @@ class Annotations:
 
     def put_measurement(self, m: Measurement) -> None:
         self._measurements[m.id] = m
-        self._next_id = max(self._next_id, m.id + 1)
+        self._next_measurement_id = max(self._next_measurement_id, m.id + 1)
         self.events.measurements.emit(m.id)
 
     def pop_measurement(self, measurement_id: int) -> Measurement:
@@ -351,6 +378,7 @@ class Annotations:
             measurements=self.measurements,
             object_classes=self.object_classes,
             next_id=self._next_id,
+            next_measurement_id=self._next_measurement_id,
         )
 
     def to_json(self, indent: int | None = 2) -> str:

@@ -2,10 +2,15 @@
 
 Written columns
 ---------------
-spots: ``ID, LABEL, TRACK_ID, TRACKLET_ID, FRAME, POSITION_T, POSITION_Z, POSITION_Y,
-POSITION_X, MASK_LABEL, REVIEWED`` and one column per feature (empty where missing).
-``TRACK_ID`` is the lineage (a connected tree, TrackMate's meaning), ``POSITION_T``
-is in seconds when the frame interval is known, else in frames; positions in µm.
+spots: ``ID, LABEL, TRACK_ID, FRAME, POSITION_T, POSITION_Z, POSITION_Y, POSITION_X,
+MASK_LABEL, REVIEWED`` and one column per feature (empty where missing).
+``TRACK_ID`` is the one track column: the lineage (a connected tree, TrackMate's
+meaning), computed from the links as written. Features that name a track under
+another spelling (``track_id``, ``tracklet_id``, ``lineage_id``, e.g. a sample's or
+another tool's ids read in with the tracks) are not written: after any edit they no
+longer match the links, and a second track-id column with other values misleads.
+``POSITION_T`` is in seconds when the frame interval is known, else in frames;
+positions in µm.
 edges: ``LABEL, TRACK_ID, SPOT_SOURCE_ID, SPOT_TARGET_ID`` and one column per edge
 feature (e.g. a GEFF edge property; empty where missing).
 
@@ -54,6 +59,10 @@ _NOT_FEATURES = {
 }  # fmt: skip
 
 
+#: Feature names that are track ids by another spelling (never written: TRACK_ID is the one).
+_TRACK_ID_NAMES = {"track_id", "trackid", "track", "tracklet_id", "lineage_id", "lineage"}
+
+
 def edges_csv_path(spots_path: str | os.PathLike[str]) -> Path:
     """Where the edges table of the spots table ``spots_path`` lives."""
     p = Path(spots_path)
@@ -92,7 +101,6 @@ def write_tracks_csv(
         "ID": ids,
         "LABEL": [f"ID{i}" for i in ids.tolist()],
         "TRACK_ID": lineage,
-        "TRACKLET_ID": graph.tracklet_ids(),
         "FRAME": graph.t,
         "POSITION_T": graph.t * float(dt) if dt else graph.t,
         "POSITION_Z": zyx[:, 0],
@@ -104,6 +112,9 @@ def write_tracks_csv(
     for name in graph.feature_names:
         if name in cols:
             log.warning("feature %r clashes with a spots column and is not written", name)
+            continue
+        if name.lower().replace(" ", "_") in _TRACK_ID_NAMES:
+            log.info("feature %r is a track id that TRACK_ID replaces: not written", name)
             continue
         cols[name] = _column(*graph.feature(name))
     pd.DataFrame(cols).to_csv(sp, index=False)

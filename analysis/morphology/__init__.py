@@ -9,7 +9,7 @@ To add a feature, compute it per object crop inside ``_table.measure_objects`` (
 crop and its mask are at hand there) and add its column name to the column tuples.
 """
 
-from analysis.morphology._surface import SurfaceMethod, object_surface_area
+from analysis.morphology._surface import SurfaceMethod, object_surface, object_surface_area
 from analysis.morphology._table import (
     BASE_COLUMNS,
     INTENSITY_COLUMNS,
@@ -23,5 +23,6 @@ __all__ = [
     "PARENT_COLUMNS",
     "SurfaceMethod",
     "measure_objects",
+    "object_surface",
     "object_surface_area",
 ]

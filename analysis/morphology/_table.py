@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from analysis._checks import check_spacing as _check_spacing
 from analysis.errors import ParameterError
-from analysis.morphology._surface import SurfaceMethod, object_surface_area
+from analysis.morphology._surface import SurfaceMethod, object_surface
 
 __all__ = [
     "BASE_COLUMNS",
@@ -191,13 +191,15 @@ def measure_objects(
         cov = centred @ centred.T / n
         axes = _axis_lengths(cov)
         volume = n * voxel_volume
-        area = object_surface_area(mask, sp, surface_method) if surface else float("nan")
+        area, sphericity = (
+            object_surface(mask, sp, surface_method) if surface else (float("nan"),) * 2
+        )
         rows["label"].append(lab_id)
         rows["voxel_count"].append(n)
         rows["volume_um3"].append(float(volume))
         rows["surface_area_um2"].append(area)
         rows["surface_to_volume"].append(float(area / volume))
-        rows["sphericity"].append(float((36.0 * np.pi * volume**2) ** (1.0 / 3.0) / area))
+        rows["sphericity"].append(sphericity)
         for ax, name in enumerate("zyx"):
             rows[f"centroid_{name}_um"].append(float(centroid[ax]))
             rows[f"bbox_min_{name}"].append(sl[ax].start)

@@ -106,6 +106,16 @@ def timelapse(app: QtWidgets.QApplication, tmp: Path) -> None:
     win.tracks_panel.filter.setCurrentText("unreviewed")
     settle(app, win, 1.0)
     win.screenshot(OUT / "desktop_timelapse.png")
+    # The review loop: suspicious tracks listed with their issues, Shift+N on the first,
+    # its lineage tree beside the list.
+    win.tracks_panel.filter.setCurrentText("suspicious")
+    s.run("tracks.next_suspicious")
+    win.removeDockWidget(win.docks["Lineage"])
+    win.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, win.docks["Lineage"])
+    win.docks["Lineage"].show()
+    win.docks["Tracks"].raise_()
+    settle(app, win, 1.0)
+    win.screenshot(OUT / "desktop_review.png")
     win.close()
 
 

@@ -146,3 +146,31 @@ def test_bad_input_exit_2(
     args = [a.format(tmp=tmp_path) for a in argv]
     assert main(args) == 2
     _one_error_line(capsys)
+
+
+def test_tracks_csv_has_one_track_id_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18.14: the CSV had TRACK_ID, TRACKLET_ID and the sample's own track_id,
+    with different values. Now one column, the lineage: checked against SciPy's
+    connected components of the written edges."""
+    import pandas as pd
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    store = tmp_path / "tl.zarr"
+    assert main(["sample", "timelapse", str(store), "--frames", "6", "--no-progress"]) == 0
+    out = tmp_path / "t.csv"
+    assert main(["tracks", "convert", str(store / "tracks"), str(out)]) == 0
+    spots = pd.read_csv(out)
+    edges = pd.read_csv(tmp_path / "t_edges.csv")
+    track_cols = [c for c in spots.columns if "track" in c.lower() or "lineage" in c.lower()]
+    assert track_cols == ["TRACK_ID"], list(spots.columns)
+    index = {int(n): i for i, n in enumerate(spots["ID"])}
+    a = [index[int(v)] for v in edges["SPOT_SOURCE_ID"]]
+    b = [index[int(v)] for v in edges["SPOT_TARGET_ID"]]
+    n = len(spots)
+    _, comp = connected_components(coo_matrix(([1] * len(a), (a, b)), shape=(n, n)))
+    # Same partition of the spots: each component has one TRACK_ID and vice versa.
+    pairs = set(zip(comp.tolist(), spots["TRACK_ID"].tolist(), strict=True))
+    assert len(pairs) == len(set(comp.tolist())) == spots["TRACK_ID"].nunique()

@@ -130,3 +130,33 @@ def test_view_opens_the_sample_and_saves_a_screenshot(
     _one_line_error(
         capsys, main(["view", str(tmp_path / "nope.zarr"), "--exit-after", "0.1"]), "nope.zarr"
     )
+
+
+def test_view_without_labels_shows_every_label_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18.10: ``--labels`` omitted opens all label images, as ``--help`` says."""
+    import zarr
+
+    import viewer.qt
+    from analysis.io import write_fibsem_sample
+    from analysis.synthetic import fibsem_cell
+
+    store = tmp_path / "cell.zarr"
+    write_fibsem_sample(fibsem_cell(size=96, seed=1), store)
+    grp = zarr.open_group(str(store / "labels"), mode="r")
+    attrs = grp.attrs.asdict()
+    names = list(attrs.get("ome", attrs)["labels"])  # the NGFF labels listing, read with zarr
+    assert len(names) >= 2
+    seen: list[object] = []
+
+    def fake_run_viewer(store: str, labels: object, *a: object, **k: object) -> int:
+        seen.append(labels)
+        return 0
+
+    monkeypatch.setattr(viewer.qt, "run_viewer", fake_run_viewer)
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    assert main(["view", str(store)]) == 0
+    assert main(["view", str(store), "--labels"]) == 0
+    assert main(["view", str(store), "--labels", names[0]]) == 0
+    assert seen == [names, names, [names[0]]]

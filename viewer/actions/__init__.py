@@ -26,6 +26,7 @@ and shortcut, and the docs' tables (:meth:`ActionRegistry.desktop_table`,
 the headset tool that should offer it.
 """
 
+from . import _file as _file  # registers the desktop's file actions
 from ._actions import (
     current_time,
     next_unreviewed_node,
@@ -35,7 +36,10 @@ from ._actions import (
     show_point,
 )
 from ._context import MEASURE_POINTS, ActionContext, Measuring
+from ._display import DISPLAY_FIELDS, RENDERING_MODES, image_layer, set_display
 from ._labels import LabelBrush, LabelEditing, label_voxel, labels_layer_name, selected_labels
+from ._lineage import LineageLayout, division_parent, lineage_layout
+from ._markers import MARKERS_LAYER, rename_class
 from ._registry import ACTIONS, Action, ActionRegistry, run
 from ._select import (
     SCENE_TOLERANCE_FRACTION,
@@ -54,38 +58,57 @@ from ._select import (
     tracklet_end,
     tracklet_start,
 )
+from ._triage import (
+    TRIAGE_REASONS,
+    TriageRules,
+    next_suspicious_node,
+    suspicious_tracklets,
+)
 
 __all__ = [
     "ACTIONS",
+    "DISPLAY_FIELDS",
+    "MARKERS_LAYER",
     "MEASURE_POINTS",
     "SCENE_TOLERANCE_FRACTION",
     "SCREEN_TOLERANCE_PX",
     "STAGE_TOLERANCE_M",
+    "TRIAGE_REASONS",
+    "TriageRules",
     "Action",
     "ActionContext",
     "ActionRegistry",
     "LabelBrush",
     "LabelEditing",
+    "LineageLayout",
     "Measuring",
     "Pick",
+    "RENDERING_MODES",
     "current_time",
+    "division_parent",
+    "image_layer",
     "is_timelapse",
     "label_voxel",
     "labels_layer_name",
+    "lineage_layout",
     "merge_ends",
     "nearest_node_to_ray",
     "nearest_on_screen",
+    "next_suspicious_node",
     "next_unreviewed_node",
     "node_at_time",
     "node_near",
+    "rename_class",
     "run",
     "screen_tolerance_um",
     "select_node",
     "selected_labels",
+    "set_display",
     "selected_nodes",
     "set_time",
     "show_point",
     "stage_tolerance_um",
+    "suspicious_tracklets",
     "time_range",
     "tracklet_end",
     "tracklet_start",

@@ -534,7 +534,7 @@ def _fill(ctx: ActionContext, pick: Pick) -> Command:
     "labels.new_id",
     "New id",
     "give the brush a new id (one above the largest in the label image)",
-    shortcut="Shift+N",
+    shortcut="Alt+N",
     enabled=lambda ctx, pick: _can_edit(ctx),
 )
 def _new_id(ctx: ActionContext, pick: Pick) -> int:

@@ -13,9 +13,11 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from viewer.actions import ACTIONS, SCENE_TOLERANCE_FRACTION, Pick, screen_tolerance_um
-from viewer.scene import Labels, Tracks, track_data_from_graph
+from viewer.scene import Labels
 
+from ._filemenu import FileMenu, remember_project
 from ._labeltools import QtLabelTools
+from ._lineage import LineageView
 from ._panels import (
     AnnotationPanel,
     ClippingPanel,
@@ -35,7 +37,15 @@ from ._slices import (
     grab_array,
     set_histogram_image,
 )
-from ._workers import Job, JobsPanel, classify_job, link_job, measure_job, profile_job
+from ._workers import (
+    Job,
+    JobsPanel,
+    classify_job,
+    link_job,
+    measure_job,
+    profile_job,
+    show_profile_report,
+)
 
 __all__ = ["QtViewer", "run_viewer"]
 
@@ -53,6 +63,7 @@ MENU_OF_GROUP = {
     "tool": "Tools",
     "annotations": "Tools",
     "view": "View",
+    "image": "View",
 }
 MODES = ("navigate", "count", "distance", "angle", "path")
 
@@ -126,6 +137,8 @@ class QtViewer(QtWidgets.QMainWindow):
             set_histogram_image(self.histogram, img, self.slices["xy"].image)
         self.features = FeaturesPanel(s)
         self.tracks_panel = TracksPanel(s)
+        #: The selected track's lineage tree, linked both ways with the views (issue 18.12).
+        self.lineage = LineageView(s)
         self.annotation_panel = AnnotationPanel(s)
         self.clipping_panel = ClippingPanel(s)
         self.jobs = JobsPanel()
@@ -138,6 +151,7 @@ class QtViewer(QtWidgets.QMainWindow):
             ("Counting and measuring", self.annotation_panel, left),
             ("Features", self.features, right),
             ("Tracks", self.tracks_panel, right),
+            ("Lineage", self.lineage, right),
             ("Jobs", self.jobs, right),
             ("Clipping", self.clipping_panel, right),
         ):
@@ -147,6 +161,7 @@ class QtViewer(QtWidgets.QMainWindow):
             self.addDockWidget(area, dock)
             self.docks[name] = dock
         self.tabifyDockWidget(self.docks["Features"], self.docks["Tracks"])
+        self.tabifyDockWidget(self.docks["Tracks"], self.docks["Lineage"])
         self.docks["Features"].raise_()
         w = size[0]
         self.resizeDocks(
@@ -268,6 +283,9 @@ class QtViewer(QtWidgets.QMainWindow):
         mb = self.menuBar()
         f = mb.addMenu("&File")
         self._action("file.open", "Open project…", self._open_project_dialog, f)
+        #: Open store/URL, add labels/tracks, new and recent projects (issue 18.10).
+        self.file_menu = FileMenu(self, f)
+        f.addSeparator()
         self._action("file.save", ACTIONS["file.save"].title, self.save, f)
         self._action("file.save_as", "Save project as…", self._save_as_dialog, f)
         f.addSeparator()
@@ -316,6 +334,7 @@ class QtViewer(QtWidgets.QMainWindow):
         self._action("analysis.link", "Link tracks (time-lapse labels)", self.run_link, a)
         menus["View"] = v = mb.addMenu("&View")
         self._registered(menus, "view")
+        self._registered(menus, "image")
         for aid, n in (("view.next_slice", 1), ("view.previous_slice", -1)):
             self._action(
                 aid, ACTIONS[aid].title, lambda n=n: self.slices[self.active_slice].step(n), v
@@ -521,14 +540,23 @@ class QtViewer(QtWidgets.QMainWindow):
             self.status.showMessage(f"profile: {exc}", 8000)
             return None
 
-        def done(profile: Any) -> None:
+        def done(result: Any) -> None:
+            profile, report = result
             table = profile.mitochondria
             self.features.set_table("mitochondria", table)
             self.status.showMessage(
                 f"profile: {len(table)} mitochondria, {len(profile.pores)} pores", 8000
             )
+            self.profile_report = show_profile_report(self, profile, report)
 
-        return self.jobs.start(Job("cell profile", profile_job(labels, img.data), done))
+        # The report goes into the project (kept with it), else a temporary folder.
+        if s.project is not None:
+            out = s.project.path / "profile"
+        else:
+            import tempfile
+
+            out = Path(tempfile.mkdtemp(prefix="vrscope-profile-"))
+        return self.jobs.start(Job("cell profile", profile_job(labels, img.data, out), done))
 
     def run_link(self, max_distance_um: float | None = None) -> Job | None:
         lay = self._current_labels()
@@ -539,13 +567,9 @@ class QtViewer(QtWidgets.QMainWindow):
         dist = max_distance_um or 10.0 * float(max(sc))
 
         def done(graph: Any) -> None:
-            name = "linked tracks"
-            layers = self.session.scene.layers
-            with self.render_view.render_thread.structural():
-                if name in layers.names:
-                    layers.remove(layers.get(name))
-                layers.append(Tracks(track_data_from_graph(graph), name=name, colormap="Set1"))
-            self.status.showMessage(f"linked {graph.n_nodes} detections", 6000)
+            # The result is proofread like any tracks: this window's own when it has none
+            # (and no project), else in a new window on the same data (issue 18.11).
+            self.file_menu.use_tracks(graph, f"linked {graph.n_nodes} detections")
 
         return self.jobs.start(Job(f"link {lay.name}", link_job(lay.data, dist), done))
 
@@ -569,15 +593,28 @@ class QtViewer(QtWidgets.QMainWindow):
         # scene.json holds exactly the viewer.scene schema, so the XR mode and
         # scene_from_json read what the desktop saved.
         path = s.save(folder)
+        remember_project(path)
         self.setWindowTitle(self._title())
         self.save_label.setText(s.save_state)
         self.status.showMessage(f"saved {path}", 6000)
         return path
 
     def _save_as_dialog(self) -> None:
-        d = QtWidgets.QFileDialog.getExistingDirectory(self, "Project folder")
-        if d:
-            self.save(Path(d) / "vrscope-project" if os.listdir(d) else d)
+        # A name for the new folder (made here), not an existing folder to choose.
+        f, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Save project as (a new folder)", "vrscope-project"
+        )
+        if not f:
+            return
+        d = Path(f)
+        if d.is_dir() and any(d.iterdir()):
+            d = d / "vrscope-project"  # never mix the project into a folder holding other files
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.show_error(f"save project: could not make {d}: {exc}")
+            return
+        self.save(d)
 
     def _open_project_dialog(self) -> None:
         d = QtWidgets.QFileDialog.getExistingDirectory(self, "Open project folder")
@@ -591,6 +628,7 @@ class QtViewer(QtWidgets.QMainWindow):
         except Exception as exc:
             self.show_error(f"could not open {folder} as a project: {exc}")
             return None
+        remember_project(folder)
         win = QtViewer(session)
         win.show()
         return win

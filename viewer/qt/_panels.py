@@ -9,7 +9,14 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from viewer.actions import ACTIONS, Pick
+from viewer.actions import (
+    ACTIONS,
+    RENDERING_MODES,
+    Pick,
+    rename_class,
+    set_display,
+    suspicious_tracklets,
+)
 from viewer.scene import Image, Labels, Layer, Tracks
 
 from ._session import ProofreadingSession
@@ -46,14 +53,63 @@ class LayerPanel(QtWidgets.QWidget):
         row.addWidget(self.down)
         lay.addLayout(row)
         form = QtWidgets.QFormLayout()
+        self.form = form
         self.opacity = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.colormap = QtWidgets.QComboBox()
         self.colormap.addItems(COLORMAPS)
         self.color = QtWidgets.QPushButton("Colour…")
+        # Image display (issue 18.8): the contrast limits are the histogram's; these apply
+        # to the slices and the 3D volume alike (the rendering mode to 3D only).
+        self.gamma = QtWidgets.QDoubleSpinBox()
+        self.gamma.setObjectName("gamma")
+        self.gamma.setRange(0.1, 5.0)
+        self.gamma.setSingleStep(0.1)
+        self.gamma.setDecimals(2)
+        self.gamma.setToolTip("gamma of the grey ramp: > 1 darkens the mid-tones")
+        # Two: EM is shown as acquired on the slices, but inverted in 3D by default (the
+        # dark membranes opaque and bright, the resin transparent).
+        self.slice_invert = QtWidgets.QCheckBox("slices")
+        self.slice_invert.setObjectName("slice_invert")
+        self.slice_invert.setToolTip("invert the grey values on the 2D slices")
+        self.invert = QtWidgets.QCheckBox("3D")
+        self.invert.setObjectName("invert")
+        self.invert.setToolTip(
+            "invert the grey values of the 3D volume (what is bright is opaque there)"
+        )
+        inverts = QtWidgets.QWidget()
+        row_inv = QtWidgets.QHBoxLayout(inverts)
+        row_inv.setContentsMargins(0, 0, 0, 0)
+        row_inv.addWidget(self.slice_invert)
+        row_inv.addWidget(self.invert)
+        row_inv.addStretch(1)
+        self.rendering = QtWidgets.QComboBox()
+        self.rendering.setObjectName("rendering")
+        for mode, text in zip(
+            RENDERING_MODES, ("Composite", "Maximum intensity", "Isosurface"), strict=True
+        ):
+            self.rendering.addItem(text, mode)
+        self.rendering.setToolTip(ACTIONS["image.next_rendering"].description)
+        self.iso = QtWidgets.QDoubleSpinBox()
+        self.iso.setObjectName("iso")
+        self.iso.setDecimals(1)
+        self.iso.setRange(-1e12, 1e12)
+        self.iso.setKeyboardTracking(False)
+        self.iso.setToolTip("data value of the isosurface (3D, isosurface mode)")
         form.addRow("Opacity", self.opacity)
         form.addRow("Colormap", self.colormap)
         form.addRow("", self.color)
+        form.addRow("Gamma", self.gamma)
+        form.addRow("Invert", inverts)
+        form.addRow("3D rendering", self.rendering)
+        form.addRow("Iso threshold", self.iso)
+        for box in (self.gamma, self.iso):
+            box.installEventFilter(self)
+        self._image_rows = (self.gamma, self.slice_invert, self.invert, self.rendering, self.iso)
+        # Nothing chosen yet: neutral values, nothing to change.
+        self.gamma.setValue(1.0)
+        for w in (self.opacity, self.colormap, self.color, *self._image_rows):
+            w.setEnabled(False)
         lay.addLayout(form)
         self._updating = False
         self.list.itemChanged.connect(self._on_item)
@@ -61,6 +117,16 @@ class LayerPanel(QtWidgets.QWidget):
         self.opacity.valueChanged.connect(self._on_opacity)
         self.colormap.currentTextChanged.connect(self._on_colormap)
         self.color.clicked.connect(self._pick_color)
+        self.gamma.valueChanged.connect(lambda v: self._display(gamma=float(v)))
+        self.invert.toggled.connect(lambda on: self._display(invert=bool(on)))
+        self.slice_invert.toggled.connect(lambda on: self._display(slice_invert=bool(on)))
+        self.rendering.currentIndexChanged.connect(
+            lambda i: self._display(rendering=self.rendering.itemData(i))
+        )
+        # Enter also fixes the shown default (the middle of the contrast limits).
+        self.iso.editingFinished.connect(
+            lambda: self._display(iso_threshold=float(self.iso.value()))
+        )
         self.up.clicked.connect(lambda: self._move(-1))
         self.down.clicked.connect(lambda: self._move(+1))
         layers = session.scene.layers
@@ -68,6 +134,17 @@ class LayerPanel(QtWidgets.QWidget):
         layers.events.removed.connect(self.rebuild)
         layers.events.moved.connect(self.rebuild)
         self.rebuild()
+
+    def eventFilter(self, obj: Any, ev: QtCore.QEvent) -> bool:
+        """Return in a number box commits it (the window's Return shortcut must not take it)."""
+        if (
+            obj in (self.gamma, self.iso)
+            and ev.type() == QtCore.QEvent.Type.ShortcutOverride
+            and ev.key() in (QtCore.Qt.Key.Key_Return, QtCore.Qt.Key.Key_Enter)  # type: ignore[attr-defined]
+        ):
+            ev.accept()
+            return True
+        return bool(super().eventFilter(obj, ev))
 
     def rebuild(self, *_: Any) -> None:
         self._updating = True
@@ -120,7 +197,12 @@ class LayerPanel(QtWidgets.QWidget):
         if lay is None:
             return
         self._updating = True
+        self.opacity.setEnabled(True)
         self.opacity.setValue(int(round(lay.opacity * 100)))
+        # An image's opacity is its 3D volume's: slices always show the EM in full.
+        label = self.form.labelForField(self.opacity)
+        if isinstance(label, QtWidgets.QLabel):
+            label.setText("3D opacity" if isinstance(lay, Image) else "Opacity")
         cmap = getattr(lay, "colormap", None)
         self.colormap.setEnabled(cmap is not None)
         if cmap is not None:
@@ -128,17 +210,42 @@ class LayerPanel(QtWidgets.QWidget):
                 self.colormap.addItem(cmap)
             self.colormap.setCurrentText(cmap)
         self.color.setEnabled(hasattr(lay, "fixed_color") or hasattr(lay, "color"))
+        for w in self._image_rows:
+            w.setEnabled(isinstance(lay, Image))
+        if isinstance(lay, Image):
+            self._sync_image(lay)
         self._updating = False
 
-    def _on_opacity(self, v: int) -> None:
+    def _sync_image(self, lay: Image) -> None:
+        self.gamma.setValue(lay.gamma)
+        self.invert.setChecked(lay.invert)
+        self.slice_invert.setChecked(lay.slice_invert)
+        self.rendering.setCurrentIndex(RENDERING_MODES.index(lay.rendering))
+        lo, hi = lay.contrast_limits or (0.0, 1.0)
+        self.iso.setValue(lay.iso_threshold if lay.iso_threshold is not None else (lo + hi) / 2)
+        self.iso.setEnabled(lay.rendering == "isosurface")
+
+    def _display(self, **changes: Any) -> None:
+        """Set display fields of the current layer through the actions layer."""
         lay = self.current()
-        if lay is not None and not self._updating:
-            lay.opacity = v / 100.0
+        if lay is None or self._updating:
+            return
+        try:
+            set_display(self.session, lay.name, **changes)
+        except ValueError as exc:  # ParameterError: refused, said in the status bar
+            self.session.message.emit(f"display: {exc}")
+        if isinstance(lay, Image):
+            self._updating = True
+            self._sync_image(lay)
+            self._updating = False
+
+    def _on_opacity(self, v: int) -> None:
+        self._display(opacity=v / 100.0)
 
     def _on_colormap(self, name: str) -> None:
         lay = self.current()
-        if lay is not None and not self._updating and hasattr(lay, "colormap"):
-            lay.colormap = name
+        if lay is not None and hasattr(lay, "colormap"):
+            self._display(colormap=name)
 
     def _pick_color(self) -> None:
         lay = self.current()
@@ -185,7 +292,8 @@ class TimeBar(QtWidgets.QWidget):
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(250)
         self.timer.timeout.connect(self._tick)
-        self.play.toggled.connect(lambda on: self.timer.start() if on else self.timer.stop())
+        self.play.setObjectName("play")
+        self.play.toggled.connect(self._on_play)
         self.slider.valueChanged.connect(session.set_time)
         session.scene.events.current_time.connect(self._on_time)
         session.edited.connect(self.update_range)
@@ -205,6 +313,14 @@ class TimeBar(QtWidgets.QWidget):
         self.slider.setValue(self.session.time)
         self.slider.blockSignals(False)
         self.label.setText(f"{self.session.time} / {self.slider.maximum()}")
+
+    def _on_play(self, on: bool) -> None:
+        """Play becomes Pause while playing (and back)."""
+        self.play.setText("Pause" if on else "Play")
+        if on:
+            self.timer.start()
+        else:
+            self.timer.stop()
 
     def _tick(self) -> None:
         lo, hi = self.session.time_range()
@@ -492,7 +608,7 @@ def _legend(
 class _TrackModel(QtCore.QAbstractTableModel):
     """The tracklet rows as a virtual table: the view asks only for the rows it shows."""
 
-    COLUMNS = ("track", "start", "end", "nodes", "reviewed")
+    COLUMNS = ("track", "start", "end", "nodes", "reviewed", "issues")
 
     def __init__(self) -> None:
         super().__init__()
@@ -512,7 +628,19 @@ class _TrackModel(QtCore.QAbstractTableModel):
     def data(self, index: Any, role: int = 0) -> Any:
         if role != QtCore.Qt.ItemDataRole.DisplayRole or not index.isValid():
             return None
-        return str(self.rows[index.row()][self.COLUMNS[index.column()]])
+        return str(self.rows[index.row()].get(self.COLUMNS[index.column()], ""))
+
+    def sort(self, column: int, order: Any = QtCore.Qt.SortOrder.AscendingOrder) -> None:
+        """Sort the rows by a column (a click on its header)."""
+        if not 0 <= column < len(self.COLUMNS):
+            return
+        key = self.COLUMNS[column]
+        self.layoutAboutToBeChanged.emit()
+        self.rows.sort(
+            key=lambda r: (r.get(key, ""), r["track"]),
+            reverse=order == QtCore.Qt.SortOrder.DescendingOrder,
+        )
+        self.layoutChanged.emit()
 
     def headerData(self, section: int, orientation: Any, role: int = 0) -> Any:
         if role != QtCore.Qt.ItemDataRole.DisplayRole:
@@ -555,7 +683,11 @@ class TracksPanel(QtWidgets.QWidget):
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         self.filter = QtWidgets.QComboBox()
-        self.filter.addItems(["all", "unreviewed", "reviewed"])
+        self.filter.addItems(["all", "unreviewed", "reviewed", "suspicious"])
+        self.filter.setToolTip(
+            "suspicious: short tracklets, gaps in time, ends before the last frame, "
+            "large jumps, divisions too close in time (Shift+N visits them)"
+        )
         lay.addWidget(self.filter)
         self.model = _TrackModel()
         self.table = QtWidgets.QTableView()
@@ -563,6 +695,12 @@ class TracksPanel(QtWidgets.QWidget):
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
         lay.addWidget(self.table, 1)
+        self.table.setSortingEnabled(True)
+        # Narrow number columns; the issues take the rest.
+        self.table.horizontalHeader().setDefaultSectionSize(52)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.horizontalHeader().setSortIndicatorShown(True)
+        self.table.horizontalHeader().setSortIndicator(-1, QtCore.Qt.SortOrder.AscendingOrder)
         self.filter.currentTextChanged.connect(self.rebuild)
         self.table.clicked.connect(lambda idx: self._select_row(idx.row()))
         self.table.doubleClicked.connect(lambda idx: self._jump(idx.row(), idx.column()))
@@ -579,12 +717,25 @@ class TracksPanel(QtWidgets.QWidget):
         """The rows shown (after the status filter)."""
         return self.model.rows
 
+    #: Above this many nodes the triage runs only while the "suspicious" filter is on
+    #: (it is O(nodes) per edit).
+    TRIAGE_ALWAYS_NODES = 100_000
+
     def rebuild(self, *_: Any) -> None:
         f = self.filter.currentText()
         rows = self.session.track_rows()
-        if f != "all":
+        g = self.session.tracks
+        if g is not None and (f == "suspicious" or g.n_nodes <= self.TRIAGE_ALWAYS_NODES):
+            sus = suspicious_tracklets(g, self.session.time_range()[1])
+            rows = [dict(r, issues=", ".join(sus.get(r["track"], ()))) for r in rows]
+        if f == "suspicious":
+            rows = [r for r in rows if r.get("issues")]
+        elif f != "all":
             rows = [r for r in rows if r["reviewed"] == (f == "reviewed")]
         self.model.set_rows(rows)
+        hdr = self.table.horizontalHeader()
+        if hdr.sortIndicatorSection() >= 0:
+            self.model.sort(hdr.sortIndicatorSection(), hdr.sortIndicatorOrder())
 
     def _on_selection(self, *_: Any) -> None:
         """The selected track's row becomes current and comes into view."""
@@ -809,6 +960,17 @@ class AnnotationPanel(QtWidgets.QWidget):
         row.addWidget(self.new_class, 1)
         row.addWidget(self.add)
         lay.addLayout(row)
+        row2 = QtWidgets.QHBoxLayout()
+        #: Rename / remove the current class (``annotations.rename_class`` / ``remove_class``).
+        self.rename_class = QtWidgets.QPushButton("Rename class…")
+        self.remove_class = QtWidgets.QPushButton("Remove class")
+        self.rename_class.setToolTip(ACTIONS["annotations.rename_class"].description)
+        self.remove_class.setToolTip(ACTIONS["annotations.remove_class"].description)
+        row2.addWidget(self.rename_class)
+        row2.addWidget(self.remove_class)
+        lay.addLayout(row2)
+        self.rename_class.clicked.connect(self._rename_class)
+        self.remove_class.clicked.connect(self._remove_class)
         self.counts = QtWidgets.QLabel()
         self.counts.setTextFormat(QtCore.Qt.TextFormat.RichText)
         lay.addWidget(self.counts)
@@ -884,6 +1046,24 @@ class AnnotationPanel(QtWidgets.QWidget):
         if name:
             self.session.define_class(name)
             self.new_class.clear()
+            self.rebuild()
+
+    def _rename_class(self) -> None:
+        s = self.session
+        old = s.current_class
+        new, ok = QtWidgets.QInputDialog.getText(
+            self, "Rename class", f"New name of class {old!r}:", text=old
+        )
+        if ok and new.strip() and new.strip() != old:
+            if rename_class(s, old, new.strip()) is not None:
+                s.current_class = new.strip()
+            self.rebuild()
+
+    def _remove_class(self) -> None:
+        s = self.session
+        if s.run("annotations.remove_class") is not None:
+            names = [c.name for c in s.annotations.classes]
+            s.current_class = names[0] if names else "default"
             self.rebuild()
 
     def _on_class(self, name: str) -> None:

@@ -191,6 +191,10 @@ class ProofreadingSession:
             if proj is not None:
                 proj.close()
             raise
+        # A time-lapse opens at its first time point, where review starts (the render
+        # command shows the last one, the whole lineage drawn); a project's saved view
+        # restores its own time afterwards.
+        scene.current_time = float(time_range(scene, graph)[0])
         return cls(scene, proj, graph)
 
     # ------------------------------------------------------------------ basic state

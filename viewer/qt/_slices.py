@@ -38,8 +38,8 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from analysis.volume import VolumeSource
-from viewer.actions import MEASURE_POINTS, nearest_on_screen
-from viewer.render import id_colors
+from viewer.actions import MEASURE_POINTS, Pick, nearest_on_screen
+from viewer.render import id_colors, image_colors
 from viewer.scene import Image, Labels, Points, Tracks
 
 from ._session import ProofreadingSession
@@ -499,6 +499,22 @@ def _label_colors(
     return cols
 
 
+@functools.lru_cache(maxsize=32)
+def image_lut(colormap: str, gamma: float, invert: bool) -> npt.NDArray[np.uint8] | None:
+    """(256, 3) uint8 lookup table of an image layer's display on a slice (None: identity).
+
+    Entry i shows the values at fraction i / 255 of the contrast limits, through
+    :func:`viewer.render.image_colors` like the 3D volume. The plain grey ramp is
+    None, so pyqtgraph maps levels straight to grey without a table.
+    """
+    if colormap == "gray" and gamma == 1.0 and not invert:
+        return None
+    rgb = image_colors(colormap, gamma, invert)
+    lut = np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
+    lut.setflags(write=False)
+    return lut
+
+
 #: Colour of the outline drawn around selected objects on a slice.
 SELECTION_OUTLINE = (255, 255, 255, 255)
 
@@ -584,6 +600,12 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self.detail = pg.ImageItem(axisOrder="row-major")
         self.detail.setZValue(1)
         self.view.addItem(self.detail)
+        #: The isosurface's line on this slice (the image in isosurface rendering).
+        self.iso = pg.IsocurveItem(pen=pg.mkPen((255, 220, 0), width=1.5), axisOrder="row-major")
+        self.iso.setZValue(7)
+        self.iso.setVisible(False)
+        self.view.addItem(self.iso)
+        self._iso_key: tuple[Any, ...] | None = None
         #: Base item of each labels layer, by name (details in ``_items``).
         self.labels: dict[str, pg.ImageItem] = {}
         self._items: dict[tuple[str, str], pg.ImageItem] = {}
@@ -601,7 +623,8 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self.hover = pg.ScatterPlotItem(
             size=17, pxMode=True, brush=None, pen=pg.mkPen((255, 255, 120), width=2)
         )
-        self.markers = pg.ScatterPlotItem(size=10, pxMode=True, symbol="o")
+        #: Markers near the slice; in the count tool a drag moves one.
+        self.markers = _MarkerItem(self, size=10, pxMode=True, symbol="o")
         self.pending = pg.PlotDataItem(
             pen=pg.mkPen((255, 255, 80), width=2), symbol="+", symbolPen=(255, 255, 80)
         )
@@ -916,6 +939,12 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         lo_hi = lay.contrast_limits or self._data_levels
         if lo_hi is None:
             lo_hi = (float(res.array.min()), float(res.array.max()) or 1.0)
+        # Colormap and gamma as in 3D (one lookup table over the contrast limits); the
+        # slices' own invert (the 3D volume's, on by default for EM, would show the
+        # acquired EM as a negative).
+        lut = image_lut(lay.colormap, lay.gamma, lay.slice_invert)
+        if item.lut is not lut:
+            item.setLookupTable(lut)
         if self._painted.get(key) != (id(res),):
             # Levels go in with the image: the contrast histogram reads them on sigImageChanged.
             item.setImage(res.array.astype(np.float32, copy=False), autoLevels=False, levels=lo_hi)
@@ -925,8 +954,26 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             item.setLevels(lo_hi)
             if item is self.image:
                 item.sigImageChanged.emit()  # the histogram follows contrast set elsewhere
+        if item is self.image:
+            self._paint_iso(lay, res, lo_hi)
         item.setVisible(lay.visible)
-        item.setOpacity(lay.opacity)
+        # The EM shows at full intensity on a slice, whatever the volume's 3D opacity (the
+        # labels are blended over it with their own opacity; issue 18.8).
+        item.setOpacity(1.0)
+
+    def _paint_iso(self, lay: Image, res: SliceResult, lo_hi: tuple[float, float]) -> None:
+        """In isosurface rendering, the isosurface's line through this slice (of the base)."""
+        if lay.rendering != "isosurface" or not lay.visible:
+            self.iso.setVisible(False)
+            return
+        lo, hi = lo_hi
+        thr = float(lay.iso_threshold) if lay.iso_threshold is not None else (lo + hi) / 2
+        key = (id(res), thr)
+        if self._iso_key != key:
+            self.iso.setData(res.array.astype(np.float32, copy=False), thr)
+            self.iso.setTransform(self.image.transform())
+            self._iso_key = key
+        self.iso.setVisible(True)
 
     def reload(self, layer: str, boxes: Sequence[Sequence[tuple[slice, ...]]]) -> None:
         """Read ``layer``'s slices again where they meet ``boxes`` (per level, (z, y, x)
@@ -1115,7 +1162,10 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
                 pg.mkBrush(*[int(255 * v) for v in ann.class_color(m.class_name)]) for m in ms
             ]
             self.markers.setData(
-                x=[m.position_um[c] for m in ms], y=[m.position_um[r] for m in ms], brush=brushes
+                x=[m.position_um[c] for m in ms],
+                y=[m.position_um[r] for m in ms],
+                brush=brushes,
+                data=[m.id for m in ms],
             )
         else:
             self.markers.setData([], [])
@@ -1279,6 +1329,38 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         if self._own_loader:
             self.loader.close()
         super().closeEvent(ev)
+
+
+class _MarkerItem(pg.ScatterPlotItem):  # type: ignore[misc]
+    """The markers of a slice view; in the count tool a drag on one moves it there
+    (``annotations.move_marker``); any other drag pans the view as usual."""
+
+    def __init__(self, view: QtSliceView, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._slice_view = weakref.ref(view)
+        self._dragged: int | None = None
+
+    def mouseDragEvent(self, ev: Any) -> None:
+        view = self._slice_view()
+        if ev.button() != QtCore.Qt.MouseButton.LeftButton or view is None:
+            ev.ignore()
+            return
+        if ev.isStart():
+            hit = self.pointsAt(ev.buttonDownPos())
+            if view.session.mode != "count" or not len(hit):
+                ev.ignore()
+                return
+            self._dragged = int(hit[0].data())
+        if self._dragged is None:
+            ev.ignore()
+            return
+        ev.accept()
+        if ev.isFinish():
+            mid, self._dragged = self._dragged, None
+            zyx = view.world_at(ev.scenePos())
+            view.session.run(
+                "annotations.move_marker", Pick(point_um=zyx, layer="markers", label=mid)
+            )
 
 
 def _same_depth(

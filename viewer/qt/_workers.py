@@ -14,9 +14,11 @@ The analysis steps the GUI runs (:func:`measure_job`, :func:`profile_job`,
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -264,21 +266,32 @@ def measure_job(
 
 
 def profile_job(
-    labels: Mapping[str, VolumeSource], image: VolumeSource | None = None
+    labels: Mapping[str, VolumeSource],
+    image: VolumeSource | None = None,
+    report_dir: str | os.PathLike[str] | None = None,
 ) -> Callable[[Progress], Any]:
-    """The cell-profile workflow (``analysis.report.profile_cell``) on the open labels."""
+    """The cell-profile workflow (``analysis.report.profile_cell``) on the open labels.
+
+    With ``report_dir`` the job also writes the report there (``write_report``: tables,
+    plots, report.html) and returns ``(profile, path of report.html)``; else the profile.
+    """
 
     def run(progress: Progress) -> Any:
-        from analysis.report import profile_cell
+        from analysis.report import profile_cell, write_report
 
         arrays = {}
         spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+        steps = len(labels) + (2 if report_dir is not None else 1)
         for i, (name, src) in enumerate(labels.items()):
-            progress(i, len(labels) + 1, f"reading {name}")
+            progress(i, steps, f"reading {name}")
             arrays[name], spacing = _read_zyx(src)
         img = _read_zyx(image)[0] if image is not None else None
-        progress(len(labels), len(labels) + 1, "profiling")
-        return profile_cell(arrays, spacing, img)
+        progress(len(labels), steps, "profiling")
+        profile = profile_cell(arrays, spacing, img)
+        if report_dir is None:
+            return profile
+        progress(len(labels) + 1, steps, "writing the report")
+        return profile, write_report(profile, Path(report_dir))
 
     return run
 
@@ -336,3 +349,30 @@ def table_columns(table: Any, exclude: Sequence[str] = ("label",)) -> list[str]:
         for c in table.columns
         if c not in exclude and np.issubdtype(np.asarray(table[c]).dtype, np.number)
     ]
+
+
+def show_profile_report(parent: Any, profile: Any, report: Any) -> QtWidgets.QMessageBox:
+    """A non-modal box with the cell profile's summary and a button opening report.html."""
+    from PySide6 import QtGui
+
+    s = profile.summary
+    box = QtWidgets.QMessageBox(parent)
+    box.setObjectName("profile_report")
+    box.setWindowTitle("Cell profile")
+    box.setIcon(QtWidgets.QMessageBox.Icon.Information)
+    box.setText(
+        f"cell {s['volumes_um3']['cell']:.2f} µm³, nucleus "
+        f"{s['percent_of_cell']['nucleus']:.1f} % of the cell\n"
+        f"{s['counts']['mitochondria']} mitochondria "
+        f"({s['percent_of_cytoplasm']['mitochondria']:.1f} % of the cytoplasm), "
+        f"{s['counts']['nuclear_pores']} nuclear pores"
+    )
+    box.setInformativeText(f"Report: {report}")
+    open_button = box.addButton("Open report", QtWidgets.QMessageBox.ButtonRole.ActionRole)
+    box.addButton(QtWidgets.QMessageBox.StandardButton.Close)
+    url = QtCore.QUrl.fromLocalFile(str(report))
+    open_button.clicked.connect(lambda: QtGui.QDesktopServices.openUrl(url))
+    box.setModal(False)
+    box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.show()
+    return box

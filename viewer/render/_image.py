@@ -46,6 +46,8 @@ __all__ = [
     "VtkImage",
     "apply_volume_quality",
     "coarsen_quality",
+    "display_fraction",
+    "image_colors",
     "image_data",
     "resolve_quality",
 ]
@@ -323,6 +325,8 @@ class VtkImage(VtkLayer):
         self._bricks: list[VolumeBrick] = []
         self._external = False
         self._data_range: tuple[float, float] = (0.0, 1.0)
+        #: What the opacity ramp spans, fixed at the first draw (:meth:`value_range`).
+        self._opacity_range: tuple[float, float] | None = None
         self._level = 0
         self._t_index = -1
         self._planes: Any = None
@@ -385,6 +389,8 @@ class VtkImage(VtkLayer):
                 or t_index != self._t_index
                 or not self._bricks
             ):
+                if self.data_dirty:
+                    self._opacity_range = None  # new data: its own range
                 arr, spacing, origin = read_level_zyx(src, level, t_index=t_index)
                 self._level, self._t_index = level, t_index
                 self._bricks = [
@@ -401,29 +407,51 @@ class VtkImage(VtkLayer):
                 log.debug("image %s: level %d, shape %s", self.layer.name, level, arr.shape)
         self._update_property()
 
+    def value_range(self) -> tuple[float, float]:
+        """The values the opacity ramp spans, fixed when the layer is first drawn.
+
+        The layer's contrast limits then, or without them the data's range (0.5 and
+        99.8 percentiles) the adapter measured; a streamed layer never reads a whole
+        level for it. Narrowing the contrast later changes colours only and never
+        turns the volume into an opaque box (issue 18.8); whole-level and streamed
+        pictures of a layer with the same limits stay alike.
+        """
+        if self._opacity_range is None:
+            lim = self.layer.contrast_limits
+            lo, hi = (float(lim[0]), float(lim[1])) if lim is not None else self._data_range
+            self._opacity_range = (lo, hi)
+        return self._opacity_range
+
     def _update_property(self) -> None:
         lay = self.layer
         lo, hi = lay.contrast_limits if lay.contrast_limits is not None else self._data_range
         if hi <= lo:
             hi = lo + 1.0
+        vlo, vhi = self.value_range()
+        if vhi <= vlo:
+            vhi = vlo + 1.0
         n = 64
-        values = np.linspace(lo, hi, n)
-        frac = np.linspace(0.0, 1.0, n)
-        if lay.invert:
-            frac = 1.0 - frac
-        frac = frac**lay.gamma
-        table = colormap_table(lay.colormap, 256)
-        colors = table[np.clip((frac * 255).round().astype(int), 0, 255)]
+        # Colour points over the contrast limits (VTK clamps beyond them), opacity points
+        # over the contrast limits and the value range together.
+        cvalues = np.linspace(lo, hi, n)
+        frac = display_fraction((cvalues - lo) / (hi - lo), lay.invert, lay.gamma)
+        colors = image_colors(lay.colormap, fractions=frac)
         ctf = v.vtkColorTransferFunction()
+        for x, c in zip(cvalues, colors, strict=True):
+            ctf.AddRGBPoint(float(x), *(float(k) for k in c))
+        values = np.union1d(cvalues, np.linspace(vlo, vhi, n))
+        ramp = (values - vlo) / (vhi - vlo)
+        ramp = np.clip(1.0 - ramp if lay.invert else ramp, 0.0, 1.0)
         otf = v.vtkPiecewiseFunction()
         iso = lay.rendering == "isosurface"
         mip = lay.rendering == "mip"
-        for x, c, f in zip(values, colors, frac, strict=True):
-            ctf.AddRGBPoint(float(x), *(float(k) for k in c))
+        for x, f in zip(values, ramp, strict=True):
             # MIP and isosurface show the colour of one sample per ray: a ramp would
             # darken it twice (VTK multiplies colour by opacity), so alpha is flat.
-            # Composite: a quadratic ramp keeps the mid-grey bulk of EM translucent
-            # so bright structures show through instead of a grey fog.
+            # Composite: a quadratic ramp over the data's values (the bright side of
+            # what is shown, after invert) keeps the mid-grey bulk of EM translucent so
+            # bright structures show through instead of a grey fog. It does not follow
+            # the contrast limits or gamma: those change colours, not what is opaque.
             alpha = lay.opacity if (iso or mip) else lay.opacity * float(f) ** 2
             otf.AddPoint(float(x), alpha)
         self.property.SetColor(ctf)
@@ -449,6 +477,40 @@ class VtkImage(VtkLayer):
                     m.SetBlendModeToMaximumIntensity()
             else:
                 m.SetBlendModeToComposite()
+
+
+def display_fraction(
+    u: npt.ArrayLike, invert: bool = False, gamma: float = 1.0
+) -> npt.NDArray[np.float64]:
+    """Where on the colormap (0..1) a value at fraction ``u`` of the contrast limits lands.
+
+    Clipped to 0..1, flipped when ``invert``, then raised to ``gamma`` (napari's and
+    Fiji's convention: gamma > 1 darkens the mid-tones). 2D slices and the 3D
+    volume both go through it, so they agree.
+    """
+    f = np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0)
+    if invert:
+        f = 1.0 - f
+    return np.asarray(f ** float(gamma), dtype=np.float64)
+
+
+def image_colors(
+    colormap: str,
+    gamma: float = 1.0,
+    invert: bool = False,
+    fractions: npt.ArrayLike | None = None,
+) -> npt.NDArray[np.float64]:
+    """RGB (N, 3) in 0..1 of an image layer's display.
+
+    ``fractions`` are already :func:`display_fraction` s (where on the colormap);
+    None gives the 256-entry lookup table over the contrast limits (entry i for the
+    fraction i / 255 of them), as 2D slices use it.
+    """
+    if fractions is None:
+        fractions = display_fraction(np.linspace(0.0, 1.0, 256), invert, gamma)
+    table = colormap_table(colormap, 256)
+    idx = np.clip(np.round(np.asarray(fractions, dtype=np.float64) * 255).astype(int), 0, 255)
+    return np.asarray(table[idx], dtype=np.float64)
 
 
 def coarse_range(source: VolumeSource, max_voxels: int = 2**22) -> tuple[float, float]:

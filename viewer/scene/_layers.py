@@ -91,7 +91,11 @@ class Image(Layer):
         Data values mapped to the colormap ends; None: the data range of the level drawn.
     gamma : float, default: 1
     invert : bool, default: False
-        Map high values to dark (EM: dark membranes become bright "signal on black").
+        Map high values to dark in the 3D volume (EM: dark membranes become bright
+        "signal on black", and the bright resin transparent).
+    slice_invert : bool, default: False
+        Map high values to dark on the 2D slices (they show the EM as acquired unless
+        asked: the 3D default above is for volume rendering).
     rendering : {"composite", "mip", "isosurface"}
     iso_threshold : float or None
         Data value of the isosurface; None: middle of the contrast limits.
@@ -108,6 +112,7 @@ class Image(Layer):
     contrast_limits: tuple[float, float] | None = None
     gamma: float = Field(1.0, gt=0.0)
     invert: bool = False
+    slice_invert: bool = False
     rendering: Literal["composite", "mip", "isosurface"] = "composite"
     iso_threshold: float | None = None
     level: int | None = Field(None, ge=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable
 
 
@@ -28,6 +29,18 @@ def _looks_like_store(value: str) -> bool:
     from pathlib import Path
 
     return "://" in value or value.rstrip("/").endswith(".zarr") or Path(value).is_dir()
+
+
+def check_inputs_exist(*paths: str | None) -> None:
+    """Refuse a local input that is not there before anything heavy is imported.
+
+    Importing the readers and the renderer costs seconds; a mistyped path should cost
+    none of them (issue 18.15). URLs are left to the readers. The error is the one
+    opening the path would raise (``No such file or directory: PATH``).
+    """
+    for p in paths:
+        if p and "://" not in p and not os.path.exists(os.path.expanduser(p)):
+            raise FileNotFoundError(2, "No such file or directory", p)
 
 
 def recover_store_from_labels(args: argparse.Namespace) -> None:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vrscope.commands._options import int_range, positive_float
+from vrscope.commands._options import check_inputs_exist, int_range, positive_float
 
 ORDER = 41
 
@@ -77,6 +77,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_inputs_exist(args.store, args.tracks, getattr(args, "features", None))
     import numpy as np
 
     from analysis.errors import ParameterError

@@ -11,6 +11,7 @@ from typing import Any
 from vrscope.commands._options import (
     add_cache_option,
     cache_bytes,
+    check_inputs_exist,
     int_range,
     nonnegative_float,
     positive_float,
@@ -336,6 +337,7 @@ def _read_features(path: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_inputs_exist(args.store, args.tracks, getattr(args, "features", None))
     from analysis.errors import FormatError, ParameterError
     from analysis.io import check_output
 

@@ -72,9 +72,11 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from analysis.errors import ParameterError
     from vrscope.cli import require_extra
-    from vrscope.commands._options import recover_store_from_labels
+    from vrscope.commands._options import check_inputs_exist, recover_store_from_labels
 
     recover_store_from_labels(args)
+    if not getattr(args, "join", None):
+        check_inputs_exist(args.store, args.tracks)
 
     join = getattr(args, "join", None)
     if join and (args.project or args.tracks):
@@ -123,10 +125,13 @@ def run(args: argparse.Namespace) -> int:
             screenshot=args.screenshot,
         )
     labels = args.labels
-    if labels is not None and not labels and args.store is not None:
-        from analysis.io import list_labels
+    # --labels omitted or given without names: every label image of the store, as
+    # --help says ("none: all"); an existing project keeps the labels it was made with.
+    if not labels and args.store is not None:
+        from analysis.io import is_project, list_labels
 
-        labels = list_labels(args.store)
+        if args.labels is not None or args.project is None or not is_project(args.project):
+            labels = list_labels(args.store)
     return run_viewer(
         args.store,
         labels,

@@ -111,7 +111,7 @@ def test_invalid_edits_leave_annotations_untouched() -> None:
     with pytest.raises(InvalidEditError, match="finite"):
         h.apply(AddMarker("a", (0, float("nan"), 0)))
     with pytest.raises(InvalidEditError, match="already used"):
-        h.apply(AddMarker("a", (1, 1, 1), marker_id=0))
+        h.apply(AddMarker("a", (1, 1, 1), marker_id=ann.markers[0].id))
     with pytest.raises(InvalidEditError, match="background"):
         h.apply(SetObjectClass(0, "x", "mito"))
     with pytest.raises(InvalidEditError, match="0..1"):
@@ -170,8 +170,8 @@ def test_commands_round_trip_through_json_with_ids() -> None:
 
 
 def _content_of(state: object) -> dict[str, object]:
-    # Ids are never reused, so next_id only grows; everything else must match exactly.
-    return state.model_dump(exclude={"next_id"})  # type: ignore[attr-defined, no-any-return]
+    # Ids are never reused, so the next ids only grow; everything else must match exactly.
+    return state.model_dump(exclude={"next_id", "next_measurement_id"})  # type: ignore[attr-defined, no-any-return]
 
 
 def _content(ann: Annotations) -> dict[str, object]:
@@ -269,3 +269,55 @@ def test_events_say_what_changed_through_commands_undo_and_redo():
     assert ("marker", mid) in got and ("measurement", ann.measurements[0].id) in got
     assert got.count(("object", "cells", 7)) == 2  # set, then cleared by the undo
     assert m.marker_id == mid
+
+
+def test_rename_and_remove_class_undo_exactly_and_round_trip_json() -> None:
+    from analysis.annotations import RemoveClass, RenameClass, SetObjectClass
+
+    ann = Annotations()
+    h = History(ann)
+    h.apply(DefineClass("mito", (1.0, 0.0, 0.0)))
+    h.apply(DefineClass("spare"))
+    h.apply(AddMarker("mito", (0, 0, 0)))
+    h.apply(SetObjectClass(7, "mito", "cells"))
+    before = ann.state().model_dump()
+    cmd = RenameClass("mito", "mitochondrion")
+    h.apply(command_from_json(json.loads(json.dumps(command_to_json(cmd)))))
+    assert [m.class_name for m in ann.markers] == ["mitochondrion"]
+    assert ann.object_classes == {"cells": {7: "mitochondrion"}}
+    assert ann.class_color("mitochondrion") == (1.0, 0.0, 0.0)
+    assert not ann.has_class("mito")
+    h.undo()
+    assert ann.state().model_dump() == before
+    with pytest.raises(InvalidEditError, match="reclassify"):
+        h.apply(RemoveClass("mito"))
+    with pytest.raises(InvalidEditError, match="exists already"):
+        h.apply(RenameClass("mito", "spare"))
+    assert ann.state().model_dump() == before
+    h.apply(RemoveClass("spare"))
+    assert not ann.has_class("spare")
+    h.undo()
+    assert ann.state().model_dump() == before
+
+
+def test_markers_and_measurements_are_numbered_from_1_each() -> None:
+    """Issue 18.13: marker ids started at 2 (one counter shared with measurements)."""
+    from analysis.annotations import AnnotationsState
+
+    ann = Annotations()
+    h = History(ann)
+    h.apply(AddMeasurement("distance", [(0, 0, 0), (1, 1, 1)]))
+    h.apply(AddMarker("a", (1, 2, 3)))
+    h.apply(AddMarker("a", (2, 2, 3)))
+    h.apply(AddMeasurement("distance", [(0, 0, 0), (2, 2, 2)]))
+    assert [m.id for m in ann.markers] == [1, 2]
+    assert [m.id for m in ann.measurements] == [1, 2]
+    # Never reused, also after a removal and across a save (the state keeps both counters).
+    h.apply(RemoveMarker(2))
+    again = Annotations(AnnotationsState.model_validate_json(ann.to_json()))
+    h2 = History(again)
+    h2.apply(AddMarker("a", (3, 2, 3)))
+    assert [m.id for m in again.markers] == [1, 3]
+    # A file saved when both shared one counter (next_id only) goes on from it.
+    old = AnnotationsState.model_validate({"schema_version": 1, "next_id": 7})
+    assert Annotations(old).new_id() == 7

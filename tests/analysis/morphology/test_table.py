@@ -187,3 +187,42 @@ def test_sparse_huge_label_ids_are_measured_under_their_own_ids():
     np.testing.assert_array_equal(huge["label"], 3_000_000_000 + 7 * np.arange(len(ids)))
     for col in ("volume_um3", "centroid_z_um", "bbox_max_x", "fraction_of_parent"):
         np.testing.assert_array_equal(huge[col], small[col])
+
+
+def test_sphericity_never_exceeds_one_small_thin_and_border_objects() -> None:
+    """Issue 18.14: 77 of 525 medulla bodies had sphericity > 1 (impossible): small
+    specks, thin sheets and small cubes stay at or below 1 (a cube: (pi/6)^(1/3))."""
+    lab = np.zeros((40, 40, 60), np.int32)
+    lab[2, 2, 2] = 1  # a single voxel
+    lab[5:7, 5, 5] = 2  # two voxels
+    lab[10, 2:30, 2:30] = 3  # a one-voxel sheet
+    lab[20:22, 20:22, 20:22] = 4  # a 2x2x2 cube
+    lab[30:33, 30:33, 50:53] = 5  # a 3x3x3 cube
+    table = measure_objects(lab).set_index("label")
+    sph = table["sphericity"]
+    finite = sph[np.isfinite(sph)]
+    assert (finite <= 1.0 + 1e-9).all(), sph.to_dict()
+    # Nowhere thicker than ~2 voxels: no shape to measure (NaN), but an area all the same.
+    assert np.isnan(sph[1]) and np.isnan(sph[3])
+    assert (table["surface_area_um2"] > 0).all()
+    # A cube's sphericity is (pi/6)^(1/3) = 0.806 (the smoothed 3-voxel cube rounds off).
+    assert 0.80 <= sph[5] <= 1.0
+    # The binary method, on the same objects: bounded too.
+    binary = measure_objects(lab, surface_method="binary")["sphericity"]
+    assert (binary[np.isfinite(binary)] <= 1.0 + 1e-9).all()
+
+
+def test_sphericity_of_an_object_cut_by_the_volume_border() -> None:
+    """A ball of radius 16 voxels centred on the volume's last z plane: the half inside
+    is a hemisphere closed by the border plane (V = 2/3 pi r^3, A = 3 pi r^2, so
+    sphericity 16^(1/3) / 3 = 0.840). The binary facets overestimate the area (lower),
+    the smoothed surface rounds the rim (higher): they bracket it."""
+    r = 16
+    hemi = draw.ellipsoid(r, r, r).astype(bool)[: r + 2]  # centre plane last
+    lab = np.zeros((r + 6, 2 * r + 7, 2 * r + 7), np.int32)
+    lab[-(r + 2) :, 2 : 2 * r + 5, 2 : 2 * r + 5][hemi[::-1]] = 1
+    want = 16 ** (1 / 3) / 3
+    smooth = measure_objects(lab)["sphericity"][0]
+    binary = measure_objects(lab, surface_method="binary")["sphericity"][0]
+    assert binary < want < smooth
+    assert smooth - want < 0.05 and want - binary < 0.05

@@ -79,13 +79,13 @@ def test_exported_csvs(tmp_path: Path) -> None:
     with Project.create(tmp_path / "p", classes={"nucleus": (0.0, 0.0, 1.0)}) as pr:
         for i, p in enumerate(pts):
             pr.history.apply(AddMarker("nucleus" if i else "pore", p, t=None if i else 3.0))
-        pr.history.apply(RemoveMarker(1))
+        pr.history.apply(RemoveMarker(2))
         pr.history.apply(AddMeasurement("path", pts))
         pr.history.apply(AddMeasurement("angle", pts))
         mk = pd.read_csv(pr.export_markers(tmp_path / "markers.csv"))
         ms = pd.read_csv(pr.export_measurements(tmp_path / "measurements.csv"))
     assert list(mk.columns) == ["id", "class", "z_um", "y_um", "x_um", "t"]
-    assert mk["id"].tolist() == [0, 2]
+    assert mk["id"].tolist() == [1, 3]
     assert mk["class"].tolist() == ["pore", "nucleus"]
     np.testing.assert_allclose(mk[["z_um", "y_um", "x_um"]].to_numpy(), [pts[0], pts[2]])
     assert mk["t"].iloc[0] == 3.0 and np.isnan(mk["t"].iloc[1])

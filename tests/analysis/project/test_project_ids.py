@@ -19,8 +19,9 @@ def two_tracks() -> TrackGraph:
 
 
 def test_create_after_undo_gets_the_same_ids_live_and_after_a_restart(tmp_path: Path) -> None:
-    # The reference: the smallest unused ids of the base data (max id + 1).
-    next_node, next_marker = 13, 0
+    # The reference: the smallest unused ids of the base data (max node id + 1; markers
+    # are numbered from 1).
+    next_node, next_marker = 13, 1
     ids = []
     for restart in (False, True):
         folder = tmp_path / f"p{int(restart)}"

@@ -57,6 +57,17 @@ def wait_rendered(qtbot: Any, win: Any, timeout_ms: int = 180_000) -> None:
     qtbot.wait(50)
 
 
+@pytest.fixture(autouse=True)
+def user_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The desktop's user settings (recent projects) in a fresh folder, never the user's."""
+    from PySide6 import QtCore
+
+    folder = tmp_path_factory.mktemp("settings")
+    fmt, scope = QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope
+    QtCore.QSettings.setPath(fmt, scope, str(folder))
+    yield folder
+
+
 @pytest.fixture
 def make_viewer(qtbot: Any) -> Iterator[Callable[..., Any]]:
     """Build a ``QtViewer`` like napari's ``make_napari_viewer``; closes them all afterwards."""

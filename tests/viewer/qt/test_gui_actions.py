@@ -270,6 +270,22 @@ def test_profile_job_progress_result_and_cancel(
     ids = np.unique(mito)
     assert sorted(table["label"].astype(int)) == ids[ids > 0].tolist()
     assert win.features.layer_name == "mitochondria"
+    # The report is shown (issue 18.14): its summary, and report.html written, opened by
+    # the box's button.
+    box = win.profile_report
+    assert box.isVisible() and box.objectName() == "profile_report"
+    assert f"{int((ids > 0).sum())} mitochondria" in box.text()
+    report = Path(box.informativeText().removeprefix("Report: "))
+    assert report.name == "report.html" and report.is_file()
+    opened: list[str] = []
+    monkeypatch.setattr(
+        QtGui.QDesktopServices,
+        "openUrl",
+        staticmethod(lambda url: opened.append(url.toLocalFile())),
+    )
+    button = next(b for b in box.buttons() if b.text() == "Open report")
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert opened == [str(report)]
 
     # Cancel while it profiles: the job stops (its late result is dropped), the table stays.
     release = gate(monkeypatch, analysis.report, "profile_cell")
@@ -295,8 +311,9 @@ def test_link_job_adds_a_tracks_layer_and_cancel_adds_none(
     assert _progress_bars(win)
     qtbot.waitUntil(job.done.is_set, timeout=120_000)
     assert job.error is None
-    qtbot.waitUntil(lambda: "linked tracks" in s.scene.layers.names, timeout=5000)
-    d = s.layer("linked tracks").data
+    # The result is the window's tracks (it had none): the session's tracks layer.
+    qtbot.waitUntil(lambda: s.tracks is not None, timeout=5000)
+    d = s.layer("tracks").data
     # Reference: every object of every frame, at its centre of mass (SciPy) in µm.
     arr, sc, tr = level0(timelapse_store / "labels" / "nuclei")
     lab = np.asarray(arr)
@@ -312,8 +329,8 @@ def test_link_job_adds_a_tracks_layer_and_cancel_adds_none(
     # The truth's divisions and links: the linker recovers every truth edge on this sample.
     assert len(d.edges) == len(truth_edges(pd.read_csv(timelapse_store.with_name("tl.truth.csv"))))
 
-    with win.render_view.render_thread.structural():  # never mid-draw
-        s.scene.layers.remove(s.layer("linked tracks"))
+    linked = s.tracks
+    n_layers = len(s.scene.layers)
     release = gate(monkeypatch, analysis.tracks, "link_labels")
     win.qactions["analysis.link"].trigger()
     job2 = win.jobs.jobs[-1]
@@ -321,7 +338,12 @@ def test_link_job_adds_a_tracks_layer_and_cancel_adds_none(
         win.jobs.cancel_button(job2).click()
         release.set()
     qtbot.wait(100)
-    assert "linked tracks" not in s.scene.layers.names
+    assert s.tracks is linked and len(s.scene.layers) == n_layers
+    assert not [
+        w
+        for w in QtWidgets.QApplication.topLevelWidgets()
+        if w is not win and w.isVisible() and hasattr(w, "session")
+    ]
 
 
 def test_track_list_context_menu_offers_the_registered_actions(

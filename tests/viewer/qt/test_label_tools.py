@@ -103,7 +103,7 @@ def test_brush_stroke_paints_the_disc_and_one_undo_reverts_it(
     win = labels_viewer
     s = win.session
     lab = blobs()
-    key(qtbot, win, Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier)  # labels.new_id
+    key(qtbot, win, Qt.Key.Key_N, Qt.KeyboardModifier.AltModifier)  # labels.new_id
     assert s.label_brush.value == 6
     key(qtbot, win, Qt.Key.Key_B)  # tool.paint
     assert win.label_tools.mode == "paint"
@@ -255,7 +255,7 @@ def test_the_3d_view_remeshes_the_edited_bricks_without_reopening(
 
     win = labels_viewer
     s = win.session
-    key(qtbot, win, Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier)  # the working copy is made
+    key(qtbot, win, Qt.Key.Key_N, Qt.KeyboardModifier.AltModifier)  # the working copy is made
     wait_rendered(qtbot, win)
     ctl = win.render_view.render_thread.streaming
     adapter = ctl.adapters["cells"]
