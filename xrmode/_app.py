@@ -36,6 +36,8 @@ import numpy as np
 
 from analysis.errors import ParameterError
 
+from viewer.actions import Playback, is_timelapse, time_range
+
 from ._frame_loop import QualityController, eye_view_arrays
 from ._transform import StageTransform
 from .tools import (
@@ -61,6 +63,9 @@ TOOLS = ("grab", "measure", "count", "track", "classify", "clip", "laser")
 
 
 SNAPSHOT_WAIT_S = 60.0  # longest wait for streamed bricks before a snapshot
+LABELS_IMAGE_OPACITY = 0.12  # image opacity when labels are shown (no --opacity)
+HANDS_WAIT_S = 1.0  # longest wait for tracked hands (their HUD) before a snapshot
+STANDING_EYE_M = 1.6  # eye height assumed for a LOCAL space's floor (no floor given)
 
 
 @dataclass
@@ -76,7 +81,7 @@ class XrOptions:
     trace: str | None = None
     snapshot: str | None = None
     background: tuple[float, float, float] = (0.18, 0.18, 0.2)
-    opacity: float = 1.0
+    opacity: float | None = None  # None: the scene's default (0.35 with labels, else 1)
     stream: bool | None = None  # None: stream when the image's finest level is too big
     adaptive_quality: bool = True
     hand_tracking: bool = True
@@ -186,9 +191,17 @@ class XrApp:
         self.scene = build_store_scene(store, labels=labels, tracks=self.workspace.tracks)
         from viewer.render import use_coarse_contrast
 
-        for lay in self.scene.layers:
-            if lay.kind == "image":
-                lay.opacity = opts.opacity
+        # --opacity only when given. Otherwise, with labels, the image is kept faint
+        # enough for the objects inside it to show their colours through a thick sample
+        # (0.35, the desktop render's choice, still washed them out to near grey in
+        # the headset's eye images; 0.12 keeps them clearly coloured).
+        opacity = opts.opacity
+        if opacity is None and any(lay.kind == "labels" for lay in self.scene.layers):
+            opacity = LABELS_IMAGE_OPACITY
+        if opacity is not None:
+            for lay in self.scene.layers:
+                if lay.kind == "image":
+                    lay.opacity = opacity
         use_coarse_contrast(self.scene)  # as `vrscope render`: streamed == whole level
         self.points = Points(name="markers", size_um=1.0)  # type: ignore[call-arg]
         self.measurements = Measurements(name="measurements")  # type: ignore[call-arg]
@@ -198,14 +211,25 @@ class XrApp:
         self._dirty = True
         self.history.changed.connect(self._on_history)
         lo, hi = self.scene.extent_world()
+        self.extent = (lo, hi)
         self.home = StageTransform.on_table(lo, hi)
         transform = self.home
+        #: Placed in front of the head on the first tracked frame, unless a saved
+        #: placement is restored (the project's scene.json).
+        self.needs_placement = True
         saved = self.project.load_scene() if self.project is not None else None
         if saved and isinstance(saved.get("xr"), dict) and "transform" in saved["xr"]:
             try:
                 transform = StageTransform.from_json(saved["xr"]["transform"])
+                self.needs_placement = False
             except (KeyError, TypeError, ValueError) as exc:
                 log.warning("ignoring the saved XR transform: %s", exc)
+        # A time-lapse opens at its first time point (the desktop's scene builder
+        # defaults to the tracks' last one).
+        if is_timelapse(self.scene, self.workspace.tracks):
+            set_time_to = time_range(self.scene, self.workspace.tracks)[0]
+            self.scene.current_time = float(set_time_to)
+        self.playback = Playback()
         self.points.size_um = max(float(np.max(hi - lo)) / 100, 1e-3)
         ann = self.workspace.annotations
         classes = [c.name for c in ann.classes] or ["marker"]
@@ -217,8 +241,21 @@ class XrApp:
             classes=classes,
             history=self.history,
         )
+        self.ctx.playback = self.playback
         tools = self._make_tools()
-        actions: dict[str, MenuAction] = {}
+        # Undo / redo in the menu too: bare hands have no B/Y or A/X buttons.
+        actions: dict[str, MenuAction] = {
+            "undo": MenuAction(lambda: "undo", lambda: self._menu_run("edit.undo")),
+            "redo": MenuAction(lambda: "redo", lambda: self._menu_run("edit.redo")),
+        }
+        if is_timelapse(self.scene, self.workspace.tracks):
+            actions["play"] = MenuAction(
+                lambda: "pause" if self.playback.playing else "play",
+                lambda: self._menu_run("time.play"),
+            )
+            actions["first"] = MenuAction(
+                lambda: "first time point", lambda: self._menu_run("time.first")
+            )
         track = tools.get("track")
         if isinstance(track, TrackTool) and self.workspace.tracks is not None:
             actions.update(track_menu(track, self.ctx))
@@ -235,8 +272,24 @@ class XrApp:
             redo=self.history.redo,
             home=self.home,
             actions=actions,
+            place=self.place,
         )
         self.quality = QualityController()
+
+    def _menu_run(self, action: str) -> str:
+        self.ctx.run(action)
+        return self.ctx.message
+
+    def place(self, head: Any) -> StageTransform:
+        """The volume in front of ``head`` (a :class:`~xrmode.input.Pose`), level."""
+        lo, hi = self.extent
+        return StageTransform.in_front_of(lo, hi, head.position, head.forward)
+
+    def table_under(self, tr: StageTransform) -> tuple[float, float, float]:
+        """(top y, centre x, centre z) of a table whose top touches the volume's bottom."""
+        bmin, bmax = tr.box_stage(*self.extent)
+        c = (bmin + bmax) / 2
+        return float(bmin[1]), float(c[0]), float(c[2])
 
     def _make_tools(self) -> dict[str, Tool]:
         from viewer.scene import Labels
@@ -441,6 +494,8 @@ class _FrameLoop:
             )
         self.t_start: float | None = None
         self.placed: StageTransform | None = None
+        self.floor_set: float | None = None
+        self.table_for: StageTransform | None = None
 
     def _should_stream(self) -> bool:
         stream = self.app.opts.stream
@@ -484,8 +539,36 @@ class _FrameLoop:
         self._trace_frame(frame, tr, cpu_ms, render_ms, avatars, stream_stats)
         self._snapshot_or_exit(frame, focused, views, tr, stream_stats)
 
+    def _place(self, frame: Any) -> None:
+        """On the first frame with a tracked head: the volume in front of it (unless a
+        saved placement was restored), the table under it; the floor of a LOCAL space
+        (eye level at 0) is put an average standing eye height below the head."""
+        app, head = self.app, frame.input.head
+        if self.floor_set is None and head is not None:
+            floor = 0.0
+            if self.session.space_type == "LOCAL":
+                floor = float(head.position[1]) - STANDING_EYE_M
+            self.target.set_floor(floor)
+            self.floor_set = floor
+        if app.needs_placement and head is not None:
+            app.needs_placement = False
+            tr = app.place(head)
+            app.ctx.transform = tr
+            app.toolbox.home = tr
+            self.trace("placed", transform=tr.to_json(), head=list(head.position))
+        tr = app.ctx.transform
+        if tr is app.toolbox.home and tr is not self.table_for:
+            self.target.set_table(*app.table_under(tr))
+            self.table_for = tr
+
     def _input(self, frame: Any, focused: bool) -> None:
         app = self.app
+        self._place(frame)
+        if frame.eyes:
+            from viewer.render import text_angle_rad
+
+            eye = frame.eyes[0]
+            app.ctx.hud.text_angle_rad = text_angle_rad(eye.projection(0.05, 50.0), eye.height)
         collab = app.collab
         if collab is not None:
             collab.process()  # the others' edits, on this thread, before the tools
@@ -494,6 +577,7 @@ class _FrameLoop:
             if self.t_start is None:
                 self.t_start = time.monotonic()
             app.toolbox.update(frame.input)
+            app.playback.advance(app.ctx, time.monotonic())
             if collab is not None:
                 collab.publish(frame.input, app.ctx, app.toolbox.active)
 
@@ -608,7 +692,13 @@ class _FrameLoop:
         ) and not (host is not None and host.behind)
         t_start = self.t_start
         waited = t_start is not None and time.monotonic() - t_start > SNAPSHOT_WAIT_S
-        ready = focused and len(self.snap) == len(frame.eyes) and frame.eyes
+        # ... with the hands' HUD: on a frame that saw a tracked hand (at most
+        # HANDS_WAIT_S after focus; a session may have no hands at all).
+        hands = frame.input.left.aim is not None or frame.input.right.aim is not None
+        early = t_start is not None and time.monotonic() - t_start < HANDS_WAIT_S
+        ready = (
+            focused and len(self.snap) == len(frame.eyes) and frame.eyes and (hands or not early)
+        )
         if self.want_snapshot and ready and (settled or waited):
             _save_snapshot(Path(opts.snapshot or "."), self.snap, frame, views, tr)
             self.trace("snapshot", folder=str(opts.snapshot), complete=settled)

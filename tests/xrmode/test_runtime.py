@@ -70,6 +70,11 @@ def start(
     session = app.wait_for(lambda e: e["event"] == "session", 120, "session start")
     app.wait_state("FOCUSED", 60)
     app.wait_frames(lambda e: e["state"] == "FOCUSED" and e["right"] is not None, 1, 60)
+    # The volume is placed in front of the head on the first tracked frame: that
+    # placement is the transform the scripted positions are computed with.
+    placed = [e for e in app.events if e["event"] == "placed"]
+    if placed:
+        session = {**session, "transform": placed[-1]["transform"]}
     return app, rig, session
 
 

@@ -32,6 +32,7 @@ from ._actions import (
     show_point,
 )
 from ._context import MEASURE_POINTS, ActionContext, Measuring
+from ._playback import Playback
 from ._registry import ACTIONS, Action, ActionRegistry, run
 from ._select import (
     SCENE_TOLERANCE_FRACTION,
@@ -62,6 +63,7 @@ __all__ = [
     "ActionRegistry",
     "Measuring",
     "Pick",
+    "Playback",
     "current_time",
     "is_timelapse",
     "merge_ends",

@@ -469,7 +469,7 @@ def _classify(ctx: ActionContext, pick: Pick) -> int:
     "Previous time point",
     "go one time point back",
     shortcut="Left",
-    headset="track tool: thumbstick left",
+    headset="thumbstick left (menu hand, menu closed; track tool: tool hand)",
 )
 def _prev(ctx: ActionContext, pick: Pick) -> None:
     set_time(ctx, current_time(ctx) - 1)
@@ -480,7 +480,7 @@ def _prev(ctx: ActionContext, pick: Pick) -> None:
     "Next time point",
     "go one time point forward",
     shortcut="Right",
-    headset="track tool: thumbstick right",
+    headset="thumbstick right (menu hand, menu closed; track tool: tool hand)",
 )
 def _next(ctx: ActionContext, pick: Pick) -> None:
     set_time(ctx, current_time(ctx) + 1)

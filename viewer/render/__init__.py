@@ -68,7 +68,7 @@ from ._streaming import (
     use_coarse_contrast,
 )
 from ._tracks import VtkTracks, track_window
-from ._xr_target import VtkXrTarget, XrOverlay, XrText
+from ._xr_target import TEXT_DEG, VtkXrTarget, XrOverlay, XrText, text_angle_rad, text_px
 
 __all__ = [
     "MAX_MOVIE_SIZE",
@@ -108,6 +108,9 @@ __all__ = [
     "VtkXrTarget",
     "XrOverlay",
     "XrText",
+    "TEXT_DEG",
+    "text_angle_rad",
+    "text_px",
     "choose_level",
     "coarse_range",
     "colormap_table",

@@ -112,7 +112,11 @@ def register(sub: Any) -> None:
         help="room colour, 0..1 (default: a neutral dark grey)",
     )
     p.add_argument(
-        "--opacity", type=float, default=1.0, help="image layer opacity 0..1 (default: 1)"
+        "--opacity",
+        type=float,
+        default=None,
+        help="image layer opacity 0..1 (default: 0.12 with --labels, so the objects show "
+        "through; else 1)",
     )
     p.add_argument(
         "--stream",
@@ -160,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.exit_after is not None and args.exit_after < 0:
         raise ParameterError(f"--exit-after must be >= 0, got {args.exit_after}")
-    if not 0.0 <= args.opacity <= 1.0:
+    if args.opacity is not None and not 0.0 <= args.opacity <= 1.0:
         raise ParameterError(f"--opacity must be within 0..1, got {args.opacity}")
     if args.join and (args.project or args.tracks):
         raise ParameterError(

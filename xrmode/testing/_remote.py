@@ -76,6 +76,8 @@ class RemoteController:
     system_click: bool = False
     thumbstick_click: bool = False
     hand_curl: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
+    #: Report a tracked hand (joints from ``hand_curl``, XR_EXT_hand_tracking).
+    hand_tracking_active: bool = False
 
     def pack(self) -> bytes:
         floats = [
@@ -97,6 +99,7 @@ class RemoteController:
             0.0,
         ]
         flags = {
+            "hand_tracking_active": self.hand_tracking_active,
             "active": self.active,
             "system_click": self.system_click,
             "a_click": self.a_click,
@@ -156,6 +159,7 @@ def unpack_state(packet: bytes) -> RigState:
                 b_click=b["b_click"],
                 system_click=b["system_click"],
                 thumbstick_click=b["thumbstick_click"],
+                hand_tracking_active=b["hand_tracking_active"],
             )
         )
     return RigState(

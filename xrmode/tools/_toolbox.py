@@ -20,7 +20,7 @@ import numpy as np
 from analysis.errors import ParameterError
 
 from .._transform import StageTransform
-from ..input._types import InputFrame
+from ..input._types import InputFrame, Pose
 from ._base import Tool, ToolContext
 from ._grab import GrabTool
 from ._view import HandMenu
@@ -66,6 +66,7 @@ class Toolbox:
         redo: Callable[[], object] | None = None,
         home: StageTransform | None = None,
         actions: Mapping[str, MenuAction] | None = None,
+        place: Callable[[Pose], StageTransform] | None = None,
     ) -> None:
         if active not in tools:
             raise ParameterError(f"unknown tool {active!r} (choose from {', '.join(tools)})")
@@ -80,6 +81,10 @@ class Toolbox:
         self.undo = undo
         self.redo = redo
         self.home = home or ctx.transform
+        # "reset view" re-centres in front of the head when the app gives a placement.
+        self.place = place
+        self.head: Pose | None = None
+        self._scrub_armed = True
         # edit.undo / edit.redo / view.reset (viewer.actions) call these.
         ctx.on_undo = undo
         ctx.on_redo = redo
@@ -103,11 +108,25 @@ class Toolbox:
         return item if action is None else action.label()
 
     def _reset_view(self) -> None:
+        if self.place is not None and self.head is not None:
+            self.home = self.place(self.head)
         self.ctx.transform = self.home
+
+    def _scrub(self, x: float) -> None:
+        """The menu hand's stick left / right (menu closed): one time point per push."""
+        if self._scrub_armed and abs(x) > 0.7:
+            self._scrub_armed = False
+            if self.ctx.scene is not None:
+                self.ctx.run("time.next" if x > 0 else "time.previous")
+        elif abs(x) < 0.3:
+            self._scrub_armed = True
 
     def update(self, frame: InputFrame) -> None:
         ctx = self.ctx
         ctx.hud.clear()
+        if frame.head is not None:
+            self.head = frame.head
+            ctx.hud.head = frame.head.position
         was_open = self.menu.open
         self.menu.update(frame, ctx, self.active)
         # The click that picks an item (or closes the menu) must not reach the tool.
@@ -126,6 +145,7 @@ class Toolbox:
                 ctx.run("edit.redo")
             if mh.thumbstick_click.just_pressed:
                 ctx.run("view.reset")
+            self._scrub(mh.thumbstick[0])
         self.grab.update(frame, ctx)
         if not busy:
             self.tools[self.active].update(frame, ctx)

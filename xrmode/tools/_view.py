@@ -134,18 +134,31 @@ class HandMenu:
         self.chosen: str | None = None
         self._stick_armed = True
 
-    def _item_positions(self, h: HandInput) -> np.ndarray:
+    def _item_positions(self, h: HandInput, ctx: ToolContext) -> np.ndarray:
+        """Item anchors above the hand, spaced by the text's visual angle (never
+        overlapping whatever the eyes' resolution and the hand's distance)."""
         assert h.aim is not None
-        base = np.asarray(h.aim.position) + np.array([0.0, 0.12, 0.0])
-        return np.array([base + np.array([0.0, -0.035 * i, 0.0]) for i in range(len(self.items))])
+        hand = np.asarray(h.aim.position)
+        step = max(ctx.hud.line_spacing_m(hand), 0.02)
+        n = len(self.items)
+        top = hand + np.array([0.0, 0.04 + step * n, 0.0])
+        return np.array([top - np.array([0.0, step * i, 0.0]) for i in range(n)])
 
     def update(self, frame: InputFrame, ctx: ToolContext, current: str) -> None:
         self.chosen = None
         h = frame.hand("left" if self.hand == "left" else "right")
         other = frame.hand("right" if self.hand == "left" else "left")
-        if h.menu.just_pressed:
-            self.open = not self.open
-            if self.open and current in self.items:
+        # A controller's menu button toggles the menu; a tracked hand's "menu" is held
+        # while its palm faces up (a wrist menu: open while you look at your palm).
+        opening = h.menu.just_pressed and not self.open
+        if h.source == "hand":
+            if h.menu.just_released:
+                self.open = False
+        elif h.menu.just_pressed and self.open:
+            self.open = False
+        if opening:
+            self.open = True
+            if current in self.items:
                 self.highlighted = self.items.index(current)
         if not self.open or h.aim is None:
             return
@@ -155,7 +168,7 @@ class HandMenu:
             self._stick_armed = False
         elif abs(y) < 0.3:
             self._stick_armed = True
-        pos = self._item_positions(h)
+        pos = self._item_positions(h, ctx)
         if other.aim is not None:
             ray = other.aim.ray()
             rel = pos - np.asarray(ray.origin)
