@@ -223,3 +223,43 @@ def test_runtime_killed_mid_frame_exits_in_one_line(ball_store, tmp_path):
         assert "Traceback" not in log, f"trial {k}:\n{log}"
         errors = [ln for ln in log.splitlines() if ln.startswith("vrscope xr: error:")]
         assert len(errors) == 1 and "runtime" in errors[0], f"trial {k}:\n{log}"
+
+
+def test_a_bare_hand_fist_moves_the_volume_and_places_no_marker(monado, ball_store, tmp_path):
+    """Hand tracking only (the controllers inactive): closing the right hand into a fist
+    grabs the volume, carrying the hand 10 cm carries the volume 10 cm, and with the
+    count tool in hand no marker is placed (on main the fist never grabbed, and its
+    thumb closing on the index clicked)."""
+    proj = tmp_path / "p"
+    app, rig, session = start(
+        monado, tmp_path, [str(ball_store), "--project", str(proj), "--tool", "count"]
+    )
+    try:
+        p0 = np.array([0.15, 1.0, -0.3])
+        rig.hand("left", active=False, hand_tracking_active=True, position=(-0.3, 0.8, -0.2))
+        rig.hand("right", active=False, hand_tracking_active=True, position=tuple(p0))
+        app.wait_frames(lambda e: e["right"] is not None and "right.squeeze" not in e["buttons"], 3)
+        rig.hand("right", hand_curl=(1.0, 1.0, 1.0, 1.0, 1.0))
+        held = app.wait_frames(lambda e: "right.squeeze" in e["buttons"], 2)
+        a0 = np.asarray(held["right"])
+        rig.hand("right", position=tuple(p0 + [0.1, 0.0, 0.0]))
+        app.wait_frames(
+            lambda e: e["right"] is not None and abs(e["right"][0] - (a0[0] + 0.1)) < 1e-3, 2
+        )
+        rig.hand("right", hand_curl=(0.0, 0.0, 0.0, 0.0, 0.0))
+        app.wait_frames(lambda e: "right.squeeze" not in e["buttons"], 2)
+        finish(app, rig)
+    finally:
+        app.stop()
+        rig.close()
+    assert not [e for e in app.events if e["event"] == "edit"]
+    with Project.open(proj) as pr:
+        assert pr.annotations.markers == [] or len(pr.annotations.markers) == 0
+        saved = pr.load_scene()
+    assert saved is not None
+    t0 = np.asarray(session["transform"]["translation_m"])
+    t1 = np.asarray(saved["xr"]["transform"]["translation_m"])
+    np.testing.assert_allclose(t1 - t0, [0.1, 0.0, 0.0], atol=2e-3)
+    assert saved["xr"]["transform"]["rotation_xyzw"] == pytest.approx(
+        session["transform"]["rotation_xyzw"], abs=1e-3
+    )
