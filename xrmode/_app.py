@@ -30,6 +30,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import IO, Any
 
 import numpy as np
@@ -63,6 +64,12 @@ TOOLS = ("grab", "measure", "count", "track", "classify", "clip", "laser")
 
 
 SNAPSHOT_WAIT_S = 60.0  # longest wait for streamed bricks before a snapshot
+#: Background choices after the --background colour (the wrist panel cycles them).
+BACKGROUNDS: tuple[tuple[str, tuple[float, float, float]], ...] = (
+    ("light room", (0.72, 0.72, 0.75)),
+    ("black", (0.0, 0.0, 0.0)),
+    ("white", (1.0, 1.0, 1.0)),
+)
 LABELS_IMAGE_OPACITY = 0.12  # image opacity when labels are shown (no --opacity)
 HANDS_WAIT_S = 1.0  # longest wait for tracked hands (their HUD) before a snapshot
 STANDING_EYE_M = 1.6  # eye height assumed for a LOCAL space's floor (no floor given)
@@ -242,6 +249,10 @@ class XrApp:
             history=self.history,
         )
         self.ctx.playback = self.playback
+        self.backgrounds = [("dark room", tuple(opts.background)), *BACKGROUNDS]
+        self.background = 0
+        self.ctx.next_background = self._next_background
+        self.panel_layer = 0
         tools = self._make_tools()
         # Undo / redo in the menu too: bare hands have no B/Y or A/X buttons.
         actions: dict[str, MenuAction] = {
@@ -273,12 +284,64 @@ class XrApp:
             home=self.home,
             actions=actions,
             place=self.place,
+            panel=self._panel(),
         )
         self.quality = QualityController()
 
-    def _menu_run(self, action: str) -> str:
-        self.ctx.run(action)
+    def _menu_run(self, action: str, layer: str | None = None) -> str:
+        from viewer.actions import Pick
+
+        self.ctx.run(action, Pick(layer=layer))
         return self.ctx.message
+
+    def _next_background(self) -> str:
+        self.background = (self.background + 1) % len(self.backgrounds)
+        return self.backgrounds[self.background][0]
+
+    def _panel_layers(self) -> list[Any]:
+        return [lay for lay in self.scene.layers if lay.kind in ("image", "labels")]
+
+    def _panel(self) -> dict[str, MenuAction]:
+        """The wrist panel: the layer it controls, then that layer's visibility, opacity,
+        contrast and colormap (viewer.actions ``layer.*``), and the background."""
+
+        def layer() -> Any:
+            layers = self._panel_layers()
+            return layers[self.panel_layer % len(layers)] if layers else None
+
+        def name() -> str | None:
+            lay = layer()
+            return None if lay is None else str(lay.name)
+
+        def next_layer() -> str:
+            self.panel_layer += 1
+            return f"layer: {name()}"
+
+        def act(action: str) -> Callable[[], str]:
+            return lambda: self._menu_run(action, name())
+
+        def value(fmt: str) -> Callable[[], str]:
+            return lambda: fmt.format(lay=layer())
+
+        return {
+            "layer": MenuAction(lambda: f"layer: {name()}", next_layer),
+            "visible": MenuAction(
+                lambda: f"visible: {'on' if layer() is not None and layer().visible else 'off'}",
+                act("layer.toggle_visible"),
+            ),
+            "opacity-": MenuAction(value("opacity {lay.opacity:.2f}  -"), act("layer.less_opaque")),
+            "opacity+": MenuAction(value("opacity {lay.opacity:.2f}  +"), act("layer.more_opaque")),
+            "contrast-": MenuAction(lambda: "contrast -", act("layer.less_contrast")),
+            "contrast+": MenuAction(lambda: "contrast +", act("layer.more_contrast")),
+            "colormap": MenuAction(
+                lambda: f"colormap: {getattr(layer(), 'colormap', '-')}",
+                act("layer.next_colormap"),
+            ),
+            "background": MenuAction(
+                lambda: f"background: {self.backgrounds[self.background][0]}",
+                act("view.next_background"),
+            ),
+        }
 
     def place(self, head: Any) -> StageTransform:
         """The volume in front of ``head`` (a :class:`~xrmode.input.Pose`), level."""
@@ -438,6 +501,10 @@ def run_xr(opts: XrOptions) -> int:
 def _loop(app: XrApp, session: Any, trace: Trace) -> None:
     """Run the session's frame loop for ``app`` until the session ends."""
     loop = _FrameLoop(app, session, trace)
+    if app.opts.snapshot is not None and hasattr(signal, "SIGUSR1"):
+        # Another snapshot on demand (tests, documentation): kill -USR1 PID.
+        signal.signal(signal.SIGUSR1, lambda *_: loop.request_snapshot())
+        signal.siginterrupt(signal.SIGUSR1, False)
     try:
         for frame in session.frames():
             loop.step(frame)
@@ -487,15 +554,24 @@ class _FrameLoop:
             tool=app.toolbox.active,
         )
         self.snap: dict[int, Any] = {}
-        self.want_snapshot = opts.snapshot is not None
-        if self.want_snapshot:
-            session.on_drawn = lambda eye, tex: self.snap.__setitem__(
-                eye.index, session.read_eye(eye)
-            )
+        self.want_snapshot = False
+        self.snapshots = 0
+        if opts.snapshot is not None:
+            self.request_snapshot()
         self.t_start: float | None = None
         self.placed: StageTransform | None = None
         self.floor_set: float | None = None
+        self.background_shown = 0
         self.table_for: StageTransform | None = None
+
+    def request_snapshot(self) -> None:
+        """Save the eye images of the next complete frame (``--snapshot DIR``: the first
+        in DIR, later ones, asked with SIGUSR1, in DIR/1, DIR/2, ...). Signal-safe: it
+        only sets flags and a callback."""
+        session = self.session
+        self.snap = {}
+        session.on_drawn = lambda eye, tex: self.snap.__setitem__(eye.index, session.read_eye(eye))
+        self.want_snapshot = True
 
     def _should_stream(self) -> bool:
         stream = self.app.opts.stream
@@ -531,6 +607,9 @@ class _FrameLoop:
             self.target.set_stage_to_world(tr.stage_to_world_matrix())
             self.placed = tr
         self.target.set_overlay(_overlay(app.ctx, avatars))
+        if app.background != self.background_shown:
+            self.target.set_background(app.backgrounds[app.background][1])
+            self.background_shown = app.background
         cpu_ms = (time.perf_counter() - t0) * 1e3
         t1 = time.perf_counter()
         self._render(frame, views)
@@ -653,6 +732,7 @@ class _FrameLoop:
             cpu_ms=round(cpu_ms, 3),
             render_ms=round(render_ms, 3),
             tool=app.toolbox.active,
+            menu=app.toolbox.highlighted_label(),
             scale=tr.scale,
             right=None if inp.right.aim is None else list(inp.right.aim.position),
             left=None if inp.left.aim is None else list(inp.left.aim.position),
@@ -700,8 +780,12 @@ class _FrameLoop:
             focused and len(self.snap) == len(frame.eyes) and frame.eyes and (hands or not early)
         )
         if self.want_snapshot and ready and (settled or waited):
-            _save_snapshot(Path(opts.snapshot or "."), self.snap, frame, views, tr)
-            self.trace("snapshot", folder=str(opts.snapshot), complete=settled)
+            folder = Path(opts.snapshot or ".")
+            if self.snapshots:
+                folder = folder / str(self.snapshots)
+            _save_snapshot(folder, self.snap, frame, views, tr)
+            self.snapshots += 1
+            self.trace("snapshot", folder=str(folder), complete=settled)
             self.want_snapshot = False
             session.on_drawn = None
         if opts.exit_after is not None and t_start is not None and not self.want_snapshot:

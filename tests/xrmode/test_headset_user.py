@@ -263,3 +263,55 @@ def test_a_bare_hand_fist_moves_the_volume_and_places_no_marker(monado, ball_sto
     assert saved["xr"]["transform"]["rotation_xyzw"] == pytest.approx(
         session["transform"]["rotation_xyzw"], abs=1e-3
     )
+
+
+def _stick_to(rig, app, side: str, label: str, limit: int = 20) -> None:
+    """Push the stick down, one item at a time, until the menu highlights ``label``."""
+    for _ in range(limit):
+        ev = app.wait_frames(lambda e: e["menu"] is not None, 2)
+        if ev["menu"].strip() == label or ev["menu"].startswith(label):
+            return
+        rig.hand(side, thumbstick=(0.0, -1.0))
+        app.wait_frames(lambda e: True, 3)
+        rig.hand(side, thumbstick=(0.0, 0.0))
+        app.wait_frames(lambda e: True, 3)
+    raise AssertionError(f"the menu never highlighted {label!r}")
+
+
+def test_wrist_panel_lowers_a_layers_opacity(monado, ball_store, tmp_path):
+    """Menu -> "layers >" -> "opacity -" pressed until 0: the ball vanishes from the eyes."""
+    from xrmode.testing import press
+
+    snap = tmp_path / "snap"
+    app, rig, _ = start(
+        monado,
+        tmp_path,
+        [str(ball_store), "--project", str(tmp_path / "p"), "--snapshot", str(snap)],
+    )
+    try:
+        app.wait_count(lambda e: e["event"] == "snapshot", 1, 120, "the first snapshot")
+        press(rig, app, "left", "system_click")  # open the menu
+        _stick_to(rig, app, "left", "layers >")
+        press(rig, app, "left")
+        _stick_to(rig, app, "left", "opacity")
+        for _ in range(10):
+            press(rig, app, "left")
+        ev = app.wait_frames(lambda e: e["menu"] is not None, 1)
+        assert ev["menu"].split()[:2] == ["opacity", "0.00"], ev["menu"]
+        app.proc.send_signal(signal.SIGUSR1)  # type: ignore[union-attr]
+        app.wait_count(lambda e: e["event"] == "snapshot", 2, 120, "the second snapshot")
+        finish(app, rig)
+    finally:
+        app.stop()
+        rig.close()
+    (before, _), meta = _snapshot(snap)
+    (after, _), meta2 = _snapshot(snap / "1")
+    tr = meta2["transform"]
+    ball_c = world_to_stage(tr, np.asarray(BALL_CENTRE_UM))
+    r_m = BALL_RADIUS_UM * tr["scale_m_per_um"]
+    (c, r), (ce, _) = _project(meta2, 0, np.array([ball_c, ball_c + [r_m, 0.0, 0.0]]))
+    rows, cols = np.mgrid[: after.shape[0], : after.shape[1]]
+    inner = (rows - r) ** 2 + (cols - c) ** 2 < (0.6 * abs(ce - c)) ** 2
+    assert (before.min(axis=-1) > 150).sum() > 100  # the ball, at opacity 1
+    # At opacity 0 none of the ball is left; what shows there is the room behind it.
+    assert (after[inner].min(axis=-1) > 150).sum() == 0

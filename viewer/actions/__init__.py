@@ -32,6 +32,7 @@ from ._actions import (
     show_point,
 )
 from ._context import MEASURE_POINTS, ActionContext, Measuring
+from ._layers import COLORMAPS, target_layer
 from ._playback import Playback
 from ._registry import ACTIONS, Action, ActionRegistry, run
 from ._select import (
@@ -54,6 +55,7 @@ from ._select import (
 
 __all__ = [
     "ACTIONS",
+    "COLORMAPS",
     "MEASURE_POINTS",
     "SCENE_TOLERANCE_FRACTION",
     "SCREEN_TOLERANCE_PX",
@@ -81,5 +83,6 @@ __all__ = [
     "stage_tolerance_um",
     "time_range",
     "tracklet_end",
+    "target_layer",
     "tracklet_start",
 ]

@@ -127,7 +127,7 @@ def _apply(ctx: ActionContext, cmd: Command) -> Command:
     "Undo",
     "undo the last edit (one history for tracks, markers, measurements, classes)",
     shortcut="Ctrl+Z",
-    headset="menu hand: B / Y",
+    headset="menu hand: B / Y; wrist menu: undo",
 )
 def _undo(ctx: ActionContext, pick: Pick) -> Any:
     return ctx.undo()
@@ -138,7 +138,7 @@ def _undo(ctx: ActionContext, pick: Pick) -> Any:
     "Redo",
     "redo the last undone edit",
     shortcut="Ctrl+Shift+Z",
-    headset="menu hand: A / X",
+    headset="menu hand: A / X; wrist menu: redo",
 )
 def _redo(ctx: ActionContext, pick: Pick) -> Any:
     return ctx.redo()

@@ -286,6 +286,10 @@ class VtkXrTarget:
             centre_x - 0.5, centre_x + 0.5, top_y - 0.04, top_y, centre_z - 0.3, centre_z + 0.3
         )
 
+    def set_background(self, rgb: RGB) -> None:
+        """The colour behind everything (the room's walls and sky)."""
+        self.renderer.renderer.SetBackground(*(float(c) for c in rgb))
+
     def set_floor(self, y: float) -> None:
         """The floor's height in stage metres (0 in STAGE / LOCAL_FLOOR spaces; an
         estimate below the head in a LOCAL space)."""

@@ -126,6 +126,8 @@ class ToolContext:
     on_reset_view: Callable[[], Any] | None = None
     #: Time-lapse playback (``viewer.actions.Playback``; ``time.play`` toggles it).
     playback: Any = None
+    #: Switches to the next background and returns its name (``view.next_background``).
+    next_background: Callable[[], str] | None = None
     _notified: bool = field(default=False, repr=False)
 
     # -- viewer.actions.ActionContext ------------------------------------------------
