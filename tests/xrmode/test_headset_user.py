@@ -315,3 +315,31 @@ def test_wrist_panel_lowers_a_layers_opacity(monado, ball_store, tmp_path):
     assert (before.min(axis=-1) > 150).sum() > 100  # the ball, at opacity 1
     # At opacity 0 none of the ball is left; what shows there is the room behind it.
     assert (after[inner].min(axis=-1) > 150).sum() == 0
+
+
+def test_playback_from_the_menu_runs_to_the_last_time_point(
+    monado, ball_store, line_track, tmp_path
+):
+    """A time-lapse opens at t = 0; the menu's "play" steps time forward a few points a
+    second and stops at the last time point (4) instead of running past the data."""
+    from xrmode.testing import press
+
+    app, rig, _ = start(
+        monado,
+        tmp_path,
+        [str(ball_store), "--tracks", str(line_track), "--project", str(tmp_path / "p")],
+    )
+    try:
+        press(rig, app, "left", "system_click")
+        _stick_to(rig, app, "left", "play")
+        press(rig, app, "left")
+        app.wait_frames(lambda e: e["time"] == 4.0, 10, 60)
+        times = [e["time"] for e in app.events if e["event"] == "frame"]
+        finish(app, rig)
+    finally:
+        app.stop()
+        rig.close()
+    assert times[0] == 0.0
+    # Every time point in order, none skipped back, none past the end.
+    seen = [t for i, t in enumerate(times) if i == 0 or t != times[i - 1]]
+    assert seen == [0.0, 1.0, 2.0, 3.0, 4.0], seen

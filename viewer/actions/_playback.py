@@ -45,19 +45,20 @@ class Playback:
         return self.playing
 
     def advance(self, ctx: ActionContext, now_s: float) -> bool:
-        """Step time by whole time points for the clock time ``now_s`` (seconds) since the
-        last call; True when the time point changed. Stops at the last time point."""
+        """One time point forward when ``1 / fps`` seconds of the clock ``now_s`` have
+        passed since the last step; True when the time point changed. Never skips a
+        time point (slow frames slow playback down) and stops at the last one."""
         if not self.playing:
             return False
         if self._last is None:
             self._last = now_s
             return False
-        steps = int((now_s - self._last) * self.fps)
-        if steps <= 0:
+        if (now_s - self._last) * self.fps < 1.0:
             return False
-        self._last += steps / self.fps
+        # Behind by more than a step (slow frames): restart the clock rather than skip.
+        self._last = now_s if now_s - self._last > 2 / self.fps else self._last + 1 / self.fps
         before = current_time(ctx)
-        set_time(ctx, before + steps)
+        set_time(ctx, before + 1)
         if current_time(ctx) >= time_range(ctx.scene, ctx.tracks)[1]:
             self.playing = False
         return current_time(ctx) != before

@@ -1,0 +1,169 @@
+"""Placement, HUD text size, playback, the wrist panel and the wrist menu by hand
+(no runtime): checked against SciPy rotations and plain trigonometry."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from analysis.annotations import Annotations
+from analysis.edits import History
+from analysis.project import Workspace
+from analysis.tracks import TrackGraph
+from viewer.actions import ACTIONS, Pick, Playback, run
+from viewer.scene import Scene, Tracks
+from xrmode._transform import StageTransform
+from xrmode.input import HandInput, InputFrame, Pose
+from xrmode.tools import MenuAction, Tool, Toolbox, ToolContext
+
+
+def _head(yaw_deg: float, pitch_deg: float = 0.0, pos=(0.3, 1.6, -0.2)) -> Pose:
+    q = Rotation.from_euler("YX", [yaw_deg, pitch_deg], degrees=True).as_quat()
+    return Pose(pos, tuple(float(v) for v in q))
+
+
+@pytest.mark.parametrize("yaw", [0.0, 35.0, -120.0, 180.0])
+def test_in_front_of_puts_the_whole_box_in_a_level_gaze(yaw):
+    lo, hi = np.zeros(3), np.array([10.0, 40.0, 20.0])
+    head = _head(yaw, pitch_deg=10.0)  # pitch is ignored: the volume stays level
+    tr = StageTransform.in_front_of(lo, hi, head.position, head.forward)
+    corners = np.array([[a, b, c] for a in (0, 10.0) for b in (0, 40.0) for c in (0, 20.0)])
+    st = tr.world_to_stage(corners)
+    # Into a level head frame turned by the same yaw (SciPy), -z ahead.
+    level = Rotation.from_euler("Y", yaw, degrees=True)
+    cam = level.inv().apply(st - np.asarray(head.position))
+    assert (cam[:, 2] < -0.3).all()  # all of it ahead
+    up = np.degrees(np.arctan2(cam[:, 1], -cam[:, 2]))
+    side = np.degrees(np.arctan2(cam[:, 0], -cam[:, 2]))
+    # Inside a 90-degree field of view (+-45), below the eyes' level for the most part.
+    assert up.max() < 20 and up.min() > -45 and np.abs(side).max() < 40
+    # 0.3 m across its longest side, centred 0.55 m ahead and 0.2 m down.
+    assert np.ptp(st, axis=0).max() == pytest.approx(0.3, rel=1e-6)
+    centre = cam.mean(axis=0)
+    np.testing.assert_allclose(centre, [0.0, -0.2, -0.55], atol=1e-9)
+    # Level: the image's rows (world y) still point straight down in the stage.
+    down = tr.world_to_stage(np.array([0.0, 1.0, 0.0])) - tr.world_to_stage(np.zeros(3))
+    np.testing.assert_allclose(down / np.linalg.norm(down), [0.0, -1.0, 0.0], atol=1e-9)
+
+
+def test_text_px_is_the_angle_at_the_eyes_focal_length():
+    from viewer.render import text_angle_rad, text_px
+
+    # A headset eye: 2000 px over a 100-degree vertical field of view.
+    t = math.tan(math.radians(50))
+    proj = np.diag([1 / t, 1 / t, -1.0, 0.0])
+    f_px = 1000 / t
+    assert text_px(proj, 2000) == round(f_px * math.tan(math.radians(1.5)))
+    assert math.degrees(text_angle_rad(proj, 2000)) == pytest.approx(1.5, abs=0.05)
+    # The test eyes (240 px): at least 10 px, and the angle says how big that is.
+    assert text_px(proj, 240) == 10
+    assert text_angle_rad(proj, 240) == pytest.approx(math.atan(10 / (120 / t)))
+
+
+def _timelapse_ctx() -> ToolContext:
+    ids = np.arange(5)
+    g = TrackGraph.from_arrays(ids, ids, np.c_[np.zeros(5), np.zeros(5), ids * 1.0], [])
+    scene = Scene([Tracks.from_track_graph(g, name="t")])
+    ws = Workspace(g, Annotations())
+    return ToolContext(transform=StageTransform(), apply=lambda c: None, scene=scene, workspace=ws)
+
+
+def test_playback_steps_one_point_at_a_time_and_stops_at_the_end():
+    ctx = _timelapse_ctx()
+    ctx.scene.current_time = 0.0
+    ctx.playback = Playback(fps=4.0)
+    assert run("time.play", ctx) is True
+    seen = []
+    for k in range(40):  # 0.1 s frames, then one slow frame of 2 s: no point is skipped
+        now = k * 0.1 if k != 20 else 4.0
+        ctx.playback.advance(ctx, now)
+        seen.append(ctx.current_time)
+    assert sorted(set(seen)) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert all(b - a in (0.0, 1.0) for a, b in zip(seen, seen[1:], strict=False))
+    assert seen[-1] == 4.0 and not ctx.playback.playing
+    # Play again at the end: from the first time point.
+    run("time.play", ctx)
+    assert ctx.current_time == 0.0 and ctx.playback.playing
+    run("time.play", ctx)
+    assert not ctx.playback.playing
+
+
+def _frame(left: HandInput, right: HandInput | None = None, head=None) -> InputFrame:
+    return InputFrame(0.0, head, left, right or HandInput("right"))
+
+
+def test_reset_view_recentres_in_front_of_the_head():
+    ctx = ToolContext(transform=StageTransform(), apply=lambda c: None)
+    lo, hi = np.zeros(3), np.full(3, 10.0)
+
+    def place(head: Pose) -> StageTransform:
+        return StageTransform.in_front_of(lo, hi, head.position, head.forward)
+
+    tb = Toolbox({"grab": Tool()}, ctx, "grab", place=place)
+    head = _head(90.0, pos=(1.0, 1.7, 2.0))
+    left = HandInput("left", aim=Pose((0.8, 1.3, 1.8)))
+    tb.update(_frame(left, head=head))
+    tb.update(_frame(left.with_buttons(thumbstick_click=True), head=head))
+    want = StageTransform.in_front_of(lo, hi, head.position, head.forward)
+    assert ctx.transform == want
+    # Looking along -x (yaw 90 degrees): the volume's centre is 0.55 m along -x.
+    c = ctx.transform.world_to_stage(np.full(3, 5.0))
+    np.testing.assert_allclose(c, [1.0 - 0.55, 1.5, 2.0], atol=1e-9)
+
+
+def test_palm_up_wrist_menu_and_panel_steps_by_pinch():
+    """A tracked left hand turned palm up opens the menu; the right hand's pinch picks
+    "layers >" then "opacity -" twice (the panel stays open); palm down closes it."""
+    from xrmode.tools._toolbox import PANEL
+
+    ctx = ToolContext(transform=StageTransform(), apply=lambda c: None)
+    opacity = [1.0]
+
+    def lower() -> str:
+        opacity[0] = round(opacity[0] - 0.1, 3)
+        return f"opacity {opacity[0]}"
+
+    panel = {"opacity-": MenuAction(lambda: f"opacity {opacity[0]}  -", lower)}
+    tb = Toolbox({"grab": Tool(), "measure": Tool()}, ctx, "grab", panel=panel)
+    left = HandInput("left", aim=Pose((-0.2, 1.2, -0.3)), source="hand")
+    right = HandInput("right", aim=Pose((0.2, 1.2, -0.3)), source="hand")
+    up = left.with_buttons(menu=True)
+    tb.update(_frame(up, right))
+    assert tb.menu.open
+    tb.menu.highlighted = tb.menu.items.index(PANEL)
+    up = up.with_buttons(menu=True)
+    right = right.with_buttons(select=True)
+    tb.update(_frame(up, right))
+    assert tb.highlighted_label() == "opacity 1.0  -"
+    for _ in range(2):
+        right = right.with_buttons(select=False)
+        tb.update(_frame(up.with_buttons(menu=True), right))
+        right = right.with_buttons(select=True)
+        tb.update(_frame(up.with_buttons(menu=True), right))
+    assert opacity[0] == pytest.approx(0.8) and tb.menu.open
+    tb.update(_frame(up.with_buttons(menu=False), right.with_buttons(select=False)))
+    assert not tb.menu.open
+
+
+def test_layer_actions_change_the_scene_model():
+    from viewer.scene import Image
+
+    ctx = _timelapse_ctx()
+    img = Image(None, name="em", contrast_limits=(0.0, 100.0))  # type: ignore[arg-type]
+    ctx.scene.add(img)
+    run("layer.less_opaque", ctx)
+    run("layer.less_opaque", ctx, Pick(layer="em"))
+    assert img.opacity == pytest.approx(0.8)
+    run("layer.more_contrast", ctx)
+    assert img.contrast_limits == pytest.approx((10.0, 90.0))
+    run("layer.next_colormap", ctx)
+    assert img.colormap == "magma"
+    run("layer.toggle_visible", ctx)
+    assert not img.visible
+    # No background choices on this context: refused with a message, nothing raised.
+    assert run("view.next_background", ctx) is None and "background" in ctx.message
+    assert {"layer.more_opaque", "time.play", "view.next_background"} <= {a.id for a in ACTIONS}
+
