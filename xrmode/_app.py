@@ -28,15 +28,14 @@ import json
 import logging
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import IO, Any
 
 import numpy as np
 
 from analysis.errors import ParameterError
-
 from viewer.actions import Playback, is_timelapse, time_range
 
 from ._frame_loop import QualityController, eye_view_arrays
@@ -70,6 +69,7 @@ BACKGROUNDS: tuple[tuple[str, tuple[float, float, float]], ...] = (
     ("black", (0.0, 0.0, 0.0)),
     ("white", (1.0, 1.0, 1.0)),
 )
+MARKER_FRACTION = 40  # marker size: the data's largest extent over this
 LABELS_IMAGE_OPACITY = 0.12  # image opacity when labels are shown (no --opacity)
 HANDS_WAIT_S = 1.0  # longest wait for tracked hands (their HUD) before a snapshot
 STANDING_EYE_M = 1.6  # eye height assumed for a LOCAL space's floor (no floor given)
@@ -237,7 +237,8 @@ class XrApp:
             set_time_to = time_range(self.scene, self.workspace.tracks)[0]
             self.scene.current_time = float(set_time_to)
         self.playback = Playback()
-        self.points.size_um = max(float(np.max(hi - lo)) / 100, 1e-3)
+        # Markers big enough to find in the headset (1/100 of the extent was ~3 mm).
+        self.points.size_um = max(float(np.max(hi - lo)) / MARKER_FRACTION, 1e-3)
         ann = self.workspace.annotations
         classes = [c.name for c in ann.classes] or ["marker"]
         self.ctx = ToolContext(
@@ -249,7 +250,11 @@ class XrApp:
             history=self.history,
         )
         self.ctx.playback = self.playback
-        self.backgrounds = [("dark room", tuple(opts.background)), *BACKGROUNDS]
+        r, g, b = (float(c) for c in opts.background)
+        self.backgrounds: list[tuple[str, tuple[float, float, float]]] = [
+            ("dark room", (r, g, b)),
+            *BACKGROUNDS,
+        ]
         self.background = 0
         self.ctx.next_background = self._next_background
         self.panel_layer = 0

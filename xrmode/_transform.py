@@ -187,7 +187,9 @@ class StageTransform:
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """The stage-aligned bounds (min, max xyz metres) of the world box ``lo..hi``."""
         lo, hi = np.asarray(lo_um, dtype=np.float64), np.asarray(hi_um, dtype=np.float64)
-        corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
+        corners = np.array(
+            [[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])]
+        )
         st = self.world_to_stage(corners)
         return st.min(axis=0), st.max(axis=0)
 

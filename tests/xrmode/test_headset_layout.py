@@ -10,7 +10,6 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from analysis.annotations import Annotations
-from analysis.edits import History
 from analysis.project import Workspace
 from analysis.tracks import TrackGraph
 from viewer.actions import ACTIONS, Pick, Playback, run
@@ -166,4 +165,3 @@ def test_layer_actions_change_the_scene_model():
     # No background choices on this context: refused with a message, nothing raised.
     assert run("view.next_background", ctx) is None and "background" in ctx.message
     assert {"layer.more_opaque", "time.play", "view.next_background"} <= {a.id for a in ACTIONS}
-

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -216,7 +215,9 @@ def test_runtime_killed_mid_frame_exits_in_one_line(ball_store, tmp_path):
     root = find_monado()
     assert root is not None, "Monado is not installed (scripts/monado.sh)"
     trials = int(os.environ.get("VRSCOPE_KILL_TRIALS", "6"))
-    port = 4300 + int("".join(ch for ch in os.environ.get("PYTEST_XDIST_WORKER", "0") if ch.isdigit()) or 0)
+    port = 4300 + int(
+        "".join(ch for ch in os.environ.get("PYTEST_XDIST_WORKER", "0") if ch.isdigit()) or 0
+    )
     for k in range(trials):
         rc, log = _kill_trial(root, tmp_path / f"t{k}", ball_store, port, delay_s=0.013 * k)
         assert rc != 0, f"trial {k}: exit code 0 after the runtime died\n{log}"

@@ -78,6 +78,19 @@ def start(
     return app, rig, session
 
 
+def step_time_to(rig: RemoteRig, app: XrAppRun, t: float) -> None:
+    """Push the left stick right, once per time point, until the app shows time ``t``
+    (a time-lapse opens at its first time point)."""
+    for _ in range(20):
+        if app.wait_frames(lambda e: True, 1)["time"] >= t:
+            return
+        rig.hand("left", thumbstick=(1.0, 0.0))
+        app.wait_frames(lambda e: True, 3)
+        rig.hand("left", thumbstick=(0.0, 0.0))
+        app.wait_frames(lambda e: True, 3)
+    raise AssertionError(f"time never reached {t}")
+
+
 def finish(app: XrAppRun, rig: RemoteRig) -> None:
     """End the session like a user would (SIGTERM -> request exit), expect a clean exit."""
     app.proc.terminate()  # type: ignore[union-attr]
@@ -217,6 +230,7 @@ def test_scripted_track_cut_at_pointed_node(monado, ball_store, line_track, tmp_
         [str(ball_store), "--tracks", str(line_track), "--project", str(proj), "--tool", "track"],
     )
     try:
+        step_time_to(rig, app, 4.0)  # the last time point: every node is drawn
         tr = session["transform"]
         with Project.open(proj) as pr:  # read-only look at the node positions
             node = 3
@@ -352,6 +366,7 @@ def test_joined_session_cut_reaches_the_server_and_another_client(
         app, rig, session = start(
             monado, tmp_path, ["--join", url, "--tool", "track", "--name", "xr-test"]
         )
+        step_time_to(rig, app, 4.0)  # the last time point: every node is drawn
         tr = session["transform"]
         with Project.open(folder) as pr:  # the served base state: node positions
             target = world_to_stage(tr, np.asarray(pr.tracks.position(3)))

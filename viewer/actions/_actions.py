@@ -489,7 +489,8 @@ def _next(ctx: ActionContext, pick: Pick) -> None:
 @ACTIONS.action(
     "view.reset",
     "Reset view",
-    "put the view (3D camera; the volume on the table) back where it started",
+    "put the view back: the desktop's 3D camera where it started; in the headset the "
+    "volume in front of you, level, at reach",
     headset="menu hand: thumbstick click",
 )
 def _reset(ctx: ActionContext, pick: Pick) -> None:

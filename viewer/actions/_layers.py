@@ -125,9 +125,7 @@ def _less_contrast(ctx: ActionContext, pick: Pick) -> tuple[float, float]:
     "give the image the next colormap (" + ", ".join(COLORMAPS) + ")",
     headset="wrist panel: colormap",
     enabled=lambda ctx, pick: (
-        None
-        if getattr(target_layer(ctx, pick), "kind", None) == "image"
-        else "not an image layer"
+        None if getattr(target_layer(ctx, pick), "kind", None) == "image" else "not an image layer"
     ),
 )
 def _next_colormap(ctx: ActionContext, pick: Pick) -> str:

@@ -12,9 +12,11 @@ whatever framebuffer is bound when :meth:`VtkXrTarget.render_eye` is called.
 the swapchain stays black without any error.
 
 Besides the scene layers it draws XR furniture in *stage* coordinates (metres):
-a table under the volume and a floor (grounding), laser rays, cursor spheres,
-billboard text (menus, live measurements, counts) and the other participants'
-avatars of a shared session (spheres and cones of any size and direction). They follow the
+a table under the volume, a floor with a grid and the outlines of walls 4 m away
+(grounding), laser rays, cursor spheres, billboard text (menus, live
+measurements, counts; on a layer of its own above the volumes, sized in degrees
+of visual angle) and the other participants' avatars of a shared session
+(spheres and cones of any size and direction). They follow the
 world <-> stage transform given each frame by :meth:`set_stage_to_world`.
 """
 
@@ -263,8 +265,21 @@ class VtkXrTarget:
         # volume by set_table).
         table.SetBounds(-0.5, 0.5, 0.81, 0.85, -0.8, -0.2)
         floor = v.vtkCubeSource()
-        floor.SetBounds(-3.0, 3.0, -0.01, 0.0, -3.0, 3.0)
+        floor.SetBounds(-4.0, 4.0, -0.01, 0.0, -4.0, 4.0)
         self._table, self._floor = table, floor
+        # The room: a floor grid every 0.5 m (scale and motion cues, and the horizon
+        # where it meets the background) and walls 4 m away, 3 m high, drawn as
+        # outlines so the background colour (the wrist panel's choice) stays the sky.
+        self._room_mapper = v.vtkPolyDataMapper()
+        room = v.vtkActor()
+        room.SetMapper(self._room_mapper)
+        room.GetProperty().SetColor(0.45, 0.45, 0.5)
+        room.GetProperty().LightingOff()
+        room.PickableOff()
+        ren.AddActor(room)
+        self._stage_actors.append(room)
+        self._room_floor: float | None = None
+        self._set_room(0.0)
         for src, color in ((table, (0.45, 0.36, 0.28)), (floor, (0.30, 0.30, 0.32))):
             mapper = v.vtkPolyDataMapper()
             mapper.SetInputConnection(src.GetOutputPort())
@@ -294,7 +309,24 @@ class VtkXrTarget:
         """The floor's height in stage metres (0 in STAGE / LOCAL_FLOOR spaces; an
         estimate below the head in a LOCAL space)."""
         if hasattr(self, "_floor"):
-            self._floor.SetBounds(-3.0, 3.0, y - 0.01, y, -3.0, 3.0)
+            self._floor.SetBounds(-4.0, 4.0, y - 0.01, y, -4.0, 4.0)
+            self._set_room(y)
+
+    def _set_room(self, y: float) -> None:
+        """Grid lines on the floor at height ``y`` and the walls' edges above it."""
+        if self._room_floor == y:
+            return
+        self._room_floor = y
+        ticks = np.arange(-4.0, 4.0 + 1e-9, 0.5)
+        g = y + 0.002  # just above the floor's top face
+        segs = [((t, g, -4.0), (t, g, 4.0)) for t in ticks]
+        segs += [((-4.0, g, t), (4.0, g, t)) for t in ticks]
+        top = y + 3.0
+        corners = [(-4.0, -4.0), (4.0, -4.0), (4.0, 4.0), (-4.0, 4.0)]
+        for (x0, z0), (x1, z1) in zip(corners, corners[1:] + corners[:1], strict=True):
+            segs += [((x0, top, z0), (x1, top, z1)), ((x0, y, z0), (x0, top, z0))]
+        pts = np.asarray(segs, dtype=np.float64).reshape(-1, 3)
+        self._room_mapper.SetInputData(polydata(pts, lines=np.arange(len(pts)).reshape(-1, 2)))
 
     def set_stage_to_world(self, matrix: npt.ArrayLike) -> None:
         """The 4x4 map from stage (x, y, z m) to world **zyx** µm, row-vector free.

@@ -21,7 +21,12 @@ tools (switch with the menu button on the left hand; grab always works):
   classify  point at an object, trigger gives it the current class
   clip      hold the trigger to place and orient the clipping plane; A/X on/off
   laser     a pointer for showing
-left hand: menu opens the tool menu, Y/B undo, X/A redo, stick click resets the view.
+left hand: menu opens the wrist menu (tools, undo, redo, play/pause, "layers >": the
+wrist panel for each layer's visibility, opacity, contrast, colormap and the
+background), Y/B undo, X/A redo, stick left/right steps time, stick click re-centres
+the volume in front of you.
+bare hands (hand tracking): pinch = trigger, fist = grab, left palm up = the wrist
+menu (point with the right hand, pinch to pick).
 
 runtimes: any OpenXR runtime offering XR_KHR_opengl_enable (SteamVR, Meta, WMR,
 Monado; on a headless machine: scripts/monado.sh, docs/xr.md). XR_RUNTIME_JSON

@@ -315,7 +315,7 @@ class XrSession:
         # client library can fail in other ways); release what we can, quietly.
         try:
             self._stack.close()
-        except Exception as err:  # noqa: BLE001 - nothing more to do with a dead runtime
+        except Exception as err:  # nothing more to do with a dead runtime
             log.info("teardown after the runtime lost the session: %s", err)
 
     def _open(self) -> None:
@@ -635,9 +635,7 @@ class XrSession:
             sc = self.swapchains[eye.index]
             try:
                 idx = xr.acquire_swapchain_image(sc, xr.SwapchainImageAcquireInfo())
-                xr.wait_swapchain_image(
-                    sc, xr.SwapchainImageWaitInfo(timeout=xr.INFINITE_DURATION)
-                )
+                xr.wait_swapchain_image(sc, xr.SwapchainImageWaitInfo(timeout=xr.INFINITE_DURATION))
             except xr.XrException as err:  # the runtime died mid-frame: end the loop
                 self._on_lost(err)
                 return

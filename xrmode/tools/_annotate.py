@@ -93,6 +93,8 @@ class MeasureTool(Tool):
                 ctx.hud.line(a, b, (1.0, 1.0, 0.3))
             for p in stage[:-1]:
                 ctx.hud.point(p, (1.0, 1.0, 0.3))
+            # The cursor: where the next point goes (shown before the first one too).
+            ctx.hud.point(stage[-1], (1.0, 0.55, 0.1))
             label = self.kind
             if len(live) >= 2 and not (self.kind == "angle" and len(live) < 3):
                 val = _measure_value(self.kind, np.asarray(live))
