@@ -10,12 +10,13 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from analysis.annotations import Annotations
+from analysis.edits import History
 from analysis.project import Workspace
 from analysis.tracks import TrackGraph
 from viewer.actions import ACTIONS, Pick, Playback, run
 from viewer.scene import Scene, Tracks
 from xrmode._transform import StageTransform
-from xrmode.input import HandInput, InputFrame, Pose
+from xrmode.input import Button, HandInput, InputFrame, Pose
 from xrmode.tools import MenuAction, Tool, Toolbox, ToolContext
 
 
@@ -165,3 +166,55 @@ def test_layer_actions_change_the_scene_model():
     # No background choices on this context: refused with a message, nothing raised.
     assert run("view.next_background", ctx) is None and "background" in ctx.message
     assert {"layer.more_opaque", "time.play", "view.next_background"} <= {a.id for a in ACTIONS}
+
+
+def test_two_hand_grab_turns_the_volume_with_the_hands():
+    """Both hands squeezing, the right one circling 90 degrees about the vertical around
+    the left while moving apart: the volume scales 2x and turns 90 degrees, and a world
+    point follows the SciPy rotation about the midpoint."""
+    from xrmode.tools import GrabTool
+
+    ctx = ToolContext(transform=StageTransform(), apply=lambda c: None)
+    tool = GrabTool()
+    tool.enabled = True
+    a = np.array([0.0, 1.2, -0.3])
+    b0 = a + [0.2, 0.0, 0.0]
+    b1 = a + [0.0, 0.0, -0.4]  # +x turned 90 degrees about +y is -z; twice as far
+    held = {"squeeze": Button().next(True)}
+    left = HandInput("left", aim=Pose(tuple(a)), grip=Pose(tuple(a)), **held)
+    world = np.array([3.0, -4.0, 5.0])
+    tool.update(_frame(left, HandInput("right", grip=Pose(tuple(b0)), **held)), ctx)
+    before = ctx.transform.world_to_stage(world)
+    s0 = ctx.transform.scale
+    tool.update(_frame(left, HandInput("right", grip=Pose(tuple(b1)), **held)), ctx)
+    assert ctx.transform.scale == pytest.approx(2 * s0)
+    m0, m1 = (a + b0) / 2, (a + b1) / 2
+    turn = Rotation.from_euler("y", 90, degrees=True)
+    want = m1 + turn.apply(2 * (before - m0))
+    np.testing.assert_allclose(ctx.transform.world_to_stage(world), want, atol=1e-9)
+
+
+def test_count_tool_b_removes_the_marker_at_the_tip():
+    from analysis.annotations import AddMarker
+    from xrmode.tools import CountTool
+
+    ws = Workspace(None, Annotations())
+    hist = History(ws)
+    ctx = ToolContext(
+        transform=StageTransform(), apply=hist.apply, workspace=ws, history=hist, classes=["a"]
+    )
+    tip_stage = np.array([0.1, 1.1, -0.45])  # the aim pose is 5 cm behind its tip
+    aim = Pose((0.1, 1.1, -0.4))
+    keep = ctx.transform.stage_to_world(tip_stage + [0.2, 0.0, 0.0])
+    near = ctx.transform.stage_to_world(tip_stage + [0.005, 0.0, 0.0])
+    for p in (keep, near):
+        hist.apply(AddMarker("a", tuple(float(v) for v in p)))
+    tool = CountTool()
+    tool.enabled = True
+    right = HandInput("right", aim=aim, secondary=Button().next(True))
+    tool.update(_frame(HandInput("left"), right), ctx)
+    left_over = [m.position_um for m in ws.annotations.markers]
+    assert len(left_over) == 1
+    np.testing.assert_allclose(left_over[0], keep)
+    hist.undo()
+    assert len(ws.annotations.markers) == 2

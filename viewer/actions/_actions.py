@@ -351,6 +351,7 @@ def _add_marker(ctx: ActionContext, pick: Pick) -> Command:
     "Remove marker",
     "remove the marker nearest to the picked point (within the pick tolerance)",
     mouse="K, then Shift+click",
+    headset="count tool: B / Y (at the hand's tip)",
     enabled=_needs_point,
 )
 def _remove_marker(ctx: ActionContext, pick: Pick) -> Any:

@@ -10,12 +10,13 @@ commands (``AddMeasurement``, ``AddMarker``, ``SetObjectClass``).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from viewer.actions import Measuring, Pick
+from viewer.actions import Measuring, Pick, stage_tolerance_um
 
 from ..input._types import InputFrame
 from ._base import Tool, ToolContext
@@ -130,6 +131,10 @@ class CountTool(Tool):
         tip = ctx.tip_world(h)
         if tip is not None and h.select.just_pressed:
             ctx.run("annotations.add_marker", _pick_at(tip))
+        if tip is not None and h.secondary.just_pressed:
+            # Remove the marker at the tip (within the stage pick tolerance; undo restores it).
+            pick = replace(_pick_at(tip), tolerance_um=stage_tolerance_um(ctx.transform.scale))
+            ctx.run("annotations.remove_marker", pick)
         ann = getattr(ctx.workspace, "annotations", None)
         color = (1.0, 1.0, 1.0)
         if ann is not None and ann.has_class(ctx.class_name):
