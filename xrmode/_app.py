@@ -44,6 +44,7 @@ from .tools import (
     ClassifyTool,
     ClipTool,
     CountTool,
+    CropTool,
     LabelProbe,
     LaserPointer,
     MeasureTool,
@@ -59,7 +60,7 @@ __all__ = ["TOOLS", "XrApp", "XrOptions", "run_xr"]
 
 log = logging.getLogger(__name__)
 
-TOOLS = ("grab", "measure", "count", "track", "classify", "clip", "laser")
+TOOLS = ("grab", "measure", "count", "track", "classify", "clip", "crop", "laser")
 
 
 SNAPSHOT_WAIT_S = 60.0  # longest wait for streamed bricks before a snapshot
@@ -373,6 +374,7 @@ class XrApp:
             "track": TrackTool(window=window),
             "classify": ClassifyTool(probe, labels[0].name if labels else ""),
             "clip": ClipTool(),
+            "crop": CropTool(),
             "laser": LaserPointer(),
         }
         tools["grab"].name = "grab"

@@ -218,3 +218,32 @@ def test_count_tool_b_removes_the_marker_at_the_tip():
     np.testing.assert_allclose(left_over[0], keep)
     hist.undo()
     assert len(ws.annotations.markers) == 2
+
+
+def test_crop_box_spans_the_two_hands_tips():
+    from xrmode.tools import CropTool
+
+    scene = Scene()
+    ctx = ToolContext(transform=StageTransform(), apply=lambda c: None, scene=scene)
+    tool = CropTool()
+    tool.enabled = True
+    on = {"select": Button().next(True)}
+    ra, la = Pose((0.1, 1.2, -0.3)), Pose((-0.1, 1.0, -0.5))
+    tool.update(_frame(HandInput("left", aim=la, **on), HandInput("right", aim=ra, **on)), ctx)
+    assert len(scene.clipping_planes) == 6
+    tips = [
+        ctx.transform.stage_to_world(np.asarray(p.position) + [0.0, 0.0, -0.05]) for p in (la, ra)
+    ]
+    lo, hi = np.minimum(*tips), np.maximum(*tips)
+    rng = np.random.default_rng(0)
+    pts = lo - (hi - lo) * 0.5 + rng.random((500, 3)) * (hi - lo) * 2
+    kept = np.ones(len(pts), bool)
+    for p in scene.clipping_planes:  # the scene's convention: dot(p - origin, n) >= 0 kept
+        kept &= (pts - np.asarray(p.origin)) @ np.asarray(p.normal) >= -1e-9
+    inside = ((pts >= lo - 1e-9) & (pts <= hi + 1e-9)).all(axis=1)
+    np.testing.assert_array_equal(kept, inside)
+    assert len(ctx.hud.lines) == 12
+    # A / X switches the crop off (and on again).
+    off = HandInput("right", aim=ra, primary=Button().next(True))
+    tool.update(_frame(HandInput("left", aim=la), off), ctx)
+    assert not any(p.enabled for p in scene.clipping_planes)

@@ -344,3 +344,59 @@ def test_playback_from_the_menu_runs_to_the_last_time_point(
     # Every time point in order, none skipped back, none past the end.
     seen = [t for i, t in enumerate(times) if i == 0 or t != times[i - 1]]
     assert seen == [0.0, 1.0, 2.0, 3.0, 4.0], seen
+
+
+def test_crop_box_between_the_hands_cuts_the_ball(monado, ball_store, tmp_path):
+    """Crop tool: both triggers held with the hands' tips at opposite corners of a box
+    whose +x face passes through the ball's centre: the ball's right half (stage +x)
+    leaves the eye images, its left half stays."""
+    snap = tmp_path / "snap"
+    app, rig, session = start(
+        monado,
+        tmp_path,
+        [
+            str(ball_store),
+            "--project",
+            str(tmp_path / "p"),
+            "--tool",
+            "crop",
+            "--snapshot",
+            str(snap),
+            "--no-adaptive-quality",
+        ],
+    )
+    try:
+        app.wait_count(lambda e: e["event"] == "snapshot", 1, 120, "the first snapshot")
+        tr = session["transform"]
+        c = world_to_stage(tr, np.asarray(BALL_CENTRE_UM))
+        reach = np.array([0.0, 0.0, 0.05])  # the tips are 5 cm ahead (-z) of the aims
+        for side, tip in (("left", c + [-0.25, -0.25, -0.25]), ("right", c + [0.0, 0.25, 0.25])):
+            rig.hand(side, position=tuple(tip + reach), orientation=IDENTITY)
+        both = ("left.select", "right.select")
+        for side in ("left", "right"):
+            rig.hand(side, trigger_click=True, trigger=1.0)
+        app.wait_frames(lambda e: all(b in e["buttons"] for b in both), 3)
+        for side in ("left", "right"):
+            rig.hand(side, trigger_click=False, trigger=0.0)
+        app.wait_frames(lambda e: not any(b in e["buttons"] for b in both), 2)
+        assert len(app.wait_frames(lambda e: True, 1)["planes"]) == 6
+        app.proc.send_signal(signal.SIGUSR1)  # type: ignore[union-attr]
+        app.wait_count(lambda e: e["event"] == "snapshot", 2, 120, "the second snapshot")
+        finish(app, rig)
+    finally:
+        app.stop()
+        rig.close()
+    (before, _), _ = _snapshot(snap)
+    (after, _), meta = _snapshot(snap / "1")
+    ball_c = world_to_stage(meta["transform"], np.asarray(BALL_CENTRE_UM))
+    r_m = BALL_RADIUS_UM * meta["transform"]["scale_m_per_um"]
+    (cc, rr), (ce, _) = _project(meta, 0, np.array([ball_c, ball_c + [r_m, 0.0, 0.0]]))
+    r_px = abs(ce - cc)
+    rows, cols = np.mgrid[: after.shape[0], : after.shape[1]]
+    disk = (rows - rr) ** 2 + (cols - cc) ** 2 < r_px**2
+    right = disk & (cols > cc + 0.25 * r_px)
+    left = disk & (cols < cc - 0.25 * r_px)
+    bright_b, bright_a = before.min(axis=-1) > 150, after.min(axis=-1) > 150
+    assert bright_b[right].sum() > 20 and bright_b[left].sum() > 20
+    assert bright_a[right].sum() == 0, "the cropped half is still drawn"
+    assert bright_a[left].sum() > 0.5 * bright_b[left].sum()

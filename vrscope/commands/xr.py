@@ -10,16 +10,17 @@ ORDER = 60
 
 _EPILOG = """\
 tools (switch with the menu button on the left hand; grab always works):
-  grab      squeeze one hand to move/rotate the volume, both hands to scale it
+  grab      squeeze one hand to move/rotate the volume, both hands to scale and turn it
   measure   trigger places points: distance (2), angle (3), path (B/Y ends it);
             A/X changes the kind; the value is shown in µm next to the hand
-  count     trigger places a marker of the current class; stick left/right or
-            A/X changes the class; counts per class on the left wrist
+  count     trigger places a marker of the current class, B/Y removes the one at
+            the tip; stick left/right or A/X changes the class; counts on the wrist
   track     point at a node; trigger selects, A/X cuts before the pointed node,
             B/Y merges the selected end with the pointed start, stick click
             prolongs the selected end at the next time point; stick scrubs time
   classify  point at an object, trigger gives it the current class
   clip      hold the trigger to place and orient the clipping plane; A/X on/off
+  crop      hold both triggers: a crop box between the hands; A/X on/off
   laser     a pointer for showing
 left hand: menu opens the wrist menu (tools, undo, redo, play/pause, "layers >": the
 wrist panel for each layer's visibility, opacity, contrast, colormap and the
@@ -76,7 +77,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--tool",
         default="measure",
-        choices=["grab", "measure", "count", "track", "classify", "clip", "laser"],
+        choices=["grab", "measure", "count", "track", "classify", "clip", "crop", "laser"],
         help="tool in hand at start (default: %(default)s)",
     )
     p.add_argument(

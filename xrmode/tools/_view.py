@@ -7,13 +7,14 @@ draws, the menu only switches which tool is enabled.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..input._types import HandInput, InputFrame
 from ._base import Tool, ToolContext
 
-__all__ = ["ClipTool", "HandMenu", "LaserPointer"]
+__all__ = ["ClipTool", "CropTool", "HandMenu", "LaserPointer"]
 
 
 class ClipTool(Tool):
@@ -59,6 +60,68 @@ class ClipTool(Tool):
         ctx.hud.point(o, (0.9, 0.3, 0.9))
         state = "on" if plane.enabled else "off"  # type: ignore[attr-defined]
         ctx.hud.text(o + np.array([0.0, 0.04, 0.0]), f"clip {state}", (0.9, 0.3, 0.9))
+
+
+class CropTool(Tool):
+    """A crop box held between the two hands: while both triggers are held, the box
+    spans the hands' tips (axis-aligned in the world, so the data's own axes cut);
+    releasing keeps it. The primary button switches the crop on and off.
+
+    The box is six clipping planes of the scene (view state, like :class:`ClipTool`'s
+    plane: shared with the desktop's view, saved with the scene), normals inwards.
+    """
+
+    name = "crop"
+
+    def __init__(self, hand: str = "right") -> None:
+        super().__init__(hand)
+        self.planes: list[Any] = []
+        self.box: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _set_box(self, ctx: ToolContext, lo: np.ndarray, hi: np.ndarray) -> None:
+        scene = ctx.scene
+        if scene is None:
+            return
+        if not self.planes:
+            self.planes = [
+                scene.add_clipping_plane(origin=(0.0, 0.0, 0.0), normal=(1.0, 0.0, 0.0))
+                for _ in range(6)
+            ]
+        for axis in range(3):
+            n = np.zeros(3)
+            n[axis] = 1.0
+            for k, (corner, sign) in enumerate(((lo, 1.0), (hi, -1.0))):
+                self.planes[2 * axis + k].update(
+                    {
+                        "origin": tuple(float(v) for v in corner),
+                        "normal": tuple(float(v) for v in sign * n),
+                        "enabled": True,
+                    }
+                )
+        self.box = (lo, hi)
+
+    def update(self, frame: InputFrame, ctx: ToolContext) -> None:
+        h = self.the_hand(frame)
+        other = frame.hand("left" if self.hand == "right" else "right")
+        if h.primary.just_pressed and self.planes:
+            on = not self.planes[0].enabled
+            for p in self.planes:
+                p.enabled = on
+        a, b = ctx.tip_world(h), ctx.tip_world(other)
+        if a is not None and b is not None and h.select.pressed and other.select.pressed:
+            self._set_box(ctx, np.minimum(a, b), np.maximum(a, b))
+        if self.box is None:
+            return
+        lo, hi = self.box
+        corners = np.array(
+            [[z, y, x] for z in (lo[0], hi[0]) for y in (lo[1], hi[1]) for x in (lo[2], hi[2])]
+        )
+        st = ctx.transform.world_to_stage(corners)
+        color = (0.3, 0.9, 0.9) if self.planes and self.planes[0].enabled else (0.5, 0.5, 0.5)
+        for i in range(8):
+            for bit in (1, 2, 4):  # edges join corners differing in one axis
+                if not i & bit:
+                    ctx.hud.line(st[i], st[i | bit], color)
 
 
 class LaserPointer(Tool):
