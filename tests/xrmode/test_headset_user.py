@@ -400,3 +400,20 @@ def test_crop_box_between_the_hands_cuts_the_ball(monado, ball_store, tmp_path):
     assert bright_b[right].sum() > 20 and bright_b[left].sum() > 20
     assert bright_a[right].sum() == 0, "the cropped half is still drawn"
     assert bright_a[left].sum() > 0.5 * bright_b[left].sum()
+
+
+def test_index_trackpad_press_opens_the_menu(monado, ball_store, tmp_path):
+    """The remote driver is an Index controller: a firm trackpad press opens the menu
+    (SteamVR may keep the system button for itself) and a second one closes it."""
+    app, rig, _ = start(monado, tmp_path, [str(ball_store), "--project", str(tmp_path / "p")])
+    try:
+        for want_open in (True, False):
+            rig.hand("left", trackpad_force=1.0)
+            app.wait_frames(lambda e: "left.menu" in e["buttons"], 1)
+            rig.hand("left", trackpad_force=0.0)
+            ev = app.wait_frames(lambda e: "left.menu" not in e["buttons"], 2)
+            assert (ev["menu"] is not None) == want_open
+        finish(app, rig)
+    finally:
+        app.stop()
+        rig.close()

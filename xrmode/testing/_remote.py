@@ -78,6 +78,8 @@ class RemoteController:
     hand_curl: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
     #: Report a tracked hand (joints from ``hand_curl``, XR_EXT_hand_tracking).
     hand_tracking_active: bool = False
+    #: How hard the trackpad is pressed, 0..1 (Index: a firm press opens the menu).
+    trackpad_force: float = 0.0
 
     def pack(self) -> bytes:
         floats = [
@@ -94,7 +96,7 @@ class RemoteController:
             self.squeeze,
             self.squeeze,
             *self.thumbstick,
-            0.0,
+            self.trackpad_force,
             0.0,
             0.0,
         ]
@@ -153,6 +155,7 @@ def unpack_state(packet: bytes) -> RigState:
                 trigger=f[18],
                 squeeze=f[19],
                 thumbstick=(f[21], f[22]),
+                trackpad_force=f[23],
                 active=b["active"],
                 trigger_click=b["trigger_click"],
                 a_click=b["a_click"],
