@@ -446,8 +446,33 @@ class XrApp:
             self.collab.close()
 
 
-def _overlay(ctx: ToolContext, avatars: Any = None) -> Any:
-    """The tools' HUD (and the other participants' avatars) as a render overlay."""
+#: Your own controllers / hands: a cone along the pointing ray ending at the aim pose.
+HAND_MODEL_LENGTH_M = 0.1
+HAND_MODEL_RADIUS_M = 0.018
+_MODEL_COLORS = {"controller": (0.55, 0.57, 0.62), "hand": (0.85, 0.68, 0.58)}
+
+
+def hand_models(inp: Any) -> dict[str, Any]:
+    """Cones (base, apex) for the tracked hands of an input frame, as ``XrOverlay``
+    arrays: each ``HAND_MODEL_LENGTH_M`` long, its apex at the aim pose, along the
+    ray; grey for a controller, skin-coloured for a tracked hand."""
+    cones, colors = [], []
+    for h in (inp.left, inp.right):
+        if h.aim is None:
+            continue
+        apex = np.asarray(h.aim.position, dtype=np.float64)
+        cones.append([apex - HAND_MODEL_LENGTH_M * np.asarray(h.aim.forward), apex])
+        colors.append(_MODEL_COLORS.get(h.source, _MODEL_COLORS["controller"]))
+    return {
+        "cones": np.asarray(cones, dtype=np.float64).reshape(-1, 2, 3),
+        "cone_radii": np.full(len(cones), HAND_MODEL_RADIUS_M),
+        "cone_colors": np.asarray(colors, dtype=np.float64).reshape(-1, 3),
+    }
+
+
+def _overlay(ctx: ToolContext, avatars: Any = None, models: dict[str, Any] | None = None) -> Any:
+    """The tools' HUD, your hands' models and the other participants' avatars as a
+    render overlay."""
     from viewer.render import XrOverlay, XrText
 
     hud = ctx.hud
@@ -458,6 +483,9 @@ def _overlay(ctx: ToolContext, avatars: Any = None) -> Any:
         lines += [(a, b, c) for (a, b), c in zip(avatars.lines, avatars.line_colors, strict=True)]
         texts += avatars.texts
         extra = avatars.arrays()
+    if models is not None:
+        for key in ("cones", "cone_radii", "cone_colors"):
+            extra[key] = np.concatenate([extra[key], models[key]]) if key in extra else models[key]
     return XrOverlay(
         lines=np.array([[a, b] for a, b, _ in lines]).reshape(-1, 2, 3),
         line_colors=np.array([c for *_, c in lines]).reshape(-1, 3),
@@ -613,7 +641,7 @@ class _FrameLoop:
         if tr is not self.placed:  # transforms are immutable: a new one means it moved
             self.target.set_stage_to_world(tr.stage_to_world_matrix())
             self.placed = tr
-        self.target.set_overlay(_overlay(app.ctx, avatars))
+        self.target.set_overlay(_overlay(app.ctx, avatars, hand_models(frame.input)))
         if app.background != self.background_shown:
             self.target.set_background(app.backgrounds[app.background][1])
             self.background_shown = app.background

@@ -247,3 +247,19 @@ def test_crop_box_spans_the_two_hands_tips():
     off = HandInput("right", aim=ra, primary=Button().next(True))
     tool.update(_frame(HandInput("left", aim=la), off), ctx)
     assert not any(p.enabled for p in scene.clipping_planes)
+
+
+def test_hand_models_point_along_the_rays():
+    from xrmode._app import HAND_MODEL_LENGTH_M, hand_models
+
+    rot = Rotation.from_euler("xy", [-30, 20], degrees=True)
+    aim = Pose((0.1, 1.2, -0.3), tuple(float(v) for v in rot.as_quat()))
+    inp = InputFrame(0.0, None, HandInput("left"), HandInput("right", aim=aim, source="hand"))
+    m = hand_models(inp)
+    assert m["cones"].shape == (1, 2, 3)  # the untracked left hand has none
+    base, apex = m["cones"][0]
+    np.testing.assert_allclose(apex, aim.position)
+    # The cone runs along the aim's -Z (SciPy), HAND_MODEL_LENGTH_M long.
+    want = rot.apply([0.0, 0.0, -1.0])
+    np.testing.assert_allclose((apex - base) / HAND_MODEL_LENGTH_M, want, atol=1e-9)
+    assert m["cone_colors"][0][0] > m["cone_colors"][0][2]  # skin, not controller grey

@@ -140,6 +140,10 @@ def test_hud_text_stays_on_top_of_the_volume(monado, ball_store, tmp_path):
         # backing darkens part of it, and its glyphs are light.
         dark = (ball.max(axis=-1) < 120).sum()
         assert dark > 30, f"eye {i}: the HUD text is hidden by the volume ({dark} dark px)"
+        # The glyphs' own colour (0.8, 0.9, 1.0): bluish white, unlike the grey ball
+        # (and the grey controller models).
+        glyphs = ((ball[:, 2] - ball[:, 0] > 25) & (ball[:, 2] > 150)).sum()
+        assert glyphs > 5, f"eye {i}: no glyph pixels over the volume ({glyphs})"
 
 
 def test_standing_user_sees_the_whole_volume(monado, ball_store, tmp_path):
