@@ -263,3 +263,23 @@ def test_hand_models_point_along_the_rays():
     want = rot.apply([0.0, 0.0, -1.0])
     np.testing.assert_allclose((apex - base) / HAND_MODEL_LENGTH_M, want, atol=1e-9)
     assert m["cone_colors"][0][0] > m["cone_colors"][0][2]  # skin, not controller grey
+
+
+def test_measure_tool_b_without_points_removes_the_measurement_at_the_tip():
+    from analysis.annotations import AddMeasurement
+    from xrmode.tools import MeasureTool
+
+    ws = Workspace(None, Annotations())
+    hist = History(ws)
+    ctx = ToolContext(transform=StageTransform(), apply=hist.apply, workspace=ws, history=hist)
+    tip_stage = np.array([0.1, 1.1, -0.45])
+    far = [ctx.transform.stage_to_world(tip_stage + [0.3, d, 0.0]) for d in (0.0, 0.05)]
+    near = [ctx.transform.stage_to_world(tip_stage + [0.004, d, 0.0]) for d in (0.0, 0.05)]
+    for pts in (far, near):
+        hist.apply(AddMeasurement("distance", [tuple(float(v) for v in p) for p in pts]))
+    tool = MeasureTool()
+    tool.enabled = True
+    right = HandInput("right", aim=Pose((0.1, 1.1, -0.4)), secondary=Button().next(True))
+    tool.update(_frame(HandInput("left"), right), ctx)
+    (kept,) = ws.annotations.measurements
+    np.testing.assert_allclose(kept.points_um[0], far[0])

@@ -370,6 +370,7 @@ def _remove_marker(ctx: ActionContext, pick: Pick) -> Any:
     "Remove measurement",
     "remove the measurement with a point nearest to the picked point (within the pick tolerance)",
     mouse="Counting and measuring: select a measurement, Delete (or Remove)",
+    headset="measure tool: B / Y with no point placed (at the hand's tip)",
     enabled=_needs_point,
 )
 def _remove_measurement(ctx: ActionContext, pick: Pick) -> Any:

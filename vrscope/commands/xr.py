@@ -11,7 +11,8 @@ ORDER = 60
 _EPILOG = """\
 tools (switch with the menu button on the left hand; grab always works):
   grab      squeeze one hand to move/rotate the volume, both hands to scale and turn it
-  measure   trigger places points: distance (2), angle (3), path (B/Y ends it);
+  measure   trigger places points: distance (2), angle (3), path (B/Y ends it;
+            with no point placed B/Y removes the measurement at the tip);
             A/X changes the kind; the value is shown in µm next to the hand
   count     trigger places a marker of the current class, B/Y removes the one at
             the tip; stick left/right or A/X changes the class; counts on the wrist

@@ -85,7 +85,11 @@ class MeasureTool(Tool):
         if tip is not None and h.select.just_pressed:
             ctx.run("annotations.measure_point", _pick_at(tip))
         if h.secondary.just_pressed:
-            ctx.run("annotations.finish_measurement")
+            if self.points or tip is None:
+                ctx.run("annotations.finish_measurement")
+            else:  # nothing being placed: B / Y removes the measurement at the tip
+                pick = replace(_pick_at(tip), tolerance_um=stage_tolerance_um(ctx.transform.scale))
+                ctx.run("annotations.remove_measurement", pick)
         # Live value next to the hand.
         if tip is not None and h.aim is not None:
             live = [*self.points, tip]
