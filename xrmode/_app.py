@@ -264,6 +264,10 @@ class XrApp:
         actions: dict[str, MenuAction] = {
             "undo": MenuAction(lambda: "undo", lambda: self._menu_run("edit.undo")),
             "redo": MenuAction(lambda: "redo", lambda: self._menu_run("edit.redo")),
+            # B / Y's measure action, for controllers without B / Y (Vive, WMR) and hands.
+            "finish": MenuAction(
+                lambda: "finish path", lambda: self._menu_run("annotations.finish_measurement")
+            ),
         }
         if is_timelapse(self.scene, self.workspace.tracks):
             actions["play"] = MenuAction(

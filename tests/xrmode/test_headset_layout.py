@@ -283,3 +283,41 @@ def test_measure_tool_b_without_points_removes_the_measurement_at_the_tip():
     tool.update(_frame(HandInput("left"), right), ctx)
     (kept,) = ws.annotations.measurements
     np.testing.assert_allclose(kept.points_um[0], far[0])
+
+
+def test_wrist_menu_finishes_a_path_without_b_y():
+    """Vive / WMR have no B / Y: the menu's "finish path" records the path being placed."""
+    from xrmode.tools import MeasureTool
+
+    ws = Workspace(None, Annotations())
+    hist = History(ws)
+    ctx = ToolContext(
+        transform=StageTransform(), apply=hist.apply, workspace=ws, history=hist, scene=Scene()
+    )
+
+    def finish() -> str:
+        ctx.run("annotations.finish_measurement")
+        return ctx.message
+
+    tool = MeasureTool()
+    tb = Toolbox(
+        {"measure": tool}, ctx, "measure", actions={"finish": MenuAction(lambda: "f", finish)}
+    )
+    tool.measuring.kind = "path"
+    stage = [np.array([0.0, 1.0, -0.5]), np.array([0.03, 1.0, -0.5]), np.array([0.03, 1.04, -0.5])]
+    right = HandInput("right", aim=Pose((0.0, 1.0, -0.45)))
+    left = HandInput("left", aim=Pose((-0.2, 1.0, -0.3)))
+    for p in stage:
+        right = HandInput("right", aim=Pose(tuple(p + [0.0, 0.0, 0.05])), select=right.select)
+        right = right.with_buttons(select=True)
+        tb.update(_frame(left, right))
+        right = right.with_buttons(select=False)
+        tb.update(_frame(left, right))
+    left = left.with_buttons(menu=True)
+    tb.update(_frame(left, right))
+    tb.menu.highlighted = tb.menu.items.index("finish")
+    left = left.with_buttons(menu=False, select=True)
+    tb.update(_frame(left, right))
+    (m,) = ws.annotations.measurements
+    want = sum(np.linalg.norm(b - a) for a, b in zip(stage, stage[1:], strict=False))
+    assert m.kind == "path" and m.value == pytest.approx(want / ctx.transform.scale, rel=1e-6)

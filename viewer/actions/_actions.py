@@ -187,7 +187,7 @@ def _cut(ctx: ActionContext, pick: Pick) -> Command:
     "link the end of the first track to the start of the second (either order; "
     "the picked nodes snap to the tracks' end and start)",
     shortcut="M",
-    headset="track tool: B / Y (selected, then pointed)",
+    headset="track tool: B / Y, or wrist menu: merge (selected, then pointed)",
     enabled=_needs_tracks(2),
 )
 def _merge(ctx: ActionContext, pick: Pick) -> Command:
@@ -426,7 +426,7 @@ ACTIONS.register(
         "Finish path",
         "record the measurement being placed (a path: any number of points >= 2)",
         shortcut="Return",
-        headset="measure tool: B / Y",
+        headset="measure tool: B / Y, or wrist menu: finish path",
         fn=_finish,
     )
 )
