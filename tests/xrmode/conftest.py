@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,10 +42,13 @@ def line_track(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _worker_port() -> int:
-    # pytest-xdist workers each run their own service: one remote-driver port each.
-    w = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    return 4242 + int("".join(ch for ch in w if ch.isdigit()) or 0)
+def free_port() -> int:
+    """A TCP port nobody listens on now. Each service gets its own remote-driver port:
+    pytest-xdist workers, and other test runs on the same machine, run their own
+    services (a fixed port let one run's rig drive another run's service)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("0.0.0.0", 0))
+        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,7 @@ def monado(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MonadoRuntime]:
             root = install_monado()
         except Exception as exc:  # the install needs the Debian mirror
             pytest.fail(f"Monado is not installed and scripts/monado.sh failed: {exc}")
-    rt = MonadoRuntime(root, tmp_path_factory.mktemp("monado"), remote_port=_worker_port())
+    rt = MonadoRuntime(root, tmp_path_factory.mktemp("monado"), remote_port=free_port())
     with MonadoService(rt) as svc:
         yield rt
         assert svc.alive, f"monado-service died during the tests:\n{svc.tail()}"

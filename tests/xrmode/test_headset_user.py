@@ -22,7 +22,7 @@ from PIL import Image
 from analysis.project import Project
 from xrmode.testing import MonadoRuntime, MonadoService, RemoteRig, XrAppRun, find_monado
 
-from .conftest import BALL_CENTRE_UM, BALL_RADIUS_UM
+from .conftest import BALL_CENTRE_UM, BALL_RADIUS_UM, free_port
 from .test_runtime import IDENTITY, finish, start, world_to_stage
 
 pytestmark = pytest.mark.xr_runtime
@@ -219,11 +219,8 @@ def test_runtime_killed_mid_frame_exits_in_one_line(ball_store, tmp_path):
     root = find_monado()
     assert root is not None, "Monado is not installed (scripts/monado.sh)"
     trials = int(os.environ.get("VRSCOPE_KILL_TRIALS", "6"))
-    port = 4300 + int(
-        "".join(ch for ch in os.environ.get("PYTEST_XDIST_WORKER", "0") if ch.isdigit()) or 0
-    )
     for k in range(trials):
-        rc, log = _kill_trial(root, tmp_path / f"t{k}", ball_store, port, delay_s=0.013 * k)
+        rc, log = _kill_trial(root, tmp_path / f"t{k}", ball_store, free_port(), 0.013 * k)
         assert rc != 0, f"trial {k}: exit code 0 after the runtime died\n{log}"
         assert "Traceback" not in log, f"trial {k}:\n{log}"
         errors = [ln for ln in log.splitlines() if ln.startswith("vrscope xr: error:")]
