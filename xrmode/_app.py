@@ -89,7 +89,7 @@ class XrOptions:
     trace: str | None = None
     snapshot: str | None = None
     background: tuple[float, float, float] = (0.18, 0.18, 0.2)
-    opacity: float | None = None  # None: the scene's default (0.35 with labels, else 1)
+    opacity: float | None = None  # None: 1, or LABELS_IMAGE_OPACITY with labels
     stream: bool | None = None  # None: stream when the image's finest level is too big
     adaptive_quality: bool = True
     hand_tracking: bool = True
