@@ -67,6 +67,7 @@ _WANTED_EXTENSIONS = (
     "XR_KHR_convert_timespec_time",
     "XR_EXT_hand_tracking",
     "XR_EXT_hand_interaction",
+    "XR_EXT_local_floor",
 )
 
 
@@ -390,10 +391,16 @@ class XrSession:
         st.callback(self._destroy_session)
         log.info("graphics binding: %s", self.graphics.kind)
         spaces = set(xr.enumerate_reference_spaces(self.session))
-        kind = (
-            xr.ReferenceSpaceType.STAGE
-            if xr.ReferenceSpaceType.STAGE in spaces
-            else xr.ReferenceSpaceType.LOCAL
+        # A floor at y = 0: STAGE (the play area), else LOCAL_FLOOR (XR_EXT_local_floor:
+        # LOCAL with its origin on the floor), else LOCAL (origin at the head at start;
+        # the app then estimates the floor below the head).
+        kind = next(
+            (
+                k
+                for k in (xr.ReferenceSpaceType.STAGE, xr.ReferenceSpaceType.LOCAL_FLOOR)
+                if k in spaces
+            ),
+            xr.ReferenceSpaceType.LOCAL,
         )
         self.space_type = kind.name
         self.space = xr.create_reference_space(
