@@ -321,3 +321,43 @@ def test_wrist_menu_finishes_a_path_without_b_y():
     (m,) = ws.annotations.measurements
     want = sum(np.linalg.norm(b - a) for a, b in zip(stage, stage[1:], strict=False))
     assert m.kind == "path" and m.value == pytest.approx(want / ctx.transform.scale, rel=1e-6)
+
+
+def test_count_tool_drags_a_marker_to_where_the_trigger_is_released():
+    from analysis.annotations import AddMarker
+    from xrmode.tools import CountTool
+
+    ws = Workspace(None, Annotations())
+    hist = History(ws)
+    ctx = ToolContext(
+        transform=StageTransform(),
+        apply=hist.apply,
+        workspace=ws,
+        history=hist,
+        classes=["a"],
+        scene=Scene(),
+    )
+    reach = np.array([0.0, 0.0, -0.05])  # the tip is 5 cm ahead of the aim
+    start = np.array([0.1, 1.1, -0.45])
+    hist.apply(AddMarker("a", tuple(float(v) for v in ctx.transform.stage_to_world(start))))
+    tool = CountTool()
+    tool.enabled = True
+    aim0 = Pose(tuple(start + [0.004, 0.0, 0.0] - reach))  # 4 mm off the marker: picks it up
+    right = HandInput("right", aim=aim0).with_buttons(select=True)
+    tool.update(_frame(HandInput("left"), right), ctx)
+    end = start + np.array([0.06, -0.02, 0.03])
+    right = HandInput("right", aim=Pose(tuple(end - reach)), select=right.select)
+    right = right.with_buttons(select=True)
+    tool.update(_frame(HandInput("left"), right), ctx)
+    assert len(hist.undo_steps) == 1  # nothing yet: the drop makes the move
+    tool.update(_frame(HandInput("left"), right.with_buttons(select=False)), ctx)
+    (m,) = ws.annotations.markers
+    np.testing.assert_allclose(m.position_um, ctx.transform.stage_to_world(end), atol=1e-9)
+    hist.undo()
+    np.testing.assert_allclose(
+        ws.annotations.markers[0].position_um, ctx.transform.stage_to_world(start), atol=1e-9
+    )
+    # A press away from markers still places a new one.
+    far = HandInput("right", aim=Pose(tuple(start + [0.1, 0.0, 0.0] - reach)))
+    tool.update(_frame(HandInput("left"), far.with_buttons(select=True)), ctx)
+    assert len(ws.annotations.markers) == 2

@@ -33,6 +33,7 @@ from ._actions import (
 )
 from ._context import MEASURE_POINTS, ActionContext, Measuring
 from ._layers import COLORMAPS, target_layer
+from ._markers import MOVE_MARKER
 from ._playback import Playback
 from ._registry import ACTIONS, Action, ActionRegistry, run
 from ._select import (
@@ -57,6 +58,7 @@ __all__ = [
     "ACTIONS",
     "COLORMAPS",
     "MEASURE_POINTS",
+    "MOVE_MARKER",
     "SCENE_TOLERANCE_FRACTION",
     "SCREEN_TOLERANCE_PX",
     "STAGE_TOLERANCE_M",

@@ -14,8 +14,9 @@ tools (switch with the menu button on the left hand; grab always works):
   measure   trigger places points: distance (2), angle (3), path (B/Y ends it;
             with no point placed B/Y removes the measurement at the tip);
             A/X changes the kind; the value is shown in µm next to the hand
-  count     trigger places a marker of the current class, B/Y removes the one at
-            the tip; stick left/right or A/X changes the class; counts on the wrist
+  count     trigger places a marker of the current class (on a marker: drag it),
+            B/Y removes the one at the tip; stick left/right or A/X changes the
+            class; counts on the wrist
   track     point at a node; trigger selects, A/X cuts before the pointed node,
             B/Y merges the selected end with the pointed start, stick click
             prolongs the selected end at the next time point; stick scrubs time

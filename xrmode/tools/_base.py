@@ -128,6 +128,8 @@ class ToolContext:
     playback: Any = None
     #: Switches to the next background and returns its name (``view.next_background``).
     next_background: Callable[[], str] | None = None
+    #: Where a marker drag started (world zyx µm; ``annotations.move_marker``).
+    drag_from_um: tuple[float, ...] | None = None
     _notified: bool = field(default=False, repr=False)
 
     # -- viewer.actions.ActionContext ------------------------------------------------
