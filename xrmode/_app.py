@@ -28,6 +28,7 @@ import json
 import logging
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -35,6 +36,7 @@ from typing import IO, Any
 import numpy as np
 
 from analysis.errors import ParameterError
+from viewer.actions import Playback, is_timelapse, time_range
 
 from ._frame_loop import QualityController, eye_view_arrays
 from ._transform import StageTransform
@@ -42,6 +44,7 @@ from .tools import (
     ClassifyTool,
     ClipTool,
     CountTool,
+    CropTool,
     LabelProbe,
     LabelTool,
     LaserPointer,
@@ -58,10 +61,20 @@ __all__ = ["TOOLS", "XrApp", "XrOptions", "run_xr"]
 
 log = logging.getLogger(__name__)
 
-TOOLS = ("grab", "measure", "count", "track", "classify", "labels", "clip", "laser")
+TOOLS = ("grab", "measure", "count", "track", "classify", "labels", "clip", "crop", "laser")
 
 
 SNAPSHOT_WAIT_S = 60.0  # longest wait for streamed bricks before a snapshot
+#: Background choices after the --background colour (the wrist panel cycles them).
+BACKGROUNDS: tuple[tuple[str, tuple[float, float, float]], ...] = (
+    ("light room", (0.72, 0.72, 0.75)),
+    ("black", (0.0, 0.0, 0.0)),
+    ("white", (1.0, 1.0, 1.0)),
+)
+MARKER_FRACTION = 40  # marker size: the data's largest extent over this
+LABELS_IMAGE_OPACITY = 0.12  # image opacity when labels are shown (no --opacity)
+HANDS_WAIT_S = 1.0  # longest wait for tracked hands (their HUD) before a snapshot
+STANDING_EYE_M = 1.6  # eye height assumed for a LOCAL space's floor (no floor given)
 
 
 @dataclass
@@ -77,7 +90,7 @@ class XrOptions:
     trace: str | None = None
     snapshot: str | None = None
     background: tuple[float, float, float] = (0.18, 0.18, 0.2)
-    opacity: float = 1.0
+    opacity: float | None = None  # None: 1, or LABELS_IMAGE_OPACITY with labels
     stream: bool | None = None  # None: stream when the image's finest level is too big
     adaptive_quality: bool = True
     hand_tracking: bool = True
@@ -187,9 +200,17 @@ class XrApp:
         self.scene = build_store_scene(store, labels=labels, tracks=self.workspace.tracks)
         from viewer.render import use_coarse_contrast
 
-        for lay in self.scene.layers:
-            if lay.kind == "image":
-                lay.opacity = opts.opacity
+        # --opacity only when given. Otherwise, with labels, the image is kept faint
+        # enough for the objects inside it to show their colours through a thick sample
+        # (0.35, the desktop render's choice, still washed them out to near grey in
+        # the headset's eye images; 0.12 keeps them clearly coloured).
+        opacity = opts.opacity
+        if opacity is None and any(lay.kind == "labels" for lay in self.scene.layers):
+            opacity = LABELS_IMAGE_OPACITY
+        if opacity is not None:
+            for lay in self.scene.layers:
+                if lay.kind == "image":
+                    lay.opacity = opacity
         use_coarse_contrast(self.scene)  # as `vrscope render`: streamed == whole level
         self.points = Points(name="markers", size_um=1.0)  # type: ignore[call-arg]
         self.measurements = Measurements(name="measurements")  # type: ignore[call-arg]
@@ -199,15 +220,27 @@ class XrApp:
         self._dirty = True
         self.history.changed.connect(self._on_history)
         lo, hi = self.scene.extent_world()
+        self.extent = (lo, hi)
         self.home = StageTransform.on_table(lo, hi)
         transform = self.home
+        #: Placed in front of the head on the first tracked frame, unless a saved
+        #: placement is restored (the project's scene.json).
+        self.needs_placement = True
         saved = self.project.load_scene() if self.project is not None else None
         if saved and isinstance(saved.get("xr"), dict) and "transform" in saved["xr"]:
             try:
                 transform = StageTransform.from_json(saved["xr"]["transform"])
+                self.needs_placement = False
             except (KeyError, TypeError, ValueError) as exc:
                 log.warning("ignoring the saved XR transform: %s", exc)
-        self.points.size_um = max(float(np.max(hi - lo)) / 100, 1e-3)
+        # A time-lapse opens at its first time point (the desktop's scene builder
+        # defaults to the tracks' last one).
+        if is_timelapse(self.scene, self.workspace.tracks):
+            set_time_to = time_range(self.scene, self.workspace.tracks)[0]
+            self.scene.current_time = float(set_time_to)
+        self.playback = Playback()
+        # Markers big enough to find in the headset (1/100 of the extent was ~3 mm).
+        self.points.size_um = max(float(np.max(hi - lo)) / MARKER_FRACTION, 1e-3)
         ann = self.workspace.annotations
         classes = [c.name for c in ann.classes] or ["marker"]
         self.ctx = ToolContext(
@@ -218,8 +251,33 @@ class XrApp:
             classes=classes,
             history=self.history,
         )
+        self.ctx.playback = self.playback
+        r, g, b = (float(c) for c in opts.background)
+        self.backgrounds: list[tuple[str, tuple[float, float, float]]] = [
+            ("dark room", (r, g, b)),
+            *BACKGROUNDS,
+        ]
+        self.background = 0
+        self.ctx.next_background = self._next_background
+        self.panel_layer = 0
         tools = self._make_tools()
-        actions: dict[str, MenuAction] = {}
+        # Undo / redo in the menu too: bare hands have no B/Y or A/X buttons.
+        actions: dict[str, MenuAction] = {
+            "undo": MenuAction(lambda: "undo", lambda: self._menu_run("edit.undo")),
+            "redo": MenuAction(lambda: "redo", lambda: self._menu_run("edit.redo")),
+            # B / Y's measure action, for controllers without B / Y (Vive, WMR) and hands.
+            "finish": MenuAction(
+                lambda: "finish path", lambda: self._menu_run("annotations.finish_measurement")
+            ),
+        }
+        if is_timelapse(self.scene, self.workspace.tracks):
+            actions["play"] = MenuAction(
+                lambda: "pause" if self.playback.playing else "play",
+                lambda: self._menu_run("time.play"),
+            )
+            actions["first"] = MenuAction(
+                lambda: "first time point", lambda: self._menu_run("time.first")
+            )
         track = tools.get("track")
         if isinstance(track, TrackTool) and self.workspace.tracks is not None:
             actions.update(track_menu(track, self.ctx))
@@ -236,8 +294,76 @@ class XrApp:
             redo=self.history.redo,
             home=self.home,
             actions=actions,
+            place=self.place,
+            panel=self._panel(),
         )
         self.quality = QualityController()
+
+    def _menu_run(self, action: str, layer: str | None = None) -> str:
+        from viewer.actions import Pick
+
+        self.ctx.run(action, Pick(layer=layer))
+        return self.ctx.message
+
+    def _next_background(self) -> str:
+        self.background = (self.background + 1) % len(self.backgrounds)
+        return self.backgrounds[self.background][0]
+
+    def _panel_layers(self) -> list[Any]:
+        return [lay for lay in self.scene.layers if lay.kind in ("image", "labels")]
+
+    def _panel(self) -> dict[str, MenuAction]:
+        """The wrist panel: the layer it controls, then that layer's visibility, opacity,
+        contrast and colormap (viewer.actions ``layer.*``), and the background."""
+
+        def layer() -> Any:
+            layers = self._panel_layers()
+            return layers[self.panel_layer % len(layers)] if layers else None
+
+        def name() -> str | None:
+            lay = layer()
+            return None if lay is None else str(lay.name)
+
+        def next_layer() -> str:
+            self.panel_layer += 1
+            return f"layer: {name()}"
+
+        def act(action: str) -> Callable[[], str]:
+            return lambda: self._menu_run(action, name())
+
+        def value(fmt: str) -> Callable[[], str]:
+            return lambda: fmt.format(lay=layer())
+
+        return {
+            "layer": MenuAction(lambda: f"layer: {name()}", next_layer),
+            "visible": MenuAction(
+                lambda: f"visible: {'on' if layer() is not None and layer().visible else 'off'}",
+                act("layer.toggle_visible"),
+            ),
+            "opacity-": MenuAction(value("opacity {lay.opacity:.2f}  -"), act("layer.less_opaque")),
+            "opacity+": MenuAction(value("opacity {lay.opacity:.2f}  +"), act("layer.more_opaque")),
+            "contrast-": MenuAction(lambda: "contrast -", act("layer.less_contrast")),
+            "contrast+": MenuAction(lambda: "contrast +", act("layer.more_contrast")),
+            "colormap": MenuAction(
+                lambda: f"colormap: {getattr(layer(), 'colormap', '-')}",
+                act("layer.next_colormap"),
+            ),
+            "background": MenuAction(
+                lambda: f"background: {self.backgrounds[self.background][0]}",
+                act("view.next_background"),
+            ),
+        }
+
+    def place(self, head: Any) -> StageTransform:
+        """The volume in front of ``head`` (a :class:`~xrmode.input.Pose`), level."""
+        lo, hi = self.extent
+        return StageTransform.in_front_of(lo, hi, head.position, head.forward)
+
+    def table_under(self, tr: StageTransform) -> tuple[float, float, float]:
+        """(top y, centre x, centre z) of a table whose top touches the volume's bottom."""
+        bmin, bmax = tr.box_stage(*self.extent)
+        c = (bmin + bmax) / 2
+        return float(bmin[1]), float(c[0]), float(c[2])
 
     def _make_tools(self) -> dict[str, Tool]:
         from viewer.scene import Labels
@@ -253,6 +379,7 @@ class XrApp:
             "track": TrackTool(window=window),
             "classify": ClassifyTool(probe, labels[0].name if labels else ""),
             "clip": ClipTool(),
+            "crop": CropTool(),
             "laser": LaserPointer(),
         }
         if labels and self.project is not None:
@@ -335,8 +462,33 @@ class XrApp:
             self.collab.close()
 
 
-def _overlay(ctx: ToolContext, avatars: Any = None) -> Any:
-    """The tools' HUD (and the other participants' avatars) as a render overlay."""
+#: Your own controllers / hands: a cone along the pointing ray ending at the aim pose.
+HAND_MODEL_LENGTH_M = 0.1
+HAND_MODEL_RADIUS_M = 0.018
+_MODEL_COLORS = {"controller": (0.55, 0.57, 0.62), "hand": (0.85, 0.68, 0.58)}
+
+
+def hand_models(inp: Any) -> dict[str, Any]:
+    """Cones (base, apex) for the tracked hands of an input frame, as ``XrOverlay``
+    arrays: each ``HAND_MODEL_LENGTH_M`` long, its apex at the aim pose, along the
+    ray; grey for a controller, skin-coloured for a tracked hand."""
+    cones, colors = [], []
+    for h in (inp.left, inp.right):
+        if h.aim is None:
+            continue
+        apex = np.asarray(h.aim.position, dtype=np.float64)
+        cones.append([apex - HAND_MODEL_LENGTH_M * np.asarray(h.aim.forward), apex])
+        colors.append(_MODEL_COLORS.get(h.source, _MODEL_COLORS["controller"]))
+    return {
+        "cones": np.asarray(cones, dtype=np.float64).reshape(-1, 2, 3),
+        "cone_radii": np.full(len(cones), HAND_MODEL_RADIUS_M),
+        "cone_colors": np.asarray(colors, dtype=np.float64).reshape(-1, 3),
+    }
+
+
+def _overlay(ctx: ToolContext, avatars: Any = None, models: dict[str, Any] | None = None) -> Any:
+    """The tools' HUD, your hands' models and the other participants' avatars as a
+    render overlay."""
     from viewer.render import XrOverlay, XrText
 
     hud = ctx.hud
@@ -347,6 +499,9 @@ def _overlay(ctx: ToolContext, avatars: Any = None) -> Any:
         lines += [(a, b, c) for (a, b), c in zip(avatars.lines, avatars.line_colors, strict=True)]
         texts += avatars.texts
         extra = avatars.arrays()
+    if models is not None:
+        for key in ("cones", "cone_radii", "cone_colors"):
+            extra[key] = np.concatenate([extra[key], models[key]]) if key in extra else models[key]
     return XrOverlay(
         lines=np.array([[a, b] for a, b, _ in lines]).reshape(-1, 2, 3),
         line_colors=np.array([c for *_, c in lines]).reshape(-1, 3),
@@ -397,6 +552,10 @@ def run_xr(opts: XrOptions) -> int:
 def _loop(app: XrApp, session: Any, trace: Trace) -> None:
     """Run the session's frame loop for ``app`` until the session ends."""
     loop = _FrameLoop(app, session, trace)
+    if app.opts.snapshot is not None and hasattr(signal, "SIGUSR1"):
+        # Another snapshot on demand (tests, documentation): kill -USR1 PID.
+        signal.signal(signal.SIGUSR1, lambda *_: loop.request_snapshot())
+        signal.siginterrupt(signal.SIGUSR1, False)
     try:
         for frame in session.frames():
             loop.step(frame)
@@ -446,13 +605,24 @@ class _FrameLoop:
             tool=app.toolbox.active,
         )
         self.snap: dict[int, Any] = {}
-        self.want_snapshot = opts.snapshot is not None
-        if self.want_snapshot:
-            session.on_drawn = lambda eye, tex: self.snap.__setitem__(
-                eye.index, session.read_eye(eye)
-            )
+        self.want_snapshot = False
+        self.snapshots = 0
+        if opts.snapshot is not None:
+            self.request_snapshot()
         self.t_start: float | None = None
         self.placed: StageTransform | None = None
+        self.floor_set: float | None = None
+        self.background_shown = 0
+        self.table_for: StageTransform | None = None
+
+    def request_snapshot(self) -> None:
+        """Save the eye images of the next complete frame (``--snapshot DIR``: the first
+        in DIR, later ones, asked with SIGUSR1, in DIR/1, DIR/2, ...). Signal-safe: it
+        only sets flags and a callback."""
+        session = self.session
+        self.snap = {}
+        session.on_drawn = lambda eye, tex: self.snap.__setitem__(eye.index, session.read_eye(eye))
+        self.want_snapshot = True
 
     def _should_stream(self) -> bool:
         stream = self.app.opts.stream
@@ -487,7 +657,10 @@ class _FrameLoop:
         if tr is not self.placed:  # transforms are immutable: a new one means it moved
             self.target.set_stage_to_world(tr.stage_to_world_matrix())
             self.placed = tr
-        self.target.set_overlay(_overlay(app.ctx, avatars))
+        self.target.set_overlay(_overlay(app.ctx, avatars, hand_models(frame.input)))
+        if app.background != self.background_shown:
+            self.target.set_background(app.backgrounds[app.background][1])
+            self.background_shown = app.background
         cpu_ms = (time.perf_counter() - t0) * 1e3
         t1 = time.perf_counter()
         self._render(frame, views)
@@ -496,8 +669,36 @@ class _FrameLoop:
         self._trace_frame(frame, tr, cpu_ms, render_ms, avatars, stream_stats)
         self._snapshot_or_exit(frame, focused, views, tr, stream_stats)
 
+    def _place(self, frame: Any) -> None:
+        """On the first frame with a tracked head: the volume in front of it (unless a
+        saved placement was restored), the table under it; the floor of a LOCAL space
+        (eye level at 0) is put an average standing eye height below the head."""
+        app, head = self.app, frame.input.head
+        if self.floor_set is None and head is not None:
+            floor = 0.0
+            if self.session.space_type == "LOCAL":
+                floor = float(head.position[1]) - STANDING_EYE_M
+            self.target.set_floor(floor)
+            self.floor_set = floor
+        if app.needs_placement and head is not None:
+            app.needs_placement = False
+            tr = app.place(head)
+            app.ctx.transform = tr
+            app.toolbox.home = tr
+            self.trace("placed", transform=tr.to_json(), head=list(head.position))
+        tr = app.ctx.transform
+        if tr is app.toolbox.home and tr is not self.table_for:
+            self.target.set_table(*app.table_under(tr))
+            self.table_for = tr
+
     def _input(self, frame: Any, focused: bool) -> None:
         app = self.app
+        self._place(frame)
+        if frame.eyes:
+            from viewer.render import text_angle_rad
+
+            eye = frame.eyes[0]
+            app.ctx.hud.text_angle_rad = text_angle_rad(eye.projection(0.05, 50.0), eye.height)
         collab = app.collab
         if collab is not None:
             collab.process()  # the others' edits, on this thread, before the tools
@@ -506,6 +707,7 @@ class _FrameLoop:
             if self.t_start is None:
                 self.t_start = time.monotonic()
             app.toolbox.update(frame.input)
+            app.playback.advance(app.ctx, time.monotonic())
             if collab is not None:
                 collab.publish(frame.input, app.ctx, app.toolbox.active)
 
@@ -581,6 +783,7 @@ class _FrameLoop:
             cpu_ms=round(cpu_ms, 3),
             render_ms=round(render_ms, 3),
             tool=app.toolbox.active,
+            menu=app.toolbox.highlighted_label(),
             scale=tr.scale,
             right=None if inp.right.aim is None else list(inp.right.aim.position),
             left=None if inp.left.aim is None else list(inp.left.aim.position),
@@ -620,10 +823,20 @@ class _FrameLoop:
         ) and not (host is not None and host.behind)
         t_start = self.t_start
         waited = t_start is not None and time.monotonic() - t_start > SNAPSHOT_WAIT_S
-        ready = focused and len(self.snap) == len(frame.eyes) and frame.eyes
+        # ... with the hands' HUD: on a frame that saw a tracked hand (at most
+        # HANDS_WAIT_S after focus; a session may have no hands at all).
+        hands = frame.input.left.aim is not None or frame.input.right.aim is not None
+        early = t_start is not None and time.monotonic() - t_start < HANDS_WAIT_S
+        ready = (
+            focused and len(self.snap) == len(frame.eyes) and frame.eyes and (hands or not early)
+        )
         if self.want_snapshot and ready and (settled or waited):
-            _save_snapshot(Path(opts.snapshot or "."), self.snap, frame, views, tr)
-            self.trace("snapshot", folder=str(opts.snapshot), complete=settled)
+            folder = Path(opts.snapshot or ".")
+            if self.snapshots:
+                folder = folder / str(self.snapshots)
+            _save_snapshot(folder, self.snap, frame, views, tr)
+            self.snapshots += 1
+            self.trace("snapshot", folder=str(folder), complete=settled)
             self.want_snapshot = False
             session.on_drawn = None
         if opts.exit_after is not None and t_start is not None and not self.want_snapshot:

@@ -144,6 +144,55 @@ class StageTransform:
         t = want - centre
         return cls(s, _FLIP_X, (float(t[0]), float(t[1]), float(t[2])))
 
+    @classmethod
+    def in_front_of(
+        cls,
+        lo_um: Sequence[float] | npt.NDArray[np.float64],
+        hi_um: Sequence[float] | npt.NDArray[np.float64],
+        head_m: Sequence[float],
+        forward: Sequence[float],
+        size_m: float = 0.3,
+        distance_m: float = 0.55,
+        below_m: float = 0.2,
+    ) -> StageTransform:
+        """Place the world box ``lo..hi`` (zyx µm) in front of a head: its centre
+        ``distance_m`` ahead along the head's horizontal heading and ``below_m``
+        under the eyes, ``size_m`` across, its front face turned to the user.
+
+        The head's pitch and roll are ignored (the volume stays level); looking
+        level, a 0.3 m box 0.55 m ahead and 0.2 m down spans about -40..+5 degrees,
+        inside every headset's field of view.
+        """
+        lo = np.asarray(lo_um, dtype=np.float64)
+        hi = np.asarray(hi_um, dtype=np.float64)
+        ext = np.maximum(hi - lo, 1e-9)
+        s = size_m / float(ext.max())
+        f = np.array([float(forward[0]), 0.0, float(forward[2])])
+        n = float(np.linalg.norm(f))
+        f = f / n if n > 1e-6 else np.array([0.0, 0.0, -1.0])
+        yaw = math.atan2(-f[0], -f[2])  # about +y; 0 when looking down -z
+        q_yaw = (0.0, math.sin(yaw / 2), 0.0, math.cos(yaw / 2))
+        r = quat_matrix(q_yaw) @ quat_matrix(_FLIP_X)
+        rot = quat_from_matrix(r)
+        centre_world_xyz = ((lo + hi) / 2)[::-1]
+        want = np.asarray(head_m, dtype=np.float64) + distance_m * f
+        want[1] -= below_m
+        t = want - s * r @ centre_world_xyz
+        return cls(s, rot, (float(t[0]), float(t[1]), float(t[2])))
+
+    def box_stage(
+        self,
+        lo_um: Sequence[float] | npt.NDArray[np.float64],
+        hi_um: Sequence[float] | npt.NDArray[np.float64],
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """The stage-aligned bounds (min, max xyz metres) of the world box ``lo..hi``."""
+        lo, hi = np.asarray(lo_um, dtype=np.float64), np.asarray(hi_um, dtype=np.float64)
+        corners = np.array(
+            [[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])]
+        )
+        st = self.world_to_stage(corners)
+        return st.min(axis=0), st.max(axis=0)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "scale_m_per_um": self.scale,

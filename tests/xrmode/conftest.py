@@ -42,11 +42,12 @@ def line_track(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _free_port() -> int:
-    # Every service gets its own remote-driver port: xdist workers, and other test runs
-    # on the same machine (a fixed 4242 + worker number collided between runs).
+def free_port() -> int:
+    """A TCP port nobody listens on now. Each service gets its own remote-driver port:
+    pytest-xdist workers, and other test runs on the same machine, run their own
+    services (a fixed port let one run's rig drive another run's service)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("0.0.0.0", 0))
         return int(s.getsockname()[1])
 
 
@@ -59,7 +60,7 @@ def monado(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MonadoRuntime]:
             root = install_monado()
         except Exception as exc:  # the install needs the Debian mirror
             pytest.fail(f"Monado is not installed and scripts/monado.sh failed: {exc}")
-    rt = MonadoRuntime(root, tmp_path_factory.mktemp("monado"), remote_port=_free_port())
+    rt = MonadoRuntime(root, tmp_path_factory.mktemp("monado"), remote_port=free_port())
     with MonadoService(rt) as svc:
         yield rt
         assert svc.alive, f"monado-service died during the tests:\n{svc.tail()}"

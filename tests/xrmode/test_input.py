@@ -19,7 +19,9 @@ from xrmode.input import (
     HandGestures,
     Pose,
     bindings_for,
+    finger_extension,
     hand_input_from_joints,
+    palm_up,
     quat_from_matrix,
     quat_rotate,
 )
@@ -53,27 +55,86 @@ def test_button_edges():
 
 
 def _hand(pinch_gap: float, curl: float) -> np.ndarray:
-    """Synthetic 26 joints: palm at the origin, fingers along -z, thumb tip ``pinch_gap`` away."""
+    """Synthetic 26 joints: palm at the origin, fingers along -z, thumb tip ``pinch_gap`` away
+    from the index tip; the middle, ring and little fingers bend ``curl`` (0 straight, 1 a
+    fist) of 90 degrees at each of their three joints (see :func:`_finger`)."""
     j = np.zeros((26, 3))
     j[JOINT["wrist"]] = (0, 0, 0.08)
-    j[JOINT["middle_metacarpal"]] = (0, 0, 0.0)
-    j[JOINT["index_proximal"]] = (0.02, 0, -0.01)
-    for name in ("index_tip", "middle_tip", "ring_tip", "little_tip"):
-        j[JOINT[name]] = (0, 0, -curl)
+    j[JOINT["middle_metacarpal"]] = (0, 0, 0.07)
+    j[JOINT["index_proximal"]] = (-0.02, 0, -0.01)
+    j[JOINT["little_proximal"]] = (0.03, 0, 0.0)
+    j[JOINT["index_tip"]] = (-0.02, 0, -0.09)
+    for k, x in ((12, 0.0), (17, 0.015), (22, 0.03)):
+        j[k : k + 4] = _finger((x, 0.0, -0.01), np.radians(90 * curl))
     j[JOINT["thumb_tip"]] = j[JOINT["index_tip"]] + (pinch_gap, 0, 0)
     return j
+
+
+BONES = (0.045, 0.028, 0.022)  # proximal, intermediate, distal phalanx (m)
+
+
+def _finger(knuckle, bend: float) -> np.ndarray:
+    """Knuckle, intermediate, distal and tip joints of a finger pointing along -z that
+    bends by ``bend`` radians (palm-wards, -y) at the knuckle and at both finger joints."""
+    pts = [np.asarray(knuckle, dtype=float)]
+    angle = 0.0
+    for bone in BONES:
+        angle += bend
+        pts.append(pts[-1] + bone * np.array([0.0, -np.sin(angle), -np.cos(angle)]))
+    return np.array(pts)
+
+
+def _extension(bend: float) -> float:
+    """Knuckle-to-tip over finger length for equal bends, by complex numbers (law of
+    cosines independent of the joint code): z = sum(l_k * exp(i * k * bend))."""
+    z = sum(b * np.exp(1j * (k + 1) * bend) for k, b in enumerate(BONES))
+    return abs(z) / sum(BONES)
+
+
+def test_finger_extension_matches_the_finger_geometry():
+    for curl in (0.0, 0.3, 0.6, 1.0):
+        got = finger_extension(_hand(0.05, curl))
+        assert got == pytest.approx(_extension(np.radians(90 * curl)), rel=1e-9)
 
 
 def test_pinch_and_grab_have_hysteresis():
     g = HandGestures()
     gaps = [0.05, 0.02, 0.012, 0.02, 0.028, 0.035, 0.02]
-    pinched = [g.update(_hand(d, 0.15))[0].pressed for d in gaps]
+    pinched = [g.update(_hand(d, 0.0))[0].pressed for d in gaps]
     # On below 1.5 cm, stays on until above 3 cm; 2 cm alone does not start a pinch.
     assert pinched == [False, False, True, True, True, False, False]
     g = HandGestures()
-    curls = [0.15, 0.08, 0.06, 0.09, 0.1, 0.04]  # palm length 0.08 m: on < 0.072, off > 0.096
+    # Extension per curl: 0.0 -> 1, 0.5 -> 0.81, 0.6 -> 0.74, 0.7 -> 0.65, 1.0 -> 0.38.
+    curls = [0.0, 0.6, 0.7, 0.6, 0.5, 1.0]
+    ext = [_extension(np.radians(90 * c)) for c in curls]
+    assert ext[1] > 0.7 > ext[2] and 0.7 < ext[3] < 0.8 < ext[4]
     grabbed = [g.update(_hand(0.05, c))[1].pressed for c in curls]
+    # On below 0.7, stays on until above 0.8.
     assert grabbed == [False, False, True, True, False, True]
+
+
+def test_a_fist_grabs_and_never_pinches():
+    """Closing the hand brings the thumb onto the index: still a grab, not a click."""
+    g = HandGestures()
+    seq = [(0.05, 0.0), (0.02, 0.4), (0.01, 0.7), (0.005, 1.0), (0.005, 1.0)]
+    out = [g.update(_hand(gap, curl)) for gap, curl in seq]
+    assert [p.pressed for p, _ in out] == [False] * 5
+    assert out[-1][1].pressed
+
+
+def test_palm_up_holds_the_menu():
+    g = HandGestures()
+    down = _hand(0.05, 0.0)  # a right hand, palm facing -y (down)
+    assert palm_up(down, "right") == pytest.approx(-1.0)
+    up = down * np.array([-1.0, -1.0, 1.0])  # turned 180 degrees about z: palm up
+    assert palm_up(up, "right") == pytest.approx(1.0)
+    # A left hand is the mirror image (x -> -x): same answer for the same palm.
+    assert palm_up(down * np.array([-1.0, 1.0, 1.0]), "left") == pytest.approx(-1.0)
+    menu = []
+    for j in (down, up, up, down):
+        hand_input_from_joints("right", j, g)
+        menu.append((g.palm.pressed, g.palm.just_pressed))
+    assert menu == [(False, False), (True, True), (True, False), (False, False)]
 
 
 def test_hand_input_from_joints_aims_from_wrist_through_knuckle():

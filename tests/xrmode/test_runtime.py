@@ -70,7 +70,25 @@ def start(
     session = app.wait_for(lambda e: e["event"] == "session", 120, "session start")
     app.wait_state("FOCUSED", 60)
     app.wait_frames(lambda e: e["state"] == "FOCUSED" and e["right"] is not None, 1, 60)
+    # The volume is placed in front of the head on the first tracked frame: that
+    # placement is the transform the scripted positions are computed with.
+    placed = [e for e in app.events if e["event"] == "placed"]
+    if placed:
+        session = {**session, "transform": placed[-1]["transform"]}
     return app, rig, session
+
+
+def step_time_to(rig: RemoteRig, app: XrAppRun, t: float) -> None:
+    """Push the left stick right, once per time point, until the app shows time ``t``
+    (a time-lapse opens at its first time point)."""
+    for _ in range(20):
+        if app.wait_frames(lambda e: True, 1)["time"] >= t:
+            return
+        rig.hand("left", thumbstick=(1.0, 0.0))
+        app.wait_frames(lambda e: True, 3)
+        rig.hand("left", thumbstick=(0.0, 0.0))
+        app.wait_frames(lambda e: True, 3)
+    raise AssertionError(f"time never reached {t}")
 
 
 def finish(app: XrAppRun, rig: RemoteRig) -> None:
@@ -212,6 +230,7 @@ def test_scripted_track_cut_at_pointed_node(monado, ball_store, line_track, tmp_
         [str(ball_store), "--tracks", str(line_track), "--project", str(proj), "--tool", "track"],
     )
     try:
+        step_time_to(rig, app, 4.0)  # the last time point: every node is drawn
         tr = session["transform"]
         with Project.open(proj, read_only=True) as pr:  # the XR app holds the project
             node = 3
@@ -347,6 +366,7 @@ def test_joined_session_cut_reaches_the_server_and_another_client(
         app, rig, session = start(
             monado, tmp_path, ["--join", url, "--tool", "track", "--name", "xr-test"]
         )
+        step_time_to(rig, app, 4.0)  # the last time point: every node is drawn
         tr = session["transform"]
         with Project.open(folder, read_only=True) as pr:  # served: the server holds it
             target = world_to_stage(tr, np.asarray(pr.tracks.position(3)))

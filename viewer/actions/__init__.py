@@ -38,8 +38,10 @@ from ._actions import (
 from ._context import MEASURE_POINTS, ActionContext, Measuring
 from ._display import DISPLAY_FIELDS, RENDERING_MODES, image_layer, set_display
 from ._labels import LabelBrush, LabelEditing, label_voxel, labels_layer_name, selected_labels
+from ._layers import COLORMAPS, target_layer
 from ._lineage import LineageLayout, division_parent, lineage_layout
-from ._markers import MARKERS_LAYER, rename_class
+from ._markers import MARKERS_LAYER, MOVE_MARKER, rename_class
+from ._playback import Playback
 from ._registry import ACTIONS, Action, ActionRegistry, run
 from ._select import (
     SCENE_TOLERANCE_FRACTION,
@@ -69,7 +71,9 @@ __all__ = [
     "ACTIONS",
     "DISPLAY_FIELDS",
     "MARKERS_LAYER",
+    "COLORMAPS",
     "MEASURE_POINTS",
+    "MOVE_MARKER",
     "SCENE_TOLERANCE_FRACTION",
     "SCREEN_TOLERANCE_PX",
     "STAGE_TOLERANCE_M",
@@ -84,6 +88,7 @@ __all__ = [
     "Measuring",
     "Pick",
     "RENDERING_MODES",
+    "Playback",
     "current_time",
     "division_parent",
     "image_layer",
@@ -111,5 +116,6 @@ __all__ = [
     "suspicious_tracklets",
     "time_range",
     "tracklet_end",
+    "target_layer",
     "tracklet_start",
 ]

@@ -127,7 +127,7 @@ def _apply(ctx: ActionContext, cmd: Command) -> Command:
     "Undo",
     "undo the last edit (one history for tracks, markers, measurements, classes)",
     shortcut="Ctrl+Z",
-    headset="menu hand: B / Y",
+    headset="menu hand: B / Y; wrist menu: undo",
 )
 def _undo(ctx: ActionContext, pick: Pick) -> Any:
     return ctx.undo()
@@ -138,7 +138,7 @@ def _undo(ctx: ActionContext, pick: Pick) -> Any:
     "Redo",
     "redo the last undone edit",
     shortcut="Ctrl+Shift+Z",
-    headset="menu hand: A / X",
+    headset="menu hand: A / X; wrist menu: redo",
 )
 def _redo(ctx: ActionContext, pick: Pick) -> Any:
     return ctx.redo()
@@ -187,7 +187,7 @@ def _cut(ctx: ActionContext, pick: Pick) -> Command:
     "link the end of the first track to the start of the second (either order; "
     "the picked nodes snap to the tracks' end and start)",
     shortcut="M",
-    headset="track tool: B / Y (selected, then pointed)",
+    headset="track tool: B / Y, or wrist menu: merge (selected, then pointed)",
     enabled=_needs_tracks(2),
 )
 def _merge(ctx: ActionContext, pick: Pick) -> Command:
@@ -351,6 +351,7 @@ def _add_marker(ctx: ActionContext, pick: Pick) -> Command:
     "Remove marker",
     "remove the marker nearest to the picked point (within the pick tolerance)",
     mouse="K, then Shift+click",
+    headset="count tool: B / Y (at the hand's tip)",
     enabled=_needs_point,
 )
 def _remove_marker(ctx: ActionContext, pick: Pick) -> Any:
@@ -369,6 +370,7 @@ def _remove_marker(ctx: ActionContext, pick: Pick) -> Any:
     "Remove measurement",
     "remove the measurement with a point nearest to the picked point (within the pick tolerance)",
     mouse="Counting and measuring: select a measurement, Delete (or Remove)",
+    headset="measure tool: B / Y with no point placed (at the hand's tip)",
     enabled=_needs_point,
 )
 def _remove_measurement(ctx: ActionContext, pick: Pick) -> Any:
@@ -424,7 +426,7 @@ ACTIONS.register(
         "Finish path",
         "record the measurement being placed (a path: any number of points >= 2)",
         shortcut="Return",
-        headset="measure tool: B / Y",
+        headset="measure tool: B / Y, or wrist menu: finish path",
         fn=_finish,
     )
 )
@@ -469,7 +471,7 @@ def _classify(ctx: ActionContext, pick: Pick) -> int:
     "Previous time point",
     "go one time point back",
     shortcut="Left",
-    headset="track tool: thumbstick left",
+    headset="thumbstick left (menu hand, menu closed; track tool: tool hand)",
 )
 def _prev(ctx: ActionContext, pick: Pick) -> None:
     set_time(ctx, current_time(ctx) - 1)
@@ -480,7 +482,7 @@ def _prev(ctx: ActionContext, pick: Pick) -> None:
     "Next time point",
     "go one time point forward",
     shortcut="Right",
-    headset="track tool: thumbstick right",
+    headset="thumbstick right (menu hand, menu closed; track tool: tool hand)",
 )
 def _next(ctx: ActionContext, pick: Pick) -> None:
     set_time(ctx, current_time(ctx) + 1)
@@ -489,7 +491,8 @@ def _next(ctx: ActionContext, pick: Pick) -> None:
 @ACTIONS.action(
     "view.reset",
     "Reset view",
-    "put the view (3D camera; the volume on the table) back where it started",
+    "put the view back: the desktop's 3D camera where it started; in the headset the "
+    "volume in front of you, level, at reach",
     headset="menu hand: thumbstick click",
 )
 def _reset(ctx: ActionContext, pick: Pick) -> None:

@@ -1,8 +1,17 @@
-"""Marker actions beyond add/remove: move a marker, rename and remove classes."""
+"""Marker actions beyond add/remove: move a marker, rename and remove classes.
+
+Moving a marker: the desktop picks the marker itself (``Pick(layer=MARKERS_LAYER,
+label=marker id)``, the count tool's K-drag on a slice); the headset's count tool
+remembers where a trigger drag started (``ctx.drag_from_um``, world µm) and the
+marker nearest to that start (within the pick tolerance) is the one that moves.
+Either way the drop point is ``pick.point_um`` and the move is one undoable command.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from analysis.annotations import MoveMarker, RemoveClass, RenameClass
 
@@ -10,30 +19,58 @@ from ._context import ActionContext
 from ._registry import ACTIONS, Action
 from ._select import Pick
 
-__all__ = ["MARKERS_LAYER", "rename_class"]
+__all__ = ["MARKERS_LAYER", "MOVE_MARKER", "rename_class"]
 
 #: The layer name a marker pick names (``Pick(layer=MARKERS_LAYER, label=marker id)``).
 MARKERS_LAYER = "markers"
 
+#: The action's id (the headset's count tool runs it when a drag ends).
+MOVE_MARKER = "annotations.move_marker"
+
+
+def _drag_start(ctx: ActionContext) -> Any:
+    return getattr(ctx, "drag_from_um", None)
+
 
 def _needs_marker_and_point(ctx: ActionContext, pick: Pick) -> str | None:
-    if pick.layer != MARKERS_LAYER or pick.label is None:
-        return "pick a marker first"
     if pick.point_um is None:
         return "point at where it goes"
-    return None
+    if pick.layer == MARKERS_LAYER and pick.label is not None:
+        return None
+    if _drag_start(ctx) is not None:
+        return None
+    return "pick a marker first (or start the drag on one)"
+
+
+def _marker_to_move(ctx: ActionContext, pick: Pick) -> int | None:
+    """The picked marker's id; else the one nearest the drag start, within tolerance."""
+    if pick.layer == MARKERS_LAYER and pick.label is not None:
+        return int(pick.label)
+    ms = ctx.annotations.markers
+    if not ms:
+        return None
+    start = np.asarray(_drag_start(ctx), dtype=np.float64)
+    d = np.linalg.norm(np.asarray([m.position_um for m in ms]) - start, axis=1)
+    i = int(np.argmin(d))
+    return ms[i].id if d[i] <= pick.tolerance_um else None
 
 
 @ACTIONS.action(
-    "annotations.move_marker",
+    MOVE_MARKER,
     "Move marker",
-    "move the picked marker (Pick.layer 'markers', label = its id) to the picked point",
+    "move the picked marker (or the one a drag started on, within the pick tolerance) "
+    "to the picked point; undo puts it back",
     mouse="K, then drag a marker on a slice",
+    headset="count tool: trigger on a marker, move, release",
     enabled=_needs_marker_and_point,
 )
 def _move_marker(ctx: ActionContext, pick: Pick) -> Any:
-    assert pick.label is not None and pick.point_um is not None
-    cmd = MoveMarker(int(pick.label), pick.point_um)
+    assert pick.point_um is not None
+    mid = _marker_to_move(ctx, pick)
+    if mid is None:
+        ctx.notify("move marker: no marker where the drag started")
+        return None
+    cmd = MoveMarker(mid, pick.point_um)
     ctx.execute(cmd)
     return cmd
 

@@ -70,7 +70,7 @@ from ._streaming import (
     use_coarse_contrast,
 )
 from ._tracks import VtkTracks, track_window
-from ._xr_target import VtkXrTarget, XrOverlay, XrText
+from ._xr_target import TEXT_DEG, VtkXrTarget, XrOverlay, XrText, text_angle_rad, text_px
 
 __all__ = [
     "MAX_MOVIE_SIZE",
@@ -110,6 +110,9 @@ __all__ = [
     "VtkXrTarget",
     "XrOverlay",
     "XrText",
+    "TEXT_DEG",
+    "text_angle_rad",
+    "text_px",
     "choose_level",
     "coarse_range",
     "colormap_table",

@@ -12,9 +12,11 @@ whatever framebuffer is bound when :meth:`VtkXrTarget.render_eye` is called.
 the swapchain stays black without any error.
 
 Besides the scene layers it draws XR furniture in *stage* coordinates (metres):
-a table under the volume and a floor (grounding), laser rays, cursor spheres,
-billboard text (menus, live measurements, counts) and the other participants'
-avatars of a shared session (spheres and cones of any size and direction). They follow the
+a table under the volume, a floor with a grid and the outlines of walls 4 m away
+(grounding), laser rays, cursor spheres, billboard text (menus, live
+measurements, counts; on a layer of its own above the volumes, sized in degrees
+of visual angle) and the other participants' avatars of a shared session
+(spheres and cones of any size and direction). They follow the
 world <-> stage transform given each frame by :meth:`set_stage_to_world`.
 """
 
@@ -35,7 +37,7 @@ from ._base import polydata
 from ._canvas import EyeView, SceneRenderer
 from ._image import VolumeQuality, coarsen_quality, resolve_quality
 
-__all__ = ["VtkXrTarget", "XrOverlay", "XrText"]
+__all__ = ["TEXT_DEG", "VtkXrTarget", "XrOverlay", "XrText", "text_angle_rad", "text_px"]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,28 @@ class XrOverlay:
     cones: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2, 3)))
     cone_radii: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     cone_colors: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
+
+
+#: HUD text height in degrees of visual angle (UI text wants >= 1-1.5 degrees).
+TEXT_DEG = 1.5
+#: Smallest font drawn (pixels): below this glyphs are not legible at any angle.
+MIN_TEXT_PX = 10
+
+
+def text_px(projection: npt.ArrayLike, height_px: int) -> int:
+    """Font size (pixels) that makes HUD text :data:`TEXT_DEG` tall on an eye image
+    ``height_px`` high with the (OpenGL) ``projection``: its focal length in pixels is
+    ``P[1, 1] * height / 2``. Billboard text keeps its pixel size at any distance, so
+    its visual angle is the same near and far."""
+    f_px = float(np.asarray(projection, dtype=np.float64)[1, 1]) * height_px / 2
+    return max(int(round(f_px * np.tan(np.radians(TEXT_DEG)))), MIN_TEXT_PX)
+
+
+def text_angle_rad(projection: npt.ArrayLike, height_px: int) -> float:
+    """The visual angle (radians) HUD text takes on that eye (``TEXT_DEG`` or more
+    where :data:`MIN_TEXT_PX` is larger): what menus space their lines by."""
+    f_px = float(np.asarray(projection, dtype=np.float64)[1, 1]) * height_px / 2
+    return float(np.arctan(text_px(projection, height_px) / max(f_px, 1e-9)))
 
 
 def _matrix(m: npt.NDArray[np.float64]) -> Any:
@@ -211,8 +235,19 @@ class VtkXrTarget:
         for a in (self._lines, self._points, *(a for _, a in self._sized.values())):
             ren.AddActor(a)
             self._stage_actors.append(a)
+        # The HUD's text in a renderer on a layer of its own, drawn after everything in
+        # the scene's layers (volumes included, single-pass ones too: they end layer 0)
+        # and with a cleared depth buffer: menus, counts and live values stay on top of
+        # the volume instead of being blended over (issue 19).
+        self.hud_renderer = v.vtkRenderer()
+        self.hud_renderer.SetLayer(win.GetNumberOfLayers())
+        win.SetNumberOfLayers(win.GetNumberOfLayers() + 1)
+        self.hud_renderer.InteractiveOff()
+        self.hud_renderer.SetActiveCamera(ren.GetActiveCamera())
+        win.AddRenderer(self.hud_renderer)
         self._texts: list[Any] = []
         self._text_pos: list[tuple[float, float, float]] = []
+        self._font_px = 0
         self.set_overlay(XrOverlay())
 
     # -- context callbacks -------------------------------------------------------
@@ -226,10 +261,25 @@ class VtkXrTarget:
     def _add_furniture(self) -> None:
         ren = self.renderer.renderer
         table = v.vtkCubeSource()
-        # 1.0 x 0.04 x 0.6 m table top whose upper face is at 0.85 m.
+        # 1.0 x 0.04 x 0.6 m table top whose upper face is at 0.85 m (moved under the
+        # volume by set_table).
         table.SetBounds(-0.5, 0.5, 0.81, 0.85, -0.8, -0.2)
         floor = v.vtkCubeSource()
-        floor.SetBounds(-3.0, 3.0, -0.01, 0.0, -3.0, 3.0)
+        floor.SetBounds(-4.0, 4.0, -0.01, 0.0, -4.0, 4.0)
+        self._table, self._floor = table, floor
+        # The room: a floor grid every 0.5 m (scale and motion cues, and the horizon
+        # where it meets the background) and walls 4 m away, 3 m high, drawn as
+        # outlines so the background colour (the wrist panel's choice) stays the sky.
+        self._room_mapper = v.vtkPolyDataMapper()
+        room = v.vtkActor()
+        room.SetMapper(self._room_mapper)
+        room.GetProperty().SetColor(0.45, 0.45, 0.5)
+        room.GetProperty().LightingOff()
+        room.PickableOff()
+        ren.AddActor(room)
+        self._stage_actors.append(room)
+        self._room_floor: float | None = None
+        self._set_room(0.0)
         for src, color in ((table, (0.45, 0.36, 0.28)), (floor, (0.30, 0.30, 0.32))):
             mapper = v.vtkPolyDataMapper()
             mapper.SetInputConnection(src.GetOutputPort())
@@ -241,6 +291,42 @@ class VtkXrTarget:
             actor.PickableOff()
             ren.AddActor(actor)
             self._stage_actors.append(actor)
+
+    def set_table(self, top_y: float, centre_x: float, centre_z: float) -> None:
+        """Put the table's top (1.0 x 0.6 m) at stage height ``top_y`` centred under
+        ``(centre_x, centre_z)``."""
+        if not hasattr(self, "_table"):
+            return
+        self._table.SetBounds(
+            centre_x - 0.5, centre_x + 0.5, top_y - 0.04, top_y, centre_z - 0.3, centre_z + 0.3
+        )
+
+    def set_background(self, rgb: RGB) -> None:
+        """The colour behind everything (the room's walls and sky)."""
+        self.renderer.renderer.SetBackground(*(float(c) for c in rgb))
+
+    def set_floor(self, y: float) -> None:
+        """The floor's height in stage metres (0 in STAGE / LOCAL_FLOOR spaces; an
+        estimate below the head in a LOCAL space)."""
+        if hasattr(self, "_floor"):
+            self._floor.SetBounds(-4.0, 4.0, y - 0.01, y, -4.0, 4.0)
+            self._set_room(y)
+
+    def _set_room(self, y: float) -> None:
+        """Grid lines on the floor at height ``y`` and the walls' edges above it."""
+        if self._room_floor == y:
+            return
+        self._room_floor = y
+        ticks = np.arange(-4.0, 4.0 + 1e-9, 0.5)
+        g = y + 0.002  # just above the floor's top face
+        segs = [((t, g, -4.0), (t, g, 4.0)) for t in ticks]
+        segs += [((-4.0, g, t), (4.0, g, t)) for t in ticks]
+        top = y + 3.0
+        corners = [(-4.0, -4.0), (4.0, -4.0), (4.0, 4.0), (-4.0, 4.0)]
+        for (x0, z0), (x1, z1) in zip(corners, corners[1:] + corners[:1], strict=True):
+            segs += [((x0, top, z0), (x1, top, z1)), ((x0, y, z0), (x0, top, z0))]
+        pts = np.asarray(segs, dtype=np.float64).reshape(-1, 3)
+        self._room_mapper.SetInputData(polydata(pts, lines=np.arange(len(pts)).reshape(-1, 2)))
 
     def set_stage_to_world(self, matrix: npt.ArrayLike) -> None:
         """The 4x4 map from stage (x, y, z m) to world **zyx** µm, row-vector free.
@@ -280,15 +366,15 @@ class VtkXrTarget:
         else:
             self._points.SetVisibility(False)
         self._set_sized(overlay)
-        ren = self.renderer.renderer
+        hud = self.hud_renderer
         while len(self._texts) > len(overlay.texts):
-            ren.RemoveActor(self._texts.pop())
+            hud.RemoveActor(self._texts.pop())
         while len(self._texts) < len(overlay.texts):
             t = v.vtkBillboardTextActor3D()
-            t.GetTextProperty().SetFontSize(18)
+            t.GetTextProperty().SetFontSize(max(self._font_px, MIN_TEXT_PX))
             t.GetTextProperty().SetBackgroundColor(0.0, 0.0, 0.0)
             t.GetTextProperty().SetBackgroundOpacity(0.6)
-            ren.AddActor(t)
+            hud.AddActor(t)
             self._texts.append(t)
         self._text_pos = [x.position_m for x in overlay.texts]
         for actor, item in zip(self._texts, overlay.texts, strict=True):
@@ -354,12 +440,26 @@ class VtkXrTarget:
         """Bring the VTK objects up to date with the scene, once per frame."""
         self.renderer.sync()
 
+    def text_px(self, projection: npt.ArrayLike) -> int:
+        """The HUD's font size (pixels) for an eye: :data:`TEXT_DEG` of visual angle
+        at this eye's resolution and field of view, at least :data:`MIN_TEXT_PX`."""
+        return text_px(projection, self.size[1])
+
     def render_eye(self, view: EyeView) -> None:
         """Draw the scene from ``view`` into the framebuffer bound now (size :attr:`size`)."""
         self.renderer.apply_view(view)
+        px = self.text_px(view.projection)
+        if px != self._font_px:
+            self._font_px = px
+            for t in self._texts:
+                t.GetTextProperty().SetFontSize(px)
         self.window.Render()
 
     def close(self) -> None:
         """Release VTK's GL objects (the context must still be current)."""
+        for t in self._texts:
+            self.hud_renderer.RemoveActor(t)
+        self._texts.clear()
+        self.window.RemoveRenderer(self.hud_renderer)
         self.renderer.close()
         self.window.Finalize()

@@ -10,18 +10,26 @@ ORDER = 60
 
 _EPILOG = """\
 tools (switch with the menu button on the left hand; grab always works):
-  grab      squeeze one hand to move/rotate the volume, both hands to scale it
-  measure   trigger places points: distance (2), angle (3), path (B/Y ends it);
+  grab      squeeze one hand to move/rotate the volume, both hands to scale and turn it
+  measure   trigger places points: distance (2), angle (3), path (B/Y ends it;
+            with no point placed B/Y removes the measurement at the tip);
             A/X changes the kind; the value is shown in µm next to the hand
-  count     trigger places a marker of the current class; stick left/right or
-            A/X changes the class; counts per class on the left wrist
+  count     trigger places a marker of the current class (on a marker: drag it),
+            B/Y removes the one at the tip; stick left/right or A/X changes the
+            class; counts on the wrist
   track     point at a node; trigger selects, A/X cuts before the pointed node,
             B/Y merges the selected end with the pointed start, stick click
             prolongs the selected end at the next time point; stick scrubs time
   classify  point at an object, trigger gives it the current class
   clip      hold the trigger to place and orient the clipping plane; A/X on/off
+  crop      hold both triggers: a crop box between the hands; A/X on/off
   laser     a pointer for showing
-left hand: menu opens the tool menu, Y/B undo, X/A redo, stick click resets the view.
+left hand: menu opens the wrist menu (tools, undo, redo, play/pause, "layers >": the
+wrist panel for each layer's visibility, opacity, contrast, colormap and the
+background), Y/B undo, X/A redo, stick left/right steps time, stick click re-centres
+the volume in front of you.
+bare hands (hand tracking): pinch = trigger, fist = grab, left palm up = the wrist
+menu (point with the right hand, pinch to pick).
 
 runtimes: any OpenXR runtime offering XR_KHR_opengl_enable (SteamVR, Meta, WMR,
 Monado; on a headless machine: scripts/monado.sh, docs/xr.md). XR_RUNTIME_JSON
@@ -71,7 +79,17 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--tool",
         default="measure",
-        choices=["grab", "measure", "count", "track", "classify", "labels", "clip", "laser"],
+        choices=[
+            "grab",
+            "measure",
+            "count",
+            "track",
+            "classify",
+            "labels",
+            "clip",
+            "crop",
+            "laser",
+        ],
         help="tool in hand at start (default: %(default)s)",
     )
     p.add_argument(
@@ -112,7 +130,11 @@ def register(sub: Any) -> None:
         help="room colour, 0..1 (default: a neutral dark grey)",
     )
     p.add_argument(
-        "--opacity", type=float, default=1.0, help="image layer opacity 0..1 (default: 1)"
+        "--opacity",
+        type=float,
+        default=None,
+        help="image layer opacity 0..1 (default: 0.12 with --labels, so the objects show "
+        "through; else 1)",
     )
     p.add_argument(
         "--stream",
@@ -160,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.exit_after is not None and args.exit_after < 0:
         raise ParameterError(f"--exit-after must be >= 0, got {args.exit_after}")
-    if not 0.0 <= args.opacity <= 1.0:
+    if args.opacity is not None and not 0.0 <= args.opacity <= 1.0:
         raise ParameterError(f"--opacity must be within 0..1, got {args.opacity}")
     if args.join and (args.project or args.tracks):
         raise ParameterError(

@@ -13,7 +13,7 @@ every suggested binding.
 """
 
 from ._bindings import ACTIONS, PROFILES, ActionSpec, bindings_for
-from ._hands import JOINT, HandGestures, hand_input_from_joints
+from ._hands import JOINT, HandGestures, finger_extension, hand_input_from_joints, palm_up
 from ._types import (
     Button,
     HandInput,
@@ -34,6 +34,8 @@ __all__ = [
     "ActionSpec",
     "Button",
     "HandGestures",
+    "finger_extension",
+    "palm_up",
     "HandInput",
     "InputFrame",
     "Pose",

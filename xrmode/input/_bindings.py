@@ -83,6 +83,8 @@ PROFILES: dict[str, list[_Entry]] = {
         ("primary", _BOTH, "input/a/click"),
         ("secondary", _BOTH, "input/b/click"),
         ("menu", _BOTH, "input/system/click"),
+        # SteamVR may keep the system button: a firm press on the trackpad opens it too.
+        ("menu", _BOTH, "input/trackpad/force"),
         ("thumbstick", _BOTH, "input/thumbstick"),
         ("thumbstick_click", _BOTH, "input/thumbstick/click"),
     ],

@@ -67,6 +67,7 @@ _WANTED_EXTENSIONS = (
     "XR_KHR_convert_timespec_time",
     "XR_EXT_hand_tracking",
     "XR_EXT_hand_interaction",
+    "XR_EXT_local_floor",
 )
 
 
@@ -311,11 +312,12 @@ class XrSession:
         if not self.lost:
             self._stack.close()
             return
-        # After a loss the runtime refuses most destroy calls; release what we can.
+        # After a loss the runtime refuses most destroy calls (and a dead runtime's
+        # client library can fail in other ways); release what we can, quietly.
         try:
             self._stack.close()
-        except xr.XrException as err:
-            log.warning("teardown after the runtime lost the session: %s", err)
+        except Exception as err:  # nothing more to do with a dead runtime
+            log.info("teardown after the runtime lost the session: %s", err)
 
     def _open(self) -> None:
         st = self._stack
@@ -389,10 +391,16 @@ class XrSession:
         st.callback(self._destroy_session)
         log.info("graphics binding: %s", self.graphics.kind)
         spaces = set(xr.enumerate_reference_spaces(self.session))
-        kind = (
-            xr.ReferenceSpaceType.STAGE
-            if xr.ReferenceSpaceType.STAGE in spaces
-            else xr.ReferenceSpaceType.LOCAL
+        # A floor at y = 0: STAGE (the play area), else LOCAL_FLOOR (XR_EXT_local_floor:
+        # LOCAL with its origin on the floor), else LOCAL (origin at the head at start;
+        # the app then estimates the floor below the head).
+        kind = next(
+            (
+                k
+                for k in (xr.ReferenceSpaceType.STAGE, xr.ReferenceSpaceType.LOCAL_FLOOR)
+                if k in spaces
+            ),
+            xr.ReferenceSpaceType.LOCAL,
         )
         self.space_type = kind.name
         self.space = xr.create_reference_space(
@@ -538,44 +546,50 @@ class XrSession:
         """
         index = 0
         while not self._exit:
-            self.poll_events()
-            self._handle_exit_request()
-            if self._exit:
-                break
-            if not self.running:
-                time.sleep(0.01)
-                continue
+            # Any runtime error in a frame (a runtime that stops or crashes mid-frame
+            # fails whichever call comes next: waiting, locating, syncing, ending the
+            # frame) ends the loop as a loss: one line from the app, no traceback.
             try:
+                self.poll_events()
+                self._handle_exit_request()
+                if self._exit:
+                    break
+                if not self.running:
+                    time.sleep(0.01)
+                    continue
                 fs = xr.wait_frame(self.session)
                 xr.begin_frame(self.session)
-            except (xr.InstanceLostError, xr.SessionLostError) as err:
+                focused = self.state == "FOCUSED"
+                t = int(fs.predicted_display_time)
+                inp = self.actions.read(self.space, self.view_space, t, focused)
+                frame = XrFrame(
+                    index,
+                    t,
+                    fs.predicted_display_period * 1e-9,
+                    bool(fs.should_render),
+                    self.state,
+                    inp,
+                )
+                if frame.should_render:
+                    self._locate_eyes(frame)
+            except xr.XrException as err:
                 self._on_lost(err)
                 break
-            focused = self.state == "FOCUSED"
-            t = int(fs.predicted_display_time)
-            inp = self.actions.read(self.space, self.view_space, t, focused)
-            frame = XrFrame(
-                index,
-                t,
-                fs.predicted_display_period * 1e-9,
-                bool(fs.should_render),
-                self.state,
-                inp,
-            )
-            if frame.should_render:
-                self._locate_eyes(frame)
             self.graphics.make_current()
             yield frame
+            if self.lost:  # render() met a dead runtime
+                break
             try:
                 self._end_frame(frame)
-            except (xr.InstanceLostError, xr.SessionLostError) as err:
+            except xr.XrException as err:
                 self._on_lost(err)
                 break
             index += 1
 
     def _on_lost(self, err: Exception) -> None:
         """The runtime went away mid-session: stop the loop; tear down without raising."""
-        log.error("the OpenXR runtime lost the session: %s", err)
+        # Logged quietly: the app ends with one line saying so (XrRuntimeError).
+        log.info("the OpenXR runtime lost the session: %s", type(err).__name__)
         self.lost = True
         self.running = False
         self._exit = True
@@ -620,14 +634,18 @@ class XrSession:
         ``draw`` renders into the bound framebuffer at ``eye.width x eye.height``
         (the lower-left part of the image when the render scale is below 1).
         """
-        if not frame.eyes:
+        if not frame.eyes or self.lost:
             return
         gl = self.graphics.gl
         self._layer_views = (xr.CompositionLayerProjectionView * len(frame.eyes))()
         for eye in frame.eyes:
             sc = self.swapchains[eye.index]
-            idx = xr.acquire_swapchain_image(sc, xr.SwapchainImageAcquireInfo())
-            xr.wait_swapchain_image(sc, xr.SwapchainImageWaitInfo(timeout=xr.INFINITE_DURATION))
+            try:
+                idx = xr.acquire_swapchain_image(sc, xr.SwapchainImageAcquireInfo())
+                xr.wait_swapchain_image(sc, xr.SwapchainImageWaitInfo(timeout=xr.INFINITE_DURATION))
+            except xr.XrException as err:  # the runtime died mid-frame: end the loop
+                self._on_lost(err)
+                return
             tex = self.swapchain_images[eye.index][idx]
             gl.attach_texture(self.fbo, tex)
             try:
@@ -635,7 +653,12 @@ class XrSession:
                 if self.on_drawn is not None:
                     self.on_drawn(eye, tex)
             finally:
-                xr.release_swapchain_image(sc, xr.SwapchainImageReleaseInfo())
+                try:
+                    xr.release_swapchain_image(sc, xr.SwapchainImageReleaseInfo())
+                except xr.XrException as err:
+                    self._on_lost(err)
+            if self.lost:
+                return
             lv = self._layer_views[eye.index]
             lv.type = xr.StructureType.COMPOSITION_LAYER_PROJECTION_VIEW
             lv.pose = frame._views[eye.index].pose

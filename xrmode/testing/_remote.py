@@ -76,6 +76,10 @@ class RemoteController:
     system_click: bool = False
     thumbstick_click: bool = False
     hand_curl: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
+    #: Report a tracked hand (joints from ``hand_curl``, XR_EXT_hand_tracking).
+    hand_tracking_active: bool = False
+    #: How hard the trackpad is pressed, 0..1 (Index: a firm press opens the menu).
+    trackpad_force: float = 0.0
 
     def pack(self) -> bytes:
         floats = [
@@ -92,11 +96,12 @@ class RemoteController:
             self.squeeze,
             self.squeeze,
             *self.thumbstick,
-            0.0,
+            self.trackpad_force,
             0.0,
             0.0,
         ]
         flags = {
+            "hand_tracking_active": self.hand_tracking_active,
             "active": self.active,
             "system_click": self.system_click,
             "a_click": self.a_click,
@@ -150,12 +155,14 @@ def unpack_state(packet: bytes) -> RigState:
                 trigger=f[18],
                 squeeze=f[19],
                 thumbstick=(f[21], f[22]),
+                trackpad_force=f[23],
                 active=b["active"],
                 trigger_click=b["trigger_click"],
                 a_click=b["a_click"],
                 b_click=b["b_click"],
                 system_click=b["system_click"],
                 thumbstick_click=b["thumbstick_click"],
+                hand_tracking_active=b["hand_tracking_active"],
             )
         )
     return RigState(

@@ -23,13 +23,14 @@ from ._grab import GrabTool
 from ._labels import LabelTool
 from ._toolbox import MenuAction, Toolbox
 from ._track import TRACK_MENU, TrackTool, nearest_node_to_ray, track_menu
-from ._view import ClipTool, HandMenu, LaserPointer
+from ._view import ClipTool, CropTool, HandMenu, LaserPointer
 
 __all__ = [
     "TRACK_MENU",
     "ClassifyTool",
     "ClipTool",
     "CountTool",
+    "CropTool",
     "GrabTool",
     "HandMenu",
     "Hud",

@@ -10,12 +10,13 @@ commands (``AddMeasurement``, ``AddMarker``, ``SetObjectClass``).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from viewer.actions import Measuring, Pick
+from viewer.actions import MOVE_MARKER, Measuring, Pick, stage_tolerance_um
 
 from ..input._types import InputFrame
 from ._base import Tool, ToolContext
@@ -84,7 +85,11 @@ class MeasureTool(Tool):
         if tip is not None and h.select.just_pressed:
             ctx.run("annotations.measure_point", _pick_at(tip))
         if h.secondary.just_pressed:
-            ctx.run("annotations.finish_measurement")
+            if self.points or tip is None:
+                ctx.run("annotations.finish_measurement")
+            else:  # nothing being placed: B / Y removes the measurement at the tip
+                pick = replace(_pick_at(tip), tolerance_um=stage_tolerance_um(ctx.transform.scale))
+                ctx.run("annotations.remove_measurement", pick)
         # Live value next to the hand.
         if tip is not None and h.aim is not None:
             live = [*self.points, tip]
@@ -93,6 +98,8 @@ class MeasureTool(Tool):
                 ctx.hud.line(a, b, (1.0, 1.0, 0.3))
             for p in stage[:-1]:
                 ctx.hud.point(p, (1.0, 1.0, 0.3))
+            # The cursor: where the next point goes (shown before the first one too).
+            ctx.hud.point(stage[-1], (1.0, 0.55, 0.1))
             label = self.kind
             if len(live) >= 2 and not (self.kind == "angle" and len(live) < 3):
                 val = _measure_value(self.kind, np.asarray(live))
@@ -102,8 +109,14 @@ class MeasureTool(Tool):
             )
 
 
+#: A trigger press this close (stage metres) to a marker picks it up to drag it.
+DRAG_RADIUS_M = 0.01
+
+
 class CountTool(Tool):
-    """Trigger (or pinch) places a marker of the current class at the hand's tip.
+    """Trigger (or pinch) places a marker of the current class at the hand's tip; on
+    a marker (within :data:`DRAG_RADIUS_M`) it picks it up: it moves where the
+    trigger is released (``annotations.move_marker``, one undoable command).
 
     The thumbstick (left / right) or the primary button cycles the class;
     running counts per class are shown on the other hand's wrist.
@@ -114,6 +127,20 @@ class CountTool(Tool):
     def __init__(self, hand: str = "right") -> None:
         super().__init__(hand)
         self._stick_armed = True
+        self._drag_from: npt.NDArray[np.float64] | None = None
+
+    @staticmethod
+    def _marker_near(ctx: ToolContext, zyx: np.ndarray, radius_um: float) -> int | None:
+        ann = getattr(ctx.workspace, "annotations", None)
+        if ann is None or not ann.markers:
+            return None
+        pos = np.asarray([m.position_um for m in ann.markers])
+        d = np.linalg.norm(pos - zyx, axis=1)
+        i = int(np.argmin(d))
+        return int(ann.markers[i].id) if d[i] <= radius_um else None
+
+    def _on_disable(self) -> None:
+        self._drag_from = None
 
     def update(self, frame: InputFrame, ctx: ToolContext) -> None:
         h = self.the_hand(frame)
@@ -127,7 +154,29 @@ class CountTool(Tool):
             ctx.cycle_class(1)
         tip = ctx.tip_world(h)
         if tip is not None and h.select.just_pressed:
-            ctx.run("annotations.add_marker", _pick_at(tip))
+            # On a marker (within DRAG_RADIUS_M): pick it up; elsewhere: a new marker.
+            if self._marker_near(ctx, tip, DRAG_RADIUS_M / ctx.transform.scale) is not None:
+                self._drag_from = tip
+            else:
+                ctx.run("annotations.add_marker", _pick_at(tip))
+        if self._drag_from is not None and tip is not None:
+            ctx.hud.line(
+                ctx.transform.world_to_stage(self._drag_from),
+                ctx.transform.world_to_stage(tip),
+                (1.0, 0.8, 0.3),
+            )
+            if not h.select.pressed:  # dropped: one undoable move
+                pick = replace(_pick_at(tip), tolerance_um=DRAG_RADIUS_M / ctx.transform.scale)
+                ctx.drag_from_um = tuple(float(v) for v in self._drag_from)
+                try:
+                    ctx.run(MOVE_MARKER, pick)
+                finally:
+                    ctx.drag_from_um = None
+                    self._drag_from = None
+        if tip is not None and h.secondary.just_pressed:
+            # Remove the marker at the tip (within the stage pick tolerance; undo restores it).
+            pick = replace(_pick_at(tip), tolerance_um=stage_tolerance_um(ctx.transform.scale))
+            ctx.run("annotations.remove_marker", pick)
         ann = getattr(ctx.workspace, "annotations", None)
         color = (1.0, 1.0, 1.0)
         if ann is not None and ann.has_class(ctx.class_name):
@@ -214,6 +263,19 @@ class ClassifyTool(Tool):
         self.layer = layer
         self.pointed: int | None = None
         self._stick_armed = True
+
+    @staticmethod
+    def _marker_near(ctx: ToolContext, zyx: np.ndarray, radius_um: float) -> int | None:
+        ann = getattr(ctx.workspace, "annotations", None)
+        if ann is None or not ann.markers:
+            return None
+        pos = np.asarray([m.position_um for m in ann.markers])
+        d = np.linalg.norm(pos - zyx, axis=1)
+        i = int(np.argmin(d))
+        return int(ann.markers[i].id) if d[i] <= radius_um else None
+
+    def _on_disable(self) -> None:
+        self._drag_from = None
 
     def update(self, frame: InputFrame, ctx: ToolContext) -> None:
         h = self.the_hand(frame)

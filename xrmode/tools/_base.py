@@ -53,11 +53,23 @@ class Hud:
     lines: list[tuple[Vec3, Vec3, RGB]] = field(default_factory=list)
     points: list[tuple[Vec3, RGB]] = field(default_factory=list)
     texts: list[tuple[Vec3, str, RGB]] = field(default_factory=list)
+    #: Visual angle of a line of HUD text on the eyes (the renderer's font size in
+    #: degrees; the app sets it from the eyes' resolution and field of view).
+    text_angle_rad: float = float(np.radians(1.5))
+    #: The head position (stage metres) this frame, when tracked.
+    head: Vec3 | None = None
 
     def clear(self) -> None:
         self.lines.clear()
         self.points.clear()
         self.texts.clear()
+
+    def line_spacing_m(self, at: npt.ArrayLike, lines: float = 1.0) -> float:
+        """Vertical distance (metres) that ``lines`` lines of text take at ``at`` with a
+        half-line gap, so stacked items never overlap at any distance from the head."""
+        head = self.head if self.head is not None else (0.0, 1.6, 0.0)
+        dist = max(float(np.linalg.norm(np.asarray(at, dtype=np.float64) - head)), 0.1)
+        return float(dist * np.tan(self.text_angle_rad) * 1.5 * lines)
 
     def line(self, a: npt.ArrayLike, b: npt.ArrayLike, color: RGB = (1.0, 0.2, 0.2)) -> None:
         self.lines.append((_v(a), _v(b), color))
@@ -112,6 +124,12 @@ class ToolContext:
     on_undo: Callable[[], Any] | None = None
     on_redo: Callable[[], Any] | None = None
     on_reset_view: Callable[[], Any] | None = None
+    #: Time-lapse playback (``viewer.actions.Playback``; ``time.play`` toggles it).
+    playback: Any = None
+    #: Switches to the next background and returns its name (``view.next_background``).
+    next_background: Callable[[], str] | None = None
+    #: Where a marker drag started (world zyx µm; ``annotations.move_marker``).
+    drag_from_um: tuple[float, ...] | None = None
     _notified: bool = field(default=False, repr=False)
 
     # -- viewer.actions.ActionContext ------------------------------------------------

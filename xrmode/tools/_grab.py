@@ -1,4 +1,5 @@
-"""Grab: one hand moves and rotates the volume, two hands scale it about their midpoint.
+"""Grab: one hand moves and rotates the volume, two hands scale and turn it about
+their midpoint.
 
 Works with either hand's squeeze (grip button or a grab gesture), so it runs
 alongside the other tools. It changes the world -> stage transform, which is
@@ -21,6 +22,19 @@ def _hold_pose(h: HandInput) -> tuple[np.ndarray, np.ndarray] | None:
     if pose is None:
         return None
     return np.asarray(pose.position, dtype=np.float64), quat_matrix(pose.orientation)
+
+
+def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The smallest rotation (3x3) turning direction ``a`` into ``b`` (Rodrigues)."""
+    a = a / max(float(np.linalg.norm(a)), 1e-12)
+    b = b / max(float(np.linalg.norm(b)), 1e-12)
+    v, c = np.cross(a, b), float(np.dot(a, b))
+    if c < -1 + 1e-9:  # opposite: half a turn about any axis normal to a
+        axis = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
+        axis /= np.linalg.norm(axis)
+        return np.asarray(2 * np.outer(axis, axis) - np.eye(3))
+    k = np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+    return np.asarray(np.eye(3) + k + k @ k / (1 + c))
 
 
 class GrabTool(Tool):
@@ -49,6 +63,7 @@ class GrabTool(Tool):
         self._r0 = np.eye(3)
         self._d0 = 1.0
         self._m0 = np.zeros(3)
+        self._v0 = np.array([1.0, 0.0, 0.0])
 
     def _on_disable(self) -> None:
         self.mode = "idle"
@@ -69,11 +84,17 @@ class GrabTool(Tool):
                 self._start = ctx.transform
                 self._d0 = max(d, 1e-4)
                 self._m0 = mid
+                self._v0 = pb[0] - pa[0]
                 return
             assert self._start is not None
             factor = d / self._d0
             s = min(max(self._start.scale * factor, self.min_scale), self.max_scale)
-            ctx.transform = self._start.scaled(s / self._start.scale, self._m0, mid)
+            # Scale about the first midpoint, then turn by the rotation that takes the
+            # first hand-to-hand direction to the current one, about that midpoint, and
+            # carry it to the current midpoint (ChimeraX's two-hand move).
+            scaled = self._start.scaled(s / self._start.scale, self._m0, self._m0)
+            turn = _rotation_between(self._v0, pb[0] - pa[0])
+            ctx.transform = scaled.moved(turn, self._m0, mid)
             ctx.hud.line(pa[0], pb[0], (0.3, 0.8, 1.0))
             ctx.hud.text(mid + np.array([0.0, 0.05, 0.0]), f"x{factor:.2f}", (0.3, 0.8, 1.0))
         elif len(held) == 1:

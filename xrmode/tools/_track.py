@@ -15,7 +15,7 @@ the registered actions the desktop runs too (``viewer.actions``):
   hand's tip, select it and step the time forward (repeat to trace);
 - thumbstick left / right: ``time.previous`` / ``time.next``.
 
-Swap, delete, mark reviewed and next unreviewed are wrist-menu entries
+Merge (again), swap, delete, mark reviewed and next unreviewed are wrist-menu entries
 (:func:`track_menu`): they use the selected node and the last pointed one.
 """
 
@@ -40,6 +40,7 @@ __all__ = ["TRACK_MENU", "TrackTool", "nearest_node_to_ray", "track_menu"]
 
 #: The track actions the wrist menu offers (they have no button of their own).
 TRACK_MENU = (
+    "tracks.merge",  # also B / Y: in the menu for controllers without one (Vive, WMR)
     "tracks.swap",
     "tracks.delete",
     "tracks.delete_node",

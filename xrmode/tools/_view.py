@@ -7,13 +7,14 @@ draws, the menu only switches which tool is enabled.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..input._types import HandInput, InputFrame
 from ._base import Tool, ToolContext
 
-__all__ = ["ClipTool", "HandMenu", "LaserPointer"]
+__all__ = ["ClipTool", "CropTool", "HandMenu", "LaserPointer"]
 
 
 class ClipTool(Tool):
@@ -59,6 +60,68 @@ class ClipTool(Tool):
         ctx.hud.point(o, (0.9, 0.3, 0.9))
         state = "on" if plane.enabled else "off"  # type: ignore[attr-defined]
         ctx.hud.text(o + np.array([0.0, 0.04, 0.0]), f"clip {state}", (0.9, 0.3, 0.9))
+
+
+class CropTool(Tool):
+    """A crop box held between the two hands: while both triggers are held, the box
+    spans the hands' tips (axis-aligned in the world, so the data's own axes cut);
+    releasing keeps it. The primary button switches the crop on and off.
+
+    The box is six clipping planes of the scene (view state, like :class:`ClipTool`'s
+    plane: shared with the desktop's view, saved with the scene), normals inwards.
+    """
+
+    name = "crop"
+
+    def __init__(self, hand: str = "right") -> None:
+        super().__init__(hand)
+        self.planes: list[Any] = []
+        self.box: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _set_box(self, ctx: ToolContext, lo: np.ndarray, hi: np.ndarray) -> None:
+        scene = ctx.scene
+        if scene is None:
+            return
+        if not self.planes:
+            self.planes = [
+                scene.add_clipping_plane(origin=(0.0, 0.0, 0.0), normal=(1.0, 0.0, 0.0))
+                for _ in range(6)
+            ]
+        for axis in range(3):
+            n = np.zeros(3)
+            n[axis] = 1.0
+            for k, (corner, sign) in enumerate(((lo, 1.0), (hi, -1.0))):
+                self.planes[2 * axis + k].update(
+                    {
+                        "origin": tuple(float(v) for v in corner),
+                        "normal": tuple(float(v) for v in sign * n),
+                        "enabled": True,
+                    }
+                )
+        self.box = (lo, hi)
+
+    def update(self, frame: InputFrame, ctx: ToolContext) -> None:
+        h = self.the_hand(frame)
+        other = frame.hand("left" if self.hand == "right" else "right")
+        if h.primary.just_pressed and self.planes:
+            on = not self.planes[0].enabled
+            for p in self.planes:
+                p.enabled = on
+        a, b = ctx.tip_world(h), ctx.tip_world(other)
+        if a is not None and b is not None and h.select.pressed and other.select.pressed:
+            self._set_box(ctx, np.minimum(a, b), np.maximum(a, b))
+        if self.box is None:
+            return
+        lo, hi = self.box
+        corners = np.array(
+            [[z, y, x] for z in (lo[0], hi[0]) for y in (lo[1], hi[1]) for x in (lo[2], hi[2])]
+        )
+        st = ctx.transform.world_to_stage(corners)
+        color = (0.3, 0.9, 0.9) if self.planes and self.planes[0].enabled else (0.5, 0.5, 0.5)
+        for i in range(8):
+            for bit in (1, 2, 4):  # edges join corners differing in one axis
+                if not i & bit:
+                    ctx.hud.line(st[i], st[i | bit], color)
 
 
 class LaserPointer(Tool):
@@ -134,18 +197,31 @@ class HandMenu:
         self.chosen: str | None = None
         self._stick_armed = True
 
-    def _item_positions(self, h: HandInput) -> np.ndarray:
+    def _item_positions(self, h: HandInput, ctx: ToolContext) -> np.ndarray:
+        """Item anchors above the hand, spaced by the text's visual angle (never
+        overlapping whatever the eyes' resolution and the hand's distance)."""
         assert h.aim is not None
-        base = np.asarray(h.aim.position) + np.array([0.0, 0.12, 0.0])
-        return np.array([base + np.array([0.0, -0.035 * i, 0.0]) for i in range(len(self.items))])
+        hand = np.asarray(h.aim.position)
+        step = max(ctx.hud.line_spacing_m(hand), 0.02)
+        n = len(self.items)
+        top = hand + np.array([0.0, 0.04 + step * n, 0.0])
+        return np.array([top - np.array([0.0, step * i, 0.0]) for i in range(n)])
 
     def update(self, frame: InputFrame, ctx: ToolContext, current: str) -> None:
         self.chosen = None
         h = frame.hand("left" if self.hand == "left" else "right")
         other = frame.hand("right" if self.hand == "left" else "left")
-        if h.menu.just_pressed:
-            self.open = not self.open
-            if self.open and current in self.items:
+        # A controller's menu button toggles the menu; a tracked hand's "menu" is held
+        # while its palm faces up (a wrist menu: open while you look at your palm).
+        opening = h.menu.just_pressed and not self.open
+        if h.source == "hand":
+            if h.menu.just_released:
+                self.open = False
+        elif h.menu.just_pressed and self.open:
+            self.open = False
+        if opening:
+            self.open = True
+            if current in self.items:
                 self.highlighted = self.items.index(current)
         if not self.open or h.aim is None:
             return
@@ -155,7 +231,7 @@ class HandMenu:
             self._stick_armed = False
         elif abs(y) < 0.3:
             self._stick_armed = True
-        pos = self._item_positions(h)
+        pos = self._item_positions(h, ctx)
         if other.aim is not None:
             ray = other.aim.ray()
             rel = pos - np.asarray(ray.origin)
