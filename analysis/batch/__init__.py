@@ -24,7 +24,14 @@ writes its result through :mod:`analysis.io` atomically, and run the units with
 """
 
 from analysis.batch._cluster import UnitResult, cluster_client, dashboard_link, run_units
-from analysis.batch._infer import InferJob, InferOutcome, batch_infer, default_infer_block
+from analysis.batch._infer import (
+    InferJob,
+    InferOutcome,
+    batch_infer,
+    blend_block,
+    default_infer_block,
+    stats_moments,
+)
 from analysis.batch._measure import (
     MeasureJob,
     MeasureResult,
@@ -45,6 +52,7 @@ __all__ = [
     "InferJob",
     "InferOutcome",
     "batch_infer",
+    "blend_block",
     "default_infer_block",
     "MeasureJob",
     "MeasureResult",
@@ -60,5 +68,6 @@ __all__ = [
     "profile_store",
     "read_zyx",
     "run_units",
+    "stats_moments",
     "store_unit_name",
 ]

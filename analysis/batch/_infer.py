@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from analysis.batch._cluster import UnitResult, run_units
 from analysis.batch._measure import block_grid
@@ -53,6 +54,7 @@ __all__ = [
     "InferJob",
     "InferOutcome",
     "batch_infer",
+    "blend_block",
     "default_infer_block",
     "infer_block",
 ]
@@ -131,8 +133,18 @@ def _predictor(job: InferJob) -> Any:
     key = (job.model, job.runtime, job.device)
     with _MODELS_LOCK:
         if key not in _MODELS:
+            _one_thread()
             _MODELS[key] = load_model(job.model, runtime=job.runtime, device=job.device)
         return _MODELS[key]
+
+
+def _one_thread() -> None:
+    """Torch on one thread: workers are single-threaded, one per core (more threads would
+    only fight over the cores), and a CPU model's output depends on its thread count in
+    the last bits, so every worker, however started, computes the same numbers."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _setup(job: InferJob) -> tuple[Any, Any, Any, Any]:
@@ -181,6 +193,81 @@ def _tiles_meeting(plan: Any, start: Sequence[int], stop: Sequence[int]) -> list
     return out
 
 
+def _batches(
+    plan: Any, tiles: list[tuple[int, int, int]], batch_size: int
+) -> list[tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]]:
+    """The model calls of a block: (tiles kept, tiles run) per call, in raster order.
+
+    A CPU model's output for a tile is the same in any batch of two or more tiles, but a
+    batch of one takes other kernels (oneDNN) and differs in the last bits. So a tile
+    runs alone exactly where :func:`~analysis.inference.predict_tiled` runs it alone
+    (``batch_size`` 1, or the last tile when ``n_tiles % batch_size == 1``); a lone
+    remainder of the block's other tiles is run beside a copy of its neighbour (one
+    evaluation more) instead of alone.
+    """
+    nz, ny, nx = (len(a.starts) for a in plan.axes)
+    n_tiles = nz * ny * nx
+    last = (nz - 1, ny - 1, nx - 1)
+    alone = batch_size == 1 or n_tiles % batch_size == 1
+    rest = [t for t in tiles if not (alone and (batch_size == 1 or t == last))]
+    out = []
+    for first in range(0, len(rest), batch_size):
+        batch = rest[first : first + batch_size]
+        run = batch + (rest[first - 1 : first] or batch) if len(batch) == 1 else batch
+        out.append((batch, run))
+    out += [([t], [t]) for t in tiles if t not in rest]  # the plan's lone tiles (last)
+    return out
+
+
+def blend_block(
+    predictor: Any,
+    inp: Any,
+    plan: Any,
+    norm: Any,
+    start: Sequence[int],
+    stop: Sequence[int],
+    batch_size: int = 4,
+) -> tuple[npt.NDArray[np.float32], int]:
+    """Blended probabilities of the block [start, stop): what
+    :func:`~analysis.inference.predict_tiled` gives there, bit for bit.
+
+    Every tile of ``plan`` whose core meets the block is run (in batches of
+    ``batch_size``, see :func:`_batches`) and its contribution added in raster order into
+    a zero float32 block: per voxel the same float32 additions, in the same order, as the
+    single process.
+
+    Returns
+    -------
+    (probabilities, evaluations)
+        (K, *block) float32, and the number of tile evaluations.
+    """
+    from analysis.inference import run_tile_batch, tile_contribution, tile_input_region
+
+    spec = predictor.spec
+    shape = tuple(b - a for a, b in zip(start, stop, strict=True))
+    acc = np.zeros((spec.n_classes, *shape), dtype=np.float32)
+    tiles: list[tuple[int, int, int]] = list(
+        itertools.product(*_tiles_meeting(plan, start, stop))  # type: ignore[arg-type]
+    )  # raster order
+    evaluations = 0
+    for batch, run in _batches(plan, tiles, batch_size):
+        inputs = []
+        for idx in run:
+            lo, hi = tile_input_region(plan, idx)
+            inputs.append(norm(inp.read_padded(lo, hi), max(lo[0], 0)))
+        probs = run_tile_batch(predictor, inputs, spec.dims)
+        evaluations += len(run)
+        for k, idx in enumerate(batch):
+            core, contrib = tile_contribution(plan, probs[k], idx)
+            # The part of the core inside the block, in block and in core coordinates.
+            a = [max(c.start, s) for c, s in zip(core, start, strict=True)]
+            b = [min(c.stop, e) for c, e in zip(core, stop, strict=True)]
+            dst = tuple(slice(p - s, q - s) for p, q, s in zip(a, b, start, strict=True))
+            src = tuple(slice(p - c.start, q - c.start) for p, q, c in zip(a, b, core, strict=True))
+            acc[(slice(None), *dst)] = acc[(slice(None), *dst)] + contrib[(slice(None), *src)]
+    return acc, evaluations
+
+
 def infer_block(
     job: InferJob,
     stats: dict[int, tuple[list[float], list[float]]],
@@ -190,56 +277,24 @@ def infer_block(
 ) -> int:
     """The task of one block: blended probabilities, class labels into the scratch array.
 
-    Returns the number of tiles evaluated.
+    Returns the number of tile evaluations.
     """
-    from analysis.inference import (
-        Normalizer,
-        labels_from_probabilities,
-        run_tile_batch,
-        tile_contribution,
-        tile_input_region,
-    )
+    from analysis.inference import Normalizer, labels_from_probabilities
     from analysis.io import ScratchVolume, write_json_atomic
 
     predictor, _, inp, plan = _setup(job)
-    spec = predictor.spec
     given = {
         int(i): (np.asarray(a, np.float64), np.asarray(b, np.float64))
         for i, (a, b) in stats.items()
     }
-    norm = Normalizer(spec.preprocessing, inp, spec.dims, stats=given)
-    shape = tuple(b - a for a, b in zip(start, stop, strict=True))
-    acc = np.zeros((spec.n_classes, *shape), dtype=np.float32)
-    tiles: list[tuple[int, int, int]] = list(
-        itertools.product(*_tiles_meeting(plan, start, stop))  # type: ignore[arg-type]
-    )  # raster order
-    for first in range(0, len(tiles), job.batch_size):
-        batch = tiles[first : first + job.batch_size]
-        inputs = []
-        for idx in batch:
-            lo, hi = tile_input_region(plan, idx)
-            inputs.append(norm(inp.read_padded(lo, hi), max(lo[0], 0)))
-        probs = run_tile_batch(predictor, inputs, spec.dims)
-        for k, idx in enumerate(batch):
-            core, contrib = tile_contribution(plan, probs[k], idx)
-            # The part of the core inside the block, in block and in core coordinates.
-            lo = [max(c.start, s) for c, s in zip(core, start, strict=True)]
-            hi = [min(c.stop, e) for c, e in zip(core, stop, strict=True)]
-            dst = (
-                slice(None),
-                *(slice(a - s, b - s) for a, b, s in zip(lo, hi, start, strict=True)),
-            )
-            src = (
-                slice(None),
-                *(slice(a - c.start, b - c.start) for a, b, c in zip(lo, hi, core, strict=True)),
-            )
-            acc[dst] = acc[dst] + contrib[src]
-    labels = labels_from_probabilities(acc, threshold=job.threshold)
+    norm = Normalizer(predictor.spec.preprocessing, inp, predictor.spec.dims, stats=given)
+    probs, evaluations = blend_block(predictor, inp, plan, norm, start, stop, job.batch_size)
+    labels = labels_from_probabilities(probs, threshold=job.threshold)
     parts = Path(parts_dir)
     scratch = ScratchVolume.open(parts / _SCRATCH)
     scratch[tuple(slice(a, b) for a, b in zip(start, stop, strict=True))] = labels
-    write_json_atomic(parts / _BLOCKS / f"{_unit_name(start)}.json", {"tiles": len(tiles)})
-    return len(tiles)
+    write_json_atomic(parts / _BLOCKS / f"{_unit_name(start)}.json", {"tiles": evaluations})
+    return evaluations
 
 
 def write_store_labels(job: InferJob, parts_dir: str) -> str:
