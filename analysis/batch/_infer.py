@@ -86,6 +86,9 @@ class InferJob:
         Block shape (z, y, x), whole chunks of the image.
     runtime, device, tile, overlap, halo, batch_size, threshold
         As ``vrscope infer``.
+    objects : int, optional
+        Write the objects of this class instead of the class labels (``vrscope infer
+        --objects``), with ``closing_um``, ``min_volume_um3`` and ``watershed_um``.
     """
 
     store: str
@@ -99,6 +102,10 @@ class InferJob:
     halo: int | None = None
     batch_size: int = 4
     threshold: float = 0.5
+    objects: int | None = None
+    closing_um: float = 0.0
+    min_volume_um3: float = 0.0
+    watershed_um: float | None = None
 
     def params(self) -> dict[str, Any]:
         out = asdict(self)
@@ -289,25 +296,46 @@ def infer_block(
     }
     norm = Normalizer(predictor.spec.preprocessing, inp, predictor.spec.dims, stats=given)
     probs, evaluations = blend_block(predictor, inp, plan, norm, start, stop, job.batch_size)
-    labels = labels_from_probabilities(probs, threshold=job.threshold)
+    if job.objects is None:
+        result = labels_from_probabilities(probs, threshold=job.threshold)
+    else:
+        result = probs[job.objects]  # objects need the whole map (see write_store_labels)
     parts = Path(parts_dir)
     scratch = ScratchVolume.open(parts / _SCRATCH)
-    scratch[tuple(slice(a, b) for a, b in zip(start, stop, strict=True))] = labels
+    scratch[tuple(slice(a, b) for a, b in zip(start, stop, strict=True))] = result
     write_json_atomic(parts / _BLOCKS / f"{_unit_name(start)}.json", {"tiles": evaluations})
     return evaluations
 
 
 def write_store_labels(job: InferJob, parts_dir: str) -> str:
-    """The task that writes the label image from the finished scratch array."""
+    """The task that writes the label image from the finished scratch array.
+
+    Class labels are copied chunk by chunk. Objects (``job.objects``) are made from the
+    class's whole probability map by :func:`~analysis.inference.objects_from_probabilities`
+    as in ``vrscope infer --objects``, whose memory bound (the volume) this step shares:
+    components, closing and watershed span blocks.
+    """
     from analysis.io import ScratchVolume, open_volume, write_labels
 
     image = open_volume(job.store)
-    scratch = ScratchVolume.open(
-        Path(parts_dir) / _SCRATCH, scale_um=image.levels[0].scale_um, name=job.name
-    )
+    scale = image.levels[0].scale_um
+    scratch = ScratchVolume.open(Path(parts_dir) / _SCRATCH, scale_um=scale, name=job.name)
+    result: Any = scratch
+    if job.objects is not None:
+        from analysis.inference import objects_from_probabilities
+
+        result = objects_from_probabilities(
+            scratch.read(0),
+            spacing=scale,
+            threshold=job.threshold,
+            closing_um=job.closing_um,
+            min_volume_um3=job.min_volume_um3,
+            method="watershed" if job.watershed_um else "components",
+            min_distance_um=job.watershed_um or 1.0,
+        )
     # overwrite: refusing an existing label image is the command's decision, taken before
     # the run; here it can only be this run's own half-written image (a killed worker).
-    write_labels(job.store, job.name, scratch, overwrite=True)
+    write_labels(job.store, job.name, result, overwrite=True)
     return job.name
 
 
@@ -421,10 +449,13 @@ def batch_infer(
             keep = resume and (parts / _SCRATCH).is_dir()
             reset_folder(parts, keep=keep)
             if not keep:
-                ScratchVolume(
-                    inp.spatial_shape, np.uint8 if predictor.spec.n_classes <= 255 else np.uint16,
-                    chunks=chunks, folder=parts / _SCRATCH,
-                )  # fmt: skip
+                if job.objects is not None:
+                    if not 0 <= job.objects < predictor.spec.n_classes:
+                        raise ParameterError(f"the model has no class {job.objects}")
+                    dtype: Any = np.float32  # the class's probabilities
+                else:
+                    dtype = np.uint8 if predictor.spec.n_classes <= 255 else np.uint16
+                ScratchVolume(inp.spatial_shape, dtype, chunks=chunks, folder=parts / _SCRATCH)
                 (parts / _BLOCKS).mkdir()
             write_json_atomic(parts / _JOB, job.params())
         except (FormatError, ParameterError, OSError, ValueError, KeyError) as exc:

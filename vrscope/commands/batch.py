@@ -47,7 +47,11 @@ examples:
 
 _EPILOG_INFER = """\
 Every store gets labels/NAME, the same files as `vrscope infer STORE --model M --out NAME`
-with the same options (class labels: 0 = first class). Each store's image is cut into
+with the same options: class labels (0 = first class) or, with --objects CLASS, the objects
+of one class (threshold, closing, small-object removal, components or watershed). The
+files are byte for byte those of `vrscope infer` run with one torch thread
+(OMP_NUM_THREADS=1), as each worker runs; with more threads torch rounds the last bits of
+the probabilities differently, which changes a label only at an exact tie. Each store's image is cut into
 blocks of whole chunks (--block, default: at least 256 voxels per axis), one task each;
 whole-volume normalisation statistics are reduced first, and every block blends all the
 tiles that reach into it, so the labels equal the single-process ones voxel for voxel.
@@ -178,6 +182,19 @@ def register(subparsers: Any) -> None:
     inf.add_argument(
         "--threshold", type=float, default=0.5, help="one-class models: probability cut (0.5)"
     )
+    inf.add_argument(
+        "--objects", metavar="CLASS", help="write objects of this class (index or name)"
+    )
+    inf.add_argument(
+        "--closing", type=float, default=0.0, metavar="UM", help="--objects: closing radius"
+    )
+    inf.add_argument(
+        "--min-volume", type=float, default=0.0, metavar="UM3", help="--objects: drop smaller"
+    )
+    inf.add_argument(
+        "--watershed", type=float, metavar="UM",
+        help="--objects: split touching objects (peaks closer than UM merge)",
+    )  # fmt: skip
     inf.add_argument(
         "--block", nargs=3, type=int, metavar=("Z", "Y", "X"),
         help="block shape in voxels, whole chunks (default: at least 256 per axis)",
@@ -316,7 +333,7 @@ def run_infer(args: argparse.Namespace) -> int:
     from analysis.io import open_volume
     from vrscope.cli import require_extra
     from vrscope.commands._analysis_io import progress_enabled
-    from vrscope.commands.infer import _label_target
+    from vrscope.commands.infer import class_index, label_target
 
     require_extra("torch", "ml")
     from analysis.inference import load_model
@@ -327,6 +344,7 @@ def run_infer(args: argparse.Namespace) -> int:
     spec = load_model(str(model), runtime=args.runtime, device=args.device).spec
     if args.tile and len(args.tile) != spec.dims:
         raise ParameterError(f"--tile needs {spec.dims} sizes for this {spec.dims}D model")
+    k_obj = class_index(spec.class_names, args.objects) if args.objects is not None else None
     if args.block is not None and any(b < 1 for b in args.block):
         raise ParameterError(f"--block must be positive, got {' '.join(map(str, args.block))}")
     jobs: list[InferJob] = []
@@ -335,7 +353,7 @@ def run_infer(args: argparse.Namespace) -> int:
         path = Path(store).expanduser()
         if "://" in store or not path.is_dir():
             raise FormatError(f"store {store} does not exist (batch infer writes local stores)")
-        name = _label_target(store, args.out)
+        name = label_target(store, args.out)
         path = path.resolve()
         if str(path) in (j.store for j in jobs):
             raise ParameterError(f"store {store} is given twice")
@@ -361,6 +379,8 @@ def run_infer(args: argparse.Namespace) -> int:
                 runtime=args.runtime, device=args.device,
                 tile=tuple(args.tile) if args.tile else None, overlap=args.overlap,
                 halo=args.halo, batch_size=args.batch_size, threshold=args.threshold,
+                objects=k_obj, closing_um=args.closing, min_volume_um3=args.min_volume,
+                watershed_um=args.watershed,
             )
         )  # fmt: skip
         parts.append(part)

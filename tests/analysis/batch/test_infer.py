@@ -10,8 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from analysis.batch import InferJob, blend_block, stats_moments  # noqa: E402
-from analysis.batch._measure import block_grid  # noqa: E402
+from analysis.batch import InferJob, blend_block, block_grid, stats_moments  # noqa: E402
 from analysis.inference import (  # noqa: E402
     InputVolume,
     ModelSpec,
