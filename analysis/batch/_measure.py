@@ -225,7 +225,7 @@ def measure_block(
     if not np.issubdtype(lab.dtype, np.integer):
         raise ParameterError(f"label image {job.labels!r} has dtype {lab.dtype}, not integer")
     stats: dict[str, list[int]] = {c: [] for c in _STAT_COLUMNS}
-    touching = []
+    touching: list[tuple[int, tuple[slice, ...]]] = []
     for lab_id, sl in _object_slices(lab):
         nz = np.nonzero(lab[sl] == lab_id)
         n = int(nz[0].size)
@@ -242,10 +242,16 @@ def measure_block(
             ):
                 touches = True
         if touches:
-            touching.append(lab_id)
+            touching.append((lab_id, sl))
     table = pd.DataFrame(stats, columns=list(_STAT_COLUMNS)).astype(np.int64)
-    inside = _keep_only(lab, np.asarray(touching, dtype=lab.dtype), keep=False) if touching else lab
-    rows = measure_objects(inside, spacing, surface_method=job.surface_method)
+    # Objects on a shared face are measured on their whole box later: clear them here,
+    # each within its own box (a pass over the whole block cost a sixth of the task).
+    # The block is ours to change: its sums are taken.
+    lab = np.array(lab, copy=not lab.flags.writeable)
+    for lab_id, sl in touching:
+        box = lab[sl]
+        box[box == lab_id] = 0
+    rows = measure_objects(lab, spacing, surface_method=job.surface_method)
     rows = rows[["label", *_ROW_COLUMNS]]
     table = table.merge(rows, on="label", how="left", validate="one_to_one")
     out = Path(parts_dir) / f"{_unit_name(start)}.parquet"

@@ -22,6 +22,7 @@ workers (ideal 2.0 on 2 free cores; a shared machine gives less).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -75,6 +76,7 @@ def _timed(cmd: list[str]) -> tuple[float, float, float, str]:
     """Wall seconds, peak RSS (GB) of the command's process and of its largest child."""
     import psutil
 
+    load = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = {"main": 0, "child": 0}
@@ -105,6 +107,11 @@ def _timed(cmd: list[str]) -> tuple[float, float, float, str]:
     th.join()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err[-2000:]}")
+    for line in err.splitlines():  # the phases a batch run logs with -v
+        if "analysis.batch" in line and (" done in " in line or " tasks, in " in line):
+            print("   ", line.split(": ", 1)[-1].strip(), flush=True)
+    print(f"  {' '.join(cmd[2:5])}: {wall:.1f} s (load average {load:.1f} -> "
+          f"{os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
     return wall, peak["main"] / 1e9, peak["child"] / 1e9, out
 
 
@@ -153,7 +160,7 @@ def main(argv: list[str]) -> int:
         for w in (1, 2):
             out = tmp / f"batch{w}.parquet"
             t, main_mem, worker_mem, _ = _timed(
-                [*VRSCOPE, "batch", "measure", str(store), "--labels", "objects", "--out", str(out),
+                [*VRSCOPE, "-v", "batch", "measure", str(store), "--labels", "objects", "--out", str(out),
                  "--workers", str(w), "--memory-per-worker", args.memory_per_worker]
             )  # fmt: skip
             got = pd.read_parquet(out)
@@ -186,6 +193,7 @@ def main(argv: list[str]) -> int:
             rows.append((f"batch profile, {w} worker(s)", t, ref_t, main_mem, worker_mem))
         print(f"profile: scaling 1->2 workers {times[1] / times[2]:.2f}x", flush=True)
 
+    print(f"\nload average (1, 5, 15 min) at the end: {os.getloadavg()}, {os.cpu_count()} cores")
     print(
         f"\n{'case':<44} {'s':>8} {'ref s':>8} {'ratio':>6} {'RSS main GB':>12} {'RSS worker GB':>14}"
     )
