@@ -38,6 +38,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -488,11 +489,15 @@ def batch_infer(
                 stat_units[unit] = ("whole", job, i)
                 plan_i[i] = [unit]
         stat_plan[store] = plan_i
+    t0 = time.perf_counter()
     results = {
         r.unit: r
         for r in run_units(client, _stats_unit, {u: (a,) for u, a in stat_units.items()},
                            desc="statistics", progress=progress)
     }  # fmt: skip
+    log.info(
+        "infer: statistics done in %.1f s (%d tasks)", time.perf_counter() - t0, len(stat_units)
+    )
     for store, plan_i in stat_plan.items():
         mine = [results[u] for names in plan_i.values() for u in names]
         if any(not r.ok for r in mine):
@@ -528,9 +533,11 @@ def batch_infer(
             unit = f"{store} {_unit_name(s)}"
             block_units[unit] = (job, stats[store], s, e, str(parts))
             owner[unit] = store
+    t0 = time.perf_counter()
     block_results = run_units(
         client, infer_block, block_units, desc="infer blocks", progress=progress
     )
+    log.info("infer: blocks done in %.1f s (%d tasks)", time.perf_counter() - t0, len(block_units))
     by_store: dict[str, list[UnitResult]] = {}
     for r in block_results:
         by_store.setdefault(owner[r.unit], []).append(r)
@@ -545,9 +552,14 @@ def batch_infer(
 
     # 3. The label images, one task per store.
     write_units = {f"{store} labels": (job, str(parts)) for store, (job, parts, *_) in live.items()}
-    for r in run_units(
+    t0 = time.perf_counter()
+    written = run_units(
         client, write_store_labels, write_units, desc="write labels", progress=progress
-    ):
+    )
+    log.info(
+        "infer: label images done in %.1f s (%d tasks)", time.perf_counter() - t0, len(written)
+    )
+    for r in written:
         store = r.unit[: -len(" labels")]
         job, parts, _, _, plan = live[store]
         if not r.ok:

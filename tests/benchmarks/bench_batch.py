@@ -14,6 +14,10 @@ Cases, each a separate process (as a user runs them), timed wall-clock:
 - profile: ``--samples`` FIB-SEM samples of ``--sample-size``³. Reference: ``vrscope
   profile`` run once per store, one after the other; then ``vrscope batch profile`` with
   1 and 2 workers.
+- infer: a ``--infer-size``³ smooth noise image (chunks 64³), a 3D U-Net (depth 3, width 8,
+  random weights), tiles of 32³. Reference: ``vrscope infer`` with torch on one thread
+  (``OMP_NUM_THREADS=1``, as each worker runs it); then ``vrscope batch infer`` with blocks
+  of 64³ and 1 and 2 workers. The label files must be equal byte for byte.
 
 Ratios: overhead = batch 1 worker / reference (goal <= 1.15); scaling = 1 worker / 2
 workers (ideal 2.0 on 2 free cores; a shared machine gives less).
@@ -115,6 +119,56 @@ def _timed(cmd: list[str]) -> tuple[float, float, float, str]:
     return wall, peak["main"] / 1e9, peak["child"] / 1e9, out
 
 
+def _label_files(store: Path, name: str) -> dict[str, bytes]:
+    root = store / "labels" / name
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _bench_infer(tmp: Path, size: int) -> list[tuple[str, float, float, float, float]]:
+    """vrscope infer (torch on one thread, as each worker) vs batch infer, 1 and 2 workers,
+    on a size³ image with 64³ blocks and 32³ tiles; the label files must be equal."""
+    import shutil
+
+    import torch
+
+    from analysis.inference import UNet, UNetConfig, save_checkpoint
+    from analysis.io import write_ngff
+
+    rng = np.random.default_rng(0)
+    from scipy import ndimage as ndi
+
+    img = ndi.gaussian_filter(rng.normal(100, 30, (size,) * 3), 2).astype(np.float32)
+    store = tmp / "infer.zarr"
+    write_ngff(img, store, scale_um=(0.1, 0.1, 0.1), chunks=(64, 64, 64))
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(dims=3, depth=3, width=8)).eval()
+    save_checkpoint(net, tmp / "unet")
+    opts = ["--model", str(tmp / "unet"), "--out", "pred", "--tile", "32", "32", "32"]
+    ref_store = tmp / "infer_ref.zarr"
+    shutil.copytree(store, ref_store)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        ref_t, ref_mem, _, _ = _timed([*VRSCOPE, "infer", str(ref_store), *opts, "--quiet"])
+    finally:
+        del os.environ["OMP_NUM_THREADS"]
+    ref = _label_files(ref_store, "pred")
+    rows = [(f"infer {size}³ (torch on 1 thread)", ref_t, ref_t, ref_mem, 0.0)]
+    times = {}
+    for w in (1, 2):
+        copy = tmp / f"infer{w}.zarr"
+        shutil.copytree(store, copy)
+        t, main_mem, worker_mem, out = _timed(
+            [*VRSCOPE, "-v", "batch", "infer", str(copy), *opts, "--block", "64", "64", "64",
+             "--workers", str(w)]
+        )  # fmt: skip
+        assert _label_files(copy, "pred") == ref, "batch infer differs from vrscope infer"
+        print("   ", out.strip().splitlines()[-2], flush=True)
+        times[w] = t
+        rows.append((f"batch infer, {w} worker(s)", t, ref_t, main_mem, worker_mem))
+    print(f"infer: label files equal; scaling 1->2 workers {times[1] / times[2]:.2f}x", flush=True)
+    return rows
+
+
 def main(argv: list[str]) -> int:
     import pandas as pd
 
@@ -128,7 +182,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--samples", type=int, default=8, help="profile samples (default: 8)")
     ap.add_argument("--sample-size", type=int, default=128, help="sample edge (default: 128)")
     ap.add_argument("--memory-per-worker", default="2GB", help="worker limit (default: 2GB)")
-    ap.add_argument("--skip", choices=("measure", "profile"), action="append", default=[])
+    ap.add_argument("--infer-size", type=int, default=128, help="infer image edge (default: 128)")
+    ap.add_argument("--skip", choices=("measure", "profile", "infer"), action="append", default=[])
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="bench_batch_"))
     rows = []
@@ -192,6 +247,9 @@ def main(argv: list[str]) -> int:
             times[w] = t
             rows.append((f"batch profile, {w} worker(s)", t, ref_t, main_mem, worker_mem))
         print(f"profile: scaling 1->2 workers {times[1] / times[2]:.2f}x", flush=True)
+
+    if "infer" not in args.skip:
+        rows += _bench_infer(tmp, args.infer_size)
 
     print(f"\nload average (1, 5, 15 min) at the end: {os.getloadavg()}, {os.cpu_count()} cores")
     print(
