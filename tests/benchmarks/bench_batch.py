@@ -14,7 +14,7 @@ Cases, each a separate process (as a user runs them), timed wall-clock:
 - profile: ``--samples`` FIB-SEM samples of ``--sample-size``³. Reference: ``vrscope
   profile`` run once per store, one after the other; then ``vrscope batch profile`` with
   1 and 2 workers.
-- infer: a ``--infer-size``³ smooth noise image (chunks 64³), a 3D U-Net (depth 3, width 8,
+- infer: a ``--infer-size``³ smooth noise image (chunks 32³), a 3D U-Net (depth 2, width 8,
   random weights), tiles of 32³. Reference: ``vrscope infer`` with torch on one thread
   (``OMP_NUM_THREADS=1``, as each worker runs it); then ``vrscope batch infer`` with blocks
   of 64³ and 1 and 2 workers. The label files must be equal byte for byte.
@@ -139,9 +139,9 @@ def _bench_infer(tmp: Path, size: int) -> list[tuple[str, float, float, float, f
 
     img = ndi.gaussian_filter(rng.normal(100, 30, (size,) * 3), 2).astype(np.float32)
     store = tmp / "infer.zarr"
-    write_ngff(img, store, scale_um=(0.1, 0.1, 0.1), chunks=(64, 64, 64))
+    write_ngff(img, store, scale_um=(0.1, 0.1, 0.1), chunks=(32, 32, 32))
     torch.manual_seed(0)
-    net = UNet(UNetConfig(dims=3, depth=3, width=8)).eval()
+    net = UNet(UNetConfig(dims=3, depth=2, width=8)).eval()
     save_checkpoint(net, tmp / "unet")
     opts = ["--model", str(tmp / "unet"), "--out", "pred", "--tile", "32", "32", "32"]
     ref_store = tmp / "infer_ref.zarr"
@@ -182,7 +182,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--samples", type=int, default=8, help="profile samples (default: 8)")
     ap.add_argument("--sample-size", type=int, default=128, help="sample edge (default: 128)")
     ap.add_argument("--memory-per-worker", default="2GB", help="worker limit (default: 2GB)")
-    ap.add_argument("--infer-size", type=int, default=128, help="infer image edge (default: 128)")
+    ap.add_argument("--infer-size", type=int, default=96, help="infer image edge (default: 96)")
     ap.add_argument("--skip", choices=("measure", "profile", "infer"), action="append", default=[])
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="bench_batch_"))
