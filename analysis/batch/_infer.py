@@ -135,9 +135,11 @@ _MODELS: dict[tuple[str, str | None, str], Any] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def _predictor(job: InferJob) -> Any:
+def _predictor(job: InferJob, *, on_worker: bool = True) -> Any:
     from analysis.inference import load_model
 
+    if not on_worker:  # the client only plans: it must not change its process's torch
+        return load_model(job.model, runtime=job.runtime, device=job.device)
     key = (job.model, job.runtime, job.device)
     with _MODELS_LOCK:
         if key not in _MODELS:
@@ -155,12 +157,12 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _setup(job: InferJob) -> tuple[Any, Any, Any, Any]:
+def _setup(job: InferJob, *, on_worker: bool = True) -> tuple[Any, Any, Any, Any]:
     """(predictor, image source, input volume, tile plan) of a job."""
     from analysis.inference import InputVolume, plan_tiles
     from analysis.io import open_volume
 
-    predictor = _predictor(job)
+    predictor = _predictor(job, on_worker=on_worker)
     src = open_volume(job.store)
     inp = InputVolume(src)
     if inp.shape[0] != predictor.spec.in_channels:
@@ -431,7 +433,7 @@ def batch_infer(
             if resume and not parts.exists() and job.name in image.label_names:
                 outcomes[job.store] = InferOutcome(job.store, True, skipped=True)
                 continue
-            predictor, _, inp, plan = _setup(job)
+            predictor, _, inp, plan = _setup(job, on_worker=False)
             chunks = image.levels[0].chunks[-3:]
             if any(
                 b % c and b < n

@@ -362,9 +362,9 @@ def run_infer(args: argparse.Namespace) -> int:
             image = open_volume(str(path))
         except (FormatError, ParameterError, OSError, ValueError, KeyError):
             image = None  # reported as this store's failure by the run
-        if image is not None and name in image.label_names and not args.overwrite:
-            if not (args.resume and not part.exists()):
-                raise FormatError(f"{store} already has labels/{name} (use --overwrite)")
+        # --resume: a label image there is done (no parts) or this run's own (parts).
+        if image is not None and name in image.label_names and not (args.overwrite or args.resume):
+            raise FormatError(f"{store} already has labels/{name} (use --overwrite or --resume)")
         level = image.levels[0] if image is not None else None
         block = (
             tuple(args.block)
