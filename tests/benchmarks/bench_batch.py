@@ -20,13 +20,17 @@ Cases, each a separate process (as a user runs them), timed wall-clock:
   of 64³ and 1 and 2 workers. The label files must be equal byte for byte.
 
 Ratios: overhead = batch 1 worker / reference (goal <= 1.15); scaling = 1 worker / 2
-workers (ideal 2.0 on 2 free cores; a shared machine gives less).
+workers (ideal 2.0 on 2 free cores; a shared machine gives less). Besides wall time, the
+CPU seconds of each command's process tree (``RUSAGE_CHILDREN``: the command and the
+workers it waited for) are printed: the work done, which other people's load on a shared
+machine changes far less than the wall time. The load average is printed with each case.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -39,6 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 VRSCOPE = [sys.executable, "-m", "vrscope"]
+LAST_CPU = [0.0]  # CPU seconds of the last timed command's process tree
 
 
 def _spheres(shape: tuple[int, int, int], n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -81,6 +86,9 @@ def _timed(cmd: list[str]) -> tuple[float, float, float, str]:
     import psutil
 
     load = os.getloadavg()[0]
+    # CPU seconds of the command and every process it waited for (its workers): the
+    # work done, which a loaded machine changes far less than the wall time.
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = {"main": 0, "child": 0}
@@ -114,7 +122,10 @@ def _timed(cmd: list[str]) -> tuple[float, float, float, str]:
     for line in err.splitlines():  # the phases a batch run logs with -v
         if "analysis.batch" in line and (" done in " in line or " tasks, in " in line):
             print("   ", line.split(": ", 1)[-1].strip(), flush=True)
-    print(f"  {' '.join(cmd[2:5])}: {wall:.1f} s (load average {load:.1f} -> "
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    LAST_CPU[0] = cpu
+    print(f"  {' '.join(cmd[2:5])}: {wall:.1f} s, CPU {cpu:.1f} s (load average {load:.1f} -> "
           f"{os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
     return wall, peak["main"] / 1e9, peak["child"] / 1e9, out
 
@@ -152,6 +163,7 @@ def _bench_infer(tmp: Path, size: int) -> list[tuple[str, float, float, float, f
     finally:
         del os.environ["OMP_NUM_THREADS"]
     ref = _label_files(ref_store, "pred")
+    cpus = {0: LAST_CPU[0]}
     rows = [(f"infer {size}³ (torch on 1 thread)", ref_t, ref_t, ref_mem, 0.0)]
     times = {}
     for w in (1, 2):
@@ -164,8 +176,14 @@ def _bench_infer(tmp: Path, size: int) -> list[tuple[str, float, float, float, f
         assert _label_files(copy, "pred") == ref, "batch infer differs from vrscope infer"
         print("   ", out.strip().splitlines()[-2], flush=True)
         times[w] = t
+        cpus[w] = LAST_CPU[0]
         rows.append((f"batch infer, {w} worker(s)", t, ref_t, main_mem, worker_mem))
     print(f"infer: label files equal; scaling 1->2 workers {times[1] / times[2]:.2f}x", flush=True)
+    print(
+        f"infer: CPU s plain {cpus[0]:.1f}, 1 worker {cpus[1]:.1f} ({cpus[1] / cpus[0]:.2f}x), "
+        f"2 workers {cpus[2]:.1f} ({cpus[2] / cpus[0]:.2f}x)",
+        flush=True,
+    )
     return rows
 
 
@@ -211,6 +229,7 @@ def main(argv: list[str]) -> int:
             ]
         )
         ref = pd.read_parquet(tmp / "ref.parquet")
+        cpus = {0: LAST_CPU[0]}
         times = {}
         for w in (1, 2):
             out = tmp / f"batch{w}.parquet"
@@ -221,9 +240,15 @@ def main(argv: list[str]) -> int:
             got = pd.read_parquet(out)
             pd.testing.assert_frame_equal(got, ref, check_exact=True)
             times[w] = t
+            cpus[w] = LAST_CPU[0]
             rows.append((f"batch measure, {w} worker(s)", t, ref_t, main_mem, worker_mem))
         rows.insert(0, (f"measure {args.size}³, {len(ref)} objects", ref_t, ref_t, ref_mem, 0.0))
         print(f"measure: tables equal; scaling 1->2 workers {times[1] / times[2]:.2f}x", flush=True)
+        print(
+            f"measure: CPU s plain {cpus[0]:.1f}, 1 worker {cpus[1]:.1f} "
+            f"({cpus[1] / cpus[0]:.2f}x), 2 workers {cpus[2]:.1f} ({cpus[2] / cpus[0]:.2f}x)",
+            flush=True,
+        )
 
     if "profile" not in args.skip:
         stores = []
