@@ -47,16 +47,18 @@ examples:
 
 _EPILOG_INFER = """\
 Every store gets labels/NAME, the same files as `vrscope infer STORE --model M --out NAME`
-with the same options: class labels (0 = first class) or, with --objects CLASS, the objects
-of one class (threshold, closing, small-object removal, components or watershed). The
-files are byte for byte those of `vrscope infer` run with one torch thread
-(OMP_NUM_THREADS=1), as each worker runs; with more threads torch rounds the last bits of
-the probabilities differently, which changes a label only at an exact tie. Each store's image is cut into
-blocks of whole chunks (--block, default: at least 256 voxels per axis), one task each;
-whole-volume normalisation statistics are reduced first, and every block blends all the
-tiles that reach into it, so the labels equal the single-process ones voxel for voxel.
-Finished blocks are kept in STORE.NAME.parts/ until the label image is written, so
---resume after an interrupted or failed run computes only the missing blocks.
+with the same options: class labels (0 = first class) or, with --objects CLASS, the
+objects of one class (threshold, closing, small-object removal, components or watershed).
+Each store's image is cut into blocks of whole chunks (--block, default: at least 256
+voxels per axis), one task each; whole-volume normalisation statistics are reduced first,
+and every block blends all the tiles that reach into it, so the probabilities equal the
+single-process ones bit for bit (torch on CPU). The files are those of `vrscope infer` run
+with one torch thread (OMP_NUM_THREADS=1), as each worker runs; with more threads torch
+rounds the last bits of the probabilities differently, which changes a label only at an
+exact tie. --objects turns the class's whole probability map into objects in one task per
+store, as vrscope infer does (memory: the volume). Finished blocks are kept in
+STORE.NAME.parts/ until the label image is written, so --resume after an interrupted or
+failed run computes only the missing blocks.
 
 examples:
   vrscope batch infer cells/*.zarr --model mito/ --out mito_pred --workers 4
@@ -95,10 +97,10 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "batch",
-        help="profile many stores or measure a huge one on a dask cluster (local or remote)",
+        help="profile, measure or infer many or huge stores on a dask cluster (local or remote)",
         description=(
             "Run the analysis pipelines on dask.distributed: many stores (one task each) or "
-            "one huge store (one task per block). Results equal the single-machine commands."
+            "huge ones (one task per block). Results equal the single-machine commands."
         ),
     )
     kinds = p.add_subparsers(dest="pipeline", metavar="PIPELINE", required=True)
