@@ -7,7 +7,10 @@ clusters work without code changes):
 - many stores: one task per store (:func:`batch_profile`), results written per store
   under ``DIR/<store name>/`` and a combined ``summary.csv``;
 - one huge store: one task per block of whole chunks (:func:`batch_measure`), reduced
-  exactly per object, so the table equals the single-process one.
+  exactly per object, so the table equals the single-process one;
+- both: tiled model inference (:func:`batch_infer`), one task per block of every store,
+  after a reduction for the whole-volume normalisation statistics; the blocks blend the
+  tiles that reach into them, so the labels equal the single-process ones.
 
 Faults: a unit's result appears under its final name only when complete (written under a
 temporary name, then renamed: :mod:`analysis.io._batch`), so a killed worker's task is
@@ -21,6 +24,14 @@ writes its result through :mod:`analysis.io` atomically, and run the units with
 """
 
 from analysis.batch._cluster import UnitResult, cluster_client, dashboard_link, run_units
+from analysis.batch._infer import (
+    InferJob,
+    InferOutcome,
+    batch_infer,
+    blend_block,
+    default_infer_block,
+    stats_moments,
+)
 from analysis.batch._measure import (
     MeasureJob,
     MeasureResult,
@@ -38,6 +49,11 @@ from analysis.batch._profile import (
 )
 
 __all__ = [
+    "InferJob",
+    "InferOutcome",
+    "batch_infer",
+    "blend_block",
+    "default_infer_block",
     "MeasureJob",
     "MeasureResult",
     "ProfileOptions",
@@ -52,5 +68,6 @@ __all__ = [
     "profile_store",
     "read_zyx",
     "run_units",
+    "stats_moments",
     "store_unit_name",
 ]

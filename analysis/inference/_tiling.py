@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,15 @@ __all__ = [
     "plan_tiles",
     "predict_tiled",
     "predict_untiled",
+    "run_tile_batch",
+    "block_moments",
+    "merge_moments",
+    "moment_blocks",
+    "tile_contribution",
+    "tile_core",
+    "tile_input_region",
     "valid_size",
+    "volume_stat_steps",
 ]
 
 log = logging.getLogger(__name__)
@@ -170,34 +178,70 @@ def _stats_scope(step: Step, dims: int) -> str:
     return "volume"
 
 
-def _blockwise_mean_std(
-    inp: InputVolume, zs: range, per_channel: bool
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Exact mean and (population) std streamed over z-blocks.
-
-    Blocks are merged with Chan et al.'s pairwise update, which stays accurate
-    where summing squares in one pass would cancel.
-    """
-    c, _, ny, nx = inp.shape
+def moment_blocks(inp: InputVolume, zs: range | None = None) -> list[range]:
+    """The z-blocks over which whole-volume mean and std are streamed (about
+    :data:`_STATS_BLOCK_VOXELS` voxels each); :func:`block_moments` of each, merged in
+    this order by :func:`merge_moments`, gives the statistics :class:`Normalizer` uses."""
+    c, nz, ny, nx = inp.shape
+    zs = range(nz) if zs is None else zs
     nz_block = max(1, _STATS_BLOCK_VOXELS // max(1, ny * nx * c))
-    groups = c if per_channel else 1
+    return [range(z0, min(z0 + nz_block, zs.stop)) for z0 in range(zs.start, zs.stop, nz_block)]
+
+
+def block_moments(
+    block: FloatArray, per_channel: bool
+) -> tuple[int, npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Count, mean and sum of squared deviations of a (C, z, y, x) block (per channel or all)."""
+    c = block.shape[0]
+    vals = block.reshape(c, -1).astype(np.float64)
+    if not per_channel:
+        vals = vals.reshape(1, -1)
+    mean_b = vals.mean(axis=1)
+    m2_b = ((vals - mean_b[:, None]) ** 2).sum(axis=1)
+    return int(vals.shape[1]), mean_b, m2_b
+
+
+def merge_moments(
+    parts: Sequence[tuple[int, npt.NDArray[np.float64], npt.NDArray[np.float64]]],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Mean and (population) std from :func:`block_moments` of consecutive blocks.
+
+    Blocks are merged in order with Chan et al.'s pairwise update, which stays accurate
+    where summing squares in one pass would cancel. The same parts in the same order give
+    the same numbers bit for bit, wherever they were computed.
+    """
+    groups = parts[0][1].shape[0]
     count = np.zeros(groups)
     mean = np.zeros(groups)
     m2 = np.zeros(groups)
-    for z0 in range(zs.start, zs.stop, nz_block):
-        block = inp.read((slice(z0, min(z0 + nz_block, zs.stop)), slice(None), slice(None)))
-        vals = block.reshape(c, -1).astype(np.float64)
-        if not per_channel:
-            vals = vals.reshape(1, -1)
-        n_b = vals.shape[1]
-        mean_b = vals.mean(axis=1)
-        m2_b = ((vals - mean_b[:, None]) ** 2).sum(axis=1)
+    for n_b, mean_b, m2_b in parts:
         delta = mean_b - mean
         total = count + n_b
         mean = mean + delta * n_b / total
         m2 = m2 + m2_b + delta**2 * count * n_b / total
         count = total
     return mean, np.sqrt(m2 / count)
+
+
+def _blockwise_mean_std(
+    inp: InputVolume, zs: range, per_channel: bool
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Exact mean and (population) std streamed over z-blocks."""
+    parts = [
+        block_moments(inp.read((slice(r.start, r.stop), slice(None), slice(None))), per_channel)
+        for r in moment_blocks(inp, zs)
+    ]
+    return merge_moments(parts)
+
+
+def volume_stat_steps(steps: Sequence[Step], dims: int) -> list[int]:
+    """Indices of the pre-processing steps that need whole-volume statistics."""
+    return [
+        i
+        for i, step in enumerate(steps)
+        if step.id in ("zero_mean_unit_variance", "scale_range")
+        and _stats_scope(step, dims) == "volume"
+    ]
 
 
 class Normalizer:
@@ -207,26 +251,42 @@ class Normalizer:
     per plane on first use for a 2D model normalised over ``x, y`` only.
     """
 
-    def __init__(self, steps: Sequence[Step], inp: InputVolume, dims: int) -> None:
+    def __init__(
+        self,
+        steps: Sequence[Step],
+        inp: InputVolume,
+        dims: int,
+        *,
+        stats: Mapping[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] | None = None,
+    ) -> None:
         self.steps = tuple(steps)
         self.inp = inp
         self.dims = dims
         self._volume_stats: dict[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
         self._plane_stats: dict[tuple[int, int], tuple[Any, Any]] = {}
-        for i, step in enumerate(self.steps):
-            if step.id in ("zero_mean_unit_variance", "scale_range") and (
-                _stats_scope(step, dims) == "volume"
-            ):
-                self._volume_stats[i] = self._stats(step, range(inp.shape[1]))
+        # ``stats`` (whole-volume statistics per step index, computed elsewhere: a
+        # distributed reduction) skips the pass over the volume.
+        given = dict(stats or {})
+        for i in self.volume_steps():
+            self._volume_stats[i] = (
+                given[i] if i in given else self.stats(self.steps[i], range(inp.shape[1]))
+            )
 
-    def _per_channel(self, step: Step) -> bool:
+    def volume_steps(self) -> list[int]:
+        """Indices of the steps normalised with whole-volume statistics."""
+        return volume_stat_steps(self.steps, self.dims)
+
+    def per_channel(self, step: Step) -> bool:
+        """Whether ``step``'s statistics are taken per channel (else over all channels)."""
         axes = _axes_of(step)
         return axes is None or not ({"c", "channel"} & axes)
 
-    def _stats(
+    def stats(
         self, step: Step, zs: range
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        per_channel = self._per_channel(step)
+        """The statistics of ``step`` over planes ``zs``: (mean, std) or (low, high)
+        percentiles."""
+        per_channel = self.per_channel(step)
         if step.id == "zero_mean_unit_variance":
             return _blockwise_mean_std(self.inp, zs, per_channel)
         lo_p = float(step.kwargs.get("min_percentile", 0.0))
@@ -268,7 +328,7 @@ class Normalizer:
                     a_list, b_list = [], []
                     for z in range(z0, z0 + out.shape[1]):
                         if (i, z) not in self._plane_stats:
-                            self._plane_stats[(i, z)] = self._stats(step, range(z, z + 1))
+                            self._plane_stats[(i, z)] = self.stats(step, range(z, z + 1))
                         pa, pb = self._plane_stats[(i, z)]
                         a_list.append(np.broadcast_to(pa.reshape(-1, 1), (c, 1)))
                         b_list.append(np.broadcast_to(pb.reshape(-1, 1), (c, 1)))
@@ -468,11 +528,13 @@ def _check_input(inp: InputVolume, spec: ModelSpec) -> None:
         )
 
 
-def _run_batch(
+def run_tile_batch(
     predictor: Predictor,
     tiles: list[FloatArray],
     dims: int,
 ) -> FloatArray:
+    """The model's (B, K, z, y, x) output for normalised (C, z, y, x) tiles (a 2D model's
+    tiles are one plane thick)."""
     batch = np.stack(tiles)  # (B, C, z, y, x)
     if dims == 2:
         batch = batch[:, :, 0]
@@ -480,6 +542,54 @@ def _run_batch(
     if dims == 2:
         out = out[:, :, None]
     return out
+
+
+def tile_input_region(plan: TilePlan, idx: tuple[int, int, int]) -> tuple[list[int], list[int]]:
+    """(starts, stops) of tile ``idx``'s model input (core and halo; may reach outside
+    the volume, where :meth:`InputVolume.read_padded` mirrors)."""
+    starts, stops = [], []
+    for a, i in zip(plan.axes, idx, strict=True):
+        s = a.starts[i] - a.halo
+        starts.append(s)
+        stops.append(s + a.tile)
+    return starts, stops
+
+
+def tile_core(plan: TilePlan, idx: tuple[int, int, int]) -> tuple[slice, slice, slice]:
+    """The (z, y, x) region of the volume that tile ``idx``'s core covers."""
+    z, y, x = (
+        slice(a.starts[i], min(a.starts[i] + a.core, a.length))
+        for a, i in zip(plan.axes, idx, strict=True)
+    )
+    return z, y, x
+
+
+def tile_contribution(
+    plan: TilePlan, probs: FloatArray, idx: tuple[int, int, int]
+) -> tuple[tuple[slice, slice, slice], FloatArray]:
+    """Tile ``idx``'s weighted share of the blended result.
+
+    Parameters
+    ----------
+    probs : (K, z, y, x) float32
+        The model's output for the tile's input.
+
+    Returns
+    -------
+    (core, contribution)
+        The region of the volume it adds to, and the (K, *core) float32 values to add.
+        The blended result is the float32 sum of the contributions of every tile, added
+        in raster order (:meth:`TilePlan.tiles`) starting from zero.
+    """
+    crop, weights = [], []
+    for a, i in zip(plan.axes, idx, strict=True):
+        w = a.core_weights(i)
+        crop.append(slice(a.halo, a.halo + w.size))
+        weights.append(w)
+    wz, wy, wx = weights
+    weight = (wz[:, None, None] * wy[None, :, None] * wx[None, None, :]).astype(np.float32)
+    contrib: FloatArray = probs[(slice(None), *crop)] * weight
+    return tile_core(plan, idx), contrib
 
 
 def predict_tiled(
@@ -547,20 +657,10 @@ def predict_tiled(
         nonlocal done
         if not pending_in:
             return
-        probs = _run_batch(predictor, pending_in, spec.dims)
+        probs = run_tile_batch(predictor, pending_in, spec.dims)
         for k, idx in enumerate(pending_idx):
-            core_sl, weights = [], []
-            crop = []
-            for a, i in zip(plan.axes, idx, strict=True):
-                s = a.starts[i]
-                w = a.core_weights(i)
-                core_sl.append(slice(s, s + w.size))
-                crop.append(slice(a.halo, a.halo + w.size))
-                weights.append(w)
-            wz, wy, wx = weights
-            weight = (wz[:, None, None] * wy[None, :, None] * wx[None, None, :]).astype(np.float32)
-            contrib = probs[k][(slice(None), *crop)] * weight
-            region = (slice(None), *core_sl)
+            core, contrib = tile_contribution(plan, probs[k], idx)
+            region = (slice(None), *core)
             out[region] = out[region] + contrib
         done += len(pending_idx)
         if bar is not None:
@@ -572,11 +672,7 @@ def predict_tiled(
 
     try:
         for idx in plan.tiles():
-            starts, stops = [], []
-            for a, i in zip(plan.axes, idx, strict=True):
-                s = a.starts[i] - a.halo
-                starts.append(s)
-                stops.append(s + a.tile)
+            starts, stops = tile_input_region(plan, idx)
             block = inp.read_padded(starts, stops)
             pending_in.append(norm(block, max(starts[0], 0)))
             pending_idx.append(idx)
@@ -626,9 +722,9 @@ def predict_untiled(
     block = norm(inp.read_padded(starts, stops), 0)
     if d == 2:
         planes = [block[:, z : z + 1] for z in range(block.shape[1])]
-        probs = _run_batch(predictor, planes, 2)[:, :, 0].transpose(1, 0, 2, 3)
+        probs = run_tile_batch(predictor, planes, 2)[:, :, 0].transpose(1, 0, 2, 3)
     else:
-        probs = _run_batch(predictor, [block], 3)[0]
+        probs = run_tile_batch(predictor, [block], 3)[0]
     crop = (
         [slice(None), slice(0, shape[0])] if d == 2 else [slice(None), slice(halo, halo + shape[0])]
     )

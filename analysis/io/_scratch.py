@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import zarr
+import zarr.errors
 import zarr.storage
 
 from analysis.errors import FormatError, ParameterError
@@ -90,6 +91,29 @@ class ScratchVolume(SourceMetadata):
         self._dtype = np.dtype(self._array.dtype)
         scale = tuple(float(s) for s in scale_um)
         self._levels = (Level("0", shp, ch, scale, (0.0, 0.0, 0.0)),)
+
+    @classmethod
+    def open(
+        cls,
+        folder: str | os.PathLike[str],
+        *,
+        scale_um: Sequence[float] = (1.0, 1.0, 1.0),
+        name: str = "scratch",
+    ) -> ScratchVolume:
+        """Open a scratch volume made earlier in ``folder`` (by another process: the
+        workers of a batch run write their blocks into one). It is not deleted on close."""
+        path = Path(folder).expanduser()
+        try:
+            array = zarr.open_array(store=zarr.storage.LocalStore(path), mode="r+")
+        except (FileNotFoundError, zarr.errors.NodeNotFoundError) as exc:
+            raise FormatError(f"no scratch volume in {path}") from exc
+        self = cls.__new__(cls)
+        self._folder, self._owned, self._array, self._name = path, False, array, name
+        self._dtype = np.dtype(array.dtype)
+        shp = tuple(int(n) for n in array.shape)
+        scale = tuple(float(s) for s in scale_um)
+        self._levels = (Level("0", shp, tuple(array.chunks), scale, (0.0, 0.0, 0.0)),)
+        return self
 
     # -- writable array -----------------------------------------------------------------
     @property

@@ -14,14 +14,23 @@ Cases, each a separate process (as a user runs them), timed wall-clock:
 - profile: ``--samples`` FIB-SEM samples of ``--sample-size``³. Reference: ``vrscope
   profile`` run once per store, one after the other; then ``vrscope batch profile`` with
   1 and 2 workers.
+- infer: a ``--infer-size``³ smooth noise image (chunks 32³), a 3D U-Net (depth 2, width 8,
+  random weights), tiles of 32³. Reference: ``vrscope infer`` with torch on one thread
+  (``OMP_NUM_THREADS=1``, as each worker runs it); then ``vrscope batch infer`` with blocks
+  of 64³ and 1 and 2 workers. The label files must be equal byte for byte.
 
 Ratios: overhead = batch 1 worker / reference (goal <= 1.15); scaling = 1 worker / 2
-workers (ideal 2.0 on 2 free cores; a shared machine gives less).
+workers (ideal 2.0 on 2 free cores; a shared machine gives less). Besides wall time, the
+CPU seconds of each command's process tree (``RUSAGE_CHILDREN``: the command and the
+workers it waited for) are printed: the work done, which other people's load on a shared
+machine changes far less than the wall time. The load average is printed with each case.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -34,6 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 VRSCOPE = [sys.executable, "-m", "vrscope"]
+LAST_CPU = [0.0]  # CPU seconds of the last timed command's process tree
 
 
 def _spheres(shape: tuple[int, int, int], n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -75,6 +85,10 @@ def _timed(cmd: list[str]) -> tuple[float, float, float, str]:
     """Wall seconds, peak RSS (GB) of the command's process and of its largest child."""
     import psutil
 
+    load = os.getloadavg()[0]
+    # CPU seconds of the command and every process it waited for (its workers): the
+    # work done, which a loaded machine changes far less than the wall time.
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = {"main": 0, "child": 0}
@@ -105,7 +119,72 @@ def _timed(cmd: list[str]) -> tuple[float, float, float, str]:
     th.join()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err[-2000:]}")
+    for line in err.splitlines():  # the phases a batch run logs with -v
+        if "analysis.batch" in line and (" done in " in line or " tasks, in " in line):
+            print("   ", line.split(": ", 1)[-1].strip(), flush=True)
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    LAST_CPU[0] = cpu
+    print(f"  {' '.join(cmd[2:5])}: {wall:.1f} s, CPU {cpu:.1f} s (load average {load:.1f} -> "
+          f"{os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
     return wall, peak["main"] / 1e9, peak["child"] / 1e9, out
+
+
+def _label_files(store: Path, name: str) -> dict[str, bytes]:
+    root = store / "labels" / name
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _bench_infer(tmp: Path, size: int) -> list[tuple[str, float, float, float, float]]:
+    """vrscope infer (torch on one thread, as each worker) vs batch infer, 1 and 2 workers,
+    on a size³ image with 64³ blocks and 32³ tiles; the label files must be equal."""
+    import shutil
+
+    import torch
+
+    from analysis.inference import UNet, UNetConfig, save_checkpoint
+    from analysis.io import write_ngff
+
+    rng = np.random.default_rng(0)
+    from scipy import ndimage as ndi
+
+    img = ndi.gaussian_filter(rng.normal(100, 30, (size,) * 3), 2).astype(np.float32)
+    store = tmp / "infer.zarr"
+    write_ngff(img, store, scale_um=(0.1, 0.1, 0.1), chunks=(32, 32, 32))
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(dims=3, depth=2, width=8)).eval()
+    save_checkpoint(net, tmp / "unet")
+    opts = ["--model", str(tmp / "unet"), "--out", "pred", "--tile", "32", "32", "32"]
+    ref_store = tmp / "infer_ref.zarr"
+    shutil.copytree(store, ref_store)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        ref_t, ref_mem, _, _ = _timed([*VRSCOPE, "infer", str(ref_store), *opts, "--quiet"])
+    finally:
+        del os.environ["OMP_NUM_THREADS"]
+    ref = _label_files(ref_store, "pred")
+    cpus = {0: LAST_CPU[0]}
+    rows = [(f"infer {size}³ (torch on 1 thread)", ref_t, ref_t, ref_mem, 0.0)]
+    times = {}
+    for w in (1, 2):
+        copy = tmp / f"infer{w}.zarr"
+        shutil.copytree(store, copy)
+        t, main_mem, worker_mem, out = _timed(
+            [*VRSCOPE, "-v", "batch", "infer", str(copy), *opts, "--block", "64", "64", "64",
+             "--workers", str(w)]
+        )  # fmt: skip
+        assert _label_files(copy, "pred") == ref, "batch infer differs from vrscope infer"
+        print("   ", out.strip().splitlines()[-2], flush=True)
+        times[w] = t
+        cpus[w] = LAST_CPU[0]
+        rows.append((f"batch infer, {w} worker(s)", t, ref_t, main_mem, worker_mem))
+    print(f"infer: label files equal; scaling 1->2 workers {times[1] / times[2]:.2f}x", flush=True)
+    print(
+        f"infer: CPU s plain {cpus[0]:.1f}, 1 worker {cpus[1]:.1f} ({cpus[1] / cpus[0]:.2f}x), "
+        f"2 workers {cpus[2]:.1f} ({cpus[2] / cpus[0]:.2f}x)",
+        flush=True,
+    )
+    return rows
 
 
 def main(argv: list[str]) -> int:
@@ -121,7 +200,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--samples", type=int, default=8, help="profile samples (default: 8)")
     ap.add_argument("--sample-size", type=int, default=128, help="sample edge (default: 128)")
     ap.add_argument("--memory-per-worker", default="2GB", help="worker limit (default: 2GB)")
-    ap.add_argument("--skip", choices=("measure", "profile"), action="append", default=[])
+    ap.add_argument("--infer-size", type=int, default=96, help="infer image edge (default: 96)")
+    ap.add_argument("--skip", choices=("measure", "profile", "infer"), action="append", default=[])
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="bench_batch_"))
     rows = []
@@ -149,19 +229,26 @@ def main(argv: list[str]) -> int:
             ]
         )
         ref = pd.read_parquet(tmp / "ref.parquet")
+        cpus = {0: LAST_CPU[0]}
         times = {}
         for w in (1, 2):
             out = tmp / f"batch{w}.parquet"
             t, main_mem, worker_mem, _ = _timed(
-                [*VRSCOPE, "batch", "measure", str(store), "--labels", "objects", "--out", str(out),
+                [*VRSCOPE, "-v", "batch", "measure", str(store), "--labels", "objects", "--out", str(out),
                  "--workers", str(w), "--memory-per-worker", args.memory_per_worker]
             )  # fmt: skip
             got = pd.read_parquet(out)
             pd.testing.assert_frame_equal(got, ref, check_exact=True)
             times[w] = t
+            cpus[w] = LAST_CPU[0]
             rows.append((f"batch measure, {w} worker(s)", t, ref_t, main_mem, worker_mem))
         rows.insert(0, (f"measure {args.size}³, {len(ref)} objects", ref_t, ref_t, ref_mem, 0.0))
         print(f"measure: tables equal; scaling 1->2 workers {times[1] / times[2]:.2f}x", flush=True)
+        print(
+            f"measure: CPU s plain {cpus[0]:.1f}, 1 worker {cpus[1]:.1f} "
+            f"({cpus[1] / cpus[0]:.2f}x), 2 workers {cpus[2]:.1f} ({cpus[2] / cpus[0]:.2f}x)",
+            flush=True,
+        )
 
     if "profile" not in args.skip:
         stores = []
@@ -186,6 +273,10 @@ def main(argv: list[str]) -> int:
             rows.append((f"batch profile, {w} worker(s)", t, ref_t, main_mem, worker_mem))
         print(f"profile: scaling 1->2 workers {times[1] / times[2]:.2f}x", flush=True)
 
+    if "infer" not in args.skip:
+        rows += _bench_infer(tmp, args.infer_size)
+
+    print(f"\nload average (1, 5, 15 min) at the end: {os.getloadavg()}, {os.cpu_count()} cores")
     print(
         f"\n{'case':<44} {'s':>8} {'ref s':>8} {'ratio':>6} {'RSS main GB':>12} {'RSS worker GB':>14}"
     )

@@ -1,10 +1,11 @@
-"""``vrscope batch``: profile many stores or measure one huge label image on dask.distributed.
+"""``vrscope batch``: profile, measure and infer many or huge stores on dask.distributed.
 
 ``vrscope batch profile STORE [STORE ...] --out DIR`` runs ``vrscope profile`` on every
 store, one task per store; ``vrscope batch measure STORE --labels NAME --out TABLE`` runs
-``vrscope measure`` block by block on one store. Both start a LocalCluster (``--workers N``,
-default one per core) or use an existing cluster (``--scheduler tcp://HOST:PORT``). See
-:mod:`analysis.batch`.
+``vrscope measure`` block by block on one store; ``vrscope batch infer STORE [STORE ...]
+--model M --out NAME`` runs ``vrscope infer`` block by block on every store. All start a
+LocalCluster (``--workers N``, default one per core) or use an existing cluster
+(``--scheduler tcp://HOST:PORT``). See :mod:`analysis.batch`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,28 @@ examples:
 """
 
 
+_EPILOG_INFER = """\
+Every store gets labels/NAME, the same files as `vrscope infer STORE --model M --out NAME`
+with the same options: class labels (0 = first class) or, with --objects CLASS, the
+objects of one class (threshold, closing, small-object removal, components or watershed).
+Each store's image is cut into blocks of whole chunks (--block, default: at least 256
+voxels per axis), one task each; whole-volume normalisation statistics are reduced first,
+and every block blends all the tiles that reach into it, so the probabilities equal the
+single-process ones bit for bit (torch on CPU). The files are those of `vrscope infer` run
+with one torch thread (OMP_NUM_THREADS=1), as each worker runs; with more threads torch
+rounds the last bits of the probabilities differently, which changes a label only at an
+exact tie. --objects turns the class's whole probability map into objects in one task per
+store, as vrscope infer does (memory: the volume). Finished blocks are kept in
+STORE.NAME.parts/ until the label image is written, so --resume after an interrupted or
+failed run computes only the missing blocks.
+
+examples:
+  vrscope batch infer cells/*.zarr --model mito/ --out mito_pred --workers 4
+  vrscope batch infer huge.zarr --model model.onnx --out pred --tile 64 128 128 \\
+      --scheduler tcp://10.0.0.5:8786 --resume
+"""
+
+
 def _cluster_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("cluster")
     x = g.add_mutually_exclusive_group()
@@ -74,10 +97,10 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "batch",
-        help="profile many stores or measure a huge one on a dask cluster (local or remote)",
+        help="profile, measure or infer many or huge stores on a dask cluster (local or remote)",
         description=(
             "Run the analysis pipelines on dask.distributed: many stores (one task each) or "
-            "one huge store (one task per block). Results equal the single-machine commands."
+            "huge ones (one task per block). Results equal the single-machine commands."
         ),
     )
     kinds = p.add_subparsers(dest="pipeline", metavar="PIPELINE", required=True)
@@ -127,6 +150,60 @@ def register(subparsers: Any) -> None:
     )
     _cluster_options(me)
     me.set_defaults(func=run_measure)
+
+    from vrscope.commands._options import int_range
+
+    inf = kinds.add_parser(
+        "infer",
+        help="vrscope infer on many or huge stores, one task per block",
+        description=(
+            "Segment the images of many stores, or of a huge one, with a model on a dask "
+            "cluster, block by block: the same label images as vrscope infer."
+        ),
+        epilog=_EPILOG_INFER,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    inf.add_argument("stores", nargs="+", metavar="STORE", help="OME-Zarr image stores (paths)")
+    inf.add_argument("--model", required=True, metavar="MODEL", help="model file or folder")
+    inf.add_argument(
+        "--out", required=True, metavar="NAME", help="label image written into every store"
+    )
+    inf.add_argument(
+        "--tile", type=int_range(1, 4096), nargs="+", metavar="N",
+        help="tile size: Z Y X (3D) or Y X (2D)",
+    )  # fmt: skip
+    inf.add_argument(
+        "--overlap", type=int, metavar="N", help="overlap of tile cores (default: 1/4)"
+    )
+    inf.add_argument("--halo", type=int, metavar="N", help="context discarded at tile borders")
+    inf.add_argument(
+        "--batch-size", type=int_range(1, 4096), default=4, help="tiles per model call (default: 4)"
+    )
+    inf.add_argument("--runtime", choices=("torch", "onnx"), help="default: torch, onnx for .onnx")
+    inf.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, mps")
+    inf.add_argument(
+        "--threshold", type=float, default=0.5, help="one-class models: probability cut (0.5)"
+    )
+    inf.add_argument(
+        "--objects", metavar="CLASS", help="write objects of this class (index or name)"
+    )
+    inf.add_argument(
+        "--closing", type=float, default=0.0, metavar="UM", help="--objects: closing radius"
+    )
+    inf.add_argument(
+        "--min-volume", type=float, default=0.0, metavar="UM3", help="--objects: drop smaller"
+    )
+    inf.add_argument(
+        "--watershed", type=float, metavar="UM",
+        help="--objects: split touching objects (peaks closer than UM merge)",
+    )  # fmt: skip
+    inf.add_argument(
+        "--block", nargs=3, type=int, metavar=("Z", "Y", "X"),
+        help="block shape in voxels, whole chunks (default: at least 256 per axis)",
+    )  # fmt: skip
+    inf.add_argument("--overwrite", action="store_true", help="replace existing label images")
+    _cluster_options(inf)
+    inf.set_defaults(func=run_infer)
 
 
 def _abs_store(store: str) -> str:
@@ -248,3 +325,83 @@ def run_measure(args: argparse.Namespace) -> int:
         f"({result.blocks_run} of {result.blocks_total} blocks computed)"
     )
     return 0
+
+
+def run_infer(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from analysis.batch import InferJob, batch_infer, default_infer_block
+    from analysis.errors import FormatError, ParameterError
+    from analysis.io import open_volume
+    from vrscope.cli import require_extra
+    from vrscope.commands._analysis_io import progress_enabled
+    from vrscope.commands.infer import class_index, label_target
+
+    require_extra("torch", "ml")
+    from analysis.inference import load_model
+
+    model = Path(args.model).expanduser()
+    if not model.exists():
+        raise FormatError(f"model {args.model} does not exist")
+    spec = load_model(str(model), runtime=args.runtime, device=args.device).spec
+    if args.tile and len(args.tile) != spec.dims:
+        raise ParameterError(f"--tile needs {spec.dims} sizes for this {spec.dims}D model")
+    k_obj = class_index(spec.class_names, args.objects) if args.objects is not None else None
+    if args.block is not None and any(b < 1 for b in args.block):
+        raise ParameterError(f"--block must be positive, got {' '.join(map(str, args.block))}")
+    jobs: list[InferJob] = []
+    parts: list[Path] = []
+    for store in args.stores:
+        path = Path(store).expanduser()
+        if "://" in store or not path.is_dir():
+            raise FormatError(f"store {store} does not exist (batch infer writes local stores)")
+        name = label_target(store, args.out)
+        path = path.resolve()
+        if str(path) in (j.store for j in jobs):
+            raise ParameterError(f"store {store} is given twice")
+        part = path.with_name(f"{path.name}.{name}.parts")
+        try:
+            image = open_volume(str(path))
+        except (FormatError, ParameterError, OSError, ValueError, KeyError):
+            image = None  # reported as this store's failure by the run
+        # --resume: a label image there is done (no parts) or this run's own (parts).
+        if image is not None and name in image.label_names and not (args.overwrite or args.resume):
+            raise FormatError(f"{store} already has labels/{name} (use --overwrite or --resume)")
+        level = image.levels[0] if image is not None else None
+        block = (
+            tuple(args.block)
+            if args.block is not None
+            else default_infer_block(level.shape, level.chunks)
+            if level is not None
+            else (1, 1, 1)
+        )
+        jobs.append(
+            InferJob(
+                str(path), str(model.resolve()), name, block,
+                runtime=args.runtime, device=args.device,
+                tile=tuple(args.tile) if args.tile else None, overlap=args.overlap,
+                halo=args.halo, batch_size=args.batch_size, threshold=args.threshold,
+                objects=k_obj, closing_um=args.closing, min_volume_um3=args.min_volume,
+                watershed_um=args.watershed,
+            )
+        )  # fmt: skip
+        parts.append(part)
+    with _client(args) as client:
+        _announce(client)
+        outcomes = batch_infer(client, jobs, parts, resume=args.resume, progress=progress_enabled())
+    for job, res in zip(jobs, outcomes, strict=True):
+        if res.ok and not res.skipped:
+            print(
+                f"{job.store} -> labels/{job.name} ({res.blocks_run} of {res.blocks_total} "
+                f"blocks computed, {res.tile_evaluations} tile evaluations)"
+            )
+    done = sum(1 for r in outcomes if r.ok and not r.skipped)
+    skipped = sum(1 for r in outcomes if r.skipped)
+    failed = [r for r in outcomes if not r.ok]
+    print(f"{done} inferred, {skipped} already done, {len(failed)} failed")
+    if not failed:
+        return 0
+    print(f"{len(failed)} store(s) failed (rerun with --resume to finish them):", file=sys.stderr)
+    for r in failed:
+        print(f"  {r.store}: {r.error}", file=sys.stderr)
+    return 1

@@ -87,7 +87,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _label_target(input_path: str, out: str) -> str:
+def label_target(input_path: str, out: str) -> str:
     """The label name for a store input: NAME, labels/NAME or INPUT:labels/NAME."""
     from pathlib import Path
 
@@ -107,7 +107,7 @@ def _label_target(input_path: str, out: str) -> str:
     return out
 
 
-def _class_index(spec_names: tuple[str, ...], text: str) -> int:
+def class_index(spec_names: tuple[str, ...], text: str) -> int:
     from analysis.errors import ParameterError
 
     if text in spec_names:
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = load_model(args.model, runtime=args.runtime, device=args.device)
     spec = predictor.spec
     bio: BioimageioModel | None = read_bioimageio(args.model) if is_bioimageio(args.model) else None
-    k_obj = _class_index(spec.class_names, args.objects) if args.objects is not None else None
+    k_obj = class_index(spec.class_names, args.objects) if args.objects is not None else None
     tile = tuple(args.tile) if args.tile else None
     if tile is not None and len(tile) != spec.dims:
         raise ParameterError(f"--tile needs {spec.dims} sizes for this {spec.dims}D model")
@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from analysis.io import open_volume
 
-        name = _label_target(args.input, args.out)
+        name = label_target(args.input, args.out)
         data = open_volume(args.input)
         scale = data.levels[0].scale_um
         source_name = args.input
