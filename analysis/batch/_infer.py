@@ -304,7 +304,7 @@ def infer_block(
     else:
         result = probs[job.objects]  # objects need the whole map (see write_store_labels)
     parts = Path(parts_dir)
-    scratch = ScratchVolume.open(parts / _SCRATCH)
+    scratch = ScratchVolume.reopen(parts / _SCRATCH)
     scratch[tuple(slice(a, b) for a, b in zip(start, stop, strict=True))] = result
     write_json_atomic(parts / _BLOCKS / f"{_unit_name(start)}.json", {"tiles": evaluations})
     return evaluations
@@ -322,7 +322,7 @@ def write_store_labels(job: InferJob, parts_dir: str) -> str:
 
     image = open_volume(job.store)
     scale = image.levels[0].scale_um
-    scratch = ScratchVolume.open(Path(parts_dir) / _SCRATCH, scale_um=scale, name=job.name)
+    scratch = ScratchVolume.reopen(Path(parts_dir) / _SCRATCH, scale_um=scale, name=job.name)
     result: Any = scratch
     if job.objects is not None:
         from analysis.inference import objects_from_probabilities
@@ -459,7 +459,7 @@ def batch_infer(
                 else:
                     dtype = np.uint8 if predictor.spec.n_classes <= 255 else np.uint16
                 ScratchVolume(inp.spatial_shape, dtype, chunks=chunks, folder=parts / _SCRATCH)
-                (parts / _BLOCKS).mkdir()
+                reset_folder(parts / _BLOCKS, keep=False)
             write_json_atomic(parts / _JOB, job.params())
         except (FormatError, ParameterError, OSError, ValueError, KeyError) as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

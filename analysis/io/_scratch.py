@@ -93,7 +93,7 @@ class ScratchVolume(SourceMetadata):
         self._levels = (Level("0", shp, ch, scale, (0.0, 0.0, 0.0)),)
 
     @classmethod
-    def open(
+    def reopen(
         cls,
         folder: str | os.PathLike[str],
         *,

@@ -223,7 +223,7 @@ def test_resume_recomputes_only_the_missing_blocks(stores, model, tmp_path, caps
         (parts / "blocks" / f"{unit}.json").unlink()
     from analysis.io import ScratchVolume
 
-    vol = ScratchVolume.open(parts / "labels.zarr")
+    vol = ScratchVolume.reopen(parts / "labels.zarr")
     vol[0:16, 16:32, 0:16] = 1 - np.asarray(vol[0:16, 16:32, 0:16])  # block z0_y16_x0
     (store / "labels" / "pred").unlink()
     code, out, err = _run(capsys, *args, "--resume")
