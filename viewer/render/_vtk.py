@@ -35,6 +35,8 @@ from vtkmodules.vtkCommonMath import vtkMatrix4x4
 from vtkmodules.vtkFiltersCore import vtkTubeFilter
 from vtkmodules.vtkFiltersHybrid import vtkPolyDataSilhouette
 from vtkmodules.vtkFiltersSources import vtkConeSource, vtkCubeSource, vtkSphereSource
+from vtkmodules.vtkFiltersSources import vtkPlaneSource as vtkPlaneSource
+from vtkmodules.vtkRenderingCore import vtkTexture as vtkTexture
 from vtkmodules.vtkRenderingAnnotation import vtkAxesActor
 from vtkmodules.vtkRenderingCore import (
     vtkActor,
