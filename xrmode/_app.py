@@ -62,7 +62,18 @@ __all__ = ["TOOLS", "XrApp", "XrOptions", "run_xr"]
 
 log = logging.getLogger(__name__)
 
-TOOLS = ("grab", "measure", "count", "track", "classify", "labels", "clip", "crop", "slice", "laser")
+TOOLS = (
+    "grab",
+    "measure",
+    "count",
+    "track",
+    "classify",
+    "labels",
+    "clip",
+    "crop",
+    "slice",
+    "laser",
+)
 
 
 SNAPSHOT_WAIT_S = 60.0  # longest wait for streamed bricks before a snapshot

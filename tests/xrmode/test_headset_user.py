@@ -506,8 +506,7 @@ def test_slice_plane_in_the_hand_shows_the_data(monado, ball_store, tmp_path):
         for k, hand in enumerate(hands):
             rig.hand("right", position=tuple(hand), orientation=IDENTITY)
             app.wait_frames(
-                lambda e, h=hand: e["right"] is not None
-                and np.allclose(e["right"], h, atol=1e-3),
+                lambda e, h=hand: e["right"] is not None and np.allclose(e["right"], h, atol=1e-3),
                 2,
             )
             app.proc.send_signal(signal.SIGUSR1)  # type: ignore[union-attr]

@@ -34,9 +34,12 @@ from vtkmodules.vtkCommonDataModel import (
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
 from vtkmodules.vtkFiltersCore import vtkTubeFilter
 from vtkmodules.vtkFiltersHybrid import vtkPolyDataSilhouette
-from vtkmodules.vtkFiltersSources import vtkConeSource, vtkCubeSource, vtkSphereSource
-from vtkmodules.vtkFiltersSources import vtkPlaneSource as vtkPlaneSource
-from vtkmodules.vtkRenderingCore import vtkTexture as vtkTexture
+from vtkmodules.vtkFiltersSources import (
+    vtkConeSource,
+    vtkCubeSource,
+    vtkPlaneSource,
+    vtkSphereSource,
+)
 from vtkmodules.vtkRenderingAnnotation import vtkAxesActor
 from vtkmodules.vtkRenderingCore import (
     vtkActor,
@@ -49,6 +52,7 @@ from vtkmodules.vtkRenderingCore import (
     vtkRenderer,
     vtkRenderWindow,
     vtkTextActor,
+    vtkTexture,
     vtkVolume,
     vtkVolumeProperty,
     vtkWindowToImageFilter,
@@ -83,6 +87,7 @@ __all__ = [
     "vtkPiecewiseFunction",
     "vtkPlane",
     "vtkPlaneCollection",
+    "vtkPlaneSource",
     "vtkPoints",
     "vtkPolyData",
     "vtkPolyDataMapper",
@@ -92,6 +97,7 @@ __all__ = [
     "vtkRenderer",
     "vtkSphereSource",
     "vtkTextActor",
+    "vtkTexture",
     "vtkTubeFilter",
     "vtkVolume",
     "vtkVolumePicker",

@@ -94,7 +94,7 @@ def to_rgb(
     if invert:
         f = 1.0 - f
     table = (colormap_table(colormap, 256) * 255).round().astype(np.uint8)
-    rgb = table[(f * 255).round().astype(int)]
+    rgb: npt.NDArray[np.uint8] = table[(f * 255).round().astype(int)]
     rgb[~np.isfinite(values)] = 0
     return rgb
 
