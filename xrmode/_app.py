@@ -50,6 +50,7 @@ from .tools import (
     LaserPointer,
     MeasureTool,
     MenuAction,
+    SliceTool,
     Tool,
     Toolbox,
     ToolContext,
@@ -61,7 +62,18 @@ __all__ = ["TOOLS", "XrApp", "XrOptions", "run_xr"]
 
 log = logging.getLogger(__name__)
 
-TOOLS = ("grab", "measure", "count", "track", "classify", "labels", "clip", "crop", "laser")
+TOOLS = (
+    "grab",
+    "measure",
+    "count",
+    "track",
+    "classify",
+    "labels",
+    "clip",
+    "crop",
+    "slice",
+    "laser",
+)
 
 
 SNAPSHOT_WAIT_S = 60.0  # longest wait for streamed bricks before a snapshot
@@ -365,6 +377,16 @@ class XrApp:
         c = (bmin + bmax) / 2
         return float(bmin[1]), float(c[0]), float(c[2])
 
+    def _slice_layer(self) -> Any:
+        """The image the slice tool shows: the wrist panel's layer when it is an image,
+        else the first image layer."""
+        layers = self._panel_layers()
+        if layers:
+            lay = layers[self.panel_layer % len(layers)]
+            if lay.kind == "image":
+                return lay
+        return next((lay for lay in self.scene.layers if lay.kind == "image"), None)
+
     def _make_tools(self) -> dict[str, Tool]:
         from viewer.scene import Labels
 
@@ -380,6 +402,7 @@ class XrApp:
             "classify": ClassifyTool(probe, labels[0].name if labels else ""),
             "clip": ClipTool(),
             "crop": CropTool(),
+            "slice": SliceTool(self._slice_layer),
             "laser": LaserPointer(),
         }
         if labels and self.project is not None:
@@ -502,6 +525,8 @@ def _overlay(ctx: ToolContext, avatars: Any = None, models: dict[str, Any] | Non
     if models is not None:
         for key in ("cones", "cone_radii", "cone_colors"):
             extra[key] = np.concatenate([extra[key], models[key]]) if key in extra else models[key]
+    if hud.image is not None:
+        extra["slice_corners"], extra["slice_rgb"] = hud.image
     return XrOverlay(
         lines=np.array([[a, b] for a, b, _ in lines]).reshape(-1, 2, 3),
         line_colors=np.array([c for *_, c in lines]).reshape(-1, 3),

@@ -27,6 +27,7 @@ the headset tool that should offer it.
 """
 
 from . import _file as _file  # registers the desktop's file actions
+from . import _slice as _slice  # registers the headset's slice plane actions
 from ._actions import (
     current_time,
     next_unreviewed_node,

@@ -34,7 +34,12 @@ from vtkmodules.vtkCommonDataModel import (
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
 from vtkmodules.vtkFiltersCore import vtkTubeFilter
 from vtkmodules.vtkFiltersHybrid import vtkPolyDataSilhouette
-from vtkmodules.vtkFiltersSources import vtkConeSource, vtkCubeSource, vtkSphereSource
+from vtkmodules.vtkFiltersSources import (
+    vtkConeSource,
+    vtkCubeSource,
+    vtkPlaneSource,
+    vtkSphereSource,
+)
 from vtkmodules.vtkRenderingAnnotation import vtkAxesActor
 from vtkmodules.vtkRenderingCore import (
     vtkActor,
@@ -47,6 +52,7 @@ from vtkmodules.vtkRenderingCore import (
     vtkRenderer,
     vtkRenderWindow,
     vtkTextActor,
+    vtkTexture,
     vtkVolume,
     vtkVolumeProperty,
     vtkWindowToImageFilter,
@@ -81,6 +87,7 @@ __all__ = [
     "vtkPiecewiseFunction",
     "vtkPlane",
     "vtkPlaneCollection",
+    "vtkPlaneSource",
     "vtkPoints",
     "vtkPolyData",
     "vtkPolyDataMapper",
@@ -90,6 +97,7 @@ __all__ = [
     "vtkRenderer",
     "vtkSphereSource",
     "vtkTextActor",
+    "vtkTexture",
     "vtkTubeFilter",
     "vtkVolume",
     "vtkVolumePicker",

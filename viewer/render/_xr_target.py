@@ -18,6 +18,11 @@ measurements, counts; on a layer of its own above the volumes, sized in degrees
 of visual angle) and the other participants' avatars of a shared session
 (spheres and cones of any size and direction). They follow the
 world <-> stage transform given each frame by :meth:`set_stage_to_world`.
+
+Markers and measurements are drawn twice: in the scene, where the volume in
+front of them hides them, and again faded on an *x-ray* layer above the
+volumes (a cleared depth buffer), so a marker inside or behind an opaque volume
+still shows, faint, where it is (issue 19).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import numpy.typing as npt
 from viewer.scene import Scene
 
 from . import _vtk as v
+from ._annotations import VtkMeasurements, VtkPoints
 from ._base import polydata
 from ._canvas import EyeView, SceneRenderer
 from ._image import VolumeQuality, coarsen_quality, resolve_quality
@@ -76,6 +82,11 @@ class XrOverlay:
     cone_radii : (C,) float
         Base radii.
     cone_colors : (C, 3) float in 0..1
+    slice_corners : (3, 3) float or None
+        The slice plane's square: origin, end of its first side (the image's columns),
+        end of its second side (its rows, bottom to top).
+    slice_rgb : (H, W, 3) uint8 or None
+        The image shown on it (row 0 at the origin's side).
     """
 
     lines: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2, 3)))
@@ -90,12 +101,17 @@ class XrOverlay:
     cones: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2, 3)))
     cone_radii: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     cone_colors: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
+    slice_corners: npt.NDArray[np.float64] | None = None
+    slice_rgb: npt.NDArray[np.uint8] | None = None
 
 
 #: HUD text height in degrees of visual angle (UI text wants >= 1-1.5 degrees).
 TEXT_DEG = 1.5
 #: Smallest font drawn (pixels): below this glyphs are not legible at any angle.
 MIN_TEXT_PX = 10
+#: Opacity of the x-ray copy of markers and measurements (over the volumes): faint
+#: where the volume hides them, their own colour where they are in front anyway.
+XRAY_OPACITY = 0.5
 
 
 def text_px(projection: npt.ArrayLike, height_px: int) -> int:
@@ -235,6 +251,31 @@ class VtkXrTarget:
         for a in (self._lines, self._points, *(a for _, a in self._sized.values())):
             ren.AddActor(a)
             self._stage_actors.append(a)
+        # Markers and measurement lines again, faded, on a layer above the volumes: its
+        # depth buffer is cleared, so what the volume hides still shows (x-ray style).
+        # The copies share the scene adapters' mappers (same data, same clipping).
+        self.xray_renderer = v.vtkRenderer()
+        self.xray_renderer.SetLayer(win.GetNumberOfLayers())
+        win.SetNumberOfLayers(win.GetNumberOfLayers() + 1)
+        self.xray_renderer.InteractiveOff()
+        self.xray_renderer.SetActiveCamera(ren.GetActiveCamera())
+        win.AddRenderer(self.xray_renderer)
+        self._xray: dict[int, tuple[Any, Any]] = {}
+        # The hand-held slice plane: a textured square on the x-ray layer, so the plane
+        # in your hand is never buried inside the volume (its pixels are the data's).
+        self._slice_src = v.vtkPlaneSource()
+        self._slice_tex = v.vtkTexture()
+        self._slice_tex.InterpolateOff()
+        self._slice_mapper = v.vtkPolyDataMapper()
+        self._slice_mapper.SetInputConnection(self._slice_src.GetOutputPort())
+        self._slice = v.vtkActor()
+        self._slice.SetMapper(self._slice_mapper)
+        self._slice.SetTexture(self._slice_tex)
+        self._slice.GetProperty().LightingOff()
+        self._slice.PickableOff()
+        self._slice.SetVisibility(False)
+        self.xray_renderer.AddActor(self._slice)
+        self._stage_actors.append(self._slice)
         # The HUD's text in a renderer on a layer of its own, drawn after everything in
         # the scene's layers (volumes included, single-pass ones too: they end layer 0)
         # and with a cleared depth buffer: menus, counts and live values stay on top of
@@ -366,6 +407,7 @@ class VtkXrTarget:
         else:
             self._points.SetVisibility(False)
         self._set_sized(overlay)
+        self._set_slice(overlay)
         hud = self.hud_renderer
         while len(self._texts) > len(overlay.texts):
             hud.RemoveActor(self._texts.pop())
@@ -381,6 +423,26 @@ class VtkXrTarget:
             actor.SetInput(item.text)
             actor.GetTextProperty().SetColor(*item.color)
             actor.SetPosition(*self._to_world_xyz(item.position_m))
+
+    def _set_slice(self, overlay: XrOverlay) -> None:
+        rgb, corners = overlay.slice_rgb, overlay.slice_corners
+        if rgb is None or corners is None:
+            self._slice.SetVisibility(False)
+            return
+        c = np.asarray(corners, dtype=np.float64).reshape(3, 3)
+        self._slice_src.SetOrigin(*c[0])
+        self._slice_src.SetPoint1(*c[1])
+        self._slice_src.SetPoint2(*c[2])
+        img = np.ascontiguousarray(rgb, dtype=np.uint8)
+        h, w = img.shape[:2]
+        data = v.vtkImageData()
+        data.SetDimensions(w, h, 1)
+        # VTK images run x fastest from the bottom row: row 0 at the origin's side.
+        arr = v.numpy_to_vtk(img.reshape(-1, 3), deep=True)
+        arr.SetName("rgb")
+        data.GetPointData().SetScalars(arr)
+        self._slice_tex.SetInputData(data)
+        self._slice.SetVisibility(True)
 
     def _set_sized(self, overlay: XrOverlay) -> None:
         centres = np.asarray(overlay.spheres, dtype=np.float64).reshape(-1, 3)
@@ -439,6 +501,30 @@ class VtkXrTarget:
     def sync(self) -> None:
         """Bring the VTK objects up to date with the scene, once per frame."""
         self.renderer.sync()
+        self._sync_xray()
+
+    def _sync_xray(self) -> None:
+        """One faded copy per marker / measurement actor of the scene, on the x-ray layer."""
+        originals = [
+            a.actor
+            for a in self.renderer.adapters.values()
+            if isinstance(a, VtkPoints | VtkMeasurements)
+        ]
+        keep = {id(o) for o in originals}
+        for key in [k for k in self._xray if k not in keep]:
+            self.xray_renderer.RemoveActor(self._xray.pop(key)[1])
+        for orig in originals:
+            if id(orig) not in self._xray:
+                ghost = v.vtkActor()
+                ghost.SetMapper(orig.GetMapper())
+                ghost.PickableOff()
+                self.xray_renderer.AddActor(ghost)
+                self._xray[id(orig)] = (orig, ghost)
+            ghost = self._xray[id(orig)][1]
+            prop = ghost.GetProperty()
+            prop.DeepCopy(orig.GetProperty())
+            prop.SetOpacity(XRAY_OPACITY * orig.GetProperty().GetOpacity())
+            ghost.SetVisibility(orig.GetVisibility())
 
     def text_px(self, projection: npt.ArrayLike) -> int:
         """The HUD's font size (pixels) for an eye: :data:`TEXT_DEG` of visual angle
@@ -460,6 +546,9 @@ class VtkXrTarget:
         for t in self._texts:
             self.hud_renderer.RemoveActor(t)
         self._texts.clear()
+        self.xray_renderer.RemoveAllViewProps()
+        self._xray.clear()
+        self.window.RemoveRenderer(self.xray_renderer)
         self.window.RemoveRenderer(self.hud_renderer)
         self.renderer.close()
         self.window.Finalize()

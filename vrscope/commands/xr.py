@@ -23,6 +23,8 @@ tools (switch with the menu button on the left hand; grab always works):
   classify  point at an object, trigger gives it the current class
   clip      hold the trigger to place and orient the clipping plane; A/X on/off
   crop      hold both triggers: a crop box between the hands; A/X on/off
+  slice     a 15 cm square of the image at full resolution ahead of the hand;
+            trigger leaves it in the data (and takes it back)
   laser     a pointer for showing
 left hand: menu opens the wrist menu (tools, undo, redo, play/pause, "layers >": the
 wrist panel for each layer's visibility, opacity, contrast, colormap and the
@@ -88,6 +90,7 @@ def register(sub: Any) -> None:
             "labels",
             "clip",
             "crop",
+            "slice",
             "laser",
         ],
         help="tool in hand at start (default: %(default)s)",

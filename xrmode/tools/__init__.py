@@ -21,6 +21,7 @@ from ._annotate import ClassifyTool, CountTool, LabelProbe, MeasureTool
 from ._base import Hud, Tool, ToolContext
 from ._grab import GrabTool
 from ._labels import LabelTool
+from ._slice import SlicePlane, SliceTool, resample_plane
 from ._toolbox import MenuAction, Toolbox
 from ._track import TRACK_MENU, TrackTool, nearest_node_to_ray, track_menu
 from ._view import ClipTool, CropTool, HandMenu, LaserPointer
@@ -39,10 +40,13 @@ __all__ = [
     "LaserPointer",
     "MeasureTool",
     "MenuAction",
+    "SlicePlane",
+    "SliceTool",
     "Tool",
     "ToolContext",
     "Toolbox",
     "TrackTool",
     "nearest_node_to_ray",
+    "resample_plane",
     "track_menu",
 ]

@@ -48,11 +48,15 @@ class Hud:
     lines : list of ((3,), (3,), rgb)
     points : list of ((3,), rgb)
     texts : list of ((3,), str, rgb)
+    image : ((3, 3) stage corners, (H, W, 3) uint8) or None
+        A textured square (the slice plane): origin, end of the first side (image
+        columns), end of the second side (image rows, bottom to top).
     """
 
     lines: list[tuple[Vec3, Vec3, RGB]] = field(default_factory=list)
     points: list[tuple[Vec3, RGB]] = field(default_factory=list)
     texts: list[tuple[Vec3, str, RGB]] = field(default_factory=list)
+    image: tuple[npt.NDArray[np.float64], npt.NDArray[np.uint8]] | None = None
     #: Visual angle of a line of HUD text on the eyes (the renderer's font size in
     #: degrees; the app sets it from the eyes' resolution and field of view).
     text_angle_rad: float = float(np.radians(1.5))
@@ -63,6 +67,7 @@ class Hud:
         self.lines.clear()
         self.points.clear()
         self.texts.clear()
+        self.image = None
 
     def line_spacing_m(self, at: npt.ArrayLike, lines: float = 1.0) -> float:
         """Vertical distance (metres) that ``lines`` lines of text take at ``at`` with a
@@ -79,6 +84,10 @@ class Hud:
 
     def text(self, p: npt.ArrayLike, s: str, color: RGB = (1.0, 1.0, 1.0)) -> None:
         self.texts.append((_v(p), s, color))
+
+    def show_image(self, corners: npt.ArrayLike, rgb: npt.NDArray[np.uint8]) -> None:
+        """Show ``rgb`` on the square with stage ``corners`` (see :attr:`image`)."""
+        self.image = (np.asarray(corners, dtype=np.float64).reshape(3, 3), rgb)
 
 
 def _v(p: npt.ArrayLike) -> Vec3:
@@ -130,6 +139,8 @@ class ToolContext:
     next_background: Callable[[], str] | None = None
     #: Where a marker drag started (world zyx µm; ``annotations.move_marker``).
     drag_from_um: tuple[float, ...] | None = None
+    #: The slice tool's plane (``slice.freeze`` toggles it), when that tool is in hand.
+    slice_plane: Any = None
     _notified: bool = field(default=False, repr=False)
 
     # -- viewer.actions.ActionContext ------------------------------------------------
