@@ -23,7 +23,15 @@ from analysis.errors import InvalidEditError
 
 from ._context import MEASURE_POINTS, ActionContext
 from ._registry import ACTIONS, Action
-from ._select import Pick, is_timelapse, merge_ends, node_at_time, time_range, tracklet_end
+from ._select import (
+    Pick,
+    is_timelapse,
+    merge_ends,
+    nearest_marker,
+    node_at_time,
+    time_range,
+    tracklet_end,
+)
 
 __all__ = ["current_time", "select_node", "selected_nodes", "set_time", "show_point"]
 
@@ -355,14 +363,8 @@ def _add_marker(ctx: ActionContext, pick: Pick) -> Command:
     enabled=_needs_point,
 )
 def _remove_marker(ctx: ActionContext, pick: Pick) -> Any:
-    ms = ctx.annotations.markers
-    if not ms:
-        return None
-    d = np.linalg.norm(np.asarray([m.position_um for m in ms]) - np.asarray(_point(pick)), axis=1)
-    i = int(np.argmin(d))
-    if d[i] > pick.tolerance_um:
-        return None
-    return _apply(ctx, RemoveMarker(ms[i].id))
+    mid = nearest_marker(ctx.annotations, _point(pick), pick.tolerance_um)
+    return None if mid is None else _apply(ctx, RemoveMarker(mid))
 
 
 @ACTIONS.action(

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from analysis.annotations import MoveMarker, RemoveClass, RenameClass
 
 from ._context import ActionContext
 from ._registry import ACTIONS, Action
-from ._select import Pick
+from ._select import Pick, nearest_marker
 
 __all__ = ["MARKERS_LAYER", "MOVE_MARKER", "rename_class"]
 
@@ -46,13 +44,7 @@ def _marker_to_move(ctx: ActionContext, pick: Pick) -> int | None:
     """The picked marker's id; else the one nearest the drag start, within tolerance."""
     if pick.layer == MARKERS_LAYER and pick.label is not None:
         return int(pick.label)
-    ms = ctx.annotations.markers
-    if not ms:
-        return None
-    start = np.asarray(_drag_start(ctx), dtype=np.float64)
-    d = np.linalg.norm(np.asarray([m.position_um for m in ms]) - start, axis=1)
-    i = int(np.argmin(d))
-    return ms[i].id if d[i] <= pick.tolerance_um else None
+    return nearest_marker(ctx.annotations, _drag_start(ctx), pick.tolerance_um)
 
 
 @ACTIONS.action(

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "nearest_marker",
     "SCENE_TOLERANCE_FRACTION",
     "SCREEN_TOLERANCE_PX",
     "STAGE_TOLERANCE_M",
@@ -209,3 +210,14 @@ def is_timelapse(scene: Any, tracks: Any) -> bool:
     data = getattr(img, "data", None)
     has_t = data is not None and "t" in data.axes
     return bool(has_t or (tracks is not None and len(tracks.time_points) > 1))
+
+
+def nearest_marker(annotations: Any, zyx_um: Any, radius_um: float) -> int | None:
+    """Id of the marker of ``annotations`` nearest to ``zyx_um`` (world µm), if it lies
+    within ``radius_um``; None otherwise (or without annotations or markers)."""
+    ms = annotations.markers if annotations is not None else []
+    if not ms:
+        return None
+    d = np.linalg.norm(np.asarray([m.position_um for m in ms]) - np.asarray(zyx_um, float), axis=1)
+    i = int(np.argmin(d))
+    return int(ms[i].id) if d[i] <= radius_um else None

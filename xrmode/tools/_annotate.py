@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from viewer.actions import MOVE_MARKER, Measuring, Pick, stage_tolerance_um
+from viewer.actions import MOVE_MARKER, Measuring, Pick, nearest_marker, stage_tolerance_um
 
 from ..input._types import InputFrame
 from ._base import Tool, ToolContext
@@ -129,16 +129,6 @@ class CountTool(Tool):
         self._stick_armed = True
         self._drag_from: npt.NDArray[np.float64] | None = None
 
-    @staticmethod
-    def _marker_near(ctx: ToolContext, zyx: np.ndarray, radius_um: float) -> int | None:
-        ann = getattr(ctx.workspace, "annotations", None)
-        if ann is None or not ann.markers:
-            return None
-        pos = np.asarray([m.position_um for m in ann.markers])
-        d = np.linalg.norm(pos - zyx, axis=1)
-        i = int(np.argmin(d))
-        return int(ann.markers[i].id) if d[i] <= radius_um else None
-
     def _on_disable(self) -> None:
         self._drag_from = None
 
@@ -155,7 +145,8 @@ class CountTool(Tool):
         tip = ctx.tip_world(h)
         if tip is not None and h.select.just_pressed:
             # On a marker (within DRAG_RADIUS_M): pick it up; elsewhere: a new marker.
-            if self._marker_near(ctx, tip, DRAG_RADIUS_M / ctx.transform.scale) is not None:
+            ann = getattr(ctx.workspace, "annotations", None)
+            if nearest_marker(ann, tip, DRAG_RADIUS_M / ctx.transform.scale) is not None:
                 self._drag_from = tip
             else:
                 ctx.run("annotations.add_marker", _pick_at(tip))
@@ -263,19 +254,6 @@ class ClassifyTool(Tool):
         self.layer = layer
         self.pointed: int | None = None
         self._stick_armed = True
-
-    @staticmethod
-    def _marker_near(ctx: ToolContext, zyx: np.ndarray, radius_um: float) -> int | None:
-        ann = getattr(ctx.workspace, "annotations", None)
-        if ann is None or not ann.markers:
-            return None
-        pos = np.asarray([m.position_um for m in ann.markers])
-        d = np.linalg.norm(pos - zyx, axis=1)
-        i = int(np.argmin(d))
-        return int(ann.markers[i].id) if d[i] <= radius_um else None
-
-    def _on_disable(self) -> None:
-        self._drag_from = None
 
     def update(self, frame: InputFrame, ctx: ToolContext) -> None:
         h = self.the_hand(frame)
