@@ -607,10 +607,11 @@ class VolumeStreamer:
         refill = bool(self._held_back) and self.scheduler.n_queued() <= self.max_requests // 2
         if not self.background or wait or self._plan is None:
             self._collect(block=True)
-            plan = self._compute(
-                vs, planes, err, base, self.residency.resident, self._plan, refill, None
+            self._adopt(
+                self._compute(
+                    vs, planes, err, base, self.residency.resident, self._plan, refill, None
+                )
             )
-            self._adopt(plan)
         else:
             self._collect(block=False)
             if self._job is None:
@@ -628,7 +629,7 @@ class VolumeStreamer:
                     self._cache_keys(),
                 )
         plan = self._plan
-        assert plan is not None
+        assert plan is not None  # the first frame computes one above
         gpu_over = max(plan.gpu, self.textures.used) > self.textures.budget_bytes
         self._adapt_bias(self._over or gpu_over, plan.gpu)
         self._frame_ms = (time.perf_counter() - t0) * 1e3
@@ -641,7 +642,9 @@ class VolumeStreamer:
             levels=plan.levels,
             arrived=arrived,
             selection=sel,
-            stats=self._stats(len(sel.leaves), len(plan.keys), plan.n_stand, plan.n_undrawn, plan.gpu),
+            stats=self._stats(
+                len(sel.leaves), len(plan.keys), plan.n_stand, plan.n_undrawn, plan.gpu
+            ),
         )
         self._last = frame
         return frame
@@ -687,7 +690,7 @@ class VolumeStreamer:
         """Selection, draw list and requests for these inputs (pure but for the reused
         selection, so it runs on the worker or, with no job running, on the frame thread).
         Returns ``prev`` itself when nothing changed."""
-        sel = self._selector.select(vs, planes, err, self.finest_level)
+        sel = self._select(vs, planes, err)
         # The version first: the bitmap read after it is at least that recent.
         version = self.residency.version
         stamp = (id(sel), version, base)
@@ -759,6 +762,13 @@ class VolumeStreamer:
         self._held_back = plan.held_back
         self._need_bytes = plan.need_bytes
         self._plan = plan
+
+    def _select(self, vs: list[View], planes: F64, err: float | None = None) -> Selection:
+        """:func:`select_bricks` at ``err`` (default: the error bound of the budget's
+        bias), reused while the views barely move (:class:`SelectionReuse`)."""
+        if err is None:
+            err = self.max_error_px * self._bias
+        return self._selector.select(vs, planes, err, self.finest_level)
 
     def _drain(self) -> I64:
         """Move finished bricks into the cache, keeping the bitmap in step.
@@ -938,6 +948,7 @@ class VolumeStreamer:
         """Keys of the next time points' leaves that fit in the budget and are not held."""
         limit = _BUDGET_SHARE * self.cache.budget_bytes
         leaf_sizes = self._brick_bytes[sel.leaf_levels]
+        have = self.cache.keys_array() if cache_keys is None else cache_keys
         extra = []
         used = used_bytes
         for dt in range(1, self.prefetch_time + 1):
@@ -947,7 +958,7 @@ class VolumeStreamer:
             c2 = used + np.cumsum(leaf_sizes)
             ok = c2 <= limit
             k = self.key_base(time_index=t) + sel.leaves[ok]
-            extra.append(k[~_contains(cache_keys, k)] if cache_keys is not None else k[~self.cache.contains_array(k)])
+            extra.append(k[~_contains(have, k)])
             used = int(c2[ok][-1]) if ok.any() else used
             if not ok.all():
                 break

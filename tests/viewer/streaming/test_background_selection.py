@@ -76,9 +76,7 @@ cameras = st.builds(
 @pytest.fixture()
 def pair(half_resident: BrickCache) -> Iterator[tuple[VolumeStreamer, VolumeStreamer]]:
     # reuse_px=0: every frame selects for its own camera (no reuse of a close one's).
-    bg = VolumeStreamer(
-        _source(), cache=half_resident, n_workers=1, background=True, reuse_px=0.0
-    )
+    bg = VolumeStreamer(_source(), cache=half_resident, n_workers=1, background=True, reuse_px=0.0)
     ref = VolumeStreamer(_source(), cache=half_resident, n_workers=1, reuse_px=0.0)
     bg.scheduler.pause()
     ref.scheduler.pause()
@@ -89,7 +87,9 @@ def pair(half_resident: BrickCache) -> Iterator[tuple[VolumeStreamer, VolumeStre
         ref.close()
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(start=cameras, cam=cameras)
 def test_worker_selection_equals_the_synchronous_one(
     pair: tuple[VolumeStreamer, VolumeStreamer], start: View, cam: View
