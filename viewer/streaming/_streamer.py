@@ -133,6 +133,10 @@ class StreamStats:
     frame_cpu_ms : float
         CPU time of the calling thread in the last :meth:`VolumeStreamer.update`
         (the wall-clock time less what other threads and processes took).
+    selecting : bool
+        The bricks drawn may not be the latest views' yet: the selection worker
+        (``background=True``) is computing theirs, or just handed a new plan over. A
+        host that draws on demand keeps drawing while this is true.
     """
 
     cache_bytes: int
@@ -155,6 +159,7 @@ class StreamStats:
     lod_bias: float
     frame_ms: float
     frame_cpu_ms: float
+    selecting: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -302,6 +307,18 @@ def _contains(have: I64, keys: I64) -> npt.NDArray[np.bool_]:
         return np.zeros(len(keys), dtype=bool)
     i = np.minimum(np.searchsorted(have, keys), len(have) - 1)
     return np.asarray(have.take(i) == keys)
+
+
+def _view_key(v: View) -> tuple[Any, ...]:
+    """What a view's selection depends on, comparable (equal views give equal keys)."""
+    return (
+        v.position_um.tobytes(),
+        v.forward.tobytes(),
+        v.planes.tobytes(),
+        v.focal_px,
+        v.perspective,
+        v.size,
+    )
 
 
 def _volumes(d: F64) -> F64:
@@ -461,6 +478,12 @@ class VolumeStreamer:
         self._plan: _Plan | None = None
         self._job: Future[_Plan] | None = None
         self._worker: ThreadPoolExecutor | None = None
+        # Inputs of the last frame (background only), of the running job, and of the last
+        # job that changed nothing (the plan drawn is that frame's when the first and the
+        # last are equal).
+        self._frame_key: tuple[Any, ...] | None = None
+        self._job_key: tuple[Any, ...] | None = None
+        self._settled_key: tuple[Any, ...] | None = None
         self._lock = threading.Lock()  # guards _worker against close()
 
     # -- keys ---------------------------------------------------------------------
@@ -619,6 +642,7 @@ class VolumeStreamer:
         err = self.max_error_px * self._bias
         refill = bool(self._held_back) and self.scheduler.n_queued() <= self.max_requests // 2
         if not self.background or wait or self._plan is None:
+            self._frame_key = None  # this frame's plan is computed here
             self._collect(block=True)
             self._adopt(
                 self._compute(
@@ -626,8 +650,18 @@ class VolumeStreamer:
                 )
             )
         else:
+            key = (
+                tuple(_view_key(v) for v in vs),
+                planes.tobytes(),
+                err,
+                base,
+                self.residency.version,
+                refill,
+            )
+            self._frame_key = key
             self._collect(block=False)
             if self._job is None:
+                self._job_key = key
                 # The worker reads the live residency bitmap (bytes written by this thread
                 # between its reads at worst: _adopt checks the draw list against it).
                 self._job = self._executor().submit(
@@ -687,7 +721,10 @@ class VolumeStreamer:
         job = self._job
         if job is not None and (block or job.done()):
             self._job = None
-            self._adopt(job.result())
+            plan = job.result()
+            # A job that changed nothing: the same inputs again will not either.
+            self._settled_key = self._job_key if plan is self._plan else None
+            self._adopt(plan)
 
     def _compute(
         self,
@@ -1015,6 +1052,7 @@ class VolumeStreamer:
             lod_bias=self._bias,
             frame_ms=self._frame_ms,
             frame_cpu_ms=self._frame_cpu_ms,
+            selecting=self._frame_key is not None and self._frame_key != self._settled_key,
         )
 
     def stats(self) -> StreamStats:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from analysis.volume import FunctionVolumeSource
 from viewer.scene import Camera
-from viewer.streaming import BrickCache, View, VolumeStreamer, select_bricks
+from viewer.streaming import BrickCache, BrickGrid, View, VolumeStreamer, select_bricks
 
 SIZE = (800, 600)
 SHAPE = (128, 160, 192)
@@ -161,3 +161,34 @@ def test_wait_computes_this_cameras_selection_on_the_frame_thread(
     want = select_bricks(bg.grid, [c], max_error_px=1.0)
     np.testing.assert_array_equal(frame.selection.leaves, want.leaves)
     assert len(frame.selection.leaves) and len(frame.keys)
+
+
+def test_frames_say_selecting_until_the_last_cameras_bricks_are_drawn(
+    half_resident: BrickCache,
+) -> None:
+    """A host that draws on demand (the desktop view) stops when the camera stops: the
+    frames must say so while the worker has not caught up, and only then stop saying it."""
+    a, b = _view(0.3, 0.2, 400.0, 0.0), _view(1.9, -0.4, 250.0, 30.0)
+    want = select_bricks(BrickGrid.from_source(_source()), [b], max_error_px=1.0)
+    with VolumeStreamer(_source(), cache=half_resident, n_workers=1, background=True) as bg:
+        bg.scheduler.pause()
+        frame = bg.update(a)
+        for _ in range(20):  # at rest on a
+            bg.join(30)
+            frame = bg.update(a)
+            if not frame.stats.selecting:
+                break
+        assert not frame.stats.selecting
+        moved = bg.update(b)  # the camera jumps to b and stops there
+        assert moved.stats.selecting
+        assert not np.array_equal(moved.selection.leaves, want.leaves)
+        for _ in range(20):
+            bg.join(30)
+            frame = bg.update(b)
+            if not frame.stats.selecting:
+                break
+        assert not frame.stats.selecting
+        np.testing.assert_array_equal(frame.selection.leaves, want.leaves)
+    with VolumeStreamer(_source(), cache=half_resident, n_workers=1) as sync:
+        sync.scheduler.pause()
+        assert not sync.update(a).stats.selecting and not sync.update(b).stats.selecting
