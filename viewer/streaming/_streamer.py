@@ -650,14 +650,9 @@ class VolumeStreamer:
                 )
             )
         else:
-            key = (
-                tuple(_view_key(v) for v in vs),
-                planes.tobytes(),
-                err,
-                base,
-                self.residency.version,
-                refill,
-            )
+            # The views only: arrivals and budget steps change plans too, but those are
+            # announced by pending / in_flight; equal views give the same selection.
+            key = (tuple(_view_key(v) for v in vs), planes.tobytes(), base)
             self._frame_key = key
             self._collect(block=False)
             if self._job is None:
