@@ -16,7 +16,10 @@ Run: ``.venv/bin/python tests/benchmarks/bench_raycast.py [--quick]`` (no VTK; E
    and 102k leaves (bricks drawn), with an atlas table of 7,200 slots (a 2 GB budget of
    66³ slots) holding 7,200 of the visible nodes. Uploads are excluded (they are
    bounded separately: at most 64 slots and 4 ms a frame); frames are 11 ms apart, the
-   worker's build time is printed too.
+   worker's build time is printed too. Then the same for ``VolumeStreamer.update`` (brick
+   selection: LOD, culling, draw list, requests), camera still and moving 2 µm a frame,
+   with the selection on the frame thread (``background=False``, the reference) and on
+   the worker thread (``background=True``, the viewer's default since issue 15).
 """
 
 from __future__ import annotations
@@ -272,8 +275,10 @@ def frame_thread_cpu(reps: int) -> list[str]:
 
 def streamer_cpu(reps: int) -> list[str]:
     """Frame-thread CPU of ``VolumeStreamer.update`` (LOD, culling, draw list, requests)
-    with the view of :func:`frame_thread_cpu` (102,400 leaves), loads paused: camera
-    still (selection reused) and moved by 2 µm every frame (selection recomputed)."""
+    with the view of :func:`frame_thread_cpu`, loads paused: camera still (selection
+    reused) and moved by 2 µm every frame (selection recomputed), with the selection on
+    the frame thread (``background=False``, the reference and one-shot renders' path)
+    and on the worker thread (``background=True``, the viewer's) in the same run."""
     src = FunctionVolumeSource((2048, 4096, 3200), lambda lv, r: None, chunks=(64, 64, 64))
     rows = []
     for err in (4.0, 2.0, 0.5):
@@ -283,25 +288,39 @@ def streamer_cpu(reps: int) -> list[str]:
                 (1024 + dx, 2048, -20000), (1024 + dx, 2048, 1600), (0, -1, 0), 20.0, (4096, 4096)
             )
             cams.append(View.from_matrices(view, proj, (4096, 4096)))
-        # A RAM budget above the view's bytes (nothing is loaded: the LOD stays put).
-        with VolumeStreamer(src, n_workers=1, cache_bytes=1 << 45, max_error_px=err) as st:
-            st.scheduler.pause()
-            st.update(cams[0])
-            still, moved = [], []
-            for _ in range(reps):
-                c = time.thread_time()
-                st.update(cams[0])
-                still.append((time.thread_time() - c) * 1e3)
-                time.sleep(0.011)
-            for i in range(reps):
-                c = time.thread_time()
-                frame = st.update(cams[(i + 1) % 2])
-                moved.append((time.thread_time() - c) * 1e3)
-                time.sleep(0.011)
+        got = {}
+        for background in (False, True):
+            # A RAM budget above the view's bytes (nothing is loaded: the LOD stays put).
+            with VolumeStreamer(
+                src, n_workers=1, cache_bytes=1 << 45, max_error_px=err, background=background
+            ) as st:
+                st.scheduler.pause()
+                frame = st.update(cams[0])
+                st.join()
+                still, moved, fresh = [], [], 0
+                for _ in range(reps):
+                    c = time.thread_time()
+                    st.update(cams[0])
+                    still.append((time.thread_time() - c) * 1e3)
+                    time.sleep(0.011)
+                st.join()
+                for i in range(reps):
+                    c = time.thread_time()
+                    new = st.update(cams[(i + 1) % 2])
+                    moved.append((time.thread_time() - c) * 1e3)
+                    fresh += int(new.selection is not frame.selection)
+                    frame = new
+                    time.sleep(0.011)
+                got[background] = (still, moved, fresh, len(frame.selection.leaves))
+        for background in (False, True):
+            still, moved, fresh, n = got[background]
+            how = "worker thread" if background else "frame thread (before)"
+            ratio = statistics.median(moved) / statistics.median(got[False][1])
             rows.append(
-                f"| streamer, {len(frame.selection.leaves):,} leaves | "
+                f"| streamer, {n:,} leaves, selection on the {how} | "
                 f"{statistics.median(still):.3f} / {np.percentile(still, 95):.3f} | "
-                f"{statistics.median(moved):.3f} / {np.percentile(moved, 95):.3f} | | |"
+                f"{statistics.median(moved):.3f} / {np.percentile(moved, 95):.3f} | "
+                f"{ratio:.2f} | new selection drawn in {fresh} of {reps} moving frames |"
             )
     return rows
 
@@ -309,8 +328,20 @@ def streamer_cpu(reps: int) -> list[str]:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument(
+        "--streamer", action="store_true", help="only the streamer's frame-thread CPU (section 3)"
+    )
     args = ap.parse_args()
     reps = 3 if args.quick else 9
+    if args.streamer:
+        print(
+            f"\n| frame-thread CPU of VolumeStreamer.update, load average "
+            f"{os.getloadavg()[0]:.1f} | still: median / p95 ms | moving: median / p95 ms | "
+            f"moving, ratio to the frame thread | notes |\n|---|---|---|---|---|"
+        )
+        for row in streamer_cpu(reps * 3):
+            print(row, flush=True)
+        return 0
     print(
         f"\n| llvmpipe, 256 x 256, same 128³ content and camera, load average "
         f"{os.getloadavg()[0]:.1f} | frame | ratio to 1 brick | notes |\n|---|---|---|---|"

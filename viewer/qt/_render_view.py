@@ -340,7 +340,8 @@ class RenderThread:
         # the budget leaves nothing pending, and then the view rests.
         host = self.streaming.host if self.streaming is not None else None
         self.refining = any(
-            not f.complete and (f.stats.pending > 0 or f.stats.in_flight > 0)
+            (not f.complete and (f.stats.pending > 0 or f.stats.in_flight > 0))
+            or f.stats.selecting  # the selection worker has not caught up with the camera
             for f in frames.values()
         ) or (host is not None and host.behind)
         self._bridge.frame.emit(img, dt)

@@ -264,6 +264,9 @@ class StreamingController:
             n_workers=self.n_workers,
             labels=isinstance(lay, Labels),
             finest_level=self.finest_level,
+            # Selection and draw list on a worker while the view moves (one-shot renders
+            # select on this thread: their one picture is the settled one).
+            background=not self.one_shot,
         )
         adapter: VtkStreamedSurfaces | VtkRaycastImage | VtkRaycastLabels
         if kind == "surface":
@@ -348,7 +351,7 @@ class StreamingController:
             st = adapter.streamer
             if st.n_time > 1:
                 st.time_index = min(max(int(round(self.scene.current_time)), 0), st.n_time - 1)
-            frame = st.update(views, planes)
+            frame = st.update(views, planes, wait=immediate)
             if show:
                 adapter.show(frame)
             else:

@@ -59,10 +59,13 @@ class Residency:
         """Rebuild the bitmap if the cache changed behind our back or ``base`` moved."""
         if base == self.base and self.cache.version == self._cache_version:
             return
-        self.resident[:] = False
+        # A new array, not a rewrite in place: a selection worker reading the old one
+        # (VolumeStreamer(background=True)) never sees it half rebuilt.
+        resident = np.zeros(self.n_bricks, dtype=bool)
         keys = self.cache.keys_array()
         mine = keys[(keys >= base) & (keys < base + self.n_bricks)]
-        self.resident[mine - base] = True
+        resident[mine - base] = True
+        self.resident = resident
         if base != self.base:
             self.mark_drawn(np.zeros(0, np.int64))
         self.base = base

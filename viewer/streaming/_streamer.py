@@ -22,7 +22,20 @@ frame), never per brick in view. A frame costs a few hundred NumPy calls of
 1-5 µs each on a busy machine, so calls are counted: masks and ``take`` instead
 of ``np.unique``/``np.isin`` and boolean fancy indexing where it matters.
 ``benchmarks.md`` ("Streaming", "Frame work") has the figures: about 1-1.5 ms of
-CPU per frame with 100k bricks, loads running or not.
+CPU per frame with 100k bricks, loads running or not, while the camera is still; a
+moving camera costs a new selection and draw list, 12 ms at 100k leaves.
+
+Off the frame thread (``background=True``, what the desktop and headset controllers use).
+Steps 2-4 need only the views, the grid (immutable) and the residency bitmap, so they run
+on one worker thread as a :class:`_Plan` (selection, draw list, requests); the frame
+drains arrivals, hands the latest views to the worker when it is idle, and draws the latest
+finished plan: late while the camera moves (by one plan's time, 12 ms at 100k leaves on
+this machine, longer under load), never waiting. Adopting a plan (marking its bricks drawn,
+handing its requests to the scheduler) is the only per-plan work left on the frame thread.
+The worker reads the live bitmap, which this thread keeps writing as bricks arrive and
+are evicted: a plan made from a bitmap older than the frame's has its draw items checked
+against the current one (one ``take``) and loses those whose brick left the cache. The
+first frame, ``update(wait=True)`` and :meth:`settle` compute on the calling thread.
 
 Seams. Bricks are fetched exactly as stored (one chunk, no overlap) so nothing
 is fetched twice; the one-voxel border that interpolation needs is assembled
@@ -38,9 +51,13 @@ values (``tests/viewer/streaming/test_render_streaming.py`` measures the seams).
 from __future__ import annotations
 
 import bisect
+import concurrent.futures
+import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +133,10 @@ class StreamStats:
     frame_cpu_ms : float
         CPU time of the calling thread in the last :meth:`VolumeStreamer.update`
         (the wall-clock time less what other threads and processes took).
+    selecting : bool
+        The bricks drawn may not be the latest views' yet: the selection worker
+        (``background=True``) is computing theirs, or just handed a new plan over. A
+        host that draws on demand keeps drawing while this is true.
     """
 
     cache_bytes: int
@@ -138,6 +159,7 @@ class StreamStats:
     lod_bias: float
     frame_ms: float
     frame_cpu_ms: float
+    selecting: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -252,6 +274,53 @@ def _slab(
     return dst, src  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What a frame draws and asks for, computed from one selection and resident set
+    (on the worker thread with ``background=True``).
+
+    ``stamp`` is (id(selection), residency version, key base); ``used`` the selection's
+    node indices drawn, ``drawn_codes`` their brick codes; ``requests`` the keys to hand
+    to the scheduler when the plan is adopted.
+    """
+
+    sel: Selection
+    stamp: tuple[int, int, int]
+    keys: I64
+    lo: F64
+    hi: F64
+    levels: I64
+    n_stand: int
+    n_undrawn: int
+    gpu: int
+    used: I64
+    drawn_codes: I64
+    requests: I64 | None
+    over: bool
+    held_back: int
+    need_bytes: int
+
+
+def _contains(have: I64, keys: I64) -> npt.NDArray[np.bool_]:
+    """Membership of ``keys`` in the sorted ``have`` (BrickCache.contains_array on a copy)."""
+    if not len(have) or not len(keys):
+        return np.zeros(len(keys), dtype=bool)
+    i = np.minimum(np.searchsorted(have, keys), len(have) - 1)
+    return np.asarray(have.take(i) == keys)
+
+
+def _view_key(v: View) -> tuple[Any, ...]:
+    """What a view's selection depends on, comparable (equal views give equal keys)."""
+    return (
+        v.position_um.tobytes(),
+        v.forward.tobytes(),
+        v.planes.tobytes(),
+        v.focal_px,
+        v.perspective,
+        v.size,
+    )
+
+
 def _volumes(d: F64) -> F64:
     """Products of the rows of ``d`` (N, 3) (``np.prod(axis=1)`` is ~7x slower at N ~ 1000)."""
     return np.asarray(d[:, 0] * d[:, 1] * d[:, 2])
@@ -295,6 +364,10 @@ class VolumeStreamer:
     reuse_px : float, default: 0.5
         Keep last frame's brick selection while the camera moved less than this many
         pixels (turning) and finest voxels (moving); 0 recomputes every frame.
+    background : bool, default: False
+        Compute the selection, draw list and requests on a worker thread from the
+        latest views (:meth:`update`); the frame draws the latest finished ones. False:
+        on the calling thread every frame (one-shot renders, tests).
 
     Notes
     -----
@@ -324,6 +397,7 @@ class VolumeStreamer:
         finest_level: int = 0,
         max_requests: int = 256,
         reuse_px: float = 0.5,
+        background: bool = False,
     ) -> None:
         axes = tuple(source.axes)
         if axes[-3:] != ("z", "y", "x"):
@@ -395,12 +469,22 @@ class VolumeStreamer:
         # Last selection, the views and error it was made for, and its leaves' boxes.
         self._selector = SelectionReuse(g, self.reuse_px)
         # What the last draw list / request list were computed from.
-        self._items_for: tuple[int, int, int] = (-1, -1, -1)
         self._held_back = 0
-        self._used = np.zeros(0, np.int64)
         self._over = False
         self._need_bytes = 0
         self._frames = 0
+        # The plan drawn now, the worker computing the next one (background=True).
+        self.background = bool(background)
+        self._plan: _Plan | None = None
+        self._job: Future[_Plan] | None = None
+        self._worker: ThreadPoolExecutor | None = None
+        # Inputs of the last frame (background only), of the running job, and of the last
+        # job that changed nothing (the plan drawn is that frame's when the first and the
+        # last are equal).
+        self._frame_key: tuple[Any, ...] | None = None
+        self._job_key: tuple[Any, ...] | None = None
+        self._settled_key: tuple[Any, ...] | None = None
+        self._lock = threading.Lock()  # guards _worker against close()
 
     # -- keys ---------------------------------------------------------------------
     @property
@@ -517,22 +601,33 @@ class VolumeStreamer:
 
     # -- frame ----------------------------------------------------------------------
     def update(
-        self, views: View | Sequence[View], clip_planes: Iterable[Any] | F64 = ()
+        self,
+        views: View | Sequence[View],
+        clip_planes: Iterable[Any] | F64 = (),
+        wait: bool = False,
     ) -> StreamFrame:
-        """One frame: drain arrivals, choose bricks, request what is missing. Never waits.
+        """One frame: drain arrivals, choose bricks, request what is missing. Never waits
+        on I/O.
 
         Parameters
         ----------
         views : View or sequence of View
             The camera, or both eyes.
         clip_planes : iterable of ClippingPlane, or (K, 4) array
+        wait : bool, default: False
+            With ``background=True``: compute this frame's selection on the calling
+            thread (waiting for a running one first), as one-shot renders need.
 
         Notes
         -----
         Work is skipped when its inputs did not change: the brick selection while
         the camera moved less than ``reuse_px`` (and the error bound is the same),
         the draw list and the request list while neither the selection nor the
-        resident set changed.
+        resident set changed. With ``background=True`` the selection, the draw list
+        and the request list (a :class:`_Plan`) are computed on a worker thread from
+        the latest views; the frame draws the latest finished plan (at most one
+        frame late while the camera moves) and never waits for the worker, except
+        for the very first frame (nothing to draw yet) and ``wait=True``.
         """
         t0 = time.perf_counter()
         c0 = time.thread_time()
@@ -542,53 +637,182 @@ class VolumeStreamer:
         planes = (
             clip_planes if isinstance(clip_planes, np.ndarray) else clip_planes_array(clip_planes)
         )
-        sel = self._select(vs, planes)
         base = self.key_base()
         self.residency.sync(base)
-        stamp = (id(sel), self.residency.version, base)
-        last = self._last
-        if last is not None and stamp == self._items_for:
-            # Frame coherence: same selection, same resident bricks -> same draw list.
-            keys, lo, hi, lv = last.keys, last.crop_lo, last.crop_hi, last.levels
-            n_stand, n_undrawn, gpu = last.stats.stand_ins, last.stats.undrawn, last.stats.gpu_bytes
+        err = self.max_error_px * self._bias
+        refill = bool(self._held_back) and self.scheduler.n_queued() <= self.max_requests // 2
+        if not self.background or wait or self._plan is None:
+            self._frame_key = None  # this frame's plan is computed here
+            self._collect(block=True)
+            self._adopt(
+                self._compute(
+                    vs, planes, err, base, self.residency.resident, self._plan, refill, None
+                )
+            )
         else:
-            res = self.residency.resident[sel.nodes]
-            item_nodes, lo, hi, src = self._draw_items(sel, res)
-            keys = base + sel.nodes[item_nodes]
-            lv = sel.node_levels[item_nodes]
-            n_stand = int(np.count_nonzero((src >= 0) & (src != sel.leaf_index)))
-            n_undrawn = int(np.count_nonzero(src < 0))
-            # Sorted distinct nodes drawn, by a mask over the selection's nodes
-            # (np.unique hashes and sorts: ~0.2 ms a frame here).
-            drawn = np.zeros(len(sel.nodes), dtype=bool)
-            drawn[item_nodes] = True
-            used = np.flatnonzero(drawn)
-            self.residency.mark_drawn(sel.nodes[used])
-            gpu = int(self._tex_bytes[sel.node_levels[used]].sum())
-            self._items_for = stamp
-            self._used = used
-            self._plan_requests(sel, res, used, base, vs)
-        self._refill(sel, base, vs)
-        gpu_over = max(gpu, self.textures.used) > self.textures.budget_bytes
-        self._adapt_bias(self._over or gpu_over, gpu)
+            # The views only: arrivals and budget steps change plans too, but those are
+            # announced by pending / in_flight; equal views give the same selection.
+            key = (tuple(_view_key(v) for v in vs), planes.tobytes(), base)
+            self._frame_key = key
+            self._collect(block=False)
+            if self._job is None:
+                self._job_key = key
+                # The worker reads the live residency bitmap (bytes written by this thread
+                # between its reads at worst: _adopt checks the draw list against it).
+                self._job = self._executor().submit(
+                    self._compute,
+                    vs,
+                    planes,
+                    err,
+                    base,
+                    self.residency.resident,
+                    self._plan,
+                    refill,
+                    self._cache_keys(),
+                )
+        plan = self._plan
+        assert plan is not None  # the first frame computes one above
+        gpu_over = max(plan.gpu, self.textures.used) > self.textures.budget_bytes
+        self._adapt_bias(self._over or gpu_over, plan.gpu)
         self._frame_ms = (time.perf_counter() - t0) * 1e3
         self._frame_cpu_ms = (time.thread_time() - c0) * 1e3
+        sel = plan.sel
         frame = StreamFrame(
-            keys=keys,
-            crop_lo=lo,
-            crop_hi=hi,
-            levels=lv,
+            keys=plan.keys,
+            crop_lo=plan.lo,
+            crop_hi=plan.hi,
+            levels=plan.levels,
             arrived=arrived,
             selection=sel,
-            stats=self._stats(len(sel.leaves), len(keys), n_stand, n_undrawn, gpu),
+            stats=self._stats(
+                len(sel.leaves), len(plan.keys), plan.n_stand, plan.n_undrawn, plan.gpu
+            ),
         )
         self._last = frame
         return frame
 
-    def _select(self, vs: list[View], planes: F64) -> Selection:
-        """:func:`select_bricks` at the error bound of the budget's bias (reused while the
-        views barely move: :class:`SelectionReuse`)."""
-        err = self.max_error_px * self._bias
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the worker's running selection is finished (the next :meth:`update`
+        draws it); for tests and benchmarks, never in a frame loop."""
+        job = self._job
+        if job is not None:
+            concurrent.futures.wait([job], timeout=timeout)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="vrscope-select")
+            return self._worker
+
+    def _cache_keys(self) -> I64 | None:
+        """The cache's keys for the time-lapse prefetch of a worker's plan (the cache is
+        this thread's: the worker reads this sorted copy). None without prefetch."""
+        if self.n_time > 1 and self.prefetch_time:
+            return self.cache.keys_array()
+        return None
+
+    def _collect(self, block: bool) -> None:
+        """Adopt the worker's plan when it is finished (``block``: wait for it)."""
+        job = self._job
+        if job is not None and (block or job.done()):
+            self._job = None
+            plan = job.result()
+            # A job that changed nothing: the same inputs again will not either.
+            self._settled_key = self._job_key if plan is self._plan else None
+            self._adopt(plan)
+
+    def _compute(
+        self,
+        vs: list[View],
+        planes: F64,
+        err: float,
+        base: int,
+        resident: npt.NDArray[np.bool_],
+        prev: _Plan | None,
+        refill: bool,
+        cache_keys: I64 | None,
+    ) -> _Plan:
+        """Selection, draw list and requests for these inputs (pure but for the reused
+        selection, so it runs on the worker or, with no job running, on the frame thread).
+        Returns ``prev`` itself when nothing changed."""
+        sel = self._select(vs, planes, err)
+        # The version first: the bitmap read after it is at least that recent.
+        version = self.residency.version
+        stamp = (id(sel), version, base)
+        if prev is not None and prev.stamp == stamp:
+            # Frame coherence: same selection, same resident bricks -> same draw list.
+            if not refill:
+                return prev
+            # Only the next batch of requests.
+            res = resident.take(sel.nodes)
+            req = self._plan_requests(sel, res, prev.used, base, vs, cache_keys)
+            return dataclasses.replace(prev, requests=req[0], over=req[1], held_back=req[2])
+        res = resident.take(sel.nodes)
+        item_nodes, lo, hi, src = self._draw_items(sel, res)
+        keys = base + sel.nodes.take(item_nodes)
+        lv = sel.node_levels.take(item_nodes)
+        n_stand = int(np.count_nonzero((src >= 0) & (src != sel.leaf_index)))
+        n_undrawn = int(np.count_nonzero(src < 0))
+        # Sorted distinct nodes drawn, by a mask over the selection's nodes
+        # (np.unique hashes and sorts: ~0.2 ms a frame here).
+        drawn = np.zeros(len(sel.nodes), dtype=bool)
+        drawn[item_nodes] = True
+        used = np.flatnonzero(drawn)
+        gpu = int(self._tex_bytes[sel.node_levels.take(used)].sum())
+        req = self._plan_requests(sel, res, used, base, vs, cache_keys)
+        return _Plan(
+            sel=sel,
+            stamp=stamp,
+            keys=keys,
+            lo=lo,
+            hi=hi,
+            levels=lv,
+            n_stand=n_stand,
+            n_undrawn=n_undrawn,
+            gpu=gpu,
+            used=used,
+            drawn_codes=sel.nodes.take(used),
+            requests=req[0],
+            over=req[1],
+            held_back=req[2],
+            need_bytes=self._need_bytes_of(sel),
+        )
+
+    def _adopt(self, plan: _Plan) -> None:
+        """Draw ``plan`` from now on (frame thread): mark its bricks drawn, hand its
+        requests over. A plan of another time point / channel is dropped; items whose
+        brick left the cache since the worker read the bitmap are dropped (drawn again
+        by the next plan, computed from the bitmap that says so)."""
+        cur = self._plan
+        if plan is cur:
+            return
+        base = self.key_base()
+        if plan.stamp[2] != base:
+            return
+        if cur is None or plan.keys is not cur.keys:
+            if plan.stamp[1] != self.residency.version:
+                ok = self.residency.resident.take(plan.keys - base)
+                if not ok.all():
+                    plan = dataclasses.replace(
+                        plan,
+                        keys=plan.keys[ok],
+                        lo=plan.lo[ok],
+                        hi=plan.hi[ok],
+                        levels=plan.levels[ok],
+                    )
+            self.residency.mark_drawn(plan.drawn_codes)
+        if plan.requests is not None:
+            self.scheduler.submit(plan.requests)
+        self._over = plan.over
+        self._held_back = plan.held_back
+        self._need_bytes = plan.need_bytes
+        self._plan = plan
+
+    def _select(self, vs: list[View], planes: F64, err: float | None = None) -> Selection:
+        """:func:`select_bricks` at ``err`` (default: the error bound of the budget's
+        bias), reused while the views barely move (:class:`SelectionReuse`)."""
+        if err is None:
+            err = self.max_error_px * self._bias
         return self._selector.select(vs, planes, err, self.finest_level)
 
     def _drain(self) -> I64:
@@ -680,17 +904,30 @@ class VolumeStreamer:
         np.minimum(hi_a, self._extent_hi, out=hi_a)
         return idx, lo_a, hi_a, src
 
+    def _need_bytes_of(self, sel: Selection) -> int:
+        """RAM bytes of every node of the selection (full chunks)."""
+        bb = self._brick_bytes
+        return sum(int(bb[lv]) * (e - s) for lv, s, e in sel.level_bounds)
+
     def _plan_requests(
-        self, sel: Selection, res: npt.NDArray[np.bool_], used: I64, base: int, views: list[View]
-    ) -> None:
-        """Submit the most wanted missing bricks; note whether the RAM budget cut the list.
+        self,
+        sel: Selection,
+        res: npt.NDArray[np.bool_],
+        used: I64,
+        base: int,
+        views: list[View],
+        cache_keys: I64 | None,
+    ) -> tuple[I64, bool, int]:
+        """The most wanted missing bricks, whether the RAM budget cut the list, and how
+        many were held back for a later frame.
 
         Wanted: every leaf, and the ancestors of a missing leaf up to its nearest
         resident ancestor (coarse stand-ins arrive first). The budget is filled
         coarse level first; the missing bricks are requested coarse first and,
         within a level, from the view centre outwards. Only the first
-        ``max_requests`` are handed over; :meth:`_refill` hands over more when the
-        workers run low.
+        ``max_requests`` are handed over; a refill (:meth:`update`) hands over more
+        when the workers run low. Reads no state the frame thread writes but the
+        cache's keys, passed as ``cache_keys`` (None: read them here).
         """
         missing = ~res
         # need: missing, and a leaf or the parent of a needed node. Finest level first,
@@ -708,7 +945,6 @@ class VolumeStreamer:
         wanted[used] = True
         # Bytes per level are constant (full chunks): sums from counts, no per-node array.
         bb = self._brick_bytes
-        self._need_bytes = sum(int(bb[lv]) * (e - s) for lv, s, e in bounds)
         total = sum(int(bb[lv]) * int(np.count_nonzero(wanted[s:e])) for lv, s, e in bounds)
         limit = _BUDGET_SHARE * self.cache.budget_bytes
         over = total > limit
@@ -749,16 +985,15 @@ class VolumeStreamer:
                 keys = keys.take(np.argsort(prio, kind="stable"))
         held = max(len(miss) - n_cap, 0)
         if self.n_time > 1 and self.prefetch_time and not over and len(keys) < n_cap:
-            keys = np.concatenate([keys, self._prefetch(sel, total)])
+            keys = np.concatenate([keys, self._prefetch(sel, total, cache_keys)])
             keys = keys[:n_cap]
-        self._over = over
-        self._held_back = held
-        self.scheduler.submit(keys)
+        return keys, over, held
 
-    def _prefetch(self, sel: Selection, used_bytes: int) -> I64:
+    def _prefetch(self, sel: Selection, used_bytes: int, cache_keys: I64 | None) -> I64:
         """Keys of the next time points' leaves that fit in the budget and are not held."""
         limit = _BUDGET_SHARE * self.cache.budget_bytes
         leaf_sizes = self._brick_bytes[sel.leaf_levels]
+        have = self.cache.keys_array() if cache_keys is None else cache_keys
         extra = []
         used = used_bytes
         for dt in range(1, self.prefetch_time + 1):
@@ -768,16 +1003,11 @@ class VolumeStreamer:
             c2 = used + np.cumsum(leaf_sizes)
             ok = c2 <= limit
             k = self.key_base(time_index=t) + sel.leaves[ok]
-            extra.append(k[~self.cache.contains_array(k)])
+            extra.append(k[~_contains(have, k)])
             used = int(c2[ok][-1]) if ok.any() else used
             if not ok.all():
                 break
         return np.concatenate(extra) if extra else np.zeros(0, np.int64)
-
-    def _refill(self, sel: Selection, base: int, views: list[View]) -> None:
-        """Hand over the next batch when requests were held back and the queue runs low."""
-        if self._held_back and self.scheduler.n_queued() <= self.max_requests // 2:
-            self._plan_requests(sel, self.residency.resident[sel.nodes], self._used, base, views)
 
     def _adapt_bias(self, over: bool, gpu: int) -> None:
         """Coarsen while over a budget; refine again (with hysteresis) when well under."""
@@ -817,6 +1047,7 @@ class VolumeStreamer:
             lod_bias=self._bias,
             frame_ms=self._frame_ms,
             frame_cpu_ms=self._frame_cpu_ms,
+            selecting=self._frame_key is not None and self._frame_key != self._settled_key,
         )
 
     def stats(self) -> StreamStats:
@@ -845,12 +1076,12 @@ class VolumeStreamer:
         coarser stand-in: the first complete (coarse) picture. For reports and
         benchmarks (``vrscope info --stream``); a viewer simply draws every frame."""
         deadline = time.monotonic() + timeout
-        frame = self.update(views, clip_planes)
+        frame = self.update(views, clip_planes, wait=True)
         while (frame.stats.drawn == 0 or frame.stats.undrawn) and time.monotonic() < deadline:
             if frame.stats.pending == 0 and frame.stats.in_flight == 0:
                 break  # nothing left to load (failures)
             time.sleep(frame_s)
-            frame = self.update(views, clip_planes)
+            frame = self.update(views, clip_planes, wait=True)
         return frame
 
     def settle(
@@ -862,13 +1093,13 @@ class VolumeStreamer:
         """Update until every leaf is drawn at its own level (or ``timeout`` s; for
         one-shot renders and tests, never in a frame loop)."""
         deadline = time.monotonic() + timeout
-        frame = self.update(views, clip_planes)
+        frame = self.update(views, clip_planes, wait=True)
         while not frame.complete and time.monotonic() < deadline:
             self.wait(min(0.05, max(deadline - time.monotonic(), 0.0)))
-            frame = self.update(views, clip_planes)
+            frame = self.update(views, clip_planes, wait=True)
             if not frame.complete and frame.stats.pending == 0 and frame.stats.in_flight == 0:
                 # Nothing left to load: failed bricks or a budget cut; this is final.
-                frame = self.update(views, clip_planes)
+                frame = self.update(views, clip_planes, wait=True)
                 if frame.stats.pending == 0 and frame.stats.in_flight == 0:
                     break
         return frame
@@ -971,6 +1202,11 @@ class VolumeStreamer:
     def close(self) -> None:
         """Stop the workers (running loads finish) and drop pending requests."""
         self.scheduler.close()
+        with self._lock:
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.shutdown(wait=True, cancel_futures=True)
+        self._job = None
 
     def __enter__(self) -> VolumeStreamer:
         return self

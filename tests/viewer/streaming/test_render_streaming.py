@@ -241,7 +241,8 @@ def test_bricks_shown_as_they_arrive_patch_their_borders_like_a_fresh_build() ->
                 st.scheduler.pause(False)
                 assert st.scheduler.wait_idle(30)
                 st.scheduler.pause()
-                frame = ctl.update()[lay.name]
+                # immediate: this frame's draw list (not the selection worker's last one).
+                frame = ctl.update(immediate=True)[lay.name]
                 r.render()
                 assert ctl.host is not None and ctl.host.errors == 0
                 borders += ad.volume.last.border_uploads

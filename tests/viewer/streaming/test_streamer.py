@@ -409,7 +409,8 @@ def test_stand_ins_items_and_requests_match_a_walk_up_the_tree() -> None:
                     while n >= 0 and not res[n]:
                         want.add(n)
                         n = parent[n]
-                st._plan_requests(sel, res, np.unique(nodes), base, views)
+                keys, _, _ = st._plan_requests(sel, res, np.unique(nodes), base, views, None)
+                st.scheduler.submit(keys)
                 queued = st.scheduler.queued()
                 assert sorted(queued.tolist()) == sorted(base + int(sel.nodes[n]) for n in want)
                 levels, _ = st.grid.decode(queued - base)
