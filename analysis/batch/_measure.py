@@ -9,13 +9,18 @@ merged count, centroid (``sum * spacing / count``, the expression of
 :func:`analysis.morphology.measure_objects`) and bounding box are the numbers of the
 single-process table bit for bit.
 
-The block also measures, with :func:`~analysis.morphology.measure_objects`, every
-object that does not touch a face it shares with another block. Such a row is kept
+The block also measures every object that does not touch a face it shares with
+another block (one ``find_objects`` pass gives the boxes of both,
+:func:`~analysis.morphology.object_boxes`; :func:`~analysis.morphology.measure_boxes`
+takes the sums of all and the rows of these in one pass per object). Such a row is kept
 when the merge shows that all of the object's voxels were in that block: its crop is
 then the very crop the single-process run measures, so the surface area and the axis
 lengths are the same numbers. Every other object (crossing blocks, or touching a
-shared face) is measured again on its whole bounding box, read from the store in a
-second round of tasks: again the single-process crop. A halo would have to be as wide
+shared face) is measured again on its whole bounding box in a second round of tasks:
+again the single-process crop. Where every block kept the object's piece (the mask of
+its piece on a shared face, bit-packed, when small) the mask of the whole box is put
+together from the pieces (:func:`~analysis.morphology.measure_masks`); otherwise the box
+is read from the store. A halo would have to be as wide
 as the largest object to give that; reading each crossing object's box is exact and
 costs memory bounded by the block and the largest object, not by the volume.
 """
@@ -35,12 +40,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import ndimage as ndi
 
 from analysis._checks import check_spacing
 from analysis.batch._cluster import UnitResult, run_units
 from analysis.errors import ParameterError
-from analysis.morphology import BASE_COLUMNS, SurfaceMethod, measure_objects
+from analysis.morphology import (
+    BASE_COLUMNS,
+    SurfaceMethod,
+    measure_boxes,
+    measure_masks,
+    object_boxes,
+)
 
 __all__ = [
     "MeasureJob",
@@ -77,8 +87,12 @@ _STAT_COLUMNS = (
     "max_y",
     "max_x",
 )
-# Labels above this are renumbered before find_objects (it allocates one entry per id).
-_MAX_DIRECT_ID = 1_000_000
+# A block keeps the mask of an object's piece on a shared face (bit-packed, in its
+# part) when the piece's box has at most this many voxels (an 8 KB string): the crossing
+# object is then put together from its pieces instead of decoding its chunks again.
+_PIECE_MAX_VOXELS = 40**3
+# Objects put together from pieces per task.
+_PIECES_PER_TASK = 256
 # A block holds at least this many voxels per axis where the volume allows it.
 _DEFAULT_BLOCK_EDGE = 256
 
@@ -168,26 +182,6 @@ def _read_region(
     return data.reshape(data.shape[-3:])
 
 
-def _object_slices(
-    lab: npt.NDArray[np.integer],
-) -> list[tuple[int, tuple[slice, ...]]]:
-    """(label, bounding box) of every object of ``lab``."""
-    if lab.size == 0:
-        return []
-    top = int(lab.max())
-    if top == 0:
-        return []
-    if top <= _MAX_DIRECT_ID:
-        return [(i + 1, s) for i, s in enumerate(ndi.find_objects(lab)) if s is not None]
-    ids, inverse = np.unique(lab, return_inverse=True)
-    compact = inverse.reshape(lab.shape)
-    if ids[0] != 0:
-        compact = compact + 1
-        ids = np.concatenate([[0], ids])
-    found = ndi.find_objects(compact)
-    return [(int(ids[i + 1]), s) for i, s in enumerate(found) if s is not None]
-
-
 def measure_block(
     job: MeasureJob,
     start: tuple[int, int, int],
@@ -208,69 +202,100 @@ def measure_block(
         lab = lab.astype(np.uint8)
     if not np.issubdtype(lab.dtype, np.integer):
         raise ParameterError(f"label image {job.labels!r} has dtype {lab.dtype}, not integer")
-    stats: dict[str, list[int]] = {c: [] for c in _STAT_COLUMNS}
-    touching: list[tuple[int, tuple[slice, ...]]] = []
-    for lab_id, sl in _object_slices(lab):
-        nz = np.nonzero(lab[sl] == lab_id)
-        n = int(nz[0].size)
-        stats["label"].append(lab_id)
-        stats["n"].append(n)
-        touches = False
-        for ax, name in enumerate("zyx"):
-            first = start[ax] + sl[ax].start
-            stats[f"sum_{name}"].append(int(nz[ax].sum(dtype=np.int64)) + n * first)
-            stats[f"min_{name}"].append(first)
-            stats[f"max_{name}"].append(start[ax] + sl[ax].stop)
-            if (sl[ax].start == 0 and start[ax] > 0) or (
-                start[ax] + sl[ax].stop == stop[ax] and stop[ax] < shape[ax]
-            ):
-                touches = True
-        if touches:
-            touching.append((lab_id, sl))
-    table = pd.DataFrame(stats, columns=list(_STAT_COLUMNS)).astype(np.int64)
-    # Objects on a shared face are measured on their whole box later: clear them here,
-    # each within its own box (a pass over the whole block cost a sixth of the task).
-    # The block is ours to change: its sums are taken.
-    lab = np.array(lab, copy=not lab.flags.writeable)
-    for lab_id, sl in touching:
-        box = lab[sl]
-        box[box == lab_id] = 0
-    rows = measure_objects(lab, spacing, surface_method=job.surface_method)
-    rows = rows[["label", *_ROW_COLUMNS]]
-    table = table.merge(rows, on="label", how="left", validate="one_to_one")
+    # One find_objects pass and one pass per object give the sums of every object and
+    # the rows of those inside (analysis.morphology.measure_boxes).
+    objects = object_boxes(lab)
+    touching = [
+        any(
+            (sl[ax].start == 0 and start[ax] > 0)
+            or (start[ax] + sl[ax].stop == stop[ax] and stop[ax] < shape[ax])
+            for ax in range(3)
+        )
+        for _, sl in objects
+    ]
+    rows = measure_boxes(
+        lab, objects, spacing, shape=[not t for t in touching], surface_method=job.surface_method
+    )
+    n = rows["voxel_count"].to_numpy(np.int64)
+    stats: dict[str, Any] = {"label": rows["label"].to_numpy(np.int64), "n": n}
+    for ax, name in enumerate("zyx"):
+        stats[f"sum_{name}"] = rows[f"sum_{name}"].to_numpy(np.int64) + n * start[ax]
+        stats[f"min_{name}"] = rows[f"bbox_min_{name}"].to_numpy(np.int64) + start[ax]
+        stats[f"max_{name}"] = rows[f"bbox_max_{name}"].to_numpy(np.int64) + start[ax]
+    table = pd.DataFrame(stats, columns=list(_STAT_COLUMNS))
+    for col in _ROW_COLUMNS:
+        table[col] = rows[col].to_numpy(np.float64)
+    # The pieces on shared faces, bit-packed where small: the object is put together from
+    # them later (its chunks are not decoded a second time).
+    pieces: list[bytes | None] = []
+    for (lab_id, sl), t in zip(objects, touching, strict=True):
+        small = t and math.prod(s.stop - s.start for s in sl) <= _PIECE_MAX_VOXELS
+        pieces.append(np.packbits(lab[sl] == lab_id).tobytes() if small else None)
+    table["piece"] = pd.Series(pieces, dtype=object)
     out = Path(parts_dir) / f"{_unit_name(start)}.parquet"
     write_part(table, out)
     return out.name
 
 
 _Object = tuple[int, tuple[int, ...], tuple[int, ...]]
+# A piece of an object: its box (global voxel indices) and its bit-packed mask there.
+_Piece = tuple[tuple[int, ...], tuple[int, ...], bytes]
 
 
 def measure_crossing(
-    job: MeasureJob, lo: tuple[int, ...], hi: tuple[int, ...], objects: list[_Object]
+    job: MeasureJob,
+    lo: tuple[int, ...],
+    hi: tuple[int, ...],
+    objects: list[_Object],
+    counts: list[int],
 ) -> pd.DataFrame:
     """The task for objects that span blocks: each measured on its whole bounding box.
 
-    ``lo``/``hi`` bound all the objects' boxes: that region is read once and measured in
-    one call (neighbouring objects share chunks; reading each box on its own would decode
-    the same chunks again and again).
+    ``lo``/``hi`` bound all the objects' boxes: that region is read once and every
+    object is measured on its own box in it (neighbouring objects share chunks; reading
+    each box on its own would decode the same chunks again and again).
     """
     source = _open_labels(job)
     spacing = source.levels[job.level].scale_um
     region = _read_region(source, job.level, lo, hi)
-    ids = np.asarray(sorted(o[0] for o in objects), dtype=region.dtype)
-    # Only the group's objects (their boxes lie inside the region, so find_objects gives
-    # each its whole box: the single-process crop); parts of others are cleared. Copied
-    # box by box: a pass over the whole region cost more than measuring a small group.
-    only = np.zeros_like(region)
-    for lab_id, a, b in objects:
-        box = tuple(slice(p - q, r - q) for p, r, q in zip(a, b, lo, strict=True))
-        src = region[box]
-        only[box][src == lab_id] = lab_id
-    rows = measure_objects(only, spacing, surface_method=job.surface_method)
-    if rows["label"].tolist() != ids.astype(np.int64).tolist():
-        raise ParameterError(f"labels {ids.tolist()} changed while they were measured")
+    boxes = [
+        (lab_id, tuple(slice(p - q, r - q) for p, r, q in zip(a, b, lo, strict=True)))
+        for lab_id, a, b in objects
+    ]
+    rows = measure_boxes(region, boxes, spacing, surface_method=job.surface_method)
+    _check_counts(rows, counts)
     return rows[["label", *_ROW_COLUMNS]]
+
+
+def measure_pieces(
+    job: MeasureJob,
+    spacing: tuple[float, ...],
+    objects: list[tuple[_Object, list[_Piece]]],
+    counts: list[int],
+) -> pd.DataFrame:
+    """The task for crossing objects whose pieces the blocks kept: each object's mask is
+    put together from them (the very ``labels[box] == label`` of its whole box) and
+    measured; no chunk is read."""
+    masks = []
+    for (lab_id, a, b), pieces in objects:
+        mask = np.zeros(tuple(r - p for p, r in zip(a, b, strict=True)), dtype=bool)
+        for pa, pb, bits in pieces:
+            shape = tuple(r - p for p, r in zip(pa, pb, strict=True))
+            piece = np.unpackbits(np.frombuffer(bits, np.uint8), count=math.prod(shape))
+            box = tuple(slice(p - q, r - q) for p, r, q in zip(pa, pb, a, strict=True))
+            mask[box] |= piece.reshape(shape).view(bool)
+        masks.append((lab_id, a, mask))
+    rows = measure_masks(masks, spacing, surface_method=job.surface_method)
+    _check_counts(rows, counts)
+    return rows[["label", *_ROW_COLUMNS]]
+
+
+def _check_counts(rows: pd.DataFrame, counts: Sequence[int]) -> None:
+    """Each object has the voxel count the blocks summed (the labels did not change)."""
+    got = rows["voxel_count"].to_numpy(np.int64)
+    if not np.array_equal(got, np.asarray(counts, dtype=np.int64)):
+        bad = rows["label"].to_numpy(np.int64)[got != np.asarray(counts)]
+        raise ParameterError(f"labels {bad.tolist()} changed while they were measured")
 
 
 def _group_crossing(
@@ -401,15 +426,35 @@ def batch_measure(
         [read_part(parts / f"{_unit_name(s)}.parquet") for s, _ in blocks], ignore_index=True
     )
     table, crossing = _merge(stats)
-    units = {
-        f"objects {i} near z{lo[0]}_y{lo[1]}_x{lo[2]} ({len(members)})": (job, lo, hi, members)
-        for i, (lo, hi, members) in enumerate(_group_crossing(crossing, job.block))
-    }
+    pieces = _pieces(stats, crossing)
+    n = table["n"]
+    units: dict[str, tuple[Any, ...]] = {}
+    by_pieces = [o for o in crossing if o[0] in pieces]
+    for i in range(0, len(by_pieces), _PIECES_PER_TASK):
+        group = by_pieces[i : i + _PIECES_PER_TASK]
+        units[f"objects {i}-{i + len(group) - 1} from their pieces"] = (
+            "pieces",
+            job,
+            tuple(float(v) for v in spacing),
+            [(o, pieces[o[0]]) for o in group],
+            [int(n[o[0]]) for o in group],
+        )
+    by_region = [o for o in crossing if o[0] not in pieces]
+    for i, (lo, hi, members) in enumerate(_group_crossing(by_region, job.block)):
+        units[f"objects {i} near z{lo[0]}_y{lo[1]}_x{lo[2]} ({len(members)})"] = (
+            "region",
+            job,
+            lo,
+            hi,
+            members,
+            [int(n[o[0]]) for o in members],
+        )
     t0 = time.perf_counter()
-    more = run_units(client, measure_crossing, units, desc="measure crossing", progress=progress)
+    more = run_units(client, _measure_group, units, desc="measure crossing", progress=progress)
     log.info(
-        "measure: %d objects crossing blocks, %d tasks, in %.1f s",
+        "measure: %d objects crossing blocks (%d from their pieces), %d tasks, in %.1f s",
         len(crossing),
+        len(by_pieces),
         len(units),
         time.perf_counter() - t0,
     )
@@ -422,6 +467,31 @@ def batch_measure(
     table = _finish(table, spacing)
     remove_folder(parts)
     return MeasureResult(table, skipped + outcomes + more, len(blocks), len(todo))
+
+
+def _measure_group(kind: str, *args: Any) -> pd.DataFrame:
+    """One task of crossing objects: from their pieces, or from a region of the store."""
+    if kind == "pieces":
+        return measure_pieces(*args)
+    return measure_crossing(*args)
+
+
+def _pieces(stats: pd.DataFrame, crossing: list[_Object]) -> dict[int, list[_Piece]]:
+    """The pieces of every crossing object whose blocks all kept theirs."""
+    if "piece" not in stats.columns or not crossing:
+        return {}
+    ids = {o[0] for o in crossing}
+    rows = stats[stats["label"].isin(ids)]
+    cols = ["label", "min_z", "min_y", "min_x", "max_z", "max_y", "max_x", "piece"]
+    out: dict[int, list[_Piece]] = {}
+    missing: set[int] = set()
+    for lab, z0, y0, x0, z1, y1, x1, bits in rows[cols].itertuples(index=False, name=None):
+        if bits is None:
+            missing.add(int(lab))
+            continue
+        lo, hi = (int(z0), int(y0), int(x0)), (int(z1), int(y1), int(x1))
+        out.setdefault(int(lab), []).append((lo, hi, bytes(bits)))
+    return {k: v for k, v in out.items() if k not in missing}
 
 
 def _merge(stats: pd.DataFrame) -> tuple[pd.DataFrame, list[_Object]]:

@@ -14,15 +14,23 @@ from analysis.morphology._table import (
     BASE_COLUMNS,
     INTENSITY_COLUMNS,
     PARENT_COLUMNS,
+    SUM_COLUMNS,
+    measure_boxes,
+    measure_masks,
     measure_objects,
+    object_boxes,
 )
 
 __all__ = [
     "BASE_COLUMNS",
     "INTENSITY_COLUMNS",
     "PARENT_COLUMNS",
+    "SUM_COLUMNS",
     "SurfaceMethod",
+    "measure_boxes",
+    "measure_masks",
     "measure_objects",
+    "object_boxes",
     "object_surface",
     "object_surface_area",
 ]

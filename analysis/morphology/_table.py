@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +20,11 @@ __all__ = [
     "BASE_COLUMNS",
     "INTENSITY_COLUMNS",
     "PARENT_COLUMNS",
+    "SUM_COLUMNS",
+    "measure_boxes",
+    "measure_masks",
     "measure_objects",
+    "object_boxes",
 ]
 
 log = logging.getLogger(__name__)
@@ -95,6 +100,190 @@ def _axis_lengths(cov: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """
     ev = np.linalg.eigvalsh(cov)[::-1]
     return np.asarray(2.0 * np.sqrt(5.0 * np.clip(ev, 0.0, None)), dtype=np.float64)
+
+
+SUM_COLUMNS: tuple[str, ...] = ("sum_z", "sum_y", "sum_x")
+"""Added by :func:`measure_boxes` and :func:`measure_masks`: the exact integer sums of
+the objects' voxel indices (z, y, x), in the coordinates of the image the boxes refer to."""
+
+# The columns that need more than the voxel count, box and sums (marching cubes, moments).
+_SHAPE_COLUMNS = (
+    "volume_um3",
+    "surface_area_um2",
+    "surface_to_volume",
+    "sphericity",
+    "equivalent_diameter_um",
+    "axis_major_length_um",
+    "axis_middle_length_um",
+    "axis_minor_length_um",
+)
+
+Box = tuple[slice, slice, slice]
+
+
+def _add_row(
+    rows: dict[str, list[float]],
+    lab_id: int,
+    mask: npt.NDArray[np.bool_],
+    box: Sequence[slice],
+    sp: npt.NDArray[np.float64],
+    origin: npt.NDArray[np.float64],
+    voxel_volume: np.floating[Any],
+    surface: bool,
+    surface_method: SurfaceMethod,
+    shape: bool = True,
+) -> None:
+    """Append one object's base columns (and its sums where ``rows`` has them).
+
+    ``mask`` is the object in its bounding box ``box``; every caller measures the same
+    crop the same way, so the numbers are the same whichever entry point gives it.
+    """
+    local = np.nonzero(mask)
+    n = local[0].size
+    start = np.array([s.start for s in box], dtype=np.int64)
+    # Integer sums are exact; the centroid is then (n*start + S) * spacing / n, which
+    # is what regionprops' mean of scaled coordinates gives when that mean is exact.
+    coords = np.stack(local).astype(np.int64)
+    s1 = coords.sum(axis=1)
+    centroid = (n * start + s1) * sp / n + origin
+    rows["label"].append(lab_id)
+    rows["voxel_count"].append(n)
+    for ax, name in enumerate("zyx"):
+        rows[f"centroid_{name}_um"].append(float(centroid[ax]))
+        rows[f"bbox_min_{name}"].append(box[ax].start)
+        rows[f"bbox_max_{name}"].append(box[ax].stop)
+    if "sum_z" in rows:
+        for ax, name in enumerate("zyx"):
+            rows[f"sum_{name}"].append(int(n * start[ax] + s1[ax]))
+    if not shape:
+        for col in _SHAPE_COLUMNS:
+            rows[col].append(float("nan"))
+        return
+    centred = (coords - (s1 / n)[:, None]) * sp[:, None]
+    cov = centred @ centred.T / n
+    axes = _axis_lengths(cov)
+    volume = n * voxel_volume
+    area, sphericity = object_surface(mask, sp, surface_method) if surface else (float("nan"),) * 2
+    rows["volume_um3"].append(float(volume))
+    rows["surface_area_um2"].append(area)
+    rows["surface_to_volume"].append(float(area / volume))
+    rows["sphericity"].append(sphericity)
+    rows["equivalent_diameter_um"].append(float((6.0 * volume / np.pi) ** (1.0 / 3.0)))
+    rows["axis_major_length_um"].append(float(axes[0]))
+    rows["axis_middle_length_um"].append(float(axes[1]))
+    rows["axis_minor_length_um"].append(float(axes[2]))
+
+
+def object_boxes(labels: npt.ArrayLike) -> list[tuple[int, Box]]:
+    """(label, bounding box) of every object of a 3D label image, by label.
+
+    One ``scipy.ndimage.find_objects`` pass (on ids renumbered 1..N first when they are
+    sparse and large). The boxes are what :func:`measure_objects` crops, so
+    ``measure_boxes(labels, object_boxes(labels))`` gives its table.
+    """
+    lab = _check_labels(labels)
+    if lab.size == 0:
+        return []
+    lab, original_ids = _compact(lab)
+    found = ndi.find_objects(lab)
+    out = []
+    for i, sl in enumerate(found):
+        if sl is not None:
+            lab_id = i + 1 if original_ids is None else int(original_ids[i + 1])
+            out.append((lab_id, (sl[0], sl[1], sl[2])))
+    return out
+
+
+def _table(rows: dict[str, list[float]], columns: list[str]) -> pd.DataFrame:
+    int_cols = ["label", "voxel_count"] + [f"bbox_{m}_{a}" for m in ("min", "max") for a in "zyx"]
+    int_cols += [c for c in SUM_COLUMNS if c in columns]
+    return pd.DataFrame(rows, columns=columns).astype({c: np.int64 for c in int_cols})
+
+
+def measure_boxes(
+    labels: npt.ArrayLike,
+    objects: Sequence[tuple[int, Sequence[slice]]],
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    *,
+    shape: Sequence[bool] | None = None,
+    surface_method: SurfaceMethod = "smooth",
+    origin_um: Sequence[float] = (0.0, 0.0, 0.0),
+) -> pd.DataFrame:
+    """Measure given objects of a label image, each on the bounding box given with it.
+
+    For callers that already have the boxes (e.g. from :func:`object_boxes`, whose pass
+    they also use for something else) or that hold a region of a larger image: the rows
+    are those of :func:`measure_objects` for the same crops.
+
+    Parameters
+    ----------
+    labels : (z, y, x) integer array
+    objects : sequence of (label, (3,) slices)
+        Each object's label and its bounding box in ``labels`` (a larger box gives the
+        numbers of that crop, not of the object's own box).
+    spacing : (3,) floats, default: (1, 1, 1)
+    shape : sequence of bools, optional
+        Per object: False leaves its shape columns (volume, surface and everything
+        derived, axis lengths) NaN and skips their cost. Default: all True.
+    surface_method : {"smooth", "binary"}, default: "smooth"
+    origin_um : (3,) floats, default: (0, 0, 0)
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`BASE_COLUMNS` + :data:`SUM_COLUMNS`, in the order of ``objects``.
+    """
+    lab = _check_labels(labels)
+    sp = _check_spacing(spacing)
+    origin = np.asarray(origin_um, dtype=np.float64)
+    flags = [True] * len(objects) if shape is None else list(shape)
+    if len(flags) != len(objects):
+        raise ParameterError(f"shape has {len(flags)} flags for {len(objects)} objects")
+    columns = [*BASE_COLUMNS, *SUM_COLUMNS]
+    rows: dict[str, list[float]] = {c: [] for c in columns}
+    voxel_volume = np.prod(sp)
+    for (lab_id, box), full in zip(objects, flags, strict=True):
+        sl = tuple(box)
+        mask = lab[sl] == lab_id
+        _add_row(rows, int(lab_id), mask, sl, sp, origin, voxel_volume, True, surface_method, full)
+    return _table(rows, columns)
+
+
+def measure_masks(
+    objects: Sequence[tuple[int, Sequence[int], npt.NDArray[np.bool_]]],
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    *,
+    surface_method: SurfaceMethod = "smooth",
+    origin_um: Sequence[float] = (0.0, 0.0, 0.0),
+) -> pd.DataFrame:
+    """Measure objects given as binary masks of their bounding boxes.
+
+    Parameters
+    ----------
+    objects : sequence of (label, (3,) ints, (z, y, x) bool array)
+        Each object's label, the corner of its bounding box (voxel indices) and its mask
+        in that box: exactly ``labels[box] == label``, the crop :func:`measure_objects`
+        measures (so the rows are its rows, bit for bit).
+    spacing, surface_method, origin_um
+        As :func:`measure_objects`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`BASE_COLUMNS` + :data:`SUM_COLUMNS`, in the order of ``objects``.
+    """
+    sp = _check_spacing(spacing)
+    origin = np.asarray(origin_um, dtype=np.float64)
+    columns = [*BASE_COLUMNS, *SUM_COLUMNS]
+    rows: dict[str, list[float]] = {c: [] for c in columns}
+    voxel_volume = np.prod(sp)
+    for lab_id, corner, mask in objects:
+        m = np.asarray(mask, dtype=bool)
+        if m.ndim != 3:
+            raise ParameterError(f"object {lab_id}: mask must be 3D, got {m.ndim} dimensions")
+        box = tuple(slice(int(a), int(a) + n) for a, n in zip(corner, m.shape, strict=True))
+        _add_row(rows, int(lab_id), m, box, sp, origin, voxel_volume, True, surface_method)
+    return _table(rows, columns)
 
 
 def measure_objects(
@@ -179,35 +368,9 @@ def measure_objects(
         sl = slices[lab_id - 1]
         assert sl is not None
         mask = lab[sl] == lab_id
-        local = np.nonzero(mask)
-        n = local[0].size
-        start = np.array([s.start for s in sl], dtype=np.int64)
-        # Integer sums are exact; the centroid is then (n*start + S) * spacing / n, which
-        # is what regionprops' mean of scaled coordinates gives when that mean is exact.
-        coords = np.stack(local).astype(np.int64)
-        s1 = coords.sum(axis=1)
-        centroid = (n * start + s1) * sp / n + origin
-        centred = (coords - (s1 / n)[:, None]) * sp[:, None]
-        cov = centred @ centred.T / n
-        axes = _axis_lengths(cov)
+        _add_row(rows, lab_id, mask, sl, sp, origin, voxel_volume, surface, surface_method)
+        n = rows["voxel_count"][-1]
         volume = n * voxel_volume
-        area, sphericity = (
-            object_surface(mask, sp, surface_method) if surface else (float("nan"),) * 2
-        )
-        rows["label"].append(lab_id)
-        rows["voxel_count"].append(n)
-        rows["volume_um3"].append(float(volume))
-        rows["surface_area_um2"].append(area)
-        rows["surface_to_volume"].append(float(area / volume))
-        rows["sphericity"].append(sphericity)
-        for ax, name in enumerate("zyx"):
-            rows[f"centroid_{name}_um"].append(float(centroid[ax]))
-            rows[f"bbox_min_{name}"].append(sl[ax].start)
-            rows[f"bbox_max_{name}"].append(sl[ax].stop)
-        rows["equivalent_diameter_um"].append(float((6.0 * volume / np.pi) ** (1.0 / 3.0)))
-        rows["axis_major_length_um"].append(float(axes[0]))
-        rows["axis_middle_length_um"].append(float(axes[1]))
-        rows["axis_minor_length_um"].append(float(axes[2]))
         if img is not None:
             values = img[sl][mask]
             rows["mean_intensity"].append(float(np.mean(values, dtype=np.float64)))

@@ -74,11 +74,16 @@ def test_block_grid_covers_the_volume_once():
 
 @pytest.mark.parametrize("big_ids", [False, True], ids=["ids", "ids>1e6"])
 @pytest.mark.parametrize("method", ["smooth", "binary"])
-def test_blockwise_measure_equals_single_process(tmp_path, client, big_ids, method):
+def test_blockwise_measure_equals_single_process(tmp_path, client, big_ids, method, caplog):
     lab = _labels(big_ids)
     store = _store(tmp_path, lab)
     job = MeasureJob(str(store), "blobs", 0, BLOCK, method)
-    result = batch_measure(client, job, tmp_path / "parts")
+    with caplog.at_level("INFO", logger="analysis.batch._measure"):
+        result = batch_measure(client, job, tmp_path / "parts")
+    # Both ways of measuring crossing objects ran: from the pieces the blocks kept, and
+    # from the store (label 50's two far pieces touch no shared face: none kept).
+    crossing = next(r.args for r in caplog.records if "objects crossing blocks" in r.msg)
+    assert 0 < crossing[1] < crossing[0]
     assert result.table is not None and all(r.ok for r in result.outcomes)
     got = result.table
     ref = measure_objects(lab, SPACING, surface_method=method)
