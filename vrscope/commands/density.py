@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from vrscope.commands._analysis_io import add_allow_missing_option
+from vrscope.commands._options import check_inputs_exist
+
 ORDER = 41
 
 _EPILOG = """\
@@ -44,10 +47,12 @@ def register(subparsers: Any) -> None:
         help="Gaussian KDE bandwidth in µm (default: 0.1)",
     )
     p.add_argument("--out", required=True, metavar="FILE", help="output table: .csv or .parquet")
+    add_allow_missing_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_inputs_exist(args.input)
     from pathlib import Path
 
     import numpy as np
@@ -59,10 +64,13 @@ def run(args: argparse.Namespace) -> int:
         check_table_output,
         read_spatial,
         read_table,
+        report_incomplete,
+        unreadable_list,
         write_table,
     )
 
     out = check_table_output(args.out, [args.input])
+    bad = unreadable_list(args)
     if args.k < 1:
         raise ParameterError(f"--k must be at least 1, got {args.k}")
     if not (np.isfinite(args.bandwidth_um) and args.bandwidth_um > 0):
@@ -91,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                 f"(its label images: {names})"
             )
         what = f"label image {args.labels or args.input!r}"
-        labels = read_spatial(src, 0, what)
+        labels = read_spatial(src, 0, what, bad)
         if not np.issubdtype(labels.dtype, np.integer):
             raise ParameterError(f"{what} is not an integer label image (dtype {labels.dtype})")
         if not labels.any():
@@ -108,4 +116,5 @@ def run(args: argparse.Namespace) -> int:
     table["kde_density"] = gaussian_kde_density(pts, args.bandwidth_um)
     write_table(table, out)
     print(f"{len(table)} objects -> {out}")
+    report_incomplete(bad)
     return 0
