@@ -212,6 +212,7 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
+
 __all__ = [
     # editable label images in a project (analysis.io._label_edits)
     "LABELS_DIR",

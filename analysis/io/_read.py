@@ -577,18 +577,25 @@ class ZarrVolumeSource(SourceMetadata):
 
         # (zarr's own path reads whole shards: a shard is one object in the store)
         grid = tuple(int(c) for c in (reader.chunks if reader else (arr.shards or arr.chunks)))
-        every = itertools.product(*(range(math.ceil(n / g)) for n, g in zip(shape, grid, strict=True)))
+        every = itertools.product(
+            *(range(math.ceil(n / g)) for n, g in zip(shape, grid, strict=True))
+        )
         path = self._levels[level].path
         while batch := list(itertools.islice(every, 256)):
+            raws: list[Any]  # encoded bytes (chunk reader) or values (zarr), None, error
             if reader is not None:
                 raws = reader.fetch_chunks(batch)
             else:
-                raws = [self._zarr_chunk(arr, level, c, grid) for c in batch]
+                raws = [_zarr_chunk(arr, c, grid) for c in batch]
             for coords, raw in zip(batch, raws, strict=True):
                 if raw is None:
                     continue  # absent: the fill value, already there
-                name = reader.object_name(coords) if reader else arr.metadata.encode_chunk_key(coords)
-                inner = "" if reader is None or reader.per_shard is None else f" (inner chunk {coords})"
+                name = (
+                    reader.object_name(coords) if reader else arr.metadata.encode_chunk_key(coords)
+                )
+                inner = (
+                    "" if reader is None or reader.per_shard is None else f" (inner chunk {coords})"
+                )
                 if isinstance(raw, BaseException):
                     damaged(f"{path}/{name}", raw, inner)
                     continue
@@ -603,27 +610,6 @@ class ZarrVolumeSource(SourceMetadata):
                 )
                 out[dest] = chunk[tuple(slice(0, d.stop - d.start) for d in dest)]
         return self._unvirtual(out, reg), list(bad.values())
-
-    def _zarr_chunk(
-        self, arr: zarr.Array[Any], level: int, coords: tuple[int, ...], grid: tuple[int, ...]
-    ) -> npt.NDArray[np.generic] | BaseException | None:
-        """One chunk through zarr (codecs ``ChunkReader`` does not handle): its values,
-        ``None`` when absent, the exception when its key exists but cannot be read."""
-        key = str(arr.metadata.encode_chunk_key(coords))
-        store = arr.store_path.store
-        if isinstance(store, zarr.storage.LocalStore):
-            where = store.root / arr.store_path.path / key
-            if not where.exists():
-                return None
-            if not where.is_file():
-                return IsADirectoryError(f"{where} is not a file")
-        sub = tuple(
-            slice(c * g, min((c + 1) * g, n)) for c, g, n in zip(coords, grid, arr.shape, strict=True)
-        )
-        try:
-            return np.asarray(arr[sub])
-        except Exception as exc:
-            return exc
 
     # -- extras ---------------------------------------------------------------------
     @property
@@ -687,6 +673,28 @@ class ZarrVolumeSource(SourceMetadata):
             f"ZarrVolumeSource({self.url!r}, NGFF {self.ngff_version}, axes={''.join(self.axes)}, "
             f"shape={shape}, dtype={self.dtype}, levels={len(self._levels)})"
         )
+
+
+def _zarr_chunk(
+    arr: zarr.Array[Any], coords: tuple[int, ...], grid: tuple[int, ...]
+) -> npt.NDArray[np.generic] | BaseException | None:
+    """One chunk through zarr (codecs ``ChunkReader`` does not handle): its values,
+    ``None`` when absent, the exception when its key exists but cannot be read."""
+    key = str(arr.metadata.encode_chunk_key(coords))
+    store = arr.store_path.store
+    if isinstance(store, zarr.storage.LocalStore):
+        where = store.root / arr.store_path.path / key
+        if not where.exists():
+            return None
+        if not where.is_file():
+            return IsADirectoryError(f"{where} is not a file")
+    sub = tuple(
+        slice(c * g, min((c + 1) * g, n)) for c, g, n in zip(coords, grid, arr.shape, strict=True)
+    )
+    try:
+        return np.asarray(arr[sub])
+    except Exception as exc:
+        return exc
 
 
 def _find_image(group: zarr.Group, where: str) -> tuple[zarr.Group, str]:

@@ -63,7 +63,11 @@ def _store(tmp_path: Path, version: str) -> tuple[Path, np.ndarray, Path]:
 
 def _chunk_file(level0: Path, coords: tuple[int, int, int]) -> Path:
     """The chunk file of ``coords`` (zarr v3 ``c/z/y/x``, v2 ``z/y/x`` or ``z.y.x``)."""
-    names = ("c/" + "/".join(map(str, coords)), "/".join(map(str, coords)), ".".join(map(str, coords)))
+    names = (
+        "c/" + "/".join(map(str, coords)),
+        "/".join(map(str, coords)),
+        ".".join(map(str, coords)),
+    )
     found = [level0 / n for n in names if (level0 / n).is_file()]
     assert found, f"no chunk file for {coords} under {level0}"
     return found[0]
