@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from vrscope.commands._analysis_io import add_allow_missing_option
-from vrscope.commands._options import check_inputs_exist
+from vrscope.commands._options import check_store_exists
 
 ORDER = 41
 
@@ -52,15 +52,21 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_inputs_exist(args.input)
     from pathlib import Path
+
+    from vrscope.commands._analysis_io import TABLE_SUFFIXES
+
+    # a missing input is answered before the heavy imports (the messages reading it gives)
+    if Path(args.input).suffix.lower() not in TABLE_SUFFIXES:
+        check_store_exists(args.input)
+    elif not Path(args.input).is_file():
+        raise FileNotFoundError(2, "No such file", args.input)
 
     import numpy as np
 
     from analysis.density import gaussian_kde_density, knn_mean_distance
     from analysis.errors import ParameterError
     from vrscope.commands._analysis_io import (
-        TABLE_SUFFIXES,
         check_table_output,
         read_spatial,
         read_table,
@@ -77,8 +83,6 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError(f"--bandwidth-um must be a positive number, got {args.bandwidth_um}")
     src_path = Path(args.input)
     if src_path.suffix.lower() in TABLE_SUFFIXES:
-        if not src_path.is_file():
-            raise FileNotFoundError(2, "No such file", str(src_path))
         table = read_table(src_path)
         missing = [c for c in ["label", *_CENTROIDS] if c not in table.columns]
         if missing:

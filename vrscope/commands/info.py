@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from vrscope.commands._options import (
     add_cache_option,
     cache_bytes,
-    check_inputs_exist,
+    check_store_exists,
     int_range,
 )
 
@@ -238,7 +238,7 @@ def _stream_text(rep: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_inputs_exist(args.path)
+    check_store_exists(args.path)
     from analysis.io import open_volume
 
     src = open_volume(args.path)

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from vrscope.commands._analysis_io import add_allow_missing_option
-from vrscope.commands._options import check_inputs_exist
+from vrscope.commands._options import check_store_exists
 
 ORDER = 40
 
@@ -56,7 +56,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_inputs_exist(args.store)
+    check_store_exists(args.store)
     from analysis.errors import ParameterError
     from analysis.io import open_volume
     from analysis.morphology import measure_objects

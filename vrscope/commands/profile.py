@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from vrscope.commands._analysis_io import add_allow_missing_option
-from vrscope.commands._options import check_inputs_exist
+from vrscope.commands._options import check_store_exists
 
 ORDER = 42
 
@@ -91,7 +91,7 @@ def check_profile_options(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_inputs_exist(args.store)
+    check_store_exists(args.store)
     from pathlib import Path
 
     from analysis.errors import FormatError
