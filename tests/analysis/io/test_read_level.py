@@ -126,8 +126,12 @@ def test_a_sharded_level_with_a_folder_in_place_of_a_shard(tmp_path: Path) -> No
 
 
 @contextmanager
-def _failing_server(root: Path, fail: str, status: int) -> Iterator[str]:
-    """Serve ``root`` on loopback; requests for ``fail`` get HTTP ``status``."""
+def _failing_server(
+    root: Path, fail: str, status: int, times: int | None = None, asked: list[str] | None = None
+) -> Iterator[str]:
+    """Serve ``root`` on loopback; requests for ``fail`` get HTTP ``status`` (the first
+    ``times`` of them; all when None) and are listed in ``asked``."""
+    failures = [0]
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *_: object) -> None:
@@ -135,8 +139,12 @@ def _failing_server(root: Path, fail: str, status: int) -> Iterator[str]:
 
         def do_GET(self) -> None:
             if self.path.endswith(fail):
-                self.send_error(status)
-                return
+                if asked is not None:
+                    asked.append(self.path)
+                if times is None or failures[0] < times:
+                    failures[0] += 1
+                    self.send_error(status)
+                    return
             super().do_GET()
 
     server = http.server.ThreadingHTTPServer(
@@ -168,3 +176,27 @@ def test_a_server_error_for_a_chunk_is_damage_not_a_missing_chunk(
         got, bad = src.read_level(0, allow_missing=True)
     assert [e.key for e in bad] == ["s0/c/1/0/1"]
     np.testing.assert_array_equal(got, _zeroed(data, (1, 0, 1)))
+
+
+def test_a_transient_server_error_is_retried(tmp_path: Path) -> None:
+    """Two 503 answers then the chunk: read whole, after retries (issue 21 item 3)."""
+    data = _data()
+    write_with_ome_zarr(tmp_path / "h.zarr", data, version="0.5", chunks=CHUNKS)
+    asked: list[str] = []
+    with _failing_server(tmp_path, "/s0/c/0/1/1", 503, times=2, asked=asked) as url:
+        got, bad = open_volume(f"{url}/h.zarr").read_level(0)
+    assert bad == [] and len(asked) == 3
+    np.testing.assert_array_equal(got, data)
+
+
+def test_a_lasting_server_error_gives_up_after_the_retries(tmp_path: Path) -> None:
+    from analysis.io._chunks import RETRY_DELAYS_S
+
+    data = _data()
+    write_with_ome_zarr(tmp_path / "h.zarr", data, version="0.5", chunks=CHUNKS)
+    asked: list[str] = []
+    with _failing_server(tmp_path, "/s0/c/0/1/1", 502, asked=asked) as url:
+        with pytest.raises(ChunkError) as info:
+            open_volume(f"{url}/h.zarr").read_level(0)
+    assert info.value.key == "s0/c/0/1/1" and "502" in str(info.value)
+    assert len(asked) == 1 + len(RETRY_DELAYS_S)
