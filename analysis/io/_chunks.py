@@ -29,6 +29,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,13 +285,23 @@ class ChunkReader:
             return [_read_file(store.root / k, r) for k, r in requests]
         proto = default_buffer_prototype()
 
-        async def get_all() -> list[Any]:
+        async def get_all(todo: Sequence[tuple[str, ByteRequest | None]]) -> list[Any]:
             return await asyncio.gather(
-                *(store.get(k, proto, byte_range=r) for k, r in requests), return_exceptions=True
+                *(store.get(k, proto, byte_range=r) for k, r in todo), return_exceptions=True
             )
 
+        results: list[Any] = list(sync(get_all(requests)))
+        # A server error (5xx) or a dropped connection may be transient: those gets are
+        # asked again, after RETRY_DELAYS_S (issue 21); anything else is final.
+        for delay in RETRY_DELAYS_S:
+            again = [i for i, got in enumerate(results) if _transient(got)]
+            if not again:
+                break
+            time.sleep(delay)
+            for i, got in zip(again, sync(get_all([requests[i] for i in again])), strict=True):
+                results[i] = got
         out: list[Raw] = []
-        for got in sync(get_all()):
+        for got in results:
             if got is None or isinstance(got, BaseException):
                 out.append(got)
             else:
@@ -386,6 +397,27 @@ def _decode_bounded(codec: Codec, buf: Any, limit: int) -> Any:
         dest = np.empty(limit, np.uint8)
         return codec.decode(buf, out=dest)
     return codec.decode(buf)
+
+
+#: Pauses before asking a remote store again for chunks that got a server error (5xx)
+#: or a dropped connection: three retries, about 1.4 s in all.
+RETRY_DELAYS_S = (0.2, 0.4, 0.8)
+
+
+def _transient(got: Any) -> bool:
+    """Whether a failed get is worth asking again (5xx, a reset or dropped connection)."""
+    if not isinstance(got, BaseException):
+        return False
+    status = getattr(got, "status", None)
+    if isinstance(status, int):
+        return status >= 500
+    if isinstance(got, ConnectionError):  # reset, refused, aborted
+        return True
+    try:
+        import aiohttp
+    except ImportError:  # pragma: no cover - aiohttp comes with the remote extra
+        return False
+    return isinstance(got, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
 
 
 def _read_file(path: Path, byte_range: ByteRequest | None = None) -> Raw:

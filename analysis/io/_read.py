@@ -528,6 +528,89 @@ class ZarrVolumeSource(SourceMetadata):
             out.append(self._unvirtual(part, reg))
         return out
 
+    # -- whole levels, every chunk checked --------------------------------------------
+    def read_level(
+        self, level: int, *, allow_missing: bool = False
+    ) -> tuple[npt.NDArray[np.generic], list[ChunkError]]:
+        """All of ``level``, telling an absent chunk from a damaged one (issue 21).
+
+        A chunk whose key is absent reads as the fill value: zarr writers leave out
+        chunks that hold only the fill value, so a sparse store is normal. A chunk
+        whose key exists but cannot be read (bytes that do not decode, a folder where
+        the chunk file should be, no permission, a server error) is damage: zarr's
+        own read takes a folder for an absent chunk and returns zeros, so the chunks
+        are fetched and decoded here, one batch at a time.
+
+        Returns
+        -------
+        data : ndarray
+            The level (this source's axes).
+        unreadable : list of ChunkError
+            The damaged chunks (or shards), each once; they read as the fill value.
+            Always empty unless ``allow_missing``.
+
+        Raises
+        ------
+        ChunkError
+            For the first damaged chunk (naming the store, the level and the chunk),
+            unless ``allow_missing``.
+        """
+        self._check_level(level)
+        arr = self._arrays[level]
+        reader = self._chunk_readers[level]
+        reg, _ = self._regions(level, None)
+        shape = tuple(int(n) for n in arr.shape)
+        fill = arr.fill_value
+        out = np.full(shape, 0 if fill is None else fill, dtype=self._dtype)
+        bad: dict[str, ChunkError] = {}
+
+        def damaged(key: str, exc: BaseException, inner: str = "") -> None:
+            if key in bad:
+                return
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            err = ChunkError(
+                f"cannot read chunk {key}{inner} (level {level}) of {self.url}: {reason}", key=key
+            )
+            if not allow_missing:
+                raise err from exc
+            bad[key] = err
+
+        # (zarr's own path reads whole shards: a shard is one object in the store)
+        grid = tuple(int(c) for c in (reader.chunks if reader else (arr.shards or arr.chunks)))
+        every = itertools.product(
+            *(range(math.ceil(n / g)) for n, g in zip(shape, grid, strict=True))
+        )
+        path = self._levels[level].path
+        while batch := list(itertools.islice(every, 256)):
+            raws: list[Any]  # encoded bytes (chunk reader) or values (zarr), None, error
+            if reader is not None:
+                raws = reader.fetch_chunks(batch)
+            else:
+                raws = [_zarr_chunk(arr, c, grid) for c in batch]
+            for coords, raw in zip(batch, raws, strict=True):
+                if raw is None:
+                    continue  # absent: the fill value, already there
+                name = (
+                    reader.object_name(coords) if reader else arr.metadata.encode_chunk_key(coords)
+                )
+                inner = (
+                    "" if reader is None or reader.per_shard is None else f" (inner chunk {coords})"
+                )
+                if isinstance(raw, BaseException):
+                    damaged(f"{path}/{name}", raw, inner)
+                    continue
+                try:
+                    chunk = reader.decode(raw) if reader is not None else raw
+                except Exception as exc:
+                    damaged(f"{path}/{name}", exc, inner)
+                    continue
+                dest = tuple(
+                    slice(c * g, min((c + 1) * g, n))
+                    for c, g, n in zip(coords, grid, shape, strict=True)
+                )
+                out[dest] = chunk[tuple(slice(0, d.stop - d.start) for d in dest)]
+        return self._unvirtual(out, reg), list(bad.values())
+
     # -- extras ---------------------------------------------------------------------
     @property
     def attrs(self) -> dict[str, Any]:
@@ -590,6 +673,28 @@ class ZarrVolumeSource(SourceMetadata):
             f"ZarrVolumeSource({self.url!r}, NGFF {self.ngff_version}, axes={''.join(self.axes)}, "
             f"shape={shape}, dtype={self.dtype}, levels={len(self._levels)})"
         )
+
+
+def _zarr_chunk(
+    arr: zarr.Array[Any], coords: tuple[int, ...], grid: tuple[int, ...]
+) -> npt.NDArray[np.generic] | BaseException | None:
+    """One chunk through zarr (codecs ``ChunkReader`` does not handle): its values,
+    ``None`` when absent, the exception when its key exists but cannot be read."""
+    key = str(arr.metadata.encode_chunk_key(coords))
+    store = arr.store_path.store
+    if isinstance(store, zarr.storage.LocalStore):
+        where = store.root / arr.store_path.path / key
+        if not where.exists():
+            return None
+        if not where.is_file():
+            return IsADirectoryError(f"{where} is not a file")
+    sub = tuple(
+        slice(c * g, min((c + 1) * g, n)) for c, g, n in zip(coords, grid, arr.shape, strict=True)
+    )
+    try:
+        return np.asarray(arr[sub])
+    except Exception as exc:
+        return exc
 
 
 def _find_image(group: zarr.Group, where: str) -> tuple[zarr.Group, str]:

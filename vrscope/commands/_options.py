@@ -43,6 +43,27 @@ def check_inputs_exist(*paths: str | None) -> None:
             raise FileNotFoundError(2, "No such file or directory", p)
 
 
+def check_store_exists(path: str | None) -> None:
+    """Refuse a local store that is not there before anything heavy is imported, with the
+    message opening it would give (``path does not exist: PATH``; issue 18.15)."""
+    if not path or "://" in path.removeprefix("file://"):
+        return
+    if not os.path.exists(os.path.expanduser(path.removeprefix("file://"))):
+        from analysis.errors import FormatError
+
+        raise FormatError(f"path does not exist: {path}")
+
+
+def check_project_exists(folder: str) -> None:
+    """Refuse a project folder that is not there before anything heavy is imported
+    (the message ``Project.open`` gives; issue 18.15)."""
+    from analysis.errors import FormatError
+
+    p = os.path.expanduser(folder)
+    if not os.path.isdir(p):
+        raise FormatError(f"project folder {p} does not exist")
+
+
 def recover_store_from_labels(args: argparse.Namespace) -> None:
     """Repair ``--labels NAME STORE.zarr`` (store after the names).
 

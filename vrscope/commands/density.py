@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from vrscope.commands._analysis_io import add_allow_missing_option
+from vrscope.commands._options import check_store_exists
+
 ORDER = 41
 
 _EPILOG = """\
@@ -44,33 +47,42 @@ def register(subparsers: Any) -> None:
         help="Gaussian KDE bandwidth in µm (default: 0.1)",
     )
     p.add_argument("--out", required=True, metavar="FILE", help="output table: .csv or .parquet")
+    add_allow_missing_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from vrscope.commands._analysis_io import TABLE_SUFFIXES
+
+    # a missing input is answered before the heavy imports (the messages reading it gives)
+    if Path(args.input).suffix.lower() not in TABLE_SUFFIXES:
+        check_store_exists(args.input)
+    elif not Path(args.input).is_file():
+        raise FileNotFoundError(2, "No such file", args.input)
+
     import numpy as np
 
     from analysis.density import gaussian_kde_density, knn_mean_distance
     from analysis.errors import ParameterError
     from vrscope.commands._analysis_io import (
-        TABLE_SUFFIXES,
         check_table_output,
         read_spatial,
         read_table,
+        report_incomplete,
+        unreadable_list,
         write_table,
     )
 
     out = check_table_output(args.out, [args.input])
+    bad = unreadable_list(args)
     if args.k < 1:
         raise ParameterError(f"--k must be at least 1, got {args.k}")
     if not (np.isfinite(args.bandwidth_um) and args.bandwidth_um > 0):
         raise ParameterError(f"--bandwidth-um must be a positive number, got {args.bandwidth_um}")
     src_path = Path(args.input)
     if src_path.suffix.lower() in TABLE_SUFFIXES:
-        if not src_path.is_file():
-            raise FileNotFoundError(2, "No such file", str(src_path))
         table = read_table(src_path)
         missing = [c for c in ["label", *_CENTROIDS] if c not in table.columns]
         if missing:
@@ -91,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                 f"(its label images: {names})"
             )
         what = f"label image {args.labels or args.input!r}"
-        labels = read_spatial(src, 0, what)
+        labels = read_spatial(src, 0, what, bad)
         if not np.issubdtype(labels.dtype, np.integer):
             raise ParameterError(f"{what} is not an integer label image (dtype {labels.dtype})")
         if not labels.any():
@@ -108,4 +120,5 @@ def run(args: argparse.Namespace) -> int:
     table["kde_density"] = gaussian_kde_density(pts, args.bandwidth_um)
     write_table(table, out)
     print(f"{len(table)} objects -> {out}")
+    report_incomplete(bad)
     return 0

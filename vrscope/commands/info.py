@@ -6,7 +6,12 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from vrscope.commands._options import add_cache_option, cache_bytes, int_range
+from vrscope.commands._options import (
+    add_cache_option,
+    cache_bytes,
+    check_store_exists,
+    int_range,
+)
 
 if TYPE_CHECKING:
     from analysis.io import ZarrVolumeSource
@@ -233,6 +238,7 @@ def _stream_text(rep: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_store_exists(args.path)
     from analysis.io import open_volume
 
     src = open_volume(args.path)

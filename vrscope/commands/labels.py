@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from vrscope.commands._options import check_project_exists
+
 ORDER = 63
 
 _EPILOG = """\
@@ -182,6 +184,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_project_exists(args.folder)
     from analysis.edits import (
         ApplyTable,
         Command,
@@ -229,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_history(args: argparse.Namespace) -> int:
+    check_project_exists(args.folder)
     from analysis.errors import ParameterError
     from analysis.project import Project
 
@@ -252,6 +256,7 @@ def run_history(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    check_project_exists(args.folder)
     from analysis.project import Project
 
     with Project.open(args.folder) as pr:

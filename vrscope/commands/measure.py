@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from vrscope.commands._analysis_io import add_allow_missing_option
+from vrscope.commands._options import check_store_exists
+
 ORDER = 40
 
 _EPILOG = """\
@@ -48,10 +51,12 @@ def register(subparsers: Any) -> None:
         default="smooth",
         help="surface area method (default: smooth; binary = marching cubes on the raw mask)",
     )
+    add_allow_missing_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_store_exists(args.store)
     from analysis.errors import ParameterError
     from analysis.io import open_volume
     from analysis.morphology import measure_objects
@@ -59,19 +64,22 @@ def run(args: argparse.Namespace) -> int:
         check_table_output,
         progress_enabled,
         read_spatial,
+        report_incomplete,
+        unreadable_list,
         write_table,
     )
 
     out = check_table_output(args.out, [args.store])
+    bad = unreadable_list(args)
     image_src = open_volume(args.store)
     labels_src = image_src.open_labels(args.labels)
-    labels = read_spatial(labels_src, args.level, f"label image {args.labels!r}")
+    labels = read_spatial(labels_src, args.level, f"label image {args.labels!r}", bad)
     if not labels.any():
         raise ParameterError(f"label image {args.labels!r} has no objects (all zero)")
     spacing = labels_src.levels[args.level].scale_um
     image = None
     if args.image:
-        image = read_spatial(image_src, args.level, "image")
+        image = read_spatial(image_src, args.level, "image", bad)
         if image.shape != labels.shape:
             raise ParameterError(
                 f"image level {args.level} has shape {image.shape} but labels {labels.shape}"
@@ -79,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     parent = None
     if args.parent:
         parent_src = image_src.open_labels(args.parent)
-        parent = read_spatial(parent_src, args.level, f"label image {args.parent!r}")
+        parent = read_spatial(parent_src, args.level, f"label image {args.parent!r}", bad)
         if parent.shape != labels.shape:
             raise ParameterError(
                 f"parent {args.parent!r} has shape {parent.shape} but labels {labels.shape}"
@@ -94,4 +102,5 @@ def run(args: argparse.Namespace) -> int:
     )
     write_table(table, out)
     print(f"{len(table)} objects of {args.labels!r} -> {out}")
+    report_incomplete(bad)
     return 0

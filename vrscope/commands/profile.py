@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from vrscope.commands._analysis_io import add_allow_missing_option
+from vrscope.commands._options import check_store_exists
+
 ORDER = 42
 
 _EPILOG = """\
@@ -47,6 +50,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("store", metavar="STORE", help="OME-Zarr image with the four label images")
     p.add_argument("--out", required=True, metavar="REPORT_DIR", help="output folder")
     add_profile_options(p)
+    add_allow_missing_option(p)
     p.set_defaults(func=run)
 
 
@@ -87,12 +91,18 @@ def check_profile_options(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_store_exists(args.store)
     from pathlib import Path
 
     from analysis.errors import FormatError
     from analysis.io import open_volume
     from analysis.report import PROFILE_LABELS, profile_cell, write_report
-    from vrscope.commands._analysis_io import progress_enabled, read_spatial
+    from vrscope.commands._analysis_io import (
+        progress_enabled,
+        read_spatial,
+        report_incomplete,
+        unreadable_list,
+    )
 
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
@@ -101,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         raise FormatError(f"output folder {out.parent} does not exist")
     check_profile_options(args)
     names = label_names(args)
+    bad = unreadable_list(args)
     src = open_volume(args.store)
     missing = [names[r] for r in PROFILE_LABELS if names[r] not in src.label_names]
     if missing:
@@ -113,10 +124,10 @@ def run(args: argparse.Namespace) -> int:
     for role in PROFILE_LABELS:
         name = names[role]
         lab_src = src.open_labels(name)
-        labels[role] = read_spatial(lab_src, 0, f"label image {name!r}")
+        labels[role] = read_spatial(lab_src, 0, f"label image {name!r}", bad)
         spacing = lab_src.levels[0].scale_um
     assert spacing is not None
-    image = None if args.no_image else read_spatial(src, 0, "image")
+    image = None if args.no_image else read_spatial(src, 0, "image", bad)
     show = progress_enabled()
     profile = profile_cell(
         labels, spacing, image, k=args.k, bandwidth_um=args.bandwidth_um, progress=show
@@ -130,4 +141,5 @@ def run(args: argparse.Namespace) -> int:
         f"{s['counts']['nuclear_pores']} nuclear pores"
     )
     print(f"report -> {report}")
+    report_incomplete(bad)
     return 0
