@@ -213,6 +213,7 @@ class StreamedVolume:
         self.drawn = 0
         self.conflicts = 0  # finished trees dropped: a slot they use changed hands
         self._stale: set[int] = set()
+        self._ranges_version = 0  # border rewrites that changed a slot's value range
         self._stamp: tuple[Any, ...] | None = None  # inputs of the tree drawn or building
         self._todo: I64 = np.zeros(0, np.int64)
         self._job: Future[_Tree] | None = None
@@ -395,8 +396,13 @@ class StreamedVolume:
                     continue
                 image = self._fetch(k)
                 if image is not None:
+                    before = (atlas.slot_min[s], atlas.slot_max[s])
                     atlas.write(s, image)
                     n_border += 1
+                    if (atlas.slot_min[s], atlas.slot_max[s]) != before:
+                        # The border moved the brick's value range, on which empty-space
+                        # skipping decides: the tree is built again.
+                        self._ranges_version += 1
                 self._stale.discard(k)
         t1 = time.perf_counter()
         build_ms = self._refresh(frame, skip_for, wait)
@@ -466,6 +472,7 @@ class StreamedVolume:
             skip_for,
             self.atlas.table.version,
             self.streamer.key_base(),
+            self._ranges_version if skip_for is not None else 0,
         )
         cur = self._stamp
         same = cur is not None and all(a is b for a, b in zip(stamp[:3], cur[:3], strict=True))

@@ -152,6 +152,7 @@ def register(subparsers: Any) -> None:
     me.set_defaults(func=run_measure)
 
     from vrscope.commands._options import int_range
+    from vrscope.commands.infer import add_object_options
 
     inf = kinds.add_parser(
         "infer",
@@ -184,19 +185,7 @@ def register(subparsers: Any) -> None:
     inf.add_argument(
         "--threshold", type=float, default=0.5, help="one-class models: probability cut (0.5)"
     )
-    inf.add_argument(
-        "--objects", metavar="CLASS", help="write objects of this class (index or name)"
-    )
-    inf.add_argument(
-        "--closing", type=float, default=0.0, metavar="UM", help="--objects: closing radius"
-    )
-    inf.add_argument(
-        "--min-volume", type=float, default=0.0, metavar="UM3", help="--objects: drop smaller"
-    )
-    inf.add_argument(
-        "--watershed", type=float, metavar="UM",
-        help="--objects: split touching objects (peaks closer than UM merge)",
-    )  # fmt: skip
+    add_object_options(inf)
     inf.add_argument(
         "--block", nargs=3, type=int, metavar=("Z", "Y", "X"),
         help="block shape in voxels, whole chunks (default: at least 256 per axis)",

@@ -33,6 +33,22 @@ examples:
 """
 
 
+def add_object_options(p: Any) -> None:
+    """``--objects CLASS`` and how objects are made of a class's probabilities (shared by
+    ``infer`` and ``batch infer``)."""
+    p.add_argument("--objects", metavar="CLASS", help="write objects of this class (index or name)")
+    p.add_argument(
+        "--closing", type=float, default=0.0, metavar="UM", help="--objects: closing radius"
+    )
+    p.add_argument(
+        "--min-volume", type=float, default=0.0, metavar="UM3", help="--objects: drop smaller"
+    )
+    p.add_argument(
+        "--watershed", type=float, metavar="UM",
+        help="--objects: split touching objects (peaks closer than UM merge)",
+    )  # fmt: skip
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "infer",
@@ -67,18 +83,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--labels", action="store_true", help=".npy output: class labels, not probabilities"
     )
-    p.add_argument("--objects", metavar="CLASS", help="write objects of this class (index or name)")
     p.add_argument("--threshold", type=float, default=0.5, help="--objects: probability cut (0.5)")
-    p.add_argument(
-        "--closing", type=float, default=0.0, metavar="UM", help="--objects: closing radius"
-    )
-    p.add_argument(
-        "--min-volume", type=float, default=0.0, metavar="UM3", help="--objects: drop smaller"
-    )
-    p.add_argument(
-        "--watershed", type=float, metavar="UM",
-        help="--objects: split touching objects (peaks closer than UM merge)",
-    )  # fmt: skip
+    add_object_options(p)
     p.add_argument(
         "--probabilities", metavar="P.zarr", help="store input: also write probabilities"
     )
