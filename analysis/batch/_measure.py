@@ -46,6 +46,7 @@ from analysis.batch._cluster import UnitResult, run_units
 from analysis.errors import ParameterError
 from analysis.morphology import (
     BASE_COLUMNS,
+    SHAPE_COLUMNS,
     SurfaceMethod,
     measure_boxes,
     measure_masks,
@@ -64,16 +65,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # Columns a block's measure_objects row contributes (the rest come from integer sums).
-_ROW_COLUMNS = (
-    "volume_um3",
-    "surface_area_um2",
-    "surface_to_volume",
-    "sphericity",
-    "equivalent_diameter_um",
-    "axis_major_length_um",
-    "axis_middle_length_um",
-    "axis_minor_length_um",
-)
+_ROW_COLUMNS = SHAPE_COLUMNS
 _STAT_COLUMNS = (
     "label",
     "n",

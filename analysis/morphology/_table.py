@@ -20,6 +20,7 @@ __all__ = [
     "BASE_COLUMNS",
     "INTENSITY_COLUMNS",
     "PARENT_COLUMNS",
+    "SHAPE_COLUMNS",
     "SUM_COLUMNS",
     "measure_boxes",
     "measure_masks",
@@ -107,7 +108,7 @@ SUM_COLUMNS: tuple[str, ...] = ("sum_z", "sum_y", "sum_x")
 the objects' voxel indices (z, y, x), in the coordinates of the image the boxes refer to."""
 
 # The columns that need more than the voxel count, box and sums (marching cubes, moments).
-_SHAPE_COLUMNS = (
+SHAPE_COLUMNS = (
     "volume_um3",
     "surface_area_um2",
     "surface_to_volume",
@@ -156,7 +157,7 @@ def _add_row(
         for ax, name in enumerate("zyx"):
             rows[f"sum_{name}"].append(int(n * start[ax] + s1[ax]))
     if not shape:
-        for col in _SHAPE_COLUMNS:
+        for col in SHAPE_COLUMNS:
             rows[col].append(float("nan"))
         return
     centred = (coords - (s1 / n)[:, None]) * sp[:, None]
