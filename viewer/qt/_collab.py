@@ -278,12 +278,17 @@ class DesktopCollab(QtCore.QObject):
         self._view_dirty = self._presence_dirty = self._peers_dirty = True
         self._last_view = self._last_presence = self._last_draw = 0.0
         self._pick_next: tuple[float, float] | None = None
+        # Where the mouse rests over the 3D view (render pixels), None when outside: it
+        # is picked again after each new frame, since what lies under a still mouse
+        # changes as the scene streams in, plays or follows the presenter.
+        self._hover: tuple[float, float] | None = None
         self._pick_busy = False
         self._last_pick = 0.0
         # Input: hover in the 3D view (picked on the render thread) and in the slices.
         rv = viewer.render_view
         rv.setMouseTracking(True)
         rv.installEventFilter(self)
+        rv.frame_shown.connect(self._on_frame)
         for view in viewer.slices.values():
             view.setMouseTracking(True)
             view.viewport().setMouseTracking(True)
@@ -360,10 +365,17 @@ class DesktopCollab(QtCore.QObject):
             me: QtGui.QMouseEvent = ev  # type: ignore[assignment]
             if me.buttons() == QtCore.Qt.MouseButton.NoButton:
                 dpr = self.viewer.render_view.devicePixelRatioF()
-                self._pick_next = (float(me.position().x() * dpr), float(me.position().y() * dpr))
+                self._hover = (float(me.position().x() * dpr), float(me.position().y() * dpr))
+                self._pick_next = self._hover
+        elif obj is self.viewer.render_view and et == QtCore.QEvent.Type.Leave:
+            self._hover = None
         elif obj is self.viewer and et == QtCore.QEvent.Type.Close:
             self.close()
         return False
+
+    def _on_frame(self, _seconds: float) -> None:
+        if self._hover is not None:
+            self._pick_next = self._hover
 
     def _on_slice_hover(self, view: Any, pos: QtCore.QPointF) -> None:
         if view.view.sceneBoundingRect().contains(pos):

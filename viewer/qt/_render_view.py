@@ -228,14 +228,17 @@ class RenderThread:
         def job(r: SceneRenderer) -> PickResult:
             return r.pick(x, y)
 
-        fut = self.submit(job)
-        fut.add_done_callback(
-            lambda f: (
+        def done(f: Future[PickResult]) -> None:
+            err = f.exception()
+            if err is None:
                 self._bridge.call.emit(lambda: callback(f.result()))
-                if f.exception() is None
-                else log.warning("pick failed: %s", f.exception())
-            )
-        )
+                return
+            # A failed pick still answers (nothing under the mouse), so a caller that
+            # waits for its answer before picking again is never left waiting.
+            log.warning("pick failed: %s", err)
+            self._bridge.call.emit(lambda: callback(PickResult(None, None, None, None, None)))
+
+        self.submit(job).add_done_callback(done)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until no frame or job is pending (tests and exports)."""

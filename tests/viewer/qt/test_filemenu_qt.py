@@ -7,6 +7,7 @@ zarr, the tracks' ground-truth table (pandas), the project folder on disk.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 import zarr
 from PySide6 import QtCore, QtWidgets
+from pytestqt.exceptions import TimeoutError as WaitTimeout
 
 from tests.viewer.qt.conftest import truth, wait_rendered, wait_slices
 from tests.viewer.qt.test_app import level0
@@ -29,14 +31,40 @@ def label_names(store: Path) -> list[str]:
 
 
 def menu_click(qtbot: Any, win: Any, title: str, entry: str) -> None:
-    """Click menu ``title`` in the menu bar, then its entry ``entry`` (mouse, as a user)."""
+    """Click menu ``title`` in the menu bar, then its entry ``entry`` (mouse, as a user).
+
+    Under Xvfb a click into a popup menu that was mapped a moment ago is now and then
+    lost (the menu stays open, or closes, without triggering); a person then clicks
+    again, and so does this, at most three times, before failing.
+    """
     mb = win.menuBar()
     menu_action = next(a for a in mb.actions() if a.text().replace("&", "") == title)
-    qtbot.mouseClick(mb, Qt.MouseButton.LeftButton, pos=mb.actionGeometry(menu_action).center())
     menu = menu_action.menu()
-    qtbot.waitUntil(menu.isVisible, timeout=5000)
     act = next(a for a in menu.actions() if a.text() == entry)
-    qtbot.mouseClick(menu, Qt.MouseButton.LeftButton, pos=menu.actionGeometry(act).center())
+    fired: list[bool] = []
+
+    def slot(*_: Any) -> None:
+        fired.append(True)
+
+    act.triggered.connect(slot)
+    try:
+        for _ in range(3):
+            if not menu.isVisible():
+                qtbot.mouseClick(
+                    mb, Qt.MouseButton.LeftButton, pos=mb.actionGeometry(menu_action).center()
+                )
+                qtbot.waitUntil(
+                    lambda: menu.isVisible() and bool(menu.windowHandle().isExposed()),
+                    timeout=5000,
+                )
+            qtbot.mouseClick(menu, Qt.MouseButton.LeftButton, pos=menu.actionGeometry(act).center())
+            with contextlib.suppress(WaitTimeout):
+                qtbot.waitUntil(lambda: bool(fired), timeout=3000)
+            if fired:
+                break
+        assert fired, f"clicking {title} > {entry} did not trigger it"
+    finally:
+        act.triggered.disconnect(slot)
     qtbot.wait(20)
 
 
