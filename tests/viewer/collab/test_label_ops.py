@@ -1,0 +1,177 @@
+"""Label edits as session ops (issue 17): the server computes and writes them into the
+project's working copy, every participant re-reads what changed, undo stays per user.
+
+References: NumPy edits of the original array (``blobs``), the working copy read with
+zarr-python (``levels_of``), the writer's pyramid rule (``assert_pyramid``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from websockets.asyncio.client import connect
+
+from analysis.edits import LabelChange, MergeLabels, PaintBall, command_to_json
+from analysis.errors import InvalidEditError
+from analysis.project import Project
+from tests.analysis.edits._labels_support import assert_pyramid, blobs, levels_of, make_store
+from viewer.collab import AsyncCollabClient, CollabServer, Session
+
+from .conftest import run
+
+
+@contextlib.asynccontextmanager
+async def project_served(folder: Path, port: int = 0) -> AsyncIterator[tuple[Any, Any]]:
+    server = CollabServer("127.0.0.1", port)
+    session = server.add_session(Session.for_project(folder, "review"))
+    await server.start()
+    try:
+        yield server, session
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+def label_project(tmp_path: Path) -> Path:
+    store = make_store(tmp_path / "img.zarr", blobs())
+    folder = tmp_path / "p"
+    Project.create(folder, image=store, labels=["cells"], fsync=False).close()
+    return folder
+
+
+def copy_levels(folder: Path) -> list[np.ndarray]:
+    return levels_of(folder / "labels" / "cells.zarr")
+
+
+def covered(change: LabelChange, where: np.ndarray) -> bool:
+    """Every voxel index in ``where`` (k, 3) lies in one of the change's level-0 boxes."""
+    inside = np.zeros(len(where), bool)
+    for box in change.boxes[0]:
+        lo = np.array([s.start for s in box])
+        hi = np.array([s.stop for s in box])
+        inside |= np.all((where >= lo) & (where < hi), axis=1)
+    return bool(inside.all())
+
+
+def test_a_merge_reaches_the_project_and_every_participant(label_project: Path) -> None:
+    lab = blobs()
+    merged = np.where(lab == 2, 1, lab)
+
+    async def main() -> None:
+        async with project_served(label_project) as (server, session):
+            url = server.join_url("review")
+            info = session.info
+            assert info["label_copies"] == {
+                "cells": str((label_project / "labels" / "cells.zarr").resolve())
+            }
+            a = await AsyncCollabClient(url, name="A").start()
+            b = await AsyncCollabClient(url, name="B").start()
+            seen: list[LabelChange] = []
+            b.core.label_images["cells"].changed.connect(seen.append)
+            # Validated before it is sent: an id that is not there is refused at once.
+            with pytest.raises(InvalidEditError, match="not in label image"):
+                from viewer.collab import CollabHistory
+
+                CollabHistory(a).apply(MergeLabels("cells", [1, 99]))  # type: ignore[arg-type]
+            a.submit(MergeLabels("cells", [1, 2]))
+            # Not applied here: the voxels are the server's to write.
+            np.testing.assert_array_equal(copy_levels(label_project)[0], lab)
+            await a.wait_synced()
+            await b.wait_for(lambda: b.core.last_seq == a.core.last_seq)
+            levels = copy_levels(label_project)
+            np.testing.assert_array_equal(levels[0], merged)
+            assert_pyramid(levels)
+            # B was told which voxels to re-read, and reads the merge from the shared copy.
+            assert len(seen) == 1 and seen[0].forward and seen[0].ids == frozenset({1, 2})
+            assert covered(seen[0], np.argwhere(lab != merged))
+            img = b.core.label_images["cells"]
+            full = tuple(slice(0, s) for s in lab.shape)
+            np.testing.assert_array_equal(img.read(full), merged)
+            await a.close()
+            await b.close()
+
+    run(main())
+
+
+def test_label_undo_rules_and_a_restart(label_project: Path) -> None:
+    lab = blobs()
+    merged = np.where(lab == 2, 1, lab)
+
+    async def main() -> None:
+        async with project_served(label_project) as (server, session):
+            port = server.port
+            url = server.join_url("review")
+            a = await AsyncCollabClient(url, name="A").start()
+            b = await AsyncCollabClient(url, name="B").start()
+            a.submit(MergeLabels("cells", [1, 2]))
+            await a.wait_synced()
+            merge_op = session.log.entries[-1].op_id
+            await b.wait_for(lambda: b.core.last_seq == session.last_seq)
+            # B cannot undo A's merge: nothing of B's, and a forged undo is refused.
+            with pytest.raises(InvalidEditError, match="nothing of yours"):
+                b.undo()
+            async with connect(url) as ws:
+                await ws.send(json.dumps({"type": "hello", "name": "M"}))
+                assert json.loads(await ws.recv())["type"] == "welcome"
+                await ws.send(json.dumps({"type": "undo", "op_id": "m.1", "target": merge_op}))
+                while (r := json.loads(await ws.recv()))["type"] != "rejected":
+                    pass
+                assert "someone else's" in r["reason"]
+                # An atom named by a client is refused (the server computes label edits).
+                forged = command_to_json(MergeLabels("cells", [1, 3], atom="0" * 32))
+                await ws.send(json.dumps({"type": "op", "op_id": "m.2", "cmd": forged}))
+                while (r := json.loads(await ws.recv()))["type"] != "rejected":
+                    pass
+                assert "without an atom id" in r["reason"]
+            np.testing.assert_array_equal(copy_levels(label_project)[0], merged)
+            # B paints over A's merged object: A's undo would restore stale voxels: refused.
+            b.submit(PaintBall("cells", (10, 10, 10), 0.03, 7))
+            await b.wait_synced()
+            painted = copy_levels(label_project)[0]
+            assert (painted == 7).sum() > 0 and ((painted != merged) == (painted == 7)).all()
+            a.events.clear()
+            a.undo()
+            await a.wait_for(lambda: any(e.kind == "rejected" for e in a.events))
+            assert "builds on it" in next(e for e in a.events if e.kind == "rejected").reason
+            np.testing.assert_array_equal(copy_levels(label_project)[0], painted)
+            # B undoes its paint; then A's undo is accepted and the objects come back.
+            b.undo()
+            await b.wait_synced()
+            np.testing.assert_array_equal(copy_levels(label_project)[0], merged)
+            a.undo()
+            await a.wait_synced()
+            np.testing.assert_array_equal(copy_levels(label_project)[0], lab)
+            # Redo: the command again, computed anew by the server (no atom sent).
+            a.redo()
+            await a.wait_synced()
+            np.testing.assert_array_equal(copy_levels(label_project)[0], merged)
+            me = (a.core.client_id, a.core.resume)
+            await a.close()
+            await b.close()
+        # A restart keeps the edits and A's right to undo its own op (A resumes its identity).
+        assert_pyramid(copy_levels(label_project))
+        async with project_served(label_project, port) as (server, session):
+            url = server.join_url("review")
+            np.testing.assert_array_equal(copy_levels(label_project)[0], merged)
+            a = await AsyncCollabClient(url, name="A", client_id=me[0], resume=me[1]).start()
+            assert a.core.client_id == me[0]
+            img = a.core.label_images["cells"]
+            np.testing.assert_array_equal(img.read(tuple(slice(0, s) for s in lab.shape)), merged)
+            a.undo()
+            await a.wait_synced()
+            np.testing.assert_array_equal(copy_levels(label_project)[0], lab)
+            assert_pyramid(copy_levels(label_project))
+            await a.close()
+        # The project alone (no server) has every acknowledged edit.
+        with Project.open(label_project, read_only=True) as pr:
+            np.testing.assert_array_equal(
+                pr.workspace.labels["cells"].read(tuple(slice(0, s) for s in lab.shape)), lab
+            )
+
+    run(main(), timeout=120)
