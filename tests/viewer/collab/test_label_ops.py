@@ -175,3 +175,108 @@ def test_label_undo_rules_and_a_restart(label_project: Path) -> None:
             )
 
     run(main(), timeout=120)
+
+
+def test_the_headset_labels_tool_merges_through_the_session(label_project: Path) -> None:
+    """The headset's labels tool (scripted trigger and A button, no runtime) in a session:
+    the merge goes to the server like the desktop's; a desktop participant gets it; the
+    headset's own labels layer draws the shared copy and is told what changed."""
+    import time
+
+    from analysis.io import open_labels
+    from tests.analysis.edits._labels_support import SCALE
+    from tests.viewer.collab._server_thread import ServerThread
+    from tests.xrmode.test_tools import IDENT, Script, aim_at
+    from viewer.actions import LabelEditing
+    from viewer.collab import CollabClient, CollabHistory
+    from viewer.scene import Labels, Scene
+    from xrmode._transform import StageTransform
+    from xrmode.tools import LabelTool, ToolContext
+
+    lab = blobs()
+    srv = ServerThread(lambda: Session.for_project(label_project, "review"))
+    clients: list[Any] = []
+    try:
+        hs = CollabHistory(CollabClient(srv.url(), name="XR").start())
+        desk = CollabHistory(CollabClient(srv.url(), name="desk").start())
+        clients += [hs, desk]
+        image = str(label_project.parent / "img.zarr")
+        scene = Scene([Labels(open_labels(image, "cells"), name="cells")])
+        ctx = ToolContext(
+            transform=StageTransform(0.5, IDENT, (0.0, 1.0, -0.5)),
+            apply=hs.apply,
+            scene=scene,
+            workspace=hs.target,
+            history=hs,  # type: ignore[arg-type]
+        )
+        editing = LabelEditing(scene, hs.edit_labels, hs.label_images)
+        assert scene.layers.get("cells").data is hs.label_images["cells"].source
+        updates: list[list[int]] = []
+        scene.layers.get("cells").labels_update.connect(updates.append)
+        tool = LabelTool(editing, "cells")
+        tool.enabled = True
+        s = Script()
+
+        def w(v: tuple[int, int, int]) -> tuple[float, float, float]:
+            return (v[0] * SCALE[0], v[1] * SCALE[1], v[2] * SCALE[2])
+
+        s.click(tool, ctx, pose=aim_at(ctx, w((30, 15, 20))))  # object 2 (the ray's first)
+        s.click(tool, ctx, pose=aim_at(ctx, w((30, 40, 30))))  # object 3
+        assert scene.selection.label_ids == [2, 3]
+        s.click(tool, ctx, pose=aim_at(ctx, w((30, 40, 30))), button="primary")  # A: merge
+        expect = np.where(lab == 3, 2, lab)
+        deadline = time.monotonic() + 30
+        while not (updates and desk.client.core.last_seq >= 1):
+            assert time.monotonic() < deadline, "the merge did not come back in time"
+            hs.process(timeout=0.02)
+            desk.process(timeout=0.02)
+        np.testing.assert_array_equal(copy_levels(label_project)[0], expect)
+        assert set(updates[0]) == {2, 3}
+        full = tuple(slice(0, n) for n in lab.shape)
+        np.testing.assert_array_equal(desk.label_images["cells"].read(full), expect)
+    finally:
+        for h in clients:
+            h.close()
+        srv.close()
+
+
+def test_a_brush_stroke_is_one_op_and_one_undo(label_project: Path) -> None:
+    """A stroke (stamps in ``CollabHistory.group``) waits for the server as one op; the
+    copy holds both discs (voxel centres within the radius, computed here); one undo of
+    it restores the start."""
+    from tests.analysis.edits._labels_support import SCALE
+    from tests.viewer.collab._server_thread import ServerThread
+    from viewer.collab import CollabClient, CollabHistory
+
+    lab = blobs()
+    srv = ServerThread(lambda: Session.for_project(label_project, "review"))
+    hist = CollabHistory(CollabClient(srv.url(), name="painter").start())
+    try:
+        centres, r_um = [(12, 20, 20), (12, 20, 26)], 0.035
+        with hist.group("stroke"):
+            for c in centres:
+                hist.apply(PaintBall("cells", c, r_um, 6, axis=0))
+        expect = lab.copy()
+        zz, yy, xx = np.indices(lab.shape)
+        for cz, cy, cx in centres:
+            d2 = ((yy - cy) * SCALE[1]) ** 2 + ((xx - cx) * SCALE[2]) ** 2
+            expect[(zz == cz) & (d2 <= r_um**2)] = 6
+
+        def wait(pred: Any) -> None:
+            import time
+
+            deadline = time.monotonic() + 30
+            while not pred():
+                assert time.monotonic() < deadline
+                hist.process(timeout=0.02)
+
+        wait(lambda: hist.client.core.synced)
+        assert srv.session is not None and srv.session.last_seq == 1  # one op
+        np.testing.assert_array_equal(copy_levels(label_project)[0], expect)
+        hist.undo()
+        wait(lambda: hist.client.core.synced and hist.client.core.last_seq == 2)
+        np.testing.assert_array_equal(copy_levels(label_project)[0], lab)
+        assert_pyramid(copy_levels(label_project))
+    finally:
+        hist.close()
+        srv.close()
