@@ -70,8 +70,10 @@ def _commands(cmd: Command) -> list[Command]:
     return list(inner) if cmd.kind == "collab_group" and inner is not None else [cmd]
 
 
-def server_computed(cmd: Command) -> bool:
+def server_computed(cmd: Command | None) -> bool:
     """Whether ``cmd`` (or a command of a group) is a label edit: computed by the server."""
+    if cmd is None:
+        return False
     return any(c.kind.startswith(LABEL_KIND_PREFIX) for c in _commands(cmd))
 
 

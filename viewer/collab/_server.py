@@ -50,7 +50,7 @@ from websockets.http11 import Request, Response
 from analysis.edits import JournalLock, command_to_json
 from analysis.errors import FormatError, InvalidEditError, ParameterError, VrscopeError
 from viewer.collab._journal import SessionJournal
-from viewer.collab._labels import client_atoms
+from viewer.collab._labels import client_atoms, server_computed
 from viewer.collab._mirror import ProjectMirror, records_for
 from viewer.collab._oplog import Entry, OrderedLog, command_of
 from viewer.collab._protocol import (
@@ -448,9 +448,30 @@ class Session:
                         )
                 else:
                     entry.target = msg.target
-                self.log.apply(entry)
+                if entry.kind == "undo" or server_computed(entry.cmd):
+                    # Voxels are read and written (a label edit, or an undo that may revert
+                    # some): off the loop, so presence and the other sessions keep flowing
+                    # (the session lock keeps the op order).
+                    await asyncio.get_running_loop().run_in_executor(
+                        self._io, self.log.apply, entry
+                    )
+                else:
+                    self.log.apply(entry)
             except (FormatError, InvalidEditError) as exc:
                 conn.push(Rejected(op_id=msg.op_id, reason=str(exc)).model_dump_json())
+                return
+            except OSError as exc:
+                # A label copy could not be written (disk full, permissions): no traceback
+                # for a client's op; a single label edit is taken back (masked writes of
+                # absolute values: exact whatever part was written).
+                log.error("op %s could not be applied: %s", msg.op_id, exc)
+                if entry.kind == "cmd" and server_computed(entry.cmd):
+                    cmd = entry.cmd
+                    if getattr(cmd, "atom_id", None) is not None:
+                        with contextlib.suppress(OSError, VrscopeError):
+                            cmd.revert(self.log.target)  # type: ignore[union-attr]
+                why = f"the server could not write the edit ({type(exc).__name__})"
+                conn.push(Rejected(op_id=msg.op_id, reason=why).model_dump_json())
                 return
             body = _row_body(entry)
             row = (entry.seq, entry.op_id, entry.client_id, entry.author, entry.kind, body)

@@ -280,3 +280,38 @@ def test_a_brush_stroke_is_one_op_and_one_undo(label_project: Path) -> None:
     finally:
         hist.close()
         srv.close()
+
+
+def test_a_label_write_that_fails_is_refused_and_taken_back(
+    label_project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A disk-full write of the copy (simulated after part of it was written): the op is
+    rejected without a traceback, the voxels are as before, the session goes on."""
+    lab = blobs()
+
+    async def main() -> None:
+        async with project_served(label_project) as (server, session):
+            store = session.log.target.labels["cells"]
+            real_set = store.set
+            failures = [1]
+
+            def set_then_fail(atom_id: str, forward: bool, atom: Any = None) -> None:
+                real_set(atom_id, forward, atom)
+                if failures:
+                    failures.pop()
+                    raise OSError(28, "No space left on device")
+
+            store.set = set_then_fail
+            a = await AsyncCollabClient(server.join_url("review"), name="A").start()
+            a.submit(MergeLabels("cells", [1, 2]))
+            await a.wait_for(lambda: any(e.kind == "rejected" for e in a.events))
+            assert "could not write" in next(e for e in a.events if e.kind == "rejected").reason
+            np.testing.assert_array_equal(copy_levels(label_project)[0], lab)
+            assert session.last_seq == 0
+            a.submit(MergeLabels("cells", [1, 3]))
+            await a.wait_synced()
+            np.testing.assert_array_equal(copy_levels(label_project)[0], np.where(lab == 3, 1, lab))
+            await a.close()
+
+    run(main())
+    assert not any(r.exc_info for r in caplog.records)
