@@ -49,10 +49,10 @@ def copy_levels(folder: Path) -> list[np.ndarray]:
     return levels_of(folder / "labels" / "cells.zarr")
 
 
-def covered(change: LabelChange, where: np.ndarray) -> bool:
-    """Every voxel index in ``where`` (k, 3) lies in one of the change's level-0 boxes."""
+def covered(change: LabelChange, where: np.ndarray, level: int = 0) -> bool:
+    """Every voxel index in ``where`` (k, 3) lies in one of the change's boxes of ``level``."""
     inside = np.zeros(len(where), bool)
-    for box in change.boxes[0]:
+    for box in change.boxes[level]:
         lo = np.array([s.start for s in box])
         hi = np.array([s.stop for s in box])
         inside |= np.all((where >= lo) & (where < hi), axis=1)
@@ -74,6 +74,7 @@ def test_a_merge_reaches_the_project_and_every_participant(label_project: Path) 
             b = await AsyncCollabClient(url, name="B").start()
             seen: list[LabelChange] = []
             b.core.label_images["cells"].changed.connect(seen.append)
+            before = copy_levels(label_project)
             # Validated before it is sent: an id that is not there is refused at once.
             with pytest.raises(InvalidEditError, match="not in label image"):
                 from viewer.collab import CollabHistory
@@ -89,7 +90,10 @@ def test_a_merge_reaches_the_project_and_every_participant(label_project: Path) 
             assert_pyramid(levels)
             # B was told which voxels to re-read, and reads the merge from the shared copy.
             assert len(seen) == 1 and seen[0].forward and seen[0].ids == frozenset({1, 2})
-            assert covered(seen[0], np.argwhere(lab != merged))
+            # ... at every level: each sample that changed lies in a box B re-reads.
+            assert len(seen[0].boxes) == len(levels) == len(before) > 1
+            for k, (old, new) in enumerate(zip(before, levels, strict=True)):
+                assert (old != new).any() and covered(seen[0], np.argwhere(old != new), k)
             img = b.core.label_images["cells"]
             full = tuple(slice(0, s) for s in lab.shape)
             np.testing.assert_array_equal(img.read(full), merged)
@@ -315,3 +319,33 @@ def test_a_label_write_that_fails_is_refused_and_taken_back(
 
     run(main())
     assert not any(r.exc_info for r in caplog.records)
+
+
+def test_a_participant_who_cannot_open_the_copy_is_refused_label_edits(
+    label_project: Path,
+) -> None:
+    """On a machine where the copy's path does not open, label edits are refused with a
+    message naming it, and the others' label ops change nothing there (no resync loop)."""
+    from viewer.collab import CollabHistory
+
+    async def main() -> None:
+        async with project_served(label_project) as (server, session):
+            url = server.join_url("review")
+            a = await AsyncCollabClient(url, name="A").start()
+            session.info["label_copies"] = {"cells": "/nonexistent/labels/cells.zarr"}
+            b = await AsyncCollabClient(url, name="far").start()
+            hist = CollabHistory(b)  # type: ignore[arg-type]
+            assert hist.label_images == {}
+            with pytest.raises(InvalidEditError, match="/nonexistent/labels/cells.zarr"):
+                hist.edit_labels("cells")
+            with pytest.raises(InvalidEditError, match="does not open here"):
+                hist.apply(MergeLabels("cells", [1, 2]))
+            assert b.core.replica is not None and not b.core.replica.pending
+            a.submit(MergeLabels("cells", [1, 2]))
+            await a.wait_synced()
+            await b.wait_for(lambda: b.core.last_seq == session.last_seq)
+            assert not [e for e in b.events if e.kind in ("error", "rejected")]
+            await a.close()
+            await b.close()
+
+    run(main())
