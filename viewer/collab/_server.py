@@ -647,8 +647,12 @@ def _label_copies(project: Any) -> dict[str, str]:
     A label image that cannot be edited (not integer, not (z, y, x)) or whose source is
     unreadable is left out (label edits of it are refused in the session), with a warning.
     """
+    from analysis.io import label_copy_path
+
     out: dict[str, str] = {}
     for name in project.info.labels:
+        if not label_copy_path(project.path, name).is_dir():
+            log.info("making the project's working copy of label image %s (once)", name)
         try:
             store = project.edit_labels(name)
         except (OSError, VrscopeError) as exc:

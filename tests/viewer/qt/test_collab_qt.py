@@ -392,12 +392,18 @@ def test_a_label_merge_by_one_participant_shows_for_the_other_and_survives_a_res
         qtbot.waitUntil(lambda: ben_shows({1, 2}), timeout=30_000)
         wait_slices(qtbot, wb)
         assert not np.array_equal(pixel(wb, "xz", a), pixel(wb, "xz", b))
+        # Ana redoes it (the command again, computed by the server): Ben sees one id again.
+        assert not cb.history.can_redo
+        wa.qactions["edit.redo"].trigger()
+        qtbot.waitUntil(lambda: np.array_equal(levels_of(copy)[0], merged), timeout=30_000)
+        qtbot.waitUntil(lambda: ben_shows({1}, gone=2), timeout=30_000)
     finally:
         for win in wins:
             win.close()
         srv.close()
-    # The project alone (no server) holds the session's label edits.
+    # The project alone (no server) holds the session's label edits, undoable there.
     with Project.open(folder) as pr:
-        np.testing.assert_array_equal(pr.edit_labels("cells").read((slice(None),) * 3), lab)
-        pr.history.redo()  # the merge, redone from the project's own journal
-        np.testing.assert_array_equal(levels_of(copy)[0], merged)
+        np.testing.assert_array_equal(pr.edit_labels("cells").read((slice(None),) * 3), merged)
+        pr.history.undo()  # the merge, undone from the project's own journal
+        np.testing.assert_array_equal(levels_of(copy)[0], lab)
+        assert_pyramid(levels_of(copy))
