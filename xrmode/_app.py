@@ -411,6 +411,12 @@ class XrApp:
             pr = self.project
             editing = LabelEditing(self.scene, pr.edit_labels, pr.workspace.labels)
             tools["labels"] = LabelTool(editing, labels[0].name)
+        elif labels and self.collab is not None:  # the session server's working copies
+            from viewer.actions import LabelEditing
+
+            h = self.collab.history
+            editing = LabelEditing(self.scene, h.edit_labels, h.label_images)
+            tools["labels"] = LabelTool(editing, labels[0].name)
         elif self.opts.tool == "labels":
             raise ParameterError(
                 "the labels tool edits a label image in a project: give --labels NAME and "

@@ -10,6 +10,11 @@ mode), then :meth:`XrCollab.publish` (our head, hands, laser, clipping planes,
 time point and viewpoint, latest-wins), and draws :func:`avatar_geometry` of the
 other participants.
 
+Label edits, like the desktop's: with ``--labels NAME`` the labels tool edits the
+session's label images through :meth:`viewer.collab.CollabHistory.edit_labels` (the
+server's working copies, drawn read-only here; the server computes each edit and every
+participant re-reads what it changed, ``viewer/collab/_labels.py``).
+
 Shared view, like the desktop (``viewer.qt._collab``): clipping planes and the
 time point are latest-change-wins (a peer's are applied when that peer changed
 them more recently than they changed here: the view's ``ts`` is the time of its

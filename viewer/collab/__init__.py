@@ -8,6 +8,12 @@ A session shares one project between a presenter, editors and observers:
   Clients apply their own edits at once and reconcile with the server order
   (:mod:`viewer.collab._oplog` explains the scheme), so everyone converges. Undo
   applies to one's own ops; a group of edits is one op (:class:`Compound`).
+- **Label edits** (:mod:`viewer.collab._labels`): the server alone computes and writes
+  them into the project's label working copies; clients draw those copies (read-only)
+  and re-read what each op changed, so no replica diverges.
+- **Identities**: the server gives each participant its client id (whose ops it may
+  undo) with a key bound to the session token; a reconnect resumes it with the key,
+  and nobody else can claim it.
 - **Persistence**: a project session (:meth:`Session.for_project`, ``vrscope serve``)
   also writes every accepted op, before acknowledging it, to the project's own
   ``journal.jsonl`` (:mod:`viewer.collab._mirror`), so the project reopens with the

@@ -28,7 +28,6 @@ import queue
 import ssl as _ssl
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +39,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 
 from analysis.edits import Command, Step
 from analysis.errors import FormatError, InvalidEditError, ParameterError
+from viewer.collab._labels import server_computed
 from viewer.collab._oplog import Replica
 from viewer.collab._protocol import (
     Applied,
@@ -106,23 +106,36 @@ class ClientCore:
 
     Parameters
     ----------
-    client_id : str
+    client_id : str or None
+        None: the server gives one at the first join. Else the id to ask for: granted
+        when nobody in the session has it, or with its ``resume`` key (a participant's
+        identity again, e.g. after a crash of this program).
     name : str
     role : {"presenter", "editor", "observer"}
     send : callable(epoch, text, slot)
         Hands an outgoing frame to the link: ``slot`` None for reliable frames (ops),
         else the latest-wins slot name (``"presence"``, ``"view"``).
+    resume : str, optional
+        The key the server gave with ``client_id`` (:attr:`resume` after a welcome).
+
+    Attributes
+    ----------
+    client_id, resume : str or None
+        Who this client is in the session (the server's ``welcome`` says) and the key
+        that gets it back on every reconnect (ops it made stay its own to undo).
     """
 
     def __init__(
         self,
-        client_id: str,
+        client_id: str | None,
         name: str,
         role: str,
         send: Callable[[int, str, str | None], None],
         colour: str | None = None,
+        resume: str | None = None,
     ) -> None:
         self.client_id = client_id
+        self.resume = resume
         self.name = name
         self.role = role
         self.colour = colour
@@ -136,6 +149,10 @@ class ClientCore:
         self.session = ""
         self.need_snapshot = False
         self._dropped: list[Event] = []
+        #: The session's label images (``viewer.collab._labels.SharedLabels``: the server's
+        #: working copies, read-only here), made from the session info on joining.
+        self.label_images: dict[str, Any] = {}
+        self._label_info: Any = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -157,6 +174,7 @@ class ClientCore:
     def hello(self) -> str:
         return Hello(
             client_id=self.client_id,
+            resume=self.resume if self.client_id is not None else None,
             name=self.name,
             role=self.role,  # type: ignore[arg-type]
             colour=self.colour,
@@ -291,6 +309,10 @@ class ClientCore:
             out.append(Event("follow", participant=msg.follow.presenter, message=msg.follow))
         elif isinstance(msg, ErrorMsg):
             log.warning("server: %s: %s", msg.code, msg.message)
+            if msg.code == "identity":
+                # The id asked for is someone else's (or its key no longer holds): join
+                # as whom the server gives on the next connection.
+                self.client_id = self.resume = None
             out.append(Event("error", reason=f"{msg.code}: {msg.message}"))
         out.extend(self._dropped)
         self._dropped.clear()
@@ -301,14 +323,21 @@ class ClientCore:
 
     def _welcome(self, epoch: int, msg: Welcome, out: list[Event]) -> None:
         self.me = msg.you
+        # The server says who we are (the same participant again on a resume).
+        self.client_id, self.resume = msg.client_id, msg.resume
+        if self.replica is not None and self.replica.client_id != msg.client_id:
+            log.warning("session: joined as a new participant; earlier edits are not undoable")
+            self.replica.client_id = msg.client_id
         self.session = msg.session
         self.info = dict(msg.info)
         self.follow = msg.follow
         self.peers = {p.id: Peer(p) for p in msg.participants if p.id != msg.you.id}
+        self._open_labels()
         if msg.snapshot is not None:
             target = decode_state(msg.snapshot)
+            self._attach_labels(target)
             if self.replica is None:
-                self.replica = Replica(target, self.client_id, msg.base_seq, self._on_dropped)
+                self.replica = Replica(target, msg.client_id, msg.base_seq, self._on_dropped)
             else:
                 self.replica.reset(target, msg.base_seq)
             self.need_snapshot = False
@@ -323,6 +352,20 @@ class ClientCore:
         self.epoch = epoch
         out.append(Event("welcome", seq=self.replica.last_seq, message=msg.you))
         self._flush()
+
+    def _open_labels(self) -> None:
+        key = (self.info.get("labels"), self.info.get("label_copies"))
+        if key == self._label_info:
+            return
+        from viewer.collab._labels import label_images_of
+
+        self._label_info = key
+        self.label_images = label_images_of(self.info)
+
+    def _attach_labels(self, target: Any) -> None:
+        # Label ops in server order "apply" to these: they announce what the server wrote.
+        if hasattr(target, "labels") and hasattr(target, "annotations"):
+            target.labels = dict(self.label_images)
 
     def _applied(self, msg: Applied, out: list[Event]) -> None:
         rep = self.replica
@@ -512,8 +555,9 @@ class AsyncCollabClient(_CoreCalls):
         ``ws://HOST:PORT/SESSION?token=...`` as printed by ``vrscope serve``.
     name : str, default: "anonymous"
     role : {"presenter", "editor", "observer"}, default: "editor"
-    client_id : str, optional
-        Stable id of this client (random by default); keep it to resume after a crash.
+    client_id, resume : str, optional
+        The identity to ask for (default: the server gives one; see :class:`ClientCore`);
+        ``core.client_id`` and ``core.resume`` after joining get it back after a crash.
     colour : str, optional
         ``#rrggbb`` for the avatar; the server picks one by default.
     reconnect : bool, default: True
@@ -540,10 +584,11 @@ class AsyncCollabClient(_CoreCalls):
         reconnect: bool = True,
         on_event: Callable[[Event], None] | None = None,
         ssl: Any = None,
+        resume: str | None = None,
     ) -> None:
         check_url(url)
         self.url = url
-        self.core = ClientCore(client_id or uuid.uuid4().hex[:16], name, role, self._send, colour)
+        self.core = ClientCore(client_id, name, role, self._send, colour, resume=resume)
         self.on_event = on_event
         self.events: list[Event] = []
         self._link = _Link(url, self.core.hello, self._deliver, ssl=ssl, reconnect=reconnect)
@@ -645,10 +690,11 @@ class CollabClient(_CoreCalls):
         colour: str | None = None,
         reconnect: bool = True,
         ssl: Any = None,
+        resume: str | None = None,
     ) -> None:
         check_url(url)
         self.url = url
-        self.core = ClientCore(client_id or uuid.uuid4().hex[:16], name, role, self._send, colour)
+        self.core = ClientCore(client_id, name, role, self._send, colour, resume=resume)
         self._inbox: queue.SimpleQueue[tuple[int, str | bytes]] = queue.SimpleQueue()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="collab", daemon=True)
@@ -774,14 +820,37 @@ class CollabHistory:
     def target(self) -> Any:
         return self.client.target
 
+    @property
+    def label_images(self) -> dict[str, Any]:
+        """The session's label images this machine can draw from (name -> the server's
+        working copy, read-only here: ``viewer.collab._labels.SharedLabels``)."""
+        return {n: img for n, img in self.client.core.label_images.items() if img.available}
+
+    def edit_labels(self, name: str) -> Any:
+        """The label image label commands of layer ``name`` edit (what a front end's
+        ``LabelEditing`` asks for); InvalidEditError, with the reason, where it cannot."""
+        img = self.client.core.label_images.get(name)
+        if img is None or not img.available:
+            raise InvalidEditError(
+                getattr(img, "why", "")
+                or f"label image {name!r} is not one of the session's label images"
+            )
+        return img
+
     def apply(self, cmd: Command) -> Command:
         """Apply ``cmd`` locally at once and send it (raises InvalidEditError, unchanged).
 
         Inside :meth:`group` it is applied now and sent with the group when it closes.
         """
+        if server_computed(cmd):
+            # Validated here (the same checks, on the shared copy's voxels: a refusal
+            # shows at once), applied by the server; the views change when it has.
+            self.client.core._require_editor()
+            cmd.preview(self.client.target)  # type: ignore[attr-defined]
         if self._group is not None:
             self.client.core._require_editor()
-            cmd.apply(self.client.target)
+            if not server_computed(cmd):
+                cmd.apply(self.client.target)
             self._group[1].append(cmd)
         else:
             self.client.submit(cmd)
@@ -809,7 +878,14 @@ class CollabHistory:
                     from viewer.collab._compound import Compound
 
                     folded = cmds[0] if len(cmds) == 1 else Compound(cmds, gname)
-                    self.client.submit(folded, applied=True)
+                    remote = server_computed(folded)
+                    if remote:
+                        # Label edits are computed by the server: the whole group goes
+                        # there unapplied (take back what was applied here, newest first).
+                        for c in reversed(cmds):
+                            if not server_computed(c):
+                                c.revert(self.client.target)
+                    self.client.submit(folded, applied=not remote)
                     if len(cmds) > 1:
                         self.changed.emit("apply", folded)
 

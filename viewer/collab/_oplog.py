@@ -36,6 +36,7 @@ from typing import Any
 
 from analysis.edits import Command, command_from_json, command_to_json
 from analysis.errors import FormatError, InvalidEditError
+from viewer.collab._labels import check_label_undo, server_computed, without_atoms
 from viewer.collab._protocol import Applied, CommandBody, OpMsg, UndoMsg
 
 __all__ = ["Entry", "OrderedLog", "Pending", "Replica"]
@@ -108,6 +109,7 @@ class OrderedLog:
             raise InvalidEditError(f"op {target_id} is someone else's; undo applies to own ops")
         if t.undone:
             raise InvalidEditError(f"op {target_id} is already undone")
+        check_label_undo(self.entries[self.entries.index(t) + 1 :], t)
         return t
 
     def apply(self, entry: Entry, *, already_applied: bool = False) -> None:
@@ -183,7 +185,8 @@ def entry_from_message(msg: Applied) -> Entry:
 
 @dataclass
 class Pending:
-    """A local op not yet in server order. ``cmd`` ops are applied optimistically."""
+    """A local op not yet in server order. ``cmd`` ops are applied optimistically, except
+    label edits (``server_side``: computed by the server, shown when it has applied them)."""
 
     op_id: str
     kind: str
@@ -192,6 +195,7 @@ class Pending:
     target: str | None = None
     sent_epoch: int = -1
     applied: bool = field(default=False)
+    server_side: bool = False
 
     def message(self) -> OpMsg | UndoMsg:
         if self.kind == "cmd":
@@ -248,12 +252,16 @@ class Replica:
         """Apply ``cmd`` optimistically and queue it (raises InvalidEditError, unchanged).
 
         ``applied``: ``cmd`` is already applied to :attr:`target` (a group folded after
-        the fact); it is only queued.
+        the fact); it is only queued. A label edit (:func:`server_computed`) is only
+        queued, never applied here: the server computes it (``viewer.collab._labels``).
         """
-        if not applied:
+        remote = server_computed(cmd)
+        if remote and applied:
+            raise InvalidEditError("a label edit is computed by the session server, not here")
+        if not applied and not remote:
             cmd.apply(self.target)
         body = CommandBody(**command_to_json(cmd))
-        p = Pending(self.new_op_id(), "cmd", cmd, body, applied=True)
+        p = Pending(self.new_op_id(), "cmd", cmd, body, applied=not remote, server_side=remote)
         self.pending.append(p)
         if clear_redo:
             self.redo_stack.clear()
@@ -284,7 +292,8 @@ class Replica:
         """Submit the command of this client's last undone op again (a new op)."""
         if not self.redo_stack:
             raise InvalidEditError("nothing to redo")
-        body = self.redo_stack[-1]
+        # A label edit is sent without its atom: the server computes it on the voxels of now.
+        body = CommandBody(**without_atoms(self.redo_stack[-1].model_dump()))
         p = self.submit(command_of(body), clear_redo=False)
         self.redo_stack.pop()
         return p
@@ -300,7 +309,7 @@ class Replica:
     def _replay(self) -> None:
         keep: list[Pending] = []
         for p in self.pending:
-            if p.kind == "cmd":
+            if p.kind == "cmd" and not p.server_side:
                 assert p.cmd is not None
                 try:
                     p.cmd.apply(self.target)

@@ -51,8 +51,9 @@ __all__ = [
     "protocol_schema_json",
 ]
 
-PROTOCOL_VERSION = 1
-"""Bumped on any incompatible change; ``hello.v`` must equal it."""
+PROTOCOL_VERSION = 2
+"""Bumped on any incompatible change; ``hello.v`` must equal it (2: the server gives the
+client id, resumed with a key; dotted command kinds such as ``labels.merge``)."""
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Vec3 = tuple[Finite, Finite, Finite]
@@ -62,6 +63,7 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Colour = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
 Role = Literal["presenter", "editor", "observer"]
 Seq = Annotated[int, Field(ge=0)]
+ResumeKey = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
 class _Msg(BaseModel):
@@ -72,7 +74,10 @@ class _Msg(BaseModel):
 class CommandBody(_Msg):
     """One edit: ``analysis.edits.command_to_json`` output."""
 
-    kind: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+    # A registered kind: ``cut``, ``add_marker``, or dotted by family (``labels.merge``).
+    kind: Annotated[
+        str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}(\.[a-z][a-z0-9_]{0,31})?$")
+    ]
     v: Annotated[int, Field(ge=1, le=1000)] = 1
     args: dict[str, Any]
 
@@ -121,13 +126,20 @@ class FollowState(_Msg):
 class Hello(_Msg):
     """First message of every connection.
 
-    ``client_id`` is stable across reconnects of one client; ``last_seq`` is the
-    last sequence number it has applied (-1: none, send a snapshot).
+    ``client_id`` is who one is in the session (whose ops one may undo). It is given by
+    the server: leave it out on a first join and the ``welcome`` names it, with a
+    ``resume`` key. To get it back after a dropped connection (or a server restart),
+    send both again; a ``client_id`` claimed without its key is refused (``identity``)
+    when it belongs to someone (connected, or author of an op in the undo window), and
+    granted otherwise (a requested name). The key is bound to the session token:
+    it does not work with the other token. ``last_seq`` is the last sequence number the
+    client has applied (-1: none, send a snapshot).
     """
 
     type: Literal["hello"] = "hello"
     v: int = PROTOCOL_VERSION
-    client_id: Id
+    client_id: Id | None = None
+    resume: ResumeKey | None = None
     name: Name
     role: Role = "editor"
     colour: Colour | None = None
@@ -216,6 +228,10 @@ class Welcome(_Msg):
     v: int = PROTOCOL_VERSION
     session: Name
     you: Participant
+    client_id: Id
+    """Who you are in the session (your ops carry it); the server's choice."""
+    resume: ResumeKey
+    """Send it with ``client_id`` in a later ``hello`` to be the same participant again."""
     participants: list[Participant]
     info: dict[str, Any] = {}
     base_seq: Seq

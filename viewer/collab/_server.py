@@ -48,8 +48,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from analysis.edits import JournalLock, command_to_json
-from analysis.errors import FormatError, InvalidEditError, ParameterError
+from analysis.errors import FormatError, InvalidEditError, ParameterError, VrscopeError
 from viewer.collab._journal import SessionJournal
+from viewer.collab._labels import client_atoms, server_computed
 from viewer.collab._mirror import ProjectMirror, records_for
 from viewer.collab._oplog import Entry, OrderedLog, command_of
 from viewer.collab._protocol import (
@@ -178,6 +179,7 @@ class _Conn:
     participant: Participant
     client_id: str
     bucket: _Bucket
+    resume: str = ""
     out: deque[str] = field(default_factory=deque)
     latest: dict[str, str] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -245,6 +247,7 @@ class Session:
         self.journal = SessionJournal(journal_path)
         self.edit_token = self._token("edit_token")
         self.view_token = self._token("view_token")
+        self._identity_secret = self._token("identity_secret")
         self.mirror: ProjectMirror | None = None
         self._project_lock: JournalLock | None = None  # set by for_project
         if project_journal is not None:
@@ -271,6 +274,11 @@ class Session:
             )
         self._checkpoint_text = text
         self.log = OrderedLog(decode_state(json.loads(text)), base_seq=seq0)
+        # Label images are not in snapshots: they are the target's working copies, edited
+        # in place (``viewer.collab._labels``); the restored state edits the same ones.
+        labels = getattr(target, "labels", None)
+        if isinstance(labels, Mapping) and hasattr(self.log.target, "annotations"):
+            self.log.target.labels = labels
         self._op_seq: dict[str, int] = {}
         if self.mirror is not None and mirrored == seq0 and mirrored > 0:
             self._check_project(target, mirrored)
@@ -278,7 +286,10 @@ class Session:
         for row in self.journal.ops_after(seq0):
             entry = _entry_from_row(row)
             try:
-                self.log.apply(entry)
+                # The project's copies already hold the mirrored ops (Project.open replayed
+                # and recovered them): only their bookkeeping is replayed, no voxel written.
+                with _replaying(labels if entry.seq <= mirrored else None):
+                    self.log.apply(entry)
             except InvalidEditError as exc:
                 raise FormatError(
                     f"session journal {self.journal.path}: op {entry.seq} cannot be replayed: {exc}"
@@ -349,6 +360,8 @@ class Session:
                 "project": Path(project.path).name,
                 "image": project.info.image,
                 "labels": list(project.info.labels),
+                # The working copies the server edits and every participant draws from.
+                "label_copies": _label_copies(project),
             }
             journal_file = project.history.journal.path if project.history.journal else None
             session = cls(
@@ -426,11 +439,39 @@ class Session:
             try:
                 if isinstance(msg, OpMsg):
                     entry.cmd = command_of(msg.cmd)
+                    if client_atoms(entry.cmd):
+                        # A label edit's atom is the server's to compute: one named by a
+                        # client could write any stored edit's voxels (or name a path).
+                        conn.strikes += 1
+                        raise InvalidEditError(
+                            "label edits are computed by the server: send them without an atom id"
+                        )
                 else:
                     entry.target = msg.target
-                self.log.apply(entry)
+                if entry.kind == "undo" or server_computed(entry.cmd):
+                    # Voxels are read and written (a label edit, or an undo that may revert
+                    # some): off the loop, so presence and the other sessions keep flowing
+                    # (the session lock keeps the op order).
+                    await asyncio.get_running_loop().run_in_executor(
+                        self._io, self.log.apply, entry
+                    )
+                else:
+                    self.log.apply(entry)
             except (FormatError, InvalidEditError) as exc:
                 conn.push(Rejected(op_id=msg.op_id, reason=str(exc)).model_dump_json())
+                return
+            except OSError as exc:
+                # A label copy could not be written (disk full, permissions): no traceback
+                # for a client's op; a single label edit is taken back (masked writes of
+                # absolute values: exact whatever part was written).
+                log.error("op %s could not be applied: %s", msg.op_id, exc)
+                if entry.kind == "cmd" and server_computed(entry.cmd):
+                    cmd = entry.cmd
+                    if getattr(cmd, "atom_id", None) is not None:
+                        with contextlib.suppress(OSError, VrscopeError):
+                            cmd.revert(self.log.target)  # type: ignore[union-attr]
+                why = f"the server could not write the edit ({type(exc).__name__})"
+                conn.push(Rejected(op_id=msg.op_id, reason=why).model_dump_json())
                 return
             body = _row_body(entry)
             row = (entry.seq, entry.op_id, entry.client_id, entry.author, entry.kind, body)
@@ -489,6 +530,8 @@ class Session:
         return Welcome(
             session=self.name,
             you=conn.participant,
+            client_id=conn.client_id,
+            resume=conn.resume,
             participants=[c.participant for c in self.conns],
             info=self.info,
             base_seq=base,
@@ -540,6 +583,8 @@ class Session:
             conn.push_latest(f"v{pid}", t)
 
     def leave(self, conn: _Conn) -> None:
+        if conn not in self.conns:
+            return  # already replaced by a newer connection of the same participant
         self.conns.discard(conn)
         pid = conn.participant.id
         self._last_presence.pop(pid, None)
@@ -553,10 +598,82 @@ class Session:
         for c in self.conns:
             c.push(text)
 
+    # ------------------------------------------------------------------ identity
+    def resume_key(self, client_id: str, token: str) -> str:
+        """The key that gives ``client_id`` back to whoever joined with ``token``
+        (HMAC-SHA256 under the session's secret, kept in its journal: it survives
+        restarts, and ``--new-session`` makes a new one)."""
+        msg = f"{token}\n{client_id}".encode()
+        return hmac.new(self._identity_secret.encode(), msg, "sha256").hexdigest()
+
+    def _bound(self, client_id: str) -> bool:
+        """Whether ``client_id`` belongs to someone: connected, or the author of an op that
+        can still be undone."""
+        return any(c.client_id == client_id for c in self.conns) or any(
+            e.client_id == client_id for e in self.log.entries
+        )
+
+    def identify(self, hello: Hello, token: str) -> tuple[str | None, bool, _Conn | None]:
+        """The client id of a joining connection: ``(client_id, refused, replaced)``.
+
+        No id asked: a new one. An id with its valid key: that participant again (an older
+        connection of theirs is ``replaced``). An id without it: refused when it belongs to
+        someone (:meth:`_bound`), else granted (a requested name, unused here).
+        """
+        cid = hello.client_id
+        if cid is None:
+            while True:
+                cid = secrets.token_hex(8)
+                if not self._bound(cid):
+                    return cid, False, None
+        if hello.resume is not None and hmac.compare_digest(
+            hello.resume, self.resume_key(cid, token)
+        ):
+            old = next((c for c in self.conns if c.client_id == cid), None)
+            return cid, False, old
+        if self._bound(cid):
+            return None, True, None
+        return cid, False, None
+
     def next_participant(self, hello: Hello) -> Participant:
         pid = next(self._ids)
         colour = hello.colour or PALETTE[(pid - 1) % len(PALETTE)]
         return Participant(id=pid, name=hello.name, role=hello.role, colour=colour)
+
+
+def _label_copies(project: Any) -> dict[str, str]:
+    """Make (if needed) the working copy of each of the project's label images; their paths.
+
+    A label image that cannot be edited (not integer, not (z, y, x)) or whose source is
+    unreadable is left out (label edits of it are refused in the session), with a warning.
+    """
+    from analysis.io import label_copy_path
+
+    out: dict[str, str] = {}
+    for name in project.info.labels:
+        if not label_copy_path(project.path, name).is_dir():
+            log.info("making the project's working copy of label image %s (once)", name)
+        try:
+            store = project.edit_labels(name)
+        except (OSError, VrscopeError) as exc:
+            log.warning("label image %s cannot be edited in the session: %s", name, exc)
+            continue
+        root = getattr(store, "root", None)
+        if root is not None:
+            out[str(name)] = str(Path(root).resolve())
+    return out
+
+
+@contextlib.contextmanager
+def _replaying(labels: Mapping[str, Any] | None) -> Any:
+    stores = [s for s in (labels or {}).values() if hasattr(s, "replaying")]
+    for s in stores:
+        s.replaying = True
+    try:
+        yield
+    finally:
+        for s in stores:
+            s.replaying = False
 
 
 def _row_body(entry: Entry) -> dict[str, Any]:
@@ -738,20 +855,32 @@ class CollabServer:
             await ws.send(ErrorMsg(code="forbidden", message=why).model_dump_json())
             await ws.close(1008, why)
             return
-        conn = _Conn(
-            ws,
-            session.next_participant(hello),
-            hello.client_id,
-            _Bucket(lim.rate_hz, lim.burst, lim.flood_drops),
-        )
+        token = _token_of(ws.request.path if ws.request else "")
+        replaced: _Conn | None = None
         async with session.lock:
-            # A client id is who may undo an op: a second connection claiming one that is
-            # connected (to undo its ops, or to speak as it) is refused.
-            taken = any(c.client_id == hello.client_id for c in session.conns)
-            full = len(session.conns) >= lim.max_connections
+            # A client id is who may undo an op. The server gives it (bound to the token by
+            # a key); a claimed one that belongs to someone needs its key.
+            client_id, taken, replaced = session.identify(hello, token)
+            full = len(session.conns) - (replaced is not None) >= lim.max_connections
             if not (taken or full):
+                assert client_id is not None
+                if replaced is not None:
+                    # The same participant again (a reconnect the server has not noticed
+                    # yet as a drop): the new connection takes over.
+                    session.leave(replaced)
+                conn = _Conn(
+                    ws,
+                    session.next_participant(hello),
+                    client_id,
+                    _Bucket(lim.rate_hz, lim.burst, lim.flood_drops),
+                    resume=session.resume_key(client_id, token),
+                )
                 conn.push(session.welcome(conn, hello.last_seq).model_dump_json())
                 session.join(conn)
+        if replaced is not None and not (taken or full):
+            log.info("%s in %s: resumed on a new connection", hello.name, session.name)
+            with contextlib.suppress(ConnectionClosed):
+                await replaced.ws.close(1008, "resumed on another connection")
         if full and not taken:
             why = f"the session is full ({lim.max_connections} participants)"
             log.warning("refused %s in %s: %s", hello.name, session.name, why)
@@ -760,7 +889,10 @@ class CollabServer:
                 await ws.close(1013, "session full")
             return
         if taken:
-            why = f"client id {hello.client_id!r} is already connected to this session"
+            why = (
+                f"client id {hello.client_id!r} belongs to another participant of this session "
+                "(resuming it needs the key the server gave with it)"
+            )
             log.warning("refused %s in %s: %s", hello.name, session.name, why)
             with contextlib.suppress(ConnectionClosed):
                 await ws.send(ErrorMsg(code="identity", message=why).model_dump_json())
@@ -770,6 +902,8 @@ class CollabServer:
         log.info("%s joined %s as %s", hello.name, session.name, hello.role)
         try:
             async for raw in ws:
+                if conn not in session.conns:
+                    break  # its participant resumed on another connection
                 if not conn.bucket.take():
                     if conn.bucket.flooding(lim.flood_window_s):
                         log.warning("closing %s: message flood", hello.name)
@@ -833,6 +967,10 @@ class CollabServer:
                     await ws.send(text)
         except ConnectionClosed:
             pass
+
+
+def _token_of(path: str) -> str:
+    return parse_qs(urlsplit(path).query).get("token", [""])[0]
 
 
 def _http(status: int, body: str) -> Response:

@@ -154,10 +154,23 @@ def use_history(session: ProofreadingSession, history: CollabHistory) -> None:
     # Connected first, so the session's handler refreshes its layers from the new target.
     history.changed.connect(on_reset)
     history.changed.connect(session._on_history)
+    _use_shared_labels(session, history)
     names = [c.name for c in session.annotations.classes]
     if names and session.current_class not in names:
         session.current_class = names[0]
     session.refresh_layers()
+
+
+def _use_shared_labels(session: ProofreadingSession, history: CollabHistory) -> None:
+    """Label edits go to the session: the labels layers draw the server's working copies
+    (``viewer.collab._labels``), which the server alone writes; each op the server applied
+    makes the views re-read what it changed."""
+    from viewer.actions import LabelEditing
+
+    session.label_edits.close()
+    session.label_edits = LabelEditing(
+        session.scene, history.edit_labels, history.label_images, lock=lambda: session.scene_lock
+    )
 
 
 def join_session(

@@ -25,7 +25,7 @@ from analysis.project import Project
 from viewer.collab import AsyncCollabClient, CollabClient, Laser, Pose, Session
 
 from ..collab._server_thread import ServerThread
-from .conftest import wait_rendered
+from .conftest import wait_rendered, wait_slices
 from .test_app import click, edge_set, truth_edges
 
 pytestmark = pytest.mark.qt
@@ -314,3 +314,96 @@ def test_view_join_cli_opens_the_session_and_refuses_bad_input(
         one_line(main(["view", "--join", url, "--project", str(folder)]), "leave out --project")
     finally:
         srv.close()
+
+
+def test_a_label_merge_by_one_participant_shows_for_the_other_and_survives_a_restart(
+    qtbot: Any, tmp_path: Path
+) -> None:
+    """Issue 17: label edits are collaboration ops. Ana merges two objects with the mouse
+    and Shift+M; Ben's slices show one id; only Ana can undo it; a restart keeps it.
+
+    References: NumPy edits of the original array, the project's working copy read with
+    zarr-python (``levels_of``), the pixels of Ben's slice view (grabbed).
+    """
+    from tests.analysis.edits._labels_support import assert_pyramid, blobs, levels_of, make_store
+
+    from .test_app import key
+    from .test_label_tools import cursor_voxel, pause, pixel, w
+
+    lab = blobs()
+    merged = np.where(lab == 2, 1, lab)
+    store = make_store(tmp_path / "img.zarr", lab)
+    folder = tmp_path / "proj"
+    Project.create(folder, image=store, labels=["cells"]).close()
+    copy = folder / "labels" / "cells.zarr"
+    srv = ServerThread(lambda: Session.for_project(folder, "review"))
+    wins: list[Any] = []
+    try:
+        url = srv.url()
+        wa, ca = _joined(qtbot, url, "Ana", 0)
+        wb, cb = _joined(qtbot, url, "Ben", 960)
+        wins += [wa, wb]
+        for win in wins:
+            wait_rendered(qtbot, win)
+        sa = wa.session
+        y = cursor_voxel(wa)[1]
+        assert 5 <= y < 30 and cursor_voxel(wb)[1] == y  # xz crosses objects 1 and 2
+        a, b = w((14, y, 34)), w((24, y, 8))  # inside 1 and inside 2
+        assert not np.array_equal(pixel(wb, "xz", a), pixel(wb, "xz", b))
+
+        def ben_shows(ids: set[int], gone: int | None = None) -> bool:
+            shown = wb.slices["xz"].shown("cells")
+            got = set(np.unique(shown.array).tolist()) if shown is not None else set()
+            return ids <= got and gone not in got
+
+        # --- Ana selects object 1, Ctrl+clicks object 2, merges with Shift+M.
+        click(qtbot, wa, "xz", w((10, y, 14)))
+        qtbot.waitUntil(lambda: sa.scene.selection.label_ids == [1], timeout=10_000)
+        pause(qtbot)
+        click(qtbot, wa, "xz", w((28, y, 26)), Qt.KeyboardModifier.ControlModifier)
+        qtbot.waitUntil(lambda: sa.scene.selection.label_ids == [1, 2], timeout=10_000)
+        key(qtbot, wa, Qt.Key.Key_M, Qt.KeyboardModifier.ShiftModifier)
+        # The server wrote the merge into the project's copy; Ben's slices re-read it.
+        qtbot.waitUntil(lambda: np.array_equal(levels_of(copy)[0], merged), timeout=30_000)
+        assert_pyramid(levels_of(copy))
+        qtbot.waitUntil(lambda: ben_shows({1}, gone=2), timeout=30_000)
+        wait_slices(qtbot, wb)
+        np.testing.assert_array_equal(pixel(wb, "xz", a), pixel(wb, "xz", b))
+        for plane in ("xy", "xz", "yz"):
+            shown = wb.slices[plane].shown("cells")
+            assert shown is not None and 2 not in set(np.unique(shown.array).tolist())
+
+        # --- Ben cannot undo Ana's merge (Ctrl+Z: nothing of his); the voxels stay.
+        assert not cb.history.can_undo
+        key(qtbot, wb, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+        cb.tick()
+        np.testing.assert_array_equal(levels_of(copy)[0], merged)
+
+        # --- A restart keeps it: a new joiner reads the merge; Ana (who resumed her
+        # identity by herself) undoes it, and Ben sees both objects again.
+        srv.restart()
+        late = CollabClient(srv.url(), name="late", role="observer").start()
+        img = late.core.label_images["cells"]
+        np.testing.assert_array_equal(img.read(tuple(slice(0, s) for s in lab.shape)), merged)
+        late.close()
+        assert ca.history.can_undo
+        key(qtbot, wa, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+        qtbot.waitUntil(lambda: np.array_equal(levels_of(copy)[0], lab), timeout=30_000)
+        qtbot.waitUntil(lambda: ben_shows({1, 2}), timeout=30_000)
+        wait_slices(qtbot, wb)
+        assert not np.array_equal(pixel(wb, "xz", a), pixel(wb, "xz", b))
+        # Ana redoes it (the command again, computed by the server): Ben sees one id again.
+        assert not cb.history.can_redo
+        wa.qactions["edit.redo"].trigger()
+        qtbot.waitUntil(lambda: np.array_equal(levels_of(copy)[0], merged), timeout=30_000)
+        qtbot.waitUntil(lambda: ben_shows({1}, gone=2), timeout=30_000)
+    finally:
+        for win in wins:
+            win.close()
+        srv.close()
+    # The project alone (no server) holds the session's label edits, undoable there.
+    with Project.open(folder) as pr:
+        np.testing.assert_array_equal(pr.edit_labels("cells").read((slice(None),) * 3), merged)
+        pr.history.undo()  # the merge, undone from the project's own journal
+        np.testing.assert_array_equal(levels_of(copy)[0], lab)
+        assert_pyramid(levels_of(copy))
