@@ -948,7 +948,7 @@ class InterpolateLabel(_LabelCommand):
     def _section(self, img: EditableLabels, oid: int, k: int) -> npt.NDArray[np.bool_]:
         region = [slice(0, n) for n in img.shape]
         region[self.axis] = slice(k, k + 1)
-        m = np.take(img.read(tuple(region)) == oid, 0, axis=self.axis)
+        m = np.asarray(np.take(img.read(tuple(region)) == oid, 0, axis=self.axis), dtype=bool)
         if not m.any():
             name = "zyx"[self.axis]
             raise LabelEditError(

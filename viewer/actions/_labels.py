@@ -615,7 +615,7 @@ def _fill(ctx: ActionContext, pick: Pick) -> Command:
     "across the slice (z in 3D), blending the two sections' shapes (signed distances); only "
     "background is filled",
     shortcut="Shift+P",
-    headset="labels tool: wrist menu 'interpolate' (across z, at the hand's tip)",
+    headset="labels tool: wrist menu 'interpolate' (across z, at the section the ray hit last)",
     enabled=_needs_point,
 )
 def _interpolate(ctx: ActionContext, pick: Pick) -> Command:
