@@ -106,6 +106,8 @@ def test_interpolate_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[
         (["unlock", "{p}", "--labels", "cells", "1"], "not locked"),
         (["paint", "{p}", "--labels", "cells", "--id", "5", "--ball", "3,3,3,0.05"], "locked"),
         (["delete", "{p}", "--labels", "cells", "5"], "locked"),
+        (["erase", "{p}", "--labels", "cells", "--ball", "3,3,3,0.05", "--only", "5"], "locked"),
+        (["merge", "{p}", "--labels", "cells", "1", "5"], "locked"),
         (
             [
                 "interpolate",

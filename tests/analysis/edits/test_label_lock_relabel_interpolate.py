@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from analysis.edits import (
+    ApplyTable,
     DeleteLabels,
     FillLabel,
     InterpolateLabel,
@@ -111,6 +112,10 @@ def test_locks_are_journaled_and_unlock_undoes(tmp_path: Path) -> None:
         (lambda: PaintBall("cells", (10, 10, 10), 0.05, 0, erase_id=2), "locked"),
         (lambda: FillLabel("cells", (25, 10, 10), 4, (20, 5, 5, 30, 20, 20)), "locked"),
         (lambda: MergeLabels("cells", [1, 2]), "locked"),
+        (lambda: MergeLabels("cells", [1, 3], into=2), "locked"),
+        (lambda: ApplyTable("cells", [[1, 4], [2, 5]]), "locked"),
+        (lambda: ApplyTable("cells", [[1, 2]]), "locked"),
+        (lambda: InterpolateLabel("cells", 2, 0, 21, 30), "locked"),
         (lambda: DeleteLabels("cells", [2]), "locked"),
         (lambda: SplitLabel("cells", 2, [[21, 6, 6], [33, 28, 38]]), "locked"),
         (lambda: RelabelLabel("cells", 2), "locked"),
