@@ -1,8 +1,10 @@
 """Lock an object at the desk (Labels menu), then a brush stroke across it: the locked
-object keeps every voxel; driven with QTest mouse and keys at the default zoom.
+object keeps every voxel; paint two sections and interpolate between them (Shift+P).
+Driven with QTest mouse and keys at the default zoom.
 
 References: the project's working copy read with zarr-python (``levels_of``), the original
-array, skimage.draw.disk for the brush's discs at the stroke's ends.
+array, skimage.draw.disk for the brush's discs (the stroke's ends, the two sections; the
+same disc on both sections interpolates to a cylinder).
 """
 
 from __future__ import annotations
@@ -80,3 +82,40 @@ def test_lock_from_the_labels_menu_then_a_stroke_leaves_the_object(
     assert locked_ids(img) == {3}
     key(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert locked_ids(img) == frozenset()
+
+
+def test_paint_two_sections_then_interpolate_with_the_key(qtbot: Any, labels_viewer: Any) -> None:
+    win = labels_viewer
+    s = win.session
+    lab = blobs()
+    key(qtbot, win, Qt.Key.Key_N, Qt.KeyboardModifier.AltModifier)  # labels.new_id
+    value = s.label_brush.value
+    s.label_brush.radius_um = 0.045  # 4.5 voxels: no voxel centre on the rim
+    yx = (15, 50)  # background in every z slice (objects 1, 2 end at x 40, 3 starts at y 30)
+    xy = win.slices["xy"]
+    for z in (10, 30):
+        # Navigate: a click on the XZ view moves the XY slice to z; then paint a disc there.
+        key(qtbot, win, Qt.Key.Key_Escape)
+        click(qtbot, win, "xz", w((z, cursor_voxel(win)[1], yx[1])))
+        qtbot.waitUntil(lambda z=z: cursor_voxel(win)[0] == z, timeout=10_000)
+        pause(qtbot)
+        key(qtbot, win, Qt.Key.Key_B)
+        wait_slices(qtbot, win)
+        click(qtbot, win, "xy", w((z, *yx)))
+        pause(qtbot)
+    rr, cc = disk(yx, 4.5, shape=lab.shape[1:])
+    on = np.zeros(lab.shape[1:], bool)
+    on[rr, cc] = True
+    painted = lab.copy()
+    painted[10][on] = painted[30][on] = value
+    np.testing.assert_array_equal(copy_level0(win), painted)
+    # With the mouse over the XY slice at z 30, Shift+P fills the cylinder between.
+    qtbot.mouseMove(xy.viewport(), xy.mapFromScene(xy.view_to_scene(w((30, *yx)))))
+    qtbot.wait(20)
+    key(qtbot, win, Qt.Key.Key_P, Qt.KeyboardModifier.ShiftModifier)
+    expect = painted.copy()
+    expect[10:31][:, on] = value
+    np.testing.assert_array_equal(copy_level0(win), expect)
+    assert_pyramid(levels_of(s.project.path / "labels" / "cells.zarr"))
+    key(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # one undo
+    np.testing.assert_array_equal(copy_level0(win), painted)
