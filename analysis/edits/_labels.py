@@ -235,12 +235,12 @@ def _refuse_locked(img: EditableLabels, ids: Sequence[int], what: str = "object"
         )
 
 
-def _unlocked(img: EditableLabels, old: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
-    """Where ``old`` (voxels of ``img``) holds no locked id."""
+def _keep_locked(img: EditableLabels, mask: npt.NDArray[np.bool_], old: npt.NDArray[Any]) -> None:
+    """Clear ``mask`` where ``old`` (voxels of ``img``) holds a locked id (nothing to do,
+    and no pass over the box, when no id is locked)."""
     locked = locked_ids(img)
-    if not locked:
-        return np.ones(old.shape, dtype=bool)
-    return ~np.isin(old, np.fromiter(locked, dtype=np.int64, count=len(locked)))
+    if locked:
+        mask &= ~np.isin(old, np.fromiter(locked, dtype=np.int64, count=len(locked)))
 
 
 # ---------------------------------------------------------------------- validation helpers
@@ -654,7 +654,7 @@ class PaintBall(_LabelCommand):
             mask &= (old == 0) | (old == value)
         elif value == 0 and self.erase_id is not None:
             mask &= old == _check_id(img, self.erase_id, "erase id")
-        mask &= _unlocked(img, old)  # locked objects keep every voxel
+        _keep_locked(img, mask, old)  # locked objects keep every voxel
         new = np.full(old.shape, value, dtype=img.dtype)
         return LabelAtom.from_region(offset, mask, old, new, img.chunks)
 
