@@ -55,6 +55,7 @@ from .tools import (
     Toolbox,
     ToolContext,
     TrackTool,
+    label_menu,
     track_menu,
 )
 
@@ -293,6 +294,9 @@ class XrApp:
         track = tools.get("track")
         if isinstance(track, TrackTool) and self.workspace.tracks is not None:
             actions.update(track_menu(track, self.ctx))
+        labels_tool = tools.get("labels")
+        if isinstance(labels_tool, LabelTool):
+            actions.update(label_menu(labels_tool, self.ctx))
         if self.collab is not None:
             c = self.collab
             actions["follow"] = MenuAction(c.follow_label, c.toggle_follow)

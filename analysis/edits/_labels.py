@@ -1,4 +1,5 @@
-"""Label edits: merge, apply a table, split, delete, paint/erase a ball, fill.
+"""Label edits: merge, apply a table, split, delete, relabel, paint/erase a ball, fill,
+interpolate between two sections, lock and unlock ids.
 
 Every command computes its change once, as a :class:`LabelAtom` (napari's
 ``_MaskedPaintAtom``: per touched level-0 chunk an offset, a mask and the old and
@@ -12,11 +13,18 @@ recomputing it (a watershed or a preserve-mode brush gives the same voxels again
 The label image is any object with the :class:`EditableLabels` interface; the
 project's one (:class:`analysis.io.LabelEditStore`) writes only the touched chunks
 of level 0 and re-downsamples them into every coarser level.
+
+Locked ids (:class:`LockLabels`, :class:`UnlockLabels`, :func:`locked_ids`) are part of
+the edit state, not of the voxels: they are kept per label image object in memory and
+rebuilt by the journal's replay like every other edit (undo unlocks again). No command
+changes a voxel of a locked object: paint, erase, fill and interpolate leave its voxels
+as they are, and merge, delete, split, relabel and tables refuse to touch it.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -32,14 +40,20 @@ __all__ = [
     "DeleteLabels",
     "EditableLabels",
     "FillLabel",
+    "InterpolateLabel",
     "LabelAtom",
     "LabelChange",
     "LabelPiece",
+    "LockLabels",
     "MergeLabels",
     "PaintBall",
+    "RelabelLabel",
     "SplitLabel",
+    "UnlockLabels",
     "ball_mask",
     "labels_of",
+    "locked_ids",
+    "object_sections",
 ]
 
 Region = tuple[slice, ...]
@@ -201,6 +215,34 @@ def labels_of(target: Any, name: str) -> EditableLabels:
     raise LabelEditError(f"{type(target).__name__} holds no label images")
 
 
+#: Locked ids per label image object (see the module docstring). Keyed weakly: the state
+#: lives as long as the image object the journal replays onto.
+_LOCKS: weakref.WeakKeyDictionary[Any, set[int]] = weakref.WeakKeyDictionary()
+
+
+def locked_ids(img: EditableLabels) -> frozenset[int]:
+    """The ids of ``img`` that no edit may change (:class:`LockLabels`)."""
+    return frozenset(_LOCKS.get(img, ()))
+
+
+def _refuse_locked(img: EditableLabels, ids: Sequence[int], what: str = "object") -> None:
+    hit = sorted(set(int(i) for i in ids) & locked_ids(img))
+    if hit:
+        shown = ", ".join(str(i) for i in hit[:5]) + (" ..." if len(hit) > 5 else "")
+        raise LabelEditError(
+            f"{what} {shown} of {img.name!r} {'is' if len(hit) == 1 else 'are'} locked "
+            "(unlock first: labels.unlock)"
+        )
+
+
+def _keep_locked(img: EditableLabels, mask: npt.NDArray[np.bool_], old: npt.NDArray[Any]) -> None:
+    """Clear ``mask`` where ``old`` (voxels of ``img``) holds a locked id (nothing to do,
+    and no pass over the box, when no id is locked)."""
+    locked = locked_ids(img)
+    if locked:
+        mask &= ~np.isin(old, np.fromiter(locked, dtype=np.int64, count=len(locked)))
+
+
 # ---------------------------------------------------------------------- validation helpers
 
 
@@ -328,6 +370,7 @@ class MergeLabels(_LabelCommand):
         if len(set(ids)) < 2:
             raise LabelEditError(f"merge needs at least two different ids, got {self.ids}")
         into = _check_id(img, self.into if self.into is not None else min(ids), "target id")
+        _refuse_locked(img, [*ids, into])
         self.into = into
         keys = np.array(sorted(set(ids)), dtype=img.dtype)
         atom, found = _map_blocks(img, keys, np.full(keys.shape, into, dtype=img.dtype))
@@ -372,6 +415,7 @@ class ApplyTable(_LabelCommand):
         if len(set(old)) != len(old):
             dup = sorted({a for a in old if old.count(a) > 1})[:5]
             raise LabelEditError(f"old ids listed more than once in the table: {dup}")
+        _refuse_locked(img, [*old, *new])
         atom, found = _map_blocks(img, np.array(old, dtype=img.dtype), np.array(new))
         _missing(old, found, img)
         return atom
@@ -403,6 +447,7 @@ class DeleteLabels(_LabelCommand):
         if not self.ids:
             raise LabelEditError("give at least one id to delete")
         ids = sorted({_check_id(img, i, "id") for i in self.ids})
+        _refuse_locked(img, ids)
         keys = np.array(ids, dtype=img.dtype)
         atom, found = _map_blocks(img, keys, np.zeros(keys.shape, dtype=img.dtype))
         _missing(ids, found, img)
@@ -476,6 +521,7 @@ class SplitLabel(_LabelCommand):
         from skimage.segmentation import watershed
 
         oid = _check_id(img, self.id, "id")
+        _refuse_locked(img, [oid])
         if len(self.seeds) < 2:
             raise LabelEditError(f"split needs at least two seeds, got {len(self.seeds)}")
         seeds = [_check_point(img, s, f"seed {i + 1}") for i, s in enumerate(self.seeds)]
@@ -556,6 +602,7 @@ class PaintBall(_LabelCommand):
 
     ``preserve``: never overwrite voxels that hold another object (only background and
     ``value`` itself are painted; erasing removes only ``erase_id`` when given).
+    Voxels of locked ids are never painted or erased; painting a locked id is refused.
     ``axis``: a 2D disc in the plane across that axis (a slice view's brush) instead of
     a ball.
     """
@@ -598,11 +645,16 @@ class PaintBall(_LabelCommand):
             raise LabelEditError(f"disc axis must be 0, 1 or 2 (z, y, x), got {self.axis}")
         offset, mask = ball_mask(c, self.radius_um, img.scale_um, img.shape, self.axis)
         region = tuple(slice(o, o + s) for o, s in zip(offset, mask.shape, strict=True))
+        if value != 0:
+            _refuse_locked(img, [value], "id")
+        elif self.erase_id is not None:
+            _refuse_locked(img, [self.erase_id])
         old = img.read(region)
         if value != 0 and self.preserve:
             mask &= (old == 0) | (old == value)
         elif value == 0 and self.erase_id is not None:
             mask &= old == _check_id(img, self.erase_id, "erase id")
+        _keep_locked(img, mask, old)  # locked objects keep every voxel
         new = np.full(old.shape, value, dtype=img.dtype)
         return LabelAtom.from_region(offset, mask, old, new, img.chunks)
 
@@ -672,6 +724,9 @@ class FillLabel(_LabelCommand):
         region = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
         old = img.read(region)
         local = tuple(s - a for s, a in zip(seed, lo, strict=True))
+        _refuse_locked(img, [int(old[local])] if old[local] else [])
+        if value != 0:
+            _refuse_locked(img, [value], "id")
         same = old == old[local]
         comp, _ = ndi.label(same)
         mask = comp == comp[local]
@@ -684,3 +739,274 @@ class FillLabel(_LabelCommand):
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FillLabel:
         return cls(data["labels"], data["seed"], data["value"], data["box"], data.get("atom"))
+
+
+# ---------------------------------------------------------------------- locks
+
+
+def _find_ids(img: EditableLabels, ids: set[int]) -> set[int]:
+    """Which of ``ids`` occur in ``img`` (stops reading once all are found)."""
+    found: set[int] = set()
+    keys = np.array(sorted(ids), dtype=img.dtype)
+    for block in img.blocks():
+        data = img.read(block)
+        found.update(int(v) for v in keys[np.isin(keys, data)])
+        if len(found) == len(ids):
+            break
+    return found
+
+
+class LockLabels(Command):
+    """Lock objects ``ids`` of label image ``labels``: no later edit changes their voxels
+    (paint, erase, fill and interpolate go around them; merge, delete, split and relabel
+    refuse them) until :class:`UnlockLabels`. Undo unlocks the ids this command locked."""
+
+    kind = "labels.lock"
+    _lock = True
+
+    def __init__(
+        self, labels: str, ids: Sequence[int], changed: Sequence[int] | None = None
+    ) -> None:
+        self.labels = str(labels)
+        self.ids = _ids(ids)
+        #: The ids whose state this command changed (set by the first apply).
+        self.changed = None if changed is None else _ids(changed)
+
+    @property
+    def description(self) -> str:
+        verb = "lock" if self._lock else "unlock"
+        return f"{verb} {', '.join(str(i) for i in self.ids[:3])}" + (
+            " ..." if len(self.ids) > 3 else ""
+        )
+
+    def _compute(self, img: EditableLabels) -> list[int]:
+        if not self.ids:
+            raise LabelEditError(f"give at least one id to {'lock' if self._lock else 'unlock'}")
+        ids = {_check_id(img, i, "id") for i in self.ids}
+        locked = locked_ids(img)
+        if self._lock:
+            todo = ids - locked
+            if not todo:
+                raise LabelEditError(f"{sorted(ids)} of {img.name!r} already locked")
+            _missing(sorted(todo), _find_ids(img, todo), img)
+        else:
+            todo = ids & locked
+            if not todo:
+                raise LabelEditError(f"{sorted(ids)} of {img.name!r} not locked")
+        return sorted(todo)
+
+    def _set(self, img: EditableLabels, ids: Sequence[int], on: bool) -> None:
+        locks = _LOCKS.setdefault(img, set())
+        if on:
+            locks.update(ids)
+        else:
+            locks.difference_update(ids)
+
+    def apply(self, target: Any) -> None:
+        img = labels_of(target, self.labels)
+        if self.changed is None:
+            self.changed = self._compute(img)
+        self._set(img, self.changed, self._lock)
+
+    def revert(self, target: Any) -> None:
+        if self.changed is None:
+            raise LabelEditError(f"{self.kind} was never applied")
+        self._set(labels_of(target, self.labels), self.changed, not self._lock)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"labels": self.labels, "ids": self.ids, "changed": self.changed}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LockLabels:
+        return cls(data["labels"], data["ids"], data.get("changed"))
+
+
+class UnlockLabels(LockLabels):
+    """Unlock objects ``ids`` (the locked ones among them); undo locks them again."""
+
+    kind = "labels.unlock"
+    _lock = False
+
+
+# ---------------------------------------------------------------------- relabel
+
+
+class RelabelLabel(_LabelCommand):
+    """Give object ``id`` another id: ``to`` (a free id: not in the image, not locked), or
+    by default a new one (one above the largest id in the image)."""
+
+    kind = "labels.relabel"
+
+    def __init__(
+        self, labels: str, id: int, to: int | None = None, atom: str | None = None
+    ) -> None:
+        self.labels = str(labels)
+        self.id = int(id)
+        self.to = None if to is None else int(to)
+        self.atom_id = atom
+        self.n_voxels = 0
+
+    @property
+    def description(self) -> str:
+        return f"relabel {self.id}" + (f" as {self.to}" if self.to is not None else "")
+
+    def _compute(self, img: EditableLabels) -> LabelAtom:
+        oid = _check_id(img, self.id, "id")
+        _refuse_locked(img, [oid])
+        chosen = self.to is not None
+        to = _check_id(img, self.to if self.to is not None else img.max_id() + 1, "new id")
+        if to == oid:
+            raise LabelEditError(f"object {oid} already has id {to}")
+        _refuse_locked(img, [to], "id")
+        # Mapping ``to`` onto itself changes nothing but tells whether it is in use.
+        keys = np.array(sorted((oid, to)), dtype=img.dtype)
+        atom, found = _map_blocks(img, keys, np.full(2, to, dtype=img.dtype))
+        _missing([oid], found, img)
+        if to in found:
+            what = "chosen" if chosen else "new"
+            raise LabelEditError(
+                f"{what} id {to} is in use in {img.name!r} (relabel to a free id, or merge)"
+            )
+        self.to = to
+        return atom
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._base_json(), "id": self.id, "to": self.to}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RelabelLabel:
+        return cls(data["labels"], data["id"], data.get("to"), data.get("atom"))
+
+
+# ---------------------------------------------------------------------- interpolate
+
+
+def object_sections(img: EditableLabels, value: int, axis: int) -> list[int]:
+    """The slice indices across ``axis`` (0 z, 1 y, 2 x) that hold voxels of ``value``."""
+    hit: set[int] = set()
+    other = tuple(a for a in range(3) if a != axis)
+    for block in img.blocks():
+        m = img.read(block) == value
+        if m.any():
+            start = block[axis].start
+            hit.update(int(start + i) for i in np.flatnonzero(m.any(axis=other)))
+    return sorted(hit)
+
+
+def _signed_distance(mask: npt.NDArray[np.bool_], sampling: Sequence[float]) -> npt.NDArray[Any]:
+    """Signed distance (µm) to the mask's edge, > 0 inside, < 0 outside.
+
+    The Euclidean distance transforms give, inside, the distance to the nearest outside
+    voxel centre and, outside, to the nearest inside one; the edge lies half a voxel from
+    both, so each side is moved half a voxel towards it (the zero level then sits between
+    the last inside and the first outside voxel, whichever section it comes from). The
+    mask is padded by one background voxel so that a mask touching the crop ends there.
+    """
+    from scipy import ndimage as ndi
+
+    m = np.pad(mask, 1)
+    half = 0.5 * min(sampling)
+    inside = np.asarray(ndi.distance_transform_edt(m, sampling=sampling), np.float64)
+    outside = np.asarray(ndi.distance_transform_edt(~m, sampling=sampling), np.float64)
+    return np.where(m, inside - half, half - outside)
+
+
+class InterpolateLabel(_LabelCommand):
+    """Fill object ``id`` between its sections ``start`` and ``stop`` across ``axis``
+    (shape interpolation, as Paintera and napari-interpolation do).
+
+    The object's 2D masks on the two sections are turned into signed distance transforms
+    (SciPy's Euclidean distance transform, in µm, positive inside); on each slice between
+    them the two are blended linearly by the slice's position and the object is where the
+    blend is > 0. Only background voxels are filled (other objects, locked ones included,
+    keep theirs), inside the box of the two masks and strictly between the sections.
+    """
+
+    kind = "labels.interpolate"
+
+    def __init__(
+        self,
+        labels: str,
+        id: int,
+        axis: int,
+        start: int,
+        stop: int,
+        atom: str | None = None,
+    ) -> None:
+        self.labels = str(labels)
+        self.id = int(id)
+        self.axis = int(axis)
+        self.start = int(start)
+        self.stop = int(stop)
+        self.atom_id = atom
+        self.n_voxels = 0
+
+    @property
+    def description(self) -> str:
+        return f"interpolate {self.id}"
+
+    def _section(self, img: EditableLabels, oid: int, k: int) -> npt.NDArray[np.bool_]:
+        region = [slice(0, n) for n in img.shape]
+        region[self.axis] = slice(k, k + 1)
+        m = np.asarray(np.take(img.read(tuple(region)) == oid, 0, axis=self.axis), dtype=bool)
+        if not m.any():
+            name = "zyx"[self.axis]
+            raise LabelEditError(
+                f"object {oid} has no voxels on section {name}={k}: paint both sections first"
+            )
+        return m
+
+    def _compute(self, img: EditableLabels) -> LabelAtom:
+        oid = _check_id(img, self.id, "id")
+        _refuse_locked(img, [oid])
+        ax = self.axis
+        if ax not in (0, 1, 2):
+            raise LabelEditError(f"axis must be 0, 1 or 2 (z, y, x), got {ax}")
+        k1, k2 = sorted((self.start, self.stop))
+        n = img.shape[ax]
+        for k in (k1, k2):
+            if not 0 <= k < n:
+                raise LabelEditError(
+                    f"section {'zyx'[ax]}={k} lies outside the label image (0..{n - 1})"
+                )
+        if k2 - k1 < 2:
+            raise LabelEditError(
+                f"sections {'zyx'[ax]}={k1} and {k2} have no slice between them to fill"
+            )
+        m1, m2 = self._section(img, oid, k1), self._section(img, oid, k2)
+        # The blend is < 0 where both distances are (outside both masks): the union's box
+        # holds every voxel that can be filled.
+        both = m1 | m2
+        rows = np.flatnonzero(both.any(axis=1))
+        cols = np.flatnonzero(both.any(axis=0))
+        r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        plane_axes = [a for a in range(3) if a != ax]
+        sampling = [img.scale_um[a] for a in plane_axes]
+        d1 = _signed_distance(m1[r0:r1, c0:c1], sampling)[1:-1, 1:-1]
+        d2 = _signed_distance(m2[r0:r1, c0:c1], sampling)[1:-1, 1:-1]
+        t = (np.arange(k1 + 1, k2, dtype=np.float64) - k1) / (k2 - k1)
+        blend = (1 - t)[:, None, None] * d1[None] + t[:, None, None] * d2[None]
+        inside = np.moveaxis(blend > 0, 0, ax)
+        region = [slice(0, 0)] * 3
+        region[ax] = slice(k1 + 1, k2)
+        region[plane_axes[0]] = slice(r0, r1)
+        region[plane_axes[1]] = slice(c0, c1)
+        old = img.read(tuple(region))
+        mask = inside & (old == 0)
+        new = np.full(old.shape, oid, dtype=img.dtype)
+        return LabelAtom.from_region([r.start for r in region], mask, old, new, img.chunks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self._base_json(),
+            "id": self.id,
+            "axis": self.axis,
+            "start": self.start,
+            "stop": self.stop,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> InterpolateLabel:
+        return cls(
+            data["labels"], data["id"], data["axis"], data["start"], data["stop"], data.get("atom")
+        )

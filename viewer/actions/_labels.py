@@ -1,5 +1,5 @@
-"""Label edit actions: select, merge, split (seeds, preview, accept), delete, paint, erase,
-fill, new id, pick id, brush size.
+"""Label edit actions: select, merge, split (seeds, preview, accept), delete, relabel, lock,
+unlock, paint, erase, fill, interpolate, new id, pick id, brush size.
 
 Every front end turns its input into the same :class:`Pick`: ``layer`` and ``label`` (the
 object under the cursor or the hand), ``point_um`` (world µm) and, for a slice view,
@@ -35,11 +35,17 @@ from analysis.edits import (
     DeleteLabels,
     EditableLabels,
     FillLabel,
+    InterpolateLabel,
     LabelAtom,
     LabelChange,
+    LockLabels,
     MergeLabels,
     PaintBall,
+    RelabelLabel,
     SplitLabel,
+    UnlockLabels,
+    locked_ids,
+    object_sections,
 )
 from analysis.errors import InvalidEditError, ParameterError
 
@@ -374,6 +380,78 @@ def _delete(ctx: ActionContext, pick: Pick) -> Command:
     return cmd
 
 
+def _pointed_or_selected(ctx: ActionContext, layer: str, pick: Pick) -> list[int]:
+    """The pointed object, else the selected ones (of ``layer``)."""
+    if pick.label and pick.layer in (None, layer):
+        return [int(pick.label)]
+    return selected_labels(ctx, layer)
+
+
+@ACTIONS.action(
+    "labels.relabel",
+    "Relabel object",
+    "give the pointed object (else the selected one) a new id, one above the largest",
+    shortcut="Shift+R",
+    headset="labels tool: wrist menu 'relabel' (the pointed object, else the selected one)",
+    enabled=_needs_objects(1),
+)
+def _relabel(ctx: ActionContext, pick: Pick) -> Command:
+    layer, _ = _layer(ctx, pick)
+    ids = _pointed_or_selected(ctx, layer, pick)
+    if len(ids) != 1:
+        raise InvalidEditError(f"relabel one object at a time ({len(ids)} selected)")
+    _image(ctx, layer)
+    cmd = RelabelLabel(layer, ids[0])
+    ctx.execute(cmd)
+    _select_ids(ctx, layer, [cmd.to] if cmd.to is not None else [])
+    ctx.notify(f"object {ids[0]} of {layer} is now {cmd.to}; undo restores")
+    return cmd
+
+
+def _lock_cmd(lock: bool) -> Any:
+    def fn(ctx: ActionContext, pick: Pick) -> Command:
+        layer, _ = _layer(ctx, pick)
+        ids = _pointed_or_selected(ctx, layer, pick)
+        img = _image(ctx, layer)
+        cmd = (LockLabels if lock else UnlockLabels)(layer, ids)
+        ctx.execute(cmd)
+        now = sorted(locked_ids(img))
+        shown = ", ".join(str(i) for i in now[:8]) + (" ..." if len(now) > 8 else "")
+        verb = "locked" if lock else "unlocked"
+        ctx.notify(
+            f"{verb} {', '.join(str(i) for i in cmd.changed or [])} of {layer}"
+            f" (locked now: {shown or 'none'})"
+        )
+        return cmd
+
+    return fn
+
+
+ACTIONS.register(
+    Action(
+        "labels.lock",
+        "Lock objects",
+        "lock the pointed object (else the selected ones): paint, erase, fill and "
+        "interpolate leave its voxels alone, merge, delete, split and relabel refuse it",
+        shortcut="Shift+L",
+        headset="labels tool: wrist menu 'lock' (the pointed object, else the selected ones)",
+        enabled=_needs_objects(1),
+        fn=_lock_cmd(True),
+    )
+)
+ACTIONS.register(
+    Action(
+        "labels.unlock",
+        "Unlock objects",
+        "unlock the pointed object (else the selected ones)",
+        shortcut="Shift+U",
+        headset="labels tool: wrist menu 'unlock'",
+        enabled=_needs_objects(1),
+        fn=_lock_cmd(False),
+    )
+)
+
+
 # ---------------------------------------------------------------------- split
 @ACTIONS.action(
     "labels.split_seed",
@@ -527,6 +605,53 @@ def _fill(ctx: ActionContext, pick: Pick) -> Command:
         hi = [min(n, c + h + 1) for c, h, n in zip(seed, half, shape, strict=True)]
     cmd = FillLabel(layer, seed, b.value, [*lo, *hi])
     ctx.execute(cmd)
+    return cmd
+
+
+@ACTIONS.action(
+    "labels.interpolate",
+    "Interpolate sections",
+    "fill the brush's object between the pointed slice and its nearest other painted section "
+    "across the slice (z in 3D), blending the two sections' shapes (signed distances); only "
+    "background is filled",
+    shortcut="Shift+P",
+    headset="labels tool: wrist menu 'interpolate' (across z, at the section the ray hit last)",
+    enabled=_needs_point,
+)
+def _interpolate(ctx: ActionContext, pick: Pick) -> Command:
+    b = _brush(ctx)
+    layer, lay = _layer(ctx, pick)
+    here = _voxel(lay, pick)
+    img = _image(ctx, layer)
+    axis = pick.axis if pick.axis is not None else 0
+    oid = int(b.value)
+    if oid == 0:
+        raise InvalidEditError("give the brush an object id first (Shift+I or Alt+N)")
+    k = here[axis]
+    sections = object_sections(img, oid, axis)
+    name = "zyx"[axis]
+    if k not in sections:
+        raise InvalidEditError(f"object {oid} has no voxels on this slice ({name}={k}): paint it")
+    i = sections.index(k)
+    gaps = [
+        s
+        for s in (
+            sections[i - 1] if i > 0 else None,
+            sections[i + 1] if i + 1 < len(sections) else None,
+        )
+        if s is not None and abs(s - k) >= 2
+    ]
+    if not gaps:
+        raise InvalidEditError(
+            f"object {oid} has no other section across {name} with a gap to {name}={k}"
+        )
+    other = min(gaps, key=lambda s: (abs(s - k), s))
+    cmd = InterpolateLabel(layer, oid, axis, k, other)
+    ctx.execute(cmd)
+    ctx.notify(
+        f"interpolated {oid} between {name}={min(k, other)} and {max(k, other)} "
+        f"({cmd.n_voxels} voxels); undo removes them"
+    )
     return cmd
 
 

@@ -7,6 +7,9 @@
   radius (µm) in that slice's plane; the brush is drawn as a circle under the mouse;
   one stroke is one undo step (the stamps are applied in one ``History.group``);
 - fill (Shift+F): a click fills the connected region within the slice;
+- lock / unlock (Shift+L / Shift+U), relabel (Shift+R) work on the selection; interpolate
+  (Shift+P) fills the brush's id between the slice under the mouse and its nearest other
+  painted section;
 - split (Shift+X): clicks place seeds on an object; from two seeds the parts are shown
   over the slices (the preview); Ctrl+Return accepts, Escape drops them.
 
@@ -133,9 +136,11 @@ class QtLabelTools(QtCore.QObject):
         self.session.label_brush.preserve = bool(on)
 
     def run(self, action: str) -> Any:
-        """Run a label action from its key: on the selection; ``labels.pick_id`` takes the
-        object under the mouse (the slice view it was last over)."""
-        pick = self.pick_under_mouse() if action == "labels.pick_id" else None
+        """Run a label action from its key: on the selection; ``labels.pick_id`` and
+        ``labels.interpolate`` take the place under the mouse (the slice view it was last
+        over)."""
+        under = action in ("labels.pick_id", "labels.interpolate")
+        pick = self.pick_under_mouse() if under else None
         return self.session.run(action, pick)
 
     # ------------------------------------------------------------------ modes

@@ -20,6 +20,9 @@ examples
   vrscope labels apply-table p --labels cells agglomeration.csv      (columns old,new)
   vrscope labels split p --labels cells 12 --seeds 40,100,120 60,100,180
   vrscope labels delete p --labels cells 33
+  vrscope labels relabel p --labels cells 12 --to 400
+  vrscope labels lock p --labels cells 12 15          (unlock: the same with 'unlock')
+  vrscope labels interpolate p --labels cells 12 --axis z --from 40 --to 60
   vrscope labels paint p --labels cells --id 12 --ball 50,100,120,0.5 --preserve
   vrscope labels erase p --labels cells --ball 50,100,120,0.25
   vrscope labels fill p --labels cells --id 12 --seed 50,100,120 --box 40,80,100,60,120,140
@@ -103,7 +106,8 @@ def _common(p: argparse.ArgumentParser, labels: bool = True) -> None:
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "labels",
-        help="proofread label images: merge, split, delete, paint, fill, undo, export",
+        help="proofread label images: merge, split, delete, relabel, lock, paint, fill, "
+        "interpolate, undo, export",
         description=(
             "Edit the label images of a project folder: every edit is journaled and "
             "undoable, and only the touched chunks of every level are rewritten."
@@ -138,6 +142,35 @@ def register(subparsers: Any) -> None:
     d.add_argument("ids", nargs="+", type=_label_id, metavar="ID")
     d.set_defaults(func=run, action_name="delete")
 
+    r = sub.add_parser("relabel", help="give an object a new id (or a chosen free id)")
+    _common(r)
+    r.add_argument("id", type=_label_id, metavar="ID", help="the object")
+    r.add_argument(
+        "--to", type=_label_id, metavar="NEW",
+        help="a free id (not in the image, not locked); default: one above the largest",
+    )  # fmt: skip
+    r.set_defaults(func=run, action_name="relabel")
+
+    for name, what in (("lock", "lock"), ("unlock", "unlock")):
+        lk = sub.add_parser(
+            name,
+            help=f"{what} objects"
+            + (": no edit changes their voxels until unlocked" if name == "lock" else ""),
+        )
+        _common(lk)
+        lk.add_argument("ids", nargs="+", type=_label_id, metavar="ID")
+        lk.set_defaults(func=run, action_name=name)
+
+    ip = sub.add_parser(
+        "interpolate", help="fill an object between two of its sections (shape interpolation)"
+    )
+    _common(ip)
+    ip.add_argument("id", type=_label_id, metavar="ID", help="the object")
+    ip.add_argument("--axis", required=True, choices=("z", "y", "x"), help="the sections' axis")
+    ip.add_argument("--from", dest="start", required=True, type=_label_id, metavar="K1")
+    ip.add_argument("--to", dest="stop", required=True, type=_label_id, metavar="K2")
+    ip.set_defaults(func=run, action_name="interpolate")
+
     pa = sub.add_parser("paint", help="paint a 3D ball with an id")
     _common(pa)
     pa.add_argument("--id", required=True, type=_label_id, metavar="ID", help="the id to paint")
@@ -145,7 +178,10 @@ def register(subparsers: Any) -> None:
         "--ball", required=True, type=_ball, metavar="Z,Y,X,RADIUS_UM",
         help="centre (level-0 voxel) and radius in µm",
     )  # fmt: skip
-    pa.add_argument("--preserve", action="store_true", help="never overwrite other objects' voxels")
+    pa.add_argument(
+        "--preserve", action="store_true",
+        help="never overwrite other objects' voxels (locked objects are never overwritten)",
+    )  # fmt: skip
     pa.set_defaults(func=run, action_name="paint")
 
     e = sub.add_parser("erase", help="erase a 3D ball (set it to the background)")
@@ -190,9 +226,14 @@ def run(args: argparse.Namespace) -> int:
         Command,
         DeleteLabels,
         FillLabel,
+        InterpolateLabel,
+        LockLabels,
         MergeLabels,
         PaintBall,
+        RelabelLabel,
         SplitLabel,
+        UnlockLabels,
+        locked_ids,
     )
     from analysis.errors import ParameterError
     from analysis.io import read_id_table
@@ -208,6 +249,15 @@ def run(args: argparse.Namespace) -> int:
         cmd = SplitLabel(args.labels, args.id, args.seeds)
     elif action == "delete":
         cmd = DeleteLabels(args.labels, args.ids)
+    elif action == "relabel":
+        cmd = RelabelLabel(args.labels, args.id, args.to)
+    elif action == "lock":
+        cmd = LockLabels(args.labels, args.ids)
+    elif action == "unlock":
+        cmd = UnlockLabels(args.labels, args.ids)
+    elif action == "interpolate":
+        axis = "zyx".index(args.axis)
+        cmd = InterpolateLabel(args.labels, args.id, axis, args.start, args.stop)
     elif action == "paint":
         if args.id == 0:
             raise ParameterError("--id 0 is the background: use 'vrscope labels erase'")
@@ -219,10 +269,17 @@ def run(args: argparse.Namespace) -> int:
     else:  # fill
         cmd = FillLabel(args.labels, args.seed, args.id, args.box)
     with Project.open(args.folder) as pr:
-        pr.edit_labels(args.labels)
+        img = pr.edit_labels(args.labels)
         pr.history.apply(cmd)
+        locked = sorted(locked_ids(img))
     n = getattr(cmd, "n_voxels", 0)
-    if isinstance(cmd, SplitLabel):
+    if isinstance(cmd, LockLabels):
+        verb = "unlocked" if isinstance(cmd, UnlockLabels) else "locked"
+        done = " ".join(str(i) for i in cmd.changed or [])
+        print(f"{verb} {done} (locked now: {' '.join(str(i) for i in locked) or 'none'})")
+    elif isinstance(cmd, RelabelLabel):
+        print(f"relabelled {args.id} as {cmd.to} ({n} voxels)")
+    elif isinstance(cmd, SplitLabel):
         print(f"split {args.id} into ids {' '.join(str(i) for i in cmd.result_ids)} ({n} voxels)")
     elif isinstance(cmd, MergeLabels):
         print(f"merged {' '.join(str(i) for i in args.ids)} into {cmd.into} ({n} voxels)")

@@ -20,7 +20,7 @@ it to the tool dict the app builds (``xrmode._app``).
 from ._annotate import ClassifyTool, CountTool, LabelProbe, MeasureTool
 from ._base import Hud, Tool, ToolContext
 from ._grab import GrabTool
-from ._labels import LabelTool
+from ._labels import LABEL_MENU, LabelTool, label_menu
 from ._slice import SlicePlane, SliceTool, resample_plane
 from ._toolbox import MenuAction, Toolbox
 from ._track import TRACK_MENU, TrackTool, nearest_node_to_ray, track_menu
@@ -36,6 +36,7 @@ __all__ = [
     "HandMenu",
     "Hud",
     "LabelProbe",
+    "LABEL_MENU",
     "LabelTool",
     "LaserPointer",
     "MeasureTool",
@@ -48,5 +49,6 @@ __all__ = [
     "TrackTool",
     "nearest_node_to_ray",
     "resample_plane",
+    "label_menu",
     "track_menu",
 ]

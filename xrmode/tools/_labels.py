@@ -17,6 +17,10 @@ Modes (thumbstick left / right): ``select``, ``paint``, ``erase``.
 - paint / erase: while the trigger is held, balls of the brush radius are stamped at the
   hand's tip whenever it moved half a radius (one undo step per trigger hold);
 - thumbstick up / down: brush radius x 1.25 / 1.25.
+
+Lock, unlock, relabel and interpolate are wrist-menu entries (:func:`label_menu`): they
+use the object the ray pointed at last (else the selection); interpolate fills the
+brush's id across z between the section the ray last hit and the nearest other one.
 """
 
 from __future__ import annotations
@@ -28,13 +32,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from viewer.actions import LabelEditing, Pick
+from viewer.actions import ACTIONS, LabelEditing, Pick
 
 from ..input._types import InputFrame
 from ._annotate import LabelProbe
 from ._base import Tool, ToolContext
+from ._toolbox import MenuAction
 
-__all__ = ["LabelTool"]
+__all__ = ["LABEL_MENU", "LabelTool", "label_menu"]
+
+#: The label actions the wrist menu offers (they have no button of their own).
+LABEL_MENU = ("labels.lock", "labels.unlock", "labels.relabel", "labels.interpolate")
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +75,8 @@ class LabelTool(Tool):
         self.layer = layer
         self.mode = "select"
         self.pointed: int | None = None
+        #: The last object the ray hit and where (the wrist menu's entries use it).
+        self.last_hit: Pick | None = None
         self._probe: LabelProbe | None = None
         self._stroke: AbstractContextManager[Any] | None = None
         self._last: npt.NDArray[np.float64] | None = None
@@ -143,6 +153,7 @@ class LabelTool(Tool):
         if hit is not None:
             self.pointed = int(hit[0])
             where = (float(hit[1][0]), float(hit[1][1]), float(hit[1][2]))
+            self.last_hit = Pick(layer=self.layer, label=self.pointed, point_um=where)
             end = ctx.transform.world_to_stage(hit[1])
             seeds = len(self.brush.seeds)
             extra = f" · {seeds} seed(s)" if seeds else ""
@@ -195,3 +206,20 @@ class LabelTool(Tool):
         cm, self._stroke, self._last = self._stroke, None, None
         if cm is not None:
             cm.__exit__(None, None, None)
+
+
+def label_menu(tool: LabelTool, ctx: ToolContext) -> dict[str, MenuAction]:
+    """Wrist-menu entries for :data:`LABEL_MENU`: on the object the tool's ray hit last
+    (else the selected ones)."""
+
+    def entry(action_id: str) -> MenuAction:
+        title = ACTIONS[action_id].verb
+
+        def go() -> str:
+            tool._share(ctx)
+            ctx.run(action_id, tool.last_hit or Pick(layer=tool.layer))
+            return ctx.message
+
+        return MenuAction(lambda: title, go)
+
+    return {ACTIONS[a].verb: entry(a) for a in LABEL_MENU}

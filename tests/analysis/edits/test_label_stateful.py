@@ -1,8 +1,9 @@
 """Random label edit sequences (hypothesis state machine, like the track edits).
 
 After every step every level is the writer's stride rule applied to the level above;
-a refused edit changes nothing; undo restores the exact state before the step; at the
-end, undo all gives the start and redo all the end again, also after reopening.
+a refused edit changes nothing; undo restores the exact state before the step (voxels
+and locked ids); no edit changes a voxel of a locked object; at the end, undo all gives
+the start and redo all the end again (and the same locks), also after reopening.
 """
 
 from __future__ import annotations
@@ -21,9 +22,14 @@ from analysis.edits import (
     Command,
     DeleteLabels,
     FillLabel,
+    InterpolateLabel,
+    LockLabels,
     MergeLabels,
     PaintBall,
+    RelabelLabel,
     SplitLabel,
+    UnlockLabels,
+    locked_ids,
 )
 from analysis.errors import InvalidEditError
 from analysis.io import label_copy_path
@@ -56,19 +62,29 @@ class LabelEdits(RuleBasedStateMachine):
         self.copy = label_copy_path(self.pr.path, "cells")
         self.start = levels_of(self.copy)
         self.history: list[list[np.ndarray]] = [self.start]  # state after each undo step
+        self.locks: list[frozenset[int]] = [frozenset()]  # locked ids after each step
 
     def _now(self) -> list[np.ndarray]:
         return levels_of(self.copy)
 
+    def _locked(self) -> frozenset[int]:
+        return locked_ids(self.pr.workspace.labels["cells"])
+
     def _try(self, cmd: Command) -> None:
         before = self._now()
+        locked = self._locked()
         try:
             self.pr.history.apply(cmd)
         except InvalidEditError:
             for a, b in zip(self._now(), before, strict=True):
                 np.testing.assert_array_equal(a, b)
+            assert self._locked() == locked
             return
-        self.history.append(self._now())
+        now = self._now()
+        for v in locked:  # a locked object keeps exactly its voxels
+            np.testing.assert_array_equal(now[0] == v, before[0] == v)
+        self.history.append(now)
+        self.locks.append(self._locked())
 
     def _ids(self) -> list[int]:
         return [int(v) for v in np.unique(self._now()[0]) if v]
@@ -110,13 +126,36 @@ class LabelEdits(RuleBasedStateMachine):
         j = data.draw(st.integers(0, len(where) - 1))
         self._try(SplitLabel("cells", v, [where[i].tolist(), where[j].tolist()]))
 
+    @rule(data=st.data(), lock=st.booleans())
+    def lock(self, data: st.DataObject, lock: bool) -> None:
+        ids = self._ids() + [0, 99]  # 0 and 99 (never exists) are refused
+        pick = data.draw(st.lists(st.sampled_from(ids), min_size=1, max_size=2, unique=True))
+        self._try((LockLabels if lock else UnlockLabels)("cells", pick))
+
+    @rule(data=st.data())
+    def relabel(self, data: st.DataObject) -> None:
+        ids = self._ids() + [99]
+        v = data.draw(st.sampled_from(ids))
+        to = data.draw(st.one_of(st.none(), st.sampled_from([0, 1, 2, 40, 41])))
+        self._try(RelabelLabel("cells", v, to))
+
+    @rule(data=st.data())
+    def interpolate(self, data: st.DataObject) -> None:
+        v = data.draw(st.sampled_from(self._ids() + [7]))
+        axis = data.draw(st.integers(0, 2))
+        k1 = data.draw(st.integers(0, SHAPE[axis] - 1))
+        k2 = data.draw(st.integers(0, SHAPE[axis] - 1))
+        self._try(InterpolateLabel("cells", v, axis, k1, k2))
+
     @precondition(lambda self: self.pr.history.can_undo)
     @rule()
     def undo(self) -> None:
         self.pr.history.undo()
         self.history.pop()
+        self.locks.pop()
         for a, b in zip(self._now(), self.history[-1], strict=True):
             np.testing.assert_array_equal(a, b)
+        assert self._locked() == self.locks[-1]
 
     @invariant()
     def pyramid(self) -> None:
@@ -130,12 +169,14 @@ class LabelEdits(RuleBasedStateMachine):
             h.undo()
         for a, b in zip(self._now(), self.start, strict=True):
             np.testing.assert_array_equal(a, b)
+        assert self._locked() == frozenset()
         self.pr.close()
         with Project.open(self.dir / "p", fsync=False) as pr:  # across sessions too
             for _ in range(n):
                 pr.history.redo()
             for a, b in zip(self._now(), end, strict=True):
                 np.testing.assert_array_equal(a, b)
+            assert locked_ids(pr.workspace.labels["cells"]) == self.locks[-1]
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
