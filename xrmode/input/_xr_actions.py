@@ -57,6 +57,9 @@ class XrActions:
         self.instance = instance
         self.session = session
         self.hand_paths = [xr.string_to_path(instance, f"/user/hand/{s}") for s in _SIDES]
+        #: The interaction profile per hand, as of the last profile-changed event
+        #: (:meth:`current_profiles`): the controller models follow it.
+        self.profiles: list[str] = ["" for _ in _SIDES]
         self.action_set = xr.create_action_set(
             instance,
             xr.ActionSetCreateInfo(
@@ -223,12 +226,13 @@ class XrActions:
                         else (0.0, 0.0)
                     ),
                     source="controller" if aim is not None else "none",
+                    profile=self.profiles[i] if i < len(self.profiles) else "",
                 )
             )
         return InputFrame(time_s, head, hands[0], hands[1])
 
     def current_profiles(self) -> list[str]:
-        """The interaction profile in use per hand ("" when none)."""
+        """The interaction profile in use per hand ("" when none); kept in :attr:`profiles`."""
         out = []
         for hp in self.hand_paths:
             try:
@@ -237,6 +241,7 @@ class XrActions:
                 out.append(xr.path_to_string(self.instance, p) if p else "")
             except xr.XrException:
                 out.append("")
+        self.profiles = out
         return out
 
     def destroy(self) -> None:
