@@ -902,8 +902,14 @@ def _save_snapshot(
             }
         )
     meta["transform"] = tr.to_json()
-    # The tracked hands' joints as the runtime reported them (stage metres), to check
-    # the hand models against.
+    # The grip poses, profiles and tracked hands' joints as the runtime reported them
+    # (stage metres), to check the hand and controller models against.
+    meta["grips"] = {
+        h.side: {"position_m": list(h.grip.position), "orientation_xyzw": list(h.grip.orientation)}
+        for h in (frame.input.left, frame.input.right)
+        if h.grip is not None
+    }
+    meta["profiles"] = {h.side: h.profile for h in (frame.input.left, frame.input.right)}
     meta["hand_joints"] = {
         h.side: np.asarray(h.joints).tolist()
         for h in (frame.input.left, frame.input.right)

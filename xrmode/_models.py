@@ -39,9 +39,9 @@ F64 = npt.NDArray[np.float64]
 RGB = tuple[float, float, float]
 
 HAND_COLOR: RGB = (0.85, 0.68, 0.58)
-BODY_COLOR: RGB = (0.22, 0.23, 0.26)
-RING_COLOR: RGB = (0.62, 0.64, 0.70)
-PAD_COLOR: RGB = (0.30, 0.45, 0.80)
+BODY_COLOR: RGB = (0.42, 0.44, 0.50)
+RING_COLOR: RGB = (0.78, 0.80, 0.85)
+PAD_COLOR: RGB = (0.20, 0.40, 0.95)
 RAY_LENGTH_M = 0.25  # the pointing ray drawn from each hand
 JOINT_RADIUS_M = 0.009
 BONE_RADIUS_M = 0.007

@@ -166,3 +166,49 @@ def test_a_tracked_hand_is_drawn_at_its_joints(monado, ball_store, tmp_path):
         assert np.mean(hits) > 0.9, f"eye {i}: {np.mean(hits):.2f} of the joints skin-coloured"
         # ... and the skin is at the hand only: none in the image's far corners.
         assert not skin[: h // 6, : w // 6].any() and not skin[-h // 6 :, : w // 6].any()
+
+
+def test_a_controller_is_drawn_with_its_profiles_trackpad(monado, ball_store, tmp_path):
+    """The remote driver's controllers use the Valve Index profile: the right one, in
+    front of the head and tilted toward it, is drawn as a handle with the Index's head
+    and its blue trackpad, which shows where the pad's centre (5.7 cm above the grip,
+    5 cm ahead, in OpenXR's grip axes, turned by the reported grip pose with SciPy)
+    projects in both eyes. On main a controller was a grey cone."""
+    from scipy.spatial.transform import Rotation
+
+    tilt = Rotation.from_euler("x", 50, degrees=True)
+    rig = RemoteRig(port=monado.remote_port).connect()
+    rig.set(head_position=(0.0, 1.05, 0.1), head_orientation=IDENTITY)
+    rig.hand("left", position=(-0.5, 0.5, 0.5), orientation=IDENTITY)
+    rig.hand("right", position=(0.06, 0.95, -0.18), orientation=tuple(tilt.as_quat()))
+    snap = tmp_path / "snap"
+    app = XrAppRun(
+        monado,
+        # The grab tool: no tool text next to the hand.
+        [str(ball_store), "--tool", "grab", "--snapshot", str(snap), "--exit-after", "0.2"]
+        + ["--no-adaptive-quality"],
+        tmp_path / "run",
+    ).start()
+    try:
+        rc = app.wait_exit(180)
+    finally:
+        app.stop()
+        rig.close()
+    assert rc == 0, app.log_tail()
+    imgs, meta = _snapshot(snap)
+    assert meta["profiles"]["right"] == "/interaction_profiles/valve/index_controller"
+    grip = meta["grips"]["right"]
+    rot = Rotation.from_quat(grip["orientation_xyzw"])
+    pad = np.asarray(grip["position_m"]) + rot.apply([0.0, 0.057, -0.05])
+    edge = pad + rot.apply([0.012, 0.0, 0.0])
+    for i, img in enumerate(imgs):
+        rgb = img[..., :3]
+        (col, row), (col_e, row_e) = _project(meta, i, np.array([pad, edge]))
+        r0, c0 = int(round(row)), int(round(col))
+        radius = max(int(np.hypot(col_e - col, row_e - row) * 0.6), 1)
+        patch = rgb[r0 - radius : r0 + radius + 1, c0 - radius : c0 + radius + 1]
+        blue = (patch[..., 2] - patch[..., 0] > 60) & (patch[..., 2] > 120)
+        assert blue.mean() > 0.5, f"eye {i}: {blue.mean():.2f} of the pad blue"
+        # Blue only at the controller: none in the top quarter of the image.
+        everywhere = (rgb[..., 2] - rgb[..., 0] > 60) & (rgb[..., 2] > 120)
+        assert not everywhere[: img.shape[0] // 4].any()

@@ -40,6 +40,10 @@ def pose_from_xr(p: Any) -> Pose:
     )
 
 
+#: While a hand's interaction profile is unknown, ask for it every this many frames.
+PROFILE_POLL_FRAMES = 30
+
+
 class XrActions:
     """vrscope's action set on one session, plus hand trackers where offered.
 
@@ -60,6 +64,7 @@ class XrActions:
         #: The interaction profile per hand, as of the last profile-changed event
         #: (:meth:`current_profiles`): the controller models follow it.
         self.profiles: list[str] = ["" for _ in _SIDES]
+        self._syncs = 0
         self.action_set = xr.create_action_set(
             instance,
             xr.ActionSetCreateInfo(
@@ -193,6 +198,11 @@ class XrActions:
         except xr.SessionNotFocused:
             # A qualified success (focus lost since the last event poll): no input this frame.
             return InputFrame(time_s, head)
+        self._syncs += 1
+        if self._syncs % PROFILE_POLL_FRAMES == 1 and not all(self.profiles):
+            # Not every runtime sends INTERACTION_PROFILE_CHANGED for the first
+            # binding (Monado did not): ask while a hand's profile is unknown.
+            self.current_profiles()
         hands = []
         for i, side in enumerate(_SIDES):
             aim = self._locate(self.spaces[("aim_pose", i)], base_space, time)
