@@ -74,18 +74,20 @@ def _slice_matches(img: np.ndarray, meta: dict, eye: int, hand: np.ndarray) -> b
     return True
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 def test_a_frozen_slice_plane_stays_across_tool_switches_until_removed(
-    monado, ball_store, tmp_path
+    monado, ball_store, tmp_path, stream
 ):
     """Slice tool: the plane held through the ball is frozen (trigger), the menu switches
     to the count tool and the hand leaves: the plane still shows the ball's cut disk
     (against SciPy's resampling) in both eyes. The menu's "remove slice" takes it
     away: those pixels no longer match the data. On main the plane vanished with the
-    tool switch."""
+    tool switch. With ``--stream`` the plane is read through the streamer's bricks."""
     from xrmode.testing import press
 
     snap = tmp_path / "snap"
     args = [str(ball_store), "--project", str(tmp_path / "p"), "--tool", "slice"]
+    args += ["--stream"] if stream else []
     app, rig, session = start(
         monado, tmp_path, [*args, "--snapshot", str(snap), "--no-adaptive-quality"]
     )

@@ -217,6 +217,7 @@ class VtkXrTarget:
         # Furniture and overlay geometry are defined in stage metres and placed
         # with one user matrix (stage -> VTK world xyz), updated every frame.
         self._stage_actors: list[Any] = []
+        self._furniture: list[Any] = []
         if furniture:
             self._add_furniture()
         self._line_mapper = v.vtkPolyDataMapper()
@@ -344,6 +345,7 @@ class VtkXrTarget:
         room.PickableOff()
         ren.AddActor(room)
         self._stage_actors.append(room)
+        self._furniture.append(room)
         self._room_floor: float | None = None
         self._set_room(0.0)
         for src, color in ((table, (0.45, 0.36, 0.28)), (floor, (0.30, 0.30, 0.32))):
@@ -357,6 +359,16 @@ class VtkXrTarget:
             actor.PickableOff()
             ren.AddActor(actor)
             self._stage_actors.append(actor)
+            self._furniture.append(actor)
+
+    def set_overlay_layers(self, hud: bool = True, xray: bool = True, room: bool = True) -> None:
+        """Draw (True) or skip the HUD layer, the x-ray layer (faded markers and
+        measurements, the slice plane) and the room (floor, grid, walls, table); what
+        ``bench_xr_overlays.py`` measures the cost of."""
+        self.hud_renderer.SetDraw(bool(hud))
+        self.xray_renderer.SetDraw(bool(xray))
+        for actor in self._furniture:
+            actor.SetVisibility(bool(room))
 
     def set_table(self, top_y: float, centre_x: float, centre_z: float) -> None:
         """Put the table's top (1.0 x 0.6 m) at stage height ``top_y`` centred under
