@@ -4,8 +4,8 @@ ahead of the hand (ChimeraX's "map planes" in VR).
 The square (15 cm a side at the stage, whatever the volume's scale) faces along the
 hand's pointing direction, its centre 10 cm ahead of the aim pose. Its pixels are the
 image layer's finest pyramid level (the finest whose small bounding box of the plane
-fits a voxel budget) read directly from the store (``VolumeSource.read`` of that box
-only) and resampled on the plane with :func:`scipy.ndimage.map_coordinates`
+fits a voxel budget), only that box, read through the streamer's bricks when the
+layer streams (below), else from the store (``VolumeSource.read``), and resampled on the plane with :func:`scipy.ndimage.map_coordinates`
 (trilinear), then mapped through the layer's contrast limits, gamma and colormap.
 The trigger runs ``slice.freeze``: the plane stays where it is in the data (it moves
 with the volume when you grab it) until the trigger takes it back into the hand. A
@@ -30,7 +30,7 @@ import numpy.typing as npt
 from ..input._types import InputFrame, quat_rotate
 from ._base import Tool, ToolContext
 
-__all__ = ["SlicePlane", "SliceTool", "resample_plane"]
+__all__ = ["SlicePlane", "SliceTool", "resample_plane", "streamer_box_reader"]
 
 #: ``(level, (z, y, x) lo, (z, y, x) hi, t) -> voxels`` of that box of a level.
 BoxReader = Callable[[int, npt.NDArray[np.int64], npt.NDArray[np.int64], int], Any]
