@@ -39,6 +39,7 @@ from analysis.errors import ParameterError
 from viewer.actions import Playback, is_timelapse, time_range
 
 from ._frame_loop import QualityController, eye_view_arrays
+from ._models import hand_models
 from ._transform import StageTransform
 from .tools import (
     ClassifyTool,
@@ -273,6 +274,8 @@ class XrApp:
         self.background = 0
         self.ctx.next_background = self._next_background
         self.panel_layer = 0
+        #: The frame loop's StreamingController, when the image layers stream.
+        self.streaming: Any = None
         tools = self._make_tools()
         # Undo / redo in the menu too: bare hands have no B/Y or A/X buttons.
         actions: dict[str, MenuAction] = {
@@ -283,6 +286,10 @@ class XrApp:
                 lambda: "finish path", lambda: self._menu_run("annotations.finish_measurement")
             ),
         }
+        # A frozen slice plane stays in the scene under every tool: remove it from here.
+        actions["unslice"] = MenuAction(
+            lambda: "remove slice", lambda: self._menu_run("slice.remove")
+        )
         if is_timelapse(self.scene, self.workspace.tracks):
             actions["play"] = MenuAction(
                 lambda: "pause" if self.playback.playing else "play",
@@ -391,6 +398,13 @@ class XrApp:
                 return lay
         return next((lay for lay in self.scene.layers if lay.kind == "image"), None)
 
+    def _streamer(self, layer: str) -> Any:
+        """The layer's :class:`viewer.streaming.VolumeStreamer` when it streams, else None
+        (the slice plane then reads the store itself)."""
+        if self.streaming is None:
+            return None
+        return self.streaming.streamers.get(layer)
+
     def _make_tools(self) -> dict[str, Tool]:
         from viewer.scene import Labels
 
@@ -406,7 +420,7 @@ class XrApp:
             "classify": ClassifyTool(probe, labels[0].name if labels else ""),
             "clip": ClipTool(),
             "crop": CropTool(),
-            "slice": SliceTool(self._slice_layer),
+            "slice": SliceTool(self._slice_layer, streamer=self._streamer),
             "laser": LaserPointer(),
         }
         if labels and self.project is not None:
@@ -495,30 +509,6 @@ class XrApp:
             self.collab.close()
 
 
-#: Your own controllers / hands: a cone along the pointing ray ending at the aim pose.
-HAND_MODEL_LENGTH_M = 0.1
-HAND_MODEL_RADIUS_M = 0.018
-_MODEL_COLORS = {"controller": (0.55, 0.57, 0.62), "hand": (0.85, 0.68, 0.58)}
-
-
-def hand_models(inp: Any) -> dict[str, Any]:
-    """Cones (base, apex) for the tracked hands of an input frame, as ``XrOverlay``
-    arrays: each ``HAND_MODEL_LENGTH_M`` long, its apex at the aim pose, along the
-    ray; grey for a controller, skin-coloured for a tracked hand."""
-    cones, colors = [], []
-    for h in (inp.left, inp.right):
-        if h.aim is None:
-            continue
-        apex = np.asarray(h.aim.position, dtype=np.float64)
-        cones.append([apex - HAND_MODEL_LENGTH_M * np.asarray(h.aim.forward), apex])
-        colors.append(_MODEL_COLORS.get(h.source, _MODEL_COLORS["controller"]))
-    return {
-        "cones": np.asarray(cones, dtype=np.float64).reshape(-1, 2, 3),
-        "cone_radii": np.full(len(cones), HAND_MODEL_RADIUS_M),
-        "cone_colors": np.asarray(colors, dtype=np.float64).reshape(-1, 3),
-    }
-
-
 def _overlay(ctx: ToolContext, avatars: Any = None, models: dict[str, Any] | None = None) -> Any:
     """The tools' HUD, your hands' models and the other participants' avatars as a
     render overlay."""
@@ -533,8 +523,11 @@ def _overlay(ctx: ToolContext, avatars: Any = None, models: dict[str, Any] | Non
         texts += avatars.texts
         extra = avatars.arrays()
     if models is not None:
-        for key in ("cones", "cone_radii", "cone_colors"):
-            extra[key] = np.concatenate([extra[key], models[key]]) if key in extra else models[key]
+        lines += [
+            (a, b, tuple(c)) for (a, b), c in zip(models["rays"], models["ray_colors"], strict=True)
+        ]
+        for key in ("mesh_points", "mesh_triangles", "mesh_colors", "mesh_normals"):
+            extra[key] = models[key]
     if hud.image is not None:
         extra["slice_corners"], extra["slice_rgb"] = hud.image
     return XrOverlay(
@@ -626,6 +619,7 @@ class _FrameLoop:
 
             # Image layers: one ray-casting pass per eye (viewer.render._gl_volumes).
             self.streaming = StreamingController(self.target.renderer, n_workers=2)
+            app.streaming = self.streaming
         trace(
             "session",
             runtime=session.runtime_name,
@@ -881,6 +875,7 @@ class _FrameLoop:
 
     def close(self) -> None:
         if self.streaming is not None:
+            self.app.streaming = None
             self.streaming.close()
         self.session.graphics.make_current()
         self.target.close()
@@ -917,4 +912,17 @@ def _save_snapshot(
             }
         )
     meta["transform"] = tr.to_json()
+    # The grip poses, profiles and tracked hands' joints as the runtime reported them
+    # (stage metres), to check the hand and controller models against.
+    meta["grips"] = {
+        h.side: {"position_m": list(h.grip.position), "orientation_xyzw": list(h.grip.orientation)}
+        for h in (frame.input.left, frame.input.right)
+        if h.grip is not None
+    }
+    meta["profiles"] = {h.side: h.profile for h in (frame.input.left, frame.input.right)}
+    meta["hand_joints"] = {
+        h.side: np.asarray(h.joints).tolist()
+        for h in (frame.input.left, frame.input.right)
+        if h.joints is not None
+    }
     (folder / "eyes.json").write_text(json.dumps(meta, indent=1))

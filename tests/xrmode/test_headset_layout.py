@@ -250,19 +250,54 @@ def test_crop_box_spans_the_two_hands_tips():
 
 
 def test_hand_models_point_along_the_rays():
-    from xrmode._app import HAND_MODEL_LENGTH_M, hand_models
+    """Each tracked hand has a ray from its aim pose along the aim's -Z (SciPy), and a
+    controller model around its grip; an untracked hand has neither."""
+    from xrmode._models import RAY_LENGTH_M, hand_models
 
     rot = Rotation.from_euler("xy", [-30, 20], degrees=True)
     aim = Pose((0.1, 1.2, -0.3), tuple(float(v) for v in rot.as_quat()))
-    inp = InputFrame(0.0, None, HandInput("left"), HandInput("right", aim=aim, source="hand"))
+    inp = InputFrame(0.0, None, HandInput("left"), HandInput("right", aim=aim, grip=aim))
     m = hand_models(inp)
-    assert m["cones"].shape == (1, 2, 3)  # the untracked left hand has none
-    base, apex = m["cones"][0]
-    np.testing.assert_allclose(apex, aim.position)
-    # The cone runs along the aim's -Z (SciPy), HAND_MODEL_LENGTH_M long.
+    assert m["rays"].shape == (1, 2, 3)  # the untracked left hand has none
+    start, end = m["rays"][0]
+    np.testing.assert_allclose(start, aim.position)
     want = rot.apply([0.0, 0.0, -1.0])
-    np.testing.assert_allclose((apex - base) / HAND_MODEL_LENGTH_M, want, atol=1e-9)
-    assert m["cone_colors"][0][0] > m["cone_colors"][0][2]  # skin, not controller grey
+    np.testing.assert_allclose((end - start) / RAY_LENGTH_M, want, atol=1e-9)
+    # The controller: a handle 18 mm thick around the grip, in the grip's frame: along
+    # its Z (SciPy's rotation of the local axis), not across it.
+    pts = m["mesh_points"] - np.asarray(aim.position)
+    assert len(pts) and np.linalg.norm(pts, axis=1).max() < 0.2
+    along = pts @ rot.apply([0.0, 0.0, 1.0])
+    assert along.max() > 0.06 and along.min() < -0.05
+    assert m["mesh_triangles"].max() < len(m["mesh_points"])
+
+
+def test_hand_mesh_covers_every_joint_and_bone():
+    """A tracked hand is drawn from its joints: a sphere around every joint and a tube
+    along every bone (rings of vertices across it at both ends), skin-coloured."""
+    from xrmode._models import BONE_RADIUS_M, HAND_BONES, JOINT_RADIUS_M, hand_models
+
+    rng = np.random.default_rng(3)
+    joints = np.array([0.1, 1.0, -0.3]) + rng.uniform(-0.08, 0.08, (26, 3))
+    hand = HandInput("left", aim=Pose((0.1, 1.0, -0.3)), source="hand", joints=joints)
+    m = hand_models(InputFrame(0.0, None, hand, HandInput("right")))
+    pts = m["mesh_points"]
+    # A sphere around each joint: many vertices exactly a joint radius from it.
+    d = np.linalg.norm(pts[None] - joints[:, None], axis=-1)
+    assert ((np.abs(d - JOINT_RADIUS_M) < 1e-6).sum(axis=1) >= 30).all()
+    # Each bone: a ring of vertices a tube radius around both of its ends, across it.
+    for a, b in HAND_BONES:
+        axis = (joints[b] - joints[a]) / np.linalg.norm(joints[b] - joints[a])
+        for end in (joints[a], joints[b]):
+            rel = pts - end
+            ring = (np.abs(np.linalg.norm(rel, axis=1) - BONE_RADIUS_M) < 1e-6) & (
+                np.abs(rel @ axis) < 1e-6
+            )
+            assert ring.sum() >= 6, (a, b)
+    assert len(HAND_BONES) >= 25 and all(0 <= a < 26 and 0 <= b < 26 for a, b in HAND_BONES)
+    c = m["mesh_colors"]
+    assert (c[:, 0] > c[:, 2]).all()  # skin, not controller grey
+    assert BONE_RADIUS_M < JOINT_RADIUS_M
 
 
 def test_measure_tool_b_without_points_removes_the_measurement_at_the_tip():

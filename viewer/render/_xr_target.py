@@ -22,7 +22,9 @@ world <-> stage transform given each frame by :meth:`set_stage_to_world`.
 Markers and measurements are drawn twice: in the scene, where the volume in
 front of them hides them, and again faded on an *x-ray* layer above the
 volumes (a cleared depth buffer), so a marker inside or behind an opaque volume
-still shows, faint, where it is (issue 19).
+still shows, faint, where it is (issue 19). The measurements' value labels are
+moved to the HUD's layer (styled and sized as the HUD's text): a value inside an
+opaque volume stays readable.
 """
 
 from __future__ import annotations
@@ -87,6 +89,11 @@ class XrOverlay:
         end of its second side (its rows, bottom to top).
     slice_rgb : (H, W, 3) uint8 or None
         The image shown on it (row 0 at the origin's side).
+    mesh_points : (P, 3) float
+        Vertices of a triangle mesh (your hands and controllers).
+    mesh_triangles : (T, 3) int
+    mesh_colors : (P, 3) float in 0..1
+    mesh_normals : (P, 3) float, optional
     """
 
     lines: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2, 3)))
@@ -103,6 +110,12 @@ class XrOverlay:
     cone_colors: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
     slice_corners: npt.NDArray[np.float64] | None = None
     slice_rgb: npt.NDArray[np.uint8] | None = None
+    mesh_points: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
+    mesh_triangles: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.zeros((0, 3), np.int64)
+    )
+    mesh_colors: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
+    mesh_normals: npt.NDArray[np.float64] | None = None
 
 
 #: HUD text height in degrees of visual angle (UI text wants >= 1-1.5 degrees).
@@ -204,6 +217,7 @@ class VtkXrTarget:
         # Furniture and overlay geometry are defined in stage metres and placed
         # with one user matrix (stage -> VTK world xyz), updated every frame.
         self._stage_actors: list[Any] = []
+        self._furniture: list[Any] = []
         if furniture:
             self._add_furniture()
         self._line_mapper = v.vtkPolyDataMapper()
@@ -248,7 +262,17 @@ class VtkXrTarget:
             actor.GetProperty().SetAmbient(0.35)
             actor.PickableOff()
             self._sized[name] = (gm, actor)
-        for a in (self._lines, self._points, *(a for _, a in self._sized.values())):
+        self._mesh_mapper = v.vtkPolyDataMapper()
+        self._mesh = v.vtkActor()
+        self._mesh.SetMapper(self._mesh_mapper)
+        self._mesh.GetProperty().SetAmbient(0.35)
+        self._mesh.PickableOff()
+        for a in (
+            self._lines,
+            self._points,
+            self._mesh,
+            *(a for _, a in self._sized.values()),
+        ):
             ren.AddActor(a)
             self._stage_actors.append(a)
         # Markers and measurement lines again, faded, on a layer above the volumes: its
@@ -289,6 +313,8 @@ class VtkXrTarget:
         self._texts: list[Any] = []
         self._text_pos: list[tuple[float, float, float]] = []
         self._font_px = 0
+        #: The scene's measurement labels, moved onto the HUD layer (by id).
+        self._labels: dict[int, Any] = {}
         self.set_overlay(XrOverlay())
 
     # -- context callbacks -------------------------------------------------------
@@ -319,6 +345,7 @@ class VtkXrTarget:
         room.PickableOff()
         ren.AddActor(room)
         self._stage_actors.append(room)
+        self._furniture.append(room)
         self._room_floor: float | None = None
         self._set_room(0.0)
         for src, color in ((table, (0.45, 0.36, 0.28)), (floor, (0.30, 0.30, 0.32))):
@@ -332,6 +359,16 @@ class VtkXrTarget:
             actor.PickableOff()
             ren.AddActor(actor)
             self._stage_actors.append(actor)
+            self._furniture.append(actor)
+
+    def set_overlay_layers(self, hud: bool = True, xray: bool = True, room: bool = True) -> None:
+        """Draw (True) or skip the HUD layer, the x-ray layer (faded markers and
+        measurements, the slice plane) and the room (floor, grid, walls, table); what
+        ``bench_xr_overlays.py`` measures the cost of."""
+        self.hud_renderer.SetDraw(bool(hud))
+        self.xray_renderer.SetDraw(bool(xray))
+        for actor in self._furniture:
+            actor.SetVisibility(bool(room))
 
     def set_table(self, top_y: float, centre_x: float, centre_z: float) -> None:
         """Put the table's top (1.0 x 0.6 m) at stage height ``top_y`` centred under
@@ -408,6 +445,7 @@ class VtkXrTarget:
             self._points.SetVisibility(False)
         self._set_sized(overlay)
         self._set_slice(overlay)
+        self._set_mesh(overlay)
         hud = self.hud_renderer
         while len(self._texts) > len(overlay.texts):
             hud.RemoveActor(self._texts.pop())
@@ -423,6 +461,21 @@ class VtkXrTarget:
             actor.SetInput(item.text)
             actor.GetTextProperty().SetColor(*item.color)
             actor.SetPosition(*self._to_world_xyz(item.position_m))
+
+    def _set_mesh(self, overlay: XrOverlay) -> None:
+        pts = np.asarray(overlay.mesh_points, dtype=np.float64).reshape(-1, 3)
+        if not len(pts):
+            self._mesh.SetVisibility(False)
+            return
+        self._mesh_mapper.SetInputData(
+            polydata(
+                pts,
+                polys=np.asarray(overlay.mesh_triangles).reshape(-1, 3),
+                colors=np.asarray(overlay.mesh_colors).reshape(-1, 3),
+                normals=overlay.mesh_normals,
+            )
+        )
+        self._mesh.SetVisibility(True)
 
     def _set_slice(self, overlay: XrOverlay) -> None:
         rgb, corners = overlay.slice_rgb, overlay.slice_corners
@@ -525,6 +578,34 @@ class VtkXrTarget:
             prop.DeepCopy(orig.GetProperty())
             prop.SetOpacity(XRAY_OPACITY * orig.GetProperty().GetOpacity())
             ghost.SetVisibility(orig.GetVisibility())
+        self._sync_labels()
+
+    def _sync_labels(self) -> None:
+        """Move the measurements' value labels from the scene's layer (where an opaque
+        volume is blended over them) to the HUD layer, styled as the HUD's text. The
+        scene renderer keeps them in its bookkeeping; removing them there again when
+        the adapter rebuilds its labels is harmless."""
+        ren = self.renderer.renderer
+        current = [
+            t
+            for a in self.renderer.adapters.values()
+            if isinstance(a, VtkMeasurements)
+            for t in a.texts
+        ]
+        keep = {id(t) for t in current}
+        for key in [k for k in self._labels if k not in keep]:
+            self.hud_renderer.RemoveViewProp(self._labels.pop(key))
+        for t in current:
+            if id(t) in self._labels:
+                continue
+            if ren.HasViewProp(t):
+                ren.RemoveViewProp(t)
+            tp = t.GetTextProperty()
+            tp.SetFontSize(max(self._font_px, MIN_TEXT_PX))
+            tp.SetBackgroundColor(0.0, 0.0, 0.0)
+            tp.SetBackgroundOpacity(0.6)
+            self.hud_renderer.AddViewProp(t)
+            self._labels[id(t)] = t
 
     def text_px(self, projection: npt.ArrayLike) -> int:
         """The HUD's font size (pixels) for an eye: :data:`TEXT_DEG` of visual angle
@@ -537,7 +618,7 @@ class VtkXrTarget:
         px = self.text_px(view.projection)
         if px != self._font_px:
             self._font_px = px
-            for t in self._texts:
+            for t in (*self._texts, *self._labels.values()):
                 t.GetTextProperty().SetFontSize(px)
         self.window.Render()
 
@@ -546,6 +627,9 @@ class VtkXrTarget:
         for t in self._texts:
             self.hud_renderer.RemoveActor(t)
         self._texts.clear()
+        for t in self._labels.values():
+            self.hud_renderer.RemoveViewProp(t)
+        self._labels.clear()
         self.xray_renderer.RemoveAllViewProps()
         self._xray.clear()
         self.window.RemoveRenderer(self.xray_renderer)

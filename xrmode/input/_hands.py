@@ -159,4 +159,5 @@ def hand_input_from_joints(
         squeeze=grab,
         menu=gestures.palm,
         source="hand",
+        joints=j,
     )

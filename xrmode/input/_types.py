@@ -164,6 +164,10 @@ class HandInput:
     thumbstick : (x, y) in -1..1
     source : str
         ``"controller"``, ``"hand"`` (hand tracking) or ``"none"``.
+    joints : (26, 3) float or None
+        A tracked hand's ``XR_EXT_hand_tracking`` joint positions (stage metres).
+    profile : str
+        The controller's interaction profile path ("" when unknown or a hand).
     """
 
     side: Side
@@ -177,6 +181,8 @@ class HandInput:
     thumbstick_click: Button = Button()
     thumbstick: tuple[float, float] = (0.0, 0.0)
     source: str = "controller"
+    joints: npt.NDArray[np.float64] | None = field(default=None, compare=False)
+    profile: str = ""
 
     @property
     def tracked(self) -> bool:

@@ -40,6 +40,10 @@ def pose_from_xr(p: Any) -> Pose:
     )
 
 
+#: While a hand's interaction profile is unknown, ask for it every this many frames.
+PROFILE_POLL_FRAMES = 30
+
+
 class XrActions:
     """vrscope's action set on one session, plus hand trackers where offered.
 
@@ -57,6 +61,10 @@ class XrActions:
         self.instance = instance
         self.session = session
         self.hand_paths = [xr.string_to_path(instance, f"/user/hand/{s}") for s in _SIDES]
+        #: The interaction profile per hand, as of the last profile-changed event
+        #: (:meth:`current_profiles`): the controller models follow it.
+        self.profiles: list[str] = ["" for _ in _SIDES]
+        self._syncs = 0
         self.action_set = xr.create_action_set(
             instance,
             xr.ActionSetCreateInfo(
@@ -190,6 +198,11 @@ class XrActions:
         except xr.SessionNotFocused:
             # A qualified success (focus lost since the last event poll): no input this frame.
             return InputFrame(time_s, head)
+        self._syncs += 1
+        if self._syncs % PROFILE_POLL_FRAMES == 1 and not all(self.profiles):
+            # Not every runtime sends INTERACTION_PROFILE_CHANGED for the first
+            # binding (Monado did not): ask while a hand's profile is unknown.
+            self.current_profiles()
         hands = []
         for i, side in enumerate(_SIDES):
             aim = self._locate(self.spaces[("aim_pose", i)], base_space, time)
@@ -223,12 +236,13 @@ class XrActions:
                         else (0.0, 0.0)
                     ),
                     source="controller" if aim is not None else "none",
+                    profile=self.profiles[i] if i < len(self.profiles) else "",
                 )
             )
         return InputFrame(time_s, head, hands[0], hands[1])
 
     def current_profiles(self) -> list[str]:
-        """The interaction profile in use per hand ("" when none)."""
+        """The interaction profile in use per hand ("" when none); kept in :attr:`profiles`."""
         out = []
         for hp in self.hand_paths:
             try:
@@ -237,6 +251,7 @@ class XrActions:
                 out.append(xr.path_to_string(self.instance, p) if p else "")
             except xr.XrException:
                 out.append("")
+        self.profiles = out
         return out
 
     def destroy(self) -> None:

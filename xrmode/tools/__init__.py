@@ -21,7 +21,7 @@ from ._annotate import ClassifyTool, CountTool, LabelProbe, MeasureTool
 from ._base import Hud, Tool, ToolContext
 from ._grab import GrabTool
 from ._labels import LABEL_MENU, LabelTool, label_menu
-from ._slice import SlicePlane, SliceTool, resample_plane
+from ._slice import SlicePlane, SliceTool, resample_plane, streamer_box_reader
 from ._toolbox import MenuAction, Toolbox
 from ._track import TRACK_MENU, TrackTool, nearest_node_to_ray, track_menu
 from ._view import ClipTool, CropTool, HandMenu, LaserPointer
@@ -50,5 +50,6 @@ __all__ = [
     "nearest_node_to_ray",
     "resample_plane",
     "label_menu",
+    "streamer_box_reader",
     "track_menu",
 ]

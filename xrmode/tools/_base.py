@@ -139,7 +139,8 @@ class ToolContext:
     next_background: Callable[[], str] | None = None
     #: Where a marker drag started (world zyx µm; ``annotations.move_marker``).
     drag_from_um: tuple[float, ...] | None = None
-    #: The slice tool's plane (``slice.freeze`` toggles it), when that tool is in hand.
+    #: The slice tool's plane (``slice.freeze`` toggles it, ``slice.remove`` removes
+    #: it): while that tool is in hand, or while its frozen plane is in the scene.
     slice_plane: Any = None
     _notified: bool = field(default=False, repr=False)
 
@@ -270,6 +271,10 @@ class Tool:
 
     def update(self, frame: InputFrame, ctx: ToolContext) -> None:
         """Advance one frame (only called while enabled)."""
+
+    def draw_inactive(self, ctx: ToolContext) -> None:
+        """Each frame while another tool is in hand: draw what this tool leaves in the
+        scene (the slice tool's frozen plane). Nothing by default."""
 
     def the_hand(self, frame: InputFrame) -> HandInput:
         return frame.right if self.hand == "right" else frame.left

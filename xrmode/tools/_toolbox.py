@@ -188,6 +188,9 @@ class Toolbox:
         self.grab.update(frame, ctx)
         if not busy:
             self.tools[self.active].update(frame, ctx)
+        for name, tool in self.tools.items():
+            if name != self.active:
+                tool.draw_inactive(ctx)
         if mh.aim is not None:
             status = f"[{self.active}] t={ctx.current_time:g}"
             if ctx.message:
