@@ -96,15 +96,15 @@ Also here: ``render_scale`` (rays cast into a smaller float image, upsampled ove
 target: a host's interactive quality, a headset's adaptive quality) and uploads
 through a ring of pixel-unpack buffers.
 
-A frame budget lives in the host (``GLVolumeHost(frame_budget_ms=...)``: render scale
-lowered while the view moves over budget, refined while it is still), off by default:
-the headset's quality controller and the desktop's interactive/still switch decide the
-step and render scale unless a viewer turns it on.
+A frame budget per eye: :class:`FrameBudget` (``_budget.py``, no GL) lowers the ray
+step count (a longer sample distance, opacity corrected) together with the render
+scale while a view moves over budget, and refines both back while it is still; each
+eye is compared with its own previous view, so the two eyes of a stereo frame are not a
+move. The host times each eye with GPU timer queries
+(``GLVolumeHost(frame_budget_ms=...)``, the desktop's view); the headset hands its
+controller to the host (streamed volumes) or feeds it itself (whole-level volumes).
 
-Not here yet (issue 15 continues): label outlines, finer empty-space skipping than
-whole bricks (and for MIP / iso-surfaces), a budget per eye (the host's budget takes
-one view per frame: a second eye counts as a move), lowering the step as well as the
-render scale, and the streamer's own selection off the frame thread.
+Not here yet (issue 15 continues): the streamer's own selection off the frame thread.
 
 Extending: a new rendering mode is a branch on ``u_mode`` in ``_shader.py`` (the
 per-sample value ``v`` and the leaf walk are shared) plus an entry in :data:`MODES`;
@@ -115,6 +115,7 @@ then resets its GL state cache; a new source of bricks only needs to give
 """
 
 from ._atlas import BrickAtlas, SlotTable, atlas_layout, pad_to_slot, slot_from_level
+from ._budget import FrameBudget
 from ._harness import (
     Harness,
     ResidentVolume,
@@ -135,6 +136,7 @@ __all__ = [
     "MODES",
     "BrickAtlas",
     "DrawStats",
+    "FrameBudget",
     "Harness",
     "LabelStyle",
     "PageTree",
