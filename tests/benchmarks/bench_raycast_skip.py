@@ -74,7 +74,7 @@ def skipping(size: int, reps: int) -> list[str]:
             for skip in (False, True):
                 kw = dict(CAM, mode=mode, skip_bricks=skip, **extra)
 
-                def draw(kw=kw) -> None:
+                def draw(kw=kw, vol=vol, tf=tf) -> None:
                     h.render(vol, tf, **kw, read=False)
                     h.ctx.finish()
 
