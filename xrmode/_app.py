@@ -314,8 +314,9 @@ class XrApp:
 
         # One adaptive-quality controller, the desktop's: a time per eye, fewer steps
         # and fewer rays while a frame overruns, full quality back once the head rests.
-        # Its target is set from the display period each frame.
-        self.quality = FrameBudget(HEADROOM / 90.0 / 2 * 1e3)
+        # Its target is set from the display period each frame; at most half the
+        # pixels per axis are dropped (the eye image carries text and hands too).
+        self.quality = FrameBudget(HEADROOM / 90.0 / 2 * 1e3, min_render_scale=0.5)
 
     def _menu_run(self, action: str, layer: str | None = None) -> str:
         from viewer.actions import Pick
@@ -783,15 +784,19 @@ class _FrameLoop:
         target = self.target
         target.set_size(frame.eyes[0].width, frame.eyes[0].height)
         target.sync()
-        host = self.streaming.host if self.streaming is not None else None
+        streaming = self.streaming
         quality = self.app.quality
-        adaptive = self.app.opts.adaptive_quality
-        quality.target_ms = HEADROOM * frame.period_s * 1e3 / len(frame.eyes)
+        adaptive = self.app.opts.adaptive_quality and streaming is None
+        if frame.period_s > 0:
+            quality.target_ms = HEADROOM * frame.period_s * 1e3 / len(frame.eyes)
 
         def draw(eye: Any) -> None:
             view = views[eye.index]
-            if host is not None:
-                host.eye = eye.index  # the host's budget times and compares each eye
+            if streaming is not None:
+                # Single-pass volumes: the host's budget (the same controller) times
+                # each eye on the GPU and compares it with its own previous view.
+                if streaming.host is not None:
+                    streaming.host.eye = eye.index
             elif adaptive:
                 # Whole-level volumes (VTK's ray caster): the budget's step goes to the
                 # sample distance, its scale to the eye image (fewer pixels).
@@ -802,7 +807,7 @@ class _FrameLoop:
                 self.session.render_scale = scale  # from the next frame's eye images
             t0 = time.perf_counter()
             target.render_eye(view)
-            if host is None and adaptive:
+            if adaptive:
                 quality.report(eye.index, (time.perf_counter() - t0) * 1e3)
 
         self.session.render(frame, draw)
