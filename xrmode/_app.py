@@ -38,7 +38,7 @@ import numpy as np
 from analysis.errors import ParameterError
 from viewer.actions import Playback, is_timelapse, time_range
 
-from ._frame_loop import QualityController, eye_view_arrays
+from ._frame_loop import eye_view_arrays
 from ._models import hand_models
 from ._transform import StageTransform
 from .tools import (
@@ -89,6 +89,7 @@ MARKER_FRACTION = 40  # marker size: the data's largest extent over this
 LABELS_IMAGE_OPACITY = 0.12  # image opacity when labels are shown (no --opacity)
 HANDS_WAIT_S = 1.0  # longest wait for tracked hands (their HUD) before a snapshot
 STANDING_EYE_M = 1.6  # eye height assumed for a LOCAL space's floor (no floor given)
+HEADROOM = 0.9  # adaptive quality: both eyes' drawing may take this share of the period
 
 
 @dataclass
@@ -320,7 +321,13 @@ class XrApp:
             place=self.place,
             panel=self._panel(),
         )
-        self.quality = QualityController()
+        from viewer.raycast import FrameBudget
+
+        # One adaptive-quality controller, the desktop's: a time per eye, fewer steps
+        # and fewer rays while a frame overruns, full quality back once the head rests.
+        # Its target is set from the display period each frame; at most half the
+        # pixels per axis are dropped (the eye image carries text and hands too).
+        self.quality = FrameBudget(HEADROOM / 90.0 / 2 * 1e3, min_render_scale=0.5)
 
     def _menu_run(self, action: str, layer: str | None = None) -> str:
         from viewer.actions import Pick
@@ -494,7 +501,7 @@ class XrApp:
         data["xr"] = {
             "transform": self.ctx.transform.to_json(),
             "render_scale": self.quality.render_scale,
-            "sample_distance_factor": self.quality.sample_factor,
+            "sample_distance_factor": self.quality.step_factor,
             "tool": self.toolbox.active,
             "current_time": self.scene.current_time,
         }
@@ -617,8 +624,13 @@ class _FrameLoop:
         if self._should_stream():
             from viewer.render import StreamingController
 
-            # Image layers: one ray-casting pass per eye (viewer.render._gl_volumes).
-            self.streaming = StreamingController(self.target.renderer, n_workers=2)
+            # Image layers: one ray-casting pass per eye (viewer.render._gl_volumes),
+            # which times each eye on the GPU and drives the adaptive quality.
+            self.streaming = StreamingController(
+                self.target.renderer,
+                n_workers=2,
+                frame_budget_ms=app.quality if opts.adaptive_quality else None,
+            )
             app.streaming = self.streaming
         trace(
             "session",
@@ -633,6 +645,7 @@ class _FrameLoop:
             transform=app.ctx.transform.to_json(),
             tool=app.toolbox.active,
         )
+        self.quality_shown = (1.0, 1.0)
         self.snap: dict[int, Any] = {}
         self.want_snapshot = False
         self.snapshots = 0
@@ -768,30 +781,47 @@ class _FrameLoop:
         }
 
     def _render(self, frame: Any, views: list[Any]) -> None:
+        from viewer.render import VolumeQuality
+
         if not frame.eyes:
             return
         target = self.target
         target.set_size(frame.eyes[0].width, frame.eyes[0].height)
-        target.set_sample_distance_factor(self.app.quality.sample_factor)
         target.sync()
+        streaming = self.streaming
+        quality = self.app.quality
+        adaptive = self.app.opts.adaptive_quality and streaming is None
+        if frame.period_s > 0:
+            quality.target_ms = HEADROOM * frame.period_s * 1e3 / len(frame.eyes)
 
         def draw(eye: Any) -> None:
-            target.render_eye(views[eye.index])
+            view = views[eye.index]
+            if streaming is not None:
+                # Single-pass volumes: the host's budget (the same controller) times
+                # each eye on the GPU and compares it with its own previous view.
+                if streaming.host is not None:
+                    streaming.host.eye = eye.index
+            elif adaptive:
+                # Whole-level volumes (VTK's ray caster): the budget's step goes to the
+                # sample distance, its scale to the eye image (fewer pixels).
+                pose = eye.pose
+                step, scale = quality.begin_eye(eye.index, (pose.position, pose.orientation))
+                if target.renderer.quality.samples_per_voxel != 1.0 / step:
+                    target.set_quality(VolumeQuality(samples_per_voxel=1.0 / step))
+                self.session.render_scale = scale  # from the next frame's eye images
+            t0 = time.perf_counter()
+            target.render_eye(view)
+            if adaptive:
+                quality.report(eye.index, (time.perf_counter() - t0) * 1e3)
 
         self.session.render(frame, draw)
 
     def _adapt(self, frame: Any, cpu_ms: float, render_ms: float) -> None:
-        app = self.app
-        changed = app.opts.adaptive_quality and app.quality.update(
-            (cpu_ms + render_ms) / 1e3, frame.period_s
-        )
-        if changed:
-            self.session.render_scale = app.quality.render_scale
-            self.trace(
-                "quality",
-                render_scale=app.quality.render_scale,
-                sample=app.quality.sample_factor,
-            )
+        q = self.app.quality
+        now = (q.step_factor, q.render_scale)
+        if self.app.opts.adaptive_quality and now != self.quality_shown:
+            self.quality_shown = now
+            self.trace("quality", render_scale=q.render_scale, sample=q.step_factor)
 
     def _trace_frame(
         self,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import ctypes
-import math
 
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from xrmode._frame_loop import QualityController, eye_view_arrays
+from xrmode._frame_loop import eye_view_arrays
 from xrmode._transform import StageTransform
 from xrmode.input import (
     ACTIONS,
@@ -251,17 +250,3 @@ def test_eye_view_of_a_turned_eye_through_a_turned_transform_matches_scipy():
     assert tr.stage_to_world_matrix() is tr.stage_to_world_matrix()  # computed once
     with pytest.raises(AttributeError):
         tr.scale = 1.0  # type: ignore[misc]  # immutable: grab makes a new transform
-
-
-def test_quality_controller_degrades_then_recovers():
-    q = QualityController(patience=3)
-    period = 1 / 90
-    changes = [q.update(2 * period, period) for _ in range(12)]
-    # Sampling first (1 -> 1.5 -> 2.25 -> 3.375 -> 4), then pixels (x0.85 down to 0.5).
-    assert changes == [True] * 9 + [False] * 3
-    assert q.sample_factor == 4.0 and q.render_scale == pytest.approx(0.5)
-    for _ in range(200):
-        q.update(0.1 * period, period)
-    assert q.sample_factor == 1.0 and q.render_scale == 1.0
-    assert not q.update(0.75 * period, period)
-    assert math.isclose(q.render_scale, 1.0)

@@ -32,7 +32,10 @@ Pieces, in the order a frame uses them:
   atlas keeps each slot's value range, and for a composite draw a leaf whose brick is
   wholly transparent under the transfer function
   (:meth:`BrickAtlas.transparent_slots`) becomes an empty leaf, stepped over without
-  sampling.
+  sampling. MIP, MinIP and iso-surfaces skip per ray in the shader, from each slot's
+  value range (a small texture): a brick whose maximum cannot raise the ray's running
+  maximum (MinIP: minimum), or whose range leaves out the iso value while the previous
+  sample lies on the brick's side, is stepped over on the same sample lattice.
 - :class:`VolumeRaycaster` (``_raycaster.py``, GLSL in ``_shader.py``): a full-viewport
   triangle; per pixel the ray is clipped to the volume's extent, up to 6 clipping
   planes and the depth of opaque geometry already drawn; then, front to back: look the
@@ -47,7 +50,10 @@ Pieces, in the order a frame uses them:
   (``texelFetch``); colours, hidden and selected ids in one sorted ``(id, flags, rgb)``
   texture searched once per run of one id along the ray (:class:`LabelStyle`: a host
   lists its legend colours; ids it does not list get a hash, :func:`label_colours`);
-  bricks of background only are skipped. Composite only.
+  bricks of background only are skipped. Composite only. ``LabelStyle(outline=True)``
+  draws each object's outline opaque and its interior faint: a voxel with another id
+  beside it along the two voxel axes closest to the image plane (a slice outline, seen
+  through the volume).
 - :class:`StreamedVolume` (``_streamed.py``): a :class:`~viewer.streaming.VolumeStreamer`'s
   frames into the atlas and the tree; the tree is built on a worker thread from a
   snapshot of the selection and the slot table, the previous tree drawn until it is
@@ -93,18 +99,19 @@ the desktop 3D view and both XR eyes (the atlas is filled once per streaming fra
 not per eye).
 
 Also here: ``render_scale`` (rays cast into a smaller float image, upsampled over the
-target: a host's interactive quality, a headset's adaptive quality) and uploads
-through a ring of pixel-unpack buffers.
+target: a host's interactive quality, a headset's adaptive quality), uploads through a
+ring of pixel-unpack buffers, and shader statistics (``draw(statistics=True)``: each
+ray's samples, leaves sampled, leaves skipped and empty leaves, instead of colour).
 
-A frame budget lives in the host (``GLVolumeHost(frame_budget_ms=...)``: render scale
-lowered while the view moves over budget, refined while it is still), off by default:
-the headset's quality controller and the desktop's interactive/still switch decide the
-step and render scale unless a viewer turns it on.
+A frame budget per eye: :class:`FrameBudget` (``_budget.py``, no GL) lowers the ray
+step count (a longer sample distance, opacity corrected) together with the render
+scale while a view moves over budget, and refines both back while it is still; each
+eye is compared with its own previous view, so the two eyes of a stereo frame are not a
+move. The host times each eye with GPU timer queries
+(``GLVolumeHost(frame_budget_ms=...)``, the desktop's view); the headset hands its
+controller to the host (streamed volumes) or feeds it itself (whole-level volumes).
 
-Not here yet (issue 15 continues): label outlines, finer empty-space skipping than
-whole bricks (and for MIP / iso-surfaces), a budget per eye (the host's budget takes
-one view per frame: a second eye counts as a move), lowering the step as well as the
-render scale, and the streamer's own selection off the frame thread.
+Not here yet (issue 15 continues): the streamer's own selection off the frame thread.
 
 Extending: a new rendering mode is a branch on ``u_mode`` in ``_shader.py`` (the
 per-sample value ``v`` and the leaf walk are shared) plus an entry in :data:`MODES`;
@@ -115,6 +122,7 @@ then resets its GL state cache; a new source of bricks only needs to give
 """
 
 from ._atlas import BrickAtlas, SlotTable, atlas_layout, pad_to_slot, slot_from_level
+from ._budget import FrameBudget
 from ._harness import (
     Harness,
     ResidentVolume,
@@ -135,6 +143,7 @@ __all__ = [
     "MODES",
     "BrickAtlas",
     "DrawStats",
+    "FrameBudget",
     "Harness",
     "LabelStyle",
     "PageTree",

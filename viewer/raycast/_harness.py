@@ -255,8 +255,11 @@ class Harness:
         read: bool = True,
         iso_value: float | None = None,
         render_scale: float = 1.0,
+        skip_bricks: bool = True,
+        statistics: bool = False,
     ) -> npt.NDArray[np.float32] | None:
-        """Draw ``volume`` over a transparent background; the premultiplied RGBA image.
+        """Draw ``volume`` over a transparent background; the premultiplied RGBA image
+        (``statistics``: each ray's counts instead, see :meth:`VolumeRaycaster.draw`).
 
         Returns
         -------
@@ -281,6 +284,8 @@ class Harness:
             step_factor=step_factor,
             iso_value=iso_value,
             render_scale=render_scale,
+            skip_bricks=skip_bricks,
+            statistics=statistics,
         )
         if not read:
             return None

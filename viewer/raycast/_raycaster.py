@@ -12,7 +12,7 @@ import numpy.typing as npt
 from analysis.errors import ParameterError
 
 from ._atlas import BrickAtlas
-from ._shader import FRAGMENT, LABEL_FRAGMENT, UPSAMPLE, VERTEX
+from ._shader import FRAGMENT, UPSAMPLE, VERTEX, fragment
 from ._transfer import LabelStyle, TransferFunction
 from ._tree import SHADER_LEVELS, PageTree
 
@@ -90,6 +90,8 @@ class VolumeRaycaster:
         self._node_textures: dict[Any, tuple[Any, int, U32 | None]] = {}
         self._tf: Any = None
         self._tf_table: npt.NDArray[np.float32] | None = None
+        self._ranges: Any = None  # per slot (min, max), for skipping bricks by value
+        self._ranges_of: tuple[int, int] | None = None  # (id(atlas), atlas.uploads) held
         self._moderngl = moderngl
         self.stats = DrawStats()
         self.total_draw_calls = 0
@@ -192,6 +194,8 @@ class VolumeRaycaster:
         min_ray_um: float = 0.0,
         iso_value: float | None = None,
         render_scale: float = 1.0,
+        skip_bricks: bool = True,
+        statistics: bool = False,
     ) -> None:
         """One pass: every pixel of ``viewport`` marches its ray through the tree.
 
@@ -239,6 +243,17 @@ class VolumeRaycaster:
             blended over the target with bilinear filtering: about ``scale**2`` of the
             rays (a host's interactive quality, a headset's frame budget); the target's
             other contents keep full resolution.
+        skip_bricks : bool, default: True
+            MIP, MinIP and iso-surfaces skip bricks that cannot change the ray, from
+            each atlas slot's value range (border included): for MIP a brick whose
+            maximum is not above the ray's running maximum (MinIP: minimum, not
+            below), for an iso-surface a brick whose range leaves out the iso value
+            (the previous sample on the same side). Composite draws skip wholly
+            transparent bricks in the tree instead (:meth:`StreamedVolume.update`).
+        statistics : bool, default: False
+            Draw, instead of colour, each ray's counts (samples, leaves sampled,
+            leaves skipped by their value range, empty leaves) as the RGBA of a float
+            target (tests and benchmarks; ``render_scale`` must be 1).
         """
         if mode not in MODES:
             raise ParameterError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
@@ -253,6 +268,8 @@ class VolumeRaycaster:
         if self._pool is None:
             raise ParameterError("set_nodes() before draw()")
         kind = "labels" if isinstance(tf, LabelStyle) else "image"
+        if statistics and render_scale < 1.0:
+            raise ParameterError("statistics are drawn at render_scale 1 only")
         if (kind == "labels") != atlas.labels:
             raise ParameterError(
                 f"a {kind} style needs {'a label' if atlas.labels else 'an image'} atlas"
@@ -263,7 +280,8 @@ class VolumeRaycaster:
             self._use_labels(tf)  # type: ignore[arg-type]
         else:
             self.set_transfer(tf)  # type: ignore[arg-type]
-        self.program = self.programs[kind]
+        self.program = self._program(kind, statistics)
+        vao = self.vaos[kind + ("+stats" if statistics else "")]
         full = tuple(viewport) if viewport is not None else (0, 0, *target.size)
         vp = full
         scaled = render_scale < 1.0
@@ -284,6 +302,10 @@ class VolumeRaycaster:
             iso = 0.5 * (lo + hi) if iso_value is None else float(iso_value)
             self._uniform("u_iso", iso / atlas.value_one)
             self._uniform("u_light", ISO_LIGHT)
+        skip = skip_bricks and kind == "image" and mode != "composite"
+        self._uniform("u_skip", int(skip))
+        if skip:
+            self._use_ranges(atlas)
         ctx = self.ctx
         prev_fbo, prev_vp = ctx.fbo, ctx.viewport
         if scaled:
@@ -303,8 +325,10 @@ class VolumeRaycaster:
             self._tf.use(2)
         if depth is not None:
             depth.use(3)
+        if skip:
+            self._ranges.use(4)
         try:
-            self.vaos[kind].render(self._moderngl.TRIANGLES, vertices=3)
+            vao.render(self._moderngl.TRIANGLES, vertices=3)
             if scaled:
                 target.use()
                 ctx.viewport = full
@@ -336,12 +360,38 @@ class VolumeRaycaster:
             self._upsample_vao = self.ctx.vertex_array(self._upsample, [])
         return self._low
 
+    def _program(self, kind: str, statistics: bool) -> Any:
+        """The program of ``kind`` ("image" or "labels"), compiled on first use."""
+        name = kind + ("+stats" if statistics else "")
+        if name not in self.programs:
+            src = fragment(labels=kind == "labels", stats=statistics)
+            prog = self.ctx.program(vertex_shader=VERTEX, fragment_shader=src)
+            self.programs[name] = prog
+            self.vaos[name] = self.ctx.vertex_array(prog, [])
+        return self.programs[name]
+
+    def _use_ranges(self, atlas: BrickAtlas) -> None:
+        """Upload the atlas slots' value ranges (texture units) when slots were written
+        since the last upload (a float pair per slot: a few bytes per brick)."""
+        key = (id(atlas), atlas.uploads)
+        if self._ranges is not None and self._ranges_of == key:
+            return
+        n = atlas.n_slots
+        rows = max(1, -(-n // _NODES_W))
+        data = np.zeros((rows * _NODES_W, 2), np.float32)
+        data[:n, 0] = atlas.slot_min / atlas.value_one
+        data[:n, 1] = atlas.slot_max / atlas.value_one
+        if self._ranges is None or self._ranges.size != (_NODES_W, rows):
+            if self._ranges is not None:
+                self._ranges.release()
+            self._ranges = self.ctx.texture((_NODES_W, rows), 2, dtype="f4")
+            self._ranges.filter = (self._moderngl.NEAREST, self._moderngl.NEAREST)
+        self._ranges.write(data.tobytes())
+        self._ranges_of = key
+
     def _use_labels(self, style: LabelStyle) -> None:
         """Compile the label program once; upload the hidden/selected ids when they changed."""
-        if "labels" not in self.programs:
-            prog = self.ctx.program(vertex_shader=VERTEX, fragment_shader=LABEL_FRAGMENT)
-            self.programs["labels"] = prog
-            self.vaos["labels"] = self.ctx.vertex_array(prog, [])
+        self._program("labels", False)
         if style is self._style:
             return
         table = style.table
@@ -432,15 +482,19 @@ class VolumeRaycaster:
             u("u_n_special", len(tf.table))
             u("u_label_alpha", float(tf.opacity))
             u("u_select_alpha", float(tf.selected_opacity))
+            u("u_outline", int(tf.outline))
+            u("u_interior_alpha", float(tf.interior_opacity))
         else:
             u("u_tf", 2)
             clo, chi = (float(c) / atlas.value_one for c in tf.contrast_limits)
             u("u_window", (clo, 1.0 / (chi - clo)))
         u("u_mode", MODES[mode])
         u("u_depth", 3)
+        u("u_ranges", 4)
 
     def release(self) -> None:
         objs = [*self.vaos.values(), *self.programs.values(), self._tf, self._special]
+        objs.append(self._ranges)
         objs += [t for t, _, _ in self._node_textures.values()]
         self._node_textures.clear()
         objs += [self._low_fbo, self._low, self._upsample_vao, self._upsample]

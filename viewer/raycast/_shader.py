@@ -66,6 +66,8 @@ uniform int u_n_special;
 uniform int u_special_width;
 uniform float u_label_alpha;    // per u_ref_step, opacity corrected like the image's
 uniform float u_select_alpha;
+uniform int u_outline;          // 1: an object's outline voxels opaque, its interior at u_interior_alpha
+uniform float u_interior_alpha;
 
 // lowbias32 (Chris Wellons): a well-mixed 32-bit hash; the colour of an id is its bytes.
 uint lowbias32(uint x) {
@@ -101,6 +103,8 @@ vec4 label_colour(uint id) {
 }
 #else
 uniform sampler3D u_atlas;
+uniform sampler2D u_ranges;     // (min, max) of each slot image, texture units, one texel per slot
+uniform int u_skip;             // 1: MIP / MinIP / iso-surface skip bricks that cannot change the ray
 #endif
 uniform ivec3 u_slots;          // slots per atlas axis (x, y, z)
 uniform float u_slot_edge;      // B + 2 texels
@@ -184,11 +188,19 @@ void main() {
         if (d < 1.0) ts = min(ts, dot(unproject(ndc, 2.0 * d - 1.0) - ro, rd));
     }
     frag = vec4(0.0);
+#ifdef STATS
+    // Per ray: samples taken, leaves sampled, leaves skipped by their value range
+    // (MIP / MinIP / iso-surface), empty leaves stepped over.
+    vec4 counts = vec4(0.0);
+#endif
     // A host may drop rays that cross less than u_min_ray of the volume (VTK's ray
     // caster discards a ray whose first sample, t0 + step, is outside the box).
     if (!(tb > t0 + u_min_ray) || !(ts > t0)) return;
 
     vec4 acc = vec4(0.0);
+    // The voxel axis closest to the ray (label outlines look across it).
+    vec3 ard = abs(rd);
+    int vaxis = ard.x >= max(ard.y, ard.z) ? 0 : (ard.y >= ard.z ? 1 : 2);
     float vmax = -1e30;
     float vmin = 1e30;
     float vprev = 0.0;   // iso-surface: the previous sample's value, across bricks
@@ -213,6 +225,9 @@ void main() {
             // Empty: skip the box in whole steps, so the sample lattice goes on unchanged.
             float st = u_step[L];
             t += max(ceil((tx - t) / st), 1.0) * st;
+#ifdef STATS
+            counts.w += 1.0;
+#endif
             continue;
         }
         int Ls = int((w >> 24) & 63u);
@@ -230,23 +245,71 @@ void main() {
         vec3 tlo = so + 0.5;
         vec3 thi = so + u_slot_edge - 0.5;
         float ex = st / u_ref_step;
+#ifndef LABELS
+        if (u_skip != 0 && u_mode != 0) {
+            // Bricks that cannot change this ray (every sample lies in the slot's value
+            // range, border included): for MIP a brick whose max is not above the ray's
+            // running max, for MinIP one whose min is not below its running min, for an
+            // iso-surface one whose range leaves out the iso value while the previous
+            // sample lies on the brick's side (no crossing at its first sample either).
+            vec2 r = texelFetch(u_ranges, ivec2(slot % u_nodes_width, slot / u_nodes_width), 0).rg;
+            bool skip = u_mode == 1 ? r.y <= vmax
+                : u_mode == 2 ? r.x >= vmin
+                : (u_iso < r.x || u_iso > r.y) && (!have_prev || (vprev - u_iso) * (r.x - u_iso) > 0.0);
+            if (skip) {
+                if (u_mode == 3) {
+                    vprev = r.x;  // any value on the brick's side of the iso value
+                    have_prev = true;
+                }
+                t += max(ceil((tx - t) / st), 1.0) * st;
+#ifdef STATS
+                counts.z += 1.0;
+#endif
+                continue;
+            }
+        }
+#endif
+#ifdef STATS
+        counts.y += 1.0;
+#endif
 #ifdef LABELS
         uint last_id = 0u;
         vec4 last_c = vec4(0.0);
         float last_al = 0.0;
+        float last_in = 0.0;
 #endif
         for (; t < tx; t += st) {
             vec3 p = ro + rd * t;
+#ifdef STATS
+            counts.x += 1.0;
+#endif
 #ifdef LABELS
-            uint id = texelFetch(u_atlas, ivec3(clamp(p * u_inv_scale[Ls] + off, tlo, thi)), 0).r;
+            ivec3 c = ivec3(clamp(p * u_inv_scale[Ls] + off, tlo, thi));
+            uint id = texelFetch(u_atlas, c, 0).r;
             if (id == 0u) continue;  // background
             if (id != last_id) {  // runs of one id are the rule: look it up once per run
                 last_id = id;
                 last_c = label_colour(id);
                 last_al = 1.0 - pow(max(1.0 - last_c.a, 0.0), ex);
+                last_in = 1.0 - pow(max(1.0 - u_interior_alpha, 0.0), ex);
             }
-            acc.rgb += (1.0 - acc.a) * last_al * last_c.rgb;
-            acc.a += (1.0 - acc.a) * last_al;
+            float al = last_al;
+            if (u_outline != 0 && last_c.a > 0.0) {
+                // Outline: a voxel with another id beside it across the view (the two
+                // voxel axes closest to the image plane), as a slice outline is drawn
+                // in the image plane: opaque; other voxels of the object faint.
+                bool edge = false;
+                for (int k = 0; k < 4; ++k) {
+                    int ax = (vaxis + 1 + k / 2) % 3;
+                    ivec3 q = c;
+                    q[ax] += (k % 2) * 2 - 1;
+                    q = clamp(q, ivec3(tlo), ivec3(thi));
+                    edge = edge || texelFetch(u_atlas, q, 0).r != id;
+                }
+                al = edge ? 1.0 : min(last_in, last_al);
+            }
+            acc.rgb += (1.0 - acc.a) * al * last_c.rgb;
+            acc.a += (1.0 - acc.a) * al;
             if (acc.a > 0.99) break;
 #else
             vec3 tc = clamp(p * u_inv_scale[Ls] + off, tlo, thi);
@@ -295,11 +358,22 @@ void main() {
         vec4 c = texture(u_tf, vec2(clamp((v - u_window.x) * u_window.y, 0.0, 1.0), 0.5));
         frag = vec4(c.rgb * c.a, c.a);
     }
+#ifdef STATS
+    frag = counts;
+#endif
 }
 """
 
 FRAGMENT = _HEAD + _BODY
 LABEL_FRAGMENT = _HEAD + "#define LABELS\n" + _BODY
+
+
+def fragment(labels: bool = False, stats: bool = False) -> str:
+    """The fragment shader of an image (or label) volume; ``stats``: instead of colour,
+    each pixel gets its ray's counts (samples, leaves sampled, leaves skipped by their
+    value range, empty leaves stepped over) as RGBA."""
+    defines = ("#define LABELS\n" if labels else "") + ("#define STATS\n" if stats else "")
+    return _HEAD + defines + _BODY
 
 
 def label_hash(ids: npt.ArrayLike) -> npt.NDArray[np.float32]:

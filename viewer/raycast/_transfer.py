@@ -105,6 +105,14 @@ class LabelStyle:
     color_ids : (K,) int array, optional
     color_rgb : (K, 3) float array in [0, 1], optional
         Explicit colours of ``color_ids`` (quantised to 8 bits a channel).
+    outline : bool, default: False
+        Draw each object's outline opaque and its interior faint: a voxel with another
+        id (or background) beside it across the view (along the two voxel axes
+        closest to the image plane, as a slice's selection outline is drawn in the
+        slice) is opaque, other voxels of the object have ``interior_opacity`` (at
+        most ``opacity``).
+    interior_opacity : float, default: 0.05
+        Opacity per ``ref_step_um`` inside an outlined object.
     """
 
     opacity: float = 0.5
@@ -114,6 +122,8 @@ class LabelStyle:
     ref_step_um: float | None = None
     color_ids: npt.NDArray[np.int64] | None = field(default=None, compare=False, repr=False)
     color_rgb: npt.NDArray[np.float64] | None = field(default=None, compare=False, repr=False)
+    outline: bool = False
+    interior_opacity: float = 0.05
 
     def __post_init__(self) -> None:
         if (self.color_ids is None) != (self.color_rgb is None):

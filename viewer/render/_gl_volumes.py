@@ -46,7 +46,7 @@ from ._image import VtkImage, coarse_range
 from ._labels import label_colors
 
 if TYPE_CHECKING:
-    from viewer.raycast import LabelStyle, StreamedVolume, TransferFunction
+    from viewer.raycast import FrameBudget, LabelStyle, StreamedVolume, TransferFunction
 
     from ._canvas import SceneRenderer
 
@@ -56,10 +56,6 @@ log = logging.getLogger(__name__)
 
 #: Transfer-function table entries (the shader interpolates linearly between them).
 TF_ENTRIES = 1024
-#: Lowest render scale the frame budget goes to (1/16 of the rays).
-MIN_BUDGET_SCALE = 0.25
-#: Factor on the render scale per still frame while refining.
-REFINE_STEP = 1.5
 
 
 class _CurrentContext:
@@ -534,15 +530,17 @@ class GLVolumeHost:
     one_shot : bool, default: False
         Upload every brick of a frame at once (one-shot renders: no time budget, the
         picture is complete); otherwise at most 64 slots and 4 ms per frame.
-    frame_budget_ms : float, optional
-        GPU time the volume passes of one frame (one eye) may take. While the view
-        moves and the passes overrun it, the render scale drops (fewer rays, down to
-        :data:`MIN_BUDGET_SCALE`); once the view is still it climbs back by
-        :data:`REFINE_STEP` a frame to the quality's own scale, :attr:`behind` staying
-        true until then so a viewer keeps drawing (progressive refinement; the last
-        frames of a refinement may overrun). Measured with a GPU timer query, read one
-        frame late (no stall). None: the quality's scale only. One view per frame:
-        with two XR eyes on one host each eye's view counts as a move.
+    frame_budget_ms : float or viewer.raycast.FrameBudget, optional
+        GPU time the volume passes of one eye may take, or the controller that holds
+        it (a headset shares its own). While a view moves and the passes overrun it,
+        the sample distance grows and the render scale drops together (fewer steps
+        and fewer rays, :class:`viewer.raycast.FrameBudget`); once the view is still
+        both climb back to the quality's own a little each frame, :attr:`behind`
+        staying true until then so a viewer keeps drawing (progressive refinement;
+        the last frames of a refinement may overrun). Measured per eye with GPU timer
+        queries, read one frame late (no stall). None: the quality's settings only.
+        Set :attr:`eye` before drawing each eye of a stereo frame: each eye is
+        compared with its own previous view, so the eye separation is no move.
 
     Notes
     -----
@@ -554,19 +552,25 @@ class GLVolumeHost:
         self,
         renderer: SceneRenderer,
         one_shot: bool = False,
-        frame_budget_ms: float | None = None,
+        frame_budget_ms: float | FrameBudget | None = None,
     ) -> None:
         self.renderer = renderer
         self.one_shot = one_shot
-        self.frame_budget_ms = frame_budget_ms
-        #: Render scale the frame budget allows now (1: no reduction).
-        self.budget_scale = 1.0
-        #: GPU time (ms) of the volume passes of the last measured frame.
-        self.volume_ms: float | None = None
-        self._queries: list[Any] = []  # two timer queries, used in turn
-        self._query_used = [False, False]
-        self._frame_no = 0
-        self._last_view: tuple[Any, ...] | None = None
+        from viewer.raycast import FrameBudget as Budget
+
+        #: The frame budget's controller (None: no budget).
+        self.budget: FrameBudget | None = (
+            frame_budget_ms
+            if isinstance(frame_budget_ms, Budget) or frame_budget_ms is None
+            else Budget(float(frame_budget_ms))
+        )
+        #: The eye drawn next (a stereo host sets it before each eye; 0 on a desktop).
+        self.eye = 0
+        #: GPU time (ms) of the volume passes of the last measured frame of each eye.
+        self.volume_ms: dict[int, float] = {}
+        self._queries: dict[int, list[Any]] = {}  # per eye, two timer queries used in turn
+        self._query_used: dict[int, list[bool]] = {}
+        self._frame_no: dict[int, int] = {}
         self._levels: set[int] = set()  # levels the last frame's volumes sampled
         self.ctx: Any = None
         self._depth: Any = None
@@ -586,6 +590,8 @@ class GLVolumeHost:
         self.depth_copies_cpu = 0
         #: Rays per pixel along each axis of the last frame's volumes (quality).
         self.render_scale = 1.0
+        #: Sample distance of the last frame's volumes, in voxels of the sampled level.
+        self.step_factor = 1.0
         self._slot_bytes: dict[int, int] = {}
         self._tag = renderer.renderer.AddObserver("EndEvent", self._on_end)  # type: ignore[arg-type]
 
@@ -706,10 +712,13 @@ class GLVolumeHost:
         step = 1.0 / q.samples_per_voxel
         scale = 1.0 / max(float(q.min_ray_spacing_px), 1.0)
         query = None
-        if self.frame_budget_ms is not None:
-            scale = min(scale, self._budget(view, proj, vp, scale))
+        if self.budget is not None:
             query = self._timer()
+            more, fewer = self.budget.begin_eye(self.eye, (vp, view.tobytes(), proj.tobytes()))
+            step *= more
+            scale = min(scale, fewer)
         self.render_scale = scale
+        self.step_factor = step
         with query if query is not None else contextlib.nullcontext():
             self._draw_volumes(adapters, ctx, fbo, vp, view, proj, depth, planes, step, scale)
         self.stats.levels_drawn = sorted(self._levels)
@@ -801,45 +810,26 @@ class GLVolumeHost:
             levels.update(up.levels)
 
     def _timer(self) -> Any:
-        """This frame's timer query (two used in turn: the other one's result is last
-        frame's, read without waiting for this frame's GPU work)."""
-        if not self._queries:
-            self._queries = [self.ctx.query(time=True) for _ in range(2)]
-        i = self._frame_no % 2
+        """This eye's timer query (two per eye used in turn: the other one's result is
+        that eye's last frame, read without waiting for this frame's GPU work); the
+        result goes to the budget."""
+        eye = self.eye
+        queries = self._queries.get(eye)
+        if queries is None:
+            queries = self._queries[eye] = [self.ctx.query(time=True) for _ in range(2)]
+            self._query_used[eye] = [False, False]
+            self._frame_no[eye] = 0
+        used = self._query_used[eye]
+        i = self._frame_no[eye] % 2
         other = 1 - i
-        if self._query_used[other]:
-            self.volume_ms = self._queries[other].elapsed / 1e6
-        self._query_used[i] = True
-        self._frame_no += 1
-        return self._queries[i]
-
-    def _budget(
-        self,
-        view: npt.NDArray[np.float64],
-        proj: npt.NDArray[np.float64],
-        vp: tuple[int, int, int, int],
-        full: float,
-    ) -> float:
-        """The render scale the frame budget allows this frame (see the class notes).
-
-        Moving and over budget: scale by the square root of budget / time (rays go
-        with the square of the scale); moving and well under: recover 10 % a frame;
-        still: refine by :data:`REFINE_STEP` a frame up to ``full``.
-        """
-        budget = float(self.frame_budget_ms or 0.0)
-        key = (vp, view.tobytes(), proj.tobytes())
-        still = key == self._last_view
-        self._last_view = key
-        b = self.budget_scale
-        ms = self.volume_ms
-        if still:
-            b = min(b * REFINE_STEP, 1.0)
-        elif ms is not None and ms > budget:
-            b = max(b * min(max((budget / ms) ** 0.5, 0.5), 0.95), MIN_BUDGET_SCALE)
-        elif ms is not None and ms < 0.6 * budget:
-            b = min(b * 1.1, 1.0)
-        self.budget_scale = b
-        return b
+        if used[other]:
+            ms = queries[other].elapsed / 1e6
+            self.volume_ms[eye] = ms
+            assert self.budget is not None
+            self.budget.report(eye, ms)
+        used[i] = True
+        self._frame_no[eye] += 1
+        return queries[i]
 
     def _atlas_budget(self, a: VtkRaycastImage | VtkRaycastLabels, frame: StreamFrame) -> int:
         from viewer.raycast import BrickAtlas
@@ -884,7 +874,7 @@ class GLVolumeHost:
     def behind(self) -> bool:
         """The last frame left uploads for later frames, or drew at a render scale the
         frame budget lowered (the picture is still refining)."""
-        refining = self.frame_budget_ms is not None and self.budget_scale < 1.0
+        refining = self.budget is not None and self.budget.refining
         return self.stats.behind > 0 or (refining and self.stats.volume_passes > 0)
 
     def finish(self) -> None:
@@ -912,7 +902,7 @@ class GLVolumeHost:
             if obj is not None:
                 obj.release()
         self._raycaster = self._depth = self._depth_fbo = self._copy_vao = self._copy_prog = None
-        self._queries = []  # moderngl queries have no release: dropped with the context
+        self._queries = {}  # moderngl queries have no release: dropped with the context
         self._vtk_depth_tex = None
 
 

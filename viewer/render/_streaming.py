@@ -30,7 +30,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +54,9 @@ from ._gl_volumes import GLFrameStats, GLVolumeHost, VtkRaycastImage, VtkRaycast
 from ._image import coarse_range
 from ._labels import VtkLabels
 from ._streamed_surfaces import VtkStreamedSurfaces
+
+if TYPE_CHECKING:
+    from viewer.raycast import FrameBudget
 
 __all__ = [
     "StreamingController",
@@ -163,9 +166,10 @@ class StreamingController:
     mesh_cache_bytes : int, default: 256 MiB
         Mesh cache per streamed surface layer (meshes of the view's leaves are kept
         beyond it).
-    frame_budget_ms : float, optional
-        GPU time per frame for the single-pass volumes (:class:`GLVolumeHost`): lower
-        render scale while the view moves over budget, refined while it is still.
+    frame_budget_ms : float or viewer.raycast.FrameBudget, optional
+        GPU time per eye for the single-pass volumes (:class:`GLVolumeHost`): fewer
+        ray steps and a lower render scale while the view moves over budget, refined
+        while it is still; or the controller itself (a headset shares its own).
     surface_levels : bool, default: False
         With ``stream_surfaces=False``: mesh ``Labels`` layers drawn as surfaces
         from the whole level the view needs (:class:`_SurfaceLevel`) instead of
@@ -199,7 +203,7 @@ class StreamingController:
         mesh_cache_bytes: int = 256 << 20,
         brick_size: int | None = None,
         one_shot: bool = False,
-        frame_budget_ms: float | None = None,
+        frame_budget_ms: float | FrameBudget | None = None,
     ) -> None:
         from viewer.streaming import default_cache_bytes
 

@@ -540,7 +540,10 @@ class VtkXrTarget:
         self.set_sample_distance_factor(self._sample_factor)
 
     def set_sample_distance_factor(self, factor: float) -> None:
-        """Coarsen volume ray casting by ``factor`` (>= 1: faster; adaptive quality).
+        """Coarsen volume ray casting by ``factor`` (>= 1: faster), a fixed setting.
+
+        The headset's adaptive quality does not use it: ``viewer.raycast.FrameBudget``
+        lengthens the ray step and lowers the eye image size per eye instead.
 
         About ``factor`` times fewer rays (:func:`viewer.render.coarsen_quality`):
         the per-pixel work is what limits a headset's frame rate, and at headset
