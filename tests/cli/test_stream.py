@@ -181,3 +181,39 @@ def test_movie_streams_maximum_intensity_projection(
     assert whole.max() > 40
     # The same bound as the composite movie above (H.264 of two nearly equal inputs).
     assert np.abs(whole - streamed).mean() < 1.5
+
+
+@pytest.mark.render
+def test_label_outline_draws_rims_opaque_and_interiors_faint(
+    labelled: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scipy.ndimage import binary_erosion
+    from skimage.morphology import disk
+    from skimage.segmentation import find_boundaries
+
+    a, b = tmp_path / "filled.png", tmp_path / "outlined.png"
+    common = ["--labels", "cells", "--label-mode", "volume", "--no-image"]
+    common += ["--size", "200", "160", "--no-overlays", "--no-progress"]
+    assert main(["render", str(labelled), "--out", str(a), *common]) == 0
+    assert main(["render", str(labelled), "--out", str(b), *common, "--label-outline"]) == 0
+    filled, outlined = iio.imread(a).astype(int), iio.imread(b).astype(int)
+    lit = filled.max(axis=2) > 30
+    assert lit.mean() > 0.05
+    # The balls' silhouettes (scikit-image's boundary of the lit mask) stay drawn ...
+    rim = find_boundaries(lit, mode="inner")
+    assert (outlined.max(axis=2)[rim] > 30).mean() > 0.8
+    # ... while inside them, where a ray crosses no voxel with another id beside it (the
+    # ball's terraces are outline voxels too), the object is faint: filled, no interior
+    # pixel is under half as bright as its neighbours' colour; outlined, many are.
+    inner = binary_erosion(lit, disk(4))
+    assert inner.sum() > 200
+    fa, fb = filled.max(axis=2)[inner], outlined.max(axis=2)[inner]
+    assert (fa < 0.5 * fa.max()).mean() == 0.0
+    assert (fb < 0.5 * fa).mean() > 0.05
+    # Only in volume mode and in the streamed pass: one line otherwise.
+    for bad in (["--label-mode", "surface"], ["--label-mode", "volume", "--no-stream"]):
+        args = ["render", str(labelled), "--out", str(tmp_path / "x.png"), "--label-outline"]
+        assert main([*args, *bad, "--labels", "cells"]) == 2
+    err = capsys.readouterr().err
+    assert "--label-outline needs --label-mode volume" in err
+    assert "drop --no-stream" in err

@@ -161,6 +161,9 @@ class Labels(Layer):
     hidden_ids : list of int
     outline_selected : bool, default: True
         Outline the objects the scene selection names.
+    outline : bool, default: False
+        In ``"volume"`` mode: draw each object's outline opaque and its interior
+        faint (``viewer.raycast.LabelStyle.outline``), so objects behind show through.
     smoothing_iterations : int, default: 10
         Taubin smoothing passes on each mesh.
     triangle_budget : int, default: 200_000
@@ -188,6 +191,7 @@ class Labels(Layer):
     fixed_color: RGB = (0.9, 0.9, 0.9)
     hidden_ids: list[int] = Field(default_factory=list)
     outline_selected: bool = True
+    outline: bool = False
     smoothing_iterations: int = Field(10, ge=0)
     triangle_budget: int = Field(200_000, ge=100)
     level: int | None = Field(None, ge=0)

@@ -65,6 +65,12 @@ def add_scene_arguments(p: argparse.ArgumentParser) -> None:
         "(default: %(default)s)",
     )
     p.add_argument(
+        "--label-outline",
+        action="store_true",
+        help="with --label-mode volume: draw each object's outline opaque and its "
+        "interior faint, so that objects behind it show through",
+    )
+    p.add_argument(
         "--color-by",
         metavar="FEATURE",
         help="colour the first --labels image by this feature column (or a ratio a/b)",
@@ -219,6 +225,11 @@ def scene_from_args(args: argparse.Namespace) -> Any:
     recover_store_from_labels(args)
     if args.store is None and args.tracks is None:
         raise ParameterError("give an image STORE.zarr and/or --tracks TRACKS.geff")
+    if getattr(args, "label_outline", False):
+        if args.label_mode != "volume":
+            raise ParameterError("--label-outline needs --label-mode volume")
+        if not use_streaming(args):
+            raise ParameterError("--label-outline is drawn by the streamed pass: drop --no-stream")
     if args.store is not None and not Path(args.store).exists() and "://" not in args.store:
         raise FileNotFoundError(2, "No such file or directory", args.store)
     features = _read_features(args.features) if args.features else None
@@ -251,6 +262,7 @@ def scene_from_args(args: argparse.Namespace) -> Any:
     for lay in scene.layers:
         if isinstance(lay, Labels):
             lay.mode = args.label_mode
+            lay.outline = bool(getattr(args, "label_outline", False))
     use_coarse_contrast(scene)
     return scene
 
