@@ -620,7 +620,7 @@ class PaintBall(_LabelCommand):
             mask &= (old == 0) | (old == value)
         elif value == 0 and self.erase_id is not None:
             mask &= old == _check_id(img, self.erase_id, "erase id")
-        new = np.full(old.shape, value, dtype=img.dtype)
+        new = np.broadcast_to(np.asarray(value, dtype=img.dtype), old.shape)
         return LabelAtom.from_region(offset, mask, old, new, img.chunks)
 
     def to_json(self) -> dict[str, Any]:

@@ -73,7 +73,8 @@ CACHE_BYTES = 256 * 2**20
 #: Atom files compress their masks and values (a stamp's ~4 MB of mostly equal values
 #: shrinks to a few kB, so the atom's fsync is cheap); level 1: ~1 ms for 2 MB.
 _ATOM_CODEC = Zstd(level=1)
-_Update = tuple[tuple[int, int, int], npt.NDArray[np.bool_], npt.NDArray[Any]]
+#: (first voxel, mask, values (mask-shaped), whether a value written is not background)
+_Update = tuple[tuple[int, int, int], npt.NDArray[np.bool_], npt.NDArray[Any], bool]
 _ChunkKey = tuple[int, tuple[int, ...]]
 
 
@@ -480,9 +481,10 @@ class LabelEditStore:
             updates.setdefault((k, coords), []).append(u)
 
         for piece in atom.pieces:
+            vals = piece.values(forward)
             full = np.zeros(piece.mask.shape, dtype=self.dtype)
-            full[piece.mask] = piece.values(forward)
-            add(0, piece.offset, (piece.offset, piece.mask, full))
+            full[piece.mask] = vals
+            add(0, piece.offset, (piece.offset, piece.mask, full, bool(vals.any())))
             for k in range(1, len(self._arrays)):
                 f = self._factors[k]
                 first = [-(-o // fi) for o, fi in zip(piece.offset, f, strict=True)]
@@ -494,7 +496,8 @@ class LabelEditStore:
                 if not sub_mask.any():
                     break  # coarser samples are a subset of these
                 at = (first[0], first[1], first[2])
-                add(k, at, (at, sub_mask, full[pos]))
+                sub = full[pos]  # background outside the mask
+                add(k, at, (at, sub_mask, sub, bool(sub.any())))
         return self._write_chunks(updates)
 
     def _write_chunks(
@@ -513,18 +516,21 @@ class LabelEditStore:
                 regions = [self._chunk_region(k, c) for k, c in keys]
                 try:
                     for region, data, (_, us) in zip(regions, datas, batch, strict=True):
-                        for first, mask, vals in us:
+                        for first, mask, vals, _ in us:
                             local = tuple(
                                 slice(j - r.start, j - r.start + n)
                                 for j, r, n in zip(first, region, mask.shape, strict=True)
                             )
                             np.copyto(data[local], vals, where=mask)
-                    _gather_write(
-                        [
-                            ((self._writers if data.any() else self._arrays)[k], region, data)
-                            for (k, _), region, data in zip(keys, regions, datas, strict=True)
-                        ]
-                    )
+                    jobs = []
+                    for (k, _), region, data, (_, us) in zip(
+                        keys, regions, datas, batch, strict=True
+                    ):
+                        labelled = any(u[3] for u in us) or bool(data.any())
+                        jobs.append(
+                            ((self._writers if labelled else self._arrays)[k], region, data)
+                        )
+                    _gather_write(jobs)
                 except BaseException:
                     self._cache.drop(keys)  # changed in memory, maybe not on disk
                     raise
