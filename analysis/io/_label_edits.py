@@ -17,6 +17,9 @@ rewrites the intent's atom in the direction the journal says (writing absolute v
 through a mask is idempotent): an edit that was written but not journaled is rolled
 back, an undo or redo that was journaled but not completely written is completed.
 
+The store keeps decoded chunks of every level in memory (write-through: a chunk is kept
+once zarr wrote it), so a brush stroke reads each chunk once; see :class:`LabelEditStore`.
+
 Coarser levels follow the writer's rule for labels (``level[k] = level[k-1][::2]``, see
 :mod:`analysis.io._write`), so level ``k`` is level 0 sampled every ``f_k`` voxels: an
 edit rewrites, per level, only the chunks holding a sample that changed.
@@ -575,7 +578,8 @@ def _gather_read(
     async def run() -> list[Any]:
         return list(await asyncio.gather(*(a._async_array.getitem(r) for a, r in jobs)))
 
-    return [np.array(d) for d in zarr_sync(run())]
+    # zarr allocates each result for this call: keep it (writable) instead of copying.
+    return [d if d.flags.writeable else np.array(d) for d in map(np.asarray, zarr_sync(run()))]
 
 
 def _gather_write(jobs: list[tuple[zarr.Array[Any], tuple[slice, ...], npt.NDArray[Any]]]) -> None:
