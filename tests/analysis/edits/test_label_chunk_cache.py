@@ -114,3 +114,45 @@ def test_cache_matches_numpy_model_through_undo_redo(
             np.testing.assert_array_equal(store.read(full, level=k), disk[k], f"level {k}")
     assert done > 3 and history.can_undo  # the sequence did paint, and kept some of it
     history.close()
+
+
+def test_a_failed_chunk_write_leaves_no_stale_chunk_in_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stamp whose chunk writes fail (disk full, ...) changed its chunks in memory
+    first: the store must then serve what the files hold, not those chunks."""
+    import zarr.storage
+
+    store_path = make_store(tmp_path / "img.zarr", _start(), chunks=CHUNKS)
+    copy = tmp_path / "p" / "labels" / "cells.zarr"
+    copy.parent.mkdir(parents=True)
+    create_label_copy(str(store_path), "cells", copy)
+    store = LabelEditStore(copy, "cells", fsync=False)
+    history = History.open(tmp_path / "p", Workspace(labels={"cells": store}), fsync=False)
+    whole = tuple(slice(0, s) for s in SHAPE)
+    history.apply(PaintBall("cells", (20, 22, 26), 0.1, 4))  # the chunks are cached now
+    model = _start()
+    model[_ball((20, 22, 26), 0.1, None)] = 4
+    np.testing.assert_array_equal(store.read(whole), model)
+
+    calls = {"n": 0}
+    real_set = zarr.storage.LocalStore.set
+
+    async def failing_set(self: zarr.storage.LocalStore, key: str, value: object) -> None:
+        calls["n"] += 1
+        if calls["n"] % 2 == 0:  # every other chunk: a partly written edit
+            raise OSError(28, "No space left on device")
+        await real_set(self, key, value)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", failing_set)
+    with pytest.raises(OSError, match="No space"):
+        history.apply(PaintBall("cells", (20, 22, 26), 0.12, 6))
+    monkeypatch.undo()
+    assert calls["n"] > 2
+    disk = levels_of(copy)
+    assert (disk[0] == 6).any() and (disk[0][_ball((20, 22, 26), 0.12, None)] != 6).any()
+    np.testing.assert_array_equal(store.read(whole), disk[0])
+    for k in range(1, len(disk)):
+        full = tuple(slice(0, s) for s in disk[k].shape)
+        np.testing.assert_array_equal(store.read(full, level=k), disk[k], f"level {k}")
+    history.close()
