@@ -23,6 +23,7 @@ as they are, and merge, delete, split, relabel and tables refuse to touch it.
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -580,21 +581,37 @@ def ball_mask(
     flat_axis: int | None = None,
 ) -> tuple[tuple[int, int, int], npt.NDArray[np.bool_]]:
     """The voxels whose centres lie within ``radius_um`` of ``center``'s centre, clipped
-    to ``shape``: the box's offset and the mask.
+    to ``shape``: the box's offset and the mask (a writable copy).
 
     ``flat_axis``: a disc instead of a ball, one voxel thick across that axis (the
     plane of a slice view: 0 XY, 1 XZ, 2 YZ).
     """
+    radii, template = _ball_template(float(radius_um), tuple(float(s) for s in scale_um), flat_axis)
     lo = []
-    hi = []
-    for ax, (c, s, n) in enumerate(zip(center, scale_um, shape, strict=True)):
-        r = 0 if ax == flat_axis else int(math.floor(radius_um / s))
-        lo.append(max(0, int(c) - r))
-        hi.append(min(int(n), int(c) + r + 1))
-    grids = np.ogrid[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
-    d2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, center, scale_um, strict=True))
+    cut = []
+    for c, r, n in zip(center, radii, shape, strict=True):
+        a, b = max(0, int(c) - r), min(int(n), int(c) + r + 1)
+        lo.append(a)
+        cut.append(slice(a - (int(c) - r), b - (int(c) - r)))
+    return (lo[0], lo[1], lo[2]), template[tuple(cut)].copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _ball_template(
+    radius_um: float, scale_um: tuple[float, ...], flat_axis: int | None
+) -> tuple[tuple[int, ...], npt.NDArray[np.bool_]]:
+    """The unclipped ball (or disc) around a voxel, per (radius, voxel size, axis): a
+    stroke stamps the same brush many times. (``skimage.morphology.ball`` /
+    ``ellipsoid`` take radii in voxels and round differently; the brush is defined
+    by voxel centres within ``radius_um`` µm at anisotropic voxel sizes.)"""
+    radii = tuple(
+        0 if ax == flat_axis else int(math.floor(radius_um / s)) for ax, s in enumerate(scale_um)
+    )
+    grids = np.ogrid[tuple(slice(-r, r + 1) for r in radii)]
+    d2 = sum((g * s) ** 2 for g, s in zip(grids, scale_um, strict=True))
     mask = np.asarray(d2 <= radius_um**2 * (1 + 1e-9))
-    return (lo[0], lo[1], lo[2]), mask
+    mask.flags.writeable = False
+    return radii, mask
 
 
 class PaintBall(_LabelCommand):
@@ -655,7 +672,7 @@ class PaintBall(_LabelCommand):
         elif value == 0 and self.erase_id is not None:
             mask &= old == _check_id(img, self.erase_id, "erase id")
         _keep_locked(img, mask, old)  # locked objects keep every voxel
-        new = np.full(old.shape, value, dtype=img.dtype)
+        new = np.broadcast_to(np.asarray(value, dtype=img.dtype), old.shape)
         return LabelAtom.from_region(offset, mask, old, new, img.chunks)
 
     def to_json(self) -> dict[str, Any]:

@@ -17,6 +17,9 @@ rewrites the intent's atom in the direction the journal says (writing absolute v
 through a mask is idempotent): an edit that was written but not journaled is rolled
 back, an undo or redo that was journaled but not completely written is completed.
 
+The store keeps decoded chunks of every level in memory (write-through: a chunk is kept
+once zarr wrote it), so a brush stroke reads each chunk once; see :class:`LabelEditStore`.
+
 Coarser levels follow the writer's rule for labels (``level[k] = level[k-1][::2]``, see
 :mod:`analysis.io._write`), so level ``k`` is level 0 sampled every ``f_k`` voxels: an
 edit rewrites, per level, only the chunks holding a sample that changed.
@@ -29,7 +32,9 @@ import logging
 import math
 import os
 import shutil
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,7 @@ import numpy as np
 import numpy.typing as npt
 import zarr
 import zarr.storage
+from numcodecs import Zstd
 from psygnal import Signal
 from zarr.core.sync import sync as zarr_sync
 
@@ -65,7 +71,14 @@ LABELS_DIR = "labels"
 _BLOCK_VOXELS = 2**21
 #: Chunks read and written concurrently by one zarr call (bounds memory for big merges).
 _BATCH_CHUNKS = 64
-_Update = tuple[tuple[int, int, int], npt.NDArray[np.bool_], npt.NDArray[Any]]
+#: Decoded chunks a working copy keeps in memory (all levels; least recently used go first).
+CACHE_BYTES = 256 * 2**20
+#: Atom files compress their masks and values (a stamp's ~4 MB of mostly equal values
+#: shrinks to a few kB, so the atom's fsync is cheap); level 1: ~1 ms for 2 MB.
+_ATOM_CODEC = Zstd(level=1)
+#: (first voxel, mask, values (mask-shaped), whether a value written is not background)
+_Update = tuple[tuple[int, int, int], npt.NDArray[np.bool_], npt.NDArray[Any], bool]
+_ChunkKey = tuple[int, tuple[int, ...]]
 
 
 def _check_editable(src: ZarrVolumeSource, what: str) -> None:
@@ -171,6 +184,12 @@ class LabelEditStore:
     name : the label image name
     fsync : bool, default: True
         fsync atom files and the intent file (the journal's own fsync is separate).
+    cache_bytes : int, default: :data:`CACHE_BYTES`
+        Decoded chunks kept in memory (0: none). The cache is write-through: every chunk
+        the store writes is written to zarr first and then kept, so an entry always
+        equals the chunk on disk (the project lock makes the copy ours alone). An edit
+        reads its chunks once (``read`` then ``set`` hit the cache) and a stroke's stamps
+        reuse them.
 
     Attributes
     ----------
@@ -187,7 +206,13 @@ class LabelEditStore:
 
     changed = Signal(object)
 
-    def __init__(self, root: str | os.PathLike[str], name: str, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        name: str,
+        fsync: bool = True,
+        cache_bytes: int = CACHE_BYTES,
+    ) -> None:
         self.root = Path(root)
         self._name = name
         self._fsync = fsync
@@ -202,11 +227,19 @@ class LabelEditStore:
             if not isinstance(node, zarr.Array):
                 raise FormatError(f"{self.root}/{lv.path} is not an array")
             self._arrays.append(node)
+        # Writes of chunks that hold a label skip zarr's check for chunks equal to the fill
+        # value (``write_empty_chunks``: ``np.array_equal`` against the scalar, ~5 ms per
+        # 1 MiB chunk, most of a stamp's CPU time); all-background chunks go through the
+        # plain array, which deletes them as before.
+        self._writers = [a.with_config({"write_empty_chunks": True}) for a in self._arrays]
         self._shapes = [tuple(int(s) for s in lv.shape) for lv in self.source.levels]
         self._factors = _level_factors(self._shapes)
         self._chunks = [tuple(int(c) for c in a.chunks) for a in self._arrays]
         self._max_id: int | None = None
         self._applied: dict[str, bool] = {}
+        self._cache = _ChunkCache(cache_bytes)
+        #: Held while chunks are read or written (a view may read while an edit writes).
+        self._lock = threading.RLock()
         self.replaying = False
 
     # -- EditableLabels ------------------------------------------------------------
@@ -237,7 +270,37 @@ class LabelEditStore:
         return len(self._arrays)
 
     def read(self, region: tuple[slice, ...], level: int = 0) -> npt.NDArray[Any]:
-        return np.asarray(self._arrays[level][region])
+        """A copy of ``region`` of level ``level``, assembled from the decoded chunks
+        (cached, or read in one zarr trip and cached); regions of more than
+        ``_BATCH_CHUNKS`` chunks (block scans) are read through zarr directly."""
+        shape = self._shapes[level]
+        if len(region) != 3 or any(not isinstance(r, slice) for r in region):
+            return np.asarray(self._arrays[level][region])
+        box = [r.indices(n) for r, n in zip(region, shape, strict=True)]
+        if any(step != 1 for _, _, step in box):
+            return np.asarray(self._arrays[level][region])
+        lo = [a for a, _, _ in box]
+        hi = [max(a, b) for a, b, _ in box]
+        ck = self._chunks[level]
+        ranges = [range(a // c, -(-b // c)) for a, b, c in zip(lo, hi, ck, strict=True)]
+        if math.prod(len(r) for r in ranges) > _BATCH_CHUNKS:
+            with self._lock:
+                return np.asarray(self._arrays[level][region])
+        out = np.empty([b - a for a, b in zip(lo, hi, strict=True)], dtype=self.dtype)
+        keys: list[_ChunkKey] = [
+            (level, (z, y, x)) for z in ranges[0] for y in ranges[1] for x in ranges[2]
+        ]
+        with self._lock:
+            got = self._fetch(keys)
+            for (_, coords), data in zip(keys, got, strict=True):
+                src = []
+                dst = []
+                for j, c, a, b in zip(coords, ck, lo, hi, strict=True):
+                    s0, s1 = max(j * c, a), min(j * c + c, b)
+                    src.append(slice(s0 - j * c, s1 - j * c))
+                    dst.append(slice(s0 - a, s1 - a))
+                out[tuple(dst)] = data[tuple(src)]
+        return out
 
     def blocks(self) -> Iterator[tuple[slice, ...]]:
         """Chunk-aligned level-0 regions: whole chunks, rows of chunks when they are small."""
@@ -270,20 +333,25 @@ class LabelEditStore:
         self.atoms_dir.mkdir(exist_ok=True)
         k = len(atom.pieces)
         dtype = self.dtype
+
+        def packed(parts: list[npt.NDArray[Any]], dt: Any) -> npt.NDArray[np.uint8]:
+            flat = np.concatenate(parts).astype(dt, copy=False) if k else np.zeros(0, dt)
+            if not flat.size:  # zstd cannot decode an empty frame
+                return np.zeros(0, np.uint8)
+            return np.frombuffer(_ATOM_CODEC.encode(np.ascontiguousarray(flat)), np.uint8)
+
         arrays: dict[str, npt.NDArray[Any]] = {
             "offsets": np.array([p.offset for p in atom.pieces], dtype=np.int64).reshape(k, 3),
             "shapes": np.array([p.mask.shape for p in atom.pieces], dtype=np.int64).reshape(k, 3),
-            "masks": np.packbits(
-                np.concatenate([p.mask.reshape(-1) for p in atom.pieces])
+            "masks": packed(
+                [np.packbits(np.concatenate([p.mask.reshape(-1) for p in atom.pieces]))]
                 if k
-                else np.zeros(0, bool)
+                else [],
+                np.uint8,
             ),
-            "old": np.concatenate([p.old for p in atom.pieces]).astype(dtype)
-            if k
-            else np.zeros(0, dtype),
-            "new": np.concatenate([p.new for p in atom.pieces]).astype(dtype)
-            if k
-            else np.zeros(0, dtype),
+            "old": packed([p.old for p in atom.pieces], dtype),
+            "new": packed([p.new for p in atom.pieces], dtype),
+            "codec": np.array("zstd"),
         }
         path = self.atoms_dir / f"{atom_id}.npz"
         tmp = path.with_suffix(".tmp")
@@ -304,8 +372,12 @@ class LabelEditStore:
         with np.load(path) as z:
             offsets, shapes = z["offsets"], z["shapes"]
             sizes = [int(np.prod(s)) for s in shapes]
-            masks = np.unpackbits(z["masks"], count=sum(sizes)).astype(bool)
-            old, new = z["old"], z["new"]
+            packed, old, new = z["masks"], z["old"], z["new"]
+            if "codec" in z.files:  # compressed (older atoms hold plain arrays)
+                packed = _unpack(packed, np.dtype(np.uint8))
+                old = _unpack(old, self.dtype)
+                new = _unpack(new, self.dtype)
+            masks = np.unpackbits(packed, count=sum(sizes)).astype(bool)
         pieces = []
         mpos = vpos = 0
         for off, shp, n in zip(offsets, shapes, sizes, strict=True):
@@ -342,7 +414,10 @@ class LabelEditStore:
     ) -> None:
         if not atom.pieces:
             return
-        ids = {int(v) for p in atom.pieces for v in np.unique(np.concatenate([p.old, p.new]))}
+        ids: set[int] = set()
+        for p in atom.pieces:
+            ids |= _distinct(p.old)
+            ids |= _distinct(p.new)
         ids.discard(0)
         self.changed.emit(
             LabelChange(self.name, frozenset(ids), tuple(tuple(b) for b in boxes), forward)
@@ -402,11 +477,17 @@ class LabelEditStore:
     def _write(self, atom: LabelAtom, forward: bool) -> list[list[tuple[slice, ...]]]:
         """Write the atom's values into level 0 and the samples it changes of every level;
         the chunk regions written, per level."""
-        updates: list[list[_Update]] = [[] for _ in self._arrays]
+        updates: dict[_ChunkKey, list[_Update]] = {}
+
+        def add(k: int, first: tuple[int, int, int], u: _Update) -> None:
+            coords = tuple(j // c for j, c in zip(first, self._chunks[k], strict=True))
+            updates.setdefault((k, coords), []).append(u)
+
         for piece in atom.pieces:
+            vals = piece.values(forward)
             full = np.zeros(piece.mask.shape, dtype=self.dtype)
-            full[piece.mask] = piece.values(forward)
-            updates[0].append((piece.offset, piece.mask, full))
+            full[piece.mask] = vals
+            add(0, piece.offset, (piece.offset, piece.mask, full, bool(vals.any())))
             for k in range(1, len(self._arrays)):
                 f = self._factors[k]
                 first = [-(-o // fi) for o, fi in zip(piece.offset, f, strict=True)]
@@ -417,33 +498,62 @@ class LabelEditStore:
                 sub_mask = piece.mask[pos]
                 if not sub_mask.any():
                     break  # coarser samples are a subset of these
-                updates[k].append(((first[0], first[1], first[2]), sub_mask, full[pos]))
-        return [self._write_level(k, ups) if ups else [] for k, ups in enumerate(updates)]
+                at = (first[0], first[1], first[2])
+                sub = full[pos]  # background outside the mask
+                add(k, at, (at, sub_mask, sub, bool(sub.any())))
+        return self._write_chunks(updates)
 
-    def _write_level(self, k: int, ups: list[_Update]) -> list[tuple[slice, ...]]:
-        """Apply updates to level ``k``, reading and writing each chunk they fall in once
-        (and no other chunk); a batch of chunks goes through zarr concurrently."""
-        arr = self._arrays[k]
-        ck = self._chunks[k]
-        by_chunk: dict[tuple[int, ...], list[_Update]] = {}
-        for u in ups:
-            by_chunk.setdefault(tuple(j // c for j, c in zip(u[0], ck, strict=True)), []).append(u)
-        items = list(by_chunk.items())
-        written: list[tuple[slice, ...]] = []
-        for b in range(0, len(items), _BATCH_CHUNKS):
-            batch = items[b : b + _BATCH_CHUNKS]
-            regions = [self._chunk_region(k, c) for c, _ in batch]
-            datas = _gather_read(arr, regions)
-            for region, data, (_, us) in zip(regions, datas, batch, strict=True):
-                for first, mask, vals in us:
-                    local = tuple(
-                        slice(j - r.start, j - r.start + n)
-                        for j, r, n in zip(first, region, mask.shape, strict=True)
-                    )
-                    np.copyto(data[local], vals, where=mask)
-            _gather_write(arr, regions, datas)
-            written.extend(regions)
+    def _write_chunks(
+        self, updates: dict[_ChunkKey, list[_Update]]
+    ) -> list[list[tuple[slice, ...]]]:
+        """Apply updates to the chunks they fall in (each read once, from the cache when
+        there), then write every changed chunk of every level in one zarr trip per batch
+        of ``_BATCH_CHUNKS``; a chunk is kept in the cache only once zarr wrote it."""
+        written: list[list[tuple[slice, ...]]] = [[] for _ in self._arrays]
+        items = sorted(updates.items())
+        with self._lock:
+            for b in range(0, len(items), _BATCH_CHUNKS):
+                batch = items[b : b + _BATCH_CHUNKS]
+                keys = [key for key, _ in batch]
+                datas = self._fetch(keys)
+                regions = [self._chunk_region(k, c) for k, c in keys]
+                try:
+                    for region, data, (_, us) in zip(regions, datas, batch, strict=True):
+                        for first, mask, vals, _ in us:
+                            local = tuple(
+                                slice(j - r.start, j - r.start + n)
+                                for j, r, n in zip(first, region, mask.shape, strict=True)
+                            )
+                            np.copyto(data[local], vals, where=mask)
+                    jobs = []
+                    for (k, _), region, data, (_, us) in zip(
+                        keys, regions, datas, batch, strict=True
+                    ):
+                        labelled = any(u[3] for u in us) or bool(data.any())
+                        jobs.append(
+                            ((self._writers if labelled else self._arrays)[k], region, data)
+                        )
+                    _gather_write(jobs)
+                except BaseException:
+                    self._cache.drop(keys)  # changed in memory, maybe not on disk
+                    raise
+                for (k, _), region in zip(keys, regions, strict=True):
+                    written[k].append(region)
         return written
+
+    def _fetch(self, keys: list[_ChunkKey]) -> list[npt.NDArray[Any]]:
+        """The decoded chunks ``keys`` (writable; the cached arrays themselves): from the
+        cache, the others read in one zarr trip and cached. Call with the lock held."""
+        got: list[npt.NDArray[Any] | None] = [self._cache.get(key) for key in keys]
+        miss = [i for i, g in enumerate(got) if g is None]
+        if miss:
+            datas = _gather_read(
+                [(self._arrays[keys[i][0]], self._chunk_region(*keys[i])) for i in miss]
+            )
+            for i, data in zip(miss, datas, strict=True):
+                self._cache.put(keys[i], data)
+                got[i] = data
+        return [g for g in got if g is not None]
 
     def _chunk_region(
         self, k: int, coords: tuple[int, ...], stop: tuple[int, ...] | None = None
@@ -459,31 +569,80 @@ class LabelEditStore:
         return f"LabelEditStore({str(self.root)!r}, shape={self.shape}, dtype={self.dtype})"
 
 
-def _gather_read(arr: zarr.Array[Any], regions: list[tuple[slice, ...]]) -> list[npt.NDArray[Any]]:
-    """Read several regions in one trip through zarr's event loop (chunks decode in
-    parallel; one ``arr[region]`` per chunk pays the loop round trip each time)."""
-    if len(regions) == 1:
-        return [np.array(arr[regions[0]])]
+def _gather_read(
+    jobs: list[tuple[zarr.Array[Any], tuple[slice, ...]]],
+) -> list[npt.NDArray[Any]]:
+    """Read several regions (of any levels) in one trip through zarr's event loop (chunks
+    decode in parallel; one ``arr[region]`` per chunk pays the loop round trip each time)."""
 
     async def run() -> list[Any]:
-        aa = arr._async_array
-        return list(await asyncio.gather(*(aa.getitem(r) for r in regions)))
+        return list(await asyncio.gather(*(a._async_array.getitem(r) for a, r in jobs)))
 
-    return [np.array(d) for d in zarr_sync(run())]
+    # zarr allocates each result for this call: keep it (writable) instead of copying.
+    return [d if d.flags.writeable else np.array(d) for d in map(np.asarray, zarr_sync(run()))]
 
 
-def _gather_write(
-    arr: zarr.Array[Any], regions: list[tuple[slice, ...]], datas: list[npt.NDArray[Any]]
-) -> None:
-    if len(regions) == 1:
-        arr[regions[0]] = datas[0]
-        return
+def _gather_write(jobs: list[tuple[zarr.Array[Any], tuple[slice, ...], npt.NDArray[Any]]]) -> None:
+    """Write several regions (of any levels) in one trip through zarr's event loop."""
 
     async def run() -> None:
-        aa = arr._async_array
-        await asyncio.gather(*(aa.setitem(r, d) for r, d in zip(regions, datas, strict=True)))
+        await asyncio.gather(*(a._async_array.setitem(r, d) for a, r, d in jobs))
 
     zarr_sync(run())
+
+
+class _ChunkCache:
+    """Decoded chunks by (level, chunk coords); the least recently used go first beyond
+    ``budget`` bytes (an ``OrderedDict`` LRU: ``functools.lru_cache`` cannot be updated
+    in place by writes or bounded by bytes)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = int(budget)
+        self.nbytes = 0
+        self._data: OrderedDict[_ChunkKey, npt.NDArray[Any]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: _ChunkKey) -> npt.NDArray[Any] | None:
+        data = self._data.get(key)
+        if data is not None:
+            self._data.move_to_end(key)
+        return data
+
+    def put(self, key: _ChunkKey, data: npt.NDArray[Any]) -> None:
+        self.drop([key])
+        if data.nbytes > self.budget:
+            return
+        self._data[key] = data
+        self.nbytes += data.nbytes
+        while self.nbytes > self.budget:
+            _, old = self._data.popitem(last=False)
+            self.nbytes -= old.nbytes
+
+    def drop(self, keys: list[_ChunkKey]) -> None:
+        for key in keys:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self.nbytes -= old.nbytes
+
+
+def _unpack(data: npt.NDArray[np.uint8], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """An array that :meth:`LabelEditStore.record` compressed."""
+    if not data.size:
+        return np.zeros(0, dtype)
+    return np.frombuffer(_ATOM_CODEC.decode(data), dtype)
+
+
+def _distinct(values: npt.NDArray[Any]) -> set[int]:
+    """The distinct values of ``values``: one comparison when they are all equal (a
+    brush's new values, background under it), else ``np.unique``."""
+    if values.size == 0:
+        return set()
+    first = values.flat[0]
+    if bool((values == first).all()):
+        return {int(first)}
+    return {int(v) for v in np.unique(values)}
 
 
 def _fsync_dir(path: Path) -> None:

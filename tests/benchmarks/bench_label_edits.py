@@ -6,13 +6,25 @@ Run: ``.venv/bin/python tests/benchmarks/bench_label_edits.py [--size 1024] [--s
 written: all background), then ``PaintBall`` stamps of radius 0.5 µm (50 voxels) at
 random centres are applied through ``History.apply`` on a project-like folder.
 
-Prints median / p95 of, in the same run:
+Prints median / p95 of, in the same run, and the ratio of each median to the reference:
 
 - ``stamp, durable``: applied + atom file + intent + every level written + journal line,
-  each fsync'd (what ``vrscope labels paint`` and a desktop stroke pay);
-- ``stamp, no fsync``: the same with fsync off (the cost of the computation and writes);
+  each fsync'd (what ``vrscope labels paint`` and a desktop stroke pay), at random
+  centres (every stamp meets chunks not read before: the working copy's chunk cache
+  is cold);
+- ``stroke, durable``: the same along strokes (20 stamps each, a quarter of the radius
+  apart, in a random direction: a brush dragged at the desk or in the headset), where
+  the chunk cache holds what the previous stamps read and wrote;
+- ``stamp, no cache``: random centres, durable, with the chunk cache off;
+- ``stamp, no fsync``: random centres with fsync off (the cost of the computation and
+  writes);
 - ``zarr RMW level 0``: the reference, a plain zarr read-modify-write of the same ball
   region at level 0 only (no undo data, no journal, no coarser level).
+
+``--against TREE``: before/after in the same run: the durable random-centre and stroke
+stamps of this checkout and of the checkout at ``TREE`` (e.g. a ``git worktree`` of
+main) run at the same time in two processes (same load, same centres), printing both
+medians, their CPU times and the ratio.
 
 ``--medulla``: also ``apply-table`` of the medulla's 21,317 supervoxel -> body rows
 (``../shared/testdata/fibsem-medulla``, 250³ int32, 64³ chunks, NGFF 0.4) through
@@ -30,6 +42,7 @@ merge as a NumPy ``np.isin`` / ``np.where`` over the array in memory, the same s
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -38,7 +51,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+#: ``--against``: the stamps of another checkout's ``analysis`` (its tree imported first).
+TREE = Path(os.environ.get("VRSCOPE_BENCH_TREE", ROOT))
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(TREE))
 
 TARGET_MS = 11.0
 VOXEL_UM = 0.01
@@ -76,7 +92,28 @@ def make_sparse_labels(root: Path, size: int, chunks: int = 64) -> None:
     group.attrs.update(attrs)
 
 
-def bench(size: int, n: int, fsync: bool, folder: Path) -> tuple[np.ndarray, int]:
+def centres(size: int, n: int, stroke: bool) -> list[list[int]]:
+    """Random stamp centres, or strokes of 20 stamps a quarter radius (12 voxels) apart."""
+    rng = np.random.default_rng(0)
+    if not stroke:
+        return [rng.integers(60, size - 60, 3).tolist() for _ in range(n)]
+    out: list[list[int]] = []
+    while len(out) < n:
+        start = rng.integers(300, size - 300, 3)
+        step = rng.normal(size=3)
+        step *= 12 / np.linalg.norm(step)
+        out.extend(np.rint(start + np.outer(np.arange(20), step)).astype(int).tolist())
+    return out[:n]
+
+
+def bench(
+    size: int,
+    n: int,
+    fsync: bool,
+    folder: Path,
+    stroke: bool = False,
+    cache: bool = True,
+) -> tuple[np.ndarray, np.ndarray, int]:
     from analysis.edits import History, PaintBall
     from analysis.io import LabelEditStore
     from analysis.project import Workspace
@@ -84,22 +121,21 @@ def bench(size: int, n: int, fsync: bool, folder: Path) -> tuple[np.ndarray, int
     copy = folder / "labels" / "cells.zarr"
     copy.parent.mkdir(parents=True)
     make_sparse_labels(copy, size)
-    store = LabelEditStore(copy, "cells", fsync=fsync)
+    store = LabelEditStore(copy, "cells", fsync=fsync, **({} if cache else {"cache_bytes": 0}))
     ws = Workspace(labels={"cells": store})
     h = History.open(folder, ws, fsync=fsync)
-    rng = np.random.default_rng(0)
     times = np.empty(n)
-    for i in range(n):
-        c = rng.integers(60, size - 60, 3)
-        cmd = PaintBall("cells", c.tolist(), 0.5, 1 + i % 7)
-        t0 = time.perf_counter()
+    cpu = np.empty(n)
+    for i, c in enumerate(centres(size, n, stroke)):
+        cmd = PaintBall("cells", c, 0.5, 1 + (i // 20 if stroke else i) % 7)
+        t0, p0 = time.perf_counter(), time.process_time()
         h.apply(cmd)
-        times[i] = time.perf_counter() - t0
+        times[i], cpu[i] = time.perf_counter() - t0, time.process_time() - p0
     h.close()
-    return times * 1e3, store.n_levels
+    return times * 1e3, cpu * 1e3, store.n_levels
 
 
-def bench_zarr(size: int, n: int, folder: Path) -> np.ndarray:
+def bench_zarr(size: int, n: int, folder: Path) -> tuple[np.ndarray, np.ndarray]:
     import zarr
 
     from analysis.edits import ball_mask
@@ -107,18 +143,17 @@ def bench_zarr(size: int, n: int, folder: Path) -> np.ndarray:
     root = folder / "raw.zarr"
     make_sparse_labels(root, size)
     arr = zarr.open_group(str(root), mode="r+")["s0"]
-    rng = np.random.default_rng(0)
     times = np.empty(n)
-    for i in range(n):
-        c = rng.integers(60, size - 60, 3)
-        t0 = time.perf_counter()
-        off, mask = ball_mask(c.tolist(), 0.5, (VOXEL_UM,) * 3, (size,) * 3)
+    cpu = np.empty(n)
+    for i, c in enumerate(centres(size, n, False)):
+        t0, p0 = time.perf_counter(), time.process_time()
+        off, mask = ball_mask(c, 0.5, (VOXEL_UM,) * 3, (size,) * 3)
         region = tuple(slice(o, o + s) for o, s in zip(off, mask.shape, strict=True))
         data = arr[region]
         data[mask] = 1 + i % 7
         arr[region] = data
-        times[i] = time.perf_counter() - t0
-    return times * 1e3
+        times[i], cpu[i] = time.perf_counter() - t0, time.process_time() - p0
+    return times * 1e3, cpu * 1e3
 
 
 def bench_medulla(folder: Path) -> list[tuple[str, float]]:
@@ -204,6 +239,54 @@ def bench_objects(folder: Path) -> list[tuple[str, float]]:
     return rows
 
 
+def _one(stroke: bool, n: int) -> None:
+    """One durable run in this process (a child of ``--against``): a JSON line."""
+    import json
+
+    import analysis
+
+    with tempfile.TemporaryDirectory(dir=ROOT.parent) as tmp:
+        ms, cpu, _ = bench(1024, n, True, Path(tmp), stroke=stroke)
+    print(
+        json.dumps(
+            {
+                "tree": str(Path(analysis.__file__).parents[1]),
+                "median": float(np.median(ms)),
+                "p95": float(np.percentile(ms, 95)),
+                "cpu": float(np.median(cpu)),
+            }
+        )
+    )
+
+
+def against(tree: Path, n: int) -> None:
+    import json
+    import subprocess
+
+    print(f"before/after, same time (two processes), {n} durable stamps each:")
+    for mode in ("random", "stroke"):
+        procs = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--one", mode, "--stamps", str(n)],
+                env={**os.environ, "VRSCOPE_BENCH_TREE": str(t)},
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for t in (ROOT, tree)
+        ]
+        load = os.getloadavg()[0]
+        got = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+        for name, g in zip(("this", "against"), got, strict=True):
+            print(
+                f"  {mode:6s} {name:7s} median {g['median']:7.1f} ms   p95 {g['p95']:7.1f} ms"
+                f"   CPU median {g['cpu']:6.1f} ms   ({g['tree']})"
+            )
+        print(
+            f"  {mode:6s} against / this: median {got[1]['median'] / got[0]['median']:4.2f}, "
+            f"CPU {got[1]['cpu'] / got[0]['cpu']:4.2f} (load average {load:.1f})"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=1024)
@@ -212,24 +295,49 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--objects", action="store_true", help="also time a 1,000-id merge and a 10^6 split"
     )
+    ap.add_argument("--against", type=Path, help="another checkout to compare stamps with")
+    ap.add_argument("--one", choices=["random", "stroke"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.one:
+        _one(args.one == "stroke", args.stamps)
+        return 0
+    if args.against:
+        against(args.against.resolve(), args.stamps)
+        return 0
     rows = []
     with tempfile.TemporaryDirectory(dir=ROOT.parent) as tmp:
         t = Path(tmp)
-        durable, n_levels = bench(args.size, args.stamps, True, t / "a")
-        fast, _ = bench(args.size, args.stamps, False, t / "b")
+        load0 = os.getloadavg()[0]
+        *durable, n_levels = bench(args.size, args.stamps, True, t / "a")
+        *stroke, _ = bench(args.size, args.stamps, True, t / "s", stroke=True)
+        *cold, _ = bench(args.size, args.stamps, True, t / "c", cache=False)
+        *fast, _ = bench(args.size, args.stamps, False, t / "b")
         raw = bench_zarr(args.size, args.stamps, t)
+        load1 = os.getloadavg()[0]
         med = bench_medulla(t / "m") if args.medulla else []
         objs = bench_objects(t / "o") if args.objects else []
-    rows = [("stamp, durable", durable), ("stamp, no fsync", fast), ("zarr RMW level 0", raw)]
+    rows = [
+        ("stamp, durable", durable),
+        ("stroke, durable", stroke),
+        ("stamp, no cache", cold),
+        ("stamp, no fsync", fast),
+        ("zarr RMW level 0", raw),
+    ]
     print(
         f"brush stamp: ball 0.5 µm at {VOXEL_UM * 1000:.0f} nm voxels on {args.size}³ "
-        f"({n_levels} levels, 64³ chunks), {args.stamps} stamps"
+        f"({n_levels} levels, 64³ chunks), {args.stamps} stamps, "
+        f"load average {load0:.1f} -> {load1:.1f}"
     )
-    for name, ms in rows:
-        print(f"  {name:18s} median {np.median(ms):7.1f} ms   p95 {np.percentile(ms, 95):7.1f} ms")
-    ok = float(np.median(durable)) <= TARGET_MS
-    print(f"  target median <= {TARGET_MS} ms: {'met' if ok else 'NOT met'}")
+    ref = float(np.median(raw[0]))
+    for name, (ms, cpu) in rows:
+        print(
+            f"  {name:18s} median {np.median(ms):7.1f} ms   p95 {np.percentile(ms, 95):7.1f} ms"
+            f"   median / reference {np.median(ms) / ref:5.2f}"
+            f"   CPU (all threads) median {np.median(cpu):6.1f} ms"
+        )
+    for name, (ms, _) in rows[:2]:
+        ok = float(np.median(ms)) <= TARGET_MS
+        print(f"  {name}: target median <= {TARGET_MS} ms {'met' if ok else 'NOT met'}")
     for name, sec in med:
         print(f"  medulla {name:24s} {sec:7.2f} s")
     for name, sec in objs:
