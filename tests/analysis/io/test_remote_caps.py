@@ -91,6 +91,13 @@ def fault_server(root: Path, path: str, fault: str, times: int | None = None) ->
                 self.end_headers()
                 self.wfile.write(body)
                 return
+            if fault == "gzip":  # a well-behaved server that compresses the real file
+                body = gzip.compress((root / self.path.lstrip("/")).read_bytes())
+                self.send_header("Content-Encoding", "gzip")
+                self.end_headers()  # no length: read to the end
+                self.close_connection = True
+                self.wfile.write(body)
+                return
             if fault == "lying-length":
                 self.send_header("Content-Length", str(1 << 40))
                 self.end_headers()
@@ -231,3 +238,14 @@ def test_metadata_always_503_is_one_line_after_the_retries(tmp_path: Path, docum
     _one_line(msg)
     assert f"{base}/s.zarr" in msg and "HTTP 503, 4 tries" in msg, msg
     assert server.asked == 1 + len(http_mod.RETRY_DELAYS_S)
+
+
+@pytest.mark.parametrize("document", ["zarr.json", "s0/c/1/0/2"])
+def test_a_gzip_encoded_answer_within_the_cap_reads_whole(tmp_path: Path, document: str) -> None:
+    """The capped path (no length, ``Content-Encoding: gzip``) returns the decoded bytes."""
+    data = _data()
+    _store(tmp_path)
+    with fault_server(tmp_path, f"/s.zarr/{document}", "gzip") as server:
+        got, bad = open_volume(f"{server.url}/s.zarr").read_level(0)
+    assert server.asked >= 1 and bad == []
+    np.testing.assert_array_equal(got, data)
