@@ -249,3 +249,19 @@ def test_a_gzip_encoded_answer_within_the_cap_reads_whole(tmp_path: Path, docume
         got, bad = open_volume(f"{server.url}/s.zarr").read_level(0)
     assert server.asked >= 1 and bad == []
     np.testing.assert_array_equal(got, data)
+
+
+def test_vrscope_info_on_an_endless_answer_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the user sees: ``vrscope info URL`` prints one line naming the URL and the cap."""
+    from vrscope.cli import main
+
+    _store(tmp_path)
+    monkeypatch.setattr(http_mod, "MAX_METADATA_BYTES", 1 << 20)
+    with fault_server(tmp_path, "/s.zarr/zarr.json", "endless") as server:
+        code = main(["info", f"{server.url}/s.zarr"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert f"{server.url}/s.zarr/zarr.json" in err[0] and "1 MiB cap" in err[0], err
