@@ -36,7 +36,7 @@ from analysis.io._units import unit_factor
 from analysis.io._validate import validate_ngff
 from analysis.volume import Level, Region, SourceMetadata, normalize_region
 
-__all__ = ["ZarrVolumeSource", "list_labels", "open_labels", "open_volume"]
+__all__ = ["CheckedVolumeSource", "ZarrVolumeSource", "list_labels", "open_labels", "open_volume"]
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +73,15 @@ def _remote_reason(exc: BaseException) -> str:
     import json
 
     status = getattr(exc, "status", None)
+    tries = getattr(exc, "tries", None)
+    after = f", {tries} tries" if isinstance(tries, int) else ""
     if isinstance(status, int):
         what = {401: "not authorised", 403: "access denied", 404: "not found"}.get(
             status, "server error" if status >= 500 else "refused"
         )
-        return f"{what} (HTTP {status})"
+        return f"{what} (HTTP {status}{after})"
+    if type(exc).__name__ == "ResponseTooLarge":  # analysis.io._http, imported lazily
+        return " ".join(str(exc).split())
     if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
         return "the server's answer is not zarr metadata (an HTML page, a login form?)"
     if isinstance(exc, TimeoutError):
@@ -85,7 +89,7 @@ def _remote_reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or "no answer in time"
     if len(text) > 200:
         text = text[:200] + " ..."
-    return f"{type(exc).__name__}: {text}"
+    return f"{type(exc).__name__}: {text}{after}"
 
 
 def _open_group(path_or_url: PathOrUrl | Store) -> tuple[zarr.Group, str]:
@@ -97,9 +101,11 @@ def _open_group(path_or_url: PathOrUrl | Store) -> tuple[zarr.Group, str]:
         where = os.fspath(path_or_url)
         if _is_url(where):
             try:
-                store = zarr.storage.FsspecStore.from_url(
-                    where.rstrip("/"), read_only=True, storage_options=_http_options()
-                )
+                # Answers are size-capped and retried after 5xx (analysis.io._http).
+                from analysis.io._http import BoundedHTTPFileSystem
+
+                fs = BoundedHTTPFileSystem(asynchronous=True, **_http_options())
+                store = zarr.storage.FsspecStore(fs, path=where.rstrip("/"), read_only=True)
             except (ImportError, ValueError) as exc:
                 raise FormatError(f"cannot open URL {where}: {exc}") from exc
         else:
@@ -129,6 +135,10 @@ def _child_group(group: zarr.Group, path: str) -> zarr.Group | None:
         node = group[path]
     except (KeyError, FileNotFoundError, zarr.errors.NodeNotFoundError):
         return None
+    except Exception as exc:  # a remote store's answer (5xx after retries, too large)
+        root = str(getattr(group.store, "path", group.store)).rstrip("/")
+        where = "/".join(p for p in (root, group.path, path) if p)
+        raise FormatError(f"cannot open {where}: {_remote_reason(exc)}") from exc
     return node if isinstance(node, zarr.Group) else None
 
 
@@ -301,6 +311,11 @@ class ZarrVolumeSource(SourceMetadata):
                 raise FormatError(
                     f"{where}.datasets[{i}].path {path!r} does not exist in {url}"
                 ) from None
+            except Exception as exc:  # a remote store's answer (5xx after retries, too large)
+                raise FormatError(
+                    f"cannot open {where}.datasets[{i}].path {path!r} of {url}: "
+                    f"{_remote_reason(exc)}"
+                ) from exc
             if not isinstance(node, zarr.Array):
                 raise FormatError(f"{where}.datasets[{i}].path {path!r} is not an array in {url}")
             if node.ndim != ndim_store:
@@ -534,17 +549,26 @@ class ZarrVolumeSource(SourceMetadata):
     ) -> tuple[npt.NDArray[np.generic], list[ChunkError]]:
         """All of ``level``, telling an absent chunk from a damaged one (issue 21).
 
+        ``read_checked(level, None, allow_missing=...)``: see :meth:`read_checked`.
+        """
+        return self.read_checked(level, None, allow_missing=allow_missing)
+
+    def read_checked(
+        self, level: int, region: Region | None = None, *, allow_missing: bool = False
+    ) -> tuple[npt.NDArray[np.generic], list[ChunkError]]:
+        """``region`` of ``level``, telling an absent chunk from a damaged one (issue 21).
+
         A chunk whose key is absent reads as the fill value: zarr writers leave out
         chunks that hold only the fill value, so a sparse store is normal. A chunk
         whose key exists but cannot be read (bytes that do not decode, a folder where
         the chunk file should be, no permission, a server error) is damage: zarr's
         own read takes a folder for an absent chunk and returns zeros, so the chunks
-        are fetched and decoded here, one batch at a time.
+        the region touches are fetched and decoded here, 256 at a time.
 
         Returns
         -------
         data : ndarray
-            The level (this source's axes).
+            The region (this source's axes).
         unreadable : list of ChunkError
             The damaged chunks (or shards), each once; they read as the fill value.
             Always empty unless ``allow_missing``.
@@ -558,10 +582,14 @@ class ZarrVolumeSource(SourceMetadata):
         self._check_level(level)
         arr = self._arrays[level]
         reader = self._chunk_readers[level]
-        reg, _ = self._regions(level, None)
+        reg, store_reg = self._regions(level, region)
         shape = tuple(int(n) for n in arr.shape)
         fill = arr.fill_value
-        out = np.full(shape, 0 if fill is None else fill, dtype=self._dtype)
+        out = np.full(
+            tuple(sl.stop - sl.start for sl in store_reg),
+            0 if fill is None else fill,
+            dtype=self._dtype,
+        )
         bad: dict[str, ChunkError] = {}
 
         def damaged(key: str, exc: BaseException, inner: str = "") -> None:
@@ -578,7 +606,10 @@ class ZarrVolumeSource(SourceMetadata):
         # (zarr's own path reads whole shards: a shard is one object in the store)
         grid = tuple(int(c) for c in (reader.chunks if reader else (arr.shards or arr.chunks)))
         every = itertools.product(
-            *(range(math.ceil(n / g)) for n, g in zip(shape, grid, strict=True))
+            *(
+                range(sl.start // g, math.ceil(sl.stop / g)) if sl.stop > sl.start else ()
+                for sl, g in zip(store_reg, grid, strict=True)
+            )
         )
         path = self._levels[level].path
         while batch := list(itertools.islice(every, 256)):
@@ -604,12 +635,35 @@ class ZarrVolumeSource(SourceMetadata):
                 except Exception as exc:
                     damaged(f"{path}/{name}", exc, inner)
                     continue
+                # The part of the chunk inside the region, and where it goes.
+                lo = [
+                    max(c * g, sl.start) for c, g, sl in zip(coords, grid, store_reg, strict=True)
+                ]
+                hi = [
+                    min((c + 1) * g, n, sl.stop)
+                    for c, g, n, sl in zip(coords, grid, shape, store_reg, strict=True)
+                ]
                 dest = tuple(
-                    slice(c * g, min((c + 1) * g, n))
-                    for c, g, n in zip(coords, grid, shape, strict=True)
+                    slice(a - sl.start, b - sl.start)
+                    for a, b, sl in zip(lo, hi, store_reg, strict=True)
                 )
-                out[dest] = chunk[tuple(slice(0, d.stop - d.start) for d in dest)]
+                src = tuple(
+                    slice(a - c * g, b - c * g)
+                    for a, b, c, g in zip(lo, hi, coords, grid, strict=True)
+                )
+                out[dest] = chunk[src]
         return self._unvirtual(out, reg), list(bad.values())
+
+    def checked(self, unreadable: list[ChunkError] | None = None) -> CheckedVolumeSource:
+        """This source, every read checked chunk by chunk (:meth:`read_checked`).
+
+        With ``unreadable`` (a list), damaged chunks read as the fill value and their
+        errors are appended there (each key once); without, a read of a damaged chunk
+        raises its :class:`ChunkError`. For commands that read through a
+        ``VolumeSource`` (tiled inference, training) and must not take damage for
+        zeros.
+        """
+        return CheckedVolumeSource(self, unreadable)
 
     # -- extras ---------------------------------------------------------------------
     @property
@@ -673,6 +727,43 @@ class ZarrVolumeSource(SourceMetadata):
             f"ZarrVolumeSource({self.url!r}, NGFF {self.ngff_version}, axes={''.join(self.axes)}, "
             f"shape={shape}, dtype={self.dtype}, levels={len(self._levels)})"
         )
+
+
+class CheckedVolumeSource:
+    """A :class:`ZarrVolumeSource` whose reads check every chunk (see
+    :meth:`ZarrVolumeSource.checked`); anything else is the source's own."""
+
+    def __init__(self, source: ZarrVolumeSource, unreadable: list[ChunkError] | None) -> None:
+        self.source = source
+        self.unreadable = unreadable
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        return self.source.axes
+
+    @property
+    def dtype(self) -> np.dtype[np.generic]:
+        return self.source.dtype
+
+    @property
+    def levels(self) -> tuple[Level, ...]:
+        return self.source.levels
+
+    def read(self, level: int, region: Region | None = None) -> npt.NDArray[np.generic]:
+        data, bad = self.source.read_checked(
+            level, region, allow_missing=self.unreadable is not None
+        )
+        if self.unreadable is not None:
+            seen = {e.key for e in self.unreadable}
+            self.unreadable.extend(e for e in bad if e.key not in seen)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.source, name)
 
 
 def _zarr_chunk(

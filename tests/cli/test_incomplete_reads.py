@@ -61,7 +61,7 @@ def _store(tmp_path: Path, version: str) -> tuple[Path, np.ndarray, Path]:
     return path, lab, level0
 
 
-def _chunk_file(level0: Path, coords: tuple[int, int, int]) -> Path:
+def _chunk_file(level0: Path, coords: tuple[int, ...]) -> Path:
     """The chunk file of ``coords`` (zarr v3 ``c/z/y/x``, v2 ``z/y/x`` or ``z.y.x``)."""
     names = (
         "c/" + "/".join(map(str, coords)),
@@ -166,3 +166,52 @@ def test_measure_image_with_a_corrupt_image_chunk(
     code, stdout, _ = _run(capsys, *argv, "--allow-missing")
     assert code == 0
     assert stdout.strip().splitlines()[-1].startswith("INCOMPLETE: 1 chunk(s)")
+
+
+def test_tracks_convert_refuses_a_damaged_label_chunk_unless_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``tracks convert --labels STORE:NAME`` (CTC output from GEFF): the masks are checked
+    as ``measure`` checks its labels. Two frames, two boxes each; the damaged chunk
+    (t 1, y 0:16, x 0:16) cuts box 1 of frame 1, which keeps its part at x >= 16."""
+    from analysis.io import read_ctc_masks, write_geff
+    from analysis.tracks import TrackGraph
+
+    chunks = (1, 8, 16, 16)
+    lab = np.zeros((2, 8, 32, 32), np.uint16)
+    lab[:, 2:6, 4:12, 10:22] = 1
+    lab[:, 2:6, 20:28, 4:12] = 2
+    image = np.random.default_rng(5).integers(0, 4000, lab.shape).astype(np.uint16)
+    store = write_with_ome_zarr(
+        tmp_path / "t.zarr", image, version="0.5", axes="tzyx", chunks=chunks
+    )
+    write_labels(store, "boxes", lab, chunks=chunks)
+    graph = TrackGraph.from_arrays(
+        [0, 1, 2, 3],
+        [0, 0, 1, 1],
+        [[4, 8, 16], [4, 24, 8], [4, 8, 16], [4, 24, 8]],
+        [[0, 2], [1, 3]],
+        label=[1, 2, 1, 2],
+    )
+    write_geff(graph, tmp_path / "g.geff")
+    level0 = store / "labels" / "boxes" / "s0"
+    chunk = _chunk_file(level0, (1, 0, 0, 0))
+    chunk.unlink()
+    chunk.mkdir()
+    out = tmp_path / "ctc"
+    argv = ["tracks", "convert", str(tmp_path / "g.geff"), str(out), "--labels", f"{store}:boxes"]
+    code, _, err = _run(capsys, *argv)
+    _assert_one_line_error(
+        code, err, str(chunk.relative_to(level0.parent)), "level 0", "t.zarr", "--allow-missing"
+    )
+    assert not out.exists()
+
+    code, stdout, err = _run(capsys, *argv, "--allow-missing")
+    assert code == 0, err
+    assert stdout.strip().splitlines()[-1].startswith("INCOMPLETE: 1 chunk(s) unreadable")
+    expected = lab.copy()
+    expected[1, :, 0:16, 0:16] = 0
+    masks = read_ctc_masks(out)
+    for t in range(2):
+        assert np.count_nonzero(masks[t]) == np.count_nonzero(expected[t])
+    assert np.count_nonzero(expected[1]) < np.count_nonzero(lab[1])  # the chunk held voxels

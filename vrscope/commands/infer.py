@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from vrscope.commands._analysis_io import add_allow_missing_option
 from vrscope.commands._options import int_range
 
 ORDER = 41
@@ -90,6 +91,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_allow_missing_option(p)
     p.set_defaults(func=run)
 
 
@@ -138,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
     from analysis.errors import FormatError, ParameterError
     from vrscope.cli import require_extra
+    from vrscope.commands._analysis_io import unreadable_list
 
     require_extra("torch", "ml")
     from analysis.inference import (
@@ -187,7 +190,9 @@ def run(args: argparse.Namespace) -> int:
         from analysis.io import open_volume
 
         name = label_target(args.input, args.out)
-        data = open_volume(args.input)
+        # Every chunk a tile reads is checked: a damaged one refuses (one line naming
+        # it) unless --allow-missing, which counts it as empty (issue 21).
+        data = open_volume(args.input).checked(unreadable_list(args))
         scale = data.levels[0].scale_um
         source_name = args.input
         if name in data.label_names and not args.overwrite:
@@ -195,8 +200,10 @@ def run(args: argparse.Namespace) -> int:
 
     import contextlib
 
+    from analysis.errors import ChunkError
     from analysis.inference import InputVolume
     from analysis.io import scratch_array
+    from vrscope.commands._analysis_io import report_incomplete
 
     inp = InputVolume(data)
     shape = (spec.n_classes, *inp.spatial_shape)
@@ -205,10 +212,17 @@ def run(args: argparse.Namespace) -> int:
         if 4 * int(np.prod(shape)) > _IN_MEMORY_BYTES:
             # Probabilities larger than this go to a scratch memory map, not RAM.
             accumulator = stack.enter_context(scratch_array(shape, np.float32))
-        return _predict_and_write(
-            args, predictor, inp, data, accumulator, k_obj, tile, scale, layout, out_npy,
-            name, source_name,
-        )  # fmt: skip
+        try:
+            code = _predict_and_write(
+                args, predictor, inp, data, accumulator, k_obj, tile, scale, layout, out_npy,
+                name, source_name,
+            )  # fmt: skip
+        except ChunkError as exc:  # a damaged chunk, read by a tile (nothing written)
+            raise ChunkError(
+                f"{exc} (pass --allow-missing to count unreadable chunks as empty)", key=exc.key
+            ) from exc
+    report_incomplete(getattr(data, "unreadable", None))
+    return code
 
 
 def _predict_and_write(

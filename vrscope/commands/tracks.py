@@ -12,6 +12,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from vrscope.commands._analysis_io import add_allow_missing_option
+
 ORDER = 61
 
 _EPILOG = """\
@@ -71,6 +73,7 @@ def register(subparsers: Any) -> None:
         "input: the masks the nodes' 'label' values refer to",
     )
     c.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    add_allow_missing_option(c)
     c.set_defaults(func=run)
     s = sub.add_parser(
         "stats",
@@ -153,24 +156,35 @@ def write_tracks(graph: Any, path: Path, masks: Any, zarr_format: int, overwrite
     return kind
 
 
-def label_masks(spec: str) -> Any:
-    """The label image named by ``STORE.zarr:NAME`` as a (T, [Z,] Y, X) array."""
-    import numpy as np
+def label_masks(spec: str, unreadable: list[Any] | None = None) -> Any:
+    """The label image named by ``STORE.zarr:NAME`` as a (T, [Z,] Y, X) array.
 
-    from analysis.errors import FormatError, ParameterError
+    Every chunk is checked: a damaged one refuses (one line naming the store, level
+    and chunk) unless ``unreadable`` is a list (``--allow-missing``): then it reads as
+    empty and its error is appended there (issue 21).
+    """
+
+    from analysis.errors import ChunkError, FormatError, ParameterError
     from analysis.io import open_labels
 
     store, sep, name = spec.rpartition(":")
     if not sep or not store or not name:
         raise ParameterError(f"--labels {spec!r}: expected STORE.zarr:NAME")
     src = open_labels(Path(store).expanduser(), name)
-    arr = np.asarray(src.read(0))
+    try:
+        arr, bad = src.read_level(0, allow_missing=unreadable is not None)
+    except ChunkError as exc:
+        raise ChunkError(
+            f"{exc} (pass --allow-missing to count unreadable chunks as empty)", key=exc.key
+        ) from exc
+    if unreadable is not None:
+        unreadable.extend(bad)
     axes = list(src.axes)
     if "c" in axes:
         k = axes.index("c")
         if arr.shape[k] != 1:
             raise FormatError(f"label image {spec} has {arr.shape[k]} channels; expected 1")
-        arr = arr.take(0, axis=k)
+        arr = arr.take([0], axis=k).squeeze(axis=k)
         axes.pop(k)
     if "t" not in axes:
         arr = arr[None]  # one time point
@@ -185,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     from analysis.io import check_output
+    from vrscope.commands._analysis_io import report_incomplete, unreadable_list
 
     src, dst = Path(args.input).expanduser(), Path(args.output).expanduser()
     check_output(dst, [src])
@@ -194,9 +209,12 @@ def _convert(args: argparse.Namespace) -> int:
             from analysis.errors import ParameterError
 
             raise ParameterError("--labels is only used for CTC output (a folder)")
-        masks = label_masks(args.labels)
+    bad = unreadable_list(args)
+    if args.labels:
+        masks = label_masks(args.labels, bad)
     kind = write_tracks(graph, dst, masks, args.zarr_format, args.overwrite)
     print(f"{src} -> {dst} ({kind}): {graph.n_nodes} nodes, {graph.n_edges} edges")
+    report_incomplete(bad)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from vrscope.commands._analysis_io import add_allow_missing_option
 from vrscope.commands._options import int_range, nonnegative_float, positive_float
 
 ORDER = 40
@@ -104,6 +105,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, mps")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_allow_missing_option(p)
     p.set_defaults(func=run)
 
 
@@ -135,13 +137,18 @@ def run(args: argparse.Namespace) -> int:
     require_extra("torch", "ml")
     check_output(args.out, [args.store])  # before any work
     from analysis.inference import TrainConfig, annotations_from_instances, train
+    from vrscope.commands._analysis_io import report_incomplete, unreadable_list
 
-    image = open_volume(args.store)
-    names = image.label_names
+    store = open_volume(args.store)
+    names = store.label_names
     if args.labels not in names:
         have = ", ".join(names) or "none"
         raise ParameterError(f"{args.store} has no label image {args.labels!r} (has: {have})")
-    labels = np.asarray(image.open_labels(args.labels).read(0))
+    # Every chunk read is checked: a damaged one refuses (one line naming it) unless
+    # --allow-missing, which counts it as empty (issue 21).
+    bad = unreadable_list(args)
+    labels = np.asarray(_read_checked(store.open_labels(args.labels), bad))
+    image = store.checked(bad)
     if labels.ndim > 3 and int(np.prod(labels.shape[:-3])) == 1:
         labels = labels.reshape(labels.shape[-3:])
     if args.every < 1:
@@ -184,7 +191,14 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ParameterError(f"--out {out} exists and is not a folder")
-    result = train(image, ann, cfg, checkpoint=out, progress=not args.quiet)
+    from analysis.errors import ChunkError
+
+    try:
+        result = train(image, ann, cfg, checkpoint=out, progress=not args.quiet)
+    except ChunkError as exc:  # a damaged image chunk (read through ``image``)
+        raise ChunkError(
+            f"{exc} (pass --allow-missing to count unreadable chunks as empty)", key=exc.key
+        ) from exc
     history = {
         "store": str(args.store),
         "labels": args.labels,
@@ -193,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         "seconds": result.seconds,
         "class_weights": list(result.class_weights),
         "history": result.history,
+        "unreadable_chunks": [f"{e.key}: {e}" for e in bad or ()],
     }
     (out / "training.json").write_text(json.dumps(history, indent=2, default=float))
     best = result.history[result.best_epoch]
@@ -202,4 +217,21 @@ def run(args: argparse.Namespace) -> int:
         f"(val loss {best.get('val_loss', best['loss']):.4f}, val Dice {dice:.3f}) -> "
         f"{out / 'model.safetensors'}"
     )
+    report_incomplete(bad)
     return 0
+
+
+def _read_checked(source: Any, unreadable: list[Any] | None) -> Any:
+    """Level 0 of ``source``, every chunk checked (:meth:`ZarrVolumeSource.read_level`);
+    the refusal says how to run anyway."""
+    from analysis.errors import ChunkError
+
+    try:
+        data, bad = source.read_level(0, allow_missing=unreadable is not None)
+    except ChunkError as exc:
+        raise ChunkError(
+            f"{exc} (pass --allow-missing to count unreadable chunks as empty)", key=exc.key
+        ) from exc
+    if unreadable is not None:
+        unreadable.extend(bad)
+    return data

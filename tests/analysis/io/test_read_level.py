@@ -98,6 +98,40 @@ def test_a_damaged_chunk_is_refused_or_counted(
     np.testing.assert_array_equal(got, _zeroed(data, (0, 1, 2)))
 
 
+@pytest.mark.parametrize("path", ["chunk reader", "zarr"])
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_a_region_is_checked_chunk_by_chunk(tmp_path: Path, version: str, path: str) -> None:
+    """``read_checked`` and ``checked()`` (what train and infer read through): regions
+    that cut across chunks, one of them a folder where zarr reads zeros silently."""
+    data = _data()
+    store = write_with_ome_zarr(tmp_path / "s.zarr", data, version=version, chunks=CHUNKS)
+    chunk = _chunk(store / "s0", (0, 1, 2))
+    chunk.unlink()
+    chunk.mkdir()
+    src = open_volume(store)
+    if path == "zarr":
+        src._chunk_readers[0] = None
+    key = str(chunk.relative_to(store))
+    expected = _zeroed(data, (0, 1, 2))
+    clean = (slice(3, 29), slice(0, 13), slice(5, 40))  # misses the damaged chunk
+    got, bad = src.read_checked(0, clean)
+    assert bad == []
+    np.testing.assert_array_equal(got, data[clean])
+    across = (slice(7, 21), slice(9, 30), slice(25, 47))  # 8 chunks, one damaged
+    with pytest.raises(ChunkError) as info:
+        src.read_checked(0, across)
+    assert info.value.key == key
+    with pytest.raises(ChunkError):
+        src.checked().read(0, across)
+    unreadable: list[ChunkError] = []
+    view = src.checked(unreadable)
+    np.testing.assert_array_equal(view.read(0, across), expected[across])
+    np.testing.assert_array_equal(view.read(0, across), expected[across])  # counted once
+    np.testing.assert_array_equal(view.read(0, (slice(5, 5),)), data[5:5])  # empty region
+    assert [e.key for e in unreadable] == [key]
+    assert view.levels == src.levels and view.label_names == src.label_names
+
+
 def test_a_sharded_level_with_a_folder_in_place_of_a_shard(tmp_path: Path) -> None:
     """NGFF 0.5 with shards (ome-zarr-py): an absent shard is fill, a folder is damage
     (each of its inner chunks read as fill, the shard counted once)."""
@@ -190,7 +224,7 @@ def test_a_transient_server_error_is_retried(tmp_path: Path) -> None:
 
 
 def test_a_lasting_server_error_gives_up_after_the_retries(tmp_path: Path) -> None:
-    from analysis.io._chunks import RETRY_DELAYS_S
+    from analysis.io._http import RETRY_DELAYS_S
 
     data = _data()
     write_with_ome_zarr(tmp_path / "h.zarr", data, version="0.5", chunks=CHUNKS)
