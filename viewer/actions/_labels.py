@@ -361,6 +361,13 @@ def _merge(ctx: ActionContext, pick: Pick) -> Command:
     return cmd
 
 
+def _pointed_or_selected(ctx: ActionContext, layer: str, pick: Pick) -> list[int]:
+    """The pointed object, else the selected ones (of ``layer``)."""
+    if pick.label and pick.layer in (None, layer):
+        return [int(pick.label)]
+    return selected_labels(ctx, layer)
+
+
 @ACTIONS.action(
     "labels.delete",
     "Delete objects",
@@ -371,20 +378,13 @@ def _merge(ctx: ActionContext, pick: Pick) -> Command:
 )
 def _delete(ctx: ActionContext, pick: Pick) -> Command:
     layer, _ = _layer(ctx, pick)
-    ids = [int(pick.label)] if pick.label else selected_labels(ctx, layer)
+    ids = _pointed_or_selected(ctx, layer, pick)
     _image(ctx, layer)
     cmd = DeleteLabels(layer, ids)
     ctx.execute(cmd)
     _select_ids(ctx, layer, [])
     ctx.notify(f"deleted {len(ids)} object(s) of {layer} ({cmd.n_voxels} voxels); undo restores")
     return cmd
-
-
-def _pointed_or_selected(ctx: ActionContext, layer: str, pick: Pick) -> list[int]:
-    """The pointed object, else the selected ones (of ``layer``)."""
-    if pick.label and pick.layer in (None, layer):
-        return [int(pick.label)]
-    return selected_labels(ctx, layer)
 
 
 @ACTIONS.action(

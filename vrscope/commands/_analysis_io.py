@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from analysis.errors import ChunkError
+    from analysis.io import ZarrVolumeSource
     from analysis.volume import VolumeSource
 
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -36,20 +37,13 @@ def read_spatial(
     """
     import numpy as np
 
-    from analysis.errors import ChunkError, ParameterError
+    from analysis.errors import ParameterError
     from analysis.io import ZarrVolumeSource
 
     if not 0 <= level < len(source.levels):
         raise ParameterError(f"{what} has no level {level} (it has {len(source.levels)})")
     if isinstance(source, ZarrVolumeSource):
-        try:
-            data, bad = source.read_level(level, allow_missing=unreadable is not None)
-        except ChunkError as exc:
-            raise ChunkError(
-                f"{exc} (pass --allow-missing to count unreadable chunks as empty)", key=exc.key
-            ) from exc
-        if unreadable is not None:
-            unreadable.extend(bad)
+        data = read_level_checked(source, level, unreadable)
     else:
         data = np.asarray(source.read(level))
     extra = data.shape[:-3]
@@ -59,6 +53,28 @@ def read_spatial(
             "only single-time-point, single-channel volumes can be measured"
         )
     return data.reshape(data.shape[-3:])
+
+
+def read_level_checked(
+    source: ZarrVolumeSource, level: int, unreadable: list[ChunkError] | None
+) -> npt.NDArray[np.generic]:
+    """Level ``level`` of ``source``, every chunk checked (``ZarrVolumeSource.read_level``).
+
+    A damaged chunk refuses with a ``ChunkError`` that says how to run anyway, unless
+    ``unreadable`` is given (``--allow-missing``): then it reads as the fill value and
+    its error is appended there.
+    """
+    from analysis.errors import ChunkError
+
+    try:
+        data, bad = source.read_level(level, allow_missing=unreadable is not None)
+    except ChunkError as exc:
+        raise ChunkError(
+            f"{exc} (pass --allow-missing to count unreadable chunks as empty)", key=exc.key
+        ) from exc
+    if unreadable is not None:
+        unreadable.extend(bad)
+    return data
 
 
 def add_allow_missing_option(p: argparse.ArgumentParser) -> None:

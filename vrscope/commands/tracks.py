@@ -163,22 +163,15 @@ def label_masks(spec: str, unreadable: list[Any] | None = None) -> Any:
     and chunk) unless ``unreadable`` is a list (``--allow-missing``): then it reads as
     empty and its error is appended there (issue 21).
     """
-
-    from analysis.errors import ChunkError, FormatError, ParameterError
+    from analysis.errors import FormatError, ParameterError
     from analysis.io import open_labels
+    from vrscope.commands._analysis_io import read_level_checked
 
     store, sep, name = spec.rpartition(":")
     if not sep or not store or not name:
         raise ParameterError(f"--labels {spec!r}: expected STORE.zarr:NAME")
     src = open_labels(Path(store).expanduser(), name)
-    try:
-        arr, bad = src.read_level(0, allow_missing=unreadable is not None)
-    except ChunkError as exc:
-        raise ChunkError(
-            f"{exc} (pass --allow-missing to count unreadable chunks as empty)", key=exc.key
-        ) from exc
-    if unreadable is not None:
-        unreadable.extend(bad)
+    arr = read_level_checked(src, 0, unreadable)
     axes = list(src.axes)
     if "c" in axes:
         k = axes.index("c")

@@ -222,16 +222,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _read_checked(source: Any, unreadable: list[Any] | None) -> Any:
-    """Level 0 of ``source``, every chunk checked (:meth:`ZarrVolumeSource.read_level`);
-    the refusal says how to run anyway."""
-    from analysis.errors import ChunkError
+    """Level 0 of ``source``, every chunk checked; the refusal says how to run anyway."""
+    from vrscope.commands._analysis_io import read_level_checked
 
-    try:
-        data, bad = source.read_level(0, allow_missing=unreadable is not None)
-    except ChunkError as exc:
-        raise ChunkError(
-            f"{exc} (pass --allow-missing to count unreadable chunks as empty)", key=exc.key
-        ) from exc
-    if unreadable is not None:
-        unreadable.extend(bad)
-    return data
+    return read_level_checked(source, 0, unreadable)

@@ -59,3 +59,21 @@ def assert_pyramid(levels: list[np.ndarray]) -> None:
         step = tuple(2 if p != c else 1 for p, c in zip(prev.shape, cur.shape, strict=True))
         expect = prev[tuple(slice(None, None, s) for s in step)]
         np.testing.assert_array_equal(cur, expect, err_msg=f"level {k}")
+
+
+def label_state(pr: Project, name: str = "cells") -> list[np.ndarray]:
+    """Every level of the project's working copy of ``name``, checked as a pyramid."""
+    from analysis.io import label_copy_path
+
+    levels = levels_of(label_copy_path(pr.path, name))
+    assert_pyramid(levels)
+    return levels
+
+
+def ball_reference(
+    shape: tuple[int, ...], center: tuple[float, ...] | list[int], radius_um: float
+) -> np.ndarray:
+    """Voxels whose centres lie within ``radius_um`` of ``center`` (NumPy, at SCALE)."""
+    zz, yy, xx = np.indices(shape)
+    d2 = sum(((g - c) * s) ** 2 for g, c, s in zip((zz, yy, xx), center, SCALE, strict=True))
+    return d2 <= radius_um**2 * (1 + 1e-9)

@@ -27,27 +27,17 @@ from analysis.edits import (
     locked_ids,
 )
 from analysis.errors import InvalidEditError
-from analysis.io import label_copy_path
 from analysis.project import Project
 from tests.analysis.edits._labels_support import (
-    SCALE,
-    assert_pyramid,
+    ball_reference as _ball,
+)
+from tests.analysis.edits._labels_support import (
     blobs,
-    levels_of,
     make_project,
 )
-
-
-def _state(pr: Project) -> list[np.ndarray]:
-    levels = levels_of(label_copy_path(pr.path, "cells"))
-    assert_pyramid(levels)
-    return levels
-
-
-def _ball(shape, center, radius_um) -> np.ndarray:
-    zz, yy, xx = np.indices(shape)
-    d2 = sum(((g - c) * s) ** 2 for g, c, s in zip((zz, yy, xx), center, SCALE, strict=True))
-    return d2 <= radius_um**2 * (1 + 1e-9)
+from tests.analysis.edits._labels_support import (
+    label_state as _state,
+)
 
 
 @pytest.fixture
