@@ -103,6 +103,9 @@ class RenderThread:
         Loader threads per streamed layer (default: one per core, at most 8).
     on_stats : callable(dict name -> StreamStats), optional
         Called in the GUI thread after each streamed frame.
+    held : bool, default: False
+        Draw no frame until :meth:`release` (jobs still run): a view holds its first
+        frame until it is laid out, so that frame has the widget's size and aspect.
     """
 
     def __init__(
@@ -115,8 +118,10 @@ class RenderThread:
         cache_bytes: int | None = None,
         stream_workers: int | None = None,
         on_stats: Callable[[dict[str, Any]], None] | None = None,
+        held: bool = False,
     ) -> None:
         self.scene = scene
+        self._held = bool(held)
         self._bridge = _Bridge()
         self._bridge.frame.connect(on_frame)
         if on_stats is not None:
@@ -208,6 +213,12 @@ class RenderThread:
         self._size = (max(int(width), 16), max(int(height), 16))
         self.request()
 
+    def release(self) -> None:
+        """Start drawing frames (see ``held``)."""
+        with self._cond:
+            self._held = False
+            self._cond.notify()
+
     @contextlib.contextmanager
     def structural(self) -> Iterator[None]:
         """Hold both locks: add or remove layers inside (waits for a frame being drawn)."""
@@ -245,7 +256,8 @@ class RenderThread:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             with self._cond:
-                if not self._dirty and not self._jobs and not self._busy and not self.refining:
+                drawn = not self._dirty or self._held
+                if drawn and not self._jobs and not self._busy and not self.refining:
                     return True
             time.sleep(0.01)
         return False
@@ -256,8 +268,8 @@ class RenderThread:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._stop and not self._dirty and not self._jobs:
-                    if self.refining:
+                while not self._stop and (not self._dirty or self._held) and not self._jobs:
+                    if self.refining and not self._held:
                         # Bricks are on their way: look again soon, without being asked.
                         self._cond.wait(REFINE_S)
                         if not self._stop:
@@ -267,7 +279,8 @@ class RenderThread:
                 if self._stop:
                     break
                 jobs, self._jobs = self._jobs, []
-                render, self._dirty = self._dirty, False
+                render = self._dirty and not self._held
+                self._dirty = self._dirty and self._held
                 gen = self._gen
                 self._touched.clear()
                 self._scene_touched = False
@@ -405,6 +418,9 @@ class QtRenderView(QtWidgets.QWidget):
             streaming=streaming,
             cache_bytes=cache_bytes,
             on_stats=self.stream_stats.emit,
+            # The first frame waits for the layout (showEvent): drawn at the size the
+            # widget has before it, it was stretched onto the widget (issue 18.7).
+            held=True,
         )
 
     # -- frames -----------------------------------------------------------------
@@ -424,12 +440,31 @@ class QtRenderView(QtWidgets.QWidget):
         p = QtGui.QPainter(self)
         p.fillRect(self.rect(), QtGui.QColor(20, 20, 26))
         if self._image is not None:
-            p.drawImage(QtCore.QRectF(self.rect()), self._image)
+            p.drawImage(self._image_rect(), self._image)
         p.end()
+
+    def _image_rect(self) -> QtCore.QRectF:
+        """Where the frame goes: the whole widget when it has the widget's size; a frame
+        of another size (drawn before a resize) keeps its aspect, its height fitted (the
+        camera's view angle is vertical) and centred, never stretched."""
+        assert self._image is not None
+        dpr = self.devicePixelRatioF()
+        iw, ih = self._image.width() / dpr, self._image.height() / dpr
+        w, h = float(self.width()), float(self.height())
+        if abs(iw - w) < 1 and abs(ih - h) < 1:
+            return QtCore.QRectF(self.rect())
+        s = h / max(ih, 1e-9)
+        return QtCore.QRectF((w - iw * s) / 2, 0.0, iw * s, h)
 
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
         super().resizeEvent(event)
         self.render_thread.resize(*self._render_size())
+
+    def showEvent(self, event: QtGui.QShowEvent) -> None:
+        super().showEvent(event)
+        # Laid out now: the first frame is drawn at the widget's own size.
+        self.render_thread.resize(*self._render_size())
+        self.render_thread.release()
 
     def last_image(self) -> QtGui.QImage | None:
         return self._image

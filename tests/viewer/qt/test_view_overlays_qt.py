@@ -1,0 +1,110 @@
+"""What the views draw over the data, as a biologist sees it (issue 18.7, 18.13, 18.14).
+
+The first 3D frame has the widget's aspect and a legible scale bar (its text compared
+with the same string drawn by VTK alone, outside the app); finished measurements stay
+on the slices and their 3D value labels never overlap; a legend names the classes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PySide6 import QtCore
+from scipy import ndimage as ndi
+
+pytestmark = pytest.mark.qt
+
+Qt = QtCore.Qt
+
+
+def _grab(widget: Any) -> np.ndarray:
+    from PySide6 import QtGui
+
+    img = widget.grab().toImage().convertToFormat(QtGui.QImage.Format.Format_RGB888)
+    w, h = img.width(), img.height()
+    buf = np.frombuffer(img.constBits(), dtype=np.uint8, count=img.bytesPerLine() * h)
+    return buf.reshape(h, img.bytesPerLine())[:, : 3 * w].reshape(h, w, 3).copy()
+
+
+def _vtk_text(text: str, size: tuple[int, int], pos: tuple[int, int], font: int) -> np.ndarray:
+    """``text`` drawn by VTK's FreeType text actor alone (no app code), white on black,
+    as (H, W) uint8 with row 0 at the top."""
+    from vtkmodules import vtkRenderingFreeType, vtkRenderingOpenGL2  # noqa: F401
+    from vtkmodules import vtkRenderingCore as rc
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    win = rc.vtkRenderWindow()
+    win.SetOffScreenRendering(1)
+    win.SetSize(*size)
+    ren = rc.vtkRenderer()
+    win.AddRenderer(ren)
+    actor = rc.vtkTextActor()
+    actor.SetInput(text)
+    actor.GetTextProperty().SetFontSize(font)
+    actor.GetTextProperty().SetColor(1.0, 1.0, 1.0)
+    actor.SetPosition(*pos)
+    ren.AddViewProp(actor)
+    win.Render()
+    grab = rc.vtkWindowToImageFilter()
+    grab.SetInput(win)
+    grab.Update()
+    out = grab.GetOutput()
+    w, h, _ = out.GetDimensions()
+    arr = vtk_to_numpy(out.GetPointData().GetScalars()).reshape(h, w, -1)[::-1, :, 0].copy()
+    win.Finalize()
+    return arr
+
+
+def test_first_3d_frame_has_the_widgets_aspect_and_a_legible_scale_bar(
+    fibsem_store: Path, qtbot: Any
+) -> None:
+    """Issue 18.7: the first 3D frame was drawn at the widget's size before layout and
+    stretched onto it (wrong aspect; the scale bar's thin µ squeezed to "5 .m")."""
+    from viewer.qt import ProofreadingSession, QtViewer
+
+    win = QtViewer(ProofreadingSession.open(str(fibsem_store), ["mitochondria"]), size=(1100, 760))
+    rv = win.render_view
+    first: dict[str, Any] = {}
+
+    def on_frame(_seconds: float) -> None:
+        if not first:
+            img = rv.last_image()
+            first["frame"] = (img.width(), img.height())
+            dpr = rv.devicePixelRatioF()
+            first["widget"] = (rv.width() * dpr, rv.height() * dpr)
+            first["shown"] = _grab(rv)  # what the user sees, as painted now
+
+    rv.frame_shown.connect(on_frame)
+    try:
+        win.show()
+        qtbot.waitExposed(win)
+        qtbot.waitUntil(lambda: bool(first), timeout=120_000)
+        fw, fh = first["frame"]
+        ww, wh = first["widget"]
+        assert fw / fh == pytest.approx(ww / wh, rel=0.01)
+        # The scale bar's text, as shown, is VTK's own rendering of "<n> µm" at that spot.
+        r = rv.render_thread.renderer
+        assert r is not None
+        text = r.overlays.text.GetInput()
+        assert re.fullmatch(r"\d+(\.\d+)? µm", text)
+        shown = first["shown"]
+        h, w = shown.shape[:2]
+        x0, y0 = (int(v) for v in r.overlays.text.GetPosition())
+        ref = _vtk_text(text, (w, h), (x0, y0), r.overlays.text.GetTextProperty().GetFontSize())
+        box = (slice(h - y0 - 40, h - y0 + 2), slice(x0 - 2, x0 + 120))
+        # The app's frame may draw the glyphs a little bolder (its own text antialiasing):
+        # each strong ink pixel of one must be ink in the other, within a pixel.
+        ref_box, shown_box = ref[box], shown[box].min(axis=2)  # white text only
+        assert (ref_box > 160).sum() > 30
+        near_ref = ndi.binary_dilation(ref_box > 40, iterations=1)
+        near_shown = ndi.binary_dilation(shown_box > 40, iterations=1)
+        assert near_shown[ref_box > 160].mean() > 0.97
+        assert near_ref[shown_box > 160].mean() > 0.97
+    finally:
+        win.session.unsaved_edits = 0
+        win.close()
+        qtbot.wait(10)
