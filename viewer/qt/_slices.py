@@ -40,7 +40,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from analysis.volume import VolumeSource
 from viewer.actions import MEASURE_POINTS, Pick, nearest_on_screen
 from viewer.render import id_colors, image_colors
-from viewer.scene import Image, Labels, Points, Tracks
+from viewer.scene import Image, Labels, Measurement, Measurements, Points, Tracks
 
 from ._session import ProofreadingSession
 
@@ -628,7 +628,18 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self.pending = pg.PlotDataItem(
             pen=pg.mkPen((255, 255, 80), width=2), symbol="+", symbolPen=(255, 255, 80)
         )
-        for it in (self.track_lines, self.track_nodes, self.hover, self.markers, self.pending):
+        #: Finished measurements near the slice (issue 18.13: they vanished once done),
+        #: in the 3D view's colour, with their values as text.
+        self.measure_lines = pg.PlotDataItem(connect="pairs")
+        self.measure_texts: list[pg.TextItem] = []
+        for it in (
+            self.track_lines,
+            self.track_nodes,
+            self.hover,
+            self.markers,
+            self.pending,
+            self.measure_lines,
+        ):
             it.setZValue(10)
             self.view.addItem(it)
         pen = pg.mkPen((80, 220, 255, 180), width=1)
@@ -1174,6 +1185,41 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             self.pending.setData(x=p[:, c], y=p[:, r])
         else:
             self.pending.setData([], [])
+        self._draw_measurements(pos, slab)
+
+    def _draw_measurements(self, pos: float, slab: float) -> None:
+        """Finished measurements of the current time (or static) with a point near the
+        slice: their lines projected onto it and their value at the vertex or middle."""
+        s = self.session
+        r, c, f = slice_axes(self.plane)
+        for t in self.measure_texts:
+            self.view.removeItem(t)
+        self.measure_texts = []
+        lay = s.scene.layers.get("measurements") if "measurements" in s.scene.layers.names else None
+        if not isinstance(lay, Measurements) or not lay.visible:
+            self.measure_lines.setData([], [])
+            return
+        segs: list[npt.NDArray[np.float64]] = []
+        color = tuple(int(255 * v) for v in lay.color)
+        for m in s.annotations.measurements:
+            p = np.asarray(m.points_um, dtype=np.float64)
+            if (m.t is not None and m.t != s.time) or not (np.abs(p[:, f] - pos) <= slab).any():
+                continue
+            segs.append(np.stack([p[:-1], p[1:]], axis=1).reshape(-1, 3))
+            shown = Measurement(kind=m.kind, points_um=list(m.points_um), label=f"#{m.id}")
+            anchor = p[1] if m.kind == "angle" else p.mean(axis=0)
+            text = pg.TextItem(shown.text, color=color, anchor=(0.5, 1.0))
+            text.setPos(float(anchor[c]), float(anchor[r]))
+            text.setZValue(11)
+            self.view.addItem(text)
+            self.measure_texts.append(text)
+        if segs:
+            seg = np.concatenate(segs)
+            self.measure_lines.setData(
+                x=seg[:, c], y=seg[:, r], pen=pg.mkPen(color, width=lay.line_width)
+            )
+        else:
+            self.measure_lines.setData([], [])
 
     def _track_overlay(
         self, tl: Tracks, pos: float, slab: float

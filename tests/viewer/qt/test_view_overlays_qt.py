@@ -33,8 +33,8 @@ def _grab(widget: Any) -> np.ndarray:
 def _vtk_text(text: str, size: tuple[int, int], pos: tuple[int, int], font: int) -> np.ndarray:
     """``text`` drawn by VTK's FreeType text actor alone (no app code), white on black,
     as (H, W) uint8 with row 0 at the top."""
-    from vtkmodules import vtkRenderingFreeType, vtkRenderingOpenGL2  # noqa: F401
     from vtkmodules import vtkRenderingCore as rc
+    from vtkmodules import vtkRenderingFreeType, vtkRenderingOpenGL2  # noqa: F401
     from vtkmodules.util.numpy_support import vtk_to_numpy
 
     win = rc.vtkRenderWindow()
@@ -108,3 +108,83 @@ def test_first_3d_frame_has_the_widgets_aspect_and_a_legible_scale_bar(
         win.session.unsaved_edits = 0
         win.close()
         qtbot.wait(10)
+
+
+def _ink_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return None
+    return int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())
+
+
+def test_finished_measurements_stay_on_the_slices_and_their_3d_labels_do_not_overlap(
+    make_viewer: Any, fibsem_store: Path, tmp_path: Path, qtbot: Any
+) -> None:
+    """Issue 18.13: a measurement vanished from the slices once finished, and the 3D
+    value labels of two nearby measurements were drawn over each other."""
+    from scipy.spatial.distance import euclidean
+
+    from tests.viewer.qt.conftest import wait_rendered
+    from tests.viewer.qt.test_app import click, key
+
+    win = make_viewer(str(fibsem_store), ["nucleus"], project=str(tmp_path / "p"))
+    s = win.session
+    c = np.asarray(s.cursor)
+    key(qtbot, win, Qt.Key.Key_D)
+    assert s.mode == "distance"
+    # Two distances crossing at the cursor: their values would sit at the same spot.
+    pairs = [(c + [0, -2.0, -2.0], c + [0, 2.0, 2.0]), (c + [0, -2.0, 2.0], c + [0, 2.0, -2.0])]
+    for a, b in pairs:
+        click(qtbot, win, "xy", a)
+        click(qtbot, win, "xy", b)
+    assert len(s.annotations.measurements) == 2
+    assert not s.pending
+    wait_rendered(qtbot, win)
+
+    # -- the slice shows both finished lines (yellow over the grey EM) and their values
+    view = win.slices["xy"]
+    shown = _grab(view.viewport())
+    for a, b in pairs:
+        for f in (0.25, 0.75):
+            p = view.mapFromScene(view.view_to_scene(tuple(a + f * (b - a))))
+            rgb = shown[p.y() - 1 : p.y() + 2, p.x() - 1 : p.x() + 2].reshape(-1, 3).astype(int)
+            assert ((rgb[:, 0] - rgb[:, 2] > 100) & (rgb[:, 1] - rgb[:, 2] > 100)).any()
+    texts = sorted(t.toPlainText() for t in view.measure_texts)
+    pts = [[np.asarray(q) for q in m.points_um] for m in s.annotations.measurements]
+    want = sorted(f"#{i + 1}: {euclidean(*pts[i]):.2f} µm" for i in range(2))
+    assert texts == want
+
+    # -- in 3D, each label's ink (told apart by hiding the other) is clear of the other's;
+    # only the measurements shown (a user unticks the other layers), the ink is theirs
+    for lay in s.scene.layers:
+        if lay.name != "measurements":
+            lay.visible = False
+    wait_rendered(qtbot, win)
+
+    def inks(r: Any) -> list[tuple[int, int, int, int] | None]:
+        from viewer.scene import Measurements
+
+        adapter = next(a for a in r.adapters.values() if isinstance(a.layer, Measurements))
+        texts = list(adapter.texts)
+        out = []
+        try:
+            adapter.actor.SetVisibility(False)
+            for keep in texts:
+                for t in texts:
+                    t.SetVisibility(t is keep)
+                r.window.Render()
+                img = r._grab().astype(int)
+                # yellow text on the dark background
+                out.append(_ink_box((img[..., 0] > 120) & (img[..., 1] > 120) & (img[..., 2] < 90)))
+        finally:
+            adapter.actor.SetVisibility(True)
+            for t in texts:
+                t.SetVisibility(True)
+        return out
+
+    boxes = win.render_view.render_thread.submit(inks).result(timeout=120)
+    assert len(boxes) == 2 and all(b is not None for b in boxes)
+    (ax0, ax1, ay0, ay1), (bx0, bx1, by0, by1) = boxes  # type: ignore[misc]
+    overlap_x = ax0 <= bx1 and bx0 <= ax1
+    overlap_y = ay0 <= by1 and by0 <= ay1
+    assert not (overlap_x and overlap_y), boxes
