@@ -17,6 +17,7 @@ from viewer.scene import Labels
 
 from ._filemenu import FileMenu, remember_project
 from ._labeltools import QtLabelTools
+from ._legend import ClassLegend
 from ._lineage import LineageView
 from ._panels import (
     AnnotationPanel,
@@ -115,6 +116,11 @@ class QtViewer(QtWidgets.QMainWindow):
         bottom = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         #: A slider beside each slice view, through its slices.
         self.slice_sliders = {p: QtSliceSlider(v) for p, v in self.slices.items()}
+        #: The marker classes' names and colours over each view, by view ("3d", "xy"...).
+        self.class_legends = {
+            name: ClassLegend(s, view)
+            for name, view in [("3d", self.render_view), *self.slices.items()]
+        }
         top.addWidget(self.render_view)
         top.addWidget(self._with_slider("xy"))
         bottom.addWidget(self._with_slider("xz"))

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PySide6 import QtCore
+from PySide6 import QtCore, QtGui
 from scipy import ndimage as ndi
 
 pytestmark = pytest.mark.qt
@@ -188,3 +188,62 @@ def test_finished_measurements_stay_on_the_slices_and_their_3d_labels_do_not_ove
     overlap_x = ax0 <= bx1 and bx0 <= ax1
     overlap_y = ay0 <= by1 and by0 <= ay1
     assert not (overlap_x and overlap_y), boxes
+
+
+def test_a_legend_names_the_classes_in_every_view_and_follows_their_edits(
+    make_viewer: Any, fibsem_store: Path, tmp_path: Path, qtbot: Any, monkeypatch: Any
+) -> None:
+    """Issue 18.14: marker classes had no legend in the views. Each view shows one: a
+    swatch in the colour the class's markers are drawn with, and the name; adding,
+    renaming and removing a class updates it."""
+    from PySide6 import QtWidgets
+
+    from tests.viewer.qt.test_app import click, key
+
+    win = make_viewer(str(fibsem_store), ["nucleus"], project=str(tmp_path / "p"))
+    s, panel = win.session, win.annotation_panel
+    views = {"3d": win.render_view, **win.slices}
+    for v in views.values():  # no class yet: no legend
+        assert not any(lg.isVisible() for lg in v.findChildren(QtWidgets.QLabel, "class_legend"))
+    for name in ("vesicle", "mito"):
+        qtbot.mouseClick(panel.new_class, Qt.MouseButton.LeftButton)
+        qtbot.keyClicks(panel.new_class, name)
+        qtbot.mouseClick(panel.add, Qt.MouseButton.LeftButton)
+    assert [c.name for c in s.annotations.classes][-2:] == ["vesicle", "mito"]
+
+    def legend(view: Any) -> QtWidgets.QLabel:
+        found = [lg for lg in view.findChildren(QtWidgets.QLabel, "class_legend") if lg.isVisible()]
+        assert len(found) == 1
+        return found[0]
+
+    for view in views.values():
+        shown = QtGui.QTextDocumentFragment.fromHtml(legend(view).text()).toPlainText()
+        assert shown.split("\n")[-2:] == ["\u25a0 vesicle", "\u25a0 mito"]
+
+    # A vesicle marker on the slice and the legend's swatch are drawn in one colour.
+    panel.classes.setCurrentText("vesicle")
+    key(qtbot, win, Qt.Key.Key_K)
+    c = np.asarray(s.cursor)
+    click(qtbot, win, "xy", c)
+    assert s.annotations.counts()["vesicle"] == 1
+    qtbot.wait(50)
+    xy = win.slices["xy"]
+    p = xy.mapFromScene(xy.view_to_scene(tuple(c)))
+    # off the crosshair, which runs through the marker's centre (the cursor)
+    marker_rgb = _grab(xy.viewport())[p.y() + 2, p.x() + 2].astype(int)
+    for view in views.values():
+        sw = _grab(legend(view)).reshape(-1, 3).astype(int)
+        assert (np.abs(sw - marker_rgb).max(axis=1) <= 12).sum() >= 12, view
+
+    # Rename and remove through the panel's buttons: every legend follows.
+    monkeypatch.setattr(QtWidgets.QInputDialog, "getText", lambda *a, **k: ("vesicles", True))
+    qtbot.mouseClick(panel.rename_class, Qt.MouseButton.LeftButton)
+    panel.classes.setCurrentText("mito")
+    qtbot.mouseClick(panel.remove_class, Qt.MouseButton.LeftButton)
+    qtbot.wait(20)
+    assert "mito" not in [c.name for c in s.annotations.classes]
+    for view in views.values():
+        shown = QtGui.QTextDocumentFragment.fromHtml(legend(view).text()).toPlainText()
+        names = [line.split(" ", 1)[1] for line in shown.split("\n")]
+        assert names == [c.name for c in s.annotations.classes]
+        assert "vesicles" in names and "vesicle" not in names and "mito" not in names
