@@ -132,6 +132,7 @@ class QtViewer(QtWidgets.QMainWindow):
         cl.setContentsMargins(0, 0, 0, 0)
         cl.addWidget(grid, 1)
         self.time_bar = TimeBar(s)
+        self.time_bar.ready = lambda: not any(v.busy for v in self.slices.values())
         cl.addWidget(self.time_bar)
         self.setCentralWidget(central)
         # -- docks ------------------------------------------------------------------
