@@ -12,6 +12,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from analysis.edits import ProjectLockedError
 from viewer.actions import ACTIONS, SCENE_TOLERANCE_FRACTION, Pick, screen_tolerance_um
 from viewer.scene import Labels
 
@@ -67,6 +68,33 @@ MENU_OF_GROUP = {
     "image": "View",
 }
 MODES = ("navigate", "count", "distance", "angle", "path")
+
+#: Menu entries a read-only window greys out: everything that edits the project (the
+#: journal refuses these edits anyway; greyed, the user sees it before trying).
+READ_ONLY_OFF = (
+    "edit.",
+    "tracks.cut",
+    "tracks.merge",
+    "tracks.swap",
+    "tracks.delete",
+    "tracks.add_division",
+    "tracks.mark_reviewed",
+    "tool.prolong",
+    "tool.count",
+    "tool.distance",
+    "tool.angle",
+    "tool.path",
+    "tool.paint",
+    "tool.erase",
+    "tool.fill",
+    "tool.split",
+    "annotations.",
+    "labels.",
+    "objects.",
+    "file.save",
+    "file.add_labels",
+    "file.add_tracks",
+)
 
 
 class QtViewer(QtWidgets.QMainWindow):
@@ -217,6 +245,14 @@ class QtViewer(QtWidgets.QMainWindow):
         self.label_tools = QtLabelTools(self)
         self._on_mode(s.mode)
         self._restore()
+        #: In the status bar while the project is open read-only (issue 21).
+        self.read_only_label = QtWidgets.QLabel("<b>read-only</b>")
+        self.read_only_label.setObjectName("read_only")
+        self.read_only_label.setToolTip(s.save_state)
+        self.status.addPermanentWidget(self.read_only_label)
+        self.read_only_label.setVisible(s.read_only)
+        if s.read_only:
+            self._edits_off()
 
     def _with_slider(self, plane: Plane) -> QtWidgets.QWidget:
         box = QtWidgets.QWidget()
@@ -227,7 +263,7 @@ class QtViewer(QtWidgets.QMainWindow):
         lay.addWidget(self.slice_sliders[plane])
         return box
 
-    def show_error(self, text: str) -> None:
+    def show_error(self, text: str) -> QtWidgets.QMessageBox | None:
         """Show an error in the window: the status bar and a dismissible message box.
 
         Each distinct message gets one box per window (a failing read repeated on every
@@ -236,7 +272,7 @@ class QtViewer(QtWidgets.QMainWindow):
         log.warning("%s", text)
         self.status.showMessage(text)
         if text in self.errors:
-            return
+            return None
         self.errors.append(text)
         box = QtWidgets.QMessageBox(self)
         box.setObjectName("error")
@@ -248,10 +284,21 @@ class QtViewer(QtWidgets.QMainWindow):
         box.setModal(False)
         box.show()
         self.error_box = box
+        return box
 
     def _title(self) -> str:
         p = self.session.project
-        return f"vrscope — {p.path.name}" if p is not None else "vrscope"
+        if p is None:
+            return "vrscope"
+        return f"vrscope — {p.path.name}" + (" (read-only)" if self.session.read_only else "")
+
+    def _edits_off(self) -> None:
+        """Grey out every menu entry that edits (a read-only project)."""
+        for name, act in self.qactions.items():
+            if name.startswith(READ_ONLY_OFF) and not name.startswith("labels.select"):
+                act.setEnabled(False)
+        if self.session.mode != "navigate":
+            self.session.set_mode("navigate")
 
     # ------------------------------------------------------------------ actions
     def _action(self, name: str, text: str, slot: Any, menu: QtWidgets.QMenu) -> QtGui.QAction:
@@ -445,9 +492,10 @@ class QtViewer(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------ events
     def _on_edited(self, action: str) -> None:
-        self.save_label.setText(self.session.save_state)
-        self.qactions["edit.undo"].setEnabled(self.session.history.can_undo)
-        self.qactions["edit.redo"].setEnabled(self.session.history.can_redo)
+        s = self.session
+        self.save_label.setText(s.save_state)
+        self.qactions["edit.undo"].setEnabled(s.history.can_undo and not s.read_only)
+        self.qactions["edit.redo"].setEnabled(s.history.can_redo and not s.read_only)
 
     def _on_stream_stats(self, stats: dict[str, Any]) -> None:
         """Cache use and requests of the streamed layers, in the status bar."""
@@ -628,10 +676,23 @@ class QtViewer(QtWidgets.QMainWindow):
         if d:
             self.open_project(d)
 
-    def open_project(self, folder: str | os.PathLike[str]) -> QtViewer | None:
-        """Open a project folder in a new window; an error is shown here, not only logged."""
+    def open_project(
+        self, folder: str | os.PathLike[str], read_only: bool = False
+    ) -> QtViewer | None:
+        """Open a project folder in a new window; an error is shown here, not only logged.
+
+        When another window or process edits the project, the message offers to open
+        it read-only (``read_only``: edits off, said in the status bar).
+        """
         try:
-            session = ProofreadingSession.open(project=str(folder))
+            session = ProofreadingSession.open(project=str(folder), read_only=read_only)
+        except ProjectLockedError as exc:
+            box = self.show_error(f"could not open {folder} as a project: {exc}")
+            if box is not None:
+                ro = box.addButton("Open read-only", QtWidgets.QMessageBox.ButtonRole.AcceptRole)
+                ro.setObjectName("open_read_only")
+                ro.clicked.connect(lambda: self.open_project(folder, read_only=True))
+            return None
         except Exception as exc:
             self.show_error(f"could not open {folder} as a project: {exc}")
             return None
