@@ -20,6 +20,7 @@ from ._filemenu import FileMenu, remember_project
 from ._labeltools import QtLabelTools
 from ._legend import ClassLegend
 from ._lineage import LineageView
+from ._objectlist import ObjectList
 from ._panels import (
     AnnotationPanel,
     ClippingPanel,
@@ -177,6 +178,8 @@ class QtViewer(QtWidgets.QMainWindow):
         self.annotation_panel = AnnotationPanel(s)
         self.clipping_panel = ClippingPanel(s)
         self.jobs = JobsPanel()
+        #: The objects of a labels layer: sizes, search by id, go to (issue 17).
+        self.object_list = ObjectList(s, self.jobs)
         right = QtCore.Qt.DockWidgetArea.RightDockWidgetArea
         left = QtCore.Qt.DockWidgetArea.LeftDockWidgetArea
         self.docks: dict[str, QtWidgets.QDockWidget] = {}
@@ -187,6 +190,7 @@ class QtViewer(QtWidgets.QMainWindow):
             ("Features", self.features, right),
             ("Tracks", self.tracks_panel, right),
             ("Lineage", self.lineage, right),
+            ("Objects", self.object_list, right),
             ("Jobs", self.jobs, right),
             ("Clipping", self.clipping_panel, right),
         ):
@@ -197,6 +201,7 @@ class QtViewer(QtWidgets.QMainWindow):
             self.docks[name] = dock
         self.tabifyDockWidget(self.docks["Features"], self.docks["Tracks"])
         self.tabifyDockWidget(self.docks["Tracks"], self.docks["Lineage"])
+        self.tabifyDockWidget(self.docks["Lineage"], self.docks["Objects"])
         self.docks["Features"].raise_()
         w = size[0]
         self.resizeDocks(
