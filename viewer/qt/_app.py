@@ -146,10 +146,9 @@ class QtViewer(QtWidgets.QMainWindow):
         #: A slider beside each slice view, through its slices.
         self.slice_sliders = {p: QtSliceSlider(v) for p, v in self.slices.items()}
         #: The marker classes' names and colours over each view, by view ("3d", "xy"...).
-        self.class_legends = {
-            name: ClassLegend(s, view)
-            for name, view in [("3d", self.render_view), *self.slices.items()]
-        }
+        views: dict[str, QtWidgets.QWidget] = {"3d": self.render_view}
+        views.update({str(p): v for p, v in self.slices.items()})
+        self.class_legends = {name: ClassLegend(s, view) for name, view in views.items()}
         top.addWidget(self.render_view)
         top.addWidget(self._with_slider("xy"))
         bottom.addWidget(self._with_slider("xz"))

@@ -56,7 +56,7 @@ class ClassLegend(QtWidgets.QLabel):
 
     def entries(self) -> list[tuple[str, tuple[float, float, float]]]:
         """(class name, colour) in the order the classes were defined."""
-        return [(c.name, tuple(c.color)) for c in self.session.annotations.classes]  # type: ignore[misc]
+        return [(c.name, c.color) for c in self.session.annotations.classes]
 
     def rebuild(self, *_: Any) -> None:
         ann = self.session.annotations

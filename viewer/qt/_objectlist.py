@@ -208,23 +208,26 @@ class ObjectList(QtWidgets.QWidget):
         self._filter(self.search.text())
 
     # ---------------------------------------------------------------- search
+    def _id_text(self, row: int) -> str:
+        item = self.table.item(row, 0)
+        return item.text() if item is not None else ""
+
     def _filter(self, text: str) -> None:
         text = text.strip()
         for r in range(self.table.rowCount()):
-            item = self.table.item(r, 0)
-            self.table.setRowHidden(r, bool(text) and not item.text().startswith(text))
+            self.table.setRowHidden(r, bool(text) and not self._id_text(r).startswith(text))
 
     def shown_rows(self) -> list[int]:
         return [r for r in range(self.table.rowCount()) if not self.table.isRowHidden(r)]
 
     def object_at_row(self, row: int) -> int:
-        return int(self.table.item(row, 0).data(_NUM))
+        return int(self._id_text(row))
 
     # ---------------------------------------------------------------- go to
     def go_to_first_shown(self) -> None:
         rows = self.shown_rows()
         text = self.search.text().strip()
-        exact = [r for r in rows if self.table.item(r, 0).text() == text]
+        exact = [r for r in rows if self._id_text(r) == text]
         if exact or rows:
             self.go_to_row((exact or rows)[0])
         else:
