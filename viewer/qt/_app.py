@@ -160,7 +160,7 @@ class QtViewer(QtWidgets.QMainWindow):
         cl.setContentsMargins(0, 0, 0, 0)
         cl.addWidget(grid, 1)
         self.time_bar = TimeBar(s)
-        self.time_bar.ready = lambda: not any(v.busy for v in self.slices.values())
+        self.time_bar.ready = self._shows_current_time
         cl.addWidget(self.time_bar)
         self.setCentralWidget(central)
         # -- docks ------------------------------------------------------------------
@@ -257,6 +257,17 @@ class QtViewer(QtWidgets.QMainWindow):
         self.read_only_label.setVisible(s.read_only)
         if s.read_only:
             self._edits_off()
+
+    def _shows_current_time(self) -> bool:
+        """Every view shows the current time point (Play steps on only then): no slice is
+        loading and the 3D view drew a frame at this time with its image caught up."""
+        if any(v.busy for v in self.slices.values()):
+            return False
+        rt = self.render_view.render_thread
+        shown = rt.shown_times
+        return shown is None or (
+            shown[0] == self.session.scene.current_time and not rt.image_behind
+        )
 
     def _with_slider(self, plane: Plane) -> QtWidgets.QWidget:
         box = QtWidgets.QWidget()

@@ -62,6 +62,10 @@ WHEEL_ZOOM = 1.25
 #: While bricks are loading, the render thread draws again this often (seconds).
 REFINE_S = 0.05
 
+#: After a time step, frames whose streamed image still shows the previous time point
+#: are held back at most this long (seconds); then they are shown anyway.
+HOLD_TIME_S = 1.0
+
 
 def _preload() -> None:
     """Import in the GUI thread what the renderer imports lazily.
@@ -161,6 +165,14 @@ class RenderThread:
         self.interactive = False
         self._quality = ""
         self.last_render_s = 0.0
+        #: Of the last frame handed to the widget: the scene time it was synced at (tracks,
+        #: markers) and, per streamed time-lapse layer, the time point of its drawn bricks.
+        self.shown_times: tuple[float, dict[str, int]] | None = None
+        #: Frames not shown because their image lagged the time (see ``_frame``).
+        self.held_frames = 0
+        #: The last frame drawn still had a time-lapse image at the previous time point.
+        self.image_behind = False
+        self._held_since: float | None = None
         _preload()
         self._thread = threading.Thread(target=self._run, name="vrscope-render", daemon=True)
         self._connect(scene)
@@ -337,6 +349,7 @@ class RenderThread:
         with self.lock:
             frames = self.streaming.update() if self.streaming is not None else {}
             r.sync()
+            now = float(self.scene.current_time)
         with self.draw_lock:
             r.window.Render()
             img = r._grab()  # the renderer's read-back (viewer-internal API)
@@ -360,9 +373,38 @@ class RenderThread:
             or f.stats.selecting  # the selection worker has not caught up with the camera
             for f in frames.values()
         ) or (host is not None and host.behind)
+        times = self._image_times(frames)
+        self.image_behind = any(drawn != wanted for drawn, wanted in times.values())
+        if self.image_behind:
+            # The streamer still draws the previous time point's bricks (the selection for
+            # the new one is on its way): this frame would show the old image under the
+            # new time's tracks (issue 18.12). The widget keeps the last frame; draw again.
+            t = time.monotonic()
+            self._held_since = self._held_since or t
+            if t - self._held_since < HOLD_TIME_S:
+                self.held_frames += 1
+                self.refining = True
+                return
+        self._held_since = None
+        self.shown_times = (now, {n: drawn for n, (drawn, _) in times.items()})
         self._bridge.frame.emit(img, dt)
         if self.streaming is not None:
             self._bridge.stats.emit({k: f.stats for k, f in frames.items()})
+
+    def _image_times(self, frames: dict[str, Any]) -> dict[str, tuple[int, int]]:
+        """(time point of the bricks drawn, time point wanted) per streamed time-lapse
+        image layer that draws something."""
+        out: dict[str, tuple[int, int]] = {}
+        ctl = self.streaming
+        if ctl is None:
+            return out
+        for name, f in frames.items():
+            st = getattr(ctl.adapters.get(name), "streamer", None)
+            keys = getattr(f, "keys", None)
+            if st is None or st.n_time <= 1 or keys is None or len(keys) == 0:
+                continue
+            out[name] = (int(st.split_key(int(keys[0]))[0]), int(st.time_index))
+        return out
 
     def set_interactive(self, on: bool) -> None:
         """Draw at interactive quality while ``on`` (a drag); redraw at still quality after."""

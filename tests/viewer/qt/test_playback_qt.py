@@ -74,6 +74,17 @@ def test_play_shows_the_image_and_the_nodes_of_one_time_point_in_every_frame(
         if node_t:
             seen.append((image_times(), node_t))
 
+    # The 3D view: each frame handed to the widget draws the tracks of the scene time
+    # it was synced at and, per time-lapse image, bricks of one time point (their cache
+    # keys name it: the streamer's split_key).
+    shown_3d: list[tuple[float, dict[str, int]]] = []
+    rt = win.render_view.render_thread
+
+    def sample_3d(_seconds: float) -> None:
+        if rt.shown_times is not None:
+            shown_3d.append(rt.shown_times)
+
+    win.render_view.frame_shown.connect(sample_3d)
     timer = QtCore.QTimer()
     timer.setInterval(0)  # between event-loop passes: what the next paint shows
     timer.timeout.connect(sample)
@@ -89,7 +100,12 @@ def test_play_shows_the_image_and_the_nodes_of_one_time_point_in_every_frame(
         sample()
     finally:
         timer.stop()
+        win.render_view.frame_shown.disconnect(sample_3d)
     # The cell stays near the slice for a few time points: several were seen playing.
     assert len({min(nt) for _, nt in seen}) >= 2
     bad = [(it, nt) for it, nt in seen if len(nt) != 1 or not nt <= it]
     assert not bad, bad[:5]
+    playing = [(t, img) for t, img in shown_3d if name in img]
+    assert len({t for t, _ in playing}) >= 2
+    bad_3d = [(t, img) for t, img in playing if img[name] != round(t)]
+    assert not bad_3d, bad_3d[:5]
