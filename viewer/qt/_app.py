@@ -201,6 +201,7 @@ class QtViewer(QtWidgets.QMainWindow):
         self.tabifyDockWidget(self.docks["Features"], self.docks["Tracks"])
         self.tabifyDockWidget(self.docks["Tracks"], self.docks["Lineage"])
         self.tabifyDockWidget(self.docks["Lineage"], self.docks["Objects"])
+        self.docks["Objects"].visibilityChanged.connect(self.object_list.set_shown)
         self.docks["Features"].raise_()
         w = size[0]
         self.resizeDocks(

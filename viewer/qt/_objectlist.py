@@ -2,7 +2,7 @@
 
 A dock lists every object of the chosen labels layer with its id and size (voxels and
 µm³), counted in the background (a job, like *Measure objects*) on the full-resolution
-level at the current time point. Typing an id filters the list; Enter, a double-click
+level at the current time point, once the list is on screen (its dock's tab raised). Typing an id filters the list; Enter, a double-click
 or *Go to* selects the object (``labels.select``, as a click on it would) and centres
 every view on a voxel inside it (the session's ``show_point``, as *Show track* does).
 """
@@ -110,6 +110,8 @@ class ObjectList(QtWidgets.QWidget):
         self.results: dict[str, dict[str, Any]] = {}
         self._job: Job | None = None
         self._running = False
+        #: Whether the list is on screen (:meth:`set_shown`, from its dock).
+        self.on_screen = False
         self.layer.currentTextChanged.connect(self.refresh)
         self.search.textChanged.connect(self._filter)
         self.search.returnPressed.connect(self.go_to_first_shown)
@@ -148,14 +150,16 @@ class ObjectList(QtWidgets.QWidget):
         self.layer.blockSignals(False)
         self.refresh()
 
-    def showEvent(self, event: Any) -> None:
-        super().showEvent(event)
-        self.refresh()
+    def set_shown(self, on: bool) -> None:
+        """The list is on screen (its dock's tab raised) or not: counting waits for it."""
+        self.on_screen = bool(on)
+        if on:
+            self.refresh()
 
     def refresh(self, *_: Any) -> None:
         """Count the objects of the chosen layer (in the background) unless counted; only
-        while the list is shown (a big layer's full resolution is read)."""
-        if not self.isVisible():
+        while the list is on screen (a big layer's full resolution is read)."""
+        if not self.on_screen:
             return
         name = self.layer.currentText()
         lay = self._labels(name)

@@ -126,6 +126,7 @@ class RenderThread:
     ) -> None:
         self.scene = scene
         self._held = bool(held)
+        self._synced = False
         self._bridge = _Bridge()
         self._bridge.frame.connect(on_frame)
         if on_stats is not None:
@@ -280,7 +281,11 @@ class RenderThread:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._stop and (not self._dirty or self._held) and not self._jobs:
+                while (
+                    not self._stop
+                    and not self._jobs
+                    and not (self._dirty and (not self._held or not self._synced))
+                ):
                     if self.refining and not self._held:
                         # Bricks are on their way: look again soon, without being asked.
                         self._cond.wait(REFINE_S)
@@ -292,6 +297,7 @@ class RenderThread:
                     break
                 jobs, self._jobs = self._jobs, []
                 render = self._dirty and not self._held
+                sync_only = self._dirty and self._held and not self._synced
                 self._dirty = self._dirty and self._held
                 gen = self._gen
                 self._touched.clear()
@@ -308,6 +314,8 @@ class RenderThread:
                         fut.set_exception(exc)
                 if render:
                     self._frame(r, gen)
+                elif sync_only:
+                    self._sync_only(r)
             except Exception:
                 log.exception("render thread: frame failed")
                 self.refining = False  # no redraw loop on a failing frame; the next event retries
@@ -338,6 +346,28 @@ class RenderThread:
             self.renderer.set_size(*self._size)
         return self.renderer
 
+    def _sync_only(self, r: SceneRenderer) -> None:
+        """While held: bring the renderer up to date with the scene once, without drawing,
+        so that what the first sync fixes (a volume's opacity ramp over the values the
+        layer has then) is fixed as early as before the first frame was held."""
+        with self.lock:
+            if self.streaming is not None:
+                self.streaming.update()
+            r.sync()
+        self._synced = True
+        self._redirty(r)
+
+    def _redirty(self, r: SceneRenderer) -> None:
+        """An event that landed while the adapters synced may have had its dirty flag
+        cleared with theirs: make exactly those adapters sync again next frame."""
+        with self._cond:
+            touched, scene_touched = set(self._touched), self._scene_touched
+        for adapter in r.adapters.values():
+            if id(adapter.layer) in touched or (
+                scene_touched and (adapter.time_dependent or adapter.selection_dependent)
+            ):
+                adapter.dirty = True
+
     def _frame(self, r: SceneRenderer, gen: int) -> None:
         t0 = time.perf_counter()
         # Only the sync reads layer data (and builds VTK inputs from it), so only the sync
@@ -354,15 +384,7 @@ class RenderThread:
             r.window.Render()
             img = r._grab()  # the renderer's read-back (viewer-internal API)
         dt = time.perf_counter() - t0
-        with self._cond:
-            touched, scene_touched = set(self._touched), self._scene_touched
-        # An event that landed while the adapters synced may have had its dirty flag
-        # cleared with theirs: make exactly those adapters sync again next frame.
-        for adapter in r.adapters.values():
-            if id(adapter.layer) in touched or (
-                scene_touched and (adapter.time_dependent or adapter.selection_dependent)
-            ):
-                adapter.dirty = True
+        self._redirty(r)
         self.frames += 1
         self.last_render_s = dt
         # Keep drawing while something is still coming; a brick that failed or was cut by
