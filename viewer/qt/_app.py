@@ -12,12 +12,15 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from analysis.edits import ProjectLockedError
 from viewer.actions import ACTIONS, SCENE_TOLERANCE_FRACTION, Pick, screen_tolerance_um
 from viewer.scene import Labels
 
 from ._filemenu import FileMenu, remember_project
 from ._labeltools import QtLabelTools
+from ._legend import ClassLegend
 from ._lineage import LineageView
+from ._objectlist import ObjectList
 from ._panels import (
     AnnotationPanel,
     ClippingPanel,
@@ -67,6 +70,33 @@ MENU_OF_GROUP = {
 }
 MODES = ("navigate", "count", "distance", "angle", "path")
 
+#: Menu entries a read-only window greys out: everything that edits the project (the
+#: journal refuses these edits anyway; greyed, the user sees it before trying).
+READ_ONLY_OFF = (
+    "edit.",
+    "tracks.cut",
+    "tracks.merge",
+    "tracks.swap",
+    "tracks.delete",
+    "tracks.add_division",
+    "tracks.mark_reviewed",
+    "tool.prolong",
+    "tool.count",
+    "tool.distance",
+    "tool.angle",
+    "tool.path",
+    "tool.paint",
+    "tool.erase",
+    "tool.fill",
+    "tool.split",
+    "annotations.",
+    "labels.",
+    "objects.",
+    "file.save",
+    "file.add_labels",
+    "file.add_tracks",
+)
+
 
 class QtViewer(QtWidgets.QMainWindow):
     """Main window: 3D view, XY/XZ/YZ slices, layer list, contrast, time, features, tracks, counts.
@@ -115,6 +145,10 @@ class QtViewer(QtWidgets.QMainWindow):
         bottom = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         #: A slider beside each slice view, through its slices.
         self.slice_sliders = {p: QtSliceSlider(v) for p, v in self.slices.items()}
+        #: The marker classes' names and colours over each view, by view ("3d", "xy"...).
+        views: dict[str, QtWidgets.QWidget] = {"3d": self.render_view}
+        views.update({str(p): v for p, v in self.slices.items()})
+        self.class_legends = {name: ClassLegend(s, view) for name, view in views.items()}
         top.addWidget(self.render_view)
         top.addWidget(self._with_slider("xy"))
         bottom.addWidget(self._with_slider("xz"))
@@ -126,6 +160,7 @@ class QtViewer(QtWidgets.QMainWindow):
         cl.setContentsMargins(0, 0, 0, 0)
         cl.addWidget(grid, 1)
         self.time_bar = TimeBar(s)
+        self.time_bar.ready = self._shows_current_time
         cl.addWidget(self.time_bar)
         self.setCentralWidget(central)
         # -- docks ------------------------------------------------------------------
@@ -142,6 +177,8 @@ class QtViewer(QtWidgets.QMainWindow):
         self.annotation_panel = AnnotationPanel(s)
         self.clipping_panel = ClippingPanel(s)
         self.jobs = JobsPanel()
+        #: The objects of a labels layer: sizes, search by id, go to (issue 17).
+        self.object_list = ObjectList(s, self.jobs)
         right = QtCore.Qt.DockWidgetArea.RightDockWidgetArea
         left = QtCore.Qt.DockWidgetArea.LeftDockWidgetArea
         self.docks: dict[str, QtWidgets.QDockWidget] = {}
@@ -152,6 +189,7 @@ class QtViewer(QtWidgets.QMainWindow):
             ("Features", self.features, right),
             ("Tracks", self.tracks_panel, right),
             ("Lineage", self.lineage, right),
+            ("Objects", self.object_list, right),
             ("Jobs", self.jobs, right),
             ("Clipping", self.clipping_panel, right),
         ):
@@ -162,6 +200,8 @@ class QtViewer(QtWidgets.QMainWindow):
             self.docks[name] = dock
         self.tabifyDockWidget(self.docks["Features"], self.docks["Tracks"])
         self.tabifyDockWidget(self.docks["Tracks"], self.docks["Lineage"])
+        self.tabifyDockWidget(self.docks["Lineage"], self.docks["Objects"])
+        self.docks["Objects"].visibilityChanged.connect(self.object_list.set_shown)
         self.docks["Features"].raise_()
         w = size[0]
         self.resizeDocks(
@@ -210,6 +250,25 @@ class QtViewer(QtWidgets.QMainWindow):
         self.label_tools = QtLabelTools(self)
         self._on_mode(s.mode)
         self._restore()
+        #: In the status bar while the project is open read-only (issue 21).
+        self.read_only_label = QtWidgets.QLabel("<b>read-only</b>")
+        self.read_only_label.setObjectName("read_only")
+        self.read_only_label.setToolTip(s.save_state)
+        self.status.addPermanentWidget(self.read_only_label)
+        self.read_only_label.setVisible(s.read_only)
+        if s.read_only:
+            self._edits_off()
+
+    def _shows_current_time(self) -> bool:
+        """Every view shows the current time point (Play steps on only then): no slice is
+        loading and the 3D view drew a frame at this time with its image caught up."""
+        if any(v.busy for v in self.slices.values()):
+            return False
+        rt = self.render_view.render_thread
+        shown = rt.shown_times
+        return shown is None or (
+            shown[0] == self.session.scene.current_time and not rt.image_behind
+        )
 
     def _with_slider(self, plane: Plane) -> QtWidgets.QWidget:
         box = QtWidgets.QWidget()
@@ -220,7 +279,7 @@ class QtViewer(QtWidgets.QMainWindow):
         lay.addWidget(self.slice_sliders[plane])
         return box
 
-    def show_error(self, text: str) -> None:
+    def show_error(self, text: str) -> QtWidgets.QMessageBox | None:
         """Show an error in the window: the status bar and a dismissible message box.
 
         Each distinct message gets one box per window (a failing read repeated on every
@@ -229,7 +288,7 @@ class QtViewer(QtWidgets.QMainWindow):
         log.warning("%s", text)
         self.status.showMessage(text)
         if text in self.errors:
-            return
+            return None
         self.errors.append(text)
         box = QtWidgets.QMessageBox(self)
         box.setObjectName("error")
@@ -241,10 +300,21 @@ class QtViewer(QtWidgets.QMainWindow):
         box.setModal(False)
         box.show()
         self.error_box = box
+        return box
 
     def _title(self) -> str:
         p = self.session.project
-        return f"vrscope — {p.path.name}" if p is not None else "vrscope"
+        if p is None:
+            return "vrscope"
+        return f"vrscope — {p.path.name}" + (" (read-only)" if self.session.read_only else "")
+
+    def _edits_off(self) -> None:
+        """Grey out every menu entry that edits (a read-only project)."""
+        for name, act in self.qactions.items():
+            if name.startswith(READ_ONLY_OFF) and not name.startswith("labels.select"):
+                act.setEnabled(False)
+        if self.session.mode != "navigate":
+            self.session.set_mode("navigate")
 
     # ------------------------------------------------------------------ actions
     def _action(self, name: str, text: str, slot: Any, menu: QtWidgets.QMenu) -> QtGui.QAction:
@@ -438,9 +508,10 @@ class QtViewer(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------ events
     def _on_edited(self, action: str) -> None:
-        self.save_label.setText(self.session.save_state)
-        self.qactions["edit.undo"].setEnabled(self.session.history.can_undo)
-        self.qactions["edit.redo"].setEnabled(self.session.history.can_redo)
+        s = self.session
+        self.save_label.setText(s.save_state)
+        self.qactions["edit.undo"].setEnabled(s.history.can_undo and not s.read_only)
+        self.qactions["edit.redo"].setEnabled(s.history.can_redo and not s.read_only)
 
     def _on_stream_stats(self, stats: dict[str, Any]) -> None:
         """Cache use and requests of the streamed layers, in the status bar."""
@@ -621,10 +692,23 @@ class QtViewer(QtWidgets.QMainWindow):
         if d:
             self.open_project(d)
 
-    def open_project(self, folder: str | os.PathLike[str]) -> QtViewer | None:
-        """Open a project folder in a new window; an error is shown here, not only logged."""
+    def open_project(
+        self, folder: str | os.PathLike[str], read_only: bool = False
+    ) -> QtViewer | None:
+        """Open a project folder in a new window; an error is shown here, not only logged.
+
+        When another window or process edits the project, the message offers to open
+        it read-only (``read_only``: edits off, said in the status bar).
+        """
         try:
-            session = ProofreadingSession.open(project=str(folder))
+            session = ProofreadingSession.open(project=str(folder), read_only=read_only)
+        except ProjectLockedError as exc:
+            box = self.show_error(f"could not open {folder} as a project: {exc}")
+            if box is not None:
+                ro = box.addButton("Open read-only", QtWidgets.QMessageBox.ButtonRole.AcceptRole)
+                ro.setObjectName("open_read_only")
+                ro.clicked.connect(lambda: self.open_project(folder, read_only=True))
+            return None
         except Exception as exc:
             self.show_error(f"could not open {folder} as a project: {exc}")
             return None

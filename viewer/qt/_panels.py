@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -292,6 +293,9 @@ class TimeBar(QtWidgets.QWidget):
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(250)
         self.timer.timeout.connect(self._tick)
+        #: Whether the views show the current time point yet; Play steps on only then
+        #: (never past an image still loading; slow reads slow playback down).
+        self.ready: Callable[[], bool] = lambda: True
         self.play.setObjectName("play")
         self.play.toggled.connect(self._on_play)
         self.slider.valueChanged.connect(session.set_time)
@@ -323,6 +327,8 @@ class TimeBar(QtWidgets.QWidget):
             self.timer.stop()
 
     def _tick(self) -> None:
+        if not self.ready():
+            return
         lo, hi = self.session.time_range()
         t = self.session.time + 1
         self.session.set_time(lo if t > hi else t)

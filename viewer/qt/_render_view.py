@@ -62,6 +62,10 @@ WHEEL_ZOOM = 1.25
 #: While bricks are loading, the render thread draws again this often (seconds).
 REFINE_S = 0.05
 
+#: After a time step, frames whose streamed image still shows the previous time point
+#: are held back at most this long (seconds); then they are shown anyway.
+HOLD_TIME_S = 1.0
+
 
 def _preload() -> None:
     """Import in the GUI thread what the renderer imports lazily.
@@ -103,6 +107,9 @@ class RenderThread:
         Loader threads per streamed layer (default: one per core, at most 8).
     on_stats : callable(dict name -> StreamStats), optional
         Called in the GUI thread after each streamed frame.
+    held : bool, default: False
+        Draw no frame until :meth:`release` (jobs still run): a view holds its first
+        frame until it is laid out, so that frame has the widget's size and aspect.
     """
 
     def __init__(
@@ -115,8 +122,11 @@ class RenderThread:
         cache_bytes: int | None = None,
         stream_workers: int | None = None,
         on_stats: Callable[[dict[str, Any]], None] | None = None,
+        held: bool = False,
     ) -> None:
         self.scene = scene
+        self._held = bool(held)
+        self._synced = False
         self._bridge = _Bridge()
         self._bridge.frame.connect(on_frame)
         if on_stats is not None:
@@ -156,6 +166,14 @@ class RenderThread:
         self.interactive = False
         self._quality = ""
         self.last_render_s = 0.0
+        #: Of the last frame handed to the widget: the scene time it was synced at (tracks,
+        #: markers) and, per streamed time-lapse layer, the time point of its drawn bricks.
+        self.shown_times: tuple[float, dict[str, int]] | None = None
+        #: Frames not shown because their image lagged the time (see ``_frame``).
+        self.held_frames = 0
+        #: The last frame drawn still had a time-lapse image at the previous time point.
+        self.image_behind = False
+        self._held_since: float | None = None
         _preload()
         self._thread = threading.Thread(target=self._run, name="vrscope-render", daemon=True)
         self._connect(scene)
@@ -208,6 +226,12 @@ class RenderThread:
         self._size = (max(int(width), 16), max(int(height), 16))
         self.request()
 
+    def release(self) -> None:
+        """Start drawing frames (see ``held``)."""
+        with self._cond:
+            self._held = False
+            self._cond.notify()
+
     @contextlib.contextmanager
     def structural(self) -> Iterator[None]:
         """Hold both locks: add or remove layers inside (waits for a frame being drawn)."""
@@ -245,7 +269,8 @@ class RenderThread:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             with self._cond:
-                if not self._dirty and not self._jobs and not self._busy and not self.refining:
+                drawn = not self._dirty or self._held
+                if drawn and not self._jobs and not self._busy and not self.refining:
                     return True
             time.sleep(0.01)
         return False
@@ -256,8 +281,12 @@ class RenderThread:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._stop and not self._dirty and not self._jobs:
-                    if self.refining:
+                while (
+                    not self._stop
+                    and not self._jobs
+                    and not (self._dirty and (not self._held or not self._synced))
+                ):
+                    if self.refining and not self._held:
                         # Bricks are on their way: look again soon, without being asked.
                         self._cond.wait(REFINE_S)
                         if not self._stop:
@@ -267,7 +296,9 @@ class RenderThread:
                 if self._stop:
                     break
                 jobs, self._jobs = self._jobs, []
-                render, self._dirty = self._dirty, False
+                render = self._dirty and not self._held
+                sync_only = self._dirty and self._held and not self._synced
+                self._dirty = self._dirty and self._held
                 gen = self._gen
                 self._touched.clear()
                 self._scene_touched = False
@@ -283,6 +314,8 @@ class RenderThread:
                         fut.set_exception(exc)
                 if render:
                     self._frame(r, gen)
+                elif sync_only:
+                    self._sync_only(r)
             except Exception:
                 log.exception("render thread: frame failed")
                 self.refining = False  # no redraw loop on a failing frame; the next event retries
@@ -313,6 +346,28 @@ class RenderThread:
             self.renderer.set_size(*self._size)
         return self.renderer
 
+    def _sync_only(self, r: SceneRenderer) -> None:
+        """While held: bring the renderer up to date with the scene once, without drawing,
+        so that what the first sync fixes (a volume's opacity ramp over the values the
+        layer has then) is fixed as early as before the first frame was held."""
+        with self.lock:
+            if self.streaming is not None:
+                self.streaming.update()
+            r.sync()
+        self._synced = True
+        self._redirty(r)
+
+    def _redirty(self, r: SceneRenderer) -> None:
+        """An event that landed while the adapters synced may have had its dirty flag
+        cleared with theirs: make exactly those adapters sync again next frame."""
+        with self._cond:
+            touched, scene_touched = set(self._touched), self._scene_touched
+        for adapter in r.adapters.values():
+            if id(adapter.layer) in touched or (
+                scene_touched and (adapter.time_dependent or adapter.selection_dependent)
+            ):
+                adapter.dirty = True
+
     def _frame(self, r: SceneRenderer, gen: int) -> None:
         t0 = time.perf_counter()
         # Only the sync reads layer data (and builds VTK inputs from it), so only the sync
@@ -324,19 +379,12 @@ class RenderThread:
         with self.lock:
             frames = self.streaming.update() if self.streaming is not None else {}
             r.sync()
+            now = float(self.scene.current_time)
         with self.draw_lock:
             r.window.Render()
             img = r._grab()  # the renderer's read-back (viewer-internal API)
         dt = time.perf_counter() - t0
-        with self._cond:
-            touched, scene_touched = set(self._touched), self._scene_touched
-        # An event that landed while the adapters synced may have had its dirty flag
-        # cleared with theirs: make exactly those adapters sync again next frame.
-        for adapter in r.adapters.values():
-            if id(adapter.layer) in touched or (
-                scene_touched and (adapter.time_dependent or adapter.selection_dependent)
-            ):
-                adapter.dirty = True
+        self._redirty(r)
         self.frames += 1
         self.last_render_s = dt
         # Keep drawing while something is still coming; a brick that failed or was cut by
@@ -347,9 +395,38 @@ class RenderThread:
             or f.stats.selecting  # the selection worker has not caught up with the camera
             for f in frames.values()
         ) or (host is not None and host.behind)
+        times = self._image_times(frames)
+        self.image_behind = any(drawn != wanted for drawn, wanted in times.values())
+        if self.image_behind:
+            # The streamer still draws the previous time point's bricks (the selection for
+            # the new one is on its way): this frame would show the old image under the
+            # new time's tracks (issue 18.12). The widget keeps the last frame; draw again.
+            t = time.monotonic()
+            self._held_since = self._held_since or t
+            if t - self._held_since < HOLD_TIME_S:
+                self.held_frames += 1
+                self.refining = True
+                return
+        self._held_since = None
+        self.shown_times = (now, {n: drawn for n, (drawn, _) in times.items()})
         self._bridge.frame.emit(img, dt)
         if self.streaming is not None:
             self._bridge.stats.emit({k: f.stats for k, f in frames.items()})
+
+    def _image_times(self, frames: dict[str, Any]) -> dict[str, tuple[int, int]]:
+        """(time point of the bricks drawn, time point wanted) per streamed time-lapse
+        image layer that draws something."""
+        out: dict[str, tuple[int, int]] = {}
+        ctl = self.streaming
+        if ctl is None:
+            return out
+        for name, f in frames.items():
+            st = getattr(ctl.adapters.get(name), "streamer", None)
+            keys = getattr(f, "keys", None)
+            if st is None or st.n_time <= 1 or keys is None or len(keys) == 0:
+                continue
+            out[name] = (int(st.split_key(int(keys[0]))[0]), int(st.time_index))
+        return out
 
     def set_interactive(self, on: bool) -> None:
         """Draw at interactive quality while ``on`` (a drag); redraw at still quality after."""
@@ -405,6 +482,9 @@ class QtRenderView(QtWidgets.QWidget):
             streaming=streaming,
             cache_bytes=cache_bytes,
             on_stats=self.stream_stats.emit,
+            # The first frame waits for the layout (showEvent): drawn at the size the
+            # widget has before it, it was stretched onto the widget (issue 18.7).
+            held=True,
         )
 
     # -- frames -----------------------------------------------------------------
@@ -424,12 +504,31 @@ class QtRenderView(QtWidgets.QWidget):
         p = QtGui.QPainter(self)
         p.fillRect(self.rect(), QtGui.QColor(20, 20, 26))
         if self._image is not None:
-            p.drawImage(QtCore.QRectF(self.rect()), self._image)
+            p.drawImage(self._image_rect(), self._image)
         p.end()
+
+    def _image_rect(self) -> QtCore.QRectF:
+        """Where the frame goes: the whole widget when it has the widget's size; a frame
+        of another size (drawn before a resize) keeps its aspect, its height fitted (the
+        camera's view angle is vertical) and centred, never stretched."""
+        assert self._image is not None
+        dpr = self.devicePixelRatioF()
+        iw, ih = self._image.width() / dpr, self._image.height() / dpr
+        w, h = float(self.width()), float(self.height())
+        if abs(iw - w) < 1 and abs(ih - h) < 1:
+            return QtCore.QRectF(self.rect())
+        s = h / max(ih, 1e-9)
+        return QtCore.QRectF((w - iw * s) / 2, 0.0, iw * s, h)
 
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
         super().resizeEvent(event)
         self.render_thread.resize(*self._render_size())
+
+    def showEvent(self, event: QtGui.QShowEvent) -> None:
+        super().showEvent(event)
+        # Laid out now: the first frame is drawn at the widget's own size.
+        self.render_thread.resize(*self._render_size())
+        self.render_thread.release()
 
     def last_image(self) -> QtGui.QImage | None:
         return self._image

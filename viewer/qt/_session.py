@@ -150,8 +150,12 @@ class ProofreadingSession:
         tracks: str | os.PathLike[str] | None = None,
         project: str | os.PathLike[str] | None = None,
         invert: bool | None = None,
+        read_only: bool = False,
     ) -> ProofreadingSession:
         """Open a store (and/or a project folder) the way ``vrscope view`` does.
+
+        ``read_only``: open an existing project without its lock and refuse every edit
+        (a look at a project another process edits, issue 21).
 
         With ``project`` naming an existing project, its image, labels and edited
         tracks are used (``store``/``labels``/``tracks`` may be omitted). A
@@ -164,7 +168,7 @@ class ProofreadingSession:
         proj: Project | None = None
         graph: TrackGraph | None = None
         if project is not None and is_project(project):
-            proj = Project.open(project)
+            proj = Project.open(project, read_only=read_only)
             store = store if store is not None else proj.info.image
             labels = labels if labels else proj.info.labels
             graph = proj.tracks
@@ -552,8 +556,15 @@ class ProofreadingSession:
         return self.project.path
 
     @property
+    def read_only(self) -> bool:
+        """The project is open read-only: every edit is refused."""
+        return self.project is not None and self.project.read_only
+
+    @property
     def save_state(self) -> str:
         """Where the edits are, in one line for the user (the status bar)."""
+        if self.read_only:
+            return "read-only: edits are off (another window or process edits this project)"
         if self.project is not None:
             return f"all edits saved (journaled in {self.project.path.name})"
         if self.kept_by is not None:

@@ -40,7 +40,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from analysis.volume import VolumeSource
 from viewer.actions import MEASURE_POINTS, Pick, nearest_on_screen
 from viewer.render import id_colors, image_colors
-from viewer.scene import Image, Labels, Points, Tracks
+from viewer.scene import Image, Labels, Measurement, Measurements, Points, Tracks
 
 from ._session import ProofreadingSession
 
@@ -628,7 +628,18 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self.pending = pg.PlotDataItem(
             pen=pg.mkPen((255, 255, 80), width=2), symbol="+", symbolPen=(255, 255, 80)
         )
-        for it in (self.track_lines, self.track_nodes, self.hover, self.markers, self.pending):
+        #: Finished measurements near the slice (issue 18.13: they vanished once done),
+        #: in the 3D view's colour, with their values as text.
+        self.measure_lines = pg.PlotDataItem(connect="pairs")
+        self.measure_texts: list[pg.TextItem] = []
+        for it in (
+            self.track_lines,
+            self.track_nodes,
+            self.hover,
+            self.markers,
+            self.pending,
+            self.measure_lines,
+        ):
             it.setZValue(10)
             self.view.addItem(it)
         pen = pg.mkPen((80, 220, 255, 180), width=1)
@@ -639,6 +650,8 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             self.view.addItem(ln)
         self._rect: QtCore.QRectF | None = None
         self._need_slices = self._need_overlays = False
+        #: The time point the overlays were last drawn for (see :attr:`overlay_time`).
+        self._overlay_t: int | None = None
         self._timer = QtCore.QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(0)
@@ -828,7 +841,9 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             self._drop(lay.name, "detail")
             return
         shown = self._shown.get((lay.name, "detail"))
-        if shown is not None and (shown[0], shown[3]) == (id(src), t):
+        if shown is not None and shown[3] != t:
+            detail.setVisible(False)  # another time point: the base shows until this one lands
+        elif shown is not None and (shown[0], shown[3]) == (id(src), t):
             # Another depth: the coarser base shows until the detail of this one lands.
             old = self._results.get((lay.name, "detail"))
             if old is not None and not _same_depth(old.request, src, self.plane, lf, kf, pos):
@@ -891,6 +906,9 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         if isinstance(lay, Image) and key[1] == "base":
             self._data_levels = (float(res.array.min()), float(res.array.max()) or 1.0)
         self._paint(lay, key[1])
+        if self.overlay_time != self._overlay_t:
+            # The image of another time point is shown now: its tracks and markers with it.
+            self.refresh_overlays()
 
     def _on_failed(self, req: SliceRequest, message: str) -> None:
         if req.key[0] != self.plane:
@@ -1125,6 +1143,19 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         finally:
             self._moving_line = False
 
+    @property
+    def overlay_time(self) -> int:
+        """The time point whose tracks, markers and measurements are drawn: the time of
+        the time-lapse image shown (issue 18.12: during Play the nodes of the new time
+        point were drawn over the old image still loading), else the current time."""
+        s = self.session
+        img = s.image_layer
+        if img is not None and img.data is not None and "t" in img.data.axes:
+            res = self._results.get((img.name, "base"))
+            if res is not None and self._item(img.name, "base").isVisible():
+                return int(res.request.t)
+        return int(s.time)
+
     def _slab_um(self) -> float:
         """Half thickness of the slab whose tracks and markers are drawn on this slice."""
         img = self.session.image_layer
@@ -1137,9 +1168,10 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         s = self.session
         r, c, f = slice_axes(self.plane)
         pos, slab = s.cursor[f], self._slab_um()
+        now = self._overlay_t = self.overlay_time
         tl = s.scene.layers.get("tracks") if "tracks" in s.scene.layers.names else None
         if isinstance(tl, Tracks) and tl.data is not None and tl.visible:
-            nodes, node_ids, seg = self._track_overlay(tl, pos, slab)
+            nodes, node_ids, seg = self._track_overlay(tl, pos, slab, now)
             sel = set(s.scene.selection.node_ids)
             # Two shared brushes: pyqtgraph renders one symbol per distinct brush object.
             brushes = [self._brush_sel if int(n) in sel else self._brush_node for n in node_ids]
@@ -1154,7 +1186,7 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         ms = [
             m
             for m in ann.markers
-            if abs(m.position_um[f] - pos) <= slab and (m.t is None or m.t == s.time)
+            if abs(m.position_um[f] - pos) <= slab and (m.t is None or m.t == now)
         ]
         pts_layer = s.scene.layers.get("markers")
         if ms and isinstance(pts_layer, Points) and pts_layer.visible:
@@ -1174,9 +1206,44 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
             self.pending.setData(x=p[:, c], y=p[:, r])
         else:
             self.pending.setData([], [])
+        self._draw_measurements(pos, slab, now)
+
+    def _draw_measurements(self, pos: float, slab: float, now: int) -> None:
+        """Finished measurements of the current time (or static) with a point near the
+        slice: their lines projected onto it and their value at the vertex or middle."""
+        s = self.session
+        r, c, f = slice_axes(self.plane)
+        for t in self.measure_texts:
+            self.view.removeItem(t)
+        self.measure_texts = []
+        lay = s.scene.layers.get("measurements") if "measurements" in s.scene.layers.names else None
+        if not isinstance(lay, Measurements) or not lay.visible:
+            self.measure_lines.setData([], [])
+            return
+        segs: list[npt.NDArray[np.float64]] = []
+        color = tuple(int(255 * v) for v in lay.color)
+        for m in s.annotations.measurements:
+            p = np.asarray(m.points_um, dtype=np.float64)
+            if (m.t is not None and m.t != now) or not (np.abs(p[:, f] - pos) <= slab).any():
+                continue
+            segs.append(np.stack([p[:-1], p[1:]], axis=1).reshape(-1, 3))
+            shown = Measurement(kind=m.kind, points_um=list(m.points_um), label=f"#{m.id}")
+            anchor = p[1] if m.kind == "angle" else p.mean(axis=0)
+            text = pg.TextItem(shown.text, color=color, anchor=(0.5, 1.0))
+            text.setPos(float(anchor[c]), float(anchor[r]))
+            text.setZValue(11)
+            self.view.addItem(text)
+            self.measure_texts.append(text)
+        if segs:
+            seg = np.concatenate(segs)
+            self.measure_lines.setData(
+                x=seg[:, c], y=seg[:, r], pen=pg.mkPen(color, width=lay.line_width)
+            )
+        else:
+            self.measure_lines.setData([], [])
 
     def _track_overlay(
-        self, tl: Tracks, pos: float, slab: float
+        self, tl: Tracks, pos: float, slab: float, now: int
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """Nodes of the current time near the slice, and tail segments touching the slab.
 
@@ -1186,7 +1253,6 @@ class QtSliceView(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         """
         s = self.session
         f = self.fixed_axis
-        now = s.time
         st = s.track_state
         g = s.tracks
         if st is not None and g is not None and st.graph is g and tl.name == "tracks":

@@ -96,5 +96,35 @@ class VtkMeasurements(VtkLayer):
         prop.SetOpacity(lay.opacity)
         self.props = [self.actor, *self.texts]
 
+    def layout(self, renderer: Any) -> None:
+        """Keep the value labels apart on screen: a label whose box meets one already
+        placed moves up above it (issue 18.13: two nearby measurements' values were
+        drawn over each other). Greedy in measurement order, so the first keeps its
+        place; a handful of labels, so the pairwise check is cheap."""
+        dpi = int(renderer.GetRenderWindow().GetDPI()) if renderer.GetRenderWindow() else 72
+        tr = v.vtkTextRenderer.GetInstance()
+        if tr is None or not self.texts:
+            return
+        placed: list[tuple[float, float, float, float]] = []
+        gap = 2.0
+        for text in self.texts:
+            renderer.SetWorldPoint(*text.GetPosition(), 1.0)
+            renderer.WorldToDisplay()
+            x, y, _ = renderer.GetDisplayPoint()
+            bbox = [0, 0, 0, 0]
+            tr.GetBoundingBox(text.GetTextProperty(), text.GetInput(), bbox, dpi)
+            w, h = bbox[1] - bbox[0] + 1, bbox[3] - bbox[2] + 1
+            x0, x1, y0 = x - w / 2, x + w / 2, y + bbox[2]
+            dy = 0.0
+            moved = True
+            while moved:
+                moved = False
+                for a0, a1, b0, b1 in placed:
+                    if x0 < a1 and a0 < x1 and y0 + dy < b1 and b0 < y0 + dy + h:
+                        dy = b1 + gap - y0
+                        moved = True
+            text.SetDisplayOffset(0, int(np.ceil(dy)))
+            placed.append((x0, x1, y0 + dy, y0 + dy + h))
+
     def mappers(self) -> list[Any]:
         return [self.mapper]

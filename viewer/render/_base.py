@@ -106,6 +106,9 @@ class VtkLayer:
     def _update(self, ctx: FrameContext) -> None:
         raise NotImplementedError
 
+    def layout(self, renderer: Any) -> None:
+        """Place screen-space things for the camera just set (each frame; default none)."""
+
     def mappers(self) -> list[Any]:
         """Mappers the scene's clipping planes apply to."""
         return [p.GetMapper() for p in self.props if p.GetMapper() is not None]

@@ -372,6 +372,8 @@ class SceneRenderer:
         if self._planes_dirty:
             self._apply_planes()
         self._apply_camera(self.scene.camera)
+        for adapter in self.adapters.values():
+            adapter.layout(self.renderer)
         self._apply_quality(refresh=changed)
         self.overlays.update(self.scene.camera, self.size)
 

@@ -194,3 +194,38 @@ def test_add_tracks_new_project_recent_and_save_as_create_folders(
     reopened = other_windows(win)
     assert len(reopened) == 1 and reopened[0].session.project.path == folder.resolve()
     wait_rendered(qtbot, reopened[0])
+
+
+def test_open_url_shows_the_image_served_over_http(
+    make_viewer: Any, fibsem_store: Path, qtbot: Any, monkeypatch: Any
+) -> None:
+    """File > Open URL…: an OME-Zarr served over http (loopback) opens in a new window
+    whose XY slice shows the store's voxels (read with zarr from disk)."""
+    from tests.analysis.io._support import serve_directory
+
+    win = make_viewer(str(fibsem_store), ["nucleus"])
+    with serve_directory(fibsem_store.parent) as (base, requests):
+        url = f"{base}/{fibsem_store.name}"
+        monkeypatch.setattr(QtWidgets.QInputDialog, "getText", lambda *a, **k: (url, True))
+        menu_click(qtbot, win, "File", "Open URL…")
+        new = other_windows(win)
+        assert len(new) == 1
+        try:
+            wait_rendered(qtbot, new[0])
+            s = new[0].session
+            assert s.image_layer is not None and str(s.image_layer.source) == url
+            view = new[0].slices["xy"]
+            res = view.shown(s.image_layer.name, "base")
+            assert res is not None
+            rq = res.request
+            grp = zarr.open_group(str(fibsem_store), mode="r")
+            attrs = grp.attrs.asdict()
+            path = attrs.get("ome", attrs)["multiscales"][0]["datasets"][rq.level]["path"]
+            ref = np.asarray(grp[path])[rq.k, rq.rows[0] : rq.rows[1], rq.cols[0] : rq.cols[1]]
+            assert ref.std() > 0
+            np.testing.assert_array_equal(view.image.image, ref.astype(np.float32))
+            # ... and they came over http
+            assert any(r.startswith(f"/{fibsem_store.name}/") for r in requests)
+        finally:
+            new[0].session.unsaved_edits = 0
+            new[0].close()
