@@ -23,7 +23,13 @@ writes its result through :mod:`analysis.io` atomically, and run the units with
 :func:`run_units` under :func:`cluster_client`.
 """
 
-from analysis.batch._cluster import UnitResult, cluster_client, dashboard_link, run_units
+from analysis.batch._cluster import (
+    UnitResult,
+    cluster_client,
+    dashboard_link,
+    run_units,
+    worker_memory,
+)
 from analysis.batch._infer import (
     InferJob,
     InferOutcome,
@@ -37,6 +43,7 @@ from analysis.batch._measure import (
     MeasureResult,
     batch_measure,
     block_grid,
+    budget_block,
     default_block,
     measure_block,
 )
@@ -61,6 +68,7 @@ __all__ = [
     "batch_measure",
     "batch_profile",
     "block_grid",
+    "budget_block",
     "cluster_client",
     "dashboard_link",
     "default_block",
@@ -70,4 +78,5 @@ __all__ = [
     "run_units",
     "stats_moments",
     "store_unit_name",
+    "worker_memory",
 ]
