@@ -10,7 +10,9 @@ clusters work without code changes):
   exactly per object, so the table equals the single-process one;
 - both: tiled model inference (:func:`batch_infer`), one task per block of every store,
   after a reduction for the whole-volume normalisation statistics; the blocks blend the
-  tiles that reach into them, so the labels equal the single-process ones.
+  tiles that reach into them, so the labels equal the single-process ones; objects of a
+  class (``--objects``) are labelled block by block and joined exactly across block faces
+  (:mod:`analysis.batch._objects`).
 
 Faults: a unit's result appears under its final name only when complete (written under a
 temporary name, then renamed: :mod:`analysis.io._batch`), so a killed worker's task is

@@ -114,8 +114,9 @@ def cluster_client(
         start and no second import of the analysis stack, but a worker over its memory
         limit is only paused, not restarted, and a crash takes the command with it.
     dashboard : str, optional
-        Address of the LocalCluster's dashboard (``":8787"``, ``":0"`` for any port);
-        default: none (it and the profiler that feeds it cost CPU all run long).
+        Address of the LocalCluster's dashboard (``":8787"``, ``":0"`` for any port).
+        Default: none, and no statistical profiler on the workers (it samples every
+        thread's stack every 10 ms to feed the dashboard's profile page).
     """
     import dask.config
     from distributed import Client, LocalCluster
@@ -141,7 +142,10 @@ def cluster_client(
             n_workers=n,
             threads_per_worker=1,
             processes=processes,
-            dashboard_address=dashboard,
+            # The scheduler always serves HTTP (health, metrics); at a free port unless a
+            # dashboard address is given, so that runs side by side do not collide.
+            dashboard_address=dashboard or ":0",
+            scheduler_kwargs={"dashboard": bool(dashboard)},
             memory_limit=memory_limit or "auto",
         )
         try:

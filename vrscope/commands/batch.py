@@ -34,11 +34,12 @@ _EPILOG_MEASURE = """\
 The label image is cut into blocks of whole chunks, one task each (--block; default: the
 largest blocks whose labels take at most a quarter of a worker's memory limit, with at
 least two blocks per worker). With --workers 1 the worker is a thread of the command
-(no worker process to start). The table equals `vrscope measure` on the same store
-(same objects, volumes, centroids, bounding boxes and surfaces): objects that cross blocks
-are reduced exactly (integer sums) and measured again on their whole bounding box. Blocks
-done are kept in TABLE.parts/ until the table is written, so --resume after an interrupted
-or failed run computes only the missing blocks.
+(no worker process to start; over --memory-per-worker it is paused, not restarted).
+The table equals `vrscope measure` on the same store (same objects, volumes, centroids,
+bounding boxes and surfaces): objects that cross blocks are reduced exactly (integer sums)
+and measured again on their whole bounding box. Blocks done are kept in TABLE.parts/ until
+the table is written, so --resume after an interrupted or failed run computes only the
+missing blocks (with the blocks of that run).
 
 examples:
   vrscope batch measure huge.zarr --labels mitochondria --out mito.parquet --workers 8
@@ -99,7 +100,8 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
         const=":0",
         metavar="ADDRESS",
         help="serve the LocalCluster's dask dashboard (at ADDRESS, e.g. :8787; default: any "
-        "free port) and print its address; off by default, as it costs CPU all run long",
+        "free port) and print its address; off by default, as the statistical profiler that "
+        "feeds it costs CPU all run long",
     )
     g.add_argument(
         "--resume",
@@ -248,11 +250,12 @@ def _client(args: argparse.Namespace, *, processes: bool = True) -> Any:
     )
 
 
-def _announce(client: Any) -> None:
+def _announce(client: Any, args: argparse.Namespace) -> None:
     from analysis.batch import dashboard_link
 
     n = len(client.scheduler_info().get("workers", {}))
-    link = dashboard_link(client)
+    # A cluster of ours serves a dashboard only when asked for; a remote one's is shown.
+    link = dashboard_link(client) if args.dashboard or args.scheduler else None
     where = f"scheduler {client.scheduler.address}, {n} worker(s)"
     print(where + (f", dashboard {link}" if link else ""), flush=True)
 
@@ -281,7 +284,7 @@ def run_profile(args: argparse.Namespace) -> int:
         image=not args.no_image,
     )  # fmt: skip
     with _client(args) as client:
-        _announce(client)
+        _announce(client, args)
         outcomes, _ = batch_profile(
             client, args.stores, out, options, resume=args.resume, progress=progress_enabled()
         )
@@ -324,7 +327,7 @@ def run_measure(args: argparse.Namespace) -> int:
     # One worker runs as a thread of this process: no worker process to start, no second
     # import of the analysis stack (the results are the same; docs/benchmarks.md).
     with _client(args, processes=args.scheduler is not None or args.workers != 1) as client:
-        _announce(client)
+        _announce(client, args)
         if block is None:
             n_workers = len(client.scheduler_info().get("workers", {})) or 1
             block = budget_block(
@@ -411,7 +414,7 @@ def run_infer(args: argparse.Namespace) -> int:
         )  # fmt: skip
         parts.append(part)
     with _client(args) as client:
-        _announce(client)
+        _announce(client, args)
         outcomes = batch_infer(client, jobs, parts, resume=args.resume, progress=progress_enabled())
     for job, res in zip(jobs, outcomes, strict=True):
         if res.ok and not res.skipped:
