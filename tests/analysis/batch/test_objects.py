@@ -120,3 +120,11 @@ def test_size_filter_counts_diagonal_neighbours_across_blocks(tmp_path, store):
     ref = objects_from_probabilities(prob, spacing=SPACING, min_volume_um3=40 * volume)
     assert ref.max() == 2 and ref[21, 21, 21] == 0
     np.testing.assert_array_equal(_blockwise(tmp_path, prob, job, (8, 8, 8)), ref)
+
+
+def test_a_map_without_objects_gives_an_empty_label_image(tmp_path, store):
+    prob = np.full(SHAPE, 0.25, np.float32)
+    ref = objects_from_probabilities(prob, spacing=SPACING, min_volume_um3=0.01)
+    assert ref.max() == 0
+    got = _blockwise(tmp_path, prob, _Job(store, 0.5, 0.0, 0.01), (8, 8, 8))
+    np.testing.assert_array_equal(got, ref)
