@@ -10,7 +10,9 @@ clusters work without code changes):
   exactly per object, so the table equals the single-process one;
 - both: tiled model inference (:func:`batch_infer`), one task per block of every store,
   after a reduction for the whole-volume normalisation statistics; the blocks blend the
-  tiles that reach into them, so the labels equal the single-process ones.
+  tiles that reach into them, so the labels equal the single-process ones; objects of a
+  class (``--objects``) are labelled block by block and joined exactly across block faces
+  (:mod:`analysis.batch._objects`).
 
 Faults: a unit's result appears under its final name only when complete (written under a
 temporary name, then renamed: :mod:`analysis.io._batch`), so a killed worker's task is
@@ -23,7 +25,13 @@ writes its result through :mod:`analysis.io` atomically, and run the units with
 :func:`run_units` under :func:`cluster_client`.
 """
 
-from analysis.batch._cluster import UnitResult, cluster_client, dashboard_link, run_units
+from analysis.batch._cluster import (
+    UnitResult,
+    cluster_client,
+    dashboard_link,
+    run_units,
+    worker_memory,
+)
 from analysis.batch._infer import (
     InferJob,
     InferOutcome,
@@ -37,6 +45,7 @@ from analysis.batch._measure import (
     MeasureResult,
     batch_measure,
     block_grid,
+    budget_block,
     default_block,
     measure_block,
 )
@@ -61,6 +70,7 @@ __all__ = [
     "batch_measure",
     "batch_profile",
     "block_grid",
+    "budget_block",
     "cluster_client",
     "dashboard_link",
     "default_block",
@@ -70,4 +80,5 @@ __all__ = [
     "run_units",
     "stats_moments",
     "store_unit_name",
+    "worker_memory",
 ]

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from analysis.errors import ParameterError, VrscopeError
 
-__all__ = ["UnitResult", "cluster_client", "dashboard_link", "run_units"]
+__all__ = ["UnitResult", "cluster_client", "dashboard_link", "run_units", "worker_memory"]
 
 log = logging.getLogger(__name__)
 
@@ -70,26 +70,55 @@ def _guarded(func: Callable[..., Any], *args: Any) -> Any:
         return _UnitFailed(f"{type(exc).__name__}: {msg}".rstrip(": "))
 
 
+# dask's idle costs, cut for the clusters a command starts (measured on a 1024³ batch
+# measure, docs/benchmarks.md): every server checks its event loop every 20 ms
+# (``admin.tick``), samples system counters every 500 ms, each worker samples every
+# thread's stack every 10 ms for the dashboard's profile page, and each nanny and worker
+# polls its process's memory every 100 ms. Longer intervals change no result: the ticks
+# only warn about a blocked loop, the memory limit is still enforced (twice a second).
+_QUIET_CONFIG: dict[str, Any] = {
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.tick.limit": "10s",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.admin.system-monitor.gil.enabled": False,
+    "distributed.worker.memory.monitor-interval": "500ms",
+}
+# The statistical profiler feeds only the dashboard's profile page.
+_NO_PROFILE: dict[str, Any] = {"distributed.worker.profile.enabled": False}
+
+
 @contextmanager
 def cluster_client(
     scheduler: str | None = None,
     workers: int | None = None,
     *,
     memory_limit: str | None = None,
+    processes: bool = True,
+    dashboard: str | None = None,
 ) -> Iterator[Any]:
     """A ``distributed.Client``: on the scheduler at ``scheduler`` (an existing cluster,
-    ``tcp://host:port``), or on a LocalCluster of ``workers`` single-threaded worker
-    processes (default: one per core) started here and stopped on exit.
+    ``tcp://host:port``), or on a LocalCluster of ``workers`` single-threaded workers
+    (default: one per core) started here and stopped on exit.
 
     Parameters
     ----------
     scheduler : str, optional
         Scheduler address. dask-jobqueue, dask-kubernetes or Coiled clusters expose one.
     workers : int, optional
-        Worker processes of the LocalCluster (ignored with ``scheduler``).
+        Workers of the LocalCluster (ignored with ``scheduler``).
     memory_limit : str, optional
         Memory limit per LocalCluster worker (``"2GB"``); default: dask's (RAM / workers).
+    processes : bool, default: True
+        Worker processes (each under a nanny that restarts it when it dies or exceeds its
+        memory limit). False runs the workers as threads of this process: no process to
+        start and no second import of the analysis stack, but a worker over its memory
+        limit is only paused, not restarted, and a crash takes the command with it.
+    dashboard : str, optional
+        Address of the LocalCluster's dashboard (``":8787"``, ``":0"`` for any port).
+        Default: none, and no statistical profiler on the workers (it samples every
+        thread's stack every 10 ms to feed the dashboard's profile page).
     """
+    import dask.config
     from distributed import Client, LocalCluster
 
     if scheduler:
@@ -105,18 +134,36 @@ def cluster_client(
     n = workers if workers is not None else (os.cpu_count() or 1)
     if n < 1:
         raise ParameterError(f"--workers must be at least 1, got {n}")
-    cluster = LocalCluster(  # type: ignore[no-untyped-call]
-        n_workers=n,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",
-        memory_limit=memory_limit or "auto",
-    )
+    config = dict(_QUIET_CONFIG) if dashboard else {**_QUIET_CONFIG, **_NO_PROFILE}
+    # The settings must hold while the servers run: their periodic callbacks read them at
+    # start, and a nanny hands the configuration to the worker process it starts.
+    with dask.config.set(config):
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=n,
+            threads_per_worker=1,
+            processes=processes,
+            # The scheduler always serves HTTP (health, metrics); at a free port unless a
+            # dashboard address is given, so that runs side by side do not collide.
+            dashboard_address=dashboard or ":0",
+            scheduler_kwargs={"dashboard": bool(dashboard)},
+            memory_limit=memory_limit or "auto",
+        )
+        try:
+            with Client(cluster) as client:  # type: ignore[no-untyped-call]
+                yield client
+        finally:
+            cluster.close()
+
+
+def worker_memory(client: Any) -> int | None:
+    """The smallest memory limit of the cluster's workers in bytes (None: no limit known)."""
     try:
-        with Client(cluster) as client:  # type: ignore[no-untyped-call]
-            yield client
-    finally:
-        cluster.close()
+        workers = client.scheduler_info().get("workers", {}).values()
+    except Exception:  # an old or odd scheduler: no limit to go by
+        return None
+    limits = [int(w.get("memory_limit") or 0) for w in workers]
+    limits = [m for m in limits if m > 0]
+    return min(limits) if limits else None
 
 
 def dashboard_link(client: Any) -> str | None:

@@ -22,7 +22,10 @@ whose core covers it. Here:
    they touch (the price of independent blocks: ``tile_evaluations`` against ``tiles``).
    The class labels (argmax, or the threshold for one class) are voxel-wise and go into a
    scratch zarr array of the image's chunk shape (one writer per chunk).
-3. **The label image** is written from the scratch array by
+3. **Objects** (``--objects``): without a watershed, the class map becomes objects block
+   by block, joined exactly across block faces (:mod:`analysis.batch._objects`); with a
+   watershed, in one task per store on the whole map (step 4).
+4. **The label image** is written from the scratch array by
    :func:`analysis.io.write_labels`, the writer of ``vrscope infer``, in one task per
    store: the same files, chunk for chunk, with the stride pyramid.
 
@@ -47,6 +50,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from analysis._checks import check_spacing
+from analysis.batch import _objects
 from analysis.batch._cluster import UnitResult, run_units
 from analysis.batch._measure import block_grid
 from analysis.errors import FormatError, ParameterError
@@ -313,10 +318,12 @@ def infer_block(
 def write_store_labels(job: InferJob, parts_dir: str) -> str:
     """The task that writes the label image from the finished scratch array.
 
-    Class labels are copied chunk by chunk. Objects (``job.objects``) are made from the
-    class's whole probability map by :func:`~analysis.inference.objects_from_probabilities`
-    as in ``vrscope infer --objects``, whose memory bound (the volume) this step shares:
-    components, closing and watershed span blocks.
+    Class labels are copied chunk by chunk, and so are objects made block-wise
+    (:mod:`._objects`). Objects split by a watershed (``job.watershed_um``) are made here
+    from the class's whole probability map by
+    :func:`~analysis.inference.objects_from_probabilities`, as in ``vrscope infer
+    --objects``, whose memory bound (the volume) this step shares: the flooding follows
+    whole connected components, which have no exact block-wise form.
     """
     from analysis.io import ScratchVolume, open_volume, write_labels
 
@@ -324,7 +331,11 @@ def write_store_labels(job: InferJob, parts_dir: str) -> str:
     scale = image.levels[0].scale_um
     scratch = ScratchVolume.reopen(Path(parts_dir) / _SCRATCH, scale_um=scale, name=job.name)
     result: Any = scratch
-    if job.objects is not None:
+    if job.objects is not None and not job.watershed_um:  # made block-wise (._objects)
+        result = ScratchVolume.reopen(
+            Path(parts_dir) / _objects.OBJECTS, scale_um=scale, name=job.name
+        )
+    elif job.objects is not None:
         from analysis.inference import objects_from_probabilities
 
         result = objects_from_probabilities(
@@ -552,7 +563,17 @@ def batch_infer(
         else:
             evaluations[store] = sum(int(r.value) for r in mine)
 
-    # 3. The label images, one task per store.
+    # 3. Objects (--objects without --watershed): label, link and renumber block-wise.
+    blockwise = {
+        store: entry for store, entry in live.items() if entry[0].objects is not None
+        and not entry[0].watershed_um
+    }  # fmt: skip
+    if blockwise:
+        for store, bad in _objects_blockwise(client, blockwise, progress).items():
+            outcomes[store] = bad
+            del live[store]
+
+    # 4. The label images, one task per store.
     write_units = {f"{store} labels": (job, str(parts)) for store, (job, parts, *_) in live.items()}
     t0 = time.perf_counter()
     written = run_units(
@@ -574,6 +595,76 @@ def batch_infer(
             tile_evaluations=evaluations[store],
         )  # fmt: skip
     return [outcomes[job.store] for job in jobs]
+
+
+def _objects_blockwise(
+    client: Any, live: dict[str, tuple[InferJob, Path, Any, Any, Any]], progress: bool
+) -> dict[str, InferOutcome]:
+    """The objects of every store's class map, block by block (:mod:`._objects`): three
+    rounds of block tasks with a merge on the client. Returns the stores that failed."""
+    from analysis.io import ScratchVolume, open_volume, remove_folder
+
+    failed: dict[str, InferOutcome] = {}
+    grids: dict[str, list[tuple[tuple[int, int, int], tuple[int, int, int]]]] = {}
+    for store, (job, parts, _, inp, _) in live.items():
+        grids[store] = block_grid(inp.spatial_shape, job.block)
+        chunks = open_volume(job.store).levels[0].chunks[-3:]
+        for folder in (_objects.CC, _objects.OBJECTS):  # redone whole on --resume
+            remove_folder(parts / folder)
+            ScratchVolume(inp.spatial_shape, np.int32, chunks=chunks, folder=parts / folder)
+
+    def run(round_name: str, func: Any, args: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        results = run_units(client, func, args, desc=round_name, progress=progress)
+        log.info("infer: %s done in %.1f s (%d tasks)", round_name, time.perf_counter() - t0,
+                 len(results))  # fmt: skip
+        by_store: dict[str, list[UnitResult]] = {}
+        for r in results:
+            by_store.setdefault(r.unit.rsplit(" ", 1)[0], []).append(r)
+        for store, mine in by_store.items():
+            if store not in failed and any(not r.ok for r in mine):
+                failed[store] = _failed(store, mine)
+        return {r.unit: r.value for r in results if r.ok}
+
+    names = {store: [f"{store} {_unit_name(s)}" for s, _ in grid] for store, grid in grids.items()}
+    counts = run(
+        "label objects",
+        _objects.label_objects_block,
+        {
+            u: (live[store][0], str(live[store][1]), s, e)
+            for store, grid in grids.items()
+            for u, (s, e) in zip(names[store], grid, strict=True)
+        },
+    )
+    conns: dict[str, tuple[int, ...]] = {
+        store: (1, 3) if live[store][0].min_volume_um3 > 0 else (1,) for store in grids
+    }
+    links = run(
+        "link objects",
+        _objects.link_objects_block,
+        {
+            u: (str(live[store][1]), s, e, live[store][0].block, conns[store])
+            for store, grid in grids.items()
+            if store not in failed
+            for u, (s, e) in zip(names[store], grid, strict=True)
+        },
+    )
+    relabel: dict[str, tuple[Any, ...]] = {}
+    for store, grid in grids.items():
+        if store in failed:
+            continue
+        job, parts, *_ = live[store]
+        spacing = check_spacing(open_volume(job.store).levels[0].scale_um)
+        luts = _objects.merge_objects(
+            [counts[u] for u in names[store]],
+            [links[u] for u in names[store]],
+            float(np.prod(spacing)),
+            job.min_volume_um3,
+        )
+        for u, (s, e), lut in zip(names[store], grid, luts, strict=True):
+            relabel[u] = (str(parts), s, e, lut)
+    run("relabel objects", _objects.relabel_block, relabel)
+    return failed
 
 
 def _stats_unit(spec: tuple[Any, ...]) -> Any:

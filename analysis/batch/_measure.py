@@ -58,6 +58,7 @@ __all__ = [
     "MeasureResult",
     "batch_measure",
     "block_grid",
+    "budget_block",
     "default_block",
     "measure_block",
 ]
@@ -130,6 +131,43 @@ def default_block(
         c = max(1, int(c))
         out.append(min(max(c, math.ceil(edge / c) * c), max(n, 1)))
     return (out[0], out[1], out[2])
+
+
+def budget_block(
+    shape: Sequence[int],
+    chunks: Sequence[int],
+    itemsize: int,
+    memory_bytes: int | None,
+    workers: int,
+) -> tuple[int, int, int]:
+    """The largest block of whole chunks that fits a worker's memory and still gives every
+    worker work.
+
+    Larger blocks mean fewer objects on shared faces (measured a second time), fewer part
+    files and fewer tasks. A block's labels may take a quarter of ``memory_bytes`` (the
+    read, the object crops and the pieces come on top: about 1 GB of worker RSS for a
+    512³ uint16 block, docs/benchmarks.md), and the volume is cut into at least two
+    blocks per worker (a straggler then costs at most half a worker's share). Edges
+    double from the chunk up to the whole axis; without a known memory limit the block
+    stays at most ``_DEFAULT_BLOCK_EDGE`` per axis.
+    """
+    shape3 = [max(int(n), 1) for n in shape[-3:]]
+    chunk3 = [max(1, min(int(c), n)) for c, n in zip(chunks[-3:], shape3, strict=True)]
+    if not memory_bytes:
+        return default_block(shape3, chunk3)
+    best = (chunk3[0], chunk3[1], chunk3[2])
+    edge = 2 * max(chunk3)
+    while edge < 2 * max(shape3):
+        cand = tuple(
+            min(max(c, math.ceil(edge / c) * c), n) for n, c in zip(shape3, chunk3, strict=True)
+        )
+        if 4 * math.prod(cand) * max(1, int(itemsize)) > memory_bytes:
+            break
+        n_blocks = math.prod(math.ceil(n / b) for n, b in zip(shape3, cand, strict=True))
+        if n_blocks >= 2 * max(1, workers):
+            best = (cand[0], cand[1], cand[2])
+        edge *= 2
+    return best
 
 
 def block_grid(

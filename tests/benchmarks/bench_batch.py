@@ -14,6 +14,9 @@ Cases, each a separate process (as a user runs them), timed wall-clock:
 - profile: ``--samples`` FIB-SEM samples of ``--sample-size``³. Reference: ``vrscope
   profile`` run once per store, one after the other; then ``vrscope batch profile`` with
   1 and 2 workers.
+- memory: ``batch measure --workers 2 --block B B B`` (``--memory-block``, 128) on label
+  images of ``--memory-sizes`` (256³ and 512³) with the measure case's density of
+  objects: the peak RSS of the largest worker must not grow with the volume.
 - infer: a ``--infer-size``³ smooth noise image (chunks 32³), a 3D U-Net (depth 2, width 8,
   random weights), tiles of 32³. Reference: ``vrscope infer`` with torch on one thread
   (``OMP_NUM_THREADS=1``, as each worker runs it); then ``vrscope batch infer`` with blocks
@@ -187,6 +190,48 @@ def _bench_infer(tmp: Path, size: int) -> list[tuple[str, float, float, float, f
     return rows
 
 
+def _bench_memory(
+    tmp: Path, sizes: list[int], block: int, workers: int, objects_per_mvoxel: float
+) -> list[tuple[str, float, float, float, float]]:
+    """Peak RSS of the largest worker of ``batch measure`` on label images of several
+    sizes with the same block shape (and the same density of objects): bounded by the
+    block, it stays flat while the volume grows."""
+    from analysis.io import write_labels, write_ngff
+    from analysis.volume import FunctionVolumeSource
+
+    rows = []
+    peaks = {}
+    for size in sizes:
+        shape = (size,) * 3
+        n = max(1, round(objects_per_mvoxel * size**3 / 1e6))
+        store = tmp / f"memory{size}.zarr"
+        zeros = FunctionVolumeSource(
+            shape, lambda lv, r: np.zeros(tuple(s.stop - s.start for s in r), np.uint8),
+            chunks=(128, 128, 128), n_levels=1,
+        )  # fmt: skip
+        write_ngff(zeros, store, chunks=(128, 128, 128), n_levels=1)
+        write_labels(store, "objects", _label_source(shape, n), chunks=(128, 128, 128))
+        out = tmp / f"memory{size}.parquet"
+        t, main_mem, worker_mem, _ = _timed(
+            [*VRSCOPE, "batch", "measure", str(store), "--labels", "objects", "--out", str(out),
+             "--workers", str(workers), "--block", str(block), str(block), str(block)]
+        )  # fmt: skip
+        peaks[size] = worker_mem
+        print(
+            f"memory: {size}³ ({size**3 * 2 / 1e9:.2f} GB of uint16 labels, {n} objects), "
+            f"blocks {block}³: peak RSS per worker {worker_mem:.3f} GB, command "
+            f"{main_mem:.3f} GB",
+            flush=True,
+        )
+        rows.append((f"batch measure {size}³, {block}³ blocks", t, t, main_mem, worker_mem))
+    lo, hi = min(sizes), max(sizes)
+    print(
+        f"memory: volume x{(hi / lo) ** 3:.0f}, peak RSS per worker x{peaks[hi] / peaks[lo]:.2f}",
+        flush=True,
+    )
+    return rows
+
+
 def main(argv: list[str]) -> int:
     import pandas as pd
 
@@ -201,7 +246,14 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--sample-size", type=int, default=128, help="sample edge (default: 128)")
     ap.add_argument("--memory-per-worker", default="2GB", help="worker limit (default: 2GB)")
     ap.add_argument("--infer-size", type=int, default=96, help="infer image edge (default: 96)")
-    ap.add_argument("--skip", choices=("measure", "profile", "infer"), action="append", default=[])
+    ap.add_argument(
+        "--skip", choices=("measure", "profile", "infer", "memory"), action="append", default=[]
+    )
+    ap.add_argument(
+        "--memory-sizes", type=int, nargs="+", default=[256, 512],
+        help="label image edges of the memory case (default: 256 512)",
+    )  # fmt: skip
+    ap.add_argument("--memory-block", type=int, default=128, help="its block edge (default: 128)")
     ap.add_argument(
         "--measure-workers",
         type=int,
@@ -282,6 +334,10 @@ def main(argv: list[str]) -> int:
 
     if "infer" not in args.skip:
         rows += _bench_infer(tmp, args.infer_size)
+
+    if "memory" not in args.skip:
+        # 20,000 objects per 1024³ (the measure case's density); two worker processes.
+        rows += _bench_memory(tmp, args.memory_sizes, args.memory_block, 2, 20000 / 1024**3 * 1e6)
 
     print(f"\nload average (1, 5, 15 min) at the end: {os.getloadavg()}, {os.cpu_count()} cores")
     print(

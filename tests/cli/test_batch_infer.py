@@ -132,10 +132,10 @@ def test_batch_infer_equals_infer_files(stores, model, tmp_path, capsys, monkeyp
     monkeypatch.setattr("vrscope.commands._analysis_io.progress_enabled", lambda: True)
     code, out, err = _run(
         capsys, "batch", "infer", *copies, "--model", model, "--out", "pred", *TILE, *BLOCK,
-        "--workers", 2,
+        "--workers", 2, "--dashboard",
     )  # fmt: skip
     assert code == 0, err
-    assert "3 inferred, 0 already done, 0 failed" in out and "dashboard" in out
+    assert "3 inferred, 0 already done, 0 failed" in out and "dashboard http" in out
     assert out.count("(48 of 48 blocks computed") == 3
     assert "infer blocks: 100%" in err and "statistics: 100%" in err  # the progress bars
     for copy in copies:
@@ -161,16 +161,34 @@ def test_statistics_reduced_over_many_z_blocks(stores, model, tmp_path, capsys, 
     _assert_same_labels(store, ref, "pred")
 
 
-@pytest.mark.parametrize("method", [[], ["--watershed", "0.4"]])
-def test_batch_objects_equal_infer_objects(stores, model, tmp_path, capsys, method):
+@pytest.mark.parametrize(
+    "opts",
+    [
+        [],
+        ["--closing", "0.1", "--min-volume", "0.002"],
+        ["--closing", "0.1", "--min-volume", "0.002", "--watershed", "0.4"],
+    ],
+    ids=["components", "closing-min-volume", "watershed"],
+)
+def test_batch_objects_equal_infer_objects(stores, model, tmp_path, capsys, opts):
     """--objects: the class's probabilities from the blocks, then threshold, closing,
-    small-object removal and components (or watershed) as vrscope infer --objects."""
+    small-object removal and components (block-wise, joined across block faces) or
+    watershed (on the whole map) as vrscope infer --objects, with objects that cross the
+    16³ blocks."""
+    from scipy import ndimage as ndi
+
     originals, _ = stores
     ref, store = _copies(originals[1:2], tmp_path / "ref")[0], _copies(originals[1:2], tmp_path)[0]
-    opts = ["--objects", "ball", "--closing", "0.1", "--min-volume", "0.002", *method]
+    opts = ["--objects", "ball", *opts]
     rc = main(["infer", str(ref), "--model", str(model), "--out", "obj", *TILE, *opts, "--quiet"])
     assert rc == 0
-    assert int(np.asarray(open_labels(ref, "obj").read(0)).max()) >= 3  # several objects
+    objects = np.asarray(open_labels(ref, "obj").read(0)).reshape(SHAPE)
+    assert int(objects.max()) >= 3  # several objects
+    crossing = [
+        sl for sl in ndi.find_objects(objects)
+        if sl is not None and any(s.start // 16 != (s.stop - 1) // 16 for s in sl)
+    ]  # fmt: skip
+    assert len(crossing) >= 2
     code, out, err = _run(
         capsys, "batch", "infer", store, "--model", model, "--out", "obj", *TILE, *BLOCK,
         *opts, "--workers", 2,

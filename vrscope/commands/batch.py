@@ -31,12 +31,15 @@ examples:
 """
 
 _EPILOG_MEASURE = """\
-The label image is cut into blocks of whole chunks (--block, default: at least 256 voxels
-per axis); each block is one task. The table equals `vrscope measure` on the same store
-(same objects, volumes, centroids, bounding boxes and surfaces): objects that cross blocks
-are reduced exactly (integer sums) and measured again on their whole bounding box. Blocks
-done are kept in TABLE.parts/ until the table is written, so --resume after an interrupted
-or failed run computes only the missing blocks.
+The label image is cut into blocks of whole chunks, one task each (--block; default: the
+largest blocks whose labels take at most a quarter of a worker's memory limit, with at
+least two blocks per worker). With --workers 1 the worker is a thread of the command
+(no worker process to start; over --memory-per-worker it is paused, not restarted).
+The table equals `vrscope measure` on the same store (same objects, volumes, centroids,
+bounding boxes and surfaces): objects that cross blocks are reduced exactly (integer sums)
+and measured again on their whole bounding box. Blocks done are kept in TABLE.parts/ until
+the table is written, so --resume after an interrupted or failed run computes only the
+missing blocks (with the blocks of that run).
 
 examples:
   vrscope batch measure huge.zarr --labels mitochondria --out mito.parquet --workers 8
@@ -55,8 +58,12 @@ and every block blends all the tiles that reach into it, so the probabilities eq
 single-process ones bit for bit (torch on CPU). The files are those of `vrscope infer` run
 with one torch thread (OMP_NUM_THREADS=1), as each worker runs; with more threads torch
 rounds the last bits of the probabilities differently, which changes a label only at an
-exact tie. --objects turns the class's whole probability map into objects in one task per
-store, as vrscope infer does (memory: the volume). Finished blocks are kept in
+exact tie. --objects (threshold, --closing, --min-volume, 6-connected components) is
+block-wise too, exact across block faces: each block is labelled, the labels touching
+across faces are joined (a graph's connected components) and renumbered in the order of
+vrscope infer (memory: a block). --watershed floods whole components, which has no exact
+block-wise form: with it, the objects are made from the class's whole probability map in
+one task per store, as vrscope infer does (memory: the volume). Finished blocks are kept in
 STORE.NAME.parts/ until the label image is written, so --resume after an interrupted or
 failed run computes only the missing blocks.
 
@@ -86,6 +93,15 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
         "--memory-per-worker",
         metavar="SIZE",
         help="memory limit of each LocalCluster worker, e.g. 2GB (default: RAM / workers)",
+    )
+    g.add_argument(
+        "--dashboard",
+        nargs="?",
+        const=":0",
+        metavar="ADDRESS",
+        help="serve the LocalCluster's dask dashboard (at ADDRESS, e.g. :8787; default: any "
+        "free port) and print its address; off by default, as the statistical profiler that "
+        "feeds it costs CPU all run long",
     )
     g.add_argument(
         "--resume",
@@ -140,7 +156,7 @@ def register(subparsers: Any) -> None:
         type=int,
         metavar=("Z", "Y", "X"),
         help="block shape in voxels, best a multiple of the chunk shape "
-        "(default: whole chunks, at least 256 per axis)",
+        "(default: from the workers' memory limit and number, see below)",
     )
     me.add_argument(
         "--surface",
@@ -211,7 +227,7 @@ def _report_failures(outcomes: list[Any], what: str) -> int:
     return 1
 
 
-def _client(args: argparse.Namespace) -> Any:
+def _client(args: argparse.Namespace, *, processes: bool = True) -> Any:
     import logging
 
     import distributed  # noqa: F401  (its import sets up its loggers, at INFO)
@@ -225,14 +241,21 @@ def _client(args: argparse.Namespace) -> Any:
         logging.getLogger("distributed").setLevel(logging.WARNING)
     if args.workers is not None and args.workers < 1:
         raise ParameterError(f"--workers must be at least 1, got {args.workers}")
-    return cluster_client(args.scheduler, args.workers, memory_limit=args.memory_per_worker)
+    return cluster_client(
+        args.scheduler,
+        args.workers,
+        memory_limit=args.memory_per_worker,
+        processes=processes,
+        dashboard=args.dashboard,
+    )
 
 
-def _announce(client: Any) -> None:
+def _announce(client: Any, args: argparse.Namespace) -> None:
     from analysis.batch import dashboard_link
 
     n = len(client.scheduler_info().get("workers", {}))
-    link = dashboard_link(client)
+    # A cluster of ours serves a dashboard only when asked for; a remote one's is shown.
+    link = dashboard_link(client) if args.dashboard or args.scheduler else None
     where = f"scheduler {client.scheduler.address}, {n} worker(s)"
     print(where + (f", dashboard {link}" if link else ""), flush=True)
 
@@ -261,7 +284,7 @@ def run_profile(args: argparse.Namespace) -> int:
         image=not args.no_image,
     )  # fmt: skip
     with _client(args) as client:
-        _announce(client)
+        _announce(client, args)
         outcomes, _ = batch_profile(
             client, args.stores, out, options, resume=args.resume, progress=progress_enabled()
         )
@@ -275,9 +298,11 @@ def run_profile(args: argparse.Namespace) -> int:
 
 
 def run_measure(args: argparse.Namespace) -> int:
-    from analysis.batch import MeasureJob, batch_measure, default_block
+    import numpy as np
+
+    from analysis.batch import MeasureJob, batch_measure, budget_block, worker_memory
     from analysis.errors import ParameterError
-    from analysis.io import open_volume, write_table
+    from analysis.io import open_volume, read_json, write_table
     from vrscope.commands._analysis_io import check_table_output, progress_enabled
 
     out = check_table_output(args.out, [args.store])
@@ -289,16 +314,29 @@ def run_measure(args: argparse.Namespace) -> int:
             f"(it has {len(labels_src.levels)})"
         )
     level = labels_src.levels[args.level]
-    if args.block is None:
-        block = default_block(level.shape, level.chunks)
-    else:
+    block: tuple[int, ...] | None = None
+    if args.block is not None:
         block = tuple(args.block)
         if any(b < 1 for b in block):
             raise ParameterError(f"--block must be positive, got {' '.join(map(str, block))}")
-    job = MeasureJob(store, args.labels, args.level, block, args.surface)
     parts = out.with_name(out.name + ".parts")
-    with _client(args) as client:
-        _announce(client)
+    if block is None and args.resume:
+        before = read_json(parts / "job.json")  # the blocks of the run to finish
+        if before is not None and len(before.get("block", ())) == 3:
+            block = tuple(int(b) for b in before["block"])
+    # One worker runs as a thread of this process: no worker process to start, no second
+    # import of the analysis stack (the results are the same; docs/benchmarks.md).
+    with _client(args, processes=args.scheduler is not None or args.workers != 1) as client:
+        _announce(client, args)
+        if block is None:
+            n_workers = len(client.scheduler_info().get("workers", {})) or 1
+            block = budget_block(
+                level.shape, level.chunks, np.dtype(labels_src.dtype).itemsize,
+                worker_memory(client), n_workers,
+            )  # fmt: skip
+        job = MeasureJob(
+            store, args.labels, args.level, (block[0], block[1], block[2]), args.surface
+        )
         result = batch_measure(client, job, parts, resume=args.resume, progress=progress_enabled())
     if result.table is None:
         print(
@@ -376,7 +414,7 @@ def run_infer(args: argparse.Namespace) -> int:
         )  # fmt: skip
         parts.append(part)
     with _client(args) as client:
-        _announce(client)
+        _announce(client, args)
         outcomes = batch_infer(client, jobs, parts, resume=args.resume, progress=progress_enabled())
     for job, res in zip(jobs, outcomes, strict=True):
         if res.ok and not res.skipped:

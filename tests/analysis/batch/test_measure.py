@@ -18,7 +18,14 @@ import pytest
 from distributed import Client, LocalCluster
 from skimage import draw, measure
 
-from analysis.batch import MeasureJob, batch_measure, block_grid, default_block, measure_block
+from analysis.batch import (
+    MeasureJob,
+    batch_measure,
+    block_grid,
+    budget_block,
+    default_block,
+    measure_block,
+)
 from analysis.io import write_labels, write_ngff
 from analysis.morphology import BASE_COLUMNS, measure_objects
 
@@ -70,6 +77,33 @@ def test_block_grid_covers_the_volume_once():
         covered[tuple(slice(a, b) for a, b in zip(start, stop, strict=True))] += 1
     assert (covered == 1).all()
     assert default_block((1000, 100, 30), (64, 64, 64)) == (256, 100, 30)
+
+
+@pytest.mark.parametrize(
+    ("memory", "workers", "itemsize", "block"),
+    [
+        (2e9, 1, 2, (512, 512, 512)),  # 4 x 512³ x 2 B = 1.07 GB fits 2 GB; 8 blocks >= 2
+        (2e9, 2, 2, (512, 512, 512)),  # 8 blocks >= 4
+        (2e9, 8, 2, (256, 256, 256)),  # 8 blocks < 16 workers x 2: 64 blocks of 256³
+        (2e9, 1, 8, (256, 256, 256)),  # uint64: 4 x 512³ x 8 B = 4.3 GB does not fit
+        (0.1e9, 1, 2, (128, 128, 128)),  # 4 x 256³ x 2 B = 134 MB does not fit 100 MB
+        (None, 1, 2, (256, 256, 256)),  # no limit known: the default edge
+    ],
+)
+def test_budget_block_fits_the_memory_and_feeds_every_worker(memory, workers, itemsize, block):
+    got = budget_block((1024, 1024, 1024), (128, 128, 128), itemsize, memory, workers)
+    assert got == block
+    n_blocks = len(block_grid((1024, 1024, 1024), got))
+    assert n_blocks >= 2 * workers
+    if memory:
+        assert 4 * np.prod(got) * itemsize <= memory
+
+
+def test_budget_block_on_a_small_or_flat_volume():
+    # 96³ in 32³ chunks, 2 workers: 64³ blocks (8 >= 4); 128³ would be one block.
+    assert budget_block((96, 96, 96), (32, 32, 32), 2, 2e9, 2) == (64, 64, 64)
+    # Whole axes where they are shorter than the edge; whole chunks otherwise.
+    assert budget_block((10, 1000, 1000), (10, 100, 100), 4, 2e9, 1) == (10, 800, 800)
 
 
 @pytest.mark.parametrize("big_ids", [False, True], ids=["ids", "ids>1e6"])
