@@ -184,9 +184,7 @@ def test_bad_clients_are_refused_and_others_unaffected(tmp_path: Path) -> None:
             # The view token cannot claim an editor role.
             view_url = server.join_url("review", role="view")
             async with connect(view_url) as ws:
-                await ws.send(
-                    json.dumps({"type": "hello", "name": "x", "role": "editor"})
-                )
+                await ws.send(json.dumps({"type": "hello", "name": "x", "role": "editor"}))
                 msg = json.loads(await ws.recv())
                 assert msg["code"] == "forbidden"
                 with pytest.raises(ConnectionClosed):
