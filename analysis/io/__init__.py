@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         write_part,
     )
     from analysis.io._ctc import read_ctc, read_ctc_masks, write_ctc
+    from analysis.io._deadline import RemoteDeadlineExceeded, remote_deadline
     from analysis.io._format import FormatV04, FormatV05, NgffFormat, detect_format
     from analysis.io._geff import read_geff, write_geff
     from analysis.io._import import (
@@ -181,6 +182,8 @@ _LAZY: dict[str, str] = {
     "list_labels": "analysis.io._read",
     "open_labels": "analysis.io._read",
     "open_volume": "analysis.io._read",
+    "RemoteDeadlineExceeded": "analysis.io._deadline",
+    "remote_deadline": "analysis.io._deadline",
     "write_report_folder": "analysis.io._report",
     "check_sample_output": "analysis.io._samples",
     "truth_path": "analysis.io._samples",
@@ -251,6 +254,8 @@ __all__ = [
     "open_input",
     "open_labels",
     "open_volume",
+    "RemoteDeadlineExceeded",
+    "remote_deadline",
     "read_lookup_table",
     "space_unit_to_um",
     "time_unit_to_s",

@@ -16,7 +16,9 @@ lengths and gzip bombs. :class:`BoundedHTTPFileSystem` is that file system with 
 - looks at the status before reading the body (a 500 with an endless page);
 - asks again after a server error (5xx) or a dropped connection, up to three
   times (:data:`RETRY_DELAYS_S`): metadata, the chunk reader's fetches and zarr's
-  own chunk reads alike, since all go through here.
+  own chunk reads alike, since all go through here;
+- ends every request, retries included, at the command's total deadline
+  (:func:`analysis.io._deadline.remote_deadline`), if one is set.
 
 The cap is :data:`MAX_METADATA_BYTES` for metadata documents (``zarr.json``,
 ``.zarray``, ``.zattrs``, ``.zgroup``, ``.zmetadata``) and :data:`MAX_ANSWER_BYTES`
@@ -38,6 +40,8 @@ from typing import Any
 
 import aiohttp
 from fsspec.implementations.http import HTTPFileSystem
+
+from analysis.io._deadline import exceeded, remaining_s
 
 __all__ = [
     "MAX_ANSWER_BYTES",
@@ -107,14 +111,27 @@ class BoundedHTTPFileSystem(HTTPFileSystem):  # type: ignore[misc]
     ) -> bytes:
         tries = 1 + len(RETRY_DELAYS_S)
         for attempt in range(tries):
+            left = remaining_s()  # the command's total deadline (analysis.io._deadline)
+            if left is not None and left <= 0:
+                raise exceeded(url)
             try:
-                return await self._cat_once(url, start, end, **kwargs)
+                if left is None:
+                    return await self._cat_once(url, start, end, **kwargs)
+                return await asyncio.wait_for(self._cat_once(url, start, end, **kwargs), left)
             except Exception as exc:
+                now_left = remaining_s()
+                if isinstance(exc, TimeoutError) and now_left is not None and now_left <= 0:
+                    raise exceeded(url) from exc
                 if attempt == tries - 1 or not transient(exc):
                     if attempt:
                         exc.tries = attempt + 1  # type: ignore[attr-defined]
                     raise
-            await asyncio.sleep(RETRY_DELAYS_S[attempt])
+            left = remaining_s()
+            await asyncio.sleep(
+                RETRY_DELAYS_S[attempt]
+                if left is None
+                else max(0.0, min(RETRY_DELAYS_S[attempt], left))
+            )
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _cat_once(self, url: str, start: int | None, end: int | None, **kwargs: Any) -> bytes:

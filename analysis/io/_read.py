@@ -80,7 +80,10 @@ def _remote_reason(exc: BaseException) -> str:
             status, "server error" if status >= 500 else "refused"
         )
         return f"{what} (HTTP {status}{after})"
-    if type(exc).__name__ == "ResponseTooLarge":  # analysis.io._http, imported lazily
+    if type(exc).__name__ in {
+        "ResponseTooLarge",
+        "RemoteDeadlineExceeded",
+    }:  # analysis.io._http, imported lazily
         return " ".join(str(exc).split())
     if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
         return "the server's answer is not zarr metadata (an HTML page, a login form?)"

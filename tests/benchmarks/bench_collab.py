@@ -85,7 +85,7 @@ async def _client(
     lat: list[float] = []
     async with connect(url, compression=None, max_size=None) as ws:
         if ours:
-            await ws.send(json.dumps({"type": "hello", "client_id": f"b{i}", "name": f"b{i}"}))
+            await ws.send(json.dumps({"type": "hello", "name": f"b{i}"}))
             await ws.recv()  # welcome
 
         async def reader() -> None:

@@ -107,9 +107,10 @@ class ClientCore:
     Parameters
     ----------
     client_id : str or None
-        None: the server gives one at the first join. Else the id to ask for: granted
-        when nobody in the session has it, or with its ``resume`` key (a participant's
-        identity again, e.g. after a crash of this program).
+        None: the server gives one at the first join. Else the id to resume, with its
+        ``resume`` key (a participant's identity again, e.g. after a crash of this
+        program); without a valid key the server gives a new id instead (or refuses an
+        id that belongs to someone).
     name : str
     role : {"presenter", "editor", "observer"}
     send : callable(epoch, text, slot)

@@ -131,7 +131,8 @@ class Hello(_Msg):
     ``resume`` key. To get it back after a dropped connection (or a server restart),
     send both again; a ``client_id`` claimed without its key is refused (``identity``)
     when it belongs to someone (connected, or author of an op in the undo window), and
-    granted otherwise (a requested name). The key is bound to the session token:
+    ignored otherwise (the ``welcome`` names a new id: a client never picks its id).
+    The key is bound to the session token:
     it does not work with the other token. ``last_seq`` is the last sequence number the
     client has applied (-1: none, send a snapshot).
     """

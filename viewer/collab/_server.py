@@ -616,24 +616,25 @@ class Session:
     def identify(self, hello: Hello, token: str) -> tuple[str | None, bool, _Conn | None]:
         """The client id of a joining connection: ``(client_id, refused, replaced)``.
 
-        No id asked: a new one. An id with its valid key: that participant again (an older
-        connection of theirs is ``replaced``). An id without it: refused when it belongs to
-        someone (:meth:`_bound`), else granted (a requested name, unused here).
+        An id with its valid key: that participant again (an older connection of theirs is
+        ``replaced``). An id without it (no key, a wrong one, one over the other token):
+        refused when it belongs to someone (:meth:`_bound`), else ignored. Otherwise a new
+        id chosen here: a client never picks its id (issue 21), so an id that is not
+        bound yet cannot be taken ahead of the participant the server will give it to.
         """
         cid = hello.client_id
-        if cid is None:
-            while True:
-                cid = secrets.token_hex(8)
-                if not self._bound(cid):
-                    return cid, False, None
-        if hello.resume is not None and hmac.compare_digest(
-            hello.resume, self.resume_key(cid, token)
-        ):
-            old = next((c for c in self.conns if c.client_id == cid), None)
-            return cid, False, old
-        if self._bound(cid):
-            return None, True, None
-        return cid, False, None
+        if cid is not None:
+            if hello.resume is not None and hmac.compare_digest(
+                hello.resume, self.resume_key(cid, token)
+            ):
+                old = next((c for c in self.conns if c.client_id == cid), None)
+                return cid, False, old
+            if self._bound(cid):
+                return None, True, None
+        while True:
+            cid = secrets.token_hex(8)
+            if not self._bound(cid):
+                return cid, False, None
 
     def next_participant(self, hello: Hello) -> Participant:
         pid = next(self._ids)

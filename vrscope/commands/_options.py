@@ -89,6 +89,18 @@ def add_cache_option(p: argparse.ArgumentParser, when: str = "") -> None:
     )
 
 
+def add_remote_timeout_option(p: argparse.ArgumentParser) -> None:
+    """``--remote-timeout S``: a total deadline for the command's remote (http) reads."""
+    p.add_argument(
+        "--remote-timeout",
+        type=positive_float,
+        default=300.0,
+        metavar="S",
+        help="longest time for all the remote (http) reads of this command together, "
+        "retries included; past it the command stops with an error (default: %(default)s)",
+    )
+
+
 def cache_bytes(args: argparse.Namespace) -> int | None:
     """``--cache-mb`` in bytes (None: the default budget; the option's type refuses <= 0)."""
     return None if args.cache_mb is None else int(args.cache_mb * 2**20)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from vrscope.commands._options import (
     add_cache_option,
+    add_remote_timeout_option,
     cache_bytes,
     check_store_exists,
     int_range,
@@ -61,6 +62,7 @@ def register(subparsers: Any) -> None:
         help="--stream: viewport in pixels (default: 1920 1080)",
     )
     add_cache_option(p, "--stream: ")
+    add_remote_timeout_option(p)
     p.set_defaults(func=run)
 
 
@@ -238,6 +240,13 @@ def _stream_text(rep: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from analysis.io import remote_deadline
+
+    with remote_deadline(args.remote_timeout):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     check_store_exists(args.path)
     from analysis.io import open_volume
 

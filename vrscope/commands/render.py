@@ -10,6 +10,7 @@ from typing import Any
 
 from vrscope.commands._options import (
     add_cache_option,
+    add_remote_timeout_option,
     cache_bytes,
     check_inputs_exist,
     int_range,
@@ -198,6 +199,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_scene_arguments(p)
+    add_remote_timeout_option(p)
     p.add_argument(
         "--brick-size",
         type=int,
@@ -349,6 +351,13 @@ def _read_features(path: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from analysis.io import remote_deadline
+
+    with remote_deadline(args.remote_timeout):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     check_inputs_exist(args.store, args.tracks, getattr(args, "features", None))
     from analysis.errors import FormatError, ParameterError
     from analysis.io import check_output

@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from vrscope.commands._analysis_io import add_allow_missing_option
+
 ORDER = 60
 
 _EPILOG = """\
@@ -70,15 +72,17 @@ def register(subparsers: Any) -> None:
                    help="zarr version of a GEFF output (default: %(default)s)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_allow_missing_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from analysis.errors import ParameterError
+    from analysis.errors import ChunkError, ParameterError
     from analysis.io import check_output, open_labels, read_ctc_masks
     from analysis.tracks import link_labels
+    from vrscope.commands._analysis_io import report_incomplete, unreadable_list
     from vrscope.commands.tracks import kind_of, write_tracks
 
     src = Path(args.input).expanduser()
@@ -89,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise ParameterError(f"{out} already exists (use --overwrite to replace it)")
     masks: Any
+    unreadable = unreadable_list(args)
     is_ctc = (
         src.is_dir()
         and any(src.glob("*.tif"))
@@ -106,23 +111,32 @@ def run(args: argparse.Namespace) -> int:
             raise ParameterError(
                 "give --labels NAME for an OME-Zarr input (the label image to track)"
             )
-        labels = open_labels(src, args.labels)
+        # Every frame read checks its chunks (issue 21): a damaged chunk (corrupt, a
+        # folder in its place) refuses, or with --allow-missing counts as empty. Frame by
+        # frame, as link_labels reads, not the whole series at once.
+        labels = open_labels(src, args.labels).checked(unreadable)
         scale = tuple(args.voxel_size) if args.voxel_size else None
         masks = None
-    graph = link_labels(
-        labels,
-        args.max_distance,
-        scale_um=scale,
-        gap_frames=args.gap,
-        divisions=not args.no_divisions,
-        division_distance_um=args.division_distance,
-        progress=not args.no_progress,
-    )
-    if kind_of(out, for_output=True) == "ctc" and masks is None:
-        masks = np.asarray(labels.read(0))  # CTC output relabels the whole label series
+    try:
+        graph = link_labels(
+            labels,
+            args.max_distance,
+            scale_um=scale,
+            gap_frames=args.gap,
+            divisions=not args.no_divisions,
+            division_distance_um=args.division_distance,
+            progress=not args.no_progress,
+        )
+        if kind_of(out, for_output=True) == "ctc" and masks is None:
+            masks = np.asarray(labels.read(0))  # CTC output relabels the whole label series
+    except ChunkError as exc:  # a damaged chunk (nothing written yet)
+        raise ChunkError(
+            f"{exc} (pass --allow-missing to count unreadable chunks as empty)", key=exc.key
+        ) from exc
     kind = write_tracks(graph, out, masks, args.zarr_format, args.overwrite)
     _, n_children = np.unique(graph.edges[:, 0], return_counts=True)
     n_div = int(np.sum(n_children == 2))
     n_tracks = int(np.unique(graph.tracklet_ids()).size) if graph.n_nodes else 0
     print(f"{graph.n_nodes} objects in {n_tracks} tracks ({n_div} divisions) -> {out} ({kind})")
+    report_incomplete(unreadable)
     return 0

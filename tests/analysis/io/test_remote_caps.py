@@ -36,6 +36,7 @@ SHAPE = (32, 32, 48)
 CHUNKS = (16, 16, 16)
 OFFERED = 64 << 20  # what a misbehaving server sends at most (main read all of it)
 BLOCK = b"\0" * (64 << 10)
+SLOW_S = 0.5  # the "slow" fault's delay before each answer
 
 
 @functools.cache
@@ -80,6 +81,10 @@ def fault_server(root: Path, path: str, fault: str, times: int | None = None) ->
                 pass  # the client hung up: what it should do
 
         def _fault(self) -> None:
+            if fault == "slow":  # the right answer, late (within every per-request limit)
+                time.sleep(SLOW_S)
+                super().do_GET()
+                return
             if fault == "503":
                 self.send_error(503)
                 return

@@ -1,5 +1,6 @@
-"""A connection cannot claim the client id of a participant who is connected (issue 21: a
-participant claiming another's id undid that person's op)."""
+"""Identities are the server's (issue 21: a participant claiming another's id undid that
+person's op). A connection cannot claim the id of a participant (connected, or the author
+of ops that can still be undone) without its key, and never picks its own id."""
 
 from __future__ import annotations
 
@@ -22,16 +23,18 @@ def test_a_connected_client_id_cannot_be_claimed(tmp_path: Path) -> None:
     async def main() -> None:
         async with served(tmp_path / "s.sqlite", conflict_graph()) as (server, session):
             url = server.join_url("review")
-            alice = await AsyncCollabClient(url, name="alice", client_id="alice-1").start()
+            alice = await AsyncCollabClient(url, name="alice").start()
+            me = alice.core.client_id
+            assert me is not None
             alice.submit(Cut(9))
             await alice.wait_synced()
             op_id = session.log.entries[-1].op_id
             async with connect(url) as ws:
-                hello = {"type": "hello", "client_id": "alice-1", "name": "Mallory"}
+                hello = {"type": "hello", "client_id": me, "name": "Mallory"}
                 await ws.send(json.dumps(hello))
                 msg = json.loads(await ws.recv())
                 assert msg["type"] == "error" and msg["code"] == "identity"
-                assert "alice-1" in msg["message"]
+                assert me in msg["message"]
                 with pytest.raises(ConnectionClosed):
                     await ws.send(json.dumps({"type": "undo", "op_id": "m.1", "target": op_id}))
                     await ws.recv()
@@ -64,13 +67,13 @@ def test_connection_and_group_caps(tmp_path: Path) -> None:
             a = await AsyncCollabClient(url, name="a").start()
             b = await AsyncCollabClient(url, name="b").start()
             async with connect(url) as extra:
-                await extra.send(json.dumps({"type": "hello", "client_id": "c", "name": "c"}))
+                await extra.send(json.dumps({"type": "hello", "name": "c"}))
                 msg = json.loads(await extra.recv())
                 assert msg["type"] == "error" and msg["code"] == "full"
             assert len(session.conns) == 2
             await b.close()
             async with connect(url) as ws2:  # a place is free again
-                await ws2.send(json.dumps({"type": "hello", "client_id": "c", "name": "c"}))
+                await ws2.send(json.dumps({"type": "hello", "name": "c"}))
                 assert json.loads(await ws2.recv())["type"] == "welcome"
                 big = Compound([AddMarker("c", (1.0, 1.0, float(i))) for i in range(4)], "g")
                 op = OpMsg.model_validate({"op_id": "c.1", "cmd": command_to_json(big)})
@@ -196,5 +199,84 @@ def test_a_client_keeps_its_identity_across_a_dropped_connection(tmp_path: Path)
             await alice.wait_synced()
             assert session.target.parent(9) == 8
             await alice.close()
+
+    run(main())
+
+
+def test_an_id_asked_for_without_its_key_is_never_granted(tmp_path: Path) -> None:
+    """Issue 21: a client could pick its id (an unused one asked for without a key was
+    granted), e.g. the id the server would give another participant. Only the server
+    chooses ids now: the asked one is ignored, with no key or a made-up one."""
+    from analysis.edits import command_to_json
+
+    async def main() -> None:
+        async with served(tmp_path / "s.sqlite", conflict_graph()) as (server, session):
+            url = server.join_url("review")
+            for claim in ({}, {"resume": "0" * 64}):
+                async with connect(url) as m:
+                    got = await _hello(m, name="Mallory", client_id="alice", **claim)
+                    assert got["type"] == "welcome"
+                    assert got["client_id"] != "alice"
+                    cut = command_to_json(Cut(9))
+                    await m.send(json.dumps({"type": "op", "op_id": f"m.{len(claim)}", "cmd": cut}))
+                    assert (await _answer(m, "applied"))["client_id"] == got["client_id"]
+                    undo = {
+                        "type": "undo",
+                        "op_id": f"m.u{len(claim)}",
+                        "target": f"m.{len(claim)}",
+                    }
+                    await m.send(json.dumps(undo))
+                    assert (await _answer(m, "applied"))["kind"] == "undo"
+            assert all(e.client_id != "alice" for e in session.log.entries)
+            # The server gives the id back, with its key, to whoever holds the key.
+            async with connect(url) as a:
+                w = await _hello(a, name="alice")
+                async with connect(url) as a2:
+                    again = await _hello(
+                        a2, name="alice", client_id=w["client_id"], resume=w["resume"]
+                    )
+                    assert (again["type"], again["client_id"]) == ("welcome", w["client_id"])
+
+    run(main())
+
+
+def test_a_keyless_hello_cannot_take_the_ops_of_a_previous_run(tmp_path: Path) -> None:
+    """Ops made in an earlier run of the server stay their author's: after a restart, a
+    hello that asks for the author's id without its key does not get it, and neither it
+    nor a newcomer can undo those ops; the author, with the key, still can."""
+    from analysis.edits import command_to_json
+
+    async def main() -> None:
+        async with served(tmp_path / "s.sqlite", conflict_graph()) as (server, session):
+            port = server.port
+            async with connect(server.join_url("review")) as a:
+                w = await _hello(a, name="alice")
+                me, key = w["client_id"], w["resume"]
+                await a.send(
+                    json.dumps({"type": "op", "op_id": "al.1", "cmd": command_to_json(Cut(9))})
+                )
+                await _answer(a, "applied")
+        async with served(tmp_path / "s.sqlite", conflict_graph(), port=port) as (server, session):
+            url = server.join_url("review")
+            assert [e.client_id for e in session.log.entries if e.op_id == "al.1"] == [me]
+            assert session.target.parent(9) is None
+            async with connect(url) as m:
+                got = await _hello(m, name="Mallory", client_id=me)
+                assert got["type"] == "error" and got["code"] == "identity"
+                with pytest.raises(ConnectionClosed):
+                    await m.send(json.dumps({"type": "undo", "op_id": "m.1", "target": "al.1"}))
+                    await m.recv()
+            async with connect(url) as m:
+                got = await _hello(m, name="Mallory")
+                assert got["type"] == "welcome" and got["client_id"] != me
+                await m.send(json.dumps({"type": "undo", "op_id": "m.2", "target": "al.1"}))
+                assert "someone else's" in (await _answer(m, "rejected"))["reason"]
+            assert session.target.parent(9) is None
+            async with connect(url) as a:
+                w = await _hello(a, name="alice", client_id=me, resume=key)
+                assert (w["type"], w["client_id"]) == ("welcome", me)
+                await a.send(json.dumps({"type": "undo", "op_id": "al.2", "target": "al.1"}))
+                assert (await _answer(a, "applied"))["kind"] == "undo"
+            assert session.target.parent(9) == 8
 
     run(main())

@@ -184,20 +184,18 @@ def test_bad_clients_are_refused_and_others_unaffected(tmp_path: Path) -> None:
             # The view token cannot claim an editor role.
             view_url = server.join_url("review", role="view")
             async with connect(view_url) as ws:
-                await ws.send(
-                    json.dumps({"type": "hello", "client_id": "x", "name": "x", "role": "editor"})
-                )
+                await ws.send(json.dumps({"type": "hello", "name": "x", "role": "editor"}))
                 msg = json.loads(await ws.recv())
                 assert msg["code"] == "forbidden"
                 with pytest.raises(ConnectionClosed):
                     await ws.recv()
             # Wrong protocol version.
             async with connect(url) as ws:
-                await ws.send(json.dumps({"type": "hello", "v": 99, "client_id": "x", "name": "x"}))
+                await ws.send(json.dumps({"type": "hello", "v": 99, "name": "x"}))
                 assert json.loads(await ws.recv())["code"] == "version"
 
             async with connect(url, max_size=None) as ws:
-                await ws.send(json.dumps({"type": "hello", "client_id": "bad", "name": "bad"}))
+                await ws.send(json.dumps({"type": "hello", "name": "bad"}))
                 assert json.loads(await ws.recv())["type"] == "welcome"
                 # Malformed JSON: an error, the connection stays usable.
                 await ws.send("{not json")
@@ -224,7 +222,7 @@ def test_bad_clients_are_refused_and_others_unaffected(tmp_path: Path) -> None:
                 assert "malformed" in (await _next_of(ws, "rejected"))["reason"]
             # 10 MB message: the connection is closed with 1009 (message too big).
             big = await connect(url, max_size=None)
-            await big.send(json.dumps({"type": "hello", "client_id": "big", "name": "big"}))
+            await big.send(json.dumps({"type": "hello", "name": "big"}))
             assert json.loads(await big.recv())["type"] == "welcome"
             with pytest.raises(ConnectionClosed) as closed:
                 await big.send(json.dumps({"type": "presence", "ts": 1.0, "pad": "x" * 10_000_000}))
@@ -290,7 +288,7 @@ def _flood(url: str, n: int, result: dict[str, object]) -> None:
         # websockets stops reading once 16 broadcasts are queued, so the server's close
         # frame would go unseen.
         ws = await connect(url, max_queue=None)
-        await ws.send(json.dumps({"type": "hello", "client_id": "flood", "name": "flood"}))
+        await ws.send(json.dumps({"type": "hello", "name": "flood"}))
         with contextlib.suppress(ConnectionClosed, InvalidState):
             while sent < n and ws.protocol.close_rcvd is None:
                 for _ in range(500):
