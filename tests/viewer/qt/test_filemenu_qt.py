@@ -33,9 +33,8 @@ def label_names(store: Path) -> list[str]:
 def menu_click(qtbot: Any, win: Any, title: str, entry: str) -> None:
     """Click menu ``title`` in the menu bar, then its entry ``entry`` (mouse, as a user).
 
-    Under Xvfb a click into a popup menu that was mapped a moment ago is now and then
-    lost (the menu stays open, or closes, without triggering); a person then clicks
-    again, and so does this, at most three times, before failing.
+    The entry must trigger: a click into a menu not yet mapped that does not trigger it
+    is repeated, as a person would, at most three times, before failing.
     """
     mb = win.menuBar()
     menu_action = next(a for a in mb.actions() if a.text().replace("&", "") == title)
