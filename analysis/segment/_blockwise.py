@@ -141,9 +141,12 @@ def otsu_threshold_blockwise(
 ) -> float:
     """Otsu's threshold of the whole volume from a histogram accumulated over chunks.
 
-    Two passes (range, then histogram), one chunk in memory at a time. The histogram
-    has the same ``nbins`` equal bins over ``[min, max]`` as
-    ``skimage.filters.threshold_otsu(image, nbins)`` uses, so the result is the same.
+    Two passes (range, then histogram), one chunk in memory at a time, with the
+    histogram ``skimage.filters.threshold_otsu(image, nbins)`` builds, so the result is
+    the same: for an integer image one bin per integer value from min to max
+    (scikit-image's ``exposure.histogram`` ignores ``nbins`` there; ranges wider than
+    ``2**24`` values fall back to ``nbins`` bins, where scikit-image would allocate one
+    bin per value), for a float image ``nbins`` equal bins over ``[min, max]``.
     """
     shape, chunks = _spatial(source, level)
     blocks = list(iter_blocks(shape, chunks))
@@ -153,12 +156,20 @@ def otsu_threshold_blockwise(
         lo, hi = min(lo, float(data.min())), max(hi, float(data.max()))
     if lo == hi:
         raise ParameterError(f"volume is constant ({lo}); Otsu needs two intensity levels")
-    counts = np.zeros(nbins, dtype=np.int64)
-    edges = np.linspace(lo, hi, nbins + 1)
-    for block in tqdm(blocks, desc="otsu histogram", disable=not progress):
-        data = source.read(level, block)
-        counts += np.histogram(data, bins=edges)[0]
-    centres = (edges[:-1] + edges[1:]) / 2
+    if np.issubdtype(source.dtype, np.integer) and hi - lo < 2**24:
+        ilo = int(lo)
+        counts = np.zeros(int(hi) - ilo + 1, dtype=np.int64)
+        for block in tqdm(blocks, desc="otsu histogram", disable=not progress):
+            data = np.asarray(source.read(level, block)).ravel().astype(np.int64) - ilo
+            counts += np.bincount(data, minlength=len(counts))
+        centres = np.arange(ilo, int(hi) + 1, dtype=np.float64)
+    else:
+        counts = np.zeros(nbins, dtype=np.int64)
+        edges = np.linspace(lo, hi, nbins + 1)
+        for block in tqdm(blocks, desc="otsu histogram", disable=not progress):
+            data = source.read(level, block)
+            counts += np.histogram(data, bins=edges)[0]
+        centres = (edges[:-1] + edges[1:]) / 2
     return float(filters.threshold_otsu(hist=(counts, centres)))  # type: ignore[no-untyped-call]
 
 

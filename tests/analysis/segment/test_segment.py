@@ -66,6 +66,11 @@ def test_otsu_separates_two_populations_and_blockwise_equals_whole():
         filters.threshold_otsu(img.astype(np.float32)), rel=1e-6
     )
     assert all(r[0].stop - r[0].start <= 16 for r in reads)  # never the whole volume
+    # Integer images: scikit-image bins one integer value per bin (it ignores nbins).
+    for dtype, scale in ((np.uint8, 1.0), (np.uint16, 180.0)):
+        ints = np.clip(img * scale, 0, np.iinfo(dtype).max).astype(dtype)
+        src, _ = _as_function_source(ints, (16, 16, 16))
+        assert otsu_threshold_blockwise(src) == filters.threshold_otsu(ints)
 
 
 def test_local_threshold_beats_global_under_uneven_illumination():
