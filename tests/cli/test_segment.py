@@ -152,3 +152,24 @@ def test_batch_segment_equals_segment_per_store(tmp_path, capsys):
     assert main([*args, "--resume"]) == 0
     assert "1 segmented, 2 already done, 0 failed" in capsys.readouterr().out
     assert _files(out / "cell5" / "segmentation.zarr") == _files(ref5)
+
+
+def test_segment_closing_equals_scipy_closing(tmp_path):
+    store, img = _store(tmp_path, "cell", seed=7)
+    t = 0.65
+    out = tmp_path / "seg.zarr"
+    assert (
+        main(["segment", str(store), "--out", str(out), "--threshold", str(t), "--closing", "0.5"])
+        == 0
+    )
+    # The ball of 0.5 µm in voxels of 0.5 x 0.25 x 0.25 µm: half-sizes 1, 2, 2.
+    z, y, x = np.ogrid[-1:2, -2:3, -2:3]
+    ball = (z * 0.5) ** 2 + (y * 0.25) ** 2 + (x * 0.25) ** 2 <= 0.5**2
+    # The volume's border continues the data (edge padding), so the closing does not
+    # erode objects that touch the border; a margin of the footprint's size on each side.
+    pad = [(3, 3), (5, 5), (5, 5)]
+    closed = ndi.binary_closing(np.pad(img > t, pad, mode="edge"), structure=ball)
+    closed = closed[3:-3, 5:-5, 5:-5]
+    assert closed.sum() > (img > t).sum()  # the closing changed the mask
+    ref, _ = ndi.label(closed)
+    _same_partition(_labels(out), ref)
