@@ -12,7 +12,9 @@ clusters work without code changes):
   after a reduction for the whole-volume normalisation statistics; the blocks blend the
   tiles that reach into them, so the labels equal the single-process ones; objects of a
   class (``--objects``) are labelled block by block and joined exactly across block faces
-  (:mod:`analysis.batch._objects`).
+  (:mod:`analysis.batch._objects`);
+- many stores: classic segmentation (:func:`batch_segment`, one task per store; the
+  function of ``vrscope segment``, :func:`segment_store`).
 
 Faults: a unit's result appears under its final name only when complete (written under a
 temporary name, then renamed: :mod:`analysis.io._batch`), so a killed worker's task is
@@ -56,8 +58,18 @@ from analysis.batch._profile import (
     read_zyx,
     store_unit_name,
 )
+from analysis.batch._segment import (
+    SEGMENT_LABELS,
+    SegmentOptions,
+    batch_segment,
+    segment_store,
+)
 
 __all__ = [
+    "SEGMENT_LABELS",
+    "SegmentOptions",
+    "batch_segment",
+    "segment_store",
     "InferJob",
     "InferOutcome",
     "batch_infer",

@@ -3,7 +3,9 @@
 ``vrscope batch profile STORE [STORE ...] --out DIR`` runs ``vrscope profile`` on every
 store, one task per store; ``vrscope batch measure STORE --labels NAME --out TABLE`` runs
 ``vrscope measure`` block by block on one store; ``vrscope batch infer STORE [STORE ...]
---model M --out NAME`` runs ``vrscope infer`` block by block on every store. All start a
+--model M --out NAME`` runs ``vrscope infer`` block by block on every store; ``vrscope batch
+segment STORE [STORE ...] --out DIR`` runs ``vrscope segment`` on every store, one task per
+store. All start a
 LocalCluster (``--workers N``, default one per core) or use an existing cluster
 (``--scheduler tcp://HOST:PORT``). See :mod:`analysis.batch`.
 """
@@ -73,6 +75,19 @@ examples:
       --scheduler tcp://10.0.0.5:8786 --resume
 """
 
+_EPILOG_SEGMENT = """\
+DIR receives one folder per store, named after it without .zarr: segmentation.zarr (the
+files of `vrscope segment STORE --out segmentation.zarr` with the same options, voxel for
+voxel) and result.json (threshold, objects), and summary.csv with one row per store
+(status, error, threshold, objects). A store's folder appears only when complete, so
+--resume skips exactly the stores done; a store that cannot be read is reported and the
+others finish (exit code 1).
+
+examples:
+  vrscope batch segment cells/*.zarr --out seg --workers 4 --min-volume 0.5
+  vrscope batch segment cells/*.zarr --out seg --scheduler tcp://10.0.0.5:8786 --resume
+"""
+
 
 def _cluster_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("cluster")
@@ -113,7 +128,7 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "batch",
-        help="profile, measure or infer many or huge stores on a dask cluster (local or remote)",
+        help="profile, measure, infer or segment many or huge stores on a dask cluster (local or remote)",
         description=(
             "Run the analysis pipelines on dask.distributed: many stores (one task each) or "
             "huge ones (one task per block). Results equal the single-machine commands."
@@ -210,6 +225,22 @@ def register(subparsers: Any) -> None:
     _cluster_options(inf)
     inf.set_defaults(func=run_infer)
 
+    from vrscope.commands.segment import add_segment_options
+
+    se = kinds.add_parser(
+        "segment",
+        help="vrscope segment on many stores, one task per store",
+        description="Segment the image of every store (threshold, components, clean-up), "
+        "one dask task per store: the same label images as vrscope segment.",
+        epilog=_EPILOG_SEGMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    se.add_argument("stores", nargs="+", metavar="STORE", help="OME-Zarr stores (paths or URLs)")
+    se.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_segment_options(se)
+    _cluster_options(se)
+    se.set_defaults(func=run_segment)
+
 
 def _abs_store(store: str) -> str:
     from pathlib import Path
@@ -292,6 +323,39 @@ def run_profile(args: argparse.Namespace) -> int:
     skipped = sum(1 for r in outcomes if r.skipped)
     print(
         f"{done} profiled, {skipped} already done, "
+        f"{sum(1 for r in outcomes if not r.ok)} failed -> {out / 'summary.csv'}"
+    )
+    return _report_failures(outcomes, "store(s)")
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from analysis.batch import batch_segment
+    from analysis.errors import FormatError
+    from analysis.io import check_output
+    from vrscope.commands._analysis_io import progress_enabled
+    from vrscope.commands.segment import segment_options
+
+    out = Path(args.out).expanduser()
+    check_output(out, args.stores)  # outputs never destroy inputs
+    if out.exists() and not out.is_dir():
+        raise FormatError(f"--out {out} exists and is not a folder")
+    if not out.parent.is_dir():
+        raise FormatError(f"output folder {out.parent} does not exist")
+    options = segment_options(args)
+    for store in args.stores:
+        if "://" not in store and not Path(store).expanduser().exists():
+            raise FormatError(f"store {store} does not exist")
+    with _client(args) as client:
+        _announce(client, args)
+        outcomes = batch_segment(
+            client, args.stores, out, options, resume=args.resume, progress=progress_enabled()
+        )
+    done = sum(1 for r in outcomes if r.ok and not r.skipped)
+    skipped = sum(1 for r in outcomes if r.skipped)
+    print(
+        f"{done} segmented, {skipped} already done, "
         f"{sum(1 for r in outcomes if not r.ok)} failed -> {out / 'summary.csv'}"
     )
     return _report_failures(outcomes, "store(s)")
