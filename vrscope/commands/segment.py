@@ -11,9 +11,9 @@ ORDER = 41
 
 _EPILOG = """\
 Steps, each block by block (memory: a block plus one entry per object): foreground =
-image > threshold (default: Otsu's threshold of the whole level from a histogram of 256
-equal bins over [min, max] accumulated over chunks: skimage.filters.threshold_otsu's value
-for float images; for integer images scikit-image bins per value, which can differ a bin);
+image > threshold (default: Otsu's threshold of the whole level from a histogram
+accumulated over chunks, the one skimage.filters.threshold_otsu builds, so the same value:
+one bin per integer value for integer images, 256 equal bins over [min, max] for floats);
 --closing R closes the mask with a ball of radius R µm; 6-connected components (the
 partition of scipy.ndimage.label, joined exactly across block faces); --min-volume V
 removes objects under V µm³ (their ids stay unused). OUT.zarr is a new OME-Zarr store
