@@ -150,14 +150,12 @@ def segment_store(
 def _segment_unit(store: str, unit_dir: str, options: SegmentOptions) -> dict[str, Any]:
     """One store of a batch: ``unit_dir/segmentation.zarr`` and ``result.json``, atomically
     (the folder appears under its final name only when complete)."""
-    from analysis.io import commit_folder
+    from analysis.io import commit_folder, reset_folder, write_json_atomic
 
     def fill(tmp: Path) -> dict[str, Any]:
-        import json
-
-        tmp.mkdir()
+        reset_folder(tmp, keep=False)
         info = segment_store(store, tmp / SEGMENT_STORE, options)
-        (tmp / "result.json").write_text(json.dumps(info, indent=1) + "\n")
+        write_json_atomic(tmp / "result.json", info)
         return info
 
     return commit_folder(unit_dir, fill)  # type: ignore[no-any-return]
