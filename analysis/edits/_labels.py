@@ -658,6 +658,15 @@ class PaintBall(_LabelCommand):
             raise LabelEditError(
                 f"brush radius must be a positive number of µm, got {self.radius_um}"
             )
+        # Checked before the brush is built: its (unclipped) template spans 2 r / voxel
+        # size voxels per axis, so a radius of 1e6 µm asked for petabytes (a MemoryError).
+        # A ball wider than the image's diagonal covers no more voxels than one as wide.
+        diagonal = math.hypot(*(n * s for n, s in zip(img.shape, img.scale_um, strict=True)))
+        if self.radius_um > diagonal:
+            raise LabelEditError(
+                f"brush radius {self.radius_um} µm is larger than the label image "
+                f"{img.name!r} (its diagonal is {diagonal:.4g} µm)"
+            )
         if self.axis is not None and self.axis not in (0, 1, 2):
             raise LabelEditError(f"disc axis must be 0, 1 or 2 (z, y, x), got {self.axis}")
         offset, mask = ball_mask(c, self.radius_um, img.scale_um, img.shape, self.axis)
