@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ __all__ = [
     "batch_profile",
     "profile_store",
     "read_zyx",
+    "run_per_store",
     "store_unit_name",
 ]
 
@@ -72,6 +73,67 @@ def store_unit_name(store: str) -> str:
     if not name or name.startswith("."):
         raise ParameterError(f"cannot name the results of store {store!r}")
     return name
+
+
+def run_per_store(
+    client: Any,
+    stores: Sequence[str],
+    out_dir: str | os.PathLike[str],
+    func: Callable[[str, str, Any], Any],
+    options: Any,
+    *,
+    done_file: str,
+    row: Callable[[Any], Mapping[str, Any]],
+    desc: str,
+    resume: bool = False,
+    progress: bool = False,
+) -> tuple[list[UnitResult], pd.DataFrame]:
+    """The many-stores driver of the ``batch`` commands: one task per store.
+
+    ``func(store, out_dir/<store name>, options)`` writes that store's folder (atomically)
+    and returns its JSON-able summary, which ``done_file`` in the folder also holds: with
+    ``resume`` a store whose folder has it is skipped. ``out_dir/summary.csv`` gets one
+    row per store: ``store``, ``name``, ``status``, ``error`` and ``row(summary)`` for
+    the stores that succeeded. Returns the outcomes (in the order of ``stores``) and
+    that table.
+    """
+    from analysis.io import read_json, remove_temporaries, reset_folder, write_table
+
+    out = reset_folder(out_dir, keep=True)
+    units: dict[str, str] = {}
+    for store in stores:
+        name = store_unit_name(store)
+        if name in units:
+            raise ParameterError(f"two stores give the result folder name {name!r}")
+        units[name] = store if "://" in store else str(Path(store).expanduser().resolve())
+    remove_temporaries(out)
+    outcomes: dict[str, UnitResult] = {}
+    todo: dict[str, tuple[Any, ...]] = {}
+    for name, store in units.items():
+        done = read_json(out / name / done_file) if resume else None
+        if done is not None:
+            outcomes[name] = UnitResult(name, True, value=done, skipped=True)
+        else:
+            todo[name] = (store, str(out / name), options)
+    log.info("%s: %d stores, %d to do", desc, len(units), len(todo))
+    for result in run_units(client, func, todo, desc=desc, progress=progress):
+        outcomes[result.unit] = result
+    remove_temporaries(out)
+    rows = []
+    for name, store in units.items():
+        res = outcomes[name]
+        r: dict[str, Any] = {
+            "store": store,
+            "name": name,
+            "status": "ok" if res.ok else "failed",
+            "error": res.error,
+        }
+        if res.ok:
+            r.update(row(res.value))
+        rows.append(r)
+    table = pd.DataFrame(rows)
+    write_table(table, out / "summary.csv")
+    return [outcomes[name] for name in units], table
 
 
 def profile_store(
@@ -150,40 +212,15 @@ def batch_profile(
     -------
     (outcomes, combined table)
     """
-    from analysis.io import read_json, remove_temporaries, reset_folder, write_table
-
-    out = reset_folder(out_dir, keep=True)
-    units: dict[str, str] = {}
-    for store in stores:
-        name = store_unit_name(store)
-        if name in units:
-            raise ParameterError(f"two stores give the result folder name {name!r}")
-        units[name] = store if "://" in store else str(Path(store).expanduser().resolve())
-    remove_temporaries(out)
-    outcomes: dict[str, UnitResult] = {}
-    todo: dict[str, tuple[Any, ...]] = {}
-    for name, store in units.items():
-        done = read_json(out / name / "summary.json") if resume else None
-        if done is not None:
-            outcomes[name] = UnitResult(name, True, value=done, skipped=True)
-        else:
-            todo[name] = (store, str(out / name), options)
-    log.info("profile: %d stores, %d to do", len(units), len(todo))
-    for result in run_units(client, profile_store, todo, desc="profile", progress=progress):
-        outcomes[result.unit] = result
-    remove_temporaries(out)
-    rows = []
-    for name, store in units.items():
-        res = outcomes[name]
-        row: dict[str, Any] = {
-            "store": store,
-            "name": name,
-            "status": "ok" if res.ok else "failed",
-            "error": res.error,
-        }
-        if res.ok:
-            row.update(_flat_summary(res.value))
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    write_table(table, out / "summary.csv")
-    return [outcomes[name] for name in units], table
+    return run_per_store(
+        client,
+        stores,
+        out_dir,
+        profile_store,
+        options,
+        done_file="summary.json",
+        row=_flat_summary,
+        desc="profile",
+        resume=resume,
+        progress=progress,
+    )

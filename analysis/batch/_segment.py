@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from analysis.batch._cluster import UnitResult, run_units
-from analysis.batch._profile import store_unit_name
+from analysis.batch._cluster import UnitResult
+from analysis.batch._profile import run_per_store
 from analysis.errors import ParameterError
 
 __all__ = ["SEGMENT_LABELS", "SegmentOptions", "batch_segment", "segment_store"]
@@ -178,40 +177,16 @@ def batch_segment(
     (``store``, ``name``, ``status``, ``error``, ``threshold``, ``objects``). With
     ``resume``, stores whose folder is there (complete by construction) are skipped.
     """
-    from analysis.io import read_json, remove_temporaries, reset_folder, write_table
-
-    out = reset_folder(out_dir, keep=True)
-    units: dict[str, str] = {}
-    for store in stores:
-        name = store_unit_name(store)
-        if name in units:
-            raise ParameterError(f"two stores give the result folder name {name!r}")
-        units[name] = store if "://" in store else str(Path(store).expanduser().resolve())
-    remove_temporaries(out)
-    outcomes: dict[str, UnitResult] = {}
-    todo: dict[str, tuple[Any, ...]] = {}
-    for name, store in units.items():
-        done = read_json(out / name / "result.json") if resume else None
-        if done is not None:
-            outcomes[name] = UnitResult(name, True, value=done, skipped=True)
-        else:
-            todo[name] = (store, str(out / name), options)
-    log.info("segment: %d stores, %d to do", len(units), len(todo))
-    for result in run_units(client, _segment_unit, todo, desc="segment", progress=progress):
-        outcomes[result.unit] = result
-    remove_temporaries(out)
-    rows = []
-    for name, store in units.items():
-        res = outcomes[name]
-        rows.append(
-            {
-                "store": store,
-                "name": name,
-                "status": "ok" if res.ok else "failed",
-                "error": res.error,
-                "threshold": res.value["threshold"] if res.ok else None,
-                "objects": res.value["objects"] if res.ok else None,
-            }
-        )
-    write_table(pd.DataFrame(rows), out / "summary.csv")
-    return [outcomes[name] for name in units]
+    outcomes, _ = run_per_store(
+        client,
+        stores,
+        out_dir,
+        _segment_unit,
+        options,
+        done_file="result.json",
+        row=lambda v: {"threshold": v["threshold"], "objects": v["objects"]},
+        desc="segment",
+        resume=resume,
+        progress=progress,
+    )
+    return outcomes
