@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 ORDER = 43
@@ -248,7 +250,7 @@ def _abs_store(store: str) -> str:
     return store if "://" in store else str(Path(store).expanduser().resolve())
 
 
-def _report_failures(outcomes: list[Any], what: str) -> int:
+def _report_failures(outcomes: Sequence[Any], what: str) -> int:
     failed = [r for r in outcomes if not r.ok]
     if not failed:
         return 0
@@ -291,14 +293,10 @@ def _announce(client: Any, args: argparse.Namespace) -> None:
     print(where + (f", dashboard {link}" if link else ""), flush=True)
 
 
-def run_profile(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from analysis.batch import ProfileOptions, batch_profile
+def _stores_output_folder(args: argparse.Namespace) -> Path:
+    """``--out`` of a many-stores command: a folder (new or not) that holds no input."""
     from analysis.errors import FormatError
     from analysis.io import check_output
-    from vrscope.commands._analysis_io import progress_enabled
-    from vrscope.commands.profile import check_profile_options, label_names
 
     out = Path(args.out).expanduser()
     check_output(out, args.stores)  # outputs never destroy inputs
@@ -306,10 +304,36 @@ def run_profile(args: argparse.Namespace) -> int:
         raise FormatError(f"--out {out} exists and is not a folder")
     if not out.parent.is_dir():
         raise FormatError(f"output folder {out.parent} does not exist")
-    check_profile_options(args)
-    for store in args.stores:
+    return out
+
+
+def _check_stores_exist(stores: Sequence[str]) -> None:
+    from analysis.errors import FormatError
+
+    for store in stores:
         if "://" not in store and not Path(store).expanduser().exists():
             raise FormatError(f"store {store} does not exist")
+
+
+def _report_stores(outcomes: Sequence[Any], verb: str, out: Path) -> int:
+    """One line of counts for a many-stores run, then the failures (exit 1 if any)."""
+    done = sum(1 for r in outcomes if r.ok and not r.skipped)
+    skipped = sum(1 for r in outcomes if r.skipped)
+    print(
+        f"{done} {verb}, {skipped} already done, "
+        f"{sum(1 for r in outcomes if not r.ok)} failed -> {out / 'summary.csv'}"
+    )
+    return _report_failures(outcomes, "store(s)")
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    from analysis.batch import ProfileOptions, batch_profile
+    from vrscope.commands._analysis_io import progress_enabled
+    from vrscope.commands.profile import check_profile_options, label_names
+
+    out = _stores_output_folder(args)
+    check_profile_options(args)
+    _check_stores_exist(args.stores)
     options = ProfileOptions(
         label_names=label_names(args), k=args.k, bandwidth_um=args.bandwidth_um,
         image=not args.no_image,
@@ -319,46 +343,23 @@ def run_profile(args: argparse.Namespace) -> int:
         outcomes, _ = batch_profile(
             client, args.stores, out, options, resume=args.resume, progress=progress_enabled()
         )
-    done = sum(1 for r in outcomes if r.ok and not r.skipped)
-    skipped = sum(1 for r in outcomes if r.skipped)
-    print(
-        f"{done} profiled, {skipped} already done, "
-        f"{sum(1 for r in outcomes if not r.ok)} failed -> {out / 'summary.csv'}"
-    )
-    return _report_failures(outcomes, "store(s)")
+    return _report_stores(outcomes, "profiled", out)
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from analysis.batch import batch_segment
-    from analysis.errors import FormatError
-    from analysis.io import check_output
     from vrscope.commands._analysis_io import progress_enabled
     from vrscope.commands.segment import segment_options
 
-    out = Path(args.out).expanduser()
-    check_output(out, args.stores)  # outputs never destroy inputs
-    if out.exists() and not out.is_dir():
-        raise FormatError(f"--out {out} exists and is not a folder")
-    if not out.parent.is_dir():
-        raise FormatError(f"output folder {out.parent} does not exist")
+    out = _stores_output_folder(args)
     options = segment_options(args)
-    for store in args.stores:
-        if "://" not in store and not Path(store).expanduser().exists():
-            raise FormatError(f"store {store} does not exist")
+    _check_stores_exist(args.stores)
     with _client(args) as client:
         _announce(client, args)
         outcomes = batch_segment(
             client, args.stores, out, options, resume=args.resume, progress=progress_enabled()
         )
-    done = sum(1 for r in outcomes if r.ok and not r.skipped)
-    skipped = sum(1 for r in outcomes if r.skipped)
-    print(
-        f"{done} segmented, {skipped} already done, "
-        f"{sum(1 for r in outcomes if not r.ok)} failed -> {out / 'summary.csv'}"
-    )
-    return _report_failures(outcomes, "store(s)")
+    return _report_stores(outcomes, "segmented", out)
 
 
 def run_measure(args: argparse.Namespace) -> int:
