@@ -54,7 +54,7 @@ from analysis._checks import check_spacing
 from analysis.batch import _objects
 from analysis.batch._cluster import UnitResult, run_units
 from analysis.batch._measure import block_grid
-from analysis.errors import FormatError, ParameterError
+from analysis.errors import ChunkError, FormatError, ParameterError
 
 __all__ = [
     "InferJob",
@@ -95,6 +95,11 @@ class InferJob:
     objects : int, optional
         Write the objects of this class instead of the class labels (``vrscope infer
         --objects``), with ``closing_um``, ``min_volume_um3`` and ``watershed_um``.
+    allow_missing : bool, default: False
+        A damaged chunk of the image (corrupt, a folder in place of its file,
+        unreadable) reads as the fill value and is listed (``InferOutcome.unreadable``)
+        instead of failing the store (``--allow-missing``). Not part of :meth:`params`:
+        a run refused for a damaged chunk can be resumed with it.
     """
 
     store: str
@@ -112,9 +117,11 @@ class InferJob:
     closing_um: float = 0.0
     min_volume_um3: float = 0.0
     watershed_um: float | None = None
+    allow_missing: bool = False
 
     def params(self) -> dict[str, Any]:
         out = asdict(self)
+        del out["allow_missing"]
         for key in ("block", "tile"):
             if out[key] is not None:
                 out[key] = list(out[key])
@@ -162,14 +169,23 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _setup(job: InferJob, *, on_worker: bool = True) -> tuple[Any, Any, Any, Any]:
-    """(predictor, image source, input volume, tile plan) of a job."""
+def _setup(
+    job: InferJob, *, on_worker: bool = True, unreadable: list[ChunkError] | None = None
+) -> tuple[Any, Any, Any, Any]:
+    """(predictor, image source, input volume, tile plan) of a job.
+
+    The input reads every chunk checked (``ZarrVolumeSource.checked``): a damaged one
+    raises its :class:`ChunkError` unless ``job.allow_missing``; then it reads as the
+    fill value and its error goes to ``unreadable`` (when given).
+    """
     from analysis.inference import InputVolume, plan_tiles
     from analysis.io import open_volume
 
     predictor = _predictor(job, on_worker=on_worker)
     src = open_volume(job.store)
-    inp = InputVolume(src)
+    if job.allow_missing and unreadable is None:
+        unreadable = []  # listed by the blocks, which read every chunk
+    inp = InputVolume(src.checked(unreadable if job.allow_missing else None))
     if inp.shape[0] != predictor.spec.in_channels:
         raise ParameterError(
             f"model {predictor.spec.name!r} needs {predictor.spec.in_channels} input "
@@ -297,7 +313,8 @@ def infer_block(
     from analysis.inference import Normalizer, labels_from_probabilities
     from analysis.io import ScratchVolume, write_json_atomic
 
-    predictor, _, inp, plan = _setup(job)
+    bad: list[ChunkError] = []
+    predictor, _, inp, plan = _setup(job, unreadable=bad)
     given = {
         int(i): (np.asarray(a, np.float64), np.asarray(b, np.float64))
         for i, (a, b) in stats.items()
@@ -311,7 +328,10 @@ def infer_block(
     parts = Path(parts_dir)
     scratch = ScratchVolume.reopen(parts / _SCRATCH)
     scratch[tuple(slice(a, b) for a, b in zip(start, stop, strict=True))] = result
-    write_json_atomic(parts / _BLOCKS / f"{_unit_name(start)}.json", {"tiles": evaluations})
+    write_json_atomic(
+        parts / _BLOCKS / f"{_unit_name(start)}.json",
+        {"tiles": evaluations, "unreadable": [str(e) for e in bad]},
+    )
     return evaluations
 
 
@@ -376,6 +396,8 @@ class InferOutcome:
     tiles, tile_evaluations : int
         Tiles of the plan, and tiles evaluated by the blocks run (border tiles once per
         block they touch).
+    unreadable : tuple of str
+        The errors of the damaged chunks read as empty (``InferJob.allow_missing``).
     """
 
     store: str
@@ -386,6 +408,7 @@ class InferOutcome:
     blocks_run: int = 0
     tiles: int = 0
     tile_evaluations: int = 0
+    unreadable: tuple[str, ...] = ()
 
 
 def _failed(store: str, results: Sequence[UnitResult]) -> InferOutcome:
@@ -588,11 +611,15 @@ def batch_infer(
         if not r.ok:
             outcomes[store] = _failed(store, [r])
             continue
+        damaged: dict[str, None] = {}  # each chunk once (tiles of two blocks share some)
+        for marker in sorted(list_done(parts / _BLOCKS)):
+            for err in (read_json(parts / _BLOCKS / marker) or {}).get("unreadable", ()):
+                damaged[str(err)] = None
         remove_folder(parts)
         total, run = counts[store]
         outcomes[store] = InferOutcome(
             store, True, blocks_total=total, blocks_run=run, tiles=plan.n_tiles,
-            tile_evaluations=evaluations[store],
+            tile_evaluations=evaluations[store], unreadable=tuple(damaged),
         )  # fmt: skip
     return [outcomes[job.store] for job in jobs]
 

@@ -33,7 +33,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ import pandas as pd
 
 from analysis._checks import check_spacing
 from analysis.batch._cluster import UnitResult, run_units
-from analysis.errors import ParameterError
+from analysis.errors import ChunkError, ParameterError
 from analysis.morphology import (
     BASE_COLUMNS,
     SHAPE_COLUMNS,
@@ -86,6 +86,9 @@ _STAT_COLUMNS = (
 _PIECE_MAX_VOXELS = 40**3
 # Objects put together from pieces per task.
 _PIECES_PER_TASK = 256
+
+# Beside a block's part: the errors of the damaged chunks it read as empty.
+_UNREADABLE = ".unreadable.json"
 # A block holds at least this many voxels per axis where the volume allows it.
 _DEFAULT_BLOCK_EDGE = 256
 
@@ -104,6 +107,11 @@ class MeasureJob:
     block : (3,) ints
         Block shape (z, y, x) in voxels, a multiple of the chunk shape.
     surface_method : {"smooth", "binary"}
+    allow_missing : bool, default: False
+        A damaged chunk (corrupt, a folder in place of its file, unreadable) reads as the
+        fill value and is listed (``MeasureResult.unreadable``) instead of failing its
+        block (``--allow-missing``). Not part of :meth:`params`: a run refused for a
+        damaged chunk can be resumed with it.
     """
 
     store: str
@@ -111,6 +119,7 @@ class MeasureJob:
     level: int
     block: tuple[int, int, int]
     surface_method: SurfaceMethod = "smooth"
+    allow_missing: bool = False
 
     def params(self) -> dict[str, Any]:
         return {
@@ -195,9 +204,17 @@ def _open_labels(job: MeasureJob) -> Any:
 
 
 def _read_region(
-    source: Any, level: int, start: Sequence[int], stop: Sequence[int]
+    source: Any,
+    level: int,
+    start: Sequence[int],
+    stop: Sequence[int],
+    unreadable: list[ChunkError] | None = None,
 ) -> npt.NDArray[np.integer]:
-    """Read a (z, y, x) box of a label image whose other axes (t, c) are single."""
+    """Read a (z, y, x) box of a label image whose other axes (t, c) are single.
+
+    Every chunk is checked (``ZarrVolumeSource.read_checked``): a damaged one raises its
+    :class:`ChunkError` unless ``unreadable`` is a list, where it is appended.
+    """
     shape = source.levels[level].shape
     lead = shape[:-3]
     if any(n != 1 for n in lead):
@@ -208,8 +225,10 @@ def _read_region(
     region = tuple(slice(0, 1) for _ in lead) + tuple(
         slice(int(a), int(b)) for a, b in zip(start, stop, strict=True)
     )
-    data = np.asarray(source.read(level, region))
-    return data.reshape(data.shape[-3:])
+    data, bad = source.read_checked(level, region, allow_missing=unreadable is not None)
+    if unreadable is not None:
+        unreadable.extend(bad)
+    return np.asarray(data).reshape(data.shape[-3:])
 
 
 def measure_block(
@@ -222,12 +241,17 @@ def measure_block(
 
     Writes ``<parts_dir>/<block>.parquet`` atomically and returns the block's name.
     """
-    from analysis.io import write_part
+    from analysis.io import write_json_atomic, write_part
 
     source = _open_labels(job)
     spacing = source.levels[job.level].scale_um
     shape = source.levels[job.level].shape[-3:]
-    lab = _read_region(source, job.level, start, stop)
+    bad: list[ChunkError] | None = [] if job.allow_missing else None
+    lab = _read_region(source, job.level, start, stop, bad)
+    if bad:  # before the part, which marks the block done
+        write_json_atomic(
+            Path(parts_dir) / f"{_unit_name(start)}{_UNREADABLE}", [str(e) for e in bad]
+        )
     if lab.dtype == np.bool_:
         lab = lab.astype(np.uint8)
     if not np.issubdtype(lab.dtype, np.integer):
@@ -287,7 +311,8 @@ def measure_crossing(
     """
     source = _open_labels(job)
     spacing = source.levels[job.level].scale_um
-    region = _read_region(source, job.level, lo, hi)
+    # The blocks read (and listed) every chunk of the region before.
+    region = _read_region(source, job.level, lo, hi, [] if job.allow_missing else None)
     boxes = [
         (lab_id, tuple(slice(p - q, r - q) for p, r, q in zip(a, b, lo, strict=True)))
         for lab_id, a, b in objects
@@ -366,12 +391,14 @@ def _group_crossing(
 
 @dataclass(frozen=True)
 class MeasureResult:
-    """A batch measure's outcome: the table (None when a block failed) and every unit."""
+    """A batch measure's outcome: the table (None when a block failed), every unit, and
+    the errors of the damaged chunks read as empty (``MeasureJob.allow_missing``)."""
 
     table: pd.DataFrame | None
     outcomes: list[UnitResult]
     blocks_total: int
     blocks_run: int
+    unreadable: list[str] = field(default_factory=list)
 
 
 def batch_measure(
@@ -495,8 +522,14 @@ def batch_measure(
         redo = pd.concat([r.value for r in more], ignore_index=True).set_index("label")
         table.loc[redo.index, list(_ROW_COLUMNS)] = redo[list(_ROW_COLUMNS)]
     table = _finish(table, spacing)
+    damaged: dict[str, None] = {}  # each chunk once, in block order
+    for s, _ in blocks:
+        for err in read_json(parts / f"{_unit_name(s)}{_UNREADABLE}") or ():
+            damaged[str(err)] = None
     remove_folder(parts)
-    return MeasureResult(table, skipped + outcomes + more, len(blocks), len(todo))
+    return MeasureResult(
+        table, skipped + outcomes + more, len(blocks), len(todo), unreadable=list(damaged)
+    )
 
 
 def _measure_group(kind: str, *args: Any) -> pd.DataFrame:

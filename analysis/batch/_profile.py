@@ -14,7 +14,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from analysis.batch._cluster import UnitResult, run_units
-from analysis.errors import FormatError, ParameterError
+from analysis.errors import ChunkError, FormatError, ParameterError
 from analysis.volume import VolumeSource
 
 __all__ = [
@@ -42,19 +42,43 @@ class ProfileOptions:
     bandwidth_um : float, default: 0.1
     image : bool, default: True
         Read the store's image for the intensity columns.
+    allow_missing : bool, default: False
+        A damaged chunk (corrupt, a folder in place of its file, unreadable) reads as the
+        fill value and is listed in ``unreadable_chunks.json`` instead of failing the
+        store (``--allow-missing``).
     """
 
     label_names: Mapping[str, str]
     k: int = 8
     bandwidth_um: float = 0.1
     image: bool = True
+    allow_missing: bool = False
 
 
-def read_zyx(source: VolumeSource, level: int, what: str) -> npt.NDArray[np.generic]:
-    """Read a whole level as a (z, y, x) array; singleton t/c axes are dropped."""
+UNREADABLE_FILE = "unreadable_chunks.json"
+"""In a store's result folder of a batch run that was allowed to read damaged chunks as
+empty: the list of those chunks' errors (absent when there were none)."""
+
+
+def read_zyx(
+    source: VolumeSource, level: int, what: str, unreadable: list[ChunkError] | None = None
+) -> npt.NDArray[np.generic]:
+    """Read a whole level as a (z, y, x) array; singleton t/c axes are dropped.
+
+    Every chunk of an OME-Zarr level is checked (``ZarrVolumeSource.read_level``): a
+    damaged one raises its :class:`ChunkError` (naming the store, level and chunk) unless
+    ``unreadable`` is a list, where it is appended (it reads as the fill value).
+    """
+    from analysis.io import ZarrVolumeSource
+
     if not 0 <= level < len(source.levels):
         raise ParameterError(f"{what} has no level {level} (it has {len(source.levels)})")
-    data = np.asarray(source.read(level))
+    if isinstance(source, ZarrVolumeSource):
+        data, bad = source.read_level(level, allow_missing=unreadable is not None)
+        if unreadable is not None:
+            unreadable.extend(bad)
+    else:
+        data = np.asarray(source.read(level))
     if any(n != 1 for n in data.shape[:-3]):
         raise ParameterError(
             f"{what} has axes {''.join(source.axes)} with shape {data.shape}; "
@@ -93,8 +117,11 @@ def run_per_store(
     ``func(store, out_dir/<store name>, options)`` writes that store's folder (atomically)
     and returns its JSON-able summary, which ``done_file`` in the folder also holds: with
     ``resume`` a store whose folder has it is skipped. ``out_dir/summary.csv`` gets one
-    row per store: ``store``, ``name``, ``status``, ``error`` and ``row(summary)`` for
-    the stores that succeeded. Returns the outcomes (in the order of ``stores``) and
+    row per store: ``store``, ``name``, ``status``, ``error``, ``unreadable_chunks`` (how
+    many damaged chunks a store allowed to have them read as empty: its folder's
+    :data:`UNREADABLE_FILE`, which ``func`` writes) and ``row(summary)`` for the stores
+    that succeeded. Returns the outcomes (in the order of ``stores``; a succeeded
+    store's ``value`` gets ``unreadable_chunks``, the list of those chunks' errors) and
     that table.
     """
     from analysis.io import read_json, remove_temporaries, reset_folder, write_table
@@ -129,6 +156,9 @@ def run_per_store(
             "error": res.error,
         }
         if res.ok:
+            damaged = read_json(out / name / UNREADABLE_FILE) or []
+            res.value["unreadable_chunks"] = damaged
+            r["unreadable_chunks"] = len(damaged)
             r.update(row(res.value))
         rows.append(r)
     table = pd.DataFrame(rows)
@@ -158,15 +188,29 @@ def profile_store(
         )
     labels = {}
     spacing = None
+    bad: list[ChunkError] | None = [] if options.allow_missing else None
     for role, name in zip(PROFILE_LABELS, names, strict=True):
         lab_src = src.open_labels(name)
-        labels[role] = read_zyx(lab_src, 0, f"label image {name!r}")
+        labels[role] = read_zyx(lab_src, 0, f"label image {name!r}", bad)
         spacing = lab_src.levels[0].scale_um
     assert spacing is not None
-    image = read_zyx(src, 0, "image") if options.image else None
+    image = read_zyx(src, 0, "image", bad) if options.image else None
     profile = profile_cell(labels, spacing, image, k=options.k, bandwidth_um=options.bandwidth_um)
-    commit_folder(out_dir, lambda tmp: write_report(profile, tmp))
+
+    def fill(tmp: Path) -> None:
+        write_report(profile, tmp)
+        write_unreadable(tmp, bad)
+
+    commit_folder(out_dir, fill)
     return dict(profile.summary)
+
+
+def write_unreadable(folder: Path, unreadable: Sequence[ChunkError] | None) -> None:
+    """:data:`UNREADABLE_FILE` in a store's result folder, when chunks were damaged."""
+    from analysis.io import write_json_atomic
+
+    if unreadable:
+        write_json_atomic(folder / UNREADABLE_FILE, [str(e) for e in unreadable])
 
 
 def _flat_summary(summary: Mapping[str, Any]) -> dict[str, Any]:

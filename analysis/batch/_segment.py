@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from analysis.batch._cluster import UnitResult
-from analysis.batch._profile import run_per_store
-from analysis.errors import ParameterError
+from analysis.batch._profile import UNREADABLE_FILE, run_per_store
+from analysis.errors import ChunkError, ParameterError
 
 __all__ = ["SEGMENT_LABELS", "SegmentOptions", "batch_segment", "segment_store"]
 
@@ -47,12 +47,17 @@ class SegmentOptions:
         Objects below this volume are removed (their ids stay unused).
     closing_um : float, default: 0
         Radius of a physical ball closing the mask before labelling (0: none).
+    allow_missing : bool, default: False
+        A damaged chunk of the image (corrupt, a folder in place of its file,
+        unreadable) reads as the fill value and is listed instead of failing
+        (``--allow-missing``).
     """
 
     level: int = 0
     threshold: float | None = None
     min_volume_um3: float = 0.0
     closing_um: float = 0.0
+    allow_missing: bool = False
 
 
 def _identity(block: Any) -> Any:
@@ -92,7 +97,11 @@ def segment_store(
     ids ``1..n`` as :func:`analysis.segment.label_blockwise` numbers them on the level's
     chunks (deterministic for a given store; objects removed by ``min_volume_um3`` leave
     their ids unused), uint32 (uint64 past 2**32 voxels). Same NGFF version and chunks as
-    the source level. Returns ``{"threshold", "objects", "shape", "ngff"}``.
+    the source level. Returns ``{"threshold", "objects", "shape", "ngff",
+    "unreadable_chunks"}``, the last the errors of the damaged chunks read as empty
+    (``options.allow_missing``; without it the first raises its :class:`ChunkError`,
+    naming the store, level and chunk: every chunk is checked, see
+    ``ZarrVolumeSource.checked``).
     """
     from analysis.io import ScratchVolume, open_volume, write_labels, write_ngff
     from analysis.segment import (
@@ -103,7 +112,9 @@ def segment_store(
         remove_small_objects_blockwise,
     )
 
-    src = open_volume(store)
+    opened = open_volume(store)
+    bad: list[ChunkError] | None = [] if options.allow_missing else None
+    src: Any = opened.checked(bad)
     lv = options.level
     if not 0 <= lv < len(src.levels):
         raise ParameterError(f"{store} has no level {lv} (it has {len(src.levels)})")
@@ -143,6 +154,7 @@ def segment_store(
         "objects": kept,
         "shape": list(level.shape),
         "ngff": src.ngff_version,
+        "unreadable_chunks": [str(e) for e in bad or ()],
     }
 
 
@@ -154,6 +166,9 @@ def _segment_unit(store: str, unit_dir: str, options: SegmentOptions) -> dict[st
     def fill(tmp: Path) -> dict[str, Any]:
         reset_folder(tmp, keep=False)
         info = segment_store(store, tmp / SEGMENT_STORE, options)
+        damaged = info.pop("unreadable_chunks")
+        if damaged:
+            write_json_atomic(tmp / UNREADABLE_FILE, damaged)
         write_json_atomic(tmp / "result.json", info)
         return info
 

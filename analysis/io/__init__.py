@@ -61,6 +61,7 @@ if TYPE_CHECKING:
         read_id_table,
     )
     from analysis.io._models import load_classifier, save_classifier
+    from analysis.io._ngff_checks import check_local_metadata
     from analysis.io._nn_models import (
         checkpoint_file,
         is_bioimageio_path,
@@ -178,6 +179,7 @@ _LAZY: dict[str, str] = {
     "write_measurements_csv": "analysis.io._project",
     "write_project_info": "analysis.io._project",
     "write_tracks_file": "analysis.io._project",
+    "check_local_metadata": "analysis.io._ngff_checks",
     "ZarrVolumeSource": "analysis.io._read",
     "list_labels": "analysis.io._read",
     "open_labels": "analysis.io._read",
@@ -279,6 +281,7 @@ __all__ = [
     "reset_folder",
     "write_part",
     # neural-network model files (analysis.io._nn_models; used by analysis.inference)
+    "check_local_metadata",
     "check_output",
     "checkpoint_file",
     "is_bioimageio_path",

@@ -32,6 +32,12 @@ from zarr.abc.store import Store
 from analysis.errors import ChunkError, FormatError, ParameterError
 from analysis.io._chunks import ChunkReader
 from analysis.io._format import NgffFormat, detect_format
+from analysis.io._ngff_checks import (
+    check_dataset_path,
+    check_level,
+    check_level_not_larger,
+    transform,
+)
 from analysis.io._units import unit_factor
 from analysis.io._validate import validate_ngff
 from analysis.volume import Level, Region, SourceMetadata, normalize_region
@@ -160,70 +166,6 @@ def _labels_listing(group: zarr.Group) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _transform(transforms: Any, ndim: int, where: str) -> tuple[list[float], list[float]]:
-    """Scale and translation from an NGFF ``coordinateTransformations`` list."""
-    scale = [1.0] * ndim
-    translation = [0.0] * ndim
-    for i, tr in enumerate(transforms or []):
-        kind = tr.get("type")
-        if kind == "identity":
-            continue
-        if kind not in ("scale", "translation"):
-            raise FormatError(f"unsupported transformation type {kind!r} at {where}[{i}]")
-        if kind not in tr:
-            raise FormatError(
-                f"{where}[{i}] has no inline {kind!r} values (a 'path' to a binary "
-                "transformation is not supported)"
-            )
-        try:
-            values = [float(v) for v in tr[kind]]
-        except (TypeError, ValueError):
-            raise FormatError(f"{where}[{i}].{kind} holds a value that is not a number") from None
-        if not all(math.isfinite(v) for v in values):
-            raise FormatError(f"{where}[{i}].{kind} holds NaN or infinity: {tr[kind]}")
-        if kind == "scale" and not all(v > 0 for v in values):
-            raise FormatError(f"{where}[{i}].scale must be positive, got {tr[kind]}")
-        if len(values) != ndim:
-            raise FormatError(
-                f"{where}[{i}].{kind} has {len(values)} values but the image has {ndim} axes"
-            )
-        if kind == "scale":
-            scale = values
-        else:
-            translation = values
-    return scale, translation
-
-
-#: Largest voxel size accepted, and smallest (µm): 1 km and 1 fm.
-_MAX_VOXEL_UM = 1e9
-_MIN_VOXEL_UM = 1e-9
-#: Longest axis accepted (voxels): beyond it the metadata is wrong, not the sample.
-_MAX_AXIS = 2**31 - 1
-
-
-def _check_level(
-    where: str,
-    path: str,
-    shape: tuple[int, ...],
-    scale: Sequence[float],
-    translation: Sequence[float],
-    types: Sequence[str],
-) -> None:
-    """One level's shape and (unit-converted) transform are physically possible."""
-    if any(n < 1 for n in shape):
-        raise FormatError(f"{where} ({path!r}) has an empty axis: shape {shape}")
-    if any(n > _MAX_AXIS for n in shape):
-        raise FormatError(f"{where} ({path!r}) has an axis of more than 2**31 voxels: {shape}")
-    for s, t, kind in zip(scale, translation, types, strict=True):
-        if not (math.isfinite(s) and math.isfinite(t)):
-            raise FormatError(f"{where} ({path!r}): its voxel size or offset is not finite")
-        if kind == "space" and not _MIN_VOXEL_UM <= s <= _MAX_VOXEL_UM:
-            raise FormatError(
-                f"{where} ({path!r}): voxel size {s:g} µm is outside 1 fm .. 1 km "
-                "(wrong scale or unit in the metadata)"
-            )
-
-
 class ZarrVolumeSource(SourceMetadata):
     """A :class:`~analysis.volume.VolumeSource` over an OME-Zarr multiscale image.
 
@@ -294,7 +236,7 @@ class ZarrVolumeSource(SourceMetadata):
         if n_space == 2:
             self._virtual = ndim_store - 2
         factors = [unit_factor(u, t, n) for u, t, n in zip(units, types, names, strict=True)]
-        gscale, gtrans = _transform(
+        gscale, gtrans = transform(
             ms.get("coordinateTransformations"), ndim_store, f"{where}.coordinateTransformations"
         )
 
@@ -303,11 +245,7 @@ class ZarrVolumeSource(SourceMetadata):
         shape0: tuple[int, ...] | None = None
         for i, ds in enumerate(ms["datasets"]):
             path = ds["path"]
-            parts = str(path).replace("\\", "/").split("/")
-            if str(path).startswith("/") or ".." in parts or not str(path).strip("/"):
-                raise FormatError(
-                    f"{where}.datasets[{i}].path {path!r} is not a path inside the store"
-                )
+            check_dataset_path(f"{where}.datasets[{i}]", path)
             try:
                 node = group[path]
             except (KeyError, FileNotFoundError, zarr.errors.NodeNotFoundError):
@@ -326,7 +264,7 @@ class ZarrVolumeSource(SourceMetadata):
                     f"array {path!r} in {url} has {node.ndim} dimensions but "
                     f"{where}.axes lists {ndim_store}"
                 )
-            scale, trans = _transform(
+            scale, trans = transform(
                 ds["coordinateTransformations"],
                 ndim_store,
                 f"{where}.datasets[{i}].coordinateTransformations",
@@ -338,14 +276,11 @@ class ZarrVolumeSource(SourceMetadata):
             ]
             chunks = tuple(int(c) for c in node.chunks)
             shape = tuple(int(s) for s in node.shape)
-            _check_level(f"{where}.datasets[{i}]", path, shape, full_scale, full_trans, types)
+            check_level(f"{where}.datasets[{i}]", path, shape, full_scale, full_trans, types)
             if shape0 is None:
                 shape0 = shape
-            elif any(n > n0 for n, n0, t in zip(shape, shape0, types, strict=True) if t == "space"):
-                raise FormatError(
-                    f"{where}.datasets[{i}] ({path!r}) is larger than level 0 "
-                    f"({shape} vs {shape0}): levels must not grow"
-                )
+            else:
+                check_level_not_larger(f"{where}.datasets[{i}]", path, shape, shape0, types)
             if self._virtual is not None:
                 k = self._virtual
                 shape = shape[:k] + (1,) + shape[k:]

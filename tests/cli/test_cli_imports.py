@@ -73,3 +73,91 @@ def test_analysis_io_is_lazy_and_keeps_its_public_names(tmp_path: Path) -> None:
     assert set(analysis.io.__all__) <= set(dir(analysis.io))
     with pytest.raises(AttributeError):
         analysis.io.no_such_name  # noqa: B018
+
+
+def _bad_store(tmp_path: Path, version: str, case: str) -> Path:
+    """A store written by ome-zarr-py whose metadata is then broken with plain JSON."""
+    import numpy as np
+
+    from tests.analysis.io._support import write_with_ome_zarr
+
+    data = np.arange(16**3, dtype=np.uint8).reshape(16, 16, 16)
+    store = write_with_ome_zarr(tmp_path / "s.zarr", data, version=version, chunks=(8, 8, 8))
+    meta = store / ("zarr.json" if version == "0.5" else ".zattrs")
+    doc = json.loads(meta.read_text())
+    ms = (doc["attributes"]["ome"] if version == "0.5" else doc)["multiscales"][0]
+    if case == "negative scale":
+        ms["datasets"][1]["coordinateTransformations"][0]["scale"][-1] = -2.0
+    elif case == "path up":
+        ms["datasets"][0]["path"] = "../s0"
+    elif case == "huge level 1":
+        level = store / "s1" / ("zarr.json" if version == "0.5" else ".zarray")
+        arr = json.loads(level.read_text())
+        arr["shape"] = [64, 64, 64]
+        level.write_text(json.dumps(arr))
+    if case == "truncated":
+        meta.write_text(meta.read_text()[:200])
+    elif case == "truncated level":
+        level = store / "s0" / ("zarr.json" if version == "0.5" else ".zarray")
+        level.write_text(level.read_text()[:50])
+    else:
+        meta.write_text(json.dumps(doc))
+    return store
+
+
+BAD_METADATA = {
+    "negative scale": "must be positive",
+    "path up": "not a path inside the store",
+    "huge level 1": "larger than level 0",
+    "truncated": "not valid JSON",
+    "truncated level": "not valid JSON",
+}
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+@pytest.mark.parametrize("case", sorted(BAD_METADATA))
+def test_bad_metadata_is_answered_before_heavy_imports(
+    tmp_path: Path, version: str, case: str
+) -> None:
+    """Issue 21: a local store's absurd or truncated metadata is refused from its JSON
+    (one line naming the field or file, exit 2) before zarr, NumPy's users and the rest
+    are imported; the reader refuses the same store too (with the same line where it
+    reads the field)."""
+    from analysis.errors import FormatError
+    from analysis.io import open_volume
+
+    store = _bad_store(tmp_path, version, case)
+    code = (
+        "import contextlib, io\n"
+        "from vrscope.cli import main\n"
+        "err = io.StringIO()\n"
+        "with contextlib.redirect_stderr(err):\n"
+        f"    code = main(['info', {str(store)!r}])\n"
+        "result = [code, err.getvalue()]"
+    )
+    got = _loaded_after(code, tmp_path)
+    rc, err = got["result"]
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and BAD_METADATA[case] in lines[0], err
+    assert got["heavy"] == []
+    with pytest.raises(FormatError) as exc:  # the reader agrees (zarr, in this process)
+        open_volume(store)
+    if not case.startswith("truncated"):
+        assert BAD_METADATA[case] in str(exc.value)
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_a_sound_store_passes_the_metadata_check(tmp_path: Path, version: str) -> None:
+    """The check before the imports never refuses what the reader opens: info reads it."""
+    import numpy as np
+
+    from tests.analysis.io._support import write_with_ome_zarr
+
+    data = np.arange(16**3, dtype=np.uint8).reshape(16, 16, 16)
+    store = write_with_ome_zarr(tmp_path / "s.zarr", data, version=version, chunks=(8, 8, 8))
+    got = _loaded_after(
+        f"from vrscope.cli import main\nresult = main(['info', {str(store)!r}, '--json'])",
+        tmp_path,
+    )
+    assert got["result"] == 0

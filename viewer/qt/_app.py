@@ -524,9 +524,14 @@ class QtViewer(QtWidgets.QMainWindow):
         pending = sum(st.pending for st in stats.values())
         running = sum(st.in_flight for st in stats.values())
         done = all(st.complete for st in stats.values())
+        # Bricks that could not be read (corrupt chunks, a server error or timeout) are
+        # said in the window, not only in the log (issue 21).
+        failed = sum(st.failed for st in stats.values())
         self.stream_label.setText(
             f"cache {used / mb:.1f}/{budget / mb:.0f} MB · {pending} pending · "
-            f"{running} loading" + (" · full detail" if done else "")
+            f"{running} loading"
+            + (" · full detail" if done and not failed else "")
+            + (f" · {failed} brick(s) could not be read (left out)" if failed else "")
         )
         self.stream_label.setToolTip(
             "\n".join(

@@ -25,6 +25,7 @@ from viewer.actions import ACTIONS
 from viewer.scene import Labels
 
 from ._session import ProofreadingSession
+from ._workers import Job
 
 __all__ = ["FileMenu", "recent_projects", "remember_project"]
 
@@ -117,16 +118,38 @@ class FileMenu:
 
     # ------------------------------------------------------------------ stores
     def open_store(self, store: str) -> Any:
-        """Open an image store (path or URL) with all its label images in a new window."""
+        """Open an image store (path or URL) with all its label images in a new window.
+
+        A local store opens at once and the new window is returned. A URL opens in a
+        background job (returned; the new window appears when it is done): a slow or
+        stalled server must not freeze the window, which says it is opening the URL,
+        keeps reacting meanwhile (the job's row in the jobs panel can cancel it), and
+        shows the failure (status bar and message box) when a read fails or times out.
+        """
         store = store.strip()
         if not store:
             return None
+        if "://" in store.removeprefix("file://"):
+            return self._open_remote(store)
         try:
             session = ProofreadingSession.open(store, all_labels(store) or None)
         except Exception as exc:
             self.win.show_error(f"could not open {store}: {exc}")
             return None
         return self._show(session)
+
+    def _open_remote(self, url: str) -> Job:
+        def run(progress: Any) -> ProofreadingSession:
+            progress(0, 1, "reading metadata")
+            session = ProofreadingSession.open(url, all_labels(url) or None)
+            progress(1, 1, "opening")
+            return session
+
+        # A failure is shown by the window (JobsPanel.failed: status bar and message box).
+        job = Job(f"open {url}", run, on_done=self._show)
+        self.win.status.showMessage(f"opening {url} …")
+        self.win.jobs.start(job)
+        return job
 
     def _show(self, session: ProofreadingSession) -> Any:
         new = type(self.win)(session)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -45,13 +46,19 @@ def check_inputs_exist(*paths: str | None) -> None:
 
 def check_store_exists(path: str | None) -> None:
     """Refuse a local store that is not there before anything heavy is imported, with the
-    message opening it would give (``path does not exist: PATH``; issue 18.15)."""
+    message opening it would give (``path does not exist: PATH``; issue 18.15); and one
+    whose NGFF metadata the reader would refuse (absurd scales, dataset paths leaving
+    the store, truncated JSON: ``analysis.io.check_local_metadata``, on the plain JSON,
+    before zarr and NumPy are imported; issue 21)."""
     if not path or "://" in path.removeprefix("file://"):
         return
     if not os.path.exists(os.path.expanduser(path.removeprefix("file://"))):
         from analysis.errors import FormatError
 
         raise FormatError(f"path does not exist: {path}")
+    from analysis.io import check_local_metadata
+
+    check_local_metadata(path)
 
 
 def check_project_exists(folder: str) -> None:
@@ -99,6 +106,21 @@ def add_remote_timeout_option(p: argparse.ArgumentParser) -> None:
         help="longest time for all the remote (http) reads of this command together, "
         "retries included; past it the command stops with an error (default: %(default)s)",
     )
+
+
+def remote_run(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``run`` with the total deadline of ``--remote-timeout`` (see
+    :func:`add_remote_timeout_option`) over all its remote reads (``analysis.io.
+    remote_deadline``): past it, one line naming the limit and the URL, exit 2."""
+
+    @functools.wraps(run)
+    def run_within_deadline(args: argparse.Namespace) -> int:
+        from analysis.io import remote_deadline
+
+        with remote_deadline(args.remote_timeout):
+            return run(args)
+
+    return run_within_deadline
 
 
 def cache_bytes(args: argparse.Namespace) -> int | None:

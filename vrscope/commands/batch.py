@@ -147,9 +147,11 @@ def register(subparsers: Any) -> None:
     )
     pr.add_argument("stores", nargs="+", metavar="STORE", help="OME-Zarr stores (paths or URLs)")
     pr.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    from vrscope.commands._analysis_io import add_allow_missing_option
     from vrscope.commands.profile import add_profile_options
 
     add_profile_options(pr)
+    add_allow_missing_option(pr)
     _cluster_options(pr)
     pr.set_defaults(func=run_profile)
 
@@ -181,6 +183,7 @@ def register(subparsers: Any) -> None:
         default="smooth",
         help="surface area method, as in vrscope measure (default: smooth)",
     )
+    add_allow_missing_option(me)
     _cluster_options(me)
     me.set_defaults(func=run_measure)
 
@@ -224,6 +227,7 @@ def register(subparsers: Any) -> None:
         help="block shape in voxels, whole chunks (default: at least 256 per axis)",
     )  # fmt: skip
     inf.add_argument("--overwrite", action="store_true", help="replace existing label images")
+    add_allow_missing_option(inf)
     _cluster_options(inf)
     inf.set_defaults(func=run_infer)
 
@@ -250,13 +254,21 @@ def _abs_store(store: str) -> str:
     return store if "://" in store else str(Path(store).expanduser().resolve())
 
 
+_HINT = " (pass --allow-missing to count unreadable chunks as empty)"
+
+
+def _with_hint(error: str) -> str:
+    """A failure's line; a damaged chunk's says how to run anyway."""
+    return error + _HINT if "ChunkError: " in error else error
+
+
 def _report_failures(outcomes: Sequence[Any], what: str) -> int:
     failed = [r for r in outcomes if not r.ok]
     if not failed:
         return 0
     print(f"{len(failed)} {what} failed:", file=sys.stderr)
     for r in failed:
-        print(f"  {r.unit}: {r.error}", file=sys.stderr)
+        print(f"  {r.unit}: {_with_hint(r.error)}", file=sys.stderr)
     return 1
 
 
@@ -316,14 +328,28 @@ def _check_stores_exist(stores: Sequence[str]) -> None:
 
 
 def _report_stores(outcomes: Sequence[Any], verb: str, out: Path) -> int:
-    """One line of counts for a many-stores run, then the failures (exit 1 if any)."""
+    """One line of counts for a many-stores run, then the failures (exit 1 if any); with
+    damaged chunks read as empty (``--allow-missing``), ``INCOMPLETE: ...`` last."""
     done = sum(1 for r in outcomes if r.ok and not r.skipped)
     skipped = sum(1 for r in outcomes if r.skipped)
     print(
         f"{done} {verb}, {skipped} already done, "
         f"{sum(1 for r in outcomes if not r.ok)} failed -> {out / 'summary.csv'}"
     )
-    return _report_failures(outcomes, "store(s)")
+    code = _report_failures(outcomes, "store(s)")
+    damaged = [len(r.value["unreadable_chunks"]) for r in outcomes if r.ok]
+    _report_incomplete(
+        sum(damaged),
+        f"in {sum(1 for n in damaged if n)} store(s) (summary.csv's unreadable_chunks; each "
+        "store's unreadable_chunks.json names them)",
+    )
+    return code
+
+
+def _report_incomplete(chunks: int, where: str = "(the warnings above name them)") -> None:
+    """The last line of a run that read damaged chunks as empty (``--allow-missing``)."""
+    if chunks:
+        print(f"INCOMPLETE: {chunks} chunk(s) unreadable, counted as empty {where}")
 
 
 def run_profile(args: argparse.Namespace) -> int:
@@ -336,7 +362,7 @@ def run_profile(args: argparse.Namespace) -> int:
     _check_stores_exist(args.stores)
     options = ProfileOptions(
         label_names=label_names(args), k=args.k, bandwidth_um=args.bandwidth_um,
-        image=not args.no_image,
+        image=not args.no_image, allow_missing=args.allow_missing,
     )  # fmt: skip
     with _client(args) as client:
         _announce(client, args)
@@ -400,8 +426,9 @@ def run_measure(args: argparse.Namespace) -> int:
                 worker_memory(client), n_workers,
             )  # fmt: skip
         job = MeasureJob(
-            store, args.labels, args.level, (block[0], block[1], block[2]), args.surface
-        )
+            store, args.labels, args.level, (block[0], block[1], block[2]), args.surface,
+            allow_missing=args.allow_missing,
+        )  # fmt: skip
         result = batch_measure(client, job, parts, resume=args.resume, progress=progress_enabled())
     if result.table is None:
         print(
@@ -416,6 +443,12 @@ def run_measure(args: argparse.Namespace) -> int:
         f"{len(result.table)} objects of {args.labels!r} -> {out} "
         f"({result.blocks_run} of {result.blocks_total} blocks computed)"
     )
+    if result.unreadable:
+        import logging
+
+        for err in result.unreadable:
+            logging.getLogger("vrscope").warning("%s", err)
+        _report_incomplete(len(result.unreadable))
     return 0
 
 
@@ -474,7 +507,7 @@ def run_infer(args: argparse.Namespace) -> int:
                 tile=tuple(args.tile) if args.tile else None, overlap=args.overlap,
                 halo=args.halo, batch_size=args.batch_size, threshold=args.threshold,
                 objects=k_obj, closing_um=args.closing, min_volume_um3=args.min_volume,
-                watershed_um=args.watershed,
+                watershed_um=args.watershed, allow_missing=args.allow_missing,
             )
         )  # fmt: skip
         parts.append(part)
@@ -491,9 +524,22 @@ def run_infer(args: argparse.Namespace) -> int:
     skipped = sum(1 for r in outcomes if r.skipped)
     failed = [r for r in outcomes if not r.ok]
     print(f"{done} inferred, {skipped} already done, {len(failed)} failed")
-    if not failed:
-        return 0
-    print(f"{len(failed)} store(s) failed (rerun with --resume to finish them):", file=sys.stderr)
-    for r in failed:
-        print(f"  {r.store}: {r.error}", file=sys.stderr)
-    return 1
+    if failed:
+        print(
+            f"{len(failed)} store(s) failed (rerun with --resume to finish them):",
+            file=sys.stderr,
+        )
+        for r in failed:
+            print(f"  {r.store}: {_with_hint(r.error)}", file=sys.stderr)
+    damaged = [r for r in outcomes if r.ok and r.unreadable]
+    if damaged:
+        import logging
+
+        for r in damaged:
+            for err in r.unreadable:
+                logging.getLogger("vrscope").warning("%s", err)
+        _report_incomplete(
+            sum(len(r.unreadable) for r in damaged),
+            f"in {len(damaged)} store(s) (the warnings above name them)",
+        )
+    return 1 if failed else 0

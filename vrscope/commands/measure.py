@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from vrscope.commands._analysis_io import add_allow_missing_option
-from vrscope.commands._options import check_store_exists
+from vrscope.commands._options import add_remote_timeout_option, check_store_exists, remote_run
 
 ORDER = 40
 
@@ -52,7 +52,8 @@ def register(subparsers: Any) -> None:
         help="surface area method (default: smooth; binary = marching cubes on the raw mask)",
     )
     add_allow_missing_option(p)
-    p.set_defaults(func=run)
+    add_remote_timeout_option(p)
+    p.set_defaults(func=remote_run(run))
 
 
 def run(args: argparse.Namespace) -> int:

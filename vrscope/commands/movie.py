@@ -7,7 +7,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vrscope.commands._options import check_inputs_exist, int_range, positive_float
+from vrscope.commands._options import (
+    add_remote_timeout_option,
+    check_inputs_exist,
+    int_range,
+    positive_float,
+    remote_run,
+)
 
 ORDER = 41
 
@@ -73,7 +79,8 @@ def register(subparsers: Any) -> None:
         help="encoder quality 1..10 (default: %(default)s)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    add_remote_timeout_option(p)
+    p.set_defaults(func=remote_run(run))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vrscope.commands._options import check_store_exists, nonnegative_float
+from vrscope.commands._analysis_io import add_allow_missing_option
+from vrscope.commands._options import (
+    add_remote_timeout_option,
+    check_store_exists,
+    nonnegative_float,
+    remote_run,
+)
 
 ORDER = 41
 
@@ -66,6 +72,7 @@ def add_segment_options(p: argparse.ArgumentParser) -> None:
         metavar="UM",
         help="close the mask with a ball of this radius in µm first (default: 0, none)",
     )
+    add_allow_missing_option(p)
 
 
 def segment_options(args: argparse.Namespace) -> Any:
@@ -80,6 +87,7 @@ def segment_options(args: argparse.Namespace) -> Any:
         threshold=args.threshold,
         min_volume_um3=args.min_volume,
         closing_um=args.closing,
+        allow_missing=args.allow_missing,
     )
 
 
@@ -99,21 +107,29 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, metavar="OUT.zarr", help="new output store")
     add_segment_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT.zarr")
-    p.set_defaults(func=run)
+    add_remote_timeout_option(p)
+    p.set_defaults(func=remote_run(run))
 
 
 def run(args: argparse.Namespace) -> int:
     check_store_exists(args.store)
     from analysis.batch import SEGMENT_LABELS, segment_store
+    from analysis.errors import ChunkError
     from analysis.io import check_output, replacing
-    from vrscope.commands._analysis_io import progress_enabled
+    from vrscope.commands._analysis_io import progress_enabled, report_incomplete
 
     options = segment_options(args)
     out = check_output(args.out, [args.store])
-    with replacing(out, overwrite=args.overwrite) as tmp:
-        info = segment_store(args.store, tmp, options, progress=progress_enabled())
+    try:
+        with replacing(out, overwrite=args.overwrite) as tmp:
+            info = segment_store(args.store, tmp, options, progress=progress_enabled())
+    except ChunkError as exc:
+        raise ChunkError(
+            f"{exc} (pass --allow-missing to count unreadable chunks as empty)", key=exc.key
+        ) from exc
     print(
         f"{info['objects']} objects (threshold {info['threshold']:.6g}) "
         f"-> {out}/labels/{SEGMENT_LABELS}"
     )
+    report_incomplete([ChunkError(m) for m in info["unreadable_chunks"]])
     return 0

@@ -13,7 +13,14 @@ import json
 import time
 from typing import Any
 
-from vrscope.commands._options import add_cache_option, cache_bytes, int_range, positive_float
+from vrscope.commands._options import (
+    add_cache_option,
+    add_remote_timeout_option,
+    cache_bytes,
+    int_range,
+    positive_float,
+    remote_run,
+)
 
 ORDER = 45
 
@@ -78,7 +85,8 @@ def register(subparsers: Any) -> None:
         "--timeout", type=positive_float, default=120.0, help="seconds to wait at the end"
     )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    p.set_defaults(func=run)
+    add_remote_timeout_option(p)
+    p.set_defaults(func=remote_run(run))
 
 
 def _procedural(spec: str) -> Any:
