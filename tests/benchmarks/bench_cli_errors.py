@@ -1,6 +1,7 @@
 """How long a CLI mistake takes to answer: ``vrscope render missing.zarr --out a.png``,
 ``vrscope measure missing.zarr``, ``vrscope info missing.zarr``, ``vrscope labels merge
-NOPROJECT ...`` and others.
+NOPROJECT ...``, ``vrscope info`` of stores with bad metadata (issue 21: a negative scale,
+a dataset path with ``..``, a truncated ``zarr.json`` or ``.zarray``) and others.
 
 Run: ``.venv/bin/python tests/benchmarks/bench_cli_errors.py`` (``make bench``). Each case
 is a fresh process (what the user waits for), best and median of 7. References, same run:
@@ -35,6 +36,43 @@ def timed(cmd: list[str], cwd: str, repeat: int = 7) -> tuple[float, float, int]
     return min(times), statistics.median(times), rc
 
 
+def bad_stores(tmp: str) -> dict[str, str]:
+    """Stores whose metadata the reader refuses (issue 21): written by ``write_ngff``,
+    then broken with plain JSON. Name -> path."""
+    import json
+
+    import numpy as np
+
+    from analysis.io import write_ngff
+
+    out = {}
+    data = np.arange(32**3, dtype=np.uint16).reshape(32, 32, 32)
+    for case, version in (
+        ("negative scale", "0.5"),
+        ("path ..", "0.5"),
+        ("truncated zarr.json", "0.5"),
+        ("truncated level .zarray", "0.4"),
+    ):
+        store = Path(tmp) / f"{case.replace(' ', '_')}.zarr"
+        write_ngff(data, store, scale_um=(1.0, 1.0, 1.0), version=version, chunks=(16, 16, 16))
+        meta = store / ("zarr.json" if version == "0.5" else ".zattrs")
+        doc = json.loads(meta.read_text())
+        ms = (doc["attributes"]["ome"] if version == "0.5" else doc)["multiscales"][0]
+        if case == "negative scale":
+            ms["datasets"][0]["coordinateTransformations"][0]["scale"][-1] = -1.0
+            meta.write_text(json.dumps(doc))
+        elif case == "path ..":
+            ms["datasets"][0]["path"] = "../" + ms["datasets"][0]["path"]
+            meta.write_text(json.dumps(doc))
+        elif case == "truncated zarr.json":
+            meta.write_text(meta.read_text()[:200])
+        else:
+            level = store / ms["datasets"][0]["path"] / ".zarray"
+            level.write_text(level.read_text()[:50])
+        out[case] = str(store)
+    return out
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         floor = timed([sys.executable, "-c", "pass"], tmp)
@@ -61,6 +99,8 @@ def main() -> None:
                 *("labels", "merge", "NOPROJECT", "--labels", "cells", "1", "2"),
             ],
         }
+        for case, store in bad_stores(tmp).items():
+            cases[f"info ({case})"] = [*VRSCOPE, "info", store]
         print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         print(f"{'python -c pass (floor)':<38} best {floor[0] * 1e3:7.0f} ms")
         print(f"{'import all analysis.io, viewer.render':<38} best {heavy[0] * 1e3:7.0f} ms")
