@@ -1,6 +1,6 @@
 """``--remote-timeout`` beyond ``info`` and ``render`` (issue 21): ``movie``, ``stream`` and the
 analysis commands that read stores by URL (``measure``, ``density``, ``profile``,
-``segment``). A loopback server answers every request right but late (well within each
+``segment``, ``train``; ``infer`` and ``track`` take local stores only). A loopback server answers every request right but late (well within each
 request's own timeouts): the command ends with one line naming the deadline and the URL,
 exit 2, and writes nothing; within a long deadline the same slow store is read."""
 
@@ -36,10 +36,13 @@ def _commands(url: str, tmp: Path) -> dict[str, list[str]]:
                     "--out", str(tmp / "d.csv")],
         "profile": ["profile", url, "--out", str(tmp / "report")],
         "segment": ["segment", url, "--out", str(tmp / "seg.zarr")],
+        "train": ["train", url, "--labels", "blobs", "--out", str(tmp / "model")],
     }  # fmt: skip
 
 
-@pytest.mark.parametrize("command", ["movie", "stream", "measure", "density", "profile", "segment"])
+@pytest.mark.parametrize(
+    "command", ["movie", "stream", "measure", "density", "profile", "segment", "train"]
+)
 def test_slow_answers_end_the_command_at_its_remote_timeout(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:

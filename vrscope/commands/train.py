@@ -6,7 +6,13 @@ import argparse
 from typing import Any
 
 from vrscope.commands._analysis_io import add_allow_missing_option
-from vrscope.commands._options import int_range, nonnegative_float, positive_float
+from vrscope.commands._options import (
+    add_remote_timeout_option,
+    int_range,
+    nonnegative_float,
+    positive_float,
+    remote_run,
+)
 
 ORDER = 40
 
@@ -106,7 +112,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, mps")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_allow_missing_option(p)
-    p.set_defaults(func=run)
+    add_remote_timeout_option(p)
+    p.set_defaults(func=remote_run(run))
 
 
 def _class_weights(text: str) -> str | tuple[float, ...] | None:
