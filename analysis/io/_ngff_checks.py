@@ -233,10 +233,16 @@ def _check(root: Path) -> None:
     ]
     if not all(t in ("space", "time", "channel") for t in types):
         raise _Skip
-    factors = [
-        unit_factor(str(ax["unit"]) if ax.get("unit") is not None else None, t, str(ax.get("name")))
-        for ax, t in zip(axes, types, strict=True)
-    ]
+    # Space units as the reader converts them (an unknown one is its error too; space
+    # axes are named z, y, x by position). Other axes keep factor 1 here, which is never
+    # stricter than the reader (only finiteness is checked for them), and leaves its
+    # warning about an unknown time unit to the reader, said once.
+    space = iter("zyx"[-types.count("space") :] if "space" in types else "")
+    factors = []
+    for ax, t in zip(axes, types, strict=True):
+        name = next(space) if t == "space" else ""
+        unit = ax.get("unit")
+        factors.append(unit_factor(str(unit), t, name) if t == "space" and unit else 1.0)
     gscale, gtrans = transform(
         ms.get("coordinateTransformations"), ndim, f"{where}.coordinateTransformations"
     )

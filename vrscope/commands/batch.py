@@ -26,6 +26,10 @@ DIR receives one folder per store, named after it without .zarr (the files of
 one row per store (status, error, every number of its summary.json). A worker that dies
 mid-run costs only its task, which dask reruns elsewhere; a store that cannot be read
 (missing label image, corrupt chunk) is reported and the others finish (exit code 1).
+Every chunk is checked: with --allow-missing, damaged chunks (corrupt, a folder in place
+of the file, unreadable) count as empty instead, summary.csv's unreadable_chunks says how
+many per store, the store's folder gets unreadable_chunks.json, and the last line starts
+with INCOMPLETE.
 
 examples:
   vrscope batch profile cells/*.zarr --out reports --workers 4
@@ -43,7 +47,9 @@ The table equals `vrscope measure` on the same store (same objects, volumes, cen
 bounding boxes and surfaces): objects that cross blocks are reduced exactly (integer sums)
 and measured again on their whole bounding box. Blocks done are kept in TABLE.parts/ until
 the table is written, so --resume after an interrupted or failed run computes only the
-missing blocks (with the blocks of that run).
+missing blocks (with the blocks of that run). A block with a damaged chunk (corrupt, a
+folder in place of the file, unreadable) fails, naming it; with --allow-missing such
+chunks count as empty and the last line starts with INCOMPLETE.
 
 examples:
   vrscope batch measure huge.zarr --labels mitochondria --out mito.parquet --workers 8
@@ -83,7 +89,9 @@ files of `vrscope segment STORE --out segmentation.zarr` with the same options, 
 voxel) and result.json (threshold, objects), and summary.csv with one row per store
 (status, error, threshold, objects). A store's folder appears only when complete, so
 --resume skips exactly the stores done; a store that cannot be read is reported and the
-others finish (exit code 1).
+others finish (exit code 1). With --allow-missing, damaged chunks of the image count as
+empty (summary.csv's unreadable_chunks, the store's unreadable_chunks.json, a last line
+starting with INCOMPLETE).
 
 examples:
   vrscope batch segment cells/*.zarr --out seg --workers 4 --min-volume 0.5
