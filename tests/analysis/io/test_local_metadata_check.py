@@ -59,3 +59,28 @@ def test_what_it_cannot_read_is_left_to_the_reader(tmp_path: Path) -> None:
     check_local_metadata(store)
     with pytest.raises(FormatError, match="does not exist"):
         open_volume(store)
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_time_lapses_and_units_pass_as_the_reader_reads_them(tmp_path: Path, version: str) -> None:
+    """A t, z, y, x sample with units in its axes: nothing refused; a space unit in
+    nanometres with a scale of 1e-20 nm is refused by both, naming the field."""
+    from analysis.io import write_timelapse_sample
+    from analysis.synthetic import timelapse
+
+    store = tmp_path / "t.zarr"
+    sample = timelapse(frames=3, size=48, n_cells=2, seed=1)
+    write_timelapse_sample(sample, store, version=version)  # type: ignore[arg-type]
+    check_local_metadata(store)
+    assert open_volume(store).axes[0] == "t"
+    meta = store / ("zarr.json" if version == "0.5" else ".zattrs")
+    doc = json.loads(meta.read_text())
+    ms = (doc["attributes"]["ome"] if version == "0.5" else doc)["multiscales"][0]
+    for ax in ms["axes"]:
+        if ax.get("type") == "space":
+            ax["unit"] = "nanometer"
+    ms["datasets"][0]["coordinateTransformations"][0]["scale"][-1] = 1e-20
+    meta.write_text(json.dumps(doc))
+    for check in (check_local_metadata, open_volume):
+        with pytest.raises(FormatError, match="outside 1 fm"):
+            check(store)
