@@ -684,6 +684,13 @@ class _FrameLoop:
             transform=app.ctx.transform.to_json(),
             tool=app.toolbox.active,
         )
+        self.record = os.environ.get(RECORD_ENV) or None
+        self._eyes: dict[int, Any] = {}
+        self._prev: tuple[dict[int, Any], Any, list[Any], StageTransform] | None = None
+        self._buttons: list[str] | None = None
+        self._record_left = 0
+        if self.record:
+            session.on_drawn = self._on_drawn
         self.quality_shown = (1.0, 1.0)
         self.snap: dict[int, Any] = {}
         self.want_snapshot = False
@@ -695,13 +702,6 @@ class _FrameLoop:
         self.floor_set: float | None = None
         self.background_shown = 0
         self.table_for: StageTransform | None = None
-        self.record = os.environ.get(RECORD_ENV) or None
-        self._eyes: dict[int, Any] = {}
-        self._prev: tuple[dict[int, Any], Any, list[Any], StageTransform] | None = None
-        self._buttons: list[str] | None = None
-        self._record_left = 0
-        if self.record:
-            session.on_drawn = self._on_drawn
 
     def request_snapshot(self) -> None:
         """Save the eye images of the next complete frame (``--snapshot DIR``: the first

@@ -25,7 +25,7 @@ from ._labels import label_colors
 __all__ = ["PENDING_OPACITY", "VtkBrushStamps"]
 
 #: Opacity of a stamp whose edit is not journaled yet (not acknowledged).
-PENDING_OPACITY = 0.6
+PENDING_OPACITY = 0.8
 
 
 class VtkBrushStamps:
