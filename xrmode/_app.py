@@ -99,6 +99,9 @@ HEADROOM = 0.9  # adaptive quality: both eyes' drawing may take this share of th
 #: the same index and the buttons each frame saw).
 RECORD_ENV = "VRSCOPE_XR_RECORD"
 RECORD_FRAMES = 12
+#: Benchmarks: VRSCOPE_XR_SYNC_STAMPS=1 writes brush stamps on the frame thread (as before
+#: they had a thread of their own): the reference of ``bench_xr_stamps.py``.
+SYNC_STAMPS_ENV = "VRSCOPE_XR_SYNC_STAMPS"
 
 
 @dataclass
@@ -472,7 +475,8 @@ class XrApp:
             editing = LabelEditing(
                 self.scene, pr.edit_labels, pr.workspace.labels, thread=threading.current_thread()
             )
-            tools["labels"] = LabelTool(editing, labels[0].name, background=True)
+            background = os.environ.get(SYNC_STAMPS_ENV) != "1"
+            tools["labels"] = LabelTool(editing, labels[0].name, background=background)
         elif labels and self.collab is not None:  # the session server's working copies
             from viewer.actions import LabelEditing
 
