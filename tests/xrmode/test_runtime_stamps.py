@@ -215,6 +215,13 @@ def test_a_painted_stamp_shows_in_the_frame_that_sampled_the_trigger(
         # After the hand left and the edit was written and meshed: still there.
         stays = _like(_disk(later, meta_a, eye, tip, r_m, False), colour).mean()
         assert stays > 0.6, f"eye {eye}: the stamp left with the hand ({stays:.2f})"
+        # No flicker: every frame recorded from the trigger on (through the write, the
+        # re-meshing of the bricks and the release) shows it.
+        for k in sorted(int(q.name) for q in f_hit.parent.iterdir()):
+            if k > int(f_hit.name):
+                imgs, meta = _eyes(f_hit.parent / str(k))
+                got = (_like(_disk(imgs[eye], meta, eye, tip, r_m, True), colour) & ~was).mean()
+                assert got > 0.5, f"eye {eye}: frame {k} lost the stamp ({got:.2f})"
     levels = levels_of(proj / "labels" / "cells.zarr")
     np.testing.assert_array_equal(levels[0], np.where(_ball(stamp), 1, lab))
     assert_pyramid(levels)
