@@ -2,13 +2,16 @@
 
 :func:`run_xr` is what ``vrscope xr`` calls. Per frame (:class:`XrApp`):
 
+0. edits finished on other threads: the labels tool's brush stamps (written on its own
+   thread) and the change events they queued (``psygnal.emit_queued``);
 1. input (poses, buttons at the predicted display time) -> :class:`Toolbox`
    (menu, grab, the active tool) -> edit commands through the project's history;
 2. scene sync from the workspace when an edit happened (markers, measurements,
    tracks, object classes);
 3. streaming level of detail for both eyes (when the image layer streams);
-4. render both eyes into the swapchain images; adapt the render quality when a
-   frame overruns its display period.
+4. render both eyes into the swapchain images (brush stamps not drawn by the label
+   surfaces yet are drawn from memory); adapt the render quality when a frame overruns
+   its display period.
 
 Everything edited is in the project folder (journal fsync'd per edit); the
 world -> stage transform and quality settings go to ``scene.json`` under
