@@ -212,6 +212,7 @@ class LabelTool(Tool):
         self.writer = StampWriter() if background else None
         self.pending: list[PendingStamp] = []
         self._serial = 0
+        self._unsaid: str | None = None  # a refusal not shown yet (polled without a ctx)
         self.editing = editing
         self.layer = layer
         self.mode = "select"
@@ -247,17 +248,17 @@ class LabelTool(Tool):
             return
         for serial, ok, message in self.writer.results():
             if serial is None:
-                if ctx is not None:
-                    ctx.message = message
+                self._unsaid = message
                 continue
             for st in self.pending:
                 if st.serial == serial:
                     st.written = ok
                     if not ok:
                         self.pending.remove(st)
-                        if ctx is not None:
-                            ctx.message = message
+                        self._unsaid = message
                     break
+        if ctx is not None and self._unsaid is not None:
+            ctx.message, self._unsaid = self._unsaid, None  # a refusal, on the wrist
         psygnal.emit_queued()
 
     def flush(self, ctx: ToolContext | None = None) -> None:
