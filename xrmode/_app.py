@@ -2,13 +2,16 @@
 
 :func:`run_xr` is what ``vrscope xr`` calls. Per frame (:class:`XrApp`):
 
+0. edits finished on other threads: the labels tool's brush stamps (written on its own
+   thread) and the change events they queued (``psygnal.emit_queued``);
 1. input (poses, buttons at the predicted display time) -> :class:`Toolbox`
    (menu, grab, the active tool) -> edit commands through the project's history;
 2. scene sync from the workspace when an edit happened (markers, measurements,
    tracks, object classes);
 3. streaming level of detail for both eyes (when the image layer streams);
-4. render both eyes into the swapchain images; adapt the render quality when a
-   frame overruns its display period.
+4. render both eyes into the swapchain images (brush stamps not drawn by the label
+   surfaces yet are drawn from memory); adapt the render quality when a frame overruns
+   its display period.
 
 Everything edited is in the project folder (journal fsync'd per edit); the
 world -> stage transform and quality settings go to ``scene.json`` under
@@ -26,7 +29,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import psygnal
 
 from analysis.errors import ParameterError
 from viewer.actions import Playback, is_timelapse, time_range
@@ -90,6 +96,15 @@ LABELS_IMAGE_OPACITY = 0.12  # image opacity when labels are shown (no --opacity
 HANDS_WAIT_S = 1.0  # longest wait for tracked hands (their HUD) before a snapshot
 STANDING_EYE_M = 1.6  # eye height assumed for a LOCAL space's floor (no floor given)
 HEADROOM = 0.9  # adaptive quality: both eyes' drawing may take this share of the period
+#: Tests and debugging: with VRSCOPE_XR_RECORD=DIR, each change of the buttons held saves
+#: the eye images of the frame before it and of RECORD_FRAMES frames from it in
+#: DIR/<frame index>/ (as ``--snapshot`` saves them; the trace's ``frame`` events carry
+#: the same index and the buttons each frame saw).
+RECORD_ENV = "VRSCOPE_XR_RECORD"
+RECORD_FRAMES = 12
+#: Benchmarks: VRSCOPE_XR_SYNC_STAMPS=1 writes brush stamps on the frame thread (as before
+#: they had a thread of their own): the reference of ``bench_xr_stamps.py``.
+SYNC_STAMPS_ENV = "VRSCOPE_XR_SYNC_STAMPS"
 
 
 @dataclass
@@ -233,7 +248,9 @@ class XrApp:
         self.scene.add(self.measurements)
         self._tracks_layers = [lay for lay in self.scene.layers if isinstance(lay, Tracks)]
         self._dirty = True
-        self.history.changed.connect(self._on_history)
+        # Brush stamps are journaled on a thread of their own (LabelTool): their history
+        # events are handled here on the frame thread (psygnal.emit_queued each frame).
+        self.history.changed.connect(self._on_history, thread=threading.current_thread())
         lo, hi = self.scene.extent_world()
         self.extent = (lo, hi)
         self.home = StageTransform.on_table(lo, hi)
@@ -303,6 +320,8 @@ class XrApp:
         if isinstance(track, TrackTool) and self.workspace.tracks is not None:
             actions.update(track_menu(track, self.ctx))
         labels_tool = tools.get("labels")
+        #: The labels tool (its brush stamps are drawn from memory until written and drawn).
+        self.labels_tool = labels_tool if isinstance(labels_tool, LabelTool) else None
         if isinstance(labels_tool, LabelTool):
             actions.update(label_menu(labels_tool, self.ctx))
         if self.collab is not None:
@@ -314,8 +333,8 @@ class XrApp:
             tools,
             self.ctx,
             active=opts.tool,
-            undo=self.history.undo,
-            redo=self.history.redo,
+            undo=self._undo,
+            redo=self._redo,
             home=self.home,
             actions=actions,
             place=self.place,
@@ -328,6 +347,26 @@ class XrApp:
         # Its target is set from the display period each frame; at most half the
         # pixels per axis are dropped (the eye image carries text and hands too).
         self.quality = FrameBudget(HEADROOM / 90.0 / 2 * 1e3, min_render_scale=0.5)
+
+    def _undo(self) -> Any:
+        self.poll_edits(wait=True)  # the brush stamps queued are written first
+        return self.history.undo()
+
+    def _redo(self) -> Any:
+        self.poll_edits(wait=True)
+        return self.history.redo()
+
+    def poll_edits(self, wait: bool = False) -> None:
+        """On the frame thread: the labels tool's written (or refused) stamps, then the
+        change events queued by edits on other threads (``psygnal.emit_queued``).
+        ``wait``: first let the stamps queued be written (before another edit)."""
+        tool = self.labels_tool
+        if tool is not None:
+            if wait:
+                tool.flush(self.ctx)
+            else:
+                tool.poll(self.ctx)
+        psygnal.emit_queued()
 
     def _menu_run(self, action: str, layer: str | None = None) -> str:
         from viewer.actions import Pick
@@ -434,8 +473,13 @@ class XrApp:
             from viewer.actions import LabelEditing
 
             pr = self.project
-            editing = LabelEditing(self.scene, pr.edit_labels, pr.workspace.labels)
-            tools["labels"] = LabelTool(editing, labels[0].name)
+            # Stamps are written on the tool's own thread; their change events are
+            # delivered on this one (the frame loop's) by psygnal.emit_queued.
+            editing = LabelEditing(
+                self.scene, pr.edit_labels, pr.workspace.labels, thread=threading.current_thread()
+            )
+            background = os.environ.get(SYNC_STAMPS_ENV) != "1"
+            tools["labels"] = LabelTool(editing, labels[0].name, background=background)
         elif labels and self.collab is not None:  # the session server's working copies
             from viewer.actions import LabelEditing
 
@@ -508,6 +552,8 @@ class XrApp:
         self.project.save_scene(data)
 
     def close(self) -> None:
+        if self.labels_tool is not None:
+            self.labels_tool.close()  # the stroke's queued stamps are journaled first
         self.history.changed.disconnect(self._on_history)
         if self.project is not None:
             self.save()
@@ -645,6 +691,13 @@ class _FrameLoop:
             transform=app.ctx.transform.to_json(),
             tool=app.toolbox.active,
         )
+        self.record = os.environ.get(RECORD_ENV) or None
+        self._eyes: dict[int, Any] = {}
+        self._prev: tuple[dict[int, Any], Any, list[Any], StageTransform] | None = None
+        self._buttons: list[str] | None = None
+        self._record_left = 0
+        if self.record:
+            session.on_drawn = self._on_drawn
         self.quality_shown = (1.0, 1.0)
         self.snap: dict[int, Any] = {}
         self.want_snapshot = False
@@ -663,8 +716,32 @@ class _FrameLoop:
         only sets flags and a callback."""
         session = self.session
         self.snap = {}
-        session.on_drawn = lambda eye, tex: self.snap.__setitem__(eye.index, session.read_eye(eye))
+        if not self.record:
+            session.on_drawn = lambda eye, tex: self.snap.__setitem__(
+                eye.index, session.read_eye(eye)
+            )
         self.want_snapshot = True
+
+    def _on_drawn(self, eye: Any, tex: int) -> None:
+        img = self.session.read_eye(eye)
+        self._eyes[eye.index] = img
+        if self.want_snapshot:
+            self.snap[eye.index] = img
+
+    def _record(self, frame: Any, views: list[Any], tr: StageTransform) -> None:
+        """``VRSCOPE_XR_RECORD``: the frames around each change of the buttons held."""
+        eyes, self._eyes = self._eyes, {}
+        buttons = _pressed(frame.input)
+        if self._buttons is not None and buttons != self._buttons:
+            if self._prev is not None:
+                prev = self._prev
+                _save_snapshot(Path(self.record or "."), *prev, sub=True)
+            self._record_left = RECORD_FRAMES
+        self._buttons = buttons
+        if self._record_left > 0 and frame.eyes and len(eyes) == len(frame.eyes):
+            _save_snapshot(Path(self.record or "."), eyes, frame, views, tr, sub=True)
+            self._record_left -= 1
+        self._prev = (eyes, frame, views, tr) if frame.eyes else None
 
     def _should_stream(self) -> bool:
         stream = self.app.opts.stream
@@ -686,6 +763,7 @@ class _FrameLoop:
         app = self.app
         t0 = time.perf_counter()
         focused = frame.state == "FOCUSED"
+        app.poll_edits()
         self._input(frame, focused)
         app.sync_scene()
         tr = app.ctx.transform
@@ -700,6 +778,9 @@ class _FrameLoop:
             self.target.set_stage_to_world(tr.stage_to_world_matrix())
             self.placed = tr
         self.target.set_overlay(_overlay(app.ctx, avatars, hand_models(frame.input)))
+        stamps = app.labels_tool
+        if stamps is not None:
+            self._set_stamps(stamps)
         if app.background != self.background_shown:
             self.target.set_background(app.backgrounds[app.background][1])
             self.background_shown = app.background
@@ -707,9 +788,24 @@ class _FrameLoop:
         t1 = time.perf_counter()
         self._render(frame, views)
         render_ms = (time.perf_counter() - t1) * 1e3
+        if stamps is not None and stamps.pending and self.target.edits_drawn(stamps.layer):
+            stamps.edits_drawn()  # drawn by the surfaces now: from the next frame, alone
+        if self.record:
+            self._record(frame, views, tr)
         self._adapt(frame, cpu_ms, render_ms)
         self._trace_frame(frame, tr, cpu_ms, render_ms, avatars, stream_stats)
         self._snapshot_or_exit(frame, focused, views, tr, stream_stats)
+
+    def _set_stamps(self, tool: LabelTool) -> None:
+        """The labels tool's stamps not drawn by the label surfaces yet, from memory."""
+        st = tool.pending
+        self.target.set_stamps(
+            tool.layer,
+            np.array([p.centre_um for p in st], dtype=np.float64).reshape(-1, 3),
+            np.array([p.radius_um for p in st], dtype=np.float64),
+            np.array([p.value for p in st], dtype=np.int64),
+            np.array([p.written for p in st], dtype=bool),
+        )
 
     def _place(self, frame: Any) -> None:
         """On the first frame with a tracked head: the volume in front of it (unless a
@@ -853,6 +949,7 @@ class _FrameLoop:
             time=app.ctx.current_time,
             planes=[[list(p.origin), list(p.normal)] for p in app.scene.clipping_planes],
             stream=stream_stats,
+            stamps=None if app.labels_tool is None else len(app.labels_tool.pending),
             single_pass=None
             if host is None
             else {
@@ -897,7 +994,7 @@ class _FrameLoop:
             self.snapshots += 1
             self.trace("snapshot", folder=str(folder), complete=settled)
             self.want_snapshot = False
-            session.on_drawn = None
+            session.on_drawn = self._on_drawn if self.record else None
         if opts.exit_after is not None and t_start is not None and not self.want_snapshot:
             if time.monotonic() - t_start >= opts.exit_after and session.running:
                 session.request_exit()
@@ -921,10 +1018,18 @@ def _pressed(inp: Any) -> list[str]:
 
 
 def _save_snapshot(
-    folder: Path, snap: dict[int, Any], frame: Any, views: list[Any], tr: StageTransform
+    folder: Path,
+    snap: dict[int, Any],
+    frame: Any,
+    views: list[Any],
+    tr: StageTransform,
+    sub: bool = False,
 ) -> None:
+    """The eye images and their poses in ``folder`` (``sub``: in ``folder/<frame index>``)."""
     from PIL import Image as PILImage
 
+    if sub:
+        folder = folder / str(frame.index)
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"eyes": []}  # type: dict[str, Any]
     for i, img in sorted(snap.items()):

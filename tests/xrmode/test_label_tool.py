@@ -16,7 +16,7 @@ from analysis.io import open_labels
 from analysis.project import Project
 from tests.analysis.edits._labels_support import SCALE, assert_pyramid, blobs, levels_of, make_store
 from tests.xrmode.test_tools import IDENT, Script, aim_at
-from viewer.actions import LabelEditing
+from viewer.actions import LabelEditing, Pick
 from viewer.scene import Labels, Scene
 from xrmode._transform import StageTransform
 from xrmode.input import Pose
@@ -146,3 +146,91 @@ def test_the_labels_tool_without_a_project_is_refused_in_one_line(
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "--project" in err
+
+
+# ---------------------------------------------------------------------- stamps off the frame
+def _background_tool(rig: Rig) -> LabelTool:
+    """The app's labels tool: stamps written on the tool's thread, change events delivered
+    on this one (``psygnal.emit_queued`` in ``LabelTool.poll``)."""
+    import threading
+
+    rig.editing.close()
+    rig.editing = LabelEditing(
+        rig.scene, rig.project.edit_labels, thread=threading.current_thread()
+    )
+    tool = LabelTool(rig.editing, "cells", background=True)
+    tool.enabled = True
+    rig.tool = tool
+    tool.update(rig.s.step(stick=(1.0, 0.0)), rig.ctx)  # thumbstick right: paint mode
+    tool.update(rig.s.step(stick=(0.0, 0.0)), rig.ctx)
+    assert tool.mode == "paint"
+    return tool
+
+
+def _tip_pose(rig: Rig, c: tuple[int, int, int]) -> Pose:
+    tip = rig.ctx.transform.world_to_stage(np.asarray(w(c)))
+    return Pose(tuple(tip + [0.0, 0.0, 0.05]), IDENT)  # the tip is 5 cm ahead of the aim
+
+
+def _ball(shape: tuple[int, ...], c: tuple[int, int, int], r_vox: float) -> np.ndarray:
+    zz, yy, xx = np.indices(shape)
+    return (zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2 < r_vox**2
+
+
+def test_stamps_are_drawn_at_once_while_the_write_waits(rig: Rig) -> None:
+    """The frame that samples the trigger returns while the stamp's write is still held
+    back (a gate in the history's apply): the stamp is pending there (its centre, radius
+    and id), nothing is on disk; released, the working copy holds the NumPy ball, one undo
+    step for the stroke, and the pending drawing goes once the views draw the edit."""
+    import threading
+
+    lab = blobs()
+    tool = _background_tool(rig)
+    tool.brush.value, tool.brush.radius_um = 9, 0.045
+    gate, entered = threading.Event(), threading.Event()
+    apply = rig.project.history.apply
+
+    def gated(cmd):  # the write waits until the test lets it go
+        entered.set()
+        assert gate.wait(30)
+        return apply(cmd)
+
+    rig.ctx.apply = gated
+    centres = [(20, 20, 20), (20, 20, 26)]
+    for c in centres:
+        tool.update(rig.s.step(pose=_tip_pose(rig, c), select=True), rig.ctx)
+    assert entered.wait(30)  # the writer is inside the first stamp's apply ...
+    # ... and the frame thread is not: both stamps are drawn from memory, unwritten.
+    np.testing.assert_allclose([p.centre_um for p in tool.pending], [w(c) for c in centres])
+    assert [(p.radius_um, p.value, p.written) for p in tool.pending] == [(0.045, 9, False)] * 2
+    np.testing.assert_array_equal(rig.level0(), lab)
+    tool.update(rig.s.step(select=False), rig.ctx)  # release: the stroke ends
+    gate.set()
+    tool.flush(rig.ctx)
+    assert all(p.written for p in tool.pending)
+    expect = lab.copy()
+    for c in centres:
+        expect[_ball(lab.shape, c, 4.5)] = 9
+    np.testing.assert_array_equal(rig.level0(), expect)
+    assert_pyramid(levels_of(rig.project.path / "labels" / "cells.zarr"))
+    assert [s.name for s in rig.project.history.undo_steps] == ["paint stroke"]
+    tool.edits_drawn()
+    assert tool.pending == []
+    tool.close()
+
+
+def test_a_refused_stamp_leaves_the_drawing_and_says_why(rig: Rig) -> None:
+    """Painting a locked id is refused (analysis.edits): the pending stamp is dropped
+    when the refusal comes back and the refusal is the wrist message; nothing changed."""
+    lab = blobs()
+    tool = _background_tool(rig)
+    rig.ctx.run("labels.lock", Pick(layer="cells", label=2))
+    tool.brush.value, tool.brush.radius_um = 2, 0.045
+    tool.update(rig.s.step(pose=_tip_pose(rig, (20, 20, 20)), select=True), rig.ctx)
+    assert len(tool.pending) == 1
+    tool.update(rig.s.step(select=False), rig.ctx)
+    tool.flush(rig.ctx)
+    assert tool.pending == []
+    assert "locked" in rig.ctx.message, rig.ctx.message
+    np.testing.assert_array_equal(rig.level0(), lab)
+    tool.close()

@@ -128,6 +128,11 @@ class LabelEditing:
         Copies that exist already (a reopened project's ``workspace.labels``).
     lock : callable() -> context manager, optional
         Held while a layer's data are replaced (the desktop's render lock).
+    thread : threading.Thread, optional
+        Deliver the copies' change events on this thread (psygnal's queued connection:
+        an edit written on another thread is announced when ``thread`` calls
+        ``psygnal.emit_queued()``; the headset's frame loop, whose stamps are written on
+        a thread of their own). None: on the thread that wrote.
 
     Events
     ------
@@ -146,11 +151,13 @@ class LabelEditing:
         edit_labels: Callable[[str], EditableLabels] | None,
         images: Mapping[str, EditableLabels] | None = None,
         lock: Callable[[], Any] | None = None,
+        thread: Any = None,
     ) -> None:
         self.scene = scene
         self.edit_labels = edit_labels
         self.brush = LabelBrush()
         self._lock = lock
+        self._thread = thread
         self._images: dict[str, EditableLabels] = {}
         for name, img in (images or {}).items():
             self._attach(name, img)
@@ -181,7 +188,7 @@ class LabelEditing:
                 lay.data = src
         event = getattr(img, "changed", None)
         if event is not None:
-            event.connect(self._on_change)
+            event.connect(self._on_change, thread=self._thread)
 
     def _locked(self) -> Any:
         return self._lock() if self._lock is not None else contextlib.nullcontext()

@@ -77,6 +77,12 @@ class VtkLayer:
         """Redraw when the selection changes."""
         return False
 
+    @property
+    def edits_pending(self) -> bool:
+        """Whether a label edit announced to this layer is not drawn yet (checked after
+        :meth:`sync`; layers that draw an edit in the frame that syncs it: never)."""
+        return False
+
     def __init__(self, layer: Layer) -> None:
         self.layer = layer
         self.props: list[Any] = []

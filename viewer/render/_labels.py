@@ -116,6 +116,11 @@ class VtkLabels(VtkLayer):
         self.props = [self.actor, self.outline_actor]
         layer.labels_update.connect(self._on_labels_update)
 
+    @property
+    def edits_pending(self) -> bool:
+        # Edited objects are re-meshed in the sync that follows the edit.
+        return self._labels_dirty
+
     def _on_labels_update(self, ids: list[int]) -> None:
         self.cache.invalidate(ids)
         self._labels_dirty = True

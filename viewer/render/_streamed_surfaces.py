@@ -362,6 +362,8 @@ class VtkStreamedSurfaces(VtkLabels):
         self._edits: list[Any] = []
         #: Bricks whose voxels changed while they were being meshed: meshed again.
         self._remesh: set[int] = set()
+        #: Bricks an edit re-read whose new mesh has not landed yet (:attr:`edits_pending`).
+        self._edited: set[int] = set()
         self._unshown: list[I64] = []
         self._cache_version = -1
         self._actors: dict[DrawItem, tuple[Any, BrickSurface, I64 | None]] = {}
@@ -387,6 +389,15 @@ class VtkStreamedSurfaces(VtkLabels):
         """Meshes queued or being built now."""
         return len(self._jobs)
 
+    @property
+    def edits_pending(self) -> bool:
+        """Whether an edit is not drawn yet: its regions are not re-read, or a brick drawn
+        now still shows its mesh from before the edit (the re-meshed one has not landed)."""
+        if self._edits:
+            return True
+        edited = self._edited
+        return bool(edited) and any(ik[0] in edited for ik in self._actors)
+
     def _on_labels_update(self, ids: list[int]) -> None:
         # Where the voxels changed comes with labels_regions (the bricks to re-read).
         self.dirty = True
@@ -408,8 +419,10 @@ class VtkStreamedSurfaces(VtkLabels):
                     for k in self.streamer.reload(level, grown):
                         if k in self._jobs:
                             self._remesh.add(k)
+                            self._edited.add(k)
                         if k in self._meshes:
                             self._stale.add(k)
+                            self._edited.add(k)
 
     # -- mesh threads --------------------------------------------------------------------------
     def _job(self, pb: PaddedBrick) -> None:
@@ -483,6 +496,7 @@ class VtkStreamedSurfaces(VtkLabels):
             self._jobs.discard(key)
             if isinstance(res, BaseException):
                 self._failed.add(key)
+                self._edited.discard(key)
                 log.error("labels %s: meshing brick %d failed: %s", self.layer.name, key, res)
                 continue
             if self.streamer.cache.peek(key) is None:
@@ -493,11 +507,15 @@ class VtkStreamedSurfaces(VtkLabels):
             # A neighbour that arrived while this was meshing leaves it stale.
             nbrs = {int(k) for k in self.streamer.neighbour_keys(key) if k >= 0}
             missing = {k for k in nbrs - res.neighbours if self.streamer.cache.peek(k) is not None}
-            if missing or key in self._remesh:
+            if key in self._remesh:
                 self._remesh.discard(key)
                 self._stale.add(key)
             else:
-                self._stale.discard(key)
+                self._edited.discard(key)  # meshed from voxels read after every edit
+                if missing:
+                    self._stale.add(key)
+                else:
+                    self._stale.discard(key)
             self._meshes[key] = res
             self._mesh_bytes += res.nbytes
             self.built += 1
@@ -517,6 +535,7 @@ class VtkStreamedSurfaces(VtkLabels):
             m = self._meshes.pop(k)
             self._mesh_bytes -= m.nbytes
             self._stale.discard(k)
+            self._edited.discard(k)
         if len(gone):
             self._mesh_keys = np.array(sorted(self._meshes), dtype=np.int64)
         return bool(len(gone))
@@ -536,6 +555,7 @@ class VtkStreamedSurfaces(VtkLabels):
                 continue
             self._mesh_bytes -= self._meshes.pop(k).nbytes
             self._stale.discard(k)
+            self._edited.discard(k)
         self._mesh_keys = np.array(sorted(self._meshes), dtype=np.int64)
 
     def _mark_stale(self, arrived: I64) -> None:

@@ -37,13 +37,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from viewer.scene import Scene
+from viewer.scene import Labels, Scene
 
 from . import _vtk as v
 from ._annotations import VtkMeasurements, VtkPoints
 from ._base import polydata
 from ._canvas import EyeView, SceneRenderer
 from ._image import VolumeQuality, coarsen_quality, resolve_quality
+from ._stamps import VtkBrushStamps
 
 __all__ = ["TEXT_DEG", "VtkXrTarget", "XrOverlay", "XrText", "text_angle_rad", "text_px"]
 
@@ -275,6 +276,12 @@ class VtkXrTarget:
         ):
             ren.AddActor(a)
             self._stage_actors.append(a)
+        # Label brush stamps drawn from memory until their edit is (world µm, no stage
+        # matrix): opaque geometry of the scene, so the volumes stop at them.
+        self.stamps = VtkBrushStamps()
+        self.stamps.set_background(tuple(float(c) for c in background))  # type: ignore[arg-type]
+        for a in self.stamps.props:
+            ren.AddActor(a)
         # Markers and measurement lines again, faded, on a layer above the volumes: its
         # depth buffer is cleared, so what the volume hides still shows (x-ray style).
         # The copies share the scene adapters' mappers (same data, same clipping).
@@ -382,6 +389,33 @@ class VtkXrTarget:
     def set_background(self, rgb: RGB) -> None:
         """The colour behind everything (the room's walls and sky)."""
         self.renderer.renderer.SetBackground(*(float(c) for c in rgb))
+        self.stamps.set_background(rgb)
+
+    def set_stamps(
+        self,
+        layer: str,
+        centres_um: npt.ArrayLike,
+        radii_um: npt.ArrayLike,
+        ids: npt.ArrayLike,
+        confirmed: npt.ArrayLike,
+    ) -> None:
+        """Draw label brush stamps of labels layer ``layer`` from memory (balls in world
+        zyx µm; id 0 erases; see :class:`viewer.render._stamps.VtkBrushStamps`) until the
+        front end drops them, once :meth:`edits_drawn` says the layer shows them."""
+        lay = self._layer(layer)
+        self.stamps.set(
+            lay if isinstance(lay, Labels) else None, centres_um, radii_um, ids, confirmed
+        )
+
+    def edits_drawn(self, layer: str) -> bool:
+        """Whether every label edit announced to ``layer`` so far is drawn by the frame
+        synced last (the re-meshed bricks that contain it are in place)."""
+        lay = self._layer(layer)
+        adapter = self.renderer.adapters.get(id(lay)) if lay is not None else None
+        return adapter is None or not adapter.edits_pending
+
+    def _layer(self, name: str) -> Any:
+        return next((lay for lay in self.scene.layers if lay.name == name), None)
 
     def set_floor(self, y: float) -> None:
         """The floor's height in stage metres (0 in STAGE / LOCAL_FLOOR spaces; an

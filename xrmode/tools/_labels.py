@@ -18,6 +18,20 @@ Modes (thumbstick left / right): ``select``, ``paint``, ``erase``.
   hand's tip whenever it moved half a radius (one undo step per trigger hold);
 - thumbstick up / down: brush radius x 1.25 / 1.25.
 
+Brush stamps off the frame thread (``writer``, :class:`StampWriter`): a stamp is still the
+``labels.paint`` / ``labels.erase`` action, journaled before it is acknowledged, but it
+runs on a thread of its own, in order, one trigger hold = one ``History.group`` (one undo
+step), so the frame loop never waits for the disk (tens of ms a stamp). Meanwhile the
+stamp is drawn from memory (:attr:`LabelTool.pending`, a ball at its place: in the
+object's colour, or cleared for erase; faded until journaled) from the frame that
+sampled the trigger, and kept until the frame loop sees the label surfaces draw the edit
+(:meth:`LabelTool.edits_drawn`). A refused stamp (a locked id, a point outside the image)
+is dropped from the drawing and its reason shown like any refusal (``ctx.message``). The
+copies' change events reach the frame thread through psygnal's queue (the app creates
+the :class:`LabelEditing` with ``thread=``): :meth:`LabelTool.poll` drains both, each
+frame. Anything else that edits (select-mode actions, the wrist menu, undo) first waits
+for the stamps queued (:meth:`LabelTool.flush`).
+
 Lock, unlock, relabel and interpolate are wrist-menu entries (:func:`label_menu`): they
 use the object the ray pointed at last (else the selection); interpolate fills the
 brush's id across z between the section the ray last hit and the nearest other one.
@@ -25,26 +39,142 @@ brush's id across z between the section the ray last hit and the nearest other o
 
 from __future__ import annotations
 
+import copy
 import logging
-from contextlib import AbstractContextManager
+import queue
+import threading
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import psygnal
 
+from analysis.edits import Command
 from viewer.actions import ACTIONS, LabelEditing, Pick
 
 from ..input._types import InputFrame
 from ._annotate import LabelProbe
-from ._base import Tool, ToolContext
+from ._base import Hud, Tool, ToolContext
 from ._toolbox import MenuAction
 
-__all__ = ["LABEL_MENU", "LabelTool", "label_menu"]
+__all__ = ["LABEL_MENU", "LabelTool", "PendingStamp", "StampWriter", "label_menu"]
 
 #: The label actions the wrist menu offers (they have no button of their own).
 LABEL_MENU = ("labels.lock", "labels.unlock", "labels.relabel", "labels.interpolate")
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class PendingStamp:
+    """A brush stamp handed to the :class:`StampWriter`, drawn from memory until the
+    label surfaces draw it.
+
+    Attributes
+    ----------
+    serial : int
+    centre_um : (z, y, x) float
+        World µm.
+    radius_um : float
+    value : int
+        The id painted; 0 erases.
+    written : bool
+        The action returned its command: applied and journaled (acknowledged).
+    """
+
+    serial: int
+    centre_um: tuple[float, float, float]
+    radius_um: float
+    value: int
+    written: bool = False
+
+
+class StampWriter:
+    """Runs brush strokes on one thread of its own, in the order given.
+
+    ``begin`` opens a ``History.group`` (one undo step), ``stamp`` runs an action on a
+    context of its own, ``end`` closes the group; each stamp's outcome comes back
+    through :meth:`results` (the frame thread drains it). The group is entered and left
+    on this thread, and nothing else edits while it works: the tool flushes it
+    before any other edit.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
+        self._done: queue.Queue[tuple[int | None, bool, str]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def _put(self, job: tuple[Any, ...] | None) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="label-stamps", daemon=True)
+            self._thread.start()
+        self._jobs.put(job)
+
+    def begin(self, ctx: ToolContext, name: str) -> None:
+        self._put(("begin", ctx, name))
+
+    def stamp(self, serial: int, ctx: ToolContext, action: str, pick: Pick) -> None:
+        self._put(("stamp", serial, ctx, action, pick))
+
+    def end(self) -> None:
+        self._put(("end",))
+
+    def results(self) -> list[tuple[int | None, bool, str]]:
+        """(serial or None for a group, ok, message) of what finished since the last call."""
+        out = []
+        while True:
+            try:
+                out.append(self._done.get_nowait())
+            except queue.Empty:
+                return out
+
+    def flush(self) -> None:
+        """Wait until every job given so far is done."""
+        if self._thread is not None:
+            self._jobs.join()
+
+    def close(self) -> None:
+        """Finish the jobs given, then stop the thread."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        group: AbstractContextManager[Any] | None = None
+        while True:
+            job = self._jobs.get()
+            try:
+                if job is None:
+                    return
+                if job[0] == "begin":
+                    _, ctx, name = job
+                    try:
+                        cm = ctx.group(name)
+                        cm.__enter__()
+                        group = cm
+                    except Exception as exc:  # the journal refused: stamps are steps
+                        log.error("%s: %s", name, exc)
+                        self._done.put((None, False, f"{name}: {exc}"))
+                elif job[0] == "stamp":
+                    _, serial, ctx, action, pick = job
+                    try:
+                        out = ctx.run(action, pick)
+                    except Exception as exc:  # an I/O error: not journaled, not acknowledged
+                        log.exception("%s failed", action)
+                        out, ctx.message = None, f"{ACTIONS[action].verb}: {exc}"
+                    self._done.put((serial, isinstance(out, Command), ctx.message))
+                elif job[0] == "end" and group is not None:
+                    cm, group = group, None
+                    try:
+                        cm.__exit__(None, None, None)
+                    except Exception as exc:
+                        log.error("closing the stroke: %s", exc)
+                        self._done.put((None, False, f"stroke: {exc}"))
+            finally:
+                self._jobs.task_done()
 
 
 class LabelTool(Tool):
@@ -58,19 +188,31 @@ class LabelTool(Tool):
     layer : str
         The labels layer edited.
     hand : "left" or "right", default: "right"
+    background : bool, default: False
+        Write brush stamps on a :class:`StampWriter` thread and draw them from memory
+        meanwhile (the headset app with a project); False: each stamp is written on the
+        caller's thread before :meth:`update` returns.
 
     Attributes
     ----------
     mode : {"select", "paint", "erase"}
     pointed : int or None
         The object the ray hits now.
+    pending : list of PendingStamp
+        Stamps drawn from memory (``background``), oldest first.
     """
 
     name = "labels"
     MODES = ("select", "paint", "erase")
 
-    def __init__(self, editing: LabelEditing, layer: str, hand: str = "right") -> None:
+    def __init__(
+        self, editing: LabelEditing, layer: str, hand: str = "right", background: bool = False
+    ) -> None:
         super().__init__(hand)
+        self.writer = StampWriter() if background else None
+        self.pending: list[PendingStamp] = []
+        self._serial = 0
+        self._unsaid: str | None = None  # a refusal not shown yet (polled without a ctx)
         self.editing = editing
         self.layer = layer
         self.mode = "select"
@@ -93,7 +235,50 @@ class LabelTool(Tool):
 
     def _on_disable(self) -> None:
         self._end_stroke()
+        self.flush()
         self.pointed = None
+
+    # ------------------------------------------------------------------ stamps
+    def poll(self, ctx: ToolContext | None = None) -> None:
+        """Each frame, on the frame thread: take the stamps written since the last call
+        (a refused one leaves the drawing, its reason goes to ``ctx.message``), then
+        deliver the change events they queued (``psygnal.emit_queued``: the views learn
+        of every written stamp before they are drawn)."""
+        if self.writer is None:
+            return
+        for serial, ok, message in self.writer.results():
+            if serial is None:
+                self._unsaid = message
+                continue
+            for st in self.pending:
+                if st.serial == serial:
+                    st.written = ok
+                    if not ok:
+                        self.pending.remove(st)
+                        self._unsaid = message
+                    break
+        if ctx is not None and self._unsaid is not None:
+            ctx.message, self._unsaid = self._unsaid, None  # a refusal, on the wrist
+        psygnal.emit_queued()
+
+    def flush(self, ctx: ToolContext | None = None) -> None:
+        """Wait for the stamps queued (before another edit, at exit), then :meth:`poll`."""
+        if self.writer is not None:
+            self.writer.flush()
+            self.poll(ctx)
+
+    def edits_drawn(self) -> None:
+        """The frame just synced draws every edit announced so far: the stamps written
+        before it need no drawing of their own any more."""
+        if any(st.written for st in self.pending):
+            self.pending = [st for st in self.pending if not st.written]
+
+    def close(self) -> None:
+        """End the stroke and finish writing it (the app, before the project closes)."""
+        self._end_stroke()
+        if self.writer is not None:
+            self.writer.close()
+            self.poll()
 
     def _share(self, ctx: ToolContext) -> None:
         # The context edits labels through this tool's LabelEditing (viewer.actions looks
@@ -168,6 +353,13 @@ class LabelTool(Tool):
         pick = Pick(
             layer=self.layer, label=self.pointed, point_um=where, add=self.pointed is not None
         )
+        if (
+            h.select.just_pressed
+            or h.primary.just_pressed
+            or h.secondary.just_pressed
+            or h.thumbstick_click.just_pressed
+        ):
+            self.flush(ctx)  # the last stroke's stamps are written before this edit
         if h.select.just_pressed:
             ctx.run("labels.select", pick)
         if h.primary.just_pressed:
@@ -188,23 +380,59 @@ class LabelTool(Tool):
         ctx.hud.text(stage + np.array([0.0, 0.04, 0.0]), f"{what} · r {b.radius_um:.3g} µm")
         if h.select.just_pressed:
             self._end_stroke()
-            cm = ctx.group(f"{self.mode} stroke")
-            cm.__enter__()
-            self._stroke, self._last = cm, None
+            self._begin_stroke(ctx, f"{self.mode} stroke")
         if self._stroke is None:
             return
         if h.select.pressed:
             if self._last is None or np.linalg.norm(tip - self._last) >= b.radius_um / 2:
                 action = "labels.paint" if self.mode == "paint" else "labels.erase"
                 p = (float(tip[0]), float(tip[1]), float(tip[2]))
-                ctx.run(action, Pick(layer=self.layer, point_um=p))
+                if self.writer is None:
+                    ctx.run(action, Pick(layer=self.layer, point_um=p))
+                else:
+                    self._serial += 1
+                    value = int(b.value) if self.mode == "paint" else 0
+                    self.pending.append(PendingStamp(self._serial, p, float(b.radius_um), value))
+                    pick = Pick(layer=self.layer, point_um=p)
+                    self.writer.stamp(self._serial, self._stamp_context(ctx), action, pick)
                 self._last = np.asarray(tip, dtype=np.float64)
         else:
             self._end_stroke()
 
+    def _begin_stroke(self, ctx: ToolContext, name: str) -> None:
+        if self.writer is None:
+            cm = ctx.group(name)
+            cm.__enter__()
+            self._stroke, self._last = cm, None
+            return
+        # The working copy is attached (the layer switched to read it) here, on the
+        # frame thread, never on the writer's.
+        if self.editing.edit_labels is not None:
+            try:
+                self.editing.image(self.layer)
+            except Exception as exc:  # the stamps' actions refuse with the same reason
+                log.info("labels %s: %s", self.layer, exc)
+        self.writer.begin(ctx, name)
+        self._stroke, self._last = nullcontext(), None
+
+    def _stamp_context(self, ctx: ToolContext) -> ToolContext:
+        """A context of the stamp's own for the writer's thread: the frame's HUD and
+        message stay the frame thread's; the brush as it is now (its radius and id are
+        what the pending drawing shows)."""
+        sc = copy.copy(ctx)
+        sc.hud = Hud()
+        sc.message = ""
+        setattr(sc, "label_image", self.editing.image)  # noqa: B010
+        setattr(sc, "label_brush", copy.copy(self.brush))  # noqa: B010
+        return sc
+
     def _end_stroke(self) -> None:
         cm, self._stroke, self._last = self._stroke, None, None
-        if cm is not None:
+        if cm is None:
+            return
+        if self.writer is not None:
+            self.writer.end()
+        else:
             cm.__exit__(None, None, None)
 
 
@@ -217,6 +445,7 @@ def label_menu(tool: LabelTool, ctx: ToolContext) -> dict[str, MenuAction]:
 
         def go() -> str:
             tool._share(ctx)
+            tool.flush(ctx)
             ctx.run(action_id, tool.last_hit or Pick(layer=tool.layer))
             return ctx.message
 

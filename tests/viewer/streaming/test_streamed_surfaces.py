@@ -334,3 +334,63 @@ def test_hidden_ids_picking_and_the_selection_outline() -> None:
             ids = vtk_to_numpy(out.GetCellData().GetArray("label"))
             assert set(ids.tolist()) == {70000}
             assert out.GetNumberOfCells() == len(_reference(lab)[70000][1])
+
+
+def test_an_edit_is_pending_until_its_bricks_new_meshes_are_drawn() -> None:
+    """``edits_pending`` (what the headset keeps drawing its brush stamps by): after a
+    ball is painted into the label array and announced, it stays True while the touched
+    bricks' meshes are held back (a gate in the mesher), and turns False once the new
+    meshes are drawn, which then hold the new id where scikit-image's marching cubes of
+    the edited array puts it."""
+    from viewer.render import SceneRenderer
+    from viewer.render._streaming import StreamingController
+
+    lab = _labels()
+    lay = Labels(_source(lab), name="cells")
+    scene = Scene([lay])
+    scene.reset_camera()
+    with SceneRenderer(scene, size=(160, 120)) as r:
+        with StreamingController(r, cache_bytes=64 << 20, max_error_px=1e-6) as ctl:
+            adapter = r.adapter(lay)
+            assert ctl.settle(timeout=60)["cells"].complete
+            assert not adapter.edits_pending
+            gate = threading.Event()
+            real = adapter.mesher
+
+            def mesher(pb, *args):
+                gate.wait(30)
+                return real(pb, *args)
+
+            adapter.mesher = mesher
+            zz, yy, xx = np.indices(SHAPE)
+            ball = (zz - 10) ** 2 + (yy - 40) ** 2 + (xx - 10) ** 2 <= 6**2
+            lab[ball] = 9  # the coarse levels are views of it: edited too
+            boxes = [
+                [
+                    (
+                        slice(4 // f, 17 // f + 1),
+                        slice(34 // f, 47 // f + 1),
+                        slice(4 // f, 17 // f + 1),
+                    )
+                ]
+                for f in (1, 2, 4)
+            ]
+            lay.notify_edited([9], boxes)
+            for _ in range(5):
+                ctl.update()
+                r.render()
+                assert adapter.edits_pending  # the old meshes are drawn meanwhile
+                assert all(9 not in ids for _, _, _, ids in adapter.drawn_triangles())
+            gate.set()
+            assert ctl.settle(timeout=60)["cells"].complete
+            r.render()
+            assert not adapter.edits_pending
+            got = [
+                verts[f[ids == 9]].reshape(-1, 3)
+                for _, verts, f, ids in adapter.drawn_triangles()
+                if (ids == 9).any()
+            ]
+            assert got
+            ref = _reference(np.where(ball, 9, 0).astype(np.uint32))[9][0]
+            d, _ = cKDTree(ref).query(np.concatenate(got))
+            assert d.max() < 1e-3
