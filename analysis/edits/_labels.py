@@ -863,6 +863,8 @@ class PaintBall(_LabelCommand):
         elif value == 0 and self.erase_id is not None:
             mask &= shown == _check_id(img, self.erase_id, "erase id")
         _keep_locked(img, mask, shown)  # locked objects keep every voxel
+        if len(id_state(img)):
+            mask &= shown != value  # voxels that show it already keep their fragment
         new = np.broadcast_to(np.asarray(raw_value, dtype=img.dtype), old.shape)
         return LabelAtom.from_region(offset, mask, old, new, img.chunks)
 
