@@ -148,13 +148,18 @@ class LabelIds:
         got = self._inverse.get(d)
         return min(got) if got else None
 
-    def remap(self, entries: Sequence[MapEntry], forward: bool) -> None:
+    def remap(self, entries: Sequence[MapEntry], forward: bool, strict: bool = True) -> None:
         """Apply (``forward``) or revert mapping ``entries``; emits :attr:`remapped`.
 
         Raises ValueError (before changing anything) when an entry's starting value is
-        not the current one (a journal or message that does not fit this state).
+        not the current one (a journal or message that does not fit this state), unless
+        not ``strict``: then the values are set whatever they were (a journal replayed
+        over a state that holds it already, like an atom written again; idempotent).
         """
         changes = [(r, a, b) if forward else (r, b, a) for r, a, b in entries]
+        if not strict:
+            changes = [(r, self._map.get(r), b) for r, _, b in changes]
+            changes = [(r, a, b) for r, a, b in changes if a != b]
         for r, a, _ in changes:
             if self._map.get(r) != a:
                 raise ValueError(

@@ -456,13 +456,13 @@ class _MapCommand(_LabelCommand):
                 raise LabelEditError(f"{self.description} changes no id of {img.name!r}")
             self.n_voxels = st.voxels_of_raws(img, [e[0] for e in entries])
             self.entries = entries
-        else:  # replayed or received: ids that fit the image
+        elif getattr(img, "available", True):  # replayed or received: ids that fit
             for e in self.entries:
                 for v in e:
                     if v is not None:
                         _check_id(img, v, "id", allow_zero=True)
-        try:
-            st.remap(self.entries, True)
+        try:  # a replay (the store's ``replaying``) may find the entries set already
+            st.remap(self.entries, True, strict=not getattr(img, "replaying", False))
         except ValueError as exc:
             raise LabelEditError(f"{self.kind}: {exc}") from exc
 
@@ -478,7 +478,7 @@ class _MapCommand(_LabelCommand):
         if self.entries is None:
             raise LabelEditError(f"{self.kind} was never applied")
         try:
-            id_state(img).remap(self.entries, False)
+            id_state(img).remap(self.entries, False, strict=not getattr(img, "replaying", False))
         except ValueError as exc:
             raise LabelEditError(f"{self.kind}: {exc}") from exc
 
