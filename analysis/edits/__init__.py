@@ -35,6 +35,7 @@ from analysis.edits._history import History, Step
 from analysis.edits._journal import JOURNAL_NAME, JOURNAL_VERSION, Journal, JournalCorruptError
 from analysis.edits._labels import (
     ApplyTable,
+    CommitLabels,
     DeleteLabels,
     EditableLabels,
     FillLabel,
@@ -62,6 +63,7 @@ from analysis.edits._track import AddDivision, Cut, Delete, MarkReviewed, Merge,
 __all__ = [
     "JOURNAL_NAME",
     "ApplyTable",
+    "CommitLabels",
     "DeleteLabels",
     "EditableLabels",
     "FillLabel",

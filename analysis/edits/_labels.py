@@ -46,6 +46,7 @@ from analysis.errors import FormatError, LabelEditError
 
 __all__ = [
     "ApplyTable",
+    "CommitLabels",
     "DeleteLabels",
     "EditableLabels",
     "FillLabel",
@@ -604,6 +605,72 @@ class ApplyTable(_MapCommand):
         return cls(
             data["labels"], data["table"], data.get("atom"), _entries_from_json(data.get("map"))
         )
+
+
+class CommitLabels(_LabelCommand):
+    """Make the id mapping permanent in the voxels: every voxel of a remapped raw id is
+    rewritten to the id it shows (one atom, a block scan) and the mapping is cleared.
+    Nothing shown changes; undo puts the fragments and the mapping back."""
+
+    kind = "labels.commit"
+
+    def __init__(
+        self, labels: str, atom: str | None = None, entries: Sequence[MapEntry] | None = None
+    ) -> None:
+        self.labels = str(labels)
+        self.atom_id = atom
+        self.entries = None if entries is None else list(entries)
+        self.n_voxels = 0
+
+    @property
+    def description(self) -> str:
+        return "commit merges"
+
+    def _compute(self, img: EditableLabels) -> LabelAtom:
+        mapping = id_state(img).mapping
+        if not mapping:
+            raise LabelEditError(f"{img.name!r} has no merges or tables to commit")
+        keys = np.array(sorted(mapping), dtype=np.int64)
+        values = np.array([mapping[int(k)] for k in keys], dtype=np.int64)
+        self.entries = [(int(k), int(v), None) for k, v in zip(keys, values, strict=True)]
+        return _map_blocks(img, keys.astype(img.dtype), values)
+
+    def preview(self, target: Any) -> LabelAtom:
+        atom = super().preview(target)
+        self.entries = None  # computed where it is applied (a collaboration server)
+        return atom
+
+    def apply(self, target: Any) -> None:
+        img = labels_of(target, self.labels)
+        super().apply(target)  # the voxels first (the journal line names the atom) ...
+        assert self.entries is not None
+        try:  # ... then the mapping they make redundant
+            id_state(img).remap(self.entries, True, strict=not getattr(img, "replaying", False))
+        except ValueError as exc:
+            raise LabelEditError(f"{self.kind}: {exc}") from exc
+
+    def revert(self, target: Any) -> None:
+        img = labels_of(target, self.labels)
+        if self.entries is None:
+            raise LabelEditError(f"{self.kind} was never applied")
+        try:
+            id_state(img).remap(self.entries, False, strict=not getattr(img, "replaying", False))
+        except ValueError as exc:
+            raise LabelEditError(f"{self.kind}: {exc}") from exc
+        super().revert(target)
+
+    def to_json(self) -> dict[str, Any]:
+        out = self._base_json()
+        if self.entries is not None:
+            out["map"] = [list(e) for e in self.entries]
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CommitLabels:
+        entries = _entries_from_json(data.get("map"))
+        if (data.get("atom") is None) != (entries is None):
+            raise FormatError("labels.commit needs both its atom and its mapping entries")
+        return cls(data["labels"], data.get("atom"), entries)
 
 
 class DeleteLabels(_LabelCommand):

@@ -194,6 +194,35 @@ def test_paint_undo_redo_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixt
     np.testing.assert_array_equal(_exported(capsys, p, out)[0], lv[0])
 
 
+def test_commit_writes_the_merges_into_the_working_copy_and_undoes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = make_store(tmp_path / "img.zarr", blobs(), version="0.4")
+    p = tmp_path / "p"
+    _ok(capsys, "project", "new", p, "--image", store, "--labels", "cells")
+    code, _, err = _run(capsys, "labels", "commit", p, "--labels", "cells")
+    assert code == 2 and "no merges" in err and err.count("\n") == 1
+    _ok(capsys, "labels", "merge", p, "--labels", "cells", 1, 2, 3)
+    merged = np.where(np.isin(blobs(), [2, 3]), 1, blobs())
+    np.testing.assert_array_equal(levels_of(_copy(p))[0], blobs())  # mapped, not written
+    out = _ok(capsys, "labels", "commit", p, "--labels", "cells")
+    n = int((np.isin(blobs(), [2, 3])).sum())
+    assert f"committed 2 remapped ids: {n} voxels rewritten" in out
+    stored = levels_of(_copy(p))
+    assert_pyramid(stored)
+    for k, lv in enumerate(stored):  # the voxels hold the merge now, every level
+        f = 2**k
+        np.testing.assert_array_equal(lv, merged[::f, ::f, ::f])
+    np.testing.assert_array_equal(_mapped(p)[0], merged)
+    _ok(capsys, "labels", "undo", p)  # the commit: fragments and mapping are back
+    np.testing.assert_array_equal(levels_of(_copy(p))[0], blobs())
+    np.testing.assert_array_equal(_mapped(p)[0], merged)
+    _ok(capsys, "labels", "undo", p)
+    np.testing.assert_array_equal(_mapped(p)[0], blobs())
+    _ok(capsys, "labels", "redo", p, "--all")
+    np.testing.assert_array_equal(levels_of(_copy(p))[0], merged)
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

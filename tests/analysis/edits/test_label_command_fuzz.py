@@ -1,4 +1,4 @@
-"""A command fuzzer over the ten label commands, through the JSON a journal or a
+"""A command fuzzer over the label commands (commit included), through the JSON a journal or a
 collaboration message carries (like ``test_command_fuzz.py`` for the track and annotation
 commands).
 
@@ -76,6 +76,7 @@ SANE = st.sampled_from(
         ("labels.merge", {"ids": [1, 2]}),
         ("labels.delete", {"ids": [3]}),
         ("labels.lock", {"ids": [1]}),
+        ("labels.commit", {}),  # merges and tables written into the voxels
         ("labels.unlock", {"ids": [1]}),
         ("labels.lock", {"ids": [2, 5]}),
         ("labels.relabel", {"id": 3}),

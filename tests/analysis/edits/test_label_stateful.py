@@ -23,6 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from analysis.edits import (
     ApplyTable,
     Command,
+    CommitLabels,
     DeleteLabels,
     FillLabel,
     InterpolateLabel,
@@ -155,6 +156,17 @@ class LabelEdits(RuleBasedStateMachine):
                 np.testing.assert_array_equal(now[k], before[k])
                 ref = lookup(before[n + k], {a: b for a, b in table})
                 np.testing.assert_array_equal(now[n + k], ref)
+
+    @rule()
+    def commit(self) -> None:
+        before = self._now()
+        if self._try(CommitLabels("cells")):
+            n = len(before) // 2
+            now = self._now()
+            assert id_mapping(self.pr) == {}
+            for k in range(n):  # what was shown is now stored, and still shown
+                np.testing.assert_array_equal(now[k], before[n + k])
+                np.testing.assert_array_equal(now[n + k], before[n + k])
 
     @rule(data=st.data())
     def delete(self, data: st.DataObject) -> None:
