@@ -221,7 +221,12 @@ class LabelIds:
     def present(self, img: Any, shown: Iterable[int]) -> set[int]:
         """Which of the shown ids ``shown`` hold at least one voxel."""
         counts = self.counts(img)
-        return {int(d) for d in shown if any(counts.get(r, 0) for r in self.raws_of([d]))}
+        remapped, inverse = self._map, self._inverse
+        out: set[int] = set()
+        for d in map(int, shown):
+            if (d not in remapped and d in counts) or any(r in counts for r in inverse.get(d, ())):
+                out.add(d)
+        return out
 
     def voxels_of_raws(self, img: Any, raws: Iterable[int]) -> int:
         counts = self.counts(img)

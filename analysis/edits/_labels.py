@@ -321,6 +321,20 @@ def _check_id(img: EditableLabels, value: int, what: str, allow_zero: bool = Fal
     return v
 
 
+def _check_ids(
+    img: EditableLabels, values: Sequence[int], what: str, allow_zero: bool = False
+) -> list[int]:
+    """:func:`_check_id` for many ids (the image's dtype looked up once: a table has
+    tens of thousands of rows)."""
+    info = np.iinfo(img.dtype)
+    lo, hi = max(0, int(info.min)), int(info.max)
+    out = [int(v) for v in values]
+    for v in out:
+        if (v == 0 and not allow_zero) or not lo <= v <= hi:
+            _check_id(img, v, what, allow_zero)  # raises the message
+    return out
+
+
 def _check_point(img: EditableLabels, point: Sequence[int], what: str) -> tuple[int, int, int]:
     if len(point) != 3:
         raise LabelEditError(f"{what} must be three voxel indices z, y, x, got {tuple(point)}")
@@ -458,10 +472,7 @@ class _MapCommand(_LabelCommand):
             self.n_voxels = st.voxels_of_raws(img, [e[0] for e in entries])
             self.entries = entries
         elif getattr(img, "available", True):  # replayed or received: ids that fit
-            for e in self.entries:
-                for v in e:
-                    if v is not None:
-                        _check_id(img, v, "id", allow_zero=True)
+            _check_ids(img, [v for e in self.entries for v in e if v is not None], "id", True)
         try:  # a replay (the store's ``replaying``) may find the entries set already
             st.remap(self.entries, True, strict=not getattr(img, "replaying", False))
         except ValueError as exc:
@@ -533,7 +544,7 @@ class MergeLabels(_MapCommand):
         return f"merge {len(self.ids)} objects"
 
     def _entries(self, img: EditableLabels) -> list[MapEntry]:
-        ids = [_check_id(img, i, "id") for i in self.ids]
+        ids = _check_ids(img, self.ids, "id")
         if len(set(ids)) < 2:
             raise LabelEditError(f"merge needs at least two different ids, got {self.ids}")
         into = _check_id(img, self.into if self.into is not None else min(ids), "target id")
@@ -588,8 +599,8 @@ class ApplyTable(_MapCommand):
         rows = [(a, b) for a, b in self.table if a != b]
         if not rows:
             raise LabelEditError("the table changes nothing (every row maps an id to itself)")
-        old = [_check_id(img, a, "old id") for a, _ in rows]
-        new = [_check_id(img, b, "new id", allow_zero=True) for _, b in rows]
+        old = _check_ids(img, [a for a, _ in rows], "old id")
+        new = _check_ids(img, [b for _, b in rows], "new id", allow_zero=True)
         if len(set(old)) != len(old):
             dup = sorted(a for a, n in Counter(old).items() if n > 1)[:5]
             raise LabelEditError(f"old ids listed more than once in the table: {dup}")
