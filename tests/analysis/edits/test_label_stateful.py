@@ -157,6 +157,7 @@ class LabelEdits(RuleBasedStateMachine):
                 ref = lookup(before[n + k], {a: b for a, b in table})
                 np.testing.assert_array_equal(now[n + k], ref)
 
+    @precondition(lambda self: bool(id_mapping(self.pr)))  # else refused: a wasted step
     @rule()
     def commit(self) -> None:
         before = self._now()
