@@ -19,6 +19,12 @@ the edit state, not of the voxels: they are kept per label image object in memor
 rebuilt by the journal's replay like every other edit (undo unlocks again). No command
 changes a voxel of a locked object: paint, erase, fill and interpolate leave its voxels
 as they are, and merge, delete, split, relabel and tables refuse to touch it.
+
+Merges and tables change no voxel: they change the image's id mapping (raw id -> shown
+id, :class:`LabelIds`, ``docs/design/0005-merge-as-id-mapping.md``) and journal the
+entries they changed. Every command means *shown* ids (the object at a point, its mask,
+locks, preserve painting) but reads and writes raw values in its atom, so undo restores
+the fragments exactly.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import functools
 import math
 import weakref
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -34,16 +41,19 @@ import numpy as np
 import numpy.typing as npt
 
 from analysis.edits._command import Command
-from analysis.errors import LabelEditError
+from analysis.edits._label_ids import LabelIds, MapEntry
+from analysis.errors import FormatError, LabelEditError
 
 __all__ = [
     "ApplyTable",
+    "CommitLabels",
     "DeleteLabels",
     "EditableLabels",
     "FillLabel",
     "InterpolateLabel",
     "LabelAtom",
     "LabelChange",
+    "LabelIds",
     "LabelPiece",
     "LockLabels",
     "MergeLabels",
@@ -52,9 +62,11 @@ __all__ = [
     "SplitLabel",
     "UnlockLabels",
     "ball_mask",
+    "id_state",
     "labels_of",
     "locked_ids",
     "object_sections",
+    "shown_at",
 ]
 
 Region = tuple[slice, ...]
@@ -128,12 +140,19 @@ class LabelChange:
         level's (z, y, x) array: a view re-reads only these.
     forward : bool
         The atom's new values were written (apply, redo); False: its old ones (undo).
+    remapped : frozenset of int, or None
+        None for a voxel write. For a change of the id mapping (a merge or a table,
+        ``docs/design/0005``): no voxel was written (``boxes`` are empty) and the voxels
+        that showed one of these ids (0 included) may show another id now: a view
+        re-reads (or re-maps) what shows them. ``ids`` then holds these ids and the ids
+        they show now (background left out).
     """
 
     name: str
     ids: frozenset[int]
     boxes: tuple[tuple[Region, ...], ...]
     forward: bool = True
+    remapped: frozenset[int] | None = None
 
 
 def _pieces(
@@ -244,6 +263,49 @@ def _keep_locked(img: EditableLabels, mask: npt.NDArray[np.bool_], old: npt.NDAr
         mask &= ~np.isin(old, np.fromiter(locked, dtype=np.int64, count=len(locked)))
 
 
+#: The id state of label images that keep none themselves (an ``EditableLabels`` without
+#: an ``ids`` attribute); the project's working copy keeps its own (``LabelEditStore.ids``).
+_IDS: weakref.WeakKeyDictionary[Any, LabelIds] = weakref.WeakKeyDictionary()
+
+
+def id_state(img: EditableLabels) -> LabelIds:
+    """The id mapping and voxel counts of ``img`` (:class:`LabelIds`)."""
+    own = getattr(img, "ids", None)
+    if isinstance(own, LabelIds):
+        return own
+    got = _IDS.get(img)
+    if got is None:
+        got = _IDS[img] = LabelIds()
+    return got
+
+
+def _shown(img: EditableLabels, raw: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    return id_state(img).show(raw)
+
+
+def shown_at(img: EditableLabels, point: Sequence[int]) -> int:
+    """The id shown at level-0 voxel ``point`` (the id mapping applied)."""
+    raw = int(img.read(tuple(slice(int(v), int(v) + 1) for v in point)).reshape(-1)[0])
+    return id_state(img).shown_id(raw)
+
+
+def _raw_value(img: EditableLabels, value: int) -> int:
+    """The raw id an edit writes so that its voxels show ``value``."""
+    st = id_state(img)
+    raw = st.raw_for(value)
+    if raw is None:
+        raise LabelEditError(
+            f"id {value} of {img.name!r} was merged into {st.shown_id(value)}: use that id "
+            "or a new one"
+        )
+    return raw
+
+
+def _require_present(img: EditableLabels, ids: Sequence[int]) -> None:
+    """Refuse shown ids that hold no voxel (the counts, no scan)."""
+    _missing(ids, id_state(img).present(img, ids), img)
+
+
 # ---------------------------------------------------------------------- validation helpers
 
 
@@ -259,6 +321,20 @@ def _check_id(img: EditableLabels, value: int, what: str, allow_zero: bool = Fal
     return v
 
 
+def _check_ids(
+    img: EditableLabels, values: Sequence[int], what: str, allow_zero: bool = False
+) -> list[int]:
+    """:func:`_check_id` for many ids (the image's dtype looked up once: a table has
+    tens of thousands of rows)."""
+    info = np.iinfo(img.dtype)
+    lo, hi = max(0, int(info.min)), int(info.max)
+    out = [int(v) for v in values]
+    for v in out:
+        if (v == 0 and not allow_zero) or not lo <= v <= hi:
+            _check_id(img, v, what, allow_zero)  # raises the message
+    return out
+
+
 def _check_point(img: EditableLabels, point: Sequence[int], what: str) -> tuple[int, int, int]:
     if len(point) != 3:
         raise LabelEditError(f"{what} must be three voxel indices z, y, x, got {tuple(point)}")
@@ -271,19 +347,17 @@ def _check_point(img: EditableLabels, point: Sequence[int], what: str) -> tuple[
 
 
 def _value_at(img: EditableLabels, p: Sequence[int]) -> int:
-    return int(img.read(tuple(slice(v, v + 1) for v in p)).reshape(-1)[0])
+    return shown_at(img, p)
 
 
-def _map_blocks(
-    img: EditableLabels, keys: npt.NDArray[Any], values: npt.NDArray[Any]
-) -> tuple[LabelAtom, set[int]]:
-    """Replace ``keys[i]`` by ``values[i]`` everywhere (sorted keys); the atom and the
-    keys that were found."""
+def _map_blocks(img: EditableLabels, keys: npt.NDArray[Any], values: npt.NDArray[Any]) -> LabelAtom:
+    """Rewrite raw voxels ``keys[i]`` to ``values[i]`` everywhere (a block scan): the atom."""
     order = np.argsort(keys, kind="stable")
     k = keys[order]
     v = values[order].astype(img.dtype)
     pieces: list[LabelPiece] = []
-    found: set[int] = set()
+    if not k.size:
+        return LabelAtom(())
     for block in img.blocks():
         data = img.read(block)
         idx = np.searchsorted(k, data)
@@ -291,12 +365,11 @@ def _map_blocks(
         hit = k[idx] == data
         if not hit.any():
             continue
-        found.update(int(x) for x in np.unique(data[hit]))
         new = np.where(hit, v[idx], data)
         pieces.extend(
             _pieces(tuple(s.start for s in block), hit & (new != data), data, new, img.chunks)
         )
-    return LabelAtom(tuple(pieces)), found
+    return LabelAtom(tuple(pieces))
 
 
 def _missing(ids: Sequence[int], found: set[int], img: EditableLabels) -> None:
@@ -348,85 +421,267 @@ def _ids(values: Sequence[int]) -> list[int]:
     return [int(v) for v in values]
 
 
-class MergeLabels(_LabelCommand):
-    """Merge objects ``ids`` into one id (``into``, default the smallest)."""
+def _entries_from_json(data: Any) -> list[MapEntry] | None:
+    """The ``map`` of a merge or table journal line: ``[[raw, before, after], ...]``."""
+    if data is None:
+        return None
+    if not isinstance(data, list):
+        raise FormatError(f"id mapping entries must be a list, got {type(data).__name__}")
+    out: list[MapEntry] = []
+    for e in data:
+        if (
+            not isinstance(e, list | tuple)
+            or len(e) != 3
+            or not all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in e)
+            or e[0] is None
+            or any(v is not None and not 0 <= v < 2**63 for v in e)
+            or e[1] == e[2]
+        ):
+            raise FormatError(f"id mapping entry {e!r} is not [raw id, before, after]")
+        out.append((int(e[0]), e[1], e[2]))
+    if len({e[0] for e in out}) != len(out):
+        raise FormatError("id mapping entries name a raw id more than once")
+    return out
+
+
+class _MapCommand(_LabelCommand):
+    """A command that changes the id mapping (``docs/design/0005``), not voxels.
+
+    The first apply computes (and validates) the mapping entries it changes, ``[raw id,
+    value before, value after]`` (None: not remapped); they are journaled, so a replay or
+    redo sets the same entries and an undo puts back the values before, exactly. Journal
+    lines of older versions carry an atom instead (the merge was a voxel rewrite): those
+    still write their atom.
+    """
+
+    entries: list[MapEntry] | None
+
+    def _entries(self, img: EditableLabels) -> list[MapEntry]:
+        raise NotImplementedError
+
+    def apply(self, target: Any) -> None:
+        img = labels_of(target, self.labels)
+        if self.atom_id is not None:  # an older journal's voxel rewrite
+            img.set(self.atom_id, True)
+            return
+        st = id_state(img)
+        if self.entries is None:
+            entries = self._entries(img)
+            if not entries:
+                raise LabelEditError(f"{self.description} changes no id of {img.name!r}")
+            self.n_voxels = st.voxels_of_raws(img, [e[0] for e in entries])
+            self.entries = entries
+        elif getattr(img, "available", True):  # replayed or received: ids that fit
+            _check_ids(img, [v for e in self.entries for v in e if v is not None], "id", True)
+        try:  # a replay (the store's ``replaying``) may find the entries set already
+            st.remap(self.entries, True, strict=not getattr(img, "replaying", False))
+        except ValueError as exc:
+            raise LabelEditError(f"{self.kind}: {exc}") from exc
+
+    def preview(self, target: Any) -> LabelAtom:
+        self._entries(labels_of(target, self.labels))  # validates
+        return LabelAtom(())
+
+    def revert(self, target: Any) -> None:
+        img = labels_of(target, self.labels)
+        if self.atom_id is not None:
+            img.set(self.atom_id, False)
+            return
+        if self.entries is None:
+            raise LabelEditError(f"{self.kind} was never applied")
+        try:
+            id_state(img).remap(self.entries, False, strict=not getattr(img, "replaying", False))
+        except ValueError as exc:
+            raise LabelEditError(f"{self.kind}: {exc}") from exc
+
+    def _base_json(self) -> dict[str, Any]:
+        out = super()._base_json()
+        if self.entries is not None:
+            out["map"] = [list(e) for e in self.entries]
+        return out
+
+
+def _remap_entries(img: EditableLabels, new_of: Mapping[int, int]) -> list[MapEntry]:
+    """The mapping entries that make every voxel showing ``d`` show ``new_of[d]`` (raw ids
+    that hold voxels only; an entry that would map a raw id to itself removes its key)."""
+    st = id_state(img)
+    counts = st.counts(img)
+    out: list[MapEntry] = []
+    for r in sorted(st.raws_of(new_of)):
+        if not counts.get(r, 0):
+            continue
+        before = st.mapping_of(r)
+        target = new_of[r if before is None else before]
+        after = None if target == r else target
+        if after != before:
+            out.append((r, before, after))
+    return out
+
+
+class MergeLabels(_MapCommand):
+    """Merge objects ``ids`` into one id (``into``, default the smallest): the id mapping
+    shows them all as ``into``; no voxel is written."""
 
     kind = "labels.merge"
 
     def __init__(
-        self, labels: str, ids: Sequence[int], into: int | None = None, atom: str | None = None
+        self,
+        labels: str,
+        ids: Sequence[int],
+        into: int | None = None,
+        atom: str | None = None,
+        entries: Sequence[MapEntry] | None = None,
     ) -> None:
         self.labels = str(labels)
         self.ids = _ids(ids)
         self.into = None if into is None else int(into)
         self.atom_id = atom
+        self.entries = None if entries is None else list(entries)
         self.n_voxels = 0
 
     @property
     def description(self) -> str:
         return f"merge {len(self.ids)} objects"
 
-    def _compute(self, img: EditableLabels) -> LabelAtom:
-        ids = [_check_id(img, i, "id") for i in self.ids]
+    def _entries(self, img: EditableLabels) -> list[MapEntry]:
+        ids = _check_ids(img, self.ids, "id")
         if len(set(ids)) < 2:
             raise LabelEditError(f"merge needs at least two different ids, got {self.ids}")
         into = _check_id(img, self.into if self.into is not None else min(ids), "target id")
         _refuse_locked(img, [*ids, into])
+        _require_present(img, ids)
         self.into = into
-        keys = np.array(sorted(set(ids)), dtype=img.dtype)
-        atom, found = _map_blocks(img, keys, np.full(keys.shape, into, dtype=img.dtype))
-        _missing(ids, found, img)
-        return atom
+        return _remap_entries(img, {d: into for d in set(ids)})
 
     def to_json(self) -> dict[str, Any]:
         return {**self._base_json(), "ids": self.ids, "into": self.into}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> MergeLabels:
-        return cls(data["labels"], data["ids"], data.get("into"), data.get("atom"))
+        return cls(
+            data["labels"],
+            data["ids"],
+            data.get("into"),
+            data.get("atom"),
+            _entries_from_json(data.get("map")),
+        )
 
 
-class ApplyTable(_LabelCommand):
-    """Relabel many ids at once: ``table`` rows ``(old, new)`` (an agglomeration).
+class ApplyTable(_MapCommand):
+    """Relabel many ids at once: ``table`` rows ``(old, new)`` (an agglomeration), through
+    the id mapping (no voxel is written).
 
-    Rows with ``old == new`` are ignored; ``new`` may be 0 (the object is deleted).
-    Every old id must be in the label image and listed once.
+    Rows with ``old == new`` are ignored; ``new`` may be 0 (the object is shown as
+    background). Every old id must be in the label image and listed once; the rows apply
+    at once (a table may swap two ids).
     """
 
     kind = "labels.apply_table"
 
     def __init__(
-        self, labels: str, table: Sequence[Sequence[int]], atom: str | None = None
+        self,
+        labels: str,
+        table: Sequence[Sequence[int]],
+        atom: str | None = None,
+        entries: Sequence[MapEntry] | None = None,
     ) -> None:
         self.labels = str(labels)
         self.table = [[int(a), int(b)] for a, b in table]
         self.atom_id = atom
+        self.entries = None if entries is None else list(entries)
         self.n_voxels = 0
 
     @property
     def description(self) -> str:
         return f"apply a table of {len(self.table)} rows"
 
-    def _compute(self, img: EditableLabels) -> LabelAtom:
+    def _entries(self, img: EditableLabels) -> list[MapEntry]:
         rows = [(a, b) for a, b in self.table if a != b]
         if not rows:
             raise LabelEditError("the table changes nothing (every row maps an id to itself)")
-        old = [_check_id(img, a, "old id") for a, _ in rows]
-        new = [_check_id(img, b, "new id", allow_zero=True) for _, b in rows]
+        old = _check_ids(img, [a for a, _ in rows], "old id")
+        new = _check_ids(img, [b for _, b in rows], "new id", allow_zero=True)
         if len(set(old)) != len(old):
-            dup = sorted({a for a in old if old.count(a) > 1})[:5]
+            dup = sorted(a for a, n in Counter(old).items() if n > 1)[:5]
             raise LabelEditError(f"old ids listed more than once in the table: {dup}")
         _refuse_locked(img, [*old, *new])
-        atom, found = _map_blocks(img, np.array(old, dtype=img.dtype), np.array(new))
-        _missing(old, found, img)
-        return atom
+        _require_present(img, old)
+        return _remap_entries(img, dict(zip(old, new, strict=True)))
 
     def to_json(self) -> dict[str, Any]:
         return {**self._base_json(), "table": self.table}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ApplyTable:
-        return cls(data["labels"], data["table"], data.get("atom"))
+        return cls(
+            data["labels"], data["table"], data.get("atom"), _entries_from_json(data.get("map"))
+        )
+
+
+class CommitLabels(_LabelCommand):
+    """Make the id mapping permanent in the voxels: every voxel of a remapped raw id is
+    rewritten to the id it shows (one atom, a block scan) and the mapping is cleared.
+    Nothing shown changes; undo puts the fragments and the mapping back."""
+
+    kind = "labels.commit"
+
+    def __init__(
+        self, labels: str, atom: str | None = None, entries: Sequence[MapEntry] | None = None
+    ) -> None:
+        self.labels = str(labels)
+        self.atom_id = atom
+        self.entries = None if entries is None else list(entries)
+        self.n_voxels = 0
+
+    @property
+    def description(self) -> str:
+        return "commit merges"
+
+    def _compute(self, img: EditableLabels) -> LabelAtom:
+        mapping = id_state(img).mapping
+        if not mapping:
+            raise LabelEditError(f"{img.name!r} has no merges or tables to commit")
+        keys = np.array(sorted(mapping), dtype=np.int64)
+        values = np.array([mapping[int(k)] for k in keys], dtype=np.int64)
+        self.entries = [(int(k), int(v), None) for k, v in zip(keys, values, strict=True)]
+        return _map_blocks(img, keys.astype(img.dtype), values)
+
+    def preview(self, target: Any) -> LabelAtom:
+        atom = super().preview(target)
+        self.entries = None  # computed where it is applied (a collaboration server)
+        return atom
+
+    def apply(self, target: Any) -> None:
+        img = labels_of(target, self.labels)
+        super().apply(target)  # the voxels first (the journal line names the atom) ...
+        assert self.entries is not None
+        try:  # ... then the mapping they make redundant
+            id_state(img).remap(self.entries, True, strict=not getattr(img, "replaying", False))
+        except ValueError as exc:
+            raise LabelEditError(f"{self.kind}: {exc}") from exc
+
+    def revert(self, target: Any) -> None:
+        img = labels_of(target, self.labels)
+        if self.entries is None:
+            raise LabelEditError(f"{self.kind} was never applied")
+        try:
+            id_state(img).remap(self.entries, False, strict=not getattr(img, "replaying", False))
+        except ValueError as exc:
+            raise LabelEditError(f"{self.kind}: {exc}") from exc
+        super().revert(target)
+
+    def to_json(self) -> dict[str, Any]:
+        out = self._base_json()
+        if self.entries is not None:
+            out["map"] = [list(e) for e in self.entries]
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CommitLabels:
+        entries = _entries_from_json(data.get("map"))
+        if (data.get("atom") is None) != (entries is None):
+            raise FormatError("labels.commit needs both its atom and its mapping entries")
+        return cls(data["labels"], data.get("atom"), entries)
 
 
 class DeleteLabels(_LabelCommand):
@@ -449,9 +704,10 @@ class DeleteLabels(_LabelCommand):
             raise LabelEditError("give at least one id to delete")
         ids = sorted({_check_id(img, i, "id") for i in self.ids})
         _refuse_locked(img, ids)
-        keys = np.array(ids, dtype=img.dtype)
-        atom, found = _map_blocks(img, keys, np.zeros(keys.shape, dtype=img.dtype))
-        _missing(ids, found, img)
+        _require_present(img, ids)
+        # Every raw id that shows as one of them (the fragments of a merged object).
+        keys = np.array(sorted(id_state(img).raws_of(ids)), dtype=img.dtype)
+        atom = _map_blocks(img, keys, np.zeros(keys.shape, dtype=img.dtype))
         return atom
 
     def to_json(self) -> dict[str, Any]:
@@ -466,7 +722,7 @@ def _bbox_of(img: EditableLabels, value: int) -> Region | None:
     lo = np.array(img.shape)
     hi = np.zeros(3, dtype=int)
     for block in img.blocks():
-        m = img.read(block) == value
+        m = _shown(img, img.read(block)) == value
         if not m.any():
             continue
         for ax in range(3):
@@ -539,7 +795,7 @@ class SplitLabel(_LabelCommand):
         self.box = box
         start = np.array([b.start for b in box])
         data = img.read(box)
-        obj = data == oid
+        obj = _shown(img, data) == oid
         markers = np.zeros(data.shape, dtype=np.int32)
         for i, s in enumerate(seeds):
             markers[tuple(np.array(s) - start)] = i + 1
@@ -556,8 +812,10 @@ class SplitLabel(_LabelCommand):
         for v in ids[1:]:
             _check_id(img, v, "new id")
         self.new_ids = ids[1:]
-        lut = np.array([0, *ids], dtype=img.dtype)
-        new = np.where(obj, lut[parts], data)
+        # The first seed's part keeps its raw values (the object's fragments, shown as
+        # ``id``); the others get the new ids (above every raw and mapped id: not remapped).
+        lut = np.array([0, 0, *ids[1:]], dtype=img.dtype)
+        new = np.where(obj & (parts > 1), lut[parts], data)
         return LabelAtom.from_region(start.tolist(), obj, data, new, img.chunks)
 
     def to_json(self) -> dict[str, Any]:
@@ -675,13 +933,17 @@ class PaintBall(_LabelCommand):
             _refuse_locked(img, [value], "id")
         elif self.erase_id is not None:
             _refuse_locked(img, [self.erase_id])
+        raw_value = _raw_value(img, value)
         old = img.read(region)
+        shown = _shown(img, old)  # what the checks mean; the atom keeps raw values
         if value != 0 and self.preserve:
-            mask &= (old == 0) | (old == value)
+            mask &= (shown == 0) | (shown == value)
         elif value == 0 and self.erase_id is not None:
-            mask &= old == _check_id(img, self.erase_id, "erase id")
-        _keep_locked(img, mask, old)  # locked objects keep every voxel
-        new = np.broadcast_to(np.asarray(value, dtype=img.dtype), old.shape)
+            mask &= shown == _check_id(img, self.erase_id, "erase id")
+        _keep_locked(img, mask, shown)  # locked objects keep every voxel
+        if len(id_state(img)):
+            mask &= shown != value  # voxels that show it already keep their fragment
+        new = np.broadcast_to(np.asarray(raw_value, dtype=img.dtype), old.shape)
         return LabelAtom.from_region(offset, mask, old, new, img.chunks)
 
     def to_json(self) -> dict[str, Any]:
@@ -749,14 +1011,16 @@ class FillLabel(_LabelCommand):
             raise LabelEditError(f"fill seed {seed} lies outside the box {self.box}")
         region = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
         old = img.read(region)
+        shown = _shown(img, old)  # a merged object fills as one; the atom keeps raw values
         local = tuple(s - a for s, a in zip(seed, lo, strict=True))
-        _refuse_locked(img, [int(old[local])] if old[local] else [])
+        _refuse_locked(img, [int(shown[local])] if shown[local] else [])
         if value != 0:
             _refuse_locked(img, [value], "id")
-        same = old == old[local]
+        raw_value = _raw_value(img, value)
+        same = shown == shown[local]
         comp, _ = ndi.label(same)
         mask = comp == comp[local]
-        new = np.full(old.shape, value, dtype=img.dtype)
+        new = np.full(old.shape, raw_value, dtype=img.dtype)
         return LabelAtom.from_region(lo, mask, old, new, img.chunks)
 
     def to_json(self) -> dict[str, Any]:
@@ -768,18 +1032,6 @@ class FillLabel(_LabelCommand):
 
 
 # ---------------------------------------------------------------------- locks
-
-
-def _find_ids(img: EditableLabels, ids: set[int]) -> set[int]:
-    """Which of ``ids`` occur in ``img`` (stops reading once all are found)."""
-    found: set[int] = set()
-    keys = np.array(sorted(ids), dtype=img.dtype)
-    for block in img.blocks():
-        data = img.read(block)
-        found.update(int(v) for v in keys[np.isin(keys, data)])
-        if len(found) == len(ids):
-            break
-    return found
 
 
 class LockLabels(Command):
@@ -814,7 +1066,7 @@ class LockLabels(Command):
             todo = ids - locked
             if not todo:
                 raise LabelEditError(f"{sorted(ids)} of {img.name!r} already locked")
-            _missing(sorted(todo), _find_ids(img, todo), img)
+            _require_present(img, sorted(todo))
         else:
             todo = ids & locked
             if not todo:
@@ -884,15 +1136,17 @@ class RelabelLabel(_LabelCommand):
         if to == oid:
             raise LabelEditError(f"object {oid} already has id {to}")
         _refuse_locked(img, [to], "id")
-        # Mapping ``to`` onto itself changes nothing but tells whether it is in use.
-        keys = np.array(sorted((oid, to)), dtype=img.dtype)
-        atom, found = _map_blocks(img, keys, np.full(2, to, dtype=img.dtype))
-        _missing([oid], found, img)
-        if to in found:
+        _require_present(img, [oid])
+        st = id_state(img)
+        if st.present(img, [to]):
             what = "chosen" if chosen else "new"
             raise LabelEditError(
                 f"{what} id {to} is in use in {img.name!r} (relabel to a free id, or merge)"
             )
+        raw_to = _raw_value(img, to)
+        # Every raw id that shows as ``oid`` (a merged object's fragments) becomes ``to``.
+        keys = np.array(sorted(st.raws_of([oid])), dtype=img.dtype)
+        atom = _map_blocks(img, keys, np.full(keys.shape, raw_to, dtype=img.dtype))
         self.to = to
         return atom
 
@@ -912,7 +1166,7 @@ def object_sections(img: EditableLabels, value: int, axis: int) -> list[int]:
     hit: set[int] = set()
     other = tuple(a for a in range(3) if a != axis)
     for block in img.blocks():
-        m = img.read(block) == value
+        m = _shown(img, img.read(block)) == value
         if m.any():
             start = block[axis].start
             hit.update(int(start + i) for i in np.flatnonzero(m.any(axis=other)))
@@ -974,7 +1228,8 @@ class InterpolateLabel(_LabelCommand):
     def _section(self, img: EditableLabels, oid: int, k: int) -> npt.NDArray[np.bool_]:
         region = [slice(0, n) for n in img.shape]
         region[self.axis] = slice(k, k + 1)
-        m = np.asarray(np.take(img.read(tuple(region)) == oid, 0, axis=self.axis), dtype=bool)
+        shown = _shown(img, img.read(tuple(region)))
+        m = np.asarray(np.take(shown == oid, 0, axis=self.axis), dtype=bool)
         if not m.any():
             name = "zyx"[self.axis]
             raise LabelEditError(
@@ -1018,8 +1273,8 @@ class InterpolateLabel(_LabelCommand):
         region[plane_axes[0]] = slice(r0, r1)
         region[plane_axes[1]] = slice(c0, c1)
         old = img.read(tuple(region))
-        mask = inside & (old == 0)
-        new = np.full(old.shape, oid, dtype=img.dtype)
+        mask = inside & (_shown(img, old) == 0)
+        new = np.full(old.shape, _raw_value(img, oid), dtype=img.dtype)
         return LabelAtom.from_region([r.start for r in region], mask, old, new, img.chunks)
 
     def to_json(self) -> dict[str, Any]:

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from analysis.io._label_edits import (
         LABELS_DIR,
         LabelEditStore,
+        MappedLabelSource,
         create_label_copy,
         export_label_copy,
         label_copy_path,
@@ -141,6 +142,7 @@ _LAZY: dict[str, str] = {
     "read_lookup_table": "analysis.io._import",
     "LABELS_DIR": "analysis.io._label_edits",
     "LabelEditStore": "analysis.io._label_edits",
+    "MappedLabelSource": "analysis.io._label_edits",
     "create_label_copy": "analysis.io._label_edits",
     "export_label_copy": "analysis.io._label_edits",
     "label_copy_path": "analysis.io._label_edits",
@@ -222,6 +224,7 @@ __all__ = [
     # editable label images in a project (analysis.io._label_edits)
     "LABELS_DIR",
     "LabelEditStore",
+    "MappedLabelSource",
     "create_label_copy",
     "export_label_copy",
     "label_copy_path",

@@ -47,18 +47,19 @@ from numcodecs import Zstd
 from psygnal import Signal
 from zarr.core.sync import sync as zarr_sync
 
-from analysis.edits import LabelAtom, LabelChange, LabelPiece
-from analysis.errors import FormatError, LabelEditError, ParameterError
+from analysis.edits import LabelAtom, LabelChange, LabelIds, LabelPiece
+from analysis.errors import ChunkError, FormatError, LabelEditError, ParameterError
 from analysis.io._format import format_for
 from analysis.io._outputs import check_output, replacing
 from analysis.io._project import read_json_file, write_json_atomic
-from analysis.io._read import ZarrVolumeSource, open_labels, open_volume
+from analysis.io._read import CheckedVolumeSource, ZarrVolumeSource, open_labels, open_volume
 from analysis.io._validate import validate_ngff
 from analysis.io._write import _multiscale, _write_pyramid, level_shapes
 
 __all__ = [
     "LABELS_DIR",
     "LabelEditStore",
+    "MappedLabelSource",
     "create_label_copy",
     "export_label_copy",
     "label_copy_path",
@@ -128,17 +129,105 @@ def create_label_copy(image: str, name: str, out: str | os.PathLike[str]) -> Pat
     return Path(out)
 
 
+class MappedLabelSource:
+    """A label copy as every view reads it: each read applies the id mapping (merges and
+    tables, ``docs/design/0005``), a vectorised lookup per read; levels, axes, dtype and
+    every other attribute are the copy's own (the mapping is pointwise, so each level of
+    the stride pyramid stays the sampling of level 0)."""
+
+    def __init__(self, source: ZarrVolumeSource, ids: LabelIds) -> None:
+        self.raw = source
+        self.ids = ids
+
+    @property
+    def name(self) -> str:
+        return self.raw.name
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        return self.raw.axes
+
+    @property
+    def dtype(self) -> np.dtype[np.generic]:
+        return self.raw.dtype
+
+    @property
+    def levels(self) -> tuple[Any, ...]:
+        return self.raw.levels
+
+    def read(self, level: int, region: tuple[slice, ...] | None = None) -> npt.NDArray[Any]:
+        return self.ids.show(self.raw.read(level, region))
+
+    def read_many(self, requests: Any) -> list[npt.NDArray[np.generic] | ChunkError]:
+        return [
+            g if isinstance(g, ChunkError) else self.ids.show(g)
+            for g in self.raw.read_many(requests)
+        ]
+
+    def read_checked(
+        self, level: int, region: tuple[slice, ...] | None = None, *, allow_missing: bool = False
+    ) -> tuple[npt.NDArray[Any], list[ChunkError]]:
+        data, bad = self.raw.read_checked(level, region, allow_missing=allow_missing)
+        return self.ids.show(data), bad
+
+    def read_level(
+        self, level: int, *, allow_missing: bool = False
+    ) -> tuple[npt.NDArray[Any], list[ChunkError]]:
+        return self.read_checked(level, None, allow_missing=allow_missing)
+
+    def checked(self, unreadable: list[ChunkError] | None = None) -> CheckedVolumeSource:
+        return CheckedVolumeSource(self, unreadable)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+    def __repr__(self) -> str:
+        return f"MappedLabelSource({self.raw!r}, {len(self.ids)} ids remapped)"
+
+
 def export_label_copy(
     copy: str | os.PathLike[str],
     out: str | os.PathLike[str],
     inputs: list[str],
     overwrite: bool = False,
+    ids: LabelIds | None = None,
 ) -> Path:
-    """Write the edited label image (every level, the source's NGFF version) to ``out``."""
+    """Write the edited label image (every level, the source's NGFF version) to ``out``.
+
+    ``ids``: the copy's id mapping (``LabelEditStore.ids``), applied to every voxel of
+    every level of the export (merges made permanent); the copy itself is not changed.
+    """
     dest = check_output(out, [str(copy), *inputs])
     with replacing(dest, overwrite=overwrite) as tmp:
         shutil.copytree(copy, tmp)
+        if ids is not None and len(ids):
+            _apply_mapping(Path(tmp), ids)
     return dest
+
+
+def _apply_mapping(root: Path, ids: LabelIds) -> None:
+    """Rewrite every level of the label multiscale at ``root`` with the id mapping, block
+    by block (chunk-aligned, bounded memory); blocks the mapping does not change are
+    not written."""
+    src = open_volume(root)
+    group = zarr.open_group(zarr.storage.LocalStore(root), mode="r+")
+    for lv in src.levels:
+        arr = group[lv.path]
+        assert isinstance(arr, zarr.Array)
+        shape = tuple(int(s) for s in arr.shape)
+        c = [int(v) for v in arr.chunks]
+        while c[2] < shape[2] and math.prod(c) * 2 <= _BLOCK_VOXELS:
+            c[2] *= 2
+        while c[1] < shape[1] and math.prod(c) * 2 <= _BLOCK_VOXELS:
+            c[1] *= 2
+        for z in range(0, shape[0], c[0]):
+            for y in range(0, shape[1], c[1]):
+                for x in range(0, shape[2], c[2]):
+                    box = (slice(z, z + c[0]), slice(y, y + c[1]), slice(x, x + c[2]))
+                    data = np.asarray(arr[box])
+                    shown = ids.show(data)
+                    if shown is not data and not np.array_equal(shown, data):
+                        arr[box] = shown
 
 
 def read_id_table(path: str | os.PathLike[str]) -> list[list[int]]:
@@ -218,11 +307,17 @@ class LabelEditStore:
         self._fsync = fsync
         self.atoms_dir = self.root.with_name(f"{name}.atoms")
         self.intent_path = self.root.with_name(f"{name}.intent.json")
-        self.source = open_volume(self.root)
-        _check_editable(self.source, f"label copy {self.root}")
+        #: The copy as stored (raw ids: the fragments a merge left as they were).
+        self.raw_source = open_volume(self.root)
+        _check_editable(self.raw_source, f"label copy {self.root}")
+        #: The id mapping and the voxel counts (``docs/design/0005``).
+        self.ids = LabelIds()
+        self.ids.remapped.connect(self._announce_remap)
+        #: What views draw: every read shows the id mapping applied.
+        self.source = MappedLabelSource(self.raw_source, self.ids)
         group = zarr.open_group(zarr.storage.LocalStore(self.root), mode="r+")
         self._arrays: list[zarr.Array[Any]] = []
-        for lv in self.source.levels:
+        for lv in self.raw_source.levels:
             node = group[lv.path]
             if not isinstance(node, zarr.Array):
                 raise FormatError(f"{self.root}/{lv.path} is not an array")
@@ -232,10 +327,9 @@ class LabelEditStore:
         # 1 MiB chunk, most of a stamp's CPU time); all-background chunks go through the
         # plain array, which deletes them as before.
         self._writers = [a.with_config({"write_empty_chunks": True}) for a in self._arrays]
-        self._shapes = [tuple(int(s) for s in lv.shape) for lv in self.source.levels]
+        self._shapes = [tuple(int(s) for s in lv.shape) for lv in self.raw_source.levels]
         self._factors = _level_factors(self._shapes)
         self._chunks = [tuple(int(c) for c in a.chunks) for a in self._arrays]
-        self._max_id: int | None = None
         self._applied: dict[str, bool] = {}
         self._cache = _ChunkCache(cache_bytes)
         #: Held while chunks are read or written (a view may read while an edit writes).
@@ -263,7 +357,7 @@ class LabelEditStore:
 
     @property
     def scale_um(self) -> tuple[float, float, float]:
-        return self.source.levels[0].scale_um
+        return self.raw_source.levels[0].scale_um
 
     @property
     def n_levels(self) -> int:
@@ -320,12 +414,9 @@ class LabelEditStore:
                     )
 
     def max_id(self) -> int:
-        if self._max_id is None:
-            top = 0
-            for b in self.blocks():
-                top = max(top, int(self.read(b).max()))
-            self._max_id = top
-        return self._max_id
+        """The largest id in use (raw ids holding voxels, the mapping's keys and values):
+        counted once, then kept by every write; it goes down when an undo removes an id."""
+        return self.ids.top(self)
 
     def record(self, atom: LabelAtom) -> str:
         """Keep ``atom`` as ``<id>.npz`` (fsync'd); return its id."""
@@ -405,8 +496,7 @@ class LabelEditStore:
         write_json_atomic(self.intent_path, {"atom": atom_id, "forward": forward})
         boxes = self._write(atom, forward)
         self._applied[atom_id] = forward
-        if forward and self._max_id is not None and atom.pieces:
-            self._max_id = max(self._max_id, max(int(p.new.max()) for p in atom.pieces))
+        self.ids.applied(atom, forward)
         self._announce(atom, forward, boxes)
 
     def _announce(
@@ -423,9 +513,16 @@ class LabelEditStore:
             LabelChange(self.name, frozenset(ids), tuple(tuple(b) for b in boxes), forward)
         )
 
+    def _announce_remap(self, before: frozenset[int], after: frozenset[int], forward: bool) -> None:
+        """The id mapping changed (a merge or a table): no voxel written, no region."""
+        empty: tuple[tuple[tuple[slice, ...], ...], ...] = tuple(() for _ in self._arrays)
+        ids = frozenset((before | after) - {0})
+        self.changed.emit(LabelChange(self.name, ids, empty, forward, before))
+
     def recover(self) -> None:
         """After a journal replay: make the last atom written agree with the journal."""
         self.replaying = False
+        self.ids.forget_counts()  # the voxels may change below (or did, unjournaled)
         if not self.intent_path.is_file():
             return
         intent = read_json_file(self.intent_path)
@@ -458,6 +555,7 @@ class LabelEditStore:
             return (at if at >= 0 else len(journal_text), p.stat().st_mtime_ns)
 
         stray.sort(key=created, reverse=True)
+        self.ids.forget_counts()
         for p in stray:
             self._write(self.load(p.stem), False)
         aside = self.atoms_dir.with_name(f"{self.atoms_dir.name}.{aside_suffix}")

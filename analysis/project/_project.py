@@ -342,10 +342,14 @@ class Project:
         self, name: str, out: str | os.PathLike[str], overwrite: bool = False
     ) -> Path:
         """Write the edited label image ``name`` (every level) as an OME-Zarr at ``out``."""
-        self.edit_labels(name)
+        img = self.edit_labels(name)
         inputs = [str(self.path)] + ([self.info.image] if self.info.image else [])
         return pio.export_label_copy(
-            pio.label_copy_path(self.path, name), out, inputs, overwrite=overwrite
+            pio.label_copy_path(self.path, name),
+            out,
+            inputs,
+            overwrite=overwrite,
+            ids=getattr(img, "ids", None),  # merges and tables made permanent
         )
 
     # ------------------------------------------------------------------ exports

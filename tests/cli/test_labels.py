@@ -2,6 +2,8 @@
 
 References: h5py + gzip + NumPy (the supervoxel -> body lookup), zarr-python (every
 level of the project's copy and of the export) and ome-zarr-py's Reader (the export).
+Merges and tables change the copy's id mapping, not its voxels: what a user sees is read
+through the project's mapped source and through the export (the mapping made permanent).
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ import pytest
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Label, Reader
 
-from tests.analysis.edits._labels_support import assert_pyramid, blobs, levels_of, make_store
+from tests.analysis.edits._labels_support import (
+    assert_pyramid,
+    ball_reference,
+    blobs,
+    levels_of,
+    make_store,
+)
 from vrscope.cli import main
 
 MEDULLA = "fibsem-medulla"
@@ -45,6 +53,22 @@ def _ok(capsys: pytest.CaptureFixture[str], *args: object) -> str:
 
 def _copy(project: Path, name: str = "cells") -> Path:
     return project / "labels" / f"{name}.zarr"
+
+
+def _mapped(project: Path, name: str = "cells") -> list[np.ndarray]:
+    """Every level as the views read it (the project reopened: the journal replays the
+    id mapping; the working copy's mapped source)."""
+    from analysis.project import Project
+
+    with Project.open(project, fsync=False) as pr:
+        img = pr.edit_labels(name)
+        return [np.asarray(img.source.read(k)) for k in range(len(img.source.levels))]
+
+
+def _exported(capsys: pytest.CaptureFixture[str], project: Path, out: Path) -> list[np.ndarray]:
+    """Every level of ``vrscope labels export`` (read with zarr-python)."""
+    _ok(capsys, "labels", "export", project, "--labels", "cells", "--out", out, "--overwrite")
+    return levels_of(out)
 
 
 @pytest.fixture(scope="module")
@@ -77,18 +101,28 @@ def test_medulla_apply_table_equals_numpy_lookup_then_undo_all(
 
     bodies = transforms[:, 1][stack]  # the reference lookup, in NumPy
     assert len(np.unique(bodies)) == 526
-    levels = levels_of(_copy(p))
-    assert len(levels) >= 3
-    np.testing.assert_array_equal(levels[0], bodies)
-    assert_pyramid(levels)
-    for k, lv in enumerate(levels):  # and every level is the writer's sampling of bodies
+    # The working copy keeps the supervoxels (no voxel rewritten: an id mapping) ...
+    stored = levels_of(_copy(p))
+    assert len(stored) >= 3
+    np.testing.assert_array_equal(stored[0], stack)
+    assert_pyramid(stored)
+    # ... and every reader sees the bodies, at every level (the writer's sampling of them)
+    shown = _mapped(p)
+    assert len(shown) == len(stored)
+    for k, lv in enumerate(shown):
         f = 2**k
-        np.testing.assert_array_equal(lv, bodies[::f, ::f, ::f])
+        np.testing.assert_array_equal(lv, bodies[::f, ::f, ::f], err_msg=f"level {k}")
 
-    # the export: all levels, NGFF 0.4 like the source, read by ome-zarr-py
+    # the export: the mapping made permanent, all levels, NGFF 0.4 like the source, read
+    # by zarr-python and by ome-zarr-py
     out_zarr = tmp_path / "bodies.zarr"
-    _ok(capsys, "labels", "export", p, "--labels", "cells", "--out", out_zarr)
+    levels = _exported(capsys, p, out_zarr)
     assert (out_zarr / ".zattrs").is_file()
+    assert len(levels) == len(stored)
+    assert_pyramid(levels)
+    for k, lv in enumerate(levels):
+        f = 2**k
+        np.testing.assert_array_equal(lv, bodies[::f, ::f, ::f], err_msg=f"export level {k}")
     node = next(
         n for n in Reader(parse_url(str(out_zarr)))() if any(isinstance(s, Label) for s in n.specs)
     )
@@ -101,6 +135,10 @@ def test_medulla_apply_table_equals_numpy_lookup_then_undo_all(
     levels = levels_of(_copy(p))
     np.testing.assert_array_equal(levels[0], stack)
     assert_pyramid(levels)
+    for k, lv in enumerate(_mapped(p)):  # the supervoxels again, exactly
+        f = 2**k
+        np.testing.assert_array_equal(lv, stack[::f, ::f, ::f])
+    np.testing.assert_array_equal(_exported(capsys, p, out_zarr)[0], stack)
     # the image store itself was never changed
     np.testing.assert_array_equal(levels_of(store / "labels" / "cells")[0], stack)
 
@@ -141,12 +179,48 @@ def test_paint_undo_redo_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixt
     assert start is None  # copied on the first edit only
     _ok(capsys, "labels", "paint", p, "--labels", "cells", "--id", 9, "--ball", "20,20,20,0.05")
     _ok(capsys, "labels", "merge", p, "--labels", "cells", 1, 2, "--into", 2)
-    lv = levels_of(_copy(p))
+    out = tmp_path / "out.zarr"
+    lv = _exported(capsys, p, out)
     assert (lv[0][20, 20, 20] == 9) and not (lv[0] == 1).any()
+    ref = blobs()
+    ref[ball_reference(ref.shape, (20, 20, 20), 0.05)] = 9
+    ref[ref == 1] = 2
+    np.testing.assert_array_equal(lv[0], ref)
+    np.testing.assert_array_equal(_mapped(p)[0], ref)
     _ok(capsys, "labels", "undo", p, "--steps", "2")
     np.testing.assert_array_equal(levels_of(_copy(p))[0], blobs())
+    np.testing.assert_array_equal(_mapped(p)[0], blobs())
     _ok(capsys, "labels", "redo", p, "--all")
-    np.testing.assert_array_equal(levels_of(_copy(p))[0], lv[0])
+    np.testing.assert_array_equal(_exported(capsys, p, out)[0], lv[0])
+
+
+def test_commit_writes_the_merges_into_the_working_copy_and_undoes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = make_store(tmp_path / "img.zarr", blobs(), version="0.4")
+    p = tmp_path / "p"
+    _ok(capsys, "project", "new", p, "--image", store, "--labels", "cells")
+    code, _, err = _run(capsys, "labels", "commit", p, "--labels", "cells")
+    assert code == 2 and "no merges" in err and err.count("\n") == 1
+    _ok(capsys, "labels", "merge", p, "--labels", "cells", 1, 2, 3)
+    merged = np.where(np.isin(blobs(), [2, 3]), 1, blobs())
+    np.testing.assert_array_equal(levels_of(_copy(p))[0], blobs())  # mapped, not written
+    out = _ok(capsys, "labels", "commit", p, "--labels", "cells")
+    n = int((np.isin(blobs(), [2, 3])).sum())
+    assert f"committed 2 remapped ids: {n} voxels rewritten" in out
+    stored = levels_of(_copy(p))
+    assert_pyramid(stored)
+    for k, lv in enumerate(stored):  # the voxels hold the merge now, every level
+        f = 2**k
+        np.testing.assert_array_equal(lv, merged[::f, ::f, ::f])
+    np.testing.assert_array_equal(_mapped(p)[0], merged)
+    _ok(capsys, "labels", "undo", p)  # the commit: fragments and mapping are back
+    np.testing.assert_array_equal(levels_of(_copy(p))[0], blobs())
+    np.testing.assert_array_equal(_mapped(p)[0], merged)
+    _ok(capsys, "labels", "undo", p)
+    np.testing.assert_array_equal(_mapped(p)[0], blobs())
+    _ok(capsys, "labels", "redo", p, "--all")
+    np.testing.assert_array_equal(levels_of(_copy(p))[0], merged)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,14 @@ import pytest
 
 from analysis.io import open_labels
 from analysis.project import Project
-from tests.analysis.edits._labels_support import SCALE, assert_pyramid, blobs, levels_of, make_store
+from tests.analysis.edits._labels_support import (
+    SCALE,
+    assert_pyramid,
+    blobs,
+    label_state,
+    levels_of,
+    make_store,
+)
 from tests.xrmode.test_tools import IDENT, Script, aim_at
 from viewer.actions import LabelEditing, Pick
 from viewer.scene import Labels, Scene
@@ -47,7 +54,8 @@ class Rig:
         self.s = Script()
 
     def level0(self) -> np.ndarray:
-        return levels_of(self.project.path / "labels" / "cells.zarr")[0]
+        """Level 0 as shown (stored voxels, NumPy's lookup of the id mapping)."""
+        return label_state(self.project)[0]
 
     def press(self, pose: Pose, button: str = "select") -> None:
         self.s.click(self.tool, self.ctx, pose=pose, button=button)

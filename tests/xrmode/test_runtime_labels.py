@@ -1,8 +1,9 @@
 """The labels tool on headless Monado: point at two objects with the trigger, merge with A.
 
 The app runs as ``vrscope xr`` would (``XrAppRun``) with a scripted rig; the result is
-read back from the project's working copy with zarr-python. Reference: the label array
-as written, merged with NumPy.
+read back from the project's working copy with zarr-python (the stored fragments: a merge
+is an id mapping) and through the reopened project's mapped source (what every view
+shows). Reference: the label array as written, merged with NumPy.
 """
 
 from __future__ import annotations
@@ -56,6 +57,14 @@ def test_scripted_merge_of_two_pointed_objects(monado, tmp_path):
     finally:
         app.stop()
         rig.close()
+    from analysis.project import Project
+
     levels = levels_of(proj / "labels" / "cells.zarr")
-    np.testing.assert_array_equal(levels[0], np.where(lab == 2, 1, lab))
+    np.testing.assert_array_equal(levels[0], lab)  # no voxel rewritten
     assert_pyramid(levels)
+    merged = np.where(lab == 2, 1, lab)
+    with Project.open(proj, read_only=True) as pr:  # the journal replays the mapping
+        src = pr.workspace.labels["cells"].source  # type: ignore[attr-defined]
+        for k in range(len(levels)):
+            f = 2**k
+            np.testing.assert_array_equal(src.read(k), merged[::f, ::f, ::f])

@@ -46,6 +46,7 @@ from analysis.edits import (
     UnlockLabels,
     locked_ids,
     object_sections,
+    shown_at,
 )
 from analysis.errors import InvalidEditError, ParameterError
 
@@ -117,7 +118,9 @@ class LabelEditing:
     - Each write of an edit (apply, undo, redo) is announced by the copy's ``changed``
       event (:class:`analysis.edits.LabelChange`: ids and the chunk regions written per
       level); it is passed on as :attr:`changed` (a slice view re-reads only those regions)
-      and as the layer's ``labels_update(ids)`` (the 3D view re-meshes those objects).
+      and as the layer's ``labels_update(ids)`` (the 3D view re-meshes those objects). A
+      change of the id mapping (a merge or a table: ``LabelChange.remapped``, no voxel
+      written) is passed on with every level's whole extent as its region.
 
     Parameters
     ----------
@@ -196,8 +199,16 @@ class LabelEditing:
     def _on_change(self, change: LabelChange) -> None:
         lay = self.scene.layers.get(change.name)
         if getattr(lay, "kind", None) == "labels":
+            boxes = change.boxes
+            if change.remapped is not None and lay.data is not None:
+                # An id mapping change (merge, table) wrote no voxel and names no region:
+                # the streamed 3D views re-read their resident bricks (drawn through the
+                # mapping; the old meshes stay until the new ones land).
+                boxes = tuple(
+                    (tuple(slice(0, int(n)) for n in lev.shape[-3:]),) for lev in lay.data.levels
+                )
             with self._locked():
-                lay.notify_edited(sorted(change.ids), change.boxes)
+                lay.notify_edited(sorted(change.ids), boxes)
         self.changed.emit(change)
 
     def close(self) -> None:
@@ -474,7 +485,7 @@ def _split_seed(ctx: ActionContext, pick: Pick) -> list[int]:
     layer, lay = _layer(ctx, pick)
     seed = _voxel(lay, pick)
     img = _image(ctx, layer)
-    value = int(img.read(tuple(slice(v, v + 1) for v in seed)).reshape(-1)[0])
+    value = shown_at(img, seed)  # the object shown there (a merged object is one)
     if value == 0:
         raise InvalidEditError(f"the seed {seed} lies on background, not on an object")
     if b.split_id is not None and (b.split_layer, b.split_id) != (layer, value):

@@ -20,8 +20,12 @@ so they never travel through the session. Instead:
   the views re-read exactly those regions from the shared copy. Every replica shows
   the one copy the server wrote: they cannot diverge.
 - **Ids are never client-asserted atoms.** A client sends label commands without an
-  atom id (a redo is sent as the command again, recomputed by the server on the
-  current voxels); the server refuses a label op that names an atom.
+  atom id or id mapping entries (a redo is sent as the command again, recomputed by the
+  server on the current voxels); the server refuses a label op that names either.
+- **Merges and tables are id mappings** (``docs/design/0005``): the op the server
+  broadcasts carries the mapping entries it computed; applying it on a client sets them
+  on the shared copy's :class:`analysis.edits.LabelIds` (what the client's views read
+  through) and announces a :class:`analysis.edits.LabelChange` with ``remapped`` ids.
 - **Undo.** One's own label op can be undone (selectively) unless a later label op
   on the same label image is still active: its stored old values would no longer be
   right (undo that one first). The rule is decided from the op log alone, so the
@@ -87,12 +91,17 @@ def label_names(cmd: Command) -> set[str]:
 
 
 def client_atoms(cmd: Command) -> list[str]:
-    """The atom ids a submitted command names (a client must name none)."""
-    return [
-        str(a)
-        for c in _commands(cmd)
-        if c.kind.startswith(LABEL_KIND_PREFIX) and (a := getattr(c, "atom_id", None)) is not None
-    ]
+    """The atom ids (and ``"map"`` for id mapping entries) a submitted command names (a
+    client must name none)."""
+    out: list[str] = []
+    for c in _commands(cmd):
+        if not c.kind.startswith(LABEL_KIND_PREFIX):
+            continue
+        if (a := getattr(c, "atom_id", None)) is not None:
+            out.append(str(a))
+        if getattr(c, "entries", None) is not None:
+            out.append("map")
+    return out
 
 
 def without_atoms(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -102,8 +111,10 @@ def without_atoms(body: Mapping[str, Any]) -> dict[str, Any]:
     def strip(b: Mapping[str, Any]) -> dict[str, Any]:
         out = dict(b)
         args = dict(out.get("args") or {})
-        if str(out.get("kind", "")).startswith(LABEL_KIND_PREFIX) and "atom" in args:
-            args["atom"] = None
+        if str(out.get("kind", "")).startswith(LABEL_KIND_PREFIX):
+            if "atom" in args:
+                args["atom"] = None
+            args.pop("map", None)
         if out.get("kind") == "collab_group" and isinstance(args.get("commands"), list):
             args["commands"] = [strip(c) for c in args["commands"]]
         out["args"] = args
@@ -183,12 +194,20 @@ class SharedLabels:
                 self._store = None
             else:
                 self.source = self._store.source
+                # The id mapping ops set here is the one the views read through; its
+                # changes are announced as this image's (the store itself writes nothing).
+                self._store.changed.connect(self.changed.emit)
                 shapes = [tuple(int(s) for s in lv.shape[-3:]) for lv in self.source.levels]
                 self._shapes = shapes
                 self._level_chunks = [
                     tuple(int(c) for c in lv.chunks[-3:]) for lv in self.source.levels
                 ]
                 self._factors = _factors(shapes)
+
+    @property
+    def ids(self) -> Any:
+        """The shared copy's id mapping and counts (None: the copy does not open here)."""
+        return self._store.ids if self._store is not None else None
 
     @property
     def available(self) -> bool:
@@ -236,7 +255,8 @@ class SharedLabels:
     def max_id(self) -> int:
         if self._max_id is None:
             self._max_id = int(self._need().max_id())
-        return self._max_id
+        mapping = self._need().ids.mapping  # new ids stay above the mapping's ids too
+        return max(self._max_id, max((max(k, v) for k, v in mapping.items()), default=0))
 
     def record(self, atom: LabelAtom) -> str:
         raise LabelEditError(
@@ -262,6 +282,8 @@ class SharedLabels:
             return
         if not got.pieces:
             return
+        # The server wrote it (maybe before this replica counted): count again when asked.
+        self._store.ids.forget_counts()
         values = np.concatenate([np.concatenate([p.old, p.new]) for p in got.pieces])
         ids = {int(v) for v in np.unique(values)}
         ids.discard(0)

@@ -17,7 +17,11 @@ Every edit is a registered action (:mod:`viewer.actions`), given a :class:`Pick`
 here from the mouse (object under it, world point, the slice's axis). After an edit the
 copy's change event names the chunk regions written per level: the whole levels the
 slice views keep in memory are patched from those regions only, and only the views whose
-slice meets them read their slice again (:meth:`QtSliceView.reload`).
+slice meets them read their slice again (:meth:`QtSliceView.reload`). A merge or a
+table writes no voxel (it changes the copy's id mapping, ``LabelChange.remapped``): the
+chunk regions of each resident level that show one of the remapped ids are found in
+memory (``np.isin``), read again through the mapped source, and treated the same way;
+a level not resident is re-read wherever a view shows it.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import numpy.typing as npt
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from analysis.edits import LabelChange
+from analysis.edits import LabelChange, id_state
 from viewer.actions import ACTIONS, Pick
 from viewer.scene import Labels
 
@@ -55,6 +59,39 @@ PREVIEW_COLORS = np.array(
     ],
     dtype=np.uint8,
 )
+
+
+def _remapped_boxes(src: Any, remapped: frozenset[int]) -> tuple[tuple[Any, ...], ...]:
+    """Per level, the chunk regions (of the level's chunk grid) where a resident level
+    shows one of ``remapped`` (the voxels an id mapping change may show differently);
+    a level not resident: the whole level."""
+    ids = np.fromiter(remapped, dtype=np.int64, count=len(remapped))
+    out: list[tuple[Any, ...]] = []
+    for level, lev in enumerate(src.levels):
+        shape = tuple(int(n) for n in lev.shape[-3:])
+        whole = CACHE.peek(src, level, 0)
+        if whole is None:
+            out.append((tuple(slice(0, n) for n in shape),))
+            continue
+        hit = np.isin(whole, ids)
+        if not hit.any():
+            out.append(())
+            continue
+        ck = tuple(int(c) for c in lev.chunks[-3:])
+        grid = tuple(-(-n // c) for n, c in zip(shape, ck, strict=True))
+        pad = [(0, g * c - n) for g, c, n in zip(grid, ck, shape, strict=True)]
+        blocks = np.pad(hit, pad).reshape(grid[0], ck[0], grid[1], ck[1], grid[2], ck[2])
+        where = np.argwhere(blocks.any(axis=(1, 3, 5)))
+        out.append(
+            tuple(
+                tuple(
+                    slice(int(j) * c, min((int(j) + 1) * c, n))
+                    for j, c, n in zip(b, ck, shape, strict=True)
+                )
+                for b in where
+            )
+        )
+    return tuple(out)
 
 
 class QtLabelTools(QtCore.QObject):
@@ -297,14 +334,17 @@ class QtLabelTools(QtCore.QObject):
         if not isinstance(lay, Labels) or lay.data is None:
             return
         src = lay.data
-        for level, boxes in enumerate(change.boxes):
+        boxes_per_level = (
+            change.boxes if change.remapped is None else _remapped_boxes(src, change.remapped)
+        )
+        for level, boxes in enumerate(boxes_per_level):
             whole = CACHE.peek(src, level, 0)
             if whole is None:
                 continue
             for box in boxes:
                 whole[box] = np.asarray(src.read(level, box)).reshape(whole[box].shape)
         for view in self.window.slices.values():
-            view.reload(change.name, change.boxes)
+            view.reload(change.name, boxes_per_level)
         self._draw_preview()
 
     def _on_brush(self) -> None:
@@ -334,7 +374,8 @@ class QtLabelTools(QtCore.QObject):
                 continue
             region = list(box)
             region[f] = slice(k, k + 1)
-            data = np.asarray(self.session.label_image(lay.name).read(tuple(region)))
+            img = self.session.label_image(lay.name)
+            data = id_state(img).show(np.asarray(img.read(tuple(region))))  # shown ids
             part = (data == b.split_id).astype(np.int64)  # 1: the first seed's part
             lo = np.array([s.start for s in region])
             for piece in atom.pieces:

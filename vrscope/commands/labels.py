@@ -29,10 +29,13 @@ examples
   vrscope labels undo p --steps 2
   vrscope labels redo p --all
   vrscope labels export p --labels cells --out cells_fixed.zarr
+  vrscope labels commit p --labels cells      (write merges into the working copy's voxels)
 
 Voxel positions are level-0 indices Z,Y,X; the brush radius is in µm. The label image
 is copied into the project folder on its first edit (the image store is never
-changed); 'export' writes it, all levels, in the NGFF version of the source.
+changed); 'export' writes it, all levels, in the NGFF version of the source. Merges and
+tables do not rewrite voxels: they map ids (every view and the export apply the mapping);
+'commit' rewrites the working copy's voxels with it, as one undoable step.
 undo/redo act on the project's whole history (label, track and annotation edits).
 """
 
@@ -107,7 +110,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "labels",
         help="proofread label images: merge, split, delete, relabel, lock, paint, fill, "
-        "interpolate, undo, export",
+        "interpolate, undo, commit, export",
         description=(
             "Edit the label images of a project folder: every edit is journaled and "
             "undoable, and only the touched chunks of every level are rewritten."
@@ -211,6 +214,12 @@ def register(subparsers: Any) -> None:
         g.add_argument("--all", action="store_true", help=f"{what} every step")
         u.set_defaults(func=run_history, action_name=name)
 
+    c = sub.add_parser(
+        "commit",
+        help="rewrite the working copy's voxels with its merges and tables (one undo step)",
+    )
+    _common(c)
+    c.set_defaults(func=run, action_name="commit")
     x = sub.add_parser("export", help="write the edited label image (all levels) as OME-Zarr")
     _common(x)
     x.add_argument("--out", required=True, metavar="OUT.zarr", help="store to write")
@@ -224,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
     from analysis.edits import (
         ApplyTable,
         Command,
+        CommitLabels,
         DeleteLabels,
         FillLabel,
         InterpolateLabel,
@@ -266,6 +276,8 @@ def run(args: argparse.Namespace) -> int:
     elif action == "erase":
         z, y, x, r = args.ball
         cmd = PaintBall(args.labels, (z, y, x), r, 0, erase_id=args.only)
+    elif action == "commit":
+        cmd = CommitLabels(args.labels)
     else:  # fill
         cmd = FillLabel(args.labels, args.seed, args.id, args.box)
     with Project.open(args.folder) as pr:
@@ -283,6 +295,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"split {args.id} into ids {' '.join(str(i) for i in cmd.result_ids)} ({n} voxels)")
     elif isinstance(cmd, MergeLabels):
         print(f"merged {' '.join(str(i) for i in args.ids)} into {cmd.into} ({n} voxels)")
+    elif isinstance(cmd, CommitLabels):
+        print(f"committed {len(cmd.entries or [])} remapped ids: {n} voxels rewritten")
     else:
         print(f"{cmd.description}: {n} voxels changed")
     return 0

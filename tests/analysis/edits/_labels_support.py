@@ -61,13 +61,37 @@ def assert_pyramid(levels: list[np.ndarray]) -> None:
         np.testing.assert_array_equal(cur, expect, err_msg=f"level {k}")
 
 
-def label_state(pr: Project, name: str = "cells") -> list[np.ndarray]:
-    """Every level of the project's working copy of ``name``, checked as a pyramid."""
+def lookup(raw: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
+    """``mapping.get(v, v)`` for every voxel, in NumPy (``np.unique``'s inverse: an
+    independent reference for the id mapping the working copy applies on read)."""
+    if not mapping:
+        return raw
+    u, inv = np.unique(raw, return_inverse=True)
+    shown = np.array([mapping.get(int(v), int(v)) for v in u], dtype=raw.dtype)
+    return shown[inv].reshape(raw.shape)
+
+
+def raw_state(pr: Project, name: str = "cells") -> list[np.ndarray]:
+    """Every level of the working copy as stored (raw ids), checked as a pyramid."""
     from analysis.io import label_copy_path
 
     levels = levels_of(label_copy_path(pr.path, name))
     assert_pyramid(levels)
     return levels
+
+
+def id_mapping(pr: Project, name: str = "cells") -> dict[int, int]:
+    """The working copy's id mapping (merges and tables; empty when not open)."""
+    img = pr.workspace.labels.get(name)
+    ids = getattr(img, "ids", None)
+    return ids.mapping if ids is not None else {}
+
+
+def label_state(pr: Project, name: str = "cells") -> list[np.ndarray]:
+    """Every level of the project's working copy of ``name`` as it is shown: the stored
+    levels (zarr-python, checked as a pyramid) with the id mapping looked up in NumPy."""
+    mapping = id_mapping(pr, name)
+    return [lookup(lv, mapping) for lv in raw_state(pr, name)]
 
 
 def ball_reference(

@@ -1,4 +1,4 @@
-"""A command fuzzer over the ten label commands, through the JSON a journal or a
+"""A command fuzzer over the label commands (commit included), through the JSON a journal or a
 collaboration message carries (like ``test_command_fuzz.py`` for the track and annotation
 commands).
 
@@ -7,9 +7,10 @@ Arguments are generated, mostly invalid: ids 0, absent, negative, beyond the dty
 negative, 0, 1e300; unknown label names; locked ids (a lock is in the mix). For every
 generated command: building it raises nothing but FormatError/InvalidEditError; a refused
 command raises an analysis error (never another exception type) and leaves every level of
-the label image (read with zarr-python), the journal bytes, the largest id and the locked
-ids unchanged; an accepted one is undone exactly and redone exactly; and the journal of
-the whole sequence replays (the project reopened) to the same arrays and locks.
+the label image (read with zarr-python), its id mapping (merges and tables), the journal
+bytes, the largest id and the locked ids unchanged; an accepted one is undone exactly and
+redone exactly (voxels and mapping); and the journal of the whole sequence replays (the
+project reopened) to the same arrays, mapping and locks.
 """
 
 from __future__ import annotations
@@ -36,7 +37,13 @@ from analysis.errors import (
 )
 from analysis.io import label_copy_path
 from analysis.project import Project
-from tests.analysis.edits._labels_support import blobs, levels_of, make_project, make_store
+from tests.analysis.edits._labels_support import (
+    blobs,
+    id_mapping,
+    levels_of,
+    make_project,
+    make_store,
+)
 
 SHAPE = (40, 50, 60)  # ids 1, 2, 3 and 5 (blobs); uint32
 _STORE_DIR = Path(tempfile.mkdtemp(prefix="vrscope-label-fuzz-"))
@@ -69,12 +76,22 @@ SANE = st.sampled_from(
         ("labels.merge", {"ids": [1, 2]}),
         ("labels.delete", {"ids": [3]}),
         ("labels.lock", {"ids": [1]}),
+        ("labels.commit", {}),  # merges and tables written into the voxels
         ("labels.unlock", {"ids": [1]}),
         ("labels.lock", {"ids": [2, 5]}),
         ("labels.relabel", {"id": 3}),
         ("labels.split", {"id": 1, "seeds": [[6, 6, 6], [18, 28, 38]]}),
         ("labels.interpolate", {"id": 1, "axis": 0, "start": 6, "stop": 18}),
         ("labels.apply_table", {"table": [[1, 7], [2, 0]]}),
+        ("labels.apply_table", {"table": [[1, 2], [2, 1]]}),  # a swap
+        # journal lines / messages carrying id mapping entries (merges are id mappings)
+        ("labels.merge", {"ids": [1, 2], "map": [[2, None, 1]]}),
+        ("labels.merge", {"ids": [1, 2], "map": [[2, 5, 1]]}),
+        ("labels.merge", {"ids": [1, 2], "map": [[2, None, 2]]}),
+        ("labels.merge", {"ids": [1, 2], "map": [[2, None, 2**40]]}),
+        ("labels.merge", {"ids": [1, 2], "map": [[2**64, None, 1]]}),
+        ("labels.apply_table", {"table": [[1, 2]], "map": "x"}),
+        ("labels.apply_table", {"table": [[1, 2]], "map": [[1, None, 2], [1, None, 3]]}),
         ("labels.paint", {"center": [20, 20, 20], "radius_um": 0.05, "value": 9}),
         ("labels.fill", {"seed": [3, 5, 50], "value": 4, "box": [0, 0, 0, 40, 50, 60]}),
         ("labels.paint", {"center": [20, 20, 20], "radius_um": 1e6, "value": 9}),
@@ -132,17 +149,22 @@ COMMANDS = st.one_of(
 )
 
 
-def _state(pr: Project) -> tuple[list[np.ndarray], int, frozenset[int]]:
-    """Every level (zarr-python's reading of the working copy), the largest id, the locks."""
+def _state(pr: Project) -> tuple[list[np.ndarray], int, frozenset[int], dict[int, int]]:
+    """Every level (zarr-python's reading of the working copy), the largest id, the locks,
+    the id mapping."""
     img = pr.workspace.labels["cells"]
-    return levels_of(label_copy_path(pr.path, "cells")), img.max_id(), locked_ids(img)
+    levels = levels_of(label_copy_path(pr.path, "cells"))
+    return levels, img.max_id(), locked_ids(img), id_mapping(pr)
 
 
-def _same(a: tuple[list[np.ndarray], int, frozenset[int]], b: Any, what: str) -> None:
+def _same(
+    a: tuple[list[np.ndarray], int, frozenset[int], dict[int, int]], b: Any, what: str
+) -> None:
     assert len(a[0]) == len(b[0]), what
     for k, (x, y) in enumerate(zip(a[0], b[0], strict=True)):
         np.testing.assert_array_equal(x, y, err_msg=f"{what}: level {k}")
     assert a[2] == b[2], f"{what}: locked ids"
+    assert a[3] == b[3], f"{what}: id mapping"
 
 
 @settings(

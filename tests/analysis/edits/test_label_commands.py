@@ -223,11 +223,11 @@ def test_a_journaled_undo_is_completed_on_reopen(tmp_path: Path) -> None:
     pr = make_project(tmp_path, blobs())
     img = pr.edit_labels("cells")
     start = _state(pr)
-    cmd = MergeLabels("cells", [1, 2])
+    cmd = DeleteLabels("cells", [1, 2])  # a voxel rewrite (a merge writes no voxel)
     pr.history.apply(cmd)
     atom = img.load(cmd.atom_id)  # type: ignore[attr-defined]
     pr.history.undo()
-    # simulate a torn write: put the merged values back into the first chunk only
+    # simulate a torn write: put the deleted values back into the first chunk only
     half = type(atom)(atom.pieces[:1])
     img._write(half, True)  # type: ignore[attr-defined]
     assert not np.array_equal(_state(pr)[0], start[0])

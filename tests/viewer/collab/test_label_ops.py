@@ -17,10 +17,16 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 
-from analysis.edits import LabelChange, MergeLabels, PaintBall, command_to_json
+from analysis.edits import DeleteLabels, LabelChange, MergeLabels, PaintBall, command_to_json
 from analysis.errors import InvalidEditError
 from analysis.project import Project
-from tests.analysis.edits._labels_support import assert_pyramid, blobs, levels_of, make_store
+from tests.analysis.edits._labels_support import (
+    assert_pyramid,
+    blobs,
+    levels_of,
+    lookup,
+    make_store,
+)
 from viewer.collab import AsyncCollabClient, CollabServer, Session
 
 from .conftest import run
@@ -45,8 +51,21 @@ def label_project(tmp_path: Path) -> Path:
     return folder
 
 
-def copy_levels(folder: Path) -> list[np.ndarray]:
+def stored_levels(folder: Path) -> list[np.ndarray]:
+    """The working copy's levels as stored (zarr-python): merges leave them alone."""
     return levels_of(folder / "labels" / "cells.zarr")
+
+
+def copy_levels(folder: Path, session: Any = None) -> list[np.ndarray]:
+    """The working copy's levels as shown: stored levels with NumPy's lookup of the id
+    mapping (the serving session's, or the project's replayed journal's)."""
+    if session is not None:
+        mapping = session.log.target.labels["cells"].ids.mapping
+    else:
+        with Project.open(folder, read_only=True) as pr:
+            img = pr.workspace.labels.get("cells")
+            mapping = img.ids.mapping if img is not None else {}
+    return [lookup(lv, mapping) for lv in stored_levels(folder)]
 
 
 def covered(change: LabelChange, where: np.ndarray, level: int = 0) -> bool:
@@ -74,29 +93,33 @@ def test_a_merge_reaches_the_project_and_every_participant(label_project: Path) 
             b = await AsyncCollabClient(url, name="B").start()
             seen: list[LabelChange] = []
             b.core.label_images["cells"].changed.connect(seen.append)
-            before = copy_levels(label_project)
+            before = copy_levels(label_project, session)
             # Validated before it is sent: an id that is not there is refused at once.
             with pytest.raises(InvalidEditError, match="not in label image"):
                 from viewer.collab import CollabHistory
 
                 CollabHistory(a).apply(MergeLabels("cells", [1, 99]))  # type: ignore[arg-type]
             a.submit(MergeLabels("cells", [1, 2]))
-            # Not applied here: the voxels are the server's to write.
-            np.testing.assert_array_equal(copy_levels(label_project)[0], lab)
+            # Not applied here: the mapping is the server's to change.
+            np.testing.assert_array_equal(copy_levels(label_project, session)[0], lab)
             await a.wait_synced()
             await b.wait_for(lambda: b.core.last_seq == a.core.last_seq)
-            levels = copy_levels(label_project)
+            levels = copy_levels(label_project, session)
             np.testing.assert_array_equal(levels[0], merged)
             assert_pyramid(levels)
-            # B was told which voxels to re-read, and reads the merge from the shared copy.
+            # A merge is an id mapping: the stored voxels did not change ...
+            for old, new in zip(before, stored_levels(label_project), strict=True):
+                np.testing.assert_array_equal(old, new)
+            # ... B was told which ids now show another (no region: nothing was written)
             assert len(seen) == 1 and seen[0].forward and seen[0].ids == frozenset({1, 2})
-            # ... at every level: each sample that changed lies in a box B re-reads.
-            assert len(seen[0].boxes) == len(levels) == len(before) > 1
-            for k, (old, new) in enumerate(zip(before, levels, strict=True)):
-                assert (old != new).any() and covered(seen[0], np.argwhere(old != new), k)
+            assert seen[0].remapped == frozenset({2}) and all(not b for b in seen[0].boxes)
+            # ... and B's views, which read through B's copy of the mapping, show the merge
+            # at every level.
             img = b.core.label_images["cells"]
-            full = tuple(slice(0, s) for s in lab.shape)
-            np.testing.assert_array_equal(img.read(full), merged)
+            assert img.ids.mapping == {2: 1}
+            for k, lv in enumerate(levels):
+                np.testing.assert_array_equal(img.source.read(k), lv)
+            assert len(levels) == len(before) > 1
             await a.close()
             await b.close()
 
@@ -133,50 +156,49 @@ def test_label_undo_rules_and_a_restart(label_project: Path) -> None:
                 while (r := json.loads(await ws.recv()))["type"] != "rejected":
                     pass
                 assert "without an atom id" in r["reason"]
-            np.testing.assert_array_equal(copy_levels(label_project)[0], merged)
+            np.testing.assert_array_equal(copy_levels(label_project, session)[0], merged)
             # B paints over A's merged object: A's undo would restore stale voxels: refused.
             b.submit(PaintBall("cells", (10, 10, 10), 0.03, 7))
             await b.wait_synced()
-            painted = copy_levels(label_project)[0]
+            painted = copy_levels(label_project, session)[0]
             assert (painted == 7).sum() > 0 and ((painted != merged) == (painted == 7)).all()
             a.events.clear()
             a.undo()
             await a.wait_for(lambda: any(e.kind == "rejected" for e in a.events))
             assert "builds on it" in next(e for e in a.events if e.kind == "rejected").reason
-            np.testing.assert_array_equal(copy_levels(label_project)[0], painted)
+            np.testing.assert_array_equal(copy_levels(label_project, session)[0], painted)
             # B undoes its paint; then A's undo is accepted and the objects come back.
             b.undo()
             await b.wait_synced()
-            np.testing.assert_array_equal(copy_levels(label_project)[0], merged)
+            np.testing.assert_array_equal(copy_levels(label_project, session)[0], merged)
             a.undo()
             await a.wait_synced()
-            np.testing.assert_array_equal(copy_levels(label_project)[0], lab)
+            np.testing.assert_array_equal(copy_levels(label_project, session)[0], lab)
             # Redo: the command again, computed anew by the server (no atom sent).
             a.redo()
             await a.wait_synced()
-            np.testing.assert_array_equal(copy_levels(label_project)[0], merged)
+            np.testing.assert_array_equal(copy_levels(label_project, session)[0], merged)
             me = (a.core.client_id, a.core.resume)
             await a.close()
             await b.close()
         # A restart keeps the edits and A's right to undo its own op (A resumes its identity).
         assert_pyramid(copy_levels(label_project))
+        np.testing.assert_array_equal(copy_levels(label_project)[0], merged)  # replayed
         async with project_served(label_project, port) as (server, session):
             url = server.join_url("review")
-            np.testing.assert_array_equal(copy_levels(label_project)[0], merged)
+            np.testing.assert_array_equal(copy_levels(label_project, session)[0], merged)
             a = await AsyncCollabClient(url, name="A", client_id=me[0], resume=me[1]).start()
             assert a.core.client_id == me[0]
             img = a.core.label_images["cells"]
-            np.testing.assert_array_equal(img.read(tuple(slice(0, s) for s in lab.shape)), merged)
+            np.testing.assert_array_equal(img.source.read(0), merged)  # A's views: the merge
             a.undo()
             await a.wait_synced()
-            np.testing.assert_array_equal(copy_levels(label_project)[0], lab)
-            assert_pyramid(copy_levels(label_project))
+            np.testing.assert_array_equal(copy_levels(label_project, session)[0], lab)
+            assert_pyramid(copy_levels(label_project, session))
             await a.close()
         # The project alone (no server) has every acknowledged edit.
         with Project.open(label_project, read_only=True) as pr:
-            np.testing.assert_array_equal(
-                pr.workspace.labels["cells"].read(tuple(slice(0, s) for s in lab.shape)), lab
-            )
+            np.testing.assert_array_equal(pr.workspace.labels["cells"].source.read(0), lab)
 
     run(main(), timeout=120)
 
@@ -234,10 +256,9 @@ def test_the_headset_labels_tool_merges_through_the_session(label_project: Path)
             assert time.monotonic() < deadline, "the merge did not come back in time"
             hs.process(timeout=0.02)
             desk.process(timeout=0.02)
-        np.testing.assert_array_equal(copy_levels(label_project)[0], expect)
+        np.testing.assert_array_equal(copy_levels(label_project, srv.session)[0], expect)
         assert set(updates[0]) == {2, 3}
-        full = tuple(slice(0, n) for n in lab.shape)
-        np.testing.assert_array_equal(desk.label_images["cells"].read(full), expect)
+        np.testing.assert_array_equal(desk.label_images["cells"].source.read(0), expect)
     finally:
         for h in clients:
             h.close()
@@ -276,11 +297,11 @@ def test_a_brush_stroke_is_one_op_and_one_undo(label_project: Path) -> None:
 
         wait(lambda: hist.client.core.synced)
         assert srv.session is not None and srv.session.last_seq == 1  # one op
-        np.testing.assert_array_equal(copy_levels(label_project)[0], expect)
+        np.testing.assert_array_equal(copy_levels(label_project, srv.session)[0], expect)
         hist.undo()
         wait(lambda: hist.client.core.synced and hist.client.core.last_seq == 2)
-        np.testing.assert_array_equal(copy_levels(label_project)[0], lab)
-        assert_pyramid(copy_levels(label_project))
+        np.testing.assert_array_equal(copy_levels(label_project, srv.session)[0], lab)
+        assert_pyramid(copy_levels(label_project, srv.session))
     finally:
         hist.close()
         srv.close()
@@ -307,14 +328,16 @@ def test_a_label_write_that_fails_is_refused_and_taken_back(
 
             store.set = set_then_fail
             a = await AsyncCollabClient(server.join_url("review"), name="A").start()
-            a.submit(MergeLabels("cells", [1, 2]))
+            a.submit(DeleteLabels("cells", [2]))  # a voxel write (a merge writes none)
             await a.wait_for(lambda: any(e.kind == "rejected" for e in a.events))
             assert "could not write" in next(e for e in a.events if e.kind == "rejected").reason
-            np.testing.assert_array_equal(copy_levels(label_project)[0], lab)
+            np.testing.assert_array_equal(copy_levels(label_project, session)[0], lab)
             assert session.last_seq == 0
             a.submit(MergeLabels("cells", [1, 3]))
             await a.wait_synced()
-            np.testing.assert_array_equal(copy_levels(label_project)[0], np.where(lab == 3, 1, lab))
+            np.testing.assert_array_equal(
+                copy_levels(label_project, session)[0], np.where(lab == 3, 1, lab)
+            )
             await a.close()
 
     run(main())

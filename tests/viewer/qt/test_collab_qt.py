@@ -323,9 +323,16 @@ def test_a_label_merge_by_one_participant_shows_for_the_other_and_survives_a_res
     and Shift+M; Ben's slices show one id; only Ana can undo it; a restart keeps it.
 
     References: NumPy edits of the original array, the project's working copy read with
-    zarr-python (``levels_of``), the pixels of Ben's slice view (grabbed).
+    zarr-python (``levels_of``) and shown through NumPy's lookup of the server's id mapping
+    (a merge writes no voxel), the pixels of Ben's slice view (grabbed).
     """
-    from tests.analysis.edits._labels_support import assert_pyramid, blobs, levels_of, make_store
+    from tests.analysis.edits._labels_support import (
+        assert_pyramid,
+        blobs,
+        levels_of,
+        lookup,
+        make_store,
+    )
 
     from .test_app import key
     from .test_label_tools import cursor_voxel, pause, pixel, w
@@ -338,6 +345,13 @@ def test_a_label_merge_by_one_participant_shows_for_the_other_and_survives_a_res
     copy = folder / "labels" / "cells.zarr"
     srv = ServerThread(lambda: Session.for_project(folder, "review"))
     wins: list[Any] = []
+
+    def served() -> np.ndarray:
+        """Level 0 as the server shows it: the stored voxels, its id mapping looked up."""
+        assert srv.session is not None
+        mapping = srv.session.log.target.labels["cells"].ids.mapping
+        return lookup(levels_of(copy)[0], mapping)
+
     try:
         url = srv.url()
         wa, ca = _joined(qtbot, url, "Ana", 0)
@@ -363,8 +377,10 @@ def test_a_label_merge_by_one_participant_shows_for_the_other_and_survives_a_res
         click(qtbot, wa, "xz", w((28, y, 26)), Qt.KeyboardModifier.ControlModifier)
         qtbot.waitUntil(lambda: sa.scene.selection.label_ids == [1, 2], timeout=10_000)
         key(qtbot, wa, Qt.Key.Key_M, Qt.KeyboardModifier.ShiftModifier)
-        # The server wrote the merge into the project's copy; Ben's slices re-read it.
-        qtbot.waitUntil(lambda: np.array_equal(levels_of(copy)[0], merged), timeout=30_000)
+        # The server merged in the project's copy (its id mapping: the stored voxels stay);
+        # Ben's slices read it through his copy of the mapping.
+        qtbot.waitUntil(lambda: np.array_equal(served(), merged), timeout=30_000)
+        np.testing.assert_array_equal(levels_of(copy)[0], lab)
         assert_pyramid(levels_of(copy))
         qtbot.waitUntil(lambda: ben_shows({1}, gone=2), timeout=30_000)
         wait_slices(qtbot, wb)
@@ -377,25 +393,25 @@ def test_a_label_merge_by_one_participant_shows_for_the_other_and_survives_a_res
         assert not cb.history.can_undo
         key(qtbot, wb, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
         cb.tick()
-        np.testing.assert_array_equal(levels_of(copy)[0], merged)
+        np.testing.assert_array_equal(served(), merged)
 
         # --- A restart keeps it: a new joiner reads the merge; Ana (who resumed her
         # identity by herself) undoes it, and Ben sees both objects again.
         srv.restart()
         late = CollabClient(srv.url(), name="late", role="observer").start()
         img = late.core.label_images["cells"]
-        np.testing.assert_array_equal(img.read(tuple(slice(0, s) for s in lab.shape)), merged)
+        np.testing.assert_array_equal(img.source.read(0), merged)
         late.close()
         assert ca.history.can_undo
         key(qtbot, wa, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
-        qtbot.waitUntil(lambda: np.array_equal(levels_of(copy)[0], lab), timeout=30_000)
+        qtbot.waitUntil(lambda: np.array_equal(served(), lab), timeout=30_000)
         qtbot.waitUntil(lambda: ben_shows({1, 2}), timeout=30_000)
         wait_slices(qtbot, wb)
         assert not np.array_equal(pixel(wb, "xz", a), pixel(wb, "xz", b))
         # Ana redoes it (the command again, computed by the server): Ben sees one id again.
         assert not cb.history.can_redo
         wa.qactions["edit.redo"].trigger()
-        qtbot.waitUntil(lambda: np.array_equal(levels_of(copy)[0], merged), timeout=30_000)
+        qtbot.waitUntil(lambda: np.array_equal(served(), merged), timeout=30_000)
         qtbot.waitUntil(lambda: ben_shows({1}, gone=2), timeout=30_000)
     finally:
         for win in wins:
@@ -403,7 +419,10 @@ def test_a_label_merge_by_one_participant_shows_for_the_other_and_survives_a_res
         srv.close()
     # The project alone (no server) holds the session's label edits, undoable there.
     with Project.open(folder) as pr:
-        np.testing.assert_array_equal(pr.edit_labels("cells").read((slice(None),) * 3), merged)
+        img = pr.edit_labels("cells")
+        np.testing.assert_array_equal(img.source.read(0), merged)  # type: ignore[attr-defined]
         pr.history.undo()  # the merge, undone from the project's own journal
+        np.testing.assert_array_equal(img.source.read(0), lab)  # type: ignore[attr-defined]
+        assert img.ids.mapping == {}  # type: ignore[attr-defined]
         np.testing.assert_array_equal(levels_of(copy)[0], lab)
         assert_pyramid(levels_of(copy))

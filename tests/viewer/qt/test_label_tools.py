@@ -17,10 +17,17 @@ import pytest
 from PySide6 import QtCore, QtGui
 from skimage.draw import disk
 
-from tests.analysis.edits._labels_support import SCALE, assert_pyramid, blobs, levels_of, make_store
+from tests.analysis.edits._labels_support import (
+    SCALE,
+    assert_pyramid,
+    blobs,
+    label_state,
+    levels_of,
+    make_store,
+)
 from tests.viewer.qt.conftest import wait_slices
 from tests.viewer.qt.test_app import click, key
-from viewer.qt._slices import grab_array
+from viewer.qt._slices import grab_array, slice_axes
 
 pytestmark = pytest.mark.qt
 
@@ -44,7 +51,27 @@ def pause(qtbot: Any) -> None:
 
 
 def copy_level0(win: Any) -> np.ndarray:
-    return levels_of(win.session.project.path / "labels" / "cells.zarr")[0]
+    """Level 0 of the working copy as shown: the stored voxels (zarr-python) with NumPy's
+    lookup of the id mapping (merges)."""
+    return label_state(win.session.project)[0]
+
+
+def assert_slices_show(win: Any, expect: np.ndarray) -> None:
+    """What each slice view holds of ``cells`` (its level, slice and window) equals the
+    same part of ``expect`` (level 0) sampled as that level."""
+    for plane, view in win.slices.items():
+        res = view.shown("cells")
+        assert res is not None, plane
+        rq = res.request
+        f = 2**rq.level
+        lv = expect[::f, ::f, ::f]
+        r, c, a = slice_axes(view.plane)
+        region = [slice(None)] * 3
+        region[a] = slice(rq.k, rq.k + 1)
+        region[r] = slice(*rq.rows)
+        region[c] = slice(*rq.cols)
+        want = np.squeeze(lv[tuple(region)], axis=a)  # (rows, cols): r < c for every plane
+        np.testing.assert_array_equal(np.asarray(res.array), want, err_msg=plane)
 
 
 def pixel(win: Any, plane: str, zyx: tuple[float, float, float]) -> np.ndarray:
@@ -81,20 +108,29 @@ def test_ctrl_click_two_touching_objects_then_merge(qtbot: Any, labels_viewer: A
     a, b = w((14, y, 34)), w((24, y, 8))
     wait_slices(qtbot, win)
     assert not np.array_equal(pixel(win, "xz", a), pixel(win, "xz", b))
+    wait_slices(qtbot, win)
+    assert_slices_show(win, lab)
     key(qtbot, win, Qt.Key.Key_M, Qt.KeyboardModifier.ShiftModifier)
     got = copy_level0(win)
-    np.testing.assert_array_equal(got, np.where(lab == 2, 1, lab))
-    assert_pyramid(levels_of(win.session.project.path / "labels" / "cells.zarr"))
+    merged = np.where(lab == 2, 1, lab)
+    np.testing.assert_array_equal(got, merged)
+    # a merge is an id mapping: the stored voxels are the fragments still
+    stored = levels_of(win.session.project.path / "labels" / "cells.zarr")
+    np.testing.assert_array_equal(stored[0], lab)
+    assert_pyramid(stored)
     wait_slices(qtbot, win)
     np.testing.assert_array_equal(pixel(win, "xz", a), pixel(win, "xz", b))
-    # every slice view shows the edit (none shows object 2 any more)
+    # every slice view shows the edit (none shows object 2 any more): its pixels are
+    # NumPy's merge of the original, at the level and slice it shows
     for plane in ("xy", "xz", "yz"):
         shown = win.slices[plane].shown("cells")
         assert shown is not None and 2 not in set(np.unique(shown.array).tolist())
+    assert_slices_show(win, merged)
     key(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     np.testing.assert_array_equal(copy_level0(win), lab)
     wait_slices(qtbot, win)
     assert not np.array_equal(pixel(win, "xz", a), pixel(win, "xz", b))
+    assert_slices_show(win, lab)
 
 
 def test_brush_stroke_paints_the_disc_and_one_undo_reverts_it(
