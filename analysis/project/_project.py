@@ -56,6 +56,22 @@ class Workspace:
             "annotations": self.annotations.fingerprint(),
         }
 
+    def flush_labels(self) -> None:
+        """Put label chunks that edits changed in memory into the working copies' files
+        (write-behind, ``docs/design/0003-label-edits.md``): what a reader of those files
+        in another process (a collaboration client) or an export needs."""
+        for store in self.labels.values():
+            flush = getattr(store, "flush", None)
+            if flush is not None:
+                flush()
+
+    def close_labels(self) -> None:
+        """Flush the working copies and stop their writers (see :meth:`flush_labels`)."""
+        for store in self.labels.values():
+            close = getattr(store, "close", None)
+            if close is not None:
+                close()
+
     def __repr__(self) -> str:
         return f"Workspace(tracks={self.tracks!r}, annotations={self.annotations!r})"
 
@@ -266,8 +282,10 @@ class Project:
                     store.discard_unjournaled(text, damaged.name.rsplit(".", 1)[-1])
             if not read_only:
                 for store in stores.values():
-                    store.recover()
+                    store.recover()  # chunk writes a crash left pending (write-behind)
         except BaseException:
+            for store in stores.values():
+                store.close()
             history.close()
             raise
         pr = cls(p.resolve(), info, ws, history)
@@ -343,6 +361,7 @@ class Project:
     ) -> Path:
         """Write the edited label image ``name`` (every level) as an OME-Zarr at ``out``."""
         self.edit_labels(name)
+        self.workspace.flush_labels()  # chunks still in memory go to the files first
         inputs = [str(self.path)] + ([self.info.image] if self.info.image else [])
         return pio.export_label_copy(
             pio.label_copy_path(self.path, name), out, inputs, overwrite=overwrite
@@ -369,10 +388,14 @@ class Project:
             raise FormatError(f"project {self.path} is closed")
 
     def close(self) -> None:
-        """Close the journal (every confirmed edit is already on disk)."""
+        """Write the label chunks still in memory, then close the journal (every
+        confirmed edit is already durable: journal and undo data)."""
         if not self._closed:
-            self.history.close()
-            self._closed = True
+            try:
+                self.workspace.close_labels()  # before the lock goes with the journal
+            finally:
+                self.history.close()
+                self._closed = True
 
     def __enter__(self) -> Project:
         return self
