@@ -888,20 +888,27 @@ class LabelEditStore:
             if want is None or store.root.resolve() == want:
                 store.flush()
 
-    def close(self) -> None:
-        """Write every pending chunk, stop the writer, drop ``pending.json`` (idempotent).
-        On a write error the file stays (the next open recovers) and the error is raised."""
-        if self._closed:
-            return
+    def settle(self) -> None:
+        """Write every pending chunk and drop ``pending.json``: the files are complete,
+        the next open has nothing to recover. The store stays usable (its next write
+        starts a new ``pending.json``). On a write error the file stays (the next open
+        recovers) and the error is raised."""
         self._flush_all()
         with self._lock:
-            self._closed = True
-            self._wake.notify_all()
-            if self._pending_ours and not self._dirty:
+            if self._pending_ours and not (self._dirty or self._inflight):
                 self.pending_path.unlink(missing_ok=True)
                 if self._fsync:
                     _fsync_dir(self.pending_path.parent)
                 self._pending_ours = False
+
+    def close(self) -> None:
+        """:meth:`settle`, then stop the writer thread and refuse edits (idempotent)."""
+        if self._closed:
+            return
+        self.settle()
+        with self._lock:
+            self._closed = True
+            self._wake.notify_all()
         _OPEN.discard(self)
 
     def _chunk_region(

@@ -65,12 +65,13 @@ class Workspace:
             if flush is not None:
                 flush()
 
-    def close_labels(self) -> None:
-        """Flush the working copies and stop their writers (see :meth:`flush_labels`)."""
+    def settle_labels(self) -> None:
+        """Flush the working copies and mark their files complete (nothing for the next
+        open to recover); they stay usable (see :meth:`flush_labels`)."""
         for store in self.labels.values():
-            close = getattr(store, "close", None)
-            if close is not None:
-                close()
+            settle = getattr(store, "settle", None)
+            if settle is not None:
+                settle()
 
     def __repr__(self) -> str:
         return f"Workspace(tracks={self.tracks!r}, annotations={self.annotations!r})"
@@ -284,8 +285,6 @@ class Project:
                 for store in stores.values():
                     store.recover()  # chunk writes a crash left pending (write-behind)
         except BaseException:
-            for store in stores.values():
-                store.close()
             history.close()
             raise
         pr = cls(p.resolve(), info, ws, history)
@@ -392,7 +391,7 @@ class Project:
         confirmed edit is already durable: journal and undo data)."""
         if not self._closed:
             try:
-                self.workspace.close_labels()  # before the lock goes with the journal
+                self.workspace.settle_labels()  # before the lock goes with the journal
             finally:
                 self.history.close()
                 self._closed = True
