@@ -48,6 +48,7 @@ import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -287,6 +288,11 @@ class LabelEditStore:
         self._pending_ours = False
         self._flush_mutex = threading.Lock()
         self._writer: threading.Thread | None = None
+        #: Atom files being written by the atom thread (:meth:`record`), and whether a
+        #: write into memory waits for its atom (no snapshot meanwhile).
+        self._atom_io: ThreadPoolExecutor | None = None
+        self._atoms_pending: dict[str, Future[None]] = {}
+        self._busy = False
         self._closed = False
         self.write_error: BaseException | None = None
         self.replaying = False
@@ -451,9 +457,24 @@ class LabelEditStore:
         return self._max_id
 
     def record(self, atom: LabelAtom) -> str:
-        """Keep ``atom`` as ``<id>.npz`` (fsync'd); return its id."""
+        """Keep ``atom`` as ``<id>.npz`` (fsync'd); return its id.
+
+        The file is packed, written and fsync'd on the store's atom thread while the
+        caller goes on (a command computes, records, then :meth:`set` writes the atom):
+        :meth:`set` (and :meth:`load`) wait until it is durable, so the journal line,
+        written after :meth:`set` returns, never names an atom that is not on disk, and
+        the fsync overlaps the writes into memory."""
         atom_id = uuid.uuid4().hex
         self.atoms_dir.mkdir(exist_ok=True)
+        with self._lock:
+            if self._atom_io is None:
+                self._atom_io = ThreadPoolExecutor(
+                    1, thread_name_prefix=f"labels-{self.name}-atoms"
+                )
+            self._atoms_pending[atom_id] = self._atom_io.submit(self._write_atom, atom_id, atom)
+        return atom_id
+
+    def _write_atom(self, atom_id: str, atom: LabelAtom) -> None:
         k = len(atom.pieces)
         dtype = self.dtype
 
@@ -486,9 +507,21 @@ class LabelEditStore:
         os.replace(tmp, path)
         if self._fsync:
             _fsync_dir(self.atoms_dir)
-        return atom_id
+
+    def _atom_durable(self, atom_id: str) -> None:
+        """Wait until :meth:`record`'s file of ``atom_id`` is on disk (its error, if any)."""
+        with self._lock:
+            fut = self._atoms_pending.get(atom_id)
+        if fut is None:
+            return
+        try:
+            fut.result()
+        finally:
+            with self._lock:
+                self._atoms_pending.pop(atom_id, None)
 
     def load(self, atom_id: str) -> LabelAtom:
+        self._atom_durable(atom_id)
         path = self.atoms_dir / f"{atom_id}.npz"
         if not path.is_file():
             raise FormatError(f"the undo data of label edit {atom_id} is missing ({path})")
@@ -541,10 +574,23 @@ class LabelEditStore:
         except BaseException:
             self._chain = before
             raise
+        overlap = atom_id in self._atoms_pending and len(atom.pieces) <= _BATCH_CHUNKS // 2
         try:
-            boxes = self._write(atom, forward)
+            if not overlap:
+                self._atom_durable(atom_id)
+            with self._lock:
+                # Until the atom is durable, the writer takes no snapshot (it could put
+                # the write into the files with no undo data to revert it after a crash).
+                self._busy = overlap
+            try:
+                boxes = self._write(atom, forward)
+                self._atom_durable(atom_id)
+            finally:
+                with self._lock:
+                    self._busy = False
+                    self._wake.notify_all()
         except BaseException:
-            try:  # put back what a partly done write changed in memory
+            try:  # put back what the write changed in memory
                 self._write(atom, not forward)
             except Exception:
                 # Still listed in the log: pending.json makes the next open revert it.
@@ -742,7 +788,7 @@ class LabelEditStore:
                     self._dirty.add(key)
                     self._cache.put(key, data)
                     written[key[0]].append(region)
-            if step < len(items) and self._dirty_bytes() > DIRTY_BYTES:
+            if step < len(items) and not self._busy and self._dirty_bytes() > DIRTY_BYTES:
                 self.flush()  # a big edit: bound the memory its chunks pin
         return written
 
@@ -822,6 +868,8 @@ class LabelEditStore:
         """
         with self._flush_mutex:
             with self._lock:
+                while self._busy:
+                    self._wake.wait()
                 if not self._dirty:
                     return False
                 keys = sorted(self._dirty)
@@ -909,6 +957,9 @@ class LabelEditStore:
         with self._lock:
             self._closed = True
             self._wake.notify_all()
+            atom_io, self._atom_io = self._atom_io, None
+        if atom_io is not None:
+            atom_io.shutdown(wait=True)
         _OPEN.discard(self)
 
     def _chunk_region(
