@@ -259,6 +259,7 @@ class LabelEditStore:
         self._shapes = [tuple(int(s) for s in lv.shape) for lv in self.source.levels]
         self._factors = _level_factors(self._shapes)
         self._chunks = [tuple(int(c) for c in a.chunks) for a in self._arrays]
+        self._chunk_bytes = [math.prod(c) * self.dtype.itemsize for c in self._chunks]
         self._max_id: int | None = None
         self._applied: dict[str, bool] = {}
         #: Held while chunks are read or changed in memory (views read while edits write).
@@ -266,8 +267,10 @@ class LabelEditStore:
         self._wake = threading.Condition(self._lock)
         #: Chunks changed in memory, not yet handed to the writer / being written by it;
         #: both are pinned in the cache (never evicted).
-        self._dirty: set[_ChunkKey] = set()
-        self._inflight: set[_ChunkKey] = set()
+        #: Values: [live write number of the first write that dirtied it, time of that,
+        #: time of the last] (monotonic seconds).
+        self._dirty: dict[_ChunkKey, list[Any]] = {}
+        self._inflight: dict[_ChunkKey, list[Any]] = {}
         #: In-flight chunks whose array the writer still reads: an edit copies them first.
         self._frozen: set[_ChunkKey] = set()
         self._cache = _ChunkCache(cache_bytes, self._pinned)
@@ -282,6 +285,9 @@ class LabelEditStore:
         self._log: list[tuple[str, bool, bytes]] = []
         self._log_base = _CHAIN_SEED
         self._log_done = 0
+        #: The live write number of the log's first entry; a write in progress in set().
+        self._log_start = 0
+        self._in_set = False
         #: Writes asked of this store since it was opened (live); ``_n_written`` are in zarr.
         self.n_writes = 0
         self._n_written = 0
@@ -412,7 +418,7 @@ class LabelEditStore:
     ) -> list[Any]:
         """Zarr's reads ``got`` of ``regions`` with the pinned chunks copied over them.
         Call with the lock held."""
-        pinned = self._dirty | self._inflight
+        pinned = set(self._dirty) | set(self._inflight)
         out = []
         for (level, reg), data in zip(regions, got, strict=True):
             if isinstance(data, ChunkError) or not pinned:
@@ -571,9 +577,31 @@ class LabelEditStore:
                     self._start_pending(before)
                 entry = (atom_id, forward, self._chain)
                 self._log.append(entry)
+                self._in_set = True
         except BaseException:
             self._chain = before
             raise
+        try:
+            boxes = self._set_logged(atom_id, forward, atom, entry, before)
+        finally:
+            with self._lock:
+                self._in_set = False
+        self._applied[atom_id] = forward
+        if forward and self._max_id is not None and atom.pieces:
+            self._max_id = max(self._max_id, max(int(p.new.max()) for p in atom.pieces))
+        self._announce(atom, forward, boxes)
+        if self._dirty_bytes() > DIRTY_BYTES:
+            self.flush()  # a big edit (merge, apply-table): bound the memory it pins
+
+    def _set_logged(
+        self,
+        atom_id: str,
+        forward: bool,
+        atom: LabelAtom,
+        entry: tuple[str, bool, bytes],
+        before: bytes,
+    ) -> list[list[tuple[slice, ...]]]:
+        """:meth:`set`'s write into memory, its log entry made: on failure, taken back."""
         overlap = atom_id in self._atoms_pending and len(atom.pieces) <= _BATCH_CHUNKS // 2
         try:
             if not overlap:
@@ -603,12 +631,7 @@ class LabelEditStore:
         with self._lock:
             self.n_writes += 1
             self._wake.notify_all()
-        self._applied[atom_id] = forward
-        if forward and self._max_id is not None and atom.pieces:
-            self._max_id = max(self._max_id, max(int(p.new.max()) for p in atom.pieces))
-        self._announce(atom, forward, boxes)
-        if self._dirty_bytes() > DIRTY_BYTES:
-            self.flush()  # a big edit (merge, apply-table): bound the memory it pins
+        return boxes
 
     def _announce(
         self, atom: LabelAtom, forward: bool, boxes: list[list[tuple[slice, ...]]]
@@ -689,6 +712,7 @@ class LabelEditStore:
                 if self._fsync:
                     _fsync_dir(path.parent)
         self._log, self._log_base, self._log_done = [], self._chain, 0
+        self._log_start = self.n_writes
 
     def discard_unjournaled(self, journal_text: bytes, aside_suffix: str) -> int:
         """After a journal repair: revert every edit whose atom the replayed journal does
@@ -785,7 +809,12 @@ class LabelEditStore:
                             for j, r, n in zip(first, region, mask.shape, strict=True)
                         )
                         np.copyto(data[local], vals, where=mask)
-                    self._dirty.add(key)
+                    now = time.monotonic()
+                    d = self._dirty.get(key)
+                    if d is None:
+                        self._dirty[key] = [self._log_start + max(0, len(self._log) - 1), now, now]
+                    else:
+                        d[2] = now
                     self._cache.put(key, data)
                     written[key[0]].append(region)
             if step < len(items) and not self._busy and self._dirty_bytes() > DIRTY_BYTES:
@@ -794,10 +823,7 @@ class LabelEditStore:
 
     def _dirty_bytes(self) -> int:
         with self._lock:
-            return (
-                sum(math.prod(self._chunks[k]) for k, _ in self._dirty | self._inflight)
-                * self.dtype.itemsize
-            )
+            return sum(self._chunk_bytes[k] for k, _ in (*self._dirty, *self._inflight))
 
     def _pinned(self, key: _ChunkKey) -> bool:
         return key in self._dirty or key in self._inflight
@@ -827,6 +853,7 @@ class LabelEditStore:
                 "a session that ended abnormally are pending; open the project to recover"
             )
         self._log, self._log_base, self._log_done = [], base, 0
+        self._log_start = self.n_writes
         self._write_pending()
         self._pending_ours = True
         if self._writer is None:
@@ -856,34 +883,42 @@ class LabelEditStore:
         if self._fsync:
             _fsync_dir(path.parent)
 
-    def _flush_once(self, record: bool = True) -> bool:
-        """Put the dirty chunks into zarr (one snapshot); False when there were none.
+    def _flush_once(self, record: bool = True, force: bool = True) -> bool:
+        """Put dirty chunks into zarr (one snapshot); False when there were none to write.
 
-        Under the lock (between two edits): the dirty set becomes the in-flight set, its
-        arrays are frozen (an edit copies one before changing it) and, with ``record``,
-        ``pending.json`` is rewritten to list every write since its base. Then, without
-        the lock, the chunks are written whole, so each chunk file holds the copy as it
-        was after some write of the log. Then the log keeps only the last
-        :data:`_RECENT_WRITES` writes (the base moves up to those whose chunks are in).
+        ``force``: every dirty chunk; else only the quiet ones (unchanged for
+        :data:`QUIET_S`, or dirty for :data:`MAX_AGE_S`): the chunks under a moving brush
+        are written once it has passed, not after every stamp (fewer writes, and no copy
+        of a chunk the writer is reading when the next stamp changes it).
+
+        Under the lock (between two edits): the chosen chunks go from the dirty to the
+        in-flight set, their arrays are frozen (an edit copies one before changing it)
+        and, with ``record``, ``pending.json`` is rewritten to list every write since its
+        base. Then, without the lock, the chunks are written whole, so each chunk file
+        holds the copy as it was after some write of the log. Then the writes whose
+        chunks are all in the files are done, and the log keeps only the last
+        :data:`_RECENT_WRITES` of them (the base moves up).
         """
         with self._flush_mutex:
             with self._lock:
                 while self._busy:
                     self._wake.wait()
-                if not self._dirty:
+                now = time.monotonic()
+                keys = sorted(
+                    key
+                    for key, (_, first, last) in self._dirty.items()
+                    if force or now - last >= QUIET_S or now - first >= MAX_AGE_S
+                )
+                if not keys:
                     return False
-                keys = sorted(self._dirty)
                 snap = [(key, self._cache.get(key, touch=False)) for key in keys]
-                self._inflight = set(keys)
+                self._inflight = {key: self._dirty.pop(key) for key in keys}
                 self._frozen = set(keys)
-                self._dirty.clear()
-                upto, n_upto = len(self._log), self.n_writes
                 if record and self._pending_ours:
                     try:
                         self._write_pending()
                     except BaseException:
-                        self._dirty |= self._inflight
-                        self._inflight, self._frozen = set(), set()
+                        self._unflight()
                         raise
             try:
                 jobs = []
@@ -895,23 +930,42 @@ class LabelEditStore:
                     _gather_write(jobs[b : b + _BATCH_CHUNKS])
             except BaseException:
                 with self._lock:
-                    self._dirty |= self._inflight
-                    self._inflight, self._frozen = set(), set()
+                    self._unflight()
                 raise
             with self._lock:
-                self._inflight, self._frozen = set(), set()
+                self._inflight, self._frozen = {}, set()
                 self._generation += 1
-                self._log_done = max(self._log_done, upto)
+                # A write is done when no chunk it dirtied is still waiting (nor is it
+                # the write in progress).
+                done = len(self._log) - (1 if self._in_set else 0)
+                for since, _, _ in self._dirty.values():
+                    done = min(done, since - self._log_start)
+                self._log_done = max(self._log_done, done)
                 drop = min(self._log_done, len(self._log) - _RECENT_WRITES)
                 if drop > 0:
                     self._log_base = self._log[drop - 1][2]
                     del self._log[:drop]
                     self._log_done -= drop
-                self._n_written = max(self._n_written, n_upto)
+                    self._log_start += drop
+                n_done = self._log_start + self._log_done
+                emit = n_done > self._n_written
+                self._n_written = max(self._n_written, n_done)
                 self._wake.notify_all()
             self.write_error = None
-            self.written.emit(n_upto)
+            if emit:
+                self.written.emit(n_done)
             return True
+
+    def _unflight(self) -> None:
+        """A snapshot failed: its chunks are dirty again (keeping the earliest write that
+        dirtied each). Call with the lock held."""
+        for key, (since, first, last) in self._inflight.items():
+            d = self._dirty.get(key)
+            if d is None:
+                self._dirty[key] = [since, first, last]
+            else:
+                d[0], d[1] = min(d[0], since), min(d[1], first)
+        self._inflight, self._frozen = {}, set()
 
     def _flush_all(self, record: bool = True) -> None:
         while self._flush_once(record):
@@ -926,7 +980,7 @@ class LabelEditStore:
     def n_unwritten(self) -> int:
         """Chunks (all levels) changed in memory and not yet in zarr."""
         with self._lock:
-            return len(self._dirty | self._inflight)
+            return len(set(self._dirty) | set(self._inflight))
 
     @staticmethod
     def flush_open(root: str | os.PathLike[str] | None = None) -> None:
@@ -1005,9 +1059,12 @@ class _CachedSource(ZarrVolumeSource):
 
 #: Every store of this process with a writer (flushed at exit; ``flush_open``).
 _OPEN: weakref.WeakSet[LabelEditStore] = weakref.WeakSet()
-#: Seconds the writer waits after an edit before it writes (the stamps of a stroke
-#: coalesce into one write per chunk).
+#: Seconds between the writer's looks at the dirty chunks.
 FLUSH_DELAY_S = 0.01
+#: The writer writes a chunk once no edit changed it for this long (a stroke's stamps
+#: coalesce into one write per chunk), or once it has been dirty for MAX_AGE_S.
+QUIET_S = 0.05
+MAX_AGE_S = 0.5
 #: Chunk bytes an edit may leave pinned in memory before it waits for the writer.
 DIRTY_BYTES = 256 * 2**20
 #: Writes ``pending.json`` keeps listed beyond those not yet in the files (the last one
@@ -1047,7 +1104,7 @@ def _writer_loop(ref: weakref.ref[LabelEditStore]) -> None:
         if store is None:
             return
         try:
-            store._flush_once()
+            store._flush_once(force=False)
         except Exception as exc:  # a full disk: the chunks stay dirty; try again later
             if store.write_error is None:
                 log.error("label image %s: writing chunks failed: %s", store.name, exc)

@@ -63,7 +63,8 @@ def model_of(journal: Path, start: np.ndarray) -> tuple[np.ndarray, int]:
 _CHILD = """
 import json, sys
 import analysis.io._label_edits as le
-le.FLUSH_DELAY_S = float(sys.argv[2])
+le.FLUSH_DELAY_S = le.QUIET_S = float(sys.argv[2])
+le.MAX_AGE_S = 10 * le.QUIET_S
 from analysis.edits import PaintBall
 from analysis.project import Project
 from tests.analysis.edits.test_label_write_behind import RADIUS_UM, stamp
