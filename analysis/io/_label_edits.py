@@ -260,6 +260,9 @@ class LabelEditStore:
         self._factors = _level_factors(self._shapes)
         self._chunks = [tuple(int(c) for c in a.chunks) for a in self._arrays]
         self._chunk_bytes = [math.prod(c) * self.dtype.itemsize for c in self._chunks]
+        #: Per level: whether a chunk's file is found by its key (not sharded), fill value.
+        self._sparse = [getattr(a, "shards", None) is None for a in self._arrays]
+        self._fill = [a.fill_value if a.fill_value is not None else 0 for a in self._arrays]
         self._max_id: int | None = None
         self._applied: dict[str, bool] = {}
         #: Held while chunks are read or changed in memory (views read while edits write).
@@ -833,6 +836,23 @@ class LabelEditStore:
         cache, the others read in one zarr trip and cached. Call with the lock held."""
         got: list[npt.NDArray[Any] | None] = [self._cache.get(key) for key in keys]
         miss = [i for i, g in enumerate(got) if g is None]
+        for i in list(miss):
+            # A chunk with no file is all fill value (a sparse label image: painting into
+            # empty space); zarr would return the same, at ~1 ms of its machinery each.
+            # Only unpinned chunks miss, and only the writer (pinned ones) writes files.
+            k, coords = keys[i]
+            arr = self._arrays[k]
+            if (
+                self._sparse[k]
+                and not (self.root / arr.path)
+                .joinpath(arr.metadata.encode_chunk_key(coords))
+                .exists()
+            ):
+                region = self._chunk_region(k, coords)
+                data = np.full([r.stop - r.start for r in region], self._fill[k], self.dtype)
+                self._cache.put(keys[i], data)
+                got[i] = data
+                miss.remove(i)
         if miss:
             datas = _gather_read(
                 [(self._arrays[keys[i][0]], self._chunk_region(*keys[i])) for i in miss]
