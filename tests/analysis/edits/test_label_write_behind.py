@@ -182,3 +182,64 @@ def test_export_and_undo_right_after_a_stamp(
     out2 = pr.export_labels("cells", tmp_path / "out2.zarr")
     np.testing.assert_array_equal(levels_of(out2)[0], lab)
     pr.close()
+
+
+def test_a_reader_never_sees_a_stale_chunk_while_stamps_are_written_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A view's thread reads the whole image (the layer's source: the files, then the
+    chunks not yet written from memory) and a region (the store's chunks) while stamps
+    land and the writer puts chunks into the files: every read equals the NumPy model
+    after some stamp made between the read's start and end, never an older one."""
+    import threading
+
+    import analysis.io._label_edits as le
+
+    monkeypatch.setattr(le, "FLUSH_DELAY_S", 0.005)
+    monkeypatch.setattr(le, "QUIET_S", 0.02)
+    monkeypatch.setattr(le, "MAX_AGE_S", 0.05)
+    lab = blobs(SHAPE)
+    pr = make_project(tmp_path, lab)
+    store = pr.edit_labels("cells")
+    states = [lab]
+    model = lab.copy()
+    for i in range(30):
+        centre, value = stamp(i)
+        model[ball_reference(SHAPE, centre, RADIUS_UM)] = value
+        states.append(model.copy())
+    done = {"n": 0}  # stamps applied (set before a stamp starts: the newest allowed)
+    bad: list[str] = []
+    reads = {"n": 0}
+    box = (slice(10, 30), slice(5, 45), slice(20, 50))
+
+    def check(got: np.ndarray, lo: int, hi: int, what: str, sub: tuple[slice, ...]) -> None:
+        if not any(np.array_equal(got, states[j][sub]) for j in range(lo, hi + 1)):
+            bad.append(f"{what}: not a state between stamps {lo} and {hi}")
+
+    def reader() -> None:
+        whole = (slice(None),) * 3
+        while done["n"] < len(states) - 1 and not bad:
+            lo = done["n"]
+            got = np.asarray(store.source.read(0))  # type: ignore[attr-defined]
+            check(got, lo, min(done["n"] + 1, len(states) - 1), "source", whole)
+            lo = done["n"]
+            got = store.read(box)
+            check(got, lo, min(done["n"] + 1, len(states) - 1), "store", box)
+            reads["n"] += 1
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for i in range(30):
+            centre, value = stamp(i)
+            pr.history.apply(PaintBall("cells", centre, RADIUS_UM, value))
+            done["n"] = i + 1
+            time.sleep(0.005)
+    finally:
+        done["n"] = len(states) - 1
+        t.join(timeout=60)
+    assert not t.is_alive()
+    assert not bad, bad[:3]
+    assert reads["n"] > 3 and store._n_written > 0  # type: ignore[attr-defined]
+    pr.close()
+    np.testing.assert_array_equal(levels_of(tmp_path / "p" / "labels" / "cells.zarr")[0], model)
