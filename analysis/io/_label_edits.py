@@ -85,13 +85,14 @@ LABELS_DIR = "labels"
 _BLOCK_VOXELS = 2**21
 #: Chunks read and written concurrently by one zarr call (bounds memory for big merges).
 _BATCH_CHUNKS = 64
-#: Decoded chunks a working copy keeps in memory (all levels; least recently used go first).
+#: Clean decoded chunks a working copy keeps in memory (all levels; least recently used
+#: go first); chunks not yet written are kept whatever the budget.
 CACHE_BYTES = 256 * 2**20
 #: Atom files compress their masks and values (a stamp's ~4 MB of mostly equal values
 #: shrinks to a few kB, so the atom's fsync is cheap); level 1: ~1 ms for 2 MB.
 _ATOM_CODEC = Zstd(level=1)
-#: (first voxel, mask, values (mask-shaped), whether a value written is not background)
-_Update = tuple[tuple[int, int, int], npt.NDArray[np.bool_], npt.NDArray[Any], bool]
+#: (first voxel, mask, values (mask-shaped; written where the mask is set))
+_Update = tuple[tuple[int, int, int], npt.NDArray[np.bool_], npt.NDArray[Any]]
 _ChunkKey = tuple[int, tuple[int, ...]]
 
 
@@ -768,7 +769,7 @@ class LabelEditStore:
             vals = piece.values(forward)
             full = np.zeros(piece.mask.shape, dtype=self.dtype)
             full[piece.mask] = vals
-            add(0, piece.offset, (piece.offset, piece.mask, full, bool(vals.any())))
+            add(0, piece.offset, (piece.offset, piece.mask, full))
             for k in range(1, len(self._arrays)):
                 f = self._factors[k]
                 first = [-(-o // fi) for o, fi in zip(piece.offset, f, strict=True)]
@@ -781,7 +782,7 @@ class LabelEditStore:
                     break  # coarser samples are a subset of these
                 at = (first[0], first[1], first[2])
                 sub = full[pos]  # background outside the mask
-                add(k, at, (at, sub_mask, sub, bool(sub.any())))
+                add(k, at, (at, sub_mask, sub))
         return self._write_chunks(updates)
 
     def _write_chunks(
@@ -806,7 +807,7 @@ class LabelEditStore:
                         data = data.copy()
                         self._frozen.discard(key)
                     region = self._chunk_region(*key)
-                    for first, mask, vals, _ in us:
+                    for first, mask, vals in us:
                         local = tuple(
                             slice(j - r.start, j - r.start + n)
                             for j, r, n in zip(first, region, mask.shape, strict=True)
