@@ -886,21 +886,27 @@ class LabelEditStore:
             )
             self._writer.start()
 
-    def _write_pending(self) -> None:
-        """Replace ``pending.json`` with the log (atomic; fsync'd). Call with the lock
-        held (the writer releases nothing in between: the file is small)."""
-        data = {
-            "base": self._log_base.hex(),
-            "writes": [[a, f] for a, f, _ in self._log],
-        }
+    def _pending_data(self) -> dict[str, Any]:
+        """What ``pending.json`` says now (call with the lock held)."""
+        return {"base": self._log_base.hex(), "writes": [[a, f] for a, f, _ in self._log]}
+
+    def _write_pending(self, data: dict[str, Any] | None = None) -> None:
+        """Replace ``pending.json`` with ``data`` (default: the log now, read with the
+        lock held; atomic, fsync'd)."""
+        if data is None:
+            data = self._pending_data()
         path = self.pending_path
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)
-            fh.flush()
-            if self._fsync:
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(data, fh)
+                fh.flush()
+                if self._fsync:
+                    os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         if self._fsync:
             _fsync_dir(path.parent)
 
@@ -915,8 +921,9 @@ class LabelEditStore:
         Under the lock (between two edits): the chosen chunks go from the dirty to the
         in-flight set, their arrays are frozen (an edit copies one before changing it)
         and, with ``record``, ``pending.json`` is rewritten to list every write since its
-        base. Then, without the lock, the chunks are written whole, so each chunk file
-        holds the copy as it was after some write of the log. Then the writes whose
+        base (just after, without the lock). Then the chunks are written whole, without
+        the lock, so each chunk file holds the copy as it was after some write of the
+        log. Then the writes whose
         chunks are all in the files are done, and the log keeps only the last
         :data:`_RECENT_WRITES` of them (the base moves up).
         """
@@ -935,12 +942,16 @@ class LabelEditStore:
                 snap = [(key, self._cache.get(key, touch=False)) for key in keys]
                 self._inflight = {key: self._dirty.pop(key) for key in keys}
                 self._frozen = set(keys)
-                if record and self._pending_ours:
-                    try:
-                        self._write_pending()
-                    except BaseException:
+                pending = self._pending_data() if record and self._pending_ours else None
+            if pending is not None:
+                # Before any chunk of the snapshot is written; without the lock (an fsync:
+                # the edits go on meanwhile, their chunks are not in this snapshot).
+                try:
+                    self._write_pending(pending)
+                except BaseException:
+                    with self._lock:
                         self._unflight()
-                        raise
+                    raise
             try:
                 jobs = []
                 for (k, coords), data in snap:
