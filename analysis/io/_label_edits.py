@@ -10,14 +10,15 @@ Layout inside the project folder (see ``docs/design/0003-label-edits.md``)::
     labels/<name>.pending.json  while this session has chunk writes that may not be in the
                                 files: where the files are complete and the writes since
 
-An edit (:meth:`LabelEditStore.set`) is written in this order: atom file (fsync, by
-:meth:`LabelEditStore.record`), the touched chunks of level 0 and of every coarser level
-*in memory* (the store's decoded chunks: dirty until written), then the caller journals
-the command (fsync) and only then acknowledges it. A background thread (write-behind)
-puts the dirty chunks into zarr soon after, each whole, from a copy taken between two
-edits; before it writes any chunk it replaces ``pending.json`` (fsync) with the chain
-hash of the last write whose chunks are all in the files (``base``) and the writes
-since (``writes``: atom id and direction, in order). Every read (:meth:`read`, the
+An edit (:meth:`LabelEditStore.set`) is written in this order: the touched chunks of
+level 0 and of every coarser level *in memory* (the store's decoded chunks: dirty until
+written) while the atom file is written and fsync'd on a thread (from
+:meth:`LabelEditStore.record`; ``set`` returns once it is durable), then the caller
+journals the command (fsync) and only then acknowledges it. A background thread
+(write-behind) puts the dirty chunks into zarr once they are quiet, each whole, as they
+were between two edits; before it writes any chunk it replaces ``pending.json`` (fsync)
+with the chain hash of the last write whose chunks are all in the files (``base``) and
+the writes since (``writes``: atom id and direction, in order). Every read (:meth:`read`, the
 layer's :attr:`source`) takes the dirty chunks from memory, so nobody sees a stale chunk.
 
 On reopening, the journal is replayed without touching voxels
@@ -25,7 +26,8 @@ On reopening, the journal is replayed without touching voxels
 chain hashes), then :meth:`recover`, when ``pending.json`` is there, finds ``base`` in
 that chain, reverts (newest first) the listed writes the journal does not hold and
 rewrites every journaled write after ``base`` in order (writing absolute values through
-a mask is idempotent). A clean :meth:`close` writes everything and removes the file.
+a mask is idempotent). :meth:`LabelEditStore.settle` (``Project.close``) and
+:meth:`LabelEditStore.close` write everything and remove the file.
 
 Coarser levels follow the writer's rule for labels (``level[k] = level[k-1][::2]``, see
 :mod:`analysis.io._write`), so level ``k`` is level 0 sampled every ``f_k`` voxels: an
