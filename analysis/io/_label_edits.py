@@ -2,23 +2,32 @@
 
 Layout inside the project folder (see ``docs/design/0003-label-edits.md``)::
 
-    labels/<name>.zarr        the working copy: an OME-Zarr label multiscale (root group,
-                              the source's NGFF version and chunks, every level), made from
-                              the source's level 0 with the writer's stride pyramid
-    labels/<name>.atoms/      one ``<id>.npz`` per edit: per touched level-0 chunk the
-                              offset, mask, old and new values (the undo/redo data)
-    labels/<name>.intent.json the last atom being written and in which direction
+    labels/<name>.zarr          the working copy: an OME-Zarr label multiscale (root group,
+                                the source's NGFF version and chunks, every level), made from
+                                the source's level 0 with the writer's stride pyramid
+    labels/<name>.atoms/        one ``<id>.npz`` per edit: per touched level-0 chunk the
+                                offset, mask, old and new values (the undo/redo data)
+    labels/<name>.pending.json  while this session has chunk writes that may not be in the
+                                files: where the files are complete and the writes since
 
-An edit is written in this order: atom file (fsync), intent (atomic, fsync), the
-touched chunks of level 0 and of every coarser level, then the caller journals the
-command (fsync) and only then acknowledges it. On reopening, the journal is replayed
-without touching voxels (:attr:`LabelEditStore.replaying`), then :meth:`recover`
-rewrites the intent's atom in the direction the journal says (writing absolute values
-through a mask is idempotent): an edit that was written but not journaled is rolled
-back, an undo or redo that was journaled but not completely written is completed.
+An edit (:meth:`LabelEditStore.set`) is written in this order: the touched chunks of
+level 0 and of every coarser level *in memory* (the store's decoded chunks: dirty until
+written) while the atom file is written and fsync'd on a thread (from
+:meth:`LabelEditStore.record`; ``set`` returns once it is durable), then the caller
+journals the command (fsync) and only then acknowledges it. A background thread
+(write-behind) puts the dirty chunks into zarr once they are quiet, each whole, as they
+were between two edits; before it writes any chunk it replaces ``pending.json`` (fsync)
+with the chain hash of the last write whose chunks are all in the files (``base``) and
+the writes since (``writes``: atom id and direction, in order). Every read (:meth:`read`, the
+layer's :attr:`source`) takes the dirty chunks from memory, so nobody sees a stale chunk.
 
-The store keeps decoded chunks of every level in memory (write-through: a chunk is kept
-once zarr wrote it), so a brush stroke reads each chunk once; see :class:`LabelEditStore`.
+On reopening, the journal is replayed without touching voxels
+(:attr:`LabelEditStore.replaying`: the store notes the writes it asks for and their
+chain hashes), then :meth:`recover`, when ``pending.json`` is there, finds ``base`` in
+that chain, reverts (newest first) the listed writes the journal does not hold and
+rewrites every journaled write after ``base`` in order (writing absolute values through
+a mask is idempotent). :meth:`LabelEditStore.settle` (``Project.close``) and
+:meth:`LabelEditStore.close` write everything and remove the file.
 
 Coarser levels follow the writer's rule for labels (``level[k] = level[k-1][::2]``, see
 :mod:`analysis.io._write`), so level ``k`` is level 0 sampled every ``f_k`` voxels: an
@@ -28,14 +37,20 @@ edit rewrites, per level, only the chunks holding a sample that changed.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import hashlib
+import json
 import logging
 import math
 import os
 import shutil
 import threading
+import time
 import uuid
+import weakref
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +66,11 @@ from analysis.edits import LabelAtom, LabelChange, LabelIds, LabelPiece
 from analysis.errors import ChunkError, FormatError, LabelEditError, ParameterError
 from analysis.io._format import format_for
 from analysis.io._outputs import check_output, replacing
-from analysis.io._project import read_json_file, write_json_atomic
+from analysis.io._project import read_json_file
 from analysis.io._read import CheckedVolumeSource, ZarrVolumeSource, open_labels, open_volume
 from analysis.io._validate import validate_ngff
 from analysis.io._write import _multiscale, _write_pyramid, level_shapes
+from analysis.volume import Region
 
 __all__ = [
     "LABELS_DIR",
@@ -72,13 +88,14 @@ LABELS_DIR = "labels"
 _BLOCK_VOXELS = 2**21
 #: Chunks read and written concurrently by one zarr call (bounds memory for big merges).
 _BATCH_CHUNKS = 64
-#: Decoded chunks a working copy keeps in memory (all levels; least recently used go first).
+#: Clean decoded chunks a working copy keeps in memory (all levels; least recently used
+#: go first); chunks not yet written are kept whatever the budget.
 CACHE_BYTES = 256 * 2**20
 #: Atom files compress their masks and values (a stamp's ~4 MB of mostly equal values
 #: shrinks to a few kB, so the atom's fsync is cheap); level 1: ~1 ms for 2 MB.
 _ATOM_CODEC = Zstd(level=1)
-#: (first voxel, mask, values (mask-shaped), whether a value written is not background)
-_Update = tuple[tuple[int, int, int], npt.NDArray[np.bool_], npt.NDArray[Any], bool]
+#: (first voxel, mask, values (mask-shaped; written where the mask is set))
+_Update = tuple[tuple[int, int, int], npt.NDArray[np.bool_], npt.NDArray[Any]]
 _ChunkKey = tuple[int, tuple[int, ...]]
 
 
@@ -272,28 +289,35 @@ class LabelEditStore:
     root : path of ``labels/<name>.zarr`` in the project
     name : the label image name
     fsync : bool, default: True
-        fsync atom files and the intent file (the journal's own fsync is separate).
+        fsync atom files and the ``pending.json`` file (the journal's own fsync is separate).
     cache_bytes : int, default: :data:`CACHE_BYTES`
-        Decoded chunks kept in memory (0: none). The cache is write-through: every chunk
-        the store writes is written to zarr first and then kept, so an entry always
-        equals the chunk on disk (the project lock makes the copy ours alone). An edit
-        reads its chunks once (``read`` then ``set`` hit the cache) and a stroke's stamps
-        reuse them.
+        Clean decoded chunks kept in memory (0: none). Dirty chunks (written by an edit,
+        not yet in zarr) and those being written are always kept, whatever the budget:
+        they are what readers get for those chunks. An edit reads its chunks once
+        (``read`` then ``set`` hit the cache) and a stroke's stamps reuse them.
 
     Attributes
     ----------
     replaying : bool
         While True, :meth:`set` only records which atoms are applied (journal replay).
+    write_error : BaseException or None
+        The last error of the background writer (a full disk): its chunks stay dirty
+        (in memory, read from there) and it tries again; None once a write succeeded.
 
     Events
     ------
     changed(LabelChange)
         After an atom was written (apply, undo, redo, recovery): the ids whose voxels
         changed and the chunk regions rewritten at every level. Emitted on the thread
-        that wrote, before the history journals the command (views only mark dirty).
+        that wrote, before the history journals the command (views only mark dirty;
+        they read the chunks from memory until the writer put them into zarr).
+    written(int)
+        From the writer thread: every write up to :attr:`n_writes` = this value is in
+        zarr (benchmarks, tests).
     """
 
     changed = Signal(object)
+    written = Signal(int)
 
     def __init__(
         self,
@@ -307,15 +331,19 @@ class LabelEditStore:
         self._fsync = fsync
         self.atoms_dir = self.root.with_name(f"{name}.atoms")
         self.intent_path = self.root.with_name(f"{name}.intent.json")
-        #: The copy as stored (raw ids: the fragments a merge left as they were).
-        self.raw_source = open_volume(self.root)
+        self.pending_path = self.root.with_name(f"{name}.pending.json")
+        group = zarr.open_group(zarr.storage.LocalStore(self.root), mode="r+")
+        #: The copy as stored (raw ids: the fragments a merge left as they were); its
+        #: reads take the chunks not yet written to zarr from this store's memory.
+        self.raw_source: ZarrVolumeSource = _CachedSource(
+            zarr.open_group(zarr.storage.LocalStore(self.root), mode="r"), str(self.root), self
+        )
         _check_editable(self.raw_source, f"label copy {self.root}")
         #: The id mapping and the voxel counts (``docs/design/0005``).
         self.ids = LabelIds()
         self.ids.remapped.connect(self._announce_remap)
         #: What views draw: every read shows the id mapping applied.
         self.source = MappedLabelSource(self.raw_source, self.ids)
-        group = zarr.open_group(zarr.storage.LocalStore(self.root), mode="r+")
         self._arrays: list[zarr.Array[Any]] = []
         for lv in self.raw_source.levels:
             node = group[lv.path]
@@ -324,17 +352,58 @@ class LabelEditStore:
             self._arrays.append(node)
         # Writes of chunks that hold a label skip zarr's check for chunks equal to the fill
         # value (``write_empty_chunks``: ``np.array_equal`` against the scalar, ~5 ms per
-        # 1 MiB chunk, most of a stamp's CPU time); all-background chunks go through the
-        # plain array, which deletes them as before.
+        # 1 MiB chunk); all-background chunks go through the plain array, which deletes
+        # them as before.
         self._writers = [a.with_config({"write_empty_chunks": True}) for a in self._arrays]
         self._shapes = [tuple(int(s) for s in lv.shape) for lv in self.raw_source.levels]
         self._factors = _level_factors(self._shapes)
         self._chunks = [tuple(int(c) for c in a.chunks) for a in self._arrays]
+        self._chunk_bytes = [math.prod(c) * self.dtype.itemsize for c in self._chunks]
+        #: Per level: whether a chunk's file is found by its key (not sharded), fill value.
+        self._sparse = [getattr(a, "shards", None) is None for a in self._arrays]
+        self._fill = [a.fill_value if a.fill_value is not None else 0 for a in self._arrays]
         self._applied: dict[str, bool] = {}
-        self._cache = _ChunkCache(cache_bytes)
-        #: Held while chunks are read or written (a view may read while an edit writes).
+        #: Held while chunks are read or changed in memory (views read while edits write).
         self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        #: Chunks changed in memory, not yet handed to the writer / being written by it;
+        #: both are pinned in the cache (never evicted).
+        #: Values: [live write number of the first write that dirtied it, time of that,
+        #: time of the last] (monotonic seconds).
+        self._dirty: dict[_ChunkKey, list[Any]] = {}
+        self._inflight: dict[_ChunkKey, list[Any]] = {}
+        #: In-flight chunks whose array the writer still reads: an edit copies them first.
+        self._frozen: set[_ChunkKey] = set()
+        self._cache = _ChunkCache(cache_bytes, self._pinned)
+        #: Incremented (under the lock) each time the writer finished putting chunks into zarr.
+        self._generation = 0
+        #: Chain hash of every write asked of this store (replayed and live), in order.
+        self._chain = _CHAIN_SEED
+        #: During replay: (atom, forward, chain hash after it) per write the journal asks for.
+        self._replayed: list[tuple[str, bool, bytes]] = []
+        #: Live writes since ``_log_base`` (chain hash before the first): the last ones and
+        #: all those whose chunks are not all in zarr yet; ``_log_done`` of them are.
+        self._log: list[tuple[str, bool, bytes]] = []
+        self._log_base = _CHAIN_SEED
+        self._log_done = 0
+        #: The live write number of the log's first entry; a write in progress in set().
+        self._log_start = 0
+        self._in_set = False
+        #: Writes asked of this store since it was opened (live); ``_n_written`` are in zarr.
+        self.n_writes = 0
+        self._n_written = 0
+        self._pending_ours = False
+        self._flush_mutex = threading.Lock()
+        self._writer: threading.Thread | None = None
+        #: Atom files being written by the atom thread (:meth:`record`), and whether a
+        #: write into memory waits for its atom (no snapshot meanwhile).
+        self._atom_io: ThreadPoolExecutor | None = None
+        self._atoms_pending: dict[str, Future[None]] = {}
+        self._busy = False
+        self._closed = False
+        self.write_error: BaseException | None = None
         self.replaying = False
+        _OPEN.add(self)
 
     # -- EditableLabels ------------------------------------------------------------
     @property
@@ -364,22 +433,34 @@ class LabelEditStore:
         return len(self._arrays)
 
     def read(self, region: tuple[slice, ...], level: int = 0) -> npt.NDArray[Any]:
-        """A copy of ``region`` of level ``level``, assembled from the decoded chunks
-        (cached, or read in one zarr trip and cached); regions of more than
-        ``_BATCH_CHUNKS`` chunks (block scans) are read through zarr directly."""
+        """A copy of ``region`` of level ``level`` as the edits left it, assembled from the
+        decoded chunks (cached, or read in one zarr trip and cached); regions of more than
+        ``_BATCH_CHUNKS`` chunks (block scans) are read through zarr with the chunks not
+        yet written taken from memory."""
         shape = self._shapes[level]
-        if len(region) != 3 or any(not isinstance(r, slice) for r in region):
-            return np.asarray(self._arrays[level][region])
+        if len(region) != 3 or not all(isinstance(r, (slice, int, np.integer)) for r in region):
+            raise ParameterError(f"a label region is three slices or indices, not {region!r}")
+        if not all(isinstance(r, slice) for r in region):
+            ints = [
+                None if isinstance(r, slice) else int(r) % n
+                for r, n in zip(region, shape, strict=True)
+            ]
+            sl = tuple(
+                r if i is None else slice(i, i + 1) for r, i in zip(region, ints, strict=True)
+            )
+            return self.read(sl, level)[tuple(slice(None) if i is None else 0 for i in ints)]
         box = [r.indices(n) for r, n in zip(region, shape, strict=True)]
         if any(step != 1 for _, _, step in box):
-            return np.asarray(self._arrays[level][region])
+            full = tuple(slice(a, max(a, b)) for a, b, _ in box)
+            sub = tuple(slice(None, None, step) for _, _, step in box)
+            return self.read(full, level)[sub]
         lo = [a for a, _, _ in box]
         hi = [max(a, b) for a, b, _ in box]
         ck = self._chunks[level]
         ranges = [range(a // c, -(-b // c)) for a, b, c in zip(lo, hi, ck, strict=True)]
+        reg = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
         if math.prod(len(r) for r in ranges) > _BATCH_CHUNKS:
-            with self._lock:
-                return np.asarray(self._arrays[level][region])
+            return self._read_through(level, reg, lambda: np.asarray(self._arrays[level][reg]))
         out = np.empty([b - a for a, b in zip(lo, hi, strict=True)], dtype=self.dtype)
         keys: list[_ChunkKey] = [
             (level, (z, y, x)) for z in ranges[0] for y in ranges[1] for x in ranges[2]
@@ -387,13 +468,74 @@ class LabelEditStore:
         with self._lock:
             got = self._fetch(keys)
             for (_, coords), data in zip(keys, got, strict=True):
-                src = []
-                dst = []
-                for j, c, a, b in zip(coords, ck, lo, hi, strict=True):
-                    s0, s1 = max(j * c, a), min(j * c + c, b)
-                    src.append(slice(s0 - j * c, s1 - j * c))
-                    dst.append(slice(s0 - a, s1 - a))
-                out[tuple(dst)] = data[tuple(src)]
+                self._copy_chunk(level, coords, data, reg, out)
+        return out
+
+    def _copy_chunk(
+        self,
+        level: int,
+        coords: tuple[int, ...],
+        data: npt.NDArray[Any],
+        reg: tuple[slice, ...],
+        out: npt.NDArray[Any],
+    ) -> None:
+        """Copy chunk ``coords`` (``data``) where it meets ``reg`` into ``out`` (``reg``'s)."""
+        src = []
+        dst = []
+        for j, c, r in zip(coords, self._chunks[level], reg, strict=True):
+            s0, s1 = max(j * c, r.start), min(j * c + c, r.stop)
+            if s0 >= s1:
+                return
+            src.append(slice(s0 - j * c, s1 - j * c))
+            dst.append(slice(s0 - r.start, s1 - r.start))
+        out[tuple(dst)] = data[tuple(src)]
+
+    def _read_through(self, level: int, reg: tuple[slice, ...], read: Any) -> npt.NDArray[Any]:
+        """``read()`` (zarr at ``reg`` of ``level``) through :meth:`overlay_many`."""
+        got: npt.NDArray[Any] = self.overlay_many([(level, reg)], lambda: [read()])[0]
+        return got
+
+    def overlay_many(
+        self, regions: Sequence[tuple[int, tuple[slice, ...]]], read: Any
+    ) -> list[Any]:
+        """What the working copy holds at ``regions`` (level, region): ``read()`` (a read
+        of the zarr files there, one result or :class:`ChunkError` per region) with the
+        chunks not yet written taken from memory. When the writer finished a write
+        meanwhile (the files changed under the read) it is read again; the third time
+        with the lock held."""
+        for attempt in range(3):
+            gen = self._generation
+            if attempt == 2:
+                with self._lock:
+                    return self._overlay(regions, list(read()))
+            got = list(read())
+            with self._lock:
+                if self._generation == gen:
+                    return self._overlay(regions, got)
+        raise AssertionError("unreachable")
+
+    def _overlay(
+        self, regions: Sequence[tuple[int, tuple[slice, ...]]], got: list[Any]
+    ) -> list[Any]:
+        """Zarr's reads ``got`` of ``regions`` with the pinned chunks copied over them.
+        Call with the lock held."""
+        pinned = set(self._dirty) | set(self._inflight)
+        out = []
+        for (level, reg), data in zip(regions, got, strict=True):
+            if isinstance(data, ChunkError) or not pinned:
+                out.append(data)
+                continue
+            data = np.asarray(data)
+            for key in pinned:
+                if key[0] != level:
+                    continue
+                chunk = self._cache.get(key, touch=False)
+                if chunk is None:  # cannot happen: pinned chunks are never evicted
+                    continue
+                if not data.flags.writeable:
+                    data = data.copy()
+                self._copy_chunk(level, key[1], chunk, reg, data)
+            out.append(data)
         return out
 
     def blocks(self) -> Iterator[tuple[slice, ...]]:
@@ -419,9 +561,24 @@ class LabelEditStore:
         return self.ids.top(self)
 
     def record(self, atom: LabelAtom) -> str:
-        """Keep ``atom`` as ``<id>.npz`` (fsync'd); return its id."""
+        """Keep ``atom`` as ``<id>.npz`` (fsync'd); return its id.
+
+        The file is packed, written and fsync'd on the store's atom thread while the
+        caller goes on (a command computes, records, then :meth:`set` writes the atom):
+        :meth:`set` (and :meth:`load`) wait until it is durable, so the journal line,
+        written after :meth:`set` returns, never names an atom that is not on disk, and
+        the fsync overlaps the writes into memory."""
         atom_id = uuid.uuid4().hex
         self.atoms_dir.mkdir(exist_ok=True)
+        with self._lock:
+            if self._atom_io is None:
+                self._atom_io = ThreadPoolExecutor(
+                    1, thread_name_prefix=f"labels-{self.name}-atoms"
+                )
+            self._atoms_pending[atom_id] = self._atom_io.submit(self._write_atom, atom_id, atom)
+        return atom_id
+
+    def _write_atom(self, atom_id: str, atom: LabelAtom) -> None:
         k = len(atom.pieces)
         dtype = self.dtype
 
@@ -454,9 +611,21 @@ class LabelEditStore:
         os.replace(tmp, path)
         if self._fsync:
             _fsync_dir(self.atoms_dir)
-        return atom_id
+
+    def _atom_durable(self, atom_id: str) -> None:
+        """Wait until :meth:`record`'s file of ``atom_id`` is on disk (its error, if any)."""
+        with self._lock:
+            fut = self._atoms_pending.get(atom_id)
+        if fut is None:
+            return
+        try:
+            fut.result()
+        finally:
+            with self._lock:
+                self._atoms_pending.pop(atom_id, None)
 
     def load(self, atom_id: str) -> LabelAtom:
+        self._atom_durable(atom_id)
         path = self.atoms_dir / f"{atom_id}.npz"
         if not path.is_file():
             raise FormatError(f"the undo data of label edit {atom_id} is missing ({path})")
@@ -487,17 +656,79 @@ class LabelEditStore:
         return LabelAtom(tuple(pieces))
 
     def set(self, atom_id: str, forward: bool, atom: LabelAtom | None = None) -> None:
-        """Write the atom's new (``forward``) or old values into every level."""
+        """Write the atom's new (``forward``) or old values into every level: into the
+        decoded chunks in memory at once (readers see them), into zarr by the writer
+        thread soon after (:meth:`flush` waits for it)."""
+        before = self._chain
+        self._chain = _chain_hash(before, atom_id, forward)
         if self.replaying:
             self._applied[atom_id] = forward
+            self._replayed.append((atom_id, forward, self._chain))
             return
-        if atom is None:
-            atom = self.load(atom_id)
-        write_json_atomic(self.intent_path, {"atom": atom_id, "forward": forward})
-        boxes = self._write(atom, forward)
+        try:
+            if atom is None:
+                atom = self.load(atom_id)
+            with self._lock:
+                if self._closed:
+                    raise LabelEditError(f"label image {self.name!r} is closed")
+                if not self._pending_ours:
+                    self._start_pending(before)
+                entry = (atom_id, forward, self._chain)
+                self._log.append(entry)
+                self._in_set = True
+        except BaseException:
+            self._chain = before
+            raise
+        try:
+            boxes = self._set_logged(atom_id, forward, atom, entry, before)
+        finally:
+            with self._lock:
+                self._in_set = False
         self._applied[atom_id] = forward
         self.ids.applied(atom, forward)
         self._announce(atom, forward, boxes)
+        if self._dirty_bytes() > DIRTY_BYTES:
+            self.flush()  # a big edit (merge, apply-table): bound the memory it pins
+
+    def _set_logged(
+        self,
+        atom_id: str,
+        forward: bool,
+        atom: LabelAtom,
+        entry: tuple[str, bool, bytes],
+        before: bytes,
+    ) -> list[list[tuple[slice, ...]]]:
+        """:meth:`set`'s write into memory, its log entry made: on failure, taken back."""
+        overlap = atom_id in self._atoms_pending and len(atom.pieces) <= _BATCH_CHUNKS // 2
+        try:
+            if not overlap:
+                self._atom_durable(atom_id)
+            with self._lock:
+                # Until the atom is durable, the writer takes no snapshot (it could put
+                # the write into the files with no undo data to revert it after a crash).
+                self._busy = overlap
+            try:
+                boxes = self._write(atom, forward)
+                self._atom_durable(atom_id)
+            finally:
+                with self._lock:
+                    self._busy = False
+                    self._wake.notify_all()
+        except BaseException:
+            try:  # put back what the write changed in memory
+                self._write(atom, not forward)
+            except Exception:
+                # Still listed in the log: pending.json makes the next open revert it.
+                log.error("label image %s: a failed write could not be taken back", self.name)
+                raise
+            with self._lock:
+                self._log.remove(entry)
+            self._chain = before
+            raise
+        with self._lock:
+            self.n_writes += 1
+            self._wake.notify_all()
+        return boxes
 
     def _announce(
         self, atom: LabelAtom, forward: bool, boxes: list[list[tuple[slice, ...]]]
@@ -520,19 +751,72 @@ class LabelEditStore:
         self.changed.emit(LabelChange(self.name, ids, empty, forward, before))
 
     def recover(self) -> None:
-        """After a journal replay: make the last atom written agree with the journal."""
+        """After a journal replay: make the files agree with the journal.
+
+        When ``pending.json`` is there (the last session ended with chunk writes that may
+        not be in the files): find its ``base`` in the chain of replayed writes (not
+        found: from the first write), revert, newest first, its listed writes from the
+        first one that is not the journal's write at that place (never journaled: a crash
+        between the write and the journal line), then rewrite every journaled write from
+        ``base`` on, in order. Reverting newest first gives each voxel the value it had
+        before the first reverted write that touched it; rewriting in order gives each
+        voxel a journaled write touched the last such write's value; other voxels hold
+        what the files hold, which ``base`` says is complete. A ``.intent.json`` left by
+        an older version (synchronous writes) is honoured as it was.
+        """
         self.replaying = False
         self.ids.forget_counts()  # the voxels may change below (or did, unjournaled)
-        if not self.intent_path.is_file():
-            return
-        intent = read_json_file(self.intent_path)
-        atom_id = str(intent.get("atom", "")) if isinstance(intent, dict) else ""
-        if not (self.atoms_dir / f"{atom_id}.npz").is_file():
-            return
-        state = self._applied.get(atom_id, False)
-        log.info("label image %s: rewriting edit %s as %s", self.name, atom_id, state)
-        atom = self.load(atom_id)
-        self._announce(atom, state, self._write(atom, state))
+        replayed, self._replayed = self._replayed, []
+        if self.intent_path.is_file():
+            intent = read_json_file(self.intent_path)
+            atom_id = str(intent.get("atom", "")) if isinstance(intent, dict) else ""
+            if (self.atoms_dir / f"{atom_id}.npz").is_file():
+                state = self._applied.get(atom_id, False)
+                log.info("label image %s: rewriting edit %s as %s", self.name, atom_id, state)
+                atom = self.load(atom_id)
+                self._announce(atom, state, self._write(atom, state))
+        if self.pending_path.is_file():
+            pending = read_json_file(self.pending_path)
+            if not isinstance(pending, dict):
+                raise FormatError(f"{self.pending_path} does not hold a JSON object")
+            try:
+                base = bytes.fromhex(str(pending.get("base", "")))
+                writes = [(str(a), bool(f)) for a, f in pending.get("writes", [])]
+            except (TypeError, ValueError) as exc:
+                raise FormatError(f"{self.pending_path} is malformed: {exc}") from exc
+            chain = [_CHAIN_SEED] + [h for _, _, h in replayed]
+            start = chain.index(base) if base in chain else 0
+            same = 0
+            while (
+                same < len(writes)
+                and start + same < len(replayed)
+                and writes[same] == replayed[start + same][:2]
+            ):
+                same += 1
+            log.warning(
+                "label image %s: the last session ended with chunk writes pending; reverting "
+                "%d unjournaled write(s), rewriting %d journaled one(s)",
+                self.name,
+                len(writes) - same,
+                len(replayed) - start,
+            )
+            for atom_id, forward in reversed(writes[same:]):
+                if (self.atoms_dir / f"{atom_id}.npz").is_file():  # (repair moved strays aside)
+                    atom = self.load(atom_id)
+                    self._announce(atom, not forward, self._write(atom, not forward))
+            for atom_id, forward, _ in replayed[start:]:
+                atom = self.load(atom_id)
+                self._announce(atom, forward, self._write(atom, forward))
+        # The rewrites (and a repair's reverts) go to the files now; only then are the
+        # recovery files dropped (a crash in between recovers again, idempotently).
+        self._flush_all(record=False)
+        for path in (self.pending_path, self.intent_path):
+            if path.is_file():
+                path.unlink()
+                if self._fsync:
+                    _fsync_dir(path.parent)
+        self._log, self._log_base, self._log_done = [], self._chain, 0
+        self._log_start = self.n_writes
 
     def discard_unjournaled(self, journal_text: bytes, aside_suffix: str) -> int:
         """After a journal repair: revert every edit whose atom the replayed journal does
@@ -573,8 +857,9 @@ class LabelEditStore:
 
     # -- writing -------------------------------------------------------------------
     def _write(self, atom: LabelAtom, forward: bool) -> list[list[tuple[slice, ...]]]:
-        """Write the atom's values into level 0 and the samples it changes of every level;
-        the chunk regions written, per level."""
+        """Write the atom's values into level 0 and the samples it changes of every level,
+        in the decoded chunks in memory (marked dirty for the writer); the chunk regions
+        written, per level."""
         updates: dict[_ChunkKey, list[_Update]] = {}
 
         def add(k: int, first: tuple[int, int, int], u: _Update) -> None:
@@ -585,7 +870,7 @@ class LabelEditStore:
             vals = piece.values(forward)
             full = np.zeros(piece.mask.shape, dtype=self.dtype)
             full[piece.mask] = vals
-            add(0, piece.offset, (piece.offset, piece.mask, full, bool(vals.any())))
+            add(0, piece.offset, (piece.offset, piece.mask, full))
             for k in range(1, len(self._arrays)):
                 f = self._factors[k]
                 first = [-(-o // fi) for o, fi in zip(piece.offset, f, strict=True)]
@@ -598,52 +883,78 @@ class LabelEditStore:
                     break  # coarser samples are a subset of these
                 at = (first[0], first[1], first[2])
                 sub = full[pos]  # background outside the mask
-                add(k, at, (at, sub_mask, sub, bool(sub.any())))
+                add(k, at, (at, sub_mask, sub))
         return self._write_chunks(updates)
 
     def _write_chunks(
         self, updates: dict[_ChunkKey, list[_Update]]
     ) -> list[list[tuple[slice, ...]]]:
         """Apply updates to the chunks they fall in (each read once, from the cache when
-        there), then write every changed chunk of every level in one zarr trip per batch
-        of ``_BATCH_CHUNKS``; a chunk is kept in the cache only once zarr wrote it."""
+        there) and mark them dirty. Up to ``_BATCH_CHUNKS`` chunks, all are read before any
+        is changed (a failed read leaves memory as it was) and the lock is held
+        throughout (readers see the edit whole or not at all); larger edits (merges) go
+        in rounds of ``_BATCH_CHUNKS``, flushing between rounds beyond
+        :data:`DIRTY_BYTES` (memory). Call without the lock held."""
         written: list[list[tuple[slice, ...]]] = [[] for _ in self._arrays]
         items = sorted(updates.items())
-        with self._lock:
-            for b in range(0, len(items), _BATCH_CHUNKS):
-                batch = items[b : b + _BATCH_CHUNKS]
+        step = max(1, len(items) if len(items) <= _BATCH_CHUNKS else _BATCH_CHUNKS)
+        for b in range(0, len(items), step):
+            batch = items[b : b + step]
+            with self._lock:
                 keys = [key for key, _ in batch]
                 datas = self._fetch(keys)
-                regions = [self._chunk_region(k, c) for k, c in keys]
-                try:
-                    for region, data, (_, us) in zip(regions, datas, batch, strict=True):
-                        for first, mask, vals, _ in us:
-                            local = tuple(
-                                slice(j - r.start, j - r.start + n)
-                                for j, r, n in zip(first, region, mask.shape, strict=True)
-                            )
-                            np.copyto(data[local], vals, where=mask)
-                    jobs = []
-                    for (k, _), region, data, (_, us) in zip(
-                        keys, regions, datas, batch, strict=True
-                    ):
-                        labelled = any(u[3] for u in us) or bool(data.any())
-                        jobs.append(
-                            ((self._writers if labelled else self._arrays)[k], region, data)
+                for key, data, (_, us) in zip(keys, datas, batch, strict=True):
+                    if key in self._frozen:  # the writer is reading this array: copy on write
+                        data = data.copy()
+                        self._frozen.discard(key)
+                    region = self._chunk_region(*key)
+                    for first, mask, vals in us:
+                        local = tuple(
+                            slice(j - r.start, j - r.start + n)
+                            for j, r, n in zip(first, region, mask.shape, strict=True)
                         )
-                    _gather_write(jobs)
-                except BaseException:
-                    self._cache.drop(keys)  # changed in memory, maybe not on disk
-                    raise
-                for (k, _), region in zip(keys, regions, strict=True):
-                    written[k].append(region)
+                        np.copyto(data[local], vals, where=mask)
+                    now = time.monotonic()
+                    d = self._dirty.get(key)
+                    if d is None:
+                        self._dirty[key] = [self._log_start + max(0, len(self._log) - 1), now, now]
+                    else:
+                        d[2] = now
+                    self._cache.put(key, data)
+                    written[key[0]].append(region)
+            if step < len(items) and not self._busy and self._dirty_bytes() > DIRTY_BYTES:
+                self.flush()  # a big edit: bound the memory its chunks pin
         return written
+
+    def _dirty_bytes(self) -> int:
+        with self._lock:
+            return sum(self._chunk_bytes[k] for k, _ in (*self._dirty, *self._inflight))
+
+    def _pinned(self, key: _ChunkKey) -> bool:
+        return key in self._dirty or key in self._inflight
 
     def _fetch(self, keys: list[_ChunkKey]) -> list[npt.NDArray[Any]]:
         """The decoded chunks ``keys`` (writable; the cached arrays themselves): from the
         cache, the others read in one zarr trip and cached. Call with the lock held."""
         got: list[npt.NDArray[Any] | None] = [self._cache.get(key) for key in keys]
         miss = [i for i, g in enumerate(got) if g is None]
+        for i in list(miss):
+            # A chunk with no file is all fill value (a sparse label image: painting into
+            # empty space); zarr would return the same, at ~1 ms of its machinery each.
+            # Only unpinned chunks miss, and only the writer (pinned ones) writes files.
+            k, coords = keys[i]
+            arr = self._arrays[k]
+            if (
+                self._sparse[k]
+                and not (self.root / arr.path)
+                .joinpath(arr.metadata.encode_chunk_key(coords))
+                .exists()
+            ):
+                region = self._chunk_region(k, coords)
+                data = np.full([r.stop - r.start for r in region], self._fill[k], self.dtype)
+                self._cache.put(keys[i], data)
+                got[i] = data
+                miss.remove(i)
         if miss:
             datas = _gather_read(
                 [(self._arrays[keys[i][0]], self._chunk_region(*keys[i])) for i in miss]
@@ -652,6 +963,191 @@ class LabelEditStore:
                 self._cache.put(keys[i], data)
                 got[i] = data
         return [g for g in got if g is not None]
+
+    # -- write-behind --------------------------------------------------------------
+    def _start_pending(self, base: bytes) -> None:
+        """Before this session's first write: ``pending.json`` saying the files are
+        complete up to ``base`` (fsync'd: from now on an acknowledged write may exist
+        only in memory, the atoms and the journal). Call with the lock held."""
+        if self.pending_path.is_file():
+            raise LabelEditError(
+                f"label image {self.name!r}: {self.pending_path.name} says chunk writes of "
+                "a session that ended abnormally are pending; open the project to recover"
+            )
+        self._log, self._log_base, self._log_done = [], base, 0
+        self._log_start = self.n_writes
+        self._write_pending()
+        self._pending_ours = True
+        if self._writer is None:
+            self._writer = threading.Thread(
+                target=_writer_loop,
+                args=(weakref.ref(self),),
+                name=f"labels-{self.name}-writer",
+                daemon=True,
+            )
+            self._writer.start()
+
+    def _pending_data(self) -> dict[str, Any]:
+        """What ``pending.json`` says now (call with the lock held)."""
+        return {"base": self._log_base.hex(), "writes": [[a, f] for a, f, _ in self._log]}
+
+    def _write_pending(self, data: dict[str, Any] | None = None) -> None:
+        """Replace ``pending.json`` with ``data`` (default: the log now, read with the
+        lock held; atomic, fsync'd)."""
+        if data is None:
+            data = self._pending_data()
+        path = self.pending_path
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(data, fh)
+                fh.flush()
+                if self._fsync:
+                    os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if self._fsync:
+            _fsync_dir(path.parent)
+
+    def _flush_once(self, record: bool = True, force: bool = True) -> bool:
+        """Put dirty chunks into zarr (one snapshot); False when there were none to write.
+
+        ``force``: every dirty chunk; else only the quiet ones (unchanged for
+        :data:`QUIET_S`, or dirty for :data:`MAX_AGE_S`): the chunks under a moving brush
+        are written once it has passed, not after every stamp (fewer writes, and no copy
+        of a chunk the writer is reading when the next stamp changes it).
+
+        Under the lock (between two edits): the chosen chunks go from the dirty to the
+        in-flight set, their arrays are frozen (an edit copies one before changing it)
+        and, with ``record``, ``pending.json`` is rewritten to list every write since its
+        base (just after, without the lock). Then the chunks are written whole, without
+        the lock, so each chunk file holds the copy as it was after some write of the
+        log. Then the writes whose
+        chunks are all in the files are done, and the log keeps only the last
+        :data:`_RECENT_WRITES` of them (the base moves up).
+        """
+        with self._flush_mutex:
+            with self._lock:
+                while self._busy:
+                    self._wake.wait()
+                now = time.monotonic()
+                keys = sorted(
+                    key
+                    for key, (_, first, last) in self._dirty.items()
+                    if force or now - last >= QUIET_S or now - first >= MAX_AGE_S
+                )
+                if not keys:
+                    return False
+                snap = [(key, self._cache.get(key, touch=False)) for key in keys]
+                self._inflight = {key: self._dirty.pop(key) for key in keys}
+                self._frozen = set(keys)
+                pending = self._pending_data() if record and self._pending_ours else None
+            if pending is not None:
+                # Before any chunk of the snapshot is written; without the lock (an fsync:
+                # the edits go on meanwhile, their chunks are not in this snapshot).
+                try:
+                    self._write_pending(pending)
+                except BaseException:
+                    with self._lock:
+                        self._unflight()
+                    raise
+            try:
+                jobs = []
+                for (k, coords), data in snap:
+                    assert data is not None  # pinned chunks are never evicted
+                    target = self._writers[k] if data.any() else self._arrays[k]
+                    jobs.append((target, self._chunk_region(k, coords), data))
+                for b in range(0, len(jobs), _BATCH_CHUNKS):
+                    _gather_write(jobs[b : b + _BATCH_CHUNKS])
+            except BaseException:
+                with self._lock:
+                    self._unflight()
+                raise
+            with self._lock:
+                self._inflight, self._frozen = {}, set()
+                self._generation += 1
+                # A write is done when no chunk it dirtied is still waiting (nor is it
+                # the write in progress).
+                done = len(self._log) - (1 if self._in_set else 0)
+                for since, _, _ in self._dirty.values():
+                    done = min(done, since - self._log_start)
+                self._log_done = max(self._log_done, done)
+                drop = min(self._log_done, len(self._log) - _RECENT_WRITES)
+                if drop > 0:
+                    self._log_base = self._log[drop - 1][2]
+                    del self._log[:drop]
+                    self._log_done -= drop
+                    self._log_start += drop
+                n_done = self._log_start + self._log_done
+                emit = n_done > self._n_written
+                self._n_written = max(self._n_written, n_done)
+                self._wake.notify_all()
+            self.write_error = None
+            if emit:
+                self.written.emit(n_done)
+            return True
+
+    def _unflight(self) -> None:
+        """A snapshot failed: its chunks are dirty again (keeping the earliest write that
+        dirtied each). Call with the lock held."""
+        for key, (since, first, last) in self._inflight.items():
+            d = self._dirty.get(key)
+            if d is None:
+                self._dirty[key] = [since, first, last]
+            else:
+                d[0], d[1] = min(d[0], since), min(d[1], first)
+        self._inflight, self._frozen = {}, set()
+
+    def _flush_all(self, record: bool = True) -> None:
+        while self._flush_once(record):
+            pass
+
+    def flush(self) -> None:
+        """Put every chunk changed in memory into zarr now (what a reader of the files in
+        another process, an export or a close needs). Raises the write's error."""
+        self._flush_all()
+
+    @property
+    def n_unwritten(self) -> int:
+        """Chunks (all levels) changed in memory and not yet in zarr."""
+        with self._lock:
+            return len(set(self._dirty) | set(self._inflight))
+
+    @staticmethod
+    def flush_open(root: str | os.PathLike[str] | None = None) -> None:
+        """Flush every open store of this process (or those of working copy ``root``)."""
+        want = None if root is None else Path(root).resolve()
+        for store in list(_OPEN):
+            if want is None or store.root.resolve() == want:
+                store.flush()
+
+    def settle(self) -> None:
+        """Write every pending chunk and drop ``pending.json``: the files are complete,
+        the next open has nothing to recover. The store stays usable (its next write
+        starts a new ``pending.json``). On a write error the file stays (the next open
+        recovers) and the error is raised."""
+        self._flush_all()
+        with self._lock:
+            if self._pending_ours and not (self._dirty or self._inflight):
+                self.pending_path.unlink(missing_ok=True)
+                if self._fsync:
+                    _fsync_dir(self.pending_path.parent)
+                self._pending_ours = False
+
+    def close(self) -> None:
+        """:meth:`settle`, then stop the writer thread and refuse edits (idempotent)."""
+        if self._closed:
+            return
+        self.settle()
+        with self._lock:
+            self._closed = True
+            self._wake.notify_all()
+            atom_io, self._atom_io = self._atom_io, None
+        if atom_io is not None:
+            atom_io.shutdown(wait=True)
+        _OPEN.discard(self)
 
     def _chunk_region(
         self, k: int, coords: tuple[int, ...], stop: tuple[int, ...] | None = None
@@ -665,6 +1161,100 @@ class LabelEditStore:
 
     def __repr__(self) -> str:
         return f"LabelEditStore({str(self.root)!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+class _CachedSource(ZarrVolumeSource):
+    """The working copy as a volume source (what label layers draw once edited): reads
+    take the chunks not yet written to zarr from the store's memory."""
+
+    def __init__(self, group: zarr.Group, url: str, store: LabelEditStore) -> None:
+        super().__init__(group, url)
+        self._edits = weakref.ref(store)
+
+    def read(self, level: int, region: Region | None = None) -> npt.NDArray[np.generic]:
+        store = self._edits()
+        if store is None:
+            return super().read(level, region)
+        reg = self._regions(level, region)[0]
+        return store._read_through(
+            level, reg, lambda: super(_CachedSource, self).read(level, region)
+        )
+
+    def read_many(
+        self, requests: Sequence[tuple[int, Region | None]]
+    ) -> list[npt.NDArray[np.generic] | ChunkError]:
+        store = self._edits()
+        if store is None:
+            return super().read_many(requests)
+        regs = [(lv, self._regions(lv, r)[0]) for lv, r in requests]
+        return store.overlay_many(regs, lambda: super(_CachedSource, self).read_many(requests))
+
+
+#: Every store of this process with a writer (flushed at exit; ``flush_open``).
+_OPEN: weakref.WeakSet[LabelEditStore] = weakref.WeakSet()
+#: Seconds between the writer's looks at the dirty chunks.
+FLUSH_DELAY_S = 0.01
+#: The writer writes a chunk once no edit changed it for this long (a stroke's stamps
+#: coalesce into one write per chunk), or once it has been dirty for MAX_AGE_S.
+QUIET_S = 0.05
+MAX_AGE_S = 0.5
+#: Chunk bytes an edit may leave pinned in memory before it waits for the writer.
+DIRTY_BYTES = 256 * 2**20
+#: Writes ``pending.json`` keeps listed beyond those not yet in the files (the last one
+#: may not be journaled yet: recovery must be able to revert it).
+_RECENT_WRITES = 8
+_CHAIN_SEED = bytes(16)
+
+
+def _chain_hash(prev: bytes, atom_id: str, forward: bool) -> bytes:
+    """The chain hash after writing ``atom_id`` in direction ``forward``: names a place in
+    the sequence of writes (the same place in the journal's replay)."""
+    h = hashlib.blake2b(prev, digest_size=16)
+    h.update(atom_id.encode())
+    h.update(b"+" if forward else b"-")
+    return h.digest()
+
+
+def _writer_loop(ref: weakref.ref[LabelEditStore]) -> None:
+    """The write-behind thread: put dirty chunks into zarr soon after they appear, until
+    the store is closed or gone (a store dropped without close loses its pending chunks,
+    as a crash would: the next open recovers them from the journal)."""
+    while True:
+        store = ref()
+        if store is None:
+            return
+        wake = store._wake
+        with wake:
+            if store._closed:
+                return
+            if not store._dirty:
+                del store  # no strong reference while waiting
+                wake.wait(timeout=1.0)
+                continue
+        del store
+        time.sleep(FLUSH_DELAY_S)
+        store = ref()
+        if store is None:
+            return
+        try:
+            store._flush_once(force=False)
+        except Exception as exc:  # a full disk: the chunks stay dirty; try again later
+            if store.write_error is None:
+                log.error("label image %s: writing chunks failed: %s", store.name, exc)
+            store.write_error = exc
+            del store
+            time.sleep(1.0)
+            continue
+        del store
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for store in list(_OPEN):
+        try:
+            store.close()
+        except Exception as exc:  # pending.json stays: the next open recovers
+            log.warning("label image %s: chunks not written at exit (%s)", store.name, exc)
 
 
 def _gather_read(
@@ -690,39 +1280,38 @@ def _gather_write(jobs: list[tuple[zarr.Array[Any], tuple[slice, ...], npt.NDArr
 
 
 class _ChunkCache:
-    """Decoded chunks by (level, chunk coords); the least recently used go first beyond
-    ``budget`` bytes (an ``OrderedDict`` LRU: ``functools.lru_cache`` cannot be updated
-    in place by writes or bounded by bytes)."""
+    """Decoded chunks by (level, chunk coords); beyond ``budget`` bytes the least recently
+    used go first, except the ``pinned`` ones (dirty or being written: they are the only
+    copy of an edit until the writer put them into zarr). An ``OrderedDict`` LRU:
+    ``functools.lru_cache`` cannot be updated in place by writes or bounded by bytes."""
 
-    def __init__(self, budget: int) -> None:
+    def __init__(self, budget: int, pinned: Callable[[_ChunkKey], bool]) -> None:
         self.budget = int(budget)
         self.nbytes = 0
+        self._pinned = pinned
         self._data: OrderedDict[_ChunkKey, npt.NDArray[Any]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._data)
 
-    def get(self, key: _ChunkKey) -> npt.NDArray[Any] | None:
+    def get(self, key: _ChunkKey, touch: bool = True) -> npt.NDArray[Any] | None:
         data = self._data.get(key)
-        if data is not None:
+        if data is not None and touch:
             self._data.move_to_end(key)
         return data
 
     def put(self, key: _ChunkKey, data: npt.NDArray[Any]) -> None:
-        self.drop([key])
-        if data.nbytes > self.budget:
-            return
+        old = self._data.pop(key, None)
+        if old is not None:
+            self.nbytes -= old.nbytes
         self._data[key] = data
         self.nbytes += data.nbytes
-        while self.nbytes > self.budget:
-            _, old = self._data.popitem(last=False)
-            self.nbytes -= old.nbytes
-
-    def drop(self, keys: list[_ChunkKey]) -> None:
-        for key in keys:
-            old = self._data.pop(key, None)
-            if old is not None:
-                self.nbytes -= old.nbytes
+        if self.nbytes > self.budget:
+            for k in list(self._data):
+                if self.nbytes <= self.budget:
+                    break
+                if not self._pinned(k):
+                    self.nbytes -= self._data.pop(k).nbytes
 
 
 def _unpack(data: npt.NDArray[np.uint8], dtype: np.dtype[Any]) -> npt.NDArray[Any]:

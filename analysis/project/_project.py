@@ -56,6 +56,23 @@ class Workspace:
             "annotations": self.annotations.fingerprint(),
         }
 
+    def flush_labels(self) -> None:
+        """Put label chunks that edits changed in memory into the working copies' files
+        (write-behind, ``docs/design/0003-label-edits.md``): what a reader of those files
+        in another process (a collaboration client) or an export needs."""
+        for store in self.labels.values():
+            flush = getattr(store, "flush", None)
+            if flush is not None:
+                flush()
+
+    def settle_labels(self) -> None:
+        """Flush the working copies and mark their files complete (nothing for the next
+        open to recover); they stay usable (see :meth:`flush_labels`)."""
+        for store in self.labels.values():
+            settle = getattr(store, "settle", None)
+            if settle is not None:
+                settle()
+
     def __repr__(self) -> str:
         return f"Workspace(tracks={self.tracks!r}, annotations={self.annotations!r})"
 
@@ -266,7 +283,7 @@ class Project:
                     store.discard_unjournaled(text, damaged.name.rsplit(".", 1)[-1])
             if not read_only:
                 for store in stores.values():
-                    store.recover()
+                    store.recover()  # chunk writes a crash left pending (write-behind)
         except BaseException:
             history.close()
             raise
@@ -343,6 +360,7 @@ class Project:
     ) -> Path:
         """Write the edited label image ``name`` (every level) as an OME-Zarr at ``out``."""
         img = self.edit_labels(name)
+        self.workspace.flush_labels()  # chunks still in memory go to the files first
         inputs = [str(self.path)] + ([self.info.image] if self.info.image else [])
         return pio.export_label_copy(
             pio.label_copy_path(self.path, name),
@@ -373,10 +391,14 @@ class Project:
             raise FormatError(f"project {self.path} is closed")
 
     def close(self) -> None:
-        """Close the journal (every confirmed edit is already on disk)."""
+        """Write the label chunks still in memory, then close the journal (every
+        confirmed edit is already durable: journal and undo data)."""
         if not self._closed:
-            self.history.close()
-            self._closed = True
+            try:
+                self.workspace.settle_labels()  # before the lock goes with the journal
+            finally:
+                self.history.close()
+                self._closed = True
 
     def __enter__(self) -> Project:
         return self

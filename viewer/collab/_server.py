@@ -412,6 +412,9 @@ class Session:
 
     def close(self) -> None:
         self._io.shutdown(wait=True)
+        settle = getattr(self.log.target, "settle_labels", None)
+        if settle is not None:
+            settle()  # label chunks still in memory go to the files (before the lock goes)
         self.journal.close()
         if self.mirror is not None:
             self.mirror.close()
@@ -453,7 +456,7 @@ class Session:
                     # some): off the loop, so presence and the other sessions keep flowing
                     # (the session lock keeps the op order).
                     await asyncio.get_running_loop().run_in_executor(
-                        self._io, self.log.apply, entry
+                        self._io, _apply_and_write, self.log, entry
                     )
                 else:
                     self.log.apply(entry)
@@ -691,6 +694,21 @@ def _entry_from_row(row: tuple[int, str, str, str, str, dict[str, Any]]) -> Entr
 
         return Entry(seq, op_id, client_id, author, kind, command_of(CommandBody(**body["cmd"])))
     return Entry(seq, op_id, client_id, author, kind, target=str(body["target"]))
+
+
+def _apply_and_write(log_: OrderedLog, entry: Entry) -> None:
+    """Apply ``entry`` and put the label chunks it changed into the copies' files before
+    it is acknowledged: participants read the copy from the files (the project's stores
+    write behind, docs/design/0003-label-edits.md). A failed write takes the op back."""
+    log_.apply(entry)
+    flush = getattr(log_.target, "flush_labels", None)
+    if flush is None:
+        return
+    try:
+        flush()
+    except OSError:
+        _rollback_last(log_)
+        raise
 
 
 def _rollback_last(log_: OrderedLog) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from analysis.io import write_labels, write_ngff
+from analysis.io import LabelEditStore, write_labels, write_ngff
 from analysis.project import Project
 
 SCALE = (0.01, 0.01, 0.01)
@@ -44,7 +44,9 @@ def make_project(tmp: Path, labels: np.ndarray, version: str = "0.5", chunks: in
 
 
 def levels_of(copy: Path) -> list[np.ndarray]:
-    """Every level of a label multiscale, read with zarr-python (not vrscope's reader)."""
+    """Every level of a label multiscale, read with zarr-python (not vrscope's reader),
+    once this process's write-behind writers have put the chunks they hold there."""
+    LabelEditStore.flush_open(copy)
     group = zarr.open_group(str(copy), mode="r")
     attrs = dict(group.attrs)
     ms = (attrs.get("ome", attrs))["multiscales"][0]

@@ -219,7 +219,8 @@ def test_a_written_but_unjournaled_edit_is_rolled_back(tmp_path: Path) -> None:
 
 
 def test_a_journaled_undo_is_completed_on_reopen(tmp_path: Path) -> None:
-    """The undo was journaled but its voxels only half written: reopening finishes it."""
+    """The undo was journaled, but when the process died the files held its voxels only
+    half written: reopening finishes it."""
     pr = make_project(tmp_path, blobs())
     img = pr.edit_labels("cells")
     start = _state(pr)
@@ -227,11 +228,11 @@ def test_a_journaled_undo_is_completed_on_reopen(tmp_path: Path) -> None:
     pr.history.apply(cmd)
     atom = img.load(cmd.atom_id)  # type: ignore[attr-defined]
     pr.history.undo()
-    # simulate a torn write: put the deleted values back into the first chunk only
+    # a torn write: the deleted values back in the first chunk only, put into the files
     half = type(atom)(atom.pieces[:1])
     img._write(half, True)  # type: ignore[attr-defined]
-    assert not np.array_equal(_state(pr)[0], start[0])
-    pr.close()
+    assert not np.array_equal(_state(pr)[0], start[0])  # (flushed to the files)
+    pr.history.close()  # the process dies: nothing more is written, the lock goes
     with Project.open(tmp_path / "p", fsync=False) as pr2:
         for a, b in zip(_state(pr2), start, strict=True):
             np.testing.assert_array_equal(a, b)
@@ -247,6 +248,7 @@ def test_only_touched_chunks_are_written(tmp_path: Path) -> None:
 
     time.sleep(0.01)
     pr.history.apply(PaintBall("cells", (8, 8, 8), 0.03, 2))  # inside chunk (0, 0, 0)
+    pr.workspace.flush_labels()  # the write-behind writer's chunk writes
     changed = sorted(
         str(p.relative_to(copy)) for p, t in files.items() if p.stat().st_mtime_ns != t
     )

@@ -265,6 +265,41 @@ def test_the_headset_labels_tool_merges_through_the_session(label_project: Path)
         srv.close()
 
 
+def test_the_files_hold_an_op_when_participants_are_told(
+    label_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's copy writes behind (docs/design/0003): participants read the files,
+    so the server puts an op's chunks there before it broadcasts the op. With the
+    background writer stalled, only that can have written them."""
+    import zarr
+
+    import analysis.io._label_edits as le
+
+    monkeypatch.setattr(le, "FLUSH_DELAY_S", 600.0)
+    lab = blobs()
+    copy = label_project / "labels" / "cells.zarr"
+    seen: list[np.ndarray] = []
+
+    def read_files(change: LabelChange) -> None:  # zarr-python, nothing flushed here
+        seen.append(np.asarray(zarr.open_group(str(copy), mode="r")["s0"][...]))
+
+    async def main() -> None:
+        async with project_served(label_project) as (server, session):
+            b = await AsyncCollabClient(server.join_url("review"), name="B").start()
+            b.core.label_images["cells"].changed.connect(read_files)
+            a = await AsyncCollabClient(server.join_url("review"), name="A").start()
+            a.submit(PaintBall("cells", (20, 25, 30), 0.05, 9))
+            await a.wait_synced()
+            await b.wait_for(lambda: len(seen) == 1)
+            await a.close()
+            await b.close()
+
+    run(main())
+    zz, yy, xx = np.indices(lab.shape)
+    ball = ((zz - 20) ** 2 + (yy - 25) ** 2 + (xx - 30) ** 2) * 0.01**2 <= 0.05**2 * (1 + 1e-9)
+    np.testing.assert_array_equal(seen[0], np.where(ball, 9, lab))
+
+
 def test_a_brush_stroke_is_one_op_and_one_undo(label_project: Path) -> None:
     """A stroke (stamps in ``CollabHistory.group``) waits for the server as one op; the
     copy holds both discs (voxel centres within the radius, computed here); one undo of
