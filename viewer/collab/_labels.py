@@ -185,7 +185,9 @@ class SharedLabels:
             from analysis.io import LabelEditStore
 
             try:
-                self._store = LabelEditStore(self.root, name, fsync=False)
+                # No chunk cache: the server writes the files, so a chunk decoded here
+                # earlier may be stale (every read goes to the files).
+                self._store = LabelEditStore(self.root, name, fsync=False, cache_bytes=0)
             except (OSError, VrscopeError) as exc:
                 self.why = (
                     f"the session's label image {name!r} is kept at {self.root}, which does "

@@ -300,6 +300,35 @@ def test_the_files_hold_an_op_when_participants_are_told(
     np.testing.assert_array_equal(seen[0], np.where(ball, 9, lab))
 
 
+def test_a_participant_reads_what_the_server_wrote_after_reading_it_before(
+    label_project: Path,
+) -> None:
+    """A participant's copy reads the server's files (previews, picks, counts): a region
+    it read before another participant's stamp reads the stamp afterwards (its copy
+    kept decoded chunks of the files and served the old ones)."""
+    lab = blobs()
+    region = (slice(10, 30), slice(15, 35), slice(20, 40))
+
+    async def main() -> None:
+        async with project_served(label_project) as (server, session):
+            b = await AsyncCollabClient(server.join_url("review"), name="B").start()
+            img = b.core.label_images["cells"]
+            np.testing.assert_array_equal(img.read(region), lab[region])
+            a = await AsyncCollabClient(server.join_url("review"), name="A").start()
+            a.submit(PaintBall("cells", (20, 25, 30), 0.05, 9))
+            await a.wait_synced()
+            await b.wait_for(lambda: b.core.last_seq == a.core.last_seq)
+            got = img.read(region)
+            await a.close()
+            await b.close()
+        zz, yy, xx = np.indices(lab.shape)
+        d2 = ((zz - 20) ** 2 + (yy - 25) ** 2 + (xx - 30) ** 2) * 0.01**2
+        ball = d2 <= 0.05**2 * (1 + 1e-9)
+        np.testing.assert_array_equal(got, np.where(ball, 9, lab)[region])
+
+    run(main())
+
+
 def test_a_brush_stroke_is_one_op_and_one_undo(label_project: Path) -> None:
     """A stroke (stamps in ``CollabHistory.group``) waits for the server as one op; the
     copy holds both discs (voxel centres within the radius, computed here); one undo of
