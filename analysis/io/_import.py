@@ -622,7 +622,7 @@ def _copy_hdf5_from_gzip(src: Any, dst: Any, gz_path: Path, tmpdir: Path) -> Non
     first = src.read(block)
     offsets = [0] + [512 << k for k in range(14)]
     if not any(first[o : o + 8] == _HDF5_SIGNATURE for o in offsets):
-        raise FormatError(f"{gz_path} does not hold an HDF5 file (no HDF5 signature)")
+        raise FormatError(f"{gz_path} is not an HDF5 file (no HDF5 signature where it starts)")
     budget = shutil.disk_usage(tmpdir).free - (256 << 20)
     written = 0
     data = first
