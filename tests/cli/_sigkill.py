@@ -20,6 +20,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,10 +132,11 @@ def kill_rounds(folder: Path, n: int, seed: int, per_round: tuple[int, int] = (1
     result = Result()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for _ in range(n):
+        err_file = tempfile.TemporaryFile("w+")
         proc = subprocess.Popen(
             [sys.executable, "-c", _WRITER, str(folder), str(acks.next_index)],
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=err_file,
             text=True,
             env=env,
         )
@@ -150,8 +152,14 @@ def kill_rounds(folder: Path, n: int, seed: int, per_round: tuple[int, int] = (1
             got += 1
         time.sleep(rng.uniform(0.0, 0.02))
         proc.send_signal(signal.SIGKILL)
-        # what it printed between the last read and the kill was acknowledged too
-        rest, err = proc.communicate(timeout=30)
+        # What it printed between the last read and the kill was acknowledged too. Read
+        # through the same buffered file: readline() may already hold more lines than it
+        # returned (communicate() would read the pipe behind that buffer and miss them).
+        rest = proc.stdout.read()
+        proc.wait(30)
+        err_file.seek(0)
+        err = err_file.read()
+        err_file.close()
         for line in rest.splitlines():
             acks.take(line)
             got += 1
