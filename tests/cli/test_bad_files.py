@@ -881,6 +881,18 @@ def test_a_symlink_loop_or_a_file_is_one_line(tmp_path: Path, kind: str, command
     assert why is None, why
 
 
+@pytest.mark.parametrize("command", ["render", "convert"])
+def test_no_progress_bars_outside_a_terminal(
+    base: dict[str, Path], tmp_path: Path, command: str
+) -> None:
+    """Bars are for a terminal: in a log or a pipe, stderr keeps to errors (one line)."""
+    shutil.copytree(base["v3"], tmp_path / "s.zarr")
+    argv = _store_commands("s.zarr")[command]
+    outcome = run_cli(argv, tmp_path)
+    assert outcome.code == 0, outcome.err
+    assert outcome.err == []
+
+
 def test_the_generator_makes_at_least_150_cases() -> None:
     n = (
         len(STORE_CASES)
