@@ -92,16 +92,34 @@ def _unit_to_um(unit: str) -> float | None:
         return None
 
 
+_quiet_lock = threading.Lock()
+_quiet_depth: dict[str, tuple[int, int]] = {}  # logger name -> (blocks inside, saved level)
+
+
 @contextlib.contextmanager
 def _quiet_logger(name: str) -> Iterator[None]:
-    """Silence a library's logger for the block (its findings become our one-line error)."""
+    """Silence a library's logger for the block (its findings become our one-line error).
+
+    Counted under a lock: reader threads enter and leave in any order, and the level
+    comes back when the last one leaves.
+    """
     logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    with _quiet_lock:
+        depth, saved = _quiet_depth.get(name, (0, logger.level))
+        if depth == 0:
+            saved = logger.level
+            logger.setLevel(logging.CRITICAL)
+        _quiet_depth[name] = (depth + 1, saved)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        with _quiet_lock:
+            depth, saved = _quiet_depth[name]
+            if depth == 1:
+                del _quiet_depth[name]
+                logger.setLevel(saved)
+            else:
+                _quiet_depth[name] = (depth - 1, saved)
 
 
 def _natural_key(path: Path) -> list[Any]:
