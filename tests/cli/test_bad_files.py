@@ -893,7 +893,7 @@ def test_no_progress_bars_outside_a_terminal(
     assert outcome.err == []
 
 
-def test_the_generator_makes_at_least_150_cases() -> None:
+def test_the_generator_makes_at_least_300_cases() -> None:
     n = (
         len(STORE_CASES)
         + 2 * len(CONVERT_INPUTS)
@@ -904,4 +904,4 @@ def test_the_generator_makes_at_least_150_cases() -> None:
         + 2 * len(MODELS)
         + 8 * len(PROJECT_INPUTS)
     )
-    assert n >= 150, n
+    assert n >= 300, n  # the issue asks for 300 generated bad inputs in the suite
