@@ -8,6 +8,7 @@ keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import pkgutil
@@ -92,6 +93,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = exc.filename if getattr(exc, "filename", None) else ""
         reason = exc.strerror or type(exc).__name__
         print(f"{prog}: error: {reason}: {name}".rstrip(": "), file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENAMETOOLONG):
+            raise
+        print(f"{prog}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        # pathlib's resolve() (Python < 3.13) reports a symlink loop as a RuntimeError
+        if not str(exc).startswith("Symlink loop from"):
+            raise
+        print(f"{prog}: error: {exc} (a symbolic link that points to itself)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

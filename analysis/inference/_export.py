@@ -227,13 +227,17 @@ def torchscript_predictor(data: bytes, name: str, device: str = "auto") -> Torch
             module = torch.jit.load(  # type: ignore[no-untyped-call]
                 io.BytesIO(data), map_location="cpu", _extra_files=extra
             )
-    except RuntimeError as exc:
+    except (RuntimeError, UnicodeDecodeError) as exc:  # Unicode: an extra file not UTF-8
         raise FormatError(f"{name}: not a loadable TorchScript file") from exc
     if not extra[_TS_EXTRA]:
         raise FormatError(
             f"{name}: TorchScript without a vrscope description; describe it with bioimageio.yaml"
         )
-    spec = ModelSpec.from_dict(json.loads(extra[_TS_EXTRA]))
+    try:
+        described = json.loads(extra[_TS_EXTRA])
+    except ValueError as exc:
+        raise FormatError(f"{name}: its vrscope description is not JSON") from exc
+    spec = ModelSpec.from_dict(described)
     return TorchPredictor(module, spec, device=device)
 
 

@@ -91,12 +91,21 @@ def read_ctc_masks(folder: str | os.PathLike[str]) -> npt.NDArray[np.integer[Any
     """The mask TIFFs of a CTC folder stacked to (T, [Z,] Y, X), frame = file number."""
     import tifffile
 
+    def imread(f: Path) -> npt.NDArray[Any]:
+        try:
+            img: npt.NDArray[Any] = np.asarray(tifffile.imread(f))
+        except (tifffile.TiffFileError, ValueError, OSError) as exc:
+            raise FormatError(f"{f}: not a readable mask TIFF ({exc})") from exc
+        if img.dtype.kind not in "iu":
+            raise FormatError(f"{f}: masks must hold integers, not {img.dtype}")
+        return img
+
     files = _mask_files(Path(folder))
-    first = tifffile.imread(files[0][1])
+    first = imread(files[0][1])
     n_frames = files[-1][0] + 1
     out = np.zeros((n_frames, *first.shape), dtype=first.dtype)
     for t, f in files:
-        img = tifffile.imread(f)
+        img = imread(f)
         if img.shape != first.shape:
             raise FormatError(f"{f} has shape {img.shape}, the first mask has {first.shape}")
         out[t] = img

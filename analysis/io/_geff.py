@@ -182,7 +182,8 @@ def read_geff(path: str | os.PathLike[str]) -> TrackGraph:
         source = _legacy_memory_store(p, meta)
     try:
         mem = read_to_memory(source)
-    except (ValueError, ValidationError, KeyError) as exc:
+    except (ValueError, ValidationError, KeyError, RuntimeError) as exc:
+        # RuntimeError: a chunk that its codec cannot decode (numcodecs' zstd, blosc)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FormatError(f"invalid GEFF {p}: {first}") from exc
     metadata = mem["metadata"]

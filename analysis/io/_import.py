@@ -25,6 +25,7 @@ format, write a ``_SingleLevelSource`` subclass and add a branch there.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import os
@@ -32,11 +33,13 @@ import re
 import shutil
 import tempfile
 import threading
+import tokenize
+import warnings
 import weakref
 import xml.etree.ElementTree as ET
 import zlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -89,6 +92,36 @@ def _unit_to_um(unit: str) -> float | None:
         return None
 
 
+_quiet_lock = threading.Lock()
+_quiet_depth: dict[str, tuple[int, int]] = {}  # logger name -> (blocks inside, saved level)
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """Silence a library's logger for the block (its findings become our one-line error).
+
+    Counted under a lock: reader threads enter and leave in any order, and the level
+    comes back when the last one leaves.
+    """
+    logger = logging.getLogger(name)
+    with _quiet_lock:
+        depth, saved = _quiet_depth.get(name, (0, logger.level))
+        if depth == 0:
+            saved = logger.level
+            logger.setLevel(logging.CRITICAL)
+        _quiet_depth[name] = (depth + 1, saved)
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            depth, saved = _quiet_depth[name]
+            if depth == 1:
+                del _quiet_depth[name]
+                logger.setLevel(saved)
+            else:
+                _quiet_depth[name] = (depth - 1, saved)
+
+
 def _natural_key(path: Path) -> list[Any]:
     # "iso.2600.png" < "iso.10000.png" and "z9" < "z10": compare digit runs as numbers.
     parts = re.split(r"(\d+)", path.name)
@@ -110,6 +143,8 @@ class _SingleLevelSource(SourceMetadata):
         chunks: tuple[int, int, int],
         voxel_size_um: tuple[float, float, float] | None = None,
     ) -> None:
+        if any(int(n) < 1 for n in shape):
+            raise FormatError(f"{name} is empty (shape {tuple(int(n) for n in shape)})")
         self._name = name
         self._dtype = np.dtype(dtype)
         self.voxel_size_um = voxel_size_um
@@ -211,7 +246,10 @@ class TiffStackSource(_SingleLevelSource):
         if not self.path.is_file():
             raise FormatError(f"input not found: {self.path}")
         try:
-            tif = tifffile.TiffFile(self.path)
+            # tifffile logs what it finds wrong with a damaged file; the error says it
+            with _quiet_logger("tifffile"):
+                tif = tifffile.TiffFile(self.path)
+                tif.series  # noqa: B018 - parsed here, where its warnings are quiet
         except (tifffile.TiffFileError, ValueError) as exc:
             raise FormatError(f"not a readable TIFF file: {self.path} ({exc})") from exc
         self._tif = tif
@@ -271,7 +309,13 @@ class TiffStackSource(_SingleLevelSource):
                 index.append(xs)
             else:
                 index.append(0)
-        out = np.asarray(self._arr[tuple(index)])
+        import tifffile
+
+        try:
+            with _quiet_logger("tifffile"):
+                out = np.asarray(self._arr[tuple(index)])
+        except (tifffile.TiffFileError, ValueError, OSError) as exc:  # a truncated strip
+            raise ChunkError(f"cannot read {self.path} (damaged TIFF: {exc})") from exc
         if self._stack_axis is None:
             out = out[np.newaxis][zs]  # a single page: z is (0, 1)
         return out
@@ -302,8 +346,13 @@ def _slice_header(path: Path) -> tuple[tuple[int, ...], str]:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            return (im.size[1], im.size[0]), im.mode
+        with warnings.catch_warnings():
+            # Pillow warns between 1x and 2x its pixel limit and raises above: refuse both
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return (im.size[1], im.size[0]), im.mode
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise FormatError(f"image slice {path} is too large to decode ({exc})") from exc
     except (UnidentifiedImageError, OSError) as exc:
         raise FormatError(f"not a readable image slice: {path} ({exc})") from exc
 
@@ -476,7 +525,8 @@ class NpySource(_SingleLevelSource):
             raise FormatError(f"input not found: {self.path}")
         try:
             arr = np.load(self.path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
+        except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as exc:
+            # a damaged header is parsed as Python literals: SyntaxError, TokenError
             raise FormatError(f"not a readable .npy file: {self.path} ({exc})") from exc
         if not isinstance(arr, np.ndarray):
             raise FormatError(f"not a single-array .npy file: {self.path}")
@@ -558,7 +608,7 @@ class _Gunzipped:
         log.info("decompressing %s to %s", gz_path, target)
         try:
             with gzip.open(gz_path, "rb") as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst, 2**22)
+                _copy_hdf5_from_gzip(src, dst, gz_path, tmpdir)
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
             shutil.rmtree(tmpdir, ignore_errors=True)
             raise FormatError(f"corrupt gzip file {gz_path}: {exc}") from exc
@@ -574,6 +624,35 @@ class _Gunzipped:
                 return
             self._open.pop(self.key, None)
         self._finalizer()
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _copy_hdf5_from_gzip(src: Any, dst: Any, gz_path: Path, tmpdir: Path) -> None:
+    """Inflate ``src`` into ``dst``, refusing what is not HDF5 before inflating the rest.
+
+    A small gzip can inflate to gigabytes (a 2 MB file of zeros to 2 GiB): the HDF5
+    signature (at 0, 512, 1024, ... bytes, after an optional user block) must be in the
+    first block, and the inflated size must leave 256 MiB free where it is written.
+    """
+    block = 1 << 22
+    first = src.read(block)
+    offsets = [0] + [512 << k for k in range(14)]
+    if not any(first[o : o + 8] == _HDF5_SIGNATURE for o in offsets):
+        raise FormatError(f"{gz_path} is not an HDF5 file (no HDF5 signature where it starts)")
+    budget = shutil.disk_usage(tmpdir).free - (256 << 20)
+    written = 0
+    data = first
+    while data:
+        written += len(data)
+        if written > budget:
+            raise FormatError(
+                f"{gz_path} inflates to more than the {budget >> 20} MiB free in {tmpdir.parent}"
+                " (set VRSCOPE_CACHE_DIR to a larger disk)"
+            )
+        dst.write(data)
+        data = src.read(block)
 
 
 def _dataset_names(h5file: Any) -> list[str]:
@@ -734,13 +813,16 @@ def read_lookup_table(spec: str | os.PathLike[str]) -> npt.NDArray[np.int64]:
     elif path.suffix.lower() == ".npy":
         try:
             table = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
+        except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as exc:
             raise FormatError(f"not a readable .npy file: {path} ({exc})") from exc
     else:
         text = path.read_text(errors="replace")
         delimiter = "," if "," in text else None
         try:
-            table = np.loadtxt(path, delimiter=delimiter, comments="#", ndmin=2)
+            with warnings.catch_warnings():
+                # "input contained no data": the shape check below says it in one line
+                warnings.simplefilter("ignore", UserWarning)
+                table = np.loadtxt(path, delimiter=delimiter, comments="#", ndmin=2)
         except ValueError as exc:
             raise FormatError(f"not a two-column table of ids: {path} ({exc})") from exc
     if table.ndim != 2 or table.shape[1] != 2:
@@ -750,6 +832,8 @@ def read_lookup_table(spec: str | os.PathLike[str]) -> npt.NDArray[np.int64]:
             raise FormatError(f"lookup table {spec} holds non-integer values")
     elif table.dtype.kind not in "iu":
         raise FormatError(f"lookup table {spec} holds {table.dtype} values; need integers")
+    if table.size and (table.min() < 0 or table.max() > np.iinfo(np.int64).max):
+        raise FormatError(f"lookup table {spec} holds ids outside 0 .. 2**63-1")
     result: npt.NDArray[np.int64] = table.astype(np.int64)
     return result
 

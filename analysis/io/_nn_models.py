@@ -26,6 +26,7 @@ import hashlib
 import io
 import os
 import tempfile
+import tokenize
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -310,7 +311,8 @@ def read_npy(path: str | os.PathLike[str], mmap: bool = True) -> npt.NDArray[Any
         raise _missing(p)
     try:
         arr: npt.NDArray[Any] = np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as exc:
+        # a damaged header is parsed as Python literals: SyntaxError, TokenError
         raise FormatError(f"{p}: not a readable .npy file") from exc
     return arr
 

@@ -276,6 +276,11 @@ class ZarrVolumeSource(SourceMetadata):
             ]
             chunks = tuple(int(c) for c in node.chunks)
             shape = tuple(int(s) for s in node.shape)
+            if any(c < 1 for c in chunks):
+                raise FormatError(
+                    f"array {path!r} in {url} has an empty chunk shape {chunks} (its metadata "
+                    "is damaged)"
+                )
             check_level(f"{where}.datasets[{i}]", path, shape, full_scale, full_trans, types)
             if shape0 is None:
                 shape0 = shape

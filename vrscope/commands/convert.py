@@ -130,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         write_labels,
         write_ngff,
     )
+    from vrscope.commands._analysis_io import progress_enabled
 
     out = Path(args.output)
     if args.labels_lookup and not args.labels_from:
@@ -167,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
                     labels, table, missing=args.labels_missing, name=args.labels_name
                 )
         chunks = tuple(args.chunks) if args.chunks is not None else None
-        progress = not args.no_progress
+        progress = not args.no_progress and progress_enabled()
         # Built beside OUTPUT, which it replaces only once complete.
         with replacing(out, overwrite=args.overwrite) as tmp:
             write_ngff(

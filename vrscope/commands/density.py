@@ -111,7 +111,13 @@ def run(args: argparse.Namespace) -> int:
             raise ParameterError(f"{what} has no objects (all zero)")
         table = measure_objects(labels, src.levels[0].scale_um, surface=False)
         table = table[["label", *_CENTROIDS, "volume_um3"]]
-    pts = table[_CENTROIDS].to_numpy(np.float64)
+    try:
+        pts = table[_CENTROIDS].to_numpy(np.float64)
+    except (ValueError, TypeError) as exc:  # a text cell in a centroid column
+        raise ParameterError(f"{what}: the centroid columns hold non-numbers ({exc})") from exc
+    if not np.isfinite(pts).all():
+        row = int(np.flatnonzero(~np.isfinite(pts).all(axis=1))[0])
+        raise ParameterError(f"{what}: centroid of row {row + 1} is not finite")
     if len(pts) < args.k + 1:
         raise ParameterError(
             f"--k {args.k} needs at least {args.k + 1} objects, {what} has {len(pts)}"

@@ -384,8 +384,9 @@ def _run(args: argparse.Namespace) -> int:
     frame: dict[str, Any] = {}
     if use_streaming(args):
         from viewer.render import render_streamed
+        from vrscope.commands._analysis_io import progress_enabled
 
-        bar, progress = brick_progress(args.no_progress)
+        bar, progress = brick_progress(args.no_progress or not progress_enabled())
         with bar:
             img, stats = render_streamed(
                 scene,
