@@ -182,3 +182,26 @@ def test_render_with_unreadable_chunks_refuses_unless_allowed(
     assert main([*margv, "--allow-missing"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert mp4.exists() and lines[-1].startswith("INCOMPLETE: 1 brick(s)")
+
+
+@pytest.mark.parametrize("command", ["render", "movie"])
+def test_a_refused_streamed_picture_is_one_line_naming_the_chunk(
+    tmp_path: Path, command: str
+) -> None:
+    """In a fresh process (as from a log or a pipe): the refusal is the only line on
+    stderr (no line per unreadable brick before it, no progress bar) and names the chunk."""
+    from tests.analysis.io._support import write_with_ome_zarr
+    from tests.cli._bounded import check_clean, run_cli
+
+    z, y, x = np.indices((32, 32, 32))
+    data = ((z + y + x) * 3 % 200 + 40).astype(np.uint8)
+    store = write_with_ome_zarr(tmp_path / "c.zarr", data, version="0.4", chunks=(16, 16, 16))
+    (store / "s0" / "1" / "0" / "1").write_bytes(b"not a chunk")
+    out = tmp_path / ("a.png" if command == "render" else "a.mp4")
+    argv = [command, str(store), "--out", str(out), "--size", "64", "48"]
+    if command == "movie":
+        argv += ["--frames", "2"]
+    got = run_cli(argv, tmp_path)
+    assert check_clean(got) is None, check_clean(got)
+    assert "s0/1/0/1" in got.err[0] and "--allow-missing" in got.err[0]
+    assert not out.exists()

@@ -118,6 +118,8 @@ class SchedulerStats:
     dropped: int
     bytes_loaded: int
     load_seconds: float
+    #: Why the first failed load failed (empty: none failed); the others are only logged.
+    first_error: str = ""
 
 
 class ChunkScheduler:
@@ -174,6 +176,7 @@ class ChunkScheduler:
         self._paused = False
         self._solo = 0  # keys to hand out alone before batching (see _next)
         self._submitted = self._started = self._completed = self._failed = self._dropped = 0
+        self._first_error = ""
         self._bytes = 0
         self._seconds = 0.0
 
@@ -285,6 +288,7 @@ class ChunkScheduler:
                 dropped=self._dropped,
                 bytes_loaded=self._bytes,
                 load_seconds=self._seconds,
+                first_error=self._first_error,
             )
 
     def close(self) -> None:
@@ -384,7 +388,9 @@ class ChunkScheduler:
         for req, g in zip(reqs, got, strict=True):
             if isinstance(g, BaseException):
                 error = f"{type(g).__name__}: {g}".splitlines()[0]
-                log.warning("brick %d failed to load: %s", req.key, error)
+                # Not a warning: callers count failures (SchedulerStats) and say so once
+                # (a command's one error line, the window's status bar).
+                log.info("brick %d failed to load: %s", req.key, error)
                 out.append(BrickResult(req, None, error, seconds, False))
             else:
                 out.append(BrickResult(req, g, None, seconds, False))
@@ -400,6 +406,8 @@ class ChunkScheduler:
             self._bytes += int(res.array.nbytes)
         else:
             self._failed += 1
+            if not self._first_error:
+                self._first_error = f"brick {key}: {res.error}"
         self._seconds += res.seconds
         stale = res.request.generation != self._generation
         # Queued before waking the waiters, so a wait_idle() caller finds it in drain().

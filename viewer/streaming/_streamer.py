@@ -160,6 +160,8 @@ class StreamStats:
     frame_ms: float
     frame_cpu_ms: float
     selecting: bool = False
+    #: Why the first brick that failed to load failed (empty: none failed).
+    first_error: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -1048,6 +1050,7 @@ class VolumeStreamer:
             frame_ms=self._frame_ms,
             frame_cpu_ms=self._frame_cpu_ms,
             selecting=self._frame_key is not None and self._frame_key != self._settled_key,
+            first_error=s.first_error,
         )
 
     def stats(self) -> StreamStats:

@@ -117,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in {".mp4", ".mkv", ".mov", ".avi"}:
         raise ParameterError(f"--out must end in .mp4, .mkv, .mov or .avi, not {out.name!r}")
     t0 = time.perf_counter()
+    from vrscope.commands._analysis_io import progress_enabled
+
+    # A bar only on a terminal: in a log or a pipe, stderr keeps to the one error line.
+    show_progress = not args.no_progress and progress_enabled()
     missing = 0
     scene = scene_from_args(args)
     if args.mode == "turntable":
@@ -153,12 +157,14 @@ def run(args: argparse.Namespace) -> int:
                     # has time to wait; the interactive viewer never does).
                     step(i)
                     ctl.settle(args.stream_timeout)
-                    failed = sum(int(st.failed) for st in ctl.stats().values())
+                    stats = ctl.stats().values()
+                    failed = sum(int(st.failed) for st in stats)
                     if failed and not args.allow_missing:
+                        first = next((st.first_error for st in stats if st.first_error), "")
                         raise FormatError(
-                            f"{failed} brick(s) could not be read (corrupt or unreadable "
-                            "chunks: see the warnings above); frames would have holes. Pass "
-                            "--allow-missing to write the movie anyway"
+                            f"{failed} brick(s) could not be read "
+                            f"({first or 'unreadable chunks'}); frames would have holes. "
+                            "Pass --allow-missing to write the movie anyway"
                         )
 
                 # The movie takes its name only when complete (a failure leaves no
@@ -171,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
                         streamed_step,
                         fps=args.fps,
                         quality=args.quality,
-                        progress=not args.no_progress,
+                        progress=show_progress,
                     )
                 print_stream_stats(ctl.stats())
                 missing = sum(int(st.failed) for st in ctl.stats().values())
@@ -179,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
             with replacing(out, overwrite=True) as tmp:
                 write_movie(
                     r, tmp, n, step, fps=args.fps, quality=args.quality,
-                    progress=not args.no_progress,
+                    progress=show_progress,
                 )  # fmt: skip
     print(
         f"wrote {out} ({n} frames, {w} x {h}, {args.fps} fps) in {time.perf_counter() - t0:.1f} s"

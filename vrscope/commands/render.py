@@ -403,10 +403,10 @@ def _run(args: argparse.Namespace) -> int:
         print_stream_stats(stats)
         missing = sum(int(getattr(st, "failed", 0)) for st in stats.values())
         if missing and not args.allow_missing:
+            first = next((e for st in stats.values() if (e := getattr(st, "first_error", ""))), "")
             raise FormatError(
-                f"{missing} brick(s) could not be read (corrupt or unreadable chunks: see the "
-                "warnings above); the picture would have holes. Pass --allow-missing to write "
-                "it anyway"
+                f"{missing} brick(s) could not be read ({first or 'unreadable chunks'}); "
+                "the picture would have holes. Pass --allow-missing to write it anyway"
             )
     else:
         from viewer.render import SceneRenderer
