@@ -275,8 +275,11 @@ def test_readout_under_the_cursor_and_a_see_through_selection(
     label = int(lab[i, j])
     zyx = (s.cursor[0], trans[1] + i * scale[1], trans[2] + j * scale[2])
     hover(qtbot, win, "xy", zyx)
+    # hover() steps off by a few pixels first; under load the readout may still show
+    # that first position for a moment: wait for the move onto the spot.
+    want = f"voxel z {k}  y {i}  x {j}"
+    qtbot.waitUntil(lambda: want in win.readout_label.text(), timeout=5000)
     text = win.readout_label.text()
-    assert f"voxel z {k}  y {i}  x {j}" in text
     assert f"intensity {em[i, j]:g}" in text
     assert f"nucleus {label}" in text
     m = re.search(r"z (\S+)  y (\S+)  x (\S+) µm", text)
@@ -285,6 +288,8 @@ def test_readout_under_the_cursor_and_a_see_through_selection(
     # Off every object: no label in the readout.
     bi, bj = np.argwhere(lab == 0)[0]
     hover(qtbot, win, "xy", (s.cursor[0], trans[1] + bi * scale[1], trans[2] + bj * scale[2]))
+    off = f"voxel z {k}  y {bi}  x {bj}"
+    qtbot.waitUntil(lambda: off in win.readout_label.text(), timeout=5000)
     assert "nucleus" not in win.readout_label.text()
 
     # Select the object by a click; its inside shows the EM through a tint, the edge is white.
