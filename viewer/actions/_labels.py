@@ -199,16 +199,15 @@ class LabelEditing:
     def _on_change(self, change: LabelChange) -> None:
         lay = self.scene.layers.get(change.name)
         if getattr(lay, "kind", None) == "labels":
-            boxes = change.boxes
-            if change.remapped is not None and lay.data is not None:
-                # An id mapping change (merge, table) wrote no voxel and names no region:
-                # the streamed 3D views re-read their resident bricks (drawn through the
-                # mapping; the old meshes stay until the new ones land).
-                boxes = tuple(
-                    (tuple(slice(0, int(n)) for n in lev.shape[-3:]),) for lev in lay.data.levels
-                )
             with self._locked():
-                lay.notify_edited(sorted(change.ids), boxes)
+                if change.remapped is not None:
+                    # An id mapping change (merge, table) wrote no voxel and names no
+                    # region: the streamed 3D views re-read the resident bricks holding
+                    # one of its ids (drawn through the mapping; the old meshes stay until
+                    # the new ones land).
+                    lay.notify_edited(sorted(change.ids), remapped=True)
+                else:
+                    lay.notify_edited(sorted(change.ids), change.boxes)
         self.changed.emit(change)
 
     def close(self) -> None:

@@ -360,10 +360,16 @@ class VtkRaycastLabels(_OnePass, VtkLayer):
         #: Regions of label edits not applied yet (per edit: per level, (z, y, x) regions).
         self._edits: list[Any] = []
         layer.labels_regions.connect(self._on_labels_regions)
+        layer.labels_remapped.connect(self._on_labels_remapped)
 
     # -- streaming --------------------------------------------------------------------
     def _on_labels_regions(self, regions: Any) -> None:
         self._edits.append(regions)
+        self.dirty = True
+
+    def _on_labels_remapped(self, ids: Any) -> None:
+        # An id mapping change: the bricks holding these ids (a frozenset marks it).
+        self._edits.append(frozenset(int(i) for i in ids))
         self.dirty = True
 
     def _apply_edits(self) -> None:
@@ -372,6 +378,9 @@ class VtkRaycastLabels(_OnePass, VtkLayer):
         edits, self._edits = self._edits, []
         keys: list[int] = []
         for regions in edits:
+            if isinstance(regions, frozenset):  # id mapping change: bricks holding the ids
+                keys += self.streamer.reload_ids(sorted(regions))
+                continue
             for level, boxes in enumerate(regions):
                 if level >= self.streamer.grid.n_levels:
                     break
@@ -470,6 +479,7 @@ class VtkRaycastLabels(_OnePass, VtkLayer):
 
     def close(self) -> None:
         self.layer.labels_regions.disconnect(self._on_labels_regions)
+        self.layer.labels_remapped.disconnect(self._on_labels_remapped)
         self._retire()
         super().close()
 

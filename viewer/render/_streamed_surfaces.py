@@ -382,6 +382,7 @@ class VtkStreamedSurfaces(VtkLabels):
         self._extent_hi = g.translation[0] + (g.shape[0] - 1) * g.scale[0]
         self.props = [self.outline_actor]
         layer.labels_regions.connect(self._on_labels_regions)
+        layer.labels_remapped.connect(self._on_labels_remapped)
 
     # -- VtkLabels surface that does not apply ---------------------------------------------
     @property
@@ -406,23 +407,33 @@ class VtkStreamedSurfaces(VtkLabels):
         self._edits.append(regions)
         self.dirty = True
 
+    def _on_labels_remapped(self, ids: Any) -> None:
+        # An id mapping change: the bricks holding these ids (a frozenset marks it).
+        self._edits.append(frozenset(int(i) for i in ids))
+        self.dirty = True
+
     def _apply_edits(self) -> None:
         """Re-read the bricks the edits touched (a voxel more: neighbours' borders) and
         mark their meshes stale; the old meshes stay drawn until the new ones land."""
         edits, self._edits = self._edits, []
+        keys: list[int] = []
         for regions in edits:
+            if isinstance(regions, frozenset):  # id mapping change: bricks holding the ids
+                keys += self.streamer.reload_ids(sorted(regions))
+                continue
             for level, boxes in enumerate(regions):
                 if level >= len(self._level_shape):
                     break
                 for box in boxes:
                     grown = tuple(slice(s.start - 1, s.stop + 1) for s in box)
-                    for k in self.streamer.reload(level, grown):
-                        if k in self._jobs:
-                            self._remesh.add(k)
-                            self._edited.add(k)
-                        if k in self._meshes:
-                            self._stale.add(k)
-                            self._edited.add(k)
+                    keys += self.streamer.reload(level, grown)
+        for k in keys:
+            if k in self._jobs:
+                self._remesh.add(k)
+                self._edited.add(k)
+            if k in self._meshes:
+                self._stale.add(k)
+                self._edited.add(k)
 
     # -- mesh threads --------------------------------------------------------------------------
     def _job(self, pb: PaddedBrick) -> None:
@@ -816,6 +827,7 @@ class VtkStreamedSurfaces(VtkLabels):
 
     def close(self) -> None:
         self.layer.labels_regions.disconnect(self._on_labels_regions)
+        self.layer.labels_remapped.disconnect(self._on_labels_remapped)
         self.close_pool()
         self._actors.clear()
         self._meshes.clear()

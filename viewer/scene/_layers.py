@@ -181,6 +181,9 @@ class Labels(Layer):
     #: Where the voxels of an edit changed: per level, the (z, y, x) regions rewritten
     #: (streamed views re-read only those; see :meth:`notify_edited`).
     labels_regions: ClassVar[Signal] = Signal(object)
+    #: Ids an id mapping change (a merge, a table) shows differently: no voxel was written
+    #: and no region is known; streamed views re-read the resident bricks holding them.
+    labels_remapped: ClassVar[Signal] = Signal(object)
 
     kind: Literal["labels"] = "labels"
     mode: Literal["surface", "volume"] = "surface"
@@ -231,12 +234,20 @@ class Labels(Layer):
         self.data_changed.emit(self)
 
     def notify_edited(
-        self, ids: Sequence[int], regions: Sequence[Sequence[tuple[slice, ...]]] | None = None
+        self,
+        ids: Sequence[int],
+        regions: Sequence[Sequence[tuple[slice, ...]]] | None = None,
+        remapped: bool = False,
     ) -> None:
         """Say that the voxels of objects ``ids`` changed (emits ``labels_update``) and, when
         known, where: ``regions[k]`` the (z, y, x) regions of level ``k`` rewritten (emits
-        ``labels_regions``; streamed views re-read only those)."""
-        self.labels_update.emit([int(i) for i in ids])
+        ``labels_regions``; streamed views re-read only those). ``remapped``: no voxel was
+        written, the data shows ``ids`` differently now (an id mapping change; emits
+        ``labels_remapped(ids)``: streamed views re-read the bricks holding them)."""
+        changed = [int(i) for i in ids]
+        self.labels_update.emit(changed)
+        if remapped:
+            self.labels_remapped.emit(changed)
         if regions is not None:
             self.labels_regions.emit(regions)
 

@@ -567,6 +567,22 @@ class VolumeStreamer:
             self.cache.put(k, self._load(k))
         return keys
 
+    def reload_ids(self, ids: Sequence[int]) -> list[int]:
+        """Read again the resident bricks that hold one of ``ids`` (label ids an id
+        mapping change shows differently: a merge or a table, which writes no voxel and
+        names no region). Returns their keys. Call it on the frame thread."""
+        want = np.unique(np.asarray(list(ids), dtype=np.int64))
+        if not self.labels or want.size == 0:
+            return []
+        keys = [
+            k
+            for k in list(self.cache)
+            if np.isin(self.brick_ids(k), want, assume_unique=True).any()
+        ]
+        for k in keys:
+            self.cache.put(k, self._load(k))
+        return keys
+
     def _load(self, key: int) -> npt.NDArray[np.generic]:
         level, reg = self.region(key)
         return self._brick(key, reg, self.source.read(level, reg))

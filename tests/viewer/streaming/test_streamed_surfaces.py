@@ -394,3 +394,55 @@ def test_an_edit_is_pending_until_its_bricks_new_meshes_are_drawn() -> None:
             ref = _reference(np.where(ball, 9, 0).astype(np.uint32))[9][0]
             d, _ = cKDTree(ref).query(np.concatenate(got))
             assert d.max() < 1e-3
+
+
+def test_an_id_mapping_change_rereads_only_the_bricks_holding_its_ids() -> None:
+    """A merge is an id mapping change: no voxel written, no region named. The streamed
+    surfaces re-read exactly the resident bricks whose voxels held one of the merged ids
+    (found with NumPy on the arrays as they were), and then draw the merged object
+    where scikit-image's marching cubes of the merged array puts it."""
+    from viewer.render import SceneRenderer
+    from viewer.render._streaming import StreamingController
+
+    lab = _labels()
+    lab[2:10, 66:76, 2:10] = 5  # a cube apart from the ellipsoid (3) and the ball
+    before = [lab.copy(), lab[::2, ::2, ::2].copy(), lab[::4, ::4, ::4].copy()]
+    lay = Labels(_source(lab), name="cells", smoothing_iterations=0)
+    scene = Scene([lay])
+    scene.reset_camera()
+    with SceneRenderer(scene, size=(160, 120)) as r:
+        with StreamingController(r, cache_bytes=64 << 20, max_error_px=1e-6) as ctl:
+            adapter = r.adapter(lay)
+            assert ctl.settle(timeout=60)["cells"].complete
+            streamer = adapter.streamer
+            resident = list(streamer.cache)
+            expect = set()
+            for k in resident:
+                level, reg = streamer.region(k)
+                if np.isin(before[level][reg[-3:]], [5, 70000]).any():
+                    expect.add(k)
+            assert 0 < len(expect) < len(resident)
+            read: list[int] = []
+            real = streamer._load
+
+            def load(key: int):  # type: ignore[no-untyped-def]
+                read.append(key)
+                return real(key)
+
+            streamer._load = load
+            lab[lab == 5] = 70000  # what the mapping shows now (coarse levels are views)
+            lay.notify_edited([5, 70000], remapped=True)
+            assert ctl.settle(timeout=60)["cells"].complete
+            r.render()
+            assert not adapter.edits_pending
+            assert set(read) == expect and len(read) == len(expect)
+            drawn = adapter.drawn_triangles()
+            assert all(5 not in ids for _, _, _, ids in drawn)
+            got = np.concatenate(
+                [verts[f[ids == 70000]].reshape(-1, 3) for _, verts, f, ids in drawn]
+            )
+            ref = _reference(lab)[70000][0]
+            d, _ = cKDTree(ref).query(got)
+            assert d.max() < 1e-3
+            # the cube's place is drawn: some of the merged object's vertices lie there
+            assert ((got[:, 2] < 12) & (got[:, 1] > 64)).any()
