@@ -36,13 +36,17 @@ z: the XY view reads and paints one new slice) and ``plain re-read`` (no edit: e
 slice view asked to read its slices again and the 3D view told that every brick changed,
 ``Labels.notify_edited`` over the whole extent: what a merge costs the views if nothing
 else). Medians over the repeats and their ratios to the plain re-read are printed, with
-the load average.
+the meshes the 3D view built meanwhile and the load average; per trial figures go to
+stderr as they come. ``--profile``: cProfile of the merge key's handler (GUI thread: the
+apply and its synchronous listeners) in the first repeat.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import sys
 import tempfile
 import time
@@ -198,17 +202,19 @@ def whole(win: Any) -> tuple[tuple[tuple[slice, ...], ...], ...]:
 def trial(
     name: str, win: Any, probe: Probe, planes: list[str], check3d: Any, act: Any
 ) -> dict[str, float]:
+    built = _surfaces(win).built
     probe.start(planes, check3d)
     act()
     returned = time.perf_counter() - probe.t0
     _wait_until(probe.done)
     probe.active = False
     out = {"returned": returned, "slices": max(probe.slice_t.values())}
+    out["meshes"] = float(_surfaces(win).built - built)
     if probe.t_applied is not None:
         out["applied"] = probe.t_applied
     if probe.t3d is not None:
         out["3d"] = probe.t3d
-    print(f"  {name}: " + ", ".join(f"{k} {v:.3f} s" for k, v in out.items()), file=sys.stderr)
+    print(f"  {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in out.items()), file=sys.stderr)
     return out
 
 
@@ -217,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=256, help="edge of the label image (voxels)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--merge", type=int, default=1000, help="ids merged")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="cProfile the merge key's handler (GUI thread) in the first repeat",
+    )
     args = ap.parse_args(argv)
     from viewer.actions import Pick
     from viewer.qt import ProofreadingSession, QtViewer
@@ -289,14 +300,17 @@ def main(argv: list[str] | None = None) -> int:
         s.select_labels(LAYER, merge_ids)
         settle(win)
         merge_name = f"merge {len(merge_ids):,} ids"
-        r = trial(
-            merge_name,
-            win,
-            probe,
-            planes,
-            merged_3d,
-            lambda: QTest.keyClick(win, Qt.Key.Key_M, Qt.KeyboardModifier.ShiftModifier),
-        )
+
+        def merge_key(profile: bool = args.profile and rep == 0) -> None:
+            prof = cProfile.Profile() if profile else None
+            if prof is not None:
+                prof.enable()
+            QTest.keyClick(win, Qt.Key.Key_M, Qt.KeyboardModifier.ShiftModifier)
+            if prof is not None:
+                prof.disable()
+                pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
+
+        r = trial(merge_name, win, probe, planes, merged_3d, merge_key)
         rows.setdefault(merge_name, []).append(r)
         for plane, got in probe.fresh.items():
             for which, res in got.items():
@@ -360,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"{'':28s} {'applied':>9s} {'returned':>9s} {'slices':>9s} {'3D':>9s}"
-        f" {'slices/ref':>10s} {'3D/ref':>8s}"
+        f" {'slices/ref':>10s} {'3D/ref':>8s} {'meshes':>7s}"
     )
     for name, rs in rows.items():
 
@@ -369,12 +383,13 @@ def main(argv: list[str] | None = None) -> int:
             return float(np.median(v)) if v else None
 
         cells = []
-        for k in ("applied", "returned", "slices", "3d"):
+        for k in ("applied", "returned", "slices", "3d"):  # seconds -> ms
             m = med(k)
             cells.append(f"{1000 * m:9.0f}" if m is not None else f"{'-':>9s}")
         sl, d3 = med("slices"), med("3d")
         cells.append(f"{sl / ref_s:10.2f}" if sl is not None else f"{'-':>10s}")
         cells.append(f"{d3 / ref:8.2f}" if d3 is not None else f"{'-':>8s}")
+        cells.append(f"{med('meshes') or 0:7.0f}")
         print(f"{name:28s} " + " ".join(cells))
     print(f"load average: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     for c in checks:
