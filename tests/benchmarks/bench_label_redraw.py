@@ -202,14 +202,16 @@ def whole(win: Any) -> tuple[tuple[tuple[slice, ...], ...], ...]:
 def trial(
     name: str, win: Any, probe: Probe, planes: list[str], check3d: Any, act: Any
 ) -> dict[str, float]:
-    built = _surfaces(win).built
+    adapter = _surfaces(win)
+    built = adapter.built
     probe.start(planes, check3d)
     act()
     returned = time.perf_counter() - probe.t0
     _wait_until(probe.done)
     probe.active = False
     out = {"returned": returned, "slices": max(probe.slice_t.values())}
-    out["meshes"] = float(_surfaces(win).built - built)
+    if _surfaces(win) is adapter:  # (else the layer's surfaces were made anew meanwhile)
+        out["meshes"] = float(adapter.built - built)
     if probe.t_applied is not None:
         out["applied"] = probe.t_applied
     if probe.t3d is not None:
@@ -389,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
         sl, d3 = med("slices"), med("3d")
         cells.append(f"{sl / ref_s:10.2f}" if sl is not None else f"{'-':>10s}")
         cells.append(f"{d3 / ref:8.2f}" if d3 is not None else f"{'-':>8s}")
-        cells.append(f"{med('meshes') or 0:7.0f}")
+        m = med("meshes")
+        cells.append(f"{m:7.0f}" if m is not None else f"{'-':>7s}")
         print(f"{name:28s} " + " ".join(cells))
     print(f"load average: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     for c in checks:
