@@ -444,6 +444,15 @@ def _entries_from_json(data: Any) -> list[MapEntry] | None:
     return out
 
 
+def _remap(kind: str, img: EditableLabels, entries: list[MapEntry], forward: bool) -> None:
+    """Set (``forward``) or take back ``entries`` on ``img``'s id mapping; a journal
+    replay (the store's ``replaying``) may find them set already."""
+    try:
+        id_state(img).remap(entries, forward, strict=not getattr(img, "replaying", False))
+    except ValueError as exc:
+        raise LabelEditError(f"{kind}: {exc}") from exc
+
+
 class _MapCommand(_LabelCommand):
     """A command that changes the id mapping (``docs/design/0005``), not voxels.
 
@@ -473,10 +482,7 @@ class _MapCommand(_LabelCommand):
             self.entries = entries
         elif getattr(img, "available", True):  # replayed or received: ids that fit
             _check_ids(img, [v for e in self.entries for v in e if v is not None], "id", True)
-        try:  # a replay (the store's ``replaying``) may find the entries set already
-            st.remap(self.entries, True, strict=not getattr(img, "replaying", False))
-        except ValueError as exc:
-            raise LabelEditError(f"{self.kind}: {exc}") from exc
+        _remap(self.kind, img, self.entries, True)
 
     def preview(self, target: Any) -> LabelAtom:
         self._entries(labels_of(target, self.labels))  # validates
@@ -489,10 +495,7 @@ class _MapCommand(_LabelCommand):
             return
         if self.entries is None:
             raise LabelEditError(f"{self.kind} was never applied")
-        try:
-            id_state(img).remap(self.entries, False, strict=not getattr(img, "replaying", False))
-        except ValueError as exc:
-            raise LabelEditError(f"{self.kind}: {exc}") from exc
+        _remap(self.kind, img, self.entries, False)
 
     def _base_json(self) -> dict[str, Any]:
         out = super()._base_json()
@@ -655,19 +658,13 @@ class CommitLabels(_LabelCommand):
         img = labels_of(target, self.labels)
         super().apply(target)  # the voxels first (the journal line names the atom) ...
         assert self.entries is not None
-        try:  # ... then the mapping they make redundant
-            id_state(img).remap(self.entries, True, strict=not getattr(img, "replaying", False))
-        except ValueError as exc:
-            raise LabelEditError(f"{self.kind}: {exc}") from exc
+        _remap(self.kind, img, self.entries, True)  # ... then the mapping they make redundant
 
     def revert(self, target: Any) -> None:
         img = labels_of(target, self.labels)
         if self.entries is None:
             raise LabelEditError(f"{self.kind} was never applied")
-        try:
-            id_state(img).remap(self.entries, False, strict=not getattr(img, "replaying", False))
-        except ValueError as exc:
-            raise LabelEditError(f"{self.kind}: {exc}") from exc
+        _remap(self.kind, img, self.entries, False)
         super().revert(target)
 
     def to_json(self) -> dict[str, Any]:

@@ -232,19 +232,29 @@ def _apply_mapping(root: Path, ids: LabelIds) -> None:
         arr = group[lv.path]
         assert isinstance(arr, zarr.Array)
         shape = tuple(int(s) for s in arr.shape)
-        c = [int(v) for v in arr.chunks]
-        while c[2] < shape[2] and math.prod(c) * 2 <= _BLOCK_VOXELS:
-            c[2] *= 2
-        while c[1] < shape[1] and math.prod(c) * 2 <= _BLOCK_VOXELS:
-            c[1] *= 2
-        for z in range(0, shape[0], c[0]):
-            for y in range(0, shape[1], c[1]):
-                for x in range(0, shape[2], c[2]):
-                    box = (slice(z, z + c[0]), slice(y, y + c[1]), slice(x, x + c[2]))
-                    data = np.asarray(arr[box])
-                    shown = ids.show(data)
-                    if shown is not data and not np.array_equal(shown, data):
-                        arr[box] = shown
+        for box in _blocks(shape, tuple(int(v) for v in arr.chunks)):
+            data = np.asarray(arr[box])
+            shown = ids.show(data)
+            if shown is not data and not np.array_equal(shown, data):
+                arr[box] = shown
+
+
+def _blocks(shape: tuple[int, ...], chunks: tuple[int, ...]) -> Iterator[tuple[slice, ...]]:
+    """Chunk-aligned (z, y, x) regions covering ``shape``: whole chunks, rows of chunks
+    along x then y while a block stays within ``_BLOCK_VOXELS``."""
+    c = list(chunks)
+    while c[2] < shape[2] and math.prod(c) * 2 <= _BLOCK_VOXELS:
+        c[2] *= 2
+    while c[1] < shape[1] and math.prod(c) * 2 <= _BLOCK_VOXELS:
+        c[1] *= 2
+    for z in range(0, shape[0], c[0]):
+        for y in range(0, shape[1], c[1]):
+            for x in range(0, shape[2], c[2]):
+                yield (
+                    slice(z, min(z + c[0], shape[0])),
+                    slice(y, min(y + c[1], shape[1])),
+                    slice(x, min(x + c[2], shape[2])),
+                )
 
 
 def read_id_table(path: str | os.PathLike[str]) -> list[list[int]]:
@@ -540,20 +550,7 @@ class LabelEditStore:
 
     def blocks(self) -> Iterator[tuple[slice, ...]]:
         """Chunk-aligned level-0 regions: whole chunks, rows of chunks when they are small."""
-        c = list(self.chunks)
-        shape = self.shape
-        while c[2] < shape[2] and math.prod(c) * 2 <= _BLOCK_VOXELS:
-            c[2] *= 2
-        while c[1] < shape[1] and math.prod(c) * 2 <= _BLOCK_VOXELS:
-            c[1] *= 2
-        for z in range(0, shape[0], c[0]):
-            for y in range(0, shape[1], c[1]):
-                for x in range(0, shape[2], c[2]):
-                    yield (
-                        slice(z, min(z + c[0], shape[0])),
-                        slice(y, min(y + c[1], shape[1])),
-                        slice(x, min(x + c[2], shape[2])),
-                    )
+        return _blocks(self.shape, self.chunks)
 
     def max_id(self) -> int:
         """The largest id in use (raw ids holding voxels, the mapping's keys and values):

@@ -19,7 +19,8 @@ from .test_single_pass_labels import SIZE, _labels, _open
 pytestmark = pytest.mark.render
 
 
-def test_an_edit_recolours_the_label_volume_without_reopening_it() -> None:
+def _volume_scene() -> tuple[np.ndarray, Labels, Scene, np.ndarray]:
+    """The labels drawn as a volume, and objects 1 and 2's centres projected (pixels)."""
     lab = _labels()
     layer = Labels(lab, name="cells", mode="volume")
     scene = Scene([layer])
@@ -31,6 +32,11 @@ def test_an_edit_recolours_the_label_volume_without_reopening_it() -> None:
             cam.position, cam.focal_point, cam.view_up, cam.view_angle, SIZE, centres
         )
     ).astype(int)
+    return lab, layer, scene, px
+
+
+def test_an_edit_recolours_the_label_volume_without_reopening_it() -> None:
+    lab, layer, scene, px = _volume_scene()
     r, ctl = _open(scene)
     with r, ctl:
         adapter = ctl.adapters["cells"]
@@ -52,17 +58,7 @@ def test_an_edit_recolours_the_label_volume_without_reopening_it() -> None:
 def test_an_id_mapping_change_recolours_the_label_volume() -> None:
     """A merge as an id mapping names no region: the label volume re-reads the resident
     bricks that held one of the ids (and only those) and draws the merged colour."""
-    lab = _labels()
-    layer = Labels(lab, name="cells", mode="volume")
-    scene = Scene([layer])
-    scene.reset_camera()
-    cam = scene.camera
-    centres = np.array(ndimage.center_of_mass(lab > 0, lab, [1, 2]))
-    px = np.round(
-        project_independently(
-            cam.position, cam.focal_point, cam.view_up, cam.view_angle, SIZE, centres
-        )
-    ).astype(int)
+    lab, layer, scene, px = _volume_scene()
     r, ctl = _open(scene)
     with r, ctl:
         adapter = ctl.adapters["cells"]
