@@ -11,6 +11,7 @@ reads from disk, every level, must equal it too.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,10 @@ def test_a_failed_chunk_write_keeps_the_edit_in_memory_and_is_retried(
     async def failing_set(self: zarr.storage.LocalStore, key: str, value: object) -> None:
         calls["n"] += 1
         if key.endswith("1"):  # the chunks of x index 1: a partly written edit, every try
+            # Failing after the other writes of the same batch had their turn (they run
+            # concurrently): otherwise, under load, the error could come first and stop
+            # the batch before any chunk landed, which is not the case checked here.
+            await asyncio.sleep(0.2)
             raise OSError(28, "No space left on device")
         await real_set(self, key, value)  # type: ignore[arg-type]
 
