@@ -62,6 +62,7 @@ __all__ = [
     "SplitLabel",
     "UnlockLabels",
     "ball_mask",
+    "constant_value",
     "id_state",
     "labels_of",
     "locked_ids",
@@ -121,7 +122,10 @@ class LabelAtom:
         new: npt.NDArray[Any],
         chunks: Sequence[int],
     ) -> LabelAtom:
-        """Cut a box change (``old``/``new`` box-shaped, ``mask`` where it applies) by chunk."""
+        """Cut a box change (``old`` box-shaped, ``new`` box-shaped or one value for the
+        whole box (a 0-d array: a brush), ``mask`` where it applies) by chunk. A single
+        ``new`` value gives pieces whose ``new`` is that value broadcast (no copy; see
+        :func:`constant_value`)."""
         return cls(tuple(_pieces(offset, mask & (old != new), old, new, chunks)))
 
 
@@ -155,6 +159,15 @@ class LabelChange:
     remapped: frozenset[int] | None = None
 
 
+def constant_value(values: npt.NDArray[Any]) -> npt.NDArray[Any] | None:
+    """The one value of ``values`` as a 0-d array when they are one value broadcast (a
+    brush's new values: stride 0, no copy made), else None (a look at the strides only:
+    an ordinary array of equal values gives None)."""
+    if values.ndim == 1 and values.size and values.strides[0] == 0:
+        return np.asarray(values[0])
+    return None
+
+
 def _pieces(
     offset: Sequence[int],
     mask: npt.NDArray[np.bool_],
@@ -164,6 +177,7 @@ def _pieces(
 ) -> Iterator[LabelPiece]:
     if not mask.any():
         return
+    one = new.ndim == 0
     ranges = []
     for o, s, c in zip(offset, mask.shape, chunks, strict=True):
         starts = list(range((o // c) * c, o + s, c))
@@ -172,15 +186,43 @@ def _pieces(
         for ry in ranges[1]:
             for rx in ranges[2]:
                 sub = (slice(*rz), slice(*ry), slice(*rx))
-                m = mask[sub]
+                m = np.ascontiguousarray(mask[sub])
                 if not m.any():
                     continue
+                if old.size and not any(old.strides):  # one value (an untouched chunk)
+                    was = np.broadcast_to(old.flat[0], (int(np.count_nonzero(m)),))
+                else:
+                    was = old[sub][m]
                 yield LabelPiece(
                     (int(offset[0] + rz[0]), int(offset[1] + ry[0]), int(offset[2] + rx[0])),
-                    np.ascontiguousarray(m),
-                    old[sub][m],
-                    new[sub][m],
+                    m,
+                    was,
+                    np.broadcast_to(new, was.shape) if one else new[sub][m],
                 )
+
+
+def _chunk_parts(
+    img: EditableLabels, region: Region
+) -> Iterator[tuple[tuple[int, int, int], npt.NDArray[Any]]]:
+    """Level 0 at ``region`` by level-0 chunk: (first voxel, its raw values, read-only:
+    views of the chunks where ``img`` has ``read_parts`` (the project's working copy),
+    else views of one :meth:`~EditableLabels.read` of the box)."""
+    parts = getattr(img, "read_parts", None)
+    if parts is not None:
+        yield from parts(region)
+        return
+    box = img.read(region)
+    offset = [r.start for r in region]
+    ranges = []
+    for o, n, c in zip(offset, box.shape, img.chunks, strict=True):
+        ranges.append(
+            [(max(a, o) - o, min(a + c, o + n) - o) for a in range((o // c) * c, o + n, c)]
+        )
+    for rz in ranges[0]:
+        for ry in ranges[1]:
+            for rx in ranges[2]:
+                first = (offset[0] + rz[0], offset[1] + ry[0], offset[2] + rx[0])
+                yield first, box[slice(*rz), slice(*ry), slice(*rx)]
 
 
 @runtime_checkable
@@ -834,9 +876,11 @@ def ball_mask(
     scale_um: Sequence[float],
     shape: Sequence[int],
     flat_axis: int | None = None,
+    copy: bool = True,
 ) -> tuple[tuple[int, int, int], npt.NDArray[np.bool_]]:
     """The voxels whose centres lie within ``radius_um`` of ``center``'s centre, clipped
-    to ``shape``: the box's offset and the mask (a writable copy).
+    to ``shape``: the box's offset and the mask (a writable copy; ``copy=False``: a
+    read-only view of the brush's cached template).
 
     ``flat_axis``: a disc instead of a ball, one voxel thick across that axis (the
     plane of a slice view: 0 XY, 1 XZ, 2 YZ).
@@ -848,7 +892,8 @@ def ball_mask(
         a, b = max(0, int(c) - r), min(int(n), int(c) + r + 1)
         lo.append(a)
         cut.append(slice(a - (int(c) - r), b - (int(c) - r)))
-    return (lo[0], lo[1], lo[2]), template[tuple(cut)].copy()
+    mask = template[tuple(cut)]
+    return (lo[0], lo[1], lo[2]), mask.copy() if copy else mask
 
 
 @functools.lru_cache(maxsize=16)
@@ -924,24 +969,41 @@ class PaintBall(_LabelCommand):
             )
         if self.axis is not None and self.axis not in (0, 1, 2):
             raise LabelEditError(f"disc axis must be 0, 1 or 2 (z, y, x), got {self.axis}")
-        offset, mask = ball_mask(c, self.radius_um, img.scale_um, img.shape, self.axis)
-        region = tuple(slice(o, o + s) for o, s in zip(offset, mask.shape, strict=True))
+        offset, ball = ball_mask(c, self.radius_um, img.scale_um, img.shape, self.axis, False)
+        region = tuple(slice(o, o + s) for o, s in zip(offset, ball.shape, strict=True))
         if value != 0:
             _refuse_locked(img, [value], "id")
         elif self.erase_id is not None:
             _refuse_locked(img, [self.erase_id])
+        erase_id = (
+            _check_id(img, self.erase_id, "erase id")
+            if value == 0 and self.erase_id is not None
+            else None
+        )
         raw_value = _raw_value(img, value)
-        old = img.read(region)
-        shown = _shown(img, old)  # what the checks mean; the atom keeps raw values
-        if value != 0 and self.preserve:
-            mask &= (shown == 0) | (shown == value)
-        elif value == 0 and self.erase_id is not None:
-            mask &= shown == _check_id(img, self.erase_id, "erase id")
-        _keep_locked(img, mask, shown)  # locked objects keep every voxel
-        if len(id_state(img)):
-            mask &= shown != value  # voxels that show it already keep their fragment
-        new = np.broadcast_to(np.asarray(raw_value, dtype=img.dtype), old.shape)
-        return LabelAtom.from_region(offset, mask, old, new, img.chunks)
+        new = np.asarray(raw_value, dtype=img.dtype)  # one value: pieces share it
+        remapped = len(id_state(img)) > 0
+        pieces: list[LabelPiece] = []
+        # Chunk by chunk (each part is one piece of the atom): the ball's part of the
+        # template and the chunk's voxels are looked at once, while in the CPU's cache.
+        for first, old in _chunk_parts(img, region):
+            at = tuple(
+                slice(f - o, f - o + n) for f, o, n in zip(first, offset, old.shape, strict=True)
+            )
+            mask = old != new
+            mask &= ball[at]
+            if not mask.any():
+                continue
+            shown = _shown(img, old)  # what the checks mean; the atom keeps raw values
+            if value != 0 and self.preserve:
+                mask &= (shown == 0) | (shown == value)
+            elif erase_id is not None:
+                mask &= shown == erase_id
+            _keep_locked(img, mask, shown)  # locked objects keep every voxel
+            if remapped:
+                mask &= shown != value  # voxels that show it already keep their fragment
+            pieces.extend(_pieces(first, mask, old, new, img.chunks))
+        return LabelAtom(tuple(pieces))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -1017,7 +1079,7 @@ class FillLabel(_LabelCommand):
         same = shown == shown[local]
         comp, _ = ndi.label(same)
         mask = comp == comp[local]
-        new = np.full(old.shape, raw_value, dtype=img.dtype)
+        new = np.asarray(raw_value, dtype=img.dtype)
         return LabelAtom.from_region(lo, mask, old, new, img.chunks)
 
     def to_json(self) -> dict[str, Any]:
@@ -1271,7 +1333,7 @@ class InterpolateLabel(_LabelCommand):
         region[plane_axes[1]] = slice(c0, c1)
         old = img.read(tuple(region))
         mask = inside & (_shown(img, old) == 0)
-        new = np.full(old.shape, _raw_value(img, oid), dtype=img.dtype)
+        new = np.asarray(_raw_value(img, oid), dtype=img.dtype)
         return LabelAtom.from_region([r.start for r in region], mask, old, new, img.chunks)
 
     def to_json(self) -> dict[str, Any]:

@@ -23,19 +23,31 @@ from collections.abc import Iterator
 
 from analysis.errors import VrscopeError
 
-__all__ = ["RemoteDeadlineExceeded", "remaining_s", "remote_deadline"]
+__all__ = ["RemoteDeadlineExceeded", "current_block", "remaining_s", "remote_deadline"]
 
 
 class RemoteDeadlineExceeded(VrscopeError, TimeoutError):
     """The remote reads of a command took longer in all than its deadline."""
 
 
+class Block:
+    """One :func:`remote_deadline` block: its end (a ``time.monotonic()`` value) and name.
+
+    A request keeps the block it started in (:func:`current_block`), so a read left
+    running by earlier work neither takes the deadline of a later block nor is reported
+    as that block's failure.
+    """
+
+    __slots__ = ("end", "seconds", "what")
+
+    def __init__(self, end: float, seconds: float, what: str) -> None:
+        self.end, self.seconds, self.what = end, seconds, what
+
+
 class _State:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.deadline: float | None = None  # time.monotonic() value
-        self.seconds = 0.0
-        self.what = ""
+        self.block: Block | None = None
         self.hit: RemoteDeadlineExceeded | None = None
 
 
@@ -52,10 +64,10 @@ def remote_deadline(seconds: float, what: str = "--remote-timeout") -> Iterator[
     if not (math.isfinite(seconds) and seconds > 0):
         raise ValueError(f"a remote deadline must be finite and > 0 s, not {seconds!r}")
     with _state.lock:
-        saved = (_state.deadline, _state.seconds, _state.what, _state.hit)
+        saved = (_state.block, _state.hit)
         end = time.monotonic() + seconds
-        if _state.deadline is None or end < _state.deadline:
-            _state.deadline, _state.seconds, _state.what = end, seconds, what
+        if _state.block is None or end < _state.block.end:
+            _state.block = Block(end, seconds, what)
         _state.hit = None
     try:
         try:
@@ -65,7 +77,7 @@ def remote_deadline(seconds: float, what: str = "--remote-timeout") -> Iterator[
             # (a chunk error, bricks that could not be read): say so.
             with _state.lock:
                 hit = _state.hit
-            if hit is None or exc is hit:
+            if hit is None or exc is hit or isinstance(exc, RemoteDeadlineExceeded):
                 raise
             raise hit from exc
         with _state.lock:
@@ -74,24 +86,30 @@ def remote_deadline(seconds: float, what: str = "--remote-timeout") -> Iterator[
             raise hit
     finally:
         with _state.lock:
-            _state.deadline, _state.seconds, _state.what, _state.hit = saved
+            _state.block, _state.hit = saved
 
 
-def remaining_s() -> float | None:
-    """Seconds left for remote reads (None: no deadline)."""
+def current_block() -> Block | None:
+    """The deadline block a request starting now belongs to (None: no deadline)."""
     with _state.lock:
-        if _state.deadline is None:
-            return None
-        return _state.deadline - time.monotonic()
+        return _state.block
 
 
-def exceeded(url: str) -> RemoteDeadlineExceeded:
-    """The error for a request to ``url`` that met the deadline; remembered for the block."""
+def remaining_s(block: Block | None) -> float | None:
+    """Seconds left for the remote reads of ``block`` (None: no deadline)."""
+    return None if block is None else block.end - time.monotonic()
+
+
+def exceeded(url: str, block: Block) -> RemoteDeadlineExceeded:
+    """The error for a request to ``url`` that met ``block``'s deadline.
+
+    It is remembered as the block's failure only while ``block`` is still the current
+    one: a request of an earlier, ended block does not speak for a later one.
+    """
+    exc = RemoteDeadlineExceeded(
+        f"remote reads took more than {block.seconds:g} s in all ({block.what}); stopped at {url}"
+    )
     with _state.lock:
-        exc = RemoteDeadlineExceeded(
-            f"remote reads took more than {_state.seconds:g} s in all ({_state.what}); "
-            f"stopped at {url}"
-        )
-        if _state.hit is None:
+        if _state.block is block and _state.hit is None:
             _state.hit = exc
-        return exc
+    return exc

@@ -41,7 +41,7 @@ from typing import Any
 import aiohttp
 from fsspec.implementations.http import HTTPFileSystem
 
-from analysis.io._deadline import exceeded, remaining_s
+from analysis.io._deadline import current_block, exceeded, remaining_s
 
 __all__ = [
     "MAX_ANSWER_BYTES",
@@ -110,23 +110,27 @@ class BoundedHTTPFileSystem(HTTPFileSystem):  # type: ignore[misc]
         self, url: str, start: int | None = None, end: int | None = None, **kwargs: Any
     ) -> bytes:
         tries = 1 + len(RETRY_DELAYS_S)
+        # The command's total deadline (analysis.io._deadline): the block this request
+        # started in, kept for all its tries.
+        block = current_block()
         for attempt in range(tries):
-            left = remaining_s()  # the command's total deadline (analysis.io._deadline)
-            if left is not None and left <= 0:
-                raise exceeded(url)
+            left = remaining_s(block)
+            if block is not None and left is not None and left <= 0:
+                raise exceeded(url, block)
             try:
                 if left is None:
                     return await self._cat_once(url, start, end, **kwargs)
                 return await asyncio.wait_for(self._cat_once(url, start, end, **kwargs), left)
             except Exception as exc:
-                now_left = remaining_s()
-                if isinstance(exc, TimeoutError) and now_left is not None and now_left <= 0:
-                    raise exceeded(url) from exc
+                now_left = remaining_s(block)
+                timed_out = isinstance(exc, TimeoutError)
+                if timed_out and block is not None and now_left is not None and now_left <= 0:
+                    raise exceeded(url, block) from exc
                 if attempt == tries - 1 or not transient(exc):
                     if attempt:
                         exc.tries = attempt + 1  # type: ignore[attr-defined]
                     raise
-            left = remaining_s()
+            left = remaining_s(block)
             await asyncio.sleep(
                 RETRY_DELAYS_S[attempt]
                 if left is None

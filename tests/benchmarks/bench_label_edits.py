@@ -9,8 +9,9 @@ random centres are applied through ``History.apply`` on a project-like folder.
 Prints median / p95 of, in the same run, and the ratio of each median to the reference:
 
 - ``stamp, durable``: time to acknowledged: applied (in the working copy's decoded
-  chunks, every level, which every reader sees) + atom file (fsync) + journal line
-  (fsync): what ``vrscope labels paint`` and a desktop stroke wait for, at random
+  chunks, every level, which every reader sees) + atom (durable in the atom log:
+  fdatasync) + journal line (fsync): what ``vrscope labels paint`` and a desktop stroke
+  wait for, at random
   centres (every stamp meets chunks not read before: the chunk cache is cold). The
   chunks go to zarr on the store's background writer (write-behind); printed
   separately: the time from a stamp's start until its chunks (every level) are in zarr;

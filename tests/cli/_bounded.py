@@ -33,6 +33,25 @@ class Outcome:
     max_rss_mb: float
 
 
+# The command runs as the child of this small launcher, which writes the command's peak
+# resident memory (``wait4``'s ``ru_maxrss``) to the file named first. Measured from the
+# test process itself, a child's ``ru_maxrss`` starts at the resident size of the process
+# it was forked from (Linux keeps the old memory map's high-water mark across ``exec``):
+# a pytest worker that once held 1.6 GB made every later case report 1.6 GB.
+_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as fh:
+    fh.write(str(usage.ru_maxrss))
+if os.WIFSIGNALED(status):
+    os.kill(os.getpid(), os.WTERMSIG(status))
+os._exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def _limits() -> None:  # pragma: no cover - runs in the child
     resource.setrlimit(resource.RLIMIT_AS, (_AS_BYTES, _AS_BYTES))
     resource.setrlimit(resource.RLIMIT_FSIZE, (_FSIZE_BYTES, _FSIZE_BYTES))
@@ -46,10 +65,12 @@ def run_cli(argv: list[str], cwd: Path, timeout: float = TIME_S) -> Outcome:
     env["PYTHONPATH"] = str(ROOT)
     env.pop("PYTHONWARNINGS", None)
     out_path, err_path = cwd / "stdout.txt", cwd / "stderr.txt"
+    rss_path = cwd / "maxrss.txt"
+    rss_path.unlink(missing_ok=True)
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         t0 = time.monotonic()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "vrscope", *argv],
+            [sys.executable, "-c", _LAUNCHER, str(rss_path), "-m", "vrscope", *argv],
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -73,6 +94,8 @@ def run_cli(argv: list[str], cwd: Path, timeout: float = TIME_S) -> Outcome:
             time.sleep(0.05)
         proc.returncode = 0  # reaped by wait4 above; keep Popen from waiting again
         seconds = time.monotonic() - t0
+    if rss_path.is_file():  # the command's own peak (else the launcher's, killed)
+        rss_kb = int(rss_path.read_text())
     code = None if status is None else os.waitstatus_to_exitcode(status)
     text = err_path.read_text(errors="replace")
     return Outcome(

@@ -10,11 +10,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -29,11 +24,12 @@ from tests.analysis.edits._labels_support import (
     blobs,
     levels_of,
     make_store,
+    stamped,
+    stamps_until_killed,
 )
 from vrscope.cli import main
 
 MEDULLA = "fibsem-medulla"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
@@ -274,55 +270,23 @@ def test_project_new_refuses_unknown_labels(
     assert code == 2 and "inside" in err
 
 
-_WRITER = """
-import sys
-from analysis.edits import PaintBall
-from analysis.project import Project
-pr = Project.open(sys.argv[1])
-pr.edit_labels("cells")
-for i in range(1000):
-    z, y, x = 2 + (i * 7) % 36, 2 + (i * 11) % 46, 2 + (i * 13) % 56
-    pr.history.apply(PaintBall("cells", (z, y, x), 0.02, 10 + i % 50))
-    print(i, z, y, x, 10 + i % 50, flush=True)
-"""
-
-
 def test_sigkill_during_a_stream_of_edits_loses_no_acknowledged_edit(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = make_store(tmp_path / "img.zarr", blobs(), version="0.5")
     p = tmp_path / "p"
     _ok(capsys, "project", "new", p, "--image", store, "--labels", "cells")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(p)], stdout=subprocess.PIPE, text=True, env=env
-    )
-    assert proc.stdout is not None
-    acked = []
-    deadline = time.monotonic() + 60
-    while len(acked) < 25 and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        acked.append([int(v) for v in line.split()])
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert len(acked) >= 25, "the writer did not get going"
+    acked = stamps_until_killed(p, 25, 0.02)
+    assert acked >= 25, "the writer did not get going"
     from analysis.project import Project
 
     with Project.open(p) as pr:
         n = len(pr.history.undo_steps)
-        assert n >= len(acked)  # every acknowledged edit is in the journal
+        assert n >= acked  # every acknowledged edit is in the journal
         # every level of the copy equals the journaled stamps painted with NumPy (the
         # stamps' chunks are written behind: the reopen rewrote those the kill left out)
-        expect = blobs()
-        zz, yy, xx = np.indices(expect.shape)
-        for i in range(n):
-            z, y, x = 2 + (i * 7) % 36, 2 + (i * 11) % 46, 2 + (i * 13) % 56
-            d2 = ((zz - z) ** 2 + (yy - y) ** 2 + (xx - x) ** 2) * 0.01**2
-            expect[d2 <= 0.02**2 * (1 + 1e-9)] = 10 + i % 50
         lv = levels_of(_copy(p))
-        np.testing.assert_array_equal(lv[0], expect)
+        np.testing.assert_array_equal(lv[0], stamped(n, 0.02))
         assert_pyramid(lv)
         for _ in range(n):
             pr.history.undo()

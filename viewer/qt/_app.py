@@ -127,7 +127,11 @@ class QtViewer(QtWidgets.QMainWindow):
         stream_cache_bytes: int | None = None,
     ) -> None:
         super().__init__()
-        pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+        # mouseRateLimit 0: pyqtgraph otherwise drops any move within 10 ms of the last one
+        # and never delivers it later, so where the pointer comes to rest can be lost (the
+        # hover ring, the readout and the brush circle stay where it passed). Qt already
+        # merges queued motion events when the GUI thread falls behind.
+        pg.setConfigOptions(imageAxisOrder="row-major", antialias=True, mouseRateLimit=0)
         self.session = session
         self.setWindowTitle(self._title())
         self.resize(*size)

@@ -103,3 +103,59 @@ def ball_reference(
     zz, yy, xx = np.indices(shape)
     d2 = sum(((g - c) * s) ** 2 for g, c, s in zip((zz, yy, xx), center, SCALE, strict=True))
     return d2 <= radius_um**2 * (1 + 1e-9)
+
+
+#: A writer process: opens the project ``argv[1]`` and paints :func:`stamp` ``i`` with
+#: radius ``argv[2]`` µm for i = 0, 1, ..., printing ``i`` once each is acknowledged.
+_STAMP_WRITER = """
+import sys
+from analysis.edits import PaintBall
+from analysis.project import Project
+from tests.analysis.edits._labels_support import stamp
+pr = Project.open(sys.argv[1])
+pr.edit_labels("cells")
+for i in range(1000):
+    centre, value = stamp(i)
+    pr.history.apply(PaintBall("cells", centre, float(sys.argv[2]), value))
+    print(i, flush=True)
+"""
+
+
+def stamp(i: int) -> tuple[tuple[int, int, int], int]:
+    """The centre (inside :func:`blobs`) and the id of stamp ``i`` of a writer process."""
+    return (2 + (i * 7) % 36, 2 + (i * 11) % 46, 2 + (i * 13) % 56), 10 + i % 50
+
+
+def stamps_until_killed(project: Path, acked: int, radius_um: float) -> int:
+    """Run a writer process stamping into ``project``, SIGKILL it once it acknowledged
+    ``acked`` stamps (or after 60 s); how many it acknowledged."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STAMP_WRITER, str(project), str(radius_um)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert proc.stdout is not None
+    n = 0
+    deadline = time.monotonic() + 60
+    while n < acked and time.monotonic() < deadline and proc.stdout.readline():
+        n += 1
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return n
+
+
+def stamped(n: int, radius_um: float) -> np.ndarray:
+    """:func:`blobs` with a writer's first ``n`` stamps painted (NumPy)."""
+    out = blobs()
+    for i in range(n):
+        centre, value = stamp(i)
+        out[ball_reference(out.shape, centre, radius_um)] = value
+    return out

@@ -11,8 +11,8 @@ reads from disk, every level, must equal it too.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,6 +33,21 @@ def _start() -> np.ndarray:
     lab[20:36, 10:40, 20:50] = 2
     lab[10:30, 30:42, 2:20] = 3
     return lab
+
+
+def _copy(tmp_path: Path, version: str = "0.5") -> Path:
+    """A project folder's working copy of ``_start()`` (``tmp_path/p/labels/cells.zarr``)."""
+    store_path = make_store(tmp_path / "img.zarr", _start(), version=version, chunks=CHUNKS)
+    copy = tmp_path / "p" / "labels" / "cells.zarr"
+    copy.parent.mkdir(parents=True)
+    create_label_copy(str(store_path), "cells", copy)
+    return copy
+
+
+def _open(tmp_path: Path, copy: Path, **kw: Any) -> tuple[LabelEditStore, History]:
+    """The copy's store (fsync off) and the project's history over it."""
+    store = LabelEditStore(copy, "cells", fsync=False, **kw)
+    return store, History.open(tmp_path / "p", Workspace(labels={"cells": store}), fsync=False)
 
 
 def _ball(center: tuple[int, int, int], radius_um: float, axis: int | None) -> np.ndarray:
@@ -75,12 +90,8 @@ def _paint(model: np.ndarray, cmd: PaintBall, ball: np.ndarray) -> None:
 def test_cache_matches_numpy_model_through_undo_redo(
     tmp_path: Path, cache_chunks: int, version: str
 ) -> None:
-    store_path = make_store(tmp_path / "img.zarr", _start(), version=version, chunks=CHUNKS)
-    copy = tmp_path / "p" / "labels" / "cells.zarr"
-    copy.parent.mkdir(parents=True)
-    create_label_copy(str(store_path), "cells", copy)
-    store = LabelEditStore(copy, "cells", fsync=False, cache_bytes=cache_chunks * CHUNKS**3 * 4)
-    history = History.open(tmp_path / "p", Workspace(labels={"cells": store}), fsync=False)
+    copy = _copy(tmp_path, version)
+    store, history = _open(tmp_path, copy, cache_bytes=cache_chunks * CHUNKS**3 * 4)
     rng = np.random.default_rng(17)
     states = [_start()]  # model after each undo step
     done = 1  # states[:done] are applied
@@ -123,15 +134,13 @@ def test_a_failed_chunk_write_keeps_the_edit_in_memory_and_is_retried(
 ) -> None:
     """The writer's chunk writes fail half way (disk full, ...): the stamp, acknowledged
     (journal and undo data are durable), stays in memory, every reader gets it from
-    there rather than the torn files, and once the disk works again the files get it."""
-    import zarr.storage
+    there rather than the torn files, and once the disk works again the files get it.
+    (The working copy's chunk files are written by the store itself, not through zarr:
+    the failure is its file write's.)"""
+    from analysis.io import _label_edits
 
-    store_path = make_store(tmp_path / "img.zarr", _start(), chunks=CHUNKS)
-    copy = tmp_path / "p" / "labels" / "cells.zarr"
-    copy.parent.mkdir(parents=True)
-    create_label_copy(str(store_path), "cells", copy)
-    store = LabelEditStore(copy, "cells", fsync=False)
-    history = History.open(tmp_path / "p", Workspace(labels={"cells": store}), fsync=False)
+    copy = _copy(tmp_path)
+    store, history = _open(tmp_path, copy)
     whole = tuple(slice(0, s) for s in SHAPE)
     history.apply(PaintBall("cells", (20, 22, 26), 0.1, 4))
     store.flush()
@@ -139,19 +148,15 @@ def test_a_failed_chunk_write_keeps_the_edit_in_memory_and_is_retried(
     model[_ball((20, 22, 26), 0.1, None)] = 4
 
     calls = {"n": 0}
-    real_set = zarr.storage.LocalStore.set
+    real_put = _label_edits._put_file
 
-    async def failing_set(self: zarr.storage.LocalStore, key: str, value: object) -> None:
+    def failing_put(path: Path, blob: object, sync: bool = False) -> None:
         calls["n"] += 1
-        if key.endswith("1"):  # the chunks of x index 1: a partly written edit, every try
-            # Failing after the other writes of the same batch had their turn (they run
-            # concurrently): otherwise, under load, the error could come first and stop
-            # the batch before any chunk landed, which is not the case checked here.
-            await asyncio.sleep(0.2)
+        if path.name.endswith("1"):  # the chunks of x index 1: a partly written edit, every try
             raise OSError(28, "No space left on device")
-        await real_set(self, key, value)  # type: ignore[arg-type]
+        real_put(path, blob, sync)
 
-    monkeypatch.setattr(zarr.storage.LocalStore, "set", failing_set)
+    monkeypatch.setattr(_label_edits, "_put_file", failing_put)
     history.apply(PaintBall("cells", (20, 22, 26), 0.12, 6))  # acknowledged
     model[_ball((20, 22, 26), 0.12, None)] = 6
     with pytest.raises(OSError, match="No space"):
@@ -175,3 +180,208 @@ def test_a_failed_chunk_write_keeps_the_edit_in_memory_and_is_retried(
     assert_pyramid(disk)
     history.close()
     store.close()
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_chunk_files_are_byte_for_byte_what_zarr_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str
+) -> None:
+    """The store writes its copy's chunk files itself (not through zarr): after paint at
+    the image's edge (edge chunks, stored whole) and an erase that empties chunks, every
+    level read by zarr-python equals the NumPy model, every chunk file holds the bytes zarr
+    writes for the same values (zarr v2 and v3), and emptied chunks have no file."""
+    from analysis.io import _label_edits
+
+    def no_zarr(jobs: object) -> None:
+        raise AssertionError("a chunk went through zarr")
+
+    copy = _copy(tmp_path, version)
+    before = {p.relative_to(copy) for p in copy.rglob("*") if p.is_file()}
+    monkeypatch.setattr(_label_edits, "_gather_write", no_zarr)
+    store, history = _open(tmp_path, copy)
+    model = _start()
+    for centre, radius, value in (
+        ((38, 42, 50), 0.15, 9),
+        ((2, 3, 4), 0.2, 0),
+        ((20, 20, 20), 0.3, 0),
+    ):
+        history.apply(PaintBall("cells", centre, radius, value))
+        model[_ball(centre, radius, None)] = value
+    store.flush()
+    disk = levels_of(copy)
+    np.testing.assert_array_equal(disk[0], model)
+    assert_pyramid(disk)
+    group = zarr.open_group(str(copy), mode="r")
+    attrs = dict(group.attrs)
+    paths = [d["path"] for d in attrs.get("ome", attrs)["multiscales"][0]["datasets"]]
+    fmt = 2 if version == "0.4" else 3
+    emptied = 0
+    for k, level in enumerate(disk):
+        arr = group[paths[k]]
+        assert isinstance(arr, zarr.Array)
+        ref = zarr.create_array(
+            zarr.storage.LocalStore(tmp_path / f"ref{k}"),
+            shape=arr.shape,
+            chunks=arr.chunks,
+            dtype=arr.dtype,
+            fill_value=0,
+            zarr_format=fmt,  # type: ignore[arg-type]
+            compressors=arr.compressors,  # type: ignore[arg-type]
+            **({"chunk_key_encoding": {"name": "v2", "separator": "/"}} if fmt == 2 else {}),
+        )
+        ref[...] = level
+        root = Path(copy) / arr.path
+        for coords in np.ndindex(*arr.cdata_shape):
+            key = arr.metadata.encode_chunk_key(coords)
+            mine, theirs = root / key, tmp_path / f"ref{k}" / key
+            assert mine.is_file() == theirs.is_file(), (k, coords)
+            if mine.is_file():
+                assert mine.read_bytes() == theirs.read_bytes(), (k, coords)
+            elif (mine.relative_to(copy)) in before:
+                emptied += 1
+    assert emptied > 0  # the erase emptied chunks that had files: they are gone
+    history.close()
+    store.close()
+
+    # Read back by a new store (its own decoder, not zarr's): every level as zarr reads it.
+    monkeypatch.setattr(_label_edits, "_gather_read", no_zarr)
+    again = LabelEditStore(copy, "cells", fsync=False)
+    for k, level in enumerate(disk):
+        whole = tuple(slice(0, n) for n in level.shape)
+        np.testing.assert_array_equal(again.read(whole, level=k), level, f"level {k}")
+    again.close()
+
+
+def test_a_damaged_chunk_file_is_never_read_as_values(tmp_path: Path) -> None:
+    """A chunk file of the copy that does not decode (garbage, a truncated write) is left
+    to zarr, which refuses it: no made-up values; the other chunks read as before."""
+    copy = _copy(tmp_path)
+    files = sorted(p for p in (copy / "s0").rglob("*") if p.is_file() and p.name != "zarr.json")
+    first = files[0]  # chunk (0, 0, 0): labels 1 in it
+    assert first.relative_to(copy / "s0").parts[-3:] == ("0", "0", "0")
+    first.write_bytes(first.read_bytes()[:7])
+    store = LabelEditStore(copy, "cells", fsync=False)
+    with pytest.raises(Exception, match="(?i)zstd|decompress|decode"):
+        store.read((slice(0, CHUNKS),) * 3)
+    rest = (slice(CHUNKS, SHAPE[0]), slice(0, SHAPE[1]), slice(0, SHAPE[2]))
+    np.testing.assert_array_equal(store.read(rest), _start()[rest])
+    store.close()
+
+
+def test_edits_faster_than_the_writer_keep_memory_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the writer never finding a chunk quiet (a brush that never stops), each edit
+    that leaves more than the bound pinned writes the oldest chunks itself: what stays
+    unwritten never exceeds the bound, and files plus memory always hold every edit."""
+    from analysis.io import _label_edits
+
+    monkeypatch.setattr(_label_edits, "QUIET_S", 1e9)
+    monkeypatch.setattr(_label_edits, "MAX_AGE_S", 1e9)
+    chunk_bytes = CHUNKS**3 * 4
+    monkeypatch.setattr(_label_edits, "DIRTY_BYTES", 6 * chunk_bytes)
+    copy = _copy(tmp_path)
+    store, history = _open(tmp_path, copy)
+    model = _start()
+    whole = tuple(slice(0, s) for s in SHAPE)
+    wrote_some = False
+    for i, centre in enumerate([(8, 8, 8), (30, 8, 40), (8, 36, 40), (30, 36, 8), (20, 22, 26)]):
+        history.apply(PaintBall("cells", centre, 0.08, 10 + i))
+        model[_ball(centre, 0.08, None)] = 10 + i
+        # bounded, and not everything written at once (the newest chunks stay in memory)
+        assert 0 < store.n_unwritten * chunk_bytes <= 6 * chunk_bytes
+        np.testing.assert_array_equal(store.read(whole), model)
+        on_disk = next(d for d in levels_of_files(copy) if d.shape == SHAPE)
+        wrote_some |= bool((on_disk >= 10).any())
+    assert wrote_some  # the bound made edits write chunks although none was quiet
+    store.flush()
+    np.testing.assert_array_equal(levels_of(copy)[0], model)
+    assert_pyramid(levels_of(copy))
+    history.close()
+    store.close()
+
+
+def levels_of_files(copy: Path) -> list[np.ndarray]:
+    """Every level as the files hold it now (no flush first)."""
+    return [np.asarray(a[...]) for a in zarr.open_group(str(copy), mode="r").array_values()]
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_painting_into_empty_space_of_big_chunks(tmp_path: Path, version: str) -> None:
+    """Chunks of 1 MiB with no file (a sparse label image: the store makes them as fill
+    value, memory mapped, the writer asks for their pages before writing them):
+    strokes across empty chunks, and an erase, land in the files as the NumPy model has
+    them, every level, through zarr-python; chunks never painted still have no file;
+    painting those chunks again after they were written lands too."""
+    from analysis.io import _label_edits
+
+    shape = (100, 130, 140)
+    start = np.zeros(shape, np.uint32)
+    start[2:10, 3:12, 4:14] = 5  # one chunk with a file
+    store_path = make_store(tmp_path / "img.zarr", start, version=version, chunks=64)
+    copy = tmp_path / "p" / "labels" / "cells.zarr"
+    copy.parent.mkdir(parents=True)
+    create_label_copy(str(store_path), "cells", copy)
+    level0 = copy / ("s0" if (copy / "s0").is_dir() else "0")
+    files_before = {p.relative_to(level0) for p in level0.rglob("*") if p.is_file()}
+    store, history = _open(tmp_path, copy)
+    if _label_edits._populate_supported():  # Linux >= 5.14: fresh chunks are maps
+        chunk, mapped = _label_edits._fresh_chunk((64, 64, 64), np.dtype(np.uint32), 0)
+        assert mapped and isinstance(chunk.base, np.ndarray) and not chunk.any()
+    model = start.copy()
+    grid = np.indices(shape)
+
+    def ball(centre: tuple[int, int, int], radius_vox: float) -> np.ndarray:
+        d2 = sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True))
+        return np.asarray(d2 <= radius_vox**2 * (1 + 1e-9))
+
+    def paint(stamps: list[tuple[tuple[int, int, int], float, int]]) -> None:
+        """Stamps through the history; then every reader and, once written, the files
+        (every level) hold the model."""
+        for centre, radius, value in stamps:
+            history.apply(PaintBall("cells", centre, radius, value))
+            model[ball(centre, radius / SCALE[0])] = value
+            np.testing.assert_array_equal(store.read(tuple(slice(0, n) for n in shape)), model)
+        store.flush()
+        disk = levels_of(copy)
+        np.testing.assert_array_equal(disk[0], model)
+        assert_pyramid(disk)
+
+    paint([((60, 60 + 6 * i, 70), 0.12, 7) for i in range(6)] + [((64, 90, 70), 0.05, 0)])
+    files_after = {p.relative_to(level0) for p in level0.rglob("*") if p.is_file()}
+    assert files_before < files_after  # painted chunks got files
+    arr = zarr.open_group(str(copy), mode="r")[level0.name]
+    assert isinstance(arr, zarr.Array)
+    empty = 0
+    for coords in np.ndindex(*arr.cdata_shape):
+        region = tuple(slice(c * 64, (c + 1) * 64) for c in coords)
+        key = Path(arr.metadata.encode_chunk_key(coords))
+        if not model[region].any():
+            empty += 1
+            assert key not in files_after, coords  # never painted (or erased): no file
+        else:
+            assert key in files_after, coords
+    assert empty > 0
+    # Painted again after the writer put them into their files (a second write of the
+    # same chunks, an erased-to-empty check on each): files and readers agree again.
+    paint([((40, 60, 70), 0.1, 9), ((80, 100, 120), 0.08, 3)])
+    history.close()
+    store.close()
+
+
+def test_the_ids_an_edit_announces_are_numpys_distinct_values() -> None:
+    """The ids a write announces (``changed``), found by a hash table or one comparison,
+    are NumPy's ``np.unique`` of the values, whatever their mix."""
+    from analysis.io._label_edits import _distinct
+
+    rng = np.random.default_rng(3)
+    cases = [
+        np.zeros(0, np.uint32),
+        np.full(1000, 7, np.uint32),
+        np.broadcast_to(np.uint64(2**40 + 3), (500,)),
+        rng.integers(0, 5, 100_000).astype(np.uint32),
+        rng.integers(0, 2**62, 1000).astype(np.uint64),
+        rng.integers(-(2**31), 2**31 - 1, 1000).astype(np.int32),
+    ]
+    for values in cases:
+        assert _distinct(values) == {int(v) for v in np.unique(values)}

@@ -59,3 +59,27 @@ def test_a_slow_chunk_meets_the_deadline_even_when_missing_chunks_are_allowed(
 def test_a_deadline_must_be_finite_and_positive(seconds: float) -> None:
     with pytest.raises(ValueError, match="finite and > 0"), remote_deadline(seconds):
         pass
+
+
+def test_a_read_of_an_earlier_block_does_not_speak_for_a_later_one() -> None:
+    """A request left running by earlier work (its block ended) meets its deadline inside
+    a later block: the later block reports its own request, or nothing when none of its
+    own failed (CI once named the earlier test's server)."""
+    from analysis.io._deadline import current_block, exceeded
+
+    with remote_deadline(60.0):
+        earlier = current_block()
+    assert earlier is not None and current_block() is None
+    with pytest.raises(RemoteDeadlineExceeded) as info, remote_deadline(60.0):
+        exceeded("http://127.0.0.1:1/earlier.zarr/.zattrs", earlier)
+        mine = current_block()
+        assert mine is not None and mine is not earlier
+        raise exceeded("http://127.0.0.1:2/mine.zarr/.zattrs", mine)
+    assert "mine.zarr" in str(info.value), str(info.value)
+    # The caller made something else of its own failed read: that is what it sees.
+    with pytest.raises(KeyError), remote_deadline(60.0):
+        exceeded("http://127.0.0.1:1/earlier.zarr/0.0.0", earlier)
+        raise KeyError("a missing chunk")
+    # A block whose own reads all ended well ends well.
+    with remote_deadline(60.0):
+        exceeded("http://127.0.0.1:1/earlier.zarr/0.0.1", earlier)

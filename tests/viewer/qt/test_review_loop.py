@@ -93,6 +93,32 @@ def test_ctrl_click_picks_a_node_drawn_off_the_slice_at_the_default_zoom(
     assert s.scene.selection.node_ids == []
 
 
+def test_the_hover_ring_is_where_the_mouse_stops_after_a_quick_move(
+    tl_viewer: Any, timelapse_store: Path, qtbot: Any
+) -> None:
+    """Two moves closer together than pyqtgraph's default 10 ms rate limit: the second
+    one, where the pointer rests on a node, must still light the ring (it was dropped,
+    and the ring stayed off until the mouse moved again; the flaw behind a CI failure)."""
+    win, nodes = tl_viewer, truth(timelapse_store)
+    s = win.session
+    t = 3
+    node = int(nodes.index[nodes["t"] == t][0])
+    pos = nodes.loc[node, ["z", "y", "x"]].to_numpy(float)
+    s.set_time(t)
+    s.set_cursor(pos)
+    view = win.slices["xy"]
+    hover(qtbot, win, "xy", pos, dx_px=30)
+    assert view.hovered is None
+    for _ in range(3):
+        at = view.mapFromScene(view.view_to_scene(tuple(pos)))
+        qtbot.mouseMove(view.viewport(), at + QtCore.QPoint(40, 0))
+        qtbot.mouseMove(view.viewport(), at + QtCore.QPoint(2, 0))  # no wait between
+        qtbot.waitUntil(lambda: view.hovered == node, timeout=3000)
+        qtbot.mouseMove(view.viewport(), at + QtCore.QPoint(2, 40))
+        qtbot.mouseMove(view.viewport(), at + QtCore.QPoint(40, 40))
+        qtbot.waitUntil(lambda: view.hovered is None, timeout=3000)
+
+
 def centred(qtbot: Any, win: Any, zyx: np.ndarray) -> None:
     """Every view shows ``zyx``: crosshair, the slices' middles and the 3D focus."""
     qtbot.wait(20)  # the slices redraw (crosshair lines too) once per event-loop turn
