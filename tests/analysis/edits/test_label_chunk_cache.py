@@ -385,3 +385,62 @@ def test_the_ids_an_edit_announces_are_numpys_distinct_values() -> None:
     ]
     for values in cases:
         assert _distinct(values) == {int(v) for v in np.unique(values)}
+
+
+def test_chunks_let_go_are_reused_only_when_nobody_sees_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 1 MiB chunk of empty space the cache lets go is reused for the next chunk of
+    empty space (cleared), unless something still sees it: a view a reader kept of a
+    painted chunk keeps its values while strokes elsewhere go through a cache of three
+    chunks; the image every reader sees and the files match the NumPy model."""
+    from analysis.io import _label_edits
+
+    if not _label_edits._populate_supported():
+        pytest.skip("fresh chunks are memory maps only on Linux >= 5.14")
+    shape = (128, 128, 256)  # 2 x 2 x 4 chunks of 64³ uint32, no file: empty space
+    store_path = make_store(tmp_path / "img.zarr", np.zeros(shape, np.uint32), chunks=64)
+    copy = tmp_path / "p" / "labels" / "cells.zarr"
+    copy.parent.mkdir(parents=True)
+    create_label_copy(str(store_path), "cells", copy)
+    maps = []
+    fresh_chunk = _label_edits._fresh_chunk
+
+    def counted(*args: Any) -> Any:
+        maps.append(args)
+        return fresh_chunk(*args)
+
+    monkeypatch.setattr(_label_edits, "_fresh_chunk", counted)
+    made = []
+    fresh = LabelEditStore._fresh
+    monkeypatch.setattr(
+        LabelEditStore, "_fresh", lambda self, k, s: made.append(k) or fresh(self, k, s)
+    )
+    store, history = _open(tmp_path, copy, cache_bytes=3 * 64**3 * 4)
+    model = np.zeros(shape, np.uint32)
+    grid = np.indices(shape)
+
+    def stamp(centre: tuple[int, int, int], value: int) -> None:
+        history.apply(PaintBall("cells", centre, 0.1, value))  # 10 voxels at SCALE
+        d2 = sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True))
+        model[d2 <= 10**2 * (1 + 1e-9)] = value
+        store.flush()  # written: its chunks' pages are all in memory, it may be let go
+
+    stamp((32, 32, 32), 4)
+    kept = [(first, part) for first, part in store.read_parts((slice(0, 64),) * 3)]
+    seen = [part.copy() for _, part in kept]
+    assert any(part.any() for part in seen)
+    for i in range(24):  # strokes through every other chunk, back and forth
+        z, y = (96, 32) if i % 2 else (32, 96)
+        stamp((z, y, 40 + 8 * i), 1 + i % 5)
+    stamp((100, 100, 200), 0)  # an erase
+    for (_, part), was in zip(kept, seen, strict=True):
+        np.testing.assert_array_equal(part, was)
+    assert len(maps) < len(made)  # chunks of empty space were made from spare maps
+    full = tuple(slice(0, n) for n in shape)
+    np.testing.assert_array_equal(store.read(full), model)
+    history.close()
+    store.close()
+    disk = levels_of(copy)
+    np.testing.assert_array_equal(disk[0], model)
+    assert_pyramid(disk)
