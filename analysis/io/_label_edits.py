@@ -1125,8 +1125,8 @@ class LabelEditStore:
             return
         if key in self._lazy or self._closed:  # pages never asked for: nothing to save
             return
-        spare = self._spare.setdefault(root.nbytes, [])
-        if (len(spare) + 1) * root.nbytes <= _SPARE_BYTES:
+        spare = self._spare.setdefault(data.nbytes, [])
+        if (len(spare) + 1) * data.nbytes <= _SPARE_BYTES:
             spare.append(view.obj)
 
     def _dirty_bytes(self) -> int:
