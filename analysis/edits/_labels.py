@@ -102,9 +102,16 @@ class LabelPiece:
 
 @dataclass(frozen=True)
 class LabelAtom:
-    """One command's change: pieces of touched chunks (only voxels whose value changes)."""
+    """One command's change: pieces of touched chunks (only voxels whose value changes).
+
+    ``footprint``: None, or (offset, box mask) when the pieces' masks are exactly that
+    mask cut at the pieces' boxes (a brush stamp every voxel of which changed: the
+    brush's cached ball). An atom file then keeps the one mask instead of every
+    piece's (:meth:`analysis.io.LabelEditStore.record`).
+    """
 
     pieces: tuple[LabelPiece, ...]
+    footprint: tuple[tuple[int, int, int], npt.NDArray[np.bool_]] | None = None
 
     @property
     def n_voxels(self) -> int:
@@ -1003,7 +1010,10 @@ class PaintBall(_LabelCommand):
             if remapped:
                 mask &= shown != value  # voxels that show it already keep their fragment
             pieces.extend(_pieces(first, mask, old, new, img.chunks))
-        return LabelAtom(tuple(pieces))
+        # Every voxel of the ball changes (painting into space the brush has not been):
+        # the ball is the atom's mask (each piece's is a subset of the ball).
+        whole = sum(p.old.size for p in pieces) == np.count_nonzero(ball)
+        return LabelAtom(tuple(pieces), (offset, ball) if whole and pieces else None)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -15,6 +15,11 @@ Prints median / p95 of, in the same run, and the ratio of each median to the ref
   centres (every stamp meets chunks not read before: the chunk cache is cold). The
   chunks go to zarr on the store's background writer (write-behind); printed
   separately: the time from a stamp's start until its chunks (every level) are in zarr;
+- ``stamp, 10 Hz``: the same, a stamp started at most every 0.1 s (clicks at new
+  places, faster than a person clicks): each stamp's own latency, without the
+  back-to-back row's sustained ~20 new MiB of chunks per stamp, which outruns the
+  writer on two cores (over :data:`~analysis.io._label_edits.DIRTY_BYTES` a stamp
+  writes chunks itself);
 - ``stroke, durable``: the same along strokes (20 stamps each, a quarter of the radius
   apart, in a random direction: a brush dragged at the desk or in the headset), where
   the chunk cache holds what the previous stamps read and wrote;
@@ -402,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         t = Path(tmp)
         load0 = os.getloadavg()[0]
         *durable, n_levels, durable_w = bench(args.size, args.stamps, True, t / "a")
+        *clicks, _, clicks_w = bench(args.size, args.stamps, True, t / "k", pace_hz=10.0)
         *stroke, _, stroke_w = bench(args.size, args.stamps, True, t / "s", stroke=True)
         *paced, _, paced_w = bench(args.size, args.stamps, True, t / "p", stroke=True, pace_hz=90.0)
         *cold, _, _ = bench(args.size, args.stamps, True, t / "c", cache=False)
@@ -412,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         objs = bench_objects(t / "o") if args.objects else []
     rows = [
         ("stamp, durable", durable),
+        ("stamp, 10 Hz", clicks),
         ("stroke, durable", stroke),
         ("stroke, 90 Hz", paced),
         ("stamp, no cache", cold),
@@ -432,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     for name, w in (
         ("stamp, durable", durable_w),
+        ("stamp, 10 Hz", clicks_w),
         ("stroke, durable", stroke_w),
         ("stroke, 90 Hz", paced_w),
     ):
@@ -440,9 +448,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {name:18s} chunks in zarr (from the stamp's start): median "
                 f"{np.median(w):7.1f} ms   p95 {np.percentile(w, 95):7.1f} ms"
             )
-    for name, (ms, _) in rows[:3]:
-        ok = float(np.median(ms)) <= TARGET_MS
-        print(f"  {name}: target median <= {TARGET_MS} ms {'met' if ok else 'NOT met'}")
+    for name, (ms, _) in rows[:4]:
+        ok = max(float(np.median(ms)), float(np.percentile(ms, 95))) <= TARGET_MS
+        print(f"  {name}: target median and p95 <= {TARGET_MS} ms {'met' if ok else 'NOT met'}")
     for name, sec in med:
         print(f"  medulla {name:28s} {sec * 1e3:9.1f} ms")
     if med:

@@ -259,15 +259,17 @@ def test_only_touched_chunks_are_written(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("packed_by", ["caller", "atom thread"])
-@pytest.mark.parametrize("where", ["objects", "empty space"])
+@pytest.mark.parametrize("where", ["objects", "empty space", "half painted"])
 def test_the_undo_data_holds_exactly_the_voxels_that_changed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, packed_by: str, where: str
 ) -> None:
     """Whether its file is packed by the caller (a small atom: a stamp) or on the atom
-    thread (a big one), and whether the ball covers objects or only chunks no edit has
-    touched (whose old values are kept as one value), the atom read back from disk names
-    exactly the voxels the edit changed (NumPy's comparison of level 0 before and
-    after), with their old and new values, and reopening the project undoes it."""
+    thread (a big one), and whether the ball covers objects, only chunks no edit has
+    touched (whose old values are kept as one value), or space the same brush half
+    painted already (so only part of the ball changes: not the ball's mask, kept once
+    for a ball that changes whole), the atom read back from disk names exactly the
+    voxels the edit changed (NumPy's comparison of level 0 before and after), with
+    their old and new values, and reopening the project undoes it."""
     from analysis.io import _label_edits
 
     if packed_by == "atom thread":
@@ -276,7 +278,11 @@ def test_the_undo_data_holds_exactly_the_voxels_that_changed(
     pr = make_project(tmp_path, start)
     img = pr.edit_labels("cells")
     centre = (20, 28, 30) if where == "objects" else (32, 64, 32)
-    assert start[_ball_reference(start.shape, centre, 0.12)].any() == (where == "objects")
+    if where == "half painted":
+        pr.history.apply(PaintBall("cells", (32, 60, 32), 0.12, 7))
+        start = _state(pr)[0]
+    ball = _ball_reference(start.shape, centre, 0.12)
+    assert start[ball].any() == (where != "empty space")
     cmd = PaintBall("cells", centre, 0.12, 7)
     pr.history.apply(cmd)
     after = _state(pr)[0]
@@ -292,6 +298,9 @@ def test_the_undo_data_holds_exactly_the_voxels_that_changed(
     assert changed.sum() > 1000
     with np.load(img.atoms_dir / f"{cmd.atom_id}.npz") as z:  # type: ignore[attr-defined]
         assert ("old_value" in z.files) == (where == "empty space")
+        # The ball's mask kept once exactly when every voxel of the ball changed.
+        assert ("footprint" in z.files) == bool(changed.sum() == ball.sum())
+        assert ("footprint" in z.files) == (where != "half painted")
     pr.close()
     with Project.open(tmp_path / "p", fsync=False) as pr2:
         pr2.history.undo()
