@@ -1287,8 +1287,8 @@ class LabelEditStore:
         if self._fsync:
             _fsync_dir(path.parent)
 
-    def _flush_once(self, record: bool = True, force: bool = True, oldest: int = 0) -> bool:
-        """Put dirty chunks into zarr (one snapshot); False when there were none to write.
+    def _flush_once(self, record: bool = True, force: bool = True, oldest: int = 0) -> int:
+        """Put dirty chunks into zarr (one snapshot); how many (0: there were none to write).
 
         ``force``: every dirty chunk; else only the quiet ones (unchanged for
         :data:`QUIET_S`, or dirty for :data:`MAX_AGE_S`): the chunks under a moving brush
@@ -1330,7 +1330,7 @@ class LabelEditStore:
                     ][:_BATCH_CHUNKS]
                 keys = sorted(chosen)
                 if not keys:
-                    return False
+                    return 0
                 snap = [(key, self._cache.get(key, touch=False)) for key in keys]
                 lazy = self._lazy & set(keys)
                 self._lazy -= lazy
@@ -1391,7 +1391,7 @@ class LabelEditStore:
             self.write_error = None
             if emit:
                 self.written.emit(n_done)
-            return True
+            return len(keys)
 
     def _get_chunk(self, k: int, path: Path, shape: tuple[int, ...]) -> npt.NDArray[Any] | None:
         """Chunk file ``path`` of level ``k`` decoded (writable, cut to ``shape`` at the
@@ -1673,15 +1673,14 @@ def _writer_loop(ref: weakref.ref[LabelEditStore]) -> None:
                     wake.wait(timeout=1.0)
                 continue
         del store
-        if not backlog:  # a batch's worth waiting (edits faster than the writer): no pause
+        if not backlog:
             time.sleep(FLUSH_DELAY_S)
         store = ref()
         if store is None:
             return
         try:
-            store._flush_once(force=False)
-            with wake:
-                backlog = len(store._dirty) >= _BATCH_CHUNKS
+            # A whole batch written: more may be waiting (edits faster than the writer).
+            backlog = store._flush_once(force=False) == _BATCH_CHUNKS
         except Exception as exc:  # a full disk: the chunks stay dirty; try again later
             if store.write_error is None:
                 log.error("label image %s: writing chunks failed: %s", store.name, exc)
