@@ -738,12 +738,6 @@ class LabelEditStore:
         k = len(atom.pieces)
         dtype = self.dtype
 
-        def packed(parts: list[npt.NDArray[Any]], dt: Any) -> npt.NDArray[np.uint8]:
-            flat = np.concatenate(parts).astype(dt, copy=False) if k else np.zeros(0, dt)
-            if not flat.size:  # zstd cannot decode an empty frame
-                return np.zeros(0, np.uint8)
-            return np.frombuffer(_ATOM_CODEC.encode(np.ascontiguousarray(flat)), np.uint8)
-
         arrays: dict[str, npt.NDArray[Any]] = {
             "offsets": np.array([p.offset for p in atom.pieces], dtype=np.int64).reshape(k, 3),
             "shapes": np.array([p.mask.shape for p in atom.pieces], dtype=np.int64).reshape(k, 3),
@@ -754,22 +748,27 @@ class LabelEditStore:
             arrays["footprint_offset"] = np.array(first, dtype=np.int64)
             arrays["footprint_shape"] = np.array(mask.shape, dtype=np.int64)
             arrays["footprint"] = self._packed_footprint(mask)
-        else:
-            arrays["masks"] = packed(
-                [np.packbits(np.concatenate([p.mask.reshape(-1) for p in atom.pieces]))]
-                if k
-                else [],
-                np.uint8,
-            )
+        elif k:
+            bits = np.packbits(np.concatenate([p.mask.reshape(-1) for p in atom.pieces]))
+            arrays["masks"] = np.frombuffer(_ATOM_CODEC.encode(bits), np.uint8)
+        else:  # zstd cannot decode an empty frame
+            arrays["masks"] = np.zeros(0, np.uint8)
         # One value for every voxel, kept as that value: a brush's new values, the old
-        # ones where it painted chunks no edit had touched (empty space).
+        # ones where it painted chunks no edit had touched (empty space, seen without a
+        # look at the values) or only background (a stroke's stamps after the first).
         for name in ("old", "new"):
             parts = [p.values(name == "new") for p in atom.pieces]
             one = [constant_value(v) for v in parts]
             if k and all(v is not None and v == one[0] for v in one):
                 arrays[f"{name}_value"] = np.asarray(one[0], dtype=dtype)
-            else:
-                arrays[name] = packed(parts, dtype)
+                continue
+            flat = np.concatenate(parts).astype(dtype, copy=False) if k else np.zeros(0, dtype)
+            if flat.size and not np.any(flat != flat[0]):
+                arrays[f"{name}_value"] = np.asarray(flat[0], dtype=dtype)
+            elif flat.size:
+                arrays[name] = np.frombuffer(_ATOM_CODEC.encode(flat), np.uint8)
+            else:  # zstd cannot decode an empty frame
+                arrays[name] = np.zeros(0, np.uint8)
         buf = io.BytesIO()
         np.savez(buf, **arrays)  # type: ignore[arg-type]
         return buf.getvalue()
