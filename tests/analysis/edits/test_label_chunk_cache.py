@@ -444,3 +444,55 @@ def test_chunks_let_go_are_reused_only_when_nobody_sees_them(
     disk = levels_of(copy)
     np.testing.assert_array_equal(disk[0], model)
     assert_pyramid(disk)
+
+
+def test_an_idle_writer_makes_chunks_of_empty_space_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between strokes (the writer has nothing to write) the store makes memory for new
+    chunks ready, its pages asked for: the next stroke's first stamp into empty space
+    maps no new chunk memory, and what it paints is what the NumPy model has, in memory
+    and, once written, in the files."""
+    import time
+
+    from analysis.io import _label_edits
+
+    if not _label_edits._populate_supported():
+        pytest.skip("fresh chunks are memory maps only on Linux >= 5.14")
+    shape = (128, 128, 256)
+    store_path = make_store(tmp_path / "img.zarr", np.zeros(shape, np.uint32), chunks=64)
+    copy = tmp_path / "p" / "labels" / "cells.zarr"
+    copy.parent.mkdir(parents=True)
+    create_label_copy(str(store_path), "cells", copy)
+    maps = []
+    fresh_chunk = _label_edits._fresh_chunk
+
+    def counted(*args: Any) -> Any:
+        maps.append(args)
+        return fresh_chunk(*args)
+
+    monkeypatch.setattr(_label_edits, "_fresh_chunk", counted)
+    store, history = _open(tmp_path, copy)
+    model = np.zeros(shape, np.uint32)
+    grid = np.indices(shape)
+
+    def stamp(centre: tuple[int, int, int], value: int) -> None:
+        history.apply(PaintBall("cells", centre, 0.1, value))
+        d2 = sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True))
+        model[d2 <= 10**2 * (1 + 1e-9)] = value
+
+    stamp((32, 32, 32), 3)  # the first edit starts the writer
+    store.flush()
+    deadline = time.monotonic() + 10.0
+    while sum(len(m) for m in store._spare.values()) < 8 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    before = len(maps)
+    stamp((96, 96, 200), 5)  # new chunks at level 0 (two) and at the coarser levels
+    assert len(maps) == before  # every chunk of empty space came ready
+    full = tuple(slice(0, n) for n in shape)
+    np.testing.assert_array_equal(store.read(full), model)
+    history.close()
+    store.close()
+    disk = levels_of(copy)
+    np.testing.assert_array_equal(disk[0], model)
+    assert_pyramid(disk)
