@@ -465,6 +465,10 @@ class LabelEditStore:
         self.replaying = False
         _OPEN.add(self)
         _keep_freed_memory()
+        if "pandas" not in sys.modules:
+            # The changed ids of an edit are found with pandas (:func:`_distinct`); its
+            # import (~0.25 s) is done now, in the background, not in the first stamp.
+            threading.Thread(target=_import_pandas, name="labels-import", daemon=True).start()
 
     # -- EditableLabels ------------------------------------------------------------
     @property
@@ -1988,6 +1992,13 @@ def _unpack(data: npt.NDArray[np.uint8], dtype: np.dtype[Any]) -> npt.NDArray[An
     if not data.size:
         return np.zeros(0, dtype)
     return np.frombuffer(_ATOM_CODEC.decode(data), dtype)
+
+
+def _import_pandas() -> None:
+    try:
+        import pandas  # noqa: F401
+    except ImportError:  # pragma: no cover - a dependency; _distinct says what is missing
+        pass
 
 
 def _distinct(values: npt.NDArray[Any]) -> set[int]:

@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     ref = float(np.median(raw[0]))
     for name, (ms, cpu) in rows:
         print(
-            f"  {name:18s} median {np.median(ms):7.1f} ms   p95 {np.percentile(ms, 95):7.1f} ms"
+            f"  {name:22s} median {np.median(ms):7.1f} ms   p95 {np.percentile(ms, 95):7.1f} ms"
             f"   median / reference {np.median(ms) / ref:5.2f}"
             f"   CPU (all threads) median {np.median(cpu):6.1f} ms"
         )
@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         if w is not None:
             print(
-                f"  {name:18s} chunks in zarr (from the stamp's start): median "
+                f"  {name:22s} chunks in zarr (from the stamp's start): median "
                 f"{np.median(w):7.1f} ms   p95 {np.percentile(w, 95):7.1f} ms"
             )
     for name, (ms, _) in rows[:5]:
