@@ -387,6 +387,48 @@ def test_the_ids_an_edit_announces_are_numpys_distinct_values() -> None:
         assert _distinct(values) == {int(v) for v in np.unique(values)}
 
 
+class _EmptySpace:
+    """A working copy of 2 x 2 x 4 chunks of 64³ uint32 with no file (empty space: the
+    store makes each chunk as fill value, a memory map of 1 MiB), its store and history,
+    a NumPy model of it, and every fresh chunk map the store makes (``maps``)."""
+
+    shape = (128, 128, 256)
+
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> None:
+        from analysis.io import _label_edits
+
+        if not _label_edits._populate_supported():
+            pytest.skip("fresh chunks are memory maps only on Linux >= 5.14")
+        store_path = make_store(tmp_path / "img.zarr", np.zeros(self.shape, np.uint32), chunks=64)
+        self.copy = tmp_path / "p" / "labels" / "cells.zarr"
+        self.copy.parent.mkdir(parents=True)
+        create_label_copy(str(store_path), "cells", self.copy)
+        self.maps: list[Any] = []
+        fresh_chunk = _label_edits._fresh_chunk
+        monkeypatch.setattr(
+            _label_edits, "_fresh_chunk", lambda *a: self.maps.append(a) or fresh_chunk(*a)
+        )
+        self.store, self.history = _open(tmp_path, self.copy, **kw)
+        self.model = np.zeros(self.shape, np.uint32)
+        self._grid = np.indices(self.shape)
+
+    def stamp(self, centre: tuple[int, int, int], value: int) -> None:
+        """A ball of 10 voxels (0.1 µm at SCALE) through the history, and in the model."""
+        self.history.apply(PaintBall("cells", centre, 0.1, value))
+        d2 = sum((g - c) ** 2 for g, c in zip(self._grid, centre, strict=True))
+        self.model[d2 <= 10**2 * (1 + 1e-9)] = value
+
+    def check_and_close(self) -> None:
+        """What every reader sees and, once written, the files (every level) are the model."""
+        full = tuple(slice(0, n) for n in self.shape)
+        np.testing.assert_array_equal(self.store.read(full), self.model)
+        self.history.close()
+        self.store.close()
+        disk = levels_of(self.copy)
+        np.testing.assert_array_equal(disk[0], self.model)
+        assert_pyramid(disk)
+
+
 def test_chunks_let_go_are_reused_only_when_nobody_sees_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -394,40 +436,19 @@ def test_chunks_let_go_are_reused_only_when_nobody_sees_them(
     empty space (cleared), unless something still sees it: a view a reader kept of a
     painted chunk keeps its values while strokes elsewhere go through a cache of three
     chunks; the image every reader sees and the files match the NumPy model."""
-    from analysis.io import _label_edits
-
-    if not _label_edits._populate_supported():
-        pytest.skip("fresh chunks are memory maps only on Linux >= 5.14")
-    shape = (128, 128, 256)  # 2 x 2 x 4 chunks of 64³ uint32, no file: empty space
-    store_path = make_store(tmp_path / "img.zarr", np.zeros(shape, np.uint32), chunks=64)
-    copy = tmp_path / "p" / "labels" / "cells.zarr"
-    copy.parent.mkdir(parents=True)
-    create_label_copy(str(store_path), "cells", copy)
-    maps = []
-    fresh_chunk = _label_edits._fresh_chunk
-
-    def counted(*args: Any) -> Any:
-        maps.append(args)
-        return fresh_chunk(*args)
-
-    monkeypatch.setattr(_label_edits, "_fresh_chunk", counted)
     made = []
     fresh = LabelEditStore._fresh
     monkeypatch.setattr(
         LabelEditStore, "_fresh", lambda self, k, s: made.append(k) or fresh(self, k, s)
     )
-    store, history = _open(tmp_path, copy, cache_bytes=3 * 64**3 * 4)
-    model = np.zeros(shape, np.uint32)
-    grid = np.indices(shape)
+    space = _EmptySpace(tmp_path, monkeypatch, cache_bytes=3 * 64**3 * 4)
 
     def stamp(centre: tuple[int, int, int], value: int) -> None:
-        history.apply(PaintBall("cells", centre, 0.1, value))  # 10 voxels at SCALE
-        d2 = sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True))
-        model[d2 <= 10**2 * (1 + 1e-9)] = value
-        store.flush()  # written: its chunks' pages are all in memory, it may be let go
+        space.stamp(centre, value)
+        space.store.flush()  # written: its chunks' pages are all in memory, it may be let go
 
     stamp((32, 32, 32), 4)
-    kept = [(first, part) for first, part in store.read_parts((slice(0, 64),) * 3)]
+    kept = [(first, part) for first, part in space.store.read_parts((slice(0, 64),) * 3)]
     seen = [part.copy() for _, part in kept]
     assert any(part.any() for part in seen)
     for i in range(24):  # strokes through every other chunk, back and forth
@@ -436,14 +457,8 @@ def test_chunks_let_go_are_reused_only_when_nobody_sees_them(
     stamp((100, 100, 200), 0)  # an erase
     for (_, part), was in zip(kept, seen, strict=True):
         np.testing.assert_array_equal(part, was)
-    assert len(maps) < len(made)  # chunks of empty space were made from spare maps
-    full = tuple(slice(0, n) for n in shape)
-    np.testing.assert_array_equal(store.read(full), model)
-    history.close()
-    store.close()
-    disk = levels_of(copy)
-    np.testing.assert_array_equal(disk[0], model)
-    assert_pyramid(disk)
+    assert len(space.maps) < len(made)  # chunks of empty space were made from spare maps
+    space.check_and_close()
 
 
 def test_an_idle_writer_makes_chunks_of_empty_space_ready(
@@ -455,44 +470,13 @@ def test_an_idle_writer_makes_chunks_of_empty_space_ready(
     and, once written, in the files."""
     import time
 
-    from analysis.io import _label_edits
-
-    if not _label_edits._populate_supported():
-        pytest.skip("fresh chunks are memory maps only on Linux >= 5.14")
-    shape = (128, 128, 256)
-    store_path = make_store(tmp_path / "img.zarr", np.zeros(shape, np.uint32), chunks=64)
-    copy = tmp_path / "p" / "labels" / "cells.zarr"
-    copy.parent.mkdir(parents=True)
-    create_label_copy(str(store_path), "cells", copy)
-    maps = []
-    fresh_chunk = _label_edits._fresh_chunk
-
-    def counted(*args: Any) -> Any:
-        maps.append(args)
-        return fresh_chunk(*args)
-
-    monkeypatch.setattr(_label_edits, "_fresh_chunk", counted)
-    store, history = _open(tmp_path, copy)
-    model = np.zeros(shape, np.uint32)
-    grid = np.indices(shape)
-
-    def stamp(centre: tuple[int, int, int], value: int) -> None:
-        history.apply(PaintBall("cells", centre, 0.1, value))
-        d2 = sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True))
-        model[d2 <= 10**2 * (1 + 1e-9)] = value
-
-    stamp((32, 32, 32), 3)  # the first edit starts the writer
-    store.flush()
+    space = _EmptySpace(tmp_path, monkeypatch)
+    space.stamp((32, 32, 32), 3)  # the first edit starts the writer
+    space.store.flush()
     deadline = time.monotonic() + 10.0
-    while sum(len(m) for m in store._spare.values()) < 8 and time.monotonic() < deadline:
+    while sum(len(m) for m in space.store._spare.values()) < 8 and time.monotonic() < deadline:
         time.sleep(0.02)
-    before = len(maps)
-    stamp((96, 96, 200), 5)  # new chunks at level 0 (two) and at the coarser levels
-    assert len(maps) == before  # every chunk of empty space came ready
-    full = tuple(slice(0, n) for n in shape)
-    np.testing.assert_array_equal(store.read(full), model)
-    history.close()
-    store.close()
-    disk = levels_of(copy)
-    np.testing.assert_array_equal(disk[0], model)
-    assert_pyramid(disk)
+    before = len(space.maps)
+    space.stamp((96, 96, 200), 5)  # new chunks at level 0 (two) and at the coarser levels
+    assert len(space.maps) == before  # every chunk of empty space came ready
+    space.check_and_close()
