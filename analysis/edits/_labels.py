@@ -175,6 +175,23 @@ def constant_value(values: npt.NDArray[Any]) -> npt.NDArray[Any] | None:
     return None
 
 
+def _by_chunk(
+    offset: Sequence[int], shape: Sequence[int], chunks: Sequence[int]
+) -> Iterator[tuple[tuple[int, int, int], Region]]:
+    """The parts of the box at ``offset`` of ``shape`` that fall in one chunk each: the
+    part's first voxel (image index) and its slices within the box."""
+    ranges = []
+    for o, n, c in zip(offset, shape, chunks, strict=True):
+        ranges.append(
+            [(max(a, o) - o, min(a + c, o + n) - o) for a in range((o // c) * c, o + n, c)]
+        )
+    for rz in ranges[0]:
+        for ry in ranges[1]:
+            for rx in ranges[2]:
+                first = (int(offset[0] + rz[0]), int(offset[1] + ry[0]), int(offset[2] + rx[0]))
+                yield first, (slice(*rz), slice(*ry), slice(*rx))
+
+
 def _pieces(
     offset: Sequence[int],
     mask: npt.NDArray[np.bool_],
@@ -185,27 +202,15 @@ def _pieces(
     if not mask.any():
         return
     one = new.ndim == 0
-    ranges = []
-    for o, s, c in zip(offset, mask.shape, chunks, strict=True):
-        starts = list(range((o // c) * c, o + s, c))
-        ranges.append([(max(a, o) - o, min(a + c, o + s) - o) for a in starts])
-    for rz in ranges[0]:
-        for ry in ranges[1]:
-            for rx in ranges[2]:
-                sub = (slice(*rz), slice(*ry), slice(*rx))
-                m = np.ascontiguousarray(mask[sub])
-                if not m.any():
-                    continue
-                if old.size and not any(old.strides):  # one value (an untouched chunk)
-                    was = np.broadcast_to(old.flat[0], (int(np.count_nonzero(m)),))
-                else:
-                    was = old[sub][m]
-                yield LabelPiece(
-                    (int(offset[0] + rz[0]), int(offset[1] + ry[0]), int(offset[2] + rx[0])),
-                    m,
-                    was,
-                    np.broadcast_to(new, was.shape) if one else new[sub][m],
-                )
+    for first, sub in _by_chunk(offset, mask.shape, chunks):
+        m = np.ascontiguousarray(mask[sub])
+        if not m.any():
+            continue
+        if old.size and not any(old.strides):  # one value (an untouched chunk)
+            was = np.broadcast_to(old.flat[0], (int(np.count_nonzero(m)),))
+        else:
+            was = old[sub][m]
+        yield LabelPiece(first, m, was, np.broadcast_to(new, was.shape) if one else new[sub][m])
 
 
 def _chunk_parts(
@@ -219,17 +224,8 @@ def _chunk_parts(
         yield from parts(region)
         return
     box = img.read(region)
-    offset = [r.start for r in region]
-    ranges = []
-    for o, n, c in zip(offset, box.shape, img.chunks, strict=True):
-        ranges.append(
-            [(max(a, o) - o, min(a + c, o + n) - o) for a in range((o // c) * c, o + n, c)]
-        )
-    for rz in ranges[0]:
-        for ry in ranges[1]:
-            for rx in ranges[2]:
-                first = (offset[0] + rz[0], offset[1] + ry[0], offset[2] + rx[0])
-                yield first, box[slice(*rz), slice(*ry), slice(*rx)]
+    for first, sub in _by_chunk([r.start for r in region], box.shape, img.chunks):
+        yield first, box[sub]
 
 
 @runtime_checkable

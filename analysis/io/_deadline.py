@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 from analysis.errors import VrscopeError
 
-__all__ = ["RemoteDeadlineExceeded", "current_block", "remaining_s", "remote_deadline"]
+__all__ = ["RemoteDeadlineExceeded", "current_block", "remote_deadline"]
 
 
 class RemoteDeadlineExceeded(VrscopeError, TimeoutError):
@@ -42,6 +42,10 @@ class Block:
 
     def __init__(self, end: float, seconds: float, what: str) -> None:
         self.end, self.seconds, self.what = end, seconds, what
+
+    def left_s(self) -> float:
+        """Seconds left for this block's remote reads."""
+        return self.end - time.monotonic()
 
 
 class _State:
@@ -93,11 +97,6 @@ def current_block() -> Block | None:
     """The deadline block a request starting now belongs to (None: no deadline)."""
     with _state.lock:
         return _state.block
-
-
-def remaining_s(block: Block | None) -> float | None:
-    """Seconds left for the remote reads of ``block`` (None: no deadline)."""
-    return None if block is None else block.end - time.monotonic()
 
 
 def exceeded(url: str, block: Block) -> RemoteDeadlineExceeded:

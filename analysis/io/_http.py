@@ -41,7 +41,7 @@ from typing import Any
 import aiohttp
 from fsspec.implementations.http import HTTPFileSystem
 
-from analysis.io._deadline import current_block, exceeded, remaining_s
+from analysis.io._deadline import current_block, exceeded
 
 __all__ = [
     "MAX_ANSWER_BYTES",
@@ -114,27 +114,25 @@ class BoundedHTTPFileSystem(HTTPFileSystem):  # type: ignore[misc]
         # started in, kept for all its tries.
         block = current_block()
         for attempt in range(tries):
-            left = remaining_s(block)
-            if block is not None and left is not None and left <= 0:
+            if block is not None and block.left_s() <= 0:
                 raise exceeded(url, block)
             try:
-                if left is None:
+                if block is None:
                     return await self._cat_once(url, start, end, **kwargs)
-                return await asyncio.wait_for(self._cat_once(url, start, end, **kwargs), left)
+                return await asyncio.wait_for(
+                    self._cat_once(url, start, end, **kwargs), block.left_s()
+                )
             except Exception as exc:
-                now_left = remaining_s(block)
-                timed_out = isinstance(exc, TimeoutError)
-                if timed_out and block is not None and now_left is not None and now_left <= 0:
+                if isinstance(exc, TimeoutError) and block is not None and block.left_s() <= 0:
                     raise exceeded(url, block) from exc
                 if attempt == tries - 1 or not transient(exc):
                     if attempt:
                         exc.tries = attempt + 1  # type: ignore[attr-defined]
                     raise
-            left = remaining_s(block)
             await asyncio.sleep(
                 RETRY_DELAYS_S[attempt]
-                if left is None
-                else max(0.0, min(RETRY_DELAYS_S[attempt], left))
+                if block is None
+                else max(0.0, min(RETRY_DELAYS_S[attempt], block.left_s()))
             )
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -1185,8 +1185,7 @@ class LabelEditStore:
         if self._fill[0] != 0 or nbytes < _MAP_MIN_BYTES or not _populate_supported():
             return False
         with self._lock:
-            ready = sum(len(maps) * n for n, maps in self._spare.items())
-            unclear = sum(len(maps) * n for n, maps in self._spare_unclear.items())
+            ready, unclear = self._spare_bytes()
             if self._closed or ready >= _SPARE_READY_BYTES or ready + unclear >= _SPARE_BYTES:
                 return False
         mm = mmap.mmap(-1, nbytes)
@@ -1194,6 +1193,11 @@ class LabelEditStore:
         with self._lock:
             self._spare.setdefault(nbytes, []).append(mm)
         return True
+
+    def _spare_bytes(self) -> tuple[int, int]:
+        """Bytes of spare maps: cleared, and not yet cleared. Call with the lock held."""
+        ready = sum(n * len(maps) for n, maps in self._spare.items())
+        return ready, sum(n * len(maps) for n, maps in self._spare_unclear.items())
 
     def _recycle(self, key: _ChunkKey, data: npt.NDArray[Any]) -> None:
         """The cache let ``data`` go: keep its memory map as a spare (:attr:`_spare`) when
@@ -1211,8 +1215,7 @@ class LabelEditStore:
             return
         if key in self._lazy or self._closed:  # pages never asked for: nothing to save
             return
-        n = sum(len(maps) for maps in (*self._spare.values(), *self._spare_unclear.values()))
-        if (n + 1) * data.nbytes <= _SPARE_BYTES:
+        if sum(self._spare_bytes()) + data.nbytes <= _SPARE_BYTES:
             with self._wake:
                 self._spare_unclear.setdefault(data.nbytes, []).append(view.obj)
                 self._wake.notify_all()
