@@ -399,6 +399,8 @@ class LabelEditStore:
         self._factors = _level_factors(self._shapes)
         self._chunks = [tuple(int(c) for c in a.chunks) for a in self._arrays]
         self._chunk_bytes = [math.prod(c) * self.dtype.itemsize for c in self._chunks]
+        #: Per level: the folder its chunk keys are relative to.
+        self._dirs = [os.path.join(self.root, a.path) for a in self._arrays]
         #: Per level: whether a chunk's file is found by its key (not sharded), fill value.
         self._sparse = [getattr(a, "shards", None) is None for a in self._arrays]
         self._fill = [a.fill_value if a.fill_value is not None else 0 for a in self._arrays]
@@ -1209,6 +1211,8 @@ class LabelEditStore:
         view = getattr(root, "base", None)
         if not isinstance(view, memoryview) or not isinstance(view.obj, mmap.mmap):
             return
+        if len(view.obj) != data.nbytes:  # a decoded edge chunk: a cut of a whole one
+            return
         # Only ``data`` refers to ``root`` (and the name here); ``data`` only the cache's
         # name and this call's (getrefcount counts its own argument too).
         if sys.getrefcount(root) != 3 or sys.getrefcount(data) != _EVICTED_REFS:
@@ -1216,9 +1220,9 @@ class LabelEditStore:
         if key in self._lazy or self._closed:  # pages never asked for: nothing to save
             return
         if sum(self._spare_bytes()) + data.nbytes <= _SPARE_BYTES:
-            with self._wake:
-                self._spare_unclear.setdefault(data.nbytes, []).append(view.obj)
-                self._wake.notify_all()
+            # The writer clears it when an edit wakes it (not now: mid-stamp, its clearing
+            # took a CPU from the stamp).
+            self._spare_unclear.setdefault(data.nbytes, []).append(view.obj)
 
     def _dirty_bytes(self) -> int:
         with self._lock:
@@ -1232,6 +1236,7 @@ class LabelEditStore:
         cache, the others read in one zarr trip and cached. Call with the lock held."""
         got: list[npt.NDArray[Any] | None] = [self._cache.get(key) for key in keys]
         miss = [i for i, g in enumerate(got) if g is None]
+        files: list[tuple[int, str, tuple[int, ...]]] = []
         for i in list(miss):
             # A chunk with no file is all fill value (a sparse label image: painting into
             # empty space); zarr would return the same, at ~1 ms of its machinery each.
@@ -1239,26 +1244,29 @@ class LabelEditStore:
             k, coords = keys[i]
             if not self._sparse[k]:
                 continue
-            arr = self._arrays[k]
-            path = self.root / arr.path / arr.metadata.encode_chunk_key(coords)
+            path = os.path.join(self._dirs[k], self._arrays[k].metadata.encode_chunk_key(coords))
             region = self._chunk_region(k, coords)
             shape = tuple(r.stop - r.start for r in region)
-            if not path.exists():
-                data, mapped = self._fresh(k, shape)
-                self._untouched.add(keys[i])
-                if mapped:
-                    self._lazy.add(keys[i])
-            else:
-                # The copy's own formats are decoded here (as the writer encodes them:
-                # zarr's machinery costs ~1-3 ms per chunk); anything else, and any chunk
-                # that does not decode, is left to zarr (its errors are the readers').
-                decoded = self._get_chunk(k, path, shape)
-                if decoded is None:
-                    continue
-                data = decoded
+            if os.path.exists(path):
+                files.append((i, path, shape))
+                continue
+            data, mapped = self._fresh(k, shape)
+            self._untouched.add(keys[i])
+            if mapped:
+                self._lazy.add(keys[i])
             self._cache.put(keys[i], data)
             got[i] = data
             miss.remove(i)
+        # The copy's own formats are decoded here (as the writer encodes them: zarr's
+        # machinery costs ~1-3 ms per chunk; decoding on two threads gained nothing
+        # measurable); anything else, and any chunk that does not decode, is left to
+        # zarr (its errors are the readers').
+        for i, path, shape in files:
+            data = self._get_chunk(keys[i][0], path, shape, self._decode_target(keys[i][0]))
+            if data is not None:
+                self._cache.put(keys[i], data)
+                got[i] = data
+                miss.remove(i)
         if miss:
             datas = _gather_read(
                 [(self._arrays[keys[i][0]], self._chunk_region(*keys[i])) for i in miss]
@@ -1421,17 +1429,34 @@ class LabelEditStore:
                 self.written.emit(n_done)
             return len(keys)
 
-    def _get_chunk(self, k: int, path: Path, shape: tuple[int, ...]) -> npt.NDArray[Any] | None:
-        """Chunk file ``path`` of level ``k`` decoded (writable, cut to ``shape`` at the
-        image's edge), or None when its level is not in one of the copy's own formats or
-        the file does not decode to a whole chunk (zarr reads it then)."""
+    def _decode_target(self, k: int) -> npt.NDArray[Any]:
+        """A whole chunk of level ``k`` to decode a file into: a spare map where one fits
+        (its pages are in memory: a fresh 1 MiB took ~0.25 ms of page faults to write,
+        half a decode), else uninitialised memory. Call with the lock held."""
+        nbytes = self._chunk_bytes[k]
+        for spares in (self._spare_unclear, self._spare):
+            maps = spares.get(nbytes)
+            if maps:
+                return np.frombuffer(maps.pop(), dtype=self.dtype).reshape(self._chunks[k])
+        return np.empty(self._chunks[k], dtype=self.dtype)
+
+    def _get_chunk(
+        self, k: int, path: str, shape: tuple[int, ...], out: npt.NDArray[Any] | None = None
+    ) -> npt.NDArray[Any] | None:
+        """Chunk file ``path`` of level ``k`` decoded into ``out`` (a whole chunk, or new
+        memory; returned writable, cut to ``shape`` at the image's edge), or None when its
+        level is not in one of the copy's own formats or the file does not decode to a
+        whole chunk (zarr reads it then)."""
         decode = self._decoders[k]
         if decode is None:
             return None
         chunk = self._chunks[k]
-        out = np.empty(chunk, dtype=self.dtype)
+        if out is None:
+            out = np.empty(chunk, dtype=self.dtype)
         try:
-            decode(path.read_bytes(), out)
+            with open(path, "rb") as f:
+                blob = f.read()
+            decode(blob, out)
         except Exception:  # damaged, or not what we expect: zarr says what is wrong
             return None
         if shape != chunk:
@@ -1792,6 +1817,11 @@ def _chunk_decoder(arr: zarr.Array[Any]) -> Callable[[bytes, npt.NDArray[Any]], 
     codec = found[0]
 
     def decode(blob: bytes, out: npt.NDArray[Any]) -> None:
+        if isinstance(codec, Zstd) and _zstd_content_size(blob) == out.nbytes:
+            # Straight into ``out``: no chunk-sized buffer to fault in and copy (~0.15 ms
+            # of a ~0.35 ms decode); numcodecs refuses a frame larger than ``out``.
+            codec.decode(blob, out=out.reshape(-1).view(np.uint8))
+            return
         raw = codec.decode(blob) if codec is not None else blob
         flat = np.frombuffer(raw, dtype=out.dtype)
         if flat.size != out.size:
@@ -1799,6 +1829,22 @@ def _chunk_decoder(arr: zarr.Array[Any]) -> Callable[[bytes, npt.NDArray[Any]], 
         out.reshape(-1)[...] = flat
 
     return decode
+
+
+def _zstd_content_size(blob: bytes) -> int | None:
+    """The decompressed size a zstd frame declares in its header (RFC 8878, 3.1.1.1),
+    or None when ``blob`` does not start with a frame that declares it. (numcodecs has
+    no call for it; zarr's zstd chunks declare it.)"""
+    if len(blob) < 6 or blob[:4] != b"\x28\xb5\x2f\xfd":
+        return None
+    fhd = blob[4]
+    fcs_flag, single, dict_flag = fhd >> 6, (fhd >> 5) & 1, fhd & 3
+    pos = 5 + (0 if single else 1) + (0, 1, 2, 4)[dict_flag]
+    size = (1 if single else 0, 2, 4, 8)[fcs_flag]
+    if size == 0 or len(blob) < pos + size:
+        return None
+    value = int.from_bytes(blob[pos : pos + size], "little")
+    return value + 256 if size == 2 else value
 
 
 ATOM_LOG = "atoms.log"
@@ -1980,14 +2026,21 @@ class _ChunkCache:
         self._data[key] = data
         self.nbytes += data.nbytes
         if self.nbytes > self.budget:
-            for k in list(self._data):
-                if self.nbytes <= self.budget:
+            # The least recently used first, as many bytes as are over (a scan that stops
+            # there: a copy of every key per put cost ~1 ms of a stamp).
+            over = self.nbytes - self.budget
+            gone_keys = []
+            for k in self._data:  # (no name kept for an array: see ``evicted``)
+                if over <= 0:
                     break
                 if not self._pinned(k):
-                    gone = self._data.pop(k)
-                    self.nbytes -= gone.nbytes
-                    if self._evicted is not None:
-                        self._evicted(k, gone)
+                    gone_keys.append(k)
+                    over -= self._data[k].nbytes
+            for k in gone_keys:
+                gone = self._data.pop(k)
+                self.nbytes -= gone.nbytes
+                if self._evicted is not None:
+                    self._evicted(k, gone)
 
 
 def _unpack(data: npt.NDArray[np.uint8], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
@@ -2005,19 +2058,24 @@ def _import_pandas() -> None:
 
 
 def _distinct(values: npt.NDArray[Any]) -> set[int]:
-    """The distinct values of ``values``: one comparison when they are all equal (a
-    brush's new values, background under it), else ``pandas.unique``."""
+    """The distinct values of ``values``: one value when they are one broadcast value (a
+    brush's new values), else those that start a run (in C order) made distinct: a
+    label image's voxels come in runs (a brush's old values: ~0.5 M values in a few
+    thousand runs), so one comparison of neighbours leaves few values to hash
+    (``pandas.unique``: a hash table, ~3x faster than ``np.unique``'s sort; it took
+    ~0.3 ms per chunk's part of a stamp on all of them)."""
     if values.size == 0:
         return set()
     one = constant_value(values)
     if one is not None:
         return {int(one)}
-    first = values.flat[0]
-    if bool((values == first).all()):
-        return {int(first)}
-    import pandas as pd  # a hash table: ~3x np.unique's sort on a brush's 0.5 M values
+    flat = values.reshape(-1)
+    starts = flat[1:][flat[1:] != flat[:-1]]
+    if starts.size == 0:
+        return {int(flat[0])}
+    import pandas as pd
 
-    return {int(v) for v in pd.unique(values.reshape(-1))}
+    return {int(flat[0]), *(int(v) for v in pd.unique(starts))}
 
 
 def _fsync_dir(path: Path) -> None:

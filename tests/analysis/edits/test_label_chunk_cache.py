@@ -268,6 +268,49 @@ def test_a_damaged_chunk_file_is_never_read_as_values(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_zstd_frame_is_decoded_straight_into_the_chunk_only_at_its_declared_size() -> None:
+    """The size a chunk file's zstd frame declares (what decides whether it is decoded
+    straight into the chunk) is the size numcodecs compressed, for every size class of
+    the frame header; bytes that are no frame declare none."""
+    from numcodecs import Zstd
+
+    from analysis.io._label_edits import _zstd_content_size
+
+    sizes = [0, 1, 255, 256, 257, 65535, 65791, 65792, 2**20, 2**20 + 3, 5 * 2**20]
+    for level in (0, 1, 9):
+        for checksum in (False, True):
+            codec = Zstd(level=level, checksum=checksum)
+            for n in sizes:
+                frame = bytes(codec.encode(np.arange(n, dtype=np.uint8)))
+                assert _zstd_content_size(frame) == n, (level, checksum, n)
+                assert _zstd_content_size(frame[:5]) is None
+    for junk in (b"", b"\x28\xb5\x2f", b"PK\x03\x04 a zip, not zstd", bytes(64)):
+        assert _zstd_content_size(junk) is None
+
+
+def test_a_chunk_file_of_the_wrong_size_is_never_read_as_values(tmp_path: Path) -> None:
+    """A chunk file that is a whole zstd frame of the wrong size (half a chunk; a chunk
+    and a half) is left to zarr, which refuses it; one of the right size, written by
+    numcodecs with other values, reads as those values."""
+    from numcodecs import Zstd
+
+    copy = _copy(tmp_path)
+    path = copy / "s0" / "c" / "0" / "0" / "0"
+    assert path.is_file()
+    whole = CHUNKS**3
+    other = np.arange(whole, dtype=np.uint32).reshape((CHUNKS,) * 3) % 7
+    for n in (whole // 2, whole + whole // 2):
+        path.write_bytes(bytes(Zstd(level=1).encode(np.ones(n, np.uint32))))
+        store = LabelEditStore(copy, "cells", fsync=False)
+        with pytest.raises(Exception, match="(?i)size|shape|bytes|expected"):
+            store.read((slice(0, CHUNKS),) * 3)
+        store.close()
+    path.write_bytes(bytes(Zstd(level=1).encode(other)))
+    store = LabelEditStore(copy, "cells", fsync=False)
+    np.testing.assert_array_equal(store.read((slice(0, CHUNKS),) * 3), other)
+    store.close()
+
+
 def test_edits_faster_than_the_writer_keep_memory_bounded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -382,20 +425,37 @@ def test_the_ids_an_edit_announces_are_numpys_distinct_values() -> None:
         rng.integers(0, 5, 100_000).astype(np.uint32),
         rng.integers(0, 2**62, 1000).astype(np.uint64),
         rng.integers(-(2**31), 2**31 - 1, 1000).astype(np.int32),
+        np.sort(rng.integers(0, 50, 10_000)).astype(np.uint32),  # long runs
+        np.r_[np.zeros(9999, np.uint32), np.uint32(5)],  # one other value, last
+        np.r_[np.uint32(5), np.zeros(9999, np.uint32)],  # one other value, first
     ]
+    # A brush's old values: a 3-D label image (blocks, a ball) under a ball's mask, in C
+    # order, and a view with strides.
+    image = np.zeros((40, 40, 40), np.uint32)
+    image[5:20, :, 10:30] = 3
+    image[25:, 10:35, :] = 2**31 + 7
+    grid = np.indices(image.shape)
+    image[((grid - 20) ** 2).sum(axis=0) < 8**2] = 11
+    cases += [image[((grid - 18) ** 2).sum(axis=0) < 15**2], image[::3, 1::2, ::5]]
     for values in cases:
         assert _distinct(values) == {int(v) for v in np.unique(values)}
 
 
 class _EmptySpace:
-    """A working copy of 2 x 2 x 4 chunks of 64³ uint32 with no file (empty space: the
-    store makes each chunk as fill value, a memory map of 1 MiB), its store and history,
+    """A working copy of 2 x 2 x 4 chunks of 64³ uint32 (or ``shape``) with no file (empty
+    space: the store makes each chunk as fill value, a memory map of 1 MiB), its store and history,
     a NumPy model of it, and every fresh chunk map the store makes (``maps``)."""
 
-    shape = (128, 128, 256)
-
-    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        shape: tuple[int, int, int] = (128, 128, 256),
+        **kw: Any,
+    ) -> None:
         from analysis.io import _label_edits
+
+        self.shape = shape
 
         if not _label_edits._populate_supported():
             pytest.skip("fresh chunks are memory maps only on Linux >= 5.14")
@@ -479,4 +539,40 @@ def test_an_idle_writer_makes_chunks_of_empty_space_ready(
     before = len(space.maps)
     space.stamp((96, 96, 200), 5)  # new chunks at level 0 (two) and at the coarser levels
     assert len(space.maps) == before  # every chunk of empty space came ready
+    space.check_and_close()
+
+
+def test_chunks_read_again_are_decoded_into_memory_let_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A painted chunk that the cache let go and an edit needs again is decoded from its
+    file into the memory of a chunk let go before (not cleared first: the decode writes
+    every voxel), except at the image's edge (a cut chunk); a view a reader kept of a
+    decoded chunk keeps its values while strokes go on through a cache of three chunks;
+    the image every reader sees and the files (every level) equal the NumPy model."""
+    reused: list[bool] = []
+    target = LabelEditStore._decode_target
+
+    def decode_target(self: LabelEditStore, k: int) -> np.ndarray:
+        out = target(self, k)
+        reused.append(isinstance(getattr(out.base, "base", None), memoryview))
+        return out
+
+    monkeypatch.setattr(LabelEditStore, "_decode_target", decode_target)
+    space = _EmptySpace(tmp_path, monkeypatch, shape=(128, 128, 200), cache_bytes=3 * 64**3 * 4)
+
+    def stamp(centre: tuple[int, int, int], value: int) -> None:
+        space.stamp(centre, value)
+        space.store.flush()  # written: the chunk may be let go, and read again from its file
+
+    centres = [(32, 32, 32), (96, 96, 96), (32, 96, 160), (96, 32, 190)]  # the last at the edge
+    for i in range(12):
+        stamp(centres[i % 4], 1 + i % 5)
+        if i == 5:  # a reader keeps views of chunk (0, 0, 0), decoded again from its file
+            kept = list(space.store.read_parts((slice(0, 64),) * 3))
+            seen = [part.copy() for _, part in kept]
+            assert any(part.any() for part in seen)
+    for (_, part), was in zip(kept, seen, strict=True):
+        np.testing.assert_array_equal(part, was)
+    assert any(reused)  # decodes went into memory let go (its stale values overwritten)
     space.check_and_close()
