@@ -1262,10 +1262,10 @@ class LabelEditStore:
         # measurable); anything else, and any chunk that does not decode, is left to
         # zarr (its errors are the readers').
         for i, path, shape in files:
-            data = self._get_chunk(keys[i][0], path, shape, self._decode_target(keys[i][0]))
-            if data is not None:
-                self._cache.put(keys[i], data)
-                got[i] = data
+            decoded = self._get_chunk(keys[i][0], path, shape, self._decode_target(keys[i][0]))
+            if decoded is not None:
+                self._cache.put(keys[i], decoded)
+                got[i] = decoded
                 miss.remove(i)
         if miss:
             datas = _gather_read(
