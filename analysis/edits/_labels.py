@@ -62,6 +62,7 @@ __all__ = [
     "SplitLabel",
     "UnlockLabels",
     "ball_mask",
+    "brush_region",
     "constant_value",
     "id_state",
     "labels_of",
@@ -897,6 +898,25 @@ def ball_mask(
         cut.append(slice(a - (int(c) - r), b - (int(c) - r)))
     mask = template[tuple(cut)]
     return (lo[0], lo[1], lo[2]), mask.copy() if copy else mask
+
+
+def brush_region(
+    center: Sequence[int],
+    radius_um: float,
+    scale_um: Sequence[float],
+    shape: Sequence[int],
+    flat_axis: int | None = None,
+    reach: float = 1.5,
+) -> tuple[slice, ...]:
+    """The level-0 box that the brush's next stamps read when it hovers at ``center``:
+    its ball (or disc, one voxel thick across ``flat_axis``) grown to ``reach`` times
+    its radius (a stroke's next stamps are half a radius apart), clipped to ``shape``.
+    What :meth:`analysis.io.LabelEditStore.prefetch` is asked to decode."""
+    out = []
+    for ax, (c, s, n) in enumerate(zip(center, scale_um, shape, strict=True)):
+        r = 0 if ax == flat_axis else int(math.ceil(radius_um * reach / s))
+        out.append(slice(max(0, int(c) - r), min(int(n), int(c) + r + 1)))
+    return tuple(out)
 
 
 @functools.lru_cache(maxsize=16)

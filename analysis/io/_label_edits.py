@@ -462,6 +462,12 @@ class LabelEditStore:
         self._atom_io: ThreadPoolExecutor | None = None
         self._atoms_pending: dict[str, Future[None]] = {}
         self._busy = False
+        #: The region a hovering brush is about to stamp (:meth:`prefetch`), and the
+        #: thread that decodes its chunks (made at the first).
+        self._prefetch_want: tuple[tuple[slice, ...], threading.Event] | None = None
+        self._prefetch_last: tuple[tuple[slice, ...], threading.Event] | None = None
+        self._prefetch_wake = threading.Condition(self._lock)
+        self._prefetcher: threading.Thread | None = None
         self._closed = False
         self.write_error: BaseException | None = None
         self.replaying = False
@@ -579,6 +585,96 @@ class LabelEditStore:
                 view.flags.writeable = False
             out.append(((first[0], first[1], first[2]), view))
         return out
+
+    def prefetch(self, region: tuple[slice, ...]) -> threading.Event:
+        """Decode, in the background, the chunks of every level that an edit of level-0
+        ``region`` reads and has to decode (those with a file, not in memory), into the
+        cache: a brush hovering there (the desktop's brush circle, the headset's ball at
+        the hand) is about to stamp, and a stamp that finds its chunks decoded does not
+        wait ~0.25 ms for each (10-25 of them where objects are). Returns at once; a newer
+        region replaces one not done yet. A chunk that an edit or the writer changed
+        meanwhile is never put in (the decoded file would be stale). The event returned
+        is set once the thread is done with ``region`` (decoded, or given up for a newer
+        one)."""
+        want = tuple(
+            slice(max(0, int(r.start)), min(n, int(r.stop)))
+            for r, n in zip(region, self.shape, strict=True)
+        )
+        done = threading.Event()
+        if any(r.start >= r.stop for r in want):
+            done.set()
+            return done
+        with self._lock:
+            if self._closed:
+                done.set()
+                return done
+            last = self._prefetch_last
+            if last is not None and last[0] == want and not last[1].is_set():
+                return last[1]  # the brush has not moved: the same work goes on
+            if self._prefetch_want is not None:
+                self._prefetch_want[1].set()  # replaced before it was begun
+            self._prefetch_want = self._prefetch_last = (want, done)
+            if self._prefetcher is None:
+                self._prefetcher = threading.Thread(
+                    target=_prefetch_loop,
+                    args=(weakref.ref(self),),
+                    name=f"labels-{self.name}-prefetch",
+                    daemon=True,
+                )
+                self._prefetcher.start()
+            self._prefetch_wake.notify_all()
+        return done
+
+    def _prefetch_region(self, region: tuple[slice, ...]) -> int:
+        """:meth:`prefetch`'s work (on its thread): how many chunks it put in the cache."""
+        keys: list[_ChunkKey] = []
+        for k, (f, ck, shape) in enumerate(
+            zip(self._factors, self._chunks, self._shapes, strict=True)
+        ):
+            # The level's samples in the region (superset: from the sample at or before
+            # its start), by chunk.
+            ranges = [
+                range((r.start // fi) // c, -(-min(-(-r.stop // fi), n) // c))
+                for r, fi, c, n in zip(region, f, ck, shape, strict=True)
+            ]
+            keys += [(k, (z, y, x)) for z in ranges[0] for y in ranges[1] for x in ranges[2]]
+        done = 0
+        for key in keys:
+            k, coords = key
+            with self._lock:
+                if self._closed or self._prefetch_want is not None:
+                    return done  # closed, or the brush moved on: its new place first
+                if (
+                    self._cache.get(key, touch=False) is not None
+                    or not self._sparse[k]
+                    or self._decoders[k] is None
+                ):
+                    continue
+                gen = self._generation
+                path = os.path.join(
+                    self._dirs[k], self._arrays[k].metadata.encode_chunk_key(coords)
+                )
+                region_k = self._chunk_region(k, coords)
+            if not os.path.exists(path):
+                continue  # empty space: a stamp makes it as fill value at no cost
+            with self._lock:
+                out = self._decode_target(k)
+            shape = tuple(r.stop - r.start for r in region_k)
+            data = self._get_chunk(k, path, shape, out)
+            if data is None:
+                continue  # left to zarr, whose errors the edit's read reports
+            with self._lock:
+                # Unchanged since the file was read: still not in memory (an edit would
+                # have put it there), and no write of the writer finished (a chunk an
+                # edit changed, written and let go meanwhile has a newer file).
+                if (
+                    not self._closed
+                    and self._generation == gen
+                    and self._cache.get(key, touch=False) is None
+                ):
+                    self._cache.put(key, data)
+                    done += 1
+        return done
 
     def _copy_chunk(
         self,
@@ -1552,6 +1648,10 @@ class LabelEditStore:
         with self._lock:
             self._closed = True
             self._wake.notify_all()
+            self._prefetch_wake.notify_all()
+            if self._prefetch_want is not None:
+                self._prefetch_want[1].set()
+                self._prefetch_want = None
             atom_io, self._atom_io = self._atom_io, None
             self._spare, self._spare_unclear = {}, {}
         if atom_io is not None:
@@ -1745,6 +1845,31 @@ def _writer_loop(ref: weakref.ref[LabelEditStore]) -> None:
             del store
             time.sleep(1.0)
             continue
+        del store
+
+
+def _prefetch_loop(ref: weakref.ref[LabelEditStore]) -> None:
+    """:meth:`LabelEditStore.prefetch`'s thread: decode the latest region asked for, until
+    the store is closed or gone."""
+    while True:
+        store = ref()
+        if store is None:
+            return
+        wake = store._prefetch_wake
+        with wake:
+            if store._closed:
+                return
+            want, store._prefetch_want = store._prefetch_want, None
+            if want is None:
+                del store  # no strong reference while waiting
+                wake.wait(timeout=1.0)
+                continue
+        try:
+            store._prefetch_region(want[0])
+        except Exception as exc:  # only a hint: the edit reads (and reports) for itself
+            log.debug("label image %s: prefetch failed: %s", store.name, exc)
+        finally:
+            want[1].set()
         del store
 
 

@@ -18,9 +18,11 @@ from tests.analysis.edits._labels_support import (
     SCALE,
     assert_pyramid,
     blobs,
+    decodes_on_this_thread,
     label_state,
     levels_of,
     make_store,
+    prefetches,
 )
 from tests.xrmode.test_tools import IDENT, Script, aim_at
 from viewer.actions import LabelEditing, Pick
@@ -139,6 +141,46 @@ def test_paint_mode_stamps_balls_while_the_trigger_is_held(rig: Rig) -> None:
     assert [s.name for s in rig.project.history.undo_steps] == ["paint stroke"]
     rig.ctx.undo()
     np.testing.assert_array_equal(rig.level0(), lab)
+
+
+def test_the_ball_in_the_hand_has_the_chunks_under_it_decoded_before_the_trigger(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In paint mode the ball at the hand's tip has the working copy decode, in the
+    background, the chunks a stamp there reads: the stamp when the trigger is pressed
+    decodes no chunk file on the frame thread, and paints the analytic ball."""
+    import time
+
+    from analysis.io import LabelEditStore
+
+    lab = blobs()
+    rig.tool.brush.value, rig.tool.brush.radius_um = 9, 0.045  # 4.5 voxels
+    rig.tool.update(rig.s.step(stick=(1.0, 0.0)), rig.ctx)  # thumbstick right: paint mode
+    rig.tool.update(rig.s.step(stick=(0.0, 0.0)), rig.ctx)
+    c1, c2 = (20, 20, 20), (30, 40, 50)  # 16³ chunks: c2's are not c1's
+
+    def at(c: tuple[int, int, int]) -> Pose:
+        tip = rig.ctx.transform.world_to_stage(np.asarray(w(c)))
+        return Pose(tuple(tip + [0.0, 0.0, 0.05]), IDENT)  # the tip is 5 cm ahead of the aim
+
+    rig.tool.update(rig.s.step(pose=at(c1), select=True), rig.ctx)  # makes the copy
+    rig.tool.update(rig.s.step(select=False), rig.ctx)
+    store = rig.editing.image("cells")
+    assert isinstance(store, LabelEditStore)
+    decoded = decodes_on_this_thread(monkeypatch)
+    asked = prefetches(monkeypatch)
+    deadline = time.monotonic() + 10.0
+    while not (asked and asked[-1].is_set()) and time.monotonic() < deadline:
+        rig.tool.update(rig.s.step(pose=at(c2)), rig.ctx)  # frames with the ball at c2
+        time.sleep(0.011)
+    rig.tool.update(rig.s.step(pose=at(c2), select=True), rig.ctx)
+    rig.tool.update(rig.s.step(select=False), rig.ctx)
+    assert decoded == []
+    zz, yy, xx = np.indices(lab.shape)
+    expect = lab.copy()
+    for c in (c1, c2):
+        expect[(zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2 < 4.5**2] = 9
+    np.testing.assert_array_equal(rig.level0(), expect)
 
 
 def test_the_labels_tool_without_a_project_is_refused_in_one_line(

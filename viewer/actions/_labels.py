@@ -44,6 +44,7 @@ from analysis.edits import (
     RelabelLabel,
     SplitLabel,
     UnlockLabels,
+    brush_region,
     locked_ids,
     object_sections,
     shown_at,
@@ -195,6 +196,25 @@ class LabelEditing:
 
     def _locked(self) -> Any:
         return self._lock() if self._lock is not None else contextlib.nullcontext()
+
+    def brush_over(
+        self, name: str, point_um: Sequence[float] | None, axis: int | None = None
+    ) -> None:
+        """The brush hovers at world ``point_um`` over labels layer ``name`` (the desktop's
+        brush circle under the mouse, ``axis``: its slice's; the headset's ball at the
+        hand's tip): the layer's working copy decodes, in the background, what the
+        brush's next stamps read (:func:`analysis.edits.brush_region`), so that a stamp
+        there does not wait for it. Nothing for a layer with no working copy yet (the
+        first stamp makes it) or outside the image."""
+        img = self._images.get(name)
+        prefetch = getattr(img, "prefetch", None)
+        lay = self.scene.layers.get(name)
+        if prefetch is None or lay is None or point_um is None or img is None:
+            return
+        v = label_voxel(lay, point_um)
+        if v is None:
+            return
+        prefetch(brush_region(v, self.brush.radius_um, img.scale_um, img.shape, axis))
 
     def _on_change(self, change: LabelChange) -> None:
         lay = self.scene.layers.get(change.name)

@@ -275,9 +275,13 @@ class QtLabelTools(QtCore.QObject):
     def _hover(self, view: QtSliceView, scene_pos: QtCore.QPointF) -> None:
         plane = view.plane
         self._mouse = {plane: scene_pos}
+        brush = self.mode in ("paint", "erase")
         for p, circle in self.cursors.items():
-            circle.setVisible(p == plane and self.mode in ("paint", "erase"))
+            circle.setVisible(p == plane and brush)
         self._place_circle(view, scene_pos)
+        lay = self._layer() if brush else None
+        if lay is not None:  # what a stamp here reads is decoded before the click
+            self.session.label_edits.brush_over(lay.name, view.world_at(scene_pos), view.fixed_axis)
 
     def _place_circle(self, view: QtSliceView, scene_pos: QtCore.QPointF) -> None:
         p = view.view.mapSceneToView(scene_pos)

@@ -374,6 +374,8 @@ class LabelTool(Tool):
         if tip is None:
             return
         b = self.brush
+        # What a stamp at the ball reads is decoded before the trigger is pressed.
+        self.editing.brush_over(self.layer, (float(tip[0]), float(tip[1]), float(tip[2])))
         stage = ctx.transform.world_to_stage(tip)
         ctx.hud.point(stage, (1.0, 1.0, 1.0) if self.mode == "paint" else (1.0, 0.3, 0.3))
         what = f"paint {b.value}" if self.mode == "paint" else "erase"

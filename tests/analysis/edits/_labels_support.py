@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
@@ -159,3 +160,34 @@ def stamped(n: int, radius_um: float) -> np.ndarray:
         centre, value = stamp(i)
         out[ball_reference(out.shape, centre, radius_um)] = value
     return out
+
+
+def prefetches(monkeypatch: Any) -> list[Any]:
+    """The events of every ``LabelEditStore.prefetch`` asked for from now on (each set
+    once its region is decoded): what a test waits on before the stamp."""
+    events: list[Any] = []
+    prefetch = LabelEditStore.prefetch
+
+    def spy(self: LabelEditStore, region: Any) -> Any:
+        events.append(prefetch(self, region))
+        return events[-1]
+
+    monkeypatch.setattr(LabelEditStore, "prefetch", spy)
+    return events
+
+
+def decodes_on_this_thread(monkeypatch: Any) -> list[int]:
+    """Levels of the chunk files decoded on the calling thread from now on."""
+    import threading
+
+    me = threading.current_thread()
+    got: list[int] = []
+    decode = LabelEditStore._get_chunk
+
+    def spy(self: LabelEditStore, k: int, *a: Any) -> Any:
+        if threading.current_thread() is me:
+            got.append(k)
+        return decode(self, k, *a)
+
+    monkeypatch.setattr(LabelEditStore, "_get_chunk", spy)
+    return got

@@ -21,7 +21,13 @@ import zarr
 from analysis.edits import History, PaintBall
 from analysis.io import LabelEditStore, create_label_copy
 from analysis.project import Workspace
-from tests.analysis.edits._labels_support import SCALE, assert_pyramid, levels_of, make_store
+from tests.analysis.edits._labels_support import (
+    SCALE,
+    assert_pyramid,
+    decodes_on_this_thread,
+    levels_of,
+    make_store,
+)
 
 SHAPE = (40, 44, 52)
 CHUNKS = 16  # 3 x 3 x 4 = 36 level-0 chunks: a whole-image read goes through the cache
@@ -576,3 +582,71 @@ def test_chunks_read_again_are_decoded_into_memory_let_go(
         np.testing.assert_array_equal(part, was)
     assert any(reused)  # decodes went into memory let go (its stale values overwritten)
     space.check_and_close()
+
+
+def test_a_hovering_brush_finds_its_chunks_decoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the brush hovers (``prefetch`` of its ``brush_region``), the chunks a stamp
+    there reads are decoded in the background: the stamp decodes no chunk file itself,
+    at any level, and paints what the NumPy model paints (memory and files)."""
+
+    from analysis.edits import brush_region
+
+    copy = _copy(tmp_path)
+    store, history = _open(tmp_path, copy, cache_bytes=64 * CHUNKS**3 * 4)
+    model = _start()
+    centre, radius = (20, 22, 26), 0.06  # 6 voxels: level-0 chunks 1 x 1..2 x 1..2
+    decodes = decodes_on_this_thread(monkeypatch)
+    assert store.prefetch(brush_region(centre, radius, SCALE, SHAPE)).wait(10.0)
+    cmd = PaintBall("cells", centre, radius, 7)
+    history.apply(cmd)
+    assert decodes == []  # every chunk the stamp read or wrote was decoded before
+    _paint(model, cmd, _ball(centre, radius, None))
+    np.testing.assert_array_equal(store.read(tuple(slice(0, n) for n in SHAPE)), model)
+    history.close()
+    store.close()
+    disk = levels_of(copy)
+    np.testing.assert_array_equal(disk[0], model)
+    assert_pyramid(disk)
+
+
+def test_a_prefetch_never_brings_back_a_chunk_older_than_an_edit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk the prefetch read from its file before an edit changed it, which the
+    writer then wrote and the cache let go, is not put in the cache when the prefetch
+    is done: every reader (and the next stamp) sees the edit, as the NumPy model has."""
+    import threading
+
+    copy = _copy(tmp_path)
+    store, history = _open(tmp_path, copy, cache_bytes=3 * CHUNKS**3 * 4)
+    model = _start()
+    read, go = threading.Event(), threading.Event()
+    decode = LabelEditStore._get_chunk
+
+    def slow(self: LabelEditStore, k: int, *a: Any) -> Any:
+        got = decode(self, k, *a)
+        if threading.current_thread().name.endswith("prefetch") and k == 0:
+            read.set()  # the file is read and decoded: now the edit comes
+            go.wait(10.0)
+        return got
+
+    monkeypatch.setattr(LabelEditStore, "_get_chunk", slow)
+    finished = store.prefetch((slice(0, CHUNKS),) * 3)  # chunk (0, 0, 0): labels 1
+    assert read.wait(10.0)
+    cmd = PaintBall("cells", (8, 8, 8), 0.05, 9)
+    history.apply(cmd)
+    _paint(model, cmd, _ball((8, 8, 8), 0.05, None))
+    store.flush()  # written to its file
+    far = (slice(CHUNKS * 2, SHAPE[0]), slice(0, SHAPE[1]), slice(0, SHAPE[2]))
+    store.read(far)  # other chunks through a cache of three: (0, 0, 0) is let go
+    assert store._cache.get((0, (0, 0, 0)), touch=False) is None
+    go.set()
+    assert finished.wait(10.0)
+    first = (slice(0, CHUNKS),) * 3
+    np.testing.assert_array_equal(store.read(first), model[first])
+    np.testing.assert_array_equal(store.read(tuple(slice(0, n) for n in SHAPE)), model)
+    history.close()
+    store.close()
+    np.testing.assert_array_equal(levels_of(copy)[0], model)

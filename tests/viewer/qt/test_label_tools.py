@@ -21,9 +21,11 @@ from tests.analysis.edits._labels_support import (
     SCALE,
     assert_pyramid,
     blobs,
+    decodes_on_this_thread,
     label_state,
     levels_of,
     make_store,
+    prefetches,
 )
 from tests.viewer.qt.conftest import wait_slices
 from tests.viewer.qt.test_app import click, key
@@ -188,6 +190,46 @@ def test_brush_stroke_paints_the_disc_and_one_undo_reverts_it(
     np.testing.assert_array_equal(copy_level0(win), lab)
     wait_slices(qtbot, win)
     np.testing.assert_array_equal(pixel(win, "xy", w(c1)), before)
+
+
+def test_the_brush_circle_has_the_chunks_under_it_decoded_before_the_click(
+    qtbot: Any, labels_viewer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the paint brush, the mouse resting on a slice has the working copy decode,
+    in the background, the chunks a stamp there reads: the click that follows decodes no
+    chunk file on the GUI thread, and paints skimage's disc."""
+
+    from analysis.io import LabelEditStore
+
+    win = labels_viewer
+    s = win.session
+    lab = blobs()
+    key(qtbot, win, Qt.Key.Key_B)  # tool.paint
+    s.label_brush.value, s.label_brush.radius_um = 7, 0.045
+    view = win.slices["xy"]
+    z = cursor_voxel(win)[0]
+    wait_slices(qtbot, win)
+    c1, c2 = (z, 40, 15), (z, 12, 50)  # 16³ chunks: c2's are not c1's
+    p1 = view.mapFromScene(view.view_to_scene(w(c1)))
+    qtbot.mousePress(view.viewport(), Qt.MouseButton.LeftButton, pos=p1)  # makes the copy
+    qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, pos=p1)
+    pause(qtbot)
+    store = s.label_image("cells")
+    assert isinstance(store, LabelEditStore)
+    decoded = decodes_on_this_thread(monkeypatch)
+    asked = prefetches(monkeypatch)
+    p2 = view.mapFromScene(view.view_to_scene(w(c2)))
+    qtbot.mouseMove(view.viewport(), p2)
+    qtbot.waitUntil(lambda: bool(asked) and asked[-1].is_set(), timeout=10_000)
+    qtbot.mousePress(view.viewport(), Qt.MouseButton.LeftButton, pos=p2)
+    qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, pos=p2)
+    pause(qtbot)
+    assert decoded == []
+    expect = lab.copy()
+    for c in (c1, c2):
+        rr, cc = disk(c[1:], 4.5, shape=lab.shape[1:])
+        expect[z, rr, cc] = 7
+    np.testing.assert_array_equal(copy_level0(win), expect)
 
 
 def test_split_by_two_seed_clicks_with_a_preview(qtbot: Any, labels_viewer: Any) -> None:
