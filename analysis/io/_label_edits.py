@@ -1817,12 +1817,12 @@ def _writer_loop(ref: weakref.ref[LabelEditStore]) -> None:
         if store is None:
             return
         wake = store._wake
-        store._clear_spares()
         with wake:
             if store._closed:
                 return
             idle = not store._dirty
         if idle:
+            store._clear_spares()
             if not store._ready_spare():  # nothing left to do: wait for an edit
                 with wake:
                     if not store._dirty and not any(store._spare_unclear.values()):
@@ -1835,6 +1835,9 @@ def _writer_loop(ref: weakref.ref[LabelEditStore]) -> None:
         store = ref()
         if store is None:
             return
+        # After the pause: clearing right when an edit woke the writer took memory
+        # bandwidth (and the GIL between maps) from the end of that edit.
+        store._clear_spares()
         try:
             # A whole batch written: more may be waiting (edits faster than the writer).
             backlog = store._flush_once(force=False) == _BATCH_CHUNKS
