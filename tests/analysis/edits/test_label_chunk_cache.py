@@ -650,3 +650,38 @@ def test_a_prefetch_never_brings_back_a_chunk_older_than_an_edit(
     history.close()
     store.close()
     np.testing.assert_array_equal(levels_of(copy)[0], model)
+
+
+def test_coarse_chunks_stay_while_level_0_chunks_come_and_go() -> None:
+    """The cache's order of letting go: least recently used level-0 chunks go while the
+    coarser levels hold at most their share (a quarter), however long ago they were
+    used; beyond the share the finest coarse level goes first; pinned chunks never go;
+    the bytes kept never exceed the budget once something can go."""
+    from analysis.io._label_edits import _ChunkCache
+
+    kib = 1024
+    pinned: set[Any] = set()
+    gone: list[Any] = []
+    cache = _ChunkCache(16 * kib, pinned.__contains__, lambda k, d: gone.append(k))
+
+    def chunk() -> np.ndarray:
+        return np.zeros(kib, np.uint8)
+
+    cache.put((2, (0, 0, 0)), chunk())
+    cache.put((1, (0, 0, 0)), chunk())
+    pinned.add((0, (9, 9, 9)))
+    cache.put((0, (9, 9, 9)), chunk())
+    for i in range(40):  # level-0 chunks stream through: the oldest level-0 ones go
+        cache.put((0, (i, 0, 0)), chunk())
+        assert cache.nbytes <= 16 * kib
+    kept = {k for k in [(2, (0, 0, 0)), (1, (0, 0, 0)), (0, (9, 9, 9))] if cache.get(k) is not None}
+    assert kept == {(2, (0, 0, 0)), (1, (0, 0, 0)), (0, (9, 9, 9))}
+    assert all(k[0] == 0 for k in gone) and (0, (9, 9, 9)) not in gone
+    assert cache.get((0, (39, 0, 0))) is not None and cache.get((0, (0, 0, 0))) is None
+    # coarse chunks over their share (4 KiB): level 1 goes before level 2, oldest first
+    gone.clear()
+    for i in range(1, 6):
+        cache.put((1, (i, 0, 0)), chunk())
+    assert cache.get((2, (0, 0, 0))) is not None
+    assert [k for k in gone if k[0]] == [(1, (0, 0, 0)), (1, (1, 0, 0)), (1, (2, 0, 0))]
+    assert cache.nbytes <= 16 * kib
