@@ -66,6 +66,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import psutil
 import zarr
 import zarr.storage
 from numcodecs import Zstd
@@ -104,11 +105,19 @@ _BATCH_CHUNKS = 64
 #: Atoms of at most this many voxels (their pieces' boxes) are packed by :meth:`record`'s
 #: caller, bigger ones on the atom thread (a brush stamp's box: ~1 M).
 _INLINE_ATOM_VOXELS = 2**22
-#: Clean decoded chunks a working copy keeps in memory (all levels; least recently used
-#: go first); chunks not yet written are kept whatever the budget. Twice the bound of
-#: unwritten chunks (:data:`DIRTY_BYTES`, counted in it): at 256 MiB a stroke's clean
-#: chunks were evicted while the brush still met them and read again (2-6 ms a stamp).
-CACHE_BYTES = 512 * 2**20
+#: Decoded chunks a working copy keeps in memory (all levels; least recently used go
+#: first; chunks not yet written are kept whatever the budget, counted in it): by default
+#: :data:`CACHE_RAM_FRACTION` of the machine's memory, within :data:`CACHE_MIN_BYTES` ..
+#: :data:`CACHE_MAX_BYTES` (:func:`default_label_cache_bytes`). The minimum is twice the
+#: bound of unwritten chunks (:data:`DIRTY_BYTES`): at 256 MiB a stroke's clean chunks
+#: were evicted while the brush still met them and read again (2-6 ms a stamp). Stamps at
+#: new places of a 1024³ image (4 GiB at level 0) that come back where earlier stamps
+#: were decode what the cache let go: p95 13.5 ms at 512 MiB, 10.8 ms at 2 GiB
+#: (``docs/benchmarks.md``). napari's chunk cache takes a quarter of the memory, as does
+#: this project's brick cache.
+CACHE_RAM_FRACTION = 1 / 8
+CACHE_MIN_BYTES = 512 * 2**20
+CACHE_MAX_BYTES = 4 * 2**30
 #: At most this many bytes of spare chunk maps kept for reuse (:meth:`LabelEditStore._recycle`).
 _SPARE_BYTES = 64 * 2**20
 #: Spare maps the writer makes ready while it has nothing to write (a stroke's new chunks).
@@ -326,8 +335,9 @@ class LabelEditStore:
     name : the label image name
     fsync : bool, default: True
         fsync atom files and the ``pending.json`` file (the journal's own fsync is separate).
-    cache_bytes : int, default: :data:`CACHE_BYTES`
-        Clean decoded chunks kept in memory (0: none). Dirty chunks (written by an edit,
+    cache_bytes : int, optional
+        Clean decoded chunks kept in memory (0: none; default:
+        :func:`default_label_cache_bytes`). Dirty chunks (written by an edit,
         not yet in zarr) and those being written are always kept, whatever the budget:
         they are what readers get for those chunks. An edit reads its chunks once
         (``read`` then ``set`` hit the cache) and a stroke's stamps reuse them.
@@ -360,7 +370,7 @@ class LabelEditStore:
         root: str | os.PathLike[str],
         name: str,
         fsync: bool = True,
-        cache_bytes: int = CACHE_BYTES,
+        cache_bytes: int | None = None,
     ) -> None:
         self.root = Path(root)
         self._name = name
@@ -416,7 +426,8 @@ class LabelEditStore:
         self._inflight: dict[_ChunkKey, list[Any]] = {}
         #: In-flight chunks whose array the writer still reads: an edit copies them first.
         self._frozen: set[_ChunkKey] = set()
-        self._cache = _ChunkCache(cache_bytes, self._pinned, self._recycle)
+        budget = default_label_cache_bytes() if cache_bytes is None else int(cache_bytes)
+        self._cache = _ChunkCache(budget, self._pinned, self._recycle)
         #: By size: memory maps of chunks made as fill value that the cache let go, every
         #: page in memory, nothing else referring to them (:meth:`_recycle`). A new chunk
         #: of fill value takes one, cleared (~0.02 ms per MiB), rather than a fresh map
@@ -2200,6 +2211,14 @@ class _ChunkCache:
         self.nbytes += n
         if key[0]:
             self._coarse_bytes += n
+
+
+def default_label_cache_bytes() -> int:
+    """The default budget of a working copy's decoded chunks: :data:`CACHE_RAM_FRACTION`
+    of the physical memory (psutil), within :data:`CACHE_MIN_BYTES` ..
+    :data:`CACHE_MAX_BYTES`."""
+    total = int(psutil.virtual_memory().total * CACHE_RAM_FRACTION)
+    return min(max(total, CACHE_MIN_BYTES), CACHE_MAX_BYTES)
 
 
 def _unpack(data: npt.NDArray[np.uint8], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
