@@ -1665,6 +1665,9 @@ class LabelEditStore:
                 self._prefetch_want = None
             atom_io, self._atom_io = self._atom_io, None
             self._spare, self._spare_unclear = {}, {}
+            # Its memory goes now, not whenever the store is collected (a cache of GBs
+            # let go at a later collection stalled whatever ran then).
+            self._cache.let_go_clean()
         if atom_io is not None:
             atom_io.shutdown(wait=True)
         _OPEN.discard(self)
@@ -2206,6 +2209,12 @@ class _ChunkCache:
             self._count(k, -gone.nbytes)
             if self._evicted is not None:
                 self._evicted(k, gone)
+
+    def let_go_clean(self) -> None:
+        """Let go of every chunk but the pinned ones (and keep none from now on)."""
+        self.budget = self._coarse_budget = 0
+        if self.nbytes:
+            self._evict()
 
     def _count(self, key: _ChunkKey, n: int) -> None:
         self.nbytes += n

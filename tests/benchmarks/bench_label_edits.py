@@ -153,14 +153,17 @@ def bench(
     ``hover_s``: the brush hovers at each stamp's place that long before it stamps (the
     front ends ask the store to decode what it will read: ``LabelEditing.brush_over``,
     here ``store.prefetch`` of the same ``brush_region``)."""
-    from analysis.edits import History, PaintBall, brush_region
+    from analysis.edits import History, PaintBall
     from analysis.io import LabelEditStore
     from analysis.project import Workspace
 
     copy = folder / "labels" / "cells.zarr"
     copy.parent.mkdir(parents=True)
     make_sparse_labels(copy, size)
-    store = LabelEditStore(copy, "cells", fsync=fsync, cache_bytes=cache_bytes if cache else 0)
+    size_kw = {"cache_bytes": cache_bytes if cache else 0}
+    store = LabelEditStore(  # (another checkout's store may not take None: see ``--against``)
+        copy, "cells", fsync=fsync, **({} if size_kw["cache_bytes"] is None else size_kw)
+    )
     ws = Workspace(labels={"cells": store})
     h = History.open(folder, ws, fsync=fsync)
     times = np.empty(n)
@@ -178,6 +181,8 @@ def bench(
             time.sleep(lift_s)
             t_next = time.perf_counter()
         if hover_s:
+            from analysis.edits import brush_region
+
             t_click = max(t_next, time.perf_counter() + hover_s) if period else 0.0
             if period and t_click - hover_s > time.perf_counter():
                 time.sleep(t_click - hover_s - time.perf_counter())

@@ -685,3 +685,9 @@ def test_coarse_chunks_stay_while_level_0_chunks_come_and_go() -> None:
     assert cache.get((2, (0, 0, 0))) is not None
     assert [k for k in gone if k[0]] == [(1, (0, 0, 0)), (1, (1, 0, 0)), (1, (2, 0, 0))]
     assert cache.nbytes <= 16 * kib
+    # a store that closes lets go of every chunk but the pinned ones, at once
+    cache.let_go_clean()
+    assert len(cache) == 1 and cache.get((0, (9, 9, 9))) is not None
+    assert cache.nbytes == kib
+    cache.put((0, (50, 0, 0)), chunk())
+    assert cache.get((0, (50, 0, 0))) is None  # and keeps none from then on
