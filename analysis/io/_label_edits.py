@@ -626,13 +626,7 @@ class LabelEditStore:
                 self._prefetch_want[1].set()  # replaced before it was begun
             self._prefetch_want = self._prefetch_last = (want, done)
             if self._prefetcher is None:
-                self._prefetcher = threading.Thread(
-                    target=_prefetch_loop,
-                    args=(weakref.ref(self),),
-                    name=f"labels-{self.name}-prefetch",
-                    daemon=True,
-                )
-                self._prefetcher.start()
+                self._prefetcher = self._thread(_prefetch_loop, "prefetch")
             self._prefetch_wake.notify_all()
         return done
 
@@ -1398,13 +1392,17 @@ class LabelEditStore:
         self._write_pending()
         self._pending_ours = True
         if self._writer is None:
-            self._writer = threading.Thread(
-                target=_writer_loop,
-                args=(weakref.ref(self),),
-                name=f"labels-{self.name}-writer",
-                daemon=True,
-            )
-            self._writer.start()
+            self._writer = self._thread(_writer_loop, "writer")
+
+    def _thread(
+        self, loop: Callable[[weakref.ref[LabelEditStore]], None], what: str
+    ) -> threading.Thread:
+        """A daemon thread running ``loop`` on a weak reference to this store, started."""
+        thread = threading.Thread(
+            target=loop, args=(weakref.ref(self),), name=f"labels-{self.name}-{what}", daemon=True
+        )
+        thread.start()
+        return thread
 
     def _pending_data(self) -> dict[str, Any]:
         """What ``pending.json`` says now (call with the lock held)."""

@@ -191,3 +191,11 @@ def decodes_on_this_thread(monkeypatch: Any) -> list[int]:
 
     monkeypatch.setattr(LabelEditStore, "_get_chunk", spy)
     return got
+
+
+def assert_files_hold(copy: Path, model: np.ndarray) -> None:
+    """The working copy's files (zarr-python), level 0, are ``model``; every level is its
+    stride downsampling."""
+    levels = levels_of(copy)
+    np.testing.assert_array_equal(levels[0], model)
+    assert_pyramid(levels)
