@@ -1013,8 +1013,13 @@ class PaintBall(_LabelCommand):
             at = tuple(
                 slice(f - o, f - o + n) for f, o, n in zip(first, offset, old.shape, strict=True)
             )
-            mask = old != new
-            mask &= ball[at]
+            if old.size and not any(old.strides):  # one value: a chunk no edit wrote
+                if old.flat[0] == new:
+                    continue
+                mask = np.array(ball[at], order="C")  # a copy: the checks below clear it
+            else:
+                mask = old != new
+                mask &= ball[at]
             if not mask.any():
                 continue
             shown = _shown(img, old)  # what the checks mean; the atom keeps raw values
