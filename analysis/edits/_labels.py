@@ -176,6 +176,12 @@ def constant_value(values: npt.NDArray[Any]) -> npt.NDArray[Any] | None:
     return None
 
 
+def _one_value(values: npt.NDArray[Any]) -> bool:
+    """Whether ``values`` is one value broadcast (strides 0: a chunk made as fill value
+    that no edit wrote, as ``read_parts`` shows it), seen without a look at the values."""
+    return bool(values.size) and not any(values.strides)
+
+
 def _by_chunk(
     offset: Sequence[int], shape: Sequence[int], chunks: Sequence[int]
 ) -> Iterator[tuple[tuple[int, int, int], Region]]:
@@ -207,7 +213,7 @@ def _pieces(
         m = np.ascontiguousarray(mask[sub])
         if not m.any():
             continue
-        if old.size and not any(old.strides):  # one value (an untouched chunk)
+        if _one_value(old):  # an untouched chunk
             was = np.broadcast_to(old.flat[0], (int(np.count_nonzero(m)),))
         else:
             was = old[sub][m]
@@ -1013,7 +1019,7 @@ class PaintBall(_LabelCommand):
             at = tuple(
                 slice(f - o, f - o + n) for f, o, n in zip(first, offset, old.shape, strict=True)
             )
-            if old.size and not any(old.strides):  # one value: a chunk no edit wrote
+            if _one_value(old):  # a chunk no edit wrote
                 if old.flat[0] == new:
                     continue
                 mask = np.array(ball[at], order="C")  # a copy: the checks below clear it

@@ -656,16 +656,12 @@ class LabelEditStore:
                 ):
                     continue
                 gen = self._generation
-                path = os.path.join(
-                    self._dirs[k], self._arrays[k].metadata.encode_chunk_key(coords)
-                )
-                region_k = self._chunk_region(k, coords)
+            path = self._chunk_path(k, coords)
             if not os.path.exists(path):
                 continue  # empty space: a stamp makes it as fill value at no cost
             with self._lock:
                 out = self._decode_target(k)
-            shape = tuple(r.stop - r.start for r in region_k)
-            data = self._get_chunk(k, path, shape, out)
+            data = self._get_chunk(k, path, self._chunk_shape(k, coords), out)
             if data is None:
                 continue  # left to zarr, whose errors the edit's read reports
             with self._lock:
@@ -1321,7 +1317,7 @@ class LabelEditStore:
         if key in self._lazy or self._closed:  # pages never asked for: nothing to save
             return
         if sum(self._spare_bytes()) + data.nbytes <= _SPARE_BYTES:
-            # The writer clears it when an edit wakes it (not now: mid-stamp, its clearing
+            # The writer clears it, after its pause (not now: mid-stamp, its clearing
             # took a CPU from the stamp).
             self._spare_unclear.setdefault(data.nbytes, []).append(view.obj)
 
@@ -1345,9 +1341,8 @@ class LabelEditStore:
             k, coords = keys[i]
             if not self._sparse[k]:
                 continue
-            path = os.path.join(self._dirs[k], self._arrays[k].metadata.encode_chunk_key(coords))
-            region = self._chunk_region(k, coords)
-            shape = tuple(r.stop - r.start for r in region)
+            path = self._chunk_path(k, coords)
+            shape = self._chunk_shape(k, coords)
             if os.path.exists(path):
                 files.append((i, path, shape))
                 continue
@@ -1576,8 +1571,7 @@ class LabelEditStore:
         a reader sees the old chunk or the new one. (zarr's own write of one chunk costs
         ~1-3 ms of CPU in its event loop and thread hand-offs; this ~0.4 ms, mostly zstd,
         which releases the GIL: the writer takes little from the edits meanwhile.)"""
-        arr = self._arrays[k]
-        path = self.root / arr.path / arr.metadata.encode_chunk_key(coords)
+        path = Path(self._chunk_path(k, coords))
         fill = self._fill[k]
         chunk = self._chunks[k]
         if data.shape != chunk:  # an edge chunk: zarr stores every chunk whole
@@ -1679,6 +1673,14 @@ class LabelEditStore:
             slice(c * n, min(e * n, s))
             for c, e, n, s in zip(coords, end, self._chunks[k], self._shapes[k], strict=True)
         )
+
+    def _chunk_path(self, k: int, coords: tuple[int, ...]) -> str:
+        """The file of chunk ``coords`` of level ``k`` (not sharded levels)."""
+        return os.path.join(self._dirs[k], self._arrays[k].metadata.encode_chunk_key(coords))
+
+    def _chunk_shape(self, k: int, coords: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of chunk ``coords`` of level ``k`` in the image (cut at its edge)."""
+        return tuple(r.stop - r.start for r in self._chunk_region(k, coords))
 
     def __repr__(self) -> str:
         return f"LabelEditStore({str(self.root)!r}, shape={self.shape}, dtype={self.dtype})"
@@ -2163,9 +2165,11 @@ class _ChunkCache:
 
     def get(self, key: _ChunkKey, touch: bool = True) -> npt.NDArray[Any] | None:
         lru = self._levels.get(key[0])
-        data = lru.get(key) if lru is not None else None
+        if lru is None:
+            return None
+        data = lru.get(key)
         if data is not None and touch:
-            lru.move_to_end(key)  # type: ignore[union-attr]
+            lru.move_to_end(key)
         return data
 
     def put(self, key: _ChunkKey, data: npt.NDArray[Any]) -> None:
@@ -2189,20 +2193,18 @@ class _ChunkCache:
         coarse_over = self._coarse_bytes - self._coarse_budget
         coarse = [self._levels[k] for k in sorted(self._levels) if k > 0]
         fine = [self._levels[0]] if 0 in self._levels else []
-        gone_keys: list[_ChunkKey] = []
-        chosen: set[_ChunkKey] = set()
+        chosen: dict[_ChunkKey, None] = {}  # (in order)
         for lrus, only_coarse in ((coarse, True), (fine, False), (coarse, False)):
             for lru in lrus:
                 for k in lru:  # (no name kept for an array: see ``evicted``)
                     if over <= 0 or (only_coarse and coarse_over <= 0):
                         break
                     if k not in chosen and not self._pinned(k):
-                        chosen.add(k)
-                        gone_keys.append(k)
+                        chosen[k] = None
                         n = lru[k].nbytes
                         over -= n
                         coarse_over -= n if k[0] else 0
-        for k in gone_keys:
+        for k in chosen:
             gone = self._levels[k[0]].pop(k)
             self._count(k, -gone.nbytes)
             if self._evicted is not None:

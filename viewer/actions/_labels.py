@@ -209,7 +209,7 @@ class LabelEditing:
         img = self._images.get(name)
         prefetch = getattr(img, "prefetch", None)
         lay = self.scene.layers.get(name)
-        if prefetch is None or lay is None or point_um is None or img is None:
+        if img is None or prefetch is None or lay is None or point_um is None:
             return
         v = label_voxel(lay, point_um)
         if v is None:
